@@ -1,0 +1,79 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace moesim::catalog {
+
+/** Kind of accelerator: decides the default topology family and the MoE dispatch implementation. */
+enum class AcceleratorKind { tpu, gpu };
+
+/** How tokens reach experts on this hardware: TPU MoE code (GShard, Mesh-TF, T5X) uses one-hot
+ *  dispatch/combine einsums (FLOPs); GPU frameworks gather/scatter rows (bytes). */
+enum class DispatchStyle { einsum, gather };
+
+/** Which watts a power figure covers. `chip`: the accelerator package only (datasheet TDP, nvidia-smi
+ *  board power); `system`: chip plus its share of host CPU, DRAM, NIC and fans, as in Patterson et
+ *  al. 2021's "measured system power". The energy layer adds host_overhead_w only for `chip`. */
+enum class PowerConvention { chip, system };
+
+/** One accelerator of the catalog (profiles/accelerators/NAME.yaml). All figures are per chip and SI.
+ *  Every numeric field has an entry in `sources` (field name -> citation). */
+struct AcceleratorSpec {
+  std::string name;          ///< catalog key, e.g. "tpu_v3"
+  std::string display_name;  ///< e.g. "Google TPU v3"
+  AcceleratorKind kind = AcceleratorKind::gpu;
+  DispatchStyle dispatch = DispatchStyle::gather;
+
+  int devices_per_chip = 1;  ///< devices the programming model sees per chip (TPU v2/v3: 2 cores)
+
+  /** Datasheet dense matrix-unit peak per chip, by dtype name ("fp32", "tf32", "bf16", "fp16",
+   *  "fp8"). A dtype missing here is not supported by the matrix unit. */
+  std::map<std::string, double> peak_matmul_flops_per_s;
+  /** Peak of the vector/scalar units per chip (non-matmul work), FLOP/s. */
+  double peak_vector_flops_per_s = 0.0;
+  /** Measured ceilings where known (e.g. H100: 798 TFLOP/s bf16 8192^3, 3.0 TB/s copy); absent = unknown. */
+  std::optional<double> measured_matmul_flops_per_s;  ///< bf16 dense GEMM ceiling
+  std::optional<double> measured_hbm_bandwidth_bytes_per_s;
+
+  double hbm_bytes = 0.0;                      ///< device memory per chip
+  double hbm_bandwidth_bytes_per_s = 0.0;      ///< datasheet
+  int matmul_tile = 1;                          ///< matrix dims are padded to this (TPU MXU: 128)
+
+  // --- Interconnect -------------------------------------------------------------------------
+  /** TPU inter-chip interconnect: links per chip, bandwidth per link per direction, hop latency. */
+  int ici_links_per_chip = 0;
+  double ici_link_bandwidth_bytes_per_s = 0.0;
+  double ici_latency_s = 0.0;
+  /** Largest pod: torus dimensions in chips (v3: [32, 32]; v4: [16, 16, 16]). */
+  std::vector<int> pod_dims;
+  /** GPU scale-up: NVLink bandwidth per GPU per direction through the node's switch, and latency. */
+  double nvlink_bandwidth_bytes_per_s = 0.0;
+  double nvlink_latency_s = 0.0;
+  int gpus_per_node = 0;
+  /** GPU scale-out: NIC bandwidth per GPU per direction (one NIC per GPU, rail-optimised), latency. */
+  double nic_bandwidth_bytes_per_s = 0.0;
+  double nic_latency_s = 0.0;
+
+  // --- Power ----------------------------------------------------------------------------------
+  PowerConvention power_convention = PowerConvention::chip;
+  double tdp_w = 0.0;      ///< thermal design power of the chip (datasheet)
+  double idle_w = 0.0;     ///< powered on, nothing running
+  double active_w = 0.0;   ///< running a job but not computing (communicating, waiting at a barrier)
+  double full_w = 0.0;     ///< computing at full load
+  double host_overhead_w = 0.0;  ///< host CPU/DRAM/NIC/fans per chip, added when convention is `chip`
+
+  // --- Embodied carbon inputs (LLMCarbon's method) -------------------------------------------
+  std::optional<double> die_area_mm2;
+  std::optional<double> lifetime_years;
+
+  std::map<std::string, std::string> sources;  ///< field name -> citation
+  std::string notes;
+
+  /** Matrix-unit peak for `dtype`; throws moesim::Error naming the supported dtypes. */
+  double peak_flops_for(const std::string& dtype) const;
+};
+
+}  // namespace moesim::catalog

@@ -1,0 +1,64 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "moesim/catalog/accelerator.hpp"
+#include "moesim/catalog/datacenter.hpp"
+
+namespace moesim::catalog {
+
+/** Annual grid carbon intensity of one zone (Google region, Electricity Maps zone, Ember country).
+ *  Keyed "google/REGION/YEAR", "electricity_maps/ZONE/YEAR" or "ember/CODE". */
+struct GridIntensity {
+  std::string key;
+  std::string dataset;      ///< "google", "electricity_maps", "ember"
+  std::string zone;         ///< region / zone / country code
+  std::string zone_name;    ///< human-readable
+  int year = 0;
+  double kgco2e_per_kwh = 0.0;             ///< location-based (gross) intensity
+  std::optional<double> cfe_fraction;      ///< carbon-free share 0..1 where the dataset gives one
+  std::string basis;        ///< "lifecycle" or "operational"
+  std::string source;       ///< citation of the dataset
+  std::string licence;      ///< e.g. "Apache-2.0", "ODbL-1.0", "CC-BY-SA-4.0"
+};
+
+/** The profiles/ directory: accelerators and datacenters, loaded once.
+ *  Lookups of unknown names throw moesim::Error listing the closest known names. */
+class Catalog {
+ public:
+  /** Loads `profiles_dir`/accelerators/ *.yaml and `profiles_dir`/datacenters/ *. Throws
+   *  moesim::InputError (file:line:column, key) on malformed data. */
+  static Catalog load(const std::string& profiles_dir);
+  /** The directory named by $MOESIM_PROFILES, else the source tree's profiles/. */
+  static std::string default_profiles_dir();
+
+  const AcceleratorSpec& accelerator(const std::string& name) const;
+  const DatacenterSpec& datacenter(const std::string& name) const;
+  bool has_accelerator(const std::string& name) const { return accelerators_.count(name) != 0; }
+  bool has_datacenter(const std::string& name) const { return datacenters_.count(name) != 0; }
+  std::vector<std::string> accelerator_names() const;
+  std::vector<std::string> datacenter_names() const;
+  const std::map<std::string, AcceleratorSpec>& accelerators() const { return accelerators_; }
+  const std::map<std::string, DatacenterSpec>& datacenters() const { return datacenters_; }
+  const std::string& profiles_dir() const { return profiles_dir_; }
+
+  /** Grid intensity by key; throws moesim::Error suggesting the closest keys. */
+  const GridIntensity& grid(const std::string& key) const;
+  bool has_grid(const std::string& key) const { return grid_.count(key) != 0; }
+  std::vector<std::string> grid_keys() const;
+
+  /** For tests and inline scenario datacenters. */
+  void add_accelerator(AcceleratorSpec spec);
+  void add_datacenter(DatacenterSpec spec);
+
+ private:
+  std::string profiles_dir_;
+  std::map<std::string, AcceleratorSpec> accelerators_;
+  std::map<std::string, DatacenterSpec> datacenters_;
+  std::map<std::string, GridIntensity> grid_;
+};
+
+}  // namespace moesim::catalog
