@@ -1,11 +1,107 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "app.hpp"
 
+#include <unistd.h>
+
+#include <csignal>
 #include <cstdio>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "commands.hpp"
+#include "moesim/core/error.hpp"
+#include "moesim/core/version.hpp"
 
 namespace moesim::cli {
+
 int main(int argc, char** argv) {
-  std::puts("moesim: not yet");
+  CLI::App app{"moesim: what does it cost, in days, MWh and tCO2e, to train this Mixture-of-Experts model on this "
+               "cluster in this datacenter, and where should it run?"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", fmt::format("moesim {} ({})", kVersion, kGitHash));
+  GlobalOptions g;
+  app.add_option("--profiles", g.profiles_dir, "Profiles directory (default: $MOESIM_PROFILES or the source tree's profiles/)");
+
+  // run
+  RunOptions run;
+  auto* run_cmd = app.add_subcommand("run", "Simulate a scenario, store the run, print its summary");
+  run_cmd->add_option("scenario", run.scenario, "Scenario YAML file")->required();
+  run_cmd->add_flag("--json", run.json, "Print one JSON object instead of the summary");
+  run_cmd->add_option("--db", run.db, "Run store (SQLite)")->default_val("moesim.db");
+  run_cmd->add_flag("--no-store", run.no_store, "Do not write the run to the store");
+  run_cmd->add_option("--set", run.overrides, "Override a scenario key: KEY.PATH=YAML (repeatable)");
+
+  // compare
+  CompareOptions cmp;
+  auto* cmp_cmd = app.add_subcommand("compare", "Run a scenario's alternatives (compare: section and --alt) and rank them");
+  cmp_cmd->add_option("scenario", cmp.scenario, "Scenario YAML file")->required();
+  cmp_cmd->add_flag("--json", cmp.json, "Print one JSON object");
+  cmp_cmd->add_option("--db", cmp.db, "Run store (SQLite)")->default_val("moesim.db");
+  cmp_cmd->add_option("--set", cmp.overrides, "Override a scenario key for every alternative: KEY.PATH=YAML");
+  cmp_cmd->add_option("--alt", cmp.alternatives, "An extra alternative as YAML: '{label: x, placement: [...]}'");
+  cmp_cmd->add_option("-j,--jobs", cmp.jobs, "Alternatives simulated at once")->default_val(2);
+
+  // report
+  ReportOptions rep;
+  auto* rep_cmd = app.add_subcommand("report", "Write an energy report of a run or comparison from the store");
+  rep_cmd->add_option("id", rep.id, "Run id, or c<ID> / comparison:<ID> for a comparison")->required();
+  rep_cmd->add_option("--format", rep.format, "html, md or csv")->default_val("html")->check(CLI::IsMember({"html", "md", "csv"}));
+  rep_cmd->add_option("-o,--output", rep.output_dir, "Output directory")->default_val("reports/out");
+  rep_cmd->add_option("--db", rep.db, "Run store (SQLite)")->default_val("moesim.db");
+
+  // explain / list
+  bool markdown = false;
+  auto* explain_cmd = app.add_subcommand("explain", "Describe every scenario field (type, unit, default, help)");
+  explain_cmd->add_flag("--markdown", markdown, "Markdown table (docs/scenario.md)");
+  std::string what, filter;
+  auto* list_cmd = app.add_subcommand("list", "List catalog entries: accelerators, datacenters, grid, models");
+  list_cmd->add_option("what", what, "accelerators | datacenters | grid | models")->required()
+      ->check(CLI::IsMember({"accelerators", "datacenters", "grid", "models"}));
+  list_cmd->add_option("--filter", filter, "Only names containing this text");
+
+  // runs
+  auto* runs_cmd = app.add_subcommand("runs", "Inspect the run store");
+  runs_cmd->require_subcommand(1);
+  RunsOptions runs;
+  auto* runs_list = runs_cmd->add_subcommand("list", "List stored runs");
+  runs_list->add_option("--db", runs.db, "Run store (SQLite)")->default_val("moesim.db");
+  runs_list->add_flag("--json", runs.json, "JSON output");
+  auto* runs_show = runs_cmd->add_subcommand("show", "Show one stored run");
+  runs_show->add_option("id", runs.id, "Run id")->required();
+  runs_show->add_option("--db", runs.db, "Run store (SQLite)")->default_val("moesim.db");
+  runs_show->add_flag("--json", runs.json, "JSON output");
+
+  // bench
+  BenchOptions bench;
+  auto* bench_cmd = app.add_subcommand("bench", "Measure the simulator itself (wall seconds, peak RSS per case)");
+  bench_cmd->add_flag("--json", bench.json, "JSON output");
+  bench_cmd->add_option("--only", bench.only, "Run only cases whose name contains this text");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+
+  try {
+    if (run_cmd->parsed()) return cmd_run(g, run);
+    if (cmp_cmd->parsed()) return cmd_compare(g, cmp);
+    if (rep_cmd->parsed()) return cmd_report(g, rep);
+    if (explain_cmd->parsed()) return cmd_explain(markdown);
+    if (list_cmd->parsed()) return cmd_list(g, what, filter);
+    if (runs_list->parsed()) return cmd_runs_list(runs);
+    if (runs_show->parsed()) return cmd_runs_show(runs);
+    if (bench_cmd->parsed()) return cmd_bench(g, bench);
+  } catch (const Error& e) {
+    std::cerr << "moesim: error: " << e.what() << "\n";
+    return e.what() == std::string("interrupted") ? 130 : 1;
+  } catch (const std::exception& e) {
+    std::cerr << "moesim: internal error: " << e.what() << "\n";
+    return 2;
+  }
   return 0;
 }
+
 }  // namespace moesim::cli

@@ -61,4 +61,20 @@ class Catalog {
   std::map<std::string, GridIntensity> grid_;
 };
 
+/** Parses one accelerator profile (profiles/accelerators/NAME.yaml; `name` must equal NAME).
+ *  Throws moesim::InputError (file:line:column, key, what was expected) on malformed data. */
+AcceleratorSpec load_accelerator_file(const std::string& file);
+
+/** Reads a grid manifest (profiles/grid/datasets.yaml) and every CSV it names; entries keyed
+ *  "dataset/zone/year" or "dataset/zone" (see GridIntensity). Intensities are converted from
+ *  gCO2e/kWh to kgCO2e/kWh. An empty intensity cell makes the row absent, an empty carbon-free
+ *  cell makes cfe_fraction absent (never zero). Throws moesim::InputError on malformed data. */
+std::map<std::string, GridIntensity> load_grid_manifest(const std::string& manifest_file);
+
+/** Parses one datacenter profile (profiles/datacenters/ *.yaml): explicit `datacenters:` entries and
+ *  the entries generated from `grid` (`google_cloud_regions:` -> gcp_REGION_YEAR, `grid_datacenters:`
+ *  -> grid:KEY). Throws moesim::InputError on malformed data. */
+std::vector<DatacenterSpec> load_datacenter_file(const std::string& file,
+                                                 const std::map<std::string, GridIntensity>& grid);
+
 }  // namespace moesim::catalog

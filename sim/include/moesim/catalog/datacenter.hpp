@@ -6,6 +6,11 @@
 
 namespace moesim::catalog {
 
+/** Datacenter names starting with this prefix are generated from the shipped grid data:
+ *  "grid:<dataset>/<zone>[/<year>]" (the grid key after the prefix), e.g. "grid:electricity_maps/DE/2023",
+ *  "grid:ember/FRA". See profiles/README.md. */
+inline constexpr const char* kGridDatacenterPrefix = "grid:";
+
 /** A datacenter: where the energy is drawn and what its grid emits.
  *  gross (location-based) intensity: the grid's average; net (market-based): after the operator's
  *  carbon-free energy purchases. Both are separate inputs (Patterson et al. 2021's net is NOT
@@ -32,6 +37,7 @@ struct DatacenterSpec {
 
   std::map<std::string, std::string> sources;  ///< field -> citation
   std::string licence;  ///< licence of the grid figures (e.g. "Apache-2.0", "ODbL-1.0")
+  std::string notes;    ///< free text: how the figures were chosen or derived (added by the catalog layer)
 
   /** Net intensity if known, else gross (the market-based figure falls back to location-based). */
   double net_or_gross_kgco2e_per_kwh() const { return net_kgco2e_per_kwh.value_or(gross_kgco2e_per_kwh); }

@@ -53,10 +53,21 @@ struct Series {
   std::vector<double> y;
 };
 
+/** Life cycle of a run: `running` from begin_run() until complete_run() or fail_run() moves it to
+ *  one of the two final states. A process killed in between leaves the run `running`. */
 enum class RunStatus { running, complete, failed };
+/** "running", "complete" or "failed" (the spelling stored in the `runs.status` column). */
 std::string to_string(RunStatus s);
 
-/** Everything stored about one run. */
+/** Metric names the store itself reads (for RunSummary); the engine writes them. */
+namespace metric_names {
+/** Simulated wall-clock time of the whole training job, in seconds → RunSummary::train_days. */
+inline constexpr const char* kTrainTime_s = "train_time_s";
+}  // namespace metric_names
+
+/** Everything stored about one run. get_run() returns what was written, doubles bit for bit,
+ *  with one exception SQLite imposes: -0.0 reads back as +0.0 (integral REAL values are stored as
+ *  integers; sqlite.org/datatype3.html). NaN cannot be stored and is refused. */
 struct RunRecord {
   std::int64_t id = 0;                 ///< assigned by the store
   std::string scenario_name;
@@ -68,6 +79,7 @@ struct RunRecord {
   RunStatus status = RunStatus::running;
   std::string error_message;           ///< for failed runs
   std::string created_at_utc;          ///< ISO 8601, set by the store
+  std::string finished_at_utc;         ///< ISO 8601, set by complete_run()/fail_run(); empty while running
   std::optional<std::int64_t> comparison_id;
   std::string alternative_label;       ///< e.g. "gcp_us_central1_2021" within a comparison
   std::vector<Metric> metrics;
@@ -76,10 +88,13 @@ struct RunRecord {
   std::vector<Series> series;
   nlohmann::json provenance;           ///< profiles used (measured/transferred/roofline), data sources, licences
 
+  /** The metric called `name`, or nullptr when the run has none of that name. */
   const Metric* metric(const std::string& name) const;
 };
 
-/** Short row for listings. */
+/** Short row for listings. The three totals are derived when the run has the data, else empty:
+ *  train_days = metric `train_time_s` / 86400; facility_energy_mwh = sum of the datacenters'
+ *  facility_energy_j / 3.6e9; co2e_gross_t = sum of the datacenters' co2e_gross_kg / 1000. */
 struct RunSummary {
   std::int64_t id = 0;
   std::string scenario_name;
@@ -103,34 +118,64 @@ struct Comparison {
 /** The SQLite run store. WAL journal, foreign keys on, STRICT tables, schema versioned with
  *  migrations. A run is written with begin_run() (status running) and finished by complete_run()
  *  or fail_run(), each one transaction: a run killed in between stays `running`, never `complete`.
- *  All failures throw moesim::Error with the database path and SQLite's message. */
+ *  All failures throw moesim::Error with the database path and SQLite's message.
+ *  Any number of processes may open the same file (readers never block the writer, nor it them);
+ *  one Store object must not be used from two threads at once. A moved-from Store may only be
+ *  destroyed or assigned to. */
 class Store {
  public:
+  /** read_write creates the file if absent and migrates it; read_only (reports, `runs list`)
+   *  never writes and needs a store already at kSchemaVersion. */
   enum class Mode { read_write, read_only };
+  /** Schema this binary writes. Version 0 was the first layout (no comparisons, no provenance);
+   *  opening an older store read-write migrates it, a newer one is refused. */
   static constexpr int kSchemaVersion = 1;
+  /** Marks a SQLite file as a moesim run store (`PRAGMA application_id`; the bytes "MoES"). */
+  static constexpr std::int32_t kApplicationId = 0x4d6f4553;
+  /** How long a write waits for another connection's write lock before failing, in seconds. */
+  static constexpr double kDefaultBusyTimeout_s = 5.0;
 
-  explicit Store(const std::string& path, Mode mode = Mode::read_write);
+  /** Opens (read_write: creates if absent, then migrates to kSchemaVersion) the store at `path`.
+   *  read_only opens with SQLITE_OPEN_READONLY and refuses stores that need a migration.
+   *  busy_timeout_s bounds how long any statement waits for a lock held by another connection. */
+  explicit Store(const std::string& path, Mode mode = Mode::read_write,
+                 double busy_timeout_s = kDefaultBusyTimeout_s);
   ~Store();
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
   Store(Store&&) noexcept;
   Store& operator=(Store&&) noexcept;
 
+  /** The database path as given to the constructor (used in every error message). */
   const std::string& path() const;
+  /** The schema version of the open database (kSchemaVersion once opened). */
   int schema_version() const;
+  /** How the store was opened. */
+  Mode mode() const;
 
+  /** Inserts an empty comparison; runs join it through RunRecord::comparison_id. Returns its id. */
   std::int64_t create_comparison(const std::string& scenario_name);
-  /** Inserts the run's identity (scenario, seed, version) with status `running`; returns its id. */
+  /** Inserts the run's identity (scenario_name, scenario_file, scenario, seed, moesim_version,
+   *  git_hash, comparison_id, alternative_label) with status `running`; returns its id. Other
+   *  fields of `header` are ignored. Throws when comparison_id names no comparison. */
   std::int64_t begin_run(const RunRecord& header);
-  /** Writes all results of run `id` and marks it complete, in one transaction. */
+  /** Writes the results of `results` (metrics, datacenters, breakdown, series, provenance) to run
+   *  `id` and marks it complete, in one transaction: on any failure nothing is written and the run
+   *  stays `running`. Only a `running` run can be completed. Names must be unique per run (metric,
+   *  datacenter, phase kind, series); values must not be NaN; a series needs x.size() == y.size(). */
   void complete_run(std::int64_t id, const RunRecord& results);
+  /** Marks the `running` run `id` failed with `message` (one transaction). */
   void fail_run(std::int64_t id, const std::string& message);
 
+  /** All runs (or those of one comparison), oldest first, read in one snapshot. */
   std::vector<RunSummary> list_runs(std::optional<std::int64_t> comparison_id = std::nullopt) const;
   /** Throws moesim::Error("no run with id N in PATH") when absent. */
   RunRecord get_run(std::int64_t id) const;
+  /** Whether a run with this id exists, whatever its status. */
   bool has_run(std::int64_t id) const;
+  /** Throws moesim::Error("no comparison with id N in PATH") when absent. */
   Comparison get_comparison(std::int64_t id) const;
+  /** Whether a comparison with this id exists. */
   bool has_comparison(std::int64_t id) const;
 
  private:

@@ -1,0 +1,60 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "moesim/catalog/catalog.hpp"
+
+namespace moesim::cli {
+
+struct GlobalOptions {
+  std::string profiles_dir;  ///< empty: Catalog::default_profiles_dir()
+};
+struct RunOptions {
+  std::string scenario;
+  bool json = false;
+  std::string db = "moesim.db";
+  bool no_store = false;
+  std::vector<std::string> overrides;
+};
+struct CompareOptions {
+  std::string scenario;
+  bool json = false;
+  std::string db = "moesim.db";
+  std::vector<std::string> overrides;
+  std::vector<std::string> alternatives;
+  int jobs = 2;
+};
+struct ReportOptions {
+  std::string id;
+  std::string format = "html";
+  std::string output_dir = "reports/out";
+  std::string db = "moesim.db";
+};
+struct RunsOptions {
+  std::string db = "moesim.db";
+  bool json = false;
+  std::int64_t id = 0;
+};
+struct BenchOptions {
+  bool json = false;
+  std::string only;
+};
+
+catalog::Catalog load_catalog(const GlobalOptions& g);
+
+int cmd_run(const GlobalOptions& g, const RunOptions& o);
+int cmd_compare(const GlobalOptions& g, const CompareOptions& o);
+int cmd_report(const GlobalOptions& g, const ReportOptions& o);
+int cmd_explain(bool markdown);
+int cmd_list(const GlobalOptions& g, const std::string& what, const std::string& filter);
+int cmd_runs_list(const RunsOptions& o);
+int cmd_runs_show(const RunsOptions& o);
+int cmd_bench(const GlobalOptions& g, const BenchOptions& o);
+
+/** True once SIGINT/SIGTERM arrived while a simulation runs (see install_interrupt_handler). */
+const volatile bool* interrupt_flag();
+void install_interrupt_handler();
+
+}  // namespace moesim::cli

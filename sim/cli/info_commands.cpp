@@ -1,0 +1,86 @@
+// SPDX-License-Identifier: Apache-2.0
+#include <iostream>
+
+#include <fmt/format.h>
+
+#include "commands.hpp"
+#include "moesim/core/units.hpp"
+#include "moesim/scenario/fields.hpp"
+#include "moesim/store/store.hpp"
+#include "moesim/workload/training_step.hpp"
+#include "record.hpp"
+
+namespace moesim::cli {
+
+int cmd_explain(bool markdown) {
+  std::cout << (markdown ? scenario::explain_markdown() : scenario::explain_text());
+  return 0;
+}
+
+int cmd_list(const GlobalOptions& g, const std::string& what, const std::string& filter) {
+  auto keep = [&](const std::string& n) { return filter.empty() || n.find(filter) != std::string::npos; };
+  if (what == "models") {
+    for (const auto& n : workload::step_builder_names()) std::cout << n << "\n";
+    return 0;
+  }
+  const catalog::Catalog c = load_catalog(g);
+  if (what == "accelerators") {
+    for (const auto& [n, a] : c.accelerators())
+      if (keep(n))
+        std::cout << fmt::format("{:<10} {:<24} {:>7.1f} TFLOP/s bf16  {:>6.1f} GiB HBM  {:>5.0f} W full\n", n, a.display_name,
+                                 a.peak_matmul_flops_per_s.count("bf16") ? a.peak_matmul_flops_per_s.at("bf16") / 1e12 : 0.0,
+                                 a.hbm_bytes / units::kGiB, a.full_w);
+  } else if (what == "datacenters") {
+    for (const auto& [n, d] : c.datacenters())
+      if (keep(n) && n.rfind(catalog::kGridDatacenterPrefix, 0) != 0)
+        std::cout << fmt::format("{:<40} PUE {:.2f}  gross {:.3f} kg/kWh  net {}  CFE {}\n", n, d.pue, d.gross_kgco2e_per_kwh,
+                                 d.net_kgco2e_per_kwh ? fmt::format("{:.3f}", *d.net_kgco2e_per_kwh) : "-",
+                                 d.cfe_fraction ? fmt::format("{:.0f} %", 100 * *d.cfe_fraction) : "-");
+    if (filter.empty())
+      std::cout << fmt::format("(and every grid zone as '{}<grid key>': moesim list grid)\n", catalog::kGridDatacenterPrefix);
+  } else {
+    for (const auto& k : c.grid_keys())
+      if (keep(k)) {
+        const auto& gi = c.grid(k);
+        std::cout << fmt::format("{:<40} {:.3f} kg/kWh  {}  ({})\n", k, gi.kgco2e_per_kwh, gi.zone_name, gi.licence);
+      }
+  }
+  return 0;
+}
+
+int cmd_runs_list(const RunsOptions& o) {
+  store::Store db(o.db, store::Store::Mode::read_only);
+  const auto runs = db.list_runs();
+  if (o.json) {
+    nlohmann::json a = nlohmann::json::array();
+    for (const auto& r : runs)
+      a.push_back({{"id", r.id}, {"scenario", r.scenario_name}, {"status", store::to_string(r.status)}, {"created_at_utc", r.created_at_utc},
+                   {"comparison_id", r.comparison_id ? nlohmann::json(*r.comparison_id) : nlohmann::json(nullptr)},
+                   {"alternative", r.alternative_label},
+                   {"train_days", r.train_days ? nlohmann::json(*r.train_days) : nlohmann::json(nullptr)},
+                   {"facility_energy_mwh", r.facility_energy_mwh ? nlohmann::json(*r.facility_energy_mwh) : nlohmann::json(nullptr)},
+                   {"co2e_gross_t", r.co2e_gross_t ? nlohmann::json(*r.co2e_gross_t) : nlohmann::json(nullptr)}});
+    std::cout << a.dump(2) << "\n";
+    return 0;
+  }
+  std::cout << fmt::format("{:>5}  {:<28} {:<9} {:<20} {:>10} {:>12} {:>12}\n", "id", "scenario", "status", "created (UTC)", "days",
+                           "facility MWh", "tCO2e gross");
+  auto opt = [](const std::optional<double>& v, const char* f) { return v ? fmt::format(fmt::runtime(f), *v) : std::string("-"); };
+  for (const auto& r : runs)
+    std::cout << fmt::format("{:>5}  {:<28} {:<9} {:<20} {:>10} {:>12} {:>12}\n", r.id, r.scenario_name, store::to_string(r.status),
+                             r.created_at_utc.substr(0, 19), opt(r.train_days, "{:.2f}"), opt(r.facility_energy_mwh, "{:.2f}"),
+                             opt(r.co2e_gross_t, "{:.2f}"));
+  return 0;
+}
+
+int cmd_runs_show(const RunsOptions& o) {
+  store::Store db(o.db, store::Store::Mode::read_only);
+  const store::RunRecord r = db.get_run(o.id);
+  if (o.json)
+    std::cout << record_json(r).dump(2) << "\n";
+  else
+    std::cout << record_summary(r);
+  return 0;
+}
+
+}  // namespace moesim::cli

@@ -1,0 +1,236 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "record.hpp"
+
+#include <algorithm>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "moesim/core/units.hpp"
+#include "moesim/core/version.hpp"
+
+namespace moesim::cli {
+
+using nlohmann::json;
+
+namespace {
+double metric_or(const store::RunRecord& r, const std::string& name, double fallback = 0.0) {
+  const store::Metric* m = r.metric(name);
+  return m ? m->value : fallback;
+}
+}  // namespace
+
+store::RunRecord make_header(const scenario::Scenario& s) {
+  store::RunRecord r;
+  r.scenario_name = s.name;
+  r.scenario_file = s.source_file;
+  r.scenario = s.resolved;
+  r.seed = s.seed;
+  r.moesim_version = kVersion;
+  r.git_hash = kGitHash;
+  return r;
+}
+
+store::RunRecord make_record(const scenario::Scenario& s, const engine::JobResult& job, const energy::Accounting& acc,
+                             const catalog::Catalog& catalog, const energy::NetworkEnergyTable& network) {
+  store::RunRecord r = make_header(s);
+  auto add = [&](const std::string& name, double value, const std::string& unit) { r.metrics.push_back({name, value, unit}); };
+  add("step_time_s", job.step_time_s, "s");
+  add("step_time_spread_s", job.step_time_spread_s, "s");
+  add("steps", job.steps, "steps");
+  add(store::metric_names::kTrainTime_s, job.train_time_s, "s");
+  add("tokens_dropped_fraction", job.tokens_dropped_fraction, "1");
+  add("mfu", job.mfu, "1");
+  add("hfu", job.hfu, "1");
+  add("model_flops_per_step", job.model_flops_per_step, "FLOP");
+  add("hardware_flops_per_step", job.hardware_flops_per_step, "FLOP");
+  add("chips", job.chips, "chips");
+  add("devices", job.devices, "devices");
+  add("duration_s", acc.duration_s, "s");
+  add("duration_pinned", acc.duration_pinned ? 1.0 : 0.0, "bool");
+  add("power_pinned", acc.power_pinned ? 1.0 : 0.0, "bool");
+  add("average_chip_power_w", acc.average_chip_power_w, "W");
+  add("peak_chip_power_w", job.peak_chip_power_w, "W");
+  add("it_energy_j", acc.it_energy_j(), "J");
+  add("network_energy_j", acc.network_energy_j(), "J");
+  add("facility_energy_j", acc.facility_energy_j(), "J");
+  add("co2e_gross_kg", acc.co2e_gross_kg(), "kgCO2e");
+  add("co2e_net_kg", acc.co2e_net_kg(), "kgCO2e");
+  if (acc.embodied) add("embodied_co2e_kg", acc.embodied_co2e_kg(), "kgCO2e");
+  add("memory_params_bytes", job.memory.params_bytes, "B");
+  add("memory_grads_bytes", job.memory.grads_bytes, "B");
+  add("memory_optimizer_bytes", job.memory.optimizer_bytes, "B");
+  add("memory_activations_bytes", job.memory.activations_bytes, "B");
+  add("memory_capacity_bytes", job.memory.capacity_bytes, "B");
+  add("rematerialization", job.memory.remat ? 1.0 : 0.0, "bool");
+  for (const auto& [op, b] : job.collective_bytes_per_step) add("collective_bytes_per_step." + op, b, "B");
+  double wan = 0.0;
+  for (const auto& site : job.sites) wan += site.link_bytes_per_step[static_cast<std::size_t>(system::LinkClass::wan)];
+  add("wan_bytes_per_step", wan, "B");
+  add("wan_time_per_step_s", job.breakdown_s.count("comm.wan") ? job.breakdown_s.at("comm.wan") : 0.0, "s");
+  add("phases_per_step", job.phases_per_step, "phases");
+  add("collectives_detailed", job.collectives_detailed, "collectives");
+  add("collectives_memoized", job.collectives_memoized, "collectives");
+  add("sim_wall_s", job.sim_wall_s, "s");
+
+  for (const auto& site : acc.sites) {
+    store::DatacenterResult d;
+    d.name = site.datacenter.name;
+    d.display_name = site.datacenter.display_name.empty() ? site.datacenter.name : site.datacenter.display_name;
+    d.country_iso_code = site.datacenter.country_iso_code;
+    d.region = site.datacenter.cloud_region.empty() ? site.datacenter.location : site.datacenter.cloud_region;
+    d.share = site.share;
+    d.chips = site.chips;
+    d.pue = site.datacenter.pue;
+    d.gross_kgco2e_per_kwh = site.datacenter.gross_kgco2e_per_kwh;
+    d.net_kgco2e_per_kwh = site.datacenter.net_kgco2e_per_kwh;
+    d.cfe_fraction = site.datacenter.cfe_fraction;
+    d.it_energy_j = site.it_energy_j;
+    d.network_energy_j = site.network_energy_j;
+    d.facility_energy_j = site.facility_energy_j;
+    d.co2e_gross_kg = site.co2e_gross_kg;
+    d.co2e_net_kg = site.co2e_net_kg;
+    d.embodied_co2e_kg = site.embodied_co2e_kg;
+    r.datacenters.push_back(std::move(d));
+  }
+  std::set<std::string> kinds;
+  for (const auto& [k, v] : job.busy_s) kinds.insert(k);
+  for (const auto& [k, v] : job.breakdown_s) kinds.insert(k);
+  for (const auto& k : kinds) {
+    store::PhaseBreakdown b;
+    b.phase_kind = k;
+    b.time_s = job.busy_s.count(k) ? job.busy_s.at(k) : 0.0;
+    b.critical_path_s = job.breakdown_s.count(k) ? job.breakdown_s.at(k) : 0.0;
+    r.breakdown.push_back(std::move(b));
+  }
+  if (!job.power_t_s.empty()) r.series.push_back({"power_w", "s", "W", job.power_t_s, job.power_w});
+
+  const auto& accel = catalog.accelerator(s.cluster.accelerator);
+  json dcs = json::array();
+  for (const auto& site : acc.sites)
+    dcs.push_back({{"name", site.datacenter.name}, {"sources", site.datacenter.sources}, {"licence", site.datacenter.licence},
+                   {"notes", site.datacenter.notes}});
+  json net = json::object();
+  for (std::size_t c = 0; c < system::kLinkClassCount; ++c) {
+    const auto& e = network.get(static_cast<system::LinkClass>(c));
+    net[system::to_string(static_cast<system::LinkClass>(c))] = {
+        {"energy_per_bit_j", e.energy_per_bit_j}, {"idle_w_per_link", e.idle_w_per_link},
+        {"included_in", e.included_in == energy::IncludedIn::chip ? "chip" : e.included_in == energy::IncludedIn::host_overhead ? "host_overhead" : "none"},
+        {"source", e.source}};
+  }
+  r.provenance = {{"moesim_version", kVersion},
+                  {"git_hash", kGitHash},
+                  {"profiles_dir", catalog.profiles_dir()},
+                  {"compute_model", job.compute_model},
+                  {"compute_paths", job.compute_paths},
+                  {"accelerator", {{"name", accel.name}, {"sources", accel.sources}, {"notes", accel.notes}}},
+                  {"power_convention", job.power_convention},
+                  {"collective_algorithms", job.algorithms},
+                  {"datacenters", dcs},
+                  {"network_energy", net},
+                  {"routing_exact", job.routing_exact},
+                  {"step_times_s", job.step_times_s}};
+  return r;
+}
+
+json record_json(const store::RunRecord& r) {
+  using namespace units;
+  json bd = json::object(), busy = json::object();
+  for (const auto& b : r.breakdown) {
+    if (b.critical_path_s > 0) bd[b.phase_kind] = b.critical_path_s;
+    busy[b.phase_kind] = b.time_s;
+  }
+  json dcs = json::array();
+  for (const auto& d : r.datacenters) {
+    json o = {{"name", d.name},
+              {"display_name", d.display_name},
+              {"chips", d.chips},
+              {"share", d.share},
+              {"pue", d.pue},
+              {"gross_kgco2e_per_kwh", d.gross_kgco2e_per_kwh},
+              {"net_kgco2e_per_kwh", d.net_kgco2e_per_kwh ? json(*d.net_kgco2e_per_kwh) : json(nullptr)},
+              {"cfe_fraction", d.cfe_fraction ? json(*d.cfe_fraction) : json(nullptr)},
+              {"it_energy_mwh", joules_to_mwh(d.it_energy_j)},
+              {"network_energy_mwh", joules_to_mwh(d.network_energy_j)},
+              {"facility_energy_mwh", joules_to_mwh(d.facility_energy_j)},
+              {"co2e_gross_t", kg_to_tonnes(d.co2e_gross_kg)},
+              {"co2e_net_t", kg_to_tonnes(d.co2e_net_kg)}};
+    if (r.metric("embodied_co2e_kg")) o["embodied_co2e_t"] = kg_to_tonnes(d.embodied_co2e_kg);
+    dcs.push_back(std::move(o));
+  }
+  json metrics = json::object();
+  for (const auto& m : r.metrics) metrics[m.name] = {{"value", m.value}, {"unit", m.unit}};
+  const double train_s = metric_or(r, store::metric_names::kTrainTime_s);
+  json out = {{"run_id", r.id},
+              {"scenario", r.scenario_name},
+              {"status", store::to_string(r.status)},
+              {"seed", r.seed},
+              {"moesim_version", r.moesim_version},
+              {"step_time_s", metric_or(r, "step_time_s")},
+              {"step_time_spread_s", metric_or(r, "step_time_spread_s")},
+              {"steps", metric_or(r, "steps")},
+              {"train_time_s", train_s},
+              {"train_days", seconds_to_days(train_s)},
+              {"tokens_dropped_fraction", metric_or(r, "tokens_dropped_fraction")},
+              {"step_breakdown_s", bd},
+              {"step_busy_s", busy},
+              {"mfu", metric_or(r, "mfu")},
+              {"hfu", metric_or(r, "hfu")},
+              {"chips", metric_or(r, "chips")},
+              {"devices", metric_or(r, "devices")},
+              {"duration_days", seconds_to_days(metric_or(r, "duration_s"))},
+              {"duration_pinned", metric_or(r, "duration_pinned") != 0.0},
+              {"average_chip_power_w", metric_or(r, "average_chip_power_w")},
+              {"it_energy_mwh", joules_to_mwh(metric_or(r, "it_energy_j"))},
+              {"network_energy_mwh", joules_to_mwh(metric_or(r, "network_energy_j"))},
+              {"facility_energy_mwh", joules_to_mwh(metric_or(r, "facility_energy_j"))},
+              {"co2e_gross_t", kg_to_tonnes(metric_or(r, "co2e_gross_kg"))},
+              {"co2e_net_t", kg_to_tonnes(metric_or(r, "co2e_net_kg"))},
+              {"embodied_co2e_t", r.metric("embodied_co2e_kg") ? json(kg_to_tonnes(metric_or(r, "embodied_co2e_kg"))) : json(nullptr)},
+              {"datacenters", dcs},
+              {"metrics", metrics}};
+  if (r.comparison_id) {
+    out["comparison_id"] = *r.comparison_id;
+    out["alternative"] = r.alternative_label;
+  }
+  return out;
+}
+
+std::string record_summary(const store::RunRecord& r) {
+  using namespace units;
+  const double step = metric_or(r, "step_time_s"), spread = metric_or(r, "step_time_spread_s");
+  const double train_s = metric_or(r, store::metric_names::kTrainTime_s);
+  std::string out;
+  out += fmt::format("moesim run {}: {} ({})\n", r.id, r.scenario_name, store::to_string(r.status));
+  out += fmt::format("  chips {:.0f} ({:.0f} devices)   memory/device {:.1f} of {:.1f} GiB{}\n", metric_or(r, "chips"),
+                     metric_or(r, "devices"),
+                     (metric_or(r, "memory_params_bytes") + metric_or(r, "memory_grads_bytes") + metric_or(r, "memory_optimizer_bytes") +
+                      metric_or(r, "memory_activations_bytes")) / kGiB,
+                     metric_or(r, "memory_capacity_bytes") / kGiB, metric_or(r, "rematerialization") != 0 ? ", rematerialized" : "");
+  out += fmt::format("  step time       {:.4f} s (spread {:.2g} s over {} steps)   {:.3g} steps/s\n", step, spread,
+                     r.provenance.contains("step_times_s") ? r.provenance["step_times_s"].size() : 0, step > 0 ? 1.0 / step : 0.0);
+  out += fmt::format("  training        {:.4g} steps -> {:.2f} days   MFU {:.1f} %   tokens dropped {:.2f} %\n",
+                     metric_or(r, "steps"), seconds_to_days(train_s), 100.0 * metric_or(r, "mfu"),
+                     100.0 * metric_or(r, "tokens_dropped_fraction"));
+  out += "  step breakdown (critical path):\n";
+  std::vector<std::pair<double, std::string>> parts;
+  for (const auto& b : r.breakdown)
+    if (b.critical_path_s > 0) parts.emplace_back(b.critical_path_s, b.phase_kind);
+  std::sort(parts.rbegin(), parts.rend());
+  for (const auto& [t, k] : parts) out += fmt::format("    {:<28} {:>10.4f} s  {:5.1f} %\n", k, t, step > 0 ? 100.0 * t / step : 0.0);
+  out += fmt::format("  energy          IT {:.3f} MWh + network {:.3f} MWh -> facility {:.3f} MWh{}   ({:.0f} W/chip)\n",
+                     joules_to_mwh(metric_or(r, "it_energy_j")), joules_to_mwh(metric_or(r, "network_energy_j")),
+                     joules_to_mwh(metric_or(r, "facility_energy_j")),
+                     metric_or(r, "duration_pinned") != 0 ? fmt::format(" over the pinned {:.2f} days", seconds_to_days(metric_or(r, "duration_s"))) : "",
+                     metric_or(r, "average_chip_power_w"));
+  out += fmt::format("  emissions       {:.3f} tCO2e gross (location), {:.3f} tCO2e net (market)", kg_to_tonnes(metric_or(r, "co2e_gross_kg")),
+                     kg_to_tonnes(metric_or(r, "co2e_net_kg")));
+  if (r.metric("embodied_co2e_kg")) out += fmt::format(", {:.3f} tCO2e embodied", kg_to_tonnes(metric_or(r, "embodied_co2e_kg")));
+  out += "\n";
+  for (const auto& d : r.datacenters)
+    out += fmt::format("    {:<34} {:>5} chips  PUE {:.2f}  {:>9.3f} MWh  {:>8.3f} t gross  {:>8.3f} t net\n", d.name, d.chips, d.pue,
+                       joules_to_mwh(d.facility_energy_j), kg_to_tonnes(d.co2e_gross_kg), kg_to_tonnes(d.co2e_net_kg));
+  return out;
+}
+
+}  // namespace moesim::cli

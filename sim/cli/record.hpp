@@ -1,0 +1,30 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "moesim/catalog/catalog.hpp"
+#include "moesim/energy/accounting.hpp"
+#include "moesim/engine/job.hpp"
+#include "moesim/scenario/scenario.hpp"
+#include "moesim/store/store.hpp"
+
+namespace moesim::cli {
+
+/** The store record of a finished run: every metric with its unit (SI), per-datacenter results,
+ *  the step breakdown, the power series and the provenance of every input. */
+store::RunRecord make_record(const scenario::Scenario& s, const engine::JobResult& job, const energy::Accounting& acc,
+                             const catalog::Catalog& catalog, const energy::NetworkEnergyTable& network);
+
+/** The identity part of a record (before the simulation): scenario, seed, version. */
+store::RunRecord make_header(const scenario::Scenario& s);
+
+/** `moesim run --json` / `runs show --json`: one object built from a stored record (units converted:
+ *  days, MWh, tonnes). */
+nlohmann::json record_json(const store::RunRecord& r);
+
+/** Human-readable summary of a stored record. */
+std::string record_summary(const store::RunRecord& r);
+
+}  // namespace moesim::cli

@@ -1,0 +1,97 @@
+// SPDX-License-Identifier: Apache-2.0
+#include <unistd.h>
+
+#include <csignal>
+#include <iostream>
+
+#include <fmt/format.h>
+
+#include "commands.hpp"
+#include "moesim/core/error.hpp"
+#include "moesim/energy/accounting.hpp"
+#include "moesim/engine/isolation.hpp"
+#include "moesim/engine/job.hpp"
+#include "moesim/scenario/loader.hpp"
+#include "moesim/store/store.hpp"
+#include "record.hpp"
+#include "run_job.hpp"
+
+namespace moesim::cli {
+
+namespace {
+volatile bool g_interrupted = false;
+extern "C" void on_signal(int) { g_interrupted = true; }
+}  // namespace
+
+const volatile bool* interrupt_flag() { return &g_interrupted; }
+
+void install_interrupt_handler() {
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+catalog::Catalog load_catalog(const GlobalOptions& g) {
+  return catalog::Catalog::load(g.profiles_dir.empty() ? catalog::Catalog::default_profiles_dir() : g.profiles_dir);
+}
+
+PreparedRun prepare_run(const catalog::Catalog& catalog, scenario::Scenario s) {
+  PreparedRun p{std::move(s), energy::NetworkEnergyTable::load(catalog.profiles_dir()), std::nullopt};
+  engine::check_feasible(p.scenario, catalog);
+  if (p.scenario.energy.embodied)
+    p.embodied = energy::load_embodied(catalog.profiles_dir(), catalog.accelerator(p.scenario.cluster.accelerator));
+  return p;
+}
+
+store::RunRecord execute_run(const catalog::Catalog& catalog, const PreparedRun& p, store::Store* db,
+                             const store::RunRecord& header, bool progress) {
+  std::int64_t id = 0;
+  if (db) id = db->begin_run(header);
+  try {
+    engine::Progress report;
+    if (progress)
+      report = [name = p.scenario.name](int k, int n, const std::string& what) {
+        std::cerr << fmt::format("\r[{}] step {}/{} {}   ", name, std::min(k + 1, n), n, what) << (k >= n ? "\n" : "") << std::flush;
+      };
+    const engine::IsolatedResult iso = engine::run_isolated(
+        [&] { return engine::to_json(engine::simulate_job(p.scenario, catalog, {}, report)); }, interrupt_flag());
+    const engine::JobResult job = engine::job_from_json(iso.value);
+    const energy::Accounting acc = energy::account(job, p.scenario, catalog, p.network, p.embodied);
+    store::RunRecord rec = make_record(p.scenario, job, acc, catalog, p.network);
+    rec.comparison_id = header.comparison_id;
+    rec.alternative_label = header.alternative_label;
+    if (db) {
+      db->complete_run(id, rec);
+      return db->get_run(id);
+    }
+    rec.status = store::RunStatus::complete;
+    return rec;
+  } catch (const std::exception& e) {
+    if (db) {
+      try {
+        db->fail_run(id, e.what());
+      } catch (const std::exception&) {
+        // The original error matters more than a failure to record it.
+      }
+    }
+    throw;
+  }
+}
+
+int cmd_run(const GlobalOptions& g, const RunOptions& o) {
+  const catalog::Catalog catalog = load_catalog(g);
+  PreparedRun p = prepare_run(catalog, scenario::load_file(o.scenario, catalog, o.overrides));
+  std::unique_ptr<store::Store> db;
+  if (!o.no_store) db = std::make_unique<store::Store>(o.db);
+  install_interrupt_handler();
+  const store::RunRecord rec = execute_run(catalog, p, db.get(), make_header(p.scenario), !o.json && isatty(2));
+  if (o.json)
+    std::cout << record_json(rec).dump(2) << "\n";
+  else
+    std::cout << record_summary(rec) << (db ? fmt::format("  stored in {} as run {}\n", o.db, rec.id) : "");
+  return 0;
+}
+
+}  // namespace moesim::cli

@@ -1,0 +1,28 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+#include <optional>
+
+#include "moesim/catalog/catalog.hpp"
+#include "moesim/energy/accounting.hpp"
+#include "moesim/scenario/scenario.hpp"
+#include "moesim/store/store.hpp"
+
+namespace moesim::cli {
+
+/** A scenario checked and ready to simulate, with the data its accounting needs. */
+struct PreparedRun {
+  scenario::Scenario scenario;
+  energy::NetworkEnergyTable network;
+  std::optional<energy::EmbodiedFigures> embodied;
+};
+
+/** Checks feasibility (memory, topology) and loads the energy data: every input error surfaces here,
+ *  before anything is written to the store. */
+PreparedRun prepare_run(const catalog::Catalog& catalog, scenario::Scenario s);
+
+/** Simulates in a child process, accounts energy, and (if `db`) stores the run as one transaction.
+ *  A failure marks the stored run failed and re-throws. */
+store::RunRecord execute_run(const catalog::Catalog& catalog, const PreparedRun& p, store::Store* db,
+                             const store::RunRecord& header, bool progress);
+
+}  // namespace moesim::cli

@@ -1,0 +1,403 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "moesim/engine/engine.hpp"
+
+#include <simgrid/plugins/energy.h>
+#include <simgrid/s4u.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <exception>
+#include <unordered_map>
+
+#include <boost/graph/topological_sort.hpp>
+#include <fmt/format.h>
+
+#include "moesim/core/error.hpp"
+#include "moesim/system/collectives.hpp"
+
+namespace moesim::engine {
+
+namespace sg4 = simgrid::s4u;
+using workload::Phase;
+using workload::PhaseId;
+using workload::StepGraph;
+
+namespace {
+
+/** FNV-1a over raw bytes: a compact signature of a collective's traffic inputs. */
+struct Hasher {
+  std::uint64_t h = 1469598103934665603ULL;
+  void bytes(const void* p, std::size_t n) {
+    const auto* c = static_cast<const unsigned char*>(p);
+    for (std::size_t i = 0; i < n; ++i) {
+      h ^= c[i];
+      h *= 1099511628211ULL;
+    }
+  }
+  template <class T>
+  void value(const T& v) {
+    bytes(&v, sizeof(v));
+  }
+};
+
+std::uint64_t signature(const workload::CollectiveWork& w) {
+  Hasher h;
+  h.value(static_cast<int>(w.op));
+  h.value(w.bytes_per_device);
+  for (const auto& g : w.groups) {
+    h.value(g.size());
+    h.bytes(g.data(), g.size() * sizeof(int));
+  }
+  for (const auto* vv : {&w.send_weight, &w.recv_weight})
+    for (const auto& v : *vv) {
+      h.value(v.size());
+      h.bytes(v.data(), v.size() * sizeof(double));
+    }
+  return h.h;
+}
+
+/** A traffic plan with its network footprint (bytes x links by site and class). */
+struct CachedPlan {
+  system::TrafficPlan plan;
+  std::vector<std::array<double, system::kLinkClassCount>> site_link_bytes;
+};
+
+/** Background load fraction that marks a chip as "running a job" (host_energy's epsilon state). */
+constexpr double kBackgroundLoad = 1e-9;
+/** Pacer work long enough to outlast any step; the background task is cancelled at the step's end. */
+constexpr double kForeverSeconds = 1e9;
+
+}  // namespace
+
+struct Simulator::Impl {
+  const system::Topology& topo;
+  const catalog::AcceleratorSpec& accel;
+  platform::PowerStates power;
+  const workload::DeviceMesh& mesh;
+  EngineOptions opt;
+  std::unique_ptr<sg4::Engine> engine;
+  std::unique_ptr<platform::Platform> plat;
+  std::unordered_map<std::uint64_t, CachedPlan> plans;
+  std::unordered_map<std::uint64_t, double> memo_s;
+  std::unordered_map<std::uint64_t, std::array<std::uint8_t, system::kLinkClassCount>> route_classes;
+  std::vector<sg4::Host*> free_pacers;
+
+  Impl(const system::Topology& t, const catalog::AcceleratorSpec& a, const platform::PowerStates& p,
+       const workload::DeviceMesh& m, EngineOptions o)
+      : topo(t), accel(a), power(p), mesh(m), opt(o) {
+    if (sg4::Engine::has_instance())
+      throw Error("internal error: one SimGrid simulation per process (run each simulation in its own process)");
+    static int argc = 3;
+    static char arg0[] = "moesim";
+    static char arg1[] = "--log=root.thres:warning";
+    static char arg2[] = "--cfg=host/model:ptask_L07";
+    static char* argv[] = {arg0, arg1, arg2, nullptr};
+    engine = std::make_unique<sg4::Engine>(&argc, argv);
+    sg_host_energy_plugin_init();
+    plat = platform::Platform::build(topo, accel, power, opt.pacers);
+    free_pacers = plat->pacers();
+  }
+
+  const CachedPlan& plan_for(std::uint64_t sig, const workload::CollectiveWork& w) {
+    auto it = plans.find(sig);
+    if (it != plans.end()) return it->second;
+    CachedPlan cp;
+    cp.plan = system::plan_collective(w, topo, mesh);
+    cp.site_link_bytes.assign(topo.sites().size(), {});
+    for (const auto& round : cp.plan.rounds)
+      for (const auto& batch : round.batches)
+        for (const auto& f : batch.flows) {
+          const std::uint64_t key = (static_cast<std::uint64_t>(f.src) << 32) | static_cast<std::uint32_t>(f.dst);
+          auto rc = route_classes.find(key);
+          if (rc == route_classes.end()) {
+            std::vector<sg4::Link*> links;
+            double lat = 0.0;
+            plat->endpoint(f.src)->route_to(plat->endpoint(f.dst), links, &lat);
+            std::array<std::uint8_t, system::kLinkClassCount> counts{};
+            for (const sg4::Link* l : links) ++counts[static_cast<std::size_t>(platform::Platform::link_class(l))];
+            rc = route_classes.emplace(key, counts).first;
+          }
+          const int site = f.src < topo.chips() ? topo.site_of(f.src) : f.src - topo.chips();
+          for (std::size_t c = 0; c < system::kLinkClassCount; ++c)
+            cp.site_link_bytes[static_cast<std::size_t>(site)][c] += f.bytes * rc->second[c];
+        }
+    return plans.emplace(sig, std::move(cp)).first->second;
+  }
+
+  StepResult run_step(workload::BuiltStep& step, bool record_power);
+};
+
+namespace {
+
+/** State of one vertex while the step runs. */
+struct VertexState {
+  int indegree = 0;
+  int pending = 0;
+  std::size_t round = 0;
+  double start = -1.0;
+  double end = -1.0;
+  std::uint64_t sig = 0;
+  const CachedPlan* plan = nullptr;
+  bool memo_replay = false;
+  bool memo_eligible = false;
+};
+
+}  // namespace
+
+StepResult Simulator::Impl::run_step(workload::BuiltStep& step, bool record_power) {
+  StepGraph& g = step.graph;
+  const std::size_t V = boost::num_vertices(g);
+  const auto& chips = plat->chips();
+  const double speed = plat->chip_speed_flops_per_s();
+  const double pacer_speed = plat->pacer_speed_flops_per_s();
+  const double t0 = sg4::Engine::get_clock();
+
+  StepResult res;
+  res.stats = step.stats;
+  res.phases = static_cast<int>(V);
+  res.site_link_bytes.assign(topo.sites().size(), {});
+  auto site_energy = [&] {
+    std::vector<double> e(topo.sites().size(), 0.0);
+    for (std::size_t c = 0; c < chips.size(); ++c) e[static_cast<std::size_t>(topo.site_of(static_cast<int>(c)))] += sg_host_get_consumed_energy(chips[c]);
+    return e;
+  };
+  const std::vector<double> e0 = site_energy();
+
+  auto take_pacer = [&]() -> sg4::Host* {
+    if (free_pacers.empty()) return nullptr;
+    sg4::Host* h = free_pacers.back();
+    free_pacers.pop_back();
+    return h;
+  };
+
+  // Background "job running" load on every chip (see class comment), one task per chunk + pacer.
+  std::vector<sg4::ExecPtr> background;
+  std::vector<sg4::Host*> background_pacers;
+  for (std::size_t lo = 0; lo < chips.size(); lo += static_cast<std::size_t>(opt.chunk_hosts)) {
+    const std::size_t hi = std::min(chips.size(), lo + static_cast<std::size_t>(opt.chunk_hosts));
+    sg4::Host* pacer = take_pacer();
+    if (pacer == nullptr) throw Error("engine: not enough pacer hosts for the background load; raise EngineOptions::pacers");
+    std::vector<sg4::Host*> hosts(chips.begin() + static_cast<long>(lo), chips.begin() + static_cast<long>(hi));
+    std::vector<double> flops(hosts.size(), kBackgroundLoad * speed * kForeverSeconds);
+    hosts.push_back(pacer);
+    flops.push_back(pacer_speed * kForeverSeconds);
+    auto ex = sg4::Exec::init()->set_hosts(hosts)->set_flops_amounts(flops)->set_bytes_amounts({});
+    ex->vetoable_start();
+    background.push_back(ex);
+    background_pacers.push_back(pacer);
+  }
+
+  std::vector<VertexState> st(V);
+  for (PhaseId v = 0; v < V; ++v) st[v].indegree = static_cast<int>(boost::in_degree(v, g));
+  std::vector<PhaseId> ready;
+  for (PhaseId v = 0; v < V; ++v)
+    if (st[v].indegree == 0) ready.push_back(v);
+
+  std::vector<sg4::ExecPtr> pending;
+  struct Tag {
+    PhaseId v;
+    sg4::Host* pacer;
+  };
+  std::vector<Tag> tags;
+  std::size_t events = 0;
+  const std::size_t sample_every = std::max<std::size_t>(1, V / static_cast<std::size_t>(std::max(1, opt.power_samples)));
+  auto sample_power = [&](bool force) {
+    if (!record_power || (!force && events % sample_every != 0)) return;
+    double w = 0.0;
+    for (sg4::Host* h : chips) w += sg_host_get_current_consumption(h);
+    res.power_t_s.push_back(sg4::Engine::get_clock() - t0);
+    res.power_w.push_back(w);
+  };
+  sample_power(true);
+
+  auto finish = [&](PhaseId v) {
+    st[v].end = sg4::Engine::get_clock();
+    for (auto [e, eend] = boost::out_edges(v, g); e != eend; ++e) {
+      PhaseId u = boost::target(*e, g);
+      if (--st[u].indegree == 0) ready.push_back(u);
+    }
+    ++events;
+    sample_power(false);
+  };
+
+  auto launch_round = [&](PhaseId v) {
+    const auto& round = st[v].plan->plan.rounds[st[v].round];
+    for (const auto& batch : round.batches) {
+      std::unordered_map<int, int> index;
+      std::vector<sg4::Host*> hosts;
+      for (const auto& f : batch.flows)
+        for (int ep : {f.src, f.dst})
+          if (index.emplace(ep, static_cast<int>(hosts.size())).second) hosts.push_back(plat->endpoint(ep));
+      const std::size_t n = hosts.size();
+      std::vector<double> bytes(n * n, 0.0);
+      for (const auto& f : batch.flows)
+        bytes[static_cast<std::size_t>(index[f.src]) * n + static_cast<std::size_t>(index[f.dst])] += f.bytes;
+      auto ex = sg4::Exec::init()->set_hosts(hosts)->set_flops_amounts(std::vector<double>(n, 0.0))->set_bytes_amounts(bytes);
+      ex->vetoable_start();
+      pending.push_back(ex);
+      tags.push_back({v, nullptr});
+      ++st[v].pending;
+    }
+  };
+
+  auto launch = [&](PhaseId v) {
+    Phase& ph = g[v];
+    st[v].start = sg4::Engine::get_clock();
+    if (ph.type == Phase::Type::compute) {
+      // Per chip: its devices run in parallel; the chip is busy until its slowest device finishes.
+      std::unordered_map<int, double> busy;
+      for (std::size_t i = 0; i < ph.compute.devices.size(); ++i) {
+        double& b = busy[mesh.chip_of(ph.compute.devices[i])];
+        b = std::max(b, ph.compute.time_s[i]);
+      }
+      std::vector<std::pair<int, double>> work(busy.begin(), busy.end());
+      std::sort(work.begin(), work.end());
+      for (std::size_t lo = 0; lo < work.size(); lo += static_cast<std::size_t>(opt.chunk_hosts)) {
+        const std::size_t hi = std::min(work.size(), lo + static_cast<std::size_t>(opt.chunk_hosts));
+        std::vector<sg4::Host*> hosts;
+        std::vector<double> flops;
+        for (std::size_t i = lo; i < hi; ++i)
+          if (work[i].second > 0.0) {
+            hosts.push_back(chips[static_cast<std::size_t>(work[i].first)]);
+            flops.push_back(work[i].second * speed);
+          }
+        if (hosts.empty()) continue;
+        auto ex = sg4::Exec::init()->set_hosts(hosts)->set_flops_amounts(flops)->set_bytes_amounts({});
+        ex->vetoable_start();
+        pending.push_back(ex);
+        tags.push_back({v, nullptr});
+        ++st[v].pending;
+      }
+      if (st[v].pending == 0) finish(v);
+      return;
+    }
+    if (ph.type == Phase::Type::collective) {
+      st[v].sig = signature(ph.comm);
+      st[v].plan = &plan_for(st[v].sig, ph.comm);
+      res.algorithms[ph.kind] = st[v].plan->plan.algorithm;
+      for (std::size_t s = 0; s < res.site_link_bytes.size(); ++s)
+        for (std::size_t c = 0; c < system::kLinkClassCount; ++c)
+          res.site_link_bytes[s][c] += st[v].plan->site_link_bytes[s][c];
+      if (st[v].plan->plan.empty()) {
+        finish(v);
+        return;
+      }
+      st[v].memo_eligible = opt.memoize && !ph.overlaps_grad_reduce && ph.kind != "comm.pipeline_p2p";
+      auto memo = memo_s.find(st[v].sig);
+      if (st[v].memo_eligible && memo != memo_s.end()) {
+        if (sg4::Host* pacer = take_pacer()) {
+          st[v].memo_replay = true;
+          ++res.collectives_memoized;
+          auto ex = sg4::Exec::init()->set_host(pacer)->set_flops_amount(memo->second * pacer_speed);
+          ex->vetoable_start();
+          pending.push_back(ex);
+          tags.push_back({v, pacer});
+          ++st[v].pending;
+          return;
+        }
+      }
+      ++res.collectives_detailed;
+      st[v].round = 0;
+      launch_round(v);
+      return;
+    }
+    finish(v);  // marker
+  };
+
+  while (true) {
+    while (!ready.empty()) {
+      PhaseId v = ready.back();
+      ready.pop_back();
+      launch(v);
+    }
+    if (pending.empty()) break;
+    const ssize_t idx = sg4::Exec::wait_any(pending);
+    if (idx < 0) throw Error("internal error: SimGrid wait_any failed");
+    const Tag tag = tags[static_cast<std::size_t>(idx)];
+    pending[static_cast<std::size_t>(idx)] = pending.back();
+    pending.pop_back();
+    tags[static_cast<std::size_t>(idx)] = tags.back();
+    tags.pop_back();
+    if (tag.pacer) free_pacers.push_back(tag.pacer);
+    VertexState& vs = st[tag.v];
+    if (--vs.pending > 0) continue;
+    const Phase& ph = g[tag.v];
+    if (ph.type == Phase::Type::collective && !vs.memo_replay) {
+      if (vs.round + 1 < vs.plan->plan.rounds.size()) {
+        ++vs.round;
+        launch_round(tag.v);
+        continue;
+      }
+      if (vs.memo_eligible) memo_s.emplace(vs.sig, sg4::Engine::get_clock() - vs.start);
+    }
+    finish(tag.v);
+  }
+  for (PhaseId v = 0; v < V; ++v)
+    if (st[v].end < 0.0) throw Error(fmt::format("internal error: phase '{}' never ran (the step graph has a cycle?)", g[v].label));
+
+  const double t1 = sg4::Engine::get_clock();
+  sample_power(true);
+  for (auto& ex : background) ex->cancel();
+  for (sg4::Host* p : background_pacers) free_pacers.push_back(p);
+  const std::vector<double> e1 = site_energy();
+  res.duration_s = t1 - t0;
+  res.site_energy_j.resize(e0.size());
+  for (std::size_t s = 0; s < e0.size(); ++s) res.site_energy_j[s] = e1[s] - e0[s];
+
+  // Busy time by kind, and the critical path: from the end, follow the predecessor that finished last.
+  auto attribute = [&](PhaseId v, double dt, std::map<std::string, double>& into) {
+    const Phase& ph = g[v];
+    if (dt <= 0.0) return;
+    if (ph.type == Phase::Type::compute) {
+      double total = 0.0;
+      for (const auto& [k, t] : ph.compute.kind_time_s) total += t;
+      for (const auto& [k, t] : ph.compute.kind_time_s) into[k] += total > 0 ? dt * t / total : 0.0;
+    } else if (ph.type == Phase::Type::collective) {
+      into[ph.kind] += dt;
+    } else {
+      into["wait"] += dt;
+    }
+  };
+  for (PhaseId v = 0; v < V; ++v) attribute(v, st[v].end - st[v].start, res.busy_s);
+  PhaseId cur = step.end;
+  while (true) {
+    auto [e, eend] = boost::in_edges(cur, g);
+    if (e == eend) break;
+    PhaseId best = boost::source(*e, g);
+    for (; e != eend; ++e)
+      if (st[boost::source(*e, g)].end > st[best].end) best = boost::source(*e, g);
+    attribute(cur, st[cur].end - st[best].end, res.critical_path_s);
+    cur = best;
+  }
+  attribute(cur, st[cur].end - t0, res.critical_path_s);
+  return res;
+}
+
+Simulator::Simulator(const system::Topology& topo, const catalog::AcceleratorSpec& accel, const platform::PowerStates& power,
+                     const workload::DeviceMesh& mesh, EngineOptions options)
+    : impl_(std::make_unique<Impl>(topo, accel, power, mesh, options)) {}
+
+Simulator::~Simulator() = default;
+
+const platform::Platform& Simulator::platform() const { return *impl_->plat; }
+
+std::vector<StepResult> Simulator::run(int steps, const std::function<workload::BuiltStep(int)>& build) {
+  std::vector<StepResult> results(static_cast<std::size_t>(steps));
+  std::exception_ptr failure;
+  sg4::Actor::create("driver", impl_->plat->pacers().front(), [&] {
+    try {
+      for (int k = 0; k < steps; ++k) {
+        workload::BuiltStep step = build(k);
+        results[static_cast<std::size_t>(k)] = impl_->run_step(step, k == 0);
+      }
+    } catch (...) {
+      failure = std::current_exception();
+    }
+  });
+  impl_->engine->run();
+  if (failure) std::rethrow_exception(failure);
+  return results;
+}
+
+}  // namespace moesim::engine

@@ -1,0 +1,234 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "moesim/engine/job.hpp"
+
+#include <chrono>
+#include <cmath>
+#include <numeric>
+
+#include <fmt/format.h>
+
+#include "moesim/core/error.hpp"
+#include "moesim/perf/compute_model.hpp"
+#include "moesim/platform/platform.hpp"
+#include "moesim/system/topology.hpp"
+#include "moesim/workload/training_step.hpp"
+
+namespace moesim::engine {
+
+using nlohmann::json;
+
+json to_json(const JobResult& r) {
+  json sites = json::array();
+  for (const auto& s : r.sites) {
+    json lb = json::object();
+    for (std::size_t c = 0; c < system::kLinkClassCount; ++c)
+      lb[system::to_string(static_cast<system::LinkClass>(c))] = s.link_bytes_per_step[c];
+    sites.push_back({{"datacenter", s.datacenter},
+                     {"chips", s.chips},
+                     {"share", s.share},
+                     {"chip_energy_per_step_j", s.chip_energy_per_step_j},
+                     {"link_bytes_per_step", lb},
+                     {"link_counts", s.link_counts}});
+  }
+  const auto& m = r.memory;
+  return {{"scenario_name", r.scenario_name},
+          {"accelerator", r.accelerator},
+          {"chips", r.chips},
+          {"devices", r.devices},
+          {"memory",
+           {{"params_bytes", m.params_bytes},
+            {"grads_bytes", m.grads_bytes},
+            {"optimizer_bytes", m.optimizer_bytes},
+            {"activations_bytes", m.activations_bytes},
+            {"activations_no_remat_bytes", m.activations_no_remat_bytes},
+            {"capacity_bytes", m.capacity_bytes},
+            {"remat", m.remat}}},
+          {"step_times_s", r.step_times_s},
+          {"step_time_s", r.step_time_s},
+          {"step_time_spread_s", r.step_time_spread_s},
+          {"steps", r.steps},
+          {"train_time_s", r.train_time_s},
+          {"tokens_dropped_fraction", r.tokens_dropped_fraction},
+          {"routing_exact", r.routing_exact},
+          {"model_flops_per_step", r.model_flops_per_step},
+          {"hardware_flops_per_step", r.hardware_flops_per_step},
+          {"mfu", r.mfu},
+          {"hfu", r.hfu},
+          {"breakdown_s", r.breakdown_s},
+          {"busy_s", r.busy_s},
+          {"collective_bytes_per_step", r.collective_bytes_per_step},
+          {"algorithms", r.algorithms},
+          {"sites", sites},
+          {"power_t_s", r.power_t_s},
+          {"power_w", r.power_w},
+          {"peak_chip_power_w", r.peak_chip_power_w},
+          {"power_convention", r.power_convention},
+          {"compute_model", r.compute_model},
+          {"compute_paths", r.compute_paths},
+          {"phases_per_step", r.phases_per_step},
+          {"collectives_detailed", r.collectives_detailed},
+          {"collectives_memoized", r.collectives_memoized},
+          {"sim_wall_s", r.sim_wall_s}};
+}
+
+JobResult job_from_json(const json& j) {
+  JobResult r;
+  r.scenario_name = j.at("scenario_name");
+  r.accelerator = j.at("accelerator");
+  r.chips = j.at("chips");
+  r.devices = j.at("devices");
+  const json& m = j.at("memory");
+  r.memory.params_bytes = m.at("params_bytes");
+  r.memory.grads_bytes = m.at("grads_bytes");
+  r.memory.optimizer_bytes = m.at("optimizer_bytes");
+  r.memory.activations_bytes = m.at("activations_bytes");
+  r.memory.activations_no_remat_bytes = m.at("activations_no_remat_bytes");
+  r.memory.capacity_bytes = m.at("capacity_bytes");
+  r.memory.remat = m.at("remat");
+  r.step_times_s = j.at("step_times_s").get<std::vector<double>>();
+  r.step_time_s = j.at("step_time_s");
+  r.step_time_spread_s = j.at("step_time_spread_s");
+  r.steps = j.at("steps");
+  r.train_time_s = j.at("train_time_s");
+  r.tokens_dropped_fraction = j.at("tokens_dropped_fraction");
+  r.routing_exact = j.at("routing_exact");
+  r.model_flops_per_step = j.at("model_flops_per_step");
+  r.hardware_flops_per_step = j.at("hardware_flops_per_step");
+  r.mfu = j.at("mfu");
+  r.hfu = j.at("hfu");
+  r.breakdown_s = j.at("breakdown_s").get<std::map<std::string, double>>();
+  r.busy_s = j.at("busy_s").get<std::map<std::string, double>>();
+  r.collective_bytes_per_step = j.at("collective_bytes_per_step").get<std::map<std::string, double>>();
+  r.algorithms = j.at("algorithms").get<std::map<std::string, std::string>>();
+  for (const json& s : j.at("sites")) {
+    SiteStepFigures f;
+    f.datacenter = s.at("datacenter");
+    f.chips = s.at("chips");
+    f.share = s.at("share");
+    f.chip_energy_per_step_j = s.at("chip_energy_per_step_j");
+    for (std::size_t c = 0; c < system::kLinkClassCount; ++c)
+      f.link_bytes_per_step[c] = s.at("link_bytes_per_step").at(system::to_string(static_cast<system::LinkClass>(c)));
+    f.link_counts = s.at("link_counts").get<std::map<std::string, int>>();
+    r.sites.push_back(std::move(f));
+  }
+  r.power_t_s = j.at("power_t_s").get<std::vector<double>>();
+  r.power_w = j.at("power_w").get<std::vector<double>>();
+  r.peak_chip_power_w = j.at("peak_chip_power_w");
+  r.power_convention = j.at("power_convention");
+  r.compute_model = j.at("compute_model");
+  r.compute_paths = j.at("compute_paths").get<std::map<std::string, std::string>>();
+  r.phases_per_step = j.at("phases_per_step");
+  r.collectives_detailed = j.at("collectives_detailed");
+  r.collectives_memoized = j.at("collectives_memoized");
+  r.sim_wall_s = j.at("sim_wall_s");
+  return r;
+}
+
+namespace {
+
+/** Links of each class within a site (for static/idle network power). */
+std::map<std::string, int> site_link_counts(const system::Site& site, int sites) {
+  std::map<std::string, int> c;
+  const int n = static_cast<int>(site.chips.size());
+  if (site.kind == system::SiteKind::torus) {
+    c["ici"] = n * static_cast<int>(site.dims.size());  // one link per chip per dimension (wrap-around torus)
+  } else {
+    const int g = site.gpus_per_node, nodes = site.nodes();
+    const int leaves = nodes / std::max(1, site.nodes_per_leaf);
+    c["nvlink"] = n;
+    c["nic"] = n;
+    c["fabric"] = nodes * g + (leaves > 1 ? leaves * static_cast<int>(std::max(1.0, std::round(site.nodes_per_leaf * g / site.oversubscription))) : 0);
+  }
+  // WAN links are shared between two sites; each site carries half of every link it touches.
+  if (sites > 1) c["wan_half"] = sites - 1;
+  return c;
+}
+
+}  // namespace
+
+void check_feasible(const scenario::Scenario& s, const catalog::Catalog& catalog) {
+  const auto& accel = catalog.accelerator(s.cluster.accelerator);
+  workload::step_builder(s.model.type);
+  workload::DeviceMesh mesh(s.parallelism, accel.devices_per_chip);
+  workload::estimate_memory(s, accel);
+  system::Topology::build(s, accel, mesh);
+  accel.peak_flops_for(s.model.dtype);
+}
+
+JobResult simulate_job(const scenario::Scenario& s, const catalog::Catalog& catalog, const EngineOptions& options,
+                       const Progress& progress) {
+  const auto wall0 = std::chrono::steady_clock::now();
+  const catalog::AcceleratorSpec& accel = catalog.accelerator(s.cluster.accelerator);
+  const workload::StepBuilder& builder = workload::step_builder(s.model.type);
+  workload::DeviceMesh mesh(s.parallelism, accel.devices_per_chip);
+  const workload::MemoryEstimate mem = workload::estimate_memory(s, accel);
+  const perf::EfficiencyTable eff = perf::EfficiencyTable::load(catalog.profiles_dir());
+  const perf::RooflineModel compute(accel, eff);
+  const system::Topology topo = system::Topology::build(s, accel, mesh);
+  const platform::PowerStates power = platform::power_states(accel);
+
+  Simulator sim(topo, accel, power, mesh, options);
+  const int steps = s.training.steps_simulated;
+  const auto results = sim.run(steps, [&](int k) {
+    if (progress) progress(k, steps, "building and simulating step");
+    return builder.build(workload::StepContext{s, accel, compute, mesh, mem.remat, k});
+  });
+  if (progress) progress(steps, steps, "done");
+
+  JobResult r;
+  r.scenario_name = s.name;
+  r.accelerator = accel.name;
+  r.chips = mesh.chips();
+  r.devices = mesh.devices();
+  r.memory = mem;
+  const double n = static_cast<double>(results.size());
+  for (const auto& sr : results) r.step_times_s.push_back(sr.duration_s);
+  r.step_time_s = std::accumulate(r.step_times_s.begin(), r.step_times_s.end(), 0.0) / n;
+  double var = 0.0;
+  for (double t : r.step_times_s) var += (t - r.step_time_s) * (t - r.step_time_s);
+  r.step_time_spread_s = results.size() > 1 ? std::sqrt(var / (n - 1.0)) : 0.0;
+  r.steps = s.steps();
+  r.train_time_s = r.steps * r.step_time_s;
+  double assignments = 0.0, dropped = 0.0;
+  for (const auto& sr : results) {
+    assignments += sr.stats.assignments;
+    dropped += sr.stats.dropped;
+    r.routing_exact = r.routing_exact && sr.stats.routing_exact;
+    r.model_flops_per_step += sr.stats.model_flops / n;
+    r.hardware_flops_per_step += sr.stats.hardware_flops / n;
+    for (const auto& [k, v] : sr.critical_path_s) r.breakdown_s[k] += v / n;
+    for (const auto& [k, v] : sr.busy_s) r.busy_s[k] += v / n;
+    for (const auto& [k, v] : sr.stats.bytes_by_op) r.collective_bytes_per_step[k] += v / n;
+    for (const auto& [k, v] : sr.algorithms) r.algorithms[k] = v;
+    r.collectives_detailed += sr.collectives_detailed;
+    r.collectives_memoized += sr.collectives_memoized;
+  }
+  r.tokens_dropped_fraction = assignments > 0 ? dropped / assignments : 0.0;
+  const double device_peak = accel.peak_flops_for(s.model.dtype) / accel.devices_per_chip;
+  r.mfu = r.model_flops_per_step / (r.step_time_s * r.devices * device_peak);
+  r.hfu = r.hardware_flops_per_step / (r.step_time_s * r.devices * device_peak);
+  for (const auto& site : topo.sites()) {
+    SiteStepFigures f;
+    f.datacenter = site.datacenter;
+    f.chips = static_cast<int>(site.chips.size());
+    f.share = s.placement[static_cast<std::size_t>(site.index)].share;
+    for (const auto& sr : results) {
+      f.chip_energy_per_step_j += sr.site_energy_j[static_cast<std::size_t>(site.index)] / n;
+      for (std::size_t c = 0; c < system::kLinkClassCount; ++c)
+        f.link_bytes_per_step[c] += sr.site_link_bytes[static_cast<std::size_t>(site.index)][c] / n;
+    }
+    f.link_counts = site_link_counts(site, static_cast<int>(topo.sites().size()));
+    r.sites.push_back(std::move(f));
+  }
+  r.power_t_s = results.front().power_t_s;
+  r.power_w = results.front().power_w;
+  r.peak_chip_power_w = power.full_w;
+  r.power_convention = power.convention;
+  r.compute_model = compute.describe();
+  for (const auto& name : perf::kernel_class_names()) r.compute_paths[name] = "roofline";
+  r.phases_per_step = results.front().phases;
+  r.sim_wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
+  return r;
+}
+
+}  // namespace moesim::engine

@@ -1,0 +1,71 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+#include <array>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "moesim/catalog/accelerator.hpp"
+#include "moesim/platform/platform.hpp"
+#include "moesim/system/topology.hpp"
+#include "moesim/workload/mesh.hpp"
+#include "moesim/workload/training_step.hpp"
+
+namespace moesim::engine {
+
+/** Knobs of the discrete-event run (not of the physics). */
+struct EngineOptions {
+  int pacers = 512;           ///< pacer hosts available for memoised phases and background power
+  int chunk_hosts = 512;      ///< hosts per compute parallel task (SimGrid's ptask setup grows ~N^2)
+  bool memoize = true;        ///< replay isolated collectives already simulated with the same traffic
+  int power_samples = 400;    ///< points of the power-over-time series of the first step
+};
+
+/** Results of one simulated step. Times in seconds from the step's start. */
+struct StepResult {
+  double duration_s = 0.0;
+  std::map<std::string, double> busy_s;           ///< summed phase time by kind (concurrent phases add up)
+  std::map<std::string, double> critical_path_s;  ///< time each kind contributes to the critical path
+  std::vector<double> site_energy_j;              ///< chip-host energy per site during the step (host_energy)
+  /** Bytes x links traversed, by link class and site (WAN counted on the sending site). */
+  std::vector<std::array<double, system::kLinkClassCount>> site_link_bytes;
+  std::vector<double> power_t_s;                  ///< power series (first step only)
+  std::vector<double> power_w;
+  workload::StepStats stats;
+  int phases = 0;
+  int collectives_detailed = 0;
+  int collectives_memoized = 0;
+  std::map<std::string, std::string> algorithms;  ///< collective kind -> algorithm used
+};
+
+/** Runs step DAGs on SimGrid (ptask_L07 host model, host_energy plugin). One Simulator per process:
+ *  SimGrid's engine is a process-wide singleton (run each simulation in its own process; see
+ *  sim/engine/isolation.hpp).
+ *
+ *  Compute phases are parallel tasks on the chips (per-chip work = the slowest of its devices), in
+ *  chunks of `chunk_hosts`. Collective phases are the system layer's rounds; each batch of a round is
+ *  one parallel task whose byte matrix holds the batch's flows. A collective that cannot overlap other
+ *  traffic and whose exact traffic was already simulated in isolation is replayed as a timed delay
+ *  (memoisation). While a step runs, every chip carries a background task of negligible load so that
+ *  a chip that is not computing draws the `active` power (communicating, waiting), not `idle`. */
+class Simulator {
+ public:
+  Simulator(const system::Topology& topo, const catalog::AcceleratorSpec& accel, const platform::PowerStates& power,
+            const workload::DeviceMesh& mesh, EngineOptions options = {});
+  ~Simulator();
+  Simulator(const Simulator&) = delete;
+  Simulator& operator=(const Simulator&) = delete;
+
+  /** Simulates `steps` steps back to back; `build(i)` builds step i's graph (called just before it runs). */
+  std::vector<StepResult> run(int steps, const std::function<workload::BuiltStep(int)>& build);
+
+  const platform::Platform& platform() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace moesim::engine

@@ -1,0 +1,78 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+#include <array>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "moesim/catalog/catalog.hpp"
+#include "moesim/engine/engine.hpp"
+#include "moesim/scenario/scenario.hpp"
+#include "moesim/workload/memory.hpp"
+
+namespace moesim::engine {
+
+/** Per-site simulation figures, per step (mean over the simulated steps). */
+struct SiteStepFigures {
+  std::string datacenter;
+  int chips = 0;
+  double share = 0.0;
+  double chip_energy_per_step_j = 0.0;  ///< chip hosts incl. host overhead (SimGrid host_energy)
+  std::array<double, system::kLinkClassCount> link_bytes_per_step{};  ///< bytes x links, by class
+  std::map<std::string, int> link_counts;  ///< links of each class in this site (for idle power)
+};
+
+/** The simulated job: a few steps in detail, the whole run extrapolated from their mean. */
+struct JobResult {
+  std::string scenario_name;
+  std::string accelerator;
+  int chips = 0;
+  int devices = 0;
+  workload::MemoryEstimate memory;
+  std::vector<double> step_times_s;
+  double step_time_s = 0.0;          ///< mean
+  double step_time_spread_s = 0.0;   ///< sample standard deviation over the simulated steps (0 for one step)
+  double steps = 0.0;                ///< optimizer steps of the whole run (tokens / batch tokens)
+  double train_time_s = 0.0;         ///< steps x mean step time
+  double tokens_dropped_fraction = 0.0;
+  bool routing_exact = true;
+  double model_flops_per_step = 0.0;
+  double hardware_flops_per_step = 0.0;
+  double mfu = 0.0;                  ///< model FLOPs / (step time x devices x peak)
+  double hfu = 0.0;                  ///< hardware FLOPs / (step time x devices x peak)
+  std::map<std::string, double> breakdown_s;  ///< critical path by phase kind (mean), sums to step time
+  std::map<std::string, double> busy_s;       ///< busy time by phase kind (mean)
+  std::map<std::string, double> collective_bytes_per_step;  ///< by op, summed over devices
+  std::map<std::string, std::string> algorithms;
+  std::vector<SiteStepFigures> sites;
+  std::vector<double> power_t_s;     ///< first step: total chip power over time
+  std::vector<double> power_w;
+  double peak_chip_power_w = 0.0;    ///< full-compute power of one chip (incl. host overhead)
+  std::string power_convention;
+  std::string compute_model;         ///< provenance of kernel times
+  std::map<std::string, std::string> compute_paths;  ///< kernel class -> measured/transferred/roofline
+  int phases_per_step = 0;
+  int collectives_detailed = 0;
+  int collectives_memoized = 0;
+  double sim_wall_s = 0.0;           ///< wall-clock seconds the simulation took
+};
+
+nlohmann::json to_json(const JobResult& r);
+JobResult job_from_json(const nlohmann::json& j);
+
+/** Progress callback: (step index, steps, message). */
+using Progress = std::function<void(int, int, const std::string&)>;
+
+/** Validates what can be checked without simulating (memory fit, topology, model registry): throws
+ *  moesim::Error with the numbers. Cheap; call before starting a run. */
+void check_feasible(const scenario::Scenario& s, const catalog::Catalog& catalog);
+
+/** Simulates the scenario on SimGrid. Must run in a process that has not run another simulation
+ *  (see run_isolated). */
+JobResult simulate_job(const scenario::Scenario& s, const catalog::Catalog& catalog, const EngineOptions& options = {},
+                       const Progress& progress = {});
+
+}  // namespace moesim::engine

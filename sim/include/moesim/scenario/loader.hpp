@@ -1,0 +1,33 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+#include <string>
+#include <vector>
+
+#include "moesim/catalog/catalog.hpp"
+#include "moesim/scenario/scenario.hpp"
+
+namespace moesim::scenario {
+
+/** A `compare:` alternative: its label and the scenario with its overrides applied. */
+struct Alternative {
+  std::string label;
+  Scenario scenario;
+};
+
+/** Reads, validates and resolves a scenario file. Every problem is a moesim::InputError naming
+ *  file:line:column, the key and what is allowed.
+ *  `overrides` are "key.path=YAML value" strings applied on top of the file (command-line --set). */
+Scenario load_file(const std::string& path, const catalog::Catalog& catalog,
+                   const std::vector<std::string>& overrides = {});
+
+/** Same, from text; `file_label` names the source in error messages. */
+Scenario load_string(const std::string& yaml_text, const std::string& file_label, const catalog::Catalog& catalog,
+                     const std::vector<std::string>& overrides = {});
+
+/** The scenario's `compare:` alternatives (each fully validated), plus any given on the command line
+ *  as YAML mappings (`extra_alternatives`, each with a `label`). Empty if there are none. */
+std::vector<Alternative> load_alternatives(const std::string& path, const catalog::Catalog& catalog,
+                                           const std::vector<std::string>& overrides = {},
+                                           const std::vector<std::string>& extra_alternatives = {});
+
+}  // namespace moesim::scenario

@@ -1,0 +1,40 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+#include <string>
+
+#include "moesim/catalog/accelerator.hpp"
+#include "moesim/scenario/scenario.hpp"
+
+namespace moesim::workload {
+
+/** Parameter counts of the model (whole model, not per device). */
+struct ParamCounts {
+  double dense = 0.0;        ///< attention, dense FFN, routers, embedding (replicated over data x expert)
+  double expert = 0.0;       ///< all experts of all MoE layers
+  double expert_per_layer = 0.0;
+  double active_per_token_decoder = 0.0;  ///< parameters touched by one decoder token (top-k experts)
+  double active_per_token_encoder = 0.0;
+  double total() const { return dense + expert; }
+};
+ParamCounts count_params(const scenario::ModelSpec& m);
+
+/** Bytes of one element of `dtype` ("fp32" 4, "bf16"/"fp16" 2); throws on an unknown dtype. */
+double dtype_bytes(const std::string& dtype);
+
+/** Device-memory need of one device (the most loaded pipeline stage), and the rematerialisation decision. */
+struct MemoryEstimate {
+  double params_bytes = 0.0;
+  double grads_bytes = 0.0;
+  double optimizer_bytes = 0.0;
+  double activations_bytes = 0.0;         ///< with the chosen rematerialisation
+  double activations_no_remat_bytes = 0.0;
+  double capacity_bytes = 0.0;            ///< device memory (chip HBM / devices per chip)
+  bool remat = false;
+  double total_bytes() const { return params_bytes + grads_bytes + optimizer_bytes + activations_bytes; }
+};
+
+/** Estimates per-device memory and decides rematerialisation (auto: only if needed).
+ *  Throws moesim::Error with the numbers when the model cannot fit even with rematerialisation. */
+MemoryEstimate estimate_memory(const scenario::Scenario& s, const catalog::AcceleratorSpec& accel);
+
+}  // namespace moesim::workload

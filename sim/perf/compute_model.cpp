@@ -1,0 +1,162 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "moesim/perf/compute_model.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "moesim/core/error.hpp"
+#include "moesim/core/text.hpp"
+
+namespace moesim::perf {
+
+namespace {
+const std::vector<std::pair<KernelClass, std::string>>& class_table() {
+  static const std::vector<std::pair<KernelClass, std::string>> t = {
+      {KernelClass::gemm, "gemm"},           {KernelClass::batched_gemm, "batched_gemm"},
+      {KernelClass::grouped_gemm, "grouped_gemm"}, {KernelClass::router, "router"},
+      {KernelClass::permute, "permute"},     {KernelClass::unpermute, "unpermute"},
+      {KernelClass::elementwise, "elementwise"}, {KernelClass::optimizer, "optimizer"},
+  };
+  return t;
+}
+}  // namespace
+
+std::string to_string(KernelClass c) {
+  for (const auto& [k, n] : class_table())
+    if (k == c) return n;
+  return "?";
+}
+
+const std::vector<std::string>& kernel_class_names() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> v;
+    for (const auto& [k, n] : class_table()) v.push_back(n);
+    return v;
+  }();
+  return names;
+}
+
+KernelClass kernel_class_from_string(const std::string& s) {
+  for (const auto& [k, n] : class_table())
+    if (n == s) return k;
+  throw Error(fmt::format("unknown kernel class '{}'; valid: {}", s, text::join(kernel_class_names())));
+}
+
+std::string to_string(TimePath p) {
+  switch (p) {
+    case TimePath::measured: return "measured";
+    case TimePath::transferred: return "transferred";
+    case TimePath::roofline: return "roofline";
+  }
+  return "?";
+}
+
+EfficiencyTable EfficiencyTable::load(const std::string& profiles_dir) {
+  EfficiencyTable t;
+  t.file_ = profiles_dir + "/efficiency.yaml";
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(t.file_);
+  } catch (const YAML::BadFile&) {
+    throw Error(fmt::format("cannot read {}", t.file_));
+  } catch (const YAML::Exception& e) {
+    throw InputError(t.file_, e.mark.line + 1, e.mark.column + 1, "", "YAML syntax error: " + e.msg);
+  }
+  auto where = [&](const YAML::Node& n, const std::string& key, const std::string& msg) {
+    return InputError(t.file_, n.Mark().line + 1, n.Mark().column + 1, key, msg);
+  };
+  if (!root.IsMap() || !root["efficiency"] || !root["efficiency"].IsMap())
+    throw InputError(t.file_, 1, 1, "efficiency", "expected a top-level mapping `efficiency:` of accelerator or kind -> classes");
+  for (const auto& acc : root["efficiency"]) {
+    const std::string key = acc.first.as<std::string>();
+    if (!acc.second.IsMap()) throw where(acc.second, key, "expected a mapping of kernel classes");
+    for (const auto& cls : acc.second) {
+      const std::string cname = cls.first.as<std::string>();
+      const std::string path = key + "." + cname;
+      KernelClass kc;
+      try {
+        kc = kernel_class_from_string(cname);
+      } catch (const Error& e) {
+        throw where(cls.first, path, e.what());
+      }
+      const YAML::Node& v = cls.second;
+      if (!v.IsMap()) throw where(v, path, "expected {eta_compute, eta_memory, floor_s, matrix_unit, source}");
+      ClassEfficiency e;
+      for (const auto& f : v) {
+        const std::string fk = f.first.as<std::string>();
+        auto num = [&](double lo, double hi) {
+          double x = 0.0;
+          if (!YAML::convert<double>::decode(f.second, x) || !(x >= lo && x <= hi))
+            throw where(f.second, path + "." + fk, fmt::format("expected a number in [{}, {}]", lo, hi));
+          return x;
+        };
+        if (fk == "eta_compute") e.eta_compute = num(1e-6, 1.0);
+        else if (fk == "eta_memory") e.eta_memory = num(1e-6, 1.0);
+        else if (fk == "floor_s") e.floor_s = num(0.0, 1.0);
+        else if (fk == "matrix_unit") e.uses_matrix_unit = f.second.as<bool>();
+        else if (fk == "source") e.source = f.second.as<std::string>();
+        else throw where(f.first, path + "." + fk, "unknown key; allowed: eta_compute, eta_memory, floor_s, matrix_unit, source");
+      }
+      if (e.source.empty()) throw where(v, path + ".source", "every efficiency needs a source");
+      t.table_[key][kc] = e;
+    }
+  }
+  return t;
+}
+
+const ClassEfficiency& EfficiencyTable::get(const catalog::AcceleratorSpec& accel, KernelClass cls) const {
+  for (const std::string& key : {accel.name, std::string(accel.kind == catalog::AcceleratorKind::tpu ? "tpu" : "gpu")}) {
+    auto it = table_.find(key);
+    if (it == table_.end()) continue;
+    auto jt = it->second.find(cls);
+    if (jt != it->second.end()) return jt->second;
+  }
+  throw Error(fmt::format("{}: no efficiency for kernel class '{}' on '{}' (nor its kind)", file_.empty() ? "efficiency table" : file_,
+                          to_string(cls), accel.name));
+}
+
+RooflineModel::RooflineModel(const catalog::AcceleratorSpec& accel, const EfficiencyTable& table)
+    : accel_(accel), table_(table) {}
+
+double RooflineModel::pad(double dim) const {
+  const double tile = std::max(1, accel_.matmul_tile);
+  return dim <= 0.0 ? 0.0 : std::ceil(dim / tile) * tile;
+}
+
+KernelTime RooflineModel::time(const KernelOp& op) const {
+  const ClassEfficiency& e = table_.get(accel_, op.cls);
+  KernelTime t;
+  t.path = TimePath::roofline;
+  t.padded_flops = op.flops;
+  const bool matrix = e.uses_matrix_unit &&
+                      (op.cls == KernelClass::gemm || op.cls == KernelClass::batched_gemm || op.cls == KernelClass::grouped_gemm);
+  if (matrix && accel_.matmul_tile > 1) {
+    // The matrix unit works on whole tiles: each GEMM dimension is rounded up to the tile.
+    if (op.cls == KernelClass::grouped_gemm && !op.group_m.empty()) {
+      double f = 0.0;
+      for (double gm : op.group_m) f += 2.0 * pad(gm) * pad(op.n) * pad(op.k);
+      t.padded_flops = f;
+    } else if (op.m > 0 && op.n > 0 && op.k > 0) {
+      t.padded_flops = 2.0 * op.batch * pad(op.m) * pad(op.n) * pad(op.k);
+    }
+  }
+  // Figures are per chip; a device is 1/devices_per_chip of it (a TPU v3 core has half the MXUs and HBM).
+  const double share = 1.0 / std::max(1, accel_.devices_per_chip);
+  const double peak = share * (matrix ? accel_.peak_flops_for(op.dtype) : accel_.peak_vector_flops_per_s);
+  if (!(peak > 0.0)) throw Error(fmt::format("accelerator '{}' has no peak FLOP/s for this work", accel_.name));
+  t.compute_s = t.padded_flops / (e.eta_compute * peak);
+  t.memory_s = op.bytes / (e.eta_memory * share * accel_.hbm_bandwidth_bytes_per_s);
+  t.floor_s = e.floor_s;
+  t.time_s = std::max(t.compute_s, t.memory_s) + t.floor_s;
+  return t;
+}
+
+std::string RooflineModel::describe() const {
+  return fmt::format("roofline on {} (efficiencies: {})", accel_.name, table_.file());
+}
+
+}  // namespace moesim::perf

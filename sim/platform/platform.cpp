@@ -1,0 +1,161 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "moesim/platform/platform.hpp"
+
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "moesim/core/error.hpp"
+
+namespace moesim::platform {
+
+using NetPoint = simgrid::kernel::routing::NetPoint;
+using Direction = sg4::LinkInRoute::Direction;
+
+PowerStates power_states(const catalog::AcceleratorSpec& accel) {
+  PowerStates p;
+  const bool chip = accel.power_convention == catalog::PowerConvention::chip;
+  p.host_overhead_w = chip ? accel.host_overhead_w : 0.0;
+  p.idle_w = accel.idle_w + p.host_overhead_w;
+  p.active_w = accel.active_w + p.host_overhead_w;
+  p.full_w = accel.full_w + p.host_overhead_w;
+  p.convention = chip ? fmt::format("chip figures {} / {} / {} W + host overhead {} W per chip", accel.idle_w,
+                                    accel.active_w, accel.full_w, accel.host_overhead_w)
+                      : fmt::format("system figures {} / {} / {} W per chip (host share included)", accel.idle_w,
+                                    accel.active_w, accel.full_w);
+  if (!(p.full_w > 0.0) || p.active_w > p.full_w || p.idle_w > p.active_w)
+    throw Error(fmt::format("accelerator '{}': power states must satisfy 0 <= idle <= active <= full, full > 0 "
+                            "(got {} / {} / {} W)", accel.name, p.idle_w, p.active_w, p.full_w));
+  return p;
+}
+
+system::LinkClass Platform::link_class(const sg4::Link* link) {
+  const std::string& n = link->get_name();
+  auto starts = [&](const char* p) { return n.rfind(p, 0) == 0; };
+  if (starts("wan_")) return system::LinkClass::wan;
+  if (starts("nvlink_")) return system::LinkClass::nvlink;
+  if (starts("nic_")) return system::LinkClass::nic;
+  if (n.find("_ici_") != std::string::npos) return system::LinkClass::ici;
+  return system::LinkClass::fabric;  // SimGrid fat-tree cables ("link_from_...")
+}
+
+std::unique_ptr<Platform> Platform::build(const system::Topology& topo, const catalog::AcceleratorSpec& accel,
+                                          const PowerStates& power, int pacers) {
+  auto p = std::make_unique<Platform>();
+  // Host speed is only the unit of work: a phase of t seconds is t x speed FLOPs.
+  p->chip_speed_ = accel.peak_matmul_flops_per_s.count("bf16") ? accel.peak_matmul_flops_per_s.at("bf16")
+                                                               : accel.peak_matmul_flops_per_s.begin()->second;
+  const std::string watts = fmt::format("{}:{}:{}", power.idle_w, power.active_w, power.full_w);
+  p->chips_.assign(static_cast<std::size_t>(topo.chips()), nullptr);
+
+  auto* root = sg4::create_full_zone("world");
+  auto make_chip = [&](sg4::NetZone* zone, int global, const system::Site& site) {
+    sg4::Host* h = zone->create_host(fmt::format("chip{}", global), p->chip_speed_);
+    h->set_property("wattage_per_state", watts);
+    h->set_property("datacenter", site.datacenter);
+    p->chips_[static_cast<std::size_t>(global)] = h;
+    return h;
+  };
+
+  for (const system::Site& site : topo.sites()) {
+    const std::string sn = fmt::format("site{}", site.index);
+    if (site.kind == system::SiteKind::torus) {
+      std::vector<unsigned long> dims(site.dims.begin(), site.dims.end());
+      sg4::ClusterCallbacks cb(
+          [&, sn](sg4::NetZone* zone, const std::vector<unsigned long>&, unsigned long id) -> std::pair<NetPoint*, NetPoint*> {
+            sg4::Host* h = make_chip(zone, site.chips[id], site);
+            return {h->get_netpoint(), nullptr};
+          });
+      auto* z = sg4::create_torus_zone(sn + "_ici", root, dims, cb, topo.ici_bandwidth_bytes_per_s, topo.ici_latency_s,
+                                       sg4::Link::SharingPolicy::SPLITDUPLEX);
+      z->seal();
+      p->link_counts_[system::LinkClass::ici] += static_cast<int>(site.chips.size() * site.dims.size());
+    } else {
+      const int g = site.gpus_per_node;
+      const int nodes = site.nodes();
+      sg4::ClusterCallbacks cb([&, sn, g](sg4::NetZone* zone, const std::vector<unsigned long>&,
+                                          unsigned long id) -> std::pair<NetPoint*, NetPoint*> {
+        auto* node = sg4::create_full_zone(fmt::format("{}_node{}", sn, id));
+        node->set_parent(zone);
+        NetPoint* gw = node->create_router(fmt::format("{}_node{}_gw", sn, id));
+        std::vector<sg4::Host*> gpus;
+        std::vector<sg4::Link*> nvlink, nic;
+        for (int k = 0; k < g; ++k) {
+          const int global = site.chips[id * static_cast<unsigned long>(g) + static_cast<unsigned long>(k)];
+          gpus.push_back(make_chip(node, global, site));
+          nvlink.push_back(node->create_split_duplex_link(fmt::format("nvlink_chip{}", global), topo.nvlink_bandwidth_bytes_per_s)
+                               ->set_latency(topo.nvlink_latency_s));
+          nic.push_back(node->create_split_duplex_link(fmt::format("nic_chip{}", global), topo.nic_bandwidth_bytes_per_s)
+                            ->set_latency(topo.nic_latency_s));
+        }
+        for (int a = 0; a < g; ++a) {
+          // NVSwitch: GPU a -> GPU b crosses a's and b's NVLink ports; to other nodes, a's NIC (rail a).
+          node->add_route(gpus[a]->get_netpoint(), gw, nullptr, nullptr, {sg4::LinkInRoute(nic[a], Direction::UP)}, true);
+          for (int b = a + 1; b < g; ++b)
+            node->add_route(gpus[a]->get_netpoint(), gpus[b]->get_netpoint(), nullptr, nullptr,
+                            {sg4::LinkInRoute(nvlink[a], Direction::UP), sg4::LinkInRoute(nvlink[b], Direction::DOWN)}, true);
+        }
+        node->seal();
+        return {node->get_netpoint(), gw};
+      });
+      const int npl = site.nodes_per_leaf;
+      const int leaves = nodes / npl;
+      const auto uplinks = static_cast<unsigned int>(std::max(1.0, std::round(npl * g / site.oversubscription)));
+      sg4::NetZone* z = nullptr;
+      if (leaves > 1) {
+        z = sg4::create_fatTree_zone(sn + "_fabric", root,
+                                     sg4::FatTreeParams(2, {static_cast<unsigned>(npl), static_cast<unsigned>(leaves)}, {1, 1},
+                                                        {static_cast<unsigned>(g), uplinks}),
+                                     cb, topo.nic_bandwidth_bytes_per_s, topo.nic_latency_s, sg4::Link::SharingPolicy::SPLITDUPLEX);
+        p->link_counts_[system::LinkClass::fabric] += nodes * g + leaves * static_cast<int>(uplinks);
+      } else {
+        z = sg4::create_fatTree_zone(sn + "_fabric", root,
+                                     sg4::FatTreeParams(1, {static_cast<unsigned>(nodes)}, {1}, {static_cast<unsigned>(g)}), cb,
+                                     topo.nic_bandwidth_bytes_per_s, topo.nic_latency_s, sg4::Link::SharingPolicy::SPLITDUPLEX);
+        p->link_counts_[system::LinkClass::fabric] += nodes * g;
+      }
+      z->seal();
+      p->link_counts_[system::LinkClass::nvlink] += nodes * g;
+      p->link_counts_[system::LinkClass::nic] += nodes * g;
+    }
+  }
+
+  // Site borders and the WAN between them.
+  std::vector<sg4::NetZone*> edges;
+  for (const system::Site& site : topo.sites()) {
+    auto* edge = sg4::create_full_zone(fmt::format("site{}_edge", site.index));
+    edge->set_parent(root);
+    sg4::Host* b = edge->create_host(fmt::format("site{}_border", site.index), 1e9);
+    b->set_property("wattage_per_state", "0:0");
+    edge->seal();
+    edges.push_back(edge);
+    p->borders_.push_back(b);
+  }
+  const auto nsites = topo.sites().size();
+  for (std::size_t a = 0; a < nsites; ++a)
+    for (std::size_t b = a + 1; b < nsites; ++b) {
+      if (!(topo.wan_bandwidth_bytes_per_s > 0))
+        throw Error("a job across datacenters needs a WAN bandwidth (scenario wan.bandwidth_gbps)");
+      sg4::Link* wan = root->create_split_duplex_link(fmt::format("wan_{}_{}", a, b), topo.wan_bandwidth_bytes_per_s)
+                           ->set_latency(topo.wan_latency_s);
+      root->add_route(edges[a]->get_netpoint(), edges[b]->get_netpoint(), p->borders_[a]->get_netpoint(),
+                      p->borders_[b]->get_netpoint(), {sg4::LinkInRoute(wan, Direction::UP)}, true);
+      p->link_counts_[system::LinkClass::wan] += 1;
+    }
+
+  // Pacers: zero-power hosts whose only job is to make an activity last a given time.
+  auto* pz = sg4::create_full_zone("pacers");
+  pz->set_parent(root);
+  for (int i = 0; i < pacers; ++i) {
+    sg4::Host* h = pz->create_host(fmt::format("pacer{}", i), p->pacer_speed_flops_per_s());
+    h->set_property("wattage_per_state", "0:0");
+    p->pacers_.push_back(h);
+  }
+  pz->seal();
+  root->seal();
+  for (std::size_t i = 0; i < p->chips_.size(); ++i)
+    if (p->chips_[i] == nullptr) throw Error(fmt::format("internal error: chip {} was not placed on the platform", i));
+  return p;
+}
+
+}  // namespace moesim::platform

@@ -1,0 +1,302 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "moesim/scenario/fields.hpp"
+
+#include <algorithm>
+#include <fmt/format.h>
+
+namespace moesim::scenario {
+
+namespace {
+
+using nlohmann::json;
+
+constexpr double kGbitPerSecondToBytesPerSecond = 1e9 / 8.0;  // 1 Gbit/s = 1e9 bit/s / 8 bit/byte
+constexpr double kMillisecondToSecond = 1e-3;
+constexpr double kMicrosecondToSecond = 1e-6;
+
+/** Small builder so the table below reads like a schema. */
+struct F {
+  FieldSpec s;
+  explicit F(std::string path, FieldType type) {
+    s.path = std::move(path);
+    s.type = type;
+  }
+  F& unit(std::string u, double scale = 1.0) {
+    s.unit = std::move(u);
+    s.si_scale = scale;
+    return *this;
+  }
+  F& def(json v) {
+    s.default_value = std::move(v);
+    return *this;
+  }
+  F& required() {
+    s.required = true;
+    return *this;
+  }
+  F& help(std::string h) {
+    s.help = std::move(h);
+    return *this;
+  }
+  F& min(double v, bool exclusive = false) {
+    s.min = v;
+    s.min_exclusive = exclusive;
+    return *this;
+  }
+  F& max(double v) {
+    s.max = v;
+    return *this;
+  }
+  F& choices(std::vector<std::string> c) {
+    s.choices = std::move(c);
+    return *this;
+  }
+  F& derived(std::string d) {
+    s.derived_default = std::move(d);
+    return *this;
+  }
+  operator FieldSpec() const { return s; }  // NOLINT(google-explicit-constructor): table syntax
+};
+
+using T = FieldType;
+
+std::vector<FieldSpec> build_table() {
+  return {
+      F("name", T::string).required().help("Scenario name, used in reports and the run store."),
+      F("description", T::string).def("").help("Free text: what the scenario represents, its sources and derivations."),
+      F("seed", T::integer).def(1).min(0).help("Seed of every random draw (routing). Same scenario + seed = same numbers."),
+
+      F("model", T::section).required().help("The model: a (Mixture-of-Experts) transformer."),
+      F("model.type", T::choice).def("moe_transformer").choices({"moe_transformer"})
+          .help("Model family (registry name). Dense transformers are moe_transformer with experts: 0."),
+      F("model.architecture", T::choice).def("decoder_only").choices({"decoder_only", "encoder_decoder"})
+          .help("Layer stack: decoder-only (GPT style) or encoder-decoder (T5 style, decoder has cross-attention)."),
+      F("model.layers", T::integer).unit("layers").min(1)
+          .help("Decoder-only: number of transformer layers. Not used for encoder_decoder."),
+      F("model.encoder_layers", T::integer).unit("layers").min(0)
+          .help("Encoder-decoder: encoder layers."),
+      F("model.decoder_layers", T::integer).unit("layers").min(1)
+          .help("Encoder-decoder: decoder layers."),
+      F("model.d_model", T::integer).required().min(1).help("Hidden size."),
+      F("model.d_ff", T::integer).required().min(1).help("Dense FFN hidden size."),
+      F("model.expert_d_ff", T::integer).min(1).derived("model.d_ff").help("Expert FFN hidden size."),
+      F("model.heads", T::integer).required().min(1).help("Attention heads."),
+      F("model.d_head", T::integer).min(1).derived("model.d_model / model.heads").help("Size of one attention head."),
+      F("model.experts", T::integer).def(0).min(0).help("Experts per MoE layer; 0 = dense model."),
+      F("model.moe_every", T::integer).def(1).min(1)
+          .help("Every n-th FFN is an MoE layer (1 = all, 2 = every other), in the encoder and the decoder."),
+      F("model.top_k", T::integer).def(1).min(1).help("Experts each token is routed to."),
+      F("model.capacity_factor", T::number).def(1.25).min(0.0, true)
+          .help("Expert capacity = ceil(capacity_factor x top_k x group tokens / experts); tokens beyond it are "
+                "dropped (unless routing.dropless). 1.0 = exactly a balanced load."),
+      F("model.vocab", T::integer).required().min(1).unit("tokens").help("Vocabulary size (output softmax)."),
+      F("model.seq_len", T::integer).required().min(1).unit("tokens")
+          .help("Sequence length (encoder input length for encoder_decoder)."),
+      F("model.target_seq_len", T::integer).min(1).unit("tokens").derived("model.seq_len")
+          .help("Encoder-decoder: decoder (target) sequence length."),
+      F("model.dtype", T::choice).def("bf16").choices({"fp32", "bf16", "fp16"})
+          .help("Dtype of weights and activations. On TPUs fp32 matmuls run as bf16 MXU passes (XLA default precision)."),
+      F("model.activation", T::choice).def("gelu").choices({"relu", "gelu", "swiglu", "geglu"})
+          .help("FFN activation; swiglu/geglu are gated (three weight matrices)."),
+
+      F("training", T::section).required().help("The training run."),
+      F("training.tokens", T::number).required().min(0.0, true).unit("tokens")
+          .help("Tokens to train on (encoder input tokens for encoder_decoder)."),
+      F("training.batch_tokens", T::number).required().min(0.0, true).unit("tokens")
+          .help("Tokens per optimizer step (global batch)."),
+      F("training.optimizer", T::choice).def("adam").choices({"adam", "adamw", "adafactor", "sgd"})
+          .help("Optimizer: decides optimizer-state memory and update cost."),
+      F("training.rematerialization", T::choice).def("auto").choices({"auto", "none", "full"})
+          .help("Recompute activations in the backward pass: auto = only if they do not fit in device memory."),
+      F("training.duration_days", T::number).min(0.0, true).unit("days")
+          .help("Pins the job length (energy accounting with a published training time); otherwise simulated."),
+      F("training.steps_simulated", T::integer).def(3).min(1).max(100)
+          .help("Steps simulated in detail (independent routing draws); the job is extrapolated from their mean."),
+      F("training.overlap_grad_reduce", T::boolean).def(true)
+          .help("Gradient all-reduce overlaps the backward pass (bucketed), as DDP/XLA do."),
+
+      F("routing", T::section).def(json::object()).help("Token-to-expert distribution of the router."),
+      F("routing.type", T::choice).def("uniform").choices({"uniform", "zipf", "load_vector"})
+          .help("uniform: balanced router; zipf: expert popularity ~ 1/rank^skew (ranks shuffled per layer); "
+                "load_vector: given relative loads."),
+      F("routing.skew", T::number).def(0.0).min(0.0).help("Zipf exponent (routing.type zipf); 0 = uniform."),
+      F("routing.load", T::number_list).help("Relative load of each expert (routing.type load_vector); length = experts."),
+      F("routing.group_size_tokens", T::integer).def(0).min(0).unit("tokens")
+          .help("Tokens per routing group (capacity is per group); 0 = the tokens of one device per step."),
+      F("routing.dropless", T::boolean).def(false)
+          .help("No capacity limit: experts take every token routed to them (MegaBlocks style); nothing dropped."),
+
+      F("parallelism", T::section).def(json::object())
+          .help("How the model is split. data x expert x tensor x pipeline = devices. The dense part is "
+                "data-parallel over data x expert; experts are sharded over `expert` and replicated over `data`."),
+      F("parallelism.data", T::integer).def(1).min(1).help("Data-parallel degree (replicas of the experts)."),
+      F("parallelism.expert", T::integer).def(1).min(1).help("Expert-parallel degree (all-to-all group size)."),
+      F("parallelism.tensor", T::integer).def(1).min(1).help("Tensor (Megatron) parallel degree."),
+      F("parallelism.pipeline", T::integer).def(1).min(1).help("Pipeline stages."),
+      F("parallelism.microbatches", T::integer).def(1).min(1)
+          .help("Micro-batches per step per pipeline (1F1B schedule)."),
+      F("parallelism.schedule", T::choice).def("1f1b").choices({"1f1b"}).help("Pipeline schedule."),
+
+      F("cluster", T::section).required().help("The hardware."),
+      F("cluster.accelerator", T::string).required().help("Accelerator name from profiles/accelerators/."),
+      F("cluster.count", T::integer).required().min(1).unit("chips").help("Number of chips."),
+      F("cluster.topology", T::section).def(json::object()).help("Interconnect topology."),
+      F("cluster.topology.type", T::choice).def("auto").choices({"auto", "torus_2d", "torus_3d", "nvlink_fat_tree"})
+          .help("auto: the accelerator's native fabric (TPU torus, GPU NVLink nodes + fat-tree)."),
+      F("cluster.topology.dims", T::integer_list).unit("chips").derived("near-square factorisation of cluster.count")
+          .help("Torus dimensions; their product = cluster.count."),
+      F("cluster.topology.gpus_per_node", T::integer).min(1).derived("the accelerator's gpus_per_node")
+          .help("GPUs per NVLink node."),
+      F("cluster.topology.nodes_per_leaf", T::integer).def(16).min(1)
+          .help("Fat-tree: nodes under one leaf switch group (rail-optimised: one leaf per rail per group)."),
+      F("cluster.topology.oversubscription", T::number).def(1.0).min(1.0)
+          .help("Fat-tree: leaf downlink/uplink bandwidth ratio (1 = non-blocking)."),
+      F("cluster.topology.link_bandwidth_gbps", T::number).min(0.0, true).unit("Gbit/s", kGbitPerSecondToBytesPerSecond)
+          .help("Override of the accelerator's per-link bandwidth (ICI link or NIC), per direction."),
+      F("cluster.topology.link_latency_us", T::number).min(0.0).unit("us", kMicrosecondToSecond)
+          .help("Override of the per-hop latency."),
+
+      F("placement", T::section_list).required()
+          .help("Datacenters the chips are in; shares sum to 1."),
+      F("placement[].datacenter", T::string_or_section).required()
+          .help("A datacenter name from profiles/datacenters/, or an inline datacenter."),
+      F("placement[].datacenter.name", T::string).required().help("Inline datacenter: its name."),
+      F("placement[].datacenter.display_name", T::string).def("").help("Inline datacenter: label for reports."),
+      F("placement[].datacenter.pue", T::number).required().min(1.0).help("Inline datacenter: PUE."),
+      F("placement[].datacenter.grid", T::string)
+          .help("Inline datacenter: grid intensity key (google/REGION/YEAR, electricity_maps/ZONE/YEAR, ember/CODE)."),
+      F("placement[].datacenter.gross_kgco2e_per_kwh", T::number).min(0.0).unit("kgCO2e/kWh")
+          .help("Inline datacenter: location-based intensity (overrides grid)."),
+      F("placement[].datacenter.net_kgco2e_per_kwh", T::number).min(0.0).unit("kgCO2e/kWh")
+          .help("Inline datacenter: market-based intensity."),
+      F("placement[].datacenter.cfe_fraction", T::number).min(0.0).max(1.0)
+          .help("Inline datacenter: carbon-free energy share."),
+      F("placement[].datacenter.country_iso_code", T::string).def("").help("Inline datacenter: ISO 3166 alpha-3."),
+      F("placement[].datacenter.region", T::string).def("").help("Inline datacenter: region label."),
+      F("placement[].datacenter.hourly_intensity_csv", T::string).def("")
+          .help("Inline datacenter: hourly intensity CSV (utc timestamp, gco2e_per_kwh)."),
+      F("placement[].share", T::number).def(1.0).min(0.0, true).max(1.0).help("Fraction of the chips placed here."),
+
+      F("split", T::choice).def("data").choices({"data", "expert", "pipeline"})
+          .help("With several datacenters: which parallel dimension is split between them (data: replicas per "
+                "site, gradient all-reduce crosses the WAN; expert: experts per site, all-to-all crosses the WAN; "
+                "pipeline: stages per site)."),
+      F("wan", T::section).def(json::object()).help("Links between datacenters."),
+      F("wan.bandwidth_gbps", T::number).min(0.0, true).unit("Gbit/s", kGbitPerSecondToBytesPerSecond)
+          .help("WAN bandwidth between two sites, per direction. Required with several datacenters."),
+      F("wan.latency_ms", T::number).min(0.0).unit("ms", kMillisecondToSecond)
+          .help("WAN one-way latency. Required with several datacenters."),
+
+      F("energy", T::section).def(json::object()).help("Energy and carbon options."),
+      F("energy.embodied", T::boolean).def(false).help("Also report embodied carbon of the chips (LLMCarbon's method)."),
+      F("energy.average_chip_power_w", T::number).min(0.0, true).unit("W")
+          .help("Pins the IT power per chip (chip + its host share, like Patterson et al.'s measured system power) "
+                "for energy accounting; otherwise the power model's simulated average."),
+      F("energy.start_time_utc", T::string).def("")
+          .help("ISO 8601 start (e.g. 2024-03-01T00:00:00Z): emissions integrate hourly series over the run."),
+
+      F("compare", T::overlay_list)
+          .help("Alternatives for `moesim compare`: each item has a `label` and overrides any scenario keys."),
+  };
+}
+
+}  // namespace
+
+std::string to_string(FieldType t) {
+  switch (t) {
+    case FieldType::integer: return "integer";
+    case FieldType::number: return "number";
+    case FieldType::string: return "string";
+    case FieldType::boolean: return "boolean";
+    case FieldType::choice: return "choice";
+    case FieldType::number_list: return "list of numbers";
+    case FieldType::integer_list: return "list of integers";
+    case FieldType::section: return "section";
+    case FieldType::section_list: return "list of sections";
+    case FieldType::string_or_section: return "name or section";
+    case FieldType::overlay_list: return "list of overrides";
+  }
+  return "?";
+}
+
+const std::vector<FieldSpec>& fields() {
+  static const std::vector<FieldSpec> table = build_table();
+  return table;
+}
+
+const FieldSpec* find_field(const std::string& path) {
+  for (const auto& f : fields())
+    if (f.path == path) return &f;
+  return nullptr;
+}
+
+std::vector<const FieldSpec*> children_of(const std::string& section_path) {
+  std::vector<const FieldSpec*> out;
+  for (const auto& f : fields()) {
+    const std::string& p = f.path;
+    if (section_path.empty()) {
+      if (p.find('.') == std::string::npos && p.find('[') == std::string::npos) out.push_back(&f);
+      continue;
+    }
+    std::string prefix = section_path + ".";
+    if (p.size() > prefix.size() && p.compare(0, prefix.size(), prefix) == 0) {
+      std::string rest = p.substr(prefix.size());
+      if (rest.find('.') == std::string::npos && rest.find('[') == std::string::npos) out.push_back(&f);
+    }
+  }
+  return out;
+}
+
+namespace {
+std::string default_text(const FieldSpec& f) {
+  if (f.required) return "required";
+  if (!f.derived_default.empty()) return "= " + f.derived_default;
+  if (f.default_value.is_null()) return "optional";
+  if (f.default_value.is_object()) return "{}";
+  if (f.default_value.is_string()) return f.default_value.get<std::string>().empty() ? "\"\"" : f.default_value.get<std::string>();
+  return f.default_value.dump();
+}
+std::string range_text(const FieldSpec& f) {
+  std::string r;
+  if (!f.choices.empty()) {
+    r = "one of: ";
+    for (std::size_t i = 0; i < f.choices.size(); ++i) r += (i ? ", " : "") + f.choices[i];
+    return r;
+  }
+  if (f.min && f.max) return fmt::format("{} {} .. {}", f.min_exclusive ? ">" : ">=", *f.min, *f.max);
+  if (f.min) return fmt::format("{} {}", f.min_exclusive ? ">" : ">=", *f.min);
+  if (f.max) return fmt::format("<= {}", *f.max);
+  return r;
+}
+}  // namespace
+
+std::string explain_text() {
+  std::string out = "Scenario fields (YAML). Units are in the key name or shown in [brackets].\n\n";
+  for (const auto& f : fields()) {
+    std::size_t depth = static_cast<std::size_t>(std::count(f.path.begin(), f.path.end(), '.'));
+    std::string indent(2 * depth, ' ');
+    out += fmt::format("{}{}  ({}{})  {}\n", indent, f.path, to_string(f.type),
+                       f.unit.empty() ? "" : ", [" + f.unit + "]", default_text(f));
+    std::string range = range_text(f);
+    if (!range.empty()) out += fmt::format("{}    {}\n", indent, range);
+    out += fmt::format("{}    {}\n", indent, f.help);
+  }
+  return out;
+}
+
+std::string explain_markdown() {
+  std::string out =
+      "# Scenario file reference\n\n"
+      "Generated by `moesim explain --markdown` from the field table in `sim/scenario/fields.cpp`; do not edit.\n\n"
+      "| key | type | unit | default | allowed | description |\n|---|---|---|---|---|---|\n";
+  for (const auto& f : fields()) {
+    std::string help = f.help;
+    for (auto& c : help)
+      if (c == '|') c = '/';
+    out += fmt::format("| `{}` | {} | {} | {} | {} | {} |\n", f.path, to_string(f.type), f.unit, default_text(f),
+                       range_text(f), help);
+  }
+  return out;
+}
+
+}  // namespace moesim::scenario

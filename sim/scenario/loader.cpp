@@ -1,0 +1,422 @@
+// SPDX-License-Identifier: Apache-2.0
+// Scenario loading: YAML -> partial JSON (typed, located) -> overlays -> defaults -> cross-field checks
+// -> typed Scenario. The field table (fields.cpp) drives the first three steps.
+#include "moesim/scenario/loader.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <cmath>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "moesim/core/error.hpp"
+#include "moesim/core/text.hpp"
+#include "moesim/scenario/fields.hpp"
+
+namespace moesim::scenario {
+
+namespace {
+
+using nlohmann::json;
+
+/** Where a value came from: a file position, or a command-line override. */
+struct Location {
+  std::string file;
+  int line = 0;    // 1-based; 0 = unknown
+  int column = 0;  // 1-based
+};
+
+/** Locations of every value by value path ("model.d_model", "placement[0].share"). */
+using LocationMap = std::map<std::string, Location>;
+
+std::string join_path(const std::string& a, const std::string& b) { return a.empty() ? b : a + "." + b; }
+
+Location location_of(const std::string& file, const YAML::Mark& m) {
+  if (m.is_null()) return {file, 0, 0};
+  return {file, m.line + 1, m.column + 1};
+}
+
+[[noreturn]] void fail(const Location& loc, const std::string& key, const std::string& message) {
+  throw InputError(loc.file, loc.line, loc.column, key, message);
+}
+
+/** Location of `path` or of its closest located ancestor. */
+Location find_location(const LocationMap& locs, std::string path, const std::string& file) {
+  while (true) {
+    auto it = locs.find(path);
+    if (it != locs.end()) return it->second;
+    if (path.empty()) return {file, 1, 1};
+    std::size_t cut = path.find_last_of(".[");
+    path = cut == std::string::npos ? "" : path.substr(0, cut);
+  }
+}
+
+std::string allowed_keys(const std::string& spec_path) {
+  std::vector<std::string> names;
+  for (const FieldSpec* f : children_of(spec_path)) names.push_back(f->path.substr(spec_path.empty() ? 0 : spec_path.size() + 1));
+  return text::join(names);
+}
+
+std::string scalar_text(const YAML::Node& n) { return n.IsScalar() ? n.Scalar() : std::string("<") + (n.IsMap() ? "mapping" : n.IsSequence() ? "sequence" : "null") + ">"; }
+
+/** Converts YAML to JSON for a free-form subtree (compare alternatives are kept raw in the record). */
+json yaml_to_json(const YAML::Node& n) {
+  switch (n.Type()) {
+    case YAML::NodeType::Map: {
+      json o = json::object();
+      for (const auto& kv : n) o[kv.first.as<std::string>()] = yaml_to_json(kv.second);
+      return o;
+    }
+    case YAML::NodeType::Sequence: {
+      json a = json::array();
+      for (const auto& v : n) a.push_back(yaml_to_json(v));
+      return a;
+    }
+    case YAML::NodeType::Scalar: {
+      const std::string& s = n.Scalar();
+      if (n.Tag() == "!") return s;  // quoted
+      try {
+        std::size_t pos = 0;
+        long long i = std::stoll(s, &pos);
+        if (pos == s.size()) return i;
+      } catch (...) {
+      }
+      try {
+        std::size_t pos = 0;
+        double d = std::stod(s, &pos);
+        if (pos == s.size()) return d;
+      } catch (...) {
+      }
+      if (s == "true") return true;
+      if (s == "false") return false;
+      return s;
+    }
+    default: return nullptr;
+  }
+}
+
+/** Walks YAML nodes against the field table. Produces a *partial* JSON object: no defaults. */
+class Walker {
+ public:
+  Walker(std::string file, LocationMap& locs) : file_(std::move(file)), locs_(locs) {}
+
+  json section(const YAML::Node& node, const std::string& spec_path, const std::string& value_path) {
+    if (!node.IsMap()) {
+      fail(location_of(file_, node.Mark()), value_path.empty() ? "<top level>" : value_path,
+           fmt::format("expected a mapping with keys ({}), got {}", allowed_keys(spec_path), scalar_text(node)));
+    }
+    json out = json::object();
+    for (const auto& kv : node) {
+      const std::string key = kv.first.as<std::string>();
+      const std::string spec = join_path(spec_path, key);
+      const std::string vpath = join_path(value_path, key);
+      const FieldSpec* f = find_field(spec);
+      if (f == nullptr) {
+        std::vector<std::string> names;
+        for (const FieldSpec* c : children_of(spec_path))
+          names.push_back(c->path.substr(spec_path.empty() ? 0 : spec_path.size() + 1));
+        auto close = text::closest(key, names, 1);
+        std::string hint = close.empty() || text::edit_distance(key, close[0]) > 3 ? "" : fmt::format(" (did you mean '{}'?)", close[0]);
+        fail(location_of(file_, kv.first.Mark()), vpath,
+             fmt::format("unknown key{}; allowed {}: {}", hint, spec_path.empty() ? "at top level" : "in '" + spec_path + "'",
+                         text::join(names)));
+      }
+      locs_[vpath] = location_of(file_, kv.second.Mark());
+      if (kv.second.IsNull()) continue;  // `key:` or `key: ~` = not set
+      out[key] = value(kv.second, *f, vpath);
+    }
+    return out;
+  }
+
+  json value(const YAML::Node& n, const FieldSpec& f, const std::string& vpath) {
+    const Location loc = location_of(file_, n.Mark());
+    auto expect_scalar = [&](const char* what) {
+      if (!n.IsScalar()) fail(loc, vpath, fmt::format("expected {}, got {}", what, scalar_text(n)));
+    };
+    switch (f.type) {
+      case FieldType::integer: {
+        expect_scalar("an integer");
+        return integer(n, f, vpath, loc);
+      }
+      case FieldType::number: {
+        expect_scalar("a number");
+        return number(n, f, vpath, loc);
+      }
+      case FieldType::string: {
+        expect_scalar("a string");
+        return n.Scalar();
+      }
+      case FieldType::boolean: {
+        expect_scalar("true or false");
+        bool b = false;
+        if (!YAML::convert<bool>::decode(n, b)) fail(loc, vpath, fmt::format("expected true or false, got '{}'", n.Scalar()));
+        return b;
+      }
+      case FieldType::choice: {
+        expect_scalar("a name");
+        const std::string& s = n.Scalar();
+        for (const auto& c : f.choices)
+          if (c == s) return s;
+        auto close = text::closest(s, f.choices, 1);
+        fail(loc, vpath, fmt::format("'{}' is not allowed{}; allowed: {}", s,
+                                     close.empty() ? "" : fmt::format(" (did you mean '{}'?)", close[0]),
+                                     text::join(f.choices)));
+      }
+      case FieldType::number_list:
+      case FieldType::integer_list: {
+        if (!n.IsSequence()) fail(loc, vpath, fmt::format("expected a list, got {}", scalar_text(n)));
+        json a = json::array();
+        std::size_t i = 0;
+        for (const auto& item : n) {
+          const std::string ipath = fmt::format("{}[{}]", vpath, i++);
+          const Location iloc = location_of(file_, item.Mark());
+          if (!item.IsScalar()) fail(iloc, ipath, "expected a number");
+          a.push_back(f.type == FieldType::integer_list ? integer(item, f, ipath, iloc) : number(item, f, ipath, iloc));
+        }
+        return a;
+      }
+      case FieldType::section: return section(n, f.path, vpath);
+      case FieldType::section_list: {
+        if (!n.IsSequence()) fail(loc, vpath, fmt::format("expected a list of mappings, got {}", scalar_text(n)));
+        json a = json::array();
+        std::size_t i = 0;
+        for (const auto& item : n) {
+          const std::string ipath = fmt::format("{}[{}]", vpath, i++);
+          locs_[ipath] = location_of(file_, item.Mark());
+          a.push_back(section(item, f.path + "[]", ipath));
+        }
+        return a;
+      }
+      case FieldType::string_or_section: {
+        if (n.IsScalar()) return n.Scalar();
+        return section(n, f.path, vpath);
+      }
+      case FieldType::overlay_list: {
+        if (!n.IsSequence()) fail(loc, vpath, "expected a list of alternatives (mappings with a label)");
+        std::size_t i = 0;
+        for (const auto& item : n) {
+          const std::string ipath = fmt::format("{}[{}]", vpath, i++);
+          const Location iloc = location_of(file_, item.Mark());
+          if (!item.IsMap() || !item["label"] || !item["label"].IsScalar())
+            fail(iloc, ipath, "each alternative must be a mapping with a `label:` and the keys it overrides");
+        }
+        return yaml_to_json(n);
+      }
+    }
+    fail(loc, vpath, "unsupported field type");
+  }
+
+ private:
+  void check_range(double v, const FieldSpec& f, const std::string& vpath, const Location& loc) {
+    if (f.min && (f.min_exclusive ? !(v > *f.min) : !(v >= *f.min)))
+      fail(loc, vpath, fmt::format("{} is out of range: must be {} {}", v, f.min_exclusive ? ">" : ">=", *f.min));
+    if (f.max && !(v <= *f.max)) fail(loc, vpath, fmt::format("{} is out of range: must be <= {}", v, *f.max));
+  }
+
+  json integer(const YAML::Node& n, const FieldSpec& f, const std::string& vpath, const Location& loc) {
+    const std::string& s = n.Scalar();
+    double d = 0.0;
+    std::size_t pos = 0;
+    bool ok = false;
+    try {
+      d = std::stod(s, &pos);
+      ok = pos == s.size();
+    } catch (...) {
+    }
+    if (!ok || !std::isfinite(d) || d != std::floor(d))
+      fail(loc, vpath, fmt::format("expected an integer, got '{}'", s));
+    if (std::fabs(d) > static_cast<double>(std::numeric_limits<int>::max()))
+      fail(loc, vpath, fmt::format("{} is too large for an integer field", s));
+    check_range(d, f, vpath, loc);
+    return static_cast<long long>(d);
+  }
+
+  json number(const YAML::Node& n, const FieldSpec& f, const std::string& vpath, const Location& loc) {
+    const std::string& s = n.Scalar();
+    double d = 0.0;
+    std::size_t pos = 0;
+    bool ok = false;
+    try {
+      d = std::stod(s, &pos);
+      ok = pos == s.size();
+    } catch (...) {
+    }
+    if (!ok || !std::isfinite(d)) fail(loc, vpath, fmt::format("expected a number, got '{}'", s));
+    check_range(d, f, vpath, loc);
+    return d;
+  }
+
+  std::string file_;
+  LocationMap& locs_;
+};
+
+/** Objects merge key by key; everything else (lists, scalars) is replaced. */
+void deep_merge(json& base, const json& overlay) {
+  if (!base.is_object() || !overlay.is_object()) {
+    base = overlay;
+    return;
+  }
+  for (auto it = overlay.begin(); it != overlay.end(); ++it) {
+    if (base.contains(it.key()) && base[it.key()].is_object() && it.value().is_object())
+      deep_merge(base[it.key()], it.value());
+    else
+      base[it.key()] = it.value();
+  }
+}
+
+/** Fills defaults and checks required keys, recursively, on the merged JSON. */
+void fill_defaults(json& obj, const std::string& spec_path, const std::string& value_path, const LocationMap& locs,
+                   const std::string& file) {
+  for (const FieldSpec* f : children_of(spec_path)) {
+    const std::string key = f->path.substr(spec_path.empty() ? 0 : spec_path.size() + 1);
+    const std::string vpath = join_path(value_path, key);
+    if (!obj.contains(key)) {
+      if (f->required)
+        fail(find_location(locs, value_path, file), vpath,
+             fmt::format("missing required key ({}){}", f->help,
+                         spec_path.empty() ? "" : fmt::format("; keys of '{}': {}", spec_path, allowed_keys(spec_path))));
+      if (!f->default_value.is_null()) obj[key] = f->default_value;
+    }
+    if (!obj.contains(key)) continue;
+    json& v = obj[key];
+    if (f->type == FieldType::section || (f->type == FieldType::string_or_section && v.is_object())) {
+      fill_defaults(v, f->path, vpath, locs, file);
+    } else if (f->type == FieldType::section_list) {
+      for (std::size_t i = 0; i < v.size(); ++i) fill_defaults(v[i], f->path + "[]", fmt::format("{}[{}]", vpath, i), locs, file);
+    }
+  }
+}
+
+YAML::Node parse_yaml(const std::string& text, const std::string& file) {
+  try {
+    return YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    throw InputError(file, e.mark.is_null() ? 0 : e.mark.line + 1, e.mark.is_null() ? 0 : e.mark.column + 1, "",
+                     "YAML syntax error: " + e.msg);
+  }
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw Error(fmt::format("cannot read scenario file '{}': no such file or not readable", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+/** Turns "a.b.c=value" into a partial JSON (walked, so typed and checked) and its locations. */
+json walk_override(const std::string& expr, LocationMap& locs) {
+  const std::string label = "--set " + expr;
+  auto eq = expr.find('=');
+  if (eq == std::string::npos || eq == 0)
+    throw InputError(label, 0, 0, "", "expected KEY.PATH=VALUE, e.g. cluster.count=2048");
+  std::string path = expr.substr(0, eq);
+  YAML::Node value = parse_yaml(expr.substr(eq + 1), label);
+  // Build {a: {b: {c: value}}}.
+  std::vector<std::string> parts;
+  std::stringstream ss(path);
+  for (std::string p; std::getline(ss, p, '.');) parts.push_back(p);
+  YAML::Node root(YAML::NodeType::Map);
+  YAML::Node cur = root;
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    if (i + 1 == parts.size()) {
+      cur[parts[i]] = value;
+    } else {
+      cur[parts[i]] = YAML::Node(YAML::NodeType::Map);
+      cur = cur[parts[i]];
+    }
+  }
+  Walker w(label, locs);
+  return w.section(root, "", "");
+}
+
+}  // namespace
+
+// Declared in resolve.cpp: cross-field checks, derived defaults and the typed Scenario.
+Scenario resolve_scenario(json doc, const std::map<std::string, std::tuple<std::string, int, int>>& locations,
+                          const std::string& file, const catalog::Catalog& catalog);
+
+namespace {
+
+Scenario finish(json merged, LocationMap& locs, const std::string& file, const catalog::Catalog& catalog) {
+  fill_defaults(merged, "", "", locs, file);
+  std::map<std::string, std::tuple<std::string, int, int>> flat;
+  for (const auto& [k, v] : locs) flat[k] = {v.file, v.line, v.column};
+  return resolve_scenario(std::move(merged), flat, file, catalog);
+}
+
+json walk_document(const YAML::Node& root, const std::string& file, LocationMap& locs) {
+  if (!root.IsDefined() || root.IsNull()) throw InputError(file, 1, 1, "", "the scenario file is empty");
+  Walker w(file, locs);
+  return w.section(root, "", "");
+}
+
+}  // namespace
+
+Scenario load_string(const std::string& yaml_text, const std::string& file_label, const catalog::Catalog& catalog,
+                     const std::vector<std::string>& overrides) {
+  LocationMap locs;
+  YAML::Node root = parse_yaml(yaml_text, file_label);
+  json doc = walk_document(root, file_label, locs);
+  for (const auto& o : overrides) deep_merge(doc, walk_override(o, locs));
+  return finish(std::move(doc), locs, file_label, catalog);
+}
+
+Scenario load_file(const std::string& path, const catalog::Catalog& catalog, const std::vector<std::string>& overrides) {
+  return load_string(read_file(path), path, catalog, overrides);
+}
+
+std::vector<Alternative> load_alternatives(const std::string& path, const catalog::Catalog& catalog,
+                                           const std::vector<std::string>& overrides,
+                                           const std::vector<std::string>& extra_alternatives) {
+  const std::string text = read_file(path);
+  LocationMap base_locs;
+  YAML::Node root = parse_yaml(text, path);
+  json base = walk_document(root, path, base_locs);
+  for (const auto& o : overrides) deep_merge(base, walk_override(o, base_locs));
+  base.erase("compare");
+
+  std::vector<std::pair<YAML::Node, std::string>> items;  // (node, file label)
+  if (root.IsMap() && root["compare"] && root["compare"].IsSequence())
+    for (const auto& item : root["compare"]) items.emplace_back(item, path);
+  for (const auto& extra : extra_alternatives) {
+    const std::string label = "--alt " + extra;
+    YAML::Node n = parse_yaml(extra, label);
+    if (!n.IsMap() || !n["label"] || !n["label"].IsScalar())
+      throw InputError(label, 0, 0, "", "an alternative is a YAML mapping with a `label:` and the keys it overrides, "
+                                        "e.g. '{label: iowa, placement: [{datacenter: gcp_us_central1_2021}]}'");
+    items.emplace_back(n, label);
+  }
+
+  std::vector<Alternative> out;
+  std::map<std::string, int> seen;
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    const auto& [node, file] = items[i];
+    const std::string label = node["label"].Scalar();
+    if (seen[label]++)
+      throw InputError(file, node["label"].Mark().line + 1, node["label"].Mark().column + 1, "compare[].label",
+                       fmt::format("duplicate alternative label '{}'", label));
+    YAML::Node overlay(YAML::NodeType::Map);
+    for (const auto& kv : node) {
+      const std::string key = kv.first.as<std::string>();
+      if (key == "label") continue;
+      if (key == "compare" || key == "name")
+        throw InputError(file, kv.first.Mark().line + 1, kv.first.Mark().column + 1, "compare[]." + key,
+                         "an alternative cannot override `" + key + "`");
+      overlay[kv.first] = kv.second;
+    }
+    LocationMap locs = base_locs;
+    Walker w(file, locs);
+    json merged = base;
+    deep_merge(merged, w.section(overlay, "", ""));
+    Scenario s = finish(std::move(merged), locs, file, catalog);
+    out.push_back({label, std::move(s)});
+  }
+  return out;
+}
+
+}  // namespace moesim::scenario

@@ -1,0 +1,421 @@
+// SPDX-License-Identifier: Apache-2.0
+// Cross-field validation, derived defaults, and the typed Scenario.
+#include <cmath>
+#include <map>
+#include <numeric>
+#include <tuple>
+
+#include <fmt/format.h>
+
+#include "moesim/core/error.hpp"
+#include "moesim/core/text.hpp"
+#include "moesim/scenario/loader.hpp"
+
+namespace moesim::scenario {
+
+namespace {
+
+using nlohmann::json;
+using Locations = std::map<std::string, std::tuple<std::string, int, int>>;
+
+class Resolver {
+ public:
+  Resolver(json doc, const Locations& locs, std::string file, const catalog::Catalog& catalog)
+      : doc_(std::move(doc)), locs_(locs), file_(std::move(file)), catalog_(catalog) {}
+
+  Scenario run();
+
+ private:
+  [[noreturn]] void fail(const std::string& path, const std::string& message) const {
+    std::string p = path;
+    while (true) {
+      auto it = locs_.find(p);
+      if (it != locs_.end()) {
+        const auto& [file, line, col] = it->second;
+        throw InputError(file, line, col, path, message);
+      }
+      if (p.empty()) throw InputError(file_, 1, 1, path, message);
+      std::size_t cut = p.find_last_of(".[");
+      p = cut == std::string::npos ? "" : p.substr(0, cut);
+    }
+  }
+  bool has(const json& section, const char* key) const { return section.contains(key) && !section[key].is_null(); }
+  static long long i(const json& v) { return v.get<long long>(); }
+
+  void resolve_model();
+  void resolve_training_and_parallelism();
+  void resolve_routing();
+  void resolve_cluster();
+  void resolve_placement();
+  Scenario build() const;
+
+  json doc_;
+  const Locations& locs_;
+  std::string file_;
+  const catalog::Catalog& catalog_;
+  const catalog::AcceleratorSpec* accel_ = nullptr;
+  std::vector<std::optional<catalog::DatacenterSpec>> inline_dcs_;
+};
+
+void Resolver::resolve_model() {
+  json& m = doc_["model"];
+  const bool encdec = m["architecture"] == "encoder_decoder";
+  if (encdec) {
+    if (has(m, "layers"))
+      fail("model.layers", "not used for encoder_decoder; give model.encoder_layers and model.decoder_layers");
+    if (!has(m, "encoder_layers") || !has(m, "decoder_layers"))
+      fail("model", "encoder_decoder needs model.encoder_layers and model.decoder_layers");
+  } else {
+    if (has(m, "encoder_layers") || has(m, "decoder_layers"))
+      fail(has(m, "encoder_layers") ? "model.encoder_layers" : "model.decoder_layers",
+           "only for architecture encoder_decoder; a decoder_only model gives model.layers");
+    if (!has(m, "layers")) fail("model", "missing required key model.layers (decoder_only)");
+    m["encoder_layers"] = 0;
+    m["decoder_layers"] = m["layers"];
+  }
+  const long long d_model = i(m["d_model"]), heads = i(m["heads"]);
+  if (!has(m, "d_head")) {
+    if (d_model % heads != 0)
+      fail("model.heads", fmt::format("d_model {} is not divisible by heads {}; give model.d_head", d_model, heads));
+    m["d_head"] = d_model / heads;
+  }
+  if (!has(m, "expert_d_ff")) m["expert_d_ff"] = m["d_ff"];
+  if (!has(m, "target_seq_len")) m["target_seq_len"] = m["seq_len"];
+  const long long experts = i(m["experts"]);
+  if (experts > 0) {
+    if (i(m["top_k"]) > experts)
+      fail("model.top_k", fmt::format("top_k {} exceeds the number of experts {}", i(m["top_k"]), experts));
+    const long long max_stack = std::max(i(m["encoder_layers"]), i(m["decoder_layers"]));
+    if (i(m["moe_every"]) > max_stack)
+      fail("model.moe_every", fmt::format("moe_every {} exceeds the layers of the stack ({}): no MoE layer would exist",
+                                          i(m["moe_every"]), max_stack));
+  }
+}
+
+void Resolver::resolve_cluster() {
+  json& c = doc_["cluster"];
+  const std::string name = c["accelerator"];
+  if (!catalog_.has_accelerator(name)) {
+    auto close = text::closest(name, catalog_.accelerator_names());
+    fail("cluster.accelerator", fmt::format("unknown accelerator '{}'; closest: {}; all: {}", name, text::join(close),
+                                            text::join(catalog_.accelerator_names())));
+  }
+  accel_ = &catalog_.accelerator(name);
+  const long long count = i(c["count"]);
+  json& t = c["topology"];
+  std::string type = t["type"];
+  const bool tpu = accel_->kind == catalog::AcceleratorKind::tpu;
+  if (type == "auto") type = tpu ? (accel_->pod_dims.size() == 3 ? "torus_3d" : "torus_2d") : "nvlink_fat_tree";
+  if (tpu && type == "nvlink_fat_tree")
+    fail("cluster.topology.type", fmt::format("{} chips are connected by ICI in a torus; allowed: torus_2d, torus_3d", name));
+  if (!tpu && type != "nvlink_fat_tree")
+    fail("cluster.topology.type", fmt::format("{} GPUs are connected by NVLink nodes and a fat-tree; allowed: nvlink_fat_tree", name));
+  t["type"] = type;
+  if (type == "torus_2d" || type == "torus_3d") {
+    const std::size_t nd = type == "torus_2d" ? 2 : 3;
+    if (!has(t, "dims")) {
+      // Near-square factorisation, smallest dimension first.
+      std::vector<long long> dims;
+      long long rest = count;
+      for (std::size_t k = nd; k > 1; --k) {
+        long long target = static_cast<long long>(std::llround(std::pow(static_cast<double>(rest), 1.0 / static_cast<double>(k))));
+        long long best = 1;
+        for (long long d = 1; d <= rest; ++d)
+          if (rest % d == 0 && std::llabs(d - target) < std::llabs(best - target)) best = d;
+        dims.push_back(best);
+        rest /= best;
+      }
+      dims.push_back(rest);
+      std::sort(dims.begin(), dims.end());
+      t["dims"] = dims;
+    }
+    const json& dims = t["dims"];
+    if (dims.size() != nd)
+      fail("cluster.topology.dims", fmt::format("{} needs {} dimensions, got {}", type, nd, dims.size()));
+    long long prod = 1;
+    for (const auto& d : dims) {
+      if (i(d) < 1) fail("cluster.topology.dims", "dimensions must be >= 1");
+      prod *= i(d);
+    }
+    if (prod != count)
+      fail("cluster.topology.dims", fmt::format("product of dims {} = {} but cluster.count = {}", dims.dump(), prod, count));
+    t.erase("gpus_per_node");
+  } else {
+    if (has(t, "dims")) fail("cluster.topology.dims", "only for torus topologies");
+    if (!has(t, "gpus_per_node")) t["gpus_per_node"] = accel_->gpus_per_node > 0 ? accel_->gpus_per_node : 8;
+    const long long gpn = i(t["gpus_per_node"]);
+    if (count % gpn != 0)
+      fail("cluster.count", fmt::format("{} GPUs do not fill whole nodes of {} GPUs", count, gpn));
+  }
+}
+
+void Resolver::resolve_training_and_parallelism() {
+  const json& m = doc_["model"];
+  json& tr = doc_["training"];
+  json& p = doc_["parallelism"];
+  const long long data = i(p["data"]), expert = i(p["expert"]), tensor = i(p["tensor"]), pipe = i(p["pipeline"]);
+  const long long devices = data * expert * tensor * pipe;
+  const long long chips = i(doc_["cluster"]["count"]);
+  const long long per_chip = accel_->devices_per_chip;
+  if (devices != chips * per_chip)
+    fail("parallelism", fmt::format("data x expert x tensor x pipeline = {} x {} x {} x {} = {} devices, but the cluster "
+                                     "has {} chips x {} device{} per chip ({}) = {} devices",
+                                     data, expert, tensor, pipe, devices, chips, per_chip, per_chip == 1 ? "" : "s",
+                                     accel_->name, chips * per_chip));
+  const long long experts = i(m["experts"]);
+  if (experts == 0 && expert > 1)
+    fail("parallelism.expert", fmt::format("expert parallelism {} needs an MoE model (model.experts is 0)", expert));
+  if (experts > 0 && (expert > experts || experts % expert != 0))
+    fail("parallelism.expert", fmt::format("expert parallelism {} must divide the {} experts", expert, experts));
+  if (i(m["heads"]) % tensor != 0)
+    fail("parallelism.tensor", fmt::format("tensor parallelism {} must divide heads {}", tensor, i(m["heads"])));
+  if (i(m["d_ff"]) % tensor != 0 || i(m["expert_d_ff"]) % tensor != 0)
+    fail("parallelism.tensor", fmt::format("tensor parallelism {} must divide d_ff {} and expert_d_ff {}", tensor,
+                                           i(m["d_ff"]), i(m["expert_d_ff"])));
+  const long long layers = i(m["encoder_layers"]) + i(m["decoder_layers"]);
+  if (pipe > layers) fail("parallelism.pipeline", fmt::format("{} pipeline stages but only {} layers", pipe, layers));
+
+  const double tokens = tr["tokens"], batch = tr["batch_tokens"];
+  if (batch > tokens) fail("training.batch_tokens", fmt::format("batch of {} tokens exceeds training.tokens {}", batch, tokens));
+  const double seq = static_cast<double>(i(m["seq_len"]));
+  const double sequences = batch / seq;
+  if (std::fabs(sequences - std::round(sequences)) > 1e-6)
+    fail("training.batch_tokens", fmt::format("{} tokens is not a whole number of {}-token sequences", batch, i(m["seq_len"])));
+  const long long replicas = data * expert;
+  const long long micro = i(p["microbatches"]);
+  const double per_replica = std::round(sequences) / static_cast<double>(replicas * micro);
+  if (per_replica < 1.0 || std::fabs(per_replica - std::round(per_replica)) > 1e-6)
+    fail("training.batch_tokens",
+         fmt::format("{} sequences per step do not split into whole sequences over {} data-parallel replicas (data x "
+                     "expert) x {} micro-batches",
+                     std::llround(sequences), replicas, micro));
+}
+
+void Resolver::resolve_routing() {
+  const json& m = doc_["model"];
+  json& r = doc_["routing"];
+  const std::string type = r["type"];
+  const double skew = r["skew"];
+  if (type != "zipf" && skew != 0.0) fail("routing.skew", "only used with routing.type zipf");
+  if (type == "load_vector") {
+    if (!has(r, "load")) fail("routing", "routing.type load_vector needs routing.load (one value per expert)");
+    const auto& load = r["load"];
+    if (static_cast<long long>(load.size()) != i(m["experts"]))
+      fail("routing.load", fmt::format("has {} values but the model has {} experts", load.size(), i(m["experts"])));
+    double sum = 0.0;
+    for (const auto& v : load) {
+      if (v.get<double>() < 0.0) fail("routing.load", "loads must be >= 0");
+      sum += v.get<double>();
+    }
+    if (!(sum > 0.0)) fail("routing.load", "at least one load must be > 0");
+  } else if (has(r, "load")) {
+    fail("routing.load", "only used with routing.type load_vector");
+  }
+}
+
+void Resolver::resolve_placement() {
+  json& pl = doc_["placement"];
+  if (pl.empty()) fail("placement", "needs at least one datacenter");
+  double sum = 0.0;
+  const std::string split = doc_["split"];
+  const json& p = doc_["parallelism"];
+  // The unit a site receives whole: a full replica (data), an expert shard (expert), a stage (pipeline).
+  const long long split_degree = split == "data" ? i(p["data"]) : split == "expert" ? i(p["expert"]) : i(p["pipeline"]);
+  for (std::size_t k = 0; k < pl.size(); ++k) {
+    const std::string path = fmt::format("placement[{}]", k);
+    json& e = pl[k];
+    sum += e["share"].get<double>();
+    if (e["datacenter"].is_string()) {
+      const std::string dc = e["datacenter"];
+      if (!catalog_.has_datacenter(dc)) {
+        auto close = text::closest(dc, catalog_.datacenter_names());
+        fail(path + ".datacenter", fmt::format("unknown datacenter '{}'; closest: {} (see profiles/datacenters/)", dc,
+                                               text::join(close)));
+      }
+      inline_dcs_.emplace_back(std::nullopt);
+    } else {
+      const json& d = e["datacenter"];
+      catalog::DatacenterSpec spec;
+      spec.name = d["name"];
+      spec.display_name = d["display_name"].get<std::string>().empty() ? spec.name : d["display_name"].get<std::string>();
+      spec.provider = "inline";
+      spec.location = d["region"];
+      spec.cloud_region = d["region"];
+      spec.country_iso_code = d["country_iso_code"];
+      spec.pue = d["pue"];
+      spec.hourly_intensity_csv = d["hourly_intensity_csv"];
+      spec.sources["pue"] = "scenario file " + file_;
+      if (has(d, "grid")) {
+        const std::string key = d["grid"];
+        if (!catalog_.has_grid(key)) {
+          auto close = text::closest(key, catalog_.grid_keys());
+          fail(path + ".datacenter.grid", fmt::format("unknown grid key '{}'; closest: {}", key, text::join(close)));
+        }
+        const auto& g = catalog_.grid(key);
+        spec.gross_kgco2e_per_kwh = g.kgco2e_per_kwh;
+        spec.cfe_fraction = g.cfe_fraction;
+        spec.grid_zone = g.zone;
+        spec.year = g.year;
+        spec.licence = g.licence;
+        spec.sources["gross_kgco2e_per_kwh"] = g.source;
+      } else if (!has(d, "gross_kgco2e_per_kwh")) {
+        fail(path + ".datacenter", "an inline datacenter needs `grid:` or `gross_kgco2e_per_kwh:`");
+      }
+      if (has(d, "gross_kgco2e_per_kwh")) {
+        spec.gross_kgco2e_per_kwh = d["gross_kgco2e_per_kwh"];
+        spec.sources["gross_kgco2e_per_kwh"] = "scenario file " + file_;
+      }
+      if (has(d, "net_kgco2e_per_kwh")) spec.net_kgco2e_per_kwh = d["net_kgco2e_per_kwh"].get<double>();
+      if (has(d, "cfe_fraction")) spec.cfe_fraction = d["cfe_fraction"].get<double>();
+      inline_dcs_.emplace_back(std::move(spec));
+    }
+    const double units = e["share"].get<double>() * static_cast<double>(split_degree);
+    if (pl.size() > 1 && std::fabs(units - std::round(units)) > 1e-6)
+      fail(path + ".share", fmt::format("share {} of the {} split (degree {}) is not a whole number of {} groups ({})",
+                                        e["share"].get<double>(), split, split_degree, split, units));
+  }
+  if (std::fabs(sum - 1.0) > 1e-6)
+    fail("placement", fmt::format("shares sum to {} but must sum to 1", sum));
+  if (pl.size() > 1) {
+    const json& w = doc_["wan"];
+    if (!has(w, "bandwidth_gbps") || !has(w, "latency_ms"))
+      fail("wan", "a job in several datacenters needs wan.bandwidth_gbps and wan.latency_ms");
+  }
+}
+
+Scenario Resolver::build() const {
+  Scenario s;
+  const json& d = doc_;
+  s.name = d["name"];
+  s.description = d["description"];
+  s.seed = static_cast<std::uint64_t>(i(d["seed"]));
+  s.source_file = file_;
+
+  const json& m = d["model"];
+  s.model.type = m["type"];
+  s.model.architecture = m["architecture"] == "encoder_decoder" ? Architecture::encoder_decoder : Architecture::decoder_only;
+  s.model.encoder_layers = static_cast<int>(i(m["encoder_layers"]));
+  s.model.decoder_layers = static_cast<int>(i(m["decoder_layers"]));
+  s.model.d_model = static_cast<int>(i(m["d_model"]));
+  s.model.d_ff = static_cast<int>(i(m["d_ff"]));
+  s.model.expert_d_ff = static_cast<int>(i(m["expert_d_ff"]));
+  s.model.heads = static_cast<int>(i(m["heads"]));
+  s.model.d_head = static_cast<int>(i(m["d_head"]));
+  s.model.experts = static_cast<int>(i(m["experts"]));
+  s.model.moe_every = static_cast<int>(i(m["moe_every"]));
+  s.model.top_k = static_cast<int>(i(m["top_k"]));
+  s.model.capacity_factor = m["capacity_factor"];
+  s.model.vocab = static_cast<int>(i(m["vocab"]));
+  s.model.seq_len = static_cast<int>(i(m["seq_len"]));
+  s.model.target_seq_len = static_cast<int>(i(m["target_seq_len"]));
+  s.model.dtype = m["dtype"];
+  const std::string act = m["activation"];
+  s.model.activation = act == "relu" ? Activation::relu : act == "swiglu" ? Activation::swiglu
+                     : act == "geglu" ? Activation::geglu : Activation::gelu;
+
+  const json& t = d["training"];
+  s.training.tokens = t["tokens"];
+  s.training.batch_tokens = t["batch_tokens"];
+  const std::string opt = t["optimizer"];
+  s.training.optimizer = opt == "adamw" ? Optimizer::adamw : opt == "adafactor" ? Optimizer::adafactor
+                       : opt == "sgd" ? Optimizer::sgd : Optimizer::adam;
+  const std::string remat = t["rematerialization"];
+  s.training.rematerialization = remat == "none" ? Remat::none : remat == "full" ? Remat::full : Remat::automatic;
+  if (t.contains("duration_days")) s.training.duration_days = t["duration_days"].get<double>();
+  s.training.steps_simulated = static_cast<int>(i(t["steps_simulated"]));
+  s.training.overlap_grad_reduce = t["overlap_grad_reduce"];
+
+  const json& r = d["routing"];
+  s.routing.type = r["type"];
+  s.routing.skew = r["skew"];
+  if (r.contains("load")) s.routing.load = r["load"].get<std::vector<double>>();
+  s.routing.group_size_tokens = static_cast<int>(i(r["group_size_tokens"]));
+  s.routing.dropless = r["dropless"];
+
+  const json& p = d["parallelism"];
+  s.parallelism.data = static_cast<int>(i(p["data"]));
+  s.parallelism.expert = static_cast<int>(i(p["expert"]));
+  s.parallelism.tensor = static_cast<int>(i(p["tensor"]));
+  s.parallelism.pipeline = static_cast<int>(i(p["pipeline"]));
+  s.parallelism.microbatches = static_cast<int>(i(p["microbatches"]));
+  s.parallelism.schedule = p["schedule"];
+
+  const json& c = d["cluster"];
+  s.cluster.accelerator = c["accelerator"];
+  s.cluster.count = static_cast<int>(i(c["count"]));
+  const json& topo = c["topology"];
+  s.cluster.topology.type = topo["type"];
+  if (topo.contains("dims")) s.cluster.topology.dims = topo["dims"].get<std::vector<int>>();
+  if (topo.contains("gpus_per_node")) s.cluster.topology.gpus_per_node = static_cast<int>(i(topo["gpus_per_node"]));
+  s.cluster.topology.nodes_per_leaf = static_cast<int>(i(topo["nodes_per_leaf"]));
+  s.cluster.topology.oversubscription = topo["oversubscription"];
+  constexpr double kGbps = 1e9 / 8.0;  // Gbit/s -> byte/s
+  if (topo.contains("link_bandwidth_gbps")) s.cluster.topology.link_bandwidth_bytes_per_s = topo["link_bandwidth_gbps"].get<double>() * kGbps;
+  if (topo.contains("link_latency_us")) s.cluster.topology.link_latency_s = topo["link_latency_us"].get<double>() * 1e-6;
+
+  const json& pl = d["placement"];
+  for (std::size_t k = 0; k < pl.size(); ++k) {
+    PlacementEntry e;
+    e.share = pl[k]["share"];
+    if (pl[k]["datacenter"].is_string()) {
+      e.datacenter = pl[k]["datacenter"];
+    } else {
+      e.datacenter = pl[k]["datacenter"]["name"];
+      e.inline_spec = inline_dcs_[k];
+    }
+    s.placement.push_back(std::move(e));
+  }
+  const std::string split = d["split"];
+  s.split = split == "expert" ? SplitKind::expert : split == "pipeline" ? SplitKind::pipeline : SplitKind::data;
+  const json& w = d["wan"];
+  if (w.contains("bandwidth_gbps")) s.wan.bandwidth_bytes_per_s = w["bandwidth_gbps"].get<double>() * kGbps;
+  if (w.contains("latency_ms")) s.wan.latency_s = w["latency_ms"].get<double>() * 1e-3;
+  s.energy.embodied = d["energy"]["embodied"];
+  if (d["energy"].contains("average_chip_power_w")) s.energy.average_chip_power_w = d["energy"]["average_chip_power_w"].get<double>();
+  s.energy.start_time_utc = d["energy"]["start_time_utc"];
+  if (d.contains("compare")) s.compare = d["compare"];
+
+  s.resolved = d;
+  s.resolved.erase("compare");
+  return s;
+}
+
+Scenario Resolver::run() {
+  resolve_model();
+  resolve_cluster();
+  resolve_training_and_parallelism();
+  resolve_routing();
+  resolve_placement();
+  return build();
+}
+
+}  // namespace
+
+Scenario resolve_scenario(json doc, const Locations& locations, const std::string& file, const catalog::Catalog& catalog) {
+  Resolver r(std::move(doc), locations, file, catalog);
+  return r.run();
+}
+
+std::string to_string(Architecture a) { return a == Architecture::encoder_decoder ? "encoder_decoder" : "decoder_only"; }
+std::string to_string(Activation a) {
+  switch (a) {
+    case Activation::relu: return "relu";
+    case Activation::gelu: return "gelu";
+    case Activation::swiglu: return "swiglu";
+    case Activation::geglu: return "geglu";
+  }
+  return "?";
+}
+std::string to_string(Optimizer o) {
+  switch (o) {
+    case Optimizer::adam: return "adam";
+    case Optimizer::adamw: return "adamw";
+    case Optimizer::adafactor: return "adafactor";
+    case Optimizer::sgd: return "sgd";
+  }
+  return "?";
+}
+std::string to_string(Remat r) { return r == Remat::none ? "none" : r == Remat::full ? "full" : "auto"; }
+std::string to_string(SplitKind s) { return s == SplitKind::expert ? "expert" : s == SplitKind::pipeline ? "pipeline" : "data"; }
+
+}  // namespace moesim::scenario

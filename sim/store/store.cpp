@@ -1,0 +1,452 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "moesim/store/store.hpp"
+
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "moesim/core/error.hpp"
+#include "moesim/core/units.hpp"
+#include "schema.hpp"
+#include "sqlite.hpp"
+
+namespace moesim::store {
+
+using detail::Db;
+using detail::Stmt;
+using detail::Transaction;
+
+namespace {
+
+// ISO 8601 UTC with milliseconds, e.g. 2024-05-01T12:00:00.123Z, computed by SQLite.
+#define MOESIM_NOW_UTC "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+
+RunStatus parse_status(const std::string& text, const std::string& path) {
+  if (text == "running") return RunStatus::running;
+  if (text == "complete") return RunStatus::complete;
+  if (text == "failed") return RunStatus::failed;
+  throw Error(fmt::format("run store {}: unknown run status '{}' (allowed: running, complete, failed)", path, text));
+}
+
+// The seed is an unsigned 64-bit value; SQLite integers are signed 64-bit. Store the bit pattern.
+std::int64_t seed_to_sql(std::uint64_t seed) {
+  std::int64_t out = 0;
+  std::memcpy(&out, &seed, sizeof out);
+  return out;
+}
+
+std::uint64_t seed_from_sql(std::int64_t value) {
+  std::uint64_t out = 0;
+  std::memcpy(&out, &value, sizeof out);
+  return out;
+}
+
+std::string dump_json(const nlohmann::json& j, const std::string& what, const std::string& path) {
+  try {
+    return j.dump();
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(fmt::format("run store {}: cannot serialize {} as JSON: {}", path, what, e.what()));
+  }
+}
+
+nlohmann::json parse_json(const std::string& text, const std::string& what, const std::string& path) {
+  try {
+    return nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(fmt::format("run store {}: stored {} is not valid JSON: {}", path, what, e.what()));
+  }
+}
+
+[[noreturn]] void throw_no_run(std::int64_t id, const std::string& path) {
+  throw Error(fmt::format("no run with id {} in {}", id, path));
+}
+
+/** The status of run `id`, or nothing when there is no such run. */
+std::optional<RunStatus> read_status(Db& db, std::int64_t id) {
+  Stmt s(db, "SELECT status FROM runs WHERE id = ?1", fmt::format("read status of run {}", id));
+  s.bind(1, id);
+  if (!s.step()) return std::nullopt;
+  const RunStatus status = parse_status(s.text(0), db.path());
+  s.reset();
+  return status;
+}
+
+/** Throws unless run `id` exists and is running (the only state that can change). */
+void require_running(Db& db, std::int64_t id, const char* action) {
+  const std::optional<RunStatus> status = read_status(db, id);
+  if (!status) throw_no_run(id, db.path());
+  if (*status != RunStatus::running) {
+    throw Error(fmt::format("run store {}: cannot {} run {}: it is already {} (only a running run can change)",
+                            db.path(), action, id, to_string(*status)));
+  }
+}
+
+void write_metrics(Db& db, std::int64_t id, const std::vector<Metric>& metrics) {
+  Stmt s(db, "INSERT INTO metrics (run_id, position, name, value, unit) VALUES (?1, ?2, ?3, :value, ?5)", "");
+  for (std::size_t i = 0; i < metrics.size(); ++i) {
+    const Metric& m = metrics[i];
+    s.set_context(fmt::format("complete_run(run {}): metric '{}'", id, m.name));
+    s.bind(1, id).bind(2, static_cast<std::int64_t>(i)).bind(3, m.name).bind(4, m.value).bind(5, m.unit);
+    s.run();
+    s.reset();
+  }
+}
+
+void write_datacenters(Db& db, std::int64_t id, const std::vector<DatacenterResult>& datacenters) {
+  Stmt s(db,
+         "INSERT INTO datacenter_results (run_id, position, name, display_name, country_iso_code, region, share, "
+         "chips, pue, gross_kgco2e_per_kwh, net_kgco2e_per_kwh, cfe_fraction, it_energy_j, network_energy_j, "
+         "facility_energy_j, co2e_gross_kg, co2e_net_kg, embodied_co2e_kg) VALUES (?1, ?2, ?3, ?4, ?5, ?6, :share, "
+         "?8, :pue, :gross_kgco2e_per_kwh, :net_kgco2e_per_kwh, :cfe_fraction, :it_energy_j, :network_energy_j, "
+         ":facility_energy_j, :co2e_gross_kg, :co2e_net_kg, :embodied_co2e_kg)",
+         "");
+  for (std::size_t i = 0; i < datacenters.size(); ++i) {
+    const DatacenterResult& d = datacenters[i];
+    s.set_context(fmt::format("complete_run(run {}): datacenter '{}'", id, d.name));
+    s.bind(1, id).bind(2, static_cast<std::int64_t>(i)).bind(3, d.name).bind(4, d.display_name);
+    s.bind(5, d.country_iso_code).bind(6, d.region).bind(7, d.share).bind(8, d.chips).bind(9, d.pue);
+    s.bind(10, d.gross_kgco2e_per_kwh).bind(11, d.net_kgco2e_per_kwh).bind(12, d.cfe_fraction);
+    s.bind(13, d.it_energy_j).bind(14, d.network_energy_j).bind(15, d.facility_energy_j);
+    s.bind(16, d.co2e_gross_kg).bind(17, d.co2e_net_kg).bind(18, d.embodied_co2e_kg);
+    s.run();
+    s.reset();
+  }
+}
+
+void write_breakdown(Db& db, std::int64_t id, const std::vector<PhaseBreakdown>& breakdown) {
+  Stmt s(db,
+         "INSERT INTO phase_breakdown (run_id, position, phase_kind, time_s, critical_path_s) "
+         "VALUES (?1, ?2, ?3, :time_s, :critical_path_s)",
+         "");
+  for (std::size_t i = 0; i < breakdown.size(); ++i) {
+    const PhaseBreakdown& b = breakdown[i];
+    s.set_context(fmt::format("complete_run(run {}): phase kind '{}'", id, b.phase_kind));
+    s.bind(1, id).bind(2, static_cast<std::int64_t>(i)).bind(3, b.phase_kind).bind(4, b.time_s);
+    s.bind(5, b.critical_path_s);
+    s.run();
+    s.reset();
+  }
+}
+
+void write_series(Db& db, std::int64_t id, const std::vector<Series>& series) {
+  Stmt header(db,
+              "INSERT INTO series (run_id, position, name, x_unit, y_unit) VALUES (?1, ?2, ?3, ?4, ?5) "
+              "RETURNING id",
+              "");
+  Stmt point(db, "INSERT INTO series_points (series_id, idx, x, y) VALUES (?1, ?2, :x, :y)", "");
+  for (std::size_t i = 0; i < series.size(); ++i) {
+    const Series& ser = series[i];
+    const std::string context = fmt::format("complete_run(run {}): series '{}'", id, ser.name);
+    if (ser.x.size() != ser.y.size()) {
+      throw Error(fmt::format("run store {}: {}: {} x values but {} y values (they must pair up)", db.path(), context,
+                              ser.x.size(), ser.y.size()));
+    }
+    header.set_context(context);
+    header.bind(1, id).bind(2, static_cast<std::int64_t>(i)).bind(3, ser.name).bind(4, ser.x_unit);
+    header.bind(5, ser.y_unit);
+    if (!header.step()) throw Error(fmt::format("run store {}: {}: INSERT returned no id", db.path(), context));
+    const std::int64_t series_id = header.int64(0);
+    if (header.step()) throw Error(fmt::format("run store {}: {}: INSERT returned two ids", db.path(), context));
+    header.reset();
+    for (std::size_t k = 0; k < ser.x.size(); ++k) {
+      point.set_context(fmt::format("{}: point {}", context, k));
+      point.bind(1, series_id).bind(2, static_cast<std::int64_t>(k)).bind(3, ser.x[k]).bind(4, ser.y[k]);
+      point.run();
+      point.reset();
+    }
+  }
+}
+
+}  // namespace
+
+std::string to_string(RunStatus s) {
+  switch (s) {
+    case RunStatus::running:
+      return "running";
+    case RunStatus::complete:
+      return "complete";
+    case RunStatus::failed:
+      return "failed";
+  }
+  return "unknown";  // unreachable for a valid enum value
+}
+
+const Metric* RunRecord::metric(const std::string& name) const {
+  for (const Metric& m : metrics) {
+    if (m.name == name) return &m;
+  }
+  return nullptr;
+}
+
+struct Store::Impl {
+  Impl(const std::string& path, Mode m, double busy_timeout_s)
+      : db(path, m == Mode::read_only, busy_timeout_s), mode(m), version(detail::open_schema(db, m == Mode::read_only)) {}
+
+  /** Refuses writes on a read-only store before SQLite would, with the same wording. */
+  void require_writable(const char* action) const {
+    if (mode == Mode::read_only) {
+      throw Error(fmt::format("database is read-only: {}: {}: the store was opened with Mode::read_only", db.path(),
+                              action));
+    }
+  }
+
+  Db db;
+  Mode mode;
+  int version;
+};
+
+Store::Store(const std::string& path, Mode mode, double busy_timeout_s)
+    : impl_(std::make_unique<Impl>(path, mode, busy_timeout_s)) {}
+
+Store::~Store() = default;
+Store::Store(Store&&) noexcept = default;
+Store& Store::operator=(Store&&) noexcept = default;
+
+const std::string& Store::path() const { return impl_->db.path(); }
+
+int Store::schema_version() const { return impl_->version; }
+
+Store::Mode Store::mode() const { return impl_->mode; }
+
+std::int64_t Store::create_comparison(const std::string& scenario_name) {
+  impl_->require_writable("create_comparison");
+  Db& db = impl_->db;
+  Transaction t(db, Transaction::Kind::write, "create_comparison");
+  std::int64_t id = 0;
+  {
+    Stmt s(db, "INSERT INTO comparisons (scenario_name, created_at_utc) VALUES (?1, " MOESIM_NOW_UTC ") RETURNING id",
+           fmt::format("create_comparison('{}')", scenario_name));
+    s.bind(1, scenario_name);
+    if (!s.step()) throw Error(fmt::format("run store {}: create_comparison: INSERT returned no id", db.path()));
+    id = s.int64(0);
+    s.reset();
+  }
+  t.commit();
+  return id;
+}
+
+std::int64_t Store::begin_run(const RunRecord& header) {
+  impl_->require_writable("begin_run");
+  Db& db = impl_->db;
+  const std::string context = fmt::format("begin_run('{}')", header.scenario_name);
+  const std::string scenario_json = dump_json(header.scenario, "the scenario of " + context, db.path());
+  Transaction t(db, Transaction::Kind::write, context);
+  if (header.comparison_id && !has_comparison(*header.comparison_id)) {
+    throw Error(fmt::format("run store {}: {}: no comparison with id {}", db.path(), context, *header.comparison_id));
+  }
+  std::int64_t id = 0;
+  {
+    Stmt s(db,
+           "INSERT INTO runs (scenario_name, scenario_file, scenario_json, seed, moesim_version, git_hash, status, "
+           "created_at_utc, comparison_id, alternative_label) "
+           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', " MOESIM_NOW_UTC ", ?7, ?8) RETURNING id",
+           context);
+    s.bind(1, header.scenario_name).bind(2, header.scenario_file).bind(3, scenario_json);
+    s.bind(4, seed_to_sql(header.seed)).bind(5, header.moesim_version).bind(6, header.git_hash);
+    s.bind(7, header.comparison_id).bind(8, header.alternative_label);
+    if (!s.step()) throw Error(fmt::format("run store {}: {}: INSERT returned no id", db.path(), context));
+    id = s.int64(0);
+    s.reset();
+  }
+  t.commit();
+  return id;
+}
+
+void Store::complete_run(std::int64_t id, const RunRecord& results) {
+  impl_->require_writable("complete_run");
+  Db& db = impl_->db;
+  const std::string context = fmt::format("complete_run(run {})", id);
+  const std::string provenance_json = dump_json(results.provenance, "the provenance of " + context, db.path());
+  Transaction t(db, Transaction::Kind::write, context);
+  require_running(db, id, "complete");
+  write_metrics(db, id, results.metrics);
+  write_datacenters(db, id, results.datacenters);
+  write_breakdown(db, id, results.breakdown);
+  write_series(db, id, results.series);
+  {
+    Stmt s(db,
+           "UPDATE runs SET status = 'complete', provenance_json = ?2, finished_at_utc = " MOESIM_NOW_UTC
+           " WHERE id = ?1",
+           context);
+    s.bind(1, id).bind(2, provenance_json);
+    s.run();
+  }
+  t.commit();
+}
+
+void Store::fail_run(std::int64_t id, const std::string& message) {
+  impl_->require_writable("fail_run");
+  Db& db = impl_->db;
+  const std::string context = fmt::format("fail_run(run {})", id);
+  Transaction t(db, Transaction::Kind::write, context);
+  require_running(db, id, "fail");
+  {
+    Stmt s(db,
+           "UPDATE runs SET status = 'failed', error_message = ?2, finished_at_utc = " MOESIM_NOW_UTC
+           " WHERE id = ?1",
+           context);
+    s.bind(1, id).bind(2, message);
+    s.run();
+  }
+  t.commit();
+}
+
+std::vector<RunSummary> Store::list_runs(std::optional<std::int64_t> comparison_id) const {
+  Db& db = impl_->db;
+  Stmt s(db,
+         "SELECT r.id, r.scenario_name, r.status, r.created_at_utc, r.comparison_id, r.alternative_label, "
+         "  (SELECT m.value FROM metrics m WHERE m.run_id = r.id AND m.name = ?1), "
+         "  (SELECT sum(d.facility_energy_j) FROM datacenter_results d WHERE d.run_id = r.id), "
+         "  (SELECT sum(d.co2e_gross_kg) FROM datacenter_results d WHERE d.run_id = r.id) "
+         "FROM runs r WHERE ?2 IS NULL OR r.comparison_id = ?2 ORDER BY r.id",
+         "list_runs");
+  s.bind(1, metric_names::kTrainTime_s).bind(2, comparison_id);
+  std::vector<RunSummary> out;
+  while (s.step()) {
+    RunSummary r;
+    r.id = s.int64(0);
+    r.scenario_name = s.text(1);
+    r.status = parse_status(s.text(2), db.path());
+    r.created_at_utc = s.text(3);
+    r.comparison_id = s.optional_int64(4);
+    r.alternative_label = s.text(5);
+    if (auto train_s = s.optional_real(6)) r.train_days = units::seconds_to_days(*train_s);
+    if (auto facility_j = s.optional_real(7)) r.facility_energy_mwh = units::joules_to_mwh(*facility_j);
+    if (auto co2e_kg = s.optional_real(8)) r.co2e_gross_t = units::kg_to_tonnes(*co2e_kg);
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+RunRecord Store::get_run(std::int64_t id) const {
+  Db& db = impl_->db;
+  const std::string context = fmt::format("get_run({})", id);
+  // One read transaction: every table is read from the same snapshot.
+  Transaction t(db, Transaction::Kind::read, context);
+  RunRecord r;
+  {
+    Stmt s(db,
+           "SELECT id, scenario_name, scenario_file, scenario_json, seed, moesim_version, git_hash, status, "
+           "error_message, created_at_utc, finished_at_utc, comparison_id, alternative_label, provenance_json "
+           "FROM runs WHERE id = ?1",
+           context);
+    s.bind(1, id);
+    if (!s.step()) throw_no_run(id, db.path());
+    r.id = s.int64(0);
+    r.scenario_name = s.text(1);
+    r.scenario_file = s.text(2);
+    r.scenario = parse_json(s.text(3), fmt::format("scenario of run {}", id), db.path());
+    r.seed = seed_from_sql(s.int64(4));
+    r.moesim_version = s.text(5);
+    r.git_hash = s.text(6);
+    r.status = parse_status(s.text(7), db.path());
+    r.error_message = s.text(8);
+    r.created_at_utc = s.text(9);
+    r.finished_at_utc = s.text(10);
+    r.comparison_id = s.optional_int64(11);
+    r.alternative_label = s.text(12);
+    r.provenance = parse_json(s.text(13), fmt::format("provenance of run {}", id), db.path());
+  }
+  {
+    Stmt s(db, "SELECT name, value, unit FROM metrics WHERE run_id = ?1 ORDER BY position", context);
+    s.bind(1, id);
+    while (s.step()) r.metrics.push_back(Metric{s.text(0), s.real(1), s.text(2)});
+  }
+  {
+    Stmt s(db,
+           "SELECT name, display_name, country_iso_code, region, share, chips, pue, gross_kgco2e_per_kwh, "
+           "net_kgco2e_per_kwh, cfe_fraction, it_energy_j, network_energy_j, facility_energy_j, co2e_gross_kg, "
+           "co2e_net_kg, embodied_co2e_kg FROM datacenter_results WHERE run_id = ?1 ORDER BY position",
+           context);
+    s.bind(1, id);
+    while (s.step()) {
+      DatacenterResult d;
+      d.name = s.text(0);
+      d.display_name = s.text(1);
+      d.country_iso_code = s.text(2);
+      d.region = s.text(3);
+      d.share = s.real(4);
+      d.chips = static_cast<int>(s.int64(5));
+      d.pue = s.real(6);
+      d.gross_kgco2e_per_kwh = s.real(7);
+      d.net_kgco2e_per_kwh = s.optional_real(8);
+      d.cfe_fraction = s.optional_real(9);
+      d.it_energy_j = s.real(10);
+      d.network_energy_j = s.real(11);
+      d.facility_energy_j = s.real(12);
+      d.co2e_gross_kg = s.real(13);
+      d.co2e_net_kg = s.real(14);
+      d.embodied_co2e_kg = s.real(15);
+      r.datacenters.push_back(std::move(d));
+    }
+  }
+  {
+    Stmt s(db,
+           "SELECT phase_kind, time_s, critical_path_s FROM phase_breakdown WHERE run_id = ?1 ORDER BY position",
+           context);
+    s.bind(1, id);
+    while (s.step()) r.breakdown.push_back(PhaseBreakdown{s.text(0), s.real(1), s.real(2)});
+  }
+  {
+    Stmt s(db, "SELECT id, name, x_unit, y_unit FROM series WHERE run_id = ?1 ORDER BY position", context);
+    Stmt p(db, "SELECT x, y FROM series_points WHERE series_id = ?1 ORDER BY idx", context);
+    s.bind(1, id);
+    while (s.step()) {
+      Series ser;
+      ser.name = s.text(1);
+      ser.x_unit = s.text(2);
+      ser.y_unit = s.text(3);
+      p.bind(1, s.int64(0));
+      while (p.step()) {
+        ser.x.push_back(p.real(0));
+        ser.y.push_back(p.real(1));
+      }
+      p.reset();
+      r.series.push_back(std::move(ser));
+    }
+  }
+  t.commit();
+  return r;
+}
+
+bool Store::has_run(std::int64_t id) const {
+  Stmt s(impl_->db, "SELECT 1 FROM runs WHERE id = ?1", fmt::format("has_run({})", id));
+  s.bind(1, id);
+  const bool found = s.step();
+  s.reset();
+  return found;
+}
+
+Comparison Store::get_comparison(std::int64_t id) const {
+  Db& db = impl_->db;
+  const std::string context = fmt::format("get_comparison({})", id);
+  Transaction t(db, Transaction::Kind::read, context);
+  Comparison c;
+  {
+    Stmt s(db, "SELECT id, scenario_name, created_at_utc FROM comparisons WHERE id = ?1", context);
+    s.bind(1, id);
+    if (!s.step()) throw Error(fmt::format("no comparison with id {} in {}", id, db.path()));
+    c.id = s.int64(0);
+    c.scenario_name = s.text(1);
+    c.created_at_utc = s.text(2);
+  }
+  {
+    Stmt s(db, "SELECT id FROM runs WHERE comparison_id = ?1 ORDER BY id", context);
+    s.bind(1, id);
+    while (s.step()) c.run_ids.push_back(s.int64(0));
+  }
+  t.commit();
+  return c;
+}
+
+bool Store::has_comparison(std::int64_t id) const {
+  Stmt s(impl_->db, "SELECT 1 FROM comparisons WHERE id = ?1", fmt::format("has_comparison({})", id));
+  s.bind(1, id);
+  const bool found = s.step();
+  s.reset();
+  return found;
+}
+
+}  // namespace moesim::store
+
+#undef MOESIM_NOW_UTC

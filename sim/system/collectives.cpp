@@ -1,0 +1,427 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "moesim/system/collectives.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <numeric>
+#include <optional>
+
+#include <fmt/format.h>
+
+#include "moesim/core/error.hpp"
+
+namespace moesim::system {
+
+double ring_all_to_all_link_load(int n) {
+  if (n <= 1) return 0.0;
+  if (n == 2) return 1.0;
+  // Pairs at distance d (1 <= d < n/2) cross d links in one direction; n even: the antipodal pairs
+  // (distance n/2) split evenly between the two directions.
+  const int h = (n - 1) / 2;
+  double load = static_cast<double>(h) * (h + 1) / 2.0;
+  if (n % 2 == 0) load += (n / 2) / 2.0;
+  return load;
+}
+
+namespace {
+
+using workload::CollectiveOp;
+using workload::CollectiveWork;
+
+/** Accumulates flows per round and batch; equal (src, dst) flows of a batch are merged. */
+class PlanBuilder {
+ public:
+  explicit PlanBuilder(const Topology& topo) : topo_(topo) {}
+  void add(std::size_t round, const std::string& name, long long batch, int src, int dst, double bytes) {
+    if (!(bytes > 0.0) || src == dst) return;
+    if (rounds_.size() <= round) {
+      rounds_.resize(round + 1);
+      names_.resize(round + 1);
+    }
+    if (names_[round].empty()) names_[round] = name;
+    rounds_[round][batch][{src, dst}] += bytes;
+  }
+  int border(int site) const { return topo_.chips() + site; }
+  TrafficPlan finish(std::string algorithm, double intra_chip) {
+    TrafficPlan p;
+    p.algorithm = std::move(algorithm);
+    p.intra_chip_bytes = intra_chip;
+    for (std::size_t r = 0; r < rounds_.size(); ++r) {
+      if (rounds_[r].empty()) continue;
+      Round round;
+      round.name = names_[r];
+      for (auto& [key, flows] : rounds_[r]) {
+        Batch b;
+        b.flows.reserve(flows.size());
+        for (const auto& [sd, bytes] : flows) b.flows.push_back({sd.first, sd.second, bytes});
+        round.batches.push_back(std::move(b));
+      }
+      p.rounds.push_back(std::move(round));
+    }
+    return p;
+  }
+
+ private:
+  const Topology& topo_;
+  std::vector<std::map<long long, std::map<std::pair<int, int>, double>>> rounds_;
+  std::vector<std::string> names_;
+};
+
+/** Batch keys: kind in the top bits so different structures never merge by accident. */
+long long key(int kind, long long a, long long b = 0, long long c = 0) {
+  return (static_cast<long long>(kind) << 56) ^ (a << 36) ^ (b << 18) ^ c;
+}
+
+/** Members of one group inside one site, by chip. */
+struct SiteMembers {
+  int site = 0;
+  std::vector<int> chips;                 ///< distinct chips, ascending
+  std::map<int, std::vector<int>> on_chip;  ///< chip -> member indices (into the group)
+  int members = 0;
+};
+
+std::map<int, SiteMembers> by_site(const std::vector<int>& group, const Topology& topo, const workload::DeviceMesh& mesh) {
+  std::map<int, SiteMembers> out;
+  for (std::size_t i = 0; i < group.size(); ++i) {
+    const int chip = mesh.chip_of(group[i]);
+    SiteMembers& sm = out[topo.site_of(chip)];
+    sm.site = topo.site_of(chip);
+    auto& v = sm.on_chip[chip];
+    if (v.empty()) sm.chips.push_back(chip);
+    v.push_back(static_cast<int>(i));
+    ++sm.members;
+  }
+  for (auto& [s, sm] : out) std::sort(sm.chips.begin(), sm.chips.end());
+  return out;
+}
+
+/** The dimensions a chip set spans if it is a full sub-grid of its torus (every value of those
+ *  dimensions, all combinations, the same members per chip); empty optional otherwise. */
+std::optional<std::vector<int>> full_subgrid(const SiteMembers& sm, const Topology& topo) {
+  const Site& site = topo.sites()[static_cast<std::size_t>(sm.site)];
+  if (site.kind != SiteKind::torus) return std::nullopt;
+  const std::size_t per_chip = sm.on_chip.begin()->second.size();
+  for (const auto& [c, v] : sm.on_chip)
+    if (v.size() != per_chip) return std::nullopt;
+  const auto first = topo.coords(sm.chips.front());
+  std::vector<int> varying;
+  std::size_t expected = 1;
+  for (std::size_t d = 0; d < site.dims.size(); ++d) {
+    std::vector<bool> seen(static_cast<std::size_t>(site.dims[d]), false);
+    bool varies = false;
+    for (int c : sm.chips) {
+      const int x = topo.coords(c)[d];
+      seen[static_cast<std::size_t>(x)] = true;
+      if (x != first[d]) varies = true;
+    }
+    if (!varies) continue;
+    if (std::find(seen.begin(), seen.end(), false) != seen.end()) return std::nullopt;
+    varying.push_back(static_cast<int>(d));
+    expected *= static_cast<std::size_t>(site.dims[d]);
+  }
+  if (expected != sm.chips.size()) return std::nullopt;
+  return varying;
+}
+
+/** For every ring along dimension `dim` of a full sub-grid: the ring's chips in coordinate order. */
+std::vector<std::vector<int>> rings_along(const SiteMembers& sm, const Topology& topo, int dim) {
+  std::map<std::vector<int>, std::vector<std::pair<int, int>>> rings;  // other coords -> (coord, chip)
+  for (int c : sm.chips) {
+    auto co = topo.coords(c);
+    const int x = co[static_cast<std::size_t>(dim)];
+    co[static_cast<std::size_t>(dim)] = -1;
+    rings[co].push_back({x, c});
+  }
+  std::vector<std::vector<int>> out;
+  for (auto& [k, v] : rings) {
+    std::sort(v.begin(), v.end());
+    std::vector<int> chips;
+    for (auto& [x, c] : v) chips.push_back(c);
+    out.push_back(std::move(chips));
+  }
+  return out;
+}
+
+/** Neighbour flows of a bidirectional ring whose every directed link carries `load` bytes. */
+void ring_flows(PlanBuilder& pb, std::size_t round, const std::string& name, long long batch,
+                const std::vector<int>& ring, double load) {
+  const int n = static_cast<int>(ring.size());
+  if (n <= 1) return;
+  for (int i = 0; i < n; ++i) {
+    const int next = ring[static_cast<std::size_t>((i + 1) % n)], prev = ring[static_cast<std::size_t>((i + n - 1) % n)];
+    pb.add(round, name, batch, ring[static_cast<std::size_t>(i)], next, load);
+    if (n > 2) pb.add(round, name, batch, ring[static_cast<std::size_t>(i)], prev, load);
+  }
+}
+
+/** Volume from member i to member j of a group (all-to-all). */
+struct A2AVolumes {
+  double bytes = 0.0;
+  const std::vector<double>* send = nullptr;
+  const std::vector<double>* recv = nullptr;
+  double recv_sum = 0.0;
+  int members = 0;
+  double operator()(int i, int j) const {
+    if (send == nullptr) return bytes / members;
+    return bytes * (*send)[static_cast<std::size_t>(i)] * (*recv)[static_cast<std::size_t>(j)] / recv_sum;
+  }
+  bool uniform() const { return send == nullptr; }
+};
+
+void a2a_direct(PlanBuilder& pb, std::size_t round, const SiteMembers& src, const SiteMembers& dst, const A2AVolumes& vol,
+                double& intra_chip) {
+  for (int cs : src.chips)
+    for (int cd : dst.chips) {
+      double v = 0.0;
+      for (int i : src.on_chip.at(cs))
+        for (int j : dst.on_chip.at(cd)) v += vol(i, j);
+      if (cs == cd) {
+        intra_chip += v;
+        continue;
+      }
+      pb.add(round, "direct all-to-all", key(1, cs, cd / 32), cs, cd, v);
+    }
+}
+
+void all_to_all(PlanBuilder& pb, const CollectiveWork& w, std::size_t g, const Topology& topo,
+                const workload::DeviceMesh& mesh, std::string& algo, double& intra_chip) {
+  const auto& group = w.groups[g];
+  A2AVolumes vol;
+  vol.bytes = w.bytes_per_device;
+  vol.members = static_cast<int>(group.size());
+  if (!w.recv_weight.empty()) {
+    vol.send = &w.send_weight[g];
+    vol.recv = &w.recv_weight[g];
+    vol.recv_sum = std::accumulate(vol.recv->begin(), vol.recv->end(), 0.0);
+    if (!(vol.recv_sum > 0.0)) return;
+  }
+  const auto sites = by_site(group, topo, mesh);
+  // Across datacenters: everything for another site crosses the WAN between the two borders.
+  for (const auto& [s, a] : sites)
+    for (const auto& [t, b] : sites) {
+      if (s == t) continue;
+      double v = 0.0;
+      for (const auto& [ca, ia] : a.on_chip)
+        for (int i : ia)
+          for (const auto& [cb, ib] : b.on_chip)
+            for (int j : ib) v += vol(i, j);
+      pb.add(0, "cross-site all-to-all", key(2, s, t), pb.border(s), pb.border(t), v);
+      algo = "hierarchical cross-site all-to-all";
+    }
+  for (const auto& [s, sm] : sites) {
+    const Site& site = topo.sites()[static_cast<std::size_t>(s)];
+    if (sm.chips.size() == 1) {
+      for (int i : sm.on_chip.begin()->second)
+        for (int j : sm.on_chip.begin()->second) intra_chip += vol(i, j);
+      continue;
+    }
+    auto grid = vol.uniform() ? full_subgrid(sm, topo) : std::nullopt;
+    if (grid && !grid->empty()) {
+      // Dimension-ordered: one round per spanned dimension; every chip holds D = k u M bytes, sends D/n
+      // to each ring member; the per-link load of the ring is (D/n) x ring_all_to_all_link_load(n).
+      const double k = static_cast<double>(sm.on_chip.begin()->second.size());
+      const double D = k * (vol.bytes / vol.members) * sm.members;
+      intra_chip += sm.chips.size() * k * k * (vol.bytes / vol.members);
+      for (std::size_t r = 0; r < grid->size(); ++r) {
+        const int dim = (*grid)[r];
+        const auto rings = rings_along(sm, topo, dim);
+        for (std::size_t ri = 0; ri < rings.size(); ++ri) {
+          const int n = static_cast<int>(rings[ri].size());
+          ring_flows(pb, r, fmt::format("all-to-all dim {}", dim), key(3, s, dim, static_cast<long long>(ri)), rings[ri],
+                     D / n * ring_all_to_all_link_load(n));
+        }
+      }
+      if (algo.empty()) algo = "torus dimension-ordered all-to-all";
+      continue;
+    }
+    if (site.kind == SiteKind::nvlink_fat_tree) {
+      // Hierarchical (2DH): group members by node; needs the same number of members per node.
+      std::map<int, std::vector<int>> nodes;  // node -> member indices ordered by GPU
+      for (int c : sm.chips)
+        for (int i : sm.on_chip.at(c)) nodes[topo.node_of(c)].push_back(i);
+      const std::size_t per_node = nodes.begin()->second.size();
+      bool even = true;
+      for (const auto& [n, v] : nodes) even = even && v.size() == per_node;
+      if (even && nodes.size() > 1 && mesh.devices_per_chip() == 1) {
+        std::vector<std::vector<int>> node_members;
+        for (auto& [n, v] : nodes) node_members.push_back(v);
+        const std::size_t nn = node_members.size();
+        // Round 0 (NVLink): (a,i) -> (a,j) carries everything i sends to rank j of every node.
+        for (std::size_t a = 0; a < nn; ++a)
+          for (std::size_t i = 0; i < per_node; ++i)
+            for (std::size_t j = 0; j < per_node; ++j) {
+              if (i == j) continue;
+              double v = 0.0;
+              for (std::size_t b = 0; b < nn; ++b) v += vol(node_members[a][i], node_members[b][j]);
+              pb.add(0, "all-to-all intra-node (NVLink)", key(4, s, static_cast<long long>(a)),
+                     mesh.chip_of(group[static_cast<std::size_t>(node_members[a][i])]),
+                     mesh.chip_of(group[static_cast<std::size_t>(node_members[a][j])]), v);
+            }
+        // Round 1 (rails): (a,j) -> (b,j) carries what node a's members send to (b,j).
+        for (std::size_t j = 0; j < per_node; ++j)
+          for (std::size_t a = 0; a < nn; ++a)
+            for (std::size_t b = 0; b < nn; ++b) {
+              if (a == b) continue;
+              double v = 0.0;
+              for (std::size_t i = 0; i < per_node; ++i) v += vol(node_members[a][i], node_members[b][j]);
+              pb.add(1, "all-to-all inter-node (rails)", key(5, s, static_cast<long long>(j)),
+                     mesh.chip_of(group[static_cast<std::size_t>(node_members[a][j])]),
+                     mesh.chip_of(group[static_cast<std::size_t>(node_members[b][j])]), v);
+            }
+        if (algo.empty()) algo = "hierarchical all-to-all (NVLink + rails)";
+        continue;
+      }
+    }
+    a2a_direct(pb, 0, sm, sm, vol, intra_chip);
+    if (algo.empty()) algo = "direct all-to-all";
+  }
+}
+
+enum class Half { reduce_scatter, all_gather };
+
+/** One half (reduce-scatter or all-gather) of a `bytes` buffer among one site's members, from
+ *  `first_round`. Returns the number of rounds used. */
+std::size_t site_half(PlanBuilder& pb, const SiteMembers& sm, const Topology& topo, const workload::DeviceMesh& mesh,
+                      double bytes, std::size_t first_round, Half half, std::string& algo) {
+  const Site& site = topo.sites()[static_cast<std::size_t>(sm.site)];
+  std::size_t r = first_round;
+  if (sm.chips.size() == 1) return 0;  // devices of one chip reduce locally
+  const char* what = half == Half::reduce_scatter ? "reduce-scatter" : "all-gather";
+  if (auto grid = full_subgrid(sm, topo); grid && !grid->empty()) {
+    // Bidirectional ring per dimension: half the buffer each way, (n-1)/n of it crosses each ring;
+    // the buffer shrinks by n after each reduce-scatter dimension (all-gather mirrors it).
+    std::vector<double> sizes{bytes};
+    for (int dim : *grid) sizes.push_back(sizes.back() / site.dims[static_cast<std::size_t>(dim)]);
+    std::vector<std::size_t> order(grid->size());
+    std::iota(order.begin(), order.end(), 0);
+    if (half == Half::all_gather) std::reverse(order.begin(), order.end());
+    for (std::size_t idx : order) {
+      const int dim = (*grid)[idx];
+      const auto rings = rings_along(sm, topo, dim);
+      for (std::size_t ri = 0; ri < rings.size(); ++ri) {
+        const double n = static_cast<double>(rings[ri].size());
+        const double load = n > 2 ? (n - 1.0) / n * sizes[idx] / 2.0 : sizes[idx] / 2.0;
+        ring_flows(pb, r, fmt::format("{} dim {}", what, dim), key(6, sm.site, dim, static_cast<long long>(ri)), rings[ri], load);
+      }
+      ++r;
+    }
+    if (algo.empty()) algo = "torus bidirectional ring per dimension";
+    return r - first_round;
+  }
+  if (site.kind == SiteKind::nvlink_fat_tree && mesh.devices_per_chip() == 1) {
+    std::map<int, std::vector<int>> nodes;
+    for (int c : sm.chips) nodes[topo.node_of(c)].push_back(c);
+    const std::size_t k = nodes.begin()->second.size();
+    bool even = true;
+    for (const auto& [n, v] : nodes) even = even && v.size() == k;
+    if (even) {
+      // In the node (NVLink): every GPU sends each peer its 1/k shard; across nodes: a ring along each
+      // rail on the node-local shard (Megatron/NCCL-style hierarchical all-reduce).
+      const double shard = bytes / static_cast<double>(k);
+      auto node_round = [&] {
+        if (k < 2) return;
+        for (const auto& [n, v] : nodes)
+          for (int a : v)
+            for (int b : v) pb.add(r, fmt::format("{} intra-node (NVLink)", what), key(7, sm.site, n), a, b, shard);
+        ++r;
+      };
+      auto rail_round = [&] {
+        if (nodes.size() < 2) return;
+        std::vector<std::vector<int>> node_list;
+        for (auto& [n, v] : nodes) node_list.push_back(v);
+        const double nn = static_cast<double>(node_list.size());
+        for (std::size_t j = 0; j < k; ++j)
+          for (std::size_t a = 0; a < node_list.size(); ++a)
+            pb.add(r, fmt::format("{} ring across nodes (rails)", what), key(8, sm.site, static_cast<long long>(j)),
+                   node_list[a][j], node_list[(a + 1) % node_list.size()][j], (nn - 1.0) / nn * shard);
+        ++r;
+      };
+      if (half == Half::reduce_scatter) {
+        node_round();
+        rail_round();
+      } else {
+        rail_round();
+        node_round();
+      }
+      if (algo.empty()) algo = "hierarchical ring (NVLink + rails)";
+      return r - first_round;
+    }
+  }
+  // Generic ring over the member chips in order, routed end to end.
+  const double n = static_cast<double>(sm.chips.size());
+  for (std::size_t i = 0; i < sm.chips.size(); ++i)
+    pb.add(r, fmt::format("ring {}", what), key(9, sm.site, static_cast<long long>(i / 32)), sm.chips[i],
+           sm.chips[(i + 1) % sm.chips.size()], (n - 1.0) / n * bytes);
+  if (algo.empty()) algo = "ring";
+  return 1;
+}
+
+void reduction(PlanBuilder& pb, const CollectiveWork& w, std::size_t g, const Topology& topo,
+               const workload::DeviceMesh& mesh, std::string& algo) {
+  const auto sites = by_site(w.groups[g], topo, mesh);
+  const bool rs = w.op != CollectiveOp::all_gather, ag = w.op != CollectiveOp::reduce_scatter;
+  // Rounds line up across sites: reduce-scatter from round 0, the cross-site ring after the longest
+  // reduce-scatter, then the all-gather.
+  std::size_t r = 0;
+  if (rs) {
+    std::size_t longest = 0;
+    for (const auto& [s, sm] : sites) longest = std::max(longest, site_half(pb, sm, topo, mesh, w.bytes_per_device, 0, Half::reduce_scatter, algo));
+    r = longest;
+  }
+  if (sites.size() > 1) {
+    const double S = static_cast<double>(sites.size());
+    const double factor = (rs && ag) ? 2.0 * (S - 1.0) / S : (S - 1.0) / S;
+    std::vector<int> order;
+    for (const auto& [s, sm] : sites) order.push_back(s);
+    for (std::size_t i = 0; i < order.size(); ++i)
+      pb.add(r, "ring across datacenters (WAN)", key(10, order[i]), pb.border(order[i]),
+             pb.border(order[(i + 1) % order.size()]), factor * w.bytes_per_device);
+    algo = "hierarchical cross-site ring";
+    ++r;
+  }
+  if (ag)
+    for (const auto& [s, sm] : sites) site_half(pb, sm, topo, mesh, w.bytes_per_device, r, Half::all_gather, algo);
+}
+
+void send_recv(PlanBuilder& pb, const CollectiveWork& w, const Topology& topo, const workload::DeviceMesh& mesh,
+               double& intra_chip) {
+  for (const auto& pair : w.groups) {
+    if (pair.size() != 2) throw Error("send_recv groups must be (source, destination) pairs");
+    const int a = mesh.chip_of(pair[0]), b = mesh.chip_of(pair[1]);
+    if (a == b) {
+      intra_chip += w.bytes_per_device;
+      continue;
+    }
+    const int sa = topo.site_of(a), sb = topo.site_of(b);
+    if (sa != sb)
+      pb.add(0, "send/recv across datacenters", key(11, sa, sb), pb.border(sa), pb.border(sb), w.bytes_per_device);
+    else
+      pb.add(0, "send/recv", key(12, a / 64), a, b, w.bytes_per_device);
+  }
+}
+
+}  // namespace
+
+TrafficPlan plan_collective(const CollectiveWork& work, const Topology& topology, const workload::DeviceMesh& mesh) {
+  PlanBuilder pb(topology);
+  std::string algo;
+  double intra_chip = 0.0;
+  if (!(work.bytes_per_device > 0.0)) return pb.finish("none", 0.0);
+  switch (work.op) {
+    case CollectiveOp::all_to_all:
+      for (std::size_t g = 0; g < work.groups.size(); ++g)
+        if (work.groups[g].size() > 1) all_to_all(pb, work, g, topology, mesh, algo, intra_chip);
+      break;
+    case CollectiveOp::all_reduce:
+    case CollectiveOp::reduce_scatter:
+    case CollectiveOp::all_gather:
+      for (std::size_t g = 0; g < work.groups.size(); ++g)
+        if (work.groups[g].size() > 1) reduction(pb, work, g, topology, mesh, algo);
+      break;
+    case CollectiveOp::send_recv: send_recv(pb, work, topology, mesh, intra_chip); break;
+  }
+  return pb.finish(algo.empty() ? "intra-chip" : algo, intra_chip);
+}
+
+}  // namespace moesim::system

@@ -1,0 +1,163 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "moesim/workload/memory.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "moesim/core/error.hpp"
+#include "moesim/core/units.hpp"
+
+namespace moesim::workload {
+
+double dtype_bytes(const std::string& dtype) {
+  if (dtype == "fp32") return 4.0;
+  if (dtype == "bf16" || dtype == "fp16") return 2.0;
+  throw Error(fmt::format("unknown dtype '{}'; valid: fp32, bf16, fp16", dtype));
+}
+
+namespace {
+double ffn_matrices(const scenario::ModelSpec& m) { return m.gated() ? 3.0 : 2.0; }
+}  // namespace
+
+ParamCounts count_params(const scenario::ModelSpec& m) {
+  const double d = m.d_model, attn = 4.0 * d * m.heads * m.d_head;
+  const double dense_ffn = ffn_matrices(m) * d * m.d_ff;
+  const double one_expert = ffn_matrices(m) * d * m.expert_d_ff;
+  const double router = d * m.experts;
+  ParamCounts c;
+  c.expert_per_layer = m.experts * one_expert;
+  auto stack = [&](int layers, bool decoder, double& active) {
+    const bool cross = decoder && m.architecture == scenario::Architecture::encoder_decoder;
+    double active_sum = 0.0;
+    for (int l = 0; l < layers; ++l) {
+      c.dense += attn + (cross ? attn : 0.0);
+      active_sum += attn + (cross ? attn : 0.0);
+      if (m.is_moe_layer(l)) {
+        c.dense += router;
+        c.expert += c.expert_per_layer;
+        active_sum += router + m.top_k * one_expert;
+      } else {
+        c.dense += dense_ffn;
+        active_sum += dense_ffn;
+      }
+    }
+    active = active_sum;
+  };
+  stack(m.encoder_layers, false, c.active_per_token_encoder);
+  stack(m.decoder_layers, true, c.active_per_token_decoder);
+  // One embedding matrix, shared by encoder, decoder and the output projection (T5/GShard tie them).
+  c.dense += static_cast<double>(m.vocab) * d;
+  return c;
+}
+
+MemoryEstimate estimate_memory(const scenario::Scenario& s, const catalog::AcceleratorSpec& accel) {
+  const auto& m = s.model;
+  const auto& p = s.parallelism;
+  const double b = dtype_bytes(m.dtype);
+  const double t = p.tensor;
+  const double d = m.d_model, hl = m.heads / t, dh = m.d_head;
+  const double ffn_mats = ffn_matrices(m);
+  const bool encdec = m.architecture == scenario::Architecture::encoder_decoder;
+
+  // Per-replica, per-micro-batch sequences and token counts.
+  const double sequences = s.training.batch_tokens / m.seq_len / (p.data * p.expert) / p.microbatches;
+  const double t_enc = sequences * m.seq_len;
+  const double t_dec = sequences * (encdec ? m.target_seq_len : m.seq_len);
+
+  // Layers of the stack in order; a stage holds ceil(L / pipeline) of them.
+  struct L {
+    bool decoder;
+    bool moe;
+  };
+  std::vector<L> layers;
+  for (int l = 0; l < m.encoder_layers; ++l) layers.push_back({false, m.is_moe_layer(l)});
+  for (int l = 0; l < m.decoder_layers; ++l) layers.push_back({true, m.is_moe_layer(l)});
+  const int per_stage = static_cast<int>(std::ceil(static_cast<double>(layers.size()) / p.pipeline));
+
+  MemoryEstimate best;
+  best.capacity_bytes = accel.hbm_bytes / std::max(1, accel.devices_per_chip);
+  // Bytes per parameter held by one device: weights, gradients, optimizer state.
+  // Mixed precision (bf16/fp16) keeps an fp32 master copy: ZeRO (Rajbhandari et al. 2020, §3.1) counts
+  // 2 + 2 + 12 bytes per parameter for mixed-precision Adam; fp32 Adam is 4 + 4 + 8.
+  // Adafactor (Shazeer & Stern 2018) keeps factored second moments, O(rows + cols) per matrix: ~0 per
+  // parameter, and no first moment in the T5/GShard configuration (beta1 = 0).
+  const bool mixed = b < 4.0;
+  const double w_bytes = b, g_bytes = b;
+  double opt_bytes = mixed ? 4.0 : 0.0;  // fp32 master weights
+  switch (s.training.optimizer) {
+    case scenario::Optimizer::adam:
+    case scenario::Optimizer::adamw: opt_bytes += 8.0; break;
+    case scenario::Optimizer::adafactor: break;
+    case scenario::Optimizer::sgd: opt_bytes += 4.0; break;
+  }
+
+  const double cap_slots = s.routing.dropless ? m.top_k : m.capacity_factor * m.top_k;  // expert slots per token
+  const double experts_local = m.is_moe() ? static_cast<double>(m.experts) / p.expert : 0.0;
+  const double inflight = std::min(p.pipeline, p.microbatches);  // 1F1B: stage 0 holds this many micro-batches
+
+  for (int stage = 0; stage < p.pipeline; ++stage) {
+    double params = 0.0, act = 0.0, act_inputs = 0.0, act_max_layer = 0.0;
+    const int lo = stage * per_stage, hi = std::min<int>(static_cast<int>(layers.size()), lo + per_stage);
+    for (int i = lo; i < hi; ++i) {
+      const L& l = layers[static_cast<std::size_t>(i)];
+      const bool cross = l.decoder && encdec;
+      const double tok = l.decoder ? t_dec : t_enc;
+      const double s_self = l.decoder ? (encdec ? m.target_seq_len : m.seq_len) : m.seq_len;
+      params += 4.0 * d * hl * dh * (cross ? 2.0 : 1.0);
+      // Stored activations per token (elements): LN input + residual, QKV, context, scores + probabilities.
+      double per_tok = 2.0 * d + 4.0 * hl * dh + 2.0 * hl * s_self;
+      if (cross) per_tok += 2.0 * d + 2.0 * hl * dh + 2.0 * hl * m.seq_len + 2.0 * hl * dh * t_enc / std::max(1.0, tok);
+      if (l.moe) {
+        params += d * m.experts + experts_local * ffn_mats * d * m.expert_d_ff / t;
+        per_tok += 2.0 * d + 2.0 * m.experts + cap_slots * (2.0 * d + ffn_mats * m.expert_d_ff / t);
+        if (accel.dispatch == catalog::DispatchStyle::einsum && !s.routing.dropless) {
+          // One-hot dispatch and combine tensors [S, E, C] per group: E x C elements per token each.
+          const double group = s.routing.group_size_tokens > 0 ? s.routing.group_size_tokens : tok;
+          const double cap = std::ceil(m.capacity_factor * m.top_k * group / m.experts);
+          per_tok += 2.0 * m.experts * cap;
+        }
+      } else {
+        params += ffn_mats * d * m.d_ff / t;
+        per_tok += d + ffn_mats * m.d_ff / t;
+      }
+      const double layer_act = per_tok * tok * b;
+      act += layer_act;
+      act_inputs += tok * d * b;
+      act_max_layer = std::max(act_max_layer, layer_act);
+    }
+    if (stage == 0 || stage == p.pipeline - 1) {
+      params += static_cast<double>(m.vocab) * d / t;
+      if (stage == p.pipeline - 1) act += t_dec * (static_cast<double>(m.vocab) / t) * 4.0;  // fp32 logits
+    }
+    MemoryEstimate e;
+    e.capacity_bytes = best.capacity_bytes;
+    e.params_bytes = params * w_bytes;
+    e.grads_bytes = params * g_bytes;
+    e.optimizer_bytes = params * opt_bytes;
+    e.activations_no_remat_bytes = act * inflight;
+    const double remat_act = act_inputs * inflight + act_max_layer;
+    const double fixed = e.params_bytes + e.grads_bytes + e.optimizer_bytes;
+    switch (s.training.rematerialization) {
+      case scenario::Remat::none: e.remat = false; break;
+      case scenario::Remat::full: e.remat = true; break;
+      case scenario::Remat::automatic: e.remat = fixed + e.activations_no_remat_bytes > e.capacity_bytes; break;
+    }
+    e.activations_bytes = e.remat ? remat_act : e.activations_no_remat_bytes;
+    if (stage == 0 || e.total_bytes() > best.total_bytes()) best = e;
+  }
+  if (best.total_bytes() > best.capacity_bytes) {
+    const double gib = units::kGiB;
+    throw Error(fmt::format(
+        "the model does not fit in device memory: {:.1f} GiB needed per device ({:.1f} params + {:.1f} grads + "
+        "{:.1f} optimizer state + {:.1f} activations{}) but one {} device has {:.1f} GiB; use more devices, "
+        "tensor/pipeline/expert parallelism, or rematerialization",
+        best.total_bytes() / gib, best.params_bytes / gib, best.grads_bytes / gib, best.optimizer_bytes / gib,
+        best.activations_bytes / gib, best.remat ? " with rematerialization" : "", accel.name,
+        best.capacity_bytes / gib));
+  }
+  return best;
+}
+
+}  // namespace moesim::workload

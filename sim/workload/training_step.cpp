@@ -1,0 +1,754 @@
+// SPDX-License-Identifier: Apache-2.0
+// The training step of a (Mixture-of-Experts) transformer as a DAG of compute and collective phases.
+//
+// Per pipeline stage and micro-batch, the forward pass walks the stage's layers; compute between two
+// collectives is merged into one compute phase (per-device times, split by kind). Backward mirrors it,
+// with the forward recomputed layer by layer when rematerialising. Stages follow the 1F1B schedule;
+// gradients are all-reduced in 25 MB buckets as the backward produces them (or once at the end), then
+// the optimizer updates. Counting conventions (FLOPs = 2 per multiply-add; bytes = each operand read
+// once, each result written once) follow notes/moe-kernels.md §3.
+#include "moesim/workload/training_step.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <optional>
+#include <unordered_map>
+
+#include <fmt/format.h>
+
+#include "moesim/core/error.hpp"
+#include "moesim/core/text.hpp"
+
+namespace moesim::workload {
+
+std::string to_string(CollectiveOp op) {
+  switch (op) {
+    case CollectiveOp::all_to_all: return "all_to_all";
+    case CollectiveOp::all_reduce: return "all_reduce";
+    case CollectiveOp::reduce_scatter: return "reduce_scatter";
+    case CollectiveOp::all_gather: return "all_gather";
+    case CollectiveOp::send_recv: return "send_recv";
+  }
+  return "?";
+}
+
+PhaseId add_phase(StepGraph& g, Phase p, const std::vector<PhaseId>& after) {
+  PhaseId v = boost::add_vertex(std::move(p), g);
+  for (PhaseId a : after) boost::add_edge(a, v, g);
+  return v;
+}
+
+namespace {
+
+using perf::KernelClass;
+using perf::KernelOp;
+
+enum class Pass { fwd, bwd, remat };
+
+struct LayerDesc {
+  bool decoder = false;
+  bool moe = false;
+  int index = 0;      ///< index within its stack (encoder or decoder)
+  int moe_index = 0;  ///< global MoE layer number (routing popularity)
+};
+
+/** Time and FLOPs of a list of kernels on one device. */
+struct Cost {
+  double time_s = 0.0;
+  double hw_flops = 0.0;
+  Cost& operator+=(const Cost& o) {
+    time_s += o.time_s;
+    hw_flops += o.hw_flops;
+    return *this;
+  }
+};
+
+/** Compute accumulated on a stage's devices between two collectives. */
+class Accum {
+ public:
+  explicit Accum(std::size_t n) : time_(n, 0.0) {}
+  void add(const std::string& kind, const Cost& c, double model_flops_per_device) {
+    if (c.time_s <= 0.0) return;
+    for (double& t : time_) t += c.time_s;
+    kinds_[kind] += c.time_s;
+    hw_ += c.hw_flops * static_cast<double>(time_.size());
+    model_ += model_flops_per_device * static_cast<double>(time_.size());
+    empty_ = false;
+  }
+  void add_per_device(const std::string& kind, const std::vector<double>& t, double hw_sum, double model_sum) {
+    double mean = 0.0;
+    for (std::size_t i = 0; i < time_.size(); ++i) {
+      time_[i] += t[i];
+      mean += t[i];
+    }
+    mean /= static_cast<double>(time_.size());
+    if (mean <= 0.0) return;
+    kinds_[kind] += mean;
+    hw_ += hw_sum;
+    model_ += model_sum;
+    empty_ = false;
+  }
+  bool empty() const { return empty_; }
+  ComputeWork take(const std::vector<int>& devices) {
+    ComputeWork w;
+    w.devices = devices;
+    w.time_s = time_;
+    w.kind_time_s = kinds_;
+    w.hardware_flops = hw_;
+    w.model_flops = model_;
+    std::fill(time_.begin(), time_.end(), 0.0);
+    kinds_.clear();
+    hw_ = model_ = 0.0;
+    empty_ = true;
+    return w;
+  }
+
+ private:
+  std::vector<double> time_;
+  std::map<std::string, double> kinds_;
+  double hw_ = 0.0, model_ = 0.0;
+  bool empty_ = true;
+};
+
+class Builder {
+ public:
+  explicit Builder(const StepContext& ctx)
+      : ctx_(ctx),
+        s_(ctx.scenario),
+        m_(ctx.scenario.model),
+        p_(ctx.scenario.parallelism),
+        b_(dtype_bytes(m_.dtype)),
+        tp_(p_.tensor),
+        rng_(Rng::derived(ctx.scenario.seed, static_cast<std::uint64_t>(ctx.step_index))) {
+    const bool encdec = m_.architecture == scenario::Architecture::encoder_decoder;
+    sequences_ = s_.training.batch_tokens / m_.seq_len / (p_.data * p_.expert) / p_.microbatches;
+    t_enc_ = sequences_ * m_.seq_len;
+    t_dec_ = sequences_ * (encdec ? m_.target_seq_len : m_.seq_len);
+    int moe_counter = 0;
+    for (int l = 0; l < m_.encoder_layers; ++l) {
+      layers_.push_back({false, m_.is_moe_layer(l), l, m_.is_moe_layer(l) ? moe_counter : -1});
+      if (m_.is_moe_layer(l)) ++moe_counter;
+    }
+    for (int l = 0; l < m_.decoder_layers; ++l) {
+      layers_.push_back({true, m_.is_moe_layer(l), l, m_.is_moe_layer(l) ? moe_counter : -1});
+      if (m_.is_moe_layer(l)) ++moe_counter;
+    }
+    per_stage_ = static_cast<int>(std::ceil(static_cast<double>(layers_.size()) / p_.pipeline));
+    if (m_.is_moe())
+      router_ = std::make_unique<Router>(s_.routing, m_.experts, m_.top_k, m_.capacity_factor, s_.seed);
+    einsum_dispatch_ = ctx.accel.dispatch == catalog::DispatchStyle::einsum && !s_.routing.dropless;
+  }
+
+  BuiltStep run();
+
+ private:
+  struct Stream {
+    int stage = 0;
+    int mb = 0;
+    PhaseId last{};
+    Accum acc;
+    std::vector<int> devices;
+    bool overlaps_grad_reduce = false;
+  };
+
+  // ---- kernels --------------------------------------------------------------------------------
+  Cost time(const KernelOp& op) {
+    const std::string key = fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}", static_cast<int>(op.cls), op.dtype, op.flops,
+                                        op.bytes, op.m, op.n, op.k, op.batch, op.group_m.size());
+    if (op.group_m.empty()) {
+      auto it = cache_.find(key);
+      if (it != cache_.end()) return it->second;
+    }
+    const perf::KernelTime t = ctx_.compute.time(op);
+    Cost c{t.time_s, t.padded_flops};
+    if (op.group_m.empty()) cache_.emplace(key, c);
+    return c;
+  }
+  KernelOp gemm(const char* name, double m, double n, double k, double batch = 1.0, KernelClass cls = KernelClass::gemm,
+                const std::string& dtype = "") const {
+    KernelOp op;
+    op.cls = cls;
+    op.name = name;
+    op.dtype = dtype.empty() ? m_.dtype : dtype;
+    op.m = m;
+    op.n = n;
+    op.k = k;
+    op.batch = batch;
+    op.flops = 2.0 * batch * m * n * k;
+    op.bytes = batch * (m * k + k * n + m * n) * dtype_bytes(op.dtype);
+    return op;
+  }
+  /** Forward GEMM, or its backward (input gradient + weight gradient: two GEMMs of the same size). */
+  Cost gemm_cost(const char* name, double m, double n, double k, Pass pass, double batch = 1.0,
+                 KernelClass cls = KernelClass::gemm, const std::string& dtype = "") {
+    if (pass == Pass::bwd)
+      return gemm_cost_sum({gemm(name, m, k, n, batch, cls, dtype), gemm(name, k, n, m, batch, cls, dtype)});
+    return time(gemm(name, m, n, k, batch, cls, dtype));
+  }
+  Cost gemm_cost_sum(const std::vector<KernelOp>& ops) {
+    Cost c;
+    for (const auto& op : ops) c += time(op);
+    return c;
+  }
+  Cost vector_cost(KernelClass cls, const char* name, double bytes, double flops, Pass pass) {
+    KernelOp op;
+    op.cls = cls;
+    op.name = name;
+    op.dtype = m_.dtype;
+    const double mult = pass == Pass::bwd ? 2.0 : 1.0;  // backward reads the saved input and the gradient
+    op.bytes = bytes * mult;
+    op.flops = flops * mult;
+    return time(op);
+  }
+  static std::string kind_for(const char* base, Pass pass) { return pass == Pass::remat ? "compute.remat" : base; }
+  static double model_mult(Pass pass) { return pass == Pass::fwd ? 1.0 : pass == Pass::bwd ? 2.0 : 0.0; }
+
+  // ---- phases ---------------------------------------------------------------------------------
+  void flush(Stream& st, const std::string& label) {
+    if (st.acc.empty()) return;
+    Phase ph;
+    ph.type = Phase::Type::compute;
+    ph.kind = "compute";
+    ph.label = label;
+    ph.stage = st.stage;
+    ph.microbatch = st.mb;
+    ph.compute = st.acc.take(st.devices);
+    stats_.model_flops += ph.compute.model_flops;
+    stats_.hardware_flops += ph.compute.hardware_flops;
+    st.last = add_phase(g_, std::move(ph), {st.last});
+  }
+  void collective(Stream& st, const std::string& kind, const std::string& label, CollectiveWork w) {
+    flush(st, label + " (compute)");
+    if (w.bytes_per_device <= 0.0) return;
+    std::size_t members = 0;
+    for (const auto& grp : w.groups) members += grp.size();
+    stats_.bytes_by_op[to_string(w.op)] += w.bytes_per_device * static_cast<double>(members);
+    Phase ph;
+    ph.type = Phase::Type::collective;
+    ph.kind = kind;
+    ph.label = label;
+    ph.stage = st.stage;
+    ph.microbatch = st.mb;
+    ph.overlaps_grad_reduce = st.overlaps_grad_reduce;
+    ph.comm = std::move(w);
+    st.last = add_phase(g_, std::move(ph), {st.last});
+  }
+  void tensor_all_reduce(Stream& st, double tokens, const std::string& label) {
+    if (tp_ <= 1) return;
+    CollectiveWork w;
+    w.op = CollectiveOp::all_reduce;
+    w.groups = ctx_.mesh.tensor_groups(st.stage);
+    w.bytes_per_device = tokens * m_.d_model * b_;
+    collective(st, "comm.tensor_all_reduce", label, std::move(w));
+  }
+
+  // ---- sub-layers -----------------------------------------------------------------------------
+  void attention(Stream& st, double tok, double s_q, double s_kv, double kv_tokens, bool cross, Pass pass,
+                 const std::string& label) {
+    const double d = m_.d_model, hl = m_.heads / tp_, dh = m_.d_head;
+    const double seqs = tok / s_q;
+    Cost c;
+    if (!cross) {
+      c += gemm_cost("attn.qkv", tok, 3.0 * hl * dh, d, pass);
+    } else {
+      c += gemm_cost("attn.q", tok, hl * dh, d, pass);
+      c += gemm_cost("attn.kv", kv_tokens, 2.0 * hl * dh, d, pass);
+    }
+    // Scores QK^T and values PV (full matrices, masked where causal); backward = 4 batched GEMMs.
+    if (pass == Pass::bwd) {
+      c += gemm_cost_sum({gemm("attn.dq", s_q, dh, s_kv, seqs * hl, KernelClass::batched_gemm),
+                          gemm("attn.dk", s_kv, dh, s_q, seqs * hl, KernelClass::batched_gemm),
+                          gemm("attn.dp", s_q, s_kv, dh, seqs * hl, KernelClass::batched_gemm),
+                          gemm("attn.dv", s_kv, dh, s_q, seqs * hl, KernelClass::batched_gemm)});
+    } else {
+      c += time(gemm("attn.scores", s_q, s_kv, dh, seqs * hl, KernelClass::batched_gemm));
+      c += time(gemm("attn.values", s_q, dh, s_kv, seqs * hl, KernelClass::batched_gemm));
+    }
+    const double scores = seqs * hl * s_q * s_kv;
+    c += vector_cost(KernelClass::elementwise, "attn.softmax", 2.0 * scores * b_, 5.0 * scores, pass);
+    c += gemm_cost("attn.out", tok, d, hl * dh, pass);
+    // Layer norm + residual + dropout around the block: ~6 reads/writes of [tokens, d_model].
+    c += vector_cost(KernelClass::elementwise, "attn.norm_residual", 6.0 * tok * d * b_, 10.0 * tok * d, pass);
+    const double proj = (cross ? (tok * hl * dh * 2.0 + kv_tokens * 2.0 * hl * dh) : tok * 4.0 * hl * dh) * d;
+    const double model = 2.0 * proj + 4.0 * seqs * hl * s_q * s_kv * dh;
+    st.acc.add(kind_for(cross ? "compute.cross_attention" : "compute.attention", pass), c, model * model_mult(pass));
+    tensor_all_reduce(st, tok, label + (cross ? " cross-attn TP all-reduce" : " attn TP all-reduce"));
+  }
+
+  void dense_ffn(Stream& st, double tok, Pass pass, const std::string& label) {
+    const double d = m_.d_model, f = m_.d_ff / tp_, mats = m_.gated() ? 2.0 : 1.0;
+    Cost c;
+    c += gemm_cost("ffn.up", tok, mats * f, d, pass);
+    c += vector_cost(KernelClass::elementwise, "ffn.act", (mats + 1.0) * tok * f * b_, 8.0 * tok * f, pass);
+    c += gemm_cost("ffn.down", tok, d, f, pass);
+    c += vector_cost(KernelClass::elementwise, "ffn.norm_residual", 6.0 * tok * d * b_, 10.0 * tok * d, pass);
+    const double model = 2.0 * tok * (mats + 1.0) * d * f;
+    st.acc.add(kind_for("compute.ffn", pass), c, model * model_mult(pass));
+    tensor_all_reduce(st, tok, label + " ffn TP all-reduce");
+  }
+
+  /** Expert FFN time per device of the stage, from the routing draw of each expert-parallel group. */
+  void moe_ffn(Stream& st, const LayerDesc& L, double tok, Pass pass, const std::string& label);
+
+  void embedding(Stream& st, double tok, Pass pass) {
+    Cost c = vector_cost(KernelClass::elementwise, "embed.gather", 2.0 * tok * m_.d_model * b_, 0.0, pass);
+    st.acc.add(kind_for("compute.embedding", pass), c, 0.0);
+  }
+  void output_head(Stream& st, double tok, Pass pass) {
+    const double d = m_.d_model, v = m_.vocab / tp_;
+    Cost c = gemm_cost("head.logits", tok, v, d, pass);
+    c += vector_cost(KernelClass::elementwise, "head.softmax_xent", 3.0 * tok * v * 4.0, 6.0 * tok * v, pass);
+    st.acc.add(kind_for("compute.output", pass), c, 2.0 * tok * v * d * model_mult(pass));
+  }
+
+  void layer(Stream& st, const LayerDesc& L, Pass pass) {
+    const bool encdec = m_.architecture == scenario::Architecture::encoder_decoder;
+    const double tok = L.decoder ? t_dec_ : t_enc_;
+    const double s_self = L.decoder ? (encdec ? m_.target_seq_len : m_.seq_len) : m_.seq_len;
+    const std::string label = fmt::format("{}{} {} mb{}", L.decoder ? "D" : "E", L.index,
+                                          pass == Pass::fwd ? "fwd" : pass == Pass::bwd ? "bwd" : "remat", st.mb);
+    auto ffn = [&] {
+      if (L.moe)
+        moe_ffn(st, L, tok, pass, label);
+      else
+        dense_ffn(st, tok, pass, label);
+    };
+    auto attn = [&] {
+      attention(st, tok, s_self, s_self, tok, false, pass, label);
+      if (L.decoder && encdec) attention(st, tok, s_self, m_.seq_len, t_enc_, true, pass, label);
+    };
+    if (pass == Pass::bwd) {
+      ffn();
+      attn();
+    } else {
+      attn();
+      ffn();
+    }
+  }
+
+  std::vector<int> stage_layers(int stage) const {
+    std::vector<int> v;
+    const int lo = stage * per_stage_, hi = std::min<int>(static_cast<int>(layers_.size()), lo + per_stage_);
+    for (int i = lo; i < hi; ++i) v.push_back(i);
+    return v;
+  }
+
+  /** One forward or backward of a micro-batch on a stage. Records, for the backward of the last
+   *  micro-batch, the phase after which each layer's gradients are complete. */
+  PhaseId pass_of(int stage, int mb, Pass pass, PhaseId after, std::map<int, PhaseId>* grads_ready) {
+    Stream st{stage, mb, after, Accum(ctx_.mesh.stage_devices(stage).size()), ctx_.mesh.stage_devices(stage)};
+    st.overlaps_grad_reduce = grads_ready != nullptr && ctx_.scenario.training.overlap_grad_reduce;
+    const auto ids = stage_layers(stage);
+    const bool first = stage == 0, last = stage == p_.pipeline - 1;
+    if (pass == Pass::fwd) {
+      if (first) embedding(st, t_enc_ + (m_.encoder_layers > 0 ? t_dec_ : 0.0), Pass::fwd);
+      for (int i : ids) layer(st, layers_[static_cast<std::size_t>(i)], Pass::fwd);
+      if (last) output_head(st, t_dec_, Pass::fwd);
+    } else {
+      if (last) output_head(st, t_dec_, Pass::bwd);
+      for (auto it = ids.rbegin(); it != ids.rend(); ++it) {
+        if (ctx_.remat) layer(st, layers_[static_cast<std::size_t>(*it)], Pass::remat);
+        layer(st, layers_[static_cast<std::size_t>(*it)], Pass::bwd);
+        if (grads_ready) {
+          flush(st, fmt::format("L{} bwd mb{} (compute)", *it, mb));
+          (*grads_ready)[*it] = st.last;
+        }
+      }
+      if (first) embedding(st, t_enc_ + (m_.encoder_layers > 0 ? t_dec_ : 0.0), Pass::bwd);
+    }
+    flush(st, fmt::format("stage{} mb{} {} (compute)", stage, mb, pass == Pass::fwd ? "fwd" : "bwd"));
+    return st.last;
+  }
+
+  PhaseId p2p(int from_stage, int to_stage, int mb, PhaseId after, const char* what) {
+    CollectiveWork w;
+    w.op = CollectiveOp::send_recv;
+    const auto src = ctx_.mesh.stage_devices(from_stage), dst = ctx_.mesh.stage_devices(to_stage);
+    for (std::size_t i = 0; i < src.size(); ++i) w.groups.push_back({src[i], dst[i]});
+    // Activations (or their gradients) of the micro-batch at the stage boundary; tensor-parallel ranks
+    // send disjoint slices (Megatron's scatter/gather optimisation). Encoder-decoder boundaries inside
+    // the decoder also carry the encoder output.
+    const int boundary = std::min<int>(static_cast<int>(layers_.size()) - 1, (from_stage + (to_stage > from_stage ? 1 : 0)) * per_stage_);
+    const bool dec = layers_[static_cast<std::size_t>(boundary)].decoder;
+    const double tokens = dec ? t_dec_ + (m_.encoder_layers > 0 ? t_enc_ : 0.0) : t_enc_;
+    w.bytes_per_device = tokens * m_.d_model * b_ / tp_;
+    stats_.bytes_by_op["send_recv"] += w.bytes_per_device * static_cast<double>(src.size());
+    Phase ph;
+    ph.type = Phase::Type::collective;
+    ph.kind = "comm.pipeline_p2p";
+    ph.label = fmt::format("{} stage{}->stage{} mb{}", what, from_stage, to_stage, mb);
+    ph.stage = to_stage;
+    ph.microbatch = mb;
+    ph.comm = std::move(w);
+    return add_phase(g_, std::move(ph), {after});
+  }
+
+  /** Gradient all-reduces of a stage in DDP-style buckets, then the optimizer step. */
+  PhaseId grads_and_optimizer(int stage, PhaseId last_bwd, const std::map<int, PhaseId>& grads_ready);
+
+  const StepContext& ctx_;
+  const scenario::Scenario& s_;
+  const scenario::ModelSpec& m_;
+  const scenario::ParallelismSpec& p_;
+  double b_;
+  double tp_;
+  Rng rng_;
+  double sequences_ = 0.0, t_enc_ = 0.0, t_dec_ = 0.0;
+  std::vector<LayerDesc> layers_;
+  int per_stage_ = 1;
+  std::unique_ptr<Router> router_;
+  bool einsum_dispatch_ = false;
+  StepGraph g_;
+  StepStats stats_;
+  std::unordered_map<std::string, Cost> cache_;
+  /** Routing draws per (MoE layer, micro-batch, data index): reused by forward, remat and backward. */
+  std::map<std::tuple<int, int, int>, RoutingDraw> draws_;
+};
+
+void Builder::moe_ffn(Stream& st, const LayerDesc& L, double tok, Pass pass, const std::string& label) {
+  const double d = m_.d_model, f = m_.expert_d_ff / tp_, mats = m_.gated() ? 2.0 : 1.0;
+  const double E = m_.experts, k = m_.top_k, ep = p_.expert;
+  const double group = s_.routing.group_size_tokens > 0 ? std::min<double>(s_.routing.group_size_tokens, tok) : tok;
+  const double groups_per_device = std::max(1.0, std::round(tok / group));
+  const double cap = router_->capacity(group);
+  const int local_experts = static_cast<int>(E / ep);
+
+  // Router: gate projection (fp32, "selective precision": Fedus et al. 2021 §2.4) + softmax + top-k.
+  Cost rc = gemm_cost("moe.gate", tok, E, d, pass, 1.0, KernelClass::gemm, "fp32");
+  rc += vector_cost(KernelClass::router, "moe.softmax_topk", 3.0 * tok * E * 4.0, (8.0 + k) * tok * E, pass);
+  st.acc.add(kind_for("compute.router", pass), rc, 2.0 * tok * E * d * model_mult(pass));
+
+  // Routing draws: one per expert-parallel group (= per data index; tensor ranks share tokens).
+  std::vector<RoutingDraw*> draw_of_data(static_cast<std::size_t>(p_.data));
+  for (int di = 0; di < p_.data; ++di) {
+    auto key = std::make_tuple(L.moe_index, st.mb, di);
+    auto it = draws_.find(key);
+    if (it == draws_.end()) {
+      RoutingDraw dr = router_->draw(L.moe_index, static_cast<int>(groups_per_device * ep), group, rng_);
+      stats_.assignments += dr.assignments;
+      stats_.dropped += dr.dropped;
+      stats_.routing_exact = stats_.routing_exact && dr.exact;
+      it = draws_.emplace(key, std::move(dr)).first;
+    }
+    draw_of_data[static_cast<std::size_t>(di)] = &it->second;
+  }
+
+  // Dispatch: one-hot einsum over capacity slots (TPU) or a gather of the routed rows (GPU).
+  const double slots = einsum_dispatch_ ? groups_per_device * E * cap : 0.0;  // per device
+  Cost dc, cc;
+  if (einsum_dispatch_) {
+    // GSEC,GSM->EGCM per group: [E*C x S] . [S x d]; combine GSEC,EGCM->GSM: [S x E*C] . [E*C x d].
+    const double mask_bytes = groups_per_device * group * E * cap * b_;
+    KernelOp disp = gemm("moe.dispatch_einsum", E * cap, d, group, groups_per_device);
+    disp.bytes += mask_bytes;
+    KernelOp comb = gemm("moe.combine_einsum", group, d, E * cap, groups_per_device);
+    comb.bytes += mask_bytes;
+    dc = time(disp);  // the mask is not differentiable: backward = one GEMM (gradient of the input)
+    cc = time(comb);
+    if (pass == Pass::bwd) cc += time(comb);  // combine: gradients of expert outputs and of the weights
+    dc += vector_cost(KernelClass::router, "moe.dispatch_mask", groups_per_device * group * E * cap * b_ * 2.0,
+                      groups_per_device * group * E * cap, pass);
+  } else {
+    dc = vector_cost(KernelClass::permute, "moe.permute", 2.0 * tok * k * d * b_, 0.0, Pass::fwd);
+    cc = vector_cost(KernelClass::unpermute, "moe.unpermute", (2.0 * k + 1.0) * tok * d * b_, 2.0 * tok * k * d, Pass::fwd);
+  }
+  st.acc.add(kind_for("compute.dispatch", pass), dc, 0.0);
+
+  // All-to-all (dispatch): capacity-padded buffers (einsum) or the routed tokens that were kept.
+  auto a2a = [&](const char* what) {
+    CollectiveWork w;
+    w.op = CollectiveOp::all_to_all;
+    w.groups = ctx_.mesh.expert_groups(st.stage);
+    if (einsum_dispatch_) {
+      w.bytes_per_device = slots * d * b_;
+    } else {
+      double kept = 0.0, total = 0.0;
+      for (const auto* dr : draw_of_data) {
+        kept += dr->assignments - dr->dropped;
+        total += dr->assignments;
+      }
+      w.bytes_per_device = tok * k * (total > 0 ? kept / total : 1.0) * d * b_;
+      // Receivers in proportion to their experts' processed tokens.
+      for (int di = 0; di < p_.data; ++di)
+        for (int t = 0; t < p_.tensor; ++t) {
+          std::vector<double> recv;
+          const auto& dr = *draw_of_data[static_cast<std::size_t>(di)];
+          for (int e = 0; e < p_.expert; ++e) {
+            double r = 0.0;
+            for (int x = 0; x < local_experts; ++x) r += dr.processed[static_cast<std::size_t>(e * local_experts + x)];
+            recv.push_back(r);
+          }
+          w.recv_weight.push_back(std::move(recv));
+          w.send_weight.emplace_back(static_cast<std::size_t>(p_.expert), 1.0);
+        }
+    }
+    collective(st, "comm.all_to_all", label + " " + what, std::move(w));
+  };
+  a2a("moe dispatch all-to-all");
+
+  // Expert FFN on each device: grouped GEMM over its local experts.
+  const auto& devices = st.devices;
+  std::vector<double> times(devices.size(), 0.0);
+  double hw_sum = 0.0, model_sum = 0.0;
+  std::map<std::vector<double>, Cost> by_shape;
+  for (std::size_t i = 0; i < devices.size(); ++i) {
+    const int dev = devices[i];
+    const int e_idx = ctx_.mesh.expert_of(dev), d_idx = ctx_.mesh.data_of(dev);
+    const auto& dr = *draw_of_data[static_cast<std::size_t>(d_idx)];
+    std::vector<double> gm;
+    double assigned = 0.0;
+    for (int x = 0; x < local_experts; ++x) {
+      const auto e = static_cast<std::size_t>(e_idx * local_experts + x);
+      gm.push_back(einsum_dispatch_ ? groups_per_device * ep * cap : dr.processed[e]);
+      assigned += dr.processed[e];
+    }
+    auto it = by_shape.find(gm);
+    if (it == by_shape.end()) {
+      auto grouped = [&](const char* name, double n, double kk) {
+        KernelOp op;
+        op.cls = KernelClass::grouped_gemm;
+        op.name = name;
+        op.dtype = m_.dtype;
+        op.n = n;
+        op.k = kk;
+        op.group_m = gm;
+        double rows = 0.0;
+        for (double r : gm) rows += r;
+        op.m = rows;
+        op.flops = 2.0 * rows * n * kk;
+        op.bytes = (rows * kk + static_cast<double>(gm.size()) * kk * n + rows * n) * b_;
+        return op;
+      };
+      Cost c;
+      double rows = 0.0;
+      for (double r : gm) rows += r;
+      const int gemms = pass == Pass::bwd ? 2 : 1;
+      for (int rep = 0; rep < gemms; ++rep) {
+        c += time(grouped("moe.expert_up", mats * f, d));
+        c += time(grouped("moe.expert_down", d, f));
+      }
+      c += vector_cost(KernelClass::elementwise, "moe.expert_act", (mats + 1.0) * rows * f * b_, 8.0 * rows * f, pass);
+      it = by_shape.emplace(gm, c).first;
+    }
+    times[i] = it->second.time_s;
+    hw_sum += it->second.hw_flops;
+    model_sum += 2.0 * assigned * (mats + 1.0) * d * f * model_mult(pass);
+  }
+  st.acc.add_per_device(kind_for("compute.expert_ffn", pass), times, hw_sum, model_sum);
+  tensor_all_reduce(st, (einsum_dispatch_ ? slots : tok * k), label + " expert TP all-reduce");
+
+  a2a("moe combine all-to-all");
+  st.acc.add(kind_for("compute.combine", pass), cc, 0.0);
+  const Cost nr = vector_cost(KernelClass::elementwise, "moe.norm_residual", 6.0 * tok * d * b_, 10.0 * tok * d, pass);
+  st.acc.add(kind_for("compute.combine", pass), nr, 0.0);
+}
+
+PhaseId Builder::grads_and_optimizer(int stage, PhaseId last_bwd, const std::map<int, PhaseId>& grads_ready) {
+  const double grad_b = b_;
+  const auto dense_groups = ctx_.mesh.dense_grad_groups(stage);
+  const auto expert_groups = ctx_.mesh.expert_grad_groups(stage);
+  const bool dense_reduce = !dense_groups.empty() && dense_groups.front().size() > 1;
+  const bool expert_reduce = !expert_groups.empty() && expert_groups.front().size() > 1;
+  const double d = m_.d_model, hl = m_.heads / tp_, dh = m_.d_head;
+  const double mats = m_.gated() ? 3.0 : 2.0;
+  const bool encdec = m_.architecture == scenario::Architecture::encoder_decoder;
+
+  // Parameter bytes per device by layer (backward order), split dense / expert.
+  std::vector<std::pair<int, std::pair<double, double>>> per_layer;
+  const auto ids = stage_layers(stage);
+  double dense_total = 0.0, expert_total = 0.0;
+  for (auto it = ids.rbegin(); it != ids.rend(); ++it) {
+    const LayerDesc& L = layers_[static_cast<std::size_t>(*it)];
+    double dense = 4.0 * d * hl * dh * ((L.decoder && encdec) ? 2.0 : 1.0);
+    double expert = 0.0;
+    if (L.moe) {
+      dense += d * m_.experts;
+      expert = (m_.experts / p_.expert) * mats * d * m_.expert_d_ff / tp_;
+    } else {
+      dense += mats * d * m_.d_ff / tp_;
+    }
+    per_layer.push_back({*it, {dense * grad_b, expert * grad_b}});
+    dense_total += dense;
+    expert_total += expert;
+  }
+  if (stage == 0 || stage == p_.pipeline - 1) dense_total += static_cast<double>(m_.vocab) * d / tp_;
+
+  std::vector<PhaseId> done{last_bwd};
+  auto reduce = [&](const std::vector<std::vector<int>>& groups, double bytes, PhaseId after, const std::string& label) {
+    CollectiveWork w;
+    w.op = CollectiveOp::all_reduce;
+    w.groups = groups;
+    w.bytes_per_device = bytes;
+    std::size_t members = 0;
+    for (const auto& grp : groups) members += grp.size();
+    stats_.bytes_by_op["all_reduce"] += bytes * static_cast<double>(members);
+    Phase ph;
+    ph.type = Phase::Type::collective;
+    ph.kind = "comm.grad_all_reduce";
+    ph.label = label;
+    ph.stage = stage;
+    ph.overlaps_grad_reduce = ctx_.scenario.training.overlap_grad_reduce;
+    ph.comm = std::move(w);
+    return add_phase(g_, std::move(ph), {after});
+  };
+  if (ctx_.scenario.training.overlap_grad_reduce && !grads_ready.empty()) {
+    // DDP-style buckets, in backward order; each bucket's reduce waits for its last layer and for the
+    // previous bucket (one communication stream).
+    double dense_bucket = 0.0, expert_bucket = 0.0;
+    std::optional<PhaseId> prev;
+    for (std::size_t i = 0; i < per_layer.size(); ++i) {
+      dense_bucket += per_layer[i].second.first;
+      expert_bucket += per_layer[i].second.second;
+      const bool last_layer = i + 1 == per_layer.size();
+      if (last_layer) dense_bucket += (stage == 0 || stage == p_.pipeline - 1) ? static_cast<double>(m_.vocab) * d / tp_ * grad_b : 0.0;
+      if (dense_bucket + expert_bucket >= kGradBucketBytes || last_layer) {
+        PhaseId ready = last_layer ? last_bwd : grads_ready.at(per_layer[i].first);
+        std::vector<PhaseId> deps{ready};
+        if (prev) deps.push_back(*prev);
+        PhaseId join = deps.size() == 1 ? deps[0] : add_phase(g_, Phase{}, deps);
+        if (dense_reduce && dense_bucket > 0) {
+          join = reduce(dense_groups, dense_bucket, join, fmt::format("stage{} dense grads bucket @L{}", stage, per_layer[i].first));
+        }
+        if (expert_reduce && expert_bucket > 0) {
+          join = reduce(expert_groups, expert_bucket, join, fmt::format("stage{} expert grads bucket @L{}", stage, per_layer[i].first));
+        }
+        prev = join;
+        dense_bucket = expert_bucket = 0.0;
+      }
+    }
+    if (prev) done.push_back(*prev);
+  } else {
+    PhaseId after = last_bwd;
+    if (dense_reduce) after = reduce(dense_groups, dense_total * grad_b, after, fmt::format("stage{} dense grads", stage));
+    if (expert_reduce) after = reduce(expert_groups, expert_total * grad_b, after, fmt::format("stage{} expert grads", stage));
+    done.push_back(after);
+  }
+
+  // Optimizer: streams parameters, gradients and state (bytes per parameter as in memory.cpp).
+  const double params = dense_total + expert_total;
+  double state_bytes = 0.0;
+  switch (ctx_.scenario.training.optimizer) {
+    case scenario::Optimizer::adam:
+    case scenario::Optimizer::adamw: state_bytes = 2.0 * 2.0 * 4.0; break;  // m and v, read + write
+    case scenario::Optimizer::adafactor: state_bytes = 0.0; break;          // factored: O(rows + cols)
+    case scenario::Optimizer::sgd: state_bytes = 2.0 * 4.0; break;          // momentum, read + write
+  }
+  const double master = b_ < 4.0 ? 2.0 * 4.0 : 0.0;  // fp32 master weights, read + write
+  const double bytes = params * (2.0 * b_ + b_ + state_bytes + master);  // weights r+w, gradient r, state, master
+  Stream st{stage, 0, add_phase(g_, Phase{}, done), Accum(ctx_.mesh.stage_devices(stage).size()), ctx_.mesh.stage_devices(stage)};
+  st.acc.add("compute.optimizer", time([&] {
+    KernelOp op;
+    op.cls = KernelClass::optimizer;
+    op.name = "optimizer.update";
+    op.dtype = "fp32";
+    op.bytes = bytes;
+    op.flops = 10.0 * params;
+    return op;
+  }()), 0.0);
+  flush(st, fmt::format("stage{} optimizer", stage));
+  return st.last;
+}
+
+BuiltStep Builder::run() {
+  BuiltStep out;
+  Phase start;
+  start.label = "step start";
+  out.start = add_phase(g_, std::move(start), {});
+  const int P = p_.pipeline, M = p_.microbatches;
+
+  // 1F1B per stage: warm-up forwards, steady one-forward-one-backward, cool-down backwards.
+  std::vector<std::vector<std::pair<Pass, int>>> order(static_cast<std::size_t>(P));
+  for (int s = 0; s < P; ++s) {
+    const int warm = std::min(P - s - 1, M);
+    auto& o = order[static_cast<std::size_t>(s)];
+    for (int i = 0; i < warm; ++i) o.push_back({Pass::fwd, i});
+    for (int i = 0; i < M - warm; ++i) {
+      o.push_back({Pass::fwd, warm + i});
+      o.push_back({Pass::bwd, i});
+    }
+    for (int i = M - warm; i < M; ++i) o.push_back({Pass::bwd, i});
+  }
+  // Dependencies across stages are resolved as tasks are emitted; iterate until every task is placed.
+  std::map<std::tuple<int, int, int>, PhaseId> done;  // (stage, pass, mb) -> last phase (incl. outgoing send)
+  std::vector<std::size_t> next(static_cast<std::size_t>(P), 0);
+  std::vector<PhaseId> stage_last(static_cast<std::size_t>(P), out.start);
+  std::vector<std::map<int, PhaseId>> ready(static_cast<std::size_t>(P));
+  std::size_t remaining = 0;
+  for (const auto& o : order) remaining += o.size();
+  while (remaining > 0) {
+    bool progress = false;
+    for (int s = 0; s < P; ++s) {
+      auto& idx = next[static_cast<std::size_t>(s)];
+      if (idx >= order[static_cast<std::size_t>(s)].size()) continue;
+      const auto [pass, mb] = order[static_cast<std::size_t>(s)][idx];
+      std::vector<PhaseId> deps{stage_last[static_cast<std::size_t>(s)]};
+      if (pass == Pass::fwd && s > 0) {
+        auto it = done.find({s - 1, 0, mb});
+        if (it == done.end()) continue;
+        deps.push_back(it->second);
+      }
+      if (pass == Pass::bwd && s < P - 1) {
+        auto it = done.find({s + 1, 1, mb});
+        if (it == done.end()) continue;
+        deps.push_back(it->second);
+      }
+      PhaseId after = deps.size() == 1 ? deps[0] : add_phase(g_, Phase{}, deps);
+      const bool last_mb_bwd = pass == Pass::bwd && mb == M - 1;
+      PhaseId end = pass_of(s, mb, pass, after, last_mb_bwd ? &ready[static_cast<std::size_t>(s)] : nullptr);
+      stage_last[static_cast<std::size_t>(s)] = end;
+      PhaseId sent = end;
+      if (pass == Pass::fwd && s < P - 1) sent = p2p(s, s + 1, mb, end, "activations");
+      if (pass == Pass::bwd && s > 0) sent = p2p(s, s - 1, mb, end, "gradients");
+      done[{s, pass == Pass::fwd ? 0 : 1, mb}] = sent;
+      ++idx;
+      --remaining;
+      progress = true;
+    }
+    if (!progress) throw Error("internal error: the 1F1B schedule deadlocked while building the step graph");
+  }
+  std::vector<PhaseId> ends;
+  for (int s = 0; s < P; ++s)
+    ends.push_back(grads_and_optimizer(s, stage_last[static_cast<std::size_t>(s)], ready[static_cast<std::size_t>(s)]));
+  Phase end;
+  end.label = "step end";
+  out.end = add_phase(g_, std::move(end), ends);
+  stats_.tokens = s_.training.batch_tokens;
+  out.graph = std::move(g_);
+  out.stats = stats_;
+  return out;
+}
+
+class MoeTransformerBuilder final : public StepBuilder {
+ public:
+  BuiltStep build(const StepContext& ctx) const override {
+    Builder b(ctx);
+    return b.run();
+  }
+};
+
+const std::map<std::string, std::unique_ptr<StepBuilder>>& registry() {
+  static const std::map<std::string, std::unique_ptr<StepBuilder>> r = [] {
+    std::map<std::string, std::unique_ptr<StepBuilder>> m;
+    m.emplace("moe_transformer", std::make_unique<MoeTransformerBuilder>());
+    return m;
+  }();
+  return r;
+}
+
+}  // namespace
+
+const StepBuilder& step_builder(const std::string& model_type) {
+  const auto& r = registry();
+  auto it = r.find(model_type);
+  if (it == r.end()) throw Error(fmt::format("unknown model type '{}'; valid: {}", model_type, text::join(step_builder_names())));
+  return *it->second;
+}
+
+std::vector<std::string> step_builder_names() {
+  std::vector<std::string> v;
+  for (const auto& [k, b] : registry()) v.push_back(k);
+  return v;
+}
+
+}  // namespace moesim::workload
