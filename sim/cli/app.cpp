@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--db", run.db, "Run store (SQLite)")->default_val("moesim.db");
   run_cmd->add_flag("--no-store", run.no_store, "Do not write the run to the store");
   run_cmd->add_option("--set", run.overrides, "Override a scenario key: KEY.PATH=YAML (repeatable)");
+  run_cmd->add_option("--trace", run.trace, "Write the first step's phases (start, end, critical path) to this CSV");
 
   // compare
   CompareOptions cmp;

@@ -17,6 +17,7 @@ struct RunOptions {
   std::string db = "moesim.db";
   bool no_store = false;
   std::vector<std::string> overrides;
+  std::string trace;  ///< CSV of the first step's phases
 };
 struct CompareOptions {
   std::string scenario;

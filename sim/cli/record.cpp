@@ -67,7 +67,7 @@ store::RunRecord make_record(const scenario::Scenario& s, const engine::JobResul
   double wan = 0.0;
   for (const auto& site : job.sites) wan += site.link_bytes_per_step[static_cast<std::size_t>(system::LinkClass::wan)];
   add("wan_bytes_per_step", wan, "B");
-  add("wan_time_per_step_s", job.breakdown_s.count("comm.wan") ? job.breakdown_s.at("comm.wan") : 0.0, "s");
+  add("wan_time_per_step_s", job.wan_time_per_step_s, "s");
   add("phases_per_step", job.phases_per_step, "phases");
   add("collectives_detailed", job.collectives_detailed, "collectives");
   add("collectives_memoized", job.collectives_memoized, "collectives");

@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <fstream>
 #include <iostream>
 
 #include <fmt/format.h>
@@ -37,6 +38,16 @@ catalog::Catalog load_catalog(const GlobalOptions& g) {
   return catalog::Catalog::load(g.profiles_dir.empty() ? catalog::Catalog::default_profiles_dir() : g.profiles_dir);
 }
 
+void write_trace(const std::string& path, const engine::JobResult& job) {
+  std::ofstream out(path);
+  if (!out) throw Error(fmt::format("cannot write the trace file '{}'", path));
+  out << "label,kind,stage,start_s,end_s,duration_s,critical_path,memoized\n";
+  for (const auto& t : job.trace)
+    out << fmt::format("\"{}\",{},{},{:.9g},{:.9g},{:.9g},{},{}\n", t.label, t.kind, t.stage, t.start_s, t.end_s, t.end_s - t.start_s,
+                       t.on_critical_path ? 1 : 0, t.memoized ? 1 : 0);
+  if (!out) throw Error(fmt::format("error writing the trace file '{}'", path));
+}
+
 PreparedRun prepare_run(const catalog::Catalog& catalog, scenario::Scenario s) {
   PreparedRun p{std::move(s), energy::NetworkEnergyTable::load(catalog.profiles_dir()), std::nullopt};
   engine::check_feasible(p.scenario, catalog);
@@ -46,7 +57,7 @@ PreparedRun prepare_run(const catalog::Catalog& catalog, scenario::Scenario s) {
 }
 
 store::RunRecord execute_run(const catalog::Catalog& catalog, const PreparedRun& p, store::Store* db,
-                             const store::RunRecord& header, bool progress) {
+                             const store::RunRecord& header, bool progress, const std::string& trace_csv) {
   std::int64_t id = 0;
   if (db) id = db->begin_run(header);
   try {
@@ -56,8 +67,14 @@ store::RunRecord execute_run(const catalog::Catalog& catalog, const PreparedRun&
         std::cerr << fmt::format("\r[{}] step {}/{} {}   ", name, std::min(k + 1, n), n, what) << (k >= n ? "\n" : "") << std::flush;
       };
     const engine::IsolatedResult iso = engine::run_isolated(
-        [&] { return engine::to_json(engine::simulate_job(p.scenario, catalog, {}, report)); }, interrupt_flag());
+        [&] {
+          engine::EngineOptions opt;
+          opt.trace = !trace_csv.empty();
+          return engine::to_json(engine::simulate_job(p.scenario, catalog, opt, report));
+        },
+        interrupt_flag());
     const engine::JobResult job = engine::job_from_json(iso.value);
+    if (!trace_csv.empty()) write_trace(trace_csv, job);
     const energy::Accounting acc = energy::account(job, p.scenario, catalog, p.network, p.embodied);
     store::RunRecord rec = make_record(p.scenario, job, acc, catalog, p.network);
     rec.comparison_id = header.comparison_id;
@@ -86,7 +103,7 @@ int cmd_run(const GlobalOptions& g, const RunOptions& o) {
   std::unique_ptr<store::Store> db;
   if (!o.no_store) db = std::make_unique<store::Store>(o.db);
   install_interrupt_handler();
-  const store::RunRecord rec = execute_run(catalog, p, db.get(), make_header(p.scenario), !o.json && isatty(2));
+  const store::RunRecord rec = execute_run(catalog, p, db.get(), make_header(p.scenario), !o.json && isatty(2), o.trace);
   if (o.json)
     std::cout << record_json(rec).dump(2) << "\n";
   else

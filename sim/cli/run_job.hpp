@@ -23,6 +23,6 @@ PreparedRun prepare_run(const catalog::Catalog& catalog, scenario::Scenario s);
 /** Simulates in a child process, accounts energy, and (if `db`) stores the run as one transaction.
  *  A failure marks the stored run failed and re-throws. */
 store::RunRecord execute_run(const catalog::Catalog& catalog, const PreparedRun& p, store::Store* db,
-                             const store::RunRecord& header, bool progress);
+                             const store::RunRecord& header, bool progress, const std::string& trace_csv = "");
 
 }  // namespace moesim::cli

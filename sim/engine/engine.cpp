@@ -61,6 +61,8 @@ std::uint64_t signature(const workload::CollectiveWork& w) {
 struct CachedPlan {
   system::TrafficPlan plan;
   std::vector<std::array<double, system::kLinkClassCount>> site_link_bytes;
+  std::vector<bool> round_crosses_wan;  ///< per round: has flows between datacenters
+  double memo_wan_s = 0.0;              ///< WAN-busy time of the memoised (isolated) run
 };
 
 /** Background load fraction that marks a chip as "running a job" (host_energy's epsilon state). */
@@ -88,11 +90,17 @@ struct Simulator::Impl {
       : topo(t), accel(a), power(p), mesh(m), opt(o) {
     if (sg4::Engine::has_instance())
       throw Error("internal error: one SimGrid simulation per process (run each simulation in its own process)");
-    static int argc = 3;
+    // ptask_L07 bounds each parallel task's rate by the TCP window, gamma / (2 x max(latency x bytes))
+    // (SimGrid 3.32 src/surf/ptask_L07.cpp, calculate_network_bound): with the default 4 MiB window a
+    // 30 ms WAN link carries ~70 MB/s whatever its bandwidth. Collectives on accelerator fabrics and
+    // dedicated WAN links are not window-limited TCP flows, so the window is made irrelevant (gamma 0
+    // would instead block every task with latency).
+    static int argc = 4;
     static char arg0[] = "moesim";
     static char arg1[] = "--log=root.thres:warning";
     static char arg2[] = "--cfg=host/model:ptask_L07";
-    static char* argv[] = {arg0, arg1, arg2, nullptr};
+    static char arg3[] = "--cfg=network/TCP-gamma:1e30";
+    static char* argv[] = {arg0, arg1, arg2, arg3, nullptr};
     engine = std::make_unique<sg4::Engine>(&argc, argv);
     sg_host_energy_plugin_init();
     plat = platform::Platform::build(topo, accel, power, opt.pacers);
@@ -104,6 +112,12 @@ struct Simulator::Impl {
     if (it != plans.end()) return it->second;
     CachedPlan cp;
     cp.plan = system::plan_collective(w, topo, mesh);
+    for (const auto& round : cp.plan.rounds) {
+      bool wan = false;
+      for (const auto& batch : round.batches)
+        for (const auto& f : batch.flows) wan = wan || f.src >= topo.chips() || f.dst >= topo.chips();
+      cp.round_crosses_wan.push_back(wan);
+    }
     cp.site_link_bytes.assign(topo.sites().size(), {});
     for (const auto& round : cp.plan.rounds)
       for (const auto& batch : round.batches)
@@ -141,6 +155,8 @@ struct VertexState {
   const CachedPlan* plan = nullptr;
   bool memo_replay = false;
   bool memo_eligible = false;
+  double round_start = 0.0;
+  double wan_s = 0.0;  ///< time this collective's rounds with cross-datacenter flows ran
 };
 
 }  // namespace
@@ -223,6 +239,7 @@ StepResult Simulator::Impl::run_step(workload::BuiltStep& step, bool record_powe
 
   auto launch_round = [&](PhaseId v) {
     const auto& round = st[v].plan->plan.rounds[st[v].round];
+    st[v].round_start = sg4::Engine::get_clock();
     for (const auto& batch : round.batches) {
       std::unordered_map<int, int> index;
       std::vector<sg4::Host*> hosts;
@@ -289,6 +306,7 @@ StepResult Simulator::Impl::run_step(workload::BuiltStep& step, bool record_powe
         if (sg4::Host* pacer = take_pacer()) {
           st[v].memo_replay = true;
           ++res.collectives_memoized;
+          res.wan_busy_s += st[v].plan->memo_wan_s;
           auto ex = sg4::Exec::init()->set_host(pacer)->set_flops_amount(memo->second * pacer_speed);
           ex->vetoable_start();
           pending.push_back(ex);
@@ -324,12 +342,18 @@ StepResult Simulator::Impl::run_step(workload::BuiltStep& step, bool record_powe
     if (--vs.pending > 0) continue;
     const Phase& ph = g[tag.v];
     if (ph.type == Phase::Type::collective && !vs.memo_replay) {
+      if (vs.plan->round_crosses_wan[vs.round]) {
+        const double d = sg4::Engine::get_clock() - vs.round_start;
+        res.wan_busy_s += d;
+        vs.wan_s += d;
+      }
       if (vs.round + 1 < vs.plan->plan.rounds.size()) {
         ++vs.round;
         launch_round(tag.v);
         continue;
       }
-      if (vs.memo_eligible) memo_s.emplace(vs.sig, sg4::Engine::get_clock() - vs.start);
+      if (vs.memo_eligible && memo_s.emplace(vs.sig, sg4::Engine::get_clock() - vs.start).second)
+        plans.at(vs.sig).memo_wan_s = vs.wan_s;  // replayed with the memo
     }
     finish(tag.v);
   }
@@ -371,6 +395,23 @@ StepResult Simulator::Impl::run_step(workload::BuiltStep& step, bool record_powe
     cur = best;
   }
   attribute(cur, st[cur].end - t0, res.critical_path_s);
+  if (opt.trace && record_power) {
+    std::vector<bool> critical(V, false);
+    for (PhaseId v = step.end;;) {
+      critical[v] = true;
+      auto [e, eend] = boost::in_edges(v, g);
+      if (e == eend) break;
+      PhaseId best = boost::source(*e, g);
+      for (; e != eend; ++e)
+        if (st[boost::source(*e, g)].end > st[best].end) best = boost::source(*e, g);
+      v = best;
+    }
+    for (PhaseId v = 0; v < V; ++v)
+      if (g[v].type != Phase::Type::marker)
+        res.trace.push_back({g[v].label, g[v].type == Phase::Type::compute ? "compute" : g[v].kind, g[v].stage, st[v].start - t0,
+                             st[v].end - t0, critical[v], st[v].memo_replay});
+    std::sort(res.trace.begin(), res.trace.end(), [](const PhaseTrace& a, const PhaseTrace& b) { return a.start_s < b.start_s; });
+  }
   return res;
 }
 

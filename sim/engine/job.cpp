@@ -59,6 +59,7 @@ json to_json(const JobResult& r) {
           {"collective_bytes_per_step", r.collective_bytes_per_step},
           {"algorithms", r.algorithms},
           {"sites", sites},
+          {"wan_time_per_step_s", r.wan_time_per_step_s},
           {"power_t_s", r.power_t_s},
           {"power_w", r.power_w},
           {"peak_chip_power_w", r.peak_chip_power_w},
@@ -68,7 +69,13 @@ json to_json(const JobResult& r) {
           {"phases_per_step", r.phases_per_step},
           {"collectives_detailed", r.collectives_detailed},
           {"collectives_memoized", r.collectives_memoized},
-          {"sim_wall_s", r.sim_wall_s}};
+          {"sim_wall_s", r.sim_wall_s},
+          {"trace", [&] {
+             json t = json::array();
+             for (const auto& p : r.trace)
+               t.push_back({p.label, p.kind, p.stage, p.start_s, p.end_s, p.on_critical_path, p.memoized});
+             return t;
+           }()}};
 }
 
 JobResult job_from_json(const json& j) {
@@ -100,6 +107,7 @@ JobResult job_from_json(const json& j) {
   r.busy_s = j.at("busy_s").get<std::map<std::string, double>>();
   r.collective_bytes_per_step = j.at("collective_bytes_per_step").get<std::map<std::string, double>>();
   r.algorithms = j.at("algorithms").get<std::map<std::string, std::string>>();
+  r.wan_time_per_step_s = j.at("wan_time_per_step_s");
   for (const json& s : j.at("sites")) {
     SiteStepFigures f;
     f.datacenter = s.at("datacenter");
@@ -121,12 +129,15 @@ JobResult job_from_json(const json& j) {
   r.collectives_detailed = j.at("collectives_detailed");
   r.collectives_memoized = j.at("collectives_memoized");
   r.sim_wall_s = j.at("sim_wall_s");
+  for (const json& t : j.at("trace"))
+    r.trace.push_back({t[0].get<std::string>(), t[1].get<std::string>(), t[2].get<int>(), t[3].get<double>(), t[4].get<double>(),
+                       t[5].get<bool>(), t[6].get<bool>()});
   return r;
 }
 
 namespace {
 
-/** Links of each class within a site (for static/idle network power). */
+/** Links of each class within a site (fabric: switch ports), for static network power. */
 std::map<std::string, int> site_link_counts(const system::Site& site, int sites) {
   std::map<std::string, int> c;
   const int n = static_cast<int>(site.chips.size());
@@ -137,7 +148,10 @@ std::map<std::string, int> site_link_counts(const system::Site& site, int sites)
     const int leaves = nodes / std::max(1, site.nodes_per_leaf);
     c["nvlink"] = n;
     c["nic"] = n;
-    c["fabric"] = nodes * g + (leaves > 1 ? leaves * static_cast<int>(std::max(1.0, std::round(site.nodes_per_leaf * g / site.oversubscription))) : 0);
+    // Fabric energy is counted per switch port (profiles/network.yaml): a NIC-to-leaf cable ends in one
+    // switch port, a leaf-to-spine cable in two.
+    const int uplinks = leaves > 1 ? static_cast<int>(std::max(1.0, std::round(site.nodes_per_leaf * g / site.oversubscription))) : 0;
+    c["fabric"] = nodes * g + 2 * leaves * uplinks;
   }
   // WAN links are shared between two sites; each site carries half of every link it touches.
   if (sites > 1) c["wan_half"] = sites - 1;
@@ -201,6 +215,7 @@ JobResult simulate_job(const scenario::Scenario& s, const catalog::Catalog& cata
     for (const auto& [k, v] : sr.stats.bytes_by_op) r.collective_bytes_per_step[k] += v / n;
     for (const auto& [k, v] : sr.algorithms) r.algorithms[k] = v;
     r.collectives_detailed += sr.collectives_detailed;
+    r.wan_time_per_step_s += sr.wan_busy_s / n;
     r.collectives_memoized += sr.collectives_memoized;
   }
   r.tokens_dropped_fraction = assignments > 0 ? dropped / assignments : 0.0;
@@ -227,6 +242,7 @@ JobResult simulate_job(const scenario::Scenario& s, const catalog::Catalog& cata
   r.compute_model = compute.describe();
   for (const auto& name : perf::kernel_class_names()) r.compute_paths[name] = "roofline";
   r.phases_per_step = results.front().phases;
+  r.trace = results.front().trace;
   r.sim_wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
   return r;
 }

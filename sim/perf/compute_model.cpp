@@ -146,7 +146,10 @@ KernelTime RooflineModel::time(const KernelOp& op) const {
   }
   // Figures are per chip; a device is 1/devices_per_chip of it (a TPU v3 core has half the MXUs and HBM).
   const double share = 1.0 / std::max(1, accel_.devices_per_chip);
-  const double peak = share * (matrix ? accel_.peak_flops_for(op.dtype) : accel_.peak_vector_flops_per_s);
+  // A dtype the matrix unit lacks (fp32 on GPU tensor cores without TF32) runs on the vector units.
+  const bool on_matrix = matrix && accel_.peak_matmul_flops_per_s.count(op.dtype) != 0;
+  if (matrix && !on_matrix && op.dtype != "fp32") accel_.peak_flops_for(op.dtype);  // throws: names supported dtypes
+  const double peak = share * (on_matrix ? accel_.peak_matmul_flops_per_s.at(op.dtype) : accel_.peak_vector_flops_per_s);
   if (!(peak > 0.0)) throw Error(fmt::format("accelerator '{}' has no peak FLOP/s for this work", accel_.name));
   t.compute_s = t.padded_flops / (e.eta_compute * peak);
   t.memory_s = op.bytes / (e.eta_memory * share * accel_.hbm_bandwidth_bytes_per_s);

@@ -123,6 +123,11 @@ std::vector<FieldSpec> build_table() {
       F("routing.load", T::number_list).help("Relative load of each expert (routing.type load_vector); length = experts."),
       F("routing.group_size_tokens", T::integer).def(0).min(0).unit("tokens")
           .help("Tokens per routing group (capacity is per group); 0 = the tokens of one device per step."),
+      F("routing.capacity_counts_top_k", T::boolean).def(true)
+          .help("true: capacity = ceil(cf x top_k x S / E) (GShard's 2N/E for top-2 is cf 1.0); false: Mesh-TensorFlow's "
+                "floor(cf x S / E), which Switch and ST-MoE used (tensorflow/mesh transformer/moe.py)."),
+      F("routing.min_expert_capacity", T::integer).def(0).min(0)
+          .help("Lower bound on the per-group expert capacity (Mesh-TensorFlow's moe_min_expert_capacity defaults to 4)."),
       F("routing.dropless", T::boolean).def(false)
           .help("No capacity limit: experts take every token routed to them (MegaBlocks style); nothing dropped."),
 

@@ -110,10 +110,18 @@ class Walker {
            fmt::format("expected a mapping with keys ({}), got {}", allowed_keys(spec_path), scalar_text(node)));
     }
     json out = json::object();
+    std::map<std::string, Location> seen;  // yaml-cpp accepts repeated keys; YAML 1.2 §3.2.1.1 does not
     for (const auto& kv : node) {
-      const std::string key = kv.first.as<std::string>();
+      if (!kv.first.IsScalar())
+        fail(location_of(file_, kv.first.Mark()), value_path.empty() ? "<top level>" : value_path,
+             fmt::format("a key must be a name, got {}; allowed keys: {}", scalar_text(kv.first), allowed_keys(spec_path)));
+      const std::string key = kv.first.Scalar();
       const std::string spec = join_path(spec_path, key);
       const std::string vpath = join_path(value_path, key);
+      const Location key_loc = location_of(file_, kv.first.Mark());
+      if (auto dup = seen.find(key); dup != seen.end())
+        fail(key_loc, vpath, fmt::format("duplicate key (first given at line {}); give each key once", dup->second.line));
+      seen.emplace(key, key_loc);
       const FieldSpec* f = find_field(spec);
       if (f == nullptr) {
         std::vector<std::string> names;
@@ -327,7 +335,9 @@ json walk_override(const std::string& expr, LocationMap& locs) {
       cur[parts[i]] = value;
     } else {
       cur[parts[i]] = YAML::Node(YAML::NodeType::Map);
-      cur = cur[parts[i]];
+      // Node::operator= assigns the *content* of the node cur refers to (it would overwrite root);
+      // reset() rebinds cur to the child.
+      cur.reset(cur[parts[i]]);
     }
   }
   Walker w(label, locs);

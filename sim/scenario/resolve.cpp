@@ -331,6 +331,8 @@ Scenario Resolver::build() const {
   if (r.contains("load")) s.routing.load = r["load"].get<std::vector<double>>();
   s.routing.group_size_tokens = static_cast<int>(i(r["group_size_tokens"]));
   s.routing.dropless = r["dropless"];
+  s.routing.capacity_counts_top_k = r["capacity_counts_top_k"];
+  s.routing.min_expert_capacity = static_cast<int>(i(r["min_expert_capacity"]));
 
   const json& p = d["parallelism"];
   s.parallelism.data = static_cast<int>(i(p["data"]));

@@ -68,7 +68,9 @@ class PlanBuilder {
   std::vector<std::string> names_;
 };
 
-/** Batch keys: kind in the top bits so different structures never merge by accident. */
+/** Batch keys: kind in the top bits so different structures never merge by accident. Torus rings are
+ *  keyed by their first chip, so groups sharing a physical ring share one parallel task (their traffic
+ *  adds up on the same links anyway, and fewer tasks keep SimGrid's solver fast). */
 long long key(int kind, long long a, long long b = 0, long long c = 0) {
   return (static_cast<long long>(kind) << 56) ^ (a << 36) ^ (b << 18) ^ c;
 }
@@ -96,62 +98,121 @@ std::map<int, SiteMembers> by_site(const std::vector<int>& group, const Topology
   return out;
 }
 
-/** The dimensions a chip set spans if it is a full sub-grid of its torus (every value of those
- *  dimensions, all combinations, the same members per chip); empty optional otherwise. */
-std::optional<std::vector<int>> full_subgrid(const SiteMembers& sm, const Topology& topo) {
+/** A group's chips as a Cartesian product of coordinate sets on their torus (whole or partial rings),
+ *  every chip holding the same number of members. Mesh-TensorFlow-style layouts give such groups. */
+struct ProductGrid {
+  std::vector<int> spanned;                ///< dimensions with more than one coordinate
+  std::vector<std::vector<int>> coords;    ///< per dimension: the coordinates used, ascending
+};
+
+std::optional<ProductGrid> product_grid(const SiteMembers& sm, const Topology& topo) {
   const Site& site = topo.sites()[static_cast<std::size_t>(sm.site)];
   if (site.kind != SiteKind::torus) return std::nullopt;
   const std::size_t per_chip = sm.on_chip.begin()->second.size();
   for (const auto& [c, v] : sm.on_chip)
     if (v.size() != per_chip) return std::nullopt;
-  const auto first = topo.coords(sm.chips.front());
-  std::vector<int> varying;
+  ProductGrid g;
+  g.coords.resize(site.dims.size());
   std::size_t expected = 1;
   for (std::size_t d = 0; d < site.dims.size(); ++d) {
     std::vector<bool> seen(static_cast<std::size_t>(site.dims[d]), false);
-    bool varies = false;
-    for (int c : sm.chips) {
-      const int x = topo.coords(c)[d];
-      seen[static_cast<std::size_t>(x)] = true;
-      if (x != first[d]) varies = true;
+    for (int c : sm.chips) seen[static_cast<std::size_t>(topo.coords(c)[d])] = true;
+    for (int x = 0; x < site.dims[d]; ++x)
+      if (seen[static_cast<std::size_t>(x)]) g.coords[d].push_back(x);
+    if (g.coords[d].size() > 1) g.spanned.push_back(static_cast<int>(d));
+    expected *= g.coords[d].size();
+  }
+  if (expected != sm.chips.size()) return std::nullopt;  // not every combination is present
+  return g;
+}
+
+/** The torus rings along dimension `dim` through the group's chips: one per combination of the other
+ *  dimensions' coordinates; each ring lists every chip of the torus line in coordinate order (flows
+ *  between members pass through the chips in between). */
+std::vector<std::vector<int>> torus_lines(const SiteMembers& sm, const Topology& topo, const ProductGrid& g, int dim) {
+  const Site& site = topo.sites()[static_cast<std::size_t>(sm.site)];
+  std::vector<std::vector<int>> lines;
+  std::vector<std::size_t> idx(site.dims.size(), 0);
+  while (true) {
+    std::vector<int> co(site.dims.size());
+    for (std::size_t d = 0; d < co.size(); ++d) co[d] = static_cast<int>(d) == dim ? 0 : g.coords[d][idx[d]];
+    std::vector<int> ring;
+    for (int x = 0; x < site.dims[static_cast<std::size_t>(dim)]; ++x) {
+      co[static_cast<std::size_t>(dim)] = x;
+      ring.push_back(topo.chip_at(sm.site, co));
     }
-    if (!varies) continue;
-    if (std::find(seen.begin(), seen.end(), false) != seen.end()) return std::nullopt;
-    varying.push_back(static_cast<int>(d));
-    expected *= static_cast<std::size_t>(site.dims[d]);
+    lines.push_back(std::move(ring));
+    std::size_t d = 0;
+    for (; d < idx.size(); ++d) {
+      if (static_cast<int>(d) == dim) continue;
+      if (++idx[d] < g.coords[d].size()) break;
+      idx[d] = 0;
+    }
+    if (d == idx.size()) break;
   }
-  if (expected != sm.chips.size()) return std::nullopt;
-  return varying;
+  return lines;
 }
 
-/** For every ring along dimension `dim` of a full sub-grid: the ring's chips in coordinate order. */
-std::vector<std::vector<int>> rings_along(const SiteMembers& sm, const Topology& topo, int dim) {
-  std::map<std::vector<int>, std::vector<std::pair<int, int>>> rings;  // other coords -> (coord, chip)
-  for (int c : sm.chips) {
-    auto co = topo.coords(c);
-    const int x = co[static_cast<std::size_t>(dim)];
-    co[static_cast<std::size_t>(dim)] = -1;
-    rings[co].push_back({x, c});
+/** Loads on the directed links of a ring of n positions: up[x] on x -> x+1, down[x] on x -> x-1. */
+struct RingLoads {
+  std::vector<double> up, down;
+  explicit RingLoads(int n) : up(static_cast<std::size_t>(n), 0.0), down(static_cast<std::size_t>(n), 0.0) {}
+  /** Adds `v` on the links from position a going up (+1) `hops` steps. */
+  void add_up(int a, int hops, double v) {
+    const int n = static_cast<int>(up.size());
+    for (int h = 0; h < hops; ++h) up[static_cast<std::size_t>((a + h) % n)] += v;
   }
-  std::vector<std::vector<int>> out;
-  for (auto& [k, v] : rings) {
-    std::sort(v.begin(), v.end());
-    std::vector<int> chips;
-    for (auto& [x, c] : v) chips.push_back(c);
-    out.push_back(std::move(chips));
+  void add_down(int a, int hops, double v) {
+    const int n = static_cast<int>(down.size());
+    for (int h = 0; h < hops; ++h) down[static_cast<std::size_t>(((a - h) % n + n) % n)] += v;
   }
-  return out;
+};
+
+/** All-to-all among member positions `pos` of a ring of n: every ordered pair exchanges `v` along the
+ *  shorter direction (ties split evenly), as the torus' shortest-direction routing does. */
+RingLoads ring_a2a(int n, const std::vector<int>& pos, double v) {
+  RingLoads l(n);
+  if (static_cast<int>(pos.size()) == n && n > 2) {
+    std::fill(l.up.begin(), l.up.end(), v * ring_all_to_all_link_load(n));  // closed form, whole ring
+    std::fill(l.down.begin(), l.down.end(), v * ring_all_to_all_link_load(n));
+    return l;
+  }
+  for (int a : pos)
+    for (int b : pos) {
+      if (a == b) continue;
+      const int up = ((b - a) % n + n) % n, down = n - up;
+      if (up < down) l.add_up(a, up, v);
+      else if (down < up) l.add_down(a, down, v);
+      else {
+        l.add_up(a, up, v / 2.0);
+        l.add_down(a, down, v / 2.0);
+      }
+    }
+  return l;
 }
 
-/** Neighbour flows of a bidirectional ring whose every directed link carries `load` bytes. */
-void ring_flows(PlanBuilder& pb, std::size_t round, const std::string& name, long long batch,
-                const std::vector<int>& ring, double load) {
+/** Bidirectional ring over member positions `pos` (ascending): each member sends `v` to the next member
+ *  up the ring and `v` to the previous one down the ring, through the chips in between. */
+RingLoads ring_neighbours(int n, const std::vector<int>& pos, double v) {
+  RingLoads l(n);
+  const std::size_t m = pos.size();
+  if (m < 2) return l;
+  for (std::size_t i = 0; i < m; ++i) {
+    const int a = pos[i], b = pos[(i + 1) % m];
+    const int hops = ((b - a) % n + n) % n;
+    l.add_up(a, hops == 0 ? n : hops, v);   // a -> b going up
+    l.add_down(b, hops == 0 ? n : hops, v); // b -> a going down
+  }
+  return l;
+}
+
+/** Emits a ring's link loads as neighbour flows between consecutive chips of `ring`. */
+void emit_ring(PlanBuilder& pb, std::size_t round, const std::string& name, long long batch, const std::vector<int>& ring,
+               const RingLoads& l) {
   const int n = static_cast<int>(ring.size());
-  if (n <= 1) return;
-  for (int i = 0; i < n; ++i) {
-    const int next = ring[static_cast<std::size_t>((i + 1) % n)], prev = ring[static_cast<std::size_t>((i + n - 1) % n)];
-    pb.add(round, name, batch, ring[static_cast<std::size_t>(i)], next, load);
-    if (n > 2) pb.add(round, name, batch, ring[static_cast<std::size_t>(i)], prev, load);
+  for (int x = 0; x < n; ++x) {
+    pb.add(round, name, batch, ring[static_cast<std::size_t>(x)], ring[static_cast<std::size_t>((x + 1) % n)], l.up[static_cast<std::size_t>(x)]);
+    pb.add(round, name, batch, ring[static_cast<std::size_t>(x)], ring[static_cast<std::size_t>((x + n - 1) % n)], l.down[static_cast<std::size_t>(x)]);
   }
 }
 
@@ -180,7 +241,9 @@ void a2a_direct(PlanBuilder& pb, std::size_t round, const SiteMembers& src, cons
         intra_chip += v;
         continue;
       }
-      pb.add(round, "direct all-to-all", key(1, cs, cd / 32), cs, cd, v);
+      // Coarse batches (blocks of 64 source chips): many small parallel tasks finishing at different
+      // times would make SimGrid re-solve the whole system at every completion.
+      pb.add(round, "direct all-to-all", key(1, cs / 64), cs, cd, v);
     }
 }
 
@@ -216,21 +279,20 @@ void all_to_all(PlanBuilder& pb, const CollectiveWork& w, std::size_t g, const T
         for (int j : sm.on_chip.begin()->second) intra_chip += vol(i, j);
       continue;
     }
-    auto grid = vol.uniform() ? full_subgrid(sm, topo) : std::nullopt;
-    if (grid && !grid->empty()) {
-      // Dimension-ordered: one round per spanned dimension; every chip holds D = k u M bytes, sends D/n
-      // to each ring member; the per-link load of the ring is (D/n) x ring_all_to_all_link_load(n).
+    auto grid = vol.uniform() ? product_grid(sm, topo) : std::nullopt;
+    if (grid && !grid->spanned.empty()) {
+      // Dimension-ordered: one round per spanned dimension. Every chip holds D = k u M bytes and sends
+      // D/m to each of the m members of its line, along the shorter direction of the torus ring.
       const double k = static_cast<double>(sm.on_chip.begin()->second.size());
       const double D = k * (vol.bytes / vol.members) * sm.members;
       intra_chip += sm.chips.size() * k * k * (vol.bytes / vol.members);
-      for (std::size_t r = 0; r < grid->size(); ++r) {
-        const int dim = (*grid)[r];
-        const auto rings = rings_along(sm, topo, dim);
-        for (std::size_t ri = 0; ri < rings.size(); ++ri) {
-          const int n = static_cast<int>(rings[ri].size());
-          ring_flows(pb, r, fmt::format("all-to-all dim {}", dim), key(3, s, dim, static_cast<long long>(ri)), rings[ri],
-                     D / n * ring_all_to_all_link_load(n));
-        }
+      for (std::size_t r = 0; r < grid->spanned.size(); ++r) {
+        const int dim = grid->spanned[r];
+        const auto& pos = grid->coords[static_cast<std::size_t>(dim)];
+        const auto lines = torus_lines(sm, topo, *grid, dim);
+        const RingLoads loads = ring_a2a(static_cast<int>(lines.front().size()), pos, D / static_cast<double>(pos.size()));
+        for (std::size_t li = 0; li < lines.size(); ++li)
+          emit_ring(pb, r, fmt::format("all-to-all dim {}", dim), key(3, s, dim, lines[li].front()), lines[li], loads);
       }
       if (algo.empty()) algo = "torus dimension-ordered all-to-all";
       continue;
@@ -288,22 +350,22 @@ std::size_t site_half(PlanBuilder& pb, const SiteMembers& sm, const Topology& to
   std::size_t r = first_round;
   if (sm.chips.size() == 1) return 0;  // devices of one chip reduce locally
   const char* what = half == Half::reduce_scatter ? "reduce-scatter" : "all-gather";
-  if (auto grid = full_subgrid(sm, topo); grid && !grid->empty()) {
-    // Bidirectional ring per dimension: half the buffer each way, (n-1)/n of it crosses each ring;
-    // the buffer shrinks by n after each reduce-scatter dimension (all-gather mirrors it).
+  if (auto grid = product_grid(sm, topo); grid && !grid->spanned.empty()) {
+    // Bidirectional ring per spanned dimension: half the buffer each way, (m-1)/m of it crosses each
+    // hop; the buffer shrinks by m after each reduce-scatter dimension (all-gather mirrors it).
     std::vector<double> sizes{bytes};
-    for (int dim : *grid) sizes.push_back(sizes.back() / site.dims[static_cast<std::size_t>(dim)]);
-    std::vector<std::size_t> order(grid->size());
+    for (int dim : grid->spanned) sizes.push_back(sizes.back() / static_cast<double>(grid->coords[static_cast<std::size_t>(dim)].size()));
+    std::vector<std::size_t> order(grid->spanned.size());
     std::iota(order.begin(), order.end(), 0);
     if (half == Half::all_gather) std::reverse(order.begin(), order.end());
     for (std::size_t idx : order) {
-      const int dim = (*grid)[idx];
-      const auto rings = rings_along(sm, topo, dim);
-      for (std::size_t ri = 0; ri < rings.size(); ++ri) {
-        const double n = static_cast<double>(rings[ri].size());
-        const double load = n > 2 ? (n - 1.0) / n * sizes[idx] / 2.0 : sizes[idx] / 2.0;
-        ring_flows(pb, r, fmt::format("{} dim {}", what, dim), key(6, sm.site, dim, static_cast<long long>(ri)), rings[ri], load);
-      }
+      const int dim = grid->spanned[idx];
+      const auto& pos = grid->coords[static_cast<std::size_t>(dim)];
+      const double m = static_cast<double>(pos.size());
+      const auto lines = torus_lines(sm, topo, *grid, dim);
+      const RingLoads loads = ring_neighbours(static_cast<int>(lines.front().size()), pos, (m - 1.0) / m * sizes[idx] / 2.0);
+      for (std::size_t li = 0; li < lines.size(); ++li)
+        emit_ring(pb, r, fmt::format("{} dim {}", what, dim), key(6, sm.site, dim, lines[li].front()), lines[li], loads);
       ++r;
     }
     if (algo.empty()) algo = "torus bidirectional ring per dimension";
@@ -351,7 +413,7 @@ std::size_t site_half(PlanBuilder& pb, const SiteMembers& sm, const Topology& to
   // Generic ring over the member chips in order, routed end to end.
   const double n = static_cast<double>(sm.chips.size());
   for (std::size_t i = 0; i < sm.chips.size(); ++i)
-    pb.add(r, fmt::format("ring {}", what), key(9, sm.site, static_cast<long long>(i / 32)), sm.chips[i],
+    pb.add(r, fmt::format("ring {}", what), key(9, sm.site, static_cast<long long>(i / 256)), sm.chips[i],
            sm.chips[(i + 1) % sm.chips.size()], (n - 1.0) / n * bytes);
   if (algo.empty()) algo = "ring";
   return 1;

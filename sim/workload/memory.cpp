@@ -8,6 +8,7 @@
 
 #include "moesim/core/error.hpp"
 #include "moesim/core/units.hpp"
+#include "moesim/workload/routing.hpp"
 
 namespace moesim::workload {
 
@@ -66,7 +67,8 @@ MemoryEstimate estimate_memory(const scenario::Scenario& s, const catalog::Accel
   const double t_enc = sequences * m.seq_len;
   const double t_dec = sequences * (encdec ? m.target_seq_len : m.seq_len);
 
-  // Layers of the stack in order; a stage holds ceil(L / pipeline) of them.
+  // Layers of the stack in order; stage s holds layers [s L / P, (s + 1) L / P) (integer division), as
+  // the step builder does: floor(L / P) or ceil(L / P) layers each, none empty.
   struct L {
     bool decoder;
     bool moe;
@@ -74,7 +76,9 @@ MemoryEstimate estimate_memory(const scenario::Scenario& s, const catalog::Accel
   std::vector<L> layers;
   for (int l = 0; l < m.encoder_layers; ++l) layers.push_back({false, m.is_moe_layer(l)});
   for (int l = 0; l < m.decoder_layers; ++l) layers.push_back({true, m.is_moe_layer(l)});
-  const int per_stage = static_cast<int>(std::ceil(static_cast<double>(layers.size()) / p.pipeline));
+  const auto stage_begin = [&](int stage) {
+    return static_cast<int>(static_cast<long long>(stage) * static_cast<long long>(layers.size()) / p.pipeline);
+  };
 
   MemoryEstimate best;
   best.capacity_bytes = accel.hbm_bytes / std::max(1, accel.devices_per_chip);
@@ -93,13 +97,17 @@ MemoryEstimate estimate_memory(const scenario::Scenario& s, const catalog::Accel
     case scenario::Optimizer::sgd: opt_bytes += 4.0; break;
   }
 
-  const double cap_slots = s.routing.dropless ? m.top_k : m.capacity_factor * m.top_k;  // expert slots per token
+  // Expert slots per token: capacity x experts / group tokens (the capacity-padded buffers), or k when dropless.
+  auto slots_per_token = [&](double group) {
+    return s.routing.dropless ? static_cast<double>(m.top_k)
+                              : expert_capacity(s.routing, m.experts, m.top_k, m.capacity_factor, group) * m.experts / group;
+  };
   const double experts_local = m.is_moe() ? static_cast<double>(m.experts) / p.expert : 0.0;
   const double inflight = std::min(p.pipeline, p.microbatches);  // 1F1B: stage 0 holds this many micro-batches
 
   for (int stage = 0; stage < p.pipeline; ++stage) {
     double params = 0.0, act = 0.0, act_inputs = 0.0, act_max_layer = 0.0;
-    const int lo = stage * per_stage, hi = std::min<int>(static_cast<int>(layers.size()), lo + per_stage);
+    const int lo = stage_begin(stage), hi = stage_begin(stage + 1);
     for (int i = lo; i < hi; ++i) {
       const L& l = layers[static_cast<std::size_t>(i)];
       const bool cross = l.decoder && encdec;
@@ -111,12 +119,11 @@ MemoryEstimate estimate_memory(const scenario::Scenario& s, const catalog::Accel
       if (cross) per_tok += 2.0 * d + 2.0 * hl * dh + 2.0 * hl * m.seq_len + 2.0 * hl * dh * t_enc / std::max(1.0, tok);
       if (l.moe) {
         params += d * m.experts + experts_local * ffn_mats * d * m.expert_d_ff / t;
-        per_tok += 2.0 * d + 2.0 * m.experts + cap_slots * (2.0 * d + ffn_mats * m.expert_d_ff / t);
+        const double group = s.routing.group_size_tokens > 0 ? std::min<double>(s.routing.group_size_tokens, tok) : tok;
+        per_tok += 2.0 * d + 2.0 * m.experts + slots_per_token(group) * (2.0 * d + ffn_mats * m.expert_d_ff / t);
         if (accel.dispatch == catalog::DispatchStyle::einsum && !s.routing.dropless) {
           // One-hot dispatch and combine tensors [S, E, C] per group: E x C elements per token each.
-          const double group = s.routing.group_size_tokens > 0 ? s.routing.group_size_tokens : tok;
-          const double cap = std::ceil(m.capacity_factor * m.top_k * group / m.experts);
-          per_tok += 2.0 * m.experts * cap;
+          per_tok += 2.0 * m.experts * expert_capacity(s.routing, m.experts, m.top_k, m.capacity_factor, group);
         }
       } else {
         params += ffn_mats * d * m.d_ff / t;

@@ -92,9 +92,16 @@ const std::vector<double>& Router::popularity(int moe_layer) const {
   return popularity_.emplace(moe_layer, std::move(p)).first->second;
 }
 
+double expert_capacity(const scenario::RoutingSpec& spec, int experts, int top_k, double capacity_factor, double group_tokens) {
+  if (spec.dropless) return std::numeric_limits<double>::infinity();
+  double c = spec.capacity_counts_top_k ? std::ceil(capacity_factor * top_k * group_tokens / experts)
+                                        : std::floor(capacity_factor * group_tokens / experts);
+  c = std::max(c, static_cast<double>(spec.min_expert_capacity));
+  return std::min(c, group_tokens);
+}
+
 double Router::capacity(double group_tokens) const {
-  if (dropless_) return std::numeric_limits<double>::infinity();
-  return std::ceil(capacity_factor_ * top_k_ * group_tokens / experts_);
+  return expert_capacity(spec_, experts_, top_k_, capacity_factor_, group_tokens);
 }
 
 Router::Moments Router::moments(double trials, double p, double cap) const {

@@ -134,7 +134,6 @@ class Builder {
       layers_.push_back({true, m_.is_moe_layer(l), l, m_.is_moe_layer(l) ? moe_counter : -1});
       if (m_.is_moe_layer(l)) ++moe_counter;
     }
-    per_stage_ = static_cast<int>(std::ceil(static_cast<double>(layers_.size()) / p_.pipeline));
     if (m_.is_moe())
       router_ = std::make_unique<Router>(s_.routing, m_.experts, m_.top_k, m_.capacity_factor, s_.seed);
     einsum_dispatch_ = ctx.accel.dispatch == catalog::DispatchStyle::einsum && !s_.routing.dropless;
@@ -235,12 +234,16 @@ class Builder {
     st.last = add_phase(g_, std::move(ph), {st.last});
   }
   void tensor_all_reduce(Stream& st, double tokens, const std::string& label) {
+    tensor_collective(st, CollectiveOp::all_reduce, tokens, label);
+  }
+  /** A collective of [tokens, d_model] activations within each tensor-parallel group. */
+  void tensor_collective(Stream& st, CollectiveOp op, double tokens, const std::string& label) {
     if (tp_ <= 1) return;
     CollectiveWork w;
-    w.op = CollectiveOp::all_reduce;
+    w.op = op;
     w.groups = ctx_.mesh.tensor_groups(st.stage);
     w.bytes_per_device = tokens * m_.d_model * b_;
-    collective(st, "comm.tensor_all_reduce", label, std::move(w));
+    collective(st, "comm.tensor_parallel", label, std::move(w));
   }
 
   // ---- sub-layers -----------------------------------------------------------------------------
@@ -327,10 +330,14 @@ class Builder {
     }
   }
 
+  /** First layer of pipeline stage `stage` (stage == pipeline: one past the last layer). Stages hold
+   *  contiguous ranges of floor(L / P) or ceil(L / P) layers, never none (the resolver ensures L >= P). */
+  int stage_begin(int stage) const {
+    return static_cast<int>(static_cast<long long>(stage) * static_cast<long long>(layers_.size()) / p_.pipeline);
+  }
   std::vector<int> stage_layers(int stage) const {
     std::vector<int> v;
-    const int lo = stage * per_stage_, hi = std::min<int>(static_cast<int>(layers_.size()), lo + per_stage_);
-    for (int i = lo; i < hi; ++i) v.push_back(i);
+    for (int i = stage_begin(stage); i < stage_begin(stage + 1); ++i) v.push_back(i);
     return v;
   }
 
@@ -369,7 +376,7 @@ class Builder {
     // Activations (or their gradients) of the micro-batch at the stage boundary; tensor-parallel ranks
     // send disjoint slices (Megatron's scatter/gather optimisation). Encoder-decoder boundaries inside
     // the decoder also carry the encoder output.
-    const int boundary = std::min<int>(static_cast<int>(layers_.size()) - 1, (from_stage + (to_stage > from_stage ? 1 : 0)) * per_stage_);
+    const int boundary = std::min<int>(static_cast<int>(layers_.size()) - 1, stage_begin(std::max(from_stage, to_stage)));
     const bool dec = layers_[static_cast<std::size_t>(boundary)].decoder;
     const double tokens = dec ? t_dec_ + (m_.encoder_layers > 0 ? t_enc_ : 0.0) : t_enc_;
     w.bytes_per_device = tokens * m_.d_model * b_ / tp_;
@@ -396,7 +403,6 @@ class Builder {
   Rng rng_;
   double sequences_ = 0.0, t_enc_ = 0.0, t_dec_ = 0.0;
   std::vector<LayerDesc> layers_;
-  int per_stage_ = 1;
   std::unique_ptr<Router> router_;
   bool einsum_dispatch_ = false;
   StepGraph g_;
@@ -461,14 +467,14 @@ void Builder::moe_ffn(Stream& st, const LayerDesc& L, double tok, Pass pass, con
     w.op = CollectiveOp::all_to_all;
     w.groups = ctx_.mesh.expert_groups(st.stage);
     if (einsum_dispatch_) {
-      w.bytes_per_device = slots * d * b_;
+      w.bytes_per_device = slots * d * b_ / tp_;
     } else {
       double kept = 0.0, total = 0.0;
       for (const auto* dr : draw_of_data) {
         kept += dr->assignments - dr->dropped;
         total += dr->assignments;
       }
-      w.bytes_per_device = tok * k * (total > 0 ? kept / total : 1.0) * d * b_;
+      w.bytes_per_device = tok * k * (total > 0 ? kept / total : 1.0) * d * b_ / tp_;
       // Receivers in proportion to their experts' processed tokens.
       for (int di = 0; di < p_.data; ++di)
         for (int t = 0; t < p_.tensor; ++t) {
@@ -486,6 +492,11 @@ void Builder::moe_ffn(Stream& st, const LayerDesc& L, double tok, Pass pass, con
     collective(st, "comm.all_to_all", label + " " + what, std::move(w));
   };
   a2a("moe dispatch all-to-all");
+  // With tensor-parallel experts, each tensor rank exchanges 1/tp of the tokens, then the tensor group
+  // all-gathers them (and reduce-scatters the outputs before the combine): Megatron-style token
+  // splitting, so the all-to-all is not repeated tp times.
+  const double expert_rows = einsum_dispatch_ ? slots : tok * k;
+  tensor_collective(st, CollectiveOp::all_gather, expert_rows, label + " expert TP all-gather");
 
   // Expert FFN on each device: grouped GEMM over its local experts.
   const auto& devices = st.devices;
@@ -536,7 +547,7 @@ void Builder::moe_ffn(Stream& st, const LayerDesc& L, double tok, Pass pass, con
     model_sum += 2.0 * assigned * (mats + 1.0) * d * f * model_mult(pass);
   }
   st.acc.add_per_device(kind_for("compute.expert_ffn", pass), times, hw_sum, model_sum);
-  tensor_all_reduce(st, (einsum_dispatch_ ? slots : tok * k), label + " expert TP all-reduce");
+  tensor_collective(st, CollectiveOp::reduce_scatter, expert_rows, label + " expert TP reduce-scatter");
 
   a2a("moe combine all-to-all");
   st.acc.add(kind_for("compute.combine", pass), cc, 0.0);

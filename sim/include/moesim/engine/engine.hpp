@@ -21,6 +21,18 @@ struct EngineOptions {
   int chunk_hosts = 512;      ///< hosts per compute parallel task (SimGrid's ptask setup grows ~N^2)
   bool memoize = true;        ///< replay isolated collectives already simulated with the same traffic
   int power_samples = 400;    ///< points of the power-over-time series of the first step
+  bool trace = false;         ///< record every phase's start and end (first step)
+};
+
+/** One phase of a simulated step, for traces. */
+struct PhaseTrace {
+  std::string label;
+  std::string kind;
+  int stage = 0;
+  double start_s = 0.0;
+  double end_s = 0.0;
+  bool on_critical_path = false;
+  bool memoized = false;
 };
 
 /** Results of one simulated step. Times in seconds from the step's start. */
@@ -34,10 +46,12 @@ struct StepResult {
   std::vector<double> power_t_s;                  ///< power series (first step only)
   std::vector<double> power_w;
   workload::StepStats stats;
+  double wan_busy_s = 0.0;                        ///< time rounds with cross-datacenter traffic were running
   int phases = 0;
   int collectives_detailed = 0;
   int collectives_memoized = 0;
   std::map<std::string, std::string> algorithms;  ///< collective kind -> algorithm used
+  std::vector<PhaseTrace> trace;                  ///< when EngineOptions::trace (first step)
 };
 
 /** Runs step DAGs on SimGrid (ptask_L07 host model, host_energy plugin). One Simulator per process:

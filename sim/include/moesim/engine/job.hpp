@@ -48,6 +48,7 @@ struct JobResult {
   std::map<std::string, double> collective_bytes_per_step;  ///< by op, summed over devices
   std::map<std::string, std::string> algorithms;
   std::vector<SiteStepFigures> sites;
+  double wan_time_per_step_s = 0.0;  ///< time per step with cross-datacenter transfers in flight (mean)
   std::vector<double> power_t_s;     ///< first step: total chip power over time
   std::vector<double> power_w;
   double peak_chip_power_w = 0.0;    ///< full-compute power of one chip (incl. host overhead)
@@ -58,6 +59,7 @@ struct JobResult {
   int collectives_detailed = 0;
   int collectives_memoized = 0;
   double sim_wall_s = 0.0;           ///< wall-clock seconds the simulation took
+  std::vector<PhaseTrace> trace;     ///< first step's phases, when EngineOptions::trace
 };
 
 nlohmann::json to_json(const JobResult& r);

@@ -68,6 +68,8 @@ struct RoutingSpec {
   std::vector<double> load;      ///< relative expert loads (load_vector), length = experts
   int group_size_tokens = 0;     ///< tokens per routing group; 0 = the tokens of one device
   bool dropless = false;         ///< no capacity limit (tokens never dropped)
+  bool capacity_counts_top_k = true;  ///< capacity = ceil(cf k S / E); false: floor(cf S / E) (Mesh-TF)
+  int min_expert_capacity = 0;   ///< lower bound on the per-group capacity
 };
 
 struct ParallelismSpec {

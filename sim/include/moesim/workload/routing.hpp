@@ -20,14 +20,18 @@ struct RoutingDraw {
   bool exact = true;              ///< true: every token sampled; false: per-expert normal approximation
 };
 
+/** Capacity of one expert for one routing group of `group_tokens` tokens (+inf when dropless):
+ *  ceil(cf x k x S / E) when spec.capacity_counts_top_k (GShard), else floor(cf x S / E) (Mesh-TensorFlow,
+ *  tensorflow/mesh transformer/moe.py), at least spec.min_expert_capacity, at most S. */
+double expert_capacity(const scenario::RoutingSpec& spec, int experts, int top_k, double capacity_factor, double group_tokens);
+
 /** Token-to-expert routing model.
  *
  *  Expert popularity p_e: uniform; Zipf (p ~ 1/rank^skew, ranks shuffled per layer with the scenario
  *  seed, so a layer's hot experts stay the same from step to step); or a given load vector.
  *  Each token picks top_k distinct experts with probabilities p (a random router that follows the
  *  popularity; a trained router with a load-balancing loss sits between this and perfect balance).
- *  Capacity per expert per group = ceil(capacity_factor x top_k x group_tokens / experts); assignments
- *  beyond it are dropped (unless dropless).
+ *  Capacity per expert per group: expert_capacity(); assignments beyond it are dropped (unless dropless).
  *
  *  Small draws sample every token (alias method). Large draws (more than kExactLimit assignments) use
  *  the per-group count X_e ~ Binomial(k x S, p_e): processed tokens of expert e over G groups are
@@ -41,7 +45,7 @@ class Router {
 
   /** Expert popularity of MoE layer `moe_layer` (sums to 1). */
   const std::vector<double>& popularity(int moe_layer) const;
-  /** Capacity of one expert for one group of `group_tokens` tokens; +inf when dropless. */
+  /** expert_capacity() with this router's settings. */
   double capacity(double group_tokens) const;
   /** Routes `groups` groups of `group_tokens` tokens each. */
   RoutingDraw draw(int moe_layer, int groups, double group_tokens, Rng& rng) const;

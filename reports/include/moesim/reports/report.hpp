@@ -1,0 +1,86 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "moesim/store/store.hpp"
+
+/** Energy reports and placement comparisons, read from the run store only (never from the
+ *  simulator's memory): self-contained HTML with inline SVG charts, Markdown with the same tables,
+ *  and CSV with CodeCarbon-style columns. reports/README.md documents every section and column. */
+namespace moesim::reports {
+
+/** Output format of a report file. */
+enum class Format { html, markdown, csv };
+
+/** "html", "md"/"markdown" or "csv" → Format; anything else throws moesim::Error naming the allowed
+ *  spellings. */
+Format parse_format(const std::string& text);
+/** File extension of a format, without the dot: "html", "md", "csv". */
+std::string extension(Format f);
+
+/** What `moesim report ID` names: a run or a comparison. */
+struct ReportTarget {
+  enum class Kind { run, comparison };
+  Kind kind = Kind::run;
+  std::int64_t id = 0;
+};
+/** "N" (a run), "cN" or "comparison:N" (a comparison), N a positive integer; anything else throws
+ *  moesim::Error saying which spellings are allowed. */
+ReportTarget parse_target(const std::string& text);
+
+/** Writes the report of run `run_id` into `out_dir` (created if missing) as run-<id>.<ext>;
+ *  returns the file path. Throws moesim::Error for an unknown id ("no run with id N in PATH") or an
+ *  unwritable directory. The file is written to a temporary name and renamed, so a reader never
+ *  sees half a report. */
+std::string write_run_report(const store::Store& db, std::int64_t run_id, Format f, const std::string& out_dir);
+/** Writes the report of comparison `comparison_id` (every run of it) into `out_dir` as
+ *  comparison-<id>.<ext>; returns the file path. Throws moesim::Error for an unknown id ("no
+ *  comparison with id N in PATH"), a comparison without runs, or an unwritable directory. */
+std::string write_comparison_report(const store::Store& db, std::int64_t comparison_id, Format f,
+                                    const std::string& out_dir);
+/** write_run_report or write_comparison_report, as `target` says. */
+std::string write_report(const store::Store& db, const ReportTarget& target, Format f, const std::string& out_dir);
+
+/** The report of a run or a comparison as a string (what the write_* functions put in the file). */
+std::string render_run_report(const store::Store& db, std::int64_t run_id, Format f);
+std::string render_comparison_report(const store::Store& db, std::int64_t comparison_id, Format f);
+
+/** One alternative of a comparison, in output units (days, MWh, tonnes CO2e). Totals are summed
+ *  over the run's datacenters (facility energy and CO2e) or read from its metrics (training time
+ *  `train_time_s`, `wan_bytes_per_step`, `wan_time_per_step_s`). Values a run does not have (a failed
+ *  or running run has none) are NaN. */
+struct ComparisonRow {
+  std::int64_t run_id;
+  std::string label;        ///< the run's alternative_label ("run N" when it has none)
+  std::string status;       ///< "complete", "failed" or "running"
+  double train_days;
+  double facility_energy_mwh;
+  double co2e_gross_t;      ///< location-based
+  double co2e_net_t;        ///< market-based
+  double wan_bytes_per_step;
+  double wan_time_per_step_s;
+  bool pareto;              ///< on the (train_days, co2e_gross_t) Pareto front of the ranked rows
+  int rank;                 ///< 1 = least gross CO2e (ties: fewer days, then lower run id); 0 = not ranked
+};
+
+/** The rows of comparison `comparison_id`: ranked rows first (rank 1, 2, ...), then the rows that
+ *  cannot be ranked (status not complete, or no finite training time or gross CO2e) in run-id
+ *  order, with rank 0 and pareto false. An empty comparison gives no rows. Throws moesim::Error
+ *  ("no comparison with id N in PATH") for an unknown id. */
+std::vector<ComparisonRow> comparison_rows(const store::Store& db, std::int64_t comparison_id);
+
+/** Pareto front of points to be minimised in both coordinates: flag i is true when no other point
+ *  is at least as good in both coordinates and strictly better in one. A point with a NaN
+ *  coordinate is never on the front and dominates nothing. Identical points are all on the front
+ *  (neither is strictly better). */
+std::vector<bool> pareto_front(const std::vector<std::pair<double, double>>& points);
+
+/** The ranked rows as an aligned plain-text table (for `moesim compare`). */
+std::string comparison_table_text(const std::vector<ComparisonRow>& rows);
+/** The ranked rows as a GitHub-flavoured Markdown table. */
+std::string comparison_table_markdown(const std::vector<ComparisonRow>& rows);
+
+}  // namespace moesim::reports

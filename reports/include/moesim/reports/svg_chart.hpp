@@ -1,0 +1,116 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+#include <string>
+#include <vector>
+
+/** A small inline-SVG chart kit for the HTML report: horizontal bar charts (grouped or stacked),
+ *  a scatter plot with a polyline front, and a line chart. No scripts, no fonts or images from the
+ *  network. Every chart has a title, labelled axes with units, ticks and a legend, and every drawn
+ *  value carries its exact number as `data-value` (or `data-x`/`data-y`) plus `data-unit`, in the
+ *  unit shown on the axis, so a test can compare the chart with the store. */
+namespace moesim::reports::svg {
+
+/** The Okabe–Ito colour-blind-safe palette (Okabe & Ito 2008, "Color Universal Design",
+ *  jfly.uni-koeln.de/color): black, orange, sky blue, bluish green, yellow, blue, vermillion,
+ *  reddish purple. */
+inline constexpr const char* kOkabeIto[8] = {"#000000", "#E69F00", "#56B4E9", "#009E73",
+                                             "#F0E442", "#0072B2", "#D55E00", "#CC79A7"};
+
+/** Axis ticks: `values` from `lo` to `hi` (both multiples of `step`), printed with `decimals`
+ *  decimals. */
+struct Ticks {
+  double lo = 0.0;
+  double hi = 1.0;
+  double step = 0.2;
+  int decimals = 1;
+  std::vector<double> values;
+};
+/** "Nice" ticks (steps of 1, 2 or 5 × 10^k: the nice-number method of Heckbert, "Nice numbers
+ *  for graph labels", Graphics Gems, 1990) covering [lo, hi] with about `target` intervals.
+ *  lo == hi gives ±10 % around the value (0..1 for zero); non-finite bounds give 0..1. */
+Ticks nice_ticks(double lo, double hi, int target = 5);
+/** A tick value printed with `decimals` decimals (scientific above 1e7). */
+std::string tick_label(double v, int decimals);
+
+/** One series of a bar chart. `key` goes into data-series; `label` into the legend. */
+struct BarSeries {
+  std::string key;
+  std::string label;
+  std::string colour;
+};
+
+/** Horizontal bar chart: one band per category, one bar (grouped) or one segment (stacked) per
+ *  series. values[s][c] is series s of category c, in `unit`; non-finite values are not drawn (a
+ *  stacked negative segment is drawn with zero width, its data-value kept). */
+struct BarChart {
+  std::string id;                            ///< id of the <svg> element
+  std::string title;
+  std::string value_axis_label;              ///< e.g. "energy (MWh)"
+  std::string unit;                          ///< data-unit of every bar, e.g. "MWh"
+  std::vector<std::string> category_keys;    ///< data-category (stable identifier)
+  std::vector<std::string> category_labels;  ///< shown on the axis (long ones shortened, full in the tooltip)
+  std::vector<BarSeries> series;
+  std::vector<std::vector<double>> values;   ///< [series][category]
+  bool stacked = false;
+  int width_px = 960;
+};
+/** The chart as an <svg> element. Throws std::invalid_argument when values' shape does not match
+ *  series × categories. */
+std::string bar_chart(const BarChart& chart);
+
+/** One point of a scatter plot. */
+struct ScatterPoint {
+  std::string key;    ///< data-key (e.g. the run id)
+  std::string label;  ///< shown next to the point
+  double x = 0.0;
+  double y = 0.0;
+  bool on_front = false;
+};
+/** How an axis maps values: linear, logarithmic (base 10), or log when every value is positive and
+ *  the largest is at least kLogRangeRatio times the smallest (placements can differ by orders of
+ *  magnitude, and a linear axis then hides all but the largest). */
+enum class Scale { linear, log, automatic };
+inline constexpr double kLogRangeRatio = 30.0;
+
+/** Log-axis ticks: the powers of ten covering [lo, hi] (both > 0), with 2 and 5 times them when
+ *  the range spans at most two decades. */
+Ticks log_ticks(double lo, double hi);
+
+/** Scatter plot; the points with on_front are drawn filled and joined, in x order, by a polyline.
+ *  Labels are moved down where they would overlap an earlier one. */
+struct ScatterChart {
+  std::string id;
+  std::string title;
+  std::string x_axis_label;
+  std::string y_axis_label;
+  std::string x_unit;
+  std::string y_unit;
+  std::string front_label = "Pareto front";
+  std::string other_label = "dominated";
+  std::vector<ScatterPoint> points;
+  Scale x_scale = Scale::automatic;
+  Scale y_scale = Scale::automatic;
+  int width_px = 960;
+  int height_px = 460;
+};
+std::string scatter_chart(const ScatterChart& chart);
+
+/** Line chart of one series y(x). */
+struct LineChart {
+  std::string id;
+  std::string title;
+  std::string x_axis_label;
+  std::string y_axis_label;
+  std::string x_unit;
+  std::string y_unit;
+  std::string series_label;
+  std::string colour = kOkabeIto[5];
+  std::vector<double> x;
+  std::vector<double> y;
+  int width_px = 960;
+  int height_px = 380;
+};
+/** Throws std::invalid_argument when x and y differ in length. */
+std::string line_chart(const LineChart& chart);
+
+}  // namespace moesim::reports::svg

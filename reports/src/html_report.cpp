@@ -1,0 +1,895 @@
+// SPDX-License-Identifier: Apache-2.0
+// The HTML report: one self-contained XHTML-compatible file (every element closed, attributes
+// quoted, text escaped; inline CSS and SVG; no script, nothing fetched), so a strict XML parser can
+// check it and a browser shows it offline. Every number shown carries its exact value in
+// data-value (with data-unit, the unit shown) so tests compare the page with the store.
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <limits>
+#include <map>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "model.hpp"
+#include "moesim/core/units.hpp"
+#include "moesim/reports/markup.hpp"
+#include "moesim/reports/svg_chart.hpp"
+
+namespace moesim::reports::detail {
+
+namespace {
+
+using nlohmann::json;
+using Attrs = XmlWriter::Attributes;
+namespace pal = svg;
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+constexpr std::size_t kMaxStackedKinds = 7;  // phase kinds shown separately in stacked bars; the rest are "other"
+
+const char* const kCss = R"(
+body { font-family: "DejaVu Sans", "Liberation Sans", Arial, Helvetica, sans-serif; font-size: 14px; line-height: 1.45;
+       color: #1a1a1a; background: #ffffff; margin: 24px auto; max-width: 1240px; padding: 0 18px; }
+h1 { font-size: 24px; margin: 0 0 6px 0; }
+h2 { font-size: 19px; margin: 30px 0 10px 0; padding-bottom: 3px; border-bottom: 2px solid #0072B2; }
+h3 { font-size: 15px; margin: 18px 0 6px 0; }
+p { margin: 6px 0; }
+.meta { color: #3a3a3a; }
+nav ul { margin: 6px 0; padding-left: 20px; columns: 2; }
+table { border-collapse: collapse; margin: 8px 0 14px 0; font-size: 13px; }
+th, td { border: 1px solid #c8c8c8; padding: 4px 8px; text-align: left; vertical-align: top; }
+th { background: #eaf1f8; font-weight: bold; }
+th .unit { font-weight: normal; color: #444444; }
+.table-wrap { overflow-x: auto; max-width: 100%; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+tbody tr:nth-child(even) td { background: #f7f7f7; }
+tr.total td { font-weight: bold; background: #eef5ee; }
+td.src { font-size: 12px; max-width: 760px; }
+code { font-family: "DejaVu Sans Mono", "Liberation Mono", monospace; font-size: 12px; }
+pre { background: #f6f6f6; border: 1px solid #dddddd; padding: 10px; overflow: auto; max-height: 520px; font-size: 12px;
+      white-space: pre-wrap; overflow-wrap: anywhere; }
+svg.chart { display: block; max-width: 100%; height: auto; margin: 10px 0 18px 0; border: 1px solid #e0e0e0; }
+.notice { border-left: 4px solid #D55E00; background: #fff3e8; padding: 8px 12px; margin: 10px 0; }
+.note { color: #3a3a3a; font-size: 13px; }
+footer { margin-top: 36px; color: #555555; font-size: 12px; border-top: 1px solid #cccccc; padding-top: 8px; }
+)";
+
+/** A table cell holding a number: shown rounded, exact in data-value. */
+void num_cell(XmlWriter& w, double v, const std::string& unit, const std::string& field, int significant = 4) {
+  w.element("td", {{"class", "num"}, {"data-field", field}, {"data-value", format_exact(v)}, {"data-unit", unit}}, format_value(v, significant));
+}
+
+void text_cell(XmlWriter& w, const std::string& text, const std::string& cls = "") {
+  if (cls.empty()) {
+    w.element("td", {}, text);
+  } else {
+    w.element("td", {{"class", cls}}, text);
+  }
+}
+
+/** Text with a line-break opportunity (<wbr/>) after each '.' and '_', so identifiers such as
+ *  compute.cross_attention can wrap in narrow header cells. */
+void breakable_text(XmlWriter& w, const std::string& t) {
+  std::size_t from = 0;
+  for (std::size_t i = 0; i < t.size(); ++i) {
+    if ((t[i] == '.' || t[i] == '_') && i + 1 < t.size()) {
+      w.text(t.substr(from, i + 1 - from));
+      w.empty("wbr");
+      from = i + 1;
+    }
+  }
+  w.text(t.substr(from));
+}
+
+/** Header cells; a trailing " (unit)" goes on its own line so wide tables fit the page. */
+void header_row(XmlWriter& w, const std::vector<std::pair<std::string, bool>>& heads) {
+  w.open("thead").open("tr");
+  for (const auto& [h, numeric] : heads) {
+    w.open("th", numeric ? Attrs{{"class", "num"}} : Attrs{});
+    const std::size_t unit = h.rfind(" (");
+    if (unit != std::string::npos && h.back() == ')') {
+      breakable_text(w, h.substr(0, unit));
+      w.empty("br");
+      w.element("span", {{"class", "unit"}}, h.substr(unit + 1));
+    } else {
+      breakable_text(w, h);
+    }
+    w.close("th");
+  }
+  w.close("tr").close("thead");
+}
+
+/** A table inside a horizontally scrollable wrapper (a wide table never widens the page). */
+void open_table(XmlWriter& w, const Attrs& attrs) {
+  w.open("div", {{"class", "table-wrap"}});
+  w.open("table", attrs);
+}
+void close_table(XmlWriter& w) { w.close("table").close("div"); }
+
+/** "Header (unit)"; no unit for dimensionless values or where the header already names it ("Chips"). */
+std::string with_unit(const std::string& header, const std::string& unit) {
+  std::string lower = header;
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return unit == "1" || lower == unit ? header : fmt::format("{} ({})", header, unit);
+}
+
+void open_page(XmlWriter& w, const std::string& title) {
+  w.raw("<!DOCTYPE html>\n");
+  w.open("html", {{"xmlns", "http://www.w3.org/1999/xhtml"}, {"lang", "en"}, {"xml:lang", "en"}});
+  w.open("head");
+  w.empty("meta", {{"charset", "utf-8"}});
+  w.empty("meta", {{"name", "viewport"}, {"content", "width=device-width, initial-scale=1"}});
+  w.empty("meta", {{"name", "generator"}, {"content", "moesim report"}});
+  w.element("title", {}, title);
+  w.open("style").raw(kCss).close("style");  // raw: CSS holds no < or &, and HTML does not decode entities in <style>
+  w.close("head");
+  w.open("body");
+}
+
+void close_page(XmlWriter& w, const std::string& db_path, const std::string& version) {
+  w.open("footer");
+  w.element("p", {}, fmt::format("Generated by moesim {} from the run store {}. Every number in this report is read from the store; "
+                                 "derived values (PUE overhead, unit conversions, rankings) say how they were derived.",
+                                 version, db_path));
+  w.close("footer");
+  w.close("body");
+  w.close("html");
+}
+
+void nav(XmlWriter& w, const std::vector<std::pair<std::string, std::string>>& entries) {
+  w.open("nav").element("strong", {}, "Contents").open("ul");
+  for (const auto& [id, label] : entries) {
+    w.open("li").element("a", {{"href", "#" + id}}, label).close("li");
+  }
+  w.close("ul").close("nav");
+}
+
+/** A two-column key/value table (text values). */
+void kv_table(XmlWriter& w, const std::vector<std::pair<std::string, std::string>>& rows, const std::string& cls = "") {
+  if (rows.empty()) return;
+  open_table(w, cls.empty() ? Attrs{} : Attrs{{"class", cls}});
+  w.open("tbody");
+  for (const auto& [k, v] : rows) {
+    w.open("tr").element("th", {}, k).element("td", {{"class", "src"}}, v).close("tr");
+  }
+  w.close("tbody");
+  close_table(w);
+}
+
+std::string datacenter_title(const store::DatacenterResult& d) {
+  return d.display_name.empty() || d.display_name == d.name ? d.name : d.display_name;
+}
+
+void datacenter_name_cell(XmlWriter& w, const store::DatacenterResult& d) {
+  w.open("td");
+  w.text(datacenter_title(d));
+  if (!d.display_name.empty() && d.display_name != d.name) {
+    w.empty("br");
+    w.element("code", {}, d.name);
+  }
+  w.close("td");
+}
+
+// ---- sections shared by run and comparison reports ------------------------------------------
+
+void datacenter_tables(XmlWriter& w, const store::RunRecord& r) {
+  const bool many = r.datacenters.size() > 1;
+  w.element("h3", {}, "Sites");
+  open_table(w, {{"class", "datacenters sites"}, {"data-run", std::to_string(r.id)}});
+  std::vector<std::pair<std::string, bool>> heads = {{"Datacenter", false}, {"Country", false}, {"Region", false}};
+  for (const auto& c : site_columns()) heads.emplace_back(with_unit(c.header, c.unit), true);
+  header_row(w, heads);
+  w.open("tbody");
+  for (const auto& d : r.datacenters) {
+    w.open("tr", {{"data-run", std::to_string(r.id)}, {"data-datacenter", d.name}});
+    datacenter_name_cell(w, d);
+    text_cell(w, d.country_iso_code);
+    text_cell(w, d.region);
+    for (const auto& c : site_columns()) num_cell(w, c.value(d), c.unit, c.field, c.significant);
+    w.close("tr");
+  }
+  w.close("tbody");
+  close_table(w);
+
+  w.element("h3", {}, "Energy and emissions");
+  const auto cols = energy_columns(has_embodied(r));
+  open_table(w, {{"class", "datacenters energy"}, {"data-run", std::to_string(r.id)}});
+  heads = {{"Datacenter", false}};
+  for (const auto& c : cols) heads.emplace_back(with_unit(c.header, c.unit), true);
+  header_row(w, heads);
+  w.open("tbody");
+  for (const auto& d : r.datacenters) {
+    w.open("tr", {{"data-run", std::to_string(r.id)}, {"data-datacenter", d.name}});
+    datacenter_name_cell(w, d);
+    for (const auto& c : cols) num_cell(w, c.value(d), c.unit, c.field, c.significant);
+    w.close("tr");
+  }
+  if (many) {
+    w.open("tr", {{"class", "total"}, {"data-run", std::to_string(r.id)}, {"data-datacenter", "total"}});
+    text_cell(w, "Total");
+    for (const auto& c : cols) {
+      double sum = 0.0;
+      for (const auto& d : r.datacenters) sum += c.value(d);
+      num_cell(w, sum, c.unit, c.field, c.significant);
+    }
+    w.close("tr");
+  }
+  w.close("tbody");
+  close_table(w);
+}
+
+void datacenter_charts(XmlWriter& w, const store::RunRecord& r) {
+  double max_j = 0.0, max_kg = 0.0;
+  for (const auto& d : r.datacenters) {
+    max_j = std::max(max_j, d.facility_energy_j);
+    max_kg = std::max({max_kg, d.co2e_gross_kg, d.co2e_net_kg, d.embodied_co2e_kg});
+  }
+  const DisplayUnit eu = energy_unit(max_j), mu = mass_unit(max_kg);
+  svg::BarChart e;
+  e.id = fmt::format("energy-per-datacenter-{}", r.id);
+  e.title = "Energy per datacenter: IT + network + PUE overhead = facility energy";
+  e.value_axis_label = fmt::format("energy over the job ({})", eu.unit);
+  e.unit = eu.unit;
+  e.stacked = true;
+  e.series = {{"it", "IT (chips + host overhead)", pal::kOkabeIto[5]},
+              {"network", "network", pal::kOkabeIto[1]},
+              {"overhead", "PUE overhead (facility \xE2\x88\x92 IT \xE2\x88\x92 network)", pal::kOkabeIto[2]}};
+  e.values.assign(3, {});
+  std::vector<std::string> keys, labels;
+  for (const auto& d : r.datacenters) {
+    keys.push_back(d.name);
+    labels.push_back(d.name);
+    e.values[0].push_back(d.it_energy_j / eu.divisor);
+    e.values[1].push_back(d.network_energy_j / eu.divisor);
+    e.values[2].push_back(overhead_j(d) / eu.divisor);
+  }
+  e.category_keys = keys;
+  e.category_labels = labels;
+  w.raw(svg::bar_chart(e));
+
+  svg::BarChart c;
+  c.id = fmt::format("co2e-per-datacenter-{}", r.id);
+  c.title = "CO2e per datacenter: gross (location-based) and net (market-based)";
+  c.value_axis_label = fmt::format("CO2e over the job ({})", mu.unit);
+  c.unit = mu.unit;
+  c.series = {{"gross", "gross (location-based)", pal::kOkabeIto[6]}, {"net", "net (market-based)", pal::kOkabeIto[3]}};
+  const bool emb = has_embodied(r);
+  if (emb) c.series.push_back({"embodied", "embodied (chips, amortised)", pal::kOkabeIto[7]});
+  c.values.assign(c.series.size(), {});
+  for (const auto& d : r.datacenters) {
+    c.values[0].push_back(d.co2e_gross_kg / mu.divisor);
+    c.values[1].push_back(d.co2e_net_kg / mu.divisor);
+    if (emb) c.values[2].push_back(d.embodied_co2e_kg / mu.divisor);
+  }
+  c.category_keys = keys;
+  c.category_labels = labels;
+  w.raw(svg::bar_chart(c));
+}
+
+void breakdown_section(XmlWriter& w, const store::RunRecord& r) {
+  const auto kinds = breakdown_by_contribution(r);
+  if (kinds.empty()) {
+    w.element("p", {}, "This run stored no step-time breakdown.");
+    return;
+  }
+  double sum_cp = 0.0;
+  for (const auto& k : kinds) sum_cp += k.critical_path_s;
+  const double step = metric_or_nan(r, "step_time_s");
+  svg::BarChart b;
+  b.id = fmt::format("step-breakdown-{}", r.id);
+  b.title = "Step time by phase kind (mean over the simulated steps)";
+  b.value_axis_label = "time per step (s)";
+  b.unit = "s";
+  b.series = {{"critical_path", "contribution to the step's critical path", pal::kOkabeIto[5]},
+              {"busy", "busy time (summed over phases of the kind, overlaps included)", pal::kOkabeIto[1]}};
+  b.values.assign(2, {});
+  for (const auto& k : kinds) {
+    b.category_keys.push_back(k.phase_kind);
+    b.category_labels.push_back(k.phase_kind);
+    b.values[0].push_back(k.critical_path_s);
+    b.values[1].push_back(k.time_s);
+  }
+  w.raw(svg::bar_chart(b));
+  open_table(w, {{"class", "breakdown"}, {"data-run", std::to_string(r.id)}});
+  header_row(w, {{"Phase kind", false}, {"Critical path (s)", true}, {"Share of the step (%)", true}, {"Busy time (s)", true}});
+  w.open("tbody");
+  const double denominator = std::isfinite(step) && step > 0 ? step : sum_cp;
+  for (const auto& k : kinds) {
+    w.open("tr", {{"data-run", std::to_string(r.id)}, {"data-phase", k.phase_kind}});
+    w.open("td").element("code", {}, k.phase_kind).close("td");
+    num_cell(w, k.critical_path_s, "s", "critical_path");
+    num_cell(w, denominator > 0 ? 100.0 * k.critical_path_s / denominator : kNaN, "%", "share_of_step", 3);
+    num_cell(w, k.time_s, "s", "busy");
+    w.close("tr");
+  }
+  w.close("tbody");
+  close_table(w);
+  w.open("p", {{"class", "note"}});
+  w.text("The critical-path contributions sum to ");
+  w.element("span", {{"data-field", "critical_path_sum"}, {"data-value", format_exact(sum_cp)}, {"data-unit", "s"}}, format_value(sum_cp, 5));
+  w.text(" s; the stored mean step time is ");
+  w.element("span", {{"data-field", "step_time"}, {"data-value", format_exact(step)}, {"data-unit", "s"}}, format_value(step, 5));
+  w.text(" s. Shares are of the step time. Busy time counts every phase of a kind, including phases that overlap others, "
+         "so it can exceed the critical-path contribution.");
+  w.close("p");
+}
+
+void power_section(XmlWriter& w, const store::RunRecord& r) {
+  const store::Series* s = power_series(r);
+  if (s == nullptr || s->x.empty()) {
+    w.element("p", {}, "This run stored no power series.");
+    return;
+  }
+  double max_w = 0.0;
+  for (double y : s->y)
+    if (std::isfinite(y)) max_w = std::max(max_w, y);
+  const DisplayUnit pu = power_unit(max_w);
+  svg::LineChart c;
+  c.id = fmt::format("power-{}", r.id);
+  c.title = "Total chip power over one simulated step";
+  c.x_axis_label = fmt::format("simulated time within the step ({})", s->x_unit.empty() ? "s" : s->x_unit);
+  c.y_axis_label = fmt::format("total power of all chips ({})", pu.unit);
+  c.x_unit = s->x_unit.empty() ? "s" : s->x_unit;
+  c.y_unit = pu.unit;
+  c.series_label = "sum over all chips (SimGrid host_energy)";
+  c.x = s->x;
+  for (double y : s->y) c.y.push_back(y / pu.divisor);
+  w.raw(svg::line_chart(c));
+  const std::string convention = prov_string(r.provenance, "power_convention");
+  w.element("p", {{"class", "note"}},
+            fmt::format("{} samples of the instantaneous total power of all chips, taken at simulation events during one "
+                        "simulated step; the line joins the samples (power between them is not recorded).{}",
+                        s->x.size(), convention.empty() ? "" : " Power convention: " + convention + "."));
+}
+
+void licences_section(XmlWriter& w, const std::vector<store::RunRecord>& runs) {
+  const auto uses = licence_uses(runs);
+  w.element("p", {}, "moesim's code and its profile YAML files are Apache-2.0. The grid and datacenter figures this report "
+                     "reproduces keep the licence of the dataset they came from:");
+  if (uses.empty()) {
+    w.element("p", {}, "The runs stored no datacenter provenance.");
+    return;
+  }
+  open_table(w, {{"class", "licences"}});
+  header_row(w, {{"Dataset", false}, {"Licence", false}, {"Attribution", false}, {"Obligation", false}, {"Datacenters", false}});
+  w.open("tbody");
+  for (const auto& u : uses) {
+    w.open("tr", {{"data-licence", u.licence.id}});
+    text_cell(w, u.dataset.empty() ? "datacenter profile (published figures)" : u.dataset);
+    w.open("td");
+    if (u.licence.url.empty()) {
+      w.text(u.licence.name);
+    } else {
+      w.element("a", {{"href", u.licence.url}}, u.licence.name);
+    }
+    w.close("td");
+    text_cell(w, u.attribution.empty() ? "\xE2\x80\x93" : u.attribution, "src");
+    text_cell(w, u.licence.obligation.empty() ? "\xE2\x80\x93" : u.licence.obligation, "src");
+    w.open("td");
+    for (std::size_t i = 0; i < u.datacenters.size(); ++i) {
+      if (i) w.text(", ");
+      w.element("code", {}, u.datacenters[i]);
+    }
+    w.close("td");
+    w.close("tr");
+  }
+  w.close("tbody");
+  close_table(w);
+}
+
+void provenance_section(XmlWriter& w, const store::RunRecord& r) {
+  const json& p = r.provenance;
+  std::vector<std::pair<std::string, std::string>> rows = {{"moesim version", r.moesim_version}, {"git commit", r.git_hash}};
+  std::set<std::string> shown = {"moesim_version", "git_hash"};
+  auto add_string = [&](const char* key, const char* label) {
+    if (p.is_object() && p.contains(key)) {
+      rows.emplace_back(label, p[key].is_string() ? p[key].get<std::string>() : p[key].dump());
+      shown.insert(key);
+    }
+  };
+  add_string("profiles_dir", "profiles directory");
+  add_string("compute_model", "compute-time model");
+  if (!compute_path_summary(p).empty()) rows.emplace_back("kernel classes by compute path", compute_path_summary(p));
+  add_string("power_convention", "power convention");
+  add_string("routing_exact", "routing simulated exactly");
+  add_string("step_times_s", "simulated step times (s)");
+  kv_table(w, rows);
+
+  if (p.is_object() && p.contains("compute_paths") && p["compute_paths"].is_object()) {
+    shown.insert("compute_paths");
+    w.element("h3", {}, "Compute time per kernel class");
+    w.element("p", {{"class", "note"}},
+              "measured: interpolated from profiled tables of this device; transferred: roofline with efficiencies calibrated "
+              "on a measured device; roofline: roofline with published efficiencies.");
+    open_table(w, {{"class", "compute-paths"}});
+    header_row(w, {{"Kernel class", false}, {"Path", false}});
+    w.open("tbody");
+    for (const auto& [k, v] : p["compute_paths"].items()) {
+      w.open("tr", {{"data-kernel", k}});
+      w.open("td").element("code", {}, k).close("td");
+      text_cell(w, v.is_string() ? v.get<std::string>() : v.dump());
+      w.close("tr");
+    }
+    w.close("tbody");
+    close_table(w);
+  }
+  if (p.is_object() && p.contains("collective_algorithms") && p["collective_algorithms"].is_object()) {
+    shown.insert("collective_algorithms");
+    w.element("h3", {}, "Collective algorithms");
+    std::vector<std::pair<std::string, std::string>> algos;
+    for (const auto& [k, v] : p["collective_algorithms"].items()) algos.emplace_back(k, v.is_string() ? v.get<std::string>() : v.dump());
+    kv_table(w, algos);
+  }
+  if (p.is_object() && p.contains("accelerator") && p["accelerator"].is_object()) {
+    shown.insert("accelerator");
+    const json& a = p["accelerator"];
+    w.element("h3", {}, "Accelerator profile: " + (a.contains("name") && a["name"].is_string() ? a["name"].get<std::string>() : std::string("?")));
+    if (a.contains("notes") && a["notes"].is_string() && !a["notes"].get<std::string>().empty())
+      w.element("p", {{"class", "note"}}, a["notes"].get<std::string>());
+    if (a.contains("sources") && a["sources"].is_object()) {
+      std::vector<std::pair<std::string, std::string>> src;
+      for (const auto& [k, v] : a["sources"].items()) src.emplace_back(k, v.is_string() ? v.get<std::string>() : v.dump());
+      kv_table(w, src, "sources");
+    }
+  }
+  const auto dcs = datacenter_sources(r);
+  if (!dcs.empty()) {
+    shown.insert("datacenters");
+    for (const auto& d : dcs) {
+      w.element("h3", {}, "Datacenter profile: " + d.name);
+      std::vector<std::pair<std::string, std::string>> src = {{"licence", d.licence.empty() ? "not stated" : d.licence}};
+      if (!d.attribution.empty()) src.emplace_back("attribution", d.attribution);
+      if (!d.notes.empty()) src.emplace_back("notes", d.notes);
+      for (const auto& s : d.sources) src.emplace_back("source of " + s.first, s.second);
+      kv_table(w, src, "sources");
+    }
+  }
+  if (p.is_object() && p.contains("network_energy") && p["network_energy"].is_object()) {
+    shown.insert("network_energy");
+    w.element("h3", {}, "Network energy per link class");
+    open_table(w, {{"class", "network-energy"}});
+    header_row(w, {{"Link class", false}, {"Energy per bit (pJ/bit)", true}, {"Idle power per link (W)", true}, {"Already counted in", false},
+                   {"Source", false}});
+    w.open("tbody");
+    constexpr double kPicojoulesPerJoule = 1e12;  // SI prefix
+    for (const auto& [k, v] : p["network_energy"].items()) {
+      w.open("tr", {{"data-link-class", k}});
+      w.open("td").element("code", {}, k).close("td");
+      const double epb = v.contains("energy_per_bit_j") && v["energy_per_bit_j"].is_number() ? v["energy_per_bit_j"].get<double>() : kNaN;
+      const double idle = v.contains("idle_w_per_link") && v["idle_w_per_link"].is_number() ? v["idle_w_per_link"].get<double>() : kNaN;
+      num_cell(w, epb * kPicojoulesPerJoule, "pJ/bit", "energy_per_bit");
+      num_cell(w, idle, "W", "idle_w_per_link");
+      text_cell(w, v.contains("included_in") && v["included_in"].is_string() ? v["included_in"].get<std::string>() : "");
+      text_cell(w, v.contains("source") && v["source"].is_string() ? v["source"].get<std::string>() : "", "src");
+      w.close("tr");
+    }
+    w.close("tbody");
+    close_table(w);
+  }
+  if (p.is_object()) {
+    json rest = json::object();
+    for (const auto& [k, v] : p.items())
+      if (!shown.count(k)) rest[k] = v;
+    if (!rest.empty()) {
+      w.element("h3", {}, "Other provenance");
+      w.element("pre", {}, rest.dump(2));
+    }
+  } else if (!p.is_null()) {
+    w.element("h3", {}, "Other provenance");
+    w.element("pre", {}, p.dump(2));
+  }
+}
+
+void metrics_table(XmlWriter& w, const store::RunRecord& r) {
+  open_table(w, {{"class", "metrics"}, {"data-run", std::to_string(r.id)}});
+  header_row(w, {{"Metric", false}, {"Value", true}, {"Unit", false}});
+  w.open("tbody");
+  for (const auto& m : r.metrics) {
+    w.open("tr", {{"data-run", std::to_string(r.id)}, {"data-metric", m.name}});
+    w.open("td").element("code", {}, m.name).close("td");
+    num_cell(w, m.value, m.unit, "stored", 7);
+    text_cell(w, m.unit);
+    w.close("tr");
+  }
+  w.close("tbody");
+  close_table(w);
+}
+
+std::string meta_line(const store::RunRecord& r) {
+  std::string s = fmt::format("Status: {}. Created {}", store::to_string(r.status), r.created_at_utc);
+  if (!r.finished_at_utc.empty()) s += fmt::format(", finished {}", r.finished_at_utc);
+  s += fmt::format(". moesim {} (git {}), seed {}.", r.moesim_version, r.git_hash.empty() ? "unknown" : r.git_hash, r.seed);
+  if (!r.scenario_file.empty()) s += " Scenario file: " + r.scenario_file + ".";
+  if (r.comparison_id) s += fmt::format(" Alternative \xE2\x80\x9C{}\xE2\x80\x9D of comparison {}.", r.alternative_label, *r.comparison_id);
+  return s;
+}
+
+}  // namespace
+
+std::string html_run(const store::RunRecord& r, const std::string& db_path) {
+  XmlWriter w;
+  const std::string title = fmt::format("moesim energy report \xE2\x80\x94 run {}: {}", r.id, r.scenario_name);
+  open_page(w, title);
+  w.open("header", {{"data-run", std::to_string(r.id)}, {"data-status", store::to_string(r.status)}});
+  w.element("h1", {}, title);
+  w.element("p", {{"class", "meta"}}, meta_line(r));
+  w.close("header");
+  const bool complete = r.status == store::RunStatus::complete;
+  if (!complete) {
+    w.element("div", {{"class", "notice"}},
+              r.status == store::RunStatus::failed
+                  ? fmt::format("This run failed: {}. It has no results; only its scenario is shown.", r.error_message)
+                  : std::string("This run is still running (or was interrupted): it has no results; only its scenario is shown."));
+  }
+  std::vector<std::pair<std::string, std::string>> toc;
+  if (complete) {
+    toc = {{"summary", "Summary"},
+           {"datacenters", "Energy and CO2e per datacenter"},
+           {"breakdown", "Step time by phase kind"},
+           {"power", "Power over one step"}};
+  }
+  toc.insert(toc.end(), {{"scenario", "Scenario"}, {"provenance", "Provenance"}, {"licences", "Data sources and licences"}});
+  if (complete) toc.emplace_back("metrics", "All stored metrics");
+  nav(w, toc);
+
+  if (complete) {
+    w.open("section", {{"id", "summary"}});
+    w.element("h2", {}, "Summary");
+    open_table(w, {{"class", "summary"}, {"data-run", std::to_string(r.id)}});
+    header_row(w, {{"Quantity", false}, {"Value", true}, {"Unit", false}});
+    w.open("tbody");
+    for (const auto& s : summary_rows(r)) {
+      w.open("tr", {{"data-run", std::to_string(r.id)}, {"data-metric", s.metric}});
+      text_cell(w, s.label);
+      num_cell(w, s.value, s.unit, "summary", s.significant);
+      text_cell(w, s.unit);
+      w.close("tr");
+    }
+    w.close("tbody");
+    close_table(w);
+    if (r.metric("duration_pinned") && r.metric("duration_pinned")->value != 0.0)
+      w.element("p", {{"class", "note"}}, "The energy-accounting duration is pinned by the scenario (training.duration_days), "
+                                          "not the simulated training time.");
+    w.close("section");
+
+    w.open("section", {{"id", "datacenters"}});
+    w.element("h2", {}, "Energy and CO2e per datacenter");
+    if (r.datacenters.empty()) {
+      w.element("p", {}, "This run stored no datacenter results.");
+    } else {
+      datacenter_charts(w, r);
+      datacenter_tables(w, r);
+      w.element("p", {{"class", "note"}},
+                "Facility energy = (IT + network) \xC3\x97 PUE; PUE overhead = facility \xE2\x88\x92 IT \xE2\x88\x92 network. Gross CO2e uses the "
+                "location-based grid intensity, net CO2e the market-based one (gross where none is published).");
+    }
+    w.close("section");
+
+    w.open("section", {{"id", "breakdown"}});
+    w.element("h2", {}, "Step time by phase kind");
+    breakdown_section(w, r);
+    w.close("section");
+
+    w.open("section", {{"id", "power"}});
+    w.element("h2", {}, "Power over one simulated step");
+    power_section(w, r);
+    w.close("section");
+  }
+
+  w.open("section", {{"id", "scenario"}});
+  w.element("h2", {}, "Scenario");
+  w.element("p", {}, fmt::format("Resolved scenario \xE2\x80\x9C{}\xE2\x80\x9D (every field, defaults filled in), as stored with the run.", r.scenario_name));
+  w.element("pre", {{"class", "scenario"}}, r.scenario.dump(2));
+  w.close("section");
+
+  w.open("section", {{"id", "provenance"}});
+  w.element("h2", {}, "Provenance");
+  provenance_section(w, r);
+  w.close("section");
+
+  w.open("section", {{"id", "licences"}});
+  w.element("h2", {}, "Data sources and licences");
+  licences_section(w, {r});
+  w.close("section");
+
+  if (complete) {
+    w.open("section", {{"id", "metrics"}});
+    w.element("h2", {}, "All stored metrics");
+    w.element("p", {{"class", "note"}}, "Every metric of the run as stored (SI units).");
+    metrics_table(w, r);
+    w.close("section");
+  }
+  close_page(w, db_path, r.moesim_version);
+  return w.str();
+}
+
+std::string html_comparison(const store::Comparison& cmp, const std::vector<store::RunRecord>& runs, const std::vector<ComparisonRow>& rows,
+                            const std::string& db_path) {
+  XmlWriter w;
+  const std::string title = fmt::format("moesim placement comparison {}: {}", cmp.id, cmp.scenario_name);
+  open_page(w, title);
+  std::map<std::string, int> status_count;
+  for (const auto& r : runs) ++status_count[store::to_string(r.status)];
+  std::string counts;
+  for (const auto& [s, n] : status_count) counts += fmt::format("{}{} {}", counts.empty() ? "" : ", ", n, s);
+  w.open("header", {{"data-comparison", std::to_string(cmp.id)}});
+  w.element("h1", {}, title);
+  w.element("p", {{"class", "meta"}}, fmt::format("Created {}. {} alternatives ({}).", cmp.created_at_utc, runs.size(), counts));
+  w.close("header");
+  std::map<std::int64_t, const store::RunRecord*> by_id;
+  for (const auto& r : runs) by_id[r.id] = &r;
+  for (const auto& r : runs) {
+    if (r.status == store::RunStatus::complete) continue;
+    w.element("div", {{"class", "notice"}, {"data-run", std::to_string(r.id)}},
+              r.status == store::RunStatus::failed
+                  ? fmt::format("Alternative \xE2\x80\x9C{}\xE2\x80\x9D (run {}) failed: {}. It is listed but not ranked.", run_label(r), r.id, r.error_message)
+                  : fmt::format("Alternative \xE2\x80\x9C{}\xE2\x80\x9D (run {}) is still running or was interrupted. It is listed but not ranked.",
+                                run_label(r), r.id));
+  }
+  nav(w, {{"ranking", "Ranking"},
+          {"tradeoff", "Training time vs CO2e"},
+          {"charts", "CO2e, time and energy per alternative"},
+          {"datacenters", "Datacenters of each alternative"},
+          {"breakdown", "Step time by phase kind"},
+          {"scenario", "Scenario and alternatives"},
+          {"provenance", "Provenance"},
+          {"licences", "Data sources and licences"}});
+
+  std::vector<const ComparisonRow*> ranked;
+  for (const auto& row : rows)
+    if (row.rank > 0) ranked.push_back(&row);
+
+  w.open("section", {{"id", "ranking"}});
+  w.element("h2", {}, "Ranking");
+  w.element("p", {{"class", "note"}},
+            "Ranked by gross (location-based) CO2e, ties by training time. An alternative is on the Pareto front when no other "
+            "is at least as good in both training time and gross CO2e and strictly better in one. Runs that did not complete are "
+            "listed last, unranked.");
+  open_table(w, {{"class", "ranking"}, {"data-comparison", std::to_string(cmp.id)}});
+  std::vector<std::pair<std::string, bool>> heads = {{"Rank", true}, {"Alternative", false}, {"Run", true}, {"Status", false}};
+  for (const auto& c : ranking_columns()) heads.emplace_back(with_unit(c.header, c.unit), true);
+  heads.emplace_back("Pareto front", false);
+  header_row(w, heads);
+  w.open("tbody");
+  for (const auto& row : rows) {
+    w.open("tr", {{"data-run", std::to_string(row.run_id)}, {"data-rank", std::to_string(row.rank)}, {"data-pareto", row.pareto ? "true" : "false"},
+                  {"data-status", row.status}});
+    text_cell(w, row.rank > 0 ? std::to_string(row.rank) : "\xE2\x80\x93", "num");
+    text_cell(w, row.label);
+    text_cell(w, std::to_string(row.run_id), "num");
+    text_cell(w, row.status);
+    for (const auto& c : ranking_columns()) num_cell(w, c.value(row), c.unit, c.field, c.significant);
+    text_cell(w, row.rank == 0 ? "\xE2\x80\x93" : (row.pareto ? "yes" : "no"));
+    w.close("tr");
+  }
+  w.close("tbody");
+  close_table(w);
+  w.close("section");
+
+  w.open("section", {{"id", "tradeoff"}});
+  w.element("h2", {}, "Training time vs CO2e");
+  {
+    svg::ScatterChart s;
+    s.id = fmt::format("tradeoff-{}", cmp.id);
+    s.title = "Training time vs gross CO2e, with the Pareto front";
+    s.x_axis_label = "training time (days)";
+    s.y_axis_label = "CO2e gross (t)";
+    s.x_unit = "days";
+    s.y_unit = "t";
+    s.front_label = "Pareto front (no alternative is faster and cleaner)";
+    s.other_label = "dominated alternative";
+    for (const auto* row : ranked)
+      s.points.push_back({std::to_string(row->run_id), fmt::format("#{} {}", row->rank, row->label), row->train_days, row->co2e_gross_t, row->pareto});
+    w.raw(svg::scatter_chart(s));
+  }
+  w.close("section");
+
+  w.open("section", {{"id", "charts"}});
+  w.element("h2", {}, "CO2e, time and energy per alternative");
+  if (ranked.empty()) {
+    w.element("p", {}, "No alternative completed.");
+  } else {
+    std::vector<std::string> keys, labels;
+    double max_kg = 0.0, max_j = 0.0;
+    for (const auto* row : ranked) {
+      keys.push_back(std::to_string(row->run_id));
+      labels.push_back(fmt::format("#{} {}", row->rank, row->label));
+      const Totals t = totals(*by_id.at(row->run_id));
+      max_kg = std::max({max_kg, t.gross_kg, t.net_kg});
+      max_j = std::max(max_j, t.facility_j);
+    }
+    const DisplayUnit mu = mass_unit(max_kg), eu = energy_unit(max_j);
+    svg::BarChart c;
+    c.id = fmt::format("co2e-per-alternative-{}", cmp.id);
+    c.title = "CO2e per alternative (ranked)";
+    c.value_axis_label = fmt::format("CO2e over the job ({})", mu.unit);
+    c.unit = mu.unit;
+    c.series = {{"gross", "gross (location-based)", pal::kOkabeIto[6]}, {"net", "net (market-based)", pal::kOkabeIto[3]}};
+    c.values.assign(2, {});
+    svg::BarChart d;
+    d.id = fmt::format("days-per-alternative-{}", cmp.id);
+    d.title = "Training time per alternative";
+    d.value_axis_label = "training time (days)";
+    d.unit = "days";
+    d.series = {{"train_days", "simulated training time", pal::kOkabeIto[5]}};
+    d.values.assign(1, {});
+    svg::BarChart e;
+    e.id = fmt::format("energy-per-alternative-{}", cmp.id);
+    e.title = "Energy per alternative: IT + network + PUE overhead = facility energy";
+    e.value_axis_label = fmt::format("energy over the job ({})", eu.unit);
+    e.unit = eu.unit;
+    e.stacked = true;
+    e.series = {{"it", "IT (chips + host overhead)", pal::kOkabeIto[5]},
+                {"network", "network", pal::kOkabeIto[1]},
+                {"overhead", "PUE overhead", pal::kOkabeIto[2]}};
+    e.values.assign(3, {});
+    for (const auto* row : ranked) {
+      const Totals t = totals(*by_id.at(row->run_id));
+      c.values[0].push_back(t.gross_kg / mu.divisor);
+      c.values[1].push_back(t.net_kg / mu.divisor);
+      d.values[0].push_back(row->train_days);
+      e.values[0].push_back(t.it_j / eu.divisor);
+      e.values[1].push_back(t.network_j / eu.divisor);
+      e.values[2].push_back(t.overhead_j / eu.divisor);
+    }
+    for (auto* ch : {&c, &d, &e}) {
+      ch->category_keys = keys;
+      ch->category_labels = labels;
+      w.raw(svg::bar_chart(*ch));
+    }
+  }
+  w.close("section");
+
+  w.open("section", {{"id", "datacenters"}});
+  w.element("h2", {}, "Datacenters of each alternative");
+  {
+    bool emb = false;
+    for (const auto& r : runs) emb = emb || has_embodied(r);
+    const std::vector<std::pair<std::string, std::vector<DatacenterColumn>>> tables = {{"Sites", site_columns()},
+                                                                                      {"Energy and emissions", energy_columns(emb)}};
+    for (const auto& [heading, cols] : tables) {
+      w.element("h3", {}, heading);
+      open_table(w, {{"class", "datacenters"}});
+      std::vector<std::pair<std::string, bool>> h = {{"Alternative", false}, {"Run", true}, {"Datacenter", false}};
+      if (heading == "Sites") h.emplace_back("Country", false);
+      for (const auto& c : cols) h.emplace_back(with_unit(c.header, c.unit), true);
+      header_row(w, h);
+      w.open("tbody");
+      for (const auto& row : rows) {
+        const store::RunRecord& r = *by_id.at(row.run_id);
+        for (const auto& d : r.datacenters) {
+          w.open("tr", {{"data-run", std::to_string(r.id)}, {"data-datacenter", d.name}});
+          text_cell(w, run_label(r));
+          text_cell(w, std::to_string(r.id), "num");
+          w.open("td", {{"title", datacenter_title(d)}}).element("code", {}, d.name).close("td");
+          if (heading == "Sites") text_cell(w, d.country_iso_code);
+          for (const auto& c : cols) num_cell(w, c.value(d), c.unit, c.field, c.significant);
+          w.close("tr");
+        }
+      }
+      w.close("tbody");
+      close_table(w);
+    }
+  }
+  w.close("section");
+
+  w.open("section", {{"id", "breakdown"}});
+  w.element("h2", {}, "Step time by phase kind");
+  if (!ranked.empty()) {
+    std::vector<const store::RunRecord*> done;
+    for (const auto* row : ranked) done.push_back(by_id.at(row->run_id));
+    bool other = false;
+    const std::vector<std::string> kinds = top_phase_kinds(done, kMaxStackedKinds, &other);
+    svg::BarChart b;
+    b.id = fmt::format("step-breakdown-{}", cmp.id);
+    b.title = "Step time by phase kind: contribution to the critical path";
+    b.value_axis_label = "time per step (s)";
+    b.unit = "s";
+    b.stacked = true;
+    const int colour_of[] = {5, 1, 2, 3, 6, 7, 4};  // Okabe–Ito entries, black kept for "other"
+    for (std::size_t i = 0; i < kinds.size(); ++i) b.series.push_back({kinds[i], kinds[i], pal::kOkabeIto[colour_of[i]]});
+    if (other) b.series.push_back({"other", "other phase kinds", "#9a9a9a"});
+    b.values.assign(b.series.size(), {});
+    for (const auto* row : ranked) {
+      const store::RunRecord& r = *by_id.at(row->run_id);
+      b.category_keys.push_back(std::to_string(r.id));
+      b.category_labels.push_back(fmt::format("#{} {}", row->rank, row->label));
+      double rest = 0.0;
+      std::vector<double> v(kinds.size(), 0.0);
+      for (const auto& k : r.breakdown) {
+        auto it = std::find(kinds.begin(), kinds.end(), k.phase_kind);
+        if (it != kinds.end()) {
+          v[static_cast<std::size_t>(it - kinds.begin())] += k.critical_path_s;
+        } else {
+          rest += k.critical_path_s;
+        }
+      }
+      for (std::size_t i = 0; i < kinds.size(); ++i) b.values[i].push_back(v[i]);
+      if (other) b.values.back().push_back(rest);
+    }
+    w.raw(svg::bar_chart(b));
+    open_table(w, {{"class", "breakdown"}});
+    std::vector<std::pair<std::string, bool>> h = {{"Alternative", false}, {"Step time (s)", true}};
+    for (const auto& k : kinds) h.emplace_back(k + " (s)", true);
+    if (other) h.emplace_back("other (s)", true);
+    header_row(w, h);
+    w.open("tbody");
+    for (std::size_t j = 0; j < ranked.size(); ++j) {
+      const store::RunRecord& r = *by_id.at(ranked[j]->run_id);
+      w.open("tr", {{"data-run", std::to_string(r.id)}});
+      text_cell(w, b.category_labels[j]);
+      num_cell(w, metric_or_nan(r, "step_time_s"), "s", "step_time", 5);
+      for (std::size_t i = 0; i < b.series.size(); ++i) num_cell(w, b.values[i][j], "s", "critical_path:" + b.series[i].key);
+      w.close("tr");
+    }
+    w.close("tbody");
+    close_table(w);
+  } else {
+    w.element("p", {}, "No alternative completed.");
+  }
+  w.close("section");
+
+  w.open("section", {{"id", "scenario"}});
+  w.element("h2", {}, "Scenario and alternatives");
+  const store::RunRecord& base = runs.front();
+  w.element("p", {}, fmt::format("Resolved scenario of the first alternative, \xE2\x80\x9C{}\xE2\x80\x9D (run {}):", run_label(base), base.id));
+  w.element("pre", {{"class", "scenario"}}, base.scenario.dump(2));
+  {
+    const auto diffs = scenario_differences(runs);
+    if (runs.size() > 1) {
+      w.element("h3", {}, "How the other alternatives differ from it");
+      if (diffs.empty()) {
+        w.element("p", {}, "They do not: every alternative has the same resolved scenario.");
+      } else {
+        open_table(w, {{"class", "scenario-diff"}});
+        header_row(w, {{"Alternative", false}, {"Field", false}, {"First alternative", false}, {"This alternative", false}});
+        w.open("tbody");
+        for (const auto& d : diffs) {
+          w.open("tr");
+          text_cell(w, d.label);
+          w.open("td").element("code", {}, d.path).close("td");
+          text_cell(w, d.base, "src");
+          text_cell(w, d.value, "src");
+          w.close("tr");
+        }
+        w.close("tbody");
+        close_table(w);
+      }
+    }
+  }
+  w.close("section");
+
+  w.open("section", {{"id", "provenance"}});
+  w.element("h2", {}, "Provenance");
+  open_table(w, {{"class", "provenance"}});
+  header_row(w, {{"Run", true}, {"Alternative", false}, {"moesim", false}, {"git", false}, {"Compute-time model", false},
+                 {"Kernel classes by compute path", false}, {"Power convention", false}});
+  w.open("tbody");
+  for (const auto& r : runs) {
+    w.open("tr", {{"data-run", std::to_string(r.id)}});
+    text_cell(w, std::to_string(r.id), "num");
+    text_cell(w, run_label(r));
+    text_cell(w, r.moesim_version);
+    text_cell(w, r.git_hash);
+    text_cell(w, prov_string(r.provenance, "compute_model"), "src");
+    text_cell(w, compute_path_summary(r.provenance));
+    text_cell(w, prov_string(r.provenance, "power_convention"), "src");
+    w.close("tr");
+  }
+  w.close("tbody");
+  close_table(w);
+  w.element("p", {{"class", "note"}}, "The report of each run (moesim report RUN_ID) lists its full provenance: "
+                                      "profile sources, collective algorithms and network-energy figures.");
+  w.close("section");
+
+  w.open("section", {{"id", "licences"}});
+  w.element("h2", {}, "Data sources and licences");
+  licences_section(w, runs);
+  w.close("section");
+
+  close_page(w, db_path, runs.front().moesim_version);
+  return w.str();
+}
+
+}  // namespace moesim::reports::detail

@@ -1,0 +1,536 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "moesim/reports/svg_chart.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <numeric>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+#include "moesim/reports/markup.hpp"
+
+namespace moesim::reports::svg {
+
+namespace {
+
+using Attrs = XmlWriter::Attributes;
+
+constexpr const char* kSvgNs = "http://www.w3.org/2000/svg";
+constexpr const char* kFont = "DejaVu Sans, Liberation Sans, Arial, Helvetica, sans-serif";
+constexpr int kTitleFontPx = 16;
+constexpr int kLabelFontPx = 13;
+constexpr int kTickFontPx = 12;
+constexpr int kValueFontPx = 11;
+// Average advance of a glyph at 13 px, rounded up for DejaVu Sans (the widest common sans-serif); used only to
+// size margins and place legend entries, never to crop text.
+constexpr double kCharWidthPx = 8.0;
+constexpr std::size_t kMaxCategoryChars = 44;
+constexpr const char* kGridColour = "#d9d9d9";
+constexpr const char* kAxisColour = "#333333";
+constexpr const char* kTextColour = "#1a1a1a";
+
+std::string px(double v) { return fmt::format("{:.2f}", v); }
+
+/** Heckbert's nice number: a value of 1, 2, 5 or 10 x 10^k near x (rounded, or at least x). */
+double nice_number(double x, bool round) {
+  const double exponent = std::floor(std::log10(x));
+  const double fraction = x / std::pow(10.0, exponent);
+  double nice = 10.0;
+  if (round) {
+    if (fraction < 1.5) nice = 1.0;
+    else if (fraction < 3.0) nice = 2.0;
+    else if (fraction < 7.0) nice = 5.0;
+  } else {
+    if (fraction <= 1.0) nice = 1.0;
+    else if (fraction <= 2.0) nice = 2.0;
+    else if (fraction <= 5.0) nice = 5.0;
+  }
+  return nice * std::pow(10.0, exponent);
+}
+
+std::string shorten(const std::string& s, std::size_t max_chars) {
+  // Count UTF-8 code points, cut at a code-point boundary.
+  std::size_t count = 0, cut = s.size();
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if ((static_cast<unsigned char>(s[i]) & 0xC0) != 0x80) {
+      if (count == max_chars - 1) cut = i;
+      ++count;
+    }
+  }
+  if (count <= max_chars) return s;
+  return s.substr(0, cut) + "\xE2\x80\xA6";  // ellipsis
+}
+
+std::size_t glyphs(const std::string& s) {
+  std::size_t n = 0;
+  for (char c : s)
+    if ((static_cast<unsigned char>(c) & 0xC0) != 0x80) ++n;
+  return n;
+}
+
+void open_svg(XmlWriter& w, const std::string& id, const std::string& title, int width, int height) {
+  w.open("svg", {{"xmlns", kSvgNs},
+                 {"id", id},
+                 {"class", "chart"},
+                 {"width", std::to_string(width)},
+                 {"height", std::to_string(height)},
+                 {"viewBox", fmt::format("0 0 {} {}", width, height)},
+                 {"role", "img"},
+                 {"aria-labelledby", id + "-title"},
+                 {"font-family", kFont},
+                 {"fill", kTextColour}});
+  w.element("title", {{"id", id + "-title"}}, title);
+  w.empty("rect", {{"x", "0"}, {"y", "0"}, {"width", std::to_string(width)}, {"height", std::to_string(height)}, {"fill", "#ffffff"}});
+  w.element("text", {{"x", "12"}, {"y", "24"}, {"font-size", std::to_string(kTitleFontPx)}, {"font-weight", "bold"}, {"class", "chart-title"}},
+            title);
+}
+
+/** Legend entries left to right from (x, y); `marker` draws each entry's symbol at (x, y-centre). */
+struct LegendEntry {
+  std::string label;
+  std::string kind;  // "box", "line", "dot", "ring", "line-dot"
+  std::string colour;
+};
+double legend_entry_width(const LegendEntry& e) { return 22 + kCharWidthPx * static_cast<double>(glyphs(e.label)) + 24; }
+
+constexpr double kLegendX = 16.0;
+constexpr double kLegendY = 50.0;
+constexpr double kLegendRowPx = 20.0;
+
+/** Rows the legend needs when entries flow left to right from kLegendX and wrap before max_x. */
+int legend_rows(const std::vector<LegendEntry>& entries, double max_x) {
+  int rows = 1;
+  double x = kLegendX;
+  for (const auto& e : entries) {
+    const double w = legend_entry_width(e);
+    if (x > kLegendX && x + w > max_x) {
+      ++rows;
+      x = kLegendX;
+    }
+    x += w;
+  }
+  return rows;
+}
+
+/** Legend entries flowing left to right from (kLegendX, kLegendY), wrapping before max_x. */
+void legend(XmlWriter& w, const std::vector<LegendEntry>& entries, double max_x) {
+  w.open("g", {{"class", "legend"}});
+  double x = kLegendX, y = kLegendY;
+  for (const auto& e : entries) {
+    if (x > kLegendX && x + legend_entry_width(e) > max_x) {
+      x = kLegendX;
+      y += kLegendRowPx;
+    }
+    const double cy = y - 4;
+    if (e.kind == "box") {
+      w.empty("rect", {{"x", px(x)}, {"y", px(cy - 6)}, {"width", "12"}, {"height", "12"}, {"fill", e.colour}, {"stroke", kAxisColour}, {"stroke-width", "0.8"}});
+    } else if (e.kind == "line" || e.kind == "line-dot") {
+      w.empty("line", {{"x1", px(x - 2)}, {"y1", px(cy)}, {"x2", px(x + 16)}, {"y2", px(cy)}, {"stroke", e.colour}, {"stroke-width", "2.5"}});
+      if (e.kind == "line-dot")
+        w.empty("circle", {{"cx", px(x + 7)}, {"cy", px(cy)}, {"r", "5"}, {"fill", e.colour}, {"stroke", "#000000"}, {"stroke-width", "1"}});
+    } else if (e.kind == "ring") {
+      w.empty("circle", {{"cx", px(x + 7)}, {"cy", px(cy)}, {"r", "5"}, {"fill", "#ffffff"}, {"stroke", e.colour}, {"stroke-width", "2"}});
+    }
+    w.element("text", {{"x", px(x + 22)}, {"y", px(y)}, {"font-size", std::to_string(kLabelFontPx)}}, e.label);
+    x += legend_entry_width(e);
+  }
+  w.close("g");
+}
+
+/** Ticks plus how values map onto the axis (linear or log10). */
+struct Axis {
+  Ticks ticks;
+  bool log = false;
+  /** Position of v along the axis, 0 at ticks.lo and 1 at ticks.hi. */
+  double frac(double v) const {
+    if (log) return (std::log10(v) - std::log10(ticks.lo)) / (std::log10(ticks.hi) - std::log10(ticks.lo));
+    return (v - ticks.lo) / (ticks.hi - ticks.lo);
+  }
+};
+
+/** Gridlines and tick labels of a horizontal value axis spanning [x0, x1] under a plot [y0, y1]. */
+void x_axis(XmlWriter& w, const Axis& a, double x0, double x1, double y0, double y1, const std::string& label) {
+  const Ticks& t = a.ticks;
+  auto sx = [&](double v) { return x0 + a.frac(v) * (x1 - x0); };
+  w.open("g", {{"class", "axis x-axis"}});
+  for (double v : t.values) {
+    const double x = sx(v);
+    w.empty("line", {{"x1", px(x)}, {"y1", px(y0)}, {"x2", px(x)}, {"y2", px(y1)}, {"stroke", kGridColour}, {"stroke-width", "1"}});
+    w.empty("line", {{"x1", px(x)}, {"y1", px(y1)}, {"x2", px(x)}, {"y2", px(y1 + 5)}, {"stroke", kAxisColour}, {"stroke-width", "1"}});
+    w.element("text", {{"x", px(x)}, {"y", px(y1 + 19)}, {"font-size", std::to_string(kTickFontPx)}, {"text-anchor", "middle"}, {"class", "tick"}},
+              tick_label(v, t.decimals));
+  }
+  w.empty("line", {{"x1", px(x0)}, {"y1", px(y1)}, {"x2", px(x1)}, {"y2", px(y1)}, {"stroke", kAxisColour}, {"stroke-width", "1.2"}});
+  w.element("text", {{"x", px((x0 + x1) / 2)}, {"y", px(y1 + 42)}, {"font-size", std::to_string(kLabelFontPx)}, {"text-anchor", "middle"}, {"class", "axis-label"}},
+            label);
+  w.close("g");
+}
+
+/** Gridlines and tick labels of a vertical value axis at x0 for a plot [x0, x1] x [y0 (top), y1 (bottom)]. */
+void y_axis(XmlWriter& w, const Axis& a, double x0, double x1, double y0, double y1, const std::string& label) {
+  const Ticks& t = a.ticks;
+  auto sy = [&](double v) { return y1 - a.frac(v) * (y1 - y0); };
+  w.open("g", {{"class", "axis y-axis"}});
+  for (double v : t.values) {
+    const double y = sy(v);
+    w.empty("line", {{"x1", px(x0)}, {"y1", px(y)}, {"x2", px(x1)}, {"y2", px(y)}, {"stroke", kGridColour}, {"stroke-width", "1"}});
+    w.empty("line", {{"x1", px(x0 - 5)}, {"y1", px(y)}, {"x2", px(x0)}, {"y2", px(y)}, {"stroke", kAxisColour}, {"stroke-width", "1"}});
+    w.element("text", {{"x", px(x0 - 8)}, {"y", px(y + 4)}, {"font-size", std::to_string(kTickFontPx)}, {"text-anchor", "end"}, {"class", "tick"}},
+              tick_label(v, t.decimals));
+  }
+  w.empty("line", {{"x1", px(x0)}, {"y1", px(y0)}, {"x2", px(x0)}, {"y2", px(y1)}, {"stroke", kAxisColour}, {"stroke-width", "1.2"}});
+  const double cy = (y0 + y1) / 2;
+  w.element("text", {{"x", "18"}, {"y", px(cy)}, {"font-size", std::to_string(kLabelFontPx)}, {"text-anchor", "middle"},
+                     {"transform", fmt::format("rotate(-90 18 {})", px(cy))}, {"class", "axis-label"}},
+            label);
+  w.close("g");
+}
+
+/** Width in px of the widest tick label of `t` (to size the left margin of a vertical axis). */
+double tick_label_width(const Ticks& t) {
+  std::size_t n = 1;
+  for (double v : t.values) n = std::max(n, tick_label(v, t.decimals).size());
+  return kCharWidthPx * static_cast<double>(n);
+}
+
+}  // namespace
+
+Ticks nice_ticks(double lo, double hi, int target) {
+  if (!std::isfinite(lo) || !std::isfinite(hi)) {
+    lo = 0.0;
+    hi = 1.0;
+  }
+  if (lo > hi) std::swap(lo, hi);
+  if (lo == hi) {
+    const double half = lo == 0.0 ? 0.5 : 0.1 * std::fabs(lo);
+    if (lo == 0.0) {
+      hi = 1.0;
+    } else {
+      lo -= half;
+      hi += half;
+    }
+  }
+  target = std::max(1, target);
+  Ticks t;
+  const double range = nice_number(hi - lo, false);
+  t.step = nice_number(range / target, true);
+  t.lo = std::floor(lo / t.step) * t.step;
+  t.hi = std::ceil(hi / t.step) * t.step;
+  t.decimals = 0;
+  for (int d = 0; d <= 12; ++d) {
+    const double scaled = t.step * std::pow(10.0, d);
+    if (std::fabs(scaled - std::round(scaled)) < 1e-6 * std::max(1.0, scaled)) {
+      t.decimals = d;
+      break;
+    }
+    t.decimals = d;
+  }
+  const int n = static_cast<int>(std::llround((t.hi - t.lo) / t.step));
+  for (int i = 0; i <= n; ++i) {
+    double v = t.lo + i * t.step;
+    if (std::fabs(v) < 1e-9 * t.step) v = 0.0;
+    t.values.push_back(v);
+  }
+  return t;
+}
+
+std::string tick_label(double v, int decimals) {
+  if (std::fabs(v) >= 1e7) return fmt::format("{:.3g}", v);
+  std::string s = fmt::format("{:.{}f}", v, std::max(0, decimals));
+  if (s.find_first_not_of("-0.") == std::string::npos) s = "0";  // no "-0"
+  return s;
+}
+
+namespace {
+Axis scatter_axis(Scale scale, double lo, double hi, int target) {
+  const bool log = lo > 0.0 && (scale == Scale::log || (scale == Scale::automatic && hi >= kLogRangeRatio * lo));
+  if (log) return {log_ticks(lo, hi), true};
+  const double pad = 0.08 * (hi - lo);
+  double a = lo - pad, b = hi + pad;
+  if (lo >= 0.0 && a < 0.0) a = 0.0;  // non-negative data: no negative axis
+  return {nice_ticks(a, b, target), false};
+}
+}  // namespace
+
+Ticks log_ticks(double lo, double hi) {
+  Ticks t;
+  if (!(lo > 0.0) || !(hi > 0.0) || !std::isfinite(lo) || !std::isfinite(hi)) return nice_ticks(0.0, 1.0);
+  if (lo > hi) std::swap(lo, hi);
+  int klo = static_cast<int>(std::floor(std::log10(lo)));
+  int khi = static_cast<int>(std::ceil(std::log10(hi)));
+  if (khi == klo) ++khi;
+  t.lo = std::pow(10.0, klo);
+  t.hi = std::pow(10.0, khi);
+  t.step = 0.0;
+  t.decimals = std::max(0, -klo);
+  for (int k = klo; k <= khi; ++k) {
+    const double p = std::pow(10.0, k);
+    t.values.push_back(p);
+    if (khi - klo <= 2 && k < khi) {
+      t.values.push_back(2 * p);
+      t.values.push_back(5 * p);
+    }
+  }
+  return t;
+}
+
+std::string bar_chart(const BarChart& c) {
+  const std::size_t nc = c.category_keys.size(), ns = c.series.size();
+  if (c.category_labels.size() != nc || c.values.size() != ns)
+    throw std::invalid_argument("bar_chart " + c.id + ": labels/values do not match categories x series");
+  for (const auto& v : c.values)
+    if (v.size() != nc) throw std::invalid_argument("bar_chart " + c.id + ": a series has the wrong number of values");
+
+  std::vector<std::string> labels;
+  std::size_t longest = 4;
+  for (const auto& l : c.category_labels) {
+    labels.push_back(shorten(l, kMaxCategoryChars));
+    longest = std::max(longest, glyphs(labels.back()));
+  }
+  double vmin = 0.0, vmax = 0.0;
+  for (std::size_t k = 0; k < nc; ++k) {
+    double sum = 0.0;
+    for (std::size_t s = 0; s < ns; ++s) {
+      const double v = c.values[s][k];
+      if (!std::isfinite(v)) continue;
+      if (c.stacked) {
+        sum += std::max(0.0, v);
+      } else {
+        vmin = std::min(vmin, v);
+        vmax = std::max(vmax, v);
+      }
+    }
+    if (c.stacked) vmax = std::max(vmax, sum);
+  }
+  const Axis axis{nice_ticks(vmin, vmax, 6), false};
+  const Ticks& t = axis.ticks;
+
+  const double left = std::clamp(16.0 + kCharWidthPx * static_cast<double>(longest), 110.0, 360.0);
+  const double right = 110.0;
+  std::vector<LegendEntry> entries;
+  for (const auto& s : c.series) entries.push_back({s.label, "box", s.colour});
+  const double top = 66.0 + kLegendRowPx * (legend_rows(entries, c.width_px - 10.0) - 1);
+  const double bar_h = c.stacked ? 20.0 : 16.0;
+  const double gap = 12.0;
+  const double band = c.stacked ? bar_h + gap : static_cast<double>(ns) * (bar_h + 2.0) + gap;
+  const double plot_h = std::max(1.0, static_cast<double>(nc)) * band;
+  const int height = static_cast<int>(top + plot_h + 58.0);
+  const double x0 = left, x1 = c.width_px - right;
+  auto sx = [&](double v) { return x0 + (v - t.lo) / (t.hi - t.lo) * (x1 - x0); };
+
+  XmlWriter w;
+  open_svg(w, c.id, c.title, c.width_px, height);
+  legend(w, entries, c.width_px - 10.0);
+  x_axis(w, axis, x0, x1, top, top + plot_h, c.value_axis_label);
+
+  w.open("g", {{"class", "bars"}});
+  for (std::size_t k = 0; k < nc; ++k) {
+    const double band_top = top + static_cast<double>(k) * band;
+    const double label_y = band_top + (band - gap) / 2 + gap / 2 + 4;
+    w.open("text", {{"x", px(x0 - 8)}, {"y", px(label_y)}, {"font-size", std::to_string(kLabelFontPx)}, {"text-anchor", "end"},
+                    {"class", "category"}, {"data-category", c.category_keys[k]}});
+    w.element("title", {}, c.category_labels[k]);
+    w.text(labels[k]);
+    w.close("text");
+    double acc = 0.0, total = 0.0;
+    bool any = false;
+    for (std::size_t s = 0; s < ns; ++s) {
+      const double v = c.values[s][k];
+      double a = 0.0, b = 0.0, y = 0.0;
+      if (c.stacked) {
+        const double len = std::isfinite(v) ? std::max(0.0, v) : 0.0;
+        a = acc;
+        b = acc + len;
+        acc = b;
+        y = band_top + gap / 2;
+        if (std::isfinite(v)) {
+          total += v;
+          any = true;
+        }
+      } else {
+        a = std::isfinite(v) ? std::min(0.0, v) : 0.0;
+        b = std::isfinite(v) ? std::max(0.0, v) : 0.0;
+        y = band_top + gap / 2 + static_cast<double>(s) * (bar_h + 2.0);
+      }
+      const double xa = sx(a), xb = sx(b);
+      w.open("rect", {{"x", px(xa)}, {"y", px(y)}, {"width", px(std::max(0.0, xb - xa))}, {"height", px(bar_h)},
+                      {"fill", c.series[s].colour}, {"stroke", kAxisColour}, {"stroke-width", "0.6"}, {"class", "bar"},
+                      {"data-series", c.series[s].key}, {"data-category", c.category_keys[k]},
+                      {"data-value", format_exact(v)}, {"data-unit", c.unit}});
+      w.element("title", {}, fmt::format("{} \xE2\x80\x94 {}: {} {}", c.category_labels[k], c.series[s].label, format_value(v), c.unit));
+      w.close("rect");
+      if (!c.stacked && std::isfinite(v)) {
+        w.element("text", {{"x", px(sx(std::max(0.0, v)) + 5)}, {"y", px(y + bar_h - 4)}, {"font-size", std::to_string(kValueFontPx)},
+                           {"class", "value-label"}},
+                  format_value(v));
+      }
+    }
+    if (c.stacked && any) {
+      w.element("text", {{"x", px(sx(acc) + 5)}, {"y", px(band_top + gap / 2 + bar_h - 5)}, {"font-size", std::to_string(kValueFontPx)},
+                         {"class", "value-label"}},
+                fmt::format("{} {}", format_value(total), c.unit));
+    }
+  }
+  // Zero line over the bars.
+  w.empty("line", {{"x1", px(sx(0.0))}, {"y1", px(top)}, {"x2", px(sx(0.0))}, {"y2", px(top + plot_h)}, {"stroke", kAxisColour}, {"stroke-width", "1.2"}});
+  w.close("g");
+  w.close("svg");
+  return w.str();
+}
+
+std::string scatter_chart(const ScatterChart& c) {
+  double xmin = INFINITY, xmax = -INFINITY, ymin = INFINITY, ymax = -INFINITY;
+  std::vector<const ScatterPoint*> pts;
+  for (const auto& p : c.points) {
+    if (!std::isfinite(p.x) || !std::isfinite(p.y)) continue;
+    pts.push_back(&p);
+    xmin = std::min(xmin, p.x);
+    xmax = std::max(xmax, p.x);
+    ymin = std::min(ymin, p.y);
+    ymax = std::max(ymax, p.y);
+  }
+  if (pts.empty()) xmin = xmax = ymin = ymax = 0.0;
+  const Axis ax = scatter_axis(c.x_scale, xmin, xmax, 6), ay = scatter_axis(c.y_scale, ymin, ymax, 5);
+
+  const double left = 44.0 + tick_label_width(ay.ticks) + 12.0;
+  const double right = 40.0, top = 70.0, bottom = 60.0;
+  const double x0 = left, x1 = c.width_px - right, y0 = top, y1 = c.height_px - bottom;
+  auto sx = [&](double v) { return x0 + ax.frac(v) * (x1 - x0); };
+  auto sy = [&](double v) { return y1 - ay.frac(v) * (y1 - y0); };
+
+  XmlWriter w;
+  open_svg(w, c.id, c.title, c.width_px, c.height_px);
+  legend(w, {{c.front_label, "line-dot", kOkabeIto[6]}, {c.other_label, "ring", kOkabeIto[5]}}, c.width_px - 10.0);
+  x_axis(w, ax, x0, x1, y0, y1, ax.log ? c.x_axis_label + ", log scale" : c.x_axis_label);
+  y_axis(w, ay, x0, x1, y0, y1, ay.log ? c.y_axis_label + ", log scale" : c.y_axis_label);
+
+  std::vector<const ScatterPoint*> front;
+  for (const auto* p : pts)
+    if (p->on_front) front.push_back(p);
+  std::sort(front.begin(), front.end(), [](const ScatterPoint* a, const ScatterPoint* b) { return a->x != b->x ? a->x < b->x : a->y > b->y; });
+  if (!front.empty()) {
+    std::string points, keys;
+    for (const auto* p : front) {
+      points += (points.empty() ? "" : " ") + px(sx(p->x)) + "," + px(sy(p->y));
+      keys += (keys.empty() ? "" : " ") + p->key;
+    }
+    w.empty("polyline", {{"points", points}, {"fill", "none"}, {"stroke", kOkabeIto[6]}, {"stroke-width", "2.5"},
+                         {"class", "pareto-front"}, {"data-keys", keys}});
+  }
+  const bool label_all = pts.size() <= 16;
+  struct Box {
+    double x0, x1, y0, y1;
+  };
+  struct Placed {
+    double baseline;
+    bool flip;
+    bool moved;
+  };
+  std::vector<Box> placed;
+  // Labels go next to their point; one that would overlap an earlier label moves up or down by a
+  // line at a time (nearest free slot first) and gets a leader line to its point.
+  std::vector<const ScatterPoint*> by_y = pts;
+  std::stable_sort(by_y.begin(), by_y.end(), [&](const ScatterPoint* a, const ScatterPoint* b) { return sy(a->y) < sy(b->y); });
+  std::map<const ScatterPoint*, Placed> labels;
+  for (const auto* p : by_y) {
+    if (!(label_all || p->on_front)) continue;
+    const double cx = sx(p->x), cy = sy(p->y);
+    const bool flip = cx > x0 + 0.72 * (x1 - x0);
+    const double width = kCharWidthPx * 0.95 * static_cast<double>(glyphs(shorten(p->label, 32)));
+    Box best{};
+    double shift = 0.0;
+    for (int k = 0; k <= 24; ++k) {
+      shift = (k % 2 == 1 ? 1.0 : -1.0) * 15.0 * ((k + 1) / 2);
+      const double gap = k == 0 ? 10.0 : 22.0;
+      Box b{flip ? cx - gap - width : cx + gap, flip ? cx - gap : cx + gap + width, cy - 8 - 12 + shift, cy - 8 + 3 + shift};
+      best = b;
+      const bool hit = std::any_of(placed.begin(), placed.end(), [&](const Box& o) { return b.x0 < o.x1 && o.x0 < b.x1 && b.y0 < o.y1 && o.y0 < b.y1; });
+      if (!hit && b.y0 >= y0 - 20 && b.y1 <= y1 + 30) break;
+    }
+    placed.push_back(best);
+    labels[p] = {best.y1 - 3, flip, shift != 0.0};
+  }
+  w.open("g", {{"class", "points"}});
+  for (const auto* p : pts) {
+    const double cx = sx(p->x), cy = sy(p->y);
+    Attrs a = {{"cx", px(cx)}, {"cy", px(cy)}, {"r", "6"}};
+    if (p->on_front) {
+      a.insert(a.end(), {{"fill", kOkabeIto[6]}, {"stroke", "#000000"}, {"stroke-width", "1"}});
+    } else {
+      a.insert(a.end(), {{"fill", "#ffffff"}, {"stroke", kOkabeIto[5]}, {"stroke-width", "2"}});
+    }
+    a.insert(a.end(), {{"class", "point"}, {"data-key", p->key}, {"data-label", p->label}, {"data-x", format_exact(p->x)},
+                       {"data-y", format_exact(p->y)}, {"data-x-unit", c.x_unit}, {"data-y-unit", c.y_unit},
+                       {"data-pareto", p->on_front ? "true" : "false"}});
+    w.open("circle", a);
+    w.element("title", {}, fmt::format("{}: {} {}, {} {}", p->label, format_value(p->x), c.x_unit, format_value(p->y), c.y_unit));
+    w.close("circle");
+    if (labels.count(p)) {
+      const Placed& l = labels[p];
+      const double gap = l.moved ? 22.0 : 10.0;
+      const double tx = l.flip ? cx - gap : cx + gap;
+      if (l.moved)
+        w.empty("line", {{"x1", px(l.flip ? cx - 6 : cx + 6)}, {"y1", px(cy)}, {"x2", px(l.flip ? tx + 2 : tx - 2)}, {"y2", px(l.baseline - 4)},
+                         {"stroke", "#7f7f7f"}, {"stroke-width", "0.8"}, {"class", "leader"}});
+      w.element("text", {{"x", px(tx)}, {"y", px(l.baseline)}, {"font-size", std::to_string(kTickFontPx)},
+                         {"text-anchor", l.flip ? "end" : "start"}, {"class", "point-label"}},
+                shorten(p->label, 32));
+    }
+  }
+  w.close("g");
+  if (pts.empty()) {
+    w.element("text", {{"x", px((x0 + x1) / 2)}, {"y", px((y0 + y1) / 2)}, {"font-size", std::to_string(kLabelFontPx)}, {"text-anchor", "middle"}},
+              "no complete run to plot");
+  }
+  w.close("svg");
+  return w.str();
+}
+
+std::string line_chart(const LineChart& c) {
+  if (c.x.size() != c.y.size()) throw std::invalid_argument("line_chart " + c.id + ": x and y differ in length");
+  double xmin = 0.0, xmax = -INFINITY, ymin = 0.0, ymax = -INFINITY;
+  std::size_t finite = 0;
+  for (std::size_t i = 0; i < c.x.size(); ++i) {
+    if (!std::isfinite(c.x[i]) || !std::isfinite(c.y[i])) continue;
+    ++finite;
+    xmin = std::min(xmin, c.x[i]);
+    xmax = std::max(xmax, c.x[i]);
+    ymin = std::min(ymin, c.y[i]);
+    ymax = std::max(ymax, c.y[i]);
+  }
+  if (finite == 0) xmax = ymax = 0.0;
+  const Axis tx{nice_ticks(xmin, xmax, 8), false};
+  const Axis ty{nice_ticks(ymin, ymax * 1.05, 5), false};
+
+  const double left = 44.0 + tick_label_width(ty.ticks) + 12.0;
+  const double right = 30.0, top = 70.0, bottom = 60.0;
+  const double x0 = left, x1 = c.width_px - right, y0 = top, y1 = c.height_px - bottom;
+  auto sx = [&](double v) { return x0 + tx.frac(v) * (x1 - x0); };
+  auto sy = [&](double v) { return y1 - ty.frac(v) * (y1 - y0); };
+
+  XmlWriter w;
+  open_svg(w, c.id, c.title, c.width_px, c.height_px);
+  legend(w, {{c.series_label, "line", c.colour}}, c.width_px - 10.0);
+  x_axis(w, tx, x0, x1, y0, y1, c.x_axis_label);
+  y_axis(w, ty, x0, x1, y0, y1, c.y_axis_label);
+  std::string points, xs, ys;
+  for (std::size_t i = 0; i < c.x.size(); ++i) {
+    xs += (i ? " " : "") + format_exact(c.x[i]);
+    ys += (i ? " " : "") + format_exact(c.y[i]);
+    if (!std::isfinite(c.x[i]) || !std::isfinite(c.y[i])) continue;
+    points += (points.empty() ? "" : " ") + px(sx(c.x[i])) + "," + px(sy(c.y[i]));
+  }
+  w.empty("polyline", {{"points", points}, {"fill", "none"}, {"stroke", c.colour}, {"stroke-width", "2"}, {"stroke-linejoin", "round"},
+                       {"class", "series-line"}, {"data-series", c.series_label}, {"data-x", xs}, {"data-y", ys},
+                       {"data-x-unit", c.x_unit}, {"data-y-unit", c.y_unit}});
+  if (finite == 0) {
+    w.element("text", {{"x", px((x0 + x1) / 2)}, {"y", px((y0 + y1) / 2)}, {"font-size", std::to_string(kLabelFontPx)}, {"text-anchor", "middle"}},
+              "no data");
+  }
+  w.close("svg");
+  return w.str();
+}
+
+}  // namespace moesim::reports::svg

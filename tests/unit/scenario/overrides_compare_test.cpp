@@ -1,0 +1,222 @@
+// SPDX-License-Identifier: Apache-2.0
+// Command-line `--set` overrides and `compare:` alternatives (load_alternatives, `--alt`).
+
+#include <catch2/catch.hpp>
+
+#include "scenario_test_support.hpp"
+
+using moesim::InputError;
+using moesim::scenario::load_alternatives;
+using moesim::scenario::load_file;
+namespace t = moesim::scenario::test;
+
+TEST_CASE("scenario::load_string: --set overrides are typed and applied on top of the file", "[scenario][overrides]") {
+  SECTION("scalars of every kind") {
+    const auto s = t::load(t::base_yaml(), {"cluster.count=16", "parallelism.data=2", "model.capacity_factor=2",
+                                            "routing.dropless=true", "name=renamed", "model.dtype=fp32"});
+    CHECK(s.cluster.count == 16);
+    CHECK(s.parallelism.data == 2);
+    CHECK(s.parallelism.expert == 8);  // untouched keys of the same section are kept
+    CHECK(s.model.capacity_factor == 2.0);
+    CHECK(s.routing.dropless);
+    CHECK(s.name == "renamed");
+    CHECK(s.model.dtype == "fp32");
+    CHECK(s.resolved["cluster"]["count"] == 16);
+  }
+  SECTION("a list value replaces the list") {
+    std::string yaml = t::replace_line(t::base_yaml(), "  accelerator: h100", "  accelerator: tpu_v3");
+    yaml = t::replace_line(yaml, "  count: 8", "  count: 4\n  topology: {type: torus_2d, dims: [2, 2]}");
+    const auto s = t::load(yaml, {"cluster.count=8", "cluster.topology.dims=[4, 2]", "parallelism.data=2"});
+    CHECK(s.cluster.topology.dims == std::vector<int>{4, 2});
+    CHECK(s.cluster.topology.type == "torus_2d");  // the sibling key survives the merge
+  }
+  SECTION("later overrides win") {
+    const auto s = t::load(t::base_yaml(), {"seed=3", "seed=5"});
+    CHECK(s.seed == 5u);
+  }
+}
+
+TEST_CASE("scenario::load_string: --set errors are located as \"--set ...\"", "[scenario][overrides]") {
+  SECTION("wrong type") {
+    const auto e = t::load_error(t::base_yaml(), {"model.d_model=abc"});
+    CHECK(e.file() == "--set model.d_model=abc");
+    CHECK(e.key() == "model.d_model");
+    CHECK(t::contains(e.message(), "expected an integer, got 'abc'"));
+    CHECK(t::contains(e.what(), "--set model.d_model=abc"));
+  }
+  SECTION("unknown key") {
+    const auto e = t::load_error(t::base_yaml(), {"model.d_modle=5"});
+    CHECK(e.file() == "--set model.d_modle=5");
+    CHECK(e.key() == "model.d_modle");
+    CHECK(t::contains(e.message(), "did you mean 'd_model'?"));
+  }
+  SECTION("unknown section") {
+    const auto e = t::load_error(t::base_yaml(), {"modle.d_model=5"});
+    CHECK(e.key() == "modle");
+    CHECK(t::contains(e.message(), "did you mean 'model'?"));
+  }
+  SECTION("no '=' or no key") {
+    for (const std::string bad : {"model.d_model", "=5"}) {
+      INFO(bad);
+      const auto e = t::load_error(t::base_yaml(), {bad});
+      CHECK(e.file() == "--set " + bad);
+      CHECK(t::contains(e.message(), "expected KEY.PATH=VALUE"));
+    }
+  }
+  SECTION("YAML syntax error in the value") {
+    const auto e = t::load_error(t::base_yaml(), {"cluster.topology.dims=[2, 2"});
+    CHECK(e.file() == "--set cluster.topology.dims=[2, 2");
+    CHECK(t::contains(e.message(), "YAML syntax error"));
+  }
+  SECTION("out of range") {
+    const auto e = t::load_error(t::base_yaml(), {"model.heads=0"});
+    CHECK(e.file() == "--set model.heads=0");
+    CHECK(t::contains(e.message(), "must be >= 1"));
+  }
+  SECTION("a cross-field error caused by an override points at the override, not the file") {
+    const auto e = t::load_error(t::base_yaml(), {"model.top_k=9"});
+    CHECK(e.file() == "--set model.top_k=9");
+    CHECK(e.key() == "model.top_k");
+    CHECK(t::contains(e.message(), "top_k 9 exceeds"));
+  }
+}
+
+TEST_CASE("scenario::load_alternatives: overlays deep-merge mappings and replace lists", "[scenario][compare]") {
+  const std::string file = t::data("compare_ok.yaml");
+  const auto base = load_file(file, t::real_catalog());
+  REQUIRE(base.placement.size() == 2);
+  REQUIRE(base.compare.is_array());
+  CHECK(base.compare.size() == 2);
+  CHECK_FALSE(base.resolved.contains("compare"));  // the resolved record holds the scenario only
+
+  const auto alts = load_alternatives(file, t::real_catalog());
+  REQUIRE(alts.size() == 2);
+  CHECK(alts[0].label == "one_site");
+  CHECK(alts[1].label == "top1");
+  SECTION("a list is replaced, not merged or appended") {
+    const auto& s = alts[0].scenario;
+    REQUIRE(s.placement.size() == 1);
+    CHECK(s.placement[0].datacenter == "gcp_us_central1_2023");
+    CHECK(s.placement[0].share == 1.0);  // the default again, not the base's 0.5
+  }
+  SECTION("a mapping is merged key by key") {
+    const auto& s = alts[1].scenario;
+    CHECK(s.model.top_k == 1);
+    CHECK(s.model.d_model == base.model.d_model);
+    CHECK(s.model.experts == base.model.experts);
+    CHECK(s.model.decoder_layers == base.model.decoder_layers);
+    CHECK(s.placement.size() == 2);
+    CHECK(s.name == base.name);
+  }
+  SECTION("the base itself is untouched by its alternatives") { CHECK(base.model.top_k == 2); }
+  SECTION("--set applies to every alternative") {
+    const auto with_set = load_alternatives(file, t::real_catalog(), {"seed=7"});
+    REQUIRE(with_set.size() == 2);
+    for (const auto& a : with_set) CHECK(a.scenario.seed == 7u);
+  }
+  SECTION("--alt adds an alternative after the file's ones") {
+    const auto more = load_alternatives(file, t::real_catalog(), {},
+                                        {"{label: bigger, cluster: {count: 16}, parallelism: {data: 4}}"});
+    REQUIRE(more.size() == 3);
+    CHECK(more[2].label == "bigger");
+    CHECK(more[2].scenario.cluster.count == 16);
+    CHECK(more[2].scenario.parallelism.data == 4);
+    CHECK(more[2].scenario.parallelism.expert == 4);  // from the base
+    CHECK(more[2].scenario.cluster.accelerator == "h100");
+  }
+}
+
+TEST_CASE("scenario::load_alternatives: bad alternatives are refused with their location", "[scenario][compare]") {
+  SECTION("duplicate labels") {
+    const std::string file = t::data("compare_dup_label.yaml");
+    const auto e = t::expect_input_error([&] { load_alternatives(file, t::real_catalog()); });
+    CHECK(e.file() == file);
+    CHECK(e.key() == "compare[].label");
+    // The second `label: a` is the duplicate.
+    const auto lines = t::lines_of(t::slurp(file));
+    int second = 0, seen = 0;
+    for (std::size_t i = 0; i < lines.size(); ++i)
+      if (lines[i].find("label: a") != std::string::npos && ++seen == 2) second = static_cast<int>(i) + 1;
+    REQUIRE(second > 0);
+    CHECK(e.line() == second);
+    CHECK(t::contains(e.message(), "duplicate alternative label 'a'"));
+  }
+  SECTION("overriding name is refused") {
+    const std::string file = t::data("compare_override_name.yaml");
+    const auto e = t::expect_input_error([&] { load_alternatives(file, t::real_catalog()); });
+    CHECK(e.key() == "compare[].name");
+    CHECK(e.line() == t::line_in(t::slurp(file), "    name: other"));
+    CHECK(t::contains(e.message(), "cannot override `name`"));
+  }
+  SECTION("overriding compare is refused (--alt)") {
+    const auto e = t::expect_input_error([&] {
+      load_alternatives(t::data("compare_ok.yaml"), t::real_catalog(), {}, {"{label: x, compare: []}"});
+    });
+    CHECK(e.key() == "compare[].compare");
+    CHECK(t::contains(e.message(), "cannot override `compare`"));
+  }
+  SECTION("--alt without a label") {
+    const std::string alt = "{cluster: {count: 16}}";
+    const auto e =
+        t::expect_input_error([&] { load_alternatives(t::data("compare_ok.yaml"), t::real_catalog(), {}, {alt}); });
+    CHECK(e.file() == "--alt " + alt);
+    CHECK(t::contains(e.message(), "label"));
+  }
+  SECTION("--alt with a YAML syntax error") {
+    const std::string alt = "{label: x, model: {top_k: 1}";
+    const auto e =
+        t::expect_input_error([&] { load_alternatives(t::data("compare_ok.yaml"), t::real_catalog(), {}, {alt}); });
+    CHECK(e.file() == "--alt " + alt);
+    CHECK(t::contains(e.message(), "YAML syntax error"));
+  }
+  SECTION("--alt reusing a label of the file") {
+    const auto e = t::expect_input_error(
+        [&] { load_alternatives(t::data("compare_ok.yaml"), t::real_catalog(), {}, {"{label: top1, seed: 2}"}); });
+    CHECK(e.key() == "compare[].label");
+    CHECK(t::contains(e.message(), "duplicate alternative label 'top1'"));
+  }
+  SECTION("--alt that is not a mapping") {
+    const auto e = t::expect_input_error(
+        [&] { load_alternatives(t::data("compare_ok.yaml"), t::real_catalog(), {}, {"[1, 2]"}); });
+    CHECK(e.file() == "--alt [1, 2]");
+  }
+  SECTION("each alternative is fully validated: a cross-field error inside one") {
+    const std::string file = t::data("compare_bad_value.yaml");
+    REQUIRE_NOTHROW(load_file(file, t::real_catalog()));  // the base alone is valid
+    const auto e = t::expect_input_error([&] { load_alternatives(file, t::real_catalog()); });
+    CHECK(e.file() == file);
+    CHECK(e.key() == "model.top_k");
+    CHECK(e.line() == t::line_in(t::slurp(file), "top_k: 9"));
+    CHECK(t::contains(e.message(), "top_k 9 exceeds the number of experts 8"));
+  }
+  SECTION("each alternative is fully validated: an unknown key inside one") {
+    const std::string file = t::data("compare_unknown_key.yaml");
+    const auto e = t::expect_input_error([&] { load_alternatives(file, t::real_catalog()); });
+    CHECK(e.key() == "modle");
+    CHECK(e.line() == t::line_in(t::slurp(file), "modle:"));
+    CHECK(t::contains(e.message(), "did you mean 'model'?"));
+  }
+  SECTION("an alternative in --alt with a bad value") {
+    const std::string alt = "{label: bad, model: {heads: 0}}";
+    const auto e =
+        t::expect_input_error([&] { load_alternatives(t::data("compare_ok.yaml"), t::real_catalog(), {}, {alt}); });
+    CHECK(e.file() == "--alt " + alt);
+    CHECK(e.key() == "model.heads");
+  }
+  SECTION("an alternative without a label is refused when the file loads") {
+    const std::string file = t::data("compare_no_label.yaml");
+    const auto e = t::expect_input_error([&] { load_file(file, t::real_catalog()); });
+    CHECK(e.key() == "compare[0]");
+    CHECK(e.line() == t::line_in(t::slurp(file), "- model: {top_k: 1}"));
+    CHECK(t::contains(e.message(), "label"));
+  }
+  SECTION("a compare that is not a list") {
+    const auto e = t::load_error(t::base_yaml() + "compare: {label: x}\n");
+    CHECK(e.key() == "compare");
+  }
+}
+
+TEST_CASE("scenario::load_alternatives: a scenario without compare has no alternatives", "[scenario][compare]") {
+  const auto alts = load_alternatives(t::data("minimal.yaml"), t::real_catalog());
+  CHECK(alts.empty());
+}

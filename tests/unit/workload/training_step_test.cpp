@@ -1,0 +1,370 @@
+// SPDX-License-Identifier: Apache-2.0
+// The training-step DAG builder: graph shape, all-to-all phases, model FLOPs, 1F1B pipeline schedule.
+// Compute times come from the roofline model with the shipped profiles/efficiency.yaml.
+
+#include <catch2/catch.hpp>
+
+#include <boost/graph/topological_sort.hpp>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <iterator>
+#include <map>
+#include <optional>
+#include <set>
+#include <tuple>
+
+#include "moesim/core/error.hpp"
+#include "workload_test_support.hpp"
+
+using moesim::workload::BuiltStep;
+using moesim::workload::CollectiveOp;
+using moesim::workload::Phase;
+using moesim::workload::PhaseId;
+using moesim::workload::StepGraph;
+namespace t = moesim::workload::test;
+
+namespace {
+
+/** Decoder-only model block: d_ff = 4 d_model and heads x d_head = d_model unless `extra` says otherwise. */
+std::string decoder(int layers, int d_model, int heads, int vocab, int seq_len, const std::string& extra = "") {
+  return "  layers: " + std::to_string(layers) + "\n  d_model: " + std::to_string(d_model) +
+         "\n  d_ff: " + std::to_string(4 * d_model) + "\n  heads: " + std::to_string(heads) +
+         "\n  vocab: " + std::to_string(vocab) + "\n  seq_len: " + std::to_string(seq_len) + "\n" + extra;
+}
+
+std::vector<PhaseId> topo_order(const StepGraph& g) {
+  std::vector<PhaseId> rev;
+  boost::topological_sort(g, std::back_inserter(rev));  // throws boost::not_a_dag on a cycle
+  return {rev.rbegin(), rev.rend()};
+}
+
+/** The graph is a DAG with exactly one source (start) and one sink (end). */
+void check_dag(const BuiltStep& b) {
+  const StepGraph& g = b.graph;
+  std::vector<PhaseId> order;
+  REQUIRE_NOTHROW(order = topo_order(g));
+  CHECK(order.size() == boost::num_vertices(g));
+  std::vector<PhaseId> sources, sinks;
+  for (auto v : boost::make_iterator_range(boost::vertices(g))) {
+    if (boost::in_degree(v, g) == 0) sources.push_back(v);
+    if (boost::out_degree(v, g) == 0) sinks.push_back(v);
+  }
+  REQUIRE(sources.size() == 1);
+  REQUIRE(sinks.size() == 1);
+  CHECK(sources[0] == b.start);
+  CHECK(sinks[0] == b.end);
+  CHECK(order.front() == b.start);
+  CHECK(order.back() == b.end);
+}
+
+enum class Pass { fwd, bwd };
+
+/** Forward / backward compute phases are labelled "... fwd ..." / "... bwd ..." by the builder. */
+std::optional<Pass> pass_of(const Phase& p) {
+  if (p.type != Phase::Type::compute) return std::nullopt;
+  if (t::contains(p.label, "fwd")) return Pass::fwd;
+  if (t::contains(p.label, "bwd")) return Pass::bwd;
+  return std::nullopt;
+}
+
+/** Model FLOPs of one training step of a dense decoder (no rematerialisation), Narayanan et al. 2021
+ *  ("Efficient Large-Scale Language Model Training on GPU Clusters Using Megatron-LM", SC'21, §5.1):
+ *  96 B s l h^2 (1 + s / 6h + V / 16 l h) counts 4 passes (activation recomputation); 3 passes are 3/4 of
+ *  it: 72 B s l h^2 (1 + s / 6h + V / 12 l h) = 6 N T + 12 l s h T with N = 12 l h^2 + V h, T = B s. */
+double megatron_flops(double tokens, double layers, double hidden, double seq, double vocab) {
+  return 72.0 * tokens * layers * hidden * hidden * (1.0 + seq / (6.0 * hidden) + vocab / (12.0 * layers * hidden));
+}
+
+}  // namespace
+
+TEST_CASE("workload::step_builder: registry", "[workload][step]") {
+  CHECK(t::contains(moesim::workload::step_builder_names().front(), "moe_transformer"));
+  CHECK_THROWS_WITH(moesim::workload::step_builder("rnn"), Catch::Contains("unknown model type 'rnn'") &&
+                                                              Catch::Contains("moe_transformer"));
+}
+
+TEST_CASE("workload::StepBuilder: a dense model is a DAG without all-to-all", "[workload][step]") {
+  const t::StepFixture f(t::load(t::scenario_yaml(decoder(4, 512, 8, 32000, 512), "h100", 8, "  data: 8\n", 16 * 512)));
+  const BuiltStep b = f.build(false);
+  check_dag(b);
+  CHECK(t::count_kind(b.graph, "comm.all_to_all") == 0);
+  for (const Phase* p : t::all_phases(b.graph))
+    if (p->type == Phase::Type::collective) CHECK(p->comm.op != CollectiveOp::all_to_all);
+  CHECK(t::count_kind(b.graph, "comm.grad_all_reduce") > 0);  // 8 data-parallel replicas
+  CHECK(b.stats.assignments == 0.0);
+  CHECK(b.stats.tokens == 16 * 512);
+}
+
+TEST_CASE("workload::StepBuilder: one dispatch and one combine all-to-all per MoE layer and pass", "[workload][step]") {
+  // 4 decoder layers, every 2nd FFN an MoE layer -> 2 MoE layers.
+  const std::string model = decoder(4, 512, 8, 32000, 512, "  experts: 8\n  moe_every: 2\n  top_k: 2\n");
+  const int moe_layers = 2;
+  SECTION("GPU (gather dispatch), one micro-batch") {
+    const t::StepFixture f(t::load(t::scenario_yaml(model, "h100", 8, "  expert: 8\n", 16 * 512)));
+    const BuiltStep plain = f.build(false), remat = f.build(true);
+    check_dag(plain);
+    check_dag(remat);
+    CHECK(t::count_kind(plain.graph, "comm.all_to_all") == moe_layers * 2 * 2);  // fwd + bwd
+    CHECK(t::count_kind(remat.graph, "comm.all_to_all") == moe_layers * 2 * 3);  // + recomputed fwd
+    for (const Phase* p : t::all_phases(plain.graph)) {
+      if (p->kind != "comm.all_to_all") continue;
+      CHECK(p->comm.op == CollectiveOp::all_to_all);
+      REQUIRE(p->comm.groups.size() == 1);  // data 1 x tensor 1
+      CHECK(p->comm.groups[0].size() == 8);
+      CHECK(p->comm.bytes_per_device > 0.0);
+    }
+  }
+  SECTION("TPU v3 (einsum dispatch, 2 cores per chip), two micro-batches") {
+    const t::StepFixture f(t::load(t::scenario_yaml(model, "tpu_v3", 4, "  expert: 8\n  microbatches: 2\n", 16 * 512)));
+    const BuiltStep plain = f.build(false), remat = f.build(true);
+    check_dag(plain);
+    CHECK(t::count_kind(plain.graph, "comm.all_to_all") == moe_layers * 2 * 2 * 2);
+    CHECK(t::count_kind(remat.graph, "comm.all_to_all") == moe_layers * 2 * 3 * 2);
+  }
+  SECTION("data x expert: one all-to-all group per data replica") {
+    const t::StepFixture f(t::load(t::scenario_yaml(model, "h100", 8, "  data: 2\n  expert: 4\n", 16 * 512)));
+    const BuiltStep b = f.build(false);
+    for (const Phase* p : t::all_phases(b.graph)) {
+      if (p->kind != "comm.all_to_all") continue;
+      REQUIRE(p->comm.groups.size() == 2);
+      CHECK(p->comm.groups[0].size() == 4);
+    }
+    CHECK(t::count_kind(b.graph, "comm.all_to_all") == moe_layers * 2 * 2);
+  }
+}
+
+TEST_CASE("workload::StepBuilder: model FLOPs of a dense decoder match 6 N T + attention", "[workload][step]") {
+  const int L = 4, d = 512, s = 512, V = 32000;
+  const double T = 16.0 * s;
+  const double expected = megatron_flops(T, L, d, s, V);
+  SECTION("data parallel") {
+    const t::StepFixture f(t::load(t::scenario_yaml(decoder(L, d, 8, V, s), "h100", 8, "  data: 8\n", T)));
+    const BuiltStep b = f.build(false);
+    CHECK(b.stats.model_flops == Approx(expected).epsilon(0.02));
+    CHECK(b.stats.hardware_flops >= b.stats.model_flops * 0.999);
+    SECTION("rematerialisation adds hardware FLOPs, not model FLOPs") {
+      const BuiltStep r = f.build(true);
+      CHECK(r.stats.model_flops == Approx(b.stats.model_flops).epsilon(1e-9));
+      // Remat recomputes the forward of every layer (not the output projection): 2 x (12 d^2 + 2 s d)
+      // FLOPs per token and layer (projections 8 d^2, FFN 16 d^2, scores and values 4 s d), plus a
+      // little vector work (norms, softmax, activation; < 1 %).
+      const double recomputed = T * L * (24.0 * d * d + 4.0 * s * d);
+      CHECK(r.stats.hardware_flops - b.stats.hardware_flops == Approx(recomputed).epsilon(0.05));
+    }
+  }
+  SECTION("tensor x pipeline x data with micro-batches: the same total") {
+    const t::StepFixture f(
+        t::load(t::scenario_yaml(decoder(L, d, 8, V, s), "h100", 8, "  data: 2\n  tensor: 2\n  pipeline: 2\n  microbatches: 4\n", T)));
+    const BuiltStep b = f.build(false);
+    check_dag(b);
+    CHECK(b.stats.model_flops == Approx(expected).epsilon(0.02));
+    CHECK(t::count_kind(b.graph, "comm.tensor_parallel") > 0);
+  }
+}
+
+TEST_CASE("workload::StepBuilder: model FLOPs of a dropless MoE decoder count the top-k experts", "[workload][step]") {
+  const int L = 4, d = 512, h = 8, s = 512, V = 32000, E = 8, k = 2, fe = 1024;
+  const double T = 16.0 * s;
+  const std::string model = decoder(L, d, h, V, s, "  experts: 8\n  moe_every: 2\n  top_k: 2\n  expert_d_ff: 1024\n");
+  const t::StepFixture f(t::load(t::scenario_yaml(model, "h100", 8, "  expert: 8\n", T, "routing:\n  dropless: true\n")));
+  const BuiltStep b = f.build(false);
+  // Forward FLOPs per token: attention projections 8 d^2 and scores/values 4 s d per layer; dense FFN
+  // 4 d d_ff on layers 0 and 2; on layers 1 and 3 the router 2 d E and k experts of 4 d fe each;
+  // the output projection 2 V d. Training = 3 x forward.
+  const double fwd = L * (8.0 * d * d + 4.0 * s * d) + 2 * (4.0 * d * 4 * d) + 2 * (2.0 * d * E + k * 4.0 * d * fe) +
+                     2.0 * V * d;
+  CHECK(b.stats.model_flops == Approx(3.0 * fwd * T).epsilon(0.02));
+  CHECK(b.stats.dropped == 0.0);
+  CHECK(b.stats.assignments == 2 * k * T);  // 2 MoE layers x top-2 x every token
+}
+
+TEST_CASE("workload::StepBuilder: routing statistics and determinism", "[workload][step]") {
+  const std::string model = decoder(4, 512, 8, 32000, 512, "  experts: 8\n  moe_every: 1\n  top_k: 2\n  capacity_factor: 1.0\n");
+  const t::StepFixture f(t::load(t::scenario_yaml(model, "h100", 8, "  data: 2\n  expert: 4\n", 16 * 512,
+                                                  "routing:\n  type: zipf\n  skew: 1.0\n")));
+  const BuiltStep a = f.build(false, 0), again = f.build(false, 0), next = f.build(false, 1);
+  CHECK(a.stats.assignments == 4 * 2 * 16 * 512);  // 4 MoE layers x top-2 x batch tokens
+  CHECK(a.stats.dropped > 0.0);                     // Zipf 1.0 at capacity factor 1 overflows the hot experts
+  CHECK(a.stats.dropped < a.stats.assignments);
+  CHECK(a.stats.dropped == again.stats.dropped);
+  CHECK(a.stats.model_flops == again.stats.model_flops);
+  CHECK(a.stats.dropped != next.stats.dropped);  // another step, another routing draw
+}
+
+TEST_CASE("workload::StepBuilder: 1F1B pipeline schedule", "[workload][step]") {
+  // 8 layers over P = 4 stages, M = 6 micro-batches, 2 data-parallel replicas: 8 GPUs.
+  const int P = 4, M = 6;
+  const t::StepFixture f(t::load(
+      t::scenario_yaml(decoder(8, 256, 4, 1000, 256), "h100", 8, "  data: 2\n  pipeline: 4\n  microbatches: 6\n", 24 * 256)));
+  const BuiltStep b = f.build(false);
+  check_dag(b);
+  const auto order = topo_order(b.graph);
+
+  SECTION("point-to-point sends: activations forward and gradients backward at each boundary") {
+    std::size_t forward = 0, backward = 0;
+    std::set<std::pair<int, int>> fwd_seen, bwd_seen;  // (from stage, micro-batch)
+    for (const Phase* p : t::all_phases(b.graph)) {
+      if (p->kind != "comm.pipeline_p2p") continue;
+      CHECK(p->comm.op == CollectiveOp::send_recv);
+      REQUIRE(p->comm.groups.size() == 2);  // one pair per device of a stage (data 2)
+      const int from = f.mesh.stage_of(p->comm.groups[0][0]), to = f.mesh.stage_of(p->comm.groups[0][1]);
+      for (const auto& g : p->comm.groups) {
+        REQUIRE(g.size() == 2);
+        CHECK(f.mesh.stage_of(g[0]) == from);
+        CHECK(f.mesh.stage_of(g[1]) == to);
+        CHECK(f.mesh.data_of(g[0]) == f.mesh.data_of(g[1]));
+      }
+      CHECK(std::abs(from - to) == 1);
+      if (to == from + 1) {
+        ++forward;
+        fwd_seen.insert({from, p->microbatch});
+      } else {
+        ++backward;
+        bwd_seen.insert({from, p->microbatch});
+      }
+      CHECK(p->comm.bytes_per_device == Approx(2 * 256 * 256 * 2.0));  // 2 sequences x 256 tokens x d x bf16
+    }
+    CHECK(forward == static_cast<std::size_t>(M * (P - 1)));
+    CHECK(backward == static_cast<std::size_t>(M * (P - 1)));
+    CHECK(fwd_seen.size() == static_cast<std::size_t>(M * (P - 1)));
+    CHECK(bwd_seen.size() == static_cast<std::size_t>(M * (P - 1)));
+  }
+
+  SECTION("each stage runs M forwards and M backwards in 1F1B order") {
+    for (int s = 0; s < P; ++s) {
+      INFO("stage " << s);
+      // Events of the stage in graph order: consecutive compute phases of one (pass, mb) are one event.
+      std::vector<std::pair<Pass, int>> events;
+      std::map<std::pair<int, int>, int> phases_per;  // (pass, mb) -> compute phases
+      for (PhaseId v : order) {
+        const Phase& p = b.graph[v];
+        const auto pass = pass_of(p);
+        if (p.stage != s || !pass) continue;
+        ++phases_per[{static_cast<int>(*pass), p.microbatch}];
+        if (events.empty() || events.back() != std::make_pair(*pass, p.microbatch))
+          events.emplace_back(*pass, p.microbatch);
+      }
+      REQUIRE(events.size() == static_cast<std::size_t>(2 * M));
+      for (int mb = 0; mb < M; ++mb) {
+        CHECK(phases_per[{static_cast<int>(Pass::fwd), mb}] == 1);  // dense, no TP: one phase per forward
+        CHECK(phases_per[{static_cast<int>(Pass::bwd), mb}] >= 1);
+      }
+      // PipeDream-Flush / 1F1B (Narayanan et al. 2021, Fig. 4): min(P - s - 1, M) warm-up forwards,
+      // then alternate one forward, one backward; the remaining backwards drain at the end.
+      std::vector<std::pair<Pass, int>> expected;
+      const int warm = std::min(P - s - 1, M);
+      int f_next = 0, b_next = 0;
+      for (; f_next < warm; ++f_next) expected.emplace_back(Pass::fwd, f_next);
+      while (b_next < M) {
+        if (f_next < M) expected.emplace_back(Pass::fwd, f_next++);
+        expected.emplace_back(Pass::bwd, b_next++);
+      }
+      CHECK(events == expected);
+      // Memory bound of 1F1B: at most P - s micro-batches in flight on stage s.
+      int in_flight = 0, peak = 0;
+      for (const auto& [pass, mb] : events) {
+        in_flight += pass == Pass::fwd ? 1 : -1;
+        peak = std::max(peak, in_flight);
+      }
+      CHECK(peak == std::min(P - s, M));
+    }
+  }
+
+  SECTION("a micro-batch's forward on stage s precedes its forward on stage s+1") {
+    std::map<std::tuple<int, int, int>, std::size_t> first;  // (stage, pass, mb) -> first position
+    for (std::size_t i = 0; i < order.size(); ++i) {
+      const Phase& p = b.graph[order[i]];
+      const auto pass = pass_of(p);
+      if (!pass) continue;
+      first.emplace(std::make_tuple(p.stage, static_cast<int>(*pass), p.microbatch), i);
+    }
+    for (int s = 0; s + 1 < P; ++s)
+      for (int mb = 0; mb < M; ++mb) {
+        CHECK(first.at({s, 0, mb}) < first.at({s + 1, 0, mb}));
+        CHECK(first.at({s + 1, 1, mb}) < first.at({s, 1, mb}));
+      }
+  }
+
+  SECTION("gradients are all-reduced over the data replicas of each stage") {
+    std::set<int> stages;
+    for (const Phase* p : t::all_phases(b.graph)) {
+      if (p->kind != "comm.grad_all_reduce") continue;
+      stages.insert(p->stage);
+      for (const auto& g : p->comm.groups) {
+        CHECK(g.size() == 2);
+        for (int dev : g) CHECK(f.mesh.stage_of(dev) == p->stage);
+      }
+    }
+    CHECK(stages.size() == static_cast<std::size_t>(P));
+  }
+}
+
+TEST_CASE("workload::StepBuilder: pipeline stages hold contiguous, balanced, non-empty layer ranges",
+          "[workload][step]") {
+  // The builder labels the last micro-batch's backward per layer ("L<i> bwd mb<m> ..."), which shows
+  // which layers each stage holds. 5 layers over 4 stages must give 1-2 layers per stage, none empty.
+  for (const auto& [layers, stages] : std::vector<std::pair<int, int>>{{5, 4}, {10, 4}, {8, 4}, {3, 2}}) {
+    INFO(layers << " layers over " << stages << " stages");
+    const int data = 8 / stages;
+    const t::StepFixture f(t::load(t::scenario_yaml(decoder(layers, 256, 4, 1000, 256), "h100", 8,
+                                                    "  data: " + std::to_string(data) + "\n  pipeline: " +
+                                                        std::to_string(stages) + "\n",
+                                                    data * 256.0)));
+    const BuiltStep b = f.build(false);
+    check_dag(b);
+    std::map<int, std::set<int>> held;  // stage -> layer ids
+    for (const Phase* p : t::all_phases(b.graph)) {
+      if (p->type != Phase::Type::compute || p->label.rfind("L", 0) != 0 || !t::contains(p->label, " bwd mb")) continue;
+      held[p->stage].insert(std::stoi(p->label.substr(1)));
+    }
+    std::set<int> all;
+    int next = 0;
+    for (int s = 0; s < stages; ++s) {
+      INFO("stage " << s);
+      const auto& ids = held[s];
+      REQUIRE_FALSE(ids.empty());
+      CHECK(*ids.begin() == next);  // contiguous, in order
+      CHECK(*ids.rbegin() == next + static_cast<int>(ids.size()) - 1);
+      next += static_cast<int>(ids.size());
+      CHECK(static_cast<int>(ids.size()) >= layers / stages);
+      CHECK(static_cast<int>(ids.size()) <= (layers + stages - 1) / stages);
+      all.insert(ids.begin(), ids.end());
+    }
+    CHECK(static_cast<int>(all.size()) == layers);
+  }
+}
+
+TEST_CASE("workload::StepBuilder: encoder-decoder MoE models", "[workload][step]") {
+  SECTION("small T5-style model on TPU v3: MoE layers in both stacks") {
+    // 4 encoder + 4 decoder layers, every 2nd FFN an MoE layer: 2 + 2 MoE layers.
+    const std::string model =
+        "  architecture: encoder_decoder\n  encoder_layers: 4\n  decoder_layers: 4\n  d_model: 256\n  d_ff: 1024\n"
+        "  heads: 4\n  experts: 8\n  moe_every: 2\n  top_k: 2\n  vocab: 1000\n  seq_len: 128\n  target_seq_len: 64\n";
+    const t::StepFixture f(t::load(t::scenario_yaml(model, "tpu_v3", 4, "  expert: 8\n", 16 * 128)));
+    const BuiltStep b = f.build(false);
+    check_dag(b);
+    CHECK(t::count_kind(b.graph, "comm.all_to_all") == 4 * 2 * 2);
+    // Encoder MoE layers route the 16 x 128 source tokens, decoder MoE layers the 16 x 64 target tokens.
+    CHECK(b.stats.assignments == 2 * 2 * (16 * 128) + 2 * 2 * (16 * 64));
+  }
+  SECTION("the published GShard-600B step builds") {
+    const std::string file = std::string(MOESIM_SOURCE_ROOT) + "/scenarios/published/gshard_600b.yaml";
+    if (!std::filesystem::exists(file)) {
+      WARN("scenarios/published/gshard_600b.yaml not present; skipped");
+      return;
+    }
+    const t::StepFixture f(moesim::scenario::load_file(file, t::real_catalog()));
+    const auto mem = moesim::workload::estimate_memory(f.scenario, f.accel);
+    const BuiltStep b = f.build(mem.remat);
+    check_dag(b);
+    const int passes = mem.remat ? 3 : 2;
+    CHECK(t::count_kind(b.graph, "comm.all_to_all") == static_cast<std::size_t>(18 * 2 * passes));
+    // 18 MoE layers x top-2 x 4M tokens (source and target both 1024 tokens per sequence).
+    CHECK(b.stats.assignments == 18.0 * 2 * 4194304);
+    CHECK_FALSE(b.stats.routing_exact);  // 8.4M assignments per layer: the normal approximation
+    for (const Phase* p : t::all_phases(b.graph))
+      if (p->kind == "comm.all_to_all") CHECK(p->comm.groups[0].size() == 2048);
+  }
+}
