@@ -48,9 +48,21 @@ void write_trace(const std::string& path, const engine::JobResult& job) {
   if (!out) throw Error(fmt::format("error writing the trace file '{}'", path));
 }
 
+store::RunRecord finish_run(const catalog::Catalog& catalog, const PreparedRun& p, const nlohmann::json& job_json,
+                            const store::RunRecord& header, const std::string& trace_csv) {
+  const engine::JobResult job = engine::job_from_json(job_json);
+  if (!trace_csv.empty()) write_trace(trace_csv, job);
+  const energy::Accounting acc = energy::account(job, p.scenario, catalog, p.network, p.embodied);
+  store::RunRecord rec = make_record(p.scenario, job, acc, catalog, p.network);
+  rec.comparison_id = header.comparison_id;
+  rec.alternative_label = header.alternative_label;
+  return rec;
+}
+
 PreparedRun prepare_run(const catalog::Catalog& catalog, scenario::Scenario s) {
   PreparedRun p{std::move(s), energy::NetworkEnergyTable::load(catalog.profiles_dir()), std::nullopt};
   engine::check_feasible(p.scenario, catalog);
+  energy::check_hourly_inputs(p.scenario, catalog);
   if (p.scenario.energy.embodied)
     p.embodied = energy::load_embodied(catalog.profiles_dir(), catalog.accelerator(p.scenario.cluster.accelerator));
   return p;
@@ -73,12 +85,7 @@ store::RunRecord execute_run(const catalog::Catalog& catalog, const PreparedRun&
           return engine::to_json(engine::simulate_job(p.scenario, catalog, opt, report));
         },
         interrupt_flag());
-    const engine::JobResult job = engine::job_from_json(iso.value);
-    if (!trace_csv.empty()) write_trace(trace_csv, job);
-    const energy::Accounting acc = energy::account(job, p.scenario, catalog, p.network, p.embodied);
-    store::RunRecord rec = make_record(p.scenario, job, acc, catalog, p.network);
-    rec.comparison_id = header.comparison_id;
-    rec.alternative_label = header.alternative_label;
+    store::RunRecord rec = finish_run(catalog, p, iso.value, header, trace_csv);
     if (db) {
       db->complete_run(id, rec);
       return db->get_run(id);

@@ -20,6 +20,11 @@ struct PreparedRun {
  *  before anything is written to the store. */
 PreparedRun prepare_run(const catalog::Catalog& catalog, scenario::Scenario s);
 
+/** Turns a simulation result (JobResult JSON from the child process) into the run's record: energy
+ *  accounting, metrics, provenance. */
+store::RunRecord finish_run(const catalog::Catalog& catalog, const PreparedRun& p, const nlohmann::json& job_json,
+                            const store::RunRecord& header, const std::string& trace_csv = "");
+
 /** Simulates in a child process, accounts energy, and (if `db`) stores the run as one transaction.
  *  A failure marks the stored run failed and re-throws. */
 store::RunRecord execute_run(const catalog::Catalog& catalog, const PreparedRun& p, store::Store* db,

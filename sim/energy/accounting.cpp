@@ -5,8 +5,12 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
+#include <filesystem>
+
 #include "moesim/core/error.hpp"
 #include "moesim/core/units.hpp"
+#include "moesim/energy/hourly.hpp"
 
 namespace moesim::energy {
 
@@ -35,7 +39,90 @@ YAML::Node load_yaml(const std::string& file) {
   }
 }
 
+/** Sets the site's gross and net CO2e from its facility energy (see account()). */
+void apply_intensity(SiteAccount& acc, const std::string& series_path, const std::optional<std::int64_t>& start_s,
+                     double duration_s) {
+  const catalog::DatacenterSpec& dc = acc.datacenter;
+  IntensityBasis& b = acc.intensity;
+  const double kwh = units::joules_to_kwh(acc.facility_energy_j);
+  if (start_s) {
+    b.job_start_utc = format_utc_timestamp(*start_s);
+    b.job_end_utc = format_utc_timestamp(*start_s + static_cast<std::int64_t>(std::ceil(duration_s)));
+  }
+  if (!start_s || series_path.empty()) {
+    b.gross = GrossBasis::annual;
+    b.net = dc.net_kgco2e_per_kwh ? NetBasis::annual_net : NetBasis::annual_gross_fallback;
+    acc.co2e_gross_kg = kwh * dc.gross_kgco2e_per_kwh;
+    acc.co2e_net_kg = kwh * dc.net_or_gross_kgco2e_per_kwh();
+    if (start_s)
+      b.note = "energy.start_time_utc is set but this datacenter has no hourly_intensity_csv: annual intensities used";
+    else if (!series_path.empty())
+      b.note = fmt::format("hourly series {} not used: the scenario has no energy.start_time_utc; annual intensities used",
+                           series_path);
+  } else {
+    const HourlyIntensity series = HourlyIntensity::load(series_path);
+    HourlyEmissions e;
+    try {
+      e = series.integrate(*start_s, duration_s, acc.facility_energy_j);
+    } catch (const Error& err) {
+      throw Error(fmt::format("datacenter '{}': {}", dc.name, err.what()));
+    }
+    b.gross = GrossBasis::hourly;
+    b.series_file = series_path;
+    b.series_covers = series.covered_range();
+    b.series_hours = series.hours();
+    b.first_hour_utc = format_utc_timestamp(series.first_hour_utc_s() + static_cast<std::int64_t>(e.first_hour) *
+                                                                   static_cast<std::int64_t>(units::kSecondsPerHour));
+    b.hours_touched = e.hours_touched;
+    acc.co2e_gross_kg = e.gross_kgco2e;
+    if (e.market_kgco2e) {
+      b.net = NetBasis::hourly_market;
+      acc.co2e_net_kg = *e.market_kgco2e;
+    } else if (dc.net_kgco2e_per_kwh) {
+      b.net = NetBasis::annual_net;
+      acc.co2e_net_kg = kwh * *dc.net_kgco2e_per_kwh;
+    } else {
+      b.net = NetBasis::hourly_gross_fallback;
+      acc.co2e_net_kg = acc.co2e_gross_kg;
+    }
+  }
+  b.effective_gross_kgco2e_per_kwh = kwh > 0.0 ? acc.co2e_gross_kg / kwh : 0.0;
+  b.effective_net_kgco2e_per_kwh = kwh > 0.0 ? acc.co2e_net_kg / kwh : 0.0;
+}
+
 }  // namespace
+
+std::string to_string(GrossBasis b) { return b == GrossBasis::hourly ? "hourly" : "annual"; }
+
+std::string to_string(NetBasis b) {
+  switch (b) {
+    case NetBasis::annual_net: return "annual_net";
+    case NetBasis::annual_gross_fallback: return "annual_gross_fallback";
+    case NetBasis::hourly_market: return "hourly_market";
+    case NetBasis::hourly_gross_fallback: return "hourly_gross_fallback";
+  }
+  return "unknown";
+}
+
+nlohmann::json to_json(const IntensityBasis& b) {
+  nlohmann::json j = {{"gross", to_string(b.gross)},
+                      {"net", to_string(b.net)},
+                      {"effective_gross_kgco2e_per_kwh", b.effective_gross_kgco2e_per_kwh},
+                      {"effective_net_kgco2e_per_kwh", b.effective_net_kgco2e_per_kwh}};
+  if (!b.job_start_utc.empty()) {
+    j["job_start_utc"] = b.job_start_utc;
+    j["job_end_utc"] = b.job_end_utc;
+  }
+  if (b.gross == GrossBasis::hourly) {
+    j["series_file"] = b.series_file;
+    j["series_covers"] = b.series_covers;
+    j["series_hours"] = b.series_hours;
+    j["first_hour_utc"] = b.first_hour_utc;
+    j["hours_touched"] = b.hours_touched;
+  }
+  if (!b.note.empty()) j["note"] = b.note;
+  return j;
+}
 
 NetworkEnergyTable NetworkEnergyTable::load(const std::string& profiles_dir) {
   NetworkEnergyTable t;
@@ -83,6 +170,44 @@ catalog::DatacenterSpec resolve_datacenter(const scenario::PlacementEntry& p, co
   return p.inline_spec ? *p.inline_spec : catalog.datacenter(p.datacenter);
 }
 
+std::string hourly_series_path(const scenario::PlacementEntry& p, const catalog::DatacenterSpec& dc,
+                               const scenario::Scenario& s) {
+  namespace fs = std::filesystem;
+  if (dc.hourly_intensity_csv.empty()) return "";
+  const fs::path csv(dc.hourly_intensity_csv);
+  if (!p.inline_spec || csv.is_absolute()) return csv.string();
+  // Absolute, so that the run's provenance names the file whatever the working directory was.
+  const fs::path base = s.source_file.empty() ? fs::path() : fs::path(s.source_file).parent_path();
+  return fs::absolute(base / csv).lexically_normal().string();
+}
+
+std::optional<std::int64_t> start_time_utc_s(const scenario::Scenario& s) {
+  if (s.energy.start_time_utc.empty()) return std::nullopt;
+  try {
+    return parse_utc_timestamp_s(s.energy.start_time_utc);
+  } catch (const Error& e) {
+    throw InputError(s.source_file, 0, 0, "energy.start_time_utc", e.what());
+  }
+}
+
+void check_hourly_inputs(const scenario::Scenario& s, const catalog::Catalog& catalog) {
+  const std::optional<std::int64_t> start = start_time_utc_s(s);
+  if (!start) return;
+  // A pinned duration lets the whole run be checked now; otherwise only its start.
+  const double known_duration_s = s.training.duration_days ? *s.training.duration_days * units::kSecondsPerDay : 0.0;
+  for (const auto& p : s.placement) {
+    const catalog::DatacenterSpec dc = resolve_datacenter(p, catalog);
+    const std::string path = hourly_series_path(p, dc, s);
+    if (path.empty()) continue;
+    const HourlyIntensity series = HourlyIntensity::load(path);
+    try {
+      series.integrate(*start, known_duration_s, 0.0);
+    } catch (const Error& err) {
+      throw Error(fmt::format("datacenter '{}': {}", dc.name, err.what()));
+    }
+  }
+}
+
 double Accounting::it_energy_j() const {
   double s = 0.0;
   for (const auto& x : sites) s += x.it_energy_j;
@@ -121,6 +246,11 @@ Accounting account(const engine::JobResult& job, const scenario::Scenario& s, co
   a.duration_s = a.duration_pinned ? *s.training.duration_days * units::kSecondsPerDay : job.train_time_s;
   a.power_pinned = s.energy.average_chip_power_w.has_value();
   a.embodied = embodied.has_value();
+  const std::optional<std::int64_t> start_s = start_time_utc_s(s);
+  if (start_s) a.start_time_utc = format_utc_timestamp(*start_s);
+  if (job.sites.size() != s.placement.size())
+    throw Error(fmt::format("energy accounting: the job has {} sites but the scenario places it in {} datacenters",
+                            job.sites.size(), s.placement.size()));
   if (!(job.step_time_s > 0.0)) throw Error("energy accounting: the simulated step time is zero");
   const double steps_in_job = a.duration_s / job.step_time_s;  // equals job.steps unless the duration is pinned
   double chip_w_sum = 0.0;
@@ -154,9 +284,8 @@ Accounting account(const engine::JobResult& job, const scenario::Scenario& s, co
       acc.network_energy_j += dynamic + idle;
     }
     acc.facility_energy_j = (acc.it_energy_j + acc.network_energy_j) * acc.datacenter.pue;
-    const double kwh = units::joules_to_kwh(acc.facility_energy_j);
-    acc.co2e_gross_kg = kwh * acc.datacenter.gross_kgco2e_per_kwh;
-    acc.co2e_net_kg = kwh * acc.datacenter.net_or_gross_kgco2e_per_kwh();
+    acc.datacenter.hourly_intensity_csv = hourly_series_path(s.placement[i], acc.datacenter, s);
+    apply_intensity(acc, acc.datacenter.hourly_intensity_csv, start_s, a.duration_s);
     if (embodied) {
       acc.embodied_co2e_kg = f.chips * (embodied->die_area_cm2 * embodied->carbon_per_area_kgco2e_per_cm2 + embodied->other_fixed_kgco2e) *
                              a.duration_s / embodied->lifetime_s;

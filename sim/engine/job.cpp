@@ -9,6 +9,7 @@
 
 #include "moesim/core/error.hpp"
 #include "moesim/perf/compute_model.hpp"
+#include "moesim/perf/model_factory.hpp"
 #include "moesim/platform/platform.hpp"
 #include "moesim/system/topology.hpp"
 #include "moesim/workload/training_step.hpp"
@@ -177,7 +178,9 @@ JobResult simulate_job(const scenario::Scenario& s, const catalog::Catalog& cata
   workload::DeviceMesh mesh(s.parallelism, accel.devices_per_chip);
   const workload::MemoryEstimate mem = workload::estimate_memory(s, accel);
   const perf::EfficiencyTable eff = perf::EfficiencyTable::load(catalog.profiles_dir());
-  const perf::RooflineModel compute(accel, eff);
+  // Measured tables of this device, efficiencies transferred from a measured GPU, or the roofline.
+  const std::unique_ptr<perf::ComputeTimeModel> compute_model = perf::make_compute_model(accel, eff, catalog.profiles_dir());
+  const perf::ComputeTimeModel& compute = *compute_model;
   const system::Topology topo = system::Topology::build(s, accel, mesh);
   const platform::PowerStates power = platform::power_states(accel);
 
@@ -240,7 +243,7 @@ JobResult simulate_job(const scenario::Scenario& s, const catalog::Catalog& cata
   r.peak_chip_power_w = power.full_w;
   r.power_convention = power.convention;
   r.compute_model = compute.describe();
-  for (const auto& name : perf::kernel_class_names()) r.compute_paths[name] = "roofline";
+  r.compute_paths = perf::compute_paths(compute);
   r.phases_per_step = results.front().phases;
   r.trace = results.front().trace;
   r.sim_wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();

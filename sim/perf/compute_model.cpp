@@ -119,31 +119,60 @@ const ClassEfficiency& EfficiencyTable::get(const catalog::AcceleratorSpec& acce
                           to_string(cls), accel.name));
 }
 
+void PathLog::record(KernelClass c, TimePath p, const std::string& reason) const {
+  const std::lock_guard<std::mutex> lock(mu_);
+  ++counts_[c][{p, reason}];
+}
+
+PathCounts PathLog::counts() const {
+  const std::lock_guard<std::mutex> lock(mu_);
+  return counts_;
+}
+
+double tile_padded_flops(const KernelOp& op, int matmul_tile) {
+  if (matmul_tile <= 1) return op.flops;
+  const double tile = matmul_tile;
+  auto pad = [tile](double dim) { return dim <= 0.0 ? 0.0 : std::ceil(dim / tile) * tile; };
+  if (op.cls == KernelClass::grouped_gemm && !op.group_m.empty()) {
+    double f = 0.0;
+    for (double gm : op.group_m) f += 2.0 * pad(gm) * pad(op.n) * pad(op.k);
+    return f;
+  }
+  if (op.m > 0 && op.n > 0 && op.k > 0) return 2.0 * op.batch * pad(op.m) * pad(op.n) * pad(op.k);
+  return op.flops;
+}
+
+std::map<std::string, std::string> compute_paths(const ComputeTimeModel& model) {
+  const PathCounts counts = model.path_counts();
+  std::map<std::string, std::string> out;
+  for (const auto& [cls, name] : class_table()) {
+    std::string value;
+    auto it = counts.find(cls);
+    if (it != counts.end()) {
+      for (TimePath p : {TimePath::measured, TimePath::transferred, TimePath::roofline}) {
+        bool used = false;
+        for (const auto& [key, n] : it->second) used = used || (key.first == p && n > 0);
+        if (used) value += (value.empty() ? "" : "+") + to_string(p);
+      }
+    }
+    if (value.empty()) value = to_string(model.planned_path(cls));
+    if (model.synthetic()) value += " (synthetic profile, not measured)";
+    out[name] = value;
+  }
+  return out;
+}
+
 RooflineModel::RooflineModel(const catalog::AcceleratorSpec& accel, const EfficiencyTable& table)
     : accel_(accel), table_(table) {}
-
-double RooflineModel::pad(double dim) const {
-  const double tile = std::max(1, accel_.matmul_tile);
-  return dim <= 0.0 ? 0.0 : std::ceil(dim / tile) * tile;
-}
 
 KernelTime RooflineModel::time(const KernelOp& op) const {
   const ClassEfficiency& e = table_.get(accel_, op.cls);
   KernelTime t;
   t.path = TimePath::roofline;
-  t.padded_flops = op.flops;
   const bool matrix = e.uses_matrix_unit &&
                       (op.cls == KernelClass::gemm || op.cls == KernelClass::batched_gemm || op.cls == KernelClass::grouped_gemm);
-  if (matrix && accel_.matmul_tile > 1) {
-    // The matrix unit works on whole tiles: each GEMM dimension is rounded up to the tile.
-    if (op.cls == KernelClass::grouped_gemm && !op.group_m.empty()) {
-      double f = 0.0;
-      for (double gm : op.group_m) f += 2.0 * pad(gm) * pad(op.n) * pad(op.k);
-      t.padded_flops = f;
-    } else if (op.m > 0 && op.n > 0 && op.k > 0) {
-      t.padded_flops = 2.0 * op.batch * pad(op.m) * pad(op.n) * pad(op.k);
-    }
-  }
+  // The matrix unit works on whole tiles: each GEMM dimension is rounded up to the tile.
+  t.padded_flops = matrix ? tile_padded_flops(op, accel_.matmul_tile) : op.flops;
   // Figures are per chip; a device is 1/devices_per_chip of it (a TPU v3 core has half the MXUs and HBM).
   const double share = 1.0 / std::max(1, accel_.devices_per_chip);
   // A dtype the matrix unit lacks (fp32 on GPU tensor cores without TF32) runs on the vector units.

@@ -2,6 +2,8 @@
 #include "moesim/platform/platform.hpp"
 
 #include <cmath>
+#include <cstdio>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -60,7 +62,14 @@ std::unique_ptr<Platform> Platform::build(const system::Topology& topo, const ca
   for (const system::Site& site : topo.sites()) {
     const std::string sn = fmt::format("site{}", site.index);
     if (site.kind == system::SiteKind::torus) {
-      std::vector<unsigned long> dims(site.dims.begin(), site.dims.end());
+      // Dimensions of size 1 carry no traffic, and SimGrid 3.32 names a torus link after its two ends
+      // (TorusZone::create_torus_links), so two of them give one chip two links of the same name and
+      // abort the run (e.g. a 1-chip site, or a 2-chip site of a 3D torus: dims 1 x 1 x 2). Dropping them
+      // keeps every chip's linear id (a size-1 dimension multiplies it by 1), so routes are unchanged.
+      std::vector<unsigned long> dims;
+      for (int d : site.dims)
+        if (d > 1) dims.push_back(static_cast<unsigned long>(d));
+      if (dims.empty()) dims.push_back(1);
       sg4::ClusterCallbacks cb(
           [&, sn](sg4::NetZone* zone, const std::vector<unsigned long>&, unsigned long id) -> std::pair<NetPoint*, NetPoint*> {
             sg4::Host* h = make_chip(zone, site.chips[id], site);
@@ -101,18 +110,34 @@ std::unique_ptr<Platform> Platform::build(const system::Topology& topo, const ca
       const int npl = site.nodes_per_leaf;
       const int leaves = nodes / npl;
       const auto uplinks = static_cast<unsigned int>(std::max(1.0, std::round(npl * g / site.oversubscription)));
+      // SimGrid's fat-tree routes per node (d-mod-k on the node's position), not per GPU: with g parallel
+      // node-to-leaf cables, every GPU of a node takes the same cable to a given destination node, so the
+      // g rails of a node would share one NIC's bandwidth (a 2-node all-to-all ran g times too slowly).
+      // Each level's parallel cables are therefore one aggregate cable: node-leaf g x NIC (the node's
+      // rails; each GPU is still held to its own NIC by nic_chipN), leaf-spine uplinks x NIC (the leaf's
+      // uplinks after oversubscription), shared max-min fairly, as ECMP spreads flows over the cables.
+      const double nic_bw = topo.nic_bandwidth_bytes_per_s;
+      const std::vector<sg4::Link*> before = sg4::Engine::get_instance()->get_all_links();
       sg4::NetZone* z = nullptr;
       if (leaves > 1) {
         z = sg4::create_fatTree_zone(sn + "_fabric", root,
-                                     sg4::FatTreeParams(2, {static_cast<unsigned>(npl), static_cast<unsigned>(leaves)}, {1, 1},
-                                                        {static_cast<unsigned>(g), uplinks}),
-                                     cb, topo.nic_bandwidth_bytes_per_s, topo.nic_latency_s, sg4::Link::SharingPolicy::SPLITDUPLEX);
+                                     sg4::FatTreeParams(2, {static_cast<unsigned>(npl), static_cast<unsigned>(leaves)}, {1, 1}, {1, 1}),
+                                     cb, g * nic_bw, topo.nic_latency_s, sg4::Link::SharingPolicy::SPLITDUPLEX);
         p->link_counts_[system::LinkClass::fabric] += nodes * g + leaves * static_cast<int>(uplinks);
       } else {
-        z = sg4::create_fatTree_zone(sn + "_fabric", root,
-                                     sg4::FatTreeParams(1, {static_cast<unsigned>(nodes)}, {1}, {static_cast<unsigned>(g)}), cb,
-                                     topo.nic_bandwidth_bytes_per_s, topo.nic_latency_s, sg4::Link::SharingPolicy::SPLITDUPLEX);
+        z = sg4::create_fatTree_zone(sn + "_fabric", root, sg4::FatTreeParams(1, {static_cast<unsigned>(nodes)}, {1}, {1}), cb,
+                                     g * nic_bw, topo.nic_latency_s, sg4::Link::SharingPolicy::SPLITDUPLEX);
         p->link_counts_[system::LinkClass::fabric] += nodes * g;
+      }
+      if (leaves > 1) {
+        // Cables named "link_from_<child>_<parent>_<n>" (SimGrid 3.32 FatTreeZone::add_link); compute
+        // nodes are ids 0 .. nodes-1, so a cable whose child is a switch is a leaf-spine uplink.
+        std::set<const sg4::Link*> old(before.begin(), before.end());
+        for (sg4::Link* l : sg4::Engine::get_instance()->get_all_links()) {
+          int child = -1, parent = -1, serial = -1;
+          if (old.count(l) || std::sscanf(l->get_cname(), "link_from_%d_%d_%d", &child, &parent, &serial) != 3) continue;
+          if (child >= nodes) l->set_bandwidth(uplinks * nic_bw);
+        }
       }
       z->seal();
       p->link_counts_[system::LinkClass::nvlink] += nodes * g;

@@ -141,6 +141,9 @@ std::vector<FieldSpec> build_table() {
       F("parallelism.microbatches", T::integer).def(1).min(1)
           .help("Micro-batches per step per pipeline (1F1B schedule)."),
       F("parallelism.schedule", T::choice).def("1f1b").choices({"1f1b"}).help("Pipeline schedule."),
+      F("parallelism.zero_stage", T::integer).def(0).min(0).max(2)
+          .help("ZeRO / distributed optimizer (Rajbhandari et al. 2020): 1 shards the optimizer state over the data-parallel "
+                "replicas, 2 also the gradients (reduce-scatter + all-gather: the same traffic as an all-reduce)."),
 
       F("cluster", T::section).required().help("The hardware."),
       F("cluster.accelerator", T::string).required().help("Accelerator name from profiles/accelerators/."),

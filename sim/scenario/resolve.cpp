@@ -341,6 +341,7 @@ Scenario Resolver::build() const {
   s.parallelism.pipeline = static_cast<int>(i(p["pipeline"]));
   s.parallelism.microbatches = static_cast<int>(i(p["microbatches"]));
   s.parallelism.schedule = p["schedule"];
+  s.parallelism.zero_stage = static_cast<int>(i(p["zero_stage"]));
 
   const json& c = d["cluster"];
   s.cluster.accelerator = c["accelerator"];

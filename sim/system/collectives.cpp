@@ -68,6 +68,14 @@ class PlanBuilder {
   std::vector<std::string> names_;
 };
 
+/** Batching on GPU clusters. A round's batches run as concurrent parallel tasks; SimGrid re-solves its
+ *  sharing system at every task completion, so hundreds of small tasks per round cost far more than a
+ *  few larger ones. A round ends when its slowest batch does (the next phase waits for all groups), so
+ *  merging independent groups into one batch does not change the round's duration when they are
+ *  equally loaded, and only slightly when they are not. */
+constexpr long long kNodesPerBatch = 16;  ///< NVLink rounds: nodes per batch
+constexpr long long kRailBatches = 8;     ///< ring-across-nodes rounds: batches per rail index
+
 /** Batch keys: kind in the top bits so different structures never merge by accident. Torus rings are
  *  keyed by their first chip, so groups sharing a physical ring share one parallel task (their traffic
  *  adds up on the same links anyway, and fewer tasks keep SimGrid's solver fast). */
@@ -316,7 +324,7 @@ void all_to_all(PlanBuilder& pb, const CollectiveWork& w, std::size_t g, const T
               if (i == j) continue;
               double v = 0.0;
               for (std::size_t b = 0; b < nn; ++b) v += vol(node_members[a][i], node_members[b][j]);
-              pb.add(0, "all-to-all intra-node (NVLink)", key(4, s, static_cast<long long>(a)),
+              pb.add(0, "all-to-all intra-node (NVLink)", key(4, s, topo.node_of(mesh.chip_of(group[static_cast<std::size_t>(node_members[a][0])])) / kNodesPerBatch),
                      mesh.chip_of(group[static_cast<std::size_t>(node_members[a][i])]),
                      mesh.chip_of(group[static_cast<std::size_t>(node_members[a][j])]), v);
             }
@@ -331,6 +339,9 @@ void all_to_all(PlanBuilder& pb, const CollectiveWork& w, std::size_t g, const T
                      mesh.chip_of(group[static_cast<std::size_t>(node_members[a][j])]),
                      mesh.chip_of(group[static_cast<std::size_t>(node_members[b][j])]), v);
             }
+        // Each GPU's share to itself stays on the chip, as in the torus and direct paths.
+        for (const auto& members : node_members)
+          for (int i : members) intra_chip += vol(i, i);
         if (algo.empty()) algo = "hierarchical all-to-all (NVLink + rails)";
         continue;
       }
@@ -385,7 +396,7 @@ std::size_t site_half(PlanBuilder& pb, const SiteMembers& sm, const Topology& to
         if (k < 2) return;
         for (const auto& [n, v] : nodes)
           for (int a : v)
-            for (int b : v) pb.add(r, fmt::format("{} intra-node (NVLink)", what), key(7, sm.site, n), a, b, shard);
+            for (int b : v) pb.add(r, fmt::format("{} intra-node (NVLink)", what), key(7, sm.site, n / kNodesPerBatch), a, b, shard);
         ++r;
       };
       auto rail_round = [&] {
@@ -395,7 +406,7 @@ std::size_t site_half(PlanBuilder& pb, const SiteMembers& sm, const Topology& to
         const double nn = static_cast<double>(node_list.size());
         for (std::size_t j = 0; j < k; ++j)
           for (std::size_t a = 0; a < node_list.size(); ++a)
-            pb.add(r, fmt::format("{} ring across nodes (rails)", what), key(8, sm.site, static_cast<long long>(j)),
+            pb.add(r, fmt::format("{} ring across nodes (rails)", what), key(8, sm.site, static_cast<long long>(j), node_list[0][j] % kRailBatches),
                    node_list[a][j], node_list[(a + 1) % node_list.size()][j], (nn - 1.0) / nn * shard);
         ++r;
       };

@@ -106,7 +106,7 @@ MemoryEstimate estimate_memory(const scenario::Scenario& s, const catalog::Accel
   const double inflight = std::min(p.pipeline, p.microbatches);  // 1F1B: stage 0 holds this many micro-batches
 
   for (int stage = 0; stage < p.pipeline; ++stage) {
-    double params = 0.0, act = 0.0, act_inputs = 0.0, act_max_layer = 0.0;
+    double params = 0.0, expert_params = 0.0, act = 0.0, act_inputs = 0.0, act_max_layer = 0.0;
     const int lo = stage_begin(stage), hi = stage_begin(stage + 1);
     for (int i = lo; i < hi; ++i) {
       const L& l = layers[static_cast<std::size_t>(i)];
@@ -119,6 +119,7 @@ MemoryEstimate estimate_memory(const scenario::Scenario& s, const catalog::Accel
       if (cross) per_tok += 2.0 * d + 2.0 * hl * dh + 2.0 * hl * m.seq_len + 2.0 * hl * dh * t_enc / std::max(1.0, tok);
       if (l.moe) {
         params += d * m.experts + experts_local * ffn_mats * d * m.expert_d_ff / t;
+        expert_params += experts_local * ffn_mats * d * m.expert_d_ff / t;
         const double group = s.routing.group_size_tokens > 0 ? std::min<double>(s.routing.group_size_tokens, tok) : tok;
         per_tok += 2.0 * d + 2.0 * m.experts + slots_per_token(group) * (2.0 * d + ffn_mats * m.expert_d_ff / t);
         if (accel.dispatch == catalog::DispatchStyle::einsum && !s.routing.dropless) {
@@ -141,8 +142,16 @@ MemoryEstimate estimate_memory(const scenario::Scenario& s, const catalog::Accel
     MemoryEstimate e;
     e.capacity_bytes = best.capacity_bytes;
     e.params_bytes = params * w_bytes;
-    e.grads_bytes = params * g_bytes;
-    e.optimizer_bytes = params * opt_bytes;
+    // ZeRO (Rajbhandari et al. 2020) / distributed optimiser: stage 1 shards the optimizer state, stage 2
+    // also the gradients, across the data-parallel replicas of each parameter: dense parameters over
+    // data x expert, experts over data.
+    const double dense_params = params - expert_params;
+    const double dense_dp = static_cast<double>(p.data) * p.expert, expert_dp = p.data;
+    auto sharded = [&](double per_param, bool shard) {
+      return shard ? per_param * (dense_params / dense_dp + expert_params / expert_dp) : per_param * params;
+    };
+    e.grads_bytes = sharded(g_bytes, p.zero_stage >= 2);
+    e.optimizer_bytes = sharded(opt_bytes, p.zero_stage >= 1);
     e.activations_no_remat_bytes = act * inflight;
     const double remat_act = act_inputs * inflight + act_max_layer;
     const double fixed = e.params_bytes + e.grads_bytes + e.optimizer_bytes;

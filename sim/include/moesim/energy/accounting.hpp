@@ -1,10 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 #include <array>
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "moesim/catalog/catalog.hpp"
 #include "moesim/engine/job.hpp"
@@ -49,6 +52,42 @@ struct EmbodiedFigures {
 /** Reads profiles/embodied.yaml for `accel`; throws moesim::Error when the accelerator has no entry. */
 EmbodiedFigures load_embodied(const std::string& profiles_dir, const catalog::AcceleratorSpec& accel);
 
+/** Which intensity a site's gross (location-based) CO2e used. */
+enum class GrossBasis {
+  annual,  ///< facility kWh x DatacenterSpec::gross_kgco2e_per_kwh
+  hourly,  ///< sum over the hours run of facility kWh in the hour x the series' gco2e_per_kwh
+};
+/** Which intensity a site's net (market-based) CO2e used. */
+enum class NetBasis {
+  annual_net,             ///< facility kWh x DatacenterSpec::net_kgco2e_per_kwh
+  annual_gross_fallback,  ///< no net figure published: net = gross (annual)
+  hourly_market,          ///< the series' market_gco2e_per_kwh column, hour by hour
+  hourly_gross_fallback,  ///< hourly series without a market column and no annual net figure: net = hourly gross
+};
+/** "annual" or "hourly" (the provenance spelling). */
+std::string to_string(GrossBasis b);
+/** The enumerator's name, e.g. "hourly_market" (the provenance spelling). */
+std::string to_string(NetBasis b);
+
+/** How a site's CO2e was computed: annual figures or an hourly series integrated over the run, with
+ *  the series file, the hours it covers and the hours the job overlapped. Kept in run provenance. */
+struct IntensityBasis {
+  GrossBasis gross = GrossBasis::annual;
+  NetBasis net = NetBasis::annual_gross_fallback;
+  std::string series_file;            ///< resolved path of the hourly CSV; empty on the annual basis
+  std::string series_covers;          ///< "<first hour> to <end> (N hours)"
+  std::size_t series_hours = 0;
+  std::string job_start_utc;          ///< energy.start_time_utc, normalised; empty if none was given
+  std::string job_end_utc;            ///< start + duration (rounded up to the second)
+  std::string first_hour_utc;         ///< first series hour the job overlaps
+  std::size_t hours_touched = 0;      ///< series hours with a non-zero overlap (partial first/last included)
+  double effective_gross_kgco2e_per_kwh = 0.0;  ///< co2e_gross_kg / facility kWh (the energy-weighted mean)
+  double effective_net_kgco2e_per_kwh = 0.0;    ///< co2e_net_kg / facility kWh
+  std::string note;                   ///< why annual figures were used where an hourly study was hinted at
+};
+/** The record as JSON (provenance.datacenters[i].intensity_basis). */
+nlohmann::json to_json(const IntensityBasis& b);
+
 /** One datacenter's energy and emissions for the whole job. SI: J, kg. */
 struct SiteAccount {
   catalog::DatacenterSpec datacenter;
@@ -61,6 +100,7 @@ struct SiteAccount {
   double co2e_net_kg = 0.0;        ///< facility energy x market-based intensity (gross if none published)
   double embodied_co2e_kg = 0.0;   ///< only when asked
   std::map<std::string, double> network_energy_by_class_j;
+  IntensityBasis intensity;        ///< annual or hourly, and the series used
 };
 
 /** The job's energy and emissions, per datacenter and in total. */
@@ -70,6 +110,7 @@ struct Accounting {
   bool power_pinned = false;          ///< from energy.average_chip_power_w
   double average_chip_power_w = 0.0;  ///< IT power per chip over the job (incl. host overhead)
   bool embodied = false;
+  std::string start_time_utc;         ///< energy.start_time_utc normalised to YYYY-MM-DDTHH:MM:SSZ; empty if none
   std::vector<SiteAccount> sites;
   double it_energy_j() const;
   double network_energy_j() const;
@@ -86,11 +127,36 @@ struct Accounting {
  *    power (SimGrid host_energy over the steps) x duration;
  *  - network: bytes x links per class x J/bit plus idle W per link x duration, for classes whose
  *    energy is not already inside the IT figure;
- *  - embodied (energy.embodied): chips x die area x carbon per area x duration / lifetime (LLMCarbon). */
+ *  - embodied (energy.embodied): chips x die area x carbon per area x duration / lifetime (LLMCarbon);
+ *  - CO2e: facility kWh x the annual gross / net intensity; or, when the datacenter has an
+ *    hourly_intensity_csv AND the scenario has energy.start_time_utc, gross = the facility energy
+ *    integrated over the hours the job runs (HourlyIntensity::integrate), assuming the job draws its
+ *    average facility power uniformly over its duration (the simulated power profile repeats every
+ *    step, far shorter than an hour). Net = the series' market column if present, else the annual net
+ *    figure, else the hourly gross. A start time without a series uses the annual figures and says so
+ *    in SiteAccount::intensity.note. Throws moesim::Error when the series does not cover the run, and
+ *    moesim::InputError for a malformed start time or CSV. */
 Accounting account(const engine::JobResult& job, const scenario::Scenario& s, const catalog::Catalog& catalog,
                    const NetworkEnergyTable& network, const std::optional<EmbodiedFigures>& embodied);
 
 /** The datacenter of a placement entry: inline spec or catalog entry. */
 catalog::DatacenterSpec resolve_datacenter(const scenario::PlacementEntry& p, const catalog::Catalog& catalog);
+
+/** Path of a placement's hourly intensity CSV, or "" when it has none. A relative path is resolved
+ *  against the scenario file's directory for an inline datacenter (against the working directory
+ *  when the scenario has no file) and made absolute; a catalog datacenter's path was already resolved
+ *  by the catalog layer against the directory of its datacenters/ *.yaml file and is returned as is. */
+std::string hourly_series_path(const scenario::PlacementEntry& p, const catalog::DatacenterSpec& dc,
+                               const scenario::Scenario& s);
+
+/** energy.start_time_utc as seconds since the Unix epoch, or nullopt when empty. Throws
+ *  moesim::InputError (the scenario file, key energy.start_time_utc) when malformed. */
+std::optional<std::int64_t> start_time_utc_s(const scenario::Scenario& s);
+
+/** Checks, without simulating, what account() will need of the hourly inputs: a well-formed start
+ *  time, every referenced series readable and valid, and each series starting no later than the start
+ *  time (the end is checked by account(), once the duration is known — or here, when
+ *  training.duration_days pins it). Call before a long simulation to fail fast. */
+void check_hourly_inputs(const scenario::Scenario& s, const catalog::Catalog& catalog);
 
 }  // namespace moesim::energy

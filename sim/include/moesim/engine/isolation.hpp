@@ -2,6 +2,7 @@
 #pragma once
 #include <functional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -20,5 +21,36 @@ struct IsolatedResult {
  *  as moesim::Error with its message. If `interrupted` becomes true (e.g. from a SIGINT handler),
  *  the child is killed and moesim::Error("interrupted") is thrown. */
 IsolatedResult run_isolated(const std::function<nlohmann::json()>& fn, const volatile bool* interrupted = nullptr);
+
+/** Several isolated children at once (e.g. the alternatives of a comparison on 2 cores). */
+class IsolatedPool {
+ public:
+  IsolatedPool() = default;
+  ~IsolatedPool();  ///< kills children still running
+  IsolatedPool(const IsolatedPool&) = delete;
+  IsolatedPool& operator=(const IsolatedPool&) = delete;
+
+  /** Forks a child running `fn`; returns its ticket. */
+  int start(const std::function<nlohmann::json()>& fn);
+  std::size_t running() const { return children_.size(); }
+  /** Waits for any child; returns its ticket and its result, or its error message in `error`. */
+  struct Done {
+    int ticket = -1;
+    IsolatedResult result;
+    std::string error;  ///< empty when ok
+  };
+  Done wait_any(const volatile bool* interrupted = nullptr);
+
+ private:
+  struct Child {
+    int ticket;
+    int pid;
+    int fd;
+    std::string data;
+    double start_s;
+  };
+  std::vector<Child> children_;
+  int next_ticket_ = 0;
+};
 
 }  // namespace moesim::engine

@@ -2,7 +2,9 @@
 #pragma once
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "moesim/catalog/accelerator.hpp"
@@ -42,6 +44,9 @@ struct KernelOp {
 enum class TimePath { measured, transferred, roofline };
 std::string to_string(TimePath p);
 
+/** The time of one kernel and how it was obtained. On the roofline and transferred paths the terms
+ *  are the model's; on the measured path compute_s / memory_s are the ideal times at the device's
+ *  measured ceilings (for comparison) and floor_s is 0: time_s is the interpolated measurement. */
 struct KernelTime {
   double time_s = 0.0;
   double compute_s = 0.0;   ///< roofline compute term
@@ -49,7 +54,28 @@ struct KernelTime {
   double floor_s = 0.0;     ///< fixed per-kernel overhead
   double padded_flops = 0.0;  ///< FLOPs after padding to the matrix unit's tile (hardware FLOPs)
   TimePath path = TimePath::roofline;
+  /** True when the number derives from a profile that is not a measurement (a synthetic test fixture). */
+  bool synthetic = false;
 };
+
+/** Calls of ComputeTimeModel::time() by kernel class, path and reason (e.g. "outside the measured
+ *  range"): the provenance of every kernel time of a run. */
+using PathCounts = std::map<KernelClass, std::map<std::pair<TimePath, std::string>, long>>;
+
+/** Thread-safe tally of the paths a model's times took (a model is const while it is used). */
+class PathLog {
+ public:
+  void record(KernelClass c, TimePath p, const std::string& reason) const;
+  PathCounts counts() const;
+
+ private:
+  mutable std::mutex mu_;
+  mutable PathCounts counts_;
+};
+
+/** FLOPs of a GEMM-class op after rounding every matrix dimension up to `matmul_tile` (the work the
+ *  matrix unit really does); op.flops when the tile is 1 or the op has no shape. */
+double tile_padded_flops(const KernelOp& op, int matmul_tile);
 
 /** Efficiency of one kernel class on one accelerator family, with its source. */
 struct ClassEfficiency {
@@ -75,24 +101,42 @@ class EfficiencyTable {
   std::string file_;
 };
 
-/** Kernel time on one device (a chip, or a core of a multi-core chip). One seam: roofline today; measured tables and transfer plug in here. */
+/** Kernel time on one device (a chip, or a core of a multi-core chip). One seam, three
+ *  implementations: RooflineModel (published efficiencies), TransferModel (efficiencies calibrated on
+ *  another, measured device) and MeasuredTableModel (this device's measured tables); see
+ *  make_compute_model() in moesim/perf/model_factory.hpp. */
 class ComputeTimeModel {
  public:
   virtual ~ComputeTimeModel() = default;
   virtual KernelTime time(const KernelOp& op) const = 0;
   /** Short description for the run's provenance (path, sources). */
   virtual std::string describe() const = 0;
+  /** The path a kernel class takes before any op of it was timed (its primary path). */
+  virtual TimePath planned_path(KernelClass c) const { return TimePath::roofline; }
+  /** Paths the times returned so far took, by class (empty for models that do not record them). */
+  virtual PathCounts path_counts() const { return {}; }
+  /** True when any number may come from a profile that is not a measurement (synthetic fixture). */
+  virtual bool synthetic() const { return false; }
 };
 
-/** t = max(F_padded / (eta_c x peak), B / (eta_m x BW)) + floor, per kernel class. */
+/** Kernel class name -> the paths its times took, for the run record ("measured",
+ *  "measured+transferred", "roofline", ...; paths in that order). A class no op of which was timed
+ *  shows its planned path. Labelled " (synthetic profile, not measured)" when the model's tables are
+ *  not a measurement. */
+std::map<std::string, std::string> compute_paths(const ComputeTimeModel& model);
+
+/** t = max(F_padded / (eta_c x peak), B / (eta_m x BW)) + floor, per kernel class, with the
+ *  published efficiencies of profiles/efficiency.yaml and the accelerator's datasheet peak and HBM
+ *  bandwidth, each divided by devices_per_chip (a TPU v3 core has half the chip). */
 class RooflineModel final : public ComputeTimeModel {
  public:
   RooflineModel(const catalog::AcceleratorSpec& accel, const EfficiencyTable& table);
   KernelTime time(const KernelOp& op) const override;
   std::string describe() const override;
+  const catalog::AcceleratorSpec& accelerator() const { return accel_; }
+  const EfficiencyTable& efficiencies() const { return table_; }
 
  private:
-  double pad(double dim) const;
   catalog::AcceleratorSpec accel_;
   EfficiencyTable table_;
 };

@@ -79,6 +79,7 @@ struct ParallelismSpec {
   int pipeline = 1;  ///< pipeline stages (1F1B schedule)
   int microbatches = 1;
   std::string schedule = "1f1b";
+  int zero_stage = 0;  ///< ZeRO / distributed optimiser: 1 shards optimizer state, 2 also gradients
   int devices() const { return data * expert * tensor * pipeline; }
 };
 

@@ -39,7 +39,9 @@ double expert_capacity(const scenario::RoutingSpec& spec, int experts, int top_k
  *  G x (k S p_e - E[min(X_e, C)]); the k-distinct constraint is ignored there (error O(k p_max)). */
 class Router {
  public:
-  static constexpr double kExactLimit = 1 << 20;  ///< assignments per draw sampled token by token
+  /** Assignments per draw sampled token by token; larger draws use the normal approximation (a step
+   *  makes one draw per MoE layer, micro-batch and data-parallel replica, so this bounds the cost). */
+  static constexpr double kExactLimit = 1 << 14;
 
   Router(const scenario::RoutingSpec& spec, int experts, int top_k, double capacity_factor, std::uint64_t seed);
 

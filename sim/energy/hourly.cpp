@@ -1,0 +1,458 @@
+// SPDX-License-Identifier: Apache-2.0
+// Hourly grid carbon-intensity series: a hand-written ISO 8601 (UTC) parser, a small CSV reader and
+// the integration of a job's energy over the hours it runs.
+#include "moesim/energy/hourly.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "moesim/core/error.hpp"
+#include "moesim/core/units.hpp"
+
+namespace moesim::energy {
+
+namespace {
+
+constexpr std::int64_t kSecondsPerHour = 3600;   // definition of the hour
+constexpr std::int64_t kSecondsPerDay = 86400;   // definition of the day (POSIX time: no leap seconds)
+constexpr int kMinYear = 1;                      // range this parser accepts (4-digit years)
+constexpr int kMaxYear = 9999;
+
+// Plausibility bounds for hourly gCO2e/kWh (a guard against unit mistakes, not physics):
+// the highest annual average in the shipped grid data is 1306.3 g/kWh (Ember, TKM, profiles/grid/ember/);
+// the lowest Electricity Maps zone average is 15 g/kWh (SE-SE1, profiles/grid/electricity_maps/).
+// Above 2000 g/kWh is ~1.5x the dirtiest annual grid (g/MWh or lb/MWh were probably given); a non-zero
+// series with every hour below 2 g/kWh is 7x below the cleanest zone (kg/kWh was probably given).
+constexpr double kMaxPlausibleGramsPerKwh = 2000.0;
+constexpr double kMinPlausibleTypicalGramsPerKwh = 2.0;
+
+constexpr const char* kTimestampColumn = "timestamp_utc";
+constexpr const char* kGrossColumn = "gco2e_per_kwh";
+constexpr const char* kMarketColumn = "market_gco2e_per_kwh";
+constexpr const char* kHeaderHint = "timestamp_utc,gco2e_per_kwh[,market_gco2e_per_kwh]";
+
+bool is_leap(int y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
+
+int days_in_month(int y, int m) {
+  static constexpr int kDays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  return m == 2 && is_leap(y) ? 29 : kDays[m - 1];
+}
+
+/** Leap years in [1, y] (y >= 0). */
+std::int64_t leap_years_through(std::int64_t y) { return y / 4 - y / 100 + y / 400; }
+
+/** Days from 1970-01-01 to January 1st of year y (negative before 1970). */
+std::int64_t days_before_year(int y) {
+  return 365 * (static_cast<std::int64_t>(y) - 1970) + leap_years_through(y - 1) - leap_years_through(1969);
+}
+
+std::int64_t days_from_civil(int y, int m, int d) {
+  std::int64_t days = days_before_year(y);
+  for (int k = 1; k < m; ++k) days += days_in_month(y, k);
+  return days + d - 1;
+}
+
+/** Reads exactly `n` digits at `pos`; nullopt when they are not all digits. */
+std::optional<int> digits(const std::string& s, std::size_t& pos, std::size_t n) {
+  if (pos + n > s.size()) return std::nullopt;
+  int v = 0;
+  for (std::size_t k = 0; k < n; ++k) {
+    const char c = s[pos + k];
+    if (!std::isdigit(static_cast<unsigned char>(c))) return std::nullopt;
+    v = v * 10 + (c - '0');
+  }
+  pos += n;
+  return v;
+}
+
+bool expect_char(const std::string& s, std::size_t& pos, char c) {
+  if (pos < s.size() && s[pos] == c) {
+    ++pos;
+    return true;
+  }
+  return false;
+}
+
+[[noreturn]] void bad_timestamp(const std::string& text, const std::string& why) {
+  throw Error(fmt::format("'{}' is not an ISO 8601 UTC timestamp ({}); expected e.g. 2024-03-01T00:00:00Z", text, why));
+}
+
+std::string trim(const std::string& s) {
+  std::size_t b = 0, e = s.size();
+  while (b < e && std::isspace(static_cast<unsigned char>(s[b]))) ++b;
+  while (e > b && std::isspace(static_cast<unsigned char>(s[e - 1]))) --e;
+  return s.substr(b, e - b);
+}
+
+std::string lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+/** One CSV cell and the 1-based column it starts at. */
+struct Cell {
+  std::string text;
+  int column = 0;
+};
+
+/** Splits one line into cells (RFC 4180 quoting within a line: "a, b", "" for a quote). Cells are
+ *  trimmed. Throws InputError on an unterminated quote. */
+std::vector<Cell> split_line(const std::string& file, int line_no, const std::string& line) {
+  std::vector<Cell> cells;
+  std::size_t i = 0;
+  while (true) {
+    Cell c;
+    c.column = static_cast<int>(i) + 1;
+    while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;
+    if (i < line.size() && line[i] == '"') {
+      ++i;
+      bool closed = false;
+      while (i < line.size()) {
+        if (line[i] == '"') {
+          if (i + 1 < line.size() && line[i + 1] == '"') {
+            c.text += '"';
+            i += 2;
+            continue;
+          }
+          ++i;
+          closed = true;
+          break;
+        }
+        c.text += line[i++];
+      }
+      if (!closed) throw InputError(file, line_no, c.column, "", "unterminated quoted cell");
+      while (i < line.size() && line[i] != ',') {
+        if (!std::isspace(static_cast<unsigned char>(line[i])))
+          throw InputError(file, line_no, static_cast<int>(i) + 1, "", "text after a closing quote");
+        ++i;
+      }
+    } else {
+      while (i < line.size() && line[i] != ',') c.text += line[i++];
+    }
+    c.text = trim(c.text);
+    cells.push_back(std::move(c));
+    if (i >= line.size()) break;
+    ++i;  // the comma
+  }
+  return cells;
+}
+
+/** Why a header name is not accepted, with the most likely fix. */
+std::string explain_unknown_column(const std::string& name) {
+  const std::string n = lower(name);
+  const bool carbon = n.find("co2") != std::string::npos || n.find("carbon") != std::string::npos ||
+                      n.find("intensity") != std::string::npos || n.find("emission") != std::string::npos;
+  if (carbon && n.find("market") != std::string::npos)
+    return fmt::format("wrong unit or name: expected {} (market-based, grams CO2e per kWh)", kMarketColumn);
+  // 1 lb = 0.45359237 kg (international pound, 1959), so 1 lb/MWh = 0.4536 g/kWh.
+  if (carbon)
+    return fmt::format("wrong unit: expected {} (grams per kWh); convert the values (kg/kWh x 1000, "
+                       "lb/MWh x 0.4536)",
+                       kGrossColumn);
+  if (n.find("time") != std::string::npos || n.find("date") != std::string::npos || n.find("hour") != std::string::npos)
+    return fmt::format("unknown column: expected {} (ISO 8601 UTC, the start of the hour, e.g. 2024-03-01T00:00:00Z)",
+                       kTimestampColumn);
+  return fmt::format("unknown column; allowed: {}, {}, {}", kTimestampColumn, kGrossColumn, kMarketColumn);
+}
+
+bool looks_like_timestamp(const std::string& s) {
+  try {
+    parse_utc_timestamp_s(s);
+    return true;
+  } catch (const Error&) {
+    return false;
+  }
+}
+
+/** An intensity cell in g/kWh: finite, >= 0, <= kMaxPlausibleGramsPerKwh. */
+double parse_intensity(const std::string& file, int line_no, const Cell& c, const std::string& column) {
+  if (c.text.empty())
+    throw InputError(file, line_no, c.column, column,
+                     "empty cell: every hour needs a value (moesim does not interpolate; fill gaps at the source)");
+  errno = 0;
+  char* end = nullptr;
+  const double v = std::strtod(c.text.c_str(), &end);
+  if (end != c.text.c_str() + c.text.size() || errno == ERANGE || !std::isfinite(v))
+    throw InputError(file, line_no, c.column, column,
+                     fmt::format("'{}' is not a number (expected grams CO2e per kWh, e.g. 412.5)", c.text));
+  if (v < 0.0)
+    throw InputError(file, line_no, c.column, column,
+                     fmt::format("negative intensity {} g/kWh: expected a value >= 0", c.text));
+  if (v > kMaxPlausibleGramsPerKwh)
+    throw InputError(file, line_no, c.column, column,
+                     fmt::format("implausible intensity {} g/kWh (above {} g/kWh; the highest annual grid average in "
+                                 "the shipped data is 1306 g/kWh): check the unit, the column is grams CO2e per kWh "
+                                 "(not g/MWh or lb/MWh)",
+                                 c.text, kMaxPlausibleGramsPerKwh));
+  return v;
+}
+
+/** Refuses a non-zero series whose every value is below kMinPlausibleTypicalGramsPerKwh (kg/kWh given). */
+void check_not_kilograms(const std::string& file, int header_line, int column, const std::string& name,
+                         std::vector<double> grams) {
+  const double max = *std::max_element(grams.begin(), grams.end());
+  if (!(max > 0.0 && max < kMinPlausibleTypicalGramsPerKwh)) return;
+  const std::size_t mid = grams.size() / 2;
+  std::nth_element(grams.begin(), grams.begin() + static_cast<std::ptrdiff_t>(mid), grams.end());
+  throw InputError(file, header_line, column, name,
+                   fmt::format("implausible magnitudes: median {:.4g} g/kWh and every value below {} g/kWh (maximum "
+                               "{:.4g}) suggest kg/kWh was given; the column is grams CO2e per kWh (multiply kg/kWh "
+                               "by 1000)",
+                               grams[mid], kMinPlausibleTypicalGramsPerKwh, max));
+}
+
+}  // namespace
+
+std::int64_t parse_utc_timestamp_s(const std::string& text) {
+  const std::string s = trim(text);
+  if (s.empty()) bad_timestamp(text, "empty");
+  std::size_t pos = 0;
+  const auto year = digits(s, pos, 4);
+  if (!year || !expect_char(s, pos, '-')) bad_timestamp(text, "the date must be YYYY-MM-DD");
+  const auto month = digits(s, pos, 2);
+  if (!month || !expect_char(s, pos, '-')) bad_timestamp(text, "the date must be YYYY-MM-DD");
+  const auto day = digits(s, pos, 2);
+  if (!day) bad_timestamp(text, "the date must be YYYY-MM-DD");
+  if (*year < kMinYear || *year > kMaxYear) bad_timestamp(text, "year out of range");
+  if (*month < 1 || *month > 12) bad_timestamp(text, fmt::format("month {} is not 01..12", *month));
+  if (*day < 1 || *day > days_in_month(*year, *month))
+    bad_timestamp(text, fmt::format("day {} does not exist in {:04d}-{:02d}", *day, *year, *month));
+  if (pos == s.size()) bad_timestamp(text, "no time of day: add THH:MM:SSZ");
+  if (s[pos] != 'T' && s[pos] != 't' && s[pos] != ' ') bad_timestamp(text, "expected 'T' between date and time");
+  ++pos;
+  const auto hour = digits(s, pos, 2);
+  if (!hour || !expect_char(s, pos, ':')) bad_timestamp(text, "the time must be HH:MM[:SS]");
+  const auto minute = digits(s, pos, 2);
+  if (!minute) bad_timestamp(text, "the time must be HH:MM[:SS]");
+  int second = 0;
+  if (expect_char(s, pos, ':')) {
+    const auto sec = digits(s, pos, 2);
+    if (!sec) bad_timestamp(text, "the time must be HH:MM[:SS]");
+    second = *sec;
+    if (expect_char(s, pos, '.')) {
+      const std::size_t start = pos;
+      while (pos < s.size() && std::isdigit(static_cast<unsigned char>(s[pos]))) {
+        if (s[pos] != '0') bad_timestamp(text, "fractional seconds are not supported (hourly data is whole seconds)");
+        ++pos;
+      }
+      if (pos == start) bad_timestamp(text, "no digits after the decimal point");
+    }
+  }
+  if (*hour > 23) bad_timestamp(text, fmt::format("hour {} is not 00..23", *hour));
+  if (*minute > 59) bad_timestamp(text, fmt::format("minute {} is not 00..59", *minute));
+  if (second > 59) bad_timestamp(text, fmt::format("second {} is not 00..59 (leap seconds are not supported)", second));
+  std::int64_t offset_s = 0;
+  if (pos == s.size()) bad_timestamp(text, "no time zone: append Z for UTC, local times are ambiguous");
+  if (s[pos] == 'Z' || s[pos] == 'z') {
+    ++pos;
+  } else if (s[pos] == '+' || s[pos] == '-') {
+    const int sign = s[pos] == '+' ? 1 : -1;
+    ++pos;
+    const auto oh = digits(s, pos, 2);
+    expect_char(s, pos, ':');
+    const auto om = digits(s, pos, 2);
+    if (!oh || !om || *oh > 23 || *om > 59) bad_timestamp(text, "the UTC offset must be +HH:MM or -HH:MM");
+    offset_s = sign * (static_cast<std::int64_t>(*oh) * kSecondsPerHour + *om * 60);
+  } else {
+    bad_timestamp(text, "expected Z or a UTC offset after the time");
+  }
+  if (pos != s.size()) bad_timestamp(text, fmt::format("unexpected text '{}' at the end", s.substr(pos)));
+  const std::int64_t local_s = days_from_civil(*year, *month, *day) * kSecondsPerDay +
+                               static_cast<std::int64_t>(*hour) * kSecondsPerHour + *minute * 60 + second;
+  return local_s - offset_s;  // 01:00+01:00 is 00:00Z
+}
+
+std::string format_utc_timestamp(std::int64_t epoch_s) {
+  std::int64_t days = epoch_s / kSecondsPerDay;
+  std::int64_t rem = epoch_s % kSecondsPerDay;
+  if (rem < 0) {
+    rem += kSecondsPerDay;
+    --days;
+  }
+  int y = 1970 + static_cast<int>(std::floor(static_cast<double>(days) / 365.2425));
+  while (days_before_year(y) > days) --y;
+  while (days_before_year(y + 1) <= days) ++y;
+  std::int64_t doy = days - days_before_year(y);
+  int m = 1;
+  while (doy >= days_in_month(y, m)) doy -= days_in_month(y, m++);
+  return fmt::format("{:04d}-{:02d}-{:02d}T{:02d}:{:02d}:{:02d}Z", y, m, doy + 1, rem / kSecondsPerHour,
+                     rem % kSecondsPerHour / 60, rem % 60);
+}
+
+std::int64_t HourlyIntensity::end_utc_s() const {
+  return first_hour_utc_s_ + static_cast<std::int64_t>(hours()) * kSecondsPerHour;
+}
+
+std::string HourlyIntensity::covered_range() const {
+  return fmt::format("{} to {} ({} hours)", format_utc_timestamp(first_hour_utc_s_), format_utc_timestamp(end_utc_s()),
+                     hours());
+}
+
+HourlyIntensity HourlyIntensity::load(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(fmt::format("cannot read the hourly intensity CSV '{}'", path));
+  std::stringstream buf;
+  buf << in.rdbuf();
+  std::string content = buf.str();
+  if (content.rfind("\xEF\xBB\xBF", 0) == 0) content.erase(0, 3);  // UTF-8 byte-order mark
+
+  HourlyIntensity h;
+  h.file_ = path;
+  std::size_t ts_col = 0, gross_col = 0, market_col = 0;
+  bool have_ts = false, have_gross = false, have_market = false;
+  std::size_t columns = 0;
+  int header_line = 0, gross_header_column = 0, market_header_column = 0;
+  std::vector<double> gross_g, market_g;
+  std::int64_t previous_s = 0;
+  int previous_line = 0;
+
+  std::istringstream lines(content);
+  std::string line;
+  int line_no = 0;
+  while (std::getline(lines, line)) {
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    const std::string t = trim(line);
+    if (t.empty() || t[0] == '#') continue;
+    const std::vector<Cell> cells = split_line(path, line_no, line);
+
+    if (header_line == 0) {
+      header_line = line_no;
+      columns = cells.size();
+      if (looks_like_timestamp(cells[0].text))
+        throw InputError(path, line_no, 1, "",
+                         fmt::format("no header: the first line is data; expected a header line '{}'", kHeaderHint));
+      for (std::size_t k = 0; k < cells.size(); ++k) {
+        const std::string name = lower(cells[k].text);
+        const auto take = [&](bool& have, std::size_t& col, const char* wanted) {
+          if (have)
+            throw InputError(path, line_no, cells[k].column, wanted, "duplicate column");
+          have = true;
+          col = k;
+        };
+        if (name.empty()) throw InputError(path, line_no, cells[k].column, "", "empty column name in the header");
+        if (name == kTimestampColumn) {
+          take(have_ts, ts_col, kTimestampColumn);
+        } else if (name == kGrossColumn) {
+          take(have_gross, gross_col, kGrossColumn);
+          gross_header_column = cells[k].column;
+        } else if (name == kMarketColumn) {
+          take(have_market, market_col, kMarketColumn);
+          market_header_column = cells[k].column;
+        } else {
+          throw InputError(path, line_no, cells[k].column, cells[k].text, explain_unknown_column(cells[k].text));
+        }
+      }
+      if (!have_ts)
+        throw InputError(path, line_no, 1, kTimestampColumn, fmt::format("missing column (the header must be '{}')", kHeaderHint));
+      if (!have_gross)
+        throw InputError(path, line_no, 1, kGrossColumn, fmt::format("missing column (the header must be '{}')", kHeaderHint));
+      continue;
+    }
+
+    if (cells.size() != columns)
+      throw InputError(path, line_no, 1, "",
+                       fmt::format("expected {} cells as in the header (line {}), found {}", columns, header_line, cells.size()));
+    const Cell& ts = cells[ts_col];
+    std::int64_t t_s = 0;
+    try {
+      t_s = parse_utc_timestamp_s(ts.text);
+    } catch (const Error& e) {
+      throw InputError(path, line_no, ts.column, kTimestampColumn, e.what());
+    }
+    if (gross_g.empty()) {
+      h.first_hour_utc_s_ = t_s;
+    } else {
+      const std::int64_t step = t_s - previous_s;
+      if (step == 0)
+        throw InputError(path, line_no, ts.column, kTimestampColumn,
+                         fmt::format("duplicate timestamp {} (also on line {})", format_utc_timestamp(t_s), previous_line));
+      if (step < 0)
+        throw InputError(path, line_no, ts.column, kTimestampColumn,
+                         fmt::format("timestamps not increasing: {} comes after {} (line {}); sort the rows by {}",
+                                     format_utc_timestamp(t_s), format_utc_timestamp(previous_s), previous_line,
+                                     kTimestampColumn));
+      if (step % kSecondsPerHour != 0)
+        throw InputError(path, line_no, ts.column, kTimestampColumn,
+                         fmt::format("not hourly: {} is {} s after the previous row {} (line {}); rows must be exactly "
+                                     "3600 s apart",
+                                     format_utc_timestamp(t_s), step, format_utc_timestamp(previous_s), previous_line));
+      if (step > kSecondsPerHour) {
+        const std::int64_t missing = step / kSecondsPerHour - 1;
+        const std::string first_missing = format_utc_timestamp(previous_s + kSecondsPerHour);
+        throw InputError(
+            path, line_no, ts.column, kTimestampColumn,
+            missing == 1
+                ? fmt::format("gap: the hour {} is missing (between line {} and line {}); moesim does not interpolate",
+                              first_missing, previous_line, line_no)
+                : fmt::format("gap: {} hours missing, {} to {} (between line {} and line {}); moesim does not "
+                              "interpolate",
+                              missing, first_missing, format_utc_timestamp(t_s - kSecondsPerHour), previous_line, line_no));
+      }
+    }
+    previous_s = t_s;
+    previous_line = line_no;
+    gross_g.push_back(parse_intensity(path, line_no, cells[gross_col], kGrossColumn));
+    if (have_market) market_g.push_back(parse_intensity(path, line_no, cells[market_col], kMarketColumn));
+  }
+
+  if (header_line == 0)
+    throw InputError(path, 1, 0, "",
+                     fmt::format("empty file: expected a header line '{}' and one row per hour", kHeaderHint));
+  if (gross_g.empty()) throw InputError(path, header_line, 0, "", "no data rows after the header");
+  check_not_kilograms(path, header_line, gross_header_column, kGrossColumn, gross_g);
+  if (have_market) check_not_kilograms(path, header_line, market_header_column, kMarketColumn, market_g);
+
+  h.gross_kgco2e_per_kwh_.reserve(gross_g.size());
+  for (double g : gross_g) h.gross_kgco2e_per_kwh_.push_back(g / units::kGramsPerKg);
+  for (double g : market_g) h.market_kgco2e_per_kwh_.push_back(g / units::kGramsPerKg);
+  return h;
+}
+
+HourlyEmissions HourlyIntensity::integrate(std::int64_t start_utc_s, double duration_s, double energy_j) const {
+  if (!std::isfinite(duration_s) || duration_s < 0.0)
+    throw Error(fmt::format("hourly intensity: job duration {} s is not a finite number >= 0", duration_s));
+  const double hour_s = static_cast<double>(kSecondsPerHour);
+  const double t0 = static_cast<double>(start_utc_s - first_hour_utc_s_);  // seconds into the series
+  const double t1 = t0 + duration_s;
+  const double span = static_cast<double>(hours()) * hour_s;
+  if (t0 < 0.0 || t1 > span) {
+    const auto job_end_s = start_utc_s + static_cast<std::int64_t>(std::ceil(duration_s));
+    const auto need_first = first_hour_utc_s_ + static_cast<std::int64_t>(std::floor(t0 / hour_s)) * kSecondsPerHour;
+    const auto need_end = first_hour_utc_s_ + static_cast<std::int64_t>(std::ceil(t1 / hour_s)) * kSecondsPerHour;
+    throw Error(fmt::format(
+        "the hourly intensity series {} covers {}, but the job runs from {} to {} ({:.4g} h), needing {} to {}: the "
+        "series must cover the whole run (moesim never wraps or extrapolates hourly data); supply a longer series or "
+        "change energy.start_time_utc",
+        file_, covered_range(), format_utc_timestamp(start_utc_s), format_utc_timestamp(job_end_s), duration_s / hour_s,
+        format_utc_timestamp(need_first), format_utc_timestamp(need_end)));
+  }
+  HourlyEmissions out;
+  if (has_market()) out.market_kgco2e = 0.0;
+  const auto first = static_cast<std::size_t>(std::floor(t0 / hour_s));
+  out.first_hour = std::min(first, hours() - 1);
+  if (duration_s == 0.0) return out;
+  const double power_w = energy_j / duration_s;  // the job draws its average power uniformly
+  const auto last = std::min(hours(), static_cast<std::size_t>(std::ceil(t1 / hour_s)));  // exclusive
+  for (std::size_t k = first; k < last; ++k) {
+    const double lo = std::max(t0, static_cast<double>(k) * hour_s);
+    const double hi = std::min(t1, static_cast<double>(k + 1) * hour_s);
+    if (!(hi > lo)) continue;
+    const double e_j = power_w * (hi - lo);
+    const double kwh = units::joules_to_kwh(e_j);
+    out.energy_j += e_j;
+    out.gross_kgco2e += kwh * gross_kgco2e_per_kwh_[k];
+    if (out.market_kgco2e) *out.market_kgco2e += kwh * market_kgco2e_per_kwh_[k];
+    ++out.hours_touched;
+  }
+  return out;
+}
+
+}  // namespace moesim::energy

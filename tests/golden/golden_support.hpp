@@ -1,0 +1,162 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// Golden scenario tests: run an example with the `moesim` binary (`run FILE --json --no-store`), keep the
+// key outputs, and compare them with tests/golden/expected/NAME.json. The simulator is deterministic, so
+// the tolerance is tight (1e-9 relative). After an intended model change, regenerate the expected files
+// with tests/golden/regenerate.sh (it sets MOESIM_GOLDEN_UPDATE=1 and runs this suite) and review the diff.
+
+#include <catch2/catch.hpp>
+
+#include <sys/wait.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace moesim::golden {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+inline fs::path source_root() { return fs::path(MOESIM_SOURCE_ROOT); }
+inline fs::path examples_dir() { return source_root() / "scenarios" / "examples"; }
+inline fs::path expected_dir() { return source_root() / "tests" / "golden" / "expected"; }
+
+/** Relative tolerance of every golden comparison, with an absolute floor for values that are zero up
+ *  to rounding (e.g. a dropped fraction of 1e-14 from summing per-expert counts). */
+constexpr double kRelTol = 1e-9;
+constexpr double kAbsTol = 1e-12;
+
+inline const char* regenerate_hint() {
+  return "if the change is intended, regenerate the expected files with\n"
+         "  tests/golden/regenerate.sh <build-dir>\n"
+         "and review the diff of tests/golden/expected/ before committing";
+}
+
+/** Result of one `moesim run --json --no-store`. */
+struct RunOutput {
+  int exit_code = -1;
+  std::string stdout_text;
+  std::string stderr_text;
+  json parsed;  ///< stdout as JSON when it parses
+};
+
+inline RunOutput run_moesim(const fs::path& scenario) {
+  const fs::path err = fs::temp_directory_path() / ("moesim_golden_" + scenario.stem().string() + ".stderr");
+  const std::string cmd = "'" + std::string(MOESIM_BINARY) + "' run '" + scenario.string() + "' --json --no-store 2>'" + err.string() + "'";
+  RunOutput out;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  REQUIRE(p != nullptr);
+  char buf[4096];
+  for (std::size_t n; (n = std::fread(buf, 1, sizeof(buf), p)) > 0;) out.stdout_text.append(buf, n);
+  const int status = ::pclose(p);
+  out.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  std::ifstream e(err);
+  std::stringstream ss;
+  ss << e.rdbuf();
+  out.stderr_text = ss.str();
+  std::error_code ec;
+  fs::remove(err, ec);
+  try {
+    out.parsed = json::parse(out.stdout_text);
+  } catch (const std::exception&) {
+    out.parsed = json();
+  }
+  return out;
+}
+
+/** The outputs a golden file pins: time, tokens, efficiency, energy, carbon and the per-phase-kind
+ *  critical-path breakdown, plus a few structural facts (chips, datacenters). */
+inline json key_outputs(const json& run) {
+  json k = json::object();
+  for (const char* name : {"step_time_s", "step_time_spread_s", "train_days", "tokens_dropped_fraction", "mfu", "facility_energy_mwh",
+                           "co2e_gross_t", "co2e_net_t", "chips"})
+    k[name] = run.at(name);
+  k["step_breakdown_s"] = run.at("step_breakdown_s");
+  json dcs = json::array();
+  for (const json& d : run.at("datacenters")) dcs.push_back({{"name", d.at("name")}, {"chips", d.at("chips")}, {"facility_energy_mwh", d.at("facility_energy_mwh")}});
+  k["datacenters"] = dcs;
+  k["wan_time_per_step_s"] = run.at("metrics").at("wan_time_per_step_s").at("value");
+  return k;
+}
+
+inline bool numbers_match(double got, double want) {
+  return std::fabs(got - want) <= kRelTol * std::max(std::fabs(got), std::fabs(want)) + kAbsTol;
+}
+
+/** Every difference between `got` and `want` (same structure; numbers within tolerance), as lines
+ *  "path: got X, expected Y". */
+inline void diff(const json& got, const json& want, const std::string& path, std::vector<std::string>& out) {
+  if (want.is_number() && got.is_number()) {
+    if (!numbers_match(got.get<double>(), want.get<double>()))
+      out.push_back(path + ": got " + got.dump() + ", expected " + want.dump() + " (relative difference " +
+                    std::to_string(std::fabs(got.get<double>() - want.get<double>()) /
+                                   std::max(std::fabs(want.get<double>()), kAbsTol)) +
+                    ")");
+    return;
+  }
+  if (want.is_object() && got.is_object()) {
+    for (const auto& [k, v] : want.items()) {
+      if (!got.contains(k)) out.push_back(path + "." + k + ": missing (expected " + v.dump() + ")");
+      else diff(got.at(k), v, path + "." + k, out);
+    }
+    for (const auto& [k, v] : got.items())
+      if (!want.contains(k)) out.push_back(path + "." + k + ": unexpected (got " + v.dump() + ")");
+    return;
+  }
+  if (want.is_array() && got.is_array()) {
+    if (want.size() != got.size()) {
+      out.push_back(path + ": " + std::to_string(got.size()) + " entries, expected " + std::to_string(want.size()));
+      return;
+    }
+    for (std::size_t i = 0; i < want.size(); ++i) diff(got[i], want[i], path + "[" + std::to_string(i) + "]", out);
+    return;
+  }
+  if (got != want) out.push_back(path + ": got " + got.dump() + ", expected " + want.dump());
+}
+
+inline bool update_mode() {
+  const char* v = std::getenv("MOESIM_GOLDEN_UPDATE");
+  return v != nullptr && std::string(v) == "1";
+}
+
+/** Runs scenarios/examples/NAME.yaml and checks it against expected/NAME.json (or rewrites that file
+ *  in update mode). Returns the full run JSON for further, example-specific checks. */
+inline json check_golden(const std::string& name) {
+  const fs::path scenario = examples_dir() / (name + ".yaml");
+  REQUIRE(fs::exists(scenario));
+  const RunOutput r = run_moesim(scenario);
+  INFO("moesim run " << scenario.string() << " --json --no-store\nstderr:\n" << r.stderr_text);
+  REQUIRE(r.exit_code == 0);
+  REQUIRE(r.parsed.is_object());
+  const json got = key_outputs(r.parsed);
+  const fs::path expected = expected_dir() / (name + ".json");
+  if (update_mode()) {
+    json file = {{"_comment", "Golden outputs of scenarios/examples/" + name +
+                                  ".yaml. Generated by tests/golden/regenerate.sh; do not edit by hand."},
+                 {"outputs", got}};
+    fs::create_directories(expected_dir());
+    std::ofstream(expected) << file.dump(2) << "\n";
+    WARN("wrote " << expected.string());
+    return r.parsed;
+  }
+  INFO("expected file " << expected.string());
+  REQUIRE(fs::exists(expected));
+  const json want = json::parse(std::ifstream(expected)).at("outputs");
+  std::vector<std::string> differences;
+  diff(got, want, name, differences);
+  std::string report;
+  for (const auto& d : differences) report += "  " + d + "\n";
+  INFO("differences from the golden file:\n" << report << regenerate_hint());
+  CHECK(differences.empty());
+  return r.parsed;
+}
+
+}  // namespace moesim::golden

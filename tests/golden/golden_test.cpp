@@ -1,0 +1,114 @@
+// SPDX-License-Identifier: Apache-2.0
+// Golden tests of the example scenarios (scenarios/examples/): each example runs through the `moesim`
+// binary and its key outputs must match tests/golden/expected/NAME.json within 1e-9 (the simulator is
+// deterministic). Each test also checks what its example claims to show, independently of the golden
+// numbers. Regenerate after an intended change: tests/golden/regenerate.sh <build-dir>.
+
+#include <catch2/catch.hpp>
+
+#include <set>
+
+#include "golden_support.hpp"
+
+namespace g = moesim::golden;
+using nlohmann::json;
+
+namespace {
+
+double breakdown_sum(const json& run) {
+  double s = 0.0;
+  for (const auto& [k, v] : run.at("step_breakdown_s").items()) s += v.get<double>();
+  return s;
+}
+
+/** Checks every example shares: a complete run whose breakdown adds up to its step time. */
+void common_checks(const json& run) {
+  CHECK(run.at("status") == "complete");
+  CHECK(run.at("step_time_s").get<double>() > 0.0);
+  CHECK(breakdown_sum(run) == Approx(run.at("step_time_s").get<double>()).epsilon(1e-9));
+  CHECK(run.at("train_days").get<double>() ==
+        Approx(run.at("steps").get<double>() * run.at("step_time_s").get<double>() / 86400.0).epsilon(1e-12));
+  CHECK(run.at("mfu").get<double>() > 0.0);
+  CHECK(run.at("mfu").get<double>() < 1.0);
+}
+
+}  // namespace
+
+TEST_CASE("golden::examples: every example has a golden file and every golden file an example", "[golden]") {
+  std::set<std::string> examples, expected;
+  for (const auto& e : g::fs::directory_iterator(g::examples_dir()))
+    if (e.path().extension() == ".yaml") examples.insert(e.path().stem().string());
+  if (g::fs::exists(g::expected_dir()))
+    for (const auto& e : g::fs::directory_iterator(g::expected_dir()))
+      if (e.path().extension() == ".json") expected.insert(e.path().stem().string());
+  CHECK(examples.size() >= 5);
+  if (!g::update_mode()) CHECK(examples == expected);
+  // Each example is also listed below as its own golden test case.
+  for (const char* name : {"tpu-v3-torus-moe", "a100-dense-tensor-pipeline", "h100-zipf-dropless", "two-datacenter-data-parallel",
+                           "tpu-v4-3d-torus", "inline-datacenter-grid"})
+    CHECK(examples.count(name) == 1);
+}
+
+TEST_CASE("golden::tpu-v3-torus-moe: TPU v3 torus, expert parallel over 32 cores", "[golden]") {
+  const json run = g::check_golden("tpu-v3-torus-moe");
+  common_checks(run);
+  CHECK(run.at("chips") == 16);
+  CHECK(run.at("devices") == 32);
+  // Capacity 1.25 with a Zipf skew: some tokens overflow popular experts.
+  CHECK(run.at("tokens_dropped_fraction").get<double>() > 0.0);
+  CHECK(run.at("step_breakdown_s").contains("comm.all_to_all"));
+}
+
+TEST_CASE("golden::a100-dense-tensor-pipeline: dense model, tensor + pipeline parallel on A100s", "[golden]") {
+  const json run = g::check_golden("a100-dense-tensor-pipeline");
+  common_checks(run);
+  CHECK(run.at("tokens_dropped_fraction") == 0.0);  // dense: no router
+  const json& busy = run.at("step_busy_s");
+  CHECK(busy.value("comm.tensor_parallel", 0.0) > 0.0);
+  CHECK(busy.value("comm.pipeline_p2p", 0.0) > 0.0);
+  CHECK_FALSE(busy.contains("comm.all_to_all"));
+}
+
+TEST_CASE("golden::h100-zipf-dropless: Zipf-skewed dropless routing varies between steps", "[golden]") {
+  const json run = g::check_golden("h100-zipf-dropless");
+  common_checks(run);
+  CHECK(run.at("tokens_dropped_fraction") == 0.0);          // dropless
+  CHECK(run.at("step_time_spread_s").get<double>() > 0.0);  // each step draws other expert loads
+}
+
+TEST_CASE("golden::two-datacenter-data-parallel: replicas in two Google regions over a WAN", "[golden]") {
+  const json run = g::check_golden("two-datacenter-data-parallel");
+  common_checks(run);
+  const json& dcs = run.at("datacenters");
+  REQUIRE(dcs.size() == 2);
+  CHECK(dcs[0].at("name") == "gcp_us_central1_2023");
+  CHECK(dcs[1].at("name") == "gcp_europe_west4_2023");
+  CHECK(dcs[0].at("chips") == 16);
+  CHECK(dcs[1].at("chips") == 16);
+  CHECK(run.at("metrics").at("wan_time_per_step_s").at("value").get<double>() > 0.0);
+  CHECK(run.at("metrics").at("wan_bytes_per_step").at("value").get<double>() > 0.0);
+  // Per-site carbon follows each site's own grid: tCO2e = MWh x kgCO2e/kWh (1000 kWh/MWh, 1000 kg/t).
+  for (const json& d : dcs)
+    CHECK(d.at("co2e_gross_t").get<double>() ==
+          Approx(d.at("facility_energy_mwh").get<double>() * d.at("gross_kgco2e_per_kwh").get<double>()).epsilon(1e-9));
+}
+
+TEST_CASE("golden::tpu-v4-3d-torus: TPU v4 4x4x4 torus", "[golden]") {
+  const json run = g::check_golden("tpu-v4-3d-torus");
+  common_checks(run);
+  CHECK(run.at("chips") == 64);
+  CHECK(run.at("devices") == 64);
+  CHECK(run.at("step_time_spread_s") == 0.0);  // one simulated step
+}
+
+TEST_CASE("golden::inline-datacenter-grid: an inline datacenter takes its intensity from the grid data", "[golden]") {
+  const json run = g::check_golden("inline-datacenter-grid");
+  common_checks(run);
+  const json& dcs = run.at("datacenters");
+  REQUIRE(dcs.size() == 1);
+  CHECK(dcs[0].at("name") == "colo_frankfurt_2023");
+  CHECK(dcs[0].at("pue").get<double>() == 1.58);
+  // profiles/grid/electricity_maps/electricity-maps-yearly.csv, row "DE,2023,...": 379 gCO2e/kWh.
+  CHECK(dcs[0].at("gross_kgco2e_per_kwh").get<double>() == Approx(0.379));
+  CHECK(run.at("co2e_gross_t").get<double>() == Approx(run.at("facility_energy_mwh").get<double>() * 0.379).epsilon(1e-9));
+}

@@ -1,0 +1,47 @@
+// SPDX-License-Identifier: Apache-2.0
+// Every scenario shipped under scenarios/ (recursively) still loads, validates and passes the cheap
+// feasibility checks (memory fit, topology, model registry) that `moesim run` performs before
+// simulating; a scenario with a `compare:` section also resolves every alternative. No simulation.
+
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "moesim/catalog/catalog.hpp"
+#include "moesim/engine/job.hpp"
+#include "moesim/scenario/loader.hpp"
+
+namespace fs = std::filesystem;
+
+TEST_CASE("golden::scenarios: every scenario under scenarios/ validates", "[golden][scenarios]") {
+  const auto catalog = moesim::catalog::Catalog::load(std::string(MOESIM_SOURCE_ROOT) + "/profiles");
+  std::vector<fs::path> files;
+  for (const auto& e : fs::recursive_directory_iterator(fs::path(MOESIM_SOURCE_ROOT) / "scenarios"))
+    if (e.is_regular_file() && (e.path().extension() == ".yaml" || e.path().extension() == ".yml")) files.push_back(e.path());
+  std::sort(files.begin(), files.end());
+  REQUIRE(files.size() >= 6);  // at least the examples
+  for (const auto& f : files) {
+    INFO(f.string());
+    moesim::scenario::Scenario s;
+    REQUIRE_NOTHROW(s = moesim::scenario::load_file(f.string(), catalog));
+    CHECK_NOTHROW(moesim::engine::check_feasible(s, catalog));
+    CHECK_FALSE(s.description.empty());  // scenarios are documentation: say what they show
+    if (!s.compare.is_null() && !s.compare.empty()) {
+      std::vector<moesim::scenario::Alternative> alts;
+      REQUIRE_NOTHROW(alts = moesim::scenario::load_alternatives(f.string(), catalog));
+      CHECK(alts.size() >= 1);
+      for (const auto& a : alts) {
+        INFO("alternative " << a.label);
+        CHECK_NOTHROW(moesim::engine::check_feasible(a.scenario, catalog));
+      }
+    }
+    // Every file carries its licence line (project rule).
+    std::ifstream in(f);
+    std::string first;
+    std::getline(in, first);
+    CHECK(first == "# SPDX-License-Identifier: Apache-2.0");
+  }
+}

@@ -1,0 +1,248 @@
+// SPDX-License-Identifier: Apache-2.0
+// The Simulator on hand-built step graphs, each simulation in its own process (run_isolated):
+// compute time and host_energy joules, collective time from bytes / bandwidth (+ latency), the WAN
+// (latency + bytes / bandwidth, not the TCP-window bound), hierarchical GPU rounds, memoisation, and the
+// critical-path breakdown. Expected values are computed by hand from the fixture figures:
+//   torus chip: 1e11 B/s per ICI link and direction, system-convention power 100 / 150 / 400 W;
+//   GPU: NVLink 4e11 B/s, NIC 5e10 B/s, 1 / 2 us latency, chip power 100 / 150 / 700 W + 50 W host.
+
+#include <catch2/catch.hpp>
+
+#include "engine_test_support.hpp"
+
+using moesim::scenario::SplitKind;
+using moesim::workload::CollectiveOp;
+using nlohmann::json;
+namespace t = moesim::system::test;
+namespace et = moesim::engine::test;
+
+namespace {
+
+/** The background task holds 1e-9 of a chip (engine.cpp kBackgroundLoad), so times carry a relative
+ *  error of that order. */
+constexpr double kRel = 1e-7;
+
+t::Fixture torus_no_latency(std::vector<int> dims) {
+  int n = 1;
+  for (int d : dims) n *= d;
+  auto a = t::torus_chip();
+  a.ici_latency_s = 0.0;
+  return t::Fixture(t::scenario_for("torus_2d", dims, t::par(1, n)), a);
+}
+
+}  // namespace
+
+TEST_CASE("engine::Simulator: a compute phase takes its time and draws full power; idle chips draw active", "[engine][energy]") {
+  const t::Fixture f = torus_no_latency({2, 2});
+  SECTION("two of four chips compute for 0.5 s") {
+    const json r = et::simulate(f, [] {
+      et::StepBuilder b;
+      const auto c = b.compute({0, 1}, {0.5, 0.5}, "compute.test", {b.start()});
+      return b.finish({c});
+    })[0];
+    CHECK(r["duration_s"].get<double>() == Approx(0.5).epsilon(kRel));
+    // 2 chips x 0.5 s x 400 W (full) + 2 chips x 0.5 s x 150 W (active: the job runs, they wait).
+    REQUIRE(r["site_energy_j"].size() == 1);
+    CHECK(r["site_energy_j"][0].get<double>() == Approx(2 * 0.5 * 400 + 2 * 0.5 * 150).epsilon(kRel));
+    CHECK(r["busy_s"]["compute.test"].get<double>() == Approx(0.5).epsilon(kRel));
+  }
+  SECTION("imbalance: the slowest chip sets the time, the others fall back to active power") {
+    const json r = et::simulate(f, [] {
+      et::StepBuilder b;
+      const auto c = b.compute({0, 1, 2}, {0.5, 0.25, 0.1}, "compute.test", {b.start()});
+      return b.finish({c});
+    })[0];
+    CHECK(r["duration_s"].get<double>() == Approx(0.5).epsilon(kRel));
+    const double want = 0.5 * 400                  // chip 0
+                        + 0.25 * 400 + 0.25 * 150  // chip 1
+                        + 0.1 * 400 + 0.4 * 150    // chip 2
+                        + 0.5 * 150;               // chip 3
+    CHECK(r["site_energy_j"][0].get<double>() == Approx(want).epsilon(kRel));
+  }
+  SECTION("chip convention: the host overhead is drawn in every state") {
+    const t::Fixture g(t::scenario_for("nvlink_fat_tree", {}, t::par(1, 8), {{"dc_a", 1.0}}, SplitKind::data, 4, 1), t::gpu(4));
+    const json r = et::simulate(g, [] {
+      et::StepBuilder b;
+      const auto c = b.compute({0}, {2.0}, "compute.test", {b.start()});
+      return b.finish({c});
+    })[0];
+    // 1 GPU x 2 s x (700 + 50) W + 7 GPUs x 2 s x (150 + 50) W.
+    CHECK(r["site_energy_j"][0].get<double>() == Approx(2.0 * 750 + 7 * 2.0 * 200).epsilon(kRel));
+  }
+}
+
+TEST_CASE("engine::Simulator: a collective over one torus link takes bytes / bandwidth (+ latency)", "[engine][network]") {
+  // 2-chip torus: each chip sends b = B/2 of an all-to-all to the other over its own directed link.
+  const double B = 2e9, bw = 1e11;
+  SECTION("all-to-all, no latency") {
+    const t::Fixture f = torus_no_latency({2, 1});
+    const json r = et::simulate(f, [&] {
+      et::StepBuilder b;
+      const auto c = b.collective(t::work(CollectiveOp::all_to_all, {{0, 1}}, B), "comm.all_to_all", {b.start()});
+      return b.finish({c});
+    })[0];
+    CHECK(r["duration_s"].get<double>() == Approx(B / 2.0 / bw).epsilon(kRel));
+    CHECK(r["busy_s"]["comm.all_to_all"].get<double>() == Approx(B / 2.0 / bw).epsilon(kRel));
+    // Both chips communicate: active power for the whole step.
+    CHECK(r["site_energy_j"][0].get<double>() == Approx(2 * 150 * B / 2.0 / bw).epsilon(kRel));
+    // Network footprint: 2 flows x B/2 x 1 ICI link.
+    CHECK(r["site_link_bytes"][0][0].get<double>() == Approx(B));
+  }
+  SECTION("send/recv with a per-hop latency") {
+    const t::Fixture f = t::torus({2, 1});  // 1 us per hop
+    const json r = et::simulate(f, [&] {
+      et::StepBuilder b;
+      const auto c = b.collective(t::work(CollectiveOp::send_recv, {{0, 1}}, B), "comm.p2p", {b.start()});
+      return b.finish({c});
+    })[0];
+    CHECK(r["duration_s"].get<double>() == Approx(1e-6 + B / bw).epsilon(kRel));
+  }
+}
+
+TEST_CASE("engine::Simulator: a WAN transfer takes latency + bytes / bandwidth", "[engine][wan]") {
+  // Regression guard: SimGrid's ptask_L07 bounds a task's rate by the TCP window, gamma / (2 x latency)
+  // with gamma = 4 MiB by default: over a 30 ms WAN that is ~70 MB/s, so 1 GB would take ~14 s instead
+  // of 0.11 s. The engine lifts the bound (network/TCP-gamma).
+  auto s = t::scenario_for("torus_2d", {2, 1}, t::par(2, 1), {{"dc_a", 0.5}, {"dc_b", 0.5}});
+  s.wan.bandwidth_bytes_per_s = 1.25e10;  // 100 Gbit/s
+  s.wan.latency_s = 0.03;
+  const t::Fixture f(s, t::torus_chip());
+  REQUIRE(f.topo.site_of(0) != f.topo.site_of(1));
+  const double B = 1e9;
+  const json r = et::simulate(f, [&] {
+    et::StepBuilder b;
+    const auto c = b.collective(t::work(CollectiveOp::send_recv, {{0, 1}}, B), "comm.p2p", {b.start()});
+    return b.finish({c});
+  })[0];
+  CHECK(r["duration_s"].get<double>() == Approx(0.03 + B / 1.25e10).epsilon(kRel));
+  CHECK(r["wan_busy_s"].get<double>() == Approx(r["duration_s"].get<double>()).epsilon(kRel));
+  // WAN bytes are counted on the sending site.
+  CHECK(r["site_link_bytes"][0][4].get<double>() == Approx(B));
+  CHECK(r["site_link_bytes"][1][4].get<double>() == 0.0);
+}
+
+TEST_CASE("engine::Simulator: hierarchical all-to-all rounds run at NVLink, then NIC bandwidth per GPU", "[engine][gpu]") {
+  // 2 nodes x 4 GPUs, one leaf per node. Per GPU: round 0 sends 3 NVLink flows of 2 x B/8 (its traffic to
+  // GPU j of both nodes) through its own NVLink port; round 1 sends one rail flow of 4 x B/8 (node's
+  // traffic to its peer GPU) through its own NIC. Each rail has its own NIC and fabric path, so the 4
+  // rails of a node run in parallel.
+  const t::Fixture f(t::scenario_for("nvlink_fat_tree", {}, t::par(1, 8), {{"dc_a", 1.0}}, SplitKind::data, 4, 1), t::gpu(4));
+  const double B = 8e8;
+  const json r = et::simulate(f, [&] {
+    et::StepBuilder b;
+    const auto c = b.collective(t::work(CollectiveOp::all_to_all, {t::iota(8)}, B), "comm.all_to_all", {b.start()});
+    return b.finish({c});
+  })[0];
+  const double nvlink_round = 3 * (2 * B / 8) / 4e11 + 2 * 1e-6;         // NVLink out + in: 2 x 1 us
+  const double rail_round = (4 * B / 8) / 5e10 + (2 + 4) * 2e-6;         // 2 NIC + 4 fabric cables, 2 us each
+  CHECK(r["duration_s"].get<double>() == Approx(nvlink_round + rail_round).epsilon(kRel));
+  CHECK(r["algorithms"]["comm.all_to_all"] == "hierarchical all-to-all (NVLink + rails)");
+}
+
+TEST_CASE("engine::Simulator: leaf uplinks limit inter-leaf rails only when oversubscribed", "[engine][gpu]") {
+  // 4 nodes x 4 GPUs, 2 nodes per leaf (2 leaves). Rail round: every GPU sends one flow of V = 4 x B/16
+  // to its peer on each of the 3 other nodes. Per GPU NIC and per node-leaf cable (4 rails, 4 NICs
+  // wide): 3V at NIC speed. Leaf uplinks carry 2 nodes x 2 remote nodes x 4 rails x V = 16V over
+  // uplinks = 2 nodes x 4 GPUs / oversubscription NICs: 8 NICs (non-blocking, 2V per NIC: not the
+  // bottleneck) or 2 NICs at oversubscription 4 (8V per NIC: the bottleneck).
+  const double B = 1.6e9, V = 4 * B / 16, nic = 5e10;
+  const double nvlink_round = 3 * (4 * B / 16) / 4e11 + 2 * 1e-6;
+  const double rail_latency = (2 + 4) * 2e-6;
+  for (double oversubscription : {1.0, 4.0}) {
+    INFO("oversubscription " << oversubscription);
+    auto s = t::scenario_for("nvlink_fat_tree", {}, t::par(1, 16), {{"dc_a", 1.0}}, SplitKind::data, 4, 2);
+    s.cluster.topology.oversubscription = oversubscription;
+    const t::Fixture f(s, t::gpu(4));
+    const json r = et::simulate(f, [&] {
+      et::StepBuilder b;
+      const auto c = b.collective(t::work(CollectiveOp::all_to_all, {t::iota(16)}, B), "comm.all_to_all", {b.start()});
+      return b.finish({c});
+    })[0];
+    const double rail_round = (oversubscription == 1.0 ? 3 * V : 8 * V) / nic + rail_latency;
+    CHECK(r["duration_s"].get<double>() == Approx(nvlink_round + rail_round).epsilon(kRel));
+  }
+}
+
+TEST_CASE("engine::Simulator: an isolated collective simulated once is replayed", "[engine][memo]") {
+  const t::Fixture f = t::torus({4, 4});
+  const auto w = t::work(CollectiveOp::all_to_all, {t::iota(16)}, 1.6e8);
+  auto two_in_a_row = [&](bool second_overlaps, const std::string& second_kind) {
+    return [=] {
+      et::StepBuilder b;
+      const auto c1 = b.collective(w, "comm.all_to_all", {b.start()}, false, "first");
+      const auto c2 = b.collective(w, second_kind, {c1}, second_overlaps, "second");
+      return b.finish({c2});
+    };
+  };
+  SECTION("the same traffic twice: the second is a timed replay of the first") {
+    const json steps = et::simulate(f, two_in_a_row(false, "comm.all_to_all"), 2);
+    const json& r = steps[0];
+    CHECK(r["collectives_detailed"] == 1);
+    CHECK(r["collectives_memoized"] == 1);
+    REQUIRE(r["trace"].size() == 2);
+    const json &first = r["trace"][0], &second = r["trace"][1];
+    CHECK(first["label"] == "first");
+    CHECK(first["memoized"] == false);
+    CHECK(second["memoized"] == true);
+    const double d1 = first["end_s"].get<double>() - first["start_s"].get<double>();
+    const double d2 = second["end_s"].get<double>() - second["start_s"].get<double>();
+    CHECK(d1 > 0.0);
+    CHECK(d2 == Approx(d1).epsilon(1e-9));
+    CHECK(r["duration_s"].get<double>() == Approx(2 * d1).epsilon(1e-9));
+    // The memo outlives the step: the next step replays both.
+    CHECK(steps[1]["collectives_detailed"] == 0);
+    CHECK(steps[1]["collectives_memoized"] == 2);
+    CHECK(steps[1]["duration_s"].get<double>() == Approx(r["duration_s"].get<double>()).epsilon(1e-9));
+  }
+  SECTION("a collective that overlaps gradient reduction is never replayed") {
+    const json r = et::simulate(f, two_in_a_row(true, "comm.all_to_all"))[0];
+    CHECK(r["collectives_detailed"] == 2);
+    CHECK(r["collectives_memoized"] == 0);
+    CHECK(r["trace"][1]["memoized"] == false);
+  }
+  SECTION("pipeline send/recv is never replayed") {
+    const json r = et::simulate(f, two_in_a_row(false, "comm.pipeline_p2p"))[0];
+    CHECK(r["collectives_memoized"] == 0);
+  }
+  SECTION("memoisation can be switched off") {
+    moesim::engine::EngineOptions opt;
+    opt.memoize = false;
+    const json r = et::simulate(f, two_in_a_row(false, "comm.all_to_all"), 1, opt)[0];
+    CHECK(r["collectives_detailed"] == 2);
+    CHECK(r["collectives_memoized"] == 0);
+  }
+}
+
+TEST_CASE("engine::Simulator: the critical-path breakdown sums to the step time", "[engine][critical-path]") {
+  // start -> { A: 1.0 s compute on chip 0 | C: all-to-all among chips 2, 3 } -> B: 0.2 s compute on chip 0 -> end
+  const t::Fixture f = torus_no_latency({2, 2});
+  auto graph = [](double collective_bytes) {
+    return [=] {
+      et::StepBuilder b;
+      const auto a = b.compute({0}, {1.0}, "compute.x", {b.start()}, "A");
+      const auto c = b.collective(t::work(CollectiveOp::all_to_all, {{2, 3}}, collective_bytes), "comm.all_to_all", {b.start()});
+      const auto bb = b.compute({0}, {0.2}, "compute.y", {a, c}, "B");
+      return b.finish({bb});
+    };
+  };
+  SECTION("compute on the critical path, the collective hidden behind it") {
+    // C: each chip sends 3e10 / 2 bytes at 1e11 B/s = 0.15 s < 1.0 s.
+    const json r = et::simulate(f, graph(3e10))[0];
+    CHECK(r["duration_s"].get<double>() == Approx(1.2).epsilon(kRel));
+    CHECK(et::sum_values(r["critical_path_s"]) == Approx(r["duration_s"].get<double>()).epsilon(1e-12));
+    CHECK(r["critical_path_s"]["compute.x"].get<double>() == Approx(1.0).epsilon(kRel));
+    CHECK(r["critical_path_s"]["compute.y"].get<double>() == Approx(0.2).epsilon(kRel));
+    CHECK(r["critical_path_s"].value("comm.all_to_all", 0.0) == 0.0);
+    CHECK(r["busy_s"]["comm.all_to_all"].get<double>() == Approx(0.15).epsilon(kRel));
+    for (const json& p : r["trace"]) CHECK(p["critical"] == (p["label"] != "collective"));
+  }
+  SECTION("the collective on the critical path when it is longer") {
+    // C: 6e11 / 2 bytes at 1e11 B/s = 3 s.
+    const json r = et::simulate(f, graph(6e11))[0];
+    CHECK(r["duration_s"].get<double>() == Approx(3.2).epsilon(kRel));
+    CHECK(et::sum_values(r["critical_path_s"]) == Approx(r["duration_s"].get<double>()).epsilon(1e-12));
+    CHECK(r["critical_path_s"]["comm.all_to_all"].get<double>() == Approx(3.0).epsilon(kRel));
+    CHECK(r["critical_path_s"]["compute.y"].get<double>() == Approx(0.2).epsilon(kRel));
+    CHECK(r["critical_path_s"].value("compute.x", 0.0) == 0.0);
+  }
+}
