@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
   run_cmd->add_flag("--no-store", run.no_store, "Do not write the run to the store");
   run_cmd->add_option("--set", run.overrides, "Override a scenario key: KEY.PATH=YAML (repeatable)");
   run_cmd->add_option("--trace", run.trace, "Write the first step's phases (start, end, critical path) to this CSV");
+  run_cmd->add_option("--report", run.report_dir, "Also write the run's HTML report (read back from the store) into this directory");
 
   // compare
   CompareOptions cmp;
@@ -80,6 +81,14 @@ int main(int argc, char** argv) {
   bench_cmd->add_flag("--json", bench.json, "JSON output");
   bench_cmd->add_option("--only", bench.only, "Run only cases whose name contains this text");
 
+  // validate
+  ValidateOptions val;
+  auto* val_cmd = app.add_subcommand("validate", "Run the published runs and compare with the published figures");
+  val_cmd->add_option("--manifest", val.manifest, "Validation manifest (default: validation/published.yaml)");
+  val_cmd->add_flag("--json", val.json, "JSON output");
+  val_cmd->add_option("--markdown-out", val.markdown_out, "Also write the Markdown table to this file");
+  val_cmd->add_option("-j,--jobs", val.jobs, "Runs at once")->default_val(2);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -95,6 +104,7 @@ int main(int argc, char** argv) {
     if (runs_list->parsed()) return cmd_runs_list(runs);
     if (runs_show->parsed()) return cmd_runs_show(runs);
     if (bench_cmd->parsed()) return cmd_bench(g, bench);
+    if (val_cmd->parsed()) return cmd_validate(g, val);
   } catch (const Error& e) {
     std::cerr << "moesim: error: " << e.what() << "\n";
     return e.what() == std::string("interrupted") ? 130 : 1;

@@ -18,6 +18,7 @@ struct RunOptions {
   bool no_store = false;
   std::vector<std::string> overrides;
   std::string trace;  ///< CSV of the first step's phases
+  std::string report_dir;  ///< also write the run's HTML report here (from the store)
 };
 struct CompareOptions {
   std::string scenario;
@@ -38,6 +39,12 @@ struct RunsOptions {
   bool json = false;
   std::int64_t id = 0;
 };
+struct ValidateOptions {
+  std::string manifest;      ///< empty: validation/published.yaml
+  bool json = false;
+  std::string markdown_out;  ///< also write the Markdown table here
+  int jobs = 2;
+};
 struct BenchOptions {
   bool json = false;
   std::string only;
@@ -53,6 +60,7 @@ int cmd_list(const GlobalOptions& g, const std::string& what, const std::string&
 int cmd_runs_list(const RunsOptions& o);
 int cmd_runs_show(const RunsOptions& o);
 int cmd_bench(const GlobalOptions& g, const BenchOptions& o);
+int cmd_validate(const GlobalOptions& g, const ValidateOptions& o);
 
 /** True once SIGINT/SIGTERM arrived while a simulation runs (see install_interrupt_handler). */
 const volatile bool* interrupt_flag();

@@ -38,6 +38,8 @@ store::RunRecord make_record(const scenario::Scenario& s, const engine::JobResul
   add("step_time_s", job.step_time_s, "s");
   add("step_time_spread_s", job.step_time_spread_s, "s");
   add("steps", job.steps, "steps");
+  add("tokens", job.tokens, "tokens");
+  add("tokens_derived", job.tokens_derived ? 1.0 : 0.0, "bool");
   add(store::metric_names::kTrainTime_s, job.train_time_s, "s");
   add("tokens_dropped_fraction", job.tokens_dropped_fraction, "1");
   add("mfu", job.mfu, "1");

@@ -12,6 +12,7 @@
 #include "moesim/energy/accounting.hpp"
 #include "moesim/engine/isolation.hpp"
 #include "moesim/engine/job.hpp"
+#include "moesim/reports/report.hpp"
 #include "moesim/scenario/loader.hpp"
 #include "moesim/store/store.hpp"
 #include "record.hpp"
@@ -111,10 +112,16 @@ int cmd_run(const GlobalOptions& g, const RunOptions& o) {
   if (!o.no_store) db = std::make_unique<store::Store>(o.db);
   install_interrupt_handler();
   const store::RunRecord rec = execute_run(catalog, p, db.get(), make_header(p.scenario), !o.json && isatty(2), o.trace);
+  std::string report;
+  if (!o.report_dir.empty()) {
+    if (!db) throw Error("--report needs the run store (it reads the run back from it); drop --no-store");
+    report = reports::write_run_report(*db, rec.id, reports::Format::html, o.report_dir);
+  }
   if (o.json)
     std::cout << record_json(rec).dump(2) << "\n";
   else
-    std::cout << record_summary(rec) << (db ? fmt::format("  stored in {} as run {}\n", o.db, rec.id) : "");
+    std::cout << record_summary(rec) << (db ? fmt::format("  stored in {} as run {}\n", o.db, rec.id) : "")
+              << (report.empty() ? "" : fmt::format("  report: {}\n", report));
   return 0;
 }
 

@@ -65,6 +65,45 @@ struct CachedPlan {
   double memo_wan_s = 0.0;              ///< WAN-busy time of the memoised (isolated) run
 };
 
+/** SimGrid's ptask_L07 scans a task's whole host x host byte matrix, so a sparse batch over many hosts
+ *  (a 128-chip torus ring carries 256 flows in a 16384-entry matrix) costs O(hosts^2). Sparse batches are
+ *  cut into runs of consecutive flows over at most kSparseBatchHosts hosts, which keeps the cost linear in
+ *  the flows; for a ring the pieces carry equal loads and end together, as the whole ring would. */
+constexpr std::size_t kSparseBatchHosts = 48;
+
+system::TrafficPlan split_sparse_batches(system::TrafficPlan plan) {
+  for (auto& round : plan.rounds) {
+    std::vector<system::Batch> out;
+    for (auto& batch : round.batches) {
+      std::unordered_map<int, int> hosts;
+      for (const auto& f : batch.flows) {
+        hosts.emplace(f.src, 0);
+        hosts.emplace(f.dst, 0);
+      }
+      if (hosts.size() <= kSparseBatchHosts || batch.flows.size() > 4 * hosts.size()) {
+        out.push_back(std::move(batch));
+        continue;
+      }
+      system::Batch piece;
+      std::unordered_map<int, int> in_piece;
+      for (const auto& f : batch.flows) {
+        const std::size_t extra = (in_piece.count(f.src) ? 0 : 1) + (in_piece.count(f.dst) ? 0 : 1);
+        if (in_piece.size() + extra > kSparseBatchHosts && !piece.flows.empty()) {
+          out.push_back(std::move(piece));
+          piece = {};
+          in_piece.clear();
+        }
+        in_piece.emplace(f.src, 0);
+        in_piece.emplace(f.dst, 0);
+        piece.flows.push_back(f);
+      }
+      if (!piece.flows.empty()) out.push_back(std::move(piece));
+    }
+    round.batches = std::move(out);
+  }
+  return plan;
+}
+
 /** Background load fraction that marks a chip as "running a job" (host_energy's epsilon state). */
 constexpr double kBackgroundLoad = 1e-9;
 /** Pacer work long enough to outlast any step; the background task is cancelled at the step's end. */
@@ -111,7 +150,7 @@ struct Simulator::Impl {
     auto it = plans.find(sig);
     if (it != plans.end()) return it->second;
     CachedPlan cp;
-    cp.plan = system::plan_collective(w, topo, mesh);
+    cp.plan = split_sparse_batches(system::plan_collective(w, topo, mesh));
     for (const auto& round : cp.plan.rounds) {
       bool wan = false;
       for (const auto& batch : round.batches)
@@ -237,9 +276,13 @@ StepResult Simulator::Impl::run_step(workload::BuiltStep& step, bool record_powe
     sample_power(false);
   };
 
+  // WAN-busy time is the union of the intervals in which any round with cross-site flows runs.
+  int wan_rounds_active = 0;
+  double wan_since = 0.0;
   auto launch_round = [&](PhaseId v) {
     const auto& round = st[v].plan->plan.rounds[st[v].round];
     st[v].round_start = sg4::Engine::get_clock();
+    if (st[v].plan->round_crosses_wan[st[v].round] && wan_rounds_active++ == 0) wan_since = st[v].round_start;
     for (const auto& batch : round.batches) {
       std::unordered_map<int, int> index;
       std::vector<sg4::Host*> hosts;
@@ -343,9 +386,8 @@ StepResult Simulator::Impl::run_step(workload::BuiltStep& step, bool record_powe
     const Phase& ph = g[tag.v];
     if (ph.type == Phase::Type::collective && !vs.memo_replay) {
       if (vs.plan->round_crosses_wan[vs.round]) {
-        const double d = sg4::Engine::get_clock() - vs.round_start;
-        res.wan_busy_s += d;
-        vs.wan_s += d;
+        vs.wan_s += sg4::Engine::get_clock() - vs.round_start;
+        if (--wan_rounds_active == 0) res.wan_busy_s += sg4::Engine::get_clock() - wan_since;
       }
       if (vs.round + 1 < vs.plan->plan.rounds.size()) {
         ++vs.round;

@@ -48,6 +48,8 @@ json to_json(const JobResult& r) {
           {"step_time_s", r.step_time_s},
           {"step_time_spread_s", r.step_time_spread_s},
           {"steps", r.steps},
+          {"tokens", r.tokens},
+          {"tokens_derived", r.tokens_derived},
           {"train_time_s", r.train_time_s},
           {"tokens_dropped_fraction", r.tokens_dropped_fraction},
           {"routing_exact", r.routing_exact},
@@ -97,6 +99,8 @@ JobResult job_from_json(const json& j) {
   r.step_time_s = j.at("step_time_s");
   r.step_time_spread_s = j.at("step_time_spread_s");
   r.steps = j.at("steps");
+  r.tokens = j.at("tokens");
+  r.tokens_derived = j.at("tokens_derived");
   r.train_time_s = j.at("train_time_s");
   r.tokens_dropped_fraction = j.at("tokens_dropped_fraction");
   r.routing_exact = j.at("routing_exact");
@@ -204,7 +208,12 @@ JobResult simulate_job(const scenario::Scenario& s, const catalog::Catalog& cata
   double var = 0.0;
   for (double t : r.step_times_s) var += (t - r.step_time_s) * (t - r.step_time_s);
   r.step_time_spread_s = results.size() > 1 ? std::sqrt(var / (n - 1.0)) : 0.0;
-  r.steps = s.steps();
+  // Steps: from the tokens, or derived from the run's published hardware compute.
+  double hw_per_step = 0.0;
+  for (const auto& sr : results) hw_per_step += sr.stats.hardware_flops / static_cast<double>(results.size());
+  r.steps = s.training.hardware_flops ? *s.training.hardware_flops / hw_per_step : s.steps();
+  r.tokens = r.steps * s.training.batch_tokens;
+  r.tokens_derived = s.training.hardware_flops.has_value();
   r.train_time_s = r.steps * r.step_time_s;
   double assignments = 0.0, dropped = 0.0;
   for (const auto& sr : results) {

@@ -100,8 +100,12 @@ std::vector<FieldSpec> build_table() {
           .help("FFN activation; swiglu/geglu are gated (three weight matrices)."),
 
       F("training", T::section).required().help("The training run."),
-      F("training.tokens", T::number).required().min(0.0, true).unit("tokens")
-          .help("Tokens to train on (encoder input tokens for encoder_decoder)."),
+      F("training.tokens", T::number).min(0.0, true).unit("tokens")
+          .help("Tokens to train on (encoder input tokens for encoder_decoder). Give this or training.hardware_flops."),
+      F("training.hardware_flops", T::number).min(0.0, true).unit("FLOP")
+          .help("The run's compute as executed on the hardware (e.g. a published total like Patterson et al.'s, which is "
+                "achieved FLOP/s x time): the tokens are derived as this / the simulated hardware FLOPs per token. "
+                "Give this or training.tokens."),
       F("training.batch_tokens", T::number).required().min(0.0, true).unit("tokens")
           .help("Tokens per optimizer step (global batch)."),
       F("training.optimizer", T::choice).def("adam").choices({"adam", "adamw", "adafactor", "sgd"})
@@ -141,9 +145,10 @@ std::vector<FieldSpec> build_table() {
       F("parallelism.microbatches", T::integer).def(1).min(1)
           .help("Micro-batches per step per pipeline (1F1B schedule)."),
       F("parallelism.schedule", T::choice).def("1f1b").choices({"1f1b"}).help("Pipeline schedule."),
-      F("parallelism.zero_stage", T::integer).def(0).min(0).max(2)
+      F("parallelism.zero_stage", T::integer).def(0).min(0).max(3)
           .help("ZeRO / distributed optimizer (Rajbhandari et al. 2020): 1 shards the optimizer state over the data-parallel "
-                "replicas, 2 also the gradients (reduce-scatter + all-gather: the same traffic as an all-reduce)."),
+                "replicas, 2 also the gradients (reduce-scatter + all-gather: the same traffic as an all-reduce), 3 also the "
+                "parameters (FSDP/GSPMD weight sharding: an all-gather per layer, the next prefetched; gradients reduce-scattered)."),
 
       F("cluster", T::section).required().help("The hardware."),
       F("cluster.accelerator", T::string).required().help("Accelerator name from profiles/accelerators/."),

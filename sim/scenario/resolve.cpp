@@ -175,8 +175,14 @@ void Resolver::resolve_training_and_parallelism() {
   const long long layers = i(m["encoder_layers"]) + i(m["decoder_layers"]);
   if (pipe > layers) fail("parallelism.pipeline", fmt::format("{} pipeline stages but only {} layers", pipe, layers));
 
-  const double tokens = tr["tokens"], batch = tr["batch_tokens"];
-  if (batch > tokens) fail("training.batch_tokens", fmt::format("batch of {} tokens exceeds training.tokens {}", batch, tokens));
+  const bool has_tokens = has(tr, "tokens"), has_flops = has(tr, "hardware_flops");
+  if (has_tokens == has_flops)
+    fail(has_tokens ? "training.hardware_flops" : "training",
+         "give exactly one of training.tokens (tokens to train on) and training.hardware_flops (the run's compute, "
+         "from which the tokens are derived)");
+  const double batch = tr["batch_tokens"];
+  if (has_tokens && batch > tr["tokens"].get<double>())
+    fail("training.batch_tokens", fmt::format("batch of {} tokens exceeds training.tokens {}", batch, tr["tokens"].get<double>()));
   const double seq = static_cast<double>(i(m["seq_len"]));
   const double sequences = batch / seq;
   if (std::fabs(sequences - std::round(sequences)) > 1e-6)
@@ -314,7 +320,8 @@ Scenario Resolver::build() const {
                      : act == "geglu" ? Activation::geglu : Activation::gelu;
 
   const json& t = d["training"];
-  s.training.tokens = t["tokens"];
+  if (t.contains("tokens")) s.training.tokens = t["tokens"];
+  if (t.contains("hardware_flops")) s.training.hardware_flops = t["hardware_flops"].get<double>();
   s.training.batch_tokens = t["batch_tokens"];
   const std::string opt = t["optimizer"];
   s.training.optimizer = opt == "adamw" ? Optimizer::adamw : opt == "adafactor" ? Optimizer::adafactor

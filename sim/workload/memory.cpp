@@ -106,13 +106,14 @@ MemoryEstimate estimate_memory(const scenario::Scenario& s, const catalog::Accel
   const double inflight = std::min(p.pipeline, p.microbatches);  // 1F1B: stage 0 holds this many micro-batches
 
   for (int stage = 0; stage < p.pipeline; ++stage) {
-    double params = 0.0, expert_params = 0.0, act = 0.0, act_inputs = 0.0, act_max_layer = 0.0;
+    double params = 0.0, expert_params = 0.0, act = 0.0, act_inputs = 0.0, act_max_layer = 0.0, max_layer_params = 0.0;
     const int lo = stage_begin(stage), hi = stage_begin(stage + 1);
     for (int i = lo; i < hi; ++i) {
       const L& l = layers[static_cast<std::size_t>(i)];
       const bool cross = l.decoder && encdec;
       const double tok = l.decoder ? t_dec : t_enc;
       const double s_self = l.decoder ? (encdec ? m.target_seq_len : m.seq_len) : m.seq_len;
+      const double params_before = params;
       params += 4.0 * d * hl * dh * (cross ? 2.0 : 1.0);
       // Stored activations per token (elements): LN input + residual, QKV, context, scores + probabilities.
       double per_tok = 2.0 * d + 4.0 * hl * dh + 2.0 * hl * s_self;
@@ -130,6 +131,7 @@ MemoryEstimate estimate_memory(const scenario::Scenario& s, const catalog::Accel
         params += ffn_mats * d * m.d_ff / t;
         per_tok += d + ffn_mats * m.d_ff / t;
       }
+      max_layer_params = std::max(max_layer_params, params - params_before);
       const double layer_act = per_tok * tok * b;
       act += layer_act;
       act_inputs += tok * d * b;
@@ -151,6 +153,10 @@ MemoryEstimate estimate_memory(const scenario::Scenario& s, const catalog::Accel
       return shard ? per_param * (dense_params / dense_dp + expert_params / expert_dp) : per_param * params;
     };
     e.grads_bytes = sharded(g_bytes, p.zero_stage >= 2);
+    if (p.zero_stage >= 3) {
+      // Parameters sharded too, plus the working copies of two layers (in use + prefetched).
+      e.params_bytes = sharded(w_bytes, true) + 2.0 * max_layer_params * w_bytes;
+    }
     e.optimizer_bytes = sharded(opt_bytes, p.zero_stage >= 1);
     e.activations_no_remat_bytes = act * inflight;
     const double remat_act = act_inputs * inflight + act_max_layer;

@@ -348,13 +348,43 @@ class Builder {
     st.overlaps_grad_reduce = grads_ready != nullptr && ctx_.scenario.training.overlap_grad_reduce;
     const auto ids = stage_layers(stage);
     const bool first = stage == 0, last = stage == p_.pipeline - 1;
+    // ZeRO-3: each layer's parameters are all-gathered before use, the next layer's prefetched while
+    // this one computes (FSDP's one-layer prefetch on one communication stream).
+    const bool zero3 = p_.zero_stage >= 3;
+    if (zero3) st.overlaps_grad_reduce = true;  // prefetches run beside the stream's own collectives
+    std::vector<int> order(ids.begin(), ids.end());
+    if (pass != Pass::fwd) std::reverse(order.begin(), order.end());
+    std::map<int, PhaseId> gathered;
+    std::optional<PhaseId> comm_stream;
+    auto gather = [&](std::size_t k) {
+      const int li = order[k];
+      if (gathered.count(li)) return gathered.at(li);
+      std::vector<PhaseId> deps{st.last};
+      if (comm_stream) deps.push_back(*comm_stream);
+      PhaseId g = zero3_gather(stage, mb, li, deps.size() == 1 ? deps[0] : add_phase(g_, Phase{}, deps));
+      comm_stream = g;
+      gathered[li] = g;
+      return g;
+    };
+    auto before_layer = [&](std::size_t k) {
+      if (!zero3) return;
+      flush(st, fmt::format("L{} mb{} (compute)", order[k], mb));
+      const PhaseId mine = gather(k);
+      if (k + 1 < order.size()) gather(k + 1);
+      st.last = add_phase(g_, Phase{}, {st.last, mine});
+    };
     if (pass == Pass::fwd) {
       if (first) embedding(st, t_enc_ + (m_.encoder_layers > 0 ? t_dec_ : 0.0), Pass::fwd);
-      for (int i : ids) layer(st, layers_[static_cast<std::size_t>(i)], Pass::fwd);
+      for (std::size_t k = 0; k < order.size(); ++k) {
+        before_layer(k);
+        layer(st, layers_[static_cast<std::size_t>(order[k])], Pass::fwd);
+      }
       if (last) output_head(st, t_dec_, Pass::fwd);
     } else {
       if (last) output_head(st, t_dec_, Pass::bwd);
-      for (auto it = ids.rbegin(); it != ids.rend(); ++it) {
+      for (std::size_t k = 0; k < order.size(); ++k) {
+        auto it = order.begin() + static_cast<long>(k);
+        before_layer(k);
         if (ctx_.remat) layer(st, layers_[static_cast<std::size_t>(*it)], Pass::remat);
         layer(st, layers_[static_cast<std::size_t>(*it)], Pass::bwd);
         if (grads_ready) {
@@ -366,6 +396,50 @@ class Builder {
     }
     flush(st, fmt::format("stage{} mb{} {} (compute)", stage, mb, pass == Pass::fwd ? "fwd" : "bwd"));
     return st.last;
+  }
+
+  /** Parameters of layer `li` held by one device (tensor-sharded), split dense / expert, in elements. */
+  std::pair<double, double> layer_params(int li) const {
+    const LayerDesc& L = layers_[static_cast<std::size_t>(li)];
+    const double d = m_.d_model, mats = m_.gated() ? 3.0 : 2.0;
+    const bool encdec = m_.architecture == scenario::Architecture::encoder_decoder;
+    double dense = 4.0 * d * (m_.heads / tp_) * m_.d_head * ((L.decoder && encdec) ? 2.0 : 1.0);
+    double expert = 0.0;
+    if (L.moe) {
+      dense += d * m_.experts;
+      expert = (m_.experts / p_.expert) * mats * d * m_.expert_d_ff / tp_;
+    } else {
+      dense += mats * d * m_.d_ff / tp_;
+    }
+    return {dense, expert};
+  }
+
+  /** ZeRO-3 all-gather of layer `li`'s parameters (dense over data x expert, experts over data). */
+  PhaseId zero3_gather(int stage, int mb, int li, PhaseId after) {
+    const auto [dense, expert] = layer_params(li);
+    PhaseId last = after;
+    auto ag = [&](const std::vector<std::vector<int>>& groups, double elems, const char* what) {
+      if (groups.empty() || groups.front().size() < 2 || elems <= 0.0) return;
+      CollectiveWork w;
+      w.op = CollectiveOp::all_gather;
+      w.groups = groups;
+      w.bytes_per_device = elems * b_;
+      std::size_t members = 0;
+      for (const auto& grp : groups) members += grp.size();
+      stats_.bytes_by_op["all_gather"] += w.bytes_per_device * static_cast<double>(members);
+      Phase ph;
+      ph.type = Phase::Type::collective;
+      ph.kind = "comm.zero_all_gather";
+      ph.label = fmt::format("L{} mb{} ZeRO-3 {} parameter all-gather", li, mb, what);
+      ph.stage = stage;
+      ph.microbatch = mb;
+      ph.overlaps_grad_reduce = true;
+      ph.comm = std::move(w);
+      last = add_phase(g_, std::move(ph), {last});
+    };
+    ag(ctx_.mesh.dense_grad_groups(stage), dense, "dense");
+    ag(ctx_.mesh.expert_grad_groups(stage), expert, "expert");
+    return last;
   }
 
   PhaseId p2p(int from_stage, int to_stage, int mb, PhaseId after, const char* what) {
@@ -588,12 +662,13 @@ PhaseId Builder::grads_and_optimizer(int stage, PhaseId last_bwd, const std::map
   std::vector<PhaseId> done{last_bwd};
   auto reduce = [&](const std::vector<std::vector<int>>& groups, double bytes, PhaseId after, const std::string& label) {
     CollectiveWork w;
-    w.op = CollectiveOp::all_reduce;
+    // ZeRO-3 keeps only the shard of the gradients it updates: a reduce-scatter is enough.
+    w.op = p_.zero_stage >= 3 ? CollectiveOp::reduce_scatter : CollectiveOp::all_reduce;
     w.groups = groups;
     w.bytes_per_device = bytes;
     std::size_t members = 0;
     for (const auto& grp : groups) members += grp.size();
-    stats_.bytes_by_op["all_reduce"] += bytes * static_cast<double>(members);
+    stats_.bytes_by_op[to_string(w.op)] += bytes * static_cast<double>(members);
     Phase ph;
     ph.type = Phase::Type::collective;
     ph.kind = "comm.grad_all_reduce";

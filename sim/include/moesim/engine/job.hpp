@@ -36,6 +36,8 @@ struct JobResult {
   double step_time_s = 0.0;          ///< mean
   double step_time_spread_s = 0.0;   ///< sample standard deviation over the simulated steps (0 for one step)
   double steps = 0.0;                ///< optimizer steps of the whole run (tokens / batch tokens)
+  double tokens = 0.0;               ///< training tokens (given, or derived from training.hardware_flops)
+  bool tokens_derived = false;
   double train_time_s = 0.0;         ///< steps x mean step time
   double tokens_dropped_fraction = 0.0;
   bool routing_exact = true;

@@ -53,7 +53,9 @@ struct ModelSpec {
 };
 
 struct TrainingSpec {
-  double tokens = 0.0;        ///< training tokens (encoder input tokens for encoder-decoder)
+  double tokens = 0.0;        ///< training tokens (encoder input tokens for encoder-decoder); 0 if derived
+  /** The run's compute as executed on the hardware; when set, tokens = this / simulated FLOPs per token. */
+  std::optional<double> hardware_flops;
   double batch_tokens = 0.0;  ///< tokens per optimizer step (global batch)
   Optimizer optimizer = Optimizer::adam;
   Remat rematerialization = Remat::automatic;
@@ -79,7 +81,7 @@ struct ParallelismSpec {
   int pipeline = 1;  ///< pipeline stages (1F1B schedule)
   int microbatches = 1;
   std::string schedule = "1f1b";
-  int zero_stage = 0;  ///< ZeRO / distributed optimiser: 1 shards optimizer state, 2 also gradients
+  int zero_stage = 0;  ///< ZeRO: 1 shards optimizer state, 2 also gradients, 3 also parameters
   int devices() const { return data * expert * tensor * pipeline; }
 };
 
@@ -138,6 +140,7 @@ struct Scenario {
   nlohmann::json resolved;  ///< the same scenario as JSON (what the store keeps)
   nlohmann::json compare;   ///< the raw `compare:` alternatives (overlays), if any
 
+  /** Optimizer steps of the run when the tokens are given (0 when derived from hardware_flops). */
   double steps() const { return training.tokens / training.batch_tokens; }
 };
 
