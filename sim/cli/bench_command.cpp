@@ -2,10 +2,15 @@
 // `moesim bench`: measures the simulator itself on the scenarios under bench/ (GShard-600B at 1024,
 // 4096 and 16384 TPU v3 chips; a 1024-GPU H100 cluster with hierarchical all-to-all). Each case runs in
 // its own process, one at a time, so its wall time and peak resident memory are its own.
+#include <sys/resource.h>
 #include <sys/utsname.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <iostream>
 #include <thread>
@@ -23,6 +28,39 @@
 namespace moesim::cli {
 
 namespace {
+
+/** Runs this very binary as `moesim compare FILE` in a child process and measures it (wall time, and the
+ *  peak resident memory of it and its simulation processes, from wait4). */
+nlohmann::json time_comparison(const std::string& file, const std::string& profiles_dir, int jobs) {
+  const std::string db = (std::filesystem::temp_directory_path() / fmt::format("moesim_bench_{}.db", ::getpid())).string();
+  std::filesystem::remove(db);
+  const auto t0 = std::chrono::steady_clock::now();
+  std::cout.flush();  // the child must not inherit (and later flush) our buffered output
+  std::fflush(nullptr);
+  const pid_t pid = ::fork();
+  if (pid < 0) throw Error("bench: cannot fork");
+  if (pid == 0) {
+    FILE* f = std::freopen("/dev/null", "w", stdout);
+    (void)f;
+    const std::string j = std::to_string(jobs);
+    ::execl("/proc/self/exe", "moesim", "--profiles", profiles_dir.c_str(), "compare", file.c_str(), "--db", db.c_str(), "-j",
+            j.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  int status = 0;
+  rusage ru{};
+  while (::wait4(pid, &status, 0, &ru) < 0 && errno == EINTR) {
+  }
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  rusage children{};
+  ::getrusage(RUSAGE_CHILDREN, &children);  // includes the comparison's own simulation processes
+  std::filesystem::remove(db);
+  std::filesystem::remove(db + "-wal");
+  std::filesystem::remove(db + "-shm");
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) throw Error(fmt::format("bench: `moesim compare {}` failed", file));
+  return {{"wall_s", wall}, {"peak_rss_mb", static_cast<double>(std::max(ru.ru_maxrss, children.ru_maxrss)) / 1024.0}};
+}
+
 /** bench/ next to the profiles directory (the source tree), or $MOESIM_BENCH. */
 std::string bench_dir(const catalog::Catalog& catalog) {
   if (const char* env = std::getenv("MOESIM_BENCH")) return env;
@@ -57,6 +95,21 @@ int cmd_bench(const GlobalOptions& g, const BenchOptions& o) {
                              "step (s)", "phases", "memoised");
   for (const auto& [chips, s] : todo) {
     const std::string file = s.source_file;
+    if (!s.compare.is_null() && !s.compare.empty()) {
+      // A comparison case: the whole `moesim compare` (alternatives simulated 2 at a time, stored).
+      if (tty) std::cerr << fmt::format("[bench] {} ...", s.name) << std::flush;
+      const nlohmann::json t = time_comparison(file, catalog.profiles_dir(), 2);
+      if (tty) std::cerr << "\r" << std::string(60, ' ') << "\r";
+      const int alternatives = static_cast<int>(s.compare.size()) + 1;
+      if (!o.json)
+        std::cout << fmt::format("{:<28} {:>7} {:>10.2f} {:>12.0f} {:>10} {:>9} {:>10}\n", s.name, s.cluster.count,
+                                 t["wall_s"].get<double>(), t["peak_rss_mb"].get<double>(), "-", "-",
+                                 fmt::format("{} alts", alternatives))
+                  << std::flush;
+      cases.push_back({{"name", s.name}, {"file", std::filesystem::path(file).filename().string()}, {"chips", s.cluster.count},
+                       {"alternatives", alternatives}, {"jobs", 2}, {"wall_s", t["wall_s"]}, {"peak_rss_mb", t["peak_rss_mb"]}});
+      continue;
+    }
     if (tty) std::cerr << fmt::format("[bench] {} ...", s.name) << std::flush;
     const engine::IsolatedResult iso = engine::run_isolated(
         [&] { return engine::to_json(engine::simulate_job(s, catalog)); }, interrupt_flag());

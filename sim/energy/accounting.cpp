@@ -208,36 +208,20 @@ void check_hourly_inputs(const scenario::Scenario& s, const catalog::Catalog& ca
   }
 }
 
-double Accounting::it_energy_j() const {
-  double s = 0.0;
-  for (const auto& x : sites) s += x.it_energy_j;
-  return s;
+namespace {
+double total(const std::vector<SiteAccount>& sites, double SiteAccount::*field) {
+  double sum = 0.0;
+  for (const auto& x : sites) sum += x.*field;
+  return sum;
 }
-double Accounting::network_energy_j() const {
-  double s = 0.0;
-  for (const auto& x : sites) s += x.network_energy_j;
-  return s;
-}
-double Accounting::facility_energy_j() const {
-  double s = 0.0;
-  for (const auto& x : sites) s += x.facility_energy_j;
-  return s;
-}
-double Accounting::co2e_gross_kg() const {
-  double s = 0.0;
-  for (const auto& x : sites) s += x.co2e_gross_kg;
-  return s;
-}
-double Accounting::co2e_net_kg() const {
-  double s = 0.0;
-  for (const auto& x : sites) s += x.co2e_net_kg;
-  return s;
-}
-double Accounting::embodied_co2e_kg() const {
-  double s = 0.0;
-  for (const auto& x : sites) s += x.embodied_co2e_kg;
-  return s;
-}
+}  // namespace
+
+double Accounting::it_energy_j() const { return total(sites, &SiteAccount::it_energy_j); }
+double Accounting::network_energy_j() const { return total(sites, &SiteAccount::network_energy_j); }
+double Accounting::facility_energy_j() const { return total(sites, &SiteAccount::facility_energy_j); }
+double Accounting::co2e_gross_kg() const { return total(sites, &SiteAccount::co2e_gross_kg); }
+double Accounting::co2e_net_kg() const { return total(sites, &SiteAccount::co2e_net_kg); }
+double Accounting::embodied_co2e_kg() const { return total(sites, &SiteAccount::embodied_co2e_kg); }
 
 Accounting account(const engine::JobResult& job, const scenario::Scenario& s, const catalog::Catalog& catalog,
                    const NetworkEnergyTable& network, const std::optional<EmbodiedFigures>& embodied) {

@@ -22,6 +22,20 @@ namespace {
 double ffn_matrices(const scenario::ModelSpec& m) { return m.gated() ? 3.0 : 2.0; }
 }  // namespace
 
+LayerParams layer_params(const scenario::ModelSpec& m, const scenario::ParallelismSpec& p, bool decoder, bool moe) {
+  const double d = m.d_model, t = p.tensor;
+  const bool cross = decoder && m.architecture == scenario::Architecture::encoder_decoder;
+  LayerParams lp;
+  lp.dense = 4.0 * d * (m.heads / t) * m.d_head * (cross ? 2.0 : 1.0);
+  if (moe) {
+    lp.dense += d * m.experts;  // the router (replicated)
+    lp.expert = (static_cast<double>(m.experts) / p.expert) * ffn_matrices(m) * d * m.expert_d_ff / t;
+  } else {
+    lp.dense += ffn_matrices(m) * d * m.d_ff / t;
+  }
+  return lp;
+}
+
 ParamCounts count_params(const scenario::ModelSpec& m) {
   const double d = m.d_model, attn = 4.0 * d * m.heads * m.d_head;
   const double dense_ffn = ffn_matrices(m) * d * m.d_ff;
@@ -102,7 +116,6 @@ MemoryEstimate estimate_memory(const scenario::Scenario& s, const catalog::Accel
     return s.routing.dropless ? static_cast<double>(m.top_k)
                               : expert_capacity(s.routing, m.experts, m.top_k, m.capacity_factor, group) * m.experts / group;
   };
-  const double experts_local = m.is_moe() ? static_cast<double>(m.experts) / p.expert : 0.0;
   const double inflight = std::min(p.pipeline, p.microbatches);  // 1F1B: stage 0 holds this many micro-batches
 
   for (int stage = 0; stage < p.pipeline; ++stage) {
@@ -113,14 +126,14 @@ MemoryEstimate estimate_memory(const scenario::Scenario& s, const catalog::Accel
       const bool cross = l.decoder && encdec;
       const double tok = l.decoder ? t_dec : t_enc;
       const double s_self = l.decoder ? (encdec ? m.target_seq_len : m.seq_len) : m.seq_len;
-      const double params_before = params;
-      params += 4.0 * d * hl * dh * (cross ? 2.0 : 1.0);
+      const LayerParams lp = layer_params(m, p, l.decoder, l.moe);
+      params += lp.dense + lp.expert;
+      expert_params += lp.expert;
+      max_layer_params = std::max(max_layer_params, lp.dense + lp.expert);
       // Stored activations per token (elements): LN input + residual, QKV, context, scores + probabilities.
       double per_tok = 2.0 * d + 4.0 * hl * dh + 2.0 * hl * s_self;
       if (cross) per_tok += 2.0 * d + 2.0 * hl * dh + 2.0 * hl * m.seq_len + 2.0 * hl * dh * t_enc / std::max(1.0, tok);
       if (l.moe) {
-        params += d * m.experts + experts_local * ffn_mats * d * m.expert_d_ff / t;
-        expert_params += experts_local * ffn_mats * d * m.expert_d_ff / t;
         const double group = s.routing.group_size_tokens > 0 ? std::min<double>(s.routing.group_size_tokens, tok) : tok;
         per_tok += 2.0 * d + 2.0 * m.experts + slots_per_token(group) * (2.0 * d + ffn_mats * m.expert_d_ff / t);
         if (accel.dispatch == catalog::DispatchStyle::einsum && !s.routing.dropless) {
@@ -128,10 +141,8 @@ MemoryEstimate estimate_memory(const scenario::Scenario& s, const catalog::Accel
           per_tok += 2.0 * m.experts * expert_capacity(s.routing, m.experts, m.top_k, m.capacity_factor, group);
         }
       } else {
-        params += ffn_mats * d * m.d_ff / t;
         per_tok += d + ffn_mats * m.d_ff / t;
       }
-      max_layer_params = std::max(max_layer_params, params - params_before);
       const double layer_act = per_tok * tok * b;
       act += layer_act;
       act_inputs += tok * d * b;

@@ -398,25 +398,10 @@ class Builder {
     return st.last;
   }
 
-  /** Parameters of layer `li` held by one device (tensor-sharded), split dense / expert, in elements. */
-  std::pair<double, double> layer_params(int li) const {
-    const LayerDesc& L = layers_[static_cast<std::size_t>(li)];
-    const double d = m_.d_model, mats = m_.gated() ? 3.0 : 2.0;
-    const bool encdec = m_.architecture == scenario::Architecture::encoder_decoder;
-    double dense = 4.0 * d * (m_.heads / tp_) * m_.d_head * ((L.decoder && encdec) ? 2.0 : 1.0);
-    double expert = 0.0;
-    if (L.moe) {
-      dense += d * m_.experts;
-      expert = (m_.experts / p_.expert) * mats * d * m_.expert_d_ff / tp_;
-    } else {
-      dense += mats * d * m_.d_ff / tp_;
-    }
-    return {dense, expert};
-  }
-
   /** ZeRO-3 all-gather of layer `li`'s parameters (dense over data x expert, experts over data). */
   PhaseId zero3_gather(int stage, int mb, int li, PhaseId after) {
-    const auto [dense, expert] = layer_params(li);
+    const LayerParams lp = layer_params(m_, p_, layers_[static_cast<std::size_t>(li)].decoder, layers_[static_cast<std::size_t>(li)].moe);
+    const double dense = lp.dense, expert = lp.expert;
     PhaseId last = after;
     auto ag = [&](const std::vector<std::vector<int>>& groups, double elems, const char* what) {
       if (groups.empty() || groups.front().size() < 2 || elems <= 0.0) return;
@@ -635,9 +620,7 @@ PhaseId Builder::grads_and_optimizer(int stage, PhaseId last_bwd, const std::map
   const auto expert_groups = ctx_.mesh.expert_grad_groups(stage);
   const bool dense_reduce = !dense_groups.empty() && dense_groups.front().size() > 1;
   const bool expert_reduce = !expert_groups.empty() && expert_groups.front().size() > 1;
-  const double d = m_.d_model, hl = m_.heads / tp_, dh = m_.d_head;
-  const double mats = m_.gated() ? 3.0 : 2.0;
-  const bool encdec = m_.architecture == scenario::Architecture::encoder_decoder;
+  const double d = m_.d_model;
 
   // Parameter bytes per device by layer (backward order), split dense / expert.
   std::vector<std::pair<int, std::pair<double, double>>> per_layer;
@@ -645,14 +628,8 @@ PhaseId Builder::grads_and_optimizer(int stage, PhaseId last_bwd, const std::map
   double dense_total = 0.0, expert_total = 0.0;
   for (auto it = ids.rbegin(); it != ids.rend(); ++it) {
     const LayerDesc& L = layers_[static_cast<std::size_t>(*it)];
-    double dense = 4.0 * d * hl * dh * ((L.decoder && encdec) ? 2.0 : 1.0);
-    double expert = 0.0;
-    if (L.moe) {
-      dense += d * m_.experts;
-      expert = (m_.experts / p_.expert) * mats * d * m_.expert_d_ff / tp_;
-    } else {
-      dense += mats * d * m_.d_ff / tp_;
-    }
+    const LayerParams lp = layer_params(m_, p_, L.decoder, L.moe);
+    const double dense = lp.dense, expert = lp.expert;
     per_layer.push_back({*it, {dense * grad_b, expert * grad_b}});
     dense_total += dense;
     expert_total += expert;

@@ -18,6 +18,15 @@ struct ParamCounts {
 };
 ParamCounts count_params(const scenario::ModelSpec& m);
 
+/** Parameters one device holds for one layer (tensor-parallel shards, its share of the experts), in
+ *  elements: `dense` is replicated over data x expert (attention, cross-attention, router or dense FFN),
+ *  `expert` over data. */
+struct LayerParams {
+  double dense = 0.0;
+  double expert = 0.0;
+};
+LayerParams layer_params(const scenario::ModelSpec& m, const scenario::ParallelismSpec& p, bool decoder, bool moe);
+
 /** Bytes of one element of `dtype` ("fp32" 4, "bf16"/"fp16" 2); throws on an unknown dtype. */
 double dtype_bytes(const std::string& dtype);
 

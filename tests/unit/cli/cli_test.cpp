@@ -1,0 +1,255 @@
+// SPDX-License-Identifier: Apache-2.0
+// The `moesim` command end to end: run, runs, compare, explain, and what an interrupted run leaves behind.
+#include <catch2/catch.hpp>
+
+#include <signal.h>
+#include <sqlite3.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "moesim/store/store.hpp"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+struct Result {
+  int status = -1;
+  std::string out;
+  std::string err;
+};
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+/** A fresh directory per test case. */
+std::string scratch(const std::string& name) {
+  const fs::path p = fs::temp_directory_path() / ("moesim_cli_" + name + "_" + std::to_string(::getpid()));
+  fs::remove_all(p);
+  fs::create_directories(p);
+  return p.string();
+}
+
+Result run_moesim(const std::string& args, const std::string& dir) {
+  const std::string err_file = dir + "/stderr.txt";
+  const std::string cmd = std::string(MOESIM_BINARY) + " --profiles " MOESIM_SOURCE_ROOT "/profiles " + args + " 2>" + err_file;
+  Result r;
+  FILE* p = popen(cmd.c_str(), "r");
+  REQUIRE(p != nullptr);
+  char buf[4096];
+  while (std::size_t n = std::fread(buf, 1, sizeof(buf), p)) r.out.append(buf, n);
+  const int st = pclose(p);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  r.err = slurp(err_file);
+  return r;
+}
+
+const std::string kData = MOESIM_TEST_DATA "/cli/";
+
+std::string integrity(const std::string& db) {
+  sqlite3* h = nullptr;
+  REQUIRE(sqlite3_open_v2(db.c_str(), &h, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
+  sqlite3_stmt* s = nullptr;
+  REQUIRE(sqlite3_prepare_v2(h, "PRAGMA integrity_check", -1, &s, nullptr) == SQLITE_OK);
+  REQUIRE(sqlite3_step(s) == SQLITE_ROW);
+  std::string v = reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
+  sqlite3_finalize(s);
+  sqlite3_close(h);
+  return v;
+}
+
+/** Starts `moesim run` in the background; returns its pid. */
+pid_t start_run(const std::string& scenario, const std::string& db, const std::string& dir) {
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    const std::string out = dir + "/bg.txt";
+    FILE* f = std::freopen(out.c_str(), "w", stdout);
+    (void)f;
+    f = std::freopen((dir + "/bg_err.txt").c_str(), "w", stderr);
+    (void)f;
+    ::execl(MOESIM_BINARY, MOESIM_BINARY, "--profiles", MOESIM_SOURCE_ROOT "/profiles", "run", scenario.c_str(), "--db",
+            db.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  return pid;
+}
+
+/** Waits until the store holds a run in state `running` (the simulation has started). */
+void wait_for_running(const std::string& db) {
+  for (int i = 0; i < 300; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (!fs::exists(db)) continue;
+    try {
+      const moesim::store::Store s(db, moesim::store::Store::Mode::read_only);
+      for (const auto& r : s.list_runs())
+        if (r.status == moesim::store::RunStatus::running) return;
+    } catch (const std::exception&) {
+      // the store may still be migrating
+    }
+  }
+  FAIL("the run never reached state `running`");
+}
+
+}  // namespace
+
+TEST_CASE("cli::run: stores a complete run whose JSON has every documented field", "[cli]") {
+  const std::string dir = scratch("run");
+  const std::string db = dir + "/runs.db";
+  const Result r = run_moesim("run " MOESIM_SOURCE_ROOT "/scenarios/examples/tpu-v3-torus-moe.yaml --json --db " + db, dir);
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  const json j = json::parse(r.out);
+  for (const char* k : {"step_time_s", "step_time_spread_s", "steps", "train_time_s", "train_days", "tokens_dropped_fraction",
+                        "step_breakdown_s", "mfu", "run_id", "it_energy_mwh", "facility_energy_mwh", "network_energy_mwh",
+                        "co2e_gross_t", "co2e_net_t", "embodied_co2e_t", "datacenters"})
+    CHECK(j.contains(k));
+  CHECK(j["status"] == "complete");
+  CHECK(j["train_days"].get<double>() == Approx(j["train_time_s"].get<double>() / 86400.0).epsilon(1e-12));
+  CHECK(j["facility_energy_mwh"].get<double>() > j["it_energy_mwh"].get<double>());  // PUE > 1
+  double breakdown = 0.0;
+  for (const auto& [k, v] : j["step_breakdown_s"].items()) breakdown += v.get<double>();
+  CHECK(breakdown == Approx(j["step_time_s"].get<double>()).epsilon(1e-9));  // the critical path covers the step
+  for (const char* k : {"name", "facility_energy_mwh", "co2e_gross_t", "co2e_net_t"}) CHECK(j["datacenters"][0].contains(k));
+
+  const Result show = run_moesim("runs show " + std::to_string(j["run_id"].get<int>()) + " --json --db " + db, dir);
+  REQUIRE(show.status == 0);
+  CHECK(json::parse(show.out) == j);  // what was printed is what was stored
+  const Result list = run_moesim("runs list --json --db " + db, dir);
+  REQUIRE(list.status == 0);
+  const json runs = json::parse(list.out);
+  REQUIRE(runs.size() == 1);
+  CHECK(runs[0]["status"] == "complete");
+  CHECK(runs[0]["train_days"].get<double>() == Approx(j["train_days"].get<double>()));
+}
+
+TEST_CASE("cli::run: a bad scenario is a located error, exit 1, nothing stored", "[cli]") {
+  const std::string dir = scratch("bad");
+  const std::string db = dir + "/runs.db";
+  const Result r = run_moesim("run " + kData + "bad_key.yaml --db " + db, dir);
+  CHECK(r.status == 1);
+  CHECK(r.err.find("bad_key.yaml:6:") != std::string::npos);
+  CHECK(r.err.find("topolgy") != std::string::npos);
+  CHECK(r.err.find("did you mean 'topology'") != std::string::npos);
+  CHECK_FALSE(fs::exists(db));  // the store is opened only once the scenario is valid
+
+  SECTION("an unknown subcommand or a missing file also exits non-zero") {
+    CHECK(run_moesim("frobnicate", dir).status != 0);
+    const Result missing = run_moesim("run /nonexistent.yaml --db " + db, dir);
+    CHECK(missing.status == 1);
+    CHECK(missing.err.find("/nonexistent.yaml") != std::string::npos);
+  }
+}
+
+TEST_CASE("cli::run: an interrupted run is never complete and the store stays intact", "[cli]") {
+  const std::string dir = scratch("interrupt");
+  const std::string db = dir + "/runs.db";
+  const std::string scenario = kData + "slow.yaml";
+
+  SECTION("Ctrl-C (SIGINT): the run is marked failed, exit 130") {
+    const pid_t pid = start_run(scenario, db, dir);
+    wait_for_running(db);
+    ::kill(pid, SIGINT);
+    int st = 0;
+    ::waitpid(pid, &st, 0);
+    REQUIRE(WIFEXITED(st));
+    CHECK(WEXITSTATUS(st) == 130);
+    const moesim::store::Store s(db, moesim::store::Store::Mode::read_only);
+    const auto runs = s.list_runs();
+    REQUIRE(runs.size() == 1);
+    CHECK(runs[0].status == moesim::store::RunStatus::failed);
+    CHECK(s.get_run(runs[0].id).error_message == "interrupted");
+    CHECK(integrity(db) == "ok");
+  }
+  SECTION("kill -9: the run stays `running`, never complete") {
+    const pid_t pid = start_run(scenario, db, dir);
+    wait_for_running(db);
+    ::kill(pid, SIGKILL);
+    int st = 0;
+    ::waitpid(pid, &st, 0);
+    CHECK(WIFSIGNALED(st));
+    const moesim::store::Store s(db, moesim::store::Store::Mode::read_only);
+    const auto runs = s.list_runs();
+    REQUIRE(runs.size() == 1);
+    CHECK(runs[0].status == moesim::store::RunStatus::running);
+    CHECK(integrity(db) == "ok");
+  }
+}
+
+TEST_CASE("cli::compare: alternatives stored under one comparison, ranked by CO2e, Pareto front marked", "[cli]") {
+  const std::string dir = scratch("compare");
+  const std::string db = dir + "/runs.db";
+  const Result r = run_moesim("compare " + kData + "small_compare.yaml --json --db " + db + " --alt '{label: taiwan, placement: [{datacenter: gcp_asia_east1_2024}]}'", dir);
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  const json j = json::parse(r.out);
+  const auto& rows = j["alternatives"];
+  REQUIRE(rows.size() == 5);  // base + 3 in the file + 1 on the command line
+  std::set<std::string> labels;
+  for (const auto& row : rows) {
+    labels.insert(row["label"].get<std::string>());
+    CHECK(row["status"] == "complete");
+  }
+  CHECK(labels == std::set<std::string>{"base", "finland", "iowa_2019", "half_the_chips", "taiwan"});
+  // Ranked by gross CO2e, 1..5; the Pareto flags agree with a direct dominance check.
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    CHECK(rows[i]["rank"].get<int>() == static_cast<int>(i) + 1);
+    if (i > 0) CHECK(rows[i]["co2e_gross_t"].get<double>() >= rows[i - 1]["co2e_gross_t"].get<double>());
+    bool dominated = false;
+    for (const auto& o : rows) {
+      const double dt = o["train_days"].get<double>(), dc = o["co2e_gross_t"].get<double>();
+      const double t = rows[i]["train_days"].get<double>(), c = rows[i]["co2e_gross_t"].get<double>();
+      if (dt <= t && dc <= c && (dt < t || dc < c)) dominated = true;
+    }
+    CHECK(rows[i]["pareto"].get<bool>() == !dominated);
+  }
+  // Same job, different grids: equal training time; fewer chips: a longer run.
+  auto row = [&](const std::string& label) {
+    for (const auto& x : rows)
+      if (x["label"] == label) return x;
+    FAIL("no row " << label);
+    return json();
+  };
+  CHECK(row("finland")["train_days"].get<double>() == Approx(row("base")["train_days"].get<double>()));
+  CHECK(row("finland")["co2e_gross_t"].get<double>() < row("base")["co2e_gross_t"].get<double>());
+  CHECK(row("half_the_chips")["train_days"].get<double>() > row("base")["train_days"].get<double>());
+  // The store links every run to the comparison.
+  const moesim::store::Store s(db, moesim::store::Store::Mode::read_only);
+  const auto cmp = s.get_comparison(j["comparison_id"].get<std::int64_t>());
+  CHECK(cmp.run_ids.size() == 5);
+}
+
+TEST_CASE("cli::compare: an alternative with an unknown datacenter fails before anything is stored", "[cli]") {
+  const std::string dir = scratch("compare_bad");
+  const std::string db = dir + "/runs.db";
+  const Result r = run_moesim("compare " + kData + "bad_alternative.yaml --db " + db, dir);
+  CHECK(r.status == 1);
+  CHECK(r.err.find("gcp_europe_nort1_2024") != std::string::npos);
+  CHECK(r.err.find("gcp_europe_north1_2024") != std::string::npos);  // the closest name is suggested
+  CHECK_FALSE(fs::exists(db));
+}
+
+TEST_CASE("cli::explain: docs/scenario.md is generated from the field table and up to date", "[cli]") {
+  const std::string dir = scratch("explain");
+  const Result r = run_moesim("explain --markdown", dir);
+  REQUIRE(r.status == 0);
+  INFO("regenerate with: build/moesim explain --markdown > docs/scenario.md");
+  CHECK(r.out == slurp(MOESIM_SOURCE_ROOT "/docs/scenario.md"));
+}
