@@ -6,6 +6,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <map>
 #include <set>
 
 #include "golden_support.hpp"
@@ -111,4 +112,38 @@ TEST_CASE("golden::inline-datacenter-grid: an inline datacenter takes its intens
   // profiles/grid/electricity_maps/electricity-maps-yearly.csv, row "DE,2023,...": 379 gCO2e/kWh.
   CHECK(dcs[0].at("gross_kgco2e_per_kwh").get<double>() == Approx(0.379));
   CHECK(run.at("co2e_gross_t").get<double>() == Approx(run.at("facility_energy_mwh").get<double>() * 0.379).epsilon(1e-9));
+}
+
+TEST_CASE("golden::compare-small-placement: one alternative of every kind, ranked, with the Pareto front", "[golden][compare]") {
+  const json cmp = g::check_golden_comparison("small_placement");
+  std::map<std::string, json> by_label;
+  for (const json& a : cmp.at("alternatives")) by_label[a.at("label").get<std::string>()] = a;
+  REQUIRE(by_label.size() == 7);
+  for (const auto& [label, a] : by_label) CHECK(a.at("status") == "complete");
+  // Ranked by gross CO2e, 1..7 without gaps.
+  double last = -1.0;
+  int rank = 0;
+  for (const json& a : cmp.at("alternatives")) {
+    CHECK(a.at("rank") == ++rank);
+    CHECK(a.at("co2e_gross_t").get<double>() >= last);
+    last = a.at("co2e_gross_t").get<double>();
+  }
+  const auto days = [&](const char* l) { return by_label.at(l).at("train_days").get<double>(); };
+  const auto wan = [&](const char* l) { return by_label.at(l).at("wan_bytes_per_step").get<double>(); };
+  // A site or grid year changes carbon, not time; the same hardware in one site has no WAN traffic.
+  CHECK(days("finland") == days("base"));
+  CHECK(days("iowa_2019_grid") == days("base"));
+  for (const char* l : {"base", "finland", "iowa_2019_grid", "a100", "half_the_gpus"}) CHECK(wan(l) == 0.0);
+  // Splits pay for the WAN: the replica split moves gradients, the expert split every all-to-all.
+  CHECK(wan("replicas_iowa_netherlands") > 0.0);
+  CHECK(wan("experts_iowa_netherlands") > wan("replicas_iowa_netherlands"));
+  CHECK(days("replicas_iowa_netherlands") > days("base"));
+  CHECK(days("experts_iowa_netherlands") > days("replicas_iowa_netherlands"));
+  // Slower hardware and fewer GPUs take longer.
+  CHECK(days("a100") > days("base"));
+  CHECK(days("half_the_gpus") > 1.5 * days("base"));
+  // Finland's low-carbon grid at the base's speed is on the front; the dominated WAN splits are not.
+  CHECK(by_label.at("finland").at("pareto") == true);
+  CHECK(by_label.at("experts_iowa_netherlands").at("pareto") == false);
+  CHECK(by_label.at("replicas_iowa_netherlands").at("pareto") == false);
 }
