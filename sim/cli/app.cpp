@@ -80,6 +80,8 @@ int main(int argc, char** argv) {
   auto* bench_cmd = app.add_subcommand("bench", "Measure the simulator itself (wall seconds, peak RSS per case)");
   bench_cmd->add_flag("--json", bench.json, "JSON output");
   bench_cmd->add_option("--only", bench.only, "Run only cases whose name contains this text");
+  bench_cmd->add_flag("--no-memo", bench.no_memo,
+                     "Simulate every collective in full instead of replaying isolated ones (the fine-grained reference)");
 
   // validate
   ValidateOptions val;

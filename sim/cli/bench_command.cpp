@@ -97,6 +97,10 @@ int cmd_bench(const GlobalOptions& g, const BenchOptions& o) {
     const std::string file = s.source_file;
     if (!s.compare.is_null() && !s.compare.empty()) {
       // A comparison case: the whole `moesim compare` (alternatives simulated 2 at a time, stored).
+      if (o.no_memo) {  // the child `moesim compare` always memoises; its figures would not be the reference
+        if (!o.json) std::cout << fmt::format("{:<28} skipped: --no-memo applies to single-run cases\n", s.name);
+        continue;
+      }
       if (tty) std::cerr << fmt::format("[bench] {} ...", s.name) << std::flush;
       const nlohmann::json t = time_comparison(file, catalog.profiles_dir(), 2);
       if (tty) std::cerr << "\r" << std::string(60, ' ') << "\r";
@@ -112,7 +116,12 @@ int cmd_bench(const GlobalOptions& g, const BenchOptions& o) {
     }
     if (tty) std::cerr << fmt::format("[bench] {} ...", s.name) << std::flush;
     const engine::IsolatedResult iso = engine::run_isolated(
-        [&] { return engine::to_json(engine::simulate_job(s, catalog)); }, interrupt_flag());
+        [&] {
+          engine::EngineOptions opt;
+          opt.memoize = !o.no_memo;
+          return engine::to_json(engine::simulate_job(s, catalog, opt));
+        },
+        interrupt_flag());
     if (tty) std::cerr << "\r" << std::string(60, ' ') << "\r";
     const engine::JobResult job = engine::job_from_json(iso.value);
     nlohmann::json c = {{"name", s.name},
@@ -126,7 +135,8 @@ int cmd_bench(const GlobalOptions& g, const BenchOptions& o) {
                         {"step_time_s", job.step_time_s},
                         {"phases_per_step", job.phases_per_step},
                         {"collectives_detailed", job.collectives_detailed},
-                        {"collectives_memoized", job.collectives_memoized}};
+                        {"collectives_memoized", job.collectives_memoized},
+                        {"memoize", !o.no_memo}};
     if (!o.json)
       std::cout << fmt::format("{:<28} {:>7} {:>10.2f} {:>12.0f} {:>10.4f} {:>9} {:>10}\n", s.name, job.chips, iso.wall_s,
                                iso.peak_rss_mb, job.step_time_s, job.phases_per_step,

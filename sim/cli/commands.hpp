@@ -48,6 +48,7 @@ struct ValidateOptions {
 struct BenchOptions {
   bool json = false;
   std::string only;
+  bool no_memo = false;  ///< simulate every collective in full (the fine-grained reference for memoisation)
 };
 
 catalog::Catalog load_catalog(const GlobalOptions& g);

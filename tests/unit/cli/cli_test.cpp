@@ -253,3 +253,36 @@ TEST_CASE("cli::explain: docs/scenario.md is generated from the field table and 
   INFO("regenerate with: build/moesim explain --markdown > docs/scenario.md");
   CHECK(r.out == slurp(MOESIM_SOURCE_ROOT "/docs/scenario.md"));
 }
+
+TEST_CASE("cli::bench: JSON cases carry the issue's fields, and memoisation matches the fine-grained run", "[cli][bench]") {
+  const std::string dir = scratch("bench");
+  // GShard-600B at 1024 TPU v3 chips: one simulated step, about a second each way.
+  const Result memo = run_moesim("bench --json --only gshard_600b_1024", dir);
+  INFO(memo.err);
+  REQUIRE(memo.status == 0);
+  const Result full = run_moesim("bench --json --only gshard_600b_1024 --no-memo", dir);
+  INFO(full.err);
+  REQUIRE(full.status == 0);
+  const json m = json::parse(memo.out).at("cases");
+  const json f = json::parse(full.out).at("cases");
+  REQUIRE(m.size() == 1);
+  REQUIRE(f.size() == 1);
+  for (const char* key : {"name", "chips", "wall_s", "peak_rss_mb", "step_time_s"}) {
+    CHECK(m[0].contains(key));
+    CHECK(f[0].contains(key));
+  }
+  CHECK(m[0].at("chips") == 1024);
+  CHECK(m[0].at("wall_s").get<double>() > 0.0);
+  CHECK(m[0].at("peak_rss_mb").get<double>() > 0.0);
+  CHECK(m[0].at("memoize") == true);
+  CHECK(f[0].at("memoize") == false);
+  CHECK(m[0].at("collectives_memoized").get<int>() > 0);
+  CHECK(f[0].at("collectives_memoized") == 0);
+  // Replaying isolated collectives must not change the simulated step.
+  CHECK(m[0].at("step_time_s").get<double>() == Approx(f[0].at("step_time_s").get<double>()).epsilon(1e-12));
+  // An unknown case name is an error, not an empty success.
+  const Result none = run_moesim("bench --only no_such_case", dir);
+  CHECK(none.status != 0);
+  CHECK(none.err.find("no benchmark scenarios") != std::string::npos);
+  fs::remove_all(dir);
+}
