@@ -171,7 +171,7 @@ class Walker {
           if (c == s) return s;
         auto close = text::closest(s, f.choices, 1);
         fail(loc, vpath, fmt::format("'{}' is not allowed{}; allowed: {}", s,
-                                     close.empty() ? "" : fmt::format(" (did you mean '{}'?)", close[0]),
+                                     close.empty() || text::edit_distance(s, close[0]) > 3 ? "" : fmt::format(" (did you mean '{}'?)", close[0]),
                                      text::join(f.choices)));
       }
       case FieldType::number_list:

@@ -234,6 +234,13 @@ TEST_CASE("scenario::load_string: a bad choice lists the allowed values", "[scen
     CHECK(t::contains(e.message(), "did you mean 'swiglu'?"));
     CHECK(t::contains(e.message(), "relu, gelu, swiglu, geglu"));
   }
+  SECTION("a far miss gets no misleading suggestion") {
+    const std::string yaml = t::base_yaml() + "routing:\n  type: expert_choice_hash\n";
+    const auto e = t::load_error(yaml);
+    CHECK(e.key() == "routing.type");
+    CHECK_FALSE(t::contains(e.message(), "did you mean"));
+    CHECK(t::contains(e.message(), "allowed: uniform, zipf, load_vector"));
+  }
   SECTION("routing type") {
     const std::string yaml = t::base_yaml() + "routing:\n  type: random\n";
     const auto e = t::load_error(yaml);
