@@ -19,6 +19,17 @@ void require_positive(const char* where, const char* name, std::int64_t value) {
   }
 }
 
+/** tokens, experts and top_k are >= 1 and top_k <= experts. */
+void require_routing(const char* where, std::int64_t tokens, std::int64_t experts, std::int64_t top_k) {
+  require_positive(where, "tokens", tokens);
+  require_positive(where, "experts", experts);
+  require_positive(where, "top_k", top_k);
+  if (top_k > experts) {
+    throw Error(std::string(where) + ": top_k = " + std::to_string(top_k) + " exceeds experts = " +
+                std::to_string(experts) + " (allowed: 1 <= top_k <= experts)");
+  }
+}
+
 template <class V>
 void require_size(const char* where, const char* name, const V& v, std::int64_t expected, const char* formula) {
   if (static_cast<std::int64_t>(v.size()) != expected) {
@@ -68,13 +79,7 @@ std::vector<double> batched_gemm(const std::vector<float>& a, const std::vector<
 
 std::int64_t capacity(std::int64_t tokens, std::int64_t experts, std::int64_t top_k, double capacity_factor) {
   constexpr const char* kWhere = "ref::capacity";
-  require_positive(kWhere, "tokens", tokens);
-  require_positive(kWhere, "experts", experts);
-  require_positive(kWhere, "top_k", top_k);
-  if (top_k > experts) {
-    throw Error(std::string(kWhere) + ": top_k = " + std::to_string(top_k) + " exceeds experts = " +
-                std::to_string(experts) + " (allowed: 1 <= top_k <= experts)");
-  }
+  require_routing(kWhere, tokens, experts, top_k);
   if (!std::isfinite(capacity_factor) || capacity_factor <= 0.0) {
     throw Error(std::string(kWhere) + ": capacity_factor must be finite and > 0 (zero capacity drops every "
                 "token), got " + std::to_string(capacity_factor));
@@ -92,13 +97,7 @@ std::int64_t capacity(std::int64_t tokens, std::int64_t experts, std::int64_t to
 RouterOutput softmax_topk(const std::vector<double>& logits, std::int64_t tokens, std::int64_t experts,
                           std::int64_t top_k, bool renormalize) {
   constexpr const char* kWhere = "ref::softmax_topk";
-  require_positive(kWhere, "tokens", tokens);
-  require_positive(kWhere, "experts", experts);
-  require_positive(kWhere, "top_k", top_k);
-  if (top_k > experts) {
-    throw Error(std::string(kWhere) + ": top_k = " + std::to_string(top_k) + " exceeds experts = " +
-                std::to_string(experts) + " (allowed: 1 <= top_k <= experts)");
-  }
+  require_routing(kWhere, tokens, experts, top_k);
   require_size(kWhere, "logits", logits, tokens * experts, "tokens·experts");
   RouterOutput out;
   out.tokens = tokens;
@@ -144,13 +143,7 @@ std::int64_t DispatchPlan::kept() const {
 DispatchPlan plan_dispatch(const std::vector<std::int32_t>& expert, std::int64_t tokens, std::int64_t experts,
                            std::int64_t top_k, std::int64_t capacity, DispatchLayout layout) {
   constexpr const char* kWhere = "ref::plan_dispatch";
-  require_positive(kWhere, "tokens", tokens);
-  require_positive(kWhere, "experts", experts);
-  require_positive(kWhere, "top_k", top_k);
-  if (top_k > experts) {
-    throw Error(std::string(kWhere) + ": top_k = " + std::to_string(top_k) + " exceeds experts = " +
-                std::to_string(experts) + " (allowed: 1 <= top_k <= experts)");
-  }
+  require_routing(kWhere, tokens, experts, top_k);
   if (capacity < 1) {
     throw Error(std::string(kWhere) + ": capacity must be >= 1 (zero capacity drops every token), got " +
                 std::to_string(capacity));

@@ -290,6 +290,20 @@ ProfileEntry parse_entry(const Checker& c, const json& e, const std::string& p) 
 
 }  // namespace
 
+KernelOp entry_op(const ProfileEntry& e) {
+  KernelOp op;
+  op.cls = e.cls;
+  op.name = e.kernel;
+  op.dtype = e.dtype;
+  op.flops = e.flops;
+  op.bytes = e.bytes;
+  op.m = e.m;
+  op.n = e.n;
+  op.k = e.k;
+  op.batch = e.batch > 0.0 ? e.batch : 1.0;
+  return op;
+}
+
 int activation_gates(const std::string& activation) {
   if (activation == "swiglu" || activation == "geglu") return 2;
   if (activation == "relu" || activation == "gelu") return 1;

@@ -16,18 +16,10 @@ namespace moesim::perf {
 
 namespace {
 
-/** The simulator-side op of a profile entry (what the workload would ask for). */
+/** The simulator-side op of a profile entry (what the workload would ask for): the entry's op, with the
+ *  expert FFN's equal per-expert groups. */
 KernelOp op_of(const ProfileEntry& e) {
-  KernelOp op;
-  op.cls = e.cls;
-  op.name = e.kernel;
-  op.dtype = e.dtype;
-  op.flops = e.flops;
-  op.bytes = e.bytes;
-  op.m = e.m;
-  op.n = e.n;
-  op.k = e.k;
-  op.batch = e.batch > 0.0 ? e.batch : 1.0;
+  KernelOp op = entry_op(e);
   if (e.cls == KernelClass::grouped_gemm && e.experts > 0.0)
     op.group_m.assign(static_cast<std::size_t>(e.experts), e.tokens_per_expert);
   return op;

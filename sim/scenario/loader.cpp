@@ -225,16 +225,21 @@ class Walker {
     if (f.max && !(v <= *f.max)) fail(loc, vpath, fmt::format("{} is out of range: must be <= {}", v, *f.max));
   }
 
+  /** The whole of `s` as a double (std::stod's syntax); false when it is not one. */
+  static bool parse_double(const std::string& s, double& d) {
+    try {
+      std::size_t pos = 0;
+      d = std::stod(s, &pos);
+      return pos == s.size();
+    } catch (...) {
+      return false;
+    }
+  }
+
   json integer(const YAML::Node& n, const FieldSpec& f, const std::string& vpath, const Location& loc) {
     const std::string& s = n.Scalar();
     double d = 0.0;
-    std::size_t pos = 0;
-    bool ok = false;
-    try {
-      d = std::stod(s, &pos);
-      ok = pos == s.size();
-    } catch (...) {
-    }
+    const bool ok = parse_double(s, d);
     if (!ok || !std::isfinite(d) || d != std::floor(d))
       fail(loc, vpath, fmt::format("expected an integer, got '{}'", s));
     if (std::fabs(d) > static_cast<double>(std::numeric_limits<int>::max()))
@@ -246,13 +251,7 @@ class Walker {
   json number(const YAML::Node& n, const FieldSpec& f, const std::string& vpath, const Location& loc) {
     const std::string& s = n.Scalar();
     double d = 0.0;
-    std::size_t pos = 0;
-    bool ok = false;
-    try {
-      d = std::stod(s, &pos);
-      ok = pos == s.size();
-    } catch (...) {
-    }
+    const bool ok = parse_double(s, d);
     if (!ok || !std::isfinite(d)) fail(loc, vpath, fmt::format("expected a number, got '{}'", s));
     check_range(d, f, vpath, loc);
     return d;

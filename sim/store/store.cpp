@@ -157,6 +157,15 @@ void write_series(Db& db, std::int64_t id, const std::vector<Series>& series) {
   }
 }
 
+/** Whether `sql` (a SELECT with one parameter ?1 = id) returns a row. */
+bool row_exists(Db& db, const char* sql, std::int64_t id, const std::string& context) {
+  Stmt s(db, sql, context);
+  s.bind(1, id);
+  const bool found = s.step();
+  s.reset();
+  return found;
+}
+
 }  // namespace
 
 std::string to_string(RunStatus s) {
@@ -410,11 +419,7 @@ RunRecord Store::get_run(std::int64_t id) const {
 }
 
 bool Store::has_run(std::int64_t id) const {
-  Stmt s(impl_->db, "SELECT 1 FROM runs WHERE id = ?1", fmt::format("has_run({})", id));
-  s.bind(1, id);
-  const bool found = s.step();
-  s.reset();
-  return found;
+  return row_exists(impl_->db, "SELECT 1 FROM runs WHERE id = ?1", id, fmt::format("has_run({})", id));
 }
 
 Comparison Store::get_comparison(std::int64_t id) const {
@@ -440,11 +445,7 @@ Comparison Store::get_comparison(std::int64_t id) const {
 }
 
 bool Store::has_comparison(std::int64_t id) const {
-  Stmt s(impl_->db, "SELECT 1 FROM comparisons WHERE id = ?1", fmt::format("has_comparison({})", id));
-  s.bind(1, id);
-  const bool found = s.step();
-  s.reset();
-  return found;
+  return row_exists(impl_->db, "SELECT 1 FROM comparisons WHERE id = ?1", id, fmt::format("has_comparison({})", id));
 }
 
 }  // namespace moesim::store

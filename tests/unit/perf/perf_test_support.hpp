@@ -67,19 +67,7 @@ inline int line_of(const std::string& file, const std::string& needle) {
 }
 
 /** The simulator-side op of a GEMM / batched GEMM / data-movement profile entry. */
-inline KernelOp op_of(const ProfileEntry& e) {
-  KernelOp op;
-  op.cls = e.cls;
-  op.name = e.kernel;
-  op.dtype = e.dtype;
-  op.flops = e.flops;
-  op.bytes = e.bytes;
-  op.m = e.m;
-  op.n = e.n;
-  op.k = e.k;
-  op.batch = e.batch > 0.0 ? e.batch : 1.0;
-  return op;
-}
+inline KernelOp op_of(const ProfileEntry& e) { return entry_op(e); }
 
 /** The two GEMMs of an expert-FFN entry as the workload builds them (up: n = gates x d_ff, k =
  *  d_model; down: n = d_model, k = d_ff), each over `experts` groups of tokens_per_expert rows. */

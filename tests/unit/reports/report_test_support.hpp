@@ -17,29 +17,14 @@
 #include <nlohmann/json.hpp>
 
 #include "moesim/store/store.hpp"
+#include "moesim_test/temp_dir.hpp"
 
 namespace moesim::reports::test {
 
 /** A fresh directory under $TMPDIR (or /tmp), removed with everything in it on destruction. */
-class TempDir {
+class TempDir : public moesim::testing::TempDir {
  public:
-  TempDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string pattern = std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/moesim-reports-XXXXXX";
-    if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed for " + pattern);
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
+  TempDir() : moesim::testing::TempDir("moesim-reports") {}
 };
 
 inline std::string read_text_file(const std::string& path) {

@@ -22,30 +22,14 @@
 #include <catch2/catch.hpp>
 
 #include "moesim/store/store.hpp"
+#include "moesim_test/temp_dir.hpp"
 
 namespace moesim::store::test {
 
 /** A fresh directory under $TMPDIR (or /tmp), removed with everything in it on destruction. */
-class TempDir {
+class TempDir : public moesim::testing::TempDir {
  public:
-  TempDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string pattern = std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/moesim-store-XXXXXX";
-    if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed for " + pattern);
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::permissions(path_, std::filesystem::perms::owner_all, std::filesystem::perm_options::add, ec);
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
+  TempDir() : moesim::testing::TempDir("moesim-store") {}
 };
 
 /** A plain SQLite connection, independent of the Store (the tests' view of the file). */

@@ -88,6 +88,10 @@ class MeasuredProfile {
   std::size_t skipped_ = 0;
 };
 
+/** The op of a profile entry as one call with the entry's class, name, dtype, FLOPs, bytes and GEMM
+ *  shape (batch 1 when absent); no per-expert group sizes. */
+KernelOp entry_op(const ProfileEntry& e);
+
 /** 2 for gated FFN activations (swiglu, geglu: W1 and W3), 1 for relu and gelu; throws moesim::Error
  *  naming the allowed activations. */
 int activation_gates(const std::string& activation);
