@@ -14,131 +14,34 @@
 #include "moesim/system/topology.hpp"
 #include "moesim/workload/training_step.hpp"
 
+namespace moesim::workload {
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(MemoryEstimate, params_bytes, grads_bytes, optimizer_bytes, activations_bytes,
+                                   activations_no_remat_bytes, capacity_bytes, remat)
+}  // namespace moesim::workload
+
 namespace moesim::engine {
 
 using nlohmann::json;
 
+// The JSON that carries a JobResult out of the simulation's child process (engine/isolation): every
+// member under its own name, through nlohmann's macros (all keys required when reading back).
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(SiteStepFigures, datacenter, chips, share, chip_energy_per_step_j, link_bytes_per_step,
+                                   link_counts)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(PhaseTrace, label, kind, stage, start_s, end_s, on_critical_path, memoized)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(JobResult, scenario_name, accelerator, chips, devices, memory, step_times_s, step_time_s,
+                                   step_time_spread_s, steps, tokens, tokens_derived, train_time_s, tokens_dropped_fraction,
+                                   routing_exact, model_flops_per_step, hardware_flops_per_step, mfu, hfu, breakdown_s, busy_s,
+                                   collective_bytes_per_step, algorithms, sites, wan_time_per_step_s, power_t_s, power_w,
+                                   peak_chip_power_w, power_convention, compute_model, compute_paths, phases_per_step,
+                                   collectives_detailed, collectives_memoized, sim_wall_s, trace)
+
 json to_json(const JobResult& r) {
-  json sites = json::array();
-  for (const auto& s : r.sites) {
-    json lb = json::object();
-    for (std::size_t c = 0; c < system::kLinkClassCount; ++c)
-      lb[system::to_string(static_cast<system::LinkClass>(c))] = s.link_bytes_per_step[c];
-    sites.push_back({{"datacenter", s.datacenter},
-                     {"chips", s.chips},
-                     {"share", s.share},
-                     {"chip_energy_per_step_j", s.chip_energy_per_step_j},
-                     {"link_bytes_per_step", lb},
-                     {"link_counts", s.link_counts}});
-  }
-  const auto& m = r.memory;
-  return {{"scenario_name", r.scenario_name},
-          {"accelerator", r.accelerator},
-          {"chips", r.chips},
-          {"devices", r.devices},
-          {"memory",
-           {{"params_bytes", m.params_bytes},
-            {"grads_bytes", m.grads_bytes},
-            {"optimizer_bytes", m.optimizer_bytes},
-            {"activations_bytes", m.activations_bytes},
-            {"activations_no_remat_bytes", m.activations_no_remat_bytes},
-            {"capacity_bytes", m.capacity_bytes},
-            {"remat", m.remat}}},
-          {"step_times_s", r.step_times_s},
-          {"step_time_s", r.step_time_s},
-          {"step_time_spread_s", r.step_time_spread_s},
-          {"steps", r.steps},
-          {"tokens", r.tokens},
-          {"tokens_derived", r.tokens_derived},
-          {"train_time_s", r.train_time_s},
-          {"tokens_dropped_fraction", r.tokens_dropped_fraction},
-          {"routing_exact", r.routing_exact},
-          {"model_flops_per_step", r.model_flops_per_step},
-          {"hardware_flops_per_step", r.hardware_flops_per_step},
-          {"mfu", r.mfu},
-          {"hfu", r.hfu},
-          {"breakdown_s", r.breakdown_s},
-          {"busy_s", r.busy_s},
-          {"collective_bytes_per_step", r.collective_bytes_per_step},
-          {"algorithms", r.algorithms},
-          {"sites", sites},
-          {"wan_time_per_step_s", r.wan_time_per_step_s},
-          {"power_t_s", r.power_t_s},
-          {"power_w", r.power_w},
-          {"peak_chip_power_w", r.peak_chip_power_w},
-          {"power_convention", r.power_convention},
-          {"compute_model", r.compute_model},
-          {"compute_paths", r.compute_paths},
-          {"phases_per_step", r.phases_per_step},
-          {"collectives_detailed", r.collectives_detailed},
-          {"collectives_memoized", r.collectives_memoized},
-          {"sim_wall_s", r.sim_wall_s},
-          {"trace", [&] {
-             json t = json::array();
-             for (const auto& p : r.trace)
-               t.push_back({p.label, p.kind, p.stage, p.start_s, p.end_s, p.on_critical_path, p.memoized});
-             return t;
-           }()}};
+  json j;
+  to_json(j, r);
+  return j;
 }
 
-JobResult job_from_json(const json& j) {
-  JobResult r;
-  r.scenario_name = j.at("scenario_name");
-  r.accelerator = j.at("accelerator");
-  r.chips = j.at("chips");
-  r.devices = j.at("devices");
-  const json& m = j.at("memory");
-  r.memory.params_bytes = m.at("params_bytes");
-  r.memory.grads_bytes = m.at("grads_bytes");
-  r.memory.optimizer_bytes = m.at("optimizer_bytes");
-  r.memory.activations_bytes = m.at("activations_bytes");
-  r.memory.activations_no_remat_bytes = m.at("activations_no_remat_bytes");
-  r.memory.capacity_bytes = m.at("capacity_bytes");
-  r.memory.remat = m.at("remat");
-  r.step_times_s = j.at("step_times_s").get<std::vector<double>>();
-  r.step_time_s = j.at("step_time_s");
-  r.step_time_spread_s = j.at("step_time_spread_s");
-  r.steps = j.at("steps");
-  r.tokens = j.at("tokens");
-  r.tokens_derived = j.at("tokens_derived");
-  r.train_time_s = j.at("train_time_s");
-  r.tokens_dropped_fraction = j.at("tokens_dropped_fraction");
-  r.routing_exact = j.at("routing_exact");
-  r.model_flops_per_step = j.at("model_flops_per_step");
-  r.hardware_flops_per_step = j.at("hardware_flops_per_step");
-  r.mfu = j.at("mfu");
-  r.hfu = j.at("hfu");
-  r.breakdown_s = j.at("breakdown_s").get<std::map<std::string, double>>();
-  r.busy_s = j.at("busy_s").get<std::map<std::string, double>>();
-  r.collective_bytes_per_step = j.at("collective_bytes_per_step").get<std::map<std::string, double>>();
-  r.algorithms = j.at("algorithms").get<std::map<std::string, std::string>>();
-  r.wan_time_per_step_s = j.at("wan_time_per_step_s");
-  for (const json& s : j.at("sites")) {
-    SiteStepFigures f;
-    f.datacenter = s.at("datacenter");
-    f.chips = s.at("chips");
-    f.share = s.at("share");
-    f.chip_energy_per_step_j = s.at("chip_energy_per_step_j");
-    for (std::size_t c = 0; c < system::kLinkClassCount; ++c)
-      f.link_bytes_per_step[c] = s.at("link_bytes_per_step").at(system::to_string(static_cast<system::LinkClass>(c)));
-    f.link_counts = s.at("link_counts").get<std::map<std::string, int>>();
-    r.sites.push_back(std::move(f));
-  }
-  r.power_t_s = j.at("power_t_s").get<std::vector<double>>();
-  r.power_w = j.at("power_w").get<std::vector<double>>();
-  r.peak_chip_power_w = j.at("peak_chip_power_w");
-  r.power_convention = j.at("power_convention");
-  r.compute_model = j.at("compute_model");
-  r.compute_paths = j.at("compute_paths").get<std::map<std::string, std::string>>();
-  r.phases_per_step = j.at("phases_per_step");
-  r.collectives_detailed = j.at("collectives_detailed");
-  r.collectives_memoized = j.at("collectives_memoized");
-  r.sim_wall_s = j.at("sim_wall_s");
-  for (const json& t : j.at("trace"))
-    r.trace.push_back({t[0].get<std::string>(), t[1].get<std::string>(), t[2].get<int>(), t[3].get<double>(), t[4].get<double>(),
-                       t[5].get<bool>(), t[6].get<bool>()});
-  return r;
-}
+JobResult job_from_json(const json& j) { return j.get<JobResult>(); }
 
 namespace {
 
