@@ -17,4 +17,5 @@ $SUDO apt-get install -y --no-install-recommends \
   libyaml-cpp-dev \
   libcli11-dev \
   libfmt-dev libspdlog-dev \
-  nlohmann-json3-dev
+  nlohmann-json3-dev \
+  libexpat1-dev
