@@ -44,8 +44,8 @@ const std::vector<std::string> kAcceleratorKeys = {
     "peak_vector_flops_per_s", "measured_matmul_flops_per_s", "measured_hbm_bandwidth_bytes_per_s", "hbm_bytes",
     "hbm_bandwidth_bytes_per_s", "matmul_tile", "ici_links_per_chip", "ici_link_bandwidth_bytes_per_s",
     "ici_latency_s", "pod_dims", "nvlink_bandwidth_bytes_per_s", "nvlink_latency_s", "gpus_per_node",
-    "nic_bandwidth_bytes_per_s", "nic_latency_s", "power_convention", "tdp_w", "idle_w", "active_w", "full_w",
-    "host_overhead_w", "die_area_mm2", "lifetime_years", "notes"};
+    "nic_bandwidth_bytes_per_s", "nic_latency_s", "collective_overhead_s", "power_convention", "tdp_w", "idle_w",
+    "active_w", "full_w", "memory_bound_w", "host_overhead_w", "die_area_mm2", "lifetime_years", "notes"};
 
 /** Keys that only make sense on one kind of accelerator. */
 const std::vector<std::string> kTpuOnlyKeys = {"ici_links_per_chip", "ici_link_bandwidth_bytes_per_s", "ici_latency_s",
@@ -131,6 +131,7 @@ AcceleratorSpec parse_accelerator_file(const std::string& file) {
     spec.nic_bandwidth_bytes_per_s = take(spec, r, "nic_bandwidth_bytes_per_s", Range::positive);
     spec.nic_latency_s = take_optional(spec, r, "nic_latency_s", Range::non_negative).value_or(0.0);
   }
+  spec.collective_overhead_s = take_optional(spec, r, "collective_overhead_s", Range::non_negative).value_or(0.0);
 
   spec.power_convention =
       r.required_choice("power_convention", {"chip", "system"}) == "chip" ? PowerConvention::chip : PowerConvention::system;
@@ -148,6 +149,11 @@ AcceleratorSpec parse_accelerator_file(const std::string& file) {
   if (spec.active_w > spec.full_w)
     r.fail(r.node("active_w"), "active_w", fmt::format("active_w ({}) exceeds full_w ({})", spec.active_w, spec.full_w));
 
+  spec.memory_bound_w = take_optional(spec, r, "memory_bound_w", Range::positive).value_or(spec.full_w);
+  if (spec.memory_bound_w > spec.full_w || spec.memory_bound_w < spec.active_w)
+    r.fail(r.node("memory_bound_w"), "memory_bound_w",
+           fmt::format("memory_bound_w ({}) must lie between active_w ({}) and full_w ({})", spec.memory_bound_w,
+                       spec.active_w, spec.full_w));
   spec.die_area_mm2 = take_optional(spec, r, "die_area_mm2", Range::positive);
   spec.lifetime_years = take_optional(spec, r, "lifetime_years", Range::positive);
   spec.notes = r.optional_string("notes").value_or("");

@@ -84,7 +84,7 @@ int cmd_compare(const GlobalOptions& g, const CompareOptions& o) {
         const std::size_t i = queue.front();
         queue.pop_front();
         const PreparedRun* p = &runs[i].second;
-        by_ticket[pool.start([p, &catalog] { return engine::to_json(engine::simulate_job(p->scenario, catalog)); })] = i;
+        by_ticket[pool.start([p, &catalog] { return simulate_json(catalog, *p); })] = i;
       }
       engine::IsolatedPool::Done d = pool.wait_any(interrupt_flag());
       const std::size_t i = by_ticket.at(d.ticket);

@@ -8,6 +8,7 @@
 
 #include "moesim/core/units.hpp"
 #include "moesim/core/version.hpp"
+#include "serving_record.hpp"
 
 namespace moesim::cli {
 
@@ -22,6 +23,7 @@ double metric_or(const store::RunRecord& r, const std::string& name, double fall
 
 store::RunRecord make_header(const scenario::Scenario& s) {
   store::RunRecord r;
+  r.kind = s.is_serving() ? "serving" : "training";
   r.scenario_name = s.name;
   r.scenario_file = s.source_file;
   r.scenario = s.resolved;
@@ -137,6 +139,7 @@ store::RunRecord make_record(const scenario::Scenario& s, const engine::JobResul
 
 json record_json(const store::RunRecord& r) {
   using namespace units;
+  if (r.kind == "serving") return serving_record_json(r);
   json bd = json::object(), busy = json::object();
   for (const auto& b : r.breakdown) {
     if (b.critical_path_s > 0) bd[b.phase_kind] = b.critical_path_s;
@@ -200,6 +203,7 @@ json record_json(const store::RunRecord& r) {
 
 std::string record_summary(const store::RunRecord& r) {
   using namespace units;
+  if (r.kind == "serving") return serving_record_summary(r);
   const double step = metric_or(r, "step_time_s"), spread = metric_or(r, "step_time_spread_s");
   const double train_s = metric_or(r, store::metric_names::kTrainTime_s);
   std::string out;

@@ -7,6 +7,7 @@
 #include "moesim/catalog/catalog.hpp"
 #include "moesim/energy/accounting.hpp"
 #include "moesim/engine/job.hpp"
+#include "moesim/engine/serving.hpp"
 #include "moesim/scenario/scenario.hpp"
 #include "moesim/store/store.hpp"
 
@@ -16,6 +17,11 @@ namespace moesim::cli {
  *  the step breakdown, the power series and the provenance of every input. */
 store::RunRecord make_record(const scenario::Scenario& s, const engine::JobResult& job, const energy::Accounting& acc,
                              const catalog::Catalog& catalog, const energy::NetworkEnergyTable& network);
+
+/** The store record of a finished serving run: latency distributions, throughput, goodput, energy per token
+ *  and per request, CO2e per 1000 tokens, per datacenter; series (queue, batch, KV use, power) and latency CDFs. */
+store::RunRecord make_serving_record(const scenario::Scenario& s, const engine::ServingResult& r, const energy::Accounting& acc,
+                                     const catalog::Catalog& catalog, const energy::NetworkEnergyTable& network);
 
 /** The identity part of a record (before the simulation): scenario, seed, version. */
 store::RunRecord make_header(const scenario::Scenario& s);

@@ -12,6 +12,7 @@
 #include "moesim/energy/accounting.hpp"
 #include "moesim/engine/isolation.hpp"
 #include "moesim/engine/job.hpp"
+#include "moesim/engine/serving.hpp"
 #include "moesim/reports/report.hpp"
 #include "moesim/scenario/loader.hpp"
 #include "moesim/store/store.hpp"
@@ -49,8 +50,21 @@ void write_trace(const std::string& path, const engine::JobResult& job) {
   if (!out) throw Error(fmt::format("error writing the trace file '{}'", path));
 }
 
+nlohmann::json simulate_json(const catalog::Catalog& catalog, const PreparedRun& p, const engine::EngineOptions& options) {
+  if (p.scenario.is_serving()) return engine::to_json(engine::simulate_serving(p.scenario, catalog, options));
+  return engine::to_json(engine::simulate_job(p.scenario, catalog, options));
+}
+
 store::RunRecord finish_run(const catalog::Catalog& catalog, const PreparedRun& p, const nlohmann::json& job_json,
                             const store::RunRecord& header, const std::string& trace_csv) {
+  if (p.scenario.is_serving()) {
+    const engine::ServingResult sr = engine::serving_from_json(job_json);
+    const energy::Accounting acc = energy::account(engine::window_as_job(sr), p.scenario, catalog, p.network, p.embodied);
+    store::RunRecord rec = make_serving_record(p.scenario, sr, acc, catalog, p.network);
+    rec.comparison_id = header.comparison_id;
+    rec.alternative_label = header.alternative_label;
+    return rec;
+  }
   const engine::JobResult job = engine::job_from_json(job_json);
   if (!trace_csv.empty()) write_trace(trace_csv, job);
   const energy::Accounting acc = energy::account(job, p.scenario, catalog, p.network, p.embodied);
@@ -62,7 +76,10 @@ store::RunRecord finish_run(const catalog::Catalog& catalog, const PreparedRun& 
 
 PreparedRun prepare_run(const catalog::Catalog& catalog, scenario::Scenario s) {
   PreparedRun p{std::move(s), energy::NetworkEnergyTable::load(catalog.profiles_dir()), std::nullopt};
-  engine::check_feasible(p.scenario, catalog);
+  if (p.scenario.is_serving())
+    engine::check_serving_feasible(p.scenario, catalog);
+  else
+    engine::check_feasible(p.scenario, catalog);
   energy::check_hourly_inputs(p.scenario, catalog);
   if (p.scenario.energy.embodied)
     p.embodied = energy::load_embodied(catalog.profiles_dir(), catalog.accelerator(p.scenario.cluster.accelerator));
@@ -83,6 +100,7 @@ store::RunRecord execute_run(const catalog::Catalog& catalog, const PreparedRun&
         [&] {
           engine::EngineOptions opt;
           opt.trace = !trace_csv.empty();
+          if (p.scenario.is_serving()) return simulate_json(catalog, p, opt);
           return engine::to_json(engine::simulate_job(p.scenario, catalog, opt, report));
         },
         interrupt_flag());

@@ -4,6 +4,7 @@
 
 #include "moesim/catalog/catalog.hpp"
 #include "moesim/energy/accounting.hpp"
+#include "moesim/engine/engine.hpp"
 #include "moesim/scenario/scenario.hpp"
 #include "moesim/store/store.hpp"
 
@@ -24,6 +25,10 @@ PreparedRun prepare_run(const catalog::Catalog& catalog, scenario::Scenario s);
  *  accounting, metrics, provenance. */
 store::RunRecord finish_run(const catalog::Catalog& catalog, const PreparedRun& p, const nlohmann::json& job_json,
                             const store::RunRecord& header, const std::string& trace_csv = "");
+
+/** Simulates the prepared run in the calling process (training or serving) and returns the result as JSON
+ *  (what a child process sends back). */
+nlohmann::json simulate_json(const catalog::Catalog& catalog, const PreparedRun& p, const engine::EngineOptions& options = {});
 
 /** Simulates in a child process, accounts energy, and (if `db`) stores the run as one transaction.
  *  A failure marks the stored run failed and re-throws. */

@@ -123,7 +123,7 @@ int cmd_validate(const GlobalOptions& g, const ValidateOptions& o) {
       const std::string key = queue.front();
       queue.pop_front();
       const PreparedRun* p = &prepared.at(key);
-      by_ticket[pool.start([p, &catalog] { return engine::to_json(engine::simulate_job(p->scenario, catalog)); })] = key;
+      by_ticket[pool.start([p, &catalog] { return simulate_json(catalog, *p); })] = key;
     }
     engine::IsolatedPool::Done d = pool.wait_any(interrupt_flag());
     const std::string key = by_ticket.at(d.ticket);

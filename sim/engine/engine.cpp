@@ -178,7 +178,8 @@ struct Simulator::Impl {
     return plans.emplace(sig, std::move(cp)).first->second;
   }
 
-  StepResult run_step(workload::BuiltStep& step, bool record_power);
+  /** Runs a step DAG from the calling actor. `chips` (nullptr = all) carry the background load. */
+  StepResult run_step(workload::BuiltStep& step, bool record_power, const std::vector<int>* chips = nullptr);
 };
 
 namespace {
@@ -194,13 +195,14 @@ struct VertexState {
   const CachedPlan* plan = nullptr;
   bool memo_replay = false;
   bool memo_eligible = false;
+  bool in_overhead = false;  ///< waiting out the collective's fixed launch cost before its first round
   double round_start = 0.0;
   double wan_s = 0.0;  ///< time this collective's rounds with cross-datacenter flows ran
 };
 
 }  // namespace
 
-StepResult Simulator::Impl::run_step(workload::BuiltStep& step, bool record_power) {
+StepResult Simulator::Impl::run_step(workload::BuiltStep& step, bool record_power, const std::vector<int>* only_chips) {
   StepGraph& g = step.graph;
   const std::size_t V = boost::num_vertices(g);
   const auto& chips = plat->chips();
@@ -229,11 +231,17 @@ StepResult Simulator::Impl::run_step(workload::BuiltStep& step, bool record_powe
   // Background "job running" load on every chip (see class comment), one task per chunk + pacer.
   std::vector<sg4::ExecPtr> background;
   std::vector<sg4::Host*> background_pacers;
-  for (std::size_t lo = 0; lo < chips.size(); lo += static_cast<std::size_t>(opt.chunk_hosts)) {
-    const std::size_t hi = std::min(chips.size(), lo + static_cast<std::size_t>(opt.chunk_hosts));
+  std::vector<sg4::Host*> loaded;
+  if (only_chips) {
+    for (int c : *only_chips) loaded.push_back(chips[static_cast<std::size_t>(c)]);
+  } else {
+    loaded = chips;
+  }
+  for (std::size_t lo = 0; lo < loaded.size(); lo += static_cast<std::size_t>(opt.chunk_hosts)) {
+    const std::size_t hi = std::min(loaded.size(), lo + static_cast<std::size_t>(opt.chunk_hosts));
     sg4::Host* pacer = take_pacer();
     if (pacer == nullptr) throw Error("engine: not enough pacer hosts for the background load; raise EngineOptions::pacers");
-    std::vector<sg4::Host*> hosts(chips.begin() + static_cast<long>(lo), chips.begin() + static_cast<long>(hi));
+    std::vector<sg4::Host*> hosts(loaded.begin() + static_cast<long>(lo), loaded.begin() + static_cast<long>(hi));
     std::vector<double> flops(hosts.size(), kBackgroundLoad * speed * kForeverSeconds);
     hosts.push_back(pacer);
     flops.push_back(pacer_speed * kForeverSeconds);
@@ -313,6 +321,9 @@ StepResult Simulator::Impl::run_step(workload::BuiltStep& step, bool record_powe
       }
       std::vector<std::pair<int, double>> work(busy.begin(), busy.end());
       std::sort(work.begin(), work.end());
+      const auto pstate = static_cast<unsigned long>(ph.power_state);
+      for (const auto& [chip, t] : work)
+        if (chips[static_cast<std::size_t>(chip)]->get_pstate() != pstate) chips[static_cast<std::size_t>(chip)]->set_pstate(pstate);
       for (std::size_t lo = 0; lo < work.size(); lo += static_cast<std::size_t>(opt.chunk_hosts)) {
         const std::size_t hi = std::min(work.size(), lo + static_cast<std::size_t>(opt.chunk_hosts));
         std::vector<sg4::Host*> hosts;
@@ -360,6 +371,17 @@ StepResult Simulator::Impl::run_step(workload::BuiltStep& step, bool record_powe
       }
       ++res.collectives_detailed;
       st[v].round = 0;
+      if (st[v].plan->plan.overhead_s > 0.0) {
+        sg4::Host* pacer = take_pacer();
+        if (pacer == nullptr) throw Error("engine: not enough pacer hosts for collective launch costs; raise EngineOptions::pacers");
+        st[v].in_overhead = true;
+        auto ex = sg4::Exec::init()->set_host(pacer)->set_flops_amount(st[v].plan->plan.overhead_s * pacer_speed);
+        ex->vetoable_start();
+        pending.push_back(ex);
+        tags.push_back({v, pacer});
+        ++st[v].pending;
+        return;
+      }
       launch_round(v);
       return;
     }
@@ -385,6 +407,11 @@ StepResult Simulator::Impl::run_step(workload::BuiltStep& step, bool record_powe
     if (--vs.pending > 0) continue;
     const Phase& ph = g[tag.v];
     if (ph.type == Phase::Type::collective && !vs.memo_replay) {
+      if (vs.in_overhead) {
+        vs.in_overhead = false;
+        launch_round(tag.v);
+        continue;
+      }
       if (vs.plan->round_crosses_wan[vs.round]) {
         vs.wan_s += sg4::Engine::get_clock() - vs.round_start;
         if (--wan_rounds_active == 0) res.wan_busy_s += sg4::Engine::get_clock() - wan_since;
@@ -464,6 +491,21 @@ Simulator::Simulator(const system::Topology& topo, const catalog::AcceleratorSpe
 Simulator::~Simulator() = default;
 
 const platform::Platform& Simulator::platform() const { return *impl_->plat; }
+
+StepResult Simulator::run_graph(workload::BuiltStep& step, const std::vector<int>& chips) {
+  return impl_->run_step(step, false, &chips);
+}
+
+sg4::Host* Simulator::take_pacer() {
+  if (impl_->free_pacers.empty()) throw Error("engine: no pacer host left; raise EngineOptions::pacers");
+  sg4::Host* h = impl_->free_pacers.back();
+  impl_->free_pacers.pop_back();
+  return h;
+}
+
+void Simulator::release_pacer(sg4::Host* pacer) { impl_->free_pacers.push_back(pacer); }
+
+void Simulator::run_actors() { impl_->engine->run(); }
 
 std::vector<StepResult> Simulator::run(int steps, const std::function<workload::BuiltStep(int)>& build) {
   std::vector<StepResult> results(static_cast<std::size_t>(steps));

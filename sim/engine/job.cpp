@@ -25,8 +25,6 @@ using nlohmann::json;
 
 // The JSON that carries a JobResult out of the simulation's child process (engine/isolation): every
 // member under its own name, through nlohmann's macros (all keys required when reading back).
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(SiteStepFigures, datacenter, chips, share, chip_energy_per_step_j, link_bytes_per_step,
-                                   link_counts)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(PhaseTrace, label, kind, stage, start_s, end_s, on_critical_path, memoized)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(JobResult, scenario_name, accelerator, chips, devices, memory, step_times_s, step_time_s,
                                    step_time_spread_s, steps, tokens, tokens_derived, train_time_s, tokens_dropped_fraction,
@@ -42,8 +40,6 @@ json to_json(const JobResult& r) {
 }
 
 JobResult job_from_json(const json& j) { return j.get<JobResult>(); }
-
-namespace {
 
 /** Links of each class within a site (fabric: switch ports), for static network power. */
 std::map<std::string, int> site_link_counts(const system::Site& site, int sites) {
@@ -65,8 +61,6 @@ std::map<std::string, int> site_link_counts(const system::Site& site, int sites)
   if (sites > 1) c["wan_half"] = sites - 1;
   return c;
 }
-
-}  // namespace
 
 void check_feasible(const scenario::Scenario& s, const catalog::Catalog& catalog) {
   const auto& accel = catalog.accelerator(s.cluster.accelerator);

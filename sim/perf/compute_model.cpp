@@ -95,11 +95,12 @@ EfficiencyTable EfficiencyTable::load(const std::string& profiles_dir) {
           return x;
         };
         if (fk == "eta_compute") e.eta_compute = num(1e-6, 1.0);
+        else if (fk == "eta_compute_fp8") e.eta_compute_fp8 = num(1e-6, 1.0);
         else if (fk == "eta_memory") e.eta_memory = num(1e-6, 1.0);
         else if (fk == "floor_s") e.floor_s = num(0.0, 1.0);
         else if (fk == "matrix_unit") e.uses_matrix_unit = f.second.as<bool>();
         else if (fk == "source") e.source = f.second.as<std::string>();
-        else throw where(f.first, path + "." + fk, "unknown key; allowed: eta_compute, eta_memory, floor_s, matrix_unit, source");
+        else throw where(f.first, path + "." + fk, "unknown key; allowed: eta_compute, eta_compute_fp8, eta_memory, floor_s, matrix_unit, source");
       }
       if (e.source.empty()) throw where(v, path + ".source", "every efficiency needs a source");
       t.table_[key][kc] = e;
@@ -180,7 +181,8 @@ KernelTime RooflineModel::time(const KernelOp& op) const {
   if (matrix && !on_matrix && op.dtype != "fp32") accel_.peak_flops_for(op.dtype);  // throws: names supported dtypes
   const double peak = share * (on_matrix ? accel_.peak_matmul_flops_per_s.at(op.dtype) : accel_.peak_vector_flops_per_s);
   if (!(peak > 0.0)) throw Error(fmt::format("accelerator '{}' has no peak FLOP/s for this work", accel_.name));
-  t.compute_s = t.padded_flops / (e.eta_compute * peak);
+  const double eta_c = on_matrix && op.dtype == "fp8" && e.eta_compute_fp8 ? *e.eta_compute_fp8 : e.eta_compute;
+  t.compute_s = t.padded_flops / (eta_c * peak);
   t.memory_s = op.bytes / (e.eta_memory * share * accel_.hbm_bandwidth_bytes_per_s);
   t.floor_s = e.floor_s;
   t.time_s = std::max(t.compute_s, t.memory_s) + t.floor_s;

@@ -21,11 +21,16 @@ PowerStates power_states(const catalog::AcceleratorSpec& accel) {
   p.idle_w = accel.idle_w + p.host_overhead_w;
   p.active_w = accel.active_w + p.host_overhead_w;
   p.full_w = accel.full_w + p.host_overhead_w;
+  p.memory_bound_w = (accel.memory_bound_w > 0.0 ? accel.memory_bound_w : accel.full_w) + p.host_overhead_w;
   p.convention = chip ? fmt::format("chip figures {} / {} / {} W + host overhead {} W per chip", accel.idle_w,
                                     accel.active_w, accel.full_w, accel.host_overhead_w)
                       : fmt::format("system figures {} / {} / {} W per chip (host share included)", accel.idle_w,
                                     accel.active_w, accel.full_w);
-  if (!(p.full_w > 0.0) || p.active_w > p.full_w || p.idle_w > p.active_w)
+  if (p.memory_bound_w != p.full_w)
+    p.convention += fmt::format("; memory-bound kernels {} W{}", p.memory_bound_w - p.host_overhead_w,
+                                chip ? " + host overhead" : "");
+  if (!(p.full_w > 0.0) || p.active_w > p.full_w || p.idle_w > p.active_w || p.memory_bound_w > p.full_w ||
+      p.memory_bound_w < p.active_w)
     throw Error(fmt::format("accelerator '{}': power states must satisfy 0 <= idle <= active <= full, full > 0 "
                             "(got {} / {} / {} W)", accel.name, p.idle_w, p.active_w, p.full_w));
   return p;
@@ -47,12 +52,14 @@ std::unique_ptr<Platform> Platform::build(const system::Topology& topo, const ca
   // Host speed is only the unit of work: a phase of t seconds is t x speed FLOPs.
   p->chip_speed_ = accel.peak_matmul_flops_per_s.count("bf16") ? accel.peak_matmul_flops_per_s.at("bf16")
                                                                : accel.peak_matmul_flops_per_s.begin()->second;
-  const std::string watts = fmt::format("{}:{}:{}", power.idle_w, power.active_w, power.full_w);
+  // Two pstates of equal speed: full compute (matrix units busy) and memory-bound kernels.
+  const std::string watts = fmt::format("{}:{}:{}, {}:{}:{}", power.idle_w, power.active_w, power.full_w, power.idle_w,
+                                        power.active_w, power.memory_bound_w);
   p->chips_.assign(static_cast<std::size_t>(topo.chips()), nullptr);
 
   auto* root = sg4::create_full_zone("world");
   auto make_chip = [&](sg4::NetZone* zone, int global, const system::Site& site) {
-    sg4::Host* h = zone->create_host(fmt::format("chip{}", global), p->chip_speed_);
+    sg4::Host* h = zone->create_host(fmt::format("chip{}", global), std::vector<double>{p->chip_speed_, p->chip_speed_});
     h->set_property("wattage_per_state", watts);
     h->set_property("datacenter", site.datacenter);
     p->chips_[static_cast<std::size_t>(global)] = h;

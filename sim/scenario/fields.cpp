@@ -94,12 +94,29 @@ std::vector<FieldSpec> build_table() {
           .help("Sequence length (encoder input length for encoder_decoder)."),
       F("model.target_seq_len", T::integer).min(1).unit("tokens").derived("model.seq_len")
           .help("Encoder-decoder: decoder (target) sequence length."),
-      F("model.dtype", T::choice).def("bf16").choices({"fp32", "bf16", "fp16"})
-          .help("Dtype of weights and activations. On TPUs fp32 matmuls run as bf16 MXU passes (XLA default precision)."),
+      F("model.dtype", T::choice).def("bf16").choices({"fp32", "bf16", "fp16", "fp8"})
+          .help("Dtype of weights and activations. On TPUs fp32 matmuls run as bf16 MXU passes (XLA default precision); "
+                "fp8 (e4m3 weights and activations, as TensorRT-LLM and vLLM serve) needs an accelerator with an fp8 peak."),
       F("model.activation", T::choice).def("gelu").choices({"relu", "gelu", "swiglu", "geglu"})
           .help("FFN activation; swiglu/geglu are gated (three weight matrices)."),
+      F("model.kv_heads", T::integer).min(1).derived("model.heads")
+          .help("Key/value heads: fewer than heads is grouped-query attention (GQA), 1 is multi-query (MQA). Sets the "
+                "K/V projections and the KV cache size."),
+      F("model.shared_experts", T::integer).def(0).min(0)
+          .help("Shared experts per MoE layer that every token passes through besides its top_k routed experts "
+                "(DeepSeek-MoE), each of expert_d_ff."),
+      F("model.first_dense_layers", T::integer).def(0).min(0).unit("layers")
+          .help("The first n layers of each stack have a dense FFN of d_ff whatever moe_every says (DeepSeek-V2/V3, "
+                "first_k_dense_replace)."),
+      F("model.mla", T::section).help("Multi-head latent attention (DeepSeek-V2/V3). Absent = standard attention."),
+      F("model.mla.kv_lora_rank", T::integer).required().min(1)
+          .help("Rank of the compressed key/value latent: the KV cache keeps this many values per token and layer."),
+      F("model.mla.qk_rope_head_dim", T::integer).def(64).min(0)
+          .help("Decoupled RoPE key dimension, cached per token and layer beside the latent (DeepSeek-V2: 64)."),
+      F("model.mla.q_lora_rank", T::integer).def(0).min(0)
+          .help("Rank of the query compression; 0 = queries projected directly from d_model."),
 
-      F("training", T::section).required().help("The training run."),
+      F("training", T::section).help("The training run. A scenario has either `training` or `serving`."),
       F("training.tokens", T::number).min(0.0, true).unit("tokens")
           .help("Tokens to train on (encoder input tokens for encoder_decoder). Give this or training.hardware_flops."),
       F("training.hardware_flops", T::number).min(0.0, true).unit("FLOP")
@@ -120,10 +137,15 @@ std::vector<FieldSpec> build_table() {
           .help("Gradient all-reduce overlaps the backward pass (bucketed), as DDP/XLA do."),
 
       F("routing", T::section).def(json::object()).help("Token-to-expert distribution of the router."),
-      F("routing.type", T::choice).def("uniform").choices({"uniform", "zipf", "load_vector"})
+      F("routing.type", T::choice).def("uniform").choices({"uniform", "zipf", "load_vector", "task"})
           .help("uniform: balanced router; zipf: expert popularity ~ 1/rank^skew (ranks shuffled per layer); "
-                "load_vector: given relative loads."),
-      F("routing.skew", T::number).def(0.0).min(0.0).help("Zipf exponent (routing.type zipf); 0 = uniform."),
+                "load_vector: given relative loads; task: Task-MoE (Kudugunta et al. 2021), every token of a task goes to "
+                "that task's top_k experts (chosen per layer with the seed), tasks drawn uniformly."),
+      F("routing.skew", T::number).def(0.0).min(0.0)
+          .help("Zipf exponent (routing.type zipf); 0 = uniform. The same convention as aiconfigurator's power-law alpha: "
+                "expert of popularity rank r draws in proportion to 1/r^skew (alpha ~1.01 observed for DeepSeek-V3)."),
+      F("routing.tasks", T::integer).min(1)
+          .help("routing.type task: the number of tasks (e.g. language pairs)."),
       F("routing.load", T::number_list).help("Relative load of each expert (routing.type load_vector); length = experts."),
       F("routing.group_size_tokens", T::integer).def(0).min(0).unit("tokens")
           .help("Tokens per routing group (capacity is per group); 0 = the tokens of one device per step."),
@@ -149,6 +171,110 @@ std::vector<FieldSpec> build_table() {
           .help("ZeRO / distributed optimizer (Rajbhandari et al. 2020): 1 shards the optimizer state over the data-parallel "
                 "replicas, 2 also the gradients (reduce-scatter + all-gather: the same traffic as an all-reduce), 3 also the "
                 "parameters (FSDP/GSPMD weight sharding: an all-gather per layer, the next prefetched; gradients reduce-scattered)."),
+
+      F("serving", T::section)
+          .help("Serve the model instead of training it: request arrivals, replicas, batching scheduler, KV cache and "
+                "latency targets. A scenario has either `training` or `serving`."),
+      F("serving.arrival", T::section).required().help("How requests arrive."),
+      F("serving.arrival.type", T::choice).def("poisson").choices({"poisson", "gamma", "constant", "bursts", "offline", "trace"})
+          .help("poisson: exponential gaps at rate_per_s (MLPerf server); gamma: gamma gaps with coefficient of variation cv; "
+                "constant: evenly spaced; bursts: burst_size requests together, bursts at rate_per_s / burst_size; "
+                "offline: every request at time 0 (MLPerf offline); trace: arrival times (and lengths) from trace_csv."),
+      F("serving.arrival.rate_per_s", T::number).min(0.0, true).max(1e7).unit("requests/s")
+          .help("Mean arrival rate (poisson, gamma, constant, bursts)."),
+      F("serving.arrival.cv", T::number).def(1.0).min(0.0, true).max(100.0)
+          .help("gamma: coefficient of variation of the gaps (1 = Poisson, > 1 burstier)."),
+      F("serving.arrival.burst_size", T::integer).def(1).min(1).max(1000000).unit("requests")
+          .help("bursts: requests arriving together."),
+      F("serving.arrival.trace_csv", T::string)
+          .help("trace: CSV with header arrival_s,prompt_tokens,output_tokens[,task], arrival times ascending (seconds from "
+                "the start); relative paths are resolved against the scenario file."),
+      F("serving.prompt_length", T::section).required().help("Prompt (input) length of a request."),
+      F("serving.prompt_length.type", T::choice).def("fixed").choices({"fixed", "uniform", "lognormal", "trace"})
+          .help("fixed: value; uniform: integers in [min, max]; lognormal: mean and sigma (of ln tokens), clamped to "
+                "[min, max]; trace: from the arrival trace."),
+      F("serving.prompt_length.value", T::number).min(1.0).max(1e7).unit("tokens").help("fixed: the length."),
+      F("serving.prompt_length.min", T::number).def(1.0).min(1.0).max(1e7).unit("tokens").help("uniform / lognormal: lower bound."),
+      F("serving.prompt_length.max", T::number).min(1.0).max(1e7).unit("tokens").help("uniform / lognormal: upper bound."),
+      F("serving.prompt_length.mean", T::number).min(1.0).max(1e7).unit("tokens").help("lognormal: mean length."),
+      F("serving.prompt_length.sigma", T::number).min(0.0).max(5.0).help("lognormal: standard deviation of ln(length)."),
+      F("serving.output_length", T::section).required().help("Output (generated) length of a request, same keys as prompt_length."),
+      F("serving.output_length.type", T::choice).def("fixed").choices({"fixed", "uniform", "lognormal", "trace"})
+          .help("As serving.prompt_length.type."),
+      F("serving.output_length.value", T::number).min(1.0).max(1e7).unit("tokens").help("fixed: the length."),
+      F("serving.output_length.min", T::number).def(1.0).min(1.0).max(1e7).unit("tokens").help("uniform / lognormal: lower bound."),
+      F("serving.output_length.max", T::number).min(1.0).max(1e7).unit("tokens").help("uniform / lognormal: upper bound."),
+      F("serving.output_length.mean", T::number).min(1.0).max(1e7).unit("tokens").help("lognormal: mean length."),
+      F("serving.output_length.sigma", T::number).min(0.0).max(5.0).help("lognormal: standard deviation of ln(length)."),
+      F("serving.requests", T::integer).min(1).max(1e9).unit("requests")
+          .help("Requests to send (with duration_s, whichever ends first). Give requests, duration_s or both."),
+      F("serving.duration_s", T::number).min(0.0, true).max(3.2e7).unit("s")
+          .help("Send requests for this long (simulated seconds); the engine then drains what is in flight."),
+      F("serving.warmup_s", T::number).def(0.0).min(0.0).max(3.2e7).unit("s")
+          .help("Requests arriving before this are simulated but excluded from every metric; energy is counted from here."),
+      F("serving.pools", T::section_list).required()
+          .help("Pools of identical replicas: one `colocated` pool, or a `prefill` and a `decode` pool (disaggregated, "
+                "Splitwise/DistServe: each request's KV cache travels from its prefill to its decode replica over the network)."),
+      F("serving.pools[].role", T::choice).def("colocated").choices({"colocated", "prefill", "decode"})
+          .help("colocated: prefill and decode on the same replica; prefill / decode: disaggregated pools."),
+      F("serving.pools[].replicas", T::integer).def(1).min(1).max(1000000).help("Replicas in the pool."),
+      F("serving.pools[].data", T::integer).def(1).min(1).max(1000000)
+          .help("Data-parallel attention ranks of one replica: each holds its own sequences (SGLang/vLLM DP attention). "
+                "A replica is data x tensor x pipeline devices."),
+      F("serving.pools[].tensor", T::integer).def(1).min(1).max(1000000)
+          .help("Tensor-parallel degree of attention and dense layers (and of the experts when expert is 1)."),
+      F("serving.pools[].expert", T::integer).def(1).min(1).max(1000000)
+          .help("Expert parallelism: 1 = every tensor group holds every expert, tensor-split; data x tensor = whole experts "
+                "spread over all ranks of a stage, tokens exchanged by all-to-all (vLLM/SGLang expert parallel)."),
+      F("serving.pools[].pipeline", T::integer).def(1).min(1).max(1000000)
+          .help("Pipeline stages of one replica (an iteration passes the stages in turn; no overlap of iterations)."),
+      F("serving.pools[].datacenter", T::string).def("")
+          .help("A datacenter of `placement` holding every replica of this pool; empty = replicas spread by the placement shares."),
+      F("serving.router", T::section).def(json::object()).help("The global router that sends each request to a replica."),
+      F("serving.router.type", T::choice).def("round_robin").choices({"round_robin", "least_outstanding", "least_kv"})
+          .help("round_robin; least_outstanding: fewest requests queued or running; least_kv: lowest KV-cache use."),
+      F("serving.scheduler", T::section).def(json::object()).help("The batching scheduler of every replica."),
+      F("serving.scheduler.type", T::choice).def("continuous").choices({"static", "continuous", "chunked_prefill"})
+          .help("static: FasterTransformer request-level batches (a batch runs until its longest request ends); continuous: "
+                "Orca/vLLM iteration-level batching; chunked_prefill: Sarathi-Serve, decodes first, then prompt chunks up "
+                "to chunk_tokens per iteration."),
+      F("serving.scheduler.max_sequences", T::integer).def(256).min(1).max(10000000)
+          .help("Most sequences in a batch (vLLM max_num_seqs, TensorRT-LLM max_batch_size)."),
+      F("serving.scheduler.max_batched_tokens", T::integer).def(8192).min(1).max(100000000).unit("tokens")
+          .help("Most tokens computed in one iteration, prefill + decode (vLLM max_num_batched_tokens, TensorRT-LLM max_num_tokens)."),
+      F("serving.scheduler.chunk_tokens", T::integer).def(512).min(1).max(100000000).unit("tokens")
+          .help("chunked_prefill: token budget of an iteration (decodes count one each; the rest goes to prompt chunks)."),
+      F("serving.scheduler.prefill_mode", T::choice).def("mixed").choices({"mixed", "separate"})
+          .help("continuous: mixed = new prompts join the decoding batch in the same iteration (Orca, TensorRT-LLM in-flight "
+                "batching); separate = prefill-only iterations take priority (vLLM v0)."),
+      F("serving.kv_cache", T::section).def(json::object()).help("The paged KV cache of a replica."),
+      F("serving.kv_cache.memory_fraction", T::number).def(0.9).min(0.0, true).max(1.0)
+          .help("Fraction of device memory the engine may use (vLLM gpu_memory_utilization); the KV cache gets what is left "
+                "after weights and the activation workspace."),
+      F("serving.kv_cache.memory_fraction_of", T::choice).def("total").choices({"total", "free"})
+          .help("total: the fraction is of device memory, weights and workspace come out of it (vLLM "
+                "gpu_memory_utilization); free: the fraction is of what weights and workspace leave (TensorRT-LLM "
+                "kv_cache_free_gpu_mem_fraction)."),
+      F("serving.kv_cache.block_tokens", T::integer).def(16).min(1).max(1000000).unit("tokens")
+          .help("Tokens per KV block (vLLM block_size)."),
+      F("serving.kv_cache.dtype", T::choice).choices({"fp32", "bf16", "fp16", "fp8"}).derived("model.dtype")
+          .help("Dtype of cached keys and values."),
+      F("serving.slo", T::section).def(json::object())
+          .help("Latency targets: goodput counts requests within both; --max-rate holds their P99 to them."),
+      F("serving.slo.ttft_ms", T::number).def(2000.0).min(0.0, true).max(1e9).unit("ms", kMillisecondToSecond)
+          .help("Time to first token limit (MLPerf Inference Mixtral-8x7B server: P99 TTFT <= 2 s)."),
+      F("serving.slo.tpot_ms", T::number).def(200.0).min(0.0, true).max(1e9).unit("ms", kMillisecondToSecond)
+          .help("Time per output token limit (MLPerf Inference Mixtral-8x7B server: P99 TPOT <= 200 ms)."),
+      F("serving.task_experts_only", T::boolean).def(false)
+          .help("routing.type task: each replica loads only the top_k experts of the task it serves (Task-MoE's extracted "
+                "sub-network); requests are all of one task."),
+      F("serving.record_requests", T::boolean).def(false)
+          .help("Store every measured request's timings (arrival, first token, end, lengths) in the run store."),
+      F("serving.memo_buckets_per_octave", T::integer).def(32).min(0).max(4096)
+          .help("Iteration costs are memoised by shape (tokens, decode batch, KV length) rounded to this many geometric "
+                "buckets per doubling; 0 = exact shapes (the unbucketed reference)."),
+      F("serving.sample_interval_s", T::number).def(0.0).min(0.0).max(1e6).unit("s")
+          .help("Interval of the series (queue, batch, KV use, power); 0 = about 400 points over the run."),
 
       F("cluster", T::section).required().help("The hardware."),
       F("cluster.accelerator", T::string).required().help("Accelerator name from profiles/accelerators/."),

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Cross-field validation, derived defaults, and the typed Scenario.
 #include <cmath>
+#include <filesystem>
 #include <map>
 #include <numeric>
 #include <tuple>
@@ -42,12 +43,21 @@ class Resolver {
   bool has(const json& section, const char* key) const { return section.contains(key) && !section[key].is_null(); }
   static long long i(const json& v) { return v.get<long long>(); }
 
+  bool given(const std::string& path) const { return locs_.count(path) > 0; }
   void resolve_model();
   void resolve_training_and_parallelism();
+  void resolve_serving();
   void resolve_routing();
   void resolve_cluster();
   void resolve_placement();
   Scenario build() const;
+  scenario::ServingSpec build_serving(const json& sv) const;
+  /** The training fields' defaults, for a serving scenario's unused TrainingSpec. */
+  static const json& training_defaults() {
+    static const json t = {{"batch_tokens", 0.0}, {"optimizer", "adam"}, {"rematerialization", "none"},
+                           {"steps_simulated", 1}, {"overlap_grad_reduce", false}};
+    return t;
+  }
 
   json doc_;
   const Locations& locs_;
@@ -80,8 +90,23 @@ void Resolver::resolve_model() {
     m["d_head"] = d_model / heads;
   }
   if (!has(m, "expert_d_ff")) m["expert_d_ff"] = m["d_ff"];
+  if (!has(m, "kv_heads")) m["kv_heads"] = m["heads"];
+  if (i(m["kv_heads"]) > heads || heads % i(m["kv_heads"]) != 0)
+    fail("model.kv_heads", fmt::format("kv_heads {} must divide heads {} (grouped-query attention shares each key/value "
+                                       "head among heads / kv_heads query heads)", i(m["kv_heads"]), heads));
+  if (has(m, "mla") && has(m, "kv_heads") && given("model.kv_heads") && i(m["kv_heads"]) != heads)
+    fail("model.kv_heads", "multi-head latent attention (model.mla) caches one latent per token, not per key/value head; "
+                           "drop kv_heads");
   if (!has(m, "target_seq_len")) m["target_seq_len"] = m["seq_len"];
   const long long experts = i(m["experts"]);
+  if (experts == 0 && i(m["shared_experts"]) > 0)
+    fail("model.shared_experts", "shared experts need an MoE model (model.experts is 0)");
+  const long long stack_layers = std::max(i(m["encoder_layers"]), i(m["decoder_layers"]));
+  if (i(m["first_dense_layers"]) > 0 && experts == 0)
+    fail("model.first_dense_layers", "only for an MoE model (model.experts is 0: every layer is dense)");
+  if (i(m["first_dense_layers"]) >= stack_layers && experts > 0)
+    fail("model.first_dense_layers", fmt::format("first_dense_layers {} leaves no MoE layer in a stack of {} layers",
+                                                 i(m["first_dense_layers"]), stack_layers));
   if (experts > 0) {
     if (i(m["top_k"]) > experts)
       fail("model.top_k", fmt::format("top_k {} exceeds the number of experts {}", i(m["top_k"]), experts));
@@ -151,6 +176,9 @@ void Resolver::resolve_cluster() {
 
 void Resolver::resolve_training_and_parallelism() {
   const json& m = doc_["model"];
+  if (has(m, "mla")) fail("model.mla", "multi-head latent attention is modelled for serving scenarios only (so far)");
+  if (i(m["shared_experts"]) > 0)
+    fail("model.shared_experts", "shared experts are modelled for serving scenarios only (so far)");
   json& tr = doc_["training"];
   json& p = doc_["parallelism"];
   const long long data = i(p["data"]), expert = i(p["expert"]), tensor = i(p["tensor"]), pipe = i(p["pipeline"]);
@@ -197,6 +225,140 @@ void Resolver::resolve_training_and_parallelism() {
                      std::llround(sequences), replicas, micro));
 }
 
+void Resolver::resolve_serving() {
+  json& sv = doc_["serving"];
+  if (given("parallelism"))
+    fail("parallelism", "a serving scenario splits each replica in serving.pools[] (data, tensor, expert, pipeline); "
+                        "drop the training `parallelism` section");
+  if (given("training")) fail("training", "a serving scenario has no training section");
+  const json& m = doc_["model"];
+  if (m["architecture"] == "encoder_decoder")
+    fail("model.architecture", "serving supports decoder-only models (prefill + autoregressive decode of one stack)");
+
+  // Arrivals.
+  json& a = sv["arrival"];
+  const std::string type = a["type"];
+  const bool rated = type == "poisson" || type == "gamma" || type == "constant" || type == "bursts";
+  if (rated && !has(a, "rate_per_s")) fail("serving.arrival", fmt::format("arrival type {} needs rate_per_s", type));
+  if (!rated && has(a, "rate_per_s")) fail("serving.arrival.rate_per_s", fmt::format("not used by arrival type {}", type));
+  if (type != "gamma" && given("serving.arrival.cv")) fail("serving.arrival.cv", "only used by arrival type gamma");
+  if (type != "bursts" && given("serving.arrival.burst_size")) fail("serving.arrival.burst_size", "only used by arrival type bursts");
+  if (type == "trace") {
+    if (!has(a, "trace_csv")) fail("serving.arrival", "arrival type trace needs trace_csv");
+    namespace fs = std::filesystem;
+    fs::path csv(a["trace_csv"].get<std::string>());
+    if (csv.is_relative() && !file_.empty() && file_.rfind("--", 0) != 0)
+      csv = fs::path(file_).parent_path() / csv;
+    a["trace_csv"] = csv.lexically_normal().string();
+  } else if (has(a, "trace_csv")) {
+    fail("serving.arrival.trace_csv", "only used by arrival type trace");
+  }
+  for (const char* which : {"prompt_length", "output_length"}) {
+    const std::string base = std::string("serving.") + which;
+    json& l = sv[which];
+    const std::string lt = l["type"];
+    if (lt == "trace" && type != "trace")
+      fail(base + ".type", "lengths come from the trace only with serving.arrival.type trace");
+    auto need = [&](const char* key) {
+      if (!has(l, key)) fail(base, fmt::format("length type {} needs {}.{}", lt, base, key));
+    };
+    auto forbid = [&](const char* key) {
+      if (given(base + "." + key)) fail(base + "." + key, fmt::format("not used by length type {}", lt));
+    };
+    if (lt == "fixed") {
+      need("value");
+      for (const char* k : {"min", "max", "mean", "sigma"}) forbid(k);
+    } else if (lt == "uniform") {
+      need("max");
+      for (const char* k : {"value", "mean", "sigma"}) forbid(k);
+    } else if (lt == "lognormal") {
+      need("mean");
+      need("sigma");
+      forbid("value");
+    } else {
+      for (const char* k : {"value", "min", "max", "mean", "sigma"}) forbid(k);
+    }
+    if (has(l, "max") && l["max"].get<double>() < l["min"].get<double>())
+      fail(base + ".max", fmt::format("max {} is below min {}", l["max"].get<double>(), l["min"].get<double>()));
+    if (lt == "lognormal" && has(l, "max") && l["mean"].get<double>() > l["max"].get<double>())
+      fail(base + ".mean", fmt::format("mean {} is above max {}", l["mean"].get<double>(), l["max"].get<double>()));
+  }
+  const bool bounded = has(sv, "requests") || has(sv, "duration_s") || type == "trace";
+  if (!bounded)
+    fail("serving", "give serving.requests, serving.duration_s or both: when do requests stop arriving?");
+  if (type == "offline" && !has(sv, "requests")) fail("serving", "arrival type offline needs serving.requests");
+  if (type == "offline" && has(sv, "duration_s"))
+    fail("serving.duration_s", "offline sends every request at time 0; give serving.requests only");
+  if (has(sv, "duration_s") && sv["warmup_s"].get<double>() >= sv["duration_s"].get<double>())
+    fail("serving.warmup_s", fmt::format("warm-up {} s is not shorter than the {} s of arrivals: nothing would be measured",
+                                         sv["warmup_s"].get<double>(), sv["duration_s"].get<double>()));
+  if (type == "offline" && sv["warmup_s"].get<double>() > 0.0)
+    fail("serving.warmup_s", "offline requests all arrive at time 0: a warm-up would exclude them all");
+
+  // Pools: one colocated pool, or prefill and decode pools.
+  json& pools = sv["pools"];
+  if (pools.empty()) fail("serving.pools", "needs at least one pool");
+  int colocated = 0, prefill = 0, decode = 0;
+  long long devices = 0;
+  const long long experts = i(m["experts"]), heads = i(m["heads"]), kv_heads = i(m["kv_heads"]);
+  for (std::size_t k = 0; k < pools.size(); ++k) {
+    const std::string path = fmt::format("serving.pools[{}]", k);
+    const json& pl = pools[k];
+    const std::string role = pl["role"];
+    (role == "colocated" ? colocated : role == "prefill" ? prefill : decode)++;
+    const long long data = i(pl["data"]), tensor = i(pl["tensor"]), expert = i(pl["expert"]), pipe = i(pl["pipeline"]);
+    const long long per_replica = data * tensor * pipe;
+    if (per_replica > 1000000) fail(path, fmt::format("{} devices per replica is more than any cluster", per_replica));
+    if (heads % tensor != 0)
+      fail(path + ".tensor", fmt::format("tensor parallelism {} must divide heads {}", tensor, heads));
+    if (tensor > kv_heads && tensor % kv_heads != 0)
+      fail(path + ".tensor", fmt::format("tensor parallelism {} must be a multiple of kv_heads {} when larger (each "
+                                         "key/value head is replicated on tensor / kv_heads ranks)", tensor, kv_heads));
+    if (expert != 1 && expert != data * tensor)
+      fail(path + ".expert", fmt::format("expert parallelism {} must be 1 (experts tensor-split in each tensor group) or "
+                                         "data x tensor = {} (whole experts spread over the stage)", expert, data * tensor));
+    if (expert > 1 && experts == 0) fail(path + ".expert", "expert parallelism needs an MoE model (model.experts is 0)");
+    if (expert > 1 && experts % expert != 0)
+      fail(path + ".expert", fmt::format("expert parallelism {} must divide the {} experts", expert, experts));
+    if (expert == 1 && experts > 0 && (i(m["expert_d_ff"]) % tensor != 0))
+      fail(path + ".tensor", fmt::format("tensor parallelism {} must divide expert_d_ff {} (experts are tensor-split "
+                                         "when expert is 1)", tensor, i(m["expert_d_ff"])));
+    if (i(m["d_ff"]) % tensor != 0)
+      fail(path + ".tensor", fmt::format("tensor parallelism {} must divide d_ff {}", tensor, i(m["d_ff"])));
+    if (pipe > i(m["decoder_layers"]))
+      fail(path + ".pipeline", fmt::format("{} pipeline stages but only {} layers", pipe, i(m["decoder_layers"])));
+    const long long add = i(pl["replicas"]) * per_replica;
+    if (add > 100000000) fail(path + ".replicas", fmt::format("{} devices in one pool is more than any cluster", add));
+    devices += add;
+  }
+  if (colocated > 0 && (prefill > 0 || decode > 0))
+    fail("serving.pools", "either colocated pools, or prefill and decode pools (disaggregated), not both");
+  if (colocated == 0 && (prefill == 0 || decode == 0))
+    fail("serving.pools", "a disaggregated deployment needs a prefill pool and a decode pool");
+  if (colocated > 1 || prefill > 1 || decode > 1)
+    fail("serving.pools", "one pool per role (give its replica count in `replicas`)");
+  const long long chips = i(doc_["cluster"]["count"]);
+  const long long per_chip = accel_->devices_per_chip;
+  if (devices != chips * per_chip)
+    fail("serving.pools", fmt::format("the pools use {} devices (replicas x data x tensor x pipeline, summed), but the "
+                                      "cluster has {} chips x {} device{} per chip = {} devices",
+                                      devices, chips, per_chip, per_chip == 1 ? "" : "s", chips * per_chip));
+
+  // Scheduler and KV cache.
+  json& sc = sv["scheduler"];
+  const std::string st = sc["type"];
+  if (st != "chunked_prefill" && given("serving.scheduler.chunk_tokens"))
+    fail("serving.scheduler.chunk_tokens", "only used by scheduler type chunked_prefill");
+  if (st != "continuous" && given("serving.scheduler.prefill_mode"))
+    fail("serving.scheduler.prefill_mode", "only used by scheduler type continuous");
+  json& kv = sv["kv_cache"];
+  if (!has(kv, "dtype")) kv["dtype"] = m["dtype"];
+  const json& r = doc_["routing"];
+  if (sv["task_experts_only"].get<bool>() && r["type"] != "task")
+    fail("serving.task_experts_only", "only with routing.type task (a replica loads the experts of its task)");
+  (void)st;
+}
+
 void Resolver::resolve_routing() {
   const json& m = doc_["model"];
   json& r = doc_["routing"];
@@ -216,6 +378,12 @@ void Resolver::resolve_routing() {
     if (!(sum > 0.0)) fail("routing.load", "at least one load must be > 0");
   } else if (has(r, "load")) {
     fail("routing.load", "only used with routing.type load_vector");
+  }
+  if (type == "task") {
+    if (i(m["experts"]) == 0) fail("routing.type", "task routing needs an MoE model (model.experts is 0)");
+    if (!has(r, "tasks")) fail("routing", "routing.type task needs routing.tasks (the number of tasks)");
+  } else if (has(r, "tasks")) {
+    fail("routing.tasks", "only used with routing.type task");
   }
 }
 
@@ -276,17 +444,103 @@ void Resolver::resolve_placement() {
       inline_dcs_.emplace_back(std::move(spec));
     }
     const double units = e["share"].get<double>() * static_cast<double>(split_degree);
-    if (pl.size() > 1 && std::fabs(units - std::round(units)) > 1e-6)
+    if (pl.size() > 1 && !has(doc_, "serving") && std::fabs(units - std::round(units)) > 1e-6)
       fail(path + ".share", fmt::format("share {} of the {} split (degree {}) is not a whole number of {} groups ({})",
                                         e["share"].get<double>(), split, split_degree, split, units));
   }
   if (std::fabs(sum - 1.0) > 1e-6)
     fail("placement", fmt::format("shares sum to {} but must sum to 1", sum));
+  if (has(doc_, "serving")) {
+    // Replicas are placed whole: a pool pinned to one datacenter, or spread by the shares.
+    const json& pools = doc_["serving"]["pools"];
+    for (std::size_t k = 0; k < pools.size(); ++k) {
+      const std::string path = fmt::format("serving.pools[{}]", k);
+      const std::string dc = pools[k]["datacenter"];
+      const long long replicas = i(pools[k]["replicas"]);
+      if (!dc.empty()) {
+        bool found = false;
+        std::vector<std::string> names;
+        for (const auto& e : pl) {
+          const std::string n = e["datacenter"].is_string() ? e["datacenter"].get<std::string>() : e["datacenter"]["name"].get<std::string>();
+          names.push_back(n);
+          found = found || n == dc;
+        }
+        if (!found)
+          fail(path + ".datacenter", fmt::format("'{}' is not a datacenter of `placement`; allowed: {}", dc, text::join(names)));
+        continue;
+      }
+      if (pl.size() == 1) continue;
+      for (std::size_t j = 0; j < pl.size(); ++j) {
+        const double units = pl[j]["share"].get<double>() * static_cast<double>(replicas);
+        if (std::fabs(units - std::round(units)) > 1e-6)
+          fail(fmt::format("placement[{}].share", j),
+               fmt::format("share {} of the {} replicas of serving pool {} is not a whole number of replicas ({}); "
+                           "change the shares or pin the pool with serving.pools[].datacenter",
+                           pl[j]["share"].get<double>(), replicas, k, units));
+      }
+    }
+  }
   if (pl.size() > 1) {
     const json& w = doc_["wan"];
     if (!has(w, "bandwidth_gbps") || !has(w, "latency_ms"))
       fail("wan", "a job in several datacenters needs wan.bandwidth_gbps and wan.latency_ms");
   }
+}
+
+ServingSpec Resolver::build_serving(const json& sv) const {
+  ServingSpec v;
+  const json& a = sv["arrival"];
+  v.arrival.type = a["type"];
+  if (a.contains("rate_per_s")) v.arrival.rate_per_s = a["rate_per_s"];
+  v.arrival.cv = a["cv"];
+  v.arrival.burst_size = static_cast<int>(i(a["burst_size"]));
+  if (a.contains("trace_csv")) v.arrival.trace_csv = a["trace_csv"];
+  auto length = [&](const json& l) {
+    LengthSpec x;
+    x.type = l["type"];
+    if (l.contains("value")) x.value = l["value"];
+    x.min = l["min"];
+    if (l.contains("max")) x.max = l["max"];
+    if (l.contains("mean")) x.mean = l["mean"];
+    if (l.contains("sigma")) x.sigma = l["sigma"];
+    return x;
+  };
+  v.prompt_tokens = length(sv["prompt_length"]);
+  v.output_tokens = length(sv["output_length"]);
+  if (sv.contains("requests")) v.requests = i(sv["requests"]);
+  if (sv.contains("duration_s")) v.duration_s = sv["duration_s"];
+  v.warmup_s = sv["warmup_s"];
+  for (const auto& p : sv["pools"]) {
+    PoolSpec ps;
+    const std::string role = p["role"];
+    ps.role = role == "prefill" ? PoolRole::prefill : role == "decode" ? PoolRole::decode : PoolRole::colocated;
+    ps.replicas = static_cast<int>(i(p["replicas"]));
+    ps.data = static_cast<int>(i(p["data"]));
+    ps.tensor = static_cast<int>(i(p["tensor"]));
+    ps.expert = static_cast<int>(i(p["expert"]));
+    ps.pipeline = static_cast<int>(i(p["pipeline"]));
+    ps.datacenter = p["datacenter"];
+    v.pools.push_back(std::move(ps));
+  }
+  v.router = sv["router"]["type"];
+  const json& sc = sv["scheduler"];
+  v.scheduler = sc["type"];
+  v.max_sequences = static_cast<int>(i(sc["max_sequences"]));
+  v.max_batched_tokens = static_cast<int>(i(sc["max_batched_tokens"]));
+  v.chunk_tokens = static_cast<int>(i(sc["chunk_tokens"]));
+  v.separate_prefill = sc["prefill_mode"] == "separate";
+  const json& kv = sv["kv_cache"];
+  v.kv_memory_fraction = kv["memory_fraction"];
+  v.kv_fraction_of_free = kv["memory_fraction_of"] == "free";
+  v.kv_block_tokens = static_cast<int>(i(kv["block_tokens"]));
+  v.kv_dtype = kv["dtype"];
+  v.slo_ttft_s = sv["slo"]["ttft_ms"].get<double>() * 1e-3;
+  v.slo_tpot_s = sv["slo"]["tpot_ms"].get<double>() * 1e-3;
+  v.task_experts_only = sv["task_experts_only"];
+  v.record_requests = sv["record_requests"];
+  v.memo_buckets_per_octave = static_cast<int>(i(sv["memo_buckets_per_octave"]));
+  v.sample_interval_s = sv["sample_interval_s"];
+  return v;
 }
 
 Scenario Resolver::build() const {
@@ -315,11 +569,20 @@ Scenario Resolver::build() const {
   s.model.seq_len = static_cast<int>(i(m["seq_len"]));
   s.model.target_seq_len = static_cast<int>(i(m["target_seq_len"]));
   s.model.dtype = m["dtype"];
+  s.model.kv_heads = static_cast<int>(i(m["kv_heads"]));
+  s.model.shared_experts = static_cast<int>(i(m["shared_experts"]));
+  s.model.first_dense_layers = static_cast<int>(i(m["first_dense_layers"]));
+  if (m.contains("mla")) {
+    s.model.mla_kv_lora_rank = static_cast<int>(i(m["mla"]["kv_lora_rank"]));
+    s.model.mla_qk_rope_head_dim = static_cast<int>(i(m["mla"]["qk_rope_head_dim"]));
+    s.model.mla_q_lora_rank = static_cast<int>(i(m["mla"]["q_lora_rank"]));
+  }
   const std::string act = m["activation"];
   s.model.activation = act == "relu" ? Activation::relu : act == "swiglu" ? Activation::swiglu
                      : act == "geglu" ? Activation::geglu : Activation::gelu;
 
-  const json& t = d["training"];
+  if (d.contains("serving")) s.serving = build_serving(d["serving"]);
+  const json& t = d.contains("training") ? d["training"] : training_defaults();
   if (t.contains("tokens")) s.training.tokens = t["tokens"];
   if (t.contains("hardware_flops")) s.training.hardware_flops = t["hardware_flops"].get<double>();
   s.training.batch_tokens = t["batch_tokens"];
@@ -336,6 +599,7 @@ Scenario Resolver::build() const {
   s.routing.type = r["type"];
   s.routing.skew = r["skew"];
   if (r.contains("load")) s.routing.load = r["load"].get<std::vector<double>>();
+  if (r.contains("tasks")) s.routing.tasks = static_cast<int>(i(r["tasks"]));
   s.routing.group_size_tokens = static_cast<int>(i(r["group_size_tokens"]));
   s.routing.dropless = r["dropless"];
   s.routing.capacity_counts_top_k = r["capacity_counts_top_k"];
@@ -391,9 +655,17 @@ Scenario Resolver::build() const {
 }
 
 Scenario Resolver::run() {
+  const bool training = has(doc_, "training"), serving = has(doc_, "serving");
+  if (training == serving)
+    fail(training ? "serving" : "", training ? "give either `training` (train the model) or `serving` (serve it), not both"
+                                             : "missing `training` or `serving`: a scenario either trains the model or serves it");
   resolve_model();
   resolve_cluster();
-  resolve_training_and_parallelism();
+  if (serving) {
+    resolve_serving();
+  } else {
+    resolve_training_and_parallelism();
+  }
   resolve_routing();
   resolve_placement();
   return build();
@@ -426,6 +698,7 @@ std::string to_string(Optimizer o) {
   return "?";
 }
 std::string to_string(Remat r) { return r == Remat::none ? "none" : r == Remat::full ? "full" : "auto"; }
+std::string to_string(PoolRole r) { return r == PoolRole::prefill ? "prefill" : r == PoolRole::decode ? "decode" : "colocated"; }
 std::string to_string(SplitKind s) { return s == SplitKind::expert ? "expert" : s == SplitKind::pipeline ? "pipeline" : "data"; }
 
 }  // namespace moesim::scenario

@@ -110,6 +110,26 @@ ALTER TABLE runs ADD COLUMN provenance_json TEXT NOT NULL DEFAULT 'null' CHECK (
 CREATE INDEX runs_by_comparison ON runs(comparison_id);
 )sql";
 
+/** Version 2: serving runs (the run's kind) and, on request, every measured request's timings. */
+constexpr const char* kSchemaV2 = R"sql(
+ALTER TABLE runs ADD COLUMN kind TEXT NOT NULL DEFAULT 'training' CHECK (kind IN ('training', 'serving'));
+
+CREATE TABLE request_timings (
+  run_id        INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  idx           INTEGER NOT NULL,
+  arrival_s     REAL NOT NULL CHECK (arrival_s >= 0.0),
+  first_token_s REAL NOT NULL,
+  end_s         REAL NOT NULL,
+  queue_s       REAL NOT NULL,
+  prompt_tokens INTEGER NOT NULL CHECK (prompt_tokens >= 1),
+  output_tokens INTEGER NOT NULL CHECK (output_tokens >= 1),
+  replica       INTEGER NOT NULL CHECK (replica >= 0),
+  preemptions   INTEGER NOT NULL CHECK (preemptions >= 0),
+  PRIMARY KEY (run_id, idx),
+  CHECK (first_token_s >= arrival_s AND end_s >= first_token_s)
+) STRICT, WITHOUT ROWID;
+)sql";
+
 constexpr int kEmpty = -1;  // a database with no schema yet (new file)
 
 std::int64_t pragma_int(Db& db, const char* pragma) {
@@ -159,6 +179,7 @@ const std::vector<Migration>& migrations() {
   static const std::vector<Migration> list = {
       {0, "runs, metrics, datacenter results, phase breakdown, series", kSchemaV0},
       {1, "comparisons, alternative labels, provenance", kSchemaV1},
+      {2, "run kind (training or serving), request timings", kSchemaV2},
   };
   return list;
 }

@@ -157,6 +157,21 @@ void write_series(Db& db, std::int64_t id, const std::vector<Series>& series) {
   }
 }
 
+void write_requests(Db& db, std::int64_t id, const std::vector<RequestTiming>& requests) {
+  Stmt s(db,
+         "INSERT INTO request_timings (run_id, idx, arrival_s, first_token_s, end_s, queue_s, prompt_tokens, "
+         "output_tokens, replica, preemptions) VALUES (?1, ?2, :arrival_s, :first_token_s, :end_s, :queue_s, ?7, ?8, ?9, ?10)",
+         "");
+  s.set_context(fmt::format("complete_run(run {}): request timings", id));
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    const RequestTiming& q = requests[i];
+    s.bind(1, id).bind(2, static_cast<std::int64_t>(i)).bind(3, q.arrival_s).bind(4, q.first_token_s).bind(5, q.end_s);
+    s.bind(6, q.queue_s).bind(7, q.prompt_tokens).bind(8, q.output_tokens).bind(9, q.replica).bind(10, q.preemptions);
+    s.run();
+    s.reset();
+  }
+}
+
 /** Whether `sql` (a SELECT with one parameter ?1 = id) returns a row. */
 bool row_exists(Db& db, const char* sql, std::int64_t id, const std::string& context) {
   Stmt s(db, sql, context);
@@ -247,12 +262,12 @@ std::int64_t Store::begin_run(const RunRecord& header) {
   {
     Stmt s(db,
            "INSERT INTO runs (scenario_name, scenario_file, scenario_json, seed, moesim_version, git_hash, status, "
-           "created_at_utc, comparison_id, alternative_label) "
-           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', " MOESIM_NOW_UTC ", ?7, ?8) RETURNING id",
+           "created_at_utc, comparison_id, alternative_label, kind) "
+           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', " MOESIM_NOW_UTC ", ?7, ?8, ?9) RETURNING id",
            context);
     s.bind(1, header.scenario_name).bind(2, header.scenario_file).bind(3, scenario_json);
     s.bind(4, seed_to_sql(header.seed)).bind(5, header.moesim_version).bind(6, header.git_hash);
-    s.bind(7, header.comparison_id).bind(8, header.alternative_label);
+    s.bind(7, header.comparison_id).bind(8, header.alternative_label).bind(9, header.kind);
     if (!s.step()) throw Error(fmt::format("run store {}: {}: INSERT returned no id", db.path(), context));
     id = s.int64(0);
     s.reset();
@@ -272,6 +287,7 @@ void Store::complete_run(std::int64_t id, const RunRecord& results) {
   write_datacenters(db, id, results.datacenters);
   write_breakdown(db, id, results.breakdown);
   write_series(db, id, results.series);
+  write_requests(db, id, results.requests);
   {
     Stmt s(db,
            "UPDATE runs SET status = 'complete', provenance_json = ?2, finished_at_utc = " MOESIM_NOW_UTC
@@ -303,7 +319,7 @@ void Store::fail_run(std::int64_t id, const std::string& message) {
 std::vector<RunSummary> Store::list_runs(std::optional<std::int64_t> comparison_id) const {
   Db& db = impl_->db;
   Stmt s(db,
-         "SELECT r.id, r.scenario_name, r.status, r.created_at_utc, r.comparison_id, r.alternative_label, "
+         "SELECT r.id, r.scenario_name, r.status, r.created_at_utc, r.comparison_id, r.alternative_label, r.kind, "
          "  (SELECT m.value FROM metrics m WHERE m.run_id = r.id AND m.name = ?1), "
          "  (SELECT sum(d.facility_energy_j) FROM datacenter_results d WHERE d.run_id = r.id), "
          "  (SELECT sum(d.co2e_gross_kg) FROM datacenter_results d WHERE d.run_id = r.id) "
@@ -319,9 +335,10 @@ std::vector<RunSummary> Store::list_runs(std::optional<std::int64_t> comparison_
     r.created_at_utc = s.text(3);
     r.comparison_id = s.optional_int64(4);
     r.alternative_label = s.text(5);
-    if (auto train_s = s.optional_real(6)) r.train_days = units::seconds_to_days(*train_s);
-    if (auto facility_j = s.optional_real(7)) r.facility_energy_mwh = units::joules_to_mwh(*facility_j);
-    if (auto co2e_kg = s.optional_real(8)) r.co2e_gross_t = units::kg_to_tonnes(*co2e_kg);
+    r.kind = s.text(6);
+    if (auto train_s = s.optional_real(7)) r.train_days = units::seconds_to_days(*train_s);
+    if (auto facility_j = s.optional_real(8)) r.facility_energy_mwh = units::joules_to_mwh(*facility_j);
+    if (auto co2e_kg = s.optional_real(9)) r.co2e_gross_t = units::kg_to_tonnes(*co2e_kg);
     out.push_back(std::move(r));
   }
   return out;
@@ -336,7 +353,7 @@ RunRecord Store::get_run(std::int64_t id) const {
   {
     Stmt s(db,
            "SELECT id, scenario_name, scenario_file, scenario_json, seed, moesim_version, git_hash, status, "
-           "error_message, created_at_utc, finished_at_utc, comparison_id, alternative_label, provenance_json "
+           "error_message, created_at_utc, finished_at_utc, comparison_id, alternative_label, provenance_json, kind "
            "FROM runs WHERE id = ?1",
            context);
     s.bind(1, id);
@@ -355,6 +372,7 @@ RunRecord Store::get_run(std::int64_t id) const {
     r.comparison_id = s.optional_int64(11);
     r.alternative_label = s.text(12);
     r.provenance = parse_json(s.text(13), fmt::format("provenance of run {}", id), db.path());
+    r.kind = s.text(14);
   }
   {
     Stmt s(db, "SELECT name, value, unit FROM metrics WHERE run_id = ?1 ORDER BY position", context);
@@ -416,6 +434,21 @@ RunRecord Store::get_run(std::int64_t id) const {
   }
   t.commit();
   return r;
+}
+
+std::vector<RequestTiming> Store::request_timings(std::int64_t id) const {
+  Db& db = impl_->db;
+  const std::string context = fmt::format("request_timings({})", id);
+  Stmt s(db,
+         "SELECT arrival_s, first_token_s, end_s, queue_s, prompt_tokens, output_tokens, replica, preemptions "
+         "FROM request_timings WHERE run_id = ?1 ORDER BY idx",
+         context);
+  s.bind(1, id);
+  std::vector<RequestTiming> out;
+  while (s.step())
+    out.push_back({s.real(0), s.real(1), s.real(2), s.real(3), static_cast<int>(s.int64(4)), static_cast<int>(s.int64(5)),
+                   static_cast<int>(s.int64(6)), static_cast<int>(s.int64(7))});
+  return out;
 }
 
 bool Store::has_run(std::int64_t id) const {

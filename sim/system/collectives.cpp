@@ -494,7 +494,10 @@ TrafficPlan plan_collective(const CollectiveWork& work, const Topology& topology
       break;
     case CollectiveOp::send_recv: send_recv(pb, work, topology, mesh, intra_chip); break;
   }
-  return pb.finish(algo.empty() ? "intra-chip" : algo, intra_chip);
+  TrafficPlan plan = pb.finish(algo.empty() ? "intra-chip" : algo, intra_chip);
+  // Point-to-point sends are not collectives: no collective launch cost.
+  if (!plan.empty() && work.op != CollectiveOp::send_recv) plan.overhead_s = topology.collective_overhead_s;
+  return plan;
 }
 
 }  // namespace moesim::system

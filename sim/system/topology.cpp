@@ -46,8 +46,6 @@ Topology Topology::build(const scenario::Scenario& s, const catalog::Accelerator
                          const workload::DeviceMesh& mesh) {
   Topology t;
   t.devices_per_chip_ = mesh.devices_per_chip();
-  const auto& topo = s.cluster.topology;
-  const bool torus = topo.type == "torus_2d" || topo.type == "torus_3d";
 
   // Which site each device goes to: whole units of the split dimension, by cumulative share.
   const int degree = s.split == scenario::SplitKind::data ? mesh.data()
@@ -75,6 +73,24 @@ Topology Topology::build(const scenario::Scenario& s, const catalog::Accelerator
     cs = site;
   }
 
+  finish(t, s, accel, fmt::format("share {{}} of {} {} units", degree, scenario::to_string(s.split)));
+  return t;
+}
+
+Topology Topology::build_for_sites(const scenario::Scenario& s, const catalog::AcceleratorSpec& accel, int devices_per_chip,
+                                   const std::vector<int>& chip_site) {
+  Topology t;
+  t.devices_per_chip_ = devices_per_chip;
+  t.site_of_ = chip_site;
+  finish(t, s, accel, "share {} of the serving replicas");
+  return t;
+}
+
+void Topology::finish(Topology& t, const scenario::Scenario& s, const catalog::AcceleratorSpec& accel,
+                      const std::string& empty_site_reason) {
+  const auto& topo = s.cluster.topology;
+  const bool torus = topo.type == "torus_2d" || topo.type == "torus_3d";
+  const int chips = static_cast<int>(t.site_of_.size());
   t.local_of_.assign(static_cast<std::size_t>(chips), 0);
   for (std::size_t k = 0; k < s.placement.size(); ++k) {
     Site site;
@@ -88,8 +104,8 @@ Topology Topology::build(const scenario::Scenario& s, const catalog::Accelerator
       }
     const int n = static_cast<int>(site.chips.size());
     if (n == 0)
-      throw Error(fmt::format("datacenter '{}' received no chips (share {} of {} {} units)", site.datacenter,
-                              s.placement[k].share, degree, scenario::to_string(s.split)));
+      throw Error(fmt::format("datacenter '{}' received no chips ({})", site.datacenter,
+                              fmt::format(fmt::runtime(empty_site_reason), s.placement[k].share)));
     if (torus) {
       int prod = 1;
       for (int d : topo.dims) prod *= d;
@@ -117,11 +133,11 @@ Topology Topology::build(const scenario::Scenario& s, const catalog::Accelerator
   t.nic_latency_s = (!torus && lat_override > 0) ? lat_override : accel.nic_latency_s;
   t.wan_bandwidth_bytes_per_s = s.wan.bandwidth_bytes_per_s;
   t.wan_latency_s = s.wan.latency_s;
+  t.collective_overhead_s = accel.collective_overhead_s;
   if (torus && !(t.ici_bandwidth_bytes_per_s > 0))
     throw Error(fmt::format("accelerator '{}' has no ICI link bandwidth for a torus", accel.name));
   if (!torus && (!(t.nvlink_bandwidth_bytes_per_s > 0) || !(t.nic_bandwidth_bytes_per_s > 0)))
     throw Error(fmt::format("accelerator '{}' lacks NVLink or NIC bandwidth for an nvlink_fat_tree", accel.name));
-  return t;
 }
 
 std::vector<int> Topology::coords(int chip) const {

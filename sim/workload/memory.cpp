@@ -15,7 +15,22 @@ namespace moesim::workload {
 double dtype_bytes(const std::string& dtype) {
   if (dtype == "fp32") return 4.0;
   if (dtype == "bf16" || dtype == "fp16") return 2.0;
-  throw Error(fmt::format("unknown dtype '{}'; valid: fp32, bf16, fp16", dtype));
+  if (dtype == "fp8") return 1.0;
+  throw Error(fmt::format("unknown dtype '{}'; valid: fp32, bf16, fp16, fp8", dtype));
+}
+
+double attention_params(const scenario::ModelSpec& m) {
+  const double d = m.d_model, h = m.heads, dh = m.d_head;
+  if (m.is_mla()) {
+    // DeepSeek-V2 §2.1: queries (optionally through a rank-q_lora bottleneck) of no-RoPE and RoPE parts,
+    // a joint key/value down-projection to the latent plus the decoupled RoPE key, the latent's up-projection
+    // to per-head keys and values, and the output projection.
+    const double rope = m.mla_qk_rope_head_dim, lora = m.mla_kv_lora_rank, ql = m.mla_q_lora_rank;
+    const double q = ql > 0 ? d * ql + ql * h * (dh + rope) : d * h * (dh + rope);
+    return q + d * (lora + rope) + lora * h * 2.0 * dh + h * dh * d;
+  }
+  const double kv = m.kv_heads > 0 ? m.kv_heads : h;
+  return d * dh * (2.0 * h + 2.0 * kv);  // Q and O: heads; K and V: kv_heads (GQA)
 }
 
 namespace {
@@ -26,9 +41,10 @@ LayerParams layer_params(const scenario::ModelSpec& m, const scenario::Paralleli
   const double d = m.d_model, t = p.tensor;
   const bool cross = decoder && m.architecture == scenario::Architecture::encoder_decoder;
   LayerParams lp;
-  lp.dense = 4.0 * d * (m.heads / t) * m.d_head * (cross ? 2.0 : 1.0);
+  lp.dense = attention_params(m) / t * (cross ? 2.0 : 1.0);
   if (moe) {
     lp.dense += d * m.experts;  // the router (replicated)
+    lp.dense += m.shared_experts * ffn_matrices(m) * d * m.expert_d_ff / t;  // shared experts: in every rank
     lp.expert = (static_cast<double>(m.experts) / p.expert) * ffn_matrices(m) * d * m.expert_d_ff / t;
   } else {
     lp.dense += ffn_matrices(m) * d * m.d_ff / t;
@@ -37,7 +53,7 @@ LayerParams layer_params(const scenario::ModelSpec& m, const scenario::Paralleli
 }
 
 ParamCounts count_params(const scenario::ModelSpec& m) {
-  const double d = m.d_model, attn = 4.0 * d * m.heads * m.d_head;
+  const double d = m.d_model, attn = attention_params(m);
   const double dense_ffn = ffn_matrices(m) * d * m.d_ff;
   const double one_expert = ffn_matrices(m) * d * m.expert_d_ff;
   const double router = d * m.experts;
@@ -50,9 +66,9 @@ ParamCounts count_params(const scenario::ModelSpec& m) {
       c.dense += attn + (cross ? attn : 0.0);
       active_sum += attn + (cross ? attn : 0.0);
       if (m.is_moe_layer(l)) {
-        c.dense += router;
+        c.dense += router + m.shared_experts * one_expert;
         c.expert += c.expert_per_layer;
-        active_sum += router + m.top_k * one_expert;
+        active_sum += router + (m.top_k + m.shared_experts) * one_expert;
       } else {
         c.dense += dense_ffn;
         active_sum += dense_ffn;

@@ -86,10 +86,28 @@ const std::vector<double>& Router::popularity(int moe_layer) const {
     for (std::size_t r = 0; r < p.size(); ++r) p[perm[r]] = by_rank[r];
   } else if (spec_.type == "load_vector") {
     p = spec_.load;
+  } else if (spec_.type == "task" && spec_.tasks > 0) {
+    // Each task sends all its tokens to its own top_k experts; with tasks drawn uniformly, expert e's
+    // popularity is the number of tasks using it.
+    std::fill(p.begin(), p.end(), 0.0);
+    for (int t = 0; t < spec_.tasks; ++t)
+      for (int e : task_experts(spec_, experts_, top_k_, seed_, moe_layer, t)) p[static_cast<std::size_t>(e)] += 1.0;
   }
   const double sum = std::accumulate(p.begin(), p.end(), 0.0);
   for (double& x : p) x /= sum;
   return popularity_.emplace(moe_layer, std::move(p)).first->second;
+}
+
+std::vector<int> task_experts(const scenario::RoutingSpec& spec, int experts, int top_k, std::uint64_t seed, int moe_layer,
+                              int task) {
+  (void)spec;
+  // A partial Fisher-Yates shuffle seeded by (seed, layer, task): the task's k distinct experts.
+  std::vector<int> perm(static_cast<std::size_t>(experts));
+  std::iota(perm.begin(), perm.end(), 0);
+  Rng rng = Rng::derived(seed, 0x7a5c0000ULL + (static_cast<std::uint64_t>(moe_layer) << 20) + static_cast<std::uint64_t>(task));
+  for (int i = 0; i < top_k; ++i) std::swap(perm[static_cast<std::size_t>(i)], perm[static_cast<std::size_t>(i) + rng.below(static_cast<std::uint64_t>(experts - i))]);
+  perm.resize(static_cast<std::size_t>(top_k));
+  return perm;
 }
 
 double expert_capacity(const scenario::RoutingSpec& spec, int experts, int top_k, double capacity_factor, double group_tokens) {

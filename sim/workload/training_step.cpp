@@ -120,6 +120,7 @@ class Builder {
         p_(ctx.scenario.parallelism),
         b_(dtype_bytes(m_.dtype)),
         tp_(p_.tensor),
+        kvl_(std::max(1.0, static_cast<double>(m_.kv_heads > 0 ? m_.kv_heads : m_.heads) / p_.tensor)),
         rng_(Rng::derived(ctx.scenario.seed, static_cast<std::uint64_t>(ctx.step_index))) {
     const bool encdec = m_.architecture == scenario::Architecture::encoder_decoder;
     sequences_ = s_.training.batch_tokens / m_.seq_len / (p_.data * p_.expert) / p_.microbatches;
@@ -253,7 +254,7 @@ class Builder {
     const double seqs = tok / s_q;
     Cost c;
     if (!cross) {
-      c += gemm_cost("attn.qkv", tok, 3.0 * hl * dh, d, pass);
+      c += gemm_cost("attn.qkv", tok, (hl + 2.0 * kvl_) * dh, d, pass);
     } else {
       c += gemm_cost("attn.q", tok, hl * dh, d, pass);
       c += gemm_cost("attn.kv", kv_tokens, 2.0 * hl * dh, d, pass);
@@ -273,7 +274,7 @@ class Builder {
     c += gemm_cost("attn.out", tok, d, hl * dh, pass);
     // Layer norm + residual + dropout around the block: ~6 reads/writes of [tokens, d_model].
     c += vector_cost(KernelClass::elementwise, "attn.norm_residual", 6.0 * tok * d * b_, 10.0 * tok * d, pass);
-    const double proj = (cross ? (tok * hl * dh * 2.0 + kv_tokens * 2.0 * hl * dh) : tok * 4.0 * hl * dh) * d;
+    const double proj = (cross ? (tok * hl * dh * 2.0 + kv_tokens * 2.0 * hl * dh) : tok * (2.0 * hl + 2.0 * kvl_) * dh) * d;
     const double model = 2.0 * proj + 4.0 * seqs * hl * s_q * s_kv * dh;
     st.acc.add(kind_for(cross ? "compute.cross_attention" : "compute.attention", pass), c, model * model_mult(pass));
     tensor_all_reduce(st, tok, label + (cross ? " cross-attn TP all-reduce" : " attn TP all-reduce"));
@@ -459,6 +460,7 @@ class Builder {
   const scenario::ParallelismSpec& p_;
   double b_;
   double tp_;
+  double kvl_;  ///< key/value heads per tensor rank (replicated when kv_heads < tensor)
   Rng rng_;
   double sequences_ = 0.0, t_enc_ = 0.0, t_dec_ = 0.0;
   std::vector<LayerDesc> layers_;

@@ -216,7 +216,8 @@ TEST_CASE("platform::Platform: chip hosts carry the power states and the chip sp
       json out = json::object();
       json chips = json::array();
       for (auto* h : p->chips())
-        chips.push_back({{"watts", h->get_property("wattage_per_state")}, {"dc", h->get_property("datacenter")}, {"speed", h->get_speed()}});
+        chips.push_back({{"watts", h->get_property("wattage_per_state")}, {"dc", h->get_property("datacenter")}, {"speed", h->get_speed()},
+                         {"pstates", h->get_pstate_count()}, {"speed1", h->get_pstate_speed(1)}});
       out["chips"] = chips;
       out["border"] = p->border(0)->get_property("wattage_per_state");
       json pacers = json::array();
@@ -228,7 +229,11 @@ TEST_CASE("platform::Platform: chip hosts carry the power states and the chip sp
     const auto ps = power_states(accel);
     REQUIRE(r["chips"].size() == static_cast<std::size_t>(f.topo.chips()));
     for (const json& c : r["chips"]) {
-      CHECK(watts(c["watts"]) == std::vector<double>{ps.idle_w, ps.active_w, ps.full_w});
+      // Two pstates of the same speed: compute-bound (full) and memory-bound kernels.
+      CHECK(c["watts"].get<std::string>() == fmt::format("{}:{}:{}, {}:{}:{}", ps.idle_w, ps.active_w, ps.full_w, ps.idle_w,
+                                                         ps.active_w, ps.memory_bound_w));
+      CHECK(c["pstates"] == 2);
+      CHECK(c["speed1"].get<double>() == c["speed"].get<double>());
       CHECK(c["dc"] == "dc_a");
       CHECK(c["speed"].get<double>() == accel.peak_matmul_flops_per_s.at("bf16"));
     }

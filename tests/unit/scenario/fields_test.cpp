@@ -126,6 +126,14 @@ TEST_CASE("scenario::FieldSpec: keys with a unit suffix declare that unit and it
   int with_suffix = 0;
   for (const FieldSpec& f : fields()) {
     const std::string name = leaf(f.path);
+    if (ends_with(name, "_per_s")) {
+      // A rate: "<count>/s", as written in SI (requests/s).
+      INFO(f.path << " (suffix _per_s)");
+      ++with_suffix;
+      CHECK(ends_with(f.unit, "/s"));
+      CHECK(f.si_scale == 1.0);
+      continue;
+    }
     for (const auto& [suffix, expected] : suffixes) {
       if (!ends_with(name, suffix)) continue;
       INFO(f.path << " (suffix " << suffix << ")");

@@ -219,13 +219,13 @@ TEST_CASE("scenario::load_string: out-of-range values name the bound", "[scenari
 
 TEST_CASE("scenario::load_string: a bad choice lists the allowed values", "[scenario][loader]") {
   SECTION("dtype") {
-    const std::string yaml = t::replace_line(t::base_yaml(), "  seq_len: 1024", "  seq_len: 1024\n  dtype: fp8");
+    const std::string yaml = t::replace_line(t::base_yaml(), "  seq_len: 1024", "  seq_len: 1024\n  dtype: fp4");
     const auto e = t::load_error(yaml);
     CHECK(e.key() == "model.dtype");
-    CHECK(e.line() == t::line_in(yaml, "dtype: fp8"));
-    CHECK(e.column() == t::column_in(yaml, "dtype: fp8", "fp8"));
-    CHECK(t::contains(e.message(), "'fp8' is not allowed"));
-    CHECK(t::contains(e.message(), "allowed: fp32, bf16, fp16"));
+    CHECK(e.line() == t::line_in(yaml, "dtype: fp4"));
+    CHECK(e.column() == t::column_in(yaml, "dtype: fp4", "fp4"));
+    CHECK(t::contains(e.message(), "'fp4' is not allowed"));
+    CHECK(t::contains(e.message(), "allowed: fp32, bf16, fp16, fp8"));
   }
   SECTION("a near miss is suggested") {
     const std::string yaml = t::replace_line(t::base_yaml(), "  seq_len: 1024", "  seq_len: 1024\n  activation: swigl");

@@ -143,6 +143,9 @@ TEST_CASE("scenario::load_string: derived defaults in the typed scenario and the
       if (dot == std::string::npos) {
         CHECK(s.resolved.contains(f.path));
       } else if (f.path.find('.', dot + 1) == std::string::npos) {
+        // Keys of an optional section without a default (serving in a training scenario) appear only with it.
+        const auto* section = moesim::scenario::find_field(f.path.substr(0, dot));
+        if (section && section->default_value.is_null() && !s.resolved.contains(f.path.substr(0, dot))) continue;
         CHECK(s.resolved[f.path.substr(0, dot)].contains(f.path.substr(dot + 1)));
       }
     }

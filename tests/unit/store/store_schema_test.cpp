@@ -84,12 +84,12 @@ TEST_CASE("store::Store: a new store has the current schema, WAL, foreign keys a
 
   const auto tables = describe_tables(path);
   for (const char* name :
-       {"runs", "metrics", "datacenter_results", "phase_breakdown", "series", "series_points", "comparisons"}) {
+       {"runs", "metrics", "datacenter_results", "phase_breakdown", "series", "series_points", "comparisons", "request_timings"}) {
     INFO("table " << name);
     REQUIRE(tables.count(name) == 1);
     CHECK(tables.at(name).front().rfind("strict=1", 0) == 0);
   }
-  CHECK(tables.size() == 7);
+  CHECK(tables.size() == 8);
 
   SECTION("STRICT rejects a value of the wrong type") {
     CHECK(raw.try_exec("INSERT INTO metrics (run_id, position, name, value, unit) VALUES (1, 0, 'x', 'abc', 's')") ==
@@ -120,14 +120,15 @@ TEST_CASE("store::Store: opening a version-0 store migrates it and keeps its row
 
   SECTION("read-only refuses to migrate and leaves the file alone") {
     CHECK_THROWS_WITH(Store(path, Store::Mode::read_only),
-                      Contains(path) && Contains("schema version 0, older than 1") && Contains("read-write"));
+                      Contains(path) && Contains("schema version 0, older than 2") && Contains("read-write"));
     t::RawDb raw(path);
     CHECK(raw.integer("PRAGMA user_version") == 0);
   }
 
   SECTION("read-write migrates") {
     Store store(path);
-    CHECK(store.schema_version() == 1);
+    CHECK(store.schema_version() == 2);
+    CHECK(store.get_run(1).kind == "training");
 
     const RunRecord old = store.get_run(1);
     CHECK(old.scenario_name == "legacy-small");
@@ -167,7 +168,7 @@ TEST_CASE("store::Store: opening a version-0 store migrates it and keeps its row
     CHECK(store.get_run(id).provenance == t::sample_results().provenance);
 
     t::RawDb raw(path);
-    CHECK(raw.integer("PRAGMA user_version") == 1);
+    CHECK(raw.integer("PRAGMA user_version") == 2);
     CHECK(raw.text("PRAGMA journal_mode") == "wal");
     CHECK(raw.text("PRAGMA integrity_check") == "ok");
     CHECK(raw.text("PRAGMA foreign_key_check").empty());
@@ -193,19 +194,67 @@ TEST_CASE("store::Store: opening a version-0 store migrates it and keeps its row
   }
 }
 
+TEST_CASE("store::Store: opening a version-1 store migrates it to serving runs and request timings", "[store]") {
+  t::TempDir dir;
+  const std::string path = dir.file("v1.db");
+  make_v0_database(path);
+  {
+    t::RawDb raw(path);
+    raw.exec(t::read_text_file(std::string(MOESIM_TEST_DATA) + "/store/schema_v1_migration.sql"));
+    REQUIRE(raw.integer("PRAGMA user_version") == 1);
+    REQUIRE(raw.integer("SELECT count(*) FROM pragma_table_xinfo('runs') WHERE name = 'kind'") == 0);
+  }
+  SECTION("read-only refuses to migrate") {
+    CHECK_THROWS_WITH(Store(path, Store::Mode::read_only), Contains("schema version 1, older than 2"));
+  }
+  SECTION("read-write migrates: old runs are training runs, serving runs keep their requests") {
+    Store store(path);
+    CHECK(store.schema_version() == 2);
+    CHECK(store.get_run(1).kind == "training");
+    CHECK(store.list_runs().front().kind == "training");
+    RunRecord header = t::sample_header("serving-small");
+    header.kind = "serving";
+    const std::int64_t id = store.begin_run(header);
+    RunRecord results = t::sample_results();
+    results.requests = {{0.5, 0.75, 2.0, 0.1, 100, 20, 0, 0}, {0.6, 0.9, 3.5, 0.2, 300, 40, 1, 2}};
+    store.complete_run(id, results);
+    CHECK(store.get_run(id).kind == "serving");
+    CHECK(store.get_run(id).requests.empty());  // read separately
+    const auto timings = store.request_timings(id);
+    REQUIRE(timings.size() == 2);
+    CHECK(timings[1].prompt_tokens == 300);
+    CHECK(timings[1].preemptions == 2);
+    CHECK(timings[1].end_s == 3.5);
+    CHECK(store.request_timings(1).empty());
+    // Migrating gives exactly the layout a new store gets.
+    const std::string fresh = dir.file("fresh.db");
+    { Store created(fresh); }
+    CHECK(describe_tables(path) == describe_tables(fresh));
+  }
+  SECTION("a request that ends before its first token is refused, and nothing of the run is written") {
+    Store store(path);
+    const std::int64_t id = store.begin_run(t::sample_header("bad"));
+    RunRecord results = t::sample_results();
+    results.requests = {{1.0, 0.5, 2.0, 0.0, 10, 10, 0, 0}};
+    CHECK_THROWS(store.complete_run(id, results));
+    CHECK(store.get_run(id).status == RunStatus::running);
+    CHECK(store.get_run(id).metrics.empty());
+  }
+}
+
 TEST_CASE("store::Store: a store from a newer moesim is refused", "[store]") {
   t::TempDir dir;
   const std::string path = dir.file("runs.db");
   { Store store(path); }
   {
     t::RawDb raw(path);
-    raw.exec("PRAGMA user_version = 2");
+    raw.exec("PRAGMA user_version = 3");
   }
   const auto mode = GENERATE(Store::Mode::read_write, Store::Mode::read_only);
-  CHECK_THROWS_WITH(Store(path, mode), Contains(path) && Contains("schema version 2, newer") &&
-                                           Contains("up to 1") && Contains("newer moesim"));
+  CHECK_THROWS_WITH(Store(path, mode), Contains(path) && Contains("schema version 3, newer") &&
+                                           Contains("up to 2") && Contains("newer moesim"));
   t::RawDb raw(path);
-  CHECK(raw.integer("PRAGMA user_version") == 2);
+  CHECK(raw.integer("PRAGMA user_version") == 3);
 }
 
 TEST_CASE("store::Store: a SQLite database that is not a run store is refused", "[store]") {

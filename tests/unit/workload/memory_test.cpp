@@ -85,7 +85,8 @@ TEST_CASE("workload::dtype_bytes: sizes and unknown dtypes", "[workload][memory]
   CHECK(dtype_bytes("fp32") == 4.0);
   CHECK(dtype_bytes("bf16") == 2.0);
   CHECK(dtype_bytes("fp16") == 2.0);
-  CHECK_THROWS_WITH(dtype_bytes("fp8"), Catch::Contains("fp32, bf16, fp16"));
+  CHECK(dtype_bytes("fp8") == 1.0);
+  CHECK_THROWS_WITH(dtype_bytes("fp4"), Catch::Contains("fp32, bf16, fp16, fp8"));
 }
 
 TEST_CASE("workload::estimate_memory: weights, gradients and optimizer state per device", "[workload][memory]") {

@@ -56,13 +56,19 @@ struct AcceleratorSpec {
   /** GPU scale-out: NIC bandwidth per GPU per direction (one NIC per GPU, rail-optimised), latency. */
   double nic_bandwidth_bytes_per_s = 0.0;
   double nic_latency_s = 0.0;
+  /** Fixed software cost of launching one collective (kernel launch, synchronisation), paid once per
+   *  collective on top of its rounds' link latencies and transfer times; 0 = not modelled. */
+  double collective_overhead_s = 0.0;
 
   // --- Power ----------------------------------------------------------------------------------
   PowerConvention power_convention = PowerConvention::chip;
   double tdp_w = 0.0;      ///< thermal design power of the chip (datasheet)
   double idle_w = 0.0;     ///< powered on, nothing running
   double active_w = 0.0;   ///< running a job but not computing (communicating, waiting at a barrier)
-  double full_w = 0.0;     ///< computing at full load
+  double full_w = 0.0;     ///< computing at full load (compute-bound kernels: matrix units busy)
+  /** Running memory-bound kernels at full load (decode attention, small-batch GEMMs, elementwise): HBM
+   *  busy, matrix units mostly idle. = full_w when no measurement distinguishes the two. */
+  double memory_bound_w = 0.0;
   double host_overhead_w = 0.0;  ///< host CPU/DRAM/NIC/fans per chip, added when convention is `chip`
 
   // --- Embodied carbon inputs (LLMCarbon's method) -------------------------------------------

@@ -77,6 +77,16 @@ class Simulator {
 
   const platform::Platform& platform() const;
 
+  // ---- For drivers with their own actors (serving) ------------------------------------------
+  /** Runs one phase DAG from inside an actor, in simulated time; `chips` carry the background load
+   *  (active power) while it runs. No power series; the collective memo is shared. */
+  StepResult run_graph(workload::BuiltStep& step, const std::vector<int>& chips);
+  /** A pacer host for a timed delay (exclusive until released); throws when none is left. */
+  simgrid::s4u::Host* take_pacer();
+  void release_pacer(simgrid::s4u::Host* pacer);
+  /** Runs the SimGrid engine until every actor has finished. */
+  void run_actors();
+
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;

@@ -24,6 +24,12 @@ struct SiteStepFigures {
   std::array<double, system::kLinkClassCount> link_bytes_per_step{};  ///< bytes x links, by class
   std::map<std::string, int> link_counts;  ///< links of each class in this site (for idle power)
 };
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(SiteStepFigures, datacenter, chips, share, chip_energy_per_step_j, link_bytes_per_step,
+                                   link_counts)
+
+/** Links of each class within a site (fabric: switch ports; wan_half: half of each WAN link it touches),
+ *  for static network power. */
+std::map<std::string, int> site_link_counts(const system::Site& site, int sites);
 
 /** The simulated job: a few steps in detail, the whole run extrapolated from their mean. */
 struct JobResult {

@@ -3,6 +3,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -80,6 +81,9 @@ double tile_padded_flops(const KernelOp& op, int matmul_tile);
 /** Efficiency of one kernel class on one accelerator family, with its source. */
 struct ClassEfficiency {
   double eta_compute = 1.0;  ///< achieved / peak matrix (or vector) FLOP/s
+  /** Achieved / peak matrix FLOP/s for fp8 operands (fp8 GEMMs reach a smaller share of their doubled peak);
+   *  absent = eta_compute. */
+  std::optional<double> eta_compute_fp8;
   double eta_memory = 1.0;   ///< achieved / datasheet memory bandwidth
   double floor_s = 0.0;      ///< per-kernel fixed overhead (launch, latency)
   bool uses_matrix_unit = true;  ///< false: vector units (peak_vector_flops_per_s)

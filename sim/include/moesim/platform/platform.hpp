@@ -20,9 +20,16 @@ struct PowerStates {
   double idle_w = 0.0;
   double active_w = 0.0;
   double full_w = 0.0;
+  /** Full load on memory-bound kernels (the chip's second pstate, same speed); = full_w when the catalog
+   *  has no separate figure. */
+  double memory_bound_w = 0.0;
   double host_overhead_w = 0.0;  ///< included in the three states above (chip-convention figures)
   std::string convention;        ///< how the states were built from the catalog
 };
+
+/** SimGrid pstates of a chip host: both run at the same speed, they differ in the power at full load. */
+inline constexpr unsigned long kComputeBoundPstate = 0;
+inline constexpr unsigned long kMemoryBoundPstate = 1;
 
 /** Builds the host power states from the catalog: chip figures plus the per-chip host overhead when
  *  the figures follow the `chip` convention; `system` figures already include it. */

@@ -40,15 +40,29 @@ struct ModelSpec {
   int vocab = 0;
   int seq_len = 0;         ///< tokens per sequence (encoder input for encoder-decoder)
   int target_seq_len = 0;  ///< decoder tokens per sequence (encoder-decoder); = seq_len if unset
-  std::string dtype;       ///< weights/activations dtype: "fp32", "bf16", "fp16"
+  std::string dtype;       ///< weights/activations dtype: "fp32", "bf16", "fp16", "fp8"
   Activation activation = Activation::gelu;
+  /** Key/value heads (grouped-query attention: kv_heads < heads; multi-query: 1). = heads by default. */
+  int kv_heads = 0;
+  /** Experts every token passes through in each MoE layer besides its top-k routed ones (DeepSeek-MoE's
+   *  shared experts), each of expert_d_ff. */
+  int shared_experts = 0;
+  /** The first n layers of each stack have a dense FFN whatever moe_every says (DeepSeek's
+   *  first_k_dense_replace). */
+  int first_dense_layers = 0;
+  /** Multi-head latent attention (DeepSeek-V2/V3): 0 = standard attention. The KV cache holds one
+   *  compressed latent of kv_lora_rank plus a decoupled RoPE key of qk_rope_head_dim per token and layer. */
+  int mla_kv_lora_rank = 0;
+  int mla_qk_rope_head_dim = 0;
+  int mla_q_lora_rank = 0;  ///< 0 = queries projected directly from d_model
 
   bool is_moe() const { return experts > 0; }
+  bool is_mla() const { return mla_kv_lora_rank > 0; }
   bool gated() const { return activation == Activation::swiglu || activation == Activation::geglu; }
   int total_layers() const { return encoder_layers + decoder_layers; }
   /** Whether FFN `index_in_stack` (0-based, within the encoder or the decoder) is an MoE layer. */
   bool is_moe_layer(int index_in_stack) const {
-    return is_moe() && moe_every > 0 && (index_in_stack + 1) % moe_every == 0;
+    return is_moe() && moe_every > 0 && index_in_stack >= first_dense_layers && (index_in_stack + 1) % moe_every == 0;
   }
 };
 
@@ -65,7 +79,8 @@ struct TrainingSpec {
 };
 
 struct RoutingSpec {
-  std::string type;              ///< "uniform", "zipf", "load_vector"
+  std::string type;              ///< "uniform", "zipf", "load_vector", "task"
+  int tasks = 0;                 ///< task routing: number of tasks (each routes to its own top_k experts)
   double skew = 0.0;             ///< Zipf exponent (zipf)
   std::vector<double> load;      ///< relative expert loads (load_vector), length = experts
   int group_size_tokens = 0;     ///< tokens per routing group; 0 = the tokens of one device
@@ -122,6 +137,73 @@ struct EnergySpec {
   std::string start_time_utc;       ///< ISO 8601; with hourly intensity series, integrates over the run
 };
 
+/** A distribution of a request length in tokens. */
+struct LengthSpec {
+  std::string type;     ///< "fixed", "uniform", "lognormal", "trace"
+  double value = 0.0;   ///< fixed
+  double min = 1.0;     ///< uniform (inclusive), and the clamp of lognormal
+  double max = 0.0;     ///< uniform (inclusive), and the clamp of lognormal (0 = none)
+  double mean = 0.0;    ///< lognormal: mean of the tokens
+  double sigma = 0.0;   ///< lognormal: standard deviation of ln(tokens)
+};
+
+/** Request arrivals. */
+struct ArrivalSpec {
+  std::string type;         ///< "poisson", "gamma", "constant", "bursts", "offline", "trace"
+  double rate_per_s = 0.0;  ///< mean arrival rate
+  double cv = 1.0;          ///< gamma: coefficient of variation of the inter-arrival times
+  int burst_size = 1;       ///< bursts: requests that arrive together
+  std::string trace_csv;    ///< trace: resolved path of the request trace CSV
+};
+
+/** Which phases a pool of replicas runs (Splitwise / DistServe disaggregation). */
+enum class PoolRole { colocated, prefill, decode };
+
+/** A pool of identical serving replicas. One replica is data x tensor x pipeline devices: attention and
+ *  dense layers are tensor-parallel over `tensor` and data-parallel over `data` (each data rank holds its
+ *  own sequences: DP attention); experts are either in every rank's tensor group (expert = 1, experts
+ *  tensor-parallel like the dense FFN) or spread whole over all data x tensor ranks of a stage
+ *  (expert = data x tensor: vLLM / SGLang expert parallelism, with token all-to-alls). */
+struct PoolSpec {
+  PoolRole role = PoolRole::colocated;
+  int replicas = 1;
+  int data = 1;
+  int tensor = 1;
+  int expert = 1;
+  int pipeline = 1;
+  std::string datacenter;       ///< placement datacenter of every replica; "" = spread by placement shares
+  int devices_per_replica() const { return data * tensor * pipeline; }
+};
+
+/** The serving workload and deployment (a scenario has either this or `training`). */
+struct ServingSpec {
+  ArrivalSpec arrival;
+  LengthSpec prompt_tokens;
+  LengthSpec output_tokens;
+  long long requests = 0;        ///< 0 = unbounded (duration_s bounds the arrivals)
+  double duration_s = 0.0;       ///< 0 = unbounded (requests bounds the arrivals)
+  double warmup_s = 0.0;         ///< requests arriving earlier are simulated but not measured
+  std::vector<PoolSpec> pools;
+  std::string router = "round_robin";  ///< "round_robin", "least_outstanding", "least_kv"
+  std::string scheduler = "continuous";  ///< "static", "continuous", "chunked_prefill"
+  int max_sequences = 256;       ///< sequences in a batch at once
+  int max_batched_tokens = 8192; ///< tokens computed in one iteration (prefill + decode)
+  int chunk_tokens = 512;        ///< chunked_prefill: prefill tokens per iteration (Sarathi's chunk)
+  bool separate_prefill = false; ///< continuous: prefill-only iterations (vLLM v0) instead of mixed (Orca)
+  double kv_memory_fraction = 0.9;
+  bool kv_fraction_of_free = false;  ///< fraction of the memory weights and workspace leave (TensorRT-LLM), not of all
+  int kv_block_tokens = 16;
+  std::string kv_dtype;          ///< dtype of the KV cache
+  double slo_ttft_s = 2.0;       ///< per-request and P99 limits (MLPerf Mixtral-8x7B server defaults)
+  double slo_tpot_s = 0.2;
+  bool task_experts_only = false;  ///< replicas hold only their task's experts (Task-MoE extraction)
+  bool record_requests = false;  ///< store every measured request's timings
+  int memo_buckets_per_octave = 32;  ///< iteration-shape memo resolution; 0 = exact shapes
+  double sample_interval_s = 0.0;  ///< series sampling interval; 0 = automatic (about 400 points)
+};
+
+std::string to_string(PoolRole r);
+
 /** A fully resolved scenario: every field present, defaults filled in, cross-field checks done. */
 struct Scenario {
   std::string name;
@@ -129,7 +211,8 @@ struct Scenario {
   std::uint64_t seed = 1;
   std::string source_file;  ///< the YAML it came from (empty if built in code)
   ModelSpec model;
-  TrainingSpec training;
+  TrainingSpec training;           ///< unused by serving scenarios
+  std::optional<ServingSpec> serving;  ///< set for a serving scenario (then there is no training section)
   RoutingSpec routing;
   ParallelismSpec parallelism;
   ClusterSpec cluster;
@@ -140,6 +223,7 @@ struct Scenario {
   nlohmann::json resolved;  ///< the same scenario as JSON (what the store keeps)
   nlohmann::json compare;   ///< the raw `compare:` alternatives (overlays), if any
 
+  bool is_serving() const { return serving.has_value(); }
   /** Optimizer steps of the run when the tokens are given (0 when derived from hardware_flops). */
   double steps() const { return training.tokens / training.batch_tokens; }
 };

@@ -53,6 +53,18 @@ struct Series {
   std::vector<double> y;
 };
 
+/** One measured request of a serving run (seconds from the start of the simulation). */
+struct RequestTiming {
+  double arrival_s = 0.0;
+  double first_token_s = 0.0;
+  double end_s = 0.0;
+  double queue_s = 0.0;
+  int prompt_tokens = 0;
+  int output_tokens = 0;
+  int replica = 0;
+  int preemptions = 0;
+};
+
 /** Life cycle of a run: `running` from begin_run() until complete_run() or fail_run() moves it to
  *  one of the two final states. A process killed in between leaves the run `running`. */
 enum class RunStatus { running, complete, failed };
@@ -70,6 +82,7 @@ inline constexpr const char* kTrainTime_s = "train_time_s";
  *  integers; sqlite.org/datatype3.html). NaN cannot be stored and is refused. */
 struct RunRecord {
   std::int64_t id = 0;                 ///< assigned by the store
+  std::string kind = "training";       ///< "training" or "serving" (written by begin_run)
   std::string scenario_name;
   std::string scenario_file;
   nlohmann::json scenario;             ///< the resolved scenario (every field, defaults filled in)
@@ -87,6 +100,9 @@ struct RunRecord {
   std::vector<PhaseBreakdown> breakdown;
   std::vector<Series> series;
   nlohmann::json provenance;           ///< profiles used (measured/transferred/roofline), data sources, licences
+  /** Serving: every measured request, written by complete_run() when present; get_run() leaves it empty
+   *  (read them with Store::request_timings()). */
+  std::vector<RequestTiming> requests;
 
   /** The metric called `name`, or nullptr when the run has none of that name. */
   const Metric* metric(const std::string& name) const;
@@ -97,6 +113,7 @@ struct RunRecord {
  *  facility_energy_j / 3.6e9; co2e_gross_t = sum of the datacenters' co2e_gross_kg / 1000. */
 struct RunSummary {
   std::int64_t id = 0;
+  std::string kind = "training";
   std::string scenario_name;
   RunStatus status = RunStatus::running;
   std::string created_at_utc;
@@ -129,7 +146,7 @@ class Store {
   enum class Mode { read_write, read_only };
   /** Schema this binary writes. Version 0 was the first layout (no comparisons, no provenance);
    *  opening an older store read-write migrates it, a newer one is refused. */
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
   /** Marks a SQLite file as a moesim run store (`PRAGMA application_id`; the bytes "MoES"). */
   static constexpr std::int32_t kApplicationId = 0x4d6f4553;
   /** How long a write waits for another connection's write lock before failing, in seconds. */
@@ -155,7 +172,7 @@ class Store {
 
   /** Inserts an empty comparison; runs join it through RunRecord::comparison_id. Returns its id. */
   std::int64_t create_comparison(const std::string& scenario_name);
-  /** Inserts the run's identity (scenario_name, scenario_file, scenario, seed, moesim_version,
+  /** Inserts the run's identity (kind, scenario_name, scenario_file, scenario, seed, moesim_version,
    *  git_hash, comparison_id, alternative_label) with status `running`; returns its id. Other
    *  fields of `header` are ignored. Throws when comparison_id names no comparison. */
   std::int64_t begin_run(const RunRecord& header);
@@ -171,6 +188,8 @@ class Store {
   std::vector<RunSummary> list_runs(std::optional<std::int64_t> comparison_id = std::nullopt) const;
   /** Throws moesim::Error("no run with id N in PATH") when absent. */
   RunRecord get_run(std::int64_t id) const;
+  /** The request timings stored with run `id` (empty when none were recorded), in arrival order. */
+  std::vector<RequestTiming> request_timings(std::int64_t id) const;
   /** Whether a run with this id exists, whatever its status. */
   bool has_run(std::int64_t id) const;
   /** Throws moesim::Error("no comparison with id N in PATH") when absent. */

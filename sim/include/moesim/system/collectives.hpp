@@ -35,6 +35,8 @@ struct TrafficPlan {
   std::string algorithm;      ///< e.g. "torus dimension-ordered all-to-all"
   std::vector<Round> rounds;
   double intra_chip_bytes = 0.0;  ///< exchanged between devices of the same chip (no link traffic)
+  /** Fixed software cost paid before the first round (catalog collective_overhead_s). */
+  double overhead_s = 0.0;
   bool empty() const { return rounds.empty(); }
 };
 

@@ -34,6 +34,9 @@ struct Site {
 class Topology {
  public:
   static Topology build(const scenario::Scenario& s, const catalog::AcceleratorSpec& accel, const workload::DeviceMesh& mesh);
+  /** Same, with the datacenter (placement index) of every chip given (serving: whole replicas per site). */
+  static Topology build_for_sites(const scenario::Scenario& s, const catalog::AcceleratorSpec& accel, int devices_per_chip,
+                                  const std::vector<int>& chip_site);
 
   const std::vector<Site>& sites() const { return sites_; }
   int chips() const { return static_cast<int>(site_of_.size()); }
@@ -57,8 +60,13 @@ class Topology {
   double nic_latency_s = 0.0;
   double wan_bandwidth_bytes_per_s = 0.0;
   double wan_latency_s = 0.0;
+  double collective_overhead_s = 0.0;  ///< per collective (catalog), see TrafficPlan::overhead_s
 
  private:
+  /** Sites, torus dimensions or nodes, and link figures once site_of_ is known. */
+  static void finish(Topology& t, const scenario::Scenario& s, const catalog::AcceleratorSpec& accel,
+                     const std::string& empty_site_reason);
+
   std::vector<Site> sites_;
   std::vector<int> site_of_;
   std::vector<int> local_of_;

@@ -27,8 +27,12 @@ struct LayerParams {
 };
 LayerParams layer_params(const scenario::ModelSpec& m, const scenario::ParallelismSpec& p, bool decoder, bool moe);
 
-/** Bytes of one element of `dtype` ("fp32" 4, "bf16"/"fp16" 2); throws on an unknown dtype. */
+/** Bytes of one element of `dtype` ("fp32" 4, "bf16"/"fp16" 2, "fp8" 1); throws on an unknown dtype. */
 double dtype_bytes(const std::string& dtype);
+
+/** Attention parameters of one layer (whole model width): Q and O of `heads`, K and V of `kv_heads`
+ *  (grouped-query attention), or multi-head latent attention's projections (DeepSeek-V2 §2.1). */
+double attention_params(const scenario::ModelSpec& m);
 
 /** Device-memory need of one device (the most loaded pipeline stage), and the rematerialisation decision. */
 struct MemoryEstimate {

@@ -20,6 +20,11 @@ struct RoutingDraw {
   bool exact = true;              ///< true: every token sampled; false: per-expert normal approximation
 };
 
+/** Task-level routing (Task-MoE, Kudugunta et al. 2021): the top_k distinct experts that every token of
+ *  `task` goes to in MoE layer `moe_layer`, fixed by the seed. */
+std::vector<int> task_experts(const scenario::RoutingSpec& spec, int experts, int top_k, std::uint64_t seed, int moe_layer,
+                              int task);
+
 /** Capacity of one expert for one routing group of `group_tokens` tokens (+inf when dropless):
  *  ceil(cf x k x S / E) when spec.capacity_counts_top_k (GShard), else floor(cf x S / E) (Mesh-TensorFlow,
  *  tensorflow/mesh transformer/moe.py), at least spec.min_expert_capacity, at most S. */

@@ -49,6 +49,9 @@ struct Phase {
    *  backward with overlapped gradient reduction): its network time depends on that traffic, so the
    *  engine never replays it from a memo. */
   bool overlaps_grad_reduce = false;
+  /** Compute phases: the chips' SimGrid pstate while they run it (platform::kComputeBoundPstate or
+   *  kMemoryBoundPstate: same speed, different full-load power). */
+  int power_state = 0;
   ComputeWork compute;   ///< when type == compute
   CollectiveWork comm;   ///< when type == collective
 };

@@ -1,0 +1,312 @@
+// SPDX-License-Identifier: Apache-2.0
+// The store record, JSON and summary of a serving run.
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "moesim/core/units.hpp"
+#include "moesim/core/version.hpp"
+#include "record.hpp"
+#include "serving_record.hpp"
+
+namespace moesim::cli {
+
+using nlohmann::json;
+
+namespace {
+
+double metric_or(const store::RunRecord& r, const std::string& name, double fallback = 0.0) {
+  const store::Metric* m = r.metric(name);
+  return m ? m->value : fallback;
+}
+
+/** Tokens per 1000 for "per 1000 tokens" figures. */
+constexpr double kPerThousand = 1000.0;
+constexpr double kGramsPerKg = 1000.0;
+
+double safe_div(double a, double b) { return b > 0.0 ? a / b : 0.0; }
+
+const char* kDistributions[] = {"ttft", "tpot", "itl", "e2e", "queue"};
+
+}  // namespace
+
+store::RunRecord make_serving_record(const scenario::Scenario& s, const engine::ServingResult& r, const energy::Accounting& acc,
+                                     const catalog::Catalog& catalog, const energy::NetworkEnergyTable& network) {
+  store::RunRecord rec = make_header(s);
+  auto add = [&](const std::string& name, double value, const std::string& unit) { rec.metrics.push_back({name, value, unit}); };
+  const double window = r.window_end_s - r.window_start_s;
+  add("requests_total", static_cast<double>(r.requests_total), "requests");
+  add("requests_measured", static_cast<double>(r.requests_measured), "requests");
+  add("window_start_s", r.window_start_s, "s");
+  add("window_s", window, "s");
+  add("makespan_s", r.makespan_s, "s");
+  const std::pair<const char*, const engine::LatencyStats*> dists[] = {
+      {"ttft", &r.ttft}, {"tpot", &r.tpot}, {"itl", &r.itl}, {"e2e", &r.e2e}, {"queue", &r.queue}};
+  for (const auto& [name, st] : dists) {
+    add(fmt::format("{}_mean_s", name), st->mean_s, "s");
+    add(fmt::format("{}_p50_s", name), st->p50_s, "s");
+    add(fmt::format("{}_p90_s", name), st->p90_s, "s");
+    add(fmt::format("{}_p95_s", name), st->p95_s, "s");
+    add(fmt::format("{}_p99_s", name), st->p99_s, "s");
+    add(fmt::format("{}_max_s", name), st->max_s, "s");
+  }
+  add("throughput_rps", r.throughput_rps, "requests/s");
+  add("input_tokens_per_s", r.input_tokens_per_s, "tokens/s");
+  add("output_tokens_per_s", r.output_tokens_per_s, "tokens/s");
+  add("output_tokens_per_s_per_device", r.output_tokens_per_s_per_device, "tokens/s");
+  add("input_tokens", r.input_tokens_window, "tokens");
+  add("output_tokens", r.output_tokens_window, "tokens");
+  add("goodput_fraction", r.goodput_fraction, "1");
+  add("goodput_rps", r.goodput_rps, "requests/s");
+  add("slo_ttft_s", r.slo_ttft_s, "s");
+  add("slo_tpot_s", r.slo_tpot_s, "s");
+  add("slo_p99_met", r.slo_p99_met ? 1.0 : 0.0, "bool");
+  add("preemptions", static_cast<double>(r.preemptions), "preemptions");
+  add("mean_batch_sequences", r.mean_batch_sequences, "sequences");
+  add("mean_kv_use", r.mean_kv_use, "1");
+  add("mean_queue_requests", r.mean_queue_requests, "requests");
+  add("mfu", r.mfu, "1");
+  add("model_flops", r.model_flops_window, "FLOP");
+  add("kv_transfer_bytes", r.kv_transfer_bytes, "B");
+  add("iterations", static_cast<double>(r.iterations), "iterations");
+  add("layer_shapes_simulated", static_cast<double>(r.layer_shapes_simulated), "layers");
+  add("layer_replays", static_cast<double>(r.layer_replays), "layers");
+  add("attention_shapes", static_cast<double>(r.attention_shapes), "shapes");
+  add("chips", r.chips, "chips");
+  add("devices", r.devices, "devices");
+  add("duration_s", acc.duration_s, "s");
+  add("power_pinned", acc.power_pinned ? 1.0 : 0.0, "bool");
+  add("average_chip_power_w", acc.average_chip_power_w, "W");
+  add("peak_chip_power_w", r.peak_chip_power_w, "W");
+  add("it_energy_j", acc.it_energy_j(), "J");
+  add("network_energy_j", acc.network_energy_j(), "J");
+  add("facility_energy_j", acc.facility_energy_j(), "J");
+  add("co2e_gross_kg", acc.co2e_gross_kg(), "kgCO2e");
+  add("co2e_net_kg", acc.co2e_net_kg(), "kgCO2e");
+  if (acc.embodied) add("embodied_co2e_kg", acc.embodied_co2e_kg(), "kgCO2e");
+  const double tokens = r.output_tokens_window, requests = static_cast<double>(r.requests_measured);
+  add("energy_per_output_token_j", safe_div(acc.facility_energy_j(), tokens), "J/token");
+  add("it_energy_per_output_token_j", safe_div(acc.it_energy_j(), tokens), "J/token");
+  add("energy_per_request_j", safe_div(acc.facility_energy_j(), requests), "J/request");
+  add("co2e_gross_kg_per_1k_tokens", safe_div(acc.co2e_gross_kg() * kPerThousand, tokens), "kgCO2e/1000 tokens");
+  add("co2e_net_kg_per_1k_tokens", safe_div(acc.co2e_net_kg() * kPerThousand, tokens), "kgCO2e/1000 tokens");
+  add("co2e_gross_kg_per_request", safe_div(acc.co2e_gross_kg(), requests), "kgCO2e/request");
+  add("co2e_net_kg_per_request", safe_div(acc.co2e_net_kg(), requests), "kgCO2e/request");
+  if (acc.embodied) add("embodied_co2e_kg_per_1k_tokens", safe_div(acc.embodied_co2e_kg() * kPerThousand, tokens), "kgCO2e/1000 tokens");
+  for (std::size_t i = 0; i < acc.sites.size() && i < r.site_output_tokens.size(); ++i) {
+    const auto& site = acc.sites[i];
+    add(fmt::format("site.{}.output_tokens", site.datacenter.name), r.site_output_tokens[i], "tokens");
+    add(fmt::format("site.{}.energy_per_output_token_j", site.datacenter.name), safe_div(site.facility_energy_j, r.site_output_tokens[i]), "J/token");
+    add(fmt::format("site.{}.co2e_gross_kg_per_1k_tokens", site.datacenter.name),
+        safe_div(site.co2e_gross_kg * kPerThousand, r.site_output_tokens[i]), "kgCO2e/1000 tokens");
+    add(fmt::format("site.{}.co2e_net_kg_per_1k_tokens", site.datacenter.name),
+        safe_div(site.co2e_net_kg * kPerThousand, r.site_output_tokens[i]), "kgCO2e/1000 tokens");
+  }
+  for (std::size_t p = 0; p < r.pools.size(); ++p) {
+    const auto& f = r.pools[p];
+    add(fmt::format("pool{}.weights_bytes", p), f.weights_bytes, "B");
+    add(fmt::format("pool{}.workspace_bytes", p), f.workspace_bytes, "B");
+    add(fmt::format("pool{}.kv_bytes", p), f.kv_bytes, "B");
+    add(fmt::format("pool{}.kv_blocks", p), static_cast<double>(f.kv_blocks), "blocks");
+  }
+  double wan = 0.0;
+  for (const auto& site : r.sites) wan += site.link_bytes_per_step[static_cast<std::size_t>(system::LinkClass::wan)];
+  add("wan_bytes", wan, "B");
+  add("sim_wall_s", r.sim_wall_s, "s");
+
+  for (const auto& site : acc.sites) {
+    store::DatacenterResult d;
+    d.name = site.datacenter.name;
+    d.display_name = site.datacenter.display_name.empty() ? site.datacenter.name : site.datacenter.display_name;
+    d.country_iso_code = site.datacenter.country_iso_code;
+    d.region = site.datacenter.cloud_region.empty() ? site.datacenter.location : site.datacenter.cloud_region;
+    d.share = site.share;
+    d.chips = site.chips;
+    d.pue = site.datacenter.pue;
+    d.gross_kgco2e_per_kwh = site.datacenter.gross_kgco2e_per_kwh;
+    d.net_kgco2e_per_kwh = site.datacenter.net_kgco2e_per_kwh;
+    d.cfe_fraction = site.datacenter.cfe_fraction;
+    d.it_energy_j = site.it_energy_j;
+    d.network_energy_j = site.network_energy_j;
+    d.facility_energy_j = site.facility_energy_j;
+    d.co2e_gross_kg = site.co2e_gross_kg;
+    d.co2e_net_kg = site.co2e_net_kg;
+    d.embodied_co2e_kg = site.embodied_co2e_kg;
+    rec.datacenters.push_back(std::move(d));
+  }
+
+  // Series over the run (x: interval start) and latency CDFs (x: latency, y: fraction of requests).
+  auto series = [&](const char* name, const char* y_unit) {
+    auto it = r.series.find(name);
+    auto t = r.series.find("t_s");
+    if (it == r.series.end() || t == r.series.end() || it->second.empty()) return;
+    rec.series.push_back({name, "s", y_unit, t->second, it->second});
+  };
+  series("power_w", "W");
+  series("queue_requests", "requests");
+  series("batch_sequences", "sequences");
+  series("kv_use", "1");
+  auto cdf = [&](const char* name, const std::vector<double>& q) {
+    if (q.empty()) return;
+    std::vector<double> y;
+    for (std::size_t i = 0; i < q.size(); ++i) y.push_back(static_cast<double>(i) / static_cast<double>(q.size() - 1));
+    rec.series.push_back({name, "s", "1", q, y});
+  };
+  cdf("ttft_cdf", r.ttft_cdf_s);
+  cdf("tpot_cdf", r.tpot_cdf_s);
+  cdf("e2e_cdf", r.e2e_cdf_s);
+  for (const auto& q : r.requests)
+    rec.requests.push_back({q.arrival_s, q.first_token_s, q.end_s, q.queue_s, q.prompt_tokens, q.output_tokens, q.replica, q.preemptions});
+
+  const auto& accel = catalog.accelerator(s.cluster.accelerator);
+  json dcs = json::array();
+  for (const auto& site : acc.sites)
+    dcs.push_back({{"name", site.datacenter.name}, {"sources", site.datacenter.sources}, {"licence", site.datacenter.licence},
+                   {"notes", site.datacenter.notes}, {"intensity_basis", energy::to_json(site.intensity)}});
+  json net = json::object();
+  for (std::size_t c = 0; c < system::kLinkClassCount; ++c) {
+    const auto& e = network.get(static_cast<system::LinkClass>(c));
+    net[system::to_string(static_cast<system::LinkClass>(c))] = {
+        {"energy_per_bit_j", e.energy_per_bit_j}, {"idle_w_per_link", e.idle_w_per_link},
+        {"included_in", e.included_in == energy::IncludedIn::chip ? "chip" : e.included_in == energy::IncludedIn::host_overhead ? "host_overhead" : "none"},
+        {"source", e.source}};
+  }
+  json pools = json::array();
+  for (const auto& f : r.pools)
+    pools.push_back({{"role", f.role}, {"replicas", f.replicas}, {"devices_per_replica", f.devices_per_replica},
+                     {"weights_bytes", f.weights_bytes}, {"workspace_bytes", f.workspace_bytes}, {"kv_bytes", f.kv_bytes},
+                     {"kv_bytes_per_token", f.kv_bytes_per_token}, {"kv_blocks", f.kv_blocks}, {"block_tokens", f.block_tokens}});
+  rec.provenance = {{"moesim_version", kVersion},
+                    {"git_hash", kGitHash},
+                    {"profiles_dir", catalog.profiles_dir()},
+                    {"compute_model", r.compute_model},
+                    {"compute_paths", r.compute_paths},
+                    {"accelerator", {{"name", accel.name}, {"sources", accel.sources}, {"notes", accel.notes}}},
+                    {"power_convention", r.power_convention},
+                    {"collective_algorithms", r.algorithms},
+                    {"datacenters", dcs},
+                    {"network_energy", net},
+                    {"pools", pools},
+                    {"memo_buckets_per_octave", s.serving->memo_buckets_per_octave},
+                    {"window", "throughput and energy from the warm-up's end to the last arrival (offline: from 0 to the "
+                               "last completion); latencies of the requests arriving in it"},
+                    {"series_interval_s", r.series_interval_s}};
+  return rec;
+}
+
+json serving_record_json(const store::RunRecord& r) {
+  using namespace units;
+  json out = {{"run_id", r.id}, {"kind", "serving"}, {"scenario", r.scenario_name}, {"status", store::to_string(r.status)},
+              {"seed", r.seed}, {"moesim_version", r.moesim_version}};
+  if (r.status != store::RunStatus::complete) {
+    out["error"] = r.error_message.empty() ? json(nullptr) : json(r.error_message);
+    return out;
+  }
+  for (const char* name : kDistributions) {
+    out[fmt::format("{}_s", name)] = {{"mean", metric_or(r, fmt::format("{}_mean_s", name))},
+                                      {"p50", metric_or(r, fmt::format("{}_p50_s", name))},
+                                      {"p90", metric_or(r, fmt::format("{}_p90_s", name))},
+                                      {"p95", metric_or(r, fmt::format("{}_p95_s", name))},
+                                      {"p99", metric_or(r, fmt::format("{}_p99_s", name))},
+                                      {"max", metric_or(r, fmt::format("{}_max_s", name))}};
+  }
+  const double tokens = metric_or(r, "output_tokens");
+  out["requests_measured"] = static_cast<long long>(metric_or(r, "requests_measured"));
+  out["window_s"] = metric_or(r, "window_s");
+  out["throughput_rps"] = metric_or(r, "throughput_rps");
+  out["input_tokens_per_s"] = metric_or(r, "input_tokens_per_s");
+  out["output_tokens_per_s"] = metric_or(r, "output_tokens_per_s");
+  out["output_tokens_per_s_per_device"] = metric_or(r, "output_tokens_per_s_per_device");
+  out["goodput_fraction"] = metric_or(r, "goodput_fraction");
+  out["goodput_rps"] = metric_or(r, "goodput_rps");
+  out["slo_p99_met"] = metric_or(r, "slo_p99_met") != 0.0;
+  out["preemptions"] = static_cast<long long>(metric_or(r, "preemptions"));
+  out["mfu"] = metric_or(r, "mfu");
+  out["chips"] = static_cast<long long>(metric_or(r, "chips"));
+  out["devices"] = static_cast<long long>(metric_or(r, "devices"));
+  out["average_chip_power_w"] = metric_or(r, "average_chip_power_w");
+  out["energy_per_output_token_j"] = metric_or(r, "energy_per_output_token_j");
+  out["energy_per_request_j"] = metric_or(r, "energy_per_request_j");
+  out["gco2e_gross_per_1000_tokens"] = metric_or(r, "co2e_gross_kg_per_1k_tokens") * kGramsPerKg;
+  out["gco2e_net_per_1000_tokens"] = metric_or(r, "co2e_net_kg_per_1k_tokens") * kGramsPerKg;
+  out["gco2e_gross_per_request"] = metric_or(r, "co2e_gross_kg_per_request") * kGramsPerKg;
+  out["gco2e_net_per_request"] = metric_or(r, "co2e_net_kg_per_request") * kGramsPerKg;
+  out["embodied_gco2e_per_1000_tokens"] =
+      r.metric("embodied_co2e_kg_per_1k_tokens") ? json(metric_or(r, "embodied_co2e_kg_per_1k_tokens") * kGramsPerKg) : json(nullptr);
+  out["it_energy_kwh"] = joules_to_kwh(metric_or(r, "it_energy_j"));
+  out["facility_energy_kwh"] = joules_to_kwh(metric_or(r, "facility_energy_j"));
+  out["co2e_gross_kg"] = metric_or(r, "co2e_gross_kg");
+  out["co2e_net_kg"] = metric_or(r, "co2e_net_kg");
+  json dcs = json::array();
+  for (const auto& d : r.datacenters) {
+    const double t = metric_or(r, fmt::format("site.{}.output_tokens", d.name));
+    dcs.push_back({{"name", d.name},
+                   {"display_name", d.display_name},
+                   {"chips", d.chips},
+                   {"pue", d.pue},
+                   {"gross_kgco2e_per_kwh", d.gross_kgco2e_per_kwh},
+                   {"net_kgco2e_per_kwh", d.net_kgco2e_per_kwh ? json(*d.net_kgco2e_per_kwh) : json(nullptr)},
+                   {"output_tokens", t},
+                   {"facility_energy_kwh", joules_to_kwh(d.facility_energy_j)},
+                   {"energy_per_output_token_j", metric_or(r, fmt::format("site.{}.energy_per_output_token_j", d.name))},
+                   {"gco2e_gross_per_1000_tokens", metric_or(r, fmt::format("site.{}.co2e_gross_kg_per_1k_tokens", d.name)) * kGramsPerKg},
+                   {"gco2e_net_per_1000_tokens", metric_or(r, fmt::format("site.{}.co2e_net_kg_per_1k_tokens", d.name)) * kGramsPerKg},
+                   {"co2e_gross_kg", d.co2e_gross_kg},
+                   {"co2e_net_kg", d.co2e_net_kg}});
+  }
+  out["datacenters"] = dcs;
+  (void)tokens;
+  json metrics = json::object();
+  for (const auto& m : r.metrics) metrics[m.name] = {{"value", m.value}, {"unit", m.unit}};
+  out["metrics"] = metrics;
+  if (r.comparison_id) {
+    out["comparison_id"] = *r.comparison_id;
+    out["alternative"] = r.alternative_label;
+  }
+  return out;
+}
+
+std::string serving_record_summary(const store::RunRecord& r) {
+  using namespace units;
+  std::string out = fmt::format("moesim run {}: {} (serving, {})\n", r.id, r.scenario_name, store::to_string(r.status));
+  if (r.status != store::RunStatus::complete) {
+    if (!r.error_message.empty()) out += fmt::format("  error: {}\n", r.error_message);
+    return out;
+  }
+  const double ms = 1e3;
+  out += fmt::format("  {:.0f} chips ({:.0f} devices)   {:.0f} requests measured over {:.1f} s (of {:.0f} simulated)\n",
+                     metric_or(r, "chips"), metric_or(r, "devices"), metric_or(r, "requests_measured"), metric_or(r, "window_s"),
+                     metric_or(r, "requests_total"));
+  out += "  latency (ms)        mean      P50      P90      P95      P99\n";
+  const std::pair<const char*, const char*> rows[] = {{"ttft", "TTFT"}, {"tpot", "TPOT"}, {"itl", "ITL"}, {"e2e", "E2E"}, {"queue", "queueing"}};
+  for (const auto& [key, label] : rows)
+    out += fmt::format("    {:<14} {:>8.1f} {:>8.1f} {:>8.1f} {:>8.1f} {:>8.1f}\n", label, ms * metric_or(r, fmt::format("{}_mean_s", key)),
+                       ms * metric_or(r, fmt::format("{}_p50_s", key)), ms * metric_or(r, fmt::format("{}_p90_s", key)),
+                       ms * metric_or(r, fmt::format("{}_p95_s", key)), ms * metric_or(r, fmt::format("{}_p99_s", key)));
+  out += fmt::format("  throughput      {:.2f} requests/s   {:.0f} output tokens/s ({:.0f} per device)   {:.0f} input tokens/s\n",
+                     metric_or(r, "throughput_rps"), metric_or(r, "output_tokens_per_s"), metric_or(r, "output_tokens_per_s_per_device"),
+                     metric_or(r, "input_tokens_per_s"));
+  out += fmt::format("  goodput         {:.1f} % of requests within TTFT {:.0f} ms and TPOT {:.0f} ms ({:.2f} requests/s); P99 "
+                     "targets {}\n",
+                     100.0 * metric_or(r, "goodput_fraction"), ms * metric_or(r, "slo_ttft_s"), ms * metric_or(r, "slo_tpot_s"),
+                     metric_or(r, "goodput_rps"), metric_or(r, "slo_p99_met") != 0.0 ? "met" : "missed");
+  out += fmt::format("  batching        mean batch {:.1f} sequences   KV cache {:.1f} % used   queue {:.1f}   preemptions {:.0f}   MFU "
+                     "{:.1f} %\n",
+                     metric_or(r, "mean_batch_sequences"), 100.0 * metric_or(r, "mean_kv_use"), metric_or(r, "mean_queue_requests"),
+                     metric_or(r, "preemptions"), 100.0 * metric_or(r, "mfu"));
+  out += fmt::format("  energy          {:.3f} J per output token, {:.1f} J per request (facility)   IT {:.3f} kWh -> facility "
+                     "{:.3f} kWh   ({:.0f} W/chip)\n",
+                     metric_or(r, "energy_per_output_token_j"), metric_or(r, "energy_per_request_j"),
+                     joules_to_kwh(metric_or(r, "it_energy_j")), joules_to_kwh(metric_or(r, "facility_energy_j")),
+                     metric_or(r, "average_chip_power_w"));
+  out += fmt::format("  emissions       {:.4f} gCO2e per 1000 tokens gross, {:.4f} net   {:.4f} g per request gross\n",
+                     kGramsPerKg * metric_or(r, "co2e_gross_kg_per_1k_tokens"), kGramsPerKg * metric_or(r, "co2e_net_kg_per_1k_tokens"),
+                     kGramsPerKg * metric_or(r, "co2e_gross_kg_per_request"));
+  for (const auto& d : r.datacenters)
+    out += fmt::format("    {:<34} {:>5} chips  PUE {:.2f}  {:>8.3f} J/token  {:>9.4f} gCO2e/1000 tokens gross\n", d.name, d.chips, d.pue,
+                       metric_or(r, fmt::format("site.{}.energy_per_output_token_j", d.name)),
+                       kGramsPerKg * metric_or(r, fmt::format("site.{}.co2e_gross_kg_per_1k_tokens", d.name)));
+  return out;
+}
+
+}  // namespace moesim::cli

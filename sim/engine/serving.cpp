@@ -1,0 +1,1237 @@
+// SPDX-License-Identifier: Apache-2.0
+// The serving driver: request arrivals, a global router and one batching scheduler per replica, as SimGrid
+// actors on the cluster platform. An iteration's layers run as phases on the replica's chips (compute as
+// parallel tasks in the compute- or memory-bound pstate, collectives as the system layer's rounds) the first
+// time their token count is seen, and are replayed from a memo afterwards (see DESIGN.md §8).
+#include "moesim/engine/serving.hpp"
+
+#include <simgrid/Exception.hpp>
+#include <simgrid/plugins/energy.h>
+#include <simgrid/s4u.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <deque>
+#include <exception>
+#include <limits>
+#include <map>
+#include <numeric>
+#include <tuple>
+
+#include <fmt/format.h>
+
+#include "moesim/core/error.hpp"
+#include "moesim/perf/model_factory.hpp"
+#include "moesim/platform/platform.hpp"
+#include "moesim/system/collectives.hpp"
+#include "moesim/system/topology.hpp"
+#include "moesim/workload/memory.hpp"
+#include "moesim/workload/mesh.hpp"
+#include "moesim/workload/serving.hpp"
+
+namespace moesim::engine {
+
+namespace sg4 = simgrid::s4u;
+using nlohmann::json;
+using workload::DeviceWork;
+using workload::IterationShape;
+using workload::LayerKind;
+
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(LatencyStats, count, mean_s, p50_s, p90_s, p95_s, p99_s, max_s)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(RequestRecord, arrival_s, first_token_s, end_s, queue_s, prompt_tokens, output_tokens,
+                                   replica, preemptions)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(PoolFigures, role, replicas, devices_per_replica, weights_bytes, workspace_bytes, kv_bytes,
+                                   kv_bytes_per_token, kv_blocks, block_tokens)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ServingResult, scenario_name, accelerator, chips, devices, pools, requests_total,
+                                   requests_measured, window_start_s, window_end_s, makespan_s, ttft, tpot, itl, e2e, queue,
+                                   throughput_rps, input_tokens_per_s, output_tokens_per_s, output_tokens_per_s_per_device,
+                                   input_tokens_window, output_tokens_window, goodput_fraction, goodput_rps, slo_ttft_s,
+                                   slo_tpot_s, slo_p99_met, preemptions, mean_batch_sequences, mean_kv_use,
+                                   mean_queue_requests, model_flops_window, mfu, kv_transfer_bytes, iterations,
+                                   layer_shapes_simulated, layer_replays, attention_shapes, sites, site_output_tokens, series,
+                                   series_interval_s, ttft_cdf_s, tpot_cdf_s, e2e_cdf_s, peak_chip_power_w,
+                                   power_convention, compute_model, compute_paths, algorithms, sim_wall_s, requests)
+
+json to_json(const ServingResult& r) {
+  json j;
+  to_json(j, r);
+  return j;
+}
+
+ServingResult serving_from_json(const json& j) { return j.get<ServingResult>(); }
+
+JobResult window_as_job(const ServingResult& r) {
+  JobResult j;
+  j.scenario_name = r.scenario_name;
+  j.accelerator = r.accelerator;
+  j.chips = r.chips;
+  j.devices = r.devices;
+  const double window = r.window_end_s - r.window_start_s;
+  j.step_times_s = {window};
+  j.step_time_s = window;
+  j.steps = 1.0;
+  j.train_time_s = window;
+  j.sites = r.sites;
+  j.peak_chip_power_w = r.peak_chip_power_w;
+  j.power_convention = r.power_convention;
+  j.compute_model = r.compute_model;
+  j.compute_paths = r.compute_paths;
+  j.algorithms = r.algorithms;
+  j.sim_wall_s = r.sim_wall_s;
+  return j;
+}
+
+namespace {
+
+/** Background load that marks a chip as "running a job" (host_energy's epsilon state), as in engine.cpp. */
+constexpr double kBackgroundLoad = 1e-9;
+/** ITL histogram: log-spaced bins of 0.1 % from 1 us (resolution of the reported percentiles). */
+constexpr double kItlBinRatio = 1.001;
+constexpr double kItlMin_s = 1e-6;
+constexpr std::size_t kItlBins = 25000;  // up to 1e-6 x 1.001^25000 ~ 7e4 s
+/** Series are sampled at a fixed interval, doubled (pairs merged) whenever they exceed this many points. */
+constexpr std::size_t kMaxSeriesPoints = 800;
+
+/** Rounds a positive count to `per_octave` geometric buckets per doubling (exact below 2 x per_octave). */
+double bucket(double x, int per_octave) {
+  if (per_octave <= 0 || x <= 2.0 * per_octave) return std::round(x * 1e6) / 1e6;
+  const double b = std::round(std::log2(x) * per_octave);
+  return std::round(std::exp2(b / per_octave));
+}
+
+LatencyStats stats_of(std::vector<double>& v) {
+  LatencyStats s;
+  s.count = static_cast<long long>(v.size());
+  if (v.empty()) return s;
+  std::sort(v.begin(), v.end());
+  s.mean_s = std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
+  auto q = [&](double p) {  // nearest rank
+    const auto rank = static_cast<std::size_t>(std::ceil(p * static_cast<double>(v.size())));
+    return v[std::min(v.size() - 1, rank == 0 ? 0 : rank - 1)];
+  };
+  s.p50_s = q(0.50);
+  s.p90_s = q(0.90);
+  s.p95_s = q(0.95);
+  s.p99_s = q(0.99);
+  s.max_s = v.back();
+  return s;
+}
+
+std::vector<double> cdf_of(const std::vector<double>& sorted) {
+  std::vector<double> out;
+  if (sorted.empty()) return out;
+  for (int p = 0; p <= 100; ++p) {
+    const auto rank = static_cast<std::size_t>(std::ceil(p / 100.0 * static_cast<double>(sorted.size())));
+    out.push_back(sorted[std::min(sorted.size() - 1, rank == 0 ? 0 : rank - 1)]);
+  }
+  return out;
+}
+
+/** A sequence admitted to a replica. */
+struct Seq {
+  int id = 0;
+  int ctx = 0;           ///< tokens whose keys and values are cached here
+  int prefill_left = 0;  ///< tokens to compute before its next token (prompt, or prompt + generated after preemption)
+  long long blocks = 0;  ///< KV blocks held
+};
+
+/** What one sequence does in an iteration. */
+struct Item {
+  std::size_t slot = 0;  ///< index into the replica's running sequences
+  int prefill = 0;       ///< prompt tokens computed (0 = a decode step)
+};
+
+struct Replica {
+  int index = 0;  ///< global replica index (pool order, then replica order)
+  int pool = 0;
+  int site = 0;
+  int first_device = 0;
+  std::vector<std::vector<int>> stage_chips;  ///< global chip ids of each pipeline stage
+  std::vector<int> chips;                      ///< all chips of the replica
+  std::deque<int> waiting;                     ///< request ids, first come first served
+  std::vector<Seq> running;
+  long long blocks_total = 0;
+  long long blocks_used = 0;
+  int transfers_in_flight = 0;  ///< KV caches on their way to this (decode) replica
+  sg4::MutexPtr mutex;
+  sg4::ConditionVariablePtr cv;
+  // Static batching (FasterTransformer): the batch in flight.
+  bool static_active = false;
+  int static_prompt = 0, static_steps = 0, static_done_steps = 0;
+  long long outstanding() const { return static_cast<long long>(waiting.size() + running.size()) + transfers_in_flight; }
+};
+
+/** Memoised cost of one layer of a kind at a token count, per chip of a pipeline stage. */
+struct LayerCost {
+  std::vector<double> compute_bound_s;  ///< per stage chip
+  std::vector<double> memory_bound_s;
+  double comm_s = 0.0;                  ///< collectives (simulated once on SimGrid), incl. the imbalance wait
+  double model_flops = 0.0;
+  std::vector<std::array<double, system::kLinkClassCount>> site_link_bytes;
+};
+
+class Driver {
+ public:
+  Driver(const scenario::Scenario& s, const catalog::Catalog& catalog, const EngineOptions& options);
+  ServingResult run();
+
+ private:
+  // ---- set-up ----
+  void build_replicas();
+  // ---- actors ----
+  void arrivals();
+  void scheduler(Replica& r);
+  void monitor();
+  // ---- scheduling ----
+  int route(int pool, int request);
+  void enqueue(Replica& r, int request);
+  bool form_batch(Replica& r, std::vector<Item>& items, IterationShape& shape);
+  bool form_static(Replica& r, std::vector<Item>& items, IterationShape& shape);
+  bool reserve_decode_blocks(Replica& r);
+  void preempt(Replica& r, std::size_t slot);
+  void apply(Replica& r, const std::vector<Item>& items, double now);
+  void token(Replica& r, int id, double now);
+  void finish_request(Replica& r, int id, double now);
+  void hand_off(Replica& r, int id);
+  // ---- costs ----
+  double execute(Replica& r, const IterationShape& shape);
+  const LayerCost& layer_cost(Replica& r, int stage, LayerKind kind, double tokens, bool& simulated_now);
+  const DeviceWork& attention_cost(const Replica& r, const IterationShape& shape);
+  const DeviceWork& ends_cost(const Replica& r, int stage, const IterationShape& shape);
+  /** Time of the activations' send from `stage` to the next; simulated in detail the first time (then
+   *  `simulated_now`: the time has already passed), replayed afterwards. */
+  double pipeline_send(Replica& r, int stage, double tokens, bool& simulated_now);
+  void replay(const std::vector<int>& chips, const std::vector<double>& cb, const std::vector<double>& mb, double comm_s);
+  std::vector<double> per_chip(const std::vector<int>& stage_devices_global, const std::vector<DeviceWork>& w, bool memory) const;
+  // ---- measurement ----
+  bool in_window(double t) const { return t >= window_start_ && t <= window_end_ + 1e-12; }
+  std::vector<double> site_energy() const;
+  void snapshot_window_end();
+  void all_done();
+
+  const scenario::Scenario& s_;
+  const scenario::ServingSpec& v_;
+  const catalog::Catalog& catalog_;
+  const catalog::AcceleratorSpec& accel_;
+  EngineOptions opt_;
+  std::unique_ptr<perf::ComputeTimeModel> compute_;
+  std::unique_ptr<workload::DeviceMesh> mesh_;
+  std::unique_ptr<system::Topology> topo_;
+  platform::PowerStates power_;
+  std::unique_ptr<Simulator> sim_;
+  std::vector<std::unique_ptr<workload::IterationModel>> models_;  // per pool
+  std::vector<workload::ReplicaMemory> memory_;                    // per pool
+  std::vector<std::vector<int>> pool_replicas_;                    // per pool: replica indices
+  std::vector<Replica> replicas_;
+  std::vector<int> rr_next_;  // round-robin cursor per pool
+  int prefill_pool_ = -1, decode_pool_ = -1, colocated_pool_ = -1;
+
+  std::vector<workload::Request> requests_;
+  std::vector<double> first_token_, end_, scheduled_, last_token_;
+  std::vector<int> generated_, preemptions_, first_replica_;
+  long long remaining_ = 0;
+  bool done_ = false;
+  std::exception_ptr failure_;
+
+  double window_start_ = 0.0, window_end_ = 0.0;
+  bool offline_ = false;
+  std::vector<double> energy_at_start_, energy_at_end_;
+  bool end_taken_ = false;
+
+  std::map<std::tuple<int, int, int, double>, LayerCost> layers_;
+  std::map<std::tuple<int, double, double, double, double>, DeviceWork> attention_;
+  std::map<std::tuple<int, int, double, double>, DeviceWork> ends_;
+  std::map<std::tuple<int, int, double>, double> sends_;
+
+  // measurement
+  std::vector<double> itl_hist_;
+  double itl_sum_ = 0.0;
+  long long itl_count_ = 0;
+  double itl_max_ = 0.0;
+  double input_tokens_ = 0.0, output_tokens_ = 0.0, model_flops_ = 0.0, kv_transfer_bytes_ = 0.0;
+  long long preemption_count_ = 0, iterations_ = 0, layer_sims_ = 0, layer_replays_ = 0;
+  std::vector<std::array<double, system::kLinkClassCount>> site_link_bytes_;
+  std::vector<double> site_tokens_;
+  std::map<std::string, std::string> algorithms_;
+  std::map<std::string, std::vector<double>> series_;
+  double interval_ = 0.0;
+};
+
+Driver::Driver(const scenario::Scenario& s, const catalog::Catalog& catalog, const EngineOptions& options)
+    : s_(s), v_(*s.serving), catalog_(catalog), accel_(catalog.accelerator(s.cluster.accelerator)), opt_(options) {
+  const perf::EfficiencyTable eff = perf::EfficiencyTable::load(catalog.profiles_dir());
+  compute_ = perf::make_compute_model(accel_, eff, catalog.profiles_dir());
+  int devices = 0;
+  for (std::size_t p = 0; p < v_.pools.size(); ++p) {
+    const auto& pool = v_.pools[p];
+    devices += pool.replicas * pool.devices_per_replica();
+    memory_.push_back(workload::replica_memory(s, pool, accel_));
+    models_.push_back(std::make_unique<workload::IterationModel>(s, pool, accel_, *compute_));
+    if (pool.role == scenario::PoolRole::prefill) prefill_pool_ = static_cast<int>(p);
+    else if (pool.role == scenario::PoolRole::decode) decode_pool_ = static_cast<int>(p);
+    else colocated_pool_ = static_cast<int>(p);
+  }
+  // A flat mesh: device d is on chip d / devices_per_chip (the system layer only needs that mapping).
+  scenario::ParallelismSpec flat;
+  flat.data = devices;
+  mesh_ = std::make_unique<workload::DeviceMesh>(flat, accel_.devices_per_chip);
+  const auto sites = workload::replica_sites(s);
+  std::vector<int> chip_site(static_cast<std::size_t>(mesh_->chips()), 0);
+  int dev = 0;
+  for (std::size_t p = 0; p < v_.pools.size(); ++p)
+    for (int r = 0; r < v_.pools[p].replicas; ++r)
+      for (int k = 0; k < v_.pools[p].devices_per_replica(); ++k, ++dev)
+        chip_site[static_cast<std::size_t>(mesh_->chip_of(dev))] = sites[p][static_cast<std::size_t>(r)];
+  topo_ = std::make_unique<system::Topology>(system::Topology::build_for_sites(s, accel_, accel_.devices_per_chip, chip_site));
+  power_ = platform::power_states(accel_);
+  int replicas = 0;
+  for (const auto& pool : v_.pools) replicas += pool.replicas;
+  opt_.pacers = std::max(opt_.pacers, 4 * replicas + 64);
+  sim_ = std::make_unique<Simulator>(*topo_, accel_, power_, *mesh_, opt_);
+  site_link_bytes_.assign(topo_->sites().size(), {});
+  site_tokens_.assign(topo_->sites().size(), 0.0);
+  build_replicas();
+
+  requests_ = workload::generate_requests(s);
+  const std::size_t n = requests_.size();
+  first_token_.assign(n, -1.0);
+  end_.assign(n, -1.0);
+  scheduled_.assign(n, -1.0);
+  last_token_.assign(n, 0.0);
+  generated_.assign(n, 0);
+  preemptions_.assign(n, 0);
+  first_replica_.assign(n, -1);
+  remaining_ = static_cast<long long>(n);
+  itl_hist_.assign(kItlBins, 0.0);
+  offline_ = v_.arrival.type == "offline";
+  window_start_ = offline_ ? 0.0 : v_.warmup_s;
+  window_end_ = offline_ ? std::numeric_limits<double>::infinity()
+                         : (v_.duration_s > 0.0 ? std::min(v_.duration_s, std::max(requests_.back().arrival_s, v_.warmup_s))
+                                                : requests_.back().arrival_s);
+  if (!offline_ && window_end_ <= window_start_)
+    throw Error(fmt::format("serving: no request arrives after the warm-up ({} s; the last arrives at {} s): nothing to measure",
+                            v_.warmup_s, requests_.back().arrival_s));
+  const double horizon = offline_ ? 1.0 : window_end_;
+  interval_ = v_.sample_interval_s > 0.0 ? v_.sample_interval_s : std::max(1e-4, horizon / 400.0);
+}
+
+void Driver::build_replicas() {
+  int dev = 0;
+  for (std::size_t p = 0; p < v_.pools.size(); ++p) {
+    const auto& pool = v_.pools[p];
+    std::vector<int> idx;
+    const auto sites = workload::replica_sites(s_);
+    for (int r = 0; r < pool.replicas; ++r) {
+      Replica rep;
+      rep.index = static_cast<int>(replicas_.size());
+      rep.pool = static_cast<int>(p);
+      rep.site = sites[p][static_cast<std::size_t>(r)];
+      rep.first_device = dev;
+      for (int st = 0; st < pool.pipeline; ++st) {
+        std::vector<int> chips;
+        for (int local : models_[p]->stage_devices(st)) {
+          const int c = mesh_->chip_of(dev + local);
+          if (chips.empty() || chips.back() != c) chips.push_back(c);
+        }
+        rep.stage_chips.push_back(chips);
+        rep.chips.insert(rep.chips.end(), chips.begin(), chips.end());
+      }
+      rep.blocks_total = memory_[p].kv_blocks;
+      rep.mutex = sg4::Mutex::create();
+      rep.cv = sg4::ConditionVariable::create();
+      dev += pool.devices_per_replica();
+      idx.push_back(rep.index);
+      replicas_.push_back(std::move(rep));
+    }
+    pool_replicas_.push_back(std::move(idx));
+  }
+  rr_next_.assign(v_.pools.size(), 0);
+}
+
+std::vector<double> Driver::site_energy() const {
+  std::vector<double> e(topo_->sites().size(), 0.0);
+  const auto& chips = sim_->platform().chips();
+  for (std::size_t c = 0; c < chips.size(); ++c)
+    e[static_cast<std::size_t>(topo_->site_of(static_cast<int>(c)))] += sg_host_get_consumed_energy(chips[c]);
+  return e;
+}
+
+// ---- actors -------------------------------------------------------------------------------------
+
+void Driver::arrivals() {
+  const int entry = colocated_pool_ >= 0 ? colocated_pool_ : prefill_pool_;
+  for (std::size_t i = 0; i < requests_.size(); ++i) {
+    if (done_) return;
+    const double t = requests_[i].arrival_s;
+    if (t > sg4::Engine::get_clock()) sg4::this_actor::sleep_until(t);
+    Replica& r = replicas_[static_cast<std::size_t>(route(entry, static_cast<int>(i)))];
+    enqueue(r, static_cast<int>(i));
+  }
+}
+
+int Driver::route(int pool, int request) {
+  const auto& idx = pool_replicas_[static_cast<std::size_t>(pool)];
+  if (v_.router == "round_robin" || idx.size() == 1) {
+    const int r = idx[static_cast<std::size_t>(rr_next_[static_cast<std::size_t>(pool)]++ % static_cast<int>(idx.size()))];
+    return r;
+  }
+  int best = idx.front();
+  double best_load = std::numeric_limits<double>::infinity();
+  for (int i : idx) {
+    const Replica& r = replicas_[static_cast<std::size_t>(i)];
+    double load = 0.0;
+    if (v_.router == "least_outstanding") {
+      load = static_cast<double>(r.outstanding());
+    } else {  // least_kv: blocks held plus those the queued prompts will need
+      double want = static_cast<double>(r.blocks_used);
+      for (int q : r.waiting)
+        want += std::ceil(static_cast<double>(requests_[static_cast<std::size_t>(q)].prompt_tokens) / v_.kv_block_tokens);
+      load = r.blocks_total > 0 ? want / static_cast<double>(r.blocks_total) : want;
+    }
+    if (load < best_load) {
+      best_load = load;
+      best = i;
+    }
+  }
+  (void)request;
+  return best;
+}
+
+void Driver::enqueue(Replica& r, int request) {
+  r.waiting.push_back(request);
+  r.cv->notify_all();
+}
+
+void Driver::scheduler(Replica& r) {
+  std::vector<Item> items;
+  IterationShape shape;
+  while (true) {
+    {
+      std::unique_lock<sg4::Mutex> lock(*r.mutex);
+      while (!done_ && r.waiting.empty() && r.running.empty() && !r.static_active) r.cv->wait(lock);
+    }
+    if (done_ && r.waiting.empty() && r.running.empty()) return;
+    items.clear();
+    shape = IterationShape{};
+    const bool any = v_.scheduler == "static" ? form_static(r, items, shape) : form_batch(r, items, shape);
+    if (!any) {
+      // Nothing can run now (KV cache full of transfers not yet admitted cannot happen; a prompt waiting for
+      // blocks that running sequences will free is served after them): wait for a change.
+      if (r.running.empty() && !r.static_active)
+        throw Error(fmt::format("serving: replica {} cannot admit request {} ({} prompt tokens) with {} free KV blocks of {} "
+                                "tokens and nothing running (internal error: feasibility was checked)",
+                                r.index, r.waiting.front(), requests_[static_cast<std::size_t>(r.waiting.front())].prompt_tokens,
+                                r.blocks_total - r.blocks_used, v_.kv_block_tokens));
+      std::unique_lock<sg4::Mutex> lock(*r.mutex);
+      r.cv->wait(lock);
+      continue;
+    }
+    execute(r, shape);
+    ++iterations_;
+    apply(r, items, sg4::Engine::get_clock());
+  }
+}
+
+void Driver::monitor() {
+  const auto& chips = sim_->platform().chips();
+  std::vector<double> last = site_energy();
+  double t = 0.0;
+  bool start_taken = window_start_ <= 0.0;
+  if (start_taken) energy_at_start_ = last;
+  auto total = [](const std::vector<double>& e) { return std::accumulate(e.begin(), e.end(), 0.0); };
+  (void)chips;
+  while (!done_) {
+    double next = t + interval_;
+    if (!start_taken && window_start_ < next) {
+      sg4::this_actor::sleep_until(window_start_);
+      energy_at_start_ = site_energy();
+      start_taken = true;
+      if (done_) break;
+    }
+    if (!offline_ && !end_taken_ && window_end_ < next) {
+      sg4::this_actor::sleep_until(window_end_);
+      snapshot_window_end();
+      if (done_) break;
+    }
+    sg4::this_actor::sleep_until(next);
+    const std::vector<double> e = site_energy();
+    double queue = 0.0, batch = 0.0, used = 0.0, cap = 0.0;
+    for (const Replica& r : replicas_) {
+      queue += static_cast<double>(r.waiting.size());
+      batch += static_cast<double>(r.running.size());
+      used += static_cast<double>(r.blocks_used);
+      cap += static_cast<double>(r.blocks_total);
+    }
+    series_["t_s"].push_back(t);
+    series_["queue_requests"].push_back(queue);
+    series_["batch_sequences"].push_back(batch);
+    series_["kv_use"].push_back(cap > 0 ? used / cap : 0.0);
+    series_["power_w"].push_back((total(e) - total(last)) / interval_);
+    last = e;
+    t = next;
+    if (series_["t_s"].size() >= kMaxSeriesPoints) {
+      // Merge pairs: interval doubles; power stays the average over the merged interval.
+      for (auto& [name, v] : series_) {
+        std::vector<double> merged;
+        for (std::size_t i = 0; i + 1 < v.size(); i += 2) merged.push_back(name == "t_s" ? v[i] : 0.5 * (v[i] + v[i + 1]));
+        v = std::move(merged);
+      }
+      interval_ *= 2.0;
+      t = series_["t_s"].back() + interval_;
+    }
+  }
+}
+
+void Driver::snapshot_window_end() {
+  if (end_taken_) return;
+  energy_at_end_ = site_energy();
+  end_taken_ = true;
+  if (offline_) window_end_ = sg4::Engine::get_clock();
+}
+
+void Driver::all_done() {
+  done_ = true;
+  for (Replica& r : replicas_) r.cv->notify_all();
+}
+
+// ---- scheduling ---------------------------------------------------------------------------------
+
+void Driver::preempt(Replica& r, std::size_t slot) {
+  Seq& q = r.running[slot];
+  r.blocks_used -= q.blocks;
+  ++preemptions_[static_cast<std::size_t>(q.id)];
+  ++preemption_count_;
+  // vLLM's recomputation: the sequence goes back to the head of the queue; its cache is rebuilt from the
+  // prompt and the tokens generated so far.
+  r.waiting.push_front(q.id);
+  r.running.erase(r.running.begin() + static_cast<long>(slot));
+}
+
+bool Driver::reserve_decode_blocks(Replica& r) {
+  // Every sequence that decodes this iteration needs room for one more token; free blocks by preempting
+  // the most recently admitted sequences (vLLM's policy) when the cache is full.
+  for (std::size_t i = 0; i < r.running.size(); ++i) {
+    Seq& q = r.running[i];
+    if (q.prefill_left > 0) continue;
+    const long long need = (q.ctx + 1 + v_.kv_block_tokens - 1) / v_.kv_block_tokens - q.blocks;
+    if (need <= 0) continue;
+    while (r.blocks_total - r.blocks_used < need) {
+      const std::size_t victim = r.running.size() - 1;
+      preempt(r, victim);
+      if (victim == i) break;
+    }
+    if (i >= r.running.size()) break;  // it preempted itself
+    if (r.blocks_total - r.blocks_used >= need) {
+      r.running[i].blocks += need;
+      r.blocks_used += need;
+    }
+  }
+  return true;
+}
+
+bool Driver::form_batch(Replica& r, std::vector<Item>& items, IterationShape& shape) {
+  const bool chunked = v_.scheduler == "chunked_prefill";
+  long long budget = chunked ? v_.chunk_tokens : v_.max_batched_tokens;
+  const int bt = v_.kv_block_tokens;
+  auto want_prefill = [&] {
+    if (r.waiting.empty() || static_cast<int>(r.running.size()) >= v_.max_sequences) return false;
+    const int id = r.waiting.front();
+    const auto& q = requests_[static_cast<std::size_t>(id)];
+    const long long need = (static_cast<long long>(q.prompt_tokens) + generated_[static_cast<std::size_t>(id)] + bt - 1) / bt;
+    return r.blocks_total - r.blocks_used >= need;
+  };
+  const bool prefill_only = v_.separate_prefill && !chunked && want_prefill();
+  if (!prefill_only) reserve_decode_blocks(r);
+  // 1. Decodes (one token each) and, with chunking, prompts still in progress.
+  for (std::size_t i = 0; i < r.running.size() && budget > 0; ++i) {
+    Seq& q = r.running[i];
+    if (q.prefill_left == 0) {
+      if (prefill_only) continue;
+      const long long need = (q.ctx + 1 + bt - 1) / bt;
+      if (q.blocks < need) continue;  // could not get a block this iteration
+      items.push_back({i, 0});
+      shape.decode_seqs += 1.0;
+      shape.decode_context += q.ctx + 1.0;
+      shape.sampled += 1.0;
+      --budget;
+    } else if (chunked) {
+      const int c = static_cast<int>(std::min<long long>(q.prefill_left, budget));
+      items.push_back({i, c});
+      shape.prefill_tokens += c;
+      shape.prefill_pairs += c * (q.ctx + (c + 1) / 2.0);
+      if (c == q.prefill_left) shape.sampled += 1.0;
+      budget -= c;
+    }
+  }
+  // 2. New prompts (or preempted sequences to recompute), first come first served.
+  while (!r.waiting.empty() && budget > 0 && static_cast<int>(r.running.size()) < v_.max_sequences) {
+    if (v_.separate_prefill && !chunked && !prefill_only && !items.empty()) break;
+    const int id = r.waiting.front();
+    const auto& rq = requests_[static_cast<std::size_t>(id)];
+    const bool transferred = decode_pool_ >= 0 && r.pool == decode_pool_ && generated_[static_cast<std::size_t>(id)] == 1 &&
+                             preemptions_[static_cast<std::size_t>(id)] == 0 && first_replica_[static_cast<std::size_t>(id)] != r.index;
+    if (transferred) {
+      // A KV cache that arrived from a prefill replica: admitted with its prompt's keys and values cached.
+      const long long need = (rq.prompt_tokens + 1 + bt - 1) / bt;
+      if (r.blocks_total - r.blocks_used < need) break;
+      r.waiting.pop_front();
+      r.running.push_back({id, rq.prompt_tokens, 0, need});
+      r.blocks_used += need;
+      Seq& q = r.running.back();
+      items.push_back({r.running.size() - 1, 0});
+      shape.decode_seqs += 1.0;
+      shape.decode_context += q.ctx + 1.0;
+      shape.sampled += 1.0;
+      --budget;
+      continue;
+    }
+    const int tokens = rq.prompt_tokens + generated_[static_cast<std::size_t>(id)];
+    if (!chunked && tokens > budget && !items.empty()) break;
+    const long long need = (tokens + bt - 1) / bt;
+    if (r.blocks_total - r.blocks_used < need) break;
+    r.waiting.pop_front();
+    if (scheduled_[static_cast<std::size_t>(id)] < 0.0) scheduled_[static_cast<std::size_t>(id)] = sg4::Engine::get_clock();
+    r.running.push_back({id, 0, tokens, need});
+    r.blocks_used += need;
+    const int c = chunked ? static_cast<int>(std::min<long long>(tokens, budget)) : tokens;
+    items.push_back({r.running.size() - 1, c});
+    shape.prefill_tokens += c;
+    shape.prefill_pairs += c * ((c + 1) / 2.0);
+    if (c == tokens) shape.sampled += 1.0;
+    budget -= c;
+  }
+  return !items.empty();
+}
+
+bool Driver::form_static(Replica& r, std::vector<Item>& items, IterationShape& shape) {
+  const int bt = v_.kv_block_tokens;
+  if (!r.static_active) {
+    // A new batch: up to max_sequences queued requests, each with its whole sequence's KV reserved.
+    int max_prompt = 0, max_output = 0;
+    while (!r.waiting.empty() && static_cast<int>(r.running.size()) < v_.max_sequences) {
+      const int id = r.waiting.front();
+      const auto& rq = requests_[static_cast<std::size_t>(id)];
+      const long long need = (rq.prompt_tokens + rq.output_tokens + bt - 1) / bt;
+      if (r.blocks_total - r.blocks_used < need) break;
+      r.waiting.pop_front();
+      scheduled_[static_cast<std::size_t>(id)] = sg4::Engine::get_clock();
+      r.running.push_back({id, 0, rq.prompt_tokens, need});
+      r.blocks_used += need;
+      max_prompt = std::max(max_prompt, rq.prompt_tokens);
+      max_output = std::max(max_output, rq.output_tokens);
+    }
+    if (r.running.empty()) return false;
+    r.static_active = true;
+    r.static_prompt = max_prompt;
+    r.static_steps = max_output;
+    r.static_done_steps = 0;
+    // Prefill of the whole batch, padded to its longest prompt.
+    const double n = static_cast<double>(r.running.size());
+    shape.prefill_tokens = n * max_prompt;
+    shape.prefill_pairs = n * max_prompt * (max_prompt + 1) / 2.0;
+    shape.sampled = n;
+    for (std::size_t i = 0; i < r.running.size(); ++i) items.push_back({i, r.running[i].prefill_left});
+    return true;
+  }
+  // Decode steps: every slot computes, finished or not, until the longest output is done.
+  const double n = static_cast<double>(r.running.size());
+  shape.decode_seqs = n;
+  shape.decode_context = n * (r.static_prompt + r.static_done_steps + 1.0);
+  shape.sampled = n;
+  for (std::size_t i = 0; i < r.running.size(); ++i) items.push_back({i, 0});
+  return true;
+}
+
+void Driver::token(Replica& r, int id, double now) {
+  const auto i = static_cast<std::size_t>(id);
+  const bool measured = offline_ || requests_[i].arrival_s >= window_start_;
+  if (generated_[i] > 0 && measured) {
+    const double gap = now - last_token_[i];
+    itl_sum_ += gap;
+    ++itl_count_;
+    itl_max_ = std::max(itl_max_, gap);
+    const double idx = gap <= kItlMin_s ? 0.0 : std::floor(std::log(gap / kItlMin_s) / std::log(kItlBinRatio));
+    itl_hist_[std::min(kItlBins - 1, static_cast<std::size_t>(idx))] += 1.0;
+  }
+  ++generated_[i];
+  last_token_[i] = now;
+  if (in_window(now)) {
+    output_tokens_ += 1.0;
+    site_tokens_[static_cast<std::size_t>(r.site)] += 1.0;
+  }
+  if (generated_[i] == 1) {
+    first_token_[i] = now;
+    first_replica_[i] = r.index;
+    if (in_window(now)) input_tokens_ += requests_[i].prompt_tokens;
+  }
+}
+
+void Driver::finish_request(Replica& r, int id, double now) {
+  end_[static_cast<std::size_t>(id)] = now;
+  (void)r;
+  if (--remaining_ == 0) {
+    if (offline_) snapshot_window_end();
+    all_done();
+  }
+}
+
+void Driver::apply(Replica& r, const std::vector<Item>& items, double now) {
+  std::vector<bool> leave(r.running.size(), false);
+  if (v_.scheduler == "static") {
+    if (r.static_done_steps == 0 && r.running.front().prefill_left > 0) {
+      for (Seq& q : r.running) {
+        q.ctx = q.prefill_left;
+        q.prefill_left = 0;
+        token(r, q.id, now);
+        if (generated_[static_cast<std::size_t>(q.id)] >= requests_[static_cast<std::size_t>(q.id)].output_tokens) finish_request(r, q.id, now);
+      }
+    } else {
+      ++r.static_done_steps;
+      for (Seq& q : r.running) {
+        const auto i = static_cast<std::size_t>(q.id);
+        if (generated_[i] >= requests_[i].output_tokens) continue;
+        ++q.ctx;
+        token(r, q.id, now);
+        if (generated_[i] >= requests_[i].output_tokens) finish_request(r, q.id, now);
+      }
+    }
+    bool all = true;
+    for (const Seq& q : r.running) all = all && generated_[static_cast<std::size_t>(q.id)] >= requests_[static_cast<std::size_t>(q.id)].output_tokens;
+    if (all) {
+      r.blocks_used = 0;
+      r.running.clear();
+      r.static_active = false;
+    }
+    return;
+  }
+  for (const Item& it : items) {
+    Seq& q = r.running[it.slot];
+    const auto i = static_cast<std::size_t>(q.id);
+    bool produced = false;
+    if (it.prefill > 0) {
+      q.ctx += it.prefill;
+      q.prefill_left -= it.prefill;
+      produced = q.prefill_left == 0;
+    } else {
+      ++q.ctx;
+      produced = true;
+    }
+    if (!produced) continue;
+    token(r, q.id, now);
+    if (generated_[i] >= requests_[i].output_tokens) {
+      leave[it.slot] = true;
+      finish_request(r, q.id, now);
+    } else if (prefill_pool_ >= 0 && r.pool == prefill_pool_) {
+      leave[it.slot] = true;
+      hand_off(r, q.id);
+    }
+  }
+  std::size_t w = 0;
+  for (std::size_t k = 0; k < r.running.size(); ++k) {
+    if (leave[k]) {
+      r.blocks_used -= r.running[k].blocks;
+      continue;
+    }
+    r.running[w++] = r.running[k];
+  }
+  r.running.resize(w);
+}
+
+void Driver::hand_off(Replica& from, int id) {
+  Replica& to = replicas_[static_cast<std::size_t>(route(decode_pool_, id))];
+  ++to.transfers_in_flight;
+  const double bytes = memory_[static_cast<std::size_t>(from.pool)].kv_bytes_per_token_replica *
+                       requests_[static_cast<std::size_t>(id)].prompt_tokens;
+  if (in_window(sg4::Engine::get_clock())) kv_transfer_bytes_ += bytes;
+  // Each device of the prefill replica sends its shard of the cache to a device of the decode replica.
+  const int dp = v_.pools[static_cast<std::size_t>(from.pool)].devices_per_replica();
+  const int dd = v_.pools[static_cast<std::size_t>(to.pool)].devices_per_replica();
+  const int pairs = std::max(dp, dd);
+  workload::BuiltStep step;
+  workload::Phase start;
+  start.label = "kv transfer start";
+  step.start = workload::add_phase(step.graph, std::move(start), {});
+  workload::Phase ph;
+  ph.type = workload::Phase::Type::collective;
+  ph.kind = "comm.kv_transfer";
+  ph.label = fmt::format("KV cache of request {} replica {} -> {}", id, from.index, to.index);
+  ph.overlaps_grad_reduce = true;  // shares links with other transfers: never replayed from the memo
+  ph.comm.op = workload::CollectiveOp::send_recv;
+  for (int k = 0; k < pairs; ++k) ph.comm.groups.push_back({from.first_device + k % dp, to.first_device + k % dd});
+  ph.comm.bytes_per_device = bytes / pairs;
+  const workload::PhaseId p = workload::add_phase(step.graph, std::move(ph), {step.start});
+  workload::Phase end;
+  end.label = "kv transfer end";
+  step.end = workload::add_phase(step.graph, std::move(end), {p});
+  const int to_index = to.index;
+  sg4::Actor::create(fmt::format("kv{}", id), sim_->platform().pacers().front(), [this, step, to_index, id]() mutable {
+    try {
+      const StepResult res = sim_->run_graph(step, {});
+      if (in_window(sg4::Engine::get_clock()))
+        for (std::size_t s = 0; s < res.site_link_bytes.size(); ++s)
+          for (std::size_t c = 0; c < system::kLinkClassCount; ++c) site_link_bytes_[s][c] += res.site_link_bytes[s][c];
+      for (const auto& [k, a] : res.algorithms) algorithms_[k] = a;
+      Replica& dst = replicas_[static_cast<std::size_t>(to_index)];
+      --dst.transfers_in_flight;
+      enqueue(dst, id);
+    } catch (const simgrid::ForcefulKillException&) {
+      throw;
+    } catch (...) {
+      if (!failure_) failure_ = std::current_exception();
+      all_done();
+    }
+  });
+}
+
+// ---- costs --------------------------------------------------------------------------------------
+
+std::vector<double> Driver::per_chip(const std::vector<int>& devices, const std::vector<DeviceWork>& w, bool memory) const {
+  std::vector<double> out;
+  int last_chip = -1;
+  for (std::size_t i = 0; i < devices.size(); ++i) {
+    const int c = mesh_->chip_of(devices[i]);
+    const double t = memory ? w[i].memory_bound_s : w[i].compute_bound_s;
+    if (c != last_chip) {
+      out.push_back(t);
+      last_chip = c;
+    } else {
+      out.back() = std::max(out.back(), t);  // a chip is busy for its slowest device
+    }
+  }
+  return out;
+}
+
+const LayerCost& Driver::layer_cost(Replica& r, int stage, LayerKind kind, double tokens, bool& simulated_now) {
+  const double tb = bucket(tokens, v_.memo_buckets_per_octave);
+  const auto key = std::make_tuple(r.pool, stage, static_cast<int>(kind), tb);
+  auto it = layers_.find(key);
+  simulated_now = false;
+  if (it != layers_.end()) return it->second;
+  const workload::IterationModel& model = *models_[static_cast<std::size_t>(r.pool)];
+  const workload::LayerPlan plan = model.layer(kind, tb);
+  std::vector<int> devices;
+  for (int local : model.stage_devices(stage)) devices.push_back(r.first_device + local);
+  // The layer as a chain of phases on the replica's chips: per segment its compute-bound and its
+  // memory-bound part (two pstates), then the collective that follows it.
+  workload::BuiltStep step;
+  workload::Phase start;
+  start.label = "layer start";
+  step.start = workload::add_phase(step.graph, std::move(start), {});
+  workload::PhaseId last = step.start;
+  LayerCost cost;
+  cost.model_flops = plan.model_flops;
+  double compute_s = 0.0;
+  for (std::size_t i = 0; i < plan.segments.size(); ++i) {
+    for (int power_state : {static_cast<int>(platform::kComputeBoundPstate), static_cast<int>(platform::kMemoryBoundPstate)}) {
+      const bool mem = power_state == static_cast<int>(platform::kMemoryBoundPstate);
+      workload::Phase ph;
+      ph.type = workload::Phase::Type::compute;
+      ph.kind = "compute";
+      ph.label = fmt::format("{} layer seg{} {}", kind == LayerKind::moe ? "moe" : "dense", i, mem ? "memory-bound" : "compute-bound");
+      ph.power_state = power_state;
+      ph.compute.devices = devices;
+      double worst = 0.0;
+      for (const DeviceWork& w : plan.segments[i]) {
+        ph.compute.time_s.push_back(mem ? w.memory_bound_s : w.compute_bound_s);
+        worst = std::max(worst, ph.compute.time_s.back());
+      }
+      if (worst <= 0.0) continue;
+      ph.compute.kind_time_s[mem ? "compute.memory_bound" : "compute.compute_bound"] = worst;
+      last = workload::add_phase(step.graph, std::move(ph), {last});
+    }
+    const std::vector<double> cb = per_chip(devices, plan.segments[i], false), mb = per_chip(devices, plan.segments[i], true);
+    compute_s += *std::max_element(cb.begin(), cb.end()) + *std::max_element(mb.begin(), mb.end());
+    if (cost.compute_bound_s.empty()) {
+      cost.compute_bound_s = cb;
+      cost.memory_bound_s = mb;
+    } else {
+      for (std::size_t c = 0; c < cb.size(); ++c) {
+        cost.compute_bound_s[c] += cb[c];
+        cost.memory_bound_s[c] += mb[c];
+      }
+    }
+    if (i < plan.collectives.size()) {
+      workload::Phase ph;
+      ph.type = workload::Phase::Type::collective;
+      ph.kind = plan.collective_kinds[i];
+      ph.label = fmt::format("{} layer {}", kind == LayerKind::moe ? "moe" : "dense", ph.kind);
+      ph.comm = plan.collectives[i];
+      for (auto& g : ph.comm.groups)
+        for (int& d : g) d = devices[static_cast<std::size_t>(d)];
+      last = workload::add_phase(step.graph, std::move(ph), {last});
+    }
+  }
+  workload::Phase end;
+  end.label = "layer end";
+  step.end = workload::add_phase(step.graph, std::move(end), {last});
+  const StepResult res = sim_->run_graph(step, r.stage_chips[static_cast<std::size_t>(stage)]);
+  for (const auto& [k, a] : res.algorithms) algorithms_[k] = a;
+  cost.comm_s = std::max(0.0, res.duration_s - compute_s) + plan.imbalance_wait_s;
+  cost.site_link_bytes = res.site_link_bytes;
+  simulated_now = true;
+  ++layer_sims_;
+  if (in_window(sg4::Engine::get_clock()))
+    for (std::size_t s = 0; s < cost.site_link_bytes.size(); ++s)
+      for (std::size_t c = 0; c < system::kLinkClassCount; ++c) site_link_bytes_[s][c] += cost.site_link_bytes[s][c];
+  // The imbalance wait was not part of the simulated chain: the chips wait it out now.
+  if (plan.imbalance_wait_s > 0.0)
+    replay(r.stage_chips[static_cast<std::size_t>(stage)], std::vector<double>(cost.compute_bound_s.size(), 0.0),
+           std::vector<double>(cost.compute_bound_s.size(), 0.0), plan.imbalance_wait_s);
+  return layers_.emplace(key, std::move(cost)).first->second;
+}
+
+const DeviceWork& Driver::attention_cost(const Replica& r, const IterationShape& shape) {
+  const int b = v_.memo_buckets_per_octave;
+  IterationShape q;
+  q.prefill_tokens = bucket(shape.prefill_tokens, b);
+  q.prefill_pairs = bucket(shape.prefill_pairs, b);
+  q.decode_seqs = bucket(shape.decode_seqs, b);
+  q.decode_context = bucket(shape.decode_context, b);
+  const auto key = std::make_tuple(r.pool, q.prefill_tokens, q.prefill_pairs, q.decode_seqs, q.decode_context);
+  auto it = attention_.find(key);
+  if (it != attention_.end()) return it->second;
+  const auto w = models_[static_cast<std::size_t>(r.pool)]->attention(q);
+  // Every device of a stage does the same attention work (the batch is split evenly over data ranks).
+  return attention_.emplace(key, w.front()).first->second;
+}
+
+const DeviceWork& Driver::ends_cost(const Replica& r, int stage, const IterationShape& shape) {
+  const int b = v_.memo_buckets_per_octave;
+  IterationShape q;
+  q.prefill_tokens = bucket(shape.tokens(), b);
+  q.sampled = bucket(shape.sampled, b);
+  const auto key = std::make_tuple(r.pool, stage, q.prefill_tokens, q.sampled);
+  auto it = ends_.find(key);
+  if (it != ends_.end()) return it->second;
+  const auto w = models_[static_cast<std::size_t>(r.pool)]->ends(stage, q);
+  return ends_.emplace(key, w.front()).first->second;
+}
+
+double Driver::pipeline_send(Replica& r, int stage, double tokens, bool& simulated_now) {
+  const double tb = bucket(tokens, v_.memo_buckets_per_octave);
+  const auto key = std::make_tuple(r.pool, stage, tb);
+  auto it = sends_.find(key);
+  simulated_now = false;
+  if (it != sends_.end()) return it->second;
+  const workload::IterationModel& model = *models_[static_cast<std::size_t>(r.pool)];
+  workload::BuiltStep step;
+  workload::Phase start;
+  start.label = "send start";
+  step.start = workload::add_phase(step.graph, std::move(start), {});
+  workload::Phase ph;
+  ph.type = workload::Phase::Type::collective;
+  ph.kind = "comm.pipeline_p2p";
+  ph.label = fmt::format("pipeline stage{}->stage{}", stage, stage + 1);
+  ph.comm.op = workload::CollectiveOp::send_recv;
+  const auto src = model.stage_devices(stage), dst = model.stage_devices(stage + 1);
+  for (std::size_t i = 0; i < src.size(); ++i) ph.comm.groups.push_back({r.first_device + src[i], r.first_device + dst[i]});
+  ph.comm.bytes_per_device = model.pipeline_bytes_per_device(tb);
+  const workload::PhaseId p = workload::add_phase(step.graph, std::move(ph), {step.start});
+  workload::Phase end;
+  end.label = "send end";
+  step.end = workload::add_phase(step.graph, std::move(end), {p});
+  const StepResult res = sim_->run_graph(step, r.chips);
+  // Sent once in detail here; replayed for later iterations of the same size.
+  sends_.emplace(key, res.duration_s);
+  simulated_now = true;
+  return res.duration_s;
+}
+
+void Driver::replay(const std::vector<int>& chips, const std::vector<double>& cb, const std::vector<double>& mb, double comm_s) {
+  const auto& hosts = sim_->platform().chips();
+  const double speed = sim_->platform().chip_speed_flops_per_s();
+  for (const auto pstate : {platform::kComputeBoundPstate, platform::kMemoryBoundPstate}) {
+    const std::vector<double>& t = pstate == platform::kComputeBoundPstate ? cb : mb;
+    std::vector<sg4::Host*> hs;
+    std::vector<double> flops;
+    for (std::size_t i = 0; i < chips.size(); ++i) {
+      if (!(t[i] > 0.0)) continue;
+      sg4::Host* h = hosts[static_cast<std::size_t>(chips[i])];
+      if (h->get_pstate() != pstate) h->set_pstate(pstate);
+      hs.push_back(h);
+      flops.push_back(t[i] * speed);
+    }
+    if (hs.empty()) continue;
+    auto ex = sg4::Exec::init()->set_hosts(hs)->set_flops_amounts(flops)->set_bytes_amounts({});
+    ex->vetoable_start();
+    ex->wait();
+  }
+  if (comm_s > 0.0) {
+    // Communicating or waiting: the chips are active (background load) while a pacer times the interval.
+    sg4::Host* pacer = sim_->take_pacer();
+    std::vector<sg4::Host*> hs;
+    std::vector<double> flops;
+    for (int c : chips) {
+      hs.push_back(hosts[static_cast<std::size_t>(c)]);
+      flops.push_back(kBackgroundLoad * speed * comm_s);
+    }
+    hs.push_back(pacer);
+    flops.push_back(sim_->platform().pacer_speed_flops_per_s() * comm_s);
+    auto ex = sg4::Exec::init()->set_hosts(hs)->set_flops_amounts(flops)->set_bytes_amounts({});
+    ex->vetoable_start();
+    ex->wait();
+    sim_->release_pacer(pacer);
+  }
+}
+
+double Driver::execute(Replica& r, const IterationShape& shape) {
+  const workload::IterationModel& model = *models_[static_cast<std::size_t>(r.pool)];
+  const double t0 = sg4::Engine::get_clock();
+  const double tokens = shape.tokens();
+  double flops = 0.0;
+  const DeviceWork& attn = attention_cost(r, shape);
+  for (int st = 0; st < model.stages(); ++st) {
+    const auto& chips = r.stage_chips[static_cast<std::size_t>(st)];
+    std::vector<double> cb(chips.size(), 0.0), mb(chips.size(), 0.0);
+    double comm = 0.0;
+    int layers = 0;
+    for (LayerKind kind : {LayerKind::dense, LayerKind::moe}) {
+      const int count = model.layers(st, kind);
+      if (count == 0) continue;
+      layers += count;
+      bool simulated = false;
+      const LayerCost& c = layer_cost(r, st, kind, tokens, simulated);
+      const int replayed = count - (simulated ? 1 : 0);  // a layer simulated just now has already run
+      layer_replays_ += replayed;
+      for (std::size_t k = 0; k < chips.size(); ++k) {
+        cb[k] += replayed * c.compute_bound_s[k];
+        mb[k] += replayed * c.memory_bound_s[k];
+      }
+      comm += replayed * c.comm_s;
+      flops += count * c.model_flops;
+      if (in_window(t0) && replayed > 0)
+        for (std::size_t s = 0; s < c.site_link_bytes.size(); ++s)
+          for (std::size_t cl = 0; cl < system::kLinkClassCount; ++cl) site_link_bytes_[s][cl] += replayed * c.site_link_bytes[s][cl];
+    }
+    const DeviceWork& ends = ends_cost(r, st, shape);
+    for (std::size_t k = 0; k < chips.size(); ++k) {
+      cb[k] += layers * attn.compute_bound_s + ends.compute_bound_s;
+      mb[k] += layers * attn.memory_bound_s + ends.memory_bound_s;
+    }
+    if (st + 1 < model.stages()) {
+      bool sent_now = false;
+      const double send = pipeline_send(r, st, tokens, sent_now);
+      if (!sent_now) comm += send;
+    }
+    replay(chips, cb, mb, comm);
+  }
+  if (in_window(t0)) {
+    flops += model.attention_flops(shape) * s_.model.decoder_layers + model.ends_flops(shape);
+    model_flops_ += flops;
+  }
+  return sg4::Engine::get_clock() - t0;
+}
+
+// ---- the run ------------------------------------------------------------------------------------
+
+ServingResult Driver::run() {
+  const auto wall0 = std::chrono::steady_clock::now();
+  sg4::Host* home = sim_->platform().pacers().front();
+  auto guard = [this](const std::function<void()>& f) {
+    return [this, f]() {
+      try {
+        f();
+      } catch (const simgrid::ForcefulKillException&) {
+        throw;  // a daemon (the monitor) ended with the simulation: SimGrid unwinds it
+      } catch (...) {
+        if (!failure_) failure_ = std::current_exception();
+        all_done();
+      }
+    };
+  };
+  sg4::Actor::create("arrivals", home, guard([this] { arrivals(); }));
+  for (Replica& r : replicas_) {
+    Replica* rp = &r;
+    sg4::Actor::create(fmt::format("replica{}", r.index), home, guard([this, rp] { scheduler(*rp); }));
+  }
+  sg4::Actor::create("monitor", home, guard([this] { monitor(); }))->daemonize();
+  sim_->run_actors();
+  if (failure_) std::rethrow_exception(failure_);
+  if (remaining_ > 0)
+    throw Error(fmt::format("serving: the simulation stopped with {} of {} requests unfinished (internal error)", remaining_,
+                            requests_.size()));
+  if (!end_taken_) snapshot_window_end();
+  if (energy_at_start_.empty()) energy_at_start_.assign(energy_at_end_.size(), 0.0);
+
+  ServingResult out;
+  out.scenario_name = s_.name;
+  out.accelerator = accel_.name;
+  out.chips = mesh_->chips();
+  out.devices = mesh_->devices();
+  for (std::size_t p = 0; p < v_.pools.size(); ++p) {
+    const auto& m = memory_[p];
+    out.pools.push_back({scenario::to_string(v_.pools[p].role), v_.pools[p].replicas, v_.pools[p].devices_per_replica(),
+                         m.weights_bytes, m.workspace_bytes, m.kv_bytes, m.kv_bytes_per_token, m.kv_blocks, m.block_tokens});
+  }
+  out.requests_total = static_cast<long long>(requests_.size());
+  out.window_start_s = window_start_;
+  out.window_end_s = window_end_;
+  const double window = window_end_ - window_start_;
+  double makespan = 0.0;
+  std::vector<double> ttft, tpot, e2e, queue;
+  long long good = 0;
+  for (std::size_t i = 0; i < requests_.size(); ++i) {
+    makespan = std::max(makespan, end_[i]);
+    const bool measured = offline_ || requests_[i].arrival_s >= window_start_;
+    if (!measured) continue;
+    const double a = requests_[i].arrival_s;
+    ttft.push_back(first_token_[i] - a);
+    e2e.push_back(end_[i] - a);
+    queue.push_back((scheduled_[i] >= 0.0 ? scheduled_[i] : first_token_[i]) - a);
+    const bool multi = requests_[i].output_tokens > 1;
+    const double t_pot = multi ? (end_[i] - first_token_[i]) / (requests_[i].output_tokens - 1) : 0.0;
+    if (multi) tpot.push_back(t_pot);
+    if (ttft.back() <= v_.slo_ttft_s && (!multi || t_pot <= v_.slo_tpot_s)) ++good;
+    if (v_.record_requests)
+      out.requests.push_back({a, first_token_[i], end_[i], queue.back(), requests_[i].prompt_tokens, requests_[i].output_tokens,
+                              first_replica_[i], preemptions_[i]});
+  }
+  out.makespan_s = makespan;
+  out.requests_measured = static_cast<long long>(ttft.size());
+  out.ttft = stats_of(ttft);
+  out.tpot = stats_of(tpot);
+  out.e2e = stats_of(e2e);
+  out.queue = stats_of(queue);
+  out.ttft_cdf_s = cdf_of(ttft);
+  out.tpot_cdf_s = cdf_of(tpot);
+  out.e2e_cdf_s = cdf_of(e2e);
+  // Inter-token latency from the histogram (bin upper edges), mean and max exact.
+  out.itl.count = itl_count_;
+  if (itl_count_ > 0) {
+    out.itl.mean_s = itl_sum_ / static_cast<double>(itl_count_);
+    out.itl.max_s = itl_max_;
+    auto q = [&](double p) {
+      const double target = std::ceil(p * static_cast<double>(itl_count_));
+      double cum = 0.0;
+      for (std::size_t b = 0; b < itl_hist_.size(); ++b) {
+        cum += itl_hist_[b];
+        if (cum >= target) return std::min(itl_max_, kItlMin_s * std::pow(kItlBinRatio, static_cast<double>(b) + 1.0));
+      }
+      return itl_max_;
+    };
+    out.itl.p50_s = q(0.50);
+    out.itl.p90_s = q(0.90);
+    out.itl.p95_s = q(0.95);
+    out.itl.p99_s = q(0.99);
+  }
+  out.throughput_rps = window > 0 ? static_cast<double>(out.requests_measured) / window : 0.0;
+  out.input_tokens_window = input_tokens_;
+  out.output_tokens_window = output_tokens_;
+  out.input_tokens_per_s = window > 0 ? input_tokens_ / window : 0.0;
+  out.output_tokens_per_s = window > 0 ? output_tokens_ / window : 0.0;
+  out.output_tokens_per_s_per_device = out.output_tokens_per_s / out.devices;
+  out.goodput_fraction = out.requests_measured > 0 ? static_cast<double>(good) / static_cast<double>(out.requests_measured) : 0.0;
+  out.goodput_rps = window > 0 ? static_cast<double>(good) / window : 0.0;
+  out.slo_ttft_s = v_.slo_ttft_s;
+  out.slo_tpot_s = v_.slo_tpot_s;
+  out.slo_p99_met = out.ttft.p99_s <= v_.slo_ttft_s && out.tpot.p99_s <= v_.slo_tpot_s;
+  out.preemptions = preemption_count_;
+  out.kv_transfer_bytes = kv_transfer_bytes_;
+  out.iterations = iterations_;
+  out.layer_shapes_simulated = layer_sims_;
+  out.layer_replays = layer_replays_;
+  out.attention_shapes = static_cast<long long>(attention_.size());
+  out.model_flops_window = model_flops_;
+  const double device_peak = accel_.peak_flops_for(s_.model.dtype) / accel_.devices_per_chip;
+  out.mfu = window > 0 ? model_flops_ / (window * out.devices * device_peak) : 0.0;
+  // Series, and time-weighted means over the window from them.
+  out.series = series_;
+  out.series_interval_s = interval_;
+  {
+    const auto& t = series_["t_s"];
+    double w = 0.0, b = 0.0, k = 0.0, q = 0.0;
+    for (std::size_t i = 0; i < t.size(); ++i) {
+      if (t[i] < window_start_ || t[i] + interval_ > window_end_ + interval_) continue;
+      w += 1.0;
+      b += series_["batch_sequences"][i];
+      k += series_["kv_use"][i];
+      q += series_["queue_requests"][i];
+    }
+    if (w > 0) {
+      out.mean_batch_sequences = b / w;
+      out.mean_kv_use = k / w;
+      out.mean_queue_requests = q / w;
+    }
+  }
+  for (const auto& site : topo_->sites()) {
+    SiteStepFigures f;
+    f.datacenter = site.datacenter;
+    f.chips = static_cast<int>(site.chips.size());
+    f.share = s_.placement[static_cast<std::size_t>(site.index)].share;
+    f.chip_energy_per_step_j = energy_at_end_[static_cast<std::size_t>(site.index)] - energy_at_start_[static_cast<std::size_t>(site.index)];
+    f.link_bytes_per_step = site_link_bytes_[static_cast<std::size_t>(site.index)];
+    f.link_counts = site_link_counts(site, static_cast<int>(topo_->sites().size()));
+    out.sites.push_back(std::move(f));
+  }
+  out.site_output_tokens = site_tokens_;
+  out.peak_chip_power_w = power_.full_w;
+  out.power_convention = power_.convention;
+  out.compute_model = compute_->describe();
+  out.compute_paths = perf::compute_paths(*compute_);
+  out.algorithms = algorithms_;
+  out.sim_wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
+  return out;
+}
+
+}  // namespace
+
+void check_serving_feasible(const scenario::Scenario& s, const catalog::Catalog& catalog) {
+  const auto& accel = catalog.accelerator(s.cluster.accelerator);
+  accel.peak_flops_for(s.model.dtype);
+  const scenario::ServingSpec& v = *s.serving;
+  std::vector<workload::ReplicaMemory> mem;
+  for (const auto& pool : v.pools) mem.push_back(workload::replica_memory(s, pool, accel));
+  // Topology (whole GPU nodes per site, torus shapes).
+  int devices = 0;
+  for (const auto& pool : v.pools) devices += pool.replicas * pool.devices_per_replica();
+  scenario::ParallelismSpec flat;
+  flat.data = devices;
+  const workload::DeviceMesh mesh(flat, accel.devices_per_chip);
+  const auto sites = workload::replica_sites(s);
+  std::vector<int> chip_site(static_cast<std::size_t>(mesh.chips()), 0);
+  int dev = 0;
+  for (std::size_t p = 0; p < v.pools.size(); ++p)
+    for (int r = 0; r < v.pools[p].replicas; ++r)
+      for (int k = 0; k < v.pools[p].devices_per_replica(); ++k, ++dev)
+        chip_site[static_cast<std::size_t>(mesh.chip_of(dev))] = sites[p][static_cast<std::size_t>(r)];
+  system::Topology::build_for_sites(s, accel, accel.devices_per_chip, chip_site);
+  // Requests: the trace parses, and the largest request fits one data rank's KV cache.
+  const std::vector<workload::Request> reqs = workload::generate_requests(s);
+  if (reqs.empty()) throw Error("serving: the workload has no requests (check serving.requests, duration_s and the arrival rate)");
+  std::size_t worst = 0;
+  for (std::size_t i = 1; i < reqs.size(); ++i)
+    if (reqs[i].prompt_tokens + reqs[i].output_tokens > reqs[worst].prompt_tokens + reqs[worst].output_tokens) worst = i;
+  const auto& big = reqs[worst];
+  for (std::size_t p = 0; p < v.pools.size(); ++p) {
+    const double rank_tokens = mem[p].kv_tokens() / v.pools[p].data;
+    const double need = static_cast<double>(big.prompt_tokens) + big.output_tokens;
+    if (need > rank_tokens)
+      throw InputError(s.source_file, 0, 0, fmt::format("serving.pools[{}]", p),
+                       fmt::format("the KV cache of one replica holds {:.0f} tokens per data rank ({} blocks of {} tokens, "
+                                   "{:.2f} GiB per device at {:.0f} bytes per token) but request {} needs {} ({} prompt + {} "
+                                   "output): give the pool more devices per replica, an fp8 KV cache, or shorter requests",
+                                   rank_tokens, mem[p].kv_blocks, v.kv_block_tokens, mem[p].kv_bytes / (1024.0 * 1024.0 * 1024.0),
+                                   mem[p].kv_bytes_per_token, worst, need, big.prompt_tokens, big.output_tokens));
+    const bool chunked = v.scheduler == "chunked_prefill";
+    if (!chunked && v.pools[p].role != scenario::PoolRole::decode && big.prompt_tokens + big.output_tokens > v.max_batched_tokens) {
+      // A prompt (or a preempted sequence to recompute) must fit one iteration's token budget.
+      std::size_t longest = 0;
+      for (std::size_t i = 1; i < reqs.size(); ++i)
+        if (reqs[i].prompt_tokens > reqs[longest].prompt_tokens) longest = i;
+      if (reqs[longest].prompt_tokens > v.max_batched_tokens)
+        throw InputError(s.source_file, 0, 0, "serving.scheduler.max_batched_tokens",
+                         fmt::format("request {} has a {}-token prompt but an iteration computes at most {} tokens; raise "
+                                     "max_batched_tokens or use scheduler type chunked_prefill",
+                                     longest, reqs[longest].prompt_tokens, v.max_batched_tokens));
+    }
+  }
+}
+
+ServingResult simulate_serving(const scenario::Scenario& s, const catalog::Catalog& catalog, const EngineOptions& options) {
+  check_serving_feasible(s, catalog);
+  Driver d(s, catalog, options);
+  return d.run();
+}
+
+}  // namespace moesim::engine

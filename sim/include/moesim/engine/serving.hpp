@@ -1,0 +1,121 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "moesim/catalog/catalog.hpp"
+#include "moesim/engine/engine.hpp"
+#include "moesim/engine/job.hpp"
+#include "moesim/scenario/scenario.hpp"
+
+namespace moesim::engine {
+
+/** Summary of one latency distribution over the measured requests (seconds). Percentiles are nearest-rank
+ *  on the sorted values (ITL: on a log-bucketed histogram of every token gap, 0.1 % relative resolution). */
+struct LatencyStats {
+  long long count = 0;
+  double mean_s = 0.0;
+  double p50_s = 0.0;
+  double p90_s = 0.0;
+  double p95_s = 0.0;
+  double p99_s = 0.0;
+  double max_s = 0.0;
+};
+
+/** One measured request's timings (seconds from the start). */
+struct RequestRecord {
+  double arrival_s = 0.0;
+  double first_token_s = 0.0;
+  double end_s = 0.0;
+  double queue_s = 0.0;  ///< arrival until its prompt first entered a batch
+  int prompt_tokens = 0;
+  int output_tokens = 0;
+  int replica = 0;       ///< the replica that produced its first token (pool order, then replica order)
+  int preemptions = 0;
+};
+
+/** Memory of one replica of a pool (the most loaded device). */
+struct PoolFigures {
+  std::string role;
+  int replicas = 0;
+  int devices_per_replica = 0;
+  double weights_bytes = 0.0;
+  double workspace_bytes = 0.0;
+  double kv_bytes = 0.0;
+  double kv_bytes_per_token = 0.0;
+  long long kv_blocks = 0;
+  int block_tokens = 0;
+};
+
+/** The simulated serving run. Throughput and energy are over the measurement window: from the warm-up's
+ *  end to the last arrival (open-loop arrivals), or from 0 to the last completion (offline). Latencies are
+ *  those of the requests arriving in the window, each simulated to its end. */
+struct ServingResult {
+  std::string scenario_name;
+  std::string accelerator;
+  int chips = 0;
+  int devices = 0;
+  std::vector<PoolFigures> pools;
+  long long requests_total = 0;     ///< simulated (warm-up included)
+  long long requests_measured = 0;  ///< arriving in the window
+  double window_start_s = 0.0;
+  double window_end_s = 0.0;
+  double makespan_s = 0.0;          ///< until the last request completed
+  LatencyStats ttft, tpot, itl, e2e, queue;
+  double throughput_rps = 0.0;      ///< measured requests / window
+  double input_tokens_per_s = 0.0;  ///< prompt tokens computed in the window / window
+  double output_tokens_per_s = 0.0; ///< tokens generated in the window / window
+  double output_tokens_per_s_per_device = 0.0;
+  double input_tokens_window = 0.0;
+  double output_tokens_window = 0.0;
+  double goodput_fraction = 0.0;    ///< measured requests within both SLOs / measured requests
+  double goodput_rps = 0.0;
+  double slo_ttft_s = 0.0;
+  double slo_tpot_s = 0.0;
+  bool slo_p99_met = false;         ///< P99 TTFT and P99 TPOT within the SLOs
+  long long preemptions = 0;
+  double mean_batch_sequences = 0.0;  ///< time-weighted mean of sequences in running batches (all replicas)
+  double mean_kv_use = 0.0;           ///< time-weighted mean KV-cache use (fraction of blocks)
+  double mean_queue_requests = 0.0;   ///< time-weighted mean of waiting requests
+  double model_flops_window = 0.0;
+  double mfu = 0.0;                   ///< model FLOPs in the window / (window x devices x peak)
+  double kv_transfer_bytes = 0.0;     ///< KV caches moved between pools in the window
+  long long iterations = 0;
+  long long layer_shapes_simulated = 0;  ///< (pool, stage, layer kind, token bucket) simulated on SimGrid
+  long long layer_replays = 0;           ///< layers replayed from the memo
+  long long attention_shapes = 0;        ///< distinct attention shapes costed
+  std::vector<SiteStepFigures> sites;    ///< chip energy and link bytes in the window (one "step" = the window)
+  std::vector<double> site_output_tokens;  ///< tokens generated in the window by each site's replicas
+  /** Series over the whole run, sampled at a fixed interval: t_s (interval start), queue_requests,
+   *  batch_sequences, kv_use (fraction), power_w (average chip power over the interval, all sites). */
+  std::map<std::string, std::vector<double>> series;
+  double series_interval_s = 0.0;
+  /** Quantiles 0, 1, ..., 100 % of TTFT, TPOT and E2E (seconds): the latency CDFs. */
+  std::vector<double> ttft_cdf_s, tpot_cdf_s, e2e_cdf_s;
+  double peak_chip_power_w = 0.0;
+  std::string power_convention;
+  std::string compute_model;
+  std::map<std::string, std::string> compute_paths;
+  std::map<std::string, std::string> algorithms;
+  double sim_wall_s = 0.0;
+  std::vector<RequestRecord> requests;  ///< every measured request, when serving.record_requests
+};
+
+nlohmann::json to_json(const ServingResult& r);
+ServingResult serving_from_json(const nlohmann::json& j);
+
+/** The window as one "step" of a job, for the energy layer: step time = window, one step. */
+JobResult window_as_job(const ServingResult& r);
+
+/** Checks what can be checked without simulating: topology, memory of every pool, the requests (trace),
+ *  and that the largest request fits a replica's KV cache. Throws moesim::Error / InputError. */
+void check_serving_feasible(const scenario::Scenario& s, const catalog::Catalog& catalog);
+
+/** Simulates the serving scenario on SimGrid (arrivals, router and per-replica schedulers are actors).
+ *  Must run in a fresh process (see run_isolated). */
+ServingResult simulate_serving(const scenario::Scenario& s, const catalog::Catalog& catalog, const EngineOptions& options = {});
+
+}  // namespace moesim::engine

@@ -1,0 +1,154 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "moesim/catalog/accelerator.hpp"
+#include "moesim/perf/compute_model.hpp"
+#include "moesim/scenario/scenario.hpp"
+#include "moesim/workload/routing.hpp"
+#include "moesim/workload/step_graph.hpp"
+
+namespace moesim::workload {
+
+// ---- Requests --------------------------------------------------------------------------------
+
+/** One request of a serving workload. Times in seconds from the start of the simulation. */
+struct Request {
+  double arrival_s = 0.0;
+  int prompt_tokens = 0;
+  int output_tokens = 0;
+  int task = 0;  ///< task-level routing: the request's task (0 otherwise)
+};
+
+/** The requests of a serving scenario, in arrival order: generated from the arrival process and the
+ *  length distributions with the scenario seed (Poisson: exponential gaps; gamma: Marsaglia-Tsang
+ *  gamma gaps of the given coefficient of variation; constant; bursts; offline: all at 0), or read from
+ *  the trace CSV. Arrivals stop at serving.requests or serving.duration_s, whichever comes first.
+ *  Throws moesim::InputError for a malformed or unsorted trace (file, line, column, what was allowed). */
+std::vector<Request> generate_requests(const scenario::Scenario& s);
+
+/** Reads a request trace: a CSV with the header `arrival_s,prompt_tokens,output_tokens` and an optional
+ *  fourth column `task`; `#` starts a comment line; arrival times ascending, lengths >= 1. */
+std::vector<Request> read_request_trace(const std::string& path);
+
+// ---- Replica memory and KV cache --------------------------------------------------------------
+
+/** Device memory of one replica of a pool (the most loaded device) and its paged KV cache. */
+struct ReplicaMemory {
+  double capacity_bytes = 0.0;        ///< device memory (chip HBM / devices per chip)
+  double weights_bytes = 0.0;         ///< parameters held by the most loaded device
+  double workspace_bytes = 0.0;       ///< activation workspace of one iteration at max_batched_tokens
+  double kv_bytes = 0.0;              ///< left for the KV cache on that device
+  double kv_bytes_per_token = 0.0;    ///< KV bytes one token of one sequence takes on that device (its layers, its heads)
+  double kv_bytes_per_token_replica = 0.0;  ///< KV bytes of one token over the whole replica (what a transfer moves)
+  long long kv_blocks = 0;            ///< blocks of the replica (all its data-parallel ranks together)
+  int block_tokens = 16;
+  double kv_tokens() const { return static_cast<double>(kv_blocks) * block_tokens; }
+};
+
+/** KV cache bytes of one token in one layer for the whole model width: 2 x kv_heads x d_head values
+ *  (keys and values), or MLA's latent + RoPE key (kv_lora_rank + qk_rope_head_dim), times the KV dtype. */
+double kv_bytes_per_token_layer(const scenario::ModelSpec& m, const std::string& kv_dtype);
+
+/** Memory of one replica of `pool` and the KV cache it leaves (vLLM's accounting: the memory fraction
+ *  of device memory, minus weights and the activation workspace). Throws moesim::Error with the numbers
+ *  when the weights and workspace do not fit, naming what would make it fit. */
+ReplicaMemory replica_memory(const scenario::Scenario& s, const scenario::PoolSpec& pool, const catalog::AcceleratorSpec& accel);
+
+// ---- Iterations ------------------------------------------------------------------------------
+
+/** What one iteration of a replica computes (summed over its data-parallel ranks). */
+struct IterationShape {
+  double prefill_tokens = 0.0;      ///< prompt tokens computed (whole prompts, or chunks)
+  double prefill_pairs = 0.0;       ///< attention query-key pairs of those tokens: sum over chunks of c x (context + (c + 1) / 2)
+  double decode_seqs = 0.0;         ///< sequences producing one token each
+  double decode_context = 0.0;      ///< sum of their context lengths (KV tokens read)
+  double sampled = 0.0;             ///< sequences whose logits are computed (decodes + prompts completed this iteration)
+  double tokens() const { return prefill_tokens + decode_seqs; }
+};
+
+/** Compute of one device in one phase, split by power state: time on compute-bound kernels (matrix
+ *  units busy) and on memory-bound kernels (HBM busy). */
+struct DeviceWork {
+  double compute_bound_s = 0.0;
+  double memory_bound_s = 0.0;
+  double total() const { return compute_bound_s + memory_bound_s; }
+};
+
+/** The layer kinds of a decoder stack, each simulated once per shape and repeated. */
+enum class LayerKind { dense, moe };
+
+/** One representative layer (or the stack's ends) for a token count: the compute of each device
+ *  between collectives, in order, and the collectives between them. Built by IterationModel; the
+ *  engine runs it on SimGrid once per (kind, tokens) and replays it afterwards. */
+struct LayerPlan {
+  /** Compute segments; segment i runs before collective i (if any). Per local device. */
+  std::vector<std::vector<DeviceWork>> segments;
+  std::vector<CollectiveWork> collectives;    ///< local device ids (0 .. devices per replica - 1)
+  std::vector<std::string> collective_kinds;  ///< "comm.tensor_parallel", "comm.all_to_all", ...
+  /** Extra wait of every device for the slowest expert-parallel rank beyond what the per-device means show
+   *  (mean over routing draws of the maximum minus the maximum of the means). */
+  double imbalance_wait_s = 0.0;
+  double model_flops = 0.0;   ///< useful FLOPs of the layer on the replica
+};
+
+/** Per-replica iteration cost model: kernels from the perf layer, collectives from the system layer
+ *  (through the engine), one layer of each kind at a time.
+ *
+ *  Devices of a replica: local id = (stage x data + data rank) x tensor + tensor rank. Attention and dense
+ *  layers are tensor-parallel within (stage, data rank); the batch is split evenly over the data ranks.
+ *  Experts: expert = 1 tensor-splits every expert like the dense FFN (an all-reduce after it); expert =
+ *  data x tensor spreads whole experts over the stage, tokens split over the tensor ranks and exchanged
+ *  by a dispatch and a combine all-to-all, then all-gathered in the tensor group. The routing draw per
+ *  token count is deterministic (seeded by the count) and averaged over several draws. */
+class IterationModel {
+ public:
+  IterationModel(const scenario::Scenario& s, const scenario::PoolSpec& pool, const catalog::AcceleratorSpec& accel,
+                 const perf::ComputeTimeModel& compute);
+
+  int devices() const { return pool_.devices_per_replica(); }
+  int stages() const { return pool_.pipeline; }
+  /** Layers of `kind` on pipeline stage `stage`. */
+  int layers(int stage, LayerKind kind) const;
+  /** The local devices of a stage. */
+  std::vector<int> stage_devices(int stage) const;
+
+  /** The part of one layer that depends only on the iteration's token count (projections, FFN or experts,
+   *  norms, collectives), for `tokens` tokens over the replica. */
+  LayerPlan layer(LayerKind kind, double tokens) const;
+  /** Attention kernels of one layer for the shape (prefill flash attention and decode attention over the
+   *  paged KV cache), per device of one stage. */
+  std::vector<DeviceWork> attention(const IterationShape& shape) const;
+  /** Embedding lookup (first stage) and output projection + sampling (last stage), per device of `stage`. */
+  std::vector<DeviceWork> ends(int stage, const IterationShape& shape) const;
+  /** Bytes each device of stage s sends to stage s + 1 (the activations of the iteration's tokens). */
+  double pipeline_bytes_per_device(double tokens) const;
+  /** Useful FLOPs of the attention of one layer and of the ends, for MFU. */
+  double attention_flops(const IterationShape& shape) const;
+  double ends_flops(const IterationShape& shape) const;
+
+ private:
+  DeviceWork kernels(const std::vector<perf::KernelOp>& ops) const;
+  perf::KernelOp gemm(const char* name, double m, double n, double k, const std::string& dtype = "") const;
+  perf::KernelOp vector_op(perf::KernelClass cls, const char* name, double bytes, double flops) const;
+
+  const scenario::Scenario& s_;
+  scenario::PoolSpec pool_;
+  const catalog::AcceleratorSpec& accel_;
+  const perf::ComputeTimeModel& compute_;
+  std::unique_ptr<Router> router_;
+  double b_ = 2.0;       ///< bytes per weight element
+  double act_b_ = 2.0;   ///< bytes per activation element
+  double kv_b_ = 2.0;    ///< bytes per KV element
+  std::vector<int> moe_layers_per_stage_, dense_layers_per_stage_;
+};
+
+/** Which datacenter (placement index) each replica of each pool sits in, in pool order then replica order:
+ *  a pool pinned to a datacenter goes there whole, the others are spread by the placement shares. */
+std::vector<std::vector<int>> replica_sites(const scenario::Scenario& s);
+
+}  // namespace moesim::workload
