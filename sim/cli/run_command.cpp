@@ -76,10 +76,7 @@ store::RunRecord finish_run(const catalog::Catalog& catalog, const PreparedRun& 
 
 PreparedRun prepare_run(const catalog::Catalog& catalog, scenario::Scenario s) {
   PreparedRun p{std::move(s), energy::NetworkEnergyTable::load(catalog.profiles_dir()), std::nullopt};
-  if (p.scenario.is_serving())
-    engine::check_serving_feasible(p.scenario, catalog);
-  else
-    engine::check_feasible(p.scenario, catalog);
+  engine::check_feasible(p.scenario, catalog);
   energy::check_hourly_inputs(p.scenario, catalog);
   if (p.scenario.energy.embodied)
     p.embodied = energy::load_embodied(catalog.profiles_dir(), catalog.accelerator(p.scenario.cluster.accelerator));

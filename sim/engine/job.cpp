@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "moesim/engine/job.hpp"
+#include "moesim/engine/serving.hpp"
 
 #include <chrono>
 #include <cmath>
@@ -63,6 +64,10 @@ std::map<std::string, int> site_link_counts(const system::Site& site, int sites)
 }
 
 void check_feasible(const scenario::Scenario& s, const catalog::Catalog& catalog) {
+  if (s.is_serving()) {
+    check_serving_feasible(s, catalog);
+    return;
+  }
   const auto& accel = catalog.accelerator(s.cluster.accelerator);
   workload::step_builder(s.model.type);
   workload::DeviceMesh mesh(s.parallelism, accel.devices_per_chip);

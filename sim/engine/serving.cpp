@@ -154,6 +154,7 @@ struct Replica {
   long long blocks_total = 0;
   long long blocks_used = 0;
   int transfers_in_flight = 0;  ///< KV caches on their way to this (decode) replica
+  double busy_until = -1.0;     ///< when its last iteration ended (energy bookkeeping across idle gaps)
   sg4::MutexPtr mutex;
   sg4::ConditionVariablePtr cv;
   // Static batching (FasterTransformer): the batch in flight.
@@ -246,6 +247,9 @@ class Driver {
 
   // measurement
   std::vector<double> itl_hist_;
+  double itl_last_gap_ = -1.0;
+  std::size_t itl_last_bin_ = 0;
+  std::vector<char> leave_;  ///< apply(): which running sequences leave the batch (reused buffer)
   double itl_sum_ = 0.0;
   long long itl_count_ = 0;
   double itl_max_ = 0.0;
@@ -304,16 +308,19 @@ Driver::Driver(const scenario::Scenario& s, const catalog::Catalog& catalog, con
   first_replica_.assign(n, -1);
   remaining_ = static_cast<long long>(n);
   itl_hist_.assign(kItlBins, 0.0);
-  offline_ = v_.arrival.type == "offline";
+  // Offline (MLPerf's scenario): every request at once, measured from 0 to the last completion. A trace or a
+  // burst whose requests all arrive at 0 is measured the same way.
+  offline_ = v_.arrival.type == "offline" || (v_.warmup_s <= 0.0 && requests_.back().arrival_s <= 0.0);
   window_start_ = offline_ ? 0.0 : v_.warmup_s;
+  // The window of open-loop arrivals: from the warm-up's end to the end of the arrival period (duration_s, or
+  // the last arrival when the count ends it first).
+  const bool count_bound = v_.requests > 0 && static_cast<long long>(requests_.size()) >= v_.requests;
   window_end_ = offline_ ? std::numeric_limits<double>::infinity()
-                         : (v_.duration_s > 0.0 ? std::min(v_.duration_s, std::max(requests_.back().arrival_s, v_.warmup_s))
-                                                : requests_.back().arrival_s);
+                         : (v_.duration_s > 0.0 && !count_bound ? v_.duration_s : requests_.back().arrival_s);
   if (!offline_ && window_end_ <= window_start_)
     throw Error(fmt::format("serving: no request arrives after the warm-up ({} s; the last arrives at {} s): nothing to measure",
                             v_.warmup_s, requests_.back().arrival_s));
-  const double horizon = offline_ ? 1.0 : window_end_;
-  interval_ = v_.sample_interval_s > 0.0 ? v_.sample_interval_s : std::max(1e-4, horizon / 400.0);
+  interval_ = v_.sample_interval_s > 0.0 ? v_.sample_interval_s : offline_ ? 0.01 : (window_end_ - window_start_) / 400.0;
 }
 
 void Driver::build_replicas() {
@@ -405,6 +412,7 @@ void Driver::enqueue(Replica& r, int request) {
 
 void Driver::scheduler(Replica& r) {
   std::vector<Item> items;
+  items.reserve(static_cast<std::size_t>(v_.max_sequences) + 16);
   IterationShape shape;
   while (true) {
     {
@@ -434,28 +442,41 @@ void Driver::scheduler(Replica& r) {
 }
 
 void Driver::monitor() {
-  const auto& chips = sim_->platform().chips();
-  std::vector<double> last = site_energy();
-  double t = 0.0;
-  bool start_taken = window_start_ <= 0.0;
-  if (start_taken) energy_at_start_ = last;
+  // Samples on a grid anchored at the window's start, so that the window is a whole number of intervals and
+  // the power series integrates exactly to the window's joules. Open-loop runs keep the interval (a long
+  // drain adds points); offline runs, whose end is unknown, double it (merging pairs) past kMaxSeriesPoints.
   auto total = [](const std::vector<double>& e) { return std::accumulate(e.begin(), e.end(), 0.0); };
-  (void)chips;
+  const double t0 = offline_ ? 0.0 : window_start_ - std::floor(window_start_ / interval_) * interval_;
+  if (t0 > 0.0) sg4::this_actor::sleep_until(t0);
+  std::vector<double> last = site_energy();
+  bool start_taken = false;
+  auto close_to = [&](double a, double b) { return std::fabs(a - b) <= 1e-9 * std::max(1.0, std::fabs(b)); };
+  if (close_to(t0, window_start_)) {
+    energy_at_start_ = last;
+    start_taken = true;
+  }
+  long long k = 0;
+  double base = t0;
   while (!done_) {
-    double next = t + interval_;
-    if (!start_taken && window_start_ < next) {
+    const double t = base + static_cast<double>(k) * interval_, next = base + static_cast<double>(k + 1) * interval_;
+    if (!start_taken && window_start_ < next && !close_to(window_start_, next)) {
       sg4::this_actor::sleep_until(window_start_);
       energy_at_start_ = site_energy();
       start_taken = true;
       if (done_) break;
     }
-    if (!offline_ && !end_taken_ && window_end_ < next) {
+    if (!offline_ && !end_taken_ && window_end_ < next && !close_to(window_end_, next)) {
       sg4::this_actor::sleep_until(window_end_);
       snapshot_window_end();
       if (done_) break;
     }
     sg4::this_actor::sleep_until(next);
     const std::vector<double> e = site_energy();
+    if (!start_taken && close_to(next, window_start_)) {
+      energy_at_start_ = e;
+      start_taken = true;
+    }
+    if (!offline_ && !end_taken_ && close_to(next, window_end_)) snapshot_window_end();
     double queue = 0.0, batch = 0.0, used = 0.0, cap = 0.0;
     for (const Replica& r : replicas_) {
       queue += static_cast<double>(r.waiting.size());
@@ -469,16 +490,18 @@ void Driver::monitor() {
     series_["kv_use"].push_back(cap > 0 ? used / cap : 0.0);
     series_["power_w"].push_back((total(e) - total(last)) / interval_);
     last = e;
-    t = next;
-    if (series_["t_s"].size() >= kMaxSeriesPoints) {
-      // Merge pairs: interval doubles; power stays the average over the merged interval.
+    ++k;
+    const bool merge = series_["t_s"].size() >= (offline_ ? kMaxSeriesPoints : 100 * kMaxSeriesPoints);
+    if (merge && series_["t_s"].size() % 2 == 0) {
+      // Merge pairs: the interval doubles; power stays the average over the merged interval.
       for (auto& [name, v] : series_) {
         std::vector<double> merged;
         for (std::size_t i = 0; i + 1 < v.size(); i += 2) merged.push_back(name == "t_s" ? v[i] : 0.5 * (v[i] + v[i + 1]));
         v = std::move(merged);
       }
+      base = series_["t_s"].front();
       interval_ *= 2.0;
-      t = series_["t_s"].back() + interval_;
+      k = static_cast<long long>(series_["t_s"].size());
     }
   }
 }
@@ -651,8 +674,13 @@ void Driver::token(Replica& r, int id, double now) {
     itl_sum_ += gap;
     ++itl_count_;
     itl_max_ = std::max(itl_max_, gap);
-    const double idx = gap <= kItlMin_s ? 0.0 : std::floor(std::log(gap / kItlMin_s) / std::log(kItlBinRatio));
-    itl_hist_[std::min(kItlBins - 1, static_cast<std::size_t>(idx))] += 1.0;
+    // Most gaps of an iteration are equal (every decode of the batch waited the same iteration): reuse the bin.
+    if (gap != itl_last_gap_) {
+      const double idx = gap <= kItlMin_s ? 0.0 : std::floor(std::log(gap / kItlMin_s) / std::log(kItlBinRatio));
+      itl_last_bin_ = std::min(kItlBins - 1, static_cast<std::size_t>(idx));
+      itl_last_gap_ = gap;
+    }
+    itl_hist_[itl_last_bin_] += 1.0;
   }
   ++generated_[i];
   last_token_[i] = now;
@@ -677,7 +705,8 @@ void Driver::finish_request(Replica& r, int id, double now) {
 }
 
 void Driver::apply(Replica& r, const std::vector<Item>& items, double now) {
-  std::vector<bool> leave(r.running.size(), false);
+  leave_.assign(r.running.size(), 0);
+  auto& leave = leave_;
   if (v_.scheduler == "static") {
     if (r.static_done_steps == 0 && r.running.front().prefill_left > 0) {
       for (Seq& q : r.running) {
@@ -720,10 +749,10 @@ void Driver::apply(Replica& r, const std::vector<Item>& items, double now) {
     if (!produced) continue;
     token(r, q.id, now);
     if (generated_[i] >= requests_[i].output_tokens) {
-      leave[it.slot] = true;
+      leave[it.slot] = 1;
       finish_request(r, q.id, now);
     } else if (prefill_pool_ >= 0 && r.pool == prefill_pool_) {
-      leave[it.slot] = true;
+      leave[it.slot] = 1;
       hand_off(r, q.id);
     }
   }
@@ -939,45 +968,49 @@ double Driver::pipeline_send(Replica& r, int stage, double tokens, bool& simulat
 }
 
 void Driver::replay(const std::vector<int>& chips, const std::vector<double>& cb, const std::vector<double>& mb, double comm_s) {
+  // One parallel task replays the whole stretch: a pacer host times it (compute-bound + memory-bound time of
+  // the slowest chip, then the communication), and each chip runs at the constant load whose power, integrated
+  // by the energy plugin, gives exactly the energy of its compute-bound seconds at full power, its memory-bound
+  // seconds at memory-bound power and the rest at active power (SimGrid's host_energy: P = epsilon + load x
+  // (max - epsilon) in the compute-bound pstate). The first occurrence of every layer shape ran as real phases
+  // in both pstates (layer_cost()); replaying it this way costs one activity per stage and iteration.
+  double busy = 0.0;
+  for (std::size_t i = 0; i < chips.size(); ++i) busy = std::max(busy, cb[i] + mb[i]);
+  const double total = busy + comm_s;
+  if (!(total > 0.0)) return;
   const auto& hosts = sim_->platform().chips();
   const double speed = sim_->platform().chip_speed_flops_per_s();
-  for (const auto pstate : {platform::kComputeBoundPstate, platform::kMemoryBoundPstate}) {
-    const std::vector<double>& t = pstate == platform::kComputeBoundPstate ? cb : mb;
-    std::vector<sg4::Host*> hs;
-    std::vector<double> flops;
-    for (std::size_t i = 0; i < chips.size(); ++i) {
-      if (!(t[i] > 0.0)) continue;
-      sg4::Host* h = hosts[static_cast<std::size_t>(chips[i])];
-      if (h->get_pstate() != pstate) h->set_pstate(pstate);
-      hs.push_back(h);
-      flops.push_back(t[i] * speed);
-    }
-    if (hs.empty()) continue;
-    auto ex = sg4::Exec::init()->set_hosts(hs)->set_flops_amounts(flops)->set_bytes_amounts({});
-    ex->vetoable_start();
-    ex->wait();
+  const double span = power_.full_w - power_.active_w;
+  sg4::Host* pacer = sim_->take_pacer();
+  std::vector<sg4::Host*> hs;
+  std::vector<double> flops;
+  hs.reserve(chips.size() + 1);
+  flops.reserve(chips.size() + 1);
+  for (std::size_t i = 0; i < chips.size(); ++i) {
+    sg4::Host* h = hosts[static_cast<std::size_t>(chips[i])];
+    if (h->get_pstate() != platform::kComputeBoundPstate) h->set_pstate(platform::kComputeBoundPstate);
+    const double extra_j = cb[i] * (power_.full_w - power_.active_w) + mb[i] * (power_.memory_bound_w - power_.active_w);
+    const double load = span > 0.0 ? std::clamp(extra_j / (span * total), kBackgroundLoad, 1.0) : kBackgroundLoad;
+    hs.push_back(h);
+    flops.push_back(load * speed * total);
   }
-  if (comm_s > 0.0) {
-    // Communicating or waiting: the chips are active (background load) while a pacer times the interval.
-    sg4::Host* pacer = sim_->take_pacer();
-    std::vector<sg4::Host*> hs;
-    std::vector<double> flops;
-    for (int c : chips) {
-      hs.push_back(hosts[static_cast<std::size_t>(c)]);
-      flops.push_back(kBackgroundLoad * speed * comm_s);
-    }
-    hs.push_back(pacer);
-    flops.push_back(sim_->platform().pacer_speed_flops_per_s() * comm_s);
-    auto ex = sg4::Exec::init()->set_hosts(hs)->set_flops_amounts(flops)->set_bytes_amounts({});
-    ex->vetoable_start();
-    ex->wait();
-    sim_->release_pacer(pacer);
-  }
+  hs.push_back(pacer);
+  flops.push_back(sim_->platform().pacer_speed_flops_per_s() * total);
+  auto ex = sg4::Exec::init()->set_hosts(hs)->set_flops_amounts(flops)->set_bytes_amounts({});
+  ex->vetoable_start();
+  ex->wait();
+  sim_->release_pacer(pacer);
 }
 
 double Driver::execute(Replica& r, const IterationShape& shape) {
   const workload::IterationModel& model = *models_[static_cast<std::size_t>(r.pool)];
   const double t0 = sg4::Engine::get_clock();
+  if (t0 > r.busy_until) {
+    // The energy plugin brings a host's joules up to date when one of its activities changes state, and at
+    // the start of single-host executions only: a parallel task starting on a chip that was idle would have
+    // the idle stretch charged at the task's load. Bring the idle chips up to date first.
+    for (int c : r.chips) sg_host_get_consumed_energy(sim_->platform().chips()[static_cast<std::size_t>(c)]);
+  }
   const double tokens = shape.tokens();
   double flops = 0.0;
   const DeviceWork& attn = attention_cost(r, shape);
@@ -1020,7 +1053,8 @@ double Driver::execute(Replica& r, const IterationShape& shape) {
     flops += model.attention_flops(shape) * s_.model.decoder_layers + model.ends_flops(shape);
     model_flops_ += flops;
   }
-  return sg4::Engine::get_clock() - t0;
+  r.busy_until = sg4::Engine::get_clock();
+  return r.busy_until - t0;
 }
 
 // ---- the run ------------------------------------------------------------------------------------
@@ -1142,7 +1176,7 @@ ServingResult Driver::run() {
     const auto& t = series_["t_s"];
     double w = 0.0, b = 0.0, k = 0.0, q = 0.0;
     for (std::size_t i = 0; i < t.size(); ++i) {
-      if (t[i] < window_start_ || t[i] + interval_ > window_end_ + interval_) continue;
+      if (t[i] < window_start_ - 1e-9 || t[i] + interval_ > window_end_ + 1e-9) continue;
       w += 1.0;
       b += series_["batch_sequences"][i];
       k += series_["kv_use"][i];

@@ -83,6 +83,20 @@ inline RunOutput run_moesim(const fs::path& scenario) {
  *  critical-path breakdown, plus a few structural facts (chips, datacenters). */
 inline json key_outputs(const json& run) {
   json k = json::object();
+  if (run.value("kind", "training") == "serving") {
+    // Serving: latency percentiles, throughput, goodput, energy and carbon per token, per datacenter.
+    for (const char* d : {"ttft_s", "tpot_s", "itl_s", "e2e_s"})
+      for (const char* q : {"mean", "p50", "p99"}) k[std::string(d) + "." + q] = run.at(d).at(q);
+    for (const char* name : {"requests_measured", "throughput_rps", "output_tokens_per_s", "goodput_fraction", "preemptions",
+                             "energy_per_output_token_j", "gco2e_gross_per_1000_tokens", "gco2e_net_per_1000_tokens", "chips"})
+      k[name] = run.at(name);
+    json dcs = json::array();
+    for (const json& d : run.at("datacenters"))
+      dcs.push_back({{"name", d.at("name")}, {"chips", d.at("chips")}, {"energy_per_output_token_j", d.at("energy_per_output_token_j")},
+                     {"gco2e_gross_per_1000_tokens", d.at("gco2e_gross_per_1000_tokens")}});
+    k["datacenters"] = dcs;
+    return k;
+  }
   for (const char* name : {"step_time_s", "step_time_spread_s", "train_days", "tokens_dropped_fraction", "mfu", "facility_energy_mwh",
                            "co2e_gross_t", "co2e_net_t", "chips"})
     k[name] = run.at(name);

@@ -46,7 +46,8 @@ TEST_CASE("golden::examples: every example has a golden file and every golden fi
   if (!g::update_mode()) CHECK(examples == expected);
   // Each example is also listed below as its own golden test case.
   for (const char* name : {"tpu-v3-torus-moe", "a100-dense-tensor-pipeline", "h100-zipf-dropless", "two-datacenter-data-parallel",
-                           "tpu-v4-3d-torus", "inline-datacenter-grid"})
+                           "tpu-v4-3d-torus", "inline-datacenter-grid", "serving-continuous", "serving-chunked-prefill",
+                           "serving-static", "serving-disaggregated", "serving-expert-parallel", "serving-two-sites"})
     CHECK(examples.count(name) == 1);
 }
 
@@ -112,6 +113,83 @@ TEST_CASE("golden::inline-datacenter-grid: an inline datacenter takes its intens
   // profiles/grid/electricity_maps/electricity-maps-yearly.csv, row "DE,2023,...": 379 gCO2e/kWh.
   CHECK(dcs[0].at("gross_kgco2e_per_kwh").get<double>() == Approx(0.379));
   CHECK(run.at("co2e_gross_t").get<double>() == Approx(run.at("facility_energy_mwh").get<double>() * 0.379).epsilon(1e-9));
+}
+
+namespace {
+/** Checks every serving example shares: a complete run with ordered percentiles and consistent totals. */
+void serving_checks(const json& run) {
+  CHECK(run.at("status") == "complete");
+  CHECK(run.at("kind") == "serving");
+  for (const char* d : {"ttft_s", "tpot_s", "e2e_s"}) {
+    const json& x = run.at(d);
+    CHECK(x.at("p50").get<double>() <= x.at("p90").get<double>());
+    CHECK(x.at("p90").get<double>() <= x.at("p99").get<double>());
+    CHECK(x.at("p99").get<double>() <= x.at("max").get<double>());
+  }
+  CHECK(run.at("requests_measured").get<long long>() > 0);
+  CHECK(run.at("output_tokens_per_s").get<double>() > 0.0);
+  // J per token = facility energy / tokens, and gCO2e per 1000 tokens = the energy's CO2e / tokens x 1000.
+  const double tokens = run.at("metrics").at("output_tokens").at("value").get<double>();
+  const double kwh = run.at("facility_energy_kwh").get<double>();
+  CHECK(run.at("energy_per_output_token_j").get<double>() == Approx(kwh * 3.6e6 / tokens).epsilon(1e-9));
+  CHECK(run.at("gco2e_gross_per_1000_tokens").get<double>() ==
+        Approx(run.at("co2e_gross_kg").get<double>() * 1000.0 / tokens * 1000.0).epsilon(1e-9));
+}
+}  // namespace
+
+TEST_CASE("golden::serving-continuous: iteration-level batching on four tensor-parallel replicas", "[golden][serving]") {
+  const json run = g::check_golden("serving-continuous");
+  serving_checks(run);
+  CHECK(run.at("throughput_rps").get<double>() == Approx(40.0).epsilon(0.15));  // keeps up with the arrivals
+  CHECK(run.at("goodput_fraction").get<double>() > 0.99);
+}
+
+TEST_CASE("golden::serving-chunked-prefill: Sarathi chunks keep decodes flowing", "[golden][serving]") {
+  const json run = g::check_golden("serving-chunked-prefill");
+  serving_checks(run);
+  const json whole = g::run_moesim(g::examples_dir() / "serving-continuous.yaml").parsed;
+  // Same traffic, about the same tokens in the window; long prompts are cut into chunks, so their TTFT grows
+  // and the worst stall of the decoding sequences (the longest inter-token gap) shrinks.
+  CHECK(run.at("metrics").at("output_tokens").at("value").get<double>() ==
+        Approx(whole.at("metrics").at("output_tokens").at("value").get<double>()).epsilon(0.001));
+  CHECK(run.at("ttft_s").at("p99").get<double>() >= whole.at("ttft_s").at("p99").get<double>());
+  CHECK(run.at("itl_s").at("max").get<double>() < whole.at("itl_s").at("max").get<double>());
+}
+
+TEST_CASE("golden::serving-static: request-level batches make short requests wait", "[golden][serving]") {
+  const json run = g::check_golden("serving-static");
+  serving_checks(run);
+  // A request that finds a batch in flight waits for all of it: TTFT's tail is far above its median.
+  CHECK(run.at("ttft_s").at("p99").get<double>() > 10.0 * run.at("ttft_s").at("p50").get<double>());
+}
+
+TEST_CASE("golden::serving-disaggregated: prefill and decode pools joined by KV transfers", "[golden][serving]") {
+  const json run = g::check_golden("serving-disaggregated");
+  serving_checks(run);
+  CHECK(run.at("metrics").at("kv_transfer_bytes").at("value").get<double>() > 0.0);
+}
+
+TEST_CASE("golden::serving-expert-parallel: DP attention, expert all-to-alls, Zipf-skewed experts", "[golden][serving]") {
+  const json run = g::check_golden("serving-expert-parallel");
+  serving_checks(run);
+  // Skewed expert loads on GPUs that all wait for the slowest: against a balanced router, prompts (many
+  // tokens, compute-bound experts) take longer; small decode batches touch fewer distinct experts, so read
+  // fewer expert weights and are no slower.
+  const json balanced = g::run_moesim_args("run '" + (g::examples_dir() / "serving-expert-parallel.yaml").string() +
+                                           "' --json --no-store --set routing.skew=0", "ep_balanced").parsed;
+  CHECK(run.at("ttft_s").at("p50").get<double>() > balanced.at("ttft_s").at("p50").get<double>());
+  CHECK(run.at("tpot_s").at("mean").get<double>() <= balanced.at("tpot_s").at("mean").get<double>());
+}
+
+TEST_CASE("golden::serving-two-sites: one deployment, two grids", "[golden][serving]") {
+  const json run = g::check_golden("serving-two-sites");
+  serving_checks(run);
+  const json& dcs = run.at("datacenters");
+  REQUIRE(dcs.size() == 2);
+  // The same hardware and traffic in both: equal energy per token, carbon per token in the ratio of the grids.
+  CHECK(dcs[0].at("energy_per_output_token_j").get<double>() == Approx(dcs[1].at("energy_per_output_token_j").get<double>()).epsilon(0.02));
+  CHECK(dcs[0].at("gco2e_gross_per_1000_tokens").get<double>() / dcs[1].at("gco2e_gross_per_1000_tokens").get<double>() ==
+        Approx(dcs[0].at("gross_kgco2e_per_kwh").get<double>() / dcs[1].at("gross_kgco2e_per_kwh").get<double>()).epsilon(0.02));
 }
 
 TEST_CASE("golden::compare-small-placement: one alternative of every kind, ranked, with the Pareto front", "[golden][compare]") {

@@ -23,6 +23,7 @@
 #include "moesim/reports/markup.hpp"
 #include "moesim/reports/report.hpp"
 #include "moesim/store/store.hpp"
+#include "report_checks.hpp"
 #include "report_test_support.hpp"
 #include "xml_check.hpp"
 
@@ -37,50 +38,12 @@ namespace {
 
 const std::string kScenario = "moe <test> & \"co\", ltd";
 
-double num(const std::string& s) { return std::strtod(s.c_str(), nullptr); }
-
-/** data-value of a cell converted back to SI with its data-unit. */
-double shown_in_si(const t::XmlNode& n) { return num(n.attr("data-value")) * t::unit_divisor(n.attr("data-unit")); }
-
-/** What a datacenter table cell should hold, in SI (independent of the reports code). */
-double expected_dc(const DatacenterResult& d, const std::string& field) {
-  const double nan = std::numeric_limits<double>::quiet_NaN();
-  if (field == "chips") return d.chips;
-  if (field == "share") return d.share;
-  if (field == "pue") return d.pue;
-  if (field == "gross_intensity") return d.gross_kgco2e_per_kwh;
-  if (field == "net_intensity") return d.net_kgco2e_per_kwh ? *d.net_kgco2e_per_kwh : nan;
-  if (field == "cfe") return d.cfe_fraction ? *d.cfe_fraction : nan;
-  if (field == "it_energy") return d.it_energy_j;
-  if (field == "network_energy") return d.network_energy_j;
-  if (field == "overhead_energy") return d.facility_energy_j - d.it_energy_j - d.network_energy_j;
-  if (field == "facility_energy") return d.facility_energy_j;
-  if (field == "co2e_gross") return d.co2e_gross_kg;
-  if (field == "co2e_net") return d.co2e_net_kg;
-  if (field == "co2e_embodied") return d.embodied_co2e_kg;
-  throw std::runtime_error("test: unknown datacenter field " + field);
-}
-
-bool same(double got, double want, double rel = 1e-12) { return (std::isnan(got) && std::isnan(want)) || t::close(got, want, rel); }
-
-/** The displayed text of a numeric cell agrees with its data-value to the precision shown: within
- *  half a unit of its last digit. */
-void check_display(const t::XmlNode& cell) {
-  const std::string shown = cell.all_text();
-  const double exact = num(cell.attr("data-value"));
-  INFO("cell shows '" << shown << "' for " << cell.attr("data-value"));
-  if (std::isnan(exact)) {
-    CHECK(shown == "\xE2\x80\x93");
-    return;
-  }
-  const std::size_t e = shown.find('e');
-  const std::string mantissa = shown.substr(0, e);
-  const std::size_t dot = mantissa.find('.');
-  const int decimals = dot == std::string::npos ? 0 : static_cast<int>(mantissa.size() - dot - 1);
-  const double scale = e == std::string::npos ? 1.0 : std::pow(10.0, std::stoi(shown.substr(e + 1)));
-  CHECK(std::fabs(num(shown) - exact) <= 0.5 * std::pow(10.0, -decimals) * scale * (1 + 1e-9));
-  CHECK((num(shown) == 0.0) == (exact == 0.0));  // significant digits: a non-zero value never shows as 0
-}
+using t::check_display;
+using t::expected_dc;
+using t::num;
+using t::parse_csv;
+using t::same;
+using t::shown_in_si;
 
 /** A store with one two-datacenter run (embodied carbon asked) whose name needs escaping. */
 struct OneRun {
@@ -117,49 +80,21 @@ struct FourPoints {
   }
 };
 
-std::vector<std::vector<std::string>> parse_csv(const std::string& text) {
-  std::vector<std::vector<std::string>> rows(1);
-  std::string field;
-  bool quoted = false, was_quoted = false;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (quoted) {
-      if (c == '"' && i + 1 < text.size() && text[i + 1] == '"') {
-        field += '"';
-        ++i;
-      } else if (c == '"') {
-        quoted = false;
-      } else {
-        field += c;
-      }
-    } else if (c == '"') {
-      if (!field.empty()) throw std::runtime_error("test csv: quote inside an unquoted field");
-      quoted = was_quoted = true;
-    } else if (c == ',') {
-      rows.back().push_back(field);
-      field.clear();
-      was_quoted = false;
-    } else if (c == '\n') {
-      rows.back().push_back(field);
-      field.clear();
-      was_quoted = false;
-      rows.emplace_back();
-    } else {
-      field += c;
-    }
-  }
-  if (!field.empty() || was_quoted) rows.back().push_back(field);
-  if (rows.back().empty()) rows.pop_back();
-  return rows;
-}
-
 const std::vector<std::string> kCsvColumns = {
     "timestamp", "project_name", "run_id", "experiment_id", "duration", "emissions", "emissions_rate", "energy_consumed",
     "country_iso_code", "region", "pue", "status", "alternative_label", "datacenter", "datacenter_display_name", "share", "chips",
     "accelerator", "it_energy_kwh", "network_energy_kwh", "pue_overhead_kwh", "emissions_net_kg", "emissions_embodied_kg",
     "grid_gross_kgco2e_per_kwh", "grid_net_kgco2e_per_kwh", "cfe_fraction", "grid_licence", "train_days", "train_time_s", "step_time_s",
     "step_time_spread_s", "steps", "mfu", "hfu", "tokens_dropped_fraction", "average_chip_power_w", "wan_bytes_per_step",
-    "wan_time_per_step_s", "moesim_version", "git_hash", "seed"};
+    "wan_time_per_step_s", "moesim_version", "git_hash", "seed",
+    // serving columns (empty on training rows)
+    "kind", "requests_measured", "window_s", "throughput_rps", "input_tokens_per_s", "output_tokens_per_s",
+    "output_tokens_per_s_per_device", "goodput_fraction", "goodput_rps", "slo_ttft_s", "slo_tpot_s", "slo_p99_met", "ttft_p50_s",
+    "ttft_p99_s", "tpot_p50_s", "tpot_p99_s", "itl_p50_s", "itl_p99_s", "e2e_p50_s", "e2e_p99_s", "queue_p50_s", "queue_p99_s",
+    "preemptions", "mean_batch_sequences", "mean_kv_use", "output_tokens", "energy_per_output_token_j", "it_energy_per_output_token_j",
+    "energy_per_request_j", "gco2e_gross_per_1000_tokens", "gco2e_net_per_1000_tokens", "gco2e_gross_per_request",
+    "gco2e_net_per_request", "site_output_tokens", "site_energy_per_output_token_j", "site_gco2e_gross_per_1000_tokens",
+    "site_gco2e_net_per_1000_tokens"};
 
 }  // namespace
 

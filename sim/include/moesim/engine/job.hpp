@@ -76,8 +76,8 @@ JobResult job_from_json(const nlohmann::json& j);
 /** Progress callback: (step index, steps, message). */
 using Progress = std::function<void(int, int, const std::string&)>;
 
-/** Validates what can be checked without simulating (memory fit, topology, model registry): throws
- *  moesim::Error with the numbers. Cheap; call before starting a run. */
+/** Validates what can be checked without simulating (memory fit, topology, model registry; for a serving
+ *  scenario check_serving_feasible()): throws moesim::Error with the numbers. Cheap; call before a run. */
 void check_feasible(const scenario::Scenario& s, const catalog::Catalog& catalog);
 
 /** Simulates the scenario on SimGrid. Must run in a process that has not run another simulation

@@ -1,0 +1,181 @@
+// SPDX-License-Identifier: Apache-2.0
+// The serving driver on SimGrid (each simulation in a child process): schedulers on hand-made traces with
+// answers known from their structure, KV-cache preemption, disaggregated KV transfers, the power series
+// against the energy plugin's joules, determinism, and the shape memo against exact shapes.
+#include <catch2/catch.hpp>
+
+#include <fstream>
+#include <numeric>
+
+#include "moesim/catalog/catalog.hpp"
+#include "moesim/engine/isolation.hpp"
+#include "moesim/engine/serving.hpp"
+#include "moesim/scenario/loader.hpp"
+#include "moesim/workload/serving.hpp"
+#include "moesim_test/temp_dir.hpp"
+
+namespace sc = moesim::scenario;
+namespace en = moesim::engine;
+using nlohmann::json;
+
+namespace {
+
+const moesim::catalog::Catalog& catalog() {
+  static const auto c = moesim::catalog::Catalog::load(std::string(MOESIM_SOURCE_ROOT) + "/profiles");
+  return c;
+}
+
+const char* kModel =
+    "model:\n  layers: 4\n  d_model: 1024\n  d_ff: 4096\n  heads: 8\n  kv_heads: 2\n  experts: 8\n  top_k: 2\n"
+    "  vocab: 32000\n  seq_len: 4096\n  activation: swiglu\n";
+const char* kCluster = "cluster:\n  accelerator: h100\n  count: 8\nplacement:\n  - datacenter: gcp_us_central1_2023\n";
+
+sc::Scenario load(const std::string& serving, const std::string& extra = "") {
+  return sc::load_string(std::string("name: t\nseed: 9\n") + kModel + extra + "serving:\n" + serving + kCluster, "test.yaml", catalog());
+}
+
+en::ServingResult simulate(const sc::Scenario& s) {
+  const auto iso = en::run_isolated([&] { return en::to_json(en::simulate_serving(s, catalog())); });
+  return en::serving_from_json(iso.value);
+}
+
+/** A trace file of requests arriving at `t` with the given lengths. */
+std::string trace(const moesim::testing::TempDir& dir, const std::string& name, const std::vector<std::array<double, 3>>& rows) {
+  const std::string p = dir.file(name);
+  std::ofstream out(p);
+  out << "arrival_s,prompt_tokens,output_tokens\n";
+  for (const auto& r : rows) out << r[0] << "," << static_cast<int>(r[1]) << "," << static_cast<int>(r[2]) << "\n";
+  return p;
+}
+
+std::string trace_serving(const std::string& path, const std::string& scheduler, const std::string& pools = "    - {replicas: 8}\n") {
+  return "  arrival: {type: trace, trace_csv: " + path + "}\n  prompt_length: {type: trace}\n  output_length: {type: trace}\n"
+         "  record_requests: true\n  pools:\n" + pools + "  scheduler: " + scheduler + "\n";
+}
+
+}  // namespace
+
+TEST_CASE("engine::serving: one sequence at a time serves requests back to back", "[engine][serving]") {
+  moesim::testing::TempDir dir;
+  // Three identical requests at t = 0 on one replica that holds one sequence at a time: request i starts when
+  // request i - 1 ends, so ends are equally spaced and each TTFT is the previous end plus one prefill.
+  const auto p = trace(dir, "seq.csv", {{0, 200, 8}, {0, 200, 8}, {0, 200, 8}});
+  const auto r = simulate(load(trace_serving(p, "{type: continuous, max_sequences: 1}", "    - {replicas: 1, tensor: 8}\n")));
+  REQUIRE(r.requests.size() == 3);
+  const auto& q = r.requests;
+  const double service = q[0].end_s;  // one request alone, from 0
+  CHECK(q[1].end_s == Approx(2 * service).epsilon(1e-9));
+  CHECK(q[2].end_s == Approx(3 * service).epsilon(1e-9));
+  CHECK(q[1].first_token_s - q[0].end_s == Approx(q[0].first_token_s).epsilon(1e-9));
+  CHECK(q[1].queue_s == Approx(q[0].end_s).epsilon(1e-9));  // queued until the first left
+  CHECK(r.output_tokens_window == 24.0);
+  CHECK(r.preemptions == 0);
+}
+
+TEST_CASE("engine::serving: static batching holds a batch until its longest request ends; continuous does not",
+          "[engine][serving]") {
+  moesim::testing::TempDir dir;
+  // Two slots; requests 0 (2 tokens) and 1 (30 tokens) fill them, request 2 waits.
+  const auto p = trace(dir, "mix.csv", {{0, 100, 2}, {0, 100, 30}, {0, 100, 2}});
+  const std::string pool = "    - {replicas: 1, tensor: 8}\n";
+  const auto st = simulate(load(trace_serving(p, "{type: static, max_sequences: 2}", pool)));
+  const auto co = simulate(load(trace_serving(p, "{type: continuous, max_sequences: 2}", pool)));
+  REQUIRE(st.requests.size() == 3);
+  REQUIRE(co.requests.size() == 3);
+  // Static: request 2's first token comes only after request 1 (the batch's longest) is done.
+  CHECK(st.requests[2].first_token_s > st.requests[1].end_s);
+  // Continuous: request 2 takes request 0's slot as soon as it leaves, long before request 1 ends.
+  CHECK(co.requests[2].first_token_s < co.requests[1].end_s);
+  CHECK(co.requests[2].first_token_s > co.requests[0].end_s);
+  // Both produce every token.
+  CHECK(st.output_tokens_window == 34.0);
+  CHECK(co.output_tokens_window == 34.0);
+}
+
+TEST_CASE("engine::serving: chunked prefill spreads a long prompt over iterations of the chunk budget", "[engine][serving]") {
+  moesim::testing::TempDir dir;
+  const auto p = trace(dir, "chunk.csv", {{0, 2000, 4}});
+  const std::string pool = "    - {replicas: 1, tensor: 8}\n";
+  const auto whole = simulate(load(trace_serving(p, "{type: continuous, max_batched_tokens: 4096}", pool)));
+  const auto chunked = simulate(load(trace_serving(p, "{type: chunked_prefill, chunk_tokens: 512}", pool)));
+  // 2000 prompt tokens: one iteration whole, ceil(2000 / 512) = 4 chunks; then 3 decode iterations each.
+  CHECK(whole.iterations == 1 + 3);
+  CHECK(chunked.iterations == 4 + 3);
+  CHECK(chunked.requests[0].first_token_s > whole.requests[0].first_token_s);
+}
+
+TEST_CASE("engine::serving: a full KV cache preempts and recomputes, and every request still finishes", "[engine][serving]") {
+  const std::string base = "  arrival: {type: offline}\n  prompt_length: {type: fixed, value: 300}\n"
+                           "  output_length: {type: fixed, value: 300}\n  requests: 40\n";
+  // Size the cache to about 8 sequences of 600 tokens: the fraction that leaves 8 x 600 tokens after the weights.
+  const auto probe = load(base + "  pools:\n    - {replicas: 1, tensor: 8}\n");
+  const auto mem = moesim::workload::replica_memory(probe, probe.serving->pools[0], catalog().accelerator("h100"));
+  const double want = mem.weights_bytes + mem.workspace_bytes + 8 * 600 * mem.kv_bytes_per_token;
+  const double fraction = want / mem.capacity_bytes;
+  const auto s = load(base + "  pools:\n    - {replicas: 1, tensor: 8}\n  kv_cache: {memory_fraction: " + std::to_string(fraction) + "}\n"
+                      "  scheduler: {type: continuous, max_sequences: 64}\n");
+  const auto r = simulate(s);
+  CHECK(r.preemptions > 0);
+  CHECK(r.output_tokens_window == 40 * 300.0);
+  CHECK(r.requests_measured == 40);
+  CHECK(r.mean_kv_use > 0.5);
+}
+
+TEST_CASE("engine::serving: disaggregated pools move every KV cache over the network", "[engine][serving]") {
+  const std::string s = "  arrival: {type: poisson, rate_per_s: 20}\n  prompt_length: {type: fixed, value: 1000}\n"
+                        "  output_length: {type: fixed, value: 20}\n  duration_s: 3\n"
+                        "  pools:\n    - {role: prefill, replicas: 1, tensor: 4}\n    - {role: decode, replicas: 1, tensor: 4}\n";
+  const auto sc = load(s);
+  const auto r = simulate(sc);
+  const auto mem = moesim::workload::replica_memory(sc, sc.serving->pools[0], catalog().accelerator("h100"));
+  // Each request's prompt KV cache, 1000 tokens x the replica's bytes per token, moved once.
+  CHECK(r.kv_transfer_bytes == Approx(static_cast<double>(r.requests_measured) * 1000 * mem.kv_bytes_per_token_replica).epsilon(0.05));
+  CHECK(r.output_tokens_window > 0.0);
+  CHECK(r.algorithms.count("comm.kv_transfer") == 1);
+  // The second token waits for the transfer: TPOT of the first gap is above a plain decode step.
+  CHECK(r.tpot.mean_s > 0.0);
+}
+
+TEST_CASE("engine::serving: the power series integrates to the energy plugin's joules, and reruns are identical",
+          "[engine][serving]") {
+  const auto s = load("  arrival: {type: poisson, rate_per_s: 30}\n  prompt_length: {type: lognormal, mean: 300, sigma: 0.8}\n"
+                      "  output_length: {type: uniform, min: 10, max: 100}\n  duration_s: 6\n  warmup_s: 1\n"
+                      "  pools:\n    - {replicas: 2, tensor: 4}\n");
+  const auto a = simulate(s), b = simulate(s);
+  CHECK(en::to_json(a).dump() != "");
+  // Determinism: same scenario and seed, same numbers (wall time aside).
+  json ja = en::to_json(a), jb = en::to_json(b);
+  ja.erase("sim_wall_s");
+  jb.erase("sim_wall_s");
+  CHECK(ja == jb);
+  // Power over the window, interval by interval, equals the chips' energy over the window.
+  const auto& t = a.series.at("t_s");
+  const auto& p = a.series.at("power_w");
+  double joules = 0.0;
+  for (std::size_t i = 0; i < t.size(); ++i)
+    if (t[i] >= a.window_start_s - 1e-9 && t[i] + a.series_interval_s <= a.window_end_s + 1e-9) joules += p[i] * a.series_interval_s;
+  double plugin = 0.0;
+  for (const auto& site : a.sites) plugin += site.chip_energy_per_step_j;
+  CHECK(joules == Approx(plugin).epsilon(0.001));
+  // Latency percentiles are ordered; the CDF ends at the maximum.
+  CHECK(a.ttft.p50_s <= a.ttft.p90_s);
+  CHECK(a.ttft.p90_s <= a.ttft.p99_s);
+  CHECK(a.ttft.p99_s <= a.ttft.max_s);
+  REQUIRE(a.ttft_cdf_s.size() == 101);
+  CHECK(a.ttft_cdf_s.back() == a.ttft.max_s);
+}
+
+TEST_CASE("engine::serving: memoised shape buckets stay within a percent of exact shapes", "[engine][serving]") {
+  const std::string s = "  arrival: {type: poisson, rate_per_s: 60}\n  prompt_length: {type: lognormal, mean: 500, sigma: 0.9}\n"
+                        "  output_length: {type: lognormal, mean: 80, sigma: 0.6}\n  duration_s: 6\n  warmup_s: 1\n"
+                        "  pools:\n    - {replicas: 2, tensor: 4}\n";
+  const auto bucketed = simulate(load(s + "  memo_buckets_per_octave: 32\n"));
+  const auto exact = simulate(load(s + "  memo_buckets_per_octave: 0\n"));
+  CHECK(bucketed.layer_shapes_simulated < exact.layer_shapes_simulated);
+  CHECK(bucketed.tpot.mean_s == Approx(exact.tpot.mean_s).epsilon(0.01));
+  CHECK(bucketed.ttft.p99_s == Approx(exact.ttft.p99_s).epsilon(0.02));
+  double eb = 0.0, ee = 0.0;
+  for (const auto& site : bucketed.sites) eb += site.chip_energy_per_step_j;
+  for (const auto& site : exact.sites) ee += site.chip_energy_per_step_j;
+  CHECK(eb == Approx(ee).epsilon(0.01));
+}
