@@ -34,6 +34,11 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--set", run.overrides, "Override a scenario key: KEY.PATH=YAML (repeatable)");
   run_cmd->add_option("--trace", run.trace, "Write the first step's phases (start, end, critical path) to this CSV");
   run_cmd->add_option("--report", run.report_dir, "Also write the run's HTML report (read back from the store) into this directory");
+  run_cmd->add_flag("--max-rate", run.max_rate,
+                    "Serving: find the highest arrival rate whose P99 TTFT and TPOT meet serving.slo (bisection), and store the "
+                    "run at that rate");
+  run_cmd->add_option("--rate-tolerance", run.rate_tolerance, "--max-rate: stop when the bracket is this narrow (relative)")
+      ->default_val(0.02)->check(CLI::Range(0.001, 0.5));
 
   // compare
   CompareOptions cmp;
@@ -98,7 +103,7 @@ int main(int argc, char** argv) {
   }
 
   try {
-    if (run_cmd->parsed()) return cmd_run(g, run);
+    if (run_cmd->parsed()) return run.max_rate ? cmd_max_rate(g, run) : cmd_run(g, run);
     if (cmp_cmd->parsed()) return cmd_compare(g, cmp);
     if (rep_cmd->parsed()) return cmd_report(g, rep);
     if (explain_cmd->parsed()) return cmd_explain(markdown);

@@ -19,6 +19,8 @@ struct RunOptions {
   std::vector<std::string> overrides;
   std::string trace;  ///< CSV of the first step's phases
   std::string report_dir;  ///< also write the run's HTML report here (from the store)
+  bool max_rate = false;   ///< serving: search the highest arrival rate meeting the P99 SLOs
+  double rate_tolerance = 0.02;  ///< relative width of the bracket at which the search stops
 };
 struct CompareOptions {
   std::string scenario;
@@ -54,6 +56,9 @@ struct BenchOptions {
 catalog::Catalog load_catalog(const GlobalOptions& g);
 
 int cmd_run(const GlobalOptions& g, const RunOptions& o);
+/** `moesim run --max-rate`: bisection of the arrival rate for the highest one meeting the P99 TTFT and TPOT
+ *  SLOs (Vidur-Search style); stores and prints the run at that rate with its cost per token. */
+int cmd_max_rate(const GlobalOptions& g, const RunOptions& o);
 int cmd_compare(const GlobalOptions& g, const CompareOptions& o);
 int cmd_report(const GlobalOptions& g, const ReportOptions& o);
 int cmd_explain(bool markdown);
