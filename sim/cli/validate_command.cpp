@@ -33,6 +33,7 @@ struct Check {
   std::vector<std::string> overrides;
   double published = 0.0;
   double relative = 0.0, absolute = 0.0, resolution = 0.0, input_rounding = 0.0;
+  bool at_most = false;  ///< a published upper bound ("under 25 ms"): the prediction must not exceed it
   bool known_deviation = false;
   double band_lo = 0.0, band_hi = 0.0;
 };
@@ -63,6 +64,7 @@ std::vector<Check> load_checks(const std::string& file) {
     const auto tol = req("tolerance");
     if (tol["relative"]) c.relative = tol["relative"].as<double>();
     if (tol["absolute"]) c.absolute = tol["absolute"].as<double>();
+    if (tol["at_most"]) c.at_most = tol["at_most"].as<bool>();
     if (n["resolution"]) c.resolution = n["resolution"].as<double>();
     if (n["input_rounding"]) c.input_rounding = n["input_rounding"].as<double>();
     if (n["known_deviation"]) {
@@ -74,11 +76,13 @@ std::vector<Check> load_checks(const std::string& file) {
       c.band_hi = band[1];
     }
     const std::vector<std::string> metrics{"steps_per_s", "train_days", "facility_energy_mwh", "co2e_gross_t", "co2e_net_t",
-                                           "step_time_ratio"};
+                                           "step_time_ratio", "output_tokens_per_s", "ttft_mean_s", "ttft_p50_s", "ttft_p90_s",
+                                           "ttft_p99_s", "tpot_mean_s", "tpot_p50_s", "tpot_p90_s", "tpot_p99_s",
+                                           "throughput_ratio", "fits"};
     if (std::find(metrics.begin(), metrics.end(), c.metric) == metrics.end())
       throw InputError(file, n.Mark().line + 1, n.Mark().column + 1, "metric", "unknown metric '" + c.metric + "'");
-    if (c.metric == "step_time_ratio" && c.baseline.empty())
-      throw InputError(file, n.Mark().line + 1, n.Mark().column + 1, "baseline", "step_time_ratio needs a baseline scenario");
+    if ((c.metric == "step_time_ratio" || c.metric == "throughput_ratio") && c.baseline.empty())
+      throw InputError(file, n.Mark().line + 1, n.Mark().column + 1, "baseline", c.metric + " needs a baseline scenario");
     out.push_back(std::move(c));
   }
   if (out.empty()) throw Error(file + ": no checks");
@@ -101,9 +105,23 @@ int cmd_validate(const GlobalOptions& g, const ValidateOptions& o) {
   const std::vector<Check> checks = load_checks(manifest.string());
   const std::filesystem::path dir = manifest.parent_path();
 
+  // Memory checks ("fits": 1 when the deployment fits its devices, 0 when moesim refuses it for memory) need
+  // no simulation.
+  std::map<std::string, double> fits;
+  for (const auto& c : checks) {
+    if (c.metric != "fits") continue;
+    try {
+      prepare_run(catalog, scenario::load_file((dir / c.scenario).string(), catalog, c.overrides));
+      fits[c.id] = 1.0;
+    } catch (const Error& e) {
+      if (std::string(e.what()).find("does not fit") == std::string::npos) throw;
+      fits[c.id] = 0.0;
+    }
+  }
   // Every distinct (scenario, overrides) once.
   std::map<std::string, std::pair<std::string, std::vector<std::string>>> runs;
   for (const auto& c : checks) {
+    if (c.metric == "fits") continue;
     runs.emplace(run_key(c.scenario, c.overrides), std::make_pair(c.scenario, c.overrides));
     if (!c.baseline.empty()) runs.emplace(run_key(c.baseline, {}), std::make_pair(c.baseline, std::vector<std::string>{}));
   }
@@ -128,7 +146,9 @@ int cmd_validate(const GlobalOptions& g, const ValidateOptions& o) {
     engine::IsolatedPool::Done d = pool.wait_any(interrupt_flag());
     const std::string key = by_ticket.at(d.ticket);
     if (!d.error.empty()) throw Error(fmt::format("{}: {}", key, d.error));
-    results.emplace(key, finish_run(catalog, prepared.at(key), d.result.value, make_header(prepared.at(key).scenario)));
+    store::RunRecord rec = finish_run(catalog, prepared.at(key), d.result.value, make_header(prepared.at(key).scenario));
+    rec.status = store::RunStatus::complete;  // simulated and accounted; not stored
+    results.emplace(key, std::move(rec));
     if (tty) std::cerr << fmt::format("\r[validate] {}/{} runs done      ", results.size(), prepared.size()) << std::flush;
   }
   if (tty) std::cerr << "\n";
@@ -136,6 +156,13 @@ int cmd_validate(const GlobalOptions& g, const ValidateOptions& o) {
   auto value_of = [&](const store::RunRecord& r, const std::string& metric) {
     const nlohmann::json j = record_json(r);
     if (metric == "steps_per_s") return 1.0 / j["step_time_s"].get<double>();
+    for (const char* d : {"ttft", "tpot"}) {
+      const std::string prefix = std::string(d) + "_";
+      if (metric.rfind(prefix, 0) == 0 && metric.size() > prefix.size() + 2) {
+        const std::string q = metric.substr(prefix.size(), metric.size() - prefix.size() - 2);  // mean, p50, ...
+        return j[std::string(d) + "_s"][q].get<double>();
+      }
+    }
     return j[metric].get<double>();
   };
   nlohmann::json rows = nlohmann::json::array();
@@ -143,20 +170,27 @@ int cmd_validate(const GlobalOptions& g, const ValidateOptions& o) {
   std::string md =
       "| Check | Kind | Predicted | Published | Error | Target | Status |\n|---|---|---:|---:|---:|---|---|\n";
   for (const auto& c : checks) {
-    const store::RunRecord& r = results.at(run_key(c.scenario, c.overrides));
     double predicted = 0.0;
-    if (c.metric == "step_time_ratio") {
+    if (c.metric == "fits") {
+      predicted = fits.at(c.id);
+    } else if (c.metric == "step_time_ratio") {
+      const store::RunRecord& r = results.at(run_key(c.scenario, c.overrides));
       const store::RunRecord& b = results.at(run_key(c.baseline, {}));
       predicted = r.metric("step_time_s")->value / b.metric("step_time_s")->value;
+    } else if (c.metric == "throughput_ratio") {
+      const store::RunRecord& r = results.at(run_key(c.scenario, c.overrides));
+      const store::RunRecord& b = results.at(run_key(c.baseline, {}));
+      predicted = r.metric("output_tokens_per_s")->value / b.metric("output_tokens_per_s")->value;
     } else {
-      predicted = value_of(r, c.metric);
+      predicted = value_of(results.at(run_key(c.scenario, c.overrides)), c.metric);
     }
     const double err_rel = predicted / c.published - 1.0;
     const double err_abs = predicted - c.published;
     double allowed_rel = c.relative;
     if (c.resolution > 0) allowed_rel = std::max(allowed_rel, 0.5 * c.resolution / c.published);
     allowed_rel += c.input_rounding;
-    const bool within = c.absolute > 0 ? std::fabs(err_abs) <= c.absolute : std::fabs(err_rel) <= allowed_rel + 1e-12;
+    const bool within = c.at_most ? predicted <= c.published
+                      : c.absolute > 0 ? std::fabs(err_abs) <= c.absolute : std::fabs(err_rel) <= allowed_rel + 1e-12;
     const double err = c.absolute > 0 ? err_abs : err_rel;
     std::string status;
     bool ok = within;
@@ -169,7 +203,8 @@ int cmd_validate(const GlobalOptions& g, const ValidateOptions& o) {
       status = within ? "ok" : "MISSED";
     }
     if (!ok) ++failures;
-    const std::string target = c.absolute > 0 ? fmt::format("±{:g}", c.absolute) : fmt::format("±{:.1f} %", 100.0 * allowed_rel);
+    const std::string target = c.at_most ? fmt::format("≤ {:g}", c.published)
+                             : c.absolute > 0 ? fmt::format("±{:g}", c.absolute) : fmt::format("±{:.1f} %", 100.0 * allowed_rel);
     const std::string err_text = c.absolute > 0 ? fmt::format("{:+.3f}", err_abs) : fmt::format("{:+.1f} %", 100.0 * err_rel);
     md += fmt::format("| {} | {} | {:.4g} | {:g} | {} | {} | {} |\n", c.title, c.kind, predicted, c.published, err_text, target,
                       status);

@@ -327,6 +327,10 @@ void Resolver::resolve_serving() {
       fail(path + ".tensor", fmt::format("tensor parallelism {} must divide d_ff {}", tensor, i(m["d_ff"])));
     if (pipe > i(m["decoder_layers"]))
       fail(path + ".pipeline", fmt::format("{} pipeline stages but only {} layers", pipe, i(m["decoder_layers"])));
+    if (per_replica % accel_->devices_per_chip != 0)
+      fail(path, fmt::format("a replica of {} devices would share a {} chip ({} devices each) with another replica; give each "
+                             "replica whole chips (data x tensor x pipeline a multiple of {})",
+                             per_replica, accel_->name, accel_->devices_per_chip, accel_->devices_per_chip));
     const long long add = i(pl["replicas"]) * per_replica;
     if (add > 100000000) fail(path + ".replicas", fmt::format("{} devices in one pool is more than any cluster", add));
     devices += add;
