@@ -39,7 +39,9 @@ const std::vector<CsvColumn>& csv_columns() {
       {"project_name", "", "scenario name; CodeCarbon column"},
       {"run_id", "", "moesim run id (an integer; CodeCarbon writes a UUID); CodeCarbon column"},
       {"experiment_id", "", "comparison id, empty for a run outside a comparison; CodeCarbon column"},
-      {"duration", "s", "energy-accounting duration of the job (metric duration_s: the simulated training time, or the pinned duration); CodeCarbon column"},
+      {"duration", "s",
+       "energy-accounting duration of the job (metric duration_s: the simulated training time, or the pinned duration; serving: the "
+       "measurement window); CodeCarbon column"},
       {"emissions", "kg CO2e", "this datacenter's location-based (gross) CO2e; CodeCarbon column"},
       {"emissions_rate", "kg CO2e/s", "emissions / duration; CodeCarbon column"},
       {"energy_consumed", "kWh", "this datacenter's facility energy, (IT + network) x PUE (CodeCarbon also applies the PUE); CodeCarbon column"},
@@ -62,20 +64,57 @@ const std::vector<CsvColumn>& csv_columns() {
       {"grid_net_kgco2e_per_kwh", "kg CO2e/kWh", "market-based intensity used; empty when none is published (net CO2e then uses gross)"},
       {"cfe_fraction", "1", "carbon-free energy fraction of the site; empty when not published"},
       {"grid_licence", "", "licence of the datacenter's grid figures (SPDX id or the profile's statement)"},
-      {"train_days", "days", "simulated wall-clock time of the whole training job (run-level, repeated on each datacenter row)"},
-      {"train_time_s", "s", "the same in seconds (run-level)"},
-      {"step_time_s", "s", "mean simulated step time (run-level)"},
-      {"step_time_spread_s", "s", "spread of the simulated step times (run-level)"},
-      {"steps", "steps", "training steps (run-level)"},
-      {"mfu", "1", "model FLOPs utilisation (run-level)"},
-      {"hfu", "1", "hardware FLOPs utilisation (run-level)"},
-      {"tokens_dropped_fraction", "1", "fraction of routed tokens dropped beyond expert capacity (run-level)"},
-      {"average_chip_power_w", "W", "average power per chip over the job (run-level)"},
-      {"wan_bytes_per_step", "B", "bytes crossing the WAN between datacenters per step (run-level)"},
-      {"wan_time_per_step_s", "s", "WAN communication on the step's critical path (run-level)"},
+      {"train_days", "days", "training: simulated wall-clock time of the whole training job (run-level, repeated on each datacenter row)"},
+      {"train_time_s", "s", "training: the same in seconds (run-level)"},
+      {"step_time_s", "s", "training: mean simulated step time (run-level)"},
+      {"step_time_spread_s", "s", "training: spread of the simulated step times (run-level)"},
+      {"steps", "steps", "training: training steps (run-level)"},
+      {"mfu", "1", "model FLOPs utilisation (run-level; serving: over the measurement window)"},
+      {"hfu", "1", "training: hardware FLOPs utilisation (run-level)"},
+      {"tokens_dropped_fraction", "1", "training: fraction of routed tokens dropped beyond expert capacity (run-level)"},
+      {"average_chip_power_w", "W", "average power per chip over the job (run-level; serving: over the measurement window)"},
+      {"wan_bytes_per_step", "B", "training: bytes crossing the WAN between datacenters per step (run-level)"},
+      {"wan_time_per_step_s", "s", "training: WAN communication on the step's critical path (run-level)"},
       {"moesim_version", "", "moesim version that produced the run"},
       {"git_hash", "", "git commit of that moesim build"},
       {"seed", "", "random seed of the run"},
+      {"kind", "", "run kind: training or serving"},
+      {"requests_measured", "requests", "serving: requests arriving in the measurement window (run-level)"},
+      {"window_s", "s", "serving: length of the measurement window (run-level)"},
+      {"throughput_rps", "requests/s", "serving: measured requests per second of the window (run-level)"},
+      {"input_tokens_per_s", "tokens/s", "serving: prompt tokens per second (run-level)"},
+      {"output_tokens_per_s", "tokens/s", "serving: generated tokens per second (run-level)"},
+      {"output_tokens_per_s_per_device", "tokens/s", "serving: output_tokens_per_s per device (run-level)"},
+      {"goodput_fraction", "1", "serving: fraction of measured requests with TTFT and TPOT within the SLO limits (run-level)"},
+      {"goodput_rps", "requests/s", "serving: such requests per second (run-level)"},
+      {"slo_ttft_s", "s", "serving: TTFT limit (run-level)"},
+      {"slo_tpot_s", "s", "serving: TPOT limit (run-level)"},
+      {"slo_p99_met", "", "serving: true when P99 TTFT and P99 TPOT are within the limits, else false (run-level)"},
+      {"ttft_p50_s", "s", "serving: median time to first token (run-level)"},
+      {"ttft_p99_s", "s", "serving: 99th-percentile time to first token (run-level)"},
+      {"tpot_p50_s", "s", "serving: median time per output token (run-level)"},
+      {"tpot_p99_s", "s", "serving: 99th-percentile time per output token (run-level)"},
+      {"itl_p50_s", "s", "serving: median inter-token latency (run-level)"},
+      {"itl_p99_s", "s", "serving: 99th-percentile inter-token latency (run-level)"},
+      {"e2e_p50_s", "s", "serving: median end-to-end latency (run-level)"},
+      {"e2e_p99_s", "s", "serving: 99th-percentile end-to-end latency (run-level)"},
+      {"queue_p50_s", "s", "serving: median queueing delay, arrival to first batch (run-level)"},
+      {"queue_p99_s", "s", "serving: 99th-percentile queueing delay (run-level)"},
+      {"preemptions", "preemptions", "serving: sequences preempted (run-level)"},
+      {"mean_batch_sequences", "sequences", "serving: time-weighted mean batch size (run-level)"},
+      {"mean_kv_use", "1", "serving: time-weighted mean fraction of KV-cache blocks in use (run-level)"},
+      {"output_tokens", "tokens", "serving: output tokens generated in the window (run-level)"},
+      {"energy_per_output_token_j", "J/token", "serving: facility energy per output token (run-level; empty when no output token)"},
+      {"it_energy_per_output_token_j", "J/token", "serving: IT energy per output token (run-level)"},
+      {"energy_per_request_j", "J/request", "serving: facility energy per measured request (run-level)"},
+      {"gco2e_gross_per_1000_tokens", "g CO2e", "serving: location-based CO2e per 1000 output tokens (run-level)"},
+      {"gco2e_net_per_1000_tokens", "g CO2e", "serving: market-based CO2e per 1000 output tokens (run-level)"},
+      {"gco2e_gross_per_request", "g CO2e", "serving: location-based CO2e per measured request (run-level)"},
+      {"gco2e_net_per_request", "g CO2e", "serving: market-based CO2e per measured request (run-level)"},
+      {"site_output_tokens", "tokens", "serving: output tokens generated in this datacenter"},
+      {"site_energy_per_output_token_j", "J/token", "serving: this datacenter's facility energy per output token it generated"},
+      {"site_gco2e_gross_per_1000_tokens", "g CO2e", "serving: this datacenter's location-based CO2e per 1000 output tokens it generated"},
+      {"site_gco2e_net_per_1000_tokens", "g CO2e", "serving: this datacenter's market-based CO2e per 1000 output tokens it generated"},
   };
   return cols;
 }
@@ -86,15 +125,26 @@ std::string csv_report(const std::vector<store::RunRecord>& runs) {
   for (std::size_t i = 0; i < cols.size(); ++i) out += (i ? "," : "") + std::string(cols[i].name);
   out += "\n";  // LF line ends, as CodeCarbon (pandas) writes them
   for (const auto& r : runs) {
+    const bool serving = is_serving(r);
     const double duration_s = metric_or_nan(r, "duration_s");
-    const double train_s = metric_or_nan(r, store::metric_names::kTrainTime_s);
+    const double train_s = serving ? kNaN : metric_or_nan(r, store::metric_names::kTrainTime_s);
+    // Training-only columns stay empty on serving rows and serving columns on training rows.
+    auto train_num = [&](const char* metric) { return serving ? std::string() : num(metric_or_nan(r, metric)); };
+    auto serve_num = [&](const std::string& metric, double factor = 1.0) { return serving ? num(metric_or_nan(r, metric) * factor) : std::string(); };
+    auto serve_ratio = [&](const char* metric, const char* count, double factor = 1.0) {
+      return serving ? num(serving_ratio(r, metric, count) * factor) : std::string();
+    };
+    const ServingSiteTable site = serving ? serving_site_table(r) : ServingSiteTable{};
+    const std::string p99_met = serving && r.metric("slo_p99_met") ? (r.metric("slo_p99_met")->value != 0.0 ? "true" : "false") : "";
     std::vector<store::DatacenterResult> dcs = r.datacenters;
     const bool no_dc = dcs.empty();
     if (no_dc) dcs.emplace_back();
     std::map<std::string, std::string> licences;
     for (const auto& s : datacenter_sources(r)) licences[s.name] = s.licence;
-    for (const auto& d : dcs) {
+    for (std::size_t k = 0; k < dcs.size(); ++k) {
+      const store::DatacenterResult& d = dcs[k];
       auto dc_num = [&](double v) { return no_dc ? std::string() : num(v); };
+      auto site_num = [&](const char* field) { return serving && !no_dc ? num(site.values[site.column(field)][k]) : std::string(); };
       std::vector<std::string> cells = {
           r.finished_at_utc.empty() ? r.created_at_utc : r.finished_at_utc,
           r.scenario_name,
@@ -125,18 +175,55 @@ std::string csv_report(const std::vector<store::RunRecord>& runs) {
           licences.count(d.name) ? licences[d.name] : "",
           num(units::seconds_to_days(train_s)),
           num(train_s),
-          num(metric_or_nan(r, "step_time_s")),
-          num(metric_or_nan(r, "step_time_spread_s")),
-          num(metric_or_nan(r, "steps")),
+          train_num("step_time_s"),
+          train_num("step_time_spread_s"),
+          train_num("steps"),
           num(metric_or_nan(r, "mfu")),
-          num(metric_or_nan(r, "hfu")),
-          num(metric_or_nan(r, "tokens_dropped_fraction")),
+          train_num("hfu"),
+          train_num("tokens_dropped_fraction"),
           num(metric_or_nan(r, "average_chip_power_w")),
-          num(metric_or_nan(r, "wan_bytes_per_step")),
-          num(metric_or_nan(r, "wan_time_per_step_s")),
+          train_num("wan_bytes_per_step"),
+          train_num("wan_time_per_step_s"),
           r.moesim_version,
           r.git_hash,
           std::to_string(r.seed),
+          r.kind,
+          serve_num("requests_measured"),
+          serve_num("window_s"),
+          serve_num("throughput_rps"),
+          serve_num("input_tokens_per_s"),
+          serve_num("output_tokens_per_s"),
+          serve_num("output_tokens_per_s_per_device"),
+          serve_num("goodput_fraction"),
+          serve_num("goodput_rps"),
+          serve_num("slo_ttft_s"),
+          serve_num("slo_tpot_s"),
+          p99_met,
+          serve_num("ttft_p50_s"),
+          serve_num("ttft_p99_s"),
+          serve_num("tpot_p50_s"),
+          serve_num("tpot_p99_s"),
+          serve_num("itl_p50_s"),
+          serve_num("itl_p99_s"),
+          serve_num("e2e_p50_s"),
+          serve_num("e2e_p99_s"),
+          serve_num("queue_p50_s"),
+          serve_num("queue_p99_s"),
+          serve_num("preemptions"),
+          serve_num("mean_batch_sequences"),
+          serve_num("mean_kv_use"),
+          serve_num("output_tokens"),
+          serve_ratio("energy_per_output_token_j", "output_tokens"),
+          serve_ratio("it_energy_per_output_token_j", "output_tokens"),
+          serve_ratio("energy_per_request_j", "requests_measured"),
+          serve_ratio("co2e_gross_kg_per_1k_tokens", "output_tokens", units::kGramsPerKg),
+          serve_ratio("co2e_net_kg_per_1k_tokens", "output_tokens", units::kGramsPerKg),
+          serve_ratio("co2e_gross_kg_per_request", "requests_measured", units::kGramsPerKg),
+          serve_ratio("co2e_net_kg_per_request", "requests_measured", units::kGramsPerKg),
+          site_num("output_tokens"),
+          site_num("energy_per_output_token"),
+          site_num("co2e_gross_per_1k_tokens"),
+          site_num("co2e_net_per_1k_tokens"),
       };
       if (cells.size() != cols.size()) throw std::logic_error("csv_report: row and header differ in length");
       for (std::size_t i = 0; i < cells.size(); ++i) out += (i ? "," : "") + csv_field(cells[i]);

@@ -82,7 +82,7 @@ std::string datacenter_tables(const store::RunRecord& r) {
   out += table(head, numeric, rows);
 
   out += "### Energy and emissions\n\n";
-  const auto cols = energy_columns(has_embodied(r));
+  const auto cols = energy_columns(has_embodied(r), is_serving(r));
   head = {"Datacenter"};
   numeric = {false};
   for (const auto& c : cols) {
@@ -105,6 +105,30 @@ std::string datacenter_tables(const store::RunRecord& r) {
     rows.push_back(row);
   }
   out += table(head, numeric, rows);
+  if (is_serving(r)) {
+    out += "### Per output token\n\n";
+    const ServingSiteTable t = serving_site_table(r);
+    head = {"Datacenter"};
+    numeric = {false};
+    for (const auto& c : t.columns) {
+      head.push_back(with_unit(c.header, c.unit));
+      numeric.push_back(true);
+    }
+    rows.clear();
+    for (std::size_t d = 0; d < r.datacenters.size(); ++d) {
+      std::vector<std::string> row = {dc_label(r.datacenters[d])};
+      for (std::size_t c = 0; c < t.columns.size(); ++c) row.push_back(format_value(t.values[c][d], t.columns[c].significant));
+      rows.push_back(row);
+    }
+    if (r.datacenters.size() > 1) {
+      std::vector<std::string> row = {"All datacenters"};
+      for (std::size_t c = 0; c < t.columns.size(); ++c) row.push_back(format_value(t.totals[c], t.columns[c].significant));
+      rows.push_back(row);
+    }
+    out += table(head, numeric, rows);
+    out += "Output tokens generated in each datacenter during the measurement window; energy per output token is that datacenter's "
+           "facility energy over them, CO2e per 1000 tokens its CO2e over them.\n\n";
+  }
   out += "Facility energy = (IT + network) \xC3\x97 PUE; PUE overhead = facility \xE2\x88\x92 IT \xE2\x88\x92 network. Gross CO2e uses the "
          "location-based grid intensity, net CO2e the market-based one (gross where none is published).\n\n";
   return out;
@@ -144,7 +168,28 @@ std::string provenance(const store::RunRecord& r) {
   add("power_convention", "power convention");
   add("routing_exact", "routing simulated exactly");
   add("step_times_s", "simulated step times (s)");
+  add("window", "measurement window");
+  add("series_interval_s", "series sampling interval (s)");
+  add("memo_buckets_per_octave", "iteration-cost memo buckets per octave");
   out += kv(rows);
+  const std::vector<json> pools = provenance_pools(p);
+  if (!pools.empty()) {
+    shown.insert("pools");
+    std::vector<std::string> head = {"Pool", "Role"};
+    std::vector<bool> numeric = {true, false};
+    for (const auto& c : pool_columns()) {
+      head.push_back(with_unit(c.header, c.unit));
+      numeric.push_back(true);
+    }
+    std::vector<std::vector<std::string>> cells;
+    for (std::size_t i = 0; i < pools.size(); ++i) {
+      std::vector<std::string> line = {std::to_string(i),
+                                       pools[i].is_object() && pools[i].contains("role") && pools[i]["role"].is_string() ? pools[i]["role"].get<std::string>() : ""};
+      for (const auto& c : pool_columns()) line.push_back(format_value(pool_value(pools[i], c), c.significant));
+      cells.push_back(line);
+    }
+    out += "### Serving pools\n\nMemory of the most loaded device of a replica of each pool.\n\n" + table(head, numeric, cells);
+  }
   auto string_map = [](const json& o) {
     std::vector<std::pair<std::string, std::string>> v;
     for (const auto& [k, x] : o.items()) v.emplace_back(k, x.is_string() ? x.get<std::string>() : x.dump());
@@ -211,65 +256,152 @@ std::string meta(const store::RunRecord& r) {
   return s + "\n\n";
 }
 
+
+/** The training run's step-time breakdown and power sections. */
+std::string training_sections(const store::RunRecord& r) {
+  std::string out;
+  std::vector<std::vector<std::string>> rows;
+  out += "## Step time by phase kind\n\n";
+  const auto kinds = breakdown_by_contribution(r);
+  if (kinds.empty()) {
+    out += "This run stored no step-time breakdown.\n\n";
+  } else {
+    double sum_cp = 0.0;
+    for (const auto& k : kinds) sum_cp += k.critical_path_s;
+    const double step = metric_or_nan(r, "step_time_s");
+    const double denominator = std::isfinite(step) && step > 0 ? step : sum_cp;
+    rows.clear();
+    for (const auto& k : kinds)
+      rows.push_back({k.phase_kind, format_value(k.critical_path_s), format_value(denominator > 0 ? 100.0 * k.critical_path_s / denominator : kNaN, 3),
+                      format_value(k.time_s)});
+    out += table({"Phase kind", "Critical path (s)", "Share of the step (%)", "Busy time (s)"}, {false, true, true, true}, rows);
+    out += fmt::format("The critical-path contributions sum to {} s; the stored mean step time is {} s. Busy time counts every phase of a "
+                       "kind, including phases that overlap others.\n\n",
+                       format_value(sum_cp, 5), format_value(step, 5));
+  }
+
+  out += "## Power over one simulated step\n\n";
+  const store::Series* s = power_series(r);
+  if (s == nullptr || s->x.empty()) {
+    out += "This run stored no power series.\n\n";
+  } else {
+    double lo = INFINITY, hi = -INFINITY, t_end = 0.0;
+    for (std::size_t i = 0; i < s->y.size(); ++i) {
+      if (!std::isfinite(s->y[i])) continue;
+      lo = std::min(lo, s->y[i]);
+      hi = std::max(hi, s->y[i]);
+      if (std::isfinite(s->x[i])) t_end = std::max(t_end, s->x[i]);
+    }
+    const DisplayUnit pu = power_unit(hi);
+    rows = {{"samples", std::to_string(s->x.size()), ""},
+            {"last sample at", format_value(t_end, 5), s->x_unit.empty() ? "s" : s->x_unit},
+            {"lowest total chip power", format_value(lo / pu.divisor), pu.unit},
+            {"highest total chip power", format_value(hi / pu.divisor), pu.unit}};
+    out += table({"Statistic", "Value", "Unit"}, {false, true, false}, rows);
+    out += "Samples of the instantaneous total power of all chips, taken at simulation events during one simulated step (the HTML "
+           "report plots them).\n\n";
+  }
+  return out;
+}
+
+/** The serving run's latency table. */
+std::string serving_latency(const store::RunRecord& r) {
+  std::string out = "## Latency\n\n";
+  {
+    std::vector<std::string> head = {"Latency"};
+    for (const auto& st : latency_stats()) head.push_back(st.header + " (ms)");
+    std::vector<bool> numeric(head.size(), true);
+    numeric[0] = false;
+    std::vector<std::vector<std::string>> cells;
+    for (const auto& row : latency_rows(r)) {
+      std::vector<std::string> line = {row.label};
+      for (double v : row.ms) line.push_back(format_value(v));
+      cells.push_back(line);
+    }
+    out += table(head, numeric, cells);
+    out += "Latencies of the requests arriving in the measurement window, each simulated to its end (the HTML report plots the "
+           "TTFT, TPOT and E2E distributions).\n\n";
+  }
+  return out;
+}
+
+/** The statistics of a serving run's series over time. */
+std::string serving_over_time(const store::RunRecord& r) {
+  std::string out = "## Power, batch and KV cache over time\n\n";
+  struct Shown {
+    const char* series;
+    const char* label;
+    double (*convert)(double);  ///< stored -> shown (power: by its magnitude, below)
+    const char* unit;
+  };
+  const Shown shown[] = {{"power_w", "total chip power", as_is, ""},
+                         {"batch_sequences", "batch size", as_is, "sequences"},
+                         {"queue_requests", "queue length", as_is, "requests"},
+                         {"kv_use", "KV-cache use", to_percent, "%"}};
+  std::vector<std::vector<std::string>> cells;
+  std::size_t samples = 0;
+  for (const auto& sh : shown) {
+    const store::Series* s = find_series(r, sh.series);
+    if (s == nullptr || s->y.empty()) continue;
+    double lo = INFINITY, hi = -INFINITY, sum = 0.0;
+    std::size_t n = 0;
+    for (double y : s->y) {
+      if (!std::isfinite(y)) continue;
+      lo = std::min(lo, y);
+      hi = std::max(hi, y);
+      sum += y;
+      ++n;
+    }
+    samples = std::max(samples, s->y.size());
+    const double mean = n > 0 ? sum / static_cast<double>(n) : kNaN;
+    if (std::string(sh.series) == "power_w") {
+      const DisplayUnit u = power_unit(hi);
+      cells.push_back({fmt::format("{} ({})", sh.label, sh.series), format_value(mean / u.divisor), format_value(lo / u.divisor),
+                       format_value(hi / u.divisor), u.unit});
+    } else {
+      cells.push_back({fmt::format("{} ({})", sh.label, sh.series), format_value(sh.convert(mean)), format_value(sh.convert(lo)),
+                       format_value(sh.convert(hi)), sh.unit});
+    }
+  }
+  if (cells.empty()) return out + "This run stored no series over time.\n\n";
+  out += table({"Series", "Mean of the samples", "Lowest", "Highest", "Unit"}, {false, true, true, true, false}, cells);
+  const double interval = r.provenance.is_object() && r.provenance.contains("series_interval_s") && r.provenance["series_interval_s"].is_number()
+                              ? r.provenance["series_interval_s"].get<double>()
+                              : kNaN;
+  out += fmt::format("{} samples over the whole run, each the average over a sampling interval{}; the HTML report plots them with the "
+                     "measurement window marked.\n\n",
+                     samples, std::isfinite(interval) ? fmt::format(" of {} s", format_value(interval)) : "");
+  return out;
+}
+
 }  // namespace
 
 std::string markdown_run(const store::RunRecord& r, const std::string& db_path) {
-  std::string out = fmt::format("# moesim energy report \xE2\x80\x94 run {}: {}\n\n", r.id, markdown_escape(r.scenario_name));
+  const bool serving = is_serving(r);
+  std::string out = fmt::format("# moesim {} report \xE2\x80\x94 run {}: {}\n\n", serving ? "serving energy" : "energy", r.id, markdown_escape(r.scenario_name));
   out += meta(r);
   const bool complete = r.status == store::RunStatus::complete;
+  const char* what = serving ? "This serving run" : "This run";
   if (r.status == store::RunStatus::failed)
-    out += fmt::format("> **This run failed:** {}. It has no results; only its scenario is shown.\n\n", markdown_escape(r.error_message));
+    out += fmt::format("> **{} failed:** {}. It has no results; only its scenario is shown.\n\n", what, markdown_escape(r.error_message));
   if (r.status == store::RunStatus::running)
-    out += "> **This run is still running (or was interrupted):** it has no results; only its scenario is shown.\n\n";
+    out += fmt::format("> **{} is still running (or was interrupted):** it has no results; only its scenario is shown.\n\n", what);
   if (complete) {
     out += "## Summary\n\n";
     std::vector<std::vector<std::string>> rows;
-    for (const auto& s : summary_rows(r)) rows.push_back({s.label, format_value(s.value, s.significant), s.unit});
+    for (const auto& s : serving ? serving_summary_rows(r) : summary_rows(r))
+      rows.push_back({s.label, s.text.empty() ? format_value(s.value, s.significant) : s.text, s.unit});
     out += table({"Quantity", "Value", "Unit"}, {false, true, false}, rows);
+    if (serving) {
+      const std::string window = prov_string(r.provenance, "window");
+      if (!window.empty()) out += "Measurement window: " + markdown_escape(window) + ".\n\n";
+      out += serving_latency(r);
+    }
 
     out += "## Energy and CO2e per datacenter\n\n";
     out += r.datacenters.empty() ? "This run stored no datacenter results.\n\n" : datacenter_tables(r);
 
-    out += "## Step time by phase kind\n\n";
-    const auto kinds = breakdown_by_contribution(r);
-    if (kinds.empty()) {
-      out += "This run stored no step-time breakdown.\n\n";
-    } else {
-      double sum_cp = 0.0;
-      for (const auto& k : kinds) sum_cp += k.critical_path_s;
-      const double step = metric_or_nan(r, "step_time_s");
-      const double denominator = std::isfinite(step) && step > 0 ? step : sum_cp;
-      rows.clear();
-      for (const auto& k : kinds)
-        rows.push_back({k.phase_kind, format_value(k.critical_path_s), format_value(denominator > 0 ? 100.0 * k.critical_path_s / denominator : kNaN, 3),
-                        format_value(k.time_s)});
-      out += table({"Phase kind", "Critical path (s)", "Share of the step (%)", "Busy time (s)"}, {false, true, true, true}, rows);
-      out += fmt::format("The critical-path contributions sum to {} s; the stored mean step time is {} s. Busy time counts every phase of a "
-                         "kind, including phases that overlap others.\n\n",
-                         format_value(sum_cp, 5), format_value(step, 5));
-    }
-
-    out += "## Power over one simulated step\n\n";
-    const store::Series* s = power_series(r);
-    if (s == nullptr || s->x.empty()) {
-      out += "This run stored no power series.\n\n";
-    } else {
-      double lo = INFINITY, hi = -INFINITY, t_end = 0.0;
-      for (std::size_t i = 0; i < s->y.size(); ++i) {
-        if (!std::isfinite(s->y[i])) continue;
-        lo = std::min(lo, s->y[i]);
-        hi = std::max(hi, s->y[i]);
-        if (std::isfinite(s->x[i])) t_end = std::max(t_end, s->x[i]);
-      }
-      const DisplayUnit pu = power_unit(hi);
-      rows = {{"samples", std::to_string(s->x.size()), ""},
-              {"last sample at", format_value(t_end, 5), s->x_unit.empty() ? "s" : s->x_unit},
-              {"lowest total chip power", format_value(lo / pu.divisor), pu.unit},
-              {"highest total chip power", format_value(hi / pu.divisor), pu.unit}};
-      out += table({"Statistic", "Value", "Unit"}, {false, true, false}, rows);
-      out += "Samples of the instantaneous total power of all chips, taken at simulation events during one simulated step (the HTML "
-             "report plots them).\n\n";
-    }
+    out += serving ? serving_over_time(r) : training_sections(r);
   }
   out += "## Scenario\n\n";
   out += fmt::format("Resolved scenario \xE2\x80\x9C{}\xE2\x80\x9D (every field, defaults filled in), as stored with the run:\n\n", markdown_escape(r.scenario_name));
@@ -287,49 +419,11 @@ std::string markdown_run(const store::RunRecord& r, const std::string& db_path) 
   return out;
 }
 
-std::string markdown_comparison(const store::Comparison& cmp, const std::vector<store::RunRecord>& runs, const std::vector<ComparisonRow>& rows,
-                                const std::string& db_path) {
-  std::string out = fmt::format("# moesim placement comparison {}: {}\n\n", cmp.id, markdown_escape(cmp.scenario_name));
-  out += fmt::format("Created {}. {} alternatives.\n\n", cmp.created_at_utc, runs.size());
-  std::map<std::int64_t, const store::RunRecord*> by_id;
-  for (const auto& r : runs) by_id[r.id] = &r;
-  for (const auto& r : runs) {
-    if (r.status == store::RunStatus::failed)
-      out += fmt::format("> **Alternative \xE2\x80\x9C{}\xE2\x80\x9D (run {}) failed:** {}. It is listed but not ranked.\n\n", markdown_escape(run_label(r)), r.id,
-                         markdown_escape(r.error_message));
-    if (r.status == store::RunStatus::running)
-      out += fmt::format("> **Alternative \xE2\x80\x9C{}\xE2\x80\x9D (run {}) is still running or was interrupted.** It is listed but not ranked.\n\n",
-                         markdown_escape(run_label(r)), r.id);
-  }
-  out += "## Ranking\n\nRanked by gross (location-based) CO2e, ties by training time. An alternative is on the Pareto front when no other is "
-         "at least as good in both training time and gross CO2e and strictly better in one. Runs that did not complete are listed last, "
-         "unranked.\n\n";
-  out += comparison_table_markdown(rows) + "\n";
+namespace {
 
-  out += "## Datacenters of each alternative\n\n";
-  {
-    std::vector<DatacenterColumn> cols = site_columns();
-    bool emb = false;
-    for (const auto& r : runs) emb = emb || has_embodied(r);
-    for (auto& c : energy_columns(emb)) cols.push_back(c);
-    std::vector<std::string> head = {"Alternative", "Run", "Datacenter", "Country"};
-    std::vector<bool> numeric = {false, true, false, false};
-    for (const auto& c : cols) {
-      head.push_back(with_unit(c.header, c.unit));
-      numeric.push_back(true);
-    }
-    std::vector<std::vector<std::string>> cells;
-    for (const auto& row : rows) {
-      const store::RunRecord& r = *by_id.at(row.run_id);
-      for (const auto& d : r.datacenters) {
-        std::vector<std::string> line = {run_label(r), std::to_string(r.id), dc_label(d), d.country_iso_code};
-        for (const auto& c : cols) line.push_back(format_value(c.value(d), c.significant));
-        cells.push_back(line);
-      }
-    }
-    out += table(head, numeric, cells);
-  }
-
+/** The training comparison's step-time breakdown per alternative. */
+std::string training_breakdown(const std::vector<ComparisonRow>& rows, const std::map<std::int64_t, const store::RunRecord*>& by_id) {
+  std::string out;
   out += "## Step time by phase kind\n\nContribution of each phase kind to the step's critical path (s).\n\n";
   {
     std::vector<const store::RunRecord*> done;
@@ -370,6 +464,105 @@ std::string markdown_comparison(const store::Comparison& cmp, const std::vector<
       out += table(head, numeric, cells);
     }
   }
+  return out;
+}
+
+/** The serving comparison's per-output-token figures of every datacenter and its latency table per alternative. */
+std::string serving_comparison_sections(const std::vector<ComparisonRow>& rows, const std::map<std::int64_t, const store::RunRecord*>& by_id) {
+  std::string out = "### Per output token\n\n";
+  {
+    std::vector<std::string> head = {"Alternative", "Run", "Datacenter"};
+    std::vector<bool> numeric = {false, true, false};
+    for (const auto& c : serving_site_columns()) {
+      head.push_back(with_unit(c.header, c.unit));
+      numeric.push_back(true);
+    }
+    std::vector<std::vector<std::string>> cells;
+    for (const auto& row : rows) {
+      const store::RunRecord& r = *by_id.at(row.run_id);
+      const ServingSiteTable t = serving_site_table(r);
+      for (std::size_t d = 0; d < r.datacenters.size(); ++d) {
+        std::vector<std::string> line = {run_label(r), std::to_string(r.id), dc_label(r.datacenters[d])};
+        for (std::size_t c = 0; c < t.columns.size(); ++c) line.push_back(format_value(t.values[c][d], t.columns[c].significant));
+        cells.push_back(line);
+      }
+    }
+    out += table(head, numeric, cells);
+  }
+  out += "## Latency per alternative\n\nLatencies of the requests arriving in each alternative's measurement window, in ms.\n\n";
+  const std::pair<const char*, const char*> dists[] = {{"ttft", "TTFT"}, {"tpot", "TPOT"}, {"itl", "ITL"}, {"e2e", "E2E"}};
+  const std::pair<const char*, const char*> stats[] = {{"p50", "P50"}, {"p99", "P99"}};
+  std::vector<std::string> head = {"Alternative", "Run"};
+  for (const auto& d : dists)
+    for (const auto& st : stats) head.push_back(fmt::format("{} {} (ms)", st.second, d.second));
+  std::vector<bool> numeric(head.size(), true);
+  numeric[0] = false;
+  std::vector<std::vector<std::string>> cells;
+  for (const auto& row : rows) {
+    const store::RunRecord& r = *by_id.at(row.run_id);
+    if (r.status != store::RunStatus::complete) continue;
+    const std::vector<LatencyRow> lat = latency_rows(r);
+    std::vector<std::string> line = {run_label(r), std::to_string(r.id)};
+    for (const auto& d : dists) {
+      const auto it = std::find_if(lat.begin(), lat.end(), [&](const LatencyRow& l) { return l.key == d.first; });
+      for (const auto& st : stats) line.push_back(format_value(it->at(st.first)));
+    }
+    cells.push_back(line);
+  }
+  out += cells.empty() ? "No alternative completed.\n\n" : table(head, numeric, cells);
+  return out;
+}
+
+}  // namespace
+
+std::string markdown_comparison(const store::Comparison& cmp, const std::vector<store::RunRecord>& runs, const std::vector<ComparisonRow>& rows,
+                                const std::string& db_path) {
+  const bool serving = !rows.empty() && rows.front().kind == "serving";
+  std::string out = fmt::format("# moesim {} comparison {}: {}\n\n", serving ? "serving" : "placement", cmp.id, markdown_escape(cmp.scenario_name));
+  out += fmt::format("Created {}. {} alternatives.\n\n", cmp.created_at_utc, runs.size());
+  std::map<std::int64_t, const store::RunRecord*> by_id;
+  for (const auto& r : runs) by_id[r.id] = &r;
+  for (const auto& r : runs) {
+    if (r.status == store::RunStatus::failed)
+      out += fmt::format("> **Alternative \xE2\x80\x9C{}\xE2\x80\x9D (run {}) failed:** {}. It is listed but not ranked.\n\n", markdown_escape(run_label(r)), r.id,
+                         markdown_escape(r.error_message));
+    if (r.status == store::RunStatus::running)
+      out += fmt::format("> **Alternative \xE2\x80\x9C{}\xE2\x80\x9D (run {}) is still running or was interrupted.** It is listed but not ranked.\n\n",
+                         markdown_escape(run_label(r)), r.id);
+  }
+  out += serving ? "## Ranking\n\nRanked by gross (location-based) CO2e per 1000 output tokens, ties by P99 TTFT. An alternative is on the "
+                   "Pareto front when no other is at least as good in both P99 TTFT and gross CO2e per 1000 tokens and strictly better in "
+                   "one. Runs that did not complete are listed last, unranked.\n\n"
+                 : "## Ranking\n\nRanked by gross (location-based) CO2e, ties by training time. An alternative is on the Pareto front when no other is "
+                   "at least as good in both training time and gross CO2e and strictly better in one. Runs that did not complete are listed last, "
+                   "unranked.\n\n";
+  out += comparison_table_markdown(rows) + "\n";
+
+  out += "## Datacenters of each alternative\n\n";
+  {
+    std::vector<DatacenterColumn> cols = site_columns();
+    bool emb = false;
+    for (const auto& r : runs) emb = emb || has_embodied(r);
+    for (auto& c : energy_columns(emb, serving)) cols.push_back(c);
+    std::vector<std::string> head = {"Alternative", "Run", "Datacenter", "Country"};
+    std::vector<bool> numeric = {false, true, false, false};
+    for (const auto& c : cols) {
+      head.push_back(with_unit(c.header, c.unit));
+      numeric.push_back(true);
+    }
+    std::vector<std::vector<std::string>> cells;
+    for (const auto& row : rows) {
+      const store::RunRecord& r = *by_id.at(row.run_id);
+      for (const auto& d : r.datacenters) {
+        std::vector<std::string> line = {run_label(r), std::to_string(r.id), dc_label(d), d.country_iso_code};
+        for (const auto& c : cols) line.push_back(format_value(c.value(d), c.significant));
+        cells.push_back(line);
+      }
+    }
+    out += table(head, numeric, cells);
+  }
+
+  out += serving ? serving_comparison_sections(rows, by_id) : training_breakdown(rows, by_id);
 
   out += "## Scenario and alternatives\n\n";
   out += fmt::format("Resolved scenario of the first alternative, \xE2\x80\x9C{}\xE2\x80\x9D (run {}):\n\n", markdown_escape(run_label(runs.front())),

@@ -6,9 +6,11 @@
 #include <limits>
 #include <map>
 #include <set>
+#include <stdexcept>
 
 #include <fmt/format.h>
 
+#include "moesim/core/error.hpp"
 #include "moesim/core/units.hpp"
 
 namespace moesim::reports::detail {
@@ -77,10 +79,10 @@ std::vector<SummaryRow> summary_rows(const store::RunRecord& r) {
   for (const auto& s : specs) {
     const store::Metric* m = r.metric(s.metric);
     if (m == nullptr) continue;
-    out.push_back({s.label, s.metric, m->value / s.divisor, s.unit, s.significant});
+    out.push_back({s.label, s.metric, m->value / s.divisor, s.unit, s.significant, ""});
     if (std::string(s.metric) == "network_energy_j" && r.metric("it_energy_j") && r.metric("facility_energy_j")) {
       const double overhead = r.metric("facility_energy_j")->value - r.metric("it_energy_j")->value - m->value;
-      out.push_back({"PUE overhead (facility \u2212 IT \u2212 network)", "pue_overhead_j", overhead / units::kJoulesPerMwh, "MWh", 4});
+      out.push_back({"PUE overhead (facility \u2212 IT \u2212 network)", "pue_overhead_j", overhead / units::kJoulesPerMwh, "MWh", 4, ""});
     }
   }
   return out;
@@ -102,17 +104,20 @@ const std::vector<DatacenterColumn>& site_columns() {
   return cols;
 }
 
-std::vector<DatacenterColumn> energy_columns(bool with_embodied) {
+std::vector<DatacenterColumn> energy_columns(bool with_embodied, bool small) {
+  const double j = small ? units::kJoulesPerKwh : units::kJoulesPerMwh;
+  const double kg = small ? 1.0 : units::kKgPerTonne;
+  const std::string eu = small ? "kWh" : "MWh", mu = small ? "kg" : "t";
   std::vector<DatacenterColumn> cols = {
-      {"it_energy", "IT energy", "MWh", 4, [](const store::DatacenterResult& d) { return units::joules_to_mwh(d.it_energy_j); }},
-      {"network_energy", "Network energy", "MWh", 4, [](const store::DatacenterResult& d) { return units::joules_to_mwh(d.network_energy_j); }},
-      {"overhead_energy", "PUE overhead", "MWh", 4, [](const store::DatacenterResult& d) { return units::joules_to_mwh(overhead_j(d)); }},
-      {"facility_energy", "Facility energy", "MWh", 4, [](const store::DatacenterResult& d) { return units::joules_to_mwh(d.facility_energy_j); }},
-      {"co2e_gross", "CO2e gross", "t", 4, [](const store::DatacenterResult& d) { return units::kg_to_tonnes(d.co2e_gross_kg); }},
-      {"co2e_net", "CO2e net", "t", 4, [](const store::DatacenterResult& d) { return units::kg_to_tonnes(d.co2e_net_kg); }},
+      {"it_energy", "IT energy", eu, 4, [j](const store::DatacenterResult& d) { return d.it_energy_j / j; }},
+      {"network_energy", "Network energy", eu, 4, [j](const store::DatacenterResult& d) { return d.network_energy_j / j; }},
+      {"overhead_energy", "PUE overhead", eu, 4, [j](const store::DatacenterResult& d) { return overhead_j(d) / j; }},
+      {"facility_energy", "Facility energy", eu, 4, [j](const store::DatacenterResult& d) { return d.facility_energy_j / j; }},
+      {"co2e_gross", "CO2e gross", mu, 4, [kg](const store::DatacenterResult& d) { return d.co2e_gross_kg / kg; }},
+      {"co2e_net", "CO2e net", mu, 4, [kg](const store::DatacenterResult& d) { return d.co2e_net_kg / kg; }},
   };
   if (with_embodied)
-    cols.push_back({"co2e_embodied", "CO2e embodied", "t", 4, [](const store::DatacenterResult& d) { return units::kg_to_tonnes(d.embodied_co2e_kg); }});
+    cols.push_back({"co2e_embodied", "CO2e embodied", mu, 4, [kg](const store::DatacenterResult& d) { return d.embodied_co2e_kg / kg; }});
   return cols;
 }
 
@@ -126,6 +131,23 @@ const std::vector<RankingColumn>& ranking_columns() {
       {"wan_time_per_step", "WAN time per step", "s", 4, [](const ComparisonRow& r) { return r.wan_time_per_step_s; }},
   };
   return cols;
+}
+
+const std::vector<RankingColumn>& serving_ranking_columns() {
+  static const std::vector<RankingColumn> cols = {
+      {"output_tokens_per_s", "Output throughput", "tokens/s", 4, [](const ComparisonRow& r) { return r.output_tokens_per_s; }},
+      {"ttft_p99", "P99 TTFT", "ms", 4, [](const ComparisonRow& r) { return r.ttft_p99_ms; }},
+      {"tpot_p99", "P99 TPOT", "ms", 4, [](const ComparisonRow& r) { return r.tpot_p99_ms; }},
+      {"goodput", "Goodput", "%", 3, [](const ComparisonRow& r) { return to_percent(r.goodput_fraction); }},
+      {"energy_per_output_token", "Energy per output token", "J/token", 4, [](const ComparisonRow& r) { return r.energy_per_output_token_j; }},
+      {"co2e_gross_per_1k_tokens", "CO2e gross per 1000 tokens", "g", 4, [](const ComparisonRow& r) { return r.gco2e_gross_per_1k_tokens; }},
+      {"co2e_net_per_1k_tokens", "CO2e net per 1000 tokens", "g", 4, [](const ComparisonRow& r) { return r.gco2e_net_per_1k_tokens; }},
+  };
+  return cols;
+}
+
+const std::vector<RankingColumn>& ranking_columns_for(const std::vector<ComparisonRow>& rows) {
+  return !rows.empty() && rows.front().kind == "serving" ? serving_ranking_columns() : ranking_columns();
 }
 
 std::vector<bool> pareto_flags(const std::vector<std::pair<double, double>>& p) {
@@ -146,35 +168,50 @@ std::vector<bool> pareto_flags(const std::vector<std::pair<double, double>>& p) 
 
 std::vector<ComparisonRow> rows_from_runs(const std::vector<store::RunRecord>& runs) {
   const double nan = std::numeric_limits<double>::quiet_NaN();
+  const std::string kind = runs_kind(runs, "a comparison");
+  const bool serving = kind == "serving";
   std::vector<ComparisonRow> rows;
   for (const auto& r : runs) {
-    ComparisonRow row{r.id, run_label(r), store::to_string(r.status), nan, nan, nan, nan, nan, nan, false, 0};
+    ComparisonRow row{r.id, run_label(r), store::to_string(r.status), nan, nan, nan, nan, nan, nan, false, 0, kind,
+                      nan, nan, nan, nan, nan, nan, nan, nan};
     if (r.status == store::RunStatus::complete) {
-      row.train_days = units::seconds_to_days(metric_or_nan(r, store::metric_names::kTrainTime_s));
+      if (!serving) row.train_days = units::seconds_to_days(metric_or_nan(r, store::metric_names::kTrainTime_s));
       if (!r.datacenters.empty()) {
         const Totals t = totals(r);
         row.facility_energy_mwh = units::joules_to_mwh(t.facility_j);
         row.co2e_gross_t = units::kg_to_tonnes(t.gross_kg);
         row.co2e_net_t = units::kg_to_tonnes(t.net_kg);
       }
-      row.wan_bytes_per_step = metric_or_nan(r, "wan_bytes_per_step");
-      row.wan_time_per_step_s = metric_or_nan(r, "wan_time_per_step_s");
+      if (!serving) {
+        row.wan_bytes_per_step = metric_or_nan(r, "wan_bytes_per_step");
+        row.wan_time_per_step_s = metric_or_nan(r, "wan_time_per_step_s");
+      } else {
+        row.throughput_rps = metric_or_nan(r, "throughput_rps");
+        row.output_tokens_per_s = metric_or_nan(r, "output_tokens_per_s");
+        row.ttft_p99_ms = to_ms(metric_or_nan(r, "ttft_p99_s"));
+        row.tpot_p99_ms = to_ms(metric_or_nan(r, "tpot_p99_s"));
+        row.goodput_fraction = metric_or_nan(r, "goodput_fraction");
+        row.energy_per_output_token_j = serving_ratio(r, "energy_per_output_token_j", "output_tokens");
+        row.gco2e_gross_per_1k_tokens = to_grams(serving_ratio(r, "co2e_gross_kg_per_1k_tokens", "output_tokens"));
+        row.gco2e_net_per_1k_tokens = to_grams(serving_ratio(r, "co2e_net_kg_per_1k_tokens", "output_tokens"));
+      }
     }
     rows.push_back(std::move(row));
   }
-  auto rankable = [](const ComparisonRow& row) {
-    return row.status == "complete" && std::isfinite(row.train_days) && std::isfinite(row.co2e_gross_t);
-  };
+  // Figure of merit (x: time, y: CO2e), both minimised: training (days, t), serving (P99 TTFT, g per 1000 tokens).
+  auto x_of = [serving](const ComparisonRow& row) { return serving ? row.ttft_p99_ms : row.train_days; };
+  auto y_of = [serving](const ComparisonRow& row) { return serving ? row.gco2e_gross_per_1k_tokens : row.co2e_gross_t; };
+  auto rankable = [&](const ComparisonRow& row) { return row.status == "complete" && std::isfinite(x_of(row)) && std::isfinite(y_of(row)); };
   std::vector<ComparisonRow> ranked, rest;
   for (auto& row : rows) (rankable(row) ? ranked : rest).push_back(row);
-  std::sort(ranked.begin(), ranked.end(), [](const ComparisonRow& a, const ComparisonRow& b) {
-    if (a.co2e_gross_t != b.co2e_gross_t) return a.co2e_gross_t < b.co2e_gross_t;
-    if (a.train_days != b.train_days) return a.train_days < b.train_days;
+  std::sort(ranked.begin(), ranked.end(), [&](const ComparisonRow& a, const ComparisonRow& b) {
+    if (y_of(a) != y_of(b)) return y_of(a) < y_of(b);
+    if (x_of(a) != x_of(b)) return x_of(a) < x_of(b);
     return a.run_id < b.run_id;
   });
   std::sort(rest.begin(), rest.end(), [](const ComparisonRow& a, const ComparisonRow& b) { return a.run_id < b.run_id; });
   std::vector<std::pair<double, double>> points;
-  for (const auto& row : ranked) points.emplace_back(row.train_days, row.co2e_gross_t);
+  for (const auto& row : ranked) points.emplace_back(x_of(row), y_of(row));
   const std::vector<bool> front = pareto_flags(points);
   for (std::size_t i = 0; i < ranked.size(); ++i) {
     ranked[i].rank = static_cast<int>(i) + 1;
@@ -361,6 +398,205 @@ const store::Series* power_series(const store::RunRecord& r) {
   for (const auto& s : r.series)
     if (s.name == "power_w") return &s;
   return nullptr;
+}
+
+
+// ---- serving runs --------------------------------------------------------------------------------
+
+bool is_serving(const store::RunRecord& r) { return r.kind == "serving"; }
+
+const store::Series* find_series(const store::RunRecord& r, const std::string& name) {
+  for (const auto& s : r.series)
+    if (s.name == name) return &s;
+  return nullptr;
+}
+
+double serving_ratio(const store::RunRecord& r, const std::string& metric, const std::string& count_metric) {
+  const double count = metric_or_nan(r, count_metric);
+  if (!(count > 0.0)) return std::numeric_limits<double>::quiet_NaN();
+  return metric_or_nan(r, metric);
+}
+
+std::vector<SummaryRow> serving_summary_rows(const store::RunRecord& r) {
+  struct Spec {
+    const char* label;
+    const char* metric;
+    double (*convert)(double);  ///< stored (SI) -> shown
+    const char* unit;
+    int significant;
+    const char* count;  ///< metric the figure is a ratio to (NaN when it is not positive), or nullptr
+  };
+  static const Spec specs[] = {
+      {"Requests measured (arriving in the window)", "requests_measured", as_is, "requests", 7, nullptr},
+      {"Requests simulated (all arrivals)", "requests_total", as_is, "requests", 7, nullptr},
+      {"Measurement window", "window_s", as_is, "s", 4, nullptr},
+      {"Window start (end of the warm-up)", "window_start_s", as_is, "s", 4, nullptr},
+      {"Throughput", "throughput_rps", as_is, "requests/s", 4, nullptr},
+      {"Input tokens per second", "input_tokens_per_s", as_is, "tokens/s", 4, nullptr},
+      {"Output tokens per second", "output_tokens_per_s", as_is, "tokens/s", 4, nullptr},
+      {"Output tokens per second per device", "output_tokens_per_s_per_device", as_is, "tokens/s", 4, nullptr},
+      {"Input tokens (window)", "input_tokens", as_is, "tokens", 7, nullptr},
+      {"Output tokens (window)", "output_tokens", as_is, "tokens", 7, nullptr},
+      {"Goodput (requests within both SLOs)", "goodput_fraction", to_percent, "%", 3, nullptr},
+      {"Goodput rate", "goodput_rps", as_is, "requests/s", 4, nullptr},
+      {"TTFT limit (SLO)", "slo_ttft_s", to_ms, "ms", 4, nullptr},
+      {"TPOT limit (SLO)", "slo_tpot_s", to_ms, "ms", 4, nullptr},
+      {"P99 TTFT and P99 TPOT within the limits", "slo_p99_met", as_is, "", 1, nullptr},
+      {"Preemptions", "preemptions", as_is, "preemptions", 7, nullptr},
+      {"Mean batch", "mean_batch_sequences", as_is, "sequences", 4, nullptr},
+      {"Mean KV-cache use", "mean_kv_use", to_percent, "%", 3, nullptr},
+      {"Mean queue length", "mean_queue_requests", as_is, "requests", 4, nullptr},
+      {"Model FLOPs utilisation (MFU)", "mfu", to_percent, "%", 3, nullptr},
+      {"Energy per output token (facility)", "energy_per_output_token_j", as_is, "J/token", 4, "output_tokens"},
+      {"IT energy per output token", "it_energy_per_output_token_j", as_is, "J/token", 4, "output_tokens"},
+      {"Energy per request (facility)", "energy_per_request_j", as_is, "J/request", 4, "requests_measured"},
+      {"CO2e gross per 1000 output tokens (location-based)", "co2e_gross_kg_per_1k_tokens", to_grams, "g", 4, "output_tokens"},
+      {"CO2e net per 1000 output tokens (market-based)", "co2e_net_kg_per_1k_tokens", to_grams, "g", 4, "output_tokens"},
+      {"CO2e embodied per 1000 output tokens", "embodied_co2e_kg_per_1k_tokens", to_grams, "g", 4, "output_tokens"},
+      {"CO2e gross per request", "co2e_gross_kg_per_request", to_grams, "g", 4, "requests_measured"},
+      {"CO2e net per request", "co2e_net_kg_per_request", to_grams, "g", 4, "requests_measured"},
+      {"Chips", "chips", as_is, "chips", 6, nullptr},
+      {"Devices", "devices", as_is, "devices", 6, nullptr},
+      {"Average power per chip", "average_chip_power_w", as_is, "W", 4, nullptr},
+      {"Peak power per chip", "peak_chip_power_w", as_is, "W", 4, nullptr},
+      {"Energy-accounting duration (the window)", "duration_s", as_is, "s", 4, nullptr},
+      {"IT energy", "it_energy_j", to_kwh, "kWh", 4, nullptr},
+      {"Network energy", "network_energy_j", to_kwh, "kWh", 4, nullptr},
+      {"Facility energy (IT + network) \u00d7 PUE", "facility_energy_j", to_kwh, "kWh", 4, nullptr},
+      {"CO2e gross (location-based)", "co2e_gross_kg", as_is, "kg", 4, nullptr},
+      {"CO2e net (market-based)", "co2e_net_kg", as_is, "kg", 4, nullptr},
+      {"CO2e embodied (chips, amortised)", "embodied_co2e_kg", as_is, "kg", 4, nullptr},
+      {"KV-cache transfers between pools", "kv_transfer_bytes", to_gb, "GB", 4, nullptr},
+      {"WAN traffic", "wan_bytes", to_gb, "GB", 4, nullptr},
+      {"Makespan (last completion)", "makespan_s", as_is, "s", 4, nullptr},
+  };
+  std::vector<SummaryRow> out;
+  for (const auto& s : specs) {
+    const store::Metric* m = r.metric(s.metric);
+    if (m == nullptr) continue;
+    const double v = s.count != nullptr ? serving_ratio(r, s.metric, s.count) : m->value;
+    SummaryRow row{s.label, s.metric, s.convert(v), s.unit, s.significant, ""};
+    if (std::string(s.metric) == "slo_p99_met") row.text = m->value != 0.0 ? "yes" : "no";
+    out.push_back(std::move(row));
+    if (std::string(s.metric) == "network_energy_j" && r.metric("it_energy_j") && r.metric("facility_energy_j")) {
+      const double overhead = r.metric("facility_energy_j")->value - r.metric("it_energy_j")->value - m->value;
+      out.push_back({"PUE overhead (facility \u2212 IT \u2212 network)", "pue_overhead_j", to_kwh(overhead), "kWh", 4, ""});
+    }
+  }
+  return out;
+}
+
+const std::vector<LatencyStat>& latency_stats() {
+  static const std::vector<LatencyStat> stats = {{"mean", "Mean"}, {"p50", "P50"}, {"p90", "P90"},
+                                                 {"p95", "P95"},   {"p99", "P99"}, {"max", "Max"}};
+  return stats;
+}
+
+double LatencyRow::at(const std::string& stat) const {
+  const auto& stats = latency_stats();
+  for (std::size_t i = 0; i < stats.size() && i < ms.size(); ++i)
+    if (stats[i].key == stat) return ms[i];
+  return std::numeric_limits<double>::quiet_NaN();
+}
+
+std::vector<LatencyRow> latency_rows(const store::RunRecord& r) {
+  static const std::pair<const char*, const char*> dists[] = {{"ttft", "Time to first token (TTFT)"},
+                                                               {"tpot", "Time per output token (TPOT)"},
+                                                               {"itl", "Inter-token latency (ITL)"},
+                                                               {"e2e", "End-to-end latency (E2E)"},
+                                                               {"queue", "Queueing (arrival to first batch)"}};
+  std::vector<LatencyRow> out;
+  for (const auto& [key, label] : dists) {
+    LatencyRow row{key, label, {}};
+    for (const auto& s : latency_stats()) row.ms.push_back(to_ms(metric_or_nan(r, fmt::format("{}_{}_s", key, s.key))));
+    out.push_back(std::move(row));
+  }
+  return out;
+}
+
+namespace {
+std::string site_metric(const store::DatacenterResult& d, const char* what) { return fmt::format("site.{}.{}", d.name, what); }
+}  // namespace
+
+const std::vector<ServingSiteColumn>& serving_site_columns() {
+  using DC = store::DatacenterResult;
+  using RR = store::RunRecord;
+  static const std::vector<ServingSiteColumn> cols = {
+      {"output_tokens", "Output tokens", "tokens", 7, [](const RR& r, const DC& d) { return metric_or_nan(r, site_metric(d, "output_tokens")); },
+       [](const RR& r) { return metric_or_nan(r, "output_tokens"); }},
+      {"energy_per_output_token", "Energy per output token", "J/token", 4,
+       [](const RR& r, const DC& d) { return serving_ratio(r, site_metric(d, "energy_per_output_token_j"), site_metric(d, "output_tokens")); },
+       [](const RR& r) { return serving_ratio(r, "energy_per_output_token_j", "output_tokens"); }},
+      {"co2e_gross_per_1k_tokens", "CO2e gross per 1000 tokens", "g", 4,
+       [](const RR& r, const DC& d) {
+         return to_grams(serving_ratio(r, site_metric(d, "co2e_gross_kg_per_1k_tokens"), site_metric(d, "output_tokens")));
+       },
+       [](const RR& r) { return to_grams(serving_ratio(r, "co2e_gross_kg_per_1k_tokens", "output_tokens")); }},
+      {"co2e_net_per_1k_tokens", "CO2e net per 1000 tokens", "g", 4,
+       [](const RR& r, const DC& d) {
+         return to_grams(serving_ratio(r, site_metric(d, "co2e_net_kg_per_1k_tokens"), site_metric(d, "output_tokens")));
+       },
+       [](const RR& r) { return to_grams(serving_ratio(r, "co2e_net_kg_per_1k_tokens", "output_tokens")); }},
+  };
+  return cols;
+}
+
+std::size_t ServingSiteTable::column(const std::string& field) const {
+  for (std::size_t c = 0; c < columns.size(); ++c)
+    if (columns[c].field == field) return c;
+  throw std::logic_error("ServingSiteTable: no column " + field);
+}
+
+ServingSiteTable serving_site_table(const store::RunRecord& r) {
+  ServingSiteTable t;
+  t.columns = serving_site_columns();
+  for (const auto& c : t.columns) {
+    std::vector<double> v;
+    for (const auto& d : r.datacenters) v.push_back(c.value(r, d));
+    t.values.push_back(std::move(v));
+    t.totals.push_back(c.total(r));
+  }
+  return t;
+}
+
+const std::vector<PoolColumn>& pool_columns() {
+  static const std::vector<PoolColumn> cols = {
+      {"replicas", "Replicas", "1", 1.0, 6},
+      {"devices_per_replica", "Devices per replica", "1", 1.0, 6},
+      {"weights_bytes", "Weights per device", "GB", units::kGB, 4},
+      {"workspace_bytes", "Workspace per device", "GB", units::kGB, 4},
+      {"kv_bytes", "KV cache per device", "GB", units::kGB, 4},
+      {"kv_bytes_per_token", "KV cache per token", "B", 1.0, 6},
+      {"kv_blocks", "KV blocks", "1", 1.0, 9},
+      {"block_tokens", "Tokens per block", "1", 1.0, 6},
+  };
+  return cols;
+}
+
+double pool_value(const json& pool, const PoolColumn& c) {
+  if (!pool.is_object() || !pool.contains(c.key) || !pool[c.key].is_number()) return std::numeric_limits<double>::quiet_NaN();
+  return pool[c.key].get<double>() / c.divisor;
+}
+
+std::vector<json> provenance_pools(const json& p) {
+  std::vector<json> out;
+  if (p.is_object() && p.contains("pools") && p["pools"].is_array())
+    for (const auto& e : p["pools"]) out.push_back(e);
+  return out;
+}
+
+std::string runs_kind(const std::vector<store::RunRecord>& runs, const std::string& context) {
+  std::string training, serving;
+  for (const auto& r : runs) {
+    std::string& ids = is_serving(r) ? serving : training;
+    ids += fmt::format("{}{}", ids.empty() ? "" : ", ", r.id);
+  }
+  if (!training.empty() && !serving.empty())
+    throw Error(fmt::format("{} mixes training runs ({}) and serving runs ({}): training alternatives are ranked by gross CO2e "
+                            "per job and serving alternatives by gross CO2e per 1000 output tokens, so they cannot be ranked "
+                            "together; compare each kind separately",
+                            context, training, serving));
+  return serving.empty() ? "training" : "serving";
 }
 
 }  // namespace moesim::reports::detail

@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "moesim/core/units.hpp"
 #include "moesim/reports/report.hpp"
 #include "moesim/store/store.hpp"
 
@@ -131,9 +132,99 @@ struct SummaryRow {
   double value = 0.0;  ///< in `unit`
   std::string unit;
   int significant = 4;
+  std::string text;    ///< shown instead of the number when not empty (a yes/no figure); value still carried
 };
-/** The summary rows of a run (only quantities the run has). */
+/** The summary rows of a training run (only quantities the run has). */
 std::vector<SummaryRow> summary_rows(const store::RunRecord& r);
+
+// ---- serving runs ------------------------------------------------------------------------------
+// Every serving figure a report shows is computed once here; HTML tables and charts, Markdown and
+// CSV read these same values ("one quantity, one truth").
+
+/** Whether `r` is a serving run (RunRecord::kind "serving"). */
+bool is_serving(const store::RunRecord& r);
+
+/** The run's series called `name`, or nullptr. */
+const store::Series* find_series(const store::RunRecord& r, const std::string& name);
+
+/** Milliseconds per second (latencies are shown in ms). */
+inline constexpr double kMsPerSecond = 1000.0;
+/** The conversions of serving figures to the units shown, each done one way only, so that a
+ *  quantity shown in two places is the same double in both. */
+inline double to_ms(double s) { return s * kMsPerSecond; }
+inline double to_grams(double kg) { return kg * units::kGramsPerKg; }
+inline double to_percent(double fraction) { return fraction * 100.0; }
+inline double to_kwh(double j) { return units::joules_to_kwh(j); }
+inline double to_gb(double bytes) { return bytes / units::kGB; }
+inline double as_is(double v) { return v; }
+
+/** A serving ratio metric of `r` (per output token, per 1000 tokens, per request), NaN when the run
+ *  lacks it or when the count it divides by (metric `count_metric`) is not positive: the simulator
+ *  then stores 0, which is no figure (and would rank a run that produced nothing first). */
+double serving_ratio(const store::RunRecord& r, const std::string& metric, const std::string& count_metric);
+
+/** The summary rows of a serving run (only quantities the run has). */
+std::vector<SummaryRow> serving_summary_rows(const store::RunRecord& r);
+
+/** One statistic of the latency table: metric infix ("p99") and column header ("P99"). */
+struct LatencyStat {
+  std::string key;
+  std::string header;
+};
+/** mean, P50, P90, P95, P99, max. */
+const std::vector<LatencyStat>& latency_stats();
+/** One latency distribution of a serving run in ms: ms[i] = metric `<key>_<latency_stats()[i].key>_s`
+ *  × 1000, NaN where not stored. */
+struct LatencyRow {
+  std::string key;    ///< "ttft", "tpot", "itl", "e2e", "queue"
+  std::string label;  ///< e.g. "Time to first token (TTFT)"
+  std::vector<double> ms;
+  /** The statistic `stat` ("p99"), NaN for an unknown one. */
+  double at(const std::string& stat) const;
+};
+/** TTFT, TPOT, ITL, E2E and queueing, in that order. */
+std::vector<LatencyRow> latency_rows(const store::RunRecord& r);
+
+/** A per-datacenter serving column: `value` from the run's site.NAME.* metrics, `total` the
+ *  run-level figure of the same quantity. */
+struct ServingSiteColumn {
+  std::string field;
+  std::string header;
+  std::string unit;
+  int significant;
+  std::function<double(const store::RunRecord&, const store::DatacenterResult&)> value;
+  std::function<double(const store::RunRecord&)> total;
+};
+/** Output tokens, facility J per output token, gross and net gCO2e per 1000 output tokens. */
+const std::vector<ServingSiteColumn>& serving_site_columns();
+/** serving_site_columns() evaluated once for a run: values[c][d] is column c of datacenter d,
+ *  totals[c] the run-level figure. The per-datacenter charts and table both read these numbers. */
+struct ServingSiteTable {
+  std::vector<ServingSiteColumn> columns;
+  std::vector<std::vector<double>> values;
+  std::vector<double> totals;
+  /** Index of the column with `field`; throws std::logic_error when absent (a bug). */
+  std::size_t column(const std::string& field) const;
+};
+ServingSiteTable serving_site_table(const store::RunRecord& r);
+
+/** A numeric column of the provenance's serving-pool table (provenance "pools"). */
+struct PoolColumn {
+  std::string key;     ///< field of a pool entry
+  std::string header;
+  std::string unit;    ///< unit shown
+  double divisor;      ///< shown = stored / divisor
+  int significant;
+};
+const std::vector<PoolColumn>& pool_columns();
+/** Column `c` of pool entry `pool`, in the unit shown; NaN when absent or not a number. */
+double pool_value(const nlohmann::json& pool, const PoolColumn& c);
+/** The provenance's "pools" entries (empty when none). */
+std::vector<nlohmann::json> provenance_pools(const nlohmann::json& provenance);
+
+/** The runs' kind, "training" or "serving" ("training" when there are none); throws moesim::Error
+ *  naming `context` and the run ids of each kind when they mix. */
+std::string runs_kind(const std::vector<store::RunRecord>& runs, const std::string& context);
 
 /** A numeric column of a datacenter table: header, unit shown, value from the stored result. */
 struct DatacenterColumn {
@@ -145,8 +236,9 @@ struct DatacenterColumn {
 };
 /** Site columns (chips, share, PUE, intensities, CFE). */
 const std::vector<DatacenterColumn>& site_columns();
-/** Energy and emissions columns; the embodied column only when `with_embodied`. */
-std::vector<DatacenterColumn> energy_columns(bool with_embodied);
+/** Energy and emissions columns; the embodied column only when `with_embodied`. In MWh and t, or
+ *  in kWh and kg when `small` (a serving window uses a tiny fraction of a training job's energy). */
+std::vector<DatacenterColumn> energy_columns(bool with_embodied, bool small = false);
 
 /** A numeric column of the ranking table. */
 struct RankingColumn {
@@ -156,7 +248,13 @@ struct RankingColumn {
   int significant;
   std::function<double(const ComparisonRow&)> value;
 };
+/** The training ranking columns. */
 const std::vector<RankingColumn>& ranking_columns();
+/** The serving ranking columns: output tokens/s, P99 TTFT and TPOT (ms), goodput (%), J per output
+ *  token, gross and net gCO2e per 1000 output tokens. */
+const std::vector<RankingColumn>& serving_ranking_columns();
+/** serving_ranking_columns() when the rows are serving rows, else ranking_columns(). */
+const std::vector<RankingColumn>& ranking_columns_for(const std::vector<ComparisonRow>& rows);
 
 /** Whether the run stored an embodied-carbon figure (metric embodied_co2e_kg). */
 bool has_embodied(const store::RunRecord& r);

@@ -57,10 +57,12 @@ ReportTarget parse_target(const std::string& text) {
 
 namespace {
 
+/** The runs of comparison `c`, by id; throws moesim::Error when they mix training and serving runs. */
 std::vector<store::RunRecord> comparison_runs(const store::Store& db, const store::Comparison& c) {
   std::vector<store::RunRecord> runs;
   for (std::int64_t id : c.run_ids) runs.push_back(db.get_run(id));
   std::sort(runs.begin(), runs.end(), [](const store::RunRecord& a, const store::RunRecord& b) { return a.id < b.id; });
+  detail::runs_kind(runs, fmt::format("comparison {} in {}", c.id, db.path()));
   return runs;
 }
 
@@ -151,12 +153,13 @@ std::size_t glyphs(const std::string& s) {
 std::vector<std::vector<std::string>> ranking_cells(const std::vector<ComparisonRow>& rows) {
   std::vector<std::vector<std::string>> cells;
   std::vector<std::string> head = {"Rank", "Alternative", "Run", "Status"};
-  for (const auto& c : detail::ranking_columns()) head.push_back(fmt::format("{} ({})", c.header, c.unit));
+  const auto& columns = detail::ranking_columns_for(rows);
+  for (const auto& c : columns) head.push_back(fmt::format("{} ({})", c.header, c.unit));
   head.push_back("Pareto");
   cells.push_back(head);
   for (const auto& r : rows) {
     std::vector<std::string> line = {r.rank > 0 ? std::to_string(r.rank) : "\xE2\x80\x93", r.label, std::to_string(r.run_id), r.status};
-    for (const auto& c : detail::ranking_columns()) line.push_back(format_value(c.value(r), c.significant));
+    for (const auto& c : columns) line.push_back(format_value(c.value(r), c.significant));
     line.push_back(r.rank == 0 ? "\xE2\x80\x93" : (r.pareto ? "yes" : "no"));
     cells.push_back(line);
   }

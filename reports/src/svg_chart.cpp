@@ -489,42 +489,109 @@ std::string scatter_chart(const ScatterChart& c) {
 }
 
 std::string line_chart(const LineChart& c) {
-  if (c.x.size() != c.y.size()) throw std::invalid_argument("line_chart " + c.id + ": x and y differ in length");
+  struct Drawn {
+    std::string key;
+    std::string label;
+    std::string colour;
+    const std::vector<double>* x;
+    const std::vector<double>* y;
+  };
+  std::vector<Drawn> series = {{c.series_key.empty() ? c.series_label : c.series_key, c.series_label, c.colour, &c.x, &c.y}};
+  for (const auto& m : c.more_series) series.push_back({m.key, m.label, m.colour, &m.x, &m.y});
+  for (const auto& d : series)
+    if (d.x->size() != d.y->size()) throw std::invalid_argument("line_chart " + c.id + ": x and y differ in length");
+  // Right end of point i's step: the next x, or (last point) x plus the interval before it.
+  auto step_end = [](const std::vector<double>& xs, std::size_t i) {
+    double e = xs[i];
+    if (i + 1 < xs.size()) e = xs[i + 1];
+    else if (i >= 1) e = xs[i] + (xs[i] - xs[i - 1]);
+    return std::isfinite(e) ? e : xs[i];
+  };
   double xmin = 0.0, xmax = -INFINITY, ymin = 0.0, ymax = -INFINITY;
   std::size_t finite = 0;
-  for (std::size_t i = 0; i < c.x.size(); ++i) {
-    if (!std::isfinite(c.x[i]) || !std::isfinite(c.y[i])) continue;
-    ++finite;
-    xmin = std::min(xmin, c.x[i]);
-    xmax = std::max(xmax, c.x[i]);
-    ymin = std::min(ymin, c.y[i]);
-    ymax = std::max(ymax, c.y[i]);
+  for (const auto& d : series) {
+    for (std::size_t i = 0; i < d.x->size(); ++i) {
+      const double x = (*d.x)[i], y = (*d.y)[i];
+      if (!std::isfinite(x) || !std::isfinite(y)) continue;
+      ++finite;
+      xmin = std::min(xmin, x);
+      xmax = std::max(xmax, c.steps ? step_end(*d.x, i) : x);
+      ymin = std::min(ymin, y);
+      ymax = std::max(ymax, y);
+    }
   }
   if (finite == 0) xmax = ymax = 0.0;
+  for (const auto& m : c.markers) {  // a marker off the data stays visible
+    if (!std::isfinite(m.x) || !std::isfinite(m.y)) continue;
+    xmin = std::min(xmin, m.x);
+    xmax = std::max(xmax, m.x);
+    ymin = std::min(ymin, m.y);
+    ymax = std::max(ymax, m.y);
+  }
+  const bool band = std::isfinite(c.band_x0) && std::isfinite(c.band_x1);
+  if (band) {
+    xmin = std::min({xmin, c.band_x0, c.band_x1});
+    xmax = std::max({xmax, c.band_x0, c.band_x1});
+  }
+  const bool fixed_y = std::isfinite(c.y_min) && std::isfinite(c.y_max) && c.y_max > c.y_min;
   const Axis tx{nice_ticks(xmin, xmax, 8), false};
-  const Axis ty{nice_ticks(ymin, ymax * 1.05, 5), false};
+  const Axis ty{fixed_y ? nice_ticks(c.y_min, c.y_max, 5) : nice_ticks(ymin, ymax * 1.05, 5), false};
 
+  std::vector<LegendEntry> entries;
+  for (const auto& d : series) entries.push_back({d.label, "line", d.colour});
+  constexpr const char* kBandColour = "#56B4E9";  // Okabe–Ito sky blue, drawn translucent
+  constexpr const char* kMarkerColour = "#D55E00";  // Okabe–Ito vermillion
+  if (band) entries.push_back({c.band_label, "box", "#ddf0fb"});  // the band's colour as drawn
+  if (!c.markers.empty()) entries.push_back({c.markers_label, "ring", kMarkerColour});
   const double left = 44.0 + tick_label_width(ty.ticks) + 12.0;
-  const double right = 30.0, top = 70.0, bottom = 60.0;
+  const double right = 30.0, top = 70.0 + kLegendRowPx * (legend_rows(entries, c.width_px - 10.0) - 1), bottom = 60.0;
   const double x0 = left, x1 = c.width_px - right, y0 = top, y1 = c.height_px - bottom;
   auto sx = [&](double v) { return x0 + tx.frac(v) * (x1 - x0); };
   auto sy = [&](double v) { return y1 - ty.frac(v) * (y1 - y0); };
 
   XmlWriter w;
   open_svg(w, c.id, c.title, c.width_px, c.height_px);
-  legend(w, {{c.series_label, "line", c.colour}}, c.width_px - 10.0);
+  legend(w, entries, c.width_px - 10.0);
   x_axis(w, tx, x0, x1, y0, y1, c.x_axis_label);
   y_axis(w, ty, x0, x1, y0, y1, c.y_axis_label);
-  std::string points, xs, ys;
-  for (std::size_t i = 0; i < c.x.size(); ++i) {
-    xs += (i ? " " : "") + format_exact(c.x[i]);
-    ys += (i ? " " : "") + format_exact(c.y[i]);
-    if (!std::isfinite(c.x[i]) || !std::isfinite(c.y[i])) continue;
-    points += (points.empty() ? "" : " ") + px(sx(c.x[i])) + "," + px(sy(c.y[i]));
+  if (band) {
+    const double a = sx(std::min(c.band_x0, c.band_x1)), b = sx(std::max(c.band_x0, c.band_x1));
+    w.open("rect", {{"x", px(a)}, {"y", px(y0)}, {"width", px(b - a)}, {"height", px(y1 - y0)}, {"fill", kBandColour}, {"fill-opacity", "0.15"},
+                    {"class", "x-band"}, {"data-x0", format_exact(c.band_x0)}, {"data-x1", format_exact(c.band_x1)}, {"data-x-unit", c.x_unit}});
+    w.element("title", {}, fmt::format("{}: {} to {} {}", c.band_label, format_value(c.band_x0), format_value(c.band_x1), c.x_unit));
+    w.close("rect");
   }
-  w.empty("polyline", {{"points", points}, {"fill", "none"}, {"stroke", c.colour}, {"stroke-width", "2"}, {"stroke-linejoin", "round"},
-                       {"class", "series-line"}, {"data-series", c.series_label}, {"data-x", xs}, {"data-y", ys},
-                       {"data-x-unit", c.x_unit}, {"data-y-unit", c.y_unit}});
+  for (const auto& d : series) {
+    std::string points, xs, ys;
+    for (std::size_t i = 0; i < d.x->size(); ++i) {
+      const double x = (*d.x)[i], y = (*d.y)[i];
+      xs += (i ? " " : "") + format_exact(x);
+      ys += (i ? " " : "") + format_exact(y);
+      if (!std::isfinite(x) || !std::isfinite(y)) continue;
+      points += (points.empty() ? "" : " ") + px(sx(x)) + "," + px(sy(y));
+      if (c.steps) points += " " + px(sx(step_end(*d.x, i))) + "," + px(sy(y));
+    }
+    w.empty("polyline", {{"points", points}, {"fill", "none"}, {"stroke", d.colour}, {"stroke-width", "2"}, {"stroke-linejoin", "round"},
+                         {"class", "series-line"}, {"data-series", d.key}, {"data-x", xs}, {"data-y", ys},
+                         {"data-x-unit", c.x_unit}, {"data-y-unit", c.y_unit}});
+  }
+  if (!c.markers.empty()) {
+    w.open("g", {{"class", "markers"}});
+    for (const auto& m : c.markers) {
+      if (!std::isfinite(m.x) || !std::isfinite(m.y)) continue;
+      const double cx = sx(m.x), cy = sy(m.y);
+      w.open("circle", {{"cx", px(cx)}, {"cy", px(cy)}, {"r", "5"}, {"fill", "#ffffff"}, {"stroke", kMarkerColour}, {"stroke-width", "2"},
+                        {"class", "marker"}, {"data-key", m.key}, {"data-x", format_exact(m.x)}, {"data-y", format_exact(m.y)},
+                        {"data-x-unit", c.x_unit}, {"data-y-unit", c.y_unit}});
+      w.element("title", {}, m.label);
+      w.close("circle");
+      // Above and left of the point: on a rising curve (a CDF) that side is clear of the line.
+      w.element("text", {{"x", px(cx - 8)}, {"y", px(cy - 7)}, {"font-size", std::to_string(kValueFontPx)}, {"text-anchor", "end"},
+                         {"class", "marker-label"}},
+                m.label);
+    }
+    w.close("g");
+  }
   if (finite == 0) {
     w.element("text", {{"x", px((x0 + x1) / 2)}, {"y", px((y0 + y1) / 2)}, {"font-size", std::to_string(kLabelFontPx)}, {"text-anchor", "middle"}},
               "no data");

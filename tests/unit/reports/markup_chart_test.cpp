@@ -201,6 +201,61 @@ TEST_CASE("reports::svg: scatter and line charts carry their points", "[reports]
   CHECK_THROWS_AS(svg::line_chart(l), std::invalid_argument);
 }
 
+TEST_CASE("reports::svg line_chart: further series, steps, marked points, a fixed y range and a shaded x range", "[reports][svg]") {
+  svg::LineChart l;
+  l.id = "l";
+  l.title = "batch and queue";
+  l.x_axis_label = "time (s)";
+  l.y_axis_label = "count";
+  l.x_unit = "s";
+  l.y_unit = "count";
+  l.series_label = "batch";
+  l.series_key = "batch_sequences";
+  l.x = {0.0, 1.0, 2.0};
+  l.y = {1.0, 2.0, 3.0};
+  l.steps = true;
+  l.more_series.push_back({"queue_requests", "queue", svg::kOkabeIto[6], {0.0, 1.0, 2.0}, {0.0, 0.0, 1.0}});
+  l.markers = {{"p50", "P50 1 s", 1.0, 50.0}};
+  l.markers_label = "percentiles";
+  l.y_min = 0.0;
+  l.y_max = 100.0;
+  l.band_x0 = 0.5;
+  l.band_x1 = 2.5;
+  l.band_label = "window";
+  auto root = t::parse_xml(svg::line_chart(l));
+  const auto lines = root->by_class("series-line");
+  REQUIRE(lines.size() == 2);
+  CHECK(lines[0]->attr("data-series") == "batch_sequences");
+  CHECK(lines[1]->attr("data-series") == "queue_requests");
+  CHECK(lines[1]->attr("data-y") == "0 0 1");
+  // Steps: each value is drawn from its x to the next (the last for the interval before it): two vertices per value.
+  std::size_t vertices = 0;
+  for (char c : lines[0]->attr("points")) vertices += c == ',';
+  CHECK(vertices == 6);
+  const auto markers = root->by_class("marker");
+  REQUIRE(markers.size() == 1);
+  CHECK(markers[0]->attr("data-key") == "p50");
+  CHECK(markers[0]->attr("data-x") == "1");
+  CHECK(markers[0]->attr("data-y") == "50");
+  CHECK(root->by_class("marker-label").front()->all_text() == "P50 1 s");
+  const auto band = root->by_class("x-band");
+  REQUIRE(band.size() == 1);
+  CHECK(band[0]->attr("data-x0") == "0.5");
+  CHECK(band[0]->attr("data-x1") == "2.5");
+  const auto legend = root->by_class("legend");
+  REQUIRE(legend.size() == 1);
+  CHECK(legend[0]->by_name("text").size() == 4);  // two series, the band, the markers
+  const auto y_ticks = root->find_all([](const t::XmlNode& n) { return n.attr("class") == "tick" && n.parent->attr("class") == "axis y-axis"; });
+  REQUIRE_FALSE(y_ticks.empty());
+  CHECK(y_ticks.front()->all_text() == "0");
+  CHECK(y_ticks.back()->all_text() == "100");
+  const auto x_ticks = root->find_all([](const t::XmlNode& n) { return n.attr("class") == "tick" && n.parent->attr("class") == "axis x-axis"; });
+  REQUIRE_FALSE(x_ticks.empty());
+  CHECK(std::strtod(x_ticks.back()->all_text().c_str(), nullptr) >= 3.0);  // the last step ends at 3
+  l.more_series[0].y.pop_back();
+  CHECK_THROWS_AS(svg::line_chart(l), std::invalid_argument);
+}
+
 TEST_CASE("reports::pareto_front: the time-CO2e front of a hand-made set", "[reports][pareto]") {
   // (days, tCO2e): C is dominated by B (faster and cleaner); A, B and D each win somewhere.
   const std::vector<std::pair<double, double>> pts = {{10, 40}, {12, 20}, {15, 25}, {20, 10}};

@@ -206,6 +206,8 @@ inline store::RunRecord serving_results(const ServingSpec& spec) {
   constexpr double kStart_s = 5.0, kWindow_s = 25.0, kInterval_s = 0.5, kRun_s = 30.0;
   constexpr double kRequests = 505.0;
   const double tokens = spec.output_tokens;
+  // As the simulator divides: a ratio over nothing is stored as 0 (sim/cli/serving_record.cpp safe_div).
+  auto per = [](double a, double b) { return b > 0.0 ? a / b : 0.0; };
   // Power: 60 intervals of 0.5 s; the IT energy is the power summed over the 50 intervals inside the window.
   store::Series power{"power_w", "s", "W", {}, {}};
   store::Series batch{"batch_sequences", "s", "sequences", {}, {}};
@@ -227,7 +229,7 @@ inline store::RunRecord serving_results(const ServingSpec& spec) {
   }
   const int n = spec.datacenters;
   double it = 0, net = 0, fac = 0, gross = 0, netc = 0, emb = 0;
-  const double gross_total_kg = spec.co2e_gross_g_per_1k_tokens * tokens / 1000.0 / 1000.0;
+  const double gross_total_kg = tokens > 0.0 ? spec.co2e_gross_g_per_1k_tokens * tokens / 1000.0 / 1000.0 : 0.0123;
   std::vector<double> site_tokens;
   for (int i = 0; i < n; ++i) {
     store::DatacenterResult d;
@@ -312,20 +314,20 @@ inline store::RunRecord serving_results(const ServingSpec& spec) {
   add("co2e_gross_kg", gross, "kgCO2e");
   add("co2e_net_kg", netc, "kgCO2e");
   if (spec.embodied) add("embodied_co2e_kg", emb, "kgCO2e");
-  add("energy_per_output_token_j", fac / tokens, "J/token");
-  add("it_energy_per_output_token_j", it / tokens, "J/token");
-  add("energy_per_request_j", fac / kRequests, "J/request");
-  add("co2e_gross_kg_per_1k_tokens", gross * 1000.0 / tokens, "kgCO2e/1000 tokens");
-  add("co2e_net_kg_per_1k_tokens", netc * 1000.0 / tokens, "kgCO2e/1000 tokens");
-  add("co2e_gross_kg_per_request", gross / kRequests, "kgCO2e/request");
-  add("co2e_net_kg_per_request", netc / kRequests, "kgCO2e/request");
-  if (spec.embodied) add("embodied_co2e_kg_per_1k_tokens", emb * 1000.0 / tokens, "kgCO2e/1000 tokens");
+  add("energy_per_output_token_j", per(fac, tokens), "J/token");
+  add("it_energy_per_output_token_j", per(it, tokens), "J/token");
+  add("energy_per_request_j", per(fac, kRequests), "J/request");
+  add("co2e_gross_kg_per_1k_tokens", per(gross * 1000.0, tokens), "kgCO2e/1000 tokens");
+  add("co2e_net_kg_per_1k_tokens", per(netc * 1000.0, tokens), "kgCO2e/1000 tokens");
+  add("co2e_gross_kg_per_request", per(gross, kRequests), "kgCO2e/request");
+  add("co2e_net_kg_per_request", per(netc, kRequests), "kgCO2e/request");
+  if (spec.embodied) add("embodied_co2e_kg_per_1k_tokens", per(emb * 1000.0, tokens), "kgCO2e/1000 tokens");
   for (std::size_t i = 0; i < r.datacenters.size(); ++i) {
     const auto& d = r.datacenters[i];
     add("site." + d.name + ".output_tokens", site_tokens[i], "tokens");
-    add("site." + d.name + ".energy_per_output_token_j", d.facility_energy_j / site_tokens[i], "J/token");
-    add("site." + d.name + ".co2e_gross_kg_per_1k_tokens", d.co2e_gross_kg * 1000.0 / site_tokens[i], "kgCO2e/1000 tokens");
-    add("site." + d.name + ".co2e_net_kg_per_1k_tokens", d.co2e_net_kg * 1000.0 / site_tokens[i], "kgCO2e/1000 tokens");
+    add("site." + d.name + ".energy_per_output_token_j", per(d.facility_energy_j, site_tokens[i]), "J/token");
+    add("site." + d.name + ".co2e_gross_kg_per_1k_tokens", per(d.co2e_gross_kg * 1000.0, site_tokens[i]), "kgCO2e/1000 tokens");
+    add("site." + d.name + ".co2e_net_kg_per_1k_tokens", per(d.co2e_net_kg * 1000.0, site_tokens[i]), "kgCO2e/1000 tokens");
   }
   add("pool0.weights_bytes", 3436445696.0, "B");
   add("pool0.workspace_bytes", 578420736.0, "B");

@@ -213,7 +213,9 @@ TEST_CASE("reports::serving html: a serving run report is well-formed and every 
   }
   SECTION("datacenter tables, in kWh and kg") {
     std::size_t checked = 0;
-    for (const auto* tr : root->find_all([](const t::XmlNode& n) { return n.name == "tr" && n.has("data-datacenter") && table_class(n) != "datacenters per-token"; })) {
+    const auto trs = root->find_all(
+        [](const t::XmlNode& n) { return n.name == "tr" && n.has("data-datacenter") && table_class(n) != "datacenters per-token"; });
+    for (const auto* tr : trs) {
       const std::string name = tr->attr("data-datacenter");
       for (const auto* td : valued(*tr)) {
         const std::string field = td->attr("data-field");
@@ -467,7 +469,7 @@ TEST_CASE("reports::serving markdown: the serving tables with the stored values"
   CHECK_THAT(md, Contains("| 0 | colocated | 4 | 2 | 3.436 | 0.5784 | 73.29 | 8192 | 559193 | 16 |"));
 }
 
-TEST_CASE("reports::serving csv: serving columns from the run; training columns empty on serving rows and vice versa", "[reports][csv][serving]") {
+TEST_CASE("reports::serving csv: serving columns from the run, training columns empty on serving rows and vice versa", "[reports][csv][serving]") {
   t::TempDir dir;
   const std::string path = dir.file("runs.db");
   std::int64_t sid = 0, tid = 0;
@@ -651,6 +653,78 @@ TEST_CASE("reports::comparison_rows: serving alternatives ranked by gross CO2e p
                                         r::format_value(row.gco2e_net_per_1k_tokens), "yes"});
     CHECK(c[5] == "60");  // P99 TTFT of C: 0.060 s in ms
   }
+}
+
+TEST_CASE("reports::serving: a run without output tokens has no per-token figures and is not ranked", "[reports][serving]") {
+  t::TempDir dir;
+  const std::string path = dir.file("runs.db");
+  std::int64_t c = 0, idle = 0, busy = 0;
+  {
+    Store db(path);
+    c = db.create_comparison(kScenario);
+    t::ServingSpec none;
+    none.label = "idle";
+    none.output_tokens = 0.0;  // the simulator then stores 0 J/token and 0 g per 1000 tokens
+    t::ServingSpec some;
+    some.label = "busy";
+    some.co2e_gross_g_per_1k_tokens = 5.0;
+    idle = t::add_serving_run(db, t::serving_header(kScenario, "idle", c), none);
+    busy = t::add_serving_run(db, t::serving_header(kScenario, "busy", c), some);
+  }
+  const Store db(path, Store::Mode::read_only);
+  const auto rows = r::comparison_rows(db, c);
+  REQUIRE(rows.size() == 2);
+  CHECK(rows[0].run_id == busy);
+  CHECK(rows[0].rank == 1);
+  CHECK(rows[1].run_id == idle);
+  CHECK(rows[1].rank == 0);  // a stored 0 g per 1000 tokens would otherwise rank it first
+  CHECK(std::isnan(rows[1].gco2e_gross_per_1k_tokens));
+  CHECK(std::isnan(rows[1].energy_per_output_token_j));
+  std::unique_ptr<t::XmlNode> root;
+  REQUIRE_NOTHROW(root = t::parse_xml(r::render_run_report(db, idle, r::Format::html)));
+  for (const char* m : {"energy_per_output_token_j", "co2e_gross_kg_per_1k_tokens"}) {
+    const auto& cell = *valued(table_row(*root, "summary", "data-metric", m)).front();
+    CHECK(cell.attr("data-value") == "nan");
+    CHECK(cell.all_text() == "\xE2\x80\x93");
+  }
+  for (const auto* td : valued(*root->by_class("per-token").front()))
+    if (td->attr("data-field") != "output_tokens") CHECK(td->attr("data-value") == "nan");
+  const auto csv = parse_csv(r::render_run_report(db, idle, r::Format::csv));
+  const auto& head = csv[0];
+  auto at = [&](const std::string& col) { return csv[1][static_cast<std::size_t>(std::find(head.begin(), head.end(), col) - head.begin())]; };
+  CHECK(at("output_tokens") == "0");
+  CHECK(at("energy_per_output_token_j").empty());
+  CHECK(at("gco2e_gross_per_1000_tokens").empty());
+  CHECK(at("site_energy_per_output_token_j").empty());
+  CHECK_FALSE(at("energy_per_request_j").empty());  // requests were measured
+}
+
+TEST_CASE("reports::serving: a serving comparison whose runs all failed is reported, unranked", "[reports][serving]") {
+  t::TempDir dir;
+  const std::string path = dir.file("runs.db");
+  std::int64_t c = 0;
+  {
+    Store db(path);
+    c = db.create_comparison(kScenario);
+    const std::int64_t a = db.begin_run(t::serving_header(kScenario, "a", c));
+    db.fail_run(a, "no KV cache left");
+    db.begin_run(t::serving_header(kScenario, "b", c));
+  }
+  const Store db(path, Store::Mode::read_only);
+  const auto rows = r::comparison_rows(db, c);
+  REQUIRE(rows.size() == 2);
+  for (const auto& row : rows) {
+    CHECK(row.kind == "serving");
+    CHECK(row.rank == 0);
+    CHECK_FALSE(row.pareto);
+  }
+  std::unique_ptr<t::XmlNode> root;
+  REQUIRE_NOTHROW(root = t::parse_xml(r::render_comparison_report(db, c, r::Format::html)));
+  CHECK(root->by_class("point").empty());
+  CHECK_THAT(root->by_id("latency")->all_text(), Contains("No alternative completed."));
+  CHECK(root->by_class("notice").size() == 2);
+  CHECK_THAT(r::render_comparison_report(db, c, r::Format::markdown), Contains("No alternative completed."));
+  CHECK(parse_csv(r::render_comparison_report(db, c, r::Format::csv)).size() == 3);
 }
 
 TEST_CASE("reports::comparison: a comparison mixing training and serving runs is refused", "[reports][serving]") {

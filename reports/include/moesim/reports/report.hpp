@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <utility>
 #include <vector>
@@ -48,10 +49,12 @@ std::string write_report(const store::Store& db, const ReportTarget& target, For
 std::string render_run_report(const store::Store& db, std::int64_t run_id, Format f);
 std::string render_comparison_report(const store::Store& db, std::int64_t comparison_id, Format f);
 
-/** One alternative of a comparison, in output units (days, MWh, tonnes CO2e). Totals are summed
- *  over the run's datacenters (facility energy and CO2e) or read from its metrics (training time
- *  `train_time_s`, `wan_bytes_per_step`, `wan_time_per_step_s`). Values a run does not have (a failed
- *  or running run has none) are NaN. */
+/** One alternative of a comparison, in output units (days, MWh, tonnes CO2e, ms, grams). Totals are
+ *  summed over the run's datacenters (facility energy and CO2e) or read from its metrics (training
+ *  time `train_time_s`, `wan_bytes_per_step`, `wan_time_per_step_s`; the serving fields from the
+ *  serving metrics of the same names). Values a run does not have are NaN: a failed or running run
+ *  has none, a serving run no training time or WAN-per-step figures, a training run no serving
+ *  fields. A comparison holds runs of one kind (comparison_rows refuses a mix). */
 struct ComparisonRow {
   std::int64_t run_id;
   std::string label;        ///< the run's alternative_label ("run N" when it has none)
@@ -62,14 +65,30 @@ struct ComparisonRow {
   double co2e_net_t;        ///< market-based
   double wan_bytes_per_step;
   double wan_time_per_step_s;
-  bool pareto;              ///< on the (train_days, co2e_gross_t) Pareto front of the ranked rows
-  int rank;                 ///< 1 = least gross CO2e (ties: fewer days, then lower run id); 0 = not ranked
+  /** Training: on the (train_days, co2e_gross_t) Pareto front of the ranked rows. Serving: on the
+   *  (ttft_p99_ms, gco2e_gross_per_1k_tokens) front. */
+  bool pareto;
+  /** 1 = best. Training: least gross CO2e (ties: fewer days, then lower run id). Serving: least
+   *  gross CO2e per 1000 output tokens (ties: lower P99 TTFT, then lower run id). 0 = not ranked. */
+  int rank;
+  std::string kind = "training";  ///< the runs' kind: "training" or "serving"
+  // Serving fields (NaN for training runs), from the metrics named in brackets.
+  double throughput_rps = std::numeric_limits<double>::quiet_NaN();             ///< requests/s [throughput_rps]
+  double output_tokens_per_s = std::numeric_limits<double>::quiet_NaN();        ///< tokens/s [output_tokens_per_s]
+  double ttft_p99_ms = std::numeric_limits<double>::quiet_NaN();                ///< ms [ttft_p99_s]
+  double tpot_p99_ms = std::numeric_limits<double>::quiet_NaN();                ///< ms [tpot_p99_s]
+  double goodput_fraction = std::numeric_limits<double>::quiet_NaN();           ///< 1 [goodput_fraction]
+  double energy_per_output_token_j = std::numeric_limits<double>::quiet_NaN();  ///< facility J per output token [energy_per_output_token_j]
+  double gco2e_gross_per_1k_tokens = std::numeric_limits<double>::quiet_NaN();  ///< g per 1000 output tokens [co2e_gross_kg_per_1k_tokens]
+  double gco2e_net_per_1k_tokens = std::numeric_limits<double>::quiet_NaN();    ///< g per 1000 output tokens [co2e_net_kg_per_1k_tokens]
 };
 
 /** The rows of comparison `comparison_id`: ranked rows first (rank 1, 2, ...), then the rows that
- *  cannot be ranked (status not complete, or no finite training time or gross CO2e) in run-id
- *  order, with rank 0 and pareto false. An empty comparison gives no rows. Throws moesim::Error
- *  ("no comparison with id N in PATH") for an unknown id. */
+ *  cannot be ranked (status not complete, or no finite training time or gross CO2e; serving: no
+ *  finite gross CO2e per 1000 tokens or P99 TTFT) in run-id order, with rank 0 and pareto false.
+ *  An empty comparison gives no rows. Throws moesim::Error ("no comparison with id N in PATH") for
+ *  an unknown id, and for a comparison that mixes training and serving runs (they have no common
+ *  figure of merit). */
 std::vector<ComparisonRow> comparison_rows(const store::Store& db, std::int64_t comparison_id);
 
 /** Pareto front of points to be minimised in both coordinates: flag i is true when no other point
@@ -78,7 +97,9 @@ std::vector<ComparisonRow> comparison_rows(const store::Store& db, std::int64_t 
  *  (neither is strictly better). */
 std::vector<bool> pareto_front(const std::vector<std::pair<double, double>>& points);
 
-/** The ranked rows as an aligned plain-text table (for `moesim compare`). */
+/** The ranked rows as an aligned plain-text table (for `moesim compare`); serving rows get the
+ *  serving columns (output tokens/s, P99 TTFT and TPOT, goodput, J per output token, gCO2e per 1000
+ *  tokens gross and net). */
 std::string comparison_table_text(const std::vector<ComparisonRow>& rows);
 /** The ranked rows as a GitHub-flavoured Markdown table. */
 std::string comparison_table_markdown(const std::vector<ComparisonRow>& rows);

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -95,7 +96,26 @@ struct ScatterChart {
 };
 std::string scatter_chart(const ScatterChart& chart);
 
-/** Line chart of one series y(x). */
+/** A further series of a line chart, drawn on the same axes after the first. */
+struct LineSeries {
+  std::string key;     ///< data-series
+  std::string label;   ///< legend
+  std::string colour;
+  std::vector<double> x;
+  std::vector<double> y;
+};
+
+/** A marked point of a line chart (e.g. a percentile on a CDF): a ring at (x, y) with a label;
+ *  data-key, data-x, data-y carry it exactly. */
+struct LineMarker {
+  std::string key;
+  std::string label;
+  double x = 0.0;
+  double y = 0.0;
+};
+
+/** Line chart of one series y(x), optionally with further series, marked points and a shaded range
+ *  of x. */
 struct LineChart {
   std::string id;
   std::string title;
@@ -109,8 +129,22 @@ struct LineChart {
   std::vector<double> y;
   int width_px = 960;
   int height_px = 380;
+  std::string series_key;  ///< data-series of the first series; series_label when empty
+  /** Each y holds from its x to the next x (values averaged over intervals that start at x); the
+   *  last one for as long as the interval before it. Otherwise the points are joined by lines. */
+  bool steps = false;
+  std::vector<LineSeries> more_series;
+  std::vector<LineMarker> markers;
+  std::string markers_label;  ///< legend entry of the markers
+  /** Fixed y range (e.g. 0 to 100 % for a CDF) when both are finite; else from the data. */
+  double y_min = std::numeric_limits<double>::quiet_NaN();
+  double y_max = std::numeric_limits<double>::quiet_NaN();
+  /** A shaded range of x (e.g. a measurement window) when both are finite; data-x0/data-x1 carry it. */
+  double band_x0 = std::numeric_limits<double>::quiet_NaN();
+  double band_x1 = std::numeric_limits<double>::quiet_NaN();
+  std::string band_label;
 };
-/** Throws std::invalid_argument when x and y differ in length. */
+/** Throws std::invalid_argument when x and y differ in length (of any series). */
 std::string line_chart(const LineChart& chart);
 
 }  // namespace moesim::reports::svg
