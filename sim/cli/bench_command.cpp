@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <thread>
 #include <tuple>
@@ -23,6 +24,7 @@
 #include "moesim/core/version.hpp"
 #include "moesim/engine/isolation.hpp"
 #include "moesim/engine/job.hpp"
+#include "moesim/engine/serving.hpp"
 #include "moesim/scenario/loader.hpp"
 
 namespace moesim::cli {
@@ -59,6 +61,38 @@ nlohmann::json time_comparison(const std::string& file, const std::string& profi
   std::filesystem::remove(db + "-shm");
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) throw Error(fmt::format("bench: `moesim compare {}` failed", file));
   return {{"wall_s", wall}, {"peak_rss_mb", static_cast<double>(std::max(ru.ru_maxrss, children.ru_maxrss)) / 1024.0}};
+}
+
+/** Runs this very binary as `moesim run FILE --max-rate --no-store` in a child process and measures it. */
+nlohmann::json time_max_rate(const std::string& file, const std::string& profiles_dir) {
+  const auto t0 = std::chrono::steady_clock::now();
+  std::cout.flush();
+  std::fflush(nullptr);
+  const std::string out = (std::filesystem::temp_directory_path() / fmt::format("moesim_bench_maxrate_{}.json", ::getpid())).string();
+  const pid_t pid = ::fork();
+  if (pid < 0) throw Error("bench: cannot fork");
+  if (pid == 0) {
+    FILE* f = std::freopen(out.c_str(), "w", stdout);
+    (void)f;
+    ::execl("/proc/self/exe", "moesim", "--profiles", profiles_dir.c_str(), "run", file.c_str(), "--max-rate", "--no-store",
+            "--json", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  int status = 0;
+  rusage ru{};
+  while (::wait4(pid, &status, 0, &ru) < 0 && errno == EINTR) {
+  }
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  rusage children{};
+  ::getrusage(RUSAGE_CHILDREN, &children);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) throw Error(fmt::format("bench: `moesim run {} --max-rate` failed", file));
+  std::ifstream in(out);
+  const nlohmann::json j = nlohmann::json::parse(in);
+  std::filesystem::remove(out);
+  return {{"wall_s", wall},
+          {"peak_rss_mb", static_cast<double>(std::max(ru.ru_maxrss, children.ru_maxrss)) / 1024.0},
+          {"max_rate_rps", j.at("max_rate").at("rate_per_s")},
+          {"probes", j.at("max_rate").at("probes").size()}};
 }
 
 /** bench/ next to the profiles directory (the source tree), or $MOESIM_BENCH. */
@@ -112,6 +146,48 @@ int cmd_bench(const GlobalOptions& g, const BenchOptions& o) {
                   << std::flush;
       cases.push_back({{"name", s.name}, {"file", std::filesystem::path(file).filename().string()}, {"chips", s.cluster.count},
                        {"alternatives", alternatives}, {"jobs", 2}, {"wall_s", t["wall_s"]}, {"peak_rss_mb", t["peak_rss_mb"]}});
+      continue;
+    }
+    if (std::filesystem::path(file).stem().string().rfind("max_rate_", 0) == 0) {
+      // A capacity search: the whole `moesim run --max-rate` (every probe a simulation of its own).
+      if (tty) std::cerr << fmt::format("[bench] {} ...", s.name) << std::flush;
+      const nlohmann::json t = time_max_rate(file, catalog.profiles_dir());
+      if (tty) std::cerr << "\r" << std::string(60, ' ') << "\r";
+      if (!o.json)
+        std::cout << fmt::format("{:<28} {:>7} {:>10.2f} {:>12.0f} {:>10} {:>9} {:>10}\n", s.name, s.cluster.count,
+                                 t["wall_s"].get<double>(), t["peak_rss_mb"].get<double>(), "-", "-",
+                                 fmt::format("{} probes", t["probes"].get<std::size_t>()))
+                  << fmt::format("{:<28} highest rate meeting the SLOs: {:.4g} requests/s\n", "", t["max_rate_rps"].get<double>())
+                  << std::flush;
+      cases.push_back({{"name", s.name}, {"file", std::filesystem::path(file).filename().string()}, {"chips", s.cluster.count},
+                       {"kind", "max_rate"}, {"wall_s", t["wall_s"]}, {"peak_rss_mb", t["peak_rss_mb"]},
+                       {"max_rate_rps", t["max_rate_rps"]}, {"probes", t["probes"]}});
+      continue;
+    }
+    if (s.is_serving()) {
+      // A serving run: wall time against the simulated time (how much faster than real time).
+      if (tty) std::cerr << fmt::format("[bench] {} ...", s.name) << std::flush;
+      const engine::IsolatedResult iso = engine::run_isolated(
+          [&] {
+            engine::EngineOptions opt;
+            opt.memoize = !o.no_memo;
+            return engine::to_json(engine::simulate_serving(s, catalog, opt));
+          },
+          interrupt_flag());
+      if (tty) std::cerr << "\r" << std::string(60, ' ') << "\r";
+      const engine::ServingResult r = engine::serving_from_json(iso.value);
+      const double simulated = r.makespan_s;
+      if (!o.json)
+        std::cout << fmt::format("{:<28} {:>7} {:>10.2f} {:>12.0f} {:>10} {:>9} {:>10}\n", s.name, r.chips, iso.wall_s, iso.peak_rss_mb,
+                                 "-", "-", fmt::format("{}x real", static_cast<long long>(simulated / iso.wall_s)))
+                  << fmt::format("{:<28} {:.0f} simulated s, {} requests, {} iterations, {} layer shapes simulated\n", "", simulated,
+                                 r.requests_total, r.iterations, r.layer_shapes_simulated)
+                  << std::flush;
+      cases.push_back({{"name", s.name}, {"file", std::filesystem::path(file).filename().string()}, {"chips", r.chips},
+                       {"kind", "serving"}, {"wall_s", iso.wall_s}, {"peak_rss_mb", iso.peak_rss_mb},
+                       {"simulated_s", simulated}, {"times_real_time", simulated / iso.wall_s}, {"requests", r.requests_total},
+                       {"iterations", r.iterations}, {"layer_shapes_simulated", r.layer_shapes_simulated},
+                       {"simulation_wall_s", r.sim_wall_s}});
       continue;
     }
     if (tty) std::cerr << fmt::format("[bench] {} ...", s.name) << std::flush;

@@ -26,7 +26,26 @@ namespace moesim::cli {
 namespace {
 nlohmann::json row_json(const reports::ComparisonRow& r) {
   auto num = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); };
+  if (r.kind == "serving")
+    return {{"run_id", r.run_id},
+            {"label", r.label},
+            {"kind", r.kind},
+            {"status", r.status},
+            {"rank", r.rank},
+            {"pareto", r.pareto},
+            {"throughput_rps", num(r.throughput_rps)},
+            {"output_tokens_per_s", num(r.output_tokens_per_s)},
+            {"ttft_p99_ms", num(r.ttft_p99_ms)},
+            {"tpot_p99_ms", num(r.tpot_p99_ms)},
+            {"goodput_fraction", num(r.goodput_fraction)},
+            {"energy_per_output_token_j", num(r.energy_per_output_token_j)},
+            {"gco2e_gross_per_1000_tokens", num(r.gco2e_gross_per_1k_tokens)},
+            {"gco2e_net_per_1000_tokens", num(r.gco2e_net_per_1k_tokens)},
+            {"facility_energy_mwh", num(r.facility_energy_mwh)},
+            {"co2e_gross_t", num(r.co2e_gross_t)},
+            {"co2e_net_t", num(r.co2e_net_t)}};
   return {{"run_id", r.run_id},
+          {"kind", "training"},
           {"label", r.label},
           {"status", r.status},
           {"rank", r.rank},
@@ -48,6 +67,12 @@ int cmd_compare(const GlobalOptions& g, const CompareOptions& o) {
     throw Error(fmt::format("{}: nothing to compare: add a `compare:` section (a list of alternatives with a `label:` and "
                             "the keys they change) or --alt '{{label: NAME, KEY: VALUE}}'",
                             o.scenario));
+  for (const auto& a : alts)
+    if (a.scenario.is_serving() != base.is_serving())
+      throw InputError(o.scenario, 0, 0, "compare[]", fmt::format("alternative '{}' {} while the scenario {}: compare training "
+                                                                  "with training and serving with serving",
+                                                                  a.label, a.scenario.is_serving() ? "serves" : "trains",
+                                                                  base.is_serving() ? "serves" : "trains"));
   // Check every alternative before anything is written: a bad one is reported with its label.
   std::vector<std::pair<std::string, PreparedRun>> runs;
   runs.emplace_back("base", prepare_run(catalog, base));
@@ -114,9 +139,10 @@ int cmd_compare(const GlobalOptions& g, const CompareOptions& o) {
     for (const auto& r : rows) a.push_back(row_json(r));
     std::cout << nlohmann::json{{"comparison_id", cmp}, {"scenario", base.name}, {"alternatives", a}}.dump(2) << "\n";
   } else {
-    std::cout << fmt::format("moesim comparison {} of {}: {} alternatives (ranked by gross tCO2e; * = on the "
-                             "time-CO2e Pareto front)\n",
-                             cmp, base.name, rows.size())
+    const bool serving = base.is_serving();
+    std::cout << fmt::format("moesim comparison {} of {}: {} alternatives (ranked by {}; * = on the {} Pareto front)\n", cmp,
+                             base.name, rows.size(), serving ? "gross gCO2e per 1000 output tokens" : "gross tCO2e",
+                             serving ? "P99 TTFT-carbon per token" : "time-CO2e")
               << reports::comparison_table_text(rows)
               << fmt::format("stored in {}; report: moesim report c{} --format html --db {}\n", o.db, cmp, o.db);
   }

@@ -128,18 +128,18 @@ std::vector<double> cdf_of(const std::vector<double>& sorted) {
   return out;
 }
 
-/** A sequence admitted to a replica. */
+/** A sequence admitted to a replica, with the per-request state the per-token loop touches kept inline
+ *  (contiguous in the replica's batch; written back to the per-request arrays when it leaves). */
 struct Seq {
   int id = 0;
   int ctx = 0;           ///< tokens whose keys and values are cached here
   int prefill_left = 0;  ///< tokens to compute before its next token (prompt, or prompt + generated after preemption)
+  int step = 0;          ///< tokens it computes in the iteration being formed (0: not in it)
+  int generated = 0;     ///< tokens produced so far
+  int output = 0;        ///< tokens to produce
+  bool measured = false; ///< arrived in the measurement window
   long long blocks = 0;  ///< KV blocks held
-};
-
-/** What one sequence does in an iteration. */
-struct Item {
-  std::size_t slot = 0;  ///< index into the replica's running sequences
-  int prefill = 0;       ///< prompt tokens computed (0 = a decode step)
+  double last_token_s = 0.0;
 };
 
 struct Replica {
@@ -187,12 +187,12 @@ class Driver {
   // ---- scheduling ----
   int route(int pool, int request);
   void enqueue(Replica& r, int request);
-  bool form_batch(Replica& r, std::vector<Item>& items, IterationShape& shape);
-  bool form_static(Replica& r, std::vector<Item>& items, IterationShape& shape);
-  bool reserve_decode_blocks(Replica& r);
+  bool form_batch(Replica& r, IterationShape& shape);
+  bool form_static(Replica& r, IterationShape& shape);
+  Seq admit(int id, int ctx, int prefill_left, long long blocks) const;
   void preempt(Replica& r, std::size_t slot);
-  void apply(Replica& r, const std::vector<Item>& items, double now);
-  void token(Replica& r, int id, double now);
+  void apply(Replica& r, double now);
+  void token(Replica& r, Seq& q, double now, bool window_now);
   void finish_request(Replica& r, int id, double now);
   void hand_off(Replica& r, int id);
   // ---- costs ----
@@ -249,7 +249,7 @@ class Driver {
   std::vector<double> itl_hist_;
   double itl_last_gap_ = -1.0;
   std::size_t itl_last_bin_ = 0;
-  std::vector<char> leave_;  ///< apply(): which running sequences leave the batch (reused buffer)
+
   double itl_sum_ = 0.0;
   long long itl_count_ = 0;
   double itl_max_ = 0.0;
@@ -411,8 +411,6 @@ void Driver::enqueue(Replica& r, int request) {
 }
 
 void Driver::scheduler(Replica& r) {
-  std::vector<Item> items;
-  items.reserve(static_cast<std::size_t>(v_.max_sequences) + 16);
   IterationShape shape;
   while (true) {
     {
@@ -420,9 +418,8 @@ void Driver::scheduler(Replica& r) {
       while (!done_ && r.waiting.empty() && r.running.empty() && !r.static_active) r.cv->wait(lock);
     }
     if (done_ && r.waiting.empty() && r.running.empty()) return;
-    items.clear();
     shape = IterationShape{};
-    const bool any = v_.scheduler == "static" ? form_static(r, items, shape) : form_batch(r, items, shape);
+    const bool any = v_.scheduler == "static" ? form_static(r, shape) : form_batch(r, shape);
     if (!any) {
       // Nothing can run now (KV cache full of transfers not yet admitted cannot happen; a prompt waiting for
       // blocks that running sequences will free is served after them): wait for a change.
@@ -437,7 +434,7 @@ void Driver::scheduler(Replica& r) {
     }
     execute(r, shape);
     ++iterations_;
-    apply(r, items, sg4::Engine::get_clock());
+    apply(r, sg4::Engine::get_clock());
   }
 }
 
@@ -520,10 +517,27 @@ void Driver::all_done() {
 
 // ---- scheduling ---------------------------------------------------------------------------------
 
+Seq Driver::admit(int id, int ctx, int prefill_left, long long blocks) const {
+  const auto i = static_cast<std::size_t>(id);
+  Seq q;
+  q.id = id;
+  q.ctx = ctx;
+  q.prefill_left = prefill_left;
+  q.blocks = blocks;
+  q.generated = generated_[i];
+  q.output = requests_[i].output_tokens;
+  q.measured = offline_ || requests_[i].arrival_s >= window_start_;
+  q.last_token_s = last_token_[i];
+  return q;
+}
+
 void Driver::preempt(Replica& r, std::size_t slot) {
   Seq& q = r.running[slot];
   r.blocks_used -= q.blocks;
-  ++preemptions_[static_cast<std::size_t>(q.id)];
+  const auto i = static_cast<std::size_t>(q.id);
+  generated_[i] = q.generated;
+  last_token_[i] = q.last_token_s;
+  ++preemptions_[i];
   ++preemption_count_;
   // vLLM's recomputation: the sequence goes back to the head of the queue; its cache is rebuilt from the
   // prompt and the tokens generated so far.
@@ -531,32 +545,11 @@ void Driver::preempt(Replica& r, std::size_t slot) {
   r.running.erase(r.running.begin() + static_cast<long>(slot));
 }
 
-bool Driver::reserve_decode_blocks(Replica& r) {
-  // Every sequence that decodes this iteration needs room for one more token; free blocks by preempting
-  // the most recently admitted sequences (vLLM's policy) when the cache is full.
-  for (std::size_t i = 0; i < r.running.size(); ++i) {
-    Seq& q = r.running[i];
-    if (q.prefill_left > 0) continue;
-    const long long need = (q.ctx + 1 + v_.kv_block_tokens - 1) / v_.kv_block_tokens - q.blocks;
-    if (need <= 0) continue;
-    while (r.blocks_total - r.blocks_used < need) {
-      const std::size_t victim = r.running.size() - 1;
-      preempt(r, victim);
-      if (victim == i) break;
-    }
-    if (i >= r.running.size()) break;  // it preempted itself
-    if (r.blocks_total - r.blocks_used >= need) {
-      r.running[i].blocks += need;
-      r.blocks_used += need;
-    }
-  }
-  return true;
-}
-
-bool Driver::form_batch(Replica& r, std::vector<Item>& items, IterationShape& shape) {
+bool Driver::form_batch(Replica& r, IterationShape& shape) {
   const bool chunked = v_.scheduler == "chunked_prefill";
   long long budget = chunked ? v_.chunk_tokens : v_.max_batched_tokens;
-  const int bt = v_.kv_block_tokens;
+  const long long bt = v_.kv_block_tokens;
+  bool any = false;
   auto want_prefill = [&] {
     if (r.waiting.empty() || static_cast<int>(r.running.size()) >= v_.max_sequences) return false;
     const int id = r.waiting.front();
@@ -565,70 +558,89 @@ bool Driver::form_batch(Replica& r, std::vector<Item>& items, IterationShape& sh
     return r.blocks_total - r.blocks_used >= need;
   };
   const bool prefill_only = v_.separate_prefill && !chunked && want_prefill();
-  if (!prefill_only) reserve_decode_blocks(r);
-  // 1. Decodes (one token each) and, with chunking, prompts still in progress.
-  for (std::size_t i = 0; i < r.running.size() && budget > 0; ++i) {
-    Seq& q = r.running[i];
-    if (q.prefill_left == 0) {
+  // 1. Decodes (one token each) and, with chunking, prompts still in progress. A decoding sequence needs room
+  //    for one more token: when the cache is full, the most recently admitted sequences are preempted (vLLM).
+  for (std::size_t i = 0; i < r.running.size(); ++i) {
+    r.running[i].step = 0;
+    if (budget <= 0) continue;
+    if (r.running[i].prefill_left == 0) {
       if (prefill_only) continue;
-      const long long need = (q.ctx + 1 + bt - 1) / bt;
-      if (q.blocks < need) continue;  // could not get a block this iteration
-      items.push_back({i, 0});
+      const long long need = (r.running[i].ctx + 1 + bt - 1) / bt - r.running[i].blocks;
+      if (need > 0) {
+        bool self = false;
+        while (r.blocks_total - r.blocks_used < need) {
+          const std::size_t victim = r.running.size() - 1;
+          self = victim == i;
+          preempt(r, victim);
+          if (self) break;
+        }
+        if (self) break;  // it preempted itself: nothing after it is left
+        r.running[i].blocks += need;
+        r.blocks_used += need;
+      }
+      Seq& d = r.running[i];
+      d.step = 1;
       shape.decode_seqs += 1.0;
-      shape.decode_context += q.ctx + 1.0;
+      shape.decode_context += d.ctx + 1.0;
       shape.sampled += 1.0;
       --budget;
+      any = true;
     } else if (chunked) {
+      Seq& q = r.running[i];
       const int c = static_cast<int>(std::min<long long>(q.prefill_left, budget));
-      items.push_back({i, c});
+      q.step = c;
       shape.prefill_tokens += c;
       shape.prefill_pairs += c * (q.ctx + (c + 1) / 2.0);
       if (c == q.prefill_left) shape.sampled += 1.0;
       budget -= c;
+      any = true;
     }
   }
   // 2. New prompts (or preempted sequences to recompute), first come first served.
   while (!r.waiting.empty() && budget > 0 && static_cast<int>(r.running.size()) < v_.max_sequences) {
-    if (v_.separate_prefill && !chunked && !prefill_only && !items.empty()) break;
+    if (v_.separate_prefill && !chunked && !prefill_only && any) break;
     const int id = r.waiting.front();
-    const auto& rq = requests_[static_cast<std::size_t>(id)];
-    const bool transferred = decode_pool_ >= 0 && r.pool == decode_pool_ && generated_[static_cast<std::size_t>(id)] == 1 &&
-                             preemptions_[static_cast<std::size_t>(id)] == 0 && first_replica_[static_cast<std::size_t>(id)] != r.index;
+    const auto i = static_cast<std::size_t>(id);
+    const auto& rq = requests_[i];
+    const bool transferred = decode_pool_ >= 0 && r.pool == decode_pool_ && generated_[i] == 1 && preemptions_[i] == 0 &&
+                             first_replica_[i] != r.index;
     if (transferred) {
       // A KV cache that arrived from a prefill replica: admitted with its prompt's keys and values cached.
       const long long need = (rq.prompt_tokens + 1 + bt - 1) / bt;
       if (r.blocks_total - r.blocks_used < need) break;
       r.waiting.pop_front();
-      r.running.push_back({id, rq.prompt_tokens, 0, need});
+      r.running.push_back(admit(id, rq.prompt_tokens, 0, need));
       r.blocks_used += need;
       Seq& q = r.running.back();
-      items.push_back({r.running.size() - 1, 0});
+      q.step = 1;
       shape.decode_seqs += 1.0;
       shape.decode_context += q.ctx + 1.0;
       shape.sampled += 1.0;
       --budget;
+      any = true;
       continue;
     }
-    const int tokens = rq.prompt_tokens + generated_[static_cast<std::size_t>(id)];
-    if (!chunked && tokens > budget && !items.empty()) break;
+    const int tokens = rq.prompt_tokens + generated_[i];
+    if (!chunked && tokens > budget && any) break;
     const long long need = (tokens + bt - 1) / bt;
     if (r.blocks_total - r.blocks_used < need) break;
     r.waiting.pop_front();
-    if (scheduled_[static_cast<std::size_t>(id)] < 0.0) scheduled_[static_cast<std::size_t>(id)] = sg4::Engine::get_clock();
-    r.running.push_back({id, 0, tokens, need});
+    if (scheduled_[i] < 0.0) scheduled_[i] = sg4::Engine::get_clock();
+    r.running.push_back(admit(id, 0, tokens, need));
     r.blocks_used += need;
     const int c = chunked ? static_cast<int>(std::min<long long>(tokens, budget)) : tokens;
-    items.push_back({r.running.size() - 1, c});
+    r.running.back().step = c;
     shape.prefill_tokens += c;
     shape.prefill_pairs += c * ((c + 1) / 2.0);
     if (c == tokens) shape.sampled += 1.0;
     budget -= c;
+    any = true;
   }
-  return !items.empty();
+  return any;
 }
 
-bool Driver::form_static(Replica& r, std::vector<Item>& items, IterationShape& shape) {
-  const int bt = v_.kv_block_tokens;
+bool Driver::form_static(Replica& r, IterationShape& shape) {
+  const long long bt = v_.kv_block_tokens;
   if (!r.static_active) {
     // A new batch: up to max_sequences queued requests, each with its whole sequence's KV reserved.
     int max_prompt = 0, max_output = 0;
@@ -639,7 +651,8 @@ bool Driver::form_static(Replica& r, std::vector<Item>& items, IterationShape& s
       if (r.blocks_total - r.blocks_used < need) break;
       r.waiting.pop_front();
       scheduled_[static_cast<std::size_t>(id)] = sg4::Engine::get_clock();
-      r.running.push_back({id, 0, rq.prompt_tokens, need});
+      r.running.push_back(admit(id, 0, rq.prompt_tokens, need));
+      r.running.back().step = rq.prompt_tokens;
       r.blocks_used += need;
       max_prompt = std::max(max_prompt, rq.prompt_tokens);
       max_output = std::max(max_output, rq.output_tokens);
@@ -654,7 +667,6 @@ bool Driver::form_static(Replica& r, std::vector<Item>& items, IterationShape& s
     shape.prefill_tokens = n * max_prompt;
     shape.prefill_pairs = n * max_prompt * (max_prompt + 1) / 2.0;
     shape.sampled = n;
-    for (std::size_t i = 0; i < r.running.size(); ++i) items.push_back({i, r.running[i].prefill_left});
     return true;
   }
   // Decode steps: every slot computes, finished or not, until the longest output is done.
@@ -662,15 +674,13 @@ bool Driver::form_static(Replica& r, std::vector<Item>& items, IterationShape& s
   shape.decode_seqs = n;
   shape.decode_context = n * (r.static_prompt + r.static_done_steps + 1.0);
   shape.sampled = n;
-  for (std::size_t i = 0; i < r.running.size(); ++i) items.push_back({i, 0});
+  for (Seq& q : r.running) q.step = q.generated < q.output ? 1 : 0;
   return true;
 }
 
-void Driver::token(Replica& r, int id, double now) {
-  const auto i = static_cast<std::size_t>(id);
-  const bool measured = offline_ || requests_[i].arrival_s >= window_start_;
-  if (generated_[i] > 0 && measured) {
-    const double gap = now - last_token_[i];
+void Driver::token(Replica& r, Seq& q, double now, bool window_now) {
+  if (q.generated > 0 && q.measured) {
+    const double gap = now - q.last_token_s;
     itl_sum_ += gap;
     ++itl_count_;
     itl_max_ = std::max(itl_max_, gap);
@@ -682,16 +692,17 @@ void Driver::token(Replica& r, int id, double now) {
     }
     itl_hist_[itl_last_bin_] += 1.0;
   }
-  ++generated_[i];
-  last_token_[i] = now;
-  if (in_window(now)) {
+  ++q.generated;
+  q.last_token_s = now;
+  if (window_now) {
     output_tokens_ += 1.0;
     site_tokens_[static_cast<std::size_t>(r.site)] += 1.0;
   }
-  if (generated_[i] == 1) {
+  if (q.generated == 1) {
+    const auto i = static_cast<std::size_t>(q.id);
     first_token_[i] = now;
     first_replica_[i] = r.index;
-    if (in_window(now)) input_tokens_ += requests_[i].prompt_tokens;
+    if (window_now) input_tokens_ += requests_[i].prompt_tokens;
   }
 }
 
@@ -704,29 +715,25 @@ void Driver::finish_request(Replica& r, int id, double now) {
   }
 }
 
-void Driver::apply(Replica& r, const std::vector<Item>& items, double now) {
-  leave_.assign(r.running.size(), 0);
-  auto& leave = leave_;
+void Driver::apply(Replica& r, double now) {
+  const bool window_now = in_window(now);
   if (v_.scheduler == "static") {
-    if (r.static_done_steps == 0 && r.running.front().prefill_left > 0) {
-      for (Seq& q : r.running) {
-        q.ctx = q.prefill_left;
-        q.prefill_left = 0;
-        token(r, q.id, now);
-        if (generated_[static_cast<std::size_t>(q.id)] >= requests_[static_cast<std::size_t>(q.id)].output_tokens) finish_request(r, q.id, now);
-      }
-    } else {
-      ++r.static_done_steps;
-      for (Seq& q : r.running) {
-        const auto i = static_cast<std::size_t>(q.id);
-        if (generated_[i] >= requests_[i].output_tokens) continue;
-        ++q.ctx;
-        token(r, q.id, now);
-        if (generated_[i] >= requests_[i].output_tokens) finish_request(r, q.id, now);
-      }
-    }
+    const bool prefill = r.static_done_steps == 0 && r.running.front().prefill_left > 0;
+    if (!prefill) ++r.static_done_steps;
     bool all = true;
-    for (const Seq& q : r.running) all = all && generated_[static_cast<std::size_t>(q.id)] >= requests_[static_cast<std::size_t>(q.id)].output_tokens;
+    for (Seq& q : r.running) {
+      if (q.step > 0) {
+        if (prefill) {
+          q.ctx = q.prefill_left;
+          q.prefill_left = 0;
+        } else {
+          ++q.ctx;
+        }
+        token(r, q, now, window_now);
+        if (q.generated >= q.output) finish_request(r, q.id, now);
+      }
+      all = all && q.generated >= q.output;
+    }
     if (all) {
       r.blocks_used = 0;
       r.running.clear();
@@ -734,35 +741,39 @@ void Driver::apply(Replica& r, const std::vector<Item>& items, double now) {
     }
     return;
   }
-  for (const Item& it : items) {
-    Seq& q = r.running[it.slot];
-    const auto i = static_cast<std::size_t>(q.id);
-    bool produced = false;
-    if (it.prefill > 0) {
-      q.ctx += it.prefill;
-      q.prefill_left -= it.prefill;
-      produced = q.prefill_left == 0;
-    } else {
-      ++q.ctx;
-      produced = true;
-    }
-    if (!produced) continue;
-    token(r, q.id, now);
-    if (generated_[i] >= requests_[i].output_tokens) {
-      leave[it.slot] = 1;
-      finish_request(r, q.id, now);
-    } else if (prefill_pool_ >= 0 && r.pool == prefill_pool_) {
-      leave[it.slot] = 1;
-      hand_off(r, q.id);
-    }
-  }
+  const bool prefill_pool = prefill_pool_ >= 0 && r.pool == prefill_pool_;
   std::size_t w = 0;
   for (std::size_t k = 0; k < r.running.size(); ++k) {
-    if (leave[k]) {
-      r.blocks_used -= r.running[k].blocks;
+    Seq& q = r.running[k];
+    bool stays = true;
+    if (q.step > 0) {
+      bool produced = true;
+      if (q.prefill_left > 0) {
+        q.ctx += q.step;
+        q.prefill_left -= q.step;
+        produced = q.prefill_left == 0;
+      } else {
+        ++q.ctx;
+      }
+      if (produced) {
+        token(r, q, now, window_now);
+        if (q.generated >= q.output) {
+          stays = false;
+          finish_request(r, q.id, now);
+        } else if (prefill_pool) {
+          stays = false;
+          generated_[static_cast<std::size_t>(q.id)] = q.generated;
+          last_token_[static_cast<std::size_t>(q.id)] = q.last_token_s;
+          hand_off(r, q.id);
+        }
+      }
+    }
+    if (!stays) {
+      r.blocks_used -= q.blocks;
       continue;
     }
-    r.running[w++] = r.running[k];
+    if (w != k) r.running[w] = q;
+    ++w;
   }
   r.running.resize(w);
 }
