@@ -155,6 +155,8 @@ struct Replica {
   long long blocks_used = 0;
   int transfers_in_flight = 0;  ///< KV caches on their way to this (decode) replica
   double busy_until = -1.0;     ///< when its last iteration ended (energy bookkeeping across idle gaps)
+  std::vector<int> own;         ///< fast path: the requests routed to it, in arrival order
+  std::size_t cursor = 0;       ///< fast path: the next of `own` to arrive
   sg4::MutexPtr mutex;
   sg4::ConditionVariablePtr cv;
   // Static batching (FasterTransformer): the batch in flight.
@@ -187,8 +189,8 @@ class Driver {
   // ---- scheduling ----
   int route(int pool, int request);
   void enqueue(Replica& r, int request);
-  bool form_batch(Replica& r, IterationShape& shape);
-  bool form_static(Replica& r, IterationShape& shape);
+  bool form_batch(Replica& r, IterationShape& shape, double now);
+  bool form_static(Replica& r, IterationShape& shape, double now);
   Seq admit(int id, int ctx, int prefill_left, long long blocks) const;
   void preempt(Replica& r, std::size_t slot);
   void apply(Replica& r, double now);
@@ -204,6 +206,14 @@ class Driver {
    *  `simulated_now`: the time has already passed), replayed afterwards. */
   double pipeline_send(Replica& r, int stage, double tokens, bool& simulated_now);
   void replay(const std::vector<int>& chips, const std::vector<double>& cb, const std::vector<double>& mb, double comm_s);
+  /** One parallel task of `total_s` on `chips` whose energy is that of cb at full, mb at memory-bound and the
+   *  rest of total_s at active power on each chip. */
+  void replay_span(const std::vector<int>& chips, const std::vector<double>& cb, const std::vector<double>& mb, double total_s);
+  /** Fast path (see fast_scheduler): the cost of an iteration from the memo alone; false when a layer shape
+   *  has not been simulated yet. Adds the per-chip times to `cb` / `mb` and returns the duration in `time_s`. */
+  bool cached_cost(Replica& r, const IterationShape& shape, double t0, std::vector<double>& cb, std::vector<double>& mb,
+                   double& time_s);
+  void fast_scheduler(Replica& r);
   std::vector<double> per_chip(const std::vector<int>& stage_devices_global, const std::vector<DeviceWork>& w, bool memory) const;
   // ---- measurement ----
   bool in_window(double t) const { return t >= window_start_ && t <= window_end_ + 1e-12; }
@@ -233,6 +243,8 @@ class Driver {
   std::vector<int> generated_, preemptions_, first_replica_;
   long long remaining_ = 0;
   bool done_ = false;
+  bool fast_ = false;  ///< replicas work ahead of the clock (fast_scheduler)
+  double next_sample_s_ = std::numeric_limits<double>::infinity();  ///< the monitor's next sample time
   std::exception_ptr failure_;
 
   double window_start_ = 0.0, window_end_ = 0.0;
@@ -321,6 +333,15 @@ Driver::Driver(const scenario::Scenario& s, const catalog::Catalog& catalog, con
     throw Error(fmt::format("serving: no request arrives after the warm-up ({} s; the last arrives at {} s): nothing to measure",
                             v_.warmup_s, requests_.back().arrival_s));
   interval_ = v_.sample_interval_s > 0.0 ? v_.sample_interval_s : offline_ ? 0.01 : (window_end_ - window_start_) / 400.0;
+  // The fast path needs routing that no replica's state can change (round-robin, or one replica) and one pool of
+  // single-stage replicas.
+  fast_ = colocated_pool_ >= 0 && v_.pools.size() == 1 && v_.pools[0].pipeline == 1 &&
+          (v_.router == "round_robin" || v_.pools[0].replicas == 1) && opt_.memoize;
+  if (fast_) {
+    const auto& idx = pool_replicas_[static_cast<std::size_t>(colocated_pool_)];
+    for (std::size_t i = 0; i < requests_.size(); ++i)
+      replicas_[static_cast<std::size_t>(idx[i % idx.size()])].own.push_back(static_cast<int>(i));
+  }
 }
 
 void Driver::build_replicas() {
@@ -419,7 +440,8 @@ void Driver::scheduler(Replica& r) {
     }
     if (done_ && r.waiting.empty() && r.running.empty()) return;
     shape = IterationShape{};
-    const bool any = v_.scheduler == "static" ? form_static(r, shape) : form_batch(r, shape);
+    const bool any = v_.scheduler == "static" ? form_static(r, shape, sg4::Engine::get_clock())
+                                              : form_batch(r, shape, sg4::Engine::get_clock());
     if (!any) {
       // Nothing can run now (KV cache full of transfers not yet admitted cannot happen; a prompt waiting for
       // blocks that running sequences will free is served after them): wait for a change.
@@ -467,6 +489,7 @@ void Driver::monitor() {
       snapshot_window_end();
       if (done_) break;
     }
+    next_sample_s_ = next;
     sg4::this_actor::sleep_until(next);
     const std::vector<double> e = site_energy();
     if (!start_taken && close_to(next, window_start_)) {
@@ -545,7 +568,7 @@ void Driver::preempt(Replica& r, std::size_t slot) {
   r.running.erase(r.running.begin() + static_cast<long>(slot));
 }
 
-bool Driver::form_batch(Replica& r, IterationShape& shape) {
+bool Driver::form_batch(Replica& r, IterationShape& shape, double now) {
   const bool chunked = v_.scheduler == "chunked_prefill";
   long long budget = chunked ? v_.chunk_tokens : v_.max_batched_tokens;
   const long long bt = v_.kv_block_tokens;
@@ -625,7 +648,7 @@ bool Driver::form_batch(Replica& r, IterationShape& shape) {
     const long long need = (tokens + bt - 1) / bt;
     if (r.blocks_total - r.blocks_used < need) break;
     r.waiting.pop_front();
-    if (scheduled_[i] < 0.0) scheduled_[i] = sg4::Engine::get_clock();
+    if (scheduled_[i] < 0.0) scheduled_[i] = now;
     r.running.push_back(admit(id, 0, tokens, need));
     r.blocks_used += need;
     const int c = chunked ? static_cast<int>(std::min<long long>(tokens, budget)) : tokens;
@@ -639,7 +662,7 @@ bool Driver::form_batch(Replica& r, IterationShape& shape) {
   return any;
 }
 
-bool Driver::form_static(Replica& r, IterationShape& shape) {
+bool Driver::form_static(Replica& r, IterationShape& shape, double now) {
   const long long bt = v_.kv_block_tokens;
   if (!r.static_active) {
     // A new batch: up to max_sequences queued requests, each with its whole sequence's KV reserved.
@@ -650,7 +673,7 @@ bool Driver::form_static(Replica& r, IterationShape& shape) {
       const long long need = (rq.prompt_tokens + rq.output_tokens + bt - 1) / bt;
       if (r.blocks_total - r.blocks_used < need) break;
       r.waiting.pop_front();
-      scheduled_[static_cast<std::size_t>(id)] = sg4::Engine::get_clock();
+      scheduled_[static_cast<std::size_t>(id)] = now;
       r.running.push_back(admit(id, 0, rq.prompt_tokens, need));
       r.running.back().step = rq.prompt_tokens;
       r.blocks_used += need;
@@ -709,7 +732,7 @@ void Driver::token(Replica& r, Seq& q, double now, bool window_now) {
 void Driver::finish_request(Replica& r, int id, double now) {
   end_[static_cast<std::size_t>(id)] = now;
   (void)r;
-  if (--remaining_ == 0) {
+  if (--remaining_ == 0 && !fast_) {  // the fast path finishes once its clock has caught up (fast_scheduler)
     if (offline_) snapshot_window_end();
     all_done();
   }
@@ -979,15 +1002,17 @@ double Driver::pipeline_send(Replica& r, int stage, double tokens, bool& simulat
 }
 
 void Driver::replay(const std::vector<int>& chips, const std::vector<double>& cb, const std::vector<double>& mb, double comm_s) {
-  // One parallel task replays the whole stretch: a pacer host times it (compute-bound + memory-bound time of
-  // the slowest chip, then the communication), and each chip runs at the constant load whose power, integrated
-  // by the energy plugin, gives exactly the energy of its compute-bound seconds at full power, its memory-bound
-  // seconds at memory-bound power and the rest at active power (SimGrid's host_energy: P = epsilon + load x
-  // (max - epsilon) in the compute-bound pstate). The first occurrence of every layer shape ran as real phases
-  // in both pstates (layer_cost()); replaying it this way costs one activity per stage and iteration.
   double busy = 0.0;
   for (std::size_t i = 0; i < chips.size(); ++i) busy = std::max(busy, cb[i] + mb[i]);
-  const double total = busy + comm_s;
+  replay_span(chips, cb, mb, busy + comm_s);
+}
+
+void Driver::replay_span(const std::vector<int>& chips, const std::vector<double>& cb, const std::vector<double>& mb, double total) {
+  // One parallel task replays the whole stretch: a pacer host times it, and each chip runs at the constant load
+  // whose power, integrated by the energy plugin, gives exactly the energy of its compute-bound seconds at full
+  // power, its memory-bound seconds at memory-bound power and the rest at active power (SimGrid's host_energy:
+  // P = epsilon + load x (max - epsilon) in the compute-bound pstate). The first occurrence of every layer shape
+  // ran as real phases in both pstates (layer_cost()); replaying it this way costs one activity per stretch.
   if (!(total > 0.0)) return;
   const auto& hosts = sim_->platform().chips();
   const double speed = sim_->platform().chip_speed_flops_per_s();
@@ -1011,6 +1036,120 @@ void Driver::replay(const std::vector<int>& chips, const std::vector<double>& cb
   ex->vetoable_start();
   ex->wait();
   sim_->release_pacer(pacer);
+}
+
+bool Driver::cached_cost(Replica& r, const IterationShape& shape, double t0, std::vector<double>& cb, std::vector<double>& mb,
+                         double& time_s) {
+  const workload::IterationModel& model = *models_[static_cast<std::size_t>(r.pool)];
+  const double tb = bucket(shape.tokens(), v_.memo_buckets_per_octave);
+  const LayerCost* costs[2] = {nullptr, nullptr};
+  for (LayerKind kind : {LayerKind::dense, LayerKind::moe}) {
+    if (model.layers(0, kind) == 0) continue;
+    auto it = layers_.find(std::make_tuple(r.pool, 0, static_cast<int>(kind), tb));
+    if (it == layers_.end()) return false;
+    costs[static_cast<int>(kind)] = &it->second;
+  }
+  const DeviceWork& attn = attention_cost(r, shape);
+  const DeviceWork& ends = ends_cost(r, 0, shape);
+  const bool window = in_window(t0);
+  const std::size_t n = r.stage_chips[0].size();
+  double busy = 0.0, comm = 0.0, flops = 0.0;
+  int layers = 0;
+  for (std::size_t k = 0; k < n; ++k) {
+    double c = ends.compute_bound_s, m = ends.memory_bound_s;
+    for (int kind = 0; kind < 2; ++kind) {
+      if (!costs[kind]) continue;
+      const int count = model.layers(0, static_cast<LayerKind>(kind));
+      c += count * (costs[kind]->compute_bound_s[k] + attn.compute_bound_s);
+      m += count * (costs[kind]->memory_bound_s[k] + attn.memory_bound_s);
+    }
+    cb[k] += c;
+    mb[k] += m;
+    busy = std::max(busy, c + m);
+  }
+  for (int kind = 0; kind < 2; ++kind) {
+    if (!costs[kind]) continue;
+    const int count = model.layers(0, static_cast<LayerKind>(kind));
+    layers += count;
+    comm += count * costs[kind]->comm_s;
+    flops += count * costs[kind]->model_flops;
+    if (window)
+      for (std::size_t s = 0; s < costs[kind]->site_link_bytes.size(); ++s)
+        for (std::size_t cl = 0; cl < system::kLinkClassCount; ++cl) site_link_bytes_[s][cl] += count * costs[kind]->site_link_bytes[s][cl];
+  }
+  layer_replays_ += layers;
+  if (window) model_flops_ += flops + model.attention_flops(shape) * s_.model.decoder_layers + model.ends_flops(shape);
+  time_s = busy + comm;
+  return true;
+}
+
+void Driver::fast_scheduler(Replica& r) {
+  // The replica works ahead of the simulated clock through stretches of iterations whose costs are all in the
+  // memo: its own arrivals (round-robin routing does not depend on any replica's state) join at iteration
+  // boundaries as in scheduler(); every token gets its exact time; then one parallel task replays the stretch's
+  // time and energy on its chips. A stretch ends at the monitor's next sample, at the window's edges, after
+  // kMaxStretch iterations, or before an iteration that needs a detailed simulation. Results equal the
+  // iteration-by-iteration path's; only the activities SimGrid handles are fewer.
+  constexpr int kMaxStretch = 4096;
+  const std::vector<int>& chips = r.stage_chips[0];
+  std::vector<double> cb(chips.size(), 0.0), mb(chips.size(), 0.0);
+  double span_start = sg4::Engine::get_clock(), t = span_start;
+  int stretch = 0;
+  auto flush = [&] {
+    if (stretch == 0 && !(t > span_start)) return;
+    if (span_start > r.busy_until)
+      for (int c : r.chips) sg_host_get_consumed_energy(sim_->platform().chips()[static_cast<std::size_t>(c)]);
+    replay_span(chips, cb, mb, t - sg4::Engine::get_clock());
+    r.busy_until = sg4::Engine::get_clock();
+    std::fill(cb.begin(), cb.end(), 0.0);
+    std::fill(mb.begin(), mb.end(), 0.0);
+    stretch = 0;
+    span_start = t = sg4::Engine::get_clock();
+  };
+  auto barrier = [&] {
+    double b = next_sample_s_;
+    if (window_start_ > span_start) b = std::min(b, window_start_);
+    if (!offline_ && window_end_ > span_start) b = std::min(b, window_end_);
+    return b;
+  };
+  IterationShape shape;
+  while (true) {
+    while (r.cursor < r.own.size() && requests_[static_cast<std::size_t>(r.own[r.cursor])].arrival_s <= t)
+      r.waiting.push_back(r.own[r.cursor++]);
+    if (r.waiting.empty() && r.running.empty() && !r.static_active) {
+      flush();
+      if (r.cursor >= r.own.size()) return;
+      sg4::this_actor::sleep_until(requests_[static_cast<std::size_t>(r.own[r.cursor])].arrival_s);
+      span_start = t = sg4::Engine::get_clock();
+      continue;
+    }
+    shape = IterationShape{};
+    const bool any = v_.scheduler == "static" ? form_static(r, shape, t) : form_batch(r, shape, t);
+    if (!any)
+      throw Error(fmt::format("serving: replica {} cannot admit request {} ({} prompt tokens) with {} free KV blocks of {} "
+                              "tokens and nothing running (internal error: feasibility was checked)",
+                              r.index, r.waiting.front(), requests_[static_cast<std::size_t>(r.waiting.front())].prompt_tokens,
+                              r.blocks_total - r.blocks_used, v_.kv_block_tokens));
+    double dt = 0.0;
+    if (cached_cost(r, shape, t, cb, mb, dt)) {
+      t += dt;
+      ++stretch;
+    } else {
+      // A new layer shape: bring the clock to the stretch's end, then simulate this iteration in detail.
+      flush();
+      execute(r, shape);
+      span_start = t = sg4::Engine::get_clock();
+    }
+    ++iterations_;
+    apply(r, t);
+    if (remaining_ == 0) {
+      flush();
+      if (offline_) snapshot_window_end();
+      all_done();
+      return;
+    }
+    if (stretch >= kMaxStretch || t >= barrier()) flush();
+  }
 }
 
 double Driver::execute(Replica& r, const IterationShape& shape) {
@@ -1085,10 +1224,13 @@ ServingResult Driver::run() {
       }
     };
   };
-  sg4::Actor::create("arrivals", home, guard([this] { arrivals(); }));
+  if (!fast_) sg4::Actor::create("arrivals", home, guard([this] { arrivals(); }));
   for (Replica& r : replicas_) {
     Replica* rp = &r;
-    sg4::Actor::create(fmt::format("replica{}", r.index), home, guard([this, rp] { scheduler(*rp); }));
+    if (fast_)
+      sg4::Actor::create(fmt::format("replica{}", r.index), home, guard([this, rp] { fast_scheduler(*rp); }));
+    else
+      sg4::Actor::create(fmt::format("replica{}", r.index), home, guard([this, rp] { scheduler(*rp); }));
   }
   sg4::Actor::create("monitor", home, guard([this] { monitor(); }))->daemonize();
   sim_->run_actors();

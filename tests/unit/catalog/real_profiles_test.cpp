@@ -27,8 +27,8 @@ const Catalog& real() {
 
 }  // namespace
 
-TEST_CASE("catalog::Catalog: loads the seven shipped accelerators", "[catalog]") {
-  const std::vector<std::string> expected = {"a100", "h100", "h200", "tpu_v2", "tpu_v3", "tpu_v4", "v100"};
+TEST_CASE("catalog::Catalog: loads the eight shipped accelerators", "[catalog]") {
+  const std::vector<std::string> expected = {"a100", "a100_40gb", "h100", "h200", "tpu_v2", "tpu_v3", "tpu_v4", "v100"};
   CHECK(real().accelerator_names() == expected);
   for (const auto& name : expected) {
     const auto& a = real().accelerator(name);

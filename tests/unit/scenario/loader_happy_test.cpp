@@ -375,7 +375,13 @@ TEST_CASE("scenario::load_file: every scenario shipped under scenarios/ loads", 
     REQUIRE_NOTHROW(s = load_file(f, t::real_catalog()));
     CHECK_FALSE(s.name.empty());
     const auto& accel = t::real_catalog().accelerator(s.cluster.accelerator);
-    CHECK(s.parallelism.devices() == s.cluster.count * accel.devices_per_chip);
+    if (s.is_serving()) {
+      int devices = 0;
+      for (const auto& pool : s.serving->pools) devices += pool.replicas * pool.devices_per_replica();
+      CHECK(devices == s.cluster.count * accel.devices_per_chip);
+    } else {
+      CHECK(s.parallelism.devices() == s.cluster.count * accel.devices_per_chip);
+    }
     CHECK_NOTHROW(load_alternatives(f, t::real_catalog()));
   }
 }
