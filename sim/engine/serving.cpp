@@ -22,6 +22,7 @@
 #include <fmt/format.h>
 
 #include "moesim/core/error.hpp"
+#include "moesim/core/text.hpp"
 #include "moesim/perf/model_factory.hpp"
 #include "moesim/platform/platform.hpp"
 #include "moesim/system/collectives.hpp"
@@ -214,6 +215,20 @@ class Driver {
   bool cached_cost(Replica& r, const IterationShape& shape, double t0, std::vector<double>& cb, std::vector<double>& mb,
                    double& time_s);
   void fast_scheduler(Replica& r);
+
+ public:
+  /** Batch formation (serving.scheduler.type) and routing (serving.router.type) policies, by scenario name. */
+  using FormFn = bool (Driver::*)(Replica&, IterationShape&, double);
+  using LoadFn = double (Driver::*)(const Replica&) const;  ///< nullptr: round-robin
+  static const std::map<std::string, FormFn>& schedulers();
+  static const std::map<std::string, LoadFn>& routers();
+
+ private:
+  bool form(Replica& r, IterationShape& shape, double now) { return (this->*form_)(r, shape, now); }
+  double load_outstanding(const Replica& r) const { return static_cast<double>(r.outstanding()); }
+  double load_kv(const Replica& r) const;
+  FormFn form_ = nullptr;
+  LoadFn load_ = nullptr;
   std::vector<double> per_chip(const std::vector<int>& stage_devices_global, const std::vector<DeviceWork>& w, bool memory) const;
   // ---- measurement ----
   bool in_window(double t) const { return t >= window_start_ && t <= window_end_ + 1e-12; }
@@ -276,6 +291,18 @@ class Driver {
 
 Driver::Driver(const scenario::Scenario& s, const catalog::Catalog& catalog, const EngineOptions& options)
     : s_(s), v_(*s.serving), catalog_(catalog), accel_(catalog.accelerator(s.cluster.accelerator)), opt_(options) {
+  auto names = [](const auto& m) {
+    std::vector<std::string> v;
+    for (const auto& [k, f] : m) v.push_back(k);
+    return text::join(v);
+  };
+  const auto sched = schedulers().find(v_.scheduler);
+  if (sched == schedulers().end())
+    throw Error(fmt::format("unknown serving scheduler '{}'; valid: {}", v_.scheduler, names(schedulers())));
+  form_ = sched->second;
+  const auto router = routers().find(v_.router);
+  if (router == routers().end()) throw Error(fmt::format("unknown serving router '{}'; valid: {}", v_.router, names(routers())));
+  load_ = router->second;
   const perf::EfficiencyTable eff = perf::EfficiencyTable::load(catalog.profiles_dir());
   compute_ = perf::make_compute_model(accel_, eff, catalog.profiles_dir());
   int devices = 0;
@@ -336,7 +363,7 @@ Driver::Driver(const scenario::Scenario& s, const catalog::Catalog& catalog, con
   // The fast path needs routing that no replica's state can change (round-robin, or one replica) and one pool of
   // single-stage replicas.
   fast_ = colocated_pool_ >= 0 && v_.pools.size() == 1 && v_.pools[0].pipeline == 1 &&
-          (v_.router == "round_robin" || v_.pools[0].replicas == 1) && opt_.memoize;
+          (load_ == nullptr || v_.pools[0].replicas == 1) && opt_.memoize && opt_.serving_fast_path;
   if (fast_) {
     const auto& idx = pool_replicas_[static_cast<std::size_t>(colocated_pool_)];
     for (std::size_t i = 0; i < requests_.size(); ++i)
@@ -398,25 +425,39 @@ void Driver::arrivals() {
   }
 }
 
+const std::map<std::string, Driver::FormFn>& Driver::schedulers() {
+  static const std::map<std::string, FormFn> m = {
+      {"static", &Driver::form_static},           // FasterTransformer request-level batches
+      {"continuous", &Driver::form_batch},        // Orca / vLLM / TensorRT-LLM iteration-level batching
+      {"chunked_prefill", &Driver::form_batch},   // Sarathi-Serve (form_batch reads the chunk budget)
+  };
+  return m;
+}
+
+const std::map<std::string, Driver::LoadFn>& Driver::routers() {
+  static const std::map<std::string, LoadFn> m = {
+      {"round_robin", nullptr},
+      {"least_outstanding", &Driver::load_outstanding},
+      {"least_kv", &Driver::load_kv},
+  };
+  return m;
+}
+
+double Driver::load_kv(const Replica& r) const {
+  // Blocks held plus those the queued prompts will need, as a fraction of the replica's cache.
+  double want = static_cast<double>(r.blocks_used);
+  for (int q : r.waiting) want += std::ceil(static_cast<double>(requests_[static_cast<std::size_t>(q)].prompt_tokens) / v_.kv_block_tokens);
+  return r.blocks_total > 0 ? want / static_cast<double>(r.blocks_total) : want;
+}
+
 int Driver::route(int pool, int request) {
   const auto& idx = pool_replicas_[static_cast<std::size_t>(pool)];
-  if (v_.router == "round_robin" || idx.size() == 1) {
-    const int r = idx[static_cast<std::size_t>(rr_next_[static_cast<std::size_t>(pool)]++ % static_cast<int>(idx.size()))];
-    return r;
-  }
+  if (load_ == nullptr || idx.size() == 1)
+    return idx[static_cast<std::size_t>(rr_next_[static_cast<std::size_t>(pool)]++ % static_cast<int>(idx.size()))];
   int best = idx.front();
   double best_load = std::numeric_limits<double>::infinity();
   for (int i : idx) {
-    const Replica& r = replicas_[static_cast<std::size_t>(i)];
-    double load = 0.0;
-    if (v_.router == "least_outstanding") {
-      load = static_cast<double>(r.outstanding());
-    } else {  // least_kv: blocks held plus those the queued prompts will need
-      double want = static_cast<double>(r.blocks_used);
-      for (int q : r.waiting)
-        want += std::ceil(static_cast<double>(requests_[static_cast<std::size_t>(q)].prompt_tokens) / v_.kv_block_tokens);
-      load = r.blocks_total > 0 ? want / static_cast<double>(r.blocks_total) : want;
-    }
+    const double load = (this->*load_)(replicas_[static_cast<std::size_t>(i)]);
     if (load < best_load) {
       best_load = load;
       best = i;
@@ -440,8 +481,7 @@ void Driver::scheduler(Replica& r) {
     }
     if (done_ && r.waiting.empty() && r.running.empty()) return;
     shape = IterationShape{};
-    const bool any = v_.scheduler == "static" ? form_static(r, shape, sg4::Engine::get_clock())
-                                              : form_batch(r, shape, sg4::Engine::get_clock());
+    const bool any = form(r, shape, sg4::Engine::get_clock());
     if (!any) {
       // Nothing can run now (KV cache full of transfers not yet admitted cannot happen; a prompt waiting for
       // blocks that running sequences will free is served after them): wait for a change.
@@ -1124,7 +1164,7 @@ void Driver::fast_scheduler(Replica& r) {
       continue;
     }
     shape = IterationShape{};
-    const bool any = v_.scheduler == "static" ? form_static(r, shape, t) : form_batch(r, shape, t);
+    const bool any = form(r, shape, t);
     if (!any)
       throw Error(fmt::format("serving: replica {} cannot admit request {} ({} prompt tokens) with {} free KV blocks of {} "
                               "tokens and nothing running (internal error: feasibility was checked)",
@@ -1362,6 +1402,18 @@ ServingResult Driver::run() {
 }
 
 }  // namespace
+
+std::vector<std::string> serving_scheduler_names() {
+  std::vector<std::string> v;
+  for (const auto& [k, f] : Driver::schedulers()) v.push_back(k);
+  return v;
+}
+
+std::vector<std::string> serving_router_names() {
+  std::vector<std::string> v;
+  for (const auto& [k, f] : Driver::routers()) v.push_back(k);
+  return v;
+}
 
 void check_serving_feasible(const scenario::Scenario& s, const catalog::Catalog& catalog) {
   const auto& accel = catalog.accelerator(s.cluster.accelerator);

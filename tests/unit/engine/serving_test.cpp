@@ -4,12 +4,14 @@
 // against the energy plugin's joules, determinism, and the shape memo against exact shapes.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <fstream>
 #include <numeric>
 
 #include "moesim/catalog/catalog.hpp"
 #include "moesim/engine/isolation.hpp"
 #include "moesim/engine/serving.hpp"
+#include "moesim/scenario/fields.hpp"
 #include "moesim/scenario/loader.hpp"
 #include "moesim/workload/serving.hpp"
 #include "moesim_test/temp_dir.hpp"
@@ -178,4 +180,40 @@ TEST_CASE("engine::serving: memoised shape buckets stay within a percent of exac
   for (const auto& site : bucketed.sites) eb += site.chip_energy_per_step_j;
   for (const auto& site : exact.sites) ee += site.chip_energy_per_step_j;
   CHECK(eb == Approx(ee).epsilon(0.01));
+}
+
+TEST_CASE("engine::serving: the scheduler and router registries are the choices the scenario allows", "[engine][serving]") {
+  auto sorted = [](std::vector<std::string> v) {
+    std::sort(v.begin(), v.end());
+    return v;
+  };
+  CHECK(sorted(moesim::scenario::find_field("serving.scheduler.type")->choices) == en::serving_scheduler_names());
+  CHECK(sorted(moesim::scenario::find_field("serving.router.type")->choices) == en::serving_router_names());
+}
+
+TEST_CASE("engine::serving: the fast path gives the iteration-by-iteration path's results", "[engine][serving]") {
+  for (const char* sched : {"continuous", "static", "chunked_prefill"}) {
+    INFO(sched);
+    const auto s = load("  arrival: {type: poisson, rate_per_s: 40}\n  prompt_length: {type: lognormal, mean: 400, sigma: 0.9}\n"
+                        "  output_length: {type: uniform, min: 10, max: 120}\n  duration_s: 5\n  warmup_s: 1\n"
+                        "  pools:\n    - {replicas: 4, tensor: 2}\n  scheduler: {type: " + std::string(sched) + "}\n");
+    auto run = [&](bool fast) {
+      const auto iso = en::run_isolated([&] {
+        moesim::engine::EngineOptions opt;
+        opt.serving_fast_path = fast;
+        return en::to_json(en::simulate_serving(s, catalog(), opt));
+      });
+      return en::serving_from_json(iso.value);
+    };
+    const auto fast = run(true), slow = run(false);
+    CHECK(fast.iterations == slow.iterations);
+    CHECK(fast.output_tokens_window == slow.output_tokens_window);
+    CHECK(fast.ttft.p99_s == Approx(slow.ttft.p99_s).epsilon(1e-9));
+    CHECK(fast.tpot.mean_s == Approx(slow.tpot.mean_s).epsilon(1e-9));
+    CHECK(fast.e2e.max_s == Approx(slow.e2e.max_s).epsilon(1e-9));
+    double ef = 0.0, es = 0.0;
+    for (const auto& x : fast.sites) ef += x.chip_energy_per_step_j;
+    for (const auto& x : slow.sites) es += x.chip_energy_per_step_j;
+    CHECK(ef == Approx(es).epsilon(1e-6));
+  }
 }

@@ -22,6 +22,9 @@ struct EngineOptions {
   bool memoize = true;        ///< replay isolated collectives already simulated with the same traffic
   int power_samples = 400;    ///< points of the power-over-time series of the first step
   bool trace = false;         ///< record every phase's start and end (first step)
+  /** Serving: let replicas work ahead of the clock through memoised stretches when routing allows it
+   *  (false: every iteration is its own SimGrid activity, the reference the fast path is tested against). */
+  bool serving_fast_path = true;
 };
 
 /** One phase of a simulated step, for traces. */

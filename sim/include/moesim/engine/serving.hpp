@@ -110,6 +110,10 @@ ServingResult serving_from_json(const nlohmann::json& j);
 /** The window as one "step" of a job, for the energy layer: step time = window, one step. */
 JobResult window_as_job(const ServingResult& r);
 
+/** The registries of batching schedulers and routers (serving.scheduler.type, serving.router.type). */
+std::vector<std::string> serving_scheduler_names();
+std::vector<std::string> serving_router_names();
+
 /** Checks what can be checked without simulating: topology, memory of every pool, the requests (trace),
  *  and that the largest request fits a replica's KV cache. Throws moesim::Error / InputError. */
 void check_serving_feasible(const scenario::Scenario& s, const catalog::Catalog& catalog);
