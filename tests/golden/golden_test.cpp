@@ -47,7 +47,8 @@ TEST_CASE("golden::examples: every example has a golden file and every golden fi
   // Each example is also listed below as its own golden test case.
   for (const char* name : {"tpu-v3-torus-moe", "a100-dense-tensor-pipeline", "h100-zipf-dropless", "two-datacenter-data-parallel",
                            "tpu-v4-3d-torus", "inline-datacenter-grid", "serving-continuous", "serving-chunked-prefill",
-                           "serving-static", "serving-disaggregated", "serving-expert-parallel", "serving-two-sites"})
+                           "serving-static", "serving-disaggregated", "serving-expert-parallel", "serving-two-sites",
+                           "serving-trace"})
     CHECK(examples.count(name) == 1);
 }
 
@@ -190,6 +191,15 @@ TEST_CASE("golden::serving-two-sites: one deployment, two grids", "[golden][serv
   CHECK(dcs[0].at("energy_per_output_token_j").get<double>() == Approx(dcs[1].at("energy_per_output_token_j").get<double>()).epsilon(0.02));
   CHECK(dcs[0].at("gco2e_gross_per_1000_tokens").get<double>() / dcs[1].at("gco2e_gross_per_1000_tokens").get<double>() ==
         Approx(dcs[0].at("gross_kgco2e_per_kwh").get<double>() / dcs[1].at("gross_kgco2e_per_kwh").get<double>()).epsilon(0.02));
+}
+
+TEST_CASE("golden::serving-trace: requests replayed from a trace file", "[golden][serving]") {
+  const json run = g::check_golden("serving-trace");
+  serving_checks(run);
+  // The trace holds 200 requests, all measured (no warm-up); their output tokens all fall in the window
+  // (it runs to the last arrival, after which a few tokens are produced in the drain).
+  CHECK(run.at("requests_measured").get<long long>() == 200);
+  CHECK(run.at("metrics").at("requests_total").at("value").get<double>() == 200.0);
 }
 
 TEST_CASE("golden::compare-small-placement: one alternative of every kind, ranked, with the Pareto front", "[golden][compare]") {

@@ -46,7 +46,9 @@ struct StepResult {
   std::vector<double> site_energy_j;              ///< chip-host energy per site during the step (host_energy)
   /** Bytes x links traversed, by link class and site (WAN counted on the sending site). */
   std::vector<std::array<double, system::kLinkClassCount>> site_link_bytes;
-  std::vector<double> power_t_s;                  ///< power series (first step only)
+  /** Power series (first step only): power_w[i] is the chips' average power from power_t_s[i] to power_t_s[i + 1]
+   *  (the last interval ends with the step), so sum(power_w x interval) = the step's chip energy. */
+  std::vector<double> power_t_s;
   std::vector<double> power_w;
   workload::StepStats stats;
   double wan_busy_s = 0.0;                        ///< time rounds with cross-datacenter traffic were running
