@@ -2,6 +2,7 @@
 #pragma once
 // Device-side helpers shared by the hand-written kernels: element conversions and 16-byte packs.
 #include <cuda_bf16.h>
+#include <cuda_fp8.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -19,6 +20,11 @@ __device__ __forceinline__ float to_float<__nv_bfloat16>(__nv_bfloat16 v) {
   return __bfloat162float(v);
 }
 
+template <>
+__device__ __forceinline__ float to_float<__nv_fp8_e4m3>(__nv_fp8_e4m3 v) {
+  return static_cast<float>(v);
+}
+
 template <class T>
 __device__ __forceinline__ T from_float(float v);
 template <>
@@ -28,6 +34,23 @@ __device__ __forceinline__ float from_float<float>(float v) {
 template <>
 __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) {
   return __float2bfloat16_rn(v);
+}
+/** Round to nearest even, saturating to ±448 (the CPU's float_to_e4m3_bits). */
+template <>
+__device__ __forceinline__ __nv_fp8_e4m3 from_float<__nv_fp8_e4m3>(float v) {
+  __nv_fp8_e4m3 out;
+  out.__x = __nv_cvt_float_to_fp8(v, __NV_SATFINITE, __NV_E4M3);
+  return out;
+}
+
+/** Widens `n` consecutive fp8 E4M3 bytes held in 32-bit words (byte i of the run in bits 8·(i%4)) to floats. */
+__device__ __forceinline__ void e4m3x4_to_float(std::uint32_t word, float* out) {
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    __nv_fp8_e4m3 v;
+    v.__x = static_cast<__nv_fp8_storage_t>((word >> (8 * i)) & 0xFFu);
+    out[i] = static_cast<float>(v);
+  }
 }
 
 /** Elements of T in one 16-byte pack: 4 fp32 or 8 bf16. */

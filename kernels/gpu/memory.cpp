@@ -37,16 +37,32 @@ void copy_to_host(void* dst, const void* src, std::size_t bytes) {
 }
 
 DeviceMemory upload(const std::vector<float>& values, DType dtype) {
-  if (dtype == DType::fp32) return upload_raw(values);
+  switch (dtype) {
+    case DType::fp32: return upload_raw(values);
+    case DType::fp8: {
+      std::vector<std::uint8_t> bits(values.size());
+      for (std::size_t i = 0; i < values.size(); ++i) bits[i] = float_to_e4m3_bits(values[i]);
+      return upload_raw(bits);
+    }
+    case DType::bf16: break;
+  }
   std::vector<std::uint16_t> bits(values.size());
   for (std::size_t i = 0; i < values.size(); ++i) bits[i] = float_to_bf16_bits(values[i]);
   return upload_raw(bits);
 }
 
 std::vector<float> download(const void* src, std::size_t count, DType dtype) {
-  if (dtype == DType::fp32) return download_raw<float>(src, count);
-  const auto bits = download_raw<std::uint16_t>(src, count);
   std::vector<float> out(count);
+  switch (dtype) {
+    case DType::fp32: return download_raw<float>(src, count);
+    case DType::fp8: {
+      const auto bits = download_raw<std::uint8_t>(src, count);
+      for (std::size_t i = 0; i < count; ++i) out[i] = e4m3_bits_to_float(bits[i]);
+      return out;
+    }
+    case DType::bf16: break;
+  }
+  const auto bits = download_raw<std::uint16_t>(src, count);
   for (std::size_t i = 0; i < count; ++i) out[i] = bf16_bits_to_float(bits[i]);
   return out;
 }
@@ -59,11 +75,25 @@ Context::Context() {
   MOESIM_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   MOESIM_CUBLAS_CHECK(cublasCreate(&cublas_));
   MOESIM_CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
+  MOESIM_CUBLAS_CHECK(cublasLtCreate(&cublas_lt_));
+  int device = 0;
+  MOESIM_CUDA_CHECK(cudaGetDevice(&device));
+  MOESIM_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, device));
+  int major = 0, minor = 0;
+  MOESIM_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  MOESIM_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+  compute_capability_ = 10 * major + minor;
 }
 
 Context::~Context() {
+  if (cublas_lt_ != nullptr) cublasLtDestroy(cublas_lt_);
   if (cublas_ != nullptr) cublasDestroy(cublas_);
   if (stream_ != nullptr) cudaStreamDestroy(stream_);
+}
+
+void* Context::lt_workspace() {
+  if (lt_workspace_.get() == nullptr) lt_workspace_ = DeviceMemory(kLtWorkspaceBytes);
+  return lt_workspace_.get();
 }
 
 void Context::synchronize() const {

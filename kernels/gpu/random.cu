@@ -32,10 +32,14 @@ void fill_random(void* dst, std::size_t n, DType dtype, std::uint64_t seed, floa
   if (n == 0) return;
   constexpr int kBlock = 256;
   const unsigned grid = detail::grid_for(static_cast<long long>(n), kBlock, 1 << 16);
-  if (dtype == DType::bf16) {
-    fill_random_kernel<<<grid, kBlock, 0, stream>>>(static_cast<__nv_bfloat16*>(dst), n, seed, scale);
-  } else {
-    fill_random_kernel<<<grid, kBlock, 0, stream>>>(static_cast<float*>(dst), n, seed, scale);
+  switch (dtype) {
+    case DType::bf16:
+      fill_random_kernel<<<grid, kBlock, 0, stream>>>(static_cast<__nv_bfloat16*>(dst), n, seed, scale);
+      break;
+    case DType::fp32: fill_random_kernel<<<grid, kBlock, 0, stream>>>(static_cast<float*>(dst), n, seed, scale); break;
+    case DType::fp8:
+      fill_random_kernel<<<grid, kBlock, 0, stream>>>(static_cast<__nv_fp8_e4m3*>(dst), n, seed, scale);
+      break;
   }
   MOESIM_CUDA_CHECK_LAUNCH();
 }

@@ -12,7 +12,7 @@ namespace moesim::kernels::profiler {
 struct Options {
   bool quick = false;                                ///< --quick: the small smoke grid
   std::string out;                                   ///< --out PATH; default profiles/measured/<device>.json
-  std::vector<DType> dtypes{DType::bf16, DType::fp32};  ///< --dtype bf16|fp32|all
+  std::vector<DType> dtypes{DType::bf16, DType::fp8, DType::fp32};  ///< --dtype bf16|fp8|fp32|all
   std::string only;                                  ///< --only KERNEL (name or class)
   double budget_s = 270.0;                           ///< --budget-s: stop starting new shapes after this
   bool dry_run = false;                              ///< --dry-run: plan and estimate, touch no GPU

@@ -77,6 +77,43 @@ std::vector<double> batched_gemm(const std::vector<float>& a, const std::vector<
   return c;
 }
 
+double fp8_scale(const std::vector<float>& values) {
+  double amax = 0.0;
+  for (float v : values) {
+    if (!std::isfinite(v)) throw Error("ref::fp8_scale: a NaN or infinite element has no fp8 scale");
+    amax = std::max(amax, static_cast<double>(std::fabs(v)));
+  }
+  return amax > 0.0 ? amax / static_cast<double>(kE4m3Max) : 1.0;
+}
+
+std::vector<float> quantize_e4m3(const std::vector<float>& values, double scale) {
+  if (!std::isfinite(scale) || scale <= 0.0) {
+    throw Error("ref::quantize_e4m3: scale must be finite and > 0, got " + std::to_string(scale));
+  }
+  std::vector<float> q(values.size());
+  for (std::size_t i = 0; i < values.size(); ++i) q[i] = round_to_e4m3(static_cast<float>(values[i] / scale));
+  return q;
+}
+
+std::vector<double> gemm_fp8(const std::vector<float>& qa, const std::vector<float>& qb, double scale_a, double scale_b,
+                             std::int64_t m, std::int64_t n, std::int64_t k, bool trans_b) {
+  constexpr const char* kWhere = "ref::gemm_fp8";
+  for (double sc : {scale_a, scale_b}) {
+    if (!std::isfinite(sc) || sc <= 0.0) throw Error(std::string(kWhere) + ": scales must be finite and > 0");
+  }
+  for (const auto* v : {&qa, &qb}) {
+    for (float x : *v) {
+      if (!(round_to_e4m3(x) == x)) {
+        throw Error(std::string(kWhere) + ": element " + std::to_string(x) +
+                    " is not an E4M3 value (quantize_e4m3 the operands first)");
+      }
+    }
+  }
+  std::vector<double> c = batched_gemm(qa, qb, 1, m, n, k, trans_b);
+  for (double& x : c) x *= scale_a * scale_b;
+  return c;
+}
+
 std::int64_t capacity(std::int64_t tokens, std::int64_t experts, std::int64_t top_k, double capacity_factor) {
   constexpr const char* kWhere = "ref::capacity";
   require_routing(kWhere, tokens, experts, top_k);
@@ -306,6 +343,66 @@ std::vector<double> expert_ffn(const std::vector<float>& x, const Segments& segm
         const float* wrow = w2e + c * d;
         for (std::int64_t o = 0; o < d; ++o) y[r * d + o] += av * wrow[o];
       }
+    }
+  }
+  return y;
+}
+
+std::vector<double> expert_ffn_fp8(const std::vector<float>& qx, double x_scale, const Segments& segments,
+                                   const std::vector<float>& qw13, const std::vector<double>& w13_scale,
+                                   const std::vector<float>& qw2, const std::vector<double>& w2_scale, double a_scale,
+                                   std::int64_t d, std::int64_t f, Activation act) {
+  constexpr const char* kWhere = "ref::expert_ffn_fp8";
+  require_positive(kWhere, "d", d);
+  require_positive(kWhere, "f", f);
+  const auto experts = static_cast<std::int64_t>(segments.offset.size());
+  require_positive(kWhere, "experts", experts);
+  const std::int64_t g = is_gated(act) ? 2 : 1;
+  require_size(kWhere, "qx", qx, segments.rows * d, "rows·d");
+  require_size(kWhere, "qw13", qw13, experts * d * g * f, is_gated(act) ? "experts·d·2f" : "experts·d·f");
+  require_size(kWhere, "qw2", qw2, experts * f * d, "experts·f·d");
+  require_size(kWhere, "w13_scale", w13_scale, experts, "experts");
+  require_size(kWhere, "w2_scale", w2_scale, experts, "experts");
+  for (double sc : {x_scale, a_scale}) {
+    if (!std::isfinite(sc) || sc <= 0.0) throw Error(std::string(kWhere) + ": scales must be finite and > 0");
+  }
+  for (const auto* v : {&qx, &qw13, &qw2}) {
+    for (float x : *v) {
+      if (!(round_to_e4m3(x) == x)) throw Error(std::string(kWhere) + ": operands must hold E4M3 values (quantize first)");
+    }
+  }
+  std::vector<double> y(static_cast<std::size_t>(segments.rows * d), 0.0);
+  std::vector<double> h(static_cast<std::size_t>(g * f));
+  std::vector<double> qa(static_cast<std::size_t>(f));
+  for (std::int64_t e = 0; e < experts; ++e) {
+    const std::int64_t begin = segments.offset[e];
+    const std::int64_t n = segments.count[e];
+    if (n < 0 || begin < 0 || begin + n > segments.rows) {
+      throw Error(std::string(kWhere) + ": segment of expert " + std::to_string(e) + " lies outside the rows");
+    }
+    if (!std::isfinite(w13_scale[e]) || w13_scale[e] <= 0.0 || !std::isfinite(w2_scale[e]) || w2_scale[e] <= 0.0) {
+      throw Error(std::string(kWhere) + ": scales must be finite and > 0");
+    }
+    const float* w1e = qw13.data() + e * d * g * f;
+    const float* w2e = qw2.data() + e * f * d;
+    for (std::int64_t r = begin; r < begin + n; ++r) {
+      std::fill(h.begin(), h.end(), 0.0);
+      for (std::int64_t l = 0; l < d; ++l) {
+        const double xv = qx[r * d + l];
+        const float* wrow = w1e + l * g * f;
+        for (std::int64_t c = 0; c < g * f; ++c) h[c] += xv * wrow[c];
+      }
+      for (double& v : h) v = round_to_bf16(static_cast<float>(x_scale * w13_scale[e] * v));
+      for (std::int64_t c = 0; c < f; ++c) {
+        const double av = g == 2 ? activate(act, h[c]) * h[f + c] : activate(act, h[c]);
+        qa[c] = round_to_e4m3(static_cast<float>(av) / static_cast<float>(a_scale));
+      }
+      for (std::int64_t c = 0; c < f; ++c) {
+        const double av = qa[c];
+        const float* wrow = w2e + c * d;
+        for (std::int64_t o = 0; o < d; ++o) y[r * d + o] += av * wrow[o];
+      }
+      for (std::int64_t o = 0; o < d; ++o) y[r * d + o] *= a_scale * w2_scale[e];
     }
   }
   return y;

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "moesim/core/error.hpp"
+#include "moesim/kernels/attention.hpp"
 
 namespace moesim::kernels::sweep {
 
@@ -13,24 +14,24 @@ const std::vector<ModelShape>& models() {
   // Shapes from the model papers; activations as the papers describe the FFN. Where a paper does
   // not restate the activation the field says "assumed".
   static const std::vector<ModelShape> kModels{
-      {"gshard_600b", 1024, 8192, 16, 128, 2048, 2, Activation::relu,
+      {"gshard_600b", 1024, 8192, 16, 128, 16, 2048, 2, Activation::relu,
        "GShard 600B (Lepikhin et al. 2021, arXiv:2006.16668): M=1024, H=8192, 2048 experts, top-2, ReLU FFN; "
-       "16 heads x 128 as in moesim's GShard scenario (DESIGN.md section 2)"},
-      {"switch_base", 768, 2048, 12, 64, 128, 1, Activation::relu,
+       "16 heads x 128 as in moesim's GShard scenario (DESIGN.md section 2); multi-head attention (16 KV heads)"},
+      {"switch_base", 768, 2048, 12, 64, 12, 128, 1, Activation::relu,
        "Switch-Base (Fedus et al. 2022, arXiv:2101.03961, Table 9): d_model 768, d_ff 2048, 12 heads x d_kv 64, "
-       "128 experts, top-1; ReLU FFN of T5 v1.0 (assumed)"},
-      {"switch_c", 2080, 6144, 32, 64, 2048, 1, Activation::relu,
+       "128 experts, top-1; ReLU FFN of T5 v1.0 (assumed); multi-head attention"},
+      {"switch_c", 2080, 6144, 32, 64, 32, 2048, 1, Activation::relu,
        "Switch-C (Fedus et al. 2022, Table 9): d_model 2080, d_ff 6144, 32 heads x d_kv 64, 2048 experts, top-1; "
-       "ReLU FFN (assumed)"},
-      {"st_moe_32b", 5120, 20480, 64, 128, 64, 2, Activation::geglu,
+       "ReLU FFN (assumed); multi-head attention"},
+      {"st_moe_32b", 5120, 20480, 64, 128, 64, 64, 2, Activation::geglu,
        "ST-MoE-32B (Zoph et al. 2022, arXiv:2202.08906): d_model 5120, d_ff 20480, 64 heads x d_kv 128, "
-       "64 experts, top-2, GEGLU"},
-      {"t5_xxl", 4096, 10240, 64, 64, 0, 0, Activation::geglu,
+       "64 experts, top-2, GEGLU; multi-head attention"},
+      {"t5_xxl", 4096, 10240, 64, 64, 64, 0, 0, Activation::geglu,
        "T5-XXL v1.1 (dense baseline of Fedus et al. 2022, Table 9): d_model 4096, d_ff 10240, 64 heads x d_kv 64; "
-       "gated-GeLU FFN of T5 v1.1"},
-      {"mixtral_like", 4096, 14336, 32, 128, 8, 2, Activation::swiglu,
+       "gated-GeLU FFN of T5 v1.1; multi-head attention"},
+      {"mixtral_like", 4096, 14336, 32, 128, 8, 8, 2, Activation::swiglu,
        "Mixtral 8x7B (Jiang et al. 2024, arXiv:2401.04088, Table 1): dim 4096, hidden 14336, 32 heads x 128, "
-       "8 experts, top-2, SwiGLU"},
+       "8 KV heads (grouped-query attention), 8 experts, top-2, SwiGLU"},
   };
   return kModels;
 }
@@ -62,13 +63,37 @@ std::string Job::describe() const {
     case KernelClass::permute:
     case KernelClass::unpermute: s << " T=" << tokens << " k=" << top_k << " d=" << d_model; break;
     case KernelClass::elementwise: s << " rows=" << tokens << " f=" << d_ff << ' ' << to_string(act); break;
+    case KernelClass::decode_attention:
+      s << " B=" << batch << " L=" << kv_len << " heads=" << q_heads << '/' << kv_heads << 'x' << d_head;
+      break;
+    case KernelClass::prefill_attention: {
+      s << " B=" << seq_lens.size() << " seq=";
+      if (seq > 0) {
+        s << seq;
+      } else {
+        s << "mixed";
+      }
+      s << " T=" << tokens << " heads=" << q_heads << '/' << kv_heads << 'x' << d_head;
+      break;
+    }
   }
   return s.str();
 }
 
 std::vector<std::string> kernel_names() {
-  return {"expert_ffn", "router", "permute", "unpermute", "activation", "dense_ffn",
-          "qkv_proj",   "out_proj", "router_gate", "attn_scores", "attn_values"};
+  return {"expert_ffn", "decode_attention", "prefill_attention", "router",      "permute",     "unpermute",
+          "activation", "dense_ffn",        "qkv_proj",          "out_proj",    "router_gate", "attn_scores",
+          "attn_values"};
+}
+
+const std::vector<std::int64_t>& decode_batches() {
+  static const std::vector<std::int64_t> kBatches{1, 4, 16, 64, 256, 512};
+  return kBatches;
+}
+
+const std::vector<std::int64_t>& decode_kv_lens() {
+  static const std::vector<std::int64_t> kLens{128, 512, 2048, 8192, 32768};
+  return kLens;
 }
 
 std::vector<std::int64_t> expert_counts(const std::string& distribution, std::int64_t experts,
@@ -123,6 +148,7 @@ void add_expert_ffn(std::vector<Job>& jobs, DType dt, bool quick) {
   const std::vector<std::int64_t> skew_m{16, 256, 4096};
   const std::vector<std::int64_t> coarse_m{1, 4, 16, 64, 256, 1024, 4096, 16384};
   const std::vector<std::int64_t> coarse_skew_m{256};
+  const std::vector<std::int64_t> fp8_m{1, 4, 16, 64, 256, 1024, 4096};
   constexpr std::int64_t kMaxRows = 131072;  // rows of the permuted buffer (8 experts x 16384 tokens)
   constexpr double kMaxSetBytes = 40e9;      // one buffer set must fit in 0.6 of an 80 GB GPU's free memory
   // Expert weights above this are not planned: with activations and the profiler's 0.6 share of free
@@ -139,7 +165,9 @@ void add_expert_ffn(std::vector<Job>& jobs, DType dt, bool quick) {
       if (weight_bytes > kMaxWeightBytes) continue;
       for (const std::string dist : {"balanced", "skewed"}) {
         // fp32 runs ~15x slower than bf16 on tensor-core GPUs: a coarser (x4) grid keeps the sweep short.
-        const auto& balanced = dt == DType::fp32 ? coarse_m : full_m;
+        // fp8 (cuBLASLt, Hopper): balanced only, x4 steps up to 4096 tokens per expert.
+        if (dt == DType::fp8 && dist != "balanced") continue;
+        const auto& balanced = dt == DType::fp32 ? coarse_m : dt == DType::fp8 ? fp8_m : full_m;
         const auto& skewed = dt == DType::fp32 ? coarse_skew_m : skew_m;
         const auto& grid = quick ? (dist == "balanced" ? std::vector<std::int64_t>{16, 1024}
                                                        : std::vector<std::int64_t>{1024})
@@ -159,16 +187,20 @@ void add_expert_ffn(std::vector<Job>& jobs, DType dt, bool quick) {
           j.distribution = dist;
           j.counts = expert_counts(dist, e_local, m);
           j.tokens = e_local * m;
-          j.variants = 4;
+          const std::int64_t largest = *std::max_element(j.counts.begin(), j.counts.end());
+          // bf16/fp32: loop, grouped, padded_strided (+ fused_small for small experts) and the dense
+          // equal-FLOPs reference; fp8: the cuBLASLt loop and its dense reference.
+          j.variants = dt == DType::fp8 ? 2 : (largest <= kFusedSmallMaxRows ? 5 : 4);
           const std::int64_t active =
               std::count_if(j.counts.begin(), j.counts.end(), [](std::int64_t c) { return c > 0; });
           j.cost = expert_ffn_cost(j.tokens, active, md.d_model, md.d_ff, md.act, dt);
-          const std::int64_t max_count = *std::max_element(j.counts.begin(), j.counts.end());
           const double g = is_gated(md.act) ? 2.0 : 1.0;
-          const double padded_rows = static_cast<double>(e_local * max_count);
+          const double padded_rows = static_cast<double>(e_local * largest);
           const double weights = static_cast<double>(e_local + 1) * static_cast<double>(md.d_model * md.d_ff) * (g + 1.0);
+          // Activations: x, h (g·f), a (f), y; fp8 keeps h and y in bf16 (2 bytes).
+          const double act_s = dt == DType::fp8 ? 2.0 : sz(dt);
           const double acts = padded_rows * (2.0 * static_cast<double>(md.d_model) + (g + 1.0) * static_cast<double>(md.d_ff));
-          j.set_bytes = (weights + acts) * sz(dt);
+          j.set_bytes = weights * sz(dt) + acts * act_s;
           if (j.set_bytes > kMaxSetBytes) continue;
           jobs.push_back(std::move(j));
         }
@@ -263,15 +295,107 @@ void add_activations(std::vector<Job>& jobs, DType dt, bool quick) {
   }
 }
 
+// Decode attention over a paged KV cache: every (batch, KV length) pair of the grid whose cache fits
+// kMaxDecodeKvBytes, for a grouped-query model (Mixtral-like, 32 query / 8 KV heads) and a
+// multi-head one (GShard, 16 / 16), head size 128. dt is the KV-cache element type.
+void add_decode(std::vector<Job>& jobs, DType dt, bool quick) {
+  const std::vector<std::int64_t> batches = quick ? std::vector<std::int64_t>{1, 64} : decode_batches();
+  const std::vector<std::int64_t> lens = quick ? std::vector<std::int64_t>{512, 8192} : decode_kv_lens();
+  for (const ModelShape& md : models()) {
+    if (md.name != "mixtral_like" && (quick || md.name != "gshard_600b")) continue;
+    for (std::int64_t b : batches) {
+      for (std::int64_t len : lens) {
+        const double kv_bytes = 2.0 * static_cast<double>(b * len * md.kv_heads * md.d_head) * sz(dt);
+        if (kv_bytes > kMaxDecodeKvBytes) continue;
+        Job j;
+        j.kernel_class = KernelClass::decode_attention;
+        j.kernel = "decode_attention";
+        j.dtype = dt;
+        j.model = md.name;
+        j.batch = b;
+        j.tokens = b;
+        j.kv_len = len;
+        j.q_heads = md.heads;
+        j.kv_heads = md.kv_heads;
+        j.d_head = md.d_head;
+        j.block_size = kDecodeBlockSize;
+        j.cost = decode_attention_cost(std::vector<std::int64_t>(static_cast<std::size_t>(b), len), md.heads, md.kv_heads,
+                                       md.d_head, kDecodeBlockSize, dt);
+        const double pages = static_cast<double>(b * ((len + kDecodeBlockSize - 1) / kDecodeBlockSize));
+        // KV pages, q and out (bf16), split-KV partials (at most kMaxSplits per head, fp32 + m, l).
+        j.set_bytes = kv_bytes + 4.0 * static_cast<double>(b * md.heads * md.d_head) +
+                      static_cast<double>(b * md.heads) * static_cast<double>(kMaxSplits) *
+                          (4.0 * static_cast<double>(md.d_head) + 8.0) +
+                      4.0 * pages;
+        jobs.push_back(std::move(j));
+      }
+    }
+  }
+}
+
+// Prefill attention (causal, packed varlen batches) of `total` tokens: equal lengths per batch, and
+// one mixed batch of halving lengths (8192, 4096, ..., 128, 128 = 16384 tokens).
+void add_prefill(std::vector<Job>& jobs, DType dt, bool quick) {
+  struct Shape {
+    std::int64_t seq;  // 0 = mixed
+    std::int64_t total;
+  };
+  const std::vector<Shape> shapes =
+      quick ? std::vector<Shape>{{512, 2048}}
+            : std::vector<Shape>{{128, 2048}, {512, 2048},  {2048, 2048},  {128, 16384}, {512, 16384},
+                                 {2048, 16384}, {8192, 16384}, {0, 16384}};
+  for (const ModelShape& md : models()) {
+    if (md.name != "mixtral_like" && (quick || md.name != "switch_base")) continue;
+    for (const Shape& sh : shapes) {
+      Job j;
+      j.kernel_class = KernelClass::prefill_attention;
+      j.kernel = "prefill_attention";
+      j.dtype = dt;
+      j.model = md.name;
+      j.seq = sh.seq;
+      if (sh.seq > 0) {
+        j.seq_lens.assign(static_cast<std::size_t>(sh.total / sh.seq), sh.seq);
+      } else {
+        for (std::int64_t l = sh.total / 2; l >= 128; l /= 2) j.seq_lens.push_back(l);
+        j.seq_lens.push_back(128);
+      }
+      j.batch = static_cast<std::int64_t>(j.seq_lens.size());
+      j.tokens = 0;
+      for (std::int64_t l : j.seq_lens) j.tokens += l;
+      j.q_heads = md.heads;
+      j.kv_heads = md.kv_heads;
+      j.d_head = md.d_head;
+      j.causal = true;
+      j.cost = prefill_attention_cost(j.seq_lens, j.seq_lens, md.heads, md.kv_heads, md.d_head, true, dt);
+      j.set_bytes = j.cost.bytes;
+      jobs.push_back(std::move(j));
+    }
+  }
+}
+
 void add_dense(std::vector<Job>& jobs, DType dt, const SweepOptions& o) {
   const std::vector<std::int64_t> ts =
       o.quick ? std::vector<std::int64_t>{2048} : std::vector<std::int64_t>{512, 2048, 8192, 32768};
+  // Decode-sized token counts (serving): projections only, bf16 and fp8.
+  const std::vector<std::int64_t> small_ts =
+      o.quick || dt == DType::fp32 ? std::vector<std::int64_t>{} : std::vector<std::int64_t>{1, 16, 128};
+  const bool fp8 = dt == DType::fp8;  // fp8: the projections through cuBLASLt (bf16 output); no FFN, gate or attention GEMMs
   const std::vector<std::int64_t> seqs = o.quick ? std::vector<std::int64_t>{512} : std::vector<std::int64_t>{512, 2048};
   constexpr std::int64_t kAttentionTokens = 8192;  // tokens per attention batch: batch = heads · 8192 / seq
   for (const ModelShape& md : models()) {
     if (o.quick && md.name != "mixtral_like") continue;
     const std::int64_t inner = md.heads * md.d_head;
+    const std::int64_t qkv_n = (md.heads + 2 * md.kv_heads) * md.d_head;  // Q, K, V columns (GQA: fewer K, V)
+    for (std::int64_t t : small_ts) {
+      if (selected(o, "qkv_proj", KernelClass::gemm)) jobs.push_back(gemm_job("qkv_proj", dt, md, t, qkv_n, md.d_model, fp8 ? 2 : dtype_bytes(dt)));
+      if (selected(o, "out_proj", KernelClass::gemm)) jobs.push_back(gemm_job("out_proj", dt, md, t, md.d_model, inner, fp8 ? 2 : dtype_bytes(dt)));
+    }
     for (std::int64_t t : ts) {
+      if (fp8) {
+        if (selected(o, "qkv_proj", KernelClass::gemm)) jobs.push_back(gemm_job("qkv_proj", dt, md, t, qkv_n, md.d_model, 2));
+        if (selected(o, "out_proj", KernelClass::gemm)) jobs.push_back(gemm_job("out_proj", dt, md, t, md.d_model, inner, 2));
+        continue;
+      }
       if (selected(o, "dense_ffn", KernelClass::gemm)) {
         Job j;
         j.kernel_class = KernelClass::gemm;
@@ -291,7 +415,7 @@ void add_dense(std::vector<Job>& jobs, DType dt, const SweepOptions& o) {
         jobs.push_back(std::move(j));
       }
       if (selected(o, "qkv_proj", KernelClass::gemm)) {
-        jobs.push_back(gemm_job("qkv_proj", dt, md, t, 3 * inner, md.d_model, dtype_bytes(dt)));
+        jobs.push_back(gemm_job("qkv_proj", dt, md, t, qkv_n, md.d_model, dtype_bytes(dt)));
       }
       if (selected(o, "out_proj", KernelClass::gemm)) {
         jobs.push_back(gemm_job("out_proj", dt, md, t, md.d_model, inner, dtype_bytes(dt)));
@@ -302,6 +426,7 @@ void add_dense(std::vector<Job>& jobs, DType dt, const SweepOptions& o) {
         jobs.push_back(std::move(j));
       }
     }
+    if (fp8) continue;
     for (std::int64_t s : seqs) {
       const std::int64_t batch = md.heads * std::max<std::int64_t>(1, kAttentionTokens / s);
       for (bool values : {false, true}) {
@@ -340,15 +465,30 @@ std::vector<Job> plan(const SweepOptions& o) {
     if (!known) {
       std::string list;
       for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
-      throw Error("--only: unknown kernel '" + o.only + "' (allowed: " + list +
-                  ", or a class: gemm, batched_gemm, grouped_gemm, router, permute, unpermute, elementwise)");
+      std::string classes;
+      for (KernelClass c : kernel_classes()) classes += (classes.empty() ? "" : ", ") + to_string(c);
+      throw Error("--only: unknown kernel '" + o.only + "' (allowed: " + list + ", or a class: " + classes + ")");
     }
   }
   if (o.dtypes.empty()) throw Error("sweep::plan: no dtype selected");
   std::vector<Job> jobs;
+  bool router_done = false;  // the router reads fp32 logits whatever the dtype: planned once
   for (DType dt : o.dtypes) {
+    const bool want_decode = selected(o, "decode_attention", KernelClass::decode_attention);
+    if (dt == DType::fp8) {
+      // fp8: KV cache of decode attention, and the cuBLASLt GEMMs (expert FFN, projections).
+      if (want_decode) add_decode(jobs, dt, o.quick);
+      if (selected(o, "expert_ffn", KernelClass::grouped_gemm)) add_expert_ffn(jobs, dt, o.quick);
+      add_dense(jobs, dt, o);
+      continue;
+    }
     if (selected(o, "expert_ffn", KernelClass::grouped_gemm)) add_expert_ffn(jobs, dt, o.quick);
-    if (dt == o.dtypes.front() && selected(o, "router", KernelClass::router)) add_router(jobs, o.quick);
+    if (dt == DType::bf16) {
+      if (want_decode) add_decode(jobs, dt, o.quick);
+      if (selected(o, "prefill_attention", KernelClass::prefill_attention)) add_prefill(jobs, dt, o.quick);
+    }
+    if (!router_done && selected(o, "router", KernelClass::router)) add_router(jobs, o.quick);
+    router_done = true;
     add_permutes(jobs, dt, o.quick, selected(o, "permute", KernelClass::permute),
                  selected(o, "unpermute", KernelClass::unpermute));
     if (selected(o, "activation", KernelClass::elementwise)) add_activations(jobs, dt, o.quick);
@@ -358,7 +498,14 @@ std::vector<Job> plan(const SweepOptions& o) {
 }
 
 double estimate_run_s(const Job& job, const Ceilings& c) {
-  const double rate = job.dtype == DType::bf16 ? c.bf16_flops_per_s : c.fp32_flops_per_s;
+  double rate = 0.0;
+  switch (job.dtype) {
+    case DType::bf16: rate = c.bf16_flops_per_s; break;
+    case DType::fp32: rate = c.fp32_flops_per_s; break;
+    case DType::fp8: rate = c.fp8_flops_per_s > 0.0 ? c.fp8_flops_per_s : c.bf16_flops_per_s; break;
+  }
+  if (job.kernel_class == KernelClass::decode_attention) rate = c.fp32_flops_per_s;  // CUDA-core FMAs
+  if (job.kernel_class == KernelClass::prefill_attention) rate = c.bf16_flops_per_s;
   const double compute = rate > 0.0 ? job.cost.flops / rate : 0.0;
   const double memory = c.bytes_per_s > 0.0 ? job.cost.bytes / c.bytes_per_s : 0.0;
   return std::max(compute, memory) + c.floor_s;
@@ -367,7 +514,16 @@ double estimate_run_s(const Job& job, const Ceilings& c) {
 double estimate_job_s(const Job& job, const Ceilings& c, const TimingPolicy& p) {
   const double run = estimate_run_s(job, c);
   if (run > p.max_run_s) return 0.0;
-  return static_cast<double>(job.variants) * static_cast<double>(p.warmups + p.repeats_for(run)) * run;
+  return static_cast<double>(job.variants) * static_cast<double>(p.warmups + 1 + p.repeats_for(run)) * run;
+}
+
+double estimate_sweep_s(const std::vector<Job>& jobs, const Ceilings& c, const TimingPolicy& p) {
+  double total = 0.0;
+  for (const Job& j : jobs) {
+    const double t = estimate_job_s(j, c, p);
+    if (t > 0.0) total += t + p.setup_s;
+  }
+  return total;
 }
 
 }  // namespace moesim::kernels::sweep

@@ -20,10 +20,16 @@ const std::vector<std::pair<KernelClass, std::string>>& class_table() {
       {KernelClass::grouped_gemm, "grouped_gemm"}, {KernelClass::router, "router"},
       {KernelClass::permute, "permute"},     {KernelClass::unpermute, "unpermute"},
       {KernelClass::elementwise, "elementwise"}, {KernelClass::optimizer, "optimizer"},
+      {KernelClass::decode_attention, "decode_attention"}, {KernelClass::prefill_attention, "prefill_attention"},
   };
   return t;
 }
 }  // namespace
+
+bool uses_matmul_rate(KernelClass c) {
+  return c == KernelClass::gemm || c == KernelClass::batched_gemm || c == KernelClass::grouped_gemm ||
+         c == KernelClass::prefill_attention;
+}
 
 std::string to_string(KernelClass c) {
   for (const auto& [k, n] : class_table())
@@ -170,8 +176,11 @@ KernelTime RooflineModel::time(const KernelOp& op) const {
   const ClassEfficiency& e = table_.get(accel_, op.cls);
   KernelTime t;
   t.path = TimePath::roofline;
+  // Attention kernels run their products on the matrix unit where efficiency.yaml says so (TPUs,
+  // GPU prefill); GPU decode attention runs on the vector units (matrix_unit: false there).
   const bool matrix = e.uses_matrix_unit &&
-                      (op.cls == KernelClass::gemm || op.cls == KernelClass::batched_gemm || op.cls == KernelClass::grouped_gemm);
+                      (op.cls == KernelClass::gemm || op.cls == KernelClass::batched_gemm || op.cls == KernelClass::grouped_gemm ||
+                       op.cls == KernelClass::decode_attention || op.cls == KernelClass::prefill_attention);
   // The matrix unit works on whole tiles: each GEMM dimension is rounded up to the tile.
   t.padded_flops = matrix ? tile_padded_flops(op, accel_.matmul_tile) : op.flops;
   // Figures are per chip; a device is 1/devices_per_chip of it (a TPU v3 core has half the MXUs and HBM).

@@ -19,10 +19,6 @@ constexpr double kShapeTolerance = 1e-9;  // relative: shapes are integers, so t
 
 bool same(double a, double b) { return std::fabs(a - b) <= kShapeTolerance * std::max(std::fabs(a), std::fabs(b)); }
 
-bool is_gemm_class(KernelClass c) {
-  return c == KernelClass::gemm || c == KernelClass::batched_gemm || c == KernelClass::grouped_gemm;
-}
-
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   const std::size_t n = v.size();
@@ -43,7 +39,7 @@ std::string MeasuredSeries::describe() const {
     case KernelClass::gemm: key = fmt::format("n={} k={}", n, k); break;
     case KernelClass::batched_gemm: key = fmt::format("m={} n={} k={}", m, n, k); break;
     case KernelClass::grouped_gemm: key = fmt::format("d_model={} d_ff={} gates={} experts={}", d_model, d_ff, gates, experts); break;
-    default: key = "pooled"; break;
+    default: key = "pooled over shapes"; break;
   }
   return fmt::format("{} {} {}: {} points, {} in [{}, {}]", to_string(cls), dtype, key, x.size(), axis, x.empty() ? 0.0 : x.front(),
                      x.empty() ? 0.0 : x.back());
@@ -103,15 +99,19 @@ std::vector<MeasuredSeries> build_series(const MeasuredProfile& profile) {
         key.axis = "tokens_per_expert";
         x = e->tokens_per_expert;
         break;
+      case KernelClass::prefill_attention:
+        key.axis = "flops";  // the op carries its FLOPs and bytes only: pooled over shapes, by work
+        x = e->flops;
+        break;
       default:
         key.axis = "bytes";
         x = e->bytes;
         break;
     }
-    key.rate_is_flops = is_gemm_class(e->cls);
+    key.rate_is_flops = uses_matmul_rate(e->cls);
     const double rate = key.rate_is_flops ? e->flops_per_s() : e->bytes_per_s();
     find_or_add(key).pts.push_back({x, rate});
-    if (!is_gemm_class(e->cls)) {
+    if (!uses_matmul_rate(e->cls)) {
       key.dtype = "*";
       find_or_add(key).pts.push_back({x, rate});
     }
@@ -186,6 +186,12 @@ const MeasuredSeries* MeasuredTableModel::match(const KernelOp& op, double* x) c
         break;
       }
       case KernelClass::optimizer: break;
+      case KernelClass::prefill_attention:
+        if (s.dtype == op.dtype) {
+          *x = op.flops;
+          return &s;
+        }
+        break;
       default:
         if (s.dtype == op.dtype) {
           *x = op.bytes;
@@ -218,11 +224,13 @@ KernelTime MeasuredTableModel::time(const KernelOp& op) const {
   t.synthetic = !profile_->measured();
   t.time_s = (s->rate_is_flops ? op.flops : op.bytes) / *rate;
   const ProfileCeilings& c = profile_->ceilings();
-  const double peak = op.dtype == "bf16" ? c.matmul_bf16_flops_per_s : c.matmul_fp32_flops_per_s.value_or(0.0);
+  const double peak = op.dtype == "bf16"   ? c.matmul_bf16_flops_per_s
+                     : op.dtype == "fp8" ? c.matmul_fp8_flops_per_s.value_or(0.0)
+                                         : c.matmul_fp32_flops_per_s.value_or(0.0);
   t.compute_s = op.flops > 0.0 && peak > 0.0 ? op.flops / peak : 0.0;
   t.memory_s = op.bytes / c.copy_bytes_per_s;
   t.floor_s = 0.0;
-  t.padded_flops = is_gemm_class(op.cls) ? tile_padded_flops(op, accel_.matmul_tile) : op.flops;
+  t.padded_flops = uses_matmul_rate(op.cls) ? tile_padded_flops(op, accel_.matmul_tile) : op.flops;
   log_.record(op.cls, t.path,
               s->dtype == "*" ? "interpolated in the measured range (series of other dtypes, by bytes)" : "interpolated in the measured range");
   return t;

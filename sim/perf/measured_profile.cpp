@@ -28,8 +28,9 @@ constexpr int kFormatVersion = 1;
 constexpr double kConsistencyTolerance = 1e-6;
 
 const std::vector<std::string>& profile_class_names() {
-  static const std::vector<std::string> names = {"gemm",    "batched_gemm", "grouped_gemm", "router",
-                                                 "permute", "unpermute",    "elementwise"};
+  static const std::vector<std::string> names = {"gemm",      "batched_gemm", "grouped_gemm",     "router",
+                                                 "permute",   "unpermute",    "elementwise",      "decode_attention",
+                                                 "prefill_attention"};
   return names;
 }
 
@@ -215,9 +216,9 @@ ProfileEntry parse_entry(const Checker& c, const json& e, const std::string& p) 
   x.kernel = c.string(e, p, "kernel");
   if (x.kernel.empty()) throw c.error(p + "/kernel", "must not be empty");
   x.dtype = c.string(e, p, "dtype");
-  if (x.dtype != "bf16" && x.dtype != "fp32")
-    throw c.error(p + "/dtype", fmt::format("unknown dtype '{}'; allowed: bf16, fp32", x.dtype));
-  const bool compute = x.cls == KernelClass::gemm || x.cls == KernelClass::batched_gemm || x.cls == KernelClass::grouped_gemm;
+  if (x.dtype != "bf16" && x.dtype != "fp32" && x.dtype != "fp8")
+    throw c.error(p + "/dtype", fmt::format("unknown dtype '{}'; allowed: bf16, fp32, fp8", x.dtype));
+  const bool compute = uses_matmul_rate(x.cls) || x.cls == KernelClass::decode_attention;
   x.flops = c.number(e, p, "flops", "FLOPs of one call");
   if (compute ? !(x.flops > 0.0) : x.flops < 0.0)
     throw c.error(p + "/flops", fmt::format("must be {} for kernel_class {}, got {}", compute ? "> 0" : ">= 0", cls, x.flops));
@@ -249,6 +250,11 @@ ProfileEntry parse_entry(const Checker& c, const json& e, const std::string& p) 
   x.top_k = c.shape(e, p, "top_k");
   x.tokens_per_expert = c.shape(e, p, "tokens_per_expert");
   x.seq = c.shape(e, p, "seq");
+  x.kv_len = c.shape(e, p, "kv_len");
+  x.q_heads = c.shape(e, p, "q_heads");
+  x.kv_heads = c.shape(e, p, "kv_heads");
+  x.d_head = c.shape(e, p, "d_head");
+  x.block_size = c.shape(e, p, "block_size");
   x.model = c.opt_string(e, p, "model");
   x.activation = c.opt_string(e, p, "activation");
   x.strategy = c.opt_string(e, p, "strategy");
@@ -356,6 +362,8 @@ MeasuredProfile MeasuredProfile::parse(const std::string& text, const std::strin
   p.ceilings_.copy_bytes_per_s = c.positive(ceil, "/ceilings", "copy_bytes_per_s", "device copy bytes/s, read + write");
   if (ceil.contains("matmul_fp32_flops_per_s") && !ceil.at("matmul_fp32_flops_per_s").is_null())
     p.ceilings_.matmul_fp32_flops_per_s = c.positive(ceil, "/ceilings", "matmul_fp32_flops_per_s", "dense fp32 GEMM FLOP/s");
+  if (ceil.contains("matmul_fp8_flops_per_s") && !ceil.at("matmul_fp8_flops_per_s").is_null())
+    p.ceilings_.matmul_fp8_flops_per_s = c.positive(ceil, "/ceilings", "matmul_fp8_flops_per_s", "dense fp8 GEMM FLOP/s");
 
   const json& entries = c.member(root, "", "entries");
   if (!entries.is_array() || entries.empty()) throw c.error("/entries", "expected a non-empty array of timed kernels");

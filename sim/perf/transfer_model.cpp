@@ -16,10 +16,6 @@ namespace moesim::perf {
 
 namespace {
 
-bool is_gemm_class(KernelClass c) {
-  return c == KernelClass::gemm || c == KernelClass::batched_gemm || c == KernelClass::grouped_gemm;
-}
-
 /** Datasheet fp32 rate of a chip: its matrix unit if that has fp32 (TPUs), else its vector units. */
 double datasheet_fp32(const catalog::AcceleratorSpec& a) {
   auto it = a.peak_matmul_flops_per_s.find("fp32");
@@ -28,6 +24,11 @@ double datasheet_fp32(const catalog::AcceleratorSpec& a) {
 
 double datasheet_bf16(const catalog::AcceleratorSpec& a) {
   auto it = a.peak_matmul_flops_per_s.find("bf16");
+  return it != a.peak_matmul_flops_per_s.end() ? it->second : 0.0;
+}
+
+double datasheet_fp8(const catalog::AcceleratorSpec& a) {
+  auto it = a.peak_matmul_flops_per_s.find("fp8");
   return it != a.peak_matmul_flops_per_s.end() ? it->second : 0.0;
 }
 
@@ -87,6 +88,7 @@ double fit_floor(std::vector<std::pair<double, double>> pts) {
 double DeviceRates::matmul_for(const std::string& dtype) const {
   if (dtype == "bf16") return bf16_flops_per_s;
   if (dtype == "fp32") return fp32_flops_per_s;
+  if (dtype == "fp8") return fp8_flops_per_s;
   return 0.0;
 }
 
@@ -106,8 +108,18 @@ DeviceRates profile_rates(const MeasuredProfile& profile, const std::optional<ca
     fp32_src = "unknown (no fp32 ceiling, device not in the catalog)";
   }
   r.vector_flops_per_s = spec ? spec->peak_vector_flops_per_s * share : 0.0;
-  r.source = fmt::format("{} measured ceilings: bf16 GEMM {}, copy {}; fp32 GEMM {} ({}); vector {}", profile.device(),
-                         si(r.bf16_flops_per_s, "FLOP/s"), si(r.bytes_per_s, "B/s"), si(r.fp32_flops_per_s, "FLOP/s"), fp32_src,
+  std::string fp8_src = "profile ceiling";
+  if (c.matmul_fp8_flops_per_s) {
+    r.fp8_flops_per_s = *c.matmul_fp8_flops_per_s;
+  } else if (spec && datasheet_fp8(*spec) > 0.0 && datasheet_bf16(*spec) > 0.0) {
+    r.fp8_flops_per_s = datasheet_fp8(*spec) * share * (c.matmul_bf16_flops_per_s / (datasheet_bf16(*spec) * share));
+    fp8_src = "datasheet of " + spec->name + " x the measured/datasheet bf16 ratio (the profile has no fp8 ceiling)";
+  } else {
+    fp8_src = "none (no fp8 ceiling, no fp8 matrix unit in the catalog)";
+  }
+  r.source = fmt::format("{} measured ceilings: bf16 GEMM {}, copy {}; fp32 GEMM {} ({}); fp8 GEMM {} ({}); vector {}",
+                         profile.device(), si(r.bf16_flops_per_s, "FLOP/s"), si(r.bytes_per_s, "B/s"),
+                         si(r.fp32_flops_per_s, "FLOP/s"), fp32_src, si(r.fp8_flops_per_s, "FLOP/s"), fp8_src,
                          spec ? si(r.vector_flops_per_s, "FLOP/s") + " (datasheet)" : std::string("unknown"));
   return r;
 }
@@ -156,11 +168,30 @@ DeviceRates transfer_target_rates(const catalog::AcceleratorSpec& target, const 
     src.push_back("fp32 GEMM: " + target.name + " datasheet" +
                   (c.matmul_fp32_flops_per_s ? std::string(", unscaled (source accelerator unknown)") : std::string()));
   }
+  // fp8 GEMM: the source's fp8 reference (its ceiling, or its datasheet x the bf16 ratio).
+  const double t_fp8 = datasheet_fp8(target);
+  if (t_fp8 <= 0.0) {
+    src.push_back("fp8: none (" + target.name + " has no fp8 matrix unit)");
+  } else if (source_spec && datasheet_fp8(*source_spec) > 0.0) {
+    const double source_fp8 = c.matmul_fp8_flops_per_s
+                                  ? *c.matmul_fp8_flops_per_s
+                                  : datasheet_fp8(*source_spec) * (datasheet_bf16(*source_spec) > 0.0
+                                                                       ? c.matmul_bf16_flops_per_s / datasheet_bf16(*source_spec)
+                                                                       : 1.0);
+    const double ratio = source_fp8 / datasheet_fp8(*source_spec);
+    r.fp8_flops_per_s = t_fp8 * ratio;
+    src.push_back(fmt::format("fp8 GEMM: {} datasheet x {:.3f} (source {} / source datasheet)", target.name, ratio,
+                              c.matmul_fp8_flops_per_s ? "fp8 ceiling" : "bf16 ceiling ratio"));
+  } else {
+    r.fp8_flops_per_s = t_fp8;
+    src.push_back("fp8 GEMM: " + target.name + " datasheet, unscaled");
+  }
   r.vector_flops_per_s = target.peak_vector_flops_per_s;
   src.push_back("vector: " + target.name + " datasheet");
   r.bytes_per_s *= share;
   r.bf16_flops_per_s *= share;
   r.fp32_flops_per_s *= share;
+  r.fp8_flops_per_s *= share;
   r.vector_flops_per_s *= share;
   std::string joined;
   for (const auto& s : src) joined += (joined.empty() ? "" : "; ") + s;
@@ -178,7 +209,7 @@ Calibration Calibration::fit(const MeasuredProfile& profile, const DeviceRates& 
   std::map<std::pair<KernelClass, std::string>, std::vector<const ProfileEntry*>> groups;
   for (const ProfileEntry* e : profile.kernel_entries()) {
     groups[{e->cls, e->dtype}].push_back(e);
-    if (!is_gemm_class(e->cls)) groups[{e->cls, "*"}].push_back(e);
+    if (!uses_matmul_rate(e->cls)) groups[{e->cls, "*"}].push_back(e);
   }
   // Floors per class, over all its dtypes: launch latency does not depend on the element type, and
   // a dtype profiled only at large sizes (fp32) cannot show it.
@@ -186,7 +217,7 @@ Calibration Calibration::fit(const MeasuredProfile& profile, const DeviceRates& 
   {
     std::map<KernelClass, std::vector<std::pair<double, double>>> by_class;  // (ideal, time)
     for (const ProfileEntry* e : profile.kernel_entries()) {
-      const bool gemm = is_gemm_class(e->cls);
+      const bool gemm = uses_matmul_rate(e->cls);
       const double peak = gemm ? rates.matmul_for(e->dtype) : rates.vector_flops_per_s;
       if (gemm && !(peak > 0.0)) continue;
       const double ideal = std::max(e->flops > 0.0 && peak > 0.0 ? e->flops / peak : 0.0, e->bytes / rates.bytes_per_s);
@@ -196,7 +227,7 @@ Calibration Calibration::fit(const MeasuredProfile& profile, const DeviceRates& 
   }
   for (const auto& [key, entries] : groups) {
     const KernelClass cls = key.first;
-    const bool gemm = is_gemm_class(cls);
+    const bool gemm = uses_matmul_rate(cls);
     const double peak = gemm ? rates.matmul_for(key.second) : rates.vector_flops_per_s;
     if (gemm && !(peak > 0.0)) continue;  // no reference rate for this dtype: cannot express eta
     const double bw = rates.bytes_per_s;
@@ -298,7 +329,7 @@ KernelTime TransferModel::time(const KernelOp& op) const {
   };
   const ClassCalibration* cc = calibration_->find(op.cls, op.dtype);
   if (!cc) return fall_back(fmt::format("no calibration for {} {}", to_string(op.cls), op.dtype));
-  const bool gemm = is_gemm_class(op.cls);
+  const bool gemm = uses_matmul_rate(op.cls);
   const double peak = gemm ? rates_.matmul_for(op.dtype) : rates_.vector_flops_per_s;
   if (gemm && !(peak > 0.0)) return fall_back(fmt::format("target has no {} GEMM rate", op.dtype));
   const double ideal_c = op.flops > 0.0 && peak > 0.0 ? op.flops / peak : 0.0;

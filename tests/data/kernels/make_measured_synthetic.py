@@ -10,11 +10,11 @@ p90 = 1.10·time_s. Expert-FFN strategies multiply time_s by a fixed factor per 
 FLOP/byte counts follow kernels/include/moesim/kernels/counting.hpp."""
 import json
 
-P = {"bf16": 5.0e14, "fp32": 2.5e13}   # FLOP/s, made up
+P = {"bf16": 5.0e14, "fp32": 2.5e13, "fp8": 1.0e15}   # FLOP/s, made up
 BW = 2.0e12                             # bytes/s, made up
 T0 = 5.0e-6                             # s, made up
 STRATEGY_FACTOR = {"loop": 1.3, "grouped": 1.1, "padded_strided": 1.2}
-S = {"bf16": 2, "fp32": 4}
+S = {"bf16": 2, "fp32": 4, "fp8": 1}
 
 
 def timed(entry, factor=1.0):
@@ -40,6 +40,8 @@ def ffn_cost(rows, active, d, f, gated, dt):
 
 entries = [
     gemm("qkv_proj", "bf16", 2048, 3 * 4096, 4096, model="mixtral_like", tokens=2048, d_model=4096),
+    gemm("qkv_proj", "fp8", 2048, 6144, 4096, out=2, model="mixtral_like", tokens=2048, d_model=4096,
+         output_dtype="bf16"),
     gemm("router_gate", "bf16", 2048, 8, 4096, out=4, model="mixtral_like", tokens=2048, d_model=4096,
          experts=8, output_dtype="fp32"),
 ]
@@ -78,6 +80,21 @@ entries.append(timed(dict(kernel_class="unpermute", kernel="unpermute", dtype="f
 entries.append(timed(dict(kernel_class="elementwise", kernel="activation", dtype="bf16", model="mixtral_like",
                           tokens=4096, d_ff=14336, activation="swiglu", flops=0.0,
                           bytes=4096 * 2 * 14336 * 2.0 + 4096 * 14336 * 2.0)))
+# Decode attention: 64 sequences x 2048 cached tokens, 32 query / 8 KV heads of 128, pages of 16.
+B, L, HQ, HKV, D, BS = 64, 2048, 32, 8, 128, 16
+for kv in ("bf16", "fp8"):
+    entries.append(timed(dict(kernel_class="decode_attention", kernel="decode_attention", dtype=kv, model="mixtral_like",
+                              batch=B, tokens=B, kv_len=L, q_heads=HQ, kv_heads=HKV, d_head=D, block_size=BS,
+                              query_dtype="bf16", splits=1, flops=4.0 * HQ * D * B * L,
+                              bytes=2.0 * HKV * D * B * L * S[kv] + 2.0 * B * HQ * D * 2 + 4.0 * B * (L // BS) + 4.0 * B
+                              + (8.0 if kv == "fp8" else 0.0))))
+# Prefill attention: 4 causal sequences of 512 tokens, same heads.
+lens = [512] * 4
+pairs = sum(s * (s + 1) / 2 for s in lens)
+entries.append(timed(dict(kernel_class="prefill_attention", kernel="prefill_attention", dtype="bf16", model="mixtral_like",
+                          batch=len(lens), seq=512, tokens=sum(lens), seq_lens=",".join(map(str, lens)), causal=True,
+                          q_heads=HQ, kv_heads=HKV, d_head=D, causal_pairs=pairs, flops=4.0 * HQ * D * pairs,
+                          bytes=(2.0 * HQ + 2.0 * HKV) * sum(lens) * D * 2 + 8.0 * (len(lens) + 1))))
 for e in entries:
     if e["kernel_class"] in ("permute", "unpermute", "elementwise"):
         e["ratio_to_copy"] = e["achieved_bytes_per_s"] / BW
@@ -94,6 +111,7 @@ doc = {
                 "x1.2 padded_strided). Regenerate with tests/data/kernels/make_measured_synthetic.py.",
         "formula_peak_bf16_flops_per_s": P["bf16"],
         "formula_peak_fp32_flops_per_s": P["fp32"],
+        "formula_peak_fp8_flops_per_s": P["fp8"],
         "formula_bytes_per_s": BW,
         "formula_floor_s": T0,
         "gpu_name": "synthetic",
@@ -101,7 +119,7 @@ doc = {
         "tool": "tests/data/kernels/make_measured_synthetic.py",
     },
     "ceilings": {"matmul_bf16_flops_per_s": P["bf16"], "matmul_fp32_flops_per_s": P["fp32"],
-                 "copy_bytes_per_s": BW},
+                 "matmul_fp8_flops_per_s": P["fp8"], "copy_bytes_per_s": BW},
     "entries": entries,
     "skipped": [{"what": "expert_ffn fp32 st_moe_32b E=64 m=1024 balanced",
                  "reason": "example of a skipped shape (synthetic)"}],

@@ -44,9 +44,61 @@ TEST_CASE("kernels::counting: data-movement kernels count bytes, no FLOPs") {
 }
 
 TEST_CASE("kernels::KernelClass: names round-trip and unknown names are rejected") {
-  for (KernelClass c : {KernelClass::gemm, KernelClass::batched_gemm, KernelClass::grouped_gemm, KernelClass::router,
-                        KernelClass::permute, KernelClass::unpermute, KernelClass::elementwise}) {
-    CHECK(parse_kernel_class(to_string(c)) == c);
+  CHECK(kernel_classes().size() == 9);
+  for (KernelClass c : kernel_classes()) CHECK(parse_kernel_class(to_string(c)) == c);
+  CHECK(to_string(KernelClass::decode_attention) == "decode_attention");
+  CHECK(to_string(KernelClass::prefill_attention) == "prefill_attention");
+  SECTION("unknown class") {
+    CHECK_THROWS_WITH(parse_kernel_class("conv"), Catch::Contains("allowed: gemm") && Catch::Contains("prefill_attention"));
   }
-  SECTION("unknown class") { CHECK_THROWS_WITH(parse_kernel_class("conv"), Catch::Contains("allowed: gemm")); }
+}
+
+TEST_CASE("kernels::counting: fp8 GEMMs read one byte per operand element and write bf16") {
+  const Cost c = gemm_cost(4, 8, 16, DType::fp8, 2);
+  CHECK(c.flops == 2.0 * 4 * 8 * 16);
+  CHECK(c.bytes == (4 * 16 + 16 * 8) * 1.0 + 4 * 8 * 2.0);
+  // Expert FFN in fp8: weights and x one byte, y bf16. rows 10, 2 experts, d 4, f 8, gated.
+  const Cost f = expert_ffn_cost(10, 2, 4, 8, Activation::swiglu, DType::fp8);
+  CHECK(f.flops == expert_ffn_cost(10, 2, 4, 8, Activation::swiglu, DType::bf16).flops);
+  CHECK(f.bytes == 2 * (64 + 32) * 1.0 + 10 * 4 * 1.0 + 10 * 4 * 2.0);
+}
+
+TEST_CASE("kernels::counting: decode attention is the KV read once plus small terms") {
+  // 2 sequences of 100 and 17 tokens, 8 query / 2 KV heads of 64, pages of 16, bf16 KV:
+  // flops = 4·8·64·117; KV = 2·2·64·117·2; q + out = 2·2·8·64·2; pages 7 + 2 = 9 → 36 B; lengths 8 B.
+  const Cost c = decode_attention_cost({100, 17}, 8, 2, 64, 16, DType::bf16);
+  CHECK(c.flops == 4.0 * 8 * 64 * 117);
+  CHECK(c.bytes == 2.0 * 2 * 64 * 117 * 2 + 2.0 * 2 * 8 * 64 * 2 + 4.0 * 9 + 4.0 * 2);
+  // fp8 KV halves the dominant term and adds the two scales.
+  const Cost f = decode_attention_cost({100, 17}, 8, 2, 64, 16, DType::fp8);
+  CHECK(f.bytes == 2.0 * 2 * 64 * 117 * 1 + 2.0 * 2 * 8 * 64 * 2 + 4.0 * 9 + 4.0 * 2 + 8.0);
+  CHECK(f.flops == c.flops);
+  // Long contexts: the KV dominates (the "bytes = the KV read once").
+  const Cost big = decode_attention_cost(std::vector<std::int64_t>(64, 8192), 32, 8, 128, 16, DType::bf16);
+  const double kv = 2.0 * 8 * 128 * 64 * 8192 * 2;
+  CHECK(big.bytes > kv);
+  CHECK(big.bytes < 1.01 * kv);
+  SECTION("bad shapes") {
+    CHECK_THROWS_AS(decode_attention_cost({}, 8, 2, 64, 16, DType::bf16), moesim::Error);
+    CHECK_THROWS_AS(decode_attention_cost({0}, 8, 2, 64, 16, DType::bf16), moesim::Error);
+    CHECK_THROWS_AS(decode_attention_cost({4}, 6, 4, 64, 16, DType::bf16), moesim::Error);
+    CHECK_THROWS_AS(decode_attention_cost({4}, 8, 2, 64, 0, DType::bf16), moesim::Error);
+  }
+}
+
+TEST_CASE("kernels::counting: prefill attention counts unmasked pairs only") {
+  CHECK(attention_pairs(4, 4, true) == 10.0);   // 1 + 2 + 3 + 4
+  CHECK(attention_pairs(4, 4, false) == 16.0);
+  CHECK(attention_pairs(2, 5, true) == 4.0 + 5.0);  // chunk of the last 2 of 5 positions
+  CHECK(attention_pairs(1, 7, true) == 7.0);        // a decode step
+  CHECK_THROWS_AS(attention_pairs(5, 4, true), moesim::Error);
+  // Two sequences (3 and 5 tokens), 4 query / 2 KV heads of 8, bf16.
+  const Cost c = prefill_attention_cost({3, 5}, {3, 5}, 4, 2, 8, true, DType::bf16);
+  CHECK(c.flops == 4.0 * 4 * 8 * (6 + 15));
+  CHECK(c.bytes == (2.0 * 4 * 8 + 2.0 * 2 * 8) * 8 * 2 + 8.0 * 3);
+  CHECK(prefill_attention_cost({3, 5}, {3, 5}, 4, 2, 8, false, DType::bf16).flops == 4.0 * 4 * 8 * (9 + 25));
+  SECTION("bad shapes") {
+    CHECK_THROWS_AS(prefill_attention_cost({3}, {3, 5}, 4, 2, 8, true, DType::bf16), moesim::Error);
+    CHECK_THROWS_AS(prefill_attention_cost({3}, {3}, 4, 3, 8, true, DType::bf16), moesim::Error);
+  }
 }

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
 #include "moesim/kernels/counting.hpp"
@@ -35,7 +36,8 @@ Cost expected_cost(const json& e) {
         return dense_ffn_cost(i(e, "tokens"), i(e, "d_model"), i(e, "d_ff"),
                               parse_activation(e.at("activation").get<std::string>()), dt);
       }
-      return gemm_cost(i(e, "m"), i(e, "n"), i(e, "k"), dt, e.value("output_dtype", to_string(dt)) == "fp32" ? 4 : dtype_bytes(dt));
+      return gemm_cost(i(e, "m"), i(e, "n"), i(e, "k"), dt,
+                       dtype_bytes(parse_dtype(e.value("output_dtype", to_string(dt)))));
     case KernelClass::batched_gemm: return batched_gemm_cost(i(e, "batch"), i(e, "m"), i(e, "n"), i(e, "k"), dt);
     case KernelClass::grouped_gemm: {
       // every expert has ≥ 1 row in the fixture and in the profiler's grids (count_min ≥ 1)
@@ -52,6 +54,18 @@ Cost expected_cost(const json& e) {
     case KernelClass::unpermute: return unpermute_cost(i(e, "tokens"), i(e, "top_k"), i(e, "rows"), i(e, "d_model"), dt);
     case KernelClass::elementwise:
       return activation_cost(i(e, "tokens"), i(e, "d_ff"), parse_activation(e.at("activation").get<std::string>()), dt);
+    case KernelClass::decode_attention:
+      // every sequence of a profiled batch has the same KV length
+      return decode_attention_cost(std::vector<std::int64_t>(static_cast<std::size_t>(i(e, "batch")), i(e, "kv_len")),
+                                   i(e, "q_heads"), i(e, "kv_heads"), i(e, "d_head"), i(e, "block_size"), dt);
+    case KernelClass::prefill_attention: {
+      // seq_lens: the batch's lengths, comma-separated (q_len = kv_len: a plain prefill)
+      std::vector<std::int64_t> lens;
+      std::stringstream ss(e.at("seq_lens").get<std::string>());
+      for (std::string item; std::getline(ss, item, ',');) lens.push_back(std::stoll(item));
+      CHECK(static_cast<std::int64_t>(lens.size()) == i(e, "batch"));
+      return prefill_attention_cost(lens, lens, i(e, "q_heads"), i(e, "kv_heads"), i(e, "d_head"), e.at("causal").get<bool>(), dt);
+    }
   }
   return {};
 }
@@ -105,8 +119,7 @@ TEST_CASE("kernels::measured_format: the synthetic fixture follows the format an
   int fastest = 0;
   for (const json& e : doc.at("entries")) {
     classes.insert(e.at("kernel_class").get<std::string>());
-    const double p = e.at("dtype") == "bf16" ? prov.at("formula_peak_bf16_flops_per_s").get<double>()
-                                             : prov.at("formula_peak_fp32_flops_per_s").get<double>();
+    const double p = prov.at("formula_peak_" + e.at("dtype").get<std::string>() + "_flops_per_s").get<double>();
     double factor = 1.0;
     if (e.contains("strategy")) {
       const std::string s = e.at("strategy");
@@ -117,8 +130,9 @@ TEST_CASE("kernels::measured_format: the synthetic fixture follows the format an
     CHECK(e.at("time_s").get<double>() == Approx(want).epsilon(1e-12));
   }
   CHECK(fastest == 1);
-  CHECK(classes == std::set<std::string>{"gemm", "batched_gemm", "grouped_gemm", "router", "permute", "unpermute",
-                                         "elementwise"});
+  std::set<std::string> all;
+  for (KernelClass c : kernel_classes()) all.insert(to_string(c));
+  CHECK(classes == all);  // the fixture exercises every class of the format
 }
 
 TEST_CASE("kernels::measured_format: committed measured profiles follow the format") {

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <memory>
+#include <stdexcept>
 
 #include "moesim/perf/measured_model.hpp"
 #include "moesim/perf/transfer_model.hpp"
@@ -205,6 +206,92 @@ TEST_CASE("perf::MeasuredTableModel: outside the tables it falls back and record
     op.dtype = "bf16";  // the router is profiled in fp32 only
     op.bytes = 1.0e7;
     CHECK(model->time(op).path == TimePath::measured);
+  }
+}
+
+/** The kernels/ fixture (it has every kernel class, fp8 entries and an fp8 ceiling) as the measured H100. */
+std::unique_ptr<MeasuredTableModel> model_kernels_fixture(const MeasuredProfile** profile_out = nullptr) {
+  static const MeasuredProfile p =
+      MeasuredProfile::load(std::string(MOESIM_TEST_DATA) + "/kernels/measured_synthetic.json");
+  if (profile_out != nullptr) *profile_out = &p;
+  const catalog::AcceleratorSpec spec = test::spec_of(p, "h100");
+  auto profile = std::make_shared<const MeasuredProfile>(p);
+  const DeviceRates rates = profile_rates(*profile, spec);
+  auto cal = std::make_shared<const Calibration>(Calibration::fit(*profile, rates));
+  auto transfer = std::make_unique<TransferModel>(spec, cal, rates, std::make_unique<RooflineModel>(spec, test::efficiency()));
+  return std::make_unique<MeasuredTableModel>(spec, profile, std::move(transfer));
+}
+
+const ProfileEntry& entry_of(const MeasuredProfile& p, KernelClass c, const std::string& dtype) {
+  for (const ProfileEntry& e : p.entries())
+    if (e.cls == c && e.dtype == dtype) return e;
+  throw std::runtime_error("entry not found");
+}
+
+TEST_CASE("perf::MeasuredTableModel: decode and prefill attention and fp8 GEMMs from their own tables", "[perf][measured]") {
+  const MeasuredProfile* p = nullptr;
+  const auto model = model_kernels_fixture(&p);
+  SECTION("every serving entry is reproduced exactly, on the measured path") {
+    for (const ProfileEntry* e : p->kernel_entries()) {
+      if (e->cls != KernelClass::decode_attention && e->cls != KernelClass::prefill_attention && e->dtype != "fp8") continue;
+      if (e->cls == KernelClass::grouped_gemm) continue;
+      INFO(e->kernel << " " << e->dtype);
+      const KernelTime t = model->time(test::op_of(*e));
+      REQUIRE(t.path == TimePath::measured);
+      CHECK(t.time_s == Approx(e->time_s).epsilon(1e-12));
+    }
+  }
+  SECTION("an fp8-KV decode step uses the fp8 table, not the bf16 one") {
+    const ProfileEntry& bf = entry_of(*p, KernelClass::decode_attention, "bf16");
+    const ProfileEntry& f8 = entry_of(*p, KernelClass::decode_attention, "fp8");
+    KernelOp op = test::op_of(f8);
+    CHECK(model->time(op).time_s == Approx(f8.time_s).epsilon(1e-12));
+    CHECK(f8.time_s < bf.time_s);  // half the KV bytes
+    // The measured path reports the ideal times at the device's ceilings for comparison.
+    CHECK(model->time(op).memory_s == Approx(op.bytes / p->ceilings().copy_bytes_per_s));
+  }
+  SECTION("a decode step between the two measured sizes, in a dtype without a series: pooled, log-log") {
+    const ProfileEntry& bf = entry_of(*p, KernelClass::decode_attention, "bf16");
+    const ProfileEntry& f8 = entry_of(*p, KernelClass::decode_attention, "fp8");
+    KernelOp op;
+    op.cls = KernelClass::decode_attention;
+    op.dtype = "fp16";
+    op.bytes = std::sqrt(bf.bytes * f8.bytes);  // geometric midpoint → geometric mean of the rates
+    op.flops = bf.flops;
+    const KernelTime t = model->time(op);
+    REQUIRE(t.path == TimePath::measured);
+    const double rate = std::sqrt(bf.bytes_per_s() * f8.bytes_per_s());
+    CHECK(t.time_s == Approx(op.bytes / rate).epsilon(1e-12));
+  }
+  SECTION("outside the measured range: the calibrated transfer, labelled") {
+    KernelOp op = test::op_of(entry_of(*p, KernelClass::decode_attention, "bf16"));
+    op.bytes *= 10.0;
+    const KernelTime t = model->time(op);
+    CHECK(t.path == TimePath::transferred);
+    // The fixture is a plain roofline: the transfer recovers eta_m = 1 and the 5 us floor.
+    CHECK(t.time_s == Approx(op.bytes / p->ceilings().copy_bytes_per_s + 5e-6).epsilon(1e-9));
+    CHECK(count_of(model->path_counts(), KernelClass::decode_attention, TimePath::transferred, "above the measured range") == 1);
+  }
+  SECTION("prefill ops are matched by dtype and interpolated by FLOPs") {
+    const ProfileEntry& e = entry_of(*p, KernelClass::prefill_attention, "bf16");
+    KernelOp op = test::op_of(e);
+    op.flops *= 2.0;  // beyond the single measured point, and compute-bound where the fixture's entry is not:
+    CHECK(model->time(op).path == TimePath::roofline);  // no compute-bound prefill entry to calibrate on
+    CHECK(count_of(model->path_counts(), KernelClass::prefill_attention, TimePath::roofline, "above the measured range") == 1);
+    const KernelTime t = model->time(test::op_of(e));
+    CHECK(t.compute_s == Approx(e.flops / p->ceilings().matmul_bf16_flops_per_s));
+  }
+  SECTION("fp8 GEMMs: the fp8 ceiling for the ideal compute time") {
+    const ProfileEntry& e = entry_of(*p, KernelClass::gemm, "fp8");
+    const KernelTime t = model->time(test::op_of(e));
+    CHECK(t.compute_s == Approx(e.flops / *p->ceilings().matmul_fp8_flops_per_s));
+  }
+  SECTION("planned paths and compute_paths name the new classes") {
+    CHECK(model->planned_path(KernelClass::decode_attention) == TimePath::measured);
+    CHECK(model->planned_path(KernelClass::prefill_attention) == TimePath::measured);
+    const auto paths = compute_paths(*model);
+    CHECK(paths.at("decode_attention") == "measured (synthetic profile, not measured)");
+    CHECK(paths.at("prefill_attention") == "measured (synthetic profile, not measured)");
   }
 }
 

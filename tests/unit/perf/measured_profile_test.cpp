@@ -35,12 +35,12 @@ TEST_CASE("perf::MeasuredProfile: loads a valid profile and labels a synthetic o
 }
 
 TEST_CASE("perf::MeasuredProfile: kernel_entries drops dense_ffn and keeps the fastest expert-FFN strategy", "[perf][profile]") {
-  // The kernels/ fixture in the same format: 11 entries, one dense_ffn, three expert-FFN strategies of one shape.
+  // The kernels/ fixture in the same format: 15 entries, one dense_ffn, three expert-FFN strategies of one shape.
   const MeasuredProfile p = MeasuredProfile::load(std::string(MOESIM_TEST_DATA) + "/kernels/measured_synthetic.json");
   CHECK_FALSE(p.measured());
-  REQUIRE(p.entries().size() == 11);
+  REQUIRE(p.entries().size() == 15);
   const auto used = p.kernel_entries();
-  CHECK(used.size() == 8);
+  CHECK(used.size() == 12);
   int grouped = 0;
   for (const ProfileEntry* e : used) {
     CHECK(e->kernel != "dense_ffn");
@@ -53,6 +53,48 @@ TEST_CASE("perf::MeasuredProfile: kernel_entries drops dense_ffn and keeps the f
   }
   CHECK(grouped == 1);
   CHECK(p.skipped_count() == 1);
+}
+
+TEST_CASE("perf::MeasuredProfile: serving classes, fp8 entries and the fp8 ceiling load", "[perf][profile]") {
+  const MeasuredProfile p = MeasuredProfile::load(std::string(MOESIM_TEST_DATA) + "/kernels/measured_synthetic.json");
+  REQUIRE(p.ceilings().matmul_fp8_flops_per_s.has_value());
+  CHECK(*p.ceilings().matmul_fp8_flops_per_s == Approx(1.0e15));
+  int decode = 0, prefill = 0, fp8_gemm = 0;
+  for (const ProfileEntry& e : p.entries()) {
+    if (e.cls == KernelClass::decode_attention) {
+      ++decode;
+      CHECK(e.kernel == "decode_attention");
+      CHECK(e.kv_len == 2048);
+      CHECK(e.q_heads == 32);
+      CHECK(e.kv_heads == 8);
+      CHECK(e.d_head == 128);
+      CHECK(e.block_size == 16);
+      CHECK((e.dtype == "bf16" || e.dtype == "fp8"));
+      CHECK(e.flops > 0.0);
+    }
+    if (e.cls == KernelClass::prefill_attention) {
+      ++prefill;
+      CHECK(e.seq == 512);
+      CHECK(e.tokens == 2048);
+    }
+    if (e.cls == KernelClass::gemm && e.dtype == "fp8") {
+      ++fp8_gemm;
+      CHECK(e.n == 6144);
+    }
+  }
+  CHECK(decode == 2);
+  CHECK(prefill == 1);
+  CHECK(fp8_gemm == 1);
+  SECTION("a serving class with zero FLOPs is refused") {
+    std::string text = test::read_text(std::string(MOESIM_TEST_DATA) + "/kernels/measured_synthetic.json");
+    const std::string needle = "\"kernel_class\": \"prefill_attention\"";
+    const auto at = text.find(needle);
+    REQUIRE(at != std::string::npos);
+    const auto flops = text.find("\"flops\": ", at);
+    const auto end = text.find(',', flops);
+    text.replace(flops, end - flops, "\"flops\": 0");
+    CHECK_THROWS_WITH(MeasuredProfile::parse(text, "edited.json"), Contains("must be > 0 for kernel_class prefill_attention"));
+  }
 }
 
 TEST_CASE("perf::MeasuredProfile: malformed files are rejected with file, line and key", "[perf][profile]") {
@@ -73,7 +115,7 @@ TEST_CASE("perf::MeasuredProfile: malformed files are rejected with file, line a
       {"no_copy_ceiling", "ceilings.copy_bytes_per_s", "required key is missing", "\"ceilings\""},
       {"empty_entries", "entries", "non-empty array", "\"entries\""},
       {"bad_kernel_class", "entries[4].kernel_class", "allowed: gemm, batched_gemm, grouped_gemm", "\"matmul\""},
-      {"bad_dtype", "entries[4].dtype", "allowed: bf16, fp32", "\"fp8\""},
+      {"bad_dtype", "entries[4].dtype", "allowed: bf16, fp32, fp8", "\"fp16\""},
       {"zero_time", "entries[8].time_s", "must be > 0", ""},
       {"negative_time", "entries[8].time_s", "must be > 0", ""},
       {"null_time", "entries[8].time_s", "is null", ""},

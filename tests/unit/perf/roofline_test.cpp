@@ -145,6 +145,61 @@ TEST_CASE("perf::RooflineModel: an fp32 GEMM on a GPU runs on the vector units",
   CHECK(model.time(op).compute_s == Approx(op.flops / (0.807 * h100.peak_vector_flops_per_s)).epsilon(1e-12));
 }
 
+TEST_CASE("perf::EfficiencyTable: every kernel class has a sourced entry for TPUs and GPUs", "[perf][roofline]") {
+  for (const std::string& name : kernel_class_names()) {
+    for (const char* accel : {"tpu_v3", "h100"}) {
+      INFO(name << " on " << accel);
+      const ClassEfficiency& e = test::efficiency().get(test::accelerator(accel), kernel_class_from_string(name));
+      CHECK_FALSE(e.source.empty());
+      CHECK(e.eta_memory > 0.0);
+      CHECK(e.eta_compute > 0.0);
+    }
+  }
+  CHECK(kernel_class_from_string("decode_attention") == KernelClass::decode_attention);
+  CHECK(to_string(KernelClass::prefill_attention) == "prefill_attention");
+  CHECK_FALSE(uses_matmul_rate(KernelClass::decode_attention));
+  CHECK(uses_matmul_rate(KernelClass::prefill_attention));
+}
+
+TEST_CASE("perf::RooflineModel: serving attention on the published efficiencies", "[perf][roofline]") {
+  const catalog::AcceleratorSpec h100 = test::accelerator("h100");
+  const RooflineModel model(h100, test::efficiency());
+  SECTION("decode attention streams the KV cache on the vector units") {
+    KernelOp op;
+    op.cls = KernelClass::decode_attention;
+    op.dtype = "fp8";  // an fp8 KV cache: the arithmetic still runs on the CUDA cores
+    op.bytes = 4.0e9;
+    op.flops = 1.6e10;
+    const KernelTime t = model.time(op);
+    CHECK(t.memory_s == Approx(4.0e9 / (0.90 * h100.hbm_bandwidth_bytes_per_s)).epsilon(1e-12));
+    CHECK(t.compute_s == Approx(1.6e10 / h100.peak_vector_flops_per_s).epsilon(1e-12));
+    CHECK(t.time_s == Approx(t.memory_s + 5.0e-6).epsilon(1e-12));
+  }
+  SECTION("prefill attention is compute-bound on the tensor cores, fp8 at its own efficiency") {
+    KernelOp op;
+    op.cls = KernelClass::prefill_attention;
+    op.dtype = "bf16";
+    op.flops = 1.0e12;
+    op.bytes = 4.0e7;
+    const KernelTime t = model.time(op);
+    CHECK(t.compute_s == Approx(1.0e12 / (0.50 * h100.peak_matmul_flops_per_s.at("bf16"))).epsilon(1e-12));
+    CHECK(t.time_s == Approx(t.compute_s + 5.0e-6).epsilon(1e-12));
+    op.dtype = "fp8";
+    CHECK(model.time(op).compute_s == Approx(1.0e12 / (0.61 * h100.peak_matmul_flops_per_s.at("fp8"))).epsilon(1e-12));
+  }
+  SECTION("on a TPU the attention products use the MXU") {
+    const catalog::AcceleratorSpec tpu = test::accelerator("tpu_v3");
+    const RooflineModel tm(tpu, test::efficiency());
+    KernelOp op;
+    op.cls = KernelClass::prefill_attention;
+    op.dtype = "bf16";
+    op.flops = 1.0e12;
+    op.bytes = 1.0;
+    const double share = 1.0 / tpu.devices_per_chip;
+    CHECK(tm.time(op).compute_s == Approx(1.0e12 / (0.30 * share * tpu.peak_matmul_flops_per_s.at("bf16"))).epsilon(1e-12));
+  }
+}
+
 TEST_CASE("perf::compute_paths: the roofline model reports every class as roofline", "[perf][roofline]") {
   const RooflineModel model(test::accelerator("h100"), test::efficiency());
   const auto paths = compute_paths(model);

@@ -37,7 +37,8 @@ TEST_CASE("perf::Calibration: recovers floor and eta = 1 from a profile made by 
   const MeasuredProfile p = MeasuredProfile::load(std::string(MOESIM_TEST_DATA) + "/kernels/measured_synthetic.json");
   const Calibration cal = Calibration::fit(p, profile_rates(p, std::nullopt));
   CHECK(cal.synthetic());
-  for (KernelClass c : {KernelClass::gemm, KernelClass::router, KernelClass::permute, KernelClass::elementwise}) {
+  for (KernelClass c : {KernelClass::gemm, KernelClass::router, KernelClass::permute, KernelClass::elementwise,
+                        KernelClass::decode_attention, KernelClass::prefill_attention}) {
     const ClassCalibration* cc = cal.find(c, c == KernelClass::router ? "fp32" : "bf16");
     REQUIRE(cc != nullptr);
     INFO(to_string(c));
@@ -47,6 +48,18 @@ TEST_CASE("perf::Calibration: recovers floor and eta = 1 from a profile made by 
   }
   CHECK(cal.find(KernelClass::optimizer, "fp32") == nullptr);
   CHECK(cal.find(KernelClass::router, "bf16") == cal.find(KernelClass::router, "*"));  // pooled over dtypes
+  // fp8 GEMMs calibrate against the profile's fp8 ceiling; fp8-KV decode has its own calibration.
+  REQUIRE(cal.source_rates().fp8_flops_per_s == Approx(1.0e15));
+  for (const char* dt : {"fp8"}) {
+    for (KernelClass c : {KernelClass::gemm, KernelClass::decode_attention}) {
+      const ClassCalibration* cc = cal.find(c, dt);
+      REQUIRE(cc != nullptr);
+      CHECK(cc->dtype == dt);
+      for (const EfficiencyBucket& b : cc->compute_buckets) CHECK(b.eta == Approx(1.0).epsilon(1e-9));
+      for (const EfficiencyBucket& b : cc->memory_buckets) CHECK(b.eta == Approx(1.0).epsilon(1e-9));
+    }
+  }
+  CHECK(cal.find(KernelClass::prefill_attention, "fp8") == nullptr);  // prefill is profiled in bf16 only, not pooled
 }
 
 TEST_CASE("perf::Calibration: recovers the fixture's affine memory curve: floor and eta exactly", "[perf][transfer]") {

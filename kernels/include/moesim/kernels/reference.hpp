@@ -23,6 +23,21 @@ std::vector<double> gemm(const std::vector<float>& a, const std::vector<float>& 
 std::vector<double> batched_gemm(const std::vector<float>& a, const std::vector<float>& b, std::int64_t batch,
                                  std::int64_t m, std::int64_t n, std::int64_t k, bool trans_b = false);
 
+/** Per-tensor fp8 scale: max |x| / 448, so that the largest magnitude maps onto the largest E4M3
+ *  value (the "amax" recipe of NVIDIA Transformer Engine's delayed/current scaling; Micikevicius et
+ *  al. 2022, arXiv:2209.05433, section 4.3). 1 for an all-zero tensor. Throws on NaN or infinity. */
+double fp8_scale(const std::vector<float>& values);
+
+/** E4M3 quantization with a per-tensor scale: q = round_to_e4m3(x / scale), returned as floats
+ *  holding E4M3 values (dequantize with q · scale). Throws for a non-finite or non-positive scale. */
+std::vector<float> quantize_e4m3(const std::vector<float>& values, double scale);
+
+/** fp8 GEMM as cuBLASLt computes it on Hopper, in fp64: C[m×n] = scale_a · scale_b · A·B with A
+ *  [m×k] and B [k×n] (or [n×k] with `trans_b`) holding E4M3 values. Throws moesim::Error when an
+ *  element is not an E4M3 value (quantize first), on a shape mismatch or a bad scale. */
+std::vector<double> gemm_fp8(const std::vector<float>& qa, const std::vector<float>& qb, double scale_a, double scale_b,
+                             std::int64_t m, std::int64_t n, std::int64_t k, bool trans_b = false);
+
 /** Expert capacity in tokens: ceil(capacity_factor · top_k · tokens / experts) (Switch
  *  Transformer, Fedus et al. 2022, arXiv:2101.03961, eq. 3–4, with the top-k factor of GShard).
  *  A product within 1e-9 (relative) of an integer counts as that integer, so that 1.1·10 is 11,
@@ -109,6 +124,18 @@ Segments segments_of(const DispatchPlan& plan);
  *  throughout (no intermediate rounding). */
 std::vector<double> expert_ffn(const std::vector<float>& x, const Segments& segments, const std::vector<float>& w13,
                                const std::vector<float>& w2, std::int64_t d, std::int64_t f, Activation act);
+
+/** Expert FFN in fp8 as the GPU pipeline computes it (gpu::Fp8ExpertFfn), in fp64 apart from the
+ *  roundings the pipeline stores: h = x_scale·w13_scale[e]·(qx·qw13_e) rounded to bf16 (h is a bf16
+ *  tensor), a = act(h_gate) [· h_up], qa = round_to_e4m3(float(a) / float(a_scale)) (the fp8 input of
+ *  the down projection, float division as the GPU), y = a_scale·w2_scale[e]·(qa·qw2_e). qx [rows×d],
+ *  qw13 [E×d×g·f] and qw2 [E×f×d] hold E4M3 values (layouts of expert_ffn); one scale per expert
+ *  and weight. Returns y [rows×d]; rows outside every segment are 0. Throws on bad sizes or scales,
+ *  or operands that are not E4M3 values. */
+std::vector<double> expert_ffn_fp8(const std::vector<float>& qx, double x_scale, const Segments& segments,
+                                   const std::vector<float>& qw13, const std::vector<double>& w13_scale,
+                                   const std::vector<float>& qw2, const std::vector<double>& w2_scale, double a_scale,
+                                   std::int64_t d, std::int64_t f, Activation act);
 
 /** Dense FFN (a non-expert layer): expert_ffn with one expert holding all `tokens` rows. */
 std::vector<double> dense_ffn(const std::vector<float>& x, std::int64_t tokens, const std::vector<float>& w13,

@@ -12,14 +12,17 @@
 namespace moesim::kernels {
 
 /** Element type of a kernel's activations and weights. Accumulation is always fp32 on the GPU
- *  (fp64 in the CPU references). */
-enum class DType { bf16, fp32 };
+ *  (fp64 in the CPU references). `fp8` is OCP FP8 E4M3 (NVIDIA's `__nv_fp8_e4m3`, "E4M3FN": 4
+ *  exponent bits with bias 7, 3 mantissa bits, no infinities, largest finite value 448; OCP 8-bit
+ *  Floating Point Specification (OFP8) rev. 1.0, 2023, section 5.3), always used with a per-tensor
+ *  fp32 scale (real value = scale · stored value). */
+enum class DType { bf16, fp32, fp8 };
 
-/** Bytes per element: bf16 2, fp32 4 (IEEE 754 binary32; bfloat16 = top half of binary32). */
+/** Bytes per element: bf16 2, fp32 4 (IEEE 754 binary32; bfloat16 = top half of binary32), fp8 1. */
 std::size_t dtype_bytes(DType dtype);
-/** "bf16" / "fp32". */
+/** "bf16" / "fp32" / "fp8". */
 std::string to_string(DType dtype);
-/** Parses "bf16" or "fp32"; throws moesim::Error naming the allowed values otherwise. */
+/** Parses "bf16", "fp32" or "fp8"; throws moesim::Error naming the allowed values otherwise. */
 DType parse_dtype(std::string_view text);
 
 /** FFN activation. `gelu` is the tanh approximation (Hendrycks & Gimpel 2016, arXiv:1606.08415,
@@ -50,7 +53,21 @@ std::uint16_t float_to_bf16_bits(float value);
 float bf16_bits_to_float(std::uint16_t bits);
 /** The float nearest to `value` that bfloat16 can represent (round to nearest even). */
 float round_to_bf16(float value);
-/** Rounds every element in place to the values `dtype` can hold (no-op for fp32). */
+/** Largest finite E4M3 value: 1.75 · 2^8 = 448 (OFP8 rev. 1.0, Table 1). */
+inline constexpr float kE4m3Max = 448.0f;
+
+/** Rounds a float to E4M3 with round-to-nearest-even, saturating: every finite value beyond ±448,
+ *  and ±infinity, becomes ±448 (the `__NV_SATFINITE` conversion of cuda_fp8.h); NaN becomes the
+ *  NaN code 0x7F (0xFF when negative); values below half the smallest subnormal (2^-10) become
+ *  ±0. Returns the 8 raw bits (sign, 4 exponent bits, 3 mantissa bits). */
+std::uint8_t float_to_e4m3_bits(float value);
+/** The float with the value of E4M3 bits (exact; 0x7F / 0xFF are NaN). */
+float e4m3_bits_to_float(std::uint8_t bits);
+/** The float nearest to `value` that E4M3 can represent (RNE, saturating at ±448). */
+float round_to_e4m3(float value);
+
+/** Rounds every element in place to the values `dtype` can hold (no-op for fp32; fp8: E4M3 with
+ *  scale 1, saturating). */
 void round_to_dtype(std::vector<float>& values, DType dtype);
 
 /** n test/benchmark values: magnitude uniform in [0.25, 1]·scale, random sign (never zero),

@@ -22,10 +22,17 @@ enum class KernelClass {
   unpermute,     ///< weighted scatter back
   elementwise,   ///< layer norm, residual, activation, softmax of attention
   optimizer,     ///< parameter update (streams parameters + state)
+  decode_attention,   ///< fused attention of one query token per sequence over its (paged) KV cache: reads the KV once
+  prefill_attention,  ///< fused causal attention over the prompt tokens (FlashAttention-style, tensor cores)
 };
 std::string to_string(KernelClass c);
 KernelClass kernel_class_from_string(const std::string& s);  ///< throws moesim::Error listing valid names
 const std::vector<std::string>& kernel_class_names();
+
+/** True for the classes whose work is timed against a matrix-unit (GEMM) rate: gemm, batched_gemm,
+ *  grouped_gemm and prefill_attention. The others are bound by bytes (decode attention streams
+ *  the KV cache; its arithmetic runs on the vector units). */
+bool uses_matmul_rate(KernelClass c);
 
 /** One kernel invocation on one device: what it computes and moves. FLOPs count multiply-adds as 2. */
 struct KernelOp {

@@ -16,10 +16,11 @@ struct MeasuredSeries {
   KernelClass cls = KernelClass::gemm;
   std::string dtype;  ///< "*" for a data-movement series pooled over dtypes
   /** Fixed parameters. gemm: n, k (m is the axis). batched_gemm: m, n, k (batch is the axis).
-   *  grouped_gemm: d_model, d_ff, gates, experts (tokens per expert is the axis). Data movement: none. */
+   *  grouped_gemm: d_model, d_ff, gates, experts (tokens per expert is the axis). Data movement,
+   *  decode and prefill attention: none. */
   double n = 0.0, k = 0.0, m = 0.0, d_model = 0.0, d_ff = 0.0, gates = 0.0, experts = 0.0;
-  std::string axis;          ///< "m", "batch", "tokens_per_expert" or "bytes"
-  bool rate_is_flops = true;  ///< FLOP/s (GEMM classes) or bytes/s (data movement)
+  std::string axis;          ///< "m", "batch", "tokens_per_expert", "flops" (prefill attention) or "bytes"
+  bool rate_is_flops = true;  ///< FLOP/s (GEMM classes, prefill attention) or bytes/s (data movement, decode attention)
   std::vector<double> x;     ///< ascending, distinct
   std::vector<double> rate;  ///< achieved rate at x (median of entries with the same x)
   std::string describe() const;
@@ -44,10 +45,15 @@ std::optional<double> interpolate_rate(const MeasuredSeries& s, double x);
  *    experts = group_m.size() groups; its axis value is the mean of group_m and its time
  *    op.flops / rate. The measured FFN includes its activation, which the simulator also times as a
  *    separate elementwise op: that op is counted twice on this path (a few % of the FFN);
- *  - router, permute, unpermute, elementwise: per dtype (pooled over dtypes when the op's dtype has
- *    no series; the router is profiled in fp32 only), bytes/s against the op's bytes, pooled over
- *    the other parameters (the op carries only its byte count). The profile's elementwise kernel is
- *    the FFN activation: its bandwidth stands for every streaming elementwise op.
+ *  - router, permute, unpermute, elementwise, decode_attention: per dtype (pooled over dtypes when
+ *    the op's dtype has no series; the router is profiled in fp32 only), bytes/s against the op's
+ *    bytes, pooled over the other parameters (the op carries only its byte count). The profile's
+ *    elementwise kernel is the FFN activation: its bandwidth stands for every streaming elementwise
+ *    op. Decode attention's dtype is the KV-cache type (bf16 or fp8): an fp8-KV step matches the fp8
+ *    series, and its bytes, dominated by the KV read once, are the axis (batch, KV length and heads
+ *    are pooled: a limitation until ops carry their attention shape);
+ *  - prefill_attention: per dtype, FLOP/s against the op's FLOPs (causal pairs only), pooled over
+ *    sequence lengths and heads.
  *  time = op.flops / rate (GEMM classes) or op.bytes / rate (data movement), rate from
  *  interpolate_rate(). An op with no matching series, or outside the series' measured range, goes to
  *  `fallback` (the TransferModel calibrated on this same profile and device, or the roofline for

@@ -12,8 +12,8 @@ namespace moesim::perf {
  *  Required fields are validated on load; shape fields are 0 / empty where the entry has none. */
 struct ProfileEntry {
   KernelClass cls = KernelClass::gemm;  ///< never optimizer (the profiler does not measure it)
-  std::string kernel;                   ///< e.g. "qkv_proj", "expert_ffn", "router"
-  std::string dtype;                    ///< "bf16" or "fp32"
+  std::string kernel;                   ///< e.g. "qkv_proj", "expert_ffn", "router", "decode_attention"
+  std::string dtype;                    ///< "bf16", "fp32" or "fp8" (decode_attention: the KV-cache type)
   double flops = 0.0;                   ///< FLOPs of one call (0 for data-movement kernels)
   double bytes = 0.0;                   ///< minimum device-memory bytes of one call
   double time_s = 0.0;                  ///< median time of one call, > 0
@@ -23,6 +23,7 @@ struct ProfileEntry {
   // Shape and context (0 / "" = absent in the file).
   double m = 0.0, n = 0.0, k = 0.0, batch = 0.0;
   double tokens = 0.0, d_model = 0.0, d_ff = 0.0, experts = 0.0, top_k = 0.0, tokens_per_expert = 0.0, seq = 0.0;
+  double kv_len = 0.0, q_heads = 0.0, kv_heads = 0.0, d_head = 0.0, block_size = 0.0;  ///< attention
   std::string model, activation, strategy, distribution;
   std::optional<bool> fastest;  ///< expert_ffn: the strategy that is the expert-FFN time
   int line = 0;                 ///< where the entry starts in the file (1-based; 0 = unknown)
@@ -37,6 +38,7 @@ struct ProfileEntry {
 struct ProfileCeilings {
   double matmul_bf16_flops_per_s = 0.0;                 ///< dense bf16 GEMM 8192^3 (required)
   std::optional<double> matmul_fp32_flops_per_s;        ///< dense true-fp32 GEMM (absent or null = unknown)
+  std::optional<double> matmul_fp8_flops_per_s;         ///< dense fp8 (E4M3) GEMM via cuBLASLt (absent = no fp8 GEMM)
   double copy_bytes_per_s = 0.0;                        ///< device-to-device copy, read + write (required)
 };
 

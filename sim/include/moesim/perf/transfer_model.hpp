@@ -16,18 +16,21 @@ namespace moesim::perf {
 struct DeviceRates {
   double bf16_flops_per_s = 0.0;    ///< dense bf16 GEMM
   double fp32_flops_per_s = 0.0;    ///< dense fp32 GEMM (tensor cores without TF32: the CUDA cores)
+  double fp8_flops_per_s = 0.0;     ///< dense fp8 (E4M3) GEMM; 0 = the device has no fp8 matrix unit
   double vector_flops_per_s = 0.0;  ///< non-matrix arithmetic (datasheet vector peak)
   double bytes_per_s = 0.0;         ///< device memory, read + write, as a device-to-device copy counts it
   std::string source;               ///< where each figure comes from, in words
 
-  /** The GEMM rate for `dtype` ("bf16", "fp32"); 0 for a dtype without a reference rate. */
+  /** The GEMM rate for `dtype` ("bf16", "fp32", "fp8"); 0 for a dtype without a reference rate. */
   double matmul_for(const std::string& dtype) const;
 };
 
-/** The measured device's reference rates: its profile's measured ceilings (dense bf16 / fp32 GEMM
- *  8192^3, device copy). Where the profile has no fp32 ceiling the fp32 reference is the datasheet
- *  fp32 rate of `spec` (matrix unit if it has fp32, else the vector units); the vector rate is
- *  spec's datasheet. `spec` may be absent (device not in the catalog): those figures are then 0. */
+/** The measured device's reference rates: its profile's measured ceilings (dense bf16 / fp32 / fp8
+ *  GEMM 8192^3, device copy). Where the profile has no fp32 ceiling the fp32 reference is the
+ *  datasheet fp32 rate of `spec` (matrix unit if it has fp32, else the vector units); where it has
+ *  no fp8 ceiling, spec's datasheet fp8 rate times the measured/datasheet bf16 ratio (0 without an
+ *  fp8 matrix unit); the vector rate is spec's datasheet. `spec` may be absent (device not in the
+ *  catalog): those figures are then 0. */
 DeviceRates profile_rates(const MeasuredProfile& profile, const std::optional<catalog::AcceleratorSpec>& spec);
 
 /** The rates of a target accelerator that correspond to the source profile's ceilings:
@@ -38,6 +41,8 @@ DeviceRates profile_rates(const MeasuredProfile& profile, const std::optional<ca
  *    (source bf16 ceiling / source datasheet bf16); 0 when the target has no bf16 matrix unit;
  *  - fp32 GEMM: target datasheet fp32 (matrix unit if it has fp32, else vector) x (source fp32
  *    reference / source datasheet fp32);
+ *  - fp8 GEMM: target datasheet fp8 x (source fp8 reference / source datasheet fp8); 0 when the
+ *    target has no fp8 matrix unit;
  *  - vector: the target's datasheet.
  *  Without `source_spec` the ratios cannot be formed and datasheet figures are used unscaled (said
  *  in `source`). Every figure is divided by the target's devices_per_chip. */

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
@@ -42,7 +43,7 @@ void copy_to_device(void* dst, const void* src, std::size_t bytes);
 /** Copies device bytes to the host (synchronous). */
 void copy_to_host(void* dst, const void* src, std::size_t bytes);
 
-/** Uploads floats as `dtype` elements (bf16: rounded to nearest even). */
+/** Uploads floats as `dtype` elements (bf16: rounded to nearest even; fp8: E4M3, RNE, saturating). */
 DeviceMemory upload(const std::vector<float>& values, DType dtype);
 /** Uploads a typed host vector as is. */
 template <class T>
@@ -51,7 +52,7 @@ DeviceMemory upload_raw(const std::vector<T>& values) {
   copy_to_device(mem.get(), values.data(), values.size() * sizeof(T));
   return mem;
 }
-/** Downloads `count` elements of `dtype` as floats (bf16 widened exactly). */
+/** Downloads `count` elements of `dtype` as floats (bf16 and fp8 widened exactly). */
 std::vector<float> download(const void* src, std::size_t count, DType dtype);
 /** Downloads `count` elements of T. */
 template <class T>
@@ -65,9 +66,12 @@ std::vector<T> download_raw(const void* src, std::size_t count) {
  *  a checked run so that an unwritten element is caught. */
 void poison(void* dst, std::size_t bytes, cudaStream_t stream);
 
-/** Stream and cuBLAS handle of one device, created on the current device. */
+/** Stream, cuBLAS and cuBLASLt handles of one device, created on the current device. */
 class Context {
  public:
+  /** cuBLASLt workspace: 32 MiB, NVIDIA's recommendation for Hopper (cuBLAS docs, cublasLtMatmul). */
+  static constexpr std::size_t kLtWorkspaceBytes = std::size_t{32} << 20;
+
   Context();
   ~Context();
   Context(const Context&) = delete;
@@ -75,12 +79,22 @@ class Context {
 
   cudaStream_t stream() const { return stream_; }
   cublasHandle_t cublas() const { return cublas_; }
+  cublasLtHandle_t cublas_lt() const { return cublas_lt_; }
+  /** The cuBLASLt workspace (allocated on first use). */
+  void* lt_workspace();
+  int sm_count() const { return sm_count_; }
+  /** 10·major + minor, e.g. 90 for Hopper. */
+  int compute_capability() const { return compute_capability_; }
   /** Waits for all work on the stream; throws on an asynchronous error. */
   void synchronize() const;
 
  private:
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
+  cublasLtHandle_t cublas_lt_ = nullptr;
+  DeviceMemory lt_workspace_;
+  int sm_count_ = 0;
+  int compute_capability_ = 0;
 };
 
 /** Number of CUDA devices, or 0 with `why` set to the runtime's message when there are none or

@@ -62,4 +62,27 @@ void unpermute(const void* y, int d, DType dtype, const std::int32_t* dest_row, 
 /** FFN activation over rows×f outputs: gated reads h [rows×2f] (gate | up), else h [rows×f]. */
 void activation(const void* h, std::int64_t rows, int f, Activation act, DType dtype, void* out, cudaStream_t stream);
 
+/** What the small grouped GEMM applies to x·W before storing: nothing; the activation; or the gated
+ *  activation act(x·W[:, :n]) ⊙ x·W[:, n:2n] (W holds 2n columns, the FFN's W1 | W3). */
+enum class SmallGemmEpilogue { none, activation, gated };
+
+/** Grouped skinny GEMM for few rows per group (the decode regime of the expert FFN), one launch for
+ *  all groups: out[r] = epilogue(x[r]·W_g) for the rows r in [offsets[g], offsets[g] + counts[g]),
+ *  W_g = w + g·k·n_w ([k × n_w] row-major, n_w = 2n for `gated`, else n); x [rows×k], out [rows×n];
+ *  offsets and counts are int32 device arrays of `groups`; max_count is the largest count (host).
+ *  Every weight element is read from HBM once per 64-row tile of its group (once for groups of at
+ *  most 64 rows); fp32 accumulation on CUDA cores. bf16 or fp32. Throws moesim::Error for bad sizes. */
+void small_grouped_gemm(const void* x, const void* w, void* out, const std::int32_t* offsets,
+                        const std::int32_t* counts, int groups, int max_count, int k, int n,
+                        SmallGemmEpilogue epilogue, Activation act, DType dtype, cudaStream_t stream);
+
+/** Per-tensor fp8 quantization: q[i] = E4M3(x[i] / scale), round to nearest even, saturating at
+ *  ±448 (as float_to_e4m3_bits); x bf16 or fp32. Throws for a non-positive or non-finite scale. */
+void quantize_fp8(const void* x, std::size_t n, DType src_dtype, float scale, void* q, cudaStream_t stream);
+
+/** The FFN activation of bf16 h (gated: [rows×2f], else [rows×f]) written as E4M3 with a per-tensor
+ *  scale: out = E4M3(act(h) / scale) [rows×f], the input of an fp8 down projection. */
+void activation_fp8(const void* h, std::int64_t rows, int f, Activation act, float scale, void* out,
+                    cudaStream_t stream);
+
 }  // namespace moesim::kernels::gpu
