@@ -21,7 +21,14 @@ namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
-std::string num(double v) { return std::isnan(v) ? std::string() : format_exact(v); }
+/** 12 significant digits: above the precision of any input or model (so nothing of meaning is lost), below the
+ *  17 of a double's round-trip form, whose last digits are arithmetic noise (0.41272000000000003). */
+std::string num(double v) {
+  if (std::isnan(v)) return std::string();
+  if (std::isinf(v)) return format_exact(v);
+  std::string s = fmt::format("{:.12g}", v);
+  return s == "-0" ? "0" : s;
+}
 
 std::string accelerator_name(const store::RunRecord& r) {
   const auto& p = r.provenance;
@@ -44,7 +51,7 @@ const std::vector<CsvColumn>& csv_columns() {
        "measurement window); CodeCarbon column"},
       {"emissions", "kg CO2e", "this datacenter's location-based (gross) CO2e; CodeCarbon column"},
       {"emissions_rate", "kg CO2e/s", "emissions / duration; CodeCarbon column"},
-      {"energy_consumed", "kWh", "this datacenter's facility energy, (IT + network) x PUE (CodeCarbon also applies the PUE); CodeCarbon column"},
+      {"energy_consumed", "kWh", "this datacenter's facility energy, (IT + network inside the datacenter) x PUE + the WAN's energy (drawn by carrier networks, no PUE); CodeCarbon also applies the PUE; CodeCarbon column"},
       {"country_iso_code", "", "ISO 3166-1 alpha-3 code of the datacenter's country; CodeCarbon column"},
       {"region", "", "cloud region, else the location, of the datacenter; CodeCarbon column"},
       {"pue", "1", "power usage effectiveness of the datacenter; CodeCarbon column"},

@@ -150,6 +150,14 @@ struct Axis {
   }
 };
 
+/** The label of tick `v` of axis `a`: a linear axis shows every tick with the step's decimals; a log axis each
+ *  tick with its own (0.01, 0.1, 1, 10, 100 -- not 100.000 because the axis starts at 0.001). */
+std::string axis_tick_label(const Axis& a, double v) {
+  if (!a.log || !(v > 0.0)) return tick_label(v, a.ticks.decimals);
+  const int decimals = std::max(0, -static_cast<int>(std::floor(std::log10(v) + 1e-9)));
+  return tick_label(v, decimals);
+}
+
 /** Gridlines and tick labels of a horizontal value axis spanning [x0, x1] under a plot [y0, y1]. */
 void x_axis(XmlWriter& w, const Axis& a, double x0, double x1, double y0, double y1, const std::string& label) {
   const Ticks& t = a.ticks;
@@ -160,7 +168,7 @@ void x_axis(XmlWriter& w, const Axis& a, double x0, double x1, double y0, double
     w.empty("line", {{"x1", px(x)}, {"y1", px(y0)}, {"x2", px(x)}, {"y2", px(y1)}, {"stroke", kGridColour}, {"stroke-width", "1"}});
     w.empty("line", {{"x1", px(x)}, {"y1", px(y1)}, {"x2", px(x)}, {"y2", px(y1 + 5)}, {"stroke", kAxisColour}, {"stroke-width", "1"}});
     w.element("text", {{"x", px(x)}, {"y", px(y1 + 19)}, {"font-size", std::to_string(kTickFontPx)}, {"text-anchor", "middle"}, {"class", "tick"}},
-              tick_label(v, t.decimals));
+              axis_tick_label(a, v));
   }
   w.empty("line", {{"x1", px(x0)}, {"y1", px(y1)}, {"x2", px(x1)}, {"y2", px(y1)}, {"stroke", kAxisColour}, {"stroke-width", "1.2"}});
   w.element("text", {{"x", px((x0 + x1) / 2)}, {"y", px(y1 + 42)}, {"font-size", std::to_string(kLabelFontPx)}, {"text-anchor", "middle"}, {"class", "axis-label"}},
@@ -178,7 +186,7 @@ void y_axis(XmlWriter& w, const Axis& a, double x0, double x1, double y0, double
     w.empty("line", {{"x1", px(x0)}, {"y1", px(y)}, {"x2", px(x1)}, {"y2", px(y)}, {"stroke", kGridColour}, {"stroke-width", "1"}});
     w.empty("line", {{"x1", px(x0 - 5)}, {"y1", px(y)}, {"x2", px(x0)}, {"y2", px(y)}, {"stroke", kAxisColour}, {"stroke-width", "1"}});
     w.element("text", {{"x", px(x0 - 8)}, {"y", px(y + 4)}, {"font-size", std::to_string(kTickFontPx)}, {"text-anchor", "end"}, {"class", "tick"}},
-              tick_label(v, t.decimals));
+              axis_tick_label(a, v));
   }
   w.empty("line", {{"x1", px(x0)}, {"y1", px(y0)}, {"x2", px(x0)}, {"y2", px(y1)}, {"stroke", kAxisColour}, {"stroke-width", "1.2"}});
   const double cy = (y0 + y1) / 2;
@@ -188,10 +196,10 @@ void y_axis(XmlWriter& w, const Axis& a, double x0, double x1, double y0, double
   w.close("g");
 }
 
-/** Width in px of the widest tick label of `t` (to size the left margin of a vertical axis). */
-double tick_label_width(const Ticks& t) {
+/** Width in px of the widest tick label of `a` (to size the left margin of a vertical axis). */
+double tick_label_width(const Axis& a) {
   std::size_t n = 1;
-  for (double v : t.values) n = std::max(n, tick_label(v, t.decimals).size());
+  for (double v : a.ticks.values) n = std::max(n, axis_tick_label(a, v).size());
   return kCharWidthPx * static_cast<double>(n);
 }
 
@@ -394,7 +402,7 @@ std::string scatter_chart(const ScatterChart& c) {
   if (pts.empty()) xmin = xmax = ymin = ymax = 0.0;
   const Axis ax = scatter_axis(c.x_scale, xmin, xmax, 6), ay = scatter_axis(c.y_scale, ymin, ymax, 5);
 
-  const double left = 44.0 + tick_label_width(ay.ticks) + 12.0;
+  const double left = 44.0 + tick_label_width(ay) + 12.0;
   const double right = 40.0, top = 70.0, bottom = 60.0;
   const double x0 = left, x1 = c.width_px - right, y0 = top, y1 = c.height_px - bottom;
   auto sx = [&](double v) { return x0 + ax.frac(v) * (x1 - x0); };
@@ -428,8 +436,14 @@ std::string scatter_chart(const ScatterChart& c) {
     bool flip;
     bool moved;
   };
+  // Every marker is an obstacle from the start (radius 6 + its stroke), so a label never covers another point
+  // and a leader line never seems to belong to the point a label sits on.
   std::vector<Box> placed;
-  // Labels go next to their point; one that would overlap an earlier label moves up or down by a
+  for (const auto* p : pts) {
+    const double cx = sx(p->x), cy = sy(p->y);
+    placed.push_back({cx - 8.0, cx + 8.0, cy - 8.0, cy + 8.0});
+  }
+  // Labels go next to their point; one that would overlap a marker or an earlier label moves up or down by a
   // line at a time (nearest free slot first) and gets a leader line to its point.
   std::vector<const ScatterPoint*> by_y = pts;
   std::stable_sort(by_y.begin(), by_y.end(), [&](const ScatterPoint* a, const ScatterPoint* b) { return sy(a->y) < sy(b->y); });
@@ -543,7 +557,7 @@ std::string line_chart(const LineChart& c) {
   constexpr const char* kMarkerColour = "#D55E00";  // Okabe–Ito vermillion
   if (band) entries.push_back({c.band_label, "box", "#ddf0fb"});  // the band's colour as drawn
   if (!c.markers.empty()) entries.push_back({c.markers_label, "ring", kMarkerColour});
-  const double left = 44.0 + tick_label_width(ty.ticks) + 12.0;
+  const double left = 44.0 + tick_label_width(ty) + 12.0;
   const double right = 30.0, top = 70.0 + kLegendRowPx * (legend_rows(entries, c.width_px - 10.0) - 1), bottom = 60.0;
   const double x0 = left, x1 = c.width_px - right, y0 = top, y1 = c.height_px - bottom;
   auto sx = [&](double v) { return x0 + tx.frac(v) * (x1 - x0); };

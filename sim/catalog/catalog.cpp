@@ -81,6 +81,10 @@ Catalog Catalog::load(const std::string& profiles_dir) {
       cat.datacenters_.emplace(dc.name, std::move(dc));
     }
   }
+  if (cat.accelerators_.empty())
+    throw Error(fmt::format("profiles directory '{}' has no accelerator profiles (accelerators/*.yaml): is "
+                            "MOESIM_PROFILES or --profiles pointing at moesim's profiles/ folder?",
+                            profiles_dir));
   return cat;
 }
 

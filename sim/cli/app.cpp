@@ -3,12 +3,14 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <iostream>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "commands.hpp"
 #include "moesim/core/error.hpp"
@@ -99,7 +101,50 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    const int rc = app.exit(e);  // prints --help / --version (rc 0) or CLI11's message
+    if (rc == 0) return kExitOk;
+    // Under the deepest command given: if it has subcommands and none was recognised, say which exist.
+    const auto all = [](CLI::App* a) { return a->get_subcommands([](CLI::App*) { return true; }); };
+    CLI::App* at = &app;
+    for (bool deeper = true; deeper;) {
+      deeper = false;
+      for (CLI::App* sub : all(at)) {
+        if (sub->parsed()) {
+          at = sub;
+          deeper = true;
+          break;
+        }
+      }
+    }
+    std::vector<std::string> names;
+    bool any_parsed = false;
+    for (CLI::App* sub : all(at)) {
+      names.push_back(sub->get_name());
+      any_parsed = any_parsed || sub->parsed();
+    }
+    if (!names.empty() && !any_parsed) {
+      // The word that should have been a command: the first one after the deepest command recognised.
+      std::vector<std::string> words;
+      for (int k = 1; k < argc; ++k) {
+        const std::string a = argv[k];
+        if (a == "--profiles") {
+          ++k;  // its value
+          continue;
+        }
+        if (a.empty() || a[0] != '-') words.push_back(a);
+      }
+      std::size_t next = 0;
+      if (at != &app) {
+        const auto it = std::find(words.begin(), words.end(), at->get_name());
+        next = it == words.end() ? words.size() : static_cast<std::size_t>(it - words.begin()) + 1;
+      }
+      const std::string prefix = at == &app ? "moesim" : "moesim " + at->get_name();
+      if (next < words.size())
+        std::cerr << fmt::format("{}: '{}' is not a command; commands: {}\n", prefix, words[next], fmt::join(names, ", "));
+      else
+        std::cerr << fmt::format("{}: give a command: {}\n", prefix, fmt::join(names, ", "));
+    }
+    return kExitUsage;
   }
 
   try {
@@ -114,12 +159,12 @@ int main(int argc, char** argv) {
     if (val_cmd->parsed()) return cmd_validate(g, val);
   } catch (const Error& e) {
     std::cerr << "moesim: error: " << e.what() << "\n";
-    return e.what() == std::string("interrupted") ? 130 : 1;
+    return e.what() == std::string("interrupted") ? kExitInterrupted : kExitError;
   } catch (const std::exception& e) {
-    std::cerr << "moesim: internal error: " << e.what() << "\n";
-    return 2;
+    std::cerr << "moesim: internal error (a bug in moesim; please report it with the command line): " << e.what() << "\n";
+    return kExitInternal;
   }
-  return 0;
+  return kExitOk;
 }
 
 }  // namespace moesim::cli

@@ -2,6 +2,8 @@
 // `moesim bench`: measures the simulator itself on the scenarios under bench/ (GShard-600B at 1024,
 // 4096 and 16384 TPU v3 chips; a 1024-GPU H100 cluster with hierarchical all-to-all). Each case runs in
 // its own process, one at a time, so its wall time and peak resident memory are its own.
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -31,6 +33,12 @@ namespace moesim::cli {
 
 namespace {
 
+/** In a forked child: die with the parent (the signal survives exec), as engine/isolation.cpp's children do. */
+void die_with_parent(pid_t parent) {
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != parent) ::_exit(1);
+}
+
 /** Runs this very binary as `moesim compare FILE` in a child process and measures it (wall time, and the
  *  peak resident memory of it and its simulation processes, from wait4). */
 nlohmann::json time_comparison(const std::string& file, const std::string& profiles_dir, int jobs) {
@@ -39,9 +47,11 @@ nlohmann::json time_comparison(const std::string& file, const std::string& profi
   const auto t0 = std::chrono::steady_clock::now();
   std::cout.flush();  // the child must not inherit (and later flush) our buffered output
   std::fflush(nullptr);
+  const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   if (pid < 0) throw Error("bench: cannot fork");
   if (pid == 0) {
+    die_with_parent(parent);
     FILE* f = std::freopen("/dev/null", "w", stdout);
     (void)f;
     const std::string j = std::to_string(jobs);
@@ -69,9 +79,11 @@ nlohmann::json time_max_rate(const std::string& file, const std::string& profile
   std::cout.flush();
   std::fflush(nullptr);
   const std::string out = (std::filesystem::temp_directory_path() / fmt::format("moesim_bench_maxrate_{}.json", ::getpid())).string();
+  const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   if (pid < 0) throw Error("bench: cannot fork");
   if (pid == 0) {
+    die_with_parent(parent);
     FILE* f = std::freopen(out.c_str(), "w", stdout);
     (void)f;
     ::execl("/proc/self/exe", "moesim", "--profiles", profiles_dir.c_str(), "run", file.c_str(), "--max-rate", "--no-store",

@@ -85,16 +85,15 @@ int cmd_compare(const GlobalOptions& g, const CompareOptions& o) {
   }
 
   store::Store db(o.db);
-  const std::int64_t cmp = db.create_comparison(base.name);
-  std::vector<std::int64_t> ids;
   std::vector<store::RunRecord> headers;
   for (const auto& [label, p] : runs) {
     store::RunRecord h = make_header(p.scenario);
-    h.comparison_id = cmp;
     h.alternative_label = label;
-    ids.push_back(db.begin_run(h));
     headers.push_back(std::move(h));
   }
+  // The comparison and every one of its runs in one transaction: a comparison is never stored short of runs.
+  const auto [cmp, ids] = db.begin_comparison(base.name, headers);
+  for (auto& h : headers) h.comparison_id = cmp;
 
   install_interrupt_handler();
   const bool tty = isatty(2) && !o.json;
@@ -140,8 +139,12 @@ int cmd_compare(const GlobalOptions& g, const CompareOptions& o) {
     std::cout << nlohmann::json{{"comparison_id", cmp}, {"scenario", base.name}, {"alternatives", a}}.dump(2) << "\n";
   } else {
     const bool serving = base.is_serving();
-    std::cout << fmt::format("moesim comparison {} of {}: {} alternatives (ranked by {}; * = on the {} Pareto front)\n", cmp,
-                             base.name, rows.size(), serving ? "gross gCO2e per 1000 output tokens" : "gross tCO2e",
+    std::size_t complete = 0;
+    for (const auto& r : rows) complete += r.status == "complete" ? 1 : 0;
+    std::cout << fmt::format("moesim comparison {} of {}: {} alternatives{} (ranked by {}; * = on the {} Pareto front)\n", cmp,
+                             base.name, rows.size(),
+                             complete == rows.size() ? "" : fmt::format(", {} of them complete", complete),
+                             serving ? "gross gCO2e per 1000 output tokens" : "gross tCO2e",
                              serving ? "P99 TTFT-carbon per token" : "time-CO2e")
               << reports::comparison_table_text(rows)
               << fmt::format("stored in {}; report: moesim report c{} --format html --db {}\n", o.db, cmp, o.db);

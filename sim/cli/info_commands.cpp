@@ -1,4 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
+#include <cctype>
+#include <initializer_list>
 #include <iostream>
 
 #include <fmt/format.h>
@@ -18,33 +20,62 @@ int cmd_explain(bool markdown) {
 }
 
 int cmd_list(const GlobalOptions& g, const std::string& what, const std::string& filter) {
-  auto keep = [&](const std::string& n) { return filter.empty() || n.find(filter) != std::string::npos; };
+  // --filter matches any of an entry's names (key, display name, region, country, zone), ignoring case.
+  const auto lower = [](std::string s) {
+    for (char& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    return s;
+  };
+  const std::string needle = lower(filter);
+  auto keep = [&](std::initializer_list<std::string> names) {
+    if (needle.empty()) return true;
+    for (const auto& n : names)
+      if (lower(n).find(needle) != std::string::npos) return true;
+    return false;
+  };
+  std::size_t shown = 0;
   if (what == "models") {
-    for (const auto& n : workload::step_builder_names()) std::cout << n << "\n";
-    return 0;
-  }
+    for (const auto& n : workload::step_builder_names())
+      if (keep({n})) {
+        std::cout << n << "\n";
+        ++shown;
+      }
+  } else {
   const catalog::Catalog c = load_catalog(g);
   if (what == "accelerators") {
     for (const auto& [n, a] : c.accelerators())
-      if (keep(n))
-        std::cout << fmt::format("{:<10} {:<24} {:>7.1f} TFLOP/s bf16  {:>6.1f} GiB HBM  {:>5.0f} W full\n", n, a.display_name,
-                                 a.peak_matmul_flops_per_s.count("bf16") ? a.peak_matmul_flops_per_s.at("bf16") / 1e12 : 0.0,
+      if (keep({n, a.display_name})) {
+        ++shown;
+        // No bf16 peak (V100: fp16 tensor cores only) prints "n/a", not 0.0.
+        const auto bf16 = a.peak_matmul_flops_per_s.find("bf16");
+        std::cout << fmt::format("{:<10} {:<24} {:>7} TFLOP/s bf16  {:>6.1f} GiB HBM  {:>5.0f} W full\n", n, a.display_name,
+                                 bf16 == a.peak_matmul_flops_per_s.end() || !(bf16->second > 0.0)
+                                     ? std::string("n/a")
+                                     : fmt::format("{:.1f}", bf16->second / 1e12),
                                  a.hbm_bytes / units::kGiB, a.full_w);
+      }
   } else if (what == "datacenters") {
     for (const auto& [n, d] : c.datacenters())
-      if (keep(n) && n.rfind(catalog::kGridDatacenterPrefix, 0) != 0)
+      if (keep({n, d.display_name, d.location, d.cloud_region, d.country_iso_code, d.grid_zone}) &&
+          n.rfind(catalog::kGridDatacenterPrefix, 0) != 0 && ++shown)
         std::cout << fmt::format("{:<40} PUE {:.2f}  gross {:.3f} kg/kWh  net {}  CFE {}\n", n, d.pue, d.gross_kgco2e_per_kwh,
                                  d.net_kgco2e_per_kwh ? fmt::format("{:.3f}", *d.net_kgco2e_per_kwh) : "-",
                                  d.cfe_fraction ? fmt::format("{:.0f} %", 100 * *d.cfe_fraction) : "-");
     if (filter.empty())
       std::cout << fmt::format("(and every grid zone as '{}<grid key>': moesim list grid)\n", catalog::kGridDatacenterPrefix);
   } else {
-    for (const auto& k : c.grid_keys())
-      if (keep(k)) {
-        const auto& gi = c.grid(k);
+    for (const auto& k : c.grid_keys()) {
+      const auto& gi = c.grid(k);
+      if (keep({k, gi.zone_name, gi.zone})) {
+        ++shown;
         std::cout << fmt::format("{:<40} {:.3f} kg/kWh  {}  ({})\n", k, gi.kgco2e_per_kwh, gi.zone_name, gi.licence);
       }
+    }
   }
+  }
+  if (shown == 0 && !filter.empty())
+    std::cerr << fmt::format("moesim: no {} match '{}' (the filter matches names, display names, regions, countries and "
+                             "zones, ignoring case){}\n",
+                             what, filter, what == "datacenters" ? "; grid zones: moesim list grid --filter TEXT" : "");
   return 0;
 }
 

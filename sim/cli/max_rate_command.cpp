@@ -43,6 +43,10 @@ struct Probe {
 int cmd_max_rate(const GlobalOptions& g, const RunOptions& o) {
   const catalog::Catalog catalog = load_catalog(g);
   const scenario::Scenario base = scenario::load_file(o.scenario, catalog, o.overrides);
+  if (!o.report_dir.empty()) {
+    if (o.no_store) throw Error("--report needs the run store (it reads the run back from it); drop --no-store");
+    check_output_directory(o.report_dir, "--report");
+  }
   if (!base.is_serving())
     throw InputError(o.scenario, 0, 0, "--max-rate", "searches the arrival rate of a serving scenario; this one trains");
   const std::string type = base.serving->arrival.type;

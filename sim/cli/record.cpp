@@ -2,6 +2,7 @@
 #include "record.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <set>
 
 #include <fmt/format.h>
@@ -57,6 +58,7 @@ store::RunRecord make_record(const scenario::Scenario& s, const engine::JobResul
   add("peak_chip_power_w", job.peak_chip_power_w, "W");
   add("it_energy_j", acc.it_energy_j(), "J");
   add("network_energy_j", acc.network_energy_j(), "J");
+  add("wan_energy_j", acc.wan_energy_j(), "J");
   add("facility_energy_j", acc.facility_energy_j(), "J");
   add("co2e_gross_kg", acc.co2e_gross_kg(), "kgCO2e");
   add("co2e_net_kg", acc.co2e_net_kg(), "kgCO2e");
@@ -137,8 +139,60 @@ store::RunRecord make_record(const scenario::Scenario& s, const engine::JobResul
   return r;
 }
 
+std::string assumed_pue_notes(const store::RunRecord& r) {
+  // A `grid:` site has no facility of its own: its PUE is the catalog's industry average. Say so where it is used.
+  std::string out;
+  const json& dcs = r.provenance.contains("datacenters") ? r.provenance["datacenters"] : json::array();
+  for (std::size_t k = 0; k < r.datacenters.size(); ++k) {
+    const store::DatacenterResult& d = r.datacenters[k];
+    if (d.name.rfind(catalog::kGridDatacenterPrefix, 0) != 0) continue;
+    std::string source;
+    if (k < dcs.size() && dcs[k].contains("sources") && dcs[k]["sources"].contains("pue"))
+      source = dcs[k]["sources"]["pue"].get<std::string>();
+    out += fmt::format("    {}: PUE {:.2f} is the industry average assumed for grid zones{}; for your facility's PUE give "
+                       "an inline datacenter (placement[].datacenter: {{name, pue, grid}})\n",
+                       d.name, d.pue, source.empty() ? "" : " (" + source.substr(0, source.find(':')) + ")");
+  }
+  return out;
+}
+
+json incomplete_record_json(const store::RunRecord& r) {
+  // A failed or unfinished run has no results: its figures are null (as in `runs list --json`), never 0.
+  json out = {{"run_id", r.id},
+              {"kind", r.kind.empty() ? "training" : r.kind},
+              {"scenario", r.scenario_name},
+              {"status", store::to_string(r.status)},
+              {"error", r.error_message.empty() ? json(nullptr) : json(r.error_message)},
+              {"created_at_utc", r.created_at_utc},
+              {"finished_at_utc", r.finished_at_utc.empty() ? json(nullptr) : json(r.finished_at_utc)},
+              {"seed", r.seed},
+              {"moesim_version", r.moesim_version},
+              {"train_days", nullptr},
+              {"facility_energy_mwh", nullptr},
+              {"co2e_gross_t", nullptr}};
+  if (r.comparison_id) {
+    out["comparison_id"] = *r.comparison_id;
+    out["alternative"] = r.alternative_label;
+  }
+  return out;
+}
+
+std::string incomplete_record_summary(const store::RunRecord& r) {
+  std::string out = fmt::format("moesim run {}: {} ({}{})\n", r.id, r.scenario_name, r.kind == "serving" ? "serving, " : "",
+                                store::to_string(r.status));
+  if (r.status == store::RunStatus::failed)
+    out += fmt::format("  error: {}\n", r.error_message.empty() ? "(none recorded)" : r.error_message);
+  out += fmt::format("  started {}{}\n", r.created_at_utc,
+                     r.finished_at_utc.empty() ? "" : fmt::format(", ended {}", r.finished_at_utc));
+  out += r.status == store::RunStatus::failed
+             ? "  no results: the run failed before it completed\n"
+             : "  no results yet: the run is still simulating, or its process was killed (a killed run stays `running`)\n";
+  return out;
+}
+
 json record_json(const store::RunRecord& r) {
   using namespace units;
+  if (r.status != store::RunStatus::complete) return incomplete_record_json(r);
   if (r.kind == "serving") return serving_record_json(r);
   json bd = json::object(), busy = json::object();
   for (const auto& b : r.breakdown) {
@@ -173,7 +227,7 @@ json record_json(const store::RunRecord& r) {
               {"moesim_version", r.moesim_version},
               {"step_time_s", metric_or(r, "step_time_s")},
               {"step_time_spread_s", metric_or(r, "step_time_spread_s")},
-              {"steps", metric_or(r, "steps")},
+              {"steps", static_cast<long long>(std::llround(metric_or(r, "steps")))},
               {"train_time_s", train_s},
               {"train_days", seconds_to_days(train_s)},
               {"tokens_dropped_fraction", metric_or(r, "tokens_dropped_fraction")},
@@ -181,13 +235,14 @@ json record_json(const store::RunRecord& r) {
               {"step_busy_s", busy},
               {"mfu", metric_or(r, "mfu")},
               {"hfu", metric_or(r, "hfu")},
-              {"chips", metric_or(r, "chips")},
-              {"devices", metric_or(r, "devices")},
+              {"chips", static_cast<long long>(metric_or(r, "chips"))},
+              {"devices", static_cast<long long>(metric_or(r, "devices"))},
               {"duration_days", seconds_to_days(metric_or(r, "duration_s"))},
               {"duration_pinned", metric_or(r, "duration_pinned") != 0.0},
               {"average_chip_power_w", metric_or(r, "average_chip_power_w")},
               {"it_energy_mwh", joules_to_mwh(metric_or(r, "it_energy_j"))},
               {"network_energy_mwh", joules_to_mwh(metric_or(r, "network_energy_j"))},
+              {"wan_energy_mwh", joules_to_mwh(metric_or(r, "wan_energy_j"))},
               {"facility_energy_mwh", joules_to_mwh(metric_or(r, "facility_energy_j"))},
               {"co2e_gross_t", kg_to_tonnes(metric_or(r, "co2e_gross_kg"))},
               {"co2e_net_t", kg_to_tonnes(metric_or(r, "co2e_net_kg"))},
@@ -203,6 +258,7 @@ json record_json(const store::RunRecord& r) {
 
 std::string record_summary(const store::RunRecord& r) {
   using namespace units;
+  if (r.status != store::RunStatus::complete) return incomplete_record_summary(r);
   if (r.kind == "serving") return serving_record_summary(r);
   const double step = metric_or(r, "step_time_s"), spread = metric_or(r, "step_time_spread_s");
   const double train_s = metric_or(r, store::metric_names::kTrainTime_s);
@@ -213,20 +269,27 @@ std::string record_summary(const store::RunRecord& r) {
                      (metric_or(r, "memory_params_bytes") + metric_or(r, "memory_grads_bytes") + metric_or(r, "memory_optimizer_bytes") +
                       metric_or(r, "memory_activations_bytes")) / kGiB,
                      metric_or(r, "memory_capacity_bytes") / kGiB, metric_or(r, "rematerialization") != 0 ? ", rematerialized" : "");
-  out += fmt::format("  step time       {:.4f} s (spread {:.2g} s over {} steps)   {:.3g} steps/s\n", step, spread,
-                     r.provenance.contains("step_times_s") ? r.provenance["step_times_s"].size() : 0, step > 0 ? 1.0 / step : 0.0);
-  out += fmt::format("  training        {:.4g} steps -> {:.2f} days   MFU {:.1f} %   tokens dropped {:.2f} %\n",
-                     metric_or(r, "steps"), seconds_to_days(train_s), 100.0 * metric_or(r, "mfu"),
-                     100.0 * metric_or(r, "tokens_dropped_fraction"));
+  const std::size_t simulated = r.provenance.contains("step_times_s") ? r.provenance["step_times_s"].size() : 0;
+  out += fmt::format("  step time       {:.4f} s ({} over {} simulated steps)   {:.3g} steps/s\n", step,
+                     spread == 0.0 ? std::string("the same") : fmt::format("spread {:.2g} s", spread), simulated,
+                     step > 0 ? 1.0 / step : 0.0);
+  const double dropped = metric_or(r, "tokens_dropped_fraction");
+  out += fmt::format("  training        {:.0f} steps -> {:.2f} days   MFU {:.1f} % (model FLOPs)   HFU {:.1f} % (FLOPs executed)   "
+                     "tokens dropped {}\n",
+                     metric_or(r, "steps"), seconds_to_days(train_s), 100.0 * metric_or(r, "mfu"), 100.0 * metric_or(r, "hfu"),
+                     dropped == 0.0 ? std::string("none") : fmt::format("{:.2f} %", 100.0 * dropped));
   out += "  step breakdown (critical path):\n";
   std::vector<std::pair<double, std::string>> parts;
   for (const auto& b : r.breakdown)
     if (b.critical_path_s > 0) parts.emplace_back(b.critical_path_s, b.phase_kind);
   std::sort(parts.rbegin(), parts.rend());
   for (const auto& [t, k] : parts) out += fmt::format("    {:<28} {:>10.4f} s  {:5.1f} %\n", k, t, step > 0 ? 100.0 * t / step : 0.0);
-  out += fmt::format("  energy          IT {:.3f} MWh + network {:.3f} MWh -> facility {:.3f} MWh{}   ({:.0f} W/chip)\n",
+  const double wan_j = metric_or(r, "wan_energy_j");
+  out += fmt::format("  energy          IT {:.3f} MWh + network {:.3f} MWh -> facility {:.3f} MWh{}{}   ({:.0f} W/chip)\n",
                      joules_to_mwh(metric_or(r, "it_energy_j")), joules_to_mwh(metric_or(r, "network_energy_j")),
                      joules_to_mwh(metric_or(r, "facility_energy_j")),
+                     wan_j > 0.0 ? fmt::format(" (of which WAN {:.3f} MWh, drawn by carrier networks: no PUE)", joules_to_mwh(wan_j))
+                                 : std::string(),
                      metric_or(r, "duration_pinned") != 0 ? fmt::format(" over the pinned {:.2f} days", seconds_to_days(metric_or(r, "duration_s"))) : "",
                      metric_or(r, "average_chip_power_w"));
   out += fmt::format("  emissions       {:.3f} tCO2e gross (location), {:.3f} tCO2e net (market)", kg_to_tonnes(metric_or(r, "co2e_gross_kg")),
@@ -236,6 +299,7 @@ std::string record_summary(const store::RunRecord& r) {
   for (const auto& d : r.datacenters)
     out += fmt::format("    {:<34} {:>5} chips  PUE {:.2f}  {:>9.3f} MWh  {:>8.3f} t gross  {:>8.3f} t net\n", d.name, d.chips, d.pue,
                        joules_to_mwh(d.facility_energy_j), kg_to_tonnes(d.co2e_gross_kg), kg_to_tonnes(d.co2e_net_kg));
+  out += assumed_pue_notes(r);
   return out;
 }
 

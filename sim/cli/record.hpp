@@ -30,6 +30,10 @@ store::RunRecord make_header(const scenario::Scenario& s);
  *  days, MWh, tonnes). */
 nlohmann::json record_json(const store::RunRecord& r);
 
+/** One line per `grid:` datacenter of the record saying that its PUE is the catalog's assumed industry average
+ *  (and its source); empty when there is none. */
+std::string assumed_pue_notes(const store::RunRecord& r);
+
 /** Human-readable summary of a stored record. */
 std::string record_summary(const store::RunRecord& r);
 

@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 
@@ -120,23 +121,56 @@ store::RunRecord execute_run(const catalog::Catalog& catalog, const PreparedRun&
   }
 }
 
+void check_output_directory(const std::string& dir, const std::string& option) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec || !fs::is_directory(dir) || ::access(dir.c_str(), W_OK) != 0)
+    throw Error(fmt::format("{} {}: cannot write there ({}); nothing was simulated or stored", option, dir,
+                            ec ? ec.message() : fs::is_directory(dir) ? "not writable" : "not a directory"));
+}
+
+void check_output_file(const std::string& path, const std::string& option) {
+  namespace fs = std::filesystem;
+  const fs::path p(path);
+  const fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
+  std::error_code ec;
+  if (fs::is_directory(p, ec) || !fs::is_directory(dir, ec) || ::access(dir.c_str(), W_OK) != 0)
+    throw Error(fmt::format("{} {}: cannot write this file ({}); nothing was simulated or stored", option, path,
+                            fs::is_directory(p, ec) ? "it is a directory" : "its directory does not exist or is not writable"));
+}
+
 int cmd_run(const GlobalOptions& g, const RunOptions& o) {
   const catalog::Catalog catalog = load_catalog(g);
   PreparedRun p = prepare_run(catalog, scenario::load_file(o.scenario, catalog, o.overrides));
+  // Every output is checked before the simulation: a run is never stored only to fail on its report.
+  if (!o.report_dir.empty()) {
+    if (o.no_store) throw Error("--report needs the run store (it reads the run back from it); drop --no-store");
+    check_output_directory(o.report_dir, "--report");
+  }
+  if (!o.trace.empty()) check_output_file(o.trace, "--trace");
   std::unique_ptr<store::Store> db;
   if (!o.no_store) db = std::make_unique<store::Store>(o.db);
   install_interrupt_handler();
   const store::RunRecord rec = execute_run(catalog, p, db.get(), make_header(p.scenario), !o.json && isatty(2), o.trace);
-  std::string report;
+  std::string report, report_error;
   if (!o.report_dir.empty()) {
-    if (!db) throw Error("--report needs the run store (it reads the run back from it); drop --no-store");
-    report = reports::write_run_report(*db, rec.id, reports::Format::html, o.report_dir);
+    try {
+      report = reports::write_run_report(*db, rec.id, reports::Format::html, o.report_dir);
+    } catch (const std::exception& e) {
+      // The run is stored: print it all the same, then say what failed and how to retry.
+      report_error = fmt::format("the run is stored as run {} in {}, but its report could not be written: {}; write it "
+                                 "with `moesim report {} --db {} -o DIR`",
+                                 rec.id, o.db, e.what(), rec.id, o.db);
+    }
   }
   if (o.json)
     std::cout << record_json(rec).dump(2) << "\n";
   else
     std::cout << record_summary(rec) << (db ? fmt::format("  stored in {} as run {}\n", o.db, rec.id) : "")
               << (report.empty() ? "" : fmt::format("  report: {}\n", report));
+  std::cout.flush();
+  if (!report_error.empty()) throw Error(report_error);
   return 0;
 }
 

@@ -30,6 +30,12 @@ store::RunRecord finish_run(const catalog::Catalog& catalog, const PreparedRun& 
  *  (what a child process sends back). */
 nlohmann::json simulate_json(const catalog::Catalog& catalog, const PreparedRun& p, const engine::EngineOptions& options = {});
 
+/** Creates `dir` if needed and throws moesim::Error naming `option` unless files can be written in it: outputs
+ *  are checked before a simulation, so no run is stored only to fail on its report. */
+void check_output_directory(const std::string& dir, const std::string& option);
+/** Throws moesim::Error naming `option` unless `path` can be created or overwritten as a file. */
+void check_output_file(const std::string& path, const std::string& option);
+
 /** Simulates in a child process, accounts energy, and (if `db`) stores the run as one transaction.
  *  A failure marks the stored run failed and re-throws. */
 store::RunRecord execute_run(const catalog::Catalog& catalog, const PreparedRun& p, store::Store* db,

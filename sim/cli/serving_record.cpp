@@ -80,6 +80,7 @@ store::RunRecord make_serving_record(const scenario::Scenario& s, const engine::
   add("peak_chip_power_w", r.peak_chip_power_w, "W");
   add("it_energy_j", acc.it_energy_j(), "J");
   add("network_energy_j", acc.network_energy_j(), "J");
+  add("wan_energy_j", acc.wan_energy_j(), "J");
   add("facility_energy_j", acc.facility_energy_j(), "J");
   add("co2e_gross_kg", acc.co2e_gross_kg(), "kgCO2e");
   add("co2e_net_kg", acc.co2e_net_kg(), "kgCO2e");
@@ -306,6 +307,7 @@ std::string serving_record_summary(const store::RunRecord& r) {
     out += fmt::format("    {:<34} {:>5} chips  PUE {:.2f}  {:>8.3f} J/token  {:>9.4f} gCO2e/1000 tokens gross\n", d.name, d.chips, d.pue,
                        metric_or(r, fmt::format("site.{}.energy_per_output_token_j", d.name)),
                        kGramsPerKg * metric_or(r, fmt::format("site.{}.co2e_gross_kg_per_1k_tokens", d.name)));
+  out += assumed_pue_notes(r);
   return out;
 }
 

@@ -47,6 +47,8 @@ std::vector<Check> load_checks(const std::string& file) {
   }
   std::vector<Check> out;
   for (const auto& n : root["checks"]) {
+    // A value of the wrong kind (a list where a number belongs) is a located input error, not yaml-cpp's.
+    try {
     auto req = [&](const char* k) {
       if (!n[k]) throw InputError(file, n.Mark().line + 1, n.Mark().column + 1, k, "missing in a validation check");
       return n[k];
@@ -84,6 +86,10 @@ std::vector<Check> load_checks(const std::string& file) {
     if ((c.metric == "step_time_ratio" || c.metric == "throughput_ratio") && c.baseline.empty())
       throw InputError(file, n.Mark().line + 1, n.Mark().column + 1, "baseline", c.metric + " needs a baseline scenario");
     out.push_back(std::move(c));
+    } catch (const YAML::Exception& e) {
+      const YAML::Mark m = e.mark.is_null() ? n.Mark() : e.mark;
+      throw InputError(file, m.line + 1, m.column + 1, "checks[]", "a value of the wrong type: " + e.msg);
+    }
   }
   if (out.empty()) throw Error(file + ": no checks");
   return out;
@@ -131,6 +137,11 @@ int cmd_validate(const GlobalOptions& g, const ValidateOptions& o) {
 
   install_interrupt_handler();
   const bool tty = isatty(2);
+  // Progress on stderr (stdout is the table): a counter redrawn on a terminal, one line per finished simulation
+  // otherwise (a log or CI), so a slow machine never looks hung.
+  std::cerr << fmt::format("[validate] {} checks: {} simulations, {} at a time\n", checks.size(), prepared.size(),
+                           std::max(1, o.jobs))
+            << std::flush;
   std::map<std::string, store::RunRecord> results;
   std::deque<std::string> queue;
   for (const auto& [key, p] : prepared) queue.push_back(key);
@@ -148,8 +159,15 @@ int cmd_validate(const GlobalOptions& g, const ValidateOptions& o) {
     if (!d.error.empty()) throw Error(fmt::format("{}: {}", key, d.error));
     store::RunRecord rec = finish_run(catalog, prepared.at(key), d.result.value, make_header(prepared.at(key).scenario));
     rec.status = store::RunStatus::complete;  // simulated and accounted; not stored
+    const std::string name = prepared.at(key).scenario.name;
     results.emplace(key, std::move(rec));
-    if (tty) std::cerr << fmt::format("\r[validate] {}/{} runs done      ", results.size(), prepared.size()) << std::flush;
+    if (tty)
+      std::cerr << fmt::format("\r[validate] {}/{} simulations done ({}, {:.1f} s)        ", results.size(), prepared.size(),
+                               name, d.result.wall_s)
+                << std::flush;
+    else
+      std::cerr << fmt::format("[validate] {}/{} {} ({:.1f} s)\n", results.size(), prepared.size(), name, d.result.wall_s)
+                << std::flush;
   }
   if (tty) std::cerr << "\n";
 

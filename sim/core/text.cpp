@@ -35,6 +35,12 @@ std::vector<std::string> closest(const std::string& name, const std::vector<std:
   return out;
 }
 
+bool likely_typo(const std::string& name, const std::string& candidate) {
+  const std::size_t d = edit_distance(name, candidate);
+  const std::size_t limit = name.size() <= 4 ? 1 : name.size() < 9 ? 2 : 3;
+  return d <= limit && d < name.size() && d + 1 < candidate.size();
+}
+
 std::string join(const std::vector<std::string>& items, const std::string& sep) {
   std::string out;
   for (std::size_t i = 0; i < items.size(); ++i) {

@@ -25,7 +25,8 @@ double sourced_number(const std::string& file, const YAML::Node& n, const std::s
     throw at(file, n, key, "expected {value: NUMBER, source: \"citation\"}");
   double v = 0.0;
   if (!YAML::convert<double>::decode(n["value"], v) || v < 0.0) throw at(file, n["value"], key + ".value", "expected a number >= 0");
-  if (source) *source += key + ": " + n["source"].as<std::string>() + " ";
+  if (!n["source"].IsScalar()) throw at(file, n["source"], key + ".source", "expected a citation (text)");
+  if (source) *source += key + ": " + n["source"].Scalar() + " ";
   return v;
 }
 
@@ -47,7 +48,9 @@ void apply_intensity(SiteAccount& acc, const std::string& series_path, const std
   const double kwh = units::joules_to_kwh(acc.facility_energy_j);
   if (start_s) {
     b.job_start_utc = format_utc_timestamp(*start_s);
-    b.job_end_utc = format_utc_timestamp(*start_s + static_cast<std::int64_t>(std::ceil(duration_s)));
+    // In doubles first: a job of a billion days must not overflow the timestamp.
+    const double end_s = static_cast<double>(*start_s) + std::ceil(duration_s);
+    b.job_end_utc = end_s < 9.2e18 ? format_utc_timestamp(static_cast<std::int64_t>(end_s)) : "beyond the year 9999";
   }
   if (!start_s || series_path.empty()) {
     b.gross = GrossBasis::annual;
@@ -137,7 +140,7 @@ NetworkEnergyTable NetworkEnergyTable::load(const std::string& profiles_dir) {
     LinkClassEnergy e;
     e.energy_per_bit_j = sourced_number(t.file_, n["energy_per_bit_j"], "link_classes." + name + ".energy_per_bit_j", &e.source);
     e.idle_w_per_link = sourced_number(t.file_, n["idle_w_per_link"], "link_classes." + name + ".idle_w_per_link", &e.source);
-    const std::string inc = n["included_in"] ? n["included_in"].as<std::string>() : "";
+    const std::string inc = n["included_in"] && n["included_in"].IsScalar() ? n["included_in"].Scalar() : "";
     if (inc == "chip") e.included_in = IncludedIn::chip;
     else if (inc == "host_overhead") e.included_in = IncludedIn::host_overhead;
     else if (inc == "none") e.included_in = IncludedIn::none;
@@ -192,14 +195,15 @@ std::optional<std::int64_t> start_time_utc_s(const scenario::Scenario& s) {
 
 void check_hourly_inputs(const scenario::Scenario& s, const catalog::Catalog& catalog) {
   const std::optional<std::int64_t> start = start_time_utc_s(s);
-  if (!start) return;
   // A pinned duration lets the whole run be checked now; otherwise only its start.
   const double known_duration_s = s.training.duration_days ? *s.training.duration_days * units::kSecondsPerDay : 0.0;
   for (const auto& p : s.placement) {
     const catalog::DatacenterSpec dc = resolve_datacenter(p, catalog);
     const std::string path = hourly_series_path(p, dc, s);
     if (path.empty()) continue;
+    // Read and checked even when no start time uses it: a broken series is found now, not on first use.
     const HourlyIntensity series = HourlyIntensity::load(path);
+    if (!start) continue;
     try {
       series.integrate(*start, known_duration_s, 0.0);
     } catch (const Error& err) {
@@ -218,6 +222,7 @@ double total(const std::vector<SiteAccount>& sites, double SiteAccount::*field) 
 
 double Accounting::it_energy_j() const { return total(sites, &SiteAccount::it_energy_j); }
 double Accounting::network_energy_j() const { return total(sites, &SiteAccount::network_energy_j); }
+double Accounting::wan_energy_j() const { return total(sites, &SiteAccount::wan_energy_j); }
 double Accounting::facility_energy_j() const { return total(sites, &SiteAccount::facility_energy_j); }
 double Accounting::co2e_gross_kg() const { return total(sites, &SiteAccount::co2e_gross_kg); }
 double Accounting::co2e_net_kg() const { return total(sites, &SiteAccount::co2e_net_kg); }
@@ -266,8 +271,12 @@ Accounting account(const engine::JobResult& job, const scenario::Scenario& s, co
       const double idle = e.idle_w_per_link * links * a.duration_s;
       acc.network_energy_by_class_j[name] = dynamic + idle;
       acc.network_energy_j += dynamic + idle;
+      if (cls == system::LinkClass::wan) acc.wan_energy_j += dynamic + idle;
     }
-    acc.facility_energy_j = (acc.it_energy_j + acc.network_energy_j) * acc.datacenter.pue;
+    // PUE is the datacenter's overhead on what runs inside it (The Green Grid, White Paper 49). The WAN between
+    // sites is drawn by carrier networks (the core routers and optical line systems of Aslan et al. 2018's
+    // 0.004 kWh/GB, profiles/network.yaml), outside any datacenter: it is added without the PUE.
+    acc.facility_energy_j = (acc.it_energy_j + acc.network_energy_j - acc.wan_energy_j) * acc.datacenter.pue + acc.wan_energy_j;
     acc.datacenter.hourly_intensity_csv = hourly_series_path(s.placement[i], acc.datacenter, s);
     apply_intensity(acc, acc.datacenter.hourly_intensity_csv, start_s, a.duration_s);
     if (embodied) {

@@ -21,9 +21,6 @@ namespace moesim::energy {
 namespace {
 
 constexpr std::int64_t kSecondsPerHour = 3600;   // definition of the hour
-constexpr std::int64_t kSecondsPerDay = 86400;   // definition of the day (POSIX time: no leap seconds)
-constexpr int kMinYear = 1;                      // range this parser accepts (4-digit years)
-constexpr int kMaxYear = 9999;
 
 // Plausibility bounds for hourly gCO2e/kWh (a guard against unit mistakes, not physics):
 // the highest annual average in the shipped grid data is 1306.3 g/kWh (Ember, TKM, profiles/grid/ember/);
@@ -37,52 +34,6 @@ constexpr const char* kTimestampColumn = "timestamp_utc";
 constexpr const char* kGrossColumn = "gco2e_per_kwh";
 constexpr const char* kMarketColumn = "market_gco2e_per_kwh";
 constexpr const char* kHeaderHint = "timestamp_utc,gco2e_per_kwh[,market_gco2e_per_kwh]";
-
-bool is_leap(int y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
-
-int days_in_month(int y, int m) {
-  static constexpr int kDays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  return m == 2 && is_leap(y) ? 29 : kDays[m - 1];
-}
-
-/** Leap years in [1, y] (y >= 0). */
-std::int64_t leap_years_through(std::int64_t y) { return y / 4 - y / 100 + y / 400; }
-
-/** Days from 1970-01-01 to January 1st of year y (negative before 1970). */
-std::int64_t days_before_year(int y) {
-  return 365 * (static_cast<std::int64_t>(y) - 1970) + leap_years_through(y - 1) - leap_years_through(1969);
-}
-
-std::int64_t days_from_civil(int y, int m, int d) {
-  std::int64_t days = days_before_year(y);
-  for (int k = 1; k < m; ++k) days += days_in_month(y, k);
-  return days + d - 1;
-}
-
-/** Reads exactly `n` digits at `pos`; nullopt when they are not all digits. */
-std::optional<int> digits(const std::string& s, std::size_t& pos, std::size_t n) {
-  if (pos + n > s.size()) return std::nullopt;
-  int v = 0;
-  for (std::size_t k = 0; k < n; ++k) {
-    const char c = s[pos + k];
-    if (!std::isdigit(static_cast<unsigned char>(c))) return std::nullopt;
-    v = v * 10 + (c - '0');
-  }
-  pos += n;
-  return v;
-}
-
-bool expect_char(const std::string& s, std::size_t& pos, char c) {
-  if (pos < s.size() && s[pos] == c) {
-    ++pos;
-    return true;
-  }
-  return false;
-}
-
-[[noreturn]] void bad_timestamp(const std::string& text, const std::string& why) {
-  throw Error(fmt::format("'{}' is not an ISO 8601 UTC timestamp ({}); expected e.g. 2024-03-01T00:00:00Z", text, why));
-}
 
 std::string trim(const std::string& s) {
   std::size_t b = 0, e = s.size();
@@ -176,10 +127,14 @@ double parse_intensity(const std::string& file, int line_no, const Cell& c, cons
   if (c.text.empty())
     throw InputError(file, line_no, c.column, column,
                      "empty cell: every hour needs a value (moesim does not interpolate; fill gaps at the source)");
+  // A decimal number only: strtod alone would also take hexadecimal ("0x1p4"), "inf" and "nan".
+  const bool decimal = std::all_of(c.text.begin(), c.text.end(), [](char ch) {
+    return std::isdigit(static_cast<unsigned char>(ch)) || ch == '.' || ch == 'e' || ch == 'E' || ch == '+' || ch == '-';
+  });
   errno = 0;
   char* end = nullptr;
   const double v = std::strtod(c.text.c_str(), &end);
-  if (end != c.text.c_str() + c.text.size() || errno == ERANGE || !std::isfinite(v))
+  if (!decimal || end != c.text.c_str() + c.text.size() || errno == ERANGE || !std::isfinite(v))
     throw InputError(file, line_no, c.column, column,
                      fmt::format("'{}' is not a number (expected grams CO2e per kWh, e.g. 412.5)", c.text));
   if (v < 0.0)
@@ -210,82 +165,6 @@ void check_not_kilograms(const std::string& file, int header_line, int column, c
 
 }  // namespace
 
-std::int64_t parse_utc_timestamp_s(const std::string& text) {
-  const std::string s = trim(text);
-  if (s.empty()) bad_timestamp(text, "empty");
-  std::size_t pos = 0;
-  const auto year = digits(s, pos, 4);
-  if (!year || !expect_char(s, pos, '-')) bad_timestamp(text, "the date must be YYYY-MM-DD");
-  const auto month = digits(s, pos, 2);
-  if (!month || !expect_char(s, pos, '-')) bad_timestamp(text, "the date must be YYYY-MM-DD");
-  const auto day = digits(s, pos, 2);
-  if (!day) bad_timestamp(text, "the date must be YYYY-MM-DD");
-  if (*year < kMinYear || *year > kMaxYear) bad_timestamp(text, "year out of range");
-  if (*month < 1 || *month > 12) bad_timestamp(text, fmt::format("month {} is not 01..12", *month));
-  if (*day < 1 || *day > days_in_month(*year, *month))
-    bad_timestamp(text, fmt::format("day {} does not exist in {:04d}-{:02d}", *day, *year, *month));
-  if (pos == s.size()) bad_timestamp(text, "no time of day: add THH:MM:SSZ");
-  if (s[pos] != 'T' && s[pos] != 't' && s[pos] != ' ') bad_timestamp(text, "expected 'T' between date and time");
-  ++pos;
-  const auto hour = digits(s, pos, 2);
-  if (!hour || !expect_char(s, pos, ':')) bad_timestamp(text, "the time must be HH:MM[:SS]");
-  const auto minute = digits(s, pos, 2);
-  if (!minute) bad_timestamp(text, "the time must be HH:MM[:SS]");
-  int second = 0;
-  if (expect_char(s, pos, ':')) {
-    const auto sec = digits(s, pos, 2);
-    if (!sec) bad_timestamp(text, "the time must be HH:MM[:SS]");
-    second = *sec;
-    if (expect_char(s, pos, '.')) {
-      const std::size_t start = pos;
-      while (pos < s.size() && std::isdigit(static_cast<unsigned char>(s[pos]))) {
-        if (s[pos] != '0') bad_timestamp(text, "fractional seconds are not supported (hourly data is whole seconds)");
-        ++pos;
-      }
-      if (pos == start) bad_timestamp(text, "no digits after the decimal point");
-    }
-  }
-  if (*hour > 23) bad_timestamp(text, fmt::format("hour {} is not 00..23", *hour));
-  if (*minute > 59) bad_timestamp(text, fmt::format("minute {} is not 00..59", *minute));
-  if (second > 59) bad_timestamp(text, fmt::format("second {} is not 00..59 (leap seconds are not supported)", second));
-  std::int64_t offset_s = 0;
-  if (pos == s.size()) bad_timestamp(text, "no time zone: append Z for UTC, local times are ambiguous");
-  if (s[pos] == 'Z' || s[pos] == 'z') {
-    ++pos;
-  } else if (s[pos] == '+' || s[pos] == '-') {
-    const int sign = s[pos] == '+' ? 1 : -1;
-    ++pos;
-    const auto oh = digits(s, pos, 2);
-    expect_char(s, pos, ':');
-    const auto om = digits(s, pos, 2);
-    if (!oh || !om || *oh > 23 || *om > 59) bad_timestamp(text, "the UTC offset must be +HH:MM or -HH:MM");
-    offset_s = sign * (static_cast<std::int64_t>(*oh) * kSecondsPerHour + *om * 60);
-  } else {
-    bad_timestamp(text, "expected Z or a UTC offset after the time");
-  }
-  if (pos != s.size()) bad_timestamp(text, fmt::format("unexpected text '{}' at the end", s.substr(pos)));
-  const std::int64_t local_s = days_from_civil(*year, *month, *day) * kSecondsPerDay +
-                               static_cast<std::int64_t>(*hour) * kSecondsPerHour + *minute * 60 + second;
-  return local_s - offset_s;  // 01:00+01:00 is 00:00Z
-}
-
-std::string format_utc_timestamp(std::int64_t epoch_s) {
-  std::int64_t days = epoch_s / kSecondsPerDay;
-  std::int64_t rem = epoch_s % kSecondsPerDay;
-  if (rem < 0) {
-    rem += kSecondsPerDay;
-    --days;
-  }
-  int y = 1970 + static_cast<int>(std::floor(static_cast<double>(days) / 365.2425));
-  while (days_before_year(y) > days) --y;
-  while (days_before_year(y + 1) <= days) ++y;
-  std::int64_t doy = days - days_before_year(y);
-  int m = 1;
-  while (doy >= days_in_month(y, m)) doy -= days_in_month(y, m++);
-  return fmt::format("{:04d}-{:02d}-{:02d}T{:02d}:{:02d}:{:02d}Z", y, m, doy + 1, rem / kSecondsPerHour,
-                     rem % kSecondsPerHour / 60, rem % 60);
-}
-
 std::int64_t HourlyIntensity::end_utc_s() const {
   return first_hour_utc_s_ + static_cast<std::int64_t>(hours()) * kSecondsPerHour;
 }
@@ -302,6 +181,18 @@ HourlyIntensity HourlyIntensity::load(const std::string& path) {
   buf << in.rdbuf();
   std::string content = buf.str();
   if (content.rfind("\xEF\xBB\xBF", 0) == 0) content.erase(0, 3);  // UTF-8 byte-order mark
+  // Line ends: LF, CRLF or a lone CR (classic Mac OS, some spreadsheet exports) each end a line.
+  std::string normalised;
+  normalised.reserve(content.size());
+  for (std::size_t k = 0; k < content.size(); ++k) {
+    if (content[k] == '\r') {
+      normalised += '\n';
+      if (k + 1 < content.size() && content[k + 1] == '\n') ++k;
+    } else {
+      normalised += content[k];
+    }
+  }
+  content = std::move(normalised);
 
   HourlyIntensity h;
   h.file_ = path;
@@ -318,7 +209,6 @@ HourlyIntensity HourlyIntensity::load(const std::string& path) {
   int line_no = 0;
   while (std::getline(lines, line)) {
     ++line_no;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
     const std::string t = trim(line);
     if (t.empty() || t[0] == '#') continue;
     const std::vector<Cell> cells = split_line(path, line_no, line);
@@ -424,15 +314,20 @@ HourlyEmissions HourlyIntensity::integrate(std::int64_t start_utc_s, double dura
   const double t1 = t0 + duration_s;
   const double span = static_cast<double>(hours()) * hour_s;
   if (t0 < 0.0 || t1 > span) {
-    const auto job_end_s = start_utc_s + static_cast<std::int64_t>(std::ceil(duration_s));
-    const auto need_first = first_hour_utc_s_ + static_cast<std::int64_t>(std::floor(t0 / hour_s)) * kSecondsPerHour;
-    const auto need_end = first_hour_utc_s_ + static_cast<std::int64_t>(std::ceil(t1 / hour_s)) * kSecondsPerHour;
+    // Times as text, from doubles: a duration of any size (1e12 days) must give this message, not an integer
+    // overflow; beyond the parser's years they read "after 9999".
+    const auto utc = [](double epoch_s) {
+      constexpr double kLast = 253402300799.0;  // 9999-12-31T23:59:59Z
+      return epoch_s > kLast ? std::string("after 9999-12-31T23:59:59Z")
+                             : format_utc_timestamp(static_cast<std::int64_t>(std::ceil(epoch_s)));
+    };
+    const double first_s = static_cast<double>(first_hour_utc_s_);
     throw Error(fmt::format(
         "the hourly intensity series {} covers {}, but the job runs from {} to {} ({:.4g} h), needing {} to {}: the "
         "series must cover the whole run (moesim never wraps or extrapolates hourly data); supply a longer series or "
         "change energy.start_time_utc",
-        file_, covered_range(), format_utc_timestamp(start_utc_s), format_utc_timestamp(job_end_s), duration_s / hour_s,
-        format_utc_timestamp(need_first), format_utc_timestamp(need_end)));
+        file_, covered_range(), format_utc_timestamp(start_utc_s), utc(static_cast<double>(start_utc_s) + duration_s),
+        duration_s / hour_s, utc(first_s + std::floor(t0 / hour_s) * hour_s), utc(first_s + std::ceil(t1 / hour_s) * hour_s)));
   }
   HourlyEmissions out;
   if (has_market()) out.market_kgco2e = 0.0;

@@ -3,6 +3,7 @@
 
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -86,6 +87,7 @@ std::pair<int, int> fork_child(const std::function<nlohmann::json()>& fn) {
   std::cout.flush();
   std::cerr.flush();
   std::fflush(nullptr);
+  const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   if (pid < 0) {
     ::close(fds[0]);
@@ -93,6 +95,11 @@ std::pair<int, int> fork_child(const std::function<nlohmann::json()>& fn) {
     throw Error(fmt::format("cannot start the simulation process: {}", std::strerror(errno)));
   }
   if (pid == 0) {
+    // The child dies with its parent: a killed `moesim` must not leave a simulation running under init.
+    // PR_SET_PDEATHSIG fires when the forking thread exits; the getppid() check covers a parent that died
+    // between fork() and prctl() (the child was then already reparented, and no signal would come).
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(1);
     ::close(fds[0]);
     child_main(fds[1], fn);
   }

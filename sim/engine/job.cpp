@@ -5,10 +5,15 @@
 #include <chrono>
 #include <cmath>
 #include <numeric>
+#include <regex>
+#include <string>
+#include <vector>
 
 #include <fmt/format.h>
 
 #include "moesim/core/error.hpp"
+#include "moesim/core/text.hpp"
+#include "moesim/core/units.hpp"
 #include "moesim/perf/compute_model.hpp"
 #include "moesim/perf/model_factory.hpp"
 #include "moesim/platform/platform.hpp"
@@ -63,6 +68,88 @@ std::map<std::string, int> site_link_counts(const system::Site& site, int sites)
   return c;
 }
 
+namespace {
+
+/** "95.2" from the memory error's "95.2 GiB needed per device"; empty when the wording is not found. */
+std::string needed_gib(const std::string& message) {
+  static const std::regex kNeeded("([0-9.]+) GiB needed per device");
+  std::smatch m;
+  return std::regex_search(message, m, kNeeded) ? m[1].str() : std::string();
+}
+
+/** The memory error of `s` with what would make the model fit: each of the ZeRO stages above the scenario's,
+ *  full rematerialisation and more micro-batches on its own, then all of them together, each with the memory per
+ *  device it gives (workload::estimate_memory on the changed scenario). */
+[[noreturn]] void explain_memory_error(const scenario::Scenario& s, const catalog::AcceleratorSpec& accel, const Error& e) {
+  const double gib = units::kGiB;
+  struct Option {
+    std::string change;
+    scenario::Scenario variant;
+  };
+  std::vector<Option> options;
+  for (int z = s.parallelism.zero_stage + 1; z <= 3; ++z) {
+    Option o{fmt::format("parallelism.zero_stage: {}", z), s};
+    o.variant.parallelism.zero_stage = z;
+    options.push_back(std::move(o));
+  }
+  // Rematerialisation only when the estimate did not already use it (auto turns it on when it helps).
+  const bool remat_used = std::string(e.what()).find("with rematerialization") != std::string::npos;
+  if (s.training.rematerialization != scenario::Remat::full && !remat_used) {
+    Option o{"training.rematerialization: full", s};
+    o.variant.training.rematerialization = scenario::Remat::full;
+    options.push_back(std::move(o));
+  }
+  // More micro-batches: each must still hold whole sequences of every data-parallel replica's share.
+  const long long sequences = std::llround(s.training.batch_tokens / s.model.seq_len);
+  const long long replicas = static_cast<long long>(s.parallelism.data) * s.parallelism.expert;
+  const long long per_replica = replicas > 0 && sequences % replicas == 0 ? sequences / replicas : 0;
+  int most_micro = s.parallelism.microbatches;
+  for (long long m = 2LL * s.parallelism.microbatches, added = 0; per_replica > 0 && m <= per_replica && added < 3; m *= 2) {
+    if (per_replica % m != 0) continue;
+    Option o{fmt::format("parallelism.microbatches: {}", m), s};
+    o.variant.parallelism.microbatches = static_cast<int>(m);
+    most_micro = static_cast<int>(m);
+    options.push_back(std::move(o));
+    ++added;
+  }
+  if (options.size() > 1) {
+    Option all{fmt::format("parallelism.zero_stage: 3 + training.rematerialization: full + parallelism.microbatches: {} "
+                           "together",
+                           most_micro),
+               s};
+    all.variant.parallelism.zero_stage = 3;
+    all.variant.training.rematerialization = scenario::Remat::full;
+    all.variant.parallelism.microbatches = most_micro;
+    options.push_back(std::move(all));
+  }
+  std::vector<std::string> fit, still;
+  for (const Option& o : options) {
+    try {
+      const workload::MemoryEstimate m = workload::estimate_memory(o.variant, accel);
+      fit.push_back(fmt::format("{} ({:.1f} of {:.1f} GiB)", o.change, m.total_bytes() / gib, m.capacity_bytes / gib));
+    } catch (const Error& err) {
+      const std::string n = needed_gib(err.what());
+      still.push_back(n.empty() ? o.change : fmt::format("{} ({} GiB)", o.change, n));
+    }
+  }
+  // The layer below states the numbers; its generic advice is replaced by what was tried here.
+  std::string what = e.what();
+  if (const auto cut = what.find("; use more devices"); cut != std::string::npos) what.erase(cut);
+  std::string advice;
+  if (!fit.empty()) {
+    advice = fmt::format("; it fits with {}", text::join(fit, ", or "));
+    if (!still.empty()) advice += fmt::format(" (not with {} alone)", text::join(still, ", "));
+  } else {
+    advice = fmt::format("; {}: give more devices (cluster.count, with more data or expert parallelism) or more tensor or "
+                         "pipeline parallelism",
+                         still.empty() ? "nothing in this scenario's ZeRO stage, rematerialisation or micro-batches helps"
+                                       : fmt::format("it does not fit even with {}", text::join(still, ", ")));
+  }
+  throw Error(what + advice);
+}
+
+}  // namespace
+
 void check_feasible(const scenario::Scenario& s, const catalog::Catalog& catalog) {
   if (s.is_serving()) {
     check_serving_feasible(s, catalog);
@@ -71,7 +158,12 @@ void check_feasible(const scenario::Scenario& s, const catalog::Catalog& catalog
   const auto& accel = catalog.accelerator(s.cluster.accelerator);
   workload::step_builder(s.model.type);
   workload::DeviceMesh mesh(s.parallelism, accel.devices_per_chip);
-  workload::estimate_memory(s, accel);
+  try {
+    workload::estimate_memory(s, accel);
+  } catch (const Error& e) {
+    if (std::string(e.what()).find("does not fit in device memory") == std::string::npos) throw;
+    explain_memory_error(s, accel, e);
+  }
   system::Topology::build(s, accel, mesh);
   accel.peak_flops_for(s.model.dtype);
 }
@@ -110,10 +202,15 @@ JobResult simulate_job(const scenario::Scenario& s, const catalog::Catalog& cata
   double var = 0.0;
   for (double t : r.step_times_s) var += (t - r.step_time_s) * (t - r.step_time_s);
   r.step_time_spread_s = results.size() > 1 ? std::sqrt(var / (n - 1.0)) : 0.0;
+  // Steps that differ only in the last bits of their summed phase times did not differ: below 1e-12 of the step
+  // (a few ulps of the sums) the spread is rounding, and printing 1.6e-16 s would present it as data.
+  constexpr double kRoundingSpread = 1e-12;
+  if (r.step_time_spread_s <= kRoundingSpread * r.step_time_s) r.step_time_spread_s = 0.0;
   // Steps: from the tokens, or derived from the run's published hardware compute.
   double hw_per_step = 0.0;
   for (const auto& sr : results) hw_per_step += sr.stats.hardware_flops / static_cast<double>(results.size());
-  r.steps = s.training.hardware_flops ? *s.training.hardware_flops / hw_per_step : s.steps();
+  // Whole steps: the last, partial batch still costs a step (and a published compute budget its last step).
+  r.steps = std::ceil(s.training.hardware_flops ? *s.training.hardware_flops / hw_per_step : s.steps());
   r.tokens = r.steps * s.training.batch_tokens;
   r.tokens_derived = s.training.hardware_flops.has_value();
   r.train_time_s = r.steps * r.step_time_s;
@@ -132,6 +229,10 @@ JobResult simulate_job(const scenario::Scenario& s, const catalog::Catalog& cata
     r.wan_time_per_step_s += sr.wan_busy_s / n;
     r.collectives_memoized += sr.collectives_memoized;
   }
+  // Tokens are dropped whole: less than half a token over the simulated steps is the rounding of the per-group
+  // sums, not a drop (e.g. 9e-11 % with a capacity every group fits in).
+  constexpr double kHalfToken = 0.5;
+  if (dropped < kHalfToken) dropped = 0.0;
   r.tokens_dropped_fraction = assignments > 0 ? dropped / assignments : 0.0;
   const double device_peak = accel.peak_flops_for(s.model.dtype) / accel.devices_per_chip;
   r.mfu = r.model_flops_per_step / (r.step_time_s * r.devices * device_peak);

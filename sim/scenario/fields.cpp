@@ -43,8 +43,9 @@ struct F {
     s.min_exclusive = exclusive;
     return *this;
   }
-  F& max(double v) {
+  F& max(double v, std::string note = "") {
     s.max = v;
+    s.max_note = std::move(note);
     return *this;
   }
   F& choices(std::vector<std::string> c) {
@@ -60,6 +61,25 @@ struct F {
 
 using T = FieldType;
 
+// Upper bounds of the model and cluster fields: each is far above anything built or published (so no real
+// scenario meets it) and far below where the simulator's arithmetic would lose meaning.
+constexpr double kMaxLayers = 10000;          // deepest published transformers have ~100-200 layers
+constexpr double kMaxWidth = 1e7;             // d_model / d_ff: the largest published are 18432 / 73728 (PaLM)
+constexpr double kMaxHeads = 1e5;             // 128 (LaMDA); the largest published have a few hundred
+constexpr double kMaxExperts = 1e7;           // PEER (He 2024) uses 2^20 = 1048576 experts
+constexpr double kMaxVocab = 1e8;             // the largest published vocabularies are ~256k
+constexpr double kMaxSeqTokens = 1e9;         // the longest published context windows are ~1e7 tokens
+constexpr double kMaxTrainingTokens = 1e16;   // 640x the largest published run (Llama 3: 15.6e12 tokens)
+constexpr double kMaxTrainingFlops = 1e30;    // 2e4x the largest published runs (~5e25 FLOP)
+constexpr double kMaxBatchTokens = 1e11;      // the largest published batches are ~6e7 tokens
+constexpr double kMaxDays = 36500;            // 100 years
+constexpr double kMaxChips = 1e7;             // 50x the largest clusters built (~2e5 GPUs)
+constexpr double kMaxChipPowerW = 1e5;        // 100 kW per chip: 35x a GB200 superchip's 2.7 kW
+constexpr double kMaxPue = 10;                // operating datacenters report 1.05-2.5
+constexpr double kMaxKgco2ePerKwh = 5;        // the most carbon-intensive grids are ~1 kg/kWh (lignite ~1.2)
+constexpr double kMaxLinkGbps = 1e7;          // 10 Pbit/s per link: 700x NVLink 5's 14.4 Tbit/s per GPU
+constexpr double kMaxLatencyS = 100;          // 100 s per hop: the Earth-Moon one-way delay is 1.3 s
+
 std::vector<FieldSpec> build_table() {
   return {
       F("name", T::string).required().help("Scenario name, used in reports and the run store."),
@@ -71,65 +91,65 @@ std::vector<FieldSpec> build_table() {
           .help("Model family (registry name). Dense transformers are moe_transformer with experts: 0."),
       F("model.architecture", T::choice).def("decoder_only").choices({"decoder_only", "encoder_decoder"})
           .help("Layer stack: decoder-only (GPT style) or encoder-decoder (T5 style, decoder has cross-attention)."),
-      F("model.layers", T::integer).unit("layers").min(1)
+      F("model.layers", T::integer).max(kMaxLayers, "the deepest published transformers have about 100-200 layers").unit("layers").min(1)
           .help("Decoder-only: number of transformer layers. Not used for encoder_decoder."),
-      F("model.encoder_layers", T::integer).unit("layers").min(0)
+      F("model.encoder_layers", T::integer).max(kMaxLayers, "the deepest published transformers have about 100-200 layers").unit("layers").min(0)
           .help("Encoder-decoder: encoder layers."),
-      F("model.decoder_layers", T::integer).unit("layers").min(1)
+      F("model.decoder_layers", T::integer).max(kMaxLayers, "the deepest published transformers have about 100-200 layers").unit("layers").min(1)
           .help("Encoder-decoder: decoder layers."),
-      F("model.d_model", T::integer).required().min(1).help("Hidden size."),
-      F("model.d_ff", T::integer).required().min(1).help("Dense FFN hidden size."),
-      F("model.expert_d_ff", T::integer).min(1).derived("model.d_ff").help("Expert FFN hidden size."),
-      F("model.heads", T::integer).required().min(1).help("Attention heads."),
-      F("model.d_head", T::integer).min(1).derived("model.d_model / model.heads").help("Size of one attention head."),
-      F("model.experts", T::integer).def(0).min(0).help("Experts per MoE layer; 0 = dense model."),
-      F("model.moe_every", T::integer).def(1).min(1)
+      F("model.d_model", T::integer).max(kMaxWidth, "the largest published widths are 18432 (d_model) and 73728 (d_ff), PaLM").required().min(1).help("Hidden size."),
+      F("model.d_ff", T::integer).max(kMaxWidth, "the largest published widths are 18432 (d_model) and 73728 (d_ff), PaLM").required().min(1).help("Dense FFN hidden size."),
+      F("model.expert_d_ff", T::integer).max(kMaxWidth, "the largest published widths are 18432 (d_model) and 73728 (d_ff), PaLM").min(1).derived("model.d_ff").help("Expert FFN hidden size."),
+      F("model.heads", T::integer).max(kMaxHeads, "the largest published models have a few hundred heads of at most 256").required().min(1).help("Attention heads."),
+      F("model.d_head", T::integer).max(kMaxHeads, "the largest published models have a few hundred heads of at most 256").min(1).derived("model.d_model / model.heads").help("Size of one attention head."),
+      F("model.experts", T::integer).max(kMaxExperts, "PEER (He 2024) routes over 2^20 experts, the most published").def(0).min(0).help("Experts per MoE layer; 0 = dense model."),
+      F("model.moe_every", T::integer).max(kMaxLayers, "the deepest published transformers have about 100-200 layers").def(1).min(1)
           .help("Every n-th FFN is an MoE layer (1 = all, 2 = every other), in the encoder and the decoder."),
-      F("model.top_k", T::integer).def(1).min(1).help("Experts each token is routed to."),
-      F("model.capacity_factor", T::number).def(1.25).min(0.0, true)
+      F("model.top_k", T::integer).max(kMaxExperts, "PEER (He 2024) routes over 2^20 experts, the most published").def(1).min(1).help("Experts each token is routed to."),
+      F("model.capacity_factor", T::number).max(1e4, "beyond experts / top_k every token fits; use routing.dropless").def(1.25).min(0.0, true)
           .help("Expert capacity = ceil(capacity_factor x top_k x group tokens / experts); tokens beyond it are "
                 "dropped (unless routing.dropless). 1.0 = exactly a balanced load."),
-      F("model.vocab", T::integer).required().min(1).unit("tokens").help("Vocabulary size (output softmax)."),
-      F("model.seq_len", T::integer).required().min(1).unit("tokens")
+      F("model.vocab", T::integer).max(kMaxVocab, "the largest published vocabularies are about 256k tokens").required().min(1).unit("tokens").help("Vocabulary size (output softmax)."),
+      F("model.seq_len", T::integer).max(kMaxSeqTokens, "the longest published context windows are about 1e7 tokens").required().min(1).unit("tokens")
           .help("Sequence length (encoder input length for encoder_decoder)."),
-      F("model.target_seq_len", T::integer).min(1).unit("tokens").derived("model.seq_len")
+      F("model.target_seq_len", T::integer).max(kMaxSeqTokens, "the longest published context windows are about 1e7 tokens").min(1).unit("tokens").derived("model.seq_len")
           .help("Encoder-decoder: decoder (target) sequence length."),
       F("model.dtype", T::choice).def("bf16").choices({"fp32", "bf16", "fp16", "fp8"})
           .help("Dtype of weights and activations. On TPUs fp32 matmuls run as bf16 MXU passes (XLA default precision); "
                 "fp8 (e4m3 weights and activations, as TensorRT-LLM and vLLM serve) needs an accelerator with an fp8 peak."),
       F("model.activation", T::choice).def("gelu").choices({"relu", "gelu", "swiglu", "geglu"})
           .help("FFN activation; swiglu/geglu are gated (three weight matrices)."),
-      F("model.kv_heads", T::integer).min(1).derived("model.heads")
+      F("model.kv_heads", T::integer).max(kMaxHeads, "the largest published models have a few hundred heads of at most 256").min(1).derived("model.heads")
           .help("Key/value heads: fewer than heads is grouped-query attention (GQA), 1 is multi-query (MQA). Sets the "
                 "K/V projections and the KV cache size."),
-      F("model.shared_experts", T::integer).def(0).min(0)
+      F("model.shared_experts", T::integer).max(kMaxExperts, "PEER (He 2024) routes over 2^20 experts, the most published").def(0).min(0)
           .help("Shared experts per MoE layer that every token passes through besides its top_k routed experts "
                 "(DeepSeek-MoE), each of expert_d_ff."),
-      F("model.first_dense_layers", T::integer).def(0).min(0).unit("layers")
+      F("model.first_dense_layers", T::integer).max(kMaxLayers, "the deepest published transformers have about 100-200 layers").def(0).min(0).unit("layers")
           .help("The first n layers of each stack have a dense FFN of d_ff whatever moe_every says (DeepSeek-V2/V3, "
                 "first_k_dense_replace)."),
       F("model.mla", T::section).help("Multi-head latent attention (DeepSeek-V2/V3). Absent = standard attention."),
-      F("model.mla.kv_lora_rank", T::integer).required().min(1)
+      F("model.mla.kv_lora_rank", T::integer).max(kMaxWidth, "DeepSeek-V3 uses 512, 64 and 1536").required().min(1)
           .help("Rank of the compressed key/value latent: the KV cache keeps this many values per token and layer."),
-      F("model.mla.qk_rope_head_dim", T::integer).def(64).min(0)
+      F("model.mla.qk_rope_head_dim", T::integer).max(kMaxWidth, "DeepSeek-V3 uses 512, 64 and 1536").def(64).min(0)
           .help("Decoupled RoPE key dimension, cached per token and layer beside the latent (DeepSeek-V2: 64)."),
-      F("model.mla.q_lora_rank", T::integer).def(0).min(0)
+      F("model.mla.q_lora_rank", T::integer).max(kMaxWidth, "DeepSeek-V3 uses 512, 64 and 1536").def(0).min(0)
           .help("Rank of the query compression; 0 = queries projected directly from d_model."),
 
       F("training", T::section).help("The training run. A scenario has either `training` or `serving`."),
-      F("training.tokens", T::number).min(0.0, true).unit("tokens")
+      F("training.tokens", T::number).max(kMaxTrainingTokens, "640x the largest published run, Llama 3 on 15.6e12 tokens").min(0.0, true).unit("tokens")
           .help("Tokens to train on (encoder input tokens for encoder_decoder). Give this or training.hardware_flops."),
-      F("training.hardware_flops", T::number).min(0.0, true).unit("FLOP")
+      F("training.hardware_flops", T::number).max(kMaxTrainingFlops, "2e4x the largest published runs, about 5e25 FLOP").min(0.0, true).unit("FLOP")
           .help("The run's compute as executed on the hardware (e.g. a published total like Patterson et al.'s, which is "
                 "achieved FLOP/s x time): the tokens are derived as this / the simulated hardware FLOPs per token. "
                 "Give this or training.tokens."),
-      F("training.batch_tokens", T::number).required().min(0.0, true).unit("tokens")
+      F("training.batch_tokens", T::number).max(kMaxBatchTokens, "the largest published batches are about 6e7 tokens").required().min(0.0, true).unit("tokens")
           .help("Tokens per optimizer step (global batch)."),
       F("training.optimizer", T::choice).def("adam").choices({"adam", "adamw", "adafactor", "sgd"})
           .help("Optimizer: decides optimizer-state memory and update cost."),
       F("training.rematerialization", T::choice).def("auto").choices({"auto", "none", "full"})
           .help("Recompute activations in the backward pass: auto = only if they do not fit in device memory."),
-      F("training.duration_days", T::number).min(0.0, true).unit("days")
+      F("training.duration_days", T::number).max(kMaxDays, "100 years").min(0.0, true).unit("days")
           .help("Pins the job length (energy accounting with a published training time); otherwise simulated."),
       F("training.steps_simulated", T::integer).def(3).min(1).max(100)
           .help("Steps simulated in detail (independent routing draws); the job is extrapolated from their mean."),
@@ -141,18 +161,18 @@ std::vector<FieldSpec> build_table() {
           .help("uniform: balanced router; zipf: expert popularity ~ 1/rank^skew (ranks shuffled per layer); "
                 "load_vector: given relative loads; task: Task-MoE (Kudugunta et al. 2021), every token of a task goes to "
                 "that task's top_k experts (chosen per layer with the seed), tasks drawn uniformly."),
-      F("routing.skew", T::number).def(0.0).min(0.0)
+      F("routing.skew", T::number).max(100, "at skew 100 every token already goes to the most popular expert").def(0.0).min(0.0)
           .help("Zipf exponent (routing.type zipf); 0 = uniform. The same convention as aiconfigurator's power-law alpha: "
                 "expert of popularity rank r draws in proportion to 1/r^skew (alpha ~1.01 observed for DeepSeek-V3)."),
-      F("routing.tasks", T::integer).min(1)
+      F("routing.tasks", T::integer).max(1e7, "one task per expert group; Task-MoE used 200").min(1)
           .help("routing.type task: the number of tasks (e.g. language pairs)."),
-      F("routing.load", T::number_list).help("Relative load of each expert (routing.type load_vector); length = experts."),
-      F("routing.group_size_tokens", T::integer).def(0).min(0).unit("tokens")
+      F("routing.load", T::number_list).max(1e15, "loads are relative; scale them down").help("Relative load of each expert (routing.type load_vector); length = experts."),
+      F("routing.group_size_tokens", T::integer).max(kMaxBatchTokens, "a group is at most a step's batch; the largest published are about 6e7 tokens").def(0).min(0).unit("tokens")
           .help("Tokens per routing group (capacity is per group); 0 = the tokens of one device per step."),
       F("routing.capacity_counts_top_k", T::boolean).def(true)
           .help("true: capacity = ceil(cf x top_k x S / E) (GShard's 2N/E for top-2 is cf 1.0); false: Mesh-TensorFlow's "
                 "floor(cf x S / E), which Switch and ST-MoE used (tensorflow/mesh transformer/moe.py)."),
-      F("routing.min_expert_capacity", T::integer).def(0).min(0)
+      F("routing.min_expert_capacity", T::integer).max(kMaxBatchTokens, "a capacity is at most a step's batch").def(0).min(0)
           .help("Lower bound on the per-group expert capacity (Mesh-TensorFlow's moe_min_expert_capacity defaults to 4)."),
       F("routing.dropless", T::boolean).def(false)
           .help("No capacity limit: experts take every token routed to them (MegaBlocks style); nothing dropped."),
@@ -160,11 +180,11 @@ std::vector<FieldSpec> build_table() {
       F("parallelism", T::section).def(json::object())
           .help("How the model is split. data x expert x tensor x pipeline = devices. The dense part is "
                 "data-parallel over data x expert; experts are sharded over `expert` and replicated over `data`."),
-      F("parallelism.data", T::integer).def(1).min(1).help("Data-parallel degree (replicas of the experts)."),
-      F("parallelism.expert", T::integer).def(1).min(1).help("Expert-parallel degree (all-to-all group size)."),
-      F("parallelism.tensor", T::integer).def(1).min(1).help("Tensor (Megatron) parallel degree."),
-      F("parallelism.pipeline", T::integer).def(1).min(1).help("Pipeline stages."),
-      F("parallelism.microbatches", T::integer).def(1).min(1)
+      F("parallelism.data", T::integer).max(kMaxChips, "at most cluster.count devices").def(1).min(1).help("Data-parallel degree (replicas of the experts)."),
+      F("parallelism.expert", T::integer).max(kMaxChips, "at most cluster.count devices").def(1).min(1).help("Expert-parallel degree (all-to-all group size)."),
+      F("parallelism.tensor", T::integer).max(kMaxChips, "at most cluster.count devices").def(1).min(1).help("Tensor (Megatron) parallel degree."),
+      F("parallelism.pipeline", T::integer).max(kMaxChips, "at most cluster.count devices").def(1).min(1).help("Pipeline stages."),
+      F("parallelism.microbatches", T::integer).max(1e7, "1F1B needs one sequence per micro-batch at least").def(1).min(1)
           .help("Micro-batches per step per pipeline (1F1B schedule)."),
       F("parallelism.schedule", T::choice).def("1f1b").choices({"1f1b"}).help("Pipeline schedule."),
       F("parallelism.zero_stage", T::integer).def(0).min(0).max(3)
@@ -278,35 +298,37 @@ std::vector<FieldSpec> build_table() {
 
       F("cluster", T::section).required().help("The hardware."),
       F("cluster.accelerator", T::string).required().help("Accelerator name from profiles/accelerators/."),
-      F("cluster.count", T::integer).required().min(1).unit("chips").help("Number of chips."),
+      F("cluster.count", T::integer).max(kMaxChips, "50x the largest clusters built, about 2e5 GPUs").required().min(1).unit("chips").help("Number of chips."),
       F("cluster.topology", T::section).def(json::object()).help("Interconnect topology."),
       F("cluster.topology.type", T::choice).def("auto").choices({"auto", "torus_2d", "torus_3d", "nvlink_fat_tree"})
           .help("auto: the accelerator's native fabric (TPU torus, GPU NVLink nodes + fat-tree)."),
-      F("cluster.topology.dims", T::integer_list).unit("chips").derived("near-square factorisation of cluster.count")
+      F("cluster.topology.dims", T::integer_list).max(kMaxChips, "their product is cluster.count").unit("chips").derived("near-square factorisation of cluster.count")
           .help("Torus dimensions; their product = cluster.count."),
-      F("cluster.topology.gpus_per_node", T::integer).min(1).derived("the accelerator's gpus_per_node")
+      F("cluster.topology.gpus_per_node", T::integer).max(1e5, "NVLink domains hold 8-576 GPUs").min(1).derived("the accelerator's gpus_per_node")
           .help("GPUs per NVLink node."),
-      F("cluster.topology.nodes_per_leaf", T::integer).def(16).min(1)
+      F("cluster.topology.nodes_per_leaf", T::integer).max(kMaxChips, "at most cluster.count").def(16).min(1)
           .help("Fat-tree: nodes under one leaf switch group (rail-optimised: one leaf per rail per group)."),
-      F("cluster.topology.oversubscription", T::number).def(1.0).min(1.0)
+      F("cluster.topology.oversubscription", T::number).max(1e4, "fabrics are built at 1-8").def(1.0).min(1.0)
           .help("Fat-tree: leaf downlink/uplink bandwidth ratio (1 = non-blocking)."),
-      F("cluster.topology.link_bandwidth_gbps", T::number).min(0.0, true).unit("Gbit/s", kGbitPerSecondToBytesPerSecond)
+      F("cluster.topology.link_bandwidth_gbps", T::number).max(kMaxLinkGbps, "700x NVLink 5's 14.4 Tbit/s per GPU").min(0.0, true).unit("Gbit/s", kGbitPerSecondToBytesPerSecond)
           .help("Override of the accelerator's per-link bandwidth (ICI link or NIC), per direction."),
-      F("cluster.topology.link_latency_us", T::number).min(0.0).unit("us", kMicrosecondToSecond)
+      F("cluster.topology.link_latency_us", T::number).max(kMaxLatencyS * 1e6, "100 s per hop").min(0.0).unit("us", kMicrosecondToSecond)
           .help("Override of the per-hop latency."),
 
       F("placement", T::section_list).required()
           .help("Datacenters the chips are in; shares sum to 1."),
       F("placement[].datacenter", T::string_or_section).required()
-          .help("A datacenter name from profiles/datacenters/, or an inline datacenter."),
+          .help("A datacenter name from profiles/datacenters/ (`moesim list datacenters`); grid:<key> for any grid zone "
+                "(`moesim list grid`), whose PUE is then the industry average 1.56 (Uptime Institute 2024, "
+                "profiles/datacenters/grid_zones.yaml); or an inline datacenter with its own pue."),
       F("placement[].datacenter.name", T::string).required().help("Inline datacenter: its name."),
       F("placement[].datacenter.display_name", T::string).def("").help("Inline datacenter: label for reports."),
-      F("placement[].datacenter.pue", T::number).required().min(1.0).help("Inline datacenter: PUE."),
+      F("placement[].datacenter.pue", T::number).max(kMaxPue, "operating datacenters report 1.05-2.5").required().min(1.0).help("Inline datacenter: PUE."),
       F("placement[].datacenter.grid", T::string)
           .help("Inline datacenter: grid intensity key (google/REGION/YEAR, electricity_maps/ZONE/YEAR, ember/CODE)."),
-      F("placement[].datacenter.gross_kgco2e_per_kwh", T::number).min(0.0).unit("kgCO2e/kWh")
+      F("placement[].datacenter.gross_kgco2e_per_kwh", T::number).max(kMaxKgco2ePerKwh, "the most carbon-intensive grids emit about 1 kgCO2e/kWh (lignite about 1.2)").min(0.0).unit("kgCO2e/kWh")
           .help("Inline datacenter: location-based intensity (overrides grid)."),
-      F("placement[].datacenter.net_kgco2e_per_kwh", T::number).min(0.0).unit("kgCO2e/kWh")
+      F("placement[].datacenter.net_kgco2e_per_kwh", T::number).max(kMaxKgco2ePerKwh, "the most carbon-intensive grids emit about 1 kgCO2e/kWh (lignite about 1.2)").min(0.0).unit("kgCO2e/kWh")
           .help("Inline datacenter: market-based intensity."),
       F("placement[].datacenter.cfe_fraction", T::number).min(0.0).max(1.0)
           .help("Inline datacenter: carbon-free energy share."),
@@ -321,14 +343,14 @@ std::vector<FieldSpec> build_table() {
                 "site, gradient all-reduce crosses the WAN; expert: experts per site, all-to-all crosses the WAN; "
                 "pipeline: stages per site)."),
       F("wan", T::section).def(json::object()).help("Links between datacenters."),
-      F("wan.bandwidth_gbps", T::number).min(0.0, true).unit("Gbit/s", kGbitPerSecondToBytesPerSecond)
+      F("wan.bandwidth_gbps", T::number).max(kMaxLinkGbps, "10 Pbit/s, beyond any single WAN path built").min(0.0, true).unit("Gbit/s", kGbitPerSecondToBytesPerSecond)
           .help("WAN bandwidth between two sites, per direction. Required with several datacenters."),
-      F("wan.latency_ms", T::number).min(0.0).unit("ms", kMillisecondToSecond)
+      F("wan.latency_ms", T::number).max(kMaxLatencyS * 1e3, "100 s: the Earth-Moon one-way delay is 1.3 s").min(0.0).unit("ms", kMillisecondToSecond)
           .help("WAN one-way latency. Required with several datacenters."),
 
       F("energy", T::section).def(json::object()).help("Energy and carbon options."),
       F("energy.embodied", T::boolean).def(false).help("Also report embodied carbon of the chips (LLMCarbon's method)."),
-      F("energy.average_chip_power_w", T::number).min(0.0, true).unit("W")
+      F("energy.average_chip_power_w", T::number).max(kMaxChipPowerW, "35x a GB200 superchip's 2.7 kW").min(0.0, true).unit("W")
           .help("Pins the IT power per chip (chip + its host share, like Patterson et al.'s measured system power) "
                 "for energy accounting; otherwise the power model's simulated average."),
       F("energy.start_time_utc", T::string).def("")
@@ -402,9 +424,10 @@ std::string range_text(const FieldSpec& f) {
     for (std::size_t i = 0; i < f.choices.size(); ++i) r += (i ? ", " : "") + f.choices[i];
     return r;
   }
-  if (f.min && f.max) return fmt::format("{} {} .. {}", f.min_exclusive ? ">" : ">=", *f.min, *f.max);
+  const std::string note = f.max_note.empty() ? "" : " (" + f.max_note + ")";
+  if (f.min && f.max) return fmt::format("{} {} .. {}{}", f.min_exclusive ? ">" : ">=", *f.min, *f.max, note);
   if (f.min) return fmt::format("{} {}", f.min_exclusive ? ">" : ">=", *f.min);
-  if (f.max) return fmt::format("<= {}", *f.max);
+  if (f.max) return fmt::format("<= {}{}", *f.max, note);
   return r;
 }
 }  // namespace

@@ -3,9 +3,11 @@
 // -> typed Scenario. The field table (fields.cpp) drives the first three steps.
 #include "moesim/scenario/loader.hpp"
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <map>
@@ -63,17 +65,23 @@ std::string allowed_keys(const std::string& spec_path) {
 
 std::string scalar_text(const YAML::Node& n) { return n.IsScalar() ? n.Scalar() : std::string("<") + (n.IsMap() ? "mapping" : n.IsSequence() ? "sequence" : "null") + ">"; }
 
-/** Converts YAML to JSON for a free-form subtree (compare alternatives are kept raw in the record). */
-json yaml_to_json(const YAML::Node& n) {
+/** Converts YAML to JSON for a free-form subtree (compare alternatives are kept raw in the record).
+ *  `path` names the subtree in errors: a mapping key must be a plain name. */
+json yaml_to_json(const YAML::Node& n, const std::string& file, const std::string& path) {
   switch (n.Type()) {
     case YAML::NodeType::Map: {
       json o = json::object();
-      for (const auto& kv : n) o[kv.first.as<std::string>()] = yaml_to_json(kv.second);
+      for (const auto& kv : n) {
+        if (!kv.first.IsScalar())
+          fail(location_of(file, kv.first.Mark()), path, fmt::format("a key must be a name, got {}", scalar_text(kv.first)));
+        o[kv.first.Scalar()] = yaml_to_json(kv.second, file, join_path(path, kv.first.Scalar()));
+      }
       return o;
     }
     case YAML::NodeType::Sequence: {
       json a = json::array();
-      for (const auto& v : n) a.push_back(yaml_to_json(v));
+      std::size_t i = 0;
+      for (const auto& v : n) a.push_back(yaml_to_json(v, file, fmt::format("{}[{}]", path, i++)));
       return a;
     }
     case YAML::NodeType::Scalar: {
@@ -128,7 +136,7 @@ class Walker {
         for (const FieldSpec* c : children_of(spec_path))
           names.push_back(c->path.substr(spec_path.empty() ? 0 : spec_path.size() + 1));
         auto close = text::closest(key, names, 1);
-        std::string hint = close.empty() || text::edit_distance(key, close[0]) > 3 ? "" : fmt::format(" (did you mean '{}'?)", close[0]);
+        std::string hint = close.empty() || !text::likely_typo(key, close[0]) ? "" : fmt::format(" (did you mean '{}'?)", close[0]);
         fail(location_of(file_, kv.first.Mark()), vpath,
              fmt::format("unknown key{}; allowed {}: {}", hint, spec_path.empty() ? "at top level" : "in '" + spec_path + "'",
                          text::join(names)));
@@ -171,7 +179,7 @@ class Walker {
           if (c == s) return s;
         auto close = text::closest(s, f.choices, 1);
         fail(loc, vpath, fmt::format("'{}' is not allowed{}; allowed: {}", s,
-                                     close.empty() || text::edit_distance(s, close[0]) > 3 ? "" : fmt::format(" (did you mean '{}'?)", close[0]),
+                                     close.empty() || !text::likely_typo(s, close[0]) ? "" : fmt::format(" (did you mean '{}'?)", close[0]),
                                      text::join(f.choices)));
       }
       case FieldType::number_list:
@@ -212,7 +220,7 @@ class Walker {
           if (!item.IsMap() || !item["label"] || !item["label"].IsScalar())
             fail(iloc, ipath, "each alternative must be a mapping with a `label:` and the keys it overrides");
         }
-        return yaml_to_json(n);
+        return yaml_to_json(n, file_, vpath);
       }
     }
     fail(loc, vpath, "unsupported field type");
@@ -222,7 +230,9 @@ class Walker {
   void check_range(double v, const FieldSpec& f, const std::string& vpath, const Location& loc) {
     if (f.min && (f.min_exclusive ? !(v > *f.min) : !(v >= *f.min)))
       fail(loc, vpath, fmt::format("{} is out of range: must be {} {}", v, f.min_exclusive ? ">" : ">=", *f.min));
-    if (f.max && !(v <= *f.max)) fail(loc, vpath, fmt::format("{} is out of range: must be <= {}", v, *f.max));
+    if (f.max && !(v <= *f.max))
+      fail(loc, vpath, fmt::format("{} is out of range: must be <= {}{}", v, *f.max,
+                                   f.max_note.empty() ? "" : " (" + f.max_note + ")"));
   }
 
   /** The whole of `s` as a double (std::stod's syntax); false when it is not one. */
@@ -298,20 +308,144 @@ void fill_defaults(json& obj, const std::string& spec_path, const std::string& v
   }
 }
 
+/** Bounds on a document's size once its aliases are expanded. yaml-cpp shares an aliased node, but every
+ *  walk of the document (the field walker, compare alternatives, the stored JSON) copies it per use, so a
+ *  few nested aliases ("billion laughs") would cost gigabytes. The largest shipped scenario expands to a few
+ *  thousand nodes. */
+constexpr std::size_t kMaxExpandedNodes = 200000;
+constexpr std::size_t kMaxExpandedScalarBytes = 16u << 20;  // 16 MiB of scalar text
+
+/** Parser events -> expanded node count and scalar bytes per anchor; throws a located InputError at the
+ *  alias that takes the document past the bounds above, or that refers to a node it is part of (a cycle). */
+class ExpansionBound : public YAML::EventHandler {
+ public:
+  explicit ExpansionBound(std::string file) : file_(std::move(file)) {}
+
+  void OnDocumentStart(const YAML::Mark&) override {}
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override { leaf(mark, anchor, 1, 0, ""); }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor, const std::string& value) override {
+    leaf(mark, anchor, 1, value.size(), value);
+  }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    auto it = sizes_.find(anchor);
+    if (it == sizes_.end())
+      throw InputError(file_, mark.line + 1, mark.column + 1, path(),
+                       "an alias refers to the node that contains it (a cycle); write the value out instead");
+    leaf(mark, 0, it->second.first, it->second.second, "<alias>");
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor, YAML::EmitterStyle::value) override {
+    open(mark, anchor, false);
+  }
+  void OnSequenceEnd() override { close(); }
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor, YAML::EmitterStyle::value) override {
+    open(mark, anchor, true);
+  }
+  void OnMapEnd() override { close(); }
+
+ private:
+  struct Frame {
+    bool map = false;
+    bool want_key = true;   // map: the next node is a key
+    bool is_key = false;    // this collection is itself a mapping key
+    std::string key;        // map: the current key
+    std::size_t index = 0;  // sequence: the current item
+    YAML::anchor_t anchor = 0;
+    std::size_t nodes_at_start = 0, bytes_at_start = 0;
+  };
+
+  /** The key path of the current position ("compare[2].model"), for the error. */
+  std::string path() const {
+    std::string p;
+    for (const auto& f : stack_) {
+      if (f.map && !f.key.empty()) p += (p.empty() ? "" : ".") + f.key;
+      if (!f.map) p += fmt::format("[{}]", f.index);
+    }
+    return p;
+  }
+  bool next_is_key() const { return !stack_.empty() && stack_.back().map && stack_.back().want_key; }
+  void value_done() {
+    if (stack_.empty()) return;
+    if (stack_.back().map)
+      stack_.back().want_key = true;
+    else
+      ++stack_.back().index;
+  }
+  void add(const YAML::Mark& mark, std::size_t nodes, std::size_t bytes) {
+    nodes_ += nodes;
+    bytes_ += bytes;
+    if (nodes_ > kMaxExpandedNodes || bytes_ > kMaxExpandedScalarBytes)
+      throw InputError(file_, mark.line + 1, mark.column + 1, path(),
+                       fmt::format("the document expands to more than {} nodes or {} MiB of text once its aliases (*name) "
+                                   "are expanded; a scenario is far smaller: use fewer or less deeply nested aliases",
+                                   kMaxExpandedNodes, kMaxExpandedScalarBytes >> 20));
+  }
+  void leaf(const YAML::Mark& mark, YAML::anchor_t anchor, std::size_t nodes, std::size_t bytes, const std::string& text) {
+    const bool key = next_is_key();
+    if (key) {
+      stack_.back().key = text;
+      stack_.back().want_key = false;
+    }
+    add(mark, nodes, bytes);
+    if (anchor != 0) sizes_[anchor] = {nodes, bytes};
+    if (!key) value_done();
+  }
+  void open(const YAML::Mark& mark, YAML::anchor_t anchor, bool map) {
+    Frame f;
+    f.map = map;
+    f.is_key = next_is_key();
+    if (f.is_key) {
+      stack_.back().key = map ? "<mapping>" : "<sequence>";
+      stack_.back().want_key = false;
+    }
+    f.anchor = anchor;
+    f.nodes_at_start = nodes_;
+    f.bytes_at_start = bytes_;
+    add(mark, 1, 0);
+    stack_.push_back(std::move(f));
+  }
+  void close() {
+    Frame f = std::move(stack_.back());
+    stack_.pop_back();
+    if (f.anchor != 0) sizes_[f.anchor] = {nodes_ - f.nodes_at_start, bytes_ - f.bytes_at_start};
+    if (!f.is_key) value_done();
+  }
+
+  std::string file_;
+  std::vector<Frame> stack_;
+  std::map<YAML::anchor_t, std::pair<std::size_t, std::size_t>> sizes_;  // anchor -> (nodes, scalar bytes)
+  std::size_t nodes_ = 0, bytes_ = 0;
+};
+
+InputError yaml_error(const std::string& file, const YAML::Exception& e, const std::string& what) {
+  return InputError(file, e.mark.is_null() ? 0 : e.mark.line + 1, e.mark.is_null() ? 0 : e.mark.column + 1, "",
+                    what + e.msg);
+}
+
 YAML::Node parse_yaml(const std::string& text, const std::string& file) {
   try {
+    {
+      std::istringstream in(text);
+      YAML::Parser parser(in);
+      ExpansionBound bound(file);
+      parser.HandleNextDocument(bound);  // only the first document is read, as by YAML::Load
+    }
     return YAML::Load(text);
   } catch (const YAML::Exception& e) {
-    throw InputError(file, e.mark.is_null() ? 0 : e.mark.line + 1, e.mark.is_null() ? 0 : e.mark.column + 1, "",
-                     "YAML syntax error: " + e.msg);
+    throw yaml_error(file, e, "YAML syntax error: ");
   }
 }
 
 std::string read_file(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::is_directory(path, ec))
+    throw InputError(path, 0, 0, "", "is a directory; give a scenario YAML file (e.g. scenarios/quickstart.yaml)");
   std::ifstream in(path);
   if (!in) throw Error(fmt::format("cannot read scenario file '{}': no such file or not readable", path));
   std::stringstream ss;
   ss << in.rdbuf();
+  if (in.bad()) throw InputError(path, 0, 0, "", "cannot be read (I/O error)");
   return ss.str();
 }
 
@@ -364,10 +498,19 @@ json walk_document(const YAML::Node& root, const std::string& file, LocationMap&
   return w.section(root, "", "");
 }
 
-}  // namespace
+/** Runs `f`; a yaml-cpp exception that escapes the checks above (a conversion on a node of an unexpected kind)
+ *  becomes a located InputError rather than an internal error. */
+template <typename F>
+auto yaml_guard(const std::string& file, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const YAML::Exception& e) {
+    throw yaml_error(file, e, "unexpected YAML content: ");
+  }
+}
 
-Scenario load_string(const std::string& yaml_text, const std::string& file_label, const catalog::Catalog& catalog,
-                     const std::vector<std::string>& overrides) {
+Scenario load_string_unguarded(const std::string& yaml_text, const std::string& file_label,
+                               const catalog::Catalog& catalog, const std::vector<std::string>& overrides) {
   LocationMap locs;
   YAML::Node root = parse_yaml(yaml_text, file_label);
   json doc = walk_document(root, file_label, locs);
@@ -375,13 +518,9 @@ Scenario load_string(const std::string& yaml_text, const std::string& file_label
   return finish(std::move(doc), locs, file_label, catalog);
 }
 
-Scenario load_file(const std::string& path, const catalog::Catalog& catalog, const std::vector<std::string>& overrides) {
-  return load_string(read_file(path), path, catalog, overrides);
-}
-
-std::vector<Alternative> load_alternatives(const std::string& path, const catalog::Catalog& catalog,
-                                           const std::vector<std::string>& overrides,
-                                           const std::vector<std::string>& extra_alternatives) {
+std::vector<Alternative> load_alternatives_unguarded(const std::string& path, const catalog::Catalog& catalog,
+                                                     const std::vector<std::string>& overrides,
+                                                     const std::vector<std::string>& extra_alternatives) {
   const std::string text = read_file(path);
   LocationMap base_locs;
   YAML::Node root = parse_yaml(text, path);
@@ -411,7 +550,11 @@ std::vector<Alternative> load_alternatives(const std::string& path, const catalo
                        fmt::format("duplicate alternative label '{}'", label));
     YAML::Node overlay(YAML::NodeType::Map);
     for (const auto& kv : node) {
-      const std::string key = kv.first.as<std::string>();
+      if (!kv.first.IsScalar())
+        throw InputError(file, kv.first.Mark().line + 1, kv.first.Mark().column + 1, "compare[]",
+                         fmt::format("a key must be a name, got {}; an alternative overrides scenario keys (`moesim "
+                                     "explain` lists them)", scalar_text(kv.first)));
+      const std::string key = kv.first.Scalar();
       if (key == "label") continue;
       if (key == "compare" || key == "name")
         throw InputError(file, kv.first.Mark().line + 1, kv.first.Mark().column + 1, "compare[]." + key,
@@ -426,6 +569,23 @@ std::vector<Alternative> load_alternatives(const std::string& path, const catalo
     out.push_back({label, std::move(s)});
   }
   return out;
+}
+
+}  // namespace
+
+Scenario load_string(const std::string& yaml_text, const std::string& file_label, const catalog::Catalog& catalog,
+                     const std::vector<std::string>& overrides) {
+  return yaml_guard(file_label, [&] { return load_string_unguarded(yaml_text, file_label, catalog, overrides); });
+}
+
+Scenario load_file(const std::string& path, const catalog::Catalog& catalog, const std::vector<std::string>& overrides) {
+  return load_string(read_file(path), path, catalog, overrides);
+}
+
+std::vector<Alternative> load_alternatives(const std::string& path, const catalog::Catalog& catalog,
+                                           const std::vector<std::string>& overrides,
+                                           const std::vector<std::string>& extra_alternatives) {
+  return yaml_guard(path, [&] { return load_alternatives_unguarded(path, catalog, overrides, extra_alternatives); });
 }
 
 }  // namespace moesim::scenario

@@ -1,15 +1,19 @@
 // SPDX-License-Identifier: Apache-2.0
 // Cross-field validation, derived defaults, and the typed Scenario.
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <initializer_list>
 #include <map>
 #include <numeric>
+#include <optional>
 #include <tuple>
 
 #include <fmt/format.h>
 
 #include "moesim/core/error.hpp"
 #include "moesim/core/text.hpp"
+#include "moesim/core/utc_time.hpp"
 #include "moesim/scenario/loader.hpp"
 
 namespace moesim::scenario {
@@ -18,6 +22,36 @@ namespace {
 
 using nlohmann::json;
 using Locations = std::map<std::string, std::tuple<std::string, int, int>>;
+
+/** Most devices (chips x devices per chip, or a product of parallel degrees) any check below accepts before it
+ *  stops multiplying: far above any cluster (cluster.count is bounded at 1e7 chips), far below where int64 wraps. */
+constexpr long long kMaxDeviceProduct = 1000000000000LL;  // 1e12
+
+/** The product of user-given counts (each at most INT_MAX after the loader), or nullopt once it passes
+ *  `bound`. Checked before every multiplication, so it never overflows. */
+std::optional<long long> bounded_product(std::initializer_list<long long> factors, long long bound = kMaxDeviceProduct) {
+  long long prod = 1;
+  for (long long f : factors) {
+    if (f < 0) return std::nullopt;
+    if (__builtin_mul_overflow(prod, f, &prod) || prod > bound) return std::nullopt;
+  }
+  return prod;
+}
+
+/** The divisor of n (>= 1) closest to `target`, the smallest of equally close ones; O(sqrt(n)). */
+long long closest_divisor(long long n, long long target) {
+  long long best = 1;
+  auto consider = [&](long long d) {
+    const long long gap = std::llabs(d - target), best_gap = std::llabs(best - target);
+    if (gap < best_gap || (gap == best_gap && d < best)) best = d;
+  };
+  for (long long d = 1; d <= n / d; ++d) {
+    if (n % d != 0) continue;
+    consider(d);
+    consider(n / d);
+  }
+  return best;
+}
 
 class Resolver {
  public:
@@ -50,6 +84,7 @@ class Resolver {
   void resolve_routing();
   void resolve_cluster();
   void resolve_placement();
+  void resolve_energy();
   Scenario build() const;
   scenario::ServingSpec build_serving(const json& sv) const;
   /** The training fields' defaults, for a serving scenario's unused TrainingSpec. */
@@ -144,9 +179,7 @@ void Resolver::resolve_cluster() {
       long long rest = count;
       for (std::size_t k = nd; k > 1; --k) {
         long long target = static_cast<long long>(std::llround(std::pow(static_cast<double>(rest), 1.0 / static_cast<double>(k))));
-        long long best = 1;
-        for (long long d = 1; d <= rest; ++d)
-          if (rest % d == 0 && std::llabs(d - target) < std::llabs(best - target)) best = d;
+        const long long best = closest_divisor(rest, target);
         dims.push_back(best);
         rest /= best;
       }
@@ -157,13 +190,15 @@ void Resolver::resolve_cluster() {
     const json& dims = t["dims"];
     if (dims.size() != nd)
       fail("cluster.topology.dims", fmt::format("{} needs {} dimensions, got {}", type, nd, dims.size()));
-    long long prod = 1;
+    std::optional<long long> prod = 1;
     for (const auto& d : dims) {
       if (i(d) < 1) fail("cluster.topology.dims", "dimensions must be >= 1");
-      prod *= i(d);
+      if (prod) prod = bounded_product({*prod, i(d)});
     }
     if (prod != count)
-      fail("cluster.topology.dims", fmt::format("product of dims {} = {} but cluster.count = {}", dims.dump(), prod, count));
+      fail("cluster.topology.dims", fmt::format("product of dims {} = {} but cluster.count = {}", dims.dump(),
+                                                prod ? std::to_string(*prod) : fmt::format("more than {}", kMaxDeviceProduct),
+                                                count));
     t.erase("gpus_per_node");
   } else {
     if (has(t, "dims")) fail("cluster.topology.dims", "only for torus topologies");
@@ -182,14 +217,15 @@ void Resolver::resolve_training_and_parallelism() {
   json& tr = doc_["training"];
   json& p = doc_["parallelism"];
   const long long data = i(p["data"]), expert = i(p["expert"]), tensor = i(p["tensor"]), pipe = i(p["pipeline"]);
-  const long long devices = data * expert * tensor * pipe;
+  const std::optional<long long> devices = bounded_product({data, expert, tensor, pipe});
   const long long chips = i(doc_["cluster"]["count"]);
   const long long per_chip = accel_->devices_per_chip;
   if (devices != chips * per_chip)
     fail("parallelism", fmt::format("data x expert x tensor x pipeline = {} x {} x {} x {} = {} devices, but the cluster "
                                      "has {} chips x {} device{} per chip ({}) = {} devices",
-                                     data, expert, tensor, pipe, devices, chips, per_chip, per_chip == 1 ? "" : "s",
-                                     accel_->name, chips * per_chip));
+                                     data, expert, tensor, pipe,
+                                     devices ? std::to_string(*devices) : fmt::format("more than {}", kMaxDeviceProduct),
+                                     chips, per_chip, per_chip == 1 ? "" : "s", accel_->name, chips * per_chip));
   const long long experts = i(m["experts"]);
   if (experts == 0 && expert > 1)
     fail("parallelism.expert", fmt::format("expert parallelism {} needs an MoE model (model.experts is 0)", expert));
@@ -307,8 +343,12 @@ void Resolver::resolve_serving() {
     const std::string role = pl["role"];
     (role == "colocated" ? colocated : role == "prefill" ? prefill : decode)++;
     const long long data = i(pl["data"]), tensor = i(pl["tensor"]), expert = i(pl["expert"]), pipe = i(pl["pipeline"]);
-    const long long per_replica = data * tensor * pipe;
-    if (per_replica > 1000000) fail(path, fmt::format("{} devices per replica is more than any cluster", per_replica));
+    constexpr long long kMaxReplicaDevices = 1000000;
+    const std::optional<long long> replica_devices = bounded_product({data, tensor, pipe}, kMaxReplicaDevices);
+    if (!replica_devices)
+      fail(path, fmt::format("data x tensor x pipeline = {} x {} x {} is more than {} devices per replica, more than any "
+                             "cluster", data, tensor, pipe, kMaxReplicaDevices));
+    const long long per_replica = *replica_devices;
     if (heads % tensor != 0)
       fail(path + ".tensor", fmt::format("tensor parallelism {} must divide heads {}", tensor, heads));
     if (tensor > kv_heads && tensor % kv_heads != 0)
@@ -399,10 +439,19 @@ void Resolver::resolve_placement() {
   const json& p = doc_["parallelism"];
   // The unit a site receives whole: a full replica (data), an expert shard (expert), a stage (pipeline).
   const long long split_degree = split == "data" ? i(p["data"]) : split == "expert" ? i(p["expert"]) : i(p["pipeline"]);
+  std::map<std::string, std::size_t> first_entry;  // datacenter name -> its placement index
   for (std::size_t k = 0; k < pl.size(); ++k) {
     const std::string path = fmt::format("placement[{}]", k);
     json& e = pl[k];
     sum += e["share"].get<double>();
+    // Results are kept per datacenter: a site listed twice would be two sites with one name. Refused rather
+    // than merged, so the shares a user wrote are the shares simulated.
+    const bool named = e["datacenter"].is_string();
+    const std::string dc_name = named ? e["datacenter"].get<std::string>() : e["datacenter"]["name"].get<std::string>();
+    if (auto [it, fresh] = first_entry.emplace(dc_name, k); !fresh)
+      fail(named ? path + ".datacenter" : path + ".datacenter.name",
+           fmt::format("datacenter '{}' is already placement[{}]; give each datacenter once, with the sum of its shares",
+                       dc_name, it->second));
     if (e["datacenter"].is_string()) {
       const std::string dc = e["datacenter"];
       if (!catalog_.has_datacenter(dc)) {
@@ -489,6 +538,44 @@ void Resolver::resolve_placement() {
     if (!has(w, "bandwidth_gbps") || !has(w, "latency_ms"))
       fail("wan", "a job in several datacenters needs wan.bandwidth_gbps and wan.latency_ms");
   }
+}
+
+void Resolver::resolve_energy() {
+  namespace fs = std::filesystem;
+  const json& pl = doc_["placement"];
+  // Every hourly series named must exist, whether or not a start time uses it (a typo is found now, not
+  // on the day someone adds energy.start_time_utc).
+  bool any_series = false;
+  for (std::size_t k = 0; k < pl.size(); ++k) {
+    const json& d = pl[k]["datacenter"];
+    std::string csv;
+    if (d.is_string()) {
+      csv = catalog_.datacenter(d.get<std::string>()).hourly_intensity_csv;  // absolute (the catalog resolved it)
+    } else {
+      csv = d["hourly_intensity_csv"].get<std::string>();
+      if (!csv.empty() && fs::path(csv).is_relative() && !file_.empty() && file_.rfind("--", 0) != 0)
+        csv = (fs::path(file_).parent_path() / csv).lexically_normal().string();
+    }
+    if (csv.empty()) continue;
+    any_series = true;
+    std::error_code ec;
+    if (!fs::is_regular_file(csv, ec))
+      fail(d.is_string() ? fmt::format("placement[{}].datacenter", k) : fmt::format("placement[{}].datacenter.hourly_intensity_csv", k),
+           fmt::format("the hourly intensity CSV '{}' {}", csv,
+                       fs::exists(csv, ec) ? "is not a regular file" : "does not exist"));
+  }
+  const std::string start = doc_["energy"]["start_time_utc"];
+  if (start.empty()) return;
+  try {
+    (void)parse_utc_timestamp_s(start);
+  } catch (const Error& e) {
+    fail("energy.start_time_utc", e.what());
+  }
+  if (!any_series)
+    fail("energy.start_time_utc",
+         "a start time selects the hours of an hourly intensity series, but no datacenter of `placement` has one "
+         "(placement[].datacenter.hourly_intensity_csv, or hourly_intensity_csv in its profile); drop the start time "
+         "(annual intensities are used) or add a series");
 }
 
 ServingSpec Resolver::build_serving(const json& sv) const {
@@ -672,6 +759,7 @@ Scenario Resolver::run() {
   }
   resolve_routing();
   resolve_placement();
+  resolve_energy();
   return build();
 }
 

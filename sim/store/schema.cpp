@@ -149,6 +149,12 @@ int read_version(Db& db) {
                             "schema objects (a moesim store has application_id {:#x})",
                             db.path(), application_id, objects, Store::kApplicationId));
   }
+  if (user_version < 0 || user_version > Store::kSchemaVersion + 1000) {
+    // Not a version this or any moesim wrote (they count up from 0): migrating would re-create existing tables.
+    throw Error(fmt::format("run store {}: PRAGMA user_version is {}, not a moesim schema version (0 to {} for this "
+                            "moesim): the file was changed by another program or is damaged; restore it from a copy",
+                            db.path(), user_version, Store::kSchemaVersion));
+  }
   return static_cast<int>(user_version);
 }
 

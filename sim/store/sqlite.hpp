@@ -11,6 +11,12 @@ struct sqlite3_stmt;
 
 namespace moesim::store::detail {
 
+/** The user-facing message for SQLite result code `rc` (primary or extended) on the store at `path`:
+ *  what went wrong in plain words ("disk full", "database is locked", ...), where, and SQLite's own message.
+ *  `system_errno` is sqlite3_system_errno() of the connection (0 when unknown). */
+std::string describe(int rc, const std::string& path, const std::string& context, const std::string& sqlite_message,
+                     double busy_timeout_s, int system_errno = 0);
+
 /** One SQLite connection (sqlite3*), closed on destruction. */
 class Db {
  public:

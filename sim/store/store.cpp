@@ -209,8 +209,8 @@ struct Store::Impl {
   /** Refuses writes on a read-only store before SQLite would, with the same wording. */
   void require_writable(const char* action) const {
     if (mode == Mode::read_only) {
-      throw Error(fmt::format("database is read-only: {}: {}: the store was opened with Mode::read_only", db.path(),
-                              action));
+      throw Error(fmt::format("database is read-only: {}: {}: this command opened the store for reading only",
+                              db.path(), action));
     }
   }
 
@@ -249,29 +249,57 @@ std::int64_t Store::create_comparison(const std::string& scenario_name) {
   return id;
 }
 
+namespace {
+/** Inserts a `running` run inside the caller's write transaction; returns its id. */
+std::int64_t insert_running_run(Db& db, const RunRecord& header, const std::optional<std::int64_t>& comparison_id,
+                                const std::string& context) {
+  const std::string scenario_json = dump_json(header.scenario, "the scenario of " + context, db.path());
+  Stmt s(db,
+         "INSERT INTO runs (scenario_name, scenario_file, scenario_json, seed, moesim_version, git_hash, status, "
+         "created_at_utc, comparison_id, alternative_label, kind) "
+         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', " MOESIM_NOW_UTC ", ?7, ?8, ?9) RETURNING id",
+         context);
+  s.bind(1, header.scenario_name).bind(2, header.scenario_file).bind(3, scenario_json);
+  s.bind(4, seed_to_sql(header.seed)).bind(5, header.moesim_version).bind(6, header.git_hash);
+  s.bind(7, comparison_id).bind(8, header.alternative_label).bind(9, header.kind);
+  if (!s.step()) throw Error(fmt::format("run store {}: {}: INSERT returned no id", db.path(), context));
+  const std::int64_t id = s.int64(0);
+  s.reset();
+  return id;
+}
+}  // namespace
+
+std::pair<std::int64_t, std::vector<std::int64_t>> Store::begin_comparison(const std::string& scenario_name,
+                                                                           const std::vector<RunRecord>& headers) {
+  impl_->require_writable("begin_comparison");
+  Db& db = impl_->db;
+  const std::string context = fmt::format("begin_comparison('{}', {} runs)", scenario_name, headers.size());
+  Transaction t(db, Transaction::Kind::write, context);
+  std::int64_t cmp = 0;
+  {
+    Stmt s(db, "INSERT INTO comparisons (scenario_name, created_at_utc) VALUES (?1, " MOESIM_NOW_UTC ") RETURNING id",
+           context);
+    s.bind(1, scenario_name);
+    if (!s.step()) throw Error(fmt::format("run store {}: {}: INSERT returned no id", db.path(), context));
+    cmp = s.int64(0);
+    s.reset();
+  }
+  std::vector<std::int64_t> ids;
+  for (const RunRecord& h : headers)
+    ids.push_back(insert_running_run(db, h, cmp, fmt::format("{}: run '{}'", context, h.alternative_label)));
+  t.commit();
+  return {cmp, ids};
+}
+
 std::int64_t Store::begin_run(const RunRecord& header) {
   impl_->require_writable("begin_run");
   Db& db = impl_->db;
   const std::string context = fmt::format("begin_run('{}')", header.scenario_name);
-  const std::string scenario_json = dump_json(header.scenario, "the scenario of " + context, db.path());
   Transaction t(db, Transaction::Kind::write, context);
   if (header.comparison_id && !has_comparison(*header.comparison_id)) {
     throw Error(fmt::format("run store {}: {}: no comparison with id {}", db.path(), context, *header.comparison_id));
   }
-  std::int64_t id = 0;
-  {
-    Stmt s(db,
-           "INSERT INTO runs (scenario_name, scenario_file, scenario_json, seed, moesim_version, git_hash, status, "
-           "created_at_utc, comparison_id, alternative_label, kind) "
-           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', " MOESIM_NOW_UTC ", ?7, ?8, ?9) RETURNING id",
-           context);
-    s.bind(1, header.scenario_name).bind(2, header.scenario_file).bind(3, scenario_json);
-    s.bind(4, seed_to_sql(header.seed)).bind(5, header.moesim_version).bind(6, header.git_hash);
-    s.bind(7, header.comparison_id).bind(8, header.alternative_label).bind(9, header.kind);
-    if (!s.step()) throw Error(fmt::format("run store {}: {}: INSERT returned no id", db.path(), context));
-    id = s.int64(0);
-    s.reset();
-  }
+  const std::int64_t id = insert_running_run(db, header, header.comparison_id, context);
   t.commit();
   return id;
 }

@@ -34,7 +34,10 @@ std::string run(const std::string& cmd, int& status) {
 TEST_CASE("validation::published runs: predictions, ratios and accounting against the published figures", "[validation]") {
   const std::string md = "validation_table.md";
   int status = 0;
-  const std::string out = run(std::string(MOESIM_BINARY) + " --profiles " MOESIM_SOURCE_ROOT "/profiles validate --json -j 2 --markdown-out " + md, status);
+  const std::string progress = "validation_progress.txt";
+  const std::string out = run(std::string(MOESIM_BINARY) + " --profiles " MOESIM_SOURCE_ROOT "/profiles validate --json -j 2 --markdown-out " +
+                                  md + " 2>" + progress,
+                              status);
   nlohmann::json j;
   REQUIRE_NOTHROW(j = nlohmann::json::parse(out));
   REQUIRE(j["checks"].size() >= 30);
@@ -55,6 +58,22 @@ TEST_CASE("validation::published runs: predictions, ratios and accounting agains
   CHECK(status == 0);
   CHECK(accounting == 13);  // T5, GShard-600B, Switch (MWh, gross, net), ET NAS, LaMDA (MWh, CO2e)
   CHECK(predictions >= 20);
+
+  // Not a TTY here: a header and then one progress line per finished simulation (it printed nothing for minutes).
+  std::istringstream lines(slurp(progress));
+  int header = 0, done = 0, simulations = -1;
+  for (std::string l; std::getline(lines, l);) {
+    if (l.rfind("[validate] ", 0) != 0) continue;
+    if (l.find(" checks: ") != std::string::npos) {
+      ++header;
+      simulations = std::stoi(l.substr(l.find(": ") + 2));
+    } else if (l.find('/') != std::string::npos) {
+      ++done;
+    }
+  }
+  CHECK(header == 1);
+  CHECK(simulations > 0);
+  CHECK(done == simulations);
 
   // README.md shows exactly the table this run printed.
   const std::string readme = slurp(MOESIM_SOURCE_ROOT "/README.md");

@@ -142,8 +142,13 @@ TEST_CASE("energy::account: network energy is added only for included_in: none c
   CHECK(s.network_energy_by_class_j.count("nic") == 0);
   CHECK(s.network_energy_j == Approx(fabric_j + wan_j));
   CHECK(s.it_energy_j == Approx(4 * 100.0 * 30.0));
-  CHECK(s.facility_energy_j == Approx((4 * 100.0 * 30.0 + fabric_j + wan_j) * 1.2));
-  CHECK(s.co2e_gross_kg == Approx((4 * 100.0 * 30.0 + fabric_j + wan_j) * 1.2 / kJPerKwh * 0.3));
+  CHECK(s.wan_energy_j == Approx(wan_j));
+  // The datacenter's PUE applies to what runs inside it; the WAN is drawn by carrier networks (issue 10, item 13).
+  const double facility_j = (4 * 100.0 * 30.0 + fabric_j) * 1.2 + wan_j;
+  CHECK(s.facility_energy_j == Approx(facility_j));
+  CHECK(s.facility_energy_j < (4 * 100.0 * 30.0 + fabric_j + wan_j) * 1.2);  // the WAN x PUE of before
+  CHECK(s.co2e_gross_kg == Approx(facility_j / kJPerKwh * 0.3));
+  CHECK(a.wan_energy_j() == Approx(wan_j));
 }
 
 TEST_CASE("energy::account: embodied carbon = chips x die cm2 x CPA x duration / lifetime", "[energy][accounting]") {

@@ -4,8 +4,10 @@
 
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 
 #include "energy_test_support.hpp"
 #include "moesim/core/units.hpp"
@@ -368,4 +370,45 @@ TEST_CASE("energy::HourlyIntensity: time of day changes emissions on the synthet
   CHECK(day.gross_kgco2e == Approx(day_g / 1000.0).epsilon(1e-6));
   CHECK(night.gross_kgco2e == Approx(night_g / 1000.0).epsilon(1e-6));
   CHECK(day.gross_kgco2e < night.gross_kgco2e);
+}
+
+TEST_CASE("energy::HourlyIntensity: inputs from issue 10 (CR line ends, hexadecimal, huge durations)", "[energy][hourly]") {
+  SECTION("lone CR line ends (classic Mac OS exports) read like LF, with the right line numbers") {
+    const auto path = t::write_file("cr_only.csv", "timestamp_utc,gco2e_per_kwh\r2024-03-01T00:00:00Z,100\r"
+                                                   "2024-03-01T01:00:00Z,200\r");
+    const HourlyIntensity h = HourlyIntensity::load(path);
+    CHECK(h.hours() == 2);
+    CHECK(h.gross_kgco2e_per_kwh()[1] == Approx(0.2));
+    const auto e = csv_error("cr_only_bad.csv", "timestamp_utc,gco2e_per_kwh\r2024-03-01T00:00:00Z,100\r"
+                                                "2024-03-01T01:00:00Z,x\r");
+    CHECK(e.line() == 3);  // not the "wrong unit" of a header swallowing every row
+    CHECK(e.key() == "gco2e_per_kwh");
+    CHECK(t::contains(e.message(), "'x' is not a number"));
+  }
+  SECTION("hexadecimal, inf and nan are not numbers here") {
+    for (const std::string v : {"0x64", "0x1p6", "inf", "nan"}) {
+      INFO(v);
+      const auto e = csv_error("hex.csv", "timestamp_utc,gco2e_per_kwh\n2024-03-01T00:00:00Z," + v + "\n");
+      CHECK(e.line() == 2);
+      CHECK(t::contains(e.message(), "'" + v + "' is not a number"));
+    }
+  }
+  SECTION("a duration of 1e12 days is an immediate error, not an overflow or a year-by-year search") {
+    const HourlyIntensity h = HourlyIntensity::load(four_hours(false));
+    const auto t0 = std::chrono::steady_clock::now();
+    std::string msg;
+    try {
+      h.integrate(k20240301, 1e12 * 86400.0, 1.0);
+    } catch (const Error& e) {
+      msg = e.what();
+    }
+    CHECK(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() < 1.0);
+    CHECK(t::contains(msg, "the job runs from 2024-03-01T00:00:00Z to after 9999-12-31T23:59:59Z"));
+    CHECK(t::contains(msg, "covers 2024-03-01T00:00:00Z to 2024-03-01T04:00:00Z"));
+  }
+  SECTION("timestamps far in the future format in constant time") {
+    CHECK(format_utc_timestamp(253402300799) == "9999-12-31T23:59:59Z");
+    CHECK(format_utc_timestamp(253402300800) == "10000-01-01T00:00:00Z");
+    CHECK(format_utc_timestamp(std::numeric_limits<std::int64_t>::max()).size() > 20);  // no overflow, no hang
+  }
 }

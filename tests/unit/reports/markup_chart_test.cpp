@@ -286,3 +286,72 @@ TEST_CASE("reports::parse_format and parse_target: accepted spellings and clear 
       CHECK_THROWS_WITH(r::parse_target(bad), Contains("allowed: a run id N"));
   }
 }
+
+TEST_CASE("reports::svg scatter: log-axis ticks read as written, labels never cover a marker", "[reports][svg]") {
+  // Issue 10, item 6. A placement study: four sites with the same training time and CO2e over a decade,
+  // a WAN split far away, and a point close to another's label position.
+  svg::ScatterChart s;
+  s.id = "tradeoff";
+  s.title = "time and carbon";
+  s.x_axis_label = "training time (days)";
+  s.y_axis_label = "CO2e gross (t)";
+  s.x_unit = "days";
+  s.y_unit = "t";
+  s.points = {{"1", "finland_2024", 3.588, 1.192, true},    {"2", "base", 3.588, 12.52, false},
+              {"3", "taiwan_2024", 3.588, 13.32, false},     {"4", "iowa_2019", 3.588, 14.66, false},
+              {"5", "iowa_finland_split", 69.46, 557.2, false}, {"6", "neighbour", 4.1, 14.0, false},
+              {"7", "tiny", 0.004, 0.002, true}};
+  const auto root = t::parse_xml(svg::scatter_chart(s));
+
+  SECTION("log ticks: each with its own decimals") {
+    std::vector<std::string> ticks;
+    for (const auto* n : root->by_class("tick")) ticks.push_back(n->all_text());
+    REQUIRE_FALSE(ticks.empty());
+    for (const auto& tick : ticks) {
+      INFO(tick);
+      // 0.001 ... 1000: no trailing zeros after the point ("100.000"), and no "0.00" for 0.001.
+      if (tick.find('.') != std::string::npos) CHECK(tick.back() != '0');
+      CHECK(std::strtod(tick.c_str(), nullptr) > 0.0);
+    }
+    CHECK(std::find(ticks.begin(), ticks.end(), "100") != ticks.end());
+    CHECK(std::find(ticks.begin(), ticks.end(), "0.001") != ticks.end());
+  }
+  SECTION("no label box covers a marker; every leader starts at its own point") {
+    struct Circle {
+      double x, y;
+      std::string label;
+    };
+    std::vector<Circle> circles;
+    for (const auto* c : root->by_class("point"))
+      circles.push_back({std::stod(c->attr("cx")), std::stod(c->attr("cy")), c->attr("data-label")});
+    const auto labels = root->by_class("point-label");
+    REQUIRE(labels.size() == circles.size());
+    for (const auto* l : labels) {
+      const std::string text = l->all_text();
+      // The box the chart reserves for a label: 12 px font, about 7.6 px per glyph, from 12 px above the
+      // baseline to 3 px below it, growing left of x when anchored at its end.
+      const double x = std::stod(l->attr("x")), base = std::stod(l->attr("y"));
+      const double width = 7.6 * static_cast<double>(text.size());
+      const double x0 = l->attr("text-anchor") == "end" ? x - width : x, x1 = x0 + width;
+      for (const auto& c : circles) {
+        INFO(text << " against the marker of " << c.label);
+        const bool overlaps = x0 < c.x + 6 && c.x - 6 < x1 && base - 12 < c.y + 6 && c.y - 6 < base + 3;
+        CHECK_FALSE(overlaps);
+      }
+    }
+    // A leader follows its point's circle and precedes its label: it starts at that circle's edge and ends at
+    // that label, which sits clear of every other marker (checked above).
+    const t::XmlNode* group = root->by_class("points").at(0);
+    const t::XmlNode* circle = nullptr;
+    int leaders = 0;
+    for (const auto& child : group->children) {
+      if (child->name == "circle") circle = child.get();
+      if (child->attr("class") != "leader") continue;
+      REQUIRE(circle != nullptr);
+      ++leaders;
+      const double lx = std::stod(child->attr("x1")), ly = std::stod(child->attr("y1"));
+      CHECK(std::hypot(std::stod(circle->attr("cx")) - lx, std::stod(circle->attr("cy")) - ly) == Approx(6.0));
+    }
+    CHECK(leaders > 0);  // the stacked sites needed them
+  }
+}

@@ -42,6 +42,10 @@ inline double expected_dc(const store::DatacenterResult& d, const std::string& f
   throw std::runtime_error("test: unknown datacenter field " + field);
 }
 
+/** A CSV number against the value it was written from: CSV cells carry 12 significant digits (reports/README.md),
+ *  so within half a unit of the 12th digit; NaN is an empty cell. */
+inline bool csv_same(double got, double want) { return (std::isnan(got) && std::isnan(want)) || close(got, want, 5.000001e-12); }
+
 /** Equal within `rel`, or both NaN. */
 inline bool same(double got, double want, double rel = 1e-12) { return (std::isnan(got) && std::isnan(want)) || close(got, want, rel); }
 

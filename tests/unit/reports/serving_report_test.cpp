@@ -33,6 +33,7 @@ using t::check_display;
 using t::expected_dc;
 using t::num;
 using t::parse_csv;
+using t::csv_same;
 using t::same;
 using t::shown_in_si;
 
@@ -513,20 +514,20 @@ TEST_CASE("reports::serving csv: serving columns from the run, training columns 
     REQUIRE(row.size() == head.size());
     INFO("datacenter " << d.name);
     CHECK(row[col("kind")] == "serving");
-    CHECK(num(row[col("duration")]) == metric(run, "window_s"));
-    CHECK(num(row[col("emissions")]) == d.co2e_gross_kg);
-    CHECK(same(num(row[col("energy_consumed")]), d.facility_energy_j / 3.6e6));
-    CHECK(num(row[col("mfu")]) == metric(run, "mfu"));
-    CHECK(num(row[col("average_chip_power_w")]) == metric(run, "average_chip_power_w"));
+    CHECK(csv_same(num(row[col("duration")]), metric(run, "window_s")));
+    CHECK(csv_same(num(row[col("emissions")]), d.co2e_gross_kg));
+    CHECK(csv_same(num(row[col("energy_consumed")]), d.facility_energy_j / 3.6e6));
+    CHECK(csv_same(num(row[col("mfu")]), metric(run, "mfu")));
+    CHECK(csv_same(num(row[col("average_chip_power_w")]), metric(run, "average_chip_power_w")));
     CHECK(row[col("slo_p99_met")] == "true");
     for (const auto& [c, m, factor] : serving_cols) {
       INFO(c);
-      CHECK(same(num(row[col(c)]), metric(run, m) * factor));
+      CHECK(csv_same(num(row[col(c)]), metric(run, m) * factor));
     }
-    CHECK(num(row[col("site_output_tokens")]) == metric(run, "site." + d.name + ".output_tokens"));
-    CHECK(num(row[col("site_energy_per_output_token_j")]) == metric(run, "site." + d.name + ".energy_per_output_token_j"));
-    CHECK(same(num(row[col("site_gco2e_gross_per_1000_tokens")]), 1000.0 * metric(run, "site." + d.name + ".co2e_gross_kg_per_1k_tokens")));
-    CHECK(same(num(row[col("site_gco2e_net_per_1000_tokens")]), 1000.0 * metric(run, "site." + d.name + ".co2e_net_kg_per_1k_tokens")));
+    CHECK(csv_same(num(row[col("site_output_tokens")]), metric(run, "site." + d.name + ".output_tokens")));
+    CHECK(csv_same(num(row[col("site_energy_per_output_token_j")]), metric(run, "site." + d.name + ".energy_per_output_token_j")));
+    CHECK(csv_same(num(row[col("site_gco2e_gross_per_1000_tokens")]), 1000.0 * metric(run, "site." + d.name + ".co2e_gross_kg_per_1k_tokens")));
+    CHECK(csv_same(num(row[col("site_gco2e_net_per_1000_tokens")]), 1000.0 * metric(run, "site." + d.name + ".co2e_net_kg_per_1k_tokens")));
     for (const auto& c : training_only) {
       INFO(c);
       CHECK(row[col(c)].empty());

@@ -362,11 +362,12 @@ TEST_CASE("scenario::load_string: multi-site jobs with a WAN", "[scenario][happy
   CHECK(s.wan.latency_s == Approx(0.020));
 }
 
-TEST_CASE("scenario::load_file: every scenario shipped under scenarios/ loads", "[scenario][happy]") {
+TEST_CASE("scenario::load_file: every scenario shipped under scenarios/ and bench/ loads", "[scenario][happy]") {
   namespace fs = std::filesystem;
   std::vector<std::string> files;
-  for (const auto& entry : fs::recursive_directory_iterator(std::string(MOESIM_SOURCE_ROOT) + "/scenarios"))
-    if (entry.is_regular_file() && entry.path().extension() == ".yaml") files.push_back(entry.path().string());
+  for (const char* dir : {"/scenarios", "/bench"})
+    for (const auto& entry : fs::recursive_directory_iterator(std::string(MOESIM_SOURCE_ROOT) + dir))
+      if (entry.is_regular_file() && entry.path().extension() == ".yaml") files.push_back(entry.path().string());
   std::sort(files.begin(), files.end());
   REQUIRE_FALSE(files.empty());
   for (const auto& f : files) {

@@ -13,6 +13,10 @@ std::size_t edit_distance(const std::string& a, const std::string& b);
 std::vector<std::string> closest(const std::string& name, const std::vector<std::string>& candidates,
                                  std::size_t max_count = 3);
 
+/** Whether `candidate` is plausibly what was meant by the misspelt `name`: within 1 edit for names of up to 4
+ *  characters, 2 up to 8, 3 beyond ('modle' -> 'model', but 'nope' is not a typo of 'type'). */
+bool likely_typo(const std::string& name, const std::string& candidate);
+
 /** "a, b, c" */
 std::string join(const std::vector<std::string>& items, const std::string& sep = ", ");
 

@@ -95,7 +95,10 @@ struct SiteAccount {
   double share = 0.0;
   double it_energy_j = 0.0;        ///< chips incl. host overhead
   double network_energy_j = 0.0;   ///< links not already inside the IT figure (fabric switches, WAN)
-  double facility_energy_j = 0.0;  ///< (IT + network) x PUE
+  double wan_energy_j = 0.0;       ///< the WAN part of network_energy_j: carrier networks, outside the datacenter
+  /** (IT + network inside the datacenter) x PUE + WAN: the energy the job draws for this site. The WAN's energy is
+   *  drawn by carrier networks, not the datacenter, so the datacenter's PUE does not apply to it. */
+  double facility_energy_j = 0.0;
   double co2e_gross_kg = 0.0;      ///< facility energy x location-based intensity
   double co2e_net_kg = 0.0;        ///< facility energy x market-based intensity (gross if none published)
   double embodied_co2e_kg = 0.0;   ///< only when asked
@@ -114,6 +117,7 @@ struct Accounting {
   std::vector<SiteAccount> sites;
   double it_energy_j() const;
   double network_energy_j() const;
+  double wan_energy_j() const;
   double facility_energy_j() const;
   double co2e_gross_kg() const;
   double co2e_net_kg() const;
@@ -127,6 +131,9 @@ struct Accounting {
  *    power (SimGrid host_energy over the steps) x duration;
  *  - network: bytes x links per class x J/bit plus idle W per link x duration, for classes whose
  *    energy is not already inside the IT figure;
+ *  - facility: (IT + network inside the datacenter) x PUE, plus the WAN's energy without PUE (carrier networks
+ *    draw it, not the datacenter); its CO2e at the site's grid intensity, as Cloud Carbon Footprint does for
+ *    networking (the carrier's electricity is drawn along the route, from the grids the site is on);
  *  - embodied (energy.embodied): chips x die area x carbon per area x duration / lifetime (LLMCarbon);
  *  - CO2e: facility kWh x the annual gross / net intensity; or, when the datacenter has an
  *    hourly_intensity_csv AND the scenario has energy.start_time_utc, gross = the facility energy

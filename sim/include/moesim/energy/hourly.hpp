@@ -6,17 +6,13 @@
 #include <string>
 #include <vector>
 
+#include "moesim/core/utc_time.hpp"
+
 namespace moesim::energy {
 
-/** Seconds since the Unix epoch (1970-01-01T00:00:00Z) of an ISO 8601 timestamp with a UTC
- *  designator, e.g. "2024-03-01T00:00:00Z", "2024-03-01 00:00Z", "2024-03-01T01:00:00+01:00" (an
- *  offset is subtracted to give UTC). Proleptic Gregorian calendar, no leap seconds (POSIX time).
- *  A timestamp without `Z` or an offset is refused: local time is ambiguous.
- *  Throws moesim::Error whose message says what is wrong (the caller adds file/line/key). */
-std::int64_t parse_utc_timestamp_s(const std::string& text);
-
-/** "YYYY-MM-DDTHH:MM:SSZ" for seconds since the Unix epoch (inverse of parse_utc_timestamp_s). */
-std::string format_utc_timestamp(std::int64_t epoch_s);
+// The timestamp parser lives in core (the scenario layer checks energy.start_time_utc with it).
+using ::moesim::format_utc_timestamp;
+using ::moesim::parse_utc_timestamp_s;
 
 /** What integrating a job's energy over an hourly series gives. kg of CO2e. */
 struct HourlyEmissions {

@@ -38,6 +38,8 @@ struct FieldSpec {
   std::string help;
   std::optional<double> min;     ///< inclusive
   std::optional<double> max;     ///< inclusive
+  /** Why `max` is where it is (a physical or published bound), named in the error and in `explain`. */
+  std::string max_note;
   bool min_exclusive = false;    ///< min is exclusive (value > min)
   std::vector<std::string> choices;
   /** Free-text note on a default that depends on other fields (e.g. "d_model / heads"). */

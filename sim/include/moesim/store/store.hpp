@@ -4,6 +4,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -172,6 +173,12 @@ class Store {
 
   /** Inserts an empty comparison; runs join it through RunRecord::comparison_id. Returns its id. */
   std::int64_t create_comparison(const std::string& scenario_name);
+  /** A comparison and all its runs (`running`), inserted in ONE transaction: a comparison killed while it is
+   *  being created leaves nothing, and one killed later has every alternative it was asked for, the unfinished
+   *  ones `running` (or `failed`), so what is missing is always visible. Each header's comparison_id is ignored
+   *  (set to the new comparison). Returns the comparison id and the run ids, in the order of `headers`. */
+  std::pair<std::int64_t, std::vector<std::int64_t>> begin_comparison(const std::string& scenario_name,
+                                                                      const std::vector<RunRecord>& headers);
   /** Inserts the run's identity (kind, scenario_name, scenario_file, scenario, seed, moesim_version,
    *  git_hash, comparison_id, alternative_label) with status `running`; returns its id. Other
    *  fields of `header` are ignored. Throws when comparison_id names no comparison. */
