@@ -167,6 +167,11 @@ std::vector<FieldSpec> build_table() {
       F("parallelism.microbatches", T::integer).def(1).min(1)
           .help("Micro-batches per step per pipeline (1F1B schedule)."),
       F("parallelism.schedule", T::choice).def("1f1b").choices({"1f1b"}).help("Pipeline schedule."),
+      F("parallelism.placement", T::string).def("tensor,expert,data,pipeline")
+          .help("Order of the parallel axes over consecutive devices, innermost first (comma-separated permutation of "
+                "tensor, expert, data, pipeline). Devices fill chips in order and chips fill the torus x first (or "
+                "NVLink nodes in order), so the innermost axis gets the nearest chips: the default keeps tensor-parallel "
+                "ranks on neighbouring chips / in one node, as Megatron-LM and GSPMD launchers do."),
       F("parallelism.zero_stage", T::integer).def(0).min(0).max(3)
           .help("ZeRO / distributed optimizer (Rajbhandari et al. 2020): 1 shards the optimizer state over the data-parallel "
                 "replicas, 2 also the gradients (reduce-scatter + all-gather: the same traffic as an all-reduce), 3 also the "

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // Cross-field validation, derived defaults, and the typed Scenario.
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <map>
@@ -15,6 +16,27 @@
 namespace moesim::scenario {
 
 namespace {
+
+/** parallelism.placement: a comma-separated permutation of tensor, expert, data and pipeline (spaces allowed),
+ *  innermost first; empty when the text is not one. */
+std::vector<std::string> placement_order(const std::string& text) {
+  std::vector<std::string> out;
+  std::string cur;
+  auto flush = [&] {
+    const auto b = cur.find_first_not_of(" \t"), e = cur.find_last_not_of(" \t");
+    out.push_back(b == std::string::npos ? std::string() : cur.substr(b, e - b + 1));
+    cur.clear();
+  };
+  for (char c : text) {
+    if (c == ',') flush();
+    else cur += c;
+  }
+  flush();
+  std::vector<std::string> sorted = out;
+  std::sort(sorted.begin(), sorted.end());
+  if (sorted != std::vector<std::string>{"data", "expert", "pipeline", "tensor"}) return {};
+  return out;
+}
 
 using nlohmann::json;
 using Locations = std::map<std::string, std::tuple<std::string, int, int>>;
@@ -202,6 +224,10 @@ void Resolver::resolve_training_and_parallelism() {
                                            i(m["d_ff"]), i(m["expert_d_ff"])));
   const long long layers = i(m["encoder_layers"]) + i(m["decoder_layers"]);
   if (pipe > layers) fail("parallelism.pipeline", fmt::format("{} pipeline stages but only {} layers", pipe, layers));
+  if (placement_order(p["placement"].get<std::string>()).empty())
+    fail("parallelism.placement", fmt::format("'{}' is not an order of the parallel axes: give each of tensor, expert, data "
+                                              "and pipeline once, comma-separated, innermost first (e.g. "
+                                              "\"tensor,expert,data,pipeline\")", p["placement"].get<std::string>()));
 
   const bool has_tokens = has(tr, "tokens"), has_flops = has(tr, "hardware_flops");
   if (has_tokens == has_flops)
@@ -617,6 +643,7 @@ Scenario Resolver::build() const {
   s.parallelism.microbatches = static_cast<int>(i(p["microbatches"]));
   s.parallelism.schedule = p["schedule"];
   s.parallelism.zero_stage = static_cast<int>(i(p["zero_stage"]));
+  s.parallelism.placement = placement_order(p["placement"].get<std::string>());
 
   const json& c = d["cluster"];
   s.cluster.accelerator = c["accelerator"];

@@ -93,6 +93,7 @@ TEST_CASE("scenario::load_string: defaults are filled in from the field table", 
   CHECK(s.parallelism.pipeline == 1);
   CHECK(s.parallelism.microbatches == 1);
   CHECK(s.parallelism.schedule == "1f1b");
+  CHECK(s.parallelism.placement == std::vector<std::string>{"tensor", "expert", "data", "pipeline"});
   CHECK(s.cluster.topology.nodes_per_leaf == table_default("cluster.topology.nodes_per_leaf").get<int>());
   CHECK(s.cluster.topology.oversubscription == table_default("cluster.topology.oversubscription").get<double>());
   CHECK(s.cluster.topology.link_bandwidth_bytes_per_s == 0.0);  // 0 = the catalog's figure

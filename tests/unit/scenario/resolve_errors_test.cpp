@@ -148,6 +148,12 @@ TEST_CASE("scenario::resolve: parallelism must match the devices of the cluster"
     CHECK(e.key() == "parallelism.pipeline");
     CHECK(t::contains(e.message(), "8 pipeline stages but only 4 layers"));
   }
+  SECTION("a placement order that is not a permutation of the four axes") {
+    const std::string yaml = t::replace_line(t::base_yaml(), "  expert: 8", "  expert: 8\n  placement: tensor,expert,data");
+    const auto e = t::load_error(yaml);
+    CHECK(e.key() == "parallelism.placement");
+    CHECK(t::contains(e.message(), "give each of tensor, expert, data and pipeline once"));
+  }
 }
 
 TEST_CASE("scenario::resolve: model shape checks", "[scenario][resolve]") {

@@ -97,6 +97,10 @@ struct ParallelismSpec {
   int microbatches = 1;
   std::string schedule = "1f1b";
   int zero_stage = 0;  ///< ZeRO: 1 shards optimizer state, 2 also gradients, 3 also parameters
+  /** Order in which the parallel axes are laid out over consecutive devices (and so chips), innermost
+   *  first: the default puts tensor ranks on neighbouring chips (the fastest links: one NVLink node, one
+   *  torus line), then expert, data and pipeline (Megatron-LM's and GSPMD's launch order). */
+  std::vector<std::string> placement{"tensor", "expert", "data", "pipeline"};
   int devices() const { return data * expert * tensor * pipeline; }
 };
 
