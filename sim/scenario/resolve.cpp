@@ -11,6 +11,7 @@
 
 #include "moesim/core/error.hpp"
 #include "moesim/core/text.hpp"
+#include "moesim/scenario/fields.hpp"
 #include "moesim/scenario/loader.hpp"
 
 namespace moesim::scenario {
@@ -415,6 +416,24 @@ void Resolver::resolve_routing() {
   } else if (has(r, "tasks")) {
     fail("routing.tasks", "only used with routing.type task");
   }
+  if (r["group_split"] == "mesh_tensorflow" && i(r["group_size_tokens"]) == 0)
+    fail("routing.group_split", "mesh_tensorflow splits into groups of at most routing.group_size_tokens tokens "
+                                "(Mesh-TensorFlow's moe_group_size, e.g. 1024); give routing.group_size_tokens");
+  const std::string policy = r["second_expert_policy"];
+  const bool gated = policy == "threshold" || policy == "random";
+  if (policy != "all" && i(m["top_k"]) != 2)
+    fail("routing.second_expert_policy", fmt::format("'{}' is a top-2 gating policy (Mesh-TensorFlow, GShard) but model.top_k "
+                                                     "is {}; allowed with top_k {}: all",
+                                                     policy, i(m["top_k"]), i(m["top_k"])));
+  if (gated && !has(r, "second_expert_threshold"))
+    fail("routing", fmt::format("routing.second_expert_policy {} needs routing.second_expert_threshold (Mesh-TensorFlow's "
+                                "default 0.2; GShard's Algorithm 1 is random with 0.5)",
+                                policy));
+  if (!gated && has(r, "second_expert_threshold"))
+    fail("routing.second_expert_threshold", "only used with routing.second_expert_policy threshold or random");
+  // Compared with the default, as routing.skew is, so that a resolved scenario (every default written out) loads again.
+  if (!gated && r["second_gate"] != find_field("routing.second_gate")->default_value)
+    fail("routing.second_gate", "only used with routing.second_expert_policy threshold or random");
 }
 
 void Resolver::resolve_placement() {
@@ -634,6 +653,14 @@ Scenario Resolver::build() const {
   s.routing.dropless = r["dropless"];
   s.routing.capacity_counts_top_k = r["capacity_counts_top_k"];
   s.routing.min_expert_capacity = static_cast<int>(i(r["min_expert_capacity"]));
+  s.routing.group_split = r["group_split"] == "mesh_tensorflow" ? GroupSplit::mesh_tensorflow : GroupSplit::fixed;
+  const std::string policy = r["second_expert_policy"];
+  s.routing.second_expert_policy = policy == "none"        ? SecondExpertPolicy::none
+                                   : policy == "threshold" ? SecondExpertPolicy::threshold
+                                   : policy == "random"    ? SecondExpertPolicy::random
+                                                           : SecondExpertPolicy::all;
+  if (r.contains("second_expert_threshold")) s.routing.second_expert_threshold = r["second_expert_threshold"];
+  s.routing.second_gate = r["second_gate"];
 
   const json& p = d["parallelism"];
   s.parallelism.data = static_cast<int>(i(p["data"]));

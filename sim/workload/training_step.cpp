@@ -476,8 +476,9 @@ class Builder {
 void Builder::moe_ffn(Stream& st, const LayerDesc& L, double tok, Pass pass, const std::string& label) {
   const double d = m_.d_model, f = m_.expert_d_ff / tp_, mats = m_.gated() ? 2.0 : 1.0;
   const double E = m_.experts, k = m_.top_k, ep = p_.expert;
-  const double group = s_.routing.group_size_tokens > 0 ? std::min<double>(s_.routing.group_size_tokens, tok) : tok;
-  const double groups_per_device = std::max(1.0, std::round(tok / group));
+  const RoutingGroups split = routing_groups(s_.routing, tok, p_.expert);
+  const double group = split.group_tokens;
+  const double groups_per_device = static_cast<double>(split.groups);
   const double cap = router_->capacity(group);
   const int local_experts = static_cast<int>(E / ep);
 
@@ -493,8 +494,11 @@ void Builder::moe_ffn(Stream& st, const LayerDesc& L, double tok, Pass pass, con
     auto it = draws_.find(key);
     if (it == draws_.end()) {
       RoutingDraw dr = router_->draw(L.moe_index, static_cast<int>(groups_per_device * ep), group, rng_);
+      stats_.routed_tokens += dr.tokens;
       stats_.assignments += dr.assignments;
+      stats_.skipped += dr.skipped;
       stats_.dropped += dr.dropped;
+      stats_.first_dropped += dr.first_dropped;
       stats_.routing_exact = stats_.routing_exact && dr.exact;
       it = draws_.emplace(key, std::move(dr)).first;
     }
@@ -532,7 +536,7 @@ void Builder::moe_ffn(Stream& st, const LayerDesc& L, double tok, Pass pass, con
     } else {
       double kept = 0.0, total = 0.0;
       for (const auto* dr : draw_of_data) {
-        kept += dr->assignments - dr->dropped;
+        kept += dr->kept();  // second choices the policy skipped are not sent either
         total += dr->assignments;
       }
       w.bytes_per_device = tok * k * (total > 0 ? kept / total : 1.0) * d * b_ / tp_;
