@@ -78,7 +78,7 @@ const std::vector<CsvColumn>& csv_columns() {
       {"steps", "steps", "training: training steps (run-level)"},
       {"mfu", "1", "model FLOPs utilisation (run-level; serving: over the measurement window)"},
       {"hfu", "1", "training: hardware FLOPs utilisation (run-level)"},
-      {"tokens_dropped_fraction", "1", "training: fraction of routed tokens dropped beyond expert capacity (run-level)"},
+      {"tokens_dropped_fraction", "1", "training: dispatched token-to-expert assignments dropped beyond expert capacity, as a fraction of the dispatched assignments (run-level)"},
       {"average_chip_power_w", "W", "average power per chip over the job (run-level; serving: over the measurement window)"},
       {"wan_bytes_per_step", "B", "training: bytes crossing the WAN between datacenters per step (run-level)"},
       {"wan_time_per_step_s", "s", "training: WAN communication on the step's critical path (run-level)"},

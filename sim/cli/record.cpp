@@ -45,6 +45,8 @@ store::RunRecord make_record(const scenario::Scenario& s, const engine::JobResul
   add("tokens_derived", job.tokens_derived ? 1.0 : 0.0, "bool");
   add(store::metric_names::kTrainTime_s, job.train_time_s, "s");
   add("tokens_dropped_fraction", job.tokens_dropped_fraction, "1");
+  add("first_choice_dropped_fraction", job.first_choice_dropped_fraction, "1");
+  add("second_choice_skipped_fraction", job.second_choice_skipped_fraction, "1");
   add("mfu", job.mfu, "1");
   add("hfu", job.hfu, "1");
   add("model_flops_per_step", job.model_flops_per_step, "FLOP");
@@ -231,6 +233,8 @@ json record_json(const store::RunRecord& r) {
               {"train_time_s", train_s},
               {"train_days", seconds_to_days(train_s)},
               {"tokens_dropped_fraction", metric_or(r, "tokens_dropped_fraction")},
+              {"first_choice_dropped_fraction", metric_or(r, "first_choice_dropped_fraction")},
+              {"second_choice_skipped_fraction", metric_or(r, "second_choice_skipped_fraction")},
               {"step_breakdown_s", bd},
               {"step_busy_s", busy},
               {"mfu", metric_or(r, "mfu")},
@@ -278,6 +282,10 @@ std::string record_summary(const store::RunRecord& r) {
                      "tokens dropped {}\n",
                      metric_or(r, "steps"), seconds_to_days(train_s), 100.0 * metric_or(r, "mfu"), 100.0 * metric_or(r, "hfu"),
                      dropped == 0.0 ? std::string("none") : fmt::format("{:.2f} %", 100.0 * dropped));
+  const double first_dropped = metric_or(r, "first_choice_dropped_fraction"), skipped = metric_or(r, "second_choice_skipped_fraction");
+  if (first_dropped > 0.0 || skipped > 0.0)
+    out += fmt::format("  routing         first choices dropped {:.2f} % of tokens   second choices not dispatched {:.2f} %\n",
+                       100.0 * first_dropped, 100.0 * skipped);
   out += "  step breakdown (critical path):\n";
   std::vector<std::pair<double, std::string>> parts;
   for (const auto& b : r.breakdown)

@@ -62,6 +62,9 @@ struct CachedPlan {
   system::TrafficPlan plan;
   std::vector<std::array<double, system::kLinkClassCount>> site_link_bytes;
   std::vector<bool> round_crosses_wan;  ///< per round: has flows between datacenters
+  /** Per round: the part of the round's latency (Round::alpha_s) that SimGrid does not charge itself, i.e.
+   *  alpha less the longest route latency among the round's flows (ptask_L07 adds each flow's route latency). */
+  std::vector<double> round_wait_s;
   double memo_wan_s = 0.0;              ///< WAN-busy time of the memoised (isolated) run
 };
 
@@ -121,7 +124,11 @@ struct Simulator::Impl {
   std::unique_ptr<platform::Platform> plat;
   std::unordered_map<std::uint64_t, CachedPlan> plans;
   std::unordered_map<std::uint64_t, double> memo_s;
-  std::unordered_map<std::uint64_t, std::array<std::uint8_t, system::kLinkClassCount>> route_classes;
+  struct RouteInfo {
+    std::array<std::uint8_t, system::kLinkClassCount> classes{};
+    double latency_s = 0.0;
+  };
+  std::unordered_map<std::uint64_t, RouteInfo> route_classes;
   std::vector<sg4::Host*> free_pacers;
 
   Impl(const system::Topology& t, const catalog::AcceleratorSpec& a, const platform::PowerStates& p,
@@ -158,23 +165,26 @@ struct Simulator::Impl {
       cp.round_crosses_wan.push_back(wan);
     }
     cp.site_link_bytes.assign(topo.sites().size(), {});
-    for (const auto& round : cp.plan.rounds)
+    for (const auto& round : cp.plan.rounds) {
+      double route_latency = 0.0;
       for (const auto& batch : round.batches)
         for (const auto& f : batch.flows) {
           const std::uint64_t key = (static_cast<std::uint64_t>(f.src) << 32) | static_cast<std::uint32_t>(f.dst);
           auto rc = route_classes.find(key);
           if (rc == route_classes.end()) {
             std::vector<sg4::Link*> links;
-            double lat = 0.0;
-            plat->endpoint(f.src)->route_to(plat->endpoint(f.dst), links, &lat);
-            std::array<std::uint8_t, system::kLinkClassCount> counts{};
-            for (const sg4::Link* l : links) ++counts[static_cast<std::size_t>(platform::Platform::link_class(l))];
-            rc = route_classes.emplace(key, counts).first;
+            RouteInfo info;
+            plat->endpoint(f.src)->route_to(plat->endpoint(f.dst), links, &info.latency_s);
+            for (const sg4::Link* l : links) ++info.classes[static_cast<std::size_t>(platform::Platform::link_class(l))];
+            rc = route_classes.emplace(key, info).first;
           }
+          route_latency = std::max(route_latency, rc->second.latency_s);
           const int site = f.src < topo.chips() ? topo.site_of(f.src) : f.src - topo.chips();
           for (std::size_t c = 0; c < system::kLinkClassCount; ++c)
-            cp.site_link_bytes[static_cast<std::size_t>(site)][c] += f.bytes * rc->second[c];
+            cp.site_link_bytes[static_cast<std::size_t>(site)][c] += f.bytes * rc->second.classes[c];
         }
+      cp.round_wait_s.push_back(std::max(0.0, round.alpha_s - route_latency));
+    }
     return plans.emplace(sig, std::move(cp)).first->second;
   }
 
@@ -195,7 +205,7 @@ struct VertexState {
   const CachedPlan* plan = nullptr;
   bool memo_replay = false;
   bool memo_eligible = false;
-  bool in_overhead = false;  ///< waiting out the collective's fixed launch cost before its first round
+  bool in_overhead = false;  ///< waiting out the launch cost / the round's latency before its bytes flow
   double round_start = 0.0;
   double wan_s = 0.0;  ///< time this collective's rounds with cross-datacenter flows ran
 };
@@ -294,7 +304,7 @@ StepResult Simulator::Impl::run_step(workload::BuiltStep& step, bool record_powe
   // WAN-busy time is the union of the intervals in which any round with cross-site flows runs.
   int wan_rounds_active = 0;
   double wan_since = 0.0;
-  auto launch_round = [&](PhaseId v) {
+  auto launch_round_flows = [&](PhaseId v) {
     const auto& round = st[v].plan->plan.rounds[st[v].round];
     st[v].round_start = sg4::Engine::get_clock();
     if (st[v].plan->round_crosses_wan[st[v].round] && wan_rounds_active++ == 0) wan_since = st[v].round_start;
@@ -314,6 +324,23 @@ StepResult Simulator::Impl::run_step(workload::BuiltStep& step, bool record_powe
       tags.push_back({v, nullptr});
       ++st[v].pending;
     }
+  };
+  // A round first waits out its latency (and the first round the collective's launch cost) on a pacer, then
+  // its bytes flow.
+  auto launch_round = [&](PhaseId v) {
+    const double wait = st[v].plan->round_wait_s[st[v].round] + (st[v].round == 0 ? st[v].plan->plan.overhead_s : 0.0);
+    if (!(wait > 0.0)) {
+      launch_round_flows(v);
+      return;
+    }
+    sg4::Host* pacer = take_pacer();
+    if (pacer == nullptr) throw Error("engine: not enough pacer hosts for collective latencies; raise EngineOptions::pacers");
+    st[v].in_overhead = true;
+    auto ex = sg4::Exec::init()->set_host(pacer)->set_flops_amount(wait * pacer_speed);
+    ex->vetoable_start();
+    pending.push_back(ex);
+    tags.push_back({v, pacer});
+    ++st[v].pending;
   };
 
   auto launch = [&](PhaseId v) {
@@ -383,17 +410,6 @@ StepResult Simulator::Impl::run_step(workload::BuiltStep& step, bool record_powe
       }
       ++res.collectives_detailed;
       st[v].round = 0;
-      if (st[v].plan->plan.overhead_s > 0.0) {
-        sg4::Host* pacer = take_pacer();
-        if (pacer == nullptr) throw Error("engine: not enough pacer hosts for collective launch costs; raise EngineOptions::pacers");
-        st[v].in_overhead = true;
-        auto ex = sg4::Exec::init()->set_host(pacer)->set_flops_amount(st[v].plan->plan.overhead_s * pacer_speed);
-        ex->vetoable_start();
-        pending.push_back(ex);
-        tags.push_back({v, pacer});
-        ++st[v].pending;
-        return;
-      }
       launch_round(v);
       return;
     }
@@ -421,7 +437,7 @@ StepResult Simulator::Impl::run_step(workload::BuiltStep& step, bool record_powe
     if (ph.type == Phase::Type::collective && !vs.memo_replay) {
       if (vs.in_overhead) {
         vs.in_overhead = false;
-        launch_round(tag.v);
+        launch_round_flows(tag.v);
         continue;
       }
       if (vs.plan->round_crosses_wan[vs.round]) {

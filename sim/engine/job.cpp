@@ -29,11 +29,17 @@ namespace moesim::engine {
 
 using nlohmann::json;
 
+namespace {
+/** Relative step-time spread below which the simulated steps differ only by floating-point rounding. */
+constexpr double kStepSpreadResolution = 1e-12;
+}  // namespace
+
 // The JSON that carries a JobResult out of the simulation's child process (engine/isolation): every
 // member under its own name, through nlohmann's macros (all keys required when reading back).
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(PhaseTrace, label, kind, stage, start_s, end_s, on_critical_path, memoized)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(JobResult, scenario_name, accelerator, chips, devices, memory, step_times_s, step_time_s,
                                    step_time_spread_s, steps, tokens, tokens_derived, train_time_s, tokens_dropped_fraction,
+                                   first_choice_dropped_fraction, second_choice_skipped_fraction,
                                    routing_exact, model_flops_per_step, hardware_flops_per_step, mfu, hfu, breakdown_s, busy_s,
                                    collective_bytes_per_step, algorithms, sites, wan_time_per_step_s, power_t_s, power_w,
                                    peak_chip_power_w, power_convention, compute_model, compute_paths, phases_per_step,
@@ -201,11 +207,11 @@ JobResult simulate_job(const scenario::Scenario& s, const catalog::Catalog& cata
   r.step_time_s = std::accumulate(r.step_times_s.begin(), r.step_times_s.end(), 0.0) / n;
   double var = 0.0;
   for (double t : r.step_times_s) var += (t - r.step_time_s) * (t - r.step_time_s);
-  r.step_time_spread_s = results.size() > 1 ? std::sqrt(var / (n - 1.0)) : 0.0;
-  // Steps that differ only in the last bits of their summed phase times did not differ: below 1e-12 of the step
-  // (a few ulps of the sums) the spread is rounding, and printing 1.6e-16 s would present it as data.
-  constexpr double kRoundingSpread = 1e-12;
-  if (r.step_time_spread_s <= kRoundingSpread * r.step_time_s) r.step_time_spread_s = 0.0;
+  // Steps that differ only in rounding have no spread: e.g. capacity-padded TPU steps, whose time does not depend on
+  // the routing draw, sum the same phases in another order and differ in the last bit. Below 1e-12 of the step
+  // (sub-picosecond, and far below SimGrid's timing precision) a spread is that rounding: report exactly 0.
+  const double spread = results.size() > 1 ? std::sqrt(var / (n - 1.0)) : 0.0;
+  r.step_time_spread_s = spread > kStepSpreadResolution * r.step_time_s ? spread : 0.0;
   // Steps: from the tokens, or derived from the run's published hardware compute.
   double hw_per_step = 0.0;
   for (const auto& sr : results) hw_per_step += sr.stats.hardware_flops / static_cast<double>(results.size());
@@ -214,10 +220,13 @@ JobResult simulate_job(const scenario::Scenario& s, const catalog::Catalog& cata
   r.tokens = r.steps * s.training.batch_tokens;
   r.tokens_derived = s.training.hardware_flops.has_value();
   r.train_time_s = r.steps * r.step_time_s;
-  double assignments = 0.0, dropped = 0.0;
+  double routed = 0.0, assignments = 0.0, skipped = 0.0, dropped = 0.0, first_dropped = 0.0;
   for (const auto& sr : results) {
+    routed += sr.stats.routed_tokens;
     assignments += sr.stats.assignments;
+    skipped += sr.stats.skipped;
     dropped += sr.stats.dropped;
+    first_dropped += sr.stats.first_dropped;
     r.routing_exact = r.routing_exact && sr.stats.routing_exact;
     r.model_flops_per_step += sr.stats.model_flops / n;
     r.hardware_flops_per_step += sr.stats.hardware_flops / n;
@@ -230,10 +239,14 @@ JobResult simulate_job(const scenario::Scenario& s, const catalog::Catalog& cata
     r.collectives_memoized += sr.collectives_memoized;
   }
   // Tokens are dropped whole: less than half a token over the simulated steps is the rounding of the per-group
-  // sums, not a drop (e.g. 9e-11 % with a capacity every group fits in).
+  // sums, not a drop (e.g. 9e-11 % with a capacity every group fits in). Zero counts give exact zeros.
   constexpr double kHalfToken = 0.5;
   if (dropped < kHalfToken) dropped = 0.0;
-  r.tokens_dropped_fraction = assignments > 0 ? dropped / assignments : 0.0;
+  if (first_dropped < kHalfToken) first_dropped = 0.0;
+  const double dispatched = assignments - skipped;
+  r.tokens_dropped_fraction = dropped > 0.0 && dispatched > 0.0 ? dropped / dispatched : 0.0;
+  r.first_choice_dropped_fraction = first_dropped > 0.0 && routed > 0.0 ? first_dropped / routed : 0.0;
+  r.second_choice_skipped_fraction = skipped > 0.0 && routed > 0.0 ? skipped / routed : 0.0;
   const double device_peak = accel.peak_flops_for(s.model.dtype) / accel.devices_per_chip;
   r.mfu = r.model_flops_per_step / (r.step_time_s * r.devices * device_peak);
   r.hfu = r.hardware_flops_per_step / (r.step_time_s * r.devices * device_peak);

@@ -107,8 +107,9 @@ std::vector<FieldSpec> build_table() {
           .help("Every n-th FFN is an MoE layer (1 = all, 2 = every other), in the encoder and the decoder."),
       F("model.top_k", T::integer).max(kMaxExperts, "PEER (He 2024) routes over 2^20 experts, the most published").def(1).min(1).help("Experts each token is routed to."),
       F("model.capacity_factor", T::number).max(1e4, "beyond experts / top_k every token fits; use routing.dropless").def(1.25).min(0.0, true)
-          .help("Expert capacity = ceil(capacity_factor x top_k x group tokens / experts); tokens beyond it are "
-                "dropped (unless routing.dropless). 1.0 = exactly a balanced load."),
+          .help("Expert capacity per routing group = ceil(capacity_factor x top_k x group tokens / experts) (or "
+                "Mesh-TensorFlow's floor(capacity_factor x group tokens / experts), routing.capacity_counts_top_k); "
+                "assignments beyond it are dropped (unless routing.dropless). 1.0 = exactly a balanced load."),
       F("model.vocab", T::integer).max(kMaxVocab, "the largest published vocabularies are about 256k tokens").required().min(1).unit("tokens").help("Vocabulary size (output softmax)."),
       F("model.seq_len", T::integer).max(kMaxSeqTokens, "the longest published context windows are about 1e7 tokens").required().min(1).unit("tokens")
           .help("Sequence length (encoder input length for encoder_decoder)."),
@@ -168,7 +169,15 @@ std::vector<FieldSpec> build_table() {
           .help("routing.type task: the number of tasks (e.g. language pairs)."),
       F("routing.load", T::number_list).max(1e15, "loads are relative; scale them down").help("Relative load of each expert (routing.type load_vector); length = experts."),
       F("routing.group_size_tokens", T::integer).max(kMaxBatchTokens, "a group is at most a step's batch; the largest published are about 6e7 tokens").def(0).min(0).unit("tokens")
-          .help("Tokens per routing group (capacity is per group); 0 = the tokens of one device per step."),
+          .help("Tokens per routing group (capacity is per group); 0 = the tokens of one device per step. With "
+                "routing.group_split mesh_tensorflow: the largest group size (Mesh-TensorFlow's moe_group_size, 1024 by "
+                "default in transformer/moe.py)."),
+      F("routing.group_split", T::choice).def("fixed").choices({"fixed", "mesh_tensorflow"})
+          .help("fixed: groups of group_size_tokens, as many as fit the device's tokens of an MoE layer (rounded). "
+                "mesh_tensorflow: Mesh-TensorFlow's _split_into_groups (transformer/moe.py): over the n tokens of one "
+                "expert replica (a device's tokens x parallelism.expert), the fewest groups, at least n / "
+                "group_size_tokens (floored), that are a multiple of parallelism.expert and divide n; so groups can be "
+                "smaller than group_size_tokens (e.g. 3648 tokens a device over 64 devices: 4 groups of 912)."),
       F("routing.capacity_counts_top_k", T::boolean).def(true)
           .help("true: capacity = ceil(cf x top_k x S / E) (GShard's 2N/E for top-2 is cf 1.0); false: Mesh-TensorFlow's "
                 "floor(cf x S / E), which Switch and ST-MoE used (tensorflow/mesh transformer/moe.py)."),
@@ -176,6 +185,24 @@ std::vector<FieldSpec> build_table() {
           .help("Lower bound on the per-group expert capacity (Mesh-TensorFlow's moe_min_expert_capacity defaults to 4)."),
       F("routing.dropless", T::boolean).def(false)
           .help("No capacity limit: experts take every token routed to them (MegaBlocks style); nothing dropped."),
+      F("routing.second_expert_policy", T::choice).def("all").choices({"all", "none", "threshold", "random"})
+          .help("Top-2 gating: whether a token's second-choice expert is used, as Mesh-TensorFlow's moe_second_policy "
+                "(transformer/moe.py, _top_2_gating) and lingvo's second_expert_policy (core/gshard_layers.py, "
+                "Top2GatingOnLogits) define it, with g2 = routing.second_gate: all = always; none = never; threshold = if "
+                "g2 > second_expert_threshold; random = with probability min(1, g2 / second_expert_threshold) (Mesh-TF's "
+                "default, threshold 0.2; GShard's Algorithm 1 dispatches with probability 2 x g2, i.e. random with threshold "
+                "0.5). In both codes every first choice of a group is placed before any second choice, and second choices "
+                "take the capacity left after the expert's kept first choices (first-choice priority); second choices the "
+                "policy does not use are not dispatched (not counted as dropped). Only for model.top_k 2."),
+      F("routing.second_expert_threshold", T::number).min(0.0, true).max(1.0)
+          .help("The threshold of second_expert_policy threshold or random (Mesh-TensorFlow moe_second_threshold_train: "
+                "0.2; GShard Algorithm 1: 0.5). Required by those policies, not used by the others."),
+      F("routing.second_gate", T::number).def(0.5).min(0.0).max(0.5)
+          .help("The second gate of every token normalised by the top two, g2 / (g1 + g2) (0 to 0.5), which the threshold "
+                "and random policies compare with the threshold. A property of a trained router that moesim's random "
+                "router does not model and the papers do not publish: 0.5 (g1 = g2) is the value of a router with no "
+                "preference between its two choices, as moesim's router draws them, and the upper bound (every policy but "
+                "none then uses every second choice). Set it to study a trained router's gates; not used by all and none."),
 
       F("parallelism", T::section).def(json::object())
           .help("How the model is split. data x expert x tensor x pipeline = devices. The dense part is "
@@ -187,6 +214,11 @@ std::vector<FieldSpec> build_table() {
       F("parallelism.microbatches", T::integer).max(1e7, "1F1B needs one sequence per micro-batch at least").def(1).min(1)
           .help("Micro-batches per step per pipeline (1F1B schedule)."),
       F("parallelism.schedule", T::choice).def("1f1b").choices({"1f1b"}).help("Pipeline schedule."),
+      F("parallelism.placement", T::string).def("tensor,expert,data,pipeline")
+          .help("Order of the parallel axes over consecutive devices, innermost first (comma-separated permutation of "
+                "tensor, expert, data, pipeline). Devices fill chips in order and chips fill the torus x first (or "
+                "NVLink nodes in order), so the innermost axis gets the nearest chips: the default keeps tensor-parallel "
+                "ranks on neighbouring chips / in one node, as Megatron-LM and GSPMD launchers do."),
       F("parallelism.zero_stage", T::integer).def(0).min(0).max(3)
           .help("ZeRO / distributed optimizer (Rajbhandari et al. 2020): 1 shards the optimizer state over the data-parallel "
                 "replicas, 2 also the gradients (reduce-scatter + all-gather: the same traffic as an all-reduce), 3 also the "

@@ -14,11 +14,33 @@
 #include "moesim/core/error.hpp"
 #include "moesim/core/text.hpp"
 #include "moesim/core/utc_time.hpp"
+#include "moesim/scenario/fields.hpp"
 #include "moesim/scenario/loader.hpp"
 
 namespace moesim::scenario {
 
 namespace {
+
+/** parallelism.placement: a comma-separated permutation of tensor, expert, data and pipeline (spaces allowed),
+ *  innermost first; empty when the text is not one. */
+std::vector<std::string> placement_order(const std::string& text) {
+  std::vector<std::string> out;
+  std::string cur;
+  auto flush = [&] {
+    const auto b = cur.find_first_not_of(" \t"), e = cur.find_last_not_of(" \t");
+    out.push_back(b == std::string::npos ? std::string() : cur.substr(b, e - b + 1));
+    cur.clear();
+  };
+  for (char c : text) {
+    if (c == ',') flush();
+    else cur += c;
+  }
+  flush();
+  std::vector<std::string> sorted = out;
+  std::sort(sorted.begin(), sorted.end());
+  if (sorted != std::vector<std::string>{"data", "expert", "pipeline", "tensor"}) return {};
+  return out;
+}
 
 using nlohmann::json;
 using Locations = std::map<std::string, std::tuple<std::string, int, int>>;
@@ -238,6 +260,10 @@ void Resolver::resolve_training_and_parallelism() {
                                            i(m["d_ff"]), i(m["expert_d_ff"])));
   const long long layers = i(m["encoder_layers"]) + i(m["decoder_layers"]);
   if (pipe > layers) fail("parallelism.pipeline", fmt::format("{} pipeline stages but only {} layers", pipe, layers));
+  if (placement_order(p["placement"].get<std::string>()).empty())
+    fail("parallelism.placement", fmt::format("'{}' is not an order of the parallel axes: give each of tensor, expert, data "
+                                              "and pipeline once, comma-separated, innermost first (e.g. "
+                                              "\"tensor,expert,data,pipeline\")", p["placement"].get<std::string>()));
 
   const bool has_tokens = has(tr, "tokens"), has_flops = has(tr, "hardware_flops");
   if (has_tokens == has_flops)
@@ -429,6 +455,24 @@ void Resolver::resolve_routing() {
   } else if (has(r, "tasks")) {
     fail("routing.tasks", "only used with routing.type task");
   }
+  if (r["group_split"] == "mesh_tensorflow" && i(r["group_size_tokens"]) == 0)
+    fail("routing.group_split", "mesh_tensorflow splits into groups of at most routing.group_size_tokens tokens "
+                                "(Mesh-TensorFlow's moe_group_size, e.g. 1024); give routing.group_size_tokens");
+  const std::string policy = r["second_expert_policy"];
+  const bool gated = policy == "threshold" || policy == "random";
+  if (policy != "all" && i(m["top_k"]) != 2)
+    fail("routing.second_expert_policy", fmt::format("'{}' is a top-2 gating policy (Mesh-TensorFlow, GShard) but model.top_k "
+                                                     "is {}; allowed with top_k {}: all",
+                                                     policy, i(m["top_k"]), i(m["top_k"])));
+  if (gated && !has(r, "second_expert_threshold"))
+    fail("routing", fmt::format("routing.second_expert_policy {} needs routing.second_expert_threshold (Mesh-TensorFlow's "
+                                "default 0.2; GShard's Algorithm 1 is random with 0.5)",
+                                policy));
+  if (!gated && has(r, "second_expert_threshold"))
+    fail("routing.second_expert_threshold", "only used with routing.second_expert_policy threshold or random");
+  // Compared with the default, as routing.skew is, so that a resolved scenario (every default written out) loads again.
+  if (!gated && r["second_gate"] != find_field("routing.second_gate")->default_value)
+    fail("routing.second_gate", "only used with routing.second_expert_policy threshold or random");
 }
 
 void Resolver::resolve_placement() {
@@ -695,6 +739,14 @@ Scenario Resolver::build() const {
   s.routing.dropless = r["dropless"];
   s.routing.capacity_counts_top_k = r["capacity_counts_top_k"];
   s.routing.min_expert_capacity = static_cast<int>(i(r["min_expert_capacity"]));
+  s.routing.group_split = r["group_split"] == "mesh_tensorflow" ? GroupSplit::mesh_tensorflow : GroupSplit::fixed;
+  const std::string policy = r["second_expert_policy"];
+  s.routing.second_expert_policy = policy == "none"        ? SecondExpertPolicy::none
+                                   : policy == "threshold" ? SecondExpertPolicy::threshold
+                                   : policy == "random"    ? SecondExpertPolicy::random
+                                                           : SecondExpertPolicy::all;
+  if (r.contains("second_expert_threshold")) s.routing.second_expert_threshold = r["second_expert_threshold"];
+  s.routing.second_gate = r["second_gate"];
 
   const json& p = d["parallelism"];
   s.parallelism.data = static_cast<int>(i(p["data"]));
@@ -704,6 +756,7 @@ Scenario Resolver::build() const {
   s.parallelism.microbatches = static_cast<int>(i(p["microbatches"]));
   s.parallelism.schedule = p["schedule"];
   s.parallelism.zero_stage = static_cast<int>(i(p["zero_stage"]));
+  s.parallelism.placement = placement_order(p["placement"].get<std::string>());
 
   const json& c = d["cluster"];
   s.cluster.accelerator = c["accelerator"];

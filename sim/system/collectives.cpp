@@ -42,6 +42,16 @@ class PlanBuilder {
     if (names_[round].empty()) names_[round] = name;
     rounds_[round][batch][{src, dst}] += bytes;
   }
+  /** A group's latency in `round`: `steps` sequential steps of `step_s` each; the round keeps the largest. */
+  void latency(std::size_t round, int steps, double step_s) {
+    if (steps <= 0) return;
+    if (alpha_.size() <= round) alpha_.resize(round + 1);
+    auto& [a, n] = alpha_[round];
+    if (steps * step_s > a || (steps * step_s == a && steps > n)) {
+      a = steps * step_s;
+      n = steps;
+    }
+  }
   int border(int site) const { return topo_.chips() + site; }
   TrafficPlan finish(std::string algorithm, double intra_chip) {
     TrafficPlan p;
@@ -51,6 +61,7 @@ class PlanBuilder {
       if (rounds_[r].empty()) continue;
       Round round;
       round.name = names_[r];
+      if (r < alpha_.size()) std::tie(round.alpha_s, round.steps) = alpha_[r];
       for (auto& [key, flows] : rounds_[r]) {
         Batch b;
         b.flows.reserve(flows.size());
@@ -66,6 +77,7 @@ class PlanBuilder {
   const Topology& topo_;
   std::vector<std::map<long long, std::map<std::pair<int, int>, double>>> rounds_;
   std::vector<std::string> names_;
+  std::vector<std::pair<double, int>> alpha_;  ///< per round: (alpha_s, steps)
 };
 
 /** Batching on GPU clusters. A round's batches run as concurrent parallel tasks; SimGrid re-solves its
@@ -176,6 +188,44 @@ struct RingLoads {
   }
 };
 
+/** Adds `v` from position a to position b of a ring of n along the shorter direction (ties split evenly),
+ *  as the torus' shortest-direction routing does. */
+void add_shortest(RingLoads& l, int n, int a, int b, double v) {
+  const int up = ((b - a) % n + n) % n, down = n - up;
+  if (up == 0) return;
+  if (up < down) l.add_up(a, up, v);
+  else if (down < up) l.add_down(a, down, v);
+  else {
+    l.add_up(a, up, v / 2.0);
+    l.add_down(a, down, v / 2.0);
+  }
+}
+
+/** Sequential steps of a ring collective among member positions `pos` (ascending) of a physical ring of n, and
+ *  the hops each step crosses. Members spread evenly round the whole ring run a bidirectional algorithm: data
+ *  travels both ways and needs floor(m/2) steps of one member spacing each (jax-ml/scaling-book, sharding.md:
+ *  a bidirectional AllGather "over floor(N/2) hops"). A group holding a segment (or an irregular subset) has no
+ *  ring of its own: its data crosses the segment, m - 1 steps of up to the largest member gap. The same count
+ *  bounds a dimension's all-to-all, which forwards shards hop by hop (scaling-book, "AllToAll"). */
+std::pair<int, int> ring_steps(int n, const std::vector<int>& pos) {
+  const int m = static_cast<int>(pos.size());
+  if (m < 2) return {0, 0};
+  if (n % m == 0) {
+    const int h = n / m;
+    bool even = true;
+    for (int i = 0; i + 1 < m; ++i) even = even && pos[static_cast<std::size_t>(i) + 1] - pos[static_cast<std::size_t>(i)] == h;
+    if (even) return {m / 2, h};
+  }
+  // Every gap between consecutive members (the wrap included) but the largest is crossed.
+  std::vector<int> gaps;
+  for (int i = 0; i < m; ++i) {
+    const int a = pos[static_cast<std::size_t>(i)], b = pos[static_cast<std::size_t>((i + 1) % m)];
+    gaps.push_back(((b - a) % n + n) % n);
+  }
+  std::sort(gaps.begin(), gaps.end());
+  return {m - 1, gaps[gaps.size() - 2]};
+}
+
 /** All-to-all among member positions `pos` of a ring of n: every ordered pair exchanges `v` along the
  *  shorter direction (ties split evenly), as the torus' shortest-direction routing does. */
 RingLoads ring_a2a(int n, const std::vector<int>& pos, double v) {
@@ -186,30 +236,24 @@ RingLoads ring_a2a(int n, const std::vector<int>& pos, double v) {
     return l;
   }
   for (int a : pos)
-    for (int b : pos) {
-      if (a == b) continue;
-      const int up = ((b - a) % n + n) % n, down = n - up;
-      if (up < down) l.add_up(a, up, v);
-      else if (down < up) l.add_down(a, down, v);
-      else {
-        l.add_up(a, up, v / 2.0);
-        l.add_down(a, down, v / 2.0);
-      }
-    }
+    for (int b : pos)
+      if (a != b) add_shortest(l, n, a, b, v);
   return l;
 }
 
 /** Bidirectional ring over member positions `pos` (ascending): each member sends `v` to the next member
- *  up the ring and `v` to the previous one down the ring, through the chips in between. */
+ *  and `v` to the previous one, each along the shorter way round the physical ring. Members filling the
+ *  whole ring (or spread evenly round it) use both directions of every link once per logical ring; a group
+ *  holding only a segment of the ring closes its logical ring back through its own segment instead of the
+ *  long way round through other groups' links (the ring folds onto the segment's links, a line's ring). */
 RingLoads ring_neighbours(int n, const std::vector<int>& pos, double v) {
   RingLoads l(n);
   const std::size_t m = pos.size();
   if (m < 2) return l;
   for (std::size_t i = 0; i < m; ++i) {
     const int a = pos[i], b = pos[(i + 1) % m];
-    const int hops = ((b - a) % n + n) % n;
-    l.add_up(a, hops == 0 ? n : hops, v);   // a -> b going up
-    l.add_down(b, hops == 0 ? n : hops, v); // b -> a going down
+    add_shortest(l, n, a, b, v);  // the "up" logical ring: a -> next member
+    add_shortest(l, n, b, a, v);  // the "down" logical ring: next member -> a
   }
   return l;
 }
@@ -278,6 +322,7 @@ void all_to_all(PlanBuilder& pb, const CollectiveWork& w, std::size_t g, const T
           for (const auto& [cb, ib] : b.on_chip)
             for (int j : ib) v += vol(i, j);
       pb.add(0, "cross-site all-to-all", key(2, s, t), pb.border(s), pb.border(t), v);
+      pb.latency(0, 1, topo.wan_latency_s);
       algo = "hierarchical cross-site all-to-all";
     }
   for (const auto& [s, sm] : sites) {
@@ -298,7 +343,10 @@ void all_to_all(PlanBuilder& pb, const CollectiveWork& w, std::size_t g, const T
         const int dim = grid->spanned[r];
         const auto& pos = grid->coords[static_cast<std::size_t>(dim)];
         const auto lines = torus_lines(sm, topo, *grid, dim);
-        const RingLoads loads = ring_a2a(static_cast<int>(lines.front().size()), pos, D / static_cast<double>(pos.size()));
+        const int n = static_cast<int>(lines.front().size());
+        const RingLoads loads = ring_a2a(n, pos, D / static_cast<double>(pos.size()));
+        const auto [steps, hops] = ring_steps(n, pos);
+        pb.latency(r, steps, hops * topo.ici_latency_s);
         for (std::size_t li = 0; li < lines.size(); ++li)
           emit_ring(pb, r, fmt::format("all-to-all dim {}", dim), key(3, s, dim, lines[li].front()), lines[li], loads);
       }
@@ -339,6 +387,9 @@ void all_to_all(PlanBuilder& pb, const CollectiveWork& w, std::size_t g, const T
                      mesh.chip_of(group[static_cast<std::size_t>(node_members[a][j])]),
                      mesh.chip_of(group[static_cast<std::size_t>(node_members[b][j])]), v);
             }
+        // One NVLink step, then one network step (NCCL's per-step latencies; the peers are served concurrently).
+        pb.latency(0, 1, topo.nvlink_latency_s);
+        pb.latency(1, 1, topo.nic_latency_s);
         // Each GPU's share to itself stays on the chip, as in the torus and direct paths.
         for (const auto& members : node_members)
           for (int i : members) intra_chip += vol(i, i);
@@ -349,6 +400,22 @@ void all_to_all(PlanBuilder& pb, const CollectiveWork& w, std::size_t g, const T
     a2a_direct(pb, 0, sm, sm, vol, intra_chip);
     if (algo.empty()) algo = "direct all-to-all";
   }
+}
+
+/** One-way latency of the route between two chips of one site: hops on the torus (shorter way round each
+ *  dimension) x the ICI hop latency; on a fat-tree one NVLink step inside a node, else one network step. */
+double route_latency(const Topology& topo, int a, int b) {
+  const Site& site = topo.sites()[static_cast<std::size_t>(topo.site_of(a))];
+  if (site.kind == SiteKind::torus) {
+    const auto ca = topo.coords(a), cb = topo.coords(b);
+    int hops = 0;
+    for (std::size_t d = 0; d < ca.size(); ++d) {
+      const int up = ((cb[d] - ca[d]) % site.dims[d] + site.dims[d]) % site.dims[d];
+      hops += std::min(up, site.dims[d] - up);
+    }
+    return hops * topo.ici_latency_s;
+  }
+  return topo.node_of(a) == topo.node_of(b) ? topo.nvlink_latency_s : topo.nic_latency_s;
 }
 
 enum class Half { reduce_scatter, all_gather };
@@ -362,6 +429,12 @@ std::size_t site_half(PlanBuilder& pb, const SiteMembers& sm, const Topology& to
   if (sm.chips.size() == 1) return 0;  // devices of one chip reduce locally
   const char* what = half == Half::reduce_scatter ? "reduce-scatter" : "all-gather";
   if (auto grid = product_grid(sm, topo); grid && !grid->spanned.empty()) {
+    // Widest dimension first: the reduce-scatter shrinks the buffer by the most members before the narrower
+    // dimensions, which are the ones whose partial rings other groups share (a group of 4 chips spaced 8 apart
+    // on a 32-ring shares every link with 7 other groups); the all-gather runs the mirror order.
+    std::stable_sort(grid->spanned.begin(), grid->spanned.end(), [&](int a, int b) {
+      return grid->coords[static_cast<std::size_t>(a)].size() > grid->coords[static_cast<std::size_t>(b)].size();
+    });
     // Bidirectional ring per spanned dimension: half the buffer each way, (m-1)/m of it crosses each
     // hop; the buffer shrinks by m after each reduce-scatter dimension (all-gather mirrors it).
     std::vector<double> sizes{bytes};
@@ -374,7 +447,10 @@ std::size_t site_half(PlanBuilder& pb, const SiteMembers& sm, const Topology& to
       const auto& pos = grid->coords[static_cast<std::size_t>(dim)];
       const double m = static_cast<double>(pos.size());
       const auto lines = torus_lines(sm, topo, *grid, dim);
-      const RingLoads loads = ring_neighbours(static_cast<int>(lines.front().size()), pos, (m - 1.0) / m * sizes[idx] / 2.0);
+      const int n = static_cast<int>(lines.front().size());
+      const RingLoads loads = ring_neighbours(n, pos, (m - 1.0) / m * sizes[idx] / 2.0);
+      const auto [steps, hops] = ring_steps(n, pos);
+      pb.latency(r, steps, hops * topo.ici_latency_s);
       for (std::size_t li = 0; li < lines.size(); ++li)
         emit_ring(pb, r, fmt::format("{} dim {}", what, dim), key(6, sm.site, dim, lines[li].front()), lines[li], loads);
       ++r;
@@ -397,6 +473,7 @@ std::size_t site_half(PlanBuilder& pb, const SiteMembers& sm, const Topology& to
         for (const auto& [n, v] : nodes)
           for (int a : v)
             for (int b : v) pb.add(r, fmt::format("{} intra-node (NVLink)", what), key(7, sm.site, n / kNodesPerBatch), a, b, shard);
+        pb.latency(r, static_cast<int>(k) - 1, topo.nvlink_latency_s);  // NCCL ring in the node: k - 1 steps
         ++r;
       };
       auto rail_round = [&] {
@@ -408,6 +485,7 @@ std::size_t site_half(PlanBuilder& pb, const SiteMembers& sm, const Topology& to
           for (std::size_t a = 0; a < node_list.size(); ++a)
             pb.add(r, fmt::format("{} ring across nodes (rails)", what), key(8, sm.site, static_cast<long long>(j), node_list[0][j] % kRailBatches),
                    node_list[a][j], node_list[(a + 1) % node_list.size()][j], (nn - 1.0) / nn * shard);
+        pb.latency(r, static_cast<int>(node_list.size()) - 1, topo.nic_latency_s);  // ring along the rail
         ++r;
       };
       if (half == Half::reduce_scatter) {
@@ -421,11 +499,16 @@ std::size_t site_half(PlanBuilder& pb, const SiteMembers& sm, const Topology& to
       return r - first_round;
     }
   }
-  // Generic ring over the member chips in order, routed end to end.
+  // Generic ring over the member chips in order, routed end to end: m - 1 steps, each as slow as the
+  // slowest neighbour pair's route.
   const double n = static_cast<double>(sm.chips.size());
-  for (std::size_t i = 0; i < sm.chips.size(); ++i)
-    pb.add(r, fmt::format("ring {}", what), key(9, sm.site, static_cast<long long>(i / 256)), sm.chips[i],
-           sm.chips[(i + 1) % sm.chips.size()], (n - 1.0) / n * bytes);
+  double step_s = 0.0;
+  for (std::size_t i = 0; i < sm.chips.size(); ++i) {
+    const int a = sm.chips[i], b = sm.chips[(i + 1) % sm.chips.size()];
+    pb.add(r, fmt::format("ring {}", what), key(9, sm.site, static_cast<long long>(i / 256)), a, b, (n - 1.0) / n * bytes);
+    step_s = std::max(step_s, route_latency(topo, a, b));
+  }
+  pb.latency(r, static_cast<int>(sm.chips.size()) - 1, step_s);
   if (algo.empty()) algo = "ring";
   return 1;
 }
@@ -450,6 +533,7 @@ void reduction(PlanBuilder& pb, const CollectiveWork& w, std::size_t g, const To
     for (std::size_t i = 0; i < order.size(); ++i)
       pb.add(r, "ring across datacenters (WAN)", key(10, order[i]), pb.border(order[i]),
              pb.border(order[(i + 1) % order.size()]), factor * w.bytes_per_device);
+    pb.latency(r, (rs && ag ? 2 : 1) * (static_cast<int>(order.size()) - 1), topo.wan_latency_s);
     algo = "hierarchical cross-site ring";
     ++r;
   }

@@ -13,13 +13,27 @@ DeviceMesh::DeviceMesh(const scenario::ParallelismSpec& p, int devices_per_chip)
     throw Error("DeviceMesh: every parallel degree must be >= 1");
   if (devices() % devices_per_chip_ != 0)
     throw Error(fmt::format("DeviceMesh: {} devices do not fill whole chips of {} devices", devices(), devices_per_chip_));
+  const int degree[4] = {tensor_, expert_, data_, pipeline_};
+  const char* names[4] = {"tensor", "expert", "data", "pipeline"};
+  if (p.placement.size() != 4) throw Error("DeviceMesh: parallelism.placement must name the four parallel axes");
+  bool seen[4] = {false, false, false, false};
+  int stride = 1;
+  for (const std::string& axis : p.placement) {
+    int a = 0;
+    while (a < 4 && axis != names[a]) ++a;
+    if (a == 4 || seen[a]) throw Error(fmt::format("DeviceMesh: bad parallelism.placement axis '{}'", axis));
+    seen[a] = true;
+    stride_[a] = stride;
+    stride *= degree[a];
+  }
 }
 
 std::vector<int> DeviceMesh::stage_devices(int stage) const {
   std::vector<int> v;
-  const int per_stage = data_ * expert_ * tensor_;
-  v.reserve(static_cast<std::size_t>(per_stage));
-  for (int i = 0; i < per_stage; ++i) v.push_back(stage * per_stage + i);
+  v.reserve(static_cast<std::size_t>(data_ * expert_ * tensor_));
+  for (int d = 0; d < data_; ++d)
+    for (int e = 0; e < expert_; ++e)
+      for (int t = 0; t < tensor_; ++t) v.push_back(device(stage, d, e, t));
   return v;
 }
 

@@ -66,9 +66,12 @@ Router::Router(const scenario::RoutingSpec& spec, int experts, int top_k, double
       top_k_(top_k),
       capacity_factor_(capacity_factor),
       dropless_(spec.dropless),
+      second_probability_(top_k == 2 ? second_dispatch_probability(spec) : 1.0),
       seed_(seed) {
   if (experts_ <= 0) throw Error("Router needs at least one expert");
   if (top_k_ < 1 || top_k_ > experts_) throw Error(fmt::format("top_k {} must be in [1, {}]", top_k_, experts_));
+  if (spec.second_expert_policy != scenario::SecondExpertPolicy::all && top_k_ != 2)
+    throw Error(fmt::format("a second-expert policy other than 'all' needs top_k 2 (got top_k {})", top_k_));
 }
 
 const std::vector<double>& Router::popularity(int moe_layer) const {
@@ -110,6 +113,42 @@ std::vector<int> task_experts(const scenario::RoutingSpec& spec, int experts, in
   return perm;
 }
 
+RoutingGroups mesh_tensorflow_groups(long long n, long long max_group_size, long long mesh_dim_size) {
+  if (n < 1 || max_group_size < 1 || mesh_dim_size < 1)
+    throw Error(fmt::format("Mesh-TensorFlow group split needs n, max_group_size and mesh_dim_size >= 1 (got {}, {}, {})", n,
+                            max_group_size, mesh_dim_size));
+  if (n % mesh_dim_size != 0)
+    throw Error(fmt::format("Mesh-TensorFlow group split: n={} is not a multiple of mesh_dim_size={}", n, mesh_dim_size));
+  long long groups = std::max(1LL, n / max_group_size);
+  while (groups % mesh_dim_size != 0 || n % groups != 0) ++groups;  // ends at n at the latest
+  return {groups, static_cast<double>(n / groups)};
+}
+
+RoutingGroups routing_groups(const scenario::RoutingSpec& spec, double device_tokens, int expert_parallel) {
+  if (spec.group_split == scenario::GroupSplit::mesh_tensorflow) {
+    const long long ep = std::max(1, expert_parallel);
+    const long long per_device = std::max(1LL, std::llround(device_tokens));
+    const RoutingGroups all = mesh_tensorflow_groups(per_device * ep, std::max(1, spec.group_size_tokens), ep);
+    return {all.groups / ep, all.group_tokens};
+  }
+  const double group = spec.group_size_tokens > 0 ? std::min<double>(spec.group_size_tokens, device_tokens) : device_tokens;
+  return {std::max(1LL, std::llround(device_tokens / group)), group};
+}
+
+double second_dispatch_probability(const scenario::RoutingSpec& spec) {
+  using P = scenario::SecondExpertPolicy;
+  const double g2 = spec.second_gate, t = spec.second_expert_threshold;
+  switch (spec.second_expert_policy) {
+    case P::all: return 1.0;
+    case P::none: return 0.0;
+    case P::threshold: return g2 > t ? 1.0 : 0.0;  // Mesh-TF: mtf.greater(gate_2, threshold)
+    case P::random:
+      // Mesh-TF: uniform < gate_2 / max(threshold, 1e-9); a uniform in [0, 1) is below x with probability min(1, x).
+      return std::min(1.0, g2 / std::max(t, 1e-9));
+  }
+  return 1.0;
+}
+
 double expert_capacity(const scenario::RoutingSpec& spec, int experts, int top_k, double capacity_factor, double group_tokens) {
   if (spec.dropless) return std::numeric_limits<double>::infinity();
   double c = spec.capacity_counts_top_k ? std::ceil(capacity_factor * top_k * group_tokens / experts)
@@ -122,36 +161,73 @@ double Router::capacity(double group_tokens) const {
   return expert_capacity(spec_, experts_, top_k_, capacity_factor_, group_tokens);
 }
 
-Router::Moments Router::moments(double trials, double p, double cap) const {
-  const auto key = std::make_tuple(trials, p, cap);
-  auto it = moments_.find(key);
-  if (it != moments_.end()) return it->second;
-  Moments m;
-  const double mean = trials * p, var = trials * p * (1.0 - p);
-  if (!std::isfinite(cap) || cap >= trials || cap > mean + 40.0 * std::sqrt(var) + 40.0) {
-    m.mean_min = mean;
-    m.var_min = var;
-  } else if (p >= 1.0) {
-    m.mean_min = std::min(trials, cap);
-    m.var_min = 0.0;
+const std::vector<double>& Router::dispatch_probability(int moe_layer) const {
+  auto it = dispatch_.find(moe_layer);
+  if (it != dispatch_.end()) return it->second;
+  const std::vector<double>& p = popularity(moe_layer);
+  std::vector<double> pi(p.size());
+  if (top_k_ == 1) {
+    pi = p;
+  } else if (top_k_ == 2) {
+    // Second choice: e with probability sum_{j != e} p_j p_e / (1 - p_j) = p_e (W - p_e / (1 - p_e)), W = sum_j p_j / (1 - p_j).
+    // An expert with p_j = 1 leaves nothing to redraw: the sampler then takes the lowest other index.
+    const auto sure = std::find(p.begin(), p.end(), 1.0);
+    std::vector<double> second(p.size(), 0.0);
+    if (sure != p.end()) {
+      second[sure == p.begin() ? 1 : 0] = 1.0;
+    } else {
+      double w = 0.0;
+      for (double x : p) w += x / (1.0 - x);
+      for (std::size_t e = 0; e < p.size(); ++e) second[e] = std::max(0.0, p[e] * (w - p[e] / (1.0 - p[e])));
+    }
+    for (std::size_t e = 0; e < p.size(); ++e) pi[e] = std::min(1.0, p[e] + second_probability_ * second[e]);
   } else {
-    // Binomial pmf by recurrence in log space, x = 0 .. cap-1; the rest of the mass sits at cap.
+    for (std::size_t e = 0; e < p.size(); ++e) pi[e] = std::min(1.0, top_k_ * p[e]);
+  }
+  return dispatch_.emplace(moe_layer, std::move(pi)).first->second;
+}
+
+Router::Overflow Router::overflow(double trials, double p, double cap) const {
+  const auto key = std::make_tuple(trials, p, cap);
+  auto it = overflow_.find(key);
+  if (it != overflow_.end()) return it->second;
+  Overflow o;
+  const double mean = trials * p, var = trials * p * (1.0 - p);
+  if (!std::isfinite(cap) || cap >= trials || p <= 0.0) {
+    // No count can exceed the capacity: nothing overflows.
+  } else if (p >= 1.0) {
+    o.mean = trials - cap;  // X = trials always; min(X, C) = C has no variance
+    o.sd_excess = 0.0;
+  } else {
+    // Sum over the tail x = C+1 .. trials by the pmf recurrence in log space, from the first term on;
+    // stop past the mode once terms fall 50 e-folds below the largest.
     const double log_ratio = std::log(p) - std::log1p(-p);
-    double log_pmf = trials * std::log1p(-p);
-    double mass = 0.0, s1 = 0.0, s2 = 0.0;
-    for (double x = 0.0; x < cap; x += 1.0) {
-      const double pmf = std::exp(log_pmf);
-      mass += pmf;
-      s1 += x * pmf;
-      s2 += x * x * pmf;
+    const double x0 = std::floor(cap) + 1.0;
+    double log_pmf = std::lgamma(trials + 1.0) - std::lgamma(x0 + 1.0) - std::lgamma(trials - x0 + 1.0) + x0 * std::log(p) +
+                     (trials - x0) * std::log1p(-p);
+    const double mode = std::floor((trials + 1.0) * p);
+    double ey = 0.0, ey2 = 0.0, exy = 0.0, peak = log_pmf;
+    for (double x = x0; x <= trials; x += 1.0) {
+      peak = std::max(peak, log_pmf);
+      if (x > mode && log_pmf < peak - 50.0) break;
+      const double pmf = std::exp(log_pmf), y = x - cap;
+      ey += y * pmf;
+      ey2 += y * y * pmf;
+      exy += x * y * pmf;
       log_pmf += std::log((trials - x) / (x + 1.0)) + log_ratio;
     }
-    const double tail = std::max(0.0, 1.0 - mass);
-    m.mean_min = s1 + cap * tail;
-    m.var_min = std::max(0.0, s2 + cap * cap * tail - m.mean_min * m.mean_min);
+    // Below the resolution of the expected count (relative 2^-52) the overflow cannot show in a double.
+    if (ey > mean * std::numeric_limits<double>::epsilon()) {
+      o.mean = ey;
+      // Var min(X, C) = Var X - (2 Cov(X, Y) - Var Y) with Y = X - min(X, C); sd X - sd min = that gap / (sd X + sd min).
+      const double gap = std::max(0.0, 2.0 * (exy - mean * ey) - (ey2 - ey * ey));
+      const double var_kept = std::max(0.0, var - gap);
+      const double sd_sum = std::sqrt(var) + std::sqrt(var_kept);
+      o.sd_excess = sd_sum > 0.0 ? gap / sd_sum : 0.0;
+    }
   }
-  moments_.emplace(key, m);
-  return m;
+  overflow_.emplace(key, o);
+  return o;
 }
 
 RoutingDraw Router::draw(int moe_layer, int groups, double group_tokens, Rng& rng) const {
@@ -160,16 +236,19 @@ RoutingDraw Router::draw(int moe_layer, int groups, double group_tokens, Rng& rn
   RoutingDraw d;
   d.assigned.assign(E, 0.0);
   d.processed.assign(E, 0.0);
-  d.assignments = static_cast<double>(top_k_) * group_tokens * groups;
+  d.tokens = group_tokens * groups;
+  d.assignments = static_cast<double>(top_k_) * d.tokens;
   const double cap = capacity(group_tokens);
+  const double q = second_probability_;
 
   if (d.assignments <= kExactLimit) {
     d.exact = true;
     const AliasTable table(p);
     const auto tokens = static_cast<long long>(std::llround(group_tokens));
-    std::vector<double> count(E);
+    std::vector<double> first(E), count(E);
     std::vector<std::size_t> chosen(static_cast<std::size_t>(top_k_));
     for (int g = 0; g < groups; ++g) {
+      std::fill(first.begin(), first.end(), 0.0);
       std::fill(count.begin(), count.end(), 0.0);
       for (long long t = 0; t < tokens; ++t) {
         for (int j = 0; j < top_k_; ++j) {
@@ -184,35 +263,52 @@ RoutingDraw Router::draw(int moe_layer, int groups, double group_tokens, Rng& rn
             }
           }
           chosen[static_cast<std::size_t>(j)] = e;
+          if (j == 0) first[e] += 1.0;
+          // The second-expert policy: a uniform draw only where the outcome is uncertain, so that policies
+          // that use every (or no) second choice leave the random stream as it was.
+          if (j == 1 && (q <= 0.0 || (q < 1.0 && !(rng.uniform() < q)))) {
+            d.skipped += 1.0;
+            continue;
+          }
           count[e] += 1.0;
         }
       }
+      // First choices are placed first: min(F, C) of them are kept, and all choices together keep min(X, C).
       for (std::size_t e = 0; e < E; ++e) {
+        const double kept = std::min(count[e], cap);
         d.assigned[e] += count[e];
-        d.processed[e] += std::min(count[e], cap);
+        d.processed[e] += kept;
+        d.dropped += count[e] - kept;
+        d.first_dropped += first[e] - std::min(first[e], cap);
       }
     }
   } else {
     d.exact = false;
-    const double G = groups;
+    const double G = groups, S = group_tokens;
+    const std::vector<double>& pi = dispatch_probability(moe_layer);
+    double assigned_sum = 0.0;
     for (std::size_t e = 0; e < E; ++e) {
-      // A token includes expert e with probability ~ k p_e (distinctness ignored).
-      const double q = std::min(1.0, top_k_ * p[e]);
-      const Moments m = moments(group_tokens, q, cap);
       const double z = normal(rng);
-      const double assigned = std::max(0.0, G * group_tokens * q + std::sqrt(G * group_tokens * q * (1.0 - q)) * z);
-      double processed = std::max(0.0, G * m.mean_min + std::sqrt(G * m.var_min) * z);
-      processed = std::min({processed, assigned, std::isfinite(cap) ? G * cap : assigned});
+      // Per-expert counts: never below 0 nor above one per token.
+      const auto count = [&](double prob) {
+        return std::clamp(G * S * prob + std::sqrt(G * S * prob * (1.0 - prob)) * z, 0.0, G * S);
+      };
+      const auto over = [&](double prob, double n) {
+        const Overflow o = overflow(S, prob, cap);
+        if (o.mean == 0.0) return 0.0;
+        return std::clamp(G * o.mean + std::sqrt(G) * o.sd_excess * z, std::max(0.0, n - G * cap), n);
+      };
+      const double assigned = count(pi[e]);
+      const double dropped = over(pi[e], assigned);
       d.assigned[e] = assigned;
-      d.processed[e] = processed;
+      d.processed[e] = assigned - dropped;
+      d.dropped += dropped;
+      assigned_sum += assigned;
+      d.first_dropped += top_k_ == 1 ? dropped : over(p[e], count(p[e]));
     }
+    // Second choices not dispatched: the router's choices less those dispatched.
+    if (top_k_ == 2 && q < 1.0) d.skipped = std::max(0.0, d.assignments - assigned_sum);
   }
-  double processed_sum = 0.0, assigned_sum = 0.0;
-  for (std::size_t e = 0; e < E; ++e) {
-    processed_sum += d.processed[e];
-    assigned_sum += d.assigned[e];
-  }
-  d.dropped = std::max(0.0, assigned_sum - processed_sum);
   return d;
 }
 

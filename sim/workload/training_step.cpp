@@ -476,8 +476,9 @@ class Builder {
 void Builder::moe_ffn(Stream& st, const LayerDesc& L, double tok, Pass pass, const std::string& label) {
   const double d = m_.d_model, f = m_.expert_d_ff / tp_, mats = m_.gated() ? 2.0 : 1.0;
   const double E = m_.experts, k = m_.top_k, ep = p_.expert;
-  const double group = s_.routing.group_size_tokens > 0 ? std::min<double>(s_.routing.group_size_tokens, tok) : tok;
-  const double groups_per_device = std::max(1.0, std::round(tok / group));
+  const RoutingGroups split = routing_groups(s_.routing, tok, p_.expert);
+  const double group = split.group_tokens;
+  const double groups_per_device = static_cast<double>(split.groups);
   const double cap = router_->capacity(group);
   const int local_experts = static_cast<int>(E / ep);
 
@@ -493,8 +494,11 @@ void Builder::moe_ffn(Stream& st, const LayerDesc& L, double tok, Pass pass, con
     auto it = draws_.find(key);
     if (it == draws_.end()) {
       RoutingDraw dr = router_->draw(L.moe_index, static_cast<int>(groups_per_device * ep), group, rng_);
+      stats_.routed_tokens += dr.tokens;
       stats_.assignments += dr.assignments;
+      stats_.skipped += dr.skipped;
       stats_.dropped += dr.dropped;
+      stats_.first_dropped += dr.first_dropped;
       stats_.routing_exact = stats_.routing_exact && dr.exact;
       it = draws_.emplace(key, std::move(dr)).first;
     }
@@ -532,7 +536,7 @@ void Builder::moe_ffn(Stream& st, const LayerDesc& L, double tok, Pass pass, con
     } else {
       double kept = 0.0, total = 0.0;
       for (const auto* dr : draw_of_data) {
-        kept += dr->assignments - dr->dropped;
+        kept += dr->kept();  // second choices the policy skipped are not sent either
         total += dr->assignments;
       }
       w.bytes_per_device = tok * k * (total > 0 ? kept / total : 1.0) * d * b_ / tp_;
@@ -639,10 +643,13 @@ PhaseId Builder::grads_and_optimizer(int stage, PhaseId last_bwd, const std::map
   if (stage == 0 || stage == p_.pipeline - 1) dense_total += static_cast<double>(m_.vocab) * d / tp_;
 
   std::vector<PhaseId> done{last_bwd};
+  // ZeRO (any stage) keeps only the shard of the gradients its optimizer updates: a reduce-scatter, then (stages 1
+  // and 2) an all-gather of the updated parameters after the optimizer; without ZeRO every replica all-reduces the
+  // gradients and updates all its parameters.
+  const bool zero = p_.zero_stage >= 1;
   auto reduce = [&](const std::vector<std::vector<int>>& groups, double bytes, PhaseId after, const std::string& label) {
     CollectiveWork w;
-    // ZeRO-3 keeps only the shard of the gradients it updates: a reduce-scatter is enough.
-    w.op = p_.zero_stage >= 3 ? CollectiveOp::reduce_scatter : CollectiveOp::all_reduce;
+    w.op = zero ? CollectiveOp::reduce_scatter : CollectiveOp::all_reduce;
     w.groups = groups;
     w.bytes_per_device = bytes;
     std::size_t members = 0;
@@ -690,8 +697,11 @@ PhaseId Builder::grads_and_optimizer(int stage, PhaseId last_bwd, const std::map
     done.push_back(after);
   }
 
-  // Optimizer: streams parameters, gradients and state (bytes per parameter as in memory.cpp).
-  const double params = dense_total + expert_total;
+  // Optimizer: streams parameters, gradients and state (bytes per parameter as in memory.cpp) of the shard this
+  // device owns: with ZeRO, 1 / (data x expert) of the dense parameters and 1 / data of its experts'.
+  const double dense_shard = zero && dense_reduce ? static_cast<double>(dense_groups.front().size()) : 1.0;
+  const double expert_shard = zero && expert_reduce ? static_cast<double>(expert_groups.front().size()) : 1.0;
+  const double params = dense_total / dense_shard + expert_total / expert_shard;
   double state_bytes = 0.0;
   switch (ctx_.scenario.training.optimizer) {
     case scenario::Optimizer::adam:
@@ -712,6 +722,28 @@ PhaseId Builder::grads_and_optimizer(int stage, PhaseId last_bwd, const std::map
     return op;
   }()), 0.0);
   flush(st, fmt::format("stage{} optimizer", stage));
+  if (zero && p_.zero_stage < 3) {
+    // ZeRO-1/2: every replica gathers the parameters the others updated (ZeRO-3 gathers them layer by layer in
+    // the next step's passes instead).
+    auto gather = [&](const std::vector<std::vector<int>>& groups, double elems, const char* what) {
+      CollectiveWork w;
+      w.op = CollectiveOp::all_gather;
+      w.groups = groups;
+      w.bytes_per_device = elems * b_;
+      std::size_t members = 0;
+      for (const auto& grp : groups) members += grp.size();
+      stats_.bytes_by_op["all_gather"] += w.bytes_per_device * static_cast<double>(members);
+      Phase ph;
+      ph.type = Phase::Type::collective;
+      ph.kind = "comm.zero_all_gather";
+      ph.label = fmt::format("stage{} updated {} parameter all-gather", stage, what);
+      ph.stage = stage;
+      ph.comm = std::move(w);
+      st.last = add_phase(g_, std::move(ph), {st.last});
+    };
+    if (dense_reduce && dense_total > 0.0) gather(dense_groups, dense_total, "dense");
+    if (expert_reduce && expert_total > 0.0) gather(expert_groups, expert_total, "expert");
+  }
   return st.last;
 }
 

@@ -57,9 +57,14 @@ TEST_CASE("golden::tpu-v3-torus-moe: TPU v3 torus, expert parallel over 32 cores
   common_checks(run);
   CHECK(run.at("chips") == 16);
   CHECK(run.at("devices") == 32);
-  // Capacity 1.25 with a Zipf skew: some tokens overflow popular experts.
+  // Capacity 1.25 with a Zipf skew: some tokens overflow popular experts, first choices too (fewer).
   CHECK(run.at("tokens_dropped_fraction").get<double>() > 0.0);
+  CHECK(run.at("first_choice_dropped_fraction").get<double>() > 0.0);
+  CHECK(run.at("first_choice_dropped_fraction").get<double>() < run.at("tokens_dropped_fraction").get<double>());
+  CHECK(run.at("second_choice_skipped_fraction") == 0.0);  // policy 'all'
   CHECK(run.at("step_breakdown_s").contains("comm.all_to_all"));
+  // Capacity-padded einsum dispatch: the step does not depend on the draw, so the steps have no spread (exactly).
+  CHECK(run.at("step_time_spread_s") == 0.0);
 }
 
 TEST_CASE("golden::a100-dense-tensor-pipeline: dense model, tensor + pipeline parallel on A100s", "[golden]") {
@@ -90,6 +95,10 @@ TEST_CASE("golden::two-datacenter-data-parallel: replicas in two Google regions 
   CHECK(dcs[1].at("chips") == 16);
   CHECK(run.at("metrics").at("wan_time_per_step_s").at("value").get<double>() > 0.0);
   CHECK(run.at("metrics").at("wan_bytes_per_step").at("value").get<double>() > 0.0);
+  // Capacity ceil(1.25 x 2 x 8192 / 8) = 2560 per group is 12 standard deviations above the 2048 assignments an
+  // expert gets on average: the expected overflow is below a double's resolution of the count, so exactly 0.
+  CHECK(run.at("tokens_dropped_fraction") == 0.0);
+  CHECK(run.at("first_choice_dropped_fraction") == 0.0);
   // Per-site carbon follows each site's own grid: tCO2e = MWh x kgCO2e/kWh (1000 kWh/MWh, 1000 kg/t).
   for (const json& d : dcs)
     CHECK(d.at("co2e_gross_t").get<double>() ==

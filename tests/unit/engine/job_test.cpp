@@ -42,6 +42,30 @@ moesim::scenario::Scenario zipf_scenario(int seed) {
   return moesim::scenario::load_string(yaml, "engine-job-test.yaml", real_catalog());
 }
 
+/** 8 H100s, 8 experts, uniform top-2 routing with Mesh-TensorFlow's capacity floor(cf x S / E), groups of 1024
+ *  (16 a device) and `routing_extra` added to the routing section. */
+moesim::scenario::Scenario top2_scenario(double capacity_factor, const std::string& routing_extra) {
+  const std::string yaml = "name: engine-job-top2\n"
+                           "model: {layers: 2, d_model: 1024, d_ff: 4096, heads: 8, experts: 8, top_k: 2, vocab: 32000,\n"
+                           "        seq_len: 1024, dtype: bf16, capacity_factor: " + std::to_string(capacity_factor) + "}\n"
+                           "training: {tokens: 1.0e10, batch_tokens: 131072, steps_simulated: 2}\n"
+                           "routing: {type: uniform, group_size_tokens: 1024, group_split: mesh_tensorflow,\n"
+                           "          capacity_counts_top_k: false" + routing_extra + "}\n"
+                           "parallelism: {expert: 8}\n"
+                           "cluster: {accelerator: h100, count: 8}\n"
+                           "placement: [{datacenter: gcp_us_central1_2023}]\n";
+  return moesim::scenario::load_string(yaml, "engine-job-top2.yaml", real_catalog());
+}
+
+/** E[(X - c)+] for X ~ Binomial(n, p), term by term (independent of the Router). */
+double expected_overflow(int n, double p, int c) {
+  double e = 0.0;
+  for (int x = c + 1; x <= n; ++x)
+    e += (x - c) * std::exp(std::lgamma(n + 1.0) - std::lgamma(x + 1.0) - std::lgamma(n - x + 1.0) + x * std::log(p) +
+                            (n - x) * std::log1p(-p));
+  return e;
+}
+
 JobResult simulate_in_child(const moesim::scenario::Scenario& s) {
   return engine::job_from_json(run_isolated([&] { return engine::to_json(engine::simulate_job(s, real_catalog())); }).value);
 }
@@ -104,5 +128,29 @@ TEST_CASE("engine::simulate_job: step statistics, breakdown, MFU and energy boun
     CHECK(back.breakdown_s == r.breakdown_s);
     CHECK(back.sites.at(0).link_bytes_per_step == r.sites.at(0).link_bytes_per_step);
     CHECK(back.mfu == r.mfu);
+  }
+}
+
+TEST_CASE("engine::simulate_job: routing fractions of Mesh-TensorFlow's top-2 gating", "[engine][job][routing]") {
+  SECTION("random policy, g2 0.1 against threshold 0.2: half the second choices dispatched") {
+    // Groups of 1024 over 8 experts, capacity floor(1.0 x 1024 / 8) = 128. First choices: Binomial(1024, 1/8)
+    // an expert; dispatched choices: Binomial(1024, (1 + 0.5) / 8), mean 192.
+    const JobResult r = simulate_in_child(
+        top2_scenario(1.0, ", second_expert_policy: random, second_expert_threshold: 0.2, second_gate: 0.1"));
+    CHECK(r.second_choice_skipped_fraction == Approx(0.5).margin(0.01));
+    CHECK(r.tokens_dropped_fraction == Approx(expected_overflow(1024, 1.5 / 8, 128) / 192.0).epsilon(0.02));
+    CHECK(r.first_choice_dropped_fraction == Approx(expected_overflow(1024, 1.0 / 8, 128) / 128.0).epsilon(0.1));
+    CHECK(r.first_choice_dropped_fraction < r.tokens_dropped_fraction);
+  }
+  SECTION("all: every second choice dispatched, about half of all beyond the capacity") {
+    const JobResult r = simulate_in_child(top2_scenario(1.0, ""));
+    CHECK(r.second_choice_skipped_fraction == 0.0);
+    CHECK(r.tokens_dropped_fraction == Approx(expected_overflow(1024, 2.0 / 8, 128) / 256.0).epsilon(0.02));
+  }
+  SECTION("a capacity no group can fill drops nothing, exactly") {
+    // floor(4 x 1024 / 8) = 512 against 256 +- 14 assignments an expert.
+    const JobResult r = simulate_in_child(top2_scenario(4.0, ""));
+    CHECK(r.tokens_dropped_fraction == 0.0);
+    CHECK(r.first_choice_dropped_fraction == 0.0);
   }
 }

@@ -246,3 +246,36 @@ TEST_CASE("engine::Simulator: the critical-path breakdown sums to the step time"
     CHECK(r["critical_path_s"].value("compute.x", 0.0) == 0.0);
   }
 }
+
+TEST_CASE("engine::Simulator: a round pays its latency before its bytes (alpha-beta)", "[engine][network][latency]") {
+  // 4-ring all-reduce of B per chip, 1 us per hop: each half is 2 hop steps (alpha = 2 us; SimGrid charges 1 us
+  // of it on the neighbour flows itself) and (m-1)/m x B/2 per link and direction (beta).
+  const t::Fixture f = t::torus({4, 1});
+  const double B = 4e8, bw = 1e11;
+  const json r = et::simulate(f, [&] {
+    et::StepBuilder b;
+    const auto c = b.collective(t::work(CollectiveOp::all_reduce, {t::iota(4)}, B), "comm.grad_all_reduce", {b.start()});
+    return b.finish({c});
+  })[0];
+  const double half = 2e-6 + 0.75 * B / 2.0 / bw;
+  CHECK(r["duration_s"].get<double>() == Approx(2 * half).epsilon(kRel));
+}
+
+TEST_CASE("engine::Simulator: the torus all-to-all grows ~9x from 16 to 2048 partitions (GShard section 5)", "[engine][network]") {
+  // Lepikhin et al. 2020 section 5: at a fixed 8 MB per partition, AllToAll time grows about 9x from 16 to 2048
+  // partitions on the TPU v3 2D torus (shared/reference/published-runs.md). Two partitions (cores) per chip:
+  // 8 chips as a [4, 2] slice and 1024 chips as the [32, 32] pod; 1e11 B/s links, 1 us per hop.
+  const double per_partition = 8e6;
+  auto a2a_time = [&](std::vector<int> dims) {
+    const t::Fixture f = t::torus(dims, 2);
+    const int parts = f.mesh.devices();
+    return et::simulate(f, [&] {
+      et::StepBuilder b;
+      const auto c = b.collective(t::work(CollectiveOp::all_to_all, {t::iota(parts)}, per_partition), "comm.all_to_all", {b.start()});
+      return b.finish({c});
+    })[0]["duration_s"].get<double>();
+  };
+  const double small = a2a_time({4, 2}), large = a2a_time({32, 32});
+  INFO("16 partitions: " << small << " s, 2048 partitions: " << large << " s");
+  CHECK(large / small == Approx(9.0).epsilon(0.25));
+}

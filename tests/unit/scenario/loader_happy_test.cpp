@@ -15,11 +15,13 @@
 using moesim::scenario::Activation;
 using moesim::scenario::Architecture;
 using moesim::scenario::find_field;
+using moesim::scenario::GroupSplit;
 using moesim::scenario::load_alternatives;
 using moesim::scenario::load_file;
 using moesim::scenario::Optimizer;
 using moesim::scenario::Remat;
 using moesim::scenario::Scenario;
+using moesim::scenario::SecondExpertPolicy;
 using moesim::scenario::SplitKind;
 namespace t = moesim::scenario::test;
 
@@ -88,11 +90,18 @@ TEST_CASE("scenario::load_string: defaults are filled in from the field table", 
   CHECK(s.routing.dropless == table_default("routing.dropless").get<bool>());
   CHECK(s.routing.capacity_counts_top_k == table_default("routing.capacity_counts_top_k").get<bool>());
   CHECK(s.routing.min_expert_capacity == table_default("routing.min_expert_capacity").get<int>());
+  CHECK(table_default("routing.group_split") == "fixed");
+  CHECK(s.routing.group_split == GroupSplit::fixed);
+  CHECK(table_default("routing.second_expert_policy") == "all");
+  CHECK(s.routing.second_expert_policy == SecondExpertPolicy::all);
+  CHECK(s.routing.second_gate == table_default("routing.second_gate").get<double>());
+  CHECK(s.routing.second_gate == 0.5);
   CHECK(s.parallelism.data == 1);
   CHECK(s.parallelism.tensor == 1);
   CHECK(s.parallelism.pipeline == 1);
   CHECK(s.parallelism.microbatches == 1);
   CHECK(s.parallelism.schedule == "1f1b");
+  CHECK(s.parallelism.placement == std::vector<std::string>{"tensor", "expert", "data", "pipeline"});
   CHECK(s.cluster.topology.nodes_per_leaf == table_default("cluster.topology.nodes_per_leaf").get<int>());
   CHECK(s.cluster.topology.oversubscription == table_default("cluster.topology.oversubscription").get<double>());
   CHECK(s.cluster.topology.link_bandwidth_bytes_per_s == 0.0);  // 0 = the catalog's figure
@@ -252,6 +261,10 @@ TEST_CASE("scenario::load_file: every typed field equals the YAML (fixture with 
   CHECK_FALSE(s.routing.capacity_counts_top_k);
   CHECK(s.routing.min_expert_capacity == 4);
   CHECK(s.routing.dropless);
+  CHECK(s.routing.group_split == GroupSplit::mesh_tensorflow);
+  CHECK(s.routing.second_expert_policy == SecondExpertPolicy::random);
+  CHECK(s.routing.second_expert_threshold == 0.2);
+  CHECK(s.routing.second_gate == 0.3);
   const auto& p = s.parallelism;
   CHECK(p.data == 2);
   CHECK(p.expert == 16);

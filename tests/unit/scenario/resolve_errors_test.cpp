@@ -148,6 +148,12 @@ TEST_CASE("scenario::resolve: parallelism must match the devices of the cluster"
     CHECK(e.key() == "parallelism.pipeline");
     CHECK(t::contains(e.message(), "8 pipeline stages but only 4 layers"));
   }
+  SECTION("a placement order that is not a permutation of the four axes") {
+    const std::string yaml = t::replace_line(t::base_yaml(), "  expert: 8", "  expert: 8\n  placement: tensor,expert,data");
+    const auto e = t::load_error(yaml);
+    CHECK(e.key() == "parallelism.placement");
+    CHECK(t::contains(e.message(), "give each of tensor, expert, data and pipeline once"));
+  }
 }
 
 TEST_CASE("scenario::resolve: model shape checks", "[scenario][resolve]") {
@@ -284,6 +290,69 @@ TEST_CASE("scenario::resolve: routing options must fit the routing type", "[scen
     const auto e = t::load_error(t::base_yaml() + "routing:\n  load: [1, 1, 1, 1, 1, 1, 1, 1]\n");
     CHECK(e.key() == "routing.load");
     CHECK(t::contains(e.message(), "only used with routing.type load_vector"));
+  }
+}
+
+TEST_CASE("scenario::resolve: top-2 gating policy and group split", "[scenario][resolve][routing]") {
+  SECTION("the policies and the gate load") {
+    const auto s = t::load(t::base_yaml() + "routing:\n  second_expert_policy: threshold\n  second_expert_threshold: 0.2\n"
+                                            "  second_gate: 0.1\n");
+    CHECK(s.routing.second_expert_policy == moesim::scenario::SecondExpertPolicy::threshold);
+    CHECK(s.routing.second_expert_threshold == 0.2);
+    CHECK(s.routing.second_gate == 0.1);
+    CHECK(t::load(t::base_yaml() + "routing:\n  second_expert_policy: none\n").routing.second_expert_policy ==
+          moesim::scenario::SecondExpertPolicy::none);
+  }
+  SECTION("an unknown policy lists the allowed ones") {
+    const std::string yaml = t::base_yaml() + "routing:\n  second_expert_policy: sampling\n";
+    const auto e = t::load_error(yaml);
+    CHECK(e.key() == "routing.second_expert_policy");
+    CHECK(e.line() == t::line_in(yaml, "second_expert_policy: sampling"));
+    CHECK(t::contains(e.message(), "all, none, threshold, random"));
+  }
+  SECTION("random and threshold need the threshold") {
+    for (const char* policy : {"random", "threshold"}) {
+      INFO(policy);
+      const auto e = t::load_error(t::base_yaml() + "routing:\n  second_expert_policy: " + policy + "\n");
+      CHECK(e.key() == "routing");
+      CHECK(t::contains(e.message(), "needs routing.second_expert_threshold"));
+      CHECK(t::contains(e.message(), "0.2"));
+    }
+  }
+  SECTION("the threshold and the gate only with random or threshold") {
+    auto e = t::load_error(t::base_yaml() + "routing:\n  second_expert_threshold: 0.2\n");
+    CHECK(e.key() == "routing.second_expert_threshold");
+    CHECK(t::contains(e.message(), "only used with routing.second_expert_policy threshold or random"));
+    e = t::load_error(t::base_yaml() + "routing:\n  second_expert_policy: none\n  second_gate: 0.2\n");
+    CHECK(e.key() == "routing.second_gate");
+    CHECK(t::contains(e.message(), "only used with routing.second_expert_policy threshold or random"));
+  }
+  SECTION("a policy needs top-2 routing") {
+    const std::string yaml = t::replace_line(t::base_yaml(), "  top_k: 2", "  top_k: 1") +
+                             "routing:\n  second_expert_policy: random\n  second_expert_threshold: 0.2\n";
+    const auto e = t::load_error(yaml);
+    CHECK(e.key() == "routing.second_expert_policy");
+    CHECK(t::contains(e.message(), "model.top_k is 1"));
+    CHECK(t::contains(e.message(), "allowed with top_k 1: all"));
+  }
+  SECTION("gate and threshold out of range") {
+    auto e = t::load_error(t::base_yaml() + "routing:\n  second_expert_policy: random\n  second_expert_threshold: 0.2\n"
+                                            "  second_gate: 0.7\n");
+    CHECK(e.key() == "routing.second_gate");
+    CHECK(t::contains(e.message(), "0.5"));
+    e = t::load_error(t::base_yaml() + "routing:\n  second_expert_policy: random\n  second_expert_threshold: 0\n");
+    CHECK(e.key() == "routing.second_expert_threshold");
+  }
+  SECTION("Mesh-TensorFlow group split needs the group size") {
+    const auto e = t::load_error(t::base_yaml() + "routing:\n  group_split: mesh_tensorflow\n");
+    CHECK(e.key() == "routing.group_split");
+    CHECK(t::contains(e.message(), "give routing.group_size_tokens"));
+    CHECK_NOTHROW(t::load(t::base_yaml() + "routing:\n  group_split: mesh_tensorflow\n  group_size_tokens: 1024\n"));
+  }
+  SECTION("an unknown group split lists the allowed ones") {
+    const auto e = t::load_error(t::base_yaml() + "routing:\n  group_split: gshard\n  group_size_tokens: 1024\n");
+    CHECK(e.key() == "routing.group_split");
+    CHECK(t::contains(e.message(), "fixed, mesh_tensorflow"));
   }
 }
 

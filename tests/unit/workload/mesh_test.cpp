@@ -81,6 +81,46 @@ TEST_CASE("workload::DeviceMesh: ranks round-trip through device ids (data 2 x e
   }
 }
 
+TEST_CASE("workload::DeviceMesh: parallelism.placement reorders the axes over devices", "[workload][mesh][placement]") {
+  ParallelismSpec p = par(2, 3, 2, 2);
+  p.placement = {"expert", "tensor", "pipeline", "data"};  // innermost first
+  const DeviceMesh m(p, 1);
+  // Strides: expert 1, tensor 3, pipeline 6, data 12.
+  CHECK(m.device(0, 0, 1, 0) == 1);
+  CHECK(m.device(0, 0, 0, 1) == 3);
+  CHECK(m.device(1, 0, 0, 0) == 6);
+  CHECK(m.device(0, 1, 0, 0) == 12);
+  std::set<int> ids;
+  for (int s = 0; s < 2; ++s)
+    for (int d = 0; d < 2; ++d)
+      for (int e = 0; e < 3; ++e)
+        for (int t = 0; t < 2; ++t) {
+          const int dev = m.device(s, d, e, t);
+          CHECK(m.stage_of(dev) == s);
+          CHECK(m.data_of(dev) == d);
+          CHECK(m.expert_of(dev) == e);
+          CHECK(m.tensor_of(dev) == t);
+          ids.insert(dev);
+        }
+  CHECK(ids.size() == 24);
+  // Expert groups (the all-to-alls) are now consecutive devices; a stage is no longer one block, and the i-th
+  // device of two stages holds the same (data, expert, tensor) ranks.
+  CHECK(m.expert_groups(0).front() == std::vector<int>{0, 1, 2});
+  const auto s0 = m.stage_devices(0), s1 = m.stage_devices(1);
+  REQUIRE(s0.size() == s1.size());
+  for (std::size_t i = 0; i < s0.size(); ++i) {
+    CHECK(m.data_of(s0[i]) == m.data_of(s1[i]));
+    CHECK(m.expert_of(s0[i]) == m.expert_of(s1[i]));
+    CHECK(m.tensor_of(s0[i]) == m.tensor_of(s1[i]));
+    CHECK(m.stage_of(s1[i]) == 1);
+  }
+  SECTION("a placement that is not a permutation of the four axes is an error") {
+    ParallelismSpec q = par(2, 3, 2, 2);
+    q.placement = {"tensor", "tensor", "data", "pipeline"};
+    CHECK_THROWS_WITH(DeviceMesh(q, 1), Catch::Contains("placement"));
+  }
+}
+
 TEST_CASE("workload::DeviceMesh: communication groups partition each stage", "[workload][mesh]") {
   const int D = 2, E = 3, T = 2, P = 2;
   const DeviceMesh m(par(D, E, T, P), 1);

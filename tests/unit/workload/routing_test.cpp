@@ -44,7 +44,8 @@ double expected_min_binomial(int n, double p, int c) {
 double check_draw(const RoutingDraw& d, int k, int groups, double group_tokens, double cap) {
   const double assignments = static_cast<double>(k) * group_tokens * groups;
   CHECK(d.assignments == assignments);
-  if (d.exact) CHECK(sum(d.assigned) == assignments);  // every sampled assignment is counted
+  CHECK(d.tokens == group_tokens * groups);
+  if (d.exact) CHECK(sum(d.assigned) == d.dispatched());  // every sampled, dispatched assignment is counted
   for (std::size_t e = 0; e < d.assigned.size(); ++e) {
     INFO("expert " << e);
     CHECK(d.processed[e] >= 0.0);

@@ -368,3 +368,38 @@ TEST_CASE("workload::StepBuilder: encoder-decoder MoE models", "[workload][step]
       if (p->kind == "comm.all_to_all") CHECK(p->comm.groups[0].size() == 2048);
   }
 }
+
+TEST_CASE("workload::StepBuilder: the optimizer updates the ZeRO shard, then (stages 1-2) parameters are gathered",
+          "[workload][step][zero]") {
+  // Dense decoder, 8 data-parallel replicas: with ZeRO each replica updates 1/8 of the parameters.
+  auto build = [](int zero) {
+    const std::string par = "  data: 8\n  zero_stage: " + std::to_string(zero) + "\n";
+    const t::StepFixture f(t::load(t::scenario_yaml(decoder(4, 512, 8, 32000, 512), "h100", 8, par, 16 * 512)));
+    return f.build(false);
+  };
+  auto optimizer_time = [](const BuiltStep& b) {
+    double s = 0.0;
+    for (const Phase* p : t::all_phases(b.graph))
+      if (p->type == Phase::Type::compute)
+        for (const auto& [k, v] : p->compute.kind_time_s)
+          if (k == "compute.optimizer") s = std::max(s, v);
+    return s;
+  };
+  auto ops = [](const BuiltStep& b, const std::string& kind) {
+    std::multiset<CollectiveOp> out;
+    for (const Phase* p : t::all_phases(b.graph))
+      if (p->type == Phase::Type::collective && p->kind == kind) out.insert(p->comm.op);
+    return out;
+  };
+  const BuiltStep z0 = build(0), z1 = build(1), z3 = build(3);
+  REQUIRE(optimizer_time(z0) > 0.0);
+  // An eighth of the bytes (the kernel model adds a fixed launch cost, so not exactly an eighth of the time).
+  CHECK(optimizer_time(z1) < optimizer_time(z0) / 4.0);
+  CHECK(optimizer_time(z3) == optimizer_time(z1));
+  // Gradients: all-reduced without ZeRO, reduce-scattered with it.
+  for (CollectiveOp op : ops(z0, "comm.grad_all_reduce")) CHECK(op == CollectiveOp::all_reduce);
+  for (CollectiveOp op : ops(z1, "comm.grad_all_reduce")) CHECK(op == CollectiveOp::reduce_scatter);
+  // ZeRO-1 gathers the updated parameters once after the optimizer; ZeRO-0 gathers nothing.
+  CHECK(ops(z0, "comm.zero_all_gather").empty());
+  CHECK(ops(z1, "comm.zero_all_gather") == std::multiset<CollectiveOp>{CollectiveOp::all_gather});
+}

@@ -45,7 +45,12 @@ struct JobResult {
   double tokens = 0.0;               ///< training tokens (given, or derived from training.hardware_flops)
   bool tokens_derived = false;
   double train_time_s = 0.0;         ///< steps x mean step time
+  /** Dispatched token-to-expert assignments dropped by capacity / dispatched assignments (exactly 0 when none can be). */
   double tokens_dropped_fraction = 0.0;
+  /** First choices dropped by capacity / routed tokens: tokens that lost their top expert. */
+  double first_choice_dropped_fraction = 0.0;
+  /** Second choices the second-expert policy did not dispatch / routed tokens (top-2 only). */
+  double second_choice_skipped_fraction = 0.0;
   bool routing_exact = true;
   double model_flops_per_step = 0.0;
   double hardware_flops_per_step = 0.0;

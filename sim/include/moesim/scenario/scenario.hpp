@@ -78,15 +78,37 @@ struct TrainingSpec {
   bool overlap_grad_reduce = true;  ///< gradient reduction overlaps the backward pass
 };
 
+/** Whether a token's second-choice expert is used (top-2 gating). Mesh-TensorFlow's `moe_second_policy`
+ *  (tensorflow/mesh transformer/moe.py, _top_2_gating) and lingvo's `second_expert_policy`
+ *  (lingvo/core/gshard_layers.py, Top2GatingOnLogits), with g2 = the second gate normalised by g1 + g2. */
+enum class SecondExpertPolicy {
+  all,        ///< always
+  none,       ///< never
+  threshold,  ///< if g2 > threshold
+  random,     ///< with probability min(1, g2 / threshold)
+};
+
+/** How the tokens of a device are cut into routing groups. */
+enum class GroupSplit {
+  fixed,            ///< groups of group_size_tokens (or one group of the device's tokens)
+  mesh_tensorflow,  ///< Mesh-TensorFlow's _split_into_groups (group_size_tokens = moe_group_size, the maximum)
+};
+
 struct RoutingSpec {
   std::string type;              ///< "uniform", "zipf", "load_vector", "task"
   int tasks = 0;                 ///< task routing: number of tasks (each routes to its own top_k experts)
   double skew = 0.0;             ///< Zipf exponent (zipf)
   std::vector<double> load;      ///< relative expert loads (load_vector), length = experts
   int group_size_tokens = 0;     ///< tokens per routing group; 0 = the tokens of one device
+  GroupSplit group_split = GroupSplit::fixed;
   bool dropless = false;         ///< no capacity limit (tokens never dropped)
   bool capacity_counts_top_k = true;  ///< capacity = ceil(cf k S / E); false: floor(cf S / E) (Mesh-TF)
   int min_expert_capacity = 0;   ///< lower bound on the per-group capacity
+  SecondExpertPolicy second_expert_policy = SecondExpertPolicy::all;  ///< top-2 only
+  double second_expert_threshold = 0.0;  ///< threshold / random policies (Mesh-TF default 0.2; GShard 0.5)
+  /** Normalised second gate g2 / (g1 + g2) of every token, in [0, 0.5]: a property of a trained router that
+   *  moesim's random router does not have. 0.5 (g1 = g2) = no preference between the two choices. */
+  double second_gate = 0.5;
 };
 
 struct ParallelismSpec {
@@ -97,6 +119,10 @@ struct ParallelismSpec {
   int microbatches = 1;
   std::string schedule = "1f1b";
   int zero_stage = 0;  ///< ZeRO: 1 shards optimizer state, 2 also gradients, 3 also parameters
+  /** Order in which the parallel axes are laid out over consecutive devices (and so chips), innermost
+   *  first: the default puts tensor ranks on neighbouring chips (the fastest links: one NVLink node, one
+   *  torus line), then expert, data and pipeline (Megatron-LM's and GSPMD's launch order). */
+  std::vector<std::string> placement{"tensor", "expert", "data", "pipeline"};
   int devices() const { return data * expert * tensor * pipeline; }
 };
 

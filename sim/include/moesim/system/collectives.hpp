@@ -28,6 +28,12 @@ struct Batch {
 struct Round {
   std::string name;
   std::vector<Batch> batches;
+  /** The round's latency (the alpha of the alpha-beta cost): its algorithm's sequential message steps times
+   *  the latency of one step over the links it uses (per-hop ICI latency x hops per step, NCCL's per-step
+   *  NVLink / network latency, the WAN's one-way latency), the most of any group in the round. The engine
+   *  charges it before the round's bytes, less the route latency SimGrid itself adds to the flows. */
+  double alpha_s = 0.0;
+  int steps = 0;  ///< sequential message steps behind alpha_s (reports and tests)
 };
 
 /** A collective turned into traffic over the topology. */

@@ -22,16 +22,18 @@ class DeviceMesh {
   int tensor() const { return tensor_; }
   int pipeline() const { return pipeline_; }
 
+  /** Device id of a rank: the axes laid out in parallelism.placement order, innermost first. */
   int device(int stage, int data_idx, int expert_idx, int tensor_idx) const {
-    return ((stage * data_ + data_idx) * expert_ + expert_idx) * tensor_ + tensor_idx;
+    return stage * stride_[kPipeline] + data_idx * stride_[kData] + expert_idx * stride_[kExpert] + tensor_idx * stride_[kTensor];
   }
   int chip_of(int device) const { return device / devices_per_chip_; }
-  int stage_of(int device) const { return device / (data_ * expert_ * tensor_); }
-  int data_of(int device) const { return (device / (expert_ * tensor_)) % data_; }
-  int expert_of(int device) const { return (device / tensor_) % expert_; }
-  int tensor_of(int device) const { return device % tensor_; }
+  int stage_of(int device) const { return (device / stride_[kPipeline]) % pipeline_; }
+  int data_of(int device) const { return (device / stride_[kData]) % data_; }
+  int expert_of(int device) const { return (device / stride_[kExpert]) % expert_; }
+  int tensor_of(int device) const { return (device / stride_[kTensor]) % tensor_; }
 
-  /** Every device of pipeline stage `stage`, ascending. */
+  /** Every device of pipeline stage `stage`, by (data, expert, tensor) rank: the i-th device of two stages
+   *  hold the same ranks (pipeline sends pair them). */
   std::vector<int> stage_devices(int stage) const;
   /** Expert-parallel groups of a stage (all-to-all groups): one per (data, tensor). */
   std::vector<std::vector<int>> expert_groups(int stage) const;
@@ -43,7 +45,9 @@ class DeviceMesh {
   std::vector<std::vector<int>> expert_grad_groups(int stage) const;
 
  private:
+  enum Axis { kTensor = 0, kExpert = 1, kData = 2, kPipeline = 3 };
   int data_, expert_, tensor_, pipeline_, devices_per_chip_;
+  int stride_[4] = {1, 1, 1, 1};  ///< device-id stride of each axis
 };
 
 }  // namespace moesim::workload

@@ -11,14 +11,51 @@
 
 namespace moesim::workload {
 
-/** Outcome of routing one MoE layer's tokens within one expert-parallel group. */
+/** Outcome of routing one MoE layer's tokens within one expert-parallel group.
+ *
+ *  Every token makes top_k choices; a choice the second-expert policy does not use is `skipped` (never
+ *  dispatched, as in Mesh-TensorFlow and GShard, where it is masked out before positions are counted); a
+ *  dispatched choice beyond its expert's capacity is `dropped`. So assignments = skipped + dropped + kept(). */
 struct RoutingDraw {
-  std::vector<double> assigned;   ///< per expert: token assignments before capacity (sum = k x tokens)
+  std::vector<double> assigned;   ///< per expert: dispatched assignments before capacity
   std::vector<double> processed;  ///< per expert: assignments the expert computes (after capacity)
-  double assignments = 0.0;       ///< k x tokens
-  double dropped = 0.0;           ///< assignments beyond capacity
+  double tokens = 0.0;            ///< tokens routed (groups x group tokens)
+  double assignments = 0.0;       ///< the router's choices, top_k x tokens
+  double skipped = 0.0;           ///< second choices the second-expert policy did not use
+  double dropped = 0.0;           ///< dispatched assignments beyond capacity (exactly 0 when none can be)
+  double first_dropped = 0.0;     ///< first choices beyond capacity: tokens that lost their top expert
   bool exact = true;              ///< true: every token sampled; false: per-expert normal approximation
+
+  /** Assignments dispatched to experts (after the second-expert policy, before capacity). */
+  double dispatched() const { return assignments - skipped; }
+  /** Assignments the experts compute. */
+  double kept() const { return assignments - skipped - dropped; }
 };
+
+/** Routing groups of one device for one MoE layer. */
+struct RoutingGroups {
+  long long groups = 1;      ///< groups per device
+  double group_tokens = 0;   ///< tokens per group
+};
+
+/** Mesh-TensorFlow's _split_into_groups(n, max_group_size, mesh_dim_size) (tensorflow/mesh
+ *  mesh_tensorflow/transformer/moe.py): n tokens in the fewest groups, starting from max(1, n // max_group_size),
+ *  whose number is a multiple of mesh_dim_size and divides n. Returns the total number of groups and their
+ *  size. Throws when n is not a multiple of mesh_dim_size (Mesh-TensorFlow raises ValueError). */
+RoutingGroups mesh_tensorflow_groups(long long n, long long max_group_size, long long mesh_dim_size);
+
+/** The routing groups of a device holding `device_tokens` tokens of an MoE layer, in an expert-parallel group
+ *  of `expert_parallel` devices: spec.group_split fixed (groups of group_size_tokens, as many as fit, rounded; one
+ *  group of the device's tokens when group_size_tokens is 0) or mesh_tensorflow (mesh_tensorflow_groups() over
+ *  the expert replica's tokens, device_tokens x expert_parallel, with mesh_dim_size = expert_parallel: Mesh-TF's
+ *  outer batch dimension is the replication of the experts). */
+RoutingGroups routing_groups(const scenario::RoutingSpec& spec, double device_tokens, int expert_parallel);
+
+/** Probability that a token's second choice is dispatched under spec.second_expert_policy, with every token's
+ *  normalised second gate g2 = spec.second_gate: all 1; none 0; threshold 1 if g2 > threshold else 0; random
+ *  min(1, g2 / threshold) (Mesh-TF _top_2_gating: uniform < g2 / threshold; lingvo Top2GatingOnLogits the same with
+ *  legacy_mtf_behavior, which normalises the gates first; GShard Algorithm 1: 2 g2 > uniform). */
+double second_dispatch_probability(const scenario::RoutingSpec& spec);
 
 /** Task-level routing (Task-MoE, Kudugunta et al. 2021): the top_k distinct experts that every token of
  *  `task` goes to in MoE layer `moe_layer`, fixed by the seed. */
@@ -34,14 +71,23 @@ double expert_capacity(const scenario::RoutingSpec& spec, int experts, int top_k
  *
  *  Expert popularity p_e: uniform; Zipf (p ~ 1/rank^skew, ranks shuffled per layer with the scenario
  *  seed, so a layer's hot experts stay the same from step to step); or a given load vector.
- *  Each token picks top_k distinct experts with probabilities p (a random router that follows the
- *  popularity; a trained router with a load-balancing loss sits between this and perfect balance).
- *  Capacity per expert per group: expert_capacity(); assignments beyond it are dropped (unless dropless).
+ *  Each token picks top_k distinct experts with probabilities p, in order (a random router that follows the
+ *  popularity; a trained router with a load-balancing loss sits between this and perfect balance). The first
+ *  pick is the token's first choice; with top_k 2 the second is dispatched with second_dispatch_probability().
+ *  Capacity C per expert per group: expert_capacity(). As in Mesh-TensorFlow's and GShard's top-2 gating, all
+ *  first choices of a group take positions before any later choice and later choices fill what the expert's kept
+ *  first choices left, so an expert with F first and T later dispatched assignments keeps min(F, C) first and
+ *  min(F + T, C) in all; which tokens of a group are dropped does not change these counts.
  *
- *  Small draws sample every token (alias method). Large draws (more than kExactLimit assignments) use
- *  the per-group count X_e ~ Binomial(k x S, p_e): processed tokens of expert e over G groups are
- *  G x E[min(X_e, C)] + sqrt(G x Var[min(X_e, C)]) x N(0,1) (central limit theorem), drops
- *  G x (k S p_e - E[min(X_e, C)]); the k-distinct constraint is ignored there (error O(k p_max)). */
+ *  Small draws sample every token (alias method). Large draws (more than kExactLimit assignments) use the
+ *  per-group counts X_e ~ Binomial(S, pi_e), where pi_e is the probability that a token dispatches to e (k = 1:
+ *  p_e; k = 2: p_e + q s_e with s_e = sum over j != e of p_j p_e / (1 - p_j), exact for sampling without
+ *  replacement; k > 2: min(1, k p_e), exact for uniform popularity), and first-choice counts ~ Binomial(S, p_e).
+ *  Over G groups: assigned G S pi_e + sqrt(G Var X_e) z and dropped G E[(X_e - C)+] + sqrt(G) (sd X_e -
+ *  sd min(X_e, C)) z, one standard normal z per expert (the kept count min(X, C) then moves with X, central
+ *  limit theorem); the overflow moments are summed over the binomial tail (X > C), so nothing is dropped,
+ *  exactly, where no count can exceed C (C >= S, or dropless) or where the expected overflow is below the
+ *  resolution of the assigned count. */
 class Router {
  public:
   /** Assignments per draw sampled token by token; larger draws use the normal approximation (a step
@@ -60,22 +106,29 @@ class Router {
   int experts() const { return experts_; }
   int top_k() const { return top_k_; }
   bool dropless() const { return dropless_; }
+  /** second_dispatch_probability() of this router's spec (1 unless top_k is 2). */
+  double second_probability() const { return second_probability_; }
 
  private:
-  struct Moments {
-    double mean_min = 0.0;  ///< E[min(X, C)]
-    double var_min = 0.0;   ///< Var[min(X, C)]
+  /** Moments of Y = (X - C)+ for X ~ Binomial(trials, p): what a group's expert cannot take. */
+  struct Overflow {
+    double mean = 0.0;        ///< E[(X - C)+]
+    double sd_excess = 0.0;   ///< sd(X) - sd(min(X, C)) >= 0: the overflow's share of X's noise
   };
-  Moments moments(double trials, double p, double cap) const;
+  Overflow overflow(double trials, double p, double cap) const;
+  /** Probability that a token dispatches to each expert (pi_e above) for MoE layer `moe_layer`. */
+  const std::vector<double>& dispatch_probability(int moe_layer) const;
 
   scenario::RoutingSpec spec_;
   int experts_;
   int top_k_;
   double capacity_factor_;
   bool dropless_;
+  double second_probability_;
   std::uint64_t seed_;
   mutable std::map<int, std::vector<double>> popularity_;
-  mutable std::map<std::tuple<double, double, double>, Moments> moments_;
+  mutable std::map<int, std::vector<double>> dispatch_;
+  mutable std::map<std::tuple<double, double, double>, Overflow> overflow_;
 };
 
 }  // namespace moesim::workload

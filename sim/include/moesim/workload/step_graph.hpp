@@ -68,8 +68,11 @@ struct StepStats {
   double tokens = 0.0;                 ///< tokens of the global batch
   double model_flops = 0.0;            ///< useful FLOPs of the step (all devices)
   double hardware_flops = 0.0;         ///< executed FLOPs of the step (all devices)
-  double assignments = 0.0;            ///< token-to-expert assignments
-  double dropped = 0.0;                ///< assignments dropped by capacity
+  double routed_tokens = 0.0;          ///< tokens of the routing draws (every MoE layer and micro-batch)
+  double assignments = 0.0;            ///< token-to-expert choices of the router (top_k per routed token)
+  double skipped = 0.0;                ///< second choices the second-expert policy did not dispatch
+  double dropped = 0.0;                ///< dispatched assignments dropped by capacity
+  double first_dropped = 0.0;          ///< first choices dropped by capacity
   bool routing_exact = true;
   std::map<std::string, double> bytes_by_op;  ///< collective bytes by op (sum over devices)
 };
