@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include "loaders.hpp"
@@ -35,6 +36,30 @@ double AcceleratorSpec::peak_flops_for(const std::string& dtype) const {
                           text::join(supported_dtypes(*this))));
 }
 
+double PowerCurve::power_w(double flop_utilisation, double hbm_utilisation) const {
+  const double span = full_w - active_w;
+  const double flop = std::max(0.0, flop_utilisation) / flop_utilisation_at_full_w;
+  const double hbm = std::max(0.0, hbm_utilisation) / hbm_utilisation_at_memory_bound_w;
+  return active_w + std::min(span, span * flop + (memory_bound_w - active_w) * hbm);
+}
+
+PowerCurve PowerCurve::shifted(double w) const {
+  PowerCurve c = *this;
+  c.active_w += w;
+  c.full_w += w;
+  c.memory_bound_w += w;
+  return c;
+}
+
+PowerCurve AcceleratorSpec::power_curve() const {
+  return {active_w, full_w, memory_bound_w > 0.0 ? memory_bound_w : full_w, flop_utilisation_at_full_w,
+          hbm_utilisation_at_memory_bound_w};
+}
+
+double AcceleratorSpec::compute_power_w(double flop_utilisation, double hbm_utilisation) const {
+  return power_curve().power_w(flop_utilisation, hbm_utilisation);
+}
+
 namespace detail {
 
 namespace {
@@ -45,7 +70,8 @@ const std::vector<std::string> kAcceleratorKeys = {
     "hbm_bandwidth_bytes_per_s", "matmul_tile", "ici_links_per_chip", "ici_link_bandwidth_bytes_per_s",
     "ici_latency_s", "pod_dims", "nvlink_bandwidth_bytes_per_s", "nvlink_latency_s", "gpus_per_node",
     "nic_bandwidth_bytes_per_s", "nic_latency_s", "collective_overhead_s", "power_convention", "tdp_w", "idle_w",
-    "active_w", "full_w", "memory_bound_w", "host_overhead_w", "die_area_mm2", "lifetime_years", "notes"};
+    "active_w", "full_w", "memory_bound_w", "flop_utilisation_at_full_w", "hbm_utilisation_at_memory_bound_w",
+    "host_overhead_w", "die_area_mm2", "lifetime_years", "notes"};
 
 /** Keys that only make sense on one kind of accelerator. */
 const std::vector<std::string> kTpuOnlyKeys = {"ici_links_per_chip", "ici_link_bandwidth_bytes_per_s", "ici_latency_s",
@@ -154,6 +180,17 @@ AcceleratorSpec parse_accelerator_file(const std::string& file) {
     r.fail(r.node("memory_bound_w"), "memory_bound_w",
            fmt::format("memory_bound_w ({}) must lie between active_w ({}) and full_w ({})", spec.memory_bound_w,
                        spec.active_w, spec.full_w));
+  // The power curve's two utilisation anchors (AcceleratorSpec::compute_power_w), each in (0, 1].
+  for (auto [key, field] : {std::pair<const char*, double*>{"flop_utilisation_at_full_w", &spec.flop_utilisation_at_full_w},
+                            std::pair<const char*, double*>{"hbm_utilisation_at_memory_bound_w",
+                                                            &spec.hbm_utilisation_at_memory_bound_w}}) {
+    const auto u = take_optional(spec, r, key, Range::positive);
+    if (!u) continue;
+    if (*u > 1.0)
+      r.fail(r.node(key), key,
+             fmt::format("{} is a utilisation of the datasheet peak: it must lie in (0, 1], got {}", key, *u));
+    *field = *u;
+  }
   spec.die_area_mm2 = take_optional(spec, r, "die_area_mm2", Range::positive);
   spec.lifetime_years = take_optional(spec, r, "lifetime_years", Range::positive);
   spec.notes = r.optional_string("notes").value_or("");

@@ -44,10 +44,11 @@ catalog::Catalog load_catalog(const GlobalOptions& g) {
 void write_trace(const std::string& path, const engine::JobResult& job) {
   std::ofstream out(path);
   if (!out) throw Error(fmt::format("cannot write the trace file '{}'", path));
-  out << "label,kind,stage,start_s,end_s,duration_s,critical_path,memoized\n";
+  out << "label,kind,stage,start_s,end_s,duration_s,critical_path,memoized,flop_utilisation,hbm_utilisation,power_w\n";
   for (const auto& t : job.trace)
-    out << fmt::format("\"{}\",{},{},{:.9g},{:.9g},{:.9g},{},{}\n", t.label, t.kind, t.stage, t.start_s, t.end_s, t.end_s - t.start_s,
-                       t.on_critical_path ? 1 : 0, t.memoized ? 1 : 0);
+    out << fmt::format("\"{}\",{},{},{:.9g},{:.9g},{:.9g},{},{},{:.4g},{:.4g},{:.5g}\n", t.label, t.kind, t.stage, t.start_s, t.end_s,
+                       t.end_s - t.start_s, t.on_critical_path ? 1 : 0, t.memoized ? 1 : 0, t.flop_utilisation, t.hbm_utilisation,
+                       t.power_w);
   if (!out) throw Error(fmt::format("error writing the trace file '{}'", path));
 }
 

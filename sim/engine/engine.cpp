@@ -208,6 +208,7 @@ struct VertexState {
   bool in_overhead = false;  ///< waiting out the launch cost / the round's latency before its bytes flow
   double round_start = 0.0;
   double wan_s = 0.0;  ///< time this collective's rounds with cross-datacenter flows ran
+  double power_w = 0.0;  ///< compute phases: the chips' power while they compute (power curve)
 };
 
 }  // namespace
@@ -360,23 +361,34 @@ StepResult Simulator::Impl::run_step(workload::BuiltStep& step, bool record_powe
       // on a chip would have the stretch since the chip's last update charged at the new task's load. Bring
       // every host up to date first (one simcall).
       sg_host_energy_update_all();
-      const auto pstate = static_cast<unsigned long>(ph.power_state);
-      for (const auto& [chip, t] : work)
-        if (chips[static_cast<std::size_t>(chip)]->get_pstate() != pstate) chips[static_cast<std::size_t>(chip)]->set_pstate(pstate);
+      // The chips draw the power curve at the phase's achieved utilisation: host_energy is linear in a host's load
+      // (active + load x (full - active)), so each chip carries load x its busy time x speed FLOPs and a pacer host
+      // makes the task last as long as the chunk's slowest chip. A chip busy t_i of the T seconds then draws
+      // active + (P - active) t_i / T: P while it computes, active while it waits for the others. Pstates chosen
+      // per phase would quantise P and cost more: SimGrid 3.32's ptask_L07 recomputes the bound of every activity
+      // on a host at each pstate change (CpuL07::on_speed_change).
+      const double load = power.load_for(ph.compute.flop_utilisation(), ph.compute.hbm_utilisation());
+      st[v].power_w = power.compute_w(ph.compute.flop_utilisation(), ph.compute.hbm_utilisation());
       for (std::size_t lo = 0; lo < work.size(); lo += static_cast<std::size_t>(opt.chunk_hosts)) {
         const std::size_t hi = std::min(work.size(), lo + static_cast<std::size_t>(opt.chunk_hosts));
         std::vector<sg4::Host*> hosts;
         std::vector<double> flops;
+        double longest = 0.0;
         for (std::size_t i = lo; i < hi; ++i)
           if (work[i].second > 0.0) {
             hosts.push_back(chips[static_cast<std::size_t>(work[i].first)]);
-            flops.push_back(work[i].second * speed);
+            flops.push_back(load * work[i].second * speed);
+            longest = std::max(longest, work[i].second);
           }
         if (hosts.empty()) continue;
+        sg4::Host* pacer = take_pacer();
+        if (pacer == nullptr) throw Error("engine: not enough pacer hosts for compute phases; raise EngineOptions::pacers");
+        hosts.push_back(pacer);
+        flops.push_back(longest * pacer_speed);
         auto ex = sg4::Exec::init()->set_hosts(hosts)->set_flops_amounts(flops)->set_bytes_amounts({});
         ex->vetoable_start();
         pending.push_back(ex);
-        tags.push_back({v, nullptr});
+        tags.push_back({v, pacer});
         ++st[v].pending;
       }
       if (st[v].pending == 0) finish(v);
@@ -508,9 +520,12 @@ StepResult Simulator::Impl::run_step(workload::BuiltStep& step, bool record_powe
       v = best;
     }
     for (PhaseId v = 0; v < V; ++v)
-      if (g[v].type != Phase::Type::marker)
-        res.trace.push_back({g[v].label, g[v].type == Phase::Type::compute ? "compute" : g[v].kind, g[v].stage, st[v].start - t0,
-                             st[v].end - t0, critical[v], st[v].memo_replay});
+      if (g[v].type != Phase::Type::marker) {
+        const bool compute = g[v].type == Phase::Type::compute;
+        res.trace.push_back({g[v].label, compute ? "compute" : g[v].kind, g[v].stage, st[v].start - t0, st[v].end - t0, critical[v],
+                             st[v].memo_replay, compute ? g[v].compute.flop_utilisation() : 0.0,
+                             compute ? g[v].compute.hbm_utilisation() : 0.0, compute ? st[v].power_w : power.active_w});
+      }
     std::sort(res.trace.begin(), res.trace.end(), [](const PhaseTrace& a, const PhaseTrace& b) { return a.start_s < b.start_s; });
   }
   return res;

@@ -36,7 +36,8 @@ constexpr double kStepSpreadResolution = 1e-12;
 
 // The JSON that carries a JobResult out of the simulation's child process (engine/isolation): every
 // member under its own name, through nlohmann's macros (all keys required when reading back).
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(PhaseTrace, label, kind, stage, start_s, end_s, on_critical_path, memoized)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(PhaseTrace, label, kind, stage, start_s, end_s, on_critical_path, memoized, flop_utilisation,
+                                   hbm_utilisation, power_w)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(JobResult, scenario_name, accelerator, chips, devices, memory, step_times_s, step_time_s,
                                    step_time_spread_s, steps, tokens, tokens_derived, train_time_s, tokens_dropped_fraction,
                                    first_choice_dropped_fraction, second_choice_skipped_fraction,

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // The serving driver: request arrivals, a global router and one batching scheduler per replica, as SimGrid
 // actors on the cluster platform. An iteration's layers run as phases on the replica's chips (compute as
-// parallel tasks in the compute- or memory-bound pstate, collectives as the system layer's rounds) the first
+// parallel tasks, compute-bound and memory-bound kernels as separate phases at the power of their own achieved
+// utilisation, collectives as the system layer's rounds) the first
 // time their token count is seen, and are replayed from a memo afterwards (see DESIGN.md §8).
 #include "moesim/engine/serving.hpp"
 
@@ -168,8 +169,8 @@ struct Replica {
 
 /** Memoised cost of one layer of a kind at a token count, per chip of a pipeline stage. */
 struct LayerCost {
-  std::vector<double> compute_bound_s;  ///< per stage chip
-  std::vector<double> memory_bound_s;
+  std::vector<double> busy_s;   ///< per stage chip: time computing
+  std::vector<double> extra_j;  ///< per stage chip: energy above active power while computing (power curve)
   double comm_s = 0.0;                  ///< collectives (simulated once on SimGrid), incl. the imbalance wait
   double model_flops = 0.0;
   std::vector<std::array<double, system::kLinkClassCount>> site_link_bytes;
@@ -206,14 +207,24 @@ class Driver {
   /** Time of the activations' send from `stage` to the next; simulated in detail the first time (then
    *  `simulated_now`: the time has already passed), replayed afterwards. */
   double pipeline_send(Replica& r, int stage, double tokens, bool& simulated_now);
-  void replay(const std::vector<int>& chips, const std::vector<double>& cb, const std::vector<double>& mb, double comm_s);
-  /** One parallel task of `total_s` on `chips` whose energy is that of cb at full, mb at memory-bound and the
-   *  rest of total_s at active power on each chip. */
-  void replay_span(const std::vector<int>& chips, const std::vector<double>& cb, const std::vector<double>& mb, double total_s);
+  /** Replays `busy` compute then `comm_s` on `chips`, with `extra_j` above active power per chip. */
+  void replay(const std::vector<int>& chips, const std::vector<double>& busy, const std::vector<double>& extra_j, double comm_s);
+  /** One parallel task of `total_s` on `chips` whose energy on each chip is active power over total_s plus its
+   *  `extra_j` (the power curve above active while it computed). */
+  void replay_span(const std::vector<int>& chips, const std::vector<double>& extra_j, double total_s);
   /** Fast path (see fast_scheduler): the cost of an iteration from the memo alone; false when a layer shape
-   *  has not been simulated yet. Adds the per-chip times to `cb` / `mb` and returns the duration in `time_s`. */
-  bool cached_cost(Replica& r, const IterationShape& shape, double t0, std::vector<double>& cb, std::vector<double>& mb,
+   *  has not been simulated yet. Adds the per-chip compute times to `busy` and energies above active to
+   *  `extra_j`, and returns the duration in `time_s`. */
+  bool cached_cost(Replica& r, const IterationShape& shape, double t0, std::vector<double>& busy, std::vector<double>& extra_j,
                    double& time_s);
+  /** Power above active (W) of a chip running `w`: the power curve at w's achieved utilisation. */
+  double extra_w(const workload::KernelWork& w) const {
+    return power_.compute_w(w.flop_utilisation(), w.hbm_utilisation()) - power_.active_w;
+  }
+  /** Energy above active power of a chip running `w` (both regimes). */
+  double extra_j(const DeviceWork& w) const {
+    return w.compute_bound.time_s * extra_w(w.compute_bound) + w.memory_bound.time_s * extra_w(w.memory_bound);
+  }
   void fast_scheduler(Replica& r);
 
  public:
@@ -894,7 +905,7 @@ std::vector<double> Driver::per_chip(const std::vector<int>& devices, const std:
   int last_chip = -1;
   for (std::size_t i = 0; i < devices.size(); ++i) {
     const int c = mesh_->chip_of(devices[i]);
-    const double t = memory ? w[i].memory_bound_s : w[i].compute_bound_s;
+    const double t = memory ? w[i].memory_bound.time_s : w[i].compute_bound.time_s;
     if (c != last_chip) {
       out.push_back(t);
       last_chip = c;
@@ -916,7 +927,7 @@ const LayerCost& Driver::layer_cost(Replica& r, int stage, LayerKind kind, doubl
   std::vector<int> devices;
   for (int local : model.stage_devices(stage)) devices.push_back(r.first_device + local);
   // The layer as a chain of phases on the replica's chips: per segment its compute-bound and its
-  // memory-bound part (two pstates), then the collective that follows it.
+  // memory-bound part (each at the power of its own achieved utilisation), then the collective that follows it.
   workload::BuiltStep step;
   workload::Phase start;
   start.label = "layer start";
@@ -926,33 +937,34 @@ const LayerCost& Driver::layer_cost(Replica& r, int stage, LayerKind kind, doubl
   cost.model_flops = plan.model_flops;
   double compute_s = 0.0;
   for (std::size_t i = 0; i < plan.segments.size(); ++i) {
-    for (int power_state : {static_cast<int>(platform::kComputeBoundPstate), static_cast<int>(platform::kMemoryBoundPstate)}) {
-      const bool mem = power_state == static_cast<int>(platform::kMemoryBoundPstate);
+    double extra[2] = {0.0, 0.0};  // power above active of the compute-bound and the memory-bound phase
+    for (bool mem : {false, true}) {
       workload::Phase ph;
       ph.type = workload::Phase::Type::compute;
       ph.kind = "compute";
       ph.label = fmt::format("{} layer seg{} {}", kind == LayerKind::moe ? "moe" : "dense", i, mem ? "memory-bound" : "compute-bound");
-      ph.power_state = power_state;
       ph.compute.devices = devices;
       double worst = 0.0;
       for (const DeviceWork& w : plan.segments[i]) {
-        ph.compute.time_s.push_back(mem ? w.memory_bound_s : w.compute_bound_s);
-        worst = std::max(worst, ph.compute.time_s.back());
+        const workload::KernelWork& k = mem ? w.memory_bound : w.compute_bound;
+        ph.compute.time_s.push_back(k.time_s);
+        ph.compute.matrix_s += k.matrix_s;
+        ph.compute.hbm_s += k.hbm_s;
+        worst = std::max(worst, k.time_s);
       }
       if (worst <= 0.0) continue;
       ph.compute.kind_time_s[mem ? "compute.memory_bound" : "compute.compute_bound"] = worst;
+      // The power the engine gives this phase (the curve at the phase's utilisation over all its devices).
+      extra[mem ? 1 : 0] = power_.compute_w(ph.compute.flop_utilisation(), ph.compute.hbm_utilisation()) - power_.active_w;
       last = workload::add_phase(step.graph, std::move(ph), {last});
     }
     const std::vector<double> cb = per_chip(devices, plan.segments[i], false), mb = per_chip(devices, plan.segments[i], true);
     compute_s += *std::max_element(cb.begin(), cb.end()) + *std::max_element(mb.begin(), mb.end());
-    if (cost.compute_bound_s.empty()) {
-      cost.compute_bound_s = cb;
-      cost.memory_bound_s = mb;
-    } else {
-      for (std::size_t c = 0; c < cb.size(); ++c) {
-        cost.compute_bound_s[c] += cb[c];
-        cost.memory_bound_s[c] += mb[c];
-      }
+    cost.busy_s.resize(cb.size(), 0.0);
+    cost.extra_j.resize(cb.size(), 0.0);
+    for (std::size_t c = 0; c < cb.size(); ++c) {
+      cost.busy_s[c] += cb[c] + mb[c];
+      cost.extra_j[c] += cb[c] * extra[0] + mb[c] * extra[1];
     }
     if (i < plan.collectives.size()) {
       workload::Phase ph;
@@ -979,8 +991,8 @@ const LayerCost& Driver::layer_cost(Replica& r, int stage, LayerKind kind, doubl
       for (std::size_t c = 0; c < system::kLinkClassCount; ++c) site_link_bytes_[s][c] += cost.site_link_bytes[s][c];
   // The imbalance wait was not part of the simulated chain: the chips wait it out now.
   if (plan.imbalance_wait_s > 0.0)
-    replay(r.stage_chips[static_cast<std::size_t>(stage)], std::vector<double>(cost.compute_bound_s.size(), 0.0),
-           std::vector<double>(cost.compute_bound_s.size(), 0.0), plan.imbalance_wait_s);
+    replay(r.stage_chips[static_cast<std::size_t>(stage)], std::vector<double>(cost.busy_s.size(), 0.0),
+           std::vector<double>(cost.busy_s.size(), 0.0), plan.imbalance_wait_s);
   return layers_.emplace(key, std::move(cost)).first->second;
 }
 
@@ -1041,18 +1053,18 @@ double Driver::pipeline_send(Replica& r, int stage, double tokens, bool& simulat
   return res.duration_s;
 }
 
-void Driver::replay(const std::vector<int>& chips, const std::vector<double>& cb, const std::vector<double>& mb, double comm_s) {
-  double busy = 0.0;
-  for (std::size_t i = 0; i < chips.size(); ++i) busy = std::max(busy, cb[i] + mb[i]);
-  replay_span(chips, cb, mb, busy + comm_s);
+void Driver::replay(const std::vector<int>& chips, const std::vector<double>& busy, const std::vector<double>& extra_j, double comm_s) {
+  double longest = 0.0;
+  for (std::size_t i = 0; i < chips.size(); ++i) longest = std::max(longest, busy[i]);
+  replay_span(chips, extra_j, longest + comm_s);
 }
 
-void Driver::replay_span(const std::vector<int>& chips, const std::vector<double>& cb, const std::vector<double>& mb, double total) {
+void Driver::replay_span(const std::vector<int>& chips, const std::vector<double>& extra_j, double total) {
   // One parallel task replays the whole stretch: a pacer host times it, and each chip runs at the constant load
-  // whose power, integrated by the energy plugin, gives exactly the energy of its compute-bound seconds at full
-  // power, its memory-bound seconds at memory-bound power and the rest at active power (SimGrid's host_energy:
-  // P = epsilon + load x (max - epsilon) in the compute-bound pstate). The first occurrence of every layer shape
-  // ran as real phases in both pstates (layer_cost()); replaying it this way costs one activity per stretch.
+  // whose power, integrated by the energy plugin, gives exactly the energy of its compute at the power curve's
+  // curve (extra_j above active) and the rest at active power (SimGrid's host_energy: P = epsilon + load x
+  // (max - epsilon)). The first occurrence of every layer shape ran as real phases (layer_cost()); replaying it
+  // this way costs one activity per stretch.
   if (!(total > 0.0)) return;
   const auto& hosts = sim_->platform().chips();
   const double speed = sim_->platform().chip_speed_flops_per_s();
@@ -1064,9 +1076,7 @@ void Driver::replay_span(const std::vector<int>& chips, const std::vector<double
   flops.reserve(chips.size() + 1);
   for (std::size_t i = 0; i < chips.size(); ++i) {
     sg4::Host* h = hosts[static_cast<std::size_t>(chips[i])];
-    if (h->get_pstate() != platform::kComputeBoundPstate) h->set_pstate(platform::kComputeBoundPstate);
-    const double extra_j = cb[i] * (power_.full_w - power_.active_w) + mb[i] * (power_.memory_bound_w - power_.active_w);
-    const double load = span > 0.0 ? std::clamp(extra_j / (span * total), kBackgroundLoad, 1.0) : kBackgroundLoad;
+    const double load = span > 0.0 ? std::clamp(extra_j[i] / (span * total), kBackgroundLoad, 1.0) : kBackgroundLoad;
     hs.push_back(h);
     flops.push_back(load * speed * total);
   }
@@ -1078,7 +1088,7 @@ void Driver::replay_span(const std::vector<int>& chips, const std::vector<double
   sim_->release_pacer(pacer);
 }
 
-bool Driver::cached_cost(Replica& r, const IterationShape& shape, double t0, std::vector<double>& cb, std::vector<double>& mb,
+bool Driver::cached_cost(Replica& r, const IterationShape& shape, double t0, std::vector<double>& busy_s, std::vector<double>& extra,
                          double& time_s) {
   const workload::IterationModel& model = *models_[static_cast<std::size_t>(r.pool)];
   const double tb = bucket(shape.tokens(), v_.memo_buckets_per_octave);
@@ -1095,17 +1105,18 @@ bool Driver::cached_cost(Replica& r, const IterationShape& shape, double t0, std
   const std::size_t n = r.stage_chips[0].size();
   double busy = 0.0, comm = 0.0, flops = 0.0;
   int layers = 0;
+  const double attn_j = extra_j(attn), ends_j = extra_j(ends);
   for (std::size_t k = 0; k < n; ++k) {
-    double c = ends.compute_bound_s, m = ends.memory_bound_s;
+    double b = ends.total(), e = ends_j;
     for (int kind = 0; kind < 2; ++kind) {
       if (!costs[kind]) continue;
       const int count = model.layers(0, static_cast<LayerKind>(kind));
-      c += count * (costs[kind]->compute_bound_s[k] + attn.compute_bound_s);
-      m += count * (costs[kind]->memory_bound_s[k] + attn.memory_bound_s);
+      b += count * (costs[kind]->busy_s[k] + attn.total());
+      e += count * (costs[kind]->extra_j[k] + attn_j);
     }
-    cb[k] += c;
-    mb[k] += m;
-    busy = std::max(busy, c + m);
+    busy_s[k] += b;
+    extra[k] += e;
+    busy = std::max(busy, b);
   }
   for (int kind = 0; kind < 2; ++kind) {
     if (!costs[kind]) continue;
@@ -1132,17 +1143,17 @@ void Driver::fast_scheduler(Replica& r) {
   // iteration-by-iteration path's; only the activities SimGrid handles are fewer.
   constexpr int kMaxStretch = 4096;
   const std::vector<int>& chips = r.stage_chips[0];
-  std::vector<double> cb(chips.size(), 0.0), mb(chips.size(), 0.0);
+  std::vector<double> busy(chips.size(), 0.0), extra(chips.size(), 0.0);
   double span_start = sg4::Engine::get_clock(), t = span_start;
   int stretch = 0;
   auto flush = [&] {
     if (stretch == 0 && !(t > span_start)) return;
     if (span_start > r.busy_until)
       for (int c : r.chips) sg_host_get_consumed_energy(sim_->platform().chips()[static_cast<std::size_t>(c)]);
-    replay_span(chips, cb, mb, t - sg4::Engine::get_clock());
+    replay_span(chips, extra, t - sg4::Engine::get_clock());
     r.busy_until = sg4::Engine::get_clock();
-    std::fill(cb.begin(), cb.end(), 0.0);
-    std::fill(mb.begin(), mb.end(), 0.0);
+    std::fill(busy.begin(), busy.end(), 0.0);
+    std::fill(extra.begin(), extra.end(), 0.0);
     stretch = 0;
     span_start = t = sg4::Engine::get_clock();
   };
@@ -1171,7 +1182,7 @@ void Driver::fast_scheduler(Replica& r) {
                               r.index, r.waiting.front(), requests_[static_cast<std::size_t>(r.waiting.front())].prompt_tokens,
                               r.blocks_total - r.blocks_used, v_.kv_block_tokens));
     double dt = 0.0;
-    if (cached_cost(r, shape, t, cb, mb, dt)) {
+    if (cached_cost(r, shape, t, busy, extra, dt)) {
       t += dt;
       ++stretch;
     } else {
@@ -1206,7 +1217,7 @@ double Driver::execute(Replica& r, const IterationShape& shape) {
   const DeviceWork& attn = attention_cost(r, shape);
   for (int st = 0; st < model.stages(); ++st) {
     const auto& chips = r.stage_chips[static_cast<std::size_t>(st)];
-    std::vector<double> cb(chips.size(), 0.0), mb(chips.size(), 0.0);
+    std::vector<double> busy(chips.size(), 0.0), extra(chips.size(), 0.0);
     double comm = 0.0;
     int layers = 0;
     for (LayerKind kind : {LayerKind::dense, LayerKind::moe}) {
@@ -1218,8 +1229,8 @@ double Driver::execute(Replica& r, const IterationShape& shape) {
       const int replayed = count - (simulated ? 1 : 0);  // a layer simulated just now has already run
       layer_replays_ += replayed;
       for (std::size_t k = 0; k < chips.size(); ++k) {
-        cb[k] += replayed * c.compute_bound_s[k];
-        mb[k] += replayed * c.memory_bound_s[k];
+        busy[k] += replayed * c.busy_s[k];
+        extra[k] += replayed * c.extra_j[k];
       }
       comm += replayed * c.comm_s;
       flops += count * c.model_flops;
@@ -1228,16 +1239,17 @@ double Driver::execute(Replica& r, const IterationShape& shape) {
           for (std::size_t cl = 0; cl < system::kLinkClassCount; ++cl) site_link_bytes_[s][cl] += replayed * c.site_link_bytes[s][cl];
     }
     const DeviceWork& ends = ends_cost(r, st, shape);
+    const double own_j = layers * extra_j(attn) + extra_j(ends);
     for (std::size_t k = 0; k < chips.size(); ++k) {
-      cb[k] += layers * attn.compute_bound_s + ends.compute_bound_s;
-      mb[k] += layers * attn.memory_bound_s + ends.memory_bound_s;
+      busy[k] += layers * attn.total() + ends.total();
+      extra[k] += own_j;
     }
     if (st + 1 < model.stages()) {
       bool sent_now = false;
       const double send = pipeline_send(r, st, tokens, sent_now);
       if (!sent_now) comm += send;
     }
-    replay(chips, cb, mb, comm);
+    replay(chips, busy, extra, comm);
   }
   if (in_window(t0)) {
     flops += model.attention_flops(shape) * s_.model.decoder_layers + model.ends_flops(shape);

@@ -149,6 +149,18 @@ double tile_padded_flops(const KernelOp& op, int matmul_tile) {
   return op.flops;
 }
 
+PeakTimes peak_times(const KernelOp& op, double padded_flops, const catalog::AcceleratorSpec& accel) {
+  PeakTimes p;
+  const double share = 1.0 / std::max(1, accel.devices_per_chip);
+  const bool gemm = op.cls == KernelClass::gemm || op.cls == KernelClass::batched_gemm || op.cls == KernelClass::grouped_gemm;
+  const auto peak = accel.peak_matmul_flops_per_s.find(op.dtype);
+  // A dtype the matrix unit lacks runs on the vector units, which the power curve does not count.
+  if (gemm && peak != accel.peak_matmul_flops_per_s.end() && peak->second > 0.0)
+    p.matrix_s = padded_flops / (share * peak->second);
+  if (accel.hbm_bandwidth_bytes_per_s > 0.0) p.hbm_s = op.bytes / (share * accel.hbm_bandwidth_bytes_per_s);
+  return p;
+}
+
 std::map<std::string, std::string> compute_paths(const ComputeTimeModel& model) {
   const PathCounts counts = model.path_counts();
   std::map<std::string, std::string> out;

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "moesim/platform/platform.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <set>
@@ -14,6 +15,17 @@ namespace moesim::platform {
 using NetPoint = simgrid::kernel::routing::NetPoint;
 using Direction = sg4::LinkInRoute::Direction;
 
+double PowerStates::compute_w(double flop_utilisation, double hbm_utilisation) const {
+  return curve.power_w(flop_utilisation, hbm_utilisation);
+}
+
+double PowerStates::load_for_power(double power_w) const {
+  const double span = full_w - active_w;
+  return span > 0.0 ? std::clamp((power_w - active_w) / span, 0.0, 1.0) : 0.0;
+}
+
+std::string PowerStates::wattage_per_state() const { return fmt::format("{}:{}:{}", idle_w, active_w, full_w); }
+
 PowerStates power_states(const catalog::AcceleratorSpec& accel) {
   PowerStates p;
   const bool chip = accel.power_convention == catalog::PowerConvention::chip;
@@ -22,17 +34,26 @@ PowerStates power_states(const catalog::AcceleratorSpec& accel) {
   p.active_w = accel.active_w + p.host_overhead_w;
   p.full_w = accel.full_w + p.host_overhead_w;
   p.memory_bound_w = (accel.memory_bound_w > 0.0 ? accel.memory_bound_w : accel.full_w) + p.host_overhead_w;
-  p.convention = chip ? fmt::format("chip figures {} / {} / {} W + host overhead {} W per chip", accel.idle_w,
+  p.curve = accel.power_curve().shifted(p.host_overhead_w);
+  p.convention = chip ? fmt::format("chip figures idle {} / active {} / full {} W + host overhead {} W per chip", accel.idle_w,
                                     accel.active_w, accel.full_w, accel.host_overhead_w)
-                      : fmt::format("system figures {} / {} / {} W per chip (host share included)", accel.idle_w,
+                      : fmt::format("system figures idle {} / active {} / full {} W per chip (host share included)", accel.idle_w,
                                     accel.active_w, accel.full_w);
+  p.convention += fmt::format("; computing: active + span x FLOP utilisation / {}", accel.flop_utilisation_at_full_w);
   if (p.memory_bound_w != p.full_w)
-    p.convention += fmt::format("; memory-bound kernels {} W{}", p.memory_bound_w - p.host_overhead_w,
-                                chip ? " + host overhead" : "");
+    p.convention += fmt::format(" + (memory-bound {} W{} - active) x HBM utilisation / {}", p.memory_bound_w - p.host_overhead_w,
+                                chip ? " + host overhead" : "", accel.hbm_utilisation_at_memory_bound_w);
+  else
+    p.convention += fmt::format(" + span x HBM utilisation / {}", accel.hbm_utilisation_at_memory_bound_w);
+  p.convention += ", at most full";
   if (!(p.full_w > 0.0) || p.active_w > p.full_w || p.idle_w > p.active_w || p.memory_bound_w > p.full_w ||
       p.memory_bound_w < p.active_w)
-    throw Error(fmt::format("accelerator '{}': power states must satisfy 0 <= idle <= active <= full, full > 0 "
-                            "(got {} / {} / {} W)", accel.name, p.idle_w, p.active_w, p.full_w));
+    throw Error(fmt::format("accelerator '{}': power states must satisfy 0 <= idle <= active <= memory-bound <= full, full > 0 "
+                            "(got {} / {} / {} / {} W)", accel.name, p.idle_w, p.active_w, p.memory_bound_w, p.full_w));
+  if (!(p.curve.flop_utilisation_at_full_w > 0.0 && p.curve.flop_utilisation_at_full_w <= 1.0) ||
+      !(p.curve.hbm_utilisation_at_memory_bound_w > 0.0 && p.curve.hbm_utilisation_at_memory_bound_w <= 1.0))
+    throw Error(fmt::format("accelerator '{}': the power curve's utilisation anchors must lie in (0, 1] (got {} and {})", accel.name,
+                            p.curve.flop_utilisation_at_full_w, p.curve.hbm_utilisation_at_memory_bound_w));
   return p;
 }
 
@@ -49,17 +70,17 @@ system::LinkClass Platform::link_class(const sg4::Link* link) {
 std::unique_ptr<Platform> Platform::build(const system::Topology& topo, const catalog::AcceleratorSpec& accel,
                                           const PowerStates& power, int pacers) {
   auto p = std::make_unique<Platform>();
-  // Host speed is only the unit of work: a phase of t seconds is t x speed FLOPs.
+  // Host speed is only a unit: a compute phase of t seconds puts load x t x speed FLOPs on a chip and lasts t
+  // (a pacer host times it), so that the chip draws the power curve's value (engine).
   p->chip_speed_ = accel.peak_matmul_flops_per_s.count("bf16") ? accel.peak_matmul_flops_per_s.at("bf16")
                                                                : accel.peak_matmul_flops_per_s.begin()->second;
-  // Two pstates of equal speed: full compute (matrix units busy) and memory-bound kernels.
-  const std::string watts = fmt::format("{}:{}:{}, {}:{}:{}", power.idle_w, power.active_w, power.full_w, power.idle_w,
-                                        power.active_w, power.memory_bound_w);
+  // One pstate; a compute phase's power is the load it puts on the chip (PowerStates::load_for).
+  const std::string watts = power.wattage_per_state();
   p->chips_.assign(static_cast<std::size_t>(topo.chips()), nullptr);
 
   auto* root = sg4::create_full_zone("world");
   auto make_chip = [&](sg4::NetZone* zone, int global, const system::Site& site) {
-    sg4::Host* h = zone->create_host(fmt::format("chip{}", global), std::vector<double>{p->chip_speed_, p->chip_speed_});
+    sg4::Host* h = zone->create_host(fmt::format("chip{}", global), p->chip_speed_);
     h->set_property("wattage_per_state", watts);
     h->set_property("datacenter", site.datacenter);
     p->chips_[static_cast<std::size_t>(global)] = h;

@@ -198,7 +198,8 @@ DeviceWork IterationModel::kernels(const std::vector<KernelOp>& ops) const {
   for (const KernelOp& op : ops) {
     if (op.flops <= 0.0 && op.bytes <= 0.0) continue;
     const perf::KernelTime t = compute_.time(op);
-    (t.memory_s > t.compute_s ? w.memory_bound_s : w.compute_bound_s) += t.time_s;
+    const perf::PeakTimes peak = perf::peak_times(op, t.padded_flops, accel_);
+    (t.memory_s > t.compute_s ? w.memory_bound : w.compute_bound) += KernelWork{t.time_s, peak.matrix_s, peak.hbm_s};
   }
   return w;
 }
@@ -257,16 +258,10 @@ LayerPlan IterationModel::layer(LayerKind kind, double tokens) const {
 
   // Segment 2: residual + norm, then the FFN.
   const DeviceWork norm = kernels({vector_op(KernelClass::elementwise, "ffn.norm_residual", 5.0 * tr * d * act_b_, 8.0 * tr * d)});
-  for (auto& w : seg) {
-    w.memory_bound_s += norm.memory_bound_s;
-    w.compute_bound_s += norm.compute_bound_s;
-  }
+  for (auto& w : seg) w += norm;
   const double mats = ffn_mats(m);
   auto add_all = [&](const DeviceWork& x) {
-    for (auto& w : seg) {
-      w.memory_bound_s += x.memory_bound_s;
-      w.compute_bound_s += x.compute_bound_s;
-    }
+    for (auto& w : seg) w += x;
   };
   if (kind == LayerKind::dense) {
     const double f = m.d_ff / tp;
@@ -299,7 +294,7 @@ LayerPlan IterationModel::layer(LayerKind kind, double tokens) const {
     // draw over the stage's tokens. Averaged over a few seeded draws (the cost is memoised per token count).
     const int draws = std::max(1, std::min(4, moe_layers_per_stage_.empty() ? 1 : moe_layers_per_stage_.front()));
     const double draw_tokens = pool_.expert > 1 ? tokens : tr;
-    std::vector<double> mean_expert(static_cast<std::size_t>(per_stage), 0.0), mean_mem(static_cast<std::size_t>(per_stage), 0.0);
+    std::vector<DeviceWork> mean_expert(static_cast<std::size_t>(per_stage));
     double mean_max = 0.0;
     const double local = ex.local_experts;
     for (int dr = 0; dr < draws; ++dr) {
@@ -346,15 +341,14 @@ LayerPlan IterationModel::layer(LayerKind kind, double tokens) const {
         const DeviceWork w = kernels({grouped("moe.expert_up", (mats - 1.0) * ex.width, d),
                                       vector_op(KernelClass::elementwise, "moe.expert_act", mats * rows * ex.width * act_b_, 8.0 * rows * ex.width),
                                       grouped("moe.expert_down", d, ex.width)});
-        mean_expert[static_cast<std::size_t>(dev)] += w.compute_bound_s / draws;
-        mean_mem[static_cast<std::size_t>(dev)] += w.memory_bound_s / draws;
+        mean_expert[static_cast<std::size_t>(dev)] += w.scaled(1.0 / draws);
         worst = std::max(worst, w.total());
       }
       mean_max += worst / draws;
     }
     double max_mean = 0.0;
     for (int dev = 0; dev < per_stage; ++dev)
-      max_mean = std::max(max_mean, mean_expert[static_cast<std::size_t>(dev)] + mean_mem[static_cast<std::size_t>(dev)]);
+      max_mean = std::max(max_mean, mean_expert[static_cast<std::size_t>(dev)].total());
     plan.imbalance_wait_s = std::max(0.0, mean_max - max_mean);
     plan.model_flops += 2.0 * tokens * k * mats * d * m.expert_d_ff;
 
@@ -373,7 +367,7 @@ LayerPlan IterationModel::layer(LayerKind kind, double tokens) const {
     auto expert_segment = [&] {
       std::vector<DeviceWork> v(static_cast<std::size_t>(per_stage));
       for (int dev = 0; dev < per_stage; ++dev)
-        v[static_cast<std::size_t>(dev)] = {mean_expert[static_cast<std::size_t>(dev)], mean_mem[static_cast<std::size_t>(dev)]};
+        v[static_cast<std::size_t>(dev)] = mean_expert[static_cast<std::size_t>(dev)];
       return v;
     };
     if (pool_.expert > 1) {
@@ -399,8 +393,8 @@ LayerPlan IterationModel::layer(LayerKind kind, double tokens) const {
     } else {
       const std::vector<DeviceWork> experts = expert_segment();
       for (int dev = 0; dev < per_stage; ++dev) {
-        seg[static_cast<std::size_t>(dev)].compute_bound_s += experts[static_cast<std::size_t>(dev)].compute_bound_s + comb.compute_bound_s;
-        seg[static_cast<std::size_t>(dev)].memory_bound_s += experts[static_cast<std::size_t>(dev)].memory_bound_s + comb.memory_bound_s;
+        seg[static_cast<std::size_t>(dev)] += experts[static_cast<std::size_t>(dev)];
+        seg[static_cast<std::size_t>(dev)] += comb;
       }
       if (tensor_collective(CollectiveOp::all_reduce, tr * d * act_b_)) {
         plan.segments.push_back(std::move(seg));
@@ -410,10 +404,7 @@ LayerPlan IterationModel::layer(LayerKind kind, double tokens) const {
   }
   // Residual add closes the layer.
   const DeviceWork residual = kernels({vector_op(KernelClass::elementwise, "residual", 3.0 * tr * d * act_b_, tr * d)});
-  for (auto& w : seg) {
-    w.memory_bound_s += residual.memory_bound_s;
-    w.compute_bound_s += residual.compute_bound_s;
-  }
+  for (auto& w : seg) w += residual;
   plan.segments.push_back(std::move(seg));
   return plan;
 }

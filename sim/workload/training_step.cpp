@@ -33,6 +33,16 @@ std::string to_string(CollectiveOp op) {
   return "?";
 }
 
+double ComputeWork::flop_utilisation() const {
+  const double busy = std::accumulate(time_s.begin(), time_s.end(), 0.0);
+  return busy > 0.0 ? matrix_s / busy : 0.0;
+}
+
+double ComputeWork::hbm_utilisation() const {
+  const double busy = std::accumulate(time_s.begin(), time_s.end(), 0.0);
+  return busy > 0.0 ? hbm_s / busy : 0.0;
+}
+
 PhaseId add_phase(StepGraph& g, Phase p, const std::vector<PhaseId>& after) {
   PhaseId v = boost::add_vertex(std::move(p), g);
   for (PhaseId a : after) boost::add_edge(a, v, g);
@@ -53,13 +63,17 @@ struct LayerDesc {
   int moe_index = 0;  ///< global MoE layer number (routing popularity)
 };
 
-/** Time and FLOPs of a list of kernels on one device. */
+/** Time, FLOPs and peak times (perf::PeakTimes, for the power curve) of a list of kernels on one device. */
 struct Cost {
   double time_s = 0.0;
   double hw_flops = 0.0;
+  double matrix_s = 0.0;
+  double hbm_s = 0.0;
   Cost& operator+=(const Cost& o) {
     time_s += o.time_s;
     hw_flops += o.hw_flops;
+    matrix_s += o.matrix_s;
+    hbm_s += o.hbm_s;
     return *this;
   }
 };
@@ -74,9 +88,12 @@ class Accum {
     kinds_[kind] += c.time_s;
     hw_ += c.hw_flops * static_cast<double>(time_.size());
     model_ += model_flops_per_device * static_cast<double>(time_.size());
+    matrix_ += c.matrix_s * static_cast<double>(time_.size());
+    hbm_ += c.hbm_s * static_cast<double>(time_.size());
     empty_ = false;
   }
-  void add_per_device(const std::string& kind, const std::vector<double>& t, double hw_sum, double model_sum) {
+  /** Per-device times; `sum` holds the FLOPs and peak times summed over the devices (its time_s is unused). */
+  void add_per_device(const std::string& kind, const std::vector<double>& t, const Cost& sum, double model_sum) {
     double mean = 0.0;
     for (std::size_t i = 0; i < time_.size(); ++i) {
       time_[i] += t[i];
@@ -85,8 +102,10 @@ class Accum {
     mean /= static_cast<double>(time_.size());
     if (mean <= 0.0) return;
     kinds_[kind] += mean;
-    hw_ += hw_sum;
+    hw_ += sum.hw_flops;
     model_ += model_sum;
+    matrix_ += sum.matrix_s;
+    hbm_ += sum.hbm_s;
     empty_ = false;
   }
   bool empty() const { return empty_; }
@@ -97,9 +116,11 @@ class Accum {
     w.kind_time_s = kinds_;
     w.hardware_flops = hw_;
     w.model_flops = model_;
+    w.matrix_s = matrix_;
+    w.hbm_s = hbm_;
     std::fill(time_.begin(), time_.end(), 0.0);
     kinds_.clear();
-    hw_ = model_ = 0.0;
+    hw_ = model_ = matrix_ = hbm_ = 0.0;
     empty_ = true;
     return w;
   }
@@ -107,7 +128,7 @@ class Accum {
  private:
   std::vector<double> time_;
   std::map<std::string, double> kinds_;
-  double hw_ = 0.0, model_ = 0.0;
+  double hw_ = 0.0, model_ = 0.0, matrix_ = 0.0, hbm_ = 0.0;
   bool empty_ = true;
 };
 
@@ -161,7 +182,8 @@ class Builder {
       if (it != cache_.end()) return it->second;
     }
     const perf::KernelTime t = ctx_.compute.time(op);
-    Cost c{t.time_s, t.padded_flops};
+    const perf::PeakTimes peak = perf::peak_times(op, t.padded_flops, ctx_.accel);
+    Cost c{t.time_s, t.padded_flops, peak.matrix_s, peak.hbm_s};
     if (op.group_m.empty()) cache_.emplace(key, c);
     return c;
   }
@@ -566,7 +588,8 @@ void Builder::moe_ffn(Stream& st, const LayerDesc& L, double tok, Pass pass, con
   // Expert FFN on each device: grouped GEMM over its local experts.
   const auto& devices = st.devices;
   std::vector<double> times(devices.size(), 0.0);
-  double hw_sum = 0.0, model_sum = 0.0;
+  Cost sum;
+  double model_sum = 0.0;
   std::map<std::vector<double>, Cost> by_shape;
   for (std::size_t i = 0; i < devices.size(); ++i) {
     const int dev = devices[i];
@@ -608,10 +631,10 @@ void Builder::moe_ffn(Stream& st, const LayerDesc& L, double tok, Pass pass, con
       it = by_shape.emplace(gm, c).first;
     }
     times[i] = it->second.time_s;
-    hw_sum += it->second.hw_flops;
+    sum += it->second;
     model_sum += 2.0 * assigned * (mats + 1.0) * d * f * model_mult(pass);
   }
-  st.acc.add_per_device(kind_for("compute.expert_ffn", pass), times, hw_sum, model_sum);
+  st.acc.add_per_device(kind_for("compute.expert_ffn", pass), times, sum, model_sum);
   tensor_collective(st, CollectiveOp::reduce_scatter, expert_rows, label + " expert TP reduce-scatter");
 
   a2a("moe combine all-to-all");

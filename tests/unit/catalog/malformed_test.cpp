@@ -92,6 +92,30 @@ TEST_CASE("catalog::load_accelerator_file: malformed profiles name file, line, k
     CHECK(e.line() == t::line_of(t::data("bad/accel_power_order.yaml"), "active_w:"));
     CHECK(contains(e.message(), "exceeds full_w"));
   }
+  SECTION("a power-curve utilisation above 1 names the key and the allowed range") {
+    const auto e = accel_error("accel_curve_above_one");
+    CHECK(e.key() == "flop_utilisation_at_full_w");
+    CHECK(e.line() == t::line_of(t::data("bad/accel_curve_above_one.yaml"), "flop_utilisation_at_full_w:"));
+    CHECK(contains(e.message(), "(0, 1]"));
+    CHECK(contains(e.message(), "1.2"));
+  }
+  SECTION("a power-curve utilisation of 0") {
+    const auto e = accel_error("accel_curve_zero");
+    CHECK(e.key() == "hbm_utilisation_at_memory_bound_w.value");
+    CHECK(e.line() == t::line_of(t::data("bad/accel_curve_zero.yaml"), "hbm_utilisation_at_memory_bound_w:"));
+    CHECK(contains(e.message(), "> 0"));
+  }
+  SECTION("memory-bound power below active power: the curve would fall with HBM traffic") {
+    const auto e = accel_error("accel_curve_memory_below_active");
+    CHECK(e.key() == "memory_bound_w");
+    CHECK(e.line() == t::line_of(t::data("bad/accel_curve_memory_below_active.yaml"), "memory_bound_w:"));
+    CHECK(contains(e.message(), "between active_w (120) and full_w (300)"));
+  }
+  SECTION("a misspelt power-curve key suggests the allowed one") {
+    const auto e = accel_error("accel_curve_misspelt");
+    CHECK(e.key() == "flop_utilization_at_full_w");
+    CHECK(contains(e.message(), "did you mean 'flop_utilisation_at_full_w'"));
+  }
   SECTION("a TPU-only key on a GPU") {
     const auto e = accel_error("accel_foreign_key");
     CHECK(e.key() == "pod_dims");

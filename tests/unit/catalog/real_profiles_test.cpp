@@ -46,6 +46,41 @@ TEST_CASE("catalog::Catalog: loads the eight shipped accelerators", "[catalog]")
   }
 }
 
+TEST_CASE("catalog::AcceleratorSpec: each power curve runs from its measured floor to its measured maximum", "[catalog][power]") {
+  for (const auto& kv : real().accelerators()) {
+    const auto& a = kv.second;
+    INFO(a.name);
+    // End points: nothing achieved = active_w (= idle_w on GPUs held at P0); the matrix units at their
+    // full-power utilisation, or everything at its peak = the measured maximum.
+    CHECK(a.compute_power_w(0.0, 0.0) == a.active_w);
+    CHECK(a.compute_power_w(a.flop_utilisation_at_full_w, 0.0) == Approx(a.full_w));
+    CHECK(a.compute_power_w(1.0, 1.0) == Approx(a.full_w));
+    CHECK(a.compute_power_w(0.0, a.hbm_utilisation_at_memory_bound_w) == Approx(a.memory_bound_w));
+    CHECK(a.idle_w <= a.compute_power_w(0.0, 0.0));
+    // Monotone in both utilisations, never above the maximum.
+    for (int i = 0; i < 10; ++i)
+      for (int j = 0; j < 10; ++j) {
+        const double uf = i / 10.0, um = j / 10.0, p = a.compute_power_w(uf, um);
+        CHECK(a.compute_power_w(uf + 0.1, um) >= p);
+        CHECK(a.compute_power_w(uf, um + 0.1) >= p);
+        CHECK(p <= a.full_w + 1e-9);
+      }
+    CHECK(a.flop_utilisation_at_full_w > 0.0);
+    CHECK(a.flop_utilisation_at_full_w <= 1.0);
+    if (a.full_w > a.active_w) {
+      CHECK(a.sources.count("flop_utilisation_at_full_w") == 1);
+      CHECK(a.sources.count("hbm_utilisation_at_memory_bound_w") == 1);
+    }
+  }
+  SECTION("a TPU v3 job's system power rises with its achieved utilisation") {
+    const auto& v3 = real().accelerator("tpu_v3");
+    const double host = v3.host_overhead_w;
+    CHECK(v3.compute_power_w(0.0, 0.0) + host == Approx(238.0));  // communicating or waiting
+    CHECK(v3.compute_power_w(0.85, 0.0) + host == Approx(325.0));  // dense matmuls at GShard's ceiling
+    CHECK(v3.compute_power_w(0.3, 0.0) < v3.compute_power_w(0.6, 0.0));
+  }
+}
+
 TEST_CASE("catalog::AcceleratorSpec: every numeric field that is set has a non-empty source", "[catalog]") {
   for (const auto& kv : real().accelerators()) {
     const auto& a = kv.second;
@@ -107,17 +142,23 @@ TEST_CASE("catalog::AcceleratorSpec: power conventions and published power figur
     CHECK(v2.active_w == 221.0);  // Patterson et al. 2021 Table 3
     CHECK(v2.tdp_w == 280.0);
   }
-  SECTION("TPU v3/v4 use Cloud TPU measured chip min/mean/max") {
+  SECTION("TPU v3/v4: idle, then the production applications' min and max (Jouppi et al. ISCA 2023 Table 4)") {
     CHECK(v3.power_convention == PowerConvention::chip);
     CHECK(v3.idle_w == 123.0);
-    CHECK(v3.active_w == 220.0);
+    CHECK(v3.active_w == 175.0);
     CHECK(v3.full_w == 262.0);
     CHECK(v3.tdp_w == 450.0);
     CHECK(v4.idle_w == 90.0);
-    CHECK(v4.active_w == 170.0);
+    CHECK(v4.active_w == 121.0);
     CHECK(v4.full_w == 192.0);
-    // host share derived so that chip mean + host = Patterson's 283 W system average for TPU v3
-    CHECK(v3.active_w + v3.host_overhead_w == Approx(283.0));
+    // The curves pass through the production means (220 W, 170 W) at 44 % and 59 % of peak.
+    CHECK(v3.compute_power_w(0.44, 0.0) == Approx(220.0).margin(0.5));
+    CHECK(v4.compute_power_w(0.587, 0.0) == Approx(170.0).margin(0.5));
+    // Host shares: system average minus mean chip power, Patterson's 283 W fleet figure for TPU v3,
+    // GLaM's measured 326 W for TPU v4 (not copied from v3).
+    CHECK(220.0 + v3.host_overhead_w == Approx(283.0));
+    CHECK(170.0 + v4.host_overhead_w == Approx(326.0));
+    CHECK(v4.host_overhead_w != v3.host_overhead_w);
   }
   SECTION("GPUs are chip convention with a host share and full = TDP") {
     for (const auto& name : {"v100", "a100", "h100", "h200"}) {

@@ -34,18 +34,26 @@ class StepBuilder {
     step_.start = workload::add_phase(step_.graph, start, {});
   }
   PhaseId start() const { return step_.start; }
-  /** Compute phase: device `devices[i]` busy for `time_s[i]` seconds, attributed to `kind`. */
+  /** Compute phase: device `devices[i]` busy for `time_s[i]` seconds, attributed to `kind`, achieving
+   *  `flop_utilisation` of the matrix units' peak and `hbm_utilisation` of the HBM bandwidth while busy
+   *  (defaults: the matrix units at their peak, which the fixtures' power curves put at full power). */
   PhaseId compute(const std::vector<int>& devices, const std::vector<double>& time_s, const std::string& kind,
-                  const std::vector<PhaseId>& after, const std::string& label = "compute") {
+                  const std::vector<PhaseId>& after, const std::string& label = "compute", double flop_utilisation = 1.0,
+                  double hbm_utilisation = 0.0) {
     Phase p;
     p.type = Phase::Type::compute;
     p.kind = "compute";
     p.label = label;
     p.compute.devices = devices;
     p.compute.time_s = time_s;
-    double mean = 0.0;
-    for (double t : time_s) mean += t / static_cast<double>(time_s.size());
+    double mean = 0.0, busy = 0.0;
+    for (double t : time_s) {
+      mean += t / static_cast<double>(time_s.size());
+      busy += t;
+    }
     p.compute.kind_time_s[kind] = mean;
+    p.compute.matrix_s = flop_utilisation * busy;
+    p.compute.hbm_s = hbm_utilisation * busy;
     return workload::add_phase(step_.graph, p, after);
   }
   PhaseId collective(const workload::CollectiveWork& w, const std::string& kind, const std::vector<PhaseId>& after,
@@ -73,7 +81,7 @@ inline nlohmann::json to_json(const StepResult& r) {
   nlohmann::json trace = nlohmann::json::array();
   for (const auto& p : r.trace)
     trace.push_back({{"label", p.label}, {"kind", p.kind}, {"start_s", p.start_s}, {"end_s", p.end_s}, {"critical", p.on_critical_path},
-                     {"memoized", p.memoized}});
+                     {"memoized", p.memoized}, {"power_w", p.power_w}});
   nlohmann::json links = nlohmann::json::array();
   for (const auto& s : r.site_link_bytes) links.push_back(std::vector<double>(s.begin(), s.end()));
   return {{"duration_s", r.duration_s},

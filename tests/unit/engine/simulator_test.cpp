@@ -8,6 +8,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <cmath>
+#include <utility>
+
 #include "engine_test_support.hpp"
 
 using moesim::scenario::SplitKind;
@@ -68,6 +71,67 @@ TEST_CASE("engine::Simulator: a compute phase takes its time and draws full powe
     })[0];
     // 1 GPU x 2 s x (700 + 50) W + 7 GPUs x 2 s x (150 + 50) W.
     CHECK(r["site_energy_j"][0].get<double>() == Approx(2.0 * 750 + 7 * 2.0 * 200).epsilon(kRel));
+  }
+}
+
+TEST_CASE("engine::Simulator: a compute phase draws the power curve at its achieved utilisation", "[engine][energy][power]") {
+  // Fixture curve (system convention, no host overhead): active 150 W, full 400 W reached at 80 % of the
+  // matrix peak, memory-bound 250 W at 50 % of the HBM bandwidth. P = 150 + min(250, 250 u_f / 0.8 + 100 u_m / 0.5).
+  // The energy plugin integrates the curve exactly (the chips' load sets it; PowerStates::load_for).
+  auto a = t::torus_chip();
+  a.ici_latency_s = 0.0;
+  a.flop_utilisation_at_full_w = 0.8;
+  a.memory_bound_w = 250;
+  a.hbm_utilisation_at_memory_bound_w = 0.5;
+  const t::Fixture f(t::scenario_for("torus_2d", {2, 2}, t::par(1, 4)), a);
+  // Two of the four chips compute for 0.5 s at the given utilisations; the other two wait at active power.
+  auto energy = [&](double u_flop, double u_hbm) {
+    const json r = et::simulate(f, [u_flop, u_hbm] {
+      et::StepBuilder b;
+      const auto c = b.compute({0, 1}, {0.5, 0.5}, "compute.test", {b.start()}, "compute", u_flop, u_hbm);
+      return b.finish({c});
+    })[0];
+    CHECK(r["duration_s"].get<double>() == Approx(0.5).epsilon(kRel));
+    return std::make_pair(r["site_energy_j"][0].get<double>(), r["trace"][0]["power_w"].get<double>());
+  };
+  auto want = [](double chip_w) { return 2 * 0.5 * chip_w + 2 * 0.5 * 150; };
+  SECTION("matrix units at half their full-power utilisation: halfway between active and full") {
+    const auto [e, p] = energy(0.4, 0.0);
+    CHECK(p == Approx(275.0));
+    CHECK(e == Approx(want(275.0)).epsilon(kRel));
+  }
+  SECTION("HBM only: the memory-bound line") {
+    CHECK(energy(0.0, 0.25).first == Approx(want(200.0)).epsilon(kRel));
+    CHECK(energy(0.0, 0.5).first == Approx(want(250.0)).epsilon(kRel));
+  }
+  SECTION("matrix and HBM work add; the curve stops at full power") {
+    CHECK(energy(0.4, 0.25).first == Approx(want(325.0)).epsilon(kRel));
+    CHECK(energy(0.8, 0.0).first == Approx(want(400.0)).epsilon(kRel));
+    CHECK(energy(1.0, 1.0).first == Approx(want(400.0)).epsilon(kRel));
+  }
+  SECTION("nothing achieved: active power, the curve's low end") {
+    CHECK(energy(0.0, 0.0).first == Approx(want(150.0)).epsilon(kRel));
+  }
+  SECTION("a phase at low achieved utilisation draws less than one at high") {
+    const double low = energy(0.2, 0.05).first, high = energy(0.6, 0.05).first;
+    CHECK(low < high);
+    CHECK(high - low == Approx(2 * 0.5 * 250 * 0.4 / 0.8).epsilon(1e-6));  // 2 chips x 0.5 s x 125 W
+  }
+  SECTION("anywhere on the curve, not only at round values") {
+    const double exact_w = 150 + 250 * 0.401 / 0.8 + 100 * 0.013 / 0.5;  // 278.0125 W
+    const auto [e, p] = energy(0.401, 0.013);
+    CHECK(p == Approx(exact_w));
+    CHECK(e == Approx(want(exact_w)).epsilon(kRel));
+  }
+  SECTION("imbalance: a chip busy part of the phase draws the curve while busy, active power after") {
+    const json r = et::simulate(f, [] {
+      et::StepBuilder b;
+      const auto c = b.compute({0, 1}, {0.5, 0.2}, "compute.test", {b.start()}, "compute", 0.4, 0.0);
+      return b.finish({c});
+    })[0];
+    CHECK(r["duration_s"].get<double>() == Approx(0.5).epsilon(kRel));
+    const double expect = 0.5 * 275 + (0.2 * 275 + 0.3 * 150) + 2 * 0.5 * 150;
+    CHECK(r["site_energy_j"][0].get<double>() == Approx(expect).epsilon(kRel));
   }
 }
 

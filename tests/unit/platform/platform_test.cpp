@@ -6,6 +6,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <sstream>
 
@@ -37,8 +39,9 @@ int torus_hops(const moesim::system::Topology& topo, int a, int b) {
 
 std::vector<std::string> strings(const json& j) { return j.get<std::vector<std::string>>(); }
 
-/** "a:b:c" -> {a, b, c} */
-std::vector<double> watts(const std::string& s) {
+/** "a:b:c, d:e:f" -> {a, b, c, d, e, f} */
+std::vector<double> watts(std::string s) {
+  std::replace(s.begin(), s.end(), ',', ':');
   std::vector<double> out;
   std::stringstream in(s);
   for (std::string part; std::getline(in, part, ':');) out.push_back(std::strtod(part.c_str(), nullptr));
@@ -217,7 +220,7 @@ TEST_CASE("platform::Platform: chip hosts carry the power states and the chip sp
       json chips = json::array();
       for (auto* h : p->chips())
         chips.push_back({{"watts", h->get_property("wattage_per_state")}, {"dc", h->get_property("datacenter")}, {"speed", h->get_speed()},
-                         {"pstates", h->get_pstate_count()}, {"speed1", h->get_pstate_speed(1)}});
+                         {"pstates", h->get_pstate_count()}});
       out["chips"] = chips;
       out["border"] = p->border(0)->get_property("wattage_per_state");
       json pacers = json::array();
@@ -229,11 +232,10 @@ TEST_CASE("platform::Platform: chip hosts carry the power states and the chip sp
     const auto ps = power_states(accel);
     REQUIRE(r["chips"].size() == static_cast<std::size_t>(f.topo.chips()));
     for (const json& c : r["chips"]) {
-      // Two pstates of the same speed: compute-bound (full) and memory-bound kernels.
-      CHECK(c["watts"].get<std::string>() == fmt::format("{}:{}:{}, {}:{}:{}", ps.idle_w, ps.active_w, ps.full_w, ps.idle_w,
-                                                         ps.active_w, ps.memory_bound_w));
-      CHECK(c["pstates"] == 2);
-      CHECK(c["speed1"].get<double>() == c["speed"].get<double>());
+      // One pstate: idle, active (a compute phase that achieves nothing), full (the measured maximum); the
+      // engine sets a compute phase's power through the load it puts on the chip.
+      CHECK(watts(c["watts"]) == std::vector<double>{ps.idle_w, ps.active_w, ps.full_w});
+      CHECK(c["pstates"] == 1);
       CHECK(c["dc"] == "dc_a");
       CHECK(c["speed"].get<double>() == accel.peak_matmul_flops_per_s.at("bf16"));
     }
@@ -241,6 +243,48 @@ TEST_CASE("platform::Platform: chip hosts carry the power states and the chip sp
     CHECK(watts(r["border"]) == std::vector<double>{0.0, 0.0});
     CHECK(r["pacers"].size() == 3);
     for (const json& w : r["pacers"]) CHECK(watts(w) == std::vector<double>{0.0, 0.0});
+  }
+}
+
+TEST_CASE("platform::PowerStates: the power curve with the host overhead, and the load that draws it", "[platform][power]") {
+  auto a = t::gpu(4);  // chip convention: active 150, full 700 W + 50 W host overhead
+  a.flop_utilisation_at_full_w = 0.8;
+  a.memory_bound_w = 480;
+  a.hbm_utilisation_at_memory_bound_w = 0.9;
+  const auto p = power_states(a);
+  SECTION("the curve carries the host overhead and keeps its end points") {
+    CHECK(p.compute_w(0.0, 0.0) == 200.0);
+    CHECK(p.compute_w(0.8, 0.0) == Approx(750.0));
+    CHECK(p.compute_w(0.0, 0.9) == Approx(530.0));
+    CHECK(p.compute_w(0.4, 0.45) == Approx(200.0 + 550.0 * 0.5 + 330.0 * 0.5));
+    CHECK(p.compute_w(1.0, 1.0) == Approx(750.0));
+    CHECK(p.compute_w(-0.5, -0.5) == 200.0);
+  }
+  SECTION("host_energy at the load draws the curve: active + load x (full - active)") {
+    for (int i = 0; i <= 20; ++i) {
+      const double u = i / 20.0, load = p.load_for(u, 0.3);
+      CHECK(load >= 0.0);
+      CHECK(load <= 1.0);
+      CHECK(p.active_w + load * (p.full_w - p.active_w) == Approx(p.compute_w(u, 0.3)));
+    }
+    CHECK(p.load_for(0.0, 0.0) == 0.0);
+    CHECK(p.load_for(0.8, 0.0) == 1.0);
+    CHECK(p.load_for_power(10000.0) == 1.0);
+  }
+  SECTION("a flat curve (no measured rise) puts no load") {
+    auto flat = a;
+    flat.active_w = flat.full_w = flat.memory_bound_w = 400;
+    const auto f = power_states(flat);
+    CHECK(f.compute_w(0.7, 0.2) == 450.0);
+    CHECK(f.load_for(0.7, 0.2) == 0.0);
+  }
+  SECTION("utilisation anchors outside (0, 1] are an error naming the accelerator") {
+    auto bad = a;
+    bad.flop_utilisation_at_full_w = 0.0;
+    CHECK_THROWS_WITH(power_states(bad), Catch::Contains("fixture_gpu") && Catch::Contains("(0, 1]"));
+    bad = a;
+    bad.hbm_utilisation_at_memory_bound_w = 1.5;
+    CHECK_THROWS_WITH(power_states(bad), Catch::Contains("(0, 1]"));
   }
 }
 
@@ -267,10 +311,13 @@ TEST_CASE("platform::power_states: host overhead only for chip-convention figure
     auto bad = a;
     bad.idle_w = 200;  // idle > active
     CHECK_THROWS_AS(power_states(bad), moesim::Error);
-    CHECK_THROWS_WITH(power_states(bad), Catch::Contains("fixture_gpu") && Catch::Contains("0 <= idle <= active <= full"));
+    CHECK_THROWS_WITH(power_states(bad), Catch::Contains("fixture_gpu") && Catch::Contains("0 <= idle <= active <= memory-bound <= full"));
     bad = a;
     bad.active_w = 800;  // active > full
-    CHECK_THROWS_WITH(power_states(bad), Catch::Contains("0 <= idle <= active <= full"));
+    CHECK_THROWS_WITH(power_states(bad), Catch::Contains("0 <= idle <= active <= memory-bound <= full"));
+    bad = a;
+    bad.memory_bound_w = 120;  // memory-bound below active: the curve would fall with HBM traffic
+    CHECK_THROWS_WITH(power_states(bad), Catch::Contains("memory-bound"));
     bad = a;
     bad.full_w = 0;
     bad.active_w = 0;

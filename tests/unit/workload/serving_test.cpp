@@ -312,7 +312,20 @@ TEST_CASE("workload::IterationModel: collectives of each layout and the cost of 
     a.decode_context = 64 * 1000.0;
     b.decode_context = 64 * 8000.0;
     const auto ta = m.attention(a).front(), tb = m.attention(b).front();
-    CHECK(ta.compute_bound_s == 0.0);
-    CHECK(tb.memory_bound_s > 6.0 * ta.memory_bound_s);
+    CHECK(ta.compute_bound.time_s == 0.0);
+    CHECK(tb.memory_bound.time_s > 6.0 * ta.memory_bound.time_s);
+    // It keeps the HBM busy and the matrix units nearly idle, which sets its power (the curve's memory term).
+    CHECK(tb.memory_bound.hbm_utilisation() > 0.5);
+    CHECK(tb.memory_bound.hbm_utilisation() <= 0.9 + 1e-9);  // the roofline's HBM ceiling (efficiency.yaml)
+    CHECK(tb.memory_bound.flop_utilisation() < 0.1);
+  }
+  SECTION("a large prefill's projections are compute-bound and keep the matrix units busy") {
+    const auto s = scenario(base + "  pools:\n    - {replicas: 8}\n");
+    const IterationModel m(s, s.serving->pools[0], accel, compute);
+    const auto plan = m.layer(LayerKind::dense, 8192);
+    const auto& w = plan.segments.front().front();
+    CHECK(w.compute_bound.flop_utilisation() > 0.5);
+    CHECK(w.compute_bound.flop_utilisation() <= 0.807 + 1e-9);  // the GEMM ceiling (efficiency.yaml gpu gemm)
+    CHECK(w.compute_bound.flop_utilisation() > w.memory_bound.flop_utilisation());
   }
 }

@@ -164,6 +164,32 @@ TEST_CASE("workload::StepBuilder: model FLOPs of a dense decoder match 6 N T + a
   }
 }
 
+TEST_CASE("workload::StepBuilder: compute phases carry the utilisation that sets their power", "[workload][step][power]") {
+  const int L = 4, d = 512, s = 512, V = 32000;
+  const t::StepFixture f(t::load(t::scenario_yaml(decoder(L, d, 8, V, s, "  experts: 8\n  moe_every: 2\n  top_k: 2\n"), "h100",
+                                                  8, "  expert: 8\n", 16.0 * s)));
+  const BuiltStep b = f.build(false);
+  const double peak = 989e12;  // H100 bf16 datasheet peak per device (profiles/accelerators/h100.yaml)
+  double matrix_flops = 0.0;
+  int phases = 0;
+  for (const Phase* p : t::all_phases(b.graph)) {
+    if (p->type != Phase::Type::compute) continue;
+    ++phases;
+    INFO(p->label);
+    // The roofline never runs a kernel faster than its class ceiling (efficiency.yaml gpu: GEMMs 0.807 of
+    // the matrix peak, streaming 0.90 of the HBM bandwidth), so neither can a phase.
+    CHECK(p->compute.flop_utilisation() >= 0.0);
+    CHECK(p->compute.flop_utilisation() <= 0.807 + 1e-9);
+    CHECK(p->compute.hbm_utilisation() > 0.0);
+    CHECK(p->compute.hbm_utilisation() <= 0.90 + 1e-9);
+    matrix_flops += p->compute.matrix_s * peak;
+  }
+  CHECK(phases > 0);
+  // Matrix-unit FLOPs are the hardware FLOPs less the small vector work (norms, softmax, activations, router).
+  CHECK(matrix_flops <= b.stats.hardware_flops * (1 + 1e-9));
+  CHECK(matrix_flops == Approx(b.stats.hardware_flops).epsilon(0.03));
+}
+
 TEST_CASE("workload::StepBuilder: model FLOPs of a dropless MoE decoder count the top-k experts", "[workload][step]") {
   const int L = 4, d = 512, h = 8, s = 512, V = 32000, E = 8, k = 2, fe = 1024;
   const double T = 16.0 * s;

@@ -19,6 +19,29 @@ enum class DispatchStyle { einsum, gather };
  *  al. 2021's "measured system power". The energy layer adds host_overhead_w only for `chip`. */
 enum class PowerConvention { chip, system };
 
+/** A chip's power while it computes, as a function of what its matrix units and its HBM achieve (W):
+ *
+ *    P(u_flop, u_hbm) = active_w + min(full_w - active_w,
+ *                                      (full_w - active_w) u_flop / flop_utilisation_at_full_w
+ *                                      + (memory_bound_w - active_w) u_hbm / hbm_utilisation_at_memory_bound_w)
+ *
+ *  u_flop: matrix-unit FLOPs achieved / datasheet peak; u_hbm: HBM bytes achieved / datasheet bandwidth, both
+ *  averaged over the time the chip is busy. Dynamic power grows with the work the matrix units and the memory
+ *  do (an energy per FLOP and one per byte, which add) up to the measured maximum. End points: P(0, 0) =
+ *  active_w (a job on the chip, nothing achieved); P = full_w from u_flop = flop_utilisation_at_full_w on;
+ *  P(0, hbm_utilisation_at_memory_bound_w) = memory_bound_w. Monotone in both; negative inputs count as 0. */
+struct PowerCurve {
+  double active_w = 0.0;
+  double full_w = 0.0;
+  double memory_bound_w = 0.0;
+  double flop_utilisation_at_full_w = 1.0;
+  double hbm_utilisation_at_memory_bound_w = 1.0;
+
+  double power_w(double flop_utilisation, double hbm_utilisation) const;
+  /** The same curve with `w` added to every figure (a per-chip host overhead). */
+  PowerCurve shifted(double w) const;
+};
+
 /** One accelerator of the catalog (profiles/accelerators/NAME.yaml). All figures are per chip and SI.
  *  Every numeric field has an entry in `sources` (field name -> citation). */
 struct AcceleratorSpec {
@@ -61,14 +84,26 @@ struct AcceleratorSpec {
   double collective_overhead_s = 0.0;
 
   // --- Power ----------------------------------------------------------------------------------
+  // The chip's power curve (PowerCurve): while a job runs, a chip draws active_w plus a term for what its
+  // matrix units and its HBM achieve, up to full_w. A chip outside any job draws idle_w.
   PowerConvention power_convention = PowerConvention::chip;
   double tdp_w = 0.0;      ///< thermal design power of the chip (datasheet)
-  double idle_w = 0.0;     ///< powered on, nothing running
-  double active_w = 0.0;   ///< running a job but not computing (communicating, waiting at a barrier)
-  double full_w = 0.0;     ///< computing at full load (compute-bound kernels: matrix units busy)
-  /** Running memory-bound kernels at full load (decode attention, small-batch GEMMs, elementwise): HBM
-   *  busy, matrix units mostly idle. = full_w when no measurement distinguishes the two. */
+  double idle_w = 0.0;     ///< powered on, no job on the chip
+  /** A job on the chip, zero achieved utilisation (communicating, waiting at a barrier): the curve's
+   *  low end, compute_power_w(0, 0). */
+  double active_w = 0.0;
+  /** The measured maximum: the curve's high end, reached at flop_utilisation_at_full_w. */
+  double full_w = 0.0;
+  /** Memory-bound kernels at hbm_utilisation_at_memory_bound_w of the HBM bandwidth with idle matrix
+   *  units (decode attention, small-batch GEMMs, elementwise). = full_w when no measurement distinguishes
+   *  the two. */
   double memory_bound_w = 0.0;
+  /** Achieved matrix-unit utilisation (of the datasheet peak) at which the chip draws full_w; the
+   *  curve rises linearly to it. 1 = full_w only at the datasheet peak. */
+  double flop_utilisation_at_full_w = 1.0;
+  /** Achieved HBM utilisation (of the datasheet bandwidth) at which memory-bound kernels draw
+   *  memory_bound_w. */
+  double hbm_utilisation_at_memory_bound_w = 1.0;
   double host_overhead_w = 0.0;  ///< host CPU/DRAM/NIC/fans per chip, added when convention is `chip`
 
   // --- Embodied carbon inputs (LLMCarbon's method) -------------------------------------------
@@ -80,6 +115,11 @@ struct AcceleratorSpec {
 
   /** Matrix-unit peak for `dtype`; throws moesim::Error naming the supported dtypes. */
   double peak_flops_for(const std::string& dtype) const;
+
+  /** The chip's power curve (PowerCurve) in this spec's convention, host overhead not added. */
+  PowerCurve power_curve() const;
+  /** power_curve().power_w(flop_utilisation, hbm_utilisation). */
+  double compute_power_w(double flop_utilisation, double hbm_utilisation) const;
 };
 
 }  // namespace moesim::catalog

@@ -17,7 +17,7 @@ namespace moesim::engine {
 
 /** Knobs of the discrete-event run (not of the physics). */
 struct EngineOptions {
-  int pacers = 512;           ///< pacer hosts available for memoised phases and background power
+  int pacers = 512;           ///< pacer hosts timing compute chunks, memoised phases and the background power
   int chunk_hosts = 512;      ///< hosts per compute parallel task (SimGrid's ptask setup grows ~N^2)
   bool memoize = true;        ///< replay isolated collectives already simulated with the same traffic
   int power_samples = 400;    ///< points of the power-over-time series of the first step
@@ -36,6 +36,12 @@ struct PhaseTrace {
   double end_s = 0.0;
   bool on_critical_path = false;
   bool memoized = false;
+  /** Compute phases: achieved matrix-unit and HBM utilisation (workload::ComputeWork) and the power per chip,
+   *  host overhead included, the chips drew while computing it (the power curve); other phases: 0, 0 and the
+   *  active power. */
+  double flop_utilisation = 0.0;
+  double hbm_utilisation = 0.0;
+  double power_w = 0.0;
 };
 
 /** Results of one simulated step. Times in seconds from the step's start. */
@@ -63,8 +69,9 @@ struct StepResult {
  *  SimGrid's engine is a process-wide singleton (run each simulation in its own process; see
  *  sim/engine/isolation.hpp).
  *
- *  Compute phases are parallel tasks on the chips (per-chip work = the slowest of its devices), in
- *  chunks of `chunk_hosts`. Collective phases are the system layer's rounds; each batch of a round is
+ *  Compute phases are parallel tasks on the chips (a chip is busy for the slowest of its devices), in
+ *  chunks of `chunk_hosts`, each timed by a pacer host; every chip carries the load at which host_energy
+ *  draws the power curve at the phase's achieved utilisation (platform::PowerStates::load_for). Collective phases are the system layer's rounds; each batch of a round is
  *  one parallel task whose byte matrix holds the batch's flows. A collective that cannot overlap other
  *  traffic and whose exact traffic was already simulated in isolation is replayed as a timed delay
  *  (memoisation). While a step runs, every chip carries a background task of negligible load so that

@@ -85,6 +85,18 @@ class PathLog {
  *  matrix unit really does); op.flops when the tile is 1 or the op has no shape. */
 double tile_padded_flops(const KernelOp& op, int matmul_tile);
 
+/** What one kernel asks of a device's matrix units and HBM, timed at their datasheet peaks: its
+ *  matrix-unit FLOPs (tile-padded) at the matrix unit's peak for its dtype, 0 for work on the vector
+ *  units; its bytes at the datasheet HBM bandwidth. Both per device (1/devices_per_chip of the chip).
+ *  Divided by the time the kernel really takes they are its achieved utilisations, which set the chip's
+ *  power (catalog::AcceleratorSpec::compute_power_w). */
+struct PeakTimes {
+  double matrix_s = 0.0;
+  double hbm_s = 0.0;
+};
+/** PeakTimes of `op` on `accel`, given the FLOPs the matrix unit executes (KernelTime::padded_flops). */
+PeakTimes peak_times(const KernelOp& op, double padded_flops, const catalog::AcceleratorSpec& accel);
+
 /** Efficiency of one kernel class on one accelerator family, with its source. */
 struct ClassEfficiency {
   double eta_compute = 1.0;  ///< achieved / peak matrix (or vector) FLOP/s

@@ -14,22 +14,34 @@ namespace moesim::platform {
 
 namespace sg4 = simgrid::s4u;
 
-/** Power of one chip host in SimGrid's host_energy states: idle (nothing running), active (running
- *  something but 0 % of the matrix units: communicating, waiting) and full compute. */
+/** Power of one chip host (host overhead included) in SimGrid's host_energy model, one pstate
+ *  "idle:active:full": idle with nothing running (no job on the chip), active with a negligible load (a job,
+ *  nothing computing: communicating, waiting), and linear in the load up to full. A compute phase loads each
+ *  chip by the fraction of the active-to-full span that the power curve gives at the phase's achieved
+ *  utilisation (catalog::PowerCurve; load_for), so the energy plugin integrates the curve exactly. */
 struct PowerStates {
   double idle_w = 0.0;
   double active_w = 0.0;
   double full_w = 0.0;
-  /** Full load on memory-bound kernels (the chip's second pstate, same speed); = full_w when the catalog
-   *  has no separate figure. */
+  /** Memory-bound kernels at the catalog's HBM utilisation anchor; = full_w when the catalog has no
+   *  separate figure. */
   double memory_bound_w = 0.0;
-  double host_overhead_w = 0.0;  ///< included in the three states above (chip-convention figures)
+  double host_overhead_w = 0.0;  ///< included in every figure above and in the curve (chip-convention figures)
+  catalog::PowerCurve curve;     ///< the catalog's curve, host overhead included
   std::string convention;        ///< how the states were built from the catalog
-};
 
-/** SimGrid pstates of a chip host: both run at the same speed, they differ in the power at full load. */
-inline constexpr unsigned long kComputeBoundPstate = 0;
-inline constexpr unsigned long kMemoryBoundPstate = 1;
+  /** The power curve (host overhead included) at the given achieved utilisations. */
+  double compute_w(double flop_utilisation, double hbm_utilisation) const;
+  /** The host load in [0, 1] at which host_energy draws `power_w`: (power_w - active_w) / (full_w - active_w),
+   *  0 when the span is empty. */
+  double load_for_power(double power_w) const;
+  /** load_for_power(compute_w(flop_utilisation, hbm_utilisation)). */
+  double load_for(double flop_utilisation, double hbm_utilisation) const {
+    return load_for_power(compute_w(flop_utilisation, hbm_utilisation));
+  }
+  /** The host property value: "idle:active:full". */
+  std::string wattage_per_state() const;
+};
 
 /** Builds the host power states from the catalog: chip figures plus the per-chip host overhead when
  *  the figures follow the `chip` convention; `system` figures already include it. */

@@ -71,12 +71,36 @@ struct IterationShape {
   double tokens() const { return prefill_tokens + decode_seqs; }
 };
 
-/** Compute of one device in one phase, split by power state: time on compute-bound kernels (matrix
- *  units busy) and on memory-bound kernels (HBM busy). */
+/** Kernels of one device in one regime: their time, and the time their matrix-unit FLOPs and their HBM
+ *  bytes would take at the datasheet peaks (perf::PeakTimes). matrix_s / time_s and hbm_s / time_s are the
+ *  achieved utilisations that set the chip's power while it runs them (AcceleratorSpec::compute_power_w). */
+struct KernelWork {
+  double time_s = 0.0;
+  double matrix_s = 0.0;
+  double hbm_s = 0.0;
+  double flop_utilisation() const { return time_s > 0.0 ? matrix_s / time_s : 0.0; }
+  double hbm_utilisation() const { return time_s > 0.0 ? hbm_s / time_s : 0.0; }
+  KernelWork& operator+=(const KernelWork& o) {
+    time_s += o.time_s;
+    matrix_s += o.matrix_s;
+    hbm_s += o.hbm_s;
+    return *this;
+  }
+  KernelWork scaled(double f) const { return {time_s * f, matrix_s * f, hbm_s * f}; }
+};
+
+/** Compute of one device in one phase, split by regime: compute-bound kernels (matrix units busy) and
+ *  memory-bound kernels (HBM busy), each run as its own phase so that each draws its own power. */
 struct DeviceWork {
-  double compute_bound_s = 0.0;
-  double memory_bound_s = 0.0;
-  double total() const { return compute_bound_s + memory_bound_s; }
+  KernelWork compute_bound;
+  KernelWork memory_bound;
+  double total() const { return compute_bound.time_s + memory_bound.time_s; }
+  DeviceWork& operator+=(const DeviceWork& o) {
+    compute_bound += o.compute_bound;
+    memory_bound += o.memory_bound;
+    return *this;
+  }
+  DeviceWork scaled(double f) const { return {compute_bound.scaled(f), memory_bound.scaled(f)}; }
 };
 
 /** The layer kinds of a decoder stack, each simulated once per shape and repeated. */

@@ -21,6 +21,17 @@ struct ComputeWork {
   std::map<std::string, double> kind_time_s;
   double hardware_flops = 0.0;       ///< executed FLOPs summed over devices (with padding, remat, dispatch)
   double model_flops = 0.0;          ///< useful model FLOPs summed over devices (for MFU)
+  /** Summed over devices: the time the phase's matrix-unit FLOPs (tile-padded, remat and einsum
+   *  dispatch included) would take at the matrix units' datasheet peak (perf::PeakTimes). */
+  double matrix_s = 0.0;
+  /** Summed over devices: the time the phase's HBM bytes would take at the datasheet bandwidth. */
+  double hbm_s = 0.0;
+
+  /** Achieved matrix-unit utilisation over the devices' busy time (matrix_s / sum of time_s); sets the
+   *  chips' power while they run the phase (catalog::AcceleratorSpec::compute_power_w). */
+  double flop_utilisation() const;
+  /** Achieved HBM-bandwidth utilisation over the devices' busy time (hbm_s / sum of time_s). */
+  double hbm_utilisation() const;
 };
 
 /** A collective among independent groups of devices (all groups run the same operation at once). */
@@ -49,9 +60,6 @@ struct Phase {
    *  backward with overlapped gradient reduction): its network time depends on that traffic, so the
    *  engine never replays it from a memo. */
   bool overlaps_grad_reduce = false;
-  /** Compute phases: the chips' SimGrid pstate while they run it (platform::kComputeBoundPstate or
-   *  kMemoryBoundPstate: same speed, different full-load power). */
-  int power_state = 0;
   ComputeWork compute;   ///< when type == compute
   CollectiveWork comm;   ///< when type == collective
 };
