@@ -425,7 +425,7 @@ std::vector<DeviceWork> IterationModel::attention(const IterationShape& shape) c
       m.is_mla() ? 2.0 * hl * (m.mla_kv_lora_rank + m.mla_qk_rope_head_dim) + 2.0 * hl * m.mla_kv_lora_rank : 4.0 * hl * dh;
   if (p_tok > 0.0) {
     KernelOp op;
-    op.cls = KernelClass::batched_gemm;
+    op.cls = KernelClass::prefill_attention;
     op.name = "attn.prefill";  // fused flash attention over the prompt chunks (causal pairs only)
     op.dtype = m.dtype;
     op.flops = prefill_pair_flops * pairs;
@@ -434,9 +434,9 @@ std::vector<DeviceWork> IterationModel::attention(const IterationShape& shape) c
   }
   if (seqs > 0.0) {
     KernelOp op;
-    op.cls = KernelClass::batched_gemm;
+    op.cls = KernelClass::decode_attention;
     op.name = "attn.decode";  // one query per sequence over its paged KV cache: reads every cached token
-    op.dtype = m.dtype;
+    op.dtype = s_.serving->kv_dtype;  // decode attention's profile entries are keyed by the KV-cache type
     op.flops = decode_pair_flops * ctx;
     op.bytes = ctx * kv_tok + seqs * (2.0 * hl * dh * act_b_ + kv_tok);
     ops.push_back(op);
