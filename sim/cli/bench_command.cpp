@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <thread>
 #include <tuple>
 
@@ -105,6 +106,41 @@ nlohmann::json time_max_rate(const std::string& file, const std::string& profile
           {"peak_rss_mb", static_cast<double>(std::max(ru.ru_maxrss, children.ru_maxrss)) / 1024.0},
           {"max_rate_rps", j.at("max_rate").at("rate_per_s")},
           {"probes", j.at("max_rate").at("probes").size()}};
+}
+
+/** A case's scaling family: its name without a trailing chip count ("bench-gshard-600b-4096" ->
+ *  "bench-gshard-600b"); empty when the name does not end in "-<chips>". */
+std::string scaling_family(const std::string& name, int chips) {
+  const std::string tail = "-" + std::to_string(chips);
+  if (name.size() <= tail.size() || name.compare(name.size() - tail.size(), tail.size(), tail) != 0) return {};
+  return name.substr(0, name.size() - tail.size());
+}
+
+/** Wall-time and memory ratios of the single-run training cases of one family (the same model on more chips)
+ *  against the family's smallest case: the scaling the issue's targets are stated in (4096/1024 <= 4.5). */
+nlohmann::json scaling_ratios(const nlohmann::json& cases) {
+  std::map<std::string, std::vector<const nlohmann::json*>> families;
+  for (const auto& c : cases)
+    if (c.contains("step_time_s")) {  // single training runs only
+      const std::string fam = scaling_family(c.at("name").get<std::string>(), c.at("chips").get<int>());
+      if (!fam.empty()) families[fam].push_back(&c);
+    }
+  nlohmann::json out = nlohmann::json::array();
+  for (auto& [fam, members] : families) {
+    if (members.size() < 2) continue;
+    std::sort(members.begin(), members.end(), [](const auto* a, const auto* b) { return a->at("chips") < b->at("chips"); });
+    const nlohmann::json& base = *members.front();
+    for (std::size_t k = 1; k < members.size(); ++k) {
+      const nlohmann::json& c = *members[k];
+      out.push_back({{"family", fam},
+                     {"chips", c.at("chips")},
+                     {"base_chips", base.at("chips")},
+                     {"chips_ratio", c.at("chips").get<double>() / base.at("chips").get<double>()},
+                     {"wall_ratio", c.at("wall_s").get<double>() / base.at("wall_s").get<double>()},
+                     {"peak_rss_ratio", c.at("peak_rss_mb").get<double>() / base.at("peak_rss_mb").get<double>()}});
+    }
+  }
+  return out;
 }
 
 /** bench/ next to the profiles directory (the source tree), or $MOESIM_BENCH. */
@@ -232,13 +268,22 @@ int cmd_bench(const GlobalOptions& g, const BenchOptions& o) {
                 << std::flush;
     cases.push_back(std::move(c));
   }
+  const nlohmann::json scaling = scaling_ratios(cases);
+  if (!o.json && !scaling.empty()) {
+    std::cout << "scaling (the same model on more chips; wall time and peak memory against the smallest case):\n";
+    for (const auto& r : scaling)
+      std::cout << fmt::format("  {:<26} {:>6}/{:<6} chips x{:<5.0f} wall x{:<6.2f} peak RSS x{:.2f}\n", r.at("family").get<std::string>(),
+                               r.at("chips").get<int>(), r.at("base_chips").get<int>(), r.at("chips_ratio").get<double>(),
+                               r.at("wall_ratio").get<double>(), r.at("peak_rss_ratio").get<double>());
+  }
   if (o.json) {
     utsname u{};
     uname(&u);
     std::cout << nlohmann::json{{"moesim_version", kVersion},
                                 {"git_hash", kGitHash},
                                 {"machine", {{"cpus", std::thread::hardware_concurrency()}, {"system", u.sysname}, {"release", u.release}, {"arch", u.machine}}},
-                                {"cases", cases}}
+                                {"cases", cases},
+                                {"scaling", scaling}}
                      .dump(2)
               << "\n";
   }

@@ -280,6 +280,35 @@ TEST_CASE("cli::bench: JSON cases carry the issue's fields, and memoisation matc
   CHECK(f[0].at("collectives_memoized") == 0);
   // Replaying isolated collectives must not change the simulated step.
   CHECK(m[0].at("step_time_s").get<double>() == Approx(f[0].at("step_time_s").get<double>()).epsilon(1e-12));
+  // Scaling: cases named "<family>-<chips>" report wall and memory ratios against the family's smallest case.
+  const std::string bench = dir + "/bench";
+  fs::create_directories(bench);
+  std::string minimal = slurp(MOESIM_TEST_DATA "/scenario/minimal.yaml");
+  const auto with = [&](const std::string& name, int chips, int data) {
+    std::string t = minimal;
+    t.replace(t.find("name: base"), 10, "name: " + name);
+    t.replace(t.find("  count: 8"), 10, "  count: " + std::to_string(chips));
+    t.replace(t.find("  expert: 8"), 11, "  expert: 8\n  data: " + std::to_string(data));
+    std::ofstream(bench + "/" + name + ".yaml") << t;
+  };
+  with("tiny-8", 8, 1);
+  with("tiny-16", 16, 2);
+  ::setenv("MOESIM_BENCH", bench.c_str(), 1);
+  const Result scaled = run_moesim("bench --json", dir);
+  const Result text = run_moesim("bench", dir);
+  ::unsetenv("MOESIM_BENCH");
+  INFO(scaled.err);
+  REQUIRE(scaled.status == 0);
+  const json sc = json::parse(scaled.out);
+  REQUIRE(sc.at("cases").size() == 2);
+  REQUIRE(sc.at("scaling").size() == 1);
+  const json& r = sc.at("scaling")[0];
+  CHECK(r.at("family") == "tiny");
+  CHECK(r.at("chips") == 16);
+  CHECK(r.at("base_chips") == 8);
+  CHECK(r.at("wall_ratio").get<double>() ==
+        Approx(sc.at("cases")[1].at("wall_s").get<double>() / sc.at("cases")[0].at("wall_s").get<double>()));
+  CHECK(text.out.find("scaling") != std::string::npos);
   // An unknown case name is an error, not an empty success.
   const Result none = run_moesim("bench --only no_such_case", dir);
   CHECK(none.status != 0);
