@@ -20,46 +20,20 @@
 #include <nlohmann/json.hpp>
 
 #include "moesim/store/store.hpp"
+#include "moesim_test/cli_run.hpp"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
 
-struct Result {
-  int status = -1;
-  std::string out;
-  std::string err;
-};
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using Result = moesim::testing::CliResult;
+using moesim::testing::slurp;
 
 /** A fresh directory per test case. */
-std::string scratch(const std::string& name) {
-  const fs::path p = fs::temp_directory_path() / ("moesim_cli_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p.string();
-}
+std::string scratch(const std::string& name) { return moesim::testing::scratch_dir("cli", name); }
 
-Result run_moesim(const std::string& args, const std::string& dir) {
-  const std::string err_file = dir + "/stderr.txt";
-  const std::string cmd = std::string(MOESIM_BINARY) + " --profiles " MOESIM_SOURCE_ROOT "/profiles " + args + " 2>" + err_file;
-  Result r;
-  FILE* p = popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  char buf[4096];
-  while (std::size_t n = std::fread(buf, 1, sizeof(buf), p)) r.out.append(buf, n);
-  const int st = pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  r.err = slurp(err_file);
-  return r;
-}
+Result run_moesim(const std::string& args, const std::string& dir) { return moesim::testing::run_moesim_in(args, dir); }
 
 const std::string kData = MOESIM_TEST_DATA "/cli/";
 

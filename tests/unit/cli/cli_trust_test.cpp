@@ -15,45 +15,21 @@
 #include <nlohmann/json.hpp>
 
 #include "moesim/store/store.hpp"
+#include "moesim_test/cli_run.hpp"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
 
-struct Result {
-  int status = -1;
-  std::string out;
-  std::string err;
-};
+using Result = moesim::testing::CliResult;
+using moesim::testing::slurp;
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+std::string scratch(const std::string& name) { return moesim::testing::scratch_dir("trust", name); }
 
-std::string scratch(const std::string& name) {
-  const fs::path p = fs::temp_directory_path() / ("moesim_trust_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p.string();
-}
-
+/** Runs in `dir`, so relative paths and the files moesim writes land there. */
 Result run_moesim(const std::string& args, const std::string& dir) {
-  const std::string err_file = dir + "/stderr.txt";
-  const std::string cmd = "cd " + dir + " && " + std::string(MOESIM_BINARY) + " --profiles " MOESIM_SOURCE_ROOT "/profiles " +
-                          args + " 2>" + err_file;
-  Result r;
-  FILE* p = popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  char buf[4096];
-  while (std::size_t n = std::fread(buf, 1, sizeof(buf), p)) r.out.append(buf, n);
-  const int st = pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  r.err = slurp(err_file);
-  return r;
+  return moesim::testing::run_moesim_in(args, dir, moesim::testing::RunIn::dir);
 }
 
 bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }

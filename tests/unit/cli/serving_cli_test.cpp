@@ -17,41 +17,18 @@
 #include <nlohmann/json.hpp>
 
 #include "moesim/store/store.hpp"
+#include "moesim_test/cli_run.hpp"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
 
-struct Result {
-  int status = -1;
-  std::string out;
-  std::string err;
-};
+using Result = moesim::testing::CliResult;
 
-std::string scratch(const std::string& name) {
-  const fs::path p = fs::temp_directory_path() / ("moesim_serving_cli_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p.string();
-}
+std::string scratch(const std::string& name) { return moesim::testing::scratch_dir("serving_cli", name); }
 
-Result run_cli(const std::string& args, const std::string& dir) {
-  const std::string err_file = dir + "/stderr.txt";
-  const std::string cmd = std::string(MOESIM_BINARY) + " --profiles " MOESIM_SOURCE_ROOT "/profiles " + args + " 2>" + err_file;
-  Result r;
-  FILE* p = popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  char buf[4096];
-  while (std::size_t n = std::fread(buf, 1, sizeof(buf), p)) r.out.append(buf, n);
-  const int st = pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  std::ifstream in(err_file);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  r.err = ss.str();
-  return r;
-}
+Result run_cli(const std::string& args, const std::string& dir) { return moesim::testing::run_moesim_in(args, dir); }
 
 std::string write(const std::string& path, const std::string& text) {
   std::ofstream(path) << text;
