@@ -80,7 +80,7 @@ int main(int argc, char** argv) {
   // report
   ReportOptions rep;
   auto* rep_cmd = app.add_subcommand("report", "Write an energy report of a run or comparison from the store");
-  rep_cmd->add_option("id", rep.id, "Run id, or c<ID> / comparison:<ID> for a comparison")->required();
+  rep_cmd->add_option("id", rep.id, "Run id, c<ID> / comparison:<ID> for a comparison, s<ID> / sweep:<ID> for a sweep")->required();
   rep_cmd->add_option("--format", rep.format, "html, md or csv")->default_val("html")->check(CLI::IsMember({"html", "md", "csv"}));
   rep_cmd->add_option("-o,--output", rep.output_dir, "Output directory")->default_val("reports/out");
   rep_cmd->add_option("--db", rep.db, "Run store (SQLite)")->default_val("moesim.db");

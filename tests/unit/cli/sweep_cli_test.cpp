@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -246,6 +247,30 @@ TEST_CASE("cli::sweep: shards merged give exactly the numbers of a local sweep",
   const Result rep = run_moesim("report " + std::to_string(s.list_runs()[0].id) + " --format md -o " + dir + "/rep --db " + merged, dir);
   INFO(rep.err);
   CHECK(rep.status == 0);
+  // The sweep's report, from a shard (half the points held) and from the merged store (all of them).
+  const std::int64_t sweep_id = s.list_sweeps()[0].id;
+  const Result md = run_moesim("report s" + std::to_string(sweep_id) + " --format md -o " + dir + "/rep --db " + merged, dir);
+  INFO(md.err);
+  REQUIRE(md.status == 0);
+  const std::string text = slurp(dir + "/rep/sweep-" + std::to_string(sweep_id) + ".md");
+  CHECK(text.find("# Sweep " + std::to_string(sweep_id) + ": small-sweep") != std::string::npos);
+  CHECK(text.find("Complete 4, skipped 2, failed 0, not finished 0, not in this store 0.") != std::string::npos);
+  CHECK(text.find("| placement | cluster.count | parallelism.data |") != std::string::npos);
+  CHECK(text.find("## Skipped points") != std::string::npos);
+  CHECK(text.find("24 devices, but the cluster has 8 chips") != std::string::npos);
+  const Result csv = run_moesim("report sweep:1 --format csv -o " + dir + "/rep --db " + dir + "/s0.db", dir);
+  INFO(csv.err);
+  REQUIRE(csv.status == 0);
+  const std::string table = slurp(dir + "/rep/sweep-1.csv");
+  CHECK(table.rfind("point,placement,cluster.count,parallelism.data,status,run_id,point_hash,skip_reason,", 0) == 0);
+  CHECK(std::count(table.begin(), table.end(), '\n') == 7);  // the header and all six points
+  CHECK(table.find("not in this store") != std::string::npos);  // the other shard's points
+  const Result html = run_moesim("report s" + std::to_string(sweep_id) + " -o " + dir + "/rep --db " + merged, dir);
+  CHECK(html.status == 1);
+  CHECK(html.err.find("md or csv") != std::string::npos);
+  const Result none = run_moesim("report s99 --format md -o " + dir + "/rep --db " + merged, dir);
+  CHECK(none.status == 1);
+  CHECK(none.err.find("no sweep with id 99") != std::string::npos);
   // A sweep resumed on the merged store runs nothing.
   const Result resumed = run_moesim("sweep " + kSweep + " --json --db " + merged, dir);
   REQUIRE(resumed.status == 0);
