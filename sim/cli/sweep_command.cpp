@@ -132,6 +132,9 @@ int cmd_sweep(const GlobalOptions& g, const SweepOptions& o) {
   const bool tty = isatty(2) && !o.json;
   std::size_t mine = 0, reused = 0, skipped = 0, failed = 0, ran = 0;
   std::vector<std::size_t> queue;
+  std::map<std::string, std::size_t> first_of_hash;  // point hash -> the first point of the shard to run it
+  std::vector<std::size_t> duplicates;
+  std::map<std::size_t, store::SweepPointRecord> outcome;  // what each point queued to run became
   for (std::size_t i = 0; i < plan.size(); ++i) {
     if (owner[i] != shard.index) continue;
     ++mine;
@@ -145,7 +148,11 @@ int cmd_sweep(const GlobalOptions& g, const SweepOptions& o) {
     } else if (auto done = db.find_complete_run(pp.hash)) {
       rec.run_id = done;
       ++reused;
+    } else if (first_of_hash.count(pp.hash)) {
+      duplicates.push_back(i);  // resolves to the scenario of an earlier point: run once, linked to both
+      continue;
     } else {
+      first_of_hash[pp.hash] = i;
       queue.push_back(i);
       continue;
     }
@@ -173,6 +180,7 @@ int cmd_sweep(const GlobalOptions& g, const SweepOptions& o) {
     ++skipped;
     if (!tty && !o.json) std::cerr << fmt::format("[sweep] point {} ({}): skipped: {}\n", i, rec.label, rec.skip_reason);
     db.set_sweep_point(sweep_id, rec);
+    outcome[i] = rec;
   }
 
   install_interrupt_handler();
@@ -196,7 +204,8 @@ int cmd_sweep(const GlobalOptions& g, const SweepOptions& o) {
         for (const std::int64_t old : left_running[plan[i].hash])
           db.fail_run(old, "abandoned: the sweep process stopped before this run finished; the point was run again");
         ids[k] = db.begin_run(headers[k]);
-        db.set_sweep_point(sweep_id, {static_cast<std::int64_t>(i), headers[k].alternative_label, plan[i].hash, "", ids[k], {}});
+        outcome[i] = {static_cast<std::int64_t>(i), headers[k].alternative_label, plan[i].hash, "", ids[k], {}};
+        db.set_sweep_point(sweep_id, outcome[i]);
         const PreparedRun* p = &runs[k].second;
         by_ticket[pool.start([p, &catalog] { return simulate_json(catalog, *p); })] = k;
       }
@@ -204,10 +213,10 @@ int cmd_sweep(const GlobalOptions& g, const SweepOptions& o) {
       const std::size_t k = by_ticket.at(d.ticket);
       const std::size_t i = runs[k].first;
       ++finished;
-      std::string outcome = "complete";
+      std::string verdict = "complete";
       if (!d.error.empty()) {
         db.fail_run(ids[k], d.error);
-        outcome = "failed: " + d.error;
+        verdict = "failed: " + d.error;
         ++failed;
       } else {
         try {
@@ -215,7 +224,7 @@ int cmd_sweep(const GlobalOptions& g, const SweepOptions& o) {
           ++ran;
         } catch (const std::exception& e) {
           db.fail_run(ids[k], e.what());
-          outcome = std::string("failed: ") + e.what();
+          verdict = std::string("failed: ") + e.what();
           ++failed;
         }
       }
@@ -225,7 +234,7 @@ int cmd_sweep(const GlobalOptions& g, const SweepOptions& o) {
                   << std::flush;
       else if (!o.json)
         std::cerr << fmt::format("[sweep] {}/{} point {} ({}): run {} {} in {:.2f} s\n", finished, runs.size(), i,
-                                 plan[i].point.label(), ids[k], outcome, d.result.wall_s);
+                                 plan[i].point.label(), ids[k], verdict, d.result.wall_s);
     }
   } catch (const Error& e) {
     // Interrupted (or the pool failed): started runs not finished are marked failed; a rerun runs them again.
@@ -234,6 +243,13 @@ int cmd_sweep(const GlobalOptions& g, const SweepOptions& o) {
     throw;
   }
   if (tty) std::cerr << "\n";
+  for (std::size_t i : duplicates) {
+    store::SweepPointRecord rec = outcome.at(first_of_hash.at(plan[i].hash));
+    rec.index = static_cast<std::int64_t>(i);
+    rec.label = plan[i].point.label();
+    db.set_sweep_point(sweep_id, rec);
+    ++(rec.skip_reason.empty() ? reused : skipped);
+  }
 
   if (o.json) {
     std::cout << json{{"sweep_id", sweep_id},

@@ -355,3 +355,21 @@ TEST_CASE("cli::sweep: bad sweeps and bad shards are clear errors with the docum
     CHECK(u.status == 2);
   }
 }
+
+TEST_CASE("cli::sweep: two points that resolve to the same scenario run once, both linked to the run", "[cli][sweep]") {
+  const std::string dir = scratch("dup");
+  const std::string db = dir + "/sweep.db";
+  const Result r = run_moesim("sweep " + kData + "dup_sweep.yaml --json --db " + db, dir);
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  const json j = json::parse(r.out);
+  CHECK(j["run"] == 1);
+  CHECK(j["already_complete"] == 1);
+  const Store s(db, Store::Mode::read_only);
+  const auto sweep = s.get_sweep(j["sweep_id"].get<std::int64_t>());
+  REQUIRE(sweep.points.size() == 2);
+  CHECK(sweep.points[0].point_hash == sweep.points[1].point_hash);
+  CHECK(sweep.points[0].run_id == sweep.points[1].run_id);
+  CHECK(sweep.points[1].run_status == RunStatus::complete);
+  CHECK(s.list_runs().size() == 1);
+}
