@@ -63,6 +63,7 @@ int main(int argc, char** argv) {
   sweep_cmd->add_option("--shard", sw.shard, "Run only shard I of N (I from 0), balanced by estimated cost; default from "
                                              "SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT");
   sweep_cmd->add_flag("--slurm-script", sw.slurm_script, "Print an sbatch --array script that runs the sweep in --shards tasks");
+  sweep_cmd->add_flag("--submit", sw.submit, "Write the --slurm-script script to DB.sbatch.sh and submit it with sbatch (from the PATH)");
   sweep_cmd->add_option("--shards", sw.shards, "--slurm-script: number of array tasks")->check(CLI::Range(1, 100000));
   sweep_cmd->add_option("--partition", sw.partition, "--slurm-script: Slurm partition (default: the cluster's)");
   sweep_cmd->add_option("--time", sw.time, "--slurm-script: time limit per task (sbatch --time)")->default_val("04:00:00");

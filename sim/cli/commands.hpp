@@ -39,6 +39,7 @@ struct SweepOptions {
   bool json = false;
   std::string shard;          ///< "I/N"; empty: SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT, else 0/1
   bool slurm_script = false;  ///< print an sbatch array script instead of running
+  bool submit = false;        ///< write that script to DB.sbatch.sh and run sbatch on it
   int shards = 0;             ///< --slurm-script: array tasks
   std::string partition;      ///< --slurm-script: sbatch --partition (empty: the cluster's default)
   std::string time = "04:00:00";  ///< --slurm-script: sbatch --time per task

@@ -9,6 +9,8 @@
 #include <cstdlib>
 #include <deque>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <iostream>
 #include <map>
 #include <numeric>
@@ -52,7 +54,8 @@ std::string db_stem(const std::string& db) {
 }
 
 int print_slurm_script(const GlobalOptions& g, const SweepOptions& o, const scenario::SweepDefinition& def) {
-  if (o.shards < 1) throw UsageError("--slurm-script needs --shards N (the number of array tasks, 1 or more)");
+  if (o.shards < 1)
+    throw UsageError(fmt::format("{} needs --shards N (the number of array tasks, 1 or more)", o.submit ? "--submit" : "--slurm-script"));
   namespace fs = std::filesystem;
   std::error_code ec;
   const std::string scenario = fs::absolute(o.scenario, ec).string();
@@ -77,7 +80,38 @@ int print_slurm_script(const GlobalOptions& g, const SweepOptions& o, const scen
   out += "exec " + cmd + "\n";
   out += fmt::format("# when every task is done: moesim db merge {} {}.shard*.db\n", shell_quote(fs::absolute(o.db, ec).string()),
                      shell_quote(stem));
-  std::cout << out;
+  if (!o.submit) {
+    std::cout << out;
+    return 0;
+  }
+  // --submit: the script next to the shards' stores, handed to sbatch (found on the PATH, never guessed).
+  std::string sbatch;
+  if (const char* path = std::getenv("PATH")) {
+    std::stringstream dirs(path);
+    for (std::string d; std::getline(dirs, d, ':');) {
+      const fs::path candidate = fs::path(d.empty() ? "." : d) / "sbatch";
+      if (::access(candidate.c_str(), X_OK) == 0) {
+        sbatch = candidate.string();
+        break;
+      }
+    }
+  }
+  const std::string script = stem + ".sbatch.sh";
+  {
+    std::ofstream f(script);
+    f << out;
+    if (!f) throw Error(fmt::format("--submit: cannot write the job script {}", script));
+  }
+  if (sbatch.empty())
+    throw Error(fmt::format("--submit: sbatch is not on the PATH (is this a Slurm login node?); the job script is in {}: "
+                            "submit it with `sbatch {}` where Slurm runs",
+                            script, script));
+  std::cout.flush();
+  const int status = std::system((shell_quote(sbatch) + " " + shell_quote(script)).c_str());
+  if (status != 0)
+    throw Error(fmt::format("--submit: `sbatch {}` failed (status {}); the job script is in {}", script, status, script));
+  std::cout << fmt::format("submitted {}; when every task is done: moesim db merge {} {}.shard*.db\n", script,
+                           fs::absolute(o.db, ec).string(), stem);
   return 0;
 }
 
@@ -88,7 +122,7 @@ int cmd_sweep(const GlobalOptions& g, const SweepOptions& o) {
   // Which shard, before any work: a bad --shard is a usage error.
   Shard shard = parse_shard(o.shard, std::getenv("SLURM_ARRAY_TASK_ID"), std::getenv("SLURM_ARRAY_TASK_COUNT"),
                             std::getenv("SLURM_ARRAY_TASK_MIN"));
-  if (o.slurm_script) return print_slurm_script(g, o, def);
+  if (o.slurm_script || o.submit) return print_slurm_script(g, o, def);
 
   const catalog::Catalog catalog = load_catalog(g);
   std::vector<PlannedPoint> plan;

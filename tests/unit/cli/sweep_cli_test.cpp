@@ -373,3 +373,32 @@ TEST_CASE("cli::sweep: two points that resolve to the same scenario run once, bo
   CHECK(sweep.points[1].run_status == RunStatus::complete);
   CHECK(s.list_runs().size() == 1);
 }
+
+TEST_CASE("cli::sweep --submit: the script goes to sbatch from the PATH, or stays on disk with a clear error", "[cli][sweep][slurm]") {
+  const std::string dir = scratch("submit");
+  fs::create_directories(dir + "/bin");
+  fs::create_directories(dir + "/empty");
+  {
+    // A stand-in for sbatch: keeps the script it was given and answers as sbatch does.
+    std::ofstream f(dir + "/bin/sbatch");
+    f << "#!/bin/sh\ncp \"$1\" " << dir << "/submitted.sh\necho \"Submitted batch job 42\"\n";
+  }
+  fs::permissions(dir + "/bin/sbatch", fs::perms::owner_all);
+  const std::string args = "sweep " + kSweep + " --submit --shards 3 --db " + dir + "/study.db";
+  const Result r = run_moesim(args, dir, "PATH=" + dir + "/bin:/usr/bin:/bin ");
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  CHECK(r.out.find("Submitted batch job 42") != std::string::npos);
+  CHECK(r.out.find("db merge") != std::string::npos);
+  const Result printed = run_moesim("sweep " + kSweep + " --slurm-script --shards 3 --db " + dir + "/study.db", dir);
+  CHECK(slurp(dir + "/submitted.sh") == printed.out);
+  CHECK(slurp(dir + "/study.sbatch.sh") == printed.out);
+  CHECK_FALSE(fs::exists(dir + "/study.db"));  // submitting runs nothing here
+
+  const Result missing = run_moesim(args, dir, "PATH=" + dir + "/empty ");
+  CHECK(missing.status == 1);
+  CHECK(missing.err.find("sbatch is not on the PATH") != std::string::npos);
+  CHECK(missing.err.find(dir + "/study.sbatch.sh") != std::string::npos);
+  const Result no_shards = run_moesim("sweep " + kSweep + " --submit --db " + dir + "/study.db", dir);
+  CHECK(no_shards.status == 2);
+}
