@@ -263,8 +263,9 @@ int cmd_sweep(const GlobalOptions& g, const SweepOptions& o) {
         }
       }
       if (tty)
-        std::cerr << fmt::format("\r[sweep] {}/{} run ({} already complete, {} skipped) {}      ", finished, runs.size(), reused,
-                                 skipped, plan[i].point.label())
+        // One line that \r can overwrite: a long label is cut (a wrapped line would not be overwritten).
+        std::cerr << fmt::format("\r[sweep] {}/{} run ({} already complete, {} skipped) point {}: {:.40}      ", finished,
+                                 runs.size(), reused, skipped, i, plan[i].point.label())
                   << std::flush;
       else if (!o.json)
         std::cerr << fmt::format("[sweep] {}/{} point {} ({}): run {} {} in {:.2f} s\n", finished, runs.size(), i,
