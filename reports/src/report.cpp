@@ -42,14 +42,21 @@ ReportTarget parse_target(const std::string& text) {
   if (text.rfind("comparison:", 0) == 0) {
     t.kind = ReportTarget::Kind::comparison;
     digits = text.substr(11);
+  } else if (text.rfind("sweep:", 0) == 0 || text.rfind("sweep-", 0) == 0) {
+    t.kind = ReportTarget::Kind::sweep;
+    digits = text.substr(6);
   } else if (!text.empty() && (text[0] == 'c' || text[0] == 'C')) {
     t.kind = ReportTarget::Kind::comparison;
+    digits = text.substr(1);
+  } else if (!text.empty() && (text[0] == 's' || text[0] == 'S')) {
+    t.kind = ReportTarget::Kind::sweep;
     digits = text.substr(1);
   }
   const bool numeric = !digits.empty() && digits.size() <= 18 &&
                        std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; });
   if (!numeric || std::stoll(digits) <= 0)
-    throw Error(fmt::format("'{}' names no run or comparison (allowed: a run id N, or cN / comparison:N for a comparison; N a positive integer)",
+    throw Error(fmt::format("'{}' names no run, comparison or sweep (allowed: a run id N, cN / comparison:N for a comparison, sN / sweep:N / "
+                            "sweep-N for a sweep; N a positive integer)",
                             text));
   t.id = std::stoll(digits);
   return t;
@@ -128,9 +135,18 @@ std::string write_comparison_report(const store::Store& db, std::int64_t compari
   return write_file(out_dir, fmt::format("comparison-{}.{}", comparison_id, extension(f)), content);
 }
 
+std::string write_sweep_report(const store::Store& db, std::int64_t sweep_id, Format f, const std::string& out_dir) {
+  const std::string content = render_sweep_report(db, sweep_id, f);
+  return write_file(out_dir, fmt::format("sweep-{}.{}", sweep_id, extension(f)), content);
+}
+
 std::string write_report(const store::Store& db, const ReportTarget& target, Format f, const std::string& out_dir) {
-  return target.kind == ReportTarget::Kind::run ? write_run_report(db, target.id, f, out_dir)
-                                                : write_comparison_report(db, target.id, f, out_dir);
+  switch (target.kind) {
+    case ReportTarget::Kind::run: return write_run_report(db, target.id, f, out_dir);
+    case ReportTarget::Kind::comparison: return write_comparison_report(db, target.id, f, out_dir);
+    case ReportTarget::Kind::sweep: return write_sweep_report(db, target.id, f, out_dir);
+  }
+  return "";
 }
 
 std::vector<ComparisonRow> comparison_rows(const store::Store& db, std::int64_t comparison_id) {

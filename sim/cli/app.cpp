@@ -52,10 +52,36 @@ int main(int argc, char** argv) {
   cmp_cmd->add_option("--alt", cmp.alternatives, "An extra alternative as YAML: '{label: x, placement: [...]}'");
   cmp_cmd->add_option("-j,--jobs", cmp.jobs, "Alternatives simulated at once")->default_val(2);
 
+  // sweep
+  SweepOptions sw;
+  auto* sweep_cmd = app.add_subcommand("sweep", "Run every point of a scenario's sweep: section (resumable; shardable as a Slurm array)");
+  sweep_cmd->add_option("scenario", sw.scenario, "Scenario YAML file with a sweep: section")->required();
+  sweep_cmd->add_option("--db", sw.db, "Run store (SQLite); with --slurm-script, the shards' stores are DB.shard<I>.db")->default_val("moesim.db");
+  sweep_cmd->add_option("--set", sw.overrides, "Override a scenario key for every point: KEY.PATH=YAML");
+  sweep_cmd->add_option("-j,--jobs", sw.jobs, "Points simulated at once")->default_val(2)->check(CLI::Range(1, 1024));
+  sweep_cmd->add_flag("--json", sw.json, "Print one JSON object");
+  sweep_cmd->add_option("--shard", sw.shard, "Run only shard I of N (I from 0), balanced by estimated cost; default from "
+                                             "SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT");
+  sweep_cmd->add_flag("--slurm-script", sw.slurm_script, "Print an sbatch --array script that runs the sweep in --shards tasks");
+  sweep_cmd->add_flag("--submit", sw.submit, "Write the --slurm-script script to DB.sbatch.sh and submit it with sbatch (from the PATH)");
+  sweep_cmd->add_option("--shards", sw.shards, "--slurm-script: number of array tasks")->check(CLI::Range(1, 100000));
+  sweep_cmd->add_option("--partition", sw.partition, "--slurm-script: Slurm partition (default: the cluster's)");
+  sweep_cmd->add_option("--time", sw.time, "--slurm-script: time limit per task (sbatch --time)")->default_val("04:00:00");
+  sweep_cmd->add_option("--mem", sw.mem, "--slurm-script: memory per task (sbatch --mem)")->default_val("8G");
+
+  // db
+  auto* db_cmd = app.add_subcommand("db", "Maintain run stores");
+  db_cmd->require_subcommand(1);
+  DbMergeOptions merge;
+  auto* db_merge = db_cmd->add_subcommand("merge", "Merge sweep shard stores into one (idempotent, deduplicated by point hash)");
+  db_merge->add_option("out", merge.out, "Output store (created if absent)")->required();
+  db_merge->add_option("shards", merge.shards, "Shard stores")->required();
+  db_merge->add_flag("--json", merge.json, "Print one JSON object");
+
   // report
   ReportOptions rep;
   auto* rep_cmd = app.add_subcommand("report", "Write an energy report of a run or comparison from the store");
-  rep_cmd->add_option("id", rep.id, "Run id, or c<ID> / comparison:<ID> for a comparison")->required();
+  rep_cmd->add_option("id", rep.id, "Run id, c<ID> / comparison:<ID> for a comparison, s<ID> / sweep:<ID> for a sweep")->required();
   rep_cmd->add_option("--format", rep.format, "html, md or csv")->default_val("html")->check(CLI::IsMember({"html", "md", "csv"}));
   rep_cmd->add_option("-o,--output", rep.output_dir, "Output directory")->default_val("reports/out");
   rep_cmd->add_option("--db", rep.db, "Run store (SQLite)")->default_val("moesim.db");
@@ -150,6 +176,8 @@ int main(int argc, char** argv) {
   try {
     if (run_cmd->parsed()) return run.max_rate ? cmd_max_rate(g, run) : cmd_run(g, run);
     if (cmp_cmd->parsed()) return cmd_compare(g, cmp);
+    if (sweep_cmd->parsed()) return cmd_sweep(g, sw);
+    if (db_merge->parsed()) return cmd_db_merge(merge);
     if (rep_cmd->parsed()) return cmd_report(g, rep);
     if (explain_cmd->parsed()) return cmd_explain(markdown);
     if (list_cmd->parsed()) return cmd_list(g, what, filter);
@@ -157,6 +185,9 @@ int main(int argc, char** argv) {
     if (runs_show->parsed()) return cmd_runs_show(runs);
     if (bench_cmd->parsed()) return cmd_bench(g, bench);
     if (val_cmd->parsed()) return cmd_validate(g, val);
+  } catch (const UsageError& e) {
+    std::cerr << "moesim: " << e.what() << "\n";
+    return kExitUsage;
   } catch (const Error& e) {
     std::cerr << "moesim: error: " << e.what() << "\n";
     return e.what() == std::string("interrupted") ? kExitInterrupted : kExitError;

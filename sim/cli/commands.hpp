@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "moesim/catalog/catalog.hpp"
+#include "moesim/core/error.hpp"
 
 namespace moesim::cli {
 
@@ -29,6 +30,25 @@ struct CompareOptions {
   std::vector<std::string> overrides;
   std::vector<std::string> alternatives;
   int jobs = 2;
+};
+struct SweepOptions {
+  std::string scenario;
+  std::string db = "moesim.db";
+  std::vector<std::string> overrides;
+  int jobs = 2;
+  bool json = false;
+  std::string shard;          ///< "I/N"; empty: SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT, else 0/1
+  bool slurm_script = false;  ///< print an sbatch array script instead of running
+  bool submit = false;        ///< write that script to DB.sbatch.sh and run sbatch on it
+  int shards = 0;             ///< --slurm-script: array tasks
+  std::string partition;      ///< --slurm-script: sbatch --partition (empty: the cluster's default)
+  std::string time = "04:00:00";  ///< --slurm-script: sbatch --time per task
+  std::string mem = "8G";     ///< --slurm-script: sbatch --mem per task
+};
+struct DbMergeOptions {
+  std::string out;
+  std::vector<std::string> shards;
+  bool json = false;
 };
 struct ReportOptions {
   std::string id;
@@ -61,6 +81,17 @@ int cmd_run(const GlobalOptions& g, const RunOptions& o);
 int cmd_max_rate(const GlobalOptions& g, const RunOptions& o);
 int cmd_compare(const GlobalOptions& g, const CompareOptions& o);
 int cmd_report(const GlobalOptions& g, const ReportOptions& o);
+/** `moesim sweep`: every point of the scenario's `sweep:` section (or this shard's), in child processes, stored
+ *  with its point hash; points already complete in the store are not run again. */
+int cmd_sweep(const GlobalOptions& g, const SweepOptions& o);
+/** `moesim db merge OUT SHARD...`: shard stores into one (Store::merge_from, one transaction per shard). */
+int cmd_db_merge(const DbMergeOptions& o);
+
+/** A command-line mistake found after parsing (e.g. --shard 3/2): exit status 2, like CLI11's own. */
+class UsageError : public Error {
+ public:
+  using Error::Error;
+};
 int cmd_explain(bool markdown);
 int cmd_list(const GlobalOptions& g, const std::string& what, const std::string& filter);
 int cmd_runs_list(const RunsOptions& o);

@@ -88,6 +88,7 @@ int cmd_runs_list(const RunsOptions& o) {
       a.push_back({{"id", r.id}, {"scenario", r.scenario_name}, {"status", store::to_string(r.status)}, {"created_at_utc", r.created_at_utc},
                    {"comparison_id", r.comparison_id ? nlohmann::json(*r.comparison_id) : nlohmann::json(nullptr)},
                    {"alternative", r.alternative_label},
+                   {"point_hash", r.point_hash.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.point_hash)},
                    {"train_days", r.train_days ? nlohmann::json(*r.train_days) : nlohmann::json(nullptr)},
                    {"facility_energy_mwh", r.facility_energy_mwh ? nlohmann::json(*r.facility_energy_mwh) : nlohmann::json(nullptr)},
                    {"co2e_gross_t", r.co2e_gross_t ? nlohmann::json(*r.co2e_gross_t) : nlohmann::json(nullptr)}});

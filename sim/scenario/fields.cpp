@@ -390,6 +390,20 @@ std::vector<FieldSpec> build_table() {
 
       F("compare", T::overlay_list)
           .help("Alternatives for `moesim compare`: each item has a `label` and overrides any scenario keys."),
+
+      F("sweep", T::section)
+          .help("A sweep for `moesim sweep`: the scenario is run at every point of the axes' cartesian product (in the "
+                "order the axes are given, the last one varying fastest). `moesim run` and `compare` ignore it."),
+      F("sweep.axes", T::section_list).required()
+          .help("The swept keys, each with the list of values it takes."),
+      F("sweep.axes[].key", T::string).required()
+          .help("A scenario key path, as for --set (e.g. cluster.count, placement, model.experts); `moesim explain` "
+                "lists them. Not name, sweep or compare."),
+      F("sweep.axes[].values", T::value_list).required()
+          .help("The values the key takes, in order (at least one); each point applies them like --set KEY=VALUE."),
+      F("sweep.zip", T::value_list)
+          .help("Groups of axes that advance together instead of multiplying: a list of lists of axis keys, e.g. "
+                "[[model.experts, parallelism.expert]]; the axes of a group have as many values each."),
   };
 }
 
@@ -408,6 +422,7 @@ std::string to_string(FieldType t) {
     case FieldType::section_list: return "list of sections";
     case FieldType::string_or_section: return "name or section";
     case FieldType::overlay_list: return "list of overrides";
+    case FieldType::value_list: return "list of values";
   }
   return "?";
 }

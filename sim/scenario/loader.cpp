@@ -6,6 +6,7 @@
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -18,6 +19,7 @@
 #include "moesim/core/error.hpp"
 #include "moesim/core/text.hpp"
 #include "moesim/scenario/fields.hpp"
+#include "moesim/scenario/sweep.hpp"
 
 namespace moesim::scenario {
 
@@ -220,6 +222,10 @@ class Walker {
           if (!item.IsMap() || !item["label"] || !item["label"].IsScalar())
             fail(iloc, ipath, "each alternative must be a mapping with a `label:` and the keys it overrides");
         }
+        return yaml_to_json(n, file_, vpath);
+      }
+      case FieldType::value_list: {
+        if (!n.IsSequence()) fail(loc, vpath, fmt::format("expected a list, got {}", scalar_text(n)));
         return yaml_to_json(n, file_, vpath);
       }
     }
@@ -586,6 +592,145 @@ std::vector<Alternative> load_alternatives(const std::string& path, const catalo
                                            const std::vector<std::string>& overrides,
                                            const std::vector<std::string>& extra_alternatives) {
   return yaml_guard(path, [&] { return load_alternatives_unguarded(path, catalog, overrides, extra_alternatives); });
+}
+
+namespace {
+
+/** Keys a sweep axis may set: every field path outside lists (a list is swept whole, e.g. `placement`). */
+std::vector<std::string> sweepable_keys() {
+  std::vector<std::string> out;
+  for (const auto& f : fields()) {
+    if (f.path.find('[') != std::string::npos) continue;
+    if (f.path == "name" || f.path == "compare" || f.path == "sweep" || f.path.rfind("sweep.", 0) == 0) continue;
+    out.push_back(f.path);
+  }
+  return out;
+}
+
+SweepDefinition load_sweep_unguarded(const std::string& path) {
+  const std::string text = read_file(path);
+  LocationMap locs;
+  YAML::Node root = parse_yaml(text, path);
+  json doc = walk_document(root, path, locs);  // types and shapes of the whole file, `sweep:` included
+  if (!doc.contains("sweep"))
+    throw InputError(path, 1, 1, "sweep",
+                     "no `sweep:` section to run; add one, e.g. `sweep: {axes: [{key: cluster.count, values: [64, 128]}]}` "
+                     "(`moesim explain` describes it)");
+  const YAML::Node sweep = root["sweep"];
+  fill_defaults(doc["sweep"], "sweep", "sweep", locs, path);  // required keys (axes, key, values), located
+  SweepDefinition def;
+  def.file = path;
+  const YAML::Node axes = sweep["axes"];
+  if (axes.size() == 0) fail(location_of(path, axes.Mark()), "sweep.axes", "no axes: give at least one {key: KEY.PATH, values: [...]}");
+  const std::vector<std::string> valid = sweepable_keys();
+  std::map<std::string, std::size_t> axis_of;
+  for (std::size_t i = 0; i < axes.size(); ++i) {
+    const YAML::Node item = axes[i];
+    const std::string vpath = fmt::format("sweep.axes[{}]", i);
+    const std::string key = item["key"].Scalar();
+    const Location key_loc = location_of(path, item["key"].Mark());
+    const bool reserved = key == "name" || key == "compare" || key == "sweep" || key.rfind("sweep.", 0) == 0;
+    if (std::find(valid.begin(), valid.end(), key) == valid.end()) {
+      const std::string parent = key.find('.') == std::string::npos ? "" : key.substr(0, key.rfind('.'));
+      std::vector<std::string> near;
+      for (const auto& v : valid)
+        if (parent.empty() ? v.find('.') == std::string::npos : v.rfind(parent + ".", 0) == 0) near.push_back(v);
+      if (near.empty() || reserved) near = valid;
+      auto close = text::closest(key, valid, 1);
+      const std::string hint = reserved || close.empty() || !text::likely_typo(key, close[0]) ? "" : fmt::format(" (did you mean '{}'?)", close[0]);
+      fail(key_loc, vpath + ".key",
+           fmt::format("{}{}; a sweep axis sets a scenario key outside lists (a list such as placement is swept whole); "
+                       "valid keys{}: {}",
+                       reserved ? fmt::format("'{}' cannot be swept", key) : fmt::format("'{}' is not a scenario key", key), hint,
+                       near.size() == valid.size() ? "" : fmt::format(" under '{}'", parent), text::join(near)));
+    }
+    if (auto dup = axis_of.find(key); dup != axis_of.end())
+      fail(key_loc, vpath + ".key", fmt::format("'{}' is already swept by sweep.axes[{}]; give each key one axis", key, dup->second));
+    axis_of[key] = i;
+    const json& values = doc["sweep"]["axes"][i]["values"];
+    if (values.empty())
+      fail(location_of(path, item["values"].Mark()), vpath + ".values",
+           fmt::format("empty axis: '{}' has no values; give at least one", key));
+    def.axes.push_back({key, std::vector<json>(values.begin(), values.end())});
+  }
+  // zip groups
+  std::vector<int> group_of(def.axes.size(), -1);
+  std::vector<std::vector<std::size_t>> groups;
+  if (sweep["zip"]) {
+    const YAML::Node zip = sweep["zip"];
+    for (std::size_t g = 0; g < zip.size(); ++g) {
+      const YAML::Node group = zip[g];
+      const std::string gpath = fmt::format("sweep.zip[{}]", g);
+      if (!group.IsSequence() || group.size() < 2)
+        fail(location_of(path, group.Mark()), gpath, "a zip group is a list of two or more axis keys, e.g. [model.experts, parallelism.expert]");
+      std::vector<std::size_t> members;
+      for (std::size_t k = 0; k < group.size(); ++k) {
+        const YAML::Node m = group[k];
+        const std::string mpath = fmt::format("{}[{}]", gpath, k);
+        auto it = m.IsScalar() ? axis_of.find(m.Scalar()) : axis_of.end();
+        if (it == axis_of.end()) {
+          std::vector<std::string> names;
+          for (const auto& a : def.axes) names.push_back(a.key);
+          fail(location_of(path, m.Mark()), mpath,
+               fmt::format("{} is not the key of an axis; axes: {}", scalar_text(m), text::join(names)));
+        }
+        if (group_of[it->second] >= 0)
+          fail(location_of(path, m.Mark()), mpath,
+               fmt::format("axis '{}' is already in zip group {}; an axis belongs to one group at most", it->first, group_of[it->second]));
+        group_of[it->second] = static_cast<int>(g);
+        members.push_back(it->second);
+      }
+      const std::size_t n0 = def.axes[members[0]].values.size();
+      for (std::size_t k = 1; k < members.size(); ++k) {
+        const std::size_t nk = def.axes[members[k]].values.size();
+        if (nk != n0)
+          fail(location_of(path, group.Mark()), gpath,
+               fmt::format("zipped axes advance together and need as many values each: '{}' has {}, '{}' has {}",
+                           def.axes[members[0]].key, n0, def.axes[members[k]].key, nk));
+      }
+      std::sort(members.begin(), members.end());
+      groups.push_back(std::move(members));
+    }
+  }
+  // Dimensions: a lone axis, or a zip group at the place of its first axis.
+  std::vector<bool> emitted(groups.size(), false);
+  for (std::size_t i = 0; i < def.axes.size(); ++i) {
+    if (group_of[i] < 0) {
+      def.dimensions.push_back({i});
+    } else if (!emitted[static_cast<std::size_t>(group_of[i])]) {
+      emitted[static_cast<std::size_t>(group_of[i])] = true;
+      def.dimensions.push_back(groups[static_cast<std::size_t>(group_of[i])]);
+    }
+  }
+  std::size_t total = 1;
+  for (const auto& d : def.dimensions) {
+    total *= def.axes[d[0]].values.size();
+    if (total > kMaxSweepPoints)
+      fail(location_of(path, sweep.Mark()), "sweep",
+           fmt::format("the axes multiply to more than {} points; split the sweep or zip axes that go together", kMaxSweepPoints));
+  }
+  // Odometer over the dimensions, the last one fastest.
+  std::vector<std::size_t> at(def.dimensions.size(), 0);
+  for (std::size_t n = 0; n < total; ++n) {
+    SweepPoint p;
+    p.index = n;
+    std::vector<std::pair<std::string, json>> by_axis(def.axes.size());
+    for (std::size_t d = 0; d < def.dimensions.size(); ++d)
+      for (std::size_t a : def.dimensions[d]) by_axis[a] = {def.axes[a].key, def.axes[a].values[at[d]]};
+    p.assignment = std::move(by_axis);
+    def.points.push_back(std::move(p));
+    for (std::size_t d = def.dimensions.size(); d-- > 0;) {
+      if (++at[d] < def.axes[def.dimensions[d][0]].values.size()) break;
+      at[d] = 0;
+    }
+  }
+  return def;
+}
+
+}  // namespace
+
+SweepDefinition load_sweep(const std::string& path) {
+  return yaml_guard(path, [&] { return load_sweep_unguarded(path); });
 }
 
 }  // namespace moesim::scenario

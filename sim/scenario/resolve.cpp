@@ -795,6 +795,7 @@ Scenario Resolver::build() const {
 
   s.resolved = d;
   s.resolved.erase("compare");
+  s.resolved.erase("sweep");  // the sweep definition is not part of any one point's scenario
   return s;
 }
 

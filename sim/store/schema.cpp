@@ -130,6 +130,37 @@ CREATE TABLE request_timings (
 ) STRICT, WITHOUT ROWID;
 )sql";
 
+/** Version 3: sweeps (moesim sweep), their enumerated points, and each run's point hash (the content hash of its
+ *  resolved scenario), by which resumed sweeps and merged shards recognise a point already run. */
+constexpr const char* kSchemaV3 = R"sql(
+CREATE TABLE sweeps (
+  id              INTEGER PRIMARY KEY,
+  scenario_name   TEXT NOT NULL,
+  -- FNV-1a-128 over the scenario name and every point's identity, in order: the same sweep in any store.
+  definition_hash TEXT NOT NULL UNIQUE CHECK (length(definition_hash) = 32),
+  point_count     INTEGER NOT NULL CHECK (point_count >= 1),
+  axes_json       TEXT NOT NULL CHECK (json_valid(axes_json)),
+  created_at_utc  TEXT NOT NULL
+) STRICT;
+
+ALTER TABLE runs ADD COLUMN point_hash TEXT CHECK (point_hash IS NULL OR length(point_hash) = 32);
+CREATE INDEX runs_by_point_hash ON runs(point_hash);
+
+CREATE TABLE sweep_points (
+  sweep_id    INTEGER NOT NULL REFERENCES sweeps(id) ON DELETE CASCADE,
+  idx         INTEGER NOT NULL CHECK (idx >= 0),
+  label       TEXT NOT NULL,
+  -- NULL for a point that did not resolve (skipped, with no scenario to hash).
+  point_hash  TEXT CHECK (point_hash IS NULL OR length(point_hash) = 32),
+  skip_reason TEXT CHECK (skip_reason IS NULL OR skip_reason <> ''),
+  -- The run that computed the point (NULL while skipped or not yet started).
+  run_id      INTEGER REFERENCES runs(id) ON DELETE SET NULL,
+  PRIMARY KEY (sweep_id, idx),
+  CHECK (point_hash IS NOT NULL OR skip_reason IS NOT NULL),
+  CHECK (skip_reason IS NULL OR run_id IS NULL)
+) STRICT, WITHOUT ROWID;
+)sql";
+
 constexpr int kEmpty = -1;  // a database with no schema yet (new file)
 
 std::int64_t pragma_int(Db& db, const char* pragma) {
@@ -186,6 +217,7 @@ const std::vector<Migration>& migrations() {
       {0, "runs, metrics, datacenter results, phase breakdown, series", kSchemaV0},
       {1, "comparisons, alternative labels, provenance", kSchemaV1},
       {2, "run kind (training or serving), request timings", kSchemaV2},
+      {3, "sweeps, sweep points, run point hashes", kSchemaV3},
   };
   return list;
 }

@@ -2,6 +2,8 @@
 #include "moesim/store/store.hpp"
 
 #include <cstring>
+#include <filesystem>
+#include <map>
 
 #include <fmt/format.h>
 
@@ -256,12 +258,16 @@ std::int64_t insert_running_run(Db& db, const RunRecord& header, const std::opti
   const std::string scenario_json = dump_json(header.scenario, "the scenario of " + context, db.path());
   Stmt s(db,
          "INSERT INTO runs (scenario_name, scenario_file, scenario_json, seed, moesim_version, git_hash, status, "
-         "created_at_utc, comparison_id, alternative_label, kind) "
-         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', " MOESIM_NOW_UTC ", ?7, ?8, ?9) RETURNING id",
+         "created_at_utc, comparison_id, alternative_label, kind, point_hash) "
+         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', " MOESIM_NOW_UTC ", ?7, ?8, ?9, ?10) RETURNING id",
          context);
   s.bind(1, header.scenario_name).bind(2, header.scenario_file).bind(3, scenario_json);
   s.bind(4, seed_to_sql(header.seed)).bind(5, header.moesim_version).bind(6, header.git_hash);
   s.bind(7, comparison_id).bind(8, header.alternative_label).bind(9, header.kind);
+  if (header.point_hash.empty())
+    s.bind_null(10);
+  else
+    s.bind(10, header.point_hash);
   if (!s.step()) throw Error(fmt::format("run store {}: {}: INSERT returned no id", db.path(), context));
   const std::int64_t id = s.int64(0);
   s.reset();
@@ -348,6 +354,7 @@ std::vector<RunSummary> Store::list_runs(std::optional<std::int64_t> comparison_
   Db& db = impl_->db;
   Stmt s(db,
          "SELECT r.id, r.scenario_name, r.status, r.created_at_utc, r.comparison_id, r.alternative_label, r.kind, "
+         "  coalesce(r.point_hash, ''), "
          "  (SELECT m.value FROM metrics m WHERE m.run_id = r.id AND m.name = ?1), "
          "  (SELECT sum(d.facility_energy_j) FROM datacenter_results d WHERE d.run_id = r.id), "
          "  (SELECT sum(d.co2e_gross_kg) FROM datacenter_results d WHERE d.run_id = r.id) "
@@ -364,9 +371,10 @@ std::vector<RunSummary> Store::list_runs(std::optional<std::int64_t> comparison_
     r.comparison_id = s.optional_int64(4);
     r.alternative_label = s.text(5);
     r.kind = s.text(6);
-    if (auto train_s = s.optional_real(7)) r.train_days = units::seconds_to_days(*train_s);
-    if (auto facility_j = s.optional_real(8)) r.facility_energy_mwh = units::joules_to_mwh(*facility_j);
-    if (auto co2e_kg = s.optional_real(9)) r.co2e_gross_t = units::kg_to_tonnes(*co2e_kg);
+    r.point_hash = s.text(7);
+    if (auto train_s = s.optional_real(8)) r.train_days = units::seconds_to_days(*train_s);
+    if (auto facility_j = s.optional_real(9)) r.facility_energy_mwh = units::joules_to_mwh(*facility_j);
+    if (auto co2e_kg = s.optional_real(10)) r.co2e_gross_t = units::kg_to_tonnes(*co2e_kg);
     out.push_back(std::move(r));
   }
   return out;
@@ -381,8 +389,8 @@ RunRecord Store::get_run(std::int64_t id) const {
   {
     Stmt s(db,
            "SELECT id, scenario_name, scenario_file, scenario_json, seed, moesim_version, git_hash, status, "
-           "error_message, created_at_utc, finished_at_utc, comparison_id, alternative_label, provenance_json, kind "
-           "FROM runs WHERE id = ?1",
+           "error_message, created_at_utc, finished_at_utc, comparison_id, alternative_label, provenance_json, kind, "
+           "coalesce(point_hash, '') FROM runs WHERE id = ?1",
            context);
     s.bind(1, id);
     if (!s.step()) throw_no_run(id, db.path());
@@ -401,6 +409,7 @@ RunRecord Store::get_run(std::int64_t id) const {
     r.alternative_label = s.text(12);
     r.provenance = parse_json(s.text(13), fmt::format("provenance of run {}", id), db.path());
     r.kind = s.text(14);
+    r.point_hash = s.text(15);
   }
   {
     Stmt s(db, "SELECT name, value, unit FROM metrics WHERE run_id = ?1 ORDER BY position", context);
@@ -507,6 +516,328 @@ Comparison Store::get_comparison(std::int64_t id) const {
 
 bool Store::has_comparison(std::int64_t id) const {
   return row_exists(impl_->db, "SELECT 1 FROM comparisons WHERE id = ?1", id, fmt::format("has_comparison({})", id));
+}
+
+namespace {
+void bind_text_or_null(Stmt& s, int index, const std::string& value) {
+  if (value.empty())
+    s.bind_null(index);
+  else
+    s.bind(index, value);
+}
+}  // namespace
+
+std::int64_t Store::open_sweep(const std::string& scenario_name, const std::string& definition_hash,
+                               std::int64_t point_count, const nlohmann::json& axes) {
+  impl_->require_writable("open_sweep");
+  Db& db = impl_->db;
+  const std::string context = fmt::format("open_sweep('{}')", scenario_name);
+  Transaction t(db, Transaction::Kind::write, context);
+  std::int64_t id = 0;
+  {
+    Stmt s(db, "SELECT id FROM sweeps WHERE definition_hash = ?1", context);
+    s.bind(1, definition_hash);
+    if (s.step()) return s.int64(0);  // nothing written; the transaction ends with t
+  }
+  {
+    Stmt s(db,
+           "INSERT INTO sweeps (scenario_name, definition_hash, point_count, axes_json, created_at_utc) "
+           "VALUES (?1, ?2, ?3, ?4, " MOESIM_NOW_UTC ") RETURNING id",
+           context);
+    s.bind(1, scenario_name).bind(2, definition_hash).bind(3, point_count).bind(4, dump_json(axes, "sweep axes", db.path()));
+    if (!s.step()) throw Error(fmt::format("run store {}: {}: INSERT returned no id", db.path(), context));
+    id = s.int64(0);
+    s.reset();
+  }
+  t.commit();
+  return id;
+}
+
+void Store::set_sweep_point(std::int64_t sweep_id, const SweepPointRecord& p) {
+  impl_->require_writable("set_sweep_point");
+  Db& db = impl_->db;
+  const std::string context = fmt::format("set_sweep_point(sweep {}, point {})", sweep_id, p.index);
+  Transaction t(db, Transaction::Kind::write, context);
+  {
+    Stmt s(db,
+           "INSERT INTO sweep_points (sweep_id, idx, label, point_hash, skip_reason, run_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6) "
+           "ON CONFLICT (sweep_id, idx) DO UPDATE SET label = excluded.label, point_hash = excluded.point_hash, "
+           "skip_reason = excluded.skip_reason, run_id = excluded.run_id",
+           context);
+    s.bind(1, sweep_id).bind(2, p.index).bind(3, p.label);
+    bind_text_or_null(s, 4, p.point_hash);
+    bind_text_or_null(s, 5, p.skip_reason);
+    s.bind(6, p.run_id);
+    s.run();
+  }
+  t.commit();
+}
+
+std::optional<std::int64_t> Store::find_complete_run(const std::string& point_hash) const {
+  Stmt s(impl_->db, "SELECT min(id) FROM runs WHERE point_hash = ?1 AND status = 'complete'",
+         fmt::format("find_complete_run({})", point_hash));
+  s.bind(1, point_hash);
+  if (!s.step()) return std::nullopt;
+  return s.optional_int64(0);
+}
+
+namespace {
+SweepRecord read_sweep_row(Stmt& s, const std::string& path) {
+  SweepRecord r;
+  r.id = s.int64(0);
+  r.scenario_name = s.text(1);
+  r.definition_hash = s.text(2);
+  r.point_count = s.int64(3);
+  r.axes = parse_json(s.text(4), fmt::format("axes of sweep {}", r.id), path);
+  r.created_at_utc = s.text(5);
+  return r;
+}
+constexpr const char* kSweepColumns = "SELECT id, scenario_name, definition_hash, point_count, axes_json, created_at_utc FROM sweeps";
+}  // namespace
+
+SweepRecord Store::get_sweep(std::int64_t id) const {
+  Db& db = impl_->db;
+  const std::string context = fmt::format("get_sweep({})", id);
+  Transaction t(db, Transaction::Kind::read, context);
+  SweepRecord r;
+  {
+    Stmt s(db, (std::string(kSweepColumns) + " WHERE id = ?1").c_str(), context);
+    s.bind(1, id);
+    if (!s.step()) throw Error(fmt::format("no sweep with id {} in {}", id, db.path()));
+    r = read_sweep_row(s, db.path());
+  }
+  {
+    Stmt s(db,
+           "SELECT p.idx, p.label, coalesce(p.point_hash, ''), coalesce(p.skip_reason, ''), p.run_id, r.status "
+           "FROM sweep_points p LEFT JOIN runs r ON r.id = p.run_id WHERE p.sweep_id = ?1 ORDER BY p.idx",
+           context);
+    s.bind(1, id);
+    while (s.step()) {
+      SweepPointRecord p;
+      p.index = s.int64(0);
+      p.label = s.text(1);
+      p.point_hash = s.text(2);
+      p.skip_reason = s.text(3);
+      p.run_id = s.optional_int64(4);
+      if (!s.is_null(5)) p.run_status = parse_status(s.text(5), db.path());
+      r.points.push_back(std::move(p));
+    }
+  }
+  t.commit();
+  return r;
+}
+
+std::vector<SweepRecord> Store::list_sweeps() const {
+  Db& db = impl_->db;
+  Stmt s(db, (std::string(kSweepColumns) + " ORDER BY id").c_str(), "list_sweeps");
+  std::vector<SweepRecord> out;
+  while (s.step()) out.push_back(read_sweep_row(s, db.path()));
+  return out;
+}
+
+namespace {
+
+/** Copies run `old_id` of the attached `shard` with every result row; returns its id here. */
+std::int64_t copy_run(Db& db, std::int64_t old_id, const std::string& context) {
+  std::int64_t id = 0;
+  {
+    Stmt s(db,
+           "INSERT INTO main.runs (scenario_name, scenario_file, scenario_json, seed, moesim_version, git_hash, status, "
+           "error_message, created_at_utc, finished_at_utc, comparison_id, alternative_label, provenance_json, kind, "
+           "point_hash) SELECT scenario_name, scenario_file, scenario_json, seed, moesim_version, git_hash, status, "
+           "error_message, created_at_utc, finished_at_utc, NULL, alternative_label, provenance_json, kind, point_hash "
+           "FROM shard.runs WHERE id = ?1 RETURNING id",
+           context);
+    s.bind(1, old_id);
+    if (!s.step()) throw Error(fmt::format("run store {}: {}: run {} of the shard vanished", db.path(), context, old_id));
+    id = s.int64(0);
+    s.reset();
+  }
+  const char* children[] = {
+      "INSERT INTO main.metrics (run_id, position, name, value, unit) "
+      "SELECT ?2, position, name, value, unit FROM shard.metrics WHERE run_id = ?1",
+      "INSERT INTO main.datacenter_results (run_id, position, name, display_name, country_iso_code, region, share, chips, "
+      "pue, gross_kgco2e_per_kwh, net_kgco2e_per_kwh, cfe_fraction, it_energy_j, network_energy_j, facility_energy_j, "
+      "co2e_gross_kg, co2e_net_kg, embodied_co2e_kg) SELECT ?2, position, name, display_name, country_iso_code, region, "
+      "share, chips, pue, gross_kgco2e_per_kwh, net_kgco2e_per_kwh, cfe_fraction, it_energy_j, network_energy_j, "
+      "facility_energy_j, co2e_gross_kg, co2e_net_kg, embodied_co2e_kg FROM shard.datacenter_results WHERE run_id = ?1",
+      "INSERT INTO main.phase_breakdown (run_id, position, phase_kind, time_s, critical_path_s) "
+      "SELECT ?2, position, phase_kind, time_s, critical_path_s FROM shard.phase_breakdown WHERE run_id = ?1",
+      "INSERT INTO main.request_timings (run_id, idx, arrival_s, first_token_s, end_s, queue_s, prompt_tokens, "
+      "output_tokens, replica, preemptions) SELECT ?2, idx, arrival_s, first_token_s, end_s, queue_s, prompt_tokens, "
+      "output_tokens, replica, preemptions FROM shard.request_timings WHERE run_id = ?1",
+  };
+  for (const char* sql : children) {
+    Stmt s(db, sql, context);
+    s.bind(1, old_id).bind(2, id);
+    s.run();
+  }
+  Stmt series(db, "SELECT id, position, name, x_unit, y_unit FROM shard.series WHERE run_id = ?1 ORDER BY position", context);
+  Stmt insert(db, "INSERT INTO main.series (run_id, position, name, x_unit, y_unit) VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+              context);
+  Stmt points(db, "INSERT INTO main.series_points (series_id, idx, x, y) SELECT ?2, idx, x, y FROM shard.series_points "
+                  "WHERE series_id = ?1", context);
+  series.bind(1, old_id);
+  while (series.step()) {
+    insert.bind(1, id).bind(2, series.int64(1)).bind(3, series.text(2)).bind(4, series.text(3)).bind(5, series.text(4));
+    if (!insert.step()) throw Error(fmt::format("run store {}: {}: INSERT returned no id", db.path(), context));
+    const std::int64_t new_series = insert.int64(0);
+    insert.reset();
+    points.bind(1, series.int64(0)).bind(2, new_series);
+    points.run();
+    points.reset();
+  }
+  return id;
+}
+
+/** Detaches `shard` from the connection whatever happens (ATTACH outlives transactions). */
+struct Attached {
+  Db& db;
+  ~Attached() {
+    try {
+      db.exec("DETACH DATABASE shard", "detach the shard");
+    } catch (const std::exception&) {
+    }
+  }
+};
+
+}  // namespace
+
+MergeStats Store::merge_from(const std::string& shard_path) {
+  impl_->require_writable("merge_from");
+  Db& db = impl_->db;
+  {
+    std::error_code ec;
+    if (!std::filesystem::exists(shard_path, ec))
+      throw Error(fmt::format("cannot merge {}: no such file", shard_path));
+    if (std::filesystem::equivalent(shard_path, db.path(), ec))
+      throw Error(fmt::format("cannot merge {}: it is the output store itself", shard_path));
+  }
+  // The shard as a store: a moesim store of this schema version (open_schema refuses others, naming the file).
+  try {
+    Store shard(shard_path, Mode::read_only);
+    if (shard.schema_version() != kSchemaVersion)
+      throw Error(fmt::format("schema version {} differs from this store's {}", shard.schema_version(), kSchemaVersion));
+    Stmt s(shard.impl_->db, "PRAGMA integrity_check", "integrity check");
+    std::vector<std::string> problems;
+    while (s.step()) problems.push_back(s.text(0));
+    if (problems.size() != 1 || problems[0] != "ok") {
+      std::string text;
+      for (std::size_t i = 0; i < problems.size() && i < 5; ++i) text += (i ? "; " : "") + problems[i];
+      throw Error(fmt::format("PRAGMA integrity_check failed: {}", text));
+    }
+  } catch (const Error& e) {
+    throw Error(fmt::format("cannot merge {}: {}", shard_path, e.what()));
+  }
+  {
+    Stmt a(db, "ATTACH DATABASE ?1 AS shard", fmt::format("attach {}", shard_path));
+    a.bind(1, shard_path);
+    a.run();
+  }
+  Attached attached{db};
+  const std::string context = fmt::format("merge {}", shard_path);
+  Transaction t(db, Transaction::Kind::write, context);
+  MergeStats stats;
+  // Sweeps, matched by definition hash.
+  std::map<std::int64_t, std::int64_t> sweep_map;
+  {
+    Stmt s(db, "SELECT id, scenario_name, definition_hash, point_count, axes_json, created_at_utc FROM shard.sweeps ORDER BY id",
+           context);
+    Stmt find(db, "SELECT id FROM main.sweeps WHERE definition_hash = ?1", context);
+    Stmt insert(db,
+                "INSERT INTO main.sweeps (scenario_name, definition_hash, point_count, axes_json, created_at_utc) "
+                "VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+                context);
+    while (s.step()) {
+      find.bind(1, s.text(2));
+      if (find.step()) {
+        sweep_map[s.int64(0)] = find.int64(0);
+      } else {
+        insert.bind(1, s.text(1)).bind(2, s.text(2)).bind(3, s.int64(3)).bind(4, s.text(4)).bind(5, s.text(5));
+        if (!insert.step()) throw Error(fmt::format("run store {}: {}: INSERT returned no id", db.path(), context));
+        sweep_map[s.int64(0)] = insert.int64(0);
+        insert.reset();
+        ++stats.sweeps_added;
+      }
+      find.reset();
+    }
+  }
+  // Runs with a point hash, deduplicated: a complete run here wins; else a complete shard run is copied; a failed
+  // one is copied only when nothing of that hash is here.
+  std::map<std::int64_t, std::int64_t> run_map;
+  {
+    Stmt s(db, "SELECT id, point_hash, status FROM shard.runs ORDER BY id", context);
+    Stmt complete(db, "SELECT min(id) FROM main.runs WHERE point_hash = ?1 AND status = 'complete'", context);
+    Stmt any(db, "SELECT min(id) FROM main.runs WHERE point_hash = ?1", context);
+    while (s.step()) {
+      const std::int64_t old_id = s.int64(0);
+      const std::string status = s.text(2);
+      if (s.is_null(1) || status == "running") {
+        ++stats.runs_left_out;
+        continue;
+      }
+      const std::string hash = s.text(1);
+      complete.bind(1, hash);
+      complete.step();
+      const std::optional<std::int64_t> here = complete.optional_int64(0);
+      complete.reset();
+      if (here) {
+        run_map[old_id] = *here;
+        ++stats.runs_already_present;
+        continue;
+      }
+      if (status == "failed") {
+        any.bind(1, hash);
+        any.step();
+        const std::optional<std::int64_t> failed_here = any.optional_int64(0);
+        any.reset();
+        if (failed_here) {
+          run_map[old_id] = *failed_here;
+          ++stats.runs_already_present;
+          continue;
+        }
+      }
+      run_map[old_id] = copy_run(db, old_id, fmt::format("{}: run {}", context, old_id));
+      ++stats.runs_copied;
+    }
+  }
+  // Points: a point is added when absent; one here without a complete run takes the shard's when that is complete.
+  {
+    Stmt s(db,
+           "SELECT p.sweep_id, p.idx, p.label, coalesce(p.point_hash, ''), coalesce(p.skip_reason, ''), p.run_id, r.status "
+           "FROM shard.sweep_points p LEFT JOIN shard.runs r ON r.id = p.run_id ORDER BY p.sweep_id, p.idx",
+           context);
+    Stmt here(db,
+              "SELECT r.status FROM main.sweep_points p LEFT JOIN main.runs r ON r.id = p.run_id "
+              "WHERE p.sweep_id = ?1 AND p.idx = ?2",
+              context);
+    Stmt upsert(db,
+                "INSERT INTO main.sweep_points (sweep_id, idx, label, point_hash, skip_reason, run_id) "
+                "VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (sweep_id, idx) DO UPDATE SET label = excluded.label, "
+                "point_hash = excluded.point_hash, skip_reason = excluded.skip_reason, run_id = excluded.run_id",
+                context);
+    while (s.step()) {
+      const std::int64_t sweep = sweep_map.at(s.int64(0));
+      const std::int64_t idx = s.int64(1);
+      std::optional<std::int64_t> run;
+      if (auto old = s.optional_int64(5); old && run_map.count(*old)) run = run_map.at(*old);
+      const bool shard_complete = run && !s.is_null(6) && s.text(6) == "complete";
+      here.bind(1, sweep).bind(2, idx);
+      const bool exists = here.step();
+      const bool here_complete = exists && !here.is_null(0) && here.text(0) == "complete";
+      here.reset();
+      if (exists && (here_complete || !shard_complete)) continue;
+      upsert.bind(1, sweep).bind(2, idx).bind(3, s.text(2));
+      bind_text_or_null(upsert, 4, s.text(3));
+      bind_text_or_null(upsert, 5, s.text(4));
+      upsert.bind(6, run);
+      upsert.run();
+      upsert.reset();
+      ++(exists ? stats.points_updated : stats.points_added);
+    }
+  }
+  t.commit();
+  return stats;
 }
 
 }  // namespace moesim::store

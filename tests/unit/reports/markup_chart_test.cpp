@@ -280,9 +280,15 @@ TEST_CASE("reports::parse_format and parse_target: accepted spellings and clear 
   CHECK(r::parse_target("12").id == 12);
   CHECK(r::parse_target("c3").kind == r::ReportTarget::Kind::comparison);
   CHECK(r::parse_target("comparison:3").id == 3);
+  for (const char* sweep : {"s4", "S4", "sweep:4", "sweep-4"}) {
+    INFO(sweep);
+    CHECK(r::parse_target(sweep).kind == r::ReportTarget::Kind::sweep);
+    CHECK(r::parse_target(sweep).id == 4);
+  }
   SECTION("bad format") { CHECK_THROWS_WITH(r::parse_format("pdf"), Contains("allowed: html, md, markdown, csv")); }
   SECTION("bad ids") {
-    for (const char* bad : {"", "x", "c", "-1", "0", "1.5", "comparison:", "c-2", "99999999999999999999"})
+    for (const char* bad : {"", "x", "c", "-1", "0", "1.5", "comparison:", "c-2", "99999999999999999999", "s", "sweep:", "sweep-x",
+                            "s0", "sweep"})
       CHECK_THROWS_WITH(r::parse_target(bad), Contains("allowed: a run id N"));
   }
 }

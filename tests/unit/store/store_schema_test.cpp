@@ -84,12 +84,13 @@ TEST_CASE("store::Store: a new store has the current schema, WAL, foreign keys a
 
   const auto tables = describe_tables(path);
   for (const char* name :
-       {"runs", "metrics", "datacenter_results", "phase_breakdown", "series", "series_points", "comparisons", "request_timings"}) {
+       {"runs", "metrics", "datacenter_results", "phase_breakdown", "series", "series_points", "comparisons", "request_timings",
+        "sweeps", "sweep_points"}) {
     INFO("table " << name);
     REQUIRE(tables.count(name) == 1);
     CHECK(tables.at(name).front().rfind("strict=1", 0) == 0);
   }
-  CHECK(tables.size() == 8);
+  CHECK(tables.size() == 10);
 
   SECTION("STRICT rejects a value of the wrong type") {
     CHECK(raw.try_exec("INSERT INTO metrics (run_id, position, name, value, unit) VALUES (1, 0, 'x', 'abc', 's')") ==
@@ -120,14 +121,14 @@ TEST_CASE("store::Store: opening a version-0 store migrates it and keeps its row
 
   SECTION("read-only refuses to migrate and leaves the file alone") {
     CHECK_THROWS_WITH(Store(path, Store::Mode::read_only),
-                      Contains(path) && Contains("schema version 0, older than 2") && Contains("read-write"));
+                      Contains(path) && Contains("schema version 0, older than 3") && Contains("read-write"));
     t::RawDb raw(path);
     CHECK(raw.integer("PRAGMA user_version") == 0);
   }
 
   SECTION("read-write migrates") {
     Store store(path);
-    CHECK(store.schema_version() == 2);
+    CHECK(store.schema_version() == Store::kSchemaVersion);
     CHECK(store.get_run(1).kind == "training");
 
     const RunRecord old = store.get_run(1);
@@ -168,7 +169,7 @@ TEST_CASE("store::Store: opening a version-0 store migrates it and keeps its row
     CHECK(store.get_run(id).provenance == t::sample_results().provenance);
 
     t::RawDb raw(path);
-    CHECK(raw.integer("PRAGMA user_version") == 2);
+    CHECK(raw.integer("PRAGMA user_version") == Store::kSchemaVersion);
     CHECK(raw.text("PRAGMA journal_mode") == "wal");
     CHECK(raw.text("PRAGMA integrity_check") == "ok");
     CHECK(raw.text("PRAGMA foreign_key_check").empty());
@@ -205,11 +206,11 @@ TEST_CASE("store::Store: opening a version-1 store migrates it to serving runs a
     REQUIRE(raw.integer("SELECT count(*) FROM pragma_table_xinfo('runs') WHERE name = 'kind'") == 0);
   }
   SECTION("read-only refuses to migrate") {
-    CHECK_THROWS_WITH(Store(path, Store::Mode::read_only), Contains("schema version 1, older than 2"));
+    CHECK_THROWS_WITH(Store(path, Store::Mode::read_only), Contains("schema version 1, older than 3"));
   }
   SECTION("read-write migrates: old runs are training runs, serving runs keep their requests") {
     Store store(path);
-    CHECK(store.schema_version() == 2);
+    CHECK(store.schema_version() == Store::kSchemaVersion);
     CHECK(store.get_run(1).kind == "training");
     CHECK(store.list_runs().front().kind == "training");
     RunRecord header = t::sample_header("serving-small");
@@ -248,13 +249,13 @@ TEST_CASE("store::Store: a store from a newer moesim is refused", "[store]") {
   { Store store(path); }
   {
     t::RawDb raw(path);
-    raw.exec("PRAGMA user_version = 3");
+    raw.exec("PRAGMA user_version = 4");
   }
   const auto mode = GENERATE(Store::Mode::read_write, Store::Mode::read_only);
-  CHECK_THROWS_WITH(Store(path, mode), Contains(path) && Contains("schema version 3, newer") &&
-                                           Contains("up to 2") && Contains("newer moesim"));
+  CHECK_THROWS_WITH(Store(path, mode), Contains(path) && Contains("schema version 4, newer") &&
+                                           Contains("up to 3") && Contains("newer moesim"));
   t::RawDb raw(path);
-  CHECK(raw.integer("PRAGMA user_version") == 3);
+  CHECK(raw.integer("PRAGMA user_version") == 4);
 }
 
 TEST_CASE("store::Store: a SQLite database that is not a run store is refused", "[store]") {

@@ -22,13 +22,14 @@ Format parse_format(const std::string& text);
 /** File extension of a format, without the dot: "html", "md", "csv". */
 std::string extension(Format f);
 
-/** What `moesim report ID` names: a run or a comparison. */
+/** What `moesim report ID` names: a run, a comparison or a sweep. */
 struct ReportTarget {
-  enum class Kind { run, comparison };
+  enum class Kind { run, comparison, sweep };
   Kind kind = Kind::run;
   std::int64_t id = 0;
 };
-/** "N" (a run), "cN" or "comparison:N" (a comparison), N a positive integer; anything else throws
+/** "N" (a run), "cN" or "comparison:N" (a comparison), "sN", "sweep:N" or "sweep-N" (a sweep), N a positive
+ *  integer; anything else throws
  *  moesim::Error saying which spellings are allowed. */
 ReportTarget parse_target(const std::string& text);
 
@@ -42,7 +43,12 @@ std::string write_run_report(const store::Store& db, std::int64_t run_id, Format
  *  comparison with id N in PATH"), a comparison without runs, or an unwritable directory. */
 std::string write_comparison_report(const store::Store& db, std::int64_t comparison_id, Format f,
                                     const std::string& out_dir);
-/** write_run_report or write_comparison_report, as `target` says. */
+/** Writes the report of sweep `sweep_id` into `out_dir` as sweep-<id>.<ext> (md or csv; html throws, not written
+ *  yet): every point of the sweep (those the store does not hold say so) with its axis values, status, the
+ *  ranking columns of a comparison and the Pareto flag, then the skipped points and their reasons. */
+std::string write_sweep_report(const store::Store& db, std::int64_t sweep_id, Format f, const std::string& out_dir);
+std::string render_sweep_report(const store::Store& db, std::int64_t sweep_id, Format f);
+/** write_run_report, write_comparison_report or write_sweep_report, as `target` says. */
 std::string write_report(const store::Store& db, const ReportTarget& target, Format f, const std::string& out_dir);
 
 /** The report of a run or a comparison as a string (what the write_* functions put in the file). */

@@ -21,6 +21,7 @@ enum class FieldType {
   section_list,    ///< a sequence of mappings (e.g. placement)
   string_or_section,  ///< a name, or a mapping of further fields (inline datacenter)
   overlay_list,    ///< a sequence of partial scenarios (compare alternatives)
+  value_list,      ///< a sequence of any YAML values, kept as given (sweep axis values, zip groups)
 };
 
 std::string to_string(FieldType t);

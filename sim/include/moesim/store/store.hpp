@@ -96,6 +96,8 @@ struct RunRecord {
   std::string finished_at_utc;         ///< ISO 8601, set by complete_run()/fail_run(); empty while running
   std::optional<std::int64_t> comparison_id;
   std::string alternative_label;       ///< e.g. "gcp_us_central1_2021" within a comparison
+  /** A sweep's run: the content hash of its resolved scenario (scenario::content_hash); empty for other runs. */
+  std::string point_hash;
   std::vector<Metric> metrics;
   std::vector<DatacenterResult> datacenters;
   std::vector<PhaseBreakdown> breakdown;
@@ -120,9 +122,41 @@ struct RunSummary {
   std::string created_at_utc;
   std::optional<std::int64_t> comparison_id;
   std::string alternative_label;
+  std::string point_hash;  ///< sweep runs only
   std::optional<double> train_days;
   std::optional<double> facility_energy_mwh;
   std::optional<double> co2e_gross_t;
+};
+
+/** One point of a sweep as a store holds it. */
+struct SweepPointRecord {
+  std::int64_t index = 0;                 ///< position in the sweep's enumeration
+  std::string label;                      ///< "cluster.count=8, model.experts=4"
+  std::string point_hash;                 ///< empty when the point did not resolve
+  std::string skip_reason;                ///< non-empty: the point was skipped (not run), and why
+  std::optional<std::int64_t> run_id;     ///< the run that computed it
+  std::optional<RunStatus> run_status;    ///< that run's status (read by get_sweep; ignored when written)
+};
+
+/** A sweep (moesim sweep): its identity and the points this store holds (a shard holds some of them). */
+struct SweepRecord {
+  std::int64_t id = 0;
+  std::string scenario_name;
+  std::string definition_hash;  ///< the same sweep has the same hash in every store (shards, merged stores)
+  std::int64_t point_count = 0; ///< points of the whole sweep
+  nlohmann::json axes;          ///< [{key, values}] as enumerated
+  std::string created_at_utc;
+  std::vector<SweepPointRecord> points;  ///< by index (get_sweep only)
+};
+
+/** What Store::merge_from did. */
+struct MergeStats {
+  std::int64_t sweeps_added = 0;
+  std::int64_t runs_copied = 0;
+  std::int64_t runs_already_present = 0;  ///< a run of the same point hash was already there (complete)
+  std::int64_t points_added = 0;
+  std::int64_t points_updated = 0;
+  std::int64_t runs_left_out = 0;         ///< runs of no sweep, or still `running`: not merged
 };
 
 /** A set of runs of one scenario's alternatives (moesim compare). */
@@ -147,7 +181,7 @@ class Store {
   enum class Mode { read_write, read_only };
   /** Schema this binary writes. Version 0 was the first layout (no comparisons, no provenance);
    *  opening an older store read-write migrates it, a newer one is refused. */
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
   /** Marks a SQLite file as a moesim run store (`PRAGMA application_id`; the bytes "MoES"). */
   static constexpr std::int32_t kApplicationId = 0x4d6f4553;
   /** How long a write waits for another connection's write lock before failing, in seconds. */
@@ -203,6 +237,24 @@ class Store {
   Comparison get_comparison(std::int64_t id) const;
   /** Whether a comparison with this id exists. */
   bool has_comparison(std::int64_t id) const;
+
+  /** The sweep with this definition hash, created (with no points) when absent; returns its id. */
+  std::int64_t open_sweep(const std::string& scenario_name, const std::string& definition_hash, std::int64_t point_count,
+                          const nlohmann::json& axes);
+  /** Inserts or replaces point `p.index` of sweep `sweep_id` (one transaction). */
+  void set_sweep_point(std::int64_t sweep_id, const SweepPointRecord& p);
+  /** The oldest complete run whose point hash is `point_hash`, if any. */
+  std::optional<std::int64_t> find_complete_run(const std::string& point_hash) const;
+  /** Throws moesim::Error("no sweep with id N in PATH") when absent. */
+  SweepRecord get_sweep(std::int64_t id) const;
+  /** Every sweep, oldest first, without their points. */
+  std::vector<SweepRecord> list_sweeps() const;
+  /** Copies the sweeps, sweep points and sweep runs (with every result row) of the store at `shard_path` into this
+   *  one, in ONE transaction: deduplicated by point hash (a point already complete here is not copied again) and
+   *  by sweep definition hash, so merging a shard twice adds nothing. Refuses, naming the file, a shard that is not
+   *  a moesim store, is of another schema version, fails `PRAGMA integrity_check`, or is this store itself.
+   *  Runs of no sweep (run, compare) and runs still `running` are left out (counted in the result). */
+  MergeStats merge_from(const std::string& shard_path);
 
  private:
   struct Impl;

@@ -1,0 +1,340 @@
+// SPDX-License-Identifier: Apache-2.0
+// `moesim sweep SCENARIO`: the points of the scenario's `sweep:` section (scenario/sweep.hpp) simulated in child
+// processes like `compare`'s alternatives (engine::IsolatedPool), each stored as a run with its point hash under
+// one sweep; points already complete in the store are not run again (resume), `--shard I/N` runs one cost-balanced
+// shard, `--slurm-script` prints the sbatch array that runs them all; `moesim db merge` joins the shards' stores.
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <iostream>
+#include <map>
+#include <numeric>
+
+#include <fmt/format.h>
+
+#include "commands.hpp"
+#include "moesim/core/error.hpp"
+#include "moesim/engine/isolation.hpp"
+#include "moesim/scenario/loader.hpp"
+#include "moesim/scenario/sweep.hpp"
+#include "moesim/store/store.hpp"
+#include "record.hpp"
+#include "run_job.hpp"
+#include "sweep_plan.hpp"
+
+namespace moesim::cli {
+
+namespace {
+
+using nlohmann::json;
+
+/** A point as this command sees it: resolved (or why not), its hash, estimated cost and shard. */
+struct PlannedPoint {
+  scenario::SweepPoint point;
+  std::optional<scenario::Scenario> scenario;
+  std::string hash;
+  std::string skip_reason;
+  double cost = 0.0;
+};
+
+std::string shell_quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+/** "moesim.db" -> "moesim": the stem the shards' stores are named after. */
+std::string db_stem(const std::string& db) {
+  return db.size() > 3 && db.compare(db.size() - 3, 3, ".db") == 0 ? db.substr(0, db.size() - 3) : db;
+}
+
+int print_slurm_script(const GlobalOptions& g, const SweepOptions& o, const scenario::SweepDefinition& def) {
+  if (o.shards < 1)
+    throw UsageError(fmt::format("{} needs --shards N (the number of array tasks, 1 or more)", o.submit ? "--submit" : "--slurm-script"));
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const std::string scenario = fs::absolute(o.scenario, ec).string();
+  const std::string stem = fs::absolute(db_stem(o.db), ec).string();
+  std::string self = fs::read_symlink("/proc/self/exe", ec).string();
+  if (ec || self.empty()) self = "moesim";
+  std::string cmd = shell_quote(self);
+  if (!g.profiles_dir.empty()) cmd += " --profiles " + shell_quote(fs::absolute(g.profiles_dir, ec).string());
+  cmd += fmt::format(" sweep {} --db {}\".shard${{SLURM_ARRAY_TASK_ID}}.db\" -j {}", shell_quote(scenario), shell_quote(stem), o.jobs);
+  for (const auto& s : o.overrides) cmd += " --set " + shell_quote(s);
+  std::string out;
+  out += "#!/bin/bash\n";
+  out += fmt::format("# moesim sweep of {}: {} points in {} array tasks, each writing its own store\n", o.scenario,
+                     def.points.size(), o.shards);
+  out += fmt::format("#SBATCH --job-name=moesim-sweep\n#SBATCH --array=0-{}\n", o.shards - 1);
+  if (!o.partition.empty()) out += fmt::format("#SBATCH --partition={}\n", o.partition);
+  out += fmt::format("#SBATCH --time={}\n#SBATCH --mem={}\n#SBATCH --ntasks=1\n#SBATCH --cpus-per-task={}\n", o.time, o.mem,
+                     o.jobs);
+  out += fmt::format("#SBATCH --output={}.shard%a.log\n", stem);
+  out += "set -euo pipefail\n";
+  out += "# moesim reads its shard (I of N) from SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT; a rerun resumes.\n";
+  out += "exec " + cmd + "\n";
+  out += fmt::format("# when every task is done: moesim db merge {} {}.shard*.db\n", shell_quote(fs::absolute(o.db, ec).string()),
+                     shell_quote(stem));
+  if (!o.submit) {
+    std::cout << out;
+    return 0;
+  }
+  // --submit: the script next to the shards' stores, handed to sbatch (found on the PATH, never guessed).
+  std::string sbatch;
+  if (const char* path = std::getenv("PATH")) {
+    std::stringstream dirs(path);
+    for (std::string d; std::getline(dirs, d, ':');) {
+      const fs::path candidate = fs::path(d.empty() ? "." : d) / "sbatch";
+      if (::access(candidate.c_str(), X_OK) == 0) {
+        sbatch = candidate.string();
+        break;
+      }
+    }
+  }
+  const std::string script = stem + ".sbatch.sh";
+  {
+    std::ofstream f(script);
+    f << out;
+    if (!f) throw Error(fmt::format("--submit: cannot write the job script {}", script));
+  }
+  if (sbatch.empty())
+    throw Error(fmt::format("--submit: sbatch is not on the PATH (is this a Slurm login node?); the job script is in {}: "
+                            "submit it with `sbatch {}` where Slurm runs",
+                            script, script));
+  std::cout.flush();
+  const int status = std::system((shell_quote(sbatch) + " " + shell_quote(script)).c_str());
+  if (status != 0)
+    throw Error(fmt::format("--submit: `sbatch {}` failed (status {}); the job script is in {}", script, status, script));
+  std::cout << fmt::format("submitted {}; when every task is done: moesim db merge {} {}.shard*.db\n", script,
+                           fs::absolute(o.db, ec).string(), stem);
+  return 0;
+}
+
+}  // namespace
+
+int cmd_sweep(const GlobalOptions& g, const SweepOptions& o) {
+  const scenario::SweepDefinition def = scenario::load_sweep(o.scenario);
+  // Which shard, before any work: a bad --shard is a usage error.
+  Shard shard = parse_shard(o.shard, std::getenv("SLURM_ARRAY_TASK_ID"), std::getenv("SLURM_ARRAY_TASK_COUNT"),
+                            std::getenv("SLURM_ARRAY_TASK_MIN"));
+  if (o.slurm_script || o.submit) return print_slurm_script(g, o, def);
+
+  const catalog::Catalog catalog = load_catalog(g);
+  std::vector<PlannedPoint> plan;
+  std::string scenario_name;
+  json identity = json::array();
+  json axes = json::array();
+  for (const auto& a : def.axes) axes.push_back({{"key", a.key}, {"values", a.values}});
+  for (const auto& p : def.points) {
+    PlannedPoint pp{p, std::nullopt, "", "", 0.0};
+    try {
+      pp.scenario = scenario::load_point(o.scenario, catalog, o.overrides, p);
+      pp.hash = scenario::content_hash(pp.scenario->resolved);
+      pp.cost = estimated_cost(pp.scenario->resolved);
+      if (scenario_name.empty()) scenario_name = pp.scenario->name;
+      identity.push_back(pp.hash);
+    } catch (const Error& e) {
+      pp.skip_reason = e.what();
+      identity.push_back("unresolved: " + p.label());
+    }
+    plan.push_back(std::move(pp));
+  }
+  const std::size_t resolved = static_cast<std::size_t>(
+      std::count_if(plan.begin(), plan.end(), [](const PlannedPoint& p) { return p.scenario.has_value(); }));
+  if (resolved == 0) {
+    throw Error(fmt::format("{}: none of the sweep's {} points resolves to a valid scenario; the first: point 0 ({}): {}",
+                            o.scenario, plan.size(), plan[0].point.label(), plan[0].skip_reason));
+  }
+  const std::string definition_hash =
+      scenario::fnv1a_128_hex(json{{"scenario", scenario_name}, {"points", identity}}.dump());
+  std::vector<double> costs;
+  for (const auto& p : plan) costs.push_back(p.cost);
+  const std::vector<int> owner = assign_shards(costs, shard.count);
+
+  store::Store db(o.db);
+  const std::int64_t sweep_id = db.open_sweep(scenario_name, definition_hash, static_cast<std::int64_t>(plan.size()), axes);
+  // Runs a killed sweep left `running` (one sweep process per store at a time), by point hash.
+  std::map<std::string, std::vector<std::int64_t>> left_running;
+  for (const auto& r : db.list_runs())
+    if (r.status == store::RunStatus::running && !r.point_hash.empty()) left_running[r.point_hash].push_back(r.id);
+
+  const bool tty = isatty(2) && !o.json;
+  std::size_t mine = 0, reused = 0, skipped = 0, failed = 0, ran = 0;
+  std::vector<std::size_t> queue;
+  std::map<std::string, std::size_t> first_of_hash;  // point hash -> the first point of the shard to run it
+  std::vector<std::size_t> duplicates;
+  std::map<std::size_t, store::SweepPointRecord> outcome;  // what each point queued to run became
+  for (std::size_t i = 0; i < plan.size(); ++i) {
+    if (owner[i] != shard.index) continue;
+    ++mine;
+    PlannedPoint& pp = plan[i];
+    store::SweepPointRecord rec;
+    rec.index = static_cast<std::int64_t>(i);
+    rec.label = pp.point.label();
+    rec.point_hash = pp.hash;
+    if (!pp.scenario) {
+      rec.skip_reason = pp.skip_reason;
+    } else if (auto done = db.find_complete_run(pp.hash)) {
+      rec.run_id = done;
+      ++reused;
+    } else if (first_of_hash.count(pp.hash)) {
+      duplicates.push_back(i);  // resolves to the scenario of an earlier point: run once, linked to both
+      continue;
+    } else {
+      first_of_hash[pp.hash] = i;
+      queue.push_back(i);
+      continue;
+    }
+    if (!rec.skip_reason.empty()) {
+      ++skipped;
+      if (!tty && !o.json) std::cerr << fmt::format("[sweep] point {} ({}): skipped: {}\n", i, rec.label, rec.skip_reason);
+    }
+    db.set_sweep_point(sweep_id, rec);
+  }
+
+  // Feasibility (memory, topology) and energy data of the points to run: a failure skips that point only.
+  std::vector<std::pair<std::size_t, PreparedRun>> runs;
+  for (std::size_t i : queue) {
+    PlannedPoint& pp = plan[i];
+    store::SweepPointRecord rec;
+    rec.index = static_cast<std::int64_t>(i);
+    rec.label = pp.point.label();
+    rec.point_hash = pp.hash;
+    try {
+      runs.emplace_back(i, prepare_run(catalog, std::move(*pp.scenario)));
+      continue;
+    } catch (const Error& e) {
+      rec.skip_reason = e.what();
+    }
+    ++skipped;
+    if (!tty && !o.json) std::cerr << fmt::format("[sweep] point {} ({}): skipped: {}\n", i, rec.label, rec.skip_reason);
+    db.set_sweep_point(sweep_id, rec);
+    outcome[i] = rec;
+  }
+
+  install_interrupt_handler();
+  std::vector<std::int64_t> ids(runs.size(), 0);
+  std::vector<store::RunRecord> headers(runs.size());
+  std::deque<std::size_t> todo;
+  for (std::size_t k = 0; k < runs.size(); ++k) todo.push_back(k);
+  std::map<int, std::size_t> by_ticket;
+  std::size_t finished = 0;
+  try {
+    engine::IsolatedPool pool;
+    while (!todo.empty() || pool.running() > 0) {
+      while (!todo.empty() && static_cast<int>(pool.running()) < std::max(1, o.jobs)) {
+        const std::size_t k = todo.front();
+        todo.pop_front();
+        const std::size_t i = runs[k].first;
+        headers[k] = make_header(runs[k].second.scenario);
+        headers[k].alternative_label = plan[i].point.label();
+        headers[k].point_hash = plan[i].hash;
+        // A run of this point left `running` by a killed sweep will never finish: it is marked abandoned.
+        for (const std::int64_t old : left_running[plan[i].hash])
+          db.fail_run(old, "abandoned: the sweep process stopped before this run finished; the point was run again");
+        ids[k] = db.begin_run(headers[k]);
+        outcome[i] = {static_cast<std::int64_t>(i), headers[k].alternative_label, plan[i].hash, "", ids[k], {}};
+        db.set_sweep_point(sweep_id, outcome[i]);
+        const PreparedRun* p = &runs[k].second;
+        by_ticket[pool.start([p, &catalog] { return simulate_json(catalog, *p); })] = k;
+      }
+      engine::IsolatedPool::Done d = pool.wait_any(interrupt_flag());
+      const std::size_t k = by_ticket.at(d.ticket);
+      const std::size_t i = runs[k].first;
+      ++finished;
+      std::string verdict = "complete";
+      if (!d.error.empty()) {
+        db.fail_run(ids[k], d.error);
+        verdict = "failed: " + d.error;
+        ++failed;
+      } else {
+        try {
+          db.complete_run(ids[k], finish_run(catalog, runs[k].second, d.result.value, headers[k]));
+          ++ran;
+        } catch (const std::exception& e) {
+          db.fail_run(ids[k], e.what());
+          verdict = std::string("failed: ") + e.what();
+          ++failed;
+        }
+      }
+      if (tty)
+        // One line that \r can overwrite: a long label is cut (a wrapped line would not be overwritten).
+        std::cerr << fmt::format("\r[sweep] {}/{} run ({} already complete, {} skipped) point {}: {:.40}      ", finished,
+                                 runs.size(), reused, skipped, i, plan[i].point.label())
+                  << std::flush;
+      else if (!o.json)
+        std::cerr << fmt::format("[sweep] {}/{} point {} ({}): run {} {} in {:.2f} s\n", finished, runs.size(), i,
+                                 plan[i].point.label(), ids[k], verdict, d.result.wall_s);
+    }
+  } catch (const Error& e) {
+    // Interrupted (or the pool failed): started runs not finished are marked failed; a rerun runs them again.
+    for (std::size_t k = 0; k < ids.size(); ++k)
+      if (ids[k] != 0 && db.get_run(ids[k]).status == store::RunStatus::running) db.fail_run(ids[k], e.what());
+    throw;
+  }
+  if (tty) std::cerr << "\n";
+  for (std::size_t i : duplicates) {
+    store::SweepPointRecord rec = outcome.at(first_of_hash.at(plan[i].hash));
+    rec.index = static_cast<std::int64_t>(i);
+    rec.label = plan[i].point.label();
+    db.set_sweep_point(sweep_id, rec);
+    ++(rec.skip_reason.empty() ? reused : skipped);
+  }
+
+  if (o.json) {
+    std::cout << json{{"sweep_id", sweep_id},
+                      {"definition_hash", definition_hash},
+                      {"scenario", scenario_name},
+                      {"points", plan.size()},
+                      {"shard", {{"index", shard.index}, {"count", shard.count}}},
+                      {"shard_points", mine},
+                      {"run", ran},
+                      {"already_complete", reused},
+                      {"skipped", skipped},
+                      {"failed", failed}}
+                     .dump(2)
+              << "\n";
+  } else {
+    std::cout << fmt::format("moesim sweep {} of {}: {} points{}: {} run now, {} already complete, {} skipped, {} failed; "
+                             "stored in {}\n",
+                             sweep_id, scenario_name, plan.size(),
+                             shard.count > 1 ? fmt::format(", shard {}/{} holds {}", shard.index, shard.count, mine) : "", ran,
+                             reused, skipped, failed, o.db);
+  }
+  if (failed > 0)
+    throw Error(fmt::format("{} of the sweep's points failed (`moesim runs list --db {}` shows why); run the same command "
+                            "again to retry them",
+                            failed, o.db));
+  if (mine > 0 && skipped == mine && shard.count == 1)
+    throw Error(fmt::format("every point of the sweep was skipped (`moesim runs list` has none): the first: {}",
+                            plan[0].skip_reason.empty() ? "does not fit (see above)" : plan[0].skip_reason));
+  return 0;
+}
+
+int cmd_db_merge(const DbMergeOptions& o) {
+  store::Store out(o.out);
+  json results = json::array();
+  for (const auto& shard : o.shards) {
+    const store::MergeStats s = out.merge_from(shard);
+    results.push_back({{"shard", shard},
+                       {"sweeps_added", s.sweeps_added},
+                       {"runs_copied", s.runs_copied},
+                       {"runs_already_present", s.runs_already_present},
+                       {"points_added", s.points_added},
+                       {"points_updated", s.points_updated},
+                       {"runs_left_out", s.runs_left_out}});
+    if (!o.json)
+      std::cout << fmt::format("{}: {} runs copied, {} already present, {} points added, {} updated{}\n", shard, s.runs_copied,
+                               s.runs_already_present, s.points_added, s.points_updated,
+                               s.runs_left_out ? fmt::format(", {} runs of no sweep or unfinished left out", s.runs_left_out) : "");
+  }
+  if (o.json) std::cout << json{{"out", o.out}, {"shards", results}}.dump(2) << "\n";
+  return 0;
+}
+
+}  // namespace moesim::cli

@@ -1,0 +1,33 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// Sharding a sweep: which shard this process runs, each point's estimated cost, and the cost-balanced
+// assignment of points to shards that every shard computes identically.
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace moesim::cli {
+
+struct Shard {
+  int index = 0;  ///< from 0
+  int count = 1;
+};
+
+/** `--shard I/N` when given, else SLURM_ARRAY_TASK_ID − SLURM_ARRAY_TASK_MIN (0 when unset) of
+ *  SLURM_ARRAY_TASK_COUNT when both are set, else 0/1. Throws UsageError for text that is not I/N with
+ *  0 <= I < N, or environment values that are not such integers (naming the variable). */
+Shard parse_shard(const std::string& flag, const char* task_id, const char* task_count, const char* task_min);
+
+/** Estimated cost of simulating a resolved scenario, in arbitrary units, to balance shards (not a time):
+ *  chips × layers × simulated steps for training (the engine simulates every layer's phases on every device
+ *  for each simulated step, so its event count grows with their product), chips × layers × requests for serving
+ *  (each request's iterations run every layer; duration × rate when requests is unbounded). */
+double estimated_cost(const nlohmann::json& resolved);
+
+/** Shard of each point: longest-processing-time-first greedy (Graham 1969: within 4/3 of the optimal makespan)
+ *  — points by decreasing cost (ties: lower index first) each to the shard with the least cost so far (ties: the
+ *  lowest shard). Deterministic, so every shard computes the same assignment. */
+std::vector<int> assign_shards(const std::vector<double>& costs, int shard_count);
+
+}  // namespace moesim::cli

@@ -1,0 +1,404 @@
+// SPDX-License-Identifier: Apache-2.0
+// `moesim sweep` and `moesim db merge` end to end: a local sweep, resuming (a rerun and after kill -9), shards
+// merged into exactly the numbers of the local sweep, the Slurm array script run task by task, and the unhappy
+// paths (unknown key, all points invalid, bad --shard, bad shard files) with their exit statuses.
+#include <catch2/catch.hpp>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "moesim/store/store.hpp"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using moesim::store::RunStatus;
+using moesim::store::Store;
+
+namespace {
+
+struct Result {
+  int status = -1;
+  std::string out;
+  std::string err;
+};
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string scratch(const std::string& name) {
+  const fs::path p = fs::temp_directory_path() / ("moesim_sweep_" + name + "_" + std::to_string(::getpid()));
+  fs::remove_all(p);
+  fs::create_directories(p);
+  return p.string();
+}
+
+/** Runs `moesim ARGS` (with `env` prefixed, e.g. "SLURM_ARRAY_TASK_ID=1 ") and collects its output. */
+Result run_moesim(const std::string& args, const std::string& dir, const std::string& env = "") {
+  const std::string err_file = dir + "/stderr.txt";
+  const std::string cmd = "env -u SLURM_ARRAY_TASK_ID -u SLURM_ARRAY_TASK_COUNT -u SLURM_ARRAY_TASK_MIN " + env +
+                          std::string(MOESIM_BINARY) + " --profiles " MOESIM_SOURCE_ROOT "/profiles " + args + " 2>" + err_file;
+  Result r;
+  FILE* p = popen(cmd.c_str(), "r");
+  REQUIRE(p != nullptr);
+  char buf[4096];
+  while (std::size_t n = std::fread(buf, 1, sizeof(buf), p)) r.out.append(buf, n);
+  const int st = pclose(p);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  r.err = slurp(err_file);
+  return r;
+}
+
+const std::string kData = MOESIM_TEST_DATA "/cli/";
+const std::string kSweep = kData + "small_sweep.yaml";
+const std::string kResume = kData + "resume_sweep.yaml";  // four points of about 0.5 s each
+
+/** Every complete sweep run of a store by point hash: its metrics and datacenter results, bit for bit; except
+ *  `sim_wall_s`, the simulator's own wall time, a measurement of the machine rather than a result of the model. */
+std::map<std::string, std::string> numbers_by_point(const std::string& db) {
+  const Store s(db, Store::Mode::read_only);
+  std::map<std::string, std::string> out;
+  for (const auto& r : s.list_runs()) {
+    if (r.point_hash.empty() || r.status != RunStatus::complete) continue;
+    const auto run = s.get_run(r.id);
+    std::string text;
+    for (const auto& m : run.metrics) {
+      if (m.name == "sim_wall_s") continue;
+      std::uint64_t bits = 0;
+      std::memcpy(&bits, &m.value, sizeof bits);
+      text += m.name + "=" + std::to_string(bits) + ";";
+    }
+    for (const auto& d : run.datacenters) {
+      std::uint64_t bits = 0;
+      std::memcpy(&bits, &d.co2e_gross_kg, sizeof bits);
+      text += d.name + ":" + std::to_string(bits) + ";";
+    }
+    out[r.point_hash] = text;
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("cli::sweep: every point runs once, skipped points keep their reason, a rerun runs nothing", "[cli][sweep]") {
+  const std::string dir = scratch("local");
+  const std::string db = dir + "/sweep.db";
+  const Result r = run_moesim("sweep " + kSweep + " --json -j 2 --db " + db, dir);
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  const json j = json::parse(r.out);
+  CHECK(j["points"] == 6);
+  CHECK(j["run"] == 4);
+  CHECK(j["skipped"] == 2);
+  CHECK(j["already_complete"] == 0);
+  CHECK(j["failed"] == 0);
+  {
+    const Store s(db, Store::Mode::read_only);
+    const auto sweep = s.get_sweep(j["sweep_id"].get<std::int64_t>());
+    REQUIRE(sweep.points.size() == 6);
+    std::size_t skipped = 0;
+    for (const auto& p : sweep.points) {
+      INFO(p.label);
+      if (!p.skip_reason.empty()) {
+        ++skipped;
+        CHECK(p.label.find("parallelism.data=3") != std::string::npos);
+        CHECK_FALSE(p.run_id.has_value());
+      } else {
+        CHECK(p.run_status == RunStatus::complete);
+        CHECK(s.get_run(*p.run_id).point_hash == p.point_hash);
+        CHECK(s.get_run(*p.run_id).alternative_label == p.label);
+      }
+    }
+    CHECK(skipped == 2);
+    CHECK(s.list_runs().size() == 4);
+    // Different sites, same job: equal training time; the zipped pairs change it.
+    CHECK(s.get_run(*sweep.points[0].run_id).metric("train_time_s")->value ==
+          s.get_run(*sweep.points[3].run_id).metric("train_time_s")->value);
+  }
+  const Result again = run_moesim("sweep " + kSweep + " --json --db " + db, dir);
+  INFO(again.err);
+  REQUIRE(again.status == 0);
+  const json k = json::parse(again.out);
+  CHECK(k["sweep_id"] == j["sweep_id"]);
+  CHECK(k["run"] == 0);
+  CHECK(k["already_complete"] == 4);
+  CHECK(Store(db, Store::Mode::read_only).list_runs().size() == 4);
+  // Not on a TTY: one line per point on stderr.
+  const Result plain = run_moesim("sweep " + kSweep + " --db " + dir + "/plain.db", dir);
+  REQUIRE(plain.status == 0);
+  CHECK(plain.err.find("[sweep] 4/4 point") != std::string::npos);
+  CHECK(plain.err.find("skipped:") != std::string::npos);
+  CHECK(plain.out.find("4 run now, 0 already complete, 2 skipped, 0 failed") != std::string::npos);
+}
+
+TEST_CASE("cli::sweep: a sweep killed with kill -9 and restarted finishes the rest and loses nothing", "[cli][sweep]") {
+  const std::string dir = scratch("resume");
+  const std::string db = dir + "/sweep.db";
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    FILE* f = std::freopen((dir + "/bg.txt").c_str(), "w", stdout);
+    f = std::freopen((dir + "/bg_err.txt").c_str(), "w", stderr);
+    (void)f;
+    ::execl(MOESIM_BINARY, MOESIM_BINARY, "--profiles", MOESIM_SOURCE_ROOT "/profiles", "sweep", kResume.c_str(), "-j", "1",
+            "--db", db.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  // Kill it once the first point is complete and the next one started.
+  std::size_t complete_before = 0;
+  for (int i = 0; i < 1200 && complete_before == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    if (!fs::exists(db)) continue;
+    try {
+      const Store s(db, Store::Mode::read_only);
+      for (const auto& r : s.list_runs()) complete_before += r.status == RunStatus::complete ? 1 : 0;
+    } catch (const std::exception&) {
+    }
+  }
+  ::kill(pid, SIGKILL);
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  REQUIRE(complete_before >= 1);
+  std::size_t complete_at_kill = 0;
+  {
+    const Store s(db, Store::Mode::read_only);
+    for (const auto& r : s.list_runs()) complete_at_kill += r.status == RunStatus::complete ? 1 : 0;
+  }
+  INFO("complete when killed: " << complete_at_kill);
+  REQUIRE(complete_at_kill < 4);  // killed before the end: something is left to resume
+  const Result r = run_moesim("sweep " + kResume + " --json -j 2 --db " + dir + "/sweep.db", dir);
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  const json j = json::parse(r.out);
+  CHECK(j["already_complete"].get<std::size_t>() == complete_at_kill);
+  CHECK(j["run"].get<std::size_t>() == 4 - complete_at_kill);
+  const Store s(db, Store::Mode::read_only);
+  const auto sweep = s.get_sweep(j["sweep_id"].get<std::int64_t>());
+  std::size_t complete = 0;
+  for (const auto& p : sweep.points) complete += p.run_status == RunStatus::complete ? 1 : 0;
+  CHECK(complete == 4);
+  for (const auto& run : s.list_runs()) {
+    // A run the kill left behind is marked abandoned, never left `running`.
+    CHECK(run.status != RunStatus::running);
+    if (run.status == RunStatus::failed) CHECK(s.get_run(run.id).error_message.find("abandoned") != std::string::npos);
+  }
+  // Exactly the numbers of an uninterrupted sweep.
+  const Result fresh = run_moesim("sweep " + kResume + " --json --db " + dir + "/fresh.db", dir);
+  REQUIRE(fresh.status == 0);
+  CHECK(numbers_by_point(db) == numbers_by_point(dir + "/fresh.db"));
+}
+
+TEST_CASE("cli::sweep: shards merged give exactly the numbers of a local sweep", "[cli][sweep][merge]") {
+  const std::string dir = scratch("shards");
+  const Result local = run_moesim("sweep " + kSweep + " --json -j 2 --db " + dir + "/local.db", dir);
+  REQUIRE(local.status == 0);
+  // Shard 0 by flag, shard 1 from Slurm's environment (an array indexed from 1, as --array=1-2 gives).
+  const Result s0 = run_moesim("sweep " + kSweep + " --json --shard 0/2 --db " + dir + "/s0.db", dir);
+  INFO(s0.err);
+  REQUIRE(s0.status == 0);
+  const Result s1 = run_moesim("sweep " + kSweep + " --json --db " + dir + "/s1.db", dir,
+                               "SLURM_ARRAY_TASK_ID=2 SLURM_ARRAY_TASK_MIN=1 SLURM_ARRAY_TASK_COUNT=2 ");
+  INFO(s1.err);
+  REQUIRE(s1.status == 0);
+  const json j0 = json::parse(s0.out), j1 = json::parse(s1.out);
+  CHECK(j1["shard"]["index"] == 1);
+  CHECK(j1["shard"]["count"] == 2);
+  CHECK(j0["shard_points"].get<int>() + j1["shard_points"].get<int>() == 6);
+  CHECK(j0["run"].get<int>() + j1["run"].get<int>() == 4);
+  CHECK(j0["run"].get<int>() == 2);  // four equal-cost points: two each
+  CHECK(j0["definition_hash"] == j1["definition_hash"]);
+  CHECK(j0["definition_hash"] == json::parse(local.out)["definition_hash"]);
+
+  const std::string merged = dir + "/merged.db";
+  const Result m = run_moesim("db merge " + merged + " " + dir + "/s0.db " + dir + "/s1.db --json", dir);
+  INFO(m.err);
+  REQUIRE(m.status == 0);
+  CHECK(numbers_by_point(merged) == numbers_by_point(dir + "/local.db"));
+  CHECK(numbers_by_point(merged).size() == 4);
+  // Idempotent: merging again changes nothing.
+  const Result m2 = run_moesim("db merge " + merged + " " + dir + "/s1.db " + dir + "/s0.db", dir);
+  REQUIRE(m2.status == 0);
+  CHECK(m2.out.find("0 runs copied, 2 already present") != std::string::npos);
+  const Store s(merged, Store::Mode::read_only);
+  CHECK(s.list_runs().size() == 4);
+  REQUIRE(s.list_sweeps().size() == 1);
+  CHECK(s.get_sweep(s.list_sweeps()[0].id).points.size() == 6);
+  // runs list and report read the merged store as a local one.
+  const Result list = run_moesim("runs list --json --db " + merged, dir);
+  REQUIRE(list.status == 0);
+  CHECK(json::parse(list.out).size() == 4);
+  const Result rep = run_moesim("report " + std::to_string(s.list_runs()[0].id) + " --format md -o " + dir + "/rep --db " + merged, dir);
+  INFO(rep.err);
+  CHECK(rep.status == 0);
+  // The sweep's report, from a shard (half the points held) and from the merged store (all of them).
+  const std::int64_t sweep_id = s.list_sweeps()[0].id;
+  const Result md = run_moesim("report s" + std::to_string(sweep_id) + " --format md -o " + dir + "/rep --db " + merged, dir);
+  INFO(md.err);
+  REQUIRE(md.status == 0);
+  const std::string text = slurp(dir + "/rep/sweep-" + std::to_string(sweep_id) + ".md");
+  CHECK(text.find("# Sweep " + std::to_string(sweep_id) + ": small-sweep") != std::string::npos);
+  CHECK(text.find("Complete 4, skipped 2, failed 0, not finished 0, not in this store 0.") != std::string::npos);
+  CHECK(text.find("| placement | cluster.count | parallelism.data |") != std::string::npos);
+  CHECK(text.find("## Skipped points") != std::string::npos);
+  CHECK(text.find("24 devices, but the cluster has 8 chips") != std::string::npos);
+  const Result csv = run_moesim("report sweep:1 --format csv -o " + dir + "/rep --db " + dir + "/s0.db", dir);
+  INFO(csv.err);
+  REQUIRE(csv.status == 0);
+  const std::string table = slurp(dir + "/rep/sweep-1.csv");
+  CHECK(table.rfind("point,placement,cluster.count,parallelism.data,status,run_id,point_hash,skip_reason,", 0) == 0);
+  CHECK(std::count(table.begin(), table.end(), '\n') == 7);  // the header and all six points
+  CHECK(table.find("not in this store") != std::string::npos);  // the other shard's points
+  const Result html = run_moesim("report s" + std::to_string(sweep_id) + " -o " + dir + "/rep --db " + merged, dir);
+  CHECK(html.status == 1);
+  CHECK(html.err.find("md or csv") != std::string::npos);
+  const Result none = run_moesim("report s99 --format md -o " + dir + "/rep --db " + merged, dir);
+  CHECK(none.status == 1);
+  CHECK(none.err.find("no sweep with id 99") != std::string::npos);
+  // A sweep resumed on the merged store runs nothing.
+  const Result resumed = run_moesim("sweep " + kSweep + " --json --db " + merged, dir);
+  REQUIRE(resumed.status == 0);
+  CHECK(json::parse(resumed.out)["run"] == 0);
+}
+
+TEST_CASE("cli::sweep: the Slurm array script runs the shards, task by task, into stores that merge", "[cli][sweep][slurm]") {
+  const std::string dir = scratch("slurm");
+  const Result r = run_moesim("sweep " + kSweep + " --slurm-script --shards 2 --partition debug --time 00:10:00 --mem 2G -j 1 --db " +
+                                  dir + "/study.db",
+                              dir);
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  CHECK(r.out.rfind("#!/bin/bash\n", 0) == 0);
+  for (const char* s : {"#SBATCH --array=0-1\n", "#SBATCH --partition=debug\n", "#SBATCH --time=00:10:00\n", "#SBATCH --mem=2G\n",
+                        "#SBATCH --cpus-per-task=1\n", "shard${SLURM_ARRAY_TASK_ID}.db", "db merge"})
+    CHECK(r.out.find(s) != std::string::npos);
+  CHECK_FALSE(fs::exists(dir + "/study.db"));  // printing the script runs nothing
+  const std::string script = dir + "/job.sh";
+  std::ofstream(script) << r.out;
+  // What sbatch would do: run the script once per array index with SLURM_ARRAY_TASK_ID and _COUNT set.
+  for (int task = 0; task < 2; ++task) {
+    const std::string cmd = "cd " + dir + " && SLURM_ARRAY_TASK_ID=" + std::to_string(task) +
+                            " SLURM_ARRAY_TASK_COUNT=2 bash " + script + " > task.out 2>&1";
+    INFO(slurp(dir + "/task.out"));
+    REQUIRE(std::system(cmd.c_str()) == 0);
+  }
+  REQUIRE(fs::exists(dir + "/study.shard0.db"));
+  REQUIRE(fs::exists(dir + "/study.shard1.db"));
+  const Result m = run_moesim("db merge " + dir + "/study.db " + dir + "/study.shard0.db " + dir + "/study.shard1.db", dir);
+  REQUIRE(m.status == 0);
+  CHECK(numbers_by_point(dir + "/study.db").size() == 4);
+  SECTION("--slurm-script without --shards is a usage error") {
+    const Result u = run_moesim("sweep " + kSweep + " --slurm-script", dir);
+    CHECK(u.status == 2);
+    CHECK(u.err.find("--shards") != std::string::npos);
+  }
+}
+
+TEST_CASE("cli::sweep: bad sweeps and bad shards are clear errors with the documented exit statuses", "[cli][sweep]") {
+  const std::string dir = scratch("errors");
+  const std::string db = dir + "/sweep.db";
+  SECTION("an unknown key: exit 1, the valid keys listed, nothing stored") {
+    const Result r = run_moesim("sweep " + kData + "sweep_unknown_key.yaml --db " + db, dir);
+    CHECK(r.status == 1);
+    CHECK(r.err.find("sweep_unknown_key.yaml:14:") != std::string::npos);
+    CHECK(r.err.find("did you mean 'cluster.count'") != std::string::npos);
+    CHECK(r.err.find("cluster.accelerator") != std::string::npos);
+    CHECK_FALSE(fs::exists(db));
+  }
+  SECTION("all points invalid: exit 1, the first reason, nothing stored") {
+    const Result r = run_moesim("sweep " + kData + "sweep_all_invalid.yaml --db " + db, dir);
+    CHECK(r.status == 1);
+    CHECK(r.err.find("none of the sweep's 2 points resolves") != std::string::npos);
+    CHECK(r.err.find("tpu_v99") != std::string::npos);
+    CHECK_FALSE(fs::exists(db));
+  }
+  SECTION("no sweep section: exit 1") {
+    const Result r = run_moesim("sweep " + kData + "small_compare.yaml --db " + db, dir);
+    CHECK(r.status == 1);
+    CHECK(r.err.find("no `sweep:` section") != std::string::npos);
+  }
+  SECTION("a bad --shard or Slurm environment: exit 2") {
+    for (const char* shard : {"2/2", "abc", "1/0", "-1/2", "1"}) {
+      INFO(shard);
+      const Result r = run_moesim(std::string("sweep ") + kSweep + " --shard " + shard + " --db " + db, dir);
+      CHECK(r.status == 2);
+      CHECK(r.err.find("--shard") != std::string::npos);
+    }
+    const Result e = run_moesim("sweep " + kSweep + " --db " + db, dir, "SLURM_ARRAY_TASK_ID=x SLURM_ARRAY_TASK_COUNT=2 ");
+    CHECK(e.status == 2);
+    CHECK(e.err.find("SLURM_ARRAY_TASK_ID") != std::string::npos);
+    CHECK_FALSE(fs::exists(db));
+  }
+  SECTION("merging a file that is not a store: exit 1, the file named") {
+    const std::string bad = dir + "/notes.db";
+    std::ofstream(bad) << "not a database, just text that is long enough to fill the SQLite header bytes..........";
+    const Result r = run_moesim("db merge " + dir + "/out.db " + bad, dir);
+    CHECK(r.status == 1);
+    CHECK(r.err.find("cannot merge " + bad) != std::string::npos);
+    const Result u = run_moesim("db merge " + dir + "/out.db", dir);
+    CHECK(u.status == 2);
+  }
+}
+
+TEST_CASE("cli::sweep: two points that resolve to the same scenario run once, both linked to the run", "[cli][sweep]") {
+  const std::string dir = scratch("dup");
+  const std::string db = dir + "/sweep.db";
+  const Result r = run_moesim("sweep " + kData + "dup_sweep.yaml --json --db " + db, dir);
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  const json j = json::parse(r.out);
+  CHECK(j["run"] == 1);
+  CHECK(j["already_complete"] == 1);
+  const Store s(db, Store::Mode::read_only);
+  const auto sweep = s.get_sweep(j["sweep_id"].get<std::int64_t>());
+  REQUIRE(sweep.points.size() == 2);
+  CHECK(sweep.points[0].point_hash == sweep.points[1].point_hash);
+  CHECK(sweep.points[0].run_id == sweep.points[1].run_id);
+  CHECK(sweep.points[1].run_status == RunStatus::complete);
+  CHECK(s.list_runs().size() == 1);
+}
+
+TEST_CASE("cli::sweep --submit: the script goes to sbatch from the PATH, or stays on disk with a clear error", "[cli][sweep][slurm]") {
+  const std::string dir = scratch("submit");
+  fs::create_directories(dir + "/bin");
+  fs::create_directories(dir + "/empty");
+  {
+    // A stand-in for sbatch: keeps the script it was given and answers as sbatch does.
+    std::ofstream f(dir + "/bin/sbatch");
+    f << "#!/bin/sh\ncp \"$1\" " << dir << "/submitted.sh\necho \"Submitted batch job 42\"\n";
+  }
+  fs::permissions(dir + "/bin/sbatch", fs::perms::owner_all);
+  const std::string args = "sweep " + kSweep + " --submit --shards 3 --db " + dir + "/study.db";
+  const Result r = run_moesim(args, dir, "PATH=" + dir + "/bin:/usr/bin:/bin ");
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  CHECK(r.out.find("Submitted batch job 42") != std::string::npos);
+  CHECK(r.out.find("db merge") != std::string::npos);
+  const Result printed = run_moesim("sweep " + kSweep + " --slurm-script --shards 3 --db " + dir + "/study.db", dir);
+  CHECK(slurp(dir + "/submitted.sh") == printed.out);
+  CHECK(slurp(dir + "/study.sbatch.sh") == printed.out);
+  CHECK_FALSE(fs::exists(dir + "/study.db"));  // submitting runs nothing here
+
+  const Result missing = run_moesim(args, dir, "PATH=" + dir + "/empty ");
+  CHECK(missing.status == 1);
+  CHECK(missing.err.find("sbatch is not on the PATH") != std::string::npos);
+  CHECK(missing.err.find(dir + "/study.sbatch.sh") != std::string::npos);
+  const Result no_shards = run_moesim("sweep " + kSweep + " --submit --db " + dir + "/study.db", dir);
+  CHECK(no_shards.status == 2);
+}
