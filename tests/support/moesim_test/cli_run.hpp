@@ -39,10 +39,12 @@ inline std::string scratch_dir(const std::string& prefix, const std::string& nam
 /** Where `moesim` runs: in the test's working directory, or in `dir` (for relative paths and files it writes). */
 enum class RunIn { test_cwd, dir };
 
-/** `moesim --profiles <source>/profiles ARGS`, stderr captured in DIR/stderr.txt. */
-inline CliResult run_moesim_in(const std::string& args, const std::string& dir, RunIn where = RunIn::test_cwd) {
+/** `moesim --profiles <source>/profiles ARGS`, stderr captured in DIR/stderr.txt. `prefix` goes before the binary
+ *  (e.g. "env -u SLURM_ARRAY_TASK_ID VAR=1 "). */
+inline CliResult run_moesim_in(const std::string& args, const std::string& dir, RunIn where = RunIn::test_cwd,
+                               const std::string& prefix = "") {
   const std::string err_file = dir + "/stderr.txt";
-  const std::string cmd = (where == RunIn::dir ? "cd " + dir + " && " : std::string()) + std::string(MOESIM_BINARY) +
+  const std::string cmd = (where == RunIn::dir ? "cd " + dir + " && " : std::string()) + prefix + std::string(MOESIM_BINARY) +
                           " --profiles " MOESIM_SOURCE_ROOT "/profiles " + args + " 2>" + err_file;
   CliResult r;
   FILE* p = ::popen(cmd.c_str(), "r");

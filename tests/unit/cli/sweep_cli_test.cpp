@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "moesim/store/store.hpp"
+#include "moesim_test/cli_run.hpp"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -30,40 +31,15 @@ using moesim::store::Store;
 
 namespace {
 
-struct Result {
-  int status = -1;
-  std::string out;
-  std::string err;
-};
+using Result = moesim::testing::CliResult;
+using moesim::testing::slurp;
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+std::string scratch(const std::string& name) { return moesim::testing::scratch_dir("sweep", name); }
 
-std::string scratch(const std::string& name) {
-  const fs::path p = fs::temp_directory_path() / ("moesim_sweep_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p.string();
-}
-
-/** Runs `moesim ARGS` (with `env` prefixed, e.g. "SLURM_ARRAY_TASK_ID=1 ") and collects its output. */
+/** Runs `moesim ARGS` (with `env` prefixed, e.g. "SLURM_ARRAY_TASK_ID=1 ") outside any Slurm array of the caller's. */
 Result run_moesim(const std::string& args, const std::string& dir, const std::string& env = "") {
-  const std::string err_file = dir + "/stderr.txt";
-  const std::string cmd = "env -u SLURM_ARRAY_TASK_ID -u SLURM_ARRAY_TASK_COUNT -u SLURM_ARRAY_TASK_MIN " + env +
-                          std::string(MOESIM_BINARY) + " --profiles " MOESIM_SOURCE_ROOT "/profiles " + args + " 2>" + err_file;
-  Result r;
-  FILE* p = popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  char buf[4096];
-  while (std::size_t n = std::fread(buf, 1, sizeof(buf), p)) r.out.append(buf, n);
-  const int st = pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  r.err = slurp(err_file);
-  return r;
+  return moesim::testing::run_moesim_in(args, dir, moesim::testing::RunIn::test_cwd,
+                                        "env -u SLURM_ARRAY_TASK_ID -u SLURM_ARRAY_TASK_COUNT -u SLURM_ARRAY_TASK_MIN " + env);
 }
 
 const std::string kData = MOESIM_TEST_DATA "/cli/";
