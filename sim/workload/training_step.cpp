@@ -256,8 +256,22 @@ class Builder {
     ph.comm = std::move(w);
     st.last = add_phase(g_, std::move(ph), {st.last});
   }
-  void tensor_all_reduce(Stream& st, double tokens, const std::string& label) {
-    tensor_collective(st, CollectiveOp::all_reduce, tokens, label);
+  /** Before a tensor-parallel block (attention, dense FFN): with sequence parallelism, the all-gather of the
+   *  block's input, whose tokens are split over the tensor ranks (Korthikanti et al. 2022 §4.2.2, operator g). */
+  void tensor_block_input(Stream& st, double tokens, const std::string& label) {
+    if (p_.sequence_parallel) tensor_collective(st, CollectiveOp::all_gather, tokens, label + " SP all-gather");
+  }
+  /** After a tensor-parallel block: the all-reduce of its partial outputs (Megatron-LM), or with sequence
+   *  parallelism a reduce-scatter that leaves each rank 1/tensor of the tokens (operator g-bar): together with
+   *  the all-gather before the block, the bytes of the all-reduce it replaces, in two collectives. The backward
+   *  and a recomputed forward have the same pair (the gradients of an all-gather and a reduce-scatter are a
+   *  reduce-scatter and an all-gather). Megatron-LM re-gathers a block's sequence-parallel input in the backward
+   *  for the weight gradients, overlapped with the input-gradient GEMM; that copy is not modelled. */
+  void tensor_block_output(Stream& st, double tokens, const std::string& label) {
+    if (p_.sequence_parallel)
+      tensor_collective(st, CollectiveOp::reduce_scatter, tokens, label + " SP reduce-scatter");
+    else
+      tensor_collective(st, CollectiveOp::all_reduce, tokens, label + " all-reduce");
   }
   /** A collective of [tokens, d_model] activations within each tensor-parallel group. */
   void tensor_collective(Stream& st, CollectiveOp op, double tokens, const std::string& label) {
@@ -270,18 +284,12 @@ class Builder {
   }
 
   // ---- sub-layers -----------------------------------------------------------------------------
-  void attention(Stream& st, double tok, double s_q, double s_kv, double kv_tokens, bool cross, Pass pass,
-                 const std::string& label) {
-    const double d = m_.d_model, hl = m_.heads / tp_, dh = m_.d_head;
+  /** The attention core of one tensor rank: scores QK^T, softmax (with its dropout) and values PV, full matrices
+   *  (masked where causal); backward = 4 batched GEMMs. What selective recomputation recomputes. */
+  Cost attention_core(double tok, double s_q, double s_kv, Pass pass) {
+    const double hl = m_.heads / tp_, dh = m_.d_head;
     const double seqs = tok / s_q;
     Cost c;
-    if (!cross) {
-      c += gemm_cost("attn.qkv", tok, (hl + 2.0 * kvl_) * dh, d, pass);
-    } else {
-      c += gemm_cost("attn.q", tok, hl * dh, d, pass);
-      c += gemm_cost("attn.kv", kv_tokens, 2.0 * hl * dh, d, pass);
-    }
-    // Scores QK^T and values PV (full matrices, masked where causal); backward = 4 batched GEMMs.
     if (pass == Pass::bwd) {
       c += gemm_cost_sum({gemm("attn.dq", s_q, dh, s_kv, seqs * hl, KernelClass::batched_gemm),
                           gemm("attn.dk", s_kv, dh, s_q, seqs * hl, KernelClass::batched_gemm),
@@ -293,25 +301,49 @@ class Builder {
     }
     const double scores = seqs * hl * s_q * s_kv;
     c += vector_cost(KernelClass::elementwise, "attn.softmax", 2.0 * scores * b_, 5.0 * scores, pass);
+    return c;
+  }
+
+  /** Elementwise work around a block (layer norm, residual add, dropout: ~6 reads/writes of [tokens, d_model]),
+   *  on 1/tensor of the tokens with sequence parallelism. */
+  Cost norm_residual(const char* name, double tok, Pass pass) {
+    const double rows = p_.sequence_parallel ? tok / tp_ : tok;
+    return vector_cost(KernelClass::elementwise, name, 6.0 * rows * m_.d_model * b_, 10.0 * rows * m_.d_model, pass);
+  }
+
+  void attention(Stream& st, double tok, double s_q, double s_kv, double kv_tokens, bool cross, Pass pass,
+                 const std::string& label) {
+    const double d = m_.d_model, hl = m_.heads / tp_, dh = m_.d_head;
+    const double seqs = tok / s_q;
+    const std::string what = label + (cross ? " cross-attn TP" : " attn TP");
+    tensor_block_input(st, cross ? tok + kv_tokens : tok, what);
+    Cost c;
+    if (!cross) {
+      c += gemm_cost("attn.qkv", tok, (hl + 2.0 * kvl_) * dh, d, pass);
+    } else {
+      c += gemm_cost("attn.q", tok, hl * dh, d, pass);
+      c += gemm_cost("attn.kv", kv_tokens, 2.0 * hl * dh, d, pass);
+    }
+    c += attention_core(tok, s_q, s_kv, pass);
     c += gemm_cost("attn.out", tok, d, hl * dh, pass);
-    // Layer norm + residual + dropout around the block: ~6 reads/writes of [tokens, d_model].
-    c += vector_cost(KernelClass::elementwise, "attn.norm_residual", 6.0 * tok * d * b_, 10.0 * tok * d, pass);
+    c += norm_residual("attn.norm_residual", tok, pass);
     const double proj = (cross ? (tok * hl * dh * 2.0 + kv_tokens * 2.0 * hl * dh) : tok * (2.0 * hl + 2.0 * kvl_) * dh) * d;
     const double model = 2.0 * proj + 4.0 * seqs * hl * s_q * s_kv * dh;
     st.acc.add(kind_for(cross ? "compute.cross_attention" : "compute.attention", pass), c, model * model_mult(pass));
-    tensor_all_reduce(st, tok, label + (cross ? " cross-attn TP all-reduce" : " attn TP all-reduce"));
+    tensor_block_output(st, tok, what);
   }
 
   void dense_ffn(Stream& st, double tok, Pass pass, const std::string& label) {
     const double d = m_.d_model, f = m_.d_ff / tp_, mats = m_.gated() ? 2.0 : 1.0;
+    tensor_block_input(st, tok, label + " ffn TP");
     Cost c;
     c += gemm_cost("ffn.up", tok, mats * f, d, pass);
     c += vector_cost(KernelClass::elementwise, "ffn.act", (mats + 1.0) * tok * f * b_, 8.0 * tok * f, pass);
     c += gemm_cost("ffn.down", tok, d, f, pass);
-    c += vector_cost(KernelClass::elementwise, "ffn.norm_residual", 6.0 * tok * d * b_, 10.0 * tok * d, pass);
+    c += norm_residual("ffn.norm_residual", tok, pass);
     const double model = 2.0 * tok * (mats + 1.0) * d * f;
     st.acc.add(kind_for("compute.ffn", pass), c, model * model_mult(pass));
-    tensor_all_reduce(st, tok, label + " ffn TP all-reduce");
+    tensor_block_output(st, tok, label + " ffn TP");
   }
 
   /** Expert FFN time per device of the stage, from the routing draw of each expert-parallel group. */
@@ -351,6 +383,17 @@ class Builder {
       attn();
       ffn();
     }
+  }
+
+  /** Selective recomputation (Korthikanti et al. 2022 §5): before a layer's backward, its attention cores'
+   *  forward (self and, in an encoder-decoder's decoder, cross) again; no collectives. */
+  void attention_core_remat(Stream& st, const LayerDesc& L) {
+    const bool encdec = m_.architecture == scenario::Architecture::encoder_decoder;
+    const double tok = L.decoder ? t_dec_ : t_enc_;
+    const double s_self = L.decoder ? (encdec ? m_.target_seq_len : m_.seq_len) : m_.seq_len;
+    Cost c = attention_core(tok, s_self, s_self, Pass::remat);
+    if (L.decoder && encdec) c += attention_core(tok, s_self, m_.seq_len, Pass::remat);
+    st.acc.add("compute.remat", c, 0.0);
   }
 
   /** First layer of pipeline stage `stage` (stage == pipeline: one past the last layer). Stages hold
@@ -409,6 +452,7 @@ class Builder {
         auto it = order.begin() + static_cast<long>(k);
         before_layer(k);
         if (ctx_.remat) layer(st, layers_[static_cast<std::size_t>(*it)], Pass::remat);
+        else if (ctx_.selective_remat) attention_core_remat(st, layers_[static_cast<std::size_t>(*it)]);
         layer(st, layers_[static_cast<std::size_t>(*it)], Pass::bwd);
         if (grads_ready) {
           flush(st, fmt::format("L{} bwd mb{} (compute)", *it, mb));
@@ -639,7 +683,7 @@ void Builder::moe_ffn(Stream& st, const LayerDesc& L, double tok, Pass pass, con
 
   a2a("moe combine all-to-all");
   st.acc.add(kind_for("compute.combine", pass), cc, 0.0);
-  const Cost nr = vector_cost(KernelClass::elementwise, "moe.norm_residual", 6.0 * tok * d * b_, 10.0 * tok * d, pass);
+  const Cost nr = norm_residual("moe.norm_residual", tok, pass);
   st.acc.add(kind_for("compute.combine", pass), nr, 0.0);
 }
 

@@ -42,11 +42,13 @@ struct MemoryEstimate {
   double activations_bytes = 0.0;         ///< with the chosen rematerialisation
   double activations_no_remat_bytes = 0.0;
   double capacity_bytes = 0.0;            ///< device memory (chip HBM / devices per chip)
-  bool remat = false;
+  bool remat = false;      ///< full rematerialisation (each layer's forward recomputed)
+  bool selective = false;  ///< selective recomputation (only the attention core recomputed)
   double total_bytes() const { return params_bytes + grads_bytes + optimizer_bytes + activations_bytes; }
 };
 
-/** Estimates per-device memory and decides rematerialisation (auto: only if needed).
+/** Estimates per-device memory and decides rematerialisation (auto: none, else selective, else full: the first
+ *  that fits).
  *  Throws moesim::Error with the numbers when the model cannot fit even with rematerialisation. */
 MemoryEstimate estimate_memory(const scenario::Scenario& s, const catalog::AcceleratorSpec& accel);
 
