@@ -227,6 +227,12 @@ std::vector<FieldSpec> build_table() {
           .help("ZeRO / distributed optimizer (Rajbhandari et al. 2020): 1 shards the optimizer state over the data-parallel "
                 "replicas, 2 also the gradients (reduce-scatter + all-gather: the same traffic as an all-reduce), 3 also the "
                 "parameters (FSDP/GSPMD weight sharding: an all-gather per layer, the next prefetched; gradients reduce-scattered)."),
+      F("parallelism.virtual_stages", T::integer).def(1).min(1).max(1024, "a chunk holds at least one layer")
+          .help("Model chunks per pipeline stage. 1: plain 1F1B. v > 1: Megatron-LM's interleaved 1F1B schedule (Narayanan et "
+                "al. 2021, SC'21, section 2.2.2): stage s holds the layer chunks of virtual stages s, s + P, ..., the pipeline "
+                "bubble shrinks by v and every micro-batch makes v times as many pipeline sends; stage 0 keeps the "
+                "activations of P + (P - 1) / v micro-batches instead of P. Needs pipeline > 1, micro-batches a multiple of "
+                "the pipeline stages, and at least one layer per chunk."),
       F("parallelism.sequence_parallel", T::boolean).def(false)
           .help("Megatron sequence parallelism (Korthikanti et al. 2022, arXiv 2205.05198, section 4.2.2; needs tensor > 1): "
                 "layer norms, dropouts and residual adds run on 1/tensor of the sequence, so their activations are sharded "

@@ -260,6 +260,17 @@ void Resolver::resolve_training_and_parallelism() {
                                            i(m["d_ff"]), i(m["expert_d_ff"])));
   const long long layers = i(m["encoder_layers"]) + i(m["decoder_layers"]);
   if (pipe > layers) fail("parallelism.pipeline", fmt::format("{} pipeline stages but only {} layers", pipe, layers));
+  const long long virt = i(p["virtual_stages"]);
+  if (virt > 1) {
+    if (pipe < 2) fail("parallelism.virtual_stages", "the interleaved schedule needs parallelism.pipeline > 1");
+    if (pipe * virt > layers)
+      fail("parallelism.virtual_stages", fmt::format("{} stages x {} chunks need at least as many layers, but the model has {}",
+                                                     pipe, virt, layers));
+    if (i(p["microbatches"]) % pipe != 0)
+      fail("parallelism.virtual_stages", fmt::format("the interleaved schedule needs micro-batches ({}) to be a multiple of "
+                                                     "the pipeline stages ({}), as Megatron-LM does",
+                                                     i(p["microbatches"]), pipe));
+  }
   if (p["sequence_parallel"].get<bool>() && tensor < 2)
     fail("parallelism.sequence_parallel", "sequence parallelism shards activations over the tensor-parallel ranks: it "
                                           "needs parallelism.tensor > 1");
@@ -763,6 +774,7 @@ Scenario Resolver::build() const {
   s.parallelism.schedule = p["schedule"];
   s.parallelism.zero_stage = static_cast<int>(i(p["zero_stage"]));
   s.parallelism.sequence_parallel = p["sequence_parallel"];
+  s.parallelism.virtual_stages = static_cast<int>(i(p["virtual_stages"]));
   s.parallelism.placement = placement_order(p["placement"].get<std::string>());
 
   const json& c = d["cluster"];

@@ -83,6 +83,29 @@ ParamCounts count_params(const scenario::ModelSpec& m) {
   return c;
 }
 
+std::vector<int> chunk_layers(int layers, const scenario::ParallelismSpec& p, int stage, int chunk) {
+  const long long virtual_stages = static_cast<long long>(p.pipeline) * p.virtual_stages;
+  const long long vs = static_cast<long long>(chunk) * p.pipeline + stage;
+  std::vector<int> ids;
+  for (long long i = vs * layers / virtual_stages; i < (vs + 1) * layers / virtual_stages; ++i) ids.push_back(static_cast<int>(i));
+  return ids;
+}
+
+std::vector<int> stage_layers(int layers, const scenario::ParallelismSpec& p, int stage) {
+  std::vector<int> ids;
+  for (int c = 0; c < p.virtual_stages; ++c) {
+    const auto part = chunk_layers(layers, p, stage, c);
+    ids.insert(ids.end(), part.begin(), part.end());
+  }
+  return ids;
+}
+
+double inflight_microbatches(const scenario::ParallelismSpec& p) {
+  const double P = p.pipeline, M = p.microbatches, v = p.virtual_stages;
+  if (p.virtual_stages <= 1) return std::min(P, M);
+  return std::min(2.0 * (P - 1.0) + (v - 1.0) * P + 1.0, M * v) / v;
+}
+
 MemoryEstimate estimate_memory(const scenario::Scenario& s, const catalog::AcceleratorSpec& accel) {
   const auto& m = s.model;
   const auto& p = s.parallelism;
@@ -97,8 +120,7 @@ MemoryEstimate estimate_memory(const scenario::Scenario& s, const catalog::Accel
   const double t_enc = sequences * m.seq_len;
   const double t_dec = sequences * (encdec ? m.target_seq_len : m.seq_len);
 
-  // Layers of the stack in order; stage s holds layers [s L / P, (s + 1) L / P) (integer division), as
-  // the step builder does: floor(L / P) or ceil(L / P) layers each, none empty.
+  // Layers of the stack in order; each stage holds its chunks' layers (chunk_layers), as the step builder does.
   struct L {
     bool decoder;
     bool moe;
@@ -106,9 +128,6 @@ MemoryEstimate estimate_memory(const scenario::Scenario& s, const catalog::Accel
   std::vector<L> layers;
   for (int l = 0; l < m.encoder_layers; ++l) layers.push_back({false, m.is_moe_layer(l)});
   for (int l = 0; l < m.decoder_layers; ++l) layers.push_back({true, m.is_moe_layer(l)});
-  const auto stage_begin = [&](int stage) {
-    return static_cast<int>(static_cast<long long>(stage) * static_cast<long long>(layers.size()) / p.pipeline);
-  };
 
   MemoryEstimate best;
   best.capacity_bytes = accel.hbm_bytes / std::max(1, accel.devices_per_chip);
@@ -132,7 +151,7 @@ MemoryEstimate estimate_memory(const scenario::Scenario& s, const catalog::Accel
     return s.routing.dropless ? static_cast<double>(m.top_k)
                               : expert_capacity(s.routing, m.experts, m.top_k, m.capacity_factor, group) * m.experts / group;
   };
-  const double inflight = std::min(p.pipeline, p.microbatches);  // 1F1B: stage 0 holds this many micro-batches
+  const double inflight = inflight_microbatches(p);  // the micro-batches' activations stage 0 holds at the peak
 
   // Sequence parallelism (Korthikanti et al. 2022 §4.2.2) shards what tensor parallelism replicates (the layer norms,
   // dropouts' and residuals' activations, and each layer's input) over the tensor ranks.
@@ -140,8 +159,7 @@ MemoryEstimate estimate_memory(const scenario::Scenario& s, const catalog::Accel
   for (int stage = 0; stage < p.pipeline; ++stage) {
     double params = 0.0, expert_params = 0.0, act = 0.0, act_inputs = 0.0, act_max_layer = 0.0, max_layer_params = 0.0;
     double attn_core = 0.0, attn_core_max_layer = 0.0;  // the attention cores' part (selective recomputation drops it)
-    const int lo = stage_begin(stage), hi = stage_begin(stage + 1);
-    for (int i = lo; i < hi; ++i) {
+    for (const int i : stage_layers(static_cast<int>(layers.size()), p, stage)) {
       const L& l = layers[static_cast<std::size_t>(i)];
       const bool cross = l.decoder && encdec;
       const double tok = l.decoder ? t_dec : t_enc;

@@ -3,7 +3,8 @@
 //
 // Per pipeline stage and micro-batch, the forward pass walks the stage's layers; compute between two
 // collectives is merged into one compute phase (per-device times, split by kind). Backward mirrors it,
-// with the forward recomputed layer by layer when rematerialising. Stages follow the 1F1B schedule;
+// with the forward (or only the attention core, selective) recomputed layer by layer when rematerialising.
+// Stages follow the 1F1B schedule, or Megatron-LM's interleaved 1F1B with several model chunks per stage;
 // gradients are all-reduced in 25 MB buckets as the backward produces them (or once at the end), then
 // the optimizer updates. Counting conventions (FLOPs = 2 per multiply-add; bytes = each operand read
 // once, each result written once) follow notes/moe-kernels.md §3.
@@ -396,24 +397,19 @@ class Builder {
     st.acc.add("compute.remat", c, 0.0);
   }
 
-  /** First layer of pipeline stage `stage` (stage == pipeline: one past the last layer). Stages hold
-   *  contiguous ranges of floor(L / P) or ceil(L / P) layers, never none (the resolver ensures L >= P). */
-  int stage_begin(int stage) const {
-    return static_cast<int>(static_cast<long long>(stage) * static_cast<long long>(layers_.size()) / p_.pipeline);
+  /** Layers of model chunk `chunk` of pipeline stage `stage` (workload::chunk_layers), and of the whole stage. */
+  std::vector<int> chunk_layers(int stage, int chunk) const {
+    return workload::chunk_layers(static_cast<int>(layers_.size()), p_, stage, chunk);
   }
-  std::vector<int> stage_layers(int stage) const {
-    std::vector<int> v;
-    for (int i = stage_begin(stage); i < stage_begin(stage + 1); ++i) v.push_back(i);
-    return v;
-  }
+  std::vector<int> stage_layers(int stage) const { return workload::stage_layers(static_cast<int>(layers_.size()), p_, stage); }
 
-  /** One forward or backward of a micro-batch on a stage. Records, for the backward of the last
+  /** One forward or backward of a micro-batch on a stage's model chunk. Records, for the backward of the last
    *  micro-batch, the phase after which each layer's gradients are complete. */
-  PhaseId pass_of(int stage, int mb, Pass pass, PhaseId after, std::map<int, PhaseId>* grads_ready) {
+  PhaseId pass_of(int stage, int chunk, int mb, Pass pass, PhaseId after, std::map<int, PhaseId>* grads_ready) {
     Stream st{stage, mb, after, Accum(ctx_.mesh.stage_devices(stage).size()), ctx_.mesh.stage_devices(stage)};
     st.overlaps_grad_reduce = grads_ready != nullptr && ctx_.scenario.training.overlap_grad_reduce;
-    const auto ids = stage_layers(stage);
-    const bool first = stage == 0, last = stage == p_.pipeline - 1;
+    const auto ids = chunk_layers(stage, chunk);
+    const bool first = stage == 0 && chunk == 0, last = stage == p_.pipeline - 1 && chunk == p_.virtual_stages - 1;
     // ZeRO-3: each layer's parameters are all-gathered before use, the next layer's prefetched while
     // this one computes (FSDP's one-layer prefetch on one communication stream).
     const bool zero3 = p_.zero_stage >= 3;
@@ -461,7 +457,8 @@ class Builder {
       }
       if (first) embedding(st, t_enc_ + (m_.encoder_layers > 0 ? t_dec_ : 0.0), Pass::bwd);
     }
-    flush(st, fmt::format("stage{} mb{} {} (compute)", stage, mb, pass == Pass::fwd ? "fwd" : "bwd"));
+    flush(st, fmt::format("stage{}{} mb{} {} (compute)", stage, p_.virtual_stages > 1 ? fmt::format(" chunk{}", chunk) : "",
+                          mb, pass == Pass::fwd ? "fwd" : "bwd"));
     return st.last;
   }
 
@@ -494,7 +491,9 @@ class Builder {
     return last;
   }
 
-  PhaseId p2p(int from_stage, int to_stage, int mb, PhaseId after, const char* what) {
+  /** The send of micro-batch `mb`'s activations (or gradients) across the boundary before virtual stage `later`
+   *  (chunk x P + stage of the later of the two). */
+  PhaseId p2p(int from_stage, int to_stage, int later, int mb, PhaseId after, const char* what) {
     CollectiveWork w;
     w.op = CollectiveOp::send_recv;
     const auto src = ctx_.mesh.stage_devices(from_stage), dst = ctx_.mesh.stage_devices(to_stage);
@@ -502,7 +501,7 @@ class Builder {
     // Activations (or their gradients) of the micro-batch at the stage boundary; tensor-parallel ranks
     // send disjoint slices (Megatron's scatter/gather optimisation). Encoder-decoder boundaries inside
     // the decoder also carry the encoder output.
-    const int boundary = std::min<int>(static_cast<int>(layers_.size()) - 1, stage_begin(std::max(from_stage, to_stage)));
+    const int boundary = chunk_layers(later % p_.pipeline, later / p_.pipeline).front();
     const bool dec = layers_[static_cast<std::size_t>(boundary)].decoder;
     const double tokens = dec ? t_dec_ + (m_.encoder_layers > 0 ? t_enc_ : 0.0) : t_enc_;
     w.bytes_per_device = tokens * m_.d_model * b_ / tp_;
@@ -821,20 +820,35 @@ BuiltStep Builder::run() {
   out.start = add_phase(g_, std::move(start), {});
   const int P = p_.pipeline, M = p_.microbatches;
 
-  // 1F1B per stage: warm-up forwards, steady one-forward-one-backward, cool-down backwards.
-  std::vector<std::vector<std::pair<Pass, int>>> order(static_cast<std::size_t>(P));
+  // 1F1B per stage: warm-up forwards, steady one-forward-one-backward, cool-down backwards. Interleaved (v chunks
+  // per stage, Megatron-LM's schedules.py order): the k-th forward of a stage runs chunk (k / P) mod v of
+  // micro-batch (k / (P v)) P + k mod P, the k-th backward the same micro-batch on chunk v - 1 - (k / P) mod v; the
+  // warm-up is 2 (P - s - 1) + (v - 1) P forwards.
+  const int V = p_.virtual_stages;
+  struct Task {
+    Pass pass;
+    int mb;
+    int chunk;
+  };
+  auto task = [&](Pass pass, int k) {
+    if (V == 1) return Task{pass, k, 0};
+    const int mb = (k / (P * V)) * P + k % P, c = (k / P) % V;
+    return Task{pass, mb, pass == Pass::fwd ? c : V - 1 - c};
+  };
+  std::vector<std::vector<Task>> order(static_cast<std::size_t>(P));
   for (int s = 0; s < P; ++s) {
-    const int warm = std::min(P - s - 1, M);
+    const int total = M * V;
+    const int warm = V == 1 ? std::min(P - s - 1, M) : std::min(2 * (P - s - 1) + (V - 1) * P, total);
     auto& o = order[static_cast<std::size_t>(s)];
-    for (int i = 0; i < warm; ++i) o.push_back({Pass::fwd, i});
-    for (int i = 0; i < M - warm; ++i) {
-      o.push_back({Pass::fwd, warm + i});
-      o.push_back({Pass::bwd, i});
+    for (int i = 0; i < warm; ++i) o.push_back(task(Pass::fwd, i));
+    for (int i = 0; i < total - warm; ++i) {
+      o.push_back(task(Pass::fwd, warm + i));
+      o.push_back(task(Pass::bwd, i));
     }
-    for (int i = M - warm; i < M; ++i) o.push_back({Pass::bwd, i});
+    for (int i = total - warm; i < total; ++i) o.push_back(task(Pass::bwd, i));
   }
   // Dependencies across stages are resolved as tasks are emitted; iterate until every task is placed.
-  std::map<std::tuple<int, int, int>, PhaseId> done;  // (stage, pass, mb) -> last phase (incl. outgoing send)
+  std::map<std::tuple<int, int, int, int>, PhaseId> done;  // (stage, pass, mb, chunk) -> last phase (incl. send)
   std::vector<std::size_t> next(static_cast<std::size_t>(P), 0);
   std::vector<PhaseId> stage_last(static_cast<std::size_t>(P), out.start);
   std::vector<std::map<int, PhaseId>> ready(static_cast<std::size_t>(P));
@@ -845,26 +859,27 @@ BuiltStep Builder::run() {
     for (int s = 0; s < P; ++s) {
       auto& idx = next[static_cast<std::size_t>(s)];
       if (idx >= order[static_cast<std::size_t>(s)].size()) continue;
-      const auto [pass, mb] = order[static_cast<std::size_t>(s)][idx];
+      const auto [pass, mb, c] = order[static_cast<std::size_t>(s)][idx];
+      const int vs = c * P + s;  // virtual stage
       std::vector<PhaseId> deps{stage_last[static_cast<std::size_t>(s)]};
-      if (pass == Pass::fwd && s > 0) {
-        auto it = done.find({s - 1, 0, mb});
+      if (pass == Pass::fwd && vs > 0) {  // the previous virtual stage's forward
+        auto it = done.find({(vs - 1) % P, 0, mb, (vs - 1) / P});
         if (it == done.end()) continue;
         deps.push_back(it->second);
       }
-      if (pass == Pass::bwd && s < P - 1) {
-        auto it = done.find({s + 1, 1, mb});
+      if (pass == Pass::bwd && vs < P * V - 1) {  // the next virtual stage's backward
+        auto it = done.find({(vs + 1) % P, 1, mb, (vs + 1) / P});
         if (it == done.end()) continue;
         deps.push_back(it->second);
       }
       PhaseId after = deps.size() == 1 ? deps[0] : add_phase(g_, Phase{}, deps);
       const bool last_mb_bwd = pass == Pass::bwd && mb == M - 1;
-      PhaseId end = pass_of(s, mb, pass, after, last_mb_bwd ? &ready[static_cast<std::size_t>(s)] : nullptr);
+      PhaseId end = pass_of(s, c, mb, pass, after, last_mb_bwd ? &ready[static_cast<std::size_t>(s)] : nullptr);
       stage_last[static_cast<std::size_t>(s)] = end;
       PhaseId sent = end;
-      if (pass == Pass::fwd && s < P - 1) sent = p2p(s, s + 1, mb, end, "activations");
-      if (pass == Pass::bwd && s > 0) sent = p2p(s, s - 1, mb, end, "gradients");
-      done[{s, pass == Pass::fwd ? 0 : 1, mb}] = sent;
+      if (pass == Pass::fwd && vs < P * V - 1) sent = p2p(s, (s + 1) % P, vs + 1, mb, end, "activations");
+      if (pass == Pass::bwd && vs > 0) sent = p2p(s, (s + P - 1) % P, vs, mb, end, "gradients");
+      done[{s, pass == Pass::fwd ? 0 : 1, mb, c}] = sent;
       ++idx;
       --remaining;
       progress = true;

@@ -125,6 +125,10 @@ struct ParallelismSpec {
    *  residuals run on 1/tensor of the tokens, so their activations are sharded, and each tensor all-reduce becomes a
    *  reduce-scatter after the block plus an all-gather before the next one (the same bytes). */
   bool sequence_parallel = false;
+  /** Model chunks per pipeline stage: 1 = plain 1F1B; v > 1 = Megatron-LM's interleaved 1F1B (Narayanan et al. 2021
+   *  §2.2.2): stage s holds virtual stages s, s + P, ..., s + (v - 1) P, the bubble shrinks v-fold and each micro-batch
+   *  crosses v times as many stage boundaries. */
+  int virtual_stages = 1;
   /** Order in which the parallel axes are laid out over consecutive devices (and so chips), innermost
    *  first: the default puts tensor ranks on neighbouring chips (the fastest links: one NVLink node, one
    *  torus line), then expert, data and pipeline (Megatron-LM's and GSPMD's launch order). */
