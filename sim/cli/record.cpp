@@ -71,6 +71,7 @@ store::RunRecord make_record(const scenario::Scenario& s, const engine::JobResul
   add("memory_activations_bytes", job.memory.activations_bytes, "B");
   add("memory_capacity_bytes", job.memory.capacity_bytes, "B");
   add("rematerialization", job.memory.remat ? 1.0 : 0.0, "bool");
+  add("selective_recomputation", job.memory.selective ? 1.0 : 0.0, "bool");
   for (const auto& [op, b] : job.collective_bytes_per_step) add("collective_bytes_per_step." + op, b, "B");
   double wan = 0.0;
   for (const auto& site : job.sites) wan += site.link_bytes_per_step[static_cast<std::size_t>(system::LinkClass::wan)];
@@ -272,7 +273,9 @@ std::string record_summary(const store::RunRecord& r) {
                      metric_or(r, "devices"),
                      (metric_or(r, "memory_params_bytes") + metric_or(r, "memory_grads_bytes") + metric_or(r, "memory_optimizer_bytes") +
                       metric_or(r, "memory_activations_bytes")) / kGiB,
-                     metric_or(r, "memory_capacity_bytes") / kGiB, metric_or(r, "rematerialization") != 0 ? ", rematerialized" : "");
+                     metric_or(r, "memory_capacity_bytes") / kGiB, metric_or(r, "rematerialization") != 0           ? ", rematerialized"
+                     : metric_or(r, "selective_recomputation") != 0 ? ", attention recomputed (selective)"
+                                                                     : "");
   const std::size_t simulated = r.provenance.contains("step_times_s") ? r.provenance["step_times_s"].size() : 0;
   out += fmt::format("  step time       {:.4f} s ({} over {} simulated steps)   {:.3g} steps/s\n", step,
                      spread == 0.0 ? std::string("the same") : fmt::format("spread {:.2g} s", spread), simulated,

@@ -78,7 +78,7 @@ std::vector<Check> load_checks(const std::string& file) {
       c.band_lo = band[0];
       c.band_hi = band[1];
     }
-    const std::vector<std::string> metrics{"steps_per_s", "train_days", "facility_energy_mwh", "co2e_gross_t", "co2e_net_t",
+    const std::vector<std::string> metrics{"steps_per_s", "step_time_s", "train_days", "facility_energy_mwh", "co2e_gross_t", "co2e_net_t",
                                            "step_time_ratio", "output_tokens_per_s", "ttft_mean_s", "ttft_p50_s", "ttft_p90_s",
                                            "ttft_p99_s", "tpot_mean_s", "tpot_p50_s", "tpot_p90_s", "tpot_p99_s",
                                            "throughput_ratio", "fits", "moe_dispatch_combine_share"};

@@ -22,7 +22,7 @@
 
 namespace moesim::workload {
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(MemoryEstimate, params_bytes, grads_bytes, optimizer_bytes, activations_bytes,
-                                   activations_no_remat_bytes, capacity_bytes, remat)
+                                   activations_no_remat_bytes, capacity_bytes, remat, selective)
 }  // namespace moesim::workload
 
 namespace moesim::engine {
@@ -85,7 +85,7 @@ std::string needed_gib(const std::string& message) {
 }
 
 /** The memory error of `s` with what would make the model fit: each of the ZeRO stages above the scenario's,
- *  full rematerialisation and more micro-batches on its own, then all of them together, each with the memory per
+ *  selective (when none was asked for) and full rematerialisation and more micro-batches on its own, then all of them together, each with the memory per
  *  device it gives (workload::estimate_memory on the changed scenario). */
 [[noreturn]] void explain_memory_error(const scenario::Scenario& s, const catalog::AcceleratorSpec& accel, const Error& e) {
   const double gib = units::kGiB;
@@ -101,6 +101,11 @@ std::string needed_gib(const std::string& message) {
   }
   // Rematerialisation only when the estimate did not already use it (auto turns it on when it helps).
   const bool remat_used = std::string(e.what()).find("with rematerialization") != std::string::npos;
+  if (s.training.rematerialization == scenario::Remat::none) {  // auto has tried selective already
+    Option o{"training.rematerialization: selective", s};
+    o.variant.training.rematerialization = scenario::Remat::selective;
+    options.push_back(std::move(o));
+  }
   if (s.training.rematerialization != scenario::Remat::full && !remat_used) {
     Option o{"training.rematerialization: full", s};
     o.variant.training.rematerialization = scenario::Remat::full;
@@ -193,7 +198,7 @@ JobResult simulate_job(const scenario::Scenario& s, const catalog::Catalog& cata
   const int steps = s.training.steps_simulated;
   const auto results = sim.run(steps, [&](int k) {
     if (progress) progress(k, steps, "building and simulating step");
-    return builder.build(workload::StepContext{s, accel, compute, mesh, mem.remat, k});
+    return builder.build(workload::StepContext{s, accel, compute, mesh, mem.remat, k, mem.selective});
   });
   if (progress) progress(steps, steps, "done");
 

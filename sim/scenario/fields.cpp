@@ -148,8 +148,12 @@ std::vector<FieldSpec> build_table() {
           .help("Tokens per optimizer step (global batch)."),
       F("training.optimizer", T::choice).def("adam").choices({"adam", "adamw", "adafactor", "sgd"})
           .help("Optimizer: decides optimizer-state memory and update cost."),
-      F("training.rematerialization", T::choice).def("auto").choices({"auto", "none", "full"})
-          .help("Recompute activations in the backward pass: auto = only if they do not fit in device memory."),
+      F("training.rematerialization", T::choice).def("auto").choices({"auto", "none", "selective", "full"})
+          .help("Recompute activations in the backward pass. none: keep every activation; selective: drop and recompute "
+                "only the attention core (QK^T, softmax, dropout, attention over V: its 5as^2b bytes per layer dominate the "
+                "activations of long sequences and cost few FLOPs; Korthikanti et al. 2022, arXiv 2205.05198, section 5); "
+                "full: keep each layer's input and recompute the layer's forward in the backward pass; auto: the first of "
+                "none, selective and full whose memory fits in the device."),
       F("training.duration_days", T::number).max(kMaxDays, "100 years").min(0.0, true).unit("days")
           .help("Pins the job length (energy accounting with a published training time); otherwise simulated."),
       F("training.steps_simulated", T::integer).def(3).min(1).max(100)
@@ -223,6 +227,17 @@ std::vector<FieldSpec> build_table() {
           .help("ZeRO / distributed optimizer (Rajbhandari et al. 2020): 1 shards the optimizer state over the data-parallel "
                 "replicas, 2 also the gradients (reduce-scatter + all-gather: the same traffic as an all-reduce), 3 also the "
                 "parameters (FSDP/GSPMD weight sharding: an all-gather per layer, the next prefetched; gradients reduce-scattered)."),
+      F("parallelism.virtual_stages", T::integer).def(1).min(1).max(1024, "a chunk holds at least one layer")
+          .help("Model chunks per pipeline stage. 1: plain 1F1B. v > 1: Megatron-LM's interleaved 1F1B schedule (Narayanan et "
+                "al. 2021, SC'21, section 2.2.2): stage s holds the layer chunks of virtual stages s, s + P, ..., the pipeline "
+                "bubble shrinks by v and every micro-batch makes v times as many pipeline sends; stage 0 keeps the "
+                "activations of P + (P - 1) / v micro-batches instead of P. Needs pipeline > 1, micro-batches a multiple of "
+                "the pipeline stages, and at least one layer per chunk."),
+      F("parallelism.sequence_parallel", T::boolean).def(false)
+          .help("Megatron sequence parallelism (Korthikanti et al. 2022, arXiv 2205.05198, section 4.2.2; needs tensor > 1): "
+                "layer norms, dropouts and residual adds run on 1/tensor of the sequence, so their activations are sharded "
+                "over the tensor ranks, and each tensor-parallel all-reduce becomes a reduce-scatter after the block and an "
+                "all-gather before the next (the same bytes on the links)."),
 
       F("serving", T::section)
           .help("Serve the model instead of training it: request arrivals, replicas, batching scheduler, KV cache and "

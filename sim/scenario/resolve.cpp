@@ -260,6 +260,20 @@ void Resolver::resolve_training_and_parallelism() {
                                            i(m["d_ff"]), i(m["expert_d_ff"])));
   const long long layers = i(m["encoder_layers"]) + i(m["decoder_layers"]);
   if (pipe > layers) fail("parallelism.pipeline", fmt::format("{} pipeline stages but only {} layers", pipe, layers));
+  const long long virt = i(p["virtual_stages"]);
+  if (virt > 1) {
+    if (pipe < 2) fail("parallelism.virtual_stages", "the interleaved schedule needs parallelism.pipeline > 1");
+    if (pipe * virt > layers)
+      fail("parallelism.virtual_stages", fmt::format("{} stages x {} chunks need at least as many layers, but the model has {}",
+                                                     pipe, virt, layers));
+    if (i(p["microbatches"]) % pipe != 0)
+      fail("parallelism.virtual_stages", fmt::format("the interleaved schedule needs micro-batches ({}) to be a multiple of "
+                                                     "the pipeline stages ({}), as Megatron-LM does",
+                                                     i(p["microbatches"]), pipe));
+  }
+  if (p["sequence_parallel"].get<bool>() && tensor < 2)
+    fail("parallelism.sequence_parallel", "sequence parallelism shards activations over the tensor-parallel ranks: it "
+                                          "needs parallelism.tensor > 1");
   if (placement_order(p["placement"].get<std::string>()).empty())
     fail("parallelism.placement", fmt::format("'{}' is not an order of the parallel axes: give each of tensor, expert, data "
                                               "and pipeline once, comma-separated, innermost first (e.g. "
@@ -725,7 +739,10 @@ Scenario Resolver::build() const {
   s.training.optimizer = opt == "adamw" ? Optimizer::adamw : opt == "adafactor" ? Optimizer::adafactor
                        : opt == "sgd" ? Optimizer::sgd : Optimizer::adam;
   const std::string remat = t["rematerialization"];
-  s.training.rematerialization = remat == "none" ? Remat::none : remat == "full" ? Remat::full : Remat::automatic;
+  s.training.rematerialization = remat == "none"        ? Remat::none
+                                 : remat == "full"      ? Remat::full
+                                 : remat == "selective" ? Remat::selective
+                                                        : Remat::automatic;
   if (t.contains("duration_days")) s.training.duration_days = t["duration_days"].get<double>();
   s.training.steps_simulated = static_cast<int>(i(t["steps_simulated"]));
   s.training.overlap_grad_reduce = t["overlap_grad_reduce"];
@@ -756,6 +773,8 @@ Scenario Resolver::build() const {
   s.parallelism.microbatches = static_cast<int>(i(p["microbatches"]));
   s.parallelism.schedule = p["schedule"];
   s.parallelism.zero_stage = static_cast<int>(i(p["zero_stage"]));
+  s.parallelism.sequence_parallel = p["sequence_parallel"];
+  s.parallelism.virtual_stages = static_cast<int>(i(p["virtual_stages"]));
   s.parallelism.placement = placement_order(p["placement"].get<std::string>());
 
   const json& c = d["cluster"];
@@ -843,7 +862,15 @@ std::string to_string(Optimizer o) {
   }
   return "?";
 }
-std::string to_string(Remat r) { return r == Remat::none ? "none" : r == Remat::full ? "full" : "auto"; }
+std::string to_string(Remat r) {
+  switch (r) {
+    case Remat::none: return "none";
+    case Remat::full: return "full";
+    case Remat::selective: return "selective";
+    case Remat::automatic: return "auto";
+  }
+  return "?";
+}
 std::string to_string(PoolRole r) { return r == PoolRole::prefill ? "prefill" : r == PoolRole::decode ? "decode" : "colocated"; }
 std::string to_string(SplitKind s) { return s == SplitKind::expert ? "expert" : s == SplitKind::pipeline ? "pipeline" : "data"; }
 

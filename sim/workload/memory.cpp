@@ -83,6 +83,29 @@ ParamCounts count_params(const scenario::ModelSpec& m) {
   return c;
 }
 
+std::vector<int> chunk_layers(int layers, const scenario::ParallelismSpec& p, int stage, int chunk) {
+  const long long virtual_stages = static_cast<long long>(p.pipeline) * p.virtual_stages;
+  const long long vs = static_cast<long long>(chunk) * p.pipeline + stage;
+  std::vector<int> ids;
+  for (long long i = vs * layers / virtual_stages; i < (vs + 1) * layers / virtual_stages; ++i) ids.push_back(static_cast<int>(i));
+  return ids;
+}
+
+std::vector<int> stage_layers(int layers, const scenario::ParallelismSpec& p, int stage) {
+  std::vector<int> ids;
+  for (int c = 0; c < p.virtual_stages; ++c) {
+    const auto part = chunk_layers(layers, p, stage, c);
+    ids.insert(ids.end(), part.begin(), part.end());
+  }
+  return ids;
+}
+
+double inflight_microbatches(const scenario::ParallelismSpec& p) {
+  const double P = p.pipeline, M = p.microbatches, v = p.virtual_stages;
+  if (p.virtual_stages <= 1) return std::min(P, M);
+  return std::min(2.0 * (P - 1.0) + (v - 1.0) * P + 1.0, M * v) / v;
+}
+
 MemoryEstimate estimate_memory(const scenario::Scenario& s, const catalog::AcceleratorSpec& accel) {
   const auto& m = s.model;
   const auto& p = s.parallelism;
@@ -97,8 +120,7 @@ MemoryEstimate estimate_memory(const scenario::Scenario& s, const catalog::Accel
   const double t_enc = sequences * m.seq_len;
   const double t_dec = sequences * (encdec ? m.target_seq_len : m.seq_len);
 
-  // Layers of the stack in order; stage s holds layers [s L / P, (s + 1) L / P) (integer division), as
-  // the step builder does: floor(L / P) or ceil(L / P) layers each, none empty.
+  // Layers of the stack in order; each stage holds its chunks' layers (chunk_layers), as the step builder does.
   struct L {
     bool decoder;
     bool moe;
@@ -106,9 +128,6 @@ MemoryEstimate estimate_memory(const scenario::Scenario& s, const catalog::Accel
   std::vector<L> layers;
   for (int l = 0; l < m.encoder_layers; ++l) layers.push_back({false, m.is_moe_layer(l)});
   for (int l = 0; l < m.decoder_layers; ++l) layers.push_back({true, m.is_moe_layer(l)});
-  const auto stage_begin = [&](int stage) {
-    return static_cast<int>(static_cast<long long>(stage) * static_cast<long long>(layers.size()) / p.pipeline);
-  };
 
   MemoryEstimate best;
   best.capacity_bytes = accel.hbm_bytes / std::max(1, accel.devices_per_chip);
@@ -132,12 +151,15 @@ MemoryEstimate estimate_memory(const scenario::Scenario& s, const catalog::Accel
     return s.routing.dropless ? static_cast<double>(m.top_k)
                               : expert_capacity(s.routing, m.experts, m.top_k, m.capacity_factor, group) * m.experts / group;
   };
-  const double inflight = std::min(p.pipeline, p.microbatches);  // 1F1B: stage 0 holds this many micro-batches
+  const double inflight = inflight_microbatches(p);  // the micro-batches' activations stage 0 holds at the peak
 
+  // Sequence parallelism (Korthikanti et al. 2022 §4.2.2) shards what tensor parallelism replicates (the layer norms,
+  // dropouts' and residuals' activations, and each layer's input) over the tensor ranks.
+  const double sp = p.sequence_parallel ? t : 1.0;
   for (int stage = 0; stage < p.pipeline; ++stage) {
     double params = 0.0, expert_params = 0.0, act = 0.0, act_inputs = 0.0, act_max_layer = 0.0, max_layer_params = 0.0;
-    const int lo = stage_begin(stage), hi = stage_begin(stage + 1);
-    for (int i = lo; i < hi; ++i) {
+    double attn_core = 0.0, attn_core_max_layer = 0.0;  // the attention cores' part (selective recomputation drops it)
+    for (const int i : stage_layers(static_cast<int>(layers.size()), p, stage)) {
       const L& l = layers[static_cast<std::size_t>(i)];
       const bool cross = l.decoder && encdec;
       const double tok = l.decoder ? t_dec : t_enc;
@@ -146,22 +168,29 @@ MemoryEstimate estimate_memory(const scenario::Scenario& s, const catalog::Accel
       params += lp.dense + lp.expert;
       expert_params += lp.expert;
       max_layer_params = std::max(max_layer_params, lp.dense + lp.expert);
-      // Stored activations per token (elements): LN input + residual, QKV, context, scores + probabilities.
-      double per_tok = 2.0 * d + 4.0 * hl * dh + 2.0 * hl * s_self;
-      if (cross) per_tok += 2.0 * d + 2.0 * hl * dh + 2.0 * hl * m.seq_len + 2.0 * hl * dh * t_enc / std::max(1.0, tok);
+      // Stored activations per token (elements): LN input + residual (replicated over the tensor ranks unless
+      // sequence-parallel), QKV, context, and the attention core's scores + probabilities.
+      double per_tok = 2.0 * d / sp + 4.0 * hl * dh;
+      double core_per_tok = 2.0 * hl * s_self;
+      if (cross) {
+        per_tok += 2.0 * d / sp + 2.0 * hl * dh + 2.0 * hl * dh * t_enc / std::max(1.0, tok);
+        core_per_tok += 2.0 * hl * m.seq_len;
+      }
       if (l.moe) {
         const double group = s.routing.group_size_tokens > 0 ? std::min<double>(s.routing.group_size_tokens, tok) : tok;
-        per_tok += 2.0 * d + 2.0 * m.experts + slots_per_token(group) * (2.0 * d + ffn_mats * m.expert_d_ff / t);
+        per_tok += (2.0 * d + 2.0 * m.experts) / sp + slots_per_token(group) * (2.0 * d + ffn_mats * m.expert_d_ff / t);
         if (accel.dispatch == catalog::DispatchStyle::einsum && !s.routing.dropless) {
           // One-hot dispatch and combine tensors [S, E, C] per group: E x C elements per token each.
           per_tok += 2.0 * m.experts * expert_capacity(s.routing, m.experts, m.top_k, m.capacity_factor, group);
         }
       } else {
-        per_tok += d + ffn_mats * m.d_ff / t;
+        per_tok += d / sp + ffn_mats * m.d_ff / t;
       }
-      const double layer_act = per_tok * tok * b;
+      const double layer_act = (per_tok + core_per_tok) * tok * b;
       act += layer_act;
-      act_inputs += tok * d * b;
+      attn_core += core_per_tok * tok * b;
+      attn_core_max_layer = std::max(attn_core_max_layer, core_per_tok * tok * b);
+      act_inputs += tok * d / sp * b;
       act_max_layer = std::max(act_max_layer, layer_act);
     }
     if (stage == 0 || stage == p.pipeline - 1) {
@@ -186,14 +215,24 @@ MemoryEstimate estimate_memory(const scenario::Scenario& s, const catalog::Accel
     }
     e.optimizer_bytes = sharded(opt_bytes, p.zero_stage >= 1);
     e.activations_no_remat_bytes = act * inflight;
+    // Full: each layer's input per micro-batch in flight, plus one layer's activations while it is recomputed.
     const double remat_act = act_inputs * inflight + act_max_layer;
+    // Selective: everything but the attention cores, plus one layer's attention core while it is recomputed.
+    const double selective_act = (act - attn_core) * inflight + attn_core_max_layer;
     const double fixed = e.params_bytes + e.grads_bytes + e.optimizer_bytes;
     switch (s.training.rematerialization) {
-      case scenario::Remat::none: e.remat = false; break;
+      case scenario::Remat::none: break;
       case scenario::Remat::full: e.remat = true; break;
-      case scenario::Remat::automatic: e.remat = fixed + e.activations_no_remat_bytes > e.capacity_bytes; break;
+      case scenario::Remat::selective: e.selective = true; break;
+      case scenario::Remat::automatic:
+        // The first of none, selective and full that fits.
+        if (fixed + e.activations_no_remat_bytes > e.capacity_bytes) {
+          e.selective = fixed + selective_act <= e.capacity_bytes;
+          e.remat = !e.selective;
+        }
+        break;
     }
-    e.activations_bytes = e.remat ? remat_act : e.activations_no_remat_bytes;
+    e.activations_bytes = e.remat ? remat_act : e.selective ? selective_act : e.activations_no_remat_bytes;
     if (stage == 0 || e.total_bytes() > best.total_bytes()) best = e;
   }
   if (best.total_bytes() > best.capacity_bytes) {
@@ -203,7 +242,8 @@ MemoryEstimate estimate_memory(const scenario::Scenario& s, const catalog::Accel
         "{:.1f} optimizer state + {:.1f} activations{}) but one {} device has {:.1f} GiB; use more devices, "
         "tensor/pipeline/expert parallelism, or rematerialization",
         best.total_bytes() / gib, best.params_bytes / gib, best.grads_bytes / gib, best.optimizer_bytes / gib,
-        best.activations_bytes / gib, best.remat ? " with rematerialization" : "", accel.name,
+        best.activations_bytes / gib,
+        best.remat ? " with rematerialization" : best.selective ? " with selective recomputation" : "", accel.name,
         best.capacity_bytes / gib));
   }
   return best;

@@ -3,7 +3,8 @@
 //
 // Per pipeline stage and micro-batch, the forward pass walks the stage's layers; compute between two
 // collectives is merged into one compute phase (per-device times, split by kind). Backward mirrors it,
-// with the forward recomputed layer by layer when rematerialising. Stages follow the 1F1B schedule;
+// with the forward (or only the attention core, selective) recomputed layer by layer when rematerialising.
+// Stages follow the 1F1B schedule, or Megatron-LM's interleaved 1F1B with several model chunks per stage;
 // gradients are all-reduced in 25 MB buckets as the backward produces them (or once at the end), then
 // the optimizer updates. Counting conventions (FLOPs = 2 per multiply-add; bytes = each operand read
 // once, each result written once) follow notes/moe-kernels.md §3.
@@ -256,8 +257,22 @@ class Builder {
     ph.comm = std::move(w);
     st.last = add_phase(g_, std::move(ph), {st.last});
   }
-  void tensor_all_reduce(Stream& st, double tokens, const std::string& label) {
-    tensor_collective(st, CollectiveOp::all_reduce, tokens, label);
+  /** Before a tensor-parallel block (attention, dense FFN): with sequence parallelism, the all-gather of the
+   *  block's input, whose tokens are split over the tensor ranks (Korthikanti et al. 2022 §4.2.2, operator g). */
+  void tensor_block_input(Stream& st, double tokens, const std::string& label) {
+    if (p_.sequence_parallel) tensor_collective(st, CollectiveOp::all_gather, tokens, label + " SP all-gather");
+  }
+  /** After a tensor-parallel block: the all-reduce of its partial outputs (Megatron-LM), or with sequence
+   *  parallelism a reduce-scatter that leaves each rank 1/tensor of the tokens (operator g-bar): together with
+   *  the all-gather before the block, the bytes of the all-reduce it replaces, in two collectives. The backward
+   *  and a recomputed forward have the same pair (the gradients of an all-gather and a reduce-scatter are a
+   *  reduce-scatter and an all-gather). Megatron-LM re-gathers a block's sequence-parallel input in the backward
+   *  for the weight gradients, overlapped with the input-gradient GEMM; that copy is not modelled. */
+  void tensor_block_output(Stream& st, double tokens, const std::string& label) {
+    if (p_.sequence_parallel)
+      tensor_collective(st, CollectiveOp::reduce_scatter, tokens, label + " SP reduce-scatter");
+    else
+      tensor_collective(st, CollectiveOp::all_reduce, tokens, label + " all-reduce");
   }
   /** A collective of [tokens, d_model] activations within each tensor-parallel group. */
   void tensor_collective(Stream& st, CollectiveOp op, double tokens, const std::string& label) {
@@ -270,18 +285,12 @@ class Builder {
   }
 
   // ---- sub-layers -----------------------------------------------------------------------------
-  void attention(Stream& st, double tok, double s_q, double s_kv, double kv_tokens, bool cross, Pass pass,
-                 const std::string& label) {
-    const double d = m_.d_model, hl = m_.heads / tp_, dh = m_.d_head;
+  /** The attention core of one tensor rank: scores QK^T, softmax (with its dropout) and values PV, full matrices
+   *  (masked where causal); backward = 4 batched GEMMs. What selective recomputation recomputes. */
+  Cost attention_core(double tok, double s_q, double s_kv, Pass pass) {
+    const double hl = m_.heads / tp_, dh = m_.d_head;
     const double seqs = tok / s_q;
     Cost c;
-    if (!cross) {
-      c += gemm_cost("attn.qkv", tok, (hl + 2.0 * kvl_) * dh, d, pass);
-    } else {
-      c += gemm_cost("attn.q", tok, hl * dh, d, pass);
-      c += gemm_cost("attn.kv", kv_tokens, 2.0 * hl * dh, d, pass);
-    }
-    // Scores QK^T and values PV (full matrices, masked where causal); backward = 4 batched GEMMs.
     if (pass == Pass::bwd) {
       c += gemm_cost_sum({gemm("attn.dq", s_q, dh, s_kv, seqs * hl, KernelClass::batched_gemm),
                           gemm("attn.dk", s_kv, dh, s_q, seqs * hl, KernelClass::batched_gemm),
@@ -293,25 +302,49 @@ class Builder {
     }
     const double scores = seqs * hl * s_q * s_kv;
     c += vector_cost(KernelClass::elementwise, "attn.softmax", 2.0 * scores * b_, 5.0 * scores, pass);
+    return c;
+  }
+
+  /** Elementwise work around a block (layer norm, residual add, dropout: ~6 reads/writes of [tokens, d_model]),
+   *  on 1/tensor of the tokens with sequence parallelism. */
+  Cost norm_residual(const char* name, double tok, Pass pass) {
+    const double rows = p_.sequence_parallel ? tok / tp_ : tok;
+    return vector_cost(KernelClass::elementwise, name, 6.0 * rows * m_.d_model * b_, 10.0 * rows * m_.d_model, pass);
+  }
+
+  void attention(Stream& st, double tok, double s_q, double s_kv, double kv_tokens, bool cross, Pass pass,
+                 const std::string& label) {
+    const double d = m_.d_model, hl = m_.heads / tp_, dh = m_.d_head;
+    const double seqs = tok / s_q;
+    const std::string what = label + (cross ? " cross-attn TP" : " attn TP");
+    tensor_block_input(st, cross ? tok + kv_tokens : tok, what);
+    Cost c;
+    if (!cross) {
+      c += gemm_cost("attn.qkv", tok, (hl + 2.0 * kvl_) * dh, d, pass);
+    } else {
+      c += gemm_cost("attn.q", tok, hl * dh, d, pass);
+      c += gemm_cost("attn.kv", kv_tokens, 2.0 * hl * dh, d, pass);
+    }
+    c += attention_core(tok, s_q, s_kv, pass);
     c += gemm_cost("attn.out", tok, d, hl * dh, pass);
-    // Layer norm + residual + dropout around the block: ~6 reads/writes of [tokens, d_model].
-    c += vector_cost(KernelClass::elementwise, "attn.norm_residual", 6.0 * tok * d * b_, 10.0 * tok * d, pass);
+    c += norm_residual("attn.norm_residual", tok, pass);
     const double proj = (cross ? (tok * hl * dh * 2.0 + kv_tokens * 2.0 * hl * dh) : tok * (2.0 * hl + 2.0 * kvl_) * dh) * d;
     const double model = 2.0 * proj + 4.0 * seqs * hl * s_q * s_kv * dh;
     st.acc.add(kind_for(cross ? "compute.cross_attention" : "compute.attention", pass), c, model * model_mult(pass));
-    tensor_all_reduce(st, tok, label + (cross ? " cross-attn TP all-reduce" : " attn TP all-reduce"));
+    tensor_block_output(st, tok, what);
   }
 
   void dense_ffn(Stream& st, double tok, Pass pass, const std::string& label) {
     const double d = m_.d_model, f = m_.d_ff / tp_, mats = m_.gated() ? 2.0 : 1.0;
+    tensor_block_input(st, tok, label + " ffn TP");
     Cost c;
     c += gemm_cost("ffn.up", tok, mats * f, d, pass);
     c += vector_cost(KernelClass::elementwise, "ffn.act", (mats + 1.0) * tok * f * b_, 8.0 * tok * f, pass);
     c += gemm_cost("ffn.down", tok, d, f, pass);
-    c += vector_cost(KernelClass::elementwise, "ffn.norm_residual", 6.0 * tok * d * b_, 10.0 * tok * d, pass);
+    c += norm_residual("ffn.norm_residual", tok, pass);
     const double model = 2.0 * tok * (mats + 1.0) * d * f;
     st.acc.add(kind_for("compute.ffn", pass), c, model * model_mult(pass));
-    tensor_all_reduce(st, tok, label + " ffn TP all-reduce");
+    tensor_block_output(st, tok, label + " ffn TP");
   }
 
   /** Expert FFN time per device of the stage, from the routing draw of each expert-parallel group. */
@@ -353,24 +386,30 @@ class Builder {
     }
   }
 
-  /** First layer of pipeline stage `stage` (stage == pipeline: one past the last layer). Stages hold
-   *  contiguous ranges of floor(L / P) or ceil(L / P) layers, never none (the resolver ensures L >= P). */
-  int stage_begin(int stage) const {
-    return static_cast<int>(static_cast<long long>(stage) * static_cast<long long>(layers_.size()) / p_.pipeline);
-  }
-  std::vector<int> stage_layers(int stage) const {
-    std::vector<int> v;
-    for (int i = stage_begin(stage); i < stage_begin(stage + 1); ++i) v.push_back(i);
-    return v;
+  /** Selective recomputation (Korthikanti et al. 2022 §5): before a layer's backward, its attention cores'
+   *  forward (self and, in an encoder-decoder's decoder, cross) again; no collectives. */
+  void attention_core_remat(Stream& st, const LayerDesc& L) {
+    const bool encdec = m_.architecture == scenario::Architecture::encoder_decoder;
+    const double tok = L.decoder ? t_dec_ : t_enc_;
+    const double s_self = L.decoder ? (encdec ? m_.target_seq_len : m_.seq_len) : m_.seq_len;
+    Cost c = attention_core(tok, s_self, s_self, Pass::remat);
+    if (L.decoder && encdec) c += attention_core(tok, s_self, m_.seq_len, Pass::remat);
+    st.acc.add("compute.remat", c, 0.0);
   }
 
-  /** One forward or backward of a micro-batch on a stage. Records, for the backward of the last
+  /** Layers of model chunk `chunk` of pipeline stage `stage` (workload::chunk_layers), and of the whole stage. */
+  std::vector<int> chunk_layers(int stage, int chunk) const {
+    return workload::chunk_layers(static_cast<int>(layers_.size()), p_, stage, chunk);
+  }
+  std::vector<int> stage_layers(int stage) const { return workload::stage_layers(static_cast<int>(layers_.size()), p_, stage); }
+
+  /** One forward or backward of a micro-batch on a stage's model chunk. Records, for the backward of the last
    *  micro-batch, the phase after which each layer's gradients are complete. */
-  PhaseId pass_of(int stage, int mb, Pass pass, PhaseId after, std::map<int, PhaseId>* grads_ready) {
+  PhaseId pass_of(int stage, int chunk, int mb, Pass pass, PhaseId after, std::map<int, PhaseId>* grads_ready) {
     Stream st{stage, mb, after, Accum(ctx_.mesh.stage_devices(stage).size()), ctx_.mesh.stage_devices(stage)};
     st.overlaps_grad_reduce = grads_ready != nullptr && ctx_.scenario.training.overlap_grad_reduce;
-    const auto ids = stage_layers(stage);
-    const bool first = stage == 0, last = stage == p_.pipeline - 1;
+    const auto ids = chunk_layers(stage, chunk);
+    const bool first = stage == 0 && chunk == 0, last = stage == p_.pipeline - 1 && chunk == p_.virtual_stages - 1;
     // ZeRO-3: each layer's parameters are all-gathered before use, the next layer's prefetched while
     // this one computes (FSDP's one-layer prefetch on one communication stream).
     const bool zero3 = p_.zero_stage >= 3;
@@ -409,6 +448,7 @@ class Builder {
         auto it = order.begin() + static_cast<long>(k);
         before_layer(k);
         if (ctx_.remat) layer(st, layers_[static_cast<std::size_t>(*it)], Pass::remat);
+        else if (ctx_.selective_remat) attention_core_remat(st, layers_[static_cast<std::size_t>(*it)]);
         layer(st, layers_[static_cast<std::size_t>(*it)], Pass::bwd);
         if (grads_ready) {
           flush(st, fmt::format("L{} bwd mb{} (compute)", *it, mb));
@@ -417,7 +457,8 @@ class Builder {
       }
       if (first) embedding(st, t_enc_ + (m_.encoder_layers > 0 ? t_dec_ : 0.0), Pass::bwd);
     }
-    flush(st, fmt::format("stage{} mb{} {} (compute)", stage, mb, pass == Pass::fwd ? "fwd" : "bwd"));
+    flush(st, fmt::format("stage{}{} mb{} {} (compute)", stage, p_.virtual_stages > 1 ? fmt::format(" chunk{}", chunk) : "",
+                          mb, pass == Pass::fwd ? "fwd" : "bwd"));
     return st.last;
   }
 
@@ -450,7 +491,9 @@ class Builder {
     return last;
   }
 
-  PhaseId p2p(int from_stage, int to_stage, int mb, PhaseId after, const char* what) {
+  /** The send of micro-batch `mb`'s activations (or gradients) across the boundary before virtual stage `later`
+   *  (chunk x P + stage of the later of the two). */
+  PhaseId p2p(int from_stage, int to_stage, int later, int mb, PhaseId after, const char* what) {
     CollectiveWork w;
     w.op = CollectiveOp::send_recv;
     const auto src = ctx_.mesh.stage_devices(from_stage), dst = ctx_.mesh.stage_devices(to_stage);
@@ -458,7 +501,7 @@ class Builder {
     // Activations (or their gradients) of the micro-batch at the stage boundary; tensor-parallel ranks
     // send disjoint slices (Megatron's scatter/gather optimisation). Encoder-decoder boundaries inside
     // the decoder also carry the encoder output.
-    const int boundary = std::min<int>(static_cast<int>(layers_.size()) - 1, stage_begin(std::max(from_stage, to_stage)));
+    const int boundary = chunk_layers(later % p_.pipeline, later / p_.pipeline).front();
     const bool dec = layers_[static_cast<std::size_t>(boundary)].decoder;
     const double tokens = dec ? t_dec_ + (m_.encoder_layers > 0 ? t_enc_ : 0.0) : t_enc_;
     w.bytes_per_device = tokens * m_.d_model * b_ / tp_;
@@ -639,7 +682,7 @@ void Builder::moe_ffn(Stream& st, const LayerDesc& L, double tok, Pass pass, con
 
   a2a("moe combine all-to-all");
   st.acc.add(kind_for("compute.combine", pass), cc, 0.0);
-  const Cost nr = vector_cost(KernelClass::elementwise, "moe.norm_residual", 6.0 * tok * d * b_, 10.0 * tok * d, pass);
+  const Cost nr = norm_residual("moe.norm_residual", tok, pass);
   st.acc.add(kind_for("compute.combine", pass), nr, 0.0);
 }
 
@@ -777,20 +820,35 @@ BuiltStep Builder::run() {
   out.start = add_phase(g_, std::move(start), {});
   const int P = p_.pipeline, M = p_.microbatches;
 
-  // 1F1B per stage: warm-up forwards, steady one-forward-one-backward, cool-down backwards.
-  std::vector<std::vector<std::pair<Pass, int>>> order(static_cast<std::size_t>(P));
+  // 1F1B per stage: warm-up forwards, steady one-forward-one-backward, cool-down backwards. Interleaved (v chunks
+  // per stage, Megatron-LM's schedules.py order): the k-th forward of a stage runs chunk (k / P) mod v of
+  // micro-batch (k / (P v)) P + k mod P, the k-th backward the same micro-batch on chunk v - 1 - (k / P) mod v; the
+  // warm-up is 2 (P - s - 1) + (v - 1) P forwards.
+  const int V = p_.virtual_stages;
+  struct Task {
+    Pass pass;
+    int mb;
+    int chunk;
+  };
+  auto task = [&](Pass pass, int k) {
+    if (V == 1) return Task{pass, k, 0};
+    const int mb = (k / (P * V)) * P + k % P, c = (k / P) % V;
+    return Task{pass, mb, pass == Pass::fwd ? c : V - 1 - c};
+  };
+  std::vector<std::vector<Task>> order(static_cast<std::size_t>(P));
   for (int s = 0; s < P; ++s) {
-    const int warm = std::min(P - s - 1, M);
+    const int total = M * V;
+    const int warm = V == 1 ? std::min(P - s - 1, M) : std::min(2 * (P - s - 1) + (V - 1) * P, total);
     auto& o = order[static_cast<std::size_t>(s)];
-    for (int i = 0; i < warm; ++i) o.push_back({Pass::fwd, i});
-    for (int i = 0; i < M - warm; ++i) {
-      o.push_back({Pass::fwd, warm + i});
-      o.push_back({Pass::bwd, i});
+    for (int i = 0; i < warm; ++i) o.push_back(task(Pass::fwd, i));
+    for (int i = 0; i < total - warm; ++i) {
+      o.push_back(task(Pass::fwd, warm + i));
+      o.push_back(task(Pass::bwd, i));
     }
-    for (int i = M - warm; i < M; ++i) o.push_back({Pass::bwd, i});
+    for (int i = total - warm; i < total; ++i) o.push_back(task(Pass::bwd, i));
   }
   // Dependencies across stages are resolved as tasks are emitted; iterate until every task is placed.
-  std::map<std::tuple<int, int, int>, PhaseId> done;  // (stage, pass, mb) -> last phase (incl. outgoing send)
+  std::map<std::tuple<int, int, int, int>, PhaseId> done;  // (stage, pass, mb, chunk) -> last phase (incl. send)
   std::vector<std::size_t> next(static_cast<std::size_t>(P), 0);
   std::vector<PhaseId> stage_last(static_cast<std::size_t>(P), out.start);
   std::vector<std::map<int, PhaseId>> ready(static_cast<std::size_t>(P));
@@ -801,26 +859,27 @@ BuiltStep Builder::run() {
     for (int s = 0; s < P; ++s) {
       auto& idx = next[static_cast<std::size_t>(s)];
       if (idx >= order[static_cast<std::size_t>(s)].size()) continue;
-      const auto [pass, mb] = order[static_cast<std::size_t>(s)][idx];
+      const auto [pass, mb, c] = order[static_cast<std::size_t>(s)][idx];
+      const int vs = c * P + s;  // virtual stage
       std::vector<PhaseId> deps{stage_last[static_cast<std::size_t>(s)]};
-      if (pass == Pass::fwd && s > 0) {
-        auto it = done.find({s - 1, 0, mb});
+      if (pass == Pass::fwd && vs > 0) {  // the previous virtual stage's forward
+        auto it = done.find({(vs - 1) % P, 0, mb, (vs - 1) / P});
         if (it == done.end()) continue;
         deps.push_back(it->second);
       }
-      if (pass == Pass::bwd && s < P - 1) {
-        auto it = done.find({s + 1, 1, mb});
+      if (pass == Pass::bwd && vs < P * V - 1) {  // the next virtual stage's backward
+        auto it = done.find({(vs + 1) % P, 1, mb, (vs + 1) / P});
         if (it == done.end()) continue;
         deps.push_back(it->second);
       }
       PhaseId after = deps.size() == 1 ? deps[0] : add_phase(g_, Phase{}, deps);
       const bool last_mb_bwd = pass == Pass::bwd && mb == M - 1;
-      PhaseId end = pass_of(s, mb, pass, after, last_mb_bwd ? &ready[static_cast<std::size_t>(s)] : nullptr);
+      PhaseId end = pass_of(s, c, mb, pass, after, last_mb_bwd ? &ready[static_cast<std::size_t>(s)] : nullptr);
       stage_last[static_cast<std::size_t>(s)] = end;
       PhaseId sent = end;
-      if (pass == Pass::fwd && s < P - 1) sent = p2p(s, s + 1, mb, end, "activations");
-      if (pass == Pass::bwd && s > 0) sent = p2p(s, s - 1, mb, end, "gradients");
-      done[{s, pass == Pass::fwd ? 0 : 1, mb}] = sent;
+      if (pass == Pass::fwd && vs < P * V - 1) sent = p2p(s, (s + 1) % P, vs + 1, mb, end, "activations");
+      if (pass == Pass::bwd && vs > 0) sent = p2p(s, (s + P - 1) % P, vs, mb, end, "gradients");
+      done[{s, pass == Pass::fwd ? 0 : 1, mb, c}] = sent;
       ++idx;
       --remaining;
       progress = true;

@@ -166,15 +166,28 @@ TEST_CASE("workload::estimate_memory: rematerialisation auto, none and full", "[
     CHECK(e.total_bytes() <= e.capacity_bytes);
     CHECK(e.activations_bytes == e.activations_no_remat_bytes);
   }
-  SECTION("auto: on when they do not, and then it fits") {
+  SECTION("auto: selective recomputation when the activations do not fit but all but the attention cores do") {
+    // Attention scores and probabilities are 5as/h = 160 of Korthikanti's 34 + 160 bytes per token and hidden unit.
     const auto e = estimate_memory(large, h100);
+    CHECK_FALSE(e.remat);
+    CHECK(e.selective);
+    CHECK(e.params_bytes + e.grads_bytes + e.optimizer_bytes + e.activations_no_remat_bytes > e.capacity_bytes);
+    CHECK(e.activations_bytes < 0.3 * e.activations_no_remat_bytes);
+    CHECK(e.total_bytes() <= e.capacity_bytes);
+  }
+  SECTION("auto: full rematerialisation when selective does not fit either, and then it fits") {
+    // 64 sequences per GPU: ~540 kB per token without the attention cores (88 GB) do not fit, the layer inputs
+    // (49 kB per token) and one layer's activations being recomputed (154 kB per token) do.
+    const auto huge = t::load(t::scenario_yaml(model, "h100", 8, "  data: 8\n", 8.0 * 64 * 2048));
+    const auto e = estimate_memory(huge, h100);
     CHECK(e.remat);
+    CHECK_FALSE(e.selective);
     CHECK(e.params_bytes + e.grads_bytes + e.optimizer_bytes + e.activations_no_remat_bytes > e.capacity_bytes);
     CHECK(e.activations_bytes < e.activations_no_remat_bytes);
     CHECK(e.total_bytes() <= e.capacity_bytes);
-    // Eight times the tokens, eight times the activations without remat.
+    // 16 times the tokens, 16 times the activations without remat.
     CHECK(e.activations_no_remat_bytes ==
-          Approx(8 * estimate_memory(small, h100).activations_no_remat_bytes).epsilon(0.01));
+          Approx(16 * estimate_memory(small, h100).activations_no_remat_bytes).epsilon(0.01));
   }
   SECTION("full: always on") {
     auto s = small;
@@ -215,5 +228,67 @@ TEST_CASE("workload::estimate_memory: a model that cannot fit even with remat na
     CHECK(t::contains(msg, "h100"));
     CHECK(t::contains(msg, "with rematerialization"));  // auto tried remat first
     CHECK(t::contains(msg, fmt::format("{:.1f} GiB", h100.hbm_bytes / kGiB)));  // the device capacity
+  }
+}
+
+TEST_CASE("workload::estimate_memory: selective recomputation and sequence parallelism by hand",
+          "[workload][memory][selective][sequence_parallel]") {
+  const auto& h100 = t::real_catalog().accelerator("h100");
+  // 4 layers, d 1024, 16 heads of 64, seq 2048, tensor 4 x data 2: one sequence per replica and step.
+  const int L = 4, d = 1024, a = 16, s = 2048, V = 32000;
+  const double tp = 4, tok = s, b = 2.0;
+  const std::string model = dense_model(L, d, a, V, s, "bf16");
+  auto load = [&](const std::string& remat, bool sp) {
+    return t::load(t::scenario_yaml(model, "h100", 8, std::string("  tensor: 4\n  data: 2\n") + (sp ? "  sequence_parallel: true\n" : ""),
+                                    2.0 * s),
+                   {"training.rematerialization=" + remat});
+  };
+  const double logits = tok * V / tp * 4.0;  // fp32 logits of the last stage
+  // Per token and layer, elements: LN input + residual 2d and the FFN input d (replicated over the tensor ranks
+  // unless sequence-parallel), QKV + context 4d/t, the FFN hidden layer before and after its activation 2 x 4d/t,
+  // and the attention core's scores + probabilities 2 a s / t.
+  const double core = 2.0 * a * s / tp;
+  auto per_layer = [&](double sp) { return (3.0 * d / sp + 12.0 * d / tp + core) * tok * b; };
+  SECTION("none") {
+    const auto e = estimate_memory(load("none", false), h100);
+    CHECK_FALSE(e.remat);
+    CHECK_FALSE(e.selective);
+    CHECK(e.activations_bytes == Approx(L * per_layer(1.0) + logits));
+  }
+  SECTION("selective: the attention cores dropped, one layer's recomputed while it is needed") {
+    const auto e = estimate_memory(load("selective", false), h100);
+    CHECK(e.selective);
+    CHECK_FALSE(e.remat);
+    CHECK(e.activations_bytes == Approx(L * (per_layer(1.0) - core * tok * b) + logits + core * tok * b));
+    CHECK(e.activations_no_remat_bytes == Approx(L * per_layer(1.0) + logits));
+  }
+  SECTION("sequence parallelism shards the replicated activations over the tensor ranks") {
+    const auto e = estimate_memory(load("none", true), h100);
+    CHECK(e.activations_bytes == Approx(L * per_layer(tp) + logits));
+    const auto full = estimate_memory(load("full", true), h100), full_tp = estimate_memory(load("full", false), h100);
+    // Full rematerialisation keeps each layer's input: sharded too, as is the layer being recomputed.
+    CHECK(full_tp.activations_bytes - full.activations_bytes ==
+          Approx(L * tok * d * b * (1.0 - 1.0 / tp) + per_layer(1.0) - per_layer(tp)));
+  }
+  SECTION("sequence parallel + selective is near Korthikanti et al.'s 34 s b h / t bytes per layer") {
+    const auto e = estimate_memory(load("selective", true), h100);
+    const double korthikanti = L * tok * d * 34.0 / tp;
+    // moesim counts no dropout masks (Korthikanti's 2 + 1 + 1 bytes per element of three of the tensors), so
+    // within 20 % below.
+    CHECK((e.activations_bytes - logits - core * tok * b) == Approx(korthikanti).epsilon(0.2));
+  }
+  SECTION("auto picks none, then selective, then full, the first that fits") {
+    CHECK_FALSE(estimate_memory(load("auto", true), h100).selective);  // fits as it is
+  }
+}
+
+TEST_CASE("scenario: sequence parallelism needs tensor parallelism", "[workload][memory][sequence_parallel]") {
+  const std::string model = dense_model(2, 512, 8, 1000, 512, "bf16");
+  try {
+    t::load(t::scenario_yaml(model, "h100", 8, "  data: 8\n  sequence_parallel: true\n", 8.0 * 512));
+    FAIL("expected an input error");
+  } catch (const std::exception& err) {
+    CHECK(t::contains(err.what(), "parallelism.sequence_parallel"));
+    CHECK(t::contains(err.what(), "tensor > 1"));
   }
 }

@@ -429,3 +429,170 @@ TEST_CASE("workload::StepBuilder: the optimizer updates the ZeRO shard, then (st
   CHECK(ops(z0, "comm.zero_all_gather").empty());
   CHECK(ops(z1, "comm.zero_all_gather") == std::multiset<CollectiveOp>{CollectiveOp::all_gather});
 }
+
+namespace {
+/** Tensor-parallel collectives of one kind (all-reduce, reduce-scatter, all-gather) in a step. */
+std::size_t tensor_ops(const BuiltStep& b, CollectiveOp op) {
+  std::size_t n = 0;
+  for (const Phase* p : t::all_phases(b.graph))
+    if (p->kind == "comm.tensor_parallel" && p->comm.op == op) ++n;
+  return n;
+}
+/** Their buffer bytes summed over the devices. */
+double tensor_bytes(const BuiltStep& b, CollectiveOp op) {
+  double sum = 0.0;
+  for (const Phase* p : t::all_phases(b.graph))
+    if (p->kind == "comm.tensor_parallel" && p->comm.op == op)
+      for (const auto& g : p->comm.groups) sum += p->comm.bytes_per_device * static_cast<double>(g.size());
+  return sum;
+}
+}  // namespace
+
+TEST_CASE("workload::StepBuilder: sequence parallelism turns each tensor all-reduce into a reduce-scatter + all-gather",
+          "[workload][step][sequence_parallel]") {
+  // 2 decoder layers x (attention + FFN) on 4 tensor ranks, 2 micro-batches.
+  const int L = 2, d = 512, s = 512;
+  const double T = 8.0 * s;
+  const std::string par = "  tensor: 4\n  data: 2\n  microbatches: 2\n";
+  const t::StepFixture plain(t::load(t::scenario_yaml(decoder(L, d, 8, 32000, s), "h100", 8, par, T)));
+  const t::StepFixture sp(t::load(t::scenario_yaml(decoder(L, d, 8, 32000, s), "h100", 8, par + "  sequence_parallel: true\n", T)));
+  REQUIRE(sp.scenario.parallelism.sequence_parallel);
+  const BuiltStep a = plain.build(false), b = sp.build(false);
+  check_dag(b);
+  // Two blocks per layer, forward and backward, two micro-batches.
+  const std::size_t blocks = static_cast<std::size_t>(L) * 2 * 2 * 2;
+  CHECK(tensor_ops(a, CollectiveOp::all_reduce) == blocks);
+  CHECK(tensor_ops(a, CollectiveOp::reduce_scatter) == 0);
+  CHECK(tensor_ops(b, CollectiveOp::all_reduce) == 0);
+  CHECK(tensor_ops(b, CollectiveOp::reduce_scatter) == blocks);
+  CHECK(tensor_ops(b, CollectiveOp::all_gather) == blocks);
+  // Each of them over the full [tokens, d_model] buffer of the tensor group (a ring reduce-scatter and all-gather
+  // each move half of what a ring all-reduce of that buffer moves).
+  for (const Phase* p : t::all_phases(b.graph))
+    if (p->kind == "comm.tensor_parallel") {
+      CHECK(p->comm.bytes_per_device == Approx(T / 2 / 2 * d * 2.0));  // tokens per replica and micro-batch, bf16
+      REQUIRE(p->comm.groups.size() == 2);
+      CHECK(p->comm.groups[0].size() == 4);
+    }
+  CHECK(tensor_bytes(b, CollectiveOp::reduce_scatter) == Approx(tensor_bytes(a, CollectiveOp::all_reduce)));
+  CHECK(tensor_bytes(b, CollectiveOp::all_gather) == Approx(tensor_bytes(a, CollectiveOp::all_reduce)));
+  SECTION("layer norms and residuals run on 1/tensor of the tokens: fewer executed FLOPs, the same model FLOPs") {
+    CHECK(b.stats.model_flops == Approx(a.stats.model_flops).epsilon(1e-12));
+    // Norm + residual: 10 FLOPs per element of [tokens, d] per block, forward + backward (x2): 3/4 of it saved,
+    // on every device.
+    const double saved = 8.0 * T / 2 * L * 2 * (10.0 * d) * (1.0 + 2.0) * 0.75;
+    CHECK(a.stats.hardware_flops - b.stats.hardware_flops == Approx(saved).epsilon(0.01));
+  }
+}
+
+TEST_CASE("workload::StepBuilder: selective recomputation recomputes only the attention core",
+          "[workload][step][selective]") {
+  const int L = 4, d = 512, s = 512;
+  const double T = 16.0 * s;
+  SECTION("dense decoder: the scores and values GEMMs (4 s d FLOPs per token and layer) and the softmax again") {
+    const t::StepFixture f(t::load(t::scenario_yaml(decoder(L, d, 8, 32000, s), "h100", 8, "  data: 8\n", T)));
+    const BuiltStep plain = f.build(false), sel = f.build(false, 0, true), full = f.build(true);
+    check_dag(sel);
+    CHECK(sel.stats.model_flops == Approx(plain.stats.model_flops).epsilon(1e-12));
+    const double core = T * L * 4.0 * s * d;  // + softmax's 5 FLOPs per score: 8 x 512 per token and layer, 2 %
+    CHECK(sel.stats.hardware_flops - plain.stats.hardware_flops == Approx(core).epsilon(0.03));
+    CHECK(sel.stats.hardware_flops < full.stats.hardware_flops);
+    CHECK(t::count_kind(sel.graph, "comm.tensor_parallel") == t::count_kind(plain.graph, "comm.tensor_parallel"));
+  }
+  SECTION("MoE decoder: no collective is repeated (full rematerialisation repeats the all-to-alls)") {
+    const std::string model = decoder(L, d, 8, 32000, s, "  experts: 8\n  moe_every: 2\n  top_k: 2\n");
+    const t::StepFixture f(t::load(t::scenario_yaml(model, "h100", 8, "  expert: 8\n", T)));
+    const BuiltStep plain = f.build(false), sel = f.build(false, 0, true), full = f.build(true);
+    CHECK(t::count_kind(sel.graph, "comm.all_to_all") == t::count_kind(plain.graph, "comm.all_to_all"));
+    CHECK(t::count_kind(full.graph, "comm.all_to_all") > t::count_kind(plain.graph, "comm.all_to_all"));
+    bool remat_phase = false;
+    for (const Phase* p : t::all_phases(sel.graph))
+      if (p->type == Phase::Type::compute && p->compute.kind_time_s.count("compute.remat")) remat_phase = true;
+    CHECK(remat_phase);
+  }
+}
+
+namespace {
+/** Longest path through the step graph counting compute phases only (their slowest device): the step time
+ *  when communication is free. */
+double compute_critical_path_s(const BuiltStep& b) {
+  std::map<PhaseId, double> finish;
+  double longest = 0.0;
+  for (PhaseId v : topo_order(b.graph)) {
+    double start = 0.0;
+    for (auto e : boost::make_iterator_range(boost::in_edges(v, b.graph))) start = std::max(start, finish[boost::source(e, b.graph)]);
+    const Phase& p = b.graph[v];
+    double own = 0.0;
+    if (p.type == Phase::Type::compute)
+      for (double t : p.compute.time_s) own = std::max(own, t);
+    finish[v] = start + own;
+    longest = std::max(longest, finish[v]);
+  }
+  return longest;
+}
+}  // namespace
+
+TEST_CASE("workload::StepBuilder: interleaved 1F1B (virtual stages)", "[workload][step][interleaved]") {
+  // 8 layers over P = 4 stages x v = 2 chunks (one layer per chunk), M = 8 micro-batches, 2 data replicas.
+  const int P = 4, V = 2, M = 8;
+  const std::string par = "  data: 2\n  pipeline: 4\n  microbatches: 8\n";
+  const std::string model = decoder(8, 256, 4, 1000, 256);
+  const t::StepFixture plain(t::load(t::scenario_yaml(model, "h100", 8, par, 16 * 256)));
+  const t::StepFixture inter(t::load(t::scenario_yaml(model, "h100", 8, par + "  virtual_stages: 2\n", 16 * 256)));
+  REQUIRE(inter.scenario.parallelism.virtual_stages == V);
+  const BuiltStep a = plain.build(false), b = inter.build(false);
+  check_dag(b);
+  SECTION("every micro-batch crosses P v - 1 boundaries each way, the wrap-around from the last stage to the first included") {
+    std::size_t forward = 0, backward = 0, wrap = 0;
+    for (const Phase* p : t::all_phases(b.graph)) {
+      if (p->kind != "comm.pipeline_p2p") continue;
+      const int from = inter.mesh.stage_of(p->comm.groups[0][0]), to = inter.mesh.stage_of(p->comm.groups[0][1]);
+      if (to == (from + 1) % P) ++forward;
+      else if (from == (to + 1) % P) ++backward;
+      else FAIL("a send between stages that are not neighbours on the ring");
+      if ((from == P - 1 && to == 0) || (from == 0 && to == P - 1)) ++wrap;
+    }
+    CHECK(forward == static_cast<std::size_t>(M * (P * V - 1)));
+    CHECK(backward == static_cast<std::size_t>(M * (P * V - 1)));
+    CHECK(wrap == static_cast<std::size_t>(2 * M * (V - 1)));
+    CHECK(t::count_kind(a.graph, "comm.pipeline_p2p") == static_cast<std::size_t>(2 * M * (P - 1)));
+  }
+  SECTION("each stage runs M v forwards and backwards, chunk by chunk") {
+    for (int s = 0; s < P; ++s) {
+      // One compute phase per chunk forward (dense, no TP); backwards of the last micro-batch are split per layer
+      // (gradient buckets), the others one phase per chunk.
+      std::size_t fwd = 0, bwd = 0;
+      std::set<int> bwd_mbs;
+      for (const Phase* p : t::all_phases(b.graph)) {
+        if (p->stage != s || p->type != Phase::Type::compute) continue;
+        if (t::contains(p->label, "chunk") && t::contains(p->label, " fwd (compute)")) ++fwd;
+        if (t::contains(p->label, "chunk") && t::contains(p->label, " bwd (compute)")) ++bwd;
+        if (t::contains(p->label, "bwd")) bwd_mbs.insert(p->microbatch);
+      }
+      CHECK(fwd == static_cast<std::size_t>(M * V));
+      CHECK(bwd >= static_cast<std::size_t>((M - 1) * V));
+      CHECK(bwd_mbs.size() == static_cast<std::size_t>(M));
+    }
+    CHECK(b.stats.model_flops == Approx(a.stats.model_flops).epsilon(1e-12));
+  }
+  SECTION("the bubble shrinks by v: (M + (P - 1) / v) chunk-times instead of M + P - 1") {
+    const double ratio = compute_critical_path_s(b) / compute_critical_path_s(a);
+    CHECK(ratio == Approx((M + (P - 1.0) / V) / (M + P - 1.0)).epsilon(0.05));
+  }
+  SECTION("stage 0 holds P + (P - 1) / v micro-batches of activations at the peak") {
+    CHECK(moesim::workload::inflight_microbatches(inter.scenario.parallelism) == Approx(P + (P - 1.0) / V));
+    CHECK(moesim::workload::inflight_microbatches(plain.scenario.parallelism) == P);
+  }
+  SECTION("layers: stage s holds virtual stages s and s + P") {
+    CHECK(moesim::workload::stage_layers(8, inter.scenario.parallelism, 1) == std::vector<int>{1, 5});
+    CHECK(moesim::workload::stage_layers(8, plain.scenario.parallelism, 1) == std::vector<int>{2, 3});
+  }
+  SECTION("refused: micro-batches not a multiple of the stages, one stage, fewer layers than chunks") {
+    CHECK_THROWS_WITH(t::load(t::scenario_yaml(model, "h100", 8, "  data: 2\n  pipeline: 4\n  microbatches: 6\n  virtual_stages: 2\n", 12 * 256)),
+                      Catch::Contains("parallelism.virtual_stages") && Catch::Contains("multiple"));
+    CHECK_THROWS_WITH(t::load(t::scenario_yaml(model, "h100", 8, "  data: 8\n  virtual_stages: 2\n", 8 * 256)),
+                      Catch::Contains("parallelism.virtual_stages") && Catch::Contains("pipeline > 1"));
+    CHECK_THROWS_WITH(t::load(t::scenario_yaml(model, "h100", 8, "  data: 2\n  pipeline: 4\n  microbatches: 8\n  virtual_stages: 4\n", 16 * 256)),
+                      Catch::Contains("at least as many layers"));
+  }
+}

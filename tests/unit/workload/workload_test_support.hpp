@@ -61,8 +61,8 @@ struct StepFixture {
         accel(real_catalog().accelerator(scenario.cluster.accelerator)),
         compute(accel, efficiency()),
         mesh(scenario.parallelism, accel.devices_per_chip) {}
-  BuiltStep build(bool remat, int step_index = 0) const {
-    return step_builder(scenario.model.type).build(StepContext{scenario, accel, compute, mesh, remat, step_index});
+  BuiltStep build(bool remat, int step_index = 0, bool selective = false) const {
+    return step_builder(scenario.model.type).build(StepContext{scenario, accel, compute, mesh, remat, step_index, selective});
   }
 };
 

@@ -17,8 +17,10 @@ enum class Architecture { decoder_only, encoder_decoder };
 /** FFN activation: gated variants (GLU family) have three weight matrices instead of two. */
 enum class Activation { relu, gelu, swiglu, geglu };
 enum class Optimizer { adam, adamw, adafactor, sgd };
-/** Activation rematerialisation (recompute the forward pass during the backward pass). */
-enum class Remat { none, full, automatic };
+/** Activation rematerialisation: none; selective = recompute only the attention core (QK^T, softmax, dropout,
+ *  attention over V; Korthikanti et al. 2022 §5); full = recompute each layer's forward in the backward pass;
+ *  automatic = the first of none, selective, full whose activations fit in device memory. */
+enum class Remat { none, full, automatic, selective };
 
 /** The model: a (Mixture-of-Experts) transformer. A dense model is the experts = 0 case. */
 struct ModelSpec {
@@ -119,6 +121,14 @@ struct ParallelismSpec {
   int microbatches = 1;
   std::string schedule = "1f1b";
   int zero_stage = 0;  ///< ZeRO: 1 shards optimizer state, 2 also gradients, 3 also parameters
+  /** Megatron sequence parallelism (Korthikanti et al. 2022 §4.2.2; tensor > 1 only): the layer norms, dropouts and
+   *  residuals run on 1/tensor of the tokens, so their activations are sharded, and each tensor all-reduce becomes a
+   *  reduce-scatter after the block plus an all-gather before the next one (the same bytes). */
+  bool sequence_parallel = false;
+  /** Model chunks per pipeline stage: 1 = plain 1F1B; v > 1 = Megatron-LM's interleaved 1F1B (Narayanan et al. 2021
+   *  §2.2.2): stage s holds virtual stages s, s + P, ..., s + (v - 1) P, the bubble shrinks v-fold and each micro-batch
+   *  crosses v times as many stage boundaries. */
+  int virtual_stages = 1;
   /** Order in which the parallel axes are laid out over consecutive devices (and so chips), innermost
    *  first: the default puts tensor ranks on neighbouring chips (the fastest links: one NVLink node, one
    *  torus line), then expert, data and pipeline (Megatron-LM's and GSPMD's launch order). */

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 #include <string>
+#include <vector>
 
 #include "moesim/catalog/accelerator.hpp"
 #include "moesim/scenario/scenario.hpp"
@@ -27,6 +28,17 @@ struct LayerParams {
 };
 LayerParams layer_params(const scenario::ModelSpec& m, const scenario::ParallelismSpec& p, bool decoder, bool moe);
 
+/** Layers (indices into the stack, encoder first) of model chunk `chunk` of pipeline stage `stage`: virtual stage
+ *  chunk x P + stage of P x virtual_stages holds layers [vs L / (P v), (vs + 1) L / (P v)) (integer division), so
+ *  floor or ceil of L / (P v) each, never none (the resolver ensures L >= P v). */
+std::vector<int> chunk_layers(int layers, const scenario::ParallelismSpec& p, int stage, int chunk);
+/** All layers of a pipeline stage, its chunks in order. */
+std::vector<int> stage_layers(int layers, const scenario::ParallelismSpec& p, int stage);
+/** Micro-batch-chunks of activations stage 0 holds at the peak of the schedule, in micro-batches of a whole
+ *  stage: 1F1B min(P, M); interleaved (Narayanan et al. 2021) min(2 (P - 1) + (v - 1) P + 1, M v) chunks of
+ *  1/v of the stage, i.e. P + (P - 1) / v micro-batches when M is large. */
+double inflight_microbatches(const scenario::ParallelismSpec& p);
+
 /** Bytes of one element of `dtype` ("fp32" 4, "bf16"/"fp16" 2, "fp8" 1); throws on an unknown dtype. */
 double dtype_bytes(const std::string& dtype);
 
@@ -42,11 +54,13 @@ struct MemoryEstimate {
   double activations_bytes = 0.0;         ///< with the chosen rematerialisation
   double activations_no_remat_bytes = 0.0;
   double capacity_bytes = 0.0;            ///< device memory (chip HBM / devices per chip)
-  bool remat = false;
+  bool remat = false;      ///< full rematerialisation (each layer's forward recomputed)
+  bool selective = false;  ///< selective recomputation (only the attention core recomputed)
   double total_bytes() const { return params_bytes + grads_bytes + optimizer_bytes + activations_bytes; }
 };
 
-/** Estimates per-device memory and decides rematerialisation (auto: only if needed).
+/** Estimates per-device memory and decides rematerialisation (auto: none, else selective, else full: the first
+ *  that fits).
  *  Throws moesim::Error with the numbers when the model cannot fit even with rematerialisation. */
 MemoryEstimate estimate_memory(const scenario::Scenario& s, const catalog::AcceleratorSpec& accel);
 

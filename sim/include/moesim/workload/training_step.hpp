@@ -23,8 +23,9 @@ struct StepContext {
   const catalog::AcceleratorSpec& accel;
   const perf::ComputeTimeModel& compute;
   const DeviceMesh& mesh;
-  bool remat = false;
+  bool remat = false;  ///< full rematerialisation: every layer's forward recomputed before its backward
   int step_index = 0;  ///< which simulated step (routing draws differ per step)
+  bool selective_remat = false;  ///< selective: only the attention core recomputed (Korthikanti et al. 2022 §5)
 };
 
 /** A built step: the DAG, its entry and exit, and counts that do not need simulation. */
