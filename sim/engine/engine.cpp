@@ -16,6 +16,17 @@
 #include "moesim/core/error.hpp"
 #include "moesim/system/collectives.hpp"
 
+#if defined(__SANITIZE_ADDRESS__)
+#define MOESIM_ADDRESS_SANITIZER 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MOESIM_ADDRESS_SANITIZER 1
+#endif
+#endif
+#ifndef MOESIM_ADDRESS_SANITIZER
+#define MOESIM_ADDRESS_SANITIZER 0
+#endif
+
 namespace moesim::engine {
 
 namespace sg4 = simgrid::s4u;
@@ -141,12 +152,21 @@ struct Simulator::Impl {
     // 30 ms WAN link carries ~70 MB/s whatever its bandwidth. Collectives on accelerator fabrics and
     // dedicated WAN links are not window-limited TCP flows, so the window is made irrelevant (gamma 0
     // would instead block every task with latency).
-    static int argc = 4;
     static char arg0[] = "moesim";
     static char arg1[] = "--log=root.thres:warning";
     static char arg2[] = "--cfg=host/model:ptask_L07";
     static char arg3[] = "--cfg=network/TCP-gamma:1e30";
+#if MOESIM_ADDRESS_SANITIZER
+    // Under AddressSanitizer, actors run on threads: ASan cannot follow SimGrid's own stack switching, and reports
+    // a false stack-buffer-overflow when an exception unwinds an actor's swapped stack (e.g. SimGrid killing a
+    // daemon at the end of a run). Same results, slower; only sanitizer builds.
+    static char arg4[] = "--cfg=contexts/factory:thread";
+    static int argc = 5;
+    static char* argv[] = {arg0, arg1, arg2, arg3, arg4, nullptr};
+#else
+    static int argc = 4;
     static char* argv[] = {arg0, arg1, arg2, arg3, nullptr};
+#endif
     engine = std::make_unique<sg4::Engine>(&argc, argv);
     sg_host_energy_plugin_init();
     plat = platform::Platform::build(topo, accel, power, opt.pacers);
