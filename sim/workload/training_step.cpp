@@ -462,6 +462,24 @@ class Builder {
     return st.last;
   }
 
+  /** A ZeRO parameter all-gather of `elems` elements per device over `groups` (its bytes counted in the stats). */
+  Phase zero_all_gather(const std::vector<std::vector<int>>& groups, double elems, int stage, std::string label) {
+    CollectiveWork w;
+    w.op = CollectiveOp::all_gather;
+    w.groups = groups;
+    w.bytes_per_device = elems * b_;
+    std::size_t members = 0;
+    for (const auto& grp : groups) members += grp.size();
+    stats_.bytes_by_op["all_gather"] += w.bytes_per_device * static_cast<double>(members);
+    Phase ph;
+    ph.type = Phase::Type::collective;
+    ph.kind = "comm.zero_all_gather";
+    ph.label = std::move(label);
+    ph.stage = stage;
+    ph.comm = std::move(w);
+    return ph;
+  }
+
   /** ZeRO-3 all-gather of layer `li`'s parameters (dense over data x expert, experts over data). */
   PhaseId zero3_gather(int stage, int mb, int li, PhaseId after) {
     const LayerParams lp = layer_params(m_, p_, layers_[static_cast<std::size_t>(li)].decoder, layers_[static_cast<std::size_t>(li)].moe);
@@ -469,21 +487,9 @@ class Builder {
     PhaseId last = after;
     auto ag = [&](const std::vector<std::vector<int>>& groups, double elems, const char* what) {
       if (groups.empty() || groups.front().size() < 2 || elems <= 0.0) return;
-      CollectiveWork w;
-      w.op = CollectiveOp::all_gather;
-      w.groups = groups;
-      w.bytes_per_device = elems * b_;
-      std::size_t members = 0;
-      for (const auto& grp : groups) members += grp.size();
-      stats_.bytes_by_op["all_gather"] += w.bytes_per_device * static_cast<double>(members);
-      Phase ph;
-      ph.type = Phase::Type::collective;
-      ph.kind = "comm.zero_all_gather";
-      ph.label = fmt::format("L{} mb{} ZeRO-3 {} parameter all-gather", li, mb, what);
-      ph.stage = stage;
+      Phase ph = zero_all_gather(groups, elems, stage, fmt::format("L{} mb{} ZeRO-3 {} parameter all-gather", li, mb, what));
       ph.microbatch = mb;
       ph.overlaps_grad_reduce = true;
-      ph.comm = std::move(w);
       last = add_phase(g_, std::move(ph), {last});
     };
     ag(ctx_.mesh.dense_grad_groups(stage), dense, "dense");
@@ -792,20 +798,8 @@ PhaseId Builder::grads_and_optimizer(int stage, PhaseId last_bwd, const std::map
     // ZeRO-1/2: every replica gathers the parameters the others updated (ZeRO-3 gathers them layer by layer in
     // the next step's passes instead).
     auto gather = [&](const std::vector<std::vector<int>>& groups, double elems, const char* what) {
-      CollectiveWork w;
-      w.op = CollectiveOp::all_gather;
-      w.groups = groups;
-      w.bytes_per_device = elems * b_;
-      std::size_t members = 0;
-      for (const auto& grp : groups) members += grp.size();
-      stats_.bytes_by_op["all_gather"] += w.bytes_per_device * static_cast<double>(members);
-      Phase ph;
-      ph.type = Phase::Type::collective;
-      ph.kind = "comm.zero_all_gather";
-      ph.label = fmt::format("stage{} updated {} parameter all-gather", stage, what);
-      ph.stage = stage;
-      ph.comm = std::move(w);
-      st.last = add_phase(g_, std::move(ph), {st.last});
+      st.last = add_phase(g_, zero_all_gather(groups, elems, stage, fmt::format("stage{} updated {} parameter all-gather", stage, what)),
+                          {st.last});
     };
     if (dense_reduce && dense_total > 0.0) gather(dense_groups, dense_total, "dense");
     if (expert_reduce && expert_total > 0.0) gather(expert_groups, expert_total, "expert");
