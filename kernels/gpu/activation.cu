@@ -10,22 +10,12 @@
 namespace moesim::kernels::gpu {
 namespace {
 
+using detail::act;
+using detail::gated;
+
 constexpr int kBlock = 256;
 
-template <Activation A>
-__device__ __forceinline__ float act(float x) {
-  if constexpr (A == Activation::relu) {
-    return fmaxf(x, 0.0f);
-  } else if constexpr (A == Activation::swiglu) {
-    return x / (1.0f + expf(-x));
-  } else {  // gelu, geglu: tanh approximation (Hendrycks & Gimpel 2016), as in ref::activate
-    constexpr float kSqrt2OverPi = 0.7978845608028654f;
-    constexpr float kCubic = 0.044715f;
-    return 0.5f * x * (1.0f + tanhf(kSqrt2OverPi * (x + kCubic * x * x * x)));
-  }
-}
 
-__host__ __device__ constexpr bool gated(Activation a) { return a == Activation::swiglu || a == Activation::geglu; }
 
 // Packed path: f is a multiple of the pack width, so a pack never straddles two rows.
 template <class T, Activation A>

@@ -7,6 +7,8 @@
 
 #include <cstdint>
 
+#include "moesim/kernels/types.hpp"
+
 namespace moesim::kernels::gpu::detail {
 
 template <class T>
@@ -41,6 +43,23 @@ __device__ __forceinline__ __nv_fp8_e4m3 from_float<__nv_fp8_e4m3>(float v) {
   __nv_fp8_e4m3 out;
   out.__x = __nv_cvt_float_to_fp8(v, __NV_SATFINITE, __NV_E4M3);
   return out;
+}
+
+/** Whether the FFN activation is gated (SwiGLU, GeGLU: act(gate) x up over 2f columns). */
+__host__ __device__ constexpr bool gated(Activation a) { return a == Activation::swiglu || a == Activation::geglu; }
+
+/** The FFN activation of one value, as ref::activate computes it. */
+template <Activation A>
+__device__ __forceinline__ float act(float x) {
+  if constexpr (A == Activation::relu) {
+    return fmaxf(x, 0.0f);
+  } else if constexpr (A == Activation::swiglu) {
+    return x / (1.0f + expf(-x));
+  } else {  // gelu, geglu: tanh approximation (Hendrycks & Gimpel 2016), as in ref::activate
+    constexpr float kSqrt2OverPi = 0.7978845608028654f;
+    constexpr float kCubic = 0.044715f;
+    return 0.5f * x * (1.0f + tanhf(kSqrt2OverPi * (x + kCubic * x * x * x)));
+  }
 }
 
 /** Widens `n` consecutive fp8 E4M3 bytes held in 32-bit words (byte i of the run in bits 8·(i%4)) to floats. */

@@ -12,6 +12,9 @@
 namespace moesim::kernels::gpu {
 namespace {
 
+using detail::act;
+using detail::gated;
+
 constexpr int kBlock = 256;
 
 template <class T>
@@ -22,20 +25,7 @@ __global__ void quantize_kernel(const T* __restrict__ x, std::size_t n, float sc
   }
 }
 
-template <Activation A>
-__device__ __forceinline__ float act(float x) {
-  if constexpr (A == Activation::relu) {
-    return fmaxf(x, 0.0f);
-  } else if constexpr (A == Activation::swiglu) {
-    return x / (1.0f + expf(-x));
-  } else {  // gelu, geglu: tanh approximation, as ref::activate
-    constexpr float kSqrt2OverPi = 0.7978845608028654f;
-    constexpr float kCubic = 0.044715f;
-    return 0.5f * x * (1.0f + tanhf(kSqrt2OverPi * (x + kCubic * x * x * x)));
-  }
-}
 
-__host__ __device__ constexpr bool gated(Activation a) { return a == Activation::swiglu || a == Activation::geglu; }
 
 template <Activation A>
 __global__ void activation_fp8_kernel(const __nv_bfloat16* __restrict__ h, long long rows, int f, float scale,

@@ -14,24 +14,13 @@
 namespace moesim::kernels::gpu {
 namespace {
 
+using detail::act;
+
 constexpr int kThreads = 256;
 constexpr int kBn = 64;  // output columns per block
 constexpr int kBk = 32;  // K rows per shared-memory stage
 constexpr int kColThreads = kBn / 2;            // each thread owns 2 adjacent output columns
 constexpr int kRowThreads = kThreads / kColThreads;  // 8
-
-template <Activation A>
-__device__ __forceinline__ float act(float x) {
-  if constexpr (A == Activation::relu) {
-    return fmaxf(x, 0.0f);
-  } else if constexpr (A == Activation::swiglu) {
-    return x / (1.0f + expf(-x));
-  } else {  // gelu, geglu: tanh approximation (Hendrycks & Gimpel 2016), as ref::activate
-    constexpr float kSqrt2OverPi = 0.7978845608028654f;
-    constexpr float kCubic = 0.044715f;
-    return 0.5f * x * (1.0f + tanhf(kSqrt2OverPi * (x + kCubic * x * x * x)));
-  }
-}
 
 // out[rows of group g] = epilogue(x[rows of g] · W_g), W_g = w + g·k·n_w ([k × n_w] row-major),
 // n_w = 2n for the gated epilogue (gate columns [0, n), up columns [n, 2n)), else n.
