@@ -483,6 +483,21 @@ void Runner::job_activation(const Job& job, std::vector<Entry>& out) {
   out.push_back(std::move(e));
 }
 
+/** The shape fields of an expert-FFN entry (bf16 strategies and fp8 alike): `rows` real rows in all. */
+template <class Rows>
+Fields expert_ffn_shape(const Job& job, Rows rows) {
+  const auto [cmin, cmax] = std::minmax_element(job.counts.begin(), job.counts.end());
+  return Fields{{"tokens", rows},
+                {"d_model", job.d_model},
+                {"d_ff", job.d_ff},
+                {"experts", job.experts},
+                {"tokens_per_expert", job.tokens_per_expert},
+                {"distribution", job.distribution},
+                {"count_min", *cmin},
+                {"count_max", *cmax},
+                {"activation", to_string(job.act)}};
+}
+
 void Runner::job_expert_ffn(const Job& job, std::vector<Entry>& out) {
   gpu::ExpertFfn ffn(job.dtype, job.act, job.d_model, job.d_ff, job.counts);
   gpu::ExpertFfn dense(job.dtype, job.act, job.d_model, job.d_ff, {ffn.rows()});
@@ -501,16 +516,7 @@ void Runner::job_expert_ffn(const Job& job, std::vector<Entry>& out) {
                            sets.get(i, 3),  sets.get(i, 4),                     sets.get(i, 5)};
   };
   for (int i = 0; i < sets.sets(); ++i) ffn.prepare(buffers(i, false));  // no uploads inside timed runs
-  const auto [cmin, cmax] = std::minmax_element(job.counts.begin(), job.counts.end());
-  Fields shape{{"tokens", ffn.rows()},
-               {"d_model", job.d_model},
-               {"d_ff", job.d_ff},
-               {"experts", job.experts},
-               {"tokens_per_expert", job.tokens_per_expert},
-               {"distribution", job.distribution},
-               {"count_min", *cmin},
-               {"count_max", *cmax},
-               {"activation", to_string(job.act)}};
+  const Fields shape = expert_ffn_shape(job, ffn.rows());
 
   Entry dense_entry = base_entry(job);
   dense_entry.kernel_class = KernelClass::gemm;
@@ -628,18 +634,10 @@ void Runner::job_expert_ffn_fp8(const Job& job, std::vector<Entry>& out) {
                              {"role", std::string("equal-FLOPs dense reference for expert_ffn")}});
   Entry e = base_entry(job);
   e.stats = measure(ctx_, timer_, policy_, [&](int i) { ffn.run(ctx_, buffers(i, false)); });
-  const auto [cmin, cmax] = std::minmax_element(job.counts.begin(), job.counts.end());
   const double ratio = dense_entry.stats.median_s / e.stats.median_s;
-  e.fields.insert(e.fields.end(), {{"tokens", ffn.rows()},
-                                   {"d_model", job.d_model},
-                                   {"d_ff", job.d_ff},
-                                   {"experts", job.experts},
-                                   {"tokens_per_expert", job.tokens_per_expert},
-                                   {"distribution", job.distribution},
-                                   {"count_min", *cmin},
-                                   {"count_max", *cmax},
-                                   {"activation", to_string(job.act)},
-                                   {"strategy", std::string("loop")},
+  const Fields shape = expert_ffn_shape(job, ffn.rows());
+  e.fields.insert(e.fields.end(), shape.begin(), shape.end());
+  e.fields.insert(e.fields.end(), {{"strategy", std::string("loop")},
                                    {"output_dtype", std::string("bf16")},
                                    {"includes", std::string("cuBLASLt fp8 GEMM per expert, activation + E4M3 quantization, "
                                                             "cuBLASLt fp8 GEMM per expert")},
