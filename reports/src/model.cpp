@@ -194,6 +194,7 @@ std::vector<ComparisonRow> rows_from_runs(const std::vector<store::RunRecord>& r
         row.energy_per_output_token_j = serving_ratio(r, "energy_per_output_token_j", "output_tokens");
         row.gco2e_gross_per_1k_tokens = to_grams(serving_ratio(r, "co2e_gross_kg_per_1k_tokens", "output_tokens"));
         row.gco2e_net_per_1k_tokens = to_grams(serving_ratio(r, "co2e_net_kg_per_1k_tokens", "output_tokens"));
+        row.max_rate_rps = metric_or_nan(r, "max_rate_rps");
       }
     }
     rows.push_back(std::move(row));

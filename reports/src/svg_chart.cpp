@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <map>
 #include <numeric>
 #include <stdexcept>
@@ -609,6 +610,139 @@ std::string line_chart(const LineChart& c) {
   if (finite == 0) {
     w.element("text", {{"x", px((x0 + x1) / 2)}, {"y", px((y0 + y1) / 2)}, {"font-size", std::to_string(kLabelFontPx)}, {"text-anchor", "middle"}},
               "no data");
+  }
+  w.close("svg");
+  return w.str();
+}
+
+}  // namespace moesim::reports::svg
+
+namespace moesim::reports::svg {
+
+std::string viridis(double t) {
+  // viridis at ten evenly spaced samples, as R's viridisLite::viridis(10) lists them (the matplotlib map; CC0).
+  static constexpr unsigned kStops[10] = {0x440154, 0x482878, 0x3E4A89, 0x31688E, 0x26828E,
+                                          0x1F9E89, 0x35B779, 0x6DCD59, 0xB4DE2C, 0xFDE725};
+  if (!std::isfinite(t)) t = 0.0;
+  t = std::clamp(t, 0.0, 1.0);
+  const double pos = t * 9.0;
+  const int i = std::min(8, static_cast<int>(std::floor(pos)));
+  const double f = pos - i;
+  auto channel = [&](int shift) {
+    const double a = static_cast<double>((kStops[i] >> shift) & 0xFF), b = static_cast<double>((kStops[i + 1] >> shift) & 0xFF);
+    return static_cast<int>(std::lround(a + f * (b - a)));
+  };
+  return fmt::format("#{:02X}{:02X}{:02X}", channel(16), channel(8), channel(0));
+}
+
+std::string heat_map(const HeatMap& c) {
+  const std::size_t nr = c.row_labels.size(), nc = c.column_labels.size();
+  if (c.values.size() != nr) throw std::invalid_argument("heat_map " + c.id + ": values do not match the rows");
+  for (const auto& row : c.values)
+    if (row.size() != nc) throw std::invalid_argument("heat_map " + c.id + ": a row has the wrong number of values");
+  double lo = std::numeric_limits<double>::infinity(), hi = -lo;
+  for (const auto& row : c.values)
+    for (double v : row)
+      if (std::isfinite(v)) {
+        lo = std::min(lo, v);
+        hi = std::max(hi, v);
+      }
+  const bool any = std::isfinite(lo);
+  auto colour_of = [&](double v) { return viridis(any && hi > lo ? (v - lo) / (hi - lo) : 0.5); };
+
+  std::size_t longest_row = glyphs(c.row_axis_label) / 2;
+  std::vector<std::string> rows, cols;
+  for (const auto& l : c.row_labels) {
+    rows.push_back(shorten(l, kMaxCategoryChars));
+    longest_row = std::max(longest_row, glyphs(rows.back()));
+  }
+  std::size_t longest_col = 1;
+  for (const auto& l : c.column_labels) {
+    cols.push_back(shorten(l, 24));
+    longest_col = std::max(longest_col, glyphs(cols.back()));
+  }
+  const double left = std::clamp(24.0 + kCharWidthPx * static_cast<double>(longest_row), 90.0, 380.0);
+  const double right = 150.0;  // colour bar and its labels
+  const double top = 80.0;
+  const double avail = c.width_px - left - right;
+  const double cell_w = std::clamp(avail / std::max<std::size_t>(1, nc), 36.0, 140.0);
+  const double cell_h = 30.0;
+  // Column labels are written across when they fit the cell, else turned 45 degrees (room below for them).
+  const bool turned = kCharWidthPx * static_cast<double>(longest_col) > cell_w - 6.0;
+  const double label_room = turned ? 20.0 + 0.72 * kCharWidthPx * static_cast<double>(longest_col) : 24.0;
+  const double plot_w = cell_w * static_cast<double>(nc), plot_h = cell_h * static_cast<double>(std::max<std::size_t>(1, nr));
+  // As wide as the grid needs (cells are at most 140 px), not the page: a small map is not lost in white space.
+  const int width = static_cast<int>(std::max(480.0, left + plot_w + right + 20.0));
+  const int height = static_cast<int>(top + plot_h + label_room + 40.0);
+  XmlWriter w;
+  open_svg(w, c.id, c.title, width, height);
+  w.element("text", {{"x", "12"}, {"y", "46"}, {"font-size", std::to_string(kLabelFontPx)}},
+            fmt::format("{} \xE2\x80\x94 rows: {}; columns: {}", c.value_label, c.row_axis_label, c.column_axis_label));
+  w.open("g", {{"class", "cells"}});
+  for (std::size_t r = 0; r < nr; ++r) {
+    const double y = top + cell_h * static_cast<double>(r);
+    w.element("text", {{"x", px(left - 8)}, {"y", px(y + cell_h / 2 + 4)}, {"text-anchor", "end"}, {"font-size", std::to_string(kTickFontPx)}},
+              rows[r]);
+    for (std::size_t k = 0; k < nc; ++k) {
+      const double x = left + cell_w * static_cast<double>(k);
+      const double v = c.values[r][k];
+      if (!std::isfinite(v)) {
+        w.open("rect", {{"x", px(x)}, {"y", px(y)}, {"width", px(cell_w)}, {"height", px(cell_h)}, {"fill", "#eeeeee"},
+                        {"stroke", "#ffffff"}, {"data-row", c.row_labels[r]}, {"data-column", c.column_labels[k]}});
+        w.element("title", {}, fmt::format("{} = {}, {} = {}: no point", c.row_axis_label, c.row_labels[r], c.column_axis_label,
+                                           c.column_labels[k]));
+        w.close("rect");
+        continue;
+      }
+      const std::string fill = colour_of(v);
+      w.open("rect", {{"x", px(x)}, {"y", px(y)}, {"width", px(cell_w)}, {"height", px(cell_h)}, {"fill", fill}, {"stroke", "#ffffff"},
+                      {"class", "cell"}, {"data-row", c.row_labels[r]}, {"data-column", c.column_labels[k]},
+                      {"data-value", format_exact(v)}, {"data-unit", c.unit}});
+      w.element("title", {}, fmt::format("{} = {}, {} = {}: {} {}", c.row_axis_label, c.row_labels[r], c.column_axis_label,
+                                         c.column_labels[k], format_value(v, 6), c.unit));
+      w.close("rect");
+      // Dark text on the light (yellow-green) half of viridis, white on the dark half.
+      const bool light = any && hi > lo ? (v - lo) / (hi - lo) > 0.55 : false;
+      const std::string shown = format_value(v, c.significant);
+      if (kCharWidthPx * 0.85 * static_cast<double>(glyphs(shown)) < cell_w - 4.0)
+        w.element("text", {{"x", px(x + cell_w / 2)}, {"y", px(y + cell_h / 2 + 4)}, {"text-anchor", "middle"},
+                           {"font-size", std::to_string(kValueFontPx)}, {"fill", light ? "#000000" : "#ffffff"}},
+                  shown);
+    }
+  }
+  w.close("g");
+  // Column labels under the grid, and the axis names.
+  const double label_y = top + plot_h + 16.0;
+  for (std::size_t k = 0; k < nc; ++k) {
+    const double cx = left + cell_w * (static_cast<double>(k) + 0.5);
+    if (turned) {
+      w.element("text", {{"x", px(cx)}, {"y", px(label_y)}, {"text-anchor", "end"}, {"font-size", std::to_string(kTickFontPx)},
+                         {"transform", fmt::format("rotate(-45 {} {})", px(cx), px(label_y))}},
+                cols[k]);
+    } else {
+      w.element("text", {{"x", px(cx)}, {"y", px(label_y)}, {"text-anchor", "middle"}, {"font-size", std::to_string(kTickFontPx)}}, cols[k]);
+    }
+  }
+  w.element("text", {{"x", px(left + plot_w / 2)}, {"y", px(top + plot_h + label_room + 22.0)}, {"text-anchor", "middle"},
+                     {"font-size", std::to_string(kLabelFontPx)}, {"class", "axis-label"}},
+            c.column_axis_label);
+  w.element("text", {{"x", "12"}, {"y", px(top - 10)}, {"font-size", std::to_string(kLabelFontPx)}, {"class", "axis-label"}},
+            c.row_axis_label + " \xE2\x86\x93");
+  // Colour bar: the value range, smallest at the bottom.
+  if (any) {
+    const double bx = left + plot_w + 28.0, bw = 16.0, bh = std::max(60.0, std::min(plot_h, 200.0));
+    constexpr int kSteps = 20;
+    w.open("g", {{"class", "colour-bar"}, {"data-min", format_exact(lo)}, {"data-max", format_exact(hi)}, {"data-unit", c.unit}});
+    for (int i = 0; i < kSteps; ++i) {
+      const double t0 = static_cast<double>(i) / kSteps;
+      w.empty("rect", {{"x", px(bx)}, {"y", px(top + bh * (1.0 - t0 - 1.0 / kSteps))}, {"width", px(bw)}, {"height", px(bh / kSteps + 0.5)},
+                       {"fill", viridis(t0 + 0.5 / kSteps)}});
+    }
+    w.empty("rect", {{"x", px(bx)}, {"y", px(top)}, {"width", px(bw)}, {"height", px(bh)}, {"fill", "none"}, {"stroke", kAxisColour}});
+    w.element("text", {{"x", px(bx + bw + 6)}, {"y", px(top + 10)}, {"font-size", std::to_string(kTickFontPx)}}, format_value(hi, 4));
+    w.element("text", {{"x", px(bx + bw + 6)}, {"y", px(top + bh)}, {"font-size", std::to_string(kTickFontPx)}}, format_value(lo, 4));
+    w.element("text", {{"x", px(bx)}, {"y", px(top + bh + 18)}, {"font-size", std::to_string(kTickFontPx)}}, c.unit);
+    w.close("g");
   }
   w.close("svg");
   return w.str();

@@ -3,16 +3,20 @@
 // ranking columns of `compare` (training: days, facility MWh, gross and net tCO2e, WAN; serving: throughput,
 // P99 latencies, J and gCO2e per token), the time–CO2e Pareto front among complete points, and the skipped
 // points with their reasons. Markdown and CSV; read from the store only, so a merged store reports like a local one.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <map>
+#include <set>
 
 #include <fmt/format.h>
 
+#include "html_page.hpp"
 #include "model.hpp"
 #include "moesim/core/error.hpp"
 #include "moesim/reports/markup.hpp"
 #include "moesim/reports/report.hpp"
+#include "moesim/reports/svg_chart.hpp"
 
 namespace moesim::reports {
 
@@ -48,6 +52,319 @@ std::vector<std::string> values_from_label(const std::string& label, const std::
     out.push_back(label.substr(from, to - from));
   }
   return out;
+}
+
+
+struct SweepCounts {
+  std::size_t complete, skipped, failed, running, missing;
+};
+
+/** The text of an axis value (JSON): a string without its quotes, anything else as written. */
+std::string value_text(const std::string& json_text) {
+  try {
+    const nlohmann::json v = nlohmann::json::parse(json_text);
+    if (v.is_string()) return v.get<std::string>();
+  } catch (const nlohmann::json::exception&) {
+  }
+  return json_text;
+}
+
+/** The number an axis value holds, NaN when it is not a number. */
+double value_number(const std::string& json_text) {
+  try {
+    const nlohmann::json v = nlohmann::json::parse(json_text);
+    if (v.is_number()) return v.get<double>();
+  } catch (const nlohmann::json::exception&) {
+  }
+  return std::numeric_limits<double>::quiet_NaN();
+}
+
+/** A dimension the charts plot against: one swept axis, or axes that vary together (zipped: each value of the
+ *  first goes with one value of the others), with each point's value and the distinct values in sweep order. */
+struct Dimension {
+  std::vector<std::size_t> axes;
+  std::string name;
+  std::vector<std::string> value_of;  ///< per point (index into points)
+  std::vector<std::string> values;    ///< distinct, first-appearance order
+  bool numeric = false;               ///< one axis whose values are all numbers
+};
+
+/** The dimensions along which the complete points differ: axes with more than one value among them, those that
+ *  move in lockstep with an earlier one merged into it. */
+std::vector<Dimension> dimensions_of(const std::vector<std::string>& keys, const std::vector<PointView>& points,
+                                     const std::vector<std::size_t>& shown) {
+  std::vector<std::size_t> varying;
+  for (std::size_t k = 0; k < keys.size(); ++k) {
+    std::set<std::string> distinct;
+    for (std::size_t p : shown) distinct.insert(points[p].axis_values[k]);
+    if (distinct.size() > 1) varying.push_back(k);
+  }
+  std::vector<Dimension> dims;
+  std::vector<bool> used(keys.size(), false);
+  for (std::size_t a : varying) {
+    if (used[a]) continue;
+    Dimension d;
+    d.axes.push_back(a);
+    for (std::size_t b : varying) {
+      if (b <= a || used[b]) continue;
+      std::map<std::string, std::set<std::string>> pairs, back;
+      for (std::size_t p : shown) {
+        pairs[points[p].axis_values[a]].insert(points[p].axis_values[b]);
+        back[points[p].axis_values[b]].insert(points[p].axis_values[a]);
+      }
+      const bool lockstep = std::all_of(pairs.begin(), pairs.end(), [](const auto& e) { return e.second.size() == 1; }) &&
+                            std::all_of(back.begin(), back.end(), [](const auto& e) { return e.second.size() == 1; });
+      if (lockstep) {
+        d.axes.push_back(b);
+        used[b] = true;
+      }
+    }
+    used[a] = true;
+    for (std::size_t i = 0; i < d.axes.size(); ++i) d.name += (i ? " / " : "") + keys[d.axes[i]];
+    d.value_of.assign(points.size(), "");
+    std::set<std::string> seen;
+    d.numeric = d.axes.size() == 1;
+    for (std::size_t p : shown) {
+      std::string v;
+      for (std::size_t i = 0; i < d.axes.size(); ++i) v += (i ? " / " : "") + value_text(points[p].axis_values[d.axes[i]]);
+      d.value_of[p] = v;
+      if (seen.insert(v).second) d.values.push_back(v);
+      if (d.numeric && !std::isfinite(value_number(points[p].axis_values[d.axes[0]]))) d.numeric = false;
+    }
+    dims.push_back(std::move(d));
+  }
+  return dims;
+}
+
+/** At most this many heat maps per metric when three or more dimensions vary (one per value of the others). */
+constexpr std::size_t kMaxFacets = 12;
+
+/** The charts of one metric against the sweep's dimensions. */
+void metric_charts(XmlWriter& w, const detail::RankingColumn& col, const std::vector<Dimension>& dims, const std::vector<PointView>& points,
+                   const std::vector<std::size_t>& shown, std::int64_t sweep_id) {
+  const std::string value_label = col.unit == "1" ? col.header : fmt::format("{} ({})", col.header, col.unit);
+  const std::string base_id = fmt::format("sweep-{}-metric-{}", sweep_id, col.field);
+  std::vector<std::size_t> with_value;
+  for (std::size_t p : shown)
+    if (std::isfinite(col.value(*points[p].row))) with_value.push_back(p);
+  if (with_value.empty()) {
+    w.element("p", {{"class", "note"}}, fmt::format("{}: no complete point has a value.", col.header));
+    return;
+  }
+  if (dims.size() == 1) {
+    const Dimension& d = dims[0];
+    if (d.numeric) {
+      std::vector<std::pair<double, double>> xy;
+      for (std::size_t p : with_value) xy.emplace_back(value_number(points[p].axis_values[d.axes[0]]), col.value(*points[p].row));
+      std::sort(xy.begin(), xy.end());
+      svg::LineChart c;
+      c.id = base_id;
+      c.title = fmt::format("{} against {}", col.header, d.name);
+      c.x_axis_label = d.name;
+      c.y_axis_label = value_label;
+      c.x_unit = "1";
+      c.y_unit = col.unit;
+      c.series_label = col.header;
+      c.series_key = col.field;
+      for (const auto& [x, y] : xy) {
+        c.x.push_back(x);
+        c.y.push_back(y);
+      }
+      w.raw(svg::line_chart(c));
+    } else {
+      svg::BarChart c;
+      c.id = base_id;
+      c.title = fmt::format("{} for each {}", col.header, d.name);
+      c.value_axis_label = value_label;
+      c.unit = col.unit;
+      c.series.push_back({col.field, col.header, svg::kOkabeIto[5]});
+      c.values.emplace_back();
+      for (std::size_t p : with_value) {
+        c.category_keys.push_back(std::to_string(points[p].index));
+        c.category_labels.push_back(d.value_of[p]);
+        c.values[0].push_back(col.value(*points[p].row));
+      }
+      w.raw(svg::bar_chart(c));
+    }
+    return;
+  }
+  // Two or more dimensions: heat maps of the first two, one per combination of the others.
+  const Dimension& rd = dims[0];
+  const Dimension& cd = dims[1];
+  std::vector<std::string> facets;
+  std::map<std::string, std::vector<std::size_t>> facet_points;
+  for (std::size_t p : with_value) {
+    std::string f;
+    for (std::size_t i = 2; i < dims.size(); ++i) f += (i > 2 ? ", " : "") + dims[i].name + " = " + dims[i].value_of[p];
+    if (!facet_points.count(f)) facets.push_back(f);
+    facet_points[f].push_back(p);
+  }
+  for (std::size_t fi = 0; fi < facets.size() && fi < kMaxFacets; ++fi) {
+    svg::HeatMap h;
+    h.id = facets.size() == 1 ? base_id : fmt::format("{}-{}", base_id, fi);
+    h.title = facets[fi].empty() ? col.header : fmt::format("{} ({})", col.header, facets[fi]);
+    h.row_axis_label = rd.name;
+    h.column_axis_label = cd.name;
+    h.value_label = value_label;
+    h.unit = col.unit;
+    h.significant = std::min(col.significant, 4);
+    h.row_labels = rd.values;
+    h.column_labels = cd.values;
+    h.values.assign(rd.values.size(), std::vector<double>(cd.values.size(), std::numeric_limits<double>::quiet_NaN()));
+    for (std::size_t p : facet_points[facets[fi]]) {
+      const auto r = std::find(rd.values.begin(), rd.values.end(), rd.value_of[p]) - rd.values.begin();
+      const auto k = std::find(cd.values.begin(), cd.values.end(), cd.value_of[p]) - cd.values.begin();
+      h.values[static_cast<std::size_t>(r)][static_cast<std::size_t>(k)] = col.value(*points[p].row);
+    }
+    w.raw(svg::heat_map(h));
+  }
+  if (facets.size() > kMaxFacets)
+    w.element("p", {{"class", "note"}},
+              fmt::format("{} more combinations of {} are not drawn (at most {} heat maps a metric): the table below and "
+                          "`--format csv` hold every point.",
+                          facets.size() - kMaxFacets, dims[2].name, kMaxFacets));
+}
+
+std::string html_sweep(const store::SweepRecord& sweep, const std::string& db_path, const std::vector<std::string>& keys,
+                       const std::vector<PointView>& points, const std::vector<detail::RankingColumn>& columns,
+                       const std::vector<ComparisonRow>& rows, const SweepCounts& n, bool serving, const std::string& version) {
+  using detail::close_table;
+  using detail::header_row;
+  using detail::open_table;
+  using detail::text_cell;
+  XmlWriter w;
+  const std::string title = fmt::format("moesim sweep {}: {}", sweep.id, sweep.scenario_name);
+  detail::open_page(w, title);
+  w.open("header", {{"data-sweep", std::to_string(sweep.id)}});
+  w.element("h1", {}, title);
+  std::string axes;
+  for (const auto& a : sweep.axes)
+    axes += fmt::format("{}{} ({} values)", axes.empty() ? "" : ", ", a.value("key", std::string("?")),
+                        a.contains("values") ? a["values"].size() : 0);
+  w.element("p", {{"class", "meta"}},
+            fmt::format("{} points over {}. Definition hash {}; created {}.", sweep.point_count, axes, sweep.definition_hash,
+                        sweep.created_at_utc));
+  w.element("p", {{"class", "meta"}, {"data-complete", std::to_string(n.complete)}, {"data-skipped", std::to_string(n.skipped)}},
+            fmt::format("Complete {}, skipped {}, failed {}, not finished {}, not in this store {}.", n.complete, n.skipped,
+                        n.failed, n.running, n.missing));
+  w.close("header");
+  if (n.missing > 0)
+    w.element("div", {{"class", "notice"}},
+              fmt::format("{} of the sweep's points are not in this store: run their shards and `moesim db merge` them here.", n.missing));
+  detail::nav(w, {{"charts", "Metrics against the swept axes"},
+                  {"pareto", serving ? "P99 TTFT vs CO2e per 1000 tokens" : "Training time vs CO2e"},
+                  {"points", "Every point"},
+                  {"skipped", "Skipped points"}});
+
+  std::vector<std::size_t> shown;  // complete points with a row
+  for (std::size_t p = 0; p < points.size(); ++p)
+    if (points[p].row != nullptr && points[p].status == "complete") shown.push_back(p);
+  const std::vector<Dimension> dims = dimensions_of(keys, points, shown);
+
+  w.open("section", {{"id", "charts"}});
+  w.element("h2", {}, "Metrics against the swept axes");
+  if (shown.empty()) {
+    w.element("p", {}, "No point of this sweep is complete in this store.");
+  } else if (dims.empty()) {
+    w.element("p", {}, "The complete points do not differ in any swept value: the table below holds them.");
+  } else {
+    std::string how;
+    if (dims.size() == 1)
+      how = dims[0].numeric ? "a line over the swept values" : "a bar for each swept value";
+    else
+      how = fmt::format("heat maps, rows {} and columns {}{}", dims[0].name, dims[1].name,
+                        dims.size() > 2 ? ", one for each combination of the other swept values" : "");
+    w.element("p", {{"class", "note"}},
+              fmt::format("Each metric of the complete points as {}. Axes that move together (zipped) are drawn as one. The "
+                          "values are those of the table below.",
+                          how));
+    for (const auto& col : columns) metric_charts(w, col, dims, points, shown, sweep.id);
+  }
+  w.close("section");
+
+  w.open("section", {{"id", "pareto"}});
+  w.element("h2", {}, serving ? "P99 TTFT vs CO2e per 1000 tokens" : "Training time vs CO2e");
+  {
+    std::vector<const ComparisonRow*> ranked;
+    for (const auto& r : rows)
+      if (r.rank > 0) ranked.push_back(&r);
+    std::map<std::int64_t, std::int64_t> point_of_run;
+    for (const auto& p : points)
+      if (p.row) point_of_run[p.row->run_id] = p.index;
+    if (ranked.empty()) {
+      w.element("p", {}, "No complete point to place.");
+    } else {
+      svg::ScatterChart s;
+      s.id = fmt::format("sweep-{}-pareto", sweep.id);
+      s.title = serving ? "P99 TTFT vs gross CO2e per 1000 output tokens, with the Pareto front"
+                        : "Training time vs gross CO2e, with the Pareto front";
+      s.x_axis_label = serving ? "P99 TTFT (ms)" : "training time (days)";
+      s.y_axis_label = serving ? "CO2e gross per 1000 tokens (g)" : "CO2e gross (t)";
+      s.x_unit = serving ? "ms" : "days";
+      s.y_unit = serving ? "g" : "t";
+      s.front_label = "Pareto front (no point is both faster and cleaner)";
+      s.other_label = "dominated point";
+      for (const auto* r : ranked)
+        s.points.push_back({std::to_string(r->run_id), fmt::format("point {}", point_of_run[r->run_id]),
+                            serving ? r->ttft_p99_ms : r->train_days, serving ? r->gco2e_gross_per_1k_tokens : r->co2e_gross_t,
+                            r->pareto});
+      w.raw(svg::scatter_chart(s));
+    }
+  }
+  w.close("section");
+
+  w.open("section", {{"id", "points"}});
+  w.element("h2", {}, "Every point");
+  open_table(w, {{"class", "sweep-points"}, {"data-sweep", std::to_string(sweep.id)}});
+  std::vector<std::pair<std::string, bool>> heads = {{"Point", true}};
+  for (const auto& k : keys) heads.emplace_back(k, false);
+  heads.emplace_back("Run", true);
+  heads.emplace_back("Status", false);
+  for (const auto& c : columns) heads.emplace_back(detail::with_unit(c.header, c.unit), true);
+  heads.emplace_back("Pareto front", false);
+  header_row(w, heads);
+  w.open("tbody");
+  for (const auto& v : points) {
+    w.open("tr", {{"data-point", std::to_string(v.index)}, {"data-status", v.status}});
+    text_cell(w, std::to_string(v.index), "num");
+    for (const auto& x : v.axis_values) text_cell(w, value_text(x));
+    text_cell(w, v.row ? std::to_string(v.row->run_id) : "\xE2\x80\x93", "num");
+    text_cell(w, v.status);
+    for (const auto& c : columns) {
+      if (v.row)
+        detail::num_cell(w, c.value(*v.row), c.unit, c.field, c.significant);
+      else
+        text_cell(w, "\xE2\x80\x93", "num");
+    }
+    text_cell(w, v.row && v.row->rank > 0 ? (v.row->pareto ? "yes" : "no") : "\xE2\x80\x93");
+    w.close("tr");
+  }
+  w.close("tbody");
+  close_table(w);
+  w.close("section");
+
+  w.open("section", {{"id", "skipped"}});
+  w.element("h2", {}, "Skipped points");
+  if (n.skipped == 0) {
+    w.element("p", {}, "None: every point resolved to a scenario that fits.");
+  } else {
+    open_table(w, {{"class", "sweep-skipped"}});
+    header_row(w, {{"Point", true}, {"Values", false}, {"Reason", false}});
+    w.open("tbody");
+    for (const auto& v : points) {
+      if (v.status != "skipped") continue;
+      w.open("tr", {{"data-point", std::to_string(v.index)}});
+      text_cell(w, std::to_string(v.index), "num");
+      text_cell(w, v.label, "src");
+      text_cell(w, v.skip_reason, "src");
+      w.close("tr");
+    }
+    w.close("tbody");
+    close_table(w);
+  }
+  w.close("section");
+  detail::close_page(w, db_path, version);
+  return w.str();
 }
 
 }  // namespace
@@ -96,7 +413,11 @@ std::string render_sweep_report(const store::Store& db, std::int64_t sweep_id, F
     }
     points.push_back(std::move(v));
   }
-  const auto& columns = detail::ranking_columns_for(rows);
+  // Capacity-search sweeps (`sweep --max-rate`) lead with the rate each point sustains under the SLOs.
+  std::vector<detail::RankingColumn> columns = detail::ranking_columns_for(rows);
+  if (std::any_of(rows.begin(), rows.end(), [](const ComparisonRow& r) { return std::isfinite(r.max_rate_rps); }))
+    columns.insert(columns.begin(), {"max_rate_rps", "Max rate under SLO", "requests/s", 4,
+                                     [](const ComparisonRow& r) { return r.max_rate_rps; }});
   const bool serving = !rows.empty() && rows.front().kind == "serving";
 
   if (f == Format::csv) {
@@ -128,9 +449,11 @@ std::string render_sweep_report(const store::Store& db, std::int64_t sweep_id, F
     }
     return out;
   }
-  if (f == Format::html)
-    throw Error("a sweep's report is written as md or csv (--format md|csv); the HTML sweep report with charts is not "
-                "there yet");
+  if (f == Format::html) {
+    const SweepCounts counts{complete, skipped, failed, running, missing};
+    return html_sweep(sweep, db.path(), keys, points, columns, rows, counts, serving,
+                      runs.empty() ? std::string("(no runs in this store)") : runs.front().moesim_version);
+  }
 
   std::string out = fmt::format("# Sweep {}: {}\n\n", sweep.id, markdown_escape(sweep.scenario_name));
   std::string axes;

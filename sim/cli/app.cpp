@@ -68,6 +68,12 @@ int main(int argc, char** argv) {
   sweep_cmd->add_option("--partition", sw.partition, "--slurm-script: Slurm partition (default: the cluster's)");
   sweep_cmd->add_option("--time", sw.time, "--slurm-script: time limit per task (sbatch --time)")->default_val("04:00:00");
   sweep_cmd->add_option("--mem", sw.mem, "--slurm-script: memory per task (sbatch --mem)")->default_val("8G");
+  sweep_cmd->add_flag("--max-rate", sw.max_rate,
+                      "Serving: each point is a capacity search, the highest arrival rate meeting the P99 TTFT and TPOT SLOs "
+                      "(as `run --max-rate`); the run stored for a point is the simulation at that rate");
+  sweep_cmd->add_option("--rate-tolerance", sw.rate_tolerance, "--max-rate: stop when the bracket is this narrow (relative)")
+      ->default_val(0.02)
+      ->check(CLI::Range(0.001, 0.5));
 
   // db
   auto* db_cmd = app.add_subcommand("db", "Maintain run stores");

@@ -44,6 +44,8 @@ struct SweepOptions {
   std::string partition;      ///< --slurm-script: sbatch --partition (empty: the cluster's default)
   std::string time = "04:00:00";  ///< --slurm-script: sbatch --time per task
   std::string mem = "8G";     ///< --slurm-script: sbatch --mem per task
+  bool max_rate = false;      ///< serving: each point is a capacity search (run --max-rate)
+  double rate_tolerance = 0.02;  ///< --max-rate: relative width of the bracket at which a search stops
 };
 struct DbMergeOptions {
   std::string out;

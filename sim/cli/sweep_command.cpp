@@ -23,6 +23,7 @@
 #include "moesim/scenario/loader.hpp"
 #include "moesim/scenario/sweep.hpp"
 #include "moesim/store/store.hpp"
+#include "max_rate_search.hpp"
 #include "record.hpp"
 #include "run_job.hpp"
 #include "sweep_plan.hpp"
@@ -66,6 +67,7 @@ int print_slurm_script(const GlobalOptions& g, const SweepOptions& o, const scen
   if (!g.profiles_dir.empty()) cmd += " --profiles " + shell_quote(fs::absolute(g.profiles_dir, ec).string());
   cmd += fmt::format(" sweep {} --db {}\".shard${{SLURM_ARRAY_TASK_ID}}.db\" -j {}", shell_quote(scenario), shell_quote(stem), o.jobs);
   for (const auto& s : o.overrides) cmd += " --set " + shell_quote(s);
+  if (o.max_rate) cmd += fmt::format(" --max-rate --rate-tolerance {}", o.rate_tolerance);
   std::string out;
   out += "#!/bin/bash\n";
   out += fmt::format("# moesim sweep of {}: {} points in {} array tasks, each writing its own store\n", o.scenario,
@@ -115,6 +117,54 @@ int print_slurm_script(const GlobalOptions& g, const SweepOptions& o, const scen
   return 0;
 }
 
+
+/** The point's scenario with its arrival rate set to `rate` (after the point's own values, so a rate axis is the
+ *  search's starting rate), checked and ready to simulate. */
+PreparedRun prepare_at_rate(const catalog::Catalog& catalog, const SweepOptions& o, const scenario::SweepPoint& point, double rate) {
+  std::vector<std::string> ov = o.overrides;
+  for (auto& x : point.overrides()) ov.push_back(std::move(x));
+  ov.push_back(fmt::format("serving.arrival.rate_per_s={:.17g}", rate));
+  return prepare_run(catalog, scenario::load_file(o.scenario, catalog, ov));
+}
+
+/** Stores what a point's capacity search returned: the run at the rate found (its scenario at that rate, the
+ *  search's figures as metrics), a skip when no rate meets the SLOs (a finding, not a failure), or a failed run when
+ *  the child failed. Sets `outcome` to the point's record; returns the verdict for the progress line. */
+std::string finish_rate_search(store::Store& db, const catalog::Catalog& catalog, const SweepOptions& o, std::int64_t sweep_id,
+                               const PlannedPoint& pp, const store::RunRecord& point_header, const engine::IsolatedPool::Done& d,
+                               store::SweepPointRecord& outcome) {
+  outcome = {static_cast<std::int64_t>(pp.point.index), pp.point.label(), pp.hash, "", std::nullopt, {}};
+  std::string verdict;
+  if (!d.error.empty()) {
+    const std::int64_t id = db.begin_run(point_header);
+    db.fail_run(id, d.error);
+    outcome.run_id = id;
+    verdict = "failed: " + d.error;
+  } else if (d.result.value.contains("no_rate")) {
+    outcome.skip_reason = "capacity search: " + d.result.value["no_rate"].get<std::string>();
+    verdict = "skipped: " + outcome.skip_reason;
+  } else {
+    const RateSearch found = RateSearch::from_json(d.result.value.at("max_rate"));
+    const PreparedRun at = prepare_at_rate(catalog, o, pp.point, found.rate_per_s);
+    store::RunRecord header = make_header(at.scenario);
+    header.alternative_label = pp.point.label();
+    header.point_hash = pp.hash;
+    const std::int64_t id = db.begin_run(header);
+    try {
+      store::RunRecord rec = finish_run(catalog, at, d.result.value.at("result"), header);
+      found.add_metrics(rec);
+      db.complete_run(id, rec);
+      verdict = fmt::format("complete (max rate {:.4g} requests/s, {} simulations)", found.rate_per_s, found.probes.size());
+    } catch (const std::exception& e) {
+      db.fail_run(id, e.what());
+      verdict = std::string("failed: ") + e.what();
+    }
+    outcome.run_id = id;
+  }
+  db.set_sweep_point(sweep_id, outcome);
+  return verdict;
+}
+
 }  // namespace
 
 int cmd_sweep(const GlobalOptions& g, const SweepOptions& o) {
@@ -133,8 +183,13 @@ int cmd_sweep(const GlobalOptions& g, const SweepOptions& o) {
   for (const auto& p : def.points) {
     PlannedPoint pp{p, std::nullopt, "", "", 0.0};
     try {
-      pp.scenario = scenario::load_point(o.scenario, catalog, o.overrides, p);
-      pp.hash = scenario::content_hash(pp.scenario->resolved);
+      scenario::Scenario resolved = scenario::load_point(o.scenario, catalog, o.overrides, p);
+      if (o.max_rate) check_rate_searchable(resolved, o.scenario);
+      pp.scenario = std::move(resolved);
+      // A capacity search is another question about the same scenario: its own identity (resume never mixes them).
+      pp.hash = o.max_rate ? scenario::content_hash(json{{"scenario", pp.scenario->resolved},
+                                                         {"search", {{"kind", "max_rate"}, {"rate_tolerance", o.rate_tolerance}}}})
+                           : scenario::content_hash(pp.scenario->resolved);
       pp.cost = estimated_cost(pp.scenario->resolved);
       if (scenario_name.empty()) scenario_name = pp.scenario->name;
       identity.push_back(pp.hash);
@@ -165,6 +220,7 @@ int cmd_sweep(const GlobalOptions& g, const SweepOptions& o) {
 
   const bool tty = isatty(2) && !o.json;
   std::size_t mine = 0, reused = 0, skipped = 0, failed = 0, ran = 0;
+  std::string first_skip_reason;  // of this process's points, for the all-skipped error
   std::vector<std::size_t> queue;
   std::map<std::string, std::size_t> first_of_hash;  // point hash -> the first point of the shard to run it
   std::vector<std::size_t> duplicates;
@@ -192,6 +248,7 @@ int cmd_sweep(const GlobalOptions& g, const SweepOptions& o) {
     }
     if (!rec.skip_reason.empty()) {
       ++skipped;
+      if (first_skip_reason.empty()) first_skip_reason = rec.skip_reason;
       if (!tty && !o.json) std::cerr << fmt::format("[sweep] point {} ({}): skipped: {}\n", i, rec.label, rec.skip_reason);
     }
     db.set_sweep_point(sweep_id, rec);
@@ -212,6 +269,7 @@ int cmd_sweep(const GlobalOptions& g, const SweepOptions& o) {
       rec.skip_reason = e.what();
     }
     ++skipped;
+    if (first_skip_reason.empty()) first_skip_reason = rec.skip_reason;
     if (!tty && !o.json) std::cerr << fmt::format("[sweep] point {} ({}): skipped: {}\n", i, rec.label, rec.skip_reason);
     db.set_sweep_point(sweep_id, rec);
     outcome[i] = rec;
@@ -237,10 +295,25 @@ int cmd_sweep(const GlobalOptions& g, const SweepOptions& o) {
         // A run of this point left `running` by a killed sweep will never finish: it is marked abandoned.
         for (const std::int64_t old : left_running[plan[i].hash])
           db.fail_run(old, "abandoned: the sweep process stopped before this run finished; the point was run again");
+        const PreparedRun* p = &runs[k].second;
+        if (o.max_rate) {
+          // The search's probes are simulated in grandchildren; its run is stored when it ends, at the rate found.
+          by_ticket[pool.start([&, p, i] {
+            try {
+              const RateSearch found = search_max_rate(p->scenario, o.rate_tolerance, [&](double rate) {
+                const PreparedRun at = prepare_at_rate(catalog, o, plan[i].point, rate);
+                return engine::run_isolated([&] { return simulate_json(catalog, at); }).value;
+              });
+              return json{{"max_rate", found.to_json()}, {"result", found.result}};
+            } catch (const Error& e) {
+              return json{{"no_rate", e.what()}};
+            }
+          })] = k;
+          continue;
+        }
         ids[k] = db.begin_run(headers[k]);
         outcome[i] = {static_cast<std::int64_t>(i), headers[k].alternative_label, plan[i].hash, "", ids[k], {}};
         db.set_sweep_point(sweep_id, outcome[i]);
-        const PreparedRun* p = &runs[k].second;
         by_ticket[pool.start([p, &catalog] { return simulate_json(catalog, *p); })] = k;
       }
       engine::IsolatedPool::Done d = pool.wait_any(interrupt_flag());
@@ -248,7 +321,18 @@ int cmd_sweep(const GlobalOptions& g, const SweepOptions& o) {
       const std::size_t i = runs[k].first;
       ++finished;
       std::string verdict = "complete";
-      if (!d.error.empty()) {
+      if (o.max_rate) {
+        verdict = finish_rate_search(db, catalog, o, sweep_id, plan[i], headers[k], d, outcome[i]);
+        if (verdict.rfind("failed", 0) == 0) {
+          ++failed;
+        } else if (verdict.rfind("skipped", 0) == 0) {
+          ++skipped;
+          if (first_skip_reason.empty()) first_skip_reason = outcome[i].skip_reason;
+        } else {
+          ++ran;
+        }
+        ids[k] = outcome[i].run_id.value_or(0);
+      } else if (!d.error.empty()) {
         db.fail_run(ids[k], d.error);
         verdict = "failed: " + d.error;
         ++failed;
@@ -312,7 +396,7 @@ int cmd_sweep(const GlobalOptions& g, const SweepOptions& o) {
                             failed, o.db));
   if (mine > 0 && skipped == mine && shard.count == 1)
     throw Error(fmt::format("every point of the sweep was skipped (`moesim runs list` has none): the first: {}",
-                            plan[0].skip_reason.empty() ? "does not fit (see above)" : plan[0].skip_reason));
+                            first_skip_reason));
   return 0;
 }
 

@@ -87,6 +87,7 @@ struct ComparisonRow {
   double energy_per_output_token_j = std::numeric_limits<double>::quiet_NaN();  ///< facility J per output token [energy_per_output_token_j]
   double gco2e_gross_per_1k_tokens = std::numeric_limits<double>::quiet_NaN();  ///< g per 1000 output tokens [co2e_gross_kg_per_1k_tokens]
   double gco2e_net_per_1k_tokens = std::numeric_limits<double>::quiet_NaN();    ///< g per 1000 output tokens [co2e_net_kg_per_1k_tokens]
+  double max_rate_rps = std::numeric_limits<double>::quiet_NaN();  ///< requests/s [max_rate_rps]: runs of a capacity search
 };
 
 /** The rows of comparison `comparison_id`: ranked rows first (rank 1, 2, ...), then the rows that

@@ -147,4 +147,30 @@ struct LineChart {
 /** Throws std::invalid_argument when x and y differ in length (of any series). */
 std::string line_chart(const LineChart& chart);
 
+/** The viridis colour map (van der Walt and Smith for matplotlib, 2015; CC0, bids.github.io/colormap): perceptually
+ *  uniform, readable in grey scale and by the common colour-vision deficiencies. Ten stops (its samples at 0, 1/9, ...,
+ *  1), interpolated linearly in sRGB. `t` in [0, 1] (clamped); "#rrggbb". */
+std::string viridis(double t);
+
+/** A heat map: one cell per (row, column) coloured by its value on viridis from the smallest value (dark) to the
+ *  largest (yellow), the value printed in the cell, a colour bar with the range. Non-finite values are cells with no
+ *  point (drawn hatched-grey, no data-value). Each cell carries data-row, data-column, data-value (exact) and
+ *  data-unit. */
+struct HeatMap {
+  std::string id;
+  std::string title;
+  std::string row_axis_label;     ///< e.g. "cluster.count"
+  std::string column_axis_label;  ///< e.g. "parallelism.data"
+  std::string value_label;        ///< e.g. "training time (days)"
+  std::string unit;               ///< data-unit of every cell
+  std::vector<std::string> row_labels;
+  std::vector<std::string> column_labels;
+  std::vector<std::vector<double>> values;  ///< [row][column]
+  /** Cell text: the value with this many significant digits. */
+  int significant = 3;
+  int width_px = 960;
+};
+/** Throws std::invalid_argument when values' shape does not match rows x columns. */
+std::string heat_map(const HeatMap& chart);
+
 }  // namespace moesim::reports::svg

@@ -1,0 +1,134 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "max_rate_search.hpp"
+
+#include <fmt/format.h>
+
+#include "moesim/core/error.hpp"
+#include "moesim/engine/serving.hpp"
+
+namespace moesim::cli {
+
+nlohmann::json RateSearch::to_json() const {
+  nlohmann::json ps = nlohmann::json::array();
+  for (const RateProbe& p : probes)
+    ps.push_back({{"rate_per_s", p.rate_per_s}, {"meets_slo", p.ok}, {"ttft_p99_s", p.ttft_p99_s}, {"tpot_p99_s", p.tpot_p99_s},
+                  {"output_tokens_per_s", p.output_tokens_per_s}, {"requests", p.requests}});
+  return {{"rate_per_s", rate_per_s}, {"upper_rate_per_s", upper_rate_per_s}, {"slo_ttft_s", slo_ttft_s},
+          {"slo_tpot_s", slo_tpot_s}, {"probes", ps}};
+}
+
+RateSearch RateSearch::from_json(const nlohmann::json& j) {
+  RateSearch s;
+  s.rate_per_s = j.at("rate_per_s").get<double>();
+  s.upper_rate_per_s = j.at("upper_rate_per_s").get<double>();
+  s.slo_ttft_s = j.at("slo_ttft_s").get<double>();
+  s.slo_tpot_s = j.at("slo_tpot_s").get<double>();
+  for (const auto& p : j.at("probes")) {
+    RateProbe r;
+    r.rate_per_s = p.at("rate_per_s").get<double>();
+    r.ok = p.at("meets_slo").get<bool>();
+    r.ttft_p99_s = p.at("ttft_p99_s").get<double>();
+    r.tpot_p99_s = p.at("tpot_p99_s").get<double>();
+    r.output_tokens_per_s = p.at("output_tokens_per_s").get<double>();
+    r.requests = p.value("requests", 0LL);
+    s.probes.push_back(std::move(r));
+  }
+  return s;
+}
+
+void RateSearch::add_metrics(store::RunRecord& rec) const {
+  rec.metrics.push_back({"max_rate_rps", rate_per_s, "requests/s"});
+  rec.metrics.push_back({"max_rate_upper_rps", upper_rate_per_s, "requests/s"});
+  rec.metrics.push_back({"max_rate_probes", static_cast<double>(probes.size()), "simulations"});
+}
+
+void check_rate_searchable(const scenario::Scenario& s, const std::string& scenario_file) {
+  if (!s.is_serving())
+    throw InputError(scenario_file, 0, 0, "--max-rate", "searches the arrival rate of a serving scenario; this one trains");
+  const std::string type = s.serving->arrival.type;
+  if (type != "poisson" && type != "gamma" && type != "constant" && type != "bursts")
+    throw InputError(scenario_file, 0, 0, "serving.arrival.type",
+                     fmt::format("--max-rate varies the arrival rate: the arrival type must be poisson, gamma, constant or "
+                                 "bursts, not {}",
+                                 type));
+}
+
+RateSearch search_max_rate(const scenario::Scenario& base, double tolerance, const std::function<nlohmann::json(double)>& simulate,
+                           const std::function<void(const RateProbe&)>& on_probe) {
+  RateSearch s;
+  s.slo_ttft_s = base.serving->slo_ttft_s;
+  s.slo_tpot_s = base.serving->slo_tpot_s;
+  auto probe = [&](double rate) -> RateProbe {
+    RateProbe p;
+    p.rate_per_s = rate;
+    p.result = simulate(rate);
+    const engine::ServingResult r = engine::serving_from_json(p.result);
+    p.ttft_p99_s = r.ttft.p99_s;
+    p.tpot_p99_s = r.tpot.p99_s;
+    p.output_tokens_per_s = r.output_tokens_per_s;
+    p.requests = r.requests_measured;
+    p.ok = r.slo_p99_met && r.requests_measured > 0;
+    s.probes.push_back(p);
+    if (on_probe) on_probe(p);
+    return p;
+  };
+  const double r0 = base.serving->arrival.rate_per_s;
+  RateProbe lo, hi;
+  const RateProbe first = probe(r0);
+  if (first.ok) {
+    lo = first;
+    bool have_hi = false;
+    double r = r0;
+    for (int i = 0; i < kMaxBracketSteps && !have_hi; ++i) {
+      r *= 2.0;
+      RateProbe p = probe(r);
+      if (p.ok) {
+        lo = std::move(p);
+      } else {
+        hi = std::move(p);
+        have_hi = true;
+      }
+    }
+    if (!have_hi)
+      throw Error(fmt::format("--max-rate: the SLOs (P99 TTFT {:.0f} ms, TPOT {:.0f} ms) still hold at {:.4g} requests/s, {}x the "
+                              "scenario's rate; raise serving.arrival.rate_per_s or lengthen serving.duration_s (short runs "
+                              "never fill the queue)",
+                              1e3 * s.slo_ttft_s, 1e3 * s.slo_tpot_s, lo.rate_per_s, 1 << kMaxBracketSteps));
+  } else {
+    hi = first;
+    double r = r0;
+    bool found = false;
+    for (int i = 0; i < kMaxBracketSteps; ++i) {
+      r /= 2.0;
+      RateProbe p;
+      try {
+        p = probe(r);
+      } catch (const Error&) {
+        break;  // too few requests left at this rate to simulate anything
+      }
+      if (p.ok) {
+        lo = std::move(p);
+        found = true;
+        break;
+      }
+      hi = std::move(p);
+      if (hi.requests <= 1) break;
+    }
+    if (!found)
+      throw Error(fmt::format("--max-rate: the SLOs cannot be met at any rate: at {:.4g} requests/s ({} request{} measured) P99 TTFT "
+                              "is {:.1f} ms (limit {:.0f}) and P99 TPOT {:.1f} ms (limit {:.0f}); an unloaded replica is already "
+                              "slower than the limits: relax serving.slo, or give replicas more devices or faster accelerators",
+                              hi.rate_per_s, hi.requests, hi.requests == 1 ? "" : "s", 1e3 * hi.ttft_p99_s, 1e3 * s.slo_ttft_s,
+                              1e3 * hi.tpot_p99_s, 1e3 * s.slo_tpot_s));
+  }
+  while ((hi.rate_per_s - lo.rate_per_s) / lo.rate_per_s > tolerance) {
+    RateProbe p = probe(0.5 * (lo.rate_per_s + hi.rate_per_s));
+    (p.ok ? lo : hi) = std::move(p);
+  }
+  s.rate_per_s = lo.rate_per_s;
+  s.upper_rate_per_s = hi.rate_per_s;
+  s.result = lo.result;
+  return s;
+}
+
+}  // namespace moesim::cli

@@ -1,0 +1,60 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// The capacity search of a serving scenario: the highest arrival rate whose P99 TTFT and P99 TPOT meet the
+// scenario's SLOs, by bracketing (doubling or halving from the scenario's rate) and bisection, as Vidur-Search
+// does. Used by `moesim run --max-rate` (one search) and `moesim sweep --max-rate` (one search per point).
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "moesim/scenario/scenario.hpp"
+#include "moesim/store/store.hpp"
+
+namespace moesim::cli {
+
+/** Doubling / halving steps allowed while bracketing (2^16 = 65536x the scenario's rate either way). */
+inline constexpr int kMaxBracketSteps = 16;
+
+/** One simulation of the search. */
+struct RateProbe {
+  double rate_per_s = 0.0;
+  bool ok = false;  ///< P99 TTFT and TPOT within the SLOs, with at least one request measured
+  double ttft_p99_s = 0.0;
+  double tpot_p99_s = 0.0;
+  double output_tokens_per_s = 0.0;
+  long long requests = 0;
+  nlohmann::json result;  ///< the ServingResult JSON
+};
+
+/** What the search found: `rate_per_s` meets the SLOs (its probe's result is `result`), `upper_rate_per_s`
+ *  misses them, and they are within the tolerance of each other. */
+struct RateSearch {
+  double rate_per_s = 0.0;
+  double upper_rate_per_s = 0.0;
+  double slo_ttft_s = 0.0;
+  double slo_tpot_s = 0.0;
+  std::vector<RateProbe> probes;
+  nlohmann::json result;
+
+  /** The search as JSON ({rate_per_s, upper_rate_per_s, slo_ttft_s, slo_tpot_s, probes: [...]}): the `max_rate`
+   *  object of `run --max-rate --json`, and what a sweep's child process sends back with the result. */
+  nlohmann::json to_json() const;
+  static RateSearch from_json(const nlohmann::json& j);
+  /** The search's figures as run metrics: max_rate_rps, max_rate_upper_rps, max_rate_probes. */
+  void add_metrics(store::RunRecord& rec) const;
+};
+
+/** Throws a located moesim::InputError (file `scenario_file`) unless `s` is a serving scenario whose arrival rate
+ *  can be varied (poisson, gamma, constant or bursts arrivals). */
+void check_rate_searchable(const scenario::Scenario& s, const std::string& scenario_file);
+
+/** Searches the rate of `base` (check_rate_searchable first) to a relative bracket width `tolerance`.
+ *  `simulate(rate)` returns the ServingResult JSON of the scenario at that rate; `on_probe` sees each probe.
+ *  Throws moesim::Error when the SLOs hold even at 2^16 times the scenario's rate, or at no rate. */
+RateSearch search_max_rate(const scenario::Scenario& base, double tolerance,
+                           const std::function<nlohmann::json(double)>& simulate,
+                           const std::function<void(const RateProbe&)>& on_probe = {});
+
+}  // namespace moesim::cli
