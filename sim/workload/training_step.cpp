@@ -276,11 +276,14 @@ class Builder {
   }
   /** A collective of [tokens, d_model] activations within each tensor-parallel group. */
   void tensor_collective(Stream& st, CollectiveOp op, double tokens, const std::string& label) {
+    tensor_collective_bytes(st, op, tokens * m_.d_model * b_, label);
+  }
+  void tensor_collective_bytes(Stream& st, CollectiveOp op, double bytes_per_device, const std::string& label) {
     if (tp_ <= 1) return;
     CollectiveWork w;
     w.op = op;
     w.groups = ctx_.mesh.tensor_groups(st.stage);
-    w.bytes_per_device = tokens * m_.d_model * b_;
+    w.bytes_per_device = bytes_per_device;
     collective(st, "comm.tensor_parallel", label, std::move(w));
   }
 
@@ -350,15 +353,38 @@ class Builder {
   /** Expert FFN time per device of the stage, from the routing draw of each expert-parallel group. */
   void moe_ffn(Stream& st, const LayerDesc& L, double tok, Pass pass, const std::string& label);
 
+  /** The input embedding, vocabulary-parallel over the tensor ranks (Megatron-LM's VocabParallelEmbedding; Shoeybi
+   *  et al. 2019 §3): each rank looks up the tokens whose ids fall in its 1/tensor of the vocabulary and the partial
+   *  embeddings are summed over the tensor group, an all-reduce of [tokens, d_model] whose backward is the identity;
+   *  with sequence parallelism a reduce-scatter (Korthikanti et al. 2022 §4.2.2), whose backward is an all-gather. */
   void embedding(Stream& st, double tok, Pass pass) {
     Cost c = vector_cost(KernelClass::elementwise, "embed.gather", 2.0 * tok * m_.d_model * b_, 0.0, pass);
     st.acc.add(kind_for("compute.embedding", pass), c, 0.0);
+    if (pass == Pass::fwd)
+      tensor_collective(st, p_.sequence_parallel ? CollectiveOp::reduce_scatter : CollectiveOp::all_reduce, tok,
+                        fmt::format("embedding mb{} vocab-parallel {}", st.mb, p_.sequence_parallel ? "reduce-scatter" : "all-reduce"));
+    else if (pass == Pass::bwd && p_.sequence_parallel)
+      tensor_collective(st, CollectiveOp::all_gather, tok, fmt::format("embedding mb{} SP gradient all-gather", st.mb));
   }
+  /** The output projection over 1/tensor of the vocabulary and the vocabulary-parallel cross-entropy (Megatron-LM's
+   *  vocab_parallel_cross_entropy: all-reduces of each token's maximum logit, target logit and sum of exponentials,
+   *  three [tokens] fp32 vectors). Its input is replicated over the tensor ranks (with sequence parallelism
+   *  all-gathered first), so the backward all-reduces the input's gradient (reduce-scatters it). */
   void output_head(Stream& st, double tok, Pass pass) {
     const double d = m_.d_model, v = m_.vocab / tp_;
+    if (pass == Pass::fwd && p_.sequence_parallel)
+      tensor_collective(st, CollectiveOp::all_gather, tok, fmt::format("output head mb{} SP all-gather", st.mb));
     Cost c = gemm_cost("head.logits", tok, v, d, pass);
     c += vector_cost(KernelClass::elementwise, "head.softmax_xent", 3.0 * tok * v * 4.0, 6.0 * tok * v, pass);
     st.acc.add(kind_for("compute.output", pass), c, 2.0 * tok * v * d * model_mult(pass));
+    if (pass == Pass::fwd) {
+      for (const char* what : {"max logit", "target logit", "sum of exponentials"})
+        tensor_collective_bytes(st, CollectiveOp::all_reduce, tok * 4.0,
+                                fmt::format("output head mb{} cross-entropy {} all-reduce", st.mb, what));
+    } else if (pass == Pass::bwd) {
+      tensor_collective(st, p_.sequence_parallel ? CollectiveOp::reduce_scatter : CollectiveOp::all_reduce, tok,
+                        fmt::format("output head mb{} input-gradient {}", st.mb, p_.sequence_parallel ? "reduce-scatter" : "all-reduce"));
+    }
   }
 
   void layer(Stream& st, const LayerDesc& L, Pass pass) {
@@ -435,15 +461,44 @@ class Builder {
       if (k + 1 < order.size()) gather(k + 1);
       st.last = add_phase(g_, Phase{}, {st.last, mine});
     };
+    // ZeRO-3 shards the vocabulary matrix like every parameter: the first and last chunks gather it (one tied matrix
+    // for the embedding and the output projection) on the communication stream when the pass starts, ahead of the
+    // layers' gathers; the embedding and the output head wait for it.
+    std::optional<PhaseId> vocab_gathered;
+    if (zero3 && (first || last)) {
+      const auto groups = ctx_.mesh.dense_grad_groups(stage);
+      if (!groups.empty() && groups.front().size() > 1) {
+        Phase ph = zero_all_gather(groups, static_cast<double>(m_.vocab) * m_.d_model / tp_, stage,
+                                   fmt::format("stage{} mb{} ZeRO-3 vocabulary-matrix all-gather", stage, mb));
+        ph.microbatch = mb;
+        ph.overlaps_grad_reduce = true;
+        vocab_gathered = add_phase(g_, std::move(ph), {st.last});
+        comm_stream = vocab_gathered;
+      }
+    }
+    auto wait_vocab = [&](const char* what) {
+      if (!vocab_gathered) return;
+      flush(st, fmt::format("stage{} mb{} before {} (compute)", stage, mb, what));
+      st.last = add_phase(g_, Phase{}, {st.last, *vocab_gathered});
+    };
     if (pass == Pass::fwd) {
-      if (first) embedding(st, t_enc_ + (m_.encoder_layers > 0 ? t_dec_ : 0.0), Pass::fwd);
+      if (first) {
+        wait_vocab("embedding");
+        embedding(st, t_enc_ + (m_.encoder_layers > 0 ? t_dec_ : 0.0), Pass::fwd);
+      }
       for (std::size_t k = 0; k < order.size(); ++k) {
         before_layer(k);
         layer(st, layers_[static_cast<std::size_t>(order[k])], Pass::fwd);
       }
-      if (last) output_head(st, t_dec_, Pass::fwd);
+      if (last) {
+        wait_vocab("output head");
+        output_head(st, t_dec_, Pass::fwd);
+      }
     } else {
-      if (last) output_head(st, t_dec_, Pass::bwd);
+      if (last) {
+        wait_vocab("output head");
+        output_head(st, t_dec_, Pass::bwd);
+      }
       for (std::size_t k = 0; k < order.size(); ++k) {
         auto it = order.begin() + static_cast<long>(k);
         before_layer(k);
@@ -455,7 +510,10 @@ class Builder {
           (*grads_ready)[*it] = st.last;
         }
       }
-      if (first) embedding(st, t_enc_ + (m_.encoder_layers > 0 ? t_dec_ : 0.0), Pass::bwd);
+      if (first) {
+        wait_vocab("embedding");
+        embedding(st, t_enc_ + (m_.encoder_layers > 0 ? t_dec_ : 0.0), Pass::bwd);
+      }
     }
     flush(st, fmt::format("stage{}{} mb{} {} (compute)", stage, p_.virtual_stages > 1 ? fmt::format(" chunk{}", chunk) : "",
                           mb, pass == Pass::fwd ? "fwd" : "bwd"));
@@ -522,8 +580,42 @@ class Builder {
     return add_phase(g_, std::move(ph), {after});
   }
 
-  /** Gradient all-reduces of a stage in DDP-style buckets, then the optimizer step. */
-  PhaseId grads_and_optimizer(int stage, PhaseId last_bwd, const std::map<int, PhaseId>& grads_ready);
+  /** Gradient all-reduces (ZeRO: reduce-scatters) of a stage in DDP-style buckets; returns the phase after which
+   *  the stage's gradients are reduced. */
+  PhaseId reduce_grads(int stage, PhaseId last_bwd, const std::map<int, PhaseId>& grads_ready);
+  /** The optimizer step of a stage after `after`, and with ZeRO-1/2 the all-gather of the updated parameters. */
+  PhaseId optimizer_step(int stage, PhaseId after);
+  /** Dense and expert parameters per device of a stage (the vocabulary matrix counted on the first and last). */
+  std::pair<double, double> stage_params(int stage) const {
+    double dense_total = 0.0, expert_total = 0.0;
+    for (const int li : stage_layers(stage)) {
+      const LayerDesc& L = layers_[static_cast<std::size_t>(li)];
+      const LayerParams lp = layer_params(m_, p_, L.decoder, L.moe);
+      dense_total += lp.dense;
+      expert_total += lp.expert;
+    }
+    if (stage == 0 || stage == p_.pipeline - 1) dense_total += static_cast<double>(m_.vocab) * m_.d_model / tp_;
+    return {dense_total, expert_total};
+  }
+  /** Tied input and output embeddings split over pipeline stages (the first stage's embedding, the last stage's
+   *  copy for the output projection): their gradients are all-reduced between each rank of the first stage and its
+   *  peer on the last, after the data-parallel reduction and before the optimizer (Megatron-LM's
+   *  _allreduce_embedding_grads; Shoeybi et al. 2019, Narayanan et al. 2021). */
+  PhaseId tied_embedding_sync(PhaseId after) {
+    CollectiveWork w;
+    w.op = CollectiveOp::all_reduce;
+    const auto first = ctx_.mesh.stage_devices(0), last = ctx_.mesh.stage_devices(p_.pipeline - 1);
+    for (std::size_t i = 0; i < first.size(); ++i) w.groups.push_back({first[i], last[i]});
+    w.bytes_per_device = static_cast<double>(m_.vocab) * m_.d_model / tp_ * b_;
+    stats_.bytes_by_op["all_reduce"] += w.bytes_per_device * static_cast<double>(2 * first.size());
+    Phase ph;
+    ph.type = Phase::Type::collective;
+    ph.kind = "comm.embedding_grad_sync";
+    ph.label = fmt::format("tied embedding gradients stage0<->stage{}", p_.pipeline - 1);
+    ph.stage = 0;
+    ph.comm = std::move(w);
+    return add_phase(g_, std::move(ph), {after});
+  }
 
   const StepContext& ctx_;
   const scenario::Scenario& s_;
@@ -688,11 +780,16 @@ void Builder::moe_ffn(Stream& st, const LayerDesc& L, double tok, Pass pass, con
 
   a2a("moe combine all-to-all");
   st.acc.add(kind_for("compute.combine", pass), cc, 0.0);
+  // Each tensor rank now holds the combined outputs of its 1/tensor of the tokens. Without sequence parallelism the
+  // next block needs all of them on every rank: an all-gather of [tokens, d_model] over the tensor group (in the
+  // backward, of the input gradients after the dispatch all-to-all). With sequence parallelism the split is the
+  // sequence-parallel layout the next block expects, and its own all-gather does the work.
+  if (!p_.sequence_parallel) tensor_collective(st, CollectiveOp::all_gather, tok, label + " moe combine TP all-gather");
   const Cost nr = norm_residual("moe.norm_residual", tok, pass);
   st.acc.add(kind_for("compute.combine", pass), nr, 0.0);
 }
 
-PhaseId Builder::grads_and_optimizer(int stage, PhaseId last_bwd, const std::map<int, PhaseId>& grads_ready) {
+PhaseId Builder::reduce_grads(int stage, PhaseId last_bwd, const std::map<int, PhaseId>& grads_ready) {
   const double grad_b = b_;
   const auto dense_groups = ctx_.mesh.dense_grad_groups(stage);
   const auto expert_groups = ctx_.mesh.expert_grad_groups(stage);
@@ -703,16 +800,12 @@ PhaseId Builder::grads_and_optimizer(int stage, PhaseId last_bwd, const std::map
   // Parameter bytes per device by layer (backward order), split dense / expert.
   std::vector<std::pair<int, std::pair<double, double>>> per_layer;
   const auto ids = stage_layers(stage);
-  double dense_total = 0.0, expert_total = 0.0;
   for (auto it = ids.rbegin(); it != ids.rend(); ++it) {
     const LayerDesc& L = layers_[static_cast<std::size_t>(*it)];
     const LayerParams lp = layer_params(m_, p_, L.decoder, L.moe);
-    const double dense = lp.dense, expert = lp.expert;
-    per_layer.push_back({*it, {dense * grad_b, expert * grad_b}});
-    dense_total += dense;
-    expert_total += expert;
+    per_layer.push_back({*it, {lp.dense * grad_b, lp.expert * grad_b}});
   }
-  if (stage == 0 || stage == p_.pipeline - 1) dense_total += static_cast<double>(m_.vocab) * d / tp_;
+  const auto [dense_total, expert_total] = stage_params(stage);
 
   std::vector<PhaseId> done{last_bwd};
   // ZeRO (any stage) keeps only the shard of the gradients its optimizer updates: a reduce-scatter, then (stages 1
@@ -768,6 +861,16 @@ PhaseId Builder::grads_and_optimizer(int stage, PhaseId last_bwd, const std::map
     if (expert_reduce) after = reduce(expert_groups, expert_total * grad_b, after, fmt::format("stage{} expert grads", stage));
     done.push_back(after);
   }
+  return done.size() == 1 ? done.front() : add_phase(g_, Phase{}, done);
+}
+
+PhaseId Builder::optimizer_step(int stage, PhaseId after) {
+  const auto dense_groups = ctx_.mesh.dense_grad_groups(stage);
+  const auto expert_groups = ctx_.mesh.expert_grad_groups(stage);
+  const bool dense_reduce = !dense_groups.empty() && dense_groups.front().size() > 1;
+  const bool expert_reduce = !expert_groups.empty() && expert_groups.front().size() > 1;
+  const bool zero = p_.zero_stage >= 1;
+  const auto [dense_total, expert_total] = stage_params(stage);
 
   // Optimizer: streams parameters, gradients and state (bytes per parameter as in memory.cpp) of the shard this
   // device owns: with ZeRO, 1 / (data x expert) of the dense parameters and 1 / data of its experts'.
@@ -783,7 +886,7 @@ PhaseId Builder::grads_and_optimizer(int stage, PhaseId last_bwd, const std::map
   }
   const double master = b_ < 4.0 ? 2.0 * 4.0 : 0.0;  // fp32 master weights, read + write
   const double bytes = params * (2.0 * b_ + b_ + state_bytes + master);  // weights r+w, gradient r, state, master
-  Stream st{stage, 0, add_phase(g_, Phase{}, done), Accum(ctx_.mesh.stage_devices(stage).size()), ctx_.mesh.stage_devices(stage)};
+  Stream st{stage, 0, after, Accum(ctx_.mesh.stage_devices(stage).size()), ctx_.mesh.stage_devices(stage)};
   st.acc.add("compute.optimizer", time([&] {
     KernelOp op;
     op.cls = KernelClass::optimizer;
@@ -880,9 +983,15 @@ BuiltStep Builder::run() {
     }
     if (!progress) throw Error("internal error: the 1F1B schedule deadlocked while building the step graph");
   }
-  std::vector<PhaseId> ends;
+  std::vector<PhaseId> reduced;
   for (int s = 0; s < P; ++s)
-    ends.push_back(grads_and_optimizer(s, stage_last[static_cast<std::size_t>(s)], ready[static_cast<std::size_t>(s)]));
+    reduced.push_back(reduce_grads(s, stage_last[static_cast<std::size_t>(s)], ready[static_cast<std::size_t>(s)]));
+  if (P > 1) {
+    const PhaseId synced = tied_embedding_sync(add_phase(g_, Phase{}, {reduced.front(), reduced.back()}));
+    reduced.front() = reduced.back() = synced;
+  }
+  std::vector<PhaseId> ends;
+  for (int s = 0; s < P; ++s) ends.push_back(optimizer_step(s, reduced[static_cast<std::size_t>(s)]));
   Phase end;
   end.label = "step end";
   out.end = add_phase(g_, std::move(end), ends);

@@ -459,29 +459,116 @@ TEST_CASE("workload::StepBuilder: sequence parallelism turns each tensor all-red
   REQUIRE(sp.scenario.parallelism.sequence_parallel);
   const BuiltStep a = plain.build(false), b = sp.build(false);
   check_dag(b);
-  // Two blocks per layer, forward and backward, two micro-batches.
-  const std::size_t blocks = static_cast<std::size_t>(L) * 2 * 2 * 2;
-  CHECK(tensor_ops(a, CollectiveOp::all_reduce) == blocks);
+  // Two blocks per layer, forward and backward, two micro-batches; per micro-batch the vocabulary-parallel embedding
+  // (forward) and the output head's input gradient (backward) are one more [tokens, d_model] collective each, and the
+  // cross-entropy three small all-reduces of [tokens] fp32 vectors in either layout.
+  const std::size_t blocks = static_cast<std::size_t>(L) * 2 * 2 * 2, vocab = 2 * 2, xent = 3 * 2;
+  CHECK(tensor_ops(a, CollectiveOp::all_reduce) == blocks + vocab + xent);
   CHECK(tensor_ops(a, CollectiveOp::reduce_scatter) == 0);
-  CHECK(tensor_ops(b, CollectiveOp::all_reduce) == 0);
-  CHECK(tensor_ops(b, CollectiveOp::reduce_scatter) == blocks);
-  CHECK(tensor_ops(b, CollectiveOp::all_gather) == blocks);
+  CHECK(tensor_ops(a, CollectiveOp::all_gather) == 0);  // a dense model: no MoE combine all-gather
+  CHECK(tensor_ops(b, CollectiveOp::all_reduce) == xent);
+  CHECK(tensor_ops(b, CollectiveOp::reduce_scatter) == blocks + vocab);
+  CHECK(tensor_ops(b, CollectiveOp::all_gather) == blocks + vocab);
   // Each of them over the full [tokens, d_model] buffer of the tensor group (a ring reduce-scatter and all-gather
-  // each move half of what a ring all-reduce of that buffer moves).
+  // each move half of what a ring all-reduce of that buffer moves); the cross-entropy's over [tokens] fp32.
+  double xent_bytes = 0.0;
   for (const Phase* p : t::all_phases(b.graph))
     if (p->kind == "comm.tensor_parallel") {
-      CHECK(p->comm.bytes_per_device == Approx(T / 2 / 2 * d * 2.0));  // tokens per replica and micro-batch, bf16
       REQUIRE(p->comm.groups.size() == 2);
       CHECK(p->comm.groups[0].size() == 4);
+      if (t::contains(p->label, "cross-entropy")) {
+        CHECK(p->comm.op == CollectiveOp::all_reduce);
+        CHECK(p->comm.bytes_per_device == Approx(T / 2 / 2 * 4.0));
+        xent_bytes += p->comm.bytes_per_device * 8;
+      } else {
+        CHECK(p->comm.bytes_per_device == Approx(T / 2 / 2 * d * 2.0));  // tokens per replica and micro-batch, bf16
+      }
     }
-  CHECK(tensor_bytes(b, CollectiveOp::reduce_scatter) == Approx(tensor_bytes(a, CollectiveOp::all_reduce)));
-  CHECK(tensor_bytes(b, CollectiveOp::all_gather) == Approx(tensor_bytes(a, CollectiveOp::all_reduce)));
+  CHECK(tensor_bytes(b, CollectiveOp::reduce_scatter) == Approx(tensor_bytes(a, CollectiveOp::all_reduce) - xent_bytes));
+  CHECK(tensor_bytes(b, CollectiveOp::all_gather) == Approx(tensor_bytes(a, CollectiveOp::all_reduce) - xent_bytes));
   SECTION("layer norms and residuals run on 1/tensor of the tokens: fewer executed FLOPs, the same model FLOPs") {
     CHECK(b.stats.model_flops == Approx(a.stats.model_flops).epsilon(1e-12));
     // Norm + residual: 10 FLOPs per element of [tokens, d] per block, forward + backward (x2): 3/4 of it saved,
     // on every device.
     const double saved = 8.0 * T / 2 * L * 2 * (10.0 * d) * (1.0 + 2.0) * 0.75;
     CHECK(a.stats.hardware_flops - b.stats.hardware_flops == Approx(saved).epsilon(0.01));
+  }
+}
+
+TEST_CASE("workload::StepBuilder: tensor x expert MoE layers all-gather the combined tokens (not under sequence parallelism)",
+          "[workload][step][tensor]") {
+  // 2 MoE layers (every layer), 2 experts over 2 expert ranks, tensor 2, 1 micro-batch.
+  const int L = 2, d = 512, s = 512;
+  const double T = 8.0 * s;
+  const std::string model = decoder(L, d, 8, 32000, s, "  experts: 2\n  moe_every: 1\n  top_k: 1\n  capacity_factor: 2.0\n");
+  const std::string par = "  tensor: 2\n  expert: 2\n  data: 2\n";
+  const t::StepFixture plain(t::load(t::scenario_yaml(model, "h100", 8, par, T)));
+  const t::StepFixture sp(t::load(t::scenario_yaml(model, "h100", 8, par + "  sequence_parallel: true\n", T)));
+  auto combine_gathers = [](const BuiltStep& b) {
+    std::vector<const Phase*> out;
+    for (const Phase* p : t::all_phases(b.graph))
+      if (p->type == Phase::Type::collective && t::contains(p->label, "moe combine TP all-gather")) out.push_back(p);
+    return out;
+  };
+  const BuiltStep a = plain.build(false), b = sp.build(false);
+  check_dag(a);
+  const auto g = combine_gathers(a);
+  REQUIRE(g.size() == static_cast<std::size_t>(L) * 2);  // one per MoE layer and pass
+  for (const Phase* p : g) {
+    CHECK(p->comm.op == CollectiveOp::all_gather);
+    CHECK(p->kind == "comm.tensor_parallel");
+    // [tokens of a data x expert replica, d_model] in bf16: 8 sequences over data x expert = 4 replicas.
+    CHECK(p->comm.bytes_per_device == Approx(T / 4 * d * 2.0));
+    CHECK(p->comm.groups.front().size() == 2);
+  }
+  CHECK(combine_gathers(b).empty());
+}
+
+TEST_CASE("workload::StepBuilder: pipelines sync the tied embedding's gradients; ZeRO-3 gathers the vocabulary matrix",
+          "[workload][step][zero][pipeline]") {
+  const int L = 4, d = 512, s = 512, V = 32000;
+  const double T = 8.0 * s;
+  auto tied_syncs = [](const BuiltStep& b) {
+    std::vector<const Phase*> out;
+    for (const Phase* p : t::all_phases(b.graph))
+      if (p->type == Phase::Type::collective && t::contains(p->label, "tied embedding gradients")) out.push_back(p);
+    return out;
+  };
+  {
+    // 2 stages x 2 data x 2 tensor: each of the 4 (data, tensor) ranks of stage 0 all-reduces with its peer on stage 1.
+    const t::StepFixture f(t::load(t::scenario_yaml(decoder(L, d, 8, V, s), "h100", 8, "  pipeline: 2\n  data: 2\n  tensor: 2\n  microbatches: 2\n", T)));
+    const BuiltStep b = f.build(false);
+    check_dag(b);
+    const auto sync = tied_syncs(b);
+    REQUIRE(sync.size() == 1);
+    CHECK(sync[0]->comm.op == CollectiveOp::all_reduce);
+    REQUIRE(sync[0]->comm.groups.size() == 4);
+    for (const auto& grp : sync[0]->comm.groups) {
+      REQUIRE(grp.size() == 2);
+      CHECK(f.mesh.stage_of(grp[0]) == 0);
+      CHECK(f.mesh.stage_of(grp[1]) == 1);
+      CHECK(f.mesh.tensor_of(grp[0]) == f.mesh.tensor_of(grp[1]));
+    }
+    CHECK(sync[0]->comm.bytes_per_device == Approx(static_cast<double>(V) * d / 2 * 2.0));  // 1/tensor of V x d, bf16
+  }
+  {
+    const t::StepFixture f(t::load(t::scenario_yaml(decoder(L, d, 8, V, s), "h100", 8, "  data: 8\n", T)));
+    CHECK(tied_syncs(f.build(false)).empty());  // one stage holds the one matrix
+  }
+  {
+    // ZeRO-3 over 8 replicas: every pass gathers the vocabulary matrix once before the embedding / output head.
+    const t::StepFixture f(t::load(t::scenario_yaml(decoder(L, d, 8, V, s), "h100", 8, "  data: 8\n  zero_stage: 3\n", T)));
+    const BuiltStep b = f.build(false);
+    check_dag(b);
+    std::size_t gathers = 0;
+    for (const Phase* p : t::all_phases(b.graph))
+      if (p->type == Phase::Type::collective && t::contains(p->label, "ZeRO-3 vocabulary-matrix all-gather")) {
+        ++gathers;
+        CHECK(p->comm.op == CollectiveOp::all_gather);
+        CHECK(p->comm.bytes_per_device == Approx(static_cast<double>(V) * d * 2.0));
+        CHECK(p->comm.groups.front().size() == 8);
+      }
+    CHECK(gathers == 2);  // forward and backward of the one micro-batch
   }
 }
 
