@@ -322,6 +322,7 @@ TEST_CASE("cli::bench --sweep: throughput ratio and per-point overhead are the f
   }
   CHECK(c.at("speedup_j2_over_j1").get<double>() ==
         Approx(j2.at("points_per_s").get<double>() / j1.at("points_per_s").get<double>()).epsilon(1e-12));
+  CHECK(c.at("machine_two_process_ceiling").get<double>() > 0.0);
   CHECK(c.at("overhead_per_point_s").get<double>() ==
         Approx(j1.at("wall_s").get<double>() / 4.0 - j1.at("mean_point_simulation_wall_s").get<double>()).epsilon(1e-12));
   // The merge case: 100 shard stores of the source sweep's 4 runs, all 400 in the merged store.
