@@ -121,6 +121,9 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--only", bench.only, "Run only cases whose name contains this text");
   bench_cmd->add_flag("--no-memo", bench.no_memo,
                      "Simulate every collective in full instead of replaying isolated ones (the fine-grained reference)");
+  bench_cmd->add_flag("--sweep", bench.sweep,
+                      "Measure sweeps instead: bench/sweep_*.yaml at -j 1 and -j 2, and `db merge` of 100 shard stores "
+                      "built from bench/merge_*.yaml");
 
   // validate
   ValidateOptions val;

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // `moesim bench`: measures the simulator itself on the scenarios under bench/ (GShard-600B at 1024,
 // 4096 and 16384 TPU v3 chips; a 1024-GPU H100 cluster with hierarchical all-to-all). Each case runs in
-// its own process, one at a time, so its wall time and peak resident memory are its own.
+// its own process, one at a time, so its wall time and peak resident memory are its own. `moesim bench --sweep`
+// measures sweeps instead: bench/sweep_*.yaml run by `moesim sweep` at -j 1 and -j 2 (throughput and the per-point
+// cost beyond the simulation itself), and `moesim db merge` of 100 shard stores built from bench/merge_*.yaml.
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -12,7 +14,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -29,6 +33,9 @@
 #include "moesim/engine/job.hpp"
 #include "moesim/engine/serving.hpp"
 #include "moesim/scenario/loader.hpp"
+#include "moesim/store/store.hpp"
+
+#include <sqlite3.h>
 
 namespace moesim::cli {
 
@@ -143,6 +150,297 @@ nlohmann::json scaling_ratios(const nlohmann::json& cases) {
   return out;
 }
 
+/** Runs this very binary as `moesim ARGS...` in a child process (its stdout to /dev/null); the wall seconds it took.
+ *  A child that fails is an error naming `what`. */
+double time_moesim(const std::vector<std::string>& args, const std::string& what) {
+  std::vector<char*> argv;
+  std::string self = "moesim";
+  argv.push_back(self.data());
+  std::vector<std::string> copy = args;
+  for (auto& a : copy) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::cout.flush();
+  std::fflush(nullptr);
+  const auto t0 = std::chrono::steady_clock::now();
+  const pid_t parent = ::getpid();
+  const pid_t pid = ::fork();
+  if (pid < 0) throw Error("bench: cannot fork");
+  if (pid == 0) {
+    die_with_parent(parent);
+    FILE* f = std::freopen("/dev/null", "w", stdout);
+    (void)f;
+    ::execv("/proc/self/exe", argv.data());
+    ::_exit(127);
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) throw Error(fmt::format("bench: `moesim {}` failed", what));
+  return wall;
+}
+
+void remove_store(const std::string& db) {
+  std::filesystem::remove(db);
+  std::filesystem::remove(db + "-wal");
+  std::filesystem::remove(db + "-shm");
+}
+
+/** The simulator's own wall time (the `sim_wall_s` metric) of every complete run of a store. */
+std::vector<double> point_sim_walls(const std::string& db) {
+  const store::Store s(db, store::Store::Mode::read_only);
+  std::vector<double> out;
+  for (const auto& r : s.list_runs()) {
+    if (r.status != store::RunStatus::complete) continue;
+    for (const auto& m : s.get_run(r.id).metrics)
+      if (m.name == "sim_wall_s") out.push_back(m.value);
+  }
+  return out;
+}
+
+/** What N processes at once get from this machine's cores: N children each spin (a dependent integer loop) for
+ *  `seconds` at the same time; returns their iterations summed. Measured once with 1 and once with 2 processes,
+ *  the ratio is the machine's two-process ceiling: on 2 idle physical cores about 2, less when other work or the
+ *  hypervisor takes cores. A sweep's -j 2 speedup is read against it. */
+double spin_iterations(int processes, double seconds) {
+  std::vector<std::pair<pid_t, int>> kids;
+  std::cout.flush();
+  std::fflush(nullptr);
+  const pid_t parent = ::getpid();
+  for (int k = 0; k < processes; ++k) {
+    int fds[2];
+    if (::pipe(fds) != 0) throw Error("bench: cannot create a pipe");
+    const pid_t pid = ::fork();
+    if (pid < 0) throw Error("bench: cannot fork");
+    if (pid == 0) {
+      die_with_parent(parent);
+      ::close(fds[0]);
+      const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+      std::uint64_t n = 0, x = 88172645463325252ULL;
+      while (std::chrono::steady_clock::now() < end)
+        for (int i = 0; i < 4096; ++i, ++n) x ^= x << 13, x ^= x >> 7, x ^= x << 17;  // xorshift64: no memory traffic
+      volatile std::uint64_t sink = x;  // the loop's result is used: the compiler keeps the loop
+      (void)sink;
+      const double out = static_cast<double>(n);
+      const ssize_t w = ::write(fds[1], &out, sizeof out);
+      ::_exit(w == static_cast<ssize_t>(sizeof out) ? 0 : 1);
+    }
+    ::close(fds[1]);
+    kids.emplace_back(pid, fds[0]);
+  }
+  double total = 0.0;
+  for (auto& [pid, fd] : kids) {
+    double v = 0.0;
+    if (::read(fd, &v, sizeof v) == static_cast<ssize_t>(sizeof v)) total += v;
+    ::close(fd);
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+  }
+  return total;
+}
+
+/** A sweep case: the whole `moesim sweep FILE` into a fresh store at -j 1 and at -j 2 (each point in its own
+ *  process, as always). Throughput is simulated points per wall second; the per-point overhead is what -j 1 spends
+ *  per point beyond the point's own simulation (its `sim_wall_s`): planning, forking, storing. */
+nlohmann::json bench_sweep(const std::string& file, const std::string& profiles_dir, const std::string& tmp) {
+  nlohmann::json runs = nlohmann::json::array();
+  for (const int jobs : {1, 2}) {
+    const std::string db = fmt::format("{}/sweep_j{}.db", tmp, jobs);
+    remove_store(db);
+    // Other work on the machine takes cores from -j 2 first: the 1-minute load average is recorded with the figure.
+    double load[1] = {0.0};
+    if (::getloadavg(load, 1) != 1) load[0] = -1.0;
+    const double wall =
+        time_moesim({"--profiles", profiles_dir, "sweep", file, "--db", db, "-j", std::to_string(jobs), "--json"}, "sweep " + file);
+    const std::vector<double> sims = point_sim_walls(db);
+    remove_store(db);
+    if (sims.empty()) throw Error(fmt::format("bench: `moesim sweep {}` simulated no point", file));
+    double sum = 0.0;
+    for (double v : sims) sum += v;
+    const double points = static_cast<double>(sims.size());
+    runs.push_back({{"jobs", jobs},
+                    {"points", sims.size()},
+                    {"wall_s", wall},
+                    {"points_per_s", points / wall},
+                    {"mean_point_simulation_wall_s", sum / points},
+                    {"load_average_1m_before", load[0]}});
+  }
+  const double one = spin_iterations(1, 1.0);
+  const double two = spin_iterations(2, 1.0);
+  const nlohmann::json& j1 = runs[0];
+  const double points = j1.at("points").get<double>();
+  return {{"file", std::filesystem::path(file).filename().string()},
+          {"runs", runs},
+          // -j 2 throughput over -j 1 (the target: >= 1.8 on 2 cores)
+          {"speedup_j2_over_j1", runs[1].at("points_per_s").get<double>() / j1.at("points_per_s").get<double>()},
+          // two spinning processes' work against one's, in the same time (2 on two idle cores): the machine's ceiling
+          {"machine_two_process_ceiling", two / one},
+          // -j 1 wall time per point minus the mean simulation wall time of a point (the target: < 50 ms)
+          {"overhead_per_point_s", j1.at("wall_s").get<double>() / points - j1.at("mean_point_simulation_wall_s").get<double>()}};
+}
+
+constexpr int kMergeShards = 100;
+
+void sql(sqlite3* db, const std::string& text, const std::string& what) {
+  char* err = nullptr;
+  if (sqlite3_exec(db, text.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+    const std::string m = err ? err : "unknown error";
+    sqlite3_free(err);
+    throw Error(fmt::format("bench: {}: {}", what, m));
+  }
+}
+
+/** The merge case: one real sweep of FILE (its N runs), copied into 100 shard stores that look like the shards of
+ *  one 100*N-point sweep, then `moesim db merge` of all 100 into a fresh store, timed as a whole process. */
+nlohmann::json bench_merge(const std::string& file, const std::string& profiles_dir, const std::string& tmp) {
+  const std::string base = tmp + "/merge_base.db";
+  remove_store(base);
+  const double sweep_wall = time_moesim({"--profiles", profiles_dir, "sweep", file, "--db", base, "-j", "2", "--json"}, "sweep " + file);
+  std::size_t runs_per_shard = 0;
+  {
+    const store::Store s(base, store::Store::Mode::read_only);
+    for (const auto& r : s.list_runs()) runs_per_shard += r.status == store::RunStatus::complete && !r.point_hash.empty();
+  }
+  if (runs_per_shard == 0) throw Error(fmt::format("bench: `moesim sweep {}` stored no complete run to merge", file));
+  std::vector<std::string> args = {"db", "merge", tmp + "/merged.db"};
+  remove_store(args[2]);
+  sqlite3* src = nullptr;
+  if (sqlite3_open_v2(base.c_str(), &src, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+    sqlite3_close(src);
+    throw Error(fmt::format("bench: cannot open {}", base));
+  }
+  try {
+    for (int k = 0; k < kMergeShards; ++k) {
+      const std::string shard = fmt::format("{}/shard{}.db", tmp, k);
+      remove_store(shard);
+      sql(src, fmt::format("VACUUM INTO '{}'", shard), "copy " + base);
+      sqlite3* db = nullptr;
+      if (sqlite3_open_v2(shard.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) {
+        sqlite3_close(db);
+        throw Error(fmt::format("bench: cannot open {}", shard));
+      }
+      // Shard k holds points 100k.. of the big sweep: point hashes distinct per shard (their first four hex digits
+      // replaced by k's), point indices offset by k*N, the one sweep 100 times as long.
+      const std::string prefix = fmt::format("'{:04x}'", k);
+      try {
+        sql(db,
+            fmt::format("BEGIN; UPDATE runs SET point_hash = {0} || substr(point_hash, 5) WHERE point_hash IS NOT NULL; "
+                        "UPDATE sweep_points SET idx = idx + {1}, point_hash = CASE WHEN point_hash IS NULL THEN NULL "
+                        "ELSE {0} || substr(point_hash, 5) END; UPDATE sweeps SET point_count = point_count * {2}; COMMIT;",
+                        prefix, static_cast<std::int64_t>(k) * static_cast<std::int64_t>(runs_per_shard) * 100, kMergeShards),
+            "rewrite " + shard);
+      } catch (...) {
+        sqlite3_close(db);
+        throw;
+      }
+      sqlite3_close(db);
+      args.push_back(shard);
+    }
+  } catch (...) {
+    sqlite3_close(src);
+    throw;
+  }
+  sqlite3_close(src);
+  const double wall = time_moesim(args, "db merge");
+  std::size_t merged = 0;
+  {
+    const store::Store s(args[2], store::Store::Mode::read_only);
+    for (const auto& r : s.list_runs()) merged += r.status == store::RunStatus::complete;
+  }
+  for (std::size_t i = 2; i < args.size(); ++i) remove_store(args[i]);
+  remove_store(base);
+  return {{"file", std::filesystem::path(file).filename().string()},
+          {"shards", kMergeShards},
+          {"runs_per_shard", runs_per_shard},
+          {"runs_merged", merged},
+          {"source_sweep_wall_s", sweep_wall},
+          {"wall_s", wall},
+          {"method",
+           fmt::format("one real {}-point sweep of {} (-j 2), copied {} times with SQLite's VACUUM INTO; copy k's point "
+                       "hashes get k as their first four hex digits and its point indices are offset by k x points, so the "
+                       "copies are the {} disjoint shards of one sweep of {} points; then `moesim db merge` of all of them "
+                       "into a fresh store, timed as one process",
+                       runs_per_shard, std::filesystem::path(file).filename().string(), kMergeShards, kMergeShards,
+                       runs_per_shard * kMergeShards)}};
+}
+
+/** `moesim bench --sweep`: the sweep cases, then the merge case, of bench/ (filtered by --only). */
+int bench_sweeps(const std::string& dir, const std::string& profiles_dir, const BenchOptions& o) {
+  std::vector<std::string> sweeps, merges;
+  if (std::filesystem::is_directory(dir))
+    for (const auto& e : std::filesystem::directory_iterator(dir)) {
+      const std::string stem = e.path().stem().string();
+      if (e.path().extension() != ".yaml" || (!o.only.empty() && stem.find(o.only) == std::string::npos)) continue;
+      if (stem.rfind("sweep_", 0) == 0) sweeps.push_back(e.path().string());
+      if (stem.rfind("merge_", 0) == 0) merges.push_back(e.path().string());
+    }
+  std::sort(sweeps.begin(), sweeps.end());
+  std::sort(merges.begin(), merges.end());
+  if (sweeps.empty() && merges.empty())
+    throw Error(fmt::format("no sweep or merge benchmark scenarios (sweep_*.yaml, merge_*.yaml) in '{}'{}", dir,
+                            o.only.empty() ? "" : fmt::format(" matching '{}'", o.only)));
+  const std::string tmp = (std::filesystem::temp_directory_path() / fmt::format("moesim_bench_sweep_{}", ::getpid())).string();
+  std::filesystem::create_directories(tmp);
+  struct Cleanup {
+    std::string dir;
+    ~Cleanup() {
+      std::error_code ec;
+      std::filesystem::remove_all(dir, ec);
+    }
+  } cleanup{tmp};
+  install_interrupt_handler();
+  const bool tty = isatty(2) && !o.json;
+  nlohmann::json sweep_cases = nlohmann::json::array(), merge_cases = nlohmann::json::array();
+  if (!o.json && !sweeps.empty())
+    std::cout << fmt::format("{:<28} {:>6} {:>5} {:>10} {:>10} {:>18} {:>10}\n", "sweep case", "points", "jobs", "wall (s)", "points/s",
+                             "mean point sim (s)", "load avg");
+  for (const auto& f : sweeps) {
+    if (tty) std::cerr << fmt::format("[bench] {} ...", f) << std::flush;
+    nlohmann::json c = bench_sweep(f, profiles_dir, tmp);
+    if (tty) std::cerr << "\r" << std::string(70, ' ') << "\r";
+    if (!o.json) {
+      for (const auto& r : c.at("runs"))
+        std::cout << fmt::format("{:<28} {:>6} {:>5} {:>10.2f} {:>10.3f} {:>18.4f} {:>10.2f}\n", c.at("file").get<std::string>(),
+                                 r.at("points").get<int>(), r.at("jobs").get<int>(), r.at("wall_s").get<double>(),
+                                 r.at("points_per_s").get<double>(), r.at("mean_point_simulation_wall_s").get<double>(),
+                                 r.at("load_average_1m_before").get<double>());
+      std::cout << fmt::format("{:<28} -j 2 throughput / -j 1: x{:.3f} (target >= 1.8); overhead per point beyond its "
+                               "simulation at -j 1: {:.1f} ms (target < 50 ms)\n"
+                               "{:<28} this machine's ceiling for two processes (two spinning processes' work against one's): "
+                               "x{:.3f}\n",
+                               "", c.at("speedup_j2_over_j1").get<double>(), c.at("overhead_per_point_s").get<double>() * 1e3,
+                               "", c.at("machine_two_process_ceiling").get<double>())
+                << std::flush;
+    }
+    sweep_cases.push_back(std::move(c));
+  }
+  for (const auto& f : merges) {
+    if (tty) std::cerr << fmt::format("[bench] {} ...", f) << std::flush;
+    nlohmann::json c = bench_merge(f, profiles_dir, tmp);
+    if (tty) std::cerr << "\r" << std::string(70, ' ') << "\r";
+    if (!o.json)
+      std::cout << fmt::format("merge {}: {} shard stores of {} runs each into one store of {} runs: {:.2f} s (target < 10 s)\n"
+                               "  method: {}\n",
+                               c.at("file").get<std::string>(), c.at("shards").get<int>(), c.at("runs_per_shard").get<int>(),
+                               c.at("runs_merged").get<int>(), c.at("wall_s").get<double>(), c.at("method").get<std::string>())
+                << std::flush;
+    merge_cases.push_back(std::move(c));
+  }
+  if (o.json) {
+    utsname u{};
+    uname(&u);
+    std::cout << nlohmann::json{{"moesim_version", kVersion},
+                                {"git_hash", kGitHash},
+                                {"machine", {{"cpus", std::thread::hardware_concurrency()}, {"system", u.sysname}, {"release", u.release}, {"arch", u.machine}}},
+                                {"sweeps", sweep_cases},
+                                {"merges", merge_cases}}
+                     .dump(2)
+              << "\n";
+  }
+  return 0;
+}
+
 /** bench/ next to the profiles directory (the source tree), or $MOESIM_BENCH. */
 std::string bench_dir(const catalog::Catalog& catalog) {
   if (const char* env = std::getenv("MOESIM_BENCH")) return env;
@@ -153,11 +451,15 @@ std::string bench_dir(const catalog::Catalog& catalog) {
 int cmd_bench(const GlobalOptions& g, const BenchOptions& o) {
   const catalog::Catalog catalog = load_catalog(g);
   const std::string dir = bench_dir(catalog);
+  if (o.sweep) return bench_sweeps(dir, catalog.profiles_dir(), o);
   std::vector<std::string> files;
   if (std::filesystem::is_directory(dir))
-    for (const auto& e : std::filesystem::directory_iterator(dir))
-      if (e.path().extension() == ".yaml" && (o.only.empty() || e.path().stem().string().find(o.only) != std::string::npos))
+    for (const auto& e : std::filesystem::directory_iterator(dir)) {
+      const std::string stem = e.path().stem().string();
+      if (stem.rfind("sweep_", 0) == 0 || stem.rfind("merge_", 0) == 0) continue;  // `moesim bench --sweep`'s cases
+      if (e.path().extension() == ".yaml" && (o.only.empty() || stem.find(o.only) != std::string::npos))
         files.push_back(e.path().string());
+    }
   std::vector<std::pair<int, scenario::Scenario>> todo;  // smallest cluster first
   for (const auto& f : files) {
     scenario::Scenario s = scenario::load_file(f, catalog);

@@ -73,6 +73,7 @@ struct BenchOptions {
   bool json = false;
   std::string only;
   bool no_memo = false;  ///< simulate every collective in full (the fine-grained reference for memoisation)
+  bool sweep = false;    ///< the sweep cases (bench/sweep_*.yaml at -j 1 and -j 2) and the merge case (bench/merge_*.yaml)
 };
 
 catalog::Catalog load_catalog(const GlobalOptions& g);

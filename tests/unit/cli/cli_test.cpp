@@ -289,3 +289,71 @@ TEST_CASE("cli::bench: JSON cases carry the issue's fields, and memoisation matc
   CHECK(none.err.find("no benchmark scenarios") != std::string::npos);
   fs::remove_all(dir);
 }
+
+TEST_CASE("cli::bench --sweep: throughput ratio and per-point overhead are the figures they are computed from", "[cli][bench][sweep]") {
+  const std::string dir = scratch("bench_sweep");
+  const std::string bench = dir + "/bench";
+  fs::create_directories(bench);
+  // Six points, four of them valid (two do not divide): the sweep case and the merge case's source.
+  fs::copy_file(kData + "small_sweep.yaml", bench + "/sweep_tiny.yaml");
+  fs::copy_file(kData + "small_sweep.yaml", bench + "/merge_tiny.yaml");
+  ::setenv("MOESIM_BENCH", bench.c_str(), 1);
+  const Result j = run_moesim("bench --sweep --json", dir);
+  const Result text = run_moesim("bench --sweep --only sweep_", dir);
+  const Result plain = run_moesim("bench", dir);  // the sweep inputs are not cases of the plain bench
+  const Result none = run_moesim("bench --sweep --only no_such_case", dir);
+  ::unsetenv("MOESIM_BENCH");
+  INFO(j.err);
+  REQUIRE(j.status == 0);
+  const json out = json::parse(j.out);
+  REQUIRE(out.at("sweeps").size() == 1);
+  const json& c = out.at("sweeps")[0];
+  CHECK(c.at("file") == "sweep_tiny.yaml");
+  REQUIRE(c.at("runs").size() == 2);
+  const json& j1 = c.at("runs")[0];
+  const json& j2 = c.at("runs")[1];
+  CHECK(j1.at("jobs") == 1);
+  CHECK(j2.at("jobs") == 2);
+  for (const json* r : {&j1, &j2}) {
+    CHECK(r->at("points") == 4);
+    CHECK(r->at("wall_s").get<double>() > 0.0);
+    CHECK(r->at("mean_point_simulation_wall_s").get<double>() > 0.0);
+    CHECK(r->at("points_per_s").get<double>() == Approx(4.0 / r->at("wall_s").get<double>()).epsilon(1e-12));
+  }
+  CHECK(c.at("speedup_j2_over_j1").get<double>() ==
+        Approx(j2.at("points_per_s").get<double>() / j1.at("points_per_s").get<double>()).epsilon(1e-12));
+  CHECK(c.at("machine_two_process_ceiling").get<double>() > 0.0);
+  CHECK(c.at("overhead_per_point_s").get<double>() ==
+        Approx(j1.at("wall_s").get<double>() / 4.0 - j1.at("mean_point_simulation_wall_s").get<double>()).epsilon(1e-12));
+  // The merge case: 100 shard stores of the source sweep's 4 runs, all 400 in the merged store.
+  REQUIRE(out.at("merges").size() == 1);
+  const json& m = out.at("merges")[0];
+  CHECK(m.at("shards") == 100);
+  CHECK(m.at("runs_per_shard") == 4);
+  CHECK(m.at("runs_merged") == 400);
+  CHECK(m.at("wall_s").get<double>() > 0.0);
+  CHECK(m.at("method").get<std::string>().find("VACUUM INTO") != std::string::npos);
+  // The text: the printed ratio is the ratio of the printed throughputs (to their printed precision).
+  INFO(text.out);
+  REQUIRE(text.status == 0);
+  std::istringstream lines(text.out);
+  std::vector<double> pps;
+  double ratio = 0.0;
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream w(line);
+    std::string file;
+    int points = 0, jobs = 0;
+    double wall = 0.0, rate = 0.0;
+    if (line.rfind("sweep_tiny.yaml", 0) == 0 && (w >> file >> points >> jobs >> wall >> rate)) pps.push_back(rate);
+    const auto at = line.find("-j 1: x");
+    if (at != std::string::npos) ratio = std::stod(line.substr(at + 7));
+  }
+  REQUIRE(pps.size() == 2);
+  CHECK(ratio == Approx(pps[1] / pps[0]).epsilon(0.02));
+  CHECK(text.out.find("merge ") == std::string::npos);  // --only sweep_ leaves the merge case out
+  CHECK(plain.status != 0);
+  CHECK(plain.err.find("no benchmark scenarios") != std::string::npos);
+  CHECK(none.status != 0);
+  CHECK(none.err.find("no sweep or merge benchmark scenarios") != std::string::npos);
+  fs::remove_all(dir);
+}
