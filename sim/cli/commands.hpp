@@ -96,6 +96,7 @@ struct PlanOptions {
   bool list_pruned = false;  ///< --dry-run: every layout with its verdict, not only the counts
   std::string shard;
   int max_microbatch_factor = 2;
+  int max_pipeline = 0;  ///< 0: no bound
 };
 /** `moesim plan SCENARIO`: the parallelism planner (engine/planner.hpp) — enumerates the layouts, prunes what does
  *  not fit, simulates the rest as a sweep (stored like `moesim sweep`'s, so resumable and `report sN` works) and

@@ -58,7 +58,8 @@ int cmd_plan(const GlobalOptions& g, const PlanOptions& o) {
   const catalog::Catalog catalog = load_catalog(g);
   const scenario::Scenario base = scenario::load_plan_base(o.scenario, catalog, o.overrides);
   const catalog::AcceleratorSpec& accel = catalog.accelerator(base.cluster.accelerator);
-  const engine::PlanSpace space = engine::plan_space(base, accel, o.max_microbatch_factor);
+  engine::PlanSpace space = engine::plan_space(base, accel, o.max_microbatch_factor);
+  space.max_pipeline = o.max_pipeline;
   const std::vector<engine::Layout> layouts = engine::enumerate_layouts(space);
   const std::vector<engine::Candidate> candidates = engine::screen_layouts(
       layouts,

@@ -77,7 +77,8 @@ std::vector<std::string> enumeration_rules(const PlanSpace& s) {
       s.experts > 0 ? fmt::format("expert divides the {} experts", s.experts) : std::string("expert = 1 (a dense model)"),
       fmt::format("tensor divides heads ({}), d_ff ({}) and expert_d_ff ({}), and is at most {}, {}", s.heads, s.d_ff,
                   s.expert_d_ff, s.max_tensor, s.max_tensor_basis),
-      fmt::format("pipeline divides the {} layers (stages of equal depth)", s.layers),
+      fmt::format("pipeline divides the {} layers (stages of equal depth){}", s.layers,
+                  s.max_pipeline > 0 ? fmt::format(" and is at most {} (--max-pipeline)", s.max_pipeline) : std::string()),
       fmt::format("data x expert divides the {} sequences of a step", s.sequences),
       fmt::format("micro-batches: powers of two dividing the sequences of one replica; with a pipeline, from the "
                   "pipeline stages up to {} times them",
@@ -93,7 +94,7 @@ std::vector<Layout> enumerate_layouts(const PlanSpace& s) {
   std::vector<std::string> why;
   const std::vector<long long> devs = divisors(s.devices);
   for (long long p : devs) {
-    if (!divides(p, s.layers)) continue;
+    if (!divides(p, s.layers) || (s.max_pipeline > 0 && p > s.max_pipeline)) continue;
     for (long long t : devs) {
       if (t > s.max_tensor || !divides(t, s.heads) || !divides(t, s.d_ff) || !divides(t, s.expert_d_ff)) continue;
       if (!divides(p * t, s.devices)) continue;
@@ -117,7 +118,7 @@ std::vector<Layout> enumerate_layouts(const PlanSpace& s) {
     // Say which rule leaves nothing: the pipelines and tensor degrees allowed, and the replicas they leave.
     std::vector<std::string> ps, ts;
     for (long long p : devs)
-      if (divides(p, s.layers)) ps.push_back(std::to_string(p));
+      if (divides(p, s.layers) && (s.max_pipeline <= 0 || p <= s.max_pipeline)) ps.push_back(std::to_string(p));
     for (long long t : devs)
       if (t <= s.max_tensor && divides(t, s.heads) && divides(t, s.d_ff) && divides(t, s.expert_d_ff))
         ts.push_back(std::to_string(t));

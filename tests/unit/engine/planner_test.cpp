@@ -86,6 +86,10 @@ TEST_CASE("engine::enumerate_layouts: the tensor bound and a dense model", "[eng
   PlanSpace s = tiny_space();
   s.max_tensor = 1;
   for (const Layout& l : moesim::engine::enumerate_layouts(s)) CHECK(l.tensor == 1);
+  s.max_pipeline = 1;  // --max-pipeline 1: no pipeline layouts, and the rule says so
+  for (const Layout& l : moesim::engine::enumerate_layouts(s)) CHECK(l.pipeline == 1);
+  CHECK_THAT(moesim::engine::enumeration_rules(s).at(3), Catch::Contains("at most 1 (--max-pipeline)"));
+  s.max_pipeline = 0;
   s.experts = 0;  // dense: expert parallelism 1 only
   const auto dense = moesim::engine::enumerate_layouts(s);
   REQUIRE_FALSE(dense.empty());

@@ -25,6 +25,7 @@ struct PlanSpace {
   int max_tensor = 1;            ///< the largest tensor degree considered
   std::string max_tensor_basis;  ///< why (one NVLink node, one torus row)
   int max_microbatch_factor = 2; ///< micro-batches at most this many times the pipeline stages (pipeline > 1)
+  int max_pipeline = 0;          ///< at most this many pipeline stages (--max-pipeline); 0: no bound
 };
 
 /** The space of `base` (a scenario from scenario::load_plan_base) on `accel`: the tensor bound is the GPUs of one
