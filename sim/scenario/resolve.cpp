@@ -249,9 +249,12 @@ void Resolver::resolve_training_and_parallelism() {
   const long long chips = i(doc_["cluster"]["count"]);
   const long long per_chip = accel_->devices_per_chip;
   if (p.is_string()) {
-    if (p.get<std::string>() != "auto")
-      fail("parallelism", fmt::format("'{}' is not a layout: give a mapping (data, expert, tensor, pipeline, ...) or "
-                                      "`auto` (the planner chooses)", p.get<std::string>()));
+    if (p.get<std::string>() != "auto") {
+      std::vector<std::string> keys;
+      for (const FieldSpec* f : children_of("parallelism")) keys.push_back(f->path.substr(std::string("parallelism.").size()));
+      fail("parallelism", fmt::format("expected a mapping with keys ({}) or `auto` (the planner chooses: moesim plan), got {}",
+                                      text::join(keys), p.get<std::string>()));
+    }
     if (!plan_base_)
       fail("parallelism", "`parallelism: auto` asks the planner for a layout; this command needs one: run `moesim plan "
                           "FILE` (it enumerates, prunes, simulates and ranks the valid layouts) and give its best as "

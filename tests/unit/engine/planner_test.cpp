@@ -205,7 +205,8 @@ TEST_CASE("scenario: `parallelism: auto` is refused where one layout is needed, 
   CHECK_THROWS_WITH(moesim::scenario::load_file(file, real_catalog()),
                     Catch::Contains("parallelism") && Catch::Contains("moesim plan"));
   CHECK_THROWS_WITH(moesim::scenario::load_file(file, real_catalog(), {"parallelism=automatic"}),
-                    Catch::Contains("'automatic' is not a layout"));
+                    Catch::Contains("expected a mapping with keys (data, expert") && Catch::Contains("or `auto`") &&
+                        Catch::Contains("got automatic"));
   // A layout given on the command line replaces `auto`, the other keys take their defaults.
   const auto s = moesim::scenario::load_file(file, real_catalog(), {"parallelism.data=2"});
   CHECK(s.parallelism.data == 2);
