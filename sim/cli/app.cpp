@@ -52,6 +52,36 @@ int main(int argc, char** argv) {
   cmp_cmd->add_option("--alt", cmp.alternatives, "An extra alternative as YAML: '{label: x, placement: [...]}'");
   cmp_cmd->add_option("-j,--jobs", cmp.jobs, "Alternatives simulated at once")->default_val(2);
 
+  // plan
+  PlanOptions pl;
+  auto* plan_cmd = app.add_subcommand(
+      "plan",
+      "Parallelism planner: enumerate every valid (data, expert, tensor, pipeline, micro-batches, ZeRO) layout of a "
+      "training scenario (parallelism: auto or any), prune what does not fit in memory, simulate the rest as a sweep "
+      "(resumable, `report sN`) and rank them. Rules: data x expert x tensor x pipeline = devices; expert divides the "
+      "experts; tensor divides heads, d_ff and expert_d_ff and stays in one NVLink node (GPU) or torus row (TPU); "
+      "pipeline divides the layers; data x expert divides the sequences of a step; micro-batches are powers of two "
+      "dividing a replica's sequences (with a pipeline: P to K x P, K = --max-microbatch-factor); ZeRO 0-3. Not "
+      "simulated, with the reason stored: ZeRO-1 where ZeRO-2 fits (same step, less memory), and without a pipeline "
+      "all but the fewest micro-batches of the same rematerialisation");
+  plan_cmd->add_option("scenario", pl.scenario, "Training scenario YAML file")->required();
+  plan_cmd->add_option("--db", pl.db, "Run store (SQLite)")->default_val("moesim.db");
+  plan_cmd->add_option("--set", pl.overrides, "Override a scenario key: KEY.PATH=YAML");
+  plan_cmd->add_option("-j,--jobs", pl.jobs, "Layouts simulated at once")->default_val(2)->check(CLI::Range(1, 1024));
+  plan_cmd->add_option("--rank-by", pl.rank_by, "Rank by training time, facility energy or gross CO2e")
+      ->default_val("time")->check(CLI::IsMember({"time", "energy", "co2e"}));
+  plan_cmd->add_option("--top", pl.top, "Rows of the ranked table")->default_val(10)->check(CLI::Range(1, 1000000));
+  plan_cmd->add_flag("--json", pl.json, "Print one JSON object");
+  plan_cmd->add_flag("--dry-run", pl.dry_run, "Enumerate and prune only; simulate nothing");
+  plan_cmd->add_flag("--list", pl.list_pruned, "Also list every layout with its verdict and reason");
+  plan_cmd->add_option("--shard", pl.shard, "Simulate only shard I of N of the layouts (as `moesim sweep --shard`)");
+  plan_cmd->add_option("--max-microbatch-factor", pl.max_microbatch_factor,
+                       "With a pipeline of P stages, micro-batches up to this many times P")
+      ->default_val(2)->check(CLI::Range(1, 1024));
+  plan_cmd->add_option("--max-pipeline", pl.max_pipeline,
+                       "At most this many pipeline stages (0: no bound); the bound is stated in the output")
+      ->default_val(0)->check(CLI::Range(0, 1000000));
+
   // sweep
   SweepOptions sw;
   auto* sweep_cmd = app.add_subcommand("sweep", "Run every point of a scenario's sweep: section (resumable; shardable as a Slurm array)");
@@ -186,6 +216,7 @@ int main(int argc, char** argv) {
     if (run_cmd->parsed()) return run.max_rate ? cmd_max_rate(g, run) : cmd_run(g, run);
     if (cmp_cmd->parsed()) return cmd_compare(g, cmp);
     if (sweep_cmd->parsed()) return cmd_sweep(g, sw);
+    if (plan_cmd->parsed()) return cmd_plan(g, pl);
     if (db_merge->parsed()) return cmd_db_merge(merge);
     if (rep_cmd->parsed()) return cmd_report(g, rep);
     if (explain_cmd->parsed()) return cmd_explain(markdown);

@@ -87,6 +87,25 @@ int cmd_report(const GlobalOptions& g, const ReportOptions& o);
 /** `moesim sweep`: every point of the scenario's `sweep:` section (or this shard's), in child processes, stored
  *  with its point hash; points already complete in the store are not run again. */
 int cmd_sweep(const GlobalOptions& g, const SweepOptions& o);
+struct PlanOptions {
+  std::string scenario;
+  std::string db = "moesim.db";
+  std::vector<std::string> overrides;
+  int jobs = 2;
+  std::string rank_by = "time";  ///< time | energy | co2e
+  int top = 10;
+  bool json = false;
+  bool dry_run = false;
+  bool list_pruned = false;  ///< --dry-run: every layout with its verdict, not only the counts
+  std::string shard;
+  int max_microbatch_factor = 2;
+  int max_pipeline = 0;  ///< 0: no bound
+};
+/** `moesim plan SCENARIO`: the parallelism planner (engine/planner.hpp) — enumerates the layouts, prunes what does
+ *  not fit, simulates the rest as a sweep (stored like `moesim sweep`'s, so resumable and `report sN` works) and
+ *  prints them ranked. */
+int cmd_plan(const GlobalOptions& g, const PlanOptions& o);
+
 /** `moesim db merge OUT SHARD...`: shard stores into one (Store::merge_from, one transaction per shard). */
 int cmd_db_merge(const DbMergeOptions& o);
 

@@ -175,6 +175,12 @@ int cmd_sweep(const GlobalOptions& g, const SweepOptions& o) {
   if (o.slurm_script || o.submit) return print_slurm_script(g, o, def);
 
   const catalog::Catalog catalog = load_catalog(g);
+  run_sweep(catalog, o, def, shard, {});
+  return 0;
+}
+
+std::int64_t run_sweep(const catalog::Catalog& catalog, const SweepOptions& o, const scenario::SweepDefinition& def,
+                       const Shard& shard, const std::map<std::size_t, std::string>& preskip) {
   std::vector<PlannedPoint> plan;
   std::string scenario_name;
   json identity = json::array();
@@ -193,6 +199,11 @@ int cmd_sweep(const GlobalOptions& g, const SweepOptions& o) {
       pp.cost = estimated_cost(pp.scenario->resolved);
       if (scenario_name.empty()) scenario_name = pp.scenario->name;
       identity.push_back(pp.hash);
+      if (auto why = preskip.find(p.index); why != preskip.end()) {  // decided by the caller (the planner): not run
+        pp.skip_reason = why->second;
+        pp.scenario.reset();
+        pp.cost = 0.0;
+      }
     } catch (const Error& e) {
       pp.skip_reason = e.what();
       identity.push_back("unresolved: " + p.label());
@@ -201,7 +212,7 @@ int cmd_sweep(const GlobalOptions& g, const SweepOptions& o) {
   }
   const std::size_t resolved = static_cast<std::size_t>(
       std::count_if(plan.begin(), plan.end(), [](const PlannedPoint& p) { return p.scenario.has_value(); }));
-  if (resolved == 0) {
+  if (resolved == 0 && preskip.empty()) {
     throw Error(fmt::format("{}: none of the sweep's {} points resolves to a valid scenario; the first: point 0 ({}): {}",
                             o.scenario, plan.size(), plan[0].point.label(), plan[0].skip_reason));
   }
@@ -249,7 +260,7 @@ int cmd_sweep(const GlobalOptions& g, const SweepOptions& o) {
     if (!rec.skip_reason.empty()) {
       ++skipped;
       if (first_skip_reason.empty()) first_skip_reason = rec.skip_reason;
-      if (!tty && !o.json) std::cerr << fmt::format("[sweep] point {} ({}): skipped: {}\n", i, rec.label, rec.skip_reason);
+      if (!tty && !o.json && !preskip.count(i)) std::cerr << fmt::format("[sweep] point {} ({}): skipped: {}\n", i, rec.label, rec.skip_reason);
     }
     db.set_sweep_point(sweep_id, rec);
   }
@@ -397,7 +408,7 @@ int cmd_sweep(const GlobalOptions& g, const SweepOptions& o) {
   if (mine > 0 && skipped == mine && shard.count == 1)
     throw Error(fmt::format("every point of the sweep was skipped (`moesim runs list` has none): the first: {}",
                             first_skip_reason));
-  return 0;
+  return sweep_id;
 }
 
 int cmd_db_merge(const DbMergeOptions& o) {

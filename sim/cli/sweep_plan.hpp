@@ -2,10 +2,15 @@
 #pragma once
 // Sharding a sweep: which shard this process runs, each point's estimated cost, and the cost-balanced
 // assignment of points to shards that every shard computes identically.
+#include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "moesim/catalog/catalog.hpp"
+#include "moesim/scenario/sweep.hpp"
 
 namespace moesim::cli {
 
@@ -29,5 +34,12 @@ double estimated_cost(const nlohmann::json& resolved);
  *  — points by decreasing cost (ties: lower index first) each to the shard with the least cost so far (ties: the
  *  lowest shard). Deterministic, so every shard computes the same assignment. */
 std::vector<int> assign_shards(const std::vector<double>& costs, int shard_count);
+
+struct SweepOptions;
+/** Runs `def`'s points of `shard` as `moesim sweep` does (o.scenario, o.overrides, o.db, o.jobs, o.json), stored as
+ *  one sweep; points listed in `preskip` (index -> reason) are recorded as skipped with that reason, not run.
+ *  Returns the sweep's id in o.db. Throws when points failed or every point was skipped. */
+std::int64_t run_sweep(const catalog::Catalog& catalog, const SweepOptions& o, const scenario::SweepDefinition& def,
+                       const Shard& shard, const std::map<std::size_t, std::string>& preskip);
 
 }  // namespace moesim::cli

@@ -208,9 +208,13 @@ std::vector<FieldSpec> build_table() {
                 "preference between its two choices, as moesim's router draws them, and the upper bound (every policy but "
                 "none then uses every second choice). Set it to study a trained router's gates; not used by all and none."),
 
-      F("parallelism", T::section).def(json::object())
+      F("parallelism", T::string_or_section).def(json::object())
           .help("How the model is split. data x expert x tensor x pipeline = devices. The dense part is "
-                "data-parallel over data x expert; experts are sharded over `expert` and replicated over `data`."),
+                "data-parallel over data x expert; experts are sharded over `expert` and replicated over `data`. "
+                "`parallelism: auto` leaves the layout to the planner: `moesim plan FILE` enumerates every valid "
+                "(data, expert, tensor, pipeline, micro-batches, ZeRO stage) layout, prunes those that do not fit in "
+                "memory, simulates the rest as a sweep and ranks them; `moesim run` refuses `auto` (it needs one "
+                "layout: copy the plan's best into this section)."),
       F("parallelism.data", T::integer).max(kMaxChips, "at most cluster.count devices").def(1).min(1).help("Data-parallel degree (replicas of the experts)."),
       F("parallelism.expert", T::integer).max(kMaxChips, "at most cluster.count devices").def(1).min(1).help("Expert-parallel degree (all-to-all group size)."),
       F("parallelism.tensor", T::integer).max(kMaxChips, "at most cluster.count devices").def(1).min(1).help("Tensor (Megatron) parallel degree."),

@@ -487,15 +487,16 @@ json walk_override(const std::string& expr, LocationMap& locs) {
 
 // Declared in resolve.cpp: cross-field checks, derived defaults and the typed Scenario.
 Scenario resolve_scenario(json doc, const std::map<std::string, std::tuple<std::string, int, int>>& locations,
-                          const std::string& file, const catalog::Catalog& catalog);
+                          const std::string& file, const catalog::Catalog& catalog, bool plan_base = false);
 
 namespace {
 
-Scenario finish(json merged, LocationMap& locs, const std::string& file, const catalog::Catalog& catalog) {
+Scenario finish(json merged, LocationMap& locs, const std::string& file, const catalog::Catalog& catalog,
+                bool plan_base = false) {
   fill_defaults(merged, "", "", locs, file);
   std::map<std::string, std::tuple<std::string, int, int>> flat;
   for (const auto& [k, v] : locs) flat[k] = {v.file, v.line, v.column};
-  return resolve_scenario(std::move(merged), flat, file, catalog);
+  return resolve_scenario(std::move(merged), flat, file, catalog, plan_base);
 }
 
 json walk_document(const YAML::Node& root, const std::string& file, LocationMap& locs) {
@@ -586,6 +587,19 @@ Scenario load_string(const std::string& yaml_text, const std::string& file_label
 
 Scenario load_file(const std::string& path, const catalog::Catalog& catalog, const std::vector<std::string>& overrides) {
   return load_string(read_file(path), path, catalog, overrides);
+}
+
+Scenario load_plan_base(const std::string& path, const catalog::Catalog& catalog, const std::vector<std::string>& overrides) {
+  return yaml_guard(path, [&] {
+    LocationMap locs;
+    YAML::Node root = parse_yaml(read_file(path), path);
+    json doc = walk_document(root, path, locs);
+    for (const auto& o : overrides) deep_merge(doc, walk_override(o, locs));
+    if (doc.contains("serving"))
+      throw InputError(path, 0, 0, "serving", "`moesim plan` plans training layouts; a serving scenario splits its replicas "
+                                              "in serving.pools[] (try `moesim run --max-rate` or a sweep of the pools)");
+    return finish(std::move(doc), locs, path, catalog, true);
+  });
 }
 
 std::vector<Alternative> load_alternatives(const std::string& path, const catalog::Catalog& catalog,

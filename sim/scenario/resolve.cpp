@@ -61,6 +61,12 @@ std::optional<long long> bounded_product(std::initializer_list<long long> factor
 }
 
 /** The divisor of n (>= 1) closest to `target`, the smallest of equally close ones; O(sqrt(n)). */
+/** The defaults of the `parallelism` keys (fields.cpp), for `parallelism: auto` (a string, so fill_defaults left it). */
+void fill_parallelism_defaults(json& p) {
+  for (const FieldSpec* f : children_of("parallelism"))
+    if (!f->default_value.is_null()) p[f->path.substr(std::string("parallelism.").size())] = f->default_value;
+}
+
 long long closest_divisor(long long n, long long target) {
   long long best = 1;
   auto consider = [&](long long d) {
@@ -77,8 +83,8 @@ long long closest_divisor(long long n, long long target) {
 
 class Resolver {
  public:
-  Resolver(json doc, const Locations& locs, std::string file, const catalog::Catalog& catalog)
-      : doc_(std::move(doc)), locs_(locs), file_(std::move(file)), catalog_(catalog) {}
+  Resolver(json doc, const Locations& locs, std::string file, const catalog::Catalog& catalog, bool plan_base)
+      : doc_(std::move(doc)), locs_(locs), file_(std::move(file)), catalog_(catalog), plan_base_(plan_base) {}
 
   Scenario run();
 
@@ -122,6 +128,8 @@ class Resolver {
   const catalog::Catalog& catalog_;
   const catalog::AcceleratorSpec* accel_ = nullptr;
   std::vector<std::optional<catalog::DatacenterSpec>> inline_dcs_;
+  /** The planner's base (load_plan_base): the layout is the planner's to choose, so it is not checked here. */
+  bool plan_base_ = false;
 };
 
 void Resolver::resolve_model() {
@@ -238,10 +246,36 @@ void Resolver::resolve_training_and_parallelism() {
     fail("model.shared_experts", "shared experts are modelled for serving scenarios only (so far)");
   json& tr = doc_["training"];
   json& p = doc_["parallelism"];
-  const long long data = i(p["data"]), expert = i(p["expert"]), tensor = i(p["tensor"]), pipe = i(p["pipeline"]);
-  const std::optional<long long> devices = bounded_product({data, expert, tensor, pipe});
   const long long chips = i(doc_["cluster"]["count"]);
   const long long per_chip = accel_->devices_per_chip;
+  if (p.is_string()) {
+    if (p.get<std::string>() != "auto") {
+      std::vector<std::string> keys;
+      for (const FieldSpec* f : children_of("parallelism")) keys.push_back(f->path.substr(std::string("parallelism.").size()));
+      fail("parallelism", fmt::format("expected a mapping with keys ({}) or `auto` (the planner chooses: moesim plan), got {}",
+                                      text::join(keys), p.get<std::string>()));
+    }
+    if (!plan_base_)
+      fail("parallelism", "`parallelism: auto` asks the planner for a layout; this command needs one: run `moesim plan "
+                          "FILE` (it enumerates, prunes, simulates and ranks the valid layouts) and give its best as "
+                          "parallelism: {data: .., expert: .., tensor: .., pipeline: .., microbatches: .., zero_stage: ..}, "
+                          "or --set parallelism.data=.. (and the others) on the command line");
+    p = json::object();
+    fill_parallelism_defaults(p);
+  }
+  if (plan_base_) {
+    // Only the model, batch and cluster are read from the base; every layout the planner proposes is resolved
+    // (and so checked) on its own. A placeholder layout: every device data-parallel, nothing else split.
+    p["data"] = chips * per_chip;
+    p["expert"] = 1;
+    p["tensor"] = 1;
+    p["pipeline"] = 1;
+    p["microbatches"] = 1;
+    p["virtual_stages"] = 1;
+    p["sequence_parallel"] = false;
+  }
+  const long long data = i(p["data"]), expert = i(p["expert"]), tensor = i(p["tensor"]), pipe = i(p["pipeline"]);
+  const std::optional<long long> devices = bounded_product({data, expert, tensor, pipe});
   if (devices != chips * per_chip)
     fail("parallelism", fmt::format("data x expert x tensor x pipeline = {} x {} x {} x {} = {} devices, but the cluster "
                                      "has {} chips x {} device{} per chip ({}) = {} devices",
@@ -294,7 +328,7 @@ void Resolver::resolve_training_and_parallelism() {
   const long long replicas = data * expert;
   const long long micro = i(p["microbatches"]);
   const double per_replica = std::round(sequences) / static_cast<double>(replicas * micro);
-  if (per_replica < 1.0 || std::fabs(per_replica - std::round(per_replica)) > 1e-6)
+  if (!plan_base_ && (per_replica < 1.0 || std::fabs(per_replica - std::round(per_replica)) > 1e-6))
     fail("training.batch_tokens",
          fmt::format("{} sequences per step do not split into whole sequences over {} data-parallel replicas (data x "
                      "expert) x {} micro-batches",
@@ -838,8 +872,9 @@ Scenario Resolver::run() {
 
 }  // namespace
 
-Scenario resolve_scenario(json doc, const Locations& locations, const std::string& file, const catalog::Catalog& catalog) {
-  Resolver r(std::move(doc), locations, file, catalog);
+Scenario resolve_scenario(json doc, const Locations& locations, const std::string& file, const catalog::Catalog& catalog,
+                          bool plan_base) {
+  Resolver r(std::move(doc), locations, file, catalog, plan_base);
   return r.run();
 }
 

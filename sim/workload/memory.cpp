@@ -106,7 +106,7 @@ double inflight_microbatches(const scenario::ParallelismSpec& p) {
   return std::min(2.0 * (P - 1.0) + (v - 1.0) * P + 1.0, M * v) / v;
 }
 
-MemoryEstimate estimate_memory(const scenario::Scenario& s, const catalog::AcceleratorSpec& accel) {
+MemoryEstimate estimate_memory_need(const scenario::Scenario& s, const catalog::AcceleratorSpec& accel) {
   const auto& m = s.model;
   const auto& p = s.parallelism;
   const double b = dtype_bytes(m.dtype);
@@ -235,6 +235,11 @@ MemoryEstimate estimate_memory(const scenario::Scenario& s, const catalog::Accel
     e.activations_bytes = e.remat ? remat_act : e.selective ? selective_act : e.activations_no_remat_bytes;
     if (stage == 0 || e.total_bytes() > best.total_bytes()) best = e;
   }
+  return best;
+}
+
+MemoryEstimate estimate_memory(const scenario::Scenario& s, const catalog::AcceleratorSpec& accel) {
+  const MemoryEstimate best = estimate_memory_need(s, accel);
   if (best.total_bytes() > best.capacity_bytes) {
     const double gib = units::kGiB;
     throw Error(fmt::format(

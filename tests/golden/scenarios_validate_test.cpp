@@ -26,6 +26,17 @@ TEST_CASE("golden::scenarios: every scenario under scenarios/ validates", "[gold
   for (const auto& f : files) {
     INFO(f.string());
     moesim::scenario::Scenario s;
+    if (f.parent_path().filename() == "plan") {
+      // scenarios/plan/: `parallelism: auto`, for `moesim plan`; a command that needs one layout refuses them.
+      CHECK_THROWS_WITH(moesim::scenario::load_file(f.string(), catalog), Catch::Contains("moesim plan"));
+      REQUIRE_NOTHROW(s = moesim::scenario::load_plan_base(f.string(), catalog));
+      CHECK_FALSE(s.description.empty());
+      std::ifstream in(f);
+      std::string first;
+      std::getline(in, first);
+      CHECK(first == "# SPDX-License-Identifier: Apache-2.0");
+      continue;
+    }
     REQUIRE_NOTHROW(s = moesim::scenario::load_file(f.string(), catalog));
     CHECK_NOTHROW(moesim::engine::check_feasible(s, catalog));
     CHECK_FALSE(s.description.empty());  // scenarios are documentation: say what they show

@@ -89,6 +89,7 @@ TEST_CASE("scenario::FieldSpec: choice fields list their choices and defaults ar
       case FieldType::string:
       case FieldType::choice: CHECK(f.default_value.is_string()); break;
       case FieldType::section: CHECK(f.default_value.is_object()); break;
+      case FieldType::string_or_section: CHECK((f.default_value.is_object() || f.default_value.is_string())); break;
       default: CHECK(false); break;  // lists and overlays carry no default
     }
     if (f.default_value.is_number()) {

@@ -386,6 +386,12 @@ TEST_CASE("scenario::load_file: every scenario shipped under scenarios/ and benc
   for (const auto& f : files) {
     INFO(f);
     Scenario s;
+    if (fs::path(f).parent_path().filename() == "plan") {  // parallelism: auto, for `moesim plan`
+      CHECK_THROWS_WITH(load_file(f, t::real_catalog()), Catch::Contains("moesim plan"));
+      REQUIRE_NOTHROW(s = moesim::scenario::load_plan_base(f, t::real_catalog()));
+      CHECK(s.parallelism.devices() == s.cluster.count * t::real_catalog().accelerator(s.cluster.accelerator).devices_per_chip);
+      continue;
+    }
     REQUIRE_NOTHROW(s = load_file(f, t::real_catalog()));
     CHECK_FALSE(s.name.empty());
     const auto& accel = t::real_catalog().accelerator(s.cluster.accelerator);

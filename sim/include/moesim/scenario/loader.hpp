@@ -20,6 +20,13 @@ struct Alternative {
 Scenario load_file(const std::string& path, const catalog::Catalog& catalog,
                    const std::vector<std::string>& overrides = {});
 
+/** The scenario `moesim plan` starts from: read and checked like load_file, except that the layout (the
+ *  `parallelism` section, a mapping or `auto`) is not checked and is replaced by a placeholder (every device
+ *  data-parallel, nothing else split): only the model, batch, cluster and the rest are read from it; each layout
+ *  the planner proposes is then resolved, and so checked, on its own. A serving scenario is refused. */
+Scenario load_plan_base(const std::string& path, const catalog::Catalog& catalog,
+                        const std::vector<std::string>& overrides = {});
+
 /** Same, from text; `file_label` names the source in error messages. */
 Scenario load_string(const std::string& yaml_text, const std::string& file_label, const catalog::Catalog& catalog,
                      const std::vector<std::string>& overrides = {});

@@ -59,6 +59,10 @@ struct MemoryEstimate {
   double total_bytes() const { return params_bytes + grads_bytes + optimizer_bytes + activations_bytes; }
 };
 
+/** As estimate_memory, without the check: the estimate of the most loaded stage (with the heaviest
+ *  rematerialisation the scenario allows when nothing fits), whose total_bytes() may exceed capacity_bytes. */
+MemoryEstimate estimate_memory_need(const scenario::Scenario& s, const catalog::AcceleratorSpec& accel);
+
 /** Estimates per-device memory and decides rematerialisation (auto: none, else selective, else full: the first
  *  that fits).
  *  Throws moesim::Error with the numbers when the model cannot fit even with rematerialisation. */

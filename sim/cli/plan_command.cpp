@@ -1,0 +1,267 @@
+// SPDX-License-Identifier: Apache-2.0
+// `moesim plan SCENARIO`: the parallelism planner. The layouts of engine/planner.hpp become the points of a sweep
+// with one zipped axis group (parallelism.data, .expert, .tensor, .pipeline, .microbatches, .zero_stage); the
+// layouts that are invalid, do not fit or are dominated are stored as skipped points with their reason, the rest
+// run as `moesim sweep` runs them (child processes, resumable, shardable), and the completed runs are ranked.
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <iostream>
+#include <map>
+
+#include <fmt/format.h>
+
+#include "commands.hpp"
+#include "moesim/core/error.hpp"
+#include "moesim/core/units.hpp"
+#include "moesim/engine/planner.hpp"
+#include "moesim/scenario/loader.hpp"
+#include "moesim/scenario/sweep.hpp"
+#include "moesim/store/store.hpp"
+#include "sweep_plan.hpp"
+
+namespace moesim::cli {
+
+namespace {
+
+using nlohmann::json;
+
+const char* const kKeys[] = {"parallelism.data",     "parallelism.expert",       "parallelism.tensor",
+                             "parallelism.pipeline", "parallelism.microbatches", "parallelism.zero_stage"};
+
+json layout_values(const engine::Layout& l, std::size_t k) {
+  const int v[] = {l.data, l.expert, l.tensor, l.pipeline, l.microbatches, l.zero_stage};
+  return v[k];
+}
+
+/** One simulated layout's figures, from its stored run. */
+struct Ranked {
+  engine::Layout layout;
+  std::int64_t run_id = 0;
+  double step_time_s = 0.0, train_days = 0.0, facility_mwh = 0.0, co2e_t = 0.0, mfu = 0.0, dropped = 0.0;
+  bool remat = false, selective = false;
+};
+
+double metric_or(const store::RunRecord& r, const char* name, double fallback = 0.0) {
+  const store::Metric* m = r.metric(name);
+  return m ? m->value : fallback;
+}
+
+}  // namespace
+
+int cmd_plan(const GlobalOptions& g, const PlanOptions& o) {
+  const auto wall0 = std::chrono::steady_clock::now();
+  const Shard shard = parse_shard(o.shard, std::getenv("SLURM_ARRAY_TASK_ID"), std::getenv("SLURM_ARRAY_TASK_COUNT"),
+                                  std::getenv("SLURM_ARRAY_TASK_MIN"));
+  const catalog::Catalog catalog = load_catalog(g);
+  const scenario::Scenario base = scenario::load_plan_base(o.scenario, catalog, o.overrides);
+  const catalog::AcceleratorSpec& accel = catalog.accelerator(base.cluster.accelerator);
+  engine::PlanSpace space = engine::plan_space(base, accel, o.max_microbatch_factor);
+  space.max_pipeline = o.max_pipeline;
+  const std::vector<engine::Layout> layouts = engine::enumerate_layouts(space);
+  const std::vector<engine::Candidate> candidates = engine::screen_layouts(
+      layouts,
+      [&](const engine::Layout& l) {
+        std::vector<std::string> all = o.overrides;
+        for (auto& s : l.overrides()) all.push_back(std::move(s));
+        return scenario::load_file(o.scenario, catalog, all);
+      },
+      accel);
+  std::map<engine::Verdict, std::size_t> counts;
+  std::map<std::string, std::size_t> reasons;  // invalid reasons (first line), to summarise
+  for (const auto& c : candidates) {
+    ++counts[c.verdict];
+    if (c.verdict == engine::Verdict::invalid) ++reasons[c.reason.substr(0, c.reason.find('\n'))];
+  }
+  const double gib = units::kGiB;
+  const std::vector<std::string> rules = engine::enumeration_rules(space);
+  auto summary_text = [&] {
+    std::string out = fmt::format("moesim plan of {} on {} x {} ({} devices): {} layouts enumerated; {} to simulate, {} "
+                                  "do not fit in memory, {} invalid, {} dominated (not simulated)\n",
+                                  base.name, base.cluster.count, accel.name, space.devices, candidates.size(),
+                                  counts[engine::Verdict::simulate], counts[engine::Verdict::out_of_memory],
+                                  counts[engine::Verdict::invalid], counts[engine::Verdict::dominated]);
+    out += "rules:\n";
+    for (const auto& r : rules) out += "  - " + r + "\n";
+    // The memory prunes summarised: the range of what they need against the capacity.
+    double lo = 0.0, hi = 0.0, cap = 0.0;
+    bool any = false;
+    for (const auto& c : candidates)
+      if (c.verdict == engine::Verdict::out_of_memory) {
+        lo = any ? std::min(lo, c.need_bytes) : c.need_bytes;
+        hi = any ? std::max(hi, c.need_bytes) : c.need_bytes;
+        cap = c.capacity_bytes;
+        any = true;
+      }
+    if (any)
+      out += fmt::format("out of memory: {} layouts need {:.1f} to {:.1f} GiB per device, {:.1f} GiB available\n",
+                         counts[engine::Verdict::out_of_memory], lo / gib, hi / gib, cap / gib);
+    for (const auto& [why, n] : reasons) out += fmt::format("invalid ({}): {}\n", n, why);
+    return out;
+  };
+
+  if (o.dry_run) {
+    if (o.json) {
+      json list = json::array();
+      for (const auto& c : candidates)
+        list.push_back({{"layout", c.layout.label()},
+                        {"data", c.layout.data},
+                        {"expert", c.layout.expert},
+                        {"tensor", c.layout.tensor},
+                        {"pipeline", c.layout.pipeline},
+                        {"microbatches", c.layout.microbatches},
+                        {"zero_stage", c.layout.zero_stage},
+                        {"verdict", engine::to_string(c.verdict)},
+                        {"reason", c.reason},
+                        {"memory_need_bytes", c.need_bytes},
+                        {"memory_capacity_bytes", c.capacity_bytes}});
+      std::cout << json{{"scenario", base.name},
+                        {"devices", space.devices},
+                        {"rules", rules},
+                        {"layouts", candidates.size()},
+                        {"simulate", counts[engine::Verdict::simulate]},
+                        {"out_of_memory", counts[engine::Verdict::out_of_memory]},
+                        {"invalid", counts[engine::Verdict::invalid]},
+                        {"dominated", counts[engine::Verdict::dominated]},
+                        {"candidates", list}}
+                       .dump(2)
+                << "\n";
+    } else {
+      std::cout << summary_text();
+      for (const auto& c : candidates) {
+        if (!o.list_pruned && c.verdict != engine::Verdict::simulate) continue;
+        std::cout << fmt::format("  {:<28} {:<13} {:6.1f} GiB{}{}\n", c.layout.label(), engine::to_string(c.verdict),
+                                 c.need_bytes / gib, c.remat ? " remat" : c.selective ? " selective" : "",
+                                 c.reason.empty() ? "" : "  " + c.reason);
+      }
+    }
+    engine::require_simulable(candidates, accel.name);
+    return 0;
+  }
+  engine::require_simulable(candidates, accel.name);
+
+  // The plan as a sweep: one zip group of the six keys, a point per layout, the screened-out ones pre-skipped.
+  scenario::SweepDefinition def;
+  def.file = o.scenario;
+  std::vector<std::size_t> group;
+  for (std::size_t k = 0; k < 6; ++k) {
+    scenario::SweepAxis axis{kKeys[k], {}};
+    for (const auto& c : candidates) axis.values.push_back(layout_values(c.layout, k));
+    def.axes.push_back(std::move(axis));
+    group.push_back(k);
+  }
+  def.dimensions.push_back(group);
+  std::map<std::size_t, std::string> preskip;
+  for (std::size_t i = 0; i < candidates.size(); ++i) {
+    scenario::SweepPoint p;
+    p.index = i;
+    for (std::size_t k = 0; k < 6; ++k) p.assignment.emplace_back(kKeys[k], layout_values(candidates[i].layout, k));
+    def.points.push_back(std::move(p));
+    if (candidates[i].verdict != engine::Verdict::simulate)
+      preskip[i] = fmt::format("plan: {}: {}", engine::to_string(candidates[i].verdict), candidates[i].reason);
+  }
+  if (!o.json) std::cerr << summary_text();
+  SweepOptions so;
+  so.scenario = o.scenario;
+  so.db = o.db;
+  so.overrides = o.overrides;
+  so.jobs = o.jobs;
+  so.json = false;
+  std::int64_t sweep_id = 0;
+  {
+    // The sweep's own summary line goes to stderr with --json, so stdout is one JSON object.
+    std::streambuf* saved = o.json ? std::cout.rdbuf(std::cerr.rdbuf()) : nullptr;
+    try {
+      sweep_id = run_sweep(catalog, so, def, shard, preskip);
+    } catch (...) {
+      if (saved) std::cout.rdbuf(saved);
+      throw;
+    }
+    if (saved) std::cout.rdbuf(saved);
+  }
+
+  // Rank the layouts whose runs completed (this shard's, or all of them once merged into one store).
+  store::Store db(o.db, store::Store::Mode::read_only);
+  const store::SweepRecord sweep = db.get_sweep(sweep_id);
+  std::vector<Ranked> ranked;
+  for (const auto& p : sweep.points) {
+    if (!p.run_id || p.run_status != store::RunStatus::complete) continue;
+    const store::RunRecord r = db.get_run(*p.run_id);
+    Ranked k;
+    k.layout = candidates.at(static_cast<std::size_t>(p.index)).layout;
+    k.run_id = r.id;
+    k.step_time_s = metric_or(r, "step_time_s");
+    k.train_days = metric_or(r, store::metric_names::kTrainTime_s) / 86400.0;
+    k.facility_mwh = metric_or(r, "facility_energy_j") / 3.6e9;
+    k.co2e_t = metric_or(r, "co2e_gross_kg") / 1000.0;
+    k.mfu = metric_or(r, "mfu");
+    k.dropped = metric_or(r, "tokens_dropped_fraction");
+    k.remat = metric_or(r, "rematerialization") > 0.5;
+    k.selective = metric_or(r, "selective_recomputation") > 0.5;
+    ranked.push_back(k);
+  }
+  auto key = [&](const Ranked& r) {
+    return o.rank_by == "energy" ? r.facility_mwh : o.rank_by == "co2e" ? r.co2e_t : r.train_days;
+  };
+  // The tokens dropped by expert capacity depend on the layout (routing groups are per device): shown, not ranked.
+  // Ties (the same figure) keep the enumeration order: the simpler layout (fewer pipeline stages, less tensor) first.
+  std::stable_sort(ranked.begin(), ranked.end(), [&](const Ranked& a, const Ranked& b) { return key(a) < key(b); });
+  const double wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
+
+  if (o.json) {
+    json rows = json::array();
+    for (std::size_t i = 0; i < ranked.size() && static_cast<int>(i) < o.top; ++i) {
+      const Ranked& r = ranked[i];
+      rows.push_back({{"rank", i + 1},
+                      {"layout", r.layout.label()},
+                      {"data", r.layout.data},
+                      {"expert", r.layout.expert},
+                      {"tensor", r.layout.tensor},
+                      {"pipeline", r.layout.pipeline},
+                      {"microbatches", r.layout.microbatches},
+                      {"zero_stage", r.layout.zero_stage},
+                      {"run_id", r.run_id},
+                      {"step_time_s", r.step_time_s},
+                      {"train_days", r.train_days},
+                      {"facility_energy_mwh", r.facility_mwh},
+                      {"co2e_gross_t", r.co2e_t},
+                      {"mfu", r.mfu},
+                      {"tokens_dropped_fraction", r.dropped},
+                      {"rematerialization", r.remat ? "full" : r.selective ? "selective" : "none"}});
+    }
+    std::cout << json{{"sweep_id", sweep_id},
+                      {"scenario", base.name},
+                      {"devices", space.devices},
+                      {"rank_by", o.rank_by},
+                      {"rules", rules},
+                      {"layouts", candidates.size()},
+                      {"simulated", ranked.size()},
+                      {"out_of_memory", counts[engine::Verdict::out_of_memory]},
+                      {"invalid", counts[engine::Verdict::invalid]},
+                      {"dominated", counts[engine::Verdict::dominated]},
+                      {"wall_s", wall_s},
+                      {"ranked", rows}}
+                     .dump(2)
+              << "\n";
+    return 0;
+  }
+  std::cout << fmt::format("\nlayouts of {} ranked by {} ({} simulated of {}; sweep s{} in {}: `moesim report s{} --db {}`; "
+                           "{:.0f} s)\n",
+                           base.name, o.rank_by == "time" ? "training time" : o.rank_by == "energy" ? "facility energy" : "gross CO2e",
+                           ranked.size(), candidates.size(), sweep_id, o.db, sweep_id, o.db, wall_s);
+  std::cout << "| rank | data | expert | tensor | pipeline | micro-batches | ZeRO | recompute | step time (s) | days | MWh | "
+               "tCO2e | MFU | dropped |\n";
+  std::cout << "|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|\n";
+  for (std::size_t i = 0; i < ranked.size() && static_cast<int>(i) < o.top; ++i) {
+    const Ranked& r = ranked[i];
+    std::cout << fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {:.3f} | {:.2f} | {:.1f} | {:.2f} | {:.1f}% | {:.1f}% |\n", i + 1,
+                             r.layout.data, r.layout.expert, r.layout.tensor, r.layout.pipeline, r.layout.microbatches,
+                             r.layout.zero_stage, r.remat ? "full" : r.selective ? "selective" : "none", r.step_time_s,
+                             r.train_days, r.facility_mwh, r.co2e_t, 100.0 * r.mfu, 100.0 * r.dropped);
+  }
+  return 0;
+}
+
+}  // namespace moesim::cli

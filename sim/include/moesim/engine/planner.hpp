@@ -1,0 +1,88 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// The parallelism planner (`moesim plan`, `parallelism: auto`): every layout (data, expert, tensor, pipeline,
+// micro-batches, ZeRO stage) of a training scenario's model on its cluster under the rules below, each resolved
+// and checked against the memory model (workload::estimate_memory_need); what fits is simulated as a sweep by the
+// command line and ranked there.
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "moesim/catalog/accelerator.hpp"
+#include "moesim/scenario/scenario.hpp"
+
+namespace moesim::engine {
+
+/** What the enumeration reads from the scenario. */
+struct PlanSpace {
+  long long devices = 0;         ///< chips x devices per chip
+  int experts = 0;               ///< 0: a dense model
+  int heads = 0;
+  int d_ff = 0;
+  int expert_d_ff = 0;
+  int layers = 0;                ///< encoder + decoder layers
+  long long sequences = 0;       ///< sequences per step (training.batch_tokens / seq_len)
+  int max_tensor = 1;            ///< the largest tensor degree considered
+  std::string max_tensor_basis;  ///< why (one NVLink node, one torus row)
+  int max_microbatch_factor = 2; ///< micro-batches at most this many times the pipeline stages (pipeline > 1)
+  int max_pipeline = 0;          ///< at most this many pipeline stages (--max-pipeline); 0: no bound
+};
+
+/** The space of `base` (a scenario from scenario::load_plan_base) on `accel`: the tensor bound is the GPUs of one
+ *  NVLink node (cluster.topology.gpus_per_node) on a fat tree, one torus row (dims[0] chips x devices per chip) on a
+ *  torus, where the default placement keeps tensor ranks on the nearest links. */
+PlanSpace plan_space(const scenario::Scenario& base, const catalog::AcceleratorSpec& accel, int max_microbatch_factor = 2);
+
+/** One layout. */
+struct Layout {
+  int data = 1, expert = 1, tensor = 1, pipeline = 1, microbatches = 1, zero_stage = 0;
+  /** "d2 e1024 t1 p1 m1 z0". */
+  std::string label() const;
+  /** --set expressions of the six keys ("parallelism.data=2", ...). */
+  std::vector<std::string> overrides() const;
+  bool operator==(const Layout& o) const;
+};
+
+/** The enumeration rules, one sentence each (help text, docs, the plan's output). */
+std::vector<std::string> enumeration_rules(const PlanSpace& s);
+
+/** Every layout under enumeration_rules(s), in a fixed order (pipeline, tensor, expert, micro-batches, ZeRO stage
+ *  ascending, data following). Throws moesim::Error naming the devices and what rules out each split when there is
+ *  none. */
+std::vector<Layout> enumerate_layouts(const PlanSpace& s);
+
+/** What the planner does with a layout. */
+enum class Verdict {
+  simulate,       ///< valid, fits, not dominated
+  invalid,        ///< the scenario does not resolve with it (the resolver's reason)
+  out_of_memory,  ///< does not fit: reason has bytes needed vs available
+  dominated,      ///< fits, but another layout is at least as good by a stated rule (not simulated)
+};
+std::string to_string(Verdict v);
+
+struct Candidate {
+  Layout layout;
+  Verdict verdict = Verdict::simulate;
+  std::string reason;           ///< empty for simulate
+  double need_bytes = 0.0;      ///< per device, most loaded stage (0 when invalid)
+  double capacity_bytes = 0.0;
+  bool remat = false, selective = false;
+};
+
+/** Checks each layout: `resolve` turns it into a scenario (throwing moesim::Error, kept as the reason, when it does
+ *  not resolve); the memory model prunes what does not fit; then two dominance rules, each naming the layout that
+ *  dominates: (1) ZeRO stage 1 when stage 2 of the same layout fits: moesim builds the same step phases for
+ *  stages 1 and 2 (training_step.cpp: a gradient reduce-scatter, the sharded optimizer, a parameter all-gather) and
+ *  stage 2 needs less memory, so its rematerialisation is never heavier — its step time and energy are never
+ *  worse; (2) without a pipeline, of the micro-batch counts of one (data, expert, tensor, ZeRO) layout with the same
+ *  rematerialisation only the fewest is simulated: more micro-batches then only split the same work, with the same
+ *  recomputation, into smaller pieces (a rule, stated in the output, not a proof). */
+std::vector<Candidate> screen_layouts(const std::vector<Layout>& layouts,
+                                      const std::function<scenario::Scenario(const Layout&)>& resolve,
+                                      const catalog::AcceleratorSpec& accel);
+
+/** Throws moesim::Error when no candidate is left to simulate: no valid layout (the first reasons), or none fits (the
+ *  smallest memory any valid layout needs, and its layout, against the device's capacity). */
+void require_simulable(const std::vector<Candidate>& candidates, const std::string& accelerator);
+
+}  // namespace moesim::engine

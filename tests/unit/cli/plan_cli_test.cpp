@@ -1,0 +1,147 @@
+// SPDX-License-Identifier: Apache-2.0
+// `moesim plan` end to end on a tiny MoE (tests/data/cli/tiny_plan.yaml, 2 H100s): --dry-run lists and prunes
+// without simulating, a real plan simulates the survivors as a sweep and ranks them (by time, by energy), a rerun
+// resumes, `report sN` reads the plan's sweep, `moesim run` refuses `parallelism: auto`, and the unhappy paths.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <filesystem>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "moesim/store/store.hpp"
+#include "moesim_test/cli_run.hpp"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using moesim::store::Store;
+
+namespace {
+
+using Result = moesim::testing::CliResult;
+
+std::string scratch(const std::string& name) { return moesim::testing::scratch_dir("plan", name); }
+
+Result run_moesim(const std::string& args, const std::string& dir) {
+  return moesim::testing::run_moesim_in(args, dir, moesim::testing::RunIn::test_cwd,
+                                        "env -u SLURM_ARRAY_TASK_ID -u SLURM_ARRAY_TASK_COUNT -u SLURM_ARRAY_TASK_MIN ");
+}
+
+const std::string kPlan = MOESIM_TEST_DATA "/cli/tiny_plan.yaml";
+
+}  // namespace
+
+TEST_CASE("cli::plan --dry-run: the layouts and their verdicts, nothing simulated", "[cli][plan]") {
+  const std::string dir = scratch("dry");
+  const std::string db = dir + "/plan.db";
+  const Result r = run_moesim("plan " + kPlan + " --dry-run --json --db " + db, dir);
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  const json j = json::parse(r.out);
+  // 2 devices, 8 sequences: p1 t1 (e1 d2 or e2 d1) x m {1,2,4}; p1 t2 m {1,2,4,8}; p2 t1 m {2,4} (up to 2 x P by
+  // default); x ZeRO 0-3.
+  CHECK(j["layouts"] == 48);
+  CHECK(j["candidates"].size() == 48);
+  CHECK(j["simulate"].get<int>() + j["out_of_memory"].get<int>() + j["invalid"].get<int>() + j["dominated"].get<int>() == 48);
+  CHECK(j["invalid"] == 0);
+  CHECK(j["out_of_memory"] == 0);  // a tiny model fits everywhere
+  // ZeRO-1 is dominated everywhere (ZeRO-2 fits); without a pipeline only m1 of each is left.
+  int simulate = 0;
+  for (const auto& c : j["candidates"]) {
+    INFO(c.dump());
+    if (c["zero_stage"] == 1) CHECK(c["verdict"] == "dominated");
+    if (c["pipeline"] == 1 && c["microbatches"] != 1) CHECK(c["verdict"] == "dominated");
+    if (c["verdict"] == "simulate") ++simulate;
+  }
+  // Simulated: p1: (d2 e1 t1), (d1 e2 t1), (d1 e1 t2) at m1; p2: m 2, 4; each with ZeRO 0, 2, 3.
+  CHECK(simulate == (3 + 2) * 3);
+  CHECK(j["simulate"] == simulate);
+  CHECK_FALSE(fs::exists(db));  // nothing stored
+  // The text form states the rules and the counts.
+  const Result text = run_moesim("plan " + kPlan + " --dry-run --list --db " + db, dir);
+  REQUIRE(text.status == 0);
+  CHECK(text.out.find("48 layouts enumerated; 15 to simulate, 0 do not fit in memory, 0 invalid, 33 dominated") !=
+        std::string::npos);
+  CHECK(text.out.find("pipeline divides the 2 layers") != std::string::npos);
+  CHECK(text.out.find("d1 e2 t1 p1 m2 z0") != std::string::npos);  // --list shows the dominated ones too
+}
+
+TEST_CASE("cli::plan: simulates the survivors as a sweep, ranks them, resumes; report sN reads it", "[cli][plan]") {
+  const std::string dir = scratch("real");
+  const std::string db = dir + "/plan.db";
+  const Result r = run_moesim("plan " + kPlan + " --json --top 100 -j 2 --db " + db, dir);
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  const json j = json::parse(r.out);
+  CHECK(j["layouts"] == 48);
+  CHECK(j["simulated"] == 15);
+  REQUIRE(j["ranked"].size() == 15);
+  for (std::size_t i = 1; i < j["ranked"].size(); ++i)
+    CHECK(j["ranked"][i - 1]["train_days"].get<double>() <= j["ranked"][i]["train_days"].get<double>());
+  for (const auto& row : j["ranked"]) {
+    CHECK(row["step_time_s"].get<double>() > 0.0);
+    CHECK(row["facility_energy_mwh"].get<double>() > 0.0);
+    CHECK(row["data"].get<int>() * row["expert"].get<int>() * row["tensor"].get<int>() * row["pipeline"].get<int>() == 2);
+  }
+  {
+    const Store s(db, Store::Mode::read_only);
+    const auto sweep = s.get_sweep(j["sweep_id"].get<std::int64_t>());
+    CHECK(sweep.points.size() == 48);
+    std::size_t skipped = 0;
+    for (const auto& p : sweep.points)
+      if (!p.skip_reason.empty()) {
+        ++skipped;
+        CHECK_THAT(p.skip_reason, Catch::StartsWith("plan: dominated: dominated by"));
+      }
+    CHECK(skipped == 33);
+    CHECK(s.list_runs().size() == 15);
+  }
+  // Ranked by energy: ascending MWh; the same sweep, nothing simulated again.
+  const Result e = run_moesim("plan " + kPlan + " --json --rank-by energy --top 5 --db " + db, dir);
+  INFO(e.err);
+  REQUIRE(e.status == 0);
+  const json k = json::parse(e.out);
+  CHECK(k["sweep_id"] == j["sweep_id"]);
+  REQUIRE(k["ranked"].size() == 5);
+  for (std::size_t i = 1; i < k["ranked"].size(); ++i)
+    CHECK(k["ranked"][i - 1]["facility_energy_mwh"].get<double>() <= k["ranked"][i]["facility_energy_mwh"].get<double>());
+  CHECK(Store(db, Store::Mode::read_only).list_runs().size() == 15);
+  // The table form, and the plan's sweep in `report`.
+  const Result t = run_moesim("plan " + kPlan + " --top 3 --db " + db, dir);
+  REQUIRE(t.status == 0);
+  CHECK(t.out.find("| rank | data | expert | tensor | pipeline |") != std::string::npos);
+  CHECK(t.out.find("| 3 |") != std::string::npos);
+  CHECK(t.out.find("| 4 |") == std::string::npos);
+  const Result rep = run_moesim("report s" + std::to_string(j["sweep_id"].get<int>()) + " --format csv --db " + db +
+                                    " -o " + dir + "/rep",
+                                dir);
+  INFO(rep.err);
+  CHECK(rep.status == 0);
+}
+
+TEST_CASE("cli::plan and run: the unhappy paths", "[cli][plan][errors]") {
+  const std::string dir = scratch("errors");
+  // `run` refuses `parallelism: auto` and points to `moesim plan`.
+  const Result run = run_moesim("run " + kPlan + " --no-store", dir);
+  CHECK(run.status != 0);
+  CHECK(run.err.find("moesim plan") != std::string::npos);
+  // No layout fits: the error names the smallest need.
+  const Result big = run_moesim("plan " + kPlan + " --dry-run --set model.layers=2 --set model.d_model=16384 --set "
+                                "model.d_ff=262144 --set model.heads=128 --set training.rematerialization=none",
+                                dir);
+  CHECK(big.status == 1);
+  CHECK(big.err.find("no layout fits in memory: the smallest need of the") != std::string::npos);
+  CHECK(big.err.find("GiB per device (d") != std::string::npos);
+  // No valid layout: 3 GPUs divide neither the 2 layers, the 4 heads nor the 8 sequences.
+  const Result none = run_moesim("plan " + kPlan + " --dry-run --set cluster.count=3 --set cluster.topology.gpus_per_node=3",
+                                 dir);
+  CHECK(none.status == 1);
+  CHECK(none.err.find("no valid layout of the 3 devices") != std::string::npos);
+  // A serving scenario is not a plan; a bad --rank-by is a usage error.
+  const Result serving = run_moesim("plan " MOESIM_SOURCE_ROOT "/scenarios/examples/serving-static.yaml --dry-run", dir);
+  CHECK(serving.status == 1);
+  CHECK(serving.err.find("plans training layouts") != std::string::npos);
+  const Result rank = run_moesim("plan " + kPlan + " --rank-by speed", dir);
+  CHECK(rank.status == 2);
+}
