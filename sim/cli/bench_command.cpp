@@ -41,6 +41,15 @@ namespace moesim::cli {
 
 namespace {
 
+/** What every `bench --json` starts with: the build and the machine its figures were measured on. */
+nlohmann::json bench_identity() {
+  utsname u{};
+  uname(&u);
+  return {{"moesim_version", kVersion},
+          {"git_hash", kGitHash},
+          {"machine", {{"cpus", std::thread::hardware_concurrency()}, {"system", u.sysname}, {"release", u.release}, {"arch", u.machine}}}};
+}
+
 /** In a forked child: die with the parent (the signal survives exec), as engine/isolation.cpp's children do. */
 void die_with_parent(pid_t parent) {
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -428,15 +437,10 @@ int bench_sweeps(const std::string& dir, const std::string& profiles_dir, const 
     merge_cases.push_back(std::move(c));
   }
   if (o.json) {
-    utsname u{};
-    uname(&u);
-    std::cout << nlohmann::json{{"moesim_version", kVersion},
-                                {"git_hash", kGitHash},
-                                {"machine", {{"cpus", std::thread::hardware_concurrency()}, {"system", u.sysname}, {"release", u.release}, {"arch", u.machine}}},
-                                {"sweeps", sweep_cases},
-                                {"merges", merge_cases}}
-                     .dump(2)
-              << "\n";
+    nlohmann::json out = bench_identity();
+    out["sweeps"] = sweep_cases;
+    out["merges"] = merge_cases;
+    std::cout << out.dump(2) << "\n";
   }
   return 0;
 }
@@ -579,15 +583,10 @@ int cmd_bench(const GlobalOptions& g, const BenchOptions& o) {
                                r.at("wall_ratio").get<double>(), r.at("peak_rss_ratio").get<double>());
   }
   if (o.json) {
-    utsname u{};
-    uname(&u);
-    std::cout << nlohmann::json{{"moesim_version", kVersion},
-                                {"git_hash", kGitHash},
-                                {"machine", {{"cpus", std::thread::hardware_concurrency()}, {"system", u.sysname}, {"release", u.release}, {"arch", u.machine}}},
-                                {"cases", cases},
-                                {"scaling", scaling}}
-                     .dump(2)
-              << "\n";
+    nlohmann::json out = bench_identity();
+    out["cases"] = cases;
+    out["scaling"] = scaling;
+    std::cout << out.dump(2) << "\n";
   }
   return 0;
 }

@@ -31,6 +31,12 @@ using nlohmann::json;
 const char* const kKeys[] = {"parallelism.data",     "parallelism.expert",       "parallelism.tensor",
                              "parallelism.pipeline", "parallelism.microbatches", "parallelism.zero_stage"};
 
+/** A layout in `plan --json`: its label and each degree. */
+json layout_json(const engine::Layout& l) {
+  return {{"layout", l.label()}, {"data", l.data},         {"expert", l.expert},         {"tensor", l.tensor},
+          {"pipeline", l.pipeline}, {"microbatches", l.microbatches}, {"zero_stage", l.zero_stage}};
+}
+
 json layout_values(const engine::Layout& l, std::size_t k) {
   const int v[] = {l.data, l.expert, l.tensor, l.pipeline, l.microbatches, l.zero_stage};
   return v[k];
@@ -105,18 +111,14 @@ int cmd_plan(const GlobalOptions& g, const PlanOptions& o) {
   if (o.dry_run) {
     if (o.json) {
       json list = json::array();
-      for (const auto& c : candidates)
-        list.push_back({{"layout", c.layout.label()},
-                        {"data", c.layout.data},
-                        {"expert", c.layout.expert},
-                        {"tensor", c.layout.tensor},
-                        {"pipeline", c.layout.pipeline},
-                        {"microbatches", c.layout.microbatches},
-                        {"zero_stage", c.layout.zero_stage},
-                        {"verdict", engine::to_string(c.verdict)},
-                        {"reason", c.reason},
-                        {"memory_need_bytes", c.need_bytes},
-                        {"memory_capacity_bytes", c.capacity_bytes}});
+      for (const auto& c : candidates) {
+        json item = layout_json(c.layout);
+        item["verdict"] = engine::to_string(c.verdict);
+        item["reason"] = c.reason;
+        item["memory_need_bytes"] = c.need_bytes;
+        item["memory_capacity_bytes"] = c.capacity_bytes;
+        list.push_back(std::move(item));
+      }
       std::cout << json{{"scenario", base.name},
                         {"devices", space.devices},
                         {"rules", rules},
@@ -214,14 +216,8 @@ int cmd_plan(const GlobalOptions& g, const PlanOptions& o) {
     json rows = json::array();
     for (std::size_t i = 0; i < ranked.size() && static_cast<int>(i) < o.top; ++i) {
       const Ranked& r = ranked[i];
-      rows.push_back({{"rank", i + 1},
-                      {"layout", r.layout.label()},
-                      {"data", r.layout.data},
-                      {"expert", r.layout.expert},
-                      {"tensor", r.layout.tensor},
-                      {"pipeline", r.layout.pipeline},
-                      {"microbatches", r.layout.microbatches},
-                      {"zero_stage", r.layout.zero_stage},
+      json row = layout_json(r.layout);
+      row.update(json{{"rank", i + 1},
                       {"run_id", r.run_id},
                       {"step_time_s", r.step_time_s},
                       {"train_days", r.train_days},
@@ -230,6 +226,7 @@ int cmd_plan(const GlobalOptions& g, const PlanOptions& o) {
                       {"mfu", r.mfu},
                       {"tokens_dropped_fraction", r.dropped},
                       {"rematerialization", r.remat ? "full" : r.selective ? "selective" : "none"}});
+      rows.push_back(std::move(row));
     }
     std::cout << json{{"sweep_id", sweep_id},
                       {"scenario", base.name},
