@@ -241,7 +241,11 @@ std::vector<FieldSpec> build_table() {
           .help("Megatron sequence parallelism (Korthikanti et al. 2022, arXiv 2205.05198, section 4.2.2; needs tensor > 1): "
                 "layer norms, dropouts and residual adds run on 1/tensor of the sequence, so their activations are sharded "
                 "over the tensor ranks, and each tensor-parallel all-reduce becomes a reduce-scatter after the block and an "
-                "all-gather before the next (the same bytes on the links)."),
+                "all-gather before the next (the same bytes on the links). In MoE layers each tensor rank routes, "
+                "dispatches and combines its own 1/tensor of the tokens (Megatron-Core's MoE with tensor, expert and "
+                "sequence parallelism; GSPMD's 2D sharding), so routing groups come from that shard; without it every "
+                "tensor rank routes all of its stage's tokens and sends its 1/tensor share. With expert parallelism and "
+                "zero_stage 3 this is GSPMD's 2D layout (scenarios/examples/tpu-v4-glam-2d-sharding.yaml)."),
 
       F("serving", T::section)
           .help("Serve the model instead of training it: request arrivals, replicas, batching scheduler, KV cache and "

@@ -177,11 +177,14 @@ MemoryEstimate estimate_memory_need(const scenario::Scenario& s, const catalog::
         core_per_tok += 2.0 * hl * m.seq_len;
       }
       if (l.moe) {
-        const double group = s.routing.group_size_tokens > 0 ? std::min<double>(s.routing.group_size_tokens, tok) : tok;
-        per_tok += (2.0 * d + 2.0 * m.experts) / sp + slots_per_token(group) * (2.0 * d + ffn_mats * m.expert_d_ff / t);
+        // Routing groups come from the tokens a rank routes: all of the stage's, or with sequence parallelism its
+        // 1/tensor shard (training_step.cpp, moe_ffn), whose dispatched and combined rows it alone keeps.
+        const double routed = tok / sp;
+        const double group = s.routing.group_size_tokens > 0 ? std::min<double>(s.routing.group_size_tokens, routed) : routed;
+        per_tok += (2.0 * d + 2.0 * m.experts) / sp + slots_per_token(group) * (2.0 * d / sp + ffn_mats * m.expert_d_ff / t);
         if (accel.dispatch == catalog::DispatchStyle::einsum && !s.routing.dropless) {
-          // One-hot dispatch and combine tensors [S, E, C] per group: E x C elements per token each.
-          per_tok += 2.0 * m.experts * expert_capacity(s.routing, m.experts, m.top_k, m.capacity_factor, group);
+          // One-hot dispatch and combine tensors [S, E, C] per group: E x C elements per routed token each.
+          per_tok += 2.0 * m.experts * expert_capacity(s.routing, m.experts, m.top_k, m.capacity_factor, group) / sp;
         }
       } else {
         per_tok += d / sp + ffn_mats * m.d_ff / t;

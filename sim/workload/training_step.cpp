@@ -639,24 +639,32 @@ class Builder {
 void Builder::moe_ffn(Stream& st, const LayerDesc& L, double tok, Pass pass, const std::string& label) {
   const double d = m_.d_model, f = m_.expert_d_ff / tp_, mats = m_.gated() ? 2.0 : 1.0;
   const double E = m_.experts, k = m_.top_k, ep = p_.expert;
-  const RoutingGroups split = routing_groups(s_.routing, tok, p_.expert);
+  // Whose tokens a rank routes. Without sequence parallelism every tensor rank holds all of the stage's tokens and
+  // computes the same routing and dispatch (Mesh-TensorFlow replicates an einsum over the mesh axes its operands
+  // are not split on), then sends its 1/tensor share. With sequence parallelism (Megatron-Core's MoE with tensor,
+  // expert and sequence parallelism; GSPMD's 2D sharding) each tensor rank holds 1/tensor of the tokens and routes,
+  // dispatches and combines only those: routing groups are drawn from the rank's own shard.
+  const double sp = p_.sequence_parallel ? tp_ : 1.0;
+  const double tok_r = tok / sp;
+  const RoutingGroups split = routing_groups(s_.routing, tok_r, p_.expert);
   const double group = split.group_tokens;
-  const double groups_per_device = static_cast<double>(split.groups);
+  const double groups_per_device = static_cast<double>(split.groups);  // per rank
   const double cap = router_->capacity(group);
   const int local_experts = static_cast<int>(E / ep);
 
   // Router: gate projection (fp32, "selective precision": Fedus et al. 2021 §2.4) + softmax + top-k.
-  Cost rc = gemm_cost("moe.gate", tok, E, d, pass, 1.0, KernelClass::gemm, "fp32");
-  rc += vector_cost(KernelClass::router, "moe.softmax_topk", 3.0 * tok * E * 4.0, (8.0 + k) * tok * E, pass);
-  st.acc.add(kind_for("compute.router", pass), rc, 2.0 * tok * E * d * model_mult(pass));
+  Cost rc = gemm_cost("moe.gate", tok_r, E, d, pass, 1.0, KernelClass::gemm, "fp32");
+  rc += vector_cost(KernelClass::router, "moe.softmax_topk", 3.0 * tok_r * E * 4.0, (8.0 + k) * tok_r * E, pass);
+  st.acc.add(kind_for("compute.router", pass), rc, 2.0 * tok_r * E * d * model_mult(pass));
 
-  // Routing draws: one per expert-parallel group (= per data index; tensor ranks share tokens).
+  // Routing draws: one per expert-parallel group (= per data index), over every group its ranks route (the
+  // expert-parallel ranks', and with sequence parallelism each of their tensor ranks' own).
   std::vector<RoutingDraw*> draw_of_data(static_cast<std::size_t>(p_.data));
   for (int di = 0; di < p_.data; ++di) {
     auto key = std::make_tuple(L.moe_index, st.mb, di);
     auto it = draws_.find(key);
     if (it == draws_.end()) {
-      RoutingDraw dr = router_->draw(L.moe_index, static_cast<int>(groups_per_device * ep), group, rng_);
+      RoutingDraw dr = router_->draw(L.moe_index, static_cast<int>(groups_per_device * ep * sp), group, rng_);
       stats_.routed_tokens += dr.tokens;
       stats_.assignments += dr.assignments;
       stats_.skipped += dr.skipped;
@@ -669,7 +677,7 @@ void Builder::moe_ffn(Stream& st, const LayerDesc& L, double tok, Pass pass, con
   }
 
   // Dispatch: one-hot einsum over capacity slots (TPU) or a gather of the routed rows (GPU).
-  const double slots = einsum_dispatch_ ? groups_per_device * E * cap : 0.0;  // per device
+  const double slots = einsum_dispatch_ ? groups_per_device * E * cap : 0.0;  // per rank
   Cost dc, cc;
   if (einsum_dispatch_) {
     // GSEC,GSM->EGCM per group: [E*C x S] . [S x d]; combine GSEC,EGCM->GSM: [S x E*C] . [E*C x d].
@@ -684,8 +692,8 @@ void Builder::moe_ffn(Stream& st, const LayerDesc& L, double tok, Pass pass, con
     dc += vector_cost(KernelClass::router, "moe.dispatch_mask", groups_per_device * group * E * cap * b_ * 2.0,
                       groups_per_device * group * E * cap, pass);
   } else {
-    dc = vector_cost(KernelClass::permute, "moe.permute", 2.0 * tok * k * d * b_, 0.0, Pass::fwd);
-    cc = vector_cost(KernelClass::unpermute, "moe.unpermute", (2.0 * k + 1.0) * tok * d * b_, 2.0 * tok * k * d, Pass::fwd);
+    dc = vector_cost(KernelClass::permute, "moe.permute", 2.0 * tok_r * k * d * b_, 0.0, Pass::fwd);
+    cc = vector_cost(KernelClass::unpermute, "moe.unpermute", (2.0 * k + 1.0) * tok_r * d * b_, 2.0 * tok_r * k * d, Pass::fwd);
   }
   st.acc.add(kind_for("compute.dispatch", pass), dc, 0.0);
 
@@ -695,7 +703,7 @@ void Builder::moe_ffn(Stream& st, const LayerDesc& L, double tok, Pass pass, con
     w.op = CollectiveOp::all_to_all;
     w.groups = ctx_.mesh.expert_groups(st.stage);
     if (einsum_dispatch_) {
-      w.bytes_per_device = slots * d * b_ / tp_;
+      w.bytes_per_device = slots * d * b_ * sp / tp_;  // the rank's share of the slots (all of its own with SP)
     } else {
       double kept = 0.0, total = 0.0;
       for (const auto* dr : draw_of_data) {
@@ -723,7 +731,7 @@ void Builder::moe_ffn(Stream& st, const LayerDesc& L, double tok, Pass pass, con
   // With tensor-parallel experts, each tensor rank exchanges 1/tp of the tokens, then the tensor group
   // all-gathers them (and reduce-scatters the outputs before the combine): Megatron-style token
   // splitting, so the all-to-all is not repeated tp times.
-  const double expert_rows = einsum_dispatch_ ? slots : tok * k;
+  const double expert_rows = einsum_dispatch_ ? slots * sp : tok * k;
   tensor_collective(st, CollectiveOp::all_gather, expert_rows, label + " expert TP all-gather");
 
   // Expert FFN on each device: grouped GEMM over its local experts.
@@ -740,7 +748,7 @@ void Builder::moe_ffn(Stream& st, const LayerDesc& L, double tok, Pass pass, con
     double assigned = 0.0;
     for (int x = 0; x < local_experts; ++x) {
       const auto e = static_cast<std::size_t>(e_idx * local_experts + x);
-      gm.push_back(einsum_dispatch_ ? groups_per_device * ep * cap : dr.processed[e]);
+      gm.push_back(einsum_dispatch_ ? groups_per_device * ep * sp * cap : dr.processed[e]);
       assigned += dr.processed[e];
     }
     auto it = by_shape.find(gm);

@@ -48,7 +48,7 @@ TEST_CASE("golden::examples: every example has a golden file and every golden fi
   for (const char* name : {"tpu-v3-torus-moe", "a100-dense-tensor-pipeline", "h100-zipf-dropless", "two-datacenter-data-parallel",
                            "tpu-v4-3d-torus", "inline-datacenter-grid", "serving-continuous", "serving-chunked-prefill",
                            "serving-static", "serving-disaggregated", "serving-expert-parallel", "serving-two-sites",
-                           "serving-trace"})
+                           "serving-trace", "tpu-v4-glam-2d-sharding"})
     CHECK(examples.count(name) == 1);
 }
 
@@ -111,6 +111,26 @@ TEST_CASE("golden::tpu-v4-3d-torus: TPU v4 4x4x4 torus", "[golden]") {
   CHECK(run.at("chips") == 64);
   CHECK(run.at("devices") == 64);
   CHECK(run.at("step_time_spread_s") == 0.0);  // one simulated step
+}
+
+TEST_CASE("golden::tpu-v4-glam-2d-sharding: GLaM's GSPMD layout fits a TPU v4's 32 GiB", "[golden]") {
+  const json run = g::check_golden("tpu-v4-glam-2d-sharding");
+  common_checks(run);
+  CHECK(run.at("chips") == 1024);
+  const json& m = run.at("metrics");
+  const double need = m.at("memory_params_bytes").at("value").get<double>() + m.at("memory_grads_bytes").at("value").get<double>() +
+                      m.at("memory_optimizer_bytes").at("value").get<double>() +
+                      m.at("memory_activations_bytes").at("value").get<double>();
+  CHECK(need <= m.at("memory_capacity_bytes").at("value").get<double>());
+  CHECK(m.at("memory_capacity_bytes").at("value").get<double>() == Approx(32.0 * 1024 * 1024 * 1024));
+  // Model-axis activations: reduce-scatters and all-gathers, no tensor all-reduce (sequence parallelism); the
+  // expert all-to-all; ZeRO-3's weight gathers.
+  CHECK(m.at("collective_bytes_per_step.reduce_scatter").at("value").get<double>() > 0.0);
+  CHECK(m.at("collective_bytes_per_step.all_to_all").at("value").get<double>() > 0.0);
+  const json& busy = run.at("step_busy_s");
+  CHECK(busy.value("comm.zero_all_gather", 0.0) > 0.0);
+  // Each model rank dispatches its own 1/16 of the tokens: the einsums are a small part of the expert work.
+  CHECK(busy.at("compute.dispatch").get<double>() < 0.05 * busy.at("compute.expert_ffn").get<double>());
 }
 
 TEST_CASE("golden::inline-datacenter-grid: an inline datacenter takes its intensity from the grid data", "[golden]") {

@@ -683,3 +683,58 @@ TEST_CASE("workload::StepBuilder: interleaved 1F1B (virtual stages)", "[workload
                       Catch::Contains("at least as many layers"));
   }
 }
+
+TEST_CASE("workload::StepBuilder: with sequence parallelism each tensor rank routes, dispatches and combines its own tokens",
+          "[workload][step][sequence_parallel][moe]") {
+  // TPU (one-hot einsum dispatch), 2 MoE layers, 4 experts over 2 expert ranks x tensor 4, 512-token routing groups.
+  const int L = 2, d = 512, s = 1024;
+  const double T = 8.0 * s;  // 4096 tokens per expert rank; 1024 per tensor rank with sequence parallelism
+  const std::string model = decoder(L, d, 8, 32000, s, "  experts: 4\n  moe_every: 1\n  top_k: 2\n  capacity_factor: 2.0\n");
+  const std::string par = "  tensor: 4\n  expert: 2\n";
+  const std::string routing = "routing:\n  type: uniform\n  group_size_tokens: 512\n";
+  const t::StepFixture plain(t::load(t::scenario_yaml(model, "tpu_v4", 8, par, T, routing)));
+  const t::StepFixture sp(t::load(t::scenario_yaml(model, "tpu_v4", 8, par + "  sequence_parallel: true\n", T, routing)));
+  const BuiltStep a = plain.build(false), b = sp.build(false);
+  check_dag(b);
+  auto kind_s = [](const BuiltStep& bs, const std::string& kind) {
+    double sum = 0.0;
+    for (const Phase* p : t::all_phases(bs.graph))
+      if (p->type == Phase::Type::compute)
+        if (auto it = p->compute.kind_time_s.find(kind); it != p->compute.kind_time_s.end()) sum += it->second;
+    return sum;
+  };
+  auto bytes_of = [](const BuiltStep& bs, const std::string& what) {
+    std::vector<double> out;
+    for (const Phase* p : t::all_phases(bs.graph))
+      if (p->type == Phase::Type::collective && t::contains(p->label, what)) out.push_back(p->comm.bytes_per_device);
+    return out;
+  };
+  // Same groups (512 tokens, so the same capacity), a quarter of them per rank: the dispatch and combine einsums,
+  // the gate and the mask cost a quarter; the routing sees the same tokens, so the experts' work is unchanged.
+  REQUIRE(kind_s(a, "compute.dispatch") > 0.0);
+  CHECK(kind_s(b, "compute.dispatch") == Approx(kind_s(a, "compute.dispatch") / 4.0).epsilon(1e-9));
+  // The gate also reads its [d_model, experts] weights, whatever the tokens: a quarter to within 1 %.
+  REQUIRE(kind_s(a, "compute.router") > 0.0);
+  CHECK(kind_s(b, "compute.router") == Approx(kind_s(a, "compute.router") / 4.0).epsilon(0.01));
+  CHECK(kind_s(b, "compute.router") > kind_s(a, "compute.router") / 4.0);
+  CHECK(kind_s(b, "compute.expert_ffn") == Approx(kind_s(a, "compute.expert_ffn")).epsilon(1e-12));
+  CHECK(a.stats.routed_tokens == Approx(b.stats.routed_tokens));
+  CHECK(a.stats.dropped == Approx(b.stats.dropped));
+  // The all-to-all moves each rank's own slots: as many bytes as each rank's 1/tensor share of the replicated ones.
+  const auto a2a_plain = bytes_of(a, "moe dispatch all-to-all"), a2a_sp = bytes_of(b, "moe dispatch all-to-all");
+  REQUIRE(a2a_plain.size() == a2a_sp.size());
+  REQUIRE_FALSE(a2a_sp.empty());
+  // 4096 tokens in 8 groups of 512, capacity 2 x 2 x 512 / 4 = 512 slots per expert and group, bf16.
+  for (std::size_t i = 0; i < a2a_sp.size(); ++i) {
+    CHECK(a2a_plain[i] == Approx(8.0 * 4 * 512 * d * 2.0 / 4.0));
+    CHECK(a2a_sp[i] == Approx(a2a_plain[i]));
+  }
+  // The tensor group gathers every slot for the tensor-split experts either way.
+  const auto ag_plain = bytes_of(a, "expert TP all-gather"), ag_sp = bytes_of(b, "expert TP all-gather");
+  REQUIRE(ag_sp.size() == ag_plain.size());
+  for (std::size_t i = 0; i < ag_sp.size(); ++i) CHECK(ag_sp[i] == Approx(8.0 * 4 * 512 * d * 2.0));
+  // Memory: the one-hot masks and the dispatched rows of 1/tensor of the tokens per rank.
+  const auto mem_plain = moesim::workload::estimate_memory_need(plain.scenario, plain.accel);
+  const auto mem_sp = moesim::workload::estimate_memory_need(sp.scenario, sp.accel);
+  CHECK(mem_sp.activations_no_remat_bytes < mem_plain.activations_no_remat_bytes);
+}
