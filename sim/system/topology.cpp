@@ -127,7 +127,8 @@ void Topology::finish(Topology& t, const scenario::Scenario& s, const catalog::A
   const double bw_override = topo.link_bandwidth_bytes_per_s, lat_override = topo.link_latency_s;
   t.ici_bandwidth_bytes_per_s = bw_override > 0 ? bw_override : accel.ici_link_bandwidth_bytes_per_s;
   t.ici_latency_s = lat_override > 0 ? lat_override : accel.ici_latency_s;
-  t.nvlink_bandwidth_bytes_per_s = accel.nvlink_bandwidth_bytes_per_s;
+  // What collectives get of NVLink: the line rate less the protocol's overhead (accelerator profile).
+  t.nvlink_bandwidth_bytes_per_s = accel.nvlink_bandwidth_bytes_per_s * accel.nvlink_efficiency;
   t.nvlink_latency_s = accel.nvlink_latency_s;
   t.nic_bandwidth_bytes_per_s = (!torus && bw_override > 0) ? bw_override : accel.nic_bandwidth_bytes_per_s;
   t.nic_latency_s = (!torus && lat_override > 0) ? lat_override : accel.nic_latency_s;

@@ -207,7 +207,8 @@ TEST_CASE("golden::serving-expert-parallel: DP attention, expert all-to-alls, Zi
   // fewer expert weights and are no slower.
   const json balanced = g::run_moesim_args("run '" + (g::examples_dir() / "serving-expert-parallel.yaml").string() +
                                            "' --json --no-store --set routing.skew=0", "ep_balanced").parsed;
-  CHECK(run.at("ttft_s").at("p50").get<double>() > balanced.at("ttft_s").at("p50").get<double>());
+  // (The mean: with 225 requests the median moves with how arrivals fall into iterations, by about 1 %.)
+  CHECK(run.at("ttft_s").at("mean").get<double>() > balanced.at("ttft_s").at("mean").get<double>());
   CHECK(run.at("tpot_s").at("mean").get<double>() <= balanced.at("tpot_s").at("mean").get<double>());
 }
 

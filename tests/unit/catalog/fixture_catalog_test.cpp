@@ -32,6 +32,7 @@ TEST_CASE("catalog::Catalog: loads a fixture tree", "[catalog]") {
   CHECK(gpu.peak_flops_for("fp8") == 4.0e14);
   CHECK(gpu.gpus_per_node == 4);
   CHECK(gpu.nvlink_latency_s == 0.0);  // optional latency absent: 0 = unknown
+  CHECK(gpu.nvlink_efficiency == 1.0);  // optional efficiency absent: the line rate
   CHECK(gpu.lifetime_years == 4.0);
   CHECK(gpu.notes == "fixture");
   CHECK(gpu.sources.at("peak_matmul_flops_per_s.fp16") == "test fixture");

@@ -68,6 +68,14 @@ TEST_CASE("catalog::load_accelerator_file: malformed profiles name file, line, k
     CHECK(e.line() == t::line_of(t::data("bad/accel_negative_power.yaml"), "idle_w:"));
     CHECK(contains(e.message(), ">= 0"));
   }
+  SECTION("an NVLink efficiency outside (0, 1]") {
+    const auto e = accel_error("accel_nvlink_efficiency");
+    CHECK(e.key() == "nvlink_efficiency.value");
+    CHECK(e.line() == t::line_of(t::data("bad/accel_nvlink_efficiency.yaml"), "nvlink_efficiency:"));
+    const auto z = accel_error("accel_nvlink_efficiency_zero");
+    CHECK(z.key() == "nvlink_efficiency");
+    CHECK(contains(z.message(), "must be > 0"));
+  }
   SECTION("a number without a source") {
     const auto e = accel_error("accel_missing_source");
     CHECK(e.key() == "tdp_w.source");

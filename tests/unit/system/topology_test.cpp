@@ -163,6 +163,13 @@ TEST_CASE("system::Topology: fat-tree node and GPU indices, link figures", "[sys
   CHECK(f.topo.nic_latency_s == 2e-6);
   CHECK(f.topo.wan_bandwidth_bytes_per_s == 1.25e10);
   CHECK(f.topo.wan_latency_s == 0.01);
+  SECTION("collectives get the NVLink line rate times the accelerator's NVLink efficiency") {
+    auto a = t::gpu(4);
+    a.nvlink_efficiency = 0.82;
+    const Topology o = Topology::build(f.scenario, a, f.mesh);
+    CHECK(o.nvlink_bandwidth_bytes_per_s == Approx(0.82 * 4e11));
+    CHECK(o.nic_bandwidth_bytes_per_s == 5e10);  // the NIC keeps its figure
+  }
   SECTION("scenario link overrides replace the NIC figures on a fat-tree and the ICI figures on a torus") {
     auto s = f.scenario;
     s.cluster.topology.link_bandwidth_bytes_per_s = 2.5e10;

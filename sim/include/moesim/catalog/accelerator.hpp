@@ -74,6 +74,8 @@ struct AcceleratorSpec {
   std::vector<int> pod_dims;
   /** GPU scale-up: NVLink bandwidth per GPU per direction through the node's switch, and latency. */
   double nvlink_bandwidth_bytes_per_s = 0.0;
+  /** Fraction of the NVLink line rate a collective's payload gets (the protocol's overhead); 1 when not given. */
+  double nvlink_efficiency = 1.0;
   double nvlink_latency_s = 0.0;
   int gpus_per_node = 0;
   /** GPU scale-out: NIC bandwidth per GPU per direction (one NIC per GPU, rail-optimised), latency. */
