@@ -78,6 +78,9 @@ int main(int argc, char** argv) {
   plan_cmd->add_option("--max-microbatch-factor", pl.max_microbatch_factor,
                        "With a pipeline of P stages, micro-batches up to this many times P")
       ->default_val(2)->check(CLI::Range(1, 1024));
+  plan_cmd->add_flag("--exhaustive", pl.exhaustive,
+                     "Simulate every layout that fits; by default (ranked by time, unsharded) a layout whose lower bound on "
+                     "the training time is no better than the best layout simulated so far is skipped");
   plan_cmd->add_option("--max-pipeline", pl.max_pipeline,
                        "At most this many pipeline stages (0: no bound); the bound is stated in the output")
       ->default_val(0)->check(CLI::Range(0, 1000000));

@@ -100,6 +100,7 @@ struct PlanOptions {
   std::string shard;
   int max_microbatch_factor = 2;
   int max_pipeline = 0;  ///< 0: no bound
+  bool exhaustive = false;  ///< simulate every candidate, even those whose lower bound cannot beat the best found
 };
 /** `moesim plan SCENARIO`: the parallelism planner (engine/planner.hpp) — enumerates the layouts, prunes what does
  *  not fit, simulates the rest as a sweep (stored like `moesim sweep`'s, so resumable and `report sN` works) and

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
+#include <limits>
 #include <map>
 
 #include <fmt/format.h>
@@ -16,6 +17,7 @@
 #include "commands.hpp"
 #include "moesim/core/error.hpp"
 #include "moesim/core/units.hpp"
+#include "moesim/engine/bound.hpp"
 #include "moesim/engine/planner.hpp"
 #include "moesim/scenario/loader.hpp"
 #include "moesim/scenario/sweep.hpp"
@@ -67,14 +69,12 @@ int cmd_plan(const GlobalOptions& g, const PlanOptions& o) {
   engine::PlanSpace space = engine::plan_space(base, accel, o.max_microbatch_factor);
   space.max_pipeline = o.max_pipeline;
   const std::vector<engine::Layout> layouts = engine::enumerate_layouts(space);
-  const std::vector<engine::Candidate> candidates = engine::screen_layouts(
-      layouts,
-      [&](const engine::Layout& l) {
-        std::vector<std::string> all = o.overrides;
-        for (auto& s : l.overrides()) all.push_back(std::move(s));
-        return scenario::load_file(o.scenario, catalog, all);
-      },
-      accel);
+  auto resolve = [&](const engine::Layout& l) {
+    std::vector<std::string> all = o.overrides;
+    for (auto& s : l.overrides()) all.push_back(std::move(s));
+    return scenario::load_file(o.scenario, catalog, all);
+  };
+  const std::vector<engine::Candidate> candidates = engine::screen_layouts(layouts, resolve, accel);
   std::map<engine::Verdict, std::size_t> counts;
   std::map<std::string, std::size_t> reasons;  // invalid reasons (first line), to summarise
   for (const auto& c : candidates) {
@@ -171,17 +171,77 @@ int cmd_plan(const GlobalOptions& g, const PlanOptions& o) {
   so.overrides = o.overrides;
   so.jobs = o.jobs;
   so.json = false;
-  std::int64_t sweep_id = 0;
-  {
+  auto sweep_with = [&](const std::map<std::size_t, std::string>& skip) {
     // The sweep's own summary line goes to stderr with --json, so stdout is one JSON object.
     std::streambuf* saved = o.json ? std::cout.rdbuf(std::cerr.rdbuf()) : nullptr;
+    std::int64_t id = 0;
     try {
-      sweep_id = run_sweep(catalog, so, def, shard, preskip);
+      id = run_sweep(catalog, so, def, shard, skip);
     } catch (...) {
       if (saved) std::cout.rdbuf(saved);
       throw;
     }
     if (saved) std::cout.rdbuf(saved);
+    return id;
+  };
+  std::int64_t sweep_id = 0;
+  // Branch and bound (ranked by time, one shard): each layout's training time has a lower bound computed without
+  // simulating (engine/bound.hpp: the step DAG's longest path at durations no phase can beat). Layouts are
+  // simulated in the order of their bounds, a few at a time; once the best simulated layout is at least as fast as
+  // the next bound, no layout left can beat it, and the rest are stored as skipped with both figures.
+  const bool bound_and_prune = !o.exhaustive && o.rank_by == "time" && shard.count == 1;
+  std::size_t n_bounded = 0;
+  if (!bound_and_prune) {
+    sweep_id = sweep_with(preskip);
+  } else {
+    std::vector<std::pair<double, std::size_t>> order;  // (lower bound of the training time, candidate)
+    for (std::size_t i = 0; i < candidates.size(); ++i) {
+      if (candidates[i].verdict != engine::Verdict::simulate) continue;
+      double bound = 0.0;  // a layout whose bound cannot be computed is simulated first
+      try {
+        bound = engine::train_time_lower_bound_s(resolve(candidates[i].layout), catalog);
+      } catch (const Error&) {
+      }
+      order.emplace_back(bound, i);
+    }
+    std::stable_sort(order.begin(), order.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    const std::size_t batch_size = static_cast<std::size_t>(std::max(2, 2 * o.jobs));
+    double best_s = std::numeric_limits<double>::infinity();
+    std::string best_label;
+    std::vector<bool> chosen(candidates.size(), false);
+    std::size_t next = 0;
+    while (true) {
+      std::vector<std::size_t> batch;
+      for (; next < order.size() && batch.size() < batch_size && order[next].first < best_s; ++next) batch.push_back(order[next].second);
+      if (batch.empty()) break;
+      for (std::size_t i : batch) chosen[i] = true;
+      std::map<std::size_t, std::string> skip = preskip;
+      for (const auto& [bound, i] : order)
+        if (!chosen[i]) skip[i] = "plan: not simulated yet (its lower bound comes later in the plan)";
+      sweep_id = sweep_with(skip);
+      const store::Store db(o.db, store::Store::Mode::read_only);
+      for (const auto& p : db.get_sweep(sweep_id).points) {
+        const auto i = static_cast<std::size_t>(p.index);
+        if (i >= chosen.size() || !chosen[i] || !p.run_id || p.run_status != store::RunStatus::complete) continue;
+        const double t = metric_or(db.get_run(*p.run_id), store::metric_names::kTrainTime_s,
+                                   std::numeric_limits<double>::infinity());
+        if (t < best_s) {
+          best_s = t;
+          best_label = candidates[i].layout.label();
+        }
+      }
+    }
+    for (const auto& [bound, i] : order)
+      if (!chosen[i]) {
+        ++n_bounded;
+        preskip[i] = fmt::format("plan: bounded: it trains in at least {:.4g} days (a lower bound), no faster than {} "
+                                 "simulated at {:.4g} days",
+                                 bound / 86400.0, best_label, best_s / 86400.0);
+      }
+    sweep_id = sweep_with(preskip);
+    if (!o.json && n_bounded > 0)
+      std::cerr << fmt::format("plan: {} of {} layouts not simulated: their lower bounds cannot beat {} ({:.4g} days)\n",
+                               n_bounded, order.size(), best_label, best_s / 86400.0);
   }
 
   // Rank the layouts whose runs completed (this shard's, or all of them once merged into one store).
@@ -238,6 +298,7 @@ int cmd_plan(const GlobalOptions& g, const PlanOptions& o) {
                       {"out_of_memory", counts[engine::Verdict::out_of_memory]},
                       {"invalid", counts[engine::Verdict::invalid]},
                       {"dominated", counts[engine::Verdict::dominated]},
+                      {"bounded", n_bounded},
                       {"wall_s", wall_s},
                       {"ranked", rows}}
                      .dump(2)

@@ -15,6 +15,7 @@
 
 #include "moesim/core/error.hpp"
 #include "moesim/system/collectives.hpp"
+#include "signature.hpp"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define MOESIM_ADDRESS_SANITIZER 1
@@ -35,38 +36,6 @@ using workload::PhaseId;
 using workload::StepGraph;
 
 namespace {
-
-/** FNV-1a over raw bytes: a compact signature of a collective's traffic inputs. */
-struct Hasher {
-  std::uint64_t h = 1469598103934665603ULL;
-  void bytes(const void* p, std::size_t n) {
-    const auto* c = static_cast<const unsigned char*>(p);
-    for (std::size_t i = 0; i < n; ++i) {
-      h ^= c[i];
-      h *= 1099511628211ULL;
-    }
-  }
-  template <class T>
-  void value(const T& v) {
-    bytes(&v, sizeof(v));
-  }
-};
-
-std::uint64_t signature(const workload::CollectiveWork& w) {
-  Hasher h;
-  h.value(static_cast<int>(w.op));
-  h.value(w.bytes_per_device);
-  for (const auto& g : w.groups) {
-    h.value(g.size());
-    h.bytes(g.data(), g.size() * sizeof(int));
-  }
-  for (const auto* vv : {&w.send_weight, &w.recv_weight})
-    for (const auto& v : *vv) {
-      h.value(v.size());
-      h.bytes(v.data(), v.size() * sizeof(double));
-    }
-  return h.h;
-}
 
 /** A traffic plan with its network footprint (bytes x links by site and class). */
 struct CachedPlan {
@@ -415,7 +384,7 @@ StepResult Simulator::Impl::run_step(workload::BuiltStep& step, bool record_powe
       return;
     }
     if (ph.type == Phase::Type::collective) {
-      st[v].sig = signature(ph.comm);
+      st[v].sig = detail::signature(ph.comm);
       st[v].plan = &plan_for(st[v].sig, ph.comm);
       res.algorithms[ph.kind] = st[v].plan->plan.algorithm;
       for (std::size_t s = 0; s < res.site_link_bytes.size(); ++s)

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <map>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -70,7 +71,7 @@ TEST_CASE("cli::plan --dry-run: the layouts and their verdicts, nothing simulate
 TEST_CASE("cli::plan: simulates the survivors as a sweep, ranks them, resumes; report sN reads it", "[cli][plan]") {
   const std::string dir = scratch("real");
   const std::string db = dir + "/plan.db";
-  const Result r = run_moesim("plan " + kPlan + " --json --top 100 -j 2 --db " + db, dir);
+  const Result r = run_moesim("plan " + kPlan + " --json --top 100 -j 2 --exhaustive --db " + db, dir);
   INFO(r.err);
   REQUIRE(r.status == 0);
   const json j = json::parse(r.out);
@@ -118,6 +119,57 @@ TEST_CASE("cli::plan: simulates the survivors as a sweep, ranks them, resumes; r
                                 dir);
   INFO(rep.err);
   CHECK(rep.status == 0);
+}
+
+TEST_CASE("cli::plan: by time, layouts whose lower bound cannot beat the best simulated one are not simulated",
+          "[cli][plan][bound]") {
+  const std::string dir = scratch("bound");
+  const Result all = run_moesim("plan " + kPlan + " --json --top 100 --exhaustive --db " + dir + "/all.db", dir);
+  INFO(all.err);
+  REQUIRE(all.status == 0);
+  const json a = json::parse(all.out);
+  const Result bounded = run_moesim("plan " + kPlan + " --json --top 100 --db " + dir + "/bounded.db", dir);
+  INFO(bounded.err);
+  REQUIRE(bounded.status == 0);
+  const json b = json::parse(bounded.out);
+  CHECK(a["bounded"] == 0);
+  REQUIRE(a["simulated"] == 15);
+  // Fewer simulated, none lost: simulated + bounded = the 15 survivors of the screening.
+  CHECK(b["bounded"].get<int>() > 0);
+  CHECK(b["simulated"].get<int>() + b["bounded"].get<int>() == 15);
+  // The same best layout, with the same figures (the same scenario simulated), and every simulated layout ranked as in
+  // the exhaustive plan.
+  REQUIRE_FALSE(b["ranked"].empty());
+  CHECK(b["ranked"][0]["layout"] == a["ranked"][0]["layout"]);
+  CHECK(b["ranked"][0]["train_days"].get<double>() == a["ranked"][0]["train_days"].get<double>());
+  // Every bounded layout's reason states its bound and the best layout; its bound is no better, and the exhaustive
+  // plan confirms that it was indeed no faster.
+  std::map<std::string, double> days;
+  for (const auto& row : a["ranked"]) days[row["layout"].get<std::string>()] = row["train_days"].get<double>();
+  const Store s(dir + "/bounded.db", Store::Mode::read_only), full(dir + "/all.db", Store::Mode::read_only);
+  const auto sweep = s.get_sweep(b["sweep_id"].get<std::int64_t>());
+  const auto full_sweep = full.get_sweep(a["sweep_id"].get<std::int64_t>());
+  const double best_s = a["ranked"][0]["train_days"].get<double>() * 86400.0;
+  int n = 0;
+  for (const auto& p : sweep.points) {
+    if (p.skip_reason.rfind("plan: bounded:", 0) != 0) continue;
+    ++n;
+    INFO(p.skip_reason);
+    CHECK(p.skip_reason.find(a["ranked"][0]["layout"].get<std::string>()) != std::string::npos);
+    // The same point (the same candidate order) in the exhaustive plan: simulated, and no faster than the best.
+    const auto& q = full_sweep.points.at(static_cast<std::size_t>(p.index));
+    REQUIRE(q.run_id);
+    const auto run = full.get_run(*q.run_id);
+    const auto* t = run.metric(moesim::store::metric_names::kTrainTime_s);
+    REQUIRE(t != nullptr);
+    CHECK(t->value >= best_s);
+  }
+  CHECK(n == b["bounded"].get<int>());
+  for (const auto& row : b["ranked"]) CHECK(days.at(row["layout"].get<std::string>()) == row["train_days"].get<double>());
+  // Ranking by energy is not bounded: every survivor is simulated.
+  const Result e = run_moesim("plan " + kPlan + " --json --rank-by energy --db " + dir + "/energy.db", dir);
+  REQUIRE(e.status == 0);
+  CHECK(json::parse(e.out)["simulated"] == 15);
 }
 
 TEST_CASE("cli::plan and run: the unhappy paths", "[cli][plan][errors]") {

@@ -1,0 +1,45 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// Internal to the engine layer: the signature by which the engine caches a collective's traffic plan and memoises
+// its isolated duration, shared with the step-time lower bound (bound.cpp), which caches its per-collective bound
+// the same way.
+#include <cstddef>
+#include <cstdint>
+
+#include "moesim/workload/step_graph.hpp"
+
+namespace moesim::engine::detail {
+
+/** FNV-1a over raw bytes: a compact signature of a collective's traffic inputs. */
+struct Hasher {
+  std::uint64_t h = 1469598103934665603ULL;
+  void bytes(const void* p, std::size_t n) {
+    const auto* c = static_cast<const unsigned char*>(p);
+    for (std::size_t i = 0; i < n; ++i) {
+      h ^= c[i];
+      h *= 1099511628211ULL;
+    }
+  }
+  template <class T>
+  void value(const T& v) {
+    bytes(&v, sizeof(v));
+  }
+};
+
+inline std::uint64_t signature(const workload::CollectiveWork& w) {
+  Hasher h;
+  h.value(static_cast<int>(w.op));
+  h.value(w.bytes_per_device);
+  for (const auto& g : w.groups) {
+    h.value(g.size());
+    h.bytes(g.data(), g.size() * sizeof(int));
+  }
+  for (const auto* vv : {&w.send_weight, &w.recv_weight})
+    for (const auto& v : *vv) {
+      h.value(v.size());
+      h.bytes(v.data(), v.size() * sizeof(double));
+    }
+  return h.h;
+}
+
+}  // namespace moesim::engine::detail
