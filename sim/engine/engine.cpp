@@ -138,7 +138,10 @@ struct Simulator::Impl {
 #endif
     engine = std::make_unique<sg4::Engine>(&argc, argv);
     sg_host_energy_plugin_init();
-    plat = platform::Platform::build(topo, accel, power, opt.pacers);
+    // Pacers for the background tasks (one per background_chunk_hosts chips, and one per call's remainder) on top of
+    // those the phases take.
+    const int chunk = std::max(1, opt.background_chunk_hosts);
+    plat = platform::Platform::build(topo, accel, power, opt.pacers + (topo.chips() + chunk - 1) / chunk + 64);
     free_pacers = plat->pacers();
   }
 
@@ -237,8 +240,9 @@ StepResult Simulator::Impl::run_step(workload::BuiltStep& step, bool record_powe
   } else {
     loaded = chips;
   }
-  for (std::size_t lo = 0; lo < loaded.size(); lo += static_cast<std::size_t>(opt.chunk_hosts)) {
-    const std::size_t hi = std::min(loaded.size(), lo + static_cast<std::size_t>(opt.chunk_hosts));
+  const auto bg_chunk = static_cast<std::size_t>(std::max(1, opt.background_chunk_hosts));
+  for (std::size_t lo = 0; lo < loaded.size(); lo += bg_chunk) {
+    const std::size_t hi = std::min(loaded.size(), lo + bg_chunk);
     sg4::Host* pacer = take_pacer();
     if (pacer == nullptr) throw Error("engine: not enough pacer hosts for the background load; raise EngineOptions::pacers");
     std::vector<sg4::Host*> hosts(loaded.begin() + static_cast<long>(lo), loaded.begin() + static_cast<long>(hi));
@@ -347,9 +351,12 @@ StepResult Simulator::Impl::run_step(workload::BuiltStep& step, bool record_powe
       std::sort(work.begin(), work.end());
       // SimGrid 3.32's energy plugin brings a host's joules up to date when one of its activities changes state,
       // and at the start of single-host executions only (src/plugins/host_energy.cpp): a parallel task starting
-      // on a chip would have the stretch since the chip's last update charged at the new task's load. Bring
-      // every host up to date first (one simcall).
-      sg_host_energy_update_all();
+      // on a chip would have the stretch since the chip's last update charged at the new task's load. Bring the
+      // chips this task loads up to date first (one simcall each; the others' loads do not change, and a parallel
+      // task's end updates its hosts itself, through the plugin's CpuAction::on_state_change). Updating every host
+      // here instead cost a third of a 280-GPU pipeline run (perf: the host list rebuilt and sorted by name).
+      for (const auto& [chip, t] : work)
+        if (t > 0.0) sg_host_get_consumed_energy(chips[static_cast<std::size_t>(chip)]);
       // The chips draw the power curve at the phase's achieved utilisation: host_energy is linear in a host's load
       // (active + load x (full - active)), so each chip carries load x its busy time x speed FLOPs and a pacer host
       // makes the task last as long as the chunk's slowest chip. A chip busy t_i of the T seconds then draws

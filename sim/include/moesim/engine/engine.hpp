@@ -19,6 +19,10 @@ namespace moesim::engine {
 struct EngineOptions {
   int pacers = 512;           ///< pacer hosts timing compute chunks, memoised phases and the background power
   int chunk_hosts = 512;      ///< hosts per compute parallel task (SimGrid's ptask setup grows ~N^2)
+  /** Chips per background ("job running") task. Each task joins its chips into one set that SimGrid's max-min
+   *  solver updates together whenever any of them changes load, so small sets keep each update local (a pipeline
+   *  stage's compute no longer re-solves every other stage's). Each set has its own pacer host. */
+  int background_chunk_hosts = 8;
   bool memoize = true;        ///< replay isolated collectives already simulated with the same traffic
   int power_samples = 400;    ///< points of the power-over-time series of the first step
   bool trace = false;         ///< record every phase's start and end (first step)
