@@ -140,9 +140,16 @@ struct Simulator::Impl {
     sg_host_energy_plugin_init();
     // Pacers for the background tasks (one per background_chunk_hosts chips, and one per call's remainder) on top of
     // those the phases take.
-    const int chunk = std::max(1, opt.background_chunk_hosts);
+    const int chunk = background_chunk();
     plat = platform::Platform::build(topo, accel, power, opt.pacers + (topo.chips() + chunk - 1) / chunk + 64);
     free_pacers = plat->pacers();
+  }
+
+  /** Chips per background task (EngineOptions::background_chunk_hosts; 0: one pipeline stage's, at most chunk_hosts). */
+  int background_chunk() const {
+    if (opt.background_chunk_hosts > 0) return opt.background_chunk_hosts;
+    const int stage_chips = std::max(1, topo.chips() / std::max(1, mesh.pipeline()));
+    return std::max(1, std::min(opt.chunk_hosts, stage_chips));
   }
 
   const CachedPlan& plan_for(std::uint64_t sig, const workload::CollectiveWork& w) {
@@ -240,7 +247,7 @@ StepResult Simulator::Impl::run_step(workload::BuiltStep& step, bool record_powe
   } else {
     loaded = chips;
   }
-  const auto bg_chunk = static_cast<std::size_t>(std::max(1, opt.background_chunk_hosts));
+  const auto bg_chunk = static_cast<std::size_t>(background_chunk());
   for (std::size_t lo = 0; lo < loaded.size(); lo += bg_chunk) {
     const std::size_t hi = std::min(loaded.size(), lo + bg_chunk);
     sg4::Host* pacer = take_pacer();

@@ -19,10 +19,12 @@ namespace moesim::engine {
 struct EngineOptions {
   int pacers = 512;           ///< pacer hosts timing compute chunks, memoised phases and the background power
   int chunk_hosts = 512;      ///< hosts per compute parallel task (SimGrid's ptask setup grows ~N^2)
-  /** Chips per background ("job running") task. Each task joins its chips into one set that SimGrid's max-min
-   *  solver updates together whenever any of them changes load, so small sets keep each update local (a pipeline
-   *  stage's compute no longer re-solves every other stage's). Each set has its own pacer host. */
-  int background_chunk_hosts = 8;
+  /** Chips per background ("job running") task; 0: the chips of one pipeline stage (at most chunk_hosts). Each task
+   *  joins its chips into one set that SimGrid's max-min solver updates together whenever any of them changes load:
+   *  sets of one stage keep a stage's compute from re-solving every other stage's (Korthikanti 530B, 35 stages:
+   *  18.9 -> 12.8 s), while without a pipeline, where compute phases span chunk_hosts chips anyway, many small sets
+   *  only add work (GShard-600B on 4096 chips: 8.8 s with sets of 512, 13.8 s with sets of 8). One pacer each. */
+  int background_chunk_hosts = 0;
   bool memoize = true;        ///< replay isolated collectives already simulated with the same traffic
   int power_samples = 400;    ///< points of the power-over-time series of the first step
   bool trace = false;         ///< record every phase's start and end (first step)
