@@ -15,6 +15,7 @@
 #include "moesim/system/collectives.hpp"
 #include "moesim/workload/memory.hpp"
 #include "signature.hpp"
+#include "training_setup.hpp"
 
 namespace moesim::engine {
 
@@ -148,18 +149,12 @@ double step_time_lower_bound_s(const workload::BuiltStep& step, const system::To
 
 double train_time_lower_bound_s(const scenario::Scenario& s, const catalog::Catalog& catalog) {
   // Built as simulate_job builds its steps (engine/job.cpp).
-  const catalog::AcceleratorSpec& accel = catalog.accelerator(s.cluster.accelerator);
-  const workload::StepBuilder& builder = workload::step_builder(s.model.type);
-  workload::DeviceMesh mesh(s.parallelism, accel.devices_per_chip);
-  const workload::MemoryEstimate mem = workload::estimate_memory(s, accel);
-  const perf::EfficiencyTable eff = perf::EfficiencyTable::load(catalog.profiles_dir());
-  const std::unique_ptr<perf::ComputeTimeModel> compute = perf::make_compute_model(accel, eff, catalog.profiles_dir());
-  const system::Topology topo = system::Topology::build(s, accel, mesh);
-  LinkBound links(topo, mesh);
+  const detail::TrainingSetup setup(s, catalog);
+  LinkBound links(setup.topo, setup.mesh);
   const int steps = std::max(1, s.training.steps_simulated);
   double bound = 0.0, hw_per_step = 0.0;
   for (int k = 0; k < steps; ++k) {
-    const workload::BuiltStep step = builder.build(workload::StepContext{s, accel, *compute, mesh, mem.remat, k, mem.selective});
+    const workload::BuiltStep step = setup.build(s, k);
     bound += longest_path_s(step, links) / steps;
     hw_per_step += step.stats.hardware_flops / steps;
   }

@@ -19,6 +19,7 @@
 #include "moesim/platform/platform.hpp"
 #include "moesim/system/topology.hpp"
 #include "moesim/workload/training_step.hpp"
+#include "training_setup.hpp"
 
 namespace moesim::workload {
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(MemoryEstimate, params_bytes, grads_bytes, optimizer_bytes, activations_bytes,
@@ -183,22 +184,19 @@ void check_feasible(const scenario::Scenario& s, const catalog::Catalog& catalog
 JobResult simulate_job(const scenario::Scenario& s, const catalog::Catalog& catalog, const EngineOptions& options,
                        const Progress& progress) {
   const auto wall0 = std::chrono::steady_clock::now();
-  const catalog::AcceleratorSpec& accel = catalog.accelerator(s.cluster.accelerator);
-  const workload::StepBuilder& builder = workload::step_builder(s.model.type);
-  workload::DeviceMesh mesh(s.parallelism, accel.devices_per_chip);
-  const workload::MemoryEstimate mem = workload::estimate_memory(s, accel);
-  const perf::EfficiencyTable eff = perf::EfficiencyTable::load(catalog.profiles_dir());
-  // Measured tables of this device, efficiencies transferred from a measured GPU, or the roofline.
-  const std::unique_ptr<perf::ComputeTimeModel> compute_model = perf::make_compute_model(accel, eff, catalog.profiles_dir());
-  const perf::ComputeTimeModel& compute = *compute_model;
-  const system::Topology topo = system::Topology::build(s, accel, mesh);
+  const detail::TrainingSetup setup(s, catalog);
+  const catalog::AcceleratorSpec& accel = setup.accel;
+  const workload::DeviceMesh& mesh = setup.mesh;
+  const workload::MemoryEstimate& mem = setup.mem;
+  const perf::ComputeTimeModel& compute = *setup.compute;
+  const system::Topology& topo = setup.topo;
   const platform::PowerStates power = platform::power_states(accel);
 
   Simulator sim(topo, accel, power, mesh, options);
   const int steps = s.training.steps_simulated;
   const auto results = sim.run(steps, [&](int k) {
     if (progress) progress(k, steps, "building and simulating step");
-    return builder.build(workload::StepContext{s, accel, compute, mesh, mem.remat, k, mem.selective});
+    return setup.build(s, k);
   });
   if (progress) progress(steps, steps, "done");
 
