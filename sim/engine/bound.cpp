@@ -4,16 +4,12 @@
 #include <algorithm>
 #include <cmath>
 #include <iterator>
-#include <memory>
 #include <unordered_map>
 #include <vector>
 
 #include <boost/graph/topological_sort.hpp>
 
-#include "moesim/perf/compute_model.hpp"
-#include "moesim/perf/model_factory.hpp"
 #include "moesim/system/collectives.hpp"
-#include "moesim/workload/memory.hpp"
 #include "signature.hpp"
 #include "training_setup.hpp"
 
@@ -141,11 +137,6 @@ double longest_path_s(const workload::BuiltStep& step, LinkBound& links) {
 }
 
 }  // namespace
-
-double step_time_lower_bound_s(const workload::BuiltStep& step, const system::Topology& topo, const workload::DeviceMesh& mesh) {
-  LinkBound links(topo, mesh);
-  return longest_path_s(step, links);
-}
 
 double train_time_lower_bound_s(const scenario::Scenario& s, const catalog::Catalog& catalog) {
   // Built as simulate_job builds its steps (engine/job.cpp).

@@ -648,7 +648,7 @@ void Builder::moe_ffn(Stream& st, const LayerDesc& L, double tok, Pass pass, con
   const double tok_r = tok / sp;
   const RoutingGroups split = routing_groups(s_.routing, tok_r, p_.expert);
   const double group = split.group_tokens;
-  const double groups_per_device = static_cast<double>(split.groups);  // per rank
+  const double groups_per_rank = static_cast<double>(split.groups);
   const double cap = router_->capacity(group);
   const int local_experts = static_cast<int>(E / ep);
 
@@ -664,7 +664,7 @@ void Builder::moe_ffn(Stream& st, const LayerDesc& L, double tok, Pass pass, con
     auto key = std::make_tuple(L.moe_index, st.mb, di);
     auto it = draws_.find(key);
     if (it == draws_.end()) {
-      RoutingDraw dr = router_->draw(L.moe_index, static_cast<int>(groups_per_device * ep * sp), group, rng_);
+      RoutingDraw dr = router_->draw(L.moe_index, static_cast<int>(groups_per_rank * ep * sp), group, rng_);
       stats_.routed_tokens += dr.tokens;
       stats_.assignments += dr.assignments;
       stats_.skipped += dr.skipped;
@@ -677,20 +677,20 @@ void Builder::moe_ffn(Stream& st, const LayerDesc& L, double tok, Pass pass, con
   }
 
   // Dispatch: one-hot einsum over capacity slots (TPU) or a gather of the routed rows (GPU).
-  const double slots = einsum_dispatch_ ? groups_per_device * E * cap : 0.0;  // per rank
+  const double slots = einsum_dispatch_ ? groups_per_rank * E * cap : 0.0;  // per rank
   Cost dc, cc;
   if (einsum_dispatch_) {
     // GSEC,GSM->EGCM per group: [E*C x S] . [S x d]; combine GSEC,EGCM->GSM: [S x E*C] . [E*C x d].
-    const double mask_bytes = groups_per_device * group * E * cap * b_;
-    KernelOp disp = gemm("moe.dispatch_einsum", E * cap, d, group, groups_per_device);
+    const double mask_bytes = groups_per_rank * group * E * cap * b_;
+    KernelOp disp = gemm("moe.dispatch_einsum", E * cap, d, group, groups_per_rank);
     disp.bytes += mask_bytes;
-    KernelOp comb = gemm("moe.combine_einsum", group, d, E * cap, groups_per_device);
+    KernelOp comb = gemm("moe.combine_einsum", group, d, E * cap, groups_per_rank);
     comb.bytes += mask_bytes;
     dc = time(disp);  // the mask is not differentiable: backward = one GEMM (gradient of the input)
     cc = time(comb);
     if (pass == Pass::bwd) cc += time(comb);  // combine: gradients of expert outputs and of the weights
-    dc += vector_cost(KernelClass::router, "moe.dispatch_mask", groups_per_device * group * E * cap * b_ * 2.0,
-                      groups_per_device * group * E * cap, pass);
+    dc += vector_cost(KernelClass::router, "moe.dispatch_mask", groups_per_rank * group * E * cap * b_ * 2.0,
+                      groups_per_rank * group * E * cap, pass);
   } else {
     dc = vector_cost(KernelClass::permute, "moe.permute", 2.0 * tok_r * k * d * b_, 0.0, Pass::fwd);
     cc = vector_cost(KernelClass::unpermute, "moe.unpermute", (2.0 * k + 1.0) * tok_r * d * b_, 2.0 * tok_r * k * d, Pass::fwd);
@@ -748,7 +748,7 @@ void Builder::moe_ffn(Stream& st, const LayerDesc& L, double tok, Pass pass, con
     double assigned = 0.0;
     for (int x = 0; x < local_experts; ++x) {
       const auto e = static_cast<std::size_t>(e_idx * local_experts + x);
-      gm.push_back(einsum_dispatch_ ? groups_per_device * ep * sp * cap : dr.processed[e]);
+      gm.push_back(einsum_dispatch_ ? groups_per_rank * ep * sp * cap : dr.processed[e]);
       assigned += dr.processed[e];
     }
     auto it = by_shape.find(gm);
