@@ -158,6 +158,15 @@ std::vector<FieldSpec> build_table() {
           .help("Pins the job length (energy accounting with a published training time); otherwise simulated."),
       F("training.steps_simulated", T::integer).def(3).min(1).max(100)
           .help("Steps simulated in detail (independent routing draws); the job is extrapolated from their mean."),
+      F("training.attention_dropout", T::number).def(0.0).min(0.0).max(0.9, "a dropout probability above 0.9 would drop nearly every attention weight")
+          .help("Dropout probability on the attention probabilities, run as its own kernel over the materialised "
+                "[heads, sequence, sequence] matrix: it reads the probabilities and writes the dropped-out copy and a "
+                "one-byte mask (the backward reads the gradient and the mask and writes the gradient), and with "
+                "selective recomputation is recomputed with the attention core. Megatron-LM before FlashAttention "
+                "(CoreAttention applies torch dropout to the softmax output; --attention-dropout defaults to 0.1) stores "
+                "exactly these, the softmax output, mask and dropout output of Korthikanti et al. 2022 (arXiv 2205.05198) "
+                "section 4.1's 5as^2b bytes per layer. The cost does not depend on the probability, only on it being "
+                "above 0. 0: no attention dropout, or one fused into the softmax (XLA on TPUs) with nothing stored."),
       F("training.overlap_grad_reduce", T::boolean).def(true)
           .help("Gradient all-reduce overlaps the backward pass (bucketed), as DDP/XLA do."),
 

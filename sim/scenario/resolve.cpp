@@ -118,7 +118,8 @@ class Resolver {
   /** The training fields' defaults, for a serving scenario's unused TrainingSpec. */
   static const json& training_defaults() {
     static const json t = {{"batch_tokens", 0.0}, {"optimizer", "adam"}, {"rematerialization", "none"},
-                           {"steps_simulated", 1}, {"overlap_grad_reduce", false}};
+                           {"steps_simulated", 1}, {"overlap_grad_reduce", false},
+                            {"attention_dropout", 0.0}};
     return t;
   }
 
@@ -780,6 +781,7 @@ Scenario Resolver::build() const {
   if (t.contains("duration_days")) s.training.duration_days = t["duration_days"].get<double>();
   s.training.steps_simulated = static_cast<int>(i(t["steps_simulated"]));
   s.training.overlap_grad_reduce = t["overlap_grad_reduce"];
+  s.training.attention_dropout = t["attention_dropout"];
 
   const json& r = d["routing"];
   s.routing.type = r["type"];

@@ -171,10 +171,13 @@ MemoryEstimate estimate_memory_need(const scenario::Scenario& s, const catalog::
       // Stored activations per token (elements): LN input + residual (replicated over the tensor ranks unless
       // sequence-parallel), QKV, context, and the attention core's scores + probabilities.
       double per_tok = 2.0 * d / sp + 4.0 * hl * dh;
-      double core_per_tok = 2.0 * hl * s_self;
+      // With attention dropout as its own kernel, also its one-byte mask per score (Korthikanti et al. 2022 §4.1:
+      // softmax output, dropout output and mask, 5as^2b at 16 bits).
+      const double core_elems_per_score = 2.0 + (s.training.attention_dropout > 0.0 ? 1.0 / b : 0.0);
+      double core_per_tok = core_elems_per_score * hl * s_self;
       if (cross) {
         per_tok += 2.0 * d / sp + 2.0 * hl * dh + 2.0 * hl * dh * t_enc / std::max(1.0, tok);
-        core_per_tok += 2.0 * hl * m.seq_len;
+        core_per_tok += core_elems_per_score * hl * m.seq_len;
       }
       if (l.moe) {
         // Routing groups come from the tokens a rank routes: all of the stage's, or with sequence parallelism its

@@ -214,12 +214,14 @@ class Builder {
     for (const auto& op : ops) c += time(op);
     return c;
   }
-  Cost vector_cost(KernelClass cls, const char* name, double bytes, double flops, Pass pass) {
+  /** An elementwise kernel of `bytes` and `flops` in the forward; its backward reads the saved input and the
+   *  gradient, `bwd_mult` times the forward's work unless the kernel says otherwise. */
+  Cost vector_cost(KernelClass cls, const char* name, double bytes, double flops, Pass pass, double bwd_mult = 2.0) {
     KernelOp op;
     op.cls = cls;
     op.name = name;
     op.dtype = m_.dtype;
-    const double mult = pass == Pass::bwd ? 2.0 : 1.0;  // backward reads the saved input and the gradient
+    const double mult = pass == Pass::bwd ? bwd_mult : 1.0;
     op.bytes = bytes * mult;
     op.flops = flops * mult;
     return time(op);
@@ -305,6 +307,12 @@ class Builder {
     }
     const double scores = seqs * hl * s_q * s_kv;
     c += vector_cost(KernelClass::elementwise, "attn.softmax", 2.0 * scores * b_, 5.0 * scores, pass);
+    if (ctx_.scenario.training.attention_dropout > 0.0) {
+      // Dropout on the probabilities, its own kernel (Megatron-LM's CoreAttention): the forward reads them and
+      // writes the dropped-out copy and a one-byte mask; the backward reads the gradient and the mask and writes
+      // the gradient, the same bytes (Korthikanti et al. 2022 §4.1: mask as^2b, output 2as^2b at 16 bits).
+      c += vector_cost(KernelClass::elementwise, "attn.dropout", (2.0 * b_ + 1.0) * scores, 2.0 * scores, pass, 1.0);
+    }
     return c;
   }
 

@@ -78,6 +78,9 @@ struct TrainingSpec {
   std::optional<double> duration_days;  ///< pins the job length (energy accounting); else simulated
   int steps_simulated = 3;    ///< steps simulated in detail, each with its own routing draw
   bool overlap_grad_reduce = true;  ///< gradient reduction overlaps the backward pass
+  /** Dropout on the attention probabilities as its own kernel over the materialised scores (Megatron-LM);
+   *  0 = none or fused into the softmax. Only whether it is above 0 changes the cost. */
+  double attention_dropout = 0.0;
 };
 
 /** Whether a token's second-choice expert is used (top-2 gating). Mesh-TensorFlow's `moe_second_policy`
