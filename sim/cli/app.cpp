@@ -35,6 +35,9 @@ int main(int argc, char** argv) {
   run_cmd->add_flag("--no-store", run.no_store, "Do not write the run to the store");
   run_cmd->add_option("--set", run.overrides, "Override a scenario key: KEY.PATH=YAML (repeatable)");
   run_cmd->add_option("--trace", run.trace, "Write the first step's phases (start, end, critical path) to this CSV");
+  run_cmd->add_flag("--no-steady-state", run.no_steady_state,
+                    "Simulate every micro-batch of a 1F1B pipeline instead of extrapolating the step from its steady state "
+                    "(the steps of p, p + 1 and p + 2 micro-batches, p = stages; dense models)");
   run_cmd->add_option("--report", run.report_dir, "Also write the run's HTML report (read back from the store) into this directory");
   run_cmd->add_flag("--max-rate", run.max_rate,
                     "Serving: find the highest arrival rate whose P99 TTFT and TPOT meet serving.slo (bisection), and store the "
@@ -154,6 +157,8 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--only", bench.only, "Run only cases whose name contains this text");
   bench_cmd->add_flag("--no-memo", bench.no_memo,
                      "Simulate every collective in full instead of replaying isolated ones (the fine-grained reference)");
+  bench_cmd->add_flag("--no-steady-state", bench.no_steady_state,
+                      "Simulate every micro-batch of a 1F1B pipeline instead of extrapolating from its steady state");
   bench_cmd->add_flag("--sweep", bench.sweep,
                       "Measure sweeps instead: bench/sweep_*.yaml at -j 1 and -j 2, and `db merge` of 100 shard stores "
                       "built from bench/merge_*.yaml");

@@ -549,6 +549,7 @@ int cmd_bench(const GlobalOptions& g, const BenchOptions& o) {
         [&] {
           engine::EngineOptions opt;
           opt.memoize = !o.no_memo;
+          opt.pipeline_steady_state = !o.no_steady_state;
           return engine::to_json(engine::simulate_job(s, catalog, opt));
         },
         interrupt_flag());
@@ -566,7 +567,8 @@ int cmd_bench(const GlobalOptions& g, const BenchOptions& o) {
                         {"phases_per_step", job.phases_per_step},
                         {"collectives_detailed", job.collectives_detailed},
                         {"collectives_memoized", job.collectives_memoized},
-                        {"memoize", !o.no_memo}};
+                        {"memoize", !o.no_memo},
+                        {"steady_state_from_microbatches", job.steady_state_from_microbatches}};
     if (!o.json)
       std::cout << fmt::format("{:<28} {:>7} {:>10.2f} {:>12.0f} {:>10.4f} {:>9} {:>10}\n", s.name, job.chips, iso.wall_s,
                                iso.peak_rss_mb, job.step_time_s, job.phases_per_step,

@@ -19,6 +19,7 @@ struct RunOptions {
   bool no_store = false;
   std::vector<std::string> overrides;
   std::string trace;  ///< CSV of the first step's phases
+  bool no_steady_state = false;  ///< simulate every micro-batch of a pipeline (EngineOptions::pipeline_steady_state)
   std::string report_dir;  ///< also write the run's HTML report here (from the store)
   bool max_rate = false;   ///< serving: search the highest arrival rate meeting the P99 SLOs
   double rate_tolerance = 0.02;  ///< relative width of the bracket at which the search stops
@@ -73,6 +74,7 @@ struct BenchOptions {
   bool json = false;
   std::string only;
   bool no_memo = false;  ///< simulate every collective in full (the fine-grained reference for memoisation)
+  bool no_steady_state = false;  ///< simulate every micro-batch of a pipeline
   bool sweep = false;    ///< the sweep cases (bench/sweep_*.yaml at -j 1 and -j 2) and the merge case (bench/merge_*.yaml)
 };
 

@@ -81,6 +81,7 @@ store::RunRecord make_record(const scenario::Scenario& s, const engine::JobResul
   add("collectives_detailed", job.collectives_detailed, "collectives");
   add("collectives_memoized", job.collectives_memoized, "collectives");
   add("sim_wall_s", job.sim_wall_s, "s");
+  add("steady_state_from_microbatches", job.steady_state_from_microbatches, "micro-batches");
 
   for (const auto& site : acc.sites) {
     store::DatacenterResult d;
@@ -280,6 +281,10 @@ std::string record_summary(const store::RunRecord& r) {
   out += fmt::format("  step time       {:.4f} s ({} over {} simulated steps)   {:.3g} steps/s\n", step,
                      spread == 0.0 ? std::string("the same") : fmt::format("spread {:.2g} s", spread), simulated,
                      step > 0 ? 1.0 / step : 0.0);
+  if (const double from = metric_or(r, "steady_state_from_microbatches"); from > 0)
+    out += fmt::format("                  pipeline steady state: extrapolated from the steps of {:.0f}, {:.0f} and {:.0f} micro-batches "
+                       "(--no-steady-state simulates them all)\n",
+                       from, from + 1, from + 2);
   const double dropped = metric_or(r, "tokens_dropped_fraction");
   out += fmt::format("  training        {:.0f} steps -> {:.2f} days   MFU {:.1f} % (model FLOPs)   HFU {:.1f} % (FLOPs executed)   "
                      "tokens dropped {}\n",

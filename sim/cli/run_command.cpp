@@ -86,7 +86,7 @@ PreparedRun prepare_run(const catalog::Catalog& catalog, scenario::Scenario s) {
 }
 
 store::RunRecord execute_run(const catalog::Catalog& catalog, const PreparedRun& p, store::Store* db,
-                             const store::RunRecord& header, bool progress, const std::string& trace_csv) {
+                             const store::RunRecord& header, bool progress, const std::string& trace_csv, bool steady_state) {
   std::int64_t id = 0;
   if (db) id = db->begin_run(header);
   try {
@@ -99,6 +99,7 @@ store::RunRecord execute_run(const catalog::Catalog& catalog, const PreparedRun&
         [&] {
           engine::EngineOptions opt;
           opt.trace = !trace_csv.empty();
+          opt.pipeline_steady_state = steady_state;
           if (p.scenario.is_serving()) return simulate_json(catalog, p, opt);
           return engine::to_json(engine::simulate_job(p.scenario, catalog, opt, report));
         },
@@ -153,7 +154,8 @@ int cmd_run(const GlobalOptions& g, const RunOptions& o) {
   std::unique_ptr<store::Store> db;
   if (!o.no_store) db = std::make_unique<store::Store>(o.db);
   install_interrupt_handler();
-  const store::RunRecord rec = execute_run(catalog, p, db.get(), make_header(p.scenario), !o.json && isatty(2), o.trace);
+  const store::RunRecord rec = execute_run(catalog, p, db.get(), make_header(p.scenario), !o.json && isatty(2), o.trace,
+                                               !o.no_steady_state);
   std::string report, report_error;
   if (!o.report_dir.empty()) {
     try {

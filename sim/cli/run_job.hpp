@@ -39,6 +39,7 @@ void check_output_file(const std::string& path, const std::string& option);
 /** Simulates in a child process, accounts energy, and (if `db`) stores the run as one transaction.
  *  A failure marks the stored run failed and re-throws. */
 store::RunRecord execute_run(const catalog::Catalog& catalog, const PreparedRun& p, store::Store* db,
-                             const store::RunRecord& header, bool progress, const std::string& trace_csv = "");
+                             const store::RunRecord& header, bool progress, const std::string& trace_csv = "",
+                             bool steady_state = true);
 
 }  // namespace moesim::cli

@@ -564,14 +564,19 @@ void Simulator::release_pacer(sg4::Host* pacer) { impl_->free_pacers.push_back(p
 void Simulator::run_actors() { impl_->engine->run(); }
 
 std::vector<StepResult> Simulator::run(int steps, const std::function<workload::BuiltStep(int)>& build) {
-  std::vector<StepResult> results(static_cast<std::size_t>(steps));
+  return run_while([&](const std::vector<StepResult>& done) -> std::optional<NextStep> {
+    const int k = static_cast<int>(done.size());
+    if (k >= steps) return std::nullopt;
+    return NextStep{build(k), k == 0};
+  });
+}
+
+std::vector<StepResult> Simulator::run_while(const std::function<std::optional<NextStep>(const std::vector<StepResult>&)>& next) {
+  std::vector<StepResult> results;
   std::exception_ptr failure;
   sg4::Actor::create("driver", impl_->plat->pacers().front(), [&] {
     try {
-      for (int k = 0; k < steps; ++k) {
-        workload::BuiltStep step = build(k);
-        results[static_cast<std::size_t>(k)] = impl_->run_step(step, k == 0);
-      }
+      while (std::optional<NextStep> n = next(results)) results.push_back(impl_->run_step(n->step, n->record_power));
     } catch (...) {
       failure = std::current_exception();
     }

@@ -2,9 +2,11 @@
 #include "moesim/engine/job.hpp"
 #include "moesim/engine/serving.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <numeric>
+#include <optional>
 #include <regex>
 #include <string>
 #include <vector>
@@ -33,6 +35,9 @@ using nlohmann::json;
 namespace {
 /** Relative step-time spread below which the simulated steps differ only by floating-point rounding. */
 constexpr double kStepSpreadResolution = 1e-12;
+/** How far from a line (relative to the largest value) the steps of p, p + 1 and p + 2 micro-batches may be and still
+ *  be extrapolated: rounding only (the lines seen are straight to ~1e-13). */
+constexpr double kSteadyStateLinearity = 1e-9;
 }  // namespace
 
 // The JSON that carries a JobResult out of the simulation's child process (engine/isolation): every
@@ -45,7 +50,8 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(JobResult, scenario_name, accelerator, chips,
                                    routing_exact, model_flops_per_step, hardware_flops_per_step, mfu, hfu, breakdown_s, busy_s,
                                    collective_bytes_per_step, algorithms, sites, wan_time_per_step_s, power_t_s, power_w,
                                    peak_chip_power_w, power_convention, compute_model, compute_paths, phases_per_step,
-                                   collectives_detailed, collectives_memoized, sim_wall_s, trace)
+                                   collectives_detailed, collectives_memoized, sim_wall_s, trace,
+                                   steady_state_from_microbatches)
 
 json to_json(const JobResult& r) {
   json j;
@@ -181,6 +187,138 @@ void check_feasible(const scenario::Scenario& s, const catalog::Catalog& catalog
   accel.peak_flops_for(s.model.dtype);
 }
 
+namespace {
+
+// ---- The steady state of a 1F1B pipeline (issue 13) --------------------------------------------------------------
+// With m >= p micro-batches on p stages, a 1F1B step is a warm-up (stage s runs p - s - 1 forwards), m - p + s + 1
+// steady forward/backward pairs and a cool-down: one more micro-batch adds one steady pair to every stage and nothing
+// else. When every micro-batch does the same work (a dense model: no routing draw), the step's time, energy, bytes and
+// critical path grow by the same amount with each one, so the steps of p, p + 1 and p + 2 micro-batches fix the step
+// of any m, exactly where the three lie on a line. That is checked on every run (and the extrapolation tested against
+// the full simulation, tests/unit/engine/steady_state_test.cpp); where it fails, every micro-batch is simulated.
+
+/** The micro-batch count the step is extrapolated from (the pipeline depth), or 0: simulate every micro-batch. */
+int steady_state_base(const scenario::Scenario& s, const EngineOptions& o) {
+  const scenario::ParallelismSpec& p = s.parallelism;
+  if (!o.pipeline_steady_state || o.trace) return 0;  // a trace lists every phase of the real step
+  // Interleaved 1F1B runs micro-batches in groups of p; MoE layers draw each micro-batch's routing anew.
+  if (p.pipeline < 2 || p.virtual_stages != 1 || p.schedule != "1f1b" || s.model.is_moe()) return 0;
+  // Worth it only if the three short steps cost less than the step itself.
+  if (p.microbatches <= 3 * (p.pipeline + 1)) return 0;
+  return p.pipeline;
+}
+
+/** The scenario with `m` micro-batches of the same size. */
+scenario::Scenario with_microbatches(const scenario::Scenario& s, int m) {
+  scenario::Scenario v = s;
+  v.training.batch_tokens = s.training.batch_tokens / s.parallelism.microbatches * m;
+  v.parallelism.microbatches = m;
+  return v;
+}
+
+double total(const std::vector<double>& v) { return std::accumulate(v.begin(), v.end(), 0.0); }
+
+bool on_a_line(double a, double b, double c) {
+  return std::abs((c - b) - (b - a)) <= kSteadyStateLinearity * std::max({std::abs(a), std::abs(b), std::abs(c)});
+}
+
+/** The step of n more micro-batches than `c`, from the steps `a`, `b`, `c` of one micro-batch apart (on a line).
+ *  The power series is c's with n steady-state periods, at their mean power, inserted at c's middle sample, so its
+ *  integral is the extrapolated chip energy. Simulation counts (collectives detailed and memoised) are what was
+ *  simulated: the three steps'. */
+StepResult extrapolate(const StepResult& a, const StepResult& b, const StepResult& c, int n, int power_samples) {
+  const double k = n;
+  auto lin = [k](double y1, double y2) { return y2 + k * (y2 - y1); };
+  auto lin_map = [&](const std::map<std::string, double>& m1, const std::map<std::string, double>& m2) {
+    std::map<std::string, double> out;
+    for (const auto& [key, v2] : m2) {
+      const auto it = m1.find(key);
+      out[key] = lin(it == m1.end() ? 0.0 : it->second, v2);
+    }
+    return out;
+  };
+  StepResult r;
+  r.duration_s = lin(b.duration_s, c.duration_s);
+  r.busy_s = lin_map(b.busy_s, c.busy_s);
+  r.critical_path_s = lin_map(b.critical_path_s, c.critical_path_s);
+  r.site_energy_j.resize(c.site_energy_j.size());
+  for (std::size_t i = 0; i < c.site_energy_j.size(); ++i) r.site_energy_j[i] = lin(b.site_energy_j[i], c.site_energy_j[i]);
+  r.site_link_bytes.resize(c.site_link_bytes.size());
+  for (std::size_t i = 0; i < c.site_link_bytes.size(); ++i)
+    for (std::size_t l = 0; l < system::kLinkClassCount; ++l) r.site_link_bytes[i][l] = lin(b.site_link_bytes[i][l], c.site_link_bytes[i][l]);
+  r.stats.tokens = lin(b.stats.tokens, c.stats.tokens);
+  r.stats.model_flops = lin(b.stats.model_flops, c.stats.model_flops);
+  r.stats.hardware_flops = lin(b.stats.hardware_flops, c.stats.hardware_flops);
+  r.stats.routed_tokens = lin(b.stats.routed_tokens, c.stats.routed_tokens);
+  r.stats.assignments = lin(b.stats.assignments, c.stats.assignments);
+  r.stats.skipped = lin(b.stats.skipped, c.stats.skipped);
+  r.stats.dropped = lin(b.stats.dropped, c.stats.dropped);
+  r.stats.first_dropped = lin(b.stats.first_dropped, c.stats.first_dropped);
+  r.stats.routing_exact = a.stats.routing_exact && b.stats.routing_exact && c.stats.routing_exact;
+  r.stats.bytes_by_op = lin_map(b.stats.bytes_by_op, c.stats.bytes_by_op);
+  r.wan_busy_s = lin(b.wan_busy_s, c.wan_busy_s);
+  r.phases = c.phases + n * (c.phases - b.phases);
+  r.collectives_detailed = a.collectives_detailed + b.collectives_detailed + c.collectives_detailed;
+  r.collectives_memoized = a.collectives_memoized + b.collectives_memoized + c.collectives_memoized;
+  r.algorithms = c.algorithms;
+
+  const double period_s = c.duration_s - b.duration_s;
+  const double period_w = (total(c.site_energy_j) - total(b.site_energy_j)) / period_s;
+  std::size_t mid = 0;  // the sample nearest the middle of c
+  for (std::size_t i = 0; i < c.power_t_s.size(); ++i)
+    if (std::abs(c.power_t_s[i] - c.duration_s / 2) < std::abs(c.power_t_s[mid] - c.duration_s / 2)) mid = i;
+  const int pieces = std::max(1, std::min(n, power_samples));
+  const double inserted_s = k * period_s;
+  for (std::size_t i = 0; i < c.power_t_s.size(); ++i) {
+    if (i == mid)
+      for (int q = 0; q < pieces; ++q) {
+        r.power_t_s.push_back(c.power_t_s[mid] + inserted_s * q / pieces);
+        r.power_w.push_back(period_w);
+      }
+    r.power_t_s.push_back(c.power_t_s[i] + (i >= mid ? inserted_s : 0.0));
+    r.power_w.push_back(c.power_w[i]);
+  }
+  return r;
+}
+
+/** The steps of the job: each simulated in full, or (steady_state_base) extrapolated from three short ones. */
+std::vector<StepResult> simulate_steps(Simulator& sim, const detail::TrainingSetup& setup, const scenario::Scenario& s,
+                                       const EngineOptions& options, const Progress& progress, int& steady_from) {
+  const int steps = s.training.steps_simulated;
+  const int base = steady_state_base(s, options);
+  steady_from = 0;
+  if (base == 0)
+    return sim.run(steps, [&](int k) {
+      if (progress) progress(k, steps, "building and simulating step");
+      return setup.build(s, k);
+    });
+  const std::vector<scenario::Scenario> shorter{with_microbatches(s, base), with_microbatches(s, base + 1), with_microbatches(s, base + 2)};
+  bool linear = false;
+  const std::vector<StepResult> raw = sim.run_while([&](const std::vector<StepResult>& done) -> std::optional<Simulator::NextStep> {
+    const std::size_t k = done.size();
+    if (k < shorter.size()) {
+      if (progress) progress(0, steps, fmt::format("simulating the step with {} micro-batches (pipeline steady state)", base + static_cast<int>(k)));
+      return Simulator::NextStep{setup.build(shorter[k], 0), k == shorter.size() - 1};
+    }
+    if (k == shorter.size()) {
+      linear = on_a_line(done[0].duration_s, done[1].duration_s, done[2].duration_s) &&
+               on_a_line(total(done[0].site_energy_j), total(done[1].site_energy_j), total(done[2].site_energy_j));
+      if (linear) return std::nullopt;
+    }
+    const int full = static_cast<int>(k - shorter.size());  // not on a line: every micro-batch of every step
+    if (full >= steps) return std::nullopt;
+    if (progress) progress(full, steps, "building and simulating step");
+    return Simulator::NextStep{setup.build(s, full), full == 0};
+  });
+  if (!linear) return {raw.begin() + static_cast<std::ptrdiff_t>(shorter.size()), raw.end()};
+  steady_from = base;
+  // A dense model's steps are all alike (no routing draw): each simulated step is this one.
+  return std::vector<StepResult>(static_cast<std::size_t>(steps),
+                                 extrapolate(raw[0], raw[1], raw[2], s.parallelism.microbatches - (base + 2), options.power_samples));
+}
+
+}  // namespace
+
 JobResult simulate_job(const scenario::Scenario& s, const catalog::Catalog& catalog, const EngineOptions& options,
                        const Progress& progress) {
   const auto wall0 = std::chrono::steady_clock::now();
@@ -194,10 +332,8 @@ JobResult simulate_job(const scenario::Scenario& s, const catalog::Catalog& cata
 
   Simulator sim(topo, accel, power, mesh, options);
   const int steps = s.training.steps_simulated;
-  const auto results = sim.run(steps, [&](int k) {
-    if (progress) progress(k, steps, "building and simulating step");
-    return setup.build(s, k);
-  });
+  int steady_from = 0;
+  const std::vector<StepResult> results = simulate_steps(sim, setup, s, options, progress, steady_from);
   if (progress) progress(steps, steps, "done");
 
   JobResult r;
@@ -275,6 +411,7 @@ JobResult simulate_job(const scenario::Scenario& s, const catalog::Catalog& cata
   r.compute_paths = perf::compute_paths(compute);
   r.phases_per_step = results.front().phases;
   r.trace = results.front().trace;
+  r.steady_state_from_microbatches = steady_from;
   r.sim_wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
   return r;
 }

@@ -4,6 +4,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,10 @@ struct EngineOptions {
   bool memoize = true;        ///< replay isolated collectives already simulated with the same traffic
   int power_samples = 400;    ///< points of the power-over-time series of the first step
   bool trace = false;         ///< record every phase's start and end (first step)
+  /** Training with a 1F1B pipeline of a dense model and many micro-batches: simulate the steps of p, p + 1 and p + 2
+   *  micro-batches (p = pipeline stages) and, where the three lie on a line (each further micro-batch adds one
+   *  steady-state period), extrapolate the step to its micro-batch count (job.cpp; false: every micro-batch). */
+  bool pipeline_steady_state = true;
   /** Serving: let replicas work ahead of the clock through memoised stretches when routing allows it
    *  (false: every iteration is its own SimGrid activity, the reference the fast path is tested against). */
   bool serving_fast_path = true;
@@ -92,6 +97,14 @@ class Simulator {
 
   /** Simulates `steps` steps back to back; `build(i)` builds step i's graph (called just before it runs). */
   std::vector<StepResult> run(int steps, const std::function<workload::BuiltStep(int)>& build);
+  /** The next step to simulate, and whether it records the power series (and, with EngineOptions::trace, the trace). */
+  struct NextStep {
+    workload::BuiltStep step;
+    bool record_power = false;
+  };
+  /** Simulates steps back to back for as long as `next(done)` returns one; `done` holds the results so far (a
+   *  driver that decides what to simulate from what it has seen, e.g. the pipeline steady state in job.cpp). */
+  std::vector<StepResult> run_while(const std::function<std::optional<NextStep>(const std::vector<StepResult>&)>& next);
 
   const platform::Platform& platform() const;
 

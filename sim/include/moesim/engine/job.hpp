@@ -73,6 +73,9 @@ struct JobResult {
   int collectives_memoized = 0;
   double sim_wall_s = 0.0;           ///< wall-clock seconds the simulation took
   std::vector<PhaseTrace> trace;     ///< first step's phases, when EngineOptions::trace
+  /** > 0: the step was extrapolated from simulated steps of this many, one more and two more micro-batches (the
+   *  steady state of a 1F1B pipeline, EngineOptions::pipeline_steady_state); 0: every micro-batch was simulated. */
+  int steady_state_from_microbatches = 0;
 };
 
 nlohmann::json to_json(const JobResult& r);

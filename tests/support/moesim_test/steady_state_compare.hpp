@@ -1,0 +1,84 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// The pipeline steady state (EngineOptions::pipeline_steady_state, engine/job.cpp) against the full simulation of
+// every micro-batch: one scenario simulated both ways, every figure of the step compared. Used by the engine unit
+// tests (small pipelines) and the validation suite (the published Megatron runs and the 1T bench case).
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "moesim/catalog/catalog.hpp"
+#include "moesim/engine/isolation.hpp"
+#include "moesim/engine/job.hpp"
+#include "moesim/scenario/loader.hpp"
+
+namespace moesim::testing {
+
+inline const catalog::Catalog& source_catalog() {
+  static const catalog::Catalog cat = catalog::Catalog::load(std::string(MOESIM_SOURCE_ROOT) + "/profiles");
+  return cat;
+}
+
+inline engine::JobResult simulate(const scenario::Scenario& s, bool steady_state) {
+  engine::EngineOptions opt;
+  opt.pipeline_steady_state = steady_state;
+  return engine::job_from_json(
+      engine::run_isolated([&] { return engine::to_json(engine::simulate_job(s, source_catalog(), opt)); }).value);
+}
+
+/** |a - b| within `rel` of the larger (exact zeros must stay zeros). */
+inline bool close(double a, double b, double rel) { return std::abs(a - b) <= rel * std::max(std::abs(a), std::abs(b)); }
+
+/** Simulates `s` with and without the steady state and checks that the steady state was used and that every figure of
+ *  the step (time, critical path and busy time by kind, energy and link bytes by site, collective bytes, FLOPs, MFU,
+ *  phases) equals the full simulation's to `rel`, and that the power series integrates to the chip energy. */
+inline void check_steady_state_equals_full(const scenario::Scenario& s, double rel = 1e-9) {
+  INFO(s.name);
+  const engine::JobResult fast = simulate(s, true), full = simulate(s, false);
+  REQUIRE(fast.steady_state_from_microbatches == s.parallelism.pipeline);
+  REQUIRE(full.steady_state_from_microbatches == 0);
+  INFO("steady state " << fast.step_time_s << " s vs full " << full.step_time_s << " s; wall " << fast.sim_wall_s << " vs "
+                       << full.sim_wall_s << " s");
+  CHECK(close(fast.step_time_s, full.step_time_s, rel));
+  CHECK(close(fast.train_time_s, full.train_time_s, rel));
+  CHECK(close(fast.model_flops_per_step, full.model_flops_per_step, rel));
+  CHECK(close(fast.hardware_flops_per_step, full.hardware_flops_per_step, rel));
+  CHECK(close(fast.mfu, full.mfu, rel));
+  CHECK(fast.phases_per_step == full.phases_per_step);
+  CHECK(close(fast.wan_time_per_step_s, full.wan_time_per_step_s, rel));
+  auto same_map = [&](const std::map<std::string, double>& a, const std::map<std::string, double>& b, const char* what) {
+    CHECK(a.size() == b.size());
+    for (const auto& [k, v] : b) {
+      INFO(what << " " << k);
+      REQUIRE(a.count(k) == 1);
+      // Parts of the step, each summed from thousands of clock differences: equal to `rel` of the step (a kind that
+      // takes milliseconds of a 35 s step carries the step's rounding, not its own).
+      INFO("steady state " << a.at(k) << " vs full " << v);
+      CHECK(std::abs(a.at(k) - v) <= rel * std::max({std::abs(v), std::abs(a.at(k)), full.step_time_s}));
+    }
+  };
+  same_map(fast.breakdown_s, full.breakdown_s, "critical path");
+  same_map(fast.busy_s, full.busy_s, "busy");
+  same_map(fast.collective_bytes_per_step, full.collective_bytes_per_step, "collective bytes");
+  REQUIRE(fast.sites.size() == full.sites.size());
+  for (std::size_t i = 0; i < full.sites.size(); ++i) {
+    CHECK(close(fast.sites[i].chip_energy_per_step_j, full.sites[i].chip_energy_per_step_j, rel));
+    for (std::size_t c = 0; c < full.sites[i].link_bytes_per_step.size(); ++c)
+      CHECK(close(fast.sites[i].link_bytes_per_step[c], full.sites[i].link_bytes_per_step[c], rel));
+  }
+  // The power series: ends at the step's end and integrates to the chips' energy (one quantity, one truth).
+  REQUIRE(!fast.power_t_s.empty());
+  REQUIRE(fast.power_t_s.size() == fast.power_w.size());
+  double energy = 0.0, chips = 0.0;
+  for (std::size_t i = 0; i < fast.power_t_s.size(); ++i) {
+    const double end = i + 1 < fast.power_t_s.size() ? fast.power_t_s[i + 1] : fast.step_time_s;
+    CHECK(end > fast.power_t_s[i]);
+    energy += fast.power_w[i] * (end - fast.power_t_s[i]);
+  }
+  for (const auto& site : fast.sites) chips += site.chip_energy_per_step_j;
+  CHECK(close(energy, chips, 1e-9));
+}
+
+}  // namespace moesim::testing
