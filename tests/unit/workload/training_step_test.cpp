@@ -738,3 +738,26 @@ TEST_CASE("workload::StepBuilder: with sequence parallelism each tensor rank rou
   const auto mem_sp = moesim::workload::estimate_memory_need(sp.scenario, sp.accel);
   CHECK(mem_sp.activations_no_remat_bytes < mem_plain.activations_no_remat_bytes);
 }
+
+TEST_CASE("workload::StepBuilder: attention dropout is its own kernel over the scores, forward and backward, and its mask is kept",
+          "[workload][step][dropout]") {
+  // 4 layers, d 512, 8 heads, sequence 512, 16 sequences over 8 data-parallel H100: 2 sequences per device.
+  const int L = 4, d = 512, a = 8, s = 512;
+  const double T = 16.0 * s;
+  const auto plain_s = t::load(t::scenario_yaml(decoder(L, d, a, 32000, s), "h100", 8, "  data: 8\n", T), {"training.rematerialization=none"});
+  const auto drop_s = t::load(t::scenario_yaml(decoder(L, d, a, 32000, s), "h100", 8, "  data: 8\n", T),
+                              {"training.rematerialization=none", "training.attention_dropout=0.1"});
+  const t::StepFixture plain(plain_s), drop(drop_s);
+  const BuiltStep p = plain.build(false), q = drop.build(false);
+  check_dag(q);
+  CHECK(q.stats.model_flops == Approx(p.stats.model_flops).epsilon(1e-12));  // dropout is no model work
+  // Per layer and pass: read the 16-bit probabilities (gradient), write the 16-bit output (gradient) and the one-byte
+  // mask (read it): 5 bytes per score, streamed at the elementwise class's 0.90 of the 3.35 TB/s, plus its 5 us floor.
+  const double scores = 2.0 * a * s * s;  // per device and layer
+  const auto& h100 = t::real_catalog().accelerator("h100");
+  const double kernel_s = 5.0 * scores / (0.90 * h100.hbm_bandwidth_bytes_per_s) + 5.0e-6;
+  CHECK(compute_critical_path_s(q) - compute_critical_path_s(p) == Approx(2.0 * L * kernel_s).epsilon(0.02));
+  // The mask stays with the other activations until the backward: one byte per score and layer.
+  const auto mp = moesim::workload::estimate_memory(plain_s, h100), mq = moesim::workload::estimate_memory(drop_s, h100);
+  CHECK(mq.activations_bytes - mp.activations_bytes == Approx(L * scores));
+}
