@@ -573,6 +573,11 @@ int cmd_bench(const GlobalOptions& g, const BenchOptions& o) {
       std::cout << fmt::format("{:<28} {:>7} {:>10.2f} {:>12.0f} {:>10.4f} {:>9} {:>10}\n", s.name, job.chips, iso.wall_s,
                                iso.peak_rss_mb, job.step_time_s, job.phases_per_step,
                                fmt::format("{}/{}", job.collectives_memoized, job.collectives_memoized + job.collectives_detailed))
+                << (job.steady_state_from_microbatches > 0
+                        ? fmt::format("{:<28} pipeline steady state: simulated the steps of {}, {} and {} of its {} micro-batches\n", "",
+                                      job.steady_state_from_microbatches, job.steady_state_from_microbatches + 1,
+                                      job.steady_state_from_microbatches + 2, s.parallelism.microbatches)
+                        : std::string())
                 << std::flush;
     cases.push_back(std::move(c));
   }
