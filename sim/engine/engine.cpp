@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 #include <exception>
+#include <numeric>
 #include <unordered_map>
 
 #include <boost/graph/topological_sort.hpp>
@@ -87,10 +88,6 @@ system::TrafficPlan split_sparse_batches(system::TrafficPlan plan) {
   return plan;
 }
 
-/** Background load fraction that marks a chip as "running a job" (host_energy's epsilon state). */
-constexpr double kBackgroundLoad = 1e-9;
-/** Pacer work long enough to outlast any step; the background task is cancelled at the step's end. */
-constexpr double kForeverSeconds = 1e9;
 
 }  // namespace
 
@@ -138,18 +135,22 @@ struct Simulator::Impl {
 #endif
     engine = std::make_unique<sg4::Engine>(&argc, argv);
     sg_host_energy_plugin_init();
-    // Pacers for the background tasks (one per background_chunk_hosts chips, and one per call's remainder) on top of
-    // those the phases take.
-    const int chunk = background_chunk();
-    plat = platform::Platform::build(topo, accel, power, opt.pacers + (topo.chips() + chunk - 1) / chunk + 64);
+    plat = platform::Platform::build(topo, accel, power, opt.pacers);
     free_pacers = plat->pacers();
+    job_refs.assign(static_cast<std::size_t>(topo.chips()), 0);
   }
 
-  /** Chips per background task (EngineOptions::background_chunk_hosts; 0: one pipeline stage's, at most chunk_hosts). */
-  int background_chunk() const {
-    if (opt.background_chunk_hosts > 0) return opt.background_chunk_hosts;
-    const int stage_chips = std::max(1, topo.chips() / std::max(1, mesh.pipeline()));
-    return std::max(1, std::min(opt.chunk_hosts, stage_chips));
+  /** Graphs running on each chip (serving runs several at once): a chip is in the job's power state while any is. */
+  std::vector<int> job_refs;
+  /** Puts the chips into the "running a job" power state (platform::kJobPstate: active power when they compute
+   *  nothing) or, when the last graph on them ends, back to idle. Not an activity: it adds nothing to SimGrid's
+   *  max-min system, whose every solve (FairBottleneck::do_solve) runs over all live activities. */
+  void hold_job_state(const std::vector<sg4::Host*>& chips, const std::vector<int>& ids, bool start) {
+    for (int c : ids) {
+      int& refs = job_refs[static_cast<std::size_t>(c)];
+      if (start ? refs++ == 0 : --refs == 0)
+        chips[static_cast<std::size_t>(c)]->set_pstate(start ? platform::kJobPstate : platform::kIdlePstate);
+    }
   }
 
   const CachedPlan& plan_for(std::uint64_t sig, const workload::CollectiveWork& w) {
@@ -187,7 +188,7 @@ struct Simulator::Impl {
     return plans.emplace(sig, std::move(cp)).first->second;
   }
 
-  /** Runs a step DAG from the calling actor. `chips` (nullptr = all) carry the background load. */
+  /** Runs a step DAG from the calling actor. `chips` (nullptr = all) are in the job's power state. */
   StepResult run_step(workload::BuiltStep& step, bool record_power, const std::vector<int>* chips = nullptr);
 };
 
@@ -238,29 +239,15 @@ StepResult Simulator::Impl::run_step(workload::BuiltStep& step, bool record_powe
     return h;
   };
 
-  // Background "job running" load on every chip (see class comment), one task per chunk + pacer.
-  std::vector<sg4::ExecPtr> background;
-  std::vector<sg4::Host*> background_pacers;
-  std::vector<sg4::Host*> loaded;
+  // The chips run the job (see class comment): active power while they compute nothing.
+  std::vector<int> job_chips;
   if (only_chips) {
-    for (int c : *only_chips) loaded.push_back(chips[static_cast<std::size_t>(c)]);
+    job_chips = *only_chips;
   } else {
-    loaded = chips;
+    job_chips.resize(chips.size());
+    std::iota(job_chips.begin(), job_chips.end(), 0);
   }
-  const auto bg_chunk = static_cast<std::size_t>(background_chunk());
-  for (std::size_t lo = 0; lo < loaded.size(); lo += bg_chunk) {
-    const std::size_t hi = std::min(loaded.size(), lo + bg_chunk);
-    sg4::Host* pacer = take_pacer();
-    if (pacer == nullptr) throw Error("engine: not enough pacer hosts for the background load; raise EngineOptions::pacers");
-    std::vector<sg4::Host*> hosts(loaded.begin() + static_cast<long>(lo), loaded.begin() + static_cast<long>(hi));
-    std::vector<double> flops(hosts.size(), kBackgroundLoad * speed * kForeverSeconds);
-    hosts.push_back(pacer);
-    flops.push_back(pacer_speed * kForeverSeconds);
-    auto ex = sg4::Exec::init()->set_hosts(hosts)->set_flops_amounts(flops)->set_bytes_amounts({});
-    ex->vetoable_start();
-    background.push_back(ex);
-    background_pacers.push_back(pacer);
-  }
+  hold_job_state(chips, job_chips, true);
 
   std::vector<VertexState> st(V);
   for (PhaseId v = 0; v < V; ++v) st[v].indegree = static_cast<int>(boost::in_degree(v, g));
@@ -484,8 +471,7 @@ StepResult Simulator::Impl::run_step(workload::BuiltStep& step, bool record_powe
     res.power_t_s.push_back(sample_t[i]);
     res.power_w.push_back((sample_e[i + 1] - sample_e[i]) / (sample_t[i + 1] - sample_t[i]));
   }
-  for (auto& ex : background) ex->cancel();
-  for (sg4::Host* p : background_pacers) free_pacers.push_back(p);
+  hold_job_state(chips, job_chips, false);
   const std::vector<double> e1 = site_energy();
   res.duration_s = t1 - t0;
   res.site_energy_j.resize(e0.size());

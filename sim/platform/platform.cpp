@@ -24,7 +24,9 @@ double PowerStates::load_for_power(double power_w) const {
   return span > 0.0 ? std::clamp((power_w - active_w) / span, 0.0, 1.0) : 0.0;
 }
 
-std::string PowerStates::wattage_per_state() const { return fmt::format("{}:{}:{}", idle_w, active_w, full_w); }
+std::string PowerStates::wattage_per_state() const {
+  return fmt::format("{}:{}:{},{}:{}:{}", idle_w, active_w, full_w, active_w, active_w, full_w);
+}
 
 PowerStates power_states(const catalog::AcceleratorSpec& accel) {
   PowerStates p;
@@ -74,13 +76,14 @@ std::unique_ptr<Platform> Platform::build(const system::Topology& topo, const ca
   // (a pacer host times it), so that the chip draws the power curve's value (engine).
   p->chip_speed_ = accel.peak_matmul_flops_per_s.count("bf16") ? accel.peak_matmul_flops_per_s.at("bf16")
                                                                : accel.peak_matmul_flops_per_s.begin()->second;
-  // One pstate; a compute phase's power is the load it puts on the chip (PowerStates::load_for).
+  // Two pstates of the same speed, idle and running a job (kIdlePstate, kJobPstate); a compute phase's power is the
+  // load it puts on the chip (PowerStates::load_for).
   const std::string watts = power.wattage_per_state();
   p->chips_.assign(static_cast<std::size_t>(topo.chips()), nullptr);
 
   auto* root = sg4::create_full_zone("world");
   auto make_chip = [&](sg4::NetZone* zone, int global, const system::Site& site) {
-    sg4::Host* h = zone->create_host(fmt::format("chip{}", global), p->chip_speed_);
+    sg4::Host* h = zone->create_host(fmt::format("chip{}", global), std::vector<double>{p->chip_speed_, p->chip_speed_});
     h->set_property("wattage_per_state", watts);
     h->set_property("datacenter", site.datacenter);
     p->chips_[static_cast<std::size_t>(global)] = h;

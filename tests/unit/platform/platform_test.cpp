@@ -232,10 +232,13 @@ TEST_CASE("platform::Platform: chip hosts carry the power states and the chip sp
     const auto ps = power_states(accel);
     REQUIRE(r["chips"].size() == static_cast<std::size_t>(f.topo.chips()));
     for (const json& c : r["chips"]) {
-      // One pstate: idle, active (a compute phase that achieves nothing), full (the measured maximum); the
-      // engine sets a compute phase's power through the load it puts on the chip.
-      CHECK(watts(c["watts"]) == std::vector<double>{ps.idle_w, ps.active_w, ps.full_w});
-      CHECK(c["pstates"] == 1);
+      // Two pstates of the same speed. No job (kIdlePstate): idle, active (a compute phase that achieves nothing),
+      // full (the measured maximum). A job running (kJobPstate, the engine's steps): active when nothing computes.
+      // The engine sets a compute phase's power through the load it puts on the chip.
+      CHECK(watts(c["watts"]) == std::vector<double>{ps.idle_w, ps.active_w, ps.full_w, ps.active_w, ps.active_w, ps.full_w});
+      CHECK(c["pstates"] == 2);
+      CHECK(moesim::platform::kIdlePstate == 0);
+      CHECK(moesim::platform::kJobPstate == 1);
       CHECK(c["dc"] == "dc_a");
       CHECK(c["speed"].get<double>() == accel.peak_matmul_flops_per_s.at("bf16"));
     }

@@ -18,14 +18,8 @@ namespace moesim::engine {
 
 /** Knobs of the discrete-event run (not of the physics). */
 struct EngineOptions {
-  int pacers = 512;           ///< pacer hosts timing compute chunks, memoised phases and the background power
+  int pacers = 512;           ///< pacer hosts timing compute chunks, memoised phases and collective latencies
   int chunk_hosts = 512;      ///< hosts per compute parallel task (SimGrid's ptask setup grows ~N^2)
-  /** Chips per background ("job running") task; 0: the chips of one pipeline stage (at most chunk_hosts). Each task
-   *  joins its chips into one set that SimGrid's max-min solver updates together whenever any of them changes load:
-   *  sets of one stage keep a stage's compute from re-solving every other stage's (Korthikanti 530B, 35 stages:
-   *  18.9 -> 12.8 s), while without a pipeline, where compute phases span chunk_hosts chips anyway, many small sets
-   *  only add work (GShard-600B on 4096 chips: 8.8 s with sets of 512, 13.8 s with sets of 8). One pacer each. */
-  int background_chunk_hosts = 0;
   bool memoize = true;        ///< replay isolated collectives already simulated with the same traffic
   int power_samples = 400;    ///< points of the power-over-time series of the first step
   bool trace = false;         ///< record every phase's start and end (first step)
@@ -85,7 +79,7 @@ struct StepResult {
  *  draws the power curve at the phase's achieved utilisation (platform::PowerStates::load_for). Collective phases are the system layer's rounds; each batch of a round is
  *  one parallel task whose byte matrix holds the batch's flows. A collective that cannot overlap other
  *  traffic and whose exact traffic was already simulated in isolation is replayed as a timed delay
- *  (memoisation). While a step runs, every chip carries a background task of negligible load so that
+ *  (memoisation). While a step runs, every chip is in the job's power state (platform::kJobPstate), in which
  *  a chip that is not computing draws the `active` power (communicating, waiting), not `idle`. */
 class Simulator {
  public:
@@ -109,7 +103,7 @@ class Simulator {
   const platform::Platform& platform() const;
 
   // ---- For drivers with their own actors (serving) ------------------------------------------
-  /** Runs one phase DAG from inside an actor, in simulated time; `chips` carry the background load
+  /** Runs one phase DAG from inside an actor, in simulated time; `chips` are in the job's power state
    *  (active power) while it runs. No power series; the collective memo is shared. */
   StepResult run_graph(workload::BuiltStep& step, const std::vector<int>& chips);
   /** A pacer host for a timed delay (exclusive until released); throws when none is left. */

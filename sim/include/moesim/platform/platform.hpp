@@ -14,10 +14,14 @@ namespace moesim::platform {
 
 namespace sg4 = simgrid::s4u;
 
-/** Power of one chip host (host overhead included) in SimGrid's host_energy model, one pstate
- *  "idle:active:full": idle with nothing running (no job on the chip), active with a negligible load (a job,
- *  nothing computing: communicating, waiting), and linear in the load up to full. A compute phase loads each
- *  chip by the fraction of the active-to-full span that the power curve gives at the phase's achieved
+/** The chip hosts' two pstates (the same speed): no job on the chip, and a job running on it. */
+constexpr unsigned long kIdlePstate = 0;
+constexpr unsigned long kJobPstate = 1;
+
+/** Power of one chip host (host overhead included) in SimGrid's host_energy model, two pstates: kIdlePstate
+ *  "idle:active:full" (idle with nothing running) and kJobPstate "active:active:full" (a job on the chip: active while
+ *  it computes nothing, communicating or waiting); in both linear in the load from active up to full. A compute phase
+ *  loads each chip by the fraction of the active-to-full span that the power curve gives at the phase's achieved
  *  utilisation (catalog::PowerCurve; load_for), so the energy plugin integrates the curve exactly. */
 struct PowerStates {
   double idle_w = 0.0;
@@ -39,7 +43,7 @@ struct PowerStates {
   double load_for(double flop_utilisation, double hbm_utilisation) const {
     return load_for_power(compute_w(flop_utilisation, hbm_utilisation));
   }
-  /** The host property value: "idle:active:full". */
+  /** The host property value: "idle:active:full,active:active:full" (kIdlePstate, kJobPstate). */
   std::string wattage_per_state() const;
 };
 
