@@ -86,7 +86,8 @@ JobResult window_as_job(const ServingResult& r) {
 
 namespace {
 
-/** Background load that marks a chip as "running a job" (host_energy's epsilon state), as in engine.cpp. */
+/** Least load of a chip replaying a memoised stretch (replay_span, outside any graph and so in the idle pstate): with
+ *  any load host_energy draws at least the active power, a chip serving requests. */
 constexpr double kBackgroundLoad = 1e-9;
 /** ITL histogram: log-spaced bins of 0.1 % from 1 us (resolution of the reported percentiles). */
 constexpr double kItlBinRatio = 1.001;
