@@ -22,7 +22,8 @@ TEST_CASE("cli::run: the training power series integrates to the step's chip ene
   fs::remove_all(dir);
   fs::create_directories(dir);
   const std::string db = (dir / "runs.db").string();
-  for (const char* scenario : {"quickstart.yaml", "examples/tpu-v3-torus-moe.yaml"}) {
+  // The 175B pipeline runs through its steady state: the series carries the extrapolated periods at their mean power.
+  for (const char* scenario : {"quickstart.yaml", "examples/tpu-v3-torus-moe.yaml", "published/korthikanti_175b_full.yaml"}) {
     INFO(scenario);
     const std::string cmd = std::string(MOESIM_BINARY) + " --profiles " MOESIM_SOURCE_ROOT "/profiles run " MOESIM_SOURCE_ROOT
                             "/scenarios/" + scenario + " --set training.steps_simulated=1 --json --db " + db + " 2>/dev/null";
@@ -52,5 +53,33 @@ TEST_CASE("cli::run: the training power series integrates to the step's chip ene
     // So the series' mean power per chip is the summary's.
     CHECK(joules / step / rec.metric("chips")->value == Approx(rec.metric("average_chip_power_w")->value).epsilon(0.001));
   }
+  fs::remove_all(dir);
+}
+
+TEST_CASE("cli::run: the pipeline steady state is said in the summary and --no-steady-state simulates every micro-batch",
+          "[cli][steady]") {
+  const fs::path dir = fs::temp_directory_path() / ("moesim_steady_cli_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  auto run = [&](const std::string& args) {
+    const std::string cmd = std::string(MOESIM_BINARY) + " --profiles " MOESIM_SOURCE_ROOT "/profiles run " MOESIM_SOURCE_ROOT
+                            "/scenarios/published/korthikanti_175b_full.yaml --no-store " + args + " 2>/dev/null";
+    FILE* p = popen(cmd.c_str(), "r");
+    REQUIRE(p != nullptr);
+    std::string out;
+    char buf[4096];
+    while (std::size_t n = std::fread(buf, 1, sizeof(buf), p)) out.append(buf, n);
+    REQUIRE(pclose(p) == 0);
+    return out;
+  };
+  const std::string text = run("");
+  CHECK(text.find("pipeline steady state: extrapolated from the steps of 8, 9 and 10 micro-batches") != std::string::npos);
+  CHECK(run("--no-steady-state").find("pipeline steady state") == std::string::npos);
+  const auto fast = nlohmann::json::parse(run("--json")), full = nlohmann::json::parse(run("--json --no-steady-state"));
+  auto metric = [](const nlohmann::json& j, const std::string& name) { return j.at("metrics").at(name).at("value").get<double>(); };
+  CHECK(metric(fast, "steady_state_from_microbatches") == 8.0);
+  CHECK(metric(full, "steady_state_from_microbatches") == 0.0);
+  CHECK(fast.at("step_time_s").get<double>() == Approx(full.at("step_time_s").get<double>()).epsilon(1e-9));
+  CHECK(fast.at("it_energy_mwh").get<double>() == Approx(full.at("it_energy_mwh").get<double>()).epsilon(1e-9));
   fs::remove_all(dir);
 }
