@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "moesim/store/store.hpp"
+#include "moesim_test/cli_run.hpp"
 
 namespace fs = std::filesystem;
 
@@ -62,15 +63,10 @@ TEST_CASE("cli::run: the pipeline steady state is said in the summary and --no-s
   fs::remove_all(dir);
   fs::create_directories(dir);
   auto run = [&](const std::string& args) {
-    const std::string cmd = std::string(MOESIM_BINARY) + " --profiles " MOESIM_SOURCE_ROOT "/profiles run " MOESIM_SOURCE_ROOT
-                            "/scenarios/published/korthikanti_175b_full.yaml --no-store " + args + " 2>/dev/null";
-    FILE* p = popen(cmd.c_str(), "r");
-    REQUIRE(p != nullptr);
-    std::string out;
-    char buf[4096];
-    while (std::size_t n = std::fread(buf, 1, sizeof(buf), p)) out.append(buf, n);
-    REQUIRE(pclose(p) == 0);
-    return out;
+    const moesim::testing::CliResult r = moesim::testing::run_moesim_in(
+        "run " MOESIM_SOURCE_ROOT "/scenarios/published/korthikanti_175b_full.yaml --no-store " + args, dir.string());
+    REQUIRE(r.status == 0);
+    return r.out;
   };
   const std::string text = run("");
   CHECK(text.find("pipeline steady state: extrapolated from the steps of 8, 9 and 10 micro-batches") != std::string::npos);
