@@ -88,7 +88,6 @@ system::TrafficPlan split_sparse_batches(system::TrafficPlan plan) {
   return plan;
 }
 
-
 }  // namespace
 
 struct Simulator::Impl {

@@ -287,11 +287,11 @@ std::vector<StepResult> simulate_steps(Simulator& sim, const detail::TrainingSet
   const int steps = s.training.steps_simulated;
   const int base = steady_state_base(s, options);
   steady_from = 0;
-  if (base == 0)
-    return sim.run(steps, [&](int k) {
-      if (progress) progress(k, steps, "building and simulating step");
-      return setup.build(s, k);
-    });
+  auto full_step = [&](int k) {
+    if (progress) progress(k, steps, "building and simulating step");
+    return setup.build(s, k);
+  };
+  if (base == 0) return sim.run(steps, full_step);
   const std::vector<scenario::Scenario> shorter{with_microbatches(s, base), with_microbatches(s, base + 1), with_microbatches(s, base + 2)};
   bool linear = false;
   const std::vector<StepResult> raw = sim.run_while([&](const std::vector<StepResult>& done) -> std::optional<Simulator::NextStep> {
@@ -307,8 +307,7 @@ std::vector<StepResult> simulate_steps(Simulator& sim, const detail::TrainingSet
     }
     const int full = static_cast<int>(k - shorter.size());  // not on a line: every micro-batch of every step
     if (full >= steps) return std::nullopt;
-    if (progress) progress(full, steps, "building and simulating step");
-    return Simulator::NextStep{setup.build(s, full), full == 0};
+    return Simulator::NextStep{full_step(full), full == 0};
   });
   if (!linear) return {raw.begin() + static_cast<std::ptrdiff_t>(shorter.size()), raw.end()};
   steady_from = base;
