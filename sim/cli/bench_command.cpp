@@ -525,6 +525,7 @@ int cmd_bench(const GlobalOptions& g, const BenchOptions& o) {
           [&] {
             engine::EngineOptions opt;
             opt.memoize = !o.no_memo;
+            opt.merge_chains = !o.no_chains;
             return engine::to_json(engine::simulate_serving(s, catalog, opt));
           },
           interrupt_flag());
@@ -550,6 +551,7 @@ int cmd_bench(const GlobalOptions& g, const BenchOptions& o) {
           engine::EngineOptions opt;
           opt.memoize = !o.no_memo;
           opt.pipeline_steady_state = !o.no_steady_state;
+          opt.merge_chains = !o.no_chains;
           return engine::to_json(engine::simulate_job(s, catalog, opt));
         },
         interrupt_flag());
@@ -568,6 +570,7 @@ int cmd_bench(const GlobalOptions& g, const BenchOptions& o) {
                         {"collectives_detailed", job.collectives_detailed},
                         {"collectives_memoized", job.collectives_memoized},
                         {"memoize", !o.no_memo},
+                        {"merge_chains", !o.no_chains},
                         {"steady_state_from_microbatches", job.steady_state_from_microbatches}};
     if (!o.json)
       std::cout << fmt::format("{:<28} {:>7} {:>10.2f} {:>12.0f} {:>10.4f} {:>9} {:>10}\n", s.name, job.chips, iso.wall_s,

@@ -8,7 +8,9 @@
 #include <cmath>
 #include <cstring>
 #include <exception>
+#include <map>
 #include <numeric>
+#include <optional>
 #include <unordered_map>
 
 #include <boost/graph/topological_sort.hpp>
@@ -208,6 +210,8 @@ struct VertexState {
   double round_start = 0.0;
   double wan_s = 0.0;  ///< time this collective's rounds with cross-datacenter flows ran
   double power_w = 0.0;  ///< compute phases: the chips' power while they compute (power curve)
+  bool prepared = false;  ///< collectives: signature, plan and footprint looked up (once)
+  int chain = -1;         ///< first phase of a merged chain: its index in `chains`
 };
 
 }  // namespace
@@ -330,32 +334,195 @@ StepResult Simulator::Impl::run_step(workload::BuiltStep& step, bool record_powe
     ++st[v].pending;
   };
 
+  // Per chip: its devices run in parallel; the chip is busy until its slowest device finishes.
+  auto chip_busy = [&](const Phase& ph) {
+    std::unordered_map<int, double> busy;
+    for (std::size_t i = 0; i < ph.compute.devices.size(); ++i) {
+      double& b = busy[mesh.chip_of(ph.compute.devices[i])];
+      b = std::max(b, ph.compute.time_s[i]);
+    }
+    std::vector<std::pair<int, double>> work(busy.begin(), busy.end());
+    std::sort(work.begin(), work.end());
+    return work;
+  };
+  // SimGrid 3.32's energy plugin brings a host's joules up to date when one of its activities changes state,
+  // and at the start of single-host executions only (src/plugins/host_energy.cpp): a parallel task starting
+  // on a chip would have the stretch since the chip's last update charged at the new task's load. Bring the
+  // chips a task loads up to date first: the others' loads do not change, and a parallel task's end updates
+  // its hosts itself (the plugin's CpuAction::on_state_change). A phase on a few chips (a pipeline stage)
+  // updates them one simcall each: updating every host instead cost a third of a 280-GPU pipeline run (perf:
+  // the host list rebuilt and sorted by name). A phase on many chips updates all hosts in one simcall, which is
+  // then cheaper (GShard-600B on 1024 chips: x1.12 wall time with a simcall per chip, median of 5 pairs).
+  auto update_energy = [&](const std::vector<std::pair<int, double>>& work) {
+    if (4 * work.size() < chips.size()) {
+      for (const auto& [chip, t] : work)
+        if (t > 0.0) sg_host_get_consumed_energy(chips[static_cast<std::size_t>(chip)]);
+    } else {
+      sg_host_energy_update_all();
+    }
+  };
+  // One parallel task per chunk of chips: each chip busy for some time carries its FLOPs at its speed, and a pacer
+  // host makes the task last `duration_s` (nullopt: as long as the chunk's busiest chip).
+  struct ChipWork {
+    int chip;
+    double busy_s;
+    double flops;
+  };
+  auto launch_chunks = [&](PhaseId v, const std::vector<ChipWork>& work, std::optional<double> duration_s) {
+    for (std::size_t lo = 0; lo < work.size(); lo += static_cast<std::size_t>(opt.chunk_hosts)) {
+      const std::size_t hi = std::min(work.size(), lo + static_cast<std::size_t>(opt.chunk_hosts));
+      std::vector<sg4::Host*> hosts;
+      std::vector<double> flops;
+      double longest = 0.0;
+      for (std::size_t i = lo; i < hi; ++i)
+        if (work[i].busy_s > 0.0) {
+          hosts.push_back(chips[static_cast<std::size_t>(work[i].chip)]);
+          flops.push_back(work[i].flops);
+          longest = std::max(longest, work[i].busy_s);
+        }
+      if (hosts.empty()) continue;
+      sg4::Host* pacer = take_pacer();
+      if (pacer == nullptr) throw Error("engine: not enough pacer hosts for compute phases; raise EngineOptions::pacers");
+      hosts.push_back(pacer);
+      flops.push_back(duration_s.value_or(longest) * pacer_speed);
+      auto ex = sg4::Exec::init()->set_hosts(hosts)->set_flops_amounts(flops)->set_bytes_amounts({});
+      ex->vetoable_start();
+      pending.push_back(ex);
+      tags.push_back({v, pacer});
+      ++st[v].pending;
+    }
+  };
+  // A collective's signature, plan and network footprint, looked up once whether it runs alone or in a chain.
+  auto prepare_collective = [&](PhaseId v) {
+    if (st[v].prepared) return;
+    st[v].prepared = true;
+    const Phase& ph = g[v];
+    st[v].sig = detail::signature(ph.comm);
+    st[v].plan = &plan_for(st[v].sig, ph.comm);
+    res.algorithms[ph.kind] = st[v].plan->plan.algorithm;
+    for (std::size_t s = 0; s < res.site_link_bytes.size(); ++s)
+      for (std::size_t c = 0; c < system::kLinkClassCount; ++c) res.site_link_bytes[s][c] += st[v].plan->site_link_bytes[s][c];
+    st[v].memo_eligible = opt.memoize && !ph.overlaps_grad_reduce && ph.kind != "comm.pipeline_p2p";
+  };
+  auto memo_for = [&](PhaseId v) -> const double* {
+    if (!st[v].memo_eligible) return nullptr;
+    auto memo = memo_s.find(st[v].sig);
+    return memo == memo_s.end() ? nullptr : &memo->second;
+  };
+  auto start_memo_replay = [&](PhaseId v) {
+    st[v].memo_replay = true;
+    ++res.collectives_memoized;
+    res.wan_busy_s += st[v].plan->memo_wan_s;
+  };
+
+  // Chains. A phase whose duration is known when it starts (a compute phase, a collective replayed from its memo,
+  // an empty collective, a marker) and whose only successor has no other predecessor and a known duration too starts
+  // that successor the instant it ends: nothing else can move it. Such a chain runs as one activity per chunk of its
+  // chips, lasting the sum of its phases' durations, each chip carrying the sum of the FLOPs the phases give it.
+  // host_energy is linear in a host's load, so each chip's joules are those of the phases one by one; each phase's
+  // start and end are known and recorded as they would have been. Pipeline stages under tensor parallelism are such
+  // chains (compute, the memoised tensor all-reduce, compute, ...); one activity instead of dozens keeps SimGrid's
+  // max-min system small. Compute phases on chips shared with other compute at the same time would share those
+  // chips' speed differently, so chains are used only where the step graph gives a chip one compute phase at a time
+  // (EngineOptions::merge_chains; tests compare with the phase-by-phase run).
+  std::vector<std::vector<PhaseId>> chains;
+  auto known_duration = [&](PhaseId v) -> std::optional<double> {
+    const Phase& ph = g[v];
+    if (ph.type == Phase::Type::compute) {
+      double d = 0.0;
+      for (double t : ph.compute.time_s) d = std::max(d, t);
+      return d;
+    }
+    if (ph.type == Phase::Type::collective) {
+      prepare_collective(v);
+      if (st[v].plan->plan.empty()) return 0.0;
+      if (const double* m = memo_for(v)) return *m;
+      return std::nullopt;
+    }
+    return 0.0;  // marker
+  };
+  auto launch_chain = [&](PhaseId v) -> bool {
+    if (!opt.merge_chains || boost::out_degree(v, g) != 1) return false;
+    std::vector<PhaseId> chain;
+    std::vector<double> dur;
+    for (PhaseId x = v;;) {
+      const std::optional<double> d = known_duration(x);
+      if (!d) break;
+      chain.push_back(x);
+      dur.push_back(*d);
+      if (boost::out_degree(x, g) != 1) break;
+      const PhaseId u = boost::target(*boost::out_edges(x, g).first, g);
+      if (boost::in_degree(u, g) != 1) break;
+      x = u;
+    }
+    if (chain.size() < 2) return false;
+    const double t = sg4::Engine::get_clock();
+    double elapsed = 0.0;
+    std::map<int, ChipWork> per_chip;
+    for (std::size_t i = 0; i < chain.size(); ++i) {
+      const PhaseId x = chain[i];
+      const Phase& ph = g[x];
+      st[x].start = t + elapsed;
+      elapsed += dur[i];
+      st[x].end = t + elapsed;
+      if (ph.type == Phase::Type::compute) {
+        const double load = power.load_for(ph.compute.flop_utilisation(), ph.compute.hbm_utilisation());
+        st[x].power_w = power.compute_w(ph.compute.flop_utilisation(), ph.compute.hbm_utilisation());
+        for (const auto& [chip, busy] : chip_busy(ph)) {
+          ChipWork& w = per_chip.try_emplace(chip, ChipWork{chip, 0.0, 0.0}).first->second;
+          w.busy_s += busy;
+          w.flops += load * busy * speed;
+        }
+      } else if (ph.type == Phase::Type::collective && !st[x].plan->plan.empty()) {
+        start_memo_replay(x);
+      }
+    }
+    std::vector<ChipWork> work;
+    std::vector<std::pair<int, double>> busy;
+    for (const auto& [chip, w] : per_chip) {
+      work.push_back(w);
+      busy.emplace_back(chip, w.busy_s);
+    }
+    st[v].chain = static_cast<int>(chains.size());
+    chains.push_back(std::move(chain));
+    if (!(elapsed > 0.0)) return true;  // finished where it started: the caller's loop sees no pending activity
+    update_energy(busy);
+    launch_chunks(v, work, elapsed);
+    if (st[v].pending == 0) {  // no chip computes: a pacer alone keeps the time
+      sg4::Host* pacer = take_pacer();
+      if (pacer == nullptr) throw Error("engine: not enough pacer hosts for memoised phases; raise EngineOptions::pacers");
+      auto ex = sg4::Exec::init()->set_host(pacer)->set_flops_amount(elapsed * pacer_speed);
+      ex->vetoable_start();
+      pending.push_back(ex);
+      tags.push_back({v, pacer});
+      ++st[v].pending;
+    }
+    return true;
+  };
+  // The phases of a chain end at their recorded instants; only the last one releases its successors.
+  auto finish_chain = [&](PhaseId v) {
+    const std::vector<PhaseId>& chain = chains[static_cast<std::size_t>(st[v].chain)];
+    st[chain.back()].end = sg4::Engine::get_clock();  // the recorded sum, to the clock's own rounding
+    for (std::size_t i = 0; i < chain.size(); ++i) {
+      for (auto [e, eend] = boost::out_edges(chain[i], g); e != eend; ++e) {
+        PhaseId u = boost::target(*e, g);
+        if (--st[u].indegree == 0 && i + 1 == chain.size()) ready.push_back(u);
+      }
+      ++events;
+      sample_power(false);
+    }
+  };
+
   auto launch = [&](PhaseId v) {
     Phase& ph = g[v];
+    if (launch_chain(v)) {
+      if (st[v].pending == 0) finish_chain(v);
+      return;
+    }
     st[v].start = sg4::Engine::get_clock();
     if (ph.type == Phase::Type::compute) {
-      // Per chip: its devices run in parallel; the chip is busy until its slowest device finishes.
-      std::unordered_map<int, double> busy;
-      for (std::size_t i = 0; i < ph.compute.devices.size(); ++i) {
-        double& b = busy[mesh.chip_of(ph.compute.devices[i])];
-        b = std::max(b, ph.compute.time_s[i]);
-      }
-      std::vector<std::pair<int, double>> work(busy.begin(), busy.end());
-      std::sort(work.begin(), work.end());
-      // SimGrid 3.32's energy plugin brings a host's joules up to date when one of its activities changes state,
-      // and at the start of single-host executions only (src/plugins/host_energy.cpp): a parallel task starting
-      // on a chip would have the stretch since the chip's last update charged at the new task's load. Bring the
-      // chips this task loads up to date first: the others' loads do not change, and a parallel task's end updates
-      // its hosts itself (the plugin's CpuAction::on_state_change). A phase on a few chips (a pipeline stage)
-      // updates them one simcall each: updating every host instead cost a third of a 280-GPU pipeline run (perf:
-      // the host list rebuilt and sorted by name). A phase on many chips updates all hosts in one simcall, which is
-      // then cheaper (GShard-600B on 1024 chips: x1.12 wall time with a simcall per chip, median of 5 pairs).
-      if (4 * work.size() < chips.size()) {
-        for (const auto& [chip, t] : work)
-          if (t > 0.0) sg_host_get_consumed_energy(chips[static_cast<std::size_t>(chip)]);
-      } else {
-        sg_host_energy_update_all();
-      }
+      const std::vector<std::pair<int, double>> work = chip_busy(ph);
+      update_energy(work);
       // The chips draw the power curve at the phase's achieved utilisation: host_energy is linear in a host's load
       // (active + load x (full - active)), so each chip carries load x its busy time x speed FLOPs and a pacer host
       // makes the task last as long as the chunk's slowest chip. A chip busy t_i of the T seconds then draws
@@ -364,50 +531,23 @@ StepResult Simulator::Impl::run_step(workload::BuiltStep& step, bool record_powe
       // on a host at each pstate change (CpuL07::on_speed_change).
       const double load = power.load_for(ph.compute.flop_utilisation(), ph.compute.hbm_utilisation());
       st[v].power_w = power.compute_w(ph.compute.flop_utilisation(), ph.compute.hbm_utilisation());
-      for (std::size_t lo = 0; lo < work.size(); lo += static_cast<std::size_t>(opt.chunk_hosts)) {
-        const std::size_t hi = std::min(work.size(), lo + static_cast<std::size_t>(opt.chunk_hosts));
-        std::vector<sg4::Host*> hosts;
-        std::vector<double> flops;
-        double longest = 0.0;
-        for (std::size_t i = lo; i < hi; ++i)
-          if (work[i].second > 0.0) {
-            hosts.push_back(chips[static_cast<std::size_t>(work[i].first)]);
-            flops.push_back(load * work[i].second * speed);
-            longest = std::max(longest, work[i].second);
-          }
-        if (hosts.empty()) continue;
-        sg4::Host* pacer = take_pacer();
-        if (pacer == nullptr) throw Error("engine: not enough pacer hosts for compute phases; raise EngineOptions::pacers");
-        hosts.push_back(pacer);
-        flops.push_back(longest * pacer_speed);
-        auto ex = sg4::Exec::init()->set_hosts(hosts)->set_flops_amounts(flops)->set_bytes_amounts({});
-        ex->vetoable_start();
-        pending.push_back(ex);
-        tags.push_back({v, pacer});
-        ++st[v].pending;
-      }
+      std::vector<ChipWork> chunks;
+      chunks.reserve(work.size());
+      for (const auto& [chip, busy] : work) chunks.push_back({chip, busy, load * busy * speed});
+      launch_chunks(v, chunks, std::nullopt);
       if (st[v].pending == 0) finish(v);
       return;
     }
     if (ph.type == Phase::Type::collective) {
-      st[v].sig = detail::signature(ph.comm);
-      st[v].plan = &plan_for(st[v].sig, ph.comm);
-      res.algorithms[ph.kind] = st[v].plan->plan.algorithm;
-      for (std::size_t s = 0; s < res.site_link_bytes.size(); ++s)
-        for (std::size_t c = 0; c < system::kLinkClassCount; ++c)
-          res.site_link_bytes[s][c] += st[v].plan->site_link_bytes[s][c];
+      prepare_collective(v);
       if (st[v].plan->plan.empty()) {
         finish(v);
         return;
       }
-      st[v].memo_eligible = opt.memoize && !ph.overlaps_grad_reduce && ph.kind != "comm.pipeline_p2p";
-      auto memo = memo_s.find(st[v].sig);
-      if (st[v].memo_eligible && memo != memo_s.end()) {
+      if (const double* memo = memo_for(v)) {
         if (sg4::Host* pacer = take_pacer()) {
-          st[v].memo_replay = true;
-          ++res.collectives_memoized;
-          res.wan_busy_s += st[v].plan->memo_wan_s;
-          auto ex = sg4::Exec::init()->set_host(pacer)->set_flops_amount(memo->second * pacer_speed);
+          start_memo_replay(v);
+          auto ex = sg4::Exec::init()->set_host(pacer)->set_flops_amount(*memo * pacer_speed);
           ex->vetoable_start();
           pending.push_back(ex);
           tags.push_back({v, pacer});
@@ -440,6 +580,10 @@ StepResult Simulator::Impl::run_step(workload::BuiltStep& step, bool record_powe
     if (tag.pacer) free_pacers.push_back(tag.pacer);
     VertexState& vs = st[tag.v];
     if (--vs.pending > 0) continue;
+    if (vs.chain >= 0) {
+      finish_chain(tag.v);
+      continue;
+    }
     const Phase& ph = g[tag.v];
     if (ph.type == Phase::Type::collective && !vs.memo_replay) {
       if (vs.in_overhead) {
@@ -552,7 +696,7 @@ std::vector<StepResult> Simulator::run(int steps, const std::function<workload::
   return run_while([&](const std::vector<StepResult>& done) -> std::optional<NextStep> {
     const int k = static_cast<int>(done.size());
     if (k >= steps) return std::nullopt;
-    return NextStep{build(k), k == 0};
+    return NextStep{std::make_unique<workload::BuiltStep>(build(k)), k == 0};
   });
 }
 
@@ -561,7 +705,7 @@ std::vector<StepResult> Simulator::run_while(const std::function<std::optional<N
   std::exception_ptr failure;
   sg4::Actor::create("driver", impl_->plat->pacers().front(), [&] {
     try {
-      while (std::optional<NextStep> n = next(results)) results.push_back(impl_->run_step(n->step, n->record_power));
+      while (std::optional<NextStep> n = next(results)) results.push_back(impl_->run_step(*n->step, n->record_power));
     } catch (...) {
       failure = std::current_exception();
     }

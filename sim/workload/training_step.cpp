@@ -11,6 +11,7 @@
 #include "moesim/workload/training_step.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <numeric>
 #include <optional>
@@ -176,8 +177,7 @@ class Builder {
 
   // ---- kernels --------------------------------------------------------------------------------
   Cost time(const KernelOp& op) {
-    const std::string key = fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}", static_cast<int>(op.cls), op.dtype, op.flops,
-                                        op.bytes, op.m, op.n, op.k, op.batch, op.group_m.size());
+    const CostKey key{static_cast<int>(op.cls), op.dtype, {op.flops, op.bytes, op.m, op.n, op.k, op.batch}};
     if (op.group_m.empty()) {
       auto it = cache_.find(key);
       if (it != cache_.end()) return it->second;
@@ -639,7 +639,21 @@ class Builder {
   bool einsum_dispatch_ = false;
   StepGraph g_;
   StepStats stats_;
-  std::unordered_map<std::string, Cost> cache_;
+  /** Kernel times by shape (grouped GEMMs, whose rows differ per draw, are not cached). */
+  struct CostKey {
+    int cls;
+    std::string dtype;
+    std::array<double, 6> shape;  ///< flops, bytes, m, n, k, batch
+    bool operator==(const CostKey& o) const { return cls == o.cls && shape == o.shape && dtype == o.dtype; }
+  };
+  struct CostKeyHash {
+    std::size_t operator()(const CostKey& k) const {
+      std::size_t h = std::hash<std::string>{}(k.dtype) ^ static_cast<std::size_t>(k.cls);
+      for (double x : k.shape) h = h * 1000003u ^ std::hash<double>{}(x);
+      return h;
+    }
+  };
+  std::unordered_map<CostKey, Cost, CostKeyHash> cache_;
   /** Routing draws per (MoE layer, micro-batch, data index): reused by forward, remat and backward. */
   std::map<std::tuple<int, int, int>, RoutingDraw> draws_;
 };

@@ -7,7 +7,7 @@
 
 #include <string>
 
-#include "moesim_test/steady_state_compare.hpp"
+#include "moesim_test/job_compare.hpp"
 
 namespace {
 

@@ -6,7 +6,7 @@
 
 #include <string>
 
-#include "moesim_test/steady_state_compare.hpp"
+#include "moesim_test/job_compare.hpp"
 
 namespace engine = moesim::engine;
 using moesim::testing::check_steady_state_equals_full;

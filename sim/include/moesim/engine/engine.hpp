@@ -30,6 +30,9 @@ struct EngineOptions {
   /** Serving: let replicas work ahead of the clock through memoised stretches when routing allows it
    *  (false: every iteration is its own SimGrid activity, the reference the fast path is tested against). */
   bool serving_fast_path = true;
+  /** Run each chain of phases whose durations are known when it starts (compute, memoised collectives) and that
+   *  nothing else joins as one activity (engine.cpp, "Chains"); false: one activity per phase, the reference. */
+  bool merge_chains = true;
 };
 
 /** One phase of a simulated step, for traces. */
@@ -93,7 +96,8 @@ class Simulator {
   std::vector<StepResult> run(int steps, const std::function<workload::BuiltStep(int)>& build);
   /** The next step to simulate, and whether it records the power series (and, with EngineOptions::trace, the trace). */
   struct NextStep {
-    workload::BuiltStep step;
+    /** On the heap: Boost 1.74's adjacency_list has no move constructor, so a step held by value is copied whole. */
+    std::unique_ptr<workload::BuiltStep> step;
     bool record_power = false;
   };
   /** Simulates steps back to back for as long as `next(done)` returns one; `done` holds the results so far (a

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
-// The pipeline steady state (EngineOptions::pipeline_steady_state, engine/job.cpp) against the full simulation of
-// every micro-batch: one scenario simulated both ways, every figure of the step compared. Used by the engine unit
-// tests (small pipelines) and the validation suite (the published Megatron runs and the 1T bench case).
+// One scenario simulated two ways, every figure of the step compared: the engine's exact shortcuts against the run they
+// stand for. The pipeline steady state (EngineOptions::pipeline_steady_state, engine/job.cpp) against the simulation of
+// every micro-batch, and merged chains of phases (EngineOptions::merge_chains, engine.cpp) against one activity per
+// phase. Used by the engine unit tests (small cases) and the validation suite (the published runs and bench cases).
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -21,27 +22,29 @@ inline const catalog::Catalog& source_catalog() {
   return cat;
 }
 
+inline engine::JobResult simulate(const scenario::Scenario& s, const engine::EngineOptions& opt) {
+  return engine::job_from_json(
+      engine::run_isolated([&] { return engine::to_json(engine::simulate_job(s, source_catalog(), opt)); }).value);
+}
+
 inline engine::JobResult simulate(const scenario::Scenario& s, bool steady_state) {
   engine::EngineOptions opt;
   opt.pipeline_steady_state = steady_state;
-  return engine::job_from_json(
-      engine::run_isolated([&] { return engine::to_json(engine::simulate_job(s, source_catalog(), opt)); }).value);
+  return simulate(s, opt);
 }
 
 /** |a - b| within `rel` of the larger (exact zeros must stay zeros). */
 inline bool close(double a, double b, double rel) { return std::abs(a - b) <= rel * std::max(std::abs(a), std::abs(b)); }
 
-/** Simulates `s` with and without the steady state and checks that the steady state was used and that every figure of
- *  the step (time, critical path and busy time by kind, energy and link bytes by site, collective bytes, FLOPs, MFU,
- *  phases) equals the full simulation's to `rel`, and that the power series integrates to the chip energy. */
-inline void check_steady_state_equals_full(const scenario::Scenario& s, double rel = 1e-9) {
-  INFO(s.name);
-  const engine::JobResult fast = simulate(s, true), full = simulate(s, false);
-  REQUIRE(fast.steady_state_from_microbatches == s.parallelism.pipeline);
-  REQUIRE(full.steady_state_from_microbatches == 0);
-  INFO("steady state " << fast.step_time_s << " s vs full " << full.step_time_s << " s; wall " << fast.sim_wall_s << " vs "
+/** Checks that every figure of the step (time, critical path and busy time by kind, energy and link bytes by site,
+ *  collective bytes, FLOPs, MFU, phases) of `fast` equals `full`'s to `rel`, and that `fast`'s power series integrates
+ *  to its chip energy. */
+inline void check_same_step(const engine::JobResult& fast, const engine::JobResult& full, double rel = 1e-9) {
+  INFO("fast " << fast.step_time_s << " s vs reference " << full.step_time_s << " s; wall " << fast.sim_wall_s << " vs "
                        << full.sim_wall_s << " s");
   CHECK(close(fast.step_time_s, full.step_time_s, rel));
+  REQUIRE(fast.step_times_s.size() == full.step_times_s.size());
+  for (std::size_t i = 0; i < full.step_times_s.size(); ++i) CHECK(close(fast.step_times_s[i], full.step_times_s[i], rel));
   CHECK(close(fast.train_time_s, full.train_time_s, rel));
   CHECK(close(fast.model_flops_per_step, full.model_flops_per_step, rel));
   CHECK(close(fast.hardware_flops_per_step, full.hardware_flops_per_step, rel));
@@ -55,7 +58,7 @@ inline void check_steady_state_equals_full(const scenario::Scenario& s, double r
       REQUIRE(a.count(k) == 1);
       // Parts of the step, each summed from thousands of clock differences: equal to `rel` of the step (a kind that
       // takes milliseconds of a 35 s step carries the step's rounding, not its own).
-      INFO("steady state " << a.at(k) << " vs full " << v);
+      INFO("fast " << a.at(k) << " vs reference " << v);
       CHECK(std::abs(a.at(k) - v) <= rel * std::max({std::abs(v), std::abs(a.at(k)), full.step_time_s}));
     }
   };
@@ -68,8 +71,10 @@ inline void check_steady_state_equals_full(const scenario::Scenario& s, double r
     for (std::size_t c = 0; c < full.sites[i].link_bytes_per_step.size(); ++c)
       CHECK(close(fast.sites[i].link_bytes_per_step[c], full.sites[i].link_bytes_per_step[c], rel));
   }
-  // The power series: ends at the step's end and integrates to the chips' energy (one quantity, one truth).
+  // The power series (the first step's): ends at the step's end and, where the job is that one step, integrates to
+  // the chips' energy per step (one quantity, one truth).
   REQUIRE(!fast.power_t_s.empty());
+  if (fast.step_times_s.size() != 1) return;
   REQUIRE(fast.power_t_s.size() == fast.power_w.size());
   double energy = 0.0, chips = 0.0;
   for (std::size_t i = 0; i < fast.power_t_s.size(); ++i) {
@@ -79,6 +84,29 @@ inline void check_steady_state_equals_full(const scenario::Scenario& s, double r
   }
   for (const auto& site : fast.sites) chips += site.chip_energy_per_step_j;
   CHECK(close(energy, chips, 1e-9));
+}
+
+/** Simulates `s` with and without the steady state and checks that the steady state was used and that the step equals
+ *  the full simulation's (check_same_step). */
+inline void check_steady_state_equals_full(const scenario::Scenario& s, double rel = 1e-9) {
+  INFO(s.name);
+  const engine::JobResult fast = simulate(s, true), full = simulate(s, false);
+  REQUIRE(fast.steady_state_from_microbatches == s.parallelism.pipeline);
+  REQUIRE(full.steady_state_from_microbatches == 0);
+  check_same_step(fast, full, rel);
+}
+
+/** Simulates `s` with merged chains and with one activity per phase (EngineOptions::merge_chains; every other option
+ *  as `base`) and checks that the steps are the same (check_same_step). Returns the merged run. */
+inline engine::JobResult check_chains_equal_phase_by_phase(const scenario::Scenario& s, engine::EngineOptions base = {},
+                                                           double rel = 1e-9) {
+  INFO(s.name << ": merged chains vs one activity per phase");
+  base.merge_chains = true;
+  const engine::JobResult fast = simulate(s, base);
+  base.merge_chains = false;
+  const engine::JobResult full = simulate(s, base);
+  check_same_step(fast, full, rel);
+  return fast;
 }
 
 }  // namespace moesim::testing
