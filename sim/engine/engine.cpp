@@ -696,7 +696,7 @@ std::vector<StepResult> Simulator::run(int steps, const std::function<workload::
   return run_while([&](const std::vector<StepResult>& done) -> std::optional<NextStep> {
     const int k = static_cast<int>(done.size());
     if (k >= steps) return std::nullopt;
-    return NextStep{std::make_unique<workload::BuiltStep>(build(k)), k == 0};
+    return NextStep{std::unique_ptr<workload::BuiltStep>(new workload::BuiltStep(build(k))), k == 0};
   });
 }
 

@@ -298,7 +298,7 @@ std::vector<StepResult> simulate_steps(Simulator& sim, const detail::TrainingSet
     const std::size_t k = done.size();
     if (k < shorter.size()) {
       if (progress) progress(0, steps, fmt::format("simulating the step with {} micro-batches (pipeline steady state)", base + static_cast<int>(k)));
-      return Simulator::NextStep{std::make_unique<workload::BuiltStep>(setup.build(shorter[k], 0)), k == shorter.size() - 1};
+      return Simulator::NextStep{std::unique_ptr<workload::BuiltStep>(new workload::BuiltStep(setup.build(shorter[k], 0))), k == shorter.size() - 1};
     }
     if (k == shorter.size()) {
       linear = on_a_line(done[0].duration_s, done[1].duration_s, done[2].duration_s) &&
@@ -307,7 +307,7 @@ std::vector<StepResult> simulate_steps(Simulator& sim, const detail::TrainingSet
     }
     const int full = static_cast<int>(k - shorter.size());  // not on a line: every micro-batch of every step
     if (full >= steps) return std::nullopt;
-    return Simulator::NextStep{std::make_unique<workload::BuiltStep>(full_step(full)), full == 0};
+    return Simulator::NextStep{std::unique_ptr<workload::BuiltStep>(new workload::BuiltStep(full_step(full))), full == 0};
   });
   if (!linear) return {raw.begin() + static_cast<std::ptrdiff_t>(shorter.size()), raw.end()};
   steady_from = base;

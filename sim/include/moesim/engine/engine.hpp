@@ -96,7 +96,9 @@ class Simulator {
   std::vector<StepResult> run(int steps, const std::function<workload::BuiltStep(int)>& build);
   /** The next step to simulate, and whether it records the power series (and, with EngineOptions::trace, the trace). */
   struct NextStep {
-    /** On the heap: Boost 1.74's adjacency_list has no move constructor, so a step held by value is copied whole. */
+    /** On the heap: Boost 1.74's adjacency_list has no move constructor, so a step held by value is copied whole (and
+     *  so is one passed through std::make_unique: build it with `new workload::BuiltStep(builder(...))`, which
+     *  constructs the returned step in place). */
     std::unique_ptr<workload::BuiltStep> step;
     bool record_power = false;
   };
