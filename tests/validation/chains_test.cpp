@@ -13,9 +13,7 @@
 
 namespace {
 
-moesim::scenario::Scenario load(const std::string& file) {
-  return moesim::scenario::load_file(std::string(MOESIM_SOURCE_ROOT) + "/" + file, moesim::testing::source_catalog());
-}
+moesim::scenario::Scenario load(const std::string& file) { return moesim::testing::load_source_scenario(file); }
 
 /** The published scenarios whose file name starts with one of `prefixes`; each must be a training run. */
 void check_published(std::initializer_list<const char*> prefixes) {

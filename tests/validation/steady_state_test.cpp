@@ -12,8 +12,7 @@
 namespace {
 
 void check(const std::string& file) {
-  moesim::testing::check_steady_state_equals_full(
-      moesim::scenario::load_file(std::string(MOESIM_SOURCE_ROOT) + "/" + file, moesim::testing::source_catalog()));
+  moesim::testing::check_steady_state_equals_full(moesim::testing::load_source_scenario(file));
 }
 
 }  // namespace

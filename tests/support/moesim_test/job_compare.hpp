@@ -22,6 +22,11 @@ inline const catalog::Catalog& source_catalog() {
   return cat;
 }
 
+/** A scenario file of the source tree (path relative to its root), against the source catalog. */
+inline scenario::Scenario load_source_scenario(const std::string& file) {
+  return scenario::load_file(std::string(MOESIM_SOURCE_ROOT) + "/" + file, source_catalog());
+}
+
 inline engine::JobResult simulate(const scenario::Scenario& s, const engine::EngineOptions& opt) {
   return engine::job_from_json(
       engine::run_isolated([&] { return engine::to_json(engine::simulate_job(s, source_catalog(), opt)); }).value);

@@ -15,9 +15,7 @@ using moesim::testing::source_catalog;
 
 namespace {
 
-moesim::scenario::Scenario load(const std::string& file) {
-  return moesim::scenario::load_file(std::string(MOESIM_SOURCE_ROOT) + "/" + file, source_catalog());
-}
+moesim::scenario::Scenario load(const std::string& file) { return moesim::testing::load_source_scenario(file); }
 
 }  // namespace
 

@@ -15,9 +15,7 @@ using moesim::testing::source_catalog;
 
 namespace {
 
-moesim::scenario::Scenario load(const std::string& file) {
-  return moesim::scenario::load_file(std::string(MOESIM_SOURCE_ROOT) + "/" + file, source_catalog());
-}
+moesim::scenario::Scenario load(const std::string& file) { return moesim::testing::load_source_scenario(file); }
 
 /** The scenario with m micro-batches of the same size. */
 moesim::scenario::Scenario with_microbatches(moesim::scenario::Scenario s, int m) {
