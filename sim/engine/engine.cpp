@@ -316,6 +316,14 @@ StepResult Simulator::Impl::run_step(workload::BuiltStep& step, bool record_powe
       ++st[v].pending;
     }
   };
+  // A timed delay of `seconds` for phase v on a pacer host (latencies, memo replays, chains without compute).
+  auto start_delay = [&](PhaseId v, sg4::Host* pacer, double seconds) {
+    auto ex = sg4::Exec::init()->set_host(pacer)->set_flops_amount(seconds * pacer_speed);
+    ex->vetoable_start();
+    pending.push_back(ex);
+    tags.push_back({v, pacer});
+    ++st[v].pending;
+  };
   // A round first waits out its latency (and the first round the collective's launch cost) on a pacer, then
   // its bytes flow.
   auto launch_round = [&](PhaseId v) {
@@ -327,11 +335,7 @@ StepResult Simulator::Impl::run_step(workload::BuiltStep& step, bool record_powe
     sg4::Host* pacer = take_pacer();
     if (pacer == nullptr) throw Error("engine: not enough pacer hosts for collective latencies; raise EngineOptions::pacers");
     st[v].in_overhead = true;
-    auto ex = sg4::Exec::init()->set_host(pacer)->set_flops_amount(wait * pacer_speed);
-    ex->vetoable_start();
-    pending.push_back(ex);
-    tags.push_back({v, pacer});
-    ++st[v].pending;
+    start_delay(v, pacer, wait);
   };
 
   // Per chip: its devices run in parallel; the chip is busy until its slowest device finishes.
@@ -422,9 +426,10 @@ StepResult Simulator::Impl::run_step(workload::BuiltStep& step, bool record_powe
   // host_energy is linear in a host's load, so each chip's joules are those of the phases one by one; each phase's
   // start and end are known and recorded as they would have been. Pipeline stages under tensor parallelism are such
   // chains (compute, the memoised tensor all-reduce, compute, ...); one activity instead of dozens keeps SimGrid's
-  // max-min system small. Compute phases on chips shared with other compute at the same time would share those
-  // chips' speed differently, so chains are used only where the step graph gives a chip one compute phase at a time
-  // (EngineOptions::merge_chains; tests compare with the phase-by-phase run).
+  // max-min system small. Exact as long as no other compute phase runs on the chain's chips at the same time (it would
+  // share their speed with the chain's average load instead of each phase's own): the step builders give a chip one
+  // compute phase at a time, and the tests compare every example, published training run and bench case with the
+  // phase-by-phase run (EngineOptions::merge_chains = false).
   std::vector<std::vector<PhaseId>> chains;
   auto known_duration = [&](PhaseId v) -> std::optional<double> {
     const Phase& ph = g[v];
@@ -491,11 +496,7 @@ StepResult Simulator::Impl::run_step(workload::BuiltStep& step, bool record_powe
     if (st[v].pending == 0) {  // no chip computes: a pacer alone keeps the time
       sg4::Host* pacer = take_pacer();
       if (pacer == nullptr) throw Error("engine: not enough pacer hosts for memoised phases; raise EngineOptions::pacers");
-      auto ex = sg4::Exec::init()->set_host(pacer)->set_flops_amount(elapsed * pacer_speed);
-      ex->vetoable_start();
-      pending.push_back(ex);
-      tags.push_back({v, pacer});
-      ++st[v].pending;
+      start_delay(v, pacer, elapsed);
     }
     return true;
   };
@@ -547,11 +548,7 @@ StepResult Simulator::Impl::run_step(workload::BuiltStep& step, bool record_powe
       if (const double* memo = memo_for(v)) {
         if (sg4::Host* pacer = take_pacer()) {
           start_memo_replay(v);
-          auto ex = sg4::Exec::init()->set_host(pacer)->set_flops_amount(*memo * pacer_speed);
-          ex->vetoable_start();
-          pending.push_back(ex);
-          tags.push_back({v, pacer});
-          ++st[v].pending;
+          start_delay(v, pacer, *memo);
           return;
         }
       }

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <new>
 #include <numeric>
 #include <optional>
 #include <unordered_map>
@@ -953,12 +954,14 @@ void Builder::run() {
     constexpr std::size_t kPhasesPerLayerPass = 64;  // a bound: an MoE layer's backward with recomputation has < 30
     const std::size_t tasks = 2 * static_cast<std::size_t>(p_.pipeline) * p_.microbatches * p_.virtual_stages;
     const std::size_t layers_per_task = layers_.size() / static_cast<std::size_t>(p_.pipeline * p_.virtual_stages) + 1;
-    g_.m_vertices.reserve(tasks * (layers_per_task * kPhasesPerLayerPass + 16) + 4096);
+    try {
+      g_.m_vertices.reserve(tasks * (layers_per_task * kPhasesPerLayerPass + 16) + 4096);
+    } catch (const std::bad_alloc&) {  // more address space than the system grants: grow by doubling after all
+    }
   }
-  BuiltStep& out = out_;
   Phase start;
   start.label = "step start";
-  out.start = add_phase(g_, std::move(start), {});
+  out_.start = add_phase(g_, std::move(start), {});
   const int P = p_.pipeline, M = p_.microbatches;
 
   // 1F1B per stage: warm-up forwards, steady one-forward-one-backward, cool-down backwards. Interleaved (v chunks
@@ -991,7 +994,7 @@ void Builder::run() {
   // Dependencies across stages are resolved as tasks are emitted; iterate until every task is placed.
   std::map<std::tuple<int, int, int, int>, PhaseId> done;  // (stage, pass, mb, chunk) -> last phase (incl. send)
   std::vector<std::size_t> next(static_cast<std::size_t>(P), 0);
-  std::vector<PhaseId> stage_last(static_cast<std::size_t>(P), out.start);
+  std::vector<PhaseId> stage_last(static_cast<std::size_t>(P), out_.start);
   std::vector<std::map<int, PhaseId>> ready(static_cast<std::size_t>(P));
   std::size_t remaining = 0;
   for (const auto& o : order) remaining += o.size();
@@ -1038,9 +1041,9 @@ void Builder::run() {
   for (int s = 0; s < P; ++s) ends.push_back(optimizer_step(s, reduced[static_cast<std::size_t>(s)]));
   Phase end;
   end.label = "step end";
-  out.end = add_phase(g_, std::move(end), ends);
+  out_.end = add_phase(g_, std::move(end), ends);
   stats_.tokens = s_.training.batch_tokens;
-  out.stats = stats_;
+  out_.stats = stats_;
 }
 
 class MoeTransformerBuilder final : public StepBuilder {
@@ -1048,7 +1051,7 @@ class MoeTransformerBuilder final : public StepBuilder {
   BuiltStep build(const StepContext& ctx) const override {
     BuiltStep out;
     Builder(ctx, out).run();
-    return out;
+    return out;  // one named return: constructed in the caller's storage (a move would copy the graph)
   }
 };
 
