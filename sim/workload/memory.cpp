@@ -181,9 +181,10 @@ MemoryEstimate estimate_memory_need(const scenario::Scenario& s, const catalog::
       }
       if (l.moe) {
         // Routing groups come from the tokens a rank routes: all of the stage's, or with sequence parallelism its
-        // 1/tensor shard (training_step.cpp, moe_ffn), whose dispatched and combined rows it alone keeps.
+        // 1/tensor shard, whose dispatched and combined rows it alone keeps; split as the step splits them
+        // (routing_groups, as training_step.cpp's moe_ffn: fixed or Mesh-TensorFlow's split).
         const double routed = tok / sp;
-        const double group = s.routing.group_size_tokens > 0 ? std::min<double>(s.routing.group_size_tokens, routed) : routed;
+        const double group = routing_groups(s.routing, routed, p.expert).group_tokens;
         per_tok += (2.0 * d + 2.0 * m.experts) / sp + slots_per_token(group) * (2.0 * d / sp + ffn_mats * m.expert_d_ff / t);
         if (accel.dispatch == catalog::DispatchStyle::einsum && !s.routing.dropless) {
           // One-hot dispatch and combine tensors [S, E, C] per group: E x C elements per routed token each.

@@ -292,3 +292,22 @@ TEST_CASE("scenario: sequence parallelism needs tensor parallelism", "[workload]
     CHECK(t::contains(err.what(), "tensor > 1"));
   }
 }
+
+TEST_CASE("workload::estimate_memory: routing groups split as the step splits them (Mesh-TensorFlow)",
+          "[workload][memory][routing]") {
+  // 96 tokens per device, 4 expert-parallel ranks, groups of at most 64 tokens. Fixed split: one group of 64.
+  // Mesh-TensorFlow's split over the replica's 384 tokens: from 384 / 64 = 6 groups up to the first count that is a
+  // multiple of 4 and divides 384, 8 groups of 48. Capacity ceil(1.1 x 2 x S / 32): 5 slots for 64 tokens (2.5 per
+  // token), 4 for 48 (2.67 per token), so the capacity-padded buffers differ.
+  const std::string model =
+      dense_model(2, 64, 4, 1000, 32, "bf16", "  experts: 32\n  moe_every: 1\n  top_k: 2\n  capacity_factor: 1.1\n");
+  auto need = [&](const std::string& split, int group) {
+    const std::string routing =
+        fmt::format("routing:\n  type: uniform\n  group_size_tokens: {}\n  group_split: {}\n", group, split);
+    const auto s = t::load(t::scenario_yaml(model, "tpu_v4", 4, "  expert: 4\n", 4 * 96, routing));
+    return moesim::workload::estimate_memory_need(s, t::real_catalog().accelerator("tpu_v4")).activations_no_remat_bytes;
+  };
+  const double mtf = need("mesh_tensorflow", 64), fixed48 = need("fixed", 48), fixed64 = need("fixed", 64);
+  CHECK(mtf == fixed48);
+  CHECK(fixed64 != fixed48);
+}
