@@ -161,6 +161,9 @@ int main(int argc, char** argv) {
                       "Simulate every micro-batch of a 1F1B pipeline instead of extrapolating from its steady state");
   bench_cmd->add_flag("--no-chains", bench.no_chains,
                       "One SimGrid activity per phase instead of one per chain of phases of known duration (the reference)");
+  bench_cmd->add_flag("--no-alone", bench.no_alone,
+                      "Run every collective round in SimGrid's max-min system and every pipeline send in full, instead of "
+                      "timing traffic alone on its links from their loads (the reference)");
   bench_cmd->add_flag("--sweep", bench.sweep,
                       "Measure sweeps instead: bench/sweep_*.yaml at -j 1 and -j 2, and `db merge` of 100 shard stores "
                       "built from bench/merge_*.yaml");

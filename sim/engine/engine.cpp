@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 #include <exception>
+#include <limits>
 #include <map>
 #include <numeric>
 #include <optional>
@@ -49,6 +50,10 @@ struct CachedPlan {
    *  alpha less the longest route latency among the round's flows (ptask_L07 adds each flow's route latency). */
   std::vector<double> round_wait_s;
   double memo_wan_s = 0.0;              ///< WAN-busy time of the memoised (isolated) run
+  /** Per round (filled on first use): 1 if its batches use pairwise disjoint links and cross no WAN, so that alone on
+   *  its links it lasts round_alone_s after its wait (Simulator::Impl::round_alone); 0 if not; -1 not yet known. */
+  std::vector<signed char> round_disjoint;
+  std::vector<double> round_alone_s;
 };
 
 /** SimGrid's ptask_L07 scans a task's whole host x host byte matrix, so a sparse batch over many hosts
@@ -189,8 +194,120 @@ struct Simulator::Impl {
     return plans.emplace(sig, std::move(cp)).first->second;
   }
 
-  /** Runs a step DAG from the calling actor. `chips` (nullptr = all) are in the job's power state. */
-  StepResult run_step(workload::BuiltStep& step, bool record_power, const std::vector<int>* chips = nullptr);
+  // Traffic alone on its links. Two shortcuts take traffic out of SimGrid's max-min system where that cannot change
+  // its time or anyone else's, and the engine tracks which collectives hold which links to know where that is:
+  // - Rounds alone on their links (EngineOptions::rounds_alone): a round whose batches use pairwise disjoint links, of
+  //   a collective that is the only one holding any of them, is timed from its links' loads exactly as ptask_L07
+  //   would run it (round_alone) and runs as one timed delay. A dimension-ordered all-to-all's rings on a torus are
+  //   such rounds; the H100 rail round is not (a node's rails share its leaf cable).
+  // - Pipeline sends (EngineOptions::replay_pipeline_p2p), below.
+  // A collective holds its links from its start to its end (the rounds' latencies included); a chain holds those of its
+  // replayed collectives for the whole chain. Another collective taking a link of a timed round or a replayed send
+  // before it ends is a conflict: the run's figures are dropped and the step runs again without those shortcuts for
+  // the phases concerned (run_step).
+  //
+  // Pipeline sends. A send (comm.pipeline_p2p) is not a collective of a group that owns its links: sends of other
+  // micro-batches, other stage boundaries, data-parallel reductions may use the same NIC and fabric links. It is
+  // replayed from its memo only where that cannot change its time or anyone else's: its memo was recorded by a run
+  // during which no other collective held any of its links, it starts when none of its links is held, and no other
+  // collective takes one of them before it ends. The last cannot be known when it starts: a step in which a replayed
+  // send turns out to have shared a link is simulated again with every send in full (run_step), and the memos its
+  // first run recorded are dropped. A collective holds its links from its start to its end (the rounds' latencies
+  // included); a chain holds those of its replayed collectives for the whole chain.
+  std::unordered_map<const sg4::Link*, int> link_ids;
+  std::vector<double> link_bandwidth;  ///< by link id, B/s
+  std::vector<bool> link_fatpipe;      ///< by link id: a FATPIPE link (each flow alone on it), else shared
+  struct PairRoute {
+    std::vector<int> links;
+    double latency_s = 0.0;
+  };
+  std::unordered_map<std::uint64_t, PairRoute> pair_links;  ///< (src << 32 | dst) -> link ids and latency of its route
+  const PairRoute& route_of(int src, int dst) {
+    const std::uint64_t key = (static_cast<std::uint64_t>(src) << 32) | static_cast<std::uint32_t>(dst);
+    auto pl = pair_links.find(key);
+    if (pl != pair_links.end()) return pl->second;
+    std::vector<sg4::Link*> links;
+    PairRoute r;
+    plat->endpoint(src)->route_to(plat->endpoint(dst), links, &r.latency_s);
+    for (const sg4::Link* l : links) {
+      auto [it, fresh] = link_ids.emplace(l, static_cast<int>(link_ids.size()));
+      if (fresh) {
+        link_bandwidth.push_back(l->get_bandwidth());
+        link_fatpipe.push_back(l->get_sharing_policy() == sg4::Link::SharingPolicy::FATPIPE);
+      }
+      r.links.push_back(it->second);
+    }
+    return pair_links.emplace(key, std::move(r)).first->second;
+  }
+  /** Round `r` of collective `sig` alone on its links: ptask_L07 (SimGrid 3.32 src/surf/ptask_L07.cpp) runs each batch
+   *  as one activity of cost 1 that first waits the longest route latency of its flows, then progresses at the rate
+   *  the max-min system gives it, which alone on its links is min over them of bandwidth / load (a link's load: the
+   *  bytes of the batch's flows over it, summed; their largest on a FATPIPE link). With the batches' links pairwise
+   *  disjoint, each batch is alone on its links, and the round's flows end at max over batches of latency + 1 / rate.
+   *  Returns false where two batches share a link or a flow crosses the WAN. */
+  bool round_alone(std::uint64_t sig, std::size_t r, double& seconds) {
+    CachedPlan& cp = plans.at(sig);
+    if (cp.round_disjoint.empty()) {
+      cp.round_disjoint.assign(cp.plan.rounds.size(), -1);
+      cp.round_alone_s.assign(cp.plan.rounds.size(), 0.0);
+    }
+    if (cp.round_disjoint[r] < 0) {
+      cp.round_disjoint[r] = 0;
+      if (cp.round_crosses_wan[r]) return false;
+      std::unordered_map<int, std::size_t> owner;  // link id -> batch
+      double end = 0.0;
+      const auto& batches = cp.plan.rounds[r].batches;
+      for (std::size_t b = 0; b < batches.size(); ++b) {
+        std::unordered_map<int, double> load;
+        double latency = 0.0;
+        for (const auto& f : batches[b].flows) {
+          if (!(f.bytes > 0.0)) continue;
+          const PairRoute& route = route_of(f.src, f.dst);
+          latency = std::max(latency, route.latency_s);
+          for (int l : route.links) {
+            if (owner.emplace(l, b).first->second != b) return false;
+            double& w = load[l];
+            w = link_fatpipe[static_cast<std::size_t>(l)] ? std::max(w, f.bytes) : w + f.bytes;
+          }
+        }
+        double rate = std::numeric_limits<double>::infinity();
+        for (const auto& [l, w] : load) rate = std::min(rate, link_bandwidth[static_cast<std::size_t>(l)] / w);
+        if (load.empty()) continue;
+        end = std::max(end, latency + 1.0 / rate);
+      }
+      cp.round_alone_s[r] = end;
+      cp.round_disjoint[r] = 1;
+    }
+    seconds = cp.round_alone_s[r];
+    return cp.round_disjoint[r] == 1;
+  }
+  std::unordered_map<std::uint64_t, std::vector<int>> sig_links;   ///< collective signature -> link ids, sorted, unique
+  /** Memos of sends, kept apart from the collectives' (memo_s): recorded only by a send that ran alone on its links. */
+  std::unordered_map<std::uint64_t, double> p2p_memo_s;
+  const std::vector<int>& links_of(std::uint64_t sig) {
+    auto it = sig_links.find(sig);
+    if (it != sig_links.end()) return it->second;
+    std::vector<int> out;
+    for (const auto& round : plans.at(sig).plan.rounds)
+      for (const auto& batch : round.batches)
+        for (const auto& f : batch.flows) {
+          const PairRoute& route = route_of(f.src, f.dst);
+          out.insert(out.end(), route.links.begin(), route.links.end());
+        }
+    std::sort(out.begin(), out.end());
+    out.erase(std::unique(out.begin(), out.end()), out.end());
+    return sig_links.emplace(sig, std::move(out)).first->second;
+  }
+
+  /** Runs a step DAG from the calling actor. `chips` (nullptr = all) are in the job's power state. `alone`: replay
+   *  pipeline sends and time rounds from their links' loads where they run alone on their links (see "Pipeline sends"
+   *  and "Rounds alone on their links"; as EngineOptions allow); false: every send and round simulated. */
+  StepResult run_step(workload::BuiltStep& step, bool record_power, const std::vector<int>* chips = nullptr, bool alone = false);
+  /** One run of the step, without shortcuts for the `excluded` phases; `conflicts` receives the phases whose replayed
+   *  send or round timed alone shared a link, `new_memos` the memos recorded (signature, whether a send's). */
+  StepResult run_step_once(workload::BuiltStep& step, bool record_power, const std::vector<int>* chips, bool alone,
+                           const std::vector<char>& excluded, std::vector<workload::PhaseId>& conflicts,
+                           std::vector<std::pair<std::uint64_t, bool>>& new_memos);
 };
 
 namespace {
@@ -212,11 +329,39 @@ struct VertexState {
   double power_w = 0.0;  ///< compute phases: the chips' power while they compute (power curve)
   bool prepared = false;  ///< collectives: signature, plan and footprint looked up (once)
   int chain = -1;         ///< first phase of a merged chain: its index in `chains`
+  bool p2p = false;       ///< a pipeline send (comm.pipeline_p2p)
+  bool net_held = false;  ///< holds its links (Pipeline sends)
+  bool net_alone = false; ///< no other collective held any of its links when it took them
+  bool round_alone = false;  ///< its current round is timed from its links' loads (Rounds alone on their links)
+  std::uint64_t net_mark = 0;  ///< sum of its links' take counts when it took them
 };
 
 }  // namespace
 
-StepResult Simulator::Impl::run_step(workload::BuiltStep& step, bool record_power, const std::vector<int>* only_chips) {
+StepResult Simulator::Impl::run_step(workload::BuiltStep& step, bool record_power, const std::vector<int>* only_chips,
+                                     bool alone) {
+  // A conflict (a replayed send's or a round-timed-alone's link taken by another collective before it ended) makes the
+  // run's figures unusable: the step runs again, without the shortcut for the phases that held the links taken, and
+  // after kExcludingRuns such runs without any shortcut. The memos a discarded run recorded are dropped with it.
+  constexpr int kExcludingRuns = 3;
+  std::vector<char> excluded(boost::num_vertices(step.graph), 0);
+  for (int run = 0;; ++run) {
+    std::vector<PhaseId> conflicts;
+    std::vector<std::pair<std::uint64_t, bool>> new_memos;
+    const bool shortcuts = alone && run <= kExcludingRuns;
+    StepResult res = run_step_once(step, record_power, only_chips, shortcuts, excluded, conflicts, new_memos);
+    if (conflicts.empty() || !shortcuts) {
+      res.reruns = run;
+      return res;
+    }
+    for (const auto& [sig, p2p] : new_memos) (p2p ? p2p_memo_s : memo_s).erase(sig);
+    for (PhaseId v : conflicts) excluded[v] = 1;
+  }
+}
+
+StepResult Simulator::Impl::run_step_once(workload::BuiltStep& step, bool record_power, const std::vector<int>* only_chips,
+                                          bool alone, const std::vector<char>& excluded, std::vector<PhaseId>& conflicts,
+                                          std::vector<std::pair<std::uint64_t, bool>>& new_memos) {
   StepGraph& g = step.graph;
   const std::size_t V = boost::num_vertices(g);
   const auto& chips = plat->chips();
@@ -257,6 +402,82 @@ StepResult Simulator::Impl::run_step(workload::BuiltStep& step, bool record_powe
   std::vector<PhaseId> ready;
   for (PhaseId v = 0; v < V; ++v)
     if (st[v].indegree == 0) ready.push_back(v);
+
+  // Pipeline sends and rounds alone on their links (see Impl): per link, the collectives holding it, those among them
+  // whose time was fixed when they started (replayed sends, rounds timed alone), and how often it was taken.
+  bool replay_sends = false;
+  if (alone && opt.memoize && opt.replay_pipeline_p2p)
+    for (PhaseId v = 0; v < V && !replay_sends; ++v)
+      replay_sends = g[v].type == Phase::Type::collective && g[v].kind == "comm.pipeline_p2p";
+  const bool alone_rounds = alone && opt.rounds_alone;
+  const bool track = replay_sends || alone_rounds;
+  std::vector<int> link_holders, link_replays;
+  std::vector<PhaseId> link_fixer;  ///< by link: the replayed send or round timed alone holding it (link_replays > 0)
+  std::vector<std::uint64_t> link_takes;
+  auto link_state = [&](PhaseId v) -> const std::vector<int>& {
+    const std::vector<int>& links = links_of(st[v].sig);
+    if (link_holders.size() < link_ids.size()) {
+      link_holders.resize(link_ids.size(), 0);
+      link_replays.resize(link_ids.size(), 0);
+      link_fixer.resize(link_ids.size(), 0);
+      link_takes.resize(link_ids.size(), 0);
+    }
+    return links;
+  };
+  auto links_free = [&](PhaseId v) {
+    for (int l : link_state(v))
+      if (link_holders[static_cast<std::size_t>(l)] > 0) return false;
+    return true;
+  };
+  auto take_links = [&](PhaseId v) {
+    if (!track || st[v].net_held || st[v].plan->plan.empty()) return;
+    const bool replayed_send = st[v].p2p && st[v].memo_replay;
+    bool first = true;
+    std::uint64_t mark = 0;
+    for (int l : link_state(v)) {
+      const auto i = static_cast<std::size_t>(l);
+      if (link_replays[i] > 0) conflicts.push_back(link_fixer[i]);  // a replayed send's or timed round's link, taken
+      first = first && link_holders[i] == 0;
+      ++link_holders[i];
+      mark += ++link_takes[i];
+      if (replayed_send) {
+        ++link_replays[i];
+        link_fixer[i] = v;
+      }
+    }
+    if (replayed_send && !first) conflicts.push_back(v);  // cannot happen: replays start on free links (memo_for)
+    st[v].net_held = true;
+    st[v].net_alone = first;
+    st[v].net_mark = mark;
+  };
+  // Returns whether v ran alone on its links from start to end (nobody held or took any of them meanwhile).
+  auto release_links = [&](PhaseId v) {
+    if (!st[v].net_held) return false;
+    const bool replayed_send = st[v].p2p && st[v].memo_replay;
+    std::uint64_t mark = 0;
+    for (int l : links_of(st[v].sig)) {
+      const auto i = static_cast<std::size_t>(l);
+      --link_holders[i];
+      mark += link_takes[i];
+      if (replayed_send) --link_replays[i];
+    }
+    st[v].net_held = false;
+    return st[v].net_alone && mark == st[v].net_mark;
+  };
+  // Whether v, which holds its links, is the only collective holding any of them.
+  auto only_holder = [&](PhaseId v) {
+    if (!st[v].net_held) return false;
+    for (int l : links_of(st[v].sig))
+      if (link_holders[static_cast<std::size_t>(l)] != 1) return false;
+    return true;
+  };
+  // A round timed alone on its links: while it runs, another collective taking one of them is a conflict.
+  auto fix_links = [&](PhaseId v, int d) {
+    for (int l : links_of(st[v].sig)) {
+      link_replays[static_cast<std::size_t>(l)] += d;
+      link_fixer[static_cast<std::size_t>(l)] = v;
+    }
+  };
 
   std::vector<sg4::ExecPtr> pending;
   struct Tag {
@@ -328,6 +549,16 @@ StepResult Simulator::Impl::run_step(workload::BuiltStep& step, bool record_powe
   // its bytes flow.
   auto launch_round = [&](PhaseId v) {
     const double wait = st[v].plan->round_wait_s[st[v].round] + (st[v].round == 0 ? st[v].plan->plan.overhead_s : 0.0);
+    double alone_s = 0.0;
+    if (alone_rounds && !excluded[v] && round_alone(st[v].sig, st[v].round, alone_s) && only_holder(v)) {
+      if (sg4::Host* pacer = take_pacer()) {
+        st[v].round_alone = true;
+        fix_links(v, +1);
+        ++res.rounds_alone;
+        start_delay(v, pacer, wait + alone_s);
+        return;
+      }
+    }
     if (!(wait > 0.0)) {
       launch_round_flows(v);
       return;
@@ -406,12 +637,19 @@ StepResult Simulator::Impl::run_step(workload::BuiltStep& step, bool record_powe
     res.algorithms[ph.kind] = st[v].plan->plan.algorithm;
     for (std::size_t s = 0; s < res.site_link_bytes.size(); ++s)
       for (std::size_t c = 0; c < system::kLinkClassCount; ++c) res.site_link_bytes[s][c] += st[v].plan->site_link_bytes[s][c];
-    st[v].memo_eligible = opt.memoize && !ph.overlaps_grad_reduce && ph.kind != "comm.pipeline_p2p";
+    st[v].p2p = ph.kind == "comm.pipeline_p2p";
+    // Sends between datacenters stay in full: the WAN-busy time is a union over concurrent rounds, which a replay
+    // cannot rebuild.
+    bool wan = false;
+    for (bool w : st[v].plan->round_crosses_wan) wan = wan || w;
+    st[v].memo_eligible = opt.memoize && !ph.overlaps_grad_reduce && (!st[v].p2p || (replay_sends && !wan));
   };
   auto memo_for = [&](PhaseId v) -> const double* {
     if (!st[v].memo_eligible) return nullptr;
-    auto memo = memo_s.find(st[v].sig);
-    return memo == memo_s.end() ? nullptr : &memo->second;
+    auto& memos = st[v].p2p ? p2p_memo_s : memo_s;
+    auto memo = memos.find(st[v].sig);
+    if (memo == memos.end() || (st[v].p2p && (excluded[v] || !links_free(v)))) return nullptr;
+    return &memo->second;
   };
   auto start_memo_replay = [&](PhaseId v) {
     st[v].memo_replay = true;
@@ -480,6 +718,7 @@ StepResult Simulator::Impl::run_step(workload::BuiltStep& step, bool record_powe
         }
       } else if (ph.type == Phase::Type::collective && !st[x].plan->plan.empty()) {
         start_memo_replay(x);
+        take_links(x);
       }
     }
     std::vector<ChipWork> work;
@@ -504,6 +743,7 @@ StepResult Simulator::Impl::run_step(workload::BuiltStep& step, bool record_powe
   auto finish_chain = [&](PhaseId v) {
     const std::vector<PhaseId>& chain = chains[static_cast<std::size_t>(st[v].chain)];
     st[chain.back()].end = sg4::Engine::get_clock();  // the recorded sum, to the clock's own rounding
+    for (PhaseId x : chain) release_links(x);
     for (std::size_t i = 0; i < chain.size(); ++i) {
       for (auto [e, eend] = boost::out_edges(chain[i], g); e != eend; ++e) {
         PhaseId u = boost::target(*e, g);
@@ -548,11 +788,13 @@ StepResult Simulator::Impl::run_step(workload::BuiltStep& step, bool record_powe
       if (const double* memo = memo_for(v)) {
         if (sg4::Host* pacer = take_pacer()) {
           start_memo_replay(v);
+          take_links(v);
           start_delay(v, pacer, *memo);
           return;
         }
       }
       ++res.collectives_detailed;
+      take_links(v);
       st[v].round = 0;
       launch_round(v);
       return;
@@ -588,6 +830,10 @@ StepResult Simulator::Impl::run_step(workload::BuiltStep& step, bool record_powe
         launch_round_flows(tag.v);
         continue;
       }
+      if (vs.round_alone) {
+        vs.round_alone = false;
+        fix_links(tag.v, -1);
+      }
       if (vs.plan->round_crosses_wan[vs.round]) {
         vs.wan_s += sg4::Engine::get_clock() - vs.round_start;
         if (--wan_rounds_active == 0) res.wan_busy_s += sg4::Engine::get_clock() - wan_since;
@@ -597,8 +843,14 @@ StepResult Simulator::Impl::run_step(workload::BuiltStep& step, bool record_powe
         launch_round(tag.v);
         continue;
       }
-      if (vs.memo_eligible && memo_s.emplace(vs.sig, sg4::Engine::get_clock() - vs.start).second)
+      const bool ran_alone = release_links(tag.v);
+      auto& memos = vs.p2p ? p2p_memo_s : memo_s;
+      if (vs.memo_eligible && (!vs.p2p || ran_alone) && memos.emplace(vs.sig, sg4::Engine::get_clock() - vs.start).second) {
         plans.at(vs.sig).memo_wan_s = vs.wan_s;  // replayed with the memo
+        new_memos.emplace_back(vs.sig, vs.p2p);
+      }
+    } else if (ph.type == Phase::Type::collective) {
+      release_links(tag.v);
     }
     finish(tag.v);
   }
@@ -702,7 +954,8 @@ std::vector<StepResult> Simulator::run_while(const std::function<std::optional<N
   std::exception_ptr failure;
   sg4::Actor::create("driver", impl_->plat->pacers().front(), [&] {
     try {
-      while (std::optional<NextStep> n = next(results)) results.push_back(impl_->run_step(*n->step, n->record_power));
+      while (std::optional<NextStep> n = next(results))
+        results.push_back(impl_->run_step(*n->step, n->record_power, nullptr, true));
     } catch (...) {
       failure = std::current_exception();
     }

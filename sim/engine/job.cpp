@@ -50,7 +50,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(JobResult, scenario_name, accelerator, chips,
                                    routing_exact, model_flops_per_step, hardware_flops_per_step, mfu, hfu, breakdown_s, busy_s,
                                    collective_bytes_per_step, algorithms, sites, wan_time_per_step_s, power_t_s, power_w,
                                    peak_chip_power_w, power_convention, compute_model, compute_paths, phases_per_step,
-                                   collectives_detailed, collectives_memoized, sim_wall_s, trace,
+                                   collectives_detailed, collectives_memoized, reruns, rounds_alone, sim_wall_s, trace,
                                    steady_state_from_microbatches)
 
 json to_json(const JobResult& r) {
@@ -260,6 +260,8 @@ StepResult extrapolate(const StepResult& a, const StepResult& b, const StepResul
   r.phases = c.phases + n * (c.phases - b.phases);
   r.collectives_detailed = a.collectives_detailed + b.collectives_detailed + c.collectives_detailed;
   r.collectives_memoized = a.collectives_memoized + b.collectives_memoized + c.collectives_memoized;
+  r.reruns = a.reruns + b.reruns + c.reruns;
+  r.rounds_alone = a.rounds_alone + b.rounds_alone + c.rounds_alone;
   r.algorithms = c.algorithms;
 
   const double period_s = c.duration_s - b.duration_s;
@@ -376,6 +378,8 @@ JobResult simulate_job(const scenario::Scenario& s, const catalog::Catalog& cata
     r.collectives_detailed += sr.collectives_detailed;
     r.wan_time_per_step_s += sr.wan_busy_s / n;
     r.collectives_memoized += sr.collectives_memoized;
+    r.reruns += sr.reruns;
+    r.rounds_alone += sr.rounds_alone;
   }
   // Tokens are dropped whole: less than half a token over the simulated steps is the rounding of the per-group
   // sums, not a drop (e.g. 9e-11 % with a capacity every group fits in). Zero counts give exact zeros.

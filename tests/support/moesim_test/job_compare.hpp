@@ -2,8 +2,9 @@
 #pragma once
 // One scenario simulated two ways, every figure of the step compared: the engine's exact shortcuts against the run they
 // stand for. The pipeline steady state (EngineOptions::pipeline_steady_state, engine/job.cpp) against the simulation of
-// every micro-batch, and merged chains of phases (EngineOptions::merge_chains, engine.cpp) against one activity per
-// phase. Used by the engine unit tests (small cases) and the validation suite (the published runs and bench cases).
+// every micro-batch, merged chains of phases (EngineOptions::merge_chains, engine.cpp) against one activity per
+// phase, replayed pipeline sends (EngineOptions::replay_pipeline_p2p) against sends simulated in full, and rounds timed
+// alone on their links (EngineOptions::rounds_alone) against rounds in SimGrid's max-min system. Used by the engine unit tests (small cases) and the validation suite (the published runs and bench cases).
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -110,6 +111,36 @@ inline engine::JobResult check_chains_equal_phase_by_phase(const scenario::Scena
   const engine::JobResult fast = simulate(s, base);
   base.merge_chains = false;
   const engine::JobResult full = simulate(s, base);
+  check_same_step(fast, full, rel);
+  return fast;
+}
+
+/** Simulates `s` with pipeline sends replayed where they run alone on their links and with every send in full
+ *  (EngineOptions::replay_pipeline_p2p; every other option as `base`) and checks that the steps are the same
+ *  (check_same_step). Returns the replaying run. */
+inline engine::JobResult check_p2p_replay_equals_full(const scenario::Scenario& s, engine::EngineOptions base = {},
+                                                      double rel = 1e-9) {
+  INFO(s.name << ": pipeline sends replayed vs in full");
+  base.replay_pipeline_p2p = true;
+  const engine::JobResult fast = simulate(s, base);
+  base.replay_pipeline_p2p = false;
+  const engine::JobResult full = simulate(s, base);
+  CHECK(full.reruns == 0);
+  check_same_step(fast, full, rel);
+  return fast;
+}
+
+/** Simulates `s` with collective rounds timed alone on their links where they are and with every round in SimGrid's
+ *  max-min system (EngineOptions::rounds_alone; every other option as `base`) and checks that the steps are the same
+ *  (check_same_step). Returns the run with rounds timed alone. */
+inline engine::JobResult check_rounds_alone_equal_simgrid(const scenario::Scenario& s, engine::EngineOptions base = {},
+                                                          double rel = 1e-9) {
+  INFO(s.name << ": rounds timed alone vs in SimGrid");
+  base.rounds_alone = true;
+  const engine::JobResult fast = simulate(s, base);
+  base.rounds_alone = false;
+  const engine::JobResult full = simulate(s, base);
+  CHECK(full.rounds_alone == 0);
   check_same_step(fast, full, rel);
   return fast;
 }

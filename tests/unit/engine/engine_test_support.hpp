@@ -93,6 +93,8 @@ inline nlohmann::json to_json(const StepResult& r) {
           {"phases", r.phases},
           {"collectives_detailed", r.collectives_detailed},
           {"collectives_memoized", r.collectives_memoized},
+          {"reruns", r.reruns},
+          {"rounds_alone", r.rounds_alone},
           {"algorithms", r.algorithms},
           {"trace", trace}};
 }

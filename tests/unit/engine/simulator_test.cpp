@@ -264,9 +264,66 @@ TEST_CASE("engine::Simulator: an isolated collective simulated once is replayed"
     CHECK(r["collectives_memoized"] == 0);
     CHECK(r["trace"][1]["memoized"] == false);
   }
-  SECTION("pipeline send/recv is never replayed") {
+  auto two_sends = [=] {
+    et::StepBuilder b;
+    const auto c1 = b.collective(w, "comm.pipeline_p2p", {b.start()}, false, "first");
+    const auto c2 = b.collective(w, "comm.pipeline_p2p", {c1}, false, "second");
+    return b.finish({c2});
+  };
+  SECTION("a pipeline send that runs alone on its links is replayed") {
+    const json r = et::simulate(f, two_sends)[0];
+    CHECK(r["collectives_detailed"] == 1);
+    CHECK(r["collectives_memoized"] == 1);
+    CHECK(r["reruns"] == 0);
+    moesim::engine::EngineOptions opt;
+    opt.replay_pipeline_p2p = false;
+    const json full = et::simulate(f, two_sends, 1, opt)[0];
+    CHECK(full["collectives_memoized"] == 0);
+    CHECK(r["duration_s"].get<double>() == Approx(full["duration_s"].get<double>()).epsilon(1e-12));
+  }
+  SECTION("a send replays only a send's memo") {
     const json r = et::simulate(f, two_in_a_row(false, "comm.pipeline_p2p"))[0];
     CHECK(r["collectives_memoized"] == 0);
+  }
+  SECTION("a pipeline send that shared its links while it ran is not memoised") {
+    // first (send) and other (all-to-all, same chips) at once, then second (the same send): no memo to replay. (Rounds
+    // timed alone off: either collective's first round would be, and the step would run again when the other starts.)
+    moesim::engine::EngineOptions simgrid_rounds;
+    simgrid_rounds.rounds_alone = false;
+    const json r = et::simulate(f, [=] {
+      et::StepBuilder b;
+      const auto c1 = b.collective(w, "comm.pipeline_p2p", {b.start()}, false, "first");
+      const auto c3 = b.collective(w, "comm.all_to_all", {b.start()}, false, "other");
+      const auto c2 = b.collective(w, "comm.pipeline_p2p", {c1, c3}, false, "second");
+      return b.finish({c2});
+    }, 1, simgrid_rounds)[0];
+    CHECK(r["collectives_detailed"] == 3);
+    CHECK(r["collectives_memoized"] == 0);
+    CHECK(r["reruns"] == 0);
+  }
+  SECTION("a replayed send whose links other traffic takes while it runs: the step is simulated again in full") {
+    // first (send), then second (the same send, replayed) and, 10 us later, an all-to-all over the same links.
+    auto graph = [=] {
+      et::StepBuilder b;
+      const auto c1 = b.collective(w, "comm.pipeline_p2p", {b.start()}, false, "first");
+      const auto c2 = b.collective(w, "comm.pipeline_p2p", {c1}, false, "second");
+      const auto x = b.compute({0}, {1e-5}, "compute.x", {c1}, "x");
+      const auto c3 = b.collective(w, "comm.all_to_all", {x}, false, "other");
+      return b.finish({c2, c3});
+    };
+    const json r = et::simulate(f, graph)[0];
+    moesim::engine::EngineOptions opt;
+    opt.replay_pipeline_p2p = false;
+    opt.rounds_alone = false;
+    const json full = et::simulate(f, graph, 1, opt)[0];
+    CHECK(r["reruns"] == 1);
+    CHECK(full["reruns"] == 0);
+    // The second run's figures: the two sends and the all-to-all share the links, as without replays.
+    CHECK(r["collectives_detailed"] == full["collectives_detailed"]);
+    CHECK(r["collectives_memoized"] == full["collectives_memoized"]);
+    CHECK(r["duration_s"].get<double>() == Approx(full["duration_s"].get<double>()).epsilon(1e-12));
+    CHECK(r["site_energy_j"][0].get<double>() == Approx(full["site_energy_j"][0].get<double>()).epsilon(1e-12));
+    for (const auto& p : r["trace"]) CHECK(p["memoized"] == false);
   }
   SECTION("memoisation can be switched off") {
     moesim::engine::EngineOptions opt;
@@ -342,4 +399,42 @@ TEST_CASE("engine::Simulator: the torus all-to-all grows ~9x from 16 to 2048 par
   const double small = a2a_time({4, 2}), large = a2a_time({32, 32});
   INFO("16 partitions: " << small << " s, 2048 partitions: " << large << " s");
   CHECK(large / small == Approx(9.0).epsilon(0.25));
+}
+
+TEST_CASE("engine::Simulator: a round alone on its links is timed from their loads, as SimGrid would run it",
+          "[engine][rounds-alone]") {
+  const t::Fixture f = t::torus({4, 4});
+  // A dimension-ordered all-to-all on a 4 x 4 torus: each round's rings use disjoint links.
+  const auto w = t::work(CollectiveOp::all_to_all, {t::iota(16)}, 1.6e8);
+  moesim::engine::EngineOptions simgrid;
+  simgrid.rounds_alone = false;
+  SECTION("alone: the same step, each round one timed delay") {
+    auto one = [=] {
+      et::StepBuilder b;
+      const auto c = b.collective(w, "comm.all_to_all", {b.start()}, false, "a2a");
+      return b.finish({c});
+    };
+    const json r = et::simulate(f, one)[0], ref = et::simulate(f, one, 1, simgrid)[0];
+    CHECK(r["rounds_alone"].get<int>() > 0);
+    CHECK(ref["rounds_alone"] == 0);
+    CHECK(r["reruns"] == 0);
+    CHECK(r["duration_s"].get<double>() == Approx(ref["duration_s"].get<double>()).epsilon(1e-12));
+    CHECK(r["site_energy_j"][0].get<double>() == Approx(ref["site_energy_j"][0].get<double>()).epsilon(1e-12));
+  }
+  SECTION("another collective takes its links while a round runs: the step is simulated again") {
+    // The all-to-all starts; 10 us later an all-reduce over the same chips, sharing its links.
+    const auto ar = t::work(CollectiveOp::all_reduce, {t::iota(16)}, 1.6e8);
+    auto two = [=] {
+      et::StepBuilder b;
+      const auto c = b.collective(w, "comm.all_to_all", {b.start()}, false, "a2a");
+      const auto x = b.compute({0}, {1e-5}, "compute.x", {b.start()}, "x");
+      const auto a = b.collective(ar, "comm.grad_all_reduce", {x}, true, "all-reduce");
+      return b.finish({c, a});
+    };
+    const json r = et::simulate(f, two)[0], ref = et::simulate(f, two, 1, simgrid)[0];
+    CHECK(r["reruns"] == 1);
+    CHECK(r["duration_s"].get<double>() == Approx(ref["duration_s"].get<double>()).epsilon(1e-12));
+    CHECK(r["busy_s"]["comm.all_to_all"].get<double>() == Approx(ref["busy_s"]["comm.all_to_all"].get<double>()).epsilon(1e-12));
+    CHECK(r["site_energy_j"][0].get<double>() == Approx(ref["site_energy_j"][0].get<double>()).epsilon(1e-12));
+  }
 }

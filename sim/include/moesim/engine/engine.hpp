@@ -33,6 +33,15 @@ struct EngineOptions {
   /** Run each chain of phases whose durations are known when it starts (compute, memoised collectives) and that
    *  nothing else joins as one activity (engine.cpp, "Chains"); false: one activity per phase, the reference. */
   bool merge_chains = true;
+  /** Replay a pipeline send (comm.pipeline_p2p) from its memo when nothing else uses its links while it runs (engine.cpp,
+   *  "Pipeline sends"); a step in which a replayed send turns out to have shared a link is simulated again with every
+   *  send in full. false: every send in full, the reference (as every send was before). Needs `memoize`. */
+  bool replay_pipeline_p2p = true;
+  /** Time a collective's round from its links' loads, as SimGrid's ptask_L07 would, when its batches use pairwise
+   *  disjoint links and nothing else holds them (engine.cpp, "Rounds alone on their links"); a step in which other
+   *  traffic takes such a round's link before it ends is simulated again with every round in SimGrid. false: every
+   *  round in SimGrid's max-min system, the reference. */
+  bool rounds_alone = true;
 };
 
 /** One phase of a simulated step, for traces. */
@@ -69,6 +78,10 @@ struct StepResult {
   int phases = 0;
   int collectives_detailed = 0;
   int collectives_memoized = 0;
+  /** Times the step was simulated again because a replayed pipeline send or a round timed alone shared a link with
+   *  other traffic (EngineOptions::replay_pipeline_p2p, rounds_alone); the figures are the last run's. */
+  int reruns = 0;
+  int rounds_alone = 0;  ///< collective rounds timed alone on their links (EngineOptions::rounds_alone)
   std::map<std::string, std::string> algorithms;  ///< collective kind -> algorithm used
   std::vector<PhaseTrace> trace;                  ///< when EngineOptions::trace (first step)
 };

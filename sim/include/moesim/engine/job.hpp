@@ -71,6 +71,10 @@ struct JobResult {
   int phases_per_step = 0;
   int collectives_detailed = 0;
   int collectives_memoized = 0;
+  /** Times simulated steps were run again because a replayed pipeline send or a round timed alone shared a link
+   *  (StepResult::reruns), and the collective rounds timed alone on their links (StepResult::rounds_alone). */
+  int reruns = 0;
+  int rounds_alone = 0;
   double sim_wall_s = 0.0;           ///< wall-clock seconds the simulation took
   std::vector<PhaseTrace> trace;     ///< first step's phases, when EngineOptions::trace
   /** > 0: the step was extrapolated from simulated steps of this many, one more and two more micro-batches (the
