@@ -50,8 +50,8 @@ struct CachedPlan {
    *  alpha less the longest route latency among the round's flows (ptask_L07 adds each flow's route latency). */
   std::vector<double> round_wait_s;
   double memo_wan_s = 0.0;              ///< WAN-busy time of the memoised (isolated) run
-  /** Per round (filled on first use): 1 if its batches use pairwise disjoint links and cross no WAN, so that alone on
-   *  its links it lasts round_alone_s after its wait (Simulator::Impl::round_alone); 0 if not; -1 not yet known. */
+  /** Per round (filled on first use): 1 if, alone on its links, its batches' rates are known (Simulator::Impl::round_alone)
+   *  and it lasts round_alone_s after its wait; 0 if not; -1 not yet known. */
   std::vector<signed char> round_disjoint;
   std::vector<double> round_alone_s;
 };
@@ -196,10 +196,11 @@ struct Simulator::Impl {
 
   // Traffic alone on its links. Two shortcuts take traffic out of SimGrid's max-min system where that cannot change
   // its time or anyone else's, and the engine tracks which collectives hold which links to know where that is:
-  // - Rounds alone on their links (EngineOptions::rounds_alone): a round whose batches use pairwise disjoint links, of
-  //   a collective that is the only one holding any of them, is timed from its links' loads exactly as ptask_L07
-  //   would run it (round_alone) and runs as one timed delay. A dimension-ordered all-to-all's rings on a torus are
-  //   such rounds; the H100 rail round is not (a node's rails share its leaf cable).
+  // - Rounds alone on their links (EngineOptions::rounds_alone): a round of a collective that is the only one holding
+  //   any of its links, whose batches' rates do not depend on each other (each limited by a link of its own, the links
+  //   they share too wide to bind: round_alone), is timed from its links' loads exactly as ptask_L07 would run it and
+  //   runs as one timed delay. A dimension-ordered all-to-all's rings on a torus are such rounds (disjoint links), and
+  //   so is the rail round of a hierarchical all-to-all inside a leaf (a node's rails share its g x NIC cable).
   // - Pipeline sends (EngineOptions::replay_pipeline_p2p), below.
   // A collective holds its links from its start to its end (the rounds' latencies included); a chain holds those of its
   // replayed collectives for the whole chain. Another collective taking a link of a timed round or a replayed send
@@ -239,12 +240,15 @@ struct Simulator::Impl {
     }
     return pair_links.emplace(key, std::move(r)).first->second;
   }
-  /** Round `r` of collective `sig` alone on its links: ptask_L07 (SimGrid 3.32 src/surf/ptask_L07.cpp) runs each batch
-   *  as one activity of cost 1 that first waits the longest route latency of its flows, then progresses at the rate
-   *  the max-min system gives it, which alone on its links is min over them of bandwidth / load (a link's load: the
-   *  bytes of the batch's flows over it, summed; their largest on a FATPIPE link). With the batches' links pairwise
-   *  disjoint, each batch is alone on its links, and the round's flows end at max over batches of latency + 1 / rate.
-   *  Returns false where two batches share a link or a flow crosses the WAN. */
+  /** Round `r` of collective `sig` alone on its links. ptask_L07 (SimGrid 3.32 src/surf/ptask_L07.cpp) runs each batch
+   *  as one activity of cost 1 that first waits the longest route latency of its flows and then progresses at the
+   *  rate FairBottleneck (src/kernel/lmm/fair_bottleneck.cpp) gives its variable; a link's weight in it is the bytes of
+   *  the batch's flows over the link, summed (their largest on a FATPIPE link). Where a batch has links of its own and
+   *  its rate r = min over them of bandwidth / weight, and on every link it shares with other batches of the round
+   *  (n of them) bandwidth / n / weight >= r, the solver's first pass gives it r and saturates one of its own links,
+   *  which takes it out of the solve: its rate is r whatever the others do, and stays r as batches end (a shared
+   *  link's share only grows). Then the round's flows end at max over batches of latency + 1 / r. Returns false where
+   *  a batch has no such rate, a FATPIPE link is shared, or a flow crosses the WAN. */
   bool round_alone(std::uint64_t sig, std::size_t r, double& seconds) {
     CachedPlan& cp = plans.at(sig);
     if (cp.round_disjoint.empty()) {
@@ -254,26 +258,35 @@ struct Simulator::Impl {
     if (cp.round_disjoint[r] < 0) {
       cp.round_disjoint[r] = 0;
       if (cp.round_crosses_wan[r]) return false;
-      std::unordered_map<int, std::size_t> owner;  // link id -> batch
-      double end = 0.0;
       const auto& batches = cp.plan.rounds[r].batches;
+      std::vector<std::unordered_map<int, double>> load(batches.size());  // per batch: link id -> weight
+      std::vector<double> latency(batches.size(), 0.0);
+      std::unordered_map<int, int> sharers;  // link id -> batches using it
       for (std::size_t b = 0; b < batches.size(); ++b) {
-        std::unordered_map<int, double> load;
-        double latency = 0.0;
         for (const auto& f : batches[b].flows) {
           if (!(f.bytes > 0.0)) continue;
           const PairRoute& route = route_of(f.src, f.dst);
-          latency = std::max(latency, route.latency_s);
+          latency[b] = std::max(latency[b], route.latency_s);
           for (int l : route.links) {
-            if (owner.emplace(l, b).first->second != b) return false;
-            double& w = load[l];
-            w = link_fatpipe[static_cast<std::size_t>(l)] ? std::max(w, f.bytes) : w + f.bytes;
+            auto [it, fresh] = load[b].emplace(l, 0.0);
+            if (fresh) ++sharers[l];
+            it->second = link_fatpipe[static_cast<std::size_t>(l)] ? std::max(it->second, f.bytes) : it->second + f.bytes;
           }
         }
+      }
+      double end = 0.0;
+      for (std::size_t b = 0; b < batches.size(); ++b) {
+        if (load[b].empty()) continue;
         double rate = std::numeric_limits<double>::infinity();
-        for (const auto& [l, w] : load) rate = std::min(rate, link_bandwidth[static_cast<std::size_t>(l)] / w);
-        if (load.empty()) continue;
-        end = std::max(end, latency + 1.0 / rate);
+        for (const auto& [l, w] : load[b])
+          if (sharers.at(l) == 1) rate = std::min(rate, link_bandwidth[static_cast<std::size_t>(l)] / w);
+        if (!(rate < std::numeric_limits<double>::infinity())) return false;
+        for (const auto& [l, w] : load[b]) {
+          const int n = sharers.at(l);
+          if (n == 1) continue;
+          if (link_fatpipe[static_cast<std::size_t>(l)] || link_bandwidth[static_cast<std::size_t>(l)] / n / w < rate) return false;
+        }
+        end = std::max(end, latency[b] + 1.0 / rate);
       }
       cp.round_alone_s[r] = end;
       cp.round_disjoint[r] = 1;

@@ -50,6 +50,9 @@ TEST_CASE("validation p2p replay: sends that share leaf links with other sends a
                        "model.d_model=1024", "model.seq_len=8192"});
   const auto fast = moesim::testing::check_p2p_replay_equals_full(s);
   CHECK(fast.collectives_memoized > 0);
+  // Rounds timed alone meet the data-parallel reductions here: steps run again, and still equal SimGrid's rounds.
+  const auto rounds = moesim::testing::check_rounds_alone_equal_simgrid(s);
+  CHECK(rounds.reruns > 0);
 }
 
 TEST_CASE("validation rounds alone: the GShard-600B and H100 bench cases on 1024 chips and GShard on 4096",
