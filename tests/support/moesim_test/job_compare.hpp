@@ -102,46 +102,37 @@ inline void check_steady_state_equals_full(const scenario::Scenario& s, double r
   check_same_step(fast, full, rel);
 }
 
-/** Simulates `s` with merged chains and with one activity per phase (EngineOptions::merge_chains; every other option
- *  as `base`) and checks that the steps are the same (check_same_step). Returns the merged run. */
+/** Simulates `s` with the engine shortcut `option` on and off (every other option as `base`) and checks that the steps
+ *  are the same (check_same_step). Returns the run with the shortcut. */
+inline engine::JobResult check_shortcut_exact(const scenario::Scenario& s, bool engine::EngineOptions::*option,
+                                              const char* what, engine::EngineOptions base, double rel) {
+  INFO(s.name << ": " << what);
+  base.*option = true;
+  const engine::JobResult fast = simulate(s, base);
+  base.*option = false;
+  const engine::JobResult full = simulate(s, base);
+  check_same_step(fast, full, rel);
+  return fast;
+}
+
+/** Merged chains against one activity per phase (EngineOptions::merge_chains). */
 inline engine::JobResult check_chains_equal_phase_by_phase(const scenario::Scenario& s, engine::EngineOptions base = {},
                                                            double rel = 1e-9) {
-  INFO(s.name << ": merged chains vs one activity per phase");
-  base.merge_chains = true;
-  const engine::JobResult fast = simulate(s, base);
-  base.merge_chains = false;
-  const engine::JobResult full = simulate(s, base);
-  check_same_step(fast, full, rel);
-  return fast;
+  return check_shortcut_exact(s, &engine::EngineOptions::merge_chains, "merged chains vs one activity per phase", base, rel);
 }
 
-/** Simulates `s` with pipeline sends replayed where they run alone on their links and with every send in full
- *  (EngineOptions::replay_pipeline_p2p; every other option as `base`) and checks that the steps are the same
- *  (check_same_step). Returns the replaying run. */
+/** Pipeline sends replayed where they run alone on their links against every send in full
+ *  (EngineOptions::replay_pipeline_p2p). */
 inline engine::JobResult check_p2p_replay_equals_full(const scenario::Scenario& s, engine::EngineOptions base = {},
                                                       double rel = 1e-9) {
-  INFO(s.name << ": pipeline sends replayed vs in full");
-  base.replay_pipeline_p2p = true;
-  const engine::JobResult fast = simulate(s, base);
-  base.replay_pipeline_p2p = false;
-  const engine::JobResult full = simulate(s, base);
-  check_same_step(fast, full, rel);
-  return fast;
+  return check_shortcut_exact(s, &engine::EngineOptions::replay_pipeline_p2p, "pipeline sends replayed vs in full", base, rel);
 }
 
-/** Simulates `s` with collective rounds timed alone on their links where they are and with every round in SimGrid's
- *  max-min system (EngineOptions::rounds_alone; every other option as `base`) and checks that the steps are the same
- *  (check_same_step). Returns the run with rounds timed alone. */
+/** Collective rounds timed alone on their links against every round in SimGrid's max-min system
+ *  (EngineOptions::rounds_alone). */
 inline engine::JobResult check_rounds_alone_equal_simgrid(const scenario::Scenario& s, engine::EngineOptions base = {},
                                                           double rel = 1e-9) {
-  INFO(s.name << ": rounds timed alone vs in SimGrid");
-  base.rounds_alone = true;
-  const engine::JobResult fast = simulate(s, base);
-  base.rounds_alone = false;
-  const engine::JobResult full = simulate(s, base);
-  CHECK(full.rounds_alone == 0);
-  check_same_step(fast, full, rel);
-  return fast;
+  return check_shortcut_exact(s, &engine::EngineOptions::rounds_alone, "rounds timed alone vs in SimGrid", base, rel);
 }
 
 }  // namespace moesim::testing
