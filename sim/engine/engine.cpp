@@ -107,11 +107,6 @@ struct Simulator::Impl {
   std::unique_ptr<platform::Platform> plat;
   std::unordered_map<std::uint64_t, CachedPlan> plans;
   std::unordered_map<std::uint64_t, double> memo_s;
-  struct RouteInfo {
-    std::array<std::uint8_t, system::kLinkClassCount> classes{};
-    double latency_s = 0.0;
-  };
-  std::unordered_map<std::uint64_t, RouteInfo> route_classes;
   std::vector<sg4::Host*> free_pacers;
 
   Impl(const system::Topology& t, const catalog::AcceleratorSpec& a, const platform::PowerStates& p,
@@ -175,19 +170,11 @@ struct Simulator::Impl {
       double route_latency = 0.0;
       for (const auto& batch : round.batches)
         for (const auto& f : batch.flows) {
-          const std::uint64_t key = (static_cast<std::uint64_t>(f.src) << 32) | static_cast<std::uint32_t>(f.dst);
-          auto rc = route_classes.find(key);
-          if (rc == route_classes.end()) {
-            std::vector<sg4::Link*> links;
-            RouteInfo info;
-            plat->endpoint(f.src)->route_to(plat->endpoint(f.dst), links, &info.latency_s);
-            for (const sg4::Link* l : links) ++info.classes[static_cast<std::size_t>(platform::Platform::link_class(l))];
-            rc = route_classes.emplace(key, info).first;
-          }
-          route_latency = std::max(route_latency, rc->second.latency_s);
+          const PairRoute& route = route_of(f.src, f.dst);
+          route_latency = std::max(route_latency, route.latency_s);
           const int site = f.src < topo.chips() ? topo.site_of(f.src) : f.src - topo.chips();
           for (std::size_t c = 0; c < system::kLinkClassCount; ++c)
-            cp.site_link_bytes[static_cast<std::size_t>(site)][c] += f.bytes * rc->second.classes[c];
+            cp.site_link_bytes[static_cast<std::size_t>(site)][c] += f.bytes * route.classes[c];
         }
       cp.round_wait_s.push_back(std::max(0.0, round.alpha_s - route_latency));
     }
@@ -218,11 +205,13 @@ struct Simulator::Impl {
   std::unordered_map<const sg4::Link*, int> link_ids;
   std::vector<double> link_bandwidth;  ///< by link id, B/s
   std::vector<bool> link_fatpipe;      ///< by link id: a FATPIPE link (each flow alone on it), else shared
+  /** A route between two endpoints, looked up once: its links (by id), latency and links per class. */
   struct PairRoute {
     std::vector<int> links;
     double latency_s = 0.0;
+    std::array<std::uint8_t, system::kLinkClassCount> classes{};
   };
-  std::unordered_map<std::uint64_t, PairRoute> pair_links;  ///< (src << 32 | dst) -> link ids and latency of its route
+  std::unordered_map<std::uint64_t, PairRoute> pair_links;  ///< (src << 32 | dst) -> its route
   const PairRoute& route_of(int src, int dst) {
     const std::uint64_t key = (static_cast<std::uint64_t>(src) << 32) | static_cast<std::uint32_t>(dst);
     auto pl = pair_links.find(key);
@@ -231,6 +220,7 @@ struct Simulator::Impl {
     PairRoute r;
     plat->endpoint(src)->route_to(plat->endpoint(dst), links, &r.latency_s);
     for (const sg4::Link* l : links) {
+      ++r.classes[static_cast<std::size_t>(platform::Platform::link_class(l))];
       auto [it, fresh] = link_ids.emplace(l, static_cast<int>(link_ids.size()));
       if (fresh) {
         link_bandwidth.push_back(l->get_bandwidth());
