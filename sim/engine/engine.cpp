@@ -3,6 +3,7 @@
 
 #include <simgrid/plugins/energy.h>
 #include <simgrid/s4u.hpp>
+#include <simgrid/simix.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -12,6 +13,7 @@
 #include <map>
 #include <numeric>
 #include <optional>
+#include <set>
 #include <unordered_map>
 
 #include <boost/graph/topological_sort.hpp>
@@ -191,16 +193,16 @@ struct Simulator::Impl {
   // - Pipeline sends (EngineOptions::replay_pipeline_p2p), below.
   // A collective holds its links from its start to its end (the rounds' latencies included); a chain holds those of its
   // replayed collectives for the whole chain. Another collective taking a link of a timed round or a replayed send
-  // before it ends is a conflict: the run's figures are dropped and the step runs again without those shortcuts for
-  // the phases concerned (run_step).
+  // before it ends is a conflict: the run stops, its figures are dropped and the step runs again without those
+  // shortcuts for the phases concerned and the collectives like them (run_step).
   //
   // Pipeline sends. A send (comm.pipeline_p2p) is not a collective of a group that owns its links: sends of other
   // micro-batches, other stage boundaries, data-parallel reductions may use the same NIC and fabric links. It is
   // replayed from its memo only where that cannot change its time or anyone else's: its memo was recorded by a run
   // during which no other collective held any of its links, it starts when none of its links is held, and no other
   // collective takes one of them before it ends. The last cannot be known when it starts: a step in which a replayed
-  // send turns out to have shared a link is simulated again with every send in full (run_step), and the memos its
-  // first run recorded are dropped. A collective holds its links from its start to its end (the rounds' latencies
+  // send turns out to have shared a link is simulated again without replaying that send and those like it (run_step),
+  // and the memos its first run recorded are dropped. A collective holds its links from its start to its end (the rounds' latencies
   // included); a chain holds those of its replayed collectives for the whole chain.
   std::unordered_map<const sg4::Link*, int> link_ids;
   std::vector<double> link_bandwidth;  ///< by link id, B/s
@@ -315,6 +317,14 @@ struct Simulator::Impl {
 
 namespace {
 
+/** Brings the energy plugin's joules of `hosts` up to date in one simcall (the plugin's own update, run in the
+ *  kernel: sg_host_get_consumed_energy updates a stale host through simcall_answered, which maestro runs directly). */
+void update_chips_energy(const std::vector<sg4::Host*>& hosts) {
+  simgrid::kernel::actor::simcall_answered([&hosts] {
+    for (sg4::Host* h : hosts) sg_host_get_consumed_energy(h);
+  });
+}
+
 /** State of one vertex while the step runs. */
 struct VertexState {
   int indegree = 0;
@@ -344,10 +354,13 @@ struct VertexState {
 StepResult Simulator::Impl::run_step(workload::BuiltStep& step, bool record_power, const std::vector<int>* only_chips,
                                      bool alone) {
   // A conflict (a replayed send's or a round-timed-alone's link taken by another collective before it ended) makes the
-  // run's figures unusable: the step runs again, without the shortcut for the phases that held the links taken, and
-  // after kExcludingRuns such runs without any shortcut. The memos a discarded run recorded are dropped with it.
+  // run's figures unusable: the run stops there (run_step_once) and the step runs again from its start, without the
+  // shortcut for the phases that held the links taken and for every collective of the same kind and signature (the
+  // same reduction of the next bucket meets the same traffic), and after kExcludingRuns such runs without any
+  // shortcut. The memos a discarded run recorded are dropped with it.
   constexpr int kExcludingRuns = 3;
-  std::vector<char> excluded(boost::num_vertices(step.graph), 0);
+  const StepGraph& g = step.graph;
+  std::vector<char> excluded(boost::num_vertices(g), 0);
   for (int run = 0;; ++run) {
     std::vector<PhaseId> conflicts;
     std::vector<std::pair<std::uint64_t, bool>> new_memos;
@@ -358,7 +371,10 @@ StepResult Simulator::Impl::run_step(workload::BuiltStep& step, bool record_powe
       return res;
     }
     for (const auto& [sig, p2p] : new_memos) (p2p ? p2p_memo_s : memo_s).erase(sig);
-    for (PhaseId v : conflicts) excluded[v] = 1;
+    std::set<std::pair<std::string, std::uint64_t>> like;
+    for (PhaseId v : conflicts) like.emplace(g[v].kind, detail::signature(g[v].comm));
+    for (PhaseId v = 0; v < excluded.size(); ++v)
+      if (g[v].type == Phase::Type::collective && like.count({g[v].kind, detail::signature(g[v].comm)})) excluded[v] = 1;
   }
 }
 
@@ -439,7 +455,8 @@ StepResult Simulator::Impl::run_step_once(workload::BuiltStep& step, bool record
     std::uint64_t mark = 0;
     for (int l : link_state(v)) {
       const auto i = static_cast<std::size_t>(l);
-      if (link_replays[i] > 0) conflicts.push_back(link_fixer[i]);  // a replayed send's or timed round's link, taken
+      if (link_replays[i] > 0 && (conflicts.empty() || conflicts.back() != link_fixer[i]))
+        conflicts.push_back(link_fixer[i]);  // a replayed send's or timed round's link, taken: the run stops (below)
       first = first && link_holders[i] == 0;
       ++link_holders[i];
       mark += ++link_takes[i];
@@ -498,7 +515,7 @@ StepResult Simulator::Impl::run_step_once(workload::BuiltStep& step, bool record
     if (!record_power || (!force && events % sample_every != 0)) return;
     const double now = sg4::Engine::get_clock() - t0;
     if (!sample_t.empty() && !(now > sample_t.back())) return;  // one sample per instant
-    sg_host_energy_update_all();
+    update_chips_energy(chips);
     double e = 0.0;
     for (sg4::Host* h : chips) e += sg_host_get_consumed_energy(h);
     sample_t.push_back(now);
@@ -587,17 +604,15 @@ StepResult Simulator::Impl::run_step_once(workload::BuiltStep& step, bool record
   // and at the start of single-host executions only (src/plugins/host_energy.cpp): a parallel task starting
   // on a chip would have the stretch since the chip's last update charged at the new task's load. Bring the
   // chips a task loads up to date first: the others' loads do not change, and a parallel task's end updates
-  // its hosts itself (the plugin's CpuAction::on_state_change). A phase on a few chips (a pipeline stage)
-  // updates them one simcall each: updating every host instead cost a third of a 280-GPU pipeline run (perf:
-  // the host list rebuilt and sorted by name). A phase on many chips updates all hosts in one simcall, which is
-  // then cheaper (GShard-600B on 1024 chips: x1.12 wall time with a simcall per chip, median of 5 pairs).
+  // its hosts itself (the plugin's CpuAction::on_state_change). All of them in one simcall (update_chips_energy):
+  // a simcall per chip cost x1.12 wall time on GShard-600B at 1024 chips, and sg_host_energy_update_all rebuilds
+  // and sorts the list of every host by name each time (11 % of the 4096-chip bench case, perf).
   auto update_energy = [&](const std::vector<std::pair<int, double>>& work) {
-    if (4 * work.size() < chips.size()) {
-      for (const auto& [chip, t] : work)
-        if (t > 0.0) sg_host_get_consumed_energy(chips[static_cast<std::size_t>(chip)]);
-    } else {
-      sg_host_energy_update_all();
-    }
+    std::vector<sg4::Host*> hosts;
+    hosts.reserve(work.size());
+    for (const auto& [chip, t] : work)
+      if (t > 0.0) hosts.push_back(chips[static_cast<std::size_t>(chip)]);
+    update_chips_energy(hosts);
   };
   // One parallel task per chunk of chips: each chip busy for some time carries its FLOPs at its speed, and a pacer
   // host makes the task last `duration_s` (nullopt: as long as the chunk's busiest chip).
@@ -810,6 +825,15 @@ StepResult Simulator::Impl::run_step_once(workload::BuiltStep& step, bool record
       PhaseId v = ready.back();
       ready.pop_back();
       launch(v);
+    }
+    if (!conflicts.empty()) {
+      // The run's figures are unusable from here on (run_step): stop it rather than simulate the rest.
+      for (const sg4::ExecPtr& ex : pending) ex->cancel();
+      for (const Tag& t : tags)
+        if (t.pacer) free_pacers.push_back(t.pacer);
+      hold_job_state(chips, job_chips, false);
+      res.duration_s = sg4::Engine::get_clock() - t0;
+      return res;
     }
     if (pending.empty()) break;
     const ssize_t idx = sg4::Exec::wait_any(pending);
