@@ -8,6 +8,7 @@
 // case where other traffic takes a link of a replayed send or a timed round, and the step is simulated again.)
 #include <catch2/catch.hpp>
 
+#include <map>
 #include <string>
 
 #include "moesim_test/job_compare.hpp"
@@ -57,10 +58,16 @@ TEST_CASE("validation p2p replay: sends that share leaf links with other sends a
 
 TEST_CASE("validation rounds alone: the GShard-600B and H100 bench cases on 1024 chips and GShard on 4096",
           "[validation][rounds-alone]") {
-  for (const char* f : {"bench/gshard_600b_1024.yaml", "bench/h100_1024_moe.yaml", "bench/gshard_600b_4096.yaml"}) {
+  // The expert-gradient buckets' rounds are timed alone until the backward pass's all-to-alls take their links (H100,
+  // 4096 chips): the run stops at the first such conflict, and the rerun excludes every bucket of that signature, so one
+  // rerun does (excluding only the bucket that met the conflict took three and then a run without shortcuts).
+  const std::map<std::string, int> reruns = {
+      {"bench/gshard_600b_1024.yaml", 0}, {"bench/h100_1024_moe.yaml", 1}, {"bench/gshard_600b_4096.yaml", 1}};
+  for (const auto& [f, expected_reruns] : reruns) {
     SECTION(f) {
       const auto fast = moesim::testing::check_rounds_alone_equal_simgrid(load(f));
       CHECK(fast.rounds_alone > 0);
+      CHECK(fast.reruns == expected_reruns);
     }
   }
 }
