@@ -430,14 +430,14 @@ StepResult Simulator::Impl::run_step_once(workload::BuiltStep& step, bool record
       replay_sends = g[v].type == Phase::Type::collective && g[v].kind == "comm.pipeline_p2p";
   const bool alone_rounds = alone && opt.rounds_alone;
   const bool track = replay_sends || alone_rounds;
-  std::vector<int> link_holders, link_replays;
-  std::vector<PhaseId> link_fixer;  ///< by link: the replayed send or round timed alone holding it (link_replays > 0)
+  std::vector<int> link_holders, link_fixed;
+  std::vector<PhaseId> link_fixer;  ///< by link: the replayed send or round timed alone holding it (link_fixed > 0)
   std::vector<std::uint64_t> link_takes;
   auto link_state = [&](PhaseId v) -> const std::vector<int>& {
     const std::vector<int>& links = links_of(st[v].sig);
     if (link_holders.size() < link_ids.size()) {
       link_holders.resize(link_ids.size(), 0);
-      link_replays.resize(link_ids.size(), 0);
+      link_fixed.resize(link_ids.size(), 0);
       link_fixer.resize(link_ids.size(), 0);
       link_takes.resize(link_ids.size(), 0);
     }
@@ -455,13 +455,13 @@ StepResult Simulator::Impl::run_step_once(workload::BuiltStep& step, bool record
     std::uint64_t mark = 0;
     for (int l : link_state(v)) {
       const auto i = static_cast<std::size_t>(l);
-      if (link_replays[i] > 0 && (conflicts.empty() || conflicts.back() != link_fixer[i]))
+      if (link_fixed[i] > 0 && (conflicts.empty() || conflicts.back() != link_fixer[i]))
         conflicts.push_back(link_fixer[i]);  // a replayed send's or timed round's link, taken: the run stops (below)
       first = first && link_holders[i] == 0;
       ++link_holders[i];
       mark += ++link_takes[i];
       if (replayed_send) {
-        ++link_replays[i];
+        ++link_fixed[i];
         link_fixer[i] = v;
       }
     }
@@ -479,7 +479,7 @@ StepResult Simulator::Impl::run_step_once(workload::BuiltStep& step, bool record
       const auto i = static_cast<std::size_t>(l);
       --link_holders[i];
       mark += link_takes[i];
-      if (replayed_send) --link_replays[i];
+      if (replayed_send) --link_fixed[i];
     }
     st[v].net_held = false;
     return st[v].net_alone && mark == st[v].net_mark;
@@ -494,7 +494,7 @@ StepResult Simulator::Impl::run_step_once(workload::BuiltStep& step, bool record
   // A round timed alone on its links: while it runs, another collective taking one of them is a conflict.
   auto fix_links = [&](PhaseId v, int d) {
     for (int l : links_of(st[v].sig)) {
-      link_replays[static_cast<std::size_t>(l)] += d;
+      link_fixed[static_cast<std::size_t>(l)] += d;
       link_fixer[static_cast<std::size_t>(l)] = v;
     }
   };
