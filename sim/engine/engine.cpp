@@ -287,6 +287,8 @@ struct Simulator::Impl {
     return cp.round_disjoint[r] == 1;
   }
   std::unordered_map<std::uint64_t, std::vector<int>> sig_links;   ///< collective signature -> link ids, sorted, unique
+  /** (kind, signature) of collectives whose shortcut met a conflict in an earlier run: never shortcut again. */
+  std::set<std::pair<std::string, std::uint64_t>> conflicting;
   /** Memos of sends, kept apart from the collectives' (memo_s): recorded only by a send that ran alone on its links. */
   std::unordered_map<std::uint64_t, double> p2p_memo_s;
   const std::vector<int>& links_of(std::uint64_t sig) {
@@ -358,9 +360,15 @@ StepResult Simulator::Impl::run_step(workload::BuiltStep& step, bool record_powe
   // shortcut for the phases that held the links taken and for every collective of the same kind and signature (the
   // same reduction of the next bucket meets the same traffic), and after kExcludingRuns such runs without any
   // shortcut. The memos a discarded run recorded are dropped with it.
+  // The kinds and signatures excluded so far stay excluded for the job's later steps, which meet the same traffic.
   constexpr int kExcludingRuns = 3;
   const StepGraph& g = step.graph;
   std::vector<char> excluded(boost::num_vertices(g), 0);
+  auto exclude_like = [&] {
+    for (PhaseId v = 0; v < excluded.size(); ++v)
+      if (g[v].type == Phase::Type::collective && conflicting.count({g[v].kind, detail::signature(g[v].comm)})) excluded[v] = 1;
+  };
+  if (alone && !conflicting.empty()) exclude_like();
   for (int run = 0;; ++run) {
     std::vector<PhaseId> conflicts;
     std::vector<std::pair<std::uint64_t, bool>> new_memos;
@@ -371,10 +379,8 @@ StepResult Simulator::Impl::run_step(workload::BuiltStep& step, bool record_powe
       return res;
     }
     for (const auto& [sig, p2p] : new_memos) (p2p ? p2p_memo_s : memo_s).erase(sig);
-    std::set<std::pair<std::string, std::uint64_t>> like;
-    for (PhaseId v : conflicts) like.emplace(g[v].kind, detail::signature(g[v].comm));
-    for (PhaseId v = 0; v < excluded.size(); ++v)
-      if (g[v].type == Phase::Type::collective && like.count({g[v].kind, detail::signature(g[v].comm)})) excluded[v] = 1;
+    for (PhaseId v : conflicts) conflicting.emplace(g[v].kind, detail::signature(g[v].comm));
+    exclude_like();
   }
 }
 

@@ -54,6 +54,14 @@ TEST_CASE("validation p2p replay: sends that share leaf links with other sends a
   // Rounds timed alone meet the data-parallel reductions here: steps run again, and still equal SimGrid's rounds.
   const auto rounds = moesim::testing::check_rounds_alone_equal_simgrid(s);
   CHECK(rounds.reruns > 0);
+  // Three steps of the same job: the collectives excluded by the first step's conflicts stay excluded, so the later
+  // steps, which meet the same traffic, run once each, and every step still equals SimGrid's.
+  auto three = s;
+  three.training.steps_simulated = 3;
+  const auto later = moesim::testing::check_rounds_alone_equal_simgrid(three);
+  CHECK(later.step_times_s.size() == 3);
+  CHECK(later.reruns == rounds.reruns);
+  CHECK(later.rounds_alone > rounds.rounds_alone);
 }
 
 TEST_CASE("validation rounds alone: the GShard-600B and H100 bench cases on 1024 chips and GShard on 4096",
