@@ -202,8 +202,8 @@ struct Simulator::Impl {
   // during which no other collective held any of its links, it starts when none of its links is held, and no other
   // collective takes one of them before it ends. The last cannot be known when it starts: a step in which a replayed
   // send turns out to have shared a link is simulated again without replaying that send and those like it (run_step),
-  // and the memos its first run recorded are dropped. A collective holds its links from its start to its end (the rounds' latencies
-  // included); a chain holds those of its replayed collectives for the whole chain.
+  // and the memos its first run recorded are dropped. A collective holds its links from its start to its end (the
+  // rounds' latencies included); a chain holds those of its replayed collectives for the whole chain.
   std::unordered_map<const sg4::Link*, int> link_ids;
   std::vector<double> link_bandwidth;  ///< by link id, B/s
   std::vector<bool> link_fatpipe;      ///< by link id: a FATPIPE link (each flow alone on it), else shared
@@ -366,7 +366,8 @@ StepResult Simulator::Impl::run_step(workload::BuiltStep& step, bool record_powe
   std::vector<char> excluded(boost::num_vertices(g), 0);
   auto exclude_like = [&] {
     for (PhaseId v = 0; v < excluded.size(); ++v)
-      if (g[v].type == Phase::Type::collective && conflicting.count({g[v].kind, detail::signature(g[v].comm)})) excluded[v] = 1;
+      if (g[v].type == Phase::Type::collective && conflicting.count({g[v].kind, detail::signature(g[v].comm)}))
+        excluded[v] = 1;
   };
   if (alone && !conflicting.empty()) exclude_like();
   for (int run = 0;; ++run) {
