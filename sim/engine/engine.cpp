@@ -349,6 +349,7 @@ struct VertexState {
   bool net_alone = false; ///< no other collective held any of its links when it took them
   bool round_alone = false;  ///< its current round is timed from its links' loads (Rounds alone on their links)
   std::uint64_t net_mark = 0;  ///< sum of its links' take counts when it took them
+  std::vector<sg4::ExecPtr> flows;  ///< its current round's batches, when the round is joined (cancelled if the run stops)
 };
 
 }  // namespace
@@ -547,22 +548,58 @@ StepResult Simulator::Impl::run_step_once(workload::BuiltStep& step, bool record
     const auto& round = st[v].plan->plan.rounds[st[v].round];
     st[v].round_start = sg4::Engine::get_clock();
     if (st[v].plan->round_crosses_wan[st[v].round] && wan_rounds_active++ == 0) wan_since = st[v].round_start;
+    struct BatchTask {
+      std::vector<sg4::Host*> hosts;
+      std::vector<double> bytes;
+    };
+    std::vector<BatchTask> tasks;
+    tasks.reserve(round.batches.size());
     for (const auto& batch : round.batches) {
       std::unordered_map<int, int> index;
-      std::vector<sg4::Host*> hosts;
+      BatchTask t;
       for (const auto& f : batch.flows)
         for (int ep : {f.src, f.dst})
-          if (index.emplace(ep, static_cast<int>(hosts.size())).second) hosts.push_back(plat->endpoint(ep));
-      const std::size_t n = hosts.size();
-      std::vector<double> bytes(n * n, 0.0);
+          if (index.emplace(ep, static_cast<int>(t.hosts.size())).second) t.hosts.push_back(plat->endpoint(ep));
+      const std::size_t n = t.hosts.size();
+      t.bytes.assign(n * n, 0.0);
       for (const auto& f : batch.flows)
-        bytes[static_cast<std::size_t>(index[f.src]) * n + static_cast<std::size_t>(index[f.dst])] += f.bytes;
-      auto ex = sg4::Exec::init()->set_hosts(hosts)->set_flops_amounts(std::vector<double>(n, 0.0))->set_bytes_amounts(bytes);
-      ex->vetoable_start();
-      pending.push_back(ex);
-      tags.push_back({v, nullptr});
-      ++st[v].pending;
+        t.bytes[static_cast<std::size_t>(index[f.src]) * n + static_cast<std::size_t>(index[f.dst])] += f.bytes;
+      tasks.push_back(std::move(t));
     }
+    if (opt.join_batches <= 0 || tasks.size() < static_cast<std::size_t>(opt.join_batches)) {
+      for (BatchTask& t : tasks) {
+        const std::size_t n = t.hosts.size();
+        auto ex = sg4::Exec::init()->set_hosts(t.hosts)->set_flops_amounts(std::vector<double>(n, 0.0))->set_bytes_amounts(t.bytes);
+        ex->vetoable_start();
+        pending.push_back(ex);
+        tags.push_back({v, nullptr});
+        ++st[v].pending;
+      }
+      return;
+    }
+    // Joined rounds. SimGrid 3.32 calls an activity's complete(), which releases its successors, only for activities
+    // that maestro started (EngineImpl::handle_ended_actions) or that an actor waited for. The batches are created and
+    // started inside one simcall, so maestro owns them; each has an empty task on a pacer as its successor, which
+    // starts when the last batch ends and ends the instant it starts (no FLOPs). The driver waits for
+    // that one task instead of every batch: wait_any registers and unregisters itself on each pending activity, so a
+    // round of thousands of batches cost thousands of O(pending) scans. The batches are the same parallel tasks as
+    // before, in SimGrid's max-min system as before.
+    sg4::ExecPtr joiner = sg4::Exec::init()->set_host(plat->pacers().front())->set_flops_amount(0.0);
+    std::vector<sg4::ExecPtr>& flows = st[v].flows;
+    flows.clear();
+    simgrid::kernel::actor::simcall_answered([&] {
+      for (BatchTask& t : tasks) {
+        const std::size_t n = t.hosts.size();
+        auto ex = sg4::Exec::init()->set_hosts(t.hosts)->set_flops_amounts(std::vector<double>(n, 0.0))->set_bytes_amounts(t.bytes);
+        ex->add_successor(joiner);
+        ex->vetoable_start();
+        flows.push_back(ex);
+      }
+    });
+    joiner->vetoable_start();
+    pending.push_back(joiner);
+    tags.push_back({v, nullptr});
+    ++st[v].pending;
   };
   // A timed delay of `seconds` for phase v on a pacer host (latencies, memo replays, chains without compute).
   auto start_delay = [&](PhaseId v, sg4::Host* pacer, double seconds) {
@@ -835,6 +872,9 @@ StepResult Simulator::Impl::run_step_once(workload::BuiltStep& step, bool record
     }
     if (!conflicts.empty()) {
       // The run's figures are unusable from here on (run_step): stop it rather than simulate the rest.
+      for (PhaseId u = 0; u < V; ++u)
+        for (const sg4::ExecPtr& ex : st[u].flows)
+          if (ex->get_state() != sg4::Activity::State::FINISHED) ex->cancel();
       for (const sg4::ExecPtr& ex : pending) ex->cancel();
       for (const Tag& t : tags)
         if (t.pacer) free_pacers.push_back(t.pacer);
@@ -858,6 +898,7 @@ StepResult Simulator::Impl::run_step_once(workload::BuiltStep& step, bool record
       continue;
     }
     const Phase& ph = g[tag.v];
+    vs.flows.clear();
     if (ph.type == Phase::Type::collective && !vs.memo_replay) {
       if (vs.in_overhead) {
         vs.in_overhead = false;
