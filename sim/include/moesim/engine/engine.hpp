@@ -34,13 +34,15 @@ struct EngineOptions {
    *  nothing else joins as one activity (engine.cpp, "Chains"); false: one activity per phase, the reference. */
   bool merge_chains = true;
   /** Replay a pipeline send (comm.pipeline_p2p) from its memo when nothing else uses its links while it runs (engine.cpp,
-   *  "Pipeline sends"); a step in which a replayed send turns out to have shared a link is simulated again with every
-   *  send in full. false: every send in full, the reference (as every send was before). Needs `memoize`. */
+   *  "Pipeline sends"); a run in which a replayed send turns out to share a link stops, and the step is simulated again
+   *  without replaying that send and those of its signature. false: every send in full, the reference (as every send
+   *  was before). Needs `memoize`. */
   bool replay_pipeline_p2p = true;
   /** Time a collective's round from its links' loads, as SimGrid's ptask_L07 would, when its batches use pairwise
-   *  disjoint links and nothing else holds them (engine.cpp, "Rounds alone on their links"); a step in which other
-   *  traffic takes such a round's link before it ends is simulated again with every round in SimGrid. false: every
-   *  round in SimGrid's max-min system, the reference. */
+   *  disjoint links and nothing else holds them (engine.cpp, "Rounds alone on their links"); a run in which other
+   *  traffic takes such a round's link before it ends stops, and the step is simulated again with that collective's
+   *  rounds, and those of its kind and signature, in SimGrid. false: every round in SimGrid's max-min system, the
+   *  reference. */
   bool rounds_alone = true;
   /** A round of at least this many batches (parallel tasks) is waited for as one: maestro starts its batches, which
    *  release an empty task when the last one ends, and the driver waits for that task alone (engine.cpp, "Joined
