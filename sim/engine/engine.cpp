@@ -43,9 +43,19 @@ using workload::StepGraph;
 
 namespace {
 
+/** A route between two endpoints, looked up once: its links (by the engine's link ids), latency and links per class. */
+struct PairRoute {
+  std::vector<int> links;
+  double latency_s = 0.0;
+  std::array<std::uint8_t, system::kLinkClassCount> classes{};
+};
+
 /** A traffic plan with its network footprint (bytes x links by site and class). */
 struct CachedPlan {
   system::TrafficPlan plan;
+  /** The route of every flow, in plan order (rounds, their batches, their flows), looked up once per plan. */
+  std::vector<const PairRoute*> flow_routes;
+  std::vector<std::size_t> round_first_flow;  ///< per round: the index of its first flow in flow_routes
   std::vector<std::array<double, system::kLinkClassCount>> site_link_bytes;
   std::vector<bool> round_crosses_wan;  ///< per round: has flows between datacenters
   /** Per round: the part of the round's latency (Round::alpha_s) that SimGrid does not charge itself, i.e.
@@ -170,9 +180,11 @@ struct Simulator::Impl {
     cp.site_link_bytes.assign(topo.sites().size(), {});
     for (const auto& round : cp.plan.rounds) {
       double route_latency = 0.0;
+      cp.round_first_flow.push_back(cp.flow_routes.size());
       for (const auto& batch : round.batches)
         for (const auto& f : batch.flows) {
           const PairRoute& route = route_of(f.src, f.dst);
+          cp.flow_routes.push_back(&route);
           route_latency = std::max(route_latency, route.latency_s);
           const int site = f.src < topo.chips() ? topo.site_of(f.src) : f.src - topo.chips();
           for (std::size_t c = 0; c < system::kLinkClassCount; ++c)
@@ -207,13 +219,9 @@ struct Simulator::Impl {
   std::unordered_map<const sg4::Link*, int> link_ids;
   std::vector<double> link_bandwidth;  ///< by link id, B/s
   std::vector<bool> link_fatpipe;      ///< by link id: a FATPIPE link (each flow alone on it), else shared
-  /** A route between two endpoints, looked up once: its links (by id), latency and links per class. */
-  struct PairRoute {
-    std::vector<int> links;
-    double latency_s = 0.0;
-    std::array<std::uint8_t, system::kLinkClassCount> classes{};
-  };
-  std::unordered_map<std::uint64_t, PairRoute> pair_links;  ///< (src << 32 | dst) -> its route
+  /** (src << 32 | dst) -> its route. Node-based: the PairRoute pointers plans keep stay valid as it grows. */
+  std::unordered_map<std::uint64_t, PairRoute> pair_links;
+  std::vector<int> link_sharers;  ///< by link id, scratch for round_alone: batches of the round using the link (0 between calls)
   const PairRoute& route_of(int src, int dst) {
     const std::uint64_t key = (static_cast<std::uint64_t>(src) << 32) | static_cast<std::uint32_t>(dst);
     auto pl = pair_links.find(key);
@@ -251,35 +259,51 @@ struct Simulator::Impl {
       cp.round_disjoint[r] = 0;
       if (cp.round_crosses_wan[r]) return false;
       const auto& batches = cp.plan.rounds[r].batches;
-      std::vector<std::unordered_map<int, double>> load(batches.size());  // per batch: link id -> weight
+      // Per batch, its links' weights: (link id, weight) sorted by link, one entry per link.
+      std::vector<std::vector<std::pair<int, double>>> load(batches.size());
       std::vector<double> latency(batches.size(), 0.0);
-      std::unordered_map<int, int> sharers;  // link id -> batches using it
+      std::size_t flow = cp.round_first_flow[r];
       for (std::size_t b = 0; b < batches.size(); ++b) {
+        auto& lw = load[b];
         for (const auto& f : batches[b].flows) {
+          const PairRoute& route = *cp.flow_routes[flow++];
           if (!(f.bytes > 0.0)) continue;
-          const PairRoute& route = route_of(f.src, f.dst);
           latency[b] = std::max(latency[b], route.latency_s);
-          for (int l : route.links) {
-            auto [it, fresh] = load[b].emplace(l, 0.0);
-            if (fresh) ++sharers[l];
-            it->second = link_fatpipe[static_cast<std::size_t>(l)] ? std::max(it->second, f.bytes) : it->second + f.bytes;
+          for (int l : route.links) lw.emplace_back(l, f.bytes);
+        }
+        std::stable_sort(lw.begin(), lw.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
+        std::size_t out = 0;  // merge a link's entries: bytes summed (their largest on a FATPIPE link), in flow order
+        for (std::size_t i = 0; i < lw.size(); ++i) {
+          if (out > 0 && lw[out - 1].first == lw[i].first) {
+            double& w = lw[out - 1].second;
+            w = link_fatpipe[static_cast<std::size_t>(lw[i].first)] ? std::max(w, lw[i].second) : w + lw[i].second;
+          } else {
+            lw[out++] = lw[i];
           }
         }
+        lw.resize(out);
       }
+      link_sharers.resize(link_ids.size(), 0);
+      for (const auto& lw : load)
+        for (const auto& [l, w] : lw) ++link_sharers[static_cast<std::size_t>(l)];
       double end = 0.0;
-      for (std::size_t b = 0; b < batches.size(); ++b) {
+      bool known = true;
+      for (std::size_t b = 0; b < batches.size() && known; ++b) {
         if (load[b].empty()) continue;
         double rate = std::numeric_limits<double>::infinity();
         for (const auto& [l, w] : load[b])
-          if (sharers.at(l) == 1) rate = std::min(rate, link_bandwidth[static_cast<std::size_t>(l)] / w);
-        if (!(rate < std::numeric_limits<double>::infinity())) return false;
+          if (link_sharers[static_cast<std::size_t>(l)] == 1) rate = std::min(rate, link_bandwidth[static_cast<std::size_t>(l)] / w);
+        if (!(rate < std::numeric_limits<double>::infinity())) known = false;
         for (const auto& [l, w] : load[b]) {
-          const int n = sharers.at(l);
-          if (n == 1) continue;
-          if (link_fatpipe[static_cast<std::size_t>(l)] || link_bandwidth[static_cast<std::size_t>(l)] / n / w < rate) return false;
+          const int n = link_sharers[static_cast<std::size_t>(l)];
+          if (!known || n == 1) continue;
+          if (link_fatpipe[static_cast<std::size_t>(l)] || link_bandwidth[static_cast<std::size_t>(l)] / n / w < rate) known = false;
         }
         end = std::max(end, latency[b] + 1.0 / rate);
       }
+      for (const auto& lw : load)
+        for (const auto& [l, w] : lw) link_sharers[static_cast<std::size_t>(l)] = 0;
+      if (!known) return false;
       cp.round_alone_s[r] = end;
       cp.round_disjoint[r] = 1;
     }
@@ -295,12 +319,7 @@ struct Simulator::Impl {
     auto it = sig_links.find(sig);
     if (it != sig_links.end()) return it->second;
     std::vector<int> out;
-    for (const auto& round : plans.at(sig).plan.rounds)
-      for (const auto& batch : round.batches)
-        for (const auto& f : batch.flows) {
-          const PairRoute& route = route_of(f.src, f.dst);
-          out.insert(out.end(), route.links.begin(), route.links.end());
-        }
+    for (const PairRoute* route : plans.at(sig).flow_routes) out.insert(out.end(), route->links.begin(), route->links.end());
     std::sort(out.begin(), out.end());
     out.erase(std::unique(out.begin(), out.end()), out.end());
     return sig_links.emplace(sig, std::move(out)).first->second;
@@ -566,10 +585,14 @@ StepResult Simulator::Impl::run_step_once(workload::BuiltStep& step, bool record
         t.bytes[static_cast<std::size_t>(index[f.src]) * n + static_cast<std::size_t>(index[f.dst])] += f.bytes;
       tasks.push_back(std::move(t));
     }
+    // A batch is one parallel task of its flows' bytes, computing nothing.
+    auto batch_exec = [](BatchTask& t) {
+      const std::size_t n = t.hosts.size();
+      return sg4::Exec::init()->set_hosts(t.hosts)->set_flops_amounts(std::vector<double>(n, 0.0))->set_bytes_amounts(t.bytes);
+    };
     if (opt.join_batches <= 0 || tasks.size() < static_cast<std::size_t>(opt.join_batches)) {
       for (BatchTask& t : tasks) {
-        const std::size_t n = t.hosts.size();
-        auto ex = sg4::Exec::init()->set_hosts(t.hosts)->set_flops_amounts(std::vector<double>(n, 0.0))->set_bytes_amounts(t.bytes);
+        sg4::ExecPtr ex = batch_exec(t);
         ex->vetoable_start();
         pending.push_back(ex);
         tags.push_back({v, nullptr});
@@ -589,8 +612,7 @@ StepResult Simulator::Impl::run_step_once(workload::BuiltStep& step, bool record
     flows.clear();
     simgrid::kernel::actor::simcall_answered([&] {
       for (BatchTask& t : tasks) {
-        const std::size_t n = t.hosts.size();
-        auto ex = sg4::Exec::init()->set_hosts(t.hosts)->set_flops_amounts(std::vector<double>(n, 0.0))->set_bytes_amounts(t.bytes);
+        sg4::ExecPtr ex = batch_exec(t);
         ex->add_successor(joiner);
         ex->vetoable_start();
         flows.push_back(ex);

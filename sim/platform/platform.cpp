@@ -81,13 +81,27 @@ std::unique_ptr<Platform> Platform::build(const system::Topology& topo, const ca
   const std::string watts = power.wattage_per_state();
   p->chips_.assign(static_cast<std::size_t>(topo.chips()), nullptr);
 
+  p->ports_.assign(static_cast<std::size_t>(topo.chips()), nullptr);
+
   auto* root = sg4::create_full_zone("world");
+  // A chip is two hosts. Its compute host ("chipN", in a zone without routes) runs the compute phases and carries the
+  // power states; its port ("portN", in the site's network) is the endpoint of its traffic and draws no power.
+  // ptask_L07 (SimGrid 3.32 src/surf/ptask_L07.cpp) enters every host of a parallel task into the max-min system
+  // through the host's CPU, with weight 0 when the task computes nothing there: with one host per chip, each
+  // collective's batches and each compute phase on the same chips were one connected set of constraints, which
+  // SimGrid's selective update (hard-coded for ptasks) walks and re-solves whole at every start and end. Traffic puts
+  // no load on a CPU, so the split changes no rate, time or joule.
+  auto* compute = sg4::create_empty_zone("chips");
+  compute->set_parent(root);
   auto make_chip = [&](sg4::NetZone* zone, int global, const system::Site& site) {
-    sg4::Host* h = zone->create_host(fmt::format("chip{}", global), std::vector<double>{p->chip_speed_, p->chip_speed_});
+    sg4::Host* h = compute->create_host(fmt::format("chip{}", global), std::vector<double>{p->chip_speed_, p->chip_speed_});
     h->set_property("wattage_per_state", watts);
     h->set_property("datacenter", site.datacenter);
     p->chips_[static_cast<std::size_t>(global)] = h;
-    return h;
+    sg4::Host* port = zone->create_host(fmt::format("port{}", global), p->pacer_speed_flops_per_s());
+    port->set_property("wattage_per_state", "0:0");
+    p->ports_[static_cast<std::size_t>(global)] = port;
+    return port;
   };
 
   for (const system::Site& site : topo.sites()) {
@@ -208,9 +222,10 @@ std::unique_ptr<Platform> Platform::build(const system::Topology& topo, const ca
     p->pacers_.push_back(h);
   }
   pz->seal();
+  compute->seal();
   root->seal();
   for (std::size_t i = 0; i < p->chips_.size(); ++i)
-    if (p->chips_[i] == nullptr) throw Error(fmt::format("internal error: chip {} was not placed on the platform", i));
+    if (p->chips_[i] == nullptr || p->ports_[i] == nullptr) throw Error(fmt::format("internal error: chip {} was not placed on the platform", i));
   return p;
 }
 

@@ -64,7 +64,7 @@ TEST_CASE("platform::Platform: torus routes are shortest-path ICI hops", "[platf
       json all = json::array();
       for (int a = 0; a < f.topo.chips(); ++a)
         for (int b = 0; b < f.topo.chips(); ++b)
-          if (a != b) all.push_back({{"a", a}, {"b", b}, {"route", pt::route(p->chip(a), p->chip(b))}});
+          if (a != b) all.push_back({{"a", a}, {"b", b}, {"route", pt::route(p->endpoint(a), p->endpoint(b))}});
       return all;
     });
     REQUIRE(routes.size() == static_cast<std::size_t>(f.topo.chips() * (f.topo.chips() - 1)));
@@ -82,7 +82,7 @@ TEST_CASE("platform::Platform: torus routes are shortest-path ICI hops", "[platf
     const t::Fixture f = t::torus({2, 1});
     const json r = pt::in_child([&] {
       auto p = pt::build(f);
-      return json{pt::route(p->chip(0), p->chip(1)), pt::route(p->chip(1), p->chip(0))};
+      return json{pt::route(p->endpoint(0), p->endpoint(1)), pt::route(p->endpoint(1), p->endpoint(0))};
     });
     REQUIRE(r[0]["links"].size() == 1);
     REQUIRE(r[1]["links"].size() == 1);
@@ -98,7 +98,7 @@ TEST_CASE("platform::Platform: torus sites with several dimensions of size 1 bui
   REQUIRE(f.topo.sites()[0].dims == std::vector<int>{1, 1, 2});
   const json r = pt::in_child([&] {
     auto p = pt::build(f);
-    return json{pt::route(p->chip(0), p->chip(1)), pt::route(p->chip(1), p->chip(0))};
+    return json{pt::route(p->endpoint(0), p->endpoint(1)), pt::route(p->endpoint(1), p->endpoint(0))};
   });
   CHECK(strings(r[0]["classes"]) == std::vector<std::string>{"ici"});
   CHECK(strings(r[1]["classes"]) == std::vector<std::string>{"ici"});
@@ -119,9 +119,9 @@ TEST_CASE("platform::Platform: GPU nodes route through NVLink inside and NIC + f
     const json r = pt::in_child([&] {
       auto p = pt::build(f);
       json out = json::object();
-      out["intra"] = pt::route(p->chip(0), p->chip(3));
-      out["inter"] = pt::route(p->chip(1), p->chip(6));
-      out["back"] = pt::route(p->chip(6), p->chip(1));
+      out["intra"] = pt::route(p->endpoint(0), p->endpoint(3));
+      out["inter"] = pt::route(p->endpoint(1), p->endpoint(6));
+      out["back"] = pt::route(p->endpoint(6), p->endpoint(1));
       json counts = json::object();
       for (const auto& [c, n] : p->link_counts()) counts[moesim::system::to_string(c)] = n;
       out["counts"] = counts;
@@ -161,7 +161,7 @@ TEST_CASE("platform::Platform: GPU nodes route through NVLink inside and NIC + f
     const t::Fixture f(s, t::gpu(4));
     const json r = pt::in_child([&] {
       auto p = pt::build(f);
-      return pt::route(p->chip(0), p->chip(4));
+      return pt::route(p->endpoint(0), p->endpoint(4));
     });
     CHECK(r["bandwidths"].get<std::vector<double>>() == std::vector<double>{5e10, 2e11, 1e11, 1e11, 2e11, 5e10});
   }
@@ -179,7 +179,7 @@ TEST_CASE("platform::Platform: the WAN joins site borders", "[platform][wan]") {
     out["b0b1"] = pt::route(p->border(0), p->border(1));
     out["b2b0"] = pt::route(p->border(2), p->border(0));
     out["endpoint_is_border"] = p->endpoint(f.topo.chips() + 2) == p->border(2);
-    out["endpoint_is_chip"] = p->endpoint(3) == p->chip(3);
+    out["endpoint_is_port"] = p->endpoint(3)->get_name() == "port3" && p->endpoint(3) != p->chip(3);
     out["wan_links"] = p->link_counts().at(moesim::system::LinkClass::wan);
     return out;
   });
@@ -192,7 +192,7 @@ TEST_CASE("platform::Platform: the WAN joins site borders", "[platform][wan]") {
   CHECK(r["b0b1"]["links"][0] == "wan_0_1_UP");
   CHECK(r["b2b0"]["links"][0] == "wan_0_2_DOWN");
   CHECK(r["endpoint_is_border"] == true);
-  CHECK(r["endpoint_is_chip"] == true);
+  CHECK(r["endpoint_is_port"] == true);
   CHECK(r["wan_links"] == 3);  // a full mesh of 3 sites
 
   SECTION("several sites without a WAN bandwidth is an error") {
@@ -223,6 +223,15 @@ TEST_CASE("platform::Platform: chip hosts carry the power states and the chip sp
                          {"pstates", h->get_pstate_count()}});
       out["chips"] = chips;
       out["border"] = p->border(0)->get_property("wattage_per_state");
+      // A chip's traffic leaves from its port, in the site's network; its compute host has no route, so the
+      // parallel tasks of collectives and of compute never share a host (and a constraint) in the max-min system.
+      json ports = json::array();
+      for (int c = 0; c < f.topo.chips(); ++c) {
+        simgrid::s4u::Host* port = p->endpoint(c);
+        ports.push_back({{"name", port->get_name()}, {"watts", port->get_property("wattage_per_state")},
+                         {"zone", port->get_englobing_zone()->get_name()}, {"chip_zone", p->chip(c)->get_englobing_zone()->get_name()}});
+      }
+      out["ports"] = ports;
       json pacers = json::array();
       for (auto* h : p->pacers()) pacers.push_back(h->get_property("wattage_per_state"));
       out["pacers"] = pacers;
@@ -241,6 +250,14 @@ TEST_CASE("platform::Platform: chip hosts carry the power states and the chip sp
       CHECK(moesim::platform::kJobPstate == 1);
       CHECK(c["dc"] == "dc_a");
       CHECK(c["speed"].get<double>() == accel.peak_matmul_flops_per_s.at("bf16"));
+    }
+    REQUIRE(r["ports"].size() == static_cast<std::size_t>(f.topo.chips()));
+    for (std::size_t c = 0; c < r["ports"].size(); ++c) {
+      const json& port = r["ports"][c];
+      CHECK(port["name"] == "port" + std::to_string(c));
+      CHECK(watts(port["watts"]) == std::vector<double>{0.0, 0.0});
+      CHECK(port["chip_zone"] == "chips");
+      CHECK(port["zone"] != "chips");
     }
     // Borders and pacers are bookkeeping hosts: they draw nothing.
     CHECK(watts(r["border"]) == std::vector<double>{0.0, 0.0});

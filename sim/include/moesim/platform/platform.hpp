@@ -53,12 +53,13 @@ PowerStates power_states(const catalog::AcceleratorSpec& accel);
 
 /** The SimGrid platform of one simulation:
  *  - a root `full` zone;
- *  - per site, a torus zone of chip hosts (ICI links, split-duplex) or a two-level fat-tree of GPU
- *    nodes, each node a `full` zone of GPU hosts with per-GPU NVLink links (NVSwitch) and per-GPU NIC
+ *  - a zone without routes of chip hosts, where compute runs (power states, no links);
+ *  - per site, a torus zone of the chips' ports (ICI links, split-duplex) or a two-level fat-tree of GPU
+ *    nodes, each node a `full` zone of GPU ports with per-GPU NVLink links (NVSwitch) and per-GPU NIC
  *    links to a gateway into the fat-tree (rails; leaf uplinks sized by the oversubscription);
  *  - per site an edge zone with a border host, the sites' borders joined by split-duplex WAN links;
  *  - a zone of pacer hosts (no power, no links) used to time memoised phases.
- *  Chip hosts carry host_energy power states; the energy plugin must be initialised before build().
+ *  Chip hosts carry host_energy power states (ports and borders draw nothing); the energy plugin must be initialised before build().
  *  Link names carry their class (ici / nvlink / nic / fabric / wan) for network energy. */
 class Platform {
  public:
@@ -68,10 +69,11 @@ class Platform {
   sg4::Host* chip(int id) const { return chips_[static_cast<std::size_t>(id)]; }
   const std::vector<sg4::Host*>& chips() const { return chips_; }
   sg4::Host* border(int site) const { return borders_[static_cast<std::size_t>(site)]; }
-  /** A chip (id < chips) or a site border (id = chips + site), as in system::Flow. */
+  /** The network endpoint of a chip (id < chips: its port) or a site border (id = chips + site), as in
+   *  system::Flow. A chip's compute host (chip()) has no route. */
   sg4::Host* endpoint(int id) const {
-    return id < static_cast<int>(chips_.size()) ? chips_[static_cast<std::size_t>(id)]
-                                                : borders_[static_cast<std::size_t>(id) - chips_.size()];
+    return id < static_cast<int>(ports_.size()) ? ports_[static_cast<std::size_t>(id)]
+                                                : borders_[static_cast<std::size_t>(id) - ports_.size()];
   }
   const std::vector<sg4::Host*>& pacers() const { return pacers_; }
   /** Class of a link from its name. */
@@ -83,6 +85,7 @@ class Platform {
 
  private:
   std::vector<sg4::Host*> chips_;
+  std::vector<sg4::Host*> ports_;  ///< per chip: its network endpoint
   std::vector<sg4::Host*> borders_;
   std::vector<sg4::Host*> pacers_;
   std::map<system::LinkClass, int> link_counts_;
