@@ -80,25 +80,34 @@ std::unique_ptr<Platform> Platform::build(const system::Topology& topo, const ca
   // load it puts on the chip (PowerStates::load_for).
   const std::string watts = power.wattage_per_state();
   p->chips_.assign(static_cast<std::size_t>(topo.chips()), nullptr);
-
   p->ports_.assign(static_cast<std::size_t>(topo.chips()), nullptr);
 
   auto* root = sg4::create_full_zone("world");
-  // A chip is two hosts. Its compute host ("chipN", in a zone without routes) runs the compute phases and carries the
-  // power states; its port ("portN", in the site's network) is the endpoint of its traffic and draws no power.
-  // ptask_L07 (SimGrid 3.32 src/surf/ptask_L07.cpp) enters every host of a parallel task into the max-min system
-  // through the host's CPU, with weight 0 when the task computes nothing there: with one host per chip, each
-  // collective's batches and each compute phase on the same chips were one connected set of constraints, which
-  // SimGrid's selective update (hard-coded for ptasks) walks and re-solves whole at every start and end. Traffic puts
-  // no load on a CPU, so the split changes no rate, time or joule.
-  auto* compute = sg4::create_empty_zone("chips");
-  compute->set_parent(root);
+  // A chip's host: it runs the compute phases and carries the power states. `zone` routes it (a torus position), or
+  // nullptr: a GPU's host sits in a zone without routes and its traffic leaves from a port (make_port).
+  auto* unrouted = sg4::create_empty_zone("chips");
+  unrouted->set_parent(root);
   auto make_chip = [&](sg4::NetZone* zone, int global, const system::Site& site) {
-    sg4::Host* h = compute->create_host(fmt::format("chip{}", global), std::vector<double>{p->chip_speed_, p->chip_speed_});
+    sg4::Host* h = (zone != nullptr ? zone : unrouted)
+                       ->create_host(fmt::format("chip{}", global), std::vector<double>{p->chip_speed_, p->chip_speed_});
     h->set_property("wattage_per_state", watts);
     h->set_property("datacenter", site.datacenter);
     p->chips_[static_cast<std::size_t>(global)] = h;
-    sg4::Host* port = zone->create_host(fmt::format("port{}", global), p->pacer_speed_flops_per_s());
+    if (zone != nullptr) p->ports_[static_cast<std::size_t>(global)] = h;
+    return h;
+  };
+  // A GPU is two hosts: its chip host, unrouted, and its port ("portN", in its node's zone), the endpoint of its
+  // traffic, which draws no power. ptask_L07 (SimGrid 3.32 src/surf/ptask_L07.cpp) enters every host of a parallel
+  // task into the max-min system through the host's CPU, with weight 0 where the task computes nothing: with one host
+  // per GPU, a hierarchical all-to-all's rail batches (a hundred GPUs each) and the compute phases on those GPUs were
+  // one connected set of constraints, which the selective update SimGrid hard-codes for ptasks walks at every start
+  // and end (System::update_modified_cnst_set_rec, whose walk revisits a task's constraint list once per constraint).
+  // Traffic puts no load on a CPU, so the split changes no rate, time or joule. The 1024-H100 bench case: 0.92x wall
+  // time (medians of 5 paired runs). On a torus the split did not pay (the 4096-chip case, whose rings have at most
+  // 48 hosts: 1.09x; 65,536 chips: +130 MB), so torus chips are their own endpoints.
+  auto make_port = [&](sg4::NetZone* node, int global, const system::Site& site) {
+    make_chip(nullptr, global, site);
+    sg4::Host* port = node->create_host(fmt::format("port{}", global), p->pacer_speed_flops_per_s());
     port->set_property("wattage_per_state", "0:0");
     p->ports_[static_cast<std::size_t>(global)] = port;
     return port;
@@ -136,7 +145,7 @@ std::unique_ptr<Platform> Platform::build(const system::Topology& topo, const ca
         std::vector<sg4::Link*> nvlink, nic;
         for (int k = 0; k < g; ++k) {
           const int global = site.chips[id * static_cast<unsigned long>(g) + static_cast<unsigned long>(k)];
-          gpus.push_back(make_chip(node, global, site));
+          gpus.push_back(make_port(node, global, site));
           nvlink.push_back(node->create_split_duplex_link(fmt::format("nvlink_chip{}", global), topo.nvlink_bandwidth_bytes_per_s)
                                ->set_latency(topo.nvlink_latency_s));
           nic.push_back(node->create_split_duplex_link(fmt::format("nic_chip{}", global), topo.nic_bandwidth_bytes_per_s)
@@ -222,7 +231,7 @@ std::unique_ptr<Platform> Platform::build(const system::Topology& topo, const ca
     p->pacers_.push_back(h);
   }
   pz->seal();
-  compute->seal();
+  unrouted->seal();
   root->seal();
   for (std::size_t i = 0; i < p->chips_.size(); ++i)
     if (p->chips_[i] == nullptr || p->ports_[i] == nullptr) throw Error(fmt::format("internal error: chip {} was not placed on the platform", i));

@@ -179,7 +179,7 @@ TEST_CASE("platform::Platform: the WAN joins site borders", "[platform][wan]") {
     out["b0b1"] = pt::route(p->border(0), p->border(1));
     out["b2b0"] = pt::route(p->border(2), p->border(0));
     out["endpoint_is_border"] = p->endpoint(f.topo.chips() + 2) == p->border(2);
-    out["endpoint_is_port"] = p->endpoint(3)->get_name() == "port3" && p->endpoint(3) != p->chip(3);
+    out["endpoint_is_chip"] = p->endpoint(3) == p->chip(3);  // a torus chip is its own endpoint
     out["wan_links"] = p->link_counts().at(moesim::system::LinkClass::wan);
     return out;
   });
@@ -192,7 +192,7 @@ TEST_CASE("platform::Platform: the WAN joins site borders", "[platform][wan]") {
   CHECK(r["b0b1"]["links"][0] == "wan_0_1_UP");
   CHECK(r["b2b0"]["links"][0] == "wan_0_2_DOWN");
   CHECK(r["endpoint_is_border"] == true);
-  CHECK(r["endpoint_is_port"] == true);
+  CHECK(r["endpoint_is_chip"] == true);
   CHECK(r["wan_links"] == 3);  // a full mesh of 3 sites
 
   SECTION("several sites without a WAN bandwidth is an error") {
@@ -223,8 +223,9 @@ TEST_CASE("platform::Platform: chip hosts carry the power states and the chip sp
                          {"pstates", h->get_pstate_count()}});
       out["chips"] = chips;
       out["border"] = p->border(0)->get_property("wattage_per_state");
-      // A chip's traffic leaves from its port, in the site's network; its compute host has no route, so the
-      // parallel tasks of collectives and of compute never share a host (and a constraint) in the max-min system.
+      // A GPU's traffic leaves from its port, in its node's zone; its chip host has no route, so the parallel tasks
+      // of collectives and of compute never share a host (and a constraint) in the max-min system. A torus chip
+      // is its own endpoint.
       json ports = json::array();
       for (int c = 0; c < f.topo.chips(); ++c) {
         simgrid::s4u::Host* port = p->endpoint(c);
@@ -254,6 +255,12 @@ TEST_CASE("platform::Platform: chip hosts carry the power states and the chip sp
     REQUIRE(r["ports"].size() == static_cast<std::size_t>(f.topo.chips()));
     for (std::size_t c = 0; c < r["ports"].size(); ++c) {
       const json& port = r["ports"][c];
+      if (torus) {
+        CHECK(port["name"] == "chip" + std::to_string(c));
+        CHECK(port["zone"] == port["chip_zone"]);
+        CHECK(port["zone"] != "chips");
+        continue;
+      }
       CHECK(port["name"] == "port" + std::to_string(c));
       CHECK(watts(port["watts"]) == std::vector<double>{0.0, 0.0});
       CHECK(port["chip_zone"] == "chips");

@@ -53,13 +53,15 @@ PowerStates power_states(const catalog::AcceleratorSpec& accel);
 
 /** The SimGrid platform of one simulation:
  *  - a root `full` zone;
- *  - a zone without routes of chip hosts, where compute runs (power states, no links);
- *  - per site, a torus zone of the chips' ports (ICI links, split-duplex) or a two-level fat-tree of GPU
+ *  - per site, a torus zone of chip hosts (ICI links, split-duplex) or a two-level fat-tree of GPU
  *    nodes, each node a `full` zone of GPU ports with per-GPU NVLink links (NVSwitch) and per-GPU NIC
  *    links to a gateway into the fat-tree (rails; leaf uplinks sized by the oversubscription);
  *  - per site an edge zone with a border host, the sites' borders joined by split-duplex WAN links;
+ *  - a zone without routes ("chips") of the GPUs' chip hosts: a GPU computes on its chip host and its traffic
+ *    leaves from its port (no power), so that collectives and compute never share a host in the max-min system;
  *  - a zone of pacer hosts (no power, no links) used to time memoised phases.
- *  Chip hosts carry host_energy power states (ports and borders draw nothing); the energy plugin must be initialised before build().
+ *  Chip hosts carry host_energy power states (ports, borders and pacers draw nothing); the energy plugin must be
+ *  initialised before build().
  *  Link names carry their class (ici / nvlink / nic / fabric / wan) for network energy. */
 class Platform {
  public:
@@ -69,8 +71,8 @@ class Platform {
   sg4::Host* chip(int id) const { return chips_[static_cast<std::size_t>(id)]; }
   const std::vector<sg4::Host*>& chips() const { return chips_; }
   sg4::Host* border(int site) const { return borders_[static_cast<std::size_t>(site)]; }
-  /** The network endpoint of a chip (id < chips: its port) or a site border (id = chips + site), as in
-   *  system::Flow. A chip's compute host (chip()) has no route. */
+  /** The network endpoint of a chip (id < chips: a GPU's port, a torus chip's own host) or a site border
+   *  (id = chips + site), as in system::Flow. A GPU's chip host (chip()) has no route. */
   sg4::Host* endpoint(int id) const {
     return id < static_cast<int>(ports_.size()) ? ports_[static_cast<std::size_t>(id)]
                                                 : borders_[static_cast<std::size_t>(id) - ports_.size()];
