@@ -286,25 +286,29 @@ struct Simulator::Impl {
       link_sharers.resize(link_ids.size(), 0);
       for (const auto& lw : load)
         for (const auto& [l, w] : lw) ++link_sharers[static_cast<std::size_t>(l)];
-      double end = 0.0;
-      bool known = true;
-      for (std::size_t b = 0; b < batches.size() && known; ++b) {
-        if (load[b].empty()) continue;
-        double rate = std::numeric_limits<double>::infinity();
-        for (const auto& [l, w] : load[b])
-          if (link_sharers[static_cast<std::size_t>(l)] == 1) rate = std::min(rate, link_bandwidth[static_cast<std::size_t>(l)] / w);
-        if (!(rate < std::numeric_limits<double>::infinity())) known = false;
-        for (const auto& [l, w] : load[b]) {
-          const int n = link_sharers[static_cast<std::size_t>(l)];
-          if (!known || n == 1) continue;
-          if (link_fatpipe[static_cast<std::size_t>(l)] || link_bandwidth[static_cast<std::size_t>(l)] / n / w < rate) known = false;
+      // Each batch's rate, from the links it alone uses; nullopt where a shared link could bind.
+      auto round_end = [&]() -> std::optional<double> {
+        double end = 0.0;
+        for (std::size_t b = 0; b < batches.size(); ++b) {
+          if (load[b].empty()) continue;
+          double rate = std::numeric_limits<double>::infinity();
+          for (const auto& [l, w] : load[b])
+            if (link_sharers[static_cast<std::size_t>(l)] == 1) rate = std::min(rate, link_bandwidth[static_cast<std::size_t>(l)] / w);
+          if (!(rate < std::numeric_limits<double>::infinity())) return std::nullopt;
+          for (const auto& [l, w] : load[b]) {
+            const int n = link_sharers[static_cast<std::size_t>(l)];
+            if (n > 1 && (link_fatpipe[static_cast<std::size_t>(l)] || link_bandwidth[static_cast<std::size_t>(l)] / n / w < rate))
+              return std::nullopt;
+          }
+          end = std::max(end, latency[b] + 1.0 / rate);
         }
-        end = std::max(end, latency[b] + 1.0 / rate);
-      }
+        return end;
+      };
+      const std::optional<double> end = round_end();
       for (const auto& lw : load)
         for (const auto& [l, w] : lw) link_sharers[static_cast<std::size_t>(l)] = 0;
-      if (!known) return false;
-      cp.round_alone_s[r] = end;
+      if (!end) return false;
+      cp.round_alone_s[r] = *end;
       cp.round_disjoint[r] = 1;
     }
     seconds = cp.round_alone_s[r];
