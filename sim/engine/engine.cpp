@@ -148,7 +148,7 @@ struct Simulator::Impl {
 #endif
     engine = std::make_unique<sg4::Engine>(&argc, argv);
     sg_host_energy_plugin_init();
-    plat = platform::Platform::build(topo, accel, power, opt.pacers);
+    plat = platform::Platform::build(topo, accel, power, opt.pacers, opt.lmm_selective_update);
     free_pacers = plat->pacers();
     job_refs.assign(static_cast<std::size_t>(topo.chips()), 0);
   }
@@ -228,6 +228,10 @@ struct Simulator::Impl {
     if (pl != pair_links.end()) return pl->second;
     std::vector<sg4::Link*> links;
     PairRoute r;
+    // Plans have no flow from an endpoint to itself (SimGrid's loopback link, which stays in the max-min system that
+    // platform::drop_selective_update replaced).
+    if (plat->endpoint(src) == plat->endpoint(dst))
+      throw Error(fmt::format("internal error: a flow from endpoint {} to itself (endpoints {} and {})", plat->endpoint(src)->get_name(), src, dst));
     plat->endpoint(src)->route_to(plat->endpoint(dst), links, &r.latency_s);
     for (const sg4::Link* l : links) {
       ++r.classes[static_cast<std::size_t>(platform::Platform::link_class(l))];

@@ -70,7 +70,7 @@ system::LinkClass Platform::link_class(const sg4::Link* link) {
 }
 
 std::unique_ptr<Platform> Platform::build(const system::Topology& topo, const catalog::AcceleratorSpec& accel,
-                                          const PowerStates& power, int pacers) {
+                                          const PowerStates& power, int pacers, bool selective_update) {
   auto p = std::make_unique<Platform>();
   // Host speed is only a unit: a compute phase of t seconds puts load x t x speed FLOPs on a chip and lasts t
   // (a pacer host times it), so that the chip draws the power curve's value (engine).
@@ -82,7 +82,12 @@ std::unique_ptr<Platform> Platform::build(const system::Topology& topo, const ca
   p->chips_.assign(static_cast<std::size_t>(topo.chips()), nullptr);
   p->ports_.assign(static_cast<std::size_t>(topo.chips()), nullptr);
 
-  auto* root = sg4::create_full_zone("world");
+  auto* root = sg4::create_full_zone("world");  // the first zone: SimGrid creates the models with it
+  if (!selective_update) {
+    if (sg4::Engine::get_instance()->get_host_count() != 0)
+      throw Error("internal error: Platform::build needs an engine without hosts (the max-min system is replaced)");
+    drop_selective_update();
+  }
   // A chip's host: it runs the compute phases and carries the power states. `zone` routes it (a torus position), or
   // nullptr: a GPU's host sits in a zone without routes and its traffic leaves from a port (make_port).
   auto* unrouted = sg4::create_empty_zone("chips");

@@ -22,6 +22,7 @@ using moesim::scenario::SplitKind;
 using nlohmann::json;
 namespace t = moesim::system::test;
 namespace pt = moesim::platform::test;
+namespace sg4 = simgrid::s4u;
 
 namespace {
 
@@ -351,5 +352,46 @@ TEST_CASE("platform::power_states: host overhead only for chip-convention figure
     bad.idle_w = 0;
     bad.host_overhead_w = 0;  // full must be > 0
     CHECK_THROWS_WITH(power_states(bad), Catch::Contains("full > 0"));
+  }
+}
+
+TEST_CASE("platform::drop_selective_update: ptask_L07's three models get one new max-min system", "[platform][solver]") {
+  SECTION("under ptask_L07, before any host") {
+    const json r = pt::in_child([] {
+      pt::start_engine();
+      sg4::create_full_zone("world");  // SimGrid creates the models with the first zone
+      simgrid::kernel::lmm::System* before = moesim::platform::ptask_maxmin_system();
+      simgrid::kernel::lmm::System* after = moesim::platform::drop_selective_update();
+      return json{{"replaced", after != before}, {"shared", moesim::platform::ptask_maxmin_system() == after}};
+    });
+    CHECK(r.at("replaced").get<bool>());
+    CHECK(r.at("shared").get<bool>());
+  }
+  SECTION("a platform built on the new system runs a parallel task at its link's rate") {
+    const json r = pt::in_child([] {
+      const auto p = pt::build(t::torus({4, 4}));
+      sg4::Host* a = p->endpoint(0);
+      sg4::Host* b = p->endpoint(1);
+      const json route = pt::route(a, b);
+      const double bytes = 1e9;
+      sg4::Actor::create("driver", p->pacers().front(), [&] {
+        sg4::Exec::init()->set_hosts({a, b})->set_flops_amounts({0.0, 0.0})->set_bytes_amounts({0.0, bytes, 0.0, 0.0})->wait();
+      });
+      sg4::Engine::get_instance()->run();
+      return json{{"end_s", sg4::Engine::get_clock()},
+                  {"expected_s", route.at("latency_s").get<double>() + bytes / route.at("bandwidths").at(0).get<double>()},
+                  {"hops", route.at("links").size()}};
+    });
+    CHECK(r.at("hops").get<std::size_t>() == 1);
+    CHECK(r.at("end_s").get<double>() == Approx(r.at("expected_s").get<double>()).epsilon(1e-12));
+  }
+  SECTION("SimGrid's default models (a CPU and a network system apart) are an error naming ptask_L07") {
+    CHECK_THROWS_WITH(pt::in_child([] {
+                        pt::start_engine(true);
+                        sg4::create_full_zone("world");
+                        moesim::platform::drop_selective_update();
+                        return json{};
+                      }),
+                      Catch::Contains("ptask_L07"));
   }
 }

@@ -70,14 +70,20 @@ inline nlohmann::json in_child(const std::function<nlohmann::json()>& fn) {
   return out.at("value");
 }
 
-/** A SimGrid engine for the child (quiet logs), then the platform of `f`. */
-inline std::unique_ptr<Platform> build(const system::test::Fixture& f, int pacers = 2) {
-  static int argc = 2;
+/** A SimGrid engine for the child (quiet logs), with the engine's host model (ptask_L07) unless `default_models`. */
+inline void start_engine(bool default_models = false) {
+  static int argc = default_models ? 2 : 3;
   static char arg0[] = "moesim_tests_platform";
   static char arg1[] = "--log=root.thres:critical";
-  static char* argv[] = {arg0, arg1, nullptr};
+  static char arg2[] = "--cfg=host/model:ptask_L07";
+  static char* argv[] = {arg0, arg1, arg2, nullptr};
   static sg4::Engine* engine = new sg4::Engine(&argc, argv);  // lives until the child exits
   (void)engine;
+}
+
+/** start_engine(), then the platform of `f`. */
+inline std::unique_ptr<Platform> build(const system::test::Fixture& f, int pacers = 2) {
+  start_engine();
   return Platform::build(f.topo, f.accel, power_states(f.accel), pacers);
 }
 

@@ -49,6 +49,10 @@ struct EngineOptions {
    *  rounds"). SimGrid 3.32's wait_any costs O(pending activities) per completion. 0: every batch waited for, the
    *  reference. The GShard-600B case on 65,536 chips (rounds of 512 and more batches): 372 -> 199 s, same step. */
   int join_batches = 512;
+  /** Keep SimGrid's selective update of the max-min system, which ptask_L07 hard-codes on and its solver never reads
+   *  (platform::drop_selective_update); false drops it: the same rates to every bit, 26 % less wall time on the 1024-H100
+   *  bench case. true: SimGrid as configured by itself, the reference. */
+  bool lmm_selective_update = false;
 };
 
 /** One phase of a simulated step, for traces. */

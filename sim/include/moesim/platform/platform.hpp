@@ -51,6 +51,19 @@ struct PowerStates {
  *  the figures follow the `chip` convention; `system` figures already include it. */
 PowerStates power_states(const catalog::AcceleratorSpec& accel);
 
+/** Gives ptask_L07's models a max-min system without selective update, before any host or link exists (the root zone
+ *  must exist: it creates the models). SimGrid 3.32's ptask_L07 builds its system with selective update hard-coded on
+ *  (src/surf/ptask_L07.cpp, surf_host_model_init_ptask_L07), but its solver, FairBottleneck::do_solve
+ *  (src/kernel/lmm/fair_bottleneck.cpp), computes every variable at every solve, and the model updates every started
+ *  action (HostL07Model::update_actions_state): the modified set selective update maintains is never read. Maintaining
+ *  it is not free: each expand() of a new parallel task onto a constraint, and each change of a variable, walks the
+ *  whole connected set of constraints (System::update_modified_cnst_set_rec), revisiting a task's constraint list at
+ *  each of its constraints, so O(constraints^2) per task. The same solver then gives the same rates, to every bit.
+ *  Returns the new system; throws Error where the three models do not share one system (not ptask_L07). */
+simgrid::kernel::lmm::System* drop_selective_update();
+/** The max-min system ptask_L07's host, CPU and network models share; throws Error where they do not share one. */
+simgrid::kernel::lmm::System* ptask_maxmin_system();
+
 /** The SimGrid platform of one simulation:
  *  - a root `full` zone;
  *  - per site, a torus zone of chip hosts (ICI links, split-duplex) or a two-level fat-tree of GPU
@@ -65,8 +78,9 @@ PowerStates power_states(const catalog::AcceleratorSpec& accel);
  *  Link names carry their class (ici / nvlink / nic / fabric / wan) for network energy. */
 class Platform {
  public:
+  /** `selective_update`: keep SimGrid's selective update of the max-min system (false: drop_selective_update). */
   static std::unique_ptr<Platform> build(const system::Topology& topo, const catalog::AcceleratorSpec& accel,
-                                         const PowerStates& power, int pacers);
+                                         const PowerStates& power, int pacers, bool selective_update = false);
 
   sg4::Host* chip(int id) const { return chips_[static_cast<std::size_t>(id)]; }
   const std::vector<sg4::Host*>& chips() const { return chips_; }
