@@ -9,6 +9,8 @@
 #include <cmath>
 #include <cstring>
 #include <exception>
+#include <functional>
+#include <queue>
 #include <limits>
 #include <map>
 #include <numeric>
@@ -66,6 +68,11 @@ struct CachedPlan {
    *  and it lasts round_alone_s after its wait; 0 if not; -1 not yet known. */
   std::vector<signed char> round_disjoint;
   std::vector<double> round_alone_s;
+  /** Lower bounds on each round's time after its wait (filled on first use, Simulator::Impl::floors_of): its slowest
+   *  batch's route latency plus its heaviest link's bytes at the link's full bandwidth; and on the time from the start of
+   *  round r to the collective's end (waits included), suffix_floor_s[r] (suffix_floor_s[0] adds the launch cost). */
+  std::vector<double> round_floor_s;
+  std::vector<double> suffix_floor_s;
 };
 
 /** SimGrid's ptask_L07 scans a task's whole host x host byte matrix, so a sparse batch over many hosts
@@ -244,6 +251,62 @@ struct Simulator::Impl {
     }
     return pair_links.emplace(key, std::move(r)).first->second;
   }
+  /** Per batch of round `r`: its links' weights, (link id, weight) sorted by link, one entry per link (the bytes of the
+   *  batch's flows over the link, summed in flow order; their largest on a FATPIPE link), and its longest route latency. */
+  void batch_loads(const CachedPlan& cp, std::size_t r, std::vector<std::vector<std::pair<int, double>>>& load,
+                   std::vector<double>& latency) {
+    const auto& batches = cp.plan.rounds[r].batches;
+    load.assign(batches.size(), {});
+    latency.assign(batches.size(), 0.0);
+    std::size_t flow = cp.round_first_flow[r];
+    for (std::size_t b = 0; b < batches.size(); ++b) {
+      auto& lw = load[b];
+      for (const auto& f : batches[b].flows) {
+        const PairRoute& route = *cp.flow_routes[flow++];
+        if (!(f.bytes > 0.0)) continue;
+        latency[b] = std::max(latency[b], route.latency_s);
+        for (int l : route.links) lw.emplace_back(l, f.bytes);
+      }
+      std::stable_sort(lw.begin(), lw.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
+      std::size_t out = 0;  // merge a link's entries: bytes summed (their largest on a FATPIPE link), in flow order
+      for (std::size_t i = 0; i < lw.size(); ++i) {
+        if (out > 0 && lw[out - 1].first == lw[i].first) {
+          double& w = lw[out - 1].second;
+          w = link_fatpipe[static_cast<std::size_t>(lw[i].first)] ? std::max(w, lw[i].second) : w + lw[i].second;
+        } else {
+          lw[out++] = lw[i];
+        }
+      }
+      lw.resize(out);
+    }
+  }
+  /** The lower bounds of CachedPlan::round_floor_s and suffix_floor_s. ptask_L07 runs a batch as one activity of cost 1
+   *  that waits its longest route latency and then progresses at a rate x with weight x x w <= bandwidth on each of its
+   *  links (FairBottleneck never exceeds a constraint's bound): it needs at least latency + max over links of
+   *  w / bandwidth, whatever else shares them. Rounded down by 1e-9 of itself, so that rounding never lifts it. */
+  const CachedPlan& floors_of(std::uint64_t sig) {
+    CachedPlan& cp = plans.at(sig);
+    if (!cp.round_floor_s.empty() || cp.plan.rounds.empty()) return cp;
+    const std::size_t R = cp.plan.rounds.size();
+    cp.round_floor_s.assign(R, 0.0);
+    cp.suffix_floor_s.assign(R + 1, 0.0);
+    std::vector<std::vector<std::pair<int, double>>> load;
+    std::vector<double> latency;
+    for (std::size_t r = 0; r < R; ++r) {
+      batch_loads(cp, r, load, latency);
+      double t = 0.0;
+      for (std::size_t b = 0; b < load.size(); ++b) {
+        double slowest = 0.0;
+        for (const auto& [l, w] : load[b]) slowest = std::max(slowest, w / link_bandwidth[static_cast<std::size_t>(l)]);
+        if (!load[b].empty()) t = std::max(t, latency[b] + slowest);
+      }
+      cp.round_floor_s[r] = t * (1.0 - 1e-9);
+    }
+    for (std::size_t r = R; r-- > 0;)
+      cp.suffix_floor_s[r] = cp.suffix_floor_s[r + 1] + cp.round_wait_s[r] + cp.round_floor_s[r];
+    cp.suffix_floor_s[0] += cp.plan.overhead_s;
+    return cp;
+  }
   /** Round `r` of collective `sig` alone on its links. ptask_L07 (SimGrid 3.32 src/surf/ptask_L07.cpp) runs each batch
    *  as one activity of cost 1 that first waits the longest route latency of its flows and then progresses at the
    *  rate FairBottleneck (src/kernel/lmm/fair_bottleneck.cpp) gives its variable; a link's weight in it is the bytes of
@@ -263,30 +326,9 @@ struct Simulator::Impl {
       cp.round_disjoint[r] = 0;
       if (cp.round_crosses_wan[r]) return false;
       const auto& batches = cp.plan.rounds[r].batches;
-      // Per batch, its links' weights: (link id, weight) sorted by link, one entry per link.
-      std::vector<std::vector<std::pair<int, double>>> load(batches.size());
-      std::vector<double> latency(batches.size(), 0.0);
-      std::size_t flow = cp.round_first_flow[r];
-      for (std::size_t b = 0; b < batches.size(); ++b) {
-        auto& lw = load[b];
-        for (const auto& f : batches[b].flows) {
-          const PairRoute& route = *cp.flow_routes[flow++];
-          if (!(f.bytes > 0.0)) continue;
-          latency[b] = std::max(latency[b], route.latency_s);
-          for (int l : route.links) lw.emplace_back(l, f.bytes);
-        }
-        std::stable_sort(lw.begin(), lw.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
-        std::size_t out = 0;  // merge a link's entries: bytes summed (their largest on a FATPIPE link), in flow order
-        for (std::size_t i = 0; i < lw.size(); ++i) {
-          if (out > 0 && lw[out - 1].first == lw[i].first) {
-            double& w = lw[out - 1].second;
-            w = link_fatpipe[static_cast<std::size_t>(lw[i].first)] ? std::max(w, lw[i].second) : w + lw[i].second;
-          } else {
-            lw[out++] = lw[i];
-          }
-        }
-        lw.resize(out);
-      }
+      std::vector<std::vector<std::pair<int, double>>> load;
+      std::vector<double> latency;
+      batch_loads(cp, r, load, latency);
       link_sharers.resize(link_ids.size(), 0);
       for (const auto& lw : load)
         for (const auto& [l, w] : lw) ++link_sharers[static_cast<std::size_t>(l)];
@@ -367,6 +409,7 @@ struct VertexState {
   bool memo_eligible = false;
   bool in_overhead = false;  ///< waiting out the launch cost / the round's latency before its bytes flow
   double round_start = 0.0;
+  double delay_end = 0.0;  ///< collectives: when its current timed delay (a memo replay, a round timed alone, a wait) ends
   double wan_s = 0.0;  ///< time this collective's rounds with cross-datacenter flows ran
   double power_w = 0.0;  ///< compute phases: the chips' power while they compute (power curve)
   bool prepared = false;  ///< collectives: signature, plan and footprint looked up (once)
@@ -633,18 +676,22 @@ StepResult Simulator::Impl::run_step_once(workload::BuiltStep& step, bool record
   };
   // A timed delay of `seconds` for phase v on a pacer host (latencies, memo replays, chains without compute).
   auto start_delay = [&](PhaseId v, sg4::Host* pacer, double seconds) {
+    st[v].delay_end = sg4::Engine::get_clock() + seconds;
     auto ex = sg4::Exec::init()->set_host(pacer)->set_flops_amount(seconds * pacer_speed);
     ex->vetoable_start();
     pending.push_back(ex);
     tags.push_back({v, pacer});
     ++st[v].pending;
   };
+  // Whether another collective could take a link of v's before `until` (defined below, with the chains).
+  std::function<bool(PhaseId, double)> may_be_joined;
   // A round first waits out its latency (and the first round the collective's launch cost) on a pacer, then
   // its bytes flow.
   auto launch_round = [&](PhaseId v) {
     const double wait = st[v].plan->round_wait_s[st[v].round] + (st[v].round == 0 ? st[v].plan->plan.overhead_s : 0.0);
     double alone_s = 0.0;
-    if (alone_rounds && !excluded[v] && round_alone(st[v].sig, st[v].round, alone_s) && only_holder(v)) {
+    if (alone_rounds && !excluded[v] && round_alone(st[v].sig, st[v].round, alone_s) && only_holder(v) &&
+        !(opt.rounds_lookahead && may_be_joined(v, sg4::Engine::get_clock() + wait + alone_s))) {
       if (sg4::Host* pacer = take_pacer()) {
         st[v].round_alone = true;
         fix_links(v, +1);
@@ -831,6 +878,140 @@ StepResult Simulator::Impl::run_step_once(workload::BuiltStep& step, bool record
     }
     return true;
   };
+  // Lookahead for rounds alone on their links. A round is timed alone only where no other collective that shares a
+  // link with its collective can take that link before the round ends; a conflict (run_step) then cannot come from
+  // it. A collective takes its links when it starts, or when a chain it belongs to starts (launch_chain). When it can
+  // start has a lower bound: compute phases last exactly their known duration, every other phase at least nothing; a
+  // phase running ends no earlier than now (a compute phase or a chain: at its known end), one ready starts now, and a
+  // phase starts no earlier than its last predecessor's earliest end. The search runs forward from the running and
+  // ready phases in order of earliest end and stops at `until`; each phase that could start before it is checked with
+  // the phases a chain from it could hold (each single successor with no other predecessor, up to a collective that
+  // is never replayed from a memo: known_duration). The bound leaves the
+  // results as they were: a round is timed alone only where nothing can join it, which the conflict check would have
+  // confirmed after the fact; what changes is that a step no longer starts over because a round was timed alone on
+  // links that a later collective took (the expert-gradient buckets under the backward all-to-alls).
+  std::vector<double> min_duration(V, -1.0);
+  auto duration_floor = [&](PhaseId x) {
+    if (min_duration[x] < 0.0) {
+      double d = 0.0;
+      if (g[x].type == Phase::Type::compute) {
+        for (double t : g[x].compute.time_s) d = std::max(d, t);
+      } else if (g[x].type == Phase::Type::collective) {
+        prepare_collective(x);
+        if (!st[x].plan->plan.empty()) d = floors_of(st[x].sig).suffix_floor_s[0];
+      }
+      min_duration[x] = d;
+    }
+    return min_duration[x];
+  };
+  // A collective under way ends no earlier than this: its timed delay's end (a memo replay's is its end), or now where
+  // its round's bytes are in SimGrid, then its later rounds' floors.
+  auto running_floor = [&](PhaseId x, double now) {
+    const VertexState& s = st[x];
+    if (s.memo_replay) return s.delay_end;
+    const CachedPlan& cp = floors_of(s.sig);
+    double end = now;
+    if (s.round_alone) end = s.delay_end;
+    else if (s.in_overhead) end = s.delay_end + cp.round_floor_s[s.round];
+    return std::max(end, now) + cp.suffix_floor_s[s.round + 1];
+  };
+  std::map<std::pair<std::uint64_t, std::uint64_t>, bool> sig_overlap;
+  auto shares_links = [&](PhaseId u, PhaseId c) {
+    if (g[c].type != Phase::Type::collective) return false;
+    prepare_collective(c);
+    if (st[c].plan->plan.empty()) return false;
+    auto [it, fresh] = sig_overlap.try_emplace(std::minmax(st[u].sig, st[c].sig), false);
+    if (fresh) {
+      const std::vector<int>& a = links_of(st[u].sig);
+      const std::vector<int>& b = links_of(st[c].sig);
+      std::size_t i = 0, j = 0;
+      while (i < a.size() && j < b.size() && !it->second) {
+        if (a[i] == b[j]) it->second = true;
+        else if (a[i] < b[j]) ++i;
+        else ++j;
+      }
+    }
+    return it->second;
+  };
+  std::vector<double> la_start(V, 0.0);  // scratch, by phase: the latest predecessor end seen
+  std::vector<int> la_need(V, -1);       // scratch, by phase: predecessors not yet reached (-1: untouched)
+  std::vector<char> la_checked(V, 0);    // scratch, by phase: checked as part of a chain
+  std::vector<PhaseId> la_touched;
+  may_be_joined = [&](PhaseId u, double until) {
+    // Anything that could start at `until` or within rounding of it counts as joining (event order at equal times).
+    const double horizon = until + 1e-12 * std::max(1.0, std::abs(until));
+    const double now = sg4::Engine::get_clock();
+    using Item = std::pair<double, PhaseId>;  // (earliest end, phase)
+    std::priority_queue<Item, std::vector<Item>, std::greater<>> ends;
+    bool joined = false;
+    auto touch = [&](PhaseId x) {
+      if (la_need[x] < 0) {
+        la_need[x] = st[x].indegree;
+        la_start[x] = now;
+        la_touched.push_back(x);
+      }
+    };
+    // A phase that could start at `at`: the collectives it and a chain from it could hold.
+    auto startable = [&](PhaseId x, double at) {
+      for (PhaseId y = x;;) {
+        touch(y);
+        if (la_checked[y]) break;
+        la_checked[y] = 1;
+        if (y != u && shares_links(u, y)) {
+          joined = true;
+          return;
+        }
+        if (!opt.merge_chains || boost::out_degree(y, g) != 1) break;
+        const PhaseId z = boost::target(*boost::out_edges(y, g).first, g);
+        if (boost::in_degree(z, g) != 1) break;
+        if (g[z].type == Phase::Type::collective) {  // in a chain only if replayed from a memo (known_duration)
+          prepare_collective(z);
+          if (!st[z].plan->plan.empty() && !st[z].memo_eligible) break;
+        }
+        y = z;
+      }
+      ends.emplace(at + duration_floor(x), x);
+    };
+    for (PhaseId x : ready) {
+      touch(x);
+      startable(x, now);
+      if (joined) break;
+    }
+    for (std::size_t i = 0; i < tags.size() && !joined; ++i) {
+      PhaseId x = tags[i].v;
+      if (la_need[x] >= 0) continue;  // seen (a phase with several activities)
+      touch(x);
+      double end = now;
+      if (st[x].chain >= 0) {  // a chain's last phase releases its successors at its recorded end
+        const PhaseId last = chains[static_cast<std::size_t>(st[x].chain)].back();
+        touch(last);
+        end = st[last].end;
+        x = last;
+      } else if (g[x].type == Phase::Type::compute) {
+        end = st[x].start + duration_floor(x);
+      } else if (g[x].type == Phase::Type::collective) {
+        end = running_floor(x, now);
+      }
+      ends.emplace(std::max(end, now), x);
+    }
+    while (!joined && !ends.empty() && ends.top().first <= horizon) {
+      const auto [end, x] = ends.top();
+      ends.pop();
+      for (auto [e, eend] = boost::out_edges(x, g); e != eend && !joined; ++e) {
+        const PhaseId y = boost::target(*e, g);
+        touch(y);
+        la_start[y] = std::max(la_start[y], end);
+        if (--la_need[y] == 0) startable(y, la_start[y]);
+      }
+    }
+    for (PhaseId x : la_touched) {
+      la_need[x] = -1;
+      la_checked[x] = 0;
+    }
+    la_touched.clear();
+    return joined;
+  };
+
   // The phases of a chain end at their recorded instants; only the last one releases its successors.
   auto finish_chain = [&](PhaseId v) {
     const std::vector<PhaseId>& chain = chains[static_cast<std::size_t>(st[v].chain)];

@@ -51,14 +51,21 @@ TEST_CASE("validation p2p replay: sends that share leaf links with other sends a
                        "model.d_model=1024", "model.seq_len=8192"});
   const auto fast = moesim::testing::check_p2p_replay_equals_full(s);
   CHECK(fast.collectives_memoized > 0);
-  // Rounds timed alone meet the data-parallel reductions here: steps run again, and still equal SimGrid's rounds.
-  const auto rounds = moesim::testing::check_rounds_alone_equal_simgrid(s);
+  // Rounds timed alone would meet the data-parallel reductions here. With the lookahead, a round that a reduction could
+  // join is not timed alone: no step runs twice, and every step equals SimGrid's rounds.
+  const auto ahead = moesim::testing::check_rounds_alone_equal_simgrid(s);
+  CHECK(ahead.reruns == 0);
+  CHECK(ahead.rounds_alone > 0);
+  // Without it, steps run again and still equal SimGrid's rounds. Three steps of the same job: the collectives
+  // excluded by the first step's conflicts stay excluded, so the later steps, which meet the same traffic, run once
+  // each, and every step still equals SimGrid's.
+  moesim::engine::EngineOptions no_lookahead;
+  no_lookahead.rounds_lookahead = false;
+  const auto rounds = moesim::testing::check_rounds_alone_equal_simgrid(s, no_lookahead);
   CHECK(rounds.reruns > 0);
-  // Three steps of the same job: the collectives excluded by the first step's conflicts stay excluded, so the later
-  // steps, which meet the same traffic, run once each, and every step still equals SimGrid's.
   auto three = s;
   three.training.steps_simulated = 3;
-  const auto later = moesim::testing::check_rounds_alone_equal_simgrid(three);
+  const auto later = moesim::testing::check_rounds_alone_equal_simgrid(three, no_lookahead);
   CHECK(later.step_times_s.size() == 3);
   CHECK(later.reruns == rounds.reruns);
   CHECK(later.rounds_alone > rounds.rounds_alone);
@@ -66,16 +73,23 @@ TEST_CASE("validation p2p replay: sends that share leaf links with other sends a
 
 TEST_CASE("validation rounds alone: the GShard-600B and H100 bench cases on 1024 chips and GShard on 4096",
           "[validation][rounds-alone]") {
-  // The expert-gradient buckets' rounds are timed alone until the backward pass's all-to-alls take their links (H100,
-  // 4096 chips): the run stops at the first such conflict, and the rerun excludes every bucket of that signature, so one
-  // rerun does (excluding only the bucket that met the conflict took three and then a run without shortcuts).
+  // The expert-gradient buckets' rounds meet the backward pass's all-to-alls (H100, 4096 chips). With the lookahead
+  // (EngineOptions::rounds_lookahead) a round they could join is not timed alone, and no step runs twice. Without it the
+  // run stops at the first such conflict, and the rerun excludes every bucket of that signature, so one rerun does
+  // (excluding only the bucket that met the conflict took three and then a run without shortcuts).
+  moesim::engine::EngineOptions no_lookahead;
+  no_lookahead.rounds_lookahead = false;
   const std::map<std::string, int> reruns = {
       {"bench/gshard_600b_1024.yaml", 0}, {"bench/h100_1024_moe.yaml", 1}, {"bench/gshard_600b_4096.yaml", 1}};
-  for (const auto& [f, expected_reruns] : reruns) {
+  for (const auto& [f, reruns_without_lookahead] : reruns) {
     SECTION(f) {
       const auto fast = moesim::testing::check_rounds_alone_equal_simgrid(load(f));
       CHECK(fast.rounds_alone > 0);
-      CHECK(fast.reruns == expected_reruns);
+      CHECK(fast.reruns == 0);
+      const auto stopped = moesim::testing::check_rounds_alone_equal_simgrid(load(f), no_lookahead);
+      CHECK(stopped.reruns == reruns_without_lookahead);
+      // The lookahead times alone only rounds that nothing joins, as the conflict check confirms after the fact.
+      CHECK(fast.rounds_alone >= stopped.rounds_alone);
     }
   }
 }
@@ -95,6 +109,7 @@ TEST_CASE("validation joined rounds: a round waited for as one equals every batc
   moesim::engine::EngineOptions joined, plain;
   joined.join_batches = 2;
   plain.join_batches = 0;
+  joined.rounds_lookahead = plain.rounds_lookahead = false;  // the stopped run and the rerun
   const auto fast = moesim::testing::simulate(s, joined);
   const auto full = moesim::testing::simulate(s, plain);
   moesim::testing::check_same_step(fast, full, 1e-9);

@@ -421,17 +421,31 @@ TEST_CASE("engine::Simulator: a round alone on its links is timed from their loa
     CHECK(r["duration_s"].get<double>() == Approx(ref["duration_s"].get<double>()).epsilon(1e-12));
     CHECK(r["site_energy_j"][0].get<double>() == Approx(ref["site_energy_j"][0].get<double>()).epsilon(1e-12));
   }
-  SECTION("another collective takes its links while a round runs: the step is simulated again") {
-    // The all-to-all starts; 10 us later an all-reduce over the same chips, sharing its links.
-    const auto ar = t::work(CollectiveOp::all_reduce, {t::iota(16)}, 1.6e8);
-    auto two = [=] {
+  // The all-to-all starts; 10 us later an all-reduce over the same chips, sharing its links.
+  const auto ar = t::work(CollectiveOp::all_reduce, {t::iota(16)}, 1.6e8);
+  auto two = [=](double after_s) {
+    return [=] {
       et::StepBuilder b;
       const auto c = b.collective(w, "comm.all_to_all", {b.start()}, false, "a2a");
-      const auto x = b.compute({0}, {1e-5}, "compute.x", {b.start()}, "x");
+      const auto x = b.compute({0}, {after_s}, "compute.x", {b.start()}, "x");
       const auto a = b.collective(ar, "comm.grad_all_reduce", {x}, true, "all-reduce");
       return b.finish({c, a});
     };
-    const json r = et::simulate(f, two)[0], ref = et::simulate(f, two, 1, simgrid)[0];
+  };
+  SECTION("lookahead: a round that another collective could join is not timed alone, and nothing runs twice") {
+    // 10 us: the all-reduce can start during the all-to-all's first round. 10 s: it starts after the all-to-all.
+    const json r = et::simulate(f, two(1e-5))[0], ref = et::simulate(f, two(1e-5), 1, simgrid)[0];
+    const json late = et::simulate(f, two(10.0))[0];
+    CHECK(r["reruns"] == 0);
+    CHECK(late["reruns"] == 0);
+    CHECK(late["rounds_alone"].get<int>() > r["rounds_alone"].get<int>());
+    CHECK(r["duration_s"].get<double>() == Approx(ref["duration_s"].get<double>()).epsilon(1e-12));
+    CHECK(r["site_energy_j"][0].get<double>() == Approx(ref["site_energy_j"][0].get<double>()).epsilon(1e-12));
+  }
+  SECTION("without lookahead, another collective takes its links while a round runs: the step is simulated again") {
+    moesim::engine::EngineOptions no_lookahead;
+    no_lookahead.rounds_lookahead = false;
+    const json r = et::simulate(f, two(1e-5), 1, no_lookahead)[0], ref = et::simulate(f, two(1e-5), 1, simgrid)[0];
     CHECK(r["reruns"] == 1);
     CHECK(r["duration_s"].get<double>() == Approx(ref["duration_s"].get<double>()).epsilon(1e-12));
     CHECK(r["busy_s"]["comm.all_to_all"].get<double>() == Approx(ref["busy_s"]["comm.all_to_all"].get<double>()).epsilon(1e-12));

@@ -44,6 +44,11 @@ struct EngineOptions {
    *  rounds, and those of its kind and signature, in SimGrid. false: every round in SimGrid's max-min system, the
    *  reference. */
   bool rounds_alone = true;
+  /** With rounds_alone: time a round alone only where no other collective that shares a link with its collective can
+   *  start before the round ends, by a lower bound on when each phase can start (engine.cpp, "Lookahead"); such a round
+   *  never meets a conflict. false: time it whenever nothing holds its links when it starts, and stop and run the step
+   *  again when a later collective takes one (the previous behaviour, kept to test that path). */
+  bool rounds_lookahead = true;
   /** A round of at least this many batches (parallel tasks) is waited for as one: maestro starts its batches, which
    *  release an empty task when the last one ends, and the driver waits for that task alone (engine.cpp, "Joined
    *  rounds"). SimGrid 3.32's wait_any costs O(pending activities) per completion. 0: every batch waited for, the
