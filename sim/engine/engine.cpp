@@ -208,7 +208,9 @@ struct Simulator::Impl {
   //   any of its links, whose batches' rates do not depend on each other (each limited by a link of its own, the links
   //   they share too wide to bind: round_alone), is timed from its links' loads exactly as ptask_L07 would run it and
   //   runs as one timed delay. A dimension-ordered all-to-all's rings on a torus are such rounds (disjoint links), and
-  //   so is the rail round of a hierarchical all-to-all inside a leaf (a node's rails share its g x NIC cable).
+  //   so is the rail round of a hierarchical all-to-all inside a leaf (a node's rails share its g x NIC cable). With
+  //   EngineOptions::rounds_lookahead, it must also be that no other collective sharing its links can start before it
+  //   ends (run_step_once, "Lookahead"), so that a round timed alone never meets a conflict.
   // - Pipeline sends (EngineOptions::replay_pipeline_p2p), below.
   // A collective holds its links from its start to its end (the rounds' latencies included); a chain holds those of its
   // replayed collectives for the whole chain. Another collective taking a link of a timed round or a replayed send
