@@ -883,9 +883,10 @@ StepResult Simulator::Impl::run_step_once(workload::BuiltStep& step, bool record
   // Lookahead for rounds alone on their links. A round is timed alone only where no other collective that shares a
   // link with its collective can take that link before the round ends; a conflict (run_step) then cannot come from
   // it. A collective takes its links when it starts, or when a chain it belongs to starts (launch_chain). When it can
-  // start has a lower bound: compute phases last exactly their known duration, every other phase at least nothing; a
-  // phase running ends no earlier than now (a compute phase or a chain: at its known end), one ready starts now, and a
-  // phase starts no earlier than its last predecessor's earliest end. The search runs forward from the running and
+  // start has a lower bound: compute phases last exactly their known duration, a collective at least its floor
+  // (floors_of), a marker nothing; a phase running ends no earlier than now (a compute phase or a chain: at its known
+  // end; a collective: running_floor), one ready starts now, and a phase starts no earlier than its last predecessor's
+  // earliest end. The search runs forward from the running and
   // ready phases in order of earliest end and stops at `until`; each phase that could start before it is checked with
   // the phases a chain from it could hold (each single successor with no other predecessor, up to a collective that
   // is never replayed from a memo: known_duration). The bound leaves the
@@ -897,7 +898,7 @@ StepResult Simulator::Impl::run_step_once(workload::BuiltStep& step, bool record
     if (min_duration[x] < 0.0) {
       double d = 0.0;
       if (g[x].type == Phase::Type::compute) {
-        for (double t : g[x].compute.time_s) d = std::max(d, t);
+        d = *known_duration(x);
       } else if (g[x].type == Phase::Type::collective) {
         prepare_collective(x);
         if (!st[x].plan->plan.empty()) d = floors_of(st[x].sig).suffix_floor_s[0];

@@ -83,11 +83,7 @@ std::unique_ptr<Platform> Platform::build(const system::Topology& topo, const ca
   p->ports_.assign(static_cast<std::size_t>(topo.chips()), nullptr);
 
   auto* root = sg4::create_full_zone("world");  // the first zone: SimGrid creates the models with it
-  if (!selective_update) {
-    if (sg4::Engine::get_instance()->get_host_count() != 0)
-      throw Error("internal error: Platform::build needs an engine without hosts (the max-min system is replaced)");
-    drop_selective_update();
-  }
+  if (!selective_update) drop_selective_update();
   // A chip's host: it runs the compute phases and carries the power states. `zone` routes it (a torus position), or
   // nullptr: a GPU's host sits in a zone without routes and its traffic leaves from a port (make_port).
   auto* unrouted = sg4::create_empty_zone("chips");

@@ -56,6 +56,8 @@ simgrid::kernel::lmm::System* ptask_maxmin_system() {
 }
 
 simgrid::kernel::lmm::System* drop_selective_update() {
+  if (sg4::Engine::get_instance()->get_host_count() != 0)
+    throw Error("internal error: the max-min system can only be replaced before any host exists");
   ptask_maxmin_system();  // the three models share one system
   simgrid::kernel::lmm::System* const fresh =
       simgrid::kernel::lmm::System::build(simgrid::config::get_value<std::string>("host/solver"), false);

@@ -55,8 +55,8 @@ struct EngineOptions {
    *  reference. The GShard-600B case on 65,536 chips (rounds of 512 and more batches): 372 -> 199 s, same step. */
   int join_batches = 512;
   /** Keep SimGrid's selective update of the max-min system, which ptask_L07 hard-codes on and its solver never reads
-   *  (platform::drop_selective_update); false drops it: the same rates to every bit, 26 % less wall time on the 1024-H100
-   *  bench case. true: SimGrid as configured by itself, the reference. */
+   *  (platform::drop_selective_update); false drops it: the same rates to every bit, less wall time (README, "The simulator's own
+   *  cost"). true: SimGrid as configured by itself, the reference. */
   bool lmm_selective_update = false;
 };
 
