@@ -164,6 +164,9 @@ int main(int argc, char** argv) {
   bench_cmd->add_flag("--no-alone", bench.no_alone,
                       "Run every collective round in SimGrid's max-min system and every pipeline send in full, instead of "
                       "timing traffic alone on its links from their loads (the reference)");
+  bench_cmd->add_flag("--no-own-network", bench.no_own_network,
+                      "Run the rounds not timed alone in SimGrid's own max-min solver instead of moesim's replica of it "
+                      "(the reference)");
   bench_cmd->add_flag("--sweep", bench.sweep,
                       "Measure sweeps instead: bench/sweep_*.yaml at -j 1 and -j 2, and `db merge` of 100 shard stores "
                       "built from bench/merge_*.yaml");

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "moesim/engine/engine.hpp"
+#include "moesim/engine/fair_bottleneck_net.hpp"
 
 #include <simgrid/plugins/energy.h>
 #include <simgrid/s4u.hpp>
@@ -8,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <deque>
 #include <exception>
 #include <functional>
 #include <queue>
@@ -73,6 +75,10 @@ struct CachedPlan {
    *  round r to the collective's end (waits included), suffix_floor_s[r] (suffix_floor_s[0] adds the launch cost). */
   std::vector<double> round_floor_s;
   std::vector<double> suffix_floor_s;
+  /** Per round (filled on first use, EngineOptions::own_network_rounds): each batch's link weights and latency
+   *  (Simulator::Impl::batch_loads), the tasks FairBottleneckNet runs. */
+  std::vector<std::vector<FairBottleneckNet::Weights>> net_load;
+  std::vector<std::vector<double>> net_latency_s;
 };
 
 /** SimGrid's ptask_L07 scans a task's whole host x host byte matrix, so a sparse batch over many hosts
@@ -84,13 +90,19 @@ constexpr std::size_t kSparseBatchHosts = 48;
 system::TrafficPlan split_sparse_batches(system::TrafficPlan plan) {
   for (auto& round : plan.rounds) {
     std::vector<system::Batch> out;
+    std::vector<int> hosts;
     for (auto& batch : round.batches) {
-      std::unordered_map<int, int> hosts;
-      for (const auto& f : batch.flows) {
-        hosts.emplace(f.src, 0);
-        hosts.emplace(f.dst, 0);
+      std::size_t host_count = 2 * batch.flows.size();  // an upper bound, exact enough where it is small
+      if (host_count > kSparseBatchHosts) {
+        hosts.clear();
+        for (const auto& f : batch.flows) {
+          hosts.push_back(f.src);
+          hosts.push_back(f.dst);
+        }
+        std::sort(hosts.begin(), hosts.end());
+        host_count = static_cast<std::size_t>(std::unique(hosts.begin(), hosts.end()) - hosts.begin());
       }
-      if (hosts.size() <= kSparseBatchHosts || batch.flows.size() > 4 * hosts.size()) {
+      if (host_count <= kSparseBatchHosts || batch.flows.size() > 4 * host_count) {
         out.push_back(std::move(batch));
         continue;
       }
@@ -384,8 +396,18 @@ struct Simulator::Impl {
   /** One run of the step, without shortcuts for the `excluded` phases; `conflicts` receives the phases whose replayed
    *  send or round timed alone shared a link, `new_memos` the memos recorded (signature, whether a send's). */
   StepResult run_step_once(workload::BuiltStep& step, bool record_power, const std::vector<int>* chips, bool alone,
-                           const std::vector<char>& excluded, std::vector<workload::PhaseId>& conflicts,
+                           bool own_net, const std::vector<char>& excluded, std::vector<workload::PhaseId>& conflicts,
                            std::vector<std::pair<std::uint64_t, bool>>& new_memos);
+  /** Round `r` of collective `sig` as FairBottleneckNet tasks: each batch's link weights and latency (batch_loads). */
+  const CachedPlan& net_loads_of(std::uint64_t sig, std::size_t r) {
+    CachedPlan& cp = plans.at(sig);
+    if (cp.net_load.empty()) {
+      cp.net_load.resize(cp.plan.rounds.size());
+      cp.net_latency_s.resize(cp.plan.rounds.size());
+    }
+    if (cp.net_load[r].empty() && !cp.plan.rounds[r].batches.empty()) batch_loads(cp, r, cp.net_load[r], cp.net_latency_s[r]);
+    return cp;
+  }
 };
 
 namespace {
@@ -443,11 +465,13 @@ StepResult Simulator::Impl::run_step(workload::BuiltStep& step, bool record_powe
         excluded[v] = 1;
   };
   if (alone && !conflicting.empty()) exclude_like();
+  // Only the training driver, the one actor running graphs, puts rounds in moesim's replica of the network model.
+  const bool own_net = alone && opt.own_network_rounds;
   for (int run = 0;; ++run) {
     std::vector<PhaseId> conflicts;
     std::vector<std::pair<std::uint64_t, bool>> new_memos;
     const bool shortcuts = alone && run <= kExcludingRuns;
-    StepResult res = run_step_once(step, record_power, only_chips, shortcuts, excluded, conflicts, new_memos);
+    StepResult res = run_step_once(step, record_power, only_chips, shortcuts, own_net, excluded, conflicts, new_memos);
     if (conflicts.empty() || !shortcuts) {
       res.reruns = run;
       return res;
@@ -459,7 +483,7 @@ StepResult Simulator::Impl::run_step(workload::BuiltStep& step, bool record_powe
 }
 
 StepResult Simulator::Impl::run_step_once(workload::BuiltStep& step, bool record_power, const std::vector<int>* only_chips,
-                                          bool alone, const std::vector<char>& excluded, std::vector<PhaseId>& conflicts,
+                                          bool alone, bool own_net, const std::vector<char>& excluded, std::vector<PhaseId>& conflicts,
                                           std::vector<std::pair<std::uint64_t, bool>>& new_memos) {
   StepGraph& g = step.graph;
   const std::size_t V = boost::num_vertices(g);
@@ -613,6 +637,29 @@ StepResult Simulator::Impl::run_step_once(workload::BuiltStep& step, bool record
     sample_power(false);
   };
 
+  // Rounds in moesim's replica of the network model (EngineOptions::own_network_rounds). Every round that is not
+  // timed alone nor replayed runs its batches as FairBottleneckNet tasks instead of SimGrid parallel tasks: the same
+  // variables, weights, latencies and solver steps (fair_bottleneck_net.hpp), so the same rates. SimGrid keeps the
+  // clock: one timed delay on a pacer (net_timer) lasts until the replica's next event (a task's end or the end of its
+  // latency), and is replaced when the set of tasks changes before then. A batch that ends is handled as the end of
+  // its parallel task was (net_done, then the main loop). Its CPU elements of weight 0 (which FairBottleneck skips)
+  // and its hosts' energy updates at its end are the only parts of ptask_L07 left out: host_energy integrates each
+  // host's load, which a task that only moves bytes leaves as it is.
+  constexpr PhaseId kNetTimer = std::numeric_limits<PhaseId>::max();  // the timer's tag
+  std::optional<FairBottleneckNet> net;
+  std::vector<PhaseId> net_owner;   // by task id: its phase
+  std::vector<PhaseId> net_phases;  // phases that put tasks in the replica (those with pending activities are running)
+  std::vector<std::size_t> net_ended;
+  std::deque<PhaseId> net_done;     // phases one of whose tasks ended, to handle as an ended activity
+  sg4::ExecPtr net_timer;
+  double net_timer_at = std::numeric_limits<double>::quiet_NaN();
+  auto net_advance = [&] {
+    if (!net) return;
+    net_ended.clear();
+    net->advance(sg4::Engine::get_clock(), net_ended);
+    for (std::size_t id : net_ended) net_done.push_back(net_owner[id]);
+  };
+
   // WAN-busy time is the union of the intervals in which any round with cross-site flows runs.
   int wan_rounds_active = 0;
   double wan_since = 0.0;
@@ -620,6 +667,24 @@ StepResult Simulator::Impl::run_step_once(workload::BuiltStep& step, bool record
     const auto& round = st[v].plan->plan.rounds[st[v].round];
     st[v].round_start = sg4::Engine::get_clock();
     if (st[v].plan->round_crosses_wan[st[v].round] && wan_rounds_active++ == 0) wan_since = st[v].round_start;
+    if (own_net) {
+      if (!net) net.emplace(link_bandwidth, link_fatpipe, st[v].round_start);
+      net_advance();
+      const CachedPlan& cp = net_loads_of(st[v].sig, st[v].round);
+      const auto& load = cp.net_load[st[v].round];
+      const auto& latency = cp.net_latency_s[st[v].round];
+      net_phases.push_back(v);
+      for (std::size_t b = 0; b < load.size(); ++b) {
+        net_owner.push_back(v);
+        net->add(load[b], latency[b]);
+        ++st[v].pending;
+      }
+      if (load.empty()) {  // a round without batches ends where it starts
+        ++st[v].pending;
+        net_done.push_back(v);
+      }
+      return;
+    }
     struct BatchTask {
       std::vector<sg4::Host*> hosts;
       std::vector<double> bytes;
@@ -980,9 +1045,9 @@ StepResult Simulator::Impl::run_step_once(workload::BuiltStep& step, bool record
       startable(x, now);
       if (joined) break;
     }
-    for (std::size_t i = 0; i < tags.size() && !joined; ++i) {
-      PhaseId x = tags[i].v;
-      if (la_need[x] >= 0) continue;  // seen (a phase with several activities)
+    // The running phases: those with activities in SimGrid (tags; not the replica's timer) or tasks in the replica.
+    auto running = [&](PhaseId x) {
+      if (x == kNetTimer || la_need[x] >= 0) return;  // seen (a phase with several activities)
       touch(x);
       double end = now;
       if (st[x].chain >= 0) {  // a chain's last phase releases its successors at its recorded end
@@ -996,7 +1061,10 @@ StepResult Simulator::Impl::run_step_once(workload::BuiltStep& step, bool record
         end = running_floor(x, now);
       }
       ends.emplace(std::max(end, now), x);
-    }
+    };
+    for (std::size_t i = 0; i < tags.size() && !joined; ++i) running(tags[i].v);
+    for (std::size_t i = 0; i < net_phases.size() && !joined; ++i)
+      if (st[net_phases[i]].pending > 0) running(net_phases[i]);
     while (!joined && !ends.empty() && ends.top().first <= horizon) {
       const auto [end, x] = ends.top();
       ends.pop();
@@ -1078,6 +1146,74 @@ StepResult Simulator::Impl::run_step_once(workload::BuiltStep& step, bool record
     finish(v);  // marker
   };
 
+  // The end of one of phase v's activities (a compute chunk, a timed delay, a batch, a joined round).
+  auto activity_done = [&](PhaseId v) {
+    VertexState& vs = st[v];
+    if (--vs.pending > 0) return;
+    if (vs.chain >= 0) {
+      finish_chain(v);
+      return;
+    }
+    const Phase& ph = g[v];
+    vs.flows.clear();
+    if (ph.type == Phase::Type::collective && !vs.memo_replay) {
+      if (vs.in_overhead) {
+        vs.in_overhead = false;
+        launch_round_flows(v);
+        return;
+      }
+      if (vs.round_alone) {
+        vs.round_alone = false;
+        fix_links(v, -1);
+      }
+      if (vs.plan->round_crosses_wan[vs.round]) {
+        vs.wan_s += sg4::Engine::get_clock() - vs.round_start;
+        if (--wan_rounds_active == 0) res.wan_busy_s += sg4::Engine::get_clock() - wan_since;
+      }
+      if (vs.round + 1 < vs.plan->plan.rounds.size()) {
+        ++vs.round;
+        launch_round(v);
+        return;
+      }
+      const bool ran_alone = release_links(v);
+      auto& memos = vs.p2p ? p2p_memo_s : memo_s;
+      if (vs.memo_eligible && (!vs.p2p || ran_alone) && memos.emplace(vs.sig, sg4::Engine::get_clock() - vs.start).second) {
+        plans.at(vs.sig).memo_wan_s = vs.wan_s;  // replayed with the memo
+        new_memos.emplace_back(vs.sig, vs.p2p);
+      }
+    } else if (ph.type == Phase::Type::collective) {
+      release_links(v);
+    }
+    finish(v);
+  };
+  // The replica's timer lasts until its next event; replaced where that moved (tasks added or ended).
+  auto arm_net_timer = [&] {
+    if (!net) return;
+    const double at = net->next_event_s();
+    if (at == net_timer_at) return;
+    if (net_timer) {
+      for (std::size_t i = 0; i < pending.size(); ++i)
+        if (pending[i] == net_timer) {
+          free_pacers.push_back(tags[i].pacer);
+          pending[i] = pending.back();
+          pending.pop_back();
+          tags[i] = tags.back();
+          tags.pop_back();
+          break;
+        }
+      net_timer->cancel();
+      net_timer = nullptr;
+    }
+    net_timer_at = at;
+    if (!(at < std::numeric_limits<double>::infinity())) return;
+    sg4::Host* pacer = take_pacer();
+    if (pacer == nullptr) throw Error("engine: not enough pacer hosts for the network timer; raise EngineOptions::pacers");
+    net_timer = sg4::Exec::init()->set_host(pacer)->set_flops_amount(std::max(0.0, at - sg4::Engine::get_clock()) * pacer_speed);
+    net_timer->vetoable_start();
+    pending.push_back(net_timer);
+    tags.push_back({kNetTimer, pacer});
+  };
+
   while (true) {
     while (!ready.empty()) {
       PhaseId v = ready.back();
@@ -1096,6 +1232,15 @@ StepResult Simulator::Impl::run_step_once(workload::BuiltStep& step, bool record
       res.duration_s = sg4::Engine::get_clock() - t0;
       return res;
     }
+    if (!net_done.empty()) {
+      const PhaseId v = net_done.front();
+      net_done.pop_front();
+      activity_done(v);
+      continue;
+    }
+    arm_net_timer();
+    net_phases.erase(std::remove_if(net_phases.begin(), net_phases.end(), [&](PhaseId x) { return st[x].pending == 0; }),
+                     net_phases.end());
     if (pending.empty()) break;
     const ssize_t idx = sg4::Exec::wait_any(pending);
     if (idx < 0) throw Error("internal error: SimGrid wait_any failed");
@@ -1105,44 +1250,17 @@ StepResult Simulator::Impl::run_step_once(workload::BuiltStep& step, bool record
     tags[static_cast<std::size_t>(idx)] = tags.back();
     tags.pop_back();
     if (tag.pacer) free_pacers.push_back(tag.pacer);
-    VertexState& vs = st[tag.v];
-    if (--vs.pending > 0) continue;
-    if (vs.chain >= 0) {
-      finish_chain(tag.v);
+    if (tag.v == kNetTimer) {
+      net_timer = nullptr;
+      net_timer_at = std::numeric_limits<double>::quiet_NaN();
+      net_ended.clear();
+      net->advance_to_next_event(sg4::Engine::get_clock(), net_ended);
+      for (std::size_t id : net_ended) net_done.push_back(net_owner[id]);
       continue;
     }
-    const Phase& ph = g[tag.v];
-    vs.flows.clear();
-    if (ph.type == Phase::Type::collective && !vs.memo_replay) {
-      if (vs.in_overhead) {
-        vs.in_overhead = false;
-        launch_round_flows(tag.v);
-        continue;
-      }
-      if (vs.round_alone) {
-        vs.round_alone = false;
-        fix_links(tag.v, -1);
-      }
-      if (vs.plan->round_crosses_wan[vs.round]) {
-        vs.wan_s += sg4::Engine::get_clock() - vs.round_start;
-        if (--wan_rounds_active == 0) res.wan_busy_s += sg4::Engine::get_clock() - wan_since;
-      }
-      if (vs.round + 1 < vs.plan->plan.rounds.size()) {
-        ++vs.round;
-        launch_round(tag.v);
-        continue;
-      }
-      const bool ran_alone = release_links(tag.v);
-      auto& memos = vs.p2p ? p2p_memo_s : memo_s;
-      if (vs.memo_eligible && (!vs.p2p || ran_alone) && memos.emplace(vs.sig, sg4::Engine::get_clock() - vs.start).second) {
-        plans.at(vs.sig).memo_wan_s = vs.wan_s;  // replayed with the memo
-        new_memos.emplace_back(vs.sig, vs.p2p);
-      }
-    } else if (ph.type == Phase::Type::collective) {
-      release_links(tag.v);
-    }
-    finish(tag.v);
+    activity_done(tag.v);
   }
+  if (net && net->live() > 0) throw Error("internal error: network tasks left at the end of the step");
   for (PhaseId v = 0; v < V; ++v)
     if (st[v].end < 0.0) throw Error(fmt::format("internal error: phase '{}' never ran (the step graph has a cycle?)", g[v].label));
 

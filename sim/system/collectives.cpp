@@ -3,9 +3,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <map>
 #include <numeric>
 #include <optional>
+#include <tuple>
 
 #include <fmt/format.h>
 
@@ -35,12 +37,25 @@ class PlanBuilder {
   explicit PlanBuilder(const Topology& topo) : topo_(topo) {}
   void add(std::size_t round, const std::string& name, long long batch, int src, int dst, double bytes) {
     if (!(bytes > 0.0) || src == dst) return;
-    if (rounds_.size() <= round) {
-      rounds_.resize(round + 1);
-      names_.resize(round + 1);
-    }
+    if (names_.size() <= round) names_.resize(round + 1);
     if (names_[round].empty()) names_[round] = name;
-    rounds_[round][batch][{src, dst}] += bytes;
+    // Groups that share a torus line add to the same flows: one entry per (round, batch, source, destination), its
+    // bytes summed in the order they come.
+    const Key k{static_cast<std::uint32_t>(round), batch, src, dst};
+    if (2 * (entries_.size() + 1) > slots_.size()) grow();
+    const std::size_t mask = slots_.size() - 1;
+    for (std::size_t i = KeyHash{}(k) & mask;; i = (i + 1) & mask) {  // open addressing, linear probing
+      std::uint32_t& slot = slots_[i];
+      if (slot == 0) {
+        entries_.push_back({k, bytes});
+        slot = static_cast<std::uint32_t>(entries_.size());
+        return;
+      }
+      if (entries_[slot - 1].k == k) {
+        entries_[slot - 1].bytes += bytes;
+        return;
+      }
+    }
   }
   /** A group's latency in `round`: `steps` sequential steps of `step_s` each; the round keeps the largest. */
   void latency(std::size_t round, int steps, double step_s) {
@@ -57,15 +72,20 @@ class PlanBuilder {
     TrafficPlan p;
     p.algorithm = std::move(algorithm);
     p.intra_chip_bytes = intra_chip;
-    for (std::size_t r = 0; r < rounds_.size(); ++r) {
-      if (rounds_[r].empty()) continue;
+    // Rounds in order, batches by key, each batch's flows by (source, destination).
+    std::sort(entries_.begin(), entries_.end(), [](const Entry& a, const Entry& b) {
+      return std::tie(a.k.round, a.k.batch, a.k.src, a.k.dst) < std::tie(b.k.round, b.k.batch, b.k.src, b.k.dst);
+    });
+    for (std::size_t i = 0; i < entries_.size();) {
+      const std::uint32_t r = entries_[i].k.round;
       Round round;
       round.name = names_[r];
       if (r < alpha_.size()) std::tie(round.alpha_s, round.steps) = alpha_[r];
-      for (auto& [key, flows] : rounds_[r]) {
+      while (i < entries_.size() && entries_[i].k.round == r) {
         Batch b;
-        b.flows.reserve(flows.size());
-        for (const auto& [sd, bytes] : flows) b.flows.push_back({sd.first, sd.second, bytes});
+        const long long key = entries_[i].k.batch;
+        for (; i < entries_.size() && entries_[i].k.round == r && entries_[i].k.batch == key; ++i)
+          b.flows.push_back({entries_[i].k.src, entries_[i].k.dst, entries_[i].bytes});
         round.batches.push_back(std::move(b));
       }
       p.rounds.push_back(std::move(round));
@@ -74,8 +94,40 @@ class PlanBuilder {
   }
 
  private:
+  struct Key {
+    std::uint32_t round;
+    long long batch;
+    int src;
+    int dst;
+    bool operator==(const Key& o) const { return round == o.round && batch == o.batch && src == o.src && dst == o.dst; }
+  };
+  struct KeyHash {
+    std::size_t operator()(const Key& k) const {
+      std::uint64_t h = static_cast<std::uint64_t>(k.batch) * 0x9E3779B97F4A7C15ULL;
+      h ^= (static_cast<std::uint64_t>(k.round) << 40) ^ (static_cast<std::uint64_t>(static_cast<std::uint32_t>(k.src)) << 20) ^
+           static_cast<std::uint32_t>(k.dst);
+      h ^= h >> 29;
+      h *= 0xBF58476D1CE4E5B9ULL;
+      return static_cast<std::size_t>(h ^ (h >> 32));
+    }
+  };
+  struct Entry {
+    Key k;
+    double bytes;
+  };
+  /** Doubles the table (at least 1024 slots) and re-enters every flow. */
+  void grow() {
+    slots_.assign(std::max<std::size_t>(1024, 2 * slots_.size()), 0);
+    const std::size_t mask = slots_.size() - 1;
+    for (std::size_t e = 0; e < entries_.size(); ++e) {
+      std::size_t i = KeyHash{}(entries_[e].k) & mask;
+      while (slots_[i] != 0) i = (i + 1) & mask;
+      slots_[i] = static_cast<std::uint32_t>(e + 1);
+    }
+  }
   const Topology& topo_;
-  std::vector<std::map<long long, std::map<std::pair<int, int>, double>>> rounds_;
+  std::vector<Entry> entries_;        ///< one per flow, in order of arrival
+  std::vector<std::uint32_t> slots_;  ///< hash table of entries_: 1 + index, 0 empty; a power of two, at most half full
   std::vector<std::string> names_;
   std::vector<std::pair<double, int>> alpha_;  ///< per round: (alpha_s, steps)
 };

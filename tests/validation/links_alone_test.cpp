@@ -110,6 +110,7 @@ TEST_CASE("validation joined rounds: a round waited for as one equals every batc
   joined.join_batches = 2;
   plain.join_batches = 0;
   joined.rounds_lookahead = plain.rounds_lookahead = false;  // the stopped run and the rerun
+  joined.own_network_rounds = plain.own_network_rounds = false;  // rounds in SimGrid's solver, where they are joined
   const auto fast = moesim::testing::simulate(s, joined);
   const auto full = moesim::testing::simulate(s, plain);
   moesim::testing::check_same_step(fast, full, 1e-9);

@@ -38,12 +38,12 @@ const std::string kQuickstart = MOESIM_SOURCE_ROOT "/scenarios/quickstart.yaml";
 
 }  // namespace
 
-TEST_CASE("cli: exit status 2 for usage errors, 1 for input errors; an unknown command lists the commands", "[cli][trust]") {
+TEST_CASE("cli: exit status 2 for usage errors, 1 for input errors - an unknown command lists the commands", "[cli][trust]") {
   const std::string dir = scratch("exit");
   SECTION("an unknown command") {
     const Result r = run_moesim("frobnicate", dir);
     CHECK(r.status == 2);
-    CHECK(has(r.err, "'frobnicate' is not a command; commands: run, compare, report, explain, list, runs, bench, validate"));
+    CHECK(has(r.err, "'frobnicate' is not a command; commands: run, compare, plan, sweep, db, report, explain, list, runs, bench, validate"));
   }
   SECTION("an unknown subcommand of runs") {
     const Result r = run_moesim("runs frobnicate", dir);

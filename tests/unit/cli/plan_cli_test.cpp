@@ -68,7 +68,7 @@ TEST_CASE("cli::plan --dry-run: the layouts and their verdicts, nothing simulate
   CHECK(text.out.find("d1 e2 t1 p1 m2 z0") != std::string::npos);  // --list shows the dominated ones too
 }
 
-TEST_CASE("cli::plan: simulates the survivors as a sweep, ranks them, resumes; report sN reads it", "[cli][plan]") {
+TEST_CASE("cli::plan: simulates the survivors as a sweep, ranks them, resumes - report sN reads it", "[cli][plan]") {
   const std::string dir = scratch("real");
   const std::string db = dir + "/plan.db";
   const Result r = run_moesim("plan " + kPlan + " --json --top 100 -j 2 --exhaustive --db " + db, dir);

@@ -106,7 +106,7 @@ TEST_CASE("cli::sweep --max-rate: every point is a capacity search, stored at th
   CHECK(text.find(fmt_rate(a100_4x2_rate)) != std::string::npos);
 }
 
-TEST_CASE("cli::sweep --max-rate: unmeetable SLOs skip the point with the search's reason; training sweeps are refused",
+TEST_CASE("cli::sweep --max-rate: unmeetable SLOs skip the point with the search's reason - training sweeps are refused",
           "[cli][sweep][max-rate]") {
   const std::string dir = moesim::testing::scratch_dir("sweep_rate", "unhappy");
   // No rate meets a 1 ms TPOT: every point is skipped with the reason, and the sweep says so (exit 1).

@@ -106,7 +106,7 @@ TEST_CASE("engine::enumerate_layouts: no valid layout is an error that says why"
   CHECK_THROWS_AS(moesim::engine::enumerate_layouts(s), moesim::Error);
 }
 
-TEST_CASE("engine::screen_layouts: what does not fit is pruned with bytes needed vs available; dominance rules",
+TEST_CASE("engine::screen_layouts: what does not fit is pruned with bytes needed vs available - dominance rules",
           "[engine][planner][memory]") {
   // An MoE of 8 experts of 4096 x 16384 in 4 layers on 8 H100s: about 4.3e9 parameters, 16 bytes each with mixed-
   // precision Adam (~69 GB) plus activations: replicated on every GPU it cannot fit 80 GB; sharded it does.

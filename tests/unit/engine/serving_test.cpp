@@ -74,7 +74,7 @@ TEST_CASE("engine::serving: one sequence at a time serves requests back to back"
   CHECK(r.preemptions == 0);
 }
 
-TEST_CASE("engine::serving: static batching holds a batch until its longest request ends; continuous does not",
+TEST_CASE("engine::serving: static batching holds a batch until its longest request ends - continuous does not",
           "[engine][serving]") {
   moesim::testing::TempDir dir;
   // Two slots; requests 0 (2 tokens) and 1 (30 tokens) fill them, request 2 waits.

@@ -35,7 +35,7 @@ t::Fixture torus_no_latency(std::vector<int> dims) {
 
 }  // namespace
 
-TEST_CASE("engine::Simulator: a compute phase takes its time and draws full power; idle chips draw active", "[engine][energy]") {
+TEST_CASE("engine::Simulator: a compute phase takes its time and draws full power - idle chips draw active", "[engine][energy]") {
   const t::Fixture f = torus_no_latency({2, 2});
   SECTION("two of four chips compute for 0.5 s") {
     const json r = et::simulate(f, [] {
@@ -408,6 +408,7 @@ TEST_CASE("engine::Simulator: a round alone on its links is timed from their loa
   const auto w = t::work(CollectiveOp::all_to_all, {t::iota(16)}, 1.6e8);
   moesim::engine::EngineOptions simgrid;
   simgrid.rounds_alone = false;
+  simgrid.own_network_rounds = false;  // the rounds in SimGrid's own solver
   SECTION("alone: the same step, each round one timed delay") {
     auto one = [=] {
       et::StepBuilder b;

@@ -69,7 +69,7 @@ TEST_CASE("scenario::load_sweep: zipped axes advance together, at the place of t
   CHECK(def.points[2].label() == R"(cluster.count=16, placement=[{"datacenter":"a"}], parallelism.expert=16)");
 }
 
-TEST_CASE("scenario::load_point: a point resolves with its values; its hash is the resolved scenario's", "[scenario][sweep]") {
+TEST_CASE("scenario::load_point: a point resolves with its values - its hash is the resolved scenario's", "[scenario][sweep]") {
   Fixture fx;
   const std::string path = fx.write("sweep:\n  axes:\n    - {key: model.layers, values: [4, 6, 4.0]}\n"
                                     "    - {key: cluster.accelerator, values: [h100, not_a_chip]}\n");

@@ -33,7 +33,7 @@ TEST_CASE("collectives: a 4x4 torus all-to-all pays floor(4/2) hops per dimensio
   }
 }
 
-TEST_CASE("collectives: members spaced evenly pay hops x spacing; a segment pays m - 1 steps", "[system][latency]") {
+TEST_CASE("collectives: members spaced evenly pay hops x spacing - a segment pays m - 1 steps", "[system][latency]") {
   SECTION("4 members every 2nd chip of an 8-ring: 2 steps of 2 hops") {
     // 8 chips x 1 device, tensor 2: the 4 members of a data group sit on every other chip.
     const t::Fixture f(t::scenario_for("torus_2d", {8, 1}, t::par(4, 1, 2)), t::torus_chip());

@@ -524,7 +524,7 @@ TEST_CASE("workload::StepBuilder: tensor x expert MoE layers all-gather the comb
   CHECK(combine_gathers(b).empty());
 }
 
-TEST_CASE("workload::StepBuilder: pipelines sync the tied embedding's gradients; ZeRO-3 gathers the vocabulary matrix",
+TEST_CASE("workload::StepBuilder: pipelines sync the tied embedding's gradients - ZeRO-3 gathers the vocabulary matrix",
           "[workload][step][zero][pipeline]") {
   const int L = 4, d = 512, s = 512, V = 32000;
   const double T = 8.0 * s;

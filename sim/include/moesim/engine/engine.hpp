@@ -49,7 +49,8 @@ struct EngineOptions {
    *  never meets a conflict. false: time it whenever nothing holds its links when it starts, and stop and run the step
    *  again when a later collective takes one (the previous behaviour, kept to test that path). */
   bool rounds_lookahead = true;
-  /** A round of at least this many batches (parallel tasks) is waited for as one: maestro starts its batches, which
+  /** Rounds in SimGrid's solver (own_network_rounds false, or serving): a round of at least this many batches
+   *  (parallel tasks) is waited for as one: maestro starts its batches, which
    *  release an empty task when the last one ends, and the driver waits for that task alone (engine.cpp, "Joined
    *  rounds"). SimGrid 3.32's wait_any costs O(pending activities) per completion. 0: every batch waited for, the
    *  reference. The GShard-600B case on 65,536 chips (rounds of 512 and more batches): 372 -> 199 s, same step. */
@@ -58,6 +59,13 @@ struct EngineOptions {
    *  (platform::drop_selective_update); false drops it: the same rates to every bit, less wall time (README, "The simulator's own
    *  cost"). true: SimGrid as configured by itself, the reference. */
   bool lmm_selective_update = false;
+  /** Training: the rounds that go into SimGrid's max-min system (those not timed alone nor replayed) are computed
+   *  instead by moesim's replica of ptask_L07 and FairBottleneck for tasks that only move bytes
+   *  (FairBottleneckNet; engine.cpp, "Rounds in moesim's replica of the network model"), which SimGrid wakes only at
+   *  its next event: the same rates, without SimGrid's per-task route lookups and energy bookkeeping. Every network
+   *  task of the step goes there, so none shares a link with a task left in SimGrid's system. Serving (several
+   *  graphs in several actors) keeps SimGrid's. false: every round in SimGrid, the reference. */
+  bool own_network_rounds = true;
 };
 
 /** One phase of a simulated step, for traces. */

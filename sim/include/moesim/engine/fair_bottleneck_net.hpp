@@ -1,0 +1,80 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+#include <cstddef>
+#include <limits>
+#include <utility>
+#include <vector>
+
+namespace moesim::engine {
+
+/** SimGrid 3.32's ptask_L07 host model, for parallel tasks that only move bytes, computed by moesim
+ *  (EngineOptions::own_network_rounds; engine.cpp, "Rounds in moesim's replica of the network model").
+ *
+ *  What it replicates (read in the SimGrid v3.32 source):
+ *  - A task is an L07Action of cost 1 (src/surf/ptask_L07.cpp): one max-min variable whose weight on each link is the
+ *    bytes of the task's flows over it (summed; their largest on a FATPIPE link, lmm::System::expand). It first waits
+ *    its latency, the longest route latency of its flows, with the variable disabled, then progresses at the
+ *    variable's value; it ends when its remaining work reaches 0.
+ *  - The values are those of lmm::FairBottleneck::do_solve (src/kernel/lmm/fair_bottleneck.cpp), step for step: each
+ *    pass shares each constraint's remaining capacity equally among its unsaturated variables (one share on a
+ *    FATPIPE link), raises each variable by its smallest share over weight, takes every variable's weight x raise off
+ *    each constraint (the saturated variables' last raise included, as SimGrid does), and saturates a constraint
+ *    whose remaining capacity falls below maxmin/precision (1e-5), with its variables.
+ *  - Time advances as HostL07Model::update_actions_state does: latencies and remaining work are decreased with
+ *    SimGrid's double_update and its precisions (surf/precision 1e-9 s for latencies, 1e-5 x 1e-9 for work), and the
+ *    next event is the earliest latency end or remains / rate (HostL07Model::next_occurring_event).
+ *  It equals SimGrid's own run where the tasks it holds share no link with any task left in SimGrid's system: a task
+ *  that only moves bytes has weight 0 on its hosts' CPUs, which FairBottleneck skips, so its component of the system
+ *  is solved alone whatever else runs. The order in which a constraint's elements are summed may differ from
+ *  SimGrid's (its intrusive lists), which moves results by rounding only. The TCP-window bound of ptask_L07 is not
+ *  modelled: the engine sets network/TCP-gamma to 1e30, which makes it unbounded. */
+class FairBottleneckNet {
+ public:
+  /** (link id, weight in bytes), sorted by link, one entry per link, every weight > 0. */
+  using Weights = std::vector<std::pair<int, double>>;
+
+  /** `bandwidth_bytes_per_s` and `fatpipe`, by link id, are read at each solve (they may grow, not change). */
+  FairBottleneckNet(const std::vector<double>& bandwidth_bytes_per_s, const std::vector<bool>& fatpipe, double now_s);
+
+  /** Adds a task at the current time (advance first). Returns its id (ids count up from 0). */
+  std::size_t add(Weights weights, double latency_s);
+  /** Brings every task to `now_s` (not before the current time); appends the ids of the tasks that ended, in id order. */
+  void advance(double now_s, std::vector<std::size_t>& ended);
+  /** Brings every task to its next event (next_event_s, with nothing added or ended since), the clock being `now_s`:
+   *  the tasks advance by the interval next_event_s computed, as SimGrid's engine advances its actions by the smallest
+   *  time to an event (EngineImpl::solve), not by a difference of clock readings, which rounding can make 0. */
+  void advance_to_next_event(double now_s, std::vector<std::size_t>& ended);
+  /** When the next task ends or ends its latency (absolute, s); +infinity when no task is left. */
+  double next_event_s();
+  /** Tasks not ended. */
+  std::size_t live() const { return live_.size(); }
+  /** Solves run so far (a new one after each change of the running set). */
+  std::size_t solves() const { return solves_; }
+
+ private:
+  struct Task {
+    Weights w;
+    double latency_s = 0.0;
+    double remains = 1.0;
+    double rate = 0.0;
+    double mu = 0.0;
+    bool enabled = false;
+    bool in_list = false;
+  };
+  void solve();
+  void step(double delta_s, std::vector<std::size_t>& ended);
+
+  const std::vector<double>& bandwidth_;
+  const std::vector<bool>& fatpipe_;
+  double now_s_;
+  std::vector<Task> tasks_;
+  std::vector<std::size_t> live_;  ///< ids of the tasks not ended, in id order
+  bool dirty_ = false;
+  double next_delta_s_ = std::numeric_limits<double>::infinity();  ///< from the current time to the next event, as next_event_s found it (+inf: not known)
+  std::size_t solves_ = 0;
+  // Scratch of solve(), by link id.
+  std::vector<double> remaining_, usage_;
+  std::vector<std::vector<std::pair<std::size_t, double>>> elements_;  ///< (task id, weight) of enabled tasks
+};
+
+}  // namespace moesim::engine
