@@ -42,6 +42,7 @@ std::size_t FairBottleneckNet::add(Weights weights, double latency_s) {
   live_.push_back(tasks_.size() - 1);
   dirty_ = true;
   next_delta_s_ = std::numeric_limits<double>::infinity();
+  next_known_ = false;
   return tasks_.size() - 1;
 }
 
@@ -53,7 +54,7 @@ void FairBottleneckNet::advance(double now_s, std::vector<std::size_t>& ended) {
 }
 
 void FairBottleneckNet::advance_to_next_event(double now_s, std::vector<std::size_t>& ended) {
-  if (dirty_ || !(next_delta_s_ < std::numeric_limits<double>::infinity()))
+  if (dirty_ || !next_known_ || !(next_delta_s_ < std::numeric_limits<double>::infinity()))
     throw Error("internal error: FairBottleneckNet: no next event to advance to");
   step(next_delta_s_, ended);
   now_s_ = std::max(now_s, now_s_);
@@ -84,10 +85,12 @@ void FairBottleneckNet::step(double delta, std::vector<std::size_t>& ended) {
   }
   live_.resize(out);
   next_delta_s_ = std::numeric_limits<double>::infinity();
+  next_known_ = false;
 }
 
 double FairBottleneckNet::next_event_s() {
   if (dirty_) solve();
+  if (next_known_) return now_s_ + next_delta_s_;  // nothing changed since: the engine asks at each of its events
   double min = std::numeric_limits<double>::infinity();
   for (std::size_t id : live_) {
     const Task& t = tasks_[id];
@@ -95,6 +98,7 @@ double FairBottleneckNet::next_event_s() {
     if (t.latency_s > 0.0) min = std::min(min, t.latency_s);
   }
   next_delta_s_ = min;
+  next_known_ = true;
   return now_s_ + min;
 }
 

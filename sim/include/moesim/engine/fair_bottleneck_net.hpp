@@ -70,7 +70,8 @@ class FairBottleneckNet {
   std::vector<Task> tasks_;
   std::vector<std::size_t> live_;  ///< ids of the tasks not ended, in id order
   bool dirty_ = false;
-  double next_delta_s_ = std::numeric_limits<double>::infinity();  ///< from the current time to the next event, as next_event_s found it (+inf: not known)
+  double next_delta_s_ = std::numeric_limits<double>::infinity();
+  bool next_known_ = false;  ///< next_delta_s_ is up to date (nothing added, advanced or ended since)  ///< from the current time to the next event, as next_event_s found it (+inf: not known)
   std::size_t solves_ = 0;
   // Scratch of solve(), by link id.
   std::vector<double> remaining_, usage_;
