@@ -653,10 +653,12 @@ StepResult Simulator::Impl::run_step_once(workload::BuiltStep& step, bool record
   std::deque<PhaseId> net_done;     // phases one of whose tasks ended, to handle as an ended activity
   sg4::ExecPtr net_timer;
   double net_timer_at = std::numeric_limits<double>::quiet_NaN();
-  auto net_advance = [&] {
+  // Brings the replica to now (to its next event where its timer fired); the phases of the tasks that ended go to net_done.
+  auto net_advance = [&](bool timer_fired) {
     if (!net) return;
     net_ended.clear();
-    net->advance(sg4::Engine::get_clock(), net_ended);
+    if (timer_fired) net->advance_to_next_event(sg4::Engine::get_clock(), net_ended);
+    else net->advance(sg4::Engine::get_clock(), net_ended);
     for (std::size_t id : net_ended) net_done.push_back(net_owner[id]);
   };
 
@@ -669,7 +671,7 @@ StepResult Simulator::Impl::run_step_once(workload::BuiltStep& step, bool record
     if (st[v].plan->round_crosses_wan[st[v].round] && wan_rounds_active++ == 0) wan_since = st[v].round_start;
     if (own_net) {
       if (!net) net.emplace(link_bandwidth, link_fatpipe, st[v].round_start);
-      net_advance();
+      net_advance(false);
       const CachedPlan& cp = net_loads_of(st[v].sig, st[v].round);
       const auto& load = cp.net_load[st[v].round];
       const auto& latency = cp.net_latency_s[st[v].round];
@@ -1253,9 +1255,7 @@ StepResult Simulator::Impl::run_step_once(workload::BuiltStep& step, bool record
     if (tag.v == kNetTimer) {
       net_timer = nullptr;
       net_timer_at = std::numeric_limits<double>::quiet_NaN();
-      net_ended.clear();
-      net->advance_to_next_event(sg4::Engine::get_clock(), net_ended);
-      for (std::size_t id : net_ended) net_done.push_back(net_owner[id]);
+      net_advance(true);
       continue;
     }
     activity_done(tag.v);

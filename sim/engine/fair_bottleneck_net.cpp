@@ -104,7 +104,6 @@ double FairBottleneckNet::next_event_s() {
 
 void FairBottleneckNet::solve() {
   dirty_ = false;
-  ++solves_;
   if (remaining_.size() < bandwidth_.size()) {
     remaining_.resize(bandwidth_.size(), 0.0);
     usage_.resize(bandwidth_.size(), 0.0);

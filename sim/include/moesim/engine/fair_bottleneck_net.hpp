@@ -48,8 +48,6 @@ class FairBottleneckNet {
   double next_event_s();
   /** Tasks not ended. */
   std::size_t live() const { return live_.size(); }
-  /** Solves run so far (a new one after each change of the running set). */
-  std::size_t solves() const { return solves_; }
 
  private:
   struct Task {
@@ -72,7 +70,6 @@ class FairBottleneckNet {
   bool dirty_ = false;
   double next_delta_s_ = std::numeric_limits<double>::infinity();
   bool next_known_ = false;  ///< next_delta_s_ is up to date (nothing added, advanced or ended since)  ///< from the current time to the next event, as next_event_s found it (+inf: not known)
-  std::size_t solves_ = 0;
   // Scratch of solve(), by link id.
   std::vector<double> remaining_, usage_;
   std::vector<std::vector<std::pair<std::size_t, double>>> elements_;  ///< (task id, weight) of enabled tasks
