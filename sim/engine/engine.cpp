@@ -137,6 +137,8 @@ struct Simulator::Impl {
   std::unique_ptr<sg4::Engine> engine;
   std::unique_ptr<platform::Platform> plat;
   std::unordered_map<std::uint64_t, CachedPlan> plans;
+  /** Shape signature (detail::shape_signature) -> the signature and size of the first plan built for that shape. */
+  std::unordered_map<std::uint64_t, std::pair<std::uint64_t, double>> plan_shapes;
   std::unordered_map<std::uint64_t, double> memo_s;
   std::vector<sg4::Host*> free_pacers;
 
@@ -188,6 +190,27 @@ struct Simulator::Impl {
   const CachedPlan& plan_for(std::uint64_t sig, const workload::CollectiveWork& w) {
     auto it = plans.find(sig);
     if (it != plans.end()) return it->second;
+    // Another size of a shape already planned: its plan scaled (plan_shapes), the routes kept.
+    const std::uint64_t shape = detail::shape_signature(w);
+    if (w.bytes_per_device > 0.0)
+      if (auto sh = plan_shapes.find(shape); sh != plan_shapes.end()) {
+        const CachedPlan& base = plans.at(sh->second.first);
+        const double f = w.bytes_per_device / sh->second.second;
+        CachedPlan cp;
+        cp.plan = base.plan;
+        cp.plan.intra_chip_bytes *= f;
+        for (auto& round : cp.plan.rounds)
+          for (auto& batch : round.batches)
+            for (auto& fl : batch.flows) fl.bytes *= f;
+        cp.flow_routes = base.flow_routes;
+        cp.round_first_flow = base.round_first_flow;
+        cp.round_crosses_wan = base.round_crosses_wan;
+        cp.round_wait_s = base.round_wait_s;
+        cp.site_link_bytes = base.site_link_bytes;
+        for (auto& site : cp.site_link_bytes)
+          for (double& b : site) b *= f;
+        return plans.emplace(sig, std::move(cp)).first->second;
+      }
     CachedPlan cp;
     cp.plan = split_sparse_batches(system::plan_collective(w, topo, mesh));
     for (const auto& round : cp.plan.rounds) {
@@ -211,6 +234,7 @@ struct Simulator::Impl {
         }
       cp.round_wait_s.push_back(std::max(0.0, round.alpha_s - route_latency));
     }
+    if (w.bytes_per_device > 0.0) plan_shapes.emplace(shape, std::make_pair(sig, w.bytes_per_device));
     return plans.emplace(sig, std::move(cp)).first->second;
   }
 
@@ -413,11 +437,14 @@ struct Simulator::Impl {
 namespace {
 
 /** Brings the energy plugin's joules of `hosts` up to date in one simcall (the plugin's own update, run in the
- *  kernel: sg_host_get_consumed_energy updates a stale host through simcall_answered, which maestro runs directly). */
-void update_chips_energy(const std::vector<sg4::Host*>& hosts) {
-  simgrid::kernel::actor::simcall_answered([&hosts] {
-    for (sg4::Host* h : hosts) sg_host_get_consumed_energy(h);
+ *  kernel: sg_host_get_consumed_energy updates a stale host through simcall_answered, which maestro runs directly);
+ *  returns their sum, taken in the same pass (a second pass over thousands of hosts costs as much in cache misses). */
+double update_chips_energy(const std::vector<sg4::Host*>& hosts) {
+  double joules = 0.0;
+  simgrid::kernel::actor::simcall_answered([&hosts, &joules] {
+    for (sg4::Host* h : hosts) joules += sg_host_get_consumed_energy(h);
   });
+  return joules;
 }
 
 /** State of one vertex while the step runs. */
@@ -619,9 +646,7 @@ StepResult Simulator::Impl::run_step_once(workload::BuiltStep& step, bool record
     if (!record_power || (!force && events % sample_every != 0)) return;
     const double now = sg4::Engine::get_clock() - t0;
     if (!sample_t.empty() && !(now > sample_t.back())) return;  // one sample per instant
-    update_chips_energy(chips);
-    double e = 0.0;
-    for (sg4::Host* h : chips) e += sg_host_get_consumed_energy(h);
+    const double e = update_chips_energy(chips);  // brought up to date and summed in one pass over the chips
     sample_t.push_back(now);
     sample_e.push_back(e);
   };
@@ -780,14 +805,33 @@ StepResult Simulator::Impl::run_step_once(workload::BuiltStep& step, bool record
   };
 
   // Per chip: its devices run in parallel; the chip is busy until its slowest device finishes.
+  // By chip, in chip order; scratch by chip id (busy_of, busy_seen) and the chips seen, so that a phase on every chip
+  // of a large mesh costs a pass over its devices and chips, not a hash map and a sort.
+  std::vector<double> busy_of(static_cast<std::size_t>(mesh.chips()), 0.0);
+  std::vector<char> busy_seen(static_cast<std::size_t>(mesh.chips()), 0);
+  std::vector<int> busy_chips;
   auto chip_busy = [&](const Phase& ph) {
-    std::unordered_map<int, double> busy;
+    busy_chips.clear();
     for (std::size_t i = 0; i < ph.compute.devices.size(); ++i) {
-      double& b = busy[mesh.chip_of(ph.compute.devices[i])];
-      b = std::max(b, ph.compute.time_s[i]);
+      const int chip = mesh.chip_of(ph.compute.devices[i]);
+      const auto c = static_cast<std::size_t>(chip);
+      if (!busy_seen[c]) {
+        busy_seen[c] = 1;
+        busy_of[c] = 0.0;
+        busy_chips.push_back(chip);
+      }
+      busy_of[c] = std::max(busy_of[c], ph.compute.time_s[i]);
     }
-    std::vector<std::pair<int, double>> work(busy.begin(), busy.end());
-    std::sort(work.begin(), work.end());
+    std::vector<std::pair<int, double>> work;
+    work.reserve(busy_chips.size());
+    if (8 * busy_chips.size() >= busy_seen.size()) {  // many: one pass over the chips, in order
+      for (std::size_t c = 0; c < busy_seen.size(); ++c)
+        if (busy_seen[c]) work.emplace_back(static_cast<int>(c), busy_of[c]);
+    } else {
+      std::sort(busy_chips.begin(), busy_chips.end());
+      for (int chip : busy_chips) work.emplace_back(chip, busy_of[static_cast<std::size_t>(chip)]);
+    }
+    for (int chip : busy_chips) busy_seen[static_cast<std::size_t>(chip)] = 0;
     return work;
   };
   // SimGrid 3.32's energy plugin brings a host's joules up to date when one of its activities changes state,

@@ -24,8 +24,29 @@ inline void double_update(double& variable, double value, double precision) {
 }  // namespace
 
 FairBottleneckNet::FairBottleneckNet(const std::vector<double>& bandwidth_bytes_per_s, const std::vector<bool>& fatpipe,
-                                     double now_s)
-    : bandwidth_(bandwidth_bytes_per_s), fatpipe_(fatpipe), now_s_(now_s) {}
+                                     double now_s, bool incremental)
+    : bandwidth_(bandwidth_bytes_per_s), fatpipe_(fatpipe), now_s_(now_s), incremental_(incremental) {}
+
+void FairBottleneckNet::join(std::size_t id) {
+  const Task& t = tasks_[id];
+  if (t.w.empty()) {
+    touched_tasks_.push_back(id);
+    return;
+  }
+  if (link_tasks_.size() < bandwidth_.size()) link_tasks_.resize(bandwidth_.size());
+  for (const auto& [l, w] : t.w) {
+    link_tasks_[static_cast<std::size_t>(l)].push_back(id);
+    touched_links_.push_back(l);
+  }
+}
+
+void FairBottleneckNet::leave(std::size_t id) {
+  for (const auto& [l, w] : tasks_[id].w) {
+    auto& on = link_tasks_[static_cast<std::size_t>(l)];
+    on.erase(std::find(on.begin(), on.end(), id));
+    touched_links_.push_back(l);
+  }
+}
 
 std::size_t FairBottleneckNet::add(Weights weights, double latency_s) {
   Task t;
@@ -40,6 +61,7 @@ std::size_t FairBottleneckNet::add(Weights weights, double latency_s) {
   if (t.w.empty()) t.remains = 0.0;  // nothing to move: L07Action sets its remains to 0; it ends at the next event
   tasks_.push_back(std::move(t));
   live_.push_back(tasks_.size() - 1);
+  if (tasks_.back().enabled) join(tasks_.size() - 1);
   dirty_ = true;
   next_delta_s_ = std::numeric_limits<double>::infinity();
   next_known_ = false;
@@ -71,12 +93,15 @@ void FairBottleneckNet::step(double delta, std::vector<std::size_t>& ended) {
       if (t.latency_s <= 0.0) {
         t.enabled = true;
         dirty_ = true;
+        join(id);
       }
     }
     double_update(t.remains, t.rate * delta, kMaxminPrecision * kSurfPrecision);
     if (t.remains <= 0.0 && t.enabled) {
       ended.push_back(id);
       t.rate = 0.0;
+      t.live = false;
+      leave(id);
       Weights().swap(t.w);  // an ended task keeps no memory
       dirty_ = true;
       continue;
@@ -109,10 +134,51 @@ void FairBottleneckNet::solve() {
     usage_.resize(bandwidth_.size(), 0.0);
     elements_.resize(bandwidth_.size());
   }
+  // The tasks to solve: every live one, or (incremental) those connected through shared links to the links of tasks
+  // that joined or left, found by a walk over links and tasks, in id order; the others keep their rates.
+  std::vector<std::size_t> solved;
+  if (!incremental_) {
+    solved = live_;
+  } else {
+    if (link_seen_.size() < bandwidth_.size()) link_seen_.resize(bandwidth_.size(), 0);
+    if (task_seen_.size() < tasks_.size()) task_seen_.resize(tasks_.size(), 0);
+    std::vector<int> seen_links, stack;
+    for (int l : touched_links_)
+      if (!link_seen_[static_cast<std::size_t>(l)]) {
+        link_seen_[static_cast<std::size_t>(l)] = 1;
+        seen_links.push_back(l);
+        stack.push_back(l);
+      }
+    while (!stack.empty()) {
+      const int l = stack.back();
+      stack.pop_back();
+      for (std::size_t id : link_tasks_[static_cast<std::size_t>(l)]) {
+        if (task_seen_[id]) continue;
+        task_seen_[id] = 1;
+        solved.push_back(id);
+        for (const auto& [m, w] : tasks_[id].w)
+          if (!link_seen_[static_cast<std::size_t>(m)]) {
+            link_seen_[static_cast<std::size_t>(m)] = 1;
+            seen_links.push_back(m);
+            stack.push_back(m);
+          }
+      }
+    }
+    for (std::size_t id : touched_tasks_)
+      if (!task_seen_[id] && tasks_[id].live) {  // enabled, without links: it ends at the next event
+        task_seen_[id] = 1;
+        solved.push_back(id);
+      }
+    for (int l : seen_links) link_seen_[static_cast<std::size_t>(l)] = 0;
+    for (std::size_t id : solved) task_seen_[id] = 0;
+    std::sort(solved.begin(), solved.end());
+  }
+  touched_links_.clear();
+  touched_tasks_.clear();
   // The variables: enabled tasks with a link; an enabled task without any gets the value 1 (do_solve).
   std::vector<std::size_t> var_list;
   std::vector<int> cnst_list;
-  for (std::size_t id : live_) {
+  for (std::size_t id : solved) {
     Task& t = tasks_[id];
     t.rate = 0.0;
     t.in_list = false;

@@ -26,10 +26,11 @@ struct Hasher {
   }
 };
 
-inline std::uint64_t signature(const workload::CollectiveWork& w) {
+/** Hashes a collective's traffic inputs; its size only if `with_bytes`. */
+inline std::uint64_t signature_of(const workload::CollectiveWork& w, bool with_bytes) {
   Hasher h;
   h.value(static_cast<int>(w.op));
-  h.value(w.bytes_per_device);
+  if (with_bytes) h.value(w.bytes_per_device);
   for (const auto& g : w.groups) {
     h.value(g.size());
     h.bytes(g.data(), g.size() * sizeof(int));
@@ -41,5 +42,12 @@ inline std::uint64_t signature(const workload::CollectiveWork& w) {
     }
   return h.h;
 }
+
+inline std::uint64_t signature(const workload::CollectiveWork& w) { return signature_of(w, true); }
+
+/** The signature of a collective's shape: the same operation over the same groups with the same weights, of any size.
+ *  Every flow of its traffic plan is proportional to its size (system::plan_collective), so one plan per shape,
+ *  scaled, serves all its sizes. */
+inline std::uint64_t shape_signature(const workload::CollectiveWork& w) { return signature_of(w, false); }
 
 }  // namespace moesim::engine::detail

@@ -67,8 +67,46 @@ class PlanBuilder {
       n = steps;
     }
   }
+  /** A torus line's ring loads (emit_ring): up[x] on ring[x] -> ring[x+1], down[x] on ring[x] -> ring[x-1]. Groups on the
+   *  same line (same round and batch) are summed per link here and the line's flows entered once, in finish(): each
+   *  flow receives the same additions in the same order as if every group entered its own (on a line of more than 2
+   *  chips each flow is one link of the line), at one look-up per line instead of one per group and link. */
+  void ring(std::size_t round, const std::string& name, long long batch, const std::vector<int>& ring, const std::vector<double>& up,
+            const std::vector<double>& down) {
+    const std::size_t n = ring.size();
+    if (n <= 2) {  // both directions are one flow: entered as they come
+      for (std::size_t x = 0; x < n; ++x) {
+        add(round, name, batch, ring[x], ring[(x + 1) % n], up[x]);
+        add(round, name, batch, ring[x], ring[(x + n - 1) % n], down[x]);
+      }
+      return;
+    }
+    bool any = false;
+    for (std::size_t x = 0; x < n && !any; ++x) any = up[x] > 0.0 || down[x] > 0.0;
+    if (!any) return;
+    if (names_.size() <= round) names_.resize(round + 1);
+    if (names_[round].empty()) names_[round] = name;  // as the first flow entered in the round would name it
+    auto [it, fresh] = line_index_.emplace(std::make_pair(round, batch), lines_.size());
+    if (fresh) lines_.push_back({round, batch, ring, std::vector<double>(n, 0.0), std::vector<double>(n, 0.0)});
+    Line& line = lines_[it->second];
+    if (line.ring != ring) throw Error("internal error: two rings with one batch key");
+    for (std::size_t x = 0; x < n; ++x) {
+      line.up[x] += up[x];
+      line.down[x] += down[x];
+    }
+  }
   int border(int site) const { return topo_.chips() + site; }
   TrafficPlan finish(std::string algorithm, double intra_chip) {
+    for (const Line& line : lines_) {
+      const std::size_t n = line.ring.size();
+      const std::string& name = names_[line.round];
+      for (std::size_t x = 0; x < n; ++x) {
+        add(line.round, name, line.batch, line.ring[x], line.ring[(x + 1) % n], line.up[x]);
+        add(line.round, name, line.batch, line.ring[x], line.ring[(x + n - 1) % n], line.down[x]);
+      }
+    }
+    lines_.clear();
+    line_index_.clear();
     TrafficPlan p;
     p.algorithm = std::move(algorithm);
     p.intra_chip_bytes = intra_chip;
@@ -130,6 +168,14 @@ class PlanBuilder {
   std::vector<std::uint32_t> slots_;  ///< hash table of entries_: 1 + index, 0 empty; a power of two, at most half full
   std::vector<std::string> names_;
   std::vector<std::pair<double, int>> alpha_;  ///< per round: (alpha_s, steps)
+  struct Line {
+    std::size_t round;
+    long long batch;
+    std::vector<int> ring;
+    std::vector<double> up, down;
+  };
+  std::vector<Line> lines_;  ///< ring(): torus lines' summed loads, in order of first arrival
+  std::map<std::pair<std::size_t, long long>, std::size_t> line_index_;
 };
 
 /** Batching on GPU clusters. A round's batches run as concurrent parallel tasks; SimGrid re-solves its
@@ -313,11 +359,7 @@ RingLoads ring_neighbours(int n, const std::vector<int>& pos, double v) {
 /** Emits a ring's link loads as neighbour flows between consecutive chips of `ring`. */
 void emit_ring(PlanBuilder& pb, std::size_t round, const std::string& name, long long batch, const std::vector<int>& ring,
                const RingLoads& l) {
-  const int n = static_cast<int>(ring.size());
-  for (int x = 0; x < n; ++x) {
-    pb.add(round, name, batch, ring[static_cast<std::size_t>(x)], ring[static_cast<std::size_t>((x + 1) % n)], l.up[static_cast<std::size_t>(x)]);
-    pb.add(round, name, batch, ring[static_cast<std::size_t>(x)], ring[static_cast<std::size_t>((x + n - 1) % n)], l.down[static_cast<std::size_t>(x)]);
-  }
+  pb.ring(round, name, batch, ring, l.up, l.down);
 }
 
 /** Volume from member i to member j of a group (all-to-all). */

@@ -33,8 +33,14 @@ class FairBottleneckNet {
   /** (link id, weight in bytes), sorted by link, one entry per link, every weight > 0. */
   using Weights = std::vector<std::pair<int, double>>;
 
-  /** `bandwidth_bytes_per_s` and `fatpipe`, by link id, are read at each solve (they may grow, not change). */
-  FairBottleneckNet(const std::vector<double>& bandwidth_bytes_per_s, const std::vector<bool>& fatpipe, double now_s);
+  /** `bandwidth_bytes_per_s` and `fatpipe`, by link id, are read at each solve (they may grow, not change).
+   *  `incremental`: re-solve only the tasks connected (through shared links) to those added, enabled or ended since
+   *  the last solve, as SimGrid's selective update does; false: every task at every solve (the reference of the
+   *  tests). The values are the same either way: do_solve treats each connected component of the system on its own
+   *  (a constraint's share, a variable's raise and a constraint's saturation involve only that component), and a
+   *  component's elements are taken in the same order (task id). */
+  FairBottleneckNet(const std::vector<double>& bandwidth_bytes_per_s, const std::vector<bool>& fatpipe, double now_s,
+                    bool incremental = true);
 
   /** Adds a task at the current time (advance first). Returns its id (ids count up from 0). */
   std::size_t add(Weights weights, double latency_s);
@@ -58,9 +64,13 @@ class FairBottleneckNet {
     double mu = 0.0;
     bool enabled = false;
     bool in_list = false;
+    bool live = true;  ///< not ended
   };
   void solve();
   void step(double delta_s, std::vector<std::size_t>& ended);
+  /** A task joins (enabled) or leaves (ended) the system: its links are marked for the next solve. */
+  void join(std::size_t id);
+  void leave(std::size_t id);
 
   const std::vector<double>& bandwidth_;
   const std::vector<bool>& fatpipe_;
@@ -70,7 +80,13 @@ class FairBottleneckNet {
   bool dirty_ = false;
   double next_delta_s_ = std::numeric_limits<double>::infinity();
   bool next_known_ = false;  ///< next_delta_s_ is up to date (nothing added, advanced or ended since)  ///< from the current time to the next event, as next_event_s found it (+inf: not known)
-  // Scratch of solve(), by link id.
+  bool incremental_ = true;
+  /** By link id: the enabled tasks with a weight on it (ids, in the order they joined). */
+  std::vector<std::vector<std::size_t>> link_tasks_;
+  std::vector<int> touched_links_;  ///< links of tasks that joined or left since the last solve
+  std::vector<std::size_t> touched_tasks_;  ///< tasks without links that were enabled since the last solve
+  // Scratch of solve(), by link id and by task id.
+  std::vector<char> link_seen_, task_seen_;
   std::vector<double> remaining_, usage_;
   std::vector<std::vector<std::pair<std::size_t, double>>> elements_;  ///< (task id, weight) of enabled tasks
 };
