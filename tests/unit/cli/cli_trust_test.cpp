@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -209,4 +210,21 @@ TEST_CASE("cli: what was hard to find (issue 10, item 12)", "[cli][trust]") {
     CHECK(has(r.out, "MFU "));
     CHECK(has(r.out, "% (model FLOPs)   HFU "));
   }
+}
+
+TEST_CASE("cli: moesim --version names the commit it was built from, not the one cmake last saw", "[cli][trust]") {
+  // The build configures again when HEAD moves (sim/CMakeLists.txt), so the hash stored with every run is the build's.
+  const std::string dir = scratch("version");
+  const std::string head_file = dir + "/head.txt";
+  const std::string git = "git -C " MOESIM_SOURCE_ROOT " rev-parse --short=12 HEAD > " + head_file + " 2>/dev/null";
+  if (!std::filesystem::exists(MOESIM_SOURCE_ROOT "/.git") || std::system(git.c_str()) != 0) {
+    WARN("SKIPPED: not built from a git checkout (no hash to compare)");
+    return;
+  }
+  std::string head = slurp(head_file);
+  while (!head.empty() && (head.back() == '\n' || head.back() == '\r')) head.pop_back();
+  REQUIRE(head.size() == 12u);
+  const Result r = moesim::testing::run_moesim_in("--version", dir);
+  CHECK(r.status == 0);
+  CHECK(r.out.find("(" + head + ")") != std::string::npos);
 }
