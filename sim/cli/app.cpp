@@ -167,6 +167,11 @@ int main(int argc, char** argv) {
   bench_cmd->add_flag("--no-own-network", bench.no_own_network,
                       "Run the rounds not timed alone in SimGrid's own max-min solver instead of moesim's replica of it "
                       "(the reference)");
+  bench_cmd->add_option("--repeat", bench.repeat,
+                        "Run each training case this many times, one run after another, and report its median wall time "
+                        "(and the largest peak RSS); the scaling ratios are of the medians")
+      ->check(CLI::Range(1, 50))
+      ->default_val(1);
   bench_cmd->add_flag("--sweep", bench.sweep,
                       "Measure sweeps instead: bench/sweep_*.yaml at -j 1 and -j 2, and `db merge` of 100 shard stores "
                       "built from bench/merge_*.yaml");

@@ -2,6 +2,8 @@
 // The `moesim` command end to end: run, runs, compare, explain, and what an interrupted run leaves behind.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+
 #include <signal.h>
 #include <sqlite3.h>
 #include <sys/wait.h>
@@ -270,7 +272,25 @@ TEST_CASE("cli::bench: JSON cases carry the issue's fields, and memoisation matc
   ::setenv("MOESIM_BENCH", bench.c_str(), 1);
   const Result scaled = run_moesim("bench --json", dir);
   const Result text = run_moesim("bench", dir);
+  const Result repeated = run_moesim("bench --json --repeat 3", dir);
+  const Result repeat_zero = run_moesim("bench --repeat 0", dir);
   ::unsetenv("MOESIM_BENCH");
+  // --repeat: each case's wall time is the median of its runs, its peak RSS the largest, and the ratios are of those.
+  INFO(repeated.err);
+  REQUIRE(repeated.status == 0);
+  const json rep = json::parse(repeated.out);
+  REQUIRE(rep.at("cases").size() == 2);
+  for (const auto& c : rep.at("cases")) {
+    CHECK(c.at("repeats") == 3);
+    std::vector<double> runs = c.at("wall_s_runs").get<std::vector<double>>();
+    REQUIRE(runs.size() == 3u);
+    std::sort(runs.begin(), runs.end());
+    CHECK(c.at("wall_s").get<double>() == runs[1]);
+  }
+  CHECK(rep.at("scaling")[0].at("wall_ratio").get<double>() ==
+        Approx(rep.at("cases")[1].at("wall_s").get<double>() / rep.at("cases")[0].at("wall_s").get<double>()));
+  CHECK(repeat_zero.status == 2);  // a usage error: at least one run
+  CHECK(repeat_zero.err.find("--repeat") != std::string::npos);
   INFO(scaled.err);
   REQUIRE(scaled.status == 0);
   const json sc = json::parse(scaled.out);
