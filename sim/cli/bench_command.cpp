@@ -29,6 +29,7 @@
 
 #include "commands.hpp"
 #include "moesim/core/error.hpp"
+#include "moesim/core/stats.hpp"
 #include "moesim/core/version.hpp"
 #include "moesim/engine/isolation.hpp"
 #include "moesim/engine/job.hpp"
@@ -576,10 +577,7 @@ int cmd_bench(const GlobalOptions& g, const BenchOptions& o) {
       if (!first) first = std::move(job);
     }
     const engine::JobResult& job = *first;
-    std::vector<double> sorted = walls;
-    std::sort(sorted.begin(), sorted.end());
-    const std::size_t n = sorted.size();
-    const double wall_s = n % 2 == 1 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
+    const double wall_s = median(walls);
     nlohmann::json c = {{"name", s.name},
                         {"file", std::filesystem::path(file).filename().string()},
                         {"chips", job.chips},

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Kernel times of a measured device by interpolation of its profile's tables.
 #include "moesim/perf/measured_model.hpp"
+#include "moesim/core/stats.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -18,12 +19,6 @@ namespace {
 constexpr double kShapeTolerance = 1e-9;  // relative: shapes are integers, so this is "equal"
 
 bool same(double a, double b) { return std::fabs(a - b) <= kShapeTolerance * std::max(std::fabs(a), std::fabs(b)); }
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const std::size_t n = v.size();
-  return n % 2 == 1 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 /** Collects (x, rate) points of one series before sorting and merging. */
 struct SeriesBuilder {

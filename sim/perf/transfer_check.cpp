@@ -2,6 +2,7 @@
 // Transfer check: a measured device's efficiencies, carried to another measured device, against that
 // device's own measurements.
 #include "moesim/perf/transfer_check.hpp"
+#include "moesim/core/stats.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -23,13 +24,6 @@ KernelOp op_of(const ProfileEntry& e) {
   if (e.cls == KernelClass::grouped_gemm && e.experts > 0.0)
     op.group_m.assign(static_cast<std::size_t>(e.experts), e.tokens_per_expert);
   return op;
-}
-
-double median(std::vector<double> v) {
-  if (v.empty()) return 0.0;
-  std::sort(v.begin(), v.end());
-  const std::size_t n = v.size();
-  return n % 2 == 1 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 }  // namespace

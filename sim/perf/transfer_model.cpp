@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Roofline with per-class, per-size-bucket efficiencies calibrated on a measured device.
 #include "moesim/perf/transfer_model.hpp"
+#include "moesim/core/stats.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -30,12 +31,6 @@ double datasheet_bf16(const catalog::AcceleratorSpec& a) {
 double datasheet_fp8(const catalog::AcceleratorSpec& a) {
   auto it = a.peak_matmul_flops_per_s.find("fp8");
   return it != a.peak_matmul_flops_per_s.end() ? it->second : 0.0;
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const std::size_t n = v.size();
-  return n % 2 == 1 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 int bucket_index(double size) {
