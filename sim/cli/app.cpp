@@ -167,6 +167,9 @@ int main(int argc, char** argv) {
   bench_cmd->add_flag("--no-own-network", bench.no_own_network,
                       "Run the rounds not timed alone in SimGrid's own max-min solver instead of moesim's replica of it "
                       "(the reference)");
+  bench_cmd->add_flag("--no-own-energy", bench.no_own_energy,
+                      "Put the chips' compute loads in SimGrid and take every joule from its energy plugin, instead of "
+                      "moesim's replica of the plugin for compute activities (the reference)");
   bench_cmd->add_option("--repeat", bench.repeat,
                         "Run each training case this many times, one run after another, and report its median wall time "
                         "(and the largest peak RSS); the scaling ratios are of the medians")

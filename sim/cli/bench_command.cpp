@@ -564,6 +564,7 @@ int cmd_bench(const GlobalOptions& g, const BenchOptions& o) {
             opt.merge_chains = !o.no_chains;
             opt.rounds_alone = opt.replay_pipeline_p2p = !o.no_alone;
             opt.own_network_rounds = !o.no_own_network;
+            opt.own_compute_energy = !o.no_own_energy;
             return engine::to_json(engine::simulate_job(s, catalog, opt));
           },
           interrupt_flag());
@@ -598,6 +599,7 @@ int cmd_bench(const GlobalOptions& g, const BenchOptions& o) {
                         {"merge_chains", !o.no_chains},
                         {"alone_on_links", !o.no_alone},
                         {"own_network_rounds", !o.no_own_network},
+                        {"own_compute_energy", !o.no_own_energy},
                         {"steady_state_from_microbatches", job.steady_state_from_microbatches}};
     if (!o.json)
       std::cout << fmt::format("{:<28} {:>7} {:>10.2f} {:>12.0f} {:>10.4f} {:>9} {:>10}\n", s.name, job.chips, wall_s,

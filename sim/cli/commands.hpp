@@ -77,6 +77,7 @@ struct BenchOptions {
   bool no_steady_state = false;  ///< simulate every micro-batch of a pipeline
   bool no_chains = false;        ///< one activity per phase (EngineOptions::merge_chains)
   bool no_own_network = false;  ///< rounds in SimGrid's solver, not moesim's replica (EngineOptions::own_network_rounds)
+  bool no_own_energy = false;   ///< compute loads in SimGrid, every joule from its plugin (EngineOptions::own_compute_energy)
   bool no_alone = false;  ///< every round in SimGrid, every send in full (EngineOptions::rounds_alone, replay_pipeline_p2p)
   bool sweep = false;    ///< the sweep cases (bench/sweep_*.yaml at -j 1 and -j 2) and the merge case (bench/merge_*.yaml)
   int repeat = 1;        ///< runs of each training case, one after the other: its median wall time, its largest peak RSS

@@ -187,6 +187,27 @@ struct Simulator::Impl {
     }
   }
 
+  /** By chip, for moesim's replica of the compute joules (EngineOptions::own_compute_energy): host_energy's slope
+   *  (W per unit of load) in the job pstate, and the flop/s that make a load of 1 there (pstate speed x cores).
+   *  Filled at the first step; left empty where a chip's job pstate draws other power idle than at the smallest load
+   *  (host_energy's idle and epsilon values), where the replica would not be host_energy. */
+  std::vector<double> job_slope_w, job_full_flops_per_s;
+  bool job_power_read = false;
+  bool replica_energy_usable(const std::vector<sg4::Host*>& chips) {
+    if (!job_power_read) {
+      job_power_read = true;
+      const auto pstate = static_cast<int>(platform::kJobPstate);
+      bool ok = true;
+      for (sg4::Host* h : chips) {
+        ok = ok && sg_host_get_idle_consumption_at(h, pstate) == sg_host_get_wattmin_at(h, pstate);
+        job_slope_w.push_back(sg_host_get_power_range_slope_at(h, pstate));
+        job_full_flops_per_s.push_back(h->get_pstate_speed(platform::kJobPstate) * h->get_core_count());
+      }
+      if (!ok) job_slope_w.clear(), job_full_flops_per_s.clear();
+    }
+    return !job_slope_w.empty();
+  }
+
   const CachedPlan& plan_for(std::uint64_t sig, const workload::CollectiveWork& w) {
     auto it = plans.find(sig);
     if (it != plans.end()) return it->second;
@@ -420,7 +441,7 @@ struct Simulator::Impl {
   /** One run of the step, without shortcuts for the `excluded` phases; `conflicts` receives the phases whose replayed
    *  send or round timed alone shared a link, `new_memos` the memos recorded (signature, whether a send's). */
   StepResult run_step_once(workload::BuiltStep& step, bool record_power, const std::vector<int>* chips, bool alone,
-                           bool own_net, const std::vector<char>& excluded, std::vector<workload::PhaseId>& conflicts,
+                           bool own_net, bool own_energy, const std::vector<char>& excluded, std::vector<workload::PhaseId>& conflicts,
                            std::vector<std::pair<std::uint64_t, bool>>& new_memos);
   /** Round `r` of collective `sig` as FairBottleneckNet tasks: each batch's link weights and latency (batch_loads). */
   const CachedPlan& net_loads_of(std::uint64_t sig, std::size_t r) {
@@ -494,11 +515,13 @@ StepResult Simulator::Impl::run_step(workload::BuiltStep& step, bool record_powe
   if (alone && !conflicting.empty()) exclude_like();
   // Only the training driver, the one actor running graphs, puts rounds in moesim's replica of the network model.
   const bool own_net = alone && opt.own_network_rounds;
+  // Likewise for the compute phases' joules above the chips' active power (EngineOptions::own_compute_energy).
+  const bool own_energy = alone && opt.own_compute_energy;
   for (int run = 0;; ++run) {
     std::vector<PhaseId> conflicts;
     std::vector<std::pair<std::uint64_t, bool>> new_memos;
     const bool shortcuts = alone && run <= kExcludingRuns;
-    StepResult res = run_step_once(step, record_power, only_chips, shortcuts, own_net, excluded, conflicts, new_memos);
+    StepResult res = run_step_once(step, record_power, only_chips, shortcuts, own_net, own_energy, excluded, conflicts, new_memos);
     if (conflicts.empty() || !shortcuts) {
       res.reruns = run;
       return res;
@@ -510,7 +533,7 @@ StepResult Simulator::Impl::run_step(workload::BuiltStep& step, bool record_powe
 }
 
 StepResult Simulator::Impl::run_step_once(workload::BuiltStep& step, bool record_power, const std::vector<int>* only_chips,
-                                          bool alone, bool own_net, const std::vector<char>& excluded, std::vector<PhaseId>& conflicts,
+                                          bool alone, bool own_net, bool own_energy_asked, const std::vector<char>& excluded, std::vector<PhaseId>& conflicts,
                                           std::vector<std::pair<std::uint64_t, bool>>& new_memos) {
   StepGraph& g = step.graph;
   const std::size_t V = boost::num_vertices(g);
@@ -529,6 +552,30 @@ StepResult Simulator::Impl::run_step_once(workload::BuiltStep& step, bool record
     return e;
   };
   const std::vector<double> e0 = site_energy();
+  // Compute joules in moesim's replica of host_energy (EngineOptions::own_compute_energy). A compute activity's chips
+  // keep a constant load from its start to its end: its pacer binds, so SimGrid gives it the rate 1 / duration and chip
+  // c the load l_c = min(1, FLOPs_c / (duration x pstate speed x cores)). In the job pstate host_energy draws
+  // active + l x slope for a load l > 0 and active for none (platform::PowerStates: idle = epsilon there), so the
+  // activity adds slope_c x l_c watts to chip c over its duration and nothing else changes. The activity then runs
+  // on its pacer alone, and the plugin integrates the chips at load 0. Each site's added joules are a + r t (t from the
+  // step's start): an activity of rate w adds w to r and takes w t_start off a when it starts, and the reverse, with
+  // t_end, when it ends; so the power series and the step's joules read the same sums.
+  const bool own_energy = own_energy_asked && replica_energy_usable(chips);
+  std::vector<double> own_a_j(topo.sites().size(), 0.0), own_r_w(topo.sites().size(), 0.0);
+  std::vector<double> own_rates_w;  // by compute activity k: its rate per site, at [k x sites, (k + 1) x sites)
+  auto own_joules = [&](double now) {
+    double j = 0.0;
+    for (std::size_t s = 0; s < own_a_j.size(); ++s) j += own_a_j[s] + own_r_w[s] * now;
+    return j;
+  };
+  auto own_change = [&](std::ptrdiff_t k, double now, double sign) {
+    const std::size_t n = own_a_j.size();
+    for (std::size_t s = 0; s < n; ++s) {
+      const double w = own_rates_w[static_cast<std::size_t>(k) * n + s];
+      own_r_w[s] += sign * w;
+      own_a_j[s] -= sign * w * now;
+    }
+  };
 
   auto take_pacer = [&]() -> sg4::Host* {
     if (free_pacers.empty()) return nullptr;
@@ -634,6 +681,7 @@ StepResult Simulator::Impl::run_step_once(workload::BuiltStep& step, bool record
   struct Tag {
     PhaseId v;
     sg4::Host* pacer;
+    std::ptrdiff_t own = -1;  ///< a compute activity whose joules the replica adds (own_rates_w), else -1
   };
   std::vector<Tag> tags;
   std::size_t events = 0;
@@ -647,13 +695,28 @@ StepResult Simulator::Impl::run_step_once(workload::BuiltStep& step, bool record
   // do nothing (HostEnergy::get_consumed_energy updates only a host whose last update is older), and asking costs a
   // cache miss per chip on thousands of chips.
   std::vector<double> energy_at(chips.size(), -1.0);
+  // With the replica (own_energy), the chips carry no load in SimGrid and keep the job pstate from the step's start to
+  // its end, so the plugin's joules grow at the constant sum of their powers then (base_w): the samples between the
+  // first and the last read that line instead of every chip's plugin, which the first and last read.
+  double base_e0_j = 0.0, base_w = 0.0;
   auto sample_power = [&](bool force) {
     if (!record_power || (!force && events % sample_every != 0)) return;
     const double clock = sg4::Engine::get_clock();
     const double now = clock - t0;
     if (!sample_t.empty() && !(now > sample_t.back())) return;  // one sample per instant
-    const double e = update_chips_energy(chips);  // brought up to date and summed in one pass over the chips
-    std::fill(energy_at.begin(), energy_at.end(), clock);
+    double e = 0.0;
+    if (own_energy && !force) {
+      e = base_e0_j + base_w * now + own_joules(now);
+    } else {
+      e = update_chips_energy(chips) + own_joules(now);  // brought up to date and summed in one pass over the chips
+      if (!own_energy) std::fill(energy_at.begin(), energy_at.end(), clock);
+      if (own_energy && sample_t.empty()) {
+        base_e0_j = e;
+        simgrid::kernel::actor::simcall_answered([&] {
+          for (sg4::Host* h : chips) base_w += sg_host_get_current_consumption(h);
+        });
+      }
+    }
     sample_t.push_back(now);
     sample_e.push_back(e);
   };
@@ -849,6 +912,7 @@ StepResult Simulator::Impl::run_step_once(workload::BuiltStep& step, bool record
   // a simcall per chip cost x1.12 wall time on GShard-600B at 1024 chips, and sg_host_energy_update_all rebuilds
   // and sorts the list of every host by name each time (11 % of the 4096-chip bench case, perf).
   auto update_energy = [&](const std::vector<std::pair<int, double>>& work) {
+    if (own_energy) return;  // the chips' loads stay 0 in SimGrid
     const double clock = sg4::Engine::get_clock();
     std::vector<sg4::Host*> hosts;
     hosts.reserve(work.size());
@@ -874,21 +938,43 @@ StepResult Simulator::Impl::run_step_once(workload::BuiltStep& step, bool record
       std::vector<sg4::Host*> hosts;
       std::vector<double> flops;
       double longest = 0.0;
+      bool any = false;
       for (std::size_t i = lo; i < hi; ++i)
         if (work[i].busy_s > 0.0) {
-          hosts.push_back(chips[static_cast<std::size_t>(work[i].chip)]);
-          flops.push_back(work[i].flops);
+          any = true;
+          if (!own_energy) {
+            hosts.push_back(chips[static_cast<std::size_t>(work[i].chip)]);
+            flops.push_back(work[i].flops);
+          }
           longest = std::max(longest, work[i].busy_s);
         }
-      if (hosts.empty()) continue;
+      if (!any) continue;
       sg4::Host* pacer = take_pacer();
       if (pacer == nullptr) throw Error("engine: not enough pacer hosts for compute phases; raise EngineOptions::pacers");
-      hosts.push_back(pacer);
-      flops.push_back(duration_s.value_or(longest) * pacer_speed);
-      auto ex = sg4::Exec::init()->set_hosts(hosts)->set_flops_amounts(flops)->set_bytes_amounts({});
+      const double duration = duration_s.value_or(longest);
+      std::ptrdiff_t own = -1;
+      sg4::ExecPtr ex;
+      if (own_energy) {
+        // The replica (see own_energy): the chunk's chips' added watts by site, and the activity on its pacer alone.
+        const std::size_t n = own_a_j.size();
+        own = static_cast<std::ptrdiff_t>(own_rates_w.size() / n);
+        own_rates_w.resize(own_rates_w.size() + n, 0.0);
+        for (std::size_t i = lo; i < hi; ++i)
+          if (work[i].busy_s > 0.0) {
+            const auto c = static_cast<std::size_t>(work[i].chip);
+            const double load = std::min(1.0, work[i].flops / duration / job_full_flops_per_s[c]);
+            own_rates_w[static_cast<std::size_t>(own) * n + static_cast<std::size_t>(topo.site_of(work[i].chip))] += job_slope_w[c] * load;
+          }
+        own_change(own, sg4::Engine::get_clock() - t0, 1.0);
+        ex = sg4::Exec::init()->set_host(pacer)->set_flops_amount(duration * pacer_speed);
+      } else {
+        hosts.push_back(pacer);
+        flops.push_back(duration * pacer_speed);
+        ex = sg4::Exec::init()->set_hosts(hosts)->set_flops_amounts(flops)->set_bytes_amounts({});
+      }
       ex->vetoable_start();
       pending.push_back(ex);
-      tags.push_back({v, pacer});
+      tags.push_back({v, pacer, own});
       ++st[v].pending;
     }
   };
@@ -1309,6 +1395,7 @@ StepResult Simulator::Impl::run_step_once(workload::BuiltStep& step, bool record
     tags[static_cast<std::size_t>(idx)] = tags.back();
     tags.pop_back();
     if (tag.pacer) free_pacers.push_back(tag.pacer);
+    if (tag.own >= 0) own_change(tag.own, sg4::Engine::get_clock() - t0, -1.0);
     if (tag.v == kNetTimer) {
       net_timer = nullptr;
       net_timer_at = std::numeric_limits<double>::quiet_NaN();
@@ -1331,7 +1418,7 @@ StepResult Simulator::Impl::run_step_once(workload::BuiltStep& step, bool record
   const std::vector<double> e1 = site_energy();
   res.duration_s = t1 - t0;
   res.site_energy_j.resize(e0.size());
-  for (std::size_t s = 0; s < e0.size(); ++s) res.site_energy_j[s] = e1[s] - e0[s];
+  for (std::size_t s = 0; s < e0.size(); ++s) res.site_energy_j[s] = e1[s] - e0[s] + own_a_j[s] + own_r_w[s] * (t1 - t0);
 
   // Busy time by kind, and the critical path: from the end, follow the predecessor that finished last.
   auto attribute = [&](PhaseId v, double dt, std::map<std::string, double>& into) {

@@ -36,13 +36,17 @@ t::Fixture torus_no_latency(std::vector<int> dims) {
 }  // namespace
 
 TEST_CASE("engine::Simulator: a compute phase takes its time and draws full power - idle chips draw active", "[engine][energy]") {
+  // Both ways of counting the compute joules: moesim's replica of host_energy (the default) and the plugin alone.
+  moesim::engine::EngineOptions opt;
+  opt.own_compute_energy = GENERATE(true, false);
+  INFO("own_compute_energy " << opt.own_compute_energy);
   const t::Fixture f = torus_no_latency({2, 2});
   SECTION("two of four chips compute for 0.5 s") {
     const json r = et::simulate(f, [] {
       et::StepBuilder b;
       const auto c = b.compute({0, 1}, {0.5, 0.5}, "compute.test", {b.start()});
       return b.finish({c});
-    })[0];
+    }, 1, opt)[0];
     CHECK(r["duration_s"].get<double>() == Approx(0.5).epsilon(kRel));
     // 2 chips x 0.5 s x 400 W (full) + 2 chips x 0.5 s x 150 W (active: the job runs, they wait).
     REQUIRE(r["site_energy_j"].size() == 1);
@@ -54,7 +58,7 @@ TEST_CASE("engine::Simulator: a compute phase takes its time and draws full powe
       et::StepBuilder b;
       const auto c = b.compute({0, 1, 2}, {0.5, 0.25, 0.1}, "compute.test", {b.start()});
       return b.finish({c});
-    })[0];
+    }, 1, opt)[0];
     CHECK(r["duration_s"].get<double>() == Approx(0.5).epsilon(kRel));
     const double want = 0.5 * 400                  // chip 0
                         + 0.25 * 400 + 0.25 * 150  // chip 1
@@ -68,13 +72,16 @@ TEST_CASE("engine::Simulator: a compute phase takes its time and draws full powe
       et::StepBuilder b;
       const auto c = b.compute({0}, {2.0}, "compute.test", {b.start()});
       return b.finish({c});
-    })[0];
+    }, 1, opt)[0];
     // 1 GPU x 2 s x (700 + 50) W + 7 GPUs x 2 s x (150 + 50) W.
     CHECK(r["site_energy_j"][0].get<double>() == Approx(2.0 * 750 + 7 * 2.0 * 200).epsilon(kRel));
   }
 }
 
 TEST_CASE("engine::Simulator: a compute phase draws the power curve at its achieved utilisation", "[engine][energy][power]") {
+  moesim::engine::EngineOptions opt;
+  opt.own_compute_energy = GENERATE(true, false);
+  INFO("own_compute_energy " << opt.own_compute_energy);
   // Fixture curve (system convention, no host overhead): active 150 W, full 400 W reached at 80 % of the
   // matrix peak, memory-bound 250 W at 50 % of the HBM bandwidth. P = 150 + min(250, 250 u_f / 0.8 + 100 u_m / 0.5).
   // The energy plugin integrates the curve exactly (the chips' load sets it; PowerStates::load_for).
@@ -90,7 +97,7 @@ TEST_CASE("engine::Simulator: a compute phase draws the power curve at its achie
       et::StepBuilder b;
       const auto c = b.compute({0, 1}, {0.5, 0.5}, "compute.test", {b.start()}, "compute", u_flop, u_hbm);
       return b.finish({c});
-    })[0];
+    }, 1, opt)[0];
     CHECK(r["duration_s"].get<double>() == Approx(0.5).epsilon(kRel));
     return std::make_pair(r["site_energy_j"][0].get<double>(), r["trace"][0]["power_w"].get<double>());
   };
@@ -128,7 +135,7 @@ TEST_CASE("engine::Simulator: a compute phase draws the power curve at its achie
       et::StepBuilder b;
       const auto c = b.compute({0, 1}, {0.5, 0.2}, "compute.test", {b.start()}, "compute", 0.4, 0.0);
       return b.finish({c});
-    })[0];
+    }, 1, opt)[0];
     CHECK(r["duration_s"].get<double>() == Approx(0.5).epsilon(kRel));
     const double expect = 0.5 * 275 + (0.2 * 275 + 0.3 * 150) + 2 * 0.5 * 150;
     CHECK(r["site_energy_j"][0].get<double>() == Approx(expect).epsilon(kRel));

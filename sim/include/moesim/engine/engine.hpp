@@ -66,6 +66,13 @@ struct EngineOptions {
    *  task of the step goes there, so none shares a link with a task left in SimGrid's system. Serving (several
    *  graphs in several actors) keeps SimGrid's. false: every round in SimGrid, the reference. */
   bool own_network_rounds = true;
+  /** Training: a compute activity (a phase or a chain, per chunk of chips) runs on its pacer alone, and moesim adds
+   *  the joules host_energy would integrate from its chips' loads (slope x load over its duration, per chip: engine.cpp,
+   *  "moesim's replica of host_energy"); SimGrid's energy plugin keeps integrating every chip's active and idle power.
+   *  host_energy is linear in a host's load and a compute activity's loads are constant, so the joules are the
+   *  plugin's, without thousands of max-min elements and energy updates per activity. Serving keeps the plugin for
+   *  all of it. false: the chips' loads in SimGrid and every joule from the plugin, the reference. */
+  bool own_compute_energy = true;
 };
 
 /** One phase of a simulated step, for traces. */
