@@ -41,8 +41,11 @@ namespace {
 
 double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
+bool g_isolated_child = false;
+
 /** The child's side: run fn, write {"ok":..., "value"|"error"} to fd, exit without unwinding the parent's state. */
 [[noreturn]] void child_main(int fd, const std::function<nlohmann::json()>& fn) {
+  g_isolated_child = true;
   ::signal(SIGINT, SIG_DFL);
   ::signal(SIGTERM, SIG_DFL);
   nlohmann::json out;
@@ -108,6 +111,8 @@ std::pair<int, int> fork_child(const std::function<nlohmann::json()>& fn) {
 }
 
 }  // namespace
+
+bool in_isolated_child() { return g_isolated_child; }
 
 IsolatedResult run_isolated(const std::function<nlohmann::json()>& fn, const volatile bool* interrupted) {
   IsolatedPool pool;

@@ -22,6 +22,10 @@ struct IsolatedResult {
  *  the child is killed and moesim::Error("interrupted") is thrown. */
 IsolatedResult run_isolated(const std::function<nlohmann::json()>& fn, const volatile bool* interrupted = nullptr);
 
+/** True in the child of run_isolated (or IsolatedPool) while it runs `fn`: the process ends with _exit once its result
+ *  is written, so what `fn` builds need not be torn down (simulate_job leaves SimGrid's engine to the exit). */
+bool in_isolated_child();
+
 /** Several isolated children at once (e.g. the alternatives of a comparison on 2 cores). */
 class IsolatedPool {
  public:
