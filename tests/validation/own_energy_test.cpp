@@ -36,14 +36,6 @@ void check_replica(const std::string& file, moesim::engine::EngineOptions base) 
   }
 }
 
-moesim::engine::EngineOptions no_shortcuts() {
-  moesim::engine::EngineOptions o;
-  o.memoize = false;
-  o.rounds_alone = false;
-  o.merge_chains = false;
-  return o;
-}
-
 }  // namespace
 
 TEST_CASE("validation own compute energy: bench cases, with the shortcuts", "[validation][own-energy]") {
@@ -57,7 +49,7 @@ TEST_CASE("validation own compute energy: every phase its own activity", "[valid
   for (const char* f : {"bench/gshard_600b_1024.yaml", "scenarios/examples/a100-dense-tensor-pipeline.yaml",
                         "scenarios/examples/h100-zipf-dropless.yaml", "scenarios/examples/two-datacenter-data-parallel.yaml",
                         "scenarios/examples/tpu-v4-3d-torus.yaml", "scenarios/examples/tpu-v4-glam-2d-sharding.yaml"}) {
-    SECTION(f) { check_replica(f, no_shortcuts()); }
+    SECTION(f) { check_replica(f, moesim::testing::no_shortcuts()); }
   }
 }
 

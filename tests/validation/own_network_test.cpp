@@ -24,14 +24,6 @@ moesim::engine::JobResult check_replica(const std::string& file, moesim::engine:
   return replica;
 }
 
-moesim::engine::EngineOptions no_shortcuts() {
-  moesim::engine::EngineOptions o;
-  o.memoize = false;
-  o.rounds_alone = false;
-  o.merge_chains = false;
-  return o;
-}
-
 }  // namespace
 
 TEST_CASE("validation own network rounds: bench cases, with the shortcuts", "[validation][own-network]") {
@@ -47,7 +39,7 @@ TEST_CASE("validation own network rounds: every round in the solver", "[validati
   for (const char* f : {"bench/gshard_600b_1024.yaml", "scenarios/examples/a100-dense-tensor-pipeline.yaml",
                         "scenarios/examples/h100-zipf-dropless.yaml", "scenarios/examples/two-datacenter-data-parallel.yaml",
                         "scenarios/examples/tpu-v4-3d-torus.yaml"}) {
-    SECTION(f) { check_replica(f, no_shortcuts()); }
+    SECTION(f) { check_replica(f, moesim::testing::no_shortcuts()); }
   }
 }
 

@@ -39,6 +39,16 @@ inline engine::JobResult simulate(const scenario::Scenario& s, bool steady_state
   return simulate(s, opt);
 }
 
+/** Options with every exact shortcut off that changes how the step runs in SimGrid: no memos, every round in the
+ *  max-min system, one activity per phase. */
+inline engine::EngineOptions no_shortcuts() {
+  engine::EngineOptions o;
+  o.memoize = false;
+  o.rounds_alone = false;
+  o.merge_chains = false;
+  return o;
+}
+
 /** |a - b| within `rel` of the larger (exact zeros must stay zeros). */
 inline bool close(double a, double b, double rel) { return std::abs(a - b) <= rel * std::max(std::abs(a), std::abs(b)); }
 
