@@ -171,8 +171,8 @@ int main(int argc, char** argv) {
                       "Put the chips' compute loads in SimGrid and take every joule from its energy plugin, instead of "
                       "moesim's replica of the plugin for compute activities (the reference)");
   bench_cmd->add_option("--repeat", bench.repeat,
-                        "Run each training case this many times, one run after another, and report its median wall time "
-                        "(and the largest peak RSS); the scaling ratios are of the medians")
+                        "Run each training case this many times, the cases taking turns (run 1 of each, then run 2, ...), and "
+                        "report its median wall time (and the largest peak RSS); the scaling ratios are of the medians")
       ->check(CLI::Range(1, 50))
       ->default_val(1);
   bench_cmd->add_flag("--sweep", bench.sweep,

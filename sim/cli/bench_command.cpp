@@ -477,10 +477,40 @@ int cmd_bench(const GlobalOptions& g, const BenchOptions& o) {
 
   install_interrupt_handler();
   const bool tty = isatty(2) && !o.json;
+  // A single-run training case (not a comparison, a capacity search or a serving run), and one run of it in its own
+  // process with the options asked for.
+  auto is_training_case = [](const scenario::Scenario& s) {
+    return (s.compare.is_null() || s.compare.empty()) &&
+           std::filesystem::path(s.source_file).stem().string().rfind("max_rate_", 0) != 0 && !s.is_serving();
+  };
+  auto run_training = [&](const scenario::Scenario& s, int run) {
+    if (tty) std::cerr << fmt::format("[bench] {} ({} of {}) ...", s.name, run + 1, o.repeat) << std::flush;
+    engine::IsolatedResult iso = engine::run_isolated(
+        [&] {
+          engine::EngineOptions opt;
+          opt.memoize = !o.no_memo;
+          opt.pipeline_steady_state = !o.no_steady_state;
+          opt.merge_chains = !o.no_chains;
+          opt.rounds_alone = opt.replay_pipeline_p2p = !o.no_alone;
+          opt.own_network_rounds = !o.no_own_network;
+          opt.own_compute_energy = !o.no_own_energy;
+          return engine::to_json(engine::simulate_job(s, catalog, opt));
+        },
+        interrupt_flag());
+    if (tty) std::cerr << "\r" << std::string(60, ' ') << "\r";
+    return iso;
+  };
+  // --repeat: the training cases take turns (run 1 of each, then run 2 of each, ...), so that a drift of the machine's
+  // speed during the bench falls on every case alike and the ratios between cases keep their meaning.
+  std::map<const scenario::Scenario*, std::vector<engine::IsolatedResult>> repeated_runs;  // by case
+  if (o.repeat > 1)
+    for (int run = 0; run < o.repeat; ++run)
+      for (const auto& [chips, s] : todo)
+        if (is_training_case(s)) repeated_runs[&s].push_back(run_training(s, run));
   nlohmann::json cases = nlohmann::json::array();
   if (!o.json) {
     if (o.repeat > 1)
-      std::cout << fmt::format("each training case run {} times, one run after another: its median wall time, its largest peak RSS\n",
+      std::cout << fmt::format("each training case run {} times, the cases taking turns: its median wall time, its largest peak RSS\n",
                                o.repeat);
     std::cout << fmt::format("{:<28} {:>7} {:>10} {:>12} {:>10} {:>9} {:>10}\n", "case", "chips", "wall (s)", "peak RSS (MB)",
                              "step (s)", "phases", "memoised");
@@ -549,26 +579,16 @@ int cmd_bench(const GlobalOptions& g, const BenchOptions& o) {
                        {"simulation_wall_s", r.sim_wall_s}});
       continue;
     }
-    // --repeat: the runs one after another; the median wall time, the largest peak RSS. The simulator is deterministic,
-    // so every run must give the same step: a difference is an error, not noise.
+    // The median wall time of its runs (--repeat: taken in turns above), the largest peak RSS. The simulator is
+    // deterministic, so every run must give the same step: a difference is an error, not noise.
+    std::vector<engine::IsolatedResult> runs;
+    if (o.repeat > 1) runs = std::move(repeated_runs.at(&s));
+    else runs.push_back(run_training(s, 0));
     std::vector<double> walls;
     double peak_rss_mb = 0.0;
     std::optional<engine::JobResult> first;
-    for (int run = 0; run < o.repeat; ++run) {
-      if (tty) std::cerr << fmt::format("[bench] {} ({} of {}) ...", s.name, run + 1, o.repeat) << std::flush;
-      const engine::IsolatedResult iso = engine::run_isolated(
-          [&] {
-            engine::EngineOptions opt;
-            opt.memoize = !o.no_memo;
-            opt.pipeline_steady_state = !o.no_steady_state;
-            opt.merge_chains = !o.no_chains;
-            opt.rounds_alone = opt.replay_pipeline_p2p = !o.no_alone;
-            opt.own_network_rounds = !o.no_own_network;
-            opt.own_compute_energy = !o.no_own_energy;
-            return engine::to_json(engine::simulate_job(s, catalog, opt));
-          },
-          interrupt_flag());
-      if (tty) std::cerr << "\r" << std::string(60, ' ') << "\r";
+    for (std::size_t run = 0; run < runs.size(); ++run) {
+      const engine::IsolatedResult& iso = runs[run];
       engine::JobResult job = engine::job_from_json(iso.value);
       if (first && job.step_time_s != first->step_time_s)
         throw Error(fmt::format("bench: {}: run {} gave a step of {} s where run 1 gave {} s (the simulator must be deterministic)",
