@@ -477,12 +477,13 @@ int cmd_bench(const GlobalOptions& g, const BenchOptions& o) {
 
   install_interrupt_handler();
   const bool tty = isatty(2) && !o.json;
-  // A single-run training case (not a comparison, a capacity search or a serving run), and one run of it in its own
-  // process with the options asked for.
-  auto is_training_case = [](const scenario::Scenario& s) {
-    return (s.compare.is_null() || s.compare.empty()) &&
-           std::filesystem::path(s.source_file).stem().string().rfind("max_rate_", 0) != 0 && !s.is_serving();
+  // The kinds of case: a comparison, a capacity search, a serving run, else a single-run training case; and one run of
+  // a training case in its own process with the options asked for.
+  auto is_comparison = [](const scenario::Scenario& s) { return !s.compare.is_null() && !s.compare.empty(); };
+  auto is_max_rate = [](const scenario::Scenario& s) {
+    return std::filesystem::path(s.source_file).stem().string().rfind("max_rate_", 0) == 0;
   };
+  auto is_training_case = [&](const scenario::Scenario& s) { return !is_comparison(s) && !is_max_rate(s) && !s.is_serving(); };
   auto run_training = [&](const scenario::Scenario& s, int run) {
     if (tty) std::cerr << fmt::format("[bench] {} ({} of {}) ...", s.name, run + 1, o.repeat) << std::flush;
     engine::IsolatedResult iso = engine::run_isolated(
@@ -517,7 +518,7 @@ int cmd_bench(const GlobalOptions& g, const BenchOptions& o) {
   }
   for (const auto& [chips, s] : todo) {
     const std::string file = s.source_file;
-    if (!s.compare.is_null() && !s.compare.empty()) {
+    if (is_comparison(s)) {
       // A comparison case: the whole `moesim compare` (alternatives simulated 2 at a time, stored).
       if (o.no_memo) {  // the child `moesim compare` always memoises; its figures would not be the reference
         if (!o.json) std::cout << fmt::format("{:<28} skipped: --no-memo applies to single-run cases\n", s.name);
@@ -536,7 +537,7 @@ int cmd_bench(const GlobalOptions& g, const BenchOptions& o) {
                        {"alternatives", alternatives}, {"jobs", 2}, {"wall_s", t["wall_s"]}, {"peak_rss_mb", t["peak_rss_mb"]}});
       continue;
     }
-    if (std::filesystem::path(file).stem().string().rfind("max_rate_", 0) == 0) {
+    if (is_max_rate(s)) {
       // A capacity search: the whole `moesim run --max-rate` (every probe a simulation of its own).
       if (tty) std::cerr << fmt::format("[bench] {} ...", s.name) << std::flush;
       const nlohmann::json t = time_max_rate(file, catalog.profiles_dir());

@@ -80,7 +80,7 @@ struct BenchOptions {
   bool no_own_energy = false;   ///< compute loads in SimGrid, every joule from its plugin (EngineOptions::own_compute_energy)
   bool no_alone = false;  ///< every round in SimGrid, every send in full (EngineOptions::rounds_alone, replay_pipeline_p2p)
   bool sweep = false;    ///< the sweep cases (bench/sweep_*.yaml at -j 1 and -j 2) and the merge case (bench/merge_*.yaml)
-  int repeat = 1;        ///< runs of each training case, one after the other: its median wall time, its largest peak RSS
+  int repeat = 1;        ///< runs of each training case, the cases taking turns: its median wall time, its largest peak RSS
 };
 
 catalog::Catalog load_catalog(const GlobalOptions& g);

@@ -333,19 +333,13 @@ JobResult simulate_job(const scenario::Scenario& s, const catalog::Catalog& cata
   const system::Topology& topo = setup.topo;
   const platform::PowerStates power = platform::power_states(accel);
 
-  // In an isolated child, which _exits once its result is written, SimGrid's engine and platform are left to the exit:
-  // tearing them down took 8 % of the 4096-chip bench case (perf).
   auto owned = std::make_unique<Simulator>(topo, accel, power, mesh, options);
-  Simulator& sim = *owned;
-  struct LeaveToExit {
-    std::unique_ptr<Simulator>& sim;
-    ~LeaveToExit() {
-      if (in_isolated_child()) (void)sim.release();
-    }
-  } leave_to_exit{owned};
   const int steps = s.training.steps_simulated;
   int steady_from = 0;
-  const std::vector<StepResult> results = simulate_steps(sim, setup, s, options, progress, steady_from);
+  const std::vector<StepResult> results = simulate_steps(*owned, setup, s, options, progress, steady_from);
+  // In an isolated child, which _exits once its result is written, SimGrid's engine and platform are left to the exit:
+  // tearing them down took 8 % of the 4096-chip bench case (perf).
+  if (in_isolated_child()) (void)owned.release();
   if (progress) progress(steps, steps, "done");
 
   JobResult r;
