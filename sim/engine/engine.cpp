@@ -285,6 +285,7 @@ struct Simulator::Impl {
   std::unordered_map<const sg4::Link*, int> link_ids;
   std::vector<double> link_bandwidth;  ///< by link id, B/s
   std::vector<bool> link_fatpipe;      ///< by link id: a FATPIPE link (each flow alone on it), else shared
+  std::vector<system::LinkClass> link_class_of;  ///< by link id
   /** (src << 32 | dst) -> its route. Node-based: the PairRoute pointers plans keep stay valid as it grows. */
   std::unordered_map<std::uint64_t, PairRoute> pair_links;
   std::vector<int> link_sharers;  ///< by link id, scratch for round_alone: batches of the round using the link (0 between calls)
@@ -300,12 +301,13 @@ struct Simulator::Impl {
       throw Error(fmt::format("internal error: a flow from endpoint {} to itself (endpoints {} and {})", plat->endpoint(src)->get_name(), src, dst));
     plat->endpoint(src)->route_to(plat->endpoint(dst), links, &r.latency_s);
     for (const sg4::Link* l : links) {
-      ++r.classes[static_cast<std::size_t>(platform::Platform::link_class(l))];
       auto [it, fresh] = link_ids.emplace(l, static_cast<int>(link_ids.size()));
       if (fresh) {
         link_bandwidth.push_back(l->get_bandwidth());
         link_fatpipe.push_back(l->get_sharing_policy() == sg4::Link::SharingPolicy::FATPIPE);
+        link_class_of.push_back(platform::Platform::link_class(l));  // from its name: once per link, not per route
       }
+      ++r.classes[static_cast<std::size_t>(link_class_of[static_cast<std::size_t>(it->second)])];
       r.links.push_back(it->second);
     }
     return pair_links.emplace(key, std::move(r)).first->second;
@@ -491,6 +493,7 @@ struct VertexState {
   bool net_alone = false; ///< no other collective held any of its links when it took them
   bool round_alone = false;  ///< its current round is timed from its links' loads (Rounds alone on their links)
   std::uint64_t net_mark = 0;  ///< sum of its links' take counts when it took them
+  int shared_links = 0;        ///< while it holds its links: how many of them another collective holds too
   std::vector<sg4::ExecPtr> flows;  ///< its current round's batches, when the round is joined (cancelled if the run stops)
 };
 
@@ -600,23 +603,24 @@ StepResult Simulator::Impl::run_step_once(workload::BuiltStep& step, bool record
   for (PhaseId v = 0; v < V; ++v)
     if (st[v].indegree == 0) ready.push_back(v);
 
-  // Pipeline sends and rounds alone on their links (see Impl): per link, the collectives holding it, those among them
-  // whose time was fixed when they started (replayed sends, rounds timed alone), and how often it was taken.
+  // Pipeline sends and rounds alone on their links (see Impl): per link, how many collectives hold it, the xor of their
+  // ids (the holder's id where there is one), and how often it was taken; per collective, how many of its links another
+  // collective holds too (shared_links). A collective whose time was fixed when it started (a replayed send, a round
+  // timed alone: fixed_time) must run alone on its links: another collective taking one is a conflict.
   bool replay_sends = false;
   if (alone && opt.memoize && opt.replay_pipeline_p2p)
     for (PhaseId v = 0; v < V && !replay_sends; ++v)
       replay_sends = g[v].type == Phase::Type::collective && g[v].kind == "comm.pipeline_p2p";
   const bool alone_rounds = alone && opt.rounds_alone;
   const bool track = replay_sends || alone_rounds;
-  std::vector<int> link_holders, link_fixed;
-  std::vector<PhaseId> link_fixer;  ///< by link: the replayed send or round timed alone holding it (link_fixed > 0)
+  std::vector<int> link_holders;
+  std::vector<PhaseId> link_holder_xor;
   std::vector<std::uint64_t> link_takes;
   auto link_state = [&](PhaseId v) -> const std::vector<int>& {
     const std::vector<int>& links = links_of(st[v].sig);
     if (link_holders.size() < link_ids.size()) {
       link_holders.resize(link_ids.size(), 0);
-      link_fixed.resize(link_ids.size(), 0);
-      link_fixer.resize(link_ids.size(), 0);
+      link_holder_xor.resize(link_ids.size(), 0);
       link_takes.resize(link_ids.size(), 0);
     }
     return links;
@@ -626,56 +630,53 @@ StepResult Simulator::Impl::run_step_once(workload::BuiltStep& step, bool record
       if (link_holders[static_cast<std::size_t>(l)] > 0) return false;
     return true;
   };
+  auto fixed_time = [&](PhaseId u) { return st[u].round_alone || (st[u].net_held && st[u].p2p && st[u].memo_replay); };
   auto take_links = [&](PhaseId v) {
     if (!track || st[v].net_held || st[v].plan->plan.empty()) return;
     const bool replayed_send = st[v].p2p && st[v].memo_replay;
     bool first = true;
     std::uint64_t mark = 0;
+    int shared = 0;
     for (int l : link_state(v)) {
       const auto i = static_cast<std::size_t>(l);
-      if (link_fixed[i] > 0 && (conflicts.empty() || conflicts.back() != link_fixer[i]))
-        conflicts.push_back(link_fixer[i]);  // a replayed send's or timed round's link, taken: the run stops (below)
-      first = first && link_holders[i] == 0;
-      ++link_holders[i];
-      mark += ++link_takes[i];
-      if (replayed_send) {
-        ++link_fixed[i];
-        link_fixer[i] = v;
+      const int before = link_holders[i];
+      if (before == 1) {
+        // Its one holder now shares the link. If that holder's time was fixed, the run stops (below). A link with more
+        // holders was already shared: a fixed holder among them was reported when the second came (or it was itself
+        // reported: a replayed send that started on a held link, below).
+        const PhaseId holder = link_holder_xor[i];
+        if (fixed_time(holder) && (conflicts.empty() || conflicts.back() != holder)) conflicts.push_back(holder);
+        ++st[holder].shared_links;
       }
+      if (before > 0) ++shared;
+      first = first && before == 0;
+      link_holders[i] = before + 1;
+      link_holder_xor[i] ^= v;
+      mark += ++link_takes[i];
     }
     if (replayed_send && !first) conflicts.push_back(v);  // cannot happen: replays start on free links (memo_for)
     st[v].net_held = true;
     st[v].net_alone = first;
     st[v].net_mark = mark;
+    st[v].shared_links = shared;
   };
   // Returns whether v ran alone on its links from start to end (nobody held or took any of them meanwhile).
   auto release_links = [&](PhaseId v) {
     if (!st[v].net_held) return false;
-    const bool replayed_send = st[v].p2p && st[v].memo_replay;
     std::uint64_t mark = 0;
     for (int l : links_of(st[v].sig)) {
       const auto i = static_cast<std::size_t>(l);
-      --link_holders[i];
+      const int after = --link_holders[i];
+      link_holder_xor[i] ^= v;
+      if (after == 1) --st[link_holder_xor[i]].shared_links;  // its one holder left holds it alone again
       mark += link_takes[i];
-      if (replayed_send) --link_fixed[i];
     }
     st[v].net_held = false;
+    st[v].shared_links = 0;
     return st[v].net_alone && mark == st[v].net_mark;
   };
   // Whether v, which holds its links, is the only collective holding any of them.
-  auto only_holder = [&](PhaseId v) {
-    if (!st[v].net_held) return false;
-    for (int l : links_of(st[v].sig))
-      if (link_holders[static_cast<std::size_t>(l)] != 1) return false;
-    return true;
-  };
-  // A round timed alone on its links: while it runs, another collective taking one of them is a conflict.
-  auto fix_links = [&](PhaseId v, int d) {
-    for (int l : links_of(st[v].sig)) {
-      link_fixed[static_cast<std::size_t>(l)] += d;
-      link_fixer[static_cast<std::size_t>(l)] = v;
-    }
-  };
+  auto only_holder = [&](PhaseId v) { return st[v].net_held && st[v].shared_links == 0; };
 
   std::vector<sg4::ExecPtr> pending;
   struct Tag {
@@ -857,8 +858,7 @@ StepResult Simulator::Impl::run_step_once(workload::BuiltStep& step, bool record
     if (alone_rounds && !excluded[v] && round_alone(st[v].sig, st[v].round, alone_s) && only_holder(v) &&
         !(opt.rounds_lookahead && may_be_joined(v, sg4::Engine::get_clock() + wait + alone_s))) {
       if (sg4::Host* pacer = take_pacer()) {
-        st[v].round_alone = true;
-        fix_links(v, +1);
+        st[v].round_alone = true;  // fixed_time: another collective taking one of its links is a conflict
         ++res.rounds_alone;
         start_delay(v, pacer, wait + alone_s);
         return;
@@ -1307,10 +1307,7 @@ StepResult Simulator::Impl::run_step_once(workload::BuiltStep& step, bool record
         launch_round_flows(v);
         return;
       }
-      if (vs.round_alone) {
-        vs.round_alone = false;
-        fix_links(v, -1);
-      }
+      vs.round_alone = false;
       if (vs.plan->round_crosses_wan[vs.round]) {
         vs.wan_s += sg4::Engine::get_clock() - vs.round_start;
         if (--wan_rounds_active == 0) res.wan_busy_s += sg4::Engine::get_clock() - wan_since;

@@ -129,11 +129,7 @@ double FairBottleneckNet::next_event_s() {
 
 void FairBottleneckNet::solve() {
   dirty_ = false;
-  if (remaining_.size() < bandwidth_.size()) {
-    remaining_.resize(bandwidth_.size(), 0.0);
-    usage_.resize(bandwidth_.size(), 0.0);
-    elements_.resize(bandwidth_.size());
-  }
+  if (link_slot_.size() < bandwidth_.size()) link_slot_.resize(bandwidth_.size(), -1);
   // The tasks to solve: every live one, or (incremental) those connected through shared links to the links of tasks
   // that joined or left, found by a walk over links and tasks, in id order; the others keep their rates.
   std::vector<std::size_t> solved;
@@ -175,87 +171,131 @@ void FairBottleneckNet::solve() {
   }
   touched_links_.clear();
   touched_tasks_.clear();
-  // The variables: enabled tasks with a link; an enabled task without any gets the value 1 (do_solve).
-  std::vector<std::size_t> var_list;
-  std::vector<int> cnst_list;
+  // The variables (enabled tasks with a link, numbered k in id order; an enabled task without any gets the value 1, as
+  // in do_solve) and the constraints they load (links, numbered s in the order the variables first use them). Each
+  // variable's (s, weight) pairs follow its links; each constraint's elements (k, weight) are stored contiguously in
+  // variable order, the order in which they are summed.
+  Scratch& x = scratch_;
+  x.var_task.clear();
+  x.var_first.clear();
+  x.var_el.clear();
+  x.cnst_link.clear();
+  x.cnst_first.clear();
   for (std::size_t id : solved) {
     Task& t = tasks_[id];
     t.rate = 0.0;
-    t.in_list = false;
     if (!t.enabled) continue;
     if (t.w.empty()) {
       t.rate = 1.0;
       continue;
     }
-    t.in_list = true;
-    var_list.push_back(id);
+    x.var_task.push_back(id);
+    x.var_first.push_back(x.var_el.size());
     for (const auto& [l, w] : t.w) {
-      auto& el = elements_[static_cast<std::size_t>(l)];
-      if (el.empty()) cnst_list.push_back(l);
-      el.emplace_back(id, w);
+      int& slot = link_slot_[static_cast<std::size_t>(l)];
+      if (slot < 0) {
+        slot = static_cast<int>(x.cnst_link.size());
+        x.cnst_link.push_back(l);
+        x.cnst_first.push_back(0);
+      }
+      ++x.cnst_first[static_cast<std::size_t>(slot)];
+      x.var_el.emplace_back(slot, w);
     }
   }
-  for (int l : cnst_list) {
-    remaining_[static_cast<std::size_t>(l)] = bandwidth_[static_cast<std::size_t>(l)];
-    usage_[static_cast<std::size_t>(l)] = 0.0;
+  const std::size_t nv = x.var_task.size(), nc = x.cnst_link.size();
+  x.var_first.push_back(x.var_el.size());
+  // Counts to offsets; then each variable's elements placed at its constraints' cursors.
+  std::size_t sum = 0;
+  for (std::size_t s = 0; s < nc; ++s) {
+    const std::size_t count = x.cnst_first[s];
+    x.cnst_first[s] = sum;
+    sum += count;
   }
-  const std::vector<int> all_cnst = cnst_list;
+  x.cnst_first.push_back(sum);
+  x.el_var.resize(sum);
+  x.el_w.resize(sum);
+  x.cursor.assign(x.cnst_first.begin(), x.cnst_first.end() - 1);
+  for (std::size_t k = 0; k < nv; ++k)
+    for (std::size_t e = x.var_first[k]; e < x.var_first[k + 1]; ++e) {
+      const auto [slot, w] = x.var_el[e];
+      const std::size_t pos = x.cursor[static_cast<std::size_t>(slot)]++;
+      x.el_var[pos] = k;
+      x.el_w[pos] = w;
+    }
+  x.remaining.resize(nc);
+  x.usage.assign(nc, 0.0);
+  x.fat.resize(nc);
+  for (std::size_t s = 0; s < nc; ++s) {
+    const auto l = static_cast<std::size_t>(x.cnst_link[s]);
+    x.remaining[s] = bandwidth_[l];
+    x.fat[s] = fatpipe_[l] ? 1 : 0;
+    link_slot_[l] = -1;
+  }
+  x.rate.assign(nv, 0.0);
+  x.mu.assign(nv, 0.0);
+  x.in_list.assign(nv, 1);
+  std::vector<std::size_t>& var_list = x.var_list;
+  std::vector<std::size_t>& cnst_list = x.cnst_list;
+  var_list.resize(nv);
+  for (std::size_t k = 0; k < nv; ++k) var_list[k] = k;
+  cnst_list.resize(nc);
+  for (std::size_t s = 0; s < nc; ++s) cnst_list[s] = s;
   while (!var_list.empty()) {
     // Each constraint's share: its remaining capacity over its unsaturated variables (one on a FATPIPE link).
     std::size_t keep = 0;
-    for (int l : cnst_list) {
-      const auto i = static_cast<std::size_t>(l);
+    for (std::size_t s : cnst_list) {
       int nb = 0;
-      for (const auto& [id, w] : elements_[i])
-        if (tasks_[id].in_list) ++nb;
-      if (nb > 0 && fatpipe_[i]) nb = 1;
+      for (std::size_t e = x.cnst_first[s]; e < x.cnst_first[s + 1]; ++e) nb += x.in_list[x.el_var[e]];
+      if (nb > 0 && x.fat[s]) nb = 1;
       if (nb == 0) {
-        remaining_[i] = 0.0;
-        usage_[i] = 0.0;
+        x.remaining[s] = 0.0;
+        x.usage[s] = 0.0;
         continue;
       }
-      usage_[i] = remaining_[i] / nb;
-      cnst_list[keep++] = l;
+      x.usage[s] = x.remaining[s] / nb;
+      cnst_list[keep++] = s;
     }
     cnst_list.resize(keep);
     // Each unsaturated variable rises by its smallest share over weight.
-    for (std::size_t id : var_list) {
-      Task& t = tasks_[id];
+    for (std::size_t k : var_list) {
       double min_inc = DBL_MAX;
-      for (const auto& [l, w] : t.w) min_inc = std::min(min_inc, usage_[static_cast<std::size_t>(l)] / w);
-      t.mu = min_inc;
-      t.rate += min_inc;
+      for (std::size_t e = x.var_first[k]; e < x.var_first[k + 1]; ++e) {
+        const auto [slot, w] = x.var_el[e];
+        min_inc = std::min(min_inc, x.usage[static_cast<std::size_t>(slot)] / w);
+      }
+      x.mu[k] = min_inc;
+      x.rate[k] += min_inc;
     }
     // Each constraint loses every variable's weight x raise (the saturated ones' last raise again, as do_solve does);
     // one left with less than the precision saturates, with its variables.
     keep = 0;
     bool saturated = false;
-    for (int l : cnst_list) {
-      const auto i = static_cast<std::size_t>(l);
-      double& remaining = remaining_[i];
-      if (!fatpipe_[i]) {
-        for (const auto& [id, w] : elements_[i]) double_update(remaining, w * tasks_[id].mu, kMaxminPrecision);
+    for (std::size_t s : cnst_list) {
+      double& remaining = x.remaining[s];
+      const std::size_t first = x.cnst_first[s], last = x.cnst_first[s + 1];
+      if (!x.fat[s]) {
+        for (std::size_t e = first; e < last; ++e) double_update(remaining, x.el_w[e] * x.mu[x.el_var[e]], kMaxminPrecision);
       } else {
-        double& usage = usage_[i];
-        for (const auto& [id, w] : elements_[i]) usage = std::min(usage, w * tasks_[id].mu);
+        double& usage = x.usage[s];
+        for (std::size_t e = first; e < last; ++e) usage = std::min(usage, x.el_w[e] * x.mu[x.el_var[e]]);
         double_update(remaining, usage, kMaxminPrecision);
       }
       if (remaining <= 0.0) {
         saturated = true;
-        for (const auto& [id, w] : elements_[i]) tasks_[id].in_list = false;
+        for (std::size_t e = first; e < last; ++e) x.in_list[x.el_var[e]] = 0;
         continue;
       }
-      cnst_list[keep++] = l;
+      cnst_list[keep++] = s;
     }
     cnst_list.resize(keep);
     if (saturated) {
       keep = 0;
-      for (std::size_t id : var_list)
-        if (tasks_[id].in_list) var_list[keep++] = id;
+      for (std::size_t k : var_list)
+        if (x.in_list[k]) var_list[keep++] = k;
       var_list.resize(keep);
     }
   }
-  for (int l : all_cnst) elements_[static_cast<std::size_t>(l)].clear();
+  for (std::size_t k = 0; k < nv; ++k) tasks_[x.var_task[k]].rate = x.rate[k];
 }
 
 }  // namespace moesim::engine

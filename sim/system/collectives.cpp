@@ -234,7 +234,7 @@ std::optional<ProductGrid> product_grid(const SiteMembers& sm, const Topology& t
   std::size_t expected = 1;
   for (std::size_t d = 0; d < site.dims.size(); ++d) {
     std::vector<bool> seen(static_cast<std::size_t>(site.dims[d]), false);
-    for (int c : sm.chips) seen[static_cast<std::size_t>(topo.coords(c)[d])] = true;
+    for (int c : sm.chips) seen[static_cast<std::size_t>(topo.coord(c, d))] = true;
     for (int x = 0; x < site.dims[d]; ++x)
       if (seen[static_cast<std::size_t>(x)]) g.coords[d].push_back(x);
     if (g.coords[d].size() > 1) g.spanned.push_back(static_cast<int>(d));
@@ -249,20 +249,22 @@ std::optional<ProductGrid> product_grid(const SiteMembers& sm, const Topology& t
  *  between members pass through the chips in between). */
 std::vector<std::vector<int>> torus_lines(const SiteMembers& sm, const Topology& topo, const ProductGrid& g, int dim) {
   const Site& site = topo.sites()[static_cast<std::size_t>(sm.site)];
+  // A chip's local index is its coordinates' sum with these strides (dimension 0 varies fastest, as Topology::chip_at).
+  std::vector<int> stride(site.dims.size(), 1);
+  for (std::size_t d = 1; d < stride.size(); ++d) stride[d] = stride[d - 1] * site.dims[d - 1];
+  const auto along = static_cast<std::size_t>(dim);
   std::vector<std::vector<int>> lines;
   std::vector<std::size_t> idx(site.dims.size(), 0);
   while (true) {
-    std::vector<int> co(site.dims.size());
-    for (std::size_t d = 0; d < co.size(); ++d) co[d] = static_cast<int>(d) == dim ? 0 : g.coords[d][idx[d]];
-    std::vector<int> ring;
-    for (int x = 0; x < site.dims[static_cast<std::size_t>(dim)]; ++x) {
-      co[static_cast<std::size_t>(dim)] = x;
-      ring.push_back(topo.chip_at(sm.site, co));
-    }
+    int base = 0;
+    for (std::size_t d = 0; d < idx.size(); ++d)
+      if (d != along) base += g.coords[d][idx[d]] * stride[d];
+    std::vector<int> ring(static_cast<std::size_t>(site.dims[along]));
+    for (int x = 0; x < site.dims[along]; ++x) ring[static_cast<std::size_t>(x)] = site.chips[static_cast<std::size_t>(base + x * stride[along])];
     lines.push_back(std::move(ring));
     std::size_t d = 0;
     for (; d < idx.size(); ++d) {
-      if (static_cast<int>(d) == dim) continue;
+      if (d == along) continue;
       if (++idx[d] < g.coords[d].size()) break;
       idx[d] = 0;
     }
@@ -441,8 +443,8 @@ void all_to_all(PlanBuilder& pb, const CollectiveWork& w, std::size_t g, const T
         const RingLoads loads = ring_a2a(n, pos, D / static_cast<double>(pos.size()));
         const auto [steps, hops] = ring_steps(n, pos);
         pb.latency(r, steps, hops * topo.ici_latency_s);
-        for (std::size_t li = 0; li < lines.size(); ++li)
-          emit_ring(pb, r, fmt::format("all-to-all dim {}", dim), key(3, s, dim, lines[li].front()), lines[li], loads);
+        const std::string name = fmt::format("all-to-all dim {}", dim);
+        for (std::size_t li = 0; li < lines.size(); ++li) emit_ring(pb, r, name, key(3, s, dim, lines[li].front()), lines[li], loads);
       }
       if (algo.empty()) algo = "torus dimension-ordered all-to-all";
       continue;
@@ -516,13 +518,14 @@ enum class Half { reduce_scatter, all_gather };
 
 /** One half (reduce-scatter or all-gather) of a `bytes` buffer among one site's members, from
  *  `first_round`. Returns the number of rounds used. */
-std::size_t site_half(PlanBuilder& pb, const SiteMembers& sm, const Topology& topo, const workload::DeviceMesh& mesh,
-                      double bytes, std::size_t first_round, Half half, std::string& algo) {
+std::size_t site_half(PlanBuilder& pb, const SiteMembers& sm, const std::optional<ProductGrid>& site_grid, const Topology& topo,
+                      const workload::DeviceMesh& mesh, double bytes, std::size_t first_round, Half half, std::string& algo) {
   const Site& site = topo.sites()[static_cast<std::size_t>(sm.site)];
   std::size_t r = first_round;
   if (sm.chips.size() == 1) return 0;  // devices of one chip reduce locally
   const char* what = half == Half::reduce_scatter ? "reduce-scatter" : "all-gather";
-  if (auto grid = product_grid(sm, topo); grid && !grid->spanned.empty()) {
+  if (site_grid && !site_grid->spanned.empty()) {
+    std::optional<ProductGrid> grid = site_grid;
     // Widest dimension first: the reduce-scatter shrinks the buffer by the most members before the narrower
     // dimensions, which are the ones whose partial rings other groups share (a group of 4 chips spaced 8 apart
     // on a 32-ring shares every link with 7 other groups); the all-gather runs the mirror order.
@@ -545,8 +548,8 @@ std::size_t site_half(PlanBuilder& pb, const SiteMembers& sm, const Topology& to
       const RingLoads loads = ring_neighbours(n, pos, (m - 1.0) / m * sizes[idx] / 2.0);
       const auto [steps, hops] = ring_steps(n, pos);
       pb.latency(r, steps, hops * topo.ici_latency_s);
-      for (std::size_t li = 0; li < lines.size(); ++li)
-        emit_ring(pb, r, fmt::format("{} dim {}", what, dim), key(6, sm.site, dim, lines[li].front()), lines[li], loads);
+      const std::string name = fmt::format("{} dim {}", what, dim);
+      for (std::size_t li = 0; li < lines.size(); ++li) emit_ring(pb, r, name, key(6, sm.site, dim, lines[li].front()), lines[li], loads);
       ++r;
     }
     if (algo.empty()) algo = "torus bidirectional ring per dimension";
@@ -610,13 +613,17 @@ std::size_t site_half(PlanBuilder& pb, const SiteMembers& sm, const Topology& to
 void reduction(PlanBuilder& pb, const CollectiveWork& w, std::size_t g, const Topology& topo,
                const workload::DeviceMesh& mesh, std::string& algo) {
   const auto sites = by_site(w.groups[g], topo, mesh);
+  // Each site's members as a product grid (product_grid), found once for both halves.
+  std::map<int, std::optional<ProductGrid>> grids;
+  for (const auto& [s, sm] : sites)
+    grids.emplace(s, sm.chips.size() > 1 ? product_grid(sm, topo) : std::nullopt);
   const bool rs = w.op != CollectiveOp::all_gather, ag = w.op != CollectiveOp::reduce_scatter;
   // Rounds line up across sites: reduce-scatter from round 0, the cross-site ring after the longest
   // reduce-scatter, then the all-gather.
   std::size_t r = 0;
   if (rs) {
     std::size_t longest = 0;
-    for (const auto& [s, sm] : sites) longest = std::max(longest, site_half(pb, sm, topo, mesh, w.bytes_per_device, 0, Half::reduce_scatter, algo));
+    for (const auto& [s, sm] : sites) longest = std::max(longest, site_half(pb, sm, grids.at(s), topo, mesh, w.bytes_per_device, 0, Half::reduce_scatter, algo));
     r = longest;
   }
   if (sites.size() > 1) {
@@ -632,7 +639,7 @@ void reduction(PlanBuilder& pb, const CollectiveWork& w, std::size_t g, const To
     ++r;
   }
   if (ag)
-    for (const auto& [s, sm] : sites) site_half(pb, sm, topo, mesh, w.bytes_per_device, r, Half::all_gather, algo);
+    for (const auto& [s, sm] : sites) site_half(pb, sm, grids.at(s), topo, mesh, w.bytes_per_device, r, Half::all_gather, algo);
 }
 
 void send_recv(PlanBuilder& pb, const CollectiveWork& w, const Topology& topo, const workload::DeviceMesh& mesh,

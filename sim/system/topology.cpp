@@ -152,6 +152,13 @@ std::vector<int> Topology::coords(int chip) const {
   return c;
 }
 
+int Topology::coord(int chip, std::size_t dim) const {
+  const Site& s = sites_[static_cast<std::size_t>(site_of(chip))];
+  int l = local_of(chip);
+  for (std::size_t i = 0; i < dim; ++i) l /= s.dims[i];
+  return l % s.dims[dim];
+}
+
 int Topology::chip_at(int site, const std::vector<int>& coords) const {
   const Site& s = sites_[static_cast<std::size_t>(site)];
   int l = 0, mult = 1;

@@ -47,7 +47,10 @@ double ComputeWork::hbm_utilisation() const {
 }
 
 PhaseId add_phase(StepGraph& g, Phase p, const std::vector<PhaseId>& after) {
-  PhaseId v = boost::add_vertex(std::move(p), g);
+  // Boost 1.74's add_vertex(property, g) copies the property into the graph; a step's phases hold per-chip vectors
+  // (megabytes at thousands of chips), so the vertex is added empty and the phase moved in.
+  PhaseId v = boost::add_vertex(g);
+  g[v] = std::move(p);
   for (PhaseId a : after) boost::add_edge(a, v, g);
   return v;
 }

@@ -61,9 +61,7 @@ class FairBottleneckNet {
     double latency_s = 0.0;
     double remains = 1.0;
     double rate = 0.0;
-    double mu = 0.0;
     bool enabled = false;
-    bool in_list = false;
     bool live = true;  ///< not ended
   };
   void solve();
@@ -85,10 +83,25 @@ class FairBottleneckNet {
   std::vector<std::vector<std::size_t>> link_tasks_;
   std::vector<int> touched_links_;  ///< links of tasks that joined or left since the last solve
   std::vector<std::size_t> touched_tasks_;  ///< tasks without links that were enabled since the last solve
-  // Scratch of solve(), by link id and by task id.
+  // Scratch of solve(), by link id and by task id: flags of the walk; each link's constraint number s in the current
+  // solve (-1 outside it).
   std::vector<char> link_seen_, task_seen_;
-  std::vector<double> remaining_, usage_;
-  std::vector<std::vector<std::pair<std::size_t, double>>> elements_;  ///< (task id, weight) of enabled tasks
+  std::vector<int> link_slot_;
+  /** Scratch of solve(), kept between solves for its capacity: the variables k and constraints s of one solve. */
+  struct Scratch {
+    std::vector<std::size_t> var_task;                ///< by k: the task id
+    std::vector<std::size_t> var_first;               ///< by k: its first entry in var_el (k + 1: one past its last)
+    std::vector<std::pair<int, double>> var_el;       ///< (s, weight), by variable
+    std::vector<int> cnst_link;                       ///< by s: the link id
+    std::vector<std::size_t> cnst_first, cursor;      ///< by s: its first element in el_var / el_w
+    std::vector<std::size_t> el_var;                  ///< elements by constraint: the variable k
+    std::vector<double> el_w;                         ///< elements by constraint: the weight
+    std::vector<double> remaining, usage;             ///< by s
+    std::vector<char> fat;                            ///< by s: a FATPIPE link
+    std::vector<double> rate, mu;                     ///< by k
+    std::vector<char> in_list;                        ///< by k: not saturated
+    std::vector<std::size_t> var_list, cnst_list;     ///< unsaturated variables, constraints still sharing
+  } scratch_;
 };
 
 }  // namespace moesim::engine

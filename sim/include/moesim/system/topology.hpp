@@ -44,6 +44,8 @@ class Topology {
   int local_of(int chip) const { return local_of_[static_cast<std::size_t>(chip)]; }
   /** Torus coordinates of a chip within its site (dimension 0 varies fastest). */
   std::vector<int> coords(int chip) const;
+  /** Coordinate `dim` of a torus chip (coords(chip)[dim], without building the vector). */
+  int coord(int chip, std::size_t dim) const;
   int chip_at(int site, const std::vector<int>& coords) const;
   /** Fat-tree sites: node index and GPU index within the node. */
   int node_of(int chip) const { return local_of(chip) / sites_[static_cast<std::size_t>(site_of(chip))].gpus_per_node; }
