@@ -97,7 +97,21 @@ class PlanBuilder {
   }
   int border(int site) const { return topo_.chips() + site; }
   TrafficPlan finish(std::string algorithm, double intra_chip) {
+    // A line's flows are distinct (a ring of more than 2 chips has no two equal neighbour pairs). Where no flow entered
+    // by add() has the line's (round, batch), they need neither the hash table nor the global sort: each line's flows
+    // are sorted on their own and merged, in order, with the others. A line sharing its batch with such flows enters
+    // them through add(), which sums equal flows.
+    std::vector<std::pair<std::uint32_t, long long>> direct;
+    direct.reserve(entries_.size());
+    for (const Entry& e : entries_) direct.emplace_back(e.k.round, e.k.batch);
+    std::sort(direct.begin(), direct.end());
+    direct.erase(std::unique(direct.begin(), direct.end()), direct.end());
+    std::vector<const Line*> alone;
     for (const Line& line : lines_) {
+      if (!std::binary_search(direct.begin(), direct.end(), std::make_pair(static_cast<std::uint32_t>(line.round), line.batch))) {
+        alone.push_back(&line);
+        continue;
+      }
       const std::size_t n = line.ring.size();
       const std::string& name = names_[line.round];
       for (std::size_t x = 0; x < n; ++x) {
@@ -105,15 +119,28 @@ class PlanBuilder {
         add(line.round, name, line.batch, line.ring[x], line.ring[(x + n - 1) % n], line.down[x]);
       }
     }
-    lines_.clear();
-    line_index_.clear();
     TrafficPlan p;
     p.algorithm = std::move(algorithm);
     p.intra_chip_bytes = intra_chip;
     // Rounds in order, batches by key, each batch's flows by (source, destination).
-    std::sort(entries_.begin(), entries_.end(), [](const Entry& a, const Entry& b) {
+    const auto before = [](const Entry& a, const Entry& b) {
       return std::tie(a.k.round, a.k.batch, a.k.src, a.k.dst) < std::tie(b.k.round, b.k.batch, b.k.src, b.k.dst);
-    });
+    };
+    std::sort(entries_.begin(), entries_.end(), before);
+    std::sort(alone.begin(), alone.end(), [](const Line* a, const Line* b) { return std::tie(a->round, a->batch) < std::tie(b->round, b->batch); });
+    const auto direct_end = static_cast<std::ptrdiff_t>(entries_.size());
+    for (const Line* line : alone) {
+      const std::size_t n = line->ring.size(), first = entries_.size();
+      const auto round = static_cast<std::uint32_t>(line->round);
+      for (std::size_t x = 0; x < n; ++x) {
+        if (line->up[x] > 0.0) entries_.push_back({{round, line->batch, line->ring[x], line->ring[(x + 1) % n]}, line->up[x]});
+        if (line->down[x] > 0.0) entries_.push_back({{round, line->batch, line->ring[x], line->ring[(x + n - 1) % n]}, line->down[x]});
+      }
+      std::sort(entries_.begin() + static_cast<std::ptrdiff_t>(first), entries_.end(), before);
+    }
+    std::inplace_merge(entries_.begin(), entries_.begin() + direct_end, entries_.end(), before);
+    lines_.clear();
+    line_index_.clear();
     for (std::size_t i = 0; i < entries_.size();) {
       const std::uint32_t r = entries_[i].k.round;
       Round round;
@@ -516,6 +543,15 @@ double route_latency(const Topology& topo, int a, int b) {
 
 enum class Half { reduce_scatter, all_gather };
 
+/** Orders a grid's spanned dimensions widest first, for a reduction: the reduce-scatter shrinks the buffer by the most
+ *  members before the narrower dimensions, which are the ones whose partial rings other groups share (a group of 4
+ *  chips spaced 8 apart on a 32-ring shares every link with 7 other groups); the all-gather runs the mirror order. */
+void widest_first(ProductGrid& grid) {
+  std::stable_sort(grid.spanned.begin(), grid.spanned.end(), [&](int a, int b) {
+    return grid.coords[static_cast<std::size_t>(a)].size() > grid.coords[static_cast<std::size_t>(b)].size();
+  });
+}
+
 /** One half (reduce-scatter or all-gather) of a `bytes` buffer among one site's members, from
  *  `first_round`. Returns the number of rounds used. */
 std::size_t site_half(PlanBuilder& pb, const SiteMembers& sm, const std::optional<ProductGrid>& site_grid, const Topology& topo,
@@ -525,13 +561,9 @@ std::size_t site_half(PlanBuilder& pb, const SiteMembers& sm, const std::optiona
   if (sm.chips.size() == 1) return 0;  // devices of one chip reduce locally
   const char* what = half == Half::reduce_scatter ? "reduce-scatter" : "all-gather";
   if (site_grid && !site_grid->spanned.empty()) {
-    std::optional<ProductGrid> grid = site_grid;
-    // Widest dimension first: the reduce-scatter shrinks the buffer by the most members before the narrower
-    // dimensions, which are the ones whose partial rings other groups share (a group of 4 chips spaced 8 apart
-    // on a 32-ring shares every link with 7 other groups); the all-gather runs the mirror order.
-    std::stable_sort(grid->spanned.begin(), grid->spanned.end(), [&](int a, int b) {
-      return grid->coords[static_cast<std::size_t>(a)].size() > grid->coords[static_cast<std::size_t>(b)].size();
-    });
+    // The grid's spanned dimensions come widest first (widest_first): the reduce-scatter runs them in that order, the
+    // all-gather in the mirror order.
+    const ProductGrid* grid = &*site_grid;
     // Bidirectional ring per spanned dimension: half the buffer each way, (m-1)/m of it crosses each
     // hop; the buffer shrinks by m after each reduce-scatter dimension (all-gather mirrors it).
     std::vector<double> sizes{bytes};
@@ -615,8 +647,10 @@ void reduction(PlanBuilder& pb, const CollectiveWork& w, std::size_t g, const To
   const auto sites = by_site(w.groups[g], topo, mesh);
   // Each site's members as a product grid (product_grid), found once for both halves.
   std::map<int, std::optional<ProductGrid>> grids;
-  for (const auto& [s, sm] : sites)
-    grids.emplace(s, sm.chips.size() > 1 ? product_grid(sm, topo) : std::nullopt);
+  for (const auto& [s, sm] : sites) {
+    auto& grid = grids.emplace(s, sm.chips.size() > 1 ? product_grid(sm, topo) : std::nullopt).first->second;
+    if (grid) widest_first(*grid);
+  }
   const bool rs = w.op != CollectiveOp::all_gather, ag = w.op != CollectiveOp::reduce_scatter;
   // Rounds line up across sites: reduce-scatter from round 0, the cross-site ring after the longest
   // reduce-scatter, then the all-gather.
