@@ -107,16 +107,17 @@ system::TrafficPlan split_sparse_batches(system::TrafficPlan plan) {
         continue;
       }
       system::Batch piece;
-      std::unordered_map<int, int> in_piece;
+      std::vector<int> in_piece;  // the piece's hosts: at most kSparseBatchHosts, searched in place
+      auto has = [&](int h) { return std::find(in_piece.begin(), in_piece.end(), h) != in_piece.end(); };
       for (const auto& f : batch.flows) {
-        const std::size_t extra = (in_piece.count(f.src) ? 0 : 1) + (in_piece.count(f.dst) ? 0 : 1);
+        const std::size_t extra = (has(f.src) ? 0 : 1) + (has(f.dst) ? 0 : 1);
         if (in_piece.size() + extra > kSparseBatchHosts && !piece.flows.empty()) {
           out.push_back(std::move(piece));
           piece = {};
           in_piece.clear();
         }
-        in_piece.emplace(f.src, 0);
-        in_piece.emplace(f.dst, 0);
+        if (!has(f.src)) in_piece.push_back(f.src);
+        if (!has(f.dst)) in_piece.push_back(f.dst);
         piece.flows.push_back(f);
       }
       if (!piece.flows.empty()) out.push_back(std::move(piece));
@@ -286,13 +287,38 @@ struct Simulator::Impl {
   std::vector<double> link_bandwidth;  ///< by link id, B/s
   std::vector<bool> link_fatpipe;      ///< by link id: a FATPIPE link (each flow alone on it), else shared
   std::vector<system::LinkClass> link_class_of;  ///< by link id
-  /** (src << 32 | dst) -> its route. Node-based: the PairRoute pointers plans keep stay valid as it grows. */
-  std::unordered_map<std::uint64_t, PairRoute> pair_links;
+  /** The routes looked up so far; a deque, so that the PairRoute pointers plans keep stay valid as it grows. */
+  std::deque<PairRoute> pair_routes;
+  /** (src << 32 | dst) + 1 -> its route, open addressing with linear probing (key 0: empty slot); a power of two in
+   *  size, at most half full. Every flow of every new plan looks its route up (hundreds of thousands at thousands of
+   *  chips): one probe into a flat table, where a node-based map cost a bucket division and a node's cache miss. */
+  std::vector<std::pair<std::uint64_t, PairRoute*>> pair_slots;
+  static std::size_t pair_slot_of(std::uint64_t key, std::size_t mask) {
+    key ^= key >> 31;  // splitmix64's finaliser
+    key *= 0x7fb5d329728ea185ULL;
+    key ^= key >> 27;
+    key *= 0x81dadef4bc2dd44dULL;
+    key ^= key >> 33;
+    return static_cast<std::size_t>(key) & mask;
+  }
   std::vector<int> link_sharers;  ///< by link id, scratch for round_alone: batches of the round using the link (0 between calls)
   const PairRoute& route_of(int src, int dst) {
-    const std::uint64_t key = (static_cast<std::uint64_t>(src) << 32) | static_cast<std::uint32_t>(dst);
-    auto pl = pair_links.find(key);
-    if (pl != pair_links.end()) return pl->second;
+    const std::uint64_t key = ((static_cast<std::uint64_t>(src) << 32) | static_cast<std::uint32_t>(dst)) + 1;
+    if (2 * (pair_routes.size() + 1) > pair_slots.size()) {  // grow: every route entered again
+      std::vector<std::pair<std::uint64_t, PairRoute*>> old(std::max<std::size_t>(1024, 2 * pair_slots.size()), {0, nullptr});
+      old.swap(pair_slots);
+      const std::size_t mask = pair_slots.size() - 1;
+      for (const auto& [k, route] : old)
+        if (k != 0) {
+          std::size_t i = pair_slot_of(k, mask);
+          while (pair_slots[i].first != 0) i = (i + 1) & mask;
+          pair_slots[i] = {k, route};
+        }
+    }
+    const std::size_t mask = pair_slots.size() - 1;
+    std::size_t slot = pair_slot_of(key, mask);
+    for (; pair_slots[slot].first != 0; slot = (slot + 1) & mask)
+      if (pair_slots[slot].first == key) return *pair_slots[slot].second;
     std::vector<sg4::Link*> links;
     PairRoute r;
     // Plans have no flow from an endpoint to itself (SimGrid's loopback link, which stays in the max-min system that
@@ -310,7 +336,9 @@ struct Simulator::Impl {
       ++r.classes[static_cast<std::size_t>(link_class_of[static_cast<std::size_t>(it->second)])];
       r.links.push_back(it->second);
     }
-    return pair_links.emplace(key, std::move(r)).first->second;
+    pair_routes.push_back(std::move(r));
+    pair_slots[slot] = {key, &pair_routes.back()};
+    return pair_routes.back();
   }
   /** Per batch of round `r`: its links' weights, (link id, weight) sorted by link, one entry per link (the bytes of the
    *  batch's flows over the link, summed in flow order; their largest on a FATPIPE link), and its longest route latency. */

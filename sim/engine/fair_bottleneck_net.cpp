@@ -7,6 +7,7 @@
 
 #include "moesim/core/error.hpp"
 
+
 namespace moesim::engine {
 
 namespace {
@@ -127,18 +128,60 @@ double FairBottleneckNet::next_event_s() {
   return now_s_ + min;
 }
 
+bool FairBottleneckNet::alone_on_links(const Task& t) const {
+  for (const auto& [l, w] : t.w)
+    if (link_tasks_[static_cast<std::size_t>(l)].size() != 1) return false;
+  return true;
+}
+
+double FairBottleneckNet::solve_alone(const Task& t) {
+  // The passes of the general solve below, for a variable that is the only element of each of its constraints: each
+  // share is the constraint's remaining capacity (over 1 variable), the raise the smallest share over weight, and the
+  // variable leaves with the first of its constraints to saturate. The same operations in the same order as there,
+  // without its per-solve tables (a component of one variable is solved on its own either way).
+  const std::size_t n = t.w.size();
+  alone_remaining_.resize(n);
+  alone_usage_.resize(n);
+  for (std::size_t i = 0; i < n; ++i) alone_remaining_[i] = bandwidth_[static_cast<std::size_t>(t.w[i].first)];
+  double rate = 0.0;
+  while (true) {
+    for (std::size_t i = 0; i < n; ++i) alone_usage_[i] = alone_remaining_[i] / 1;
+    double mu = DBL_MAX;
+    for (std::size_t i = 0; i < n; ++i) mu = std::min(mu, alone_usage_[i] / t.w[i].second);
+    rate += mu;
+    bool saturated = false;
+    for (std::size_t i = 0; i < n; ++i) {
+      double& remaining = alone_remaining_[i];
+      const double w = t.w[i].second;
+      if (!fatpipe_[static_cast<std::size_t>(t.w[i].first)]) {
+        double_update(remaining, w * mu, kMaxminPrecision);
+      } else {
+        double& usage = alone_usage_[i];
+        usage = std::min(usage, w * mu);
+        double_update(remaining, usage, kMaxminPrecision);
+      }
+      saturated = saturated || remaining <= 0.0;
+    }
+    if (saturated) return rate;
+  }
+}
+
 void FairBottleneckNet::solve() {
   dirty_ = false;
   if (link_slot_.size() < bandwidth_.size()) link_slot_.resize(bandwidth_.size(), -1);
   // The tasks to solve: every live one, or (incremental) those connected through shared links to the links of tasks
   // that joined or left, found by a walk over links and tasks, in id order; the others keep their rates.
-  std::vector<std::size_t> solved;
+  std::vector<std::size_t>& solved = solved_;
+  solved.clear();
   if (!incremental_) {
     solved = live_;
   } else {
     if (link_seen_.size() < bandwidth_.size()) link_seen_.resize(bandwidth_.size(), 0);
     if (task_seen_.size() < tasks_.size()) task_seen_.resize(tasks_.size(), 0);
-    std::vector<int> seen_links, stack;
+    std::vector<int>& seen_links = seen_links_;
+    std::vector<int>& stack = stack_;
+    seen_links.clear();
+    stack.clear();
     for (int l : touched_links_)
       if (!link_seen_[static_cast<std::size_t>(l)]) {
         link_seen_[static_cast<std::size_t>(l)] = 1;
@@ -187,6 +230,11 @@ void FairBottleneckNet::solve() {
     if (!t.enabled) continue;
     if (t.w.empty()) {
       t.rate = 1.0;
+      continue;
+    }
+    if (incremental_ && alone_on_links(t)) {
+      t.rate = solve_alone(t);
+      ++solved_alone_;
       continue;
     }
     x.var_task.push_back(id);

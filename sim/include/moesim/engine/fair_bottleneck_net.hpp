@@ -35,7 +35,8 @@ class FairBottleneckNet {
 
   /** `bandwidth_bytes_per_s` and `fatpipe`, by link id, are read at each solve (they may grow, not change).
    *  `incremental`: re-solve only the tasks connected (through shared links) to those added, enabled or ended since
-   *  the last solve, as SimGrid's selective update does; false: every task at every solve (the reference of the
+   *  the last solve, as SimGrid's selective update does, and a task alone on each of its links on its own, without
+   *  the general solve's tables; false: every task at every solve, all in the general solve (the reference of the
    *  tests). The values are the same either way: do_solve treats each connected component of the system on its own
    *  (a constraint's share, a variable's raise and a constraint's saturation involve only that component), and a
    *  component's elements are taken in the same order (task id). */
@@ -54,6 +55,8 @@ class FairBottleneckNet {
   double next_event_s();
   /** Tasks not ended. */
   std::size_t live() const { return live_.size(); }
+  /** How many times a task alone on its links was solved on its own (incremental only; for the tests). */
+  std::size_t solved_alone() const { return solved_alone_; }
 
  private:
   struct Task {
@@ -65,6 +68,10 @@ class FairBottleneckNet {
     bool live = true;  ///< not ended
   };
   void solve();
+  /** Whether an enabled task is the only one on each of its links (a component of its own). */
+  bool alone_on_links(const Task& t) const;
+  /** The value solve() gives such a task, computed on its own. */
+  double solve_alone(const Task& t);
   void step(double delta_s, std::vector<std::size_t>& ended);
   /** A task joins (enabled) or leaves (ended) the system: its links are marked for the next solve. */
   void join(std::size_t id);
@@ -79,6 +86,7 @@ class FairBottleneckNet {
   double next_delta_s_ = std::numeric_limits<double>::infinity();
   bool next_known_ = false;  ///< next_delta_s_ is up to date (nothing added, advanced or ended since)  ///< from the current time to the next event, as next_event_s found it (+inf: not known)
   bool incremental_ = true;
+  std::size_t solved_alone_ = 0;
   /** By link id: the enabled tasks with a weight on it (ids, in the order they joined). */
   std::vector<std::vector<std::size_t>> link_tasks_;
   std::vector<int> touched_links_;  ///< links of tasks that joined or left since the last solve
@@ -87,6 +95,8 @@ class FairBottleneckNet {
   // solve (-1 outside it).
   std::vector<char> link_seen_, task_seen_;
   std::vector<int> link_slot_;
+  std::vector<std::size_t> solved_;       ///< the tasks of the current solve
+  std::vector<int> seen_links_, stack_;   ///< the walk's links seen and links to visit
   /** Scratch of solve(), kept between solves for its capacity: the variables k and constraints s of one solve. */
   struct Scratch {
     std::vector<std::size_t> var_task;                ///< by k: the task id
@@ -102,6 +112,7 @@ class FairBottleneckNet {
     std::vector<char> in_list;                        ///< by k: not saturated
     std::vector<std::size_t> var_list, cnst_list;     ///< unsaturated variables, constraints still sharing
   } scratch_;
+  std::vector<double> alone_remaining_, alone_usage_;  ///< scratch of solve_alone(), by the task's link
 };
 
 }  // namespace moesim::engine
