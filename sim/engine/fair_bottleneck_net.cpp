@@ -29,23 +29,25 @@ FairBottleneckNet::FairBottleneckNet(const std::vector<double>& bandwidth_bytes_
     : bandwidth_(bandwidth_bytes_per_s), fatpipe_(fatpipe), now_s_(now_s), incremental_(incremental) {}
 
 void FairBottleneckNet::join(std::size_t id) {
+  // The task is solved at the next solve, with every task connected to it: those on a link it shares now (or on a link
+  // another task shares with it later, which marks the link then).
+  touched_tasks_.push_back(id);
   const Task& t = tasks_[id];
-  if (t.w.empty()) {
-    touched_tasks_.push_back(id);
-    return;
-  }
+  if (t.w.empty()) return;
   if (link_tasks_.size() < bandwidth_.size()) link_tasks_.resize(bandwidth_.size());
   for (const auto& [l, w] : t.w) {
-    link_tasks_[static_cast<std::size_t>(l)].push_back(id);
-    touched_links_.push_back(l);
+    auto& on = link_tasks_[static_cast<std::size_t>(l)];
+    on.push_back(id);
+    if (on.size() > 1) touched_links_.push_back(l);
   }
 }
 
 void FairBottleneckNet::leave(std::size_t id) {
+  // The tasks left on its links are solved again at the next solve (a link it held alone has nobody to tell).
   for (const auto& [l, w] : tasks_[id].w) {
     auto& on = link_tasks_[static_cast<std::size_t>(l)];
     on.erase(std::find(on.begin(), on.end(), id));
-    touched_links_.push_back(l);
+    if (!on.empty()) touched_links_.push_back(l);
   }
 }
 
@@ -204,7 +206,7 @@ void FairBottleneckNet::solve() {
       }
     }
     for (std::size_t id : touched_tasks_)
-      if (!task_seen_[id] && tasks_[id].live) {  // enabled, without links: it ends at the next event
+      if (!task_seen_[id] && tasks_[id].live) {  // enabled since, on no link shared since (or on none at all)
         task_seen_[id] = 1;
         solved.push_back(id);
       }

@@ -89,8 +89,9 @@ class FairBottleneckNet {
   std::size_t solved_alone_ = 0;
   /** By link id: the enabled tasks with a weight on it (ids, in the order they joined). */
   std::vector<std::vector<std::size_t>> link_tasks_;
-  std::vector<int> touched_links_;  ///< links of tasks that joined or left since the last solve
-  std::vector<std::size_t> touched_tasks_;  ///< tasks without links that were enabled since the last solve
+  /** Links where tasks joined a task already there, or a task left others, since the last solve. */
+  std::vector<int> touched_links_;
+  std::vector<std::size_t> touched_tasks_;  ///< tasks enabled since the last solve
   // Scratch of solve(), by link id and by task id: flags of the walk; each link's constraint number s in the current
   // solve (-1 outside it).
   std::vector<char> link_seen_, task_seen_;
