@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <map>
 #include <random>
@@ -224,37 +225,63 @@ TEST_CASE("engine::FairBottleneckNet: random tasks end when SimGrid's ptask_L07 
   }
 }
 
+namespace {
+
+/** A random network for the tests of the incremental solve: `links` links of 10^9 to 10^(9 + decades) B/s, every
+ *  `fat_every`-th (from `fat_at`) a FATPIPE link; `tasks` tasks of 1 to `max_links` link entries, chosen by
+ *  `link_of(task, entry, draw)` (entries on one link add up), each of 10^5 to 10^7 bytes, started over 1 ms, 30 % with
+ *  a latency of up to 2 us. */
+struct RandomNet {
+  std::vector<double> bw;
+  std::vector<bool> fatpipe;
+  std::vector<Start> starts;
+};
+RandomNet random_net(unsigned seed, int links, int tasks, double decades, int fat_every, int fat_at, int max_links,
+                     const std::function<int(int, int, const std::function<double()>&)>& link_of) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  const std::function<double()> draw = [&] { return u(rng); };
+  RandomNet net;
+  net.bw.resize(static_cast<std::size_t>(links));
+  net.fatpipe.resize(static_cast<std::size_t>(links));
+  for (int l = 0; l < links; ++l) {
+    net.bw[static_cast<std::size_t>(l)] = std::pow(10.0, 9.0 + decades * draw());
+    net.fatpipe[static_cast<std::size_t>(l)] = l % fat_every == fat_at;
+  }
+  for (int t = 0; t < tasks; ++t) {
+    std::map<int, double> w;
+    const int n = 1 + static_cast<int>(draw() * max_links);
+    for (int k = 0; k < n; ++k) w[link_of(t, k, draw) % links] += std::pow(10.0, 5.0 + 2.0 * draw());
+    net.starts.push_back({1e-3 * draw(), FairBottleneckNet::Weights(w.begin(), w.end()), draw() < 0.3 ? 2e-6 * draw() : 0.0});
+  }
+  return net;
+}
+
+/** Every task ends, and at the same instant in both runs, to the bit. */
+void check_same_ends(const std::vector<double>& run, const std::vector<double>& reference) {
+  REQUIRE(run.size() == reference.size());
+  for (std::size_t t = 0; t < reference.size(); ++t) {
+    INFO("task " << t);
+    CHECK(reference[t] > 0.0);
+    CHECK(run[t] == reference[t]);
+  }
+}
+
+}  // namespace
+
 TEST_CASE("engine::FairBottleneckNet: re-solving only what changed gives every task the same end, to the bit", "[engine][own-network]") {
   // Many small components that merge and split as tasks come and go: 400 tasks of 1 to 3 links among 120 (every
-  // tenth a FATPIPE link), some with latencies, started over 1 ms. The incremental solve (the default) re-solves the
-  // tasks connected to those that joined or left; the reference re-solves all of them at every change.
+  // tenth a FATPIPE link), each near a random link, some with latencies, started over 1 ms. The incremental solve (the
+  // default) re-solves the tasks connected to those that joined or left; the reference re-solves all of them at every
+  // change.
   for (unsigned seed : {11u, 12u, 13u}) {
     SECTION("seed " + std::to_string(seed)) {
-      std::mt19937_64 rng(seed);
-      std::uniform_real_distribution<double> u(0.0, 1.0);
-      constexpr int kLinks = 120, kTasks = 400;
-      std::vector<double> bw(kLinks);
-      std::vector<bool> fatpipe(kLinks);
-      for (int l = 0; l < kLinks; ++l) {
-        bw[l] = std::pow(10.0, 9.0 + u(rng));
-        fatpipe[l] = l % 10 == 3;
-      }
-      std::vector<Start> starts;
-      for (int t = 0; t < kTasks; ++t) {
-        std::map<int, double> w;
-        const int n = 1 + static_cast<int>(u(rng) * 3.0);
-        const int base = static_cast<int>(u(rng) * kLinks) % kLinks;
-        for (int k = 0; k < n; ++k) w[(base + static_cast<int>(u(rng) * 6.0)) % kLinks] += std::pow(10.0, 5.0 + 2.0 * u(rng));
-        starts.push_back({1e-3 * u(rng), FairBottleneckNet::Weights(w.begin(), w.end()), u(rng) < 0.3 ? 2e-6 * u(rng) : 0.0});
-      }
-      const std::vector<double> incremental = run_replica(bw, fatpipe, starts, true);
-      const std::vector<double> full = run_replica(bw, fatpipe, starts, false);
-      REQUIRE(incremental.size() == full.size());
-      for (std::size_t t = 0; t < full.size(); ++t) {
-        INFO("task " << t);
-        CHECK(full[t] > 0.0);
-        CHECK(incremental[t] == full[t]);
-      }
+      int base = 0;
+      const RandomNet net = random_net(seed, 120, 400, 1.0, 10, 3, 3, [&](int, int k, const std::function<double()>& draw) {
+        if (k == 0) base = static_cast<int>(draw() * 120);
+        return base + static_cast<int>(draw() * 6.0);
+      });
+      check_same_ends(run_replica(net.bw, net.fatpipe, net.starts, true), run_replica(net.bw, net.fatpipe, net.starts, false));
     }
   }
 }
@@ -266,33 +293,12 @@ TEST_CASE("engine::FairBottleneckNet: a task alone on its links, solved on its o
   // own; the reference takes every task through the general solve.
   for (unsigned seed : {21u, 22u, 23u}) {
     SECTION("seed " + std::to_string(seed)) {
-      std::mt19937_64 rng(seed);
-      std::uniform_real_distribution<double> u(0.0, 1.0);
-      constexpr int kLinks = 900, kTasks = 300;
-      std::vector<double> bw(kLinks);
-      std::vector<bool> fatpipe(kLinks);
-      for (int l = 0; l < kLinks; ++l) {
-        bw[l] = std::pow(10.0, 9.0 + 2.0 * u(rng));
-        fatpipe[l] = l % 7 == 2;
-      }
-      std::vector<Start> starts;
-      for (int t = 0; t < kTasks; ++t) {
-        std::map<int, double> w;
-        const int n = 1 + static_cast<int>(u(rng) * 8.0);
-        const int base = 3 * t;  // three links of its own; a fourth and beyond reach into the next task's
-        for (int k = 0; k < n; ++k) w[(base + k) % kLinks] += std::pow(10.0, 5.0 + 2.0 * u(rng));
-        starts.push_back({1e-3 * u(rng), FairBottleneckNet::Weights(w.begin(), w.end()), u(rng) < 0.3 ? 2e-6 * u(rng) : 0.0});
-      }
+      // Three links of its own; a fourth and beyond reach into the next task's.
+      const RandomNet net = random_net(seed, 900, 300, 2.0, 7, 2, 8, [](int t, int k, const std::function<double()>&) { return 3 * t + k; });
       std::size_t alone = 0;
-      const std::vector<double> fast = run_replica(bw, fatpipe, starts, true, &alone);
-      const std::vector<double> general = run_replica(bw, fatpipe, starts, false);
+      const std::vector<double> fast = run_replica(net.bw, net.fatpipe, net.starts, true, &alone);
       CHECK(alone > 100);  // the path under test was taken
-      REQUIRE(fast.size() == general.size());
-      for (std::size_t t = 0; t < general.size(); ++t) {
-        INFO("task " << t);
-        CHECK(general[t] > 0.0);
-        CHECK(fast[t] == general[t]);
-      }
+      check_same_ends(fast, run_replica(net.bw, net.fatpipe, net.starts, false));
     }
   }
 }
