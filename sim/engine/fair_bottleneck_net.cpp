@@ -171,8 +171,9 @@ double FairBottleneckNet::solve_alone(const Task& t) {
 void FairBottleneckNet::solve() {
   dirty_ = false;
   if (link_slot_.size() < bandwidth_.size()) link_slot_.resize(bandwidth_.size(), -1);
-  // The tasks to solve: every live one, or (incremental) those connected through shared links to the links of tasks
-  // that joined or left, found by a walk over links and tasks, in id order; the others keep their rates.
+  // The tasks to solve: every live one, or (incremental) the tasks enabled since the last solve and every task connected
+  // through shared links to them or to a link a task left, found by a walk over links and tasks (from the links where
+  // tasks met or parted: join, leave), in id order; the others keep their rates.
   std::vector<std::size_t>& solved = solved_;
   solved.clear();
   if (!incremental_) {
