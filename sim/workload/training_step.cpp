@@ -268,16 +268,26 @@ class Builder {
     st.last = add_phase(g_, std::move(ph), {st.last});
   }
   /** Before a tensor-parallel block (attention, dense FFN): with sequence parallelism, the all-gather of the
-   *  block's input, whose tokens are split over the tensor ranks (Korthikanti et al. 2022 §4.2.2, operator g). */
-  void tensor_block_input(Stream& st, double tokens, const std::string& label) {
-    if (p_.sequence_parallel) tensor_collective(st, CollectiveOp::all_gather, tokens, label + " SP all-gather");
+   *  block's input, whose tokens are split over the tensor ranks (Korthikanti et al. 2022 §4.2.2, operator g); in
+   *  the backward, the all-gather of the output gradient (the reduce-scatter's gradient).
+   *
+   *  The backward also re-gathers the block's input: its first GEMMs' weight gradients need all of it, and only the
+   *  rank's 1/tensor of it is stored (the sequence-parallel activation memory, workload/memory, stores each
+   *  layer's input sharded; Korthikanti et al. 2022 §4.2.2 count sbh/t for it). Megatron-LM does exactly this
+   *  (LinearWithGradAccumulationAndAsyncCommunication's backward all-gathers the saved input again) and issues it
+   *  beside the input-gradient GEMM; moesim runs it in turn with the block's work, as every tensor-parallel
+   *  collective here: the engine does not overlap a stage's own collectives with its compute, and on the GPU
+   *  NCCL's kernels share the SMs and HBM with that GEMM. */
+  void tensor_block_input(Stream& st, double tokens, const std::string& label, Pass pass) {
+    if (!p_.sequence_parallel) return;
+    tensor_collective(st, CollectiveOp::all_gather, tokens, label + " SP all-gather");
+    if (pass == Pass::bwd) tensor_collective(st, CollectiveOp::all_gather, tokens, label + " SP input re-gather");
   }
   /** After a tensor-parallel block: the all-reduce of its partial outputs (Megatron-LM), or with sequence
    *  parallelism a reduce-scatter that leaves each rank 1/tensor of the tokens (operator g-bar): together with
    *  the all-gather before the block, the bytes of the all-reduce it replaces, in two collectives. The backward
    *  and a recomputed forward have the same pair (the gradients of an all-gather and a reduce-scatter are a
-   *  reduce-scatter and an all-gather). Megatron-LM re-gathers a block's sequence-parallel input in the backward
-   *  for the weight gradients, overlapped with the input-gradient GEMM; that copy is not modelled. */
+   *  reduce-scatter and an all-gather); the backward's re-gather of the block's input is in tensor_block_input. */
   void tensor_block_output(Stream& st, double tokens, const std::string& label) {
     if (p_.sequence_parallel)
       tensor_collective(st, CollectiveOp::reduce_scatter, tokens, label + " SP reduce-scatter");
@@ -336,7 +346,7 @@ class Builder {
     const double d = m_.d_model, hl = m_.heads / tp_, dh = m_.d_head;
     const double seqs = tok / s_q;
     const std::string what = label + (cross ? " cross-attn TP" : " attn TP");
-    tensor_block_input(st, cross ? tok + kv_tokens : tok, what);
+    tensor_block_input(st, cross ? tok + kv_tokens : tok, what, pass);
     Cost c;
     if (!cross) {
       c += gemm_cost("attn.qkv", tok, (hl + 2.0 * kvl_) * dh, d, pass);
@@ -355,7 +365,7 @@ class Builder {
 
   void dense_ffn(Stream& st, double tok, Pass pass, const std::string& label) {
     const double d = m_.d_model, f = m_.d_ff / tp_, mats = m_.gated() ? 2.0 : 1.0;
-    tensor_block_input(st, tok, label + " ffn TP");
+    tensor_block_input(st, tok, label + " ffn TP", pass);
     Cost c;
     c += gemm_cost("ffn.up", tok, mats * f, d, pass);
     c += vector_cost(KernelClass::elementwise, "ffn.act", (mats + 1.0) * tok * f * b_, 8.0 * tok * f, pass);

@@ -448,7 +448,8 @@ double tensor_bytes(const BuiltStep& b, CollectiveOp op) {
 }
 }  // namespace
 
-TEST_CASE("workload::StepBuilder: sequence parallelism turns each tensor all-reduce into a reduce-scatter + all-gather",
+TEST_CASE("workload::StepBuilder: sequence parallelism turns each tensor all-reduce into a reduce-scatter + all-gather "
+          "and the backward re-gathers each block's input",
           "[workload][step][sequence_parallel]") {
   // 2 decoder layers x (attention + FFN) on 4 tensor ranks, 2 micro-batches.
   const int L = 2, d = 512, s = 512;
@@ -468,7 +469,18 @@ TEST_CASE("workload::StepBuilder: sequence parallelism turns each tensor all-red
   CHECK(tensor_ops(a, CollectiveOp::all_gather) == 0);  // a dense model: no MoE combine all-gather
   CHECK(tensor_ops(b, CollectiveOp::all_reduce) == xent);
   CHECK(tensor_ops(b, CollectiveOp::reduce_scatter) == blocks + vocab);
-  CHECK(tensor_ops(b, CollectiveOp::all_gather) == blocks + vocab);
+  // The backward also re-gathers each block's input (stored sharded) for its weight gradients: one more all-gather
+  // per block and micro-batch in the backward.
+  const std::size_t regathers = blocks / 2;
+  CHECK(tensor_ops(b, CollectiveOp::all_gather) == blocks + vocab + regathers);
+  std::size_t regather_phases = 0;
+  for (const Phase* p : t::all_phases(b.graph))
+    if (t::contains(p->label, "SP input re-gather")) {
+      ++regather_phases;
+      CHECK(t::contains(p->label, " bwd "));
+      CHECK(p->comm.op == CollectiveOp::all_gather);
+    }
+  CHECK(regather_phases == regathers);
   // Each of them over the full [tokens, d_model] buffer of the tensor group (a ring reduce-scatter and all-gather
   // each move half of what a ring all-reduce of that buffer moves); the cross-entropy's over [tokens] fp32.
   double xent_bytes = 0.0;
@@ -485,7 +497,8 @@ TEST_CASE("workload::StepBuilder: sequence parallelism turns each tensor all-red
       }
     }
   CHECK(tensor_bytes(b, CollectiveOp::reduce_scatter) == Approx(tensor_bytes(a, CollectiveOp::all_reduce) - xent_bytes));
-  CHECK(tensor_bytes(b, CollectiveOp::all_gather) == Approx(tensor_bytes(a, CollectiveOp::all_reduce) - xent_bytes));
+  CHECK(tensor_bytes(b, CollectiveOp::all_gather) ==
+        Approx((tensor_bytes(a, CollectiveOp::all_reduce) - xent_bytes) * (blocks + vocab + regathers) / (blocks + vocab)));
   SECTION("layer norms and residuals run on 1/tensor of the tokens: fewer executed FLOPs, the same model FLOPs") {
     CHECK(b.stats.model_flops == Approx(a.stats.model_flops).epsilon(1e-12));
     // Norm + residual: 10 FLOPs per element of [tokens, d] per block, forward + backward (x2): 3/4 of it saved,
