@@ -24,6 +24,7 @@
 #include <fmt/format.h>
 
 #include "moesim/core/error.hpp"
+#include "moesim/core/probe_table.hpp"
 #include "moesim/system/collectives.hpp"
 #include "signature.hpp"
 
@@ -289,36 +290,24 @@ struct Simulator::Impl {
   std::vector<system::LinkClass> link_class_of;  ///< by link id
   /** The routes looked up so far; a deque, so that the PairRoute pointers plans keep stay valid as it grows. */
   std::deque<PairRoute> pair_routes;
-  /** (src << 32 | dst) + 1 -> its route, open addressing with linear probing (key 0: empty slot); a power of two in
-   *  size, at most half full. Every flow of every new plan looks its route up (hundreds of thousands at thousands of
-   *  chips): one probe into a flat table, where a node-based map cost a bucket division and a node's cache miss. */
-  std::vector<std::pair<std::uint64_t, PairRoute*>> pair_slots;
-  static std::size_t pair_slot_of(std::uint64_t key, std::size_t mask) {
+  /** (src << 32 | dst) + 1 -> its route ({0, nullptr}: an empty slot). Every flow of every new plan looks its route up
+   *  (hundreds of thousands at thousands of chips): one probe into a flat table. */
+  ProbeTable<std::pair<std::uint64_t, PairRoute*>> pair_slots;
+  static std::size_t pair_hash(std::uint64_t key) {
     key ^= key >> 31;  // splitmix64's finaliser
     key *= 0x7fb5d329728ea185ULL;
     key ^= key >> 27;
     key *= 0x81dadef4bc2dd44dULL;
     key ^= key >> 33;
-    return static_cast<std::size_t>(key) & mask;
+    return static_cast<std::size_t>(key);
   }
   std::vector<int> link_sharers;  ///< by link id, scratch for round_alone: batches of the round using the link (0 between calls)
   const PairRoute& route_of(int src, int dst) {
     const std::uint64_t key = ((static_cast<std::uint64_t>(src) << 32) | static_cast<std::uint32_t>(dst)) + 1;
-    if (2 * (pair_routes.size() + 1) > pair_slots.size()) {  // grow: every route entered again
-      std::vector<std::pair<std::uint64_t, PairRoute*>> old(std::max<std::size_t>(1024, 2 * pair_slots.size()), {0, nullptr});
-      old.swap(pair_slots);
-      const std::size_t mask = pair_slots.size() - 1;
-      for (const auto& [k, route] : old)
-        if (k != 0) {
-          std::size_t i = pair_slot_of(k, mask);
-          while (pair_slots[i].first != 0) i = (i + 1) & mask;
-          pair_slots[i] = {k, route};
-        }
-    }
-    const std::size_t mask = pair_slots.size() - 1;
-    std::size_t slot = pair_slot_of(key, mask);
-    for (; pair_slots[slot].first != 0; slot = (slot + 1) & mask)
-      if (pair_slots[slot].first == key) return *pair_slots[slot].second;
+    auto& slot = pair_slots.find(
+        pair_hash(key), pair_routes.size(), [key](const auto& s) { return s.first == key; },
+        [](const auto& s) { return pair_hash(s.first); });
+    if (slot.second != nullptr) return *slot.second;
     std::vector<sg4::Link*> links;
     PairRoute r;
     // Plans have no flow from an endpoint to itself (SimGrid's loopback link, which stays in the max-min system that
@@ -337,7 +326,7 @@ struct Simulator::Impl {
       r.links.push_back(it->second);
     }
     pair_routes.push_back(std::move(r));
-    pair_slots[slot] = {key, &pair_routes.back()};
+    slot = {key, &pair_routes.back()};
     return pair_routes.back();
   }
   /** Per batch of round `r`: its links' weights, (link id, weight) sorted by link, one entry per link (the bytes of the

@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "moesim/core/error.hpp"
+#include "moesim/core/probe_table.hpp"
 
 namespace moesim::system {
 
@@ -42,20 +43,15 @@ class PlanBuilder {
     // Groups that share a torus line add to the same flows: one entry per (round, batch, source, destination), its
     // bytes summed in the order they come.
     const Key k{static_cast<std::uint32_t>(round), batch, src, dst};
-    if (2 * (entries_.size() + 1) > slots_.size()) grow();
-    const std::size_t mask = slots_.size() - 1;
-    for (std::size_t i = KeyHash{}(k) & mask;; i = (i + 1) & mask) {  // open addressing, linear probing
-      std::uint32_t& slot = slots_[i];
-      if (slot == 0) {
-        entries_.push_back({k, bytes});
-        slot = static_cast<std::uint32_t>(entries_.size());
-        return;
-      }
-      if (entries_[slot - 1].k == k) {
-        entries_[slot - 1].bytes += bytes;
-        return;
-      }
+    std::uint32_t& slot = slots_.find(
+        KeyHash{}(k), entries_.size(), [&](std::uint32_t e) { return entries_[e - 1].k == k; },
+        [&](std::uint32_t e) { return KeyHash{}(entries_[e - 1].k); });
+    if (slot != 0) {
+      entries_[slot - 1].bytes += bytes;
+      return;
     }
+    entries_.push_back({k, bytes});
+    slot = static_cast<std::uint32_t>(entries_.size());
   }
   /** A group's latency in `round`: `steps` sequential steps of `step_s` each; the round keeps the largest. */
   void latency(std::size_t round, int steps, double step_s) {
@@ -180,19 +176,9 @@ class PlanBuilder {
     Key k;
     double bytes;
   };
-  /** Doubles the table (at least 1024 slots) and re-enters every flow. */
-  void grow() {
-    slots_.assign(std::max<std::size_t>(1024, 2 * slots_.size()), 0);
-    const std::size_t mask = slots_.size() - 1;
-    for (std::size_t e = 0; e < entries_.size(); ++e) {
-      std::size_t i = KeyHash{}(entries_[e].k) & mask;
-      while (slots_[i] != 0) i = (i + 1) & mask;
-      slots_[i] = static_cast<std::uint32_t>(e + 1);
-    }
-  }
   const Topology& topo_;
   std::vector<Entry> entries_;        ///< one per flow, in order of arrival
-  std::vector<std::uint32_t> slots_;  ///< hash table of entries_: 1 + index, 0 empty; a power of two, at most half full
+  ProbeTable<std::uint32_t> slots_;   ///< hash table of entries_: 1 + index, 0 empty
   std::vector<std::string> names_;
   std::vector<std::pair<double, int>> alpha_;  ///< per round: (alpha_s, steps)
   struct Line {
@@ -276,9 +262,8 @@ std::optional<ProductGrid> product_grid(const SiteMembers& sm, const Topology& t
  *  between members pass through the chips in between). */
 std::vector<std::vector<int>> torus_lines(const SiteMembers& sm, const Topology& topo, const ProductGrid& g, int dim) {
   const Site& site = topo.sites()[static_cast<std::size_t>(sm.site)];
-  // A chip's local index is its coordinates' sum with these strides (dimension 0 varies fastest, as Topology::chip_at).
-  std::vector<int> stride(site.dims.size(), 1);
-  for (std::size_t d = 1; d < stride.size(); ++d) stride[d] = stride[d - 1] * site.dims[d - 1];
+  std::vector<int> stride(site.dims.size());
+  for (std::size_t d = 0; d < stride.size(); ++d) stride[d] = site.stride(d);
   const auto along = static_cast<std::size_t>(dim);
   std::vector<std::vector<int>> lines;
   std::vector<std::size_t> idx(site.dims.size(), 0);

@@ -144,28 +144,19 @@ void Topology::finish(Topology& t, const scenario::Scenario& s, const catalog::A
 std::vector<int> Topology::coords(int chip) const {
   const Site& s = sites_[static_cast<std::size_t>(site_of(chip))];
   std::vector<int> c(s.dims.size());
-  int l = local_of(chip);
-  for (std::size_t i = 0; i < s.dims.size(); ++i) {
-    c[i] = l % s.dims[i];
-    l /= s.dims[i];
-  }
+  for (std::size_t i = 0; i < s.dims.size(); ++i) c[i] = local_of(chip) / s.stride(i) % s.dims[i];
   return c;
 }
 
 int Topology::coord(int chip, std::size_t dim) const {
   const Site& s = sites_[static_cast<std::size_t>(site_of(chip))];
-  int l = local_of(chip);
-  for (std::size_t i = 0; i < dim; ++i) l /= s.dims[i];
-  return l % s.dims[dim];
+  return local_of(chip) / s.stride(dim) % s.dims[dim];
 }
 
 int Topology::chip_at(int site, const std::vector<int>& coords) const {
   const Site& s = sites_[static_cast<std::size_t>(site)];
-  int l = 0, mult = 1;
-  for (std::size_t i = 0; i < s.dims.size(); ++i) {
-    l += coords[i] * mult;
-    mult *= s.dims[i];
-  }
+  int l = 0;
+  for (std::size_t i = 0; i < s.dims.size(); ++i) l += coords[i] * s.stride(i);
   return s.chips[static_cast<std::size_t>(l)];
 }
 

@@ -27,6 +27,14 @@ struct Site {
   double oversubscription = 1.0;
   std::vector<int> chips;        ///< global chip ids, in local order (local index = position)
   int nodes() const { return gpus_per_node > 0 ? static_cast<int>(chips.size()) / gpus_per_node : 0; }
+  /** The local-index stride of torus dimension `dim`: a chip's local index is the sum of its coordinates times
+   *  these (dimension 0 varies fastest). The one statement of the layout: Topology::coords, coord and chip_at and
+   *  the collectives' torus lines all go through it. */
+  int stride(std::size_t dim) const {
+    int s = 1;
+    for (std::size_t i = 0; i < dim; ++i) s *= dims[i];
+    return s;
+  }
 };
 
 /** The logical cluster: sites, chip placement, per-link figures. Built from the scenario and the
