@@ -7,7 +7,6 @@
 
 #include "moesim/core/error.hpp"
 
-
 namespace moesim::engine {
 
 namespace {
