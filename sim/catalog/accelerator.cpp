@@ -67,7 +67,7 @@ namespace {
 const std::vector<std::string> kAcceleratorKeys = {
     "name", "display_name", "kind", "dispatch", "devices_per_chip", "peak_matmul_flops_per_s",
     "peak_vector_flops_per_s", "measured_matmul_flops_per_s", "measured_hbm_bandwidth_bytes_per_s", "hbm_bytes",
-    "hbm_bandwidth_bytes_per_s", "matmul_tile", "ici_links_per_chip", "ici_link_bandwidth_bytes_per_s",
+    "hbm_bandwidth_bytes_per_s", "matmul_tile", "sm_count", "gemm_block_tile", "ici_links_per_chip", "ici_link_bandwidth_bytes_per_s",
     "ici_latency_s", "pod_dims", "nvlink_bandwidth_bytes_per_s", "nvlink_efficiency", "nvlink_latency_s", "gpus_per_node",
     "nic_bandwidth_bytes_per_s", "nic_latency_s", "collective_overhead_s", "power_convention", "tdp_w", "idle_w",
     "active_w", "full_w", "memory_bound_w", "flop_utilisation_at_full_w", "hbm_utilisation_at_memory_bound_w",
@@ -76,7 +76,7 @@ const std::vector<std::string> kAcceleratorKeys = {
 /** Keys that only make sense on one kind of accelerator. */
 const std::vector<std::string> kTpuOnlyKeys = {"ici_links_per_chip", "ici_link_bandwidth_bytes_per_s", "ici_latency_s",
                                                "pod_dims"};
-const std::vector<std::string> kGpuOnlyKeys = {"nvlink_bandwidth_bytes_per_s", "nvlink_efficiency", "nvlink_latency_s", "gpus_per_node",
+const std::vector<std::string> kGpuOnlyKeys = {"sm_count", "gemm_block_tile", "nvlink_bandwidth_bytes_per_s", "nvlink_efficiency", "nvlink_latency_s", "gpus_per_node",
                                                "nic_bandwidth_bytes_per_s", "nic_latency_s"};
 
 void record(AcceleratorSpec& spec, const std::string& field, const Sourced& s) { spec.sources[field] = s.source; }
@@ -158,6 +158,19 @@ AcceleratorSpec parse_accelerator_file(const std::string& file) {
     spec.gpus_per_node = take_int(spec, r, "gpus_per_node", Range::positive);
     spec.nic_bandwidth_bytes_per_s = take(spec, r, "nic_bandwidth_bytes_per_s", Range::positive);
     spec.nic_latency_s = take_optional(spec, r, "nic_latency_s", Range::non_negative).value_or(0.0);
+    // Wave quantisation: both keys or neither.
+    if (r.has("sm_count") != r.has("gemm_block_tile"))
+      r.fail(r.node(r.has("sm_count") ? "sm_count" : "gemm_block_tile"), r.has("sm_count") ? "gemm_block_tile" : "sm_count",
+             "sm_count and gemm_block_tile go together (the GEMM's output tiles run in waves of sm_count); give both or neither");
+    if (r.has("sm_count")) {
+      spec.sm_count = take_int(spec, r, "sm_count", Range::positive);
+      const SourcedInts tile = r.required_int_list("gemm_block_tile", Range::positive);
+      if (tile.value.size() != 2)
+        r.fail(r.node("gemm_block_tile"), "gemm_block_tile",
+               fmt::format("expected [rows, columns] of one SM's output tile, got {} numbers", tile.value.size()));
+      spec.gemm_block_tile = tile.value;
+      spec.sources["gemm_block_tile"] = tile.source;
+    }
   }
   spec.collective_overhead_s = take_optional(spec, r, "collective_overhead_s", Range::non_negative).value_or(0.0);
 

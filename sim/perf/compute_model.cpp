@@ -149,6 +149,37 @@ double tile_padded_flops(const KernelOp& op, int matmul_tile) {
   return op.flops;
 }
 
+double wave_efficiency(const KernelOp& op, const catalog::AcceleratorSpec& accel) {
+  const bool gemm = op.cls == KernelClass::gemm || op.cls == KernelClass::batched_gemm || op.cls == KernelClass::grouped_gemm;
+  if (!gemm || accel.sm_count <= 0 || accel.gemm_block_tile.size() != 2 || !(op.n > 0.0)) return 1.0;
+  const bool grouped = op.cls == KernelClass::grouped_gemm && !op.group_m.empty();
+  if (!grouped && !(op.m > 0.0)) return 1.0;
+  const double sms = accel.sm_count;
+  // Fraction of the slots busy when `tiles` tiles run sm_count at a time. One wave or less: the library
+  // spreads the work over the SMs (smaller tiles, split K), which is not modelled, so 1.
+  auto fill = [sms](double tiles) { return tiles > sms ? tiles / (std::ceil(tiles / sms) * sms) : 1.0; };
+  double rows = op.m;  // the longest output side decides how far K may be split
+  auto tiles_for = [&](double tile_rows, double tile_cols) {
+    double tiles = 0.0;
+    if (grouped) {
+      for (double gm : op.group_m)
+        if (gm > 0.0) tiles += std::ceil(gm / tile_rows) * std::ceil(op.n / tile_cols);
+    } else {
+      tiles = std::max(1.0, op.batch) * std::ceil(op.m / tile_rows) * std::ceil(op.n / tile_cols);
+    }
+    return tiles;
+  };
+  if (grouped) rows = *std::max_element(op.group_m.begin(), op.group_m.end());
+  // Split K: an output of fewer than two waves whose K is longer than the output is wide may be cut along K
+  // into GEMMs of the same output, each at least as deep as the output is wide (weight gradients: K = tokens).
+  const int max_splits = static_cast<int>(std::clamp(std::floor(op.k / std::max({rows, op.n, 1.0})), 1.0, 64.0));
+  const double a = accel.gemm_block_tile[0], b = accel.gemm_block_tile[1];
+  double best = 0.0;
+  for (const double tiles : {tiles_for(a, b), tiles_for(b, a)})
+    for (int s = 1; s <= (tiles < 2.0 * sms ? max_splits : 1); ++s) best = std::max(best, fill(tiles * s));
+  return best;
+}
+
 PeakTimes peak_times(const KernelOp& op, double padded_flops, const catalog::AcceleratorSpec& accel) {
   PeakTimes p;
   const double share = 1.0 / std::max(1, accel.devices_per_chip);
@@ -203,7 +234,9 @@ KernelTime RooflineModel::time(const KernelOp& op) const {
   const double peak = share * (on_matrix ? accel_.peak_matmul_flops_per_s.at(op.dtype) : accel_.peak_vector_flops_per_s);
   if (!(peak > 0.0)) throw Error(fmt::format("accelerator '{}' has no peak FLOP/s for this work", accel_.name));
   const double eta_c = on_matrix && op.dtype == "fp8" && e.eta_compute_fp8 ? *e.eta_compute_fp8 : e.eta_compute;
-  t.compute_s = t.padded_flops / (eta_c * peak);
+  // On a GPU the output tiles run in waves over the SMs; eta_compute is the efficiency of full waves.
+  const double waves = on_matrix ? wave_efficiency(op, accel_) : 1.0;
+  t.compute_s = t.padded_flops / (eta_c * waves * peak);
   t.memory_s = op.bytes / (e.eta_memory * share * accel_.hbm_bandwidth_bytes_per_s);
   t.floor_s = e.floor_s;
   t.time_s = std::max(t.compute_s, t.memory_s) + t.floor_s;
@@ -211,7 +244,11 @@ KernelTime RooflineModel::time(const KernelOp& op) const {
 }
 
 std::string RooflineModel::describe() const {
-  return fmt::format("roofline on {} (efficiencies: {})", accel_.name, table_.file());
+  const std::string waves = accel_.sm_count > 0 && accel_.gemm_block_tile.size() == 2
+                                ? fmt::format("; GEMM tiles of {}x{} in waves over {} SMs", accel_.gemm_block_tile[0],
+                                              accel_.gemm_block_tile[1], accel_.sm_count)
+                                : "";
+  return fmt::format("roofline on {} (efficiencies: {}{})", accel_.name, table_.file(), waves);
 }
 
 }  // namespace moesim::perf

@@ -76,6 +76,17 @@ TEST_CASE("catalog::load_accelerator_file: malformed profiles name file, line, k
     CHECK(z.key() == "nvlink_efficiency");
     CHECK(contains(z.message(), "must be > 0"));
   }
+  SECTION("the wave-quantisation keys: both or neither, and a tile of two numbers") {
+    const auto e = accel_error("accel_sm_count_alone");
+    CHECK(e.key() == "gemm_block_tile");
+    CHECK(e.line() == t::line_of(t::data("bad/accel_sm_count_alone.yaml"), "sm_count:"));
+    CHECK(contains(e.message(), "give both or neither"));
+    const auto f = accel_error("accel_block_tile_three");
+    CHECK(f.key() == "gemm_block_tile");
+    CHECK(f.line() == t::line_of(t::data("bad/accel_block_tile_three.yaml"), "gemm_block_tile:"));
+    CHECK(contains(f.message(), "expected [rows, columns]"));
+    CHECK(contains(f.message(), "got 3 numbers"));
+  }
   SECTION("a number without a source") {
     const auto e = accel_error("accel_missing_source");
     CHECK(e.key() == "tdp_w.source");

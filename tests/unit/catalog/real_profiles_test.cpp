@@ -91,7 +91,11 @@ TEST_CASE("catalog::AcceleratorSpec: every numeric field that is set has a non-e
     if (a.kind == AcceleratorKind::tpu) {
       fields.insert(fields.end(), {"ici_links_per_chip", "ici_link_bandwidth_bytes_per_s", "pod_dims"});
     } else {
-      fields.insert(fields.end(), {"nvlink_bandwidth_bytes_per_s", "nvlink_efficiency", "gpus_per_node", "nic_bandwidth_bytes_per_s"});
+      fields.insert(fields.end(), {"nvlink_bandwidth_bytes_per_s", "nvlink_efficiency", "gpus_per_node", "nic_bandwidth_bytes_per_s",
+                                   "sm_count", "gemm_block_tile"});
+      // Every catalog GPU models wave quantisation.
+      CHECK(a.sm_count > 0);
+      CHECK(a.gemm_block_tile.size() == 2);
     }
     for (const auto& dt : a.peak_matmul_flops_per_s) fields.push_back("peak_matmul_flops_per_s." + dt.first);
     if (a.tdp_w > 0) fields.push_back("tdp_w");

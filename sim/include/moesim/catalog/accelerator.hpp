@@ -64,6 +64,11 @@ struct AcceleratorSpec {
   double hbm_bytes = 0.0;                      ///< device memory per chip
   double hbm_bandwidth_bytes_per_s = 0.0;      ///< datasheet
   int matmul_tile = 1;                          ///< matrix dims are padded to this (TPU MXU: 128)
+  /** GPU wave quantisation: streaming multiprocessors, and the output tile [rows, columns] one of them computes
+   *  at a time in a large GEMM. A GEMM's output tiles run in waves of sm_count; the last wave may leave SMs
+   *  idle (perf::wave_efficiency). 0 / empty = not modelled (TPUs: one matrix unit runs the tiles in turn). */
+  int sm_count = 0;
+  std::vector<int> gemm_block_tile;
 
   // --- Interconnect -------------------------------------------------------------------------
   /** TPU inter-chip interconnect: links per chip, bandwidth per link per direction, hop latency. */
