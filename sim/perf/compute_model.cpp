@@ -158,7 +158,6 @@ double wave_efficiency(const KernelOp& op, const catalog::AcceleratorSpec& accel
   // Fraction of the slots busy when `tiles` tiles run sm_count at a time. One wave or less: the library
   // spreads the work over the SMs (smaller tiles, split K), which is not modelled, so 1.
   auto fill = [sms](double tiles) { return tiles > sms ? tiles / (std::ceil(tiles / sms) * sms) : 1.0; };
-  double rows = op.m;  // the longest output side decides how far K may be split
   auto tiles_for = [&](double tile_rows, double tile_cols) {
     double tiles = 0.0;
     if (grouped) {
@@ -169,9 +168,9 @@ double wave_efficiency(const KernelOp& op, const catalog::AcceleratorSpec& accel
     }
     return tiles;
   };
-  if (grouped) rows = *std::max_element(op.group_m.begin(), op.group_m.end());
   // Split K: an output of fewer than two waves whose K is longer than the output is wide may be cut along K
   // into GEMMs of the same output, each at least as deep as the output is wide (weight gradients: K = tokens).
+  const double rows = grouped ? *std::max_element(op.group_m.begin(), op.group_m.end()) : op.m;
   const int max_splits = static_cast<int>(std::clamp(std::floor(op.k / std::max({rows, op.n, 1.0})), 1.0, 64.0));
   const double a = accel.gemm_block_tile[0], b = accel.gemm_block_tile[1];
   double best = 0.0;

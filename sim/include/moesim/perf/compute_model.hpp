@@ -85,16 +85,16 @@ class PathLog {
  *  matrix unit really does); op.flops when the tile is 1 or the op has no shape. */
 double tile_padded_flops(const KernelOp& op, int matmul_tile);
 
-/** The fraction of a GPU's SMs a GEMM-class op keeps busy over its waves: its output tiles (accel.gemm_block_tile,
- *  the orientation with fewer idle slots; a grouped GEMM's tiles summed over its groups, a batched GEMM's over
- *  its batch) run sm_count at a time, so t tiles take ceil(t / sm_count) waves and the efficiency is
- *  t / (ceil(t / sm_count) * sm_count) (NVIDIA, Matrix Multiplication Background User's Guide, DU-09799-001,
- *  "Wave Quantization"). Libraries choose among tile shapes and split-K factors to fill the last wave (Osama
- *  et al., "Stream-K", PPoPP 2023, on cuBLAS's heuristics); the model takes the best of the tile's two
- *  orientations and, for outputs of fewer than two waves, of splitting K into up to K / (longest output side)
- *  parts (the weight gradients of small layers); a GEMM of one wave or less
- *  spreads over all SMs (smaller tiles), so 1. 1 also for other classes, ops without a shape, and
- *  accelerators without sm_count. Split-K's partial sums are not added to the memory traffic. */
+/** The fraction of a GPU's SMs a GEMM-class op keeps busy over its waves (NVIDIA, Matrix Multiplication Background
+ *  User's Guide, DU-09799-001, "Wave Quantization"): its output tiles (accel.gemm_block_tile; a grouped GEMM's
+ *  summed over its groups, a batched GEMM's over its batch) run sm_count at a time, so t tiles take
+ *  ceil(t / sm_count) waves and fill t / (ceil(t / sm_count) * sm_count) of them. Libraries choose among tile
+ *  shapes and split-K factors to fill the last wave (Osama et al., "Stream-K", PPoPP 2023, on cuBLAS's
+ *  heuristics); the model takes the better of the tile's two orientations and, for outputs of fewer than two
+ *  waves, splits K into up to K / (longest output side) parts if that fills the waves better (the weight
+ *  gradients of small layers). A GEMM of one wave or less spreads over all SMs (smaller tiles): 1. Also 1 for
+ *  other classes, ops without a shape, and accelerators without sm_count. Split-K's partial sums are not added
+ *  to the memory traffic. */
 double wave_efficiency(const KernelOp& op, const catalog::AcceleratorSpec& accel);
 
 /** What one kernel asks of a device's matrix units and HBM, timed at their datasheet peaks: its
