@@ -2,6 +2,8 @@
 // RooflineModel: compute- vs memory-bound, tile padding, floor, per-device share, compute_paths.
 #include <catch2/catch.hpp>
 
+#include <vector>
+
 #include "moesim/core/error.hpp"
 #include "moesim/perf/compute_model.hpp"
 #include "perf_test_support.hpp"
@@ -53,6 +55,16 @@ KernelOp gemm_op(double m, double n, double k, const std::string& dtype = "bf16"
   op.batch = batch;
   op.flops = 2.0 * batch * m * n * k;
   op.bytes = batch * (m * k + k * n + m * n) * (dtype == "bf16" ? 2.0 : 4.0);
+  return op;
+}
+
+/** A grouped GEMM of `group_m` rows per group, each [k x n]. */
+KernelOp grouped_op(double n, double k, const std::vector<double>& group_m) {
+  double rows = 0.0;
+  for (double gm : group_m) rows += gm;
+  KernelOp op = gemm_op(rows, n, k);
+  op.cls = KernelClass::grouped_gemm;
+  op.group_m = group_m;
   return op;
 }
 
@@ -109,15 +121,7 @@ TEST_CASE("perf::RooflineModel: TPU matrix dimensions are padded to the 128 tile
     CHECK(t.compute_s == Approx(t.padded_flops / (0.85 * 1.23e14 / 2.0)).epsilon(1e-12));
   }
   SECTION("grouped GEMM pads every group's rows") {
-    KernelOp op;
-    op.cls = KernelClass::grouped_gemm;
-    op.dtype = "bf16";
-    op.n = 200;
-    op.k = 128;
-    op.group_m = {1, 130, 0};
-    op.m = 131;
-    op.flops = 2.0 * 131 * 200 * 128;
-    op.bytes = 1.0;
+    const KernelOp op = grouped_op(200, 128, {1, 130, 0});
     CHECK(model.time(op).padded_flops == Approx(2.0 * (128 + 256 + 0) * 256 * 128));
   }
   SECTION("no padding on a 1-wide tile") {
@@ -159,13 +163,8 @@ TEST_CASE("perf::wave_efficiency: a GPU GEMM's output tiles run in waves over th
     CHECK(wave_efficiency(gemm_op(2816, 2560, 1.0e5), gpu) == Approx(220.0 / 300.0));
   }
   SECTION("a grouped GEMM's tiles are summed over its groups; empty groups have none") {
-    KernelOp op;
-    op.cls = KernelClass::grouped_gemm;
-    op.dtype = "bf16";
-    op.n = 6400;
-    op.k = 64;
-    op.group_m = {256, 300, 0};  // (1 + 2) x 50 = 150 tiles as 256 x 128 (0.75); (2 + 3) x 25 = 125 as 128 x 256
-    CHECK(wave_efficiency(op, gpu) == Approx(0.75));
+    // (1 + 2) x 50 = 150 tiles as 256 x 128 (0.75); (2 + 3) x 25 = 125 as 128 x 256.
+    CHECK(wave_efficiency(grouped_op(6400, 64, {256, 300, 0}), gpu) == Approx(0.75));
   }
   SECTION("the roofline divides the compute term by it; no sm_count, another class or a TPU: 1") {
     const RooflineModel waves(gpu, round_table()), flat(round_chip(), round_table());
