@@ -1131,7 +1131,7 @@ bool Driver::cached_cost(Replica& r, const IterationShape& shape, double t0, std
   }
   layer_replays_ += layers;
   if (window) model_flops_ += flops + model.attention_flops(shape) * s_.model.decoder_layers + model.ends_flops(shape);
-  time_s = busy + comm;
+  time_s = busy + comm + v_.iteration_overhead_s;
   return true;
 }
 
@@ -1219,7 +1219,8 @@ double Driver::execute(Replica& r, const IterationShape& shape) {
   for (int st = 0; st < model.stages(); ++st) {
     const auto& chips = r.stage_chips[static_cast<std::size_t>(st)];
     std::vector<double> busy(chips.size(), 0.0), extra(chips.size(), 0.0);
-    double comm = 0.0;
+    // The host's work for the iteration (scheduling, inputs, sampling) keeps the devices waiting once per iteration.
+    double comm = st == 0 ? v_.iteration_overhead_s : 0.0;
     int layers = 0;
     for (LayerKind kind : {LayerKind::dense, LayerKind::moe}) {
       const int count = model.layers(st, kind);

@@ -713,6 +713,7 @@ ServingSpec Resolver::build_serving(const json& sv) const {
   v.max_batched_tokens = static_cast<int>(i(sc["max_batched_tokens"]));
   v.chunk_tokens = static_cast<int>(i(sc["chunk_tokens"]));
   v.separate_prefill = sc["prefill_mode"] == "separate";
+  v.iteration_overhead_s = sc["iteration_overhead_ms"].get<double>() * 1e-3;
   const json& kv = sv["kv_cache"];
   v.kv_memory_fraction = kv["memory_fraction"];
   v.kv_fraction_of_free = kv["memory_fraction_of"] == "free";

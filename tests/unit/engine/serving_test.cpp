@@ -74,6 +74,40 @@ TEST_CASE("engine::serving: one sequence at a time serves requests back to back"
   CHECK(r.preemptions == 0);
 }
 
+TEST_CASE("engine::serving: the host's per-iteration overhead delays every iteration by itself, on both paths",
+          "[engine][serving]") {
+  moesim::testing::TempDir dir;
+  // One request alone: 8 iterations (the prefill with the first token, then 7 decodes), each longer by the
+  // overhead; the chips wait through it at their waiting power.
+  const auto p = trace(dir, "one.csv", {{0, 200, 8}});
+  const std::string pools = "    - {replicas: 1, tensor: 8}\n";
+  auto run = [&](const std::string& overhead_ms, bool fast) {
+    const auto s = load(trace_serving(p, "{type: continuous, iteration_overhead_ms: " + overhead_ms + "}", pools));
+    const auto iso = en::run_isolated([&] {
+      en::EngineOptions opt;
+      opt.serving_fast_path = fast;
+      return en::to_json(en::simulate_serving(s, catalog(), opt));
+    });
+    return en::serving_from_json(iso.value);
+  };
+  const auto base = run("0", true), slowed = run("5", true), slowed_slow_path = run("5", false);
+  REQUIRE(base.requests.size() == 1);
+  REQUIRE(slowed.requests.size() == 1);
+  CHECK(slowed.iterations == base.iterations);
+  CHECK(base.iterations == 8);
+  CHECK(slowed.requests[0].first_token_s - base.requests[0].first_token_s == Approx(5e-3).epsilon(1e-9));
+  CHECK(slowed.requests[0].end_s - base.requests[0].end_s == Approx(8 * 5e-3).epsilon(1e-9));
+  CHECK(slowed.tpot.mean_s - base.tpot.mean_s == Approx(5e-3).epsilon(1e-9));
+  // The iteration-by-iteration path agrees, energy included.
+  CHECK(slowed_slow_path.requests[0].end_s == Approx(slowed.requests[0].end_s).epsilon(1e-12));
+  double ef = 0.0, es = 0.0, eb = 0.0;
+  for (const auto& x : slowed.sites) ef += x.chip_energy_per_step_j;
+  for (const auto& x : slowed_slow_path.sites) es += x.chip_energy_per_step_j;
+  for (const auto& x : base.sites) eb += x.chip_energy_per_step_j;
+  CHECK(ef == Approx(es).epsilon(1e-6));
+  CHECK(ef > eb);  // waiting chips still draw power
+}
+
 TEST_CASE("engine::serving: static batching holds a batch until its longest request ends - continuous does not",
           "[engine][serving]") {
   moesim::testing::TempDir dir;

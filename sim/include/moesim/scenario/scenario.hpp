@@ -229,6 +229,7 @@ struct ServingSpec {
   int max_batched_tokens = 8192; ///< tokens computed in one iteration (prefill + decode)
   int chunk_tokens = 512;        ///< chunked_prefill: prefill tokens per iteration (Sarathi's chunk)
   bool separate_prefill = false; ///< continuous: prefill-only iterations (vLLM v0) instead of mixed (Orca)
+  double iteration_overhead_s = 0.0;  ///< host time per iteration that the devices wait through (0: overlapped)
   double kv_memory_fraction = 0.9;
   bool kv_fraction_of_free = false;  ///< fraction of the memory weights and workspace leave (TensorRT-LLM), not of all
   int kv_block_tokens = 16;
