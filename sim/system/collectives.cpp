@@ -71,10 +71,7 @@ class PlanBuilder {
             const std::vector<double>& down) {
     const std::size_t n = ring.size();
     if (n <= 2) {  // both directions are one flow: entered as they come
-      for (std::size_t x = 0; x < n; ++x) {
-        add(round, name, batch, ring[x], ring[(x + 1) % n], up[x]);
-        add(round, name, batch, ring[x], ring[(x + n - 1) % n], down[x]);
-      }
+      neighbour_flows(ring, up, down, [&](int src, int dst, double bytes) { add(round, name, batch, src, dst, bytes); });
       return;
     }
     bool any = false;
@@ -108,12 +105,9 @@ class PlanBuilder {
         alone.push_back(&line);
         continue;
       }
-      const std::size_t n = line.ring.size();
       const std::string& name = names_[line.round];
-      for (std::size_t x = 0; x < n; ++x) {
-        add(line.round, name, line.batch, line.ring[x], line.ring[(x + 1) % n], line.up[x]);
-        add(line.round, name, line.batch, line.ring[x], line.ring[(x + n - 1) % n], line.down[x]);
-      }
+      neighbour_flows(line.ring, line.up, line.down,
+                      [&](int src, int dst, double bytes) { add(line.round, name, line.batch, src, dst, bytes); });
     }
     TrafficPlan p;
     p.algorithm = std::move(algorithm);
@@ -126,12 +120,11 @@ class PlanBuilder {
     std::sort(alone.begin(), alone.end(), [](const Line* a, const Line* b) { return std::tie(a->round, a->batch) < std::tie(b->round, b->batch); });
     const auto direct_end = static_cast<std::ptrdiff_t>(entries_.size());
     for (const Line* line : alone) {
-      const std::size_t n = line->ring.size(), first = entries_.size();
+      const std::size_t first = entries_.size();
       const auto round = static_cast<std::uint32_t>(line->round);
-      for (std::size_t x = 0; x < n; ++x) {
-        if (line->up[x] > 0.0) entries_.push_back({{round, line->batch, line->ring[x], line->ring[(x + 1) % n]}, line->up[x]});
-        if (line->down[x] > 0.0) entries_.push_back({{round, line->batch, line->ring[x], line->ring[(x + n - 1) % n]}, line->down[x]});
-      }
+      neighbour_flows(line->ring, line->up, line->down, [&](int src, int dst, double bytes) {
+        if (bytes > 0.0) entries_.push_back({{round, line->batch, src, dst}, bytes});
+      });
       std::sort(entries_.begin() + static_cast<std::ptrdiff_t>(first), entries_.end(), before);
     }
     std::inplace_merge(entries_.begin(), entries_.begin() + direct_end, entries_.end(), before);
@@ -155,6 +148,16 @@ class PlanBuilder {
   }
 
  private:
+  /** f(source, destination, bytes) for a ring's neighbour flows: ring[x] -> ring[x+1] carrying up[x], then
+   *  ring[x] -> ring[x-1] carrying down[x], for x in order. */
+  template <class F>
+  static void neighbour_flows(const std::vector<int>& ring, const std::vector<double>& up, const std::vector<double>& down, F&& f) {
+    const std::size_t n = ring.size();
+    for (std::size_t x = 0; x < n; ++x) {
+      f(ring[x], ring[(x + 1) % n], up[x]);
+      f(ring[x], ring[(x + n - 1) % n], down[x]);
+    }
+  }
   struct Key {
     std::uint32_t round;
     long long batch;
