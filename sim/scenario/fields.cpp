@@ -332,7 +332,7 @@ std::vector<FieldSpec> build_table() {
       F("serving.scheduler.prefill_mode", T::choice).def("mixed").choices({"mixed", "separate"})
           .help("continuous: mixed = new prompts join the decoding batch in the same iteration (Orca, TensorRT-LLM in-flight "
                 "batching); separate = prefill-only iterations take priority (vLLM v0)."),
-      F("serving.scheduler.iteration_overhead_ms", T::number).def(0.0).min(0.0).max(10000.0).unit("ms")
+      F("serving.scheduler.iteration_overhead_ms", T::number).def(0.0).min(0.0).max(10000.0).unit("ms", kMillisecondToSecond)
           .help("Host time per iteration during which the replica's devices wait: scheduling, input preparation, "
                 "sampling and kernel-launch gaps that the engine does not overlap with the GPU. 0 (the default) = "
                 "overlapped, as in TensorRT-LLM's C++ executor or SGLang's overlap scheduler; published magnitudes "
