@@ -24,12 +24,14 @@ const std::vector<std::pair<KernelClass, std::string>>& class_table() {
   };
   return t;
 }
+
+/** The GEMM classes: dense, batched and grouped matrix products. */
+bool is_gemm(KernelClass c) {
+  return c == KernelClass::gemm || c == KernelClass::batched_gemm || c == KernelClass::grouped_gemm;
+}
 }  // namespace
 
-bool uses_matmul_rate(KernelClass c) {
-  return c == KernelClass::gemm || c == KernelClass::batched_gemm || c == KernelClass::grouped_gemm ||
-         c == KernelClass::prefill_attention;
-}
+bool uses_matmul_rate(KernelClass c) { return is_gemm(c) || c == KernelClass::prefill_attention; }
 
 std::string to_string(KernelClass c) {
   for (const auto& [k, n] : class_table())
@@ -150,8 +152,7 @@ double tile_padded_flops(const KernelOp& op, int matmul_tile) {
 }
 
 double wave_efficiency(const KernelOp& op, const catalog::AcceleratorSpec& accel) {
-  const bool gemm = op.cls == KernelClass::gemm || op.cls == KernelClass::batched_gemm || op.cls == KernelClass::grouped_gemm;
-  if (!gemm || accel.sm_count <= 0 || accel.gemm_block_tile.size() != 2 || !(op.n > 0.0)) return 1.0;
+  if (!is_gemm(op.cls) || accel.sm_count <= 0 || accel.gemm_block_tile.size() != 2 || !(op.n > 0.0)) return 1.0;
   const bool grouped = op.cls == KernelClass::grouped_gemm && !op.group_m.empty();
   if (!grouped && !(op.m > 0.0)) return 1.0;
   const double sms = accel.sm_count;
@@ -182,7 +183,7 @@ double wave_efficiency(const KernelOp& op, const catalog::AcceleratorSpec& accel
 PeakTimes peak_times(const KernelOp& op, double padded_flops, const catalog::AcceleratorSpec& accel) {
   PeakTimes p;
   const double share = 1.0 / std::max(1, accel.devices_per_chip);
-  const bool gemm = op.cls == KernelClass::gemm || op.cls == KernelClass::batched_gemm || op.cls == KernelClass::grouped_gemm;
+  const bool gemm = is_gemm(op.cls);
   const auto peak = accel.peak_matmul_flops_per_s.find(op.dtype);
   // A dtype the matrix unit lacks runs on the vector units, which the power curve does not count.
   if (gemm && peak != accel.peak_matmul_flops_per_s.end() && peak->second > 0.0)
@@ -221,8 +222,7 @@ KernelTime RooflineModel::time(const KernelOp& op) const {
   // Attention kernels run their products on the matrix unit where efficiency.yaml says so (TPUs,
   // GPU prefill); GPU decode attention runs on the vector units (matrix_unit: false there).
   const bool matrix = e.uses_matrix_unit &&
-                      (op.cls == KernelClass::gemm || op.cls == KernelClass::batched_gemm || op.cls == KernelClass::grouped_gemm ||
-                       op.cls == KernelClass::decode_attention || op.cls == KernelClass::prefill_attention);
+                      (is_gemm(op.cls) || op.cls == KernelClass::decode_attention || op.cls == KernelClass::prefill_attention);
   // The matrix unit works on whole tiles: each GEMM dimension is rounded up to the tile.
   t.padded_flops = matrix ? tile_padded_flops(op, accel_.matmul_tile) : op.flops;
   // Figures are per chip; a device is 1/devices_per_chip of it (a TPU v3 core has half the MXUs and HBM).
