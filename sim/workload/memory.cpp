@@ -19,6 +19,27 @@ double dtype_bytes(const std::string& dtype) {
   throw Error(fmt::format("unknown dtype '{}'; valid: fp32, bf16, fp16, fp8", dtype));
 }
 
+double optimizer_step_bytes_per_param(scenario::Optimizer optimizer, const std::string& dtype, bool fused) {
+  const double b = dtype_bytes(dtype);
+  const bool mixed = b < 4.0;
+  double state = 0.0;  // fp32 optimizer state per parameter
+  switch (optimizer) {
+    case scenario::Optimizer::adam:
+    case scenario::Optimizer::adamw: state = 2.0 * 4.0; break;  // m and v
+    case scenario::Optimizer::adafactor: state = 0.0; break;    // factored: O(rows + cols)
+    case scenario::Optimizer::sgd: state = 4.0; break;          // momentum
+  }
+  const double master = mixed ? 4.0 : 0.0;  // fp32 master weights
+  if (fused) return b + 2.0 * b + 2.0 * master + 2.0 * state;  // gradient read; weights, master, state read + written
+  const double cast = mixed ? b + 4.0 : 0.0;                 // model-dtype gradient -> fp32 copy
+  const double unscale = dtype == "fp16" ? 2.0 * 4.0 : 0.0;  // loss scale out + inf/NaN check, in place
+  const double norm = 4.0;                                   // global-norm clipping reads the fp32 gradients
+  const double update = 4.0 + 2.0 * 4.0 + 2.0 * state;       // fp32 gradient read; weight and state read + written
+  const double copy_back = mixed ? 4.0 + b : 0.0;            // fp32 master -> model-dtype weights
+  const double zero = b;                                     // the gradient buffer zeroed for the next step
+  return cast + unscale + norm + update + copy_back + zero;
+}
+
 double attention_params(const scenario::ModelSpec& m) {
   const double d = m.d_model, h = m.heads, dh = m.d_head;
   if (m.is_mla()) {

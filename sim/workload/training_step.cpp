@@ -921,20 +921,13 @@ PhaseId Builder::optimizer_step(int stage, PhaseId after) {
   const bool zero = p_.zero_stage >= 1;
   const auto [dense_total, expert_total] = stage_params(stage);
 
-  // Optimizer: streams parameters, gradients and state (bytes per parameter as in memory.cpp) of the shard this
-  // device owns: with ZeRO, 1 / (data x expert) of the dense parameters and 1 / data of its experts'.
+  // Optimizer: the fused passes over the gradients, weights and state (workload::optimizer_step_bytes_per_param) of
+  // the shard this device owns: with ZeRO, 1 / (data x expert) of the dense parameters and 1 / data of its experts'.
   const double dense_shard = zero && dense_reduce ? static_cast<double>(dense_groups.front().size()) : 1.0;
   const double expert_shard = zero && expert_reduce ? static_cast<double>(expert_groups.front().size()) : 1.0;
   const double params = dense_total / dense_shard + expert_total / expert_shard;
-  double state_bytes = 0.0;
-  switch (ctx_.scenario.training.optimizer) {
-    case scenario::Optimizer::adam:
-    case scenario::Optimizer::adamw: state_bytes = 2.0 * 2.0 * 4.0; break;  // m and v, read + write
-    case scenario::Optimizer::adafactor: state_bytes = 0.0; break;          // factored: O(rows + cols)
-    case scenario::Optimizer::sgd: state_bytes = 2.0 * 4.0; break;          // momentum, read + write
-  }
-  const double master = b_ < 4.0 ? 2.0 * 4.0 : 0.0;  // fp32 master weights, read + write
-  const double bytes = params * (2.0 * b_ + b_ + state_bytes + master);  // weights r+w, gradient r, state, master
+  const double bytes = params * optimizer_step_bytes_per_param(ctx_.scenario.training.optimizer, m_.dtype,
+                                                                 ctx_.accel.kind == catalog::AcceleratorKind::tpu);
   Stream st{stage, 0, after, Accum(ctx_.mesh.stage_devices(stage).size()), ctx_.mesh.stage_devices(stage)};
   st.acc.add("compute.optimizer", time([&] {
     KernelOp op;

@@ -89,6 +89,31 @@ TEST_CASE("workload::dtype_bytes: sizes and unknown dtypes", "[workload][memory]
   CHECK_THROWS_WITH(dtype_bytes("fp4"), Catch::Contains("fp32, bf16, fp16, fp8"));
 }
 
+TEST_CASE("workload::optimizer_step_bytes_per_param: the passes of a fused (XLA) and an eager (Megatron-LM) step",
+          "[workload][memory]") {
+  using moesim::scenario::Optimizer;
+  using moesim::workload::optimizer_step_bytes_per_param;
+  SECTION("eager, fp16 Adam: cast 2+4, unscale 4+4, norm 4, update 4+8+16, copy back 4+2, zero 2 = 54") {
+    CHECK(optimizer_step_bytes_per_param(Optimizer::adam, "fp16", false) == Approx(54.0));
+    CHECK(optimizer_step_bytes_per_param(Optimizer::adamw, "fp16", false) == Approx(54.0));
+  }
+  SECTION("eager, bf16 needs no loss scaling: 54 - 8 = 46") {
+    CHECK(optimizer_step_bytes_per_param(Optimizer::adam, "bf16", false) == Approx(46.0));
+  }
+  SECTION("eager, fp32: no casts or copies: norm 4, update 4+8+16, zero 4 = 36; SGD's momentum 4+8+8") {
+    CHECK(optimizer_step_bytes_per_param(Optimizer::adam, "fp32", false) == Approx(36.0));
+    CHECK(optimizer_step_bytes_per_param(Optimizer::sgd, "fp32", false) == Approx(4.0 + 20.0 + 4.0));
+  }
+  SECTION("fused: gradient read once, weights, master and state read and written once") {
+    CHECK(optimizer_step_bytes_per_param(Optimizer::adam, "bf16", true) == Approx(2.0 + 4.0 + 8.0 + 16.0));
+    CHECK(optimizer_step_bytes_per_param(Optimizer::adafactor, "bf16", true) == Approx(2.0 + 4.0 + 8.0));
+    CHECK(optimizer_step_bytes_per_param(Optimizer::adafactor, "fp32", true) == Approx(4.0 + 8.0));
+  }
+  SECTION("an unknown dtype is an error naming the valid ones") {
+    CHECK_THROWS_WITH(optimizer_step_bytes_per_param(Optimizer::adam, "int4", false), Catch::Contains("fp32, bf16, fp16, fp8"));
+  }
+}
+
 TEST_CASE("workload::estimate_memory: weights, gradients and optimizer state per device", "[workload][memory]") {
   const auto& h100 = t::real_catalog().accelerator("h100");
   // 12 layers, d 512: N = 12 (4 d^2 + 8 d^2) + V d.
