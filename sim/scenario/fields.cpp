@@ -167,6 +167,14 @@ std::vector<FieldSpec> build_table() {
                 "exactly these, the softmax output, mask and dropout output of Korthikanti et al. 2022 (arXiv 2205.05198) "
                 "section 4.1's 5as^2b bytes per layer. The cost does not depend on the probability, only on it being "
                 "above 0. 0: no attention dropout, or one fused into the softmax (XLA on TPUs) with nothing stored."),
+      F("training.grad_dtype", T::choice).def("auto").choices({"auto", "model", "fp32"})
+          .help("Element type of the gradients: the buffers the backward accumulates the weight gradients into (kept "
+                "in device memory), the data-parallel all-reduce or reduce-scatter, and what the optimizer step reads. "
+                "model: the model's dtype; fp32: 4 bytes (the all-reduce carries twice a 16-bit model's bytes); auto: "
+                "fp32 for a bf16 model on GPUs, as Megatron-LM does (--bf16 turns on "
+                "--accumulate-allreduce-grads-in-fp32: bf16's 8-bit mantissa loses small gradient contributions when "
+                "summed), otherwise the model's dtype (fp16 runs keep fp16 gradients by default in Megatron-LM; on "
+                "TPUs the compiled step's gradients take the model's dtype)."),
       F("training.overlap_grad_reduce", T::boolean).def(true)
           .help("Gradient all-reduce overlaps the backward pass (bucketed), as DDP/XLA do."),
 

@@ -19,7 +19,17 @@ double dtype_bytes(const std::string& dtype) {
   throw Error(fmt::format("unknown dtype '{}'; valid: fp32, bf16, fp16, fp8", dtype));
 }
 
-double optimizer_step_bytes_per_param(scenario::Optimizer optimizer, const std::string& dtype, bool fused) {
+double grad_dtype_bytes(const scenario::Scenario& s, const catalog::AcceleratorSpec& accel) {
+  const double b = dtype_bytes(s.model.dtype);
+  switch (s.training.grad_dtype) {
+    case scenario::GradDtype::fp32: return 4.0;
+    case scenario::GradDtype::model: return b;
+    case scenario::GradDtype::automatic: break;
+  }
+  return s.model.dtype == "bf16" && accel.kind == catalog::AcceleratorKind::gpu ? 4.0 : b;
+}
+
+double optimizer_step_bytes_per_param(scenario::Optimizer optimizer, const std::string& dtype, double grad_bytes, bool fused) {
   const double b = dtype_bytes(dtype);
   const bool mixed = b < 4.0;
   double state = 0.0;  // fp32 optimizer state per parameter
@@ -30,13 +40,13 @@ double optimizer_step_bytes_per_param(scenario::Optimizer optimizer, const std::
     case scenario::Optimizer::sgd: state = 4.0; break;          // momentum
   }
   const double master = mixed ? 4.0 : 0.0;  // fp32 master weights
-  if (fused) return b + 2.0 * b + 2.0 * master + 2.0 * state;  // gradient read; weights, master, state read + written
-  const double cast = mixed ? b + 4.0 : 0.0;                 // model-dtype gradient -> fp32 copy
+  if (fused) return grad_bytes + 2.0 * b + 2.0 * master + 2.0 * state;  // gradient read; weights, master, state read + written
+  const double cast = grad_bytes < 4.0 ? grad_bytes + 4.0 : 0.0;  // 16-bit gradient -> fp32 copy
   const double unscale = dtype == "fp16" ? 2.0 * 4.0 : 0.0;  // loss scale out + inf/NaN check, in place
   const double norm = 4.0;                                   // global-norm clipping reads the fp32 gradients
   const double update = 4.0 + 2.0 * 4.0 + 2.0 * state;       // fp32 gradient read; weight and state read + written
   const double copy_back = mixed ? 4.0 + b : 0.0;            // fp32 master -> model-dtype weights
-  const double zero = b;                                     // the gradient buffer zeroed for the next step
+  const double zero = grad_bytes;                            // the gradient buffer zeroed for the next step
   return cast + unscale + norm + update + copy_back + zero;
 }
 
@@ -158,7 +168,7 @@ MemoryEstimate estimate_memory_need(const scenario::Scenario& s, const catalog::
   // Adafactor (Shazeer & Stern 2018) keeps factored second moments, O(rows + cols) per matrix: ~0 per
   // parameter, and no first moment in the T5/GShard configuration (beta1 = 0).
   const bool mixed = b < 4.0;
-  const double w_bytes = b, g_bytes = b;
+  const double w_bytes = b, g_bytes = grad_dtype_bytes(s, accel);  // gradients: training.grad_dtype
   double opt_bytes = mixed ? 4.0 : 0.0;  // fp32 master weights
   switch (s.training.optimizer) {
     case scenario::Optimizer::adam:

@@ -632,7 +632,7 @@ class Builder {
     w.op = CollectiveOp::all_reduce;
     const auto first = ctx_.mesh.stage_devices(0), last = ctx_.mesh.stage_devices(p_.pipeline - 1);
     for (std::size_t i = 0; i < first.size(); ++i) w.groups.push_back({first[i], last[i]});
-    w.bytes_per_device = static_cast<double>(m_.vocab) * m_.d_model / tp_ * b_;
+    w.bytes_per_device = static_cast<double>(m_.vocab) * m_.d_model / tp_ * grad_dtype_bytes(ctx_.scenario, ctx_.accel);
     stats_.bytes_by_op["all_reduce"] += w.bytes_per_device * static_cast<double>(2 * first.size());
     Phase ph;
     ph.type = Phase::Type::collective;
@@ -839,7 +839,7 @@ void Builder::moe_ffn(Stream& st, const LayerDesc& L, double tok, Pass pass, con
 }
 
 PhaseId Builder::reduce_grads(int stage, PhaseId last_bwd, const std::map<int, PhaseId>& grads_ready) {
-  const double grad_b = b_;
+  const double grad_b = grad_dtype_bytes(ctx_.scenario, ctx_.accel);  // training.grad_dtype
   const auto dense_groups = ctx_.mesh.dense_grad_groups(stage);
   const auto expert_groups = ctx_.mesh.expert_grad_groups(stage);
   const bool dense_reduce = !dense_groups.empty() && dense_groups.front().size() > 1;
@@ -927,6 +927,7 @@ PhaseId Builder::optimizer_step(int stage, PhaseId after) {
   const double expert_shard = zero && expert_reduce ? static_cast<double>(expert_groups.front().size()) : 1.0;
   const double params = dense_total / dense_shard + expert_total / expert_shard;
   const double bytes = params * optimizer_step_bytes_per_param(ctx_.scenario.training.optimizer, m_.dtype,
+                                                                 grad_dtype_bytes(ctx_.scenario, ctx_.accel),
                                                                  ctx_.accel.kind == catalog::AcceleratorKind::tpu);
   Stream st{stage, 0, after, Accum(ctx_.mesh.stage_devices(stage).size()), ctx_.mesh.stage_devices(stage)};
   st.acc.add("compute.optimizer", time([&] {

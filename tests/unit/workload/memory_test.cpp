@@ -94,23 +94,24 @@ TEST_CASE("workload::optimizer_step_bytes_per_param: the passes of a fused (XLA)
   using moesim::scenario::Optimizer;
   using moesim::workload::optimizer_step_bytes_per_param;
   SECTION("eager, fp16 Adam: cast 2+4, unscale 4+4, norm 4, update 4+8+16, copy back 4+2, zero 2 = 54") {
-    CHECK(optimizer_step_bytes_per_param(Optimizer::adam, "fp16", false) == Approx(54.0));
-    CHECK(optimizer_step_bytes_per_param(Optimizer::adamw, "fp16", false) == Approx(54.0));
+    CHECK(optimizer_step_bytes_per_param(Optimizer::adam, "fp16", 2.0, false) == Approx(54.0));
+    CHECK(optimizer_step_bytes_per_param(Optimizer::adamw, "fp16", 2.0, false) == Approx(54.0));
   }
-  SECTION("eager, bf16 needs no loss scaling: 54 - 8 = 46") {
-    CHECK(optimizer_step_bytes_per_param(Optimizer::adam, "bf16", false) == Approx(46.0));
+  SECTION("eager, bf16 needs no loss scaling: 54 - 8 = 46; fp32 gradients need no cast: 46 - 6 + 2 (zeroing 4) = 42") {
+    CHECK(optimizer_step_bytes_per_param(Optimizer::adam, "bf16", 2.0, false) == Approx(46.0));
+    CHECK(optimizer_step_bytes_per_param(Optimizer::adam, "bf16", 4.0, false) == Approx(42.0));
   }
   SECTION("eager, fp32: no casts or copies: norm 4, update 4+8+16, zero 4 = 36; SGD's momentum 4+8+8") {
-    CHECK(optimizer_step_bytes_per_param(Optimizer::adam, "fp32", false) == Approx(36.0));
-    CHECK(optimizer_step_bytes_per_param(Optimizer::sgd, "fp32", false) == Approx(4.0 + 20.0 + 4.0));
+    CHECK(optimizer_step_bytes_per_param(Optimizer::adam, "fp32", 4.0, false) == Approx(36.0));
+    CHECK(optimizer_step_bytes_per_param(Optimizer::sgd, "fp32", 4.0, false) == Approx(4.0 + 20.0 + 4.0));
   }
   SECTION("fused: gradient read once, weights, master and state read and written once") {
-    CHECK(optimizer_step_bytes_per_param(Optimizer::adam, "bf16", true) == Approx(2.0 + 4.0 + 8.0 + 16.0));
-    CHECK(optimizer_step_bytes_per_param(Optimizer::adafactor, "bf16", true) == Approx(2.0 + 4.0 + 8.0));
-    CHECK(optimizer_step_bytes_per_param(Optimizer::adafactor, "fp32", true) == Approx(4.0 + 8.0));
+    CHECK(optimizer_step_bytes_per_param(Optimizer::adam, "bf16", 2.0, true) == Approx(2.0 + 4.0 + 8.0 + 16.0));
+    CHECK(optimizer_step_bytes_per_param(Optimizer::adafactor, "bf16", 2.0, true) == Approx(2.0 + 4.0 + 8.0));
+    CHECK(optimizer_step_bytes_per_param(Optimizer::adafactor, "fp32", 4.0, true) == Approx(4.0 + 8.0));
   }
   SECTION("an unknown dtype is an error naming the valid ones") {
-    CHECK_THROWS_WITH(optimizer_step_bytes_per_param(Optimizer::adam, "int4", false), Catch::Contains("fp32, bf16, fp16, fp8"));
+    CHECK_THROWS_WITH(optimizer_step_bytes_per_param(Optimizer::adam, "int4", 2.0, false), Catch::Contains("fp32, bf16, fp16, fp8"));
   }
 }
 
@@ -119,7 +120,8 @@ TEST_CASE("workload::estimate_memory: weights, gradients and optimizer state per
   // 12 layers, d 512: N = 12 (4 d^2 + 8 d^2) + V d.
   const double N = 12 * 12.0 * 512 * 512 + 32000.0 * 512;
   SECTION("mixed-precision Adam: 2 + 2 + 12 bytes per parameter (ZeRO, Rajbhandari et al. 2020, §3.1)") {
-    const auto s = t::load(t::scenario_yaml(dense_model(12, 512, 8, 32000, 512, "bf16"), "h100", 8, "  data: 8\n", 8 * 512));
+    const auto s = t::load(t::scenario_yaml(dense_model(12, 512, 8, 32000, 512, "bf16"), "h100", 8, "  data: 8\n", 8 * 512),
+                           {"training.grad_dtype=model"});
     REQUIRE(s.training.optimizer == moesim::scenario::Optimizer::adam);
     const auto e = estimate_memory(s, h100);
     CHECK(e.params_bytes == Approx(2 * N));
@@ -128,6 +130,22 @@ TEST_CASE("workload::estimate_memory: weights, gradients and optimizer state per
     CHECK(e.capacity_bytes == h100.hbm_bytes);
     CHECK_FALSE(e.remat);
     CHECK(e.activations_bytes == e.activations_no_remat_bytes);
+  }
+  SECTION("training.grad_dtype: auto keeps a bf16 model's gradients in fp32 on GPUs (Megatron-LM), fp16's in fp16") {
+    const auto bf16 = t::load(t::scenario_yaml(dense_model(12, 512, 8, 32000, 512, "bf16"), "h100", 8, "  data: 8\n", 8 * 512));
+    REQUIRE(bf16.training.grad_dtype == moesim::scenario::GradDtype::automatic);
+    CHECK(moesim::workload::grad_dtype_bytes(bf16, h100) == 4.0);
+    CHECK(estimate_memory(bf16, h100).grads_bytes == Approx(4 * N));
+    const auto fp16 = t::load(t::scenario_yaml(dense_model(12, 512, 8, 32000, 512, "fp16"), "h100", 8, "  data: 8\n", 8 * 512));
+    CHECK(moesim::workload::grad_dtype_bytes(fp16, h100) == 2.0);
+    const auto fp16_fp32 = t::load(t::scenario_yaml(dense_model(12, 512, 8, 32000, 512, "fp16"), "h100", 8, "  data: 8\n", 8 * 512),
+                                   {"training.grad_dtype=fp32"});
+    CHECK(estimate_memory(fp16_fp32, h100).grads_bytes == Approx(4 * N));
+  }
+  SECTION("training.grad_dtype: auto keeps the model's dtype on TPUs") {
+    const auto& v4 = t::real_catalog().accelerator("tpu_v4");
+    const auto s = t::load(t::scenario_yaml(dense_model(12, 512, 8, 32000, 512, "bf16"), "tpu_v4", 8, "  data: 8\n", 8 * 512));
+    CHECK(moesim::workload::grad_dtype_bytes(s, v4) == 2.0);
   }
   SECTION("fp32 Adafactor: weights and gradients only (factored second moments are O(rows + cols))") {
     const auto s = t::load(t::scenario_yaml(dense_model(12, 512, 8, 32000, 512, "fp32"), "h100", 8, "  data: 8\n", 8 * 512),

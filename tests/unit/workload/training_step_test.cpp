@@ -430,6 +430,28 @@ TEST_CASE("workload::StepBuilder: the optimizer updates the ZeRO shard, then (st
   CHECK(ops(z1, "comm.zero_all_gather") == std::multiset<CollectiveOp>{CollectiveOp::all_gather});
 }
 
+TEST_CASE("workload::StepBuilder: training.grad_dtype sets the bytes of the data-parallel gradient reduction",
+          "[workload][step][zero]") {
+  // Dense decoder, 8 data-parallel replicas: bf16 on H100s reduces fp32 gradients by default (Megatron-LM), twice
+  // the bytes of grad_dtype: model; an fp16 model reduces fp16 gradients unless fp32 is asked for.
+  auto grad_bytes = [](const std::string& dtype, const std::string& grad_dtype) {
+    const t::StepFixture f(t::load(t::scenario_yaml(decoder(4, 512, 8, 32000, 512, "  dtype: " + dtype + "\n"), "h100", 8, "  data: 8\n", 16 * 512),
+                                   {"training.grad_dtype=" + grad_dtype}));
+    const BuiltStep b = f.build(false);
+    double sum = 0.0;
+    for (const Phase* p : t::all_phases(b.graph))
+      if (p->kind == "comm.grad_all_reduce")
+        for (const auto& g : p->comm.groups) sum += p->comm.bytes_per_device * static_cast<double>(g.size());
+    return sum;
+  };
+  const double bf16_model = grad_bytes("bf16", "model");
+  REQUIRE(bf16_model > 0.0);
+  CHECK(grad_bytes("bf16", "auto") == Approx(2.0 * bf16_model));
+  CHECK(grad_bytes("bf16", "fp32") == Approx(2.0 * bf16_model));
+  CHECK(grad_bytes("fp16", "auto") == Approx(bf16_model));
+  CHECK(grad_bytes("fp16", "fp32") == Approx(2.0 * bf16_model));
+}
+
 namespace {
 /** Tensor-parallel collectives of one kind (all-reduce, reduce-scatter, all-gather) in a step. */
 std::size_t tensor_ops(const BuiltStep& b, CollectiveOp op) {
@@ -562,7 +584,8 @@ TEST_CASE("workload::StepBuilder: pipelines sync the tied embedding's gradients 
       CHECK(f.mesh.stage_of(grp[1]) == 1);
       CHECK(f.mesh.tensor_of(grp[0]) == f.mesh.tensor_of(grp[1]));
     }
-    CHECK(sync[0]->comm.bytes_per_device == Approx(static_cast<double>(V) * d / 2 * 2.0));  // 1/tensor of V x d, bf16
+    // 1/tensor of V x d, in the gradients' dtype: fp32 for a bf16 model on GPUs (training.grad_dtype auto)
+    CHECK(sync[0]->comm.bytes_per_device == Approx(static_cast<double>(V) * d / 2 * 4.0));
   }
   {
     const t::StepFixture f(t::load(t::scenario_yaml(decoder(L, d, 8, V, s), "h100", 8, "  data: 8\n", T)));

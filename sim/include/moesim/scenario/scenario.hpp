@@ -17,6 +17,10 @@ enum class Architecture { decoder_only, encoder_decoder };
 /** FFN activation: gated variants (GLU family) have three weight matrices instead of two. */
 enum class Activation { relu, gelu, swiglu, geglu };
 enum class Optimizer { adam, adamw, adafactor, sgd };
+/** Element type of the gradient buffers the backward accumulates into and the data-parallel reduction carries:
+ *  automatic = fp32 for a bf16 model on GPUs (Megatron-LM turns on --accumulate-allreduce-grads-in-fp32 whenever
+ *  --bf16 is given), else the model's dtype; model = the model's dtype; fp32 = always fp32. */
+enum class GradDtype { automatic, model, fp32 };
 /** Activation rematerialisation: none; selective = recompute only the attention core (QK^T, softmax, dropout,
  *  attention over V; Korthikanti et al. 2022 §5); full = recompute each layer's forward in the backward pass;
  *  automatic = the first of none, selective, full whose activations fit in device memory. */
@@ -81,6 +85,7 @@ struct TrainingSpec {
   /** Dropout on the attention probabilities as its own kernel over the materialised scores (Megatron-LM);
    *  0 = none or fused into the softmax. Only whether it is above 0 changes the cost. */
   double attention_dropout = 0.0;
+  GradDtype grad_dtype = GradDtype::automatic;  ///< gradient buffers and their data-parallel reduction
 };
 
 /** Whether a token's second-choice expert is used (top-2 gating). Mesh-TensorFlow's `moe_second_policy`

@@ -42,23 +42,27 @@ double inflight_microbatches(const scenario::ParallelismSpec& p);
 /** Bytes of one element of `dtype` ("fp32" 4, "bf16"/"fp16" 2, "fp8" 1); throws on an unknown dtype. */
 double dtype_bytes(const std::string& dtype);
 
-/** HBM bytes the optimizer step streams per parameter it updates.
+/** Bytes of one gradient element (training.grad_dtype): 4 for fp32, or for auto with a bf16 model on a GPU
+ *  (Megatron-LM's rule); otherwise the model dtype's. */
+double grad_dtype_bytes(const scenario::Scenario& s, const catalog::AcceleratorSpec& accel);
+
+/** HBM bytes the optimizer step streams per parameter it updates, with gradients of `grad_bytes` per element.
  *
  *  `fused` (TPUs: XLA compiles the update into one fusion, as Mesh-TensorFlow, Lingvo and JAX programs run): the
  *  gradient is read, the weights (and, with a 16-bit model dtype, their fp32 master copy) and the state are read and
  *  written, once each.
  *
  *  Not fused (GPUs: the eager passes of Megatron-LM's Float16OptimizerWithFloat16Params.step with apex's FusedAdam;
- *  DeepSpeed's FP16_Optimizer makes the same passes): with a 16-bit model dtype the gradients, held in the model
- *  dtype, are cast to fp32 copies (read 2, write 4); with fp16 only, the loss scale is taken out and the copies are
+ *  DeepSpeed's FP16_Optimizer makes the same passes): 16-bit gradients are cast to fp32 copies (read 2, write 4;
+ *  fp32 gradients are used as they are); with fp16 only, the loss scale is taken out and the copies are
  *  checked for inf/NaN in place (read and write 4; bf16 needs no loss scaling, Kalamkar et al. 2019); the global
  *  gradient norm for clipping reads them (4); the update reads the fp32 gradient, master weight and state and writes
  *  the weight and state; the master weights are copied to the model's (read 4, write 2); the gradient buffer is
- *  zeroed for the next step (write 2). fp32 training has no casts or copies.
+ *  zeroed for the next step (write `grad_bytes`). fp32 training has no casts or copies.
  *
  *  State: Adam's m and v (fp32), SGD's momentum, Adafactor's factored moments, O(rows + cols), ~0 per parameter.
  *  Throws on an unknown dtype. */
-double optimizer_step_bytes_per_param(scenario::Optimizer optimizer, const std::string& dtype, bool fused);
+double optimizer_step_bytes_per_param(scenario::Optimizer optimizer, const std::string& dtype, double grad_bytes, bool fused);
 
 /** Attention parameters of one layer (whole model width): Q and O of `heads`, K and V of `kv_heads`
  *  (grouped-query attention), or multi-head latent attention's projections (DeepSeek-V2 §2.1). */
