@@ -78,7 +78,7 @@ std::unique_ptr<ComputeTimeModel> make_compute_model(const catalog::AcceleratorS
     if (!fs::is_regular_file(file, ec)) continue;
     auto profile = load_checked(file, slug, sources.allow_synthetic);
     const DeviceRates rates = profile_rates(*profile, accel);
-    auto cal = std::make_shared<const Calibration>(Calibration::fit(*profile, rates));
+    auto cal = std::make_shared<const Calibration>(Calibration::fit(*profile, rates, accel));
     auto transfer = std::make_unique<TransferModel>(accel, cal, rates, roofline());
     return std::make_unique<MeasuredTableModel>(accel, profile, std::move(transfer));
   }
@@ -98,7 +98,7 @@ std::unique_ptr<ComputeTimeModel> make_compute_model(const catalog::AcceleratorS
     const std::optional<catalog::AcceleratorSpec> spec = sources.accelerator(*owner);
     if (!spec || spec->kind != catalog::AcceleratorKind::gpu) continue;
     auto profile = load_checked(file, stem, sources.allow_synthetic);
-    auto cal = std::make_shared<const Calibration>(Calibration::fit(*profile, profile_rates(*profile, spec)));
+    auto cal = std::make_shared<const Calibration>(Calibration::fit(*profile, profile_rates(*profile, spec), spec));
     return std::make_unique<TransferModel>(accel, cal, transfer_target_rates(accel, *profile, spec), roofline());
   }
   return roofline();

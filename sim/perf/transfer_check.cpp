@@ -36,7 +36,7 @@ TransferCheckResult transfer_check(const MeasuredProfile& source, const std::opt
   res.target = target.citation();
   res.tolerance = tolerance;
   res.synthetic = !source.measured() || !target.measured();
-  auto cal = std::make_shared<const Calibration>(Calibration::fit(source, profile_rates(source, source_spec)));
+  auto cal = std::make_shared<const Calibration>(Calibration::fit(source, profile_rates(source, source_spec), source_spec));
   const TransferModel model(target_spec, cal, transfer_target_rates(target_spec, source, source_spec),
                             std::make_unique<RooflineModel>(target_spec, efficiency));
 

@@ -195,8 +195,16 @@ DeviceRates transfer_target_rates(const catalog::AcceleratorSpec& target, const 
   return r;
 }
 
-Calibration Calibration::fit(const MeasuredProfile& profile, const DeviceRates& rates) {
+namespace {
+/** Classes whose profile entries carry a GEMM's whole shape (m, n, k, batch), so that their wave efficiency on
+ *  the measured device is known: dense and batched GEMMs. */
+bool wave_normalised(KernelClass c) { return c == KernelClass::gemm || c == KernelClass::batched_gemm; }
+}  // namespace
+
+Calibration Calibration::fit(const MeasuredProfile& profile, const DeviceRates& rates,
+                             const std::optional<catalog::AcceleratorSpec>& source_spec) {
   Calibration cal;
+  cal.full_waves_ = source_spec && source_spec->sm_count > 0 && source_spec->gemm_block_tile.size() == 2;
   cal.source_rates_ = rates;
   cal.source_ = profile.citation();
   cal.synthetic_ = !profile.measured();
@@ -245,7 +253,9 @@ Calibration Calibration::fit(const MeasuredProfile& profile, const DeviceRates& 
       const bool c = p.ideal_c >= p.ideal_m && p.ideal_c > 0.0;
       const double size = c ? p.e->flops : p.e->bytes;
       auto& b = (c ? compute : memory)[bucket_index(size)];
-      b.first.push_back((c ? p.ideal_c : p.ideal_m) / r);
+      // Step 6: a compute-bound GEMM's efficiency in full waves of the measured device.
+      const double waves = c && cal.full_waves_ && wave_normalised(cls) ? wave_efficiency(entry_op(*p.e), *source_spec) : 1.0;
+      b.first.push_back((c ? p.ideal_c : p.ideal_m) / r / waves);
       b.second.push_back(std::log10(size));
     }
     auto buckets = [](const std::map<int, std::pair<std::vector<double>, std::vector<double>>>& by) {
@@ -306,6 +316,7 @@ std::string Calibration::summary() const {
   for (const ClassCalibration& c : classes_)
     out += fmt::format("{}{} {}: {} entries, eta_c {}, eta_m {}, floor {:.2f} us", out.empty() ? "" : "; ", to_string(c.cls), c.dtype,
                        c.entries, range(c.compute_buckets), range(c.memory_buckets), c.floor_s * 1e6);
+  if (full_waves_) out += "; dense and batched GEMM eta_c in full waves of the measured device's SMs";
   return out;
 }
 
@@ -346,8 +357,10 @@ KernelTime TransferModel::time(const KernelOp& op) const {
   const double eta_m = op.bytes > 0.0 ? cc->eta_at(false, std::log10(op.bytes), &inside_m) : 0.0;
   if (compute_bound && !(eta_c > 0.0)) return fall_back(fmt::format("no compute-bound {} entries to calibrate on", to_string(op.cls)));
   if (!compute_bound && !(eta_m > 0.0)) return fall_back(fmt::format("no memory-bound {} entries to calibrate on", to_string(op.cls)));
+  // Full-wave efficiencies (Calibration step 6) take the op's wave efficiency on the target.
+  const double waves = calibration_->full_waves() && wave_normalised(op.cls) ? wave_efficiency(op, target_) : 1.0;
   // The term that does not bind uses eta = 1 where its regime has no entry: a lower bound.
-  t.compute_s = eta_c > 0.0 ? ideal_c / eta_c : ideal_c;
+  t.compute_s = eta_c > 0.0 ? ideal_c / (eta_c * waves) : ideal_c;
   t.memory_s = eta_m > 0.0 ? ideal_m / eta_m : ideal_m;
   t.time_s = std::max(t.compute_s, t.memory_s) + t.floor_s;
   const bool inside = compute_bound ? inside_c : inside_m;

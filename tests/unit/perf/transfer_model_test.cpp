@@ -205,6 +205,49 @@ TEST_CASE("perf::TransferModel: what the calibration cannot cover goes to the ro
   CHECK_THAT(model->describe(), Contains("transferred to h200") && Contains("SYNTHETIC"));
 }
 
+TEST_CASE("perf::TransferModel: GEMM efficiencies calibrated in full waves take the target's own wave fill",
+          "[perf][transfer][waves]") {
+  // Device A calibrated with its catalog entry (132 SMs, 256x128 tiles), transferred to itself and to a copy with
+  // 100 SMs: a 4096^3 GEMM (512 tiles) fills 4 waves of 132 to 0.970 and 6 waves of 100 to 0.853.
+  const catalog::AcceleratorSpec src = test::spec_of(test::device_a(), "h100");
+  REQUIRE(src.sm_count == 132);
+  catalog::AcceleratorSpec fewer = src;
+  fewer.sm_count = 100;
+  KernelOp op;
+  op.cls = KernelClass::gemm;
+  op.dtype = "bf16";
+  op.m = op.n = op.k = 4096;
+  op.flops = 2.0 * 4096.0 * 4096.0 * 4096.0;
+  op.bytes = 3.0 * 4096.0 * 4096.0 * 2.0;
+  const double w_src = wave_efficiency(op, src), w_fewer = wave_efficiency(op, fewer);
+  CHECK(w_src == Approx(512.0 / 528.0));
+  CHECK(w_fewer == Approx(512.0 / 600.0));
+  auto model = [&](const catalog::AcceleratorSpec& target, bool full_waves) {
+    auto cal = std::make_shared<const Calibration>(
+        Calibration::fit(test::device_a(), profile_rates(test::device_a(), src), full_waves ? std::optional(src) : std::nullopt));
+    CHECK(cal->full_waves() == full_waves);
+    return std::make_unique<TransferModel>(target, cal, transfer_target_rates(target, test::device_a(), src),
+                                           std::make_unique<RooflineModel>(target, test::efficiency()));
+  };
+  SECTION("full waves: the compute term scales with the target's wave fill; the floor does not") {
+    const KernelTime a = model(src, true)->time(op), b = model(fewer, true)->time(op);
+    REQUIRE(a.path == TimePath::transferred);
+    CHECK(b.floor_s == a.floor_s);
+    CHECK(b.compute_s / a.compute_s == Approx(w_src / w_fewer).epsilon(1e-12));
+    CHECK_THAT(model(src, true)->describe(), Contains("full waves"));
+  }
+  SECTION("without the measured device's entry the measured waves stay in the efficiencies: the SM count is ignored") {
+    CHECK(model(fewer, false)->time(op).time_s == Approx(model(src, false)->time(op).time_s).epsilon(1e-12));
+  }
+  SECTION("a data-movement class is not a GEMM: no waves") {
+    KernelOp copy;
+    copy.cls = KernelClass::permute;
+    copy.dtype = "bf16";
+    copy.bytes = 2.0e9;
+    CHECK(model(fewer, true)->time(copy).time_s == Approx(model(src, true)->time(copy).time_s).epsilon(1e-12));
+  }
+}
+
 TEST_CASE("perf::transfer_target_rates: catalog measurements first, else datasheet scaled like the source", "[perf][transfer]") {
   const catalog::AcceleratorSpec h100 = test::accelerator("h100");
   SECTION("H200 has measured ceilings in the catalog") {

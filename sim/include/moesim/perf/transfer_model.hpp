@@ -93,12 +93,21 @@ struct ClassCalibration {
  *  4. Size buckets of kBucketDecades decades: compute-bound entries by FLOPs, memory-bound ones by
  *     bytes; a bucket's eta is the median of its entries.
  *  5. For an op, eta is interpolated in log10(size) between bucket medians (ClassCalibration::eta_at),
- *     so that a steep efficiency curve is not quantized to bucket steps. */
+ *     so that a steep efficiency curve is not quantized to bucket steps.
+ *  6. With the measured device's catalog entry (`source_spec` with sm_count and gemm_block_tile), each
+ *     compute-bound dense or batched GEMM entry's eta_c is divided by its wave efficiency on that device
+ *     (perf::wave_efficiency): the buckets hold full-wave efficiencies, and TransferModel multiplies them
+ *     by the op's wave efficiency on the target, whose SM count may differ (an A100's 108 against an
+ *     H100's 132). Grouped GEMMs (the expert FFN, profiled as one call of both GEMMs) keep the measured
+ *     device's waves. */
 class Calibration {
  public:
   static constexpr double kBucketDecades = 0.5;  ///< bucket width: a factor sqrt(10) ~ 3.16 in size (chosen)
 
-  static Calibration fit(const MeasuredProfile& profile, const DeviceRates& source_rates);
+  static Calibration fit(const MeasuredProfile& profile, const DeviceRates& source_rates,
+                         const std::optional<catalog::AcceleratorSpec>& source_spec = std::nullopt);
+  /** Whether the dense and batched GEMM efficiencies are of full waves (step 6). */
+  bool full_waves() const { return full_waves_; }
   /** The calibration of `cls` and `dtype`; for data-movement classes without that dtype, the pooled
    *  one ("*"); nullptr when the profile has no entry of the class. */
   const ClassCalibration* find(KernelClass cls, const std::string& dtype) const;
@@ -115,6 +124,7 @@ class Calibration {
   DeviceRates source_rates_;
   std::string source_;
   bool synthetic_ = false;
+  bool full_waves_ = false;
 };
 
 /** Roofline of a target device with efficiencies calibrated on a measured device (path
