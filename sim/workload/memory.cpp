@@ -164,7 +164,8 @@ MemoryEstimate estimate_memory_need(const scenario::Scenario& s, const catalog::
   best.capacity_bytes = accel.hbm_bytes / std::max(1, accel.devices_per_chip);
   // Bytes per parameter held by one device: weights, gradients, optimizer state.
   // Mixed precision (bf16/fp16) keeps an fp32 master copy: ZeRO (Rajbhandari et al. 2020, §3.1) counts
-  // 2 + 2 + 12 bytes per parameter for mixed-precision Adam; fp32 Adam is 4 + 4 + 8.
+  // 2 + 2 + 12 bytes per parameter for mixed-precision Adam; fp32 Adam is 4 + 4 + 8. The gradients take
+  // training.grad_dtype (a bf16 model's are fp32 on GPUs by default, Megatron-LM's rule: 2 + 4 + 12).
   // Adafactor (Shazeer & Stern 2018) keeps factored second moments, O(rows + cols) per matrix: ~0 per
   // parameter, and no first moment in the T5/GShard configuration (beta1 = 0).
   const bool mixed = b < 4.0;
