@@ -25,6 +25,17 @@ std::unique_ptr<TransferModel> a_to(const catalog::AcceleratorSpec& target) {
                                          std::make_unique<RooflineModel>(target, test::efficiency()));
 }
 
+/** A dense bf16 GEMM of n x n x n: 2 n^3 FLOPs, three n x n matrices of bytes. */
+KernelOp square_gemm(double n) {
+  KernelOp op;
+  op.cls = KernelClass::gemm;
+  op.dtype = "bf16";
+  op.m = op.n = op.k = n;
+  op.flops = 2.0 * n * n * n;
+  op.bytes = 3.0 * n * n * 2.0;
+  return op;
+}
+
 /** Predicted time of a profile entry on a model, as one op with the entry's FLOPs and bytes (the
  *  expert FFN too: it was calibrated as one call). */
 std::pair<double, TimePath> predict(const ComputeTimeModel& m, const ProfileEntry& e) {
@@ -142,12 +153,7 @@ TEST_CASE("perf::TransferModel: memory-bound kernels speed up with bandwidth, co
   copy.bytes = 2.0e9;  // large: the floor is negligible
   const double ratio = same->time(copy).time_s / faster->time(copy).time_s;
   CHECK(ratio == Approx(1.43).epsilon(0.01));
-  KernelOp big;
-  big.cls = KernelClass::gemm;
-  big.dtype = "bf16";
-  big.m = big.n = big.k = 8192;
-  big.flops = 2.0 * 8192.0 * 8192.0 * 8192.0;
-  big.bytes = 3.0 * 8192.0 * 8192.0 * 2.0;
+  const KernelOp big = square_gemm(8192);
   CHECK(faster->time(big).time_s == Approx(same->time(big).time_s).epsilon(1e-12));
   // A small kernel is mostly floor: it barely changes.
   KernelOp tiny = copy;
@@ -194,13 +200,7 @@ TEST_CASE("perf::TransferModel: what the calibration cannot cover goes to the ro
   }
   SECTION("a target without the dtype's matrix unit falls back to the roofline, which names the problem") {
     const auto v100 = a_to(test::accelerator("v100"));  // V100: no bf16 (profiles/accelerators/v100.yaml)
-    KernelOp op;
-    op.cls = KernelClass::gemm;
-    op.dtype = "bf16";
-    op.m = op.n = op.k = 1024;
-    op.flops = 2.0 * 1024.0 * 1024.0 * 1024.0;
-    op.bytes = 3.0 * 1024.0 * 1024.0 * 2.0;
-    CHECK_THROWS_AS(v100->time(op), Error);
+    CHECK_THROWS_AS(v100->time(square_gemm(1024)), Error);
   }
   CHECK_THAT(model->describe(), Contains("transferred to h200") && Contains("SYNTHETIC"));
 }
@@ -213,12 +213,7 @@ TEST_CASE("perf::TransferModel: GEMM efficiencies calibrated in full waves take 
   REQUIRE(src.sm_count == 132);
   catalog::AcceleratorSpec fewer = src;
   fewer.sm_count = 100;
-  KernelOp op;
-  op.cls = KernelClass::gemm;
-  op.dtype = "bf16";
-  op.m = op.n = op.k = 4096;
-  op.flops = 2.0 * 4096.0 * 4096.0 * 4096.0;
-  op.bytes = 3.0 * 4096.0 * 4096.0 * 2.0;
+  const KernelOp op = square_gemm(4096);
   const double w_src = wave_efficiency(op, src), w_fewer = wave_efficiency(op, fewer);
   CHECK(w_src == Approx(512.0 / 528.0));
   CHECK(w_fewer == Approx(512.0 / 600.0));
