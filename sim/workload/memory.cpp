@@ -19,6 +19,22 @@ double dtype_bytes(const std::string& dtype) {
   throw Error(fmt::format("unknown dtype '{}'; valid: fp32, bf16, fp16, fp8", dtype));
 }
 
+namespace {
+/** fp32 optimizer state per parameter: Adam's m and v, SGD's momentum; Adafactor's factored second moments are
+ *  O(rows + cols) per matrix, ~0 per parameter. */
+double optimizer_state_bytes(scenario::Optimizer optimizer) {
+  switch (optimizer) {
+    case scenario::Optimizer::adam:
+    case scenario::Optimizer::adamw: return 2.0 * 4.0;
+    case scenario::Optimizer::adafactor: return 0.0;
+    case scenario::Optimizer::sgd: return 4.0;
+  }
+  return 0.0;
+}
+/** fp32 master weights per parameter of a model held in a 16-bit (or narrower) dtype of `b` bytes. */
+double master_bytes(double b) { return b < 4.0 ? 4.0 : 0.0; }
+}  // namespace
+
 double grad_dtype_bytes(const scenario::Scenario& s, const catalog::AcceleratorSpec& accel) {
   const double b = dtype_bytes(s.model.dtype);
   switch (s.training.grad_dtype) {
@@ -32,14 +48,7 @@ double grad_dtype_bytes(const scenario::Scenario& s, const catalog::AcceleratorS
 double optimizer_step_bytes_per_param(scenario::Optimizer optimizer, const std::string& dtype, double grad_bytes, bool fused) {
   const double b = dtype_bytes(dtype);
   const bool mixed = b < 4.0;
-  double state = 0.0;  // fp32 optimizer state per parameter
-  switch (optimizer) {
-    case scenario::Optimizer::adam:
-    case scenario::Optimizer::adamw: state = 2.0 * 4.0; break;  // m and v
-    case scenario::Optimizer::adafactor: state = 0.0; break;    // factored: O(rows + cols)
-    case scenario::Optimizer::sgd: state = 4.0; break;          // momentum
-  }
-  const double master = mixed ? 4.0 : 0.0;  // fp32 master weights
+  const double state = optimizer_state_bytes(optimizer), master = master_bytes(b);
   if (fused) return grad_bytes + 2.0 * b + 2.0 * master + 2.0 * state;  // gradient read; weights, master, state read + written
   const double cast = grad_bytes < 4.0 ? grad_bytes + 4.0 : 0.0;  // 16-bit gradient -> fp32 copy
   const double unscale = dtype == "fp16" ? 2.0 * 4.0 : 0.0;  // loss scale out + inf/NaN check, in place
@@ -168,15 +177,8 @@ MemoryEstimate estimate_memory_need(const scenario::Scenario& s, const catalog::
   // training.grad_dtype (a bf16 model's are fp32 on GPUs by default, Megatron-LM's rule: 2 + 4 + 12).
   // Adafactor (Shazeer & Stern 2018) keeps factored second moments, O(rows + cols) per matrix: ~0 per
   // parameter, and no first moment in the T5/GShard configuration (beta1 = 0).
-  const bool mixed = b < 4.0;
   const double w_bytes = b, g_bytes = grad_dtype_bytes(s, accel);  // gradients: training.grad_dtype
-  double opt_bytes = mixed ? 4.0 : 0.0;  // fp32 master weights
-  switch (s.training.optimizer) {
-    case scenario::Optimizer::adam:
-    case scenario::Optimizer::adamw: opt_bytes += 8.0; break;
-    case scenario::Optimizer::adafactor: break;
-    case scenario::Optimizer::sgd: opt_bytes += 4.0; break;
-  }
+  const double opt_bytes = master_bytes(b) + optimizer_state_bytes(s.training.optimizer);
 
   // Expert slots per token: capacity x experts / group tokens (the capacity-padded buffers), or k when dropless.
   auto slots_per_token = [&](double group) {

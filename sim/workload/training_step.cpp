@@ -150,6 +150,7 @@ class Builder {
         m_(ctx.scenario.model),
         p_(ctx.scenario.parallelism),
         b_(dtype_bytes(m_.dtype)),
+        grad_b_(grad_dtype_bytes(ctx.scenario, ctx.accel)),
         tp_(p_.tensor),
         kvl_(std::max(1.0, static_cast<double>(m_.kv_heads > 0 ? m_.kv_heads : m_.heads) / p_.tensor)),
         rng_(Rng::derived(ctx.scenario.seed, static_cast<std::uint64_t>(ctx.step_index))) {
@@ -632,7 +633,7 @@ class Builder {
     w.op = CollectiveOp::all_reduce;
     const auto first = ctx_.mesh.stage_devices(0), last = ctx_.mesh.stage_devices(p_.pipeline - 1);
     for (std::size_t i = 0; i < first.size(); ++i) w.groups.push_back({first[i], last[i]});
-    w.bytes_per_device = static_cast<double>(m_.vocab) * m_.d_model / tp_ * grad_dtype_bytes(ctx_.scenario, ctx_.accel);
+    w.bytes_per_device = static_cast<double>(m_.vocab) * m_.d_model / tp_ * grad_b_;
     stats_.bytes_by_op["all_reduce"] += w.bytes_per_device * static_cast<double>(2 * first.size());
     Phase ph;
     ph.type = Phase::Type::collective;
@@ -650,6 +651,7 @@ class Builder {
   const scenario::ModelSpec& m_;
   const scenario::ParallelismSpec& p_;
   double b_;
+  double grad_b_;  ///< bytes of a gradient element (training.grad_dtype)
   double tp_;
   double kvl_;  ///< key/value heads per tensor rank (replicated when kv_heads < tensor)
   Rng rng_;
@@ -839,7 +841,6 @@ void Builder::moe_ffn(Stream& st, const LayerDesc& L, double tok, Pass pass, con
 }
 
 PhaseId Builder::reduce_grads(int stage, PhaseId last_bwd, const std::map<int, PhaseId>& grads_ready) {
-  const double grad_b = grad_dtype_bytes(ctx_.scenario, ctx_.accel);  // training.grad_dtype
   const auto dense_groups = ctx_.mesh.dense_grad_groups(stage);
   const auto expert_groups = ctx_.mesh.expert_grad_groups(stage);
   const bool dense_reduce = !dense_groups.empty() && dense_groups.front().size() > 1;
@@ -852,7 +853,7 @@ PhaseId Builder::reduce_grads(int stage, PhaseId last_bwd, const std::map<int, P
   for (auto it = ids.rbegin(); it != ids.rend(); ++it) {
     const LayerDesc& L = layers_[static_cast<std::size_t>(*it)];
     const LayerParams lp = layer_params(m_, p_, L.decoder, L.moe);
-    per_layer.push_back({*it, {lp.dense * grad_b, lp.expert * grad_b}});
+    per_layer.push_back({*it, {lp.dense * grad_b_, lp.expert * grad_b_}});
   }
   const auto [dense_total, expert_total] = stage_params(stage);
 
@@ -887,7 +888,7 @@ PhaseId Builder::reduce_grads(int stage, PhaseId last_bwd, const std::map<int, P
       dense_bucket += per_layer[i].second.first;
       expert_bucket += per_layer[i].second.second;
       const bool last_layer = i + 1 == per_layer.size();
-      if (last_layer) dense_bucket += (stage == 0 || stage == p_.pipeline - 1) ? static_cast<double>(m_.vocab) * d / tp_ * grad_b : 0.0;
+      if (last_layer) dense_bucket += (stage == 0 || stage == p_.pipeline - 1) ? static_cast<double>(m_.vocab) * d / tp_ * grad_b_ : 0.0;
       if (dense_bucket + expert_bucket >= kGradBucketBytes || last_layer) {
         PhaseId ready = last_layer ? last_bwd : grads_ready.at(per_layer[i].first);
         std::vector<PhaseId> deps{ready};
@@ -906,8 +907,8 @@ PhaseId Builder::reduce_grads(int stage, PhaseId last_bwd, const std::map<int, P
     if (prev) done.push_back(*prev);
   } else {
     PhaseId after = last_bwd;
-    if (dense_reduce) after = reduce(dense_groups, dense_total * grad_b, after, fmt::format("stage{} dense grads", stage));
-    if (expert_reduce) after = reduce(expert_groups, expert_total * grad_b, after, fmt::format("stage{} expert grads", stage));
+    if (dense_reduce) after = reduce(dense_groups, dense_total * grad_b_, after, fmt::format("stage{} dense grads", stage));
+    if (expert_reduce) after = reduce(expert_groups, expert_total * grad_b_, after, fmt::format("stage{} expert grads", stage));
     done.push_back(after);
   }
   return done.size() == 1 ? done.front() : add_phase(g_, Phase{}, done);
@@ -921,13 +922,12 @@ PhaseId Builder::optimizer_step(int stage, PhaseId after) {
   const bool zero = p_.zero_stage >= 1;
   const auto [dense_total, expert_total] = stage_params(stage);
 
-  // Optimizer: the fused passes over the gradients, weights and state (workload::optimizer_step_bytes_per_param) of
-  // the shard this device owns: with ZeRO, 1 / (data x expert) of the dense parameters and 1 / data of its experts'.
+  // Optimizer: the passes over the gradients, weights and state (workload::optimizer_step_bytes_per_param) of the
+  // shard this device owns: with ZeRO, 1 / (data x expert) of the dense parameters and 1 / data of its experts'.
   const double dense_shard = zero && dense_reduce ? static_cast<double>(dense_groups.front().size()) : 1.0;
   const double expert_shard = zero && expert_reduce ? static_cast<double>(expert_groups.front().size()) : 1.0;
   const double params = dense_total / dense_shard + expert_total / expert_shard;
-  const double bytes = params * optimizer_step_bytes_per_param(ctx_.scenario.training.optimizer, m_.dtype,
-                                                                 grad_dtype_bytes(ctx_.scenario, ctx_.accel),
+  const double bytes = params * optimizer_step_bytes_per_param(ctx_.scenario.training.optimizer, m_.dtype, grad_b_,
                                                                  ctx_.accel.kind == catalog::AcceleratorKind::tpu);
   Stream st{stage, 0, after, Accum(ctx_.mesh.stage_devices(stage).size()), ctx_.mesh.stage_devices(stage)};
   st.acc.add("compute.optimizer", time([&] {
