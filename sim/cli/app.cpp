@@ -20,7 +20,8 @@ namespace moesim::cli {
 
 int main(int argc, char** argv) {
   CLI::App app{"moesim: what does it cost, in days, MWh and tCO2e, to train this Mixture-of-Experts model on this "
-               "cluster in this datacenter, and where should it run?"};
+               "cluster in this datacenter, and where should it run? And to serve it: latency (TTFT, TPOT), throughput, "
+               "and energy and CO2e per token of an inference deployment"};
   app.require_subcommand(1);
   app.set_version_flag("--version", fmt::format("moesim {} ({})", kVersion, kGitHash));
   GlobalOptions g;
@@ -34,15 +35,16 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--db", run.db, "Run store (SQLite)")->default_val("moesim.db");
   run_cmd->add_flag("--no-store", run.no_store, "Do not write the run to the store");
   run_cmd->add_option("--set", run.overrides, "Override a scenario key: KEY.PATH=YAML (repeatable)");
-  run_cmd->add_option("--trace", run.trace, "Write the first step's phases (start, end, critical path) to this CSV");
+  run_cmd->add_option("--trace", run.trace, "Training: write the first step's phases (start, end, critical path) to this CSV");
   run_cmd->add_flag("--no-steady-state", run.no_steady_state,
-                    "Simulate every micro-batch of a 1F1B pipeline instead of extrapolating the step from its steady state "
+                    "Training: simulate every micro-batch of a 1F1B pipeline instead of extrapolating the step from its steady state "
                     "(the steps of p, p + 1 and p + 2 micro-batches, p = stages; dense models)");
   run_cmd->add_option("--report", run.report_dir, "Also write the run's HTML report (read back from the store) into this directory");
   run_cmd->add_flag("--max-rate", run.max_rate,
                     "Serving: find the highest arrival rate whose P99 TTFT and TPOT meet serving.slo (bisection), and store the "
                     "run at that rate");
-  run_cmd->add_option("--rate-tolerance", run.rate_tolerance, "--max-rate: stop when the bracket is this narrow (relative)")
+  auto* run_rate_tolerance =
+      run_cmd->add_option("--rate-tolerance", run.rate_tolerance, "--max-rate: stop when the bracket is this narrow (relative)")
       ->default_val(0.02)->check(CLI::Range(0.001, 0.5));
 
   // compare
@@ -107,7 +109,8 @@ int main(int argc, char** argv) {
   sweep_cmd->add_flag("--max-rate", sw.max_rate,
                       "Serving: each point is a capacity search, the highest arrival rate meeting the P99 TTFT and TPOT SLOs "
                       "(as `run --max-rate`); the run stored for a point is the simulation at that rate");
-  sweep_cmd->add_option("--rate-tolerance", sw.rate_tolerance, "--max-rate: stop when the bracket is this narrow (relative)")
+  auto* sweep_rate_tolerance =
+      sweep_cmd->add_option("--rate-tolerance", sw.rate_tolerance, "--max-rate: stop when the bracket is this narrow (relative)")
       ->default_val(0.02)
       ->check(CLI::Range(0.001, 0.5));
 
@@ -122,7 +125,7 @@ int main(int argc, char** argv) {
 
   // report
   ReportOptions rep;
-  auto* rep_cmd = app.add_subcommand("report", "Write an energy report of a run or comparison from the store");
+  auto* rep_cmd = app.add_subcommand("report", "Write an energy report of a run, comparison or sweep from the store");
   rep_cmd->add_option("id", rep.id, "Run id, c<ID> / comparison:<ID> for a comparison, s<ID> / sweep:<ID> for a sweep")->required();
   rep_cmd->add_option("--format", rep.format, "html, md or csv")->default_val("html")->check(CLI::IsMember({"html", "md", "csv"}));
   rep_cmd->add_option("-o,--output", rep.output_dir, "Output directory")->default_val("reports/out");
@@ -237,9 +240,17 @@ int main(int argc, char** argv) {
   }
 
   try {
-    if (run_cmd->parsed()) return run.max_rate ? cmd_max_rate(g, run) : cmd_run(g, run);
+    if (run_cmd->parsed()) {
+      if (run_rate_tolerance->count() > 0 && !run.max_rate)
+        throw UsageError("run: --rate-tolerance is the --max-rate search's stopping width; give --max-rate or drop it");
+      return run.max_rate ? cmd_max_rate(g, run) : cmd_run(g, run);
+    }
     if (cmp_cmd->parsed()) return cmd_compare(g, cmp);
-    if (sweep_cmd->parsed()) return cmd_sweep(g, sw);
+    if (sweep_cmd->parsed()) {
+      if (sweep_rate_tolerance->count() > 0 && !sw.max_rate)
+        throw UsageError("sweep: --rate-tolerance is the --max-rate search's stopping width; give --max-rate or drop it");
+      return cmd_sweep(g, sw);
+    }
     if (plan_cmd->parsed()) return cmd_plan(g, pl);
     if (db_merge->parsed()) return cmd_db_merge(merge);
     if (rep_cmd->parsed()) return cmd_report(g, rep);

@@ -141,7 +141,7 @@ int cmd_compare(const GlobalOptions& g, const CompareOptions& o) {
     const bool serving = base.is_serving();
     std::size_t complete = 0;
     for (const auto& r : rows) complete += r.status == "complete" ? 1 : 0;
-    std::cout << fmt::format("moesim comparison {} of {}: {} alternatives{} (ranked by {}; * = on the {} Pareto front)\n", cmp,
+    std::cout << fmt::format("moesim comparison {} of {}: {} alternatives{} (ranked by {}; Pareto: yes = on the {} Pareto front)\n", cmp,
                              base.name, rows.size(),
                              complete == rows.size() ? "" : fmt::format(", {} of them complete", complete),
                              serving ? "gross gCO2e per 1000 output tokens" : "gross tCO2e",

@@ -7,6 +7,7 @@
 
 #include "commands.hpp"
 #include "moesim/core/units.hpp"
+#include "moesim/reports/markup.hpp"
 #include "moesim/scenario/fields.hpp"
 #include "moesim/store/store.hpp"
 #include "moesim/workload/training_step.hpp"
@@ -97,11 +98,11 @@ int cmd_runs_list(const RunsOptions& o) {
   }
   std::cout << fmt::format("{:>5}  {:<28} {:<9} {:<20} {:>10} {:>12} {:>12}\n", "id", "scenario", "status", "created (UTC)", "days",
                            "facility MWh", "tCO2e gross");
-  auto opt = [](const std::optional<double>& v, const char* f) { return v ? fmt::format(fmt::runtime(f), *v) : std::string("-"); };
+  // Three significant digits, as the comparison table: a serving run's few kWh would read 0.00 with fixed decimals.
+  auto opt = [](const std::optional<double>& v) { return v ? reports::format_value(*v, 3) : std::string("-"); };
   for (const auto& r : runs)
     std::cout << fmt::format("{:>5}  {:<28} {:<9} {:<20} {:>10} {:>12} {:>12}\n", r.id, r.scenario_name, store::to_string(r.status),
-                             r.created_at_utc.substr(0, 19), opt(r.train_days, "{:.2f}"), opt(r.facility_energy_mwh, "{:.2f}"),
-                             opt(r.co2e_gross_t, "{:.2f}"));
+                             r.created_at_utc.substr(0, 19), opt(r.train_days), opt(r.facility_energy_mwh), opt(r.co2e_gross_t));
   return 0;
 }
 

@@ -142,9 +142,33 @@ void check_output_file(const std::string& path, const std::string& option) {
                             fs::is_directory(p, ec) ? "it is a directory" : "its directory does not exist or is not writable"));
 }
 
+void check_training_only_options(const scenario::Scenario& s, const RunOptions& o) {
+  if (!s.is_serving()) return;
+  if (!o.trace.empty())
+    throw Error(fmt::format("--trace writes a training step's phases; {} is a serving scenario (drop --trace); nothing was "
+                            "simulated or stored",
+                            o.scenario));
+  if (o.no_steady_state)
+    throw Error(fmt::format("--no-steady-state is about a training step's 1F1B pipeline; {} is a serving scenario (drop "
+                            "--no-steady-state); nothing was simulated or stored",
+                            o.scenario));
+}
+
 int cmd_run(const GlobalOptions& g, const RunOptions& o) {
   const catalog::Catalog catalog = load_catalog(g);
-  PreparedRun p = prepare_run(catalog, scenario::load_file(o.scenario, catalog, o.overrides));
+  scenario::Scenario s = scenario::load_file(o.scenario, catalog, o.overrides);
+  check_training_only_options(s, o);
+  PreparedRun p = [&] {
+    try {
+      return prepare_run(catalog, std::move(s));
+    } catch (const InputError&) {
+      throw;  // located already
+    } catch (const Error& e) {
+      // The memory checks see the scenario, not its file: name the file here.
+      if (std::string(e.what()).find("does not fit") == std::string::npos) throw;
+      throw Error(fmt::format("{}: {}", o.scenario, e.what()));
+    }
+  }();
   // Every output is checked before the simulation: a run is never stored only to fail on its report.
   if (!o.report_dir.empty()) {
     if (o.no_store) throw Error("--report needs the run store (it reads the run back from it); drop --no-store");

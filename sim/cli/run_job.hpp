@@ -36,6 +36,11 @@ void check_output_directory(const std::string& dir, const std::string& option);
 /** Throws moesim::Error naming `option` unless `path` can be created or overwritten as a file. */
 void check_output_file(const std::string& path, const std::string& option);
 
+struct RunOptions;
+/** Throws moesim::Error naming the option and the scenario file where `moesim run` was given a training-only option
+ *  (--trace, --no-steady-state) for a serving scenario: refused before anything is simulated or stored. */
+void check_training_only_options(const scenario::Scenario& s, const RunOptions& o);
+
 /** Simulates in a child process, accounts energy, and (if `db`) stores the run as one transaction.
  *  A failure marks the stored run failed and re-throws. */
 store::RunRecord execute_run(const catalog::Catalog& catalog, const PreparedRun& p, store::Store* db,

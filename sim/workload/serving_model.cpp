@@ -115,13 +115,20 @@ ReplicaMemory replica_memory(const scenario::Scenario& s, const scenario::PoolSp
     }
     if (!(room > 0.0)) {
       const double gib = units::kGiB;
+      // The pool's key: its index when it is one of the scenario's pools (it always is outside tests).
+      std::string pool_key = "serving.pools";
+      for (std::size_t i = 0; i < v.pools.size(); ++i)
+        if (&v.pools[i] == &pool) pool_key = fmt::format("serving.pools[{}]", i);
       throw Error(fmt::format(
-          "the model does not fit a serving replica: one {} device (pipeline stage {}) holds {:.1f} GiB of weights and a "
-          "{:.1f} GiB activation workspace ({} batched tokens) but may use {:.0f} % of {:.1f} GiB; give the pool more "
-          "tensor or expert parallelism (or pipeline stages), use fp8 weights (model.dtype), lower "
-          "serving.scheduler.max_batched_tokens, or raise serving.kv_cache.memory_fraction",
-          accel.name, stage, weights / gib, out.workspace_bytes / gib, v.max_batched_tokens, 100.0 * v.kv_memory_fraction,
-          out.capacity_bytes / gib));
+          "the model does not fit a serving replica: one {} device (cluster.accelerator; pipeline stage {} of {}) holds "
+          "{:.1f} GiB of weights (the model's size: model.layers, model.d_model, model.d_ff, model.experts, "
+          "model.dtype) and a {:.1f} GiB activation workspace ({} batched tokens) but may use {:.3g} % "
+          "(serving.kv_cache.memory_fraction) of its {:.1f} GiB of HBM; give the pool more tensor or expert parallelism "
+          "(or pipeline stages: {}.tensor, .expert, .pipeline), use fp8 weights (model.dtype), a smaller model, an "
+          "accelerator with more HBM (cluster.accelerator), lower serving.scheduler.max_batched_tokens, or raise "
+          "serving.kv_cache.memory_fraction",
+          accel.name, stage, pool_key, weights / gib, out.workspace_bytes / gib, v.max_batched_tokens,
+          100.0 * v.kv_memory_fraction, out.capacity_bytes / gib, pool_key));
     }
     kv_tokens = std::min(kv_tokens, room / kv_per_token);
   }

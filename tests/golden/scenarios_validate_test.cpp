@@ -7,6 +7,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <regex>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -55,4 +57,33 @@ TEST_CASE("golden::scenarios: every scenario under scenarios/ validates", "[gold
     std::getline(in, first);
     CHECK(first == "# SPDX-License-Identifier: Apache-2.0");
   }
+}
+
+TEST_CASE("golden::scenarios: a serving example's description states the arrival rate it sets", "[golden][scenarios]") {
+  const auto catalog = moesim::catalog::Catalog::load(std::string(MOESIM_SOURCE_ROOT) + "/profiles");
+  const std::regex stated(R"(arrivals at ([0-9.]+) requests/s)");
+  int checked = 0;
+  for (const auto& e : fs::directory_iterator(fs::path(MOESIM_SOURCE_ROOT) / "scenarios" / "examples")) {
+    if (e.path().extension() != ".yaml") continue;
+    INFO(e.path().string());
+    const moesim::scenario::Scenario s = moesim::scenario::load_file(e.path().string(), catalog);
+    std::smatch m;
+    if (!s.is_serving() || !std::regex_search(s.description, m, stated)) continue;
+    CHECK(std::stod(m[1].str()) == s.serving->arrival.rate_per_s);
+    ++checked;
+  }
+  CHECK(checked >= 3);  // serving-continuous, serving-chunked-prefill, serving-static
+}
+
+TEST_CASE("golden::scenarios: the README names every request trace that ships", "[golden][scenarios]") {
+  std::ifstream in(fs::path(MOESIM_SOURCE_ROOT) / "README.md");
+  std::stringstream readme;
+  readme << in.rdbuf();
+  int traces = 0;
+  for (const auto& e : fs::directory_iterator(fs::path(MOESIM_SOURCE_ROOT) / "scenarios" / "traces")) {
+    INFO(e.path().string());
+    CHECK(readme.str().find("scenarios/traces/" + e.path().filename().string()) != std::string::npos);
+    ++traces;
+  }
+  CHECK(traces >= 1);
 }

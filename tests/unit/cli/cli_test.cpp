@@ -377,3 +377,30 @@ TEST_CASE("cli::bench --sweep: throughput ratio and per-point overhead are the f
   CHECK(none.err.find("no sweep or merge benchmark scenarios") != std::string::npos);
   fs::remove_all(dir);
 }
+
+TEST_CASE("cli::compare: the text table's legend describes the Pareto column it prints", "[cli]") {
+  const std::string dir = scratch("compare_text");
+  const Result r = run_moesim("compare " + kData + "small_compare.yaml --db " + dir + "/runs.db", dir);
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  std::istringstream lines(r.out);
+  std::string legend, head;
+  std::getline(lines, legend);
+  std::getline(lines, head);
+  CHECK(legend.find("Pareto: yes = on the time-CO2e Pareto front") != std::string::npos);
+  CHECK(legend.find("* =") == std::string::npos);  // no row is marked with a star
+  CHECK(head.substr(head.size() - 6) == "Pareto");
+  CHECK(r.out.find(" yes\n") != std::string::npos);
+}
+
+TEST_CASE("cli::help: the descriptions name what the commands do, serving too, and report takes sweeps", "[cli]") {
+  const std::string dir = scratch("help");
+  const Result top = run_moesim("--help", dir);
+  REQUIRE(top.status == 0);
+  const std::string first = top.out.substr(0, top.out.find('\n'));
+  CHECK(first.find("train") != std::string::npos);
+  CHECK(first.find("serve") != std::string::npos);
+  const Result report = run_moesim("report --help", dir);
+  REQUIRE(report.status == 0);
+  CHECK(report.out.find("run, comparison or sweep") != std::string::npos);
+}

@@ -245,6 +245,9 @@ TEST_CASE("workload::replica_memory: weights, workspace and KV blocks", "[worklo
       CHECK(m.find("does not fit a serving replica") != std::string::npos);
       CHECK(m.find("GiB of weights") != std::string::npos);
       CHECK(m.find("tensor or expert parallelism") != std::string::npos);
+      // The keys to change: the model's size, the pool (by its index), the accelerator, the memory fraction.
+      for (const char* key : {"model.layers", "model.d_model", "serving.pools[0]", "cluster.accelerator", "serving.kv_cache.memory_fraction"})
+        CHECK(m.find(key) != std::string::npos);
     }
   }
 }
