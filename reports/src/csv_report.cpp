@@ -108,7 +108,7 @@ const std::vector<CsvColumn>& csv_columns() {
       {"queue_p50_s", "s", "serving: median queueing delay, arrival to first batch (run-level)"},
       {"queue_p99_s", "s", "serving: 99th-percentile queueing delay (run-level)"},
       {"preemptions", "preemptions", "serving: sequences preempted (run-level)"},
-      {"mean_batch_sequences", "sequences", "serving: time-weighted mean batch size (run-level)"},
+      {"mean_batch_sequences", "sequences", "serving: time-weighted mean of the sequences in flight, admitted and not finished, all replicas together (run-level)"},
       {"mean_kv_use", "1", "serving: time-weighted mean fraction of KV-cache blocks in use (run-level)"},
       {"output_tokens", "tokens", "serving: output tokens generated in the window (run-level)"},
       {"energy_per_output_token_j", "J/token", "serving: facility energy per output token (run-level; empty when no output token)"},

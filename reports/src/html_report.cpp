@@ -377,21 +377,22 @@ void over_time_section(XmlWriter& w, const store::RunRecord& r) {
     w.element("p", {}, "This run stored no power series.");
   }
   if ((batch != nullptr && !batch->x.empty()) || (queue != nullptr && !queue->x.empty())) {
-    svg::LineChart c = over_time_chart(r, "batch-queue", "Batch size and queue length over the run (average over each sampling interval)");
+    svg::LineChart c = over_time_chart(r, "batch-queue", "Sequences in flight and requests waiting over the run (average over each sampling interval)");
     c.y_axis_label = "sequences, requests (count)";
     c.y_unit = "count";
     const store::Series* first = batch != nullptr ? batch : queue;
     c.series_key = first->name;
-    c.series_label = batch != nullptr ? "batch size: sequences in batches (batch_sequences)" : "queue length: requests waiting (queue_requests)";
+    c.series_label = batch != nullptr ? "sequences in flight: admitted, not finished, all replicas (batch_sequences)"
+                                     : "queue length: requests waiting for admission (queue_requests)";
     c.colour = pal::kOkabeIto[5];
     c.x = first->x;
     c.y = first->y;
     if (batch != nullptr && queue != nullptr)
-      c.more_series.push_back({queue->name, "queue length: requests waiting (queue_requests)", pal::kOkabeIto[6], queue->x, queue->y});
+      c.more_series.push_back({queue->name, "queue length: requests waiting for admission (queue_requests)", pal::kOkabeIto[6], queue->x, queue->y});
     w.raw(svg::line_chart(c));
   }
   if (kv != nullptr && !kv->x.empty()) {
-    svg::LineChart c = over_time_chart(r, "kv-use", "KV-cache use over the run (average over each sampling interval)");
+    svg::LineChart c = over_time_chart(r, "kv-use", "KV-cache use over the run (at the end of each sampling interval)");
     c.y_axis_label = "KV-cache blocks in use (%)";
     c.y_unit = "%";
     c.series_key = "kv_use";
@@ -403,7 +404,7 @@ void over_time_section(XmlWriter& w, const store::RunRecord& r) {
   }
   const std::string convention = prov_string(r.provenance, "power_convention");
   w.element("p", {{"class", "note"}},
-            fmt::format("Each value is the average over the sampling interval that starts at it{}; the shaded band is the measurement "
+            fmt::format("Each value is the average over the sampling interval that starts at it{} (KV-cache use: its state at the interval's end); the shaded band is the measurement "
                         "window, over which throughput, energy and CO2e are accounted.{}",
                         std::isfinite(interval) ? fmt::format(" ({} s)", format_value(interval)) : "",
                         convention.empty() ? "" : " Power convention: " + convention + "."));

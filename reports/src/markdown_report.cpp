@@ -368,7 +368,7 @@ std::string serving_over_time(const store::RunRecord& r) {
   const double interval = r.provenance.is_object() && r.provenance.contains("series_interval_s") && r.provenance["series_interval_s"].is_number()
                               ? r.provenance["series_interval_s"].get<double>()
                               : kNaN;
-  out += fmt::format("{} samples over the whole run, each the average over a sampling interval{}; the HTML report plots them with the "
+  out += fmt::format("{} samples over the whole run, each the average over a sampling interval{} (KV-cache use: its state at the interval's end); the HTML report plots them with the "
                      "measurement window marked.\n\n",
                      samples, std::isfinite(interval) ? fmt::format(" of {} s", format_value(interval)) : "");
   return out;

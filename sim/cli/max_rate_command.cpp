@@ -31,8 +31,8 @@ int cmd_max_rate(const GlobalOptions& g, const RunOptions& o) {
     if (o.no_store) throw Error("--report needs the run store (it reads the run back from it); drop --no-store");
     check_output_directory(o.report_dir, "--report");
   }
+  check_training_only_options(base, o);
   check_rate_searchable(base, o.scenario);
-  if (!o.trace.empty()) throw Error("--trace is for training steps; drop it with --max-rate");
   install_interrupt_handler();
   const bool tty = isatty(2) && !o.json;
   auto prepare = [&](double rate) {
@@ -50,7 +50,8 @@ int cmd_max_rate(const GlobalOptions& g, const RunOptions& o) {
         ++n;
         if (tty)
           std::cerr << fmt::format("\r[max-rate] probe {}: {:.4g} requests/s -> P99 TTFT {:.1f} ms, TPOT {:.1f} ms ({})      ", n, p.rate_per_s,
-                                   1e3 * p.ttft_p99_s, 1e3 * p.tpot_p99_s, p.ok ? "meets the SLOs" : "misses")
+                                   1e3 * p.ttft_p99_s, 1e3 * p.tpot_p99_s,
+                                   p.ok ? "meets the SLOs" : !p.slo_met ? "misses" : "falls behind its arrivals")
                     << std::flush;
       });
   if (tty) std::cerr << "\n";
@@ -79,8 +80,8 @@ int cmd_max_rate(const GlobalOptions& g, const RunOptions& o) {
     out["max_rate"] = search.to_json();
     std::cout << out.dump(2) << "\n";
   } else {
-    std::cout << fmt::format("highest rate meeting P99 TTFT <= {:.0f} ms and P99 TPOT <= {:.0f} ms: {:.4g} requests/s (misses at "
-                             "{:.4g}; {} simulations)\n",
+    std::cout << fmt::format("highest rate meeting P99 TTFT <= {:g} ms and P99 TPOT <= {:g} ms and keeping up with its arrivals: "
+                             "{:.4g} requests/s (at {:.4g} it misses the SLOs or falls behind; {} simulations)\n",
                              1e3 * search.slo_ttft_s, 1e3 * search.slo_tpot_s, search.rate_per_s, search.upper_rate_per_s,
                              search.probes.size())
               << record_summary(rec) << (db ? fmt::format("  stored in {} as run {}\n", o.db, rec.id) : "")

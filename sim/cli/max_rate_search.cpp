@@ -11,8 +11,9 @@ namespace moesim::cli {
 nlohmann::json RateSearch::to_json() const {
   nlohmann::json ps = nlohmann::json::array();
   for (const RateProbe& p : probes)
-    ps.push_back({{"rate_per_s", p.rate_per_s}, {"meets_slo", p.ok}, {"ttft_p99_s", p.ttft_p99_s}, {"tpot_p99_s", p.tpot_p99_s},
-                  {"output_tokens_per_s", p.output_tokens_per_s}, {"requests", p.requests}});
+    ps.push_back({{"rate_per_s", p.rate_per_s}, {"accepted", p.ok}, {"meets_slo", p.slo_met}, {"ttft_p99_s", p.ttft_p99_s}, {"tpot_p99_s", p.tpot_p99_s},
+                  {"output_tokens_per_s", p.output_tokens_per_s}, {"requests", p.requests},
+                  {"keeps_up", p.keeps_up}, {"backlog_growth_fraction", p.backlog_growth_fraction}});
   return {{"rate_per_s", rate_per_s}, {"upper_rate_per_s", upper_rate_per_s}, {"slo_ttft_s", slo_ttft_s},
           {"slo_tpot_s", slo_tpot_s}, {"probes", ps}};
 }
@@ -26,11 +27,14 @@ RateSearch RateSearch::from_json(const nlohmann::json& j) {
   for (const auto& p : j.at("probes")) {
     RateProbe r;
     r.rate_per_s = p.at("rate_per_s").get<double>();
-    r.ok = p.at("meets_slo").get<bool>();
+    r.slo_met = p.at("meets_slo").get<bool>();
+    r.ok = p.value("accepted", r.slo_met);
     r.ttft_p99_s = p.at("ttft_p99_s").get<double>();
     r.tpot_p99_s = p.at("tpot_p99_s").get<double>();
     r.output_tokens_per_s = p.at("output_tokens_per_s").get<double>();
     r.requests = p.value("requests", 0LL);
+    r.keeps_up = p.value("keeps_up", true);
+    r.backlog_growth_fraction = p.value("backlog_growth_fraction", 0.0);
     s.probes.push_back(std::move(r));
   }
   return s;
@@ -67,7 +71,10 @@ RateSearch search_max_rate(const scenario::Scenario& base, double tolerance, con
     p.tpot_p99_s = r.tpot.p99_s;
     p.output_tokens_per_s = r.output_tokens_per_s;
     p.requests = r.requests_measured;
-    p.ok = r.slo_p99_met && r.requests_measured > 0;
+    p.backlog_growth_fraction = r.backlog_growth_fraction;
+    p.keeps_up = !engine::falls_behind(r);
+    p.slo_met = r.slo_p99_met && r.requests_measured > 0;
+    p.ok = p.slo_met && p.keeps_up;
     s.probes.push_back(p);
     if (on_probe) on_probe(p);
     return p;
@@ -90,7 +97,7 @@ RateSearch search_max_rate(const scenario::Scenario& base, double tolerance, con
       }
     }
     if (!have_hi)
-      throw Error(fmt::format("--max-rate: the SLOs (P99 TTFT {:.0f} ms, TPOT {:.0f} ms) still hold at {:.4g} requests/s, {}x the "
+      throw Error(fmt::format("--max-rate: the SLOs (P99 TTFT {:g} ms, TPOT {:g} ms) still hold at {:.4g} requests/s, {}x the "
                               "scenario's rate; raise serving.arrival.rate_per_s or lengthen serving.duration_s (short runs "
                               "never fill the queue)",
                               1e3 * s.slo_ttft_s, 1e3 * s.slo_tpot_s, lo.rate_per_s, 1 << kMaxBracketSteps));
@@ -116,7 +123,7 @@ RateSearch search_max_rate(const scenario::Scenario& base, double tolerance, con
     }
     if (!found)
       throw Error(fmt::format("--max-rate: the SLOs cannot be met at any rate: at {:.4g} requests/s ({} request{} measured) P99 TTFT "
-                              "is {:.1f} ms (limit {:.0f}) and P99 TPOT {:.1f} ms (limit {:.0f}); an unloaded replica is already "
+                              "is {:.1f} ms (limit {:g}) and P99 TPOT {:.1f} ms (limit {:g}); an unloaded replica is already "
                               "slower than the limits: relax serving.slo, or give replicas more devices or faster accelerators",
                               hi.rate_per_s, hi.requests, hi.requests == 1 ? "" : "s", 1e3 * hi.ttft_p99_s, 1e3 * s.slo_ttft_s,
                               1e3 * hi.tpot_p99_s, 1e3 * s.slo_tpot_s));

@@ -20,7 +20,10 @@ inline constexpr int kMaxBracketSteps = 16;
 /** One simulation of the search. */
 struct RateProbe {
   double rate_per_s = 0.0;
-  bool ok = false;  ///< P99 TTFT and TPOT within the SLOs, with at least one request measured
+  bool ok = false;  ///< P99 TTFT and TPOT within the SLOs, at least one request measured, and keeping up
+  bool slo_met = false;  ///< P99 TTFT and TPOT within the SLOs
+  bool keeps_up = true;  ///< not engine::falls_behind: a rate past the capacity fails even when a short run meets the SLOs
+  double backlog_growth_fraction = 0.0;
   double ttft_p99_s = 0.0;
   double tpot_p99_s = 0.0;
   double output_tokens_per_s = 0.0;

@@ -24,7 +24,18 @@ double metric_or(const store::RunRecord& r, const std::string& name, double fall
 constexpr double kPerThousand = 1000.0;
 constexpr double kGramsPerKg = 1000.0;
 
-double safe_div(double a, double b) { return b > 0.0 ? a / b : 0.0; }
+
+/** A stored metric as JSON, scaled; null when the run does not have it (a ratio whose denominator was 0). */
+json metric_json(const store::RunRecord& r, const std::string& name, double scale = 1.0) {
+  const store::Metric* m = r.metric(name);
+  return m ? json(m->value * scale) : json(nullptr);
+}
+
+/** A stored metric formatted with `spec` ("{:.3f}"), or "–" when the run does not have it. */
+std::string metric_text(const store::RunRecord& r, const std::string& name, const char* spec, double scale = 1.0) {
+  const store::Metric* m = r.metric(name);
+  return m ? fmt::format(fmt::runtime(spec), m->value * scale) : std::string("–");
+}
 
 const char* kDistributions[] = {"ttft", "tpot", "itl", "e2e", "queue"};
 
@@ -56,6 +67,11 @@ store::RunRecord make_serving_record(const scenario::Scenario& s, const engine::
   add("output_tokens_per_s_per_device", r.output_tokens_per_s_per_device, "tokens/s");
   add("input_tokens", r.input_tokens_window, "tokens");
   add("output_tokens", r.output_tokens_window, "tokens");
+  add("output_tokens_requested", r.output_tokens_requested_window, "tokens");
+  if (r.output_tokens_requested_window > 0.0)
+    add("output_served_fraction", r.output_tokens_window / r.output_tokens_requested_window, "1");
+  add("backlog_growth_fraction", r.backlog_growth_fraction, "1");
+  add("falls_behind", engine::falls_behind(r) ? 1.0 : 0.0, "bool");
   add("goodput_fraction", r.goodput_fraction, "1");
   add("goodput_rps", r.goodput_rps, "requests/s");
   add("slo_ttft_s", r.slo_ttft_s, "s");
@@ -85,23 +101,28 @@ store::RunRecord make_serving_record(const scenario::Scenario& s, const engine::
   add("co2e_gross_kg", acc.co2e_gross_kg(), "kgCO2e");
   add("co2e_net_kg", acc.co2e_net_kg(), "kgCO2e");
   if (acc.embodied) add("embodied_co2e_kg", acc.embodied_co2e_kg(), "kgCO2e");
+  // Ratios per token or per request exist only when something was counted: a window with no output token has no
+  // J/token (absent, so `--json` gives null and the summary and reports "–"), not 0.
   const double tokens = r.output_tokens_window, requests = static_cast<double>(r.requests_measured);
-  add("energy_per_output_token_j", safe_div(acc.facility_energy_j(), tokens), "J/token");
-  add("it_energy_per_output_token_j", safe_div(acc.it_energy_j(), tokens), "J/token");
-  add("energy_per_request_j", safe_div(acc.facility_energy_j(), requests), "J/request");
-  add("co2e_gross_kg_per_1k_tokens", safe_div(acc.co2e_gross_kg() * kPerThousand, tokens), "kgCO2e/1000 tokens");
-  add("co2e_net_kg_per_1k_tokens", safe_div(acc.co2e_net_kg() * kPerThousand, tokens), "kgCO2e/1000 tokens");
-  add("co2e_gross_kg_per_request", safe_div(acc.co2e_gross_kg(), requests), "kgCO2e/request");
-  add("co2e_net_kg_per_request", safe_div(acc.co2e_net_kg(), requests), "kgCO2e/request");
-  if (acc.embodied) add("embodied_co2e_kg_per_1k_tokens", safe_div(acc.embodied_co2e_kg() * kPerThousand, tokens), "kgCO2e/1000 tokens");
+  auto ratio = [&](const std::string& name, double num, double den, const char* unit) {
+    if (den > 0.0) add(name, num / den, unit);
+  };
+  ratio("energy_per_output_token_j", acc.facility_energy_j(), tokens, "J/token");
+  ratio("it_energy_per_output_token_j", acc.it_energy_j(), tokens, "J/token");
+  ratio("energy_per_request_j", acc.facility_energy_j(), requests, "J/request");
+  ratio("co2e_gross_kg_per_1k_tokens", acc.co2e_gross_kg() * kPerThousand, tokens, "kgCO2e/1000 tokens");
+  ratio("co2e_net_kg_per_1k_tokens", acc.co2e_net_kg() * kPerThousand, tokens, "kgCO2e/1000 tokens");
+  ratio("co2e_gross_kg_per_request", acc.co2e_gross_kg(), requests, "kgCO2e/request");
+  ratio("co2e_net_kg_per_request", acc.co2e_net_kg(), requests, "kgCO2e/request");
+  if (acc.embodied) ratio("embodied_co2e_kg_per_1k_tokens", acc.embodied_co2e_kg() * kPerThousand, tokens, "kgCO2e/1000 tokens");
   for (std::size_t i = 0; i < acc.sites.size() && i < r.site_output_tokens.size(); ++i) {
     const auto& site = acc.sites[i];
     add(fmt::format("site.{}.output_tokens", site.datacenter.name), r.site_output_tokens[i], "tokens");
-    add(fmt::format("site.{}.energy_per_output_token_j", site.datacenter.name), safe_div(site.facility_energy_j, r.site_output_tokens[i]), "J/token");
-    add(fmt::format("site.{}.co2e_gross_kg_per_1k_tokens", site.datacenter.name),
-        safe_div(site.co2e_gross_kg * kPerThousand, r.site_output_tokens[i]), "kgCO2e/1000 tokens");
-    add(fmt::format("site.{}.co2e_net_kg_per_1k_tokens", site.datacenter.name),
-        safe_div(site.co2e_net_kg * kPerThousand, r.site_output_tokens[i]), "kgCO2e/1000 tokens");
+    ratio(fmt::format("site.{}.energy_per_output_token_j", site.datacenter.name), site.facility_energy_j, r.site_output_tokens[i], "J/token");
+    ratio(fmt::format("site.{}.co2e_gross_kg_per_1k_tokens", site.datacenter.name), site.co2e_gross_kg * kPerThousand,
+          r.site_output_tokens[i], "kgCO2e/1000 tokens");
+    ratio(fmt::format("site.{}.co2e_net_kg_per_1k_tokens", site.datacenter.name), site.co2e_net_kg * kPerThousand,
+          r.site_output_tokens[i], "kgCO2e/1000 tokens");
   }
   for (std::size_t p = 0; p < r.pools.size(); ++p) {
     const auto& f = r.pools[p];
@@ -226,14 +247,13 @@ json serving_record_json(const store::RunRecord& r) {
   out["chips"] = static_cast<long long>(metric_or(r, "chips"));
   out["devices"] = static_cast<long long>(metric_or(r, "devices"));
   out["average_chip_power_w"] = metric_or(r, "average_chip_power_w");
-  out["energy_per_output_token_j"] = metric_or(r, "energy_per_output_token_j");
-  out["energy_per_request_j"] = metric_or(r, "energy_per_request_j");
-  out["gco2e_gross_per_1000_tokens"] = metric_or(r, "co2e_gross_kg_per_1k_tokens") * kGramsPerKg;
-  out["gco2e_net_per_1000_tokens"] = metric_or(r, "co2e_net_kg_per_1k_tokens") * kGramsPerKg;
-  out["gco2e_gross_per_request"] = metric_or(r, "co2e_gross_kg_per_request") * kGramsPerKg;
-  out["gco2e_net_per_request"] = metric_or(r, "co2e_net_kg_per_request") * kGramsPerKg;
-  out["embodied_gco2e_per_1000_tokens"] =
-      r.metric("embodied_co2e_kg_per_1k_tokens") ? json(metric_or(r, "embodied_co2e_kg_per_1k_tokens") * kGramsPerKg) : json(nullptr);
+  out["energy_per_output_token_j"] = metric_json(r, "energy_per_output_token_j");
+  out["energy_per_request_j"] = metric_json(r, "energy_per_request_j");
+  out["gco2e_gross_per_1000_tokens"] = metric_json(r, "co2e_gross_kg_per_1k_tokens", kGramsPerKg);
+  out["gco2e_net_per_1000_tokens"] = metric_json(r, "co2e_net_kg_per_1k_tokens", kGramsPerKg);
+  out["gco2e_gross_per_request"] = metric_json(r, "co2e_gross_kg_per_request", kGramsPerKg);
+  out["gco2e_net_per_request"] = metric_json(r, "co2e_net_kg_per_request", kGramsPerKg);
+  out["embodied_gco2e_per_1000_tokens"] = metric_json(r, "embodied_co2e_kg_per_1k_tokens", kGramsPerKg);
   out["it_energy_kwh"] = joules_to_kwh(metric_or(r, "it_energy_j"));
   out["facility_energy_kwh"] = joules_to_kwh(metric_or(r, "facility_energy_j"));
   out["co2e_gross_kg"] = metric_or(r, "co2e_gross_kg");
@@ -249,9 +269,9 @@ json serving_record_json(const store::RunRecord& r) {
                    {"net_kgco2e_per_kwh", d.net_kgco2e_per_kwh ? json(*d.net_kgco2e_per_kwh) : json(nullptr)},
                    {"output_tokens", t},
                    {"facility_energy_kwh", joules_to_kwh(d.facility_energy_j)},
-                   {"energy_per_output_token_j", metric_or(r, fmt::format("site.{}.energy_per_output_token_j", d.name))},
-                   {"gco2e_gross_per_1000_tokens", metric_or(r, fmt::format("site.{}.co2e_gross_kg_per_1k_tokens", d.name)) * kGramsPerKg},
-                   {"gco2e_net_per_1000_tokens", metric_or(r, fmt::format("site.{}.co2e_net_kg_per_1k_tokens", d.name)) * kGramsPerKg},
+                   {"energy_per_output_token_j", metric_json(r, fmt::format("site.{}.energy_per_output_token_j", d.name))},
+                   {"gco2e_gross_per_1000_tokens", metric_json(r, fmt::format("site.{}.co2e_gross_kg_per_1k_tokens", d.name), kGramsPerKg)},
+                   {"gco2e_net_per_1000_tokens", metric_json(r, fmt::format("site.{}.co2e_net_kg_per_1k_tokens", d.name), kGramsPerKg)},
                    {"co2e_gross_kg", d.co2e_gross_kg},
                    {"co2e_net_kg", d.co2e_net_kg}});
   }
@@ -291,22 +311,29 @@ std::string serving_record_summary(const store::RunRecord& r) {
                      "targets {}\n",
                      100.0 * metric_or(r, "goodput_fraction"), ms * metric_or(r, "slo_ttft_s"), ms * metric_or(r, "slo_tpot_s"),
                      metric_or(r, "goodput_rps"), metric_or(r, "slo_p99_met") != 0.0 ? "met" : "missed");
-  out += fmt::format("  batching        mean batch {:.1f} sequences   KV cache {:.1f} % used   queue {:.1f}   preemptions {:.0f}   MFU "
+  if (const double g = metric_or(r, "backlog_growth_fraction"); metric_or(r, "falls_behind") != 0.0)
+    out += fmt::format("  overloaded      the deployment falls behind its arrivals: {:.1f} % of the requests arriving in the window's "
+                       "second half were added to those waiting or in flight; its queue and latencies grow with the run's "
+                       "length (a longer serving.duration_s shows it), so these latencies are not a steady state\n",
+                       100.0 * g);
+  out += fmt::format("  batching        {:.1f} sequences in flight (all replicas, time mean)   KV cache {:.1f} % used   queue {:.2f}   "
+                     "preemptions {:.0f}   MFU "
                      "{:.1f} %\n",
                      metric_or(r, "mean_batch_sequences"), 100.0 * metric_or(r, "mean_kv_use"), metric_or(r, "mean_queue_requests"),
                      metric_or(r, "preemptions"), 100.0 * metric_or(r, "mfu"));
-  out += fmt::format("  energy          {:.3f} J per output token, {:.1f} J per request (facility)   IT {:.3f} kWh -> facility "
+  out += fmt::format("  energy          {} J per output token, {} J per request (facility)   IT {:.3f} kWh -> facility "
                      "{:.3f} kWh   ({:.0f} W/chip)\n",
-                     metric_or(r, "energy_per_output_token_j"), metric_or(r, "energy_per_request_j"),
+                     metric_text(r, "energy_per_output_token_j", "{:.3f}"), metric_text(r, "energy_per_request_j", "{:.1f}"),
                      joules_to_kwh(metric_or(r, "it_energy_j")), joules_to_kwh(metric_or(r, "facility_energy_j")),
                      metric_or(r, "average_chip_power_w"));
-  out += fmt::format("  emissions       {:.4f} gCO2e per 1000 tokens gross, {:.4f} net   {:.4f} g per request gross\n",
-                     kGramsPerKg * metric_or(r, "co2e_gross_kg_per_1k_tokens"), kGramsPerKg * metric_or(r, "co2e_net_kg_per_1k_tokens"),
-                     kGramsPerKg * metric_or(r, "co2e_gross_kg_per_request"));
+  out += fmt::format("  emissions       {} gCO2e per 1000 tokens gross, {} net   {} g per request gross\n",
+                     metric_text(r, "co2e_gross_kg_per_1k_tokens", "{:.4f}", kGramsPerKg),
+                     metric_text(r, "co2e_net_kg_per_1k_tokens", "{:.4f}", kGramsPerKg),
+                     metric_text(r, "co2e_gross_kg_per_request", "{:.4f}", kGramsPerKg));
   for (const auto& d : r.datacenters)
-    out += fmt::format("    {:<34} {:>5} chips  PUE {:.2f}  {:>8.3f} J/token  {:>9.4f} gCO2e/1000 tokens gross\n", d.name, d.chips, d.pue,
-                       metric_or(r, fmt::format("site.{}.energy_per_output_token_j", d.name)),
-                       kGramsPerKg * metric_or(r, fmt::format("site.{}.co2e_gross_kg_per_1k_tokens", d.name)));
+    out += fmt::format("    {:<34} {:>5} chips  PUE {:.2f}  {:>8} J/token  {:>9} gCO2e/1000 tokens gross\n", d.name, d.chips, d.pue,
+                       metric_text(r, fmt::format("site.{}.energy_per_output_token_j", d.name), "{:.3f}"),
+                       metric_text(r, fmt::format("site.{}.co2e_gross_kg_per_1k_tokens", d.name), "{:.4f}", kGramsPerKg));
   out += assumed_pue_notes(r);
   return out;
 }

@@ -48,7 +48,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(PoolFigures, role, replicas, devices_per_repl
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ServingResult, scenario_name, accelerator, chips, devices, pools, requests_total,
                                    requests_measured, window_start_s, window_end_s, makespan_s, ttft, tpot, itl, e2e, queue,
                                    throughput_rps, input_tokens_per_s, output_tokens_per_s, output_tokens_per_s_per_device,
-                                   input_tokens_window, output_tokens_window, goodput_fraction, goodput_rps, slo_ttft_s,
+                                   input_tokens_window, output_tokens_window, output_tokens_requested_window, backlog_growth_fraction, in_system_mid, in_system_end, goodput_fraction, goodput_rps, slo_ttft_s,
                                    slo_tpot_s, slo_p99_met, preemptions, mean_batch_sequences, mean_kv_use,
                                    mean_queue_requests, model_flops_window, mfu, kv_transfer_bytes, iterations,
                                    layer_shapes_simulated, layer_replays, attention_shapes, sites, site_output_tokens, series,
@@ -62,6 +62,12 @@ json to_json(const ServingResult& r) {
 }
 
 ServingResult serving_from_json(const json& j) { return j.get<ServingResult>(); }
+
+bool falls_behind(const ServingResult& r) {
+  const double growth = static_cast<double>(r.in_system_end - r.in_system_mid);
+  const double mean = 0.5 * static_cast<double>(r.in_system_end + r.in_system_mid);
+  return r.backlog_growth_fraction > kMaxBacklogGrowth && growth > 3.0 * std::sqrt(2.0 * std::max(mean, 1.0));
+}
 
 JobResult window_as_job(const ServingResult& r) {
   JobResult j;
@@ -85,6 +91,87 @@ JobResult window_as_job(const ServingResult& r) {
 }
 
 namespace {
+
+/** SimGrid 3.32's time precision (its `surf/precision` configuration, "Numerical precision used when updating
+ *  simulation times (in seconds)", default 1e-9 s in src/kernel/lmm/System.cpp; the engine does not change it, see
+ *  fair_bottleneck_net.cpp): a queueing delay below it is the clock's rounding, not a wait, and counts as 0. */
+constexpr double kClockPrecision_s = 1e-9;
+
+/** The window a serving run is measured over. Offline (MLPerf's scenario: every request at once, or a trace or
+ *  burst whose requests all arrive at 0 with no warm-up): from 0 to the last completion (end_s infinite until
+ *  then). Otherwise from the warm-up's end to the end of the arrival period (duration_s, or the last arrival when
+ *  the request count ends the arrivals first). */
+struct MeasuredWindow {
+  bool offline = false;
+  double start_s = 0.0;
+  double end_s = 0.0;
+  long long requests = 0;  ///< requests arriving in the window (all of them offline)
+};
+
+MeasuredWindow measured_window(const scenario::ServingSpec& v, const std::vector<workload::Request>& reqs) {
+  MeasuredWindow w;
+  w.offline = v.arrival.type == "offline" || (v.warmup_s <= 0.0 && !reqs.empty() && reqs.back().arrival_s <= 0.0);
+  w.start_s = w.offline ? 0.0 : v.warmup_s;
+  const bool count_bound = v.requests > 0 && static_cast<long long>(reqs.size()) >= v.requests;
+  w.end_s = w.offline ? std::numeric_limits<double>::infinity()
+                      : (v.duration_s > 0.0 && !count_bound ? v.duration_s : reqs.empty() ? 0.0 : reqs.back().arrival_s);
+  for (const auto& r : reqs)
+    if (w.offline || r.arrival_s >= w.start_s) ++w.requests;
+  return w;
+}
+
+/** The total length of the spans' overlap with [from, to]. */
+double overlap_sum(const std::vector<std::pair<double, double>>& spans, double from, double to) {
+  double sum = 0.0;
+  for (const auto& [x, y] : spans) sum += std::max(0.0, std::min(y, to) - std::max(x, from));
+  return sum;
+}
+
+/** The average number of spans open over each of `bins` intervals [t0 + j dt, t0 + (j + 1) dt): each span's overlap
+ *  with an interval, summed, over dt. O(spans + bins): a span's partial end intervals directly, the whole ones
+ *  between them through a difference array. */
+std::vector<double> interval_averages(const std::vector<std::pair<double, double>>& spans, double t0, double dt, std::size_t bins) {
+  std::vector<double> part(bins, 0.0), diff(bins + 1, 0.0);
+  const auto nb = static_cast<long long>(bins);
+  for (const auto& [x, y] : spans) {
+    if (!(y > x)) continue;
+    const long long kx = static_cast<long long>(std::floor((x - t0) / dt)), ky = static_cast<long long>(std::floor((y - t0) / dt));
+    if (ky < 0 || kx >= nb) continue;
+    auto add = [&](long long j, double len) {
+      if (j >= 0 && j < nb) part[static_cast<std::size_t>(j)] += len;
+    };
+    if (kx == ky) {
+      add(kx, y - x);
+      continue;
+    }
+    add(kx, t0 + static_cast<double>(kx + 1) * dt - x);
+    add(ky, y - (t0 + static_cast<double>(ky) * dt));
+    const long long lo = std::max(kx + 1, 0LL), hi = std::min(ky, nb);  // whole intervals [lo, hi)
+    if (lo < hi) {
+      diff[static_cast<std::size_t>(lo)] += 1.0;
+      diff[static_cast<std::size_t>(hi)] -= 1.0;
+    }
+  }
+  std::vector<double> out(bins);
+  double open = 0.0;
+  for (std::size_t j = 0; j < bins; ++j) {
+    open += diff[j];
+    out[j] = (part[j] + open * dt) / dt;
+  }
+  return out;
+}
+
+/** Refuses a workload whose measured window holds no request (every metric would be of nothing). */
+void check_window(const scenario::Scenario& s, const MeasuredWindow& w, const std::vector<workload::Request>& reqs) {
+  if (w.offline || (w.end_s > w.start_s && w.requests > 0)) return;
+  const double last = reqs.empty() ? 0.0 : reqs.back().arrival_s;
+  throw InputError(s.source_file, 0, 0, "serving.warmup_s",
+                   fmt::format("no request arrives in the measured window ({} s of warm-up; the {} request{} arrive{} from {} "
+                               "to {} s{}): nothing to measure; shorten the warm-up or lengthen the arrivals",
+                               s.serving->warmup_s, reqs.size(), reqs.size() == 1 ? "" : "s", reqs.size() == 1 ? "s" : "",
+                               reqs.empty() ? 0.0 : reqs.front().arrival_s, last,
+                               s.serving->duration_s > 0.0 ? fmt::format(", serving.duration_s {} s", s.serving->duration_s) : ""));
+}
 
 /** Least load of a chip replaying a memoised stretch (replay_span, outside any graph and so in the idle pstate): with
  *  any load host_energy draws at least the active power, a chip serving requests. */
@@ -359,18 +446,11 @@ Driver::Driver(const scenario::Scenario& s, const catalog::Catalog& catalog, con
   first_replica_.assign(n, -1);
   remaining_ = static_cast<long long>(n);
   itl_hist_.assign(kItlBins, 0.0);
-  // Offline (MLPerf's scenario): every request at once, measured from 0 to the last completion. A trace or a
-  // burst whose requests all arrive at 0 is measured the same way.
-  offline_ = v_.arrival.type == "offline" || (v_.warmup_s <= 0.0 && requests_.back().arrival_s <= 0.0);
-  window_start_ = offline_ ? 0.0 : v_.warmup_s;
-  // The window of open-loop arrivals: from the warm-up's end to the end of the arrival period (duration_s, or
-  // the last arrival when the count ends it first).
-  const bool count_bound = v_.requests > 0 && static_cast<long long>(requests_.size()) >= v_.requests;
-  window_end_ = offline_ ? std::numeric_limits<double>::infinity()
-                         : (v_.duration_s > 0.0 && !count_bound ? v_.duration_s : requests_.back().arrival_s);
-  if (!offline_ && window_end_ <= window_start_)
-    throw Error(fmt::format("serving: no request arrives after the warm-up ({} s; the last arrives at {} s): nothing to measure",
-                            v_.warmup_s, requests_.back().arrival_s));
+  const MeasuredWindow w = measured_window(v_, requests_);
+  check_window(s_, w, requests_);
+  offline_ = w.offline;
+  window_start_ = w.start_s;
+  window_end_ = w.end_s;
   interval_ = v_.sample_interval_s > 0.0 ? v_.sample_interval_s : offline_ ? 0.01 : (window_end_ - window_start_) / 400.0;
   // The fast path needs routing that no replica's state can change (round-robin, or one replica) and one pool of
   // single-stage replicas.
@@ -1311,6 +1391,7 @@ ServingResult Driver::run() {
   const double window = window_end_ - window_start_;
   double makespan = 0.0;
   std::vector<double> ttft, tpot, e2e, queue;
+  double requested = 0.0;  // output tokens the measured requests ask for
   long long good = 0;
   for (std::size_t i = 0; i < requests_.size(); ++i) {
     makespan = std::max(makespan, end_[i]);
@@ -1319,7 +1400,9 @@ ServingResult Driver::run() {
     const double a = requests_[i].arrival_s;
     ttft.push_back(first_token_[i] - a);
     e2e.push_back(end_[i] - a);
-    queue.push_back((scheduled_[i] >= 0.0 ? scheduled_[i] : first_token_[i]) - a);
+    const double waited = (scheduled_[i] >= 0.0 ? scheduled_[i] : first_token_[i]) - a;
+    queue.push_back(waited < kClockPrecision_s ? 0.0 : waited);
+    requested += requests_[i].output_tokens;
     const bool multi = requests_[i].output_tokens > 1;
     const double t_pot = multi ? (end_[i] - first_token_[i]) / (requests_[i].output_tokens - 1) : 0.0;
     if (multi) tpot.push_back(t_pot);
@@ -1359,6 +1442,7 @@ ServingResult Driver::run() {
   out.throughput_rps = window > 0 ? static_cast<double>(out.requests_measured) / window : 0.0;
   out.input_tokens_window = input_tokens_;
   out.output_tokens_window = output_tokens_;
+  out.output_tokens_requested_window = requested;
   out.input_tokens_per_s = window > 0 ? input_tokens_ / window : 0.0;
   out.output_tokens_per_s = window > 0 ? output_tokens_ / window : 0.0;
   out.output_tokens_per_s_per_device = out.output_tokens_per_s / out.devices;
@@ -1376,24 +1460,56 @@ ServingResult Driver::run() {
   out.model_flops_window = model_flops_;
   const double device_peak = accel_.peak_flops_for(s_.model.dtype) / accel_.devices_per_chip;
   out.mfu = window > 0 ? model_flops_ / (window * out.devices * device_peak) : 0.0;
-  // Series, and time-weighted means over the window from them.
+  // Series and time-weighted means. Requests waiting (arrival to first admission) and sequences in flight (first
+  // admission to completion, in any pool or in a KV transfer; a preempted sequence stays counted) are integrated
+  // exactly from each request's times: every series value is the average over its sampling interval, and the means
+  // are the averages over the window, so the mean queue length is the window's requests/s times their mean
+  // queueing delay (Little's law) up to the requests that straddle the window's edges. KV use is the state at the
+  // end of each interval (its time average is not tracked); power is the interval's energy over its length.
   out.series = series_;
   out.series_interval_s = interval_;
   {
-    const auto& t = series_["t_s"];
-    double w = 0.0, b = 0.0, k = 0.0, q = 0.0;
+    std::vector<std::pair<double, double>> waiting, in_flight;
+    waiting.reserve(requests_.size());
+    in_flight.reserve(requests_.size());
+    for (std::size_t i = 0; i < requests_.size(); ++i) {
+      const double a = requests_[i].arrival_s, adm = scheduled_[i] >= 0.0 ? scheduled_[i] : first_token_[i];
+      if (adm - a >= kClockPrecision_s) waiting.emplace_back(a, adm);
+      in_flight.emplace_back(std::max(a, adm), end_[i]);
+    }
+    const auto& t = out.series["t_s"];
+    if (!t.empty()) {
+      out.series["queue_requests"] = interval_averages(waiting, t.front(), interval_, t.size());
+      out.series["batch_sequences"] = interval_averages(in_flight, t.front(), interval_, t.size());
+    }
+    const double w_end = offline_ ? makespan : window_end_, w = w_end - window_start_;
+    if (w > 0.0) {
+      out.mean_queue_requests = overlap_sum(waiting, window_start_, w_end) / w;
+      out.mean_batch_sequences = overlap_sum(in_flight, window_start_, w_end) / w;
+    }
+    // Keeping up: requests in the system (arrived, not finished) at the window's end against its middle, over the
+    // requests arriving between the two. A deployment that keeps up holds about as many at both (the warm-up's fill
+    // is over by the middle); one that falls behind by x % of its load gains about x % of those arrivals.
+    if (!offline_ && window_end_ > window_start_) {
+      const double mid = 0.5 * (window_start_ + window_end_);
+      long long at_mid = 0, at_end = 0, arrivals = 0;
+      for (std::size_t i = 0; i < requests_.size(); ++i) {
+        const double a = requests_[i].arrival_s;
+        if (a <= mid && end_[i] > mid) ++at_mid;
+        if (a <= window_end_ && end_[i] > window_end_) ++at_end;
+        if (a > mid && a <= window_end_) ++arrivals;
+      }
+      out.backlog_growth_fraction = arrivals > 0 ? static_cast<double>(at_end - at_mid) / static_cast<double>(arrivals) : 0.0;
+      out.in_system_mid = at_mid;
+      out.in_system_end = at_end;
+    }
+    double k = 0.0, n = 0.0;
     for (std::size_t i = 0; i < t.size(); ++i) {
       if (t[i] < window_start_ - 1e-9 || t[i] + interval_ > window_end_ + 1e-9) continue;
-      w += 1.0;
-      b += series_["batch_sequences"][i];
+      n += 1.0;
       k += series_["kv_use"][i];
-      q += series_["queue_requests"][i];
     }
-    if (w > 0) {
-      out.mean_batch_sequences = b / w;
-      out.mean_kv_use = k / w;
-      out.mean_queue_requests = q / w;
-    }
+    if (n > 0) out.mean_kv_use = k / n;
   }
   for (const auto& site : topo_->sites()) {
     SiteStepFigures f;
@@ -1452,6 +1568,7 @@ void check_serving_feasible(const scenario::Scenario& s, const catalog::Catalog&
   // Requests: the trace parses, and the largest request fits one data rank's KV cache.
   const std::vector<workload::Request> reqs = workload::generate_requests(s);
   if (reqs.empty()) throw Error("serving: the workload has no requests (check serving.requests, duration_s and the arrival rate)");
+  check_window(s, measured_window(v, reqs), reqs);
   std::size_t worst = 0;
   for (std::size_t i = 1; i < reqs.size(); ++i)
     if (reqs[i].prompt_tokens + reqs[i].output_tokens > reqs[worst].prompt_tokens + reqs[worst].output_tokens) worst = i;

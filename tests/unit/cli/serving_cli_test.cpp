@@ -13,6 +13,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -103,6 +104,10 @@ TEST_CASE("cli::serving run: clear errors, nothing complete stored", "[cli][serv
       {"a model that does not fit",
        std::string(kLight) + "  pools:\n    - {replicas: 8}\n  scheduler: {max_batched_tokens: 90000000}\n",
        "does not fit a serving replica"},
+      {"a warm-up that leaves no request to measure",
+       "  arrival: {type: constant, rate_per_s: 1}\n  prompt_length: {type: fixed, value: 50}\n  output_length: {type: fixed, value: 5}\n"
+       "  duration_s: 4\n  warmup_s: 3.9999\n  pools:\n    - {replicas: 8}\n",
+       "serving.warmup_s: no request arrives in the measured window"},
       {"a prompt longer than an iteration's token budget",
        "  arrival: {type: offline}\n  prompt_length: {type: fixed, value: 3000}\n  output_length: {type: fixed, value: 5}\n"
        "  requests: 2\n  pools:\n    - {replicas: 8}\n  scheduler: {max_batched_tokens: 2048}\n",
@@ -125,9 +130,10 @@ TEST_CASE("cli::serving run: clear errors, nothing complete stored", "[cli][serv
     CHECK(r.err.find(dir + "/trace.csv:3:5") != std::string::npos);
     CHECK(r.err.find("expected a whole number, got 'ten'") != std::string::npos);
   }
+  // Every one is found before the store is touched: not even a failed run is recorded.
   if (fs::exists(db)) {
     const moesim::store::Store store(db, moesim::store::Store::Mode::read_only);
-    for (const auto& run : store.list_runs()) CHECK(run.status != moesim::store::RunStatus::complete);
+    CHECK(store.list_runs().empty());
   }
 }
 
@@ -149,8 +155,10 @@ TEST_CASE("cli::serving --max-rate: the highest rate meeting the SLOs, or a clea
     CHECK(j.at("ttft_s").at("p99").get<double>() <= 0.1);
     // Every probe at or below the rate found met the SLOs, every one at or above the upper bound missed.
     for (const json& p : j.at("max_rate").at("probes")) {
-      if (p.at("rate_per_s").get<double>() <= rate) CHECK(p.at("meets_slo") == true);
-      if (p.at("rate_per_s").get<double>() >= upper) CHECK(p.at("meets_slo") == false);
+      if (p.at("rate_per_s").get<double>() <= rate) CHECK(p.at("accepted") == true);
+      if (p.at("rate_per_s").get<double>() >= upper) CHECK(p.at("accepted") == false);
+      // Accepted: the SLOs met and not falling behind.
+      CHECK(p.at("accepted") == (p.at("meets_slo").get<bool>() && p.at("keeps_up").get<bool>()));
     }
     CHECK(j.at("metrics").at("max_rate_rps").at("value").get<double>() == rate);
     CHECK(j.at("energy_per_output_token_j").get<double>() > 0.0);
@@ -160,7 +168,16 @@ TEST_CASE("cli::serving --max-rate: the highest rate meeting the SLOs, or a clea
     const Result r = run_cli("run " + f + " --max-rate --db " + db, dir);
     CHECK(r.status == 1);
     CHECK(r.err.find("cannot be met at any rate") != std::string::npos);
-    CHECK(r.err.find("limit 0") != std::string::npos);
+    CHECK(r.err.find("(limit 0.001)") != std::string::npos);
+  }
+  SECTION("the SLOs found are printed as given, not rounded to whole milliseconds") {
+    const auto f = scenario(dir, "  arrival: {type: poisson, rate_per_s: 20}\n  prompt_length: {type: fixed, value: 1000}\n"
+                                 "  output_length: {type: fixed, value: 50}\n  duration_s: 6\n  pools:\n    - {replicas: 1, tensor: 8}\n"
+                                 "  slo: {ttft_ms: 100.5, tpot_ms: 50.25}\n");
+    const Result r = run_cli("run " + f + " --max-rate --rate-tolerance 0.2 --no-store", dir);
+    INFO(r.err);
+    REQUIRE(r.status == 0);
+    CHECK(r.out.find("highest rate meeting P99 TTFT <= 100.5 ms and P99 TPOT <= 50.25 ms") != std::string::npos);
   }
   SECTION("only for rate-driven serving scenarios") {
     const auto f = scenario(dir, "  arrival: {type: offline}\n  prompt_length: {type: fixed, value: 10}\n  output_length: {type: fixed, value: 5}\n"
@@ -169,4 +186,97 @@ TEST_CASE("cli::serving --max-rate: the highest rate meeting the SLOs, or a clea
     CHECK(r.status == 1);
     CHECK(r.err.find("serving.arrival.type") != std::string::npos);
   }
+}
+
+TEST_CASE("cli::serving run: training-only options, and --rate-tolerance without --max-rate, are refused before anything is stored",
+          "[cli][serving]") {
+  const std::string dir = scratch("refused_options");
+  const std::string db = dir + "/runs.db";
+  const auto f = scenario(dir, std::string(kLight) + "  pools:\n    - {replicas: 4, tensor: 2}\n");
+  struct Case {
+    std::string args;
+    int status;
+    const char* expect;
+  };
+  const Case cases[] = {
+      {"run " + f + " --trace " + dir + "/trace.csv", 1, "--trace writes a training step's phases"},
+      {"run " + f + " --no-steady-state", 1, "--no-steady-state is about a training step's 1F1B pipeline"},
+      {"run " + f + " --max-rate --no-steady-state", 1, "--no-steady-state is about a training step's 1F1B pipeline"},
+      {"run " + f + " --rate-tolerance 0.05", 2, "--rate-tolerance is the --max-rate search's stopping width"},
+      {"sweep " + f + " --rate-tolerance 0.05", 2, "--rate-tolerance is the --max-rate search's stopping width"},
+  };
+  for (const Case& c : cases) {
+    INFO(c.args);
+    const Result r = run_cli(c.args + " --db " + db, dir);
+    INFO(r.err);
+    CHECK(r.status == c.status);
+    CHECK(r.err.find(c.expect) != std::string::npos);
+    if (c.status == 1) CHECK(r.err.find(f + " is a serving scenario") != std::string::npos);
+  }
+  CHECK_FALSE(fs::exists(dir + "/trace.csv"));
+  CHECK_FALSE(fs::exists(db));  // nothing simulated, nothing stored
+}
+
+TEST_CASE("cli::serving run: a model that does not fit names the scenario file and the keys involved", "[cli][serving]") {
+  const std::string dir = scratch("no_fit");
+  const auto f = scenario(dir, std::string(kLight) + "  pools:\n    - {replicas: 4, tensor: 2}\n");
+  SECTION("too large a model") {
+    const Result r = run_cli("run " + f + " --no-store --set model.layers=2000 --set model.d_model=8192", dir);
+    INFO(r.err);
+    CHECK(r.status == 1);
+    CHECK(r.err.find("moesim: error: " + f + ": the model does not fit a serving replica") != std::string::npos);
+    for (const char* key : {"model.layers", "model.d_model", "cluster.accelerator", "serving.pools[0]", "serving.kv_cache.memory_fraction"})
+      CHECK(r.err.find(key) != std::string::npos);
+  }
+  SECTION("a memory fraction below 1 % is printed with its digits, not rounded to 0 %") {
+    const Result r = run_cli("run " + f + " --no-store --set serving.kv_cache.memory_fraction=0.004", dir);
+    INFO(r.err);
+    CHECK(r.status == 1);
+    CHECK(r.err.find("may use 0.4 % (serving.kv_cache.memory_fraction)") != std::string::npos);
+  }
+}
+
+TEST_CASE("cli::serving runs list: a serving run's few kWh are not printed as 0.00", "[cli][serving]") {
+  const std::string dir = scratch("runs_list");
+  const std::string db = dir + "/runs.db";
+  const auto f = scenario(dir, std::string(kLight) + "  pools:\n    - {replicas: 4, tensor: 2}\n");
+  const Result run = run_cli("run " + f + " --db " + db, dir);
+  INFO(run.err);
+  REQUIRE(run.status == 0);
+  const Result r = run_cli("runs list --db " + db, dir);
+  INFO(r.out);
+  REQUIRE(r.status == 0);
+  std::istringstream lines(r.out);
+  std::string head, line;
+  std::getline(lines, head);
+  REQUIRE(std::getline(lines, line));
+  // id, scenario, status, created, days, facility MWh, tCO2e gross: the last two are positive numbers, aligned
+  // under their headings' right edges.
+  std::istringstream words(line);
+  std::vector<std::string> w;
+  for (std::string x; words >> x;) w.push_back(x);
+  REQUIRE(w.size() == 7);
+  CHECK(w[4] == "-");
+  CHECK(std::stod(w[5]) > 0.0);
+  CHECK(std::stod(w[6]) > 0.0);
+  CHECK(line.size() == head.size());
+  CHECK(line.find(w[5] + " ") + w[5].size() == head.find("facility MWh") + std::string("facility MWh").size());
+}
+
+TEST_CASE("cli::serving --max-rate: a rate the deployment cannot keep up with is refused even when a short run meets the SLOs",
+          "[cli][serving]") {
+  const std::string dir = scratch("keepup");
+  // The continuous-batching example: 12 s of arrivals, so past its capacity the queue has not yet pushed P99 TTFT
+  // over 2 s; the search must stop where the backlog starts to grow.
+  const Result r = run_cli(std::string("run ") + MOESIM_SOURCE_ROOT + "/scenarios/examples/serving-continuous.yaml --max-rate --json --no-store", dir);
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  const json j = json::parse(r.out);
+  CHECK(j.at("metrics").at("falls_behind").at("value").get<double>() == 0.0);
+  bool behind_within_slo = false;
+  for (const json& p : j.at("max_rate").at("probes"))
+    if (p.at("meets_slo") == true && p.at("accepted") == false) behind_within_slo = true;
+  CHECK(behind_within_slo);
+  // At the rate found the deployment serves what arrives: the output tokens generated match those asked for.
+  CHECK(j.at("metrics").at("output_served_fraction").at("value").get<double>() == Approx(1.0).margin(0.02));
 }

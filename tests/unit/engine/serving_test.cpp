@@ -5,11 +5,14 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <numeric>
 
 #include "moesim/catalog/catalog.hpp"
+#include "moesim/core/error.hpp"
 #include "moesim/engine/isolation.hpp"
+#include "moesim/engine/job.hpp"
 #include "moesim/engine/serving.hpp"
 #include "moesim/scenario/fields.hpp"
 #include "moesim/scenario/loader.hpp"
@@ -249,5 +252,102 @@ TEST_CASE("engine::serving: the fast path gives the iteration-by-iteration path'
     for (const auto& x : fast.sites) ef += x.chip_energy_per_step_j;
     for (const auto& x : slow.sites) es += x.chip_energy_per_step_j;
     CHECK(ef == Approx(es).epsilon(1e-6));
+  }
+}
+
+TEST_CASE("engine::serving: queue length and sequences in flight are time averages of the requests' own times",
+          "[engine][serving]") {
+  moesim::testing::TempDir dir;
+  // Three identical requests at t = 0 on a replica that holds one sequence at a time (as above): request i waits
+  // i x S and is in flight from i x S to (i + 1) x S, so over the run (offline: 0 to 3 S) one request is in flight
+  // at every instant and 1 is waiting on average (0 + S + 2 S over 3 S): Little's law, exactly.
+  const auto p = trace(dir, "seq.csv", {{0, 200, 100}, {0, 200, 100}, {0, 200, 100}});
+  const auto r = simulate(load(trace_serving(p, "{type: continuous, max_sequences: 1}", "    - {replicas: 1, tensor: 8}\n")));
+  REQUIRE(r.requests.size() == 3);
+  const double S = r.requests[0].end_s;
+  CHECK(r.makespan_s == Approx(3 * S).epsilon(1e-9));
+  CHECK(r.mean_batch_sequences == Approx(1.0).epsilon(1e-9));
+  CHECK(r.mean_queue_requests == Approx(1.0).epsilon(1e-9));
+  double waited = 0.0;
+  for (const auto& q : r.requests) waited += q.queue_s;
+  CHECK(r.mean_queue_requests * r.makespan_s == Approx(waited).epsilon(1e-9));
+  // Each series value is its interval's average: over the intervals sampled, the series integrate to the requests'
+  // own waiting and in-flight time within them.
+  const auto& t = r.series.at("t_s");
+  REQUIRE(t.size() >= 5);
+  const double dt = r.series_interval_s, from = t.front(), to = t.back() + dt;
+  auto overlap = [&](double x, double y) { return std::max(0.0, std::min(y, to) - std::max(x, from)); };
+  double want_queue = 0.0, want_flight = 0.0;
+  for (const auto& q : r.requests) {
+    want_queue += overlap(q.arrival_s, q.arrival_s + q.queue_s);
+    want_flight += overlap(q.arrival_s + q.queue_s, q.end_s);
+  }
+  double queue_integral = 0.0, flight_integral = 0.0;
+  for (std::size_t i = 0; i < t.size(); ++i) {
+    queue_integral += r.series.at("queue_requests")[i] * dt;
+    flight_integral += r.series.at("batch_sequences")[i] * dt;
+    CHECK(r.series.at("batch_sequences")[i] <= 1.0 + 1e-9);  // one sequence at a time
+  }
+  CHECK(want_queue > 0.5 * waited);
+  CHECK(queue_integral == Approx(want_queue).epsilon(1e-9));
+  CHECK(flight_integral == Approx(want_flight).epsilon(1e-9));
+}
+
+TEST_CASE("engine::serving: queueing delays are never below 0, and exactly 0 for a request admitted on arrival",
+          "[engine][serving]") {
+  // Disaggregated pools admit each lone request at once: the clock's last-bit rounding used to show as -2e-16 s.
+  const auto r = simulate(load("  arrival: {type: poisson, rate_per_s: 5}\n  prompt_length: {type: fixed, value: 500}\n"
+                               "  output_length: {type: fixed, value: 10}\n  duration_s: 4\n  record_requests: true\n"
+                               "  pools:\n    - {role: prefill, replicas: 1, tensor: 4}\n    - {role: decode, replicas: 1, tensor: 4}\n"));
+  REQUIRE(!r.requests.empty());
+  long long zeros = 0;
+  for (const auto& q : r.requests) {
+    CHECK(q.queue_s >= 0.0);
+    if (q.queue_s == 0.0) ++zeros;
+  }
+  CHECK(zeros > 0);
+  CHECK(r.queue.mean_s >= 0.0);
+  CHECK(r.queue.p50_s >= 0.0);
+}
+
+TEST_CASE("engine::serving: the backlog grows past the capacity and stays flat below it", "[engine][serving]") {
+  // One tensor-parallel replica holding 4 sequences of 200 output tokens: its capacity is a few requests per second.
+  auto at = [&](double rate) {
+    return simulate(load("  arrival: {type: constant, rate_per_s: " + std::to_string(rate) + "}\n  prompt_length: {type: fixed, value: 100}\n"
+                         "  output_length: {type: fixed, value: 200}\n  duration_s: 40\n  warmup_s: 5\n"
+                         "  pools:\n    - {replicas: 1, tensor: 8}\n  scheduler: {type: continuous, max_sequences: 4}\n"));
+  };
+  const auto light = at(1.0);
+  // Service: 4 sequences at a time, each about 200 decode iterations long.
+  const double capacity = 4.0 / (light.e2e.mean_s);
+  INFO("capacity about " << capacity << " requests/s");
+  CHECK(std::abs(light.backlog_growth_fraction) <= 0.02);
+  CHECK(light.output_tokens_window == Approx(light.output_tokens_requested_window).epsilon(0.05));
+  const auto heavy = at(2.0 * capacity);
+  // Serving half of what arrives: about half of the second half's arrivals stay in the system.
+  CHECK(heavy.backlog_growth_fraction == Approx(0.5).margin(0.1));
+  CHECK(heavy.output_tokens_window < 0.6 * heavy.output_tokens_requested_window);
+}
+
+TEST_CASE("engine::serving: a window without requests is refused before anything runs, naming the warm-up",
+          "[engine][serving]") {
+  moesim::testing::TempDir dir;
+  SECTION("generated arrivals: a warm-up that leaves no arrival in the window") {
+    const auto s = load("  arrival: {type: constant, rate_per_s: 1}\n  prompt_length: {type: fixed, value: 10}\n"
+                        "  output_length: {type: fixed, value: 5}\n  duration_s: 3\n  warmup_s: 2.999\n  pools:\n    - {replicas: 8}\n");
+    try {
+      en::check_feasible(s, catalog());
+      FAIL("no error");
+    } catch (const moesim::InputError& e) {
+      const std::string what = e.what();
+      CHECK(what.find("test.yaml") != std::string::npos);
+      CHECK(what.find("serving.warmup_s") != std::string::npos);
+      CHECK(what.find("no request arrives in the measured window") != std::string::npos);
+    }
+  }
+  SECTION("a trace whose last request arrives before the warm-up ends") {
+    const auto p = trace(dir, "early.csv", {{0.5, 100, 10}, {1.0, 100, 10}});
+    const auto s = load(trace_serving(p, "{type: continuous}") + "  warmup_s: 10\n");
+    CHECK_THROWS_WITH(en::check_feasible(s, catalog()), Catch::Contains("serving.warmup_s") && Catch::Contains("from 0.5 to 1 s"));
   }
 }

@@ -71,15 +71,25 @@ struct ServingResult {
   double output_tokens_per_s_per_device = 0.0;
   double input_tokens_window = 0.0;
   double output_tokens_window = 0.0;
+  /** Output tokens the measured requests ask for (generated in the window or after it). A deployment that keeps up
+   *  generates about as many in the window as its arrivals ask for (the requests in flight at the window's start
+   *  and at its end balance); one that falls behind generates fewer, and its queue grows with the run's length. */
+  double output_tokens_requested_window = 0.0;
+  /** Requests in the system (arrived, not finished) at the window's end minus at its middle, over the requests
+   *  arriving between the two: about 0 when the deployment keeps up with its load, about x when it falls behind by
+   *  a fraction x of it (its queue, and so its latencies, then grow with the run's length). 0 offline. */
+  double backlog_growth_fraction = 0.0;
+  long long in_system_mid = 0;  ///< requests in the system (arrived, not finished) at the window's middle
+  long long in_system_end = 0;  ///< ... and at its end
   double goodput_fraction = 0.0;    ///< measured requests within both SLOs / measured requests
   double goodput_rps = 0.0;
   double slo_ttft_s = 0.0;
   double slo_tpot_s = 0.0;
   bool slo_p99_met = false;         ///< P99 TTFT and P99 TPOT within the SLOs
   long long preemptions = 0;
-  double mean_batch_sequences = 0.0;  ///< time-weighted mean of sequences in running batches (all replicas)
-  double mean_kv_use = 0.0;           ///< time-weighted mean KV-cache use (fraction of blocks)
-  double mean_queue_requests = 0.0;   ///< time-weighted mean of waiting requests
+  double mean_batch_sequences = 0.0;  ///< time-weighted mean of sequences in flight (admitted, not finished; all replicas)
+  double mean_kv_use = 0.0;           ///< mean of the KV-cache use series in the window (fraction of blocks)
+  double mean_queue_requests = 0.0;   ///< time-weighted mean of requests waiting for admission
   double model_flops_window = 0.0;
   double mfu = 0.0;                   ///< model FLOPs in the window / (window x devices x peak)
   double kv_transfer_bytes = 0.0;     ///< KV caches moved between pools in the window
@@ -89,8 +99,9 @@ struct ServingResult {
   long long attention_shapes = 0;        ///< distinct attention shapes costed
   std::vector<SiteStepFigures> sites;    ///< chip energy and link bytes in the window (one "step" = the window)
   std::vector<double> site_output_tokens;  ///< tokens generated in the window by each site's replicas
-  /** Series over the whole run, sampled at a fixed interval: t_s (interval start), queue_requests,
-   *  batch_sequences, kv_use (fraction), power_w (average chip power over the interval, all sites). */
+  /** Series over the whole run, at a fixed interval: t_s (interval start); queue_requests (requests waiting for
+   *  admission) and batch_sequences (sequences in flight), each the average over its interval; kv_use (fraction
+   *  of blocks, at the interval's end); power_w (average chip power over the interval, all sites). */
   std::map<std::string, std::vector<double>> series;
   double series_interval_s = 0.0;
   /** Quantiles 0, 1, ..., 100 % of TTFT, TPOT and E2E (seconds): the latency CDFs. */
@@ -103,6 +114,18 @@ struct ServingResult {
   double sim_wall_s = 0.0;
   std::vector<RequestRecord> requests;  ///< every measured request, when serving.record_requests
 };
+
+/** The backlog growth (ServingResult::backlog_growth_fraction) above which a deployment falls behind its load: 1 %
+ *  of it. Chosen, not measured: half the capacity search's default --rate-tolerance (2 %), so that the rate it
+ *  reports is within its tolerance of one the deployment sustains however long it runs. */
+inline constexpr double kMaxBacklogGrowth = 0.01;
+
+/** Whether the run falls behind its arrivals: the requests in the system grow between the window's middle and its
+ *  end by more than kMaxBacklogGrowth of the arrivals in between, and by more than chance allows. In a steady state
+ *  the number in the system is about Poisson-distributed (M/G/inf), so two counts apart differ by about
+ *  sqrt(2 x mean) in a standard deviation; growth within 3 of those is noise (a lightly loaded run of a few hundred
+ *  requests swings by several). False offline (its window is the whole drain). */
+bool falls_behind(const ServingResult& r);
 
 nlohmann::json to_json(const ServingResult& r);
 ServingResult serving_from_json(const nlohmann::json& j);
