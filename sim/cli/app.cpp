@@ -34,7 +34,7 @@ int main(int argc, char** argv) {
   run_cmd->add_flag("--json", run.json, "Print one JSON object instead of the summary");
   run_cmd->add_option("--db", run.db, "Run store (SQLite)")->default_val("moesim.db");
   run_cmd->add_flag("--no-store", run.no_store, "Do not write the run to the store");
-  run_cmd->add_option("--set", run.overrides, "Override a scenario key: KEY.PATH=YAML (repeatable)");
+  run_cmd->add_option("--set", run.overrides, "Override a scenario key: KEY.PATH=YAML (repeatable) (a mapping of another type: replaces; KEY=null removes)");
   run_cmd->add_option("--trace", run.trace, "Training: write the first step's phases (start, end, critical path) to this CSV");
   run_cmd->add_flag("--no-steady-state", run.no_steady_state,
                     "Training: simulate every micro-batch of a 1F1B pipeline instead of extrapolating the step from its steady state "
@@ -53,7 +53,7 @@ int main(int argc, char** argv) {
   cmp_cmd->add_option("scenario", cmp.scenario, "Scenario YAML file")->required();
   cmp_cmd->add_flag("--json", cmp.json, "Print one JSON object");
   cmp_cmd->add_option("--db", cmp.db, "Run store (SQLite)")->default_val("moesim.db");
-  cmp_cmd->add_option("--set", cmp.overrides, "Override a scenario key for every alternative: KEY.PATH=YAML");
+  cmp_cmd->add_option("--set", cmp.overrides, "Override a scenario key for every alternative: KEY.PATH=YAML (a mapping of another type: replaces; KEY=null removes)");
   cmp_cmd->add_option("--alt", cmp.alternatives, "An extra alternative as YAML: '{label: x, placement: [...]}'");
   cmp_cmd->add_option("-j,--jobs", cmp.jobs, "Alternatives simulated at once")->default_val(2);
 
@@ -71,7 +71,7 @@ int main(int argc, char** argv) {
       "all but the fewest micro-batches of the same rematerialisation");
   plan_cmd->add_option("scenario", pl.scenario, "Training scenario YAML file")->required();
   plan_cmd->add_option("--db", pl.db, "Run store (SQLite)")->default_val("moesim.db");
-  plan_cmd->add_option("--set", pl.overrides, "Override a scenario key: KEY.PATH=YAML");
+  plan_cmd->add_option("--set", pl.overrides, "Override a scenario key: KEY.PATH=YAML (a mapping of another type: replaces; KEY=null removes)");
   plan_cmd->add_option("-j,--jobs", pl.jobs, "Layouts simulated at once")->default_val(2)->check(CLI::Range(1, 1024));
   plan_cmd->add_option("--rank-by", pl.rank_by, "Rank by training time, facility energy or gross CO2e")
       ->default_val("time")->check(CLI::IsMember({"time", "energy", "co2e"}));
@@ -95,7 +95,7 @@ int main(int argc, char** argv) {
   auto* sweep_cmd = app.add_subcommand("sweep", "Run every point of a scenario's sweep: section (resumable; shardable as a Slurm array)");
   sweep_cmd->add_option("scenario", sw.scenario, "Scenario YAML file with a sweep: section")->required();
   sweep_cmd->add_option("--db", sw.db, "Run store (SQLite); with --slurm-script, the shards' stores are DB.shard<I>.db")->default_val("moesim.db");
-  sweep_cmd->add_option("--set", sw.overrides, "Override a scenario key for every point: KEY.PATH=YAML");
+  sweep_cmd->add_option("--set", sw.overrides, "Override a scenario key for every point: KEY.PATH=YAML (a mapping of another type: replaces; KEY=null removes)");
   sweep_cmd->add_option("-j,--jobs", sw.jobs, "Points simulated at once")->default_val(2)->check(CLI::Range(1, 1024));
   sweep_cmd->add_flag("--json", sw.json, "Print one JSON object");
   sweep_cmd->add_option("--shard", sw.shard, "Run only shard I of N (I from 0), balanced by estimated cost; default from "

@@ -143,8 +143,13 @@ class Walker {
              fmt::format("unknown key{}; allowed {}: {}", hint, spec_path.empty() ? "at top level" : "in '" + spec_path + "'",
                          text::join(names)));
       }
+      if (kv.second.IsNull()) {
+        // `key:` or `key: ~` = not set: in a file it is left out (finish strips it); over another document (--set
+        // KEY=null, an alternative's `key: ~`) it removes the key there (deep_merge).
+        out[key] = nullptr;
+        continue;
+      }
       locs_[vpath] = location_of(file_, kv.second.Mark());
-      if (kv.second.IsNull()) continue;  // `key:` or `key: ~` = not set
       out[key] = value(kv.second, *f, vpath);
     }
     return out;
@@ -277,15 +282,54 @@ class Walker {
   LocationMap& locs_;
 };
 
-/** Objects merge key by key; everything else (lists, scalars) is replaced. */
-void deep_merge(json& base, const json& overlay) {
+/** Drops the keys whose value is null (not set), in every object and list. */
+void strip_nulls(json& j) {
+  if (j.is_object()) {
+    for (auto it = j.begin(); it != j.end();) {
+      if (it->is_null()) {
+        it = j.erase(it);
+      } else {
+        strip_nulls(*it);
+        ++it;
+      }
+    }
+  } else if (j.is_array()) {
+    for (auto& v : j) strip_nulls(v);
+  }
+}
+
+/** Objects merge key by key; everything else (lists, scalars) is replaced. An object that names a different `type:`
+ *  than the one it overlays replaces it whole: a registry entry of another type (an arrival process, a length
+ *  distribution, a scheduler, a topology) has other keys, and the old type's would be refused as not used by it.
+ *  The replaced keys' source locations go too (the checks treat a located key as given). */
+void deep_merge(json& base, const json& overlay, LocationMap& locs, const std::string& path = "") {
+  if (base.is_object() && overlay.is_object() && base.contains("type") && overlay.contains("type") && base["type"] != overlay["type"]) {
+    const std::string prefix = path + ".";
+    for (auto it = locs.lower_bound(prefix); it != locs.end() && it->first.compare(0, prefix.size(), prefix) == 0;) {
+      std::string key = it->first.substr(prefix.size());
+      key = key.substr(0, key.find_first_of(".["));
+      it = overlay.contains(key) ? std::next(it) : locs.erase(it);
+    }
+    base = overlay;
+    return;
+  }
   if (!base.is_object() || !overlay.is_object()) {
     base = overlay;
     return;
   }
   for (auto it = overlay.begin(); it != overlay.end(); ++it) {
+    const std::string key_path = path.empty() ? it.key() : path + "." + it.key();
+    if (it.value().is_null()) {
+      // KEY=null removes the key (back to its default, or absent), with its locations.
+      base.erase(it.key());
+      for (auto l = locs.lower_bound(key_path); l != locs.end() && l->first.compare(0, key_path.size(), key_path) == 0;) {
+        const char next = l->first.size() > key_path.size() ? l->first[key_path.size()] : '\0';
+        l = next == '\0' || next == '.' || next == '[' ? locs.erase(l) : std::next(l);
+      }
+      continue;
+    }
     if (base.contains(it.key()) && base[it.key()].is_object() && it.value().is_object())
-      deep_merge(base[it.key()], it.value());
+      deep_merge(base[it.key()], it.value(), locs, key_path);
     else
       base[it.key()] = it.value();
   }
@@ -493,6 +537,7 @@ namespace {
 
 Scenario finish(json merged, LocationMap& locs, const std::string& file, const catalog::Catalog& catalog,
                 bool plan_base = false) {
+  strip_nulls(merged);
   fill_defaults(merged, "", "", locs, file);
   std::map<std::string, std::tuple<std::string, int, int>> flat;
   for (const auto& [k, v] : locs) flat[k] = {v.file, v.line, v.column};
@@ -502,7 +547,9 @@ Scenario finish(json merged, LocationMap& locs, const std::string& file, const c
 json walk_document(const YAML::Node& root, const std::string& file, LocationMap& locs) {
   if (!root.IsDefined() || root.IsNull()) throw InputError(file, 1, 1, "", "the scenario file is empty");
   Walker w(file, locs);
-  return w.section(root, "", "");
+  json doc = w.section(root, "", "");
+  strip_nulls(doc);  // a file's `key: ~` is not set
+  return doc;
 }
 
 /** Runs `f`; a yaml-cpp exception that escapes the checks above (a conversion on a node of an unexpected kind)
@@ -521,7 +568,10 @@ Scenario load_string_unguarded(const std::string& yaml_text, const std::string& 
   LocationMap locs;
   YAML::Node root = parse_yaml(yaml_text, file_label);
   json doc = walk_document(root, file_label, locs);
-  for (const auto& o : overrides) deep_merge(doc, walk_override(o, locs));
+  for (const auto& o : overrides) {
+    json overlay = walk_override(o, locs);
+    deep_merge(doc, overlay, locs);
+  }
   return finish(std::move(doc), locs, file_label, catalog);
 }
 
@@ -532,7 +582,10 @@ std::vector<Alternative> load_alternatives_unguarded(const std::string& path, co
   LocationMap base_locs;
   YAML::Node root = parse_yaml(text, path);
   json base = walk_document(root, path, base_locs);
-  for (const auto& o : overrides) deep_merge(base, walk_override(o, base_locs));
+  for (const auto& o : overrides) {
+    json overlay = walk_override(o, base_locs);
+    deep_merge(base, overlay, base_locs);
+  }
   base.erase("compare");
 
   std::vector<std::pair<YAML::Node, std::string>> items;  // (node, file label)
@@ -571,7 +624,8 @@ std::vector<Alternative> load_alternatives_unguarded(const std::string& path, co
     LocationMap locs = base_locs;
     Walker w(file, locs);
     json merged = base;
-    deep_merge(merged, w.section(overlay, "", ""));
+    json alt = w.section(overlay, "", "");
+    deep_merge(merged, alt, locs);
     Scenario s = finish(std::move(merged), locs, file, catalog);
     out.push_back({label, std::move(s)});
   }
@@ -594,7 +648,10 @@ Scenario load_plan_base(const std::string& path, const catalog::Catalog& catalog
     LocationMap locs;
     YAML::Node root = parse_yaml(read_file(path), path);
     json doc = walk_document(root, path, locs);
-    for (const auto& o : overrides) deep_merge(doc, walk_override(o, locs));
+    for (const auto& o : overrides) {
+    json overlay = walk_override(o, locs);
+    deep_merge(doc, overlay, locs);
+  }
     if (doc.contains("serving"))
       throw InputError(path, 0, 0, "serving", "`moesim plan` plans training layouts; a serving scenario splits its replicas "
                                               "in serving.pools[] (try `moesim run --max-rate` or a sweep of the pools)");

@@ -220,3 +220,46 @@ TEST_CASE("scenario::load_alternatives: a scenario without compare has no altern
   const auto alts = load_alternatives(t::data("minimal.yaml"), t::real_catalog());
   CHECK(alts.empty());
 }
+
+TEST_CASE("scenario::load_string: an override that changes a mapping's type replaces the mapping", "[scenario][overrides]") {
+  const std::string serving = std::string("name: s\nmodel:\n  layers: 4\n  d_model: 1024\n  d_ff: 4096\n  heads: 8\n  experts: 8\n"
+                                          "  top_k: 2\n  vocab: 32000\n  seq_len: 4096\n") +
+                              "serving:\n  arrival: {type: gamma, rate_per_s: 20, cv: 2}\n  prompt_length: {type: uniform, min: 50, max: 400}\n"
+                              "  output_length: {type: fixed, value: 20}\n  duration_s: 4\n  pools:\n    - {replicas: 8}\n"
+                              "cluster:\n  accelerator: h100\n  count: 8\nplacement:\n  - datacenter: gcp_us_central1_2023\n";
+  SECTION("a mapping of another type: the old type's keys go with it") {
+    const auto s = t::load(serving, {"serving.arrival={type: poisson, rate_per_s: 30}"});
+    CHECK(s.serving->arrival.type == "poisson");
+    CHECK(s.serving->arrival.rate_per_s == 30.0);
+    // (Merged key by key, the gamma's cv would be refused: not used by arrival type poisson.)
+  }
+  SECTION("the type alone: the mapping is that type's, with its defaults; a key it needs must come with it") {
+    CHECK_THROWS_WITH(t::load(serving, {"serving.arrival.type=poisson"}), Catch::Contains("arrival type poisson needs rate_per_s"));
+  }
+  SECTION("--set of a whole mapping of another type") {
+    const auto s = t::load(serving, {"serving.prompt_length={type: fixed, value: 400}"});
+    CHECK(s.serving->prompt_tokens.type == "fixed");
+    CHECK(s.serving->prompt_tokens.value == 400);
+  }
+  SECTION("KEY=null removes a key, with its location: offline arrivals without the duration") {
+    CHECK_THROWS_WITH(t::load(serving, {"serving.arrival={type: offline}", "serving.requests=200"}),
+                      Catch::Contains("serving.duration_s: offline sends every request at time 0"));
+    const auto s = t::load(serving, {"serving.arrival={type: offline}", "serving.duration_s=null", "serving.requests=200"});
+    CHECK(s.serving->arrival.type == "offline");
+    CHECK(s.serving->requests == 200);
+  }
+  SECTION("the same type still merges key by key") {
+    const auto s = t::load(serving, {"serving.prompt_length={type: uniform, max: 800}"});
+    CHECK(s.serving->prompt_tokens.min == 50);
+    CHECK(s.serving->prompt_tokens.max == 800);
+  }
+}
+
+TEST_CASE("scenario::load_alternatives: an alternative may change a distribution's type", "[scenario][overrides]") {
+  const std::string path = std::string(MOESIM_SOURCE_ROOT) + "/scenarios/compare/serving_placement.yaml";
+  const auto alts = load_alternatives(path, t::real_catalog(), {}, {"{label: fixedlen, serving: {prompt_length: {type: fixed, value: 400}}}"});
+  REQUIRE(!alts.empty());
+  CHECK(alts.back().label == "fixedlen");
+  CHECK(alts.back().scenario.serving->prompt_tokens.type == "fixed");
+  CHECK(alts.back().scenario.serving->prompt_tokens.value == 400);
+}
