@@ -120,20 +120,26 @@ MeasuredWindow measured_window(const scenario::ServingSpec& v, const std::vector
   return w;
 }
 
-/** The total length of the spans' overlap with [from, to]. */
-double overlap_sum(const std::vector<std::pair<double, double>>& spans, double from, double to) {
+/** The total length of the overlap with [from, to] of the n spans span(i) = {x, y}. */
+template <typename Span>
+double overlap_sum(std::size_t n, const Span& span, double from, double to) {
   double sum = 0.0;
-  for (const auto& [x, y] : spans) sum += std::max(0.0, std::min(y, to) - std::max(x, from));
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto [x, y] = span(i);
+    sum += std::max(0.0, std::min(y, to) - std::max(x, from));
+  }
   return sum;
 }
 
-/** The average number of spans open over each of `bins` intervals [t0 + j dt, t0 + (j + 1) dt): each span's overlap
+/** The average number of the n spans span(i) = {x, y} open over each of `bins` intervals [t0 + j dt, t0 + (j + 1) dt): each span's overlap
  *  with an interval, summed, over dt. O(spans + bins): a span's partial end intervals directly, the whole ones
  *  between them through a difference array. */
-std::vector<double> interval_averages(const std::vector<std::pair<double, double>>& spans, double t0, double dt, std::size_t bins) {
+template <typename Span>
+std::vector<double> interval_averages(std::size_t n, const Span& span, double t0, double dt, std::size_t bins) {
   std::vector<double> part(bins, 0.0), diff(bins + 1, 0.0);
   const auto nb = static_cast<long long>(bins);
-  for (const auto& [x, y] : spans) {
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto [x, y] = span(i);
     if (!(y > x)) continue;
     const long long kx = static_cast<long long>(std::floor((x - t0) / dt)), ky = static_cast<long long>(std::floor((y - t0) / dt));
     if (ky < 0 || kx >= nb) continue;
@@ -1469,23 +1475,22 @@ ServingResult Driver::run() {
   out.series = series_;
   out.series_interval_s = interval_;
   {
-    std::vector<std::pair<double, double>> waiting, in_flight;
-    waiting.reserve(requests_.size());
-    in_flight.reserve(requests_.size());
-    for (std::size_t i = 0; i < requests_.size(); ++i) {
+    auto admitted = [&](std::size_t i) {
       const double a = requests_[i].arrival_s, adm = scheduled_[i] >= 0.0 ? scheduled_[i] : first_token_[i];
-      if (adm - a >= kClockPrecision_s) waiting.emplace_back(a, adm);
-      in_flight.emplace_back(std::max(a, adm), end_[i]);
-    }
+      return adm - a < kClockPrecision_s ? a : adm;  // as the queueing delay: rounding is no wait
+    };
+    auto waiting = [&](std::size_t i) { return std::pair<double, double>{requests_[i].arrival_s, admitted(i)}; };
+    auto in_flight = [&](std::size_t i) { return std::pair<double, double>{admitted(i), end_[i]}; };
+    const std::size_t count = requests_.size();
     const auto& t = out.series["t_s"];
     if (!t.empty()) {
-      out.series["queue_requests"] = interval_averages(waiting, t.front(), interval_, t.size());
-      out.series["batch_sequences"] = interval_averages(in_flight, t.front(), interval_, t.size());
+      out.series["queue_requests"] = interval_averages(count, waiting, t.front(), interval_, t.size());
+      out.series["batch_sequences"] = interval_averages(count, in_flight, t.front(), interval_, t.size());
     }
     const double w_end = offline_ ? makespan : window_end_, w = w_end - window_start_;
     if (w > 0.0) {
-      out.mean_queue_requests = overlap_sum(waiting, window_start_, w_end) / w;
-      out.mean_batch_sequences = overlap_sum(in_flight, window_start_, w_end) / w;
+      out.mean_queue_requests = overlap_sum(count, waiting, window_start_, w_end) / w;
+      out.mean_batch_sequences = overlap_sum(count, in_flight, window_start_, w_end) / w;
     }
     // Keeping up: requests in the system (arrived, not finished) at the window's end against its middle, over the
     // requests arriving between the two. A deployment that keeps up holds about as many at both (the warm-up's fill
