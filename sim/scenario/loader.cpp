@@ -511,6 +511,11 @@ json walk_override(const std::string& expr, LocationMap& locs) {
   std::vector<std::string> parts;
   std::stringstream ss(path);
   for (std::string p; std::getline(ss, p, '.');) parts.push_back(p);
+  for (const auto& p : parts)
+    if (const auto b = p.find('['); b != std::string::npos)
+      throw InputError(label, 0, 0, path,
+                       fmt::format("--set cannot reach into a list ('{}'); set the whole list, e.g. --set '{}=[{{...}}, {{...}}]'",
+                                   p, path.substr(0, path.find('['))));
   YAML::Node root(YAML::NodeType::Map);
   YAML::Node cur = root;
   for (std::size_t i = 0; i < parts.size(); ++i) {

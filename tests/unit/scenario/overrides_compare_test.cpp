@@ -263,3 +263,14 @@ TEST_CASE("scenario::load_alternatives: an alternative may change a distribution
   CHECK(alts.back().scenario.serving->prompt_tokens.type == "fixed");
   CHECK(alts.back().scenario.serving->prompt_tokens.value == 400);
 }
+
+TEST_CASE("scenario::load_string: --set into a list item says to set the whole list", "[scenario][overrides]") {
+  try {
+    t::load(t::base_yaml(), {"placement[0].share=0.5"});
+    FAIL("no error");
+  } catch (const InputError& e) {
+    CHECK(e.file() == "--set placement[0].share=0.5");
+    CHECK(t::contains(e.what(), "cannot reach into a list ('placement[0]')"));
+    CHECK(t::contains(e.what(), "--set 'placement=["));
+  }
+}
