@@ -206,13 +206,15 @@ void power_section(XmlWriter& w, const store::RunRecord& r) {
   c.x_unit = s->x_unit.empty() ? "s" : s->x_unit;
   c.y_unit = pu.unit;
   c.series_label = "sum over all chips (SimGrid host_energy)";
+  c.steps = true;  // the power holds from one event to the next: drawn as steps, the area is the step's energy
   c.x = s->x;
   for (double y : s->y) c.y.push_back(y / pu.divisor);
   w.raw(svg::line_chart(c));
   const std::string convention = prov_string(r.provenance, "power_convention");
   w.element("p", {{"class", "note"}},
-            fmt::format("{} samples of the instantaneous total power of all chips, taken at simulation events during one "
-                        "simulated step; the line joins the samples (power between them is not recorded).{}",
+            fmt::format("{} samples of the total power of all chips, taken at the simulation events of one simulated step; "
+                        "the power is constant from one event to the next, so each is drawn as a step to the next and "
+                        "the area under them is the step's chip energy.{}",
                         s->x.size(), convention.empty() ? "" : " Power convention: " + convention + "."));
 }
 
@@ -679,8 +681,10 @@ std::string html_run(const store::RunRecord& r, const std::string& db_path) {
       if (serving) serving_site_section(w, r);
       datacenter_tables(w, r);
       w.element("p", {{"class", "note"}},
-                "Facility energy = (IT + network) \xC3\x97 PUE; PUE overhead = facility \xE2\x88\x92 IT \xE2\x88\x92 network. Gross CO2e uses the "
-                "location-based grid intensity, net CO2e the market-based one (gross where none is published).");
+                "Facility energy = (IT + network inside the datacenter) \xC3\x97 PUE + WAN energy (drawn by carrier networks, no PUE); "
+                "PUE overhead = facility \xE2\x88\x92 IT \xE2\x88\x92 network. Gross CO2e uses the location-based grid intensity, net "
+                "CO2e the market-based one (gross where none is published); on an hourly series the intensity shown is its "
+                "energy-weighted mean over the hours run.");
     }
     w.close("section");
 

@@ -129,8 +129,10 @@ std::string datacenter_tables(const store::RunRecord& r) {
     out += "Output tokens generated in each datacenter during the measurement window; energy per output token is that datacenter's "
            "facility energy over them, CO2e per 1000 tokens its CO2e over them.\n\n";
   }
-  out += "Facility energy = (IT + network) \xC3\x97 PUE; PUE overhead = facility \xE2\x88\x92 IT \xE2\x88\x92 network. Gross CO2e uses the "
-         "location-based grid intensity, net CO2e the market-based one (gross where none is published).\n\n";
+  out += "Facility energy = (IT + network inside the datacenter) \xC3\x97 PUE + WAN energy (drawn by carrier networks, no PUE); "
+         "PUE overhead = facility \xE2\x88\x92 IT \xE2\x88\x92 network. Gross CO2e uses the location-based grid intensity, net CO2e the "
+         "market-based one (gross where none is published); on an hourly series the intensity shown is its energy-weighted "
+         "mean over the hours run.\n\n";
   return out;
 }
 

@@ -60,7 +60,7 @@ std::vector<SummaryRow> summary_rows(const store::RunRecord& r) {
       {"Step-time spread", "step_time_spread_s", 1.0, "s", 3},
       {"Model FLOPs utilisation (MFU)", "mfu", kPercent, "%", 3},
       {"Hardware FLOPs utilisation (HFU)", "hfu", kPercent, "%", 3},
-      {"Tokens dropped (beyond expert capacity)", "tokens_dropped_fraction", kPercent, "%", 3},
+      {"Token-to-expert assignments dropped (beyond expert capacity, of those dispatched)", "tokens_dropped_fraction", kPercent, "%", 3},
       {"Chips", "chips", 1.0, "chips", 6},
       {"Devices", "devices", 1.0, "devices", 6},
       {"Average power per chip", "average_chip_power_w", 1.0, "W", 4},
@@ -68,7 +68,7 @@ std::vector<SummaryRow> summary_rows(const store::RunRecord& r) {
       {"Energy-accounting duration", "duration_s", units::kSecondsPerDay, "days", 4},
       {"IT energy", "it_energy_j", units::kJoulesPerMwh, "MWh", 4},
       {"Network energy", "network_energy_j", units::kJoulesPerMwh, "MWh", 4},
-      {"Facility energy (IT + network) \u00d7 PUE", "facility_energy_j", units::kJoulesPerMwh, "MWh", 4},
+      {"Facility energy ((IT + network) \u00d7 PUE, WAN without PUE)", "facility_energy_j", units::kJoulesPerMwh, "MWh", 4},
       {"CO2e gross (location-based)", "co2e_gross_kg", units::kKgPerTonne, "t", 4},
       {"CO2e net (market-based)", "co2e_net_kg", units::kKgPerTonne, "t", 4},
       {"CO2e embodied (chips, amortised)", "embodied_co2e_kg", units::kKgPerTonne, "t", 4},
@@ -80,6 +80,9 @@ std::vector<SummaryRow> summary_rows(const store::RunRecord& r) {
     const store::Metric* m = r.metric(s.metric);
     if (m == nullptr) continue;
     out.push_back({s.label, s.metric, m->value / s.divisor, s.unit, s.significant, ""});
+    if (std::string(s.metric) == "network_energy_j")
+      if (const store::Metric* wan = r.metric("wan_energy_j"); wan != nullptr && wan->value > 0.0)
+        out.push_back({"of which WAN (carrier networks, no PUE)", "wan_energy_j", wan->value / s.divisor, s.unit, s.significant, ""});
     if (std::string(s.metric) == "network_energy_j" && r.metric("it_energy_j") && r.metric("facility_energy_j")) {
       const double overhead = r.metric("facility_energy_j")->value - r.metric("it_energy_j")->value - m->value;
       out.push_back({"PUE overhead (facility \u2212 IT \u2212 network)", "pue_overhead_j", overhead / units::kJoulesPerMwh, "MWh", 4, ""});
@@ -463,7 +466,7 @@ std::vector<SummaryRow> serving_summary_rows(const store::RunRecord& r) {
       {"Energy-accounting duration (the window)", "duration_s", as_is, "s", 4, nullptr},
       {"IT energy", "it_energy_j", to_kwh, "kWh", 4, nullptr},
       {"Network energy", "network_energy_j", to_kwh, "kWh", 4, nullptr},
-      {"Facility energy (IT + network) \u00d7 PUE", "facility_energy_j", to_kwh, "kWh", 4, nullptr},
+      {"Facility energy ((IT + network) \u00d7 PUE, WAN without PUE)", "facility_energy_j", to_kwh, "kWh", 4, nullptr},
       {"CO2e gross (location-based)", "co2e_gross_kg", as_is, "kg", 4, nullptr},
       {"CO2e net (market-based)", "co2e_net_kg", as_is, "kg", 4, nullptr},
       {"CO2e embodied (chips, amortised)", "embodied_co2e_kg", as_is, "kg", 4, nullptr},
@@ -479,6 +482,9 @@ std::vector<SummaryRow> serving_summary_rows(const store::RunRecord& r) {
     SummaryRow row{s.label, s.metric, s.convert(v), s.unit, s.significant, ""};
     if (std::string(s.metric) == "slo_p99_met") row.text = m->value != 0.0 ? "yes" : "no";
     out.push_back(std::move(row));
+    if (std::string(s.metric) == "network_energy_j")
+      if (const store::Metric* wan = r.metric("wan_energy_j"); wan != nullptr && wan->value > 0.0)
+        out.push_back({"of which WAN (carrier networks, no PUE)", "wan_energy_j", to_kwh(wan->value), "kWh", 4, ""});
     if (std::string(s.metric) == "network_energy_j" && r.metric("it_energy_j") && r.metric("facility_energy_j")) {
       const double overhead = r.metric("facility_energy_j")->value - r.metric("it_energy_j")->value - m->value;
       out.push_back({"PUE overhead (facility \u2212 IT \u2212 network)", "pue_overhead_j", to_kwh(overhead), "kWh", 4, ""});

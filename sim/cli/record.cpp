@@ -92,8 +92,8 @@ store::RunRecord make_record(const scenario::Scenario& s, const engine::JobResul
     d.share = site.share;
     d.chips = site.chips;
     d.pue = site.datacenter.pue;
-    d.gross_kgco2e_per_kwh = site.datacenter.gross_kgco2e_per_kwh;
-    d.net_kgco2e_per_kwh = site.datacenter.net_kgco2e_per_kwh;
+    d.gross_kgco2e_per_kwh = site.applied_gross_kgco2e_per_kwh();
+    d.net_kgco2e_per_kwh = site.applied_net_kgco2e_per_kwh();
     d.cfe_fraction = site.datacenter.cfe_fraction;
     d.it_energy_j = site.it_energy_j;
     d.network_energy_j = site.network_energy_j;
@@ -287,7 +287,7 @@ std::string record_summary(const store::RunRecord& r) {
                        from, from + 1, from + 2);
   const double dropped = metric_or(r, "tokens_dropped_fraction");
   out += fmt::format("  training        {:.0f} steps -> {:.2f} days   MFU {:.1f} % (model FLOPs)   HFU {:.1f} % (FLOPs executed)   "
-                     "tokens dropped {}\n",
+                     "token assignments dropped {}\n",
                      metric_or(r, "steps"), seconds_to_days(train_s), 100.0 * metric_or(r, "mfu"), 100.0 * metric_or(r, "hfu"),
                      dropped == 0.0 ? std::string("none") : fmt::format("{:.2f} %", 100.0 * dropped));
   const double first_dropped = metric_or(r, "first_choice_dropped_fraction"), skipped = metric_or(r, "second_choice_skipped_fraction");

@@ -145,8 +145,8 @@ store::RunRecord make_serving_record(const scenario::Scenario& s, const engine::
     d.share = site.share;
     d.chips = site.chips;
     d.pue = site.datacenter.pue;
-    d.gross_kgco2e_per_kwh = site.datacenter.gross_kgco2e_per_kwh;
-    d.net_kgco2e_per_kwh = site.datacenter.net_kgco2e_per_kwh;
+    d.gross_kgco2e_per_kwh = site.applied_gross_kgco2e_per_kwh();
+    d.net_kgco2e_per_kwh = site.applied_net_kgco2e_per_kwh();
     d.cfe_fraction = site.datacenter.cfe_fraction;
     d.it_energy_j = site.it_energy_j;
     d.network_energy_j = site.network_energy_j;

@@ -220,6 +220,20 @@ double total(const std::vector<SiteAccount>& sites, double SiteAccount::*field) 
 }
 }  // namespace
 
+double SiteAccount::applied_gross_kgco2e_per_kwh() const {
+  return intensity.gross == GrossBasis::hourly ? intensity.effective_gross_kgco2e_per_kwh : datacenter.gross_kgco2e_per_kwh;
+}
+
+std::optional<double> SiteAccount::applied_net_kgco2e_per_kwh() const {
+  switch (intensity.net) {
+    case NetBasis::annual_net: return datacenter.net_kgco2e_per_kwh;
+    case NetBasis::annual_gross_fallback: return std::nullopt;
+    case NetBasis::hourly_market:
+    case NetBasis::hourly_gross_fallback: return intensity.effective_net_kgco2e_per_kwh;
+  }
+  return std::nullopt;
+}
+
 double Accounting::it_energy_j() const { return total(sites, &SiteAccount::it_energy_j); }
 double Accounting::network_energy_j() const { return total(sites, &SiteAccount::network_energy_j); }
 double Accounting::wan_energy_j() const { return total(sites, &SiteAccount::wan_energy_j); }

@@ -322,6 +322,12 @@ HourlyEmissions HourlyIntensity::integrate(std::int64_t start_utc_s, double dura
                              : format_utc_timestamp(static_cast<std::int64_t>(std::ceil(epoch_s)));
     };
     const double first_s = static_cast<double>(first_hour_utc_s_);
+    if (duration_s == 0.0)  // the check before a simulation: only the start is known
+      throw Error(fmt::format(
+          "the hourly intensity series {} covers {}, but the job starts at {} (energy.start_time_utc), outside it: the "
+          "series must cover the whole run (moesim never wraps or extrapolates hourly data); supply a series that covers "
+          "the start and the run after it, or change energy.start_time_utc",
+          file_, covered_range(), format_utc_timestamp(start_utc_s)));
     throw Error(fmt::format(
         "the hourly intensity series {} covers {}, but the job runs from {} to {} ({:.4g} h), needing {} to {}: the "
         "series must cover the whole run (moesim never wraps or extrapolates hourly data); supply a longer series or "

@@ -353,6 +353,11 @@ TEST_CASE("energy::HourlyIntensity: a run outside the series is an error naming 
   SECTION("starts after the last hour") {
     CHECK(t::contains(t::expect_plain_error([&] { h.integrate(k20240301 + 10 * 3600, 60.0, 1.0); }), "covers"));
   }
+  SECTION("the check before a simulation, whose duration is not known yet, names the start alone (no '0 h' run)") {
+    const std::string msg = t::expect_plain_error([&] { h.integrate(k20240301 + 10 * 3600, 0.0, 0.0); });
+    CHECK(t::contains(msg, "the job starts at 2024-03-01T10:00:00Z (energy.start_time_utc), outside it"));
+    CHECK_FALSE(t::contains(msg, "0 h)"));
+  }
   SECTION("negative duration") {
     CHECK(t::contains(t::expect_plain_error([&] { h.integrate(k20240301, -1.0, 1.0); }), "not a finite number >= 0"));
   }

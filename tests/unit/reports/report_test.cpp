@@ -233,6 +233,10 @@ TEST_CASE("reports::html: a run report is well-formed and every number equals th
       ++k;
     }
     CHECK(k == s.x.size());
+    // The power holds from one event to the next: drawn as steps (two vertices per sample), not joined by lines.
+    std::size_t vertices = 0;
+    for (char ch : lines[0]->attr("points")) vertices += ch == ',';
+    CHECK(vertices == 2 * s.x.size());
     const auto labels = chart->by_class("axis-label");
     REQUIRE(labels.size() == 2);
     CHECK_THAT(labels[0]->all_text(), Contains("(s)"));

@@ -450,7 +450,7 @@ TEST_CASE("reports::serving markdown: the serving tables with the stored values"
   CHECK(same(num(cell("Energy per request (facility)")), metric(run, "energy_per_request_j"), 1e-3));
   CHECK(same(num(cell("CO2e gross per 1000 output tokens (location-based)")), 1000.0 * metric(run, "co2e_gross_kg_per_1k_tokens"), 1e-3));
   CHECK(same(num(cell("CO2e net per request")), 1000.0 * metric(run, "co2e_net_kg_per_request"), 1e-3));
-  CHECK(same(num(cell("Facility energy (IT + network) × PUE")), metric(run, "facility_energy_j") / 3.6e6, 1e-3));
+  CHECK(same(num(cell("Facility energy ((IT + network) × PUE, WAN without PUE)")), metric(run, "facility_energy_j") / 3.6e6, 1e-3));
   // Latency row: mean, P50, P90, P95, P99, max in ms.
   const char* stats[] = {"mean", "p50", "p90", "p95", "p99", "max"};
   for (std::size_t k = 0; k < 6; ++k) CHECK(same(num(cell("Time to first token (TTFT)", k)), 1000.0 * metric(run, std::string("ttft_") + stats[k] + "_s"), 1e-3));

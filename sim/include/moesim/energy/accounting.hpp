@@ -104,6 +104,12 @@ struct SiteAccount {
   double embodied_co2e_kg = 0.0;   ///< only when asked
   std::map<std::string, double> network_energy_by_class_j;
   IntensityBasis intensity;        ///< annual or hourly, and the series used
+
+  /** The location-based intensity this site's gross CO2e used: the annual figure, or on an hourly series its
+   *  energy-weighted mean over the hours run (co2e_gross_kg / facility kWh), so that energy x it = the CO2e. */
+  double applied_gross_kgco2e_per_kwh() const;
+  /** The market-based one, likewise; none where no net figure is published and net falls back to the annual gross. */
+  std::optional<double> applied_net_kgco2e_per_kwh() const;
 };
 
 /** The job's energy and emissions, per datacenter and in total. */
