@@ -4,6 +4,7 @@
 // P99 latencies, J and gCO2e per token), the time–CO2e Pareto front among complete points, and the skipped
 // points with their reasons. Markdown and CSV; read from the store only, so a merged store reports like a local one.
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <limits>
 #include <map>
@@ -58,6 +59,47 @@ std::vector<std::string> values_from_label(const std::string& label, const std::
 struct SweepCounts {
   std::size_t complete, skipped, failed, running, missing;
 };
+
+/** How many distinct values a stored axis takes. A plan's sweep (and a `zip:` group) lists one value per point,
+ *  repeated, so the length of the list is the number of points, not of values. */
+std::size_t distinct_values(const nlohmann::json& axis) {
+  if (!axis.contains("values") || !axis["values"].is_array()) return 0;
+  std::set<std::string> seen;
+  for (const auto& v : axis["values"]) seen.insert(v.dump());
+  return seen.size();
+}
+
+/** "`key` (N values), ..." for the report's header line; `quote` wraps each key (Markdown: a backtick). */
+std::string axes_text(const store::SweepRecord& sweep, const std::string& quote) {
+  std::string axes;
+  for (const auto& a : sweep.axes) {
+    const std::size_t n = distinct_values(a);
+    axes += fmt::format("{}{}{}{} ({} value{})", axes.empty() ? "" : ", ", quote, a.value("key", std::string("?")), quote, n,
+                        n == 1 ? "" : "s");
+  }
+  return axes;
+}
+
+/** The CSV header of a ranking column: its field with its unit as a suffix, as the run CSV names its columns
+ *  (facility_energy_mwh, co2e_gross_t, wan_time_per_step_s, ttft_p99_ms, energy_per_output_token_j); a field that
+ *  already ends in its unit (train_days, output_tokens_per_s, max_rate_rps) or a unitless one is kept. */
+std::string csv_column(const detail::RankingColumn& c) {
+  static const std::map<std::string, std::string> suffix = {
+      {"1", ""},     {"days", "days"}, {"s", "s"},           {"ms", "ms"},          {"MWh", "mwh"},
+      {"kWh", "kwh"}, {"t", "t"},      {"kg", "kg"},         {"g", "g"},            {"GB", "gb"},
+      {"B", "bytes"}, {"%", "percent"}, {"J/token", "j"},    {"tokens/s", "per_s"}, {"requests/s", "rps"}};
+  std::string unit;
+  if (const auto it = suffix.find(c.unit); it != suffix.end()) {
+    unit = it->second;
+  } else {
+    for (char ch : c.unit) unit += std::isalnum(static_cast<unsigned char>(ch)) ? static_cast<char>(std::tolower(static_cast<unsigned char>(ch))) : '_';
+  }
+  const auto ends_with = [&](const std::string& tail) {
+    return c.field.size() >= tail.size() && c.field.compare(c.field.size() - tail.size(), tail.size(), tail) == 0;
+  };
+  if (unit.empty() || ends_with("_" + unit)) return c.field;
+  return c.field + "_" + unit;
+}
 
 /** The text of an axis value (JSON): a string without its quotes, anything else as written. */
 std::string value_text(const std::string& json_text) {
@@ -237,10 +279,7 @@ std::string html_sweep(const store::SweepRecord& sweep, const std::string& db_pa
   detail::open_page(w, title);
   w.open("header", {{"data-sweep", std::to_string(sweep.id)}});
   w.element("h1", {}, title);
-  std::string axes;
-  for (const auto& a : sweep.axes)
-    axes += fmt::format("{}{} ({} values)", axes.empty() ? "" : ", ", a.value("key", std::string("?")),
-                        a.contains("values") ? a["values"].size() : 0);
+  const std::string axes = axes_text(sweep, "");
   w.element("p", {{"class", "meta"}},
             fmt::format("{} points over {}. Definition hash {}; created {}.", sweep.point_count, axes, sweep.definition_hash,
                         sweep.created_at_utc));
@@ -424,7 +463,7 @@ std::string render_sweep_report(const store::Store& db, std::int64_t sweep_id, F
     std::vector<std::string> head = {"point"};
     for (const auto& k : keys) head.push_back(k);
     for (const char* h : {"status", "run_id", "point_hash", "skip_reason"}) head.push_back(h);
-    for (const auto& c : columns) head.push_back(c.field);
+    for (const auto& c : columns) head.push_back(csv_column(c));
     head.push_back("pareto");
     std::string out;
     auto line = [&](const std::vector<std::string>& cells) {
@@ -456,10 +495,7 @@ std::string render_sweep_report(const store::Store& db, std::int64_t sweep_id, F
   }
 
   std::string out = fmt::format("# Sweep {}: {}\n\n", sweep.id, markdown_escape(sweep.scenario_name));
-  std::string axes;
-  for (const auto& a : sweep.axes)
-    axes += fmt::format("{}`{}` ({} values)", axes.empty() ? "" : ", ", a.value("key", std::string("?")),
-                        a.contains("values") ? a["values"].size() : 0);
+  const std::string axes = axes_text(sweep, "`");
   out += fmt::format("{} points over {}; definition hash `{}`; created {}; store `{}`.\n\n", sweep.point_count, axes,
                      sweep.definition_hash, sweep.created_at_utc, markdown_escape(db.path()));
   out += fmt::format("Complete {}, skipped {}, failed {}, not finished {}, not in this store {}{}.\n\n", complete, skipped, failed,

@@ -55,7 +55,7 @@ int main(int argc, char** argv) {
   cmp_cmd->add_option("--db", cmp.db, "Run store (SQLite)")->default_val("moesim.db");
   cmp_cmd->add_option("--set", cmp.overrides, "Override a scenario key for every alternative: KEY.PATH=YAML (a mapping of another type: replaces; KEY=null removes)");
   cmp_cmd->add_option("--alt", cmp.alternatives, "An extra alternative as YAML: '{label: x, placement: [...]}'");
-  cmp_cmd->add_option("-j,--jobs", cmp.jobs, "Alternatives simulated at once")->default_val(2);
+  cmp_cmd->add_option("-j,--jobs", cmp.jobs, "Alternatives simulated at once")->default_val(2)->check(CLI::Range(1, 1024));
 
   // plan
   PlanOptions pl;

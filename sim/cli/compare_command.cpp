@@ -75,7 +75,7 @@ int cmd_compare(const GlobalOptions& g, const CompareOptions& o) {
                                                                   base.is_serving() ? "serves" : "trains"));
   // Check every alternative before anything is written: a bad one is reported with its label.
   std::vector<std::pair<std::string, PreparedRun>> runs;
-  runs.emplace_back("base", prepare_run(catalog, base));
+  runs.emplace_back(scenario::kBaseAlternativeLabel, prepare_run(catalog, base));
   for (auto& a : alts) {
     try {
       runs.emplace_back(a.label, prepare_run(catalog, std::move(a.scenario)));

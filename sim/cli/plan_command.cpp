@@ -171,17 +171,43 @@ int cmd_plan(const GlobalOptions& g, const PlanOptions& o) {
   so.overrides = o.overrides;
   so.jobs = o.jobs;
   so.json = false;
+  // The plan may run its sweep several times (a batch of layouts at a time, then once more to record the bounded
+  // ones): the sweep's summary is printed once, for the whole plan. "run now" adds up every call; "already
+  // complete" counts only what was complete before the plan started (the last call also finds complete the points
+  // the earlier calls ran).
+  std::size_t ran_total = 0, failed_total = 0;
+  SweepCounts last;
+  auto print_summary = [&] {
+    if (last.sweep_id == 0) return;  // no sweep call got as far as its summary
+    SweepCounts all = last;
+    all.ran = ran_total;
+    all.failed = failed_total;
+    const std::size_t ran_before_last = ran_total - last.ran;
+    all.reused = last.reused - std::min(last.reused, ran_before_last);
+    // To stderr with --json, so stdout is one JSON object.
+    (o.json ? std::cerr : std::cout) << sweep_summary_line(all, shard, o.db);
+  };
   auto sweep_with = [&](const std::map<std::size_t, std::string>& skip) {
-    // The sweep's own summary line goes to stderr with --json, so stdout is one JSON object.
+    // Anything the sweep itself prints goes to stderr with --json, so stdout is one JSON object.
     std::streambuf* saved = o.json ? std::cout.rdbuf(std::cerr.rdbuf()) : nullptr;
     std::int64_t id = 0;
+    SweepCounts c;
     try {
-      id = run_sweep(catalog, so, def, shard, skip);
+      id = run_sweep(catalog, so, def, shard, skip, &c);
     } catch (...) {
       if (saved) std::cout.rdbuf(saved);
+      if (c.sweep_id != 0) {
+        ran_total += c.ran;
+        failed_total += c.failed;
+        last = c;
+        print_summary();
+      }
       throw;
     }
     if (saved) std::cout.rdbuf(saved);
+    ran_total += c.ran;
+    failed_total += c.failed;
+    last = c;
     return id;
   };
   std::int64_t sweep_id = 0;
@@ -193,6 +219,7 @@ int cmd_plan(const GlobalOptions& g, const PlanOptions& o) {
   std::size_t n_bounded = 0;
   if (!bound_and_prune) {
     sweep_id = sweep_with(preskip);
+    print_summary();
   } else {
     std::vector<std::pair<double, std::size_t>> order;  // (lower bound of the training time, candidate)
     for (std::size_t i = 0; i < candidates.size(); ++i) {
@@ -239,6 +266,7 @@ int cmd_plan(const GlobalOptions& g, const PlanOptions& o) {
                                  bound / 86400.0, best_label, best_s / 86400.0);
       }
     sweep_id = sweep_with(preskip);
+    print_summary();
     if (!o.json && n_bounded > 0)
       std::cerr << fmt::format("plan: {} of {} layouts not simulated: their lower bounds cannot beat {} ({:.4g} days)\n",
                                n_bounded, order.size(), best_label, best_s / 86400.0);

@@ -179,8 +179,16 @@ int cmd_sweep(const GlobalOptions& g, const SweepOptions& o) {
   return 0;
 }
 
+std::string sweep_summary_line(const SweepCounts& c, const Shard& shard, const std::string& db) {
+  return fmt::format("moesim sweep {} of {}: {} points{}: {} run now, {} already complete, {} skipped, {} failed; "
+                     "stored in {}\n",
+                     c.sweep_id, c.scenario, c.points,
+                     shard.count > 1 ? fmt::format(", shard {}/{} holds {}", shard.index, shard.count, c.shard_points) : "",
+                     c.ran, c.reused, c.skipped, c.failed, db);
+}
+
 std::int64_t run_sweep(const catalog::Catalog& catalog, const SweepOptions& o, const scenario::SweepDefinition& def,
-                       const Shard& shard, const std::map<std::size_t, std::string>& preskip) {
+                       const Shard& shard, const std::map<std::size_t, std::string>& preskip, SweepCounts* counts) {
   std::vector<PlannedPoint> plan;
   std::string scenario_name;
   json identity = json::array();
@@ -381,7 +389,10 @@ std::int64_t run_sweep(const catalog::Catalog& catalog, const SweepOptions& o, c
     ++(rec.skip_reason.empty() ? reused : skipped);
   }
 
-  if (o.json) {
+  const SweepCounts totals{sweep_id, scenario_name, plan.size(), mine, ran, reused, skipped, failed};
+  if (counts != nullptr) {
+    *counts = totals;
+  } else if (o.json) {
     std::cout << json{{"sweep_id", sweep_id},
                       {"definition_hash", definition_hash},
                       {"scenario", scenario_name},
@@ -395,11 +406,7 @@ std::int64_t run_sweep(const catalog::Catalog& catalog, const SweepOptions& o, c
                      .dump(2)
               << "\n";
   } else {
-    std::cout << fmt::format("moesim sweep {} of {}: {} points{}: {} run now, {} already complete, {} skipped, {} failed; "
-                             "stored in {}\n",
-                             sweep_id, scenario_name, plan.size(),
-                             shard.count > 1 ? fmt::format(", shard {}/{} holds {}", shard.index, shard.count, mine) : "", ran,
-                             reused, skipped, failed, o.db);
+    std::cout << sweep_summary_line(totals, shard, o.db);
   }
   if (failed > 0)
     throw Error(fmt::format("{} of the sweep's points failed (`moesim runs list --db {}` shows why); run the same command "

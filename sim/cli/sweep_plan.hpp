@@ -35,11 +35,28 @@ double estimated_cost(const nlohmann::json& resolved);
  *  lowest shard). Deterministic, so every shard computes the same assignment. */
 std::vector<int> assign_shards(const std::vector<double>& costs, int shard_count);
 
+/** What one run_sweep call did with its shard's points. */
+struct SweepCounts {
+  std::int64_t sweep_id = 0;
+  std::string scenario;          ///< the scenario's name
+  std::size_t points = 0;        ///< of the whole sweep
+  std::size_t shard_points = 0;  ///< of this shard
+  std::size_t ran = 0;           ///< simulated by this call
+  std::size_t reused = 0;        ///< already complete in the store
+  std::size_t skipped = 0;
+  std::size_t failed = 0;
+};
+
+/** The summary line `moesim sweep` prints: "moesim sweep ID of NAME: N points: X run now, Y already complete, ...". */
+std::string sweep_summary_line(const SweepCounts& c, const Shard& shard, const std::string& db);
+
 struct SweepOptions;
 /** Runs `def`'s points of `shard` as `moesim sweep` does (o.scenario, o.overrides, o.db, o.jobs, o.json), stored as
  *  one sweep; points listed in `preskip` (index -> reason) are recorded as skipped with that reason, not run.
- *  Returns the sweep's id in o.db. Throws when points failed or every point was skipped. */
+ *  Returns the sweep's id in o.db. Throws when points failed or every point was skipped. With `counts`, the summary
+ *  (text or JSON) is not printed: the counts are written there (before any throw) for the caller to report. */
 std::int64_t run_sweep(const catalog::Catalog& catalog, const SweepOptions& o, const scenario::SweepDefinition& def,
-                       const Shard& shard, const std::map<std::size_t, std::string>& preskip);
+                       const Shard& shard, const std::map<std::size_t, std::string>& preskip,
+                       SweepCounts* counts = nullptr);
 
 }  // namespace moesim::cli

@@ -610,6 +610,11 @@ std::vector<Alternative> load_alternatives_unguarded(const std::string& path, co
   for (std::size_t i = 0; i < items.size(); ++i) {
     const auto& [node, file] = items[i];
     const std::string label = node["label"].Scalar();
+    if (label == kBaseAlternativeLabel)
+      throw InputError(file, node["label"].Mark().line + 1, node["label"].Mark().column + 1, "compare[].label",
+                       fmt::format("duplicate alternative label '{}': the scenario itself is compared as '{}'; "
+                                   "give this alternative another label",
+                                   label, kBaseAlternativeLabel));
     if (seen[label]++)
       throw InputError(file, node["label"].Mark().line + 1, node["label"].Mark().column + 1, "compare[].label",
                        fmt::format("duplicate alternative label '{}'", label));

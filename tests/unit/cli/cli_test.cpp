@@ -12,7 +12,9 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <cmath>
 #include <fstream>
+#include <regex>
 #include <set>
 #include <sstream>
 #include <string>
@@ -220,6 +222,60 @@ TEST_CASE("cli::compare: an alternative with an unknown datacenter fails before 
   CHECK(r.err.find("gcp_europe_nort1_2024") != std::string::npos);
   CHECK(r.err.find("gcp_europe_north1_2024") != std::string::npos);  // the closest name is suggested
   CHECK_FALSE(fs::exists(db));
+}
+
+TEST_CASE("cli::compare: an alternative labelled like the base is refused before anything is stored", "[cli]") {
+  const std::string dir = scratch("compare_base_label");
+  const std::string db = dir + "/runs.db";
+  const Result r = run_moesim("compare " + kData + "small_compare.yaml --db " + db + " --alt '{label: base, seed: 3}'", dir);
+  CHECK(r.status == 1);
+  CHECK(r.err.find("duplicate alternative label 'base'") != std::string::npos);
+  CHECK_FALSE(fs::exists(db));
+}
+
+TEST_CASE("cli::compare: --jobs is checked like sweep's and plan's (1 to 1024)", "[cli]") {
+  const std::string dir = scratch("compare_jobs");
+  const std::string db = dir + "/runs.db";
+  for (const std::string j : {"0", "-3", "1025"}) {
+    const Result r = run_moesim("compare " + kData + "small_compare.yaml -j " + j + " --db " + db, dir);
+    CHECK(r.status != 0);
+    CHECK(r.err.find("--jobs") != std::string::npos);
+    CHECK(r.err.find("not in range 1 to 1024") != std::string::npos);
+    CHECK_FALSE(fs::exists(db));
+  }
+}
+
+TEST_CASE("cli::run: the README's GShard-600B example states the figures the run prints", "[cli]") {
+  const std::string dir = scratch("readme_gshard");
+  const Result r = run_moesim("run " MOESIM_SOURCE_ROOT "/scenarios/published/gshard_600b.yaml --no-store --json", dir);
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  const json j = json::parse(r.out);
+  std::string readme = moesim::testing::slurp(MOESIM_SOURCE_ROOT "/README.md");
+  std::replace(readme.begin(), readme.end(), '\n', ' ');
+  // A figure as the prose rounds it: within half a unit of its last decimal.
+  auto close = [](const std::string& text, double value) {
+    const auto dot = text.find('.');
+    const int decimals = dot == std::string::npos ? 0 : static_cast<int>(text.size() - dot - 1);
+    return std::abs(std::stod(text) - value) <= 0.5 * std::pow(10.0, -decimals) + 1e-9;
+  };
+  std::smatch m;
+  const std::regex time_re(R"(gshard_600b\.yaml`: step time ([0-9.]+) s \(([0-9.]+) steps/s\), +([0-9 ]+) steps → ([0-9.]+) days, MFU ([0-9.]+) %)");
+  REQUIRE(std::regex_search(readme, m, time_re));
+  INFO(m[0].str());
+  CHECK(close(m[1].str(), j.at("step_time_s").get<double>()));
+  CHECK(close(m[2].str(), 1.0 / j.at("step_time_s").get<double>()));
+  std::string steps = m[3].str();
+  steps.erase(std::remove(steps.begin(), steps.end(), ' '), steps.end());
+  CHECK(std::stoll(steps) == j.at("steps").get<long long>());
+  CHECK(close(m[4].str(), j.at("train_days").get<double>()));
+  CHECK(close(m[5].str(), 100.0 * j.at("mfu").get<double>()));
+  const std::regex energy_re(R"(([0-9.]+) MWh facility energy and ([0-9.]+) / ([0-9.]+) tCO2e \(gross / net\))");
+  REQUIRE(std::regex_search(readme, m, energy_re));
+  INFO(m[0].str());
+  CHECK(close(m[1].str(), j.at("facility_energy_mwh").get<double>()));
+  CHECK(close(m[2].str(), j.at("co2e_gross_t").get<double>()));
+  CHECK(close(m[3].str(), j.at("co2e_net_t").get<double>()));
 }
 
 TEST_CASE("cli::explain: docs/scenario.md is generated from the field table and up to date", "[cli]") {

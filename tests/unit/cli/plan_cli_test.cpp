@@ -7,7 +7,10 @@
 #include <algorithm>
 #include <filesystem>
 #include <map>
+#include <regex>
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -172,6 +175,45 @@ TEST_CASE("cli::plan: by time, layouts whose lower bound cannot beat the best si
   CHECK(json::parse(e.out)["simulated"] == 15);
 }
 
+TEST_CASE("cli::plan: one sweep summary for the whole plan, its counts those of the plan", "[cli][plan][bound]") {
+  const std::string dir = scratch("summary");
+  const std::string db = dir + "/plan.db";
+  // The summary lines ("moesim sweep N of NAME: ...") of `text`, and the counts of the first.
+  auto summaries = [](const std::string& text) {
+    std::vector<std::string> out;
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);)
+      if (line.rfind("moesim sweep ", 0) == 0) out.push_back(line);
+    return out;
+  };
+  const std::regex counts_re(R"(: (\d+) points: (\d+) run now, (\d+) already complete, (\d+) skipped, (\d+) failed;)");
+  // Bounded by time: the plan runs its sweep a batch at a time, then once more for the bounded layouts.
+  const Result first = run_moesim("plan " + kPlan + " --json --top 100 --db " + db, dir);
+  INFO(first.err);
+  REQUIRE(first.status == 0);
+  const json j = json::parse(first.out);
+  REQUIRE(j["bounded"].get<int>() > 0);
+  const auto lines = summaries(first.err);
+  REQUIRE(lines.size() == 1);
+  std::smatch m;
+  REQUIRE(std::regex_search(lines[0], m, counts_re));
+  CHECK(std::stoi(m[1].str()) == j["layouts"].get<int>());
+  CHECK(std::stoi(m[2].str()) == j["simulated"].get<int>());
+  CHECK(std::stoi(m[3].str()) == 0);
+  CHECK(std::stoi(m[4].str()) == j["layouts"].get<int>() - j["simulated"].get<int>());
+  CHECK(std::stoi(m[5].str()) == 0);
+  // Again on the same store: nothing run, every simulated layout already complete; the text form prints it once too.
+  const Result again = run_moesim("plan " + kPlan + " --top 3 --db " + db, dir);
+  INFO(again.err);
+  REQUIRE(again.status == 0);
+  const auto again_lines = summaries(again.out);
+  REQUIRE(again_lines.size() == 1);
+  CHECK(summaries(again.err).empty());
+  REQUIRE(std::regex_search(again_lines[0], m, counts_re));
+  CHECK(std::stoi(m[2].str()) == 0);
+  CHECK(std::stoi(m[3].str()) == j["simulated"].get<int>());
+}
+
 TEST_CASE("cli::plan and run: the unhappy paths", "[cli][plan][errors]") {
   const std::string dir = scratch("errors");
   // `run` refuses `parallelism: auto` and points to `moesim plan`.
@@ -196,4 +238,25 @@ TEST_CASE("cli::plan and run: the unhappy paths", "[cli][plan][errors]") {
   CHECK(serving.err.find("plans training layouts") != std::string::npos);
   const Result rank = run_moesim("plan " + kPlan + " --rank-by speed", dir);
   CHECK(rank.status == 2);
+}
+
+TEST_CASE("cli::plan: the layout an example plan's description suggests for `moesim run` really runs", "[cli][plan]") {
+  const std::string dir = scratch("suggested");
+  int files = 0;
+  for (const auto& entry : fs::directory_iterator(MOESIM_SOURCE_ROOT "/scenarios/plan")) {
+    if (entry.path().extension() != ".yaml") continue;
+    const std::string text = moesim::testing::slurp(entry.path().string());
+    std::string sets;
+    const std::regex set_re(R"(--set\s+([A-Za-z0-9_.]+=[A-Za-z0-9_-]+))");
+    for (auto it = std::sregex_iterator(text.begin(), text.end(), set_re); it != std::sregex_iterator(); ++it)
+      sets += " --set " + (*it)[1].str();
+    if (sets.empty()) continue;
+    ++files;
+    INFO(entry.path().string() << ":" << sets);
+    const Result r = run_moesim("run " + entry.path().string() + " --no-store" + sets, dir);
+    INFO(r.err);
+    CHECK(r.status == 0);
+    CHECK(r.out.find("(complete)") != std::string::npos);
+  }
+  CHECK(files >= 1);  // scenarios/plan/h100-mixtral-8x7b.yaml suggests one
 }

@@ -3,6 +3,7 @@
 // metric drawn against the swept axes (a heat map for two dimensions, one per combination of the others for three,
 // a line for one numeric axis, bars for one axis of names, zipped axes as one dimension) with exactly the values of
 // the points table (one quantity, one truth); the Pareto front of the complete points; skipped points with reasons.
+// The Markdown and HTML header counts each axis' distinct values; the CSV names each ranking column with its unit.
 #include <algorithm>
 #include <cmath>
 #include <map>
@@ -199,6 +200,57 @@ TEST_CASE("reports::sweep html: three dimensions give one heat map per value of 
   CHECK(charts.size() == 3);  // rows accelerator, columns count, one map per data degree
   for (const auto* c : charts) CHECK(c->by_class("cell").size() == 4);
   CHECK(drawn(*doc, id, "train_days") == tabled(*doc, "train_days"));
+}
+
+TEST_CASE("reports::sweep md/html: an axis listed a value per point (a plan's sweep, zipped) counts its distinct values",
+          "[reports][sweep]") {
+  t::TempDir dir;
+  Store db((dir.path() / "s.db").string());
+  // Five points, zipped as a plan stores its layouts: data takes 3 values, expert 3, tensor 1.
+  const std::int64_t id = make_sweep(db,
+                                     {{"parallelism.data", json::array({8, 4, 8, 2, 4})},
+                                      {"parallelism.expert", json::array({1, 2, 1, 4, 2})},
+                                      {"parallelism.tensor", json::array({1, 1, 1, 1, 1})}},
+                                     {}, true);
+  const std::string md = r::render_sweep_report(db, id, r::Format::markdown);
+  CHECK(md.find("5 points over `parallelism.data` (3 values), `parallelism.expert` (3 values), `parallelism.tensor` (1 value);") !=
+        std::string::npos);
+  CHECK(md.find("(5 values)") == std::string::npos);
+  const std::string html = r::render_sweep_report(db, id, r::Format::html);
+  CHECK(html.find("5 points over parallelism.data (3 values), parallelism.expert (3 values), parallelism.tensor (1 value).") !=
+        std::string::npos);
+  // A cartesian sweep: each axis its own values, as before.
+  Store db2((dir.path() / "s2.db").string());
+  const std::int64_t grid = make_sweep(db2, {{"cluster.count", json::array({256, 512, 1024})}, {"parallelism.data", json::array({1, 2})}});
+  CHECK(r::render_sweep_report(db2, grid, r::Format::markdown).find("6 points over `cluster.count` (3 values), `parallelism.data` (2 values);") !=
+        std::string::npos);
+}
+
+TEST_CASE("reports::sweep csv: each ranking column carries its unit in its name, documented in reports/README.md",
+          "[reports][sweep][csv]") {
+  t::TempDir dir;
+  Store db((dir.path() / "s.db").string());
+  const std::int64_t id = make_sweep(db, {{"parallelism.data", json::array({1, 2})}});
+  const auto rows = t::parse_csv(r::render_sweep_report(db, id, r::Format::csv));
+  REQUIRE(rows.size() >= 3);
+  const std::vector<std::string>& head = rows[0];
+  const std::vector<std::string> expected = {"point", "parallelism.data", "status", "run_id", "point_hash", "skip_reason",
+                                             "train_days", "facility_energy_mwh", "co2e_gross_t", "co2e_net_t",
+                                             "wan_bytes_per_step_gb", "wan_time_per_step_s", "pareto"};
+  CHECK(head == expected);
+  // The values are those of the Markdown table's columns, in the units the names give (MWh, t).
+  const auto col = [&](const std::string& name) {
+    return static_cast<std::size_t>(std::find(head.begin(), head.end(), name) - head.begin());
+  };
+  for (std::size_t i = 1; i < rows.size(); ++i) {
+    if (rows[i].size() != head.size()) continue;
+    CHECK(t::num(rows[i][col("co2e_gross_t")]) == Approx(9.0 - 0.61 * static_cast<double>((i - 1) % 5)).epsilon(1e-9));
+  }
+  const std::string readme = t::read_text_file(std::string(MOESIM_SOURCE_ROOT) + "/reports/README.md");
+  for (std::size_t c = col("skip_reason") + 1; c + 1 < head.size(); ++c) {
+    INFO(head[c]);
+    CHECK(readme.find("`" + head[c] + "`") != std::string::npos);
+  }
 }
 
 TEST_CASE("reports::svg heat_map: viridis ends, shape errors", "[reports][svg]") {

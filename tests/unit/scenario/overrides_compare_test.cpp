@@ -175,6 +175,25 @@ TEST_CASE("scenario::load_alternatives: bad alternatives are refused with their 
     CHECK(e.key() == "compare[].label");
     CHECK(t::contains(e.message(), "duplicate alternative label 'top1'"));
   }
+  SECTION("--alt taking the label of the base (the scenario itself is compared as 'base')") {
+    const std::string alt = "{label: base, seed: 3}";
+    const auto e =
+        t::expect_input_error([&] { load_alternatives(t::data("compare_ok.yaml"), t::real_catalog(), {}, {alt}); });
+    CHECK(e.file() == "--alt " + alt);
+    CHECK(e.key() == "compare[].label");
+    CHECK(e.line() == 1);
+    CHECK(t::contains(e.message(), "duplicate alternative label 'base'"));
+    CHECK(t::contains(e.message(), "the scenario itself"));
+  }
+  SECTION("a `compare:` entry taking the label of the base") {
+    const std::string file = t::data("compare_base_label.yaml");
+    const std::string text = t::slurp(file);
+    const auto e = t::expect_input_error([&] { load_alternatives(file, t::real_catalog()); });
+    CHECK(e.file() == file);
+    CHECK(e.key() == "compare[].label");
+    CHECK(e.line() == t::line_in(text, "  - label: base"));
+    CHECK(t::contains(e.message(), "duplicate alternative label 'base'"));
+  }
   SECTION("--alt that is not a mapping") {
     const auto e = t::expect_input_error(
         [&] { load_alternatives(t::data("compare_ok.yaml"), t::real_catalog(), {}, {"[1, 2]"}); });

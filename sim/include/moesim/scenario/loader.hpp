@@ -8,6 +8,9 @@
 
 namespace moesim::scenario {
 
+/** The label `moesim compare` gives the scenario itself (the base row); an alternative cannot take it. */
+inline constexpr const char* kBaseAlternativeLabel = "base";
+
 /** A `compare:` alternative: its label and the scenario with its overrides applied. */
 struct Alternative {
   std::string label;
@@ -32,7 +35,8 @@ Scenario load_string(const std::string& yaml_text, const std::string& file_label
                      const std::vector<std::string>& overrides = {});
 
 /** The scenario's `compare:` alternatives (each fully validated), plus any given on the command line
- *  as YAML mappings (`extra_alternatives`, each with a `label`). Empty if there are none. */
+ *  as YAML mappings (`extra_alternatives`, each with a `label`). Empty if there are none. A label used twice,
+ *  or equal to kBaseAlternativeLabel (the scenario itself), is refused at its location. */
 std::vector<Alternative> load_alternatives(const std::string& path, const catalog::Catalog& catalog,
                                            const std::vector<std::string>& overrides = {},
                                            const std::vector<std::string>& extra_alternatives = {});
