@@ -11,9 +11,9 @@ namespace moesim::cli {
 nlohmann::json RateSearch::to_json() const {
   nlohmann::json ps = nlohmann::json::array();
   for (const RateProbe& p : probes)
-    ps.push_back({{"rate_per_s", p.rate_per_s}, {"accepted", p.ok}, {"meets_slo", p.slo_met}, {"ttft_p99_s", p.ttft_p99_s}, {"tpot_p99_s", p.tpot_p99_s},
-                  {"output_tokens_per_s", p.output_tokens_per_s}, {"requests", p.requests},
-                  {"keeps_up", p.keeps_up}, {"backlog_growth_fraction", p.backlog_growth_fraction}});
+    ps.push_back({{"rate_per_s", p.rate_per_s}, {"accepted", p.ok}, {"meets_slo", p.slo_met}, {"keeps_up", p.keeps_up},
+                  {"ttft_p99_s", p.ttft_p99_s}, {"tpot_p99_s", p.tpot_p99_s}, {"output_tokens_per_s", p.output_tokens_per_s},
+                  {"requests", p.requests}, {"backlog_growth_fraction", p.backlog_growth_fraction}});
   return {{"rate_per_s", rate_per_s}, {"upper_rate_per_s", upper_rate_per_s}, {"slo_ttft_s", slo_ttft_s},
           {"slo_tpot_s", slo_tpot_s}, {"probes", ps}};
 }

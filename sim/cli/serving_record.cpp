@@ -24,7 +24,6 @@ double metric_or(const store::RunRecord& r, const std::string& name, double fall
 constexpr double kPerThousand = 1000.0;
 constexpr double kGramsPerKg = 1000.0;
 
-
 /** A stored metric as JSON, scaled; null when the run does not have it (a ratio whose denominator was 0). */
 json metric_json(const store::RunRecord& r, const std::string& name, double scale = 1.0) {
   const store::Metric* m = r.metric(name);

@@ -48,7 +48,8 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(PoolFigures, role, replicas, devices_per_repl
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ServingResult, scenario_name, accelerator, chips, devices, pools, requests_total,
                                    requests_measured, window_start_s, window_end_s, makespan_s, ttft, tpot, itl, e2e, queue,
                                    throughput_rps, input_tokens_per_s, output_tokens_per_s, output_tokens_per_s_per_device,
-                                   input_tokens_window, output_tokens_window, output_tokens_requested_window, backlog_growth_fraction, in_system_mid, in_system_end, goodput_fraction, goodput_rps, slo_ttft_s,
+                                   input_tokens_window, output_tokens_window, output_tokens_requested_window,
+                                   backlog_growth_fraction, in_system_mid, in_system_end, goodput_fraction, goodput_rps, slo_ttft_s,
                                    slo_tpot_s, slo_p99_met, preemptions, mean_batch_sequences, mean_kv_use,
                                    mean_queue_requests, model_flops_window, mfu, kv_transfer_bytes, iterations,
                                    layer_shapes_simulated, layer_replays, attention_shapes, sites, site_output_tokens, series,
@@ -131,9 +132,9 @@ double overlap_sum(std::size_t n, const Span& span, double from, double to) {
   return sum;
 }
 
-/** The average number of the n spans span(i) = {x, y} open over each of `bins` intervals [t0 + j dt, t0 + (j + 1) dt): each span's overlap
- *  with an interval, summed, over dt. O(spans + bins): a span's partial end intervals directly, the whole ones
- *  between them through a difference array. */
+/** The average number of the n spans span(i) = {x, y} open over each of `bins` intervals [t0 + j dt, t0 + (j + 1) dt):
+ *  each span's overlap with an interval, summed, over dt. O(spans + bins): a span's partial end intervals directly,
+ *  the whole ones between them through a difference array. */
 template <typename Span>
 std::vector<double> interval_averages(std::size_t n, const Span& span, double t0, double dt, std::size_t bins) {
   std::vector<double> part(bins, 0.0), diff(bins + 1, 0.0);

@@ -280,3 +280,22 @@ TEST_CASE("cli::serving --max-rate: a rate the deployment cannot keep up with is
   // At the rate found the deployment serves what arrives: the output tokens generated match those asked for.
   CHECK(j.at("metrics").at("output_served_fraction").at("value").get<double>() == Approx(1.0).margin(0.02));
 }
+
+TEST_CASE("cli::serving run: with no output token in the window, per-token figures are null and '–', not 0", "[cli][serving]") {
+  const std::string dir = scratch("notokens");
+  // One request arriving at the window's end (the last arrival ends a trace's window): its tokens come after it.
+  write(dir + "/one.csv", "arrival_s,prompt_tokens,output_tokens\n0.1,100,10\n");
+  const auto f = scenario(dir, "  arrival: {type: trace, trace_csv: one.csv}\n  prompt_length: {type: trace}\n"
+                               "  output_length: {type: trace}\n  pools:\n    - {replicas: 8}\n");
+  const Result r = run_cli("run " + f + " --json --no-store", dir);
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  const json j = json::parse(r.out);
+  REQUIRE(j.at("metrics").at("output_tokens").at("value").get<double>() == 0.0);
+  CHECK(j.at("energy_per_output_token_j").is_null());
+  CHECK(j.at("gco2e_gross_per_1000_tokens").is_null());
+  CHECK_FALSE(j.at("metrics").contains("energy_per_output_token_j"));
+  const Result text = run_cli("run " + f + " --no-store", dir);
+  CHECK(text.out.find("– J per output token") != std::string::npos);
+  CHECK(text.out.find("0.000 J per output token") == std::string::npos);
+}
