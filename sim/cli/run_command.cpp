@@ -161,12 +161,9 @@ int cmd_run(const GlobalOptions& g, const RunOptions& o) {
   PreparedRun p = [&] {
     try {
       return prepare_run(catalog, std::move(s));
-    } catch (const InputError&) {
-      throw;  // located already
-    } catch (const Error& e) {
+    } catch (const MemoryFitError& e) {
       // The memory checks see the scenario, not its file: name the file here.
-      if (std::string(e.what()).find("does not fit") == std::string::npos) throw;
-      throw Error(fmt::format("{}: {}", o.scenario, e.what()));
+      throw MemoryFitError(fmt::format("{}: {}", o.scenario, e.what()));
     }
   }();
   // Every output is checked before the simulation: a run is never stored only to fail on its report.

@@ -166,7 +166,7 @@ std::string needed_gib(const std::string& message) {
                          still.empty() ? "nothing in this scenario's ZeRO stage, rematerialisation or micro-batches helps"
                                        : fmt::format("it does not fit even with {}", text::join(still, ", ")));
   }
-  throw Error(what + advice);
+  throw MemoryFitError(what + advice);
 }
 
 }  // namespace
@@ -181,8 +181,7 @@ void check_feasible(const scenario::Scenario& s, const catalog::Catalog& catalog
   workload::DeviceMesh mesh(s.parallelism, accel.devices_per_chip);
   try {
     workload::estimate_memory(s, accel);
-  } catch (const Error& e) {
-    if (std::string(e.what()).find("does not fit in device memory") == std::string::npos) throw;
+  } catch (const MemoryFitError& e) {
     explain_memory_error(s, accel, e);
   }
   system::Topology::build(s, accel, mesh);

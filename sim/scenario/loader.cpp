@@ -298,18 +298,22 @@ void strip_nulls(json& j) {
   }
 }
 
+/** Forgets the source locations of `path` and of everything under it (the checks treat a located key as given). */
+void forget_locations(LocationMap& locs, const std::string& path) {
+  for (auto l = locs.lower_bound(path); l != locs.end() && l->first.compare(0, path.size(), path) == 0;) {
+    const char next = l->first.size() > path.size() ? l->first[path.size()] : '\0';
+    l = next == '\0' || next == '.' || next == '[' ? locs.erase(l) : std::next(l);
+  }
+}
+
 /** Objects merge key by key; everything else (lists, scalars) is replaced. An object that names a different `type:`
  *  than the one it overlays replaces it whole: a registry entry of another type (an arrival process, a length
  *  distribution, a scheduler, a topology) has other keys, and the old type's would be refused as not used by it.
- *  The replaced keys' source locations go too (the checks treat a located key as given). */
+ *  The replaced keys' source locations go too. */
 void deep_merge(json& base, const json& overlay, LocationMap& locs, const std::string& path = "") {
   if (base.is_object() && overlay.is_object() && base.contains("type") && overlay.contains("type") && base["type"] != overlay["type"]) {
-    const std::string prefix = path + ".";
-    for (auto it = locs.lower_bound(prefix); it != locs.end() && it->first.compare(0, prefix.size(), prefix) == 0;) {
-      std::string key = it->first.substr(prefix.size());
-      key = key.substr(0, key.find_first_of(".["));
-      it = overlay.contains(key) ? std::next(it) : locs.erase(it);
-    }
+    for (const auto& [key, value] : base.items())
+      if (!overlay.contains(key)) forget_locations(locs, join_path(path, key));
     base = overlay;
     return;
   }
@@ -318,14 +322,11 @@ void deep_merge(json& base, const json& overlay, LocationMap& locs, const std::s
     return;
   }
   for (auto it = overlay.begin(); it != overlay.end(); ++it) {
-    const std::string key_path = path.empty() ? it.key() : path + "." + it.key();
+    const std::string key_path = join_path(path, it.key());
     if (it.value().is_null()) {
       // KEY=null removes the key (back to its default, or absent), with its locations.
       base.erase(it.key());
-      for (auto l = locs.lower_bound(key_path); l != locs.end() && l->first.compare(0, key_path.size(), key_path) == 0;) {
-        const char next = l->first.size() > key_path.size() ? l->first[key_path.size()] : '\0';
-        l = next == '\0' || next == '.' || next == '[' ? locs.erase(l) : std::next(l);
-      }
+      forget_locations(locs, key_path);
       continue;
     }
     if (base.contains(it.key()) && base[it.key()].is_object() && it.value().is_object())

@@ -283,7 +283,7 @@ MemoryEstimate estimate_memory(const scenario::Scenario& s, const catalog::Accel
   const MemoryEstimate best = estimate_memory_need(s, accel);
   if (best.total_bytes() > best.capacity_bytes) {
     const double gib = units::kGiB;
-    throw Error(fmt::format(
+    throw MemoryFitError(fmt::format(
         "the model does not fit in device memory: {:.1f} GiB needed per device ({:.1f} params + {:.1f} grads + "
         "{:.1f} optimizer state + {:.1f} activations{}) but one {} device has {:.1f} GiB; use more devices, "
         "tensor/pipeline/expert parallelism, or rematerialization",

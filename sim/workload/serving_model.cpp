@@ -119,7 +119,7 @@ ReplicaMemory replica_memory(const scenario::Scenario& s, const scenario::PoolSp
       std::string pool_key = "serving.pools";
       for (std::size_t i = 0; i < v.pools.size(); ++i)
         if (&v.pools[i] == &pool) pool_key = fmt::format("serving.pools[{}]", i);
-      throw Error(fmt::format(
+      throw MemoryFitError(fmt::format(
           "the model does not fit a serving replica: one {} device (cluster.accelerator; pipeline stage {} of {}) holds "
           "{:.1f} GiB of weights (the model's size: model.layers, model.d_model, model.d_ff, model.experts, "
           "model.dtype) and a {:.1f} GiB activation workspace ({} batched tokens) but may use {:.3g} % "

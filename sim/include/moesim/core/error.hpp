@@ -12,6 +12,14 @@ class Error : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/** The model does not fit its devices' memory (training: the per-device estimate; serving: a replica's weights and
+ *  activation workspace). An answer about the scenario rather than a broken input: callers turn it into a verdict
+ *  (`moesim validate`'s `fits` rows), explain it (engine::check_feasible) or name the scenario file in it. */
+class MemoryFitError : public Error {
+ public:
+  using Error::Error;
+};
+
 /** An error located in an input file (scenario, profile, CSV): "file:line:column: key: message".
  *  line/column are 1-based; 0 means unknown. */
 class InputError : public Error {
