@@ -71,6 +71,8 @@ const std::vector<CsvColumn>& csv_columns() {
       {"grid_net_kgco2e_per_kwh", "kg CO2e/kWh", "market-based intensity used; empty when none is published (net CO2e then uses gross)"},
       {"cfe_fraction", "1", "carbon-free energy fraction of the site; empty when not published"},
       {"grid_licence", "", "licence of the datacenter's grid figures (SPDX id or the profile's statement)"},
+      {"grid_attribution", "", "the attribution that licence requires of whoever reproduces the figures; empty when none is required"},
+      {"grid_basis", "", "accounting basis of the gross intensity: lifecycle, operational, unspecified, or empty when the source does not say"},
       {"train_days", "days", "training: simulated wall-clock time of the whole training job (run-level, repeated on each datacenter row)"},
       {"train_time_s", "s", "training: the same in seconds (run-level)"},
       {"step_time_s", "s", "training: mean simulated step time (run-level)"},
@@ -81,19 +83,20 @@ const std::vector<CsvColumn>& csv_columns() {
       {"tokens_dropped_fraction", "1", "training: dispatched token-to-expert assignments dropped beyond expert capacity, as a fraction of the dispatched assignments (run-level)"},
       {"average_chip_power_w", "W", "average power per chip over the job (run-level; serving: over the measurement window)"},
       {"wan_bytes_per_step", "B", "training: bytes crossing the WAN between datacenters per step (run-level)"},
-      {"wan_time_per_step_s", "s", "training: WAN communication on the step's critical path (run-level)"},
+      {"wan_time_per_step_s", "s", "training: wall time per step during which at least one collective round crossing the WAN between datacenters is in flight, overlapped with compute or not, so not only WAN time on the step's critical path (run-level)"},
       {"moesim_version", "", "moesim version that produced the run"},
       {"git_hash", "", "git commit of that moesim build"},
       {"seed", "", "random seed of the run"},
       {"kind", "", "run kind: training or serving"},
       {"requests_measured", "requests", "serving: requests arriving in the measurement window (run-level)"},
+      {"requests_completed", "requests", "serving: requests finishing in the measurement window, i.e. served (run-level)"},
       {"window_s", "s", "serving: length of the measurement window (run-level)"},
-      {"throughput_rps", "requests/s", "serving: measured requests per second of the window (run-level)"},
+      {"throughput_rps", "requests/s", "serving: requests served (finishing in the window) per second of the window (run-level)"},
       {"input_tokens_per_s", "tokens/s", "serving: prompt tokens per second (run-level)"},
       {"output_tokens_per_s", "tokens/s", "serving: generated tokens per second (run-level)"},
       {"output_tokens_per_s_per_device", "tokens/s", "serving: output_tokens_per_s per device (run-level)"},
       {"goodput_fraction", "1", "serving: fraction of measured requests with TTFT and TPOT within the SLO limits (run-level)"},
-      {"goodput_rps", "requests/s", "serving: such requests per second (run-level)"},
+      {"goodput_rps", "requests/s", "serving: requests served per second within both SLO limits, goodput_fraction x throughput_rps (run-level)"},
       {"slo_ttft_s", "s", "serving: TTFT limit (run-level)"},
       {"slo_tpot_s", "s", "serving: TPOT limit (run-level)"},
       {"slo_p99_met", "", "serving: true when P99 TTFT and P99 TPOT are within the limits, else false (run-level)"},
@@ -146,8 +149,12 @@ std::string csv_report(const std::vector<store::RunRecord>& runs) {
     std::vector<store::DatacenterResult> dcs = r.datacenters;
     const bool no_dc = dcs.empty();
     if (no_dc) dcs.emplace_back();
-    std::map<std::string, std::string> licences;
-    for (const auto& s : datacenter_sources(r)) licences[s.name] = s.licence;
+    std::map<std::string, std::string> licences, attributions, bases;
+    for (const auto& s : datacenter_sources(r)) {
+      licences[s.name] = s.licence;
+      attributions[s.name] = s.attribution;
+      bases[s.name] = s.grid_basis;
+    }
     for (std::size_t k = 0; k < dcs.size(); ++k) {
       const store::DatacenterResult& d = dcs[k];
       auto dc_num = [&](double v) { return no_dc ? std::string() : num(v); };
@@ -180,6 +187,8 @@ std::string csv_report(const std::vector<store::RunRecord>& runs) {
           d.net_kgco2e_per_kwh ? num(*d.net_kgco2e_per_kwh) : "",
           d.cfe_fraction ? num(*d.cfe_fraction) : "",
           licences.count(d.name) ? licences[d.name] : "",
+          attributions.count(d.name) ? attributions[d.name] : "",
+          bases.count(d.name) ? bases[d.name] : "",
           num(units::seconds_to_days(train_s)),
           num(train_s),
           train_num("step_time_s"),
@@ -196,6 +205,7 @@ std::string csv_report(const std::vector<store::RunRecord>& runs) {
           std::to_string(r.seed),
           r.kind,
           serve_num("requests_measured"),
+          serve_num("requests_completed"),
           serve_num("window_s"),
           serve_num("throughput_rps"),
           serve_num("input_tokens_per_s"),
@@ -222,11 +232,11 @@ std::string csv_report(const std::vector<store::RunRecord>& runs) {
           serve_num("output_tokens"),
           serve_ratio("energy_per_output_token_j", "output_tokens"),
           serve_ratio("it_energy_per_output_token_j", "output_tokens"),
-          serve_ratio("energy_per_request_j", "requests_measured"),
+          serve_ratio("energy_per_request_j", "requests_completed"),
           serve_ratio("co2e_gross_kg_per_1k_tokens", "output_tokens", units::kGramsPerKg),
           serve_ratio("co2e_net_kg_per_1k_tokens", "output_tokens", units::kGramsPerKg),
-          serve_ratio("co2e_gross_kg_per_request", "requests_measured", units::kGramsPerKg),
-          serve_ratio("co2e_net_kg_per_request", "requests_measured", units::kGramsPerKg),
+          serve_ratio("co2e_gross_kg_per_request", "requests_completed", units::kGramsPerKg),
+          serve_ratio("co2e_net_kg_per_request", "requests_completed", units::kGramsPerKg),
           site_num("output_tokens"),
           site_num("energy_per_output_token"),
           site_num("co2e_gross_per_1k_tokens"),

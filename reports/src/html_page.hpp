@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "moesim/reports/markup.hpp"
+#include "moesim/store/store.hpp"
 
 namespace moesim::reports::detail {
 
@@ -29,6 +30,10 @@ std::string with_unit(const std::string& header, const std::string& unit);
 void open_page(XmlWriter& w, const std::string& title);
 /** The footer (store and moesim version), </body></html>. */
 void close_page(XmlWriter& w, const std::string& db_path, const std::string& version);
+
+/** The "Data sources and licences" section of a page about `runs` (html_report.cpp): every dataset's licence,
+ *  the attribution it requires, and the datacenters that used it. */
+void html_licences_section(XmlWriter& w, const std::vector<store::RunRecord>& runs);
 /** A contents list of (section id, label). */
 void nav(XmlWriter& w, const std::vector<std::pair<std::string, std::string>>& entries);
 /** A two-column key/value table (text values). */

@@ -1086,6 +1086,7 @@ std::string html_comparison(const store::Comparison& cmp, const std::vector<stor
   }
   w.close("tbody");
   close_table(w);
+  if (const std::string note = grid_basis_note(runs); !note.empty()) w.element("p", {{"class", "note"}, {"id", "grid-basis-note"}}, note);
   w.close("section");
 
   if (serving) {
@@ -1194,6 +1195,13 @@ std::string html_comparison(const store::Comparison& cmp, const std::vector<stor
 
   close_page(w, db_path, runs.front().moesim_version);
   return w.str();
+}
+
+void html_licences_section(XmlWriter& w, const std::vector<store::RunRecord>& runs) {
+  w.open("section", {{"id", "licences"}});
+  w.element("h2", {}, "Data sources and licences");
+  licences_section(w, runs);
+  w.close("section");
 }
 
 }  // namespace moesim::reports::detail

@@ -539,6 +539,7 @@ std::string markdown_comparison(const store::Comparison& cmp, const std::vector<
                    "at least as good in both training time and gross CO2e and strictly better in one. Runs that did not complete are listed last, "
                    "unranked.\n\n";
   out += comparison_table_markdown(rows) + "\n";
+  if (const std::string note = grid_basis_note(runs); !note.empty()) out += "> **Note:** " + markdown_escape(note) + "\n\n";
 
   out += "## Datacenters of each alternative\n\n";
   {
@@ -597,5 +598,7 @@ std::string markdown_comparison(const store::Comparison& cmp, const std::vector<
                      markdown_escape(runs.front().moesim_version), markdown_escape(db_path));
   return out;
 }
+
+std::string markdown_licences(const std::vector<store::RunRecord>& runs) { return licences(runs); }
 
 }  // namespace moesim::reports::detail

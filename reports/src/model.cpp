@@ -73,7 +73,7 @@ std::vector<SummaryRow> summary_rows(const store::RunRecord& r) {
       {"CO2e net (market-based)", "co2e_net_kg", units::kKgPerTonne, "t", 4},
       {"CO2e embodied (chips, amortised)", "embodied_co2e_kg", units::kKgPerTonne, "t", 4},
       {"WAN traffic per step", "wan_bytes_per_step", units::kGB, "GB", 4},
-      {"WAN time per step (critical path)", "wan_time_per_step_s", 1.0, "s", 4},
+      {"WAN time per step (WAN traffic in flight, overlapped or not)", "wan_time_per_step_s", 1.0, "s", 4},
   };
   std::vector<SummaryRow> out;
   for (const auto& s : specs) {
@@ -300,13 +300,56 @@ std::vector<DatacenterSource> datacenter_sources(const store::RunRecord& r) {
     s.licence = e.contains("licence") && e["licence"].is_string() ? e["licence"].get<std::string>() : "";
     s.notes = e.contains("notes") && e["notes"].is_string() ? e["notes"].get<std::string>() : "";
     s.dataset = grid_dataset(s.name, e);
+    s.grid_basis = e.contains("grid_basis") && e["grid_basis"].is_string() ? e["grid_basis"].get<std::string>() : "";
     s.attribution = e.contains("attribution") && e["attribution"].is_string() ? e["attribution"].get<std::string>()
                                                                                 : dataset_attribution(s.dataset);
     if (e.contains("sources") && e["sources"].is_object())
       for (const auto& [k, v] : e["sources"].items()) s.sources.emplace_back(k, v.is_string() ? v.get<std::string>() : v.dump());
+    // An hourly series replaces the annual figure the profile cites: say which series, which hours, and the
+    // energy-weighted intensities it gave, so that the report's CO2e can be traced to its data.
+    if (e.contains("intensity_basis") && e["intensity_basis"].is_object()) {
+      const json& b = e["intensity_basis"];
+      auto str = [&](const char* k) { return b.contains(k) && b[k].is_string() ? b[k].get<std::string>() : std::string(); };
+      if (str("gross") == "hourly")
+        s.sources.emplace_back(
+            "intensity_basis",
+            fmt::format("hourly series {} ({}); the job, {} to {}, touches {} of its hours from {}: energy-weighted gross {:.4g} "
+                        "kgCO2e/kWh, net {:.4g} ({}); the annual figure above is not used",
+                        str("series_file"), str("series_covers"), str("job_start_utc"), str("job_end_utc"),
+                        b.value("hours_touched", 0), str("first_hour_utc"), b.value("effective_gross_kgco2e_per_kwh", 0.0),
+                        b.value("effective_net_kgco2e_per_kwh", 0.0), str("net")));
+      if (!str("note").empty()) s.sources.emplace_back("intensity_basis_note", str("note"));
+    }
     out.push_back(std::move(s));
   }
   return out;
+}
+
+std::string grid_basis_note(const std::vector<store::RunRecord>& runs) {
+  // basis -> datacenter -> the alternatives placed there, in run order
+  std::map<std::string, std::vector<std::pair<std::string, std::vector<std::string>>>> by_basis;
+  for (const auto& r : runs)
+    for (const auto& s : datacenter_sources(r)) {
+      auto& sites = by_basis[s.grid_basis.empty() ? "not stated" : s.grid_basis];
+      auto it = std::find_if(sites.begin(), sites.end(), [&](const auto& e) { return e.first == s.name; });
+      if (it == sites.end()) it = sites.insert(sites.end(), {s.name, {}});
+      if (std::find(it->second.begin(), it->second.end(), run_label(r)) == it->second.end()) it->second.push_back(run_label(r));
+    }
+  if (by_basis.count("lifecycle") == 0 || by_basis.count("operational") == 0) return "";
+  std::string parts;
+  for (const auto& [basis, sites] : by_basis) {
+    std::string list;
+    for (const auto& [site, labels] : sites) {
+      std::string who;
+      for (const auto& l : labels) who += (who.empty() ? "" : ", ") + l;
+      list += fmt::format("{}{} ({})", list.empty() ? "" : ", ", site, who);
+    }
+    parts += fmt::format("{}{}: {}", parts.empty() ? "" : "; ", basis, list);
+  }
+  return fmt::format("Grid intensities on different accounting bases: {}. Lifecycle figures include upstream emissions "
+                     "(fuel supply, plant construction) that operational figures leave out, so part of the difference "
+                     "between these alternatives is the basis, not the grid.",
+                     parts);
 }
 
 std::vector<LicenceUse> licence_uses(const std::vector<store::RunRecord>& runs) {
@@ -417,6 +460,8 @@ const store::Series* find_series(const store::RunRecord& r, const std::string& n
 
 double serving_ratio(const store::RunRecord& r, const std::string& metric, const std::string& count_metric) {
   const double count = metric_or_nan(r, count_metric);
+  // A run stored before its count was recorded keeps the ratio it was stored with.
+  if (std::isnan(count)) return metric_or_nan(r, metric);
   if (!(count > 0.0)) return std::numeric_limits<double>::quiet_NaN();
   return metric_or_nan(r, metric);
 }
@@ -432,10 +477,11 @@ std::vector<SummaryRow> serving_summary_rows(const store::RunRecord& r) {
   };
   static const Spec specs[] = {
       {"Requests measured (arriving in the window)", "requests_measured", as_is, "requests", 7, nullptr},
+      {"Requests served (finishing in the window)", "requests_completed", as_is, "requests", 7, nullptr},
       {"Requests simulated (all arrivals)", "requests_total", as_is, "requests", 7, nullptr},
       {"Measurement window", "window_s", as_is, "s", 4, nullptr},
       {"Window start (end of the warm-up)", "window_start_s", as_is, "s", 4, nullptr},
-      {"Throughput", "throughput_rps", as_is, "requests/s", 4, nullptr},
+      {"Throughput (requests served per second)", "throughput_rps", as_is, "requests/s", 4, nullptr},
       {"Input tokens per second", "input_tokens_per_s", as_is, "tokens/s", 4, nullptr},
       {"Output tokens per second", "output_tokens_per_s", as_is, "tokens/s", 4, nullptr},
       {"Output tokens per second per device", "output_tokens_per_s_per_device", as_is, "tokens/s", 4, nullptr},
@@ -453,12 +499,12 @@ std::vector<SummaryRow> serving_summary_rows(const store::RunRecord& r) {
       {"Model FLOPs utilisation (MFU)", "mfu", to_percent, "%", 3, nullptr},
       {"Energy per output token (facility)", "energy_per_output_token_j", as_is, "J/token", 4, "output_tokens"},
       {"IT energy per output token", "it_energy_per_output_token_j", as_is, "J/token", 4, "output_tokens"},
-      {"Energy per request (facility)", "energy_per_request_j", as_is, "J/request", 4, "requests_measured"},
+      {"Energy per request (facility)", "energy_per_request_j", as_is, "J/request", 4, "requests_completed"},
       {"CO2e gross per 1000 output tokens (location-based)", "co2e_gross_kg_per_1k_tokens", to_grams, "g", 4, "output_tokens"},
       {"CO2e net per 1000 output tokens (market-based)", "co2e_net_kg_per_1k_tokens", to_grams, "g", 4, "output_tokens"},
       {"CO2e embodied per 1000 output tokens", "embodied_co2e_kg_per_1k_tokens", to_grams, "g", 4, "output_tokens"},
-      {"CO2e gross per request", "co2e_gross_kg_per_request", to_grams, "g", 4, "requests_measured"},
-      {"CO2e net per request", "co2e_net_kg_per_request", to_grams, "g", 4, "requests_measured"},
+      {"CO2e gross per request", "co2e_gross_kg_per_request", to_grams, "g", 4, "requests_completed"},
+      {"CO2e net per request", "co2e_net_kg_per_request", to_grams, "g", 4, "requests_completed"},
       {"Chips", "chips", as_is, "chips", 6, nullptr},
       {"Devices", "devices", as_is, "devices", 6, nullptr},
       {"Average power per chip", "average_chip_power_w", as_is, "W", 4, nullptr},

@@ -81,8 +81,17 @@ struct DatacenterSource {
   std::string dataset;      ///< grid_dataset()
   std::string attribution;  ///< stored "attribution" if any, else dataset_attribution(dataset)
   std::vector<std::pair<std::string, std::string>> sources;  ///< field → source text
+  std::string grid_basis;   ///< "lifecycle", "operational", "unspecified" (Ember), or "" (not stated)
 };
 std::vector<DatacenterSource> datacenter_sources(const store::RunRecord& r);
+
+/** Empty unless the datacenters of `runs` mix lifecycle and operational grid intensities; then a sentence naming
+ *  each basis and the alternatives (run_label, datacenter) on it: lifecycle intensities include upstream emissions,
+ *  so part of a difference between such alternatives is the basis, not the grid. */
+std::string grid_basis_note(const std::vector<store::RunRecord>& runs);
+
+/** The text of a Markdown report's "Data sources and licences" section about `runs` (markdown_report.cpp). */
+std::string markdown_licences(const std::vector<store::RunRecord>& runs);
 
 /** Licences of every datacenter of `runs` (deduplicated by licence and dataset) with the
  *  datacenters they cover. */

@@ -154,6 +154,10 @@ std::vector<ComparisonRow> comparison_rows(const store::Store& db, std::int64_t 
   return detail::rows_from_runs(comparison_runs(db, c));
 }
 
+std::string comparison_grid_basis_note(const store::Store& db, std::int64_t comparison_id) {
+  return detail::grid_basis_note(comparison_runs(db, db.get_comparison(comparison_id)));
+}
+
 std::vector<bool> pareto_front(const std::vector<std::pair<double, double>>& points) { return detail::pareto_flags(points); }
 
 namespace {

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <optional>
 #include <set>
 
 #include <fmt/format.h>
@@ -33,8 +34,8 @@ struct PointView {
   const ComparisonRow* row = nullptr;
 };
 
-/** The axis values of point `index`: the odometer of store::SweepRecord::axes, zip groups not known to the
- *  store, so they are read back from the stored label when the point is held; else "?". */
+/** The axis values (JSON text) of a point the store holds, read back from its stored label ("?" for an axis the
+ *  label does not name); values_at derives those of the points it does not hold from the stored axes. */
 std::vector<std::string> values_from_label(const std::string& label, const std::vector<std::string>& keys) {
   std::vector<std::string> out;
   for (std::size_t k = 0; k < keys.size(); ++k) {
@@ -59,6 +60,88 @@ std::vector<std::string> values_from_label(const std::string& label, const std::
 struct SweepCounts {
   std::size_t complete, skipped, failed, running, missing;
 };
+
+/** What to do about the points a store does not hold, or holds unfinished, as one paragraph (empty when there are
+ *  none). The store does not record whether the sweep ran in shards, so a missing point is either another shard's
+ *  or one an interrupted sweep had not reached yet: both are said. */
+std::string advice_text(const SweepCounts& n, const std::string& quote) {
+  std::string out;
+  if (n.missing > 0)
+    out += fmt::format("{} of the sweep's points {} not in this store, which does not record whether the sweep ran in shards: "
+                       "if it was stopped before it reached them, run the same {}moesim sweep{} command again (it resumes); "
+                       "if it ran in shards, run the shards that hold them and {}moesim db merge{} their stores here.",
+                       n.missing, n.missing == 1 ? "is" : "are", quote, quote, quote, quote);
+  if (n.running > 0)
+    out += fmt::format("{}{} of the sweep's points did not finish (the sweep was stopped while they ran, or before): run "
+                       "the same {}moesim sweep{} command again to finish them (it resumes).",
+                       out.empty() ? "" : " ", n.running, quote, quote);
+  return out;
+}
+
+/** Each stored axis' dimension of the sweep's enumeration (scenario::load_sweep: dimensions in order, the last one
+ *  fastest; a zip group's axes share one), or nothing when the stored axes do not tell. A sweep records the
+ *  dimension of each axis (`dimension`); for one that does not, the axes are taken as independent when their
+ *  value counts multiply to the point count, or as one zip group when each lists a value per point (a plan). */
+std::optional<std::vector<std::size_t>> axis_dimensions(const nlohmann::json& axes, std::int64_t point_count) {
+  const std::size_t n_axes = axes.is_array() ? axes.size() : 0;
+  if (n_axes == 0 || point_count <= 0) return std::nullopt;
+  std::vector<std::size_t> length(n_axes, 0);
+  for (std::size_t a = 0; a < n_axes; ++a) {
+    if (!axes[a].is_object() || !axes[a].contains("values") || !axes[a]["values"].is_array() || axes[a]["values"].empty())
+      return std::nullopt;
+    length[a] = axes[a]["values"].size();
+  }
+  std::vector<std::size_t> dim(n_axes, 0);
+  const bool recorded = std::all_of(axes.begin(), axes.end(), [](const nlohmann::json& a) {
+    return a.contains("dimension") && a["dimension"].is_number_unsigned();
+  });
+  if (recorded) {
+    for (std::size_t a = 0; a < n_axes; ++a) {
+      dim[a] = axes[a]["dimension"].get<std::size_t>();
+      if (dim[a] >= n_axes) return std::nullopt;  // more dimensions than axes: not a sweep's
+    }
+  } else {
+    double product = 1.0;
+    for (std::size_t l : length) product *= static_cast<double>(l);
+    const auto count = static_cast<std::size_t>(point_count);
+    if (product == static_cast<double>(point_count)) {
+      for (std::size_t a = 0; a < n_axes; ++a) dim[a] = a;
+    } else if (!std::all_of(length.begin(), length.end(), [&](std::size_t l) { return l == count; })) {
+      return std::nullopt;
+    }
+  }
+  // Consistent: dimensions 0..D-1 each used, a dimension's axes of one length, their product the point count.
+  const std::size_t n_dims = *std::max_element(dim.begin(), dim.end()) + 1;
+  std::vector<std::size_t> dim_length(n_dims, 0);
+  for (std::size_t a = 0; a < n_axes; ++a) {
+    if (dim_length[dim[a]] != 0 && dim_length[dim[a]] != length[a]) return std::nullopt;
+    dim_length[dim[a]] = length[a];
+  }
+  double product = 1.0;
+  for (std::size_t l : dim_length) {
+    if (l == 0) return std::nullopt;
+    product *= static_cast<double>(l);
+  }
+  if (product != static_cast<double>(point_count)) return std::nullopt;
+  return dim;
+}
+
+/** The values (JSON text) of every axis at point `index`: the odometer of scenario::load_sweep read backwards
+ *  (the last dimension the fastest digit). */
+std::vector<std::string> values_at(const nlohmann::json& axes, const std::vector<std::size_t>& dim, std::int64_t index) {
+  const std::size_t n_dims = *std::max_element(dim.begin(), dim.end()) + 1;
+  std::vector<std::size_t> dim_length(n_dims, 0);
+  for (std::size_t a = 0; a < dim.size(); ++a) dim_length[dim[a]] = axes[a]["values"].size();
+  std::vector<std::size_t> digit(n_dims, 0);
+  auto rest = static_cast<std::size_t>(index);
+  for (std::size_t d = n_dims; d-- > 0;) {
+    digit[d] = rest % dim_length[d];
+    rest /= dim_length[d];
+  }
+  std::vector<std::string> out;
+  for (std::size_t a = 0; a < dim.size(); ++a) out.push_back(axes[a]["values"][digit[dim[a]]].dump());
+  return out;
+}
 
 /** How many distinct values a stored axis takes. A plan's sweep (and a `zip:` group) lists one value per point,
  *  repeated, so the length of the list is the number of points, not of values. */
@@ -269,7 +352,8 @@ void metric_charts(XmlWriter& w, const detail::RankingColumn& col, const std::ve
 
 std::string html_sweep(const store::SweepRecord& sweep, const std::string& db_path, const std::vector<std::string>& keys,
                        const std::vector<PointView>& points, const std::vector<detail::RankingColumn>& columns,
-                       const std::vector<ComparisonRow>& rows, const SweepCounts& n, bool serving, const std::string& version) {
+                       const std::vector<ComparisonRow>& rows, const SweepCounts& n, bool serving, const std::string& version,
+                       const std::vector<store::RunRecord>& runs) {
   using detail::close_table;
   using detail::header_row;
   using detail::open_table;
@@ -287,9 +371,7 @@ std::string html_sweep(const store::SweepRecord& sweep, const std::string& db_pa
             fmt::format("Complete {}, skipped {}, failed {}, not finished {}, not in this store {}.", n.complete, n.skipped,
                         n.failed, n.running, n.missing));
   w.close("header");
-  if (n.missing > 0)
-    w.element("div", {{"class", "notice"}},
-              fmt::format("{} of the sweep's points are not in this store: run their shards and `moesim db merge` them here.", n.missing));
+  if (n.missing > 0 || n.running > 0) w.element("div", {{"class", "notice"}}, advice_text(n, "`"));
   detail::nav(w, {{"charts", "Metrics against the swept axes"},
                   {"pareto", serving ? "P99 TTFT vs CO2e per 1000 tokens" : "Training time vs CO2e"},
                   {"points", "Every point"},
@@ -402,6 +484,8 @@ std::string html_sweep(const store::SweepRecord& sweep, const std::string& db_pa
     close_table(w);
   }
   w.close("section");
+  // The grid figures behind the points' CO2e keep their datasets' licences: the attribution they require.
+  detail::html_licences_section(w, runs);
   detail::close_page(w, db_path, version);
   return w.str();
 }
@@ -422,6 +506,8 @@ std::string render_sweep_report(const store::Store& db, std::int64_t sweep_id, F
   std::map<std::int64_t, const store::SweepPointRecord*> held;
   for (const auto& p : sweep.points) held[p.index] = &p;
 
+  // The values of the points this store does not hold, when the stored axes tell them.
+  const std::optional<std::vector<std::size_t>> dims = axis_dimensions(sweep.axes, sweep.point_count);
   std::vector<PointView> points;
   std::size_t complete = 0, skipped = 0, failed = 0, running = 0, missing = 0;
   for (std::int64_t i = 0; i < sweep.point_count; ++i) {
@@ -430,7 +516,12 @@ std::string render_sweep_report(const store::Store& db, std::int64_t sweep_id, F
     auto it = held.find(i);
     if (it == held.end()) {
       v.status = "not in this store";
-      v.axis_values.assign(keys.size(), "?");
+      if (dims) {
+        v.axis_values = values_at(sweep.axes, *dims, i);
+        for (std::size_t k = 0; k < keys.size(); ++k) v.label += (k ? ", " : "") + keys[k] + "=" + v.axis_values[k];
+      } else {
+        v.axis_values.assign(keys.size(), "?");
+      }
       ++missing;
     } else {
       const store::SweepPointRecord& p = *it->second;
@@ -491,15 +582,17 @@ std::string render_sweep_report(const store::Store& db, std::int64_t sweep_id, F
   if (f == Format::html) {
     const SweepCounts counts{complete, skipped, failed, running, missing};
     return html_sweep(sweep, db.path(), keys, points, columns, rows, counts, serving,
-                      runs.empty() ? std::string("(no runs in this store)") : runs.front().moesim_version);
+                      runs.empty() ? std::string("(no runs in this store)") : runs.front().moesim_version, runs);
   }
 
   std::string out = fmt::format("# Sweep {}: {}\n\n", sweep.id, markdown_escape(sweep.scenario_name));
   const std::string axes = axes_text(sweep, "`");
   out += fmt::format("{} points over {}; definition hash `{}`; created {}; store `{}`.\n\n", sweep.point_count, axes,
                      sweep.definition_hash, sweep.created_at_utc, markdown_escape(db.path()));
-  out += fmt::format("Complete {}, skipped {}, failed {}, not finished {}, not in this store {}{}.\n\n", complete, skipped, failed,
-                     running, missing, missing ? " (run their shards and `moesim db merge` them here)" : "");
+  out += fmt::format("Complete {}, skipped {}, failed {}, not finished {}, not in this store {}.\n\n", complete, skipped, failed,
+                     running, missing);
+  if (const std::string advice = advice_text({complete, skipped, failed, running, missing}, "`"); !advice.empty())
+    out += advice + "\n\n";
   out += fmt::format("Pareto: a complete point no other beats on both {}.\n\n",
                      serving ? "P99 TTFT and gross gCO2e per 1000 output tokens" : "training days and gross tCO2e");
   out += "| Point |";
@@ -524,6 +617,7 @@ std::string render_sweep_report(const store::Store& db, std::int64_t sweep_id, F
       if (v.status == "skipped")
         out += fmt::format("| {} | {} | {} |\n", v.index, markdown_escape(v.label), markdown_escape(v.skip_reason));
   }
+  out += "\n## Data sources and licences\n\n" + detail::markdown_licences(runs);
   return out;
 }
 

@@ -164,6 +164,7 @@ void generate_gcp(const MapReader& r, const std::map<std::string, GridIntensity>
     dc.gross_kgco2e_per_kwh = g.kgco2e_per_kwh;
     dc.sources["gross_kgco2e_per_kwh"] =
         fmt::format("grid key {}: {} intensity, {}", g.key, g.basis, g.source);
+    dc.grid_basis = g.basis;
     if (g.cfe_fraction) {
       dc.cfe_fraction = g.cfe_fraction;
       dc.sources["cfe_fraction"] = fmt::format("grid key {}: Google CFE, {}", g.key, g.source);
@@ -196,13 +197,9 @@ void generate_grid(const MapReader& r, const std::map<std::string, GridIntensity
       dc.display_name = fmt::format("{} grid average ({}, {}), {}", g.zone_name, g.dataset, g.zone, g.year);
       dc.provider = "generic";
       dc.location = g.zone_name;
-      dc.grid_zone = g.zone;
-      dc.year = g.year;
       dc.pue = pue.value;
       dc.sources["pue"] = pue.source;
-      dc.gross_kgco2e_per_kwh = g.kgco2e_per_kwh;
-      dc.sources["gross_kgco2e_per_kwh"] = fmt::format("grid key {}: {} intensity, {}", g.key, g.basis, g.source);
-      dc.licence = g.licence;
+      apply_grid_intensity(dc, g);
       dc.notes = notes;
       out.push_back(std::move(dc));
     }
@@ -233,3 +230,16 @@ std::vector<DatacenterSpec> parse_datacenter_file(const std::string& file,
 }
 
 }  // namespace moesim::catalog::detail
+
+namespace moesim::catalog {
+
+void apply_grid_intensity(DatacenterSpec& dc, const GridIntensity& g) {
+  dc.grid_zone = g.zone;
+  dc.year = g.year;
+  dc.gross_kgco2e_per_kwh = g.kgco2e_per_kwh;
+  dc.sources["gross_kgco2e_per_kwh"] = fmt::format("grid key {}: {} intensity, {}", g.key, g.basis, g.source);
+  dc.grid_basis = g.basis;
+  dc.licence = g.licence;
+}
+
+}  // namespace moesim::catalog

@@ -15,6 +15,7 @@
 #include "commands.hpp"
 #include "moesim/core/error.hpp"
 #include "moesim/core/version.hpp"
+#include "sweep_plan.hpp"
 
 namespace moesim::cli {
 
@@ -102,10 +103,12 @@ int main(int argc, char** argv) {
                                              "SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT");
   sweep_cmd->add_flag("--slurm-script", sw.slurm_script, "Print an sbatch --array script that runs the sweep in --shards tasks");
   sweep_cmd->add_flag("--submit", sw.submit, "Write the --slurm-script script to DB.sbatch.sh and submit it with sbatch (from the PATH)");
-  sweep_cmd->add_option("--shards", sw.shards, "--slurm-script: number of array tasks")->check(CLI::Range(1, 100000));
-  sweep_cmd->add_option("--partition", sw.partition, "--slurm-script: Slurm partition (default: the cluster's)");
-  sweep_cmd->add_option("--time", sw.time, "--slurm-script: time limit per task (sbatch --time)")->default_val("04:00:00");
-  sweep_cmd->add_option("--mem", sw.mem, "--slurm-script: memory per task (sbatch --mem)")->default_val("8G");
+  // Options of the job script only: refused without --slurm-script or --submit (check_slurm_only_options).
+  const std::vector<CLI::Option*> sweep_slurm_only = {
+      sweep_cmd->add_option("--shards", sw.shards, "--slurm-script/--submit: number of array tasks")->check(CLI::Range(1, 100000)),
+      sweep_cmd->add_option("--partition", sw.partition, "--slurm-script/--submit: Slurm partition (default: the cluster's)"),
+      sweep_cmd->add_option("--time", sw.time, "--slurm-script/--submit: time limit per task (sbatch --time)")->default_val("04:00:00"),
+      sweep_cmd->add_option("--mem", sw.mem, "--slurm-script/--submit: memory per task (sbatch --mem)")->default_val("8G")};
   sweep_cmd->add_flag("--max-rate", sw.max_rate,
                       "Serving: each point is a capacity search, the highest arrival rate meeting the P99 TTFT and TPOT SLOs "
                       "(as `run --max-rate`); the run stored for a point is the simulation at that rate");
@@ -185,7 +188,7 @@ int main(int argc, char** argv) {
   // validate
   ValidateOptions val;
   auto* val_cmd = app.add_subcommand("validate", "Run the published runs and compare with the published figures");
-  val_cmd->add_option("--manifest", val.manifest, "Validation manifest (default: validation/published.yaml)");
+  val_cmd->add_option("--manifest", val.manifest, "Validation manifest (default: validation/published.yaml beside the profiles directory in use, --profiles or $MOESIM_PROFILES)");
   val_cmd->add_flag("--json", val.json, "JSON output");
   val_cmd->add_option("--markdown-out", val.markdown_out, "Also write the Markdown table to this file");
   val_cmd->add_option("-j,--jobs", val.jobs, "Runs at once")->default_val(2);
@@ -249,6 +252,10 @@ int main(int argc, char** argv) {
     if (sweep_cmd->parsed()) {
       if (sweep_rate_tolerance->count() > 0 && !sw.max_rate)
         throw UsageError("sweep: --rate-tolerance is the --max-rate search's stopping width; give --max-rate or drop it");
+      std::vector<std::string> slurm_only_given;
+      for (const CLI::Option* opt : sweep_slurm_only)
+        if (opt->count() > 0) slurm_only_given.push_back(opt->get_name());
+      check_slurm_only_options(sw, slurm_only_given);
       return cmd_sweep(g, sw);
     }
     if (plan_cmd->parsed()) return cmd_plan(g, pl);

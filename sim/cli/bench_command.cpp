@@ -120,7 +120,7 @@ nlohmann::json time_max_rate(const std::string& file, const std::string& profile
   std::filesystem::remove(out);
   return {{"wall_s", wall},
           {"peak_rss_mb", static_cast<double>(ru.ru_maxrss) / 1024.0},
-          {"max_rate_rps", j.at("max_rate").at("rate_per_s")},
+          {"max_rate_rps", j.at("max_rate").at("sustained_rate_per_s")},
           {"probes", j.at("max_rate").at("probes").size()}};
 }
 

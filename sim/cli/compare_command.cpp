@@ -146,8 +146,9 @@ int cmd_compare(const GlobalOptions& g, const CompareOptions& o) {
                              complete == rows.size() ? "" : fmt::format(", {} of them complete", complete),
                              serving ? "gross gCO2e per 1000 output tokens" : "gross tCO2e",
                              serving ? "P99 TTFT-carbon per token" : "time-CO2e")
-              << reports::comparison_table_text(rows)
-              << fmt::format("stored in {}; report: moesim report c{} --format html --db {}\n", o.db, cmp, o.db);
+              << reports::comparison_table_text(rows);
+    if (const std::string note = reports::comparison_grid_basis_note(db, cmp); !note.empty()) std::cout << "note: " << note << "\n";
+    std::cout << fmt::format("stored in {}; report: moesim report c{} --format html --db {}\n", o.db, cmp, o.db);
   }
   return 0;
 }

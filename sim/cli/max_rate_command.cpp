@@ -80,10 +80,14 @@ int cmd_max_rate(const GlobalOptions& g, const RunOptions& o) {
     out["max_rate"] = search.to_json();
     std::cout << out.dump(2) << "\n";
   } else {
+    const std::string realised =
+        search.sustained_rate_per_s < search.rate_per_s
+            ? fmt::format("the arrival rate its run at {:.4g} requests/s drew in the measured window; ", search.rate_per_s)
+            : std::string();
     std::cout << fmt::format("highest rate meeting P99 TTFT <= {:g} ms and P99 TPOT <= {:g} ms and keeping up with its arrivals: "
-                             "{:.4g} requests/s (at {:.4g} it misses the SLOs or falls behind; {} simulations)\n",
-                             1e3 * search.slo_ttft_s, 1e3 * search.slo_tpot_s, search.rate_per_s, search.upper_rate_per_s,
-                             search.probes.size())
+                             "{:.4g} requests/s ({}at {:.4g} it misses the SLOs or falls behind; {} simulations)\n",
+                             1e3 * search.slo_ttft_s, 1e3 * search.slo_tpot_s, search.sustained_rate_per_s,
+                             realised, search.upper_rate_per_s, search.probes.size())
               << record_summary(rec) << (db ? fmt::format("  stored in {} as run {}\n", o.db, rec.id) : "")
               << (report.empty() ? "" : fmt::format("  report: {}\n", report));
   }

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "max_rate_search.hpp"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "moesim/core/error.hpp"
@@ -13,14 +15,16 @@ nlohmann::json RateSearch::to_json() const {
   for (const RateProbe& p : probes)
     ps.push_back({{"rate_per_s", p.rate_per_s}, {"accepted", p.ok}, {"meets_slo", p.slo_met}, {"keeps_up", p.keeps_up},
                   {"ttft_p99_s", p.ttft_p99_s}, {"tpot_p99_s", p.tpot_p99_s}, {"output_tokens_per_s", p.output_tokens_per_s},
-                  {"requests", p.requests}, {"backlog_growth_fraction", p.backlog_growth_fraction}});
-  return {{"rate_per_s", rate_per_s}, {"upper_rate_per_s", upper_rate_per_s}, {"slo_ttft_s", slo_ttft_s},
+                  {"requests", p.requests}, {"window_arrival_rate_per_s", p.window_arrival_rate_per_s},
+                  {"backlog_growth_fraction", p.backlog_growth_fraction}});
+  return {{"sustained_rate_per_s", sustained_rate_per_s}, {"rate_per_s", rate_per_s}, {"upper_rate_per_s", upper_rate_per_s}, {"slo_ttft_s", slo_ttft_s},
           {"slo_tpot_s", slo_tpot_s}, {"probes", ps}};
 }
 
 RateSearch RateSearch::from_json(const nlohmann::json& j) {
   RateSearch s;
   s.rate_per_s = j.at("rate_per_s").get<double>();
+  s.sustained_rate_per_s = j.value("sustained_rate_per_s", s.rate_per_s);
   s.upper_rate_per_s = j.at("upper_rate_per_s").get<double>();
   s.slo_ttft_s = j.at("slo_ttft_s").get<double>();
   s.slo_tpot_s = j.at("slo_tpot_s").get<double>();
@@ -33,6 +37,7 @@ RateSearch RateSearch::from_json(const nlohmann::json& j) {
     r.tpot_p99_s = p.at("tpot_p99_s").get<double>();
     r.output_tokens_per_s = p.at("output_tokens_per_s").get<double>();
     r.requests = p.value("requests", 0LL);
+    r.window_arrival_rate_per_s = p.value("window_arrival_rate_per_s", r.rate_per_s);
     r.keeps_up = p.value("keeps_up", true);
     r.backlog_growth_fraction = p.value("backlog_growth_fraction", 0.0);
     s.probes.push_back(std::move(r));
@@ -41,7 +46,8 @@ RateSearch RateSearch::from_json(const nlohmann::json& j) {
 }
 
 void RateSearch::add_metrics(store::RunRecord& rec) const {
-  rec.metrics.push_back({"max_rate_rps", rate_per_s, "requests/s"});
+  rec.metrics.push_back({"max_rate_rps", sustained_rate_per_s, "requests/s"});
+  rec.metrics.push_back({"max_rate_probe_rps", rate_per_s, "requests/s"});
   rec.metrics.push_back({"max_rate_upper_rps", upper_rate_per_s, "requests/s"});
   rec.metrics.push_back({"max_rate_probes", static_cast<double>(probes.size()), "simulations"});
 }
@@ -71,6 +77,8 @@ RateSearch search_max_rate(const scenario::Scenario& base, double tolerance, con
     p.tpot_p99_s = r.tpot.p99_s;
     p.output_tokens_per_s = r.output_tokens_per_s;
     p.requests = r.requests_measured;
+    const double window = r.window_end_s - r.window_start_s;
+    p.window_arrival_rate_per_s = window > 0.0 ? static_cast<double>(r.requests_measured) / window : 0.0;
     p.backlog_growth_fraction = r.backlog_growth_fraction;
     p.keeps_up = !engine::falls_behind(r);
     p.slo_met = r.slo_p99_met && r.requests_measured > 0;
@@ -133,6 +141,7 @@ RateSearch search_max_rate(const scenario::Scenario& base, double tolerance, con
     (p.ok ? lo : hi) = std::move(p);
   }
   s.rate_per_s = lo.rate_per_s;
+  s.sustained_rate_per_s = std::min(lo.rate_per_s, lo.window_arrival_rate_per_s);
   s.upper_rate_per_s = hi.rate_per_s;
   s.result = lo.result;
   return s;

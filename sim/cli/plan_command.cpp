@@ -19,6 +19,7 @@
 #include "moesim/core/units.hpp"
 #include "moesim/engine/bound.hpp"
 #include "moesim/engine/planner.hpp"
+#include "moesim/reports/markup.hpp"
 #include "moesim/scenario/loader.hpp"
 #include "moesim/scenario/sweep.hpp"
 #include "moesim/store/store.hpp"
@@ -108,17 +109,34 @@ int cmd_plan(const GlobalOptions& g, const PlanOptions& o) {
     return out;
   };
 
+  // Every layout with its verdict and reason (--list), as JSON and as text lines; without --list the text lists the
+  // layouts to simulate only.
+  auto candidates_json = [&] {
+    json list = json::array();
+    for (const auto& c : candidates) {
+      json item = layout_json(c.layout);
+      item["verdict"] = engine::to_string(c.verdict);
+      item["reason"] = c.reason;
+      item["memory_need_bytes"] = c.need_bytes;
+      item["memory_capacity_bytes"] = c.capacity_bytes;
+      list.push_back(std::move(item));
+    }
+    return list;
+  };
+  auto candidates_text = [&] {
+    std::string out;
+    for (const auto& c : candidates) {
+      if (!o.list_pruned && c.verdict != engine::Verdict::simulate) continue;
+      out += fmt::format("  {:<28} {:<13} {:6.1f} GiB{}{}\n", c.layout.label(), engine::to_string(c.verdict),
+                         c.need_bytes / gib, c.remat ? " remat" : c.selective ? " selective" : "",
+                         c.reason.empty() ? "" : "  " + c.reason);
+    }
+    return out;
+  };
+
   if (o.dry_run) {
     if (o.json) {
-      json list = json::array();
-      for (const auto& c : candidates) {
-        json item = layout_json(c.layout);
-        item["verdict"] = engine::to_string(c.verdict);
-        item["reason"] = c.reason;
-        item["memory_need_bytes"] = c.need_bytes;
-        item["memory_capacity_bytes"] = c.capacity_bytes;
-        list.push_back(std::move(item));
-      }
+      const json list = candidates_json();
       std::cout << json{{"scenario", base.name},
                         {"devices", space.devices},
                         {"rules", rules},
@@ -131,13 +149,7 @@ int cmd_plan(const GlobalOptions& g, const PlanOptions& o) {
                        .dump(2)
                 << "\n";
     } else {
-      std::cout << summary_text();
-      for (const auto& c : candidates) {
-        if (!o.list_pruned && c.verdict != engine::Verdict::simulate) continue;
-        std::cout << fmt::format("  {:<28} {:<13} {:6.1f} GiB{}{}\n", c.layout.label(), engine::to_string(c.verdict),
-                                 c.need_bytes / gib, c.remat ? " remat" : c.selective ? " selective" : "",
-                                 c.reason.empty() ? "" : "  " + c.reason);
-      }
+      std::cout << summary_text() << candidates_text();
     }
     engine::require_simulable(candidates, accel.name);
     return 0;
@@ -164,7 +176,9 @@ int cmd_plan(const GlobalOptions& g, const PlanOptions& o) {
     if (candidates[i].verdict != engine::Verdict::simulate)
       preskip[i] = fmt::format("plan: {}: {}", engine::to_string(candidates[i].verdict), candidates[i].reason);
   }
-  if (!o.json) std::cerr << summary_text();
+  // --list without --dry-run: every layout with its verdict before the runs (stderr, as the summary: stdout is the
+  // ranked table or, with --json, one JSON object, which then holds the list as `candidates`).
+  if (!o.json) std::cerr << summary_text() << (o.list_pruned ? candidates_text() : std::string());
   SweepOptions so;
   so.scenario = o.scenario;
   so.db = o.db;
@@ -316,7 +330,7 @@ int cmd_plan(const GlobalOptions& g, const PlanOptions& o) {
                       {"rematerialization", r.remat ? "full" : r.selective ? "selective" : "none"}});
       rows.push_back(std::move(row));
     }
-    std::cout << json{{"sweep_id", sweep_id},
+    json out{{"sweep_id", sweep_id},
                       {"scenario", base.name},
                       {"devices", space.devices},
                       {"rank_by", o.rank_by},
@@ -328,9 +342,9 @@ int cmd_plan(const GlobalOptions& g, const PlanOptions& o) {
                       {"dominated", counts[engine::Verdict::dominated]},
                       {"bounded", n_bounded},
                       {"wall_s", wall_s},
-                      {"ranked", rows}}
-                     .dump(2)
-              << "\n";
+                      {"ranked", rows}};
+    if (o.list_pruned) out["candidates"] = candidates_json();
+    std::cout << out.dump(2) << "\n";
     return 0;
   }
   std::cout << fmt::format("\nlayouts of {} ranked by {} ({} simulated of {}; sweep s{} in {}: `moesim report s{} --db {}`; "
@@ -340,12 +354,16 @@ int cmd_plan(const GlobalOptions& g, const PlanOptions& o) {
   std::cout << "| rank | data | expert | tensor | pipeline | micro-batches | ZeRO | recompute | step time (s) | days | MWh | "
                "tCO2e | MFU | dropped |\n";
   std::cout << "|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|\n";
+  // Significant digits, as `runs list` and the sweep report (reports::format_value): fixed decimals would print a
+  // small scenario's layouts as identical rows of 0.00.
+  const auto sig = [](double v, int digits) { return reports::format_value(v, digits); };
   for (std::size_t i = 0; i < ranked.size() && static_cast<int>(i) < o.top; ++i) {
     const Ranked& r = ranked[i];
-    std::cout << fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {:.3f} | {:.2f} | {:.1f} | {:.2f} | {:.1f}% | {:.1f}% |\n", i + 1,
+    std::cout << fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {}% | {}% |\n", i + 1,
                              r.layout.data, r.layout.expert, r.layout.tensor, r.layout.pipeline, r.layout.microbatches,
-                             r.layout.zero_stage, r.remat ? "full" : r.selective ? "selective" : "none", r.step_time_s,
-                             r.train_days, r.facility_mwh, r.co2e_t, 100.0 * r.mfu, 100.0 * r.dropped);
+                             r.layout.zero_stage, r.remat ? "full" : r.selective ? "selective" : "none", sig(r.step_time_s, 4),
+                             sig(r.train_days, 4), sig(r.facility_mwh, 4), sig(r.co2e_t, 4), sig(100.0 * r.mfu, 3),
+                             sig(100.0 * r.dropped, 3));
   }
   return 0;
 }

@@ -119,7 +119,8 @@ store::RunRecord make_record(const scenario::Scenario& s, const engine::JobResul
   json dcs = json::array();
   for (const auto& site : acc.sites)
     dcs.push_back({{"name", site.datacenter.name}, {"sources", site.datacenter.sources}, {"licence", site.datacenter.licence},
-                   {"notes", site.datacenter.notes}, {"intensity_basis", energy::to_json(site.intensity)}});
+                   {"notes", site.datacenter.notes}, {"intensity_basis", energy::to_json(site.intensity)},
+                   {"grid_basis", site.datacenter.grid_basis}});
   json net = json::object();
   for (std::size_t c = 0; c < system::kLinkClassCount; ++c) {
     const auto& e = network.get(static_cast<system::LinkClass>(c));

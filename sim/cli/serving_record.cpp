@@ -47,6 +47,7 @@ store::RunRecord make_serving_record(const scenario::Scenario& s, const engine::
   const double window = r.window_end_s - r.window_start_s;
   add("requests_total", static_cast<double>(r.requests_total), "requests");
   add("requests_measured", static_cast<double>(r.requests_measured), "requests");
+  add("requests_completed", static_cast<double>(r.requests_completed), "requests");
   add("window_start_s", r.window_start_s, "s");
   add("window_s", window, "s");
   add("makespan_s", r.makespan_s, "s");
@@ -102,7 +103,8 @@ store::RunRecord make_serving_record(const scenario::Scenario& s, const engine::
   if (acc.embodied) add("embodied_co2e_kg", acc.embodied_co2e_kg(), "kgCO2e");
   // Ratios per token or per request exist only when something was counted: a window with no output token has no
   // J/token (absent, so `--json` gives null and the summary and reports "–"), not 0.
-  const double tokens = r.output_tokens_window, requests = static_cast<double>(r.requests_measured);
+  // Per request: over the requests served (finished) in the window, as per token over the tokens generated in it.
+  const double tokens = r.output_tokens_window, requests = static_cast<double>(r.requests_completed);
   auto ratio = [&](const std::string& name, double num, double den, const char* unit) {
     if (den > 0.0) add(name, num / den, unit);
   };
@@ -183,7 +185,8 @@ store::RunRecord make_serving_record(const scenario::Scenario& s, const engine::
   json dcs = json::array();
   for (const auto& site : acc.sites)
     dcs.push_back({{"name", site.datacenter.name}, {"sources", site.datacenter.sources}, {"licence", site.datacenter.licence},
-                   {"notes", site.datacenter.notes}, {"intensity_basis", energy::to_json(site.intensity)}});
+                   {"notes", site.datacenter.notes}, {"intensity_basis", energy::to_json(site.intensity)},
+                   {"grid_basis", site.datacenter.grid_basis}});
   json net = json::object();
   for (std::size_t c = 0; c < system::kLinkClassCount; ++c) {
     const auto& e = network.get(static_cast<system::LinkClass>(c));
@@ -233,6 +236,7 @@ json serving_record_json(const store::RunRecord& r) {
   }
   const double tokens = metric_or(r, "output_tokens");
   out["requests_measured"] = static_cast<long long>(metric_or(r, "requests_measured"));
+  out["requests_completed"] = static_cast<long long>(metric_or(r, "requests_completed"));
   out["window_s"] = metric_or(r, "window_s");
   out["throughput_rps"] = metric_or(r, "throughput_rps");
   out["input_tokens_per_s"] = metric_or(r, "input_tokens_per_s");
@@ -303,7 +307,7 @@ std::string serving_record_summary(const store::RunRecord& r) {
     out += fmt::format("    {:<14} {:>8.1f} {:>8.1f} {:>8.1f} {:>8.1f} {:>8.1f}\n", label, ms * metric_or(r, fmt::format("{}_mean_s", key)),
                        ms * metric_or(r, fmt::format("{}_p50_s", key)), ms * metric_or(r, fmt::format("{}_p90_s", key)),
                        ms * metric_or(r, fmt::format("{}_p95_s", key)), ms * metric_or(r, fmt::format("{}_p99_s", key)));
-  out += fmt::format("  throughput      {:.2f} requests/s   {:.0f} output tokens/s ({:.0f} per device)   {:.0f} input tokens/s\n",
+  out += fmt::format("  throughput      {:.2f} requests/s served   {:.0f} output tokens/s ({:.0f} per device)   {:.0f} input tokens/s\n",
                      metric_or(r, "throughput_rps"), metric_or(r, "output_tokens_per_s"), metric_or(r, "output_tokens_per_s_per_device"),
                      metric_or(r, "input_tokens_per_s"));
   out += fmt::format("  goodput         {:.1f} % of requests within TTFT {:.0f} ms and TPOT {:.0f} ms ({:.2f} requests/s); P99 "

@@ -3,6 +3,7 @@
 // processes like `compare`'s alternatives (engine::IsolatedPool), each stored as a run with its point hash under
 // one sweep; points already complete in the store are not run again (resume), `--shard I/N` runs one cost-balanced
 // shard, `--slurm-script` prints the sbatch array that runs them all; `moesim db merge` joins the shards' stores.
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -52,6 +53,46 @@ std::string shell_quote(const std::string& s) {
 /** "moesim.db" -> "moesim": the stem the shards' stores are named after. */
 std::string db_stem(const std::string& db) {
   return db.size() > 3 && db.compare(db.size() - 3, 3, ".db") == 0 ? db.substr(0, db.size() - 3) : db;
+}
+
+/** What a non-zero std::system() status means: the command's exit code, the signal that ended it, or that no shell
+ *  could be started (status -1). */
+std::string describe_exit(int status) {
+  if (status == -1) return "could not be started (no shell)";
+  if (WIFEXITED(status)) return fmt::format("failed with exit code {}", WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return fmt::format("was killed by signal {}", WTERMSIG(status));
+  return fmt::format("failed (wait status {})", status);
+}
+
+/** Where a sweep point's values come from, for error messages: the sweep file and the point (index and values). */
+std::string point_origin(const std::string& file, const scenario::SweepPoint& p) {
+  return fmt::format("{}: sweep point {} ({})", file, p.index, p.label());
+}
+
+/** The scenario at `point` (the file, then `overrides` as --set, then the point's values, then `extra` as --set):
+ *  as scenario::load_point, but an error about one of the point's values names the sweep point and the file
+ *  (point_origin), not a --set with a made-up location. */
+scenario::Scenario load_point_named(const std::string& file, const catalog::Catalog& catalog,
+                                    const std::vector<std::string>& overrides, const scenario::SweepPoint& point,
+                                    const std::vector<std::string>& extra = {}) {
+  std::vector<std::string> all = overrides;
+  std::vector<std::string> origins(overrides.size());
+  const std::string origin = point_origin(file, point);
+  for (auto& x : point.overrides()) {
+    all.push_back(std::move(x));
+    origins.push_back(origin);
+  }
+  for (const auto& x : extra) {
+    all.push_back(x);
+    origins.emplace_back();
+  }
+  return scenario::load_file(file, catalog, all, origins);
+}
+
+/** A point's skip reason for its own progress line, which names the point already: without the point_origin prefix. */
+std::string without_origin(const std::string& file, const scenario::SweepPoint& p, const std::string& reason) {
+  const std::string prefix = point_origin(file, p) + ": ";
+  return reason.rfind(prefix, 0) == 0 ? reason.substr(prefix.size()) : reason;
 }
 
 int print_slurm_script(const GlobalOptions& g, const SweepOptions& o, const scenario::SweepDefinition& def) {
@@ -111,7 +152,7 @@ int print_slurm_script(const GlobalOptions& g, const SweepOptions& o, const scen
   std::cout.flush();
   const int status = std::system((shell_quote(sbatch) + " " + shell_quote(script)).c_str());
   if (status != 0)
-    throw Error(fmt::format("--submit: `sbatch {}` failed (status {}); the job script is in {}", script, status, script));
+    throw Error(fmt::format("--submit: `sbatch {}` {}; the job script is in {}", script, describe_exit(status), script));
   std::cout << fmt::format("submitted {}; when every task is done: moesim db merge {} {}.shard*.db\n", script,
                            fs::absolute(o.db, ec).string(), stem);
   return 0;
@@ -121,10 +162,8 @@ int print_slurm_script(const GlobalOptions& g, const SweepOptions& o, const scen
 /** The point's scenario with its arrival rate set to `rate` (after the point's own values, so a rate axis is the
  *  search's starting rate), checked and ready to simulate. */
 PreparedRun prepare_at_rate(const catalog::Catalog& catalog, const SweepOptions& o, const scenario::SweepPoint& point, double rate) {
-  std::vector<std::string> ov = o.overrides;
-  for (auto& x : point.overrides()) ov.push_back(std::move(x));
-  ov.push_back(fmt::format("serving.arrival.rate_per_s={:.17g}", rate));
-  return prepare_run(catalog, scenario::load_file(o.scenario, catalog, ov));
+  return prepare_run(catalog, load_point_named(o.scenario, catalog, o.overrides, point,
+                                               {fmt::format("serving.arrival.rate_per_s={:.17g}", rate)}));
 }
 
 /** Stores what a point's capacity search returned: the run at the rate found (its scenario at that rate, the
@@ -154,7 +193,7 @@ std::string finish_rate_search(store::Store& db, const catalog::Catalog& catalog
       store::RunRecord rec = finish_run(catalog, at, d.result.value.at("result"), header);
       found.add_metrics(rec);
       db.complete_run(id, rec);
-      verdict = fmt::format("complete (max rate {:.4g} requests/s, {} simulations)", found.rate_per_s, found.probes.size());
+      verdict = fmt::format("complete (max rate {:.4g} requests/s, {} simulations)", found.sustained_rate_per_s, found.probes.size());
     } catch (const std::exception& e) {
       db.fail_run(id, e.what());
       verdict = std::string("failed: ") + e.what();
@@ -166,6 +205,29 @@ std::string finish_rate_search(store::Store& db, const catalog::Catalog& catalog
 }
 
 }  // namespace
+
+void check_slurm_only_options(const SweepOptions& o, const std::vector<std::string>& given) {
+  if (o.slurm_script || o.submit || given.empty()) return;
+  const std::string& name = given.front();
+  std::string value, what;
+  if (name == "--shards") {
+    value = std::to_string(o.shards);
+    what = "the number of Slurm array tasks";
+  } else if (name == "--partition") {
+    value = o.partition;
+    what = "the Slurm partition";
+  } else if (name == "--time") {
+    value = o.time;
+    what = "the Slurm time limit per task";
+  } else {
+    value = o.mem;
+    what = "the Slurm memory per task";
+  }
+  throw UsageError(fmt::format("sweep: {} {} is {} of the job script, and needs --slurm-script (print the script) or "
+                               "--submit (submit it); without them the sweep runs here and would ignore it: give one of "
+                               "them, or drop {}{}",
+                               name, value, what, name, name == "--shards" ? " (--shard I/N runs one shard of N here)" : ""));
+}
 
 int cmd_sweep(const GlobalOptions& g, const SweepOptions& o) {
   const scenario::SweepDefinition def = scenario::load_sweep(o.scenario);
@@ -194,10 +256,15 @@ std::int64_t run_sweep(const catalog::Catalog& catalog, const SweepOptions& o, c
   json identity = json::array();
   json axes = json::array();
   for (const auto& a : def.axes) axes.push_back({{"key", a.key}, {"values", a.values}});
+  // Each axis' dimension of the enumeration (a zip group's axes share one), so that a report can name the values of
+  // the points a store does not hold: point i is the odometer reading i over the dimensions, the last one fastest.
+  for (std::size_t d = 0; d < def.dimensions.size(); ++d)
+    for (const std::size_t a : def.dimensions[d])
+      if (a < axes.size()) axes[a]["dimension"] = d;
   for (const auto& p : def.points) {
     PlannedPoint pp{p, std::nullopt, "", "", 0.0};
     try {
-      scenario::Scenario resolved = scenario::load_point(o.scenario, catalog, o.overrides, p);
+      scenario::Scenario resolved = load_point_named(o.scenario, catalog, o.overrides, p);
       if (o.max_rate) check_rate_searchable(resolved, o.scenario);
       pp.scenario = std::move(resolved);
       // A capacity search is another question about the same scenario: its own identity (resume never mixes them).
@@ -221,8 +288,13 @@ std::int64_t run_sweep(const catalog::Catalog& catalog, const SweepOptions& o, c
   const std::size_t resolved = static_cast<std::size_t>(
       std::count_if(plan.begin(), plan.end(), [](const PlannedPoint& p) { return p.scenario.has_value(); }));
   if (resolved == 0 && preskip.empty()) {
-    throw Error(fmt::format("{}: none of the sweep's {} points resolves to a valid scenario; the first: point 0 ({}): {}",
-                            o.scenario, plan.size(), plan[0].point.label(), plan[0].skip_reason));
+    // The reason names the point when the point's own value is at fault (point_origin); else it is named here.
+    const std::string& why = plan[0].skip_reason;
+    throw Error(fmt::format("{}: none of the sweep's {} points resolves to a valid scenario; the first: {}", o.scenario,
+                            plan.size(),
+                            why.rfind(point_origin(o.scenario, plan[0].point), 0) == 0
+                                ? why
+                                : fmt::format("point 0 ({}): {}", plan[0].point.label(), why)));
   }
   const std::string definition_hash =
       scenario::fnv1a_128_hex(json{{"scenario", scenario_name}, {"points", identity}}.dump());
@@ -268,7 +340,9 @@ std::int64_t run_sweep(const catalog::Catalog& catalog, const SweepOptions& o, c
     if (!rec.skip_reason.empty()) {
       ++skipped;
       if (first_skip_reason.empty()) first_skip_reason = rec.skip_reason;
-      if (!tty && !o.json && !preskip.count(i)) std::cerr << fmt::format("[sweep] point {} ({}): skipped: {}\n", i, rec.label, rec.skip_reason);
+      if (!tty && !o.json && !preskip.count(i))
+        std::cerr << fmt::format("[sweep] point {} ({}): skipped: {}\n", i, rec.label,
+                                 without_origin(o.scenario, pp.point, rec.skip_reason));
     }
     db.set_sweep_point(sweep_id, rec);
   }
@@ -289,7 +363,9 @@ std::int64_t run_sweep(const catalog::Catalog& catalog, const SweepOptions& o, c
     }
     ++skipped;
     if (first_skip_reason.empty()) first_skip_reason = rec.skip_reason;
-    if (!tty && !o.json) std::cerr << fmt::format("[sweep] point {} ({}): skipped: {}\n", i, rec.label, rec.skip_reason);
+    if (!tty && !o.json)
+      std::cerr << fmt::format("[sweep] point {} ({}): skipped: {}\n", i, rec.label,
+                               without_origin(o.scenario, pp.point, rec.skip_reason));
     db.set_sweep_point(sweep_id, rec);
     outcome[i] = rec;
   }
@@ -371,8 +447,10 @@ std::int64_t run_sweep(const catalog::Catalog& catalog, const SweepOptions& o, c
                                  runs.size(), reused, skipped, i, plan[i].point.label())
                   << std::flush;
       else if (!o.json)
-        std::cerr << fmt::format("[sweep] {}/{} point {} ({}): run {} {} in {:.2f} s\n", finished, runs.size(), i,
-                                 plan[i].point.label(), ids[k], verdict, d.result.wall_s);
+        // A point skipped by its capacity search has no run: no run id to print.
+        std::cerr << fmt::format("[sweep] {}/{} point {} ({}): {}{} in {:.2f} s\n", finished, runs.size(), i,
+                                 plan[i].point.label(), ids[k] != 0 ? fmt::format("run {} ", ids[k]) : "", verdict,
+                                 d.result.wall_s);
     }
   } catch (const Error& e) {
     // Interrupted (or the pool failed): started runs not finished are marked failed; a rerun runs them again.
@@ -419,6 +497,21 @@ std::int64_t run_sweep(const catalog::Catalog& catalog, const SweepOptions& o, c
 }
 
 int cmd_db_merge(const DbMergeOptions& o) {
+  // Every input checked before the output store is opened (and so created when absent): a merge refused for a bad
+  // input leaves no empty store behind. Store::merge_from checks each again (and its integrity) as it merges.
+  for (const auto& shard : o.shards) {
+    std::error_code ec;
+    if (!std::filesystem::exists(shard, ec))
+      throw Error(fmt::format("cannot merge {}: no such file; give the shard stores to merge (e.g. {}.shard*.db)", shard,
+                              db_stem(o.out)));
+    if (std::filesystem::is_directory(shard, ec))
+      throw Error(fmt::format("cannot merge {}: it is a directory; give the shard stores to merge (SQLite files)", shard));
+    try {
+      const store::Store in(shard, store::Store::Mode::read_only);
+    } catch (const Error& e) {
+      throw Error(fmt::format("cannot merge {}: {}", shard, e.what()));
+    }
+  }
   store::Store out(o.out);
   json results = json::array();
   for (const auto& shard : o.shards) {

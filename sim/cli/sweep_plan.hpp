@@ -51,6 +51,11 @@ struct SweepCounts {
 std::string sweep_summary_line(const SweepCounts& c, const Shard& shard, const std::string& db);
 
 struct SweepOptions;
+/** Refuses (UsageError) a Slurm-only option of `moesim sweep` given without --slurm-script or --submit, where the
+ *  sweep would run here and ignore it. `given`: the names of those options on the command line (--shards,
+ *  --partition, --time, --mem), the first one named in the error. */
+void check_slurm_only_options(const SweepOptions& o, const std::vector<std::string>& given);
+
 /** Runs `def`'s points of `shard` as `moesim sweep` does (o.scenario, o.overrides, o.db, o.jobs, o.json), stored as
  *  one sweep; points listed in `preskip` (index -> reason) are recorded as skipped with that reason, not run.
  *  Returns the sweep's id in o.db. Throws when points failed or every point was skipped. With `counts`, the summary

@@ -47,7 +47,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(PoolFigures, role, replicas, devices_per_repl
                                    kv_bytes_per_token, kv_blocks, block_tokens)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ServingResult, scenario_name, accelerator, chips, devices, pools, requests_total,
                                    requests_measured, window_start_s, window_end_s, makespan_s, ttft, tpot, itl, e2e, queue,
-                                   throughput_rps, input_tokens_per_s, output_tokens_per_s, output_tokens_per_s_per_device,
+                                   requests_completed, throughput_rps, input_tokens_per_s, output_tokens_per_s, output_tokens_per_s_per_device,
                                    input_tokens_window, output_tokens_window, output_tokens_requested_window,
                                    backlog_growth_fraction, in_system_mid, in_system_end, goodput_fraction, goodput_rps, slo_ttft_s,
                                    slo_tpot_s, slo_p99_met, preemptions, mean_batch_sequences, mean_kv_use,
@@ -615,7 +615,9 @@ void Driver::monitor() {
   }
   long long k = 0;
   double base = t0;
-  while (!done_) {
+  // Open-loop runs sample to the window's end even when the last request finished before it: the window's
+  // idle stretch is part of its joules and of its power series (run() keeps the simulation alive until then).
+  while (!done_ || (!offline_ && !end_taken_)) {
     const double t = base + static_cast<double>(k) * interval_, next = base + static_cast<double>(k + 1) * interval_;
     if (!start_taken && window_start_ < next && !close_to(window_start_, next)) {
       sg4::this_actor::sleep_until(window_start_);
@@ -1305,6 +1307,11 @@ double Driver::execute(Replica& r, const IterationShape& shape) {
   const DeviceWork& attn = attention_cost(r, shape);
   for (int st = 0; st < model.stages(); ++st) {
     const auto& chips = r.stage_chips[static_cast<std::size_t>(st)];
+    if (model.stages() > 1) {
+      // A stage's chips wait while the other stages run (in this iteration or, for the first stage, the last
+      // one's later stages): bring their joules up to date at their waiting power before their task starts.
+      for (int c : chips) sg_host_get_consumed_energy(sim_->platform().chips()[static_cast<std::size_t>(c)]);
+    }
     std::vector<double> busy(chips.size(), 0.0), extra(chips.size(), 0.0);
     // The host's work for the iteration (scheduling, inputs, sampling) keeps the devices waiting once per iteration.
     double comm = st == 0 ? v_.iteration_overhead_s : 0.0;
@@ -1374,6 +1381,14 @@ ServingResult Driver::run() {
       sg4::Actor::create(fmt::format("replica{}", r.index), home, guard([this, rp] { scheduler(*rp); }));
   }
   sg4::Actor::create("monitor", home, guard([this] { monitor(); }))->daemonize();
+  if (!offline_) {
+    // Every rate of an open-loop run divides by its window, so the window is simulated to its end even when the
+    // last request finished before it: the chips draw their waiting power meanwhile, and the monitor takes the
+    // window's closing energy at window_end_. This actor outlives that sample by a microsecond so that the
+    // daemon monitor is still running when the clock reaches window_end_.
+    const double until = window_end_ + std::max(1e-6, 1e-9 * window_end_);
+    sg4::Actor::create("window", home, guard([until] { sg4::this_actor::sleep_until(until); }));
+  }
   sim_->run_actors();
   if (failure_) std::rethrow_exception(failure_);
   if (remaining_ > 0)
@@ -1399,9 +1414,12 @@ ServingResult Driver::run() {
   double makespan = 0.0;
   std::vector<double> ttft, tpot, e2e, queue;
   double requested = 0.0;  // output tokens the measured requests ask for
-  long long good = 0;
+  long long good = 0, completed = 0;
   for (std::size_t i = 0; i < requests_.size(); ++i) {
     makespan = std::max(makespan, end_[i]);
+    // Served in the window: a request finishing in it, whenever it arrived (warm-up arrivals included), as output
+    // tokens/s counts the tokens generated in it. An overloaded deployment serves fewer than arrive.
+    if (offline_ || (end_[i] > window_start_ && end_[i] <= window_end_)) ++completed;
     const bool measured = offline_ || requests_[i].arrival_s >= window_start_;
     if (!measured) continue;
     const double a = requests_[i].arrival_s;
@@ -1446,7 +1464,8 @@ ServingResult Driver::run() {
     out.itl.p95_s = q(0.95);
     out.itl.p99_s = q(0.99);
   }
-  out.throughput_rps = window > 0 ? static_cast<double>(out.requests_measured) / window : 0.0;
+  out.requests_completed = completed;
+  out.throughput_rps = window > 0 ? static_cast<double>(completed) / window : 0.0;
   out.input_tokens_window = input_tokens_;
   out.output_tokens_window = output_tokens_;
   out.output_tokens_requested_window = requested;
@@ -1454,7 +1473,9 @@ ServingResult Driver::run() {
   out.output_tokens_per_s = window > 0 ? output_tokens_ / window : 0.0;
   out.output_tokens_per_s_per_device = out.output_tokens_per_s / out.devices;
   out.goodput_fraction = out.requests_measured > 0 ? static_cast<double>(good) / static_cast<double>(out.requests_measured) : 0.0;
-  out.goodput_rps = window > 0 ? static_cast<double>(good) / window : 0.0;
+  // The requests served per second that meet both SLOs: the served rate at the measured requests' goodput fraction
+  // (a rate of arrivals would exceed what an overloaded deployment serves).
+  out.goodput_rps = out.goodput_fraction * out.throughput_rps;
   out.slo_ttft_s = v_.slo_ttft_s;
   out.slo_tpot_s = v_.slo_tpot_s;
   out.slo_p99_met = out.ttft.p99_s <= v_.slo_ttft_s && out.tpot.p99_s <= v_.slo_tpot_s;

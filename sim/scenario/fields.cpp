@@ -286,17 +286,17 @@ std::vector<FieldSpec> build_table() {
       F("serving.prompt_length.type", T::choice).def("fixed").choices({"fixed", "uniform", "lognormal", "trace"})
           .help("fixed: value; uniform: integers in [min, max]; lognormal: mean and sigma (of ln tokens), clamped to "
                 "[min, max]; trace: from the arrival trace."),
-      F("serving.prompt_length.value", T::number).min(1.0).max(1e7).unit("tokens").help("fixed: the length."),
-      F("serving.prompt_length.min", T::number).def(1.0).min(1.0).max(1e7).unit("tokens").help("uniform / lognormal: lower bound."),
-      F("serving.prompt_length.max", T::number).min(1.0).max(1e7).unit("tokens").help("uniform / lognormal: upper bound."),
+      F("serving.prompt_length.value", T::integer).min(1.0).max(1e7).unit("tokens").help("fixed: the length."),
+      F("serving.prompt_length.min", T::integer).def(1).min(1.0).max(1e7).unit("tokens").help("uniform / lognormal: lower bound."),
+      F("serving.prompt_length.max", T::integer).min(1.0).max(1e7).unit("tokens").help("uniform / lognormal: upper bound. A prompt's and its output's maxima must fit model.seq_len together; a lognormal without a max is cut at what the other length leaves of it."),
       F("serving.prompt_length.mean", T::number).min(1.0).max(1e7).unit("tokens").help("lognormal: mean length."),
       F("serving.prompt_length.sigma", T::number).min(0.0).max(5.0).help("lognormal: standard deviation of ln(length)."),
       F("serving.output_length", T::section).required().help("Output (generated) length of a request, same keys as prompt_length."),
       F("serving.output_length.type", T::choice).def("fixed").choices({"fixed", "uniform", "lognormal", "trace"})
           .help("As serving.prompt_length.type."),
-      F("serving.output_length.value", T::number).min(1.0).max(1e7).unit("tokens").help("fixed: the length."),
-      F("serving.output_length.min", T::number).def(1.0).min(1.0).max(1e7).unit("tokens").help("uniform / lognormal: lower bound."),
-      F("serving.output_length.max", T::number).min(1.0).max(1e7).unit("tokens").help("uniform / lognormal: upper bound."),
+      F("serving.output_length.value", T::integer).min(1.0).max(1e7).unit("tokens").help("fixed: the length."),
+      F("serving.output_length.min", T::integer).def(1).min(1.0).max(1e7).unit("tokens").help("uniform / lognormal: lower bound."),
+      F("serving.output_length.max", T::integer).min(1.0).max(1e7).unit("tokens").help("uniform / lognormal: upper bound. A prompt's and its output's maxima must fit model.seq_len together; a lognormal without a max is cut at what the other length leaves of it."),
       F("serving.output_length.mean", T::number).min(1.0).max(1e7).unit("tokens").help("lognormal: mean length."),
       F("serving.output_length.sigma", T::number).min(0.0).max(5.0).help("lognormal: standard deviation of ln(length)."),
       F("serving.requests", T::integer).min(1).max(1e9).unit("requests")

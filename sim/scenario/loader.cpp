@@ -500,9 +500,26 @@ std::string read_file(const std::string& path) {
   return ss.str();
 }
 
-/** Turns "a.b.c=value" into a partial JSON (walked, so typed and checked) and its locations. */
-json walk_override(const std::string& expr, LocationMap& locs) {
-  const std::string label = "--set " + expr;
+json walk_override_as(const std::string& expr, LocationMap& locs, const std::string& label);
+
+/** Turns "a.b.c=value" into a partial JSON (walked, so typed and checked) and its locations. `origin`, when not
+ *  empty, names where the override came from instead of "--set EXPR" (a sweep point of a file): its values and
+ *  errors then carry that name and no line or column (the value's position in its one-line text would be a
+ *  made-up location). */
+json walk_override(const std::string& expr, LocationMap& locs, const std::string& origin = "") {
+  if (origin.empty()) return walk_override_as(expr, locs, "--set " + expr);
+  LocationMap mine;
+  json out;
+  try {
+    out = walk_override_as(expr, mine, origin);
+  } catch (const InputError& e) {
+    throw InputError(origin, 0, 0, e.key(), e.message());
+  }
+  for (auto& [path, loc] : mine) locs[path] = {origin, 0, 0};
+  return out;
+}
+
+json walk_override_as(const std::string& expr, LocationMap& locs, const std::string& label) {
   auto eq = expr.find('=');
   if (eq == std::string::npos || eq == 0)
     throw InputError(label, 0, 0, "", "expected KEY.PATH=VALUE, e.g. cluster.count=2048");
@@ -570,12 +587,14 @@ auto yaml_guard(const std::string& file, F&& f) -> decltype(f()) {
 }
 
 Scenario load_string_unguarded(const std::string& yaml_text, const std::string& file_label,
-                               const catalog::Catalog& catalog, const std::vector<std::string>& overrides) {
+                               const catalog::Catalog& catalog, const std::vector<std::string>& overrides,
+                               const std::vector<std::string>& origins = {}) {
   LocationMap locs;
   YAML::Node root = parse_yaml(yaml_text, file_label);
   json doc = walk_document(root, file_label, locs);
-  for (const auto& o : overrides) {
-    json overlay = walk_override(o, locs);
+  for (std::size_t i = 0; i < overrides.size(); ++i) {
+    const std::string& o = overrides[i];
+    json overlay = walk_override(o, locs, i < origins.size() ? origins[i] : std::string());
     deep_merge(doc, overlay, locs);
   }
   return finish(std::move(doc), locs, file_label, catalog);
@@ -637,8 +656,15 @@ std::vector<Alternative> load_alternatives_unguarded(const std::string& path, co
     json merged = base;
     json alt = w.section(overlay, "", "");
     deep_merge(merged, alt, locs);
-    Scenario s = finish(std::move(merged), locs, file, catalog);
-    out.push_back({label, std::move(s)});
+    // A check that fails on the merged scenario may blame a key of the base (its location is the base file's):
+    // name the alternative, and where it is, so that the message points at what the alternative changed.
+    try {
+      Scenario s = finish(std::move(merged), locs, file, catalog);
+      out.push_back({label, std::move(s)});
+    } catch (const InputError& e) {
+      throw InputError(e.file(), e.line(), e.column(), e.key(),
+                       fmt::format("in alternative '{}' ({}:{}): {}", label, file, node["label"].Mark().line + 1, e.message()));
+    }
   }
   return out;
 }
@@ -652,6 +678,12 @@ Scenario load_string(const std::string& yaml_text, const std::string& file_label
 
 Scenario load_file(const std::string& path, const catalog::Catalog& catalog, const std::vector<std::string>& overrides) {
   return load_string(read_file(path), path, catalog, overrides);
+}
+
+Scenario load_file(const std::string& path, const catalog::Catalog& catalog, const std::vector<std::string>& overrides,
+                   const std::vector<std::string>& origins) {
+  const std::string text = read_file(path);
+  return yaml_guard(path, [&] { return load_string_unguarded(text, path, catalog, overrides, origins); });
 }
 
 Scenario load_plan_base(const std::string& path, const catalog::Catalog& catalog, const std::vector<std::string>& overrides) {

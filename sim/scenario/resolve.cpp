@@ -192,6 +192,15 @@ void Resolver::resolve_cluster() {
                                             text::join(catalog_.accelerator_names())));
   }
   accel_ = &catalog_.accelerator(name);
+  // The model's dtype runs on the accelerator's matrix units (as the engine's feasibility check requires).
+  const std::string dtype = doc_["model"]["dtype"];
+  if (accel_->peak_matmul_flops_per_s.count(dtype) == 0) {
+    std::vector<std::string> dtypes;
+    for (const auto& kv : accel_->peak_matmul_flops_per_s) dtypes.push_back(kv.first);
+    fail(given("model.dtype") ? "model.dtype" : "cluster.accelerator",
+         fmt::format("accelerator '{}' (cluster.accelerator) has no matrix-unit peak for model.dtype {}; its matrix units take {}",
+                     name, dtype, text::join(dtypes)));
+  }
   const long long count = i(c["count"]);
   json& t = c["topology"];
   std::string type = t["type"];
@@ -236,7 +245,9 @@ void Resolver::resolve_cluster() {
     if (!has(t, "gpus_per_node")) t["gpus_per_node"] = accel_->gpus_per_node > 0 ? accel_->gpus_per_node : 8;
     const long long gpn = i(t["gpus_per_node"]);
     if (count % gpn != 0)
-      fail("cluster.count", fmt::format("{} GPUs do not fill whole nodes of {} GPUs", count, gpn));
+      fail("cluster.count", fmt::format("{} GPUs do not fill whole nodes of {} GPUs (cluster.topology.gpus_per_node sets the "
+                                        "node size: a smaller node, e.g. 1 for a single GPU, or a multiple of {} GPUs)",
+                                        count, gpn, gpn));
   }
 }
 
@@ -345,6 +356,20 @@ void Resolver::resolve_serving() {
   const json& m = doc_["model"];
   if (m["architecture"] == "encoder_decoder")
     fail("model.architecture", "serving supports decoder-only models (prefill + autoregressive decode of one stack)");
+  // GPU serving is dropless (workload/serving_model.cpp): vLLM, SGLang and TensorRT-LLM route every token to its
+  // experts with no capacity limit. A capacity given for it would be silently unused; TPU (einsum) serving keeps
+  // its capacity-padded buffers, as in training.
+  if (accel_->dispatch != catalog::DispatchStyle::einsum) {
+    if (given("model.capacity_factor"))
+      fail("model.capacity_factor", fmt::format("serving on {} GPUs is dropless (every token reaches its experts, as vLLM, "
+                                                "SGLang and TensorRT-LLM serve MoE models): no capacity factor applies; it is "
+                                                "used in training and in TPU serving",
+                                                accel_->name));
+    if (given("routing.dropless") && !doc_["routing"]["dropless"].get<bool>())
+      fail("routing.dropless", fmt::format("serving on {} GPUs is dropless (as vLLM, SGLang and TensorRT-LLM serve MoE models); "
+                                           "token dropping applies in training and in TPU serving",
+                                           accel_->name));
+  }
 
   // Arrivals.
   json& a = sv["arrival"];
@@ -393,6 +418,46 @@ void Resolver::resolve_serving() {
       fail(base + ".max", fmt::format("max {} is below min {}", l["max"].get<double>(), l["min"].get<double>()));
     if (lt == "lognormal" && has(l, "max") && l["mean"].get<double>() > l["max"].get<double>())
       fail(base + ".mean", fmt::format("mean {} is above max {}", l["mean"].get<double>(), l["max"].get<double>()));
+  }
+  // A request's prompt and output share the model's context window: a serving engine refuses a request whose
+  // prompt plus maximum output exceed it (vLLM's max_model_len check). The longest request the lengths allow
+  // must fit model.seq_len (a trace's rows are checked when it is read). A log-normal without a max is cut at
+  // the context the other length leaves (its max, or its value), and the resolved scenario says so.
+  {
+    const long long context = i(m["seq_len"]);
+    json& pl = sv["prompt_length"];
+    json& ol = sv["output_length"];
+    auto upper = [&](const json& l) -> std::optional<double> {
+      const std::string lt = l["type"];
+      if (lt == "fixed") return l["value"].get<double>();
+      if (lt == "trace" || !has(l, "max")) return std::nullopt;
+      return l["max"].get<double>();
+    };
+    auto open_tail = [&](const json& l) { return l["type"] == "lognormal" && !has(l, "max"); };
+    if (open_tail(pl) && open_tail(ol))
+      fail("serving.prompt_length.max", fmt::format("both lengths are unbounded log-normals: give a max for at least one (a "
+                                                    "prompt plus its output must fit model.seq_len, {} tokens)",
+                                                    context));
+    for (const auto& [which, l, other] : {std::tuple<const char*, json*, json*>{"prompt_length", &pl, &ol},
+                                          std::tuple<const char*, json*, json*>{"output_length", &ol, &pl}}) {
+      if (!open_tail(*l)) continue;
+      const auto o = upper(*other);
+      const double left = static_cast<double>(context) - (o ? *o : 1.0);
+      const std::string base = std::string("serving.") + which;
+      if (left < (*l)["mean"].get<double>())
+        fail(base + ".mean", fmt::format("the model's context (model.seq_len {}) leaves {} tokens beside the other length's {}, "
+                                         "below this log-normal's mean {}",
+                                         context, left, o ? *o : 1.0, (*l)["mean"].get<double>()));
+      (*l)["max"] = static_cast<long long>(left);
+    }
+    const auto p = upper(pl), o = upper(ol);
+    const double pp = p ? *p : 1.0, oo = o ? *o : 1.0;  // a trace's lengths: at least 1 token each
+    if ((p || o) && pp + oo > static_cast<double>(context))
+      fail(p ? "serving.prompt_length" : "serving.output_length",
+           fmt::format("a request can need {} tokens of context ({} prompt + {} output at most), more than the model's "
+                       "context window model.seq_len = {}: a serving engine refuses such requests; lower the lengths' "
+                       "bounds or raise model.seq_len",
+                       pp + oo, pp, oo, context));
   }
   const bool bounded = has(sv, "requests") || has(sv, "duration_s") || type == "trace";
   if (!bounded)
@@ -571,19 +636,16 @@ void Resolver::resolve_placement() {
           auto close = text::closest(key, catalog_.grid_keys());
           fail(path + ".datacenter.grid", fmt::format("unknown grid key '{}'; closest: {}", key, text::join(close)));
         }
-        const auto& g = catalog_.grid(key);
-        spec.gross_kgco2e_per_kwh = g.kgco2e_per_kwh;
-        spec.cfe_fraction = g.cfe_fraction;
-        spec.grid_zone = g.zone;
-        spec.year = g.year;
-        spec.licence = g.licence;
-        spec.sources["gross_kgco2e_per_kwh"] = g.source;
+        // As the catalog's grid: datacenters: the source text carries the dataset (the reports' attribution) and
+        // its accounting basis; no CFE (a zone's carbon-free generation share is not an operator's CFE).
+        catalog::apply_grid_intensity(spec, catalog_.grid(key));
       } else if (!has(d, "gross_kgco2e_per_kwh")) {
         fail(path + ".datacenter", "an inline datacenter needs `grid:` or `gross_kgco2e_per_kwh:`");
       }
       if (has(d, "gross_kgco2e_per_kwh")) {
         spec.gross_kgco2e_per_kwh = d["gross_kgco2e_per_kwh"];
         spec.sources["gross_kgco2e_per_kwh"] = "scenario file " + file_;
+        spec.grid_basis.clear();  // the scenario's own number: its basis is not stated
       }
       if (has(d, "net_kgco2e_per_kwh")) spec.net_kgco2e_per_kwh = d["net_kgco2e_per_kwh"].get<double>();
       if (has(d, "cfe_fraction")) spec.cfe_fraction = d["cfe_fraction"].get<double>();

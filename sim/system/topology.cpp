@@ -113,7 +113,9 @@ void Topology::finish(Topology& t, const scenario::Scenario& s, const catalog::A
     } else {
       site.gpus_per_node = topo.gpus_per_node;
       if (n % site.gpus_per_node != 0)
-        throw Error(fmt::format("datacenter '{}' gets {} GPUs, not whole nodes of {}", site.datacenter, n, site.gpus_per_node));
+        throw Error(fmt::format("placement[{}]: datacenter '{}' gets {} GPUs (share {:g} of cluster.count {}), not whole nodes of {} "
+                                "(cluster.topology.gpus_per_node); give shares whose GPUs fill whole nodes",
+                                k, site.datacenter, n, s.placement[k].share, chips, site.gpus_per_node));
       const int nodes = n / site.gpus_per_node;
       site.nodes_per_leaf = std::min(topo.nodes_per_leaf, nodes);
       if (nodes % site.nodes_per_leaf != 0)

@@ -135,6 +135,7 @@ std::vector<Request> read_request_trace(const std::string& path) {
     r.prompt_tokens = static_cast<int>(number(1, "prompt_tokens", 1.0, 1e7, true));
     r.output_tokens = static_cast<int>(number(2, "output_tokens", 1.0, 1e7, true));
     r.task = has_task ? static_cast<int>(number(3, "task", 0.0, 1e6, true)) : 0;
+    r.line = lineno;
     if (!out.empty() && r.arrival_s < out.back().arrival_s)
       throw InputError(path, lineno, 1, "arrival_s",
                        fmt::format("arrival times must be ascending: {} s comes after {} s", r.arrival_s, out.back().arrival_s));
@@ -160,7 +161,13 @@ std::vector<Request> generate_requests(const scenario::Scenario& s) {
       if (v.prompt_tokens.type != "trace") r.prompt_tokens = draw_length(v.prompt_tokens, prompts);
       if (v.output_tokens.type != "trace") r.output_tokens = draw_length(v.output_tokens, outputs);
       if (n_tasks > 1 && r.task >= n_tasks)
-        throw InputError(v.arrival.trace_csv, 0, 0, "task", fmt::format("task {} but routing.tasks is {}", r.task, n_tasks));
+        throw InputError(v.arrival.trace_csv, r.line, 1, "task", fmt::format("task {} but routing.tasks is {}", r.task, n_tasks));
+      // As the length distributions' bounds (scenario checks): prompt and output share the model's context window.
+      if (static_cast<long long>(r.prompt_tokens) + r.output_tokens > s.model.seq_len)
+        throw InputError(v.arrival.trace_csv, r.line, 1, "prompt_tokens",
+                         fmt::format("the request arriving at {} s needs {} tokens of context ({} prompt + {} output), more than "
+                                     "the model's context window model.seq_len = {}: a serving engine refuses such requests",
+                                     r.arrival_s, r.prompt_tokens + r.output_tokens, r.prompt_tokens, r.output_tokens, s.model.seq_len));
       out.push_back(r);
     }
     return out;

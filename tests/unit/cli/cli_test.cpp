@@ -278,6 +278,25 @@ TEST_CASE("cli::run: the README's GShard-600B example states the figures the run
   CHECK(close(m[3].str(), j.at("co2e_net_t").get<double>()));
 }
 
+TEST_CASE("cli::run: the README's MLPerf serving example is the summary the run prints", "[cli][serving]") {
+  const std::string dir = scratch("readme_mlperf");
+  const Result r = run_moesim("run " MOESIM_SOURCE_ROOT "/scenarios/published/mlperf41_mixtral_h200_server.yaml --no-store", dir);
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  const std::string readme = moesim::testing::slurp(MOESIM_SOURCE_ROOT "/README.md");
+  const std::string marker = "`moesim run scenarios/published/mlperf41_mixtral_h200_server.yaml`";
+  const auto at = readme.find(marker);
+  REQUIRE(at != std::string::npos);
+  const auto open = readme.find("```\n", at) + 4, close = readme.find("```", open);
+  std::istringstream block(readme.substr(open, close - open));
+  int lines = 0;
+  for (std::string line; std::getline(block, line); ++lines) {
+    INFO(line);
+    CHECK(r.out.find(line + "\n") != std::string::npos);  // each line of the README's excerpt, as printed
+  }
+  CHECK(lines >= 6);
+}
+
 TEST_CASE("cli::explain: docs/scenario.md is generated from the field table and up to date", "[cli]") {
   const std::string dir = scratch("explain");
   const Result r = run_moesim("explain --markdown", dir);

@@ -117,6 +117,36 @@ TEST_CASE("cli::plan: simulates the survivors as a sweep, ranks them, resumes - 
   CHECK(t.out.find("| rank | data | expert | tensor | pipeline |") != std::string::npos);
   CHECK(t.out.find("| 3 |") != std::string::npos);
   CHECK(t.out.find("| 4 |") == std::string::npos);
+  {
+    // Significant digits, not fixed decimals: a tiny model's step time, days, MWh and tCO2e are each a number above
+    // zero (fixed decimals printed 0.00 and 0.0, the same in every row).
+    std::istringstream lines(t.out);
+    int rows = 0;
+    for (std::string line; std::getline(lines, line);) {
+      if (line.rfind("| 1 |", 0) != 0 && line.rfind("| 2 |", 0) != 0 && line.rfind("| 3 |", 0) != 0) continue;
+      ++rows;
+      INFO(line);
+      std::vector<std::string> cells;
+      std::istringstream in(line.substr(1));
+      for (std::string cell; std::getline(in, cell, '|');) cells.push_back(cell.substr(1, cell.size() - 2));
+      REQUIRE(cells.size() >= 12);
+      for (std::size_t c = 8; c < 12; ++c) {  // step time, days, MWh, tCO2e
+        INFO(cells[c]);
+        CHECK(std::stod(cells[c]) > 0.0);
+      }
+    }
+    CHECK(rows == 3);
+  }
+  // --list without --dry-run: every layout with its verdict and reason, then the plan as usual (resumed here).
+  const Result listed = run_moesim("plan " + kPlan + " --list --top 3 --db " + db, dir);
+  INFO(listed.err);
+  REQUIRE(listed.status == 0);
+  CHECK(listed.err.find("d1 e2 t1 p1 m2 z0") != std::string::npos);  // a dominated layout, listed
+  CHECK(listed.err.find("dominated by") != std::string::npos);       // with its reason
+  CHECK(listed.out.find("| rank | data | expert | tensor | pipeline |") != std::string::npos);
+  const Result listed_json = run_moesim("plan " + kPlan + " --list --json --top 3 --db " + db, dir);
+  REQUIRE(listed_json.status == 0);
+  CHECK(json::parse(listed_json.out)["candidates"].size() == 48);
   const Result rep = run_moesim("report s" + std::to_string(j["sweep_id"].get<int>()) + " --format csv --db " + db +
                                     " -o " + dir + "/rep",
                                 dir);

@@ -95,12 +95,18 @@ TEST_CASE("cli::serving run: clear errors, nothing complete stored", "[cli][serv
     const char* what;
     std::string serving;
     const char* expect;
+    const char* args = "";
   };
   const Case cases[] = {
-      {"a KV cache smaller than one request",
+      {"a KV cache smaller than one request (in a 10M-token context)",
        "  arrival: {type: offline}\n  prompt_length: {type: fixed, value: 5000000}\n  output_length: {type: fixed, value: 5000000}\n"
        "  requests: 2\n  pools:\n    - {replicas: 8}\n  kv_cache: {memory_fraction: 0.2}\n",
-       "needs 10000000 (5000000 prompt + 5000000 output)"},
+       "needs 10000000 (5000000 prompt + 5000000 output)", " --set model.seq_len=10000000"},
+      {"a request longer than the model's context",
+       "  arrival: {type: offline}\n  prompt_length: {type: fixed, value: 4000}\n  output_length: {type: fixed, value: 200}\n"
+       "  requests: 2\n  pools:\n    - {replicas: 8}\n",
+       "serving.prompt_length: a request can need 4200 tokens of context (4000 prompt + 200 output at most), more than the model's "
+       "context window model.seq_len = 4096"},
       {"a model that does not fit",
        std::string(kLight) + "  pools:\n    - {replicas: 8}\n  scheduler: {max_batched_tokens: 90000000}\n",
        "does not fit a serving replica"},
@@ -116,7 +122,7 @@ TEST_CASE("cli::serving run: clear errors, nothing complete stored", "[cli][serv
   for (const Case& c : cases) {
     INFO(c.what);
     const auto f = scenario(dir, c.serving);
-    const Result r = run_cli("run " + f + " --db " + db, dir);
+    const Result r = run_cli("run " + f + " --db " + db + c.args, dir);
     CHECK(r.status == 1);
     CHECK(r.err.find(c.expect) != std::string::npos);
     INFO(r.err);
@@ -129,6 +135,16 @@ TEST_CASE("cli::serving run: clear errors, nothing complete stored", "[cli][serv
     CHECK(r.status == 1);
     CHECK(r.err.find(dir + "/trace.csv:3:5") != std::string::npos);
     CHECK(r.err.find("expected a whole number, got 'ten'") != std::string::npos);
+  }
+  SECTION("a trace row longer than the model's context names its line") {
+    write(dir + "/long.csv", "arrival_s,prompt_tokens,output_tokens\n0,10,5\n# a comment\n0.5,4000,100\n");
+    const auto f = scenario(dir, "  arrival: {type: trace, trace_csv: long.csv}\n  prompt_length: {type: trace}\n"
+                                 "  output_length: {type: trace}\n  pools:\n    - {replicas: 8}\n");
+    const Result r = run_cli("run " + f + " --db " + db, dir);
+    CHECK(r.status == 1);
+    CHECK(r.err.find(dir + "/long.csv:4:1") != std::string::npos);
+    CHECK(r.err.find("needs 4100 tokens of context (4000 prompt + 100 output), more than the model's context window "
+                     "model.seq_len = 4096") != std::string::npos);
   }
   // Every one is found before the store is touched: not even a failed run is recorded.
   if (fs::exists(db)) {
@@ -160,7 +176,16 @@ TEST_CASE("cli::serving --max-rate: the highest rate meeting the SLOs, or a clea
       // Accepted: the SLOs met and not falling behind.
       CHECK(p.at("accepted") == (p.at("meets_slo").get<bool>() && p.at("keeps_up").get<bool>()));
     }
-    CHECK(j.at("metrics").at("max_rate_rps").at("value").get<double>() == rate);
+    // The answer is the accepted run's rate or, if its window drew fewer arrivals, the rate it drew: what the
+    // deployment was seen to keep up with.
+    const double sustained = j.at("max_rate").at("sustained_rate_per_s").get<double>();
+    double drawn = 0.0;
+    for (const json& p : j.at("max_rate").at("probes"))
+      if (p.at("rate_per_s").get<double>() == rate) drawn = p.at("window_arrival_rate_per_s").get<double>();
+    CHECK(drawn == Approx(j.at("requests_measured").get<double>() / j.at("window_s").get<double>()).epsilon(1e-12));
+    CHECK(sustained == std::min(rate, drawn));
+    CHECK(j.at("metrics").at("max_rate_rps").at("value").get<double>() == sustained);
+    CHECK(j.at("metrics").at("max_rate_probe_rps").at("value").get<double>() == rate);
     CHECK(j.at("energy_per_output_token_j").get<double>() > 0.0);
   }
   SECTION("SLOs no rate can meet") {

@@ -235,6 +235,9 @@ TEST_CASE("cli::sweep: shards merged give exactly the numbers of a local sweep",
   CHECK(text.find("| placement | cluster.count | parallelism.data |") != std::string::npos);
   CHECK(text.find("## Skipped points") != std::string::npos);
   CHECK(text.find("24 devices, but the cluster has 8 chips") != std::string::npos);
+  // The grid figures behind the points' CO2e keep their datasets' licences and attributions, as in a run's report.
+  CHECK(text.find("## Data sources and licences") != std::string::npos);
+  CHECK(text.find("Google Cloud region carbon data") != std::string::npos);
   const Result csv = run_moesim("report sweep:1 --format csv -o " + dir + "/rep --db " + dir + "/s0.db", dir);
   INFO(csv.err);
   REQUIRE(csv.status == 0);
@@ -247,6 +250,7 @@ TEST_CASE("cli::sweep: shards merged give exactly the numbers of a local sweep",
   REQUIRE(html.status == 0);
   const std::string page = slurp(dir + "/rep/sweep-" + std::to_string(sweep_id) + ".html");
   CHECK(page.find("Metrics against the swept axes") != std::string::npos);
+  CHECK(page.find("<section id=\"licences\">") != std::string::npos);
   CHECK(page.find(fmt::format("id=\"sweep-{}-pareto\"", sweep_id)) != std::string::npos);
   const Result none = run_moesim("report s99 --format md -o " + dir + "/rep --db " + merged, dir);
   CHECK(none.status == 1);
@@ -381,4 +385,118 @@ TEST_CASE("cli::sweep --submit: the script goes to sbatch from the PATH, or stay
   CHECK(missing.err.find(dir + "/study.sbatch.sh") != std::string::npos);
   const Result no_shards = run_moesim("sweep " + kSweep + " --submit --db " + dir + "/study.db", dir);
   CHECK(no_shards.status == 2);
+}
+
+TEST_CASE("cli::sweep: a Slurm-only option without --slurm-script or --submit is refused before anything runs",
+          "[cli][sweep][slurm]") {
+  const std::string dir = scratch("slurm_only");
+  const std::string db = dir + "/sweep.db";
+  for (const std::string opt : {"--shards 2", "--partition debug", "--time 00:10:00", "--mem 2G"}) {
+    INFO(opt);
+    const Result r = run_moesim("sweep " + kSweep + " " + opt + " --db " + db, dir);
+    INFO(r.err);
+    CHECK(r.status == 2);
+    CHECK(r.err.find("sweep: " + opt + " ") != std::string::npos);  // the option and the value given
+    CHECK(r.err.find("needs --slurm-script") != std::string::npos);
+    CHECK(r.err.find("--submit") != std::string::npos);
+    CHECK(r.err.find("[sweep]") == std::string::npos);  // no point ran
+    CHECK_FALSE(fs::exists(db));
+  }
+  // With --slurm-script they are the script's settings, as before.
+  const Result ok = run_moesim("sweep " + kSweep + " --slurm-script --shards 2 --mem 2G --db " + db, dir);
+  CHECK(ok.status == 0);
+  CHECK(ok.out.find("#SBATCH --mem=2G\n") != std::string::npos);
+}
+
+TEST_CASE("cli::sweep --submit: a failing sbatch is reported by its exit code, not the raw wait status", "[cli][sweep][slurm]") {
+  const std::string dir = scratch("submit_fails");
+  fs::create_directories(dir + "/bin");
+  std::ofstream(dir + "/bin/sbatch") << "#!/bin/sh\necho 'sbatch: error: invalid partition specified' >&2\nexit 3\n";
+  fs::permissions(dir + "/bin/sbatch", fs::perms::owner_all);
+  const Result r = run_moesim("sweep " + kSweep + " --submit --shards 2 --db " + dir + "/study.db", dir,
+                              "PATH=" + dir + "/bin:/usr/bin:/bin ");
+  INFO(r.err);
+  CHECK(r.status == 1);
+  CHECK(r.err.find("failed with exit code 3") != std::string::npos);
+  CHECK(r.err.find("status 768") == std::string::npos);
+  CHECK(r.err.find(dir + "/study.sbatch.sh") != std::string::npos);  // where the script is
+}
+
+TEST_CASE("cli::db merge: a bad input is refused before the output store is created", "[cli][sweep][merge]") {
+  const std::string dir = scratch("merge_checks");
+  const std::string out = dir + "/out.db";
+  SECTION("an input that is not a SQLite database") {
+    const std::string bad = dir + "/notes.db";
+    std::ofstream(bad) << "not a database, just text that is long enough to fill the SQLite header bytes..........";
+    const Result r = run_moesim("db merge " + out + " " + bad, dir);
+    CHECK(r.status == 1);
+    CHECK(r.err.find("cannot merge " + bad) != std::string::npos);
+    CHECK_FALSE(fs::exists(out));
+  }
+  SECTION("an input that does not exist, after a good one: nothing merged, no output store") {
+    const Result s0 = run_moesim("sweep " + kSweep + " --json --shard 0/2 --db " + dir + "/s0.db", dir);
+    REQUIRE(s0.status == 0);
+    const Result r = run_moesim("db merge " + out + " " + dir + "/s0.db " + dir + "/missing.db", dir);
+    CHECK(r.status == 1);
+    CHECK(r.err.find("cannot merge " + dir + "/missing.db: no such file") != std::string::npos);
+    CHECK_FALSE(fs::exists(out));
+  }
+}
+
+TEST_CASE("cli::sweep: a point's errors name the sweep point and the sweep file, not a --set with a made-up location",
+          "[cli][sweep]") {
+  const std::string dir = scratch("point_origin");
+  const Result none = run_moesim("sweep " + kData + "sweep_all_invalid.yaml --db " + dir + "/none.db", dir);
+  INFO(none.err);
+  CHECK(none.status == 1);
+  CHECK(none.err.find("sweep_all_invalid.yaml: sweep point 0 (cluster.accelerator=\"tpu_v99\"): cluster.accelerator: ") !=
+        std::string::npos);
+  CHECK(none.err.find("--set") == std::string::npos);
+  CHECK(none.err.find(":1:1") == std::string::npos);
+  // A skipped point's stored reason, likewise.
+  const Result r = run_moesim("sweep " + kSweep + " --json --db " + dir + "/sweep.db", dir);
+  REQUIRE(r.status == 0);
+  const Store s(dir + "/sweep.db", Store::Mode::read_only);
+  std::size_t skipped = 0;
+  for (const auto& p : s.get_sweep(json::parse(r.out)["sweep_id"].get<std::int64_t>()).points) {
+    if (p.skip_reason.empty()) continue;
+    ++skipped;
+    INFO(p.skip_reason);
+    CHECK(p.skip_reason.find(fmt::format("small_sweep.yaml: sweep point {} ({})", p.index, p.label)) != std::string::npos);
+    CHECK(p.skip_reason.find("--set") == std::string::npos);
+  }
+  CHECK(skipped == 2);
+  // A real --set keeps its label.
+  const Result set = run_moesim("sweep " + kSweep + " --set cluster.accelerator=tpu_v99 --db " + dir + "/set.db", dir);
+  CHECK(set.status == 1);
+  CHECK(set.err.find("--set cluster.accelerator=tpu_v99") != std::string::npos);
+}
+
+TEST_CASE("cli::sweep: the report of a store that lacks points names their values and both ways to get them",
+          "[cli][sweep][merge]") {
+  const std::string dir = scratch("missing_points");
+  const Result s0 = run_moesim("sweep " + kSweep + " --json --shard 0/2 --db " + dir + "/s0.db", dir);
+  INFO(s0.err);
+  REQUIRE(s0.status == 0);
+  {
+    // The stored axes record each axis' dimension of the enumeration: the two zipped axes share one.
+    const Store s(dir + "/s0.db", Store::Mode::read_only);
+    const json axes = s.get_sweep(1).axes;
+    REQUIRE(axes.size() == 3);
+    CHECK(axes[0]["dimension"] == 0);
+    CHECK(axes[1]["dimension"] == 1);
+    CHECK(axes[2]["dimension"] == 1);
+  }
+  const Result md = run_moesim("report s1 --format md -o " + dir + "/rep --db " + dir + "/s0.db", dir);
+  INFO(md.err);
+  REQUIRE(md.status == 0);
+  const std::string text = slurp(dir + "/rep/sweep-1.md");
+  INFO(text);
+  CHECK(text.find("run the same `moesim sweep` command again (it resumes)") != std::string::npos);
+  CHECK(text.find("`moesim db merge`") != std::string::npos);
+  CHECK(text.find("| ? |") == std::string::npos);
+  // Points 2 and 5 (8 chips, data 3: skipped), whichever shard holds them, with their values.
+  std::size_t rows_8_3 = 0;
+  for (std::size_t at = text.find("| 8 | 3 |"); at != std::string::npos; at = text.find("| 8 | 3 |", at + 1)) ++rows_8_3;
+  CHECK(rows_8_3 == 2);
 }

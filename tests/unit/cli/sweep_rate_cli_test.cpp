@@ -61,11 +61,14 @@ TEST_CASE("cli::sweep --max-rate: every point is a capacity search, stored at th
       REQUIRE(upper != nullptr);
       CHECK(rate->value > 0.0);
       // The bracket ends within the tolerance, the found rate below the rate that misses.
-      CHECK(upper->value > rate->value);
-      CHECK((upper->value - rate->value) / rate->value <= 0.05);
+      const auto probe = run.metric("max_rate_probe_rps");
+      REQUIRE(probe != nullptr);
+      CHECK(upper->value > probe->value);
+      CHECK((upper->value - probe->value) / probe->value <= 0.05);
       CHECK(run.metric("max_rate_probes")->value >= 2.0);
       // The stored run is the simulation at the rate found: its scenario says so, and it meets the SLOs.
-      CHECK(run.scenario["serving"]["arrival"]["rate_per_s"].get<double>() == rate->value);
+      CHECK(run.scenario["serving"]["arrival"]["rate_per_s"].get<double>() == probe->value);
+      CHECK(rate->value <= probe->value);
       CHECK(run.metric("ttft_p99_s")->value <= 0.300);
       CHECK(run.metric("tpot_p99_s")->value <= 0.030);
       if (p.label.find("\"replicas\":4") != std::string::npos && p.label.find("a100") != std::string::npos) {
@@ -82,7 +85,7 @@ TEST_CASE("cli::sweep --max-rate: every point is a capacity search, stored at th
                                 dir);
   INFO(one.err);
   REQUIRE(one.status == 0);
-  CHECK(json::parse(one.out)["max_rate"]["rate_per_s"].get<double>() == a100_4x2_rate);
+  CHECK(json::parse(one.out)["max_rate"]["sustained_rate_per_s"].get<double>() == a100_4x2_rate);
 
   // Resumed under its own identity: a rerun searches nothing; a plain sweep of the same file is another question.
   const Result again = run_moesim("sweep " + kRateSweep + " --max-rate --rate-tolerance 0.05 --json --db " + db, dir);
@@ -114,6 +117,9 @@ TEST_CASE("cli::sweep --max-rate: unmeetable SLOs skip the point with the search
   CHECK(none.status == 1);
   CHECK(none.err.find("capacity search: --max-rate: the SLOs cannot be met at any rate") != std::string::npos);
   CHECK(none.err.find("every point of the sweep was skipped") != std::string::npos);
+  // A skipped point has no run: its progress line names none (not "run 0").
+  CHECK(none.err.find("): skipped: capacity search") != std::string::npos);
+  CHECK(none.err.find("run 0 ") == std::string::npos);
   // A training sweep has no arrival rate to search.
   const Result training =
       run_moesim("sweep " + std::string(MOESIM_TEST_DATA) + "/cli/small_sweep.yaml --max-rate --db " + dir + "/t.db", dir);

@@ -206,7 +206,7 @@ TEST_CASE("engine::serving: the power series integrates to the energy plugin's j
 
 TEST_CASE("engine::serving: memoised shape buckets stay within a percent of exact shapes", "[engine][serving]") {
   const std::string s = "  arrival: {type: poisson, rate_per_s: 60}\n  prompt_length: {type: lognormal, mean: 500, sigma: 0.9}\n"
-                        "  output_length: {type: lognormal, mean: 80, sigma: 0.6}\n  duration_s: 6\n  warmup_s: 1\n"
+                        "  output_length: {type: lognormal, mean: 80, sigma: 0.6, max: 1024}\n  duration_s: 6\n  warmup_s: 1\n"
                         "  pools:\n    - {replicas: 2, tensor: 4}\n";
   const auto bucketed = simulate(load(s + "  memo_buckets_per_octave: 32\n"));
   const auto exact = simulate(load(s + "  memo_buckets_per_octave: 0\n"));
@@ -327,6 +327,15 @@ TEST_CASE("engine::serving: the backlog grows past the capacity and stays flat b
   // Serving half of what arrives: about half of the second half's arrivals stay in the system.
   CHECK(heavy.backlog_growth_fraction == Approx(0.5).margin(0.1));
   CHECK(heavy.output_tokens_window < 0.6 * heavy.output_tokens_requested_window);
+  // Requests/s counts the requests served (finishing) in the window, as tokens/s the tokens generated there: an
+  // overloaded deployment serves about half of its arrivals; each served request carries its 200 tokens.
+  for (const auto* r : {&light, &heavy}) {
+    const double window = r->window_end_s - r->window_start_s;
+    CHECK(r->throughput_rps == Approx(static_cast<double>(r->requests_completed) / window).epsilon(1e-12));
+    CHECK(r->throughput_rps * 200.0 == Approx(r->output_tokens_per_s).epsilon(0.05));
+    CHECK(r->goodput_rps == Approx(r->goodput_fraction * r->throughput_rps).epsilon(1e-12));
+  }
+  CHECK(heavy.throughput_rps < 0.6 * static_cast<double>(heavy.requests_measured) / (heavy.window_end_s - heavy.window_start_s));
 }
 
 TEST_CASE("engine::serving: a window without requests is refused before anything runs, naming the warm-up",
@@ -349,5 +358,68 @@ TEST_CASE("engine::serving: a window without requests is refused before anything
     const auto p = trace(dir, "early.csv", {{0.5, 100, 10}, {1.0, 100, 10}});
     const auto s = load(trace_serving(p, "{type: continuous}") + "  warmup_s: 10\n");
     CHECK_THROWS_WITH(en::check_feasible(s, catalog()), Catch::Contains("serving.warmup_s") && Catch::Contains("from 0.5 to 1 s"));
+  }
+}
+
+namespace {
+
+/** The chips' joules over the window, from the energy plugin, and from the power series. */
+std::pair<double, double> window_joules(const en::ServingResult& r) {
+  double plugin = 0.0;
+  for (const auto& site : r.sites) plugin += site.chip_energy_per_step_j;
+  const auto& t = r.series.at("t_s");
+  const auto& p = r.series.at("power_w");
+  double series = 0.0;
+  for (std::size_t i = 0; i < t.size(); ++i)
+    if (t[i] >= r.window_start_s - 1e-9 && t[i] + r.series_interval_s <= r.window_end_s + 1e-9) series += p[i] * r.series_interval_s;
+  return {plugin, series};
+}
+
+}  // namespace
+
+TEST_CASE("engine::serving: a window that outlasts its last request is charged its idle time to the window's end",
+          "[engine][serving]") {
+  // One request every 10 s over a 100 s window: each is done in milliseconds, the last (at 90 s) long before the
+  // window's end. Every joule-per-second figure divides by the window, so the chips' energy must cover all of it:
+  // at least every chip's job-resident draw (active_w) for 100 s, and the power series must reach the window's end.
+  const auto s = load("  arrival: {type: constant, rate_per_s: 0.1}\n  prompt_length: {type: fixed, value: 200}\n"
+                      "  output_length: {type: fixed, value: 20}\n  duration_s: 100\n  warmup_s: 0\n  pools:\n    - {replicas: 2, tensor: 4}\n");
+  const auto r = simulate(s);
+  REQUIRE(r.makespan_s < 95.0);
+  REQUIRE(r.window_end_s == Approx(100.0));
+  const auto& h100 = catalog().accelerator("h100");
+  const double floor_j = 8 * (std::min(h100.idle_w, h100.active_w) + h100.host_overhead_w) * (r.window_end_s - r.window_start_s);
+  const auto [plugin, series] = window_joules(r);
+  CHECK(plugin >= floor_j * (1.0 - 1e-9));
+  CHECK(plugin < 8 * h100.full_w * (r.window_end_s - r.window_start_s));
+  CHECK(series == Approx(plugin).epsilon(0.001));
+  CHECK(r.series.at("t_s").back() + r.series_interval_s >= r.window_end_s - 1e-9);
+}
+
+TEST_CASE("engine::serving: pipeline stages waiting for each other are charged their waiting power, not the next stage's load",
+          "[engine][serving]") {
+  // The same replica split 8 ways by tensor or by pipeline reads the same bytes per chip per token, and one
+  // stage works at a time: the chips' energy above their waiting draw must not grow with the number of stages
+  // (it did, about as the stage count, while each stage's wait was billed at its next task's load).
+  auto run = [&](const std::string& layout) {
+    return simulate(sc::load_string(
+        "name: t\nseed: 9\nmodel: {layers: 8, d_model: 2048, d_ff: 8192, heads: 16, kv_heads: 8, experts: 8, top_k: 2,"
+        " vocab: 32000, seq_len: 4096, activation: swiglu}\nserving:\n  arrival: {type: constant, rate_per_s: 5}\n"
+        "  prompt_length: {type: fixed, value: 400}\n  output_length: {type: fixed, value: 150}\n  duration_s: 8\n"
+        "  warmup_s: 1\n  pools:\n    - {replicas: 1, " + layout + "}\n" + kCluster,
+        "test.yaml", catalog()));
+  };
+  const auto tensor = run("tensor: 8"), pipe = run("pipeline: 8");
+  const auto& h100 = catalog().accelerator("h100");
+  auto above = [&](const en::ServingResult& r) {
+    return window_joules(r).first - 8 * (h100.active_w + h100.host_overhead_w) * (r.window_end_s - r.window_start_s);
+  };
+  REQUIRE(above(tensor) > 0.0);
+  // The pipeline's stages each compute one layer on one chip: the same work, at most a little less efficiently
+  // (no tensor collectives, one chip's kernels), never several times the dynamic energy.
+  CHECK(above(pipe) < 1.5 * above(tensor));
+  for (const auto* r : {&tensor, &pipe}) {
+    const auto [plugin, series] = window_joules(*r);
+    CHECK(series == Approx(plugin).epsilon(0.001));
   }
 }

@@ -85,11 +85,11 @@ const std::vector<std::string> kCsvColumns = {
     "timestamp", "project_name", "run_id", "experiment_id", "duration", "emissions", "emissions_rate", "energy_consumed",
     "country_iso_code", "region", "pue", "status", "alternative_label", "datacenter", "datacenter_display_name", "share", "chips",
     "accelerator", "it_energy_kwh", "network_energy_kwh", "pue_overhead_kwh", "emissions_net_kg", "emissions_embodied_kg",
-    "grid_gross_kgco2e_per_kwh", "grid_net_kgco2e_per_kwh", "cfe_fraction", "grid_licence", "train_days", "train_time_s", "step_time_s",
+    "grid_gross_kgco2e_per_kwh", "grid_net_kgco2e_per_kwh", "cfe_fraction", "grid_licence", "grid_attribution", "grid_basis", "train_days", "train_time_s", "step_time_s",
     "step_time_spread_s", "steps", "mfu", "hfu", "tokens_dropped_fraction", "average_chip_power_w", "wan_bytes_per_step",
     "wan_time_per_step_s", "moesim_version", "git_hash", "seed",
     // serving columns (empty on training rows)
-    "kind", "requests_measured", "window_s", "throughput_rps", "input_tokens_per_s", "output_tokens_per_s",
+    "kind", "requests_measured", "requests_completed", "window_s", "throughput_rps", "input_tokens_per_s", "output_tokens_per_s",
     "output_tokens_per_s_per_device", "goodput_fraction", "goodput_rps", "slo_ttft_s", "slo_tpot_s", "slo_p99_met", "ttft_p50_s",
     "ttft_p99_s", "tpot_p50_s", "tpot_p99_s", "itl_p50_s", "itl_p99_s", "e2e_p50_s", "e2e_p99_s", "queue_p50_s", "queue_p99_s",
     "preemptions", "mean_batch_sequences", "mean_kv_use", "output_tokens", "energy_per_output_token_j", "it_energy_per_output_token_j",
@@ -531,6 +531,9 @@ TEST_CASE("reports::csv: one row per run and datacenter with CodeCarbon-style co
     CHECK(row[col("grid_net_kgco2e_per_kwh")] == (d.net_kgco2e_per_kwh ? r::format_exact(*d.net_kgco2e_per_kwh) : ""));
     CHECK(row[col("cfe_fraction")] == (d.cfe_fraction ? r::format_exact(*d.cfe_fraction) : ""));
     CHECK(row[col("grid_licence")] == (i == 0 ? "ODbL-1.0" : "Figures quoted from a publication (facts, cited)"));
+    // The attribution the licence requires, as the report's licence table gives it (one truth: dataset_attribution).
+    if (i == 0) CHECK_THAT(row[col("grid_attribution")], Contains("Data from Electricity Maps"));
+    else CHECK(row[col("grid_attribution")].empty());
     CHECK(csv_same(num(row[col("train_days")]), run.metric("train_time_s")->value / 86400.0));
     CHECK(csv_same(num(row[col("step_time_s")]), run.metric("step_time_s")->value));
     CHECK(csv_same(num(row[col("mfu")]), run.metric("mfu")->value));

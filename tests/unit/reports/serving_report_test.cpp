@@ -441,7 +441,10 @@ TEST_CASE("reports::serving markdown: the serving tables with the stored values"
     return md.substr(b, md.find(" |", b) - b);
   };
   CHECK(cell("Requests measured (arriving in the window)") == "505");
-  CHECK(same(num(cell("Throughput")), metric(run, "throughput_rps"), 1e-3));
+  CHECK(same(num(cell("Requests served (finishing in the window)")), metric(run, "requests_completed"), 1e-9));
+  CHECK(same(num(cell("Throughput (requests served per second)")), metric(run, "throughput_rps"), 1e-3));
+  // Requests served per second of the window: the same quantity twice.
+  CHECK(same(metric(run, "throughput_rps"), metric(run, "requests_completed") / metric(run, "window_s"), 1e-12));
   CHECK(same(num(cell("Output tokens per second per device")), metric(run, "output_tokens_per_s_per_device"), 1e-3));
   CHECK(same(num(cell("Goodput (requests within both SLOs)")), 100.0 * metric(run, "goodput_fraction"), 1e-3));
   CHECK(num(cell("TTFT limit (SLO)")) == 2000.0);
@@ -497,7 +500,7 @@ TEST_CASE("reports::serving csv: serving columns from the run, training columns 
                                                   "tokens_dropped_fraction", "wan_bytes_per_step", "wan_time_per_step_s"};
   // Serving column -> (metric, factor to the CSV unit).
   const std::vector<std::tuple<std::string, std::string, double>> serving_cols = {
-      {"requests_measured", "requests_measured", 1.0}, {"window_s", "window_s", 1.0}, {"throughput_rps", "throughput_rps", 1.0},
+      {"requests_measured", "requests_measured", 1.0}, {"requests_completed", "requests_completed", 1.0}, {"window_s", "window_s", 1.0}, {"throughput_rps", "throughput_rps", 1.0},
       {"input_tokens_per_s", "input_tokens_per_s", 1.0}, {"output_tokens_per_s", "output_tokens_per_s", 1.0},
       {"output_tokens_per_s_per_device", "output_tokens_per_s_per_device", 1.0}, {"goodput_fraction", "goodput_fraction", 1.0},
       {"goodput_rps", "goodput_rps", 1.0}, {"slo_ttft_s", "slo_ttft_s", 1.0}, {"slo_tpot_s", "slo_tpot_s", 1.0},

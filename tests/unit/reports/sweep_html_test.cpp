@@ -253,6 +253,98 @@ TEST_CASE("reports::sweep csv: each ranking column carries its unit in its name,
   }
 }
 
+namespace {
+
+/** A sweep of `point_count` points over `axes` (stored as given) of which the store holds point 0 (complete) and
+ *  point 1 (its run left `running`, as by a killed sweep): the store of a sweep stopped early, or of one shard. */
+std::int64_t partial_sweep(Store& db, const json& axes, std::int64_t point_count) {
+  const std::int64_t id = db.open_sweep("partial", fmt::format("{:032x}", 77 + point_count), point_count, axes);
+  for (std::int64_t i = 0; i < 2; ++i) {
+    std::string label;
+    for (const auto& a : axes) label += (label.empty() ? "" : ", ") + a["key"].get<std::string>() + "=" + a["values"][0].dump();
+    SweepPointRecord p;
+    p.index = i;
+    p.label = label;
+    p.point_hash = fmt::format("{:032x}", i + 1);
+    moesim::store::RunRecord h = t::header("partial", "site_" + std::to_string(i));
+    h.alternative_label = label;
+    h.point_hash = p.point_hash;
+    p.run_id = db.begin_run(h);
+    if (i == 0) {
+      t::RunSpec spec;
+      spec.label = "0";
+      spec.datacenters = 1;
+      db.complete_run(*p.run_id, t::results(spec));
+    }
+    db.set_sweep_point(id, p);
+  }
+  return id;
+}
+
+}  // namespace
+
+TEST_CASE("reports::sweep: points the store does not hold show their values and how to get them", "[reports][sweep]") {
+  t::TempDir dir;
+  Store db((dir.path() / "s.db").string());
+  SECTION("axes that record their dimension (zipped axes share one)") {
+    // cluster.count x (parallelism.data zip parallelism.expert): 2 x 2 points, the last dimension the fastest.
+    const json axes = json::array({{{"key", "cluster.count"}, {"values", {64, 128}}, {"dimension", 0}},
+                                   {{"key", "parallelism.data"}, {"values", {8, 16}}, {"dimension", 1}},
+                                   {{"key", "parallelism.expert"}, {"values", {4, 2}}, {"dimension", 1}}});
+    const std::int64_t id = partial_sweep(db, axes, 4);
+    const std::string md = r::render_sweep_report(db, id, r::Format::markdown);
+    INFO(md);
+    CHECK(md.find("not finished 1, not in this store 2.") != std::string::npos);
+    // The store cannot tell an interrupted sweep from a shard's store: both remedies, in one sentence.
+    CHECK(md.find("2 of the sweep's points are not in this store, which does not record whether the sweep ran in shards: "
+                  "if it was stopped before it reached them, run the same `moesim sweep` command again (it resumes); "
+                  "if it ran in shards, run the shards that hold them and `moesim db merge` their stores here.") !=
+          std::string::npos);
+    CHECK(md.find("1 of the sweep's points did not finish") != std::string::npos);
+    CHECK(md.find("| 2 | 128 | 8 | 4 | \xE2\x80\x93 | not in this store |") != std::string::npos);
+    CHECK(md.find("| 3 | 128 | 16 | 2 | \xE2\x80\x93 | not in this store |") != std::string::npos);
+    CHECK(md.find("| ? |") == std::string::npos);
+    const auto rows = t::parse_csv(r::render_sweep_report(db, id, r::Format::csv));
+    REQUIRE(rows.size() == 5);
+    CHECK(rows[3][0] == "2");
+    CHECK(rows[3][1] == "128");
+    CHECK(rows[3][2] == "8");
+    CHECK(rows[3][3] == "4");
+    const std::string html = r::render_sweep_report(db, id, r::Format::html);
+    CHECK(html.find("run the same `moesim sweep` command again (it resumes)") != std::string::npos);
+  }
+  SECTION("axes stored without their dimension: independent when their counts multiply to the points") {
+    const json axes = json::array({{{"key", "cluster.count"}, {"values", {64, 128}}}, {{"key", "parallelism.data"}, {"values", {8, 16}}}});
+    const std::int64_t id = partial_sweep(db, axes, 4);
+    const std::string md = r::render_sweep_report(db, id, r::Format::markdown);
+    INFO(md);
+    CHECK(md.find("| 2 | 128 | 8 |") != std::string::npos);
+    CHECK(md.find("| 3 | 128 | 16 |") != std::string::npos);
+  }
+  SECTION("axes stored without their dimension that cannot be told apart: ?") {
+    // 2 x 2 x 2 values for 4 points: which two axes are zipped is not recorded.
+    const json axes = json::array({{{"key", "cluster.count"}, {"values", {64, 128}}},
+                                   {{"key", "parallelism.data"}, {"values", {8, 16}}},
+                                   {{"key", "parallelism.expert"}, {"values", {4, 2}}}});
+    const std::int64_t id = partial_sweep(db, axes, 4);
+    const std::string md = r::render_sweep_report(db, id, r::Format::markdown);
+    CHECK(md.find("| 2 | ? | ? | ? |") != std::string::npos);
+  }
+}
+
+TEST_CASE("reports/README.md: wan_time_per_step_s is the time WAN traffic is in flight, not a critical-path share",
+          "[reports][sweep]") {
+  const std::string readme = t::read_text_file(std::string(MOESIM_SOURCE_ROOT) + "/reports/README.md");
+  const std::size_t at = readme.find("| `wan_time_per_step_s` |");
+  REQUIRE(at != std::string::npos);
+  const std::string row = readme.substr(at, readme.find('\n', at) - at);
+  INFO(row);
+  // engine.cpp: wan_busy_s adds the wall time while any WAN-crossing round runs, overlapped with compute or not.
+  CHECK(row.find("WAN communication on the step's critical path") == std::string::npos);
+  CHECK(row.find("in flight") != std::string::npos);
+  CHECK(row.find("overlapped with compute or not") != std::string::npos);
+}
+
 TEST_CASE("reports::svg heat_map: viridis ends, shape errors", "[reports][svg]") {
   namespace svg = moesim::reports::svg;
   CHECK(svg::viridis(0.0) == "#440154");

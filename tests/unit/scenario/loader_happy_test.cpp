@@ -340,10 +340,24 @@ TEST_CASE("scenario::load_string: an inline datacenter with a grid key takes its
   // The same region's catalog datacenter carries the same intensity.
   CHECK(dc.gross_kgco2e_per_kwh == Approx(t::real_catalog().datacenter("gcp_us_central1_2023").gross_kgco2e_per_kwh));
   CHECK(dc.year == 2023);
-  REQUIRE(dc.cfe_fraction.has_value());
-  CHECK(*dc.cfe_fraction == Approx(0.95));  // "Google CFE" column of the same CSV row
+  // A site on that grid, as the catalog's grid: datacenters: Google's CFE is Google's own hourly matching, not the
+  // grid's, so it is not copied (an inline cfe_fraction gives one).
+  CHECK_FALSE(dc.cfe_fraction.has_value());
   CHECK_FALSE(dc.licence.empty());
   CHECK(t::contains(dc.sources.at("pue"), "test.yaml"));
+  // The intensity's source names the grid key and its basis, as the catalog's grid: datacenters do (the reports
+  // find the dataset's attribution from it).
+  CHECK(dc.sources.at("gross_kgco2e_per_kwh") ==
+        t::real_catalog().datacenter("grid:google/us-central1/2023").sources.at("gross_kgco2e_per_kwh"));
+  CHECK(t::contains(dc.sources.at("gross_kgco2e_per_kwh"), "grid key google/us-central1/2023: operational intensity"));
+
+  SECTION("an Electricity Maps zone: its carbon-free generation share is not a CFE") {
+    const Scenario em = t::load(t::replace_line(yaml, "      grid: google/us-central1/2023", "      grid: electricity_maps/DE/2023"));
+    const auto& d = *em.placement[0].inline_spec;
+    CHECK_FALSE(d.cfe_fraction.has_value());
+    CHECK(t::contains(d.sources.at("gross_kgco2e_per_kwh"), "grid key electricity_maps/DE/2023: lifecycle intensity"));
+    CHECK(d.licence == "ODbL-1.0");
+  }
 
   SECTION("an explicit intensity overrides the grid key") {
     const std::string y2 = t::replace_line(yaml, "      grid: google/us-central1/2023",

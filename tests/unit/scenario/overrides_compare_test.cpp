@@ -13,14 +13,14 @@ namespace t = moesim::scenario::test;
 TEST_CASE("scenario::load_string: --set overrides are typed and applied on top of the file", "[scenario][overrides]") {
   SECTION("scalars of every kind") {
     const auto s = t::load(t::base_yaml(), {"cluster.count=16", "parallelism.data=2", "model.capacity_factor=2",
-                                            "routing.dropless=true", "name=renamed", "model.dtype=fp32"});
+                                            "routing.dropless=true", "name=renamed", "model.dtype=fp16"});
     CHECK(s.cluster.count == 16);
     CHECK(s.parallelism.data == 2);
     CHECK(s.parallelism.expert == 8);  // untouched keys of the same section are kept
     CHECK(s.model.capacity_factor == 2.0);
     CHECK(s.routing.dropless);
     CHECK(s.name == "renamed");
-    CHECK(s.model.dtype == "fp32");
+    CHECK(s.model.dtype == "fp16");
     CHECK(s.resolved["cluster"]["count"] == 16);
   }
   SECTION("a list value replaces the list") {
@@ -154,6 +154,16 @@ TEST_CASE("scenario::load_alternatives: bad alternatives are refused with their 
     });
     CHECK(e.key() == "compare[].compare");
     CHECK(t::contains(e.message(), "cannot override `compare`"));
+  }
+  SECTION("an alternative whose merged scenario fails a check is named, with where it is") {
+    // The check blames `parallelism` (the base file's line), but the alternative's cluster.count made it fail.
+    const std::string alt = "{label: big, cluster: {count: 16}}";
+    const std::string file = t::data("compare_ok.yaml");
+    const auto e = t::expect_input_error([&] { load_alternatives(file, t::real_catalog(), {}, {alt}); });
+    CHECK(e.key() == "parallelism");
+    CHECK(e.file() == file);
+    CHECK(t::contains(e.message(), "in alternative 'big' (--alt " + alt + ":1): "));
+    CHECK(t::contains(e.message(), "16 devices"));
   }
   SECTION("--alt without a label") {
     const std::string alt = "{cluster: {count: 16}}";

@@ -127,6 +127,21 @@ TEST_CASE("scenario::serving: mistakes are located errors naming the key", "[sce
       {"a pool in an unknown datacenter", t::replace_line(y, "      tensor: 2", "      tensor: 2\n      datacenter: mars"),
        "serving.pools[0].datacenter", "not a datacenter of `placement`"},
       {"an absurd rate", t::replace_line(y, "    rate_per_s: 10", "    rate_per_s: 1e12"), "serving.arrival.rate_per_s", "out of range"},
+      {"requests longer than the context", t::replace_line(y, "    sigma: 0.8", "    sigma: 0.8\n    max: 1000"), "serving.prompt_length",
+       "1050 tokens of context (1000 prompt + 50 output at most), more than the model's context window model.seq_len = 1024"},
+      {"a fixed output leaving no context", t::replace_line(y, "    value: 50", "    value: 2000"), "serving.prompt_length.mean",
+       "leaves -976 tokens beside the other length's 2000"},
+      {"two unbounded log-normals",
+       t::replace_line(t::replace_line(y, "    type: fixed", "    type: lognormal"), "    value: 50", "    mean: 50\n    sigma: 0.5"),
+       "serving.prompt_length.max", "both lengths are unbounded log-normals"},
+      {"a fractional length", t::replace_line(y, "    value: 50", "    value: 50.5"), "serving.output_length.value", "integer"},
+      {"a capacity factor for GPU serving", t::replace_line(y, "  top_k: 2", "  top_k: 2\n  capacity_factor: 1.25"),
+       "model.capacity_factor", "is dropless"},
+      {"token dropping in GPU serving", t::replace_line(y, "serving:", "routing: {dropless: false}\nserving:"), "routing.dropless",
+       "is dropless"},
+      {"a dtype the GPU's matrix units do not take",
+       t::replace_line(t::replace_line(y, "  seq_len: 1024", "  seq_len: 1024\n  dtype: fp8"), "  accelerator: h100", "  accelerator: a100"),
+       "model.dtype", "accelerator 'a100' (cluster.accelerator) has no matrix-unit peak for model.dtype fp8; its matrix units take bf16"},
   };
   for (const Case& c : cases) {
     INFO(c.what);
@@ -143,4 +158,14 @@ TEST_CASE("scenario::serving: mistakes are located errors naming the key", "[sce
     CHECK(e.key() == "placement[0].share");
     CHECK(t::contains(e.message(), "not a whole number of replicas"));
   }
+}
+
+TEST_CASE("scenario::serving: a log-normal length without a max is cut at the context the other length leaves",
+          "[scenario][serving]") {
+  // seq_len 1024, output fixed at 50: the prompt's log-normal is cut at 974, and the resolved scenario says so.
+  const auto s = t::load(serving_yaml());
+  CHECK(s.serving->prompt_tokens.max == 974.0);
+  // A given max that fits is kept.
+  const auto kept = t::load(t::replace_line(serving_yaml(), "    sigma: 0.8", "    sigma: 0.8\n    max: 900"));
+  CHECK(kept.serving->prompt_tokens.max == 900.0);
 }

@@ -92,7 +92,7 @@ TEST_CASE("system::Topology: placement errors", "[system][topology]") {
   SECTION("GPU sites hold whole nodes and whole leaf groups") {
     const auto s = t::scenario_for("nvlink_fat_tree", {}, t::par(12, 1), {{"dc_a", 0.5}, {"dc_b", 0.5}}, SplitKind::data, 4, 1);
     const moesim::workload::DeviceMesh mesh(s.parallelism, 1);
-    CHECK_THROWS_WITH(Topology::build(s, t::gpu(4), mesh), Catch::Contains("gets 6 GPUs, not whole nodes of 4"));
+    CHECK_THROWS_WITH(Topology::build(s, t::gpu(4), mesh), Catch::Contains("placement[0]: datacenter 'dc_a' gets 6 GPUs (share 0.5 of cluster.count 12), not whole nodes of 4"));
     const auto s2 = t::scenario_for("nvlink_fat_tree", {}, t::par(12, 1), {{"dc_a", 1.0}}, SplitKind::data, 4, 2);
     const moesim::workload::DeviceMesh mesh2(s2.parallelism, 1);
     CHECK_THROWS_WITH(Topology::build(s2, t::gpu(4), mesh2), Catch::Contains("3 nodes do not fill whole leaf groups of 2 nodes"));

@@ -98,6 +98,10 @@ struct ComparisonRow {
  *  figure of merit). */
 std::vector<ComparisonRow> comparison_rows(const store::Store& db, std::int64_t comparison_id);
 
+/** Empty unless the runs of comparison `comparison_id` mix lifecycle and operational grid intensities; then the
+ *  sentence the comparison's text, Markdown and HTML print under the ranking (detail::grid_basis_note). */
+std::string comparison_grid_basis_note(const store::Store& db, std::int64_t comparison_id);
+
 /** Pareto front of points to be minimised in both coordinates: flag i is true when no other point
  *  is at least as good in both coordinates and strictly better in one. A point with a NaN
  *  coordinate is never on the front and dominates nothing. Identical points are all on the front

@@ -25,6 +25,12 @@ struct GridIntensity {
   std::string licence;      ///< e.g. "Apache-2.0", "ODbL-1.0", "CC-BY-SA-4.0"
 };
 
+/** A datacenter on a grid entry's annual figure: gross intensity with its source ("grid key KEY: BASIS intensity,
+ *  SOURCE", which the reports read for the dataset's attribution), zone, year and licence. No CFE and no net
+ *  intensity: a dataset's carbon-free share is the zone's generation mix, not an operator's hourly-matched CFE.
+ *  The `grid:` datacenters of the catalog and a scenario's inline `grid:` datacenter both come from here. */
+void apply_grid_intensity(DatacenterSpec& dc, const GridIntensity& g);
+
 /** The profiles/ directory: accelerators and datacenters, loaded once.
  *  Lookups of unknown names throw moesim::Error listing the closest known names. */
 class Catalog {

@@ -30,6 +30,10 @@ struct DatacenterSpec {
   std::optional<double> net_kgco2e_per_kwh;  ///< market-based, when known
   std::optional<double> cfe_fraction;     ///< hourly-matched carbon-free energy share, 0..1
   std::string hourly_intensity_csv;       ///< optional user-supplied hourly series (path)
+  /** Accounting basis of gross_kgco2e_per_kwh where its dataset states one: "lifecycle" (generation plus upstream
+   *  emissions: Google's 2019-2020 files, Electricity Maps) or "operational" (combustion only: Google's files from
+   *  2021); empty where the source does not say (a published figure, a scenario's own number, Ember). */
+  std::string grid_basis;
 
   /** Network between this site and others (WAN), used when a job spans datacenters. */
   double wan_bandwidth_bytes_per_s = 0.0;  ///< 0: use the scenario / default

@@ -65,7 +65,9 @@ struct ServingResult {
   double window_end_s = 0.0;
   double makespan_s = 0.0;          ///< until the last request completed
   LatencyStats ttft, tpot, itl, e2e, queue;
-  double throughput_rps = 0.0;      ///< measured requests / window
+  /** Requests finishing in the window (all of them offline): what the deployment served, whatever it was asked. */
+  long long requests_completed = 0;
+  double throughput_rps = 0.0;      ///< requests completed in the window / window (not arrivals: see requests_completed)
   double input_tokens_per_s = 0.0;  ///< prompt tokens computed in the window / window
   double output_tokens_per_s = 0.0; ///< tokens generated in the window / window
   double output_tokens_per_s_per_device = 0.0;
@@ -82,7 +84,7 @@ struct ServingResult {
   long long in_system_mid = 0;  ///< requests in the system (arrived, not finished) at the window's middle
   long long in_system_end = 0;  ///< ... and at its end
   double goodput_fraction = 0.0;    ///< measured requests within both SLOs / measured requests
-  double goodput_rps = 0.0;
+  double goodput_rps = 0.0;  ///< goodput_fraction x throughput_rps: requests served per second within both SLOs
   double slo_ttft_s = 0.0;
   double slo_tpot_s = 0.0;
   bool slo_p99_met = false;         ///< P99 TTFT and P99 TPOT within the SLOs

@@ -23,6 +23,12 @@ struct Alternative {
 Scenario load_file(const std::string& path, const catalog::Catalog& catalog,
                    const std::vector<std::string>& overrides = {});
 
+/** Same, with the origin of each override for error messages: `origins[i]`, when given and not empty, names where
+ *  `overrides[i]` came from (e.g. "study.yaml: sweep point 3 (parallelism.data=3)") in place of "--set EXPR", with
+ *  no line or column; an override without one is named "--set EXPR" as by the overload above. */
+Scenario load_file(const std::string& path, const catalog::Catalog& catalog, const std::vector<std::string>& overrides,
+                   const std::vector<std::string>& origins);
+
 /** The scenario `moesim plan` starts from: read and checked like load_file, except that the layout (the
  *  `parallelism` section, a mapping or `auto`) is not checked and is replaced by a placeholder (every device
  *  data-parallel, nothing else split): only the model, batch, cluster and the rest are read from it; each layout

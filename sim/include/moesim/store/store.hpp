@@ -144,7 +144,7 @@ struct SweepRecord {
   std::string scenario_name;
   std::string definition_hash;  ///< the same sweep has the same hash in every store (shards, merged stores)
   std::int64_t point_count = 0; ///< points of the whole sweep
-  nlohmann::json axes;          ///< [{key, values}] as enumerated
+  nlohmann::json axes;          ///< [{key, values, dimension}] as enumerated: dimension = the axis's place in the odometer (a zip group's axes share one; absent in stores written before it)
   std::string created_at_utc;
   std::vector<SweepPointRecord> points;  ///< by index (get_sweep only)
 };

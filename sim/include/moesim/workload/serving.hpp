@@ -22,6 +22,7 @@ struct Request {
   int prompt_tokens = 0;
   int output_tokens = 0;
   int task = 0;  ///< task-level routing: the request's task (0 otherwise)
+  int line = 0;  ///< the trace CSV's line of the request (0: generated)
 };
 
 /** The requests of a serving scenario, in arrival order: generated from the arrival process and the
