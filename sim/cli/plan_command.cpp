@@ -71,9 +71,15 @@ int cmd_plan(const GlobalOptions& g, const PlanOptions& o) {
   space.max_pipeline = o.max_pipeline;
   const std::vector<engine::Layout> layouts = engine::enumerate_layouts(space);
   auto resolve = [&](const engine::Layout& l) {
+    // The layout's values are the plan's, not a --set the user typed: an error about one names the layout.
     std::vector<std::string> all = o.overrides;
-    for (auto& s : l.overrides()) all.push_back(std::move(s));
-    return scenario::load_file(o.scenario, catalog, all);
+    std::vector<std::string> origins(o.overrides.size());
+    const std::string origin = fmt::format("{}: plan layout {}", o.scenario, l.label());
+    for (auto& s : l.overrides()) {
+      all.push_back(std::move(s));
+      origins.push_back(origin);
+    }
+    return scenario::load_file(o.scenario, catalog, all, origins);
   };
   const std::vector<engine::Candidate> candidates = engine::screen_layouts(layouts, resolve, accel);
   std::map<engine::Verdict, std::size_t> counts;

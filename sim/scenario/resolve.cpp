@@ -444,10 +444,10 @@ void Resolver::resolve_serving() {
       const auto o = upper(*other);
       const double left = static_cast<double>(context) - (o ? *o : 1.0);
       const std::string base = std::string("serving.") + which;
-      if (left < (*l)["mean"].get<double>())
+      if (left < std::max((*l)["mean"].get<double>(), (*l)["min"].get<double>()))
         fail(base + ".mean", fmt::format("the model's context (model.seq_len {}) leaves {} tokens beside the other length's {}, "
-                                         "below this log-normal's mean {}",
-                                         context, left, o ? *o : 1.0, (*l)["mean"].get<double>()));
+                                         "below this log-normal's mean {} or min {}",
+                                         context, left, o ? *o : 1.0, (*l)["mean"].get<double>(), (*l)["min"].get<double>()));
       (*l)["max"] = static_cast<long long>(left);
     }
     const auto p = upper(pl), o = upper(ol);
