@@ -375,7 +375,11 @@ std::string html_sweep(const store::SweepRecord& sweep, const std::string& db_pa
   detail::nav(w, {{"charts", "Metrics against the swept axes"},
                   {"pareto", serving ? "P99 TTFT vs CO2e per 1000 tokens" : "Training time vs CO2e"},
                   {"points", "Every point"},
-                  {"skipped", "Skipped points"}});
+                  {"skipped", "Skipped points"},
+                  {"licences", "Data sources and licences"}});
+  // Points on lifecycle and on operational grid intensities: part of their CO2e difference is the basis.
+  if (const std::string note = detail::grid_basis_note(runs); !note.empty())
+    w.element("div", {{"class", "notice"}, {"id", "grid-basis-note"}}, note);
 
   std::vector<std::size_t> shown;  // complete points with a row
   for (std::size_t p = 0; p < points.size(); ++p)
@@ -593,6 +597,7 @@ std::string render_sweep_report(const store::Store& db, std::int64_t sweep_id, F
                      running, missing);
   if (const std::string advice = advice_text({complete, skipped, failed, running, missing}, "`"); !advice.empty())
     out += advice + "\n\n";
+  if (const std::string note = detail::grid_basis_note(runs); !note.empty()) out += "> **Note:** " + markdown_escape(note) + "\n\n";
   out += fmt::format("Pareto: a complete point no other beats on both {}.\n\n",
                      serving ? "P99 TTFT and gross gCO2e per 1000 output tokens" : "training days and gross tCO2e");
   out += "| Point |";

@@ -152,3 +152,22 @@ TEST_CASE("cli::compare: alternatives on lifecycle and operational grid intensit
   REQUIRE(one.status == 0);
   CHECK(one.out.find("accounting bases") == std::string::npos);
 }
+
+TEST_CASE("cli::sweep report: points on lifecycle and operational grid intensities are flagged", "[cli][energy]") {
+  const std::string dir = scratch("sweep_basis");
+  const std::string db = dir + "/runs.db";
+  std::filesystem::remove(db);
+  // The small sweep's placement axis, with Iowa's 2019 grid (Google, lifecycle) beside its 2024 grid (operational).
+  std::string yaml = read(std::string(MOESIM_SOURCE_ROOT) + "/tests/data/cli/small_sweep.yaml");
+  const std::string finland = "gcp_europe_north1_2024";
+  REQUIRE(yaml.find(finland) != std::string::npos);
+  yaml.replace(yaml.find(finland), finland.size(), "gcp_us_central1_2019");
+  const std::string file = dir + "/basis_sweep.yaml";
+  std::ofstream(file) << yaml;
+  const auto r = moesim::testing::run_moesim_in("sweep " + file + " --db " + db, dir);
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  const std::string md = markdown_report("s1", db, dir);
+  CHECK(md.find("> **Note:** Grid intensities on different accounting bases: lifecycle: gcp_us_central1_2019") != std::string::npos);
+  CHECK(md.find("operational: gcp_us_central1_2024") != std::string::npos);
+}
