@@ -356,10 +356,8 @@ void Resolver::resolve_serving() {
   const json& m = doc_["model"];
   if (m["architecture"] == "encoder_decoder")
     fail("model.architecture", "serving supports decoder-only models (prefill + autoregressive decode of one stack)");
-  // GPU serving is dropless (workload/serving_model.cpp): vLLM, SGLang and TensorRT-LLM route every token to its
-  // experts with no capacity limit. A capacity given for it would be silently unused; TPU (einsum) serving keeps
-  // its capacity-padded buffers, as in training.
-  if (accel_->dispatch != catalog::DispatchStyle::einsum) {
+  // GPU serving is dropless (AcceleratorSpec::serves_dropless): a capacity given for it would be silently unused.
+  if (accel_->serves_dropless()) {
     if (given("model.capacity_factor"))
       fail("model.capacity_factor", fmt::format("serving on {} GPUs is dropless (every token reaches its experts, as vLLM, "
                                                 "SGLang and TensorRT-LLM serve MoE models): no capacity factor applies; it is "

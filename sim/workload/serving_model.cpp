@@ -150,9 +150,7 @@ IterationModel::IterationModel(const scenario::Scenario& s, const scenario::Pool
   kv_b_ = dtype_bytes(s.serving->kv_dtype);
   if (m.is_moe()) {
     scenario::RoutingSpec r = s.routing;
-    // Serving engines (vLLM, SGLang, TensorRT-LLM) route without capacity limits; TPU einsum dispatch keeps
-    // its capacity-padded buffers, as in training.
-    if (accel.dispatch != catalog::DispatchStyle::einsum) r.dropless = true;
+    if (accel.serves_dropless()) r.dropless = true;
     router_ = std::make_unique<Router>(r, m.experts, m.top_k, m.capacity_factor, s.seed);
   }
   for (int st = 0; st < pool.pipeline; ++st) {

@@ -58,6 +58,18 @@ std::string trace_serving(const std::string& path, const std::string& scheduler,
          "  record_requests: true\n  pools:\n" + pools + "  scheduler: " + scheduler + "\n";
 }
 
+/** The chips' joules over the window, from the energy plugin, and from the power series. */
+std::pair<double, double> window_joules(const en::ServingResult& r) {
+  double plugin = 0.0;
+  for (const auto& site : r.sites) plugin += site.chip_energy_per_step_j;
+  const auto& t = r.series.at("t_s");
+  const auto& p = r.series.at("power_w");
+  double series = 0.0;
+  for (std::size_t i = 0; i < t.size(); ++i)
+    if (t[i] >= r.window_start_s - 1e-9 && t[i] + r.series_interval_s <= r.window_end_s + 1e-9) series += p[i] * r.series_interval_s;
+  return {plugin, series};
+}
+
 }  // namespace
 
 TEST_CASE("engine::serving: one sequence at a time serves requests back to back", "[engine][serving]") {
@@ -188,13 +200,7 @@ TEST_CASE("engine::serving: the power series integrates to the energy plugin's j
   jb.erase("sim_wall_s");
   CHECK(ja == jb);
   // Power over the window, interval by interval, equals the chips' energy over the window.
-  const auto& t = a.series.at("t_s");
-  const auto& p = a.series.at("power_w");
-  double joules = 0.0;
-  for (std::size_t i = 0; i < t.size(); ++i)
-    if (t[i] >= a.window_start_s - 1e-9 && t[i] + a.series_interval_s <= a.window_end_s + 1e-9) joules += p[i] * a.series_interval_s;
-  double plugin = 0.0;
-  for (const auto& site : a.sites) plugin += site.chip_energy_per_step_j;
+  const auto [plugin, joules] = window_joules(a);
   CHECK(joules == Approx(plugin).epsilon(0.001));
   // Latency percentiles are ordered; the CDF ends at the maximum.
   CHECK(a.ttft.p50_s <= a.ttft.p90_s);
@@ -361,21 +367,6 @@ TEST_CASE("engine::serving: a window without requests is refused before anything
   }
 }
 
-namespace {
-
-/** The chips' joules over the window, from the energy plugin, and from the power series. */
-std::pair<double, double> window_joules(const en::ServingResult& r) {
-  double plugin = 0.0;
-  for (const auto& site : r.sites) plugin += site.chip_energy_per_step_j;
-  const auto& t = r.series.at("t_s");
-  const auto& p = r.series.at("power_w");
-  double series = 0.0;
-  for (std::size_t i = 0; i < t.size(); ++i)
-    if (t[i] >= r.window_start_s - 1e-9 && t[i] + r.series_interval_s <= r.window_end_s + 1e-9) series += p[i] * r.series_interval_s;
-  return {plugin, series};
-}
-
-}  // namespace
 
 TEST_CASE("engine::serving: a window that outlasts its last request is charged its idle time to the window's end",
           "[engine][serving]") {

@@ -49,6 +49,9 @@ struct AcceleratorSpec {
   std::string display_name;  ///< e.g. "Google TPU v3"
   AcceleratorKind kind = AcceleratorKind::gpu;
   DispatchStyle dispatch = DispatchStyle::gather;
+  /** Whether it serves MoE models dropless: GPU engines (vLLM, SGLang, TensorRT-LLM) route every token to its
+   *  experts with no capacity limit; TPU einsum dispatch keeps its capacity-padded buffers, as in training. */
+  bool serves_dropless() const { return dispatch != DispatchStyle::einsum; }
 
   int devices_per_chip = 1;  ///< devices the programming model sees per chip (TPU v2/v3: 2 cores)
 
