@@ -359,9 +359,6 @@ void over_time_section(XmlWriter& w, const store::RunRecord& r) {
   const store::Series* batch = find_series(r, "batch_sequences");
   const store::Series* queue = find_series(r, "queue_requests");
   const store::Series* kv = find_series(r, "kv_use");
-  const double interval = r.provenance.is_object() && r.provenance.contains("series_interval_s") && r.provenance["series_interval_s"].is_number()
-                              ? r.provenance["series_interval_s"].get<double>()
-                              : kNaN;
   if (power != nullptr && !power->x.empty()) {
     double max_w = 0.0;
     for (double y : power->y)
@@ -394,7 +391,7 @@ void over_time_section(XmlWriter& w, const store::RunRecord& r) {
     w.raw(svg::line_chart(c));
   }
   if (kv != nullptr && !kv->x.empty()) {
-    svg::LineChart c = over_time_chart(r, "kv-use", "KV-cache use over the run (at the end of each sampling interval)");
+    svg::LineChart c = over_time_chart(r, "kv-use", "KV-cache use over the run (average over each sampling interval)");
     c.y_axis_label = "KV-cache blocks in use (%)";
     c.y_unit = "%";
     c.series_key = "kv_use";
@@ -406,9 +403,9 @@ void over_time_section(XmlWriter& w, const store::RunRecord& r) {
   }
   const std::string convention = prov_string(r.provenance, "power_convention");
   w.element("p", {{"class", "note"}},
-            fmt::format("Each value is the average over the sampling interval that starts at it{} (KV-cache use: its state at the interval's end); the shaded band is the measurement "
+            fmt::format("Each value is the average over the sampling interval that starts at it{}; the shaded band is the measurement "
                         "window, over which throughput, energy and CO2e are accounted.{}",
-                        std::isfinite(interval) ? fmt::format(" ({} s)", format_value(interval)) : "",
+                        detail::interval_text(r.provenance),
                         convention.empty() ? "" : " Power convention: " + convention + "."));
 }
 
@@ -465,6 +462,7 @@ void provenance_section(XmlWriter& w, const store::RunRecord& r) {
   add_string("step_times_s", "simulated step times (s)");
   add_string("window", "measurement window");
   add_string("series_interval_s", "series sampling interval (s)");
+  add_string("series_last_interval_s", "the last series point's interval (s)");
   add_string("memo_buckets_per_octave", "iteration-cost memo buckets per octave");
   kv_table(w, rows);
 

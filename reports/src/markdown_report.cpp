@@ -172,6 +172,7 @@ std::string provenance(const store::RunRecord& r) {
   add("step_times_s", "simulated step times (s)");
   add("window", "measurement window");
   add("series_interval_s", "series sampling interval (s)");
+  add("series_last_interval_s", "the last series point's interval (s)");
   add("memo_buckets_per_octave", "iteration-cost memo buckets per octave");
   out += kv(rows);
   const std::vector<json> pools = provenance_pools(p);
@@ -367,12 +368,9 @@ std::string serving_over_time(const store::RunRecord& r) {
   }
   if (cells.empty()) return out + "This run stored no series over time.\n\n";
   out += table({"Series", "Mean of the samples", "Lowest", "Highest", "Unit"}, {false, true, true, true, false}, cells);
-  const double interval = r.provenance.is_object() && r.provenance.contains("series_interval_s") && r.provenance["series_interval_s"].is_number()
-                              ? r.provenance["series_interval_s"].get<double>()
-                              : kNaN;
-  out += fmt::format("{} samples over the whole run, each the average over a sampling interval{} (KV-cache use: its state at the interval's end); the HTML report plots them with the "
+  out += fmt::format("{} sample{} over the whole run, each the average over the sampling interval that starts at it{}; the HTML report plots them with the "
                      "measurement window marked.\n\n",
-                     samples, std::isfinite(interval) ? fmt::format(" of {} s", format_value(interval)) : "");
+                     samples, samples == 1 ? "" : "s", detail::interval_text(r.provenance));
   return out;
 }
 

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "model.hpp"
+#include "moesim/reports/markup.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -323,6 +324,18 @@ std::vector<DatacenterSource> datacenter_sources(const store::RunRecord& r) {
     out.push_back(std::move(s));
   }
   return out;
+}
+
+std::string interval_text(const nlohmann::json& provenance) {
+  auto number = [&](const char* key) {
+    return provenance.is_object() && provenance.contains(key) && provenance[key].is_number() ? provenance[key].get<double>()
+                                                                                             : std::numeric_limits<double>::quiet_NaN();
+  };
+  const double interval = number("series_interval_s"), last = number("series_last_interval_s");
+  if (!std::isfinite(interval)) return "";
+  if (std::isfinite(last) && last > 0.0 && last < interval * (1.0 - 1e-9))
+    return fmt::format(" ({} s; the last, {} s, to the window's end)", format_value(interval), format_value(last));
+  return fmt::format(" ({} s)", format_value(interval));
 }
 
 std::string grid_basis_note(const std::vector<store::RunRecord>& runs) {

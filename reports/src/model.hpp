@@ -90,6 +90,10 @@ std::vector<DatacenterSource> datacenter_sources(const store::RunRecord& r);
  *  so part of a difference between such alternatives is the basis, not the grid. */
 std::string grid_basis_note(const std::vector<store::RunRecord>& runs);
 
+/** " (INTERVAL s)", or " (INTERVAL s; the last, LAST s, to the window's end)" when a serving run's last point is
+ *  shorter (offline), from the run's provenance; empty when it records no interval. */
+std::string interval_text(const nlohmann::json& provenance);
+
 /** The text of a Markdown report's "Data sources and licences" section about `runs` (markdown_report.cpp). */
 std::string markdown_licences(const std::vector<store::RunRecord>& runs);
 

@@ -163,6 +163,21 @@ std::string axes_text(const store::SweepRecord& sweep, const std::string& quote)
   return axes;
 }
 
+/** What the sweep's every point ran with besides its own values: the global --set overrides, in order; a sweep stored
+ *  before schema version 4 did not record them, which is said rather than shown as none. */
+std::string overrides_text(const store::SweepRecord& sweep) {
+  if (!sweep.overrides.is_array())
+    return "The --set overrides of this sweep were not recorded (a sweep stored before schema version 4).";
+  if (sweep.overrides.empty()) return "No --set overrides: besides its own values, every point ran with the scenario file's.";
+  std::string list;
+  for (const auto& o : sweep.overrides)
+    list += fmt::format("{}--set {}", list.empty() ? "" : ", ", o.is_string() ? o.get<std::string>() : o.dump());
+  return fmt::format("Every point ran with {} (applied before the point's own values).", list);
+}
+
+/** The CSV cell of the overrides: the JSON array as stored, empty when not recorded. */
+std::string overrides_cell(const store::SweepRecord& sweep) { return sweep.overrides.is_array() ? sweep.overrides.dump() : ""; }
+
 /** The CSV header of a ranking column: its field with its unit as a suffix, as the run CSV names its columns
  *  (facility_energy_mwh, co2e_gross_t, wan_time_per_step_s, ttft_p99_ms, energy_per_output_token_j); a field that
  *  already ends in its unit (train_days, output_tokens_per_s, max_rate_rps) or a unitless one is kept. */
@@ -367,6 +382,7 @@ std::string html_sweep(const store::SweepRecord& sweep, const std::string& db_pa
   w.element("p", {{"class", "meta"}},
             fmt::format("{} points over {}. Definition hash {}; created {}.", sweep.point_count, axes, sweep.definition_hash,
                         sweep.created_at_utc));
+  w.element("p", {{"class", "meta"}, {"data-overrides", overrides_cell(sweep)}}, overrides_text(sweep));
   w.element("p", {{"class", "meta"}, {"data-complete", std::to_string(n.complete)}, {"data-skipped", std::to_string(n.skipped)}},
             fmt::format("Complete {}, skipped {}, failed {}, not finished {}, not in this store {}.", n.complete, n.skipped,
                         n.failed, n.running, n.missing));
@@ -560,6 +576,7 @@ std::string render_sweep_report(const store::Store& db, std::int64_t sweep_id, F
     for (const char* h : {"status", "run_id", "point_hash", "skip_reason"}) head.push_back(h);
     for (const auto& c : columns) head.push_back(csv_column(c));
     head.push_back("pareto");
+    head.push_back("sweep_overrides");
     std::string out;
     auto line = [&](const std::vector<std::string>& cells) {
       for (std::size_t i = 0; i < cells.size(); ++i) out += (i ? "," : "") + csv_field(cells[i]);
@@ -579,6 +596,7 @@ std::string render_sweep_report(const store::Store& db, std::int64_t sweep_id, F
         cells.push_back(std::isfinite(x) ? fmt::format("{}", x) : "");
       }
       cells.push_back(v.row && v.row->rank > 0 ? (v.row->pareto ? "true" : "false") : "");
+      cells.push_back(overrides_cell(sweep));
       line(cells);
     }
     return out;
@@ -593,6 +611,7 @@ std::string render_sweep_report(const store::Store& db, std::int64_t sweep_id, F
   const std::string axes = axes_text(sweep, "`");
   out += fmt::format("{} points over {}; definition hash `{}`; created {}; store `{}`.\n\n", sweep.point_count, axes,
                      sweep.definition_hash, sweep.created_at_utc, markdown_escape(db.path()));
+  out += markdown_escape(overrides_text(sweep)) + "\n\n";
   out += fmt::format("Complete {}, skipped {}, failed {}, not finished {}, not in this store {}.\n\n", complete, skipped, failed,
                      running, missing);
   if (const std::string advice = advice_text({complete, skipped, failed, running, missing}, "`"); !advice.empty())

@@ -155,6 +155,11 @@ int main(int argc, char** argv) {
   runs_show->add_option("id", runs.id, "Run id")->required();
   runs_show->add_option("--db", runs.db, "Run store (SQLite)")->default_val("moesim.db");
   runs_show->add_flag("--json", runs.json, "JSON output");
+  auto* runs_requests = runs_cmd->add_subcommand(
+      "requests", "Print a serving run's per-request timings (stored with serving.record_requests: true) as CSV");
+  runs_requests->add_option("id", runs.id, "Run id")->required();
+  runs_requests->add_option("--db", runs.db, "Run store (SQLite)")->default_val("moesim.db");
+  runs_requests->add_flag("--json", runs.json, "JSON output (an array of objects) instead of CSV");
 
   // bench
   BenchOptions bench;
@@ -265,6 +270,7 @@ int main(int argc, char** argv) {
     if (list_cmd->parsed()) return cmd_list(g, what, filter);
     if (runs_list->parsed()) return cmd_runs_list(runs);
     if (runs_show->parsed()) return cmd_runs_show(runs);
+    if (runs_requests->parsed()) return cmd_runs_requests(runs);
     if (bench_cmd->parsed()) return cmd_bench(g, bench);
     if (val_cmd->parsed()) return cmd_validate(g, val);
   } catch (const UsageError& e) {

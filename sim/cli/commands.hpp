@@ -126,6 +126,8 @@ int cmd_explain(bool markdown);
 int cmd_list(const GlobalOptions& g, const std::string& what, const std::string& filter);
 int cmd_runs_list(const RunsOptions& o);
 int cmd_runs_show(const RunsOptions& o);
+/** A serving run's stored request timings as CSV (or JSON): the times, and the TTFT, TPOT and E2E derived from them. */
+int cmd_runs_requests(const RunsOptions& o);
 int cmd_bench(const GlobalOptions& g, const BenchOptions& o);
 int cmd_validate(const GlobalOptions& g, const ValidateOptions& o);
 

@@ -2,6 +2,9 @@
 #include <cctype>
 #include <initializer_list>
 #include <iostream>
+#include <optional>
+
+#include <nlohmann/json.hpp>
 
 #include <fmt/format.h>
 
@@ -14,6 +17,8 @@
 #include "record.hpp"
 
 namespace moesim::cli {
+
+using nlohmann::json;
 
 int cmd_explain(bool markdown) {
   std::cout << (markdown ? scenario::explain_markdown() : scenario::explain_text());
@@ -113,6 +118,45 @@ int cmd_runs_show(const RunsOptions& o) {
     std::cout << record_json(r).dump(2) << "\n";
   else
     std::cout << record_summary(r);
+  return 0;
+}
+
+int cmd_runs_requests(const RunsOptions& o) {
+  store::Store db(o.db, store::Store::Mode::read_only);
+  const store::RunRecord r = db.get_run(o.id);
+  if (r.kind != "serving")
+    throw Error(fmt::format("run {} in {} is a {} run: only serving runs have request timings", o.id, o.db, r.kind));
+  const std::vector<store::RequestTiming> timings = db.request_timings(o.id);
+  if (timings.empty())
+    throw Error(fmt::format("run {} in {} stored no request timings: run the scenario with serving.record_requests: true "
+                            "to keep them",
+                            o.id, o.db));
+  // Derived as the run's metrics are: TTFT from arrival to the first token, TPOT over the tokens after the first (none
+  // for a one-token output), E2E from arrival to the last token.
+  auto tpot = [](const store::RequestTiming& q) {
+    return q.output_tokens > 1 ? std::optional<double>((q.end_s - q.first_token_s) / (q.output_tokens - 1)) : std::nullopt;
+  };
+  if (o.json) {
+    json out = json::array();
+    for (std::size_t i = 0; i < timings.size(); ++i) {
+      const auto& q = timings[i];
+      const auto t = tpot(q);
+      out.push_back({{"request", i}, {"arrival_s", q.arrival_s}, {"first_token_s", q.first_token_s}, {"end_s", q.end_s},
+                     {"queue_s", q.queue_s}, {"ttft_s", q.first_token_s - q.arrival_s}, {"tpot_s", t ? json(*t) : json(nullptr)},
+                     {"e2e_s", q.end_s - q.arrival_s}, {"prompt_tokens", q.prompt_tokens}, {"output_tokens", q.output_tokens},
+                     {"replica", q.replica}, {"preemptions", q.preemptions}});
+    }
+    std::cout << out.dump(2) << "\n";
+    return 0;
+  }
+  std::cout << "request,arrival_s,first_token_s,end_s,queue_s,ttft_s,tpot_s,e2e_s,prompt_tokens,output_tokens,replica,preemptions\n";
+  for (std::size_t i = 0; i < timings.size(); ++i) {
+    const auto& q = timings[i];
+    const auto t = tpot(q);
+    std::cout << fmt::format("{},{},{},{},{},{},{},{},{},{},{},{}\n", i, q.arrival_s, q.first_token_s, q.end_s, q.queue_s,
+                             q.first_token_s - q.arrival_s, t ? fmt::format("{}", *t) : std::string(), q.end_s - q.arrival_s,
+                             q.prompt_tokens, q.output_tokens, q.replica, q.preemptions);
+  }
   return 0;
 }
 

@@ -1,11 +1,15 @@
 // SPDX-License-Identifier: Apache-2.0
 // The store record, JSON and summary of a serving run.
+#include <optional>
 #include <algorithm>
+#include <map>
+#include <set>
 
 #include <fmt/format.h>
 
 #include "moesim/core/units.hpp"
 #include "moesim/core/version.hpp"
+#include "moesim/reports/markup.hpp"
 #include "record.hpp"
 #include "serving_record.hpp"
 
@@ -18,6 +22,11 @@ namespace {
 double metric_or(const store::RunRecord& r, const std::string& name, double fallback = 0.0) {
   const store::Metric* m = r.metric(name);
   return m ? m->value : fallback;
+}
+
+std::optional<double> metric_value(const store::RunRecord& r, const std::string& name) {
+  const store::Metric* m = r.metric(name);
+  return m ? std::optional<double>(m->value) : std::nullopt;
 }
 
 /** Tokens per 1000 for "per 1000 tokens" figures. */
@@ -38,6 +47,81 @@ std::string metric_text(const store::RunRecord& r, const std::string& name, cons
 
 const char* kDistributions[] = {"ttft", "tpot", "itl", "e2e", "queue"};
 
+/** `v` to `significant` digits without trailing zeros ("0.5", "0.2", "2000", "0.0149"): a limit reads as it was
+ *  given, and a small figure keeps its digits instead of rounding to 0. */
+std::string sig_text(double v, int significant) {
+  std::string s = reports::format_value(v, significant);
+  if (s.find('.') != std::string::npos && s.find('e') == std::string::npos) {
+    s.erase(s.find_last_not_of('0') + 1);
+    if (s.back() == '.') s.pop_back();
+  }
+  return s;
+}
+
+/** Seconds as the summary prints a window: one decimal from 1 s up (as before), significant digits below it (a
+ *  window of a few ms would read "0.0 s"). */
+std::string seconds_text(double s) { return s >= 1.0 ? fmt::format("{:.1f}", s) : sig_text(s, 3); }
+
+/** The roles of the serving pools with replicas in each datacenter, from the run's resolved scenario: a pool pinned
+ *  to a datacenter (serving.pools[].datacenter) is there only; another is spread over every datacenter by the shares
+ *  (each share a whole number of its replicas, so each gets some). Empty when the scenario does not say. */
+std::map<std::string, std::set<std::string>> site_roles(const store::RunRecord& r) {
+  std::map<std::string, std::set<std::string>> out;
+  const json& sc = r.scenario;
+  if (!sc.is_object() || !sc.contains("serving") || !sc["serving"].is_object()) return out;
+  const json& pools = sc["serving"].value("pools", json::array());
+  for (const auto& pool : pools) {
+    const std::string role = pool.value("role", "colocated");
+    const std::string dc = pool.value("datacenter", "");
+    for (const auto& d : r.datacenters)
+      if (dc.empty() || dc == d.name) out[d.name].insert(role);
+  }
+  return out;
+}
+
+/** Per-datacenter lines of the serving summary: each datacenter's facility energy and gross and net CO2e (the
+ *  stored DatacenterResult, which the reports' energy table shows), the output tokens generated there, and energy
+ *  and CO2e per token only where they mean the cost of a token: when every request is served whole in one
+ *  datacenter (colocated pools, or a single datacenter). With prefill and decode pools in different datacenters a
+ *  prefill site is credited with each request's first token and a decode site with the others, so a per-site ratio
+ *  would divide one phase's energy by another phase's tokens. */
+std::string serving_site_lines(const store::RunRecord& r) {
+  using namespace units;
+  const auto roles = site_roles(r);
+  bool colocated = true;
+  for (const auto& [name, set] : roles) colocated = colocated && set.size() == 1 && *set.begin() == "colocated";
+  const bool whole = colocated || r.datacenters.size() == 1;
+  std::string out;
+  for (const auto& d : r.datacenters) {
+    const std::string site = fmt::format("site.{}.", d.name);
+    const double tokens = metric_or(r, site + "output_tokens");
+    std::string per_token;
+    if (whole && tokens > 0.0) {
+      per_token = fmt::format("{:>8} J/token  {:>9} gCO2e/1000 tokens gross  ({:.0f} output tokens)",
+                              metric_text(r, site + "energy_per_output_token_j", "{:.3f}"),
+                              metric_text(r, site + "co2e_gross_kg_per_1k_tokens", "{:.4f}", kGramsPerKg), tokens);
+    } else if (tokens <= 0.0) {
+      per_token = "no output token generated here: no per-token figure";
+    } else {
+      const auto it = roles.find(d.name);
+      const std::set<std::string> here = it == roles.end() ? std::set<std::string>() : it->second;
+      const char* which = here.count("prefill") && here.count("decode") ? "prefill and decode"
+                          : here.count("prefill")                         ? "prefill: each request's first token"
+                          : here.count("decode")                          ? "decode: every token after the first"
+                                                                          : "generated here";
+      per_token = fmt::format("{:.0f} output tokens ({})", tokens, which);
+    }
+    out += fmt::format("    {:<34} {:>5} chips  PUE {:.2f}  facility {:>9} kWh  CO2e {:>9} g gross {:>9} g net   {}\n", d.name, d.chips,
+                       d.pue, sig_text(joules_to_kwh(d.facility_energy_j), 4), sig_text(d.co2e_gross_kg * kGramsPerKg, 4),
+                       sig_text(d.co2e_net_kg * kGramsPerKg, 4), per_token);
+  }
+  if (!whole)
+    out += "    (disaggregated pools over several datacenters: a request's prefill and decode can run in different ones, each "
+           "credited with the tokens its replicas generate, a prefill replica each request's first; energy per token is "
+           "the whole run's, above, not per datacenter)\n";
+  return out;
+}
+
 }  // namespace
 
 store::RunRecord make_serving_record(const scenario::Scenario& s, const engine::ServingResult& r, const energy::Accounting& acc,
@@ -54,6 +138,8 @@ store::RunRecord make_serving_record(const scenario::Scenario& s, const engine::
   const std::pair<const char*, const engine::LatencyStats*> dists[] = {
       {"ttft", &r.ttft}, {"tpot", &r.tpot}, {"itl", &r.itl}, {"e2e", &r.e2e}, {"queue", &r.queue}};
   for (const auto& [name, st] : dists) {
+    // No sample, no figure: TPOT and ITL of requests that all produce one token (they are not 0), or of none.
+    if (st->count == 0) continue;
     add(fmt::format("{}_mean_s", name), st->mean_s, "s");
     add(fmt::format("{}_p50_s", name), st->p50_s, "s");
     add(fmt::format("{}_p90_s", name), st->p90_s, "s");
@@ -214,7 +300,8 @@ store::RunRecord make_serving_record(const scenario::Scenario& s, const engine::
                     {"memo_buckets_per_octave", s.serving->memo_buckets_per_octave},
                     {"window", "throughput and energy from the warm-up's end to the last arrival (offline: from 0 to the "
                                "last completion); latencies of the requests arriving in it"},
-                    {"series_interval_s", r.series_interval_s}};
+                    {"series_interval_s", r.series_interval_s},
+                    {"series_last_interval_s", r.series_last_interval_s}};
   return rec;
 }
 
@@ -227,12 +314,12 @@ json serving_record_json(const store::RunRecord& r) {
     return out;
   }
   for (const char* name : kDistributions) {
-    out[fmt::format("{}_s", name)] = {{"mean", metric_or(r, fmt::format("{}_mean_s", name))},
-                                      {"p50", metric_or(r, fmt::format("{}_p50_s", name))},
-                                      {"p90", metric_or(r, fmt::format("{}_p90_s", name))},
-                                      {"p95", metric_or(r, fmt::format("{}_p95_s", name))},
-                                      {"p99", metric_or(r, fmt::format("{}_p99_s", name))},
-                                      {"max", metric_or(r, fmt::format("{}_max_s", name))}};
+    json d = json::object();
+    for (const char* stat : {"mean", "p50", "p90", "p95", "p99", "max"}) {
+      const std::optional<double> v = metric_value(r, fmt::format("{}_{}_s", name, stat));
+      d[stat] = v ? json(*v) : json(nullptr);  // null: no request had such a latency (TPOT of one-token outputs)
+    }
+    out[fmt::format("{}_s", name)] = std::move(d);
   }
   const double tokens = metric_or(r, "output_tokens");
   out["requests_measured"] = static_cast<long long>(metric_or(r, "requests_measured"));
@@ -298,21 +385,25 @@ std::string serving_record_summary(const store::RunRecord& r) {
     return out;
   }
   const double ms = 1e3;
-  out += fmt::format("  {:.0f} chips ({:.0f} devices)   {:.0f} requests measured over {:.1f} s (of {:.0f} simulated)\n",
-                     metric_or(r, "chips"), metric_or(r, "devices"), metric_or(r, "requests_measured"), metric_or(r, "window_s"),
-                     metric_or(r, "requests_total"));
+  out += fmt::format("  {:.0f} chips ({:.0f} devices)   {:.0f} requests measured over {} s (of {:.0f} simulated)\n",
+                     metric_or(r, "chips"), metric_or(r, "devices"), metric_or(r, "requests_measured"),
+                     seconds_text(metric_or(r, "window_s")), metric_or(r, "requests_total"));
   out += "  latency (ms)        mean      P50      P90      P95      P99\n";
   const std::pair<const char*, const char*> rows[] = {{"ttft", "TTFT"}, {"tpot", "TPOT"}, {"itl", "ITL"}, {"e2e", "E2E"}, {"queue", "queueing"}};
-  for (const auto& [key, label] : rows)
-    out += fmt::format("    {:<14} {:>8.1f} {:>8.1f} {:>8.1f} {:>8.1f} {:>8.1f}\n", label, ms * metric_or(r, fmt::format("{}_mean_s", key)),
-                       ms * metric_or(r, fmt::format("{}_p50_s", key)), ms * metric_or(r, fmt::format("{}_p90_s", key)),
-                       ms * metric_or(r, fmt::format("{}_p95_s", key)), ms * metric_or(r, fmt::format("{}_p99_s", key)));
+  for (const auto& [key, label] : rows) {
+    auto cell = [&, key = key](const char* stat) {
+      const std::optional<double> v = metric_value(r, fmt::format("{}_{}_s", key, stat));
+      return v ? fmt::format("{:>8.1f}", ms * *v) : fmt::format("{:>8}", "\u2013");  // no sample: an en dash
+    };
+    out += fmt::format("    {:<14} {} {} {} {} {}\n", label, cell("mean"), cell("p50"), cell("p90"), cell("p95"), cell("p99"));
+  }
   out += fmt::format("  throughput      {:.2f} requests/s served   {:.0f} output tokens/s ({:.0f} per device)   {:.0f} input tokens/s\n",
                      metric_or(r, "throughput_rps"), metric_or(r, "output_tokens_per_s"), metric_or(r, "output_tokens_per_s_per_device"),
                      metric_or(r, "input_tokens_per_s"));
-  out += fmt::format("  goodput         {:.1f} % of requests within TTFT {:.0f} ms and TPOT {:.0f} ms ({:.2f} requests/s); P99 "
+  out += fmt::format("  goodput         {:.1f} % of requests within TTFT {} ms and TPOT {} ms ({:.2f} requests/s); P99 "
                      "targets {}\n",
-                     100.0 * metric_or(r, "goodput_fraction"), ms * metric_or(r, "slo_ttft_s"), ms * metric_or(r, "slo_tpot_s"),
+                     100.0 * metric_or(r, "goodput_fraction"), sig_text(ms * metric_or(r, "slo_ttft_s"), 4),
+                     sig_text(ms * metric_or(r, "slo_tpot_s"), 4),
                      metric_or(r, "goodput_rps"), metric_or(r, "slo_p99_met") != 0.0 ? "met" : "missed");
   if (const double g = metric_or(r, "backlog_growth_fraction"); metric_or(r, "falls_behind") != 0.0)
     out += fmt::format("  overloaded      the deployment falls behind its arrivals: {:.1f} % of the requests arriving in the window's "
@@ -333,10 +424,7 @@ std::string serving_record_summary(const store::RunRecord& r) {
                      metric_text(r, "co2e_gross_kg_per_1k_tokens", "{:.4f}", kGramsPerKg),
                      metric_text(r, "co2e_net_kg_per_1k_tokens", "{:.4f}", kGramsPerKg),
                      metric_text(r, "co2e_gross_kg_per_request", "{:.4f}", kGramsPerKg));
-  for (const auto& d : r.datacenters)
-    out += fmt::format("    {:<34} {:>5} chips  PUE {:.2f}  {:>8} J/token  {:>9} gCO2e/1000 tokens gross\n", d.name, d.chips, d.pue,
-                       metric_text(r, fmt::format("site.{}.energy_per_output_token_j", d.name), "{:.3f}"),
-                       metric_text(r, fmt::format("site.{}.co2e_gross_kg_per_1k_tokens", d.name), "{:.4f}", kGramsPerKg));
+  out += serving_site_lines(r);
   out += assumed_pue_notes(r);
   return out;
 }

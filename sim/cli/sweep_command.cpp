@@ -303,7 +303,7 @@ std::int64_t run_sweep(const catalog::Catalog& catalog, const SweepOptions& o, c
   const std::vector<int> owner = assign_shards(costs, shard.count);
 
   store::Store db(o.db);
-  const std::int64_t sweep_id = db.open_sweep(scenario_name, definition_hash, static_cast<std::int64_t>(plan.size()), axes);
+  const std::int64_t sweep_id = db.open_sweep(scenario_name, definition_hash, static_cast<std::int64_t>(plan.size()), axes, json(o.overrides));
   // Runs a killed sweep left `running` (one sweep process per store at a time), by point hash.
   std::map<std::string, std::vector<std::int64_t>> left_running;
   for (const auto& r : db.list_runs())
@@ -474,6 +474,7 @@ std::int64_t run_sweep(const catalog::Catalog& catalog, const SweepOptions& o, c
     std::cout << json{{"sweep_id", sweep_id},
                       {"definition_hash", definition_hash},
                       {"scenario", scenario_name},
+                      {"overrides", o.overrides},
                       {"points", plan.size()},
                       {"shard", {{"index", shard.index}, {"count", shard.count}}},
                       {"shard_points", mine},

@@ -255,7 +255,11 @@ Accounting account(const engine::JobResult& job, const scenario::Scenario& s, co
     throw Error(fmt::format("energy accounting: the job has {} sites but the scenario places it in {} datacenters",
                             job.sites.size(), s.placement.size()));
   if (!(job.step_time_s > 0.0)) throw Error("energy accounting: the simulated step time is zero");
-  const double steps_in_job = a.duration_s / job.step_time_s;  // equals job.steps unless the duration is pinned
+  // Two extrapolations from the simulated steps to the job. A pinned duration (training.duration_days: a published
+  // training time) changes how long the job ran, not what it did: the same job.steps steps, each moving the same bytes.
+  // So what is drawn per second (chip power, idle link power) x duration_s, and what is drawn per bit x the bytes
+  // actually moved, job.steps x bytes per step, whatever the duration.
+  if (!(job.steps > 0.0)) throw Error("energy accounting: the job has no steps");
   double chip_w_sum = 0.0;
   int chips = 0;
   for (std::size_t i = 0; i < job.sites.size(); ++i) {
@@ -281,7 +285,7 @@ Accounting account(const engine::JobResult& job, const scenario::Scenario& s, co
         auto it = f.link_counts.find(name);
         links = it == f.link_counts.end() ? 0.0 : it->second;
       }
-      const double dynamic = f.link_bytes_per_step[c] * units::kBitsPerByte * e.energy_per_bit_j * steps_in_job;
+      const double dynamic = f.link_bytes_per_step[c] * job.steps * units::kBitsPerByte * e.energy_per_bit_j;
       const double idle = e.idle_w_per_link * links * a.duration_s;
       acc.network_energy_by_class_j[name] = dynamic + idle;
       acc.network_energy_j += dynamic + idle;

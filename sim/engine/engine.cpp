@@ -499,9 +499,9 @@ struct VertexState {
   bool memo_replay = false;
   bool memo_eligible = false;
   bool in_overhead = false;  ///< waiting out the launch cost / the round's latency before its bytes flow
-  double round_start = 0.0;
+  double round_start = 0.0;  ///< collectives: when the current round started (launch_round), before its wait
   double delay_end = 0.0;  ///< collectives: when its current timed delay (a memo replay, a round timed alone, a wait) ends
-  double wan_s = 0.0;  ///< time this collective's rounds with cross-datacenter flows ran
+  double wan_s = 0.0;  ///< time this collective's rounds with cross-datacenter flows were in flight, waits included
   double power_w = 0.0;  ///< compute phases: the chips' power while they compute (power curve)
   bool prepared = false;  ///< collectives: signature, plan and footprint looked up (once)
   int chain = -1;         ///< first phase of a merged chain: its index in `chains`
@@ -775,15 +775,14 @@ StepResult Simulator::Impl::run_step_once(workload::BuiltStep& step, bool record
     for (std::size_t id : net_ended) net_done.push_back(net_owner[id]);
   };
 
-  // WAN-busy time is the union of the intervals in which any round with cross-site flows runs.
+  // WAN-busy time is the union of the intervals in which any round with cross-site flows is in flight: from the round's
+  // start (launch_round), its latency wait included, to the end of its last batch.
   int wan_rounds_active = 0;
   double wan_since = 0.0;
   auto launch_round_flows = [&](PhaseId v) {
     const auto& round = st[v].plan->plan.rounds[st[v].round];
-    st[v].round_start = sg4::Engine::get_clock();
-    if (st[v].plan->round_crosses_wan[st[v].round] && wan_rounds_active++ == 0) wan_since = st[v].round_start;
     if (own_net) {
-      if (!net) net.emplace(link_bandwidth, link_fatpipe, st[v].round_start);
+      if (!net) net.emplace(link_bandwidth, link_fatpipe, sg4::Engine::get_clock());
       net_advance(false);
       const CachedPlan& cp = net_loads_of(st[v].sig, st[v].round);
       const auto& load = cp.net_load[st[v].round];
@@ -868,8 +867,10 @@ StepResult Simulator::Impl::run_step_once(workload::BuiltStep& step, bool record
   // Whether another collective could take a link of v's before `until` (defined below, with the chains).
   std::function<bool(PhaseId, double)> may_be_joined;
   // A round first waits out its latency (and the first round the collective's launch cost) on a pacer, then
-  // its bytes flow.
+  // its bytes flow. A round crossing the WAN is in flight from here, its wait included (WAN-busy time, above).
   auto launch_round = [&](PhaseId v) {
+    st[v].round_start = sg4::Engine::get_clock();
+    if (st[v].plan->round_crosses_wan[st[v].round] && wan_rounds_active++ == 0) wan_since = st[v].round_start;
     const double wait = st[v].plan->round_wait_s[st[v].round] + (st[v].round == 0 ? st[v].plan->plan.overhead_s : 0.0);
     double alone_s = 0.0;
     if (alone_rounds && !excluded[v] && round_alone(st[v].sig, st[v].round, alone_s) && only_holder(v) &&

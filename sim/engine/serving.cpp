@@ -53,7 +53,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ServingResult, scenario_name, accelerator, ch
                                    slo_tpot_s, slo_p99_met, preemptions, mean_batch_sequences, mean_kv_use,
                                    mean_queue_requests, model_flops_window, mfu, kv_transfer_bytes, iterations,
                                    layer_shapes_simulated, layer_replays, attention_shapes, sites, site_output_tokens, series,
-                                   series_interval_s, ttft_cdf_s, tpot_cdf_s, e2e_cdf_s, peak_chip_power_w,
+                                   series_interval_s, series_last_interval_s, ttft_cdf_s, tpot_cdf_s, e2e_cdf_s, peak_chip_power_w,
                                    power_convention, compute_model, compute_paths, algorithms, sim_wall_s, requests)
 
 json to_json(const ServingResult& r) {
@@ -98,10 +98,11 @@ namespace {
  *  fair_bottleneck_net.cpp): a queueing delay below it is the clock's rounding, not a wait, and counts as 0. */
 constexpr double kClockPrecision_s = 1e-9;
 
-/** The window a serving run is measured over. Offline (MLPerf's scenario: every request at once, or a trace or
- *  burst whose requests all arrive at 0 with no warm-up): from 0 to the last completion (end_s infinite until
- *  then). Otherwise from the warm-up's end to the end of the arrival period (duration_s, or the last arrival when
- *  the request count ends the arrivals first). */
+/** The window a serving run is measured over. Offline (MLPerf's scenario: every request at once; or, with no
+ *  duration_s, requests that all arrive at one instant after the warm-up, which have no arrival period to measure
+ *  over): from the warm-up's end (0 for the offline arrival type) to the last completion (end_s infinite until
+ *  then). Otherwise from the warm-up's end to the end of the arrival period: duration_s, or the last arrival when
+ *  the request count ends the arrivals first. */
 struct MeasuredWindow {
   bool offline = false;
   double start_s = 0.0;
@@ -111,9 +112,11 @@ struct MeasuredWindow {
 
 MeasuredWindow measured_window(const scenario::ServingSpec& v, const std::vector<workload::Request>& reqs) {
   MeasuredWindow w;
-  w.offline = v.arrival.type == "offline" || (v.warmup_s <= 0.0 && !reqs.empty() && reqs.back().arrival_s <= 0.0);
-  w.start_s = w.offline ? 0.0 : v.warmup_s;
   const bool count_bound = v.requests > 0 && static_cast<long long>(reqs.size()) >= v.requests;
+  const bool one_instant = !reqs.empty() && reqs.back().arrival_s <= reqs.front().arrival_s &&
+                           reqs.front().arrival_s >= v.warmup_s && (count_bound || !(v.duration_s > 0.0));
+  w.offline = v.arrival.type == "offline" || one_instant;
+  w.start_s = v.arrival.type == "offline" ? 0.0 : v.warmup_s;
   w.end_s = w.offline ? std::numeric_limits<double>::infinity()
                       : (v.duration_s > 0.0 && !count_bound ? v.duration_s : reqs.empty() ? 0.0 : reqs.back().arrival_s);
   for (const auto& r : reqs)
@@ -259,7 +262,17 @@ struct Replica {
   // Static batching (FasterTransformer): the batch in flight.
   bool static_active = false;
   int static_prompt = 0, static_steps = 0, static_done_steps = 0;
+  // KV use over time: block-seconds held up to kv_t_s (brought up to date before every change of blocks_used).
+  double kv_block_s = 0.0, kv_t_s = 0.0;
   long long outstanding() const { return static_cast<long long>(waiting.size() + running.size()) + transfers_in_flight; }
+  void kv_advance(double now) {
+    if (now > kv_t_s) {
+      kv_block_s += static_cast<double>(blocks_used) * (now - kv_t_s);
+      kv_t_s = now;
+    }
+  }
+  /** Block-seconds held from 0 to t (to kv_t_s when the replica has worked ahead of t, by under an iteration). */
+  double kv_area(double t) const { return kv_block_s + (t > kv_t_s ? static_cast<double>(blocks_used) * (t - kv_t_s) : 0.0); }
 };
 
 /** Memoised cost of one layer of a kind at a token count, per chip of a pipeline stage. */
@@ -289,7 +302,7 @@ class Driver {
   bool form_batch(Replica& r, IterationShape& shape, double now);
   bool form_static(Replica& r, IterationShape& shape, double now);
   Seq admit(int id, int ctx, int prefill_left, long long blocks) const;
-  void preempt(Replica& r, std::size_t slot);
+  void preempt(Replica& r, std::size_t slot, double now);
   void apply(Replica& r, double now);
   void token(Replica& r, Seq& q, double now, bool window_now);
   void finish_request(Replica& r, int id, double now);
@@ -362,6 +375,8 @@ class Driver {
   std::vector<workload::Request> requests_;
   std::vector<double> first_token_, end_, scheduled_, last_token_;
   std::vector<int> generated_, preemptions_, first_replica_;
+  std::vector<double> requeued_at_;                    ///< when a preempted request went back to the queue (-1: not)
+  std::vector<std::pair<double, double>> requeue_spans_;  ///< preempted requests' waits for re-admission
   long long remaining_ = 0;
   bool done_ = false;
   bool fast_ = false;  ///< replicas work ahead of the clock (fast_scheduler)
@@ -371,6 +386,13 @@ class Driver {
   double window_start_ = 0.0, window_end_ = 0.0;
   bool offline_ = false;
   std::vector<double> energy_at_start_, energy_at_end_;
+  double kv_at_start_ = 0.0, kv_at_end_ = 0.0;  ///< block-seconds held by all replicas from 0 to the window's edges
+  double series_until_ = 0.0;                   ///< the end of the last sampled interval
+  std::vector<double> series_energy_;           ///< site joules at series_until_
+  double series_kv_ = 0.0;                      ///< block-seconds at series_until_
+  double series_last_interval_ = 0.0;           ///< offline: the length of the last, shorter, point (0: none)
+  double kv_area(double t) const;
+  double kv_blocks_total() const;
   bool end_taken_ = false;
 
   std::map<std::tuple<int, int, int, double>, LayerCost> layers_;
@@ -450,6 +472,7 @@ Driver::Driver(const scenario::Scenario& s, const catalog::Catalog& catalog, con
   last_token_.assign(n, 0.0);
   generated_.assign(n, 0);
   preemptions_.assign(n, 0);
+  requeued_at_.assign(n, -1.0);
   first_replica_.assign(n, -1);
   remaining_ = static_cast<long long>(n);
   itl_hist_.assign(kItlBins, 0.0);
@@ -459,6 +482,12 @@ Driver::Driver(const scenario::Scenario& s, const catalog::Catalog& catalog, con
   window_start_ = w.start_s;
   window_end_ = w.end_s;
   interval_ = v_.sample_interval_s > 0.0 ? v_.sample_interval_s : offline_ ? 0.01 : (window_end_ - window_start_) / 400.0;
+  if (!offline_ && v_.sample_interval_s > 0.0) {
+    // The window a whole number of intervals (the series then integrates to the window's figures): the asked-for
+    // interval, shortened to divide it.
+    const double window = window_end_ - window_start_;
+    interval_ = window / std::max(1.0, std::ceil(window / v_.sample_interval_s - 1e-9));
+  }
   // The fast path needs routing that no replica's state can change (round-robin, or one replica) and one pool of
   // single-stage replicas.
   fast_ = colocated_pool_ >= 0 && v_.pools.size() == 1 && v_.pools[0].pipeline == 1 &&
@@ -515,12 +544,22 @@ std::vector<double> Driver::site_energy() const {
 
 void Driver::arrivals() {
   const int entry = colocated_pool_ >= 0 ? colocated_pool_ : prefill_pool_;
-  for (std::size_t i = 0; i < requests_.size(); ++i) {
+  std::vector<Replica*> woken;
+  for (std::size_t i = 0; i < requests_.size();) {
     if (done_) return;
     const double t = requests_[i].arrival_s;
     if (t > sg4::Engine::get_clock()) sg4::this_actor::sleep_until(t);
-    Replica& r = replicas_[static_cast<std::size_t>(route(entry, static_cast<int>(i)))];
-    enqueue(r, static_cast<int>(i));
+    // Every request arriving at this instant is routed and queued before any replica is woken: a notification is
+    // a simcall, after which a woken replica may form its batch before this actor queues the rest of the instant's
+    // arrivals, and requests that arrived together would wait an iteration apart (as the fast path never does).
+    const double now = std::max(t, sg4::Engine::get_clock());
+    woken.clear();
+    for (; i < requests_.size() && requests_[i].arrival_s <= now; ++i) {
+      Replica& r = replicas_[static_cast<std::size_t>(route(entry, static_cast<int>(i)))];
+      r.waiting.push_back(static_cast<int>(i));
+      if (std::find(woken.begin(), woken.end(), &r) == woken.end()) woken.push_back(&r);
+    }
+    for (Replica* r : woken) r->cv->notify_all();
   }
 }
 
@@ -607,12 +646,19 @@ void Driver::monitor() {
   const double t0 = offline_ ? 0.0 : window_start_ - std::floor(window_start_ / interval_) * interval_;
   if (t0 > 0.0) sg4::this_actor::sleep_until(t0);
   std::vector<double> last = site_energy();
+  double last_kv = kv_area(t0);
+  series_until_ = t0;
+  series_energy_ = last;
+  series_kv_ = last_kv;
+  const double cap = kv_blocks_total();
   bool start_taken = false;
   auto close_to = [&](double a, double b) { return std::fabs(a - b) <= 1e-9 * std::max(1.0, std::fabs(b)); };
-  if (close_to(t0, window_start_)) {
-    energy_at_start_ = last;
+  auto take_start = [&](const std::vector<double>& e) {
+    energy_at_start_ = e;
+    kv_at_start_ = kv_area(window_start_);
     start_taken = true;
-  }
+  };
+  if (close_to(t0, window_start_)) take_start(last);
   long long k = 0;
   double base = t0;
   // Open-loop runs sample to the window's end even when the last request finished before it: the window's
@@ -621,8 +667,7 @@ void Driver::monitor() {
     const double t = base + static_cast<double>(k) * interval_, next = base + static_cast<double>(k + 1) * interval_;
     if (!start_taken && window_start_ < next && !close_to(window_start_, next)) {
       sg4::this_actor::sleep_until(window_start_);
-      energy_at_start_ = site_energy();
-      start_taken = true;
+      take_start(site_energy());
       if (done_) break;
     }
     if (!offline_ && !end_taken_ && window_end_ < next && !close_to(window_end_, next)) {
@@ -633,24 +678,20 @@ void Driver::monitor() {
     next_sample_s_ = next;
     sg4::this_actor::sleep_until(next);
     const std::vector<double> e = site_energy();
-    if (!start_taken && close_to(next, window_start_)) {
-      energy_at_start_ = e;
-      start_taken = true;
-    }
+    if (!start_taken && close_to(next, window_start_)) take_start(e);
     if (!offline_ && !end_taken_ && close_to(next, window_end_)) snapshot_window_end();
-    double queue = 0.0, batch = 0.0, used = 0.0, cap = 0.0;
-    for (const Replica& r : replicas_) {
-      queue += static_cast<double>(r.waiting.size());
-      batch += static_cast<double>(r.running.size());
-      used += static_cast<double>(r.blocks_used);
-      cap += static_cast<double>(r.blocks_total);
-    }
+    const double kv = kv_area(next);
+    // Queue and batch series are integrated from the requests' own times after the run (run()).
     series_["t_s"].push_back(t);
-    series_["queue_requests"].push_back(queue);
-    series_["batch_sequences"].push_back(batch);
-    series_["kv_use"].push_back(cap > 0 ? used / cap : 0.0);
+    series_["queue_requests"].push_back(0.0);
+    series_["batch_sequences"].push_back(0.0);
+    series_["kv_use"].push_back(cap > 0 ? (kv - last_kv) / (cap * interval_) : 0.0);
     series_["power_w"].push_back((total(e) - total(last)) / interval_);
     last = e;
+    last_kv = kv;
+    series_until_ = next;
+    series_energy_ = e;
+    series_kv_ = kv;
     ++k;
     const bool merge = series_["t_s"].size() >= (offline_ ? kMaxSeriesPoints : 100 * kMaxSeriesPoints);
     if (merge && series_["t_s"].size() % 2 == 0) {
@@ -672,6 +713,19 @@ void Driver::snapshot_window_end() {
   energy_at_end_ = site_energy();
   end_taken_ = true;
   if (offline_) window_end_ = sg4::Engine::get_clock();
+  kv_at_end_ = kv_area(window_end_);
+}
+
+double Driver::kv_area(double t) const {
+  double a = 0.0;
+  for (const Replica& r : replicas_) a += r.kv_area(t);
+  return a;
+}
+
+double Driver::kv_blocks_total() const {
+  double cap = 0.0;
+  for (const Replica& r : replicas_) cap += static_cast<double>(r.blocks_total);
+  return cap;
 }
 
 void Driver::all_done() {
@@ -695,7 +749,7 @@ Seq Driver::admit(int id, int ctx, int prefill_left, long long blocks) const {
   return q;
 }
 
-void Driver::preempt(Replica& r, std::size_t slot) {
+void Driver::preempt(Replica& r, std::size_t slot, double now) {
   Seq& q = r.running[slot];
   r.blocks_used -= q.blocks;
   const auto i = static_cast<std::size_t>(q.id);
@@ -703,6 +757,7 @@ void Driver::preempt(Replica& r, std::size_t slot) {
   last_token_[i] = q.last_token_s;
   ++preemptions_[i];
   ++preemption_count_;
+  requeued_at_[i] = now;
   // vLLM's recomputation: the sequence goes back to the head of the queue; its cache is rebuilt from the
   // prompt and the tokens generated so far.
   r.waiting.push_front(q.id);
@@ -710,8 +765,10 @@ void Driver::preempt(Replica& r, std::size_t slot) {
 }
 
 bool Driver::form_batch(Replica& r, IterationShape& shape, double now) {
+  r.kv_advance(now);
   const bool chunked = v_.scheduler == "chunked_prefill";
-  long long budget = chunked ? v_.chunk_tokens : v_.max_batched_tokens;
+  // Both limits hold: a chunked iteration's budget is the smaller of the chunk and the iteration's token limit.
+  long long budget = chunked ? std::min<long long>(v_.chunk_tokens, v_.max_batched_tokens) : v_.max_batched_tokens;
   const long long bt = v_.kv_block_tokens;
   bool any = false;
   auto want_prefill = [&] {
@@ -735,7 +792,7 @@ bool Driver::form_batch(Replica& r, IterationShape& shape, double now) {
         while (r.blocks_total - r.blocks_used < need) {
           const std::size_t victim = r.running.size() - 1;
           self = victim == i;
-          preempt(r, victim);
+          preempt(r, victim, now);
           if (self) break;
         }
         if (self) break;  // it preempted itself: nothing after it is left
@@ -790,6 +847,10 @@ bool Driver::form_batch(Replica& r, IterationShape& shape, double now) {
     if (r.blocks_total - r.blocks_used < need) break;
     r.waiting.pop_front();
     if (scheduled_[i] < 0.0) scheduled_[i] = now;
+    if (requeued_at_[i] >= 0.0) {
+      requeue_spans_.emplace_back(requeued_at_[i], now);
+      requeued_at_[i] = -1.0;
+    }
     r.running.push_back(admit(id, 0, tokens, need));
     r.blocks_used += need;
     const int c = chunked ? static_cast<int>(std::min<long long>(tokens, budget)) : tokens;
@@ -804,9 +865,11 @@ bool Driver::form_batch(Replica& r, IterationShape& shape, double now) {
 }
 
 bool Driver::form_static(Replica& r, IterationShape& shape, double now) {
+  r.kv_advance(now);
   const long long bt = v_.kv_block_tokens;
   if (!r.static_active) {
-    // A new batch: up to max_sequences queued requests, each with its whole sequence's KV reserved.
+    // A new batch: up to max_sequences queued requests, each with its whole sequence's KV reserved (FasterTransformer
+    // batches by count; max_batched_tokens bounds each prompt, checked before the run).
     int max_prompt = 0, max_output = 0;
     while (!r.waiting.empty() && static_cast<int>(r.running.size()) < v_.max_sequences) {
       const int id = r.waiting.front();
@@ -880,6 +943,7 @@ void Driver::finish_request(Replica& r, int id, double now) {
 }
 
 void Driver::apply(Replica& r, double now) {
+  r.kv_advance(now);
   const bool window_now = in_window(now);
   if (v_.scheduler == "static") {
     const bool prefill = r.static_done_steps == 0 && r.running.front().prefill_left > 0;
@@ -1488,14 +1552,29 @@ ServingResult Driver::run() {
   out.model_flops_window = model_flops_;
   const double device_peak = accel_.peak_flops_for(s_.model.dtype) / accel_.devices_per_chip;
   out.mfu = window > 0 ? model_flops_ / (window * out.devices * device_peak) : 0.0;
-  // Series and time-weighted means. Requests waiting (arrival to first admission) and sequences in flight (first
-  // admission to completion, in any pool or in a KV transfer; a preempted sequence stays counted) are integrated
+  // Series and time-weighted means. Requests waiting (arrival to first admission, and a preempted sequence until it is
+  // admitted again) and sequences in flight (admission to completion, in any pool or in a KV transfer) are integrated
   // exactly from each request's times: every series value is the average over its sampling interval, and the means
   // are the averages over the window, so the mean queue length is the window's requests/s times their mean
-  // queueing delay (Little's law) up to the requests that straddle the window's edges. KV use is the state at the
-  // end of each interval (its time average is not tracked); power is the interval's energy over its length.
+  // queueing delay (Little's law; a re-admission's wait is in the queue, not in the queueing delay, which ends at the
+  // first admission) up to the requests that straddle the window's edges. KV use is the block-seconds held over
+  // each interval; power is the interval's energy over its length.
+  if (offline_ && window_end_ > series_until_ + kClockPrecision_s) {
+    // The offline window ends at the last completion, inside an interval: its last point covers the rest.
+    const double dt = window_end_ - series_until_, cap = kv_blocks_total();
+    double joules = 0.0;
+    for (std::size_t i = 0; i < energy_at_end_.size(); ++i)
+      joules += energy_at_end_[i] - (i < series_energy_.size() ? series_energy_[i] : 0.0);
+    series_["t_s"].push_back(series_until_);
+    series_["queue_requests"].push_back(0.0);
+    series_["batch_sequences"].push_back(0.0);
+    series_["kv_use"].push_back(cap > 0 ? (kv_at_end_ - series_kv_) / (cap * dt) : 0.0);
+    series_["power_w"].push_back(joules / dt);
+    series_last_interval_ = dt;
+  }
   out.series = series_;
   out.series_interval_s = interval_;
+  out.series_last_interval_s = series_["t_s"].empty() ? 0.0 : series_last_interval_ > 0.0 ? series_last_interval_ : interval_;
   {
     auto admitted = [&](std::size_t i) {
       const double a = requests_[i].arrival_s, adm = scheduled_[i] >= 0.0 ? scheduled_[i] : first_token_[i];
@@ -1504,15 +1583,32 @@ ServingResult Driver::run() {
     auto waiting = [&](std::size_t i) { return std::pair<double, double>{requests_[i].arrival_s, admitted(i)}; };
     auto in_flight = [&](std::size_t i) { return std::pair<double, double>{admitted(i), end_[i]}; };
     const std::size_t count = requests_.size();
+    // A preempted sequence waits for re-admission: it is queued, not in flight, meanwhile.
+    auto requeued = [&](std::size_t k) { return requeue_spans_[k]; };
+    const std::size_t requeues = requeue_spans_.size();
     const auto& t = out.series["t_s"];
     if (!t.empty()) {
       out.series["queue_requests"] = interval_averages(count, waiting, t.front(), interval_, t.size());
       out.series["batch_sequences"] = interval_averages(count, in_flight, t.front(), interval_, t.size());
+      if (requeues > 0) {
+        const std::vector<double> back = interval_averages(requeues, requeued, t.front(), interval_, t.size());
+        for (std::size_t j = 0; j < back.size(); ++j) {
+          out.series["queue_requests"][j] += back[j];
+          out.series["batch_sequences"][j] -= back[j];
+        }
+      }
+      if (series_last_interval_ > 0.0) {
+        // The shorter last interval: nothing is open past the window's end (the last completion), so its overlap
+        // was all counted, over a whole interval.
+        out.series["queue_requests"].back() *= interval_ / series_last_interval_;
+        out.series["batch_sequences"].back() *= interval_ / series_last_interval_;
+      }
     }
     const double w_end = offline_ ? makespan : window_end_, w = w_end - window_start_;
     if (w > 0.0) {
-      out.mean_queue_requests = overlap_sum(count, waiting, window_start_, w_end) / w;
-      out.mean_batch_sequences = overlap_sum(count, in_flight, window_start_, w_end) / w;
+      const double back = overlap_sum(requeues, requeued, window_start_, w_end);
+      out.mean_queue_requests = (overlap_sum(count, waiting, window_start_, w_end) + back) / w;
+      out.mean_batch_sequences = (overlap_sum(count, in_flight, window_start_, w_end) - back) / w;
     }
     // Keeping up: requests in the system (arrived, not finished) at the window's end against its middle, over the
     // requests arriving between the two. A deployment that keeps up holds about as many at both (the warm-up's fill
@@ -1530,13 +1626,9 @@ ServingResult Driver::run() {
       out.in_system_mid = at_mid;
       out.in_system_end = at_end;
     }
-    double k = 0.0, n = 0.0;
-    for (std::size_t i = 0; i < t.size(); ++i) {
-      if (t[i] < window_start_ - 1e-9 || t[i] + interval_ > window_end_ + 1e-9) continue;
-      n += 1.0;
-      k += series_["kv_use"][i];
-    }
-    if (n > 0) out.mean_kv_use = k / n;
+    // KV use over the window: the block-seconds held in it over the blocks times its length.
+    const double cap = kv_blocks_total();
+    if (cap > 0.0 && w > 0.0) out.mean_kv_use = (kv_at_end_ - kv_at_start_) / (cap * (window_end_ - window_start_));
   }
   for (const auto& site : topo_->sites()) {
     SiteStepFigures f;

@@ -155,7 +155,9 @@ std::vector<FieldSpec> build_table() {
                 "full: keep each layer's input and recompute the layer's forward in the backward pass; auto: the first of "
                 "none, selective and full whose memory fits in the device."),
       F("training.duration_days", T::number).max(kMaxDays, "100 years").min(0.0, true).unit("days")
-          .help("Pins the job length (energy accounting with a published training time); otherwise simulated."),
+          .help("Pins the job length (energy accounting with a published training time); otherwise simulated. Energy drawn "
+                "per second (chips, idle links) scales with it; energy per bit moved (the WAN) follows the job's steps and "
+                "their bytes, which it does not change."),
       F("training.steps_simulated", T::integer).def(3).min(1).max(100)
           .help("Steps simulated in detail (independent routing draws); the job is extrapolated from their mean."),
       F("training.attention_dropout", T::number).def(0.0).min(0.0).max(0.9, "a dropout probability above 0.9 would drop nearly every attention weight")
@@ -300,7 +302,10 @@ std::vector<FieldSpec> build_table() {
       F("serving.output_length.mean", T::number).min(1.0).max(1e7).unit("tokens").help("lognormal: mean length."),
       F("serving.output_length.sigma", T::number).min(0.0).max(5.0).help("lognormal: standard deviation of ln(length)."),
       F("serving.requests", T::integer).min(1).max(1e9).unit("requests")
-          .help("Requests to send (with duration_s, whichever ends first). Give requests, duration_s or both."),
+          .help("Requests to send (with duration_s, whichever ends first). Give requests, duration_s or both. The "
+                "metrics are measured from the warm-up's end to the end of the arrivals (duration_s, or the last arrival "
+                "when the count ends them first); when every request arrives at one instant and no duration_s ends "
+                "them, as in an offline run, to the last completion."),
       F("serving.duration_s", T::number).min(0.0, true).max(3.2e7).unit("s")
           .help("Send requests for this long (simulated seconds); the engine then drains what is in flight."),
       F("serving.warmup_s", T::number).def(0.0).min(0.0).max(3.2e7).unit("s")
@@ -322,7 +327,9 @@ std::vector<FieldSpec> build_table() {
       F("serving.pools[].pipeline", T::integer).def(1).min(1).max(1000000)
           .help("Pipeline stages of one replica (an iteration passes the stages in turn; no overlap of iterations)."),
       F("serving.pools[].datacenter", T::string).def("")
-          .help("A datacenter of `placement` holding every replica of this pool; empty = replicas spread by the placement shares."),
+          .help("A datacenter of `placement` holding every replica of this pool; empty = replicas spread by the placement shares. "
+                "With a pinned pool each placement[].share must be the fraction of the chips placed in its datacenter; "
+                "leave the shares out to have them derived from the pinned pools."),
       F("serving.router", T::section).def(json::object()).help("The global router that sends each request to a replica."),
       F("serving.router.type", T::choice).def("round_robin").choices({"round_robin", "least_outstanding", "least_kv"})
           .help("round_robin; least_outstanding: fewest requests queued or running; least_kv: lowest KV-cache use."),
@@ -334,7 +341,9 @@ std::vector<FieldSpec> build_table() {
       F("serving.scheduler.max_sequences", T::integer).def(256).min(1).max(10000000)
           .help("Most sequences in a batch (vLLM max_num_seqs, TensorRT-LLM max_batch_size)."),
       F("serving.scheduler.max_batched_tokens", T::integer).def(8192).min(1).max(100000000).unit("tokens")
-          .help("Most tokens computed in one iteration, prefill + decode (vLLM max_num_batched_tokens, TensorRT-LLM max_num_tokens)."),
+          .help("Most tokens computed in one iteration, prefill + decode (vLLM max_num_batched_tokens, TensorRT-LLM max_num_tokens). "
+                "continuous: bounds each iteration; chunked_prefill: caps chunk_tokens; static: bounds each prompt only "
+                "(FasterTransformer batches by count: max_sequences and the KV cache bound a static batch)."),
       F("serving.scheduler.chunk_tokens", T::integer).def(512).min(1).max(100000000).unit("tokens")
           .help("chunked_prefill: token budget of an iteration (decodes count one each; the rest goes to prompt chunks)."),
       F("serving.scheduler.prefill_mode", T::choice).def("mixed").choices({"mixed", "separate"})
@@ -367,12 +376,16 @@ std::vector<FieldSpec> build_table() {
           .help("routing.type task: each replica loads only the top_k experts of the task it serves (Task-MoE's extracted "
                 "sub-network); requests are all of one task."),
       F("serving.record_requests", T::boolean).def(false)
-          .help("Store every measured request's timings (arrival, first token, end, lengths) in the run store."),
+          .help("Store every measured request's timings (arrival, first token, end, lengths) in the run store; `moesim "
+                "runs requests RUN_ID` prints them."),
       F("serving.memo_buckets_per_octave", T::integer).def(32).min(0).max(4096)
           .help("Iteration costs are memoised by shape (tokens, decode batch, KV length) rounded to this many geometric "
                 "buckets per doubling; 0 = exact shapes (the unbucketed reference)."),
       F("serving.sample_interval_s", T::number).def(0.0).min(0.0).max(1e6).unit("s")
-          .help("Interval of the series (queue, batch, KV use, power); 0 = about 400 points over the run."),
+          .help("Interval of the series (queue, batch, KV use, power; each point the average over its interval); 0 = "
+                "400 points over the measured window (offline: 10 ms). An open-loop window is kept a whole number of "
+                "intervals (a longer interval is shortened to divide it); an offline run's last point covers what is "
+                "left of its window."),
 
       F("cluster", T::section).required().help("The hardware."),
       F("cluster.accelerator", T::string).required().help("Accelerator name from profiles/accelerators/."),
@@ -414,7 +427,12 @@ std::vector<FieldSpec> build_table() {
       F("placement[].datacenter.region", T::string).def("").help("Inline datacenter: region label."),
       F("placement[].datacenter.hourly_intensity_csv", T::string).def("")
           .help("Inline datacenter: hourly intensity CSV (utc timestamp, gco2e_per_kwh)."),
-      F("placement[].share", T::number).def(1.0).min(0.0, true).max(1.0).help("Fraction of the chips placed here."),
+      F("placement[].share", T::number).def(1.0).min(0.0, true).max(1.0)
+          .help("Fraction of the chips placed here; the shares sum to 1, and each datacenter's GPUs fill whole nodes. "
+                "Training: each share is a whole number of units of the `split` dimension. Serving: a pool without a "
+                "datacenter spreads its replicas by the shares (a whole number of replicas each); with a pool pinned to a "
+                "datacenter (serving.pools[].datacenter) each share must equal the fraction of the chips the pools put in "
+                "its datacenter (else an error), and when no share is given they are derived from the pinned pools."),
 
       F("split", T::choice).def("data").choices({"data", "expert", "pipeline"})
           .help("With several datacenters: which parallel dimension is split between them (data: replicas per "

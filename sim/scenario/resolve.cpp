@@ -112,6 +112,16 @@ class Resolver {
   void resolve_routing();
   void resolve_cluster();
   void resolve_placement();
+  /** Serving: the chips the pools put in each datacenter, checked against the shares and whole nodes. */
+  void resolve_serving_sites();
+  /** Serving with pinned pools and no share given: each datacenter's share from the pinned pools' chips. */
+  void derive_serving_shares();
+  /** The datacenter names of `placement`, in order. */
+  std::vector<std::string> site_names() const;
+  /** Datacenter k's `chips` fill whole GPU nodes and leaf groups (fat-tree clusters); else an error at `key` saying
+   *  where the chips come from (`why`) and what to change (`remedy`). */
+  void check_site_nodes(std::size_t k, long long chips, const std::string& key, const std::string& why,
+                        const std::string& remedy) const;
   void resolve_energy();
   Scenario build() const;
   scenario::ServingSpec build_serving(const json& sv) const;
@@ -590,16 +600,11 @@ void Resolver::resolve_routing() {
 void Resolver::resolve_placement() {
   json& pl = doc_["placement"];
   if (pl.empty()) fail("placement", "needs at least one datacenter");
-  double sum = 0.0;
-  const std::string split = doc_["split"];
-  const json& p = doc_["parallelism"];
-  // The unit a site receives whole: a full replica (data), an expert shard (expert), a stage (pipeline).
-  const long long split_degree = split == "data" ? i(p["data"]) : split == "expert" ? i(p["expert"]) : i(p["pipeline"]);
+  const bool serving = has(doc_, "serving");
   std::map<std::string, std::size_t> first_entry;  // datacenter name -> its placement index
   for (std::size_t k = 0; k < pl.size(); ++k) {
     const std::string path = fmt::format("placement[{}]", k);
     json& e = pl[k];
-    sum += e["share"].get<double>();
     // Results are kept per datacenter: a site listed twice would be two sites with one name. Refused rather
     // than merged, so the shares a user wrote are the shares simulated.
     const bool named = e["datacenter"].is_string();
@@ -649,34 +654,142 @@ void Resolver::resolve_placement() {
       if (has(d, "cfe_fraction")) spec.cfe_fraction = d["cfe_fraction"].get<double>();
       inline_dcs_.emplace_back(std::move(spec));
     }
-    const double units = e["share"].get<double>() * static_cast<double>(split_degree);
-    if (pl.size() > 1 && !has(doc_, "serving") && std::fabs(units - std::round(units)) > 1e-6)
-      fail(path + ".share", fmt::format("share {} of the {} split (degree {}) is not a whole number of {} groups ({})",
-                                        e["share"].get<double>(), split, split_degree, split, units));
   }
-  if (std::fabs(sum - 1.0) > 1e-6)
-    fail("placement", fmt::format("shares sum to {} but must sum to 1", sum));
-  if (has(doc_, "serving")) {
-    // Replicas are placed whole: a pool pinned to one datacenter, or spread by the shares.
+  if (serving) {
+    // A pool pinned to a datacenter names one of `placement` (checked before the shares: with pinned pools and no
+    // shares given, the shares are derived from the pools).
     const json& pools = doc_["serving"]["pools"];
     for (std::size_t k = 0; k < pools.size(); ++k) {
-      const std::string path = fmt::format("serving.pools[{}]", k);
       const std::string dc = pools[k]["datacenter"];
+      if (!dc.empty() && first_entry.count(dc) == 0)
+        fail(fmt::format("serving.pools[{}].datacenter", k),
+             fmt::format("'{}' is not a datacenter of `placement`; allowed: {}", dc, text::join(site_names())));
+    }
+    if (pl.size() > 1) derive_serving_shares();
+  }
+  // The shares sum to 1, checked before anything that reads one share (a share that is not a whole number of units
+  // is a consequence of shares that do not add up, not the cause).
+  double sum = 0.0;
+  std::vector<std::string> terms;
+  for (std::size_t k = 0; k < pl.size(); ++k) {
+    sum += pl[k]["share"].get<double>();
+    terms.push_back(given(fmt::format("placement[{}].share", k))
+                        ? fmt::format("placement[{}].share {}", k, pl[k]["share"].get<double>())
+                        : fmt::format("placement[{}] gives no share: {} by default", k, pl[k]["share"].get<double>()));
+  }
+  if (std::fabs(sum - 1.0) > 1e-6)
+    fail("placement", fmt::format("shares sum to {} but must sum to 1 ({}); each share is the fraction of the chips placed "
+                                  "in its datacenter",
+                                  sum, text::join(terms, " + ")));
+  if (serving) {
+    resolve_serving_sites();
+  } else if (pl.size() > 1) {
+    const std::string split = doc_["split"];
+    const json& p = doc_["parallelism"];
+    // The unit a site receives whole: a full replica (data), an expert shard (expert), a stage (pipeline).
+    const long long split_degree = split == "data" ? i(p["data"]) : split == "expert" ? i(p["expert"]) : i(p["pipeline"]);
+    for (std::size_t k = 0; k < pl.size(); ++k) {
+      const double share = pl[k]["share"].get<double>();
+      const double units = share * static_cast<double>(split_degree);
+      if (std::fabs(units - std::round(units)) > 1e-6)
+        fail(fmt::format("placement[{}].share", k),
+             fmt::format("share {} of the {} split (degree {}) is not a whole number of {} groups ({})", share, split,
+                         split_degree, split, units));
+    }
+  }
+  if (pl.size() > 1) {
+    const json& w = doc_["wan"];
+    if (!has(w, "bandwidth_gbps") || !has(w, "latency_ms"))
+      fail("wan", "a job in several datacenters needs wan.bandwidth_gbps and wan.latency_ms");
+  }
+}
+
+std::vector<std::string> Resolver::site_names() const {
+  std::vector<std::string> names;
+  for (const auto& e : doc_["placement"])
+    names.push_back(e["datacenter"].is_string() ? e["datacenter"].get<std::string>() : e["datacenter"]["name"].get<std::string>());
+  return names;
+}
+
+void Resolver::check_site_nodes(std::size_t k, long long chips, const std::string& key, const std::string& why,
+                                const std::string& remedy) const {
+  const json& t = doc_["cluster"]["topology"];
+  if (t["type"] != "nvlink_fat_tree" || !has(t, "gpus_per_node")) return;  // a torus is cut to any size
+  const std::string name = site_names()[k];
+  const long long gpn = i(t["gpus_per_node"]);
+  if (chips % gpn != 0)
+    fail(key, fmt::format("datacenter '{}' (placement[{}]) gets {} GPUs ({}), not whole nodes of {} GPUs "
+                          "(cluster.topology.gpus_per_node); {}",
+                          name, k, chips, why, gpn, remedy));
+  const long long nodes = chips / gpn, per_leaf = std::min(i(t["nodes_per_leaf"]), nodes);
+  if (per_leaf > 0 && nodes % per_leaf != 0)
+    fail(key, fmt::format("datacenter '{}' (placement[{}]) gets {} nodes of {} GPUs ({}), which do not fill whole leaf groups "
+                          "of {} nodes (cluster.topology.nodes_per_leaf); {}, or change cluster.topology.nodes_per_leaf",
+                          name, k, nodes, gpn, why, per_leaf, remedy));
+}
+
+/** The chips the pools of a serving scenario put in each datacenter, as the engine places them
+ *  (workload::replica_sites): a pinned pool's replicas all in its datacenter, another pool's replicas by the shares'
+ *  cumulative split. */
+struct ServingSites {
+  struct Part {
+    std::size_t pool = 0;
+    bool pinned = false;
+    long long replicas = 0;
+    long long chips = 0;
+  };
+  std::vector<long long> chips;         ///< per placement entry
+  std::vector<std::vector<Part>> parts; ///< per placement entry: the pools with chips there
+  long long total = 0;
+  bool any_pinned = false, any_spread = false;
+};
+
+void Resolver::derive_serving_shares() {
+  json& pl = doc_["placement"];
+  for (std::size_t k = 0; k < pl.size(); ++k)
+    if (given(fmt::format("placement[{}].share", k))) return;
+  const json& pools = doc_["serving"]["pools"];
+  const std::vector<std::string> names = site_names();
+  std::vector<long long> pinned(pl.size(), 0);
+  long long total = 0;
+  for (const auto& pool : pools) {
+    const std::string dc = pool["datacenter"];
+    if (dc.empty()) continue;
+    const long long chips = i(pool["replicas"]) * i(pool["data"]) * i(pool["tensor"]) * i(pool["pipeline"]) / accel_->devices_per_chip;
+    pinned[static_cast<std::size_t>(std::find(names.begin(), names.end(), dc) - names.begin())] += chips;
+    total += chips;
+  }
+  if (total == 0) return;  // no pool pinned: the shares must be given (the sum check says so)
+  for (std::size_t k = 0; k < pl.size(); ++k)
+    if (pinned[k] == 0)
+      fail(fmt::format("placement[{}]", k),
+           fmt::format("no placement[].share is given, and they are derived only from the pools pinned to each datacenter "
+                       "(serving.pools[].datacenter), but no pool is pinned to '{}'; pin a pool to it, or give every share",
+                       names[k]));
+  // Each datacenter's fraction of the pinned chips: with every pool pinned, its fraction of all the chips; with some
+  // pools spread, the only shares that spread them in the same proportion.
+  for (std::size_t k = 0; k < pl.size(); ++k)
+    pl[k]["share"] = static_cast<double>(pinned[k]) / static_cast<double>(total);
+}
+
+void Resolver::resolve_serving_sites() {
+  const json& pl = doc_["placement"];
+  const json& pools = doc_["serving"]["pools"];
+  const std::vector<std::string> names = site_names();
+  const std::size_t n = pl.size();
+  const long long per_chip = accel_->devices_per_chip;
+  auto pool_label = [&](std::size_t k) {
+    return fmt::format("serving.pools[{}] ({})", k, pools[k]["role"].get<std::string>());
+  };
+  auto replica_chips = [&](std::size_t k) {
+    return i(pools[k]["data"]) * i(pools[k]["tensor"]) * i(pools[k]["pipeline"]) / per_chip;
+  };
+  // Replicas are placed whole: a pool without a datacenter is spread by the shares, each a whole number of replicas.
+  if (n > 1)
+    for (std::size_t k = 0; k < pools.size(); ++k) {
+      if (!pools[k]["datacenter"].get<std::string>().empty()) continue;
       const long long replicas = i(pools[k]["replicas"]);
-      if (!dc.empty()) {
-        bool found = false;
-        std::vector<std::string> names;
-        for (const auto& e : pl) {
-          const std::string n = e["datacenter"].is_string() ? e["datacenter"].get<std::string>() : e["datacenter"]["name"].get<std::string>();
-          names.push_back(n);
-          found = found || n == dc;
-        }
-        if (!found)
-          fail(path + ".datacenter", fmt::format("'{}' is not a datacenter of `placement`; allowed: {}", dc, text::join(names)));
-        continue;
-      }
-      if (pl.size() == 1) continue;
-      for (std::size_t j = 0; j < pl.size(); ++j) {
+      for (std::size_t j = 0; j < n; ++j) {
         const double units = pl[j]["share"].get<double>() * static_cast<double>(replicas);
         if (std::fabs(units - std::round(units)) > 1e-6)
           fail(fmt::format("placement[{}].share", j),
@@ -685,11 +798,90 @@ void Resolver::resolve_placement() {
                            pl[j]["share"].get<double>(), replicas, k, units));
       }
     }
+
+  ServingSites s;
+  s.chips.assign(n, 0);
+  s.parts.assign(n, {});
+  for (std::size_t k = 0; k < pools.size(); ++k) {
+    const long long replicas = i(pools[k]["replicas"]), chips = replica_chips(k);
+    const std::string dc = pools[k]["datacenter"];
+    std::vector<long long> at(n, 0);  // replicas per site
+    if (!dc.empty()) {
+      at[static_cast<std::size_t>(std::find(names.begin(), names.end(), dc) - names.begin())] = replicas;
+      s.any_pinned = true;
+    } else {
+      s.any_spread = true;
+      std::vector<double> shares;
+      for (const auto& e : pl) shares.push_back(e["share"].get<double>());
+      at = replicas_per_site(shares, replicas);
+    }
+    for (std::size_t j = 0; j < n; ++j) {
+      if (at[j] == 0) continue;
+      s.parts[j].push_back({k, !dc.empty(), at[j], at[j] * chips});
+      s.chips[j] += at[j] * chips;
+    }
+    s.total += replicas * chips;
   }
-  if (pl.size() > 1) {
-    const json& w = doc_["wan"];
-    if (!has(w, "bandwidth_gbps") || !has(w, "latency_ms"))
-      fail("wan", "a job in several datacenters needs wan.bandwidth_gbps and wan.latency_ms");
+  // What puts the chips in datacenter j, for messages: "serving.pools[0] (prefill) is pinned there: 24 chips; ...".
+  auto sources = [&](std::size_t j) {
+    std::vector<std::string> out;
+    for (const auto& part : s.parts[j])
+      out.push_back(part.pinned
+                        ? fmt::format("{} is pinned there: {} replicas x {} chips = {}", pool_label(part.pool), part.replicas,
+                                      replica_chips(part.pool), part.chips)
+                        : fmt::format("{} is spread by the shares: {} of its {} replicas x {} chips = {} (share {})",
+                                      pool_label(part.pool), part.replicas, i(pools[part.pool]["replicas"]),
+                                      replica_chips(part.pool), part.chips, pl[j]["share"].get<double>()));
+    return text::join(out, "; ");
+  };
+  // Every datacenter gets chips (a site with none has no results to report and is a mistake).
+  for (std::size_t j = 0; j < n; ++j) {
+    if (s.chips[j] > 0) continue;
+    std::vector<std::string> elsewhere;
+    for (std::size_t k = 0; k < pools.size(); ++k) {
+      const std::string dc = pools[k]["datacenter"];
+      elsewhere.push_back(dc.empty() ? fmt::format("{} is spread by the shares and gets none there", pool_label(k))
+                                     : fmt::format("{} is pinned to '{}'", pool_label(k), dc));
+    }
+    fail(fmt::format("placement[{}]", j),
+         fmt::format("datacenter '{}' gets no chips: {}; pin a pool to it (serving.pools[].datacenter: {}) or remove it from "
+                     "`placement`",
+                     names[j], text::join(elsewhere, ", "), names[j]));
+  }
+  // With a pinned pool, the shares cannot place the chips on their own: each share must then say where the pools put
+  // them (the stored and reported share is the share given, so it must be the true one).
+  if (s.any_pinned && n > 1)
+    for (std::size_t j = 0; j < n; ++j) {
+      const double share = pl[j]["share"].get<double>();
+      const double actual = static_cast<double>(s.chips[j]) / static_cast<double>(s.total);
+      if (std::fabs(share - actual) <= 1e-6) continue;
+      // One pool per role, so a pinned pool beside a spread one puts its chips in one datacenter only while the spread
+      // one follows the shares: no shares can then be the chips' fractions.
+      const std::string remedy =
+          s.any_spread ? "a pool without a datacenter is spread by the same shares, so beside a pinned pool no shares can "
+                         "be the datacenters' fractions of the chips: pin every pool to a datacenter (each datacenter then "
+                         "gets the chips of the pools pinned to it) or pin none"
+                       : fmt::format("give share {:g} (the fraction of the chips placed there), or leave every "
+                                     "placement[].share out to have them derived from the pinned pools",
+                                     actual);
+      fail(fmt::format("placement[{}].share", j),
+           fmt::format("share {} of the {} chips is {:g} chips in '{}', but the serving pools put {} there ({}); with a pool "
+                       "pinned to a datacenter (serving.pools[].datacenter) each share must be the fraction of the chips "
+                       "placed in its datacenter: {}",
+                       share, s.total, share * static_cast<double>(s.total), names[j], s.chips[j], sources(j), remedy));
+    }
+  // Whole GPU nodes per datacenter; the key to change is the pinned pool's datacenter when one puts chips there.
+  for (std::size_t j = 0; j < n; ++j) {
+    std::string key = fmt::format("placement[{}].share", j);
+    for (const auto& part : s.parts[j])
+      if (part.pinned) {
+        key = fmt::format("serving.pools[{}].datacenter", part.pool);
+        break;
+      }
+    if (n == 1) key = "cluster.count";
+    check_site_nodes(j, s.chips[j], key, sources(j),
+                     "give the pools replicas whose GPUs fill whole nodes in each datacenter (replicas x data x tensor x "
+                     "pipeline), or a smaller cluster.topology.gpus_per_node");
   }
 }
 
@@ -971,6 +1163,19 @@ std::string to_string(Remat r) {
   }
   return "?";
 }
+std::vector<long long> replicas_per_site(const std::vector<double>& shares, long long replicas) {
+  std::vector<long long> out(shares.size(), 0);
+  double cum = 0.0;
+  long long r = 0;
+  for (std::size_t k = 0; k < shares.size(); ++k) {
+    cum += shares[k];
+    const long long upto = k + 1 == shares.size() ? replicas : std::llround(cum * static_cast<double>(replicas));
+    out[k] = std::max(0LL, upto - r);
+    r = std::max(r, upto);
+  }
+  return out;
+}
+
 std::string to_string(PoolRole r) { return r == PoolRole::prefill ? "prefill" : r == PoolRole::decode ? "decode" : "colocated"; }
 std::string to_string(SplitKind s) { return s == SplitKind::expert ? "expert" : s == SplitKind::pipeline ? "pipeline" : "data"; }
 

@@ -161,6 +161,13 @@ CREATE TABLE sweep_points (
 ) STRICT, WITHOUT ROWID;
 )sql";
 
+/** Version 4: the --set overrides a sweep's every point ran with. Sweeps stored before it did not record them: JSON
+ *  null, which reports show as "not recorded" (not as "none"). */
+constexpr const char* kSchemaV4 = R"sql(
+ALTER TABLE sweeps ADD COLUMN overrides_json TEXT NOT NULL DEFAULT 'null'
+  CHECK (json_valid(overrides_json) AND json_type(overrides_json) IN ('null', 'array'));
+)sql";
+
 constexpr int kEmpty = -1;  // a database with no schema yet (new file)
 
 std::int64_t pragma_int(Db& db, const char* pragma) {
@@ -218,6 +225,7 @@ const std::vector<Migration>& migrations() {
       {1, "comparisons, alternative labels, provenance", kSchemaV1},
       {2, "run kind (training or serving), request timings", kSchemaV2},
       {3, "sweeps, sweep points, run point hashes", kSchemaV3},
+      {4, "the --set overrides of a sweep", kSchemaV4},
   };
   return list;
 }

@@ -529,8 +529,10 @@ void bind_text_or_null(Stmt& s, int index, const std::string& value) {
 }  // namespace
 
 std::int64_t Store::open_sweep(const std::string& scenario_name, const std::string& definition_hash,
-                               std::int64_t point_count, const nlohmann::json& axes) {
+                               std::int64_t point_count, const nlohmann::json& axes, const nlohmann::json& overrides) {
   impl_->require_writable("open_sweep");
+  if (!overrides.is_array())
+    throw Error(fmt::format("run store {}: open_sweep('{}'): the overrides must be a JSON array", impl_->db.path(), scenario_name));
   Db& db = impl_->db;
   const std::string context = fmt::format("open_sweep('{}')", scenario_name);
   Transaction t(db, Transaction::Kind::write, context);
@@ -542,10 +544,11 @@ std::int64_t Store::open_sweep(const std::string& scenario_name, const std::stri
   }
   {
     Stmt s(db,
-           "INSERT INTO sweeps (scenario_name, definition_hash, point_count, axes_json, created_at_utc) "
-           "VALUES (?1, ?2, ?3, ?4, " MOESIM_NOW_UTC ") RETURNING id",
+           "INSERT INTO sweeps (scenario_name, definition_hash, point_count, axes_json, overrides_json, created_at_utc) "
+           "VALUES (?1, ?2, ?3, ?4, ?5, " MOESIM_NOW_UTC ") RETURNING id",
            context);
     s.bind(1, scenario_name).bind(2, definition_hash).bind(3, point_count).bind(4, dump_json(axes, "sweep axes", db.path()));
+    s.bind(5, dump_json(overrides, "sweep overrides", db.path()));
     if (!s.step()) throw Error(fmt::format("run store {}: {}: INSERT returned no id", db.path(), context));
     id = s.int64(0);
     s.reset();
@@ -591,9 +594,11 @@ SweepRecord read_sweep_row(Stmt& s, const std::string& path) {
   r.point_count = s.int64(3);
   r.axes = parse_json(s.text(4), fmt::format("axes of sweep {}", r.id), path);
   r.created_at_utc = s.text(5);
+  r.overrides = parse_json(s.text(6), fmt::format("overrides of sweep {}", r.id), path);
   return r;
 }
-constexpr const char* kSweepColumns = "SELECT id, scenario_name, definition_hash, point_count, axes_json, created_at_utc FROM sweeps";
+constexpr const char* kSweepColumns =
+    "SELECT id, scenario_name, definition_hash, point_count, axes_json, created_at_utc, overrides_json FROM sweeps";
 }  // namespace
 
 SweepRecord Store::get_sweep(std::int64_t id) const {
@@ -776,19 +781,21 @@ MergeStats Store::merge_from(const std::string& shard_path) {
   // Sweeps, matched by definition hash.
   std::map<std::int64_t, std::int64_t> sweep_map;
   {
-    Stmt s(db, "SELECT id, scenario_name, definition_hash, point_count, axes_json, created_at_utc FROM shard.sweeps ORDER BY id",
+    Stmt s(db,
+           "SELECT id, scenario_name, definition_hash, point_count, axes_json, created_at_utc, overrides_json FROM "
+           "shard.sweeps ORDER BY id",
            context);
     Stmt find(db, "SELECT id FROM main.sweeps WHERE definition_hash = ?1", context);
     Stmt insert(db,
-                "INSERT INTO main.sweeps (scenario_name, definition_hash, point_count, axes_json, created_at_utc) "
-                "VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+                "INSERT INTO main.sweeps (scenario_name, definition_hash, point_count, axes_json, created_at_utc, "
+                "overrides_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
                 context);
     while (s.step()) {
       find.bind(1, s.text(2));
       if (find.step()) {
         sweep_map[s.int64(0)] = find.int64(0);
       } else {
-        insert.bind(1, s.text(1)).bind(2, s.text(2)).bind(3, s.int64(3)).bind(4, s.text(4)).bind(5, s.text(5));
+        insert.bind(1, s.text(1)).bind(2, s.text(2)).bind(3, s.int64(3)).bind(4, s.text(4)).bind(5, s.text(5)).bind(6, s.text(6));
         if (!insert.step()) throw Error(fmt::format("run store {}: {}: INSERT returned no id", db.path(), context));
         sweep_map[s.int64(0)] = insert.int64(0);
         insert.reset();

@@ -487,13 +487,12 @@ std::vector<std::vector<int>> replica_sites(const scenario::Scenario& s) {
       for (std::size_t k = 0; k < pl.size(); ++k)
         if (pl[k].datacenter == pool.datacenter) std::fill(sites.begin(), sites.end(), static_cast<int>(k));
     } else {
-      double cum = 0.0;
-      int r = 0;
-      for (std::size_t k = 0; k < pl.size(); ++k) {
-        cum += pl[k].share;
-        const int upto = k + 1 == pl.size() ? pool.replicas : static_cast<int>(std::llround(cum * pool.replicas));
-        for (; r < upto; ++r) sites[static_cast<std::size_t>(r)] = static_cast<int>(k);
-      }
+      std::vector<double> shares;
+      for (const auto& p : pl) shares.push_back(p.share);
+      const std::vector<long long> per_site = scenario::replicas_per_site(shares, pool.replicas);
+      std::size_t r = 0;
+      for (std::size_t k = 0; k < per_site.size(); ++k)
+        for (long long j = 0; j < per_site[k] && r < sites.size(); ++j) sites[r++] = static_cast<int>(k);
     }
     out.push_back(std::move(sites));
   }

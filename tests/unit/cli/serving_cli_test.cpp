@@ -308,10 +308,11 @@ TEST_CASE("cli::serving --max-rate: a rate the deployment cannot keep up with is
 
 TEST_CASE("cli::serving run: with no output token in the window, per-token figures are null and '–', not 0", "[cli][serving]") {
   const std::string dir = scratch("notokens");
-  // One request arriving at the window's end (the last arrival ends a trace's window): its tokens come after it.
-  write(dir + "/one.csv", "arrival_s,prompt_tokens,output_tokens\n0.1,100,10\n");
+  // A warm-up request, served before the window opens, and one arriving at the window's end (the last arrival ends
+  // a trace's window): its tokens come after it.
+  write(dir + "/one.csv", "arrival_s,prompt_tokens,output_tokens\n0,100,10\n0.1,100,10\n");
   const auto f = scenario(dir, "  arrival: {type: trace, trace_csv: one.csv}\n  prompt_length: {type: trace}\n"
-                               "  output_length: {type: trace}\n  pools:\n    - {replicas: 8}\n");
+                               "  output_length: {type: trace}\n  warmup_s: 0.05\n  pools:\n    - {replicas: 8}\n");
   const Result r = run_cli("run " + f + " --json --no-store", dir);
   INFO(r.err);
   REQUIRE(r.status == 0);
@@ -323,4 +324,97 @@ TEST_CASE("cli::serving run: with no output token in the window, per-token figur
   const Result text = run_cli("run " + f + " --no-store", dir);
   CHECK(text.out.find("– J per output token") != std::string::npos);
   CHECK(text.out.find("0.000 J per output token") == std::string::npos);
+}
+
+TEST_CASE("cli::serving report: an offline run shorter than its interval has its series, the shorter last one named",
+          "[cli][serving]") {
+  const std::string dir = scratch("short_offline");
+  // Two requests at once, served in a few milliseconds of the default 10 ms interval: one point covering the run.
+  write(dir + "/two.csv", "arrival_s,prompt_tokens,output_tokens\n0,300,12\n0,300,12\n");
+  const auto f = scenario(dir, "  arrival: {type: trace, trace_csv: two.csv}\n  prompt_length: {type: trace}\n"
+                               "  output_length: {type: trace}\n  pools:\n    - {replicas: 1, tensor: 8}\n");
+  const Result r = run_cli("run " + f + " --json --db " + dir + "/runs.db", dir);
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  const json j = json::parse(r.out);
+  CHECK(j.at("metrics").at("mean_kv_use").at("value").get<double>() > 0.0);
+  const auto id = std::to_string(j.at("run_id").get<long long>());
+  const Result md = run_cli("report " + id + " --format md -o " + dir + "/rep --db " + dir + "/runs.db", dir);
+  INFO(md.err);
+  REQUIRE(md.status == 0);
+  std::ifstream in(dir + "/rep/run-" + id + ".md");
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  CHECK(text.find("1 sample over the whole run") != std::string::npos);
+  CHECK(text.find(" s; the last, ") != std::string::npos);
+  CHECK(text.find("s, to the window's end)") != std::string::npos);
+}
+
+TEST_CASE("cli::runs requests: a serving run's stored request timings as CSV and JSON, or a clear error", "[cli][serving]") {
+  const std::string dir = scratch("requests");
+  write(dir + "/three.csv", "arrival_s,prompt_tokens,output_tokens\n0,300,12\n0.001,200,1\n0.002,100,5\n");
+  const std::string body = "  arrival: {type: trace, trace_csv: three.csv}\n  prompt_length: {type: trace}\n"
+                           "  output_length: {type: trace}\n  pools:\n    - {replicas: 1, tensor: 8}\n";
+  const auto kept = scenario(dir, body + "  record_requests: true\n", "kept.yaml");
+  const auto plain = scenario(dir, body, "plain.yaml");
+  const std::string db = " --db " + dir + "/runs.db";
+  const Result r = run_cli("run " + kept + " --json" + db, dir);
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  const json run = json::parse(r.out);
+  const auto id = std::to_string(run.at("run_id").get<long long>());
+  const Result csv = run_cli("runs requests " + id + db, dir);
+  INFO(csv.err);
+  REQUIRE(csv.status == 0);
+  std::istringstream lines(csv.out);
+  std::string line;
+  std::vector<std::string> rows;
+  while (std::getline(lines, line)) rows.push_back(line);
+  REQUIRE(rows.size() == 4);
+  CHECK(rows[0] == "request,arrival_s,first_token_s,end_s,queue_s,ttft_s,tpot_s,e2e_s,prompt_tokens,output_tokens,replica,preemptions");
+  CHECK(rows[2].find(",,") != std::string::npos);  // one output token: no TPOT
+  const Result js = run_cli("runs requests " + id + " --json" + db, dir);
+  REQUIRE(js.status == 0);
+  const json q = json::parse(js.out);
+  REQUIRE(q.size() == 3);
+  CHECK(q[1]["tpot_s"].is_null());
+  // The figures the run printed are those of these requests: its maximum TTFT and E2E are theirs.
+  double ttft_max = 0.0, e2e_max = 0.0;
+  for (const auto& x : q) {
+    ttft_max = std::max(ttft_max, x["ttft_s"].get<double>());
+    e2e_max = std::max(e2e_max, x["e2e_s"].get<double>());
+  }
+  CHECK(ttft_max == Approx(run.at("ttft_s").at("max").get<double>()).epsilon(1e-12));
+  CHECK(e2e_max == Approx(run.at("e2e_s").at("max").get<double>()).epsilon(1e-12));
+  // Unhappy paths: a run that kept none, a run that does not exist.
+  const Result p = run_cli("run " + plain + " --json" + db, dir);
+  REQUIRE(p.status == 0);
+  const Result none = run_cli("runs requests " + std::to_string(json::parse(p.out).at("run_id").get<long long>()) + db, dir);
+  CHECK(none.status != 0);
+  CHECK(none.err.find("serving.record_requests: true") != std::string::npos);
+  const Result missing = run_cli("runs requests 999" + db, dir);
+  CHECK(missing.status != 0);
+  CHECK(missing.err.find("999") != std::string::npos);
+}
+
+TEST_CASE("cli::serving run: TPOT and ITL of one-token outputs are no figure (null and '–'), not 0 ms", "[cli][serving]") {
+  const std::string dir = scratch("one_token");
+  write(dir + "/ones.csv", "arrival_s,prompt_tokens,output_tokens\n0,100,1\n0.001,100,1\n");
+  const auto f = scenario(dir, "  arrival: {type: trace, trace_csv: ones.csv}\n  prompt_length: {type: trace}\n"
+                               "  output_length: {type: trace}\n  pools:\n    - {replicas: 1, tensor: 8}\n");
+  const Result r = run_cli("run " + f + " --json --no-store", dir);
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  const json j = json::parse(r.out);
+  for (const char* d : {"tpot_s", "itl_s"}) {
+    INFO(d);
+    CHECK(j.at(d).at("p99").is_null());
+    CHECK(j.at(d).at("mean").is_null());
+  }
+  CHECK(j.at("ttft_s").at("p99").get<double>() > 0.0);
+  CHECK_FALSE(j.at("metrics").contains("tpot_p99_s"));
+  const Result text = run_cli("run " + f + " --no-store", dir);
+  REQUIRE(text.status == 0);
+  const auto row = text.out.substr(text.out.find("    TPOT"), 60);
+  CHECK(row.find("\u2013") != std::string::npos);
+  CHECK(row.find("0.0") == std::string::npos);
 }

@@ -125,6 +125,37 @@ TEST_CASE("cli::sweep: every point runs once, skipped points keep their reason, 
   CHECK(plain.out.find("4 run now, 0 already complete, 2 skipped, 0 failed") != std::string::npos);
 }
 
+TEST_CASE("cli::sweep: the --set overrides a sweep ran with are stored and shown in its reports", "[cli][sweep]") {
+  const std::string dir = scratch("overrides");
+  const std::string db = dir + "/sweep.db";
+  const Result r = run_moesim("sweep " + kSweep + " --json --set training.tokens=5e8 --set model.top_k=1 --db " + db, dir);
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  const json j = json::parse(r.out);
+  CHECK(j["overrides"] == json::array({"training.tokens=5e8", "model.top_k=1"}));
+  const std::string id = std::to_string(j["sweep_id"].get<std::int64_t>());
+  CHECK(Store(db, Store::Mode::read_only).get_sweep(j["sweep_id"].get<std::int64_t>()).overrides == j["overrides"]);
+  for (const char* f : {"md", "html", "csv"}) {
+    const Result rep = run_moesim(std::string("report s") + id + " --format " + f + " -o " + dir + "/rep --db " + db, dir);
+    INFO(rep.err);
+    REQUIRE(rep.status == 0);
+    const std::string text = slurp(dir + "/rep/sweep-" + id + "." + f);
+    if (std::string(f) == "csv") {
+      CHECK(text.substr(0, text.find('\n')).find(",sweep_overrides") != std::string::npos);
+      CHECK(text.find("\"[\"\"training.tokens=5e8\"\",\"\"model.top_k=1\"\"]\"") != std::string::npos);
+    } else {
+      CHECK(text.find("Every point ran with --set training.tokens=5e8, --set model.top_k=1") != std::string::npos);
+    }
+  }
+  // The same file without them is another sweep, whose report says it had none.
+  const Result plain = run_moesim("sweep " + kSweep + " --json --db " + db, dir);
+  REQUIRE(plain.status == 0);
+  CHECK(json::parse(plain.out)["sweep_id"] != j["sweep_id"]);
+  const std::string pid = std::to_string(json::parse(plain.out)["sweep_id"].get<std::int64_t>());
+  REQUIRE(run_moesim("report s" + pid + " --format md -o " + dir + "/rep --db " + db, dir).status == 0);
+  CHECK(slurp(dir + "/rep/sweep-" + pid + ".md").find("No --set overrides") != std::string::npos);
+}
+
 TEST_CASE("cli::sweep: a sweep killed with kill -9 and restarted finishes the rest and loses nothing", "[cli][sweep]") {
   const std::string dir = scratch("resume");
   const std::string db = dir + "/sweep.db";

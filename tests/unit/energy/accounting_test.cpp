@@ -151,6 +151,42 @@ TEST_CASE("energy::account: network energy is added only for included_in: none c
   CHECK(a.wan_energy_j() == Approx(wan_j));
 }
 
+TEST_CASE("energy::account: a pinned duration scales the per-second energy, not the per-bit energy", "[energy][accounting]") {
+  // A pinned duration (training.duration_days) says how long the job ran, not what it did: its steps and the bytes
+  // each moved stay those simulated. Chip power and idle link power are drawn per second and scale with the duration;
+  // the WAN's and the fabric's per-bit energy follows the bytes moved (steps x bytes per step).
+  const Catalog cat;
+  NetworkEnergyTable net = t::network_inside_chips();
+  net.set(LinkClass::wan, LinkClassEnergy{1.8e-6, 0.0, IncludedIn::none, "test"});   // per bit only, as profiles/network.yaml
+  net.set(LinkClass::fabric, LinkClassEnergy{1e-12, 8.5, IncludedIn::none, "test"});  // per bit and idle ports
+  auto f = t::site_figures(4, 100.0, 10.0);
+  const auto idx = [](LinkClass c) { return static_cast<std::size_t>(c); };
+  f.link_bytes_per_step[idx(LinkClass::fabric)] = 1e9;
+  f.link_bytes_per_step[idx(LinkClass::wan)] = 1e6;
+  f.link_counts = {{"fabric", 4}, {"wan_half", 2}};
+  const auto job = t::job(10.0, 3.0, {f});  // 3 steps of 10 s: 30 s simulated
+  const double simulated_s = 30.0, pinned_s = 10.0 * simulated_s;
+  const double wan_bits_j = 1e6 * 3 * 8 * 1.8e-6;     // bytes per step x steps x 8 bit/B x J/bit = 43.2 J
+  const double fabric_bits_j = 1e9 * 3 * 8 * 1e-12;   // 0.024 J
+
+  const Accounting a = account(job, t::scenario_at({t::site("dc", 1.2, 0.3)}), cat, net, std::nullopt);
+  auto sc = t::scenario_at({t::site("dc", 1.2, 0.3)});
+  sc.training.duration_days = pinned_s / 86400.0;
+  const Accounting b = account(job, sc, cat, net, std::nullopt);
+  REQUIRE(b.duration_pinned);
+  CHECK(a.duration_s == Approx(simulated_s));
+  CHECK(b.duration_s == Approx(pinned_s));
+
+  // Per bit: the same bytes, the same joules, whatever the duration.
+  CHECK(a.wan_energy_j() == Approx(wan_bits_j));
+  CHECK(b.wan_energy_j() == Approx(wan_bits_j));
+  CHECK(b.sites[0].network_energy_by_class_j.at("fabric") == Approx(fabric_bits_j + 8.5 * 4 * pinned_s));
+  // Per second: 10x the duration, 10x the joules.
+  CHECK(b.it_energy_j() == Approx(10.0 * a.it_energy_j()));
+  CHECK(b.it_energy_j() == Approx(4 * 100.0 * pinned_s));
+  CHECK(b.sites[0].facility_energy_j == Approx((4 * 100.0 * pinned_s + fabric_bits_j + 8.5 * 4 * pinned_s) * 1.2 + wan_bits_j));
+}
+
 TEST_CASE("energy::account: embodied carbon = chips x die cm2 x CPA x duration / lifetime", "[energy][accounting]") {
   const Catalog cat;
   moesim::energy::EmbodiedFigures e;

@@ -65,8 +65,11 @@ std::pair<double, double> window_joules(const en::ServingResult& r) {
   const auto& t = r.series.at("t_s");
   const auto& p = r.series.at("power_w");
   double series = 0.0;
-  for (std::size_t i = 0; i < t.size(); ++i)
-    if (t[i] >= r.window_start_s - 1e-9 && t[i] + r.series_interval_s <= r.window_end_s + 1e-9) series += p[i] * r.series_interval_s;
+  for (std::size_t i = 0; i < t.size(); ++i) {
+    // A point covers the interval to the next one; the last, series_last_interval_s.
+    const double span = i + 1 < t.size() ? t[i + 1] - t[i] : r.series_last_interval_s;
+    if (t[i] >= r.window_start_s - 1e-9 && t[i] + span <= r.window_end_s + 1e-9) series += p[i] * span;
+  }
   return {plugin, series};
 }
 
@@ -157,7 +160,7 @@ TEST_CASE("engine::serving: chunked prefill spreads a long prompt over iteration
 
 TEST_CASE("engine::serving: a full KV cache preempts and recomputes, and every request still finishes", "[engine][serving]") {
   const std::string base = "  arrival: {type: offline}\n  prompt_length: {type: fixed, value: 300}\n"
-                           "  output_length: {type: fixed, value: 300}\n  requests: 40\n";
+                           "  output_length: {type: fixed, value: 300}\n  requests: 40\n  record_requests: true\n";
   // Size the cache to about 8 sequences of 600 tokens: the fraction that leaves 8 x 600 tokens after the weights.
   const auto probe = load(base + "  pools:\n    - {replicas: 1, tensor: 8}\n");
   const auto mem = moesim::workload::replica_memory(probe, probe.serving->pools[0], catalog().accelerator("h100"));
@@ -170,6 +173,16 @@ TEST_CASE("engine::serving: a full KV cache preempts and recomputes, and every r
   CHECK(r.output_tokens_window == 40 * 300.0);
   CHECK(r.requests_measured == 40);
   CHECK(r.mean_kv_use > 0.5);
+  // A preempted sequence waits in the queue for re-admission, not in flight: the queue holds more request-seconds
+  // than the queueing delays (arrival to first admission), and queue plus batch still hold every request's life.
+  double waited = 0.0, lived = 0.0;
+  for (const auto& q : r.requests) {
+    waited += q.queue_s;
+    lived += q.end_s - q.arrival_s;
+  }
+  const double window = r.window_end_s - r.window_start_s;
+  CHECK(r.mean_queue_requests * window > waited * 1.001);
+  CHECK((r.mean_queue_requests + r.mean_batch_sequences) * window == Approx(lived).epsilon(1e-9));
 }
 
 TEST_CASE("engine::serving: disaggregated pools move every KV cache over the network", "[engine][serving]") {
@@ -281,7 +294,12 @@ TEST_CASE("engine::serving: queue length and sequences in flight are time averag
   // own waiting and in-flight time within them.
   const auto& t = r.series.at("t_s");
   REQUIRE(t.size() >= 5);
-  const double dt = r.series_interval_s, from = t.front(), to = t.back() + dt;
+  // Each point covers the interval to the next; the last (offline) what is left of the window, no more.
+  CHECK(r.series_last_interval_s > 0.0);
+  CHECK(r.series_last_interval_s <= r.series_interval_s);
+  CHECK(t.back() + r.series_last_interval_s == Approx(r.makespan_s).epsilon(1e-12));
+  auto span = [&](std::size_t i) { return i + 1 < t.size() ? t[i + 1] - t[i] : r.series_last_interval_s; };
+  const double from = t.front(), to = t.back() + r.series_last_interval_s;
   auto overlap = [&](double x, double y) { return std::max(0.0, std::min(y, to) - std::max(x, from)); };
   double want_queue = 0.0, want_flight = 0.0;
   for (const auto& q : r.requests) {
@@ -290,8 +308,8 @@ TEST_CASE("engine::serving: queue length and sequences in flight are time averag
   }
   double queue_integral = 0.0, flight_integral = 0.0;
   for (std::size_t i = 0; i < t.size(); ++i) {
-    queue_integral += r.series.at("queue_requests")[i] * dt;
-    flight_integral += r.series.at("batch_sequences")[i] * dt;
+    queue_integral += r.series.at("queue_requests")[i] * span(i);
+    flight_integral += r.series.at("batch_sequences")[i] * span(i);
     CHECK(r.series.at("batch_sequences")[i] <= 1.0 + 1e-9);  // one sequence at a time
   }
   CHECK(want_queue > 0.5 * waited);
@@ -413,4 +431,84 @@ TEST_CASE("engine::serving: pipeline stages waiting for each other are charged t
     const auto [plugin, series] = window_joules(*r);
     CHECK(series == Approx(plugin).epsilon(0.001));
   }
+}
+
+TEST_CASE("engine::serving: requests arriving at the same instant join one batch, whatever the router or layout",
+          "[engine][serving]") {
+  moesim::testing::TempDir dir;
+  // Four requests at one instant on two replicas: each replica prefills its two in one iteration, so all four
+  // have one TTFT. Load-aware routers and pipelines take the iteration-by-iteration path, whose arrivals once
+  // woke a replica before the instant's other arrivals were queued (two requests then waited an iteration).
+  const auto p = trace(dir, "burst.csv", {{0.001, 100, 10}, {0.001, 100, 10}, {0.001, 100, 10}, {0.001, 100, 10}});
+  auto run = [&](const std::string& router, const std::string& pools) {
+    return simulate(load(trace_serving(p, "{type: continuous}", pools) + "  router: {type: " + router + "}\n"));
+  };
+  const auto rr = run("round_robin", "    - {replicas: 2, tensor: 4}\n");
+  REQUIRE(rr.requests.size() == 4);
+  for (const char* router : {"least_outstanding", "least_kv"}) {
+    INFO(router);
+    const auto r = run(router, "    - {replicas: 2, tensor: 4}\n");
+    REQUIRE(r.requests.size() == 4);
+    for (std::size_t i = 0; i < 4; ++i) {
+      CHECK(r.requests[i].first_token_s == Approx(rr.requests[i].first_token_s).epsilon(1e-12));
+      CHECK(r.requests[i].queue_s == 0.0);
+    }
+  }
+  for (const char* pools : {"    - {replicas: 1, tensor: 4, pipeline: 2}\n", "    - {replicas: 1, tensor: 8}\n"}) {
+    INFO(pools);
+    const auto r = run("round_robin", pools);
+    REQUIRE(r.requests.size() == 4);
+    for (std::size_t i = 1; i < 4; ++i) CHECK(r.requests[i].first_token_s == r.requests[0].first_token_s);
+  }
+}
+
+TEST_CASE("engine::serving: the series cover the whole window, and KV use is a time average whatever the interval",
+          "[engine][serving]") {
+  moesim::testing::TempDir dir;
+  // Offline, shorter than its 10 ms default interval: one point covering the run, not none.
+  const auto p = trace(dir, "two.csv", {{0, 400, 15}, {0, 400, 15}});
+  auto run = [&](const std::string& extra) {
+    return simulate(load(trace_serving(p, "{type: continuous}", "    - {replicas: 1, tensor: 8}\n") + extra));
+  };
+  const auto coarse = run(""), fine = run("  sample_interval_s: 0.0001\n");
+  REQUIRE(coarse.makespan_s < 0.01);
+  REQUIRE(coarse.series.at("t_s").size() == 1);
+  CHECK(coarse.series_last_interval_s == Approx(coarse.makespan_s).epsilon(1e-12));
+  // Held blocks from admission to completion: the mean is no sampling artefact, and the series integrate to it.
+  CHECK(coarse.mean_kv_use > 0.0);
+  CHECK(coarse.mean_kv_use == Approx(fine.mean_kv_use).epsilon(1e-9));
+  CHECK(coarse.series.at("kv_use")[0] == Approx(coarse.mean_kv_use).epsilon(1e-9));
+  const auto& t = fine.series.at("t_s");
+  const auto& kv = fine.series.at("kv_use");
+  double area = 0.0;
+  for (std::size_t i = 0; i < t.size(); ++i) area += kv[i] * (i + 1 < t.size() ? t[i + 1] - t[i] : fine.series_last_interval_s);
+  CHECK(area == Approx(fine.mean_kv_use * fine.makespan_s).epsilon(1e-6));
+  for (const auto* r : {&coarse, &fine}) {
+    const auto [plugin, series] = window_joules(*r);
+    CHECK(series == Approx(plugin).epsilon(1e-9));
+  }
+  // Open loop, an interval that does not divide the window: shortened to divide it, so nothing is left out.
+  const auto q = trace(dir, "three.csv", {{0, 100, 10}, {1, 100, 10}, {2, 100, 10}});
+  const auto open = simulate(load(trace_serving(q, "{type: continuous}", "    - {replicas: 1, tensor: 8}\n") +
+                                  "  sample_interval_s: 0.7\n"));
+  CHECK(open.series_interval_s == Approx(2.0 / 3.0).epsilon(1e-12));
+  const auto [plugin, series] = window_joules(open);
+  CHECK(series == Approx(plugin).epsilon(1e-9));
+}
+
+TEST_CASE("engine::serving: max_batched_tokens caps a chunked iteration, and a static batch is bounded by its count",
+          "[engine][serving]") {
+  moesim::testing::TempDir dir;
+  const auto p = trace(dir, "three.csv", {{0, 600, 3}, {0, 600, 3}, {0, 600, 3}});
+  const std::string pools = "    - {replicas: 1, tensor: 8}\n";
+  // Static (FasterTransformer): the three prompts form one batch, whatever their tokens add up to.
+  const auto narrow = simulate(load(trace_serving(p, "{type: static, max_batched_tokens: 1000}", pools)));
+  REQUIRE(narrow.requests.size() == 3);
+  CHECK(narrow.requests[2].first_token_s == narrow.requests[0].first_token_s);
+  // Chunked: the smaller of chunk_tokens and max_batched_tokens is an iteration's budget.
+  const auto capped = simulate(load(trace_serving(p, "{type: chunked_prefill, chunk_tokens: 1000, max_batched_tokens: 100}", pools)));
+  const auto chunk100 = simulate(load(trace_serving(p, "{type: chunked_prefill, chunk_tokens: 100}", pools)));
+  const auto chunk1000 = simulate(load(trace_serving(p, "{type: chunked_prefill, chunk_tokens: 1000}", pools)));
+  CHECK(capped.iterations == chunk100.iterations);
+  CHECK(capped.iterations > chunk1000.iterations);
 }

@@ -192,6 +192,60 @@ TEST_CASE("engine::Simulator: a WAN transfer takes latency + bytes / bandwidth",
   CHECK(r["site_link_bytes"][1][4].get<double>() == 0.0);
 }
 
+TEST_CASE("engine::Simulator: WAN-busy time counts a cross-site round from its start, latency wait included", "[engine][wan]") {
+  // One chip per site: the all-reduce is one ring round between the sites' borders, alpha = 2 one-way WAN latencies
+  // (reduce-scatter and all-gather steps). SimGrid charges one as the flows' route latency; the engine waits out the
+  // other before the bytes flow. With a near-infinite WAN bandwidth the round is all latency: it is in flight, and the
+  // WAN busy, for its whole alpha.
+  auto s = t::scenario_for("torus_2d", {2, 1}, t::par(2, 1), {{"dc_a", 0.5}, {"dc_b", 0.5}});
+  s.wan.bandwidth_bytes_per_s = 1e18;
+  const double L = 0.03;
+  s.wan.latency_s = L;
+  const t::Fixture f(s, t::torus_chip());
+  REQUIRE(f.topo.site_of(0) != f.topo.site_of(1));
+  const auto w = t::work(CollectiveOp::all_reduce, {{0, 1}}, 1e6);
+  double wan_alpha_s = 0.0;
+  int wan_rounds = 0;
+  for (const auto& round : f.plan(w).rounds) {
+    bool wan = false;
+    for (const auto& batch : round.batches)
+      for (const auto& fl : batch.flows) wan = wan || fl.src >= f.topo.chips() || fl.dst >= f.topo.chips();
+    if (!wan) continue;
+    ++wan_rounds;
+    wan_alpha_s += round.alpha_s;
+  }
+  REQUIRE(wan_rounds == 1);
+  REQUIRE(wan_alpha_s == Approx(2 * L));
+  moesim::engine::EngineOptions opt;
+  opt.own_network_rounds = GENERATE(true, false);
+  INFO("own_network_rounds " << opt.own_network_rounds);
+  SECTION("after compute: the WAN is busy for the round's alpha, not its route latency alone") {
+    const json r = et::simulate(f, [&] {
+      et::StepBuilder b;
+      const auto c = b.compute({0, 1}, {0.5, 0.5}, "compute.test", {b.start()});
+      const auto ar = b.collective(w, "comm.all_reduce", {c});
+      return b.finish({ar});
+    }, 1, opt)[0];
+    const double step_s = r["duration_s"].get<double>();
+    const double wan_s = r["wan_busy_s"].get<double>();
+    CHECK(step_s == Approx(0.5 + wan_alpha_s).epsilon(kRel));
+    CHECK(wan_s == Approx(wan_alpha_s).epsilon(kRel));
+    CHECK(wan_s >= wan_rounds * 2 * L * (1 - kRel));
+    CHECK(wan_s <= step_s);
+  }
+  SECTION("twice in a row: the replayed one counts its waits too") {
+    const json r = et::simulate(f, [&] {
+      et::StepBuilder b;
+      const auto ar1 = b.collective(w, "comm.all_reduce", {b.start()}, false, "first");
+      const auto ar2 = b.collective(w, "comm.all_reduce", {ar1}, false, "second");
+      return b.finish({ar2});
+    }, 1, opt)[0];
+    CHECK(r["collectives_memoized"] == 1);
+    CHECK(r["duration_s"].get<double>() == Approx(2 * wan_alpha_s).epsilon(kRel));
+    CHECK(r["wan_busy_s"].get<double>() == Approx(2 * wan_alpha_s).epsilon(kRel));
+  }
+}
+
 TEST_CASE("engine::Simulator: hierarchical all-to-all rounds run at NVLink, then NIC bandwidth per GPU", "[engine][gpu]") {
   // 2 nodes x 4 GPUs, one leaf per node. Per GPU: round 0 sends 3 NVLink flows of 2 x B/8 (its traffic to
   // GPU j of both nodes) through its own NVLink port; round 1 sends one rail flow of 4 x B/8 (node's

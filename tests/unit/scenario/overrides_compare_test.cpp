@@ -232,6 +232,19 @@ TEST_CASE("scenario::load_alternatives: bad alternatives are refused with their 
     CHECK(e.file() == "--alt " + alt);
     CHECK(e.key() == "model.heads");
   }
+  SECTION("an alternative in --alt whose shares sum to 0.75 is told so, not that a share splits a data group") {
+    const std::string alt = "{label: bad, placement: [{datacenter: gcp_us_central1_2023, share: 0.5}, "
+                            "{datacenter: gcp_europe_west1_2023, share: 0.25}]}";
+    const auto e =
+        t::expect_input_error([&] { load_alternatives(t::data("compare_ok.yaml"), t::real_catalog(), {}, {alt}); });
+    CHECK(e.file() == "--alt " + alt);
+    CHECK(e.key() == "placement");
+    CHECK(e.line() == 1);
+    CHECK(e.column() == static_cast<int>(alt.find("[{datacenter")) + 1);
+    CHECK(t::contains(e.message(), "in alternative 'bad'"));
+    CHECK(t::contains(e.message(), "shares sum to 0.75 but must sum to 1 (placement[0].share 0.5 + placement[1].share 0.25)"));
+    CHECK_FALSE(t::contains(e.message(), "data groups"));
+  }
   SECTION("an alternative without a label is refused when the file loads") {
     const std::string file = t::data("compare_no_label.yaml");
     const auto e = t::expect_input_error([&] { load_file(file, t::real_catalog()); });

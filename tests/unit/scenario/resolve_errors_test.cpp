@@ -366,9 +366,20 @@ TEST_CASE("scenario::resolve: placement shares and multi-site links", "[scenario
     CHECK(t::contains(e.message(), "shares sum to 0.5 but must sum to 1"));
   }
   SECTION("two sites summing to 0.75") {
-    const auto e = t::load_error(two_site_yaml("0.5", "0.25", true));
-    CHECK(e.key() == "placement[1].share");  // 0.25 x data 2 = half a replica, caught first
-    CHECK(t::contains(e.message(), "not a whole number of data groups"));
+    // The sum is checked before any one share: 0.25 x data 2 is half a replica only because the shares do not add up.
+    const std::string yaml = two_site_yaml("0.5", "0.25", true);
+    const auto e = t::load_error(yaml);
+    CHECK(e.key() == "placement");
+    CHECK(e.line() == t::line_in(yaml, "- datacenter: gcp_us_central1_2023"));
+    CHECK(t::contains(e.message(), "shares sum to 0.75 but must sum to 1 (placement[0].share 0.5 + placement[1].share 0.25)"));
+    CHECK_FALSE(t::contains(e.message(), "data groups"));
+  }
+  SECTION("summing to 1 but half a data group") {
+    const std::string yaml = two_site_yaml("0.25", "0.75", true);
+    const auto e = t::load_error(yaml);
+    CHECK(e.key() == "placement[0].share");
+    CHECK(e.line() == t::line_in(yaml, "share: 0.25"));
+    CHECK(t::contains(e.message(), "share 0.25 of the data split (degree 2) is not a whole number of data groups (0.5)"));
   }
   SECTION("two sites summing to 1.5") {
     const auto e = t::load_error(two_site_yaml("0.5", "1.0", true));

@@ -121,7 +121,7 @@ TEST_CASE("store::Store: opening a version-0 store migrates it and keeps its row
 
   SECTION("read-only refuses to migrate and leaves the file alone") {
     CHECK_THROWS_WITH(Store(path, Store::Mode::read_only),
-                      Contains(path) && Contains("schema version 0, older than 3") && Contains("read-write"));
+                      Contains(path) && Contains("schema version 0, older than 4") && Contains("read-write"));
     t::RawDb raw(path);
     CHECK(raw.integer("PRAGMA user_version") == 0);
   }
@@ -206,7 +206,7 @@ TEST_CASE("store::Store: opening a version-1 store migrates it to serving runs a
     REQUIRE(raw.integer("SELECT count(*) FROM pragma_table_xinfo('runs') WHERE name = 'kind'") == 0);
   }
   SECTION("read-only refuses to migrate") {
-    CHECK_THROWS_WITH(Store(path, Store::Mode::read_only), Contains("schema version 1, older than 3"));
+    CHECK_THROWS_WITH(Store(path, Store::Mode::read_only), Contains("schema version 1, older than 4"));
   }
   SECTION("read-write migrates: old runs are training runs, serving runs keep their requests") {
     Store store(path);
@@ -249,13 +249,13 @@ TEST_CASE("store::Store: a store from a newer moesim is refused", "[store]") {
   { Store store(path); }
   {
     t::RawDb raw(path);
-    raw.exec("PRAGMA user_version = 4");
+    raw.exec("PRAGMA user_version = 5");
   }
   const auto mode = GENERATE(Store::Mode::read_write, Store::Mode::read_only);
-  CHECK_THROWS_WITH(Store(path, mode), Contains(path) && Contains("schema version 4, newer") &&
-                                           Contains("up to 3") && Contains("newer moesim"));
+  CHECK_THROWS_WITH(Store(path, mode), Contains(path) && Contains("schema version 5, newer") &&
+                                           Contains("up to 4") && Contains("newer moesim"));
   t::RawDb raw(path);
-  CHECK(raw.integer("PRAGMA user_version") == 4);
+  CHECK(raw.integer("PRAGMA user_version") == 5);
 }
 
 TEST_CASE("store::Store: a SQLite database that is not a run store is refused", "[store]") {

@@ -84,15 +84,49 @@ TEST_CASE("store::Store: opening a version-2 store migrates it to sweeps", "[sto
     raw.exec(t::read_text_file(std::string(MOESIM_TEST_DATA) + "/store/schema_v2_migration.sql"));
     REQUIRE(raw.integer("PRAGMA user_version") == 2);
   }
-  CHECK_THROWS_WITH(Store(path, Store::Mode::read_only), Contains("schema version 2, older than 3"));
+  CHECK_THROWS_WITH(Store(path, Store::Mode::read_only), Contains("schema version 2, older than 4"));
   Store s(path);
-  CHECK(s.schema_version() == 3);
+  CHECK(s.schema_version() == Store::kSchemaVersion);
   CHECK(s.get_run(1).point_hash.empty());  // runs before sweeps have no point hash
   const std::int64_t sweep = open_test_sweep(s);
   add_point_run(s, sweep, 1);
   t::RawDb raw(path);
-  CHECK(raw.integer("PRAGMA user_version") == 3);
+  CHECK(raw.integer("PRAGMA user_version") == Store::kSchemaVersion);
   CHECK(raw.text("PRAGMA integrity_check") == "ok");
+}
+
+TEST_CASE("store::Store: opening a version-3 store migrates it: its sweeps' overrides are not recorded, new ones are",
+          "[store][sweep]") {
+  t::TempDir dir;
+  const std::string path = dir.file("v3.db");
+  {
+    t::RawDb raw(path);
+    for (const char* f : {"schema_v0.sql", "schema_v1_migration.sql", "schema_v2_migration.sql", "schema_v3_migration.sql"})
+      raw.exec(t::read_text_file(std::string(MOESIM_TEST_DATA) + "/store/" + f));
+    REQUIRE(raw.integer("PRAGMA user_version") == 3);
+    raw.exec("INSERT INTO sweeps (scenario_name, definition_hash, point_count, axes_json, created_at_utc) VALUES "
+             "('old', 'ffffffffffffffffffffffffffffffff', 2, '[]', '2026-01-01T00:00:00Z')");
+  }
+  CHECK_THROWS_WITH(Store(path, Store::Mode::read_only), Contains("schema version 3, older than 4"));
+  Store s(path);
+  CHECK(s.schema_version() == 4);
+  REQUIRE(s.list_sweeps().size() == 1);
+  CHECK(s.list_sweeps()[0].overrides.is_null());  // not recorded, not "none"
+  const std::int64_t id = s.open_sweep("new", kDefHash, 2, nlohmann::json::array(), nlohmann::json::array({"cluster.count=16"}));
+  CHECK(s.get_sweep(id).overrides == nlohmann::json::array({"cluster.count=16"}));
+  CHECK(open_test_sweep(s) == id);  // the same definition hash: the sweep as first stored, overrides included
+  CHECK(s.get_sweep(id).overrides.size() == 1);
+  CHECK_THROWS_WITH(s.open_sweep("bad", std::string(32, 'e'), 1, nlohmann::json::array(), nlohmann::json("x=1")),
+                    Contains("must be a JSON array"));
+  // Migrating gives exactly the layout a new store gets; a merge carries the overrides over.
+  const std::string out = dir.file("out.db");
+  Store m(out);
+  m.merge_from(path);
+  CHECK(m.list_sweeps()[0].overrides.is_null());
+  CHECK(m.list_sweeps()[1].overrides == nlohmann::json::array({"cluster.count=16"}));
+  t::RawDb raw(path);
+  CHECK(raw.text("PRAGMA integrity_check") == "ok");
+  CHECK_THROWS(raw.exec("UPDATE sweeps SET overrides_json = '{}'"));  // an array or null only
 }
 
 TEST_CASE("store::Store::merge_from: shards merge idempotently, deduplicated by point hash", "[store][sweep][merge]") {
@@ -175,9 +209,9 @@ TEST_CASE("store::Store::merge_from: refuses bad shards with the file named, and
     { Store s(newer); }
     {
       t::RawDb raw(newer);
-      raw.exec("PRAGMA user_version = 4");
+      raw.exec("PRAGMA user_version = 5");
     }
-    CHECK_THROWS_WITH(m.merge_from(newer), Contains("newer.db") && Contains("schema version 4, newer"));
+    CHECK_THROWS_WITH(m.merge_from(newer), Contains("newer.db") && Contains("schema version 5, newer"));
   }
   SECTION("a shard that fails PRAGMA integrity_check") {
     const std::string broken = dir.file("broken.db");

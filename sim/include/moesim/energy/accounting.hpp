@@ -135,8 +135,10 @@ struct Accounting {
  *  - duration: training.duration_days if given, else the simulated steps x mean step time;
  *  - IT energy: energy.average_chip_power_w x chips x duration if given, else the simulated mean IT
  *    power (SimGrid host_energy over the steps) x duration;
- *  - network: bytes x links per class x J/bit plus idle W per link x duration, for classes whose
- *    energy is not already inside the IT figure;
+ *  - network: bytes x links per step x job.steps x J/bit plus idle W per link x duration, for classes whose
+ *    energy is not already inside the IT figure. A pinned duration changes how long the job ran, not the
+ *    bytes its steps moved: the per-bit part follows job.steps whatever the duration, only the per-second
+ *    parts (chip power, idle links, embodied carbon) scale with it;
  *  - facility: (IT + network inside the datacenter) x PUE, plus the WAN's energy without PUE (carrier networks
  *    draw it, not the datacenter); its CO2e at the site's grid intensity, as Cloud Carbon Footprint does for
  *    networking (the carrier's electricity is drawn along the route, from the grids the site is on);

@@ -105,7 +105,9 @@ struct StepResult {
   std::vector<double> power_t_s;
   std::vector<double> power_w;
   workload::StepStats stats;
-  double wan_busy_s = 0.0;                        ///< time rounds with cross-datacenter traffic were running
+  /** Time at least one round with cross-datacenter traffic was in flight: the union of the rounds' intervals, each from
+   *  the round's start (its latency wait, and a first round's launch cost, included) to the end of its last batch. */
+  double wan_busy_s = 0.0;
   int phases = 0;
   int collectives_detailed = 0;
   int collectives_memoized = 0;

@@ -61,7 +61,7 @@ struct JobResult {
   std::map<std::string, double> collective_bytes_per_step;  ///< by op, summed over devices
   std::map<std::string, std::string> algorithms;
   std::vector<SiteStepFigures> sites;
-  double wan_time_per_step_s = 0.0;  ///< time per step with cross-datacenter transfers in flight (mean)
+  double wan_time_per_step_s = 0.0;  ///< time per step with a cross-datacenter round in flight, its latency wait included (mean; StepResult::wan_busy_s)
   std::vector<double> power_t_s;     ///< first step: total chip power, averaged over each interval from here to the next point (the last to the step's end)
   std::vector<double> power_w;
   double peak_chip_power_w = 0.0;    ///< full-compute power of one chip (incl. host overhead)

@@ -102,10 +102,13 @@ struct ServingResult {
   std::vector<SiteStepFigures> sites;    ///< chip energy and link bytes in the window (one "step" = the window)
   std::vector<double> site_output_tokens;  ///< tokens generated in the window by each site's replicas
   /** Series over the whole run, at a fixed interval: t_s (interval start); queue_requests (requests waiting for
-   *  admission) and batch_sequences (sequences in flight), each the average over its interval; kv_use (fraction
-   *  of blocks, at the interval's end); power_w (average chip power over the interval, all sites). */
+   *  admission), batch_sequences (sequences in flight) and kv_use (fraction of the KV blocks held), each the time
+   *  average over its interval; power_w (average chip power over the interval, all sites). An open-loop window is a
+   *  whole number of intervals; an offline run's last point covers the rest of its window, series_last_interval_s
+   *  (at most series_interval_s). */
   std::map<std::string, std::vector<double>> series;
   double series_interval_s = 0.0;
+  double series_last_interval_s = 0.0;
   /** Quantiles 0, 1, ..., 100 % of TTFT, TPOT and E2E (seconds): the latency CDFs. */
   std::vector<double> ttft_cdf_s, tpot_cdf_s, e2e_cdf_s;
   double peak_chip_power_w = 0.0;

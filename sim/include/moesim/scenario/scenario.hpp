@@ -249,6 +249,11 @@ struct ServingSpec {
 
 std::string to_string(PoolRole r);
 
+/** The replicas of a pool spread by placement shares: site k gets those from round(cumulative share before k x
+ *  replicas) to round(cumulative share through k x replicas), the last site the rest. The one rule by which the
+ *  resolver checks the sites' chips and the engine places the replicas. */
+std::vector<long long> replicas_per_site(const std::vector<double>& shares, long long replicas);
+
 /** A fully resolved scenario: every field present, defaults filled in, cross-field checks done. */
 struct Scenario {
   std::string name;

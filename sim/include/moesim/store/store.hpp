@@ -145,6 +145,7 @@ struct SweepRecord {
   std::string definition_hash;  ///< the same sweep has the same hash in every store (shards, merged stores)
   std::int64_t point_count = 0; ///< points of the whole sweep
   nlohmann::json axes;          ///< [{key, values, dimension}] as enumerated: dimension = the axis's place in the odometer (a zip group's axes share one; absent in stores written before it)
+  nlohmann::json overrides;     ///< the --set overrides every point ran with, in order ("key=value" strings); null: not recorded (a sweep stored before schema version 4)
   std::string created_at_utc;
   std::vector<SweepPointRecord> points;  ///< by index (get_sweep only)
 };
@@ -181,7 +182,7 @@ class Store {
   enum class Mode { read_write, read_only };
   /** Schema this binary writes. Version 0 was the first layout (no comparisons, no provenance);
    *  opening an older store read-write migrates it, a newer one is refused. */
-  static constexpr int kSchemaVersion = 3;
+  static constexpr int kSchemaVersion = 4;
   /** Marks a SQLite file as a moesim run store (`PRAGMA application_id`; the bytes "MoES"). */
   static constexpr std::int32_t kApplicationId = 0x4d6f4553;
   /** How long a write waits for another connection's write lock before failing, in seconds. */
@@ -238,9 +239,10 @@ class Store {
   /** Whether a comparison with this id exists. */
   bool has_comparison(std::int64_t id) const;
 
-  /** The sweep with this definition hash, created (with no points) when absent; returns its id. */
+  /** The sweep with this definition hash, created (with no points) when absent; returns its id. `overrides`: the
+   *  --set overrides every point runs with, a JSON array of "key=value" strings (the definition hash covers them). */
   std::int64_t open_sweep(const std::string& scenario_name, const std::string& definition_hash, std::int64_t point_count,
-                          const nlohmann::json& axes);
+                          const nlohmann::json& axes, const nlohmann::json& overrides = nlohmann::json::array());
   /** Inserts or replaces point `p.index` of sweep `sweep_id` (one transaction). */
   void set_sweep_point(std::int64_t sweep_id, const SweepPointRecord& p);
   /** The oldest complete run whose point hash is `point_hash`, if any. */
