@@ -35,15 +35,15 @@ int cmd_max_rate(const GlobalOptions& g, const RunOptions& o) {
   check_rate_searchable(base, o.scenario);
   install_interrupt_handler();
   const bool tty = isatty(2) && !o.json;
-  auto prepare = [&](double rate) {
+  auto prepare = [&](double rate, double scale) {
     std::vector<std::string> ov = o.overrides;
-    ov.push_back(fmt::format("serving.arrival.rate_per_s={:.17g}", rate));
+    for (auto& x : rate_overrides(base, rate, scale)) ov.push_back(std::move(x));
     return prepare_run(catalog, scenario::load_file(o.scenario, catalog, ov));
   };
   const RateSearch search = search_max_rate(
       base, o.rate_tolerance,
-      [&](double rate) {
-        const PreparedRun prepared = prepare(rate);
+      [&](double rate, double scale) {
+        const PreparedRun prepared = prepare(rate, scale);
         return engine::run_isolated([&] { return simulate_json(catalog, prepared); }, interrupt_flag()).value;
       },
       [&, n = 0](const RateProbe& p) mutable {
@@ -57,7 +57,7 @@ int cmd_max_rate(const GlobalOptions& g, const RunOptions& o) {
   if (tty) std::cerr << "\n";
 
   // The run at the highest rate found: stored like any run, with the search's bracket.
-  const PreparedRun prepared = prepare(search.rate_per_s);
+  const PreparedRun prepared = prepare(search.rate_per_s, search.duration_scale);
   store::RunRecord header = make_header(prepared.scenario);
   store::RunRecord rec = finish_run(catalog, prepared, search.result, header);
   search.add_metrics(rec);
@@ -84,10 +84,19 @@ int cmd_max_rate(const GlobalOptions& g, const RunOptions& o) {
         search.sustained_rate_per_s < search.rate_per_s
             ? fmt::format("the arrival rate its run at {:.4g} requests/s drew in the measured window; ", search.rate_per_s)
             : std::string();
+    std::string longer;
+    if (search.duration_scale > 1.0)
+      longer = fmt::format("; its run's arrival period is {:g}x the scenario's, as a shorter one could not tell a backlog "
+                           "growing by {:g} % of the arrivals from chance",
+                           search.duration_scale, 100.0 * search.resolution_target);
+    if (search.backlog_resolution > search.resolution_target)
+      longer += fmt::format("; even so its run tells a growing backlog from chance only above {:.3g} % of the arrivals: "
+                            "lengthen serving.duration_s for a sharper answer",
+                            100.0 * search.backlog_resolution);
     std::cout << fmt::format("highest rate meeting P99 TTFT <= {:g} ms and P99 TPOT <= {:g} ms and keeping up with its arrivals: "
-                             "{:.4g} requests/s ({}at {:.4g} it misses the SLOs or falls behind; {} simulations)\n",
+                             "{:.4g} requests/s ({}at {:.4g} it misses the SLOs or falls behind; {} simulations{})\n",
                              1e3 * search.slo_ttft_s, 1e3 * search.slo_tpot_s, search.sustained_rate_per_s,
-                             realised, search.upper_rate_per_s, search.probes.size())
+                             realised, search.upper_rate_per_s, search.probes.size(), longer)
               << record_summary(rec) << (db ? fmt::format("  stored in {} as run {}\n", o.db, rec.id) : "")
               << (report.empty() ? "" : fmt::format("  report: {}\n", report));
   }

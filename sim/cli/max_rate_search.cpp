@@ -16,8 +16,11 @@ nlohmann::json RateSearch::to_json() const {
     ps.push_back({{"rate_per_s", p.rate_per_s}, {"accepted", p.ok}, {"meets_slo", p.slo_met}, {"keeps_up", p.keeps_up},
                   {"ttft_p99_s", p.ttft_p99_s}, {"tpot_p99_s", p.tpot_p99_s}, {"output_tokens_per_s", p.output_tokens_per_s},
                   {"requests", p.requests}, {"window_arrival_rate_per_s", p.window_arrival_rate_per_s},
-                  {"backlog_growth_fraction", p.backlog_growth_fraction}});
-  return {{"sustained_rate_per_s", sustained_rate_per_s}, {"rate_per_s", rate_per_s}, {"upper_rate_per_s", upper_rate_per_s}, {"slo_ttft_s", slo_ttft_s},
+                  {"backlog_growth_fraction", p.backlog_growth_fraction}, {"duration_scale", p.duration_scale},
+                  {"backlog_resolution", p.backlog_resolution}});
+  return {{"sustained_rate_per_s", sustained_rate_per_s}, {"rate_per_s", rate_per_s}, {"upper_rate_per_s", upper_rate_per_s},
+          {"duration_scale", duration_scale}, {"backlog_resolution", backlog_resolution},
+          {"resolution_target", resolution_target}, {"slo_ttft_s", slo_ttft_s},
           {"slo_tpot_s", slo_tpot_s}, {"probes", ps}};
 }
 
@@ -26,6 +29,9 @@ RateSearch RateSearch::from_json(const nlohmann::json& j) {
   s.rate_per_s = j.at("rate_per_s").get<double>();
   s.sustained_rate_per_s = j.value("sustained_rate_per_s", s.rate_per_s);
   s.upper_rate_per_s = j.at("upper_rate_per_s").get<double>();
+  s.duration_scale = j.value("duration_scale", 1.0);
+  s.backlog_resolution = j.value("backlog_resolution", 0.0);
+  s.resolution_target = j.value("resolution_target", 0.0);
   s.slo_ttft_s = j.at("slo_ttft_s").get<double>();
   s.slo_tpot_s = j.at("slo_tpot_s").get<double>();
   for (const auto& p : j.at("probes")) {
@@ -40,6 +46,8 @@ RateSearch RateSearch::from_json(const nlohmann::json& j) {
     r.window_arrival_rate_per_s = p.value("window_arrival_rate_per_s", r.rate_per_s);
     r.keeps_up = p.value("keeps_up", true);
     r.backlog_growth_fraction = p.value("backlog_growth_fraction", 0.0);
+    r.duration_scale = p.value("duration_scale", 1.0);
+    r.backlog_resolution = p.value("backlog_resolution", 0.0);
     s.probes.push_back(std::move(r));
   }
   return s;
@@ -63,16 +71,35 @@ void check_rate_searchable(const scenario::Scenario& s, const std::string& scena
                                  type));
 }
 
-RateSearch search_max_rate(const scenario::Scenario& base, double tolerance, const std::function<nlohmann::json(double)>& simulate,
+std::vector<std::string> rate_overrides(const scenario::Scenario& base, double rate, double scale) {
+  std::vector<std::string> ov = {fmt::format("serving.arrival.rate_per_s={:.17g}", rate)};
+  if (scale != 1.0) {
+    const auto& v = *base.serving;
+    if (v.duration_s > 0.0) ov.push_back(fmt::format("serving.duration_s={:.17g}", v.warmup_s + scale * (v.duration_s - v.warmup_s)));
+    if (v.requests > 0) ov.push_back(fmt::format("serving.requests={}", static_cast<long long>(std::llround(scale * static_cast<double>(v.requests)))));
+  }
+  return ov;
+}
+
+RateSearch search_max_rate(const scenario::Scenario& base, double tolerance, const std::function<nlohmann::json(double, double)>& simulate,
                            const std::function<void(const RateProbe&)>& on_probe) {
   RateSearch s;
   s.slo_ttft_s = base.serving->slo_ttft_s;
   s.slo_tpot_s = base.serving->slo_tpot_s;
+  s.resolution_target = std::max(engine::kMaxBacklogGrowth, tolerance);
   auto probe = [&](double rate) -> RateProbe {
     RateProbe p;
     p.rate_per_s = rate;
-    p.result = simulate(rate);
-    const engine::ServingResult r = engine::serving_from_json(p.result);
+    engine::ServingResult r;
+    for (int k = 0;; ++k) {
+      p.result = simulate(rate, p.duration_scale);
+      r = engine::serving_from_json(p.result);
+      p.backlog_resolution = engine::backlog_resolution(r);
+      // Lengthened only when it would be accepted: a rejected probe's verdict stands however long it runs.
+      const bool would_accept = r.slo_p99_met && r.requests_measured > 0 && !engine::falls_behind(r);
+      if (!would_accept || p.backlog_resolution <= s.resolution_target || k == engine::kMaxProbeLengthening) break;
+      p.duration_scale *= 2.0;
+    }
     p.ttft_p99_s = r.ttft.p99_s;
     p.tpot_p99_s = r.tpot.p99_s;
     p.output_tokens_per_s = r.output_tokens_per_s;
@@ -143,6 +170,8 @@ RateSearch search_max_rate(const scenario::Scenario& base, double tolerance, con
   s.rate_per_s = lo.rate_per_s;
   s.sustained_rate_per_s = std::min(lo.rate_per_s, lo.window_arrival_rate_per_s);
   s.upper_rate_per_s = hi.rate_per_s;
+  s.duration_scale = lo.duration_scale;
+  s.backlog_resolution = lo.backlog_resolution;
   s.result = lo.result;
   return s;
 }

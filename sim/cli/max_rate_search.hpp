@@ -31,6 +31,10 @@ struct RateProbe {
   /** The arrival rate the run realised in its measured window (its arrivals there over the window's length):
    *  a Poisson or gamma process's count in a finite window scatters about the nominal rate (by 1/sqrt(count)). */
   double window_arrival_rate_per_s = 0.0;
+  /** The probe's arrival period as a multiple of the scenario's (1, or 2, 4, 8 when a shorter run could not tell a
+   *  backlog growth of the search's tolerance from chance), and the growth its run resolves. */
+  double duration_scale = 1.0;
+  double backlog_resolution = 0.0;
   nlohmann::json result;  ///< the ServingResult JSON
 };
 
@@ -43,6 +47,9 @@ struct RateSearch {
   double rate_per_s = 0.0;
   double sustained_rate_per_s = 0.0;
   double upper_rate_per_s = 0.0;
+  double duration_scale = 1.0;  ///< of the accepted probe (its run is `result`): the stored run's arrival period scale
+  double backlog_resolution = 0.0;  ///< of the accepted probe: the backlog growth its run tells from chance
+  double resolution_target = 0.0;   ///< what the search asked of its probes: the tolerance, at least kMaxBacklogGrowth
   double slo_ttft_s = 0.0;
   double slo_tpot_s = 0.0;
   std::vector<RateProbe> probes;
@@ -62,10 +69,18 @@ struct RateSearch {
 void check_rate_searchable(const scenario::Scenario& s, const std::string& scenario_file);
 
 /** Searches the rate of `base` (check_rate_searchable first) to a relative bracket width `tolerance`.
- *  `simulate(rate)` returns the ServingResult JSON of the scenario at that rate; `on_probe` sees each probe.
+ *  `simulate(rate, scale)` returns the ServingResult JSON of the scenario at that rate with its arrival period
+ *  (duration_s and requests) multiplied by `scale` (scenario_at_rate); `on_probe` sees each probe. A probe that meets
+ *  the SLOs and keeps up, but whose run cannot tell a backlog growth of `tolerance` (at least
+ *  engine::kMaxBacklogGrowth) from chance, is run again twice as long (up to engine::kMaxProbeLengthening times)
+ *  before it is accepted: the rate found is then within the tolerance of one the deployment sustains.
  *  Throws moesim::Error when the SLOs hold even at 2^16 times the scenario's rate, or at no rate. */
 RateSearch search_max_rate(const scenario::Scenario& base, double tolerance,
-                           const std::function<nlohmann::json(double)>& simulate,
+                           const std::function<nlohmann::json(double, double)>& simulate,
                            const std::function<void(const RateProbe&)>& on_probe = {});
+
+/** The --set overrides that put a serving scenario at `rate` requests/s with its arrival period `scale` times its
+ *  own (serving.duration_s and serving.requests, whichever it gives, scaled; the warm-up kept). */
+std::vector<std::string> rate_overrides(const scenario::Scenario& base, double rate, double scale);
 
 }  // namespace moesim::cli

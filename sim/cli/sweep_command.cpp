@@ -161,9 +161,11 @@ int print_slurm_script(const GlobalOptions& g, const SweepOptions& o, const scen
 
 /** The point's scenario with its arrival rate set to `rate` (after the point's own values, so a rate axis is the
  *  search's starting rate), checked and ready to simulate. */
-PreparedRun prepare_at_rate(const catalog::Catalog& catalog, const SweepOptions& o, const scenario::SweepPoint& point, double rate) {
-  return prepare_run(catalog, load_point_named(o.scenario, catalog, o.overrides, point,
-                                               {fmt::format("serving.arrival.rate_per_s={:.17g}", rate)}));
+PreparedRun prepare_at_rate(const catalog::Catalog& catalog, const SweepOptions& o, const scenario::SweepPoint& point, double rate,
+                            double scale) {
+  // The point's own arrival period, which a lengthened probe scales.
+  const scenario::Scenario base = load_point_named(o.scenario, catalog, o.overrides, point, {});
+  return prepare_run(catalog, load_point_named(o.scenario, catalog, o.overrides, point, rate_overrides(base, rate, scale)));
 }
 
 /** Stores what a point's capacity search returned: the run at the rate found (its scenario at that rate, the
@@ -184,7 +186,7 @@ std::string finish_rate_search(store::Store& db, const catalog::Catalog& catalog
     verdict = "skipped: " + outcome.skip_reason;
   } else {
     const RateSearch found = RateSearch::from_json(d.result.value.at("max_rate"));
-    const PreparedRun at = prepare_at_rate(catalog, o, pp.point, found.rate_per_s);
+    const PreparedRun at = prepare_at_rate(catalog, o, pp.point, found.rate_per_s, found.duration_scale);
     store::RunRecord header = make_header(at.scenario);
     header.alternative_label = pp.point.label();
     header.point_hash = pp.hash;
@@ -395,8 +397,8 @@ std::int64_t run_sweep(const catalog::Catalog& catalog, const SweepOptions& o, c
           // The search's probes are simulated in grandchildren; its run is stored when it ends, at the rate found.
           by_ticket[pool.start([&, p, i] {
             try {
-              const RateSearch found = search_max_rate(p->scenario, o.rate_tolerance, [&](double rate) {
-                const PreparedRun at = prepare_at_rate(catalog, o, plan[i].point, rate);
+              const RateSearch found = search_max_rate(p->scenario, o.rate_tolerance, [&](double rate, double scale) {
+                const PreparedRun at = prepare_at_rate(catalog, o, plan[i].point, rate, scale);
                 return engine::run_isolated([&] { return simulate_json(catalog, at); }).value;
               });
               return json{{"max_rate", found.to_json()}, {"result", found.result}};

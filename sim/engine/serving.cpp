@@ -49,7 +49,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ServingResult, scenario_name, accelerator, ch
                                    requests_measured, window_start_s, window_end_s, makespan_s, ttft, tpot, itl, e2e, queue,
                                    requests_completed, throughput_rps, input_tokens_per_s, output_tokens_per_s, output_tokens_per_s_per_device,
                                    input_tokens_window, output_tokens_window, output_tokens_requested_window,
-                                   backlog_growth_fraction, in_system_mid, in_system_end, goodput_fraction, goodput_rps, slo_ttft_s,
+                                   backlog_growth_fraction, arrivals_late, in_system_mid, in_system_end, goodput_fraction, goodput_rps, slo_ttft_s,
                                    slo_tpot_s, slo_p99_met, preemptions, mean_batch_sequences, mean_kv_use,
                                    mean_queue_requests, model_flops_window, mfu, kv_transfer_bytes, iterations,
                                    layer_shapes_simulated, layer_replays, attention_shapes, sites, site_output_tokens, series,
@@ -64,10 +64,21 @@ json to_json(const ServingResult& r) {
 
 ServingResult serving_from_json(const json& j) { return j.get<ServingResult>(); }
 
+/** Growth of the requests in the system that chance allows: 3 standard deviations of the difference of two about
+ *  Poisson-distributed counts of mean `mean` (falls_behind). */
+double chance_growth(const ServingResult& r) {
+  const double mean = 0.5 * static_cast<double>(r.in_system_end + r.in_system_mid);
+  return 3.0 * std::sqrt(2.0 * std::max(mean, 1.0));
+}
+
 bool falls_behind(const ServingResult& r) {
   const double growth = static_cast<double>(r.in_system_end - r.in_system_mid);
-  const double mean = 0.5 * static_cast<double>(r.in_system_end + r.in_system_mid);
-  return r.backlog_growth_fraction > kMaxBacklogGrowth && growth > 3.0 * std::sqrt(2.0 * std::max(mean, 1.0));
+  return r.backlog_growth_fraction > kMaxBacklogGrowth && growth > chance_growth(r);
+}
+
+double backlog_resolution(const ServingResult& r) {
+  if (r.window_end_s <= r.window_start_s || r.in_system_mid == 0 && r.in_system_end == 0 && r.arrivals_late == 0) return 0.0;
+  return std::max(kMaxBacklogGrowth, chance_growth(r) / static_cast<double>(std::max(r.arrivals_late, 1LL)));
 }
 
 JobResult window_as_job(const ServingResult& r) {
@@ -1623,6 +1634,7 @@ ServingResult Driver::run() {
         if (a > mid && a <= window_end_) ++arrivals;
       }
       out.backlog_growth_fraction = arrivals > 0 ? static_cast<double>(at_end - at_mid) / static_cast<double>(arrivals) : 0.0;
+      out.arrivals_late = arrivals;
       out.in_system_mid = at_mid;
       out.in_system_end = at_end;
     }

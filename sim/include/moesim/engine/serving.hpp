@@ -81,6 +81,7 @@ struct ServingResult {
    *  arriving between the two: about 0 when the deployment keeps up with its load, about x when it falls behind by
    *  a fraction x of it (its queue, and so its latencies, then grow with the run's length). 0 offline. */
   double backlog_growth_fraction = 0.0;
+  long long arrivals_late = 0;  ///< arrivals between the window's middle and its end (backlog_growth_fraction's denominator)
   long long in_system_mid = 0;  ///< requests in the system (arrived, not finished) at the window's middle
   long long in_system_end = 0;  ///< ... and at its end
   double goodput_fraction = 0.0;    ///< measured requests within both SLOs / measured requests
@@ -125,12 +126,23 @@ struct ServingResult {
  *  reports is within its tolerance of one the deployment sustains however long it runs. */
 inline constexpr double kMaxBacklogGrowth = 0.01;
 
+/** At most this many doublings of a capacity search probe's arrival period (8x) until its run resolves a backlog
+ *  growth of the search's tolerance (backlog_resolution): an 8 s window of cross-site disaggregated serving with 80
+ *  requests in the system resolves only 12 %, and accepted a rate 7 % above what the deployment sustains. Chosen, not
+ *  measured: the cost of a probe grows with its length. */
+inline constexpr int kMaxProbeLengthening = 3;
+
 /** Whether the run falls behind its arrivals: the requests in the system grow between the window's middle and its
  *  end by more than kMaxBacklogGrowth of the arrivals in between, and by more than chance allows. In a steady state
  *  the number in the system is about Poisson-distributed (M/G/inf), so two counts apart differ by about
  *  sqrt(2 x mean) in a standard deviation; growth within 3 of those is noise (a lightly loaded run of a few hundred
  *  requests swings by several). False offline (its window is the whole drain). */
 bool falls_behind(const ServingResult& r);
+
+/** The smallest backlog growth, as a fraction of the arrivals between the window's middle and end, that
+ *  falls_behind tells from chance in this run: 3 sqrt(2 x mean in the system) over those arrivals (at least
+ *  kMaxBacklogGrowth). 0 offline. */
+double backlog_resolution(const ServingResult& r);
 
 nlohmann::json to_json(const ServingResult& r);
 ServingResult serving_from_json(const nlohmann::json& j);
