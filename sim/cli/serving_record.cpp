@@ -298,8 +298,9 @@ store::RunRecord make_serving_record(const scenario::Scenario& s, const engine::
                     {"network_energy", net},
                     {"pools", pools},
                     {"memo_buckets_per_octave", s.serving->memo_buckets_per_octave},
-                    {"window", "throughput and energy from the warm-up's end to the last arrival (offline: from 0 to the "
-                               "last completion); latencies of the requests arriving in it"},
+                    {"window", "throughput and energy from the warm-up's end to the end of the arrivals (duration_s, or "
+                               "the last arrival); offline, or every request arriving at one instant: to the last "
+                               "completion; latencies of the requests arriving in it"},
                     {"series_interval_s", r.series_interval_s},
                     {"series_last_interval_s", r.series_last_interval_s}};
   return rec;
