@@ -77,7 +77,7 @@ bool falls_behind(const ServingResult& r) {
 }
 
 double backlog_resolution(const ServingResult& r) {
-  if (r.window_end_s <= r.window_start_s || r.in_system_mid == 0 && r.in_system_end == 0 && r.arrivals_late == 0) return 0.0;
+  if (r.window_end_s <= r.window_start_s || (r.in_system_mid == 0 && r.in_system_end == 0 && r.arrivals_late == 0)) return 0.0;
   return std::max(kMaxBacklogGrowth, chance_growth(r) / static_cast<double>(std::max(r.arrivals_late, 1LL)));
 }
 
