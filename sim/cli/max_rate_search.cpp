@@ -2,11 +2,14 @@
 #include "max_rate_search.hpp"
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 
 #include <fmt/format.h>
 
 #include "moesim/core/error.hpp"
 #include "moesim/engine/serving.hpp"
+#include "moesim/scenario/fields.hpp"
 
 namespace moesim::cli {
 
@@ -81,12 +84,25 @@ std::vector<std::string> rate_overrides(const scenario::Scenario& base, double r
   return ov;
 }
 
+double max_duration_scale(const scenario::Scenario& base) {
+  const auto& v = *base.serving;
+  double cap = std::numeric_limits<double>::infinity();
+  const auto* duration = scenario::find_field("serving.duration_s");
+  const auto* requests = scenario::find_field("serving.requests");
+  if (v.duration_s > v.warmup_s && duration != nullptr && duration->max)
+    cap = std::min(cap, (*duration->max - v.warmup_s) / (v.duration_s - v.warmup_s));
+  if (v.requests > 0 && requests != nullptr && requests->max)
+    cap = std::min(cap, std::floor(*requests->max) / static_cast<double>(v.requests));
+  return std::max(1.0, cap);
+}
+
 RateSearch search_max_rate(const scenario::Scenario& base, double tolerance, const std::function<nlohmann::json(double, double)>& simulate,
                            const std::function<void(const RateProbe&)>& on_probe) {
   RateSearch s;
   s.slo_ttft_s = base.serving->slo_ttft_s;
   s.slo_tpot_s = base.serving->slo_tpot_s;
   s.resolution_target = std::max(engine::kMaxBacklogGrowth, tolerance);
+  const double scale_cap = max_duration_scale(base);
   auto probe = [&](double rate) -> RateProbe {
     RateProbe p;
     p.rate_per_s = rate;
@@ -97,7 +113,9 @@ RateSearch search_max_rate(const scenario::Scenario& base, double tolerance, con
       p.backlog_resolution = engine::backlog_resolution(r);
       // Lengthened only when it would be accepted: a rejected probe's verdict stands however long it runs.
       const bool would_accept = r.slo_p99_met && r.requests_measured > 0 && !engine::falls_behind(r);
-      if (!would_accept || p.backlog_resolution <= s.resolution_target || k == engine::kMaxProbeLengthening) break;
+      if (!would_accept || p.backlog_resolution <= s.resolution_target || k == engine::kMaxProbeLengthening ||
+          2.0 * p.duration_scale > scale_cap)
+        break;  // resolved, or as long as the search lengthens, or the fields' maxima would be passed
       p.duration_scale *= 2.0;
     }
     p.ttft_p99_s = r.ttft.p99_s;

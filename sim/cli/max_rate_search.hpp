@@ -83,4 +83,8 @@ RateSearch search_max_rate(const scenario::Scenario& base, double tolerance,
  *  own (serving.duration_s and serving.requests, whichever it gives, scaled; the warm-up kept). */
 std::vector<std::string> rate_overrides(const scenario::Scenario& base, double rate, double scale);
 
+/** The largest arrival-period scale rate_overrides may apply to `base` with serving.duration_s and
+ *  serving.requests still within their fields' maxima (at least 1): a lengthened probe stops there. */
+double max_duration_scale(const scenario::Scenario& base);
+
 }  // namespace moesim::cli

@@ -66,6 +66,7 @@ TEST_CASE("cli::search_max_rate: a probe too short to tell a slow backlog from c
   CHECK(found.resolution_target == 0.02);
   CHECK(std::any_of(calls.begin(), calls.end(), [](const auto& c) { return c.second > 1.0; }));
   CHECK(std::all_of(calls.begin(), calls.end(), [](const auto& c) { return c.second <= 8.0; }));
+  CHECK(std::any_of(calls.begin(), calls.end(), [](const auto& c) { return c.second > 2.0; }));  // the cap below binds
   // The search reports the accepted probe's scale (the stored run is prepared at it) and what its run resolves.
   const auto accepted = std::find_if(found.probes.begin(), found.probes.end(), [&](const auto& p) { return p.rate_per_s == found.rate_per_s; });
   REQUIRE(accepted != found.probes.end());
@@ -91,4 +92,28 @@ TEST_CASE("cli::rate_overrides: the rate, and the arrival period scaled after th
   base.serving->requests = 1000;
   CHECK(rate_overrides(base, 12.5, 2.0) ==
         std::vector<std::string>{"serving.arrival.rate_per_s=12.5", "serving.duration_s=18", "serving.requests=2000"});
+}
+
+TEST_CASE("cli::search_max_rate: a probe is lengthened no further than serving.duration_s and serving.requests allow",
+          "[cli][serving]") {
+  auto base = base_scenario();
+  // 3.2e7 s is serving.duration_s's maximum: 2 + 8 x 2.5e6 s fits one doubling (2 + 16e6 s), not two (2 + 32e6 s).
+  base.serving->duration_s = 2.0 + 8e6;
+  CHECK(moesim::cli::max_duration_scale(base) == Approx((3.2e7 - 2.0) / 8e6));
+  std::vector<double> scales;
+  const auto found = search_max_rate(base, 0.02, [&](double rate, double scale) {
+    scales.push_back(scale);
+    for (const auto& o : rate_overrides(base, rate, scale))
+      if (o.rfind("serving.duration_s=", 0) == 0) CHECK(std::stod(o.substr(19)) <= 3.2e7);
+    return fake_run(rate, scale, 100.0, 80.0);
+  });
+  CHECK(*std::max_element(scales.begin(), scales.end()) == 2.0);
+  CHECK(found.duration_scale <= 2.0);
+  // serving.requests: 1e9 at most, so 3e8 requests can only be doubled once.
+  base.serving->duration_s = 10.0;
+  base.serving->requests = 300000000;
+  CHECK(moesim::cli::max_duration_scale(base) == Approx(1e9 / 3e8));
+  // A scenario already at a maximum is never lengthened (scale 1, not below).
+  base.serving->requests = 1000000000;
+  CHECK(moesim::cli::max_duration_scale(base) == 1.0);
 }
