@@ -74,8 +74,10 @@ void check_rate_searchable(const scenario::Scenario& s, const std::string& scena
                                  type));
 }
 
+std::string rate_override(double rate) { return fmt::format("serving.arrival.rate_per_s={:.17g}", rate); }
+
 std::vector<std::string> rate_overrides(const scenario::Scenario& base, double rate, double scale) {
-  std::vector<std::string> ov = {fmt::format("serving.arrival.rate_per_s={:.17g}", rate)};
+  std::vector<std::string> ov = {rate_override(rate)};
   if (scale != 1.0) {
     const auto& v = *base.serving;
     if (v.duration_s > 0.0) ov.push_back(fmt::format("serving.duration_s={:.17g}", v.warmup_s + scale * (v.duration_s - v.warmup_s)));

@@ -82,6 +82,8 @@ RateSearch search_max_rate(const scenario::Scenario& base, double tolerance,
 /** The --set overrides that put a serving scenario at `rate` requests/s with its arrival period `scale` times its
  *  own (serving.duration_s and serving.requests, whichever it gives, scaled; the warm-up kept). */
 std::vector<std::string> rate_overrides(const scenario::Scenario& base, double rate, double scale);
+/** The one --set of a probe at its scenario's own arrival period (rate_overrides at scale 1). */
+std::string rate_override(double rate);
 
 /** The largest arrival-period scale rate_overrides may apply to `base` with serving.duration_s and
  *  serving.requests still within their fields' maxima (at least 1): a lengthened probe stops there. */

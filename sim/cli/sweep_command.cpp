@@ -163,9 +163,10 @@ int print_slurm_script(const GlobalOptions& g, const SweepOptions& o, const scen
  *  search's starting rate), checked and ready to simulate. */
 PreparedRun prepare_at_rate(const catalog::Catalog& catalog, const SweepOptions& o, const scenario::SweepPoint& point, double rate,
                             double scale) {
-  // The point's own arrival period, which a lengthened probe scales.
-  const scenario::Scenario base = load_point_named(o.scenario, catalog, o.overrides, point, {});
-  return prepare_run(catalog, load_point_named(o.scenario, catalog, o.overrides, point, rate_overrides(base, rate, scale)));
+  // The point's own arrival period, which a lengthened probe scales (read only then: a scale-1 probe sets the rate).
+  std::vector<std::string> ov = {rate_override(rate)};
+  if (scale != 1.0) ov = rate_overrides(load_point_named(o.scenario, catalog, o.overrides, point, {}), rate, scale);
+  return prepare_run(catalog, load_point_named(o.scenario, catalog, o.overrides, point, ov));
 }
 
 /** Stores what a point's capacity search returned: the run at the rate found (its scenario at that rate, the
