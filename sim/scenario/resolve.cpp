@@ -696,6 +696,14 @@ void Resolver::resolve_placement() {
              fmt::format("share {} of the {} split (degree {}) is not a whole number of {} groups ({})", share, split,
                          split_degree, split, units));
     }
+    // Each datacenter's GPUs fill whole nodes (and leaf groups), located at the share that puts them there.
+    const long long chips = i(doc_["cluster"]["count"]);
+    for (std::size_t k = 0; k < pl.size(); ++k) {
+      const double share = pl[k]["share"].get<double>();
+      check_site_nodes(k, std::llround(share * static_cast<double>(chips)), fmt::format("placement[{}].share", k),
+                       fmt::format("share {} of cluster.count {}", share, chips),
+                       "give shares whose GPUs fill whole nodes, or a smaller cluster.topology.gpus_per_node");
+    }
   }
   if (pl.size() > 1) {
     const json& w = doc_["wan"];

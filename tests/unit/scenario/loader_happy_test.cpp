@@ -379,6 +379,7 @@ TEST_CASE("scenario::load_string: GPU fat-tree options are kept", "[scenario][ha
 
 TEST_CASE("scenario::load_string: multi-site jobs with a WAN", "[scenario][happy]") {
   std::string yaml = t::replace_line(t::base_yaml(), "  expert: 8", "  data: 2\n  expert: 4");
+  yaml = t::replace_line(yaml, "  count: 8", "  count: 8\n  topology: {gpus_per_node: 4}");  // 4 GPUs a site: whole nodes
   yaml = t::replace_line(yaml, "  - datacenter: gcp_us_central1_2023",
                          "  - datacenter: gcp_us_central1_2023\n    share: 0.5\n"
                          "  - datacenter: gcp_europe_west1_2023\n    share: 0.5");

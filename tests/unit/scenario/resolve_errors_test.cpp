@@ -21,6 +21,7 @@ std::string tpu_yaml() {
 /** Two sites, data-parallel split: data 2 x expert 4 = 8 GPUs. */
 std::string two_site_yaml(const std::string& share0, const std::string& share1, bool with_wan) {
   std::string y = t::replace_line(t::base_yaml(), "  expert: 8", "  data: 2\n  expert: 4");
+  y = t::replace_line(y, "  count: 8", "  count: 8\n  topology: {gpus_per_node: 4}");  // 4 GPUs a site: whole nodes
   y = t::replace_line(y, "  - datacenter: gcp_us_central1_2023",
                       "  - datacenter: gcp_us_central1_2023\n    share: " + share0 +
                           "\n  - datacenter: gcp_europe_west1_2023\n    share: " + share1);
