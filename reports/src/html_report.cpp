@@ -216,6 +216,7 @@ void power_section(XmlWriter& w, const store::RunRecord& r) {
                         "the power is constant from one event to the next, so each is drawn as a step to the next and "
                         "the area under them is the step's chip energy.{}",
                         s->x.size(), convention.empty() ? "" : " Power convention: " + convention + "."));
+  if (const std::string pinned = pinned_power_note(r); !pinned.empty()) w.element("p", {{"class", "note"}}, pinned);
 }
 
 // ---- serving runs ----------------------------------------------------------------------------
@@ -271,6 +272,7 @@ void serving_site_section(XmlWriter& w, const store::RunRecord& r) {
   w.element("p", {{"class", "note"}},
             "Output tokens generated in each datacenter during the measurement window; energy per output token is that "
             "datacenter's facility energy over them, CO2e per 1000 tokens its CO2e over them (metrics site.NAME.*).");
+  if (!t.note.empty()) w.element("p", {{"class", "note"}}, t.note);
 }
 
 /** The latency table; returns its rows, which the CDF charts mark. */
@@ -407,6 +409,7 @@ void over_time_section(XmlWriter& w, const store::RunRecord& r) {
                         "window, over which throughput, energy and CO2e are accounted.{}",
                         detail::interval_text(r.provenance),
                         convention.empty() ? "" : " Power convention: " + convention + "."));
+  if (const std::string pinned = pinned_power_note(r); !pinned.empty()) w.element("p", {{"class", "note"}}, pinned);
 }
 
 void licences_section(XmlWriter& w, const std::vector<store::RunRecord>& runs) {

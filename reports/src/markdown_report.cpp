@@ -128,6 +128,7 @@ std::string datacenter_tables(const store::RunRecord& r) {
     out += table(head, numeric, rows);
     out += "Output tokens generated in each datacenter during the measurement window; energy per output token is that datacenter's "
            "facility energy over them, CO2e per 1000 tokens its CO2e over them.\n\n";
+    if (!t.note.empty()) out += t.note + "\n\n";
   }
   out += "Facility energy = (IT + network inside the datacenter) \xC3\x97 PUE + WAN energy (drawn by carrier networks, no PUE); "
          "PUE overhead = facility \xE2\x88\x92 IT \xE2\x88\x92 network. Gross CO2e uses the location-based grid intensity, net CO2e the "
@@ -303,6 +304,7 @@ std::string training_sections(const store::RunRecord& r) {
     out += table({"Statistic", "Value", "Unit"}, {false, true, false}, rows);
     out += "Samples of the instantaneous total power of all chips, taken at simulation events during one simulated step (the HTML "
            "report plots them).\n\n";
+    if (const std::string pinned = pinned_power_note(r); !pinned.empty()) out += pinned + "\n\n";
   }
   return out;
 }
@@ -371,6 +373,7 @@ std::string serving_over_time(const store::RunRecord& r) {
   out += fmt::format("{} sample{} over the whole run, each the average over the sampling interval that starts at it{}; the HTML report plots them with the "
                      "measurement window marked.\n\n",
                      samples, samples == 1 ? "" : "s", detail::interval_text(r.provenance));
+  if (const std::string pinned = pinned_power_note(r); !pinned.empty()) out += pinned + "\n\n";
   return out;
 }
 

@@ -65,7 +65,7 @@ std::vector<SummaryRow> summary_rows(const store::RunRecord& r) {
       {"Chips", "chips", 1.0, "chips", 6},
       {"Devices", "devices", 1.0, "devices", 6},
       {"Average power per chip", "average_chip_power_w", 1.0, "W", 4},
-      {"Peak power per chip", "peak_chip_power_w", 1.0, "W", 4},
+      {"Full-load power per chip (ceiling, host share included)", "peak_chip_power_w", 1.0, "W", 4},
       {"Energy-accounting duration", "duration_s", units::kSecondsPerDay, "days", 4},
       {"IT energy", "it_energy_j", units::kJoulesPerMwh, "MWh", 4},
       {"Network energy", "network_energy_j", units::kJoulesPerMwh, "MWh", 4},
@@ -471,6 +471,13 @@ const store::Series* find_series(const store::RunRecord& r, const std::string& n
   return nullptr;
 }
 
+std::string pinned_power_note(const store::RunRecord& r) {
+  if (!(metric_or_nan(r, "power_pinned") == 1.0)) return "";
+  return fmt::format("The energy totals use energy.average_chip_power_w = {} W per chip (pinned); this series is the simulated "
+                     "power, so it does not integrate to them.",
+                     format_value(metric_or_nan(r, "average_chip_power_w"), 4));
+}
+
 double serving_ratio(const store::RunRecord& r, const std::string& metric, const std::string& count_metric) {
   const double count = metric_or_nan(r, count_metric);
   // A run stored before its count was recorded keeps the ratio it was stored with.
@@ -521,7 +528,7 @@ std::vector<SummaryRow> serving_summary_rows(const store::RunRecord& r) {
       {"Chips", "chips", as_is, "chips", 6, nullptr},
       {"Devices", "devices", as_is, "devices", 6, nullptr},
       {"Average power per chip", "average_chip_power_w", as_is, "W", 4, nullptr},
-      {"Peak power per chip", "peak_chip_power_w", as_is, "W", 4, nullptr},
+      {"Full-load power per chip (ceiling, host share included)", "peak_chip_power_w", as_is, "W", 4, nullptr},
       {"Energy-accounting duration (the window)", "duration_s", as_is, "s", 4, nullptr},
       {"IT energy", "it_energy_j", to_kwh, "kWh", 4, nullptr},
       {"Network energy", "network_energy_j", to_kwh, "kWh", 4, nullptr},
@@ -622,6 +629,13 @@ ServingSiteTable serving_site_table(const store::RunRecord& r) {
     t.values.push_back(std::move(v));
     t.totals.push_back(c.total(r));
   }
+  const std::size_t tokens = t.column("output_tokens"), per_token = t.column("energy_per_output_token");
+  for (std::size_t d = 0; d < r.datacenters.size(); ++d)
+    if (t.values[tokens][d] > 0.0 && std::isnan(t.values[per_token][d]))
+      t.note = "No per-datacenter figure per token where a request's prefill and decode can run in different datacenters "
+               "(disaggregated pools): a prefill datacenter is credited with each request's first token and a decode "
+               "datacenter with the others, so its energy over its tokens is not the cost of a token. The run's own figure "
+               "(All datacenters) is.";
   return t;
 }
 

@@ -117,6 +117,9 @@ std::string compute_path_summary(const nlohmann::json& provenance);
 
 /** A provenance string field, or "" when absent or not a string. */
 std::string prov_string(const nlohmann::json& provenance, const std::string& key);
+/** "" unless energy.average_chip_power_w pinned the run's power: then a sentence saying the energy totals use that
+ *  power per chip while the power series is the simulated one (so it does not integrate to the totals). */
+std::string pinned_power_note(const store::RunRecord& r);
 
 /** Phase kinds of a run ordered by critical-path contribution, largest first (ties by name). */
 std::vector<store::PhaseBreakdown> breakdown_by_contribution(const store::RunRecord& r);
@@ -216,6 +219,9 @@ struct ServingSiteTable {
   std::vector<ServingSiteColumn> columns;
   std::vector<std::vector<double>> values;
   std::vector<double> totals;
+  /** Why some datacenter that generated tokens has no per-token figure ("" when every one has): the run stored
+   *  none because a request's prefill and decode can run in different datacenters. */
+  std::string note;
   /** Index of the column with `field`; throws std::logic_error when absent (a bug). */
   std::size_t column(const std::string& field) const;
 };

@@ -91,7 +91,7 @@ int cmd_runs_list(const RunsOptions& o) {
   if (o.json) {
     nlohmann::json a = nlohmann::json::array();
     for (const auto& r : runs)
-      a.push_back({{"id", r.id}, {"scenario", r.scenario_name}, {"status", store::to_string(r.status)}, {"created_at_utc", r.created_at_utc},
+      a.push_back({{"id", r.id}, {"kind", r.kind}, {"scenario", r.scenario_name}, {"status", store::to_string(r.status)}, {"created_at_utc", r.created_at_utc},
                    {"comparison_id", r.comparison_id ? nlohmann::json(*r.comparison_id) : nlohmann::json(nullptr)},
                    {"alternative", r.alternative_label},
                    {"point_hash", r.point_hash.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.point_hash)},
@@ -101,12 +101,14 @@ int cmd_runs_list(const RunsOptions& o) {
     std::cout << a.dump(2) << "\n";
     return 0;
   }
-  std::cout << fmt::format("{:>5}  {:<28} {:<9} {:<20} {:>10} {:>12} {:>12}\n", "id", "scenario", "status", "created (UTC)", "days",
-                           "facility MWh", "tCO2e gross");
+  // Every kind in one table, in one set of units: a serving run has no training days, and its window's energy and
+  // CO2e read in MWh and t here (`runs show ID` gives them in kWh and kg).
+  std::cout << fmt::format("{:>5}  {:<9} {:<28} {:<9} {:<20} {:>10} {:>12} {:>12}\n", "id", "kind", "scenario", "status", "created (UTC)",
+                           "days", "facility MWh", "tCO2e gross");
   // Three significant digits, as the comparison table: a serving run's few kWh would read 0.00 with fixed decimals.
   auto opt = [](const std::optional<double>& v) { return v ? reports::format_value(*v, 3) : std::string("-"); };
   for (const auto& r : runs)
-    std::cout << fmt::format("{:>5}  {:<28} {:<9} {:<20} {:>10} {:>12} {:>12}\n", r.id, r.scenario_name, store::to_string(r.status),
+    std::cout << fmt::format("{:>5}  {:<9} {:<28} {:<9} {:<20} {:>10} {:>12} {:>12}\n", r.id, r.kind, r.scenario_name, store::to_string(r.status),
                              r.created_at_utc.substr(0, 19), opt(r.train_days), opt(r.facility_energy_mwh), opt(r.co2e_gross_t));
   return 0;
 }

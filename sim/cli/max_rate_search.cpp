@@ -151,11 +151,19 @@ RateSearch search_max_rate(const scenario::Scenario& base, double tolerance, con
         have_hi = true;
       }
     }
-    if (!have_hi)
+    if (!have_hi) {
+      // What bounds the run: a request count alone ends the arrivals after that many whatever the rate.
+      const auto& v = *base.serving;
+      const std::string remedy =
+          v.duration_s > 0.0
+              ? "raise serving.arrival.rate_per_s or lengthen serving.duration_s (short runs never fill the queue)"
+              : fmt::format("serving.requests ({}) ends the arrivals, and so few requests never fill the queue at any rate: "
+                            "give serving.duration_s (the search then sends requests for that long) or many more requests",
+                            v.requests);
       throw Error(fmt::format("--max-rate: the SLOs (P99 TTFT {:g} ms, TPOT {:g} ms) still hold at {:.4g} requests/s, {}x the "
-                              "scenario's rate; raise serving.arrival.rate_per_s or lengthen serving.duration_s (short runs "
-                              "never fill the queue)",
-                              1e3 * s.slo_ttft_s, 1e3 * s.slo_tpot_s, lo.rate_per_s, 1 << kMaxBracketSteps));
+                              "scenario's rate; {}",
+                              1e3 * s.slo_ttft_s, 1e3 * s.slo_tpot_s, lo.rate_per_s, 1 << kMaxBracketSteps, remedy));
+    }
   } else {
     hi = first;
     double r = r0;

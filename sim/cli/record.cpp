@@ -182,8 +182,12 @@ json incomplete_record_json(const store::RunRecord& r) {
   return out;
 }
 
+std::string run_heading(const store::RunRecord& r) {
+  return r.id > 0 ? fmt::format("moesim run {}", r.id) : std::string("moesim run (not stored)");
+}
+
 std::string incomplete_record_summary(const store::RunRecord& r) {
-  std::string out = fmt::format("moesim run {}: {} ({}{})\n", r.id, r.scenario_name, r.kind == "serving" ? "serving, " : "",
+  std::string out = fmt::format("{}: {} ({}{})\n", run_heading(r), r.scenario_name, r.kind == "serving" ? "serving, " : "",
                                 store::to_string(r.status));
   if (r.status == store::RunStatus::failed)
     out += fmt::format("  error: {}\n", r.error_message.empty() ? "(none recorded)" : r.error_message);
@@ -270,7 +274,7 @@ std::string record_summary(const store::RunRecord& r) {
   const double step = metric_or(r, "step_time_s"), spread = metric_or(r, "step_time_spread_s");
   const double train_s = metric_or(r, store::metric_names::kTrainTime_s);
   std::string out;
-  out += fmt::format("moesim run {}: {} ({})\n", r.id, r.scenario_name, store::to_string(r.status));
+  out += fmt::format("{}: {} ({})\n", run_heading(r), r.scenario_name, store::to_string(r.status));
   out += fmt::format("  chips {:.0f} ({:.0f} devices)   memory/device {:.1f} of {:.1f} GiB{}\n", metric_or(r, "chips"),
                      metric_or(r, "devices"),
                      (metric_or(r, "memory_params_bytes") + metric_or(r, "memory_grads_bytes") + metric_or(r, "memory_optimizer_bytes") +

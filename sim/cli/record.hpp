@@ -33,6 +33,8 @@ nlohmann::json record_json(const store::RunRecord& r);
 /** One line per `grid:` datacenter of the record saying that its PUE is the catalog's assumed industry average
  *  (and its source); empty when there is none. */
 std::string assumed_pue_notes(const store::RunRecord& r);
+/** "moesim run 12" for a stored run; "moesim run (not stored)" for one run with --no-store (id 0, which no stored run has). */
+std::string run_heading(const store::RunRecord& r);
 
 /** Human-readable summary of a stored record. */
 std::string record_summary(const store::RunRecord& r);

@@ -39,11 +39,8 @@ json metric_json(const store::RunRecord& r, const std::string& name, double scal
   return m ? json(m->value * scale) : json(nullptr);
 }
 
-/** A stored metric formatted with `spec` ("{:.3f}"), or "–" when the run does not have it. */
-std::string metric_text(const store::RunRecord& r, const std::string& name, const char* spec, double scale = 1.0) {
-  const store::Metric* m = r.metric(name);
-  return m ? fmt::format(fmt::runtime(spec), m->value * scale) : std::string("–");
-}
+/** A stored metric to 4 significant digits (scaled), or an en dash when the run has none. Defined after sig_text. */
+std::string metric_sig(const store::RunRecord& r, const std::string& name, double scale = 1.0);
 
 const char* kDistributions[] = {"ttft", "tpot", "itl", "e2e", "queue"};
 
@@ -60,6 +57,11 @@ std::string sig_text(double v, int significant) {
 
 /** Seconds as the summary prints a window: one decimal from 1 s up (as before), significant digits below it (a
  *  window of a few ms would read "0.0 s"). */
+std::string metric_sig(const store::RunRecord& r, const std::string& name, double scale) {
+  const store::Metric* m = r.metric(name);
+  return m ? sig_text(m->value * scale, 4) : std::string("\u2013");
+}
+
 std::string seconds_text(double s) { return s >= 1.0 ? fmt::format("{:.1f}", s) : sig_text(s, 3); }
 
 /** The roles of the serving pools with replicas in each datacenter, from the run's resolved scenario: a pool pinned
@@ -81,25 +83,23 @@ std::map<std::string, std::set<std::string>> site_roles(const store::RunRecord& 
 
 /** Per-datacenter lines of the serving summary: each datacenter's facility energy and gross and net CO2e (the
  *  stored DatacenterResult, which the reports' energy table shows), the output tokens generated there, and energy
- *  and CO2e per token only where they mean the cost of a token: when every request is served whole in one
- *  datacenter (colocated pools, or a single datacenter). With prefill and decode pools in different datacenters a
- *  prefill site is credited with each request's first token and a decode site with the others, so a per-site ratio
- *  would divide one phase's energy by another phase's tokens. */
+ *  and CO2e per token where the run stored them (make_serving_record does only when every request is served whole
+ *  in one datacenter: colocated pools, or a single datacenter); elsewhere the role of the site's tokens. */
 std::string serving_site_lines(const store::RunRecord& r) {
   using namespace units;
   const auto roles = site_roles(r);
-  bool colocated = true;
-  for (const auto& [name, set] : roles) colocated = colocated && set.size() == 1 && *set.begin() == "colocated";
-  const bool whole = colocated || r.datacenters.size() == 1;
+  bool whole = true;  // make_serving_record stores a site's ratios only when requests are served whole in one site
   std::string out;
   for (const auto& d : r.datacenters) {
     const std::string site = fmt::format("site.{}.", d.name);
     const double tokens = metric_or(r, site + "output_tokens");
+    const bool has_ratio = r.metric(site + "energy_per_output_token_j") != nullptr;
+    whole = whole && (has_ratio || tokens <= 0.0);
     std::string per_token;
-    if (whole && tokens > 0.0) {
+    if (has_ratio && tokens > 0.0) {
       per_token = fmt::format("{:>8} J/token  {:>9} gCO2e/1000 tokens gross  ({:.0f} output tokens)",
-                              metric_text(r, site + "energy_per_output_token_j", "{:.3f}"),
-                              metric_text(r, site + "co2e_gross_kg_per_1k_tokens", "{:.4f}", kGramsPerKg), tokens);
+                              metric_sig(r, site + "energy_per_output_token_j"),
+                              metric_sig(r, site + "co2e_gross_kg_per_1k_tokens", kGramsPerKg), tokens);
     } else if (tokens <= 0.0) {
       per_token = "no output token generated here: no per-token figure";
     } else {
@@ -202,9 +202,18 @@ store::RunRecord make_serving_record(const scenario::Scenario& s, const engine::
   ratio("co2e_gross_kg_per_request", acc.co2e_gross_kg(), requests, "kgCO2e/request");
   ratio("co2e_net_kg_per_request", acc.co2e_net_kg(), requests, "kgCO2e/request");
   if (acc.embodied) ratio("embodied_co2e_kg_per_1k_tokens", acc.embodied_co2e_kg() * kPerThousand, tokens, "kgCO2e/1000 tokens");
+  // Per datacenter: the output tokens generated there, and energy and CO2e per token only when they are the cost of
+  // a token, i.e. every request is served whole in one datacenter (one datacenter, or colocated pools). With prefill
+  // and decode pools that can sit in different datacenters a prefill site is credited with each request's first
+  // token and a decode site with the others: a per-site ratio would divide one phase's energy by another phase's
+  // tokens, so none is stored (the summary, JSON and reports then say why).
+  bool colocated = true;
+  for (const auto& pool : s.serving->pools) colocated = colocated && pool.role == scenario::PoolRole::colocated;
+  const bool whole = colocated || acc.sites.size() == 1;
   for (std::size_t i = 0; i < acc.sites.size() && i < r.site_output_tokens.size(); ++i) {
     const auto& site = acc.sites[i];
     add(fmt::format("site.{}.output_tokens", site.datacenter.name), r.site_output_tokens[i], "tokens");
+    if (!whole) continue;
     ratio(fmt::format("site.{}.energy_per_output_token_j", site.datacenter.name), site.facility_energy_j, r.site_output_tokens[i], "J/token");
     ratio(fmt::format("site.{}.co2e_gross_kg_per_1k_tokens", site.datacenter.name), site.co2e_gross_kg * kPerThousand,
           r.site_output_tokens[i], "kgCO2e/1000 tokens");
@@ -380,7 +389,7 @@ json serving_record_json(const store::RunRecord& r) {
 
 std::string serving_record_summary(const store::RunRecord& r) {
   using namespace units;
-  std::string out = fmt::format("moesim run {}: {} (serving, {})\n", r.id, r.scenario_name, store::to_string(r.status));
+  std::string out = fmt::format("{}: {} (serving, {})\n", run_heading(r), r.scenario_name, store::to_string(r.status));
   if (r.status != store::RunStatus::complete) {
     if (!r.error_message.empty()) out += fmt::format("  error: {}\n", r.error_message);
     return out;
@@ -416,15 +425,21 @@ std::string serving_record_summary(const store::RunRecord& r) {
                      "{:.1f} %\n",
                      metric_or(r, "mean_batch_sequences"), 100.0 * metric_or(r, "mean_kv_use"), metric_or(r, "mean_queue_requests"),
                      metric_or(r, "preemptions"), 100.0 * metric_or(r, "mfu"));
-  out += fmt::format("  energy          {} J per output token, {} J per request (facility)   IT {:.3f} kWh -> facility "
-                     "{:.3f} kWh   ({:.0f} W/chip)\n",
-                     metric_text(r, "energy_per_output_token_j", "{:.3f}"), metric_text(r, "energy_per_request_j", "{:.1f}"),
-                     joules_to_kwh(metric_or(r, "it_energy_j")), joules_to_kwh(metric_or(r, "facility_energy_j")),
-                     metric_or(r, "average_chip_power_w"));
+  // Facility = (IT + network) x PUE + WAN (the WAN is outside every datacenter): each term shown, so they add up.
+  const double wan_j = metric_or(r, "wan_energy_j");
+  out += fmt::format("  energy          {} J per output token, {} J per request (facility)   IT {} kWh + network {} kWh{} -> "
+                     "facility {} kWh   ({} W/chip{})\n",
+                     metric_sig(r, "energy_per_output_token_j"), metric_sig(r, "energy_per_request_j"),
+                     sig_text(joules_to_kwh(metric_or(r, "it_energy_j")), 4), sig_text(joules_to_kwh(metric_or(r, "network_energy_j")), 4),
+                     wan_j > 0.0 ? fmt::format(" (x PUE) + WAN {} kWh", sig_text(joules_to_kwh(wan_j), 4)) : std::string(" (x PUE)"),
+                     sig_text(joules_to_kwh(metric_or(r, "facility_energy_j")), 4), sig_text(metric_or(r, "average_chip_power_w"), 4),
+                     metric_or(r, "power_pinned") != 0.0 ? ", pinned by energy.average_chip_power_w" : "");
   out += fmt::format("  emissions       {} gCO2e per 1000 tokens gross, {} net   {} g per request gross\n",
-                     metric_text(r, "co2e_gross_kg_per_1k_tokens", "{:.4f}", kGramsPerKg),
-                     metric_text(r, "co2e_net_kg_per_1k_tokens", "{:.4f}", kGramsPerKg),
-                     metric_text(r, "co2e_gross_kg_per_request", "{:.4f}", kGramsPerKg));
+                     metric_sig(r, "co2e_gross_kg_per_1k_tokens", kGramsPerKg), metric_sig(r, "co2e_net_kg_per_1k_tokens", kGramsPerKg),
+                     metric_sig(r, "co2e_gross_kg_per_request", kGramsPerKg));
+  if (r.metric("embodied_co2e_kg") != nullptr)
+    out += fmt::format("  embodied        {} gCO2e per 1000 tokens ({} g of the chips' manufacture, amortised over the window)\n",
+                       metric_sig(r, "embodied_co2e_kg_per_1k_tokens", kGramsPerKg), sig_text(metric_or(r, "embodied_co2e_kg") * kGramsPerKg, 4));
   out += serving_site_lines(r);
   out += assumed_pue_notes(r);
   return out;

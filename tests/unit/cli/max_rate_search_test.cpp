@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "max_rate_search.hpp"
+#include "moesim/core/error.hpp"
 #include "moesim/engine/serving.hpp"
 #include "moesim/scenario/scenario.hpp"
 
@@ -116,4 +117,25 @@ TEST_CASE("cli::search_max_rate: a probe is lengthened no further than serving.d
   // A scenario already at a maximum is never lengthened (scale 1, not below).
   base.serving->requests = 1000000000;
   CHECK(moesim::cli::max_duration_scale(base) == 1.0);
+}
+
+TEST_CASE("cli::search_max_rate: SLOs that hold at every rate name what bounds the run", "[cli][serving]") {
+  auto base = base_scenario();
+  auto always_ok = [](double rate, double scale) { return fake_run(rate, scale, 1e12, 1.0); };
+  try {
+    search_max_rate(base, 0.02, always_ok);
+    FAIL("expected an error");
+  } catch (const moesim::Error& e) {
+    CHECK(std::string(e.what()).find("lengthen serving.duration_s") != std::string::npos);
+  }
+  base.serving->duration_s = 0.0;  // a request count alone ends the arrivals
+  base.serving->warmup_s = 0.0;
+  base.serving->requests = 4;
+  try {
+    search_max_rate(base, 0.02, always_ok);
+    FAIL("expected an error");
+  } catch (const moesim::Error& e) {
+    CHECK(std::string(e.what()).find("serving.requests (4) ends the arrivals") != std::string::npos);
+    CHECK(std::string(e.what()).find("lengthen serving.duration_s") == std::string::npos);
+  }
 }

@@ -275,17 +275,18 @@ TEST_CASE("cli::serving runs list: a serving run's few kWh are not printed as 0.
   std::string head, line;
   std::getline(lines, head);
   REQUIRE(std::getline(lines, line));
-  // id, scenario, status, created, days, facility MWh, tCO2e gross: the last two are positive numbers, aligned
+  // id, kind, scenario, status, created, days, facility MWh, tCO2e gross: the last two are positive numbers, aligned
   // under their headings' right edges.
   std::istringstream words(line);
   std::vector<std::string> w;
   for (std::string x; words >> x;) w.push_back(x);
-  REQUIRE(w.size() == 7);
-  CHECK(w[4] == "-");
-  CHECK(std::stod(w[5]) > 0.0);
+  REQUIRE(w.size() == 8);
+  CHECK(w[1] == "serving");
+  CHECK(w[5] == "-");
   CHECK(std::stod(w[6]) > 0.0);
+  CHECK(std::stod(w[7]) > 0.0);
   CHECK(line.size() == head.size());
-  CHECK(line.find(w[5] + " ") + w[5].size() == head.find("facility MWh") + std::string("facility MWh").size());
+  CHECK(line.find(w[6] + " ") + w[6].size() == head.find("facility MWh") + std::string("facility MWh").size());
 }
 
 TEST_CASE("cli::serving --max-rate: a rate the deployment cannot keep up with is refused even when a short run meets the SLOs",

@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <regex>
 #include <sstream>
@@ -121,6 +122,62 @@ TEST_CASE("cli::serving summary: prefill and decode in different datacenters pri
   CHECK(d.find(" " + std::to_string(static_cast<long long>(td)) + " output tokens") != std::string::npos);
   CHECK(tp + td == Approx(j.at("metrics").at("output_tokens").at("value").get<double>()));
   CHECK(td > tp);
+  // Nor anywhere else: --json gives null per datacenter (the run-level figure stands), and the Markdown report's
+  // per-token table shows a dash and says why.
+  for (const auto& [name, dc] : dcs) {
+    INFO(name);
+    CHECK(dc.at("energy_per_output_token_j").is_null());
+    CHECK(dc.at("gco2e_gross_per_1000_tokens").is_null());
+  }
+  CHECK(j.at("energy_per_output_token_j").get<double>() > 0.0);
+  const Result md = run_cli("report " + std::to_string(j.at("run_id").get<long long>()) + " --format md -o " + dir + " --db " + db, dir);
+  INFO(md.err);
+  REQUIRE(md.status == 0);
+  std::ifstream in(dir + "/run-" + std::to_string(j.at("run_id").get<long long>()) + ".md");
+  const std::string report((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  CHECK(report.find("No per-datacenter figure per token where a request's prefill and decode can run in different datacenters") !=
+        std::string::npos);
+}
+
+TEST_CASE("cli::serving summary: the energy line's terms add up to the facility energy, small figures keep their digits",
+          "[cli][serving][summary]") {
+  const std::string dir = scratch("energy_terms");
+  // One GPU, PUE 1.5, a light load over 0.5 s: a few Wh, which fixed decimals printed as 0.000 kWh.
+  const auto f = write(dir + "/s.yaml", std::string("name: terms\n") + kModel + "serving:\n" + kWorkload +
+                                            "  pools:\n    - {replicas: 1}\n"
+                                            "cluster:\n  accelerator: h100\n  count: 1\n  topology: {gpus_per_node: 1}\n"
+                                            "placement:\n  - datacenter: {name: dcA, pue: 1.5, gross_kgco2e_per_kwh: 0.01}\n");
+  const std::string sets = " --set energy.embodied=true";
+  const Result r = run_cli("run " + f + sets + " --json --no-store", dir);
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  const json j = json::parse(r.out);
+  const Result text = run_cli("run " + f + sets + " --no-store", dir);
+  INFO(text.out);
+  REQUIRE(text.status == 0);
+  CHECK(text.out.rfind("moesim run (not stored): terms", 0) == 0);
+  static const std::regex energy_re(R"(IT (\S+) kWh \+ network (\S+) kWh \(x PUE\) -> facility (\S+) kWh)");
+  std::smatch m;
+  REQUIRE(std::regex_search(text.out, m, energy_re));
+  const double it = std::stod(m[1].str()), net = std::stod(m[2].str()), facility = std::stod(m[3].str());
+  CHECK(it > 0.0);
+  CHECK(net > 0.0);
+  check_same(facility, j.at("facility_energy_kwh").get<double>());
+  check_same(it, j.at("it_energy_kwh").get<double>());
+  CHECK((it + net) * 1.5 == Approx(facility).epsilon(2e-3));  // one datacenter, no WAN
+  // Grams per request and per 1000 tokens at 0.01 kg/kWh are well under 0.0001 g: printed with their digits.
+  static const std::regex co2_re(R"((\S+) gCO2e per 1000 tokens gross, \S+ net\s+(\S+) g per request gross)");
+  REQUIRE(std::regex_search(text.out, m, co2_re));
+  check_same(std::stod(m[1].str()), j.at("gco2e_gross_per_1000_tokens").get<double>());
+  check_same(std::stod(m[2].str()), j.at("gco2e_gross_per_request").get<double>());
+  CHECK(std::stod(m[2].str()) > 0.0);
+  // Embodied carbon, asked for, is in the summary as in --json.
+  static const std::regex emb_re(R"(embodied\s+(\S+) gCO2e per 1000 tokens)");
+  REQUIRE(std::regex_search(text.out, m, emb_re));
+  check_same(std::stod(m[1].str()), j.at("embodied_gco2e_per_1000_tokens").get<double>());
+  // A pinned chip power is said to be pinned.
+  const Result pinned = run_cli("run " + f + " --set energy.average_chip_power_w=1000 --no-store", dir);
+  CHECK(pinned.out.find("(1000 W/chip, pinned by energy.average_chip_power_w)") != std::string::npos);
 }
 
 TEST_CASE("cli::serving summary: colocated replicas in two datacenters keep a per-token figure, and an idle one says it has none",
@@ -144,7 +201,10 @@ TEST_CASE("cli::serving summary: colocated replicas in two datacenters keep a pe
   REQUIRE(dcs["siteD"].at("output_tokens").get<double>() == 0.0);
   const std::string p = site_line(text.out, "siteP"), d = site_line(text.out, "siteD");
   // siteP served the whole request: its J/token is its facility energy over its tokens, as --json has it.
-  CHECK(p.find(fmt::format("{:.3f} J/token", dcs["siteP"].at("energy_per_output_token_j").get<double>())) != std::string::npos);
+  static const std::regex per_token_re(R"((\S+) J/token)");
+  std::smatch pm;
+  REQUIRE(std::regex_search(p, pm, per_token_re));
+  check_same(std::stod(pm[1].str()), dcs["siteP"].at("energy_per_output_token_j").get<double>());
   CHECK(p.find("(20 output tokens)") != std::string::npos);
   // siteD's idle chips still draw energy: printed, not hidden behind a "–" ratio.
   CHECK(d.find("no output token generated here") != std::string::npos);
