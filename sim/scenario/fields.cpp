@@ -184,7 +184,9 @@ std::vector<FieldSpec> build_table() {
       F("routing.type", T::choice).def("uniform").choices({"uniform", "zipf", "load_vector", "task"})
           .help("uniform: balanced router; zipf: expert popularity ~ 1/rank^skew (ranks shuffled per layer); "
                 "load_vector: given relative loads; task: Task-MoE (Kudugunta et al. 2021), every token of a task goes to "
-                "that task's top_k experts (chosen per layer with the seed), tasks drawn uniformly."),
+                "that task's top_k experts (chosen per layer with the seed); tasks drawn uniformly, or, with a request trace "
+                "that has a task column, in the trace's proportions (serving iteration costs are memoised by batch shape, "
+                "so every batch routes with the trace's overall task frequencies, not its own requests' tasks)."),
       F("routing.skew", T::number).max(100, "at skew 100 every token already goes to the most popular expert").def(0.0).min(0.0)
           .help("Zipf exponent (routing.type zipf); 0 = uniform. The same convention as aiconfigurator's power-law alpha: "
                 "expert of popularity rank r draws in proportion to 1/r^skew (alpha ~1.01 observed for DeepSeek-V3)."),
@@ -283,7 +285,10 @@ std::vector<FieldSpec> build_table() {
           .help("bursts: requests arriving together."),
       F("serving.arrival.trace_csv", T::string)
           .help("trace: CSV with header arrival_s,prompt_tokens,output_tokens[,task], arrival times ascending (seconds from "
-                "the start); relative paths are resolved against the scenario file."),
+                "the start); relative paths are resolved against the scenario file. Blank lines and lines starting with # "
+                "(after blanks) are skipped; a UTF-8 byte order mark is ignored. task (0 .. routing.tasks - 1, routing.type "
+                "task only): the router's task mix is the served requests' task frequencies (a statistical mix over all "
+                "batches, not per batch); with serving.task_experts_only every request must be of one task."),
       F("serving.prompt_length", T::section).required().help("Prompt (input) length of a request."),
       F("serving.prompt_length.type", T::choice).def("fixed").choices({"fixed", "uniform", "lognormal", "trace"})
           .help("fixed: value; uniform: integers in [min, max]; lognormal: mean and sigma (of ln tokens), clamped to "
@@ -343,7 +348,8 @@ std::vector<FieldSpec> build_table() {
       F("serving.scheduler.max_batched_tokens", T::integer).def(8192).min(1).max(100000000).unit("tokens")
           .help("Most tokens computed in one iteration, prefill + decode (vLLM max_num_batched_tokens, TensorRT-LLM max_num_tokens). "
                 "continuous: bounds each iteration; chunked_prefill: caps chunk_tokens; static: bounds each prompt only "
-                "(FasterTransformer batches by count: max_sequences and the KV cache bound a static batch)."),
+                "(FasterTransformer batches by count: max_sequences and the KV cache bound a static batch, whose prefill "
+                "the activation workspace holds: max_sequences, or the requests if fewer, x the longest prompt)."),
       F("serving.scheduler.chunk_tokens", T::integer).def(512).min(1).max(100000000).unit("tokens")
           .help("chunked_prefill: token budget of an iteration (decodes count one each; the rest goes to prompt chunks)."),
       F("serving.scheduler.prefill_mode", T::choice).def("mixed").choices({"mixed", "separate"})
@@ -374,7 +380,8 @@ std::vector<FieldSpec> build_table() {
           .help("Time per output token limit (MLPerf Inference Mixtral-8x7B server: P99 TPOT <= 200 ms)."),
       F("serving.task_experts_only", T::boolean).def(false)
           .help("routing.type task: each replica loads only the top_k experts of the task it serves (Task-MoE's extracted "
-                "sub-network); requests are all of one task."),
+                "sub-network); requests are all of one task (a trace's task column must name one task). A pool's expert "
+                "parallelism must then divide top_k (whole experts per rank)."),
       F("serving.record_requests", T::boolean).def(false)
           .help("Store every measured request's timings (arrival, first token, end, lengths) in the run store; `moesim "
                 "runs requests RUN_ID` prints them."),

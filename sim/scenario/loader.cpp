@@ -306,12 +306,17 @@ void forget_locations(LocationMap& locs, const std::string& path) {
   }
 }
 
-/** Objects merge key by key; everything else (lists, scalars) is replaced. An object that names a different `type:`
+/** Objects merge key by key; everything else (lists, scalars) is replaced. A mapping that names a different `type:`
  *  than the one it overlays replaces it whole: a registry entry of another type (an arrival process, a length
  *  distribution, a scheduler, a topology) has other keys, and the old type's would be refused as not used by it.
- *  The replaced keys' source locations go too. */
-void deep_merge(json& base, const json& overlay, LocationMap& locs, const std::string& path = "") {
-  if (base.is_object() && overlay.is_object() && base.contains("type") && overlay.contains("type") && base["type"] != overlay["type"]) {
+ *  The replaced keys' source locations go too. The overlay's objects above depth `path_depth` (the root is depth 0)
+ *  are not mappings anyone wrote but the path of a dotted override (`a.b.type=x` is {a: {b: {type: x}}}, depth 3):
+ *  they always merge key by key, so that setting one key, `type` included, keeps its siblings (a sibling the new
+ *  type does not use is then refused by the resolver, at its location). */
+void deep_merge(json& base, const json& overlay, LocationMap& locs, const std::string& path = "", std::size_t path_depth = 0,
+                std::size_t depth = 0) {
+  if (depth >= path_depth && base.is_object() && overlay.is_object() && base.contains("type") && overlay.contains("type") &&
+      base["type"] != overlay["type"]) {
     for (const auto& [key, value] : base.items())
       if (!overlay.contains(key)) forget_locations(locs, join_path(path, key));
     base = overlay;
@@ -330,7 +335,7 @@ void deep_merge(json& base, const json& overlay, LocationMap& locs, const std::s
       continue;
     }
     if (base.contains(it.key()) && base[it.key()].is_object() && it.value().is_object())
-      deep_merge(base[it.key()], it.value(), locs, key_path);
+      deep_merge(base[it.key()], it.value(), locs, key_path, path_depth, depth + 1);
     else
       base[it.key()] = it.value();
   }
@@ -502,6 +507,13 @@ std::string read_file(const std::string& path) {
 
 json walk_override_as(const std::string& expr, LocationMap& locs, const std::string& label);
 
+/** Merges the overlay of the dotted override `expr` ("a.b.c=value"): its path's objects merge key by key (deep_merge's
+ *  path_depth is the number of keys in the path), a mapping given as the value may replace one of another type. */
+void merge_override(json& doc, const json& overlay, LocationMap& locs, const std::string& expr) {
+  const std::string key = expr.substr(0, expr.find('='));
+  deep_merge(doc, overlay, locs, "", static_cast<std::size_t>(std::count(key.begin(), key.end(), '.')) + 1);
+}
+
 /** Turns "a.b.c=value" into a partial JSON (walked, so typed and checked) and its locations. `origin`, when not
  *  empty, names where the override came from instead of "--set EXPR" (a sweep point of a file): its values and
  *  errors then carry that name and no line or column (the value's position in its one-line text would be a
@@ -595,7 +607,7 @@ Scenario load_string_unguarded(const std::string& yaml_text, const std::string& 
   for (std::size_t i = 0; i < overrides.size(); ++i) {
     const std::string& o = overrides[i];
     json overlay = walk_override(o, locs, i < origins.size() ? origins[i] : std::string());
-    deep_merge(doc, overlay, locs);
+    merge_override(doc, overlay, locs, o);
   }
   return finish(std::move(doc), locs, file_label, catalog);
 }
@@ -609,7 +621,7 @@ std::vector<Alternative> load_alternatives_unguarded(const std::string& path, co
   json base = walk_document(root, path, base_locs);
   for (const auto& o : overrides) {
     json overlay = walk_override(o, base_locs);
-    deep_merge(base, overlay, base_locs);
+    merge_override(base, overlay, base_locs, o);
   }
   base.erase("compare");
 
@@ -692,9 +704,9 @@ Scenario load_plan_base(const std::string& path, const catalog::Catalog& catalog
     YAML::Node root = parse_yaml(read_file(path), path);
     json doc = walk_document(root, path, locs);
     for (const auto& o : overrides) {
-    json overlay = walk_override(o, locs);
-    deep_merge(doc, overlay, locs);
-  }
+      json overlay = walk_override(o, locs);
+      merge_override(doc, overlay, locs, o);
+    }
     if (doc.contains("serving"))
       throw InputError(path, 0, 0, "serving", "`moesim plan` plans training layouts; a serving scenario splits its replicas "
                                               "in serving.pools[] (try `moesim run --max-rate` or a sweep of the pools)");

@@ -106,6 +106,17 @@ class Resolver {
   static long long i(const json& v) { return v.get<long long>(); }
 
   bool given(const std::string& path) const { return locs_.count(path) > 0; }
+  /** fail() for a key the section's `type` does not use. When that type came from a --set of the type alone, the
+   *  file's other keys of the old type were kept: say how to replace the section instead. */
+  [[noreturn]] void fail_unused(const std::string& path, const std::string& message) const {
+    const std::string type_path = path.substr(0, path.find_last_of('.')) + ".type";
+    const auto it = locs_.find(type_path);
+    if (it != locs_.end() && std::get<0>(it->second).rfind("--set " + type_path + "=", 0) == 0)
+      fail(path, fmt::format("{} ({} sets only the type and keeps the section's other keys; to replace the section give it "
+                             "whole: --set '{}={{type: ..., ...}}')",
+                             message, std::get<0>(it->second), type_path.substr(0, type_path.size() - 5)));
+    fail(path, message);
+  }
   void resolve_model();
   void resolve_training_and_parallelism();
   void resolve_serving();
@@ -384,9 +395,9 @@ void Resolver::resolve_serving() {
   const std::string type = a["type"];
   const bool rated = type == "poisson" || type == "gamma" || type == "constant" || type == "bursts";
   if (rated && !has(a, "rate_per_s")) fail("serving.arrival", fmt::format("arrival type {} needs rate_per_s", type));
-  if (!rated && has(a, "rate_per_s")) fail("serving.arrival.rate_per_s", fmt::format("not used by arrival type {}", type));
-  if (type != "gamma" && given("serving.arrival.cv")) fail("serving.arrival.cv", "only used by arrival type gamma");
-  if (type != "bursts" && given("serving.arrival.burst_size")) fail("serving.arrival.burst_size", "only used by arrival type bursts");
+  if (!rated && has(a, "rate_per_s")) fail_unused("serving.arrival.rate_per_s", fmt::format("not used by arrival type {}", type));
+  if (type != "gamma" && given("serving.arrival.cv")) fail_unused("serving.arrival.cv", "only used by arrival type gamma");
+  if (type != "bursts" && given("serving.arrival.burst_size")) fail_unused("serving.arrival.burst_size", "only used by arrival type bursts");
   if (type == "trace") {
     if (!has(a, "trace_csv")) fail("serving.arrival", "arrival type trace needs trace_csv");
     namespace fs = std::filesystem;
@@ -395,7 +406,7 @@ void Resolver::resolve_serving() {
       csv = fs::path(file_).parent_path() / csv;
     a["trace_csv"] = csv.lexically_normal().string();
   } else if (has(a, "trace_csv")) {
-    fail("serving.arrival.trace_csv", "only used by arrival type trace");
+    fail_unused("serving.arrival.trace_csv", "only used by arrival type trace");
   }
   for (const char* which : {"prompt_length", "output_length"}) {
     const std::string base = std::string("serving.") + which;
@@ -407,7 +418,7 @@ void Resolver::resolve_serving() {
       if (!has(l, key)) fail(base, fmt::format("length type {} needs {}.{}", lt, base, key));
     };
     auto forbid = [&](const char* key) {
-      if (given(base + "." + key)) fail(base + "." + key, fmt::format("not used by length type {}", lt));
+      if (given(base + "." + key)) fail_unused(base + "." + key, fmt::format("not used by length type {}", lt));
     };
     if (lt == "fixed") {
       need("value");
@@ -502,6 +513,12 @@ void Resolver::resolve_serving() {
     if (tensor > kv_heads && tensor % kv_heads != 0)
       fail(path + ".tensor", fmt::format("tensor parallelism {} must be a multiple of kv_heads {} when larger (each "
                                          "key/value head is replicated on tensor / kv_heads ranks)", tensor, kv_heads));
+    // A rank holds whole key/value heads: vLLM's QKVParallelLinear (model_executor/layers/linear.py) takes
+    // divide(total_num_kv_heads, tp_size), which asserts divisibility, when tp_size < total_num_kv_heads.
+    if (tensor < kv_heads && kv_heads % tensor != 0)
+      fail(path + ".tensor", fmt::format("tensor parallelism {} must divide kv_heads {} when smaller (each rank holds whole "
+                                         "key/value heads: {} / {} would leave a head split between ranks)",
+                                         tensor, kv_heads, kv_heads, tensor));
     if (expert != 1 && expert != data * tensor)
       fail(path + ".expert", fmt::format("expert parallelism {} must be 1 (experts tensor-split in each tensor group) or "
                                          "data x tensor = {} (whole experts spread over the stage)", expert, data * tensor));
@@ -540,14 +557,28 @@ void Resolver::resolve_serving() {
   json& sc = sv["scheduler"];
   const std::string st = sc["type"];
   if (st != "chunked_prefill" && given("serving.scheduler.chunk_tokens"))
-    fail("serving.scheduler.chunk_tokens", "only used by scheduler type chunked_prefill");
+    fail_unused("serving.scheduler.chunk_tokens", "only used by scheduler type chunked_prefill");
   if (st != "continuous" && given("serving.scheduler.prefill_mode"))
-    fail("serving.scheduler.prefill_mode", "only used by scheduler type continuous");
+    fail_unused("serving.scheduler.prefill_mode", "only used by scheduler type continuous");
   json& kv = sv["kv_cache"];
   if (!has(kv, "dtype")) kv["dtype"] = m["dtype"];
   const json& r = doc_["routing"];
   if (sv["task_experts_only"].get<bool>() && r["type"] != "task")
     fail("serving.task_experts_only", "only with routing.type task (a replica loads the experts of its task)");
+  // A replica holding one task's top_k experts per MoE layer spreads those whole experts over its expert-parallel
+  // ranks: more ranks than experts, or a share that is not whole, would leave a rank with part of an expert.
+  if (sv["task_experts_only"].get<bool>()) {
+    const long long top_k = i(m["top_k"]);
+    for (std::size_t k = 0; k < pools.size(); ++k) {
+      const long long expert = i(pools[k]["expert"]);
+      if (expert > 1 && top_k % expert != 0)
+        fail(fmt::format("serving.pools[{}].expert", k),
+             fmt::format("with serving.task_experts_only a replica holds only its task's top_k = {} experts per MoE layer, "
+                         "which whole experts spread over at most {} expert-parallel ranks: expert parallelism {} must divide "
+                         "top_k {} (use expert 1, the experts tensor-split, or data x tensor dividing {})",
+                         top_k, top_k, expert, top_k, top_k));
+    }
+  }
   (void)st;
 }
 

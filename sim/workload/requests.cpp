@@ -3,9 +3,11 @@
 #include <cmath>
 #include <fstream>
 #include <limits>
+#include <set>
 #include <sstream>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "moesim/core/error.hpp"
 #include "moesim/core/rng.hpp"
@@ -81,23 +83,27 @@ std::vector<std::string> split_csv_line(const std::string& line) {
   return cells;
 }
 
-}  // namespace
-
-std::vector<Request> read_request_trace(const std::string& path) {
+/** read_request_trace(), also saying whether the trace has the `task` column. */
+std::vector<Request> read_trace(const std::string& path, bool& has_task) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw InputError(path, 0, 0, "serving.arrival.trace_csv", "cannot read the request trace (no such file or not readable)");
   std::vector<Request> out;
   std::string line;
   int lineno = 0;
-  bool header = false, has_task = false;
+  bool header = false;
+  has_task = false;
   const char* columns = "arrival_s,prompt_tokens,output_tokens[,task]";
   while (std::getline(in, line)) {
     ++lineno;
+    // A UTF-8 byte order mark (Excel's "CSV UTF-8" writes one) is not part of the first cell.
+    if (lineno == 1 && line.compare(0, 3, "\xEF\xBB\xBF") == 0) line.erase(0, 3);
     if (line.find('\r') != std::string::npos && line.find('\r') + 1 < line.size())
       throw InputError(path, lineno, static_cast<int>(line.find('\r')) + 1, "trace",
                        "a carriage return inside a line: the file uses old Mac (CR-only) line endings; save it with LF or CRLF");
     if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (line.empty() || line[0] == '#') continue;
+    // Blank (or whitespace-only) lines and comments, indented or not, are skipped.
+    const std::size_t first = line.find_first_not_of(" \t");
+    if (first == std::string::npos || line[first] == '#') continue;
     const auto cells = split_csv_line(line);
     if (!header) {
       const bool ok3 = cells.size() == 3, ok4 = cells.size() == 4 && cells[3] == "task";
@@ -146,6 +152,101 @@ std::vector<Request> read_request_trace(const std::string& path) {
   return out;
 }
 
+/** The trace requests a scenario serves (up to serving.requests, arriving before serving.duration_s), with their
+ *  lengths drawn where the scenario does not take them from the trace, checked against routing.tasks,
+ *  serving.task_experts_only and the model's context window. */
+std::vector<Request> served_trace(const scenario::Scenario& s, bool& has_task) {
+  const scenario::ServingSpec& v = *s.serving;
+  const long long limit = v.requests > 0 ? v.requests : std::numeric_limits<long long>::max();
+  const double horizon = v.duration_s > 0.0 ? v.duration_s : std::numeric_limits<double>::infinity();
+  Rng prompts = Rng::derived(s.seed, 0xB2200002ULL), outputs = Rng::derived(s.seed, 0xC3300003ULL);
+  const bool task_routing = s.routing.type == "task";
+  const int n_tasks = std::max(1, s.routing.tasks);
+  std::vector<Request> out;
+  std::vector<Request> trace = read_trace(v.arrival.trace_csv, has_task);
+  for (Request& r : trace) {
+    if (static_cast<long long>(out.size()) >= limit || r.arrival_s >= horizon) break;
+    if (v.prompt_tokens.type != "trace") r.prompt_tokens = draw_length(v.prompt_tokens, prompts);
+    if (v.output_tokens.type != "trace") r.output_tokens = draw_length(v.output_tokens, outputs);
+    if (task_routing && has_task && r.task >= n_tasks)
+      throw InputError(v.arrival.trace_csv, r.line, 1, "task",
+                       fmt::format("task {} but routing.tasks is {} (tasks are numbered 0 to {})", r.task, n_tasks, n_tasks - 1));
+    // As the length distributions' bounds (scenario checks): prompt and output share the model's context window.
+    if (static_cast<long long>(r.prompt_tokens) + r.output_tokens > s.model.seq_len)
+      throw InputError(v.arrival.trace_csv, r.line, 1, "prompt_tokens",
+                       fmt::format("the request arriving at {} s needs {} tokens of context ({} prompt + {} output), more than "
+                                   "the model's context window model.seq_len = {}: a serving engine refuses such requests",
+                                   r.arrival_s, r.prompt_tokens + r.output_tokens, r.prompt_tokens, r.output_tokens, s.model.seq_len));
+    out.push_back(r);
+  }
+  // A replica holding only one task's experts serves that task alone.
+  if (has_task && v.task_experts_only && !out.empty()) {
+    std::set<int> tasks;
+    const Request* other = nullptr;
+    for (const Request& r : out) {
+      tasks.insert(r.task);
+      if (!other && r.task != out.front().task) other = &r;
+    }
+    if (other) {
+      std::vector<std::string> names;
+      for (int t : tasks) names.push_back(std::to_string(t));
+      throw InputError(v.arrival.trace_csv, other->line, 1, "task",
+                       fmt::format("serving.task_experts_only: every replica holds only one task's experts, so the requests "
+                                   "must all be of one task, but the trace has tasks {} (task {} from line {}, task {} here); "
+                                   "serve one task's requests, or set serving.task_experts_only false",
+                                   fmt::join(names, ", "), out.front().task, out.front().line, other->task));
+    }
+  }
+  return out;
+}
+
+/** Largest prompt draw_length() can give for `l` (after the resolver every length has a bound); 0 when unbounded. */
+int longest_length(const scenario::LengthSpec& l) {
+  double x = 0.0;
+  if (l.type == "fixed") x = l.value;
+  else if (l.type == "uniform") x = std::floor(l.max);
+  else if (l.type == "lognormal") x = l.max > 0.0 ? l.max : 0.0;
+  if (x <= 0.0 && l.type != "fixed") return 0;
+  return static_cast<int>(std::max(1.0, std::round(x)));
+}
+
+}  // namespace
+
+std::vector<Request> read_request_trace(const std::string& path) {
+  bool has_task = false;
+  return read_trace(path, has_task);
+}
+
+std::vector<double> task_mix(const scenario::Scenario& s) {
+  if (!s.serving || s.routing.type != "task" || s.routing.tasks < 1 || s.serving->arrival.type != "trace") return {};
+  bool has_task = false;
+  const std::vector<Request> reqs = served_trace(s, has_task);
+  if (!has_task || reqs.empty()) return {};
+  std::vector<double> w(static_cast<std::size_t>(s.routing.tasks), 0.0);
+  for (const Request& r : reqs) w[static_cast<std::size_t>(r.task)] += 1.0;  // served_trace checked task < tasks
+  for (double& x : w) x /= static_cast<double>(reqs.size());
+  return w;
+}
+
+WorkloadBounds workload_bounds(const scenario::Scenario& s) {
+  const scenario::ServingSpec& v = *s.serving;
+  WorkloadBounds b;
+  b.requests = v.requests > 0 ? v.requests : 0;
+  const bool trace = v.arrival.type == "trace";
+  const int context = std::max(1, s.model.seq_len - 1);  // a request's prompt leaves at least one output token
+  if (trace) {
+    // The served requests themselves: their count, and their longest prompt (read or drawn).
+    bool has_task = false;
+    const std::vector<Request> reqs = served_trace(s, has_task);
+    b.requests = static_cast<long long>(reqs.size());
+    for (const Request& r : reqs) b.longest_prompt = std::max(b.longest_prompt, r.prompt_tokens);
+  } else {
+    b.longest_prompt = longest_length(v.prompt_tokens);
+  }
+  b.longest_prompt = b.longest_prompt > 0 ? std::min(b.longest_prompt, context) : context;
+  return b;
+}
+
 std::vector<Request> generate_requests(const scenario::Scenario& s) {
   const scenario::ServingSpec& v = *s.serving;
   const long long limit = v.requests > 0 ? v.requests : std::numeric_limits<long long>::max();
@@ -155,22 +256,8 @@ std::vector<Request> generate_requests(const scenario::Scenario& s) {
   const int n_tasks = s.routing.type == "task" ? std::max(1, s.routing.tasks) : 1;
   std::vector<Request> out;
   if (v.arrival.type == "trace") {
-    std::vector<Request> trace = read_request_trace(v.arrival.trace_csv);
-    for (Request& r : trace) {
-      if (static_cast<long long>(out.size()) >= limit || r.arrival_s >= horizon) break;
-      if (v.prompt_tokens.type != "trace") r.prompt_tokens = draw_length(v.prompt_tokens, prompts);
-      if (v.output_tokens.type != "trace") r.output_tokens = draw_length(v.output_tokens, outputs);
-      if (n_tasks > 1 && r.task >= n_tasks)
-        throw InputError(v.arrival.trace_csv, r.line, 1, "task", fmt::format("task {} but routing.tasks is {}", r.task, n_tasks));
-      // As the length distributions' bounds (scenario checks): prompt and output share the model's context window.
-      if (static_cast<long long>(r.prompt_tokens) + r.output_tokens > s.model.seq_len)
-        throw InputError(v.arrival.trace_csv, r.line, 1, "prompt_tokens",
-                         fmt::format("the request arriving at {} s needs {} tokens of context ({} prompt + {} output), more than "
-                                     "the model's context window model.seq_len = {}: a serving engine refuses such requests",
-                                     r.arrival_s, r.prompt_tokens + r.output_tokens, r.prompt_tokens, r.output_tokens, s.model.seq_len));
-      out.push_back(r);
-    }
-    return out;
+    bool has_task = false;
+    return served_trace(s, has_task);
   }
   const double mean_gap = v.arrival.rate_per_s > 0.0 ? 1.0 / v.arrival.rate_per_s : 0.0;
   double t = 0.0;

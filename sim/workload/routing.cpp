@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -60,15 +61,25 @@ double normal(Rng& rng) {
 
 }  // namespace
 
-Router::Router(const scenario::RoutingSpec& spec, int experts, int top_k, double capacity_factor, std::uint64_t seed)
+Router::Router(const scenario::RoutingSpec& spec, int experts, int top_k, double capacity_factor, std::uint64_t seed,
+               std::vector<double> task_mix)
     : spec_(spec),
       experts_(experts),
       top_k_(top_k),
       capacity_factor_(capacity_factor),
       dropless_(spec.dropless),
       second_probability_(top_k == 2 ? second_dispatch_probability(spec) : 1.0),
-      seed_(seed) {
+      seed_(seed),
+      task_mix_(std::move(task_mix)) {
   if (experts_ <= 0) throw Error("Router needs at least one expert");
+  if (!task_mix_.empty()) {
+    if (spec.type != "task" || static_cast<int>(task_mix_.size()) != spec.tasks)
+      throw Error(fmt::format("a task mix of {} weights needs task routing with as many tasks (routing.type {}, tasks {})",
+                              task_mix_.size(), spec.type, spec.tasks));
+    if (std::any_of(task_mix_.begin(), task_mix_.end(), [](double w) { return !(w >= 0.0) || !std::isfinite(w); }) ||
+        !(std::accumulate(task_mix_.begin(), task_mix_.end(), 0.0) > 0.0))
+      throw Error("a task mix needs finite weights >= 0, at least one > 0");
+  }
   if (top_k_ < 1 || top_k_ > experts_) throw Error(fmt::format("top_k {} must be in [1, {}]", top_k_, experts_));
   if (spec.second_expert_policy != scenario::SecondExpertPolicy::all && top_k_ != 2)
     throw Error(fmt::format("a second-expert policy other than 'all' needs top_k 2 (got top_k {})", top_k_));
@@ -90,11 +101,14 @@ const std::vector<double>& Router::popularity(int moe_layer) const {
   } else if (spec_.type == "load_vector") {
     p = spec_.load;
   } else if (spec_.type == "task" && spec_.tasks > 0) {
-    // Each task sends all its tokens to its own top_k experts; with tasks drawn uniformly, expert e's
-    // popularity is the number of tasks using it.
+    // Each task sends all its tokens to its own top_k experts: expert e's popularity is the weight of the tasks
+    // using it (with tasks drawn uniformly, their number; with a task mix, their share of the requests).
     std::fill(p.begin(), p.end(), 0.0);
-    for (int t = 0; t < spec_.tasks; ++t)
-      for (int e : task_experts(spec_, experts_, top_k_, seed_, moe_layer, t)) p[static_cast<std::size_t>(e)] += 1.0;
+    for (int t = 0; t < spec_.tasks; ++t) {
+      const double w = task_mix_.empty() ? 1.0 : task_mix_[static_cast<std::size_t>(t)];
+      if (w == 0.0) continue;
+      for (int e : task_experts(spec_, experts_, top_k_, seed_, moe_layer, t)) p[static_cast<std::size_t>(e)] += w;
+    }
   }
   const double sum = std::accumulate(p.begin(), p.end(), 0.0);
   for (double& x : p) x /= sum;

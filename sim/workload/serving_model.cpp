@@ -71,13 +71,27 @@ ReplicaMemory replica_memory(const scenario::Scenario& s, const scenario::PoolSp
   out.capacity_bytes = accel.hbm_bytes / std::max(1, accel.devices_per_chip);
   out.kv_bytes_per_token_replica = L * kv_bytes_per_token_layer(m, v.kv_dtype);
 
-  // Activation workspace of one iteration at the token budget, per device: hidden states, QKV and the
-  // widest FFN intermediate of the rank's share of the tokens, plus fp32 logits of the sampled sequences.
-  const double tokens_rank = static_cast<double>(v.max_batched_tokens) / pool.data;
+  // Activation workspace of the largest iteration, per device: hidden states, QKV and the widest FFN intermediate
+  // of the rank's share of the tokens, plus fp32 logits of the sampled sequences. Continuous and chunked batching
+  // stay within the token budget (max_batched_tokens). A static batch prefills all its sequences at once, each
+  // padded to the batch's longest prompt (max_batched_tokens bounds a prompt, not the batch): a data rank runs
+  // its sequences, ceil(batch / data), times the longest prompt the workload can draw; the batch is max_sequences,
+  // or fewer when the workload has fewer requests.
+  double tokens_rank = static_cast<double>(v.max_batched_tokens) / pool.data;
+  double sampled_rank = std::min<double>(v.max_sequences, v.max_batched_tokens) / pool.data;
+  out.workspace_tokens = v.max_batched_tokens;
+  if (v.scheduler == "static") {
+    const WorkloadBounds wb = workload_bounds(s);
+    const long long batch = wb.requests > 0 ? std::min<long long>(v.max_sequences, wb.requests) : v.max_sequences;
+    const long long prompt = std::min<long long>(wb.longest_prompt, v.max_batched_tokens);
+    sampled_rank = static_cast<double>((batch + pool.data - 1) / pool.data);
+    tokens_rank = sampled_rank * static_cast<double>(prompt);
+    out.workspace_tokens = static_cast<double>(batch) * static_cast<double>(prompt);
+  }
   const double widest = std::max(static_cast<double>(m.d_ff) / t,
                                  m.is_moe() ? (m.top_k + m.shared_experts) * ex.width : 0.0);
   const double per_token = 4.0 * d + ffn_mats(m) * widest + (m.heads / t + 2.0 * kv_heads_per_rank(m, pool.tensor)) * m.d_head;
-  const double logits = std::min<double>(v.max_sequences, v.max_batched_tokens) / pool.data * (m.vocab / t) * 4.0;
+  const double logits = sampled_rank * (m.vocab / t) * 4.0;
   out.workspace_bytes = tokens_rank * per_token * act_b + logits;
 
   double kv_tokens = std::numeric_limits<double>::infinity();
@@ -122,13 +136,15 @@ ReplicaMemory replica_memory(const scenario::Scenario& s, const scenario::PoolSp
       throw MemoryFitError(fmt::format(
           "the model does not fit a serving replica: one {} device (cluster.accelerator; pipeline stage {} of {}) holds "
           "{:.1f} GiB of weights (the model's size: model.layers, model.d_model, model.d_ff, model.experts, "
-          "model.dtype) and a {:.1f} GiB activation workspace ({} batched tokens) but may use {:.3g} % "
+          "model.dtype) and a {:.1f} GiB activation workspace ({:.0f} batched tokens{}) but may use {:.3g} % "
           "(serving.kv_cache.memory_fraction) of its {:.1f} GiB of HBM; give the pool more tensor or expert parallelism "
           "(or pipeline stages: {}.tensor, .expert, .pipeline), use fp8 weights (model.dtype), a smaller model, an "
-          "accelerator with more HBM (cluster.accelerator), lower serving.scheduler.max_batched_tokens, or raise "
+          "accelerator with more HBM (cluster.accelerator), lower {}, or raise "
           "serving.kv_cache.memory_fraction",
-          accel.name, stage, pool_key, weights / gib, out.workspace_bytes / gib, v.max_batched_tokens,
-          100.0 * v.kv_memory_fraction, out.capacity_bytes / gib, pool_key));
+          accel.name, stage, pool_key, weights / gib, out.workspace_bytes / gib, out.workspace_tokens,
+          v.scheduler == "static" ? ": a static batch's prefill, its sequences x the longest prompt" : "",
+          100.0 * v.kv_memory_fraction, out.capacity_bytes / gib, pool_key,
+          v.scheduler == "static" ? "serving.scheduler.max_sequences" : "serving.scheduler.max_batched_tokens"));
     }
     kv_tokens = std::min(kv_tokens, room / kv_per_token);
   }
@@ -151,7 +167,9 @@ IterationModel::IterationModel(const scenario::Scenario& s, const scenario::Pool
   if (m.is_moe()) {
     scenario::RoutingSpec r = s.routing;
     if (accel.serves_dropless()) r.dropless = true;
-    router_ = std::make_unique<Router>(r, m.experts, m.top_k, m.capacity_factor, s.seed);
+    // Task routing over a trace with a task column: the trace's task frequencies (task_mix()), not uniform tasks.
+    router_ = std::make_unique<Router>(r, m.experts, m.top_k, m.capacity_factor, s.seed,
+                                       r.type == "task" && !s.serving->task_experts_only ? task_mix(s) : std::vector<double>{});
   }
   for (int st = 0; st < pool.pipeline; ++st) {
     int moe = 0, dense = 0;

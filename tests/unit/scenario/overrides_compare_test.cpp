@@ -3,6 +3,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "moesim/scenario/fields.hpp"
 #include "scenario_test_support.hpp"
 
 using moesim::InputError;
@@ -275,8 +276,15 @@ TEST_CASE("scenario::load_string: an override that changes a mapping's type repl
     CHECK(s.serving->arrival.rate_per_s == 30.0);
     // (Merged key by key, the gamma's cv would be refused: not used by arrival type poisson.)
   }
-  SECTION("the type alone: the mapping is that type's, with its defaults; a key it needs must come with it") {
-    CHECK_THROWS_WITH(t::load(serving, {"serving.arrival.type=poisson"}), Catch::Contains("arrival type poisson needs rate_per_s"));
+  SECTION("the type alone (a dotted --set of one key): the other keys stay, and one the new type does not use is refused") {
+    // The gamma's rate_per_s serves poisson too; its cv does not, and is refused where the file gives it.
+    const auto e = t::expect_input_error([&] { t::load(serving, {"serving.arrival.type=poisson"}); });
+    CHECK(e.key() == "serving.arrival.cv");
+    CHECK(e.line() == t::line_in(serving, "arrival:"));
+    CHECK(t::contains(e.message(), "only used by arrival type gamma"));
+    const auto s = t::load(serving, {"serving.arrival.type=poisson", "serving.arrival.cv=null"});
+    CHECK(s.serving->arrival.type == "poisson");
+    CHECK(s.serving->arrival.rate_per_s == 20.0);
   }
   SECTION("--set of a whole mapping of another type") {
     const auto s = t::load(serving, {"serving.prompt_length={type: fixed, value: 400}"});
@@ -294,6 +302,52 @@ TEST_CASE("scenario::load_string: an override that changes a mapping's type repl
     const auto s = t::load(serving, {"serving.prompt_length={type: uniform, max: 800}"});
     CHECK(s.serving->prompt_tokens.min == 50);
     CHECK(s.serving->prompt_tokens.max == 800);
+  }
+}
+
+TEST_CASE("scenario::load_string: a dotted --set of a type keeps the section's other keys, in either order", "[scenario][overrides]") {
+  const std::string serving = std::string("name: s\nmodel:\n  layers: 4\n  d_model: 1024\n  d_ff: 4096\n  heads: 8\n  experts: 8\n"
+                                          "  top_k: 2\n  vocab: 32000\n  seq_len: 4096\n") +
+                              "serving:\n  arrival: {type: offline}\n  prompt_length: {type: fixed, value: 100}\n"
+                              "  output_length: {type: fixed, value: 20}\n  requests: 16\n  pools:\n    - {replicas: 8}\n"
+                              "  scheduler: {type: continuous, max_sequences: 1}\n"
+                              "cluster:\n  accelerator: h100\n  count: 8\nplacement:\n  - datacenter: gcp_us_central1_2023\n";
+  const int default_max_sequences = moesim::scenario::find_field("serving.scheduler.max_sequences")->default_value.get<int>();
+  REQUIRE(default_max_sequences != 1);  // else keeping max_sequences 1 would prove nothing
+  SECTION("the type alone keeps max_sequences") {
+    const auto s = t::load(serving, {"serving.scheduler.type=chunked_prefill"});
+    CHECK(s.serving->scheduler == "chunked_prefill");
+    CHECK(s.serving->max_sequences == 1);
+  }
+  SECTION("a key of the new type, then the type") {
+    const auto s = t::load(serving, {"serving.scheduler.chunk_tokens=64", "serving.scheduler.type=chunked_prefill"});
+    CHECK(s.serving->scheduler == "chunked_prefill");
+    CHECK(s.serving->chunk_tokens == 64);
+    CHECK(s.serving->max_sequences == 1);
+  }
+  SECTION("the type, then a key of the new type") {
+    const auto s = t::load(serving, {"serving.scheduler.type=chunked_prefill", "serving.scheduler.chunk_tokens=64"});
+    CHECK(s.serving->scheduler == "chunked_prefill");
+    CHECK(s.serving->chunk_tokens == 64);
+    CHECK(s.serving->max_sequences == 1);
+  }
+  SECTION("a whole mapping of another type still replaces the section: max_sequences back to its default") {
+    const auto s = t::load(serving, {"serving.scheduler={type: chunked_prefill, chunk_tokens: 64}"});
+    CHECK(s.serving->scheduler == "chunked_prefill");
+    CHECK(s.serving->chunk_tokens == 64);
+    CHECK(s.serving->max_sequences == default_max_sequences);
+  }
+  SECTION("a kept key the new type does not use is refused at its location in the file") {
+    const std::string chunked = t::replace_line(serving, "  scheduler: {type: continuous, max_sequences: 1}",
+                                                "  scheduler:\n    type: chunked_prefill\n    chunk_tokens: 64");
+    const auto e = t::expect_input_error([&] { t::load(chunked, {"serving.scheduler.type=continuous"}); });
+    CHECK(e.key() == "serving.scheduler.chunk_tokens");
+    CHECK(e.file() == "test.yaml");
+    CHECK(e.line() == t::line_in(chunked, "chunk_tokens: 64"));
+    CHECK(t::contains(e.message(), "only used by scheduler type chunked_prefill"));
+    // ... and says how to replace the section instead.
+    CHECK(t::contains(e.message(), "--set serving.scheduler.type=continuous sets only the type"));
+    CHECK(t::contains(e.message(), "--set 'serving.scheduler={type: ..., ...}'"));
   }
 }
 

@@ -169,3 +169,40 @@ TEST_CASE("scenario::serving: a log-normal length without a max is cut at the co
   const auto kept = t::load(t::replace_line(serving_yaml(), "    sigma: 0.8", "    sigma: 0.8\n    max: 900"));
   CHECK(kept.serving->prompt_tokens.max == 900.0);
 }
+
+TEST_CASE("scenario::serving: a tensor-parallel rank holds whole key/value heads", "[scenario][serving]") {
+  // 12 query heads (d_head 64), 6 key/value heads: tensor 2 gives each rank 3 KV heads; tensor 4 would give 1.5.
+  auto y = t::replace_line(serving_yaml(), "  d_model: 512", "  d_model: 768");
+  y = t::replace_line(y, "  heads: 8", "  heads: 12");
+  y = t::replace_line(y, "  kv_heads: 2", "  kv_heads: 6");
+  const auto ok = t::load(y);
+  CHECK(ok.serving->pools[0].tensor == 2);
+  CHECK(ok.model.kv_heads == 6);
+  const auto four = t::replace_line(t::replace_line(y, "      tensor: 2", "      tensor: 4"), "  count: 8", "  count: 16");
+  const auto e = t::load_error(four);
+  CHECK(e.key() == "serving.pools[0].tensor");
+  CHECK(e.line() == t::line_in(four, "      tensor: 4"));
+  CHECK(e.column() == t::column_in(four, "      tensor: 4", "4"));
+  CHECK(t::contains(e.message(), "tensor parallelism 4 must divide kv_heads 6 when smaller"));
+}
+
+TEST_CASE("scenario::serving: a replica of one task's experts spreads them over at most top_k expert ranks",
+          "[scenario][serving]") {
+  // top_k 2: a replica holding only its task's 2 experts per MoE layer can give expert-parallel ranks 1 each (expert 2),
+  // not half an expert each (expert 4, 2 / 4 = 0.5 experts per rank).
+  auto y = t::replace_line(serving_yaml(), "serving:", "routing: {type: task, tasks: 4}\nserving:");
+  y = t::replace_line(y, "  pools:", "  task_experts_only: true\n  pools:");
+  const auto two = t::replace_line(y, "      tensor: 2", "      data: 2\n      expert: 2");
+  const auto ok = t::load(two);
+  CHECK(ok.serving->pools[0].expert == 2);
+  CHECK(ok.serving->task_experts_only);
+  auto four = t::replace_line(y, "    - replicas: 4", "    - replicas: 2");
+  four = t::replace_line(four, "      tensor: 2", "      data: 4\n      expert: 4");
+  const auto e = t::load_error(four);
+  CHECK(e.key() == "serving.pools[0].expert");
+  CHECK(e.line() == t::line_in(four, "      expert: 4"));
+  CHECK(t::contains(e.message(), "expert parallelism 4 must divide top_k 2"));
+  // Without task_experts_only every replica holds all 8 experts: 2 per rank, accepted.
+  const auto all = t::load(t::remove_line(four, "  task_experts_only: true"));
+  CHECK(all.serving->pools[0].expert == 4);
+}

@@ -4,6 +4,7 @@
 // (collectives of each layout, expert-load skew).
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <numeric>
@@ -160,6 +161,19 @@ TEST_CASE("workload::read_request_trace: reads a trace and names every malformed
     CHECK(r[1].arrival_s == 0.5);
     CHECK(r[1].prompt_tokens == 20);
     CHECK(r[1].task == 1);
+  }
+  SECTION("a UTF-8 byte order mark, whitespace-only lines and indented comments (Excel's CSV UTF-8, hand edits)") {
+    const auto r = wl::read_request_trace(write("bom.csv", "\xEF\xBB\xBF" "arrival_s,prompt_tokens,output_tokens\r\n"
+                                                           "  \r\n0,10,5\r\n\t \n   # an indented comment\n\t#another\n1.5,20,6\n   \n"));
+    REQUIRE(r.size() == 2);
+    CHECK(r[0].prompt_tokens == 10);
+    CHECK(r[0].line == 3);
+    CHECK(r[1].arrival_s == 1.5);
+    CHECK(r[1].output_tokens == 6);
+    CHECK(r[1].line == 7);  // skipped lines still count
+    // A byte order mark is only one at the start of the file: elsewhere it is a malformed cell.
+    CHECK_THROWS_WITH(wl::read_request_trace(write("bom2.csv", "arrival_s,prompt_tokens,output_tokens\n\xEF\xBB\xBF" "0,10,5\n")),
+                      Catch::Contains("expected a number"));
   }
   struct Case {
     const char* text;
@@ -330,5 +344,152 @@ TEST_CASE("workload::IterationModel: collectives of each layout and the cost of 
     CHECK(w.compute_bound.flop_utilisation() > 0.5);
     CHECK(w.compute_bound.flop_utilisation() <= 0.807 + 1e-9);  // the GEMM ceiling (efficiency.yaml gpu gemm)
     CHECK(w.compute_bound.flop_utilisation() > w.memory_bound.flop_utilisation());
+  }
+}
+
+TEST_CASE("workload::replica_memory: the static scheduler's workspace holds its batch's whole prefill", "[workload][serving]") {
+  // A small dense model on one H100: d_head 256 / 4 = 64; per token 4 x 256 (hidden states) + 2 x 1024 (gelu FFN
+  // intermediate) + (4 + 2 x 4) x 64 (Q, K, V) = 3840 values x 2 bytes (bf16) = 7680 bytes; fp32 logits 1000 x 4 bytes
+  // per sampled sequence.
+  const auto& accel = catalog().accelerator("h100");
+  auto load = [](const std::string& serving, int count = 1) {
+    const std::string yaml = "name: w\nseed: 3\nmodel: {layers: 2, d_model: 256, d_ff: 1024, heads: 4, vocab: 1000, seq_len: 8192}\n"
+                             "serving:\n  arrival: {type: offline}\n  output_length: {type: fixed, value: 50}\n" + serving +
+                             "cluster: {accelerator: h100, count: " + std::to_string(count) + ", topology: {gpus_per_node: " + std::to_string(count) + "}}\n"
+                             "placement: [{datacenter: gcp_us_central1_2023}]\n";
+    return sc::load_string(yaml, "test.yaml", catalog());
+  };
+  const std::string lengths = "  prompt_length: {type: fixed, value: 4000}\n  requests: 64\n  pools: [{replicas: 1}]\n";
+  SECTION("continuous: the token budget, 4096 x 7680 + 256 sequences' logits") {
+    const auto s = load(lengths + "  scheduler: {type: continuous, max_batched_tokens: 4096}\n");
+    CHECK(wl::replica_memory(s, s.serving->pools[0], accel).workspace_bytes == Approx(4096.0 * 7680 + 256.0 * 1000 * 4));  // 32,481,280
+  }
+  SECTION("static: the 64 requests' prompts of 4000 tokens at once, 64 x 4000 x 7680 + 64 logits") {
+    const auto s = load(lengths + "  scheduler: {type: static, max_batched_tokens: 4096}\n");
+    const auto mem = wl::replica_memory(s, s.serving->pools[0], accel);
+    CHECK(mem.workspace_bytes == Approx(64.0 * 4000 * 7680 + 64.0 * 1000 * 4));  // 1,966,336,000
+    CHECK(mem.workspace_tokens == 256000.0);
+    // max_sequences bounds the batch below the request count.
+    const auto few = load(lengths + "  scheduler: {type: static, max_batched_tokens: 4096, max_sequences: 16}\n");
+    CHECK(wl::replica_memory(few, few.serving->pools[0], accel).workspace_bytes == Approx(16.0 * 4000 * 7680 + 16.0 * 1000 * 4));
+  }
+  SECTION("static over two data ranks: ceil(63 / 2) = 32 sequences of the uniform's max prompt, 3000, on a rank") {
+    const auto s = load("  prompt_length: {type: uniform, min: 100, max: 3000}\n  requests: 63\n  pools: [{replicas: 1, data: 2}]\n"
+                        "  scheduler: {type: static, max_batched_tokens: 4096}\n", 2);
+    const auto mem = wl::replica_memory(s, s.serving->pools[0], accel);
+    CHECK(mem.workspace_bytes == Approx(32.0 * 3000 * 7680 + 32.0 * 1000 * 4));  // 737,408,000
+    CHECK(mem.workspace_tokens == 63.0 * 3000);
+  }
+  SECTION("static over a trace: the served rows and their longest prompt") {
+    moesim::testing::TempDir dir;
+    const std::string csv = dir.file("t.csv");
+    std::ofstream(csv) << "arrival_s,prompt_tokens,output_tokens\n0,100,5\n0,3500,5\n0,7000,5\n";
+    // serving.requests 2: the third row (7000 tokens) is not served; 2 sequences of the longest, 3500.
+    const std::string yaml = "name: w\nseed: 3\nmodel: {layers: 2, d_model: 256, d_ff: 1024, heads: 4, vocab: 1000, seq_len: 8192}\n"
+                             "serving:\n  arrival: {type: trace, trace_csv: " + csv + "}\n  prompt_length: {type: trace}\n"
+                             "  output_length: {type: trace}\n  requests: 2\n  pools: [{replicas: 1}]\n"
+                             "  scheduler: {type: static, max_batched_tokens: 4096}\n"
+                             "cluster: {accelerator: h100, count: 1, topology: {gpus_per_node: 1}}\nplacement: [{datacenter: gcp_us_central1_2023}]\n";
+    const auto t = sc::load_string(yaml, "test.yaml", catalog());
+    CHECK(wl::replica_memory(t, t.serving->pools[0], accel).workspace_bytes == Approx(2.0 * 3500 * 7680 + 2.0 * 1000 * 4));
+  }
+}
+
+namespace {
+
+/** The ep scenario with one MoE layer (8 experts, top-2) on 4 H100s (by default one replica, expert-parallel over 4),
+ *  with the `routing` section and the serving `arrival` lines. */
+sc::Scenario ep_scenario(const std::string& routing, const std::string& arrival,
+                         const std::string& pool = "{replicas: 1, data: 4, expert: 4}") {
+  const std::string yaml = "name: ep\nseed: 3\n"
+                           "model: {layers: 1, d_model: 2048, d_ff: 8192, expert_d_ff: 8192, heads: 16, experts: 8, top_k: 2, "
+                           "vocab: 32000, seq_len: 1024}\n" + routing +
+                           "serving:\n" + arrival +
+                           "  requests: 256\n  pools: [" + pool + "]\n"
+                           "cluster: {accelerator: h100, count: 4, topology: {gpus_per_node: 4}}\nplacement: [{datacenter: gcp_us_central1_2023}]\n";
+  return sc::load_string(yaml, "test.yaml", catalog());
+}
+
+/** The slowest expert rank of a layer plan's expert segment (between the two all-to-alls), with the imbalance wait. */
+double slowest_expert_rank(const wl::LayerPlan& p) {
+  double w = 0.0;
+  for (const auto& d : p.segments.at(1)) w = std::max(w, d.total());
+  return w + p.imbalance_wait_s;
+}
+
+}  // namespace
+
+TEST_CASE("workload::task routing: the trace's task column sets the task mix", "[workload][serving]") {
+  moesim::testing::TempDir dir;
+  auto trace = [&](const std::string& name, int tasks_mod, bool column = true) {
+    const std::string p = dir.file(name);
+    std::ofstream out(p);
+    out << (column ? "arrival_s,prompt_tokens,output_tokens,task\n" : "arrival_s,prompt_tokens,output_tokens\n");
+    for (int i = 0; i < 256; ++i) out << "0,100,50" << (column ? "," + std::to_string(i % tasks_mod) : std::string()) << "\n";
+    return p;
+  };
+  const std::string task = "routing: {type: task, tasks: 4}\n";
+  auto arrival = [](const std::string& csv) {
+    return "  arrival: {type: trace, trace_csv: " + csv + "}\n  prompt_length: {type: trace}\n  output_length: {type: trace}\n";
+  };
+  const std::string one = trace("one.csv", 1), four = trace("four.csv", 4), none = trace("none.csv", 1, false);
+  SECTION("the mix is the served requests' task frequencies; no column, or no trace: uniform (empty)") {
+    CHECK(wl::task_mix(ep_scenario(task, arrival(one))) == std::vector<double>{1.0, 0.0, 0.0, 0.0});
+    CHECK(wl::task_mix(ep_scenario(task, arrival(four))) == std::vector<double>{0.25, 0.25, 0.25, 0.25});
+    CHECK(wl::task_mix(ep_scenario(task, arrival(none))).empty());
+    CHECK(wl::task_mix(ep_scenario(task, "  arrival: {type: offline}\n  prompt_length: {type: fixed, value: 100}\n"
+                                         "  output_length: {type: fixed, value: 50}\n")).empty());
+  }
+  SECTION("the router puts a task's share on its experts") {
+    const auto s = ep_scenario(task, arrival(one));
+    const wl::Router r(s.routing, 8, 2, 1.0, s.seed, {1.0, 0.0, 0.0, 0.0});
+    const auto experts = wl::task_experts(s.routing, 8, 2, s.seed, 0, 0);
+    std::vector<double> want(8, 0.0);
+    for (int e : experts) want[static_cast<std::size_t>(e)] = 0.5;
+    CHECK(r.popularity(0) == want);
+    CHECK_THROWS_AS(wl::Router(s.routing, 8, 2, 1.0, s.seed, {1.0, 0.0}), moesim::Error);  // not one weight per task
+  }
+  SECTION("every request of task 0: the layer costs what a load vector on task 0's two experts costs") {
+    const auto& accel = catalog().accelerator("h100");
+    const auto eff = moesim::perf::EfficiencyTable::load(catalog().profiles_dir());
+    const moesim::perf::RooflineModel compute(accel, eff);
+    const auto s_one = ep_scenario(task, arrival(one)), s_four = ep_scenario(task, arrival(four)),
+               s_none = ep_scenario(task, arrival(none)), s_uniform = ep_scenario("", arrival(none));
+    const auto experts = wl::task_experts(s_one.routing, 8, 2, s_one.seed, 0, 0);
+    std::string load = "routing: {type: load_vector, load: [";
+    for (int e = 0; e < 8; ++e)
+      load += std::string(e ? ", " : "") + (std::find(experts.begin(), experts.end(), e) != experts.end() ? "1" : "0");
+    const auto s_load = ep_scenario(load + "]}\n", arrival(none));
+    const IterationModel m_one(s_one, s_one.serving->pools[0], accel, compute), m_four(s_four, s_four.serving->pools[0], accel, compute),
+        m_none(s_none, s_none.serving->pools[0], accel, compute), m_load(s_load, s_load.serving->pools[0], accel, compute),
+        m_uniform(s_uniform, s_uniform.serving->pools[0], accel, compute);
+    const double tokens = 256.0 * 100;  // the offline prefill of 256 prompts of 100 tokens
+    const double t_one = slowest_expert_rank(m_one.layer(LayerKind::moe, tokens));
+    CHECK(t_one == slowest_expert_rank(m_load.layer(LayerKind::moe, tokens)));
+    // Tasks i % 4: the uniform task mix, as a trace without the column.
+    const double t_four = slowest_expert_rank(m_four.layer(LayerKind::moe, tokens));
+    CHECK(t_four == slowest_expert_rank(m_none.layer(LayerKind::moe, tokens)));
+    CHECK(t_four != t_one);
+    // Task 0's two experts (6 and 3 with seed 3: ranks 3 and 1 of the four, 2 experts each) take all 2 x 25600
+    // assignments, 25600 rows each; a balanced router gives every rank 2 x 6400 rows: about twice the work.
+    CHECK(experts == std::vector<int>{6, 3});
+    const double t_uniform = slowest_expert_rank(m_uniform.layer(LayerKind::moe, tokens));
+    INFO("task 0 only " << t_one << " s, tasks i % 4 " << t_four << " s, uniform router " << t_uniform << " s");
+    CHECK(t_one > 1.5 * t_uniform);
+  }
+  SECTION("serving.task_experts_only with a trace of several tasks names the file and the tasks") {
+    const std::string two = trace("two.csv", 2);
+    const auto s = ep_scenario(task, arrival(two) + "  task_experts_only: true\n", "{replicas: 4}");
+    try {
+      wl::generate_requests(s);
+      FAIL("no error");
+    } catch (const InputError& e) {
+      CHECK(e.file() == two);
+      CHECK(e.line() == 3);  // the first request of another task than the first one's
+      CHECK(e.key() == "task");
+      CHECK(std::string(e.what()).find("the trace has tasks 0, 1") != std::string::npos);
+    }
+    // One task throughout is what the option means.
+    CHECK(wl::generate_requests(ep_scenario(task, arrival(one) + "  task_experts_only: true\n", "{replicas: 4}")).size() == 256);
   }
 }

@@ -70,7 +70,8 @@ double expert_capacity(const scenario::RoutingSpec& spec, int experts, int top_k
 /** Token-to-expert routing model.
  *
  *  Expert popularity p_e: uniform; Zipf (p ~ 1/rank^skew, ranks shuffled per layer with the scenario
- *  seed, so a layer's hot experts stay the same from step to step); or a given load vector.
+ *  seed, so a layer's hot experts stay the same from step to step); a given load vector; or, for task routing,
+ *  the summed weight of the tasks whose top_k experts include e (task_experts(); the task mix, or uniform tasks).
  *  Each token picks top_k distinct experts with probabilities p, in order (a random router that follows the
  *  popularity; a trained router with a load-balancing loss sits between this and perfect balance). The first
  *  pick is the token's first choice; with top_k 2 the second is dispatched with second_dispatch_probability().
@@ -94,7 +95,10 @@ class Router {
    *  makes one draw per MoE layer, micro-batch and data-parallel replica, so this bounds the cost). */
   static constexpr double kExactLimit = 1 << 14;
 
-  Router(const scenario::RoutingSpec& spec, int experts, int top_k, double capacity_factor, std::uint64_t seed);
+  /** `task_mix` (routing.type task): the relative frequency of each task 0 .. spec.tasks - 1 (a request trace's
+   *  task column: task_mix() in serving.hpp); empty = tasks drawn uniformly. */
+  Router(const scenario::RoutingSpec& spec, int experts, int top_k, double capacity_factor, std::uint64_t seed,
+         std::vector<double> task_mix = {});
 
   /** Expert popularity of MoE layer `moe_layer` (sums to 1). */
   const std::vector<double>& popularity(int moe_layer) const;
@@ -126,6 +130,7 @@ class Router {
   bool dropless_;
   double second_probability_;
   std::uint64_t seed_;
+  std::vector<double> task_mix_;  ///< task routing: weight of each task (empty: uniform)
   mutable std::map<int, std::vector<double>> popularity_;
   mutable std::map<int, std::vector<double>> dispatch_;
   mutable std::map<std::tuple<double, double, double>, Overflow> overflow_;

@@ -33,8 +33,24 @@ struct Request {
 std::vector<Request> generate_requests(const scenario::Scenario& s);
 
 /** Reads a request trace: a CSV with the header `arrival_s,prompt_tokens,output_tokens` and an optional
- *  fourth column `task`; `#` starts a comment line; arrival times ascending, lengths >= 1. */
+ *  fourth column `task`; a line whose first non-blank character is `#` is a comment, blank lines are skipped, a
+ *  leading UTF-8 byte order mark is ignored; arrival times ascending, lengths >= 1. */
 std::vector<Request> read_request_trace(const std::string& path);
+
+/** Task routing with a trace that has the `task` column: the fraction of the served requests (as
+ *  generate_requests() serves them) of each task 0 .. routing.tasks - 1, the router's task mix. Empty (uniform
+ *  tasks) otherwise. Iteration costs are memoised by shape, not by batch, so the mix is the trace's frequencies,
+ *  not the tasks of each batch. Throws moesim::InputError as generate_requests() does. */
+std::vector<double> task_mix(const scenario::Scenario& s);
+
+/** Bounds of a serving workload (for the static scheduler's activation workspace). */
+struct WorkloadBounds {
+  long long requests = 0;  ///< requests served at most (0: unbounded; a trace: its served rows)
+  int longest_prompt = 0;  ///< longest prompt a request can have (at most model.seq_len - 1)
+};
+/** The served requests' count bound and longest prompt: the length distribution's upper bound (fixed value,
+ *  uniform max, log-normal max), or, for a trace, the served rows themselves. */
+WorkloadBounds workload_bounds(const scenario::Scenario& s);
 
 // ---- Replica memory and KV cache --------------------------------------------------------------
 
@@ -42,7 +58,8 @@ std::vector<Request> read_request_trace(const std::string& path);
 struct ReplicaMemory {
   double capacity_bytes = 0.0;        ///< device memory (chip HBM / devices per chip)
   double weights_bytes = 0.0;         ///< parameters held by the most loaded device
-  double workspace_bytes = 0.0;       ///< activation workspace of one iteration at max_batched_tokens
+  double workspace_bytes = 0.0;       ///< activation workspace of the largest iteration (max_batched_tokens; static: its prefill)
+  double workspace_tokens = 0.0;      ///< the replica's tokens in that iteration (static: batch x longest prompt)
   double kv_bytes = 0.0;              ///< left for the KV cache on that device
   double kv_bytes_per_token = 0.0;    ///< KV bytes one token of one sequence takes on that device (its layers, its heads)
   double kv_bytes_per_token_replica = 0.0;  ///< KV bytes of one token over the whole replica (what a transfer moves)
@@ -56,7 +73,8 @@ struct ReplicaMemory {
 double kv_bytes_per_token_layer(const scenario::ModelSpec& m, const std::string& kv_dtype);
 
 /** Memory of one replica of `pool` and the KV cache it leaves (vLLM's accounting: the memory fraction
- *  of device memory, minus weights and the activation workspace). Throws moesim::Error with the numbers
+ *  of device memory, minus weights and the activation workspace of the largest iteration: max_batched_tokens
+ *  tokens, or for the static scheduler its batch's prefill, workload_bounds()). Throws moesim::Error with the numbers
  *  when the weights and workspace do not fit, naming what would make it fit. */
 ReplicaMemory replica_memory(const scenario::Scenario& s, const scenario::PoolSpec& pool, const catalog::AcceleratorSpec& accel);
 
