@@ -322,6 +322,12 @@ void Resolver::resolve_training_and_parallelism() {
     fail("parallelism.expert", fmt::format("expert parallelism {} must divide the {} experts", expert, experts));
   if (i(m["heads"]) % tensor != 0)
     fail("parallelism.tensor", fmt::format("tensor parallelism {} must divide heads {}", tensor, i(m["heads"])));
+  // Grouped-query attention: a rank holds whole key/value heads (tensor dividing kv_heads), or each is replicated on
+  // tensor / kv_heads ranks, as the serving pools require (vLLM's QKVParallelLinear).
+  if (const long long kv = i(m["kv_heads"]); (tensor < kv && kv % tensor != 0) || (tensor > kv && tensor % kv != 0))
+    fail("parallelism.tensor", fmt::format("tensor parallelism {} must divide kv_heads {} or be a multiple of it (a rank holds "
+                                           "whole key/value heads, or each is replicated on tensor / kv_heads ranks)",
+                                           tensor, kv));
   if (i(m["d_ff"]) % tensor != 0 || i(m["expert_d_ff"]) % tensor != 0)
     fail("parallelism.tensor", fmt::format("tensor parallelism {} must divide d_ff {} and expert_d_ff {}", tensor,
                                            i(m["d_ff"]), i(m["expert_d_ff"])));

@@ -135,6 +135,18 @@ TEST_CASE("scenario::resolve: parallelism must match the devices of the cluster"
     CHECK(e.line() == t::line_in(yaml, "  tensor: 8"));
     CHECK(t::contains(e.message(), "tensor parallelism 8 must divide heads 12"));
   }
+  SECTION("tensor parallelism must divide the key/value heads, or be a multiple of them") {
+    // heads 12 in 6 key/value groups: tensor 4 divides the heads but would split a key/value head between ranks.
+    std::string yaml = t::replace_line(t::base_yaml(), "  d_model: 512", "  d_model: 768");
+    yaml = t::replace_line(yaml, "  heads: 8", "  heads: 12\n  kv_heads: 6");
+    yaml = t::replace_line(yaml, "  expert: 8", "  tensor: 4\n  data: 2");
+    const auto e = t::load_error(yaml);
+    CHECK(e.key() == "parallelism.tensor");
+    CHECK(e.line() == t::line_in(yaml, "  tensor: 4"));
+    CHECK(t::contains(e.message(), "tensor parallelism 4 must divide kv_heads 6 or be a multiple of it"));
+    // tensor 2 divides them.
+    CHECK_NOTHROW(t::load(t::replace_line(yaml, "  tensor: 4", "  tensor: 2\n  expert: 2")));
+  }
   SECTION("tensor parallelism must divide the FFN sizes") {
     std::string yaml = t::replace_line(t::base_yaml(), "  d_ff: 2048", "  d_ff: 2044");
     yaml = t::replace_line(yaml, "  expert: 8", "  tensor: 8");
