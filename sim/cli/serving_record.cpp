@@ -154,8 +154,13 @@ store::RunRecord make_serving_record(const scenario::Scenario& s, const engine::
   add("input_tokens", r.input_tokens_window, "tokens");
   add("output_tokens", r.output_tokens_window, "tokens");
   add("output_tokens_requested", r.output_tokens_requested_window, "tokens");
+  // Of the tokens the measured requests ask for, the share generated before the window closes (warm-up arrivals'
+  // tokens, which output_tokens counts as the server's throughput, are not theirs): at most 1; below 1 by the tail
+  // of requests still running at the window's end, and far below when the deployment falls behind. (The server's
+  // throughput against the offered load is output_tokens / output_tokens_requested.)
+  add("output_tokens_measured", r.output_tokens_measured_window, "tokens");
   if (r.output_tokens_requested_window > 0.0)
-    add("output_served_fraction", r.output_tokens_window / r.output_tokens_requested_window, "1");
+    add("output_served_fraction", r.output_tokens_measured_window / r.output_tokens_requested_window, "1");
   add("backlog_growth_fraction", r.backlog_growth_fraction, "1");
   add("falls_behind", engine::falls_behind(r) ? 1.0 : 0.0, "bool");
   add("goodput_fraction", r.goodput_fraction, "1");

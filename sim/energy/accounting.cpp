@@ -11,6 +11,7 @@
 #include "moesim/core/error.hpp"
 #include "moesim/core/units.hpp"
 #include "moesim/energy/hourly.hpp"
+#include "moesim/engine/serving.hpp"
 
 namespace moesim::energy {
 
@@ -40,16 +41,30 @@ YAML::Node load_yaml(const std::string& file) {
   }
 }
 
-/** Sets the site's gross and net CO2e from its facility energy (see account()). */
+/** What a serving run's hourly accounting adds to a coverage error: where its measurement window lies after
+ *  energy.start_time_utc, and the keys that place it. Empty for training. */
+std::string window_context(const scenario::Scenario& s, double offset_s, std::optional<double> end_s) {
+  if (!s.is_serving()) return "";
+  const bool offline = s.serving->arrival.type == "offline";
+  return fmt::format(" (a serving run is measured over its window, {:g} s to {} after energy.start_time_utc: {})", offset_s,
+                     end_s ? fmt::format("{:g} s", *end_s) : std::string("its last completion"),
+                     offline ? "from the start to the last completion"
+                             : "from serving.warmup_s to serving.duration_s, or to the last arrival when the requests end first");
+}
+
+/** Sets the site's gross and net CO2e from its facility energy (see account()): the run is `duration_s` long from
+ *  `offset_s` after the start time (a serving window after its warm-up), drawing its energy with the shape of
+ *  `profile` (empty: constant power). */
 void apply_intensity(SiteAccount& acc, const std::string& series_path, const std::optional<std::int64_t>& start_s,
-                     double duration_s) {
+                     double offset_s, double duration_s, const PowerProfile& profile, const std::string& context) {
   const catalog::DatacenterSpec& dc = acc.datacenter;
   IntensityBasis& b = acc.intensity;
   const double kwh = units::joules_to_kwh(acc.facility_energy_j);
   if (start_s) {
-    b.job_start_utc = format_utc_timestamp(*start_s);
     // In doubles first: a job of a billion days must not overflow the timestamp.
-    const double end_s = static_cast<double>(*start_s) + std::ceil(duration_s);
+    const double begin_s = static_cast<double>(*start_s) + std::floor(offset_s);
+    const double end_s = static_cast<double>(*start_s) + std::ceil(offset_s + duration_s);
+    b.job_start_utc = begin_s < 9.2e18 ? format_utc_timestamp(static_cast<std::int64_t>(begin_s)) : "beyond the year 9999";
     b.job_end_utc = end_s < 9.2e18 ? format_utc_timestamp(static_cast<std::int64_t>(end_s)) : "beyond the year 9999";
   }
   if (!start_s || series_path.empty()) {
@@ -66,9 +81,9 @@ void apply_intensity(SiteAccount& acc, const std::string& series_path, const std
     const HourlyIntensity series = HourlyIntensity::load(series_path);
     HourlyEmissions e;
     try {
-      e = series.integrate(*start_s, duration_s, acc.facility_energy_j);
+      e = series.integrate(*start_s, offset_s, duration_s, acc.facility_energy_j, profile);
     } catch (const Error& err) {
-      throw Error(fmt::format("datacenter '{}': {}", dc.name, err.what()));
+      throw Error(fmt::format("datacenter '{}': {}{}", dc.name, err.what(), context));
     }
     b.gross = GrossBasis::hourly;
     b.series_file = series_path;
@@ -89,6 +104,12 @@ void apply_intensity(SiteAccount& acc, const std::string& series_path, const std
       acc.co2e_net_kg = acc.co2e_gross_kg;
     }
   }
+  // The WAN's energy is the carrier networks' (outside the datacenter, no PUE: account()): the datacenter operator's
+  // contractual instruments (PPAs, certificates), which make its market-based (net) figure, do not cover another
+  // company's electricity, which the GHG Protocol's Scope 2 Guidance (2015) leaves to a location-based figure (it is
+  // the operator's Scope 3). The WAN joules take the gross intensity in the net figure too.
+  const double wan_kwh = units::joules_to_kwh(acc.wan_energy_j);
+  if (wan_kwh > 0.0 && kwh > 0.0) acc.co2e_net_kg += wan_kwh * (acc.co2e_gross_kg - acc.co2e_net_kg) / kwh;
   b.effective_gross_kgco2e_per_kwh = kwh > 0.0 ? acc.co2e_gross_kg / kwh : 0.0;
   b.effective_net_kgco2e_per_kwh = kwh > 0.0 ? acc.co2e_net_kg / kwh : 0.0;
 }
@@ -195,8 +216,12 @@ std::optional<std::int64_t> start_time_utc_s(const scenario::Scenario& s) {
 
 void check_hourly_inputs(const scenario::Scenario& s, const catalog::Catalog& catalog) {
   const std::optional<std::int64_t> start = start_time_utc_s(s);
-  // A pinned duration lets the whole run be checked now; otherwise only its start.
-  const double known_duration_s = s.training.duration_days ? *s.training.duration_days * units::kSecondsPerDay : 0.0;
+  // A pinned duration lets the whole run be checked now; otherwise only its start. A serving run is accounted over its
+  // measurement window, known before simulating where the arrivals fix its end (engine::known_window; found once, when
+  // a series needs it).
+  double offset_s = 0.0;
+  double known_duration_s = s.training.duration_days ? *s.training.duration_days * units::kSecondsPerDay : 0.0;
+  std::optional<engine::KnownWindow> window;
   for (const auto& p : s.placement) {
     const catalog::DatacenterSpec dc = resolve_datacenter(p, catalog);
     const std::string path = hourly_series_path(p, dc, s);
@@ -204,10 +229,16 @@ void check_hourly_inputs(const scenario::Scenario& s, const catalog::Catalog& ca
     // Read and checked even when no start time uses it: a broken series is found now, not on first use.
     const HourlyIntensity series = HourlyIntensity::load(path);
     if (!start) continue;
+    if (s.is_serving() && !window) {
+      window = engine::known_window(s);
+      offset_s = window->start_s;
+      known_duration_s = window->end_s ? std::max(0.0, *window->end_s - window->start_s) : 0.0;
+    }
     try {
-      series.integrate(*start, known_duration_s, 0.0);
+      series.integrate(*start, offset_s, known_duration_s, 0.0, PowerProfile{});
     } catch (const Error& err) {
-      throw Error(fmt::format("datacenter '{}': {}", dc.name, err.what()));
+      throw Error(fmt::format("datacenter '{}': {}{}", dc.name, err.what(),
+                              window_context(s, offset_s, window ? window->end_s : std::nullopt)));
     }
   }
 }
@@ -251,6 +282,14 @@ Accounting account(const engine::JobResult& job, const scenario::Scenario& s, co
   a.embodied = embodied.has_value();
   const std::optional<std::int64_t> start_s = start_time_utc_s(s);
   if (start_s) a.start_time_utc = format_utc_timestamp(*start_s);
+  // A serving run is accounted over its measurement window (engine::window_as_job), which starts after the warm-up,
+  // and draws what its power series says, hour by hour (its load follows its arrivals). A training job draws its
+  // average power throughout (its power profile repeats every step, far shorter than an hour).
+  const double offset_s = s.is_serving() ? engine::window_start_s(*s.serving) : 0.0;
+  PowerProfile profile;
+  if (s.is_serving() && !a.power_pinned) profile = PowerProfile{job.power_t_s, job.power_w};
+  const std::string context =
+      window_context(s, offset_s, s.is_serving() ? std::optional<double>(offset_s + a.duration_s) : std::nullopt);
   if (job.sites.size() != s.placement.size())
     throw Error(fmt::format("energy accounting: the job has {} sites but the scenario places it in {} datacenters",
                             job.sites.size(), s.placement.size()));
@@ -296,7 +335,7 @@ Accounting account(const engine::JobResult& job, const scenario::Scenario& s, co
     // 0.004 kWh/GB, profiles/network.yaml), outside any datacenter: it is added without the PUE.
     acc.facility_energy_j = (acc.it_energy_j + acc.network_energy_j - acc.wan_energy_j) * acc.datacenter.pue + acc.wan_energy_j;
     acc.datacenter.hourly_intensity_csv = hourly_series_path(s.placement[i], acc.datacenter, s);
-    apply_intensity(acc, acc.datacenter.hourly_intensity_csv, start_s, a.duration_s);
+    apply_intensity(acc, acc.datacenter.hourly_intensity_csv, start_s, offset_s, a.duration_s, profile, context);
     if (embodied) {
       acc.embodied_co2e_kg = f.chips * (embodied->die_area_cm2 * embodied->carbon_per_area_kgco2e_per_cm2 + embodied->other_fixed_kgco2e) *
                              a.duration_s / embodied->lifetime_s;

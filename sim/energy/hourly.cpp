@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // Hourly grid carbon-intensity series: a hand-written ISO 8601 (UTC) parser, a small CSV reader and
-// the integration of a job's energy over the hours it runs.
+// the integration of a job's energy over the hours it runs (at constant power, or with the shape of a power profile).
 #include "moesim/energy/hourly.hpp"
 
 #include <fmt/format.h>
@@ -307,46 +307,77 @@ HourlyIntensity HourlyIntensity::load(const std::string& path) {
 }
 
 HourlyEmissions HourlyIntensity::integrate(std::int64_t start_utc_s, double duration_s, double energy_j) const {
+  return integrate(start_utc_s, 0.0, duration_s, energy_j, PowerProfile{});
+}
+
+HourlyEmissions HourlyIntensity::integrate(std::int64_t start_utc_s, double offset_s, double duration_s, double energy_j,
+                                           const PowerProfile& profile) const {
   if (!std::isfinite(duration_s) || duration_s < 0.0)
     throw Error(fmt::format("hourly intensity: job duration {} s is not a finite number >= 0", duration_s));
+  if (!std::isfinite(offset_s) || offset_s < 0.0)
+    throw Error(fmt::format("hourly intensity: the run's start, {} s after energy.start_time_utc, is not a finite number >= 0",
+                            offset_s));
+  if (profile.t_s.size() != profile.w.size())
+    throw Error(fmt::format("hourly intensity: a power profile of {} times and {} powers (internal error)", profile.t_s.size(),
+                            profile.w.size()));
   const double hour_s = static_cast<double>(kSecondsPerHour);
-  const double t0 = static_cast<double>(start_utc_s - first_hour_utc_s_);  // seconds into the series
+  const double t0 = static_cast<double>(start_utc_s - first_hour_utc_s_) + offset_s;  // seconds into the series
   const double t1 = t0 + duration_s;
   const double span = static_cast<double>(hours()) * hour_s;
   if (t0 < 0.0 || t1 > span) {
     // Times as text, from doubles: a duration of any size (1e12 days) must give this message, not an integer
     // overflow; beyond the parser's years they read "after 9999".
-    const auto utc = [](double epoch_s) {
+    const auto utc = [](double epoch_s, bool up) {
       constexpr double kLast = 253402300799.0;  // 9999-12-31T23:59:59Z
       return epoch_s > kLast ? std::string("after 9999-12-31T23:59:59Z")
-                             : format_utc_timestamp(static_cast<std::int64_t>(std::ceil(epoch_s)));
+                             : format_utc_timestamp(static_cast<std::int64_t>(up ? std::ceil(epoch_s) : std::floor(epoch_s)));
     };
     const double first_s = static_cast<double>(first_hour_utc_s_);
+    const double run_start_s = static_cast<double>(start_utc_s) + offset_s;
+    // The run's start, and how it follows from energy.start_time_utc when it is later (a serving window).
+    const std::string from = utc(run_start_s, false) + (offset_s > 0.0 ? fmt::format(" (energy.start_time_utc + {:g} s)", offset_s) : "");
     if (duration_s == 0.0)  // the check before a simulation: only the start is known
       throw Error(fmt::format(
-          "the hourly intensity series {} covers {}, but the job starts at {} (energy.start_time_utc), outside it: the "
+          "the hourly intensity series {} covers {}, but the job starts at {}{}, outside it: the "
           "series must cover the whole run (moesim never wraps or extrapolates hourly data); supply a series that covers "
           "the start and the run after it, or change energy.start_time_utc",
-          file_, covered_range(), format_utc_timestamp(start_utc_s)));
+          file_, covered_range(), from, offset_s > 0.0 ? "" : " (energy.start_time_utc)"));
     throw Error(fmt::format(
         "the hourly intensity series {} covers {}, but the job runs from {} to {} ({:.4g} h), needing {} to {}: the "
         "series must cover the whole run (moesim never wraps or extrapolates hourly data); supply a longer series or "
         "change energy.start_time_utc",
-        file_, covered_range(), format_utc_timestamp(start_utc_s), utc(static_cast<double>(start_utc_s) + duration_s),
-        duration_s / hour_s, utc(first_s + std::floor(t0 / hour_s) * hour_s), utc(first_s + std::ceil(t1 / hour_s) * hour_s)));
+        file_, covered_range(), from, utc(run_start_s + duration_s, true), duration_s / hour_s,
+        utc(first_s + std::floor(t0 / hour_s) * hour_s, false), utc(first_s + std::ceil(t1 / hour_s) * hour_s, true)));
   }
   HourlyEmissions out;
   if (has_market()) out.market_kgco2e = 0.0;
   const auto first = static_cast<std::size_t>(std::floor(t0 / hour_s));
   out.first_hour = std::min(first, hours() - 1);
   if (duration_s == 0.0) return out;
-  const double power_w = energy_j / duration_s;  // the job draws its average power uniformly
   const auto last = std::min(hours(), static_cast<std::size_t>(std::ceil(t1 / hour_s)));  // exclusive
+  // What the profile draws in each hour (power x its time in the hour), and over the run.
+  std::vector<double> drawn(last > first ? last - first : 0, 0.0);
+  double drawn_total = 0.0;
+  for (std::size_t i = 0; i < profile.t_s.size(); ++i) {
+    const double a = std::max(0.0, profile.t_s[i]);
+    const double b = std::min(duration_s, i + 1 < profile.t_s.size() ? profile.t_s[i + 1] : duration_s);
+    const double w = profile.w[i];
+    if (!(b > a) || !(w > 0.0) || !std::isfinite(w)) continue;
+    const double x = t0 + a, y = t0 + b;
+    for (auto k = std::max(first, static_cast<std::size_t>(std::floor(x / hour_s))); k < last; ++k) {
+      const double lo = std::max(x, static_cast<double>(k) * hour_s), hi = std::min(y, static_cast<double>(k + 1) * hour_s);
+      if (!(hi > lo)) break;
+      drawn[k - first] += w * (hi - lo);
+    }
+    drawn_total += w * (b - a);
+  }
+  const bool shaped = drawn_total > 0.0;
+  const double power_w = energy_j / duration_s;  // without a profile, the job draws its average power uniformly
   for (std::size_t k = first; k < last; ++k) {
     const double lo = std::max(t0, static_cast<double>(k) * hour_s);
     const double hi = std::min(t1, static_cast<double>(k + 1) * hour_s);
     if (!(hi > lo)) continue;
-    const double e_j = power_w * (hi - lo);
+    const double e_j = shaped ? energy_j * drawn[k - first] / drawn_total : power_w * (hi - lo);
     const double kwh = units::joules_to_kwh(e_j);
     out.energy_j += e_j;
     out.gross_kgco2e += kwh * gross_kgco2e_per_kwh_[k];

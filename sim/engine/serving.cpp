@@ -48,7 +48,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(PoolFigures, role, replicas, devices_per_repl
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ServingResult, scenario_name, accelerator, chips, devices, pools, requests_total,
                                    requests_measured, window_start_s, window_end_s, makespan_s, ttft, tpot, itl, e2e, queue,
                                    requests_completed, throughput_rps, input_tokens_per_s, output_tokens_per_s, output_tokens_per_s_per_device,
-                                   input_tokens_window, output_tokens_window, output_tokens_requested_window,
+                                   input_tokens_window, output_tokens_window, output_tokens_requested_window, output_tokens_measured_window,
                                    backlog_growth_fraction, arrivals_late, in_system_mid, in_system_end, goodput_fraction, goodput_rps, slo_ttft_s,
                                    slo_tpot_s, slo_p99_met, preemptions, mean_batch_sequences, mean_kv_use,
                                    mean_queue_requests, model_flops_window, mfu, kv_transfer_bytes, iterations,
@@ -93,6 +93,16 @@ JobResult window_as_job(const ServingResult& r) {
   j.steps = 1.0;
   j.train_time_s = window;
   j.sites = r.sites;
+  // The power series over the window, from its start: a point's average power holds over its interval's part in the
+  // window (the whole interval but where pair merging left one straddling an edge).
+  const auto t = r.series.find("t_s"), p = r.series.find("power_w");
+  if (t != r.series.end() && p != r.series.end())
+    for (std::size_t i = 0; i < t->second.size() && i < p->second.size(); ++i) {
+      const double a = t->second[i], b = i + 1 < t->second.size() ? t->second[i + 1] : a + r.series_last_interval_s;
+      if (std::min(b, r.window_end_s) - std::max(a, r.window_start_s) <= 0.0) continue;
+      j.power_t_s.push_back(std::max(a, r.window_start_s) - r.window_start_s);
+      j.power_w.push_back(p->second[i]);
+    }
   j.peak_chip_power_w = r.peak_chip_power_w;
   j.power_convention = r.power_convention;
   j.compute_model = r.compute_model;
@@ -101,6 +111,8 @@ JobResult window_as_job(const ServingResult& r) {
   j.sim_wall_s = r.sim_wall_s;
   return j;
 }
+
+double window_start_s(const scenario::ServingSpec& v) { return v.arrival.type == "offline" ? 0.0 : v.warmup_s; }
 
 namespace {
 
@@ -127,7 +139,7 @@ MeasuredWindow measured_window(const scenario::ServingSpec& v, const std::vector
   const bool one_instant = !reqs.empty() && reqs.back().arrival_s <= reqs.front().arrival_s &&
                            reqs.front().arrival_s >= v.warmup_s && (count_bound || !(v.duration_s > 0.0));
   w.offline = v.arrival.type == "offline" || one_instant;
-  w.start_s = v.arrival.type == "offline" ? 0.0 : v.warmup_s;
+  w.start_s = window_start_s(v);
   w.end_s = w.offline ? std::numeric_limits<double>::infinity()
                       : (v.duration_s > 0.0 && !count_bound ? v.duration_s : reqs.empty() ? 0.0 : reqs.back().arrival_s);
   for (const auto& r : reqs)
@@ -194,8 +206,10 @@ void check_window(const scenario::Scenario& s, const MeasuredWindow& w, const st
                                s.serving->duration_s > 0.0 ? fmt::format(", serving.duration_s {} s", s.serving->duration_s) : ""));
 }
 
-/** Least load of a chip replaying a memoised stretch (replay_span, outside any graph and so in the idle pstate): with
- *  any load host_energy draws at least the active power, a chip serving requests. */
+/** Least load of a chip replaying a memoised stretch (replay_span): every chip of the stretch carries a load in its
+ *  parallel task; one with nothing to compute draws 1e-9 of the active-to-full span above active power (negligible).
+ *  Outside any task a chip draws active power as well: a deployment holds its chips in the job's power state
+ *  throughout (Driver::hold_job). */
 constexpr double kBackgroundLoad = 1e-9;
 /** ITL histogram: log-spaced bins of 0.1 % from 1 us (resolution of the reported percentiles). */
 constexpr double kItlBinRatio = 1.001;
@@ -265,7 +279,7 @@ struct Replica {
   long long blocks_total = 0;
   long long blocks_used = 0;
   int transfers_in_flight = 0;  ///< KV caches on their way to this (decode) replica
-  double busy_until = -1.0;     ///< when its last iteration ended (energy bookkeeping across idle gaps)
+  double busy_until = -1.0;     ///< when its last iteration ended (energy bookkeeping across waits between iterations)
   std::vector<int> own;         ///< fast path: the requests routed to it, in arrival order
   std::size_t cursor = 0;       ///< fast path: the next of `own` to arrive
   sg4::MutexPtr mutex;
@@ -275,15 +289,32 @@ struct Replica {
   int static_prompt = 0, static_steps = 0, static_done_steps = 0;
   // KV use over time: block-seconds held up to kv_t_s (brought up to date before every change of blocks_used).
   double kv_block_s = 0.0, kv_t_s = 0.0;
+  /** A stretch of constant KV use: from t_s, with block_s block-seconds held before it, `blocks` held over it. */
+  struct KvStretch {
+    double t_s = 0.0, block_s = 0.0, blocks = 0.0;
+  };
+  /** The stretches since the simulated clock while the replica works ahead of it (fast_scheduler: up to a whole
+   *  stretch of iterations past a sample or a window edge), so that the block-seconds up to any time from the clock
+   *  on are exact, not those up to kv_t_s (which made the window's mean KV use depend on the sampling interval). */
+  std::vector<KvStretch> kv_ahead;
   long long outstanding() const { return static_cast<long long>(waiting.size() + running.size()) + transfers_in_flight; }
   void kv_advance(double now) {
+    const double clock = sg4::Engine::get_clock();
+    if (kv_t_s <= clock) kv_ahead.clear();  // every stretch recorded ended by the clock: no query reaches back to it
     if (now > kv_t_s) {
+      if (now > clock) kv_ahead.push_back({kv_t_s, kv_block_s, static_cast<double>(blocks_used)});
       kv_block_s += static_cast<double>(blocks_used) * (now - kv_t_s);
       kv_t_s = now;
     }
   }
-  /** Block-seconds held from 0 to t (to kv_t_s when the replica has worked ahead of t, by under an iteration). */
-  double kv_area(double t) const { return kv_block_s + (t > kv_t_s ? static_cast<double>(blocks_used) * (t - kv_t_s) : 0.0); }
+  /** Block-seconds held from 0 to t, for t from the clock on (also when the replica has worked ahead of t). */
+  double kv_area(double t) const {
+    if (t >= kv_t_s || kv_ahead.empty()) return kv_block_s + static_cast<double>(blocks_used) * (t - kv_t_s);
+    // The last stretch starting at or before t (the first, for a t a rounding before it).
+    auto it = std::upper_bound(kv_ahead.begin(), kv_ahead.end(), t, [](double x, const KvStretch& k) { return x < k.t_s; });
+    const KvStretch& k = it == kv_ahead.begin() ? *it : *std::prev(it);
+    return k.block_s + k.blocks * (t - k.t_s);
+  }
 };
 
 /** Memoised cost of one layer of a kind at a token count, per chip of a pipeline stage. */
@@ -345,6 +376,12 @@ class Driver {
     return w.compute_bound.time_s * extra_w(w.compute_bound) + w.memory_bound.time_s * extra_w(w.memory_bound);
   }
   void fast_scheduler(Replica& r);
+  /** Puts `chips` in the job's power state (platform::kJobPstate: active power while they compute nothing). A
+   *  deployment holds its chips in a job for the whole run: between iterations, and on a replica with nothing to do,
+   *  they wait at the accelerator's active power (in a job, waiting; profiles/accelerators/ *.yaml), not its idle power
+   *  (powered on, no job). Simulator::run_graph returns its chips to the idle pstate when its graph ends: called at
+   *  each replica's start and again after every graph run on chips. Not an activity: no simulated time passes. */
+  void hold_job(const std::vector<int>& chips);
 
  public:
   /** Batch formation (serving.scheduler.type) and routing (serving.router.type) policies, by scenario name. */
@@ -420,6 +457,7 @@ class Driver {
   long long itl_count_ = 0;
   double itl_max_ = 0.0;
   double input_tokens_ = 0.0, output_tokens_ = 0.0, model_flops_ = 0.0, kv_transfer_bytes_ = 0.0;
+  double output_tokens_measured_ = 0.0;  ///< generated in the window by the measured requests
   long long preemption_count_ = 0, iterations_ = 0, layer_sims_ = 0, layer_replays_ = 0;
   std::vector<std::array<double, system::kLinkClassCount>> site_link_bytes_;
   std::vector<double> site_tokens_;
@@ -673,7 +711,8 @@ void Driver::monitor() {
   long long k = 0;
   double base = t0;
   // Open-loop runs sample to the window's end even when the last request finished before it: the window's
-  // idle stretch is part of its joules and of its power series (run() keeps the simulation alive until then).
+  // stretch without requests (the chips waiting in the job, at active power) is part of its joules and of its power
+  // series (run() keeps the simulation alive until then).
   while (!done_ || (!offline_ && !end_taken_)) {
     const double t = base + static_cast<double>(k) * interval_, next = base + static_cast<double>(k + 1) * interval_;
     if (!start_taken && window_start_ < next && !close_to(window_start_, next)) {
@@ -934,6 +973,7 @@ void Driver::token(Replica& r, Seq& q, double now, bool window_now) {
   q.last_token_s = now;
   if (window_now) {
     output_tokens_ += 1.0;
+    if (q.measured) output_tokens_measured_ += 1.0;
     site_tokens_[static_cast<std::size_t>(r.site)] += 1.0;
   }
   if (q.generated == 1) {
@@ -1146,6 +1186,7 @@ const LayerCost& Driver::layer_cost(Replica& r, int stage, LayerKind kind, doubl
   end.label = "layer end";
   step.end = workload::add_phase(step.graph, std::move(end), {last});
   const StepResult res = sim_->run_graph(step, r.stage_chips[static_cast<std::size_t>(stage)]);
+  hold_job(r.stage_chips[static_cast<std::size_t>(stage)]);
   for (const auto& [k, a] : res.algorithms) algorithms_[k] = a;
   cost.comm_s = std::max(0.0, res.duration_s - compute_s) + plan.imbalance_wait_s;
   cost.site_link_bytes = res.site_link_bytes;
@@ -1212,10 +1253,19 @@ double Driver::pipeline_send(Replica& r, int stage, double tokens, bool& simulat
   end.label = "send end";
   step.end = workload::add_phase(step.graph, std::move(end), {p});
   const StepResult res = sim_->run_graph(step, r.chips);
+  hold_job(r.chips);
   // Sent once in detail here; replayed for later iterations of the same size.
   sends_.emplace(key, res.duration_s);
   simulated_now = true;
   return res.duration_s;
+}
+
+void Driver::hold_job(const std::vector<int>& chips) {
+  const auto& hosts = sim_->platform().chips();
+  for (int c : chips) {
+    sg4::Host* h = hosts[static_cast<std::size_t>(c)];
+    if (h->get_pstate() != platform::kJobPstate) h->set_pstate(platform::kJobPstate);
+  }
 }
 
 void Driver::replay(const std::vector<int>& chips, const std::vector<double>& busy, const std::vector<double>& extra_j, double comm_s) {
@@ -1226,10 +1276,10 @@ void Driver::replay(const std::vector<int>& chips, const std::vector<double>& bu
 
 void Driver::replay_span(const std::vector<int>& chips, const std::vector<double>& extra_j, double total) {
   // One parallel task replays the whole stretch: a pacer host times it, and each chip runs at the constant load
-  // whose power, integrated by the energy plugin, gives exactly the energy of its compute at the power curve's
-  // curve (extra_j above active) and the rest at active power (SimGrid's host_energy: P = epsilon + load x
-  // (max - epsilon)). The first occurrence of every layer shape ran as real phases (layer_cost()); replaying it
-  // this way costs one activity per stretch.
+  // whose power, integrated by the energy plugin, gives exactly the energy of its compute at the power curve
+  // (extra_j above active) and the rest at active power (SimGrid's host_energy in the job pstate: P = epsilon + load x
+  // (max - epsilon), epsilon = active). The first occurrence of every layer shape ran as real phases (layer_cost());
+  // replaying it this way costs one activity per stretch.
   if (!(total > 0.0)) return;
   const auto& hosts = sim_->platform().chips();
   const double speed = sim_->platform().chip_speed_flops_per_s();
@@ -1373,8 +1423,8 @@ double Driver::execute(Replica& r, const IterationShape& shape) {
   const double t0 = sg4::Engine::get_clock();
   if (t0 > r.busy_until) {
     // The energy plugin brings a host's joules up to date when one of its activities changes state, and at
-    // the start of single-host executions only: a parallel task starting on a chip that was idle would have
-    // the idle stretch charged at the task's load. Bring the idle chips up to date first.
+    // the start of single-host executions only: a parallel task starting on a chip that was waiting (at active
+    // power, hold_job) would have the wait charged at the task's load. Bring the waiting chips up to date first.
     for (int c : r.chips) sg_host_get_consumed_energy(sim_->platform().chips()[static_cast<std::size_t>(c)]);
   }
   const double tokens = shape.tokens();
@@ -1450,15 +1500,22 @@ ServingResult Driver::run() {
   if (!fast_) sg4::Actor::create("arrivals", home, guard([this] { arrivals(); }));
   for (Replica& r : replicas_) {
     Replica* rp = &r;
+    // Each replica holds its chips in the job from the run's start (hold_job).
     if (fast_)
-      sg4::Actor::create(fmt::format("replica{}", r.index), home, guard([this, rp] { fast_scheduler(*rp); }));
+      sg4::Actor::create(fmt::format("replica{}", r.index), home, guard([this, rp] {
+        hold_job(rp->chips);
+        fast_scheduler(*rp);
+      }));
     else
-      sg4::Actor::create(fmt::format("replica{}", r.index), home, guard([this, rp] { scheduler(*rp); }));
+      sg4::Actor::create(fmt::format("replica{}", r.index), home, guard([this, rp] {
+        hold_job(rp->chips);
+        scheduler(*rp);
+      }));
   }
   sg4::Actor::create("monitor", home, guard([this] { monitor(); }))->daemonize();
   if (!offline_) {
     // Every rate of an open-loop run divides by its window, so the window is simulated to its end even when the
-    // last request finished before it: the chips draw their waiting power meanwhile, and the monitor takes the
+    // last request finished before it: the chips draw their waiting (active) power meanwhile, and the monitor takes the
     // window's closing energy at window_end_. This actor outlives that sample by a microsecond so that the
     // daemon monitor is still running when the clock reaches window_end_.
     const double until = window_end_ + std::max(1e-6, 1e-9 * window_end_);
@@ -1544,6 +1601,7 @@ ServingResult Driver::run() {
   out.input_tokens_window = input_tokens_;
   out.output_tokens_window = output_tokens_;
   out.output_tokens_requested_window = requested;
+  out.output_tokens_measured_window = output_tokens_measured_;
   out.input_tokens_per_s = window > 0 ? input_tokens_ / window : 0.0;
   out.output_tokens_per_s = window > 0 ? output_tokens_ / window : 0.0;
   out.output_tokens_per_s_per_device = out.output_tokens_per_s / out.devices;
@@ -1676,6 +1734,17 @@ std::vector<std::string> serving_router_names() {
   return v;
 }
 
+KnownWindow known_window(const scenario::Scenario& s) {
+  KnownWindow k;
+  if (!s.serving) return k;
+  k.start_s = window_start_s(*s.serving);
+  const std::vector<workload::Request> reqs = workload::generate_requests(s);
+  if (reqs.empty()) return k;
+  const MeasuredWindow w = measured_window(*s.serving, reqs);
+  if (!w.offline) k.end_s = w.end_s;
+  return k;
+}
+
 void check_serving_feasible(const scenario::Scenario& s, const catalog::Catalog& catalog) {
   const auto& accel = catalog.accelerator(s.cluster.accelerator);
   accel.peak_flops_for(s.model.dtype);
@@ -1698,7 +1767,18 @@ void check_serving_feasible(const scenario::Scenario& s, const catalog::Catalog&
   system::Topology::build_for_sites(s, accel, accel.devices_per_chip, chip_site);
   // Requests: the trace parses, and the largest request fits one data rank's KV cache.
   const std::vector<workload::Request> reqs = workload::generate_requests(s);
-  if (reqs.empty()) throw Error("serving: the workload has no requests (check serving.requests, duration_s and the arrival rate)");
+  if (reqs.empty()) {
+    if (v.arrival.type == "trace") {
+      // A trace is never empty (read_request_trace refuses one): its first arrival is at or after duration_s.
+      const std::vector<workload::Request> rows = workload::read_request_trace(v.arrival.trace_csv);
+      throw InputError(s.source_file, 0, 0, "serving.duration_s",
+                       fmt::format("the request trace {} has no request arriving before serving.duration_s = {} s: its first "
+                                   "arrival is at {} s, at or after duration_s; lengthen duration_s or shift the trace's "
+                                   "arrivals",
+                                   v.arrival.trace_csv, v.duration_s, rows.empty() ? 0.0 : rows.front().arrival_s));
+    }
+    throw Error("serving: the workload has no requests (check serving.requests, duration_s and the arrival rate)");
+  }
   check_window(s, measured_window(v, reqs), reqs);
   std::size_t worst = 0;
   for (std::size_t i = 1; i < reqs.size(); ++i)

@@ -314,7 +314,9 @@ std::vector<FieldSpec> build_table() {
       F("serving.duration_s", T::number).min(0.0, true).max(3.2e7).unit("s")
           .help("Send requests for this long (simulated seconds); the engine then drains what is in flight."),
       F("serving.warmup_s", T::number).def(0.0).min(0.0).max(3.2e7).unit("s")
-          .help("Requests arriving before this are simulated but excluded from every metric; energy is counted from here."),
+          .help("Requests arriving before this are simulated but excluded from the per-request metrics (latencies, goodput, "
+                "the served fraction). Throughput and energy are the server's over the window from here: the tokens "
+                "generated and the requests finishing in it count, whenever they arrived, and its joules."),
       F("serving.pools", T::section_list).required()
           .help("Pools of identical replicas: one `colocated` pool, or a `prefill` and a `decode` pool (disaggregated, "
                 "Splitwise/DistServe: each request's KV cache travels from its prefill to its decode replica over the network)."),

@@ -106,6 +106,14 @@ TEST_CASE("cli::serving summary: prefill and decode in different datacenters pri
   // The datacenters add up to the run (which the energy line prints).
   CHECK(facility_sum == Approx(j.at("facility_energy_kwh").get<double>()));
   CHECK(gross_sum == Approx(j.at("co2e_gross_kg").get<double>()));
+  // The KV caches cross the WAN from siteP (the sender carries the WAN's per-bit energy, outside its PUE). siteP's
+  // market-based figure applies its net intensity (0.1 kg/kWh) to its own energy only: the carrier's WAN joules take
+  // the gross intensity (0.5), as no contract of the datacenter's covers them.
+  const double wan_kwh = j.at("metrics").at("wan_energy_j").at("value").get<double>() / 3.6e6;
+  REQUIRE(wan_kwh > 0.0);
+  const double p_kwh = dcs["siteP"].at("facility_energy_kwh").get<double>();
+  CHECK(dcs["siteP"].at("co2e_net_kg").get<double>() == Approx(0.1 * (p_kwh - wan_kwh) + 0.5 * wan_kwh).epsilon(1e-9));
+  CHECK(dcs["siteP"].at("co2e_gross_kg").get<double>() == Approx(0.5 * p_kwh).epsilon(1e-9));
   // siteD has no net intensity: its net CO2e is its gross (the market-based figure falls back), as in --json.
   CHECK(dcs["siteD"].at("co2e_net_kg").get<double>() == Approx(dcs["siteD"].at("co2e_gross_kg").get<double>()));
   // Each datacenter is credited with the tokens its replicas generate; no per-token figure per datacenter, since a

@@ -77,11 +77,15 @@ struct IntensityBasis {
   std::string series_file;            ///< resolved path of the hourly CSV; empty on the annual basis
   std::string series_covers;          ///< "<first hour> to <end> (N hours)"
   std::size_t series_hours = 0;
-  std::string job_start_utc;          ///< energy.start_time_utc, normalised; empty if none was given
-  std::string job_end_utc;            ///< start + duration (rounded up to the second)
+  /** The start of what is accounted: energy.start_time_utc, normalised (for a serving run, plus its window's start,
+   *  serving.warmup_s, rounded down to the second); empty if no start time was given. */
+  std::string job_start_utc;
+  std::string job_end_utc;            ///< its end: start + duration (a serving run: its window's end), rounded up to the second
   std::string first_hour_utc;         ///< first series hour the job overlaps
   std::size_t hours_touched = 0;      ///< series hours with a non-zero overlap (partial first/last included)
-  double effective_gross_kgco2e_per_kwh = 0.0;  ///< co2e_gross_kg / facility kWh (the energy-weighted mean)
+  /** co2e_gross_kg / facility kWh: the mean of the hours' intensities weighted by the energy drawn in each (constant
+   *  power for training; a serving run's power series). */
+  double effective_gross_kgco2e_per_kwh = 0.0;
   double effective_net_kgco2e_per_kwh = 0.0;    ///< co2e_net_kg / facility kWh
   std::string note;                   ///< why annual figures were used where an hourly study was hinted at
 };
@@ -145,12 +149,17 @@ struct Accounting {
  *  - embodied (energy.embodied): chips x die area x carbon per area x duration / lifetime (LLMCarbon);
  *  - CO2e: facility kWh x the annual gross / net intensity; or, when the datacenter has an
  *    hourly_intensity_csv AND the scenario has energy.start_time_utc, gross = the facility energy
- *    integrated over the hours the job runs (HourlyIntensity::integrate), assuming the job draws its
+ *    integrated over the hours the job runs (HourlyIntensity::integrate). A training job draws its
  *    average facility power uniformly over its duration (the simulated power profile repeats every
- *    step, far shorter than an hour). Net = the series' market column if present, else the annual net
- *    figure, else the hourly gross. A start time without a series uses the annual figures and says so
- *    in SiteAccount::intensity.note. Throws moesim::Error when the series does not cover the run, and
- *    moesim::InputError for a malformed start time or CSV. */
+ *    step, far shorter than an hour). A serving scenario's `job` is its measurement window
+ *    (engine::window_as_job): it runs from energy.start_time_utc + the window's start
+ *    (engine::window_start_s: serving.warmup_s, 0 offline) for the window's length, and each hour gets
+ *    the share of the facility energy that the window's power series (job.power_t_s / power_w, times from
+ *    the window's start; the deployment's total chip power, whose shape every site is given) draws in it;
+ *    without a series, or with energy.average_chip_power_w pinned, constant power. Net = the series'
+ *    market column if present, else the annual net figure, else the hourly gross. A start time without
+ *    a series uses the annual figures and says so in SiteAccount::intensity.note. Throws moesim::Error
+ *    when the series does not cover the run, and moesim::InputError for a malformed start time or CSV. */
 Accounting account(const engine::JobResult& job, const scenario::Scenario& s, const catalog::Catalog& catalog,
                    const NetworkEnergyTable& network, const std::optional<EmbodiedFigures>& embodied);
 
@@ -171,7 +180,11 @@ std::optional<std::int64_t> start_time_utc_s(const scenario::Scenario& s);
 /** Checks, without simulating, what account() will need of the hourly inputs: a well-formed start
  *  time, every referenced series readable and valid, and each series starting no later than the start
  *  time (the end is checked by account(), once the duration is known — or here, when
- *  training.duration_days pins it). Call before a long simulation to fail fast. */
+ *  training.duration_days pins it). A serving run is checked over its measurement window: from the start
+ *  time + the window's start (serving.warmup_s) to + its end where the arrivals fix it before simulating
+ *  (serving.duration_s, or the last arrival; engine::known_window, which generates the requests), else its
+ *  start alone. Call before a long simulation to fail fast (the CLI's prepare_run does, after
+ *  engine::check_feasible). */
 void check_hourly_inputs(const scenario::Scenario& s, const catalog::Catalog& catalog);
 
 }  // namespace moesim::energy

@@ -23,6 +23,14 @@ struct HourlyEmissions {
   std::size_t hours_touched = 0;              ///< series hours with a non-zero overlap (partial ones count)
 };
 
+/** How a run draws its energy over time: piecewise-constant power, w[i] from t_s[i] (seconds from the run's start,
+ *  increasing) to t_s[i + 1], the last to the run's end. Only its shape is used: HourlyIntensity::integrate spreads a
+ *  given energy over the hours in proportion to what the profile draws in each. Empty: constant power. */
+struct PowerProfile {
+  std::vector<double> t_s;
+  std::vector<double> w;
+};
+
 /** A user-supplied hourly grid carbon-intensity series (CSV), for time-of-day / start-date studies.
  *
  *  Format (documented in profiles/README.md, "Hourly carbon intensity"):
@@ -65,6 +73,13 @@ class HourlyIntensity {
    *  cover the whole interval: otherwise moesim::Error naming the covered and the needed range (the
    *  series is never wrapped around or extrapolated). duration_s = 0 gives zero emissions. */
   HourlyEmissions integrate(std::int64_t start_utc_s, double duration_s, double energy_j) const;
+  /** The same for a run from `offset_s` seconds after `start_utc_s` (a serving window after its warm-up) for
+   *  duration_s, drawing `energy_j` with the shape of `profile` (times from the run's start, offset_s): each hour's
+   *  share is energy_j x (the profile's energy in the hour) / (the profile's energy over the run). An empty profile, or
+   *  one that draws nothing, is constant power (the function above). The coverage check and its messages are the
+   *  same, with the run's own start and end. */
+  HourlyEmissions integrate(std::int64_t start_utc_s, double offset_s, double duration_s, double energy_j,
+                            const PowerProfile& profile) const;
 
  private:
   std::string file_;

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -77,6 +78,11 @@ struct ServingResult {
    *  generates about as many in the window as its arrivals ask for (the requests in flight at the window's start
    *  and at its end balance); one that falls behind generates fewer, and its queue grows with the run's length. */
   double output_tokens_requested_window = 0.0;
+  /** Output tokens generated in the window by the measured requests (those arriving at or after the window's start;
+   *  offline: all of them): output_tokens_window without the warm-up arrivals' tokens. Over
+   *  output_tokens_requested_window it is the share of what the measured requests ask for that the window served (at
+   *  most 1; output_tokens_window, the server's view, also counts the warm-up requests finishing in the window). */
+  double output_tokens_measured_window = 0.0;
   /** Requests in the system (arrived, not finished) at the window's end minus at its middle, over the requests
    *  arriving between the two: about 0 when the deployment keeps up with its load, about x when it falls behind by
    *  a fraction x of it (its queue, and so its latencies, then grow with the run's length). 0 offline. */
@@ -147,8 +153,26 @@ double backlog_resolution(const ServingResult& r);
 nlohmann::json to_json(const ServingResult& r);
 ServingResult serving_from_json(const nlohmann::json& j);
 
-/** The window as one "step" of a job, for the energy layer: step time = window, one step. */
+/** The window as one "step" of a job, for the energy layer: step time = window, one step; power_t_s / power_w the
+ *  power series over the window (seconds from the window's start; each point to the next, the last to the window's
+ *  end), which energy::account uses to weight an hourly grid intensity by the energy drawn in each hour. */
 JobResult window_as_job(const ServingResult& r);
+
+/** The start of the measurement window, in seconds from the run's start: 0 for the offline arrival type (every
+ *  request at once), serving.warmup_s otherwise (ServingResult::window_start_s). */
+double window_start_s(const scenario::ServingSpec& v);
+
+/** The measurement window as far as it is known before simulating, in seconds from the run's start. */
+struct KnownWindow {
+  double start_s = 0.0;
+  /** Where the arrivals fix it: serving.duration_s, or the last arrival when serving.requests (or a trace's end)
+   *  ends them first. None where the window lasts until the last completion (offline, or every request arriving at
+   *  one instant), or where there are no requests. */
+  std::optional<double> end_s;
+};
+/** The window simulate_serving() will measure, from the scenario alone (generates the requests, reading a trace, as
+ *  the simulation does). Throws moesim::InputError as generate_requests() does. */
+KnownWindow known_window(const scenario::Scenario& s);
 
 /** The registries of batching schedulers and routers (serving.scheduler.type, serving.router.type). */
 std::vector<std::string> serving_scheduler_names();
