@@ -18,6 +18,7 @@
 #include "moesim/scenario/loader.hpp"
 #include "moesim/workload/serving.hpp"
 #include "moesim_test/temp_dir.hpp"
+#include "serving_test_support.hpp"
 
 namespace sc = moesim::scenario;
 namespace en = moesim::engine;
@@ -25,10 +26,10 @@ using nlohmann::json;
 
 namespace {
 
-const moesim::catalog::Catalog& catalog() {
-  static const auto c = moesim::catalog::Catalog::load(std::string(MOESIM_SOURCE_ROOT) + "/profiles");
-  return c;
-}
+using moesim::engine::serving_test::catalog;
+using moesim::engine::serving_test::simulate;
+using moesim::engine::serving_test::trace;
+using moesim::engine::serving_test::window_joules;
 
 const char* kModel =
     "model:\n  layers: 4\n  d_model: 1024\n  d_ff: 4096\n  heads: 8\n  kv_heads: 2\n  experts: 8\n  top_k: 2\n"
@@ -39,38 +40,9 @@ sc::Scenario load(const std::string& serving, const std::string& extra = "") {
   return sc::load_string(std::string("name: t\nseed: 9\n") + kModel + extra + "serving:\n" + serving + kCluster, "test.yaml", catalog());
 }
 
-en::ServingResult simulate(const sc::Scenario& s) {
-  const auto iso = en::run_isolated([&] { return en::to_json(en::simulate_serving(s, catalog())); });
-  return en::serving_from_json(iso.value);
-}
-
-/** A trace file of requests arriving at `t` with the given lengths. */
-std::string trace(const moesim::testing::TempDir& dir, const std::string& name, const std::vector<std::array<double, 3>>& rows) {
-  const std::string p = dir.file(name);
-  std::ofstream out(p);
-  out << "arrival_s,prompt_tokens,output_tokens\n";
-  for (const auto& r : rows) out << r[0] << "," << static_cast<int>(r[1]) << "," << static_cast<int>(r[2]) << "\n";
-  return p;
-}
-
 std::string trace_serving(const std::string& path, const std::string& scheduler, const std::string& pools = "    - {replicas: 8}\n") {
   return "  arrival: {type: trace, trace_csv: " + path + "}\n  prompt_length: {type: trace}\n  output_length: {type: trace}\n"
          "  record_requests: true\n  pools:\n" + pools + "  scheduler: " + scheduler + "\n";
-}
-
-/** The chips' joules over the window, from the energy plugin, and from the power series. */
-std::pair<double, double> window_joules(const en::ServingResult& r) {
-  double plugin = 0.0;
-  for (const auto& site : r.sites) plugin += site.chip_energy_per_step_j;
-  const auto& t = r.series.at("t_s");
-  const auto& p = r.series.at("power_w");
-  double series = 0.0;
-  for (std::size_t i = 0; i < t.size(); ++i) {
-    // A point covers the interval to the next one; the last, series_last_interval_s.
-    const double span = i + 1 < t.size() ? t[i + 1] - t[i] : r.series_last_interval_s;
-    if (t[i] >= r.window_start_s - 1e-9 && t[i] + span <= r.window_end_s + 1e-9) series += p[i] * span;
-  }
-  return {plugin, series};
 }
 
 }  // namespace

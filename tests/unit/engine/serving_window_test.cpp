@@ -15,16 +15,17 @@
 #include "moesim/engine/serving.hpp"
 #include "moesim/scenario/loader.hpp"
 #include "moesim_test/temp_dir.hpp"
+#include "serving_test_support.hpp"
 
 namespace sc = moesim::scenario;
 namespace en = moesim::engine;
 
 namespace {
 
-const moesim::catalog::Catalog& catalog() {
-  static const auto c = moesim::catalog::Catalog::load(std::string(MOESIM_SOURCE_ROOT) + "/profiles");
-  return c;
-}
+using moesim::engine::serving_test::catalog;
+using moesim::engine::serving_test::simulate;
+using moesim::engine::serving_test::trace;
+using moesim::engine::serving_test::window_joules;
 
 const char* kModel = "model: {layers: 4, d_model: 1024, d_ff: 4096, heads: 8, vocab: 32000, seq_len: 2048}\n";
 const char* kH100x8 = "cluster: {accelerator: h100, count: 8}\nplacement:\n  - datacenter: {name: dcA, pue: 1.0, gross_kgco2e_per_kwh: 0.5}\n";
@@ -33,37 +34,9 @@ sc::Scenario load(const std::string& serving, const std::string& cluster = kH100
   return sc::load_string(std::string("name: t\nseed: 9\n") + kModel + "serving:\n" + serving + cluster, "test.yaml", catalog());
 }
 
-en::ServingResult simulate(const sc::Scenario& s) {
-  const auto iso = en::run_isolated([&] { return en::to_json(en::simulate_serving(s, catalog())); });
-  return en::serving_from_json(iso.value);
-}
-
-/** A trace file of requests {arrival_s, prompt_tokens, output_tokens}. */
-std::string trace(const moesim::testing::TempDir& dir, const std::string& name, const std::vector<std::array<double, 3>>& rows) {
-  const std::string p = dir.file(name);
-  std::ofstream out(p);
-  out << "arrival_s,prompt_tokens,output_tokens\n";
-  for (const auto& r : rows) out << r[0] << "," << static_cast<int>(r[1]) << "," << static_cast<int>(r[2]) << "\n";
-  return p;
-}
-
 std::string trace_serving(const std::string& path) {
   return "  arrival: {type: trace, trace_csv: " + path + "}\n  prompt_length: {type: trace}\n  output_length: {type: trace}\n"
          "  record_requests: true\n  pools: [{replicas: 1, tensor: 8}]\n  scheduler: {type: continuous}\n";
-}
-
-/** The chips' joules over the window (energy plugin), and the power series' integral over it. */
-std::pair<double, double> window_joules(const en::ServingResult& r) {
-  double plugin = 0.0;
-  for (const auto& site : r.sites) plugin += site.chip_energy_per_step_j;
-  const auto& t = r.series.at("t_s");
-  const auto& p = r.series.at("power_w");
-  double series = 0.0;
-  for (std::size_t i = 0; i < t.size(); ++i) {
-    const double span = i + 1 < t.size() ? t[i + 1] - t[i] : r.series_last_interval_s;
-    if (t[i] >= r.window_start_s - 1e-9 && t[i] + span <= r.window_end_s + 1e-9) series += p[i] * span;
-  }
-  return {plugin, series};
 }
 
 }  // namespace
