@@ -171,6 +171,12 @@ MemoryEstimate estimate_memory_need(const scenario::Scenario& s, const catalog::
 
   MemoryEstimate best;
   best.capacity_bytes = accel.hbm_bytes / std::max(1, accel.devices_per_chip);
+  // Each stage's figures without recomputation, and its activations with selective and with full recomputation.
+  struct StageMemory {
+    MemoryEstimate e;
+    double selective_act = 0.0, remat_act = 0.0;
+  };
+  std::vector<StageMemory> stages;
   // Bytes per parameter held by one device: weights, gradients, optimizer state.
   // Mixed precision (bf16/fp16) keeps an fp32 master copy: ZeRO (Rajbhandari et al. 2020, §3.1) counts
   // 2 + 2 + 12 bytes per parameter for mixed-precision Adam; fp32 Adam is 4 + 4 + 8. The gradients take
@@ -260,21 +266,40 @@ MemoryEstimate estimate_memory_need(const scenario::Scenario& s, const catalog::
     const double remat_act = act_inputs * inflight + act_max_layer;
     // Selective: everything but the attention cores, plus one layer's attention core while it is recomputed.
     const double selective_act = (act - attn_core) * inflight + attn_core_max_layer;
-    const double fixed = e.params_bytes + e.grads_bytes + e.optimizer_bytes;
-    switch (s.training.rematerialization) {
-      case scenario::Remat::none: break;
-      case scenario::Remat::full: e.remat = true; break;
-      case scenario::Remat::selective: e.selective = true; break;
-      case scenario::Remat::automatic:
-        // The first of none, selective and full that fits.
-        if (fixed + e.activations_no_remat_bytes > e.capacity_bytes) {
-          e.selective = fixed + selective_act <= e.capacity_bytes;
-          e.remat = !e.selective;
-        }
-        break;
-    }
-    e.activations_bytes = e.remat ? remat_act : e.selective ? selective_act : e.activations_no_remat_bytes;
-    if (stage == 0 || e.total_bytes() > best.total_bytes()) best = e;
+    stages.push_back({e, selective_act, remat_act});
+  }
+  // One recomputation for the whole step (the step graph applies one to every stage): the given one, or with auto
+  // the first of none, selective and full with which every stage fits (full when none does: the error then gives
+  // full's figures).
+  auto with = [](const StageMemory& st, bool remat, bool selective) {
+    MemoryEstimate e = st.e;
+    e.remat = remat;
+    e.selective = selective;
+    e.activations_bytes = remat ? st.remat_act : selective ? st.selective_act : e.activations_no_remat_bytes;
+    return e;
+  };
+  auto all_fit = [&](bool remat, bool selective) {
+    return std::all_of(stages.begin(), stages.end(), [&](const StageMemory& st) {
+      const MemoryEstimate e = with(st, remat, selective);
+      return e.total_bytes() <= e.capacity_bytes;
+    });
+  };
+  bool remat = false, selective = false;
+  switch (s.training.rematerialization) {
+    case scenario::Remat::none: break;
+    case scenario::Remat::full: remat = true; break;
+    case scenario::Remat::selective: selective = true; break;
+    case scenario::Remat::automatic:
+      if (!all_fit(false, false)) {
+        selective = all_fit(false, true);
+        remat = !selective;
+      }
+      break;
+  }
+  // The stage that needs the most memory.
+  for (std::size_t k = 0; k < stages.size(); ++k) {
+    const MemoryEstimate e = with(stages[k], remat, selective);
+    if (k == 0 || e.total_bytes() > best.total_bytes()) best = e;
   }
   return best;
 }

@@ -259,6 +259,29 @@ TEST_CASE("workload::estimate_memory: rematerialisation auto, none and full", "[
   }
 }
 
+TEST_CASE("workload::estimate_memory: auto recomputation with a pipeline picks one mode with which every stage fits",
+          "[workload][memory]") {
+  // The audit's case: Mixtral-like, 8 layers on 8 stages. The middle stages fit with selective recomputation, the
+  // first and last (the vocabulary's weights, the fp32 logits) only with full; the step applies one mode to every
+  // stage, so auto must choose full, and the figures are those of the stage that needs the most.
+  const std::string file = std::string(MOESIM_SOURCE_ROOT) + "/scenarios/plan/h100-mixtral-8x7b.yaml";
+  const auto& h100 = t::real_catalog().accelerator("h100");
+  const auto s = moesim::scenario::load_file(
+      file, t::real_catalog(),
+      {"cluster.count=16", "model.layers=8", "training.batch_tokens=262144",
+       "parallelism={data: 2, expert: 1, tensor: 1, pipeline: 8, microbatches: 8, zero_stage: 0}"});
+  REQUIRE(s.training.rematerialization == Remat::automatic);
+  const auto e = estimate_memory(s, h100);
+  CHECK(e.remat);
+  CHECK_FALSE(e.selective);
+  CHECK(e.total_bytes() <= e.capacity_bytes);
+  // Selective alone does not fit (stage 0 or the last), which auto used to miss by sizing one middle stage.
+  auto sel = s;
+  sel.training.rematerialization = Remat::selective;
+  CHECK(moesim::workload::estimate_memory_need(sel, h100).total_bytes() > e.capacity_bytes);
+  CHECK_THROWS_AS(estimate_memory(sel, h100), moesim::Error);
+}
+
 TEST_CASE("workload::estimate_memory: a model that cannot fit even with remat names the accelerator",
           "[workload][memory]") {
   // 64 layers, d 8192: N ~ 64 x 12 x 8192^2 = 52e9 parameters x 16 bytes = 830 GB on each data-parallel GPU.
