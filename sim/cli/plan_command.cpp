@@ -134,7 +134,7 @@ int cmd_plan(const GlobalOptions& g, const PlanOptions& o) {
     for (const auto& c : candidates) {
       if (!o.list_pruned && c.verdict != engine::Verdict::simulate) continue;
       out += fmt::format("  {:<28} {:<13} {:6.1f} GiB{}{}\n", c.layout.label(), engine::to_string(c.verdict),
-                         c.need_bytes / gib, c.remat ? " remat" : c.selective ? " selective" : "",
+                         c.need_bytes / gib, c.remat ? " full" : c.selective ? " selective" : "",
                          c.reason.empty() ? "" : "  " + c.reason);
     }
     return out;

@@ -185,9 +185,15 @@ std::vector<Candidate> screen_layouts(const std::vector<Layout>& layouts,
     two.zero_stage = 2;
     if (const Candidate* d = find(two); d && d->verdict == Verdict::simulate) {
       c.verdict = Verdict::dominated;
-      c.reason = fmt::format("dominated by {}: ZeRO stages 1 and 2 build the same step, stage 2 needs less memory "
-                             "({:.2f} vs {:.2f} GiB)",
-                             two.label(), d->need_bytes / gib, c.need_bytes / gib);
+      auto mode = [](const Candidate& x) { return x.remat ? "full" : x.selective ? "selective" : "none"; };
+      if (d->remat == c.remat && d->selective == c.selective)
+        c.reason = fmt::format("dominated by {}: ZeRO stages 1 and 2 build the same step, stage 2 needs no more memory "
+                               "({:.2f} vs {:.2f} GiB)",
+                               two.label(), d->need_bytes / gib, c.need_bytes / gib);
+      else  // auto recomputation: stage 2's sharded gradients leave room to keep more activations
+        c.reason = fmt::format("dominated by {}: ZeRO stage 2 shards the gradients too, so it fits with less recomputation "
+                               "({} vs {}; {:.2f} vs {:.2f} GiB) and its step is no slower",
+                               two.label(), mode(*d), mode(c), d->need_bytes / gib, c.need_bytes / gib);
     }
   }
   // (2) Without a pipeline, the fewest micro-batches of each (data, expert, tensor, ZeRO, rematerialisation).

@@ -290,3 +290,32 @@ TEST_CASE("cli::plan: the layout an example plan's description suggests for `moe
   }
   CHECK(files >= 1);  // scenarios/plan/h100-mixtral-8x7b.yaml suggests one
 }
+
+TEST_CASE("cli::plan --list: a pruned ZeRO-1 layout's reason is true of its ZeRO-2 twin", "[cli][plan]") {
+  const std::string dir = scratch("zero_reason");
+  // Mixtral-like, 8 layers on 16 GPUs: with auto recomputation some ZeRO-2 layouts fit with less recomputation than
+  // their ZeRO-1 twins and so need more memory; "the same step, needs less memory" was printed for them too.
+  const Result r = run_moesim(std::string("plan ") + MOESIM_SOURCE_ROOT + "/scenarios/plan/h100-mixtral-8x7b.yaml --set cluster.count=16 "
+                              "--set model.layers=8 --set training.batch_tokens=262144 --dry-run --list --db " + dir + "/p.db",
+                              dir);
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  static const std::regex same(R"(build the same step, stage 2 needs no more memory \(([0-9.]+) vs ([0-9.]+) GiB\))");
+  static const std::regex less(R"(fits with less recomputation \((none|selective) vs (selective|full); ([0-9.]+) vs ([0-9.]+) GiB\))");
+  int n_same = 0, n_less = 0;
+  std::istringstream in(r.out);  // --dry-run --list: the layouts are the output
+  for (std::string line; std::getline(in, line);) {
+    INFO(line);
+    std::smatch m;
+    if (std::regex_search(line, m, same)) {
+      ++n_same;
+      CHECK(std::stod(m[1].str()) <= std::stod(m[2].str()));
+    } else if (std::regex_search(line, m, less)) {
+      ++n_less;
+      CHECK(m[1].str() != m[2].str());
+      CHECK(line.find(" " + m[2].str() + "  dominated by") != std::string::npos);  // the ZeRO-1 layout's own mode
+    }
+  }
+  CHECK(n_same > 0);
+  CHECK(n_less > 0);
+}
