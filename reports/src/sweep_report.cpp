@@ -31,6 +31,7 @@ struct PointView {
   std::string label;
   std::string status;  ///< complete, failed, running, skipped, or "not in this store"
   std::string skip_reason;
+  std::string run_error;  ///< a failed run's error message (an interrupted sweep's "interrupted", a crash, ...)
   const ComparisonRow* row = nullptr;
 };
 
@@ -155,11 +156,16 @@ std::size_t distinct_values(const nlohmann::json& axis) {
 /** "`key` (N values), ..." for the report's header line; `quote` wraps each key (Markdown: a backtick). */
 std::string axes_text(const store::SweepRecord& sweep, const std::string& quote) {
   std::string axes;
+  double product = 1.0;
   for (const auto& a : sweep.axes) {
     const std::size_t n = distinct_values(a);
+    product *= static_cast<double>(n);
     axes += fmt::format("{}{}{}{} ({} value{})", axes.empty() ? "" : ", ", quote, a.value("key", std::string("?")), quote, n,
                         n == 1 ? "" : "s");
   }
+  // Zipped axes advance together, and a planner's layouts are a list: then the points are not every combination.
+  if (sweep.axes.size() > 1 && product != static_cast<double>(sweep.point_count))
+    axes += fmt::format(" (not every combination of them, {:.0f}: zipped axes, or a list of points as a plan stores)", product);
   return axes;
 }
 
@@ -484,6 +490,25 @@ std::string html_sweep(const store::SweepRecord& sweep, const std::string& db_pa
   close_table(w);
   w.close("section");
 
+  if (n.failed > 0) {
+    w.open("section", {{"id", "failed"}});
+    w.element("h2", {}, "Failed points");
+    open_table(w, {{"class", "sweep-failed"}});
+    header_row(w, {{"Point", true}, {"Values", false}, {"Run", true}, {"Error", false}});
+    w.open("tbody");
+    for (const auto& v : points) {
+      if (v.status != "failed") continue;
+      w.open("tr", {{"data-point", std::to_string(v.index)}});
+      text_cell(w, std::to_string(v.index), "num");
+      text_cell(w, v.label, "src");
+      text_cell(w, v.row ? std::to_string(v.row->run_id) : "", "num");
+      text_cell(w, v.run_error, "src");
+      w.close("tr");
+    }
+    w.close("tbody");
+    close_table(w);
+    w.close("section");
+  }
   w.open("section", {{"id", "skipped"}});
   w.element("h2", {}, "Skipped points");
   if (n.skipped == 0) {
@@ -554,6 +579,9 @@ std::string render_sweep_report(const store::Store& db, std::int64_t sweep_id, F
       } else if (p.run_id && by_run.count(*p.run_id)) {
         v.row = by_run.at(*p.run_id);
         v.status = v.row->status;
+        if (v.status == "failed")
+          for (const auto& run : runs)
+            if (run.id == *p.run_id) v.run_error = run.error_message.empty() ? "(no error recorded)" : run.error_message;
       } else {
         v.status = "not run";
       }
@@ -573,7 +601,7 @@ std::string render_sweep_report(const store::Store& db, std::int64_t sweep_id, F
   if (f == Format::csv) {
     std::vector<std::string> head = {"point"};
     for (const auto& k : keys) head.push_back(k);
-    for (const char* h : {"status", "run_id", "point_hash", "skip_reason"}) head.push_back(h);
+    for (const char* h : {"status", "run_id", "point_hash", "skip_reason", "run_error"}) head.push_back(h);
     for (const auto& c : columns) head.push_back(csv_column(c));
     head.push_back("pareto");
     head.push_back("sweep_overrides");
@@ -591,6 +619,7 @@ std::string render_sweep_report(const store::Store& db, std::int64_t sweep_id, F
       const auto h = held.find(v.index);
       cells.push_back(h == held.end() ? "" : h->second->point_hash);
       cells.push_back(v.skip_reason);
+      cells.push_back(v.run_error);
       for (const auto& c : columns) {
         const double x = v.row ? c.value(*v.row) : std::numeric_limits<double>::quiet_NaN();
         cells.push_back(std::isfinite(x) ? fmt::format("{}", x) : "");
@@ -640,6 +669,13 @@ std::string render_sweep_report(const store::Store& db, std::int64_t sweep_id, F
     for (const auto& v : points)
       if (v.status == "skipped")
         out += fmt::format("| {} | {} | {} |\n", v.index, markdown_escape(v.label), markdown_escape(v.skip_reason));
+  }
+  if (failed > 0) {
+    out += "\n## Failed points\n\n| Point | Values | Run | Error |\n|---:|---|---:|---|\n";
+    for (const auto& v : points)
+      if (v.status == "failed")
+        out += fmt::format("| {} | {} | {} | {} |\n", v.index, markdown_escape(v.label), v.row ? v.row->run_id : 0,
+                           markdown_escape(v.run_error));
   }
   out += "\n## Data sources and licences\n\n" + detail::markdown_licences(runs);
   return out;

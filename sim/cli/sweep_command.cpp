@@ -510,11 +510,19 @@ int cmd_db_merge(const DbMergeOptions& o) {
                               db_stem(o.out)));
     if (std::filesystem::is_directory(shard, ec))
       throw Error(fmt::format("cannot merge {}: it is a directory; give the shard stores to merge (SQLite files)", shard));
+    std::size_t sweeps = 0, runs = 0;
     try {
       const store::Store in(shard, store::Store::Mode::read_only);
+      sweeps = in.list_sweeps().size();
+      runs = in.list_runs().size();
     } catch (const Error& e) {
       throw Error(fmt::format("cannot merge {}: {}", shard, e.what()));
     }
+    // A store of runs and comparisons only would merge nothing: said, rather than an empty store and exit 0.
+    if (sweeps == 0)
+      throw Error(fmt::format("cannot merge {}: it holds no sweep ({} run{} outside any); db merge gathers the shard stores of "
+                              "a sweep (moesim sweep --shard); runs and comparisons stay in the store that ran them",
+                              shard, runs, runs == 1 ? "" : "s"));
   }
   store::Store out(o.out);
   json results = json::array();

@@ -472,6 +472,15 @@ TEST_CASE("cli::db merge: a bad input is refused before the output store is crea
     CHECK(r.err.find("cannot merge " + dir + "/missing.db: no such file") != std::string::npos);
     CHECK_FALSE(fs::exists(out));
   }
+  SECTION("a store of runs and no sweep: nothing it could merge") {
+    {
+      Store runs_only(dir + "/runs.db");  // an empty store: no sweep, no run
+    }
+    const Result r = run_moesim("db merge " + out + " " + dir + "/runs.db", dir);
+    CHECK(r.status == 1);
+    CHECK(r.err.find("cannot merge " + dir + "/runs.db: it holds no sweep (0 runs outside any)") != std::string::npos);
+    CHECK_FALSE(fs::exists(out));
+  }
 }
 
 TEST_CASE("cli::sweep: a point's errors name the sweep point and the sweep file, not a --set with a made-up location",

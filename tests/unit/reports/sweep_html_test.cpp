@@ -213,17 +213,19 @@ TEST_CASE("reports::sweep md/html: an axis listed a value per point (a plan's sw
                                       {"parallelism.tensor", json::array({1, 1, 1, 1, 1})}},
                                      {}, true);
   const std::string md = r::render_sweep_report(db, id, r::Format::markdown);
-  CHECK(md.find("5 points over `parallelism.data` (3 values), `parallelism.expert` (3 values), `parallelism.tensor` (1 value);") !=
-        std::string::npos);
+  // 3 x 3 x 1 = 9 combinations for 5 points: the header says the points are not every combination.
+  const std::string note = " (not every combination of them, 9: zipped axes, or a list of points as a plan stores)";
+  CHECK(md.find("5 points over `parallelism.data` (3 values), `parallelism.expert` (3 values), `parallelism.tensor` (1 value)" + note +
+                ";") != std::string::npos);
   CHECK(md.find("(5 values)") == std::string::npos);
   const std::string html = r::render_sweep_report(db, id, r::Format::html);
-  CHECK(html.find("5 points over parallelism.data (3 values), parallelism.expert (3 values), parallelism.tensor (1 value).") !=
-        std::string::npos);
+  CHECK(html.find("5 points over parallelism.data (3 values), parallelism.expert (3 values), parallelism.tensor (1 value)" + note +
+                  ".") != std::string::npos);
   // A cartesian sweep: each axis its own values, as before.
   Store db2((dir.path() / "s2.db").string());
   const std::int64_t grid = make_sweep(db2, {{"cluster.count", json::array({256, 512, 1024})}, {"parallelism.data", json::array({1, 2})}});
   CHECK(r::render_sweep_report(db2, grid, r::Format::markdown).find("6 points over `cluster.count` (3 values), `parallelism.data` (2 values);") !=
-        std::string::npos);
+        std::string::npos);  // every combination: no note
 }
 
 TEST_CASE("reports::sweep csv: each ranking column carries its unit in its name, documented in reports/README.md",
@@ -235,7 +237,7 @@ TEST_CASE("reports::sweep csv: each ranking column carries its unit in its name,
   REQUIRE(rows.size() >= 3);
   const std::vector<std::string>& head = rows[0];
   const std::vector<std::string> expected = {"point", "parallelism.data", "status", "run_id", "point_hash", "skip_reason",
-                                             "train_days", "facility_energy_mwh", "co2e_gross_t", "co2e_net_t",
+                                             "run_error", "train_days", "facility_energy_mwh", "co2e_gross_t", "co2e_net_t",
                                              "wan_bytes_per_step_gb", "wan_time_per_step_s", "pareto", "sweep_overrides"};
   CHECK(head == expected);
   // The values are those of the Markdown table's columns, in the units the names give (MWh, t).
@@ -247,7 +249,7 @@ TEST_CASE("reports::sweep csv: each ranking column carries its unit in its name,
     CHECK(t::num(rows[i][col("co2e_gross_t")]) == Approx(9.0 - 0.61 * static_cast<double>((i - 1) % 5)).epsilon(1e-9));
   }
   const std::string readme = t::read_text_file(std::string(MOESIM_SOURCE_ROOT) + "/reports/README.md");
-  for (std::size_t c = col("skip_reason") + 1; c < head.size(); ++c) {
+  for (std::size_t c = col("skip_reason"); c < head.size(); ++c) {
     INFO(head[c]);
     CHECK(readme.find("`" + head[c] + "`") != std::string::npos);
   }
@@ -360,4 +362,34 @@ TEST_CASE("reports::svg heat_map: viridis ends, shape errors", "[reports][svg]")
   h.values = {{1.0}, {std::nan("")}};
   const auto doc = t::parse_xml(svg::heat_map(h));
   CHECK(doc->by_class("cell").size() == 1);
+}
+
+TEST_CASE("reports::sweep: a failed point's error is in every format", "[reports][sweep]") {
+  t::TempDir dir;
+  Store db((dir.path() / "s.db").string());
+  // Two points: point 0 completes; point 1's run failed (an interrupted sweep marks its run so).
+  const std::int64_t id = make_sweep(db, {{"parallelism.data", json::array({1, 2})}}, {1});
+  SweepPointRecord p;
+  p.index = 1;
+  p.label = "parallelism.data=2";
+  p.point_hash = fmt::format("{:032x}", 2);
+  moesim::store::RunRecord h = t::header("test-sweep", "site_1");
+  h.alternative_label = p.label;
+  h.point_hash = p.point_hash;
+  const std::int64_t run = db.begin_run(h);
+  db.fail_run(run, "interrupted");
+  p.run_id = run;
+  db.set_sweep_point(id, p);
+  const std::string md = r::render_sweep_report(db, id, r::Format::markdown);
+  CHECK(md.find("## Failed points") != std::string::npos);
+  CHECK(md.find(fmt::format("| 1 | parallelism.data=2 | {} | interrupted |", run)) != std::string::npos);
+  const auto rows = t::parse_csv(r::render_sweep_report(db, id, r::Format::csv));
+  REQUIRE(rows.size() == 3);
+  const auto col = static_cast<std::size_t>(std::find(rows[0].begin(), rows[0].end(), "run_error") - rows[0].begin());
+  REQUIRE(col < rows[0].size());
+  CHECK(rows[1][col].empty());
+  CHECK(rows[2][col] == "interrupted");
+  const std::string html = r::render_sweep_report(db, id, r::Format::html);
+  CHECK(html.find("Failed points") != std::string::npos);
+  CHECK(html.find(">interrupted<") != std::string::npos);
 }
