@@ -19,26 +19,19 @@
 
 #include "moesim/store/store.hpp"
 #include "moesim_test/cli_run.hpp"
+#include "serving_cli_support.hpp"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
 
-using Result = moesim::testing::CliResult;
+using moesim::testing::serving_cli::kModel;
+using moesim::testing::serving_cli::Result;
+using moesim::testing::serving_cli::run_cli;
+using moesim::testing::serving_cli::write;
 
 std::string scratch(const std::string& name) { return moesim::testing::scratch_dir("serving_cli", name); }
-
-Result run_cli(const std::string& args, const std::string& dir) { return moesim::testing::run_moesim_in(args, dir); }
-
-std::string write(const std::string& path, const std::string& text) {
-  std::ofstream(path) << text;
-  return path;
-}
-
-const char* kModel =
-    "model:\n  layers: 4\n  d_model: 1024\n  d_ff: 4096\n  heads: 8\n  kv_heads: 2\n  experts: 8\n  top_k: 2\n"
-    "  vocab: 32000\n  seq_len: 4096\n  activation: swiglu\n";
 const char* kCluster = "cluster:\n  accelerator: h100\n  count: 8\nplacement:\n  - datacenter: gcp_us_central1_2023\n";
 
 std::string scenario(const std::string& dir, const std::string& serving, const std::string& name = "s.yaml") {
