@@ -1496,6 +1496,8 @@ StepResult Simulator::run_graph(workload::BuiltStep& step, const std::vector<int
   return impl_->run_step(step, false, &chips);
 }
 
+void Simulator::hold_job(const std::vector<int>& chips) { impl_->hold_job_state(impl_->plat->chips(), chips, true); }
+
 sg4::Host* Simulator::take_pacer() {
   if (impl_->free_pacers.empty()) throw Error("engine: no pacer host left; raise EngineOptions::pacers");
   sg4::Host* h = impl_->free_pacers.back();

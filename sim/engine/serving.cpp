@@ -209,7 +209,7 @@ void check_window(const scenario::Scenario& s, const MeasuredWindow& w, const st
 /** Least load of a chip replaying a memoised stretch (replay_span): every chip of the stretch carries a load in its
  *  parallel task; one with nothing to compute draws 1e-9 of the active-to-full span above active power (negligible).
  *  Outside any task a chip draws active power as well: a deployment holds its chips in the job's power state
- *  throughout (Driver::hold_job). */
+ *  throughout (Simulator::hold_job). */
 constexpr double kBackgroundLoad = 1e-9;
 /** ITL histogram: log-spaced bins of 0.1 % from 1 us (resolution of the reported percentiles). */
 constexpr double kItlBinRatio = 1.001;
@@ -376,12 +376,6 @@ class Driver {
     return w.compute_bound.time_s * extra_w(w.compute_bound) + w.memory_bound.time_s * extra_w(w.memory_bound);
   }
   void fast_scheduler(Replica& r);
-  /** Puts `chips` in the job's power state (platform::kJobPstate: active power while they compute nothing). A
-   *  deployment holds its chips in a job for the whole run: between iterations, and on a replica with nothing to do,
-   *  they wait at the accelerator's active power (in a job, waiting; profiles/accelerators/ *.yaml), not its idle power
-   *  (powered on, no job). Simulator::run_graph returns its chips to the idle pstate when its graph ends: called at
-   *  each replica's start and again after every graph run on chips. Not an activity: no simulated time passes. */
-  void hold_job(const std::vector<int>& chips);
 
  public:
   /** Batch formation (serving.scheduler.type) and routing (serving.router.type) policies, by scenario name. */
@@ -1186,7 +1180,6 @@ const LayerCost& Driver::layer_cost(Replica& r, int stage, LayerKind kind, doubl
   end.label = "layer end";
   step.end = workload::add_phase(step.graph, std::move(end), {last});
   const StepResult res = sim_->run_graph(step, r.stage_chips[static_cast<std::size_t>(stage)]);
-  hold_job(r.stage_chips[static_cast<std::size_t>(stage)]);
   for (const auto& [k, a] : res.algorithms) algorithms_[k] = a;
   cost.comm_s = std::max(0.0, res.duration_s - compute_s) + plan.imbalance_wait_s;
   cost.site_link_bytes = res.site_link_bytes;
@@ -1253,19 +1246,10 @@ double Driver::pipeline_send(Replica& r, int stage, double tokens, bool& simulat
   end.label = "send end";
   step.end = workload::add_phase(step.graph, std::move(end), {p});
   const StepResult res = sim_->run_graph(step, r.chips);
-  hold_job(r.chips);
   // Sent once in detail here; replayed for later iterations of the same size.
   sends_.emplace(key, res.duration_s);
   simulated_now = true;
   return res.duration_s;
-}
-
-void Driver::hold_job(const std::vector<int>& chips) {
-  const auto& hosts = sim_->platform().chips();
-  for (int c : chips) {
-    sg4::Host* h = hosts[static_cast<std::size_t>(c)];
-    if (h->get_pstate() != platform::kJobPstate) h->set_pstate(platform::kJobPstate);
-  }
 }
 
 void Driver::replay(const std::vector<int>& chips, const std::vector<double>& busy, const std::vector<double>& extra_j, double comm_s) {
@@ -1424,7 +1408,7 @@ double Driver::execute(Replica& r, const IterationShape& shape) {
   if (t0 > r.busy_until) {
     // The energy plugin brings a host's joules up to date when one of its activities changes state, and at
     // the start of single-host executions only: a parallel task starting on a chip that was waiting (at active
-    // power, hold_job) would have the wait charged at the task's load. Bring the waiting chips up to date first.
+    // power, Simulator::hold_job) would have the wait charged at the task's load. Bring the waiting chips up to date first.
     for (int c : r.chips) sg_host_get_consumed_energy(sim_->platform().chips()[static_cast<std::size_t>(c)]);
   }
   const double tokens = shape.tokens();
@@ -1500,15 +1484,17 @@ ServingResult Driver::run() {
   if (!fast_) sg4::Actor::create("arrivals", home, guard([this] { arrivals(); }));
   for (Replica& r : replicas_) {
     Replica* rp = &r;
-    // Each replica holds its chips in the job from the run's start (hold_job).
+    // A deployment holds its chips in a job for the whole run: between iterations, and on a replica with nothing to
+    // do, they wait at the accelerator's active power (in a job, waiting; profiles/accelerators/ *.yaml), not its idle
+    // power (powered on, no job). Simulator::hold_job keeps them there between the graphs run on them.
     if (fast_)
       sg4::Actor::create(fmt::format("replica{}", r.index), home, guard([this, rp] {
-        hold_job(rp->chips);
+        sim_->hold_job(rp->chips);
         fast_scheduler(*rp);
       }));
     else
       sg4::Actor::create(fmt::format("replica{}", r.index), home, guard([this, rp] {
-        hold_job(rp->chips);
+        sim_->hold_job(rp->chips);
         scheduler(*rp);
       }));
   }

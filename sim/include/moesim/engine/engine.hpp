@@ -158,6 +158,10 @@ class Simulator {
   /** Runs one phase DAG from inside an actor, in simulated time; `chips` are in the job's power state
    *  (active power) while it runs. No power series; the collective memo is shared. */
   StepResult run_graph(workload::BuiltStep& step, const std::vector<int>& chips);
+  /** Holds `chips` in the job's power state from now on, between graphs too (a serving deployment keeps its chips in
+   *  a job for the whole run: they wait at active power, not idle). One more reference to the state run_graph takes
+   *  and releases for its chips. Not an activity: no simulated time passes. */
+  void hold_job(const std::vector<int>& chips);
   /** A pacer host for a timed delay (exclusive until released); throws when none is left. */
   simgrid::s4u::Host* take_pacer();
   void release_pacer(simgrid::s4u::Host* pacer);
