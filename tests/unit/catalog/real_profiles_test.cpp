@@ -27,8 +27,8 @@ const Catalog& real() {
 
 }  // namespace
 
-TEST_CASE("catalog::Catalog: loads the eight shipped accelerators", "[catalog]") {
-  const std::vector<std::string> expected = {"a100", "a100_40gb", "h100", "h200", "tpu_v2", "tpu_v3", "tpu_v4", "v100"};
+TEST_CASE("catalog::Catalog: loads the nine shipped accelerators", "[catalog]") {
+  const std::vector<std::string> expected = {"a100", "a100_40gb", "h100", "h200", "h800", "tpu_v2", "tpu_v3", "tpu_v4", "v100"};
   CHECK(real().accelerator_names() == expected);
   for (const auto& name : expected) {
     const auto& a = real().accelerator(name);
@@ -165,7 +165,7 @@ TEST_CASE("catalog::AcceleratorSpec: power conventions and published power figur
     CHECK(v4.host_overhead_w != v3.host_overhead_w);
   }
   SECTION("GPUs are chip convention with a host share and full = TDP") {
-    for (const auto& name : {"v100", "a100", "h100", "h200"}) {
+    for (const auto& name : {"v100", "a100", "h100", "h200", "h800"}) {
       const auto& g = real().accelerator(name);
       INFO(name);
       CHECK(g.power_convention == PowerConvention::chip);
@@ -213,6 +213,21 @@ TEST_CASE("catalog::AcceleratorSpec: GPU matrix dtypes and measured ceilings", "
     CHECK(real().accelerator("a100").nic_bandwidth_bytes_per_s == Approx(200e9 / 8));  // HDR 200 Gb/s
     CHECK(real().accelerator("h100").nic_bandwidth_bytes_per_s == Approx(400e9 / 8));  // NDR 400 Gb/s
     CHECK(real().accelerator("h200").nic_bandwidth_bytes_per_s == Approx(400e9 / 8));
+    CHECK(real().accelerator("h800").nic_bandwidth_bytes_per_s == Approx(400e9 / 8));
+  }
+  SECTION("H800 is the H100 with NVLink cut from 900 to 400 GB/s: nothing else the simulator uses differs") {
+    const auto& h100 = real().accelerator("h100");
+    const auto& h800 = real().accelerator("h800");
+    CHECK(h800.nvlink_bandwidth_bytes_per_s == Approx(400e9 / 2));
+    CHECK(h100.nvlink_bandwidth_bytes_per_s / h800.nvlink_bandwidth_bytes_per_s == Approx(900.0 / 400.0));
+    // DeepSeek-V3 (arXiv 2412.19437 section 3.2.2) reports 160 GB/s over its NVLink: the payload rate within 5 %.
+    CHECK(h800.nvlink_bandwidth_bytes_per_s * h800.nvlink_efficiency == Approx(160e9).epsilon(0.05));
+    for (const char* dt : {"bf16", "fp16", "fp8"}) CHECK(h800.peak_flops_for(dt) == h100.peak_flops_for(dt));
+    CHECK(h800.hbm_bytes == h100.hbm_bytes);
+    CHECK(h800.hbm_bandwidth_bytes_per_s == h100.hbm_bandwidth_bytes_per_s);
+    CHECK(h800.full_w == h100.full_w);
+    CHECK(h800.host_overhead_w == h100.host_overhead_w);
+    CHECK_FALSE(h800.measured_matmul_flops_per_s);  // nothing was measured on an H800
   }
 }
 
