@@ -347,6 +347,8 @@ svg::LineChart over_time_chart(const store::RunRecord& r, const std::string& id,
   c.x_axis_label = "simulated time (s)";
   c.x_unit = "s";
   c.steps = true;
+  // Every series over time shares x; the last point's interval may be shorter than the one before it.
+  c.steps_end_x = detail::series_span(r).end_s;
   const double start = metric_or_nan(r, "window_start_s"), window = metric_or_nan(r, "window_s");
   if (std::isfinite(start) && std::isfinite(window)) {
     c.band_x0 = start;
@@ -404,10 +406,11 @@ void over_time_section(XmlWriter& w, const store::RunRecord& r) {
     w.raw(svg::line_chart(c));
   }
   const std::string convention = prov_string(r.provenance, "power_convention");
+  const std::string span = detail::series_span_text(r);
   w.element("p", {{"class", "note"}},
-            fmt::format("Each value is the average over the sampling interval that starts at it{}; the shaded band is the measurement "
-                        "window, over which throughput, energy and CO2e are accounted.{}",
-                        detail::interval_text(r.provenance),
+            fmt::format("{}Each value is the average over the sampling interval that starts at it{}; the shaded band is the "
+                        "measurement window, over which throughput, energy and CO2e are accounted.{}",
+                        span.empty() ? "" : span + ". ", detail::interval_text(r),
                         convention.empty() ? "" : " Power convention: " + convention + "."));
   if (const std::string pinned = pinned_power_note(r); !pinned.empty()) w.element("p", {{"class", "note"}}, pinned);
 }
@@ -465,6 +468,7 @@ void provenance_section(XmlWriter& w, const store::RunRecord& r) {
   add_string("step_times_s", "simulated step times (s)");
   add_string("window", "measurement window");
   add_string("series_interval_s", "series sampling interval (s)");
+  add_string("series_first_interval_s", "the first series point's interval, from 0 (s)");
   add_string("series_last_interval_s", "the last series point's interval (s)");
   add_string("memo_buckets_per_octave", "iteration-cost memo buckets per octave");
   kv_table(w, rows);

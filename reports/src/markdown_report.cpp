@@ -173,6 +173,7 @@ std::string provenance(const store::RunRecord& r) {
   add("step_times_s", "simulated step times (s)");
   add("window", "measurement window");
   add("series_interval_s", "series sampling interval (s)");
+  add("series_first_interval_s", "the first series point's interval, from 0 (s)");
   add("series_last_interval_s", "the last series point's interval (s)");
   add("memo_buckets_per_octave", "iteration-cost memo buckets per octave");
   out += kv(rows);
@@ -370,9 +371,12 @@ std::string serving_over_time(const store::RunRecord& r) {
   }
   if (cells.empty()) return out + "This run stored no series over time.\n\n";
   out += table({"Series", "Mean of the samples", "Lowest", "Highest", "Unit"}, {false, true, true, true, false}, cells);
-  out += fmt::format("{} sample{} over the whole run, each the average over the sampling interval that starts at it{}; the HTML report plots them with the "
+  // The power series' points are every series' (they share x); another's count is the same.
+  std::string span = detail::series_span_text(r);
+  if (span.empty()) span = fmt::format("{} sample{}", samples, samples == 1 ? "" : "s");
+  out += fmt::format("{}, each the average over the sampling interval that starts at it{}; the HTML report plots them with the "
                      "measurement window marked.\n\n",
-                     samples, samples == 1 ? "" : "s", detail::interval_text(r.provenance));
+                     span, detail::interval_text(r));
   if (const std::string pinned = pinned_power_note(r); !pinned.empty()) out += pinned + "\n\n";
   return out;
 }

@@ -326,16 +326,66 @@ std::vector<DatacenterSource> datacenter_sources(const store::RunRecord& r) {
   return out;
 }
 
-std::string interval_text(const nlohmann::json& provenance) {
-  auto number = [&](const char* key) {
-    return provenance.is_object() && provenance.contains(key) && provenance[key].is_number() ? provenance[key].get<double>()
-                                                                                             : std::numeric_limits<double>::quiet_NaN();
-  };
-  const double interval = number("series_interval_s"), last = number("series_last_interval_s");
+namespace {
+
+double provenance_number(const nlohmann::json& provenance, const char* key) {
+  return provenance.is_object() && provenance.contains(key) && provenance[key].is_number() ? provenance[key].get<double>()
+                                                                                           : std::numeric_limits<double>::quiet_NaN();
+}
+
+/** a and b equal to the clock's rounding (1e-9 relative, as the monitor compares sample times). */
+bool same_time(double a, double b) { return std::fabs(a - b) <= 1e-9 * std::max(1.0, std::fabs(b)); }
+
+/** When a serving run ends: its last completion, or its window's end when that is later (an open-loop window is
+ *  simulated to its end). NaN when the run stores neither. */
+double run_end_s(const store::RunRecord& r) {
+  const double makespan = metric_or_nan(r, "makespan_s");
+  const double window_end = metric_or_nan(r, "window_start_s") + metric_or_nan(r, "window_s");
+  if (!std::isfinite(window_end)) return makespan;
+  return std::isfinite(makespan) && makespan > window_end ? makespan : window_end;
+}
+
+}  // namespace
+
+SeriesSpan series_span(const store::RunRecord& r) {
+  SeriesSpan out;
+  const store::Series* s = find_series(r, "power_w");
+  if (s == nullptr || s->x.empty()) return out;
+  const double interval = provenance_number(r.provenance, "series_interval_s");
+  double last = provenance_number(r.provenance, "series_last_interval_s");
+  if (!std::isfinite(last)) last = interval;
+  out.points = s->x.size();
+  out.start_s = s->x.front();
+  out.end_s = s->x.back() + (std::isfinite(last) ? last : 0.0);
+  const double run_end = run_end_s(r);
+  out.whole_run = same_time(out.start_s, 0.0) && std::isfinite(run_end) && (same_time(out.end_s, run_end) || out.end_s > run_end);
+  return out;
+}
+
+std::string interval_text(const store::RunRecord& r) {
+  const double interval = provenance_number(r.provenance, "series_interval_s");
+  const double first = provenance_number(r.provenance, "series_first_interval_s");
+  const double last = provenance_number(r.provenance, "series_last_interval_s");
   if (!std::isfinite(interval)) return "";
-  if (std::isfinite(last) && last > 0.0 && last < interval * (1.0 - 1e-9))
-    return fmt::format(" ({} s; the last, {} s, to the window's end)", format_value(interval), format_value(last));
-  return fmt::format(" ({} s)", format_value(interval));
+  std::string out = fmt::format(" ({} s", format_value(interval));
+  if (std::isfinite(first) && first > 0.0 && first < interval * (1.0 - 1e-9))
+    out += fmt::format("; the first, {} s, from 0", format_value(first));
+  if (std::isfinite(last) && last > 0.0 && last < interval * (1.0 - 1e-9)) {
+    const SeriesSpan span = series_span(r);
+    const double window_end = metric_or_nan(r, "window_start_s") + metric_or_nan(r, "window_s");
+    const bool at_window_end = !std::isfinite(span.end_s) || !std::isfinite(window_end) || same_time(span.end_s, window_end);
+    out += fmt::format("; the last, {} s, to {}", format_value(last), at_window_end ? "the window's end" : "the last completion");
+  }
+  return out + ")";
+}
+
+std::string series_span_text(const store::RunRecord& r) {
+  const SeriesSpan span = series_span(r);
+  if (span.points == 0) return "";
+  const std::string n = fmt::format("{} sample{}", span.points, span.points == 1 ? "" : "s");
+  if (span.whole_run) return fmt::format("{} over the whole run, 0 to {} s", n, format_value(span.end_s));
+  return fmt::format("{} from {} s to {} s of a run lasting {} s", n, format_value(span.start_s), format_value(span.end_s),
+                     format_value(run_end_s(r)));
 }
 
 std::string grid_basis_note(const std::vector<store::RunRecord>& runs) {

@@ -4,6 +4,7 @@
 // and CSV show the same numbers computed the same way.
 #include <functional>
 #include <optional>
+#include <limits>
 #include <string>
 #include <utility>
 #include <vector>
@@ -90,9 +91,24 @@ std::vector<DatacenterSource> datacenter_sources(const store::RunRecord& r);
  *  so part of a difference between such alternatives is the basis, not the grid. */
 std::string grid_basis_note(const std::vector<store::RunRecord>& runs);
 
-/** " (INTERVAL s)", or " (INTERVAL s; the last, LAST s, to the window's end)" when a serving run's last point is
- *  shorter (offline), from the run's provenance; empty when it records no interval. */
-std::string interval_text(const nlohmann::json& provenance);
+/** What a serving run's series over time cover, from its stored power series and provenance: each point from its x to
+ *  the next, the last to end_s (its x + series_last_interval_s). NaN when there is no such series. */
+struct SeriesSpan {
+  double start_s = std::numeric_limits<double>::quiet_NaN();  ///< the first point's x (0 for the whole run)
+  double end_s = std::numeric_limits<double>::quiet_NaN();    ///< the end of the last point's interval
+  std::size_t points = 0;
+  bool whole_run = false;  ///< from 0 to the run's end (its last completion, or the window's end when later)
+};
+SeriesSpan series_span(const store::RunRecord& r);
+
+/** " (INTERVAL s)", with "; the first, FIRST s, from 0" when a serving run's first point is shorter (a warm-up that is
+ *  not a whole number of intervals) and "; the last, LAST s, to the window's end" (offline) or "to the last completion"
+ *  (an open-loop drain) when its last is, from the run's provenance; empty when it records no interval. */
+std::string interval_text(const store::RunRecord& r);
+
+/** One sentence saying what the series over time cover: "N samples over the whole run, 0 to END s" (or, for a run
+ *  stored before they did, "N samples from START s to END s of a run lasting M s"). */
+std::string series_span_text(const store::RunRecord& r);
 
 /** The text of a Markdown report's "Data sources and licences" section about `runs` (markdown_report.cpp). */
 std::string markdown_licences(const std::vector<store::RunRecord>& runs);

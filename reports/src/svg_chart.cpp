@@ -515,10 +515,11 @@ std::string line_chart(const LineChart& c) {
   for (const auto& m : c.more_series) series.push_back({m.key, m.label, m.colour, &m.x, &m.y});
   for (const auto& d : series)
     if (d.x->size() != d.y->size()) throw std::invalid_argument("line_chart " + c.id + ": x and y differ in length");
-  // Right end of point i's step: the next x, or (last point) x plus the interval before it.
-  auto step_end = [](const std::vector<double>& xs, std::size_t i) {
+  // Right end of point i's step: the next x, or (last point) steps_end_x, else x plus the interval before it.
+  auto step_end = [&c](const std::vector<double>& xs, std::size_t i) {
     double e = xs[i];
     if (i + 1 < xs.size()) e = xs[i + 1];
+    else if (std::isfinite(c.steps_end_x) && c.steps_end_x > xs[i]) e = c.steps_end_x;
     else if (i >= 1) e = xs[i] + (xs[i] - xs[i - 1]);
     return std::isfinite(e) ? e : xs[i];
   };

@@ -124,7 +124,13 @@ class UsageError : public Error {
 };
 int cmd_explain(bool markdown);
 int cmd_list(const GlobalOptions& g, const std::string& what, const std::string& filter);
+/** `moesim runs list`: one row per run, every kind in one table; energy and CO2e each with its own unit. */
 int cmd_runs_list(const RunsOptions& o);
+/** An energy for people, in Wh, kWh, MWh or GWh (the largest it reads at least 1 in), three significant digits and
+ *  the unit: "15.6 Wh" (a serving window), "1.23 GWh" (a training job). */
+std::string scaled_energy_text(double joules);
+/** A mass of CO2e the same way, in g, kg, t or kt: "6.69 g". */
+std::string scaled_mass_text(double kg);
 int cmd_runs_show(const RunsOptions& o);
 /** A serving run's stored request timings as CSV (or JSON): the times, and the TTFT, TPOT and E2E derived from them. */
 int cmd_runs_requests(const RunsOptions& o);

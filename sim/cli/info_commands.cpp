@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <cctype>
+#include <cmath>
 #include <initializer_list>
 #include <iostream>
 #include <optional>
@@ -85,6 +86,31 @@ int cmd_list(const GlobalOptions& g, const std::string& what, const std::string&
   return 0;
 }
 
+namespace {
+
+/** A quantity shown in the largest of `steps` ({size of the unit in SI, its symbol}, ascending) in which it reads at
+ *  least 1 (the smallest below that), to three significant digits with its unit: "15.6 Wh", "1.23 GWh". */
+std::string scaled_text(double si, std::initializer_list<std::pair<double, const char*>> steps) {
+  const std::pair<double, const char*>* chosen = steps.begin();
+  for (const auto& s : steps)
+    if (std::fabs(si) >= s.first) chosen = &s;
+  return fmt::format("{} {}", reports::format_value(si / chosen->first, 3), chosen->second);
+}
+
+}  // namespace
+
+std::string scaled_energy_text(double joules) {
+  constexpr double kJoulesPerWh = units::kJoulesPerKwh / 1e3;  // SI prefix k = 1e3
+  constexpr double kJoulesPerGwh = units::kJoulesPerMwh * 1e3;  // SI prefix G = 1e3 M
+  return scaled_text(joules, {{kJoulesPerWh, "Wh"}, {units::kJoulesPerKwh, "kWh"}, {units::kJoulesPerMwh, "MWh"}, {kJoulesPerGwh, "GWh"}});
+}
+
+std::string scaled_mass_text(double kg) {
+  constexpr double kKgPerGram = 1.0 / units::kGramsPerKg;
+  constexpr double kKgPerKilotonne = units::kKgPerTonne * 1e3;  // SI prefix k = 1e3
+  return scaled_text(kg, {{kKgPerGram, "g"}, {1.0, "kg"}, {units::kKgPerTonne, "t"}, {kKgPerKilotonne, "kt"}});
+}
+
 int cmd_runs_list(const RunsOptions& o) {
   store::Store db(o.db, store::Store::Mode::read_only);
   const auto runs = db.list_runs();
@@ -101,15 +127,17 @@ int cmd_runs_list(const RunsOptions& o) {
     std::cout << a.dump(2) << "\n";
     return 0;
   }
-  // Every kind in one table, in one set of units: a serving run has no training days, and its window's energy and
-  // CO2e read in MWh and t here (`runs show ID` gives them in kWh and kg).
-  std::cout << fmt::format("{:>5}  {:<9} {:<28} {:<9} {:<20} {:>10} {:>12} {:>12}\n", "id", "kind", "scenario", "status", "created (UTC)",
-                           "days", "facility MWh", "tCO2e gross");
-  // Three significant digits, as the comparison table: a serving run's few kWh would read 0.00 with fixed decimals.
+  // Every kind in one table. A serving run's window draws a few Wh where a training job draws MWh, so each cell carries
+  // its own unit (`runs show ID` gives the same figures; `--json` keeps fixed units: MWh and t).
+  std::cout << fmt::format("{:>5}  {:<9} {:<28} {:<9} {:<20} {:>10} {:>15} {:>12}\n", "id", "kind", "scenario", "status", "created (UTC)",
+                           "days", "facility energy", "CO2e gross");
+  // Three significant digits, as the comparison table.
   auto opt = [](const std::optional<double>& v) { return v ? reports::format_value(*v, 3) : std::string("-"); };
+  auto energy = [](const std::optional<double>& mwh) { return mwh ? scaled_energy_text(*mwh * units::kJoulesPerMwh) : std::string("-"); };
+  auto mass = [](const std::optional<double>& t) { return t ? scaled_mass_text(*t * units::kKgPerTonne) : std::string("-"); };
   for (const auto& r : runs)
-    std::cout << fmt::format("{:>5}  {:<9} {:<28} {:<9} {:<20} {:>10} {:>12} {:>12}\n", r.id, r.kind, r.scenario_name, store::to_string(r.status),
-                             r.created_at_utc.substr(0, 19), opt(r.train_days), opt(r.facility_energy_mwh), opt(r.co2e_gross_t));
+    std::cout << fmt::format("{:>5}  {:<9} {:<28} {:<9} {:<20} {:>10} {:>15} {:>12}\n", r.id, r.kind, r.scenario_name, store::to_string(r.status),
+                             r.created_at_utc.substr(0, 19), opt(r.train_days), energy(r.facility_energy_mwh), mass(r.co2e_gross_t));
   return 0;
 }
 

@@ -162,7 +162,8 @@ std::string assumed_pue_notes(const store::RunRecord& r) {
 }
 
 json incomplete_record_json(const store::RunRecord& r) {
-  // A failed or unfinished run has no results: its figures are null (as in `runs list --json`), never 0.
+  // A failed or unfinished training run has no results: its figures are null (as in `runs list --json`), never 0. A
+  // serving run keeps the serving shape (serving_record_json).
   json out = {{"run_id", r.id},
               {"kind", r.kind.empty() ? "training" : r.kind},
               {"scenario", r.scenario_name},
@@ -201,8 +202,9 @@ std::string incomplete_record_summary(const store::RunRecord& r) {
 
 json record_json(const store::RunRecord& r) {
   using namespace units;
-  if (r.status != store::RunStatus::complete) return incomplete_record_json(r);
+  // A serving run keeps the serving shape whatever its status (null figures when it has no results).
   if (r.kind == "serving") return serving_record_json(r);
+  if (r.status != store::RunStatus::complete) return incomplete_record_json(r);
   json bd = json::object(), busy = json::object();
   for (const auto& b : r.breakdown) {
     if (b.critical_path_s > 0) bd[b.phase_kind] = b.critical_path_s;

@@ -27,7 +27,8 @@ store::RunRecord make_serving_record(const scenario::Scenario& s, const engine::
 store::RunRecord make_header(const scenario::Scenario& s);
 
 /** `moesim run --json` / `runs show --json`: one object built from a stored record (units converted:
- *  days, MWh, tonnes). */
+ *  days, MWh, tonnes). A serving run's is serving_record_json's (kWh, kg, g per token), whatever its status: a
+ *  failed or unfinished one has the same keys as a complete one, its figures null, plus error and times. */
 nlohmann::json record_json(const store::RunRecord& r);
 
 /** One line per `grid:` datacenter of the record saying that its PUE is the catalog's assumed industry average

@@ -61,7 +61,7 @@ store::RunRecord finish_run(const catalog::Catalog& catalog, const PreparedRun& 
                             const store::RunRecord& header, const std::string& trace_csv) {
   if (p.scenario.is_serving()) {
     const engine::ServingResult sr = engine::serving_from_json(job_json);
-    const energy::Accounting acc = energy::account(engine::window_as_job(sr), p.scenario, catalog, p.network, p.embodied);
+    const energy::Accounting acc = energy::account_serving(sr, p.scenario, catalog, p.network, p.embodied);
     store::RunRecord rec = make_serving_record(p.scenario, sr, acc, catalog, p.network);
     rec.comparison_id = header.comparison_id;
     rec.alternative_label = header.alternative_label;

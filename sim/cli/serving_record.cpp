@@ -316,6 +316,7 @@ store::RunRecord make_serving_record(const scenario::Scenario& s, const engine::
                                "the last arrival); offline, or every request arriving at one instant: to the last "
                                "completion; latencies of the requests arriving in it"},
                     {"series_interval_s", r.series_interval_s},
+                    {"series_first_interval_s", r.series_first_interval_s},
                     {"series_last_interval_s", r.series_last_interval_s}};
   return rec;
 }
@@ -324,67 +325,79 @@ json serving_record_json(const store::RunRecord& r) {
   using namespace units;
   json out = {{"run_id", r.id}, {"kind", "serving"}, {"scenario", r.scenario_name}, {"status", store::to_string(r.status)},
               {"seed", r.seed}, {"moesim_version", r.moesim_version}};
-  if (r.status != store::RunStatus::complete) {
+  // A failed or unfinished run has no results: every figure key a complete serving run has, null (never 0, and none of
+  // a training run's keys), with its error and times as for training (incomplete_record_json). The keys are those
+  // written below, so the two shapes cannot drift apart.
+  const bool complete = r.status == store::RunStatus::complete;
+  if (!complete) {
     out["error"] = r.error_message.empty() ? json(nullptr) : json(r.error_message);
-    return out;
+    out["created_at_utc"] = r.created_at_utc;
+    out["finished_at_utc"] = r.finished_at_utc.empty() ? json(nullptr) : json(r.finished_at_utc);
   }
-  for (const char* name : kDistributions) {
-    json d = json::object();
-    for (const char* stat : {"mean", "p50", "p90", "p95", "p99", "max"}) {
-      const std::optional<double> v = metric_value(r, fmt::format("{}_{}_s", name, stat));
-      d[stat] = v ? json(*v) : json(nullptr);  // null: no request had such a latency (TPOT of one-token outputs)
+  auto put = [&](const std::string& key, const auto& value) { out[key] = complete ? json(value()) : json(nullptr); };
+  for (const char* name : kDistributions)
+    put(fmt::format("{}_s", name), [&] {
+      json d = json::object();
+      for (const char* stat : {"mean", "p50", "p90", "p95", "p99", "max"}) {
+        const std::optional<double> v = metric_value(r, fmt::format("{}_{}_s", name, stat));
+        d[stat] = v ? json(*v) : json(nullptr);  // null: no request had such a latency (TPOT of one-token outputs)
+      }
+      return d;
+    });
+  auto count = [&](const char* name) { return [&r, name] { return static_cast<long long>(metric_or(r, name)); }; };
+  auto value = [&](const char* name) { return [&r, name] { return metric_or(r, name); }; };
+  auto stored = [&](const char* name, double scale = 1.0) { return [&r, name, scale] { return metric_json(r, name, scale); }; };
+  put("requests_measured", count("requests_measured"));
+  put("requests_completed", count("requests_completed"));
+  put("window_s", value("window_s"));
+  put("throughput_rps", value("throughput_rps"));
+  put("input_tokens_per_s", value("input_tokens_per_s"));
+  put("output_tokens_per_s", value("output_tokens_per_s"));
+  put("output_tokens_per_s_per_device", value("output_tokens_per_s_per_device"));
+  put("goodput_fraction", value("goodput_fraction"));
+  put("goodput_rps", value("goodput_rps"));
+  put("slo_p99_met", [&] { return metric_or(r, "slo_p99_met") != 0.0; });
+  put("preemptions", count("preemptions"));
+  put("mfu", value("mfu"));
+  put("chips", count("chips"));
+  put("devices", count("devices"));
+  put("average_chip_power_w", value("average_chip_power_w"));
+  put("energy_per_output_token_j", stored("energy_per_output_token_j"));
+  put("energy_per_request_j", stored("energy_per_request_j"));
+  put("gco2e_gross_per_1000_tokens", stored("co2e_gross_kg_per_1k_tokens", kGramsPerKg));
+  put("gco2e_net_per_1000_tokens", stored("co2e_net_kg_per_1k_tokens", kGramsPerKg));
+  put("gco2e_gross_per_request", stored("co2e_gross_kg_per_request", kGramsPerKg));
+  put("gco2e_net_per_request", stored("co2e_net_kg_per_request", kGramsPerKg));
+  put("embodied_gco2e_per_1000_tokens", stored("embodied_co2e_kg_per_1k_tokens", kGramsPerKg));
+  put("it_energy_kwh", [&] { return joules_to_kwh(metric_or(r, "it_energy_j")); });
+  put("facility_energy_kwh", [&] { return joules_to_kwh(metric_or(r, "facility_energy_j")); });
+  put("co2e_gross_kg", value("co2e_gross_kg"));
+  put("co2e_net_kg", value("co2e_net_kg"));
+  put("datacenters", [&] {
+    json dcs = json::array();
+    for (const auto& d : r.datacenters) {
+      const double t = metric_or(r, fmt::format("site.{}.output_tokens", d.name));
+      dcs.push_back({{"name", d.name},
+                     {"display_name", d.display_name},
+                     {"chips", d.chips},
+                     {"pue", d.pue},
+                     {"gross_kgco2e_per_kwh", d.gross_kgco2e_per_kwh},
+                     {"net_kgco2e_per_kwh", d.net_kgco2e_per_kwh ? json(*d.net_kgco2e_per_kwh) : json(nullptr)},
+                     {"output_tokens", t},
+                     {"facility_energy_kwh", joules_to_kwh(d.facility_energy_j)},
+                     {"energy_per_output_token_j", metric_json(r, fmt::format("site.{}.energy_per_output_token_j", d.name))},
+                     {"gco2e_gross_per_1000_tokens", metric_json(r, fmt::format("site.{}.co2e_gross_kg_per_1k_tokens", d.name), kGramsPerKg)},
+                     {"gco2e_net_per_1000_tokens", metric_json(r, fmt::format("site.{}.co2e_net_kg_per_1k_tokens", d.name), kGramsPerKg)},
+                     {"co2e_gross_kg", d.co2e_gross_kg},
+                     {"co2e_net_kg", d.co2e_net_kg}});
     }
-    out[fmt::format("{}_s", name)] = std::move(d);
-  }
-  const double tokens = metric_or(r, "output_tokens");
-  out["requests_measured"] = static_cast<long long>(metric_or(r, "requests_measured"));
-  out["requests_completed"] = static_cast<long long>(metric_or(r, "requests_completed"));
-  out["window_s"] = metric_or(r, "window_s");
-  out["throughput_rps"] = metric_or(r, "throughput_rps");
-  out["input_tokens_per_s"] = metric_or(r, "input_tokens_per_s");
-  out["output_tokens_per_s"] = metric_or(r, "output_tokens_per_s");
-  out["output_tokens_per_s_per_device"] = metric_or(r, "output_tokens_per_s_per_device");
-  out["goodput_fraction"] = metric_or(r, "goodput_fraction");
-  out["goodput_rps"] = metric_or(r, "goodput_rps");
-  out["slo_p99_met"] = metric_or(r, "slo_p99_met") != 0.0;
-  out["preemptions"] = static_cast<long long>(metric_or(r, "preemptions"));
-  out["mfu"] = metric_or(r, "mfu");
-  out["chips"] = static_cast<long long>(metric_or(r, "chips"));
-  out["devices"] = static_cast<long long>(metric_or(r, "devices"));
-  out["average_chip_power_w"] = metric_or(r, "average_chip_power_w");
-  out["energy_per_output_token_j"] = metric_json(r, "energy_per_output_token_j");
-  out["energy_per_request_j"] = metric_json(r, "energy_per_request_j");
-  out["gco2e_gross_per_1000_tokens"] = metric_json(r, "co2e_gross_kg_per_1k_tokens", kGramsPerKg);
-  out["gco2e_net_per_1000_tokens"] = metric_json(r, "co2e_net_kg_per_1k_tokens", kGramsPerKg);
-  out["gco2e_gross_per_request"] = metric_json(r, "co2e_gross_kg_per_request", kGramsPerKg);
-  out["gco2e_net_per_request"] = metric_json(r, "co2e_net_kg_per_request", kGramsPerKg);
-  out["embodied_gco2e_per_1000_tokens"] = metric_json(r, "embodied_co2e_kg_per_1k_tokens", kGramsPerKg);
-  out["it_energy_kwh"] = joules_to_kwh(metric_or(r, "it_energy_j"));
-  out["facility_energy_kwh"] = joules_to_kwh(metric_or(r, "facility_energy_j"));
-  out["co2e_gross_kg"] = metric_or(r, "co2e_gross_kg");
-  out["co2e_net_kg"] = metric_or(r, "co2e_net_kg");
-  json dcs = json::array();
-  for (const auto& d : r.datacenters) {
-    const double t = metric_or(r, fmt::format("site.{}.output_tokens", d.name));
-    dcs.push_back({{"name", d.name},
-                   {"display_name", d.display_name},
-                   {"chips", d.chips},
-                   {"pue", d.pue},
-                   {"gross_kgco2e_per_kwh", d.gross_kgco2e_per_kwh},
-                   {"net_kgco2e_per_kwh", d.net_kgco2e_per_kwh ? json(*d.net_kgco2e_per_kwh) : json(nullptr)},
-                   {"output_tokens", t},
-                   {"facility_energy_kwh", joules_to_kwh(d.facility_energy_j)},
-                   {"energy_per_output_token_j", metric_json(r, fmt::format("site.{}.energy_per_output_token_j", d.name))},
-                   {"gco2e_gross_per_1000_tokens", metric_json(r, fmt::format("site.{}.co2e_gross_kg_per_1k_tokens", d.name), kGramsPerKg)},
-                   {"gco2e_net_per_1000_tokens", metric_json(r, fmt::format("site.{}.co2e_net_kg_per_1k_tokens", d.name), kGramsPerKg)},
-                   {"co2e_gross_kg", d.co2e_gross_kg},
-                   {"co2e_net_kg", d.co2e_net_kg}});
-  }
-  out["datacenters"] = dcs;
-  (void)tokens;
-  json metrics = json::object();
-  for (const auto& m : r.metrics) metrics[m.name] = {{"value", m.value}, {"unit", m.unit}};
-  out["metrics"] = metrics;
+    return dcs;
+  });
+  put("metrics", [&] {
+    json metrics = json::object();
+    for (const auto& m : r.metrics) metrics[m.name] = {{"value", m.value}, {"unit", m.unit}};
+    return metrics;
+  });
   if (r.comparison_id) {
     out["comparison_id"] = *r.comparison_id;
     out["alternative"] = r.alternative_label;

@@ -273,8 +273,12 @@ double Accounting::co2e_gross_kg() const { return total(sites, &SiteAccount::co2
 double Accounting::co2e_net_kg() const { return total(sites, &SiteAccount::co2e_net_kg); }
 double Accounting::embodied_co2e_kg() const { return total(sites, &SiteAccount::embodied_co2e_kg); }
 
-Accounting account(const engine::JobResult& job, const scenario::Scenario& s, const catalog::Catalog& catalog,
-                   const NetworkEnergyTable& network, const std::optional<EmbodiedFigures>& embodied) {
+namespace {
+
+/** account() with each site's power profile given (site_profiles[i] for job.sites[i]); none: the job's own. */
+Accounting account_sites(const engine::JobResult& job, const scenario::Scenario& s, const catalog::Catalog& catalog,
+                         const NetworkEnergyTable& network, const std::optional<EmbodiedFigures>& embodied,
+                         const std::vector<PowerProfile>* site_profiles) {
   Accounting a;
   a.duration_pinned = s.training.duration_days.has_value();
   a.duration_s = a.duration_pinned ? *s.training.duration_days * units::kSecondsPerDay : job.train_time_s;
@@ -288,6 +292,9 @@ Accounting account(const engine::JobResult& job, const scenario::Scenario& s, co
   const double offset_s = s.is_serving() ? engine::window_start_s(*s.serving) : 0.0;
   PowerProfile profile;
   if (s.is_serving() && !a.power_pinned) profile = PowerProfile{job.power_t_s, job.power_w};
+  if (site_profiles && site_profiles->size() != job.sites.size())
+    throw Error(fmt::format("energy accounting: {} site power profiles for {} sites (internal error)", site_profiles->size(),
+                            job.sites.size()));
   const std::string context =
       window_context(s, offset_s, s.is_serving() ? std::optional<double>(offset_s + a.duration_s) : std::nullopt);
   if (job.sites.size() != s.placement.size())
@@ -335,7 +342,10 @@ Accounting account(const engine::JobResult& job, const scenario::Scenario& s, co
     // 0.004 kWh/GB, profiles/network.yaml), outside any datacenter: it is added without the PUE.
     acc.facility_energy_j = (acc.it_energy_j + acc.network_energy_j - acc.wan_energy_j) * acc.datacenter.pue + acc.wan_energy_j;
     acc.datacenter.hourly_intensity_csv = hourly_series_path(s.placement[i], acc.datacenter, s);
-    apply_intensity(acc, acc.datacenter.hourly_intensity_csv, start_s, offset_s, a.duration_s, profile, context);
+    // A site draws with the shape of its own chips' power where it is known (a serving run's sites load differently
+    // over time: a trace, a router), else the whole job's.
+    const PowerProfile& shape = site_profiles && s.is_serving() && !a.power_pinned ? (*site_profiles)[i] : profile;
+    apply_intensity(acc, acc.datacenter.hourly_intensity_csv, start_s, offset_s, a.duration_s, shape, context);
     if (embodied) {
       acc.embodied_co2e_kg = f.chips * (embodied->die_area_cm2 * embodied->carbon_per_area_kgco2e_per_cm2 + embodied->other_fixed_kgco2e) *
                              a.duration_s / embodied->lifetime_s;
@@ -344,6 +354,23 @@ Accounting account(const engine::JobResult& job, const scenario::Scenario& s, co
   }
   a.average_chip_power_w = chips > 0 ? chip_w_sum / chips : 0.0;
   return a;
+}
+
+}  // namespace
+
+Accounting account(const engine::JobResult& job, const scenario::Scenario& s, const catalog::Catalog& catalog,
+                   const NetworkEnergyTable& network, const std::optional<EmbodiedFigures>& embodied) {
+  return account_sites(job, s, catalog, network, embodied, nullptr);
+}
+
+Accounting account_serving(const engine::ServingResult& r, const scenario::Scenario& s, const catalog::Catalog& catalog,
+                           const NetworkEnergyTable& network, const std::optional<EmbodiedFigures>& embodied) {
+  const engine::JobResult job = engine::window_as_job(r);
+  const std::vector<std::vector<double>> site_w = engine::window_site_power_w(r);
+  if (site_w.size() != job.sites.size()) return account_sites(job, s, catalog, network, embodied, nullptr);
+  std::vector<PowerProfile> profiles;
+  for (const auto& w : site_w) profiles.push_back(PowerProfile{job.power_t_s, w});
+  return account_sites(job, s, catalog, network, embodied, &profiles);
 }
 
 }  // namespace moesim::energy

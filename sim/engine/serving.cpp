@@ -53,7 +53,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ServingResult, scenario_name, accelerator, ch
                                    slo_tpot_s, slo_p99_met, preemptions, mean_batch_sequences, mean_kv_use,
                                    mean_queue_requests, model_flops_window, mfu, kv_transfer_bytes, iterations,
                                    layer_shapes_simulated, layer_replays, attention_shapes, sites, site_output_tokens, series,
-                                   series_interval_s, series_last_interval_s, ttft_cdf_s, tpot_cdf_s, e2e_cdf_s, peak_chip_power_w,
+                                   series_interval_s, series_first_interval_s, series_last_interval_s, site_power_w, ttft_cdf_s, tpot_cdf_s, e2e_cdf_s, peak_chip_power_w,
                                    power_convention, compute_model, compute_paths, algorithms, sim_wall_s, requests)
 
 json to_json(const ServingResult& r) {
@@ -81,6 +81,34 @@ double backlog_resolution(const ServingResult& r) {
   return std::max(kMaxBacklogGrowth, chance_growth(r) / static_cast<double>(std::max(r.arrivals_late, 1LL)));
 }
 
+namespace {
+
+/** The series' points that overlap the window, each {index, its start in the window (seconds from the window's
+ *  start)}: a point's average holds over its interval's part in the window (the whole interval but where pair merging
+ *  left one straddling an edge). window_as_job and window_site_power_w take the same points. */
+std::vector<std::pair<std::size_t, double>> window_points(const ServingResult& r) {
+  std::vector<std::pair<std::size_t, double>> out;
+  const auto t = r.series.find("t_s");
+  if (t == r.series.end()) return out;
+  for (std::size_t i = 0; i < t->second.size(); ++i) {
+    const double a = t->second[i], b = i + 1 < t->second.size() ? t->second[i + 1] : a + r.series_last_interval_s;
+    if (std::min(b, r.window_end_s) - std::max(a, r.window_start_s) <= 0.0) continue;
+    out.emplace_back(i, std::max(a, r.window_start_s) - r.window_start_s);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::vector<double>> window_site_power_w(const ServingResult& r) {
+  std::vector<std::vector<double>> out(r.site_power_w.size());
+  const auto points = window_points(r);
+  for (std::size_t k = 0; k < r.site_power_w.size(); ++k)
+    for (const auto& [i, t] : points)
+      if (i < r.site_power_w[k].size()) out[k].push_back(r.site_power_w[k][i]);
+  return out;
+}
+
 JobResult window_as_job(const ServingResult& r) {
   JobResult j;
   j.scenario_name = r.scenario_name;
@@ -93,14 +121,10 @@ JobResult window_as_job(const ServingResult& r) {
   j.steps = 1.0;
   j.train_time_s = window;
   j.sites = r.sites;
-  // The power series over the window, from its start: a point's average power holds over its interval's part in the
-  // window (the whole interval but where pair merging left one straddling an edge).
-  const auto t = r.series.find("t_s"), p = r.series.find("power_w");
-  if (t != r.series.end() && p != r.series.end())
-    for (std::size_t i = 0; i < t->second.size() && i < p->second.size(); ++i) {
-      const double a = t->second[i], b = i + 1 < t->second.size() ? t->second[i + 1] : a + r.series_last_interval_s;
-      if (std::min(b, r.window_end_s) - std::max(a, r.window_start_s) <= 0.0) continue;
-      j.power_t_s.push_back(std::max(a, r.window_start_s) - r.window_start_s);
+  const auto p = r.series.find("power_w");
+  for (const auto& [i, t] : window_points(r))
+    if (p != r.series.end() && i < p->second.size()) {
+      j.power_t_s.push_back(t);
       j.power_w.push_back(p->second[i]);
     }
   j.peak_chip_power_w = r.peak_chip_power_w;
@@ -158,17 +182,22 @@ double overlap_sum(std::size_t n, const Span& span, double from, double to) {
   return sum;
 }
 
-/** The average number of the n spans span(i) = {x, y} open over each of `bins` intervals [t0 + j dt, t0 + (j + 1) dt):
- *  each span's overlap with an interval, summed, over dt. O(spans + bins): a span's partial end intervals directly,
+/** The average number of the n spans span(i) = {x, y} open over each interval [edges[j], edges[j + 1]) (increasing
+ *  edges: the series' points and the end of the last one, whatever their lengths): each span's overlap with an
+ *  interval, summed, over the interval's length. O(spans log bins + bins): a span's partial end intervals directly,
  *  the whole ones between them through a difference array. */
 template <typename Span>
-std::vector<double> interval_averages(std::size_t n, const Span& span, double t0, double dt, std::size_t bins) {
+std::vector<double> bin_averages(std::size_t n, const Span& span, const std::vector<double>& edges) {
+  if (edges.size() < 2) return {};
+  const std::size_t bins = edges.size() - 1;
   std::vector<double> part(bins, 0.0), diff(bins + 1, 0.0);
   const auto nb = static_cast<long long>(bins);
+  // The interval holding t: -1 before the first, nb from the last's end on.
+  auto bin_of = [&](double t) { return static_cast<long long>(std::upper_bound(edges.begin(), edges.end(), t) - edges.begin()) - 1; };
   for (std::size_t i = 0; i < n; ++i) {
     const auto [x, y] = span(i);
     if (!(y > x)) continue;
-    const long long kx = static_cast<long long>(std::floor((x - t0) / dt)), ky = static_cast<long long>(std::floor((y - t0) / dt));
+    const long long kx = bin_of(x), ky = bin_of(y);
     if (ky < 0 || kx >= nb) continue;
     auto add = [&](long long j, double len) {
       if (j >= 0 && j < nb) part[static_cast<std::size_t>(j)] += len;
@@ -177,8 +206,8 @@ std::vector<double> interval_averages(std::size_t n, const Span& span, double t0
       add(kx, y - x);
       continue;
     }
-    add(kx, t0 + static_cast<double>(kx + 1) * dt - x);
-    add(ky, y - (t0 + static_cast<double>(ky) * dt));
+    if (kx >= 0) add(kx, edges[static_cast<std::size_t>(kx) + 1] - x);
+    if (ky < nb) add(ky, y - edges[static_cast<std::size_t>(ky)]);
     const long long lo = std::max(kx + 1, 0LL), hi = std::min(ky, nb);  // whole intervals [lo, hi)
     if (lo < hi) {
       diff[static_cast<std::size_t>(lo)] += 1.0;
@@ -189,7 +218,8 @@ std::vector<double> interval_averages(std::size_t n, const Span& span, double t0
   double open = 0.0;
   for (std::size_t j = 0; j < bins; ++j) {
     open += diff[j];
-    out[j] = (part[j] + open * dt) / dt;
+    const double len = edges[j + 1] - edges[j];
+    out[j] = len > 0.0 ? part[j] / len + open : 0.0;
   }
   return out;
 }
@@ -432,7 +462,16 @@ class Driver {
   double series_until_ = 0.0;                   ///< the end of the last sampled interval
   std::vector<double> series_energy_;           ///< site joules at series_until_
   double series_kv_ = 0.0;                      ///< block-seconds at series_until_
-  double series_last_interval_ = 0.0;           ///< offline: the length of the last, shorter, point (0: none)
+  double series_first_interval_ = 0.0;          ///< open loop: the length of the first, shorter, point from 0 (0: none)
+  double series_last_interval_ = 0.0;           ///< the length of the last, shorter, point to the run's end (0: none)
+  /** Appends the point [t, t + dt) to the series, its averages from the site joules `e` and block-seconds `kv` at its
+   *  end, `end` (t + dt, as the grid computes it), against those at series_until_; then moves series_until_ there. */
+  void push_point(double t, double dt, double end, const std::vector<double>& e, double kv);
+  /** Site joules and block-seconds when the last request finished (run_end_s_), for the series' last point. */
+  void snapshot_run_end();
+  double run_end_s_ = -1.0;
+  std::vector<double> energy_at_run_end_;
+  double kv_at_run_end_ = 0.0;
   double kv_area(double t) const;
   double kv_blocks_total() const;
   bool end_taken_ = false;
@@ -681,19 +720,52 @@ void Driver::scheduler(Replica& r) {
   }
 }
 
+/** The key under which the monitor keeps site k's power series among its own (ServingResult::site_power_w). */
+std::string site_power_key(std::size_t k) { return fmt::format("site_power_w.{}", k); }
+
+void Driver::push_point(double t, double dt, double end, const std::vector<double>& e, double kv) {
+  auto total = [](const std::vector<double>& x) { return std::accumulate(x.begin(), x.end(), 0.0); };
+  const double cap = kv_blocks_total();
+  // Queue and batch series are integrated from the requests' own times after the run (run()).
+  series_["t_s"].push_back(t);
+  series_["queue_requests"].push_back(0.0);
+  series_["batch_sequences"].push_back(0.0);
+  series_["kv_use"].push_back(cap > 0 ? (kv - series_kv_) / (cap * dt) : 0.0);
+  series_["power_w"].push_back((total(e) - total(series_energy_)) / dt);
+  for (std::size_t k = 0; k < e.size(); ++k)
+    series_[site_power_key(k)].push_back((e[k] - (k < series_energy_.size() ? series_energy_[k] : 0.0)) / dt);
+  series_until_ = end;
+  series_energy_ = e;
+  series_kv_ = kv;
+}
+
+void Driver::snapshot_run_end() {
+  run_end_s_ = sg4::Engine::get_clock();
+  energy_at_run_end_ = site_energy();
+  kv_at_run_end_ = kv_area(run_end_s_);
+}
+
 void Driver::monitor() {
   // Samples on a grid anchored at the window's start, so that the window is a whole number of intervals and
   // the power series integrates exactly to the window's joules. Open-loop runs keep the interval (a long
   // drain adds points); offline runs, whose end is unknown, double it (merging pairs) past kMaxSeriesPoints.
-  auto total = [](const std::vector<double>& e) { return std::accumulate(e.begin(), e.end(), 0.0); };
+  // The series cover the whole run: where the grid's first point comes after 0 (a warm-up that is not a whole
+  // number of intervals), a shorter first point covers [0, t0); run() adds a shorter last one to the run's end.
   const double t0 = offline_ ? 0.0 : window_start_ - std::floor(window_start_ / interval_) * interval_;
-  if (t0 > 0.0) sg4::this_actor::sleep_until(t0);
-  std::vector<double> last = site_energy();
-  double last_kv = kv_area(t0);
-  series_until_ = t0;
-  series_energy_ = last;
-  series_kv_ = last_kv;
-  const double cap = kv_blocks_total();
+  series_until_ = 0.0;
+  series_energy_ = site_energy();
+  series_kv_ = kv_area(0.0);
+  if (t0 > kClockPrecision_s) {
+    next_sample_s_ = t0;
+    sg4::this_actor::sleep_until(t0);
+    push_point(0.0, t0, t0, site_energy(), kv_area(t0));
+    series_first_interval_ = t0;
+  } else if (t0 > 0.0) {  // the grid's rounding: no point of its own
+    sg4::this_actor::sleep_until(t0);
+    series_until_ = t0;
+    series_energy_ = site_energy();
+    series_kv_ = kv_area(t0);
+  }
   bool start_taken = false;
   auto close_to = [&](double a, double b) { return std::fabs(a - b) <= 1e-9 * std::max(1.0, std::fabs(b)); };
   auto take_start = [&](const std::vector<double>& e) {
@@ -701,7 +773,9 @@ void Driver::monitor() {
     kv_at_start_ = kv_area(window_start_);
     start_taken = true;
   };
-  if (close_to(t0, window_start_)) take_start(last);
+  if (close_to(t0, window_start_)) take_start(series_energy_);
+  // The first point on the grid (after the shorter one from 0, if any).
+  const std::size_t head = series_first_interval_ > 0.0 ? 1 : 0;
   long long k = 0;
   double base = t0;
   // Open-loop runs sample to the window's end even when the last request finished before it: the window's
@@ -724,30 +798,21 @@ void Driver::monitor() {
     const std::vector<double> e = site_energy();
     if (!start_taken && close_to(next, window_start_)) take_start(e);
     if (!offline_ && !end_taken_ && close_to(next, window_end_)) snapshot_window_end();
-    const double kv = kv_area(next);
-    // Queue and batch series are integrated from the requests' own times after the run (run()).
-    series_["t_s"].push_back(t);
-    series_["queue_requests"].push_back(0.0);
-    series_["batch_sequences"].push_back(0.0);
-    series_["kv_use"].push_back(cap > 0 ? (kv - last_kv) / (cap * interval_) : 0.0);
-    series_["power_w"].push_back((total(e) - total(last)) / interval_);
-    last = e;
-    last_kv = kv;
-    series_until_ = next;
-    series_energy_ = e;
-    series_kv_ = kv;
+    push_point(t, interval_, next, e, kv_area(next));
     ++k;
-    const bool merge = series_["t_s"].size() >= (offline_ ? kMaxSeriesPoints : 100 * kMaxSeriesPoints);
-    if (merge && series_["t_s"].size() % 2 == 0) {
-      // Merge pairs: the interval doubles; power stays the average over the merged interval.
+    const std::size_t points = series_["t_s"].size() - head;
+    const bool merge = points >= (offline_ ? kMaxSeriesPoints : 100 * kMaxSeriesPoints);
+    if (merge && points % 2 == 0) {
+      // Merge pairs of grid points (the shorter first one stays): the interval doubles; every average stays the
+      // average over its merged interval.
       for (auto& [name, v] : series_) {
-        std::vector<double> merged;
-        for (std::size_t i = 0; i + 1 < v.size(); i += 2) merged.push_back(name == "t_s" ? v[i] : 0.5 * (v[i] + v[i + 1]));
+        std::vector<double> merged(v.begin(), v.begin() + static_cast<long>(head));
+        for (std::size_t i = head; i + 1 < v.size(); i += 2) merged.push_back(name == "t_s" ? v[i] : 0.5 * (v[i] + v[i + 1]));
         v = std::move(merged);
       }
-      base = series_["t_s"].front();
+      base = series_["t_s"][head];
       interval_ *= 2.0;
-      k = static_cast<long long>(series_["t_s"].size());
+      k = static_cast<long long>(series_["t_s"].size() - head);
     }
   }
 }
@@ -911,6 +976,11 @@ bool Driver::form_batch(Replica& r, IterationShape& shape, double now) {
 bool Driver::form_static(Replica& r, IterationShape& shape, double now) {
   r.kv_advance(now);
   const long long bt = v_.kv_block_tokens;
+  // Disaggregated: a prefill pool's batch holds its prompts only and hands every sequence on after its first token
+  // (apply()); a decode pool's batch is of sequences whose prompts' KV caches arrived from a prefill replica, so it
+  // starts with a decode step.
+  const bool prefill_pool = prefill_pool_ >= 0 && r.pool == prefill_pool_;
+  const bool decode_pool = decode_pool_ >= 0 && r.pool == decode_pool_;
   if (!r.static_active) {
     // A new batch: up to max_sequences queued requests, each with its whole sequence's KV reserved (FasterTransformer
     // batches by count; max_batched_tokens bounds each prompt, checked before the run).
@@ -918,12 +988,16 @@ bool Driver::form_static(Replica& r, IterationShape& shape, double now) {
     while (!r.waiting.empty() && static_cast<int>(r.running.size()) < v_.max_sequences) {
       const int id = r.waiting.front();
       const auto& rq = requests_[static_cast<std::size_t>(id)];
-      const long long need = (rq.prompt_tokens + rq.output_tokens + bt - 1) / bt;
+      const long long need = (rq.prompt_tokens + (prefill_pool ? 0 : rq.output_tokens) + bt - 1) / bt;
       if (r.blocks_total - r.blocks_used < need) break;
       r.waiting.pop_front();
-      scheduled_[static_cast<std::size_t>(id)] = now;
-      r.running.push_back(admit(id, 0, rq.prompt_tokens, need));
-      r.running.back().step = rq.prompt_tokens;
+      if (decode_pool) {
+        r.running.push_back(admit(id, rq.prompt_tokens, 0, need));  // its first token came from the prefill pool
+      } else {
+        scheduled_[static_cast<std::size_t>(id)] = now;
+        r.running.push_back(admit(id, 0, rq.prompt_tokens, need));
+        r.running.back().step = rq.prompt_tokens;
+      }
       r.blocks_used += need;
       max_prompt = std::max(max_prompt, rq.prompt_tokens);
       max_output = std::max(max_output, rq.output_tokens);
@@ -933,12 +1007,14 @@ bool Driver::form_static(Replica& r, IterationShape& shape, double now) {
     r.static_prompt = max_prompt;
     r.static_steps = max_output;
     r.static_done_steps = 0;
-    // Prefill of the whole batch, padded to its longest prompt.
-    const double n = static_cast<double>(r.running.size());
-    shape.prefill_tokens = n * max_prompt;
-    shape.prefill_pairs = n * max_prompt * (max_prompt + 1) / 2.0;
-    shape.sampled = n;
-    return true;
+    if (!decode_pool) {
+      // Prefill of the whole batch, padded to its longest prompt.
+      const double n = static_cast<double>(r.running.size());
+      shape.prefill_tokens = n * max_prompt;
+      shape.prefill_pairs = n * max_prompt * (max_prompt + 1) / 2.0;
+      shape.sampled = n;
+      return true;
+    }
   }
   // Decode steps: every slot computes, finished or not, until the longest output is done.
   const double n = static_cast<double>(r.running.size());
@@ -983,6 +1059,7 @@ void Driver::finish_request(Replica& r, int id, double now) {
   (void)r;
   if (--remaining_ == 0 && !fast_) {  // the fast path finishes once its clock has caught up (fast_scheduler)
     if (offline_) snapshot_window_end();
+    snapshot_run_end();
     all_done();
   }
 }
@@ -992,6 +1069,9 @@ void Driver::apply(Replica& r, double now) {
   const bool window_now = in_window(now);
   if (v_.scheduler == "static") {
     const bool prefill = r.static_done_steps == 0 && r.running.front().prefill_left > 0;
+    // A prefill pool's batch ends with its prefill: each sequence not finished by its first token goes on to a decode
+    // replica, with its KV cache (hand_off), and the batch's blocks are free again.
+    const bool hands_on = prefill && prefill_pool_ >= 0 && r.pool == prefill_pool_;
     if (!prefill) ++r.static_done_steps;
     bool all = true;
     for (Seq& q : r.running) {
@@ -1003,9 +1083,15 @@ void Driver::apply(Replica& r, double now) {
           ++q.ctx;
         }
         token(r, q, now, window_now);
-        if (q.generated >= q.output) finish_request(r, q.id, now);
+        if (q.generated >= q.output) {
+          finish_request(r, q.id, now);
+        } else if (hands_on) {
+          generated_[static_cast<std::size_t>(q.id)] = q.generated;
+          last_token_[static_cast<std::size_t>(q.id)] = q.last_token_s;
+          hand_off(r, q.id);
+        }
       }
-      all = all && q.generated >= q.output;
+      all = all && (hands_on || q.generated >= q.output);
     }
     if (all) {
       r.blocks_used = 0;
@@ -1395,6 +1481,7 @@ void Driver::fast_scheduler(Replica& r) {
     if (remaining_ == 0) {
       flush();
       if (offline_) snapshot_window_end();
+      snapshot_run_end();
       all_done();
       return;
     }
@@ -1614,21 +1701,23 @@ ServingResult Driver::run() {
   // queueing delay (Little's law; a re-admission's wait is in the queue, not in the queueing delay, which ends at the
   // first admission) up to the requests that straddle the window's edges. KV use is the block-seconds held over
   // each interval; power is the interval's energy over its length.
-  if (offline_ && window_end_ > series_until_ + kClockPrecision_s) {
-    // The offline window ends at the last completion, inside an interval: its last point covers the rest.
-    const double dt = window_end_ - series_until_, cap = kv_blocks_total();
-    double joules = 0.0;
-    for (std::size_t i = 0; i < energy_at_end_.size(); ++i)
-      joules += energy_at_end_[i] - (i < series_energy_.size() ? series_energy_[i] : 0.0);
-    series_["t_s"].push_back(series_until_);
-    series_["queue_requests"].push_back(0.0);
-    series_["batch_sequences"].push_back(0.0);
-    series_["kv_use"].push_back(cap > 0 ? (kv_at_end_ - series_kv_) / (cap * dt) : 0.0);
-    series_["power_w"].push_back(joules / dt);
+  // The series' last point: to the run's end where the grid's last sample came before it. Offline, the window ends at
+  // the last completion, inside an interval; open loop, a drain past the window's end (the window itself is a whole
+  // number of intervals, sampled to its end however early the last request finished).
+  if (run_end_s_ > series_until_ + kClockPrecision_s) {
+    const double dt = run_end_s_ - series_until_;
+    push_point(series_until_, dt, run_end_s_, energy_at_run_end_, kv_at_run_end_);
     series_last_interval_ = dt;
+  }
+  // Each site's power, kept with the others while sampling (pairs merged alike), is a series of its own in the result.
+  for (std::size_t k = 0; k < topo_->sites().size(); ++k) {
+    const auto it = series_.find(site_power_key(k));
+    out.site_power_w.push_back(it == series_.end() ? std::vector<double>{} : it->second);
+    if (it != series_.end()) series_.erase(it);
   }
   out.series = series_;
   out.series_interval_s = interval_;
+  out.series_first_interval_s = series_["t_s"].empty() ? 0.0 : series_first_interval_ > 0.0 ? series_first_interval_ : interval_;
   out.series_last_interval_s = series_["t_s"].empty() ? 0.0 : series_last_interval_ > 0.0 ? series_last_interval_ : interval_;
   {
     auto admitted = [&](std::size_t i) {
@@ -1643,20 +1732,17 @@ ServingResult Driver::run() {
     const std::size_t requeues = requeue_spans_.size();
     const auto& t = out.series["t_s"];
     if (!t.empty()) {
-      out.series["queue_requests"] = interval_averages(count, waiting, t.front(), interval_, t.size());
-      out.series["batch_sequences"] = interval_averages(count, in_flight, t.front(), interval_, t.size());
+      // The points' intervals: each to the next, the last to series_until_ (a shorter first and last included).
+      std::vector<double> edges = t;
+      edges.push_back(series_until_);
+      out.series["queue_requests"] = bin_averages(count, waiting, edges);
+      out.series["batch_sequences"] = bin_averages(count, in_flight, edges);
       if (requeues > 0) {
-        const std::vector<double> back = interval_averages(requeues, requeued, t.front(), interval_, t.size());
+        const std::vector<double> back = bin_averages(requeues, requeued, edges);
         for (std::size_t j = 0; j < back.size(); ++j) {
           out.series["queue_requests"][j] += back[j];
           out.series["batch_sequences"][j] -= back[j];
         }
-      }
-      if (series_last_interval_ > 0.0) {
-        // The shorter last interval: nothing is open past the window's end (the last completion), so its overlap
-        // was all counted, over a whole interval.
-        out.series["queue_requests"].back() *= interval_ / series_last_interval_;
-        out.series["batch_sequences"].back() *= interval_ / series_last_interval_;
       }
     }
     const double w_end = offline_ ? makespan : window_end_, w = w_end - window_start_;

@@ -76,14 +76,16 @@ ReplicaMemory replica_memory(const scenario::Scenario& s, const scenario::PoolSp
   // stay within the token budget (max_batched_tokens). A static batch prefills all its sequences at once, each
   // padded to the batch's longest prompt (max_batched_tokens bounds a prompt, not the batch): a data rank runs
   // its sequences, ceil(batch / data), times the longest prompt the workload can draw; the batch is max_sequences,
-  // or fewer when the workload has fewer requests.
+  // or fewer when the workload has fewer requests. A static decode pool (disaggregated) never prefills: its batch
+  // arrives with its prompts' KV caches and computes one token per sequence an iteration, ceil(batch / data) tokens on
+  // a rank (a continuous decode pool keeps the token budget: a preempted sequence is recomputed there, prompt and all).
   double tokens_rank = static_cast<double>(v.max_batched_tokens) / pool.data;
   double sampled_rank = std::min<double>(v.max_sequences, v.max_batched_tokens) / pool.data;
   out.workspace_tokens = v.max_batched_tokens;
   if (v.scheduler == "static") {
     const WorkloadBounds wb = workload_bounds(s);
     const long long batch = wb.requests > 0 ? std::min<long long>(v.max_sequences, wb.requests) : v.max_sequences;
-    const long long prompt = std::min<long long>(wb.longest_prompt, v.max_batched_tokens);
+    const long long prompt = pool.role == scenario::PoolRole::decode ? 1 : std::min<long long>(wb.longest_prompt, v.max_batched_tokens);
     sampled_rank = static_cast<double>((batch + pool.data - 1) / pool.data);
     tokens_rank = sampled_rank * static_cast<double>(prompt);
     out.workspace_tokens = static_cast<double>(batch) * static_cast<double>(prompt);
@@ -142,7 +144,9 @@ ReplicaMemory replica_memory(const scenario::Scenario& s, const scenario::PoolSp
           "accelerator with more HBM (cluster.accelerator), lower {}, or raise "
           "serving.kv_cache.memory_fraction",
           accel.name, stage, pool_key, weights / gib, out.workspace_bytes / gib, out.workspace_tokens,
-          v.scheduler == "static" ? ": a static batch's prefill, its sequences x the longest prompt" : "",
+          v.scheduler != "static"                ? ""
+          : pool.role == scenario::PoolRole::decode ? ": a static batch's decode step, one token per sequence"
+                                                    : ": a static batch's prefill, its sequences x the longest prompt",
           100.0 * v.kv_memory_fraction, out.capacity_bytes / gib, pool_key,
           v.scheduler == "static" ? "serving.scheduler.max_sequences" : "serving.scheduler.max_batched_tokens"));
     }

@@ -17,6 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "commands.hpp"
 #include "moesim/store/store.hpp"
 #include "moesim_test/cli_run.hpp"
 #include "serving_cli_support.hpp"
@@ -254,7 +255,7 @@ TEST_CASE("cli::serving run: a model that does not fit names the scenario file a
   }
 }
 
-TEST_CASE("cli::serving runs list: a serving run's few kWh are not printed as 0.00", "[cli][serving]") {
+TEST_CASE("cli::serving runs list: a serving run's few Wh read in their own unit, equal to runs show's", "[cli][serving]") {
   const std::string dir = scratch("runs_list");
   const std::string db = dir + "/runs.db";
   const auto f = scenario(dir, std::string(kLight) + "  pools:\n    - {replicas: 4, tensor: 2}\n");
@@ -268,18 +269,104 @@ TEST_CASE("cli::serving runs list: a serving run's few kWh are not printed as 0.
   std::string head, line;
   std::getline(lines, head);
   REQUIRE(std::getline(lines, line));
-  // id, kind, scenario, status, created, days, facility MWh, tCO2e gross: the last two are positive numbers, aligned
-  // under their headings' right edges.
+  // id, kind, scenario, status, created, days, facility energy (value, unit), CO2e gross (value, unit). The window's
+  // energy is some Wh and its CO2e some g: each cell names its unit and shows three significant digits (in MWh and t
+  // they read 1.56e-05 and 6.69e-06).
   std::istringstream words(line);
   std::vector<std::string> w;
   for (std::string x; words >> x;) w.push_back(x);
-  REQUIRE(w.size() == 8);
+  REQUIRE(w.size() == 10);
   CHECK(w[1] == "serving");
   CHECK(w[5] == "-");
-  CHECK(std::stod(w[6]) > 0.0);
-  CHECK(std::stod(w[7]) > 0.0);
+  CHECK(w[7] == "Wh");
+  CHECK(w[9] == "g");
+  for (const std::string& v : {w[6], w[8]}) {
+    INFO(v);
+    CHECK(v.find('e') == std::string::npos);  // no scientific notation
+    CHECK(std::stod(v) >= 1.0);
+    CHECK(std::stod(v) < 1000.0);
+  }
+  // Aligned: each cell ends under its heading's right edge.
   CHECK(line.size() == head.size());
-  CHECK(line.find(w[6] + " ") + w[6].size() == head.find("facility MWh") + std::string("facility MWh").size());
+  const std::string energy_cell = w[6] + " " + w[7], mass_cell = w[8] + " " + w[9];
+  CHECK(line.find(energy_cell) + energy_cell.size() == head.find("facility energy") + std::string("facility energy").size());
+  CHECK(line.find(mass_cell) + mass_cell.size() == head.size());
+  // One quantity, one truth: the cells are runs show's figures (kWh, kg) to three significant digits, and `runs list
+  // --json` keeps its fixed units (MWh, t), the same figures.
+  const Result shown = run_cli("runs show 1 --json --db " + db, dir);
+  REQUIRE(shown.status == 0);
+  const json j = json::parse(shown.out);
+  const double kwh = j.at("facility_energy_kwh").get<double>(), kg = j.at("co2e_gross_kg").get<double>();
+  CHECK(std::stod(w[6]) == Approx(kwh * 1000.0).epsilon(5e-3));  // 1 kWh = 1000 Wh
+  CHECK(std::stod(w[8]) == Approx(kg * 1000.0).epsilon(5e-3));   // 1 kg = 1000 g
+  const Result listed = run_cli("runs list --json --db " + db, dir);
+  REQUIRE(listed.status == 0);
+  const json l = json::parse(listed.out);
+  REQUIRE(l.size() == 1);
+  CHECK(l[0].at("facility_energy_mwh").get<double>() == Approx(kwh / 1000.0).epsilon(1e-12));
+  CHECK(l[0].at("co2e_gross_t").get<double>() == Approx(kg / 1000.0).epsilon(1e-12));
+  CHECK(l[0].at("train_days").is_null());
+}
+
+TEST_CASE("cli::runs list: energy and CO2e cells scale their unit to the figure", "[cli][serving]") {
+  using moesim::cli::scaled_energy_text;
+  using moesim::cli::scaled_mass_text;
+  CHECK(scaled_energy_text(0.0) == "0 Wh");
+  CHECK(scaled_energy_text(56160.0) == "15.6 Wh");            // 56160 J / 3600 J per Wh
+  CHECK(scaled_energy_text(3.6e6) == "1 kWh");
+  CHECK(scaled_energy_text(29.3 * 3.6e6) == "29.3 kWh");
+  CHECK(scaled_energy_text(71.23 * 3.6e9) == "71.2 MWh");      // T5-11B's order
+  CHECK(scaled_energy_text(1234.0 * 3.6e9) == "1.23 GWh");
+  CHECK(scaled_energy_text(360.0) == "0.100 Wh");             // below the smallest unit: that unit
+  CHECK(scaled_mass_text(0.00669) == "6.69 g");
+  CHECK(scaled_mass_text(6.91) == "6.91 kg");
+  CHECK(scaled_mass_text(46500.0) == "46.5 t");
+  CHECK(scaled_mass_text(2.5e6) == "2.50 kt");
+}
+
+TEST_CASE("cli::runs show --json: a failed serving run has a complete serving run's keys, null, and no training key",
+          "[cli][serving]") {
+  const std::string dir = scratch("failed_json");
+  const std::string db = dir + "/runs.db";
+  // A one-hour intensity series and a start one second before its end: the offline run's window (its end unknown
+  // before simulating) outlasts the series, so accounting fails after the run was begun in the store.
+  write(dir + "/one_hour.csv", "timestamp_utc,gco2e_per_kwh\n2024-03-01T00:00:00Z,100\n");
+  const std::string serving = "  arrival: {type: offline}\n  prompt_length: {type: fixed, value: 1000}\n"
+                              "  output_length: {type: fixed, value: 1500}\n  requests: 1500\n  pools:\n    - {replicas: 1, tensor: 8}\n";
+  const auto failing = write(dir + "/late.yaml", std::string("name: serving-cli\n") + kModel + "serving:\n" + serving +
+                                                     "cluster:\n  accelerator: h100\n  count: 8\n"
+                                                     "energy: {start_time_utc: \"2024-03-01T00:59:59Z\"}\n"
+                                                     "placement:\n  - datacenter: {name: dcH, pue: 1.1, hourly_intensity_csv: "
+                                                     "one_hour.csv, gross_kgco2e_per_kwh: 0.3}\n");
+  const Result bad = run_cli("run " + failing + " --db " + db, dir);
+  REQUIRE(bad.status == 1);
+  CHECK(bad.err.find("the series must cover the whole run") != std::string::npos);
+  const auto ok = scenario(dir, serving);
+  const Result good = run_cli("run " + ok + " --db " + db, dir);
+  INFO(good.err);
+  REQUIRE(good.status == 0);
+  const Result failed_shown = run_cli("runs show 1 --json --db " + db, dir);
+  const Result complete_shown = run_cli("runs show 2 --json --db " + db, dir);
+  REQUIRE(failed_shown.status == 0);
+  REQUIRE(complete_shown.status == 0);
+  const json f = json::parse(failed_shown.out), c = json::parse(complete_shown.out);
+  REQUIRE(f.at("status") == "failed");
+  REQUIRE(c.at("status") == "complete");
+  CHECK(f.at("kind") == "serving");
+  CHECK(f.at("error").get<std::string>().find("the series must cover the whole run") != std::string::npos);
+  // The keys: a complete serving run's, plus the failure's error and times.
+  std::set<std::string> want, got;
+  for (const auto& item : c.items()) want.insert(item.key());
+  for (const char* k : {"error", "created_at_utc", "finished_at_utc"}) want.insert(k);
+  for (const auto& item : f.items()) got.insert(item.key());
+  CHECK(got == want);
+  // No result is a figure: every one null, never 0; none of training's keys.
+  for (const auto& item : c.items()) {
+    if (std::set<std::string>{"run_id", "kind", "scenario", "status", "seed", "moesim_version"}.count(item.key())) continue;
+    INFO(item.key());
+    CHECK(f.at(item.key()).is_null());
+  }
+  for (const char* k : {"train_days", "facility_energy_mwh", "co2e_gross_t", "step_time_s", "steps"}) CHECK_FALSE(f.contains(k));
 }
 
 TEST_CASE("cli::serving --max-rate: a rate the deployment cannot keep up with is refused even when a short run meets the SLOs",

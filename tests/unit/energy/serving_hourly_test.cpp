@@ -4,6 +4,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <array>
 #include <cmath>
 #include <fstream>
 #include <string>
@@ -172,6 +173,115 @@ TEST_CASE("energy::account: a simulated serving run's hourly CO2e is its power s
   CHECK(site.intensity.job_start_utc == "2024-03-01T06:59:30Z");
   CHECK(site.intensity.job_end_utc == "2024-03-01T07:01:30Z");
   CHECK(site.intensity.hours_touched == 2);
+}
+
+TEST_CASE("energy::account_serving: each site's hours are weighted by its own chips' power, not the deployment's",
+          "[energy][accounting][hourly]") {
+  const Catalog cat;
+  const std::string csv = four_hours("serving_sites_four.csv");
+  // Window 00:30 to 01:30 (warm-up 1800 s), two sites of one chip on the same hourly series (100 g/kWh in hour 00, 200
+  // in hour 01), PUE 1. Site A draws 3000 W for the window's first 1800 s (hour 00), then 1000 W (hour 01); site B the
+  // reverse. Each draws 2 kWh: A 1.5 kWh x 0.1 + 0.5 kWh x 0.2 = 0.25 kg (0.125 kg/kWh), B 0.5 x 0.1 + 1.5 x 0.2 =
+  // 0.35 kg (0.175 kg/kWh). The deployment's total, 4000 W throughout, would give each 1 x 0.1 + 1 x 0.2 = 0.3 kg.
+  en::ServingResult r;
+  r.window_start_s = 1800.0;
+  r.window_end_s = 5400.0;
+  r.sites = {t::site_figures(1, 2000.0, 3600.0), t::site_figures(1, 2000.0, 3600.0)};
+  r.series["t_s"] = {0.0, 1800.0, 3600.0};  // the warm-up, then the window's two halves
+  r.series["power_w"] = {1000.0, 4000.0, 4000.0};
+  r.site_power_w = {{500.0, 3000.0, 1000.0}, {500.0, 1000.0, 3000.0}};
+  r.series_interval_s = r.series_first_interval_s = r.series_last_interval_s = 1800.0;
+  auto sc = serving_at(t::site("dcA", 1.0, 0.5, std::nullopt, csv), "2024-03-01T00:00:00Z", 1800.0, 5400.0);
+  sc.placement = t::scenario_at({t::site("dcA", 1.0, 0.5, std::nullopt, csv), t::site("dcB", 1.0, 0.5, std::nullopt, csv)},
+                                "2024-03-01T00:00:00Z")
+                     .placement;
+  const Accounting a = moesim::energy::account_serving(r, sc, cat, t::network_inside_chips(), std::nullopt);
+  REQUIRE(a.sites.size() == 2);
+  CHECK(a.sites[0].facility_energy_j == Approx(2.0 * kJPerKwh));
+  CHECK(a.sites[1].facility_energy_j == Approx(2.0 * kJPerKwh));
+  CHECK(a.sites[0].co2e_gross_kg == Approx(0.25));
+  CHECK(a.sites[0].intensity.effective_gross_kgco2e_per_kwh == Approx(0.125));
+  CHECK(a.sites[1].co2e_gross_kg == Approx(0.35));
+  CHECK(a.sites[1].intensity.effective_gross_kgco2e_per_kwh == Approx(0.175));
+  CHECK(a.co2e_gross_kg() == Approx(0.6));
+  SECTION("account() on the window alone gives every site the deployment's shape") {
+    const Accounting b = account(en::window_as_job(r), sc, cat, t::network_inside_chips(), std::nullopt);
+    CHECK(b.sites[0].co2e_gross_kg == Approx(0.3));
+    CHECK(b.sites[1].co2e_gross_kg == Approx(0.3));
+  }
+  SECTION("a pinned chip power is drawn at constant power at every site") {
+    auto pinned = sc;
+    pinned.energy.average_chip_power_w = 2000.0;
+    const Accounting b = moesim::energy::account_serving(r, pinned, cat, t::network_inside_chips(), std::nullopt);
+    CHECK(b.sites[0].co2e_gross_kg == Approx(0.3));
+    CHECK(b.sites[1].co2e_gross_kg == Approx(0.3));
+  }
+}
+
+TEST_CASE("energy::account_serving: two simulated sites loaded at different times each get their own hours' intensity",
+          "[energy][accounting][hourly]") {
+  // Start 06:59:00Z, warm-up 30 s, duration 150 s: the window is 06:59:30 to 07:01:30, [30, 60) s in hour 06 (400.0
+  // g/kWh in hourly_synthetic.csv) and [60, 150) in hour 07 (361.2), at both sites. One replica per site, requests
+  // round-robin: in [30, 60) the even requests (site A's replica) are long and the odd ones (site B's) short; in [60, 90)
+  // the reverse. Site A draws most in hour 06, site B in hour 07.
+  moesim::testing::TempDir dir;
+  std::string rows = "arrival_s,prompt_tokens,output_tokens\n";
+  for (int k = 0; k < 600; ++k) {
+    const bool long_one = (k < 300) == (k % 2 == 0);
+    rows += std::to_string(30.0 + 0.1 * k) + (long_one ? ",1500,300\n" : ",16,2\n");
+  }
+  const std::string trace = dir.file("alternating.csv");
+  std::ofstream(trace) << rows;
+  const std::string csv = t::data("hourly_synthetic.csv");
+  const auto s = moesim::scenario::load_string(
+      "name: t\nseed: 9\nmodel: {layers: 4, d_model: 1024, d_ff: 4096, heads: 8, vocab: 32000, seq_len: 2048}\n"
+      "serving:\n  arrival: {type: trace, trace_csv: " + trace + "}\n  prompt_length: {type: trace}\n"
+      "  output_length: {type: trace}\n  duration_s: 150\n  warmup_s: 30\n  sample_interval_s: 1\n  pools: [{replicas: 2}]\n"
+      "cluster: {accelerator: h100, count: 2, topology: {gpus_per_node: 1}}\n"
+      "energy: {start_time_utc: \"2024-03-01T06:59:00Z\"}\n"
+      "placement:\n"
+      "  - {datacenter: {name: dcA, pue: 1.0, hourly_intensity_csv: " + csv + ", gross_kgco2e_per_kwh: 0.3}, share: 0.5}\n"
+      "  - {datacenter: {name: dcB, pue: 1.0, hourly_intensity_csv: " + csv + ", gross_kgco2e_per_kwh: 0.3}, share: 0.5}\n"
+      "wan: {bandwidth_gbps: 100, latency_ms: 50}\n",
+      "test.yaml", profiles());
+  const auto iso = en::run_isolated([&] { return en::to_json(en::simulate_serving(s, profiles())); });
+  const en::ServingResult r = en::serving_from_json(iso.value);
+  REQUIRE(r.window_start_s == 30.0);
+  REQUIRE(r.window_end_s == 150.0);
+  REQUIRE(r.series_interval_s == 1.0);
+  REQUIRE(r.sites.size() == 2);
+  REQUIRE(r.site_power_w.size() == 2);
+  const auto& ts = r.series.at("t_s");
+  const auto& pw = r.series.at("power_w");
+  // One quantity, one truth: the sites' series add up to the total, and each integrates to its site's window joules.
+  std::array<double, 2> e06{}, e07{};
+  for (std::size_t i = 0; i < ts.size(); ++i) {
+    CHECK(r.site_power_w[0][i] + r.site_power_w[1][i] == Approx(pw[i]).epsilon(1e-12));
+    for (std::size_t k = 0; k < 2; ++k) {
+      if (ts[i] >= 30.0 - 1e-9 && ts[i] < 60.0 - 1e-9) e06[k] += r.site_power_w[k][i] * 1.0;
+      else if (ts[i] >= 60.0 - 1e-9 && ts[i] < 150.0 - 1e-9) e07[k] += r.site_power_w[k][i] * 1.0;
+    }
+  }
+  for (std::size_t k = 0; k < 2; ++k) CHECK(e06[k] + e07[k] == Approx(r.sites[k].chip_energy_per_step_j).epsilon(1e-9));
+  // The loads differ in time: site A draws more than site B in hour 06, less in hour 07 (10 W and more on average).
+  REQUIRE(e06[0] / 30.0 > e06[1] / 30.0 + 10.0);
+  REQUIRE(e07[1] / 90.0 > e07[0] / 90.0 + 1.0);
+  const Accounting a = moesim::energy::account_serving(r, s, profiles(),
+                                                       moesim::energy::NetworkEnergyTable::load(profiles().profiles_dir()), std::nullopt);
+  double all06 = 0.0, all07 = 0.0;
+  for (std::size_t k = 0; k < 2; ++k) {
+    INFO("site " << k);
+    const auto& site = a.sites[k];
+    const double weighted = (e06[k] * 0.4000 + e07[k] * 0.3612) / (e06[k] + e07[k]);  // kg/kWh, by its own series
+    CHECK(site.intensity.effective_gross_kgco2e_per_kwh == Approx(weighted).epsilon(1e-9));
+    CHECK(site.co2e_gross_kg == Approx(site.facility_energy_j / kJPerKwh * weighted).epsilon(1e-9));
+    all06 += e06[k];
+    all07 += e07[k];
+  }
+  // By the deployment's total, both sites would get one intensity between the two; each gets its own instead.
+  const double by_total = (all06 * 0.4000 + all07 * 0.3612) / (all06 + all07);
+  CHECK(a.sites[0].intensity.effective_gross_kgco2e_per_kwh > by_total + 1e-4);
+  CHECK(a.sites[1].intensity.effective_gross_kgco2e_per_kwh < by_total - 1e-4);
 }
 
 TEST_CASE("energy::check_hourly_inputs: a serving window the series does not cover fails before simulating",

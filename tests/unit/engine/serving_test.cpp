@@ -118,6 +118,34 @@ TEST_CASE("engine::serving: static batching holds a batch until its longest requ
   CHECK(co.output_tokens_window == 34.0);
 }
 
+TEST_CASE("engine::serving: static batching with disaggregated pools prefills in one pool and decodes in the other",
+          "[engine][serving]") {
+  moesim::testing::TempDir dir;
+  // Three requests of 300 + 20 tokens on a prefill replica and a decode replica (devices 0-3 and 4-7). The static prefill
+  // batch ends with its first tokens and hands every sequence on with its KV cache; the decode replica's static batch
+  // generates the other 19 tokens each. (The static scheduler once kept every sequence in the prefill pool and the
+  // decode pool idle: no KV cache moved.)
+  const auto p = trace(dir, "disagg.csv", {{0, 300, 20}, {0, 300, 20}, {0, 300, 20}});
+  const std::string pools = "    - {role: prefill, replicas: 1, tensor: 4}\n    - {role: decode, replicas: 1, tensor: 4}\n";
+  const auto st = simulate(load(trace_serving(p, "{type: static}", pools)));
+  const auto co = simulate(load(trace_serving(p, "{type: continuous}", pools)));
+  REQUIRE(st.requests.size() == 3);
+  CHECK(st.output_tokens_window == 60.0);
+  // The same prompts' caches move as under continuous batching: 900 prompt tokens' worth (the same size each, so
+  // they arrive together and form one decode batch).
+  CHECK(st.kv_transfer_bytes > 0.0);
+  CHECK(st.kv_transfer_bytes == Approx(co.kv_transfer_bytes).epsilon(1e-12));
+  for (const auto& q : st.requests) {
+    CHECK(q.replica == 0);                 // the first token: the prefill replica's
+    CHECK(q.end_s > q.first_token_s);      // the rest after the transfer, on the decode replica
+  }
+  // One prefill batch of the three, then one decode batch of the three: they share their first token's time, then
+  // their last.
+  CHECK(st.requests[1].first_token_s == st.requests[0].first_token_s);
+  CHECK(st.requests[2].first_token_s == st.requests[0].first_token_s);
+  CHECK(st.requests[2].end_s == Approx(st.requests[0].end_s).epsilon(1e-12));
+}
+
 TEST_CASE("engine::serving: chunked prefill spreads a long prompt over iterations of the chunk budget", "[engine][serving]") {
   moesim::testing::TempDir dir;
   const auto p = trace(dir, "chunk.csv", {{0, 2000, 4}});
@@ -466,6 +494,58 @@ TEST_CASE("engine::serving: the series cover the whole window, and KV use is a t
   CHECK(open.series_interval_s == Approx(2.0 / 3.0).epsilon(1e-12));
   const auto [plugin, series] = window_joules(open);
   CHECK(series == Approx(plugin).epsilon(1e-9));
+}
+
+TEST_CASE("engine::serving: the series cover the whole run, from 0 to the last completion, a shorter first and last point included",
+          "[engine][serving]") {
+  moesim::testing::TempDir dir;
+  // Warm-up 1 s, arrivals to 3 s: a 2 s window of 7 intervals of 2/7 s (sample_interval_s 0.3, shortened to divide it).
+  // The grid anchored at the window's start puts its first point at 1 - 3 x 2/7 = 1/7 s, so a shorter first point
+  // covers [0, 1/7). The last request (3000 tokens from 2.9 s) drains far past the window's end, inside an interval:
+  // a shorter last point covers the rest. (The series once started at 1/7 s and stopped at the last sample before the
+  // last completion: requests in flight then were in no point.)
+  const auto p = trace(dir, "drain.csv", {{0.0, 200, 50}, {0.5, 200, 50}, {1.5, 200, 50}, {2.9, 200, 3000}});
+  const auto r = simulate(load("  arrival: {type: trace, trace_csv: " + p + "}\n  prompt_length: {type: trace}\n"
+                               "  output_length: {type: trace}\n  record_requests: true\n  warmup_s: 1\n  duration_s: 3\n"
+                               "  sample_interval_s: 0.3\n  pools:\n    - {replicas: 1, tensor: 8}\n"));
+  REQUIRE(r.window_start_s == 1.0);
+  REQUIRE(r.window_end_s == 3.0);
+  REQUIRE(r.series_interval_s == Approx(2.0 / 7.0).epsilon(1e-12));
+  REQUIRE(r.makespan_s > 3.5);
+  const auto& t = r.series.at("t_s");
+  REQUIRE(t.size() >= 3);
+  CHECK(t.front() == 0.0);
+  CHECK(r.series_first_interval_s == Approx(1.0 / 7.0).epsilon(1e-9));
+  CHECK(t[1] == Approx(r.series_first_interval_s).epsilon(1e-12));
+  CHECK(r.series_last_interval_s > 0.0);
+  CHECK(r.series_last_interval_s < r.series_interval_s);
+  CHECK(t.back() + r.series_last_interval_s == Approx(r.makespan_s).epsilon(1e-12));
+  for (std::size_t i = 2; i + 1 < t.size(); ++i) CHECK(t[i] - t[i - 1] == Approx(r.series_interval_s).epsilon(1e-9));
+  // Every request is in the points from its arrival to its end. The first (at 0, some 50 ms) is in the first point;
+  // the last, alone in flight through the last point, is all of it.
+  const auto& flight = r.series.at("batch_sequences");
+  CHECK(flight.front() > 0.0);
+  CHECK(flight.front() <= 1.0 + 1e-9);
+  CHECK(flight.back() == Approx(1.0).epsilon(1e-9));
+  // From the window's start (a grid point) on, the series integrate to the measured requests' own times in flight
+  // (the warm-up's two are done by 1 s).
+  REQUIRE(r.requests.size() == 2);
+  auto span = [&](std::size_t i) { return i + 1 < t.size() ? t[i + 1] - t[i] : r.series_last_interval_s; };
+  double queue_integral = 0.0, flight_integral = 0.0;
+  for (std::size_t i = 0; i < t.size(); ++i) {
+    queue_integral += r.series.at("queue_requests")[i] * span(i);
+    if (t[i] >= r.window_start_s - 1e-9) flight_integral += flight[i] * span(i);
+  }
+  CHECK(queue_integral == Approx(0.0).margin(1e-12));  // one replica, never full: every request admitted on arrival
+  double want_flight = 0.0;
+  for (const auto& q : r.requests) want_flight += q.end_s - q.arrival_s - q.queue_s;
+  CHECK(flight_integral == Approx(want_flight).epsilon(1e-9));
+  // The window's part still integrates to the window's joules.
+  const auto [plugin, series] = window_joules(r);
+  CHECK(series == Approx(plugin).epsilon(1e-9));
+  // One site: its power series is the total's.
+  REQUIRE(r.site_power_w.size() == 1);
+  CHECK(r.site_power_w[0] == r.series.at("power_w"));
 }
 
 TEST_CASE("engine::serving: max_batched_tokens caps a chunked iteration, and a static batch is bounded by its count",

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <limits>
+#include <sstream>
 #include <string>
 
 #include <catch2/catch.hpp>
@@ -254,6 +255,30 @@ TEST_CASE("reports::svg line_chart: further series, steps, marked points, a fixe
   CHECK(std::strtod(x_ticks.back()->all_text().c_str(), nullptr) >= 3.0);  // the last step ends at 3
   l.more_series[0].y.pop_back();
   CHECK_THROWS_AS(svg::line_chart(l), std::invalid_argument);
+}
+
+TEST_CASE("reports::svg line_chart: steps_end_x ends the last step where its shorter interval ends", "[reports][svg]") {
+  svg::LineChart l;
+  l.id = "l";
+  l.title = "power";
+  l.x_axis_label = "time (s)";
+  l.y_axis_label = "W";
+  l.series_label = "power";
+  l.x = {0.0, 1.0, 2.0};
+  l.y = {1.0, 2.0, 3.0};
+  l.steps = true;
+  // The vertices' x pixels: (x0, end0), (x1, end1), (x2, end2); the last step's width over the one before it.
+  auto last_over_previous = [](const svg::LineChart& c) {
+    auto root = t::parse_xml(svg::line_chart(c));
+    std::istringstream points(root->by_class("series-line").front()->attr("points"));
+    std::vector<double> px;
+    for (std::string v; points >> v;) px.push_back(std::strtod(v.c_str(), nullptr));
+    REQUIRE(px.size() == 6);
+    return (px[5] - px[4]) / (px[3] - px[2]);
+  };
+  CHECK(last_over_previous(l) == Approx(1.0).epsilon(0.01));  // by default: as long as the interval before it
+  l.steps_end_x = 2.4;                                          // a last interval of 0.4 (a run ending inside it)
+  CHECK(last_over_previous(l) == Approx(0.4).epsilon(0.02));
 }
 
 TEST_CASE("reports::pareto_front: the time-CO2e front of a hand-made set", "[reports][pareto]") {

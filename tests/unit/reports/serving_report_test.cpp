@@ -596,6 +596,55 @@ TEST_CASE("reports::serving: a failed serving run shows its status and error in 
   CHECK(at("ttft_p99_s").empty());
 }
 
+TEST_CASE("reports::serving: the series over time say what they cover, the same words in Markdown and HTML",
+          "[reports][serving]") {
+  t::TempDir dir;
+  const std::string path = dir.file("runs.db");
+  std::int64_t old_style = 0, whole = 0;
+  {
+    Store db(path);
+    t::ServingSpec spec;
+    spec.label = "x";
+    // The fixture's series: 60 points of 0.5 s from 0 to 30 s; the run lasts 30.3 s (makespan_s). A run stored before
+    // the series covered every run: its text says which part they cover, not "the whole run".
+    old_style = t::add_serving_run(db, t::serving_header(kScenario), spec);
+    // As the simulator now stores them: a shorter first point [0, 0.2) before a grid of 0.5 s from 0.2 s, and a shorter
+    // last one, [30.2, 30.3), to the last completion (past the window's end, 30 s): 62 points, 0 to 30.3 s.
+    whole = db.begin_run(t::serving_header(kScenario));
+    RunRecord rec = t::serving_results(spec);
+    for (auto& series : rec.series) {
+      if (series.name.find("_cdf") != std::string::npos) continue;
+      std::vector<double> x = {0.0}, y = {series.y.front()};
+      for (std::size_t k = 0; k < series.x.size(); ++k) {
+        x.push_back(0.2 + 0.5 * static_cast<double>(k));
+        y.push_back(series.y[k]);
+      }
+      x.push_back(30.2);
+      y.push_back(series.y.back());
+      series.x = x;
+      series.y = y;
+    }
+    rec.provenance["series_first_interval_s"] = 0.2;
+    rec.provenance["series_last_interval_s"] = 0.1;
+    db.complete_run(whole, rec);
+  }
+  const Store db(path, Store::Mode::read_only);
+  const std::string covers_part = "60 samples from 0 s to 30 s of a run lasting 30.30 s";
+  const std::string covers_all = "62 samples over the whole run, 0 to 30.30 s";
+  const std::string intervals = "(0.5000 s; the first, 0.2000 s, from 0; the last, 0.1000 s, to the last completion)";
+  for (const auto& [id, covers] : {std::pair{old_style, covers_part}, std::pair{whole, covers_all}}) {
+    INFO("run " << id);
+    const std::string md = r::render_run_report(db, id, r::Format::markdown);
+    const std::string html = r::render_run_report(db, id, r::Format::html);
+    CHECK_THAT(md, Contains(covers + ", each the average over the sampling interval that starts at it ("));
+    CHECK_THAT(html, Contains(covers + ". Each value is the average over the sampling interval that starts at it ("));
+    CHECK((md.find("over the whole run") != std::string::npos) == (id == whole));
+    CHECK((html.find("over the whole run") != std::string::npos) == (id == whole));
+    CHECK((md.find(intervals) != std::string::npos) == (id == whole));
+    CHECK((html.find(intervals) != std::string::npos) == (id == whole));
+  }
+}
+
 TEST_CASE("reports::comparison_rows: serving alternatives ranked by gross CO2e per 1000 tokens, front over (P99 TTFT, CO2e per 1000 tokens)",
           "[reports][pareto][serving]") {
   ServingAlternatives f;

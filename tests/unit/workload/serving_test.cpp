@@ -395,6 +395,34 @@ TEST_CASE("workload::replica_memory: the static scheduler's workspace holds its 
   }
 }
 
+TEST_CASE("workload::replica_memory: a static decode pool's workspace holds its decode step, not a prefill",
+          "[workload][serving]") {
+  // The dense model of the test above (7680 bytes of activations per token, 1000 x 4 bytes of logits per sampled
+  // sequence), disaggregated over two H100s: 64 requests of 4000-token prompts. The prefill pool's static batch
+  // prefills 64 x 4000 tokens; the decode pool's batch arrives with its caches and computes one token per sequence.
+  const auto& accel = catalog().accelerator("h100");
+  const auto s = sc::load_string(
+      "name: w\nseed: 3\nmodel: {layers: 2, d_model: 256, d_ff: 1024, heads: 4, vocab: 1000, seq_len: 8192}\n"
+      "serving:\n  arrival: {type: offline}\n  output_length: {type: fixed, value: 50}\n"
+      "  prompt_length: {type: fixed, value: 4000}\n  requests: 64\n"
+      "  pools: [{role: prefill, replicas: 1}, {role: decode, replicas: 1}]\n"
+      "  scheduler: {type: static, max_batched_tokens: 4096}\n"
+      "cluster: {accelerator: h100, count: 2, topology: {gpus_per_node: 2}}\nplacement: [{datacenter: gcp_us_central1_2023}]\n",
+      "test.yaml", catalog());
+  const auto prefill = wl::replica_memory(s, s.serving->pools[0], accel);
+  const auto decode = wl::replica_memory(s, s.serving->pools[1], accel);
+  CHECK(prefill.workspace_bytes == Approx(64.0 * 4000 * 7680 + 64.0 * 1000 * 4));  // 1,966,336,000
+  CHECK(prefill.workspace_tokens == 256000.0);
+  CHECK(decode.workspace_bytes == Approx(64.0 * 7680 + 64.0 * 1000 * 4));  // 747,520 (was the prefill's 1,966,336,000)
+  CHECK(decode.workspace_tokens == 64.0);
+  // The same weights on both: what the decode pool's workspace no longer takes goes to its KV cache.
+  REQUIRE(decode.weights_bytes == prefill.weights_bytes);
+  const auto& v = *s.serving;
+  const double freed = (64.0 * 4000 * 7680 + 64.0 * 1000 * 4) - (64.0 * 7680 + 64.0 * 1000 * 4);
+  CHECK(decode.kv_bytes - prefill.kv_bytes == Approx((v.kv_fraction_of_free ? v.kv_memory_fraction : 1.0) * freed).epsilon(1e-9));
+  CHECK(decode.kv_blocks > prefill.kv_blocks);
+}
+
 namespace {
 
 /** The ep scenario with one MoE layer (8 experts, top-2) on 4 H100s (by default one replica, expert-parallel over 4),

@@ -133,6 +133,9 @@ struct LineChart {
   /** Each y holds from its x to the next x (values averaged over intervals that start at x); the
    *  last one for as long as the interval before it. Otherwise the points are joined by lines. */
   bool steps = false;
+  /** With steps: where every series' last step ends (the end of its last interval, which may be shorter than the one
+   *  before it) when finite. */
+  double steps_end_x = std::numeric_limits<double>::quiet_NaN();
   std::vector<LineSeries> more_series;
   std::vector<LineMarker> markers;
   std::string markers_label;  ///< legend entry of the markers

@@ -11,6 +11,7 @@
 
 #include "moesim/catalog/catalog.hpp"
 #include "moesim/engine/job.hpp"
+#include "moesim/engine/serving.hpp"
 #include "moesim/scenario/scenario.hpp"
 #include "moesim/system/topology.hpp"
 
@@ -155,13 +156,22 @@ struct Accounting {
  *    (engine::window_as_job): it runs from energy.start_time_utc + the window's start
  *    (engine::window_start_s: serving.warmup_s, 0 offline) for the window's length, and each hour gets
  *    the share of the facility energy that the window's power series (job.power_t_s / power_w, times from
- *    the window's start; the deployment's total chip power, whose shape every site is given) draws in it;
+ *    the window's start; here the deployment's total chip power, whose shape every site is given: account_serving
+ *    gives each site its own chips' power instead) draws in it;
  *    without a series, or with energy.average_chip_power_w pinned, constant power. Net = the series'
  *    market column if present, else the annual net figure, else the hourly gross. A start time without
  *    a series uses the annual figures and says so in SiteAccount::intensity.note. Throws moesim::Error
  *    when the series does not cover the run, and moesim::InputError for a malformed start time or CSV. */
 Accounting account(const engine::JobResult& job, const scenario::Scenario& s, const catalog::Catalog& catalog,
                    const NetworkEnergyTable& network, const std::optional<EmbodiedFigures>& embodied);
+
+/** A serving run's accounting: account(engine::window_as_job(r), ...), except that on an hourly series each site's
+ *  hours are weighted by what its own chips draw in each (engine::window_site_power_w), not by the whole deployment's
+ *  power: two sites whose load differs over time (a trace, a load-aware router) each get the intensity of the hours
+ *  they drew in. With energy.average_chip_power_w pinned, constant power, as account(); a result without per-site
+ *  series (built by hand) gives every site the deployment's shape, as account(). */
+Accounting account_serving(const engine::ServingResult& r, const scenario::Scenario& s, const catalog::Catalog& catalog,
+                           const NetworkEnergyTable& network, const std::optional<EmbodiedFigures>& embodied);
 
 /** The datacenter of a placement entry: inline spec or catalog entry. */
 catalog::DatacenterSpec resolve_datacenter(const scenario::PlacementEntry& p, const catalog::Catalog& catalog);

@@ -108,14 +108,20 @@ struct ServingResult {
   long long attention_shapes = 0;        ///< distinct attention shapes costed
   std::vector<SiteStepFigures> sites;    ///< chip energy and link bytes in the window (one "step" = the window)
   std::vector<double> site_output_tokens;  ///< tokens generated in the window by each site's replicas
-  /** Series over the whole run, at a fixed interval: t_s (interval start); queue_requests (requests waiting for
-   *  admission), batch_sequences (sequences in flight) and kv_use (fraction of the KV blocks held), each the time
-   *  average over its interval; power_w (average chip power over the interval, all sites). An open-loop window is a
-   *  whole number of intervals; an offline run's last point covers the rest of its window, series_last_interval_s
-   *  (at most series_interval_s). */
+  /** Series over the whole run, from 0 to its end (the last completion, or an open-loop window's end when that is
+   *  later), at a fixed interval on a grid anchored at the window's start: t_s (interval start); queue_requests
+   *  (requests waiting for admission), batch_sequences (sequences in flight) and kv_use (fraction of the KV blocks
+   *  held), each the time average over its interval; power_w (average chip power over the interval, all sites). Each
+   *  point covers the interval to the next. An open-loop window is a whole number of intervals; where the grid's first
+   *  point comes after 0, the first point covers [0, it), series_first_interval_s; where the run ends inside an
+   *  interval (offline: the window's end; open loop: a drain past it), the last covers the rest,
+   *  series_last_interval_s (each at most series_interval_s; equal to it when not shorter). */
   std::map<std::string, std::vector<double>> series;
   double series_interval_s = 0.0;
+  double series_first_interval_s = 0.0;
   double series_last_interval_s = 0.0;
+  /** power_w of each site's chips (sites in `sites`' order), at the same points: they add up to power_w. */
+  std::vector<std::vector<double>> site_power_w;
   /** Quantiles 0, 1, ..., 100 % of TTFT, TPOT and E2E (seconds): the latency CDFs. */
   std::vector<double> ttft_cdf_s, tpot_cdf_s, e2e_cdf_s;
   double peak_chip_power_w = 0.0;
@@ -157,6 +163,10 @@ ServingResult serving_from_json(const nlohmann::json& j);
  *  power series over the window (seconds from the window's start; each point to the next, the last to the window's
  *  end), which energy::account uses to weight an hourly grid intensity by the energy drawn in each hour. */
 JobResult window_as_job(const ServingResult& r);
+
+/** Each site's chip power over the window (ServingResult::site_power_w, sites in `sites`' order) at the points of
+ *  window_as_job(r).power_t_s: what energy::account_serving weights each site's hourly grid intensity by. */
+std::vector<std::vector<double>> window_site_power_w(const ServingResult& r);
 
 /** The start of the measurement window, in seconds from the run's start: 0 for the offline arrival type (every
  *  request at once), serving.warmup_s otherwise (ServingResult::window_start_s). */
