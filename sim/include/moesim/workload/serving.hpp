@@ -58,8 +58,8 @@ WorkloadBounds workload_bounds(const scenario::Scenario& s);
 struct ReplicaMemory {
   double capacity_bytes = 0.0;        ///< device memory (chip HBM / devices per chip)
   double weights_bytes = 0.0;         ///< parameters held by the most loaded device
-  double workspace_bytes = 0.0;       ///< activation workspace of the largest iteration (max_batched_tokens; static: its prefill)
-  double workspace_tokens = 0.0;      ///< the replica's tokens in that iteration (static: batch x longest prompt)
+  double workspace_bytes = 0.0;       ///< activation workspace of the largest iteration (max_batched_tokens; static: its prefill, or a decode pool's decode step)
+  double workspace_tokens = 0.0;      ///< the replica's tokens in that iteration (static: batch x longest prompt; static decode pool: batch)
   double kv_bytes = 0.0;              ///< left for the KV cache on that device
   double kv_bytes_per_token = 0.0;    ///< KV bytes one token of one sequence takes on that device (its layers, its heads)
   double kv_bytes_per_token_replica = 0.0;  ///< KV bytes of one token over the whole replica (what a transfer moves)
