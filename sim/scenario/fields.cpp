@@ -125,11 +125,13 @@ std::vector<FieldSpec> build_table() {
                 "K/V projections and the KV cache size."),
       F("model.shared_experts", T::integer).max(kMaxExperts, "PEER (He 2024) routes over 2^20 experts, the most published").def(0).min(0)
           .help("Shared experts per MoE layer that every token passes through besides its top_k routed experts "
-                "(DeepSeek-MoE), each of expert_d_ff."),
+                "(DeepSeek-MoE), each of expert_d_ff. Training splits them over the tensor ranks like the dense FFN "
+                "and reduces their gradients with the dense parameters'."),
       F("model.first_dense_layers", T::integer).max(kMaxLayers, "the deepest published transformers have about 100-200 layers").def(0).min(0).unit("layers")
           .help("The first n layers of each stack have a dense FFN of d_ff whatever moe_every says (DeepSeek-V2/V3, "
                 "first_k_dense_replace)."),
-      F("model.mla", T::section).help("Multi-head latent attention (DeepSeek-V2/V3). Absent = standard attention."),
+      F("model.mla", T::section).help("Multi-head latent attention (DeepSeek-V2/V3), training and serving, decoder-only models. "
+                                      "Its down-projections are replicated on every tensor rank. Absent = standard attention."),
       F("model.mla.kv_lora_rank", T::integer).max(kMaxWidth, "DeepSeek-V3 uses 512, 64 and 1536").required().min(1)
           .help("Rank of the compressed key/value latent: the KV cache keeps this many values per token and layer."),
       F("model.mla.qk_rope_head_dim", T::integer).max(kMaxWidth, "DeepSeek-V3 uses 512, 64 and 1536").def(64).min(0)

@@ -274,9 +274,12 @@ void Resolver::resolve_cluster() {
 
 void Resolver::resolve_training_and_parallelism() {
   const json& m = doc_["model"];
-  if (has(m, "mla")) fail("model.mla", "multi-head latent attention is modelled for serving scenarios only (so far)");
-  if (i(m["shared_experts"]) > 0)
-    fail("model.shared_experts", "shared experts are modelled for serving scenarios only (so far)");
+  // Multi-head latent attention is DeepSeek-V2/V3's decoder-only self-attention: the step models no cross-attention
+  // with it (serving refuses encoder-decoder models altogether).
+  if (has(m, "mla") && m["architecture"] == "encoder_decoder")
+    fail("model.mla", "multi-head latent attention is modelled for decoder-only models (DeepSeek-V2/V3's self-attention); "
+                      "an encoder_decoder model has cross-attention, which it does not model: drop model.mla or use "
+                      "architecture decoder_only");
   json& tr = doc_["training"];
   json& p = doc_["parallelism"];
   const long long chips = i(doc_["cluster"]["count"]);

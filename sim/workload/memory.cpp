@@ -75,13 +75,23 @@ double attention_params(const scenario::ModelSpec& m) {
 
 namespace {
 double ffn_matrices(const scenario::ModelSpec& m) { return m.gated() ? 3.0 : 2.0; }
+/** Attention parameters one tensor rank holds: 1/tensor of them, except multi-head latent attention's
+ *  down-projections (queries' d_model x q_lora_rank; keys' and values' d_model x (kv_lora_rank + RoPE)), which every
+ *  tensor rank holds whole (DeepSeek-V3's reference inference/model.py keeps wq_a and wkv_a unsplit;
+ *  training_step.cpp's attention runs them on every rank). */
+double attention_params_per_rank(const scenario::ModelSpec& m, double t) {
+  const double all = attention_params(m);
+  if (!m.is_mla()) return all / t;
+  const double down = static_cast<double>(m.d_model) * (m.mla_q_lora_rank + m.mla_kv_lora_rank + m.mla_qk_rope_head_dim);
+  return (all - down) / t + down;
+}
 }  // namespace
 
 LayerParams layer_params(const scenario::ModelSpec& m, const scenario::ParallelismSpec& p, bool decoder, bool moe) {
   const double d = m.d_model, t = p.tensor;
   const bool cross = decoder && m.architecture == scenario::Architecture::encoder_decoder;
   LayerParams lp;
-  lp.dense = attention_params(m) / t * (cross ? 2.0 : 1.0);
+  lp.dense = attention_params_per_rank(m, t) * (cross ? 2.0 : 1.0);
   if (moe) {
     lp.dense += d * m.experts;  // the router (replicated)
     lp.dense += m.shared_experts * ffn_matrices(m) * d * m.expert_d_ff / t;  // shared experts: in every rank
@@ -211,6 +221,15 @@ MemoryEstimate estimate_memory_need(const scenario::Scenario& s, const catalog::
       // Stored activations per token (elements): LN input + residual (replicated over the tensor ranks unless
       // sequence-parallel), QKV, context, and the attention core's scores + probabilities.
       double per_tok = 2.0 * d / sp + 4.0 * hl * dh;
+      if (m.is_mla()) {
+        // Multi-head latent attention (DeepSeek-V2 §2.1.2, arXiv 2405.04434; as training_step.cpp's attention
+        // computes it; the resolver refuses it in an encoder-decoder): the compressed query (q_lora_rank, when
+        // there is one) and the latent with the RoPE key (kv_lora_rank + qk_rope_head_dim), the inputs of the
+        // up-projections, whole on every tensor rank as their down-projections are; queries and keys of
+        // heads x (d_head + RoPE), values and context of heads x d_head, split by heads.
+        const double rope = m.mla_qk_rope_head_dim;
+        per_tok = 2.0 * d / sp + m.mla_q_lora_rank + m.mla_kv_lora_rank + rope + 2.0 * hl * (dh + rope) + 2.0 * hl * dh;
+      }
       // With attention dropout as its own kernel, also its one-byte mask per score (Korthikanti et al. 2022 §4.1:
       // softmax output, dropout output and mask, 5as^2b at 16 bits).
       const double core_elems_per_score = 2.0 + (s.training.attention_dropout > 0.0 ? 1.0 / b : 0.0);
@@ -226,6 +245,9 @@ MemoryEstimate estimate_memory_need(const scenario::Scenario& s, const catalog::
         const double routed = tok / sp;
         const double group = routing_groups(s.routing, routed, p.expert).group_tokens;
         per_tok += (2.0 * d + 2.0 * m.experts) / sp + slots_per_token(group) * (2.0 * d / sp + ffn_mats * m.expert_d_ff / t);
+        // Shared experts (DeepSeekMoE): a dense FFN of shared_experts x expert_d_ff on every token, split over the
+        // tensor ranks (training_step.cpp's shared_experts_ffn); its input is the layer's, counted above.
+        per_tok += m.shared_experts * ffn_mats * m.expert_d_ff / t;
         if (accel.dispatch == catalog::DispatchStyle::einsum && !s.routing.dropless) {
           // One-hot dispatch and combine tensors [S, E, C] per group: E x C elements per routed token each.
           per_tok += 2.0 * m.experts * expert_capacity(s.routing, m.experts, m.top_k, m.capacity_factor, group) / sp;

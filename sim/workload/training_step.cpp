@@ -309,19 +309,26 @@ class Builder {
   }
 
   // ---- sub-layers -----------------------------------------------------------------------------
+  /** Head dimension of the queries and keys (the scores' inner dimension): d_head, or with multi-head latent
+   *  attention d_head (no-RoPE part) + qk_rope_head_dim (decoupled RoPE part; DeepSeek-V2 §2.1.3, arXiv 2405.04434).
+   *  Values keep d_head (v_head_dim = d_head, as serving_model.cpp's attention assumes). */
+  double qk_head_dim() const { return m_.d_head + (m_.is_mla() ? static_cast<double>(m_.mla_qk_rope_head_dim) : 0.0); }
+
   /** The attention core of one tensor rank: scores QK^T, softmax (with its dropout) and values PV, full matrices
-   *  (masked where causal); backward = 4 batched GEMMs. What selective recomputation recomputes. */
+   *  (masked where causal); backward = 4 batched GEMMs. What selective recomputation recomputes. The scores'
+   *  inner dimension is qk_head_dim() (MLA: d_head + RoPE), the values' d_head. */
   Cost attention_core(double tok, double s_q, double s_kv, Pass pass) {
-    const double hl = m_.heads / tp_, dh = m_.d_head;
+    const double hl = m_.heads / tp_, dh = m_.d_head, dqk = qk_head_dim();
     const double seqs = tok / s_q;
     Cost c;
     if (pass == Pass::bwd) {
-      c += gemm_cost_sum({gemm("attn.dq", s_q, dh, s_kv, seqs * hl, KernelClass::batched_gemm),
-                          gemm("attn.dk", s_kv, dh, s_q, seqs * hl, KernelClass::batched_gemm),
+      // dQ = dS K and dK = dS^T Q over the query-key dimension; dP = dO V^T and dV = P^T dO over the value dimension.
+      c += gemm_cost_sum({gemm("attn.dq", s_q, dqk, s_kv, seqs * hl, KernelClass::batched_gemm),
+                          gemm("attn.dk", s_kv, dqk, s_q, seqs * hl, KernelClass::batched_gemm),
                           gemm("attn.dp", s_q, s_kv, dh, seqs * hl, KernelClass::batched_gemm),
                           gemm("attn.dv", s_kv, dh, s_q, seqs * hl, KernelClass::batched_gemm)});
     } else {
-      c += time(gemm("attn.scores", s_q, s_kv, dh, seqs * hl, KernelClass::batched_gemm));
+      c += time(gemm("attn.scores", s_q, s_kv, dqk, seqs * hl, KernelClass::batched_gemm));
       c += time(gemm("attn.values", s_q, dh, s_kv, seqs * hl, KernelClass::batched_gemm));
     }
     const double scores = seqs * hl * s_q * s_kv;
@@ -348,18 +355,54 @@ class Builder {
     const double seqs = tok / s_q;
     const std::string what = label + (cross ? " cross-attn TP" : " attn TP");
     tensor_block_input(st, cross ? tok + kv_tokens : tok, what, pass);
+    // Multiply-adds of the projections per device for the model FLOPs; work replicated on every tensor rank (MLA's
+    // down-projections) counted once per tensor group, as the model's parameters are (attention_params).
+    double proj = 0.0;
+    const bool mla = m_.is_mla() && !cross;  // the resolver refuses MLA in an encoder-decoder: no cross-attention with it
     Cost c;
-    if (!cross) {
+    if (mla) {
+      // Multi-head latent attention (DeepSeek-V2 §2.1.2, arXiv 2405.04434; DeepSeek-V3 §2.1.1, arXiv 2412.19437):
+      // queries through a q_lora_rank bottleneck (or straight from d_model when it is 0) to heads x (d_head no-RoPE
+      // + rope RoPE); keys and values through one joint down-projection to the latent of kv_lora_rank plus the
+      // decoupled RoPE key (shared by the heads), the latent up-projected to heads x (d_head key + d_head value).
+      // The down-projections are replicated on every tensor rank (DeepSeek-V3's reference inference/model.py: wq_a
+      // and wkv_a plain Linear layers, wq_b, wkv_b and wo column- and row-parallel; workload::layer_params counts them
+      // whole on each rank), the up-projections and the output projection split by heads as in standard attention.
+      // The same GEMMs as serving_model.cpp's MLA segment. The tensor-parallel collectives stay the block's, over
+      // [tokens, d_model] (with sequence parallelism an implementation could gather the narrower latents instead of
+      // the block's input: not modelled, an upper bound on those bytes).
+      const double rope = m_.mla_qk_rope_head_dim, lora = m_.mla_kv_lora_rank, ql = m_.mla_q_lora_rank;
+      const double dqk = qk_head_dim();
+      if (ql > 0) {
+        c += gemm_cost("attn.q_down", tok, ql, d, pass);
+        c += gemm_cost("attn.q_up", tok, hl * dqk, ql, pass);
+        proj += tok * (d * ql / tp_ + ql * hl * dqk);
+      } else {
+        c += gemm_cost("attn.q", tok, hl * dqk, d, pass);
+        proj += tok * d * hl * dqk;
+      }
+      c += gemm_cost("attn.kv_down", tok, lora + rope, d, pass);
+      c += gemm_cost("attn.kv_up", tok, hl * 2.0 * dh, lora, pass);
+      proj += tok * (d * (lora + rope) / tp_ + lora * hl * 2.0 * dh);
+      // The RMSNorms of the compressed query and of the latent (DeepSeek-V2 §3.1.2: "additional RMSNorm layers after
+      // the compressed latent vectors"): elementwise, counted as serving_model.cpp's attn.norm (read, write and the
+      // weight: 3 passes of each element, 5 FLOPs per element), replicated like the down-projections.
+      c += vector_cost(KernelClass::elementwise, "attn.latent_norm", 3.0 * tok * (ql + lora) * b_, 5.0 * tok * (ql + lora), pass);
+    } else if (!cross) {
       c += gemm_cost("attn.qkv", tok, (hl + 2.0 * kvl_) * dh, d, pass);
+      proj = tok * (2.0 * hl + 2.0 * kvl_) * dh * d;  // with the output projection's
     } else {
       c += gemm_cost("attn.q", tok, hl * dh, d, pass);
       c += gemm_cost("attn.kv", kv_tokens, 2.0 * hl * dh, d, pass);
+      proj = (tok * hl * dh * 2.0 + kv_tokens * 2.0 * hl * dh) * d;  // with the output projection's
     }
     c += attention_core(tok, s_q, s_kv, pass);
     c += gemm_cost("attn.out", tok, d, hl * dh, pass);
+    if (mla) proj += tok * hl * dh * d;
     c += norm_residual("attn.norm_residual", tok, pass);
-    const double proj = (cross ? (tok * hl * dh * 2.0 + kv_tokens * 2.0 * hl * dh) : tok * (2.0 * hl + 2.0 * kvl_) * dh) * d;
-    const double model = 2.0 * proj + 4.0 * seqs * hl * s_q * s_kv * dh;
+    // Scores over the query-key dimension, values over d_head (2 FLOPs per multiply-add each).
+    const double dqk = mla ? qk_head_dim() : dh;
+    const double model = 2.0 * proj + 2.0 * seqs * hl * s_q * s_kv * (dqk + dh);
     st.acc.add(kind_for(cross ? "compute.cross_attention" : "compute.attention", pass), c, model * model_mult(pass));
     tensor_block_output(st, tok, what);
   }
@@ -375,6 +418,29 @@ class Builder {
     const double model = 2.0 * tok * (mats + 1.0) * d * f;
     st.acc.add(kind_for("compute.ffn", pass), c, model * model_mult(pass));
     tensor_block_output(st, tok, label + " ffn TP");
+  }
+
+  /** The shared experts of an MoE layer (DeepSeekMoE, Dai et al. 2024, arXiv 2401.06066 §3.2; DeepSeek-V2/V3):
+   *  every token also passes through shared_experts FFNs of expert_d_ff, computed as one dense FFN of width
+   *  shared_experts x expert_d_ff and split over the tensor ranks as the dense FFN is (Megatron-Core's
+   *  SharedExpertMLP, megatron/core/transformer/moe/shared_experts.py, is such a tensor-parallel MLP: column-parallel
+   *  up, row-parallel down, the input all-gathered and the output reduce-scattered with sequence parallelism, the
+   *  output all-reduced without), with the dense FFN's tensor-parallel collectives of [tokens, d_model]. workload::layer_params counts their parameters 1/tensor on
+   *  each rank among the dense ones, so their gradients go with the dense gradients' data x expert reduction and
+   *  the optimizer updates them with those. (Serving, serving_model.cpp, replicates them on each tensor rank
+   *  when the experts are parallel, each rank taking 1/tensor of the tokens; training keeps the tensor split its
+   *  parameter count assumes.) */
+  void shared_experts_ffn(Stream& st, double tok, Pass pass, const std::string& label) {
+    if (m_.shared_experts <= 0) return;
+    const double d = m_.d_model, f = m_.shared_experts * m_.expert_d_ff / tp_, mats = m_.gated() ? 2.0 : 1.0;
+    tensor_block_input(st, tok, label + " shared experts TP", pass);
+    Cost c;
+    c += gemm_cost("moe.shared_up", tok, mats * f, d, pass);
+    c += vector_cost(KernelClass::elementwise, "moe.shared_act", (mats + 1.0) * tok * f * b_, 8.0 * tok * f, pass);
+    c += gemm_cost("moe.shared_down", tok, d, f, pass);
+    const double model = 2.0 * tok * (mats + 1.0) * d * f;
+    st.acc.add(kind_for("compute.shared_experts", pass), c, model * model_mult(pass));
+    tensor_block_output(st, tok, label + " shared experts TP");
   }
 
   /** Expert FFN time per device of the stage, from the routing draw of each expert-parallel group. */
@@ -836,6 +902,9 @@ void Builder::moe_ffn(Stream& st, const LayerDesc& L, double tok, Pass pass, con
   // backward, of the input gradients after the dispatch all-to-all). With sequence parallelism the split is the
   // sequence-parallel layout the next block expects, and its own all-gather does the work.
   if (!p_.sequence_parallel) tensor_collective(st, CollectiveOp::all_gather, tok, label + " moe combine TP all-gather");
+  // The shared experts' output is added to the routed experts' after the combine (Megatron-Core's MoELayer without
+  // shared-expert overlap): their own tensor-parallel block on the layer's input.
+  shared_experts_ffn(st, tok, pass, label);
   const Cost nr = norm_residual("moe.norm_residual", tok, pass);
   st.acc.add(kind_for("compute.combine", pass), nr, 0.0);
 }
