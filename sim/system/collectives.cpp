@@ -410,6 +410,8 @@ void a2a_direct(PlanBuilder& pb, std::size_t round, const SiteMembers& src, cons
     }
 }
 
+double route_latency(const Topology& topo, int a, int b);
+
 void all_to_all(PlanBuilder& pb, const CollectiveWork& w, std::size_t g, const Topology& topo,
                 const workload::DeviceMesh& mesh, std::string& algo, double& intra_chip) {
   const auto& group = w.groups[g];
@@ -509,6 +511,13 @@ void all_to_all(PlanBuilder& pb, const CollectiveWork& w, std::size_t g, const T
       }
     }
     a2a_direct(pb, 0, sm, sm, vol, intra_chip);
+    // One step: every member sends to all the others at once, so the round pays the longest route's latency
+    // once (as the hierarchical path's one NVLink and one network step).
+    double step_s = 0.0;
+    for (int a : sm.chips)
+      for (int b : sm.chips)
+        if (a != b) step_s = std::max(step_s, route_latency(topo, a, b));
+    pb.latency(0, 1, step_s);
     if (algo.empty()) algo = "direct all-to-all";
   }
 }

@@ -300,25 +300,43 @@ RoutingDraw Router::draw(int moe_layer, int groups, double group_tokens, Rng& rn
     d.exact = false;
     const double G = groups, S = group_tokens;
     const std::vector<double>& pi = dispatch_probability(moe_layer);
+    // Per-expert counts: G S pi_e plus a normal deviate, never below 0 nor above one per token. Independent
+    // deviates would not conserve the assignments (the counts must sum to the choices dispatched; the audit saw
+    // +0.07 % of expert FLOPs). The deviates are the multinomial's Gaussian limit instead: Y_e = a_e z_e - w_e W,
+    // W = sum_j a_j z_j, w_e = pi_e / sum(pi), whose sum over the experts is 0 and whose covariance is the
+    // multinomial's -N p_i p_j; a_e^2 = pi_e (1 - pi_e) / (1 - w_e) keeps each expert's variance at its binomial
+    // pi_e (1 - pi_e) per token (exactly for equal pi, closely otherwise). E normal draws, as before.
+    const double N = G * S;
+    std::vector<double> z(E), a(E);
+    double pi_sum = 0.0;
+    for (std::size_t e = 0; e < E; ++e) pi_sum += pi[e];
+    double W = 0.0;
+    for (std::size_t e = 0; e < E; ++e) {
+      z[e] = normal(rng);
+      const double w = pi_sum > 0.0 ? pi[e] / pi_sum : 0.0;
+      a[e] = w < 1.0 ? std::sqrt(pi[e] * (1.0 - pi[e]) / (1.0 - w)) : 0.0;
+      W += a[e] * z[e];
+    }
+    const auto count = [&](double prob, double dev) {
+      return std::clamp(N * prob + std::sqrt(N * prob * (1.0 - prob)) * dev, 0.0, N);
+    };
     double assigned_sum = 0.0;
     for (std::size_t e = 0; e < E; ++e) {
-      const double z = normal(rng);
-      // Per-expert counts: never below 0 nor above one per token.
-      const auto count = [&](double prob) {
-        return std::clamp(G * S * prob + std::sqrt(G * S * prob * (1.0 - prob)) * z, 0.0, G * S);
-      };
+      const double w = pi_sum > 0.0 ? pi[e] / pi_sum : 0.0;
+      const double sd = std::sqrt(pi[e] * (1.0 - pi[e]));
+      const double dev = sd > 0.0 ? (a[e] * z[e] - w * W) / sd : 0.0;  // the expert's standardised deviate
       const auto over = [&](double prob, double n) {
         const Overflow o = overflow(S, prob, cap);
         if (o.mean == 0.0) return 0.0;
-        return std::clamp(G * o.mean + std::sqrt(G) * o.sd_excess * z, std::max(0.0, n - G * cap), n);
+        return std::clamp(G * o.mean + std::sqrt(G) * o.sd_excess * dev, std::max(0.0, n - G * cap), n);
       };
-      const double assigned = count(pi[e]);
+      const double assigned = count(pi[e], dev);
       const double dropped = over(pi[e], assigned);
       d.assigned[e] = assigned;
       d.processed[e] = assigned - dropped;
       d.dropped += dropped;
       assigned_sum += assigned;
-      d.first_dropped += top_k_ == 1 ? dropped : over(p[e], count(p[e]));
+      d.first_dropped += top_k_ == 1 ? dropped : over(p[e], count(p[e], dev));
     }
     // Second choices not dispatched: the router's choices less those dispatched.
     if (top_k_ == 2 && q < 1.0) d.skipped = std::max(0.0, d.assignments - assigned_sum);

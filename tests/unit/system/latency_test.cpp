@@ -4,7 +4,8 @@
 //   a torus dimension whose members spread evenly round the whole ring: floor(m/2) steps of one member spacing;
 //   a group holding a segment of the ring: m - 1 steps of up to its largest inner gap;
 //   NVLink node round of a reduction: k - 1 NVLink steps; ring along the rails: nodes - 1 network steps;
-//   hierarchical all-to-all: one NVLink step, then one network step.
+//   hierarchical all-to-all: one NVLink step, then one network step;
+//   direct all-to-all (one node, or groups the hierarchical path does not cover): one step of the longest route.
 
 #include <catch2/catch.hpp>
 
@@ -87,6 +88,25 @@ TEST_CASE("collectives: GPU rounds pay NCCL's per-step latencies", "[system][lat
     REQUIRE(p.rounds.size() == 2);
     CHECK(p.rounds[0].alpha_s == Approx(1e-6));
     CHECK(p.rounds[1].alpha_s == Approx(2e-6));
+  }
+}
+
+TEST_CASE("collectives: a direct all-to-all pays one step of its longest route", "[system][latency][gpu]") {
+  SECTION("one node of 4 GPUs: one NVLink step") {
+    const t::Fixture f(t::scenario_for("nvlink_fat_tree", {}, t::par(1, 4), {{"dc_a", 1.0}}, moesim::scenario::SplitKind::data, 4, 1),
+                       t::gpu(4));
+    const auto p = f.plan(t::work(CollectiveOp::all_to_all, {t::iota(4)}, 4e6));
+    REQUIRE(p.rounds.size() == 1);
+    CHECK(p.rounds[0].steps == 1);
+    CHECK(p.rounds[0].alpha_s == Approx(1e-6));
+  }
+  SECTION("3 of 4 GPUs on one node and 1 on another (uneven: no hierarchical rounds): one network step") {
+    const t::Fixture f(t::scenario_for("nvlink_fat_tree", {}, t::par(1, 8), {{"dc_a", 1.0}}, moesim::scenario::SplitKind::data, 4, 1),
+                       t::gpu(4));
+    const auto p = f.plan(t::work(CollectiveOp::all_to_all, {{1, 2, 3, 4}}, 4e6));
+    REQUIRE(p.rounds.size() == 1);
+    CHECK(p.rounds[0].steps == 1);
+    CHECK(p.rounds[0].alpha_s == Approx(2e-6));
   }
 }
 

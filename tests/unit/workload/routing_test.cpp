@@ -314,6 +314,41 @@ TEST_CASE("workload::Router: the normal approximation agrees with exact sampling
   }
 }
 
+TEST_CASE("workload::Router: the normal approximation conserves assignments and keeps each expert's binomial spread",
+          "[workload][routing]") {
+  // Dropless-sized capacity (factor 8 over 8 experts): nothing drops, so processed = assigned.
+  for (const char* type : {"uniform", "zipf"}) {
+    INFO(type);
+    const int E = 8, k = 2;
+    const double S = 4096;
+    const Router r(type == std::string("zipf") ? spec("zipf", 0.8) : spec("uniform"), E, k, 8.0, 3);
+    const int G = static_cast<int>(Router::kExactLimit / (k * S)) * 4;
+    Rng rng(17);
+    std::vector<double> mean(E, 0.0), sq(E, 0.0);
+    const int reps = 400;
+    for (int rep = 0; rep < reps; ++rep) {
+      const RoutingDraw d = r.draw(0, G, S, rng);
+      REQUIRE_FALSE(d.exact);
+      // Every draw: the counts sum to the k choices of every token, to rounding.
+      CHECK(sum(d.assigned) == Approx(static_cast<double>(k) * S * G).epsilon(1e-12));
+      for (int e = 0; e < E; ++e) {
+        mean[static_cast<std::size_t>(e)] += d.assigned[static_cast<std::size_t>(e)] / reps;
+        sq[static_cast<std::size_t>(e)] += d.assigned[static_cast<std::size_t>(e)] * d.assigned[static_cast<std::size_t>(e)] / reps;
+      }
+    }
+    if (type == std::string("uniform")) {
+      // Each expert's count over N = G S tokens: Binomial(N, k/E), variance N (k/E)(1 - k/E); the sample
+      // variance of 400 draws is within about 3 x sqrt(2/400) = 21 % of it.
+      const double N = S * G, pi = static_cast<double>(k) / E;
+      for (int e = 0; e < E; ++e) {
+        const double m = mean[static_cast<std::size_t>(e)], var = sq[static_cast<std::size_t>(e)] - m * m;
+        CHECK(m == Approx(N * pi).margin(5.0 * std::sqrt(N * pi * (1.0 - pi) / reps)));  // 5 sd of the mean
+        CHECK(var == Approx(N * pi * (1.0 - pi)).epsilon(0.21));
+      }
+    }
+  }
+}
+
 TEST_CASE("workload::Router: draws are deterministic for a seed and differ between streams", "[workload][routing]") {
   const Router r(spec("zipf", 0.8), 32, 2, 1.0, 4);
   for (const int groups : {4, 4096}) {  // exact and approximate paths
