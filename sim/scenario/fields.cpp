@@ -117,7 +117,10 @@ std::vector<FieldSpec> build_table() {
           .help("Encoder-decoder: decoder (target) sequence length."),
       F("model.dtype", T::choice).def("bf16").choices({"fp32", "bf16", "fp16", "fp8"})
           .help("Dtype of weights and activations. On TPUs fp32 matmuls run as bf16 MXU passes (XLA default precision); "
-                "fp8 (e4m3 weights and activations, as TensorRT-LLM and vLLM serve) needs an accelerator with an fp8 peak."),
+                "fp8 (e4m3 weights and activations, as TensorRT-LLM and vLLM serve) needs an accelerator with an fp8 peak. "
+                "Training with fp8 runs the GEMMs at the fp8 rate but holds bf16 weights with fp32 master copies and "
+                "gradients as a bf16 model's (training.grad_dtype), as NVIDIA Transformer Engine and DeepSeek-V3 "
+                "(arXiv 2412.19437, section 3.3) train: fp8 is only the GEMMs' input format."),
       F("model.activation", T::choice).def("gelu").choices({"relu", "gelu", "swiglu", "geglu"})
           .help("FFN activation; swiglu/geglu are gated (three weight matrices)."),
       F("model.kv_heads", T::integer).max(kMaxHeads, "the largest published models have a few hundred heads of at most 256").min(1).derived("model.heads")
@@ -174,11 +177,13 @@ std::vector<FieldSpec> build_table() {
       F("training.grad_dtype", T::choice).def("auto").choices({"auto", "model", "fp32"})
           .help("Element type of the gradients: the buffers the backward accumulates the weight gradients into (kept "
                 "in device memory), the data-parallel all-reduce or reduce-scatter, and what the optimizer step reads. "
-                "model: the model's dtype; fp32: 4 bytes (the all-reduce carries twice a 16-bit model's bytes); auto: "
-                "fp32 for a bf16 model on GPUs, as Megatron-LM does (--bf16 turns on "
+                "model: the dtype training holds the weights in (the model's; bf16 for an fp8 model, whose weights are "
+                "bf16); fp32: 4 bytes (the all-reduce carries twice a 16-bit model's bytes); auto: "
+                "fp32 for a bf16 or fp8 model on GPUs, as Megatron-LM does (--bf16 turns on "
                 "--accumulate-allreduce-grads-in-fp32: bf16's 8-bit mantissa loses small gradient contributions when "
-                "summed), otherwise the model's dtype (fp16 runs keep fp16 gradients by default in Megatron-LM; on "
-                "TPUs the compiled step's gradients take the model's dtype)."),
+                "summed; its fp8 training keeps the same fp32 gradient buffers), otherwise the weights' dtype (fp16 runs "
+                "keep fp16 gradients by default in Megatron-LM; on TPUs the compiled step's gradients take the model's "
+                "dtype)."),
       F("training.overlap_grad_reduce", T::boolean).def(true)
           .help("Gradient all-reduce overlaps the backward pass (bucketed), as DDP/XLA do."),
 
@@ -244,7 +249,11 @@ std::vector<FieldSpec> build_table() {
       F("parallelism.pipeline", T::integer).max(kMaxChips, "at most cluster.count devices").def(1).min(1).help("Pipeline stages."),
       F("parallelism.microbatches", T::integer).max(1e7, "1F1B needs one sequence per micro-batch at least").def(1).min(1)
           .help("Micro-batches per step per pipeline (1F1B schedule)."),
-      F("parallelism.schedule", T::choice).def("1f1b").choices({"1f1b"}).help("Pipeline schedule."),
+      F("parallelism.schedule", T::choice).def("1f1b").choices({"1f1b", "interleaved_1f1b"})
+          .help("Pipeline schedule. 1f1b: one forward, one backward (PipeDream-Flush / Megatron-LM, Narayanan et al. "
+                "2021), one model chunk per stage. interleaved_1f1b: Megatron-LM's interleaved 1F1B, "
+                "parallelism.virtual_stages (2 or more) chunks per stage; given virtual_stages > 1 the schedule is "
+                "interleaved_1f1b whether named or not."),
       F("parallelism.placement", T::string).def("tensor,expert,data,pipeline")
           .help("Order of the parallel axes over consecutive devices, innermost first (comma-separated permutation of "
                 "tensor, expert, data, pipeline). Devices fill chips in order and chips fill the torus x first (or "
@@ -252,13 +261,19 @@ std::vector<FieldSpec> build_table() {
                 "ranks on neighbouring chips / in one node, as Megatron-LM and GSPMD launchers do."),
       F("parallelism.zero_stage", T::integer).def(0).min(0).max(3)
           .help("ZeRO / distributed optimizer (Rajbhandari et al. 2020): 1 shards the optimizer state over the data-parallel "
-                "replicas, 2 also the gradients (reduce-scatter + all-gather: the same traffic as an all-reduce), 3 also the "
-                "parameters (FSDP/GSPMD weight sharding: an all-gather per layer, the next prefetched; gradients reduce-scattered)."),
+                "replicas (Megatron-LM's distributed optimizer: the whole gradient buffer accumulates the micro-batches and "
+                "is reduce-scattered once per step, the updated parameters all-gathered: the traffic of one all-reduce); "
+                "2 also the gradients: a replica keeps only its shard, so each micro-batch's gradients are reduce-scattered "
+                "after its backward (as DeepSpeed ZeRO-2 and FSDP do), parallelism.microbatches reduce-scatters per step "
+                "and one all-gather (one all-reduce's traffic only with one micro-batch); 3 also the parameters "
+                "(FSDP/GSPMD weight sharding: an all-gather per layer in each pass, the next prefetched; gradients "
+                "reduce-scattered per micro-batch as with 2)."),
       F("parallelism.virtual_stages", T::integer).def(1).min(1).max(1024, "a chunk holds at least one layer")
           .help("Model chunks per pipeline stage. 1: plain 1F1B. v > 1: Megatron-LM's interleaved 1F1B schedule (Narayanan et "
                 "al. 2021, SC'21, section 2.2.2): stage s holds the layer chunks of virtual stages s, s + P, ..., the pipeline "
-                "bubble shrinks by v and every micro-batch makes v times as many pipeline sends; stage 0 keeps the "
-                "activations of P + (P - 1) / v micro-batches instead of P. Needs pipeline > 1, micro-batches a multiple of "
+                "bubble shrinks by v and every micro-batch makes v times as many pipeline sends; stage s keeps the activations "
+                "of (2 (P - s - 1) + (v - 1) P + 1) / v micro-batches at its peak (at most M) instead of 1F1B's "
+                "min(P - s, M): P + (P - 1) / v at stage 0. Needs pipeline > 1, micro-batches a multiple of "
                 "the pipeline stages, and at least one layer per chunk."),
       F("parallelism.sequence_parallel", T::boolean).def(false)
           .help("Megatron sequence parallelism (Korthikanti et al. 2022, arXiv 2205.05198, section 4.2.2; needs tensor > 1): "

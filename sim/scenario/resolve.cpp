@@ -337,6 +337,16 @@ void Resolver::resolve_training_and_parallelism() {
   const long long layers = i(m["encoder_layers"]) + i(m["decoder_layers"]);
   if (pipe > layers) fail("parallelism.pipeline", fmt::format("{} pipeline stages but only {} layers", pipe, layers));
   const long long virt = i(p["virtual_stages"]);
+  // The schedule names what virtual_stages already decides: 1 chunk per stage is 1F1B, more is Megatron-LM's
+  // interleaved 1F1B. A name given against the chunks is an error; left out, it follows them.
+  const std::string sched = p["schedule"];
+  if (sched == "interleaved_1f1b" && virt < 2)
+    fail("parallelism.schedule", "interleaved_1f1b runs several model chunks per stage: set parallelism.virtual_stages "
+                                 "to the chunks per stage (2 or more; Narayanan et al. 2021 section 2.2.2)");
+  if (sched == "1f1b" && virt > 1 && given("parallelism.schedule"))
+    fail("parallelism.schedule", fmt::format("1f1b runs one model chunk per stage but parallelism.virtual_stages is {}: "
+                                             "use schedule interleaved_1f1b (or leave schedule out)", virt));
+  if (virt > 1) p["schedule"] = "interleaved_1f1b";
   if (virt > 1) {
     if (pipe < 2) fail("parallelism.virtual_stages", "the interleaved schedule needs parallelism.pipeline > 1");
     if (pipe * virt > layers)

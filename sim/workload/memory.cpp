@@ -35,14 +35,24 @@ double optimizer_state_bytes(scenario::Optimizer optimizer) {
 double master_bytes(double b) { return b < 4.0 ? 4.0 : 0.0; }
 }  // namespace
 
+std::string training_weight_dtype(const std::string& dtype) {
+  // fp8 is the GEMMs' input format only: Transformer Engine keeps the module's weights in bf16 (params_dtype) with
+  // fp32 master copies in the optimizer and casts them to fp8 per GEMM; DeepSeek-V3 (arXiv 2412.19437 §3.3) keeps
+  // "master weights, weight gradients and optimizer states ... in higher precision".
+  return dtype == "fp8" ? "bf16" : dtype;
+}
+
 double grad_dtype_bytes(const scenario::Scenario& s, const catalog::AcceleratorSpec& accel) {
-  const double b = dtype_bytes(s.model.dtype);
+  const std::string weights = training_weight_dtype(s.model.dtype);
+  const double b = dtype_bytes(weights);
   switch (s.training.grad_dtype) {
     case scenario::GradDtype::fp32: return 4.0;
     case scenario::GradDtype::model: return b;
     case scenario::GradDtype::automatic: break;
   }
-  return s.model.dtype == "bf16" && accel.kind == catalog::AcceleratorKind::gpu ? 4.0 : b;
+  // Megatron-LM's --bf16 accumulates and all-reduces the gradients in fp32 (--accumulate-allreduce-grads-in-fp32);
+  // its fp8 training (--fp8-format, Transformer Engine) runs on bf16 weights with the same fp32 main_grad buffers.
+  return weights == "bf16" && accel.kind == catalog::AcceleratorKind::gpu ? 4.0 : b;
 }
 
 double optimizer_step_bytes_per_param(scenario::Optimizer optimizer, const std::string& dtype, double grad_bytes, bool fused) {
@@ -75,13 +85,23 @@ double attention_params(const scenario::ModelSpec& m) {
 
 namespace {
 double ffn_matrices(const scenario::ModelSpec& m) { return m.gated() ? 3.0 : 2.0; }
-/** Attention parameters one tensor rank holds: 1/tensor of them, except multi-head latent attention's
- *  down-projections (queries' d_model x q_lora_rank; keys' and values' d_model x (kv_lora_rank + RoPE)), which every
- *  tensor rank holds whole (DeepSeek-V3's reference inference/model.py keeps wq_a and wkv_a unsplit;
- *  training_step.cpp's attention runs them on every rank). */
+/** Key/value heads one tensor rank holds: kv_heads / tensor, or one (replicated) when there are fewer key/value heads
+ *  than tensor ranks (GQA/MQA: Megatron-Core replicates each query group's K/V projection over the ranks that share
+ *  it; training_step.cpp's attention computes max(1, kv_heads / tensor) heads' K and V on each rank). */
+double kv_heads_per_rank(const scenario::ModelSpec& m, double t) {
+  return std::max(1.0, static_cast<double>(m.kv_heads > 0 ? m.kv_heads : m.heads) / t);
+}
+/** Attention parameters one tensor rank holds: 1/tensor of the query and output projections; the key and value
+ *  projections of kv_heads_per_rank heads (whole heads, replicated when kv_heads < tensor); multi-head latent
+ *  attention's down-projections (queries' d_model x q_lora_rank; keys' and values' d_model x (kv_lora_rank + RoPE))
+ *  whole on every tensor rank (DeepSeek-V3's reference inference/model.py keeps wq_a and wkv_a unsplit;
+ *  training_step.cpp's attention runs them on every rank), the rest of MLA 1/tensor. */
 double attention_params_per_rank(const scenario::ModelSpec& m, double t) {
   const double all = attention_params(m);
-  if (!m.is_mla()) return all / t;
+  if (!m.is_mla()) {
+    const double d = m.d_model, h = m.heads, dh = m.d_head;
+    return d * dh * 2.0 * h / t + d * dh * 2.0 * kv_heads_per_rank(m, t);  // Q and O split by heads; K and V
+  }
   const double down = static_cast<double>(m.d_model) * (m.mla_q_lora_rank + m.mla_kv_lora_rank + m.mla_qk_rope_head_dim);
   return (all - down) / t + down;
 }
@@ -150,18 +170,70 @@ std::vector<int> stage_layers(int layers, const scenario::ParallelismSpec& p, in
   return ids;
 }
 
-double inflight_microbatches(const scenario::ParallelismSpec& p) {
-  const double P = p.pipeline, M = p.microbatches, v = p.virtual_stages;
-  if (p.virtual_stages <= 1) return std::min(P, M);
-  return std::min(2.0 * (P - 1.0) + (v - 1.0) * P + 1.0, M * v) / v;
+namespace {
+/** Forwards stage `stage` runs before its first backward, less the one it runs at the start of the steady state:
+ *  1F1B min(P - s - 1, M); interleaved min(2 (P - s - 1) + (v - 1) P, M v) chunk forwards (Megatron-LM's
+ *  forward_backward_pipelining_with_interleaving: num_warmup_microbatches). */
+long long warmup_forwards(const scenario::ParallelismSpec& p, int stage) {
+  const long long P = p.pipeline, M = p.microbatches, V = p.virtual_stages;
+  return V == 1 ? std::min(P - stage - 1, M) : std::min(2 * (P - stage - 1) + (V - 1) * P, M * V);
+}
+/** The k-th forward (or backward) of a stage: its micro-batch and model chunk (stage_schedule). */
+PipelineTask schedule_task(const scenario::ParallelismSpec& p, bool backward, long long k) {
+  const long long P = p.pipeline, V = p.virtual_stages;
+  if (V == 1) return {backward, static_cast<int>(k), 0};
+  const auto mb = static_cast<int>((k / (P * V)) * P + k % P), c = static_cast<int>((k / P) % V);
+  return {backward, mb, backward ? static_cast<int>(V) - 1 - c : c};
+}
+/** The most bytes of stored activations stage `stage` holds at once as its schedule (stage_schedule) runs, when one
+ *  micro-batch of model chunk c stores `chunk_bytes[c]` from the end of its forward to the end of its backward: the
+ *  warm-up forwards accumulate, then each steady-state forward adds one chunk-micro-batch and the backward after it
+ *  releases one. The held bytes after the warm-up repeat with period P v tasks (the forwards' and the backwards'
+ *  chunks each cycle through every chunk P times), so one period of the steady state finds the peak; the cool-down
+ *  only releases. */
+double peak_stored_bytes(const scenario::ParallelismSpec& p, int stage, const std::vector<double>& chunk_bytes) {
+  const long long total = static_cast<long long>(p.microbatches) * p.virtual_stages;
+  const long long warm = warmup_forwards(p, stage);
+  double held = 0.0, peak = 0.0;
+  for (long long k = 0; k < warm; ++k) {
+    held += chunk_bytes[static_cast<std::size_t>(schedule_task(p, false, k).chunk)];
+    peak = std::max(peak, held);
+  }
+  const long long period = static_cast<long long>(p.pipeline) * p.virtual_stages;
+  for (long long i = 0; i < std::min(total - warm, period + 1); ++i) {
+    held += chunk_bytes[static_cast<std::size_t>(schedule_task(p, false, warm + i).chunk)];
+    peak = std::max(peak, held);
+    held -= chunk_bytes[static_cast<std::size_t>(schedule_task(p, true, i).chunk)];
+  }
+  return peak;
+}
+}  // namespace
+
+std::vector<PipelineTask> stage_schedule(const scenario::ParallelismSpec& p, int stage) {
+  const long long total = static_cast<long long>(p.microbatches) * p.virtual_stages;
+  const long long warm = warmup_forwards(p, stage);
+  std::vector<PipelineTask> order;
+  order.reserve(static_cast<std::size_t>(2 * total));
+  for (long long i = 0; i < warm; ++i) order.push_back(schedule_task(p, false, i));
+  for (long long i = 0; i < total - warm; ++i) {
+    order.push_back(schedule_task(p, false, warm + i));
+    order.push_back(schedule_task(p, true, i));
+  }
+  for (long long i = total - warm; i < total; ++i) order.push_back(schedule_task(p, true, i));
+  return order;
+}
+
+double inflight_microbatches(const scenario::ParallelismSpec& p, int stage) {
+  const double v = p.virtual_stages;
+  return std::min(static_cast<double>(warmup_forwards(p, stage)) + 1.0, static_cast<double>(p.microbatches) * v) / v;
 }
 
 MemoryEstimate estimate_memory_need(const scenario::Scenario& s, const catalog::AcceleratorSpec& accel) {
   const auto& m = s.model;
   const auto& p = s.parallelism;
-  const double b = dtype_bytes(m.dtype);
+  const double b = dtype_bytes(m.dtype);  // activations: the model's dtype
   const double t = p.tensor;
-  const double d = m.d_model, hl = m.heads / t, dh = m.d_head;
+  const double d = m.d_model, hl = m.heads / t, dh = m.d_head, kvl = kv_heads_per_rank(m, t);
   const double ffn_mats = ffn_matrices(m);
   const bool encdec = m.architecture == scenario::Architecture::encoder_decoder;
 
@@ -191,81 +263,104 @@ MemoryEstimate estimate_memory_need(const scenario::Scenario& s, const catalog::
   // Mixed precision (bf16/fp16) keeps an fp32 master copy: ZeRO (Rajbhandari et al. 2020, §3.1) counts
   // 2 + 2 + 12 bytes per parameter for mixed-precision Adam; fp32 Adam is 4 + 4 + 8. The gradients take
   // training.grad_dtype (a bf16 model's are fp32 on GPUs by default, Megatron-LM's rule: 2 + 4 + 12).
+  // fp8 training holds bf16 weights with the fp32 master copy (training_weight_dtype; fp8 is the GEMMs' input
+  // format) and gradients as a bf16 model's: 2 + 4 + 12 with Adam on GPUs.
   // Adafactor (Shazeer & Stern 2018) keeps factored second moments, O(rows + cols) per matrix: ~0 per
   // parameter, and no first moment in the T5/GShard configuration (beta1 = 0).
-  const double w_bytes = b, g_bytes = grad_dtype_bytes(s, accel);  // gradients: training.grad_dtype
-  const double opt_bytes = master_bytes(b) + optimizer_state_bytes(s.training.optimizer);
+  const double w_bytes = dtype_bytes(training_weight_dtype(m.dtype)), g_bytes = grad_dtype_bytes(s, accel);
+  const double opt_bytes = master_bytes(w_bytes) + optimizer_state_bytes(s.training.optimizer);
 
-  // Expert slots per token: capacity x experts / group tokens (the capacity-padded buffers), or k when dropless.
+  // Expert rows per routed token a rank stores: with the one-hot einsum dispatch (TPUs) the capacity-padded buffers,
+  // capacity x experts / group tokens, as the step computes and exchanges them; with the gather dispatch (GPUs) only
+  // the kept assignments, as the step permutes, exchanges and computes them (training_step.cpp's moe_ffn): top_k per
+  // token, fewer when the capacity cannot hold them all (min(top_k, capacity x experts / group tokens)); dropless:
+  // top_k.
   auto slots_per_token = [&](double group) {
-    return s.routing.dropless ? static_cast<double>(m.top_k)
-                              : expert_capacity(s.routing, m.experts, m.top_k, m.capacity_factor, group) * m.experts / group;
+    const double k = m.top_k;
+    if (s.routing.dropless) return k;
+    const double padded = expert_capacity(s.routing, m.experts, m.top_k, m.capacity_factor, group) * m.experts / group;
+    return accel.dispatch == catalog::DispatchStyle::einsum ? padded : std::min(k, padded);
   };
-  const double inflight = inflight_microbatches(p);  // the micro-batches' activations stage 0 holds at the peak
 
   // Sequence parallelism (Korthikanti et al. 2022 §4.2.2) shards what tensor parallelism replicates (the layer norms,
   // dropouts' and residuals' activations, and each layer's input) over the tensor ranks.
   const double sp = p.sequence_parallel ? t : 1.0;
+  const auto V = static_cast<std::size_t>(p.virtual_stages);
+  const double dense_dp = static_cast<double>(p.data) * p.expert, expert_dp = p.data;
   for (int stage = 0; stage < p.pipeline; ++stage) {
-    double params = 0.0, expert_params = 0.0, act = 0.0, act_inputs = 0.0, act_max_layer = 0.0, max_layer_params = 0.0;
-    double attn_core = 0.0, attn_core_max_layer = 0.0;  // the attention cores' part (selective recomputation drops it)
-    for (const int i : stage_layers(static_cast<int>(layers.size()), p, stage)) {
-      const L& l = layers[static_cast<std::size_t>(i)];
-      const bool cross = l.decoder && encdec;
-      const double tok = l.decoder ? t_dec : t_enc;
-      const double s_self = l.decoder ? (encdec ? m.target_seq_len : m.seq_len) : m.seq_len;
-      const LayerParams lp = layer_params(m, p, l.decoder, l.moe);
-      params += lp.dense + lp.expert;
-      expert_params += lp.expert;
-      max_layer_params = std::max(max_layer_params, lp.dense + lp.expert);
-      // Stored activations per token (elements): LN input + residual (replicated over the tensor ranks unless
-      // sequence-parallel), QKV, context, and the attention core's scores + probabilities.
-      double per_tok = 2.0 * d / sp + 4.0 * hl * dh;
-      if (m.is_mla()) {
-        // Multi-head latent attention (DeepSeek-V2 §2.1.2, arXiv 2405.04434; as training_step.cpp's attention
-        // computes it; the resolver refuses it in an encoder-decoder): the compressed query (q_lora_rank, when
-        // there is one) and the latent with the RoPE key (kv_lora_rank + qk_rope_head_dim), the inputs of the
-        // up-projections, whole on every tensor rank as their down-projections are; queries and keys of
-        // heads x (d_head + RoPE), values and context of heads x d_head, split by heads.
-        const double rope = m.mla_qk_rope_head_dim;
-        per_tok = 2.0 * d / sp + m.mla_q_lora_rank + m.mla_kv_lora_rank + rope + 2.0 * hl * (dh + rope) + 2.0 * hl * dh;
-      }
-      // With attention dropout as its own kernel, also its one-byte mask per score (Korthikanti et al. 2022 §4.1:
-      // softmax output, dropout output and mask, 5as^2b at 16 bits).
-      const double core_elems_per_score = 2.0 + (s.training.attention_dropout > 0.0 ? 1.0 / b : 0.0);
-      double core_per_tok = core_elems_per_score * hl * s_self;
-      if (cross) {
-        per_tok += 2.0 * d / sp + 2.0 * hl * dh + 2.0 * hl * dh * t_enc / std::max(1.0, tok);
-        core_per_tok += core_elems_per_score * hl * m.seq_len;
-      }
-      if (l.moe) {
-        // Routing groups come from the tokens a rank routes: all of the stage's, or with sequence parallelism its
-        // 1/tensor shard, whose dispatched and combined rows it alone keeps; split as the step splits them
-        // (routing_groups, as training_step.cpp's moe_ffn: fixed or Mesh-TensorFlow's split).
-        const double routed = tok / sp;
-        const double group = routing_groups(s.routing, routed, p.expert).group_tokens;
-        per_tok += (2.0 * d + 2.0 * m.experts) / sp + slots_per_token(group) * (2.0 * d / sp + ffn_mats * m.expert_d_ff / t);
-        // Shared experts (DeepSeekMoE): a dense FFN of shared_experts x expert_d_ff on every token, split over the
-        // tensor ranks (training_step.cpp's shared_experts_ffn); its input is the layer's, counted above.
-        per_tok += m.shared_experts * ffn_mats * m.expert_d_ff / t;
-        if (accel.dispatch == catalog::DispatchStyle::einsum && !s.routing.dropless) {
-          // One-hot dispatch and combine tensors [S, E, C] per group: E x C elements per routed token each.
-          per_tok += 2.0 * m.experts * expert_capacity(s.routing, m.experts, m.top_k, m.capacity_factor, group) / sp;
+    double params = 0.0, expert_params = 0.0, act_max_layer = 0.0, max_layer_gathered = 0.0;
+    double attn_core_max_layer = 0.0;  // one layer's attention cores (what selective recomputation recomputes)
+    // Per micro-batch of each model chunk: stored activations, their attention cores' part (selective recomputation
+    // drops it) and the layers' inputs (what full recomputation keeps).
+    std::vector<double> act(V, 0.0), attn_core(V, 0.0), act_inputs(V, 0.0);
+    for (std::size_t c = 0; c < V; ++c) {
+      for (const int i : chunk_layers(static_cast<int>(layers.size()), p, stage, static_cast<int>(c))) {
+        const L& l = layers[static_cast<std::size_t>(i)];
+        const bool cross = l.decoder && encdec;
+        const double tok = l.decoder ? t_dec : t_enc;
+        const double s_self = l.decoder ? (encdec ? m.target_seq_len : m.seq_len) : m.seq_len;
+        const LayerParams lp = layer_params(m, p, l.decoder, l.moe);
+        params += lp.dense + lp.expert;
+        expert_params += lp.expert;
+        // ZeRO-3 gathers what is sharded: dense parameters over data x expert > 1 replicas, experts' over data > 1.
+        max_layer_gathered =
+            std::max(max_layer_gathered, (dense_dp > 1.0 ? lp.dense : 0.0) + (expert_dp > 1.0 ? lp.expert : 0.0));
+        // Stored activations per token (elements): Korthikanti et al. 2022 §4.1's list for what moesim models. The two
+        // layer norms' inputs (2d) and their outputs, the inputs of the QKV projection (d, here) and of the FFN (d,
+        // below), replicated over the tensor ranks unless sequence-parallel (§4.2.1: their 10sbh of 34sbh; §4.2.2);
+        // Q, K and V, and the attention output projection's input (the context), split by heads: Q and the context
+        // of heads / tensor, K and V of kv_heads_per_rank heads (grouped-query attention keeps fewer); the attention
+        // core's softmax output and dropout (core_per_tok); the FFN's inner activations (below). At 16 bits this is
+        // §4.1's 34sbh less its two hidden-dropout masks (sbh each, after attention and after the FFN): moesim models
+        // no hidden dropout, so there are none to store.
+        double per_tok = 3.0 * d / sp + (2.0 * hl + 2.0 * kvl) * dh;
+        if (m.is_mla()) {
+          // Multi-head latent attention (DeepSeek-V2 §2.1.2, arXiv 2405.04434; as training_step.cpp's attention
+          // computes it; the resolver refuses it in an encoder-decoder): the layer norms' inputs and the
+          // down-projections' input as above; the compressed query (q_lora_rank, when there is one) and the latent
+          // with the RoPE key (kv_lora_rank + qk_rope_head_dim), the inputs of the up-projections, whole on every
+          // tensor rank as their down-projections are; queries and keys of heads x (d_head + RoPE), values and
+          // context of heads x d_head, split by heads.
+          const double rope = m.mla_qk_rope_head_dim;
+          per_tok = 3.0 * d / sp + m.mla_q_lora_rank + m.mla_kv_lora_rank + rope + 2.0 * hl * (dh + rope) + 2.0 * hl * dh;
         }
-      } else {
-        per_tok += d / sp + ffn_mats * m.d_ff / t;
+        // With attention dropout as its own kernel, also its one-byte mask per score (Korthikanti et al. 2022 §4.1:
+        // softmax output, dropout output and mask, 5as^2b at 16 bits).
+        const double core_elems_per_score = 2.0 + (s.training.attention_dropout > 0.0 ? 1.0 / b : 0.0);
+        double core_per_tok = core_elems_per_score * hl * s_self;
+        if (cross) {
+          per_tok += 2.0 * d / sp + 2.0 * hl * dh + 2.0 * hl * dh * t_enc / std::max(1.0, tok);
+          core_per_tok += core_elems_per_score * hl * m.seq_len;
+        }
+        if (l.moe) {
+          // Routing groups come from the tokens a rank routes: all of the stage's, or with sequence parallelism its
+          // 1/tensor shard, whose dispatched and combined rows it alone keeps; split as the step splits them
+          // (routing_groups, as training_step.cpp's moe_ffn: fixed or Mesh-TensorFlow's split).
+          const double routed = tok / sp;
+          const double group = routing_groups(s.routing, routed, p.expert).group_tokens;
+          per_tok += (2.0 * d + 2.0 * m.experts) / sp + slots_per_token(group) * (2.0 * d / sp + ffn_mats * m.expert_d_ff / t);
+          // Shared experts (DeepSeekMoE): a dense FFN of shared_experts x expert_d_ff on every token, split over the
+          // tensor ranks (training_step.cpp's shared_experts_ffn); its input is the layer's, counted above.
+          per_tok += m.shared_experts * ffn_mats * m.expert_d_ff / t;
+          if (accel.dispatch == catalog::DispatchStyle::einsum && !s.routing.dropless) {
+            // One-hot dispatch and combine tensors [S, E, C] per group: E x C elements per routed token each.
+            per_tok += 2.0 * m.experts * expert_capacity(s.routing, m.experts, m.top_k, m.capacity_factor, group) / sp;
+          }
+        } else {
+          per_tok += d / sp + ffn_mats * m.d_ff / t;
+        }
+        const double layer_act = (per_tok + core_per_tok) * tok * b;
+        act[c] += layer_act;
+        attn_core[c] += core_per_tok * tok * b;
+        attn_core_max_layer = std::max(attn_core_max_layer, core_per_tok * tok * b);
+        act_inputs[c] += tok * d / sp * b;
+        act_max_layer = std::max(act_max_layer, layer_act);
       }
-      const double layer_act = (per_tok + core_per_tok) * tok * b;
-      act += layer_act;
-      attn_core += core_per_tok * tok * b;
-      attn_core_max_layer = std::max(attn_core_max_layer, core_per_tok * tok * b);
-      act_inputs += tok * d / sp * b;
-      act_max_layer = std::max(act_max_layer, layer_act);
     }
-    if (stage == 0 || stage == p.pipeline - 1) {
-      params += static_cast<double>(m.vocab) * d / t;
-      if (stage == p.pipeline - 1) act += t_dec * (static_cast<double>(m.vocab) / t) * 4.0;  // fp32 logits
-    }
+    const bool holds_vocab = stage == 0 || stage == p.pipeline - 1;
+    if (holds_vocab) params += static_cast<double>(m.vocab) * d / t;
+    // fp32 logits, in the last chunk of the last stage (its output head).
+    if (stage == p.pipeline - 1) act[V - 1] += t_dec * (static_cast<double>(m.vocab) / t) * 4.0;
     MemoryEstimate e;
     e.capacity_bytes = best.capacity_bytes;
     e.params_bytes = params * w_bytes;
@@ -273,21 +368,31 @@ MemoryEstimate estimate_memory_need(const scenario::Scenario& s, const catalog::
     // also the gradients, across the data-parallel replicas of each parameter: dense parameters over
     // data x expert, experts over data.
     const double dense_params = params - expert_params;
-    const double dense_dp = static_cast<double>(p.data) * p.expert, expert_dp = p.data;
     auto sharded = [&](double per_param, bool shard) {
       return shard ? per_param * (dense_params / dense_dp + expert_params / expert_dp) : per_param * params;
     };
     e.grads_bytes = sharded(g_bytes, p.zero_stage >= 2);
     if (p.zero_stage >= 3) {
-      // Parameters sharded too, plus the working copies of two layers (in use + prefetched).
-      e.params_bytes = sharded(w_bytes, true) + 2.0 * max_layer_params * w_bytes;
+      // Parameters sharded too, plus the gathered working copies the step holds (training_step.cpp's pass_of): two
+      // layers' (the one in use and the next, prefetched: FSDP's one-layer prefetch) and, on a stage that holds the
+      // vocabulary matrix, that matrix too: it is gathered when a pass starts and used at its end (the output head
+      // after the last stage's forward layers, the embedding after the first stage's backward layers), so it is
+      // held beside the layers' copies (FSDP likewise keeps its root module's parameters gathered). Only what is
+      // sharded is gathered (max_layer_gathered): with data x expert = 1 nothing is, and nothing is added.
+      const double vocab_gathered = holds_vocab && dense_dp > 1.0 ? static_cast<double>(m.vocab) * d / t : 0.0;
+      e.params_bytes = sharded(w_bytes, true) + (2.0 * max_layer_gathered + vocab_gathered) * w_bytes;
     }
     e.optimizer_bytes = sharded(opt_bytes, p.zero_stage >= 1);
-    e.activations_no_remat_bytes = act * inflight;
+    // Stored activations at the stage's peak: its micro-batches in flight as its schedule runs (peak_stored_bytes:
+    // 1F1B min(P - s, M) at stage s, Narayanan et al. 2021 and Korthikanti et al. 2022 §4.2.3; interleaved,
+    // 2 (P - s - 1) + (v - 1) P + 1 chunk-micro-batches), each chunk with its own bytes.
+    e.activations_no_remat_bytes = peak_stored_bytes(p, stage, act);
     // Full: each layer's input per micro-batch in flight, plus one layer's activations while it is recomputed.
-    const double remat_act = act_inputs * inflight + act_max_layer;
+    const double remat_act = peak_stored_bytes(p, stage, act_inputs) + act_max_layer;
     // Selective: everything but the attention cores, plus one layer's attention core while it is recomputed.
-    const double selective_act = (act - attn_core) * inflight + attn_core_max_layer;
+    std::vector<double> kept(V);
+    for (std::size_t c = 0; c < V; ++c) kept[c] = act[c] - attn_core[c];
+    const double selective_act = peak_stored_bytes(p, stage, kept) + attn_core_max_layer;
     stages.push_back({e, selective_act, remat_act});
   }
   // One recomputation for the whole step (the step graph applies one to every stage): the given one, or with auto

@@ -150,9 +150,11 @@ class Builder {
         m_(ctx.scenario.model),
         p_(ctx.scenario.parallelism),
         b_(dtype_bytes(m_.dtype)),
+        w_b_(dtype_bytes(training_weight_dtype(m_.dtype))),
         grad_b_(grad_dtype_bytes(ctx.scenario, ctx.accel)),
         tp_(p_.tensor),
-        kvl_(std::max(1.0, static_cast<double>(m_.kv_heads > 0 ? m_.kv_heads : m_.heads) / p_.tensor)),
+        kv_(static_cast<double>(m_.kv_heads > 0 ? m_.kv_heads : m_.heads)),
+        kvl_(std::max(1.0, kv_ / p_.tensor)),
         rng_(Rng::derived(ctx.scenario.seed, static_cast<std::uint64_t>(ctx.step_index))) {
     const bool encdec = m_.architecture == scenario::Architecture::encoder_decoder;
     sequences_ = s_.training.batch_tokens / m_.seq_len / (p_.data * p_.expert) / p_.microbatches;
@@ -170,6 +172,14 @@ class Builder {
     if (m_.is_moe())
       router_ = std::make_unique<Router>(s_.routing, m_.experts, m_.top_k, m_.capacity_factor, s_.seed);
     einsum_dispatch_ = ctx.accel.dispatch == catalog::DispatchStyle::einsum && !s_.routing.dropless;
+    // ZeRO-2 and ZeRO-3 keep only the rank's 1/data shard of the gradients (workload::estimate_memory_need), so each
+    // micro-batch's gradients are reduce-scattered into it after that micro-batch's backward: DeepSpeed's ZeRO
+    // stage 2/3 reduces at every micro-step (its gradient accumulation sums into the partitioned fp32 gradients),
+    // FSDP with sharded gradients cannot skip the reduce-scatter (no_sync keeps unsharded gradients, which is not
+    // sharding them). ZeRO-1 (Megatron-LM's distributed optimizer) keeps the whole gradient buffer, accumulates the
+    // micro-batches in it and reduce-scatters once per step, as the all-reduce without ZeRO does.
+    reduce_microbatch_grads_ = p_.zero_stage >= 2 && p_.microbatches > 1;
+    reducing_.assign(static_cast<std::size_t>(p_.pipeline), false);
   }
 
   void run();
@@ -390,7 +400,10 @@ class Builder {
       c += vector_cost(KernelClass::elementwise, "attn.latent_norm", 3.0 * tok * (ql + lora) * b_, 5.0 * tok * (ql + lora), pass);
     } else if (!cross) {
       c += gemm_cost("attn.qkv", tok, (hl + 2.0 * kvl_) * dh, d, pass);
-      proj = tok * (2.0 * hl + 2.0 * kvl_) * dh * d;  // with the output projection's
+      // With the output projection's. The model's K and V projections are kv_heads wide: 1/tensor of them per rank
+      // (a fraction of a head when kv_heads < tensor), so the model FLOPs summed over the tensor group do not depend
+      // on the layout; the hardware FLOPs (the GEMM above) include the heads replicated on every rank.
+      proj = tok * (2.0 * hl + 2.0 * kv_ / tp_) * dh * d;
     } else {
       c += gemm_cost("attn.q", tok, hl * dh, d, pass);
       c += gemm_cost("attn.kv", kv_tokens, 2.0 * hl * dh, d, pass);
@@ -522,11 +535,15 @@ class Builder {
   }
   std::vector<int> stage_layers(int stage) const { return workload::stage_layers(static_cast<int>(layers_.size()), p_, stage); }
 
-  /** One forward or backward of a micro-batch on a stage's model chunk. Records, for the backward of the last
-   *  micro-batch, the phase after which each layer's gradients are complete. */
+  /** One forward or backward of a micro-batch on a stage's model chunk. Records in `grads_ready` (given for a backward
+   *  whose gradients are reduced as it goes: the last micro-batch's, or with ZeRO-2/3 and several micro-batches each
+   *  one's) the phase after which each layer's gradients are complete. */
   PhaseId pass_of(int stage, int chunk, int mb, Pass pass, PhaseId after, std::map<int, PhaseId>* grads_ready) {
     Stream st{stage, mb, after, Accum(ctx_.mesh.stage_devices(stage).size()), ctx_.mesh.stage_devices(stage)};
-    st.overlaps_grad_reduce = grads_ready != nullptr && ctx_.scenario.training.overlap_grad_reduce;
+    // Runs beside gradient reductions of its stage: the backward whose gradients are reduced as it goes, and (ZeRO-2/3
+    // with several micro-batches, reduce_microbatch_grads_) every pass after the stage's first reduction started.
+    st.overlaps_grad_reduce = (grads_ready != nullptr || reducing_[static_cast<std::size_t>(stage)]) &&
+                              ctx_.scenario.training.overlap_grad_reduce;
     const auto ids = chunk_layers(stage, chunk);
     const bool first = stage == 0 && chunk == 0, last = stage == p_.pipeline - 1 && chunk == p_.virtual_stages - 1;
     // ZeRO-3: each layer's parameters are all-gathered before use, the next layer's prefetched while
@@ -618,7 +635,7 @@ class Builder {
     CollectiveWork w;
     w.op = CollectiveOp::all_gather;
     w.groups = groups;
-    w.bytes_per_device = elems * b_;
+    w.bytes_per_device = elems * w_b_;  // the weights as training holds them
     std::size_t members = 0;
     for (const auto& grp : groups) members += grp.size();
     stats_.bytes_by_op["all_gather"] += w.bytes_per_device * static_cast<double>(members);
@@ -673,9 +690,13 @@ class Builder {
     return add_phase(g_, std::move(ph), {after});
   }
 
-  /** Gradient all-reduces (ZeRO: reduce-scatters) of a stage in DDP-style buckets; returns the phase after which
-   *  the stage's gradients are reduced. */
-  PhaseId reduce_grads(int stage, PhaseId last_bwd, const std::map<int, PhaseId>& grads_ready);
+  /** Gradient all-reduces (ZeRO: reduce-scatters) on stage `stage` of the gradients of layers `ids` (and of the
+   *  vocabulary matrix when `vocab`) in DDP-style buckets, after the backward that ends with `last_bwd`, each
+   *  bucket after the layers in it (`grads_ready`) and after `comm_prev` (the stage's previous reduction, on the same
+   *  communication stream); returns the phase after which those gradients are reduced. `what` names the backward
+   *  in the labels ("" for the whole step's). */
+  PhaseId reduce_grads(int stage, const std::vector<int>& ids, bool vocab, PhaseId last_bwd,
+                       const std::map<int, PhaseId>& grads_ready, std::optional<PhaseId> comm_prev, const std::string& what);
   /** The optimizer step of a stage after `after`, and with ZeRO-1/2 the all-gather of the updated parameters. */
   PhaseId optimizer_step(int stage, PhaseId after);
   /** Dense and expert parameters per device of a stage (the vocabulary matrix counted on the first and last). */
@@ -716,15 +737,21 @@ class Builder {
   const scenario::Scenario& s_;
   const scenario::ModelSpec& m_;
   const scenario::ParallelismSpec& p_;
-  double b_;
+  double b_;     ///< bytes of an activation element and of the GEMMs' operands (the model's dtype)
+  double w_b_;   ///< bytes of a weight element as training holds it (training_weight_dtype: bf16 for an fp8 model)
   double grad_b_;  ///< bytes of a gradient element (training.grad_dtype)
   double tp_;
+  double kv_;   ///< key/value heads of the model
   double kvl_;  ///< key/value heads per tensor rank (replicated when kv_heads < tensor)
   Rng rng_;
   double sequences_ = 0.0, t_enc_ = 0.0, t_dec_ = 0.0;
   std::vector<LayerDesc> layers_;
   std::unique_ptr<Router> router_;
   bool einsum_dispatch_ = false;
+  /** ZeRO-2/3 with several micro-batches: each backward's gradients are reduce-scattered as it ends (run). */
+  bool reduce_microbatch_grads_ = false;
+  /** Per stage: a micro-batch's gradient reduction has been issued (reduce_microbatch_grads_ with overlap). */
+  std::vector<bool> reducing_;
   StepStats stats_;
   /** Kernel times by shape (grouped GEMMs, whose rows differ per draw, are not cached). */
   struct CostKey {
@@ -909,22 +936,25 @@ void Builder::moe_ffn(Stream& st, const LayerDesc& L, double tok, Pass pass, con
   st.acc.add(kind_for("compute.combine", pass), nr, 0.0);
 }
 
-PhaseId Builder::reduce_grads(int stage, PhaseId last_bwd, const std::map<int, PhaseId>& grads_ready) {
+PhaseId Builder::reduce_grads(int stage, const std::vector<int>& ids, bool vocab, PhaseId last_bwd,
+                              const std::map<int, PhaseId>& grads_ready, std::optional<PhaseId> comm_prev,
+                              const std::string& what) {
   const auto dense_groups = ctx_.mesh.dense_grad_groups(stage);
   const auto expert_groups = ctx_.mesh.expert_grad_groups(stage);
   const bool dense_reduce = !dense_groups.empty() && dense_groups.front().size() > 1;
   const bool expert_reduce = !expert_groups.empty() && expert_groups.front().size() > 1;
-  const double d = m_.d_model;
+  const double vocab_elems = vocab ? static_cast<double>(m_.vocab) * m_.d_model / tp_ : 0.0;
 
   // Parameter bytes per device by layer (backward order), split dense / expert.
   std::vector<std::pair<int, std::pair<double, double>>> per_layer;
-  const auto ids = stage_layers(stage);
+  double dense_total = vocab_elems, expert_total = 0.0;
   for (auto it = ids.rbegin(); it != ids.rend(); ++it) {
     const LayerDesc& L = layers_[static_cast<std::size_t>(*it)];
     const LayerParams lp = layer_params(m_, p_, L.decoder, L.moe);
     per_layer.push_back({*it, {lp.dense * grad_b_, lp.expert * grad_b_}});
+    dense_total += lp.dense;
+    expert_total += lp.expert;
   }
-  const auto [dense_total, expert_total] = stage_params(stage);
 
   std::vector<PhaseId> done{last_bwd};
   // ZeRO (any stage) keeps only the shard of the gradients its optimizer updates: a reduce-scatter, then (stages 1
@@ -952,22 +982,22 @@ PhaseId Builder::reduce_grads(int stage, PhaseId last_bwd, const std::map<int, P
     // DDP-style buckets, in backward order; each bucket's reduce waits for its last layer and for the
     // previous bucket (one communication stream).
     double dense_bucket = 0.0, expert_bucket = 0.0;
-    std::optional<PhaseId> prev;
+    std::optional<PhaseId> prev = comm_prev;
     for (std::size_t i = 0; i < per_layer.size(); ++i) {
       dense_bucket += per_layer[i].second.first;
       expert_bucket += per_layer[i].second.second;
       const bool last_layer = i + 1 == per_layer.size();
-      if (last_layer) dense_bucket += (stage == 0 || stage == p_.pipeline - 1) ? static_cast<double>(m_.vocab) * d / tp_ * grad_b_ : 0.0;
+      if (last_layer) dense_bucket += vocab_elems * grad_b_;
       if (dense_bucket + expert_bucket >= kGradBucketBytes || last_layer) {
         PhaseId ready = last_layer ? last_bwd : grads_ready.at(per_layer[i].first);
         std::vector<PhaseId> deps{ready};
         if (prev) deps.push_back(*prev);
         PhaseId join = deps.size() == 1 ? deps[0] : add_phase(g_, Phase{}, deps);
         if (dense_reduce && dense_bucket > 0) {
-          join = reduce(dense_groups, dense_bucket, join, fmt::format("stage{} dense grads bucket @L{}", stage, per_layer[i].first));
+          join = reduce(dense_groups, dense_bucket, join, fmt::format("stage{}{} dense grads bucket @L{}", stage, what, per_layer[i].first));
         }
         if (expert_reduce && expert_bucket > 0) {
-          join = reduce(expert_groups, expert_bucket, join, fmt::format("stage{} expert grads bucket @L{}", stage, per_layer[i].first));
+          join = reduce(expert_groups, expert_bucket, join, fmt::format("stage{}{} expert grads bucket @L{}", stage, what, per_layer[i].first));
         }
         prev = join;
         dense_bucket = expert_bucket = 0.0;
@@ -975,9 +1005,9 @@ PhaseId Builder::reduce_grads(int stage, PhaseId last_bwd, const std::map<int, P
     }
     if (prev) done.push_back(*prev);
   } else {
-    PhaseId after = last_bwd;
-    if (dense_reduce) after = reduce(dense_groups, dense_total * grad_b_, after, fmt::format("stage{} dense grads", stage));
-    if (expert_reduce) after = reduce(expert_groups, expert_total * grad_b_, after, fmt::format("stage{} expert grads", stage));
+    PhaseId after = comm_prev ? add_phase(g_, Phase{}, {last_bwd, *comm_prev}) : last_bwd;
+    if (dense_reduce) after = reduce(dense_groups, dense_total * grad_b_, after, fmt::format("stage{}{} dense grads", stage, what));
+    if (expert_reduce) after = reduce(expert_groups, expert_total * grad_b_, after, fmt::format("stage{}{} expert grads", stage, what));
     done.push_back(after);
   }
   return done.size() == 1 ? done.front() : add_phase(g_, Phase{}, done);
@@ -996,7 +1026,7 @@ PhaseId Builder::optimizer_step(int stage, PhaseId after) {
   const double dense_shard = zero && dense_reduce ? static_cast<double>(dense_groups.front().size()) : 1.0;
   const double expert_shard = zero && expert_reduce ? static_cast<double>(expert_groups.front().size()) : 1.0;
   const double params = dense_total / dense_shard + expert_total / expert_shard;
-  const double bytes = params * optimizer_step_bytes_per_param(ctx_.scenario.training.optimizer, m_.dtype, grad_b_,
+  const double bytes = params * optimizer_step_bytes_per_param(ctx_.scenario.training.optimizer, training_weight_dtype(m_.dtype), grad_b_,
                                                                  ctx_.accel.kind == catalog::AcceleratorKind::tpu);
   Stream st{stage, 0, after, Accum(ctx_.mesh.stage_devices(stage).size()), ctx_.mesh.stage_devices(stage)};
   st.acc.add("compute.optimizer", time([&] {
@@ -1040,38 +1070,18 @@ void Builder::run() {
   out_.start = add_phase(g_, std::move(start), {});
   const int P = p_.pipeline, M = p_.microbatches;
 
-  // 1F1B per stage: warm-up forwards, steady one-forward-one-backward, cool-down backwards. Interleaved (v chunks
-  // per stage, Megatron-LM's schedules.py order): the k-th forward of a stage runs chunk (k / P) mod v of
-  // micro-batch (k / (P v)) P + k mod P, the k-th backward the same micro-batch on chunk v - 1 - (k / P) mod v; the
-  // warm-up is 2 (P - s - 1) + (v - 1) P forwards.
+  // 1F1B per stage: warm-up forwards, steady one-forward-one-backward, cool-down backwards; interleaved with v chunks
+  // per stage in Megatron-LM's schedules.py order (workload::stage_schedule, which the memory estimate walks too).
   const int V = p_.virtual_stages;
-  struct Task {
-    Pass pass;
-    int mb;
-    int chunk;
-  };
-  auto task = [&](Pass pass, int k) {
-    if (V == 1) return Task{pass, k, 0};
-    const int mb = (k / (P * V)) * P + k % P, c = (k / P) % V;
-    return Task{pass, mb, pass == Pass::fwd ? c : V - 1 - c};
-  };
-  std::vector<std::vector<Task>> order(static_cast<std::size_t>(P));
-  for (int s = 0; s < P; ++s) {
-    const int total = M * V;
-    const int warm = V == 1 ? std::min(P - s - 1, M) : std::min(2 * (P - s - 1) + (V - 1) * P, total);
-    auto& o = order[static_cast<std::size_t>(s)];
-    for (int i = 0; i < warm; ++i) o.push_back(task(Pass::fwd, i));
-    for (int i = 0; i < total - warm; ++i) {
-      o.push_back(task(Pass::fwd, warm + i));
-      o.push_back(task(Pass::bwd, i));
-    }
-    for (int i = total - warm; i < total; ++i) o.push_back(task(Pass::bwd, i));
-  }
+  std::vector<std::vector<PipelineTask>> order(static_cast<std::size_t>(P));
+  for (int s = 0; s < P; ++s) order[static_cast<std::size_t>(s)] = stage_schedule(p_, s);
   // Dependencies across stages are resolved as tasks are emitted; iterate until every task is placed.
   std::map<std::tuple<int, int, int, int>, PhaseId> done;  // (stage, pass, mb, chunk) -> last phase (incl. send)
   std::vector<std::size_t> next(static_cast<std::size_t>(P), 0);
   std::vector<PhaseId> stage_last(static_cast<std::size_t>(P), out_.start);
   std::vector<std::map<int, PhaseId>> ready(static_cast<std::size_t>(P));
+  // reduce_microbatch_grads_: per stage, the phase that ends the last gradient reduction issued (its communication stream)
+  std::vector<std::optional<PhaseId>> grads_reduced(static_cast<std::size_t>(P));
   std::size_t remaining = 0;
   for (const auto& o : order) remaining += o.size();
   while (remaining > 0) {
@@ -1079,7 +1089,9 @@ void Builder::run() {
     for (int s = 0; s < P; ++s) {
       auto& idx = next[static_cast<std::size_t>(s)];
       if (idx >= order[static_cast<std::size_t>(s)].size()) continue;
-      const auto [pass, mb, c] = order[static_cast<std::size_t>(s)][idx];
+      const PipelineTask& tk = order[static_cast<std::size_t>(s)][idx];
+      const Pass pass = tk.backward ? Pass::bwd : Pass::fwd;
+      const int mb = tk.mb, c = tk.chunk;
       const int vs = c * P + s;  // virtual stage
       std::vector<PhaseId> deps{stage_last[static_cast<std::size_t>(s)]};
       if (pass == Pass::fwd && vs > 0) {  // the previous virtual stage's forward
@@ -1094,8 +1106,23 @@ void Builder::run() {
       }
       PhaseId after = deps.size() == 1 ? deps[0] : add_phase(g_, Phase{}, deps);
       const bool last_mb_bwd = pass == Pass::bwd && mb == M - 1;
-      PhaseId end = pass_of(s, c, mb, pass, after, last_mb_bwd ? &ready[static_cast<std::size_t>(s)] : nullptr);
+      std::map<int, PhaseId> pass_ready;  // reduce_microbatch_grads_: this backward's layers' gradients
+      std::map<int, PhaseId>* grads_ready = nullptr;
+      if (pass == Pass::bwd && reduce_microbatch_grads_) grads_ready = &pass_ready;
+      else if (last_mb_bwd) grads_ready = &ready[static_cast<std::size_t>(s)];
+      PhaseId end = pass_of(s, c, mb, pass, after, grads_ready);
       stage_last[static_cast<std::size_t>(s)] = end;
+      if (pass == Pass::bwd && reduce_microbatch_grads_) {
+        // ZeRO-2/3: this micro-batch's gradients of the chunk's layers (and of the vocabulary matrix on the chunks
+        // that use it) reduce-scattered into the shards, bucketed beside the backward when overlap_grad_reduce, else
+        // after it, before the stage's next pass; one communication stream per stage.
+        const bool vocab = (s == 0 && c == 0) || (s == P - 1 && c == V - 1);
+        auto& comm = grads_reduced[static_cast<std::size_t>(s)];
+        comm = reduce_grads(s, chunk_layers(s, c), vocab, end, pass_ready, comm,
+                            fmt::format("{} mb{}", V > 1 ? fmt::format(" chunk{}", c) : "", mb));
+        if (s_.training.overlap_grad_reduce) reducing_[static_cast<std::size_t>(s)] = true;
+        else stage_last[static_cast<std::size_t>(s)] = *comm;
+      }
       PhaseId sent = end;
       if (pass == Pass::fwd && vs < P * V - 1) sent = p2p(s, (s + 1) % P, vs + 1, mb, end, "activations");
       if (pass == Pass::bwd && vs > 0) sent = p2p(s, (s + P - 1) % P, vs, mb, end, "gradients");
@@ -1107,8 +1134,13 @@ void Builder::run() {
     if (!progress) throw Error("internal error: the 1F1B schedule deadlocked while building the step graph");
   }
   std::vector<PhaseId> reduced;
-  for (int s = 0; s < P; ++s)
-    reduced.push_back(reduce_grads(s, stage_last[static_cast<std::size_t>(s)], ready[static_cast<std::size_t>(s)]));
+  for (int s = 0; s < P; ++s) {
+    const auto us = static_cast<std::size_t>(s);
+    if (reduce_microbatch_grads_)
+      reduced.push_back(add_phase(g_, Phase{}, {stage_last[us], *grads_reduced[us]}));
+    else
+      reduced.push_back(reduce_grads(s, stage_layers(s), s == 0 || s == P - 1, stage_last[us], ready[us], std::nullopt, ""));
+  }
   if (P > 1) {
     const PhaseId synced = tied_embedding_sync(add_phase(g_, Phase{}, {reduced.front(), reduced.back()}));
     reduced.front() = reduced.back() = synced;

@@ -466,3 +466,27 @@ TEST_CASE("scenario::resolve: topology must fit the accelerator and the chip cou
     CHECK(t::contains(e.message(), "8 GPUs do not fill whole nodes of 3 GPUs"));
   }
 }
+
+TEST_CASE("scenario::resolve: parallelism.schedule names what virtual_stages decides", "[scenario][resolve]") {
+  // 4 layers on 2 stages of 2 chunks each; data 4 x pipeline 2 = 8 GPUs, 2 micro-batches (a multiple of the stages).
+  const std::string base = t::replace_line(t::base_yaml(), "  expert: 8", "  data: 4\n  pipeline: 2\n  microbatches: 2");
+  SECTION("left out: 1f1b with one chunk, interleaved_1f1b with several") {
+    CHECK(t::load(base).parallelism.schedule == "1f1b");
+    CHECK(t::load(base, {"parallelism.virtual_stages=2"}).parallelism.schedule == "interleaved_1f1b");
+  }
+  SECTION("interleaved_1f1b with its chunks") {
+    const auto s = t::load(base, {"parallelism.schedule=interleaved_1f1b", "parallelism.virtual_stages=2"});
+    CHECK(s.parallelism.schedule == "interleaved_1f1b");
+    CHECK(s.parallelism.virtual_stages == 2);
+  }
+  SECTION("interleaved_1f1b without chunks: an error that says to set virtual_stages") {
+    const auto e = t::load_error(base, {"parallelism.schedule=interleaved_1f1b"});
+    CHECK(e.key() == "parallelism.schedule");
+    CHECK(t::contains(e.message(), "parallelism.virtual_stages"));
+  }
+  SECTION("1f1b named against several chunks: an error naming interleaved_1f1b") {
+    const auto e = t::load_error(base, {"parallelism.schedule=1f1b", "parallelism.virtual_stages=2"});
+    CHECK(e.key() == "parallelism.schedule");
+    CHECK(t::contains(e.message(), "interleaved_1f1b"));
+  }
+}

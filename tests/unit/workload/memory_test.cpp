@@ -261,21 +261,23 @@ TEST_CASE("workload::estimate_memory: rematerialisation auto, none and full", "[
 
 TEST_CASE("workload::estimate_memory: auto recomputation with a pipeline picks one mode with which every stage fits",
           "[workload][memory]") {
-  // The audit's case: Mixtral-like, 8 layers on 8 stages. The middle stages fit with selective recomputation, the
-  // first and last (the vocabulary's weights, the fp32 logits) only with full; the step applies one mode to every
+  // The audit's case: Mixtral-like, 8 layers on 8 stages, 8 micro-batches of 6 sequences. Stage s holds min(8 - s, 8)
+  // micro-batches in flight (1F1B): stages 1-7 fit with selective recomputation (stage 1: 26.1 GB of weights, gradients
+  // and state + 7 x 6.5 GB kept + 12.9 GB of one layer's attention core = 84.8 GB of 85.9), the first (the
+  // vocabulary's 2.4 GB of weights and 8 micro-batches, 93.7 GB) only with full; the step applies one mode to every
   // stage, so auto must choose full, and the figures are those of the stage that needs the most.
   const std::string file = std::string(MOESIM_SOURCE_ROOT) + "/scenarios/plan/h100-mixtral-8x7b.yaml";
   const auto& h100 = t::real_catalog().accelerator("h100");
   const auto s = moesim::scenario::load_file(
       file, t::real_catalog(),
-      {"cluster.count=16", "model.layers=8", "training.batch_tokens=262144",
+      {"cluster.count=16", "model.layers=8", "training.batch_tokens=393216",
        "parallelism={data: 2, expert: 1, tensor: 1, pipeline: 8, microbatches: 8, zero_stage: 0}"});
   REQUIRE(s.training.rematerialization == Remat::automatic);
   const auto e = estimate_memory(s, h100);
   CHECK(e.remat);
   CHECK_FALSE(e.selective);
   CHECK(e.total_bytes() <= e.capacity_bytes);
-  // Selective alone does not fit (stage 0 or the last), which auto used to miss by sizing one middle stage.
+  // Selective alone does not fit (stage 0), which auto would miss by sizing one middle stage.
   auto sel = s;
   sel.training.rematerialization = Remat::selective;
   CHECK(moesim::workload::estimate_memory_need(sel, h100).total_bytes() > e.capacity_bytes);
@@ -312,11 +314,12 @@ TEST_CASE("workload::estimate_memory: selective recomputation and sequence paral
                    {"training.rematerialization=" + remat});
   };
   const double logits = tok * V / tp * 4.0;  // fp32 logits of the last stage
-  // Per token and layer, elements: LN input + residual 2d and the FFN input d (replicated over the tensor ranks
-  // unless sequence-parallel), QKV + context 4d/t, the FFN hidden layer before and after its activation 2 x 4d/t,
-  // and the attention core's scores + probabilities 2 a s / t.
+  // Per token and layer, elements (Korthikanti et al. 2022 §4.1 without hidden-dropout masks): the two layer norms'
+  // inputs 2d and the QKV and FFN inputs d each (replicated over the tensor ranks unless sequence-parallel), QKV +
+  // context 4d/t, the FFN hidden layer before and after its activation 2 x 4d/t, and the attention core's scores +
+  // probabilities 2 a s / t.
   const double core = 2.0 * a * s / tp;
-  auto per_layer = [&](double sp) { return (3.0 * d / sp + 12.0 * d / tp + core) * tok * b; };
+  auto per_layer = [&](double sp) { return (4.0 * d / sp + 12.0 * d / tp + core) * tok * b; };
   SECTION("none") {
     const auto e = estimate_memory(load("none", false), h100);
     CHECK_FALSE(e.remat);

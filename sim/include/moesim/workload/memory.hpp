@@ -34,19 +34,42 @@ LayerParams layer_params(const scenario::ModelSpec& m, const scenario::Paralleli
 std::vector<int> chunk_layers(int layers, const scenario::ParallelismSpec& p, int stage, int chunk);
 /** All layers of a pipeline stage, its chunks in order. */
 std::vector<int> stage_layers(int layers, const scenario::ParallelismSpec& p, int stage);
-/** Micro-batch-chunks of activations stage 0 holds at the peak of the schedule, in micro-batches of a whole
- *  stage: 1F1B min(P, M); interleaved (Narayanan et al. 2021) min(2 (P - 1) + (v - 1) P + 1, M v) chunks of
- *  1/v of the stage, i.e. P + (P - 1) / v micro-batches when M is large. */
-double inflight_microbatches(const scenario::ParallelismSpec& p);
+/** One task of a pipeline stage's schedule: the forward or the backward of micro-batch `mb` on model chunk `chunk`. */
+struct PipelineTask {
+  bool backward = false;
+  int mb = 0;
+  int chunk = 0;
+};
+/** The order in which stage `stage` runs its tasks (the step builder's order, and what estimate_memory_need walks to
+ *  find the activations a stage holds at its peak). 1F1B (PipeDream-Flush, Narayanan et al. 2021 §2.2.1):
+ *  min(P - s - 1, M) warm-up forwards, then one forward and one backward in turn, then the remaining backwards.
+ *  Interleaved (v > 1 chunks per stage; Megatron-LM's schedules.py, Narayanan et al. 2021 §2.2.2): a warm-up of
+ *  min(2 (P - s - 1) + (v - 1) P, M v) forwards; the k-th forward runs chunk (k / P) mod v of micro-batch
+ *  (k / (P v)) P + k mod P, the k-th backward the same micro-batch on chunk v - 1 - (k / P) mod v. */
+std::vector<PipelineTask> stage_schedule(const scenario::ParallelismSpec& p, int stage);
+/** Micro-batch-chunks of activations stage `stage` holds at the peak of the schedule (its warm-up forwards and the
+ *  first steady-state forward), in micro-batches of a whole stage, when its chunks are of equal size: 1F1B
+ *  min(P - s, M) (Narayanan et al. 2021; Korthikanti et al. 2022 §4.2.3); interleaved
+ *  min(2 (P - s - 1) + (v - 1) P + 1, M v) chunks of 1/v of the stage, i.e. P + (P - 1) / v micro-batches at
+ *  stage 0 when M is large. (estimate_memory_need walks stage_schedule with each chunk's own bytes instead.) */
+double inflight_microbatches(const scenario::ParallelismSpec& p, int stage = 0);
 
 /** Bytes of one element of `dtype` ("fp32" 4, "bf16"/"fp16" 2, "fp8" 1); throws on an unknown dtype. */
 double dtype_bytes(const std::string& dtype);
 
-/** Bytes of one gradient element (training.grad_dtype): 4 for fp32, or for auto with a bf16 model on a GPU
- *  (Megatron-LM's rule); otherwise the model dtype's. */
+/** The dtype training holds the weights in: the model's, except that fp8 training keeps bf16 weights (fp8 is
+ *  only the GEMMs' input format: NVIDIA Transformer Engine casts the bf16 weights and activations to fp8 per GEMM;
+ *  DeepSeek-V3, arXiv 2412.19437 §3.3: "master weights, weight gradients and optimizer states are stored in higher
+ *  precision"). Serving holds fp8 weights as they are and does not use this. */
+std::string training_weight_dtype(const std::string& dtype);
+
+/** Bytes of one gradient element (training.grad_dtype): 4 for fp32, or for auto with a bf16 or fp8 model on a GPU
+ *  (Megatron-LM's rule; fp8 training accumulates its weight gradients in fp32 too, Transformer Engine's
+ *  main_grad); `model`: the training weights' dtype (training_weight_dtype: bf16 for an fp8 model). */
 double grad_dtype_bytes(const scenario::Scenario& s, const catalog::AcceleratorSpec& accel);
 
-/** HBM bytes the optimizer step streams per parameter it updates, with gradients of `grad_bytes` per element.
+/** HBM bytes the optimizer step streams per parameter it updates, with weights held in `dtype` (for training the
+ *  training_weight_dtype of the model's) and gradients of `grad_bytes` per element.
  *
  *  `fused` (TPUs: XLA compiles the update into one fusion, as Mesh-TensorFlow, Lingvo and JAX programs run): the
  *  gradient is read, the weights (and, with a 16-bit model dtype, their fp32 master copy) and the state are read and
