@@ -174,6 +174,18 @@ std::vector<FieldSpec> build_table() {
                 "exactly these, the softmax output, mask and dropout output of Korthikanti et al. 2022 (arXiv 2205.05198) "
                 "section 4.1's 5as^2b bytes per layer. The cost does not depend on the probability, only on it being "
                 "above 0. 0: no attention dropout, or one fused into the softmax (XLA on TPUs) with nothing stored."),
+      F("training.attention_kernel", T::choice).def("materialized").choices({"materialized", "fused"})
+          .help("How the attention core (scores, softmax, values) runs. materialized: batched GEMMs and a softmax kernel "
+                "over [heads, sequence, sequence] scores written to memory, the probabilities stored for the backward "
+                "(Megatron-LM's CoreAttention before FlashAttention, XLA's einsums; Korthikanti et al. 2022's 5as^2b "
+                "bytes per layer; selective recomputation drops them). fused: FlashAttention (Dao et al. 2022, arXiv "
+                "2205.14135; FlashAttention-2, Dao 2023, arXiv 2307.08691), one kernel per pass that keeps the scores "
+                "in on-chip memory: nothing of size sequence^2 reaches HBM or is stored (the output and a log-sum-exp "
+                "per query row are), dropout is applied inside the kernel, causal masks skip the masked tiles (half "
+                "the pairs), and the backward recomputes the scores (five products of the forward's two); it runs at "
+                "the prefill_attention efficiency (profiles/efficiency.yaml). What GPU training since 2023 uses "
+                "(Megatron-LM --use-flash-attn, Transformer Engine's fused attention); selective recomputation then "
+                "has nothing to recompute."),
       F("training.grad_dtype", T::choice).def("auto").choices({"auto", "model", "fp32"})
           .help("Element type of the gradients: the buffers the backward accumulates the weight gradients into (kept "
                 "in device memory), the data-parallel all-reduce or reduce-scatter, and what the optimizer step reads. "

@@ -140,7 +140,7 @@ class Resolver {
   static const json& training_defaults() {
     static const json t = {{"batch_tokens", 0.0}, {"optimizer", "adam"}, {"rematerialization", "none"},
                            {"steps_simulated", 1}, {"overlap_grad_reduce", false},
-                            {"attention_dropout", 0.0}, {"grad_dtype", "auto"}};
+                            {"attention_dropout", 0.0}, {"attention_kernel", "materialized"}, {"grad_dtype", "auto"}};
     return t;
   }
 
@@ -1093,6 +1093,7 @@ Scenario Resolver::build() const {
   s.training.steps_simulated = static_cast<int>(i(t["steps_simulated"]));
   s.training.overlap_grad_reduce = t["overlap_grad_reduce"];
   s.training.attention_dropout = t["attention_dropout"];
+  s.training.fused_attention = t["attention_kernel"] == "fused";
   const std::string grad_dtype = t["grad_dtype"];
   s.training.grad_dtype = grad_dtype == "model" ? GradDtype::model : grad_dtype == "fp32" ? GradDtype::fp32 : GradDtype::automatic;
 

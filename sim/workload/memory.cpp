@@ -326,11 +326,15 @@ MemoryEstimate estimate_memory_need(const scenario::Scenario& s, const catalog::
         }
         // With attention dropout as its own kernel, also its one-byte mask per score (Korthikanti et al. 2022 §4.1:
         // softmax output, dropout output and mask, 5as^2b at 16 bits).
+        // A fused (FlashAttention) core keeps no scores: only one fp32 log-sum-exp per query row and head (the
+        // output is the context above), whatever the sequence length and dropout (Dao et al. 2022, section 3.1).
+        const bool fused = s.training.fused_attention;
         const double core_elems_per_score = 2.0 + (s.training.attention_dropout > 0.0 ? 1.0 / b : 0.0);
-        double core_per_tok = core_elems_per_score * hl * s_self;
+        const double lse_per_tok = hl * 4.0 / b;
+        double core_per_tok = fused ? lse_per_tok : core_elems_per_score * hl * s_self;
         if (cross) {
           per_tok += 2.0 * d / sp + 2.0 * hl * dh + 2.0 * hl * dh * t_enc / std::max(1.0, tok);
-          core_per_tok += core_elems_per_score * hl * m.seq_len;
+          core_per_tok += fused ? lse_per_tok : core_elems_per_score * hl * m.seq_len;
         }
         if (l.moe) {
           // Routing groups come from the tokens a rank routes: all of the stage's, or with sequence parallelism its

@@ -327,9 +327,10 @@ class Builder {
   /** The attention core of one tensor rank: scores QK^T, softmax (with its dropout) and values PV, full matrices
    *  (masked where causal); backward = 4 batched GEMMs. What selective recomputation recomputes. The scores'
    *  inner dimension is qk_head_dim() (MLA: d_head + RoPE), the values' d_head. */
-  Cost attention_core(double tok, double s_q, double s_kv, Pass pass) {
+  Cost attention_core(double tok, double s_q, double s_kv, bool causal, Pass pass) {
     const double hl = m_.heads / tp_, dh = m_.d_head, dqk = qk_head_dim();
     const double seqs = tok / s_q;
+    if (ctx_.scenario.training.fused_attention) return fused_attention_core(tok, s_q, s_kv, causal, pass);
     Cost c;
     if (pass == Pass::bwd) {
       // dQ = dS K and dK = dS^T Q over the query-key dimension; dP = dO V^T and dV = P^T dO over the value dimension.
@@ -352,6 +353,37 @@ class Builder {
     return c;
   }
 
+  /** The attention core as one fused FlashAttention kernel per pass (training.attention_kernel: fused; Dao et al.
+   *  2022, FlashAttention-2 Dao 2023): the forward computes scores and values tile by tile over the query-key pairs
+   *  (a causal mask's pairs only, s (s + 1) / 2 per sequence), reading Q, K, V and writing O and one fp32
+   *  log-sum-exp per query row and head; the backward recomputes the scores and runs dV = P^T dO, dP = dO V^T,
+   *  dQ = dS K and dK = dS^T Q, five products to the forward's two over the same pairs (so 2.5 x its FLOPs when
+   *  the query-key and value widths agree), reading Q, K, V, O, dO and the log-sum-exp and writing dQ, dK, dV.
+   *  Dropout runs inside the kernel from a regenerated random mask: no extra kernel or bytes. Kernel class
+   *  prefill_attention (the fused serving kernel's efficiency, profiles/efficiency.yaml). */
+  Cost fused_attention_core(double tok, double s_q, double s_kv, bool causal, Pass pass) {
+    const double hl = m_.heads / tp_, dh = m_.d_head, dqk = qk_head_dim();
+    const double seqs = tok / s_q;
+    const double pairs = seqs * hl * (causal && s_q == s_kv ? s_q * (s_q + 1.0) / 2.0 : s_q * s_kv);
+    const double kv_rows = seqs * s_kv;
+    const double kv_heads = m_.is_mla() ? hl : kvl_;  // MLA's keys and values are up-projected per head
+    const double qo_bytes = tok * hl * (dqk + dh) * b_, kv_bytes = kv_rows * kv_heads * (dqk + dh) * b_;
+    const double lse_bytes = tok * hl * 4.0;
+    KernelOp op;
+    op.cls = KernelClass::prefill_attention;
+    op.dtype = m_.dtype;
+    if (pass == Pass::bwd) {
+      op.name = "attn.flash_bwd";
+      op.flops = 2.0 * pairs * (3.0 * dqk + 2.0 * dh);  // S again, dQ, dK over dqk; dP, dV over dh
+      op.bytes = 2.0 * (qo_bytes + kv_bytes) + lse_bytes;  // Q K V O dO and the log-sum-exp in, dQ dK dV out
+    } else {
+      op.name = "attn.flash_fwd";
+      op.flops = 2.0 * pairs * (dqk + dh);
+      op.bytes = qo_bytes + kv_bytes + lse_bytes;
+    }
+    return time(op);
+  }
+
   /** Elementwise work around a block (layer norm, residual add, dropout: ~6 reads/writes of [tokens, d_model]),
    *  on 1/tensor of the tokens with sequence parallelism. */
   Cost norm_residual(const char* name, double tok, Pass pass) {
@@ -359,7 +391,7 @@ class Builder {
     return vector_cost(KernelClass::elementwise, name, 6.0 * rows * m_.d_model * b_, 10.0 * rows * m_.d_model, pass);
   }
 
-  void attention(Stream& st, double tok, double s_q, double s_kv, double kv_tokens, bool cross, Pass pass,
+  void attention(Stream& st, double tok, double s_q, double s_kv, double kv_tokens, bool cross, bool causal, Pass pass,
                  const std::string& label) {
     const double d = m_.d_model, hl = m_.heads / tp_, dh = m_.d_head;
     const double seqs = tok / s_q;
@@ -409,7 +441,7 @@ class Builder {
       c += gemm_cost("attn.kv", kv_tokens, 2.0 * hl * dh, d, pass);
       proj = (tok * hl * dh * 2.0 + kv_tokens * 2.0 * hl * dh) * d;  // with the output projection's
     }
-    c += attention_core(tok, s_q, s_kv, pass);
+    c += attention_core(tok, s_q, s_kv, causal, pass);
     c += gemm_cost("attn.out", tok, d, hl * dh, pass);
     if (mla) proj += tok * hl * dh * d;
     c += norm_residual("attn.norm_residual", tok, pass);
@@ -506,8 +538,8 @@ class Builder {
         dense_ffn(st, tok, pass, label);
     };
     auto attn = [&] {
-      attention(st, tok, s_self, s_self, tok, false, pass, label);
-      if (L.decoder && encdec) attention(st, tok, s_self, m_.seq_len, t_enc_, true, pass, label);
+      attention(st, tok, s_self, s_self, tok, false, L.decoder, pass, label);  // a decoder's self-attention is causal
+      if (L.decoder && encdec) attention(st, tok, s_self, m_.seq_len, t_enc_, true, false, pass, label);
     };
     if (pass == Pass::bwd) {
       ffn();
@@ -521,11 +553,12 @@ class Builder {
   /** Selective recomputation (Korthikanti et al. 2022 §5): before a layer's backward, its attention cores'
    *  forward (self and, in an encoder-decoder's decoder, cross) again; no collectives. */
   void attention_core_remat(Stream& st, const LayerDesc& L) {
+    if (ctx_.scenario.training.fused_attention) return;  // a fused kernel stores nothing of the core to drop
     const bool encdec = m_.architecture == scenario::Architecture::encoder_decoder;
     const double tok = L.decoder ? t_dec_ : t_enc_;
     const double s_self = L.decoder ? (encdec ? m_.target_seq_len : m_.seq_len) : m_.seq_len;
-    Cost c = attention_core(tok, s_self, s_self, Pass::remat);
-    if (L.decoder && encdec) c += attention_core(tok, s_self, m_.seq_len, Pass::remat);
+    Cost c = attention_core(tok, s_self, s_self, L.decoder, Pass::remat);
+    if (L.decoder && encdec) c += attention_core(tok, s_self, m_.seq_len, false, Pass::remat);
     st.acc.add("compute.remat", c, 0.0);
   }
 

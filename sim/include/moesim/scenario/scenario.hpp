@@ -85,6 +85,9 @@ struct TrainingSpec {
   /** Dropout on the attention probabilities as its own kernel over the materialised scores (Megatron-LM);
    *  0 = none or fused into the softmax. Only whether it is above 0 changes the cost. */
   double attention_dropout = 0.0;
+  /** The attention core's kernels: false = materialised scores and probabilities (batched GEMMs, a softmax kernel,
+   *  [heads, s, s] stored for the backward); true = one fused FlashAttention kernel per pass (Dao et al. 2022). */
+  bool fused_attention = false;
   GradDtype grad_dtype = GradDtype::automatic;  ///< gradient buffers and their data-parallel reduction
 };
 
