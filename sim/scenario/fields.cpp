@@ -182,7 +182,8 @@ std::vector<FieldSpec> build_table() {
                 "2205.14135; FlashAttention-2, Dao 2023, arXiv 2307.08691), one kernel per pass that keeps the scores "
                 "in on-chip memory: nothing of size sequence^2 reaches HBM or is stored (the output and a log-sum-exp "
                 "per query row are), dropout is applied inside the kernel, causal masks skip the masked tiles (half "
-                "the pairs), and the backward recomputes the scores (five products of the forward's two); it runs at "
+                "the pairs, so the FLOPs executed, HFU, can fall below the model FLOPs, MFU, which count every pair as "
+                "Narayanan et al. 2021 do), and the backward recomputes the scores (five products of the forward's two); it runs at "
                 "the prefill_attention efficiency (profiles/efficiency.yaml). What GPU training since 2023 uses "
                 "(Megatron-LM --use-flash-attn, Transformer Engine's fused attention); selective recomputation then "
                 "has nothing to recompute."),

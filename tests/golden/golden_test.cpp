@@ -105,6 +105,16 @@ TEST_CASE("golden::two-datacenter-data-parallel: replicas in two Google regions 
           Approx(d.at("facility_energy_mwh").get<double>() * d.at("gross_kgco2e_per_kwh").get<double>()).epsilon(1e-9));
 }
 
+TEST_CASE("golden::deepseek-v3-h800: MLA, a shared expert and 256 routed experts on 2048 H800s", "[golden]") {
+  const json run = g::check_golden("deepseek-v3-h800");
+  common_checks(run);
+  CHECK(run.at("chips") == 2048);
+  CHECK(run.at("tokens_dropped_fraction") == 0.0);  // dropless
+  const json& br = run.at("step_breakdown_s");
+  CHECK(br.value("compute.shared_experts", 0.0) > 0.0);  // the shared expert runs on every token
+  CHECK(br.value("comm.all_to_all", 0.0) > 0.0);         // expert parallelism 64 over 8 nodes
+}
+
 TEST_CASE("golden::tpu-v4-3d-torus: TPU v4 4x4x4 torus", "[golden]") {
   const json run = g::check_golden("tpu-v4-3d-torus");
   common_checks(run);
