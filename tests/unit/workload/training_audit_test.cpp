@@ -27,6 +27,7 @@ using moesim::workload::Phase;
 using moesim::workload::PhaseId;
 using moesim::workload::StepGraph;
 namespace t = moesim::workload::test;
+using t::kind_s;
 
 namespace {
 
@@ -59,16 +60,6 @@ double kind_bytes(const BuiltStep& b, const std::string& kind) {
   return sum;
 }
 
-/** Mean device time of one compute kind summed over the step's compute phases. */
-double kind_s(const BuiltStep& b, const std::string& kind) {
-  double s = 0.0;
-  for (const Phase* p : t::all_phases(b.graph)) {
-    if (p->type != Phase::Type::compute) continue;
-    auto it = p->compute.kind_time_s.find(kind);
-    if (it != p->compute.kind_time_s.end()) s += it->second;
-  }
-  return s;
-}
 
 /** Whether `to` can be reached from `from` along the graph's edges. */
 bool reaches(const StepGraph& g, PhaseId from, PhaseId to) {

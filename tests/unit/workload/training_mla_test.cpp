@@ -15,6 +15,7 @@ using moesim::workload::CollectiveOp;
 using moesim::workload::estimate_memory_need;
 using moesim::workload::Phase;
 namespace t = moesim::workload::test;
+using t::kind_s;
 
 namespace {
 
@@ -27,16 +28,6 @@ std::string model_block(int layers, int d_model, int d_ff, int heads, int d_head
          "\n  seq_len: " + std::to_string(seq_len) + "\n" + extra;
 }
 
-/** Mean device time of one phase kind summed over the step's compute phases. */
-double kind_s(const BuiltStep& b, const std::string& kind) {
-  double s = 0.0;
-  for (const Phase* p : t::all_phases(b.graph)) {
-    if (p->type != Phase::Type::compute) continue;
-    auto it = p->compute.kind_time_s.find(kind);
-    if (it != p->compute.kind_time_s.end()) s += it->second;
-  }
-  return s;
-}
 
 /** Bytes of the dense gradients' data-parallel reduction, summed over the devices. */
 double dense_grad_bytes(const BuiltStep& b) {

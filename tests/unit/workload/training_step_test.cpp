@@ -732,13 +732,7 @@ TEST_CASE("workload::StepBuilder: with sequence parallelism each tensor rank rou
   const t::StepFixture sp(t::load(t::scenario_yaml(model, "tpu_v4", 8, par + "  sequence_parallel: true\n", T, routing)));
   const BuiltStep a = plain.build(false), b = sp.build(false);
   check_dag(b);
-  auto kind_s = [](const BuiltStep& bs, const std::string& kind) {
-    double sum = 0.0;
-    for (const Phase* p : t::all_phases(bs.graph))
-      if (p->type == Phase::Type::compute)
-        if (auto it = p->compute.kind_time_s.find(kind); it != p->compute.kind_time_s.end()) sum += it->second;
-    return sum;
-  };
+  using t::kind_s;
   auto bytes_of = [](const BuiltStep& bs, const std::string& what) {
     std::vector<double> out;
     for (const Phase* p : t::all_phases(bs.graph))

@@ -82,4 +82,15 @@ inline std::size_t count_kind(const StepGraph& g, const std::string& kind) {
 
 inline bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
+/** Mean device time of one compute kind summed over the step's compute phases. */
+inline double kind_s(const BuiltStep& b, const std::string& kind) {
+  double s = 0.0;
+  for (const Phase* p : all_phases(b.graph)) {
+    if (p->type != Phase::Type::compute) continue;
+    auto it = p->compute.kind_time_s.find(kind);
+    if (it != p->compute.kind_time_s.end()) s += it->second;
+  }
+  return s;
+}
+
 }  // namespace moesim::workload::test
