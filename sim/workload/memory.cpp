@@ -83,14 +83,12 @@ double attention_params(const scenario::ModelSpec& m) {
   return d * dh * (2.0 * h + 2.0 * kv);  // Q and O: heads; K and V: kv_heads (GQA)
 }
 
+double kv_heads_per_rank(const scenario::ModelSpec& m, double tensor) {
+  return std::max(1.0, static_cast<double>(m.kv_heads > 0 ? m.kv_heads : m.heads) / tensor);
+}
+
 namespace {
 double ffn_matrices(const scenario::ModelSpec& m) { return m.gated() ? 3.0 : 2.0; }
-/** Key/value heads one tensor rank holds: kv_heads / tensor, or one (replicated) when there are fewer key/value heads
- *  than tensor ranks (GQA/MQA: Megatron-Core replicates each query group's K/V projection over the ranks that share
- *  it; training_step.cpp's attention computes max(1, kv_heads / tensor) heads' K and V on each rank). */
-double kv_heads_per_rank(const scenario::ModelSpec& m, double t) {
-  return std::max(1.0, static_cast<double>(m.kv_heads > 0 ? m.kv_heads : m.heads) / t);
-}
 /** Attention parameters one tensor rank holds: 1/tensor of the query and output projections; the key and value
  *  projections of kv_heads_per_rank heads (whole heads, replicated when kv_heads < tensor); multi-head latent
  *  attention's down-projections (queries' d_model x q_lora_rank; keys' and values' d_model x (kv_lora_rank + RoPE))

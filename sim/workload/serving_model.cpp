@@ -39,11 +39,6 @@ ExpertLayout expert_layout(const scenario::ModelSpec& m, const scenario::PoolSpe
   return {experts, static_cast<double>(m.expert_d_ff) / p.tensor};
 }
 
-/** Key/value heads one tensor rank holds (each replicated on tensor / kv_heads ranks when fewer). */
-double kv_heads_per_rank(const scenario::ModelSpec& m, int tensor) {
-  return std::max(1.0, static_cast<double>(m.kv_heads > 0 ? m.kv_heads : m.heads) / tensor);
-}
-
 /** KV bytes of one token of one layer on one tensor rank. MLA's latent is replicated on every rank. */
 double kv_bytes_per_token_layer_rank(const scenario::ModelSpec& m, int tensor, double kv_b) {
   if (m.is_mla()) return (m.mla_kv_lora_rank + m.mla_qk_rope_head_dim) * kv_b;

@@ -154,7 +154,7 @@ class Builder {
         grad_b_(grad_dtype_bytes(ctx.scenario, ctx.accel)),
         tp_(p_.tensor),
         kv_(static_cast<double>(m_.kv_heads > 0 ? m_.kv_heads : m_.heads)),
-        kvl_(std::max(1.0, kv_ / p_.tensor)),
+        kvl_(kv_heads_per_rank(m_, p_.tensor)),
         rng_(Rng::derived(ctx.scenario.seed, static_cast<std::uint64_t>(ctx.step_index))) {
     const bool encdec = m_.architecture == scenario::Architecture::encoder_decoder;
     sequences_ = s_.training.batch_tokens / m_.seq_len / (p_.data * p_.expert) / p_.microbatches;
@@ -328,9 +328,9 @@ class Builder {
    *  (masked where causal); backward = 4 batched GEMMs. What selective recomputation recomputes. The scores'
    *  inner dimension is qk_head_dim() (MLA: d_head + RoPE), the values' d_head. */
   Cost attention_core(double tok, double s_q, double s_kv, bool causal, Pass pass) {
+    if (ctx_.scenario.training.fused_attention) return fused_attention_core(tok, s_q, s_kv, causal, pass);
     const double hl = m_.heads / tp_, dh = m_.d_head, dqk = qk_head_dim();
     const double seqs = tok / s_q;
-    if (ctx_.scenario.training.fused_attention) return fused_attention_core(tok, s_q, s_kv, causal, pass);
     Cost c;
     if (pass == Pass::bwd) {
       // dQ = dS K and dK = dS^T Q over the query-key dimension; dP = dO V^T and dV = P^T dO over the value dimension.
@@ -452,17 +452,29 @@ class Builder {
     tensor_block_output(st, tok, what);
   }
 
-  void dense_ffn(Stream& st, double tok, Pass pass, const std::string& label) {
-    const double d = m_.d_model, f = m_.d_ff / tp_, mats = m_.gated() ? 2.0 : 1.0;
-    tensor_block_input(st, tok, label + " ffn TP", pass);
+  /** Kernel names and the phase kind of one tensor-parallel FFN block (tensor_parallel_ffn). */
+  struct FfnNames {
+    const char *up, *act, *down;
+    const char* norm;  ///< its layer norm and residual, or nullptr when the block has none of its own
+    const char* kind;
+  };
+  /** A Megatron tensor-parallel MLP of `width` (split over the tensor ranks): column-parallel up (gated: two
+   *  matrices), the activation, row-parallel down, with the collectives around the block. */
+  void tensor_parallel_ffn(Stream& st, double tok, double width, Pass pass, const std::string& what, const FfnNames& n) {
+    const double d = m_.d_model, f = width / tp_, mats = m_.gated() ? 2.0 : 1.0;
+    tensor_block_input(st, tok, what, pass);
     Cost c;
-    c += gemm_cost("ffn.up", tok, mats * f, d, pass);
-    c += vector_cost(KernelClass::elementwise, "ffn.act", (mats + 1.0) * tok * f * b_, 8.0 * tok * f, pass);
-    c += gemm_cost("ffn.down", tok, d, f, pass);
-    c += norm_residual("ffn.norm_residual", tok, pass);
+    c += gemm_cost(n.up, tok, mats * f, d, pass);
+    c += vector_cost(KernelClass::elementwise, n.act, (mats + 1.0) * tok * f * b_, 8.0 * tok * f, pass);
+    c += gemm_cost(n.down, tok, d, f, pass);
+    if (n.norm != nullptr) c += norm_residual(n.norm, tok, pass);
     const double model = 2.0 * tok * (mats + 1.0) * d * f;
-    st.acc.add(kind_for("compute.ffn", pass), c, model * model_mult(pass));
-    tensor_block_output(st, tok, label + " ffn TP");
+    st.acc.add(kind_for(n.kind, pass), c, model * model_mult(pass));
+    tensor_block_output(st, tok, what);
+  }
+
+  void dense_ffn(Stream& st, double tok, Pass pass, const std::string& label) {
+    tensor_parallel_ffn(st, tok, m_.d_ff, pass, label + " ffn TP", {"ffn.up", "ffn.act", "ffn.down", "ffn.norm_residual", "compute.ffn"});
   }
 
   /** The shared experts of an MoE layer (DeepSeekMoE, Dai et al. 2024, arXiv 2401.06066 §3.2; DeepSeek-V2/V3):
@@ -477,15 +489,8 @@ class Builder {
    *  parameter count assumes.) */
   void shared_experts_ffn(Stream& st, double tok, Pass pass, const std::string& label) {
     if (m_.shared_experts <= 0) return;
-    const double d = m_.d_model, f = m_.shared_experts * m_.expert_d_ff / tp_, mats = m_.gated() ? 2.0 : 1.0;
-    tensor_block_input(st, tok, label + " shared experts TP", pass);
-    Cost c;
-    c += gemm_cost("moe.shared_up", tok, mats * f, d, pass);
-    c += vector_cost(KernelClass::elementwise, "moe.shared_act", (mats + 1.0) * tok * f * b_, 8.0 * tok * f, pass);
-    c += gemm_cost("moe.shared_down", tok, d, f, pass);
-    const double model = 2.0 * tok * (mats + 1.0) * d * f;
-    st.acc.add(kind_for("compute.shared_experts", pass), c, model * model_mult(pass));
-    tensor_block_output(st, tok, label + " shared experts TP");
+    tensor_parallel_ffn(st, tok, static_cast<double>(m_.shared_experts) * m_.expert_d_ff, pass, label + " shared experts TP",
+                        {"moe.shared_up", "moe.shared_act", "moe.shared_down", nullptr, "compute.shared_experts"});
   }
 
   /** Expert FFN time per device of the stage, from the routing draw of each expert-parallel group. */

@@ -87,6 +87,11 @@ double grad_dtype_bytes(const scenario::Scenario& s, const catalog::AcceleratorS
  *  Throws on an unknown dtype. */
 double optimizer_step_bytes_per_param(scenario::Optimizer optimizer, const std::string& dtype, double grad_bytes, bool fused);
 
+/** Key/value heads one tensor rank holds: kv_heads / tensor, or one (replicated) when there are fewer key/value heads
+ *  than tensor ranks (GQA/MQA: Megatron-Core and vLLM replicate each query group's K/V projection over the ranks that
+ *  share it). Training's step and memory and serving's pools all use it. */
+double kv_heads_per_rank(const scenario::ModelSpec& m, double tensor);
+
 /** Attention parameters of one layer (whole model width): Q and O of `heads`, K and V of `kv_heads`
  *  (grouped-query attention), or multi-head latent attention's projections (DeepSeek-V2 §2.1). */
 double attention_params(const scenario::ModelSpec& m);
