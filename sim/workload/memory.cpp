@@ -42,6 +42,12 @@ std::string training_weight_dtype(const std::string& dtype) {
   return dtype == "fp8" ? "bf16" : dtype;
 }
 
+std::string training_activation_dtype(const std::string& dtype) {
+  // Transformer Engine's fp8 recipes (and DeepSeek-V3's, arXiv 2412.19437 §3.3) quantise a GEMM's inputs inside the
+  // layer; the tensors between the GEMMs (norms, softmax, activation functions, residuals) are bf16.
+  return dtype == "fp8" ? "bf16" : dtype;
+}
+
 double grad_dtype_bytes(const scenario::Scenario& s, const catalog::AcceleratorSpec& accel) {
   const std::string weights = training_weight_dtype(s.model.dtype);
   const double b = dtype_bytes(weights);
@@ -229,7 +235,12 @@ double inflight_microbatches(const scenario::ParallelismSpec& p, int stage) {
 MemoryEstimate estimate_memory_need(const scenario::Scenario& s, const catalog::AcceleratorSpec& accel) {
   const auto& m = s.model;
   const auto& p = s.parallelism;
-  const double b = dtype_bytes(m.dtype);  // activations: the model's dtype
+  // Stored activations: the model's dtype, bf16 (2 bytes) for an fp8 model (training_activation_dtype). The layer
+  // norms', softmax's, activation functions' and residuals' tensors are bf16 in every fp8 recipe; a GEMM's input
+  // could be kept as its 1-byte fp8 cast instead (Transformer Engine saves the cast input for the weight-gradient
+  // GEMM; DeepSeek-V3 §3.3.3 caches the Linear inputs in fp8), which moesim does not separate from the bf16 tensors:
+  // 2 bytes for all of them is the upper bound, and fp8 training needs no less activation memory than bf16 here.
+  const double b = dtype_bytes(training_activation_dtype(m.dtype));
   const double t = p.tensor;
   const double d = m.d_model, hl = m.heads / t, dh = m.d_head, kvl = kv_heads_per_rank(m, t);
   const double ffn_mats = ffn_matrices(m);
@@ -331,7 +342,9 @@ MemoryEstimate estimate_memory_need(const scenario::Scenario& s, const catalog::
         const double lse_per_tok = hl * 4.0 / b;
         double core_per_tok = fused ? lse_per_tok : core_elems_per_score * hl * s_self;
         if (cross) {
-          per_tok += 2.0 * d / sp + 2.0 * hl * dh + 2.0 * hl * dh * t_enc / std::max(1.0, tok);
+          // Cross-attention: its layer norm's and Q projection's inputs, Q and the context of heads / tensor, and K and
+          // V over the encoder's tokens of kv_heads_per_rank heads, as in self-attention.
+          per_tok += 2.0 * d / sp + 2.0 * hl * dh + 2.0 * kvl * dh * t_enc / std::max(1.0, tok);
           core_per_tok += fused ? lse_per_tok : core_elems_per_score * hl * m.seq_len;
         }
         if (l.moe) {
@@ -361,8 +374,18 @@ MemoryEstimate estimate_memory_need(const scenario::Scenario& s, const catalog::
     }
     const bool holds_vocab = stage == 0 || stage == p.pipeline - 1;
     if (holds_vocab) params += static_cast<double>(m.vocab) * d / t;
-    // fp32 logits, in the last chunk of the last stage (its output head).
-    if (stage == p.pipeline - 1) act[V - 1] += t_dec * (static_cast<double>(m.vocab) / t) * 4.0;
+    // fp32 logits, in the last chunk of the last stage (its output head): [tokens, vocab / tensor], stored from the
+    // micro-batch's forward to its backward, as the rest of the chunk's activations. Full recomputation keeps them
+    // too (act_inputs): it recomputes the transformer layers, not the output head, whose cross-entropy and its
+    // gradient are computed from them (Megatron-LM's vocab_parallel_cross_entropy saves their softmax for the
+    // backward; Korthikanti et al. 2022 §4.3 count them as 4sbv/t bytes, fp32).
+    // 1F1B's last stage runs each forward's backward next (min(P - s, M) = 1 micro-batch in flight), and interleaved,
+    // its last chunk's (peak_stored_bytes), so one micro-batch's logits are held at a time.
+    if (stage == p.pipeline - 1) {
+      const double logits = t_dec * (static_cast<double>(m.vocab) / t) * 4.0;
+      act[V - 1] += logits;
+      act_inputs[V - 1] += logits;
+    }
     MemoryEstimate e;
     e.capacity_bytes = best.capacity_bytes;
     e.params_bytes = params * w_bytes;
@@ -389,7 +412,8 @@ MemoryEstimate estimate_memory_need(const scenario::Scenario& s, const catalog::
     // 1F1B min(P - s, M) at stage s, Narayanan et al. 2021 and Korthikanti et al. 2022 §4.2.3; interleaved,
     // 2 (P - s - 1) + (v - 1) P + 1 chunk-micro-batches), each chunk with its own bytes.
     e.activations_no_remat_bytes = peak_stored_bytes(p, stage, act);
-    // Full: each layer's input per micro-batch in flight, plus one layer's activations while it is recomputed.
+    // Full: each layer's input per micro-batch in flight (and the last stage's logits), plus one layer's activations
+    // while it is recomputed.
     const double remat_act = peak_stored_bytes(p, stage, act_inputs) + act_max_layer;
     // Selective: everything but the attention cores, plus one layer's attention core while it is recomputed.
     std::vector<double> kept(V);

@@ -150,6 +150,7 @@ class Builder {
         m_(ctx.scenario.model),
         p_(ctx.scenario.parallelism),
         b_(dtype_bytes(m_.dtype)),
+        act_b_(dtype_bytes(training_activation_dtype(m_.dtype))),
         w_b_(dtype_bytes(training_weight_dtype(m_.dtype))),
         grad_b_(grad_dtype_bytes(ctx.scenario, ctx.accel)),
         tp_(p_.tensor),
@@ -305,9 +306,11 @@ class Builder {
     else
       tensor_collective(st, CollectiveOp::all_reduce, tokens, label + " all-reduce");
   }
-  /** A collective of [tokens, d_model] activations within each tensor-parallel group. */
+  /** A collective of [tokens, d_model] activations within each tensor-parallel group, in act_b_ (bf16 when the model
+   *  trains in fp8: the tensors between the GEMMs are bf16, Transformer Engine's all-gathers and reduce-scatters of
+   *  them too). */
   void tensor_collective(Stream& st, CollectiveOp op, double tokens, const std::string& label) {
-    tensor_collective_bytes(st, op, tokens * m_.d_model * b_, label);
+    tensor_collective_bytes(st, op, tokens * m_.d_model * act_b_, label);
   }
   void tensor_collective_bytes(Stream& st, CollectiveOp op, double bytes_per_device, const std::string& label) {
     if (tp_ <= 1) return;
@@ -437,9 +440,12 @@ class Builder {
       // on the layout; the hardware FLOPs (the GEMM above) include the heads replicated on every rank.
       proj = tok * (2.0 * hl + 2.0 * kv_ / tp_) * dh * d;
     } else {
+      // Cross-attention: queries of the decoder's tokens; keys and values of the encoder's, kv_heads wide as in
+      // self-attention (workload::attention_params counts them so): kv_heads_per_rank heads per rank on the hardware,
+      // kv_heads / tensor in the model FLOPs.
       c += gemm_cost("attn.q", tok, hl * dh, d, pass);
-      c += gemm_cost("attn.kv", kv_tokens, 2.0 * hl * dh, d, pass);
-      proj = (tok * hl * dh * 2.0 + kv_tokens * 2.0 * hl * dh) * d;  // with the output projection's
+      c += gemm_cost("attn.kv", kv_tokens, 2.0 * kvl_ * dh, d, pass);
+      proj = (tok * hl * dh * 2.0 + kv_tokens * 2.0 * kv_ / tp_ * dh) * d;  // with the output projection's
     }
     c += attention_core(tok, s_q, s_kv, causal, pass);
     c += gemm_cost("attn.out", tok, d, hl * dh, pass);
@@ -712,11 +718,12 @@ class Builder {
     for (std::size_t i = 0; i < src.size(); ++i) w.groups.push_back({src[i], dst[i]});
     // Activations (or their gradients) of the micro-batch at the stage boundary; tensor-parallel ranks
     // send disjoint slices (Megatron's scatter/gather optimisation). Encoder-decoder boundaries inside
-    // the decoder also carry the encoder output.
+    // the decoder also carry the encoder output. In act_b_: bf16 when the model trains in fp8 (the layer's output,
+    // the residual stream, is bf16).
     const int boundary = chunk_layers(later % p_.pipeline, later / p_.pipeline).front();
     const bool dec = layers_[static_cast<std::size_t>(boundary)].decoder;
     const double tokens = dec ? t_dec_ + (m_.encoder_layers > 0 ? t_enc_ : 0.0) : t_enc_;
-    w.bytes_per_device = tokens * m_.d_model * b_ / tp_;
+    w.bytes_per_device = tokens * m_.d_model * act_b_ / tp_;
     stats_.bytes_by_op["send_recv"] += w.bytes_per_device * static_cast<double>(src.size());
     Phase ph;
     ph.type = Phase::Type::collective;
@@ -752,13 +759,24 @@ class Builder {
   /** Tied input and output embeddings split over pipeline stages (the first stage's embedding, the last stage's
    *  copy for the output projection): their gradients are all-reduced between each rank of the first stage and its
    *  peer on the last, after the data-parallel reduction and before the optimizer (Megatron-LM's
-   *  _allreduce_embedding_grads; Shoeybi et al. 2019, Narayanan et al. 2021). */
+   *  _allreduce_embedding_grads; Shoeybi et al. 2019, Narayanan et al. 2021).
+   *
+   *  What is synced is what the data-parallel reduction left on the rank. Without ZeRO and with ZeRO-1 (Megatron-LM's
+   *  distributed optimizer) the rank keeps the whole gradient buffer and all-reduces the matrix's whole gradient
+   *  (Megatron-LM all-reduces the embedding's whole main_grad, of which the distributed optimizer reads only its
+   *  shard). With ZeRO-2 and ZeRO-3 the rank holds only its 1/(data x expert) shard of the reduced gradient
+   *  (workload::estimate_memory_need counts no more), so it syncs that shard with its peer, which holds the same one:
+   *  the tied matrix is partitioned alike on both stages (Megatron-Core gives the shared embedding a bucket of its
+   *  own under the distributed optimizer so that both stages shard it the same way, "allowing the DP reduce-scatter
+   *  to be before the embedding all-reduce"). The reduce-scatter runs first (run), so the full size is not needed. */
   PhaseId tied_embedding_sync(PhaseId after) {
     CollectiveWork w;
     w.op = CollectiveOp::all_reduce;
     const auto first = ctx_.mesh.stage_devices(0), last = ctx_.mesh.stage_devices(p_.pipeline - 1);
     for (std::size_t i = 0; i < first.size(); ++i) w.groups.push_back({first[i], last[i]});
-    w.bytes_per_device = static_cast<double>(m_.vocab) * m_.d_model / tp_ * grad_b_;
+    const auto dense_groups = ctx_.mesh.dense_grad_groups(0);
+    const double shard = p_.zero_stage >= 2 && !dense_groups.empty() ? static_cast<double>(dense_groups.front().size()) : 1.0;
+    w.bytes_per_device = static_cast<double>(m_.vocab) * m_.d_model / tp_ / shard * grad_b_;
     stats_.bytes_by_op["all_reduce"] += w.bytes_per_device * static_cast<double>(2 * first.size());
     Phase ph;
     ph.type = Phase::Type::collective;
@@ -776,6 +794,10 @@ class Builder {
   const scenario::ModelSpec& m_;
   const scenario::ParallelismSpec& p_;
   double b_;     ///< bytes of an activation element and of the GEMMs' operands (the model's dtype)
+  /** Bytes of an activation element sent between devices: the model's dtype, bf16 for an fp8 model
+   *  (training_activation_dtype): the tensor-parallel collectives, the pipeline's sends and the MoE combine. Only the
+   *  MoE dispatch, whose rows are the experts' up-projection input, goes in the model's dtype (b_). */
+  double act_b_;
   double w_b_;   ///< bytes of a weight element as training holds it (training_weight_dtype: bf16 for an fp8 model)
   double grad_b_;  ///< bytes of a gradient element (training.grad_dtype)
   double tp_;
@@ -871,20 +893,21 @@ void Builder::moe_ffn(Stream& st, const LayerDesc& L, double tok, Pass pass, con
   }
   st.acc.add(kind_for("compute.dispatch", pass), dc, 0.0);
 
-  // All-to-all (dispatch): capacity-padded buffers (einsum) or the routed tokens that were kept.
-  auto a2a = [&](const char* what) {
+  // All-to-all (dispatch and combine): capacity-padded buffers (einsum) or the routed tokens that were kept, of `eb`
+  // bytes per element.
+  auto a2a = [&](const char* what, double eb) {
     CollectiveWork w;
     w.op = CollectiveOp::all_to_all;
     w.groups = ctx_.mesh.expert_groups(st.stage);
     if (einsum_dispatch_) {
-      w.bytes_per_device = slots * d * b_ * sp / tp_;  // the rank's share of the slots (all of its own with SP)
+      w.bytes_per_device = slots * d * eb * sp / tp_;  // the rank's share of the slots (all of its own with SP)
     } else {
       double kept = 0.0, total = 0.0;
       for (const auto* dr : draw_of_data) {
         kept += dr->kept();  // second choices the policy skipped are not sent either
         total += dr->assignments;
       }
-      w.bytes_per_device = tok * k * (total > 0 ? kept / total : 1.0) * d * b_ / tp_;
+      w.bytes_per_device = tok * k * (total > 0 ? kept / total : 1.0) * d * eb / tp_;
       // Receivers in proportion to their experts' processed tokens.
       for (int di = 0; di < p_.data; ++di)
         for (int t = 0; t < p_.tensor; ++t) {
@@ -901,7 +924,14 @@ void Builder::moe_ffn(Stream& st, const LayerDesc& L, double tok, Pass pass, con
     }
     collective(st, "comm.all_to_all", label + " " + what, std::move(w));
   };
-  a2a("moe dispatch all-to-all");
+  // The dispatch sends the experts' up-projection input in the model's dtype (b_): fp8 when the model trains in fp8,
+  // quantised before it is sent; the combine sends the experts' outputs in act_b_, bf16 for an fp8 model. This is
+  // DeepSeek-V3's recipe (arXiv 2412.19437 §3.3.3, "Low-Precision Communication"; the one published fp8 MoE training
+  // recipe): activations quantised to fp8 before the dispatch, the combine kept in bf16. The backward's first
+  // all-to-all (labelled dispatch here too) sends the output gradients towards the experts ("the activation gradient
+  // before MoE down-projections"), which DeepSeek-V3 quantises to fp8 likewise; its second, back to the tokens, is a
+  // bf16 combine.
+  a2a("moe dispatch all-to-all", b_);
   // With tensor-parallel experts, each tensor rank exchanges 1/tp of the tokens, then the tensor group
   // all-gathers them (and reduce-scatters the outputs before the combine): Megatron-style token
   // splitting, so the all-to-all is not repeated tp times.
@@ -960,7 +990,7 @@ void Builder::moe_ffn(Stream& st, const LayerDesc& L, double tok, Pass pass, con
   st.acc.add_per_device(kind_for("compute.expert_ffn", pass), times, sum, model_sum);
   tensor_collective(st, CollectiveOp::reduce_scatter, expert_rows, label + " expert TP reduce-scatter");
 
-  a2a("moe combine all-to-all");
+  a2a("moe combine all-to-all", act_b_);
   st.acc.add(kind_for("compute.combine", pass), cc, 0.0);
   // Each tensor rank now holds the combined outputs of its 1/tensor of the tokens. Without sequence parallelism the
   // next block needs all of them on every rank: an all-gather of [tokens, d_model] over the tensor group (in the

@@ -116,7 +116,8 @@ TEST_CASE("workload::estimate_memory: each pipeline stage holds its own micro-ba
     CHECK(e.total_bytes() <= e.capacity_bytes);
   }
   SECTION("full recomputation: each stage keeps the inputs of its own micro-batches") {
-    // 10 layers over 4 stages: 2, 2, 3, 3 layers (chunk_layers). Stage s keeps min(4 - s, 8) micro-batches of inputs.
+    // 10 layers over 4 stages: 2, 2, 3, 3 layers (chunk_layers). Stage s keeps min(4 - s, 8) micro-batches of inputs,
+    // the last stage also its one micro-batch's fp32 logits (the output head is not recomputed).
     const auto sc10 = t::load(t::scenario_yaml(dense(10, 2048, 16, 256000, 4096), "a100", 4, "  pipeline: 4\n  microbatches: 8\n", 8.0 * tok),
                               {"cluster.topology.gpus_per_node=4", "training.rematerialization=full"});
     const double layer_params = 12.0 * d * d, input = tok * d * 2.0;
@@ -125,7 +126,7 @@ TEST_CASE("workload::estimate_memory: each pipeline stage holds its own micro-ba
     for (int st = 0; st < 4; ++st) {
       const double params = layers[st] * layer_params + (st == 0 || st == 3 ? V * d : 0.0);
       const double inflight = std::min(P - st, M);
-      peak = std::max(peak, params * kBytesPerParam + inflight * layers[st] * input + layer_mb);
+      peak = std::max(peak, params * kBytesPerParam + inflight * layers[st] * input + (st == 3 ? logits : 0.0) + layer_mb);
     }
     const MemoryEstimate e = estimate_memory_need(sc10, a100);
     CHECK(e.remat);

@@ -63,6 +63,15 @@ double dtype_bytes(const std::string& dtype);
  *  precision"). Serving holds fp8 weights as they are and does not use this. */
 std::string training_weight_dtype(const std::string& dtype);
 
+/** The dtype training stores its activations in and sends them between devices in: the model's, except bf16 for an
+ *  fp8 model. fp8 is only the GEMMs' input format (Transformer Engine casts each GEMM's inputs to fp8 inside the layer;
+ *  the layer norms, softmax, activation functions and residual stream stay bf16), so what crosses devices is bf16:
+ *  the tensor-parallel all-reduces, all-gathers and reduce-scatters and the pipeline's point-to-point sends
+ *  (DeepSeek-V3, arXiv 2412.19437 §3.3.3: fp8 communication only where the activation is quantised for an fp8 GEMM
+ *  anyway; the training step sends the MoE dispatch, the input of the experts' up-projection, in the model's dtype).
+ *  Stored activations are counted at this width too (workload::estimate_memory_need). */
+std::string training_activation_dtype(const std::string& dtype);
+
 /** Bytes of one gradient element (training.grad_dtype): 4 for fp32, or for auto with a bf16 or fp8 model on a GPU
  *  (Megatron-LM's rule; fp8 training accumulates its weight gradients in fp32 too, Transformer Engine's
  *  main_grad); `model`: the training weights' dtype (training_weight_dtype: bf16 for an fp8 model). */
