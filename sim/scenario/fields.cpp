@@ -120,9 +120,11 @@ std::vector<FieldSpec> build_table() {
                 "fp8 (e4m3 weights and activations, as TensorRT-LLM and vLLM serve) needs an accelerator with an fp8 peak. "
                 "Training with fp8 runs the GEMMs at the fp8 rate but holds bf16 weights with fp32 master copies and "
                 "gradients as a bf16 model's (training.grad_dtype), as NVIDIA Transformer Engine and DeepSeek-V3 "
-                "(arXiv 2412.19437, section 3.3) train: fp8 is only the GEMMs' input format. Its activations are "
-                "stored and sent between devices in bf16 (tensor-parallel collectives, pipeline sends, the MoE combine), "
-                "except the MoE dispatch all-to-all, quantised to fp8 before it is sent (DeepSeek-V3 section 3.3.3)."),
+                "(arXiv 2412.19437, section 3.3) train: fp8 is only the GEMMs' input format. A GEMM's input is stored for the "
+                "backward as its fp8 cast (1 byte); its other activations (layer norms, attention core, activation "
+                "functions, router, residual stream) are bf16, stored so, written by the elementwise kernels so and sent "
+                "between devices so (tensor-parallel collectives, pipeline sends, the MoE combine), except the MoE "
+                "dispatch all-to-all, quantised to fp8 before it is sent (DeepSeek-V3 section 3.3.3)."),
       F("model.activation", T::choice).def("gelu").choices({"relu", "gelu", "swiglu", "geglu"})
           .help("FFN activation; swiglu/geglu are gated (three weight matrices)."),
       F("model.kv_heads", T::integer).max(kMaxHeads, "the largest published models have a few hundred heads of at most 256").min(1).derived("model.heads")

@@ -235,12 +235,14 @@ double inflight_microbatches(const scenario::ParallelismSpec& p, int stage) {
 MemoryEstimate estimate_memory_need(const scenario::Scenario& s, const catalog::AcceleratorSpec& accel) {
   const auto& m = s.model;
   const auto& p = s.parallelism;
-  // Stored activations: the model's dtype, bf16 (2 bytes) for an fp8 model (training_activation_dtype). The layer
-  // norms', softmax's, activation functions' and residuals' tensors are bf16 in every fp8 recipe; a GEMM's input
-  // could be kept as its 1-byte fp8 cast instead (Transformer Engine saves the cast input for the weight-gradient
-  // GEMM; DeepSeek-V3 §3.3.3 caches the Linear inputs in fp8), which moesim does not separate from the bf16 tensors:
-  // 2 bytes for all of them is the upper bound, and fp8 training needs no less activation memory than bf16 here.
-  const double b = dtype_bytes(training_activation_dtype(m.dtype));
+  // Stored activations, in two widths (they differ only for an fp8 model). A GEMM's input is kept as the GEMM consumes
+  // it, in the model's dtype (b_gemm): an fp8 model keeps its 1-byte fp8 cast for the weight-gradient GEMM, as
+  // Transformer Engine's fp8 Linear saves it and DeepSeek-V3 (arXiv 2412.19437 §3.3.3, "Low-Precision Storage and
+  // Communication") caches the Linear operators' inputs in fp8. Every other stored tensor (the layer norms' inputs,
+  // the attention core's Q, K, V and softmax, the activation functions' inputs, the router's logits, the experts'
+  // outputs, each layer's input on the residual stream) takes training_activation_dtype (b_act): the model's dtype,
+  // bf16 for an fp8 model, whose tensors between the GEMMs are bf16 in every fp8 recipe.
+  const double b_gemm = dtype_bytes(m.dtype), b_act = dtype_bytes(training_activation_dtype(m.dtype));
   const double t = p.tensor;
   const double d = m.d_model, hl = m.heads / t, dh = m.d_head, kvl = kv_heads_per_rank(m, t);
   const double ffn_mats = ffn_matrices(m);
@@ -314,61 +316,104 @@ MemoryEstimate estimate_memory_need(const scenario::Scenario& s, const catalog::
         // ZeRO-3 gathers what is sharded: dense parameters over data x expert > 1 replicas, experts' over data > 1.
         max_layer_gathered =
             std::max(max_layer_gathered, (dense_dp > 1.0 ? lp.dense : 0.0) + (expert_dp > 1.0 ? lp.expert : 0.0));
-        // Stored activations per token (elements): Korthikanti et al. 2022 §4.1's list for what moesim models. The two
-        // layer norms' inputs (2d) and their outputs, the inputs of the QKV projection (d, here) and of the FFN (d,
-        // below), replicated over the tensor ranks unless sequence-parallel (§4.2.1: their 10sbh of 34sbh; §4.2.2);
-        // Q, K and V, and the attention output projection's input (the context), split by heads: Q and the context
-        // of heads / tensor, K and V of kv_heads_per_rank heads (grouped-query attention keeps fewer); the attention
-        // core's softmax output and dropout (core_per_tok); the FFN's inner activations (below). At 16 bits this is
-        // §4.1's 34sbh less its two hidden-dropout masks (sbh each, after attention and after the FFN): moesim models
-        // no hidden dropout, so there are none to store.
-        double per_tok = 3.0 * d / sp + (2.0 * hl + 2.0 * kvl) * dh;
+        // Stored activations per token (elements): Korthikanti et al. 2022 §4.1's list for what moesim models, each
+        // term either a GEMM's input (per_tok_gemm, stored at b_gemm) or not (per_tok_other, at b_act):
+        //   the two layer norms' inputs, 2d                                     not a GEMM input
+        //   the QKV projection's input (the first norm's output), d             GEMM input
+        //   the FFN's first GEMM's input (the second norm's output), d          GEMM input (dense FFN, below)
+        //   Q, K and V (the attention core's inputs; the core is bf16)          not
+        //   the context (the output projection's input), heads x d_head         GEMM input
+        //   the core's softmax output and dropout (core_per_tok)                not
+        //   the FFN's inner activations (below)
+        // The d-wide tensors are replicated over the tensor ranks unless sequence-parallel (§4.2.1: their 10sbh of
+        // 34sbh; §4.2.2); the rest is split by heads: Q and the context of heads / tensor, K and V of
+        // kv_heads_per_rank heads (grouped-query attention keeps fewer). At 16 bits this is §4.1's 34sbh less its two
+        // hidden-dropout masks (sbh each, after attention and after the FFN): moesim models no hidden dropout, so
+        // there are none to store.
+        double per_tok_gemm = d / sp + hl * dh;
+        double per_tok_other = 2.0 * d / sp + (hl + 2.0 * kvl) * dh;
         if (m.is_mla()) {
           // Multi-head latent attention (DeepSeek-V2 §2.1.2, arXiv 2405.04434; as training_step.cpp's attention
-          // computes it; the resolver refuses it in an encoder-decoder): the layer norms' inputs and the
-          // down-projections' input as above; the compressed query (q_lora_rank, when there is one) and the latent
-          // with the RoPE key (kv_lora_rank + qk_rope_head_dim), the inputs of the up-projections, whole on every
-          // tensor rank as their down-projections are; queries and keys of heads x (d_head + RoPE), values and
-          // context of heads x d_head, split by heads.
+          // computes it; the resolver refuses it in an encoder-decoder):
+          //   the layer norms' inputs, 2d                                       not a GEMM input
+          //   the down-projections' input (the norm's output), d                GEMM input
+          //   the compressed query (q_lora_rank, when there is one) and the
+          //   latent (kv_lora_rank): the up-projections' inputs, whole on
+          //   every tensor rank as their down-projections are                   GEMM inputs
+          //   the decoupled RoPE key (qk_rope_head_dim), shared by the heads    not (RoPE, then the core's K)
+          //   queries and keys of heads x (d_head + RoPE), values of
+          //   heads x d_head, split by heads                                    not (the core's inputs)
+          //   the context, heads x d_head                                       GEMM input
+          // (The latents' RMSNorms, DeepSeek-V2 §3.1.2, sit before the up-projections: the stored latent is counted
+          // once, as the GEMM's input.)
           const double rope = m.mla_qk_rope_head_dim;
-          per_tok = 3.0 * d / sp + m.mla_q_lora_rank + m.mla_kv_lora_rank + rope + 2.0 * hl * (dh + rope) + 2.0 * hl * dh;
+          per_tok_gemm = d / sp + m.mla_q_lora_rank + m.mla_kv_lora_rank + hl * dh;
+          per_tok_other = 2.0 * d / sp + rope + 2.0 * hl * (dh + rope) + hl * dh;
         }
         // With attention dropout as its own kernel, also its one-byte mask per score (Korthikanti et al. 2022 §4.1:
         // softmax output, dropout output and mask, 5as^2b at 16 bits).
         // A fused (FlashAttention) core keeps no scores: only one fp32 log-sum-exp per query row and head (the
         // output is the context above), whatever the sequence length and dropout (Dao et al. 2022, section 3.1).
+        // None of it is a GEMM's input (the core is bf16): elements of b_act, the mask and log-sum-exp in b_act units.
         const bool fused = s.training.fused_attention;
-        const double core_elems_per_score = 2.0 + (s.training.attention_dropout > 0.0 ? 1.0 / b : 0.0);
-        const double lse_per_tok = hl * 4.0 / b;
+        const double core_elems_per_score = 2.0 + (s.training.attention_dropout > 0.0 ? 1.0 / b_act : 0.0);
+        const double lse_per_tok = hl * 4.0 / b_act;
         double core_per_tok = fused ? lse_per_tok : core_elems_per_score * hl * s_self;
         if (cross) {
-          // Cross-attention: its layer norm's and Q projection's inputs, Q and the context of heads / tensor, and K and
-          // V over the encoder's tokens of kv_heads_per_rank heads, as in self-attention.
-          per_tok += 2.0 * d / sp + 2.0 * hl * dh + 2.0 * kvl * dh * t_enc / std::max(1.0, tok);
+          // Cross-attention: its layer norm's input (not a GEMM input) and the Q projection's (GEMM input); Q (not)
+          // and the context (GEMM input) of heads / tensor; K and V over the encoder's tokens of kv_heads_per_rank
+          // heads, as in self-attention (not).
+          per_tok_gemm += d / sp + hl * dh;
+          per_tok_other += d / sp + hl * dh + 2.0 * kvl * dh * t_enc / std::max(1.0, tok);
           core_per_tok += fused ? lse_per_tok : core_elems_per_score * hl * m.seq_len;
         }
+        // An FFN's inner activations of width f per token (gated: gate and up outputs, 2f; else the up output, f) feed
+        // the activation function (not GEMM inputs); its output (f) is the down-projection's input (GEMM input).
+        const double act_fn_inputs = ffn_mats - 1.0;
         if (l.moe) {
           // Routing groups come from the tokens a rank routes: all of the stage's, or with sequence parallelism its
           // 1/tensor shard, whose dispatched and combined rows it alone keeps; split as the step splits them
           // (routing_groups, as training_step.cpp's moe_ffn: fixed or Mesh-TensorFlow's split).
+          //   the layer's input (the second norm's output), d                   not: the router's input, whose GEMM
+          //                                                                     runs in fp32 (the step's moe.gate;
+          //                                                                     DeepSeek-V3 §3.3.1 keeps the gating
+          //                                                                     module in bf16/fp32)
+          //   the combined output, d                                            not
+          //   the router's logits and probabilities, 2E                         not
+          //   per expert row (slot): the dispatched row, d                      GEMM input (the experts' up-projection;
+          //                                                                     DeepSeek-V3 dispatches it in fp8)
+          //                          the expert's output, d                     not (the combine's input)
+          //                          gate/up outputs, (ffn_mats - 1) f          not
+          //                          the activation output, f                   GEMM input (the down-projection's)
           const double routed = tok / sp;
           const double group = routing_groups(s.routing, routed, p.expert).group_tokens;
-          per_tok += (2.0 * d + 2.0 * m.experts) / sp + slots_per_token(group) * (2.0 * d / sp + ffn_mats * m.expert_d_ff / t);
+          const double slots = slots_per_token(group), f = m.expert_d_ff / t;
+          per_tok_gemm += slots * (d / sp + f);
+          per_tok_other += (2.0 * d + 2.0 * m.experts) / sp + slots * (d / sp + act_fn_inputs * f);
           // Shared experts (DeepSeekMoE): a dense FFN of shared_experts x expert_d_ff on every token, split over the
-          // tensor ranks (training_step.cpp's shared_experts_ffn); its input is the layer's, counted above.
-          per_tok += m.shared_experts * ffn_mats * m.expert_d_ff / t;
+          // tensor ranks (training_step.cpp's shared_experts_ffn), its inner activations as the dense FFN's; its input
+          // is the layer's, counted above.
+          per_tok_gemm += m.shared_experts * f;
+          per_tok_other += m.shared_experts * act_fn_inputs * f;
           if (accel.dispatch == catalog::DispatchStyle::einsum && !s.routing.dropless) {
-            // One-hot dispatch and combine tensors [S, E, C] per group: E x C elements per routed token each.
-            per_tok += 2.0 * m.experts * expert_capacity(s.routing, m.experts, m.top_k, m.capacity_factor, group) / sp;
+            // One-hot dispatch and combine tensors [S, E, C] per group: E x C elements per routed token each, operands
+            // of the dispatch and combine einsums (GEMM inputs). Only TPUs dispatch so, and they have no fp8 path (no
+            // fp8 peak in the catalog; an fp8 model is refused there), so both widths are the model's anyway.
+            per_tok_gemm += 2.0 * m.experts * expert_capacity(s.routing, m.experts, m.top_k, m.capacity_factor, group) / sp;
           }
         } else {
-          per_tok += d / sp + ffn_mats * m.d_ff / t;
+          // Dense FFN: its input (the second norm's output, the up-projection's), d: GEMM input; its inner
+          // activations as above.
+          const double f = m.d_ff / t;
+          per_tok_gemm += d / sp + f;
+          per_tok_other += act_fn_inputs * f;
         }
-        const double layer_act = (per_tok + core_per_tok) * tok * b;
+        const double layer_act = (per_tok_gemm * b_gemm + (per_tok_other + core_per_tok) * b_act) * tok;
         act[c] += layer_act;
-        attn_core[c] += core_per_tok * tok * b;
-        attn_core_max_layer = std::max(attn_core_max_layer, core_per_tok * tok * b);
-        act_inputs[c] += tok * d / sp * b;
+        attn_core[c] += core_per_tok * tok * b_act;
+        attn_core_max_layer = std::max(attn_core_max_layer, core_per_tok * tok * b_act);
+        // Full recomputation keeps each layer's input, the residual stream: not a GEMM's input, b_act.
+        act_inputs[c] += tok * d / sp * b_act;
         act_max_layer = std::max(act_max_layer, layer_act);
       }
     }

@@ -151,6 +151,7 @@ class Builder {
         p_(ctx.scenario.parallelism),
         b_(dtype_bytes(m_.dtype)),
         act_b_(dtype_bytes(training_activation_dtype(m_.dtype))),
+        act_dtype_(training_activation_dtype(m_.dtype)),
         w_b_(dtype_bytes(training_weight_dtype(m_.dtype))),
         grad_b_(grad_dtype_bytes(ctx.scenario, ctx.accel)),
         tp_(p_.tensor),
@@ -208,6 +209,11 @@ class Builder {
     if (op.group_m.empty()) cache_.emplace(key, c);
     return c;
   }
+  /** Bytes of an element of a GEMM's output: its dtype's, at least act_b_ (an fp8 GEMM writes bf16, as
+   *  serving_model.cpp's IterationModel::gemm counts it; an fp32 one, such as the router's, fp32). */
+  double gemm_out_bytes(const std::string& dtype) const { return std::max(dtype_bytes(dtype), act_b_); }
+  /** A GEMM [m, k] x [k, n]: its inputs in its dtype (the model's unless given: for an fp8 model the activation's
+   *  fp8 cast and the weights' fp8 copy), its output at gemm_out_bytes. */
   KernelOp gemm(const char* name, double m, double n, double k, double batch = 1.0, KernelClass cls = KernelClass::gemm,
                 const std::string& dtype = "") const {
     KernelOp op;
@@ -219,7 +225,7 @@ class Builder {
     op.k = k;
     op.batch = batch;
     op.flops = 2.0 * batch * m * n * k;
-    op.bytes = batch * (m * k + k * n + m * n) * dtype_bytes(op.dtype);
+    op.bytes = batch * ((m * k + k * n) * dtype_bytes(op.dtype) + m * n * gemm_out_bytes(op.dtype));
     return op;
   }
   /** Forward GEMM, or its backward (input gradient + weight gradient: two GEMMs of the same size). */
@@ -235,12 +241,14 @@ class Builder {
     return c;
   }
   /** An elementwise kernel of `bytes` and `flops` in the forward; its backward reads the saved input and the
-   *  gradient, `bwd_mult` times the forward's work unless the kernel says otherwise. */
+   *  gradient, `bwd_mult` times the forward's work unless the kernel says otherwise. Its tensors are the ones between
+   *  the GEMMs, of act_b_ bytes per element (the callers count them so) and dtype training_activation_dtype: bf16
+   *  for an fp8 model, as serving_model.cpp's vector_op. */
   Cost vector_cost(KernelClass cls, const char* name, double bytes, double flops, Pass pass, double bwd_mult = 2.0) {
     KernelOp op;
     op.cls = cls;
     op.name = name;
-    op.dtype = m_.dtype;
+    op.dtype = act_dtype_;
     const double mult = pass == Pass::bwd ? bwd_mult : 1.0;
     op.bytes = bytes * mult;
     op.flops = flops * mult;
@@ -346,12 +354,12 @@ class Builder {
       c += time(gemm("attn.values", s_q, dh, s_kv, seqs * hl, KernelClass::batched_gemm));
     }
     const double scores = seqs * hl * s_q * s_kv;
-    c += vector_cost(KernelClass::elementwise, "attn.softmax", 2.0 * scores * b_, 5.0 * scores, pass);
+    c += vector_cost(KernelClass::elementwise, "attn.softmax", 2.0 * scores * act_b_, 5.0 * scores, pass);
     if (ctx_.scenario.training.attention_dropout > 0.0) {
       // Dropout on the probabilities, its own kernel (Megatron-LM's CoreAttention): the forward reads them and
       // writes the dropped-out copy and a one-byte mask; the backward reads the gradient and the mask and writes
       // the gradient, the same bytes (Korthikanti et al. 2022 §4.1: mask as^2b, output 2as^2b at 16 bits).
-      c += vector_cost(KernelClass::elementwise, "attn.dropout", (2.0 * b_ + 1.0) * scores, 2.0 * scores, pass, 1.0);
+      c += vector_cost(KernelClass::elementwise, "attn.dropout", (2.0 * act_b_ + 1.0) * scores, 2.0 * scores, pass, 1.0);
     }
     return c;
   }
@@ -370,6 +378,9 @@ class Builder {
     const double pairs = seqs * hl * (causal && s_q == s_kv ? s_q * (s_q + 1.0) / 2.0 : s_q * s_kv);
     const double kv_rows = seqs * s_kv;
     const double kv_heads = m_.is_mla() ? hl : kvl_;  // MLA's keys and values are up-projected per head
+    // Q, K, V and O in the model's dtype, the core's own (as the materialised core's batched GEMMs): an fp8 model's
+    // core runs at the fp8 rate, Transformer Engine's fp8 attention; its default and DeepSeek-V3 (§3.3.1) keep the
+    // attention core in bf16, which workload::estimate_memory_need assumes for the stored Q, K and V.
     const double qo_bytes = tok * hl * (dqk + dh) * b_, kv_bytes = kv_rows * kv_heads * (dqk + dh) * b_;
     const double lse_bytes = tok * hl * 4.0;
     KernelOp op;
@@ -391,7 +402,7 @@ class Builder {
    *  on 1/tensor of the tokens with sequence parallelism. */
   Cost norm_residual(const char* name, double tok, Pass pass) {
     const double rows = p_.sequence_parallel ? tok / tp_ : tok;
-    return vector_cost(KernelClass::elementwise, name, 6.0 * rows * m_.d_model * b_, 10.0 * rows * m_.d_model, pass);
+    return vector_cost(KernelClass::elementwise, name, 6.0 * rows * m_.d_model * act_b_, 10.0 * rows * m_.d_model, pass);
   }
 
   void attention(Stream& st, double tok, double s_q, double s_kv, double kv_tokens, bool cross, bool causal, Pass pass,
@@ -432,7 +443,7 @@ class Builder {
       // The RMSNorms of the compressed query and of the latent (DeepSeek-V2 §3.1.2: "additional RMSNorm layers after
       // the compressed latent vectors"): elementwise, counted as serving_model.cpp's attn.norm (read, write and the
       // weight: 3 passes of each element, 5 FLOPs per element), replicated like the down-projections.
-      c += vector_cost(KernelClass::elementwise, "attn.latent_norm", 3.0 * tok * (ql + lora) * b_, 5.0 * tok * (ql + lora), pass);
+      c += vector_cost(KernelClass::elementwise, "attn.latent_norm", 3.0 * tok * (ql + lora) * act_b_, 5.0 * tok * (ql + lora), pass);
     } else if (!cross) {
       c += gemm_cost("attn.qkv", tok, (hl + 2.0 * kvl_) * dh, d, pass);
       // With the output projection's. The model's K and V projections are kv_heads wide: 1/tensor of them per rank
@@ -471,7 +482,7 @@ class Builder {
     tensor_block_input(st, tok, what, pass);
     Cost c;
     c += gemm_cost(n.up, tok, mats * f, d, pass);
-    c += vector_cost(KernelClass::elementwise, n.act, (mats + 1.0) * tok * f * b_, 8.0 * tok * f, pass);
+    c += vector_cost(KernelClass::elementwise, n.act, (mats + 1.0) * tok * f * act_b_, 8.0 * tok * f, pass);
     c += gemm_cost(n.down, tok, d, f, pass);
     if (n.norm != nullptr) c += norm_residual(n.norm, tok, pass);
     const double model = 2.0 * tok * (mats + 1.0) * d * f;
@@ -507,7 +518,7 @@ class Builder {
    *  embeddings are summed over the tensor group, an all-reduce of [tokens, d_model] whose backward is the identity;
    *  with sequence parallelism a reduce-scatter (Korthikanti et al. 2022 §4.2.2), whose backward is an all-gather. */
   void embedding(Stream& st, double tok, Pass pass) {
-    Cost c = vector_cost(KernelClass::elementwise, "embed.gather", 2.0 * tok * m_.d_model * b_, 0.0, pass);
+    Cost c = vector_cost(KernelClass::elementwise, "embed.gather", 2.0 * tok * m_.d_model * act_b_, 0.0, pass);
     st.acc.add(kind_for("compute.embedding", pass), c, 0.0);
     if (pass == Pass::fwd)
       tensor_collective(st, p_.sequence_parallel ? CollectiveOp::reduce_scatter : CollectiveOp::all_reduce, tok,
@@ -793,11 +804,15 @@ class Builder {
   const scenario::Scenario& s_;
   const scenario::ModelSpec& m_;
   const scenario::ParallelismSpec& p_;
-  double b_;     ///< bytes of an activation element and of the GEMMs' operands (the model's dtype)
-  /** Bytes of an activation element sent between devices: the model's dtype, bf16 for an fp8 model
-   *  (training_activation_dtype): the tensor-parallel collectives, the pipeline's sends and the MoE combine. Only the
-   *  MoE dispatch, whose rows are the experts' up-projection input, goes in the model's dtype (b_). */
+  double b_;     ///< bytes of a GEMM's input elements (the model's dtype: an fp8 model's GEMMs take fp8 casts)
+  /** Bytes of an activation element between the GEMMs: the model's dtype, bf16 for an fp8 model
+   *  (training_activation_dtype). The elementwise kernels (layer norms and residual adds, softmax and dropout,
+   *  activation functions, permute and unpermute, the embedding gather), the GEMMs' outputs (gemm_out_bytes), the
+   *  tensor-parallel collectives, the pipeline's sends and the MoE combine. Only the MoE dispatch, whose rows are
+   *  the experts' up-projection input, goes in the model's dtype (b_). workload::estimate_memory_need stores the
+   *  tensors likewise: GEMM inputs at b_, the rest at act_b_. */
   double act_b_;
+  std::string act_dtype_;  ///< training_activation_dtype: the elementwise kernels' dtype
   double w_b_;   ///< bytes of a weight element as training holds it (training_weight_dtype: bf16 for an fp8 model)
   double grad_b_;  ///< bytes of a gradient element (training.grad_dtype)
   double tp_;
@@ -877,6 +892,7 @@ void Builder::moe_ffn(Stream& st, const LayerDesc& L, double tok, Pass pass, con
   Cost dc, cc;
   if (einsum_dispatch_) {
     // GSEC,GSM->EGCM per group: [E*C x S] . [S x d]; combine GSEC,EGCM->GSM: [S x E*C] . [E*C x d].
+    // The one-hot masks are the einsums' operands, in the GEMMs' dtype (TPUs only, which have no fp8: b_ == act_b_).
     const double mask_bytes = groups_per_rank * group * E * cap * b_;
     KernelOp disp = gemm("moe.dispatch_einsum", E * cap, d, group, groups_per_rank);
     disp.bytes += mask_bytes;
@@ -888,8 +904,8 @@ void Builder::moe_ffn(Stream& st, const LayerDesc& L, double tok, Pass pass, con
     dc += vector_cost(KernelClass::router, "moe.dispatch_mask", groups_per_rank * group * E * cap * b_ * 2.0,
                       groups_per_rank * group * E * cap, pass);
   } else {
-    dc = vector_cost(KernelClass::permute, "moe.permute", 2.0 * tok_r * k * d * b_, 0.0, Pass::fwd);
-    cc = vector_cost(KernelClass::unpermute, "moe.unpermute", (2.0 * k + 1.0) * tok_r * d * b_, 2.0 * tok_r * k * d, Pass::fwd);
+    dc = vector_cost(KernelClass::permute, "moe.permute", 2.0 * tok_r * k * d * act_b_, 0.0, Pass::fwd);
+    cc = vector_cost(KernelClass::unpermute, "moe.unpermute", (2.0 * k + 1.0) * tok_r * d * act_b_, 2.0 * tok_r * k * d, Pass::fwd);
   }
   st.acc.add(kind_for("compute.dispatch", pass), dc, 0.0);
 
@@ -969,7 +985,7 @@ void Builder::moe_ffn(Stream& st, const LayerDesc& L, double tok, Pass pass, con
         for (double r : gm) rows += r;
         op.m = rows;
         op.flops = 2.0 * rows * n * kk;
-        op.bytes = (rows * kk + static_cast<double>(gm.size()) * kk * n + rows * n) * b_;
+        op.bytes = (rows * kk + static_cast<double>(gm.size()) * kk * n) * b_ + rows * n * gemm_out_bytes(op.dtype);
         return op;
       };
       Cost c;
@@ -980,7 +996,7 @@ void Builder::moe_ffn(Stream& st, const LayerDesc& L, double tok, Pass pass, con
         c += time(grouped("moe.expert_up", mats * f, d));
         c += time(grouped("moe.expert_down", d, f));
       }
-      c += vector_cost(KernelClass::elementwise, "moe.expert_act", (mats + 1.0) * rows * f * b_, 8.0 * rows * f, pass);
+      c += vector_cost(KernelClass::elementwise, "moe.expert_act", (mats + 1.0) * rows * f * act_b_, 8.0 * rows * f, pass);
       it = by_shape.emplace(gm, c).first;
     }
     times[i] = it->second.time_s;

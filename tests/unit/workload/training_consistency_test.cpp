@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 // Hand-calculated checks that the training model's parts agree with each other: full recomputation keeps the last
-// stage's fp32 logits, fp8 training sends bf16 activations (fp8 only in the MoE dispatch), an encoder-decoder's
+// stage's fp32 logits, fp8 training sends bf16 activations (fp8 only in the MoE dispatch), stores its GEMMs' inputs as
+// 1-byte fp8 casts and the rest in bf16, and its elementwise kernels move bf16 as a bf16 model's, an encoder-decoder's
 // cross-attention keys and values are kv_heads wide as its parameters are, and ZeRO-2/3 sync the tied embedding's
 // gradient shard. Each figure is worked out here from the scenario's numbers.
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -139,18 +141,145 @@ TEST_CASE("workload: fp8 training sends bf16 activations, only the MoE dispatch 
     for (const Phase* p : phases_of(b16, "comm.all_to_all")) CHECK(p->comm.bytes_per_device == Approx(tok * k * d * 2.0).epsilon(1e-12));
     CHECK(kind_bytes(b8, "comm.all_to_all") == Approx(0.75 * kind_bytes(b16, "comm.all_to_all")).epsilon(1e-12));
   }
-  SECTION("memory: stored activations at 2 bytes, as bf16's") {
-    // 4 layers of d 512, 8 heads, sequences of 512, one per device: per token and layer 16 d + 2 a s elements at 2 bytes,
-    // and the fp32 logits.
+}
+
+TEST_CASE("workload::estimate_memory: fp8 training stores the GEMMs' inputs as fp8 casts, the rest in bf16",
+          "[workload][memory][fp8][consistency]") {
+  // Transformer Engine and DeepSeek-V3 (arXiv 2412.19437 §3.3.3) keep each GEMM's input as its 1-byte fp8 cast for the
+  // weight-gradient GEMM; the layer norms' inputs, Q, K and V, the softmax, the activation functions' inputs, the
+  // router's logits and the experts' outputs stay bf16. A bf16 model stores all of them at 2 bytes.
+  auto act = [&](const std::string& model, const std::string& dtype, const std::string& par, double batch) {
+    const auto sc = t::load(t::scenario_yaml(model + "  dtype: " + dtype + "\n", "h100", 8, par, batch),
+                            {"training.rematerialization=none", "routing.dropless=true"});
+    return estimate_memory_need(sc, t::real_catalog().accelerator("h100")).activations_no_remat_bytes;
+  };
+  SECTION("dense: 7d of the 16d elements per token are GEMM inputs") {
+    // 4 layers of d 512, 8 heads of 64, GELU FFN of 4d, sequences of 512, one per device (data 8), materialised
+    // attention. Per token and layer, GEMM inputs: the QKV projection's (d), the context (a x d_head = d), the FFN's
+    // up-projection's (d) and down-projection's (4d): 7d. Not: the two layer norms' inputs (2d), Q, K, V (3d), the
+    // up-projection's output (4d): 9d; and the core's softmax output, 2as (materialised, no dropout). Plus the fp32
+    // logits.
     const double L = 4, d = 512, a = 8, s = 512, V = 32000;
-    auto act = [&](const std::string& dtype) {
-      const auto sc = t::load(t::scenario_yaml(dense(4, 512, 8, 32000, 512, "  dtype: " + dtype + "\n"), "h100", 8, "  data: 8\n", 8.0 * s),
-                              {"training.rematerialization=none"});
-      return estimate_memory_need(sc, t::real_catalog().accelerator("h100")).activations_no_remat_bytes;
+    const double gemm_in = 7.0 * d, other = 9.0 * d + 2.0 * a * s, logits = s * V * 4.0;
+    REQUIRE(gemm_in + other == Approx(16.0 * d + 2.0 * a * s));  // Korthikanti et al. 2022 §4.1, less its dropout masks
+    const std::string model = dense(4, 512, 8, 32000, 512);
+    const double fp8 = act(model, "fp8", "  data: 8\n", 8.0 * s), bf16 = act(model, "bf16", "  data: 8\n", 8.0 * s);
+    CHECK(fp8 == Approx(L * s * (gemm_in * 1.0 + other * 2.0) + logits).epsilon(1e-12));
+    CHECK(bf16 == Approx(L * s * (gemm_in + other) * 2.0 + logits).epsilon(1e-12));
+    CHECK(bf16 - fp8 == Approx(L * s * gemm_in * 1.0).epsilon(1e-12));
+  }
+  SECTION("MoE with a shared expert: dispatched rows and activation outputs are GEMM inputs") {
+    // 2 MoE layers of d 512, 8 heads, 8 SwiGLU experts of 1024 and one shared expert, top-2, dropless; expert 8 on
+    // 8 H100s, one sequence of 512 per rank. Per token and layer, GEMM inputs: the QKV input and the context (2d); per
+    // routed row (k = 2) the dispatched row (d) and the expert's activation output (f); the shared expert's activation
+    // output (f). Not: the layer norms' inputs and Q, K, V (5d); the MoE's input (the fp32 router's) and combined
+    // output (2d); the router's logits and probabilities (2E); per routed row the expert's output (d) and its gate
+    // and up outputs (2f); the shared expert's gate and up outputs (2f); the softmax output (2as).
+    const double L = 2, d = 512, a = 8, s = 512, V = 32000, E = 8, k = 2, f = 1024;
+    const double gemm_in = 2.0 * d + k * (d + f) + f;
+    const double other = 5.0 * d + 2.0 * d + 2.0 * E + k * (d + 2.0 * f) + 2.0 * f + 2.0 * a * s;
+    const std::string model = dense(2, 512, 8, 32000, 512,
+                                    "  experts: 8\n  top_k: 2\n  moe_every: 1\n  expert_d_ff: 1024\n  shared_experts: 1\n"
+                                    "  activation: swiglu\n");
+    const double fp8 = act(model, "fp8", "  expert: 8\n", 8.0 * s), bf16 = act(model, "bf16", "  expert: 8\n", 8.0 * s);
+    CHECK(fp8 == Approx(L * s * (gemm_in * 1.0 + other * 2.0) + s * V * 4.0).epsilon(1e-12));
+    CHECK(bf16 - fp8 == Approx(L * s * gemm_in * 1.0).epsilon(1e-12));
+  }
+  SECTION("full recomputation keeps the layers' inputs (the residual stream) in bf16") {
+    // The dense model above on 2 stages, 4 micro-batches of one sequence: stage 1 keeps one micro-batch's 2 layer
+    // inputs in bf16 and its fp32 logits, plus one layer's activations while it is recomputed (GEMM inputs 1 byte).
+    const double d = 512, a = 8, s = 512, V = 32000;
+    auto remat = [&](const std::string& dtype) {
+      const auto sc = t::load(t::scenario_yaml(dense(4, 512, 8, 32000, 512, "  dtype: " + dtype + "\n"), "h100", 2,
+                                               "  pipeline: 2\n  microbatches: 4\n", 4.0 * s),
+                              {"cluster.topology.gpus_per_node=2", "training.rematerialization=full"});
+      return estimate_memory_need(sc, t::real_catalog().accelerator("h100")).activations_bytes;
     };
-    const double by_hand = L * s * (16.0 * d + 2.0 * a * s) * 2.0 + s * V * 4.0;
-    CHECK(act("fp8") == Approx(by_hand).epsilon(1e-12));
-    CHECK(act("bf16") == Approx(by_hand).epsilon(1e-12));
+    const double inputs = 2.0 * s * d * 2.0 + s * V * 4.0;
+    CHECK(remat("fp8") == Approx(inputs + s * (7.0 * d * 1.0 + (9.0 * d + 2.0 * a * s) * 2.0)).epsilon(1e-12));
+    CHECK(remat("bf16") == Approx(inputs + s * (16.0 * d + 2.0 * a * s) * 2.0).epsilon(1e-12));
+  }
+}
+
+namespace {
+
+/** The roofline model of the accelerator, recording every kernel the step builder times (each distinct one once: the
+ *  builder caches the rest). */
+struct RecordingModel final : moesim::perf::ComputeTimeModel {
+  const moesim::perf::ComputeTimeModel& inner;
+  mutable std::vector<moesim::perf::KernelOp> ops;
+  explicit RecordingModel(const moesim::perf::ComputeTimeModel& m) : inner(m) {}
+  moesim::perf::KernelTime time(const moesim::perf::KernelOp& op) const override {
+    ops.push_back(op);
+    return inner.time(op);
+  }
+  std::string describe() const override { return "recording"; }
+};
+
+/** The kernels a step of `sc` times, in the order it first times them. */
+std::vector<moesim::perf::KernelOp> step_kernels(const moesim::scenario::Scenario& sc) {
+  const t::StepFixture f(sc);
+  const RecordingModel rec(f.compute);
+  (void)moesim::workload::step_builder(sc.model.type)
+      .build(moesim::workload::StepContext{f.scenario, f.accel, rec, f.mesh, false, 0, false});
+  return rec.ops;
+}
+
+/** Bytes of the kernels named one of `names`, in the order they were first timed (forward, then backward). Kernels
+ *  of the same class and work share one timing whatever their names (the attention's and the FFN's norm and residual),
+ *  so a kernel's backward may be recorded under its twin's name. */
+std::vector<double> bytes_of(const std::vector<moesim::perf::KernelOp>& ops, const std::vector<std::string>& names) {
+  std::vector<double> out;
+  for (const auto& op : ops)
+    if (std::find(names.begin(), names.end(), op.name) != names.end()) out.push_back(op.bytes);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("workload::StepBuilder: an fp8 step's elementwise kernels move bf16, its GEMMs read fp8 and write bf16",
+          "[workload][step][fp8][consistency]") {
+  SECTION("dense: layer norms, activation, softmax and embedding as bf16's; the QKV GEMM's inputs at 1 byte") {
+    // 4 layers of d 512, 8 heads, GELU FFN of 2048, sequences of 512, one per device (data 8): 512 tokens.
+    const double tok = 512, d = 512, a = 8, s = 512, f = 2048;
+    auto kernels = [&](const std::string& dtype) {
+      return step_kernels(t::load(t::scenario_yaml(dense(4, 512, 8, 32000, 512, "  dtype: " + dtype + "\n"), "h100", 8,
+                                                   "  data: 8\n", 8.0 * s)));
+    };
+    const auto k8 = kernels("fp8"), k16 = kernels("bf16");
+    // Forward, then backward (twice the forward's bytes): norm and residual 6 passes over [tokens, d]; the GELU reads
+    // its input and writes its output, [tokens, f] each; the softmax reads the scores and writes the probabilities.
+    const std::vector<double> norm{6.0 * tok * d * 2.0, 2.0 * 6.0 * tok * d * 2.0};
+    const std::vector<double> gelu{2.0 * tok * f * 2.0, 2.0 * 2.0 * tok * f * 2.0};
+    const std::vector<double> softmax{2.0 * a * s * s * 2.0, 2.0 * 2.0 * a * s * s * 2.0};
+    for (const auto* ks : {&k8, &k16}) {
+      CHECK(bytes_of(*ks, {"attn.norm_residual", "ffn.norm_residual"}) == norm);
+      CHECK(bytes_of(*ks, {"ffn.act"}) == gelu);
+      CHECK(bytes_of(*ks, {"attn.softmax"}) == softmax);
+      CHECK(bytes_of(*ks, {"embed.gather"}) == std::vector<double>{2.0 * tok * d * 2.0, 2.0 * 2.0 * tok * d * 2.0});
+    }
+    for (const auto& op : k8)
+      if (op.cls == moesim::perf::KernelClass::elementwise) CHECK(op.dtype == "bf16");
+    // The QKV projection [512, 512] x [512, 1536]: input and weights in fp8, output in bf16; bf16's all in bf16.
+    CHECK(bytes_of(k8, {"attn.qkv"}).front() == Approx((tok * d + d * 3.0 * d) * 1.0 + tok * 3.0 * d * 2.0).epsilon(1e-12));
+    CHECK(bytes_of(k16, {"attn.qkv"}).front() == Approx((tok * d + d * 3.0 * d + tok * 3.0 * d) * 2.0).epsilon(1e-12));
+  }
+  SECTION("MoE: permute, unpermute and the experts' activation as bf16's") {
+    // 2 MoE layers of d 512, 8 experts of 2048, top-2, dropless, expert 8 on 8 H100s, one sequence of 512 per rank.
+    auto kernels = [&](const std::string& dtype) {
+      return step_kernels(t::load(t::scenario_yaml(dense(2, 512, 8, 32000, 512, "  experts: 8\n  top_k: 2\n  moe_every: 1\n  dtype: " + dtype + "\n"),
+                                                   "h100", 8, "  expert: 8\n", 8.0 * 512),
+                                  {"routing.dropless=true"}));
+    };
+    const auto k8 = kernels("fp8"), k16 = kernels("bf16");
+    const double tok = 512, d = 512, k = 2;
+    for (const auto* ks : {&k8, &k16}) {
+      // The permute reads each token's row and writes its k copies; the unpermute reads the k rows and writes one.
+      CHECK(bytes_of(*ks, {"moe.permute"}) == std::vector<double>{2.0 * tok * k * d * 2.0});
+      CHECK(bytes_of(*ks, {"moe.unpermute"}) == std::vector<double>{(2.0 * k + 1.0) * tok * d * 2.0});
+    }
+    REQUIRE_FALSE(bytes_of(k8, {"moe.expert_act"}).empty());
+    CHECK(bytes_of(k8, {"moe.expert_act"}) == bytes_of(k16, {"moe.expert_act"}));
   }
 }
 

@@ -69,7 +69,9 @@ std::string training_weight_dtype(const std::string& dtype);
  *  the tensor-parallel all-reduces, all-gathers and reduce-scatters and the pipeline's point-to-point sends
  *  (DeepSeek-V3, arXiv 2412.19437 §3.3.3: fp8 communication only where the activation is quantised for an fp8 GEMM
  *  anyway; the training step sends the MoE dispatch, the input of the experts' up-projection, in the model's dtype).
- *  Stored activations are counted at this width too (workload::estimate_memory_need). */
+ *  Stored activations are counted at this width too (workload::estimate_memory_need), except the GEMMs' inputs,
+ *  which are stored as the GEMMs' fp8 casts (the model's dtype), and so are the step's elementwise kernels'
+ *  (layer norms, softmax, activation functions, residual adds, permutes). */
 std::string training_activation_dtype(const std::string& dtype);
 
 /** Bytes of one gradient element (training.grad_dtype): 4 for fp32, or for auto with a bf16 or fp8 model on a GPU
