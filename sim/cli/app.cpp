@@ -136,7 +136,10 @@ int main(int argc, char** argv) {
 
   // explain / list
   bool markdown = false;
-  auto* explain_cmd = app.add_subcommand("explain", "Describe every scenario field (type, unit, default, help)");
+  std::vector<std::string> explain_keys;
+  auto* explain_cmd = app.add_subcommand("explain", "Describe scenario fields (type, unit, default, allowed values, help)");
+  explain_cmd->add_option("keys", explain_keys,
+                          "Fields or sections to describe, e.g. serving.scheduler or model.kv_heads (default: every field)");
   explain_cmd->add_flag("--markdown", markdown, "Markdown table (docs/scenario.md)");
   std::string what, filter;
   auto* list_cmd = app.add_subcommand("list", "List catalog entries: accelerators, datacenters, grid, models");
@@ -266,7 +269,7 @@ int main(int argc, char** argv) {
     if (plan_cmd->parsed()) return cmd_plan(g, pl);
     if (db_merge->parsed()) return cmd_db_merge(merge);
     if (rep_cmd->parsed()) return cmd_report(g, rep);
-    if (explain_cmd->parsed()) return cmd_explain(markdown);
+    if (explain_cmd->parsed()) return cmd_explain(markdown, explain_keys);
     if (list_cmd->parsed()) return cmd_list(g, what, filter);
     if (runs_list->parsed()) return cmd_runs_list(runs);
     if (runs_show->parsed()) return cmd_runs_show(runs);

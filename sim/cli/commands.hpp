@@ -122,7 +122,7 @@ class UsageError : public Error {
  public:
   using Error::Error;
 };
-int cmd_explain(bool markdown);
+int cmd_explain(bool markdown, const std::vector<std::string>& keys);
 int cmd_list(const GlobalOptions& g, const std::string& what, const std::string& filter);
 /** `moesim runs list`: one row per run, every kind in one table; energy and CO2e each with its own unit. */
 int cmd_runs_list(const RunsOptions& o);

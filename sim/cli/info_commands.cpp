@@ -21,8 +21,8 @@ namespace moesim::cli {
 
 using nlohmann::json;
 
-int cmd_explain(bool markdown) {
-  std::cout << (markdown ? scenario::explain_markdown() : scenario::explain_text());
+int cmd_explain(bool markdown, const std::vector<std::string>& keys) {
+  std::cout << (markdown ? scenario::explain_markdown(keys) : scenario::explain_text(keys));
   return 0;
 }
 

@@ -81,7 +81,7 @@ std::vector<Check> load_checks(const std::string& file) {
     const std::vector<std::string> metrics{"steps_per_s", "step_time_s", "train_days", "facility_energy_mwh", "co2e_gross_t", "co2e_net_t",
                                            "step_time_ratio", "output_tokens_per_s", "ttft_mean_s", "ttft_p50_s", "ttft_p90_s",
                                            "ttft_p99_s", "tpot_mean_s", "tpot_p50_s", "tpot_p90_s", "tpot_p99_s",
-                                           "throughput_ratio", "fits", "moe_dispatch_combine_share"};
+                                           "throughput_ratio", "fits", "moe_dispatch_combine_share", "average_chip_power_w"};
     if (std::find(metrics.begin(), metrics.end(), c.metric) == metrics.end())
       throw InputError(file, n.Mark().line + 1, n.Mark().column + 1, "metric", "unknown metric '" + c.metric + "'");
     if ((c.metric == "step_time_ratio" || c.metric == "throughput_ratio") && c.baseline.empty())

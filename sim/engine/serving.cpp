@@ -25,6 +25,7 @@
 #include "moesim/core/error.hpp"
 #include "moesim/core/text.hpp"
 #include "moesim/perf/model_factory.hpp"
+#include "moesim/perf/power_limit.hpp"
 #include "moesim/platform/platform.hpp"
 #include "moesim/system/collectives.hpp"
 #include "moesim/system/topology.hpp"
@@ -514,7 +515,7 @@ Driver::Driver(const scenario::Scenario& s, const catalog::Catalog& catalog, con
   if (router == routers().end()) throw Error(fmt::format("unknown serving router '{}'; valid: {}", v_.router, names(routers())));
   load_ = router->second;
   const perf::EfficiencyTable eff = perf::EfficiencyTable::load(catalog.profiles_dir());
-  compute_ = perf::make_compute_model(accel_, eff, catalog.profiles_dir());
+  compute_ = perf::with_power_limit(perf::make_compute_model(accel_, eff, catalog.profiles_dir()), accel_, s.cluster.power_limit_w);
   int devices = 0;
   for (std::size_t p = 0; p < v_.pools.size(); ++p) {
     const auto& pool = v_.pools[p];

@@ -7,6 +7,7 @@
 #include "moesim/catalog/catalog.hpp"
 #include "moesim/perf/compute_model.hpp"
 #include "moesim/perf/model_factory.hpp"
+#include "moesim/perf/power_limit.hpp"
 #include "moesim/system/topology.hpp"
 #include "moesim/workload/memory.hpp"
 #include "moesim/workload/mesh.hpp"
@@ -20,7 +21,8 @@ struct TrainingSetup {
   workload::DeviceMesh mesh;
   workload::MemoryEstimate mem;
   perf::EfficiencyTable eff;
-  /** Measured tables of this device, efficiencies transferred from a measured GPU, or the roofline. */
+  /** Measured tables of this device, efficiencies transferred from a measured GPU, or the roofline; under the
+   *  scenario's power limit when it sets one. */
   std::unique_ptr<perf::ComputeTimeModel> compute;
   system::Topology topo;
 
@@ -30,7 +32,7 @@ struct TrainingSetup {
         mesh(s.parallelism, accel.devices_per_chip),
         mem(workload::estimate_memory(s, accel)),
         eff(perf::EfficiencyTable::load(catalog.profiles_dir())),
-        compute(perf::make_compute_model(accel, eff, catalog.profiles_dir())),
+        compute(perf::with_power_limit(perf::make_compute_model(accel, eff, catalog.profiles_dir()), accel, s.cluster.power_limit_w)),
         topo(system::Topology::build(s, accel, mesh)) {}
 
   /** Step k of the job, as simulate_job builds it. */

@@ -192,6 +192,13 @@ PeakTimes peak_times(const KernelOp& op, double padded_flops, const catalog::Acc
   return p;
 }
 
+PeakTimes power_peak_times(const KernelOp& op, const KernelTime& t, const catalog::AcceleratorSpec& accel) {
+  PeakTimes p = peak_times(op, t.padded_flops, accel);
+  p.matrix_s *= t.energy_scale;
+  p.hbm_s *= t.energy_scale;
+  return p;
+}
+
 std::map<std::string, std::string> compute_paths(const ComputeTimeModel& model) {
   const PathCounts counts = model.path_counts();
   std::map<std::string, std::string> out;

@@ -2,7 +2,12 @@
 #include "moesim/scenario/fields.hpp"
 
 #include <algorithm>
+#include <regex>
+
 #include <fmt/format.h>
+
+#include "moesim/core/error.hpp"
+#include "moesim/core/text.hpp"
 
 namespace moesim::scenario {
 
@@ -433,6 +438,12 @@ std::vector<FieldSpec> build_table() {
       F("cluster", T::section).required().help("The hardware."),
       F("cluster.accelerator", T::string).required().help("Accelerator name from profiles/accelerators/."),
       F("cluster.count", T::integer).max(kMaxChips, "50x the largest clusters built, about 2e5 GPUs").required().min(1).unit("chips").help("Number of chips."),
+      F("cluster.power_limit_w", T::number).max(kMaxChipPowerW, "35x a GB200 superchip's 2.7 kW").min(0.0, true).unit("W")
+          .help("GPU board power limit (nvidia-smi -pl; MLPerf's MaxQ systems): each kernel whose power at the nominal "
+                "clock exceeds it runs at the lower core clock and voltage that keep it within the limit (dynamic power "
+                "~ V^2 f with the voltage lowered with the clock: compute-bound kernels slow as the cube root of the "
+                "power they shed, memory-bound ones hardly; perf/power_limit.hpp). Between the accelerator's active and "
+                "full power; GPUs only. Unset: the accelerator's own limit (full power)."),
       F("cluster.topology", T::section).def(json::object()).help("Interconnect topology."),
       F("cluster.topology.type", T::choice).def("auto").choices({"auto", "torus_2d", "torus_3d", "nvlink_fat_tree"})
           .help("auto: the accelerator's native fabric (TPU torus, GPU NVLink nodes + fat-tree)."),
@@ -586,9 +597,74 @@ std::string range_text(const FieldSpec& f) {
 }
 }  // namespace
 
-std::string explain_text() {
+namespace {
+
+/** A user's key in the table's spelling: list indices as "[]", and "[]" inserted after a list section written without
+ *  it ("placement.share" -> "placement[].share"). */
+std::string normalised_key(std::string key) {
+  key = std::regex_replace(key, std::regex(R"(\[[0-9]*\])"), "[]");
+  while (!key.empty() && key.back() == '.') key.pop_back();
+  for (const FieldSpec& f : fields()) {
+    if (f.type != FieldType::section_list) continue;
+    const std::string bare = f.path + ".";
+    if (key.rfind(bare, 0) == 0) key = f.path + "[]." + key.substr(bare.size());
+  }
+  return key;
+}
+
+bool selects(const std::string& key, const std::string& path) {
+  if (path == key) return true;
+  if (path.size() <= key.size() || path.compare(0, key.size(), key) != 0) return false;
+  const char next = path[key.size()];
+  return next == '.' || next == '[';
+}
+
+}  // namespace
+
+std::vector<const FieldSpec*> select_fields(const std::vector<std::string>& keys) {
+  std::vector<const FieldSpec*> out;
+  if (keys.empty()) {
+    for (const FieldSpec& f : fields()) out.push_back(&f);
+    return out;
+  }
+  std::vector<std::string> norm;
+  for (const std::string& k : keys) {
+    const std::string n = normalised_key(k);
+    bool any = false;
+    for (const FieldSpec& f : fields()) any = any || selects(n, f.path);
+    if (!any) {
+      std::vector<std::string> paths;
+      for (const FieldSpec& f : fields()) paths.push_back(f.path);
+      // The closest paths, and the sections that contain the key's last word (e.g. "scheduler").
+      std::vector<std::string> near = text::closest(n, paths, 3);
+      const std::string last = n.substr(n.find_last_of('.') == std::string::npos ? 0 : n.find_last_of('.') + 1);
+      for (const FieldSpec& f : fields())
+        if (!last.empty() && near.size() < 6 && f.path.size() >= last.size() &&
+            f.path.compare(f.path.size() - last.size(), last.size(), last) == 0 &&
+            std::find(near.begin(), near.end(), f.path) == near.end())
+          near.push_back(f.path);
+      std::vector<std::string> top;
+      for (const FieldSpec* f : children_of("")) top.push_back(f->path);
+      throw Error(fmt::format("moesim explain: no scenario field '{}'{}; a key is a field's path (dots between "
+                                   "sections, e.g. serving.scheduler.max_sequences) or a section's, one of: {}",
+                                   k, near.empty() ? "" : fmt::format(" (closest: {})", text::join(near)),
+                                   text::join(top)));
+    }
+    norm.push_back(n);
+  }
+  for (const FieldSpec& f : fields())
+    for (const std::string& n : norm)
+      if (selects(n, f.path)) {
+        out.push_back(&f);
+        break;
+      }
+  return out;
+}
+
+std::string explain_text(const std::vector<std::string>& keys) {
   std::string out = "Scenario fields (YAML). Units are in the key name or shown in [brackets].\n\n";
-  for (const auto& f : fields()) {
+  for (const FieldSpec* fp : select_fields(keys)) {
+    const FieldSpec& f = *fp;
     std::size_t depth = static_cast<std::size_t>(std::count(f.path.begin(), f.path.end(), '.'));
     std::string indent(2 * depth, ' ');
     out += fmt::format("{}{}  ({}{})  {}\n", indent, f.path, to_string(f.type),
@@ -600,12 +676,13 @@ std::string explain_text() {
   return out;
 }
 
-std::string explain_markdown() {
+std::string explain_markdown(const std::vector<std::string>& keys) {
   std::string out =
       "# Scenario file reference\n\n"
       "Generated by `moesim explain --markdown` from the field table in `sim/scenario/fields.cpp`; do not edit.\n\n"
       "| key | type | unit | default | allowed | description |\n|---|---|---|---|---|---|\n";
-  for (const auto& f : fields()) {
+  for (const FieldSpec* fp : select_fields(keys)) {
+    const FieldSpec& f = *fp;
     std::string help = f.help;
     for (auto& c : help)
       if (c == '|') c = '/';

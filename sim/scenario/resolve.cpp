@@ -226,6 +226,18 @@ void Resolver::resolve_cluster() {
   json& t = c["topology"];
   std::string type = t["type"];
   const bool tpu = accel_->kind == catalog::AcceleratorKind::tpu;
+  if (has(c, "power_limit_w")) {
+    const double limit = c["power_limit_w"].get<double>();
+    if (tpu)
+      fail("cluster.power_limit_w", fmt::format("a board power limit is a GPU setting (nvidia-smi -pl); {} is a TPU, whose power "
+                                                "is not set by its users; remove cluster.power_limit_w",
+                                                name));
+    if (!(limit > accel_->active_w && limit <= accel_->full_w))
+      fail("cluster.power_limit_w",
+           fmt::format("{} W is outside what a {} can be limited to: above its active power {} W (a job on it doing nothing) "
+                       "and at most its full power {} W (profiles/accelerators/{}.yaml: active_w, full_w)",
+                       limit, name, accel_->active_w, accel_->full_w, name));
+  }
   if (type == "auto") type = tpu ? (accel_->pod_dims.size() == 3 ? "torus_3d" : "torus_2d") : "nvlink_fat_tree";
   if (tpu && type == "nvlink_fat_tree")
     fail("cluster.topology.type", fmt::format("{} chips are connected by ICI in a torus; allowed: torus_2d, torus_3d", name));
@@ -1139,6 +1151,7 @@ Scenario Resolver::build() const {
   constexpr double kGbps = 1e9 / 8.0;  // Gbit/s -> byte/s
   if (topo.contains("link_bandwidth_gbps")) s.cluster.topology.link_bandwidth_bytes_per_s = topo["link_bandwidth_gbps"].get<double>() * kGbps;
   if (topo.contains("link_latency_us")) s.cluster.topology.link_latency_s = topo["link_latency_us"].get<double>() * 1e-6;
+  if (c.contains("power_limit_w") && !c["power_limit_w"].is_null()) s.cluster.power_limit_w = c["power_limit_w"].get<double>();
 
   const json& pl = d["placement"];
   for (std::size_t k = 0; k < pl.size(); ++k) {

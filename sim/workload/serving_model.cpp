@@ -220,7 +220,7 @@ DeviceWork IterationModel::kernels(const std::vector<KernelOp>& ops) const {
   for (const KernelOp& op : ops) {
     if (op.flops <= 0.0 && op.bytes <= 0.0) continue;
     const perf::KernelTime t = compute_.time(op);
-    const perf::PeakTimes peak = perf::peak_times(op, t.padded_flops, accel_);
+    const perf::PeakTimes peak = perf::power_peak_times(op, t, accel_);
     (t.memory_s > t.compute_s ? w.memory_bound : w.compute_bound) += KernelWork{t.time_s, peak.matrix_s, peak.hbm_s};
   }
   return w;

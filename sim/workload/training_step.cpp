@@ -204,7 +204,7 @@ class Builder {
       if (it != cache_.end()) return it->second;
     }
     const perf::KernelTime t = ctx_.compute.time(op);
-    const perf::PeakTimes peak = perf::peak_times(op, t.padded_flops, ctx_.accel);
+    const perf::PeakTimes peak = perf::power_peak_times(op, t, ctx_.accel);
     Cost c{t.time_s, t.padded_flops, peak.matrix_s, peak.hbm_s};
     if (op.group_m.empty()) cache_.emplace(key, c);
     return c;

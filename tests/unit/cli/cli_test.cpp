@@ -305,6 +305,25 @@ TEST_CASE("cli::explain: docs/scenario.md is generated from the field table and 
   CHECK(r.out == slurp(MOESIM_SOURCE_ROOT "/docs/scenario.md"));
 }
 
+TEST_CASE("cli::explain KEY: one section, or a clear error for an unknown key", "[cli]") {
+  const std::string dir = scratch("explain_key");
+  const Result ok = run_moesim("explain serving.slo model.kv_heads", dir);
+  INFO(ok.err);
+  REQUIRE(ok.status == 0);
+  CHECK(ok.out.find("serving.slo.ttft_ms  (") != std::string::npos);
+  CHECK(ok.out.find("model.kv_heads  (") != std::string::npos);
+  CHECK(ok.out.find("model.d_model  (") == std::string::npos);
+  const Result md = run_moesim("explain --markdown routing", dir);
+  REQUIRE(md.status == 0);
+  CHECK(md.out.find("| `routing.type` |") != std::string::npos);
+  CHECK(md.out.find("| `model.d_model` |") == std::string::npos);
+  const Result bad = run_moesim("explain routing.tpye", dir);
+  CHECK(bad.status != 0);
+  CHECK(bad.err.find("no scenario field 'routing.tpye'") != std::string::npos);
+  CHECK(bad.err.find("routing.type") != std::string::npos);
+  CHECK(bad.out.empty());
+}
+
 TEST_CASE("cli::bench: JSON cases carry the issue's fields, and memoisation matches the fine-grained run", "[cli][bench]") {
   const std::string dir = scratch("bench");
   // GShard-600B at 1024 TPU v3 chips: one simulated step, about a second each way.

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <fstream>
 #include <numeric>
+#include <optional>
 
 #include "moesim/catalog/catalog.hpp"
 #include "moesim/core/error.hpp"
@@ -563,4 +564,40 @@ TEST_CASE("engine::serving: max_batched_tokens caps a chunked iteration, and a s
   const auto chunk1000 = simulate(load(trace_serving(p, "{type: chunked_prefill, chunk_tokens: 1000}", pools)));
   CHECK(capped.iterations == chunk100.iterations);
   CHECK(capped.iterations > chunk1000.iterations);
+}
+
+TEST_CASE("engine::serving: under a power limit the chips stay within it and take longer", "[engine][serving][power]") {
+  moesim::testing::TempDir dir;
+  // Long prompts all at once: the prefill GEMMs are compute-bound and draw more than 500 W at the nominal clock.
+  std::vector<std::array<double, 3>> rows;
+  for (int i = 0; i < 64; ++i) rows.push_back({0.0, 4000.0, 4.0});
+  const auto p = trace(dir, "long.csv", rows);
+  const auto& h100 = catalog().accelerator("h100");
+  auto run = [&](std::optional<double> limit) {
+    sc::Scenario s = load(trace_serving(p, "{type: continuous, max_batched_tokens: 16384}"));
+    s.cluster.power_limit_w = limit;
+    return simulate(s);
+  };
+  const auto nominal = run(std::nullopt), limited = run(500.0);
+  auto peak_chip_w = [&](const en::ServingResult& r) {
+    const auto& w = r.series.at("power_w");
+    return *std::max_element(w.begin(), w.end()) / 8.0 - h100.host_overhead_w;
+  };
+  auto last_end = [](const en::ServingResult& r) {
+    double t = 0.0;
+    for (const auto& q : r.requests) t = std::max(t, q.end_s);
+    return t;
+  };
+  REQUIRE(peak_chip_w(nominal) > 500.0);  // the limit binds
+  CHECK(peak_chip_w(limited) <= 500.0 * (1.0 + 1e-9));
+  CHECK(last_end(limited) > last_end(nominal));
+  // Dynamic energy per unit of work falls with the voltage: the chips' joules above their active power are fewer.
+  auto dynamic_j = [&](const en::ServingResult& r) {
+    return window_joules(r).first - 8 * (h100.active_w + h100.host_overhead_w) * (r.window_end_s - r.window_start_s);
+  };
+  CHECK(dynamic_j(limited) < dynamic_j(nominal));
+  // The power series still integrates to the energy plugin's joules.
+  const auto [plugin, series] = window_joules(limited);
+  CHECK(series == Approx(plugin).epsilon(1e-6));
+  CHECK(limited.output_tokens_window == nominal.output_tokens_window);
 }

@@ -8,6 +8,7 @@
 #include <map>
 #include <set>
 
+#include "moesim/core/error.hpp"
 #include "moesim/scenario/fields.hpp"
 #include "scenario_test_support.hpp"
 
@@ -220,6 +221,50 @@ TEST_CASE("scenario::explain_text: mentions every path, its help and its type", 
   CHECK(t::contains(txt, "model.d_head  (integer)  = model.d_model / model.heads"));
   CHECK(t::contains(txt, "wan.bandwidth_gbps  (number, [Gbit/s])"));
   CHECK(t::contains(txt, "name  (string)  required"));
+}
+
+TEST_CASE("scenario::select_fields: a key selects its field and everything below it", "[scenario][fields]") {
+  auto paths = [](const std::vector<std::string>& keys) {
+    std::vector<std::string> out;
+    for (const FieldSpec* f : moesim::scenario::select_fields(keys)) out.push_back(f->path);
+    return out;
+  };
+  SECTION("no key: every field, in document order") { CHECK(paths({}).size() == fields().size()); }
+  SECTION("a section: itself and its children, not a sibling that shares its prefix") {
+    const auto p = paths({"serving.scheduler"});
+    CHECK(p.front() == "serving.scheduler");
+    CHECK(std::find(p.begin(), p.end(), "serving.scheduler.max_sequences") != p.end());
+    for (const auto& x : p) CHECK(x.rfind("serving.scheduler", 0) == 0);
+    CHECK(p.size() == children_of("serving.scheduler").size() + 1);
+    // "model.d" is not a section: it selects nothing (no prefix match inside a name).
+    CHECK_THROWS_AS(paths({"model.d"}), moesim::Error);
+  }
+  SECTION("a leaf: just that field") { CHECK(paths({"model.kv_heads"}) == std::vector<std::string>{"model.kv_heads"}); }
+  SECTION("list items by index, by [] or without brackets") {
+    const std::vector<std::string> want{"placement[].share"};
+    CHECK(paths({"placement[0].share"}) == want);
+    CHECK(paths({"placement[].share"}) == want);
+    CHECK(paths({"placement.share"}) == want);
+  }
+  SECTION("several keys: the union, in document order") {
+    CHECK(paths({"model.top_k", "model.d_model"}) == std::vector<std::string>{"model.d_model", "model.top_k"});
+  }
+  SECTION("an unknown key names the closest paths and the sections") {
+    try {
+      paths({"serving.sheduler"});
+      FAIL("no error");
+    } catch (const moesim::Error& e) {
+      const std::string msg = e.what();
+      CHECK(t::contains(msg, "no scenario field 'serving.sheduler'"));
+      CHECK(t::contains(msg, "serving.scheduler"));
+      CHECK(t::contains(msg, "model, training, routing"));
+    }
+  }
+  SECTION("explain_text of a key prints only its fields") {
+    const std::string txt = explain_text({"serving.kv_cache"});
+    CHECK(t::contains(txt, "serving.kv_cache.memory_fraction  ("));
+    CHECK_FALSE(t::contains(txt, "model.d_model  ("));
+  }
 }
 
 TEST_CASE("scenario::explain_markdown: one table row per path", "[scenario][fields]") {

@@ -490,3 +490,29 @@ TEST_CASE("scenario::resolve: parallelism.schedule names what virtual_stages dec
     CHECK(t::contains(e.message(), "interleaved_1f1b"));
   }
 }
+
+TEST_CASE("scenario::resolve: cluster.power_limit_w is a GPU setting between active and full power", "[scenario][resolve]") {
+  SECTION("a limit inside the range is kept") {
+    const moesim::scenario::Scenario s = t::load(t::base_yaml(), {"cluster.power_limit_w=500"});
+    REQUIRE(s.cluster.power_limit_w.has_value());
+    CHECK(*s.cluster.power_limit_w == 500.0);
+    CHECK_FALSE(t::load(t::base_yaml()).cluster.power_limit_w.has_value());
+  }
+  SECTION("below the active power: refused with the range and where it comes from") {
+    const auto e = t::load_error(t::base_yaml(), {"cluster.power_limit_w=100"});
+    CHECK(e.key() == "cluster.power_limit_w");
+    CHECK(t::contains(e.message(), "100 W is outside"));
+    CHECK(t::contains(e.message(), "active power 145 W"));
+    CHECK(t::contains(e.message(), "full power 700 W"));
+  }
+  SECTION("above the full power: refused") {
+    const auto e = t::load_error(t::base_yaml(), {"cluster.power_limit_w=800"});
+    CHECK(e.key() == "cluster.power_limit_w");
+    CHECK(t::contains(e.message(), "at most its full power 700 W"));
+  }
+  SECTION("on a TPU: refused") {
+    const auto e = t::load_error(tpu_yaml(), {"cluster.power_limit_w=200"});
+    CHECK(e.key() == "cluster.power_limit_w");
+    CHECK(t::contains(e.message(), "GPU setting"));
+  }
+}

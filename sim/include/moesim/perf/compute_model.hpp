@@ -64,6 +64,10 @@ struct KernelTime {
   TimePath path = TimePath::roofline;
   /** True when the number derives from a profile that is not a measurement (a synthetic test fixture). */
   bool synthetic = false;
+  /** Under a board power limit (perf/power_limit.hpp): the core clock / its nominal value, and the energy of each
+   *  unit of work relative to the nominal clock (clock_ratio^2: voltage lowered with the clock). 1 without a limit. */
+  double clock_ratio = 1.0;
+  double energy_scale = 1.0;
 };
 
 /** Calls of ComputeTimeModel::time() by kernel class, path and reason (e.g. "outside the measured
@@ -108,6 +112,9 @@ struct PeakTimes {
 };
 /** PeakTimes of `op` on `accel`, given the FLOPs the matrix unit executes (KernelTime::padded_flops). */
 PeakTimes peak_times(const KernelOp& op, double padded_flops, const catalog::AcceleratorSpec& accel);
+/** The peak times that set the chip's power while `t` runs: peak_times() x t.energy_scale (under a power limit each
+ *  unit of work costs less energy at the lower voltage; perf/power_limit.hpp). Equal to peak_times() without one. */
+PeakTimes power_peak_times(const KernelOp& op, const KernelTime& t, const catalog::AcceleratorSpec& accel);
 
 /** Efficiency of one kernel class on one accelerator family, with its source. */
 struct ClassEfficiency {

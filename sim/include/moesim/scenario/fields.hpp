@@ -54,9 +54,14 @@ const FieldSpec* find_field(const std::string& path);
 /** Direct children of a section path ("" = top level), in document order. */
 std::vector<const FieldSpec*> children_of(const std::string& section_path);
 
-/** Human-readable table of every field (what `moesim explain` prints). */
-std::string explain_text();
-/** Markdown reference (docs/scenario.md). */
-std::string explain_markdown();
+/** The fields that `keys` select, in document order: a key selects the field at that path and every field below it
+ *  ("serving.scheduler" selects serving.scheduler.type, .max_sequences, ...). A list index is read as the list's
+ *  items ("placement[0].share" = "placement[].share") and a list written without brackets finds its items too
+ *  ("placement.share"). No keys: every field. A key that selects nothing is an Error naming the closest paths. */
+std::vector<const FieldSpec*> select_fields(const std::vector<std::string>& keys);
+/** Human-readable table of the selected fields (what `moesim explain [KEY...]` prints; no keys: every field). */
+std::string explain_text(const std::vector<std::string>& keys = {});
+/** Markdown reference of the selected fields (all of them: docs/scenario.md). */
+std::string explain_markdown(const std::vector<std::string>& keys = {});
 
 }  // namespace moesim::scenario

@@ -162,6 +162,8 @@ struct ClusterSpec {
   std::string accelerator;  ///< catalog name
   int count = 0;            ///< chips
   TopologySpec topology;
+  /** GPU board power limit, chip watts (perf/power_limit.hpp); unset = the accelerator's full power. */
+  std::optional<double> power_limit_w;
 };
 
 /** How a job spans several datacenters. */

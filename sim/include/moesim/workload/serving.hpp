@@ -95,6 +95,8 @@ struct IterationShape {
  *  achieved utilisations that set the chip's power while it runs them (AcceleratorSpec::compute_power_w). */
 struct KernelWork {
   double time_s = 0.0;
+  /** The kernels' matrix-unit FLOPs and HBM bytes timed at the datasheet peaks, weighted by their energy per operation
+   *  under a power limit (perf::power_peak_times): over time_s, the utilisations that set the chip's power. */
   double matrix_s = 0.0;
   double hbm_s = 0.0;
   double flop_utilisation() const { return time_s > 0.0 ? matrix_s / time_s : 0.0; }

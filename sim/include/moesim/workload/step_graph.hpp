@@ -22,9 +22,10 @@ struct ComputeWork {
   double hardware_flops = 0.0;       ///< executed FLOPs summed over devices (with padding, remat, dispatch)
   double model_flops = 0.0;          ///< useful model FLOPs summed over devices (for MFU)
   /** Summed over devices: the time the phase's matrix-unit FLOPs (tile-padded, remat and einsum
-   *  dispatch included) would take at the matrix units' datasheet peak (perf::PeakTimes). */
+   *  dispatch included) would take at the matrix units' datasheet peak (perf::PeakTimes), weighted by each
+   *  kernel's energy per operation under a power limit (perf::power_peak_times; 1 without one). */
   double matrix_s = 0.0;
-  /** Summed over devices: the time the phase's HBM bytes would take at the datasheet bandwidth. */
+  /** Summed over devices: the time the phase's HBM bytes would take at the datasheet bandwidth (weighted as matrix_s). */
   double hbm_s = 0.0;
 
   /** Achieved matrix-unit utilisation over the devices' busy time (matrix_s / sum of time_s); sets the
