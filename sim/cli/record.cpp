@@ -269,6 +269,13 @@ json record_json(const store::RunRecord& r) {
   return out;
 }
 
+std::string power_limit_text(const store::RunRecord& r) {
+  if (!r.scenario.is_object() || !r.scenario.contains("cluster")) return "";
+  const nlohmann::json& c = r.scenario["cluster"];
+  if (!c.contains("power_limit_w") || !c["power_limit_w"].is_number()) return "";
+  return fmt::format("   GPU power limit {:g} W", c["power_limit_w"].get<double>());
+}
+
 std::string record_summary(const store::RunRecord& r) {
   using namespace units;
   if (r.status != store::RunStatus::complete) return incomplete_record_summary(r);
@@ -277,13 +284,14 @@ std::string record_summary(const store::RunRecord& r) {
   const double train_s = metric_or(r, store::metric_names::kTrainTime_s);
   std::string out;
   out += fmt::format("{}: {} ({})\n", run_heading(r), r.scenario_name, store::to_string(r.status));
-  out += fmt::format("  chips {:.0f} ({:.0f} devices)   memory/device {:.1f} of {:.1f} GiB{}\n", metric_or(r, "chips"),
+  out += fmt::format("  chips {:.0f} ({:.0f} devices)   memory/device {:.1f} of {:.1f} GiB{}{}\n", metric_or(r, "chips"),
                      metric_or(r, "devices"),
                      (metric_or(r, "memory_params_bytes") + metric_or(r, "memory_grads_bytes") + metric_or(r, "memory_optimizer_bytes") +
                       metric_or(r, "memory_activations_bytes")) / kGiB,
                      metric_or(r, "memory_capacity_bytes") / kGiB, metric_or(r, "rematerialization") != 0           ? ", rematerialized"
                      : metric_or(r, "selective_recomputation") != 0 ? ", attention recomputed (selective)"
-                                                                     : "");
+                                                                     : "",
+                     power_limit_text(r));
   const std::size_t simulated = r.provenance.contains("step_times_s") ? r.provenance["step_times_s"].size() : 0;
   out += fmt::format("  step time       {:.4f} s ({} over {} simulated steps)   {:.3g} steps/s\n", step,
                      spread == 0.0 ? std::string("the same") : fmt::format("spread {:.2g} s", spread), simulated,

@@ -36,6 +36,8 @@ nlohmann::json record_json(const store::RunRecord& r);
 std::string assumed_pue_notes(const store::RunRecord& r);
 /** "moesim run 12" for a stored run; "moesim run (not stored)" for one run with --no-store (id 0, which no stored run has). */
 std::string run_heading(const store::RunRecord& r);
+/** "   GPU power limit 500 W" when the run's scenario set cluster.power_limit_w, else "" (the summaries' chips line). */
+std::string power_limit_text(const store::RunRecord& r);
 
 /** Human-readable summary of a stored record. */
 std::string record_summary(const store::RunRecord& r);

@@ -413,9 +413,9 @@ std::string serving_record_summary(const store::RunRecord& r) {
     return out;
   }
   const double ms = 1e3;
-  out += fmt::format("  {:.0f} chips ({:.0f} devices)   {:.0f} requests measured over {} s (of {:.0f} simulated)\n",
+  out += fmt::format("  {:.0f} chips ({:.0f} devices)   {:.0f} requests measured over {} s (of {:.0f} simulated){}\n",
                      metric_or(r, "chips"), metric_or(r, "devices"), metric_or(r, "requests_measured"),
-                     seconds_text(metric_or(r, "window_s")), metric_or(r, "requests_total"));
+                     seconds_text(metric_or(r, "window_s")), metric_or(r, "requests_total"), power_limit_text(r));
   out += "  latency (ms)        mean      P50      P90      P95      P99\n";
   const std::pair<const char*, const char*> rows[] = {{"ttft", "TTFT"}, {"tpot", "TPOT"}, {"itl", "ITL"}, {"e2e", "E2E"}, {"queue", "queueing"}};
   for (const auto& [key, label] : rows) {

@@ -324,6 +324,24 @@ TEST_CASE("cli::explain KEY: one section, or a clear error for an unknown key", 
   CHECK(bad.out.empty());
 }
 
+TEST_CASE("cli::run: a GPU power limit is named in the summary and slows the step", "[cli]") {
+  const std::string dir = scratch("power_limit");
+  const std::string file = MOESIM_SOURCE_ROOT "/scenarios/examples/h100-zipf-dropless.yaml";
+  const Result plain = run_moesim("run " + file + " --no-store --json", dir);
+  const Result capped = run_moesim("run " + file + " --no-store --json --set cluster.power_limit_w=500", dir);
+  INFO(capped.err);
+  REQUIRE(plain.status == 0);
+  REQUIRE(capped.status == 0);
+  CHECK(json::parse(capped.out).at("step_time_s").get<double>() > json::parse(plain.out).at("step_time_s").get<double>());
+  const Result text = run_moesim("run " + file + " --no-store --set cluster.power_limit_w=500", dir);
+  REQUIRE(text.status == 0);
+  CHECK(text.out.find("GPU power limit 500 W") != std::string::npos);
+  CHECK(run_moesim("run " + file + " --no-store", dir).out.find("power limit") == std::string::npos);
+  const Result bad = run_moesim("run " + file + " --no-store --set cluster.power_limit_w=50", dir);
+  CHECK(bad.status != 0);
+  CHECK(bad.err.find("cluster.power_limit_w") != std::string::npos);
+}
+
 TEST_CASE("cli::bench: JSON cases carry the issue's fields, and memoisation matches the fine-grained run", "[cli][bench]") {
   const std::string dir = scratch("bench");
   // GShard-600B at 1024 TPU v3 chips: one simulated step, about a second each way.
