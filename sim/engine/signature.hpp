@@ -51,6 +51,9 @@ inline std::uint64_t signature_of(const workload::CollectiveWork& w, bool with_b
       h.value(v.size());
       h.bytes(v.data(), v.size() * sizeof(double));
     }
+  h.value(w.per_node.top_k);
+  h.value(w.per_node.experts);
+  h.value(w.per_node.max_nodes);
   return h.h;
 }
 

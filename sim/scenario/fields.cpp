@@ -239,6 +239,10 @@ std::vector<FieldSpec> build_table() {
           .help("Lower bound on the per-group expert capacity (Mesh-TensorFlow's moe_min_expert_capacity defaults to 4)."),
       F("routing.dropless", T::boolean).def(false)
           .help("No capacity limit: experts take every token routed to them (MegaBlocks style); nothing dropped."),
+      F("routing.max_nodes", T::integer).max(kMaxChips, "at most the nodes of the expert-parallel group").min(1)
+          .help("Node-limited routing (DeepSeek-V3, arXiv 2412.19437 section 2.1.2: M = 4): each token's experts lie on at "
+                "most this many NVLink nodes, so a per-node dispatch (parallelism.expert_dispatch: per_node, required) "
+                "sends it over the network to at most this many nodes. Unset: no limit."),
       F("routing.second_expert_policy", T::choice).def("all").choices({"all", "none", "threshold", "random"})
           .help("Top-2 gating: whether a token's second-choice expert is used, as Mesh-TensorFlow's moe_second_policy "
                 "(transformer/moe.py, _top_2_gating) and lingvo's second_expert_policy (core/gshard_layers.py, "
@@ -297,6 +301,13 @@ std::vector<FieldSpec> build_table() {
                 "of (2 (P - s - 1) + (v - 1) P + 1) / v micro-batches at its peak (at most M) instead of 1F1B's "
                 "min(P - s, M): P + (P - 1) / v at stage 0. Needs pipeline > 1, micro-batches a multiple of "
                 "the pipeline stages, and at least one layer per chunk."),
+      F("parallelism.expert_dispatch", T::choice).def("all_to_all").choices({"all_to_all", "per_node"})
+          .help("How the expert all-to-all crosses GPU nodes. all_to_all: one network copy per (token, expert), as NCCL's "
+                "all-to-all (Megatron-LM's default dispatcher). per_node: DeepEP's dispatch (DeepSeek-V3, arXiv 2412.19437 "
+                "section 3.2.2): a token crosses the network once per node holding its experts, to the GPU of its own "
+                "in-node index there, which forwards it over NVLink; the network bytes fall to the expected number of "
+                "distinct remote nodes per token over the remote copies (system/collectives.hpp, "
+                "per_node_network_fraction). GPUs only."),
       F("parallelism.sequence_parallel", T::boolean).def(false)
           .help("Megatron sequence parallelism (Korthikanti et al. 2022, arXiv 2205.05198, section 4.2.2; needs tensor > 1): "
                 "layer norms, dropouts and residual adds run on 1/tensor of the sequence, so their activations are sharded "

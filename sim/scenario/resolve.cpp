@@ -639,6 +639,18 @@ void Resolver::resolve_routing() {
   } else if (has(r, "tasks")) {
     fail("routing.tasks", "only used with routing.type task");
   }
+  // The per-node dispatch and node-limited routing: GPU fabrics (NVLink nodes), an MoE model.
+  const std::string dispatch = doc_["parallelism"]["expert_dispatch"];
+  if (dispatch == "per_node") {
+    if (accel_ != nullptr && accel_->kind == catalog::AcceleratorKind::tpu)
+      fail("parallelism.expert_dispatch", "per_node is DeepEP's dispatch between GPU nodes; a TPU torus has no NVLink nodes "
+                                          "(allowed here: all_to_all)");
+    if (i(m["experts"]) == 0) fail("parallelism.expert_dispatch", "per_node dispatches routed tokens: the model has no experts");
+  }
+  if (has(r, "max_nodes") && dispatch != "per_node")
+    fail("routing.max_nodes", "node-limited routing changes what crosses the network only when each token is sent once per "
+                              "node: set parallelism.expert_dispatch: per_node (DeepEP, as DeepSeek-V3 does), or remove "
+                              "routing.max_nodes");
   if (r["group_split"] == "mesh_tensorflow" && i(r["group_size_tokens"]) == 0)
     fail("routing.group_split", "mesh_tensorflow splits into groups of at most routing.group_size_tokens tokens "
                                 "(Mesh-TensorFlow's moe_group_size, e.g. 1024); give routing.group_size_tokens");
@@ -1116,6 +1128,7 @@ Scenario Resolver::build() const {
   if (r.contains("tasks")) s.routing.tasks = static_cast<int>(i(r["tasks"]));
   s.routing.group_size_tokens = static_cast<int>(i(r["group_size_tokens"]));
   s.routing.dropless = r["dropless"];
+  if (r.contains("max_nodes") && !r["max_nodes"].is_null()) s.routing.max_nodes = static_cast<int>(i(r["max_nodes"]));
   s.routing.capacity_counts_top_k = r["capacity_counts_top_k"];
   s.routing.min_expert_capacity = static_cast<int>(i(r["min_expert_capacity"]));
   s.routing.group_split = r["group_split"] == "mesh_tensorflow" ? GroupSplit::mesh_tensorflow : GroupSplit::fixed;
@@ -1136,6 +1149,7 @@ Scenario Resolver::build() const {
   s.parallelism.schedule = p["schedule"];
   s.parallelism.zero_stage = static_cast<int>(i(p["zero_stage"]));
   s.parallelism.sequence_parallel = p["sequence_parallel"];
+  s.parallelism.expert_dispatch = p["expert_dispatch"];
   s.parallelism.virtual_stages = static_cast<int>(i(p["virtual_stages"]));
   s.parallelism.placement = placement_order(p["placement"].get<std::string>());
 

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <numeric>
+#include <set>
 #include <optional>
 #include <tuple>
 
@@ -15,6 +16,17 @@
 #include "moesim/core/probe_table.hpp"
 
 namespace moesim::system {
+
+double per_node_network_fraction(const workload::CollectiveWork::PerNode& p, int nodes) {
+  if (p.top_k <= 0 || nodes <= 1 || p.experts <= 0) return 1.0;
+  const double N = nodes, k = p.top_k, E = p.experts, per_node = E / N;
+  double none = 1.0;  // H: a given node holds none of the token's k distinct experts
+  for (int i = 0; i < p.top_k; ++i) none *= std::max(0.0, E - per_node - i) / (E - i);
+  double crossings = (N - 1.0) * (1.0 - none);
+  if (p.max_nodes > 0) crossings = std::min(crossings, p.max_nodes * (N - 1.0) / N);
+  const double copies = k * (N - 1.0) / N;
+  return std::min(1.0, crossings / copies);
+}
 
 double ring_all_to_all_link_load(int n) {
   if (n <= 1) return 0.0;
@@ -393,8 +405,10 @@ struct A2AVolumes {
   bool uniform() const { return send == nullptr; }
 };
 
+/** Direct all-to-all: every pair of chips at once. With `topo` and cross_node_scale < 1 (a per-node dispatch), the
+ *  bytes between chips of different NVLink nodes are scaled by it. */
 void a2a_direct(PlanBuilder& pb, std::size_t round, const SiteMembers& src, const SiteMembers& dst, const A2AVolumes& vol,
-                double& intra_chip) {
+                double& intra_chip, const Topology* topo = nullptr, double cross_node_scale = 1.0) {
   for (int cs : src.chips)
     for (int cd : dst.chips) {
       double v = 0.0;
@@ -404,6 +418,7 @@ void a2a_direct(PlanBuilder& pb, std::size_t round, const SiteMembers& src, cons
         intra_chip += v;
         continue;
       }
+      if (topo != nullptr && cross_node_scale != 1.0 && topo->node_of(cs) != topo->node_of(cd)) v *= cross_node_scale;
       // Coarse batches (blocks of 64 source chips): many small parallel tasks finishing at different
       // times would make SimGrid re-solve the whole system at every completion.
       pb.add(round, "direct all-to-all", key(1, cs / 64), cs, cd, v);
@@ -478,6 +493,11 @@ void all_to_all(PlanBuilder& pb, const CollectiveWork& w, std::size_t g, const T
         std::vector<std::vector<int>> node_members;
         for (auto& [n, v] : nodes) node_members.push_back(v);
         const std::size_t nn = node_members.size();
+        // A per-node dispatch (DeepEP) sends a token once to each node holding its experts, to the GPU of the same
+        // in-node index there, which forwards it over NVLink: the rails carry that fraction of the per-copy bytes, the
+        // NVLink round every copy (DeepEP runs the network first and forwards at the destination; the rounds are
+        // sequential either way, so the order does not change the time).
+        const double network_fraction = per_node_network_fraction(w.per_node, static_cast<int>(nn));
         // Round 0 (NVLink): (a,i) -> (a,j) carries everything i sends to rank j of every node.
         for (std::size_t a = 0; a < nn; ++a)
           for (std::size_t i = 0; i < per_node; ++i)
@@ -496,6 +516,7 @@ void all_to_all(PlanBuilder& pb, const CollectiveWork& w, std::size_t g, const T
               if (a == b) continue;
               double v = 0.0;
               for (std::size_t i = 0; i < per_node; ++i) v += vol(node_members[a][i], node_members[b][j]);
+              v *= network_fraction;
               pb.add(1, "all-to-all inter-node (rails)", key(5, s, static_cast<long long>(j)),
                      mesh.chip_of(group[static_cast<std::size_t>(node_members[a][j])]),
                      mesh.chip_of(group[static_cast<std::size_t>(node_members[b][j])]), v);
@@ -506,11 +527,19 @@ void all_to_all(PlanBuilder& pb, const CollectiveWork& w, std::size_t g, const T
         // Each GPU's share to itself stays on the chip, as in the torus and direct paths.
         for (const auto& members : node_members)
           for (int i : members) intra_chip += vol(i, i);
-        if (algo.empty()) algo = "hierarchical all-to-all (NVLink + rails)";
+        if (algo.empty())
+          algo = network_fraction < 1.0 ? "per-node all-to-all (rails once per node, NVLink forwarding)"
+                                        : "hierarchical all-to-all (NVLink + rails)";
         continue;
       }
     }
-    a2a_direct(pb, 0, sm, sm, vol, intra_chip);
+    double cross_node_scale = 1.0;
+    if (site.kind == SiteKind::nvlink_fat_tree && w.per_node.top_k > 0) {
+      std::set<int> nodes;
+      for (int c : sm.chips) nodes.insert(topo.node_of(c));
+      cross_node_scale = per_node_network_fraction(w.per_node, static_cast<int>(nodes.size()));
+    }
+    a2a_direct(pb, 0, sm, sm, vol, intra_chip, &topo, cross_node_scale);
     // One step: every member sends to all the others at once, so the round pays the longest route's latency
     // once (as the hierarchical path's one NVLink and one network step).
     double step_s = 0.0;

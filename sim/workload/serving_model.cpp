@@ -400,6 +400,8 @@ LayerPlan IterationModel::layer(LayerKind kind, double tokens) const {
       a2a.groups = {stage_devices(0)};
       const double slot_rows = einsum ? E * router_->capacity(draw_tokens) / pool_.expert : rows_sent * k;
       a2a.bytes_per_device = slot_rows * d * act_b_;
+      // DeepEP's per-node dispatch (parallelism.expert_dispatch; SGLang and vLLM serve expert parallelism with it).
+      if (s_.parallelism.expert_dispatch == "per_node" && !einsum) a2a.per_node = {m.top_k, m.experts, s_.routing.max_nodes};
       plan.segments.push_back(std::move(seg));
       plan.collectives.push_back(a2a);
       plan.collective_kinds.emplace_back("comm.all_to_all");

@@ -915,6 +915,8 @@ void Builder::moe_ffn(Stream& st, const LayerDesc& L, double tok, Pass pass, con
     CollectiveWork w;
     w.op = CollectiveOp::all_to_all;
     w.groups = ctx_.mesh.expert_groups(st.stage);
+    // DeepEP's per-node dispatch (and node-limited routing): the system layer sends a token once per remote node.
+    if (p_.expert_dispatch == "per_node") w.per_node = {m_.top_k, m_.experts, ctx_.scenario.routing.max_nodes};
     if (einsum_dispatch_) {
       w.bytes_per_device = slots * d * eb * sp / tp_;  // the rank's share of the slots (all of its own with SP)
     } else {

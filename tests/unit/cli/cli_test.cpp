@@ -342,6 +342,22 @@ TEST_CASE("cli::run: a GPU power limit is named in the summary and slows the ste
   CHECK(bad.err.find("cluster.power_limit_w") != std::string::npos);
 }
 
+TEST_CASE("cli::run: a per-node expert dispatch and node-limited routing shorten a two-node all-to-all", "[cli]") {
+  const std::string dir = scratch("per_node");
+  // 16 experts on two 8-GPU H100 nodes, top-2.
+  const std::string file = MOESIM_SOURCE_ROOT "/scenarios/examples/h100-zipf-dropless.yaml";
+  auto a2a = [&](const std::string& sets) {
+    const Result r = run_moesim("run " + file + " --no-store --json" + sets, dir);
+    INFO(r.err);
+    REQUIRE(r.status == 0);
+    return json::parse(r.out).at("step_breakdown_s").at("comm.all_to_all").get<double>();
+  };
+  const double nccl = a2a(""), per_node = a2a(" --set parallelism.expert_dispatch=per_node"),
+               one_node = a2a(" --set parallelism.expert_dispatch=per_node --set routing.max_nodes=1");
+  CHECK(per_node < nccl);
+  CHECK(one_node < per_node);
+}
+
 TEST_CASE("cli::bench: JSON cases carry the issue's fields, and memoisation matches the fine-grained run", "[cli][bench]") {
   const std::string dir = scratch("bench");
   // GShard-600B at 1024 TPU v3 chips: one simulated step, about a second each way.

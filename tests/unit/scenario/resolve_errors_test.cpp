@@ -516,3 +516,30 @@ TEST_CASE("scenario::resolve: cluster.power_limit_w is a GPU setting between act
     CHECK(t::contains(e.message(), "GPU setting"));
   }
 }
+
+TEST_CASE("scenario::resolve: the per-node expert dispatch and node-limited routing", "[scenario][resolve]") {
+  SECTION("kept on a GPU MoE") {
+    const moesim::scenario::Scenario s =
+        t::load(t::base_yaml(), {"parallelism.expert_dispatch=per_node", "routing.max_nodes=4"});
+    CHECK(s.parallelism.expert_dispatch == "per_node");
+    CHECK(s.routing.max_nodes == 4);
+    const moesim::scenario::Scenario d = t::load(t::base_yaml());
+    CHECK(d.parallelism.expert_dispatch == "all_to_all");
+    CHECK(d.routing.max_nodes == 0);
+  }
+  SECTION("node-limited routing without the per-node dispatch would change nothing: refused") {
+    const auto e = t::load_error(t::base_yaml(), {"routing.max_nodes=4"});
+    CHECK(e.key() == "routing.max_nodes");
+    CHECK(t::contains(e.message(), "parallelism.expert_dispatch: per_node"));
+  }
+  SECTION("per_node on a TPU torus: refused") {
+    const auto e = t::load_error(tpu_yaml(), {"parallelism.expert_dispatch=per_node"});
+    CHECK(e.key() == "parallelism.expert_dispatch");
+    CHECK(t::contains(e.message(), "TPU"));
+  }
+  SECTION("an unknown dispatch lists the allowed ones") {
+    const auto e = t::load_error(t::base_yaml(), {"parallelism.expert_dispatch=deepep"});
+    CHECK(e.key() == "parallelism.expert_dispatch");
+    CHECK(t::contains(e.message(), "per_node"));
+  }
+}

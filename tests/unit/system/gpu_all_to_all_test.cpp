@@ -171,3 +171,47 @@ TEST_CASE("system::plan_collective: send/recv", "[system][p2p]") {
                       Catch::Contains("send_recv groups must be (source, destination) pairs"));
   }
 }
+
+TEST_CASE("system::per_node_network_fraction: distinct remote nodes per token over remote copies, by hand", "[system][gpu]") {
+  using moesim::system::per_node_network_fraction;
+  using PerNode = moesim::workload::CollectiveWork::PerNode;
+  SECTION("2 nodes, 4 experts (2 per node), top-2: brute force over the 6 expert pairs") {
+    // A token on node 0: 5 of the 6 pairs touch node 1 ({0,1} does not); copies to node 1 per token: 2 x 1/2 = 1.
+    int touch = 0, copies = 0;
+    for (int a = 0; a < 4; ++a)
+      for (int b = a + 1; b < 4; ++b) {
+        touch += (a >= 2 || b >= 2) ? 1 : 0;
+        copies += (a >= 2 ? 1 : 0) + (b >= 2 ? 1 : 0);
+      }
+    CHECK(per_node_network_fraction(PerNode{2, 4, 0}, 2) == Approx(static_cast<double>(touch) / copies).epsilon(1e-12));
+    CHECK(per_node_network_fraction(PerNode{2, 4, 0}, 2) == Approx(5.0 / 6.0).epsilon(1e-12));
+  }
+  SECTION("DeepSeek-V3: 256 experts over 8 nodes, top-8; node-limited to 4") {
+    double none = 1.0;
+    for (int i = 0; i < 8; ++i) none *= (224.0 - i) / (256.0 - i);
+    CHECK(per_node_network_fraction(PerNode{8, 256, 0}, 8) == Approx(7.0 * (1.0 - none) / 7.0).epsilon(1e-12));
+    // At most 4 nodes, 3.5 of them remote on average, for 7 remote copies.
+    CHECK(per_node_network_fraction(PerNode{8, 256, 4}, 8) == Approx(0.5).epsilon(1e-12));
+    // A limit above the unlimited count changes nothing.
+    CHECK(per_node_network_fraction(PerNode{8, 256, 8}, 8) == per_node_network_fraction(PerNode{8, 256, 0}, 8));
+  }
+  SECTION("per copy, or one node: 1") {
+    CHECK(per_node_network_fraction(PerNode{0, 256, 0}, 8) == 1.0);
+    CHECK(per_node_network_fraction(PerNode{8, 256, 0}, 1) == 1.0);
+    CHECK(per_node_network_fraction(PerNode{1, 8, 0}, 2) == Approx(1.0).epsilon(1e-12));  // top-1: nothing to merge
+  }
+}
+
+TEST_CASE("system::plan_collective: a per-node dispatch scales the rails, not NVLink", "[system][gpu]") {
+  const t::Fixture f = two_nodes();
+  const double B = 8e6;
+  const auto plain = f.plan(t::work(CollectiveOp::all_to_all, {t::iota(8)}, B));
+  auto w = t::work(CollectiveOp::all_to_all, {t::iota(8)}, B);
+  w.per_node = {2, 8, 0};  // 8 experts over 2 nodes, top-2
+  const auto deep = f.plan(w);
+  const double fraction = moesim::system::per_node_network_fraction(w.per_node, 2);
+  CHECK(fraction < 1.0);
+  CHECK(deep.algorithm == "per-node all-to-all (rails once per node, NVLink forwarding)");
+  CHECK(t::total(t::loads(deep.rounds[0])) == Approx(t::total(t::loads(plain.rounds[0]))));
+  CHECK(t::total(t::loads(deep.rounds[1])) == Approx(fraction * t::total(t::loads(plain.rounds[1]))));
+}

@@ -115,6 +115,9 @@ struct RoutingSpec {
   int group_size_tokens = 0;     ///< tokens per routing group; 0 = the tokens of one device
   GroupSplit group_split = GroupSplit::fixed;
   bool dropless = false;         ///< no capacity limit (tokens never dropped)
+  /** Node-limited routing: a token's experts on at most this many NVLink nodes (DeepSeek-V3 §2.1.2); 0 = no limit.
+   *  Changes the network bytes of a per-node dispatch (ParallelismSpec::expert_dispatch). */
+  int max_nodes = 0;
   bool capacity_counts_top_k = true;  ///< capacity = ceil(cf k S / E); false: floor(cf S / E) (Mesh-TF)
   int min_expert_capacity = 0;   ///< lower bound on the per-group capacity
   SecondExpertPolicy second_expert_policy = SecondExpertPolicy::all;  ///< top-2 only
@@ -136,6 +139,9 @@ struct ParallelismSpec {
    *  residuals run on 1/tensor of the tokens, so their activations are sharded, and each tensor all-reduce becomes a
    *  reduce-scatter after the block plus an all-gather before the next one (the same bytes). */
   bool sequence_parallel = false;
+  /** The expert all-to-all across GPU nodes: "all_to_all" (one network copy per token and expert, NCCL) or "per_node"
+   *  (DeepEP: once per destination node, NVLink forwarding there; workload::CollectiveWork::PerNode). */
+  std::string expert_dispatch = "all_to_all";
   /** Model chunks per pipeline stage: 1 = plain 1F1B; v > 1 = Megatron-LM's interleaved 1F1B (Narayanan et al. 2021
    *  §2.2.2): stage s holds virtual stages s, s + P, ..., s + (v - 1) P, the bubble shrinks v-fold and each micro-batch
    *  crosses v times as many stage boundaries. */

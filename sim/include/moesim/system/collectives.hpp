@@ -63,4 +63,12 @@ TrafficPlan plan_collective(const workload::CollectiveWork& work, const Topology
  *  every node sends the same volume to every other node along the shorter direction. */
 double ring_all_to_all_link_load(int n);
 
+/** The fraction of an all-to-all's network bytes that a per-node dispatch sends (CollectiveWork::per_node), over a
+ *  group spread evenly over `nodes` nodes: a token's k copies go to k distinct experts of `experts`, experts / nodes
+ *  per node, so a node other than its own holds at least one of them with probability 1 - H, H the hypergeometric
+ *  probability that it holds none (prod_{i<k} (E - E/N - i) / (E - i)); the token crosses the network once per such
+ *  node, (N - 1)(1 - H) times, instead of once per remote copy, k (N - 1) / N times. Node-limited routing to at most
+ *  M nodes, chosen alike among the N, caps the crossings at M (N - 1) / N. 1 when top_k is 0 (per copy) or N = 1. */
+double per_node_network_fraction(const workload::CollectiveWork::PerNode& p, int nodes);
+
 }  // namespace moesim::system

@@ -47,6 +47,17 @@ struct CollectiveWork {
    *  relative share received. Empty = uniform. Traffic i->j = send[i] x recv[j] / sum(recv). */
   std::vector<std::vector<double>> send_weight;
   std::vector<std::vector<double>> recv_weight;
+  /** All-to-all of routed tokens dispatched once per destination node (DeepEP; DeepSeek-V3, arXiv 2412.19437
+   *  §3.2.2; scenario parallelism.expert_dispatch: per_node): bytes_per_device counts one copy per (token, expert),
+   *  top_k of them per token over `experts` experts spread evenly over the group's members; a token's copies for the
+   *  experts of one node cross the network once and are forwarded over NVLink there. max_nodes > 0: node-limited
+   *  routing (routing.max_nodes), each token's experts on at most that many nodes. top_k = 0: one network copy per
+   *  (token, expert), as NCCL's all-to-all sends them. */
+  struct PerNode {
+    int top_k = 0;
+    int experts = 0;
+    int max_nodes = 0;
+  } per_node;
 };
 
 /** One node of the step graph. */
