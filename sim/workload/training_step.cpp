@@ -337,7 +337,9 @@ class Builder {
 
   /** The attention core of one tensor rank: scores QK^T, softmax (with its dropout) and values PV, full matrices
    *  (masked where causal); backward = 4 batched GEMMs. What selective recomputation recomputes. The scores'
-   *  inner dimension is qk_head_dim() (MLA: d_head + RoPE), the values' d_head. */
+   *  inner dimension is qk_head_dim() (MLA: d_head + RoPE), the values' d_head. In act_dtype_: an fp8 model keeps
+   *  its attention core in bf16, as DeepSeek-V3 (arXiv 2412.19437 §3.3.1: "attention operators" in their original
+   *  precision) and Transformer Engine's default fp8 recipe (fp8 dot-product attention is opt-in) do. */
   Cost attention_core(double tok, double s_q, double s_kv, bool causal, Pass pass) {
     if (ctx_.scenario.training.fused_attention) return fused_attention_core(tok, s_q, s_kv, causal, pass);
     const double hl = m_.heads / tp_, dh = m_.d_head, dqk = qk_head_dim();
@@ -345,13 +347,13 @@ class Builder {
     Cost c;
     if (pass == Pass::bwd) {
       // dQ = dS K and dK = dS^T Q over the query-key dimension; dP = dO V^T and dV = P^T dO over the value dimension.
-      c += gemm_cost_sum({gemm("attn.dq", s_q, dqk, s_kv, seqs * hl, KernelClass::batched_gemm),
-                          gemm("attn.dk", s_kv, dqk, s_q, seqs * hl, KernelClass::batched_gemm),
-                          gemm("attn.dp", s_q, s_kv, dh, seqs * hl, KernelClass::batched_gemm),
-                          gemm("attn.dv", s_kv, dh, s_q, seqs * hl, KernelClass::batched_gemm)});
+      c += gemm_cost_sum({gemm("attn.dq", s_q, dqk, s_kv, seqs * hl, KernelClass::batched_gemm, act_dtype_),
+                          gemm("attn.dk", s_kv, dqk, s_q, seqs * hl, KernelClass::batched_gemm, act_dtype_),
+                          gemm("attn.dp", s_q, s_kv, dh, seqs * hl, KernelClass::batched_gemm, act_dtype_),
+                          gemm("attn.dv", s_kv, dh, s_q, seqs * hl, KernelClass::batched_gemm, act_dtype_)});
     } else {
-      c += time(gemm("attn.scores", s_q, s_kv, dqk, seqs * hl, KernelClass::batched_gemm));
-      c += time(gemm("attn.values", s_q, dh, s_kv, seqs * hl, KernelClass::batched_gemm));
+      c += time(gemm("attn.scores", s_q, s_kv, dqk, seqs * hl, KernelClass::batched_gemm, act_dtype_));
+      c += time(gemm("attn.values", s_q, dh, s_kv, seqs * hl, KernelClass::batched_gemm, act_dtype_));
     }
     const double scores = seqs * hl * s_q * s_kv;
     c += vector_cost(KernelClass::elementwise, "attn.softmax", 2.0 * scores * act_b_, 5.0 * scores, pass);
@@ -378,14 +380,14 @@ class Builder {
     const double pairs = seqs * hl * (causal && s_q == s_kv ? s_q * (s_q + 1.0) / 2.0 : s_q * s_kv);
     const double kv_rows = seqs * s_kv;
     const double kv_heads = m_.is_mla() ? hl : kvl_;  // MLA's keys and values are up-projected per head
-    // Q, K, V and O in the model's dtype, the core's own (as the materialised core's batched GEMMs): an fp8 model's
-    // core runs at the fp8 rate, Transformer Engine's fp8 attention; its default and DeepSeek-V3 (§3.3.1) keep the
-    // attention core in bf16, which workload::estimate_memory_need assumes for the stored Q, K and V.
-    const double qo_bytes = tok * hl * (dqk + dh) * b_, kv_bytes = kv_rows * kv_heads * (dqk + dh) * b_;
+    // Q, K, V and O in act_dtype_, the core's own (as the materialised core's batched GEMMs): an fp8 model keeps its
+    // attention core in bf16 (DeepSeek-V3 §3.3.1; Transformer Engine's default), as workload::estimate_memory_need
+    // stores Q, K and V.
+    const double qo_bytes = tok * hl * (dqk + dh) * act_b_, kv_bytes = kv_rows * kv_heads * (dqk + dh) * act_b_;
     const double lse_bytes = tok * hl * 4.0;
     KernelOp op;
     op.cls = KernelClass::prefill_attention;
-    op.dtype = m_.dtype;
+    op.dtype = act_dtype_;
     if (pass == Pass::bwd) {
       op.name = "attn.flash_bwd";
       op.flops = 2.0 * pairs * (3.0 * dqk + 2.0 * dh);  // S again, dQ, dK over dqk; dP, dV over dh
@@ -534,7 +536,9 @@ class Builder {
     const double d = m_.d_model, v = m_.vocab / tp_;
     if (pass == Pass::fwd && p_.sequence_parallel)
       tensor_collective(st, CollectiveOp::all_gather, tok, fmt::format("output head mb{} SP all-gather", st.mb));
-    Cost c = gemm_cost("head.logits", tok, v, d, pass);
+    // The output head in act_dtype_: an fp8 model keeps it in bf16 (DeepSeek-V3 §3.3.1, "the output head"; Megatron-LM's
+    // output layer is not one of Transformer Engine's fp8 layers).
+    Cost c = gemm_cost("head.logits", tok, v, d, pass, 1.0, KernelClass::gemm, act_dtype_);
     c += vector_cost(KernelClass::elementwise, "head.softmax_xent", 3.0 * tok * v * 4.0, 6.0 * tok * v, pass);
     st.acc.add(kind_for("compute.output", pass), c, 2.0 * tok * v * d * model_mult(pass));
     if (pass == Pass::fwd) {

@@ -283,6 +283,30 @@ TEST_CASE("workload::StepBuilder: an fp8 step's elementwise kernels move bf16, i
   }
 }
 
+TEST_CASE("workload::StepBuilder: an fp8 step keeps its attention core and output head in bf16",
+          "[workload][step][fp8][consistency]") {
+  auto kernels = [&](const std::string& dtype, const std::vector<std::string>& sets) {
+    return step_kernels(t::load(t::scenario_yaml(dense(4, 512, 8, 32000, 512, "  dtype: " + dtype + "\n"), "h100", 8,
+                                                 "  data: 8\n", 8.0 * 512),
+                                sets));
+  };
+  for (const auto& sets : {std::vector<std::string>{}, std::vector<std::string>{"training.attention_kernel=fused"}}) {
+    INFO((sets.empty() ? "materialised" : "fused"));
+    const auto k8 = kernels("fp8", sets), k16 = kernels("bf16", sets);
+    std::size_t seen = 0;
+    for (const auto& op : k8)
+      if (op.name.rfind("attn.scores", 0) == 0 || op.name.rfind("attn.values", 0) == 0 || op.name.rfind("attn.flash", 0) == 0 ||
+          op.name.rfind("attn.d", 0) == 0 || op.name == "head.logits") {
+        ++seen;
+        CHECK(op.dtype == "bf16");
+      }
+    CHECK(seen >= 3);
+    // The same kernels, byte for byte, as the bf16 model's.
+    for (const char* name : {"attn.scores", "attn.values", "attn.flash_fwd", "attn.flash_bwd", "head.logits"})
+      CHECK(bytes_of(k8, {name}) == bytes_of(k16, {name}));
+  }
+}
+
 TEST_CASE("workload: an encoder-decoder's cross-attention keys and values are kv_heads wide, as its parameters",
           "[workload][step][memory][gqa][consistency]") {
   // 2 encoder + 2 decoder layers of d 512, 8 heads of 64; sources of 256 tokens, targets of 128; tensor 2 x data 4 on
