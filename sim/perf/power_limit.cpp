@@ -55,7 +55,7 @@ class PowerLimitedModel final : public ComputeTimeModel {
  public:
   PowerLimitedModel(std::unique_ptr<ComputeTimeModel> base, const catalog::AcceleratorSpec& accel, double limit_w)
       : base_(std::move(base)), accel_(accel), limit_w_(limit_w) {
-    if (!(limit_w > accel.active_w && limit_w <= accel.full_w))
+    if (!accel.power_limit_allowed(limit_w))
       throw Error(fmt::format("power limit {} W on {}: it must lie above the active power {} W and at most the full power {} W",
                               limit_w, accel.name, accel.active_w, accel.full_w));
   }

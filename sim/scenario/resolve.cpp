@@ -232,7 +232,7 @@ void Resolver::resolve_cluster() {
       fail("cluster.power_limit_w", fmt::format("a board power limit is a GPU setting (nvidia-smi -pl); {} is a TPU, whose power "
                                                 "is not set by its users; remove cluster.power_limit_w",
                                                 name));
-    if (!(limit > accel_->active_w && limit <= accel_->full_w))
+    if (!accel_->power_limit_allowed(limit))
       fail("cluster.power_limit_w",
            fmt::format("{} W is outside what a {} can be limited to: above its active power {} W (a job on it doing nothing) "
                        "and at most its full power {} W (profiles/accelerators/{}.yaml: active_w, full_w)",

@@ -130,6 +130,10 @@ struct AcceleratorSpec {
   PowerCurve power_curve() const;
   /** power_curve().power_w(flop_utilisation, hbm_utilisation). */
   double compute_power_w(double flop_utilisation, double hbm_utilisation) const;
+  /** Whether a board power limit of `limit_w` (chip watts) can be set: above active_w (a job on the chip doing
+   *  nothing draws that much at any clock) and at most full_w (the curve's maximum). The scenario resolver and the
+   *  power-limited compute model (perf/power_limit.hpp) both hold a limit to this. */
+  bool power_limit_allowed(double limit_w) const { return limit_w > active_w && limit_w <= full_w; }
 };
 
 }  // namespace moesim::catalog
