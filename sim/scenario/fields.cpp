@@ -308,6 +308,22 @@ std::vector<FieldSpec> build_table() {
                 "in-node index there, which forwards it over NVLink; the network bytes fall to the expected number of "
                 "distinct remote nodes per token over the remote copies (system/collectives.hpp, "
                 "per_node_network_fraction). GPUs only."),
+      F("parallelism.overlap_expert_comm", T::boolean).def(false)
+          .help("Overlap the expert all-to-alls with another micro-batch's compute, as DeepSeek-V3's DualPipe overlaps a "
+                "forward and a backward chunk (arXiv 2412.19437 section 3.2.1) and Megatron-Core's "
+                "--overlap-moe-expert-parallel-comm does: each stage runs one more warm-up forward (one more "
+                "micro-batch of activations held), then pairs each steady-state forward with the backward after it; the "
+                "pair's compute phases alternate between the two micro-batches, one at a time, so one's all-to-all (and "
+                "every other collective) runs while the other computes, the collectives one at a time too. While a pair "
+                "runs, its compute has the accelerator's SMs less parallelism.comm_sms. GPUs, MoE models with expert > 1 and "
+                "zero_stage below 3; with pipeline > 1 the interleaved schedule (virtual_stages 2 or more), as Megatron-Core "
+                "requires: in plain 1F1B a stage's pair would wait, through the next stage, for its own previous pair. Not "
+                "modelled: DualPipe's bidirectional pipeline, which pairs micro-batches fed from both ends."),
+      F("parallelism.comm_sms", T::integer).min(1).max(1024)
+          .help("SMs the communication kernels hold while an overlapped pair runs (parallelism.overlap_expert_comm): "
+                "DeepSeek-V3 gives 20 of the H800's 132 to DeepEP's dispatch and combine (arXiv 2412.19437 section 3.2.2). "
+                "The pair's compute runs sm_count / (sm_count - comm_sms) times longer (profiles/accelerators: sm_count). "
+                "Must be below the accelerator's sm_count. Unset: 20 with the overlap."),
       F("parallelism.sequence_parallel", T::boolean).def(false)
           .help("Megatron sequence parallelism (Korthikanti et al. 2022, arXiv 2205.05198, section 4.2.2; needs tensor > 1): "
                 "layer norms, dropouts and residual adds run on 1/tensor of the sequence, so their activations are sharded "

@@ -321,6 +321,7 @@ void Resolver::resolve_training_and_parallelism() {
     p["microbatches"] = 1;
     p["virtual_stages"] = 1;
     p["sequence_parallel"] = false;
+    p["overlap_expert_comm"] = false;  // pairs micro-batches of an expert-parallel layout: the planner's own to choose
   }
   const long long data = i(p["data"]), expert = i(p["expert"]), tensor = i(p["tensor"]), pipe = i(p["pipeline"]);
   const std::optional<long long> devices = bounded_product({data, expert, tensor, pipe});
@@ -646,6 +647,38 @@ void Resolver::resolve_routing() {
       fail("parallelism.expert_dispatch", "per_node is DeepEP's dispatch between GPU nodes; a TPU torus has no NVLink nodes "
                                           "(allowed here: all_to_all)");
     if (i(m["experts"]) == 0) fail("parallelism.expert_dispatch", "per_node dispatches routed tokens: the model has no experts");
+  }
+  // Expert-communication overlap: GPU SMs shared between the communication kernels and the compute; the pairing
+  // of a forward with a backward is defined for plain 1F1B, and ZeRO-3's per-layer gathers would need their own
+  // stream in the pair.
+  json& par = doc_["parallelism"];
+  if (par["overlap_expert_comm"].get<bool>()) {
+    // DeepSeek-V3 (arXiv 2412.19437 §3.2.2): 20 of the H800's 132 SMs run the dispatch and combine kernels.
+    if (!has(par, "comm_sms")) par["comm_sms"] = 20;
+    if (i(m["experts"]) == 0) fail("parallelism.overlap_expert_comm", "overlaps expert all-to-alls: the model has no experts");
+    if (i(par["expert"]) < 2)
+      fail("parallelism.overlap_expert_comm", "overlaps expert all-to-alls: set parallelism.expert above 1 (it is 1)");
+    if (accel_ != nullptr && (accel_->kind == catalog::AcceleratorKind::tpu || accel_->sm_count <= 0))
+      fail("parallelism.overlap_expert_comm", fmt::format("shares a GPU's SMs between communication and compute; {} has no "
+                                                          "sm_count in its profile (a TPU, or a GPU without one)",
+                                                          doc_["cluster"]["accelerator"].get<std::string>()));
+    // Plain 1F1B over several stages pairs a stage's forward with a backward that waits, through the next stage, for
+    // the forward of the pair before: each stage would idle every other pair. Megatron-Core refuses it likewise (its
+    // combined 1F1B needs virtual pipeline stages when pipelining); DualPipe's bidirectional schedule is not modelled.
+    if (i(par["pipeline"]) > 1 && i(par["virtual_stages"]) < 2)
+      fail("parallelism.overlap_expert_comm", fmt::format("with {} pipeline stages the overlap needs the interleaved "
+                                                          "schedule: set parallelism.virtual_stages to 2 or more (Megatron-"
+                                                          "Core's combined 1F1B requires virtual pipeline stages when "
+                                                          "pipelining), or pipeline 1", i(par["pipeline"])));
+    if (i(par["zero_stage"]) >= 3)
+      fail("parallelism.overlap_expert_comm", "is not modelled with zero_stage 3 (its per-layer parameter gathers); use "
+                                              "zero_stage 0, 1 or 2");
+    if (accel_ != nullptr && i(par["comm_sms"]) >= accel_->sm_count)
+      fail("parallelism.comm_sms", fmt::format("{} SMs for communication leave none for compute: {} has {} (allowed: 1 to {})",
+                                               i(par["comm_sms"]), doc_["cluster"]["accelerator"].get<std::string>(),
+                                               accel_->sm_count, accel_->sm_count - 1));
+  } else if (given("parallelism.comm_sms")) {
+    fail_unused("parallelism.comm_sms", "only used with parallelism.overlap_expert_comm: true");
   }
   if (has(r, "max_nodes") && dispatch != "per_node")
     fail("routing.max_nodes", "node-limited routing changes what crosses the network only when each token is sent once per "
@@ -1150,6 +1183,8 @@ Scenario Resolver::build() const {
   s.parallelism.zero_stage = static_cast<int>(i(p["zero_stage"]));
   s.parallelism.sequence_parallel = p["sequence_parallel"];
   s.parallelism.expert_dispatch = p["expert_dispatch"];
+  s.parallelism.overlap_expert_comm = p["overlap_expert_comm"];
+  if (has(p, "comm_sms")) s.parallelism.comm_sms = static_cast<int>(i(p["comm_sms"]));
   s.parallelism.virtual_stages = static_cast<int>(i(p["virtual_stages"]));
   s.parallelism.placement = placement_order(p["placement"].get<std::string>());
 

@@ -495,9 +495,14 @@ void all_to_all(PlanBuilder& pb, const CollectiveWork& w, std::size_t g, const T
         const std::size_t nn = node_members.size();
         // A per-node dispatch (DeepEP) sends a token once to each node holding its experts, to the GPU of the same
         // in-node index there, which forwards it over NVLink: the rails carry that fraction of the per-copy bytes, the
-        // NVLink round every copy (DeepEP runs the network first and forwards at the destination; the rounds are
-        // sequential either way, so the order does not change the time).
+        // NVLink step every copy. DeepEP forwards chunk by chunk as the network delivers them, so the two run at once
+        // on their separate links ("communications via IB and NVLink are fully overlapped", DeepSeek-V3 arXiv
+        // 2412.19437 §3.2.2): one round, lasting the slower of the two. NCCL's hierarchical all-to-all (no per-node
+        // dispatch) runs its NVLink and network steps one after the other: two rounds.
         const double network_fraction = per_node_network_fraction(w.per_node, static_cast<int>(nn));
+        const bool pipelined = w.per_node.top_k > 0;
+        const std::size_t rail_round = pipelined ? 0 : 1;
+        const std::string nvlink_name = pipelined ? "all-to-all per-node (rails, NVLink forwarding at once)" : "all-to-all intra-node (NVLink)";
         // Round 0 (NVLink): (a,i) -> (a,j) carries everything i sends to rank j of every node.
         for (std::size_t a = 0; a < nn; ++a)
           for (std::size_t i = 0; i < per_node; ++i)
@@ -505,7 +510,7 @@ void all_to_all(PlanBuilder& pb, const CollectiveWork& w, std::size_t g, const T
               if (i == j) continue;
               double v = 0.0;
               for (std::size_t b = 0; b < nn; ++b) v += vol(node_members[a][i], node_members[b][j]);
-              pb.add(0, "all-to-all intra-node (NVLink)", key(4, s, topo.node_of(mesh.chip_of(group[static_cast<std::size_t>(node_members[a][0])])) / kNodesPerBatch),
+              pb.add(0, nvlink_name, key(4, s, topo.node_of(mesh.chip_of(group[static_cast<std::size_t>(node_members[a][0])])) / kNodesPerBatch),
                      mesh.chip_of(group[static_cast<std::size_t>(node_members[a][i])]),
                      mesh.chip_of(group[static_cast<std::size_t>(node_members[a][j])]), v);
             }
@@ -517,13 +522,18 @@ void all_to_all(PlanBuilder& pb, const CollectiveWork& w, std::size_t g, const T
               double v = 0.0;
               for (std::size_t i = 0; i < per_node; ++i) v += vol(node_members[a][i], node_members[b][j]);
               v *= network_fraction;
-              pb.add(1, "all-to-all inter-node (rails)", key(5, s, static_cast<long long>(j)),
+              pb.add(rail_round, "all-to-all inter-node (rails)", key(5, s, static_cast<long long>(j)),
                      mesh.chip_of(group[static_cast<std::size_t>(node_members[a][j])]),
                      mesh.chip_of(group[static_cast<std::size_t>(node_members[b][j])]), v);
             }
-        // One NVLink step, then one network step (NCCL's per-step latencies; the peers are served concurrently).
-        pb.latency(0, 1, topo.nvlink_latency_s);
-        pb.latency(1, 1, topo.nic_latency_s);
+        // One NVLink step, then one network step (NCCL's per-step latencies; the peers are served concurrently); the
+        // per-node dispatch pays both in its one round (a token crosses the network, then is forwarded).
+        if (pipelined) {
+          pb.latency(0, 1, topo.nvlink_latency_s + topo.nic_latency_s);
+        } else {
+          pb.latency(0, 1, topo.nvlink_latency_s);
+          pb.latency(1, 1, topo.nic_latency_s);
+        }
         // Each GPU's share to itself stays on the chip, as in the torus and direct paths.
         for (const auto& members : node_members)
           for (int i : members) intra_chip += vol(i, i);

@@ -180,7 +180,11 @@ namespace {
  *  forward_backward_pipelining_with_interleaving: num_warmup_microbatches). */
 long long warmup_forwards(const scenario::ParallelismSpec& p, int stage) {
   const long long P = p.pipeline, M = p.microbatches, V = p.virtual_stages;
-  return V == 1 ? std::min(P - stage - 1, M) : std::min(2 * (P - stage - 1) + (V - 1) * P, M * V);
+  // Overlapped expert communication (parallelism.overlap_expert_comm) runs one more warm-up forward, so that each
+  // steady-state forward is paired with a backward it does not wait for (Megatron-LM core/pipeline_parallel/
+  // schedules.py: "we schedule one extra micro-batch forward step before the 1f1b stages").
+  const long long extra = p.overlap_expert_comm ? 1 : 0;
+  return V == 1 ? std::min(P - stage - 1 + extra, M) : std::min(2 * (P - stage - 1) + (V - 1) * P + extra, M * V);
 }
 /** The k-th forward (or backward) of a stage: its micro-batch and model chunk (stage_schedule). */
 PipelineTask schedule_task(const scenario::ParallelismSpec& p, bool backward, long long k) {
@@ -222,6 +226,7 @@ std::vector<PipelineTask> stage_schedule(const scenario::ParallelismSpec& p, int
   for (long long i = 0; i < total - warm; ++i) {
     order.push_back(schedule_task(p, false, warm + i));
     order.push_back(schedule_task(p, true, i));
+    order[order.size() - 2].steady = order.back().steady = true;
   }
   for (long long i = total - warm; i < total; ++i) order.push_back(schedule_task(p, true, i));
   return order;

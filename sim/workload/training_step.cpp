@@ -689,6 +689,46 @@ class Builder {
     return st.last;
   }
 
+  /** Overlapped expert communication (parallelism.overlap_expert_comm; DualPipe's forward-backward chunk overlap,
+   *  DeepSeek-V3 arXiv 2412.19437 §3.2.1): the forward's phases [fwd.first, fwd.second) and the backward's
+   *  [bwd.first, bwd.second), each a chain, become one interleaved pair. Each chain is cut into segments, a compute
+   *  phase and the collectives after it; the segments alternate (forward, backward, forward, ...), and the compute
+   *  phases run one at a time in that order, the collectives likewise, so the stage's chips compute one phase at a
+   *  time and its collectives do not share the links with each other, while one micro-batch's all-to-all runs during
+   *  the other's compute. Every edge added goes forward in the alternating order, which both chains' own orders
+   *  respect, so the graph stays acyclic. The communication kernels hold comm_sms of the SMs while the pair runs
+   *  (§3.2.2: 20 of 132 on the H800): its compute runs sm_count / (sm_count - comm_sms) times longer. */
+  void interleave_pair(std::pair<std::size_t, std::size_t> fwd, std::pair<std::size_t, std::size_t> bwd) {
+    auto segments = [&](std::pair<std::size_t, std::size_t> range) {
+      std::vector<std::vector<PhaseId>> segs;
+      for (std::size_t v = range.first; v < range.second; ++v) {
+        if (segs.empty() || g_[v].type == Phase::Type::compute) segs.emplace_back();
+        segs.back().push_back(v);
+      }
+      return segs;
+    };
+    const auto f = segments(fwd), b = segments(bwd);
+    const double slow = ctx_.accel.sm_count / static_cast<double>(ctx_.accel.sm_count - p_.comm_sms);
+    std::optional<std::pair<PhaseId, int>> last_compute, last_comm;  // the phase and its chain (0 forward, 1 backward)
+    auto place = [&](const std::vector<PhaseId>& seg, int chain) {
+      for (PhaseId v : seg) {
+        Phase& ph = g_[v];
+        auto& last = ph.type == Phase::Type::compute ? last_compute : ph.type == Phase::Type::collective ? last_comm : last_compute;
+        if (ph.type == Phase::Type::marker) continue;
+        if (last && last->second != chain) boost::add_edge(last->first, v, g_);
+        last = std::make_pair(v, chain);
+        if (ph.type == Phase::Type::compute) {
+          for (double& t : ph.compute.time_s) t *= slow;
+          for (auto& kv : ph.compute.kind_time_s) kv.second *= slow;
+        }
+      }
+    };
+    for (std::size_t i = 0; i < std::max(f.size(), b.size()); ++i) {
+      if (i < f.size()) place(f[i], 0);
+      if (i < b.size()) place(b[i], 1);
+    }
+  }
+
   /** A ZeRO parameter all-gather of `elems` elements per device over `groups` (its bytes counted in the stats). */
   Phase zero_all_gather(const std::vector<std::vector<int>>& groups, double elems, int stage, std::string label) {
     CollectiveWork w;
@@ -1174,51 +1214,90 @@ void Builder::run() {
   std::vector<std::optional<PhaseId>> grads_reduced(static_cast<std::size_t>(P));
   std::size_t remaining = 0;
   for (const auto& o : order) remaining += o.size();
+  // The phases a task waits for on other stages (the previous virtual stage's forward, the next one's backward), or
+  // nullopt while one of them is not placed yet.
+  auto cross_deps = [&](int s, const PipelineTask& tk) -> std::optional<std::vector<PhaseId>> {
+    const int vs = tk.chunk * P + s;  // virtual stage
+    std::vector<PhaseId> deps;
+    if (!tk.backward && vs > 0) {  // the previous virtual stage's forward
+      auto it = done.find({(vs - 1) % P, 0, tk.mb, (vs - 1) / P});
+      if (it == done.end()) return std::nullopt;
+      deps.push_back(it->second);
+    }
+    if (tk.backward && vs < P * V - 1) {  // the next virtual stage's backward
+      auto it = done.find({(vs + 1) % P, 1, tk.mb, (vs + 1) / P});
+      if (it == done.end()) return std::nullopt;
+      deps.push_back(it->second);
+    }
+    return deps;
+  };
+  // Emits one task of stage s after `deps`: its pass, its gradient reductions (ZeRO-2/3) and its send. Returns the
+  // phase the stage's next task waits for, and in `pass_phases` the vertex range of the pass itself.
+  auto emit = [&](int s, const PipelineTask& tk, std::vector<PhaseId> deps, std::pair<std::size_t, std::size_t>& pass_phases) {
+    const Pass pass = tk.backward ? Pass::bwd : Pass::fwd;
+    const int mb = tk.mb, c = tk.chunk;
+    const int vs = c * P + s;
+    PhaseId after = deps.size() == 1 ? deps[0] : add_phase(g_, Phase{}, deps);
+    const bool last_mb_bwd = pass == Pass::bwd && mb == M - 1;
+    std::map<int, PhaseId> pass_ready;  // reduce_microbatch_grads_: this backward's layers' gradients
+    std::map<int, PhaseId>* grads_ready = nullptr;
+    if (pass == Pass::bwd && reduce_microbatch_grads_) grads_ready = &pass_ready;
+    else if (last_mb_bwd) grads_ready = &ready[static_cast<std::size_t>(s)];
+    pass_phases.first = boost::num_vertices(g_);
+    PhaseId end = pass_of(s, c, mb, pass, after, grads_ready);
+    pass_phases.second = boost::num_vertices(g_);
+    PhaseId stage_end = end;
+    if (pass == Pass::bwd && reduce_microbatch_grads_) {
+      // ZeRO-2/3: this micro-batch's gradients of the chunk's layers (and of the vocabulary matrix on the chunks
+      // that use it) reduce-scattered into the shards, bucketed beside the backward when overlap_grad_reduce, else
+      // after it, before the stage's next pass; one communication stream per stage.
+      const bool vocab = (s == 0 && c == 0) || (s == P - 1 && c == V - 1);
+      auto& comm = grads_reduced[static_cast<std::size_t>(s)];
+      comm = reduce_grads(s, chunk_layers(s, c), vocab, end, pass_ready, comm,
+                          fmt::format("{} mb{}", V > 1 ? fmt::format(" chunk{}", c) : "", mb));
+      if (s_.training.overlap_grad_reduce) reducing_[static_cast<std::size_t>(s)] = true;
+      else stage_end = *comm;
+    }
+    PhaseId sent = end;
+    if (pass == Pass::fwd && vs < P * V - 1) sent = p2p(s, (s + 1) % P, vs + 1, mb, end, "activations");
+    if (pass == Pass::bwd && vs > 0) sent = p2p(s, (s + P - 1) % P, vs, mb, end, "gradients");
+    done[{s, pass == Pass::fwd ? 0 : 1, mb, c}] = sent;
+    return stage_end;
+  };
   while (remaining > 0) {
     bool progress = false;
     for (int s = 0; s < P; ++s) {
-      auto& idx = next[static_cast<std::size_t>(s)];
-      if (idx >= order[static_cast<std::size_t>(s)].size()) continue;
-      const PipelineTask& tk = order[static_cast<std::size_t>(s)][idx];
-      const Pass pass = tk.backward ? Pass::bwd : Pass::fwd;
-      const int mb = tk.mb, c = tk.chunk;
-      const int vs = c * P + s;  // virtual stage
-      std::vector<PhaseId> deps{stage_last[static_cast<std::size_t>(s)]};
-      if (pass == Pass::fwd && vs > 0) {  // the previous virtual stage's forward
-        auto it = done.find({(vs - 1) % P, 0, mb, (vs - 1) / P});
-        if (it == done.end()) continue;
-        deps.push_back(it->second);
+      const auto us = static_cast<std::size_t>(s);
+      auto& idx = next[us];
+      const auto& tasks = order[us];
+      if (idx >= tasks.size()) continue;
+      const PipelineTask& tk = tasks[idx];
+      auto deps = cross_deps(s, tk);
+      if (!deps) continue;
+      // Overlapped expert communication: a steady-state forward and the backward after it (another micro-batch, which
+      // the extra warm-up forward keeps independent of this forward) run as one interleaved pair.
+      const PipelineTask* partner = nullptr;
+      if (p_.overlap_expert_comm && tk.steady && !tk.backward && idx + 1 < tasks.size() && tasks[idx + 1].steady &&
+          tasks[idx + 1].backward && tasks[idx + 1].mb != tk.mb)
+        partner = &tasks[idx + 1];
+      std::optional<std::vector<PhaseId>> partner_deps;
+      if (partner != nullptr) {
+        partner_deps = cross_deps(s, *partner);
+        if (!partner_deps) continue;
       }
-      if (pass == Pass::bwd && vs < P * V - 1) {  // the next virtual stage's backward
-        auto it = done.find({(vs + 1) % P, 1, mb, (vs + 1) / P});
-        if (it == done.end()) continue;
-        deps.push_back(it->second);
+      deps->insert(deps->begin(), stage_last[us]);
+      std::pair<std::size_t, std::size_t> fwd_phases, bwd_phases;
+      PhaseId stage_end = emit(s, tk, *deps, fwd_phases);
+      if (partner != nullptr) {
+        partner_deps->insert(partner_deps->begin(), stage_last[us]);
+        const PhaseId partner_end = emit(s, *partner, *partner_deps, bwd_phases);
+        interleave_pair(fwd_phases, bwd_phases);
+        stage_end = add_phase(g_, Phase{}, {stage_end, partner_end});
       }
-      PhaseId after = deps.size() == 1 ? deps[0] : add_phase(g_, Phase{}, deps);
-      const bool last_mb_bwd = pass == Pass::bwd && mb == M - 1;
-      std::map<int, PhaseId> pass_ready;  // reduce_microbatch_grads_: this backward's layers' gradients
-      std::map<int, PhaseId>* grads_ready = nullptr;
-      if (pass == Pass::bwd && reduce_microbatch_grads_) grads_ready = &pass_ready;
-      else if (last_mb_bwd) grads_ready = &ready[static_cast<std::size_t>(s)];
-      PhaseId end = pass_of(s, c, mb, pass, after, grads_ready);
-      stage_last[static_cast<std::size_t>(s)] = end;
-      if (pass == Pass::bwd && reduce_microbatch_grads_) {
-        // ZeRO-2/3: this micro-batch's gradients of the chunk's layers (and of the vocabulary matrix on the chunks
-        // that use it) reduce-scattered into the shards, bucketed beside the backward when overlap_grad_reduce, else
-        // after it, before the stage's next pass; one communication stream per stage.
-        const bool vocab = (s == 0 && c == 0) || (s == P - 1 && c == V - 1);
-        auto& comm = grads_reduced[static_cast<std::size_t>(s)];
-        comm = reduce_grads(s, chunk_layers(s, c), vocab, end, pass_ready, comm,
-                            fmt::format("{} mb{}", V > 1 ? fmt::format(" chunk{}", c) : "", mb));
-        if (s_.training.overlap_grad_reduce) reducing_[static_cast<std::size_t>(s)] = true;
-        else stage_last[static_cast<std::size_t>(s)] = *comm;
-      }
-      PhaseId sent = end;
-      if (pass == Pass::fwd && vs < P * V - 1) sent = p2p(s, (s + 1) % P, vs + 1, mb, end, "activations");
-      if (pass == Pass::bwd && vs > 0) sent = p2p(s, (s + P - 1) % P, vs, mb, end, "gradients");
-      done[{s, pass == Pass::fwd ? 0 : 1, mb, c}] = sent;
-      ++idx;
-      --remaining;
+      stage_last[us] = stage_end;
+      const int placed = partner != nullptr ? 2 : 1;
+      idx += static_cast<std::size_t>(placed);
+      remaining -= static_cast<std::size_t>(placed);
       progress = true;
     }
     if (!progress) throw Error("internal error: the 1F1B schedule deadlocked while building the step graph");

@@ -543,3 +543,42 @@ TEST_CASE("scenario::resolve: the per-node expert dispatch and node-limited rout
     CHECK(t::contains(e.message(), "per_node"));
   }
 }
+
+TEST_CASE("scenario::resolve: the expert-communication overlap and its SMs", "[scenario][resolve][overlap]") {
+  SECTION("kept on a GPU MoE with expert parallelism, 20 SMs unless given") {
+    const moesim::scenario::Scenario s = t::load(t::base_yaml(), {"parallelism.overlap_expert_comm=true"});
+    CHECK(s.parallelism.overlap_expert_comm);
+    CHECK(s.parallelism.comm_sms == 20);
+    CHECK(t::load(t::base_yaml(), {"parallelism.overlap_expert_comm=true", "parallelism.comm_sms=24"}).parallelism.comm_sms == 24);
+    CHECK_FALSE(t::load(t::base_yaml()).parallelism.overlap_expert_comm);
+  }
+  SECTION("as many SMs as the GPU has leave none for compute: refused with the range") {
+    const auto e = t::load_error(t::base_yaml(), {"parallelism.overlap_expert_comm=true", "parallelism.comm_sms=132"});
+    CHECK(e.key() == "parallelism.comm_sms");
+    CHECK(t::contains(e.message(), "1 to 131"));
+  }
+  SECTION("comm_sms without the overlap: refused") {
+    const auto e = t::load_error(t::base_yaml(), {"parallelism.comm_sms=24"});
+    CHECK(e.key() == "parallelism.comm_sms");
+    CHECK(t::contains(e.message(), "overlap_expert_comm"));
+  }
+  SECTION("a TPU, a dense model, expert 1, ZeRO-3: refused") {
+    CHECK(t::contains(t::load_error(tpu_yaml(), {"parallelism.overlap_expert_comm=true"}).message(), "TPU"));
+    const auto dense = t::load_error(t::base_yaml(), {"parallelism.overlap_expert_comm=true", "model.experts=0",
+                                                       "parallelism.expert=1", "parallelism.data=8"});
+    CHECK(dense.key() == "parallelism.overlap_expert_comm");
+    const auto one = t::load_error(t::base_yaml(), {"parallelism.overlap_expert_comm=true", "parallelism.expert=1",
+                                                     "parallelism.data=8"});
+    CHECK(t::contains(one.message(), "parallelism.expert"));
+    const auto z3 = t::load_error(t::base_yaml(), {"parallelism.overlap_expert_comm=true", "parallelism.zero_stage=3"});
+    CHECK(t::contains(z3.message(), "zero_stage"));
+  }
+  SECTION("pipelining needs the interleaved schedule, as Megatron-Core's combined 1F1B does") {
+    const auto e = t::load_error(t::base_yaml(), {"parallelism.overlap_expert_comm=true", "parallelism.expert=4",
+                                                   "parallelism.pipeline=2", "parallelism.microbatches=4"});
+    CHECK(e.key() == "parallelism.overlap_expert_comm");
+    CHECK(t::contains(e.message(), "virtual_stages"));
+    CHECK_NOTHROW(t::load(t::base_yaml(), {"parallelism.overlap_expert_comm=true", "parallelism.expert=4", "parallelism.pipeline=2",
+                                           "parallelism.virtual_stages=2", "parallelism.microbatches=4"}));
+  }
+}

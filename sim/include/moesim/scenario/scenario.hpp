@@ -142,6 +142,13 @@ struct ParallelismSpec {
   /** The expert all-to-all across GPU nodes: "all_to_all" (one network copy per token and expert, NCCL) or "per_node"
    *  (DeepEP: once per destination node, NVLink forwarding there; workload::CollectiveWork::PerNode). */
   std::string expert_dispatch = "all_to_all";
+  /** Overlap of the expert all-to-alls with the compute of another micro-batch (DualPipe's forward-backward chunk
+   *  overlap, DeepSeek-V3 §3.2.1; Megatron-Core's --overlap-moe-expert-parallel-comm): 1F1B with one more warm-up
+   *  forward per stage, each steady-state forward paired with the backward after it, their compute and
+   *  collectives interleaved, the compute on sm_count - comm_sms SMs. */
+  bool overlap_expert_comm = false;
+  /** SMs the communication kernels hold while a pair overlaps (DeepSeek-V3 §3.2.2: 20 of the H800's 132). */
+  int comm_sms = 20;
   /** Model chunks per pipeline stage: 1 = plain 1F1B; v > 1 = Megatron-LM's interleaved 1F1B (Narayanan et al. 2021
    *  §2.2.2): stage s holds virtual stages s, s + P, ..., s + (v - 1) P, the bubble shrinks v-fold and each micro-batch
    *  crosses v times as many stage boundaries. */

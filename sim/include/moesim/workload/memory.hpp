@@ -39,13 +39,17 @@ struct PipelineTask {
   bool backward = false;
   int mb = 0;
   int chunk = 0;
+  /** A steady-state task: a forward and the backward after it, which overlapped expert communication
+   *  (parallelism.overlap_expert_comm) runs as one pair. Warm-up forwards and cool-down backwards are not. */
+  bool steady = false;
 };
 /** The order in which stage `stage` runs its tasks (the step builder's order, and what estimate_memory_need walks to
  *  find the activations a stage holds at its peak). 1F1B (PipeDream-Flush, Narayanan et al. 2021 §2.2.1):
  *  min(P - s - 1, M) warm-up forwards, then one forward and one backward in turn, then the remaining backwards.
  *  Interleaved (v > 1 chunks per stage; Megatron-LM's schedules.py, Narayanan et al. 2021 §2.2.2): a warm-up of
  *  min(2 (P - s - 1) + (v - 1) P, M v) forwards; the k-th forward runs chunk (k / P) mod v of micro-batch
- *  (k / (P v)) P + k mod P, the k-th backward the same micro-batch on chunk v - 1 - (k / P) mod v. */
+ *  (k / (P v)) P + k mod P, the k-th backward the same micro-batch on chunk v - 1 - (k / P) mod v. With
+ *  parallelism.overlap_expert_comm the warm-up is one forward longer (Megatron-Core's combined 1F1B). */
 std::vector<PipelineTask> stage_schedule(const scenario::ParallelismSpec& p, int stage);
 /** Micro-batch-chunks of activations stage `stage` holds at the peak of the schedule (its warm-up forwards and the
  *  first steady-state forward), in micro-batches of a whole stage, when its chunks are of equal size: 1F1B

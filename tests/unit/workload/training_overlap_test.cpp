@@ -1,0 +1,179 @@
+// SPDX-License-Identifier: Apache-2.0
+// parallelism.overlap_expert_comm: each steady-state forward is paired with the backward after it (one more warm-up
+// forward, as Megatron-Core's combined 1F1B schedules), the pair's compute phases alternate one at a time, its
+// collectives likewise, one micro-batch's all-to-all may run during the other's compute, and the pair's compute runs on
+// the SMs the communication kernels leave.
+
+#include <catch2/catch.hpp>
+
+#include <boost/graph/topological_sort.hpp>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "workload_test_support.hpp"
+
+using moesim::workload::BuiltStep;
+using moesim::workload::Phase;
+using moesim::workload::PhaseId;
+using moesim::workload::StepGraph;
+namespace t = moesim::workload::test;
+
+namespace {
+
+const std::string kModel =
+    "  layers: 2\n  d_model: 512\n  d_ff: 2048\n  heads: 8\n  experts: 8\n  top_k: 2\n  vocab: 32000\n  seq_len: 512\n";
+
+/** Phases reachable from v (v included). */
+std::vector<char> reach_from(const StepGraph& g, PhaseId v) {
+  std::vector<char> seen(boost::num_vertices(g), 0);
+  std::vector<PhaseId> todo{v};
+  seen[v] = 1;
+  while (!todo.empty()) {
+    const PhaseId u = todo.back();
+    todo.pop_back();
+    for (auto e : boost::make_iterator_range(boost::out_edges(u, g)))
+      if (!seen[boost::target(e, g)]) {
+        seen[boost::target(e, g)] = 1;
+        todo.push_back(boost::target(e, g));
+      }
+  }
+  return seen;
+}
+
+std::vector<PhaseId> vertices_where(const StepGraph& g, const std::function<bool(const Phase&)>& keep) {
+  std::vector<PhaseId> out;
+  for (auto v : boost::make_iterator_range(boost::vertices(g)))
+    if (keep(g[v])) out.push_back(v);
+  return out;
+}
+
+bool ordered(const std::vector<std::vector<char>>& reach, PhaseId a, PhaseId b) { return reach[a][b] || reach[b][a]; }
+
+}  // namespace
+
+TEST_CASE("workload::stage_schedule: the overlap adds one warm-up forward, so each forward pairs with a backward",
+          "[workload][step][overlap]") {
+  auto sched = [](const std::vector<std::string>& sets, int stage) {
+    const auto sc = t::load(t::scenario_yaml(kModel, "h100", 8, "  expert: 8\n  microbatches: 3\n", 24 * 512), sets);
+    std::string s;
+    for (const auto& tk : moesim::workload::stage_schedule(sc.parallelism, stage))
+      s += (tk.backward ? "B" : "F") + std::to_string(tk.mb) + " ";
+    return s;
+  };
+  CHECK(sched({}, 0) == "F0 B0 F1 B1 F2 B2 ");
+  CHECK(sched({"parallelism.overlap_expert_comm=true"}, 0) == "F0 F1 B0 F2 B1 B2 ");
+  // Interleaved, 2 stages x 2 chunks, 4 micro-batches: Megatron-LM's 2 (P - s - 1) + (v - 1) P warm-up chunk forwards,
+  // one more with the overlap; the memory estimate walks the same schedule, so one more micro-batch-chunk is held.
+  const std::string layers4 = "  layers: 4\n  d_model: 512\n  d_ff: 2048\n  heads: 8\n  experts: 8\n  top_k: 2\n  vocab: 32000\n  seq_len: 512\n";
+  auto inter = [&](bool overlap) {
+    return t::load(t::scenario_yaml(layers4, "h100", 8, "  expert: 4\n  pipeline: 2\n  virtual_stages: 2\n  microbatches: 4\n", 16 * 512),
+                   {std::string("parallelism.overlap_expert_comm=") + (overlap ? "true" : "false")});
+  };
+  for (int s = 0; s < 2; ++s) {
+    const auto plain = moesim::workload::stage_schedule(inter(false).parallelism, s);
+    const auto over = moesim::workload::stage_schedule(inter(true).parallelism, s);
+    auto warm = [](const std::vector<moesim::workload::PipelineTask>& o) {
+      std::size_t n = 0;
+      while (n < o.size() && !o[n].backward) ++n;
+      return n;
+    };
+    CHECK(warm(plain) == static_cast<std::size_t>(2 * (2 - s - 1) + 2 + 1));  // + the forward that starts the steady state
+    CHECK(warm(over) == warm(plain) + 1);
+    CHECK(moesim::workload::inflight_microbatches(inter(true).parallelism, s) ==
+          Approx(moesim::workload::inflight_microbatches(inter(false).parallelism, s) + 0.5));  // one chunk of v = 2
+  }
+}
+
+TEST_CASE("workload::StepBuilder: an overlapped pair computes one phase at a time and hides one micro-batch's "
+          "all-to-all behind the other's compute", "[workload][step][overlap]") {
+  const std::vector<std::string> base{"training.overlap_grad_reduce=false"};
+  std::vector<std::string> over = base;
+  over.push_back("parallelism.overlap_expert_comm=true");
+  const t::StepFixture plain_f(t::load(t::scenario_yaml(kModel, "h100", 8, "  expert: 8\n  microbatches: 3\n", 24 * 512), base));
+  const t::StepFixture over_f(t::load(t::scenario_yaml(kModel, "h100", 8, "  expert: 8\n  microbatches: 3\n", 24 * 512), over));
+  const BuiltStep plain = plain_f.build(false), b = over_f.build(false);
+  const StepGraph& g = b.graph;
+  std::vector<PhaseId> topo;
+  REQUIRE_NOTHROW(boost::topological_sort(g, std::back_inserter(topo)));  // still a DAG
+  std::vector<std::vector<char>> reach;
+  for (auto v : boost::make_iterator_range(boost::vertices(g))) reach.push_back(reach_from(g, v));
+
+  // The engine's premise (engine.cpp, chains): a chip runs one compute phase at a time. Every two compute phases
+  // are ordered, and so are every two all-to-alls (they would share the links).
+  const auto computes = vertices_where(g, [](const Phase& p) { return p.type == Phase::Type::compute; });
+  const auto a2as = vertices_where(g, [](const Phase& p) { return p.kind == "comm.all_to_all"; });
+  REQUIRE(a2as.size() == 2u * 2u * 2u * 3u);  // 2 MoE layers x (dispatch + combine) x (fwd + bwd) x 3 micro-batches
+  bool all_ordered = true;
+  for (std::size_t i = 0; i < computes.size(); ++i)
+    for (std::size_t j = i + 1; j < computes.size(); ++j) all_ordered = all_ordered && ordered(reach, computes[i], computes[j]);
+  CHECK(all_ordered);
+  bool a2a_ordered = true;
+  for (std::size_t i = 0; i < a2as.size(); ++i)
+    for (std::size_t j = i + 1; j < a2as.size(); ++j) a2a_ordered = a2a_ordered && ordered(reach, a2as[i], a2as[j]);
+  CHECK(a2a_ordered);
+
+  // Within a pair (forward of micro-batch 1, backward of micro-batch 0) some all-to-all of one runs unordered with a
+  // compute phase of the other: the overlap. Without the overlap every all-to-all is ordered with every compute.
+  auto concurrent = [&](const std::string& comm_of, const std::string& compute_of) {
+    for (PhaseId a : a2as) {
+      if (!t::contains(g[a].label, comm_of)) continue;
+      for (PhaseId c : computes)
+        if (t::contains(g[c].label, compute_of) && !ordered(reach, a, c)) return true;
+    }
+    return false;
+  };
+  CHECK(concurrent("fwd mb1", "bwd mb0"));
+  CHECK(concurrent("bwd mb0", "fwd mb1"));
+  CHECK(concurrent("fwd mb2", "bwd mb1"));
+  CHECK_FALSE(concurrent("fwd mb0", "bwd mb0"));  // the warm-up forward runs alone
+  CHECK_FALSE(concurrent("bwd mb2", "fwd mb2"));  // and the last backward
+
+  // The pair's compute runs on 132 - 20 of the H100's SMs; the unpaired passes keep all of them. Matched by label.
+  std::map<std::string, double> plain_s;
+  for (const Phase* p : t::all_phases(plain.graph))
+    if (p->type == Phase::Type::compute) plain_s[p->label] += p->compute.time_s.at(0);
+  std::map<std::string, double> over_s;
+  for (PhaseId c : computes) over_s[g[c].label] += g[c].compute.time_s.at(0);
+  REQUIRE(over_s.size() == plain_s.size());
+  const double slow = 132.0 / 112.0;
+  int paired = 0, alone = 0;
+  for (const auto& [label, s] : over_s) {
+    INFO(label);
+    REQUIRE(plain_s.count(label) == 1);
+    bool in_pair = false;  // labels name a pass "fwd mb1" inside layers, "mb1 fwd" at the pass's end
+    for (const char* pass : {"fwd mb1", "mb1 fwd", "bwd mb0", "mb0 bwd", "fwd mb2", "mb2 fwd", "bwd mb1", "mb1 bwd"})
+      in_pair = in_pair || t::contains(label, pass);
+    CHECK(s == Approx(plain_s.at(label) * (in_pair ? slow : 1.0)).epsilon(1e-12));
+    (in_pair ? paired : alone) += 1;
+  }
+  CHECK(paired > 0);
+  CHECK(alone > 0);
+  // The pairing changes neither the work nor the traffic.
+  CHECK(b.stats.hardware_flops == Approx(plain.stats.hardware_flops).epsilon(1e-12));
+  CHECK(b.stats.bytes_by_op.at("all_to_all") == Approx(plain.stats.bytes_by_op.at("all_to_all")).epsilon(1e-12));
+}
+
+TEST_CASE("workload::StepBuilder: overlapped interleaved pipelines build without waiting on themselves",
+          "[workload][step][overlap]") {
+  // The builder places a pair only when both passes' inputs from other stages are placed; a pairing that made a pass
+  // wait on its own pair would stop it ("the 1F1B schedule deadlocked"). Every stage count, chunk count and micro-batch
+  // count here must build into a DAG with every pass in it.
+  const std::string model = "  layers: 12\n  d_model: 256\n  d_ff: 1024\n  heads: 4\n  experts: 4\n  top_k: 2\n  vocab: 1000\n  seq_len: 128\n";
+  for (int P : {2, 3, 4})
+    for (int V : {2, 3})
+      for (int M : {P, 2 * P, 3 * P}) {
+        if (P * V > 12) continue;
+        INFO("P " << P << " V " << V << " M " << M);
+        const std::string par = "  expert: 2\n  pipeline: " + std::to_string(P) + "\n  virtual_stages: " + std::to_string(V) +
+                                "\n  microbatches: " + std::to_string(M) + "\n";
+        const t::StepFixture f(t::load(t::scenario_yaml(model, "h100", 2 * P, par, 2.0 * M * 128),
+                                       {"parallelism.overlap_expert_comm=true", "cluster.topology.gpus_per_node=2"}));
+        BuiltStep b;
+        REQUIRE_NOTHROW(b = f.build(false));
+        std::vector<PhaseId> topo;
+        REQUIRE_NOTHROW(boost::topological_sort(b.graph, std::back_inserter(topo)));
+        CHECK(t::count_kind(b.graph, "comm.all_to_all") == static_cast<std::size_t>(12 * 2 * 2 * M));
+      }
+}
