@@ -301,6 +301,13 @@ std::vector<FieldSpec> build_table() {
                 "of (2 (P - s - 1) + (v - 1) P + 1) / v micro-batches at its peak (at most M) instead of 1F1B's "
                 "min(P - s, M): P + (P - 1) / v at stage 0. Needs pipeline > 1, micro-batches a multiple of "
                 "the pipeline stages, and at least one layer per chunk."),
+      F("parallelism.first_stage_layers", T::integer).min(1).max(1000000, "at most the model's layers")
+          .help("Layers of the first pipeline stage (Megatron-Core's --decoder-first-pipeline-num-layers); the stages "
+                "without a count split the remaining layers evenly (floor or ceil each). Unset: the even split. Lets the "
+                "stage that also runs the embedding hold fewer layers. Needs pipeline > 1 and one model chunk per stage."),
+      F("parallelism.last_stage_layers", T::integer).min(1).max(1000000, "at most the model's layers")
+          .help("Layers of the last pipeline stage (Megatron-Core's --decoder-last-pipeline-num-layers), which also runs "
+                "the output head and the loss; as first_stage_layers otherwise."),
       F("parallelism.expert_dispatch", T::choice).def("all_to_all").choices({"all_to_all", "per_node"})
           .help("How the expert all-to-all crosses GPU nodes. all_to_all: one network copy per (token, expert), as NCCL's "
                 "all-to-all (Megatron-LM's default dispatcher). per_node: DeepEP's dispatch (DeepSeek-V3, arXiv 2412.19437 "

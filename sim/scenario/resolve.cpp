@@ -322,6 +322,8 @@ void Resolver::resolve_training_and_parallelism() {
     p["virtual_stages"] = 1;
     p["sequence_parallel"] = false;
     p["overlap_expert_comm"] = false;  // pairs micro-batches of an expert-parallel layout: the planner's own to choose
+    p.erase("first_stage_layers");     // stage sizes of a pipeline the planner chooses
+    p.erase("last_stage_layers");
   }
   const long long data = i(p["data"]), expert = i(p["expert"]), tensor = i(p["tensor"]), pipe = i(p["pipeline"]);
   const std::optional<long long> devices = bounded_product({data, expert, tensor, pipe});
@@ -369,6 +371,21 @@ void Resolver::resolve_training_and_parallelism() {
       fail("parallelism.virtual_stages", fmt::format("the interleaved schedule needs micro-batches ({}) to be a multiple of "
                                                      "the pipeline stages ({}), as Megatron-LM does",
                                                      i(p["microbatches"]), pipe));
+  }
+  // Uneven first and last stages: each stage keeps at least one layer.
+  const bool first_given = has(p, "first_stage_layers"), last_given = has(p, "last_stage_layers");
+  if (first_given || last_given) {
+    const char* key = first_given ? "parallelism.first_stage_layers" : "parallelism.last_stage_layers";
+    if (pipe < 2) fail(key, "sets the layers of a pipeline stage: needs parallelism.pipeline > 1");
+    if (virt > 1)
+      fail(key, fmt::format("is for one model chunk per stage; parallelism.virtual_stages is {} (use 1)", virt));
+    const long long first = first_given ? i(p["first_stage_layers"]) : 0, last = last_given ? i(p["last_stage_layers"]) : 0;
+    const long long others = pipe - (first_given ? 1 : 0) - (last_given ? 1 : 0), rest = layers - first - last;
+    if (others == 0 ? rest != 0 : rest < others)
+      fail(key, fmt::format("{} + {} layers on the first and last stages leave {} for the other {} stage{} of {} layers in all "
+                            "(each of them needs at least one{})",
+                            first, last, rest, others, others == 1 ? "" : "s", layers,
+                            others == 0 ? "; with two stages the two counts must add up to the layers" : ""));
   }
   if (p["sequence_parallel"].get<bool>() && tensor < 2)
     fail("parallelism.sequence_parallel", "sequence parallelism shards activations over the tensor-parallel ranks: it "
@@ -1186,6 +1203,8 @@ Scenario Resolver::build() const {
   s.parallelism.overlap_expert_comm = p["overlap_expert_comm"];
   if (has(p, "comm_sms")) s.parallelism.comm_sms = static_cast<int>(i(p["comm_sms"]));
   s.parallelism.virtual_stages = static_cast<int>(i(p["virtual_stages"]));
+  if (has(p, "first_stage_layers")) s.parallelism.first_stage_layers = static_cast<int>(i(p["first_stage_layers"]));
+  if (has(p, "last_stage_layers")) s.parallelism.last_stage_layers = static_cast<int>(i(p["last_stage_layers"]));
   s.parallelism.placement = placement_order(p["placement"].get<std::string>());
 
   const json& c = d["cluster"];

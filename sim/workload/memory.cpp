@@ -161,6 +161,19 @@ std::vector<int> chunk_layers(int layers, const scenario::ParallelismSpec& p, in
   const long long virtual_stages = static_cast<long long>(p.pipeline) * p.virtual_stages;
   const long long vs = static_cast<long long>(chunk) * p.pipeline + stage;
   std::vector<int> ids;
+  if (p.first_stage_layers > 0 || p.last_stage_layers > 0) {  // one chunk per stage (the resolver checks)
+    // Stage s starts at layer start(s): the first stage holds first_stage_layers, the last last_stage_layers, the
+    // stages between (or every stage without a count) split the rest as the even split does.
+    const long long P = p.pipeline, first = p.first_stage_layers, last = p.last_stage_layers;
+    const long long lo = first > 0 ? 1 : 0, n = (last > 0 ? P - 1 : P) - lo, rest = layers - first - last;
+    auto start = [&](long long s) -> long long {
+      if (s <= 0) return 0;
+      if (s >= P) return layers;
+      return first + std::clamp(s - lo, 0LL, n) * rest / std::max(n, 1LL);
+    };
+    for (long long i = start(stage); i < start(stage + 1); ++i) ids.push_back(static_cast<int>(i));
+    return ids;
+  }
   for (long long i = vs * layers / virtual_stages; i < (vs + 1) * layers / virtual_stages; ++i) ids.push_back(static_cast<int>(i));
   return ids;
 }

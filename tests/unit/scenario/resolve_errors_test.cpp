@@ -582,3 +582,32 @@ TEST_CASE("scenario::resolve: the expert-communication overlap and its SMs", "[s
                                            "parallelism.virtual_stages=2", "parallelism.microbatches=4"}));
   }
 }
+
+TEST_CASE("scenario::resolve: first_stage_layers and last_stage_layers leave every stage a layer", "[scenario][resolve]") {
+  const std::vector<std::string> pipe{"parallelism.expert=4", "parallelism.pipeline=2", "parallelism.microbatches=2"};
+  auto with = [&](std::vector<std::string> extra) {
+    extra.insert(extra.begin(), pipe.begin(), pipe.end());
+    return extra;
+  };
+  CHECK(t::load(t::base_yaml(), with({"parallelism.last_stage_layers=1"})).parallelism.last_stage_layers == 1);
+  CHECK(t::load(t::base_yaml()).parallelism.first_stage_layers == 0);
+  SECTION("no pipeline") {
+    const auto e = t::load_error(t::base_yaml(), {"parallelism.first_stage_layers=2"});
+    CHECK(e.key() == "parallelism.first_stage_layers");
+    CHECK(t::contains(e.message(), "pipeline > 1"));
+  }
+  SECTION("all layers on the last stage leave none for the first") {
+    const auto e = t::load_error(t::base_yaml(), with({"parallelism.last_stage_layers=4"}));
+    CHECK(e.key() == "parallelism.last_stage_layers");
+    CHECK(t::contains(e.message(), "at least one"));
+  }
+  SECTION("two stages: the two counts must add up to the model's 4 layers") {
+    const auto e = t::load_error(t::base_yaml(), with({"parallelism.first_stage_layers=1", "parallelism.last_stage_layers=2"}));
+    CHECK(t::contains(e.message(), "add up"));
+  }
+  SECTION("interleaved stages: refused") {
+    const auto e = t::load_error(t::base_yaml(), {"parallelism.expert=4", "parallelism.pipeline=2", "parallelism.virtual_stages=2",
+                                                  "parallelism.microbatches=2", "parallelism.last_stage_layers=1"});
+    CHECK(t::contains(e.message(), "virtual_stages"));
+  }
+}

@@ -362,6 +362,47 @@ TEST_CASE("workload::StepBuilder: pipeline stages hold contiguous, balanced, non
   }
 }
 
+TEST_CASE("workload::chunk_layers: first_stage_layers and last_stage_layers fix the end stages, the rest split evenly",
+          "[workload][step][stage_layers]") {
+  auto ranges = [](int layers, int stages, const std::vector<std::string>& sets) {
+    std::vector<std::string> all = sets;
+    const int data = 8 / stages;
+    const auto sc = t::load(t::scenario_yaml(decoder(layers, 256, 4, 1000, 256), "h100", 8,
+                                             "  data: " + std::to_string(data) + "\n  pipeline: " + std::to_string(stages) + "\n",
+                                             data * 256.0),
+                            all);
+    std::string out;
+    for (int s = 0; s < stages; ++s) {
+      const auto ids = moesim::workload::stage_layers(layers, sc.parallelism, s);
+      out += ids.empty() ? "[] " : "[" + std::to_string(ids.front()) + "-" + std::to_string(ids.back()) + "] ";
+    }
+    return out;
+  };
+  CHECK(ranges(10, 4, {}) == "[0-1] [2-4] [5-6] [7-9] ");
+  CHECK(ranges(10, 4, {"parallelism.last_stage_layers=1"}) == "[0-2] [3-5] [6-8] [9-9] ");
+  CHECK(ranges(10, 4, {"parallelism.first_stage_layers=1", "parallelism.last_stage_layers=1"}) == "[0-0] [1-4] [5-8] [9-9] ");
+  CHECK(ranges(10, 4, {"parallelism.first_stage_layers=4"}) == "[0-3] [4-5] [6-7] [8-9] ");
+  CHECK(ranges(10, 2, {"parallelism.first_stage_layers=3"}) == "[0-2] [3-9] ");
+  CHECK(ranges(10, 2, {"parallelism.first_stage_layers=3", "parallelism.last_stage_layers=7"}) == "[0-2] [3-9] ");
+  // The step builder and the memory estimate take the same split: the last stage's lighter load shows in its compute.
+  const std::string par = "  data: 2\n  pipeline: 4\n  microbatches: 4\n";
+  const t::StepFixture even(t::load(t::scenario_yaml(decoder(10, 256, 4, 1000, 256), "h100", 8, par, 8 * 256.0)));
+  const t::StepFixture light(t::load(t::scenario_yaml(decoder(10, 256, 4, 1000, 256), "h100", 8, par, 8 * 256.0),
+                                     {"parallelism.last_stage_layers=1"}));
+  auto stage_ffn = [](const BuiltStep& b, int stage) {
+    double sum = 0.0;
+    for (const Phase* p : t::all_phases(b.graph))
+      if (p->type == Phase::Type::compute && p->stage == stage) {
+        auto it = p->compute.kind_time_s.find("compute.ffn");
+        if (it != p->compute.kind_time_s.end()) sum += it->second;
+      }
+    return sum;
+  };
+  const BuiltStep be = even.build(false), bl = light.build(false);
+  CHECK(stage_ffn(bl, 3) == Approx(stage_ffn(be, 3) / 3.0).epsilon(1e-9));  // 1 of the 3 layers
+  CHECK(stage_ffn(bl, 0) == Approx(stage_ffn(be, 0) * 3.0 / 2.0).epsilon(1e-9));  // 3 layers instead of 2
+}
+
 TEST_CASE("workload::StepBuilder: encoder-decoder MoE models", "[workload][step]") {
   SECTION("small T5-style model on TPU v3: MoE layers in both stacks") {
     // 4 encoder + 4 decoder layers, every 2nd FFN an MoE layer: 2 + 2 MoE layers.

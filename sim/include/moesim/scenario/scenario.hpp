@@ -153,6 +153,11 @@ struct ParallelismSpec {
    *  §2.2.2): stage s holds virtual stages s, s + P, ..., s + (v - 1) P, the bubble shrinks v-fold and each micro-batch
    *  crosses v times as many stage boundaries. */
   int virtual_stages = 1;
+  /** Layers of the first and of the last pipeline stage (Megatron-Core's --decoder-first-pipeline-num-layers and
+   *  --decoder-last-pipeline-num-layers), 0 = the even split; the other stages split the rest evenly. One model
+   *  chunk per stage. Lets the stages holding the embedding and the output head carry fewer layers. */
+  int first_stage_layers = 0;
+  int last_stage_layers = 0;
   /** Order in which the parallel axes are laid out over consecutive devices (and so chips), innermost
    *  first: the default puts tensor ranks on neighbouring chips (the fastest links: one NVLink node, one
    *  torus line), then expert, data and pipeline (Megatron-LM's and GSPMD's launch order). */
