@@ -316,9 +316,9 @@ std::vector<FieldSpec> build_table() {
                 "distinct remote nodes per token over the remote copies (system/collectives.hpp, "
                 "per_node_network_fraction). GPUs only."),
       F("parallelism.overlap_expert_comm", T::boolean).def(false)
-          .help("Overlap the expert all-to-alls with another micro-batch's compute, as DeepSeek-V3's DualPipe overlaps a "
-                "forward and a backward chunk (arXiv 2412.19437 section 3.2.1) and Megatron-Core's "
-                "--overlap-moe-expert-parallel-comm does: each stage runs one more warm-up forward (one more "
+          .help("Overlap the expert all-to-alls with another micro-batch's compute: Megatron-Core's combined 1F1B "
+                "(--overlap-moe-expert-parallel-comm), the 1F1B form of DualPipe's forward-backward chunk overlap "
+                "(DeepSeek-V3, arXiv 2412.19437 section 3.2.1). Each stage runs one more warm-up forward (one more "
                 "micro-batch of activations held), then pairs each steady-state forward with the backward after it; the "
                 "pair's compute phases alternate between the two micro-batches, one at a time, so one's all-to-all (and "
                 "every other collective) runs while the other computes, the collectives one at a time too. While a pair "
