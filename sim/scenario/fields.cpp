@@ -168,6 +168,15 @@ std::vector<FieldSpec> build_table() {
                 "activations of long sequences and cost few FLOPs; Korthikanti et al. 2022, arXiv 2205.05198, section 5); "
                 "full: keep each layer's input and recompute the layer's forward in the backward pass; auto: the first of "
                 "none, selective and full whose memory fits in the device."),
+      F("training.recompute_modules", T::string)
+          .help("What selective recomputation (rematerialization: selective, or auto when it picks selective) drops after "
+                "the forward and recomputes before the backward, comma-separated (Megatron-Core's --recompute-modules): "
+                "core_attn, the attention core (its scores and probabilities; nothing with attention_kernel: fused, "
+                "which stores none); layernorm, the two layer norms' outputs (their inputs stay stored); mla_up_proj, "
+                "multi-head latent attention's up-projected queries, keys and values (the latents stay stored; "
+                "DeepSeek-V3 section 3.3.3 recomputes the RMSNorms and these); moe_act, the routed experts' "
+                "activation-function outputs. Each costs its forward kernels again before the layer's backward. Unset: "
+                "core_attn (with rematerialization selective or auto)."),
       F("training.duration_days", T::number).max(kMaxDays, "100 years").min(0.0, true).unit("days")
           .help("Pins the job length (energy accounting with a published training time); otherwise simulated. Energy drawn "
                 "per second (chips, idle links) scales with it; energy per bit moved (the WAN) follows the job's steps and "

@@ -23,7 +23,8 @@ namespace {
 
 /** parallelism.placement: a comma-separated permutation of tensor, expert, data and pipeline (spaces allowed),
  *  innermost first; empty when the text is not one. */
-std::vector<std::string> placement_order(const std::string& text) {
+/** The items of a comma-separated list, each trimmed of spaces and tabs (empty items kept). */
+std::vector<std::string> comma_list(const std::string& text) {
   std::vector<std::string> out;
   std::string cur;
   auto flush = [&] {
@@ -36,6 +37,11 @@ std::vector<std::string> placement_order(const std::string& text) {
     else cur += c;
   }
   flush();
+  return out;
+}
+
+std::vector<std::string> placement_order(const std::string& text) {
+  const std::vector<std::string> out = comma_list(text);
   std::vector<std::string> sorted = out;
   std::sort(sorted.begin(), sorted.end());
   if (sorted != std::vector<std::string>{"data", "expert", "pipeline", "tensor"}) return {};
@@ -294,6 +300,31 @@ void Resolver::resolve_training_and_parallelism() {
                       "architecture decoder_only");
   json& tr = doc_["training"];
   json& p = doc_["parallelism"];
+  const std::string remat_kind = tr["rematerialization"];
+  if (remat_kind == "none" || remat_kind == "full") {
+    if (has(tr, "recompute_modules"))
+      fail_unused("training.recompute_modules", fmt::format("only used by selective recomputation (rematerialization "
+                                                            "selective or auto), not {}", remat_kind));
+  } else {
+    // Selective recomputation's modules: known names, each one the model has. Unset: the attention core.
+    if (!has(tr, "recompute_modules")) tr["recompute_modules"] = "core_attn";
+    const std::string given_modules = tr["recompute_modules"];
+    static const std::vector<std::string> known{"core_attn", "layernorm", "mla_up_proj", "moe_act"};
+    std::size_t count = 0;
+    for (const std::string& n : comma_list(given_modules)) {
+      if (n.empty()) continue;
+      ++count;
+      if (std::find(known.begin(), known.end(), n) == known.end())
+        fail("training.recompute_modules", fmt::format("unknown module '{}' (allowed: {})", n, text::join(known)));
+      if (n == "mla_up_proj" && !has(m, "mla"))
+        fail("training.recompute_modules", "mla_up_proj recomputes multi-head latent attention's up-projections: the model has "
+                                           "no model.mla");
+      if (n == "moe_act" && i(m["experts"]) == 0)
+        fail("training.recompute_modules", "moe_act recomputes the routed experts' activations: the model has no experts");
+    }
+    if (count == 0)
+      fail("training.recompute_modules", fmt::format("give at least one module (allowed: {})", text::join(known)));
+  }
   const long long chips = i(doc_["cluster"]["count"]);
   const long long per_chip = accel_->devices_per_chip;
   if (p.is_string()) {
@@ -1168,6 +1199,16 @@ Scenario Resolver::build() const {
   s.training.overlap_grad_reduce = t["overlap_grad_reduce"];
   s.training.attention_dropout = t["attention_dropout"];
   s.training.fused_attention = t["attention_kernel"] == "fused";
+  if (t.contains("recompute_modules") && !t["recompute_modules"].is_null()) {
+    TrainingSpec::RecomputeModules r{false, false, false, false};
+    for (const std::string& n : comma_list(t["recompute_modules"].get<std::string>())) {
+      r.core_attn = r.core_attn || n == "core_attn";
+      r.layernorm = r.layernorm || n == "layernorm";
+      r.mla_up_proj = r.mla_up_proj || n == "mla_up_proj";
+      r.moe_act = r.moe_act || n == "moe_act";
+    }
+    s.training.recompute = r;
+  }
   const std::string grad_dtype = t["grad_dtype"];
   s.training.grad_dtype = grad_dtype == "model" ? GradDtype::model : grad_dtype == "fp32" ? GradDtype::fp32 : GradDtype::automatic;
 

@@ -318,10 +318,11 @@ MemoryEstimate estimate_memory_need(const scenario::Scenario& s, const catalog::
   const double dense_dp = static_cast<double>(p.data) * p.expert, expert_dp = p.data;
   for (int stage = 0; stage < p.pipeline; ++stage) {
     double params = 0.0, expert_params = 0.0, act_max_layer = 0.0, max_layer_gathered = 0.0;
-    double attn_core_max_layer = 0.0;  // one layer's attention cores (what selective recomputation recomputes)
-    // Per micro-batch of each model chunk: stored activations, their attention cores' part (selective recomputation
-    // drops it) and the layers' inputs (what full recomputation keeps).
-    std::vector<double> act(V, 0.0), attn_core(V, 0.0), act_inputs(V, 0.0);
+    double recomputed_max_layer = 0.0;  // one layer's part that selective recomputation recomputes
+    // Per micro-batch of each model chunk: stored activations, the part selective recomputation drops (its
+    // training.recompute_modules) and the layers' inputs (what full recomputation keeps).
+    std::vector<double> act(V, 0.0), recomputed(V, 0.0), act_inputs(V, 0.0);
+    const auto& rc = s.training.recompute;
     for (std::size_t c = 0; c < V; ++c) {
       for (const int i : chunk_layers(static_cast<int>(layers.size()), p, stage, static_cast<int>(c))) {
         const L& l = layers[static_cast<std::size_t>(i)];
@@ -350,6 +351,9 @@ MemoryEstimate estimate_memory_need(const scenario::Scenario& s, const catalog::
         // there are none to store.
         double per_tok_gemm = d / sp + hl * dh;
         double per_tok_other = 2.0 * d / sp + (hl + 2.0 * kvl) * dh;
+        // What selective recomputation drops of them (training.recompute_modules), in the same two widths: layernorm,
+        // the attention block's norm output (the QKV projection's input, or MLA's down-projections').
+        double drop_gemm = rc.layernorm ? d / sp : 0.0, drop_other = 0.0;
         if (m.is_mla()) {
           // Multi-head latent attention (DeepSeek-V2 §2.1.2, arXiv 2405.04434; as training_step.cpp's attention
           // computes it; the resolver refuses it in an encoder-decoder):
@@ -367,6 +371,9 @@ MemoryEstimate estimate_memory_need(const scenario::Scenario& s, const catalog::
           const double rope = m.mla_qk_rope_head_dim;
           per_tok_gemm = d / sp + m.mla_q_lora_rank + m.mla_kv_lora_rank + hl * dh;
           per_tok_other = 2.0 * d / sp + rope + 2.0 * hl * (dh + rope) + hl * dh;
+          // mla_up_proj: the up-projected queries, keys and values, recomputed from the stored latents (the RoPE key
+          // stays: it comes from the down-projection).
+          if (rc.mla_up_proj) drop_other += 2.0 * hl * (dh + rope) + hl * dh;
         }
         // With attention dropout as its own kernel, also its one-byte mask per score (Korthikanti et al. 2022 §4.1:
         // softmax output, dropout output and mask, 5as^2b at 16 bits).
@@ -384,6 +391,7 @@ MemoryEstimate estimate_memory_need(const scenario::Scenario& s, const catalog::
           per_tok_gemm += d / sp + hl * dh;
           per_tok_other += d / sp + hl * dh + 2.0 * kvl * dh * t_enc / std::max(1.0, tok);
           core_per_tok += fused ? lse_per_tok : core_elems_per_score * hl * m.seq_len;
+          if (rc.layernorm) drop_gemm += d / sp;  // its norm's output, the Q projection's input
         }
         // An FFN's inner activations of width f per token (gated: gate and up outputs, 2f; else the up output, f) feed
         // the activation function (not GEMM inputs); its output (f) is the down-projection's input (GEMM input).
@@ -408,6 +416,8 @@ MemoryEstimate estimate_memory_need(const scenario::Scenario& s, const catalog::
           const double slots = slots_per_token(group), f = m.expert_d_ff / t;
           per_tok_gemm += slots * (d / sp + f);
           per_tok_other += (2.0 * d + 2.0 * m.experts) / sp + slots * (d / sp + act_fn_inputs * f);
+          if (rc.layernorm) drop_other += d / sp;  // the norm's output, the router's input
+          if (rc.moe_act) drop_gemm += slots * f;  // the activation outputs, the down-projections' inputs
           // Shared experts (DeepSeekMoE): a dense FFN of shared_experts x expert_d_ff on every token, split over the
           // tensor ranks (training_step.cpp's shared_experts_ffn), its inner activations as the dense FFN's; its input
           // is the layer's, counted above.
@@ -425,11 +435,16 @@ MemoryEstimate estimate_memory_need(const scenario::Scenario& s, const catalog::
           const double f = m.d_ff / t;
           per_tok_gemm += d / sp + f;
           per_tok_other += act_fn_inputs * f;
+          if (rc.layernorm) drop_gemm += d / sp;  // the norm's output, the up-projection's input
         }
+        // core_attn: the attention core's stored scores (none under FlashAttention, whose log-sum-exp its own backward
+        // needs: nothing to drop or recompute, as the step has it).
+        if (rc.core_attn && !fused) drop_other += core_per_tok;
         const double layer_act = (per_tok_gemm * b_gemm + (per_tok_other + core_per_tok) * b_act) * tok;
         act[c] += layer_act;
-        attn_core[c] += core_per_tok * tok * b_act;
-        attn_core_max_layer = std::max(attn_core_max_layer, core_per_tok * tok * b_act);
+        const double layer_drop = (drop_gemm * b_gemm + drop_other * b_act) * tok;
+        recomputed[c] += layer_drop;
+        recomputed_max_layer = std::max(recomputed_max_layer, layer_drop);
         // Full recomputation keeps each layer's input, the residual stream: not a GEMM's input, b_act.
         act_inputs[c] += tok * d / sp * b_act;
         act_max_layer = std::max(act_max_layer, layer_act);
@@ -478,10 +493,10 @@ MemoryEstimate estimate_memory_need(const scenario::Scenario& s, const catalog::
     // Full: each layer's input per micro-batch in flight (and the last stage's logits), plus one layer's activations
     // while it is recomputed.
     const double remat_act = peak_stored_bytes(p, stage, act_inputs) + act_max_layer;
-    // Selective: everything but the attention cores, plus one layer's attention core while it is recomputed.
+    // Selective: everything but what its modules drop, plus one layer's of that while it is recomputed.
     std::vector<double> kept(V);
-    for (std::size_t c = 0; c < V; ++c) kept[c] = act[c] - attn_core[c];
-    const double selective_act = peak_stored_bytes(p, stage, kept) + attn_core_max_layer;
+    for (std::size_t c = 0; c < V; ++c) kept[c] = act[c] - recomputed[c];
+    const double selective_act = peak_stored_bytes(p, stage, kept) + recomputed_max_layer;
     stages.push_back({e, selective_act, remat_act});
   }
   // One recomputation for the whole step (the step graph applies one to every stage): the given one, or with auto

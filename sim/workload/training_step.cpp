@@ -576,16 +576,49 @@ class Builder {
     }
   }
 
-  /** Selective recomputation (Korthikanti et al. 2022 §5): before a layer's backward, its attention cores'
-   *  forward (self and, in an encoder-decoder's decoder, cross) again; no collectives. */
-  void attention_core_remat(Stream& st, const LayerDesc& L) {
-    if (ctx_.scenario.training.fused_attention) return;  // a fused kernel stores nothing of the core to drop
+  /** Selective recomputation: before a layer's backward, the forward kernels of what training.recompute_modules
+   *  dropped (workload::estimate_memory_need drops the same tensors); no collectives. core_attn (Korthikanti et al.
+   *  2022 §5): the attention cores (self and, in an encoder-decoder's decoder, cross). layernorm: the layer norms
+   *  (each reads its stored input and writes its output, [tokens, d_model], on 1/tensor of the tokens with sequence
+   *  parallelism). mla_up_proj: MLA's query and key-value up-projections from the stored latents. moe_act: the
+   *  routed experts' activation function over each device's rows of this micro-batch's routing draw. */
+  void selective_remat(Stream& st, const LayerDesc& L) {
+    const auto& rc = ctx_.scenario.training.recompute;
     const bool encdec = m_.architecture == scenario::Architecture::encoder_decoder;
+    const bool cross = L.decoder && encdec;
     const double tok = L.decoder ? t_dec_ : t_enc_;
     const double s_self = L.decoder ? (encdec ? m_.target_seq_len : m_.seq_len) : m_.seq_len;
-    Cost c = attention_core(tok, s_self, s_self, L.decoder, Pass::remat);
-    if (L.decoder && encdec) c += attention_core(tok, s_self, m_.seq_len, false, Pass::remat);
+    Cost c;
+    if (rc.core_attn && !ctx_.scenario.training.fused_attention) {  // a fused kernel stores nothing of the core
+      c += attention_core(tok, s_self, s_self, L.decoder, Pass::remat);
+      if (cross) c += attention_core(tok, s_self, m_.seq_len, false, Pass::remat);
+    }
+    if (rc.layernorm) {
+      const double rows = p_.sequence_parallel ? tok / tp_ : tok, norms = cross ? 3.0 : 2.0;
+      c += vector_cost(KernelClass::elementwise, "remat.layernorm", norms * 2.0 * rows * m_.d_model * act_b_,
+                       norms * 5.0 * rows * m_.d_model, Pass::remat);
+    }
+    if (rc.mla_up_proj && m_.is_mla() && !cross) {
+      const double hl = m_.heads / tp_, ql = m_.mla_q_lora_rank;
+      c += ql > 0 ? gemm_cost("attn.q_up", tok, hl * qk_head_dim(), ql, Pass::remat)
+                  : gemm_cost("attn.q", tok, hl * qk_head_dim(), m_.d_model, Pass::remat);
+      c += gemm_cost("attn.kv_up", tok, hl * 2.0 * m_.d_head, m_.mla_kv_lora_rank, Pass::remat);
+    }
     st.acc.add("compute.remat", c, 0.0);
+    if (rc.moe_act && L.moe) {
+      const auto it = expert_rows_.find({L.moe_index, st.mb});
+      if (it == expert_rows_.end()) throw Error("internal error: moe_act recomputation before the layer's forward");
+      const double f = m_.expert_d_ff / tp_, mats = m_.gated() ? 2.0 : 1.0;
+      std::vector<double> times;
+      Cost sum;
+      for (double rows : it->second) {
+        const Cost k = vector_cost(KernelClass::elementwise, "moe.expert_act", (mats + 1.0) * rows * f * act_b_, 8.0 * rows * f,
+                                   Pass::remat);
+        times.push_back(k.time_s);
+        sum += k;
+      }
+      st.acc.add_per_device("compute.remat", times, sum, 0.0);
+    }
   }
 
   /** Layers of model chunk `chunk` of pipeline stage `stage` (workload::chunk_layers), and of the whole stage. */
@@ -672,7 +705,7 @@ class Builder {
         auto it = order.begin() + static_cast<long>(k);
         before_layer(k);
         if (ctx_.remat) layer(st, layers_[static_cast<std::size_t>(*it)], Pass::remat);
-        else if (ctx_.selective_remat) attention_core_remat(st, layers_[static_cast<std::size_t>(*it)]);
+        else if (ctx_.selective_remat) selective_remat(st, layers_[static_cast<std::size_t>(*it)]);
         layer(st, layers_[static_cast<std::size_t>(*it)], Pass::bwd);
         if (grads_ready) {
           flush(st, fmt::format("L{} bwd mb{} (compute)", *it, mb));
@@ -887,6 +920,9 @@ class Builder {
     }
   };
   std::unordered_map<CostKey, Cost, CostKeyHash> cache_;
+  /** Per (MoE layer, micro-batch): each stage device's expert rows in the forward (moe_ffn), for moe_act
+   *  recomputation. */
+  std::map<std::pair<int, int>, std::vector<double>> expert_rows_;
   /** Routing draws per (MoE layer, micro-batch, data index): reused by forward, remat and backward. */
   std::map<std::tuple<int, int, int>, RoutingDraw> draws_;
 };
@@ -1047,6 +1083,11 @@ void Builder::moe_ffn(Stream& st, const LayerDesc& L, double tok, Pass pass, con
     }
     times[i] = it->second.time_s;
     sum += it->second;
+    if (pass == Pass::fwd) {
+      auto& rows = expert_rows_[{L.moe_index, st.mb}];
+      rows.resize(devices.size(), 0.0);
+      rows[i] = std::accumulate(gm.begin(), gm.end(), 0.0);
+    }
     model_sum += 2.0 * assigned * (mats + 1.0) * d * f * model_mult(pass);
   }
   st.acc.add_per_device(kind_for("compute.expert_ffn", pass), times, sum, model_sum);

@@ -611,3 +611,34 @@ TEST_CASE("scenario::resolve: first_stage_layers and last_stage_layers leave eve
     CHECK(t::contains(e.message(), "virtual_stages"));
   }
 }
+
+TEST_CASE("scenario::resolve: training.recompute_modules names modules the model has, for selective recomputation",
+          "[scenario][resolve][recompute_modules]") {
+  const auto kept = t::load(t::base_yaml(), {"training.rematerialization=selective", "training.recompute_modules=layernorm,moe_act"});
+  CHECK(kept.training.recompute.layernorm);
+  CHECK(kept.training.recompute.moe_act);
+  CHECK_FALSE(kept.training.recompute.core_attn);
+  CHECK(t::load(t::base_yaml()).training.recompute.core_attn);  // the default: Korthikanti et al.'s attention core
+  // Without selective recomputation the resolved scenario has no modules, so it reloads as it was stored.
+  for (const char* remat : {"none", "full", "selective"}) {
+    INFO(remat);
+    const auto s = t::load(t::base_yaml(), {std::string("training.rematerialization=") + remat});
+    CHECK(s.resolved["training"].contains("recompute_modules") == (std::string(remat) == "selective"));
+    nlohmann::json again = s.resolved;
+    again["model"].erase("encoder_layers");
+    again["model"].erase("decoder_layers");
+    CHECK(t::load(again.dump()).resolved == s.resolved);
+  }
+  auto error_of = [](const std::vector<std::string>& sets) {
+    const auto e = t::load_error(t::base_yaml(), sets);
+    CHECK(e.key() == "training.recompute_modules");
+    return e.message();
+  };
+  CHECK(t::contains(error_of({"training.recompute_modules=core_attn,norms"}), "allowed: core_attn, layernorm, mla_up_proj, moe_act"));
+  CHECK(t::contains(error_of({"training.recompute_modules=mla_up_proj"}), "model.mla"));
+  CHECK(t::contains(error_of({"training.recompute_modules=' , '"}), "at least one"));
+  CHECK(t::contains(error_of({"training.rematerialization=full", "training.recompute_modules=layernorm"}), "not full"));
+  const auto dense = t::load_error(t::base_yaml(), {"model.experts=0", "parallelism.expert=1", "parallelism.data=8",
+                                                    "training.recompute_modules=moe_act"});
+  CHECK(t::contains(dense.message(), "no experts"));
+}

@@ -89,6 +89,16 @@ struct TrainingSpec {
    *  [heads, s, s] stored for the backward); true = one fused FlashAttention kernel per pass (Dao et al. 2022). */
   bool fused_attention = false;
   GradDtype grad_dtype = GradDtype::automatic;  ///< gradient buffers and their data-parallel reduction
+  /** What selective recomputation drops and recomputes (training.recompute_modules; Megatron-Core's
+   *  --recompute-modules): the attention core (Korthikanti et al. 2022 §5), the layer norms' outputs, MLA's
+   *  up-projected queries, keys and values (DeepSeek-V3 §3.3.3: "Recomputation of RMSNorm and MLA Up-Projection"),
+   *  the routed experts' activation-function outputs. */
+  struct RecomputeModules {
+    bool core_attn = true;
+    bool layernorm = false;
+    bool mla_up_proj = false;
+    bool moe_act = false;
+  } recompute;
 };
 
 /** Whether a token's second-choice expert is used (top-2 gating). Mesh-TensorFlow's `moe_second_policy`
