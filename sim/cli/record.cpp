@@ -276,6 +276,25 @@ std::string power_limit_text(const store::RunRecord& r) {
   return fmt::format("   GPU power limit {:g} W", c["power_limit_w"].get<double>());
 }
 
+/** ", selective recomputation (modules)" from the stored scenario's training.recompute_modules. */
+std::string selective_text(const store::RunRecord& r) {
+  std::string modules = "core_attn";
+  if (r.scenario.is_object() && r.scenario.contains("training") && r.scenario["training"].contains("recompute_modules") &&
+      r.scenario["training"]["recompute_modules"].is_string())
+    modules = r.scenario["training"]["recompute_modules"].get<std::string>();
+  return fmt::format(", selective recomputation ({})", modules);
+}
+
+/** "   expert all-to-alls overlapped ..." when parallelism.overlap_expert_comm was on. */
+std::string overlap_text(const store::RunRecord& r) {
+  if (!r.scenario.is_object() || !r.scenario.contains("parallelism")) return "";
+  const nlohmann::json& p = r.scenario["parallelism"];
+  if (!p.contains("overlap_expert_comm") || !p["overlap_expert_comm"].is_boolean() || !p["overlap_expert_comm"].get<bool>())
+    return "";
+  const long long sms = p.contains("comm_sms") && p["comm_sms"].is_number_integer() ? p["comm_sms"].get<long long>() : 0;
+  return fmt::format("   expert all-to-alls overlapped with compute ({} SMs to communication)", sms);
+}
+
 std::string record_summary(const store::RunRecord& r) {
   using namespace units;
   if (r.status != store::RunStatus::complete) return incomplete_record_summary(r);
@@ -284,14 +303,14 @@ std::string record_summary(const store::RunRecord& r) {
   const double train_s = metric_or(r, store::metric_names::kTrainTime_s);
   std::string out;
   out += fmt::format("{}: {} ({})\n", run_heading(r), r.scenario_name, store::to_string(r.status));
-  out += fmt::format("  chips {:.0f} ({:.0f} devices)   memory/device {:.1f} of {:.1f} GiB{}{}\n", metric_or(r, "chips"),
+  out += fmt::format("  chips {:.0f} ({:.0f} devices)   memory/device {:.1f} of {:.1f} GiB{}{}{}\n", metric_or(r, "chips"),
                      metric_or(r, "devices"),
                      (metric_or(r, "memory_params_bytes") + metric_or(r, "memory_grads_bytes") + metric_or(r, "memory_optimizer_bytes") +
                       metric_or(r, "memory_activations_bytes")) / kGiB,
                      metric_or(r, "memory_capacity_bytes") / kGiB, metric_or(r, "rematerialization") != 0           ? ", rematerialized"
-                     : metric_or(r, "selective_recomputation") != 0 ? ", attention recomputed (selective)"
+                     : metric_or(r, "selective_recomputation") != 0 ? selective_text(r)
                                                                      : "",
-                     power_limit_text(r));
+                     power_limit_text(r), overlap_text(r));
   const std::size_t simulated = r.provenance.contains("step_times_s") ? r.provenance["step_times_s"].size() : 0;
   out += fmt::format("  step time       {:.4f} s ({} over {} simulated steps)   {:.3g} steps/s\n", step,
                      spread == 0.0 ? std::string("the same") : fmt::format("spread {:.2g} s", spread), simulated,

@@ -379,6 +379,13 @@ TEST_CASE("cli::run: overlapping the expert all-to-alls with the other micro-bat
   CHECK(free_sms.at("step_time_s").get<double>() < plain.at("step_time_s").get<double>() - a2a_plain / 3.0);
   // 20 of 132 SMs held by the communication kernels slow the paired compute.
   CHECK(deepseek.at("step_time_s").get<double>() > free_sms.at("step_time_s").get<double>());
+  // The summary says what ran: the overlap and the recomputed modules.
+  const Result text = run_moesim("run " + file + " --no-store --set parallelism.overlap_expert_comm=true "
+                                 "--set training.rematerialization=selective --set training.recompute_modules=layernorm,moe_act", dir);
+  REQUIRE(text.status == 0);
+  CHECK(text.out.find("expert all-to-alls overlapped with compute (20 SMs to communication)") != std::string::npos);
+  CHECK(text.out.find("selective recomputation (layernorm,moe_act)") != std::string::npos);
+  CHECK(run_moesim("run " + file + " --no-store", dir).out.find("overlapped") == std::string::npos);
 }
 
 TEST_CASE("cli::bench: JSON cases carry the issue's fields, and memoisation matches the fine-grained run", "[cli][bench]") {
