@@ -10,7 +10,9 @@
 #include <numeric>
 #include <optional>
 #include <regex>
+#include <tuple>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <fmt/format.h>
@@ -114,6 +116,21 @@ std::string needed_gib(const std::string& message) {
     Option o{"training.rematerialization: selective", s};
     o.variant.training.rematerialization = scenario::Remat::selective;
     options.push_back(std::move(o));
+  }
+  // Selective recomputation of every module the model has (training.recompute_modules), when fewer were asked for.
+  if (s.training.rematerialization != scenario::Remat::full && !remat_used) {
+    scenario::TrainingSpec::RecomputeModules every{true, true, s.model.is_mla(), s.model.is_moe()};
+    const auto& now = s.training.recompute;
+    if (std::tie(now.core_attn, now.layernorm, now.mla_up_proj, now.moe_act) !=
+        std::tie(every.core_attn, every.layernorm, every.mla_up_proj, every.moe_act)) {
+      std::vector<std::string> names{"core_attn", "layernorm"};
+      if (every.mla_up_proj) names.push_back("mla_up_proj");
+      if (every.moe_act) names.push_back("moe_act");
+      Option o{"training.rematerialization: selective + training.recompute_modules: " + text::join(names, ","), s};
+      o.variant.training.rematerialization = scenario::Remat::selective;
+      o.variant.training.recompute = every;
+      options.push_back(std::move(o));
+    }
   }
   if (s.training.rematerialization != scenario::Remat::full && !remat_used) {
     Option o{"training.rematerialization: full", s};

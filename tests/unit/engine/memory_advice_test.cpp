@@ -64,6 +64,13 @@ TEST_CASE("engine::check_feasible: out of memory names the options that fit, wit
   CHECK(has(msg, "not with parallelism.zero_stage: 1 ("));
   CHECK(has(msg, "parallelism.zero_stage: 3 ("));
 
+  // Selective recomputation of every module this MoE has (no MLA): the estimate of that scenario.
+  const auto every = moesim::workload::estimate_memory_need(
+      too_big({"training.rematerialization=selective", "training.recompute_modules=core_attn,layernorm,moe_act"}),
+      real_catalog().accelerator("h100"));
+  CHECK(has(msg, fmt::format("training.rematerialization: selective + training.recompute_modules: core_attn,layernorm,moe_act ({:.1f}",
+                             every.total_bytes() / moesim::units::kGiB)));
+
   SECTION("rematerialisation already on: not suggested again") {
     const std::string auto_msg = feasibility_error(too_big({"training.rematerialization=auto", "model.layers=300"}));
     INFO(auto_msg);
