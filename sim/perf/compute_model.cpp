@@ -54,6 +54,21 @@ KernelClass kernel_class_from_string(const std::string& s) {
   throw Error(fmt::format("unknown kernel class '{}'; valid: {}", s, text::join(kernel_class_names())));
 }
 
+KernelOp gemm_op(const char* name, double m, double n, double k, double batch, const std::string& dtype, double input_bytes,
+                 double out_bytes, KernelClass cls) {
+  KernelOp op;
+  op.cls = cls;
+  op.name = name;
+  op.dtype = dtype;
+  op.m = m;
+  op.n = n;
+  op.k = k;
+  op.batch = batch;
+  op.flops = 2.0 * batch * m * n * k;
+  op.bytes = batch * ((m * k + k * n) * input_bytes + m * n * std::max(input_bytes, out_bytes));
+  return op;
+}
+
 std::string to_string(TimePath p) {
   switch (p) {
     case TimePath::measured: return "measured";

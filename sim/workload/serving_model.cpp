@@ -192,17 +192,9 @@ std::vector<int> IterationModel::stage_devices(int stage) const {
 }
 
 KernelOp IterationModel::gemm(const char* name, double m, double n, double k, const std::string& dtype) const {
-  KernelOp op;
-  op.cls = KernelClass::gemm;
-  op.name = name;
-  op.dtype = dtype.empty() ? s_.model.dtype : dtype;
-  const double w = dtype_bytes(op.dtype);
-  op.m = m;
-  op.n = n;
-  op.k = k;
-  op.flops = 2.0 * m * n * k;
-  op.bytes = m * k * w + k * n * w + m * n * act_b_;  // inputs in the GEMM dtype, outputs in 16 bits
-  return op;
+  // Inputs in the GEMM's dtype, outputs in 16 bits (fp32 for the fp32 router): perf::gemm_op, as training counts it.
+  const std::string dt = dtype.empty() ? s_.model.dtype : dtype;
+  return perf::gemm_op(name, m, n, k, 1.0, dt, dtype_bytes(dt), act_b_);
 }
 
 KernelOp IterationModel::vector_op(KernelClass cls, const char* name, double bytes, double flops) const {

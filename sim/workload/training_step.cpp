@@ -216,17 +216,8 @@ class Builder {
    *  fp8 cast and the weights' fp8 copy), its output at gemm_out_bytes. */
   KernelOp gemm(const char* name, double m, double n, double k, double batch = 1.0, KernelClass cls = KernelClass::gemm,
                 const std::string& dtype = "") const {
-    KernelOp op;
-    op.cls = cls;
-    op.name = name;
-    op.dtype = dtype.empty() ? m_.dtype : dtype;
-    op.m = m;
-    op.n = n;
-    op.k = k;
-    op.batch = batch;
-    op.flops = 2.0 * batch * m * n * k;
-    op.bytes = batch * ((m * k + k * n) * dtype_bytes(op.dtype) + m * n * gemm_out_bytes(op.dtype));
-    return op;
+    const std::string dt = dtype.empty() ? m_.dtype : dtype;
+    return perf::gemm_op(name, m, n, k, batch, dt, dtype_bytes(dt), act_b_, cls);
   }
   /** Forward GEMM, or its backward (input gradient + weight gradient: two GEMMs of the same size). */
   Cost gemm_cost(const char* name, double m, double n, double k, Pass pass, double batch = 1.0,

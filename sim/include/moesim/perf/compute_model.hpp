@@ -47,6 +47,12 @@ struct KernelOp {
   std::vector<double> group_m;
 };
 
+/** A GEMM batch x [m, k] . [k, n] in `dtype` (inputs of `input_bytes` each element: activations and weights alike),
+ *  its output written in max(input_bytes, out_bytes): 16-bit outputs for 16-bit and fp8 GEMMs (an fp8 GEMM writes
+ *  bf16), fp32 for an fp32 one such as the router's. The one byte and FLOP count of a GEMM for training and serving. */
+KernelOp gemm_op(const char* name, double m, double n, double k, double batch, const std::string& dtype, double input_bytes,
+                 double out_bytes, KernelClass cls = KernelClass::gemm);
+
 /** Which path produced a time: a measured table, a roofline with efficiencies transferred from a
  *  measured device, or a roofline with published efficiencies. */
 enum class TimePath { measured, transferred, roofline };
