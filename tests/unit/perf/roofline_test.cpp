@@ -45,17 +45,8 @@ EfficiencyTable round_table() {
 }
 
 KernelOp gemm_op(double m, double n, double k, const std::string& dtype = "bf16", double batch = 1.0) {
-  KernelOp op;
-  op.cls = KernelClass::gemm;
-  op.name = "test.gemm";
-  op.dtype = dtype;
-  op.m = m;
-  op.n = n;
-  op.k = k;
-  op.batch = batch;
-  op.flops = 2.0 * batch * m * n * k;
-  op.bytes = batch * (m * k + k * n + m * n) * (dtype == "bf16" ? 2.0 : 4.0);
-  return op;
+  const double b = dtype == "bf16" ? 2.0 : 4.0;
+  return moesim::perf::gemm_op("test.gemm", m, n, k, batch, dtype, b, b);
 }
 
 /** A grouped GEMM of `group_m` rows per group, each [k x n]. */
