@@ -340,6 +340,12 @@ std::vector<FieldSpec> build_table() {
                 "DeepSeek-V3 gives 20 of the H800's 132 to DeepEP's dispatch and combine (arXiv 2412.19437 section 3.2.2). "
                 "The pair's compute runs sm_count / (sm_count - comm_sms) times longer (profiles/accelerators: sm_count). "
                 "Must be below the accelerator's sm_count. Unset: 20 with the overlap."),
+      F("parallelism.overlap_shared_experts", T::boolean).def(false)
+          .help("Training: compute the shared experts (model.shared_experts) beside the dispatch all-to-all, as Megatron-Core's "
+                "--moe-shared-expert-overlap does: they need only the layer's input, so their kernels (and their tensor-"
+                "parallel collectives) run on a branch while the tokens travel, and the routed experts start when both "
+                "are done; otherwise they run after the combine. Needs shared experts; not with overlap_expert_comm "
+                "(Megatron-Core refuses the two together: the paired micro-batch already fills the all-to-all)."),
       F("parallelism.sequence_parallel", T::boolean).def(false)
           .help("Megatron sequence parallelism (Korthikanti et al. 2022, arXiv 2205.05198, section 4.2.2; needs tensor > 1): "
                 "layer norms, dropouts and residual adds run on 1/tensor of the sequence, so their activations are sharded "

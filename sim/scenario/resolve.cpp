@@ -725,9 +725,16 @@ void Resolver::resolve_routing() {
       fail("parallelism.comm_sms", fmt::format("{} SMs for communication leave none for compute: {} has {} (allowed: 1 to {})",
                                                i(par["comm_sms"]), doc_["cluster"]["accelerator"].get<std::string>(),
                                                accel_->sm_count, accel_->sm_count - 1));
+    if (par["overlap_shared_experts"].get<bool>())
+      fail("parallelism.overlap_shared_experts", "is not used with parallelism.overlap_expert_comm (Megatron-Core refuses "
+                                                 "the two together: the paired micro-batch's compute already fills the "
+                                                 "all-to-all); set one of them");
   } else if (given("parallelism.comm_sms")) {
     fail_unused("parallelism.comm_sms", "only used with parallelism.overlap_expert_comm: true");
   }
+  if (par["overlap_shared_experts"].get<bool>() && (!has(m, "shared_experts") || i(m["shared_experts"]) == 0))
+    fail("parallelism.overlap_shared_experts", "overlaps the shared experts with the dispatch: the model has none "
+                                               "(model.shared_experts is 0)");
   if (has(r, "max_nodes") && dispatch != "per_node")
     fail("routing.max_nodes", "node-limited routing changes what crosses the network only when each token is sent once per "
                               "node: set parallelism.expert_dispatch: per_node (DeepEP, as DeepSeek-V3 does), or remove "
@@ -1242,6 +1249,7 @@ Scenario Resolver::build() const {
   s.parallelism.sequence_parallel = p["sequence_parallel"];
   s.parallelism.expert_dispatch = p["expert_dispatch"];
   s.parallelism.overlap_expert_comm = p["overlap_expert_comm"];
+  s.parallelism.overlap_shared_experts = p["overlap_shared_experts"];
   if (has(p, "comm_sms")) s.parallelism.comm_sms = static_cast<int>(i(p["comm_sms"]));
   s.parallelism.virtual_stages = static_cast<int>(i(p["virtual_stages"]));
   if (has(p, "first_stage_layers")) s.parallelism.first_stage_layers = static_cast<int>(i(p["first_stage_layers"]));

@@ -1020,7 +1020,19 @@ void Builder::moe_ffn(Stream& st, const LayerDesc& L, double tok, Pass pass, con
   // all-to-all (labelled dispatch here too) sends the output gradients towards the experts ("the activation gradient
   // before MoE down-projections"), which DeepSeek-V3 quantises to fp8 likewise; its second, back to the tokens, is a
   // bf16 combine.
+  // Shared experts overlapped with the dispatch (parallelism.overlap_shared_experts; Megatron-Core's
+  // --moe-shared-expert-overlap): they need only the layer's input, so they run on a branch beside the dispatch
+  // all-to-all, joined before the routed experts; otherwise after the combine (below).
+  const bool shared_beside = p_.overlap_shared_experts && m_.shared_experts > 0;
+  if (shared_beside) flush(st, label + " moe dispatch all-to-all (compute)");
+  const PhaseId before_dispatch = st.last;
   a2a("moe dispatch all-to-all", b_);
+  if (shared_beside) {
+    Stream branch{st.stage, st.mb, before_dispatch, Accum(st.devices.size()), st.devices, st.overlaps_grad_reduce};
+    shared_experts_ffn(branch, tok, pass, label);
+    flush(branch, label + " shared experts beside the dispatch (compute)");
+    st.last = add_phase(g_, Phase{}, {st.last, branch.last});
+  }
   // With tensor-parallel experts, each tensor rank exchanges 1/tp of the tokens, then the tensor group
   // all-gathers them (and reduce-scatters the outputs before the combine): Megatron-style token
   // splitting, so the all-to-all is not repeated tp times.
@@ -1093,7 +1105,7 @@ void Builder::moe_ffn(Stream& st, const LayerDesc& L, double tok, Pass pass, con
   if (!p_.sequence_parallel) tensor_collective(st, CollectiveOp::all_gather, tok, label + " moe combine TP all-gather");
   // The shared experts' output is added to the routed experts' after the combine (Megatron-Core's MoELayer without
   // shared-expert overlap): their own tensor-parallel block on the layer's input.
-  shared_experts_ffn(st, tok, pass, label);
+  if (!shared_beside) shared_experts_ffn(st, tok, pass, label);
   const Cost nr = norm_residual("moe.norm_residual", tok, pass);
   st.acc.add(kind_for("compute.combine", pass), nr, 0.0);
 }

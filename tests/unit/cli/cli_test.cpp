@@ -386,6 +386,10 @@ TEST_CASE("cli::run: overlapping the expert all-to-alls with the other micro-bat
   CHECK(text.out.find("expert all-to-alls overlapped with compute (20 SMs to communication)") != std::string::npos);
   CHECK(text.out.find("selective recomputation (layernorm,moe_act)") != std::string::npos);
   CHECK(run_moesim("run " + file + " --no-store", dir).out.find("overlapped") == std::string::npos);
+  // A shared expert computed beside the dispatch all-to-all instead of after the combine: a shorter step.
+  const json shared = run(" --set model.shared_experts=1"),
+             beside = run(" --set model.shared_experts=1 --set parallelism.overlap_shared_experts=true");
+  CHECK(beside.at("step_time_s").get<double>() < shared.at("step_time_s").get<double>());
 }
 
 TEST_CASE("cli::bench: JSON cases carry the issue's fields, and memoisation matches the fine-grained run", "[cli][bench]") {

@@ -642,3 +642,13 @@ TEST_CASE("scenario::resolve: training.recompute_modules names modules the model
                                                     "training.recompute_modules=moe_act"});
   CHECK(t::contains(dense.message(), "no experts"));
 }
+
+TEST_CASE("scenario::resolve: overlap_shared_experts needs shared experts and no paired overlap", "[scenario][resolve][overlap]") {
+  const auto none = t::load_error(t::base_yaml(), {"parallelism.overlap_shared_experts=true"});
+  CHECK(none.key() == "parallelism.overlap_shared_experts");
+  CHECK(t::contains(none.message(), "shared_experts"));
+  CHECK(t::load(t::base_yaml(), {"model.shared_experts=1", "parallelism.overlap_shared_experts=true"}).parallelism.overlap_shared_experts);
+  const auto both = t::load_error(t::base_yaml(), {"model.shared_experts=1", "parallelism.overlap_shared_experts=true",
+                                                   "parallelism.overlap_expert_comm=true"});
+  CHECK(both.key() == "parallelism.overlap_shared_experts");
+}

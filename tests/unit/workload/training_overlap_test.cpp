@@ -177,3 +177,37 @@ TEST_CASE("workload::StepBuilder: overlapped interleaved pipelines build without
         CHECK(t::count_kind(b.graph, "comm.all_to_all") == static_cast<std::size_t>(12 * 2 * 2 * M));
       }
 }
+
+TEST_CASE("workload::StepBuilder: overlapped shared experts run beside the dispatch all-to-all", "[workload][step][overlap]") {
+  const std::string model = kModel + "  shared_experts: 1\n  expert_d_ff: 512\n";
+  auto build = [&](bool overlap) {
+    const t::StepFixture f(t::load(t::scenario_yaml(model, "h100", 8, "  expert: 8\n", 8 * 512),
+                                   {std::string("parallelism.overlap_shared_experts=") + (overlap ? "true" : "false")}));
+    return f.build(false);
+  };
+  const BuiltStep plain = build(false), b = build(true);
+  std::vector<PhaseId> topo;
+  REQUIRE_NOTHROW(boost::topological_sort(b.graph, std::back_inserter(topo)));
+  // The same work, on a branch.
+  CHECK(b.stats.hardware_flops == Approx(plain.stats.hardware_flops).epsilon(1e-12));
+  CHECK(t::kind_s(b, "compute.shared_experts") == Approx(t::kind_s(plain, "compute.shared_experts")).epsilon(1e-12));
+  auto unordered_pairs = [](const BuiltStep& s) {
+    const StepGraph& g = s.graph;
+    std::vector<std::vector<char>> reach;
+    for (auto v : boost::make_iterator_range(boost::vertices(g))) reach.push_back(reach_from(g, v));
+    int n = 0;
+    const auto shared = vertices_where(g, [](const Phase& p) {
+      return p.type == Phase::Type::compute && p.compute.kind_time_s.count("compute.shared_experts") > 0;
+    });
+    const auto a2as = vertices_where(g, [](const Phase& p) { return p.kind == "comm.all_to_all"; });
+    for (PhaseId c : shared)
+      for (PhaseId a : a2as) n += ordered(reach, c, a) ? 0 : 1;
+    // One compute phase at a time: every two compute phases stay ordered.
+    const auto computes = vertices_where(g, [](const Phase& p) { return p.type == Phase::Type::compute; });
+    for (std::size_t i = 0; i < computes.size(); ++i)
+      for (std::size_t j = i + 1; j < computes.size(); ++j) CHECK(ordered(reach, computes[i], computes[j]));
+    return n;
+  };
+  CHECK(unordered_pairs(plain) == 0);
+  CHECK(unordered_pairs(b) == 2 * 2);  // each of 2 layers x (fwd + bwd): its shared experts beside its dispatch
+}

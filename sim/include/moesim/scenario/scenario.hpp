@@ -159,6 +159,9 @@ struct ParallelismSpec {
   bool overlap_expert_comm = false;
   /** SMs the communication kernels hold while a pair overlaps (DeepSeek-V3 §3.2.2: 20 of the H800's 132). */
   int comm_sms = 20;
+  /** Shared experts computed beside the dispatch all-to-all instead of after the combine (Megatron-Core's
+   *  --moe-shared-expert-overlap). */
+  bool overlap_shared_experts = false;
   /** Model chunks per pipeline stage: 1 = plain 1F1B; v > 1 = Megatron-LM's interleaved 1F1B (Narayanan et al. 2021
    *  §2.2.2): stage s holds virtual stages s, s + P, ..., s + (v - 1) P, the bubble shrinks v-fold and each micro-batch
    *  crosses v times as many stage boundaries. */
