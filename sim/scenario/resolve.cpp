@@ -21,8 +21,6 @@ namespace moesim::scenario {
 
 namespace {
 
-/** parallelism.placement: a comma-separated permutation of tensor, expert, data and pipeline (spaces allowed),
- *  innermost first; empty when the text is not one. */
 /** The items of a comma-separated list, each trimmed of spaces and tabs (empty items kept). */
 std::vector<std::string> comma_list(const std::string& text) {
   std::vector<std::string> out;
@@ -40,6 +38,8 @@ std::vector<std::string> comma_list(const std::string& text) {
   return out;
 }
 
+/** parallelism.placement: a comma-separated permutation of tensor, expert, data and pipeline (spaces allowed),
+ *  innermost first; empty when the text is not one. */
 std::vector<std::string> placement_order(const std::string& text) {
   const std::vector<std::string> out = comma_list(text);
   std::vector<std::string> sorted = out;
@@ -696,9 +696,9 @@ void Resolver::resolve_routing() {
                                           "(allowed here: all_to_all)");
     if (i(m["experts"]) == 0) fail("parallelism.expert_dispatch", "per_node dispatches routed tokens: the model has no experts");
   }
-  // Expert-communication overlap: GPU SMs shared between the communication kernels and the compute; the pairing
-  // of a forward with a backward is defined for plain 1F1B, and ZeRO-3's per-layer gathers would need their own
-  // stream in the pair.
+  // Expert-communication overlap: GPU SMs shared between the communication kernels and the compute; the pairing of a
+  // forward with a backward needs one stage or the interleaved schedule, and ZeRO-3's per-layer gathers would need
+  // their own stream in the pair.
   json& par = doc_["parallelism"];
   if (par["overlap_expert_comm"].get<bool>()) {
     // DeepSeek-V3 (arXiv 2412.19437 §3.2.2): 20 of the H800's 132 SMs run the dispatch and combine kernels.
