@@ -10,7 +10,6 @@
 #include <numeric>
 #include <optional>
 #include <regex>
-#include <tuple>
 #include <string>
 #include <tuple>
 #include <vector>
