@@ -737,8 +737,8 @@ class Builder {
     auto place = [&](const std::vector<PhaseId>& seg, int chain) {
       for (PhaseId v : seg) {
         Phase& ph = g_[v];
-        auto& last = ph.type == Phase::Type::compute ? last_compute : ph.type == Phase::Type::collective ? last_comm : last_compute;
         if (ph.type == Phase::Type::marker) continue;
+        auto& last = ph.type == Phase::Type::compute ? last_compute : last_comm;
         if (last && last->second != chain) boost::add_edge(last->first, v, g_);
         last = std::make_pair(v, chain);
         if (ph.type == Phase::Type::compute) {
@@ -1024,7 +1024,7 @@ void Builder::moe_ffn(Stream& st, const LayerDesc& L, double tok, Pass pass, con
   // --moe-shared-expert-overlap): they need only the layer's input, so they run on a branch beside the dispatch
   // all-to-all, joined before the routed experts; otherwise after the combine (below).
   const bool shared_beside = p_.overlap_shared_experts && m_.shared_experts > 0;
-  if (shared_beside) flush(st, label + " moe dispatch all-to-all (compute)");
+  flush(st, label + " moe dispatch all-to-all (compute)");  // as the all-to-all's own flush would
   const PhaseId before_dispatch = st.last;
   a2a("moe dispatch all-to-all", b_);
   if (shared_beside) {
@@ -1086,7 +1086,7 @@ void Builder::moe_ffn(Stream& st, const LayerDesc& L, double tok, Pass pass, con
     }
     times[i] = it->second.time_s;
     sum += it->second;
-    if (pass == Pass::fwd) {
+    if (pass == Pass::fwd && ctx_.selective_remat && s_.training.recompute.moe_act) {  // only moe_act reads them
       auto& rows = expert_rows_[{L.moe_index, st.mb}];
       rows.resize(devices.size(), 0.0);
       rows[i] = std::accumulate(gm.begin(), gm.end(), 0.0);
