@@ -536,7 +536,19 @@ json walk_override_as(const std::string& expr, LocationMap& locs, const std::str
   if (eq == std::string::npos || eq == 0)
     throw InputError(label, 0, 0, "", "expected KEY.PATH=VALUE, e.g. cluster.count=2048");
   std::string path = expr.substr(0, eq);
-  YAML::Node value = parse_yaml(expr.substr(eq + 1), label);
+  const std::string text = expr.substr(eq + 1);
+  YAML::Node value = parse_yaml(text, label);
+  // yaml-cpp reads some texts that are no YAML value at all (",,,", ", a": a flow indicator first) as null, which
+  // would silently remove the key; only the spellings of null (and nothing) remove it.
+  if (value.IsNull()) {
+    const auto b = text.find_first_not_of(" \t"), e = text.find_last_not_of(" \t");
+    const std::string word = b == std::string::npos ? std::string() : text.substr(b, e - b + 1);
+    if (!word.empty() && word != "~" && word != "null" && word != "Null" && word != "NULL")
+      throw InputError(label, 0, 0, path,
+                       fmt::format("cannot read '{}' as a YAML value; quote a string (--set '{}=\"{}\"'), or write null "
+                                   "to remove the key",
+                                   word, path, word));
+  }
   // Build {a: {b: {c: value}}}.
   std::vector<std::string> parts;
   std::stringstream ss(path);

@@ -298,6 +298,17 @@ TEST_CASE("scenario::load_string: an override that changes a mapping's type repl
     CHECK(s.serving->arrival.type == "offline");
     CHECK(s.serving->requests == 200);
   }
+  SECTION("a text that is no YAML value is refused, not read as null (which would remove the key)") {
+    // yaml-cpp reads ",,," and ", x" as null; "~" and "null" are null's spellings and do remove the key.
+    for (const char* bad : {"serving.duration_s=,,,", "serving.duration_s= , x"}) {
+      const auto e = t::expect_input_error([&] { t::load(serving, {bad}); });
+      CHECK(e.key() == "serving.duration_s");
+      CHECK(t::contains(e.message(), "cannot read"));
+      CHECK(t::contains(e.message(), "as a YAML value"));
+    }
+    CHECK_THROWS_WITH(t::load(serving, {"serving.arrival={type: offline}", "serving.duration_s=~"}),
+                      Catch::Contains("serving.requests"));
+  }
   SECTION("the same type still merges key by key") {
     const auto s = t::load(serving, {"serving.prompt_length={type: uniform, max: 800}"});
     CHECK(s.serving->prompt_tokens.min == 50);
