@@ -157,9 +157,23 @@ ParamCounts count_params(const scenario::ModelSpec& m) {
   return c;
 }
 
+int virtual_stage(const scenario::ParallelismSpec& p, int stage, int chunk) {
+  if (p.dualpipev()) return chunk == 0 ? stage : 2 * p.pipeline - 1 - stage;
+  return chunk * p.pipeline + stage;
+}
+
+StageChunk stage_chunk(const scenario::ParallelismSpec& p, int vs) {
+  if (p.dualpipev()) return vs < p.pipeline ? StageChunk{vs, 0} : StageChunk{2 * p.pipeline - 1 - vs, 1};
+  return {vs % p.pipeline, vs / p.pipeline};
+}
+
+int last_stage(const scenario::ParallelismSpec& p) {
+  return stage_chunk(p, p.pipeline * p.virtual_stages - 1).stage;
+}
+
 std::vector<int> chunk_layers(int layers, const scenario::ParallelismSpec& p, int stage, int chunk) {
   const long long virtual_stages = static_cast<long long>(p.pipeline) * p.virtual_stages;
-  const long long vs = static_cast<long long>(chunk) * p.pipeline + stage;
+  const long long vs = virtual_stage(p, stage, chunk);
   std::vector<int> ids;
   if (p.first_stage_layers > 0 || p.last_stage_layers > 0) {  // one chunk per stage (the resolver checks)
     // Stage s starts at layer start(s): the first stage holds first_stage_layers, the last last_stage_layers, the
@@ -213,6 +227,15 @@ PipelineTask schedule_task(const scenario::ParallelismSpec& p, bool backward, lo
  *  chunks each cycle through every chunk P times), so one period of the steady state finds the peak; the cool-down
  *  only releases. */
 double peak_stored_bytes(const scenario::ParallelismSpec& p, int stage, const std::vector<double>& chunk_bytes) {
+  if (p.dualpipev()) {
+    // The schedule has no short period to walk (its phases depend on the stage): walk all of it.
+    double held = 0.0, peak = 0.0;
+    for (const PipelineTask& t : stage_schedule(p, stage)) {
+      held += (t.backward ? -1.0 : 1.0) * chunk_bytes[static_cast<std::size_t>(t.chunk)];
+      peak = std::max(peak, held);
+    }
+    return peak;
+  }
   const long long total = static_cast<long long>(p.microbatches) * p.virtual_stages;
   const long long warm = warmup_forwards(p, stage);
   double held = 0.0, peak = 0.0;
@@ -230,7 +253,32 @@ double peak_stored_bytes(const scenario::ParallelismSpec& p, int stage, const st
 }
 }  // namespace
 
+namespace {
+/** DualPipeV's order on stage r (workload::stage_schedule's documentation). */
+std::vector<PipelineTask> dualpipev_schedule(const scenario::ParallelismSpec& p, int r) {
+  const long long P = p.pipeline, M = p.microbatches;
+  std::vector<PipelineTask> order;
+  order.reserve(static_cast<std::size_t>(4 * M));
+  int next_f[2] = {0, 0}, next_b[2] = {0, 0};  // each chunk's forwards and backwards run in micro-batch order
+  auto f = [&](int c, bool paired = false) { order.push_back({false, next_f[c]++, c, paired}); };
+  auto b = [&](int c, bool paired = false) { order.push_back({true, next_b[c]++, c, paired}); };
+  for (long long i = 0; i < 2 * (P - r - 1); ++i) f(0);                  // 1: F0
+  for (long long i = 0; i < r + 1; ++i) f(0), f(1);                      // 2: F0 F1
+  for (long long i = 0; i < P - r - 1; ++i) b(1), f(1);                  // 3: B1 (W) F1
+  for (long long i = 0; i < M - 2 * P + r + 1; ++i) {                    // 4: (F0&B1) (F1&B0)
+    const bool overlapped = !(i == 0 && r == P - 1);  // the last stage's first two run apart (shorter bubble)
+    f(0, overlapped), b(1, overlapped);
+    f(1, true), b(0, true);
+  }
+  for (long long i = 0; i < P - r - 1; ++i) b(1), f(1, true), b(0, true);  // 5: B1 (F1&B0)
+  for (long long i = 0; i < r + 1; ++i) b(1), b(0);                        // 6: B1 B0
+  for (long long i = 0; i < P - r - 1; ++i) b(0);                          // 7: (W) B0; 8: W
+  return order;
+}
+}  // namespace
+
 std::vector<PipelineTask> stage_schedule(const scenario::ParallelismSpec& p, int stage) {
+  if (p.dualpipev()) return dualpipev_schedule(p, stage);
   const long long total = static_cast<long long>(p.microbatches) * p.virtual_stages;
   const long long warm = warmup_forwards(p, stage);
   std::vector<PipelineTask> order;
@@ -247,6 +295,7 @@ std::vector<PipelineTask> stage_schedule(const scenario::ParallelismSpec& p, int
 
 double inflight_microbatches(const scenario::ParallelismSpec& p, int stage) {
   const double v = p.virtual_stages;
+  if (p.dualpipev()) return peak_stored_bytes(p, stage, std::vector<double>(2, 1.0)) / v;
   return std::min(static_cast<double>(warmup_forwards(p, stage)) + 1.0, static_cast<double>(p.microbatches) * v) / v;
 }
 
@@ -450,7 +499,7 @@ MemoryEstimate estimate_memory_need(const scenario::Scenario& s, const catalog::
         act_max_layer = std::max(act_max_layer, layer_act);
       }
     }
-    const bool holds_vocab = stage == 0 || stage == p.pipeline - 1;
+    const bool holds_vocab = stage == 0 || stage == last_stage(p);
     if (holds_vocab) params += static_cast<double>(m.vocab) * d / t;
     // fp32 logits, in the last chunk of the last stage (its output head): [tokens, vocab / tensor], stored from the
     // micro-batch's forward to its backward, as the rest of the chunk's activations. Full recomputation keeps them
@@ -458,11 +507,13 @@ MemoryEstimate estimate_memory_need(const scenario::Scenario& s, const catalog::
     // gradient are computed from them (Megatron-LM's vocab_parallel_cross_entropy saves their softmax for the
     // backward; Korthikanti et al. 2022 §4.3 count them as 4sbv/t bytes, fp32).
     // 1F1B's last stage runs each forward's backward next (min(P - s, M) = 1 micro-batch in flight), and interleaved,
-    // its last chunk's (peak_stored_bytes), so one micro-batch's logits are held at a time.
-    if (stage == p.pipeline - 1) {
+    // its last chunk's (peak_stored_bytes), so one micro-batch's logits are held at a time; with DualPipeV they are in
+    // stage 0's chunk 1, whose peak the walk of its schedule finds.
+    if (stage == last_stage(p)) {
       const double logits = t_dec * (static_cast<double>(m.vocab) / t) * 4.0;
-      act[V - 1] += logits;
-      act_inputs[V - 1] += logits;
+      const auto c = static_cast<std::size_t>(stage_chunk(p, p.pipeline * p.virtual_stages - 1).chunk);
+      act[c] += logits;
+      act_inputs[c] += logits;
     }
     MemoryEstimate e;
     e.capacity_bytes = best.capacity_bytes;

@@ -628,7 +628,8 @@ class Builder {
     st.overlaps_grad_reduce = (grads_ready != nullptr || reducing_[static_cast<std::size_t>(stage)]) &&
                               ctx_.scenario.training.overlap_grad_reduce;
     const auto ids = chunk_layers(stage, chunk);
-    const bool first = stage == 0 && chunk == 0, last = stage == p_.pipeline - 1 && chunk == p_.virtual_stages - 1;
+    const int vs = virtual_stage(p_, stage, chunk);
+    const bool first = vs == 0, last = vs == p_.pipeline * p_.virtual_stages - 1;
     // ZeRO-3: each layer's parameters are all-gathered before use, the next layer's prefetched while
     // this one computes (FSDP's one-layer prefetch on one communication stream).
     const bool zero3 = p_.zero_stage >= 3;
@@ -789,7 +790,7 @@ class Builder {
   }
 
   /** The send of micro-batch `mb`'s activations (or gradients) across the boundary before virtual stage `later`
-   *  (chunk x P + stage of the later of the two). */
+   *  (workload::virtual_stage of the later of the two). */
   PhaseId p2p(int from_stage, int to_stage, int later, int mb, PhaseId after, const char* what) {
     CollectiveWork w;
     w.op = CollectiveOp::send_recv;
@@ -799,7 +800,8 @@ class Builder {
     // send disjoint slices (Megatron's scatter/gather optimisation). Encoder-decoder boundaries inside
     // the decoder also carry the encoder output. In act_b_: bf16 when the model trains in fp8 (the layer's output,
     // the residual stream, is bf16).
-    const int boundary = chunk_layers(later % p_.pipeline, later / p_.pipeline).front();
+    const StageChunk sc = stage_chunk(p_, later);
+    const int boundary = chunk_layers(sc.stage, sc.chunk).front();
     const bool dec = layers_[static_cast<std::size_t>(boundary)].decoder;
     const double tokens = dec ? t_dec_ + (m_.encoder_layers > 0 ? t_enc_ : 0.0) : t_enc_;
     w.bytes_per_device = tokens * m_.d_model * act_b_ / tp_;
@@ -823,7 +825,8 @@ class Builder {
                        const std::map<int, PhaseId>& grads_ready, std::optional<PhaseId> comm_prev, const std::string& what);
   /** The optimizer step of a stage after `after`, and with ZeRO-1/2 the all-gather of the updated parameters. */
   PhaseId optimizer_step(int stage, PhaseId after);
-  /** Dense and expert parameters per device of a stage (the vocabulary matrix counted on the first and last). */
+  /** Dense and expert parameters per device of a stage (the vocabulary matrix counted on the first and last: once on
+   *  stage 0 when it holds both ends, as DualPipeV's does). */
   std::pair<double, double> stage_params(int stage) const {
     double dense_total = 0.0, expert_total = 0.0;
     for (const int li : stage_layers(stage)) {
@@ -832,7 +835,7 @@ class Builder {
       dense_total += lp.dense;
       expert_total += lp.expert;
     }
-    if (stage == 0 || stage == p_.pipeline - 1) dense_total += static_cast<double>(m_.vocab) * m_.d_model / tp_;
+    if (stage == 0 || stage == last_stage(p_)) dense_total += static_cast<double>(m_.vocab) * m_.d_model / tp_;
     return {dense_total, expert_total};
   }
   /** Tied input and output embeddings split over pipeline stages (the first stage's embedding, the last stage's
@@ -851,7 +854,7 @@ class Builder {
   PhaseId tied_embedding_sync(PhaseId after) {
     CollectiveWork w;
     w.op = CollectiveOp::all_reduce;
-    const auto first = ctx_.mesh.stage_devices(0), last = ctx_.mesh.stage_devices(p_.pipeline - 1);
+    const auto first = ctx_.mesh.stage_devices(0), last = ctx_.mesh.stage_devices(last_stage(p_));
     for (std::size_t i = 0; i < first.size(); ++i) w.groups.push_back({first[i], last[i]});
     const auto dense_groups = ctx_.mesh.dense_grad_groups(0);
     const double shard = p_.zero_stage >= 2 && !dense_groups.empty() ? static_cast<double>(dense_groups.front().size()) : 1.0;
@@ -860,7 +863,7 @@ class Builder {
     Phase ph;
     ph.type = Phase::Type::collective;
     ph.kind = "comm.embedding_grad_sync";
-    ph.label = fmt::format("tied embedding gradients stage0<->stage{}", p_.pipeline - 1);
+    ph.label = fmt::format("tied embedding gradients stage0<->stage{}", last_stage(p_));
     ph.stage = 0;
     ph.comm = std::move(w);
     return add_phase(g_, std::move(ph), {after});
@@ -1261,18 +1264,17 @@ void Builder::run() {
   // The phases a task waits for on other stages (the previous virtual stage's forward, the next one's backward), or
   // nullopt while one of them is not placed yet.
   auto cross_deps = [&](int s, const PipelineTask& tk) -> std::optional<std::vector<PhaseId>> {
-    const int vs = tk.chunk * P + s;  // virtual stage
+    const int vs = virtual_stage(p_, s, tk.chunk);
     std::vector<PhaseId> deps;
-    if (!tk.backward && vs > 0) {  // the previous virtual stage's forward
-      auto it = done.find({(vs - 1) % P, 0, tk.mb, (vs - 1) / P});
-      if (it == done.end()) return std::nullopt;
+    auto after = [&](int other_vs, int pass) {
+      const StageChunk o = stage_chunk(p_, other_vs);
+      auto it = done.find({o.stage, pass, tk.mb, o.chunk});
+      if (it == done.end()) return false;
       deps.push_back(it->second);
-    }
-    if (tk.backward && vs < P * V - 1) {  // the next virtual stage's backward
-      auto it = done.find({(vs + 1) % P, 1, tk.mb, (vs + 1) / P});
-      if (it == done.end()) return std::nullopt;
-      deps.push_back(it->second);
-    }
+      return true;
+    };
+    if (!tk.backward && vs > 0 && !after(vs - 1, 0)) return std::nullopt;       // the previous virtual stage's forward
+    if (tk.backward && vs < P * V - 1 && !after(vs + 1, 1)) return std::nullopt;  // the next virtual stage's backward
     return deps;
   };
   // Emits one task of stage s after `deps`: its pass, its gradient reductions (ZeRO-2/3) and its send. Returns the
@@ -1280,7 +1282,7 @@ void Builder::run() {
   auto emit = [&](int s, const PipelineTask& tk, std::vector<PhaseId> deps, std::pair<std::size_t, std::size_t>& pass_phases) {
     const Pass pass = tk.backward ? Pass::bwd : Pass::fwd;
     const int mb = tk.mb, c = tk.chunk;
-    const int vs = c * P + s;
+    const int vs = virtual_stage(p_, s, c);
     PhaseId after = deps.size() == 1 ? deps[0] : add_phase(g_, Phase{}, deps);
     const bool last_mb_bwd = pass == Pass::bwd && mb == M - 1;
     std::map<int, PhaseId> pass_ready;  // reduce_microbatch_grads_: this backward's layers' gradients
@@ -1295,7 +1297,7 @@ void Builder::run() {
       // ZeRO-2/3: this micro-batch's gradients of the chunk's layers (and of the vocabulary matrix on the chunks
       // that use it) reduce-scattered into the shards, bucketed beside the backward when overlap_grad_reduce, else
       // after it, before the stage's next pass; one communication stream per stage.
-      const bool vocab = (s == 0 && c == 0) || (s == P - 1 && c == V - 1);
+      const bool vocab = vs == 0 || vs == P * V - 1;
       auto& comm = grads_reduced[static_cast<std::size_t>(s)];
       comm = reduce_grads(s, chunk_layers(s, c), vocab, end, pass_ready, comm,
                           fmt::format("{} mb{}", V > 1 ? fmt::format(" chunk{}", c) : "", mb));
@@ -1303,8 +1305,12 @@ void Builder::run() {
       else stage_end = *comm;
     }
     PhaseId sent = end;
-    if (pass == Pass::fwd && vs < P * V - 1) sent = p2p(s, (s + 1) % P, vs + 1, mb, end, "activations");
-    if (pass == Pass::bwd && vs > 0) sent = p2p(s, (s + P - 1) % P, vs, mb, end, "gradients");
+    // To the stage of the next (forward) or previous (backward) virtual stage, unless it is this one (DualPipeV's turn
+    // at the last stage).
+    if (pass == Pass::fwd && vs < P * V - 1 && stage_chunk(p_, vs + 1).stage != s)
+      sent = p2p(s, stage_chunk(p_, vs + 1).stage, vs + 1, mb, end, "activations");
+    if (pass == Pass::bwd && vs > 0 && stage_chunk(p_, vs - 1).stage != s)
+      sent = p2p(s, stage_chunk(p_, vs - 1).stage, vs, mb, end, "gradients");
     done[{s, pass == Pass::fwd ? 0 : 1, mb, c}] = sent;
     return stage_end;
   };
@@ -1352,9 +1358,9 @@ void Builder::run() {
     if (reduce_microbatch_grads_)
       reduced.push_back(add_phase(g_, Phase{}, {stage_last[us], *grads_reduced[us]}));
     else
-      reduced.push_back(reduce_grads(s, stage_layers(s), s == 0 || s == P - 1, stage_last[us], ready[us], std::nullopt, ""));
+      reduced.push_back(reduce_grads(s, stage_layers(s), s == 0 || s == last_stage(p_), stage_last[us], ready[us], std::nullopt, ""));
   }
-  if (P > 1) {
+  if (last_stage(p_) != 0) {  // the two ends of the model on two stages (not with DualPipeV's V)
     const PhaseId synced = tied_embedding_sync(add_phase(g_, Phase{}, {reduced.front(), reduced.back()}));
     reduced.front() = reduced.back() = synced;
   }

@@ -143,7 +143,10 @@ struct ParallelismSpec {
   int tensor = 1;    ///< tensor (Megatron) parallel degree
   int pipeline = 1;  ///< pipeline stages (1F1B schedule)
   int microbatches = 1;
+  /** Pipeline schedule: "1f1b", "interleaved_1f1b" (virtual_stages > 1), or "dualpipev" (DualPipeV: two chunks per
+   *  stage in a V, virtual stage s and 2P - 1 - s on stage s; workload::stage_schedule). */
   std::string schedule = "1f1b";
+  bool dualpipev() const { return schedule == "dualpipev"; }
   int zero_stage = 0;  ///< ZeRO: 1 shards optimizer state, 2 also gradients, 3 also parameters
   /** Megatron sequence parallelism (Korthikanti et al. 2022 §4.2.2; tensor > 1 only): the layer norms, dropouts and
    *  residuals run on 1/tensor of the tokens, so their activations are sharded, and each tensor all-reduce becomes a

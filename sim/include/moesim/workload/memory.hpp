@@ -28,8 +28,21 @@ struct LayerParams {
 };
 LayerParams layer_params(const scenario::ModelSpec& m, const scenario::ParallelismSpec& p, bool decoder, bool moe);
 
-/** Layers (indices into the stack, encoder first) of model chunk `chunk` of pipeline stage `stage`: virtual stage
- *  chunk x P + stage of P x virtual_stages holds layers [vs L / (P v), (vs + 1) L / (P v)) (integer division), so
+/** The virtual stage (the position along the model, 0 to P v - 1) of model chunk `chunk` of pipeline stage `stage`:
+ *  chunk x P + stage (Megatron-LM's interleaved order: each chunk visits the stages in order), or with DualPipeV's V
+ *  shape (parallelism.schedule dualpipev, two chunks) stage for chunk 0 and 2 P - 1 - stage for chunk 1, so that the
+ *  micro-batch runs down the stages and back up and stage 0 holds both ends of the model. */
+int virtual_stage(const scenario::ParallelismSpec& p, int stage, int chunk);
+/** The pipeline stage and model chunk that hold virtual stage `vs` (the inverse of virtual_stage). */
+struct StageChunk {
+  int stage = 0;
+  int chunk = 0;
+};
+StageChunk stage_chunk(const scenario::ParallelismSpec& p, int vs);
+/** The pipeline stage that holds the last virtual stage (the output head and the loss): P - 1, or 0 with DualPipeV. */
+int last_stage(const scenario::ParallelismSpec& p);
+/** Layers (indices into the stack, encoder first) of model chunk `chunk` of pipeline stage `stage`: its virtual stage
+ *  vs (virtual_stage) of P x virtual_stages holds layers [vs L / (P v), (vs + 1) L / (P v)) (integer division), so
  *  floor or ceil of L / (P v) each, never none (the resolver ensures L >= P v). */
 std::vector<int> chunk_layers(int layers, const scenario::ParallelismSpec& p, int stage, int chunk);
 /** All layers of a pipeline stage, its chunks in order. */
@@ -40,7 +53,8 @@ struct PipelineTask {
   int mb = 0;
   int chunk = 0;
   /** A steady-state task: a forward and the backward after it, which overlapped expert communication
-   *  (parallelism.overlap_expert_comm) runs as one pair. Warm-up forwards and cool-down backwards are not. */
+   *  (parallelism.overlap_expert_comm) runs as one pair. Warm-up forwards and cool-down backwards are not; with
+   *  DualPipeV, the forward-backward pairs of its schedule (F&B). */
   bool steady = false;
 };
 /** The order in which stage `stage` runs its tasks (the step builder's order, and what estimate_memory_need walks to
@@ -50,6 +64,13 @@ struct PipelineTask {
  *  min(2 (P - s - 1) + (v - 1) P, M v) forwards; the k-th forward runs chunk (k / P) mod v of micro-batch
  *  (k / (P v)) P + k mod P, the k-th backward the same micro-batch on chunk v - 1 - (k / P) mod v. With
  *  parallelism.overlap_expert_comm the warm-up is one forward longer (Megatron-Core's combined 1F1B). */
+/** DualPipeV (parallelism.schedule dualpipev; deepseek-ai/DualPipe's dualpipev.py, Sea AI Lab's "cut-in-half" of
+ *  DualPipe, DeepSeek-V3 arXiv 2412.19437 §3.2.1), on stage r of P with M micro-batches (M >= 2P), chunk 0 going down
+ *  the stages and chunk 1 back up, each chunk's forwards and backwards in micro-batch order: 2 (P - r - 1) forwards
+ *  of chunk 0; r + 1 times F0 F1; P - r - 1 times B1 F1; M - 2P + r + 1 times (F0&B1) (F1&B0), the two of each pair
+ *  overlapped (not the very first on the last stage); P - r - 1 times B1 (F1&B0); r + 1 times B1 B0; P - r - 1 times
+ *  B0. The zero-bubble weight-gradient split of the original (its W steps) is not modelled: every backward computes
+ *  its weight gradients at once, and the W steps are empty. */
 std::vector<PipelineTask> stage_schedule(const scenario::ParallelismSpec& p, int stage);
 /** Micro-batch-chunks of activations stage `stage` holds at the peak of the schedule (its warm-up forwards and the
  *  first steady-state forward), in micro-batches of a whole stage, when its chunks are of equal size: 1F1B

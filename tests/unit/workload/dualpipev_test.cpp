@@ -1,0 +1,273 @@
+// SPDX-License-Identifier: Apache-2.0
+// parallelism.schedule: dualpipev. DualPipeV (deepseek-ai/DualPipe, dualpipev.py): two model chunks per stage in a V,
+// the schedule's eight steps on each stage, its forward-backward pairs, the local turn at the last stage, both ends of
+// the model on stage 0, and a step graph whose pipeline timing is the schedule's own (checked against an independent
+// list scheduling of the same orders).
+
+#include <catch2/catch.hpp>
+
+#include <boost/graph/topological_sort.hpp>
+
+#include <algorithm>
+#include <iterator>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "moesim/core/error.hpp"
+#include "workload_test_support.hpp"
+
+using moesim::workload::BuiltStep;
+using moesim::workload::Phase;
+using moesim::workload::PhaseId;
+using moesim::workload::PipelineTask;
+namespace t = moesim::workload::test;
+namespace w = moesim::workload;
+
+namespace {
+
+/** A dense decoder of `layers` uniform layers (a small vocabulary, so that the ends of the model cost little). */
+std::string dense(int layers) {
+  return "  layers: " + std::to_string(layers) + "\n  d_model: 512\n  d_ff: 2048\n  heads: 8\n  vocab: 512\n  seq_len: 512\n";
+}
+
+/** P stages, M micro-batches of one sequence each, on P GPUs in one node. */
+moesim::scenario::Scenario pipeline(const std::string& model, int P, int M, const std::string& schedule,
+                                    std::vector<std::string> sets = {}) {
+  sets.push_back("cluster.topology.gpus_per_node=" + std::to_string(P));
+  sets.push_back("parallelism.schedule=" + schedule);
+  return t::load(t::scenario_yaml(model, "h100", P, "  pipeline: " + std::to_string(P) + "\n  microbatches: " + std::to_string(M) + "\n",
+                                  static_cast<double>(M) * 512),
+                 sets);
+}
+
+std::string text(const std::vector<PipelineTask>& order) {
+  std::string s;
+  for (const PipelineTask& tk : order)
+    s += std::string(tk.backward ? "B" : "F") + std::to_string(tk.chunk) + "." + std::to_string(tk.mb) + (tk.steady ? "*" : "") + " ";
+  return s;
+}
+
+/** Finish time of every phase when only compute takes time (each phase its slowest device). */
+std::map<PhaseId, double> compute_finish(const BuiltStep& b) {
+  std::vector<PhaseId> rev;
+  boost::topological_sort(b.graph, std::back_inserter(rev));
+  std::map<PhaseId, double> finish;
+  for (auto it = rev.rbegin(); it != rev.rend(); ++it) {
+    double start = 0.0;
+    for (auto e : boost::make_iterator_range(boost::in_edges(*it, b.graph))) start = std::max(start, finish[boost::source(e, b.graph)]);
+    double own = 0.0;
+    const Phase& p = b.graph[*it];
+    if (p.type == Phase::Type::compute)
+      for (double x : p.compute.time_s) own = std::max(own, x);
+    finish[*it] = start + own;
+  }
+  return finish;
+}
+
+/** Runs `f`, which must throw a moesim::InputError, and returns it. */
+template <typename F>
+moesim::InputError input_error(F&& f) {
+  try {
+    f();
+  } catch (const moesim::InputError& e) {
+    return e;
+  }
+  FAIL("expected moesim::InputError");
+  throw std::logic_error("unreachable");
+}
+
+}  // namespace
+
+TEST_CASE("workload::stage_schedule: DualPipeV's eight steps", "[workload][step][dualpipev]") {
+  // P = 2 stages, M = 4 micro-batches, written out from dualpipev.py's steps (F0&B1 and F1&B0 pairs starred):
+  // stage 0: 2 (P - 1) F0; F0 F1; B1 F1; (F0&B1)(F1&B0); B1 (F1&B0); B1 B0; B0.
+  // stage 1: -; 2 x F0 F1; -; 2 x (F0&B1)(F1&B0), the very first pair not overlapped on the last stage; -; 2 x B1 B0; -.
+  const auto sc = pipeline(dense(4), 2, 4, "dualpipev");
+  CHECK(sc.parallelism.virtual_stages == 2);
+  CHECK(text(w::stage_schedule(sc.parallelism, 0)) ==
+        "F0.0 F0.1 F0.2 F1.0 B1.0 F1.1 F0.3* B1.1* F1.2* B0.0* B1.2 F1.3* B0.1* B1.3 B0.2 B0.3 ");
+  CHECK(text(w::stage_schedule(sc.parallelism, 1)) ==
+        "F0.0 F1.0 F0.1 F1.1 F0.2 B1.0 F1.2* B0.0* F0.3* B1.1* F1.3* B0.1* B1.2 B0.2 B1.3 B0.3 ");
+  for (int P : {2, 3, 4, 8})
+    for (int M : {2 * P, 2 * P + 1, 5 * P}) {
+      INFO("P " << P << " M " << M);
+      const auto s = pipeline(dense(2 * P), P, M, "dualpipev");
+      for (int r = 0; r < P; ++r) {
+        // Each chunk's forwards and backwards, every micro-batch once, in micro-batch order; a backward after its forward.
+        std::map<std::pair<int, bool>, int> next;
+        std::map<std::pair<int, int>, bool> forwarded;
+        for (const PipelineTask& tk : w::stage_schedule(s.parallelism, r)) {
+          CHECK(tk.mb == next[{tk.chunk, tk.backward}]++);
+          if (tk.backward) CHECK(forwarded[{tk.chunk, tk.mb}]);
+          else forwarded[{tk.chunk, tk.mb}] = true;
+        }
+        for (int c = 0; c < 2; ++c) {
+          CHECK(next[{c, false}] == M);
+          CHECK(next[{c, true}] == M);
+        }
+      }
+    }
+}
+
+TEST_CASE("workload::chunk_layers: DualPipeV puts virtual stages s and 2P - 1 - s on stage s", "[workload][step][dualpipev]") {
+  const auto sc = pipeline(dense(8), 4, 8, "dualpipev");
+  const auto& p = sc.parallelism;
+  CHECK(w::stage_layers(8, p, 0) == std::vector<int>{0, 7});
+  CHECK(w::stage_layers(8, p, 1) == std::vector<int>{1, 6});
+  CHECK(w::stage_layers(8, p, 3) == std::vector<int>{3, 4});
+  CHECK(w::last_stage(p) == 0);
+  for (int vs = 0; vs < 8; ++vs) {
+    const w::StageChunk at = w::stage_chunk(p, vs);
+    CHECK(w::virtual_stage(p, at.stage, at.chunk) == vs);
+  }
+  const auto inter = pipeline(dense(8), 4, 8, "interleaved_1f1b", {"parallelism.virtual_stages=2"});
+  CHECK(w::stage_layers(8, inter.parallelism, 1) == std::vector<int>{1, 5});
+  CHECK(w::last_stage(inter.parallelism) == 3);
+}
+
+TEST_CASE("workload::StepBuilder: DualPipeV's step graph", "[workload][step][dualpipev]") {
+  const int P = 4, M = 8;
+  const t::StepFixture f(pipeline(dense(8), P, M, "dualpipev"));
+  const t::StepFixture plain(pipeline(dense(8), P, M, "1f1b"));
+  const BuiltStep b = f.build(false), a = plain.build(false);
+
+  SECTION("sends between neighbouring stages only, none at the turn on the last stage; no tied-embedding sync") {
+    std::size_t sends = 0;
+    for (const Phase* p : t::all_phases(b.graph)) {
+      if (p->kind != "comm.pipeline_p2p") continue;
+      ++sends;
+      const int from = f.mesh.stage_of(p->comm.groups[0][0]), to = f.mesh.stage_of(p->comm.groups[0][1]);
+      CHECK(std::abs(from - to) == 1);
+    }
+    // 2P - 1 boundaries, one of them inside the last stage, each way for every micro-batch.
+    CHECK(sends == static_cast<std::size_t>(2 * M * (2 * P - 2)));
+    CHECK(t::count_kind(b.graph, "comm.embedding_grad_sync") == 0);
+    CHECK(t::count_kind(a.graph, "comm.embedding_grad_sync") == 1);
+    CHECK(b.stats.model_flops == Approx(a.stats.model_flops).epsilon(1e-12));
+  }
+
+  SECTION("the pipeline's timing is the schedule's: an independent list scheduling of the same orders agrees") {
+    // Each task's compute time, read from the graph: the phase of micro-batch 0 of each (stage, chunk, pass) (the
+    // layers are uniform and every micro-batch the same; no data parallelism, so no gradient buckets split a pass).
+    std::map<std::tuple<int, int, bool>, double> dur;
+    for (const Phase* p : t::all_phases(b.graph))
+      for (int s = 0; s < P; ++s)
+        for (int c = 0; c < 2; ++c)
+          for (bool back : {false, true})
+            if (p->label == "stage" + std::to_string(s) + " chunk" + std::to_string(c) + " mb0 " + (back ? "bwd" : "fwd") + " (compute)")
+              dur[{s, c, back}] = *std::max_element(p->compute.time_s.begin(), p->compute.time_s.end());
+    REQUIRE(dur.size() == static_cast<std::size_t>(4 * P));
+    // List scheduling: each stage runs its order; a forward waits for the previous virtual stage's forward of its
+    // micro-batch, a backward for the next one's backward (communication free).
+    const auto& par = f.scenario.parallelism;
+    std::vector<std::vector<PipelineTask>> order;
+    for (int s = 0; s < P; ++s) order.push_back(w::stage_schedule(par, s));
+    std::map<std::tuple<int, bool, int>, double> done;  // (virtual stage, backward, mb) -> finish
+    std::vector<double> clock(P, 0.0);
+    std::vector<std::size_t> next(P, 0);
+    for (bool progress = true; progress;) {
+      progress = false;
+      for (int s = 0; s < P; ++s) {
+        if (next[s] >= order[s].size()) continue;
+        const PipelineTask& tk = order[s][next[s]];
+        const int vs = w::virtual_stage(par, s, tk.chunk);
+        double ready = clock[s];
+        if (!tk.backward && vs > 0) {
+          auto it = done.find({vs - 1, false, tk.mb});
+          if (it == done.end()) continue;
+          ready = std::max(ready, it->second);
+        }
+        if (tk.backward && vs < 2 * P - 1) {
+          auto it = done.find({vs + 1, true, tk.mb});
+          if (it == done.end()) continue;
+          ready = std::max(ready, it->second);
+        }
+        clock[s] = ready + dur.at({s, tk.chunk, tk.backward});
+        done[{vs, tk.backward, tk.mb}] = clock[s];
+        ++next[s];
+        progress = true;
+      }
+    }
+    for (int s = 0; s < P; ++s) REQUIRE(next[s] == order[s].size());
+    const double listed = *std::max_element(clock.begin(), clock.end());
+    // The graph's: the last forward or backward compute phase to finish.
+    auto pipeline_end = [](const BuiltStep& g) {
+      const auto finish = compute_finish(g);
+      double end = 0.0;
+      for (const auto& [v, x] : finish) {
+        const std::string& l = g.graph[v].label;
+        if (g.graph[v].type == Phase::Type::compute && (l.find(" fwd") != std::string::npos || l.find(" bwd") != std::string::npos))
+          end = std::max(end, x);
+      }
+      return end;
+    };
+    CHECK(pipeline_end(b) == Approx(listed).epsilon(1e-9));
+    // Half the bubble chunks of 1F1B's, each half as long: shorter than 1F1B on the same work.
+    CHECK(pipeline_end(b) < pipeline_end(a));
+  }
+
+  SECTION("memory: stage 0 holds both ends of the model and the schedule's peak of micro-batch-chunks") {
+    // Stage 0's peak of chunk-micro-batches in flight, by walking its order: 2 (P - 1) + 2 forwards before its first
+    // backward (steps 1 and 2), which step 3's B1 F1 keep level, then the first pair's forward: 2P + 1 chunks, i.e.
+    // the DualPipe README's PP + 1 activations (PP = 2P half-stage chunks), P + 1/2 micro-batches of a whole stage.
+    CHECK(w::inflight_microbatches(f.scenario.parallelism, 0) == Approx(P + 0.5));
+    // Stage 0 holds layers 0 and 7 and the one (tied) vocabulary matrix for both ends: the parameters of 1F1B's
+    // stage 0 (layers 0 and 1 and the matrix), not the matrix twice.
+    const auto e = w::estimate_memory_need(f.scenario, f.accel), e1 = w::estimate_memory_need(plain.scenario, plain.accel);
+    CHECK(e.params_bytes == Approx(e1.params_bytes).epsilon(1e-12));
+  }
+}
+
+TEST_CASE("workload::StepBuilder: DualPipeV with overlapped expert communication pairs its F&B chunks",
+          "[workload][step][dualpipev][overlap]") {
+  const std::string moe = "  layers: 8\n  d_model: 512\n  d_ff: 2048\n  heads: 8\n  experts: 8\n  top_k: 2\n  vocab: 512\n  seq_len: 512\n";
+  for (int P : {2, 4})
+    for (int M : {2 * P, 3 * P + 1}) {
+      INFO("P " << P << " M " << M);
+      auto load = [&](bool overlap) {
+        return t::load(t::scenario_yaml(moe, "h100", 2 * P, "  expert: 2\n  pipeline: " + std::to_string(P) + "\n  microbatches: " +
+                                                                 std::to_string(M) + "\n",
+                                        2.0 * M * 512),
+                       {"parallelism.schedule=dualpipev", "cluster.topology.gpus_per_node=" + std::to_string(2 * P),
+                        std::string("parallelism.overlap_expert_comm=") + (overlap ? "true" : "false")});
+      };
+      const t::StepFixture on(load(true)), off(load(false));
+      BuiltStep b;
+      REQUIRE_NOTHROW(b = on.build(false));
+      std::vector<PhaseId> topo;
+      REQUIRE_NOTHROW(boost::topological_sort(b.graph, std::back_inserter(topo)));
+      const BuiltStep c = off.build(false);
+      CHECK(t::count_kind(b.graph, "comm.all_to_all") == t::count_kind(c.graph, "comm.all_to_all"));
+      CHECK(b.stats.hardware_flops == Approx(c.stats.hardware_flops).epsilon(1e-12));
+    }
+}
+
+TEST_CASE("scenario: parallelism.schedule dualpipev refuses what it cannot run", "[scenario][dualpipev]") {
+  auto err = [](int P, int M, std::vector<std::string> sets) {
+    return input_error([&] { pipeline(dense(8), P, M, "dualpipev", std::move(sets)); });
+  };
+  {
+    const auto e = err(4, 7, {});
+    CHECK(e.key() == "parallelism.microbatches");
+    CHECK(t::contains(e.message(), "at least 2 x pipeline = 8"));
+  }
+  {
+    const auto e = err(4, 8, {"parallelism.virtual_stages=3"});
+    CHECK(e.key() == "parallelism.virtual_stages");
+    CHECK(t::contains(e.message(), "must be 2"));
+  }
+  {
+    const auto e = err(4, 8, {"parallelism.first_stage_layers=1"});
+    CHECK(e.key() == "parallelism.first_stage_layers");
+  }
+  {
+    const auto e = input_error([&] { pipeline(dense(6), 4, 8, "dualpipev"); });
+    CHECK(t::contains(e.message(), "at least as many layers"));
+  }
+  // Given 2 (as a resolved scenario writes it) it loads.
+  CHECK(pipeline(dense(8), 4, 8, "dualpipev", {"parallelism.virtual_stages=2"}).parallelism.dualpipev());
+}
