@@ -291,8 +291,9 @@ std::vector<FieldSpec> build_table() {
                 "interleaved_1f1b whether named or not. dualpipev: DualPipeV (deepseek-ai/DualPipe; the \"cut-in-half\" "
                 "of DeepSeek-V3's DualPipe, arXiv 2412.19437 section 3.2.1): two chunks per stage in a V, stage s holding "
                 "virtual stages s and 2P - 1 - s, so a micro-batch runs down the stages and back and stage 0 holds the "
-                "embedding and the output head; bubble (P - 1)(F&B + B) in DualPipe's terms (its (PP/2 - 1)(F&B + B - 3W) "
-                "with PP = 2P stages, without the zero-bubble weight-gradient split, which is not modelled); with "
+                "embedding and the output head. Each stage runs the eight steps of dualpipev.py, with its zero-bubble backwards "
+                "(input gradients only, the weight gradients in later W steps: Qi et al. 2024), so the bubble is "
+                "DualPipe's (PP/2 - 1)(F&B + B - 3W) with PP = 2P half-size stages; with "
                 "parallelism.overlap_expert_comm its forward-backward pairs (F&B) overlap one's all-to-alls with the "
                 "other's compute. Needs pipeline > 1, micro-batches at least 2 x pipeline and at least 2 x pipeline "
                 "layers; virtual_stages is 2 (set it or leave it out)."),

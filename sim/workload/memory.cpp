@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <deque>
 
 #include <fmt/format.h>
 
@@ -230,7 +231,10 @@ double peak_stored_bytes(const scenario::ParallelismSpec& p, int stage, const st
   if (p.dualpipev()) {
     // The schedule has no short period to walk (its phases depend on the stage): walk all of it.
     double held = 0.0, peak = 0.0;
+    // A zero-bubble backward keeps its chunk's activations for the weight gradients (the GEMMs' inputs); its W step
+    // frees them.
     for (const PipelineTask& t : stage_schedule(p, stage)) {
+      if (t.defer_weights) continue;
       held += (t.backward ? -1.0 : 1.0) * chunk_bytes[static_cast<std::size_t>(t.chunk)];
       peak = std::max(peak, held);
     }
@@ -260,19 +264,38 @@ std::vector<PipelineTask> dualpipev_schedule(const scenario::ParallelismSpec& p,
   std::vector<PipelineTask> order;
   order.reserve(static_cast<std::size_t>(4 * M));
   int next_f[2] = {0, 0}, next_b[2] = {0, 0};  // each chunk's forwards and backwards run in micro-batch order
+  std::deque<std::pair<int, int>> deferred;      // (chunk, mb) of the zero-bubble backwards, oldest first
   auto f = [&](int c, bool paired = false) { order.push_back({false, next_f[c]++, c, paired}); };
-  auto b = [&](int c, bool paired = false) { order.push_back({true, next_b[c]++, c, paired}); };
+  auto b = [&](int c, bool paired = false, bool zb = false) {
+    PipelineTask t{true, next_b[c]++, c, paired};
+    t.defer_weights = zb;
+    if (zb) deferred.emplace_back(c, t.mb);
+    order.push_back(t);
+  };
+  auto w = [&] {
+    PipelineTask t{true, deferred.front().second, deferred.front().first, false};
+    t.weights = true;
+    deferred.pop_front();
+    order.push_back(t);
+  };
   for (long long i = 0; i < 2 * (P - r - 1); ++i) f(0);                  // 1: F0
   for (long long i = 0; i < r + 1; ++i) f(0), f(1);                      // 2: F0 F1
-  for (long long i = 0; i < P - r - 1; ++i) b(1), f(1);                  // 3: B1 (W) F1
+  for (long long i = 0; i < P - r - 1; ++i) b(1, false, true), w(), f(1);  // 3: B1 W F1 (zero bubble)
   for (long long i = 0; i < M - 2 * P + r + 1; ++i) {                    // 4: (F0&B1) (F1&B0)
     const bool overlapped = !(i == 0 && r == P - 1);  // the last stage's first two run apart (shorter bubble)
     f(0, overlapped), b(1, overlapped);
     f(1, true), b(0, true);
   }
   for (long long i = 0; i < P - r - 1; ++i) b(1), f(1, true), b(0, true);  // 5: B1 (F1&B0)
-  for (long long i = 0; i < r + 1; ++i) b(1), b(0);                        // 6: B1 B0
-  for (long long i = 0; i < P - r - 1; ++i) b(0);                          // 7: (W) B0; 8: W
+  bool zb = false;                                                         // 6: B1 B0, the second half zero bubble
+  for (long long i = 0; i < r + 1; ++i) {
+    if (i == (r + 1) / 2 && r % 2 == 1) zb = true;
+    b(1, false, zb);
+    if (i == (r + 1) / 2 && r % 2 == 0) zb = true;
+    b(0, false, zb);
+  }
+  for (long long i = 0; i < P - r - 1; ++i) w(), b(0, false, true);       // 7: W B0 (zero bubble)
+  for (long long i = 0; i < r + 1; ++i) w();                               // 8: W
   return order;
 }
 }  // namespace

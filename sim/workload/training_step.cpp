@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <deque>
 #include <new>
 #include <numeric>
 #include <optional>
@@ -182,6 +183,7 @@ class Builder {
     // micro-batches in it and reduce-scatters once per step, as the all-reduce without ZeRO does.
     reduce_microbatch_grads_ = p_.zero_stage >= 2 && p_.microbatches > 1;
     reducing_.assign(static_cast<std::size_t>(p_.pipeline), false);
+    deferred_.resize(static_cast<std::size_t>(p_.pipeline));
   }
 
   void run();
@@ -219,9 +221,15 @@ class Builder {
     const std::string dt = dtype.empty() ? m_.dtype : dtype;
     return perf::gemm_op(name, m, n, k, batch, dt, dtype_bytes(dt), act_b_, cls);
   }
-  /** Forward GEMM, or its backward (input gradient + weight gradient: two GEMMs of the same size). */
+  /** Forward GEMM, or its backward (input gradient + weight gradient: two GEMMs of the same size). In a backward
+   *  whose weight gradients are deferred (defer_, DualPipeV's zero-bubble steps) only the input gradient: the weight
+   *  gradient's cost waits in pending_w_ until account() files it in the deferred work under its phase kind. */
   Cost gemm_cost(const char* name, double m, double n, double k, Pass pass, double batch = 1.0,
                  KernelClass cls = KernelClass::gemm, const std::string& dtype = "") {
+    if (pass == Pass::bwd && defer_ != nullptr) {
+      pending_w_ += time(gemm(name, k, n, m, batch, cls, dtype));
+      return time(gemm(name, m, k, n, batch, cls, dtype));
+    }
     if (pass == Pass::bwd)
       return gemm_cost_sum({gemm(name, m, k, n, batch, cls, dtype), gemm(name, k, n, m, batch, cls, dtype)});
     return time(gemm(name, m, n, k, batch, cls, dtype));
@@ -247,9 +255,17 @@ class Builder {
   }
   static std::string kind_for(const char* base, Pass pass) { return pass == Pass::remat ? "compute.remat" : base; }
   static double model_mult(Pass pass) { return pass == Pass::fwd ? 1.0 : pass == Pass::bwd ? 2.0 : 0.0; }
+  /** Adds `c` of phase kind `kind` to the stream and files the weight-gradient GEMMs that gemm_cost deferred since the
+   *  last call (pending_w_) under the same kind in the deferred work. The model FLOPs stay with the backward. */
+  void account(Stream& st, const std::string& kind, const Cost& c, double model_flops_per_device) {
+    st.acc.add(kind, c, model_flops_per_device);
+    if (defer_ != nullptr && pending_w_.time_s > 0.0) defer_->add(kind, pending_w_, 0.0);
+    pending_w_ = Cost{};
+  }
 
   // ---- phases ---------------------------------------------------------------------------------
   void flush(Stream& st, const std::string& label) {
+    if (pending_w_.time_s > 0.0) throw Error("internal error: a deferred weight gradient was not filed (account)");
     if (st.acc.empty()) return;
     Phase ph;
     ph.type = Phase::Type::compute;
@@ -458,7 +474,7 @@ class Builder {
     // Scores over the query-key dimension, values over d_head (2 FLOPs per multiply-add each).
     const double dqk = mla ? qk_head_dim() : dh;
     const double model = 2.0 * proj + 2.0 * seqs * hl * s_q * s_kv * (dqk + dh);
-    st.acc.add(kind_for(cross ? "compute.cross_attention" : "compute.attention", pass), c, model * model_mult(pass));
+    account(st, kind_for(cross ? "compute.cross_attention" : "compute.attention", pass), c, model * model_mult(pass));
     tensor_block_output(st, tok, what);
   }
 
@@ -479,7 +495,7 @@ class Builder {
     c += gemm_cost(n.down, tok, d, f, pass);
     if (n.norm != nullptr) c += norm_residual(n.norm, tok, pass);
     const double model = 2.0 * tok * (mats + 1.0) * d * f;
-    st.acc.add(kind_for(n.kind, pass), c, model * model_mult(pass));
+    account(st, kind_for(n.kind, pass), c, model * model_mult(pass));
     tensor_block_output(st, tok, what);
   }
 
@@ -531,7 +547,7 @@ class Builder {
     // output layer is not one of Transformer Engine's fp8 layers).
     Cost c = gemm_cost("head.logits", tok, v, d, pass, 1.0, KernelClass::gemm, act_dtype_);
     c += vector_cost(KernelClass::elementwise, "head.softmax_xent", 3.0 * tok * v * 4.0, 6.0 * tok * v, pass);
-    st.acc.add(kind_for("compute.output", pass), c, 2.0 * tok * v * d * model_mult(pass));
+    account(st, kind_for("compute.output", pass), c, 2.0 * tok * v * d * model_mult(pass));
     if (pass == Pass::fwd) {
       for (const char* what : {"max logit", "target logit", "sum of exponentials"})
         tensor_collective_bytes(st, CollectiveOp::all_reduce, tok * 4.0,
@@ -898,6 +914,16 @@ class Builder {
   bool reduce_microbatch_grads_ = false;
   /** Per stage: a micro-batch's gradient reduction has been issued (reduce_microbatch_grads_ with overlap). */
   std::vector<bool> reducing_;
+  /** DualPipeV's zero-bubble split (PipelineTask::defer_weights): while a backward runs without its weight gradients,
+   *  the accumulator they go to; gemm_cost's deferred weight-gradient GEMMs not yet filed by account(). */
+  Accum* defer_ = nullptr;
+  Cost pending_w_;
+  /** Per stage, the deferred weight gradients in the order their backwards ran (a W task takes the oldest). */
+  struct DeferredWeights {
+    int chunk = 0, mb = 0;
+    Accum acc;
+  };
+  std::vector<std::deque<DeferredWeights>> deferred_;
   StepStats stats_;
   /** Kernel times by shape (grouped GEMMs, whose rows differ per draw, are not cached). */
   struct CostKey {
@@ -940,7 +966,7 @@ void Builder::moe_ffn(Stream& st, const LayerDesc& L, double tok, Pass pass, con
   // Router: gate projection (fp32, "selective precision": Fedus et al. 2021 §2.4) + softmax + top-k.
   Cost rc = gemm_cost("moe.gate", tok_r, E, d, pass, 1.0, KernelClass::gemm, "fp32");
   rc += vector_cost(KernelClass::router, "moe.softmax_topk", 3.0 * tok_r * E * 4.0, (8.0 + k) * tok_r * E, pass);
-  st.acc.add(kind_for("compute.router", pass), rc, 2.0 * tok_r * E * d * model_mult(pass));
+  account(st, kind_for("compute.router", pass), rc, 2.0 * tok_r * E * d * model_mult(pass));
 
   // Routing draws: one per expert-parallel group (= per data index), over every group its ranks route (the
   // expert-parallel ranks', and with sequence parallelism each of their tensor ranks' own).
@@ -1044,10 +1070,12 @@ void Builder::moe_ffn(Stream& st, const LayerDesc& L, double tok, Pass pass, con
 
   // Expert FFN on each device: grouped GEMM over its local experts.
   const auto& devices = st.devices;
-  std::vector<double> times(devices.size(), 0.0);
-  Cost sum;
+  std::vector<double> times(devices.size(), 0.0), times_w(devices.size(), 0.0);
+  Cost sum, sum_w;
   double model_sum = 0.0;
-  std::map<std::vector<double>, Cost> by_shape;
+  // Per token count shape: the pass's cost and, in a backward whose weight gradients are deferred (defer_), the
+  // weight-gradient GEMMs' (the second of each backward pair), which then wait for the W step.
+  std::map<std::vector<double>, std::pair<Cost, Cost>> by_shape;
   for (std::size_t i = 0; i < devices.size(); ++i) {
     const int dev = devices[i];
     const int e_idx = ctx_.mesh.expert_of(dev), d_idx = ctx_.mesh.data_of(dev);
@@ -1076,19 +1104,22 @@ void Builder::moe_ffn(Stream& st, const LayerDesc& L, double tok, Pass pass, con
         op.bytes = (rows * kk + static_cast<double>(gm.size()) * kk * n) * b_ + rows * n * gemm_out_bytes(op.dtype);
         return op;
       };
-      Cost c;
+      Cost c, cw;
       double rows = 0.0;
       for (double r : gm) rows += r;
       const int gemms = pass == Pass::bwd ? 2 : 1;
       for (int rep = 0; rep < gemms; ++rep) {
-        c += time(grouped("moe.expert_up", mats * f, d));
-        c += time(grouped("moe.expert_down", d, f));
+        Cost& into = rep == 1 && defer_ != nullptr ? cw : c;
+        into += time(grouped("moe.expert_up", mats * f, d));
+        into += time(grouped("moe.expert_down", d, f));
       }
       c += vector_cost(KernelClass::elementwise, "moe.expert_act", (mats + 1.0) * rows * f * act_b_, 8.0 * rows * f, pass);
-      it = by_shape.emplace(gm, c).first;
+      it = by_shape.emplace(gm, std::make_pair(c, cw)).first;
     }
-    times[i] = it->second.time_s;
-    sum += it->second;
+    times[i] = it->second.first.time_s;
+    sum += it->second.first;
+    times_w[i] = it->second.second.time_s;
+    sum_w += it->second.second;
     if (pass == Pass::fwd && ctx_.selective_remat && s_.training.recompute.moe_act) {  // only moe_act reads them
       auto& rows = expert_rows_[{L.moe_index, st.mb}];
       rows.resize(devices.size(), 0.0);
@@ -1097,6 +1128,7 @@ void Builder::moe_ffn(Stream& st, const LayerDesc& L, double tok, Pass pass, con
     model_sum += 2.0 * assigned * (mats + 1.0) * d * f * model_mult(pass);
   }
   st.acc.add_per_device(kind_for("compute.expert_ffn", pass), times, sum, model_sum);
+  if (defer_ != nullptr) defer_->add_per_device(kind_for("compute.expert_ffn", pass), times_w, sum_w, 0.0);
   tensor_collective(st, CollectiveOp::reduce_scatter, expert_rows, label + " expert TP reduce-scatter");
 
   a2a("moe combine all-to-all", act_b_);
@@ -1266,6 +1298,7 @@ void Builder::run() {
   auto cross_deps = [&](int s, const PipelineTask& tk) -> std::optional<std::vector<PhaseId>> {
     const int vs = virtual_stage(p_, s, tk.chunk);
     std::vector<PhaseId> deps;
+    if (tk.weights) return deps;  // a W step follows its own stage's backward, earlier in the same order
     auto after = [&](int other_vs, int pass) {
       const StageChunk o = stage_chunk(p_, other_vs);
       auto it = done.find({o.stage, pass, tk.mb, o.chunk});
@@ -1279,31 +1312,64 @@ void Builder::run() {
   };
   // Emits one task of stage s after `deps`: its pass, its gradient reductions (ZeRO-2/3) and its send. Returns the
   // phase the stage's next task waits for, and in `pass_phases` the vertex range of the pass itself.
+  // ZeRO-2/3: a backward's gradients of the chunk's layers (and of the vocabulary matrix on the chunks that use it)
+  // reduce-scattered into the shards, bucketed beside the backward when overlap_grad_reduce, else after it, before
+  // the stage's next pass; one communication stream per stage. Returns the stage's next start.
+  auto reduce_pass = [&](int s, int c, int mb, PhaseId end, const std::map<int, PhaseId>& pass_ready) {
+    const int vs = virtual_stage(p_, s, c);
+    const bool vocab = vs == 0 || vs == P * V - 1;
+    auto& comm = grads_reduced[static_cast<std::size_t>(s)];
+    comm = reduce_grads(s, chunk_layers(s, c), vocab, end, pass_ready, comm,
+                        fmt::format("{} mb{}", V > 1 ? fmt::format(" chunk{}", c) : "", mb));
+    if (s_.training.overlap_grad_reduce) {
+      reducing_[static_cast<std::size_t>(s)] = true;
+      return end;
+    }
+    return *comm;
+  };
   auto emit = [&](int s, const PipelineTask& tk, std::vector<PhaseId> deps, std::pair<std::size_t, std::size_t>& pass_phases) {
     const Pass pass = tk.backward ? Pass::bwd : Pass::fwd;
     const int mb = tk.mb, c = tk.chunk;
     const int vs = virtual_stage(p_, s, c);
+    const auto us = static_cast<std::size_t>(s);
     PhaseId after = deps.size() == 1 ? deps[0] : add_phase(g_, Phase{}, deps);
+    pass_phases = {boost::num_vertices(g_), boost::num_vertices(g_)};
+    if (tk.weights) {
+      // DualPipeV's W: the weight gradients the oldest deferred backward of this stage left (they are its micro-
+      // batch's and chunk's); then that backward's layers' gradients are complete.
+      auto& queue = deferred_[us];
+      if (queue.empty() || queue.front().chunk != c || queue.front().mb != mb)
+        throw Error("internal error: a weight-gradient step without its deferred backward");
+      Stream st{s, mb, after, std::move(queue.front().acc), ctx_.mesh.stage_devices(s)};
+      queue.pop_front();
+      st.overlaps_grad_reduce = reducing_[us] && ctx_.scenario.training.overlap_grad_reduce;
+      flush(st, fmt::format("stage{} chunk{} mb{} wgrad (compute)", s, c, mb));
+      std::map<int, PhaseId> layers_ready;
+      for (const int l : chunk_layers(s, c)) layers_ready[l] = st.last;
+      if (reduce_microbatch_grads_) return reduce_pass(s, c, mb, st.last, layers_ready);
+      if (mb == M - 1) ready[us].insert(layers_ready.begin(), layers_ready.end());
+      return st.last;
+    }
+    const bool defer = pass == Pass::bwd && tk.defer_weights;
     const bool last_mb_bwd = pass == Pass::bwd && mb == M - 1;
     std::map<int, PhaseId> pass_ready;  // reduce_microbatch_grads_: this backward's layers' gradients
     std::map<int, PhaseId>* grads_ready = nullptr;
-    if (pass == Pass::bwd && reduce_microbatch_grads_) grads_ready = &pass_ready;
-    else if (last_mb_bwd) grads_ready = &ready[static_cast<std::size_t>(s)];
+    if (defer) {
+      // Only the input gradients now (sent on at once); the weight gradients wait for a W step, and with them the
+      // layers' gradient reductions.
+      deferred_[us].push_back({c, mb, Accum(ctx_.mesh.stage_devices(s).size())});
+      defer_ = &deferred_[us].back().acc;
+    } else if (pass == Pass::bwd && reduce_microbatch_grads_) {
+      grads_ready = &pass_ready;
+    } else if (last_mb_bwd) {
+      grads_ready = &ready[us];
+    }
     pass_phases.first = boost::num_vertices(g_);
     PhaseId end = pass_of(s, c, mb, pass, after, grads_ready);
+    defer_ = nullptr;
     pass_phases.second = boost::num_vertices(g_);
     PhaseId stage_end = end;
-    if (pass == Pass::bwd && reduce_microbatch_grads_) {
-      // ZeRO-2/3: this micro-batch's gradients of the chunk's layers (and of the vocabulary matrix on the chunks
-      // that use it) reduce-scattered into the shards, bucketed beside the backward when overlap_grad_reduce, else
-      // after it, before the stage's next pass; one communication stream per stage.
-      const bool vocab = vs == 0 || vs == P * V - 1;
-      auto& comm = grads_reduced[static_cast<std::size_t>(s)];
-      comm = reduce_grads(s, chunk_layers(s, c), vocab, end, pass_ready, comm,
-                          fmt::format("{} mb{}", V > 1 ? fmt::format(" chunk{}", c) : "", mb));
-      if (s_.training.overlap_grad_reduce) reducing_[static_cast<std::size_t>(s)] = true;
-      else stage_end = *comm;
-    }
+    if (pass == Pass::bwd && reduce_microbatch_grads_ && !defer) stage_end = reduce_pass(s, c, mb, end, pass_ready);
     PhaseId sent = end;
     // To the stage of the next (forward) or previous (backward) virtual stage, unless it is this one (DualPipeV's turn
     // at the last stage).

@@ -44,10 +44,13 @@ moesim::scenario::Scenario pipeline(const std::string& model, int P, int M, cons
                  sets);
 }
 
+/** "F0.3" forward of chunk 0, micro-batch 3; "B" backward; "W" weight gradients; "*" one of an F&B pair; "z" a
+ *  zero-bubble backward (input gradients only). */
 std::string text(const std::vector<PipelineTask>& order) {
   std::string s;
   for (const PipelineTask& tk : order)
-    s += std::string(tk.backward ? "B" : "F") + std::to_string(tk.chunk) + "." + std::to_string(tk.mb) + (tk.steady ? "*" : "") + " ";
+    s += std::string(tk.weights ? "W" : tk.backward ? "B" : "F") + std::to_string(tk.chunk) + "." + std::to_string(tk.mb) +
+         (tk.steady ? "*" : "") + (tk.defer_weights ? "z" : "") + " ";
   return s;
 }
 
@@ -83,28 +86,41 @@ moesim::InputError input_error(F&& f) {
 }  // namespace
 
 TEST_CASE("workload::stage_schedule: DualPipeV's eight steps", "[workload][step][dualpipev]") {
-  // P = 2 stages, M = 4 micro-batches, written out from dualpipev.py's steps (F0&B1 and F1&B0 pairs starred):
-  // stage 0: 2 (P - 1) F0; F0 F1; B1 F1; (F0&B1)(F1&B0); B1 (F1&B0); B1 B0; B0.
-  // stage 1: -; 2 x F0 F1; -; 2 x (F0&B1)(F1&B0), the very first pair not overlapped on the last stage; -; 2 x B1 B0; -.
+  // P = 2 stages, M = 4 micro-batches, written out from dualpipev.py's steps (F0&B1 and F1&B0 pairs starred, zero-
+  // bubble backwards z, each W the oldest z's weight gradients):
+  // stage 0: 2 (P - 1) F0; F0 F1; B1z W F1; (F0&B1)(F1&B0); B1 (F1&B0); B1 B0z (zero bubble from pair (r + 1) / 2 = 0,
+  //          after its B1 on an even stage); W B0z; W.
+  // stage 1: -; 2 x F0 F1; -; 2 x (F0&B1)(F1&B0), the very first pair not overlapped on the last stage; -; 2 x B1 B0,
+  //          the second (pair (r + 1) / 2 = 1, its B1 first on an odd stage) zero bubble; -; 2 x W.
   const auto sc = pipeline(dense(4), 2, 4, "dualpipev");
   CHECK(sc.parallelism.virtual_stages == 2);
   CHECK(text(w::stage_schedule(sc.parallelism, 0)) ==
-        "F0.0 F0.1 F0.2 F1.0 B1.0 F1.1 F0.3* B1.1* F1.2* B0.0* B1.2 F1.3* B0.1* B1.3 B0.2 B0.3 ");
+        "F0.0 F0.1 F0.2 F1.0 B1.0z W1.0 F1.1 F0.3* B1.1* F1.2* B0.0* B1.2 F1.3* B0.1* B1.3 B0.2z W0.2 B0.3z W0.3 ");
   CHECK(text(w::stage_schedule(sc.parallelism, 1)) ==
-        "F0.0 F1.0 F0.1 F1.1 F0.2 B1.0 F1.2* B0.0* F0.3* B1.1* F1.3* B0.1* B1.2 B0.2 B1.3 B0.3 ");
+        "F0.0 F1.0 F0.1 F1.1 F0.2 B1.0 F1.2* B0.0* F0.3* B1.1* F1.3* B0.1* B1.2 B0.2 B1.3z B0.3z W1.3 W0.3 ");
   for (int P : {2, 3, 4, 8})
     for (int M : {2 * P, 2 * P + 1, 5 * P}) {
       INFO("P " << P << " M " << M);
       const auto s = pipeline(dense(2 * P), P, M, "dualpipev");
       for (int r = 0; r < P; ++r) {
         // Each chunk's forwards and backwards, every micro-batch once, in micro-batch order; a backward after its forward.
+        // Each zero-bubble backward's weight gradients once, after it, oldest first.
         std::map<std::pair<int, bool>, int> next;
         std::map<std::pair<int, int>, bool> forwarded;
+        std::vector<std::pair<int, int>> deferred, weighed;
         for (const PipelineTask& tk : w::stage_schedule(s.parallelism, r)) {
+          if (tk.weights) {
+            weighed.emplace_back(tk.chunk, tk.mb);
+            CHECK(weighed.size() <= deferred.size());
+            continue;
+          }
           CHECK(tk.mb == next[{tk.chunk, tk.backward}]++);
           if (tk.backward) CHECK(forwarded[{tk.chunk, tk.mb}]);
           else forwarded[{tk.chunk, tk.mb}] = true;
+          if (tk.defer_weights) deferred.emplace_back(tk.chunk, tk.mb);
         }
+        CHECK(weighed == deferred);
+        CHECK_FALSE(deferred.empty());
         for (int c = 0; c < 2; ++c) {
           CHECK(next[{c, false}] == M);
           CHECK(next[{c, true}] == M);
@@ -151,19 +167,29 @@ TEST_CASE("workload::StepBuilder: DualPipeV's step graph", "[workload][step][dua
   }
 
   SECTION("the pipeline's timing is the schedule's: an independent list scheduling of the same orders agrees") {
-    // Each task's compute time, read from the graph: the phase of micro-batch 0 of each (stage, chunk, pass) (the
-    // layers are uniform and every micro-batch the same; no data parallelism, so no gradient buckets split a pass).
-    std::map<std::tuple<int, int, bool>, double> dur;
+    // Each task's compute time, read from the graph by its phase's label. The layers are uniform and every
+    // micro-batch the same, so a kind of task (forward, backward, zero-bubble backward, weight gradients) takes one
+    // time per (stage, chunk); the last micro-batch's full backward, split per layer for the gradient reduction, takes
+    // its kind's.
+    const auto& par = f.scenario.parallelism;
+    std::map<std::string, double> by_label;
     for (const Phase* p : t::all_phases(b.graph))
-      for (int s = 0; s < P; ++s)
-        for (int c = 0; c < 2; ++c)
-          for (bool back : {false, true})
-            if (p->label == "stage" + std::to_string(s) + " chunk" + std::to_string(c) + " mb0 " + (back ? "bwd" : "fwd") + " (compute)")
-              dur[{s, c, back}] = *std::max_element(p->compute.time_s.begin(), p->compute.time_s.end());
-    REQUIRE(dur.size() == static_cast<std::size_t>(4 * P));
+      if (p->type == Phase::Type::compute) by_label[p->label] = *std::max_element(p->compute.time_s.begin(), p->compute.time_s.end());
+    auto label = [](int s, const PipelineTask& tk) {
+      return "stage" + std::to_string(s) + " chunk" + std::to_string(tk.chunk) + " mb" + std::to_string(tk.mb) + " " +
+             (tk.weights ? "wgrad" : tk.backward ? "bwd" : "fwd") + " (compute)";
+    };
+    auto kind = [](const PipelineTask& tk) { return tk.weights ? 3 : tk.defer_weights ? 2 : tk.backward ? 1 : 0; };
+    std::map<std::tuple<int, int, int>, double> dur;  // (stage, chunk, kind)
+    for (int s = 0; s < P; ++s)
+      for (const PipelineTask& tk : w::stage_schedule(par, s))
+        if (!(kind(tk) == 1 && tk.mb == M - 1)) dur[{s, tk.chunk, kind(tk)}] = by_label.at(label(s, tk));
+    REQUIRE(dur.size() == static_cast<std::size_t>(2 * 4 * P));
+    // The zero-bubble split moves the weight-gradient GEMMs, nothing else: B = Bz + W.
+    for (int s = 0; s < P; ++s)
+      for (int c = 0; c < 2; ++c) CHECK(dur.at({s, c, 1}) == Approx(dur.at({s, c, 2}) + dur.at({s, c, 3})).epsilon(1e-9));
     // List scheduling: each stage runs its order; a forward waits for the previous virtual stage's forward of its
     // micro-batch, a backward for the next one's backward (communication free).
-    const auto& par = f.scenario.parallelism;
     std::vector<std::vector<PipelineTask>> order;
     for (int s = 0; s < P; ++s) order.push_back(w::stage_schedule(par, s));
     std::map<std::tuple<int, bool, int>, double> done;  // (virtual stage, backward, mb) -> finish
@@ -176,6 +202,12 @@ TEST_CASE("workload::StepBuilder: DualPipeV's step graph", "[workload][step][dua
         const PipelineTask& tk = order[s][next[s]];
         const int vs = w::virtual_stage(par, s, tk.chunk);
         double ready = clock[s];
+        if (tk.weights) {  // waits only for its own stage
+          clock[s] += dur.at({s, tk.chunk, 3});
+          ++next[s];
+          progress = true;
+          continue;
+        }
         if (!tk.backward && vs > 0) {
           auto it = done.find({vs - 1, false, tk.mb});
           if (it == done.end()) continue;
@@ -186,7 +218,7 @@ TEST_CASE("workload::StepBuilder: DualPipeV's step graph", "[workload][step][dua
           if (it == done.end()) continue;
           ready = std::max(ready, it->second);
         }
-        clock[s] = ready + dur.at({s, tk.chunk, tk.backward});
+        clock[s] = ready + dur.at({s, tk.chunk, kind(tk)});
         done[{vs, tk.backward, tk.mb}] = clock[s];
         ++next[s];
         progress = true;
@@ -200,7 +232,8 @@ TEST_CASE("workload::StepBuilder: DualPipeV's step graph", "[workload][step][dua
       double end = 0.0;
       for (const auto& [v, x] : finish) {
         const std::string& l = g.graph[v].label;
-        if (g.graph[v].type == Phase::Type::compute && (l.find(" fwd") != std::string::npos || l.find(" bwd") != std::string::npos))
+        if (g.graph[v].type == Phase::Type::compute &&
+            (l.find(" fwd") != std::string::npos || l.find(" bwd") != std::string::npos || l.find(" wgrad") != std::string::npos))
           end = std::max(end, x);
       }
       return end;

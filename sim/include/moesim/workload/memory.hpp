@@ -56,6 +56,12 @@ struct PipelineTask {
    *  (parallelism.overlap_expert_comm) runs as one pair. Warm-up forwards and cool-down backwards are not; with
    *  DualPipeV, the forward-backward pairs of its schedule (F&B). */
   bool steady = false;
+  /** DualPipeV's zero-bubble backward (its enable_zb): the input gradients only; the weight gradients are left to a
+   *  later weights task of this stage, which takes the oldest such backward's. */
+  bool defer_weights = false;
+  /** DualPipeV's W step (backward is also set): the weight gradients of micro-batch `mb` on chunk `chunk`, deferred by
+   *  its backward. */
+  bool weights = false;
 };
 /** The order in which stage `stage` runs its tasks (the step builder's order, and what estimate_memory_need walks to
  *  find the activations a stage holds at its peak). 1F1B (PipeDream-Flush, Narayanan et al. 2021 §2.2.1):
@@ -69,8 +75,10 @@ struct PipelineTask {
  *  the stages and chunk 1 back up, each chunk's forwards and backwards in micro-batch order: 2 (P - r - 1) forwards
  *  of chunk 0; r + 1 times F0 F1; P - r - 1 times B1 F1; M - 2P + r + 1 times (F0&B1) (F1&B0), the two of each pair
  *  overlapped (not the very first on the last stage); P - r - 1 times B1 (F1&B0); r + 1 times B1 B0; P - r - 1 times
- *  B0. The zero-bubble weight-gradient split of the original (its W steps) is not modelled: every backward computes
- *  its weight gradients at once, and the W steps are empty. */
+ *  B0. Zero bubble (Qi et al. 2024, as dualpipev.py enables it): the B1 of step 3, the second half of step 6's
+ *  backwards (from pair (r + 1) / 2, starting with its B1 on odd stages, its B0 on even ones) and the B0 of step 7
+ *  compute only input gradients (defer_weights); a W task (weights) after each step-3 B1, before each step-7 B0 and
+ *  r + 1 at the end computes the oldest deferred backward's weight gradients. */
 std::vector<PipelineTask> stage_schedule(const scenario::ParallelismSpec& p, int stage);
 /** Micro-batch-chunks of activations stage `stage` holds at the peak of the schedule (its warm-up forwards and the
  *  first steady-state forward), in micro-batches of a whole stage, when its chunks are of equal size: 1F1B
