@@ -1310,8 +1310,6 @@ void Builder::run() {
     if (tk.backward && vs < P * V - 1 && !after(vs + 1, 1)) return std::nullopt;  // the next virtual stage's backward
     return deps;
   };
-  // Emits one task of stage s after `deps`: its pass, its gradient reductions (ZeRO-2/3) and its send. Returns the
-  // phase the stage's next task waits for, and in `pass_phases` the vertex range of the pass itself.
   // ZeRO-2/3: a backward's gradients of the chunk's layers (and of the vocabulary matrix on the chunks that use it)
   // reduce-scattered into the shards, bucketed beside the backward when overlap_grad_reduce, else after it, before
   // the stage's next pass; one communication stream per stage. Returns the stage's next start.
@@ -1327,6 +1325,9 @@ void Builder::run() {
     }
     return *comm;
   };
+  // Emits one task of stage s after `deps`: its pass, its gradient reductions (ZeRO-2/3) and its send, or a W step's
+  // weight gradients. Returns the phase the stage's next task waits for, and in `pass_phases` the vertex range of the
+  // pass itself.
   auto emit = [&](int s, const PipelineTask& tk, std::vector<PhaseId> deps, std::pair<std::size_t, std::size_t>& pass_phases) {
     const Pass pass = tk.backward ? Pass::bwd : Pass::fwd;
     const int mb = tk.mb, c = tk.chunk;

@@ -304,3 +304,49 @@ TEST_CASE("scenario: parallelism.schedule dualpipev refuses what it cannot run",
   // Given 2 (as a resolved scenario writes it) it loads.
   CHECK(pipeline(dense(8), 4, 8, "dualpipev", {"parallelism.virtual_stages=2"}).parallelism.dualpipev());
 }
+
+TEST_CASE("workload::StepBuilder: DualPipeV's gradient reductions wait for the weight gradients",
+          "[workload][step][dualpipev]") {
+  // ZeRO-2: every micro-batch's gradients of each chunk are reduce-scattered after they are complete, i.e. after the
+  // W step for a zero-bubble backward; ZeRO-1 and 3 build too.
+  const int P = 2, M = 4;
+  for (int zero : {1, 2, 3}) {
+    INFO("zero_stage " << zero);
+    const t::StepFixture f(t::load(t::scenario_yaml(dense(4), "h100", 2 * P, "  data: 2\n  pipeline: 2\n  microbatches: 4\n", 2.0 * M * 512),
+                                   {"parallelism.schedule=dualpipev", "cluster.topology.gpus_per_node=4",
+                                    "parallelism.zero_stage=" + std::to_string(zero)}));
+    const BuiltStep b = f.build(false);
+    std::vector<PhaseId> topo;
+    REQUIRE_NOTHROW(boost::topological_sort(b.graph, std::back_inserter(topo)));
+    if (zero != 2) continue;
+    std::map<std::string, PhaseId> wgrad;
+    std::vector<std::pair<std::string, PhaseId>> reductions;
+    for (auto v : boost::make_iterator_range(boost::vertices(b.graph))) {
+      const Phase& p = b.graph[v];
+      if (p.label.find(" wgrad (compute)") != std::string::npos) wgrad[p.label.substr(0, p.label.find(" wgrad"))] = v;
+      if (p.kind == "comm.grad_all_reduce") reductions.emplace_back(p.label, v);
+    }
+    CHECK_FALSE(wgrad.empty());
+    std::size_t checked = 0;
+    for (const auto& [key, w_phase] : wgrad) {
+      // Its reduction ("stage0 chunk1 mb0 dense grads ...") is reachable from it.
+      std::vector<char> seen(boost::num_vertices(b.graph), 0);
+      std::vector<PhaseId> todo{w_phase};
+      while (!todo.empty()) {
+        const PhaseId u = todo.back();
+        todo.pop_back();
+        for (auto e : boost::make_iterator_range(boost::out_edges(u, b.graph)))
+          if (!seen[boost::target(e, b.graph)]) {
+            seen[boost::target(e, b.graph)] = 1;
+            todo.push_back(boost::target(e, b.graph));
+          }
+      }
+      for (const auto& [label, v] : reductions)
+        if (label.rfind(key + " dense grads", 0) == 0) {
+          CHECK(seen[v]);
+          ++checked;
+        }
+    }
+    CHECK(checked >= wgrad.size());
+  }
+}
