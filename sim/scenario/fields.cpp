@@ -284,7 +284,7 @@ std::vector<FieldSpec> build_table() {
       F("parallelism.pipeline", T::integer).max(kMaxChips, "at most cluster.count devices").def(1).min(1).help("Pipeline stages."),
       F("parallelism.microbatches", T::integer).max(1e7, "1F1B needs one sequence per micro-batch at least").def(1).min(1)
           .help("Micro-batches per step per pipeline (1F1B schedule)."),
-      F("parallelism.schedule", T::choice).def("1f1b").choices({"1f1b", "interleaved_1f1b", "dualpipev"})
+      F("parallelism.schedule", T::choice).def("1f1b").choices({"1f1b", "interleaved_1f1b", "dualpipev", "dualpipe"})
           .help("Pipeline schedule. 1f1b: one forward, one backward (PipeDream-Flush / Megatron-LM, Narayanan et al. "
                 "2021), one model chunk per stage. interleaved_1f1b: Megatron-LM's interleaved 1F1B, "
                 "parallelism.virtual_stages (2 or more) chunks per stage; given virtual_stages > 1 the schedule is "
@@ -296,7 +296,13 @@ std::vector<FieldSpec> build_table() {
                 "DualPipe's (PP/2 - 1)(F&B + B - 3W) with PP = 2P half-size stages; with "
                 "parallelism.overlap_expert_comm its forward-backward pairs (F&B) overlap one's all-to-alls with the "
                 "other's compute. Needs pipeline > 1, micro-batches at least 2 x pipeline and at least 2 x pipeline "
-                "layers; virtual_stages is 2 (set it or leave it out)."),
+                "layers; virtual_stages is 2 (set it or leave it out). dualpipe: DualPipe itself, as DeepSeek-V3 trained "
+                "(dualpipe.py): half the micro-batches fed at stage 0, half at stage P - 1, each direction running the whole "
+                "model over the P stages, so stage s holds stage s of one and P - 1 - s of the other (two copies of the "
+                "model: twice the parameters, gradients and optimizer state per GPU, and the two copies' gradients "
+                "all-reduced between stages s and P - 1 - s each step); each stage runs DualPipeV's order for its half-"
+                "stage min(s, P - 1 - s), with the same pairs and zero-bubble steps. Needs an even pipeline, an even number "
+                "of micro-batches, at least 2 x pipeline; virtual_stages is 2."),
       F("parallelism.placement", T::string).def("tensor,expert,data,pipeline")
           .help("Order of the parallel axes over consecutive devices, innermost first (comma-separated permutation of "
                 "tensor, expert, data, pipeline). Devices fill chips in order and chips fill the torus x first (or "
@@ -342,7 +348,8 @@ std::vector<FieldSpec> build_table() {
                 "runs, its compute has the accelerator's SMs less parallelism.comm_sms. GPUs, MoE models with expert > 1 and "
                 "zero_stage below 3; with pipeline > 1 the interleaved schedule (virtual_stages 2 or more), as Megatron-Core "
                 "requires (in plain 1F1B a stage's pair would wait, through the next stage, for its own previous pair), or "
-                "schedule dualpipev, whose own forward-backward pairs are overlapped instead (no extra warm-up forward)."),
+                "schedule dualpipev or dualpipe, whose own forward-backward pairs are overlapped instead (no extra warm-up "
+                "forward)."),
       F("parallelism.comm_sms", T::integer).min(1).max(1024)
           .help("SMs the communication kernels hold while an overlapped pair runs (parallelism.overlap_expert_comm): "
                 "DeepSeek-V3 gives 20 of the H800's 132 to DeepEP's dispatch and combine (arXiv 2412.19437 section 3.2.2). "

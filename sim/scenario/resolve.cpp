@@ -386,21 +386,27 @@ void Resolver::resolve_training_and_parallelism() {
   // The schedule names what virtual_stages already decides: 1 chunk per stage is 1F1B, more is Megatron-LM's
   // interleaved 1F1B. A name given against the chunks is an error; left out, it follows them.
   const std::string sched = p["schedule"];
-  if (sched == "dualpipev") {
-    // DualPipeV: two chunks per stage in a V (workload::stage_schedule); deepseek-ai/DualPipe's dualpipev.py asserts
-    // num_chunks >= num_ranks * 2.
+  const bool dual = sched == "dualpipev" || sched == "dualpipe";
+  if (dual) {
+    // DualPipeV: two chunks per stage in a V; DualPipe: two directions, each the whole model over the stages, so two
+    // chunks per stage too (workload::stage_schedule). deepseek-ai/DualPipe's dualpipev.py asserts num_chunks >=
+    // num_ranks * 2, dualpipe.py also an even num_ranks and num_chunks.
     if (given("parallelism.virtual_stages") && virt != 2)
-      fail("parallelism.virtual_stages", fmt::format("schedule dualpipev holds two model chunks per stage (a V): "
-                                                     "virtual_stages must be 2 or left out, not {}", virt));
-    if (pipe < 2) fail("parallelism.schedule", "dualpipev is a pipeline schedule: it needs parallelism.pipeline > 1");
-    if (i(p["microbatches"]) < 2 * pipe)
-      fail("parallelism.microbatches", fmt::format("schedule dualpipev needs at least 2 x pipeline = {} micro-batches "
-                                                   "(DualPipeV fills the V from one end), not {}",
-                                                   2 * pipe, i(p["microbatches"])));
+      fail("parallelism.virtual_stages", fmt::format("schedule {} holds two model chunks per stage: virtual_stages must be "
+                                                     "2 or left out, not {}", sched, virt));
+    if (pipe < 2) fail("parallelism.schedule", fmt::format("{} is a pipeline schedule: it needs parallelism.pipeline > 1", sched));
+    if (sched == "dualpipe" && pipe % 2 != 0)
+      fail("parallelism.pipeline", fmt::format("schedule dualpipe pairs stage s with stage P - 1 - s: it needs an even "
+                                               "number of stages, not {}", pipe));
+    if (i(p["microbatches"]) < 2 * pipe || (sched == "dualpipe" && i(p["microbatches"]) % 2 != 0))
+      fail("parallelism.microbatches", fmt::format("schedule {} needs at least 2 x pipeline = {} micro-batches{}, not {}",
+                                                   sched, 2 * pipe,
+                                                   sched == "dualpipe" ? ", an even number (half fed at each end)"
+                                                                       : " (DualPipeV fills the V from one end)",
+                                                   i(p["microbatches"])));
     if (has(p, "first_stage_layers") || has(p, "last_stage_layers"))
       fail(has(p, "first_stage_layers") ? "parallelism.first_stage_layers" : "parallelism.last_stage_layers",
-           "is for one model chunk per stage (schedule 1f1b); dualpipev splits the layers evenly over its 2 x pipeline "
-           "virtual stages");
+           fmt::format("is for one model chunk per stage (schedule 1f1b); {} splits the layers evenly", sched));
     p["virtual_stages"] = 2;
   }
   const long long virt_now = i(p["virtual_stages"]);
@@ -410,14 +416,14 @@ void Resolver::resolve_training_and_parallelism() {
   if (sched == "1f1b" && virt > 1 && given("parallelism.schedule"))
     fail("parallelism.schedule", fmt::format("1f1b runs one model chunk per stage but parallelism.virtual_stages is {}: "
                                              "use schedule interleaved_1f1b (or leave schedule out)", virt));
-  if (virt > 1 && sched != "dualpipev") p["schedule"] = "interleaved_1f1b";
-  if (virt_now > 1) {
+  if (virt > 1 && !dual) p["schedule"] = "interleaved_1f1b";
+  if (virt_now > 1 && sched != "dualpipe") {  // DualPipe's two chunks are two directions over the same P stages
     if (pipe < 2) fail("parallelism.virtual_stages", "the interleaved schedule needs parallelism.pipeline > 1");
     if (pipe * virt_now > layers)
-      fail(sched == "dualpipev" ? "parallelism.schedule" : "parallelism.virtual_stages",
+      fail(dual ? "parallelism.schedule" : "parallelism.virtual_stages",
            fmt::format("{} stages x {} chunks need at least as many layers, but the model has {}", pipe, virt_now, layers));
   }
-  if (virt > 1 && sched != "dualpipev") {
+  if (virt > 1 && !dual) {
     if (i(p["microbatches"]) % pipe != 0)
       fail("parallelism.virtual_stages", fmt::format("the interleaved schedule needs micro-batches ({}) to be a multiple of "
                                                      "the pipeline stages ({}), as Megatron-LM does",
@@ -733,7 +739,7 @@ void Resolver::resolve_routing() {
     // Plain 1F1B over several stages pairs a stage's forward with a backward that waits, through the next stage, for
     // the forward of the pair before: each stage would idle every other pair. Megatron-Core refuses it likewise (its
     // combined 1F1B needs virtual pipeline stages when pipelining); DualPipe's bidirectional schedule is not modelled.
-    if (i(par["pipeline"]) > 1 && i(par["virtual_stages"]) < 2 && par["schedule"] != "dualpipev")
+    if (i(par["pipeline"]) > 1 && i(par["virtual_stages"]) < 2)
       fail("parallelism.overlap_expert_comm", fmt::format("with {} pipeline stages the overlap needs the interleaved "
                                                           "schedule: set parallelism.virtual_stages to 2 or more (Megatron-"
                                                           "Core's combined 1F1B requires virtual pipeline stages when "

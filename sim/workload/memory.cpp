@@ -160,20 +160,28 @@ ParamCounts count_params(const scenario::ModelSpec& m) {
 
 int virtual_stage(const scenario::ParallelismSpec& p, int stage, int chunk) {
   if (p.dualpipev()) return chunk == 0 ? stage : 2 * p.pipeline - 1 - stage;
+  if (p.dualpipe()) return chunk == 0 ? stage : p.pipeline - 1 - stage;
   return chunk * p.pipeline + stage;
 }
 
-StageChunk stage_chunk(const scenario::ParallelismSpec& p, int vs) {
+int chain_length(const scenario::ParallelismSpec& p) { return p.dualpipe() ? p.pipeline : p.pipeline * p.virtual_stages; }
+
+StageChunk stage_chunk(const scenario::ParallelismSpec& p, int vs, int direction) {
   if (p.dualpipev()) return vs < p.pipeline ? StageChunk{vs, 0} : StageChunk{2 * p.pipeline - 1 - vs, 1};
+  if (p.dualpipe()) return direction == 0 ? StageChunk{vs, 0} : StageChunk{p.pipeline - 1 - vs, 1};
   return {vs % p.pipeline, vs / p.pipeline};
 }
 
-int last_stage(const scenario::ParallelismSpec& p) {
-  return stage_chunk(p, p.pipeline * p.virtual_stages - 1).stage;
+int direction_of(const scenario::ParallelismSpec& p, int mb) { return p.dualpipe() && mb >= p.microbatches / 2 ? 1 : 0; }
+
+int last_microbatch(const scenario::ParallelismSpec& p, int chunk) {
+  return p.dualpipe() && chunk == 0 ? p.microbatches / 2 - 1 : p.microbatches - 1;
 }
 
+int last_stage(const scenario::ParallelismSpec& p) { return stage_chunk(p, chain_length(p) - 1).stage; }
+
 std::vector<int> chunk_layers(int layers, const scenario::ParallelismSpec& p, int stage, int chunk) {
-  const long long virtual_stages = static_cast<long long>(p.pipeline) * p.virtual_stages;
+  const long long virtual_stages = chain_length(p);
   const long long vs = virtual_stage(p, stage, chunk);
   std::vector<int> ids;
   if (p.first_stage_layers > 0 || p.last_stage_layers > 0) {  // one chunk per stage (the resolver checks)
@@ -228,7 +236,7 @@ PipelineTask schedule_task(const scenario::ParallelismSpec& p, bool backward, lo
  *  chunks each cycle through every chunk P times), so one period of the steady state finds the peak; the cool-down
  *  only releases. */
 double peak_stored_bytes(const scenario::ParallelismSpec& p, int stage, const std::vector<double>& chunk_bytes) {
-  if (p.dualpipev()) {
+  if (p.dualpipev() || p.dualpipe()) {
     // The schedule has no short period to walk (its phases depend on the stage): walk all of it.
     double held = 0.0, peak = 0.0;
     // A zero-bubble backward keeps its chunk's activations for the weight gradients (the GEMMs' inputs); its W step
@@ -258,9 +266,9 @@ double peak_stored_bytes(const scenario::ParallelismSpec& p, int stage, const st
 }  // namespace
 
 namespace {
-/** DualPipeV's order on stage r (workload::stage_schedule's documentation). */
-std::vector<PipelineTask> dualpipev_schedule(const scenario::ParallelismSpec& p, int r) {
-  const long long P = p.pipeline, M = p.microbatches;
+/** DualPipeV's order on stage r of P with M micro-batches (workload::stage_schedule's documentation); DualPipe's on
+ *  its half-stages. */
+std::vector<PipelineTask> dualpipev_schedule(long long P, long long M, long long r) {
   std::vector<PipelineTask> order;
   order.reserve(static_cast<std::size_t>(4 * M));
   int next_f[2] = {0, 0}, next_b[2] = {0, 0};  // each chunk's forwards and backwards run in micro-batch order
@@ -298,10 +306,24 @@ std::vector<PipelineTask> dualpipev_schedule(const scenario::ParallelismSpec& p,
   for (long long i = 0; i < r + 1; ++i) w();                               // 8: W
   return order;
 }
+
+/** DualPipe's order on stage r: DualPipeV's of half-stage min(r, P - 1 - r), its chunks swapped on the second half of
+ *  the stages (there chunk 0 is direction 1), direction 1's micro-batches after direction 0's. */
+std::vector<PipelineTask> dualpipe_schedule(const scenario::ParallelismSpec& p, int r) {
+  const int P = p.pipeline, M = p.microbatches;
+  const int swap = r >= P / 2 ? 1 : 0;
+  std::vector<PipelineTask> order = dualpipev_schedule(P / 2, M / 2, std::min(r, P - 1 - r));
+  for (PipelineTask& t : order) {
+    t.chunk ^= swap;
+    if (t.chunk == 1) t.mb += M / 2;
+  }
+  return order;
+}
 }  // namespace
 
 std::vector<PipelineTask> stage_schedule(const scenario::ParallelismSpec& p, int stage) {
-  if (p.dualpipev()) return dualpipev_schedule(p, stage);
+  if (p.dualpipev()) return dualpipev_schedule(p.pipeline, p.microbatches, stage);
+  if (p.dualpipe()) return dualpipe_schedule(p, stage);
   const long long total = static_cast<long long>(p.microbatches) * p.virtual_stages;
   const long long warm = warmup_forwards(p, stage);
   std::vector<PipelineTask> order;
@@ -319,6 +341,7 @@ std::vector<PipelineTask> stage_schedule(const scenario::ParallelismSpec& p, int
 double inflight_microbatches(const scenario::ParallelismSpec& p, int stage) {
   const double v = p.virtual_stages;
   if (p.dualpipev()) return peak_stored_bytes(p, stage, std::vector<double>(2, 1.0)) / v;
+  if (p.dualpipe()) return peak_stored_bytes(p, stage, std::vector<double>(2, 1.0));  // each chunk a whole stage
   return std::min(static_cast<double>(warmup_forwards(p, stage)) + 1.0, static_cast<double>(p.microbatches) * v) / v;
 }
 
@@ -531,13 +554,14 @@ MemoryEstimate estimate_memory_need(const scenario::Scenario& s, const catalog::
     // backward; Korthikanti et al. 2022 §4.3 count them as 4sbv/t bytes, fp32).
     // 1F1B's last stage runs each forward's backward next (min(P - s, M) = 1 micro-batch in flight), and interleaved,
     // its last chunk's (peak_stored_bytes), so one micro-batch's logits are held at a time; with DualPipeV they are in
-    // stage 0's chunk 1, whose peak the walk of its schedule finds.
-    if (stage == last_stage(p)) {
-      const double logits = t_dec * (static_cast<double>(m.vocab) / t) * 4.0;
-      const auto c = static_cast<std::size_t>(stage_chunk(p, p.pipeline * p.virtual_stages - 1).chunk);
-      act[c] += logits;
-      act_inputs[c] += logits;
-    }
+    // stage 0's chunk 1 and with DualPipe in each direction's last stage (P - 1's chunk 0, 0's chunk 1), whose peaks
+    // the walk of the schedule finds.
+    for (std::size_t c = 0; c < V; ++c)
+      if (virtual_stage(p, stage, static_cast<int>(c)) == chain_length(p) - 1) {
+        const double logits = t_dec * (static_cast<double>(m.vocab) / t) * 4.0;
+        act[c] += logits;
+        act_inputs[c] += logits;
+      }
     MemoryEstimate e;
     e.capacity_bytes = best.capacity_bytes;
     e.params_bytes = params * w_bytes;

@@ -645,7 +645,7 @@ class Builder {
                               ctx_.scenario.training.overlap_grad_reduce;
     const auto ids = chunk_layers(stage, chunk);
     const int vs = virtual_stage(p_, stage, chunk);
-    const bool first = vs == 0, last = vs == p_.pipeline * p_.virtual_stages - 1;
+    const bool first = vs == 0, last = vs == chain_length(p_) - 1;
     // ZeRO-3: each layer's parameters are all-gathered before use, the next layer's prefetched while
     // this one computes (FSDP's one-layer prefetch on one communication stream).
     const bool zero3 = p_.zero_stage >= 3;
@@ -816,7 +816,7 @@ class Builder {
     // send disjoint slices (Megatron's scatter/gather optimisation). Encoder-decoder boundaries inside
     // the decoder also carry the encoder output. In act_b_: bf16 when the model trains in fp8 (the layer's output,
     // the residual stream, is bf16).
-    const StageChunk sc = stage_chunk(p_, later);
+    const StageChunk sc = stage_chunk(p_, later, direction_of(p_, mb));
     const int boundary = chunk_layers(sc.stage, sc.chunk).front();
     const bool dec = layers_[static_cast<std::size_t>(boundary)].decoder;
     const double tokens = dec ? t_dec_ + (m_.encoder_layers > 0 ? t_enc_ : 0.0) : t_enc_;
@@ -881,6 +881,32 @@ class Builder {
     ph.kind = "comm.embedding_grad_sync";
     ph.label = fmt::format("tied embedding gradients stage0<->stage{}", last_stage(p_));
     ph.stage = 0;
+    ph.comm = std::move(w);
+    return add_phase(g_, std::move(ph), {after});
+  }
+  /** DualPipe keeps two copies of every model stage, one per direction, on stages s and P - 1 - s: after the
+   *  data-parallel reduction each rank all-reduces its gradients with its peer on the mirror stage (DeepSeek-V3 arXiv
+   *  2412.19437 §3.2.1: "DualPipe requires keeping two copies of the model parameters"). What is summed is what the
+   *  reduction left on the rank: its whole gradient buffer, or with ZeRO-2/3 its shard (the two stages hold the same
+   *  parameters, sharded alike), as tied_embedding_sync. */
+  PhaseId mirror_grad_sync(int stage, PhaseId after) {
+    CollectiveWork w;
+    w.op = CollectiveOp::all_reduce;
+    const auto mine = ctx_.mesh.stage_devices(stage), peer = ctx_.mesh.stage_devices(p_.pipeline - 1 - stage);
+    for (std::size_t i = 0; i < mine.size(); ++i) w.groups.push_back({mine[i], peer[i]});
+    const auto [dense, expert] = stage_params(stage);
+    const auto dense_groups = ctx_.mesh.dense_grad_groups(stage), expert_groups = ctx_.mesh.expert_grad_groups(stage);
+    const bool sharded = p_.zero_stage >= 2;
+    auto shard = [&](const std::vector<std::vector<int>>& g) {
+      return sharded && !g.empty() ? static_cast<double>(g.front().size()) : 1.0;
+    };
+    w.bytes_per_device = (dense / shard(dense_groups) + expert / shard(expert_groups)) * grad_b_;
+    stats_.bytes_by_op["all_reduce"] += w.bytes_per_device * static_cast<double>(2 * mine.size());
+    Phase ph;
+    ph.type = Phase::Type::collective;
+    ph.kind = "comm.dualpipe_grad_sync";
+    ph.label = fmt::format("DualPipe copies' gradients stage{}<->stage{}", stage, p_.pipeline - 1 - stage);
+    ph.stage = stage;
     ph.comm = std::move(w);
     return add_phase(g_, std::move(ph), {after});
   }
@@ -1277,11 +1303,11 @@ void Builder::run() {
   Phase start;
   start.label = "step start";
   out_.start = add_phase(g_, std::move(start), {});
-  const int P = p_.pipeline, M = p_.microbatches;
+  const int P = p_.pipeline;
 
   // 1F1B per stage: warm-up forwards, steady one-forward-one-backward, cool-down backwards; interleaved with v chunks
   // per stage in Megatron-LM's schedules.py order (workload::stage_schedule, which the memory estimate walks too).
-  const int V = p_.virtual_stages;
+  const int V = p_.virtual_stages, chain = chain_length(p_);
   std::vector<std::vector<PipelineTask>> order(static_cast<std::size_t>(P));
   for (int s = 0; s < P; ++s) order[static_cast<std::size_t>(s)] = stage_schedule(p_, s);
   // Dependencies across stages are resolved as tasks are emitted; iterate until every task is placed.
@@ -1300,14 +1326,14 @@ void Builder::run() {
     std::vector<PhaseId> deps;
     if (tk.weights) return deps;  // a W step follows its own stage's backward, earlier in the same order
     auto after = [&](int other_vs, int pass) {
-      const StageChunk o = stage_chunk(p_, other_vs);
+      const StageChunk o = stage_chunk(p_, other_vs, tk.chunk);  // the micro-batch's direction (DualPipe)
       auto it = done.find({o.stage, pass, tk.mb, o.chunk});
       if (it == done.end()) return false;
       deps.push_back(it->second);
       return true;
     };
-    if (!tk.backward && vs > 0 && !after(vs - 1, 0)) return std::nullopt;       // the previous virtual stage's forward
-    if (tk.backward && vs < P * V - 1 && !after(vs + 1, 1)) return std::nullopt;  // the next virtual stage's backward
+    if (!tk.backward && vs > 0 && !after(vs - 1, 0)) return std::nullopt;           // the previous virtual stage's forward
+    if (tk.backward && vs < chain - 1 && !after(vs + 1, 1)) return std::nullopt;  // the next virtual stage's backward
     return deps;
   };
   // ZeRO-2/3: a backward's gradients of the chunk's layers (and of the vocabulary matrix on the chunks that use it)
@@ -1315,7 +1341,7 @@ void Builder::run() {
   // the stage's next pass; one communication stream per stage. Returns the stage's next start.
   auto reduce_pass = [&](int s, int c, int mb, PhaseId end, const std::map<int, PhaseId>& pass_ready) {
     const int vs = virtual_stage(p_, s, c);
-    const bool vocab = vs == 0 || vs == P * V - 1;
+    const bool vocab = vs == 0 || vs == chain - 1;
     auto& comm = grads_reduced[static_cast<std::size_t>(s)];
     comm = reduce_grads(s, chunk_layers(s, c), vocab, end, pass_ready, comm,
                         fmt::format("{} mb{}", V > 1 ? fmt::format(" chunk{}", c) : "", mb));
@@ -1348,11 +1374,11 @@ void Builder::run() {
       std::map<int, PhaseId> layers_ready;
       for (const int l : chunk_layers(s, c)) layers_ready[l] = st.last;
       if (reduce_microbatch_grads_) return reduce_pass(s, c, mb, st.last, layers_ready);
-      if (mb == M - 1) ready[us].insert(layers_ready.begin(), layers_ready.end());
+      if (mb == last_microbatch(p_, c)) ready[us].insert(layers_ready.begin(), layers_ready.end());
       return st.last;
     }
     const bool defer = pass == Pass::bwd && tk.defer_weights;
-    const bool last_mb_bwd = pass == Pass::bwd && mb == M - 1;
+    const bool last_mb_bwd = pass == Pass::bwd && mb == last_microbatch(p_, c);
     std::map<int, PhaseId> pass_ready;  // reduce_microbatch_grads_: this backward's layers' gradients
     std::map<int, PhaseId>* grads_ready = nullptr;
     if (defer) {
@@ -1374,10 +1400,10 @@ void Builder::run() {
     PhaseId sent = end;
     // To the stage of the next (forward) or previous (backward) virtual stage, unless it is this one (DualPipeV's turn
     // at the last stage).
-    if (pass == Pass::fwd && vs < P * V - 1 && stage_chunk(p_, vs + 1).stage != s)
-      sent = p2p(s, stage_chunk(p_, vs + 1).stage, vs + 1, mb, end, "activations");
-    if (pass == Pass::bwd && vs > 0 && stage_chunk(p_, vs - 1).stage != s)
-      sent = p2p(s, stage_chunk(p_, vs - 1).stage, vs, mb, end, "gradients");
+    if (pass == Pass::fwd && vs < chain - 1 && stage_chunk(p_, vs + 1, c).stage != s)
+      sent = p2p(s, stage_chunk(p_, vs + 1, c).stage, vs + 1, mb, end, "activations");
+    if (pass == Pass::bwd && vs > 0 && stage_chunk(p_, vs - 1, c).stage != s)
+      sent = p2p(s, stage_chunk(p_, vs - 1, c).stage, vs, mb, end, "gradients");
     done[{s, pass == Pass::fwd ? 0 : 1, mb, c}] = sent;
     return stage_end;
   };
@@ -1427,7 +1453,14 @@ void Builder::run() {
     else
       reduced.push_back(reduce_grads(s, stage_layers(s), s == 0 || s == last_stage(p_), stage_last[us], ready[us], std::nullopt, ""));
   }
-  if (last_stage(p_) != 0) {  // the two ends of the model on two stages (not with DualPipeV's V)
+  if (p_.dualpipe()) {
+    // Stage s and stage P - 1 - s hold the same two model stages (one per direction): their gradients are summed, the
+    // vocabulary matrix's with them, before both update their copies.
+    for (int s = 0; s < P / 2; ++s) {
+      const auto us = static_cast<std::size_t>(s), um = static_cast<std::size_t>(P - 1 - s);
+      reduced[us] = reduced[um] = mirror_grad_sync(s, add_phase(g_, Phase{}, {reduced[us], reduced[um]}));
+    }
+  } else if (last_stage(p_) != 0) {  // the two ends of the model on two stages (not with DualPipeV's V)
     const PhaseId synced = tied_embedding_sync(add_phase(g_, Phase{}, {reduced.front(), reduced.back()}));
     reduced.front() = reduced.back() = synced;
   }

@@ -113,6 +113,8 @@ TEST_CASE("golden::deepseek-v3-h800: MLA, a shared expert and 256 routed experts
   const json& br = run.at("step_breakdown_s");
   CHECK(br.value("compute.shared_experts", 0.0) > 0.0);  // the shared expert runs on every token
   CHECK(br.value("comm.all_to_all", 0.0) > 0.0);         // expert parallelism 64 over 8 nodes
+  CHECK(br.value("comm.dualpipe_grad_sync", 0.0) > 0.0);  // DualPipe's two copies of the model sum their gradients
+  CHECK(br.count("comm.embedding_grad_sync") == 0);       // ... the tied matrix's with them
 }
 
 TEST_CASE("golden::tpu-v4-3d-torus: TPU v4 4x4x4 torus", "[golden]") {

@@ -71,6 +71,84 @@ std::map<PhaseId, double> compute_finish(const BuiltStep& b) {
   return finish;
 }
 
+/** The last forward, backward or weight-gradient compute phase to finish, communication free. */
+double pipeline_end(const BuiltStep& g) {
+  const auto finish = compute_finish(g);
+  double end = 0.0;
+  for (const auto& [v, x] : finish) {
+    const std::string& l = g.graph[v].label;
+    if (g.graph[v].type == Phase::Type::compute &&
+        (l.find(" fwd") != std::string::npos || l.find(" bwd") != std::string::npos || l.find(" wgrad") != std::string::npos))
+      end = std::max(end, x);
+  }
+  return end;
+}
+
+/** The end of the step's pipeline by an independent list scheduling of the stages' orders (workload::stage_schedule),
+ *  communication free: each stage runs its order; a forward waits for the previous virtual stage's forward of its
+ *  micro-batch, a backward for the next one's backward, a W step only for its own stage. Each task's compute time
+ *  is read from the graph by its phase's label: the layers are uniform and every micro-batch the same, so a kind of
+ *  task (forward, backward, zero-bubble backward, weight gradients) takes one time per (stage, chunk), and the last
+ *  micro-batch's full backward, split per layer for the gradient reduction, takes its kind's. Checks B = Bz + W. */
+double list_scheduled(const t::StepFixture& f, const BuiltStep& b) {
+  const auto& par = f.scenario.parallelism;
+  const int P = par.pipeline;
+  std::map<std::string, double> by_label;
+  for (const Phase* p : t::all_phases(b.graph))
+    if (p->type == Phase::Type::compute) by_label[p->label] = *std::max_element(p->compute.time_s.begin(), p->compute.time_s.end());
+  auto label = [](int s, const PipelineTask& tk) {
+    return "stage" + std::to_string(s) + " chunk" + std::to_string(tk.chunk) + " mb" + std::to_string(tk.mb) + " " +
+           (tk.weights ? "wgrad" : tk.backward ? "bwd" : "fwd") + " (compute)";
+  };
+  auto kind = [](const PipelineTask& tk) { return tk.weights ? 3 : tk.defer_weights ? 2 : tk.backward ? 1 : 0; };
+  std::map<std::tuple<int, int, int>, double> dur;  // (stage, chunk, kind)
+  for (int s = 0; s < P; ++s)
+    for (const PipelineTask& tk : w::stage_schedule(par, s))
+      if (!(kind(tk) == 1 && tk.mb == w::last_microbatch(par, tk.chunk))) dur[{s, tk.chunk, kind(tk)}] = by_label.at(label(s, tk));
+  REQUIRE(dur.size() == static_cast<std::size_t>(2 * 4 * P));
+  // The zero-bubble split moves the weight-gradient GEMMs, nothing else: B = Bz + W.
+  for (int s = 0; s < P; ++s)
+    for (int c = 0; c < 2; ++c) CHECK(dur.at({s, c, 1}) == Approx(dur.at({s, c, 2}) + dur.at({s, c, 3})).epsilon(1e-9));
+  std::vector<std::vector<PipelineTask>> order;
+  for (int s = 0; s < P; ++s) order.push_back(w::stage_schedule(par, s));
+  std::map<std::tuple<int, bool, int>, double> done;  // (virtual stage, backward, mb) -> finish
+  std::vector<double> clock(static_cast<std::size_t>(P), 0.0);
+  std::vector<std::size_t> next(static_cast<std::size_t>(P), 0);
+  const int chain = w::chain_length(par);
+  for (bool progress = true; progress;) {
+    progress = false;
+    for (int s = 0; s < P; ++s) {
+      const auto us = static_cast<std::size_t>(s);
+      if (next[us] >= order[us].size()) continue;
+      const PipelineTask& tk = order[us][next[us]];
+      const int vs = w::virtual_stage(par, s, tk.chunk);
+      double ready = clock[us];
+      if (!tk.weights && !tk.backward && vs > 0) {
+        auto it = done.find({vs - 1, false, tk.mb});
+        if (it == done.end()) continue;
+        ready = std::max(ready, it->second);
+      }
+      if (!tk.weights && tk.backward && vs < chain - 1) {
+        auto it = done.find({vs + 1, true, tk.mb});
+        if (it == done.end()) continue;
+        ready = std::max(ready, it->second);
+      }
+      clock[us] = ready + dur.at({s, tk.chunk, kind(tk)});
+      if (!tk.weights) done[{vs, tk.backward, tk.mb}] = clock[us];
+      ++next[us];
+      progress = true;
+    }
+  }
+  for (int s = 0; s < P; ++s) REQUIRE(next[static_cast<std::size_t>(s)] == order[static_cast<std::size_t>(s)].size());
+  return *std::max_element(clock.begin(), clock.end());
+}
+
+/** The step graph is acyclic (a schedule that waited on itself would not build at all). */
+void check_graph(const BuiltStep& b) {
+  std::vector<PhaseId> topo;
+  REQUIRE_NOTHROW(boost::topological_sort(b.graph, std::back_inserter(topo)));
+}
+
 /** Runs `f`, which must throw a moesim::InputError, and returns it. */
 template <typename F>
 moesim::InputError input_error(F&& f) {
@@ -167,78 +245,7 @@ TEST_CASE("workload::StepBuilder: DualPipeV's step graph", "[workload][step][dua
   }
 
   SECTION("the pipeline's timing is the schedule's: an independent list scheduling of the same orders agrees") {
-    // Each task's compute time, read from the graph by its phase's label. The layers are uniform and every
-    // micro-batch the same, so a kind of task (forward, backward, zero-bubble backward, weight gradients) takes one
-    // time per (stage, chunk); the last micro-batch's full backward, split per layer for the gradient reduction, takes
-    // its kind's.
-    const auto& par = f.scenario.parallelism;
-    std::map<std::string, double> by_label;
-    for (const Phase* p : t::all_phases(b.graph))
-      if (p->type == Phase::Type::compute) by_label[p->label] = *std::max_element(p->compute.time_s.begin(), p->compute.time_s.end());
-    auto label = [](int s, const PipelineTask& tk) {
-      return "stage" + std::to_string(s) + " chunk" + std::to_string(tk.chunk) + " mb" + std::to_string(tk.mb) + " " +
-             (tk.weights ? "wgrad" : tk.backward ? "bwd" : "fwd") + " (compute)";
-    };
-    auto kind = [](const PipelineTask& tk) { return tk.weights ? 3 : tk.defer_weights ? 2 : tk.backward ? 1 : 0; };
-    std::map<std::tuple<int, int, int>, double> dur;  // (stage, chunk, kind)
-    for (int s = 0; s < P; ++s)
-      for (const PipelineTask& tk : w::stage_schedule(par, s))
-        if (!(kind(tk) == 1 && tk.mb == M - 1)) dur[{s, tk.chunk, kind(tk)}] = by_label.at(label(s, tk));
-    REQUIRE(dur.size() == static_cast<std::size_t>(2 * 4 * P));
-    // The zero-bubble split moves the weight-gradient GEMMs, nothing else: B = Bz + W.
-    for (int s = 0; s < P; ++s)
-      for (int c = 0; c < 2; ++c) CHECK(dur.at({s, c, 1}) == Approx(dur.at({s, c, 2}) + dur.at({s, c, 3})).epsilon(1e-9));
-    // List scheduling: each stage runs its order; a forward waits for the previous virtual stage's forward of its
-    // micro-batch, a backward for the next one's backward (communication free).
-    std::vector<std::vector<PipelineTask>> order;
-    for (int s = 0; s < P; ++s) order.push_back(w::stage_schedule(par, s));
-    std::map<std::tuple<int, bool, int>, double> done;  // (virtual stage, backward, mb) -> finish
-    std::vector<double> clock(P, 0.0);
-    std::vector<std::size_t> next(P, 0);
-    for (bool progress = true; progress;) {
-      progress = false;
-      for (int s = 0; s < P; ++s) {
-        if (next[s] >= order[s].size()) continue;
-        const PipelineTask& tk = order[s][next[s]];
-        const int vs = w::virtual_stage(par, s, tk.chunk);
-        double ready = clock[s];
-        if (tk.weights) {  // waits only for its own stage
-          clock[s] += dur.at({s, tk.chunk, 3});
-          ++next[s];
-          progress = true;
-          continue;
-        }
-        if (!tk.backward && vs > 0) {
-          auto it = done.find({vs - 1, false, tk.mb});
-          if (it == done.end()) continue;
-          ready = std::max(ready, it->second);
-        }
-        if (tk.backward && vs < 2 * P - 1) {
-          auto it = done.find({vs + 1, true, tk.mb});
-          if (it == done.end()) continue;
-          ready = std::max(ready, it->second);
-        }
-        clock[s] = ready + dur.at({s, tk.chunk, kind(tk)});
-        done[{vs, tk.backward, tk.mb}] = clock[s];
-        ++next[s];
-        progress = true;
-      }
-    }
-    for (int s = 0; s < P; ++s) REQUIRE(next[s] == order[s].size());
-    const double listed = *std::max_element(clock.begin(), clock.end());
-    // The graph's: the last forward or backward compute phase to finish.
-    auto pipeline_end = [](const BuiltStep& g) {
-      const auto finish = compute_finish(g);
-      double end = 0.0;
-      for (const auto& [v, x] : finish) {
-        const std::string& l = g.graph[v].label;
-        if (g.graph[v].type == Phase::Type::compute &&
-            (l.find(" fwd") != std::string::npos || l.find(" bwd") != std::string::npos || l.find(" wgrad") != std::string::npos))
-          end = std::max(end, x);
-      }
-      return end;
-    };
-    CHECK(pipeline_end(b) == Approx(listed).epsilon(1e-9));
+    CHECK(pipeline_end(b) == Approx(list_scheduled(f, b)).epsilon(1e-9));
     // Half the bubble chunks of 1F1B's, each half as long: shorter than 1F1B on the same work.
     CHECK(pipeline_end(b) < pipeline_end(a));
   }
@@ -258,14 +265,16 @@ TEST_CASE("workload::StepBuilder: DualPipeV's step graph", "[workload][step][dua
 TEST_CASE("workload::StepBuilder: DualPipeV with overlapped expert communication pairs its F&B chunks",
           "[workload][step][dualpipev][overlap]") {
   const std::string moe = "  layers: 8\n  d_model: 512\n  d_ff: 2048\n  heads: 8\n  experts: 8\n  top_k: 2\n  vocab: 512\n  seq_len: 512\n";
+  for (const std::string schedule : {"dualpipev", "dualpipe"})
   for (int P : {2, 4})
     for (int M : {2 * P, 3 * P + 1}) {
-      INFO("P " << P << " M " << M);
+      if (schedule == "dualpipe" && M % 2 != 0) continue;
+      INFO(schedule << " P " << P << " M " << M);
       auto load = [&](bool overlap) {
         return t::load(t::scenario_yaml(moe, "h100", 2 * P, "  expert: 2\n  pipeline: " + std::to_string(P) + "\n  microbatches: " +
                                                                  std::to_string(M) + "\n",
                                         2.0 * M * 512),
-                       {"parallelism.schedule=dualpipev", "cluster.topology.gpus_per_node=" + std::to_string(2 * P),
+                       {"parallelism.schedule=" + schedule, "cluster.topology.gpus_per_node=" + std::to_string(2 * P),
                         std::string("parallelism.overlap_expert_comm=") + (overlap ? "true" : "false")});
       };
       const t::StepFixture on(load(true)), off(load(false));
@@ -310,10 +319,11 @@ TEST_CASE("workload::StepBuilder: DualPipeV's gradient reductions wait for the w
   // ZeRO-2: every micro-batch's gradients of each chunk are reduce-scattered after they are complete, i.e. after the
   // W step for a zero-bubble backward; ZeRO-1 and 3 build too.
   const int P = 2, M = 4;
+  for (const std::string schedule : {"dualpipev", "dualpipe"})
   for (int zero : {1, 2, 3}) {
-    INFO("zero_stage " << zero);
+    INFO(schedule << " zero_stage " << zero);
     const t::StepFixture f(t::load(t::scenario_yaml(dense(4), "h100", 2 * P, "  data: 2\n  pipeline: 2\n  microbatches: 4\n", 2.0 * M * 512),
-                                   {"parallelism.schedule=dualpipev", "cluster.topology.gpus_per_node=4",
+                                   {"parallelism.schedule=" + schedule, "cluster.topology.gpus_per_node=4",
                                     "parallelism.zero_stage=" + std::to_string(zero)}));
     const BuiltStep b = f.build(false);
     std::vector<PhaseId> topo;
@@ -348,5 +358,85 @@ TEST_CASE("workload::StepBuilder: DualPipeV's gradient reductions wait for the w
         }
     }
     CHECK(checked >= wgrad.size());
+  }
+}
+
+TEST_CASE("workload::stage_schedule: DualPipe is DualPipeV on each half-stage, fed from both ends", "[workload][step][dualpipe]") {
+  // P = 4 stages, M = 8 micro-batches (4 per direction): stage r runs DualPipeV's order of half-stage min(r, 3 - r) of
+  // 2 with 4 micro-batches; on stages 2 and 3 its chunk 0 is direction 1 (micro-batches 4-7).
+  const auto dp = pipeline(dense(8), 4, 8, "dualpipe");
+  const auto v = pipeline(dense(4), 2, 4, "dualpipev");
+  CHECK(dp.parallelism.virtual_stages == 2);
+  CHECK(w::chain_length(dp.parallelism) == 4);
+  for (int r = 0; r < 4; ++r) {
+    INFO("stage " << r);
+    auto mine = w::stage_schedule(dp.parallelism, r);
+    const auto half = w::stage_schedule(v.parallelism, std::min(r, 3 - r));
+    REQUIRE(mine.size() == half.size());
+    for (std::size_t i = 0; i < mine.size(); ++i) {
+      const int chunk = half[i].chunk ^ (r >= 2 ? 1 : 0);
+      CHECK(mine[i].chunk == chunk);
+      CHECK(mine[i].mb == half[i].mb + (chunk == 1 ? 4 : 0));
+      CHECK(mine[i].backward == half[i].backward);
+      CHECK(mine[i].weights == half[i].weights);
+      CHECK(mine[i].defer_weights == half[i].defer_weights);
+      CHECK(mine[i].steady == half[i].steady);
+      CHECK(w::direction_of(dp.parallelism, mine[i].mb) == chunk);
+    }
+  }
+  // Stage s holds model stage s (direction 0) and P - 1 - s (direction 1): two copies of each.
+  CHECK(w::stage_layers(8, dp.parallelism, 0) == std::vector<int>{0, 1, 6, 7});
+  CHECK(w::stage_layers(8, dp.parallelism, 2) == std::vector<int>{4, 5, 2, 3});
+  CHECK(w::last_stage(dp.parallelism) == 3);
+}
+
+TEST_CASE("workload::StepBuilder: DualPipe's step graph", "[workload][step][dualpipe]") {
+  const int P = 4, M = 8;
+  const t::StepFixture f(pipeline(dense(8), P, M, "dualpipe"));
+  const t::StepFixture plain(pipeline(dense(8), P, M, "1f1b"));
+  const BuiltStep b = f.build(false), a = plain.build(false);
+  check_graph(b);
+  SECTION("each direction crosses P - 1 boundaries per micro-batch each way; the copies' gradients are summed") {
+    std::size_t down = 0, up = 0;
+    for (const Phase* p : t::all_phases(b.graph)) {
+      if (p->kind != "comm.pipeline_p2p") continue;
+      const int from = f.mesh.stage_of(p->comm.groups[0][0]), to = f.mesh.stage_of(p->comm.groups[0][1]);
+      REQUIRE(std::abs(from - to) == 1);
+      (to > from ? down : up) += 1;
+    }
+    // M/2 micro-batches run down (forwards of direction 0, backwards of direction 1), M/2 up: M (P - 1) sends each way.
+    CHECK(down == static_cast<std::size_t>(M * (P - 1)));
+    CHECK(up == static_cast<std::size_t>(M * (P - 1)));
+    CHECK(t::count_kind(b.graph, "comm.embedding_grad_sync") == 0);
+    // One all-reduce per mirror pair (s, P - 1 - s) of every gradient the stage holds.
+    std::size_t syncs = 0;
+    for (const Phase* p : t::all_phases(b.graph)) {
+      if (p->kind != "comm.dualpipe_grad_sync") continue;
+      ++syncs;
+      const int s0 = f.mesh.stage_of(p->comm.groups[0][0]), s1 = f.mesh.stage_of(p->comm.groups[0][1]);
+      CHECK(s0 + s1 == P - 1);
+      // Two model stages of 2 layers (12 d^2 + 13 d parameters each, d = 512) and the vocabulary matrix on the ends,
+      // fp32 gradients.
+      const double layer = 12.0 * 512 * 512 + 13.0 * 512, vocab = (s0 == 0 ? 512.0 * 512 : 0.0);
+      CHECK(p->comm.bytes_per_device == Approx((4 * layer + vocab) * 4.0).epsilon(0.02));
+    }
+    CHECK(syncs == static_cast<std::size_t>(P / 2));
+    CHECK(b.stats.model_flops == Approx(a.stats.model_flops).epsilon(1e-12));
+  }
+  SECTION("the pipeline's timing is the schedule's (list scheduling), shorter than 1F1B's") {
+    CHECK(pipeline_end(b) == Approx(list_scheduled(f, b)).epsilon(1e-9));
+    CHECK(pipeline_end(b) < pipeline_end(a));
+  }
+  SECTION("memory: two copies of two stages' parameters, the DualPipe README's PP + 1 micro-batches of activations") {
+    const auto e = w::estimate_memory_need(f.scenario, f.accel), e1 = w::estimate_memory_need(plain.scenario, plain.accel);
+    // Stage 0: layers 0, 1, 6 and 7 and the vocabulary matrix once, against 1F1B's layers 0 and 1 and the matrix.
+    CHECK(e.params_bytes / e1.params_bytes == Approx(2.0).epsilon(0.05));
+    CHECK(e.params_bytes < 2.0 * e1.params_bytes);
+    CHECK(w::inflight_microbatches(f.scenario.parallelism, 0) == Approx(P + 1));
+  }
+  SECTION("refused: an odd pipeline, an odd number of micro-batches") {
+    CHECK(input_error([&] { pipeline(dense(9), 3, 6, "dualpipe"); }).key() == "parallelism.pipeline");
+    CHECK(input_error([&] { pipeline(dense(8), 4, 9, "dualpipe"); }).key() == "parallelism.microbatches");
+    CHECK(input_error([&] { pipeline(dense(8), 4, 6, "dualpipe"); }).key() == "parallelism.microbatches");
   }
 }

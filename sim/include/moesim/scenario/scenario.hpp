@@ -143,10 +143,12 @@ struct ParallelismSpec {
   int tensor = 1;    ///< tensor (Megatron) parallel degree
   int pipeline = 1;  ///< pipeline stages (1F1B schedule)
   int microbatches = 1;
-  /** Pipeline schedule: "1f1b", "interleaved_1f1b" (virtual_stages > 1), or "dualpipev" (DualPipeV: two chunks per
-   *  stage in a V, virtual stage s and 2P - 1 - s on stage s; workload::stage_schedule). */
+  /** Pipeline schedule: "1f1b", "interleaved_1f1b" (virtual_stages > 1), "dualpipev" (DualPipeV: two chunks per
+   *  stage in a V, virtual stage s and 2P - 1 - s on stage s) or "dualpipe" (DualPipe: two directions, each the whole
+   *  model over the P stages, stage s holding stage s of one and P - 1 - s of the other); workload::stage_schedule. */
   std::string schedule = "1f1b";
   bool dualpipev() const { return schedule == "dualpipev"; }
+  bool dualpipe() const { return schedule == "dualpipe"; }
   int zero_stage = 0;  ///< ZeRO: 1 shards optimizer state, 2 also gradients, 3 also parameters
   /** Megatron sequence parallelism (Korthikanti et al. 2022 §4.2.2; tensor > 1 only): the layer norms, dropouts and
    *  residuals run on 1/tensor of the tokens, so their activations are sharded, and each tensor all-reduce becomes a

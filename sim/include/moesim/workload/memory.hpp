@@ -28,18 +28,29 @@ struct LayerParams {
 };
 LayerParams layer_params(const scenario::ModelSpec& m, const scenario::ParallelismSpec& p, bool decoder, bool moe);
 
-/** The virtual stage (the position along the model, 0 to P v - 1) of model chunk `chunk` of pipeline stage `stage`:
- *  chunk x P + stage (Megatron-LM's interleaved order: each chunk visits the stages in order), or with DualPipeV's V
- *  shape (parallelism.schedule dualpipev, two chunks) stage for chunk 0 and 2 P - 1 - stage for chunk 1, so that the
- *  micro-batch runs down the stages and back up and stage 0 holds both ends of the model. */
+/** The virtual stage (the position along the model a micro-batch runs through, 0 to chain_length - 1) of model chunk
+ *  `chunk` of pipeline stage `stage`: chunk x P + stage (Megatron-LM's interleaved order: each chunk visits the stages
+ *  in order); with DualPipeV's V shape (parallelism.schedule dualpipev, two chunks) stage for chunk 0 and 2 P - 1 -
+ *  stage for chunk 1, so that the micro-batch runs down the stages and back up and stage 0 holds both ends of the
+ *  model; with DualPipe (dualpipe), whose chunk is the direction, stage for chunk 0 (the micro-batches fed at stage 0)
+ *  and P - 1 - stage for chunk 1 (fed at stage P - 1): each direction runs the whole model over the P stages. */
 int virtual_stage(const scenario::ParallelismSpec& p, int stage, int chunk);
-/** The pipeline stage and model chunk that hold virtual stage `vs` (the inverse of virtual_stage). */
+/** Virtual stages a micro-batch runs through: P x virtual_stages, or P with DualPipe (two directions of P). */
+int chain_length(const scenario::ParallelismSpec& p);
+/** The pipeline stage and model chunk that hold virtual stage `vs` (the inverse of virtual_stage) for a micro-batch
+ *  of direction `direction` (DualPipe's chunk: the micro-batch's; 0 for every other schedule). */
 struct StageChunk {
   int stage = 0;
   int chunk = 0;
 };
-StageChunk stage_chunk(const scenario::ParallelismSpec& p, int vs);
-/** The pipeline stage that holds the last virtual stage (the output head and the loss): P - 1, or 0 with DualPipeV. */
+StageChunk stage_chunk(const scenario::ParallelismSpec& p, int vs, int direction = 0);
+/** The direction of micro-batch `mb`: DualPipe feeds micro-batches 0 to M/2 - 1 at stage 0 (direction 0) and the rest
+ *  at stage P - 1 (direction 1); 0 for every other schedule. */
+int direction_of(const scenario::ParallelismSpec& p, int mb);
+/** The last micro-batch that chunk `chunk` runs (M - 1; with DualPipe M/2 - 1 for chunk 0). */
+int last_microbatch(const scenario::ParallelismSpec& p, int chunk);
+/** The pipeline stage that holds the last virtual stage (the output head and the loss) of direction 0: P - 1, or 0
+ *  with DualPipeV. */
 int last_stage(const scenario::ParallelismSpec& p);
 /** Layers (indices into the stack, encoder first) of model chunk `chunk` of pipeline stage `stage`: its virtual stage
  *  vs (virtual_stage) of P x virtual_stages holds layers [vs L / (P v), (vs + 1) L / (P v)) (integer division), so
@@ -78,7 +89,11 @@ struct PipelineTask {
  *  B0. Zero bubble (Qi et al. 2024, as dualpipev.py enables it): the B1 of step 3, the second half of step 6's
  *  backwards (from pair (r + 1) / 2, starting with its B1 on odd stages, its B0 on even ones) and the B0 of step 7
  *  compute only input gradients (defer_weights); a W task (weights) after each step-3 B1, before each step-7 B0 and
- *  r + 1 at the end computes the oldest deferred backward's weight gradients. */
+ *  r + 1 at the end computes the oldest deferred backward's weight gradients.
+ *  DualPipe (dualpipe; dualpipe.py), on stage r of P (even) with M micro-batches (even, M >= 2P): DualPipeV's order
+ *  for half-stage h = min(r, P - 1 - r) of P/2 with M/2 micro-batches per chunk, its chunk 0 being direction 0 on the
+ *  first half of the stages and direction 1 on the second half (chunk 1 the other), direction 1's micro-batches
+ *  numbered from M/2. */
 std::vector<PipelineTask> stage_schedule(const scenario::ParallelismSpec& p, int stage);
 /** Micro-batch-chunks of activations stage `stage` holds at the peak of the schedule (its warm-up forwards and the
  *  first steady-state forward), in micro-batches of a whole stage, when its chunks are of equal size: 1F1B
