@@ -503,14 +503,22 @@ MemoryEstimate estimate_memory_need(const scenario::Scenario& s, const catalog::
           //   the router's logits and probabilities, 2E                         not
           //   per expert row (slot): the dispatched row, d                      GEMM input (the experts' up-projection;
           //                                                                     DeepSeek-V3 dispatches it in fp8)
-          //                          the expert's output, d                     not (the combine's input)
+          //                          the expert's output, d                     not (the combine's input); only with
+          //                                                                     the one-hot einsum combine (below)
           //                          gate/up outputs, (ffn_mats - 1) f          not
           //                          the activation output, f                   GEMM input (the down-projection's)
+          // The expert's output is stored only where the combine weights it: the one-hot einsum combine (TPUs;
+          // GShard, Mesh-TensorFlow) computes the combine weights' gradient from the experts' outputs. The gather
+          // dispatch (GPUs) weights each row by its routing probability inside the expert, in the activation function
+          // (Megatron-Core's GroupedMLP and TEGroupedMLP: activation_func_with_probs, act(fc1) x probs), so the combine
+          // is a sum whose backward reads nothing stored, and the probabilities' gradient comes from the activation's
+          // stored input.
           const double routed = tok / sp;
           const double group = routing_groups(s.routing, routed, p.expert).group_tokens;
           const double slots = slots_per_token(group), f = m.expert_d_ff / t;
+          const bool einsum_combine = accel.dispatch == catalog::DispatchStyle::einsum && !s.routing.dropless;
           per_tok_gemm += slots * (d / sp + f);
-          per_tok_other += (2.0 * d + 2.0 * m.experts) / sp + slots * (d / sp + act_fn_inputs * f);
+          per_tok_other += (2.0 * d + 2.0 * m.experts) / sp + slots * ((einsum_combine ? d / sp : 0.0) + act_fn_inputs * f);
           if (rc.layernorm) drop_other += d / sp;  // the norm's output, the router's input
           if (rc.moe_act) drop_gemm += slots * f;  // the activation outputs, the down-projections' inputs
           // Shared experts (DeepSeekMoE): a dense FFN of shared_experts x expert_d_ff on every token, split over the

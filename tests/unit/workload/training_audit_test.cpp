@@ -344,8 +344,10 @@ TEST_CASE("workload::estimate_memory: MoE activations with the gather dispatch c
     const auto sc = t::load(t::scenario_yaml(model, accel, count, "  expert: 8\n", 8.0 * tok), all);
     return estimate_memory_need(sc, t::real_catalog().accelerator(accel)).activations_no_remat_bytes;
   };
-  // Per slot and token: the dispatched row and the expert's output (2d) and the FFN hidden before and after GELU (2f).
-  const double per_slot = L * tok * (2.0 * d + 2.0 * f) * 2.0;
+  // Per slot and token: the dispatched row (d) and the FFN hidden before and after GELU (2f). Not the expert's output:
+  // the gather dispatch weights the rows by their probabilities in the activation (Megatron-Core's
+  // activation_func_with_probs), so the combine's backward reads nothing stored.
+  const double per_slot = L * tok * (d + 2.0 * f) * 2.0;
   SECTION("capacity factor 1.25 stores as much as dropless") {
     CHECK(act("h100", 8, {"model.capacity_factor=1.25"}) == Approx(act("h100", 8, {"routing.dropless=true"})).epsilon(1e-12));
   }

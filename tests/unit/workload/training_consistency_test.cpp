@@ -173,11 +173,12 @@ TEST_CASE("workload::estimate_memory: fp8 training stores the GEMMs' inputs as f
     // 8 H100s, one sequence of 512 per rank. Per token and layer, GEMM inputs: the QKV input and the context (2d); per
     // routed row (k = 2) the dispatched row (d) and the expert's activation output (f); the shared expert's activation
     // output (f). Not: the layer norms' inputs and Q, K, V (5d); the MoE's input (the fp32 router's) and combined
-    // output (2d); the router's logits and probabilities (2E); per routed row the expert's output (d) and its gate
-    // and up outputs (2f); the shared expert's gate and up outputs (2f); the softmax output (2as).
+    // output (2d); the router's logits and probabilities (2E); per routed row its gate and up outputs (2f) (not its
+    // output: the gather dispatch weights rows in the activation, Megatron-Core's activation_func_with_probs); the
+    // shared expert's gate and up outputs (2f); the softmax output (2as).
     const double L = 2, d = 512, a = 8, s = 512, V = 32000, E = 8, k = 2, f = 1024;
     const double gemm_in = 2.0 * d + k * (d + f) + f;
-    const double other = 5.0 * d + 2.0 * d + 2.0 * E + k * (d + 2.0 * f) + 2.0 * f + 2.0 * a * s;
+    const double other = 5.0 * d + 2.0 * d + 2.0 * E + k * (2.0 * f) + 2.0 * f + 2.0 * a * s;
     const std::string model = dense(2, 512, 8, 32000, 512,
                                     "  experts: 8\n  top_k: 2\n  moe_every: 1\n  expert_d_ff: 1024\n  shared_experts: 1\n"
                                     "  activation: swiglu\n");
