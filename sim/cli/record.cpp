@@ -295,6 +295,23 @@ std::string overlap_text(const store::RunRecord& r) {
   return fmt::format("   expert all-to-alls overlapped with compute ({} SMs to communication)", sms);
 }
 
+/** "   16-stage pipeline, DualPipe, 120 micro-batches" for a pipelined run (parallelism.pipeline > 1). */
+std::string pipeline_text(const store::RunRecord& r) {
+  if (!r.scenario.is_object() || !r.scenario.contains("parallelism") || !r.scenario["parallelism"].is_object()) return "";
+  const nlohmann::json& p = r.scenario["parallelism"];
+  auto integer = [&](const char* key) {
+    return p.contains(key) && p[key].is_number_integer() ? p[key].get<long long>() : 1LL;
+  };
+  const long long stages = integer("pipeline");
+  if (stages < 2) return "";
+  const std::string schedule = p.contains("schedule") && p["schedule"].is_string() ? p["schedule"].get<std::string>() : "1f1b";
+  const std::string name = schedule == "dualpipe"           ? "DualPipe"
+                           : schedule == "dualpipev"        ? "DualPipeV"
+                           : schedule == "interleaved_1f1b" ? fmt::format("interleaved 1F1B ({} chunks per stage)", integer("virtual_stages"))
+                                                            : std::string("1F1B");
+  return fmt::format("   {}-stage pipeline, {}, {} micro-batches", stages, name, integer("microbatches"));
+}
+
 std::string record_summary(const store::RunRecord& r) {
   using namespace units;
   if (r.status != store::RunStatus::complete) return incomplete_record_summary(r);
@@ -303,14 +320,14 @@ std::string record_summary(const store::RunRecord& r) {
   const double train_s = metric_or(r, store::metric_names::kTrainTime_s);
   std::string out;
   out += fmt::format("{}: {} ({})\n", run_heading(r), r.scenario_name, store::to_string(r.status));
-  out += fmt::format("  chips {:.0f} ({:.0f} devices)   memory/device {:.1f} of {:.1f} GiB{}{}{}\n", metric_or(r, "chips"),
+  out += fmt::format("  chips {:.0f} ({:.0f} devices)   memory/device {:.1f} of {:.1f} GiB{}{}{}{}\n", metric_or(r, "chips"),
                      metric_or(r, "devices"),
                      (metric_or(r, "memory_params_bytes") + metric_or(r, "memory_grads_bytes") + metric_or(r, "memory_optimizer_bytes") +
                       metric_or(r, "memory_activations_bytes")) / kGiB,
                      metric_or(r, "memory_capacity_bytes") / kGiB, metric_or(r, "rematerialization") != 0           ? ", rematerialized"
                      : metric_or(r, "selective_recomputation") != 0 ? selective_text(r)
                                                                      : "",
-                     power_limit_text(r), overlap_text(r));
+                     power_limit_text(r), pipeline_text(r), overlap_text(r));
   const std::size_t simulated = r.provenance.contains("step_times_s") ? r.provenance["step_times_s"].size() : 0;
   out += fmt::format("  step time       {:.4f} s ({} over {} simulated steps)   {:.3g} steps/s\n", step,
                      spread == 0.0 ? std::string("the same") : fmt::format("spread {:.2g} s", spread), simulated,

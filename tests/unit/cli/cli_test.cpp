@@ -392,6 +392,32 @@ TEST_CASE("cli::run: overlapping the expert all-to-alls with the other micro-bat
   CHECK(beside.at("step_time_s").get<double>() < shared.at("step_time_s").get<double>());
 }
 
+TEST_CASE("cli::run: the DualPipe schedules run end to end and the summary names the pipeline", "[cli][dualpipe]") {
+  const std::string dir = scratch("dualpipe");
+  const std::string file = MOESIM_SOURCE_ROOT "/scenarios/examples/a100-dense-tensor-pipeline.yaml";  // 2 stages, 8 micro-batches
+  auto run = [&](const std::string& sets) {
+    const Result r = run_moesim("run " + file + " --no-store --json" + sets, dir);
+    INFO(r.err);
+    REQUIRE(r.status == 0);
+    return json::parse(r.out);
+  };
+  const json plain = run(""), v = run(" --set parallelism.schedule=dualpipev"), dual = run(" --set parallelism.schedule=dualpipe");
+  // The same work in a shorter bubble; DualPipe's two copies of the model sum their gradients.
+  CHECK(v.at("step_time_s").get<double>() < plain.at("step_time_s").get<double>());
+  CHECK(dual.at("step_time_s").get<double>() < plain.at("step_time_s").get<double>());
+  CHECK(dual.at("step_breakdown_s").value("comm.dualpipe_grad_sync", 0.0) > 0.0);
+  CHECK(plain.at("step_breakdown_s").value("comm.dualpipe_grad_sync", 0.0) == 0.0);
+  const Result text = run_moesim("run " + file + " --no-store --set parallelism.schedule=dualpipe", dir);
+  REQUIRE(text.status == 0);
+  CHECK(text.out.find("2-stage pipeline, DualPipe, 8 micro-batches") != std::string::npos);
+  CHECK(run_moesim("run " + file + " --no-store", dir).out.find("2-stage pipeline, 1F1B, 8 micro-batches") != std::string::npos);
+  // Refused with the key and the rule: an odd number of micro-batches for DualPipe.
+  const Result bad = run_moesim("run " + file + " --no-store --set parallelism.schedule=dualpipe --set parallelism.microbatches=9", dir);
+  CHECK(bad.status != 0);
+  CHECK(bad.err.find("parallelism.microbatches") != std::string::npos);
+  CHECK(bad.err.find("even") != std::string::npos);
+}
+
 TEST_CASE("cli::bench: JSON cases carry the issue's fields, and memoisation matches the fine-grained run", "[cli][bench]") {
   const std::string dir = scratch("bench");
   // GShard-600B at 1024 TPU v3 chips: one simulated step, about a second each way.
