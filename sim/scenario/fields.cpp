@@ -142,6 +142,15 @@ std::vector<FieldSpec> build_table() {
       F("model.first_dense_layers", T::integer).max(kMaxLayers, "the deepest published transformers have about 100-200 layers").def(0).min(0).unit("layers")
           .help("The first n layers of each stack have a dense FFN of d_ff whatever moe_every says (DeepSeek-V2/V3, "
                 "first_k_dense_replace)."),
+      F("model.mtp_depth", T::integer).max(kMaxLayers, "the deepest published transformers have about 100-200 layers").def(0).min(0)
+          .unit("modules")
+          .help("Multi-token prediction (DeepSeek-V3, arXiv 2412.19437 section 2.2; D = 1 there): D sequential modules "
+                "after the last layer, module k predicting the token k + 1 ahead. Each has the embedding of that token "
+                "(the shared embedding), two RMSNorms, a projection of the concatenation [2 d_model -> d_model], one "
+                "transformer block (an MoE block when the model's last layer is one) and the shared output head with its "
+                "cross-entropy. Training only, decoder-only models: they run on the stage that holds the output head "
+                "(its weights and activations counted there); serving drops them, as DeepSeek-V3's inference does. "
+                "0: none."),
       F("model.mla", T::section).help("Multi-head latent attention (DeepSeek-V2/V3), training and serving, decoder-only models. "
                                       "Its down-projections are replicated on every tensor rank. Absent = standard attention."),
       F("model.mla.kv_lora_rank", T::integer).max(kMaxWidth, "DeepSeek-V3 uses 512, 64 and 1536").required().min(1)

@@ -195,6 +195,9 @@ void Resolver::resolve_model() {
   if (experts == 0 && i(m["shared_experts"]) > 0)
     fail("model.shared_experts", "shared experts need an MoE model (model.experts is 0)");
   const long long stack_layers = std::max(i(m["encoder_layers"]), i(m["decoder_layers"]));
+  if (i(m["mtp_depth"]) > 0 && i(m["encoder_layers"]) > 0)
+    fail("model.mtp_depth", "multi-token prediction modules extend a decoder-only model (DeepSeek-V3); this model has an "
+                            "encoder");
   if (i(m["first_dense_layers"]) > 0 && experts == 0)
     fail("model.first_dense_layers", "only for an MoE model (model.experts is 0: every layer is dense)");
   if (i(m["first_dense_layers"]) >= stack_layers && experts > 0)
@@ -1205,6 +1208,7 @@ Scenario Resolver::build() const {
   s.model.kv_heads = static_cast<int>(i(m["kv_heads"]));
   s.model.shared_experts = static_cast<int>(i(m["shared_experts"]));
   s.model.first_dense_layers = static_cast<int>(i(m["first_dense_layers"]));
+  s.model.mtp_depth = static_cast<int>(i(m["mtp_depth"]));
   if (m.contains("mla")) {
     s.model.mla_kv_lora_rank = static_cast<int>(i(m["mla"]["kv_lora_rank"]));
     s.model.mla_qk_rope_head_dim = static_cast<int>(i(m["mla"]["qk_rope_head_dim"]));

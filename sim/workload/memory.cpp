@@ -127,6 +127,10 @@ LayerParams layer_params(const scenario::ModelSpec& m, const scenario::Paralleli
   return lp;
 }
 
+double mtp_projection_params(const scenario::ModelSpec& m, const scenario::ParallelismSpec& p) {
+  return 2.0 * m.d_model * m.d_model / p.tensor;
+}
+
 ParamCounts count_params(const scenario::ModelSpec& m) {
   const double d = m.d_model, attn = attention_params(m);
   const double dense_ffn = ffn_matrices(m) * d * m.d_ff;
@@ -374,6 +378,16 @@ MemoryEstimate estimate_memory_need(const scenario::Scenario& s, const catalog::
   std::vector<L> layers;
   for (int l = 0; l < m.encoder_layers; ++l) layers.push_back({false, m.is_moe_layer(l)});
   for (int l = 0; l < m.decoder_layers; ++l) layers.push_back({true, m.is_moe_layer(l)});
+  // Multi-token prediction modules' blocks (model.mtp_depth), of the last layer's kind, after the model's: on the chunk
+  // that holds the output head, as the step builder runs them.
+  const int model_layers = static_cast<int>(layers.size());
+  for (int k = 0; k < m.mtp_depth; ++k) layers.push_back({true, m.decoder_layers > 0 && m.is_moe_layer(m.decoder_layers - 1)});
+  auto ids_of = [&](int stage, int c) {
+    std::vector<int> ids = chunk_layers(model_layers, p, stage, c);
+    if (virtual_stage(p, stage, c) == chain_length(p) - 1)
+      for (int i = model_layers; i < static_cast<int>(layers.size()); ++i) ids.push_back(i);
+    return ids;
+  };
 
   MemoryEstimate best;
   best.capacity_bytes = accel.hbm_bytes / std::max(1, accel.devices_per_chip);
@@ -419,7 +433,7 @@ MemoryEstimate estimate_memory_need(const scenario::Scenario& s, const catalog::
     std::vector<double> act(V, 0.0), recomputed(V, 0.0), act_inputs(V, 0.0);
     const auto& rc = s.training.recompute;
     for (std::size_t c = 0; c < V; ++c) {
-      for (const int i : chunk_layers(static_cast<int>(layers.size()), p, stage, static_cast<int>(c))) {
+      for (const int i : ids_of(stage, static_cast<int>(c))) {
         const L& l = layers[static_cast<std::size_t>(i)];
         const bool cross = l.decoder && encdec;
         const double tok = l.decoder ? t_dec : t_enc;
@@ -564,11 +578,16 @@ MemoryEstimate estimate_memory_need(const scenario::Scenario& s, const catalog::
     // its last chunk's (peak_stored_bytes), so one micro-batch's logits are held at a time; with DualPipeV they are in
     // stage 0's chunk 1 and with DualPipe in each direction's last stage (P - 1's chunk 0, 0's chunk 1), whose peaks
     // the walk of the schedule finds.
+    // Each multi-token prediction module adds its logits, its projection (2d x d / t parameters) and the projection's
+    // input, the two normalised d-wide halves (a GEMM input, kept by full recomputation too: the module's block is
+    // recomputed from it); its block is counted above with the layers.
     for (std::size_t c = 0; c < V; ++c)
       if (virtual_stage(p, stage, static_cast<int>(c)) == chain_length(p) - 1) {
         const double logits = t_dec * (static_cast<double>(m.vocab) / t) * 4.0;
-        act[c] += logits;
-        act_inputs[c] += logits;
+        const double mtp = m.mtp_depth;
+        act[c] += logits * (1.0 + mtp) + mtp * t_dec * 2.0 * d * b_gemm;
+        act_inputs[c] += logits * (1.0 + mtp) + mtp * t_dec * 2.0 * d * b_gemm;
+        params += mtp * mtp_projection_params(m, p);
       }
     MemoryEstimate e;
     e.capacity_bytes = best.capacity_bytes;

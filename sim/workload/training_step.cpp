@@ -172,6 +172,14 @@ class Builder {
       layers_.push_back({true, m_.is_moe_layer(l), l, m_.is_moe_layer(l) ? moe_counter : -1});
       if (m_.is_moe_layer(l)) ++moe_counter;
     }
+    // Multi-token prediction (model.mtp_depth): one transformer block per module, of the last layer's kind, after the
+    // model's layers (chunk_layers puts them on the chunk that holds the output head).
+    model_layers_ = static_cast<int>(layers_.size());
+    const bool mtp_moe = m_.decoder_layers > 0 && m_.is_moe_layer(m_.decoder_layers - 1);
+    for (int k = 0; k < m_.mtp_depth; ++k) {
+      layers_.push_back({true, mtp_moe, m_.decoder_layers + k, mtp_moe ? moe_counter : -1});
+      if (mtp_moe) ++moe_counter;
+    }
     if (m_.is_moe())
       router_ = std::make_unique<Router>(s_.routing, m_.experts, m_.top_k, m_.capacity_factor, s_.seed);
     einsum_dispatch_ = ctx.accel.dispatch == catalog::DispatchStyle::einsum && !s_.routing.dropless;
@@ -628,11 +636,51 @@ class Builder {
     }
   }
 
-  /** Layers of model chunk `chunk` of pipeline stage `stage` (workload::chunk_layers), and of the whole stage. */
+  /** Layers of model chunk `chunk` of pipeline stage `stage` (workload::chunk_layers; the chunk that holds the output
+   *  head also runs the multi-token prediction modules' blocks), and of the whole stage. */
   std::vector<int> chunk_layers(int stage, int chunk) const {
-    return workload::chunk_layers(static_cast<int>(layers_.size()), p_, stage, chunk);
+    std::vector<int> ids = workload::chunk_layers(model_layers_, p_, stage, chunk);
+    if (virtual_stage(p_, stage, chunk) == chain_length(p_) - 1)
+      for (int i = model_layers_; i < static_cast<int>(layers_.size()); ++i) ids.push_back(i);
+    return ids;
   }
-  std::vector<int> stage_layers(int stage) const { return workload::stage_layers(static_cast<int>(layers_.size()), p_, stage); }
+  /** Parameters per device of layer `id` (workload::layer_params); a multi-token prediction module's block also
+   *  carries the module's projection, 2d x d split over the tensor ranks (workload::mtp_projection_params). */
+  LayerParams params_of(int id) const {
+    const LayerDesc& L = layers_[static_cast<std::size_t>(id)];
+    LayerParams lp = layer_params(m_, p_, L.decoder, L.moe);
+    if (id >= model_layers_) lp.dense += mtp_projection_params(m_, p_);
+    return lp;
+  }
+  std::vector<int> stage_layers(int stage) const {
+    std::vector<int> ids;
+    for (int c = 0; c < p_.virtual_stages; ++c) {
+      const auto part = chunk_layers(stage, c);
+      ids.insert(ids.end(), part.begin(), part.end());
+    }
+    return ids;
+  }
+  /** The multi-token prediction modules' work besides their blocks (DeepSeek-V3 §2.2): per module the embedding of the
+   *  token k ahead (the shared embedding), the projection of [norm(h), norm(emb)] from 2d to d and the shared output
+   *  head with its cross-entropy. Their RMSNorms are counted as one norm-residual pass of 2d. */
+  void mtp_extras(Stream& st, Pass pass) {
+    const double tok = t_dec_, d = m_.d_model;
+    for (int k = 0; k < m_.mtp_depth; ++k) {
+      if (pass == Pass::fwd) {
+        embedding(st, tok, pass);
+        Cost c = gemm_cost("mtp.proj", tok, d, 2.0 * d, pass);
+        c += norm_residual("mtp.norms", 2.0 * tok, pass);
+        account(st, kind_for("compute.mtp", pass), c, 2.0 * tok * 2.0 * d * d * model_mult(pass));
+        output_head(st, tok, pass);
+      } else {
+        output_head(st, tok, pass);
+        Cost c = gemm_cost("mtp.proj", tok, d, 2.0 * d, pass);
+        c += norm_residual("mtp.norms", 2.0 * tok, pass);
+        account(st, kind_for("compute.mtp", pass), c, 2.0 * tok * 2.0 * d * d * model_mult(pass));
+        embedding(st, tok, pass);
+      }
+    }
+  }
 
   /** One forward or backward of a micro-batch on a stage's model chunk. Records in `grads_ready` (given for a backward
    *  whose gradients are reduced as it goes: the last micro-batch's, or with ZeRO-2/3 and several micro-batches each
@@ -703,10 +751,12 @@ class Builder {
       if (last) {
         wait_vocab("output head");
         output_head(st, t_dec_, Pass::fwd);
+        mtp_extras(st, Pass::fwd);
       }
     } else {
       if (last) {
         wait_vocab("output head");
+        mtp_extras(st, Pass::bwd);
         output_head(st, t_dec_, Pass::bwd);
       }
       for (std::size_t k = 0; k < order.size(); ++k) {
@@ -790,7 +840,7 @@ class Builder {
 
   /** ZeRO-3 all-gather of layer `li`'s parameters (dense over data x expert, experts over data). */
   PhaseId zero3_gather(int stage, int mb, int li, PhaseId after) {
-    const LayerParams lp = layer_params(m_, p_, layers_[static_cast<std::size_t>(li)].decoder, layers_[static_cast<std::size_t>(li)].moe);
+    const LayerParams lp = params_of(li);
     const double dense = lp.dense, expert = lp.expert;
     PhaseId last = after;
     auto ag = [&](const std::vector<std::vector<int>>& groups, double elems, const char* what) {
@@ -846,8 +896,7 @@ class Builder {
   std::pair<double, double> stage_params(int stage) const {
     double dense_total = 0.0, expert_total = 0.0;
     for (const int li : stage_layers(stage)) {
-      const LayerDesc& L = layers_[static_cast<std::size_t>(li)];
-      const LayerParams lp = layer_params(m_, p_, L.decoder, L.moe);
+      const LayerParams lp = params_of(li);
       dense_total += lp.dense;
       expert_total += lp.expert;
     }
@@ -934,6 +983,7 @@ class Builder {
   Rng rng_;
   double sequences_ = 0.0, t_enc_ = 0.0, t_dec_ = 0.0;
   std::vector<LayerDesc> layers_;
+  int model_layers_ = 0;  ///< layers_ less the multi-token prediction modules' blocks after them
   std::unique_ptr<Router> router_;
   bool einsum_dispatch_ = false;
   /** ZeRO-2/3 with several micro-batches: each backward's gradients are reduce-scattered as it ends (run). */
@@ -1184,8 +1234,7 @@ PhaseId Builder::reduce_grads(int stage, const std::vector<int>& ids, bool vocab
   std::vector<std::pair<int, std::pair<double, double>>> per_layer;
   double dense_total = vocab_elems, expert_total = 0.0;
   for (auto it = ids.rbegin(); it != ids.rend(); ++it) {
-    const LayerDesc& L = layers_[static_cast<std::size_t>(*it)];
-    const LayerParams lp = layer_params(m_, p_, L.decoder, L.moe);
+    const LayerParams lp = params_of(*it);
     per_layer.push_back({*it, {lp.dense * grad_b_, lp.expert * grad_b_}});
     dense_total += lp.dense;
     expert_total += lp.expert;

@@ -56,6 +56,9 @@ struct ModelSpec {
   /** The first n layers of each stack have a dense FFN whatever moe_every says (DeepSeek's
    *  first_k_dense_replace). */
   int first_dense_layers = 0;
+  /** Multi-token prediction modules (DeepSeek-V3 §2.2), training only: each an embedding, a [2d -> d] projection, one
+   *  transformer block like the model's last layer and the shared output head, on the output head's stage. */
+  int mtp_depth = 0;
   /** Multi-head latent attention (DeepSeek-V2/V3): 0 = standard attention. The KV cache holds one
    *  compressed latent of kv_lora_rank plus a decoupled RoPE key of qk_rope_head_dim per token and layer. */
   int mla_kv_lora_rank = 0;

@@ -27,6 +27,9 @@ struct LayerParams {
   double expert = 0.0;
 };
 LayerParams layer_params(const scenario::ModelSpec& m, const scenario::ParallelismSpec& p, bool decoder, bool moe);
+/** Parameters per device of one multi-token prediction module's projection (model.mtp_depth; DeepSeek-V3 §2.2): a
+ *  [2 d_model -> d_model] matrix split over the tensor ranks. Its block counts as a layer (layer_params). */
+double mtp_projection_params(const scenario::ModelSpec& m, const scenario::ParallelismSpec& p);
 
 /** The virtual stage (the position along the model a micro-batch runs through, 0 to chain_length - 1) of model chunk
  *  `chunk` of pipeline stage `stage`: chunk x P + stage (Megatron-LM's interleaved order: each chunk visits the stages
