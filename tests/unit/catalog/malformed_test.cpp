@@ -7,6 +7,7 @@
 
 #include "moesim/catalog/catalog.hpp"
 #include "moesim/core/error.hpp"
+#include "moesim_test/input_error.hpp"
 #include "test_support.hpp"
 
 using moesim::InputError;
@@ -17,17 +18,7 @@ namespace t = moesim::catalog::test;
 
 namespace {
 
-/** Runs `load` expecting an InputError, and returns it. */
-template <typename F>
-InputError expect_input_error(F&& load) {
-  try {
-    load();
-  } catch (const InputError& e) {
-    return e;
-  }
-  FAIL("expected moesim::InputError");
-  throw std::logic_error("unreachable");
-}
+using moesim::testing::expect_input_error;
 
 InputError accel_error(const std::string& fixture) {
   const std::string file = t::data("bad/" + fixture + ".yaml");

@@ -20,6 +20,7 @@
 #include "moesim/energy/accounting.hpp"
 #include "moesim/engine/job.hpp"
 #include "moesim/scenario/scenario.hpp"
+#include "moesim_test/input_error.hpp"
 
 namespace moesim::energy::test {
 
@@ -53,17 +54,7 @@ inline std::string write_file(const std::string& name, const std::string& text) 
   return path.string();
 }
 
-/** Runs `f` expecting a moesim::InputError, and returns it. */
-template <typename F>
-InputError expect_input_error(F&& f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    return e;
-  }
-  FAIL("expected moesim::InputError");
-  throw std::logic_error("unreachable");
-}
+using moesim::testing::expect_input_error;
 
 /** Runs `f` expecting a moesim::Error that is NOT an InputError, and returns its message. */
 template <typename F>

@@ -15,6 +15,7 @@
 #include "moesim/catalog/catalog.hpp"
 #include "moesim/core/error.hpp"
 #include "moesim/scenario/loader.hpp"
+#include "moesim_test/input_error.hpp"
 
 namespace moesim::scenario::test {
 
@@ -120,19 +121,7 @@ inline int column_in(const std::string& text, const std::string& needle, const s
 
 inline bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
-/** Runs `f` expecting a moesim::InputError and returns it; any other outcome fails the test. */
-template <typename F>
-InputError expect_input_error(F&& f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    return e;
-  } catch (const std::exception& e) {
-    FAIL("expected moesim::InputError, got another exception: " << e.what());
-  }
-  FAIL("expected moesim::InputError, nothing was thrown");
-  throw std::logic_error("unreachable");
-}
+using moesim::testing::expect_input_error;
 
 /** Loads `yaml` (labelled "test.yaml") and returns the InputError it must raise. */
 inline InputError load_error(const std::string& yaml, const std::vector<std::string>& overrides = {}) {

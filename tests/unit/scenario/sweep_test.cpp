@@ -9,6 +9,7 @@
 
 #include "moesim/core/error.hpp"
 #include "moesim/scenario/fields.hpp"
+#include "moesim_test/input_error.hpp"
 #include "moesim/scenario/sweep.hpp"
 #include "moesim_test/temp_dir.hpp"
 #include "scenario_test_support.hpp"
@@ -29,17 +30,7 @@ struct Fixture {
   }
 };
 
-/** The InputError `f` throws (fails the test if it throws none). */
-template <typename F>
-moesim::InputError input_error(F&& f) {
-  try {
-    f();
-  } catch (const moesim::InputError& e) {
-    return e;
-  }
-  FAIL("no InputError thrown");
-  throw std::logic_error("unreachable");
-}
+using moesim::testing::expect_input_error;
 
 }  // namespace
 
@@ -106,21 +97,21 @@ TEST_CASE("scenario::load_sweep: a bad definition is refused whole, with its loc
   Fixture fx;
   const int sweep_line = static_cast<int>(t::lines_of(t::base_yaml()).size()) + 1;
   SECTION("no sweep section") {
-    const auto e = input_error([&] { sc::load_sweep(fx.write("")); });
+    const auto e = expect_input_error([&] { sc::load_sweep(fx.write("")); });
     CHECK_THAT(e.message(), Contains("no `sweep:` section"));
   }
   SECTION("an empty axis") {
-    const auto e = input_error([&] { sc::load_sweep(fx.write("sweep:\n  axes:\n    - key: cluster.count\n      values: []\n")); });
+    const auto e = expect_input_error([&] { sc::load_sweep(fx.write("sweep:\n  axes:\n    - key: cluster.count\n      values: []\n")); });
     CHECK(e.key() == "sweep.axes[0].values");
     CHECK(e.line() == sweep_line + 3);
     CHECK_THAT(e.message(), Contains("empty axis"));
   }
   SECTION("no axes") {
-    const auto e = input_error([&] { sc::load_sweep(fx.write("sweep:\n  axes: []\n")); });
+    const auto e = expect_input_error([&] { sc::load_sweep(fx.write("sweep:\n  axes: []\n")); });
     CHECK_THAT(e.message(), Contains("no axes"));
   }
   SECTION("an unknown key, with the valid keys of its section and the likely one") {
-    const auto e = input_error([&] {
+    const auto e = expect_input_error([&] {
       sc::load_sweep(fx.write("sweep:\n  axes:\n    - {key: cluster.count, values: [8]}\n    - {key: cluster.cout, values: [8]}\n"));
     });
     CHECK(e.key() == "sweep.axes[1].key");
@@ -131,22 +122,22 @@ TEST_CASE("scenario::load_sweep: a bad definition is refused whole, with its loc
   SECTION("keys that cannot be swept") {
     for (const char* key : {"name", "sweep.axes", "compare", "'placement[].share'"}) {
       INFO(key);
-      const auto e = input_error([&] { sc::load_sweep(fx.write(std::string("sweep:\n  axes:\n    - {key: ") + key + ", values: [x]}\n")); });
+      const auto e = expect_input_error([&] { sc::load_sweep(fx.write(std::string("sweep:\n  axes:\n    - {key: ") + key + ", values: [x]}\n")); });
       CHECK(e.key() == "sweep.axes[0].key");
     }
   }
   SECTION("a key swept twice") {
-    const auto e = input_error([&] {
+    const auto e = expect_input_error([&] {
       sc::load_sweep(fx.write("sweep:\n  axes:\n    - {key: cluster.count, values: [8]}\n    - {key: cluster.count, values: [16]}\n"));
     });
     CHECK_THAT(e.message(), Contains("already swept"));
   }
   SECTION("a missing values list") {
-    const auto e = input_error([&] { sc::load_sweep(fx.write("sweep:\n  axes:\n    - {key: cluster.count}\n")); });
+    const auto e = expect_input_error([&] { sc::load_sweep(fx.write("sweep:\n  axes:\n    - {key: cluster.count}\n")); });
     CHECK_THAT(e.key(), Contains("values"));
   }
   SECTION("zip groups of unequal lengths") {
-    const auto e = input_error([&] {
+    const auto e = expect_input_error([&] {
       sc::load_sweep(fx.write("sweep:\n  axes:\n    - {key: cluster.count, values: [8, 16]}\n"
                               "    - {key: parallelism.expert, values: [8, 16, 32]}\n"
                               "  zip: [[cluster.count, parallelism.expert]]\n"));
@@ -156,20 +147,20 @@ TEST_CASE("scenario::load_sweep: a bad definition is refused whole, with its loc
     CHECK_THAT(e.message(), Contains("'cluster.count' has 2") && Contains("'parallelism.expert' has 3"));
   }
   SECTION("a zip group naming no axis, or an axis twice") {
-    auto e = input_error([&] {
+    auto e = expect_input_error([&] {
       sc::load_sweep(fx.write("sweep:\n  axes:\n    - {key: cluster.count, values: [8]}\n    - {key: model.layers, values: [2]}\n"
                               "  zip: [[cluster.count, model.experts]]\n"));
     });
     CHECK(e.key() == "sweep.zip[0][1]");
     CHECK_THAT(e.message(), Contains("model.experts is not the key of an axis"));
-    e = input_error([&] {
+    e = expect_input_error([&] {
       sc::load_sweep(fx.write("sweep:\n  axes:\n    - {key: cluster.count, values: [8]}\n    - {key: model.layers, values: [2]}\n"
                               "  zip: [[cluster.count, model.layers], [model.layers, cluster.count]]\n"));
     });
     CHECK_THAT(e.message(), Contains("already in zip group 0"));
   }
   SECTION("values that are not a list") {
-    const auto e = input_error([&] { sc::load_sweep(fx.write("sweep:\n  axes:\n    - {key: cluster.count, values: 8}\n")); });
+    const auto e = expect_input_error([&] { sc::load_sweep(fx.write("sweep:\n  axes:\n    - {key: cluster.count, values: 8}\n")); });
     CHECK(e.key() == "sweep.axes[0].values");
   }
 }

@@ -17,13 +17,9 @@
 #include <tuple>
 #include <vector>
 
-#include "moesim/core/error.hpp"
+#include "moesim_test/input_error.hpp"
 #include "workload_test_support.hpp"
 
-using moesim::workload::BuiltStep;
-using moesim::workload::Phase;
-using moesim::workload::PhaseId;
-using moesim::workload::PipelineTask;
 namespace t = moesim::workload::test;
 namespace w = moesim::workload;
 
@@ -46,25 +42,25 @@ moesim::scenario::Scenario pipeline(const std::string& model, int P, int M, cons
 
 /** "F0.3" forward of chunk 0, micro-batch 3; "B" backward; "W" weight gradients; "*" one of an F&B pair; "z" a
  *  zero-bubble backward (input gradients only). */
-std::string text(const std::vector<PipelineTask>& order) {
+std::string text(const std::vector<w::PipelineTask>& order) {
   std::string s;
-  for (const PipelineTask& tk : order)
+  for (const w::PipelineTask& tk : order)
     s += std::string(tk.weights ? "W" : tk.backward ? "B" : "F") + std::to_string(tk.chunk) + "." + std::to_string(tk.mb) +
          (tk.steady ? "*" : "") + (tk.defer_weights ? "z" : "") + " ";
   return s;
 }
 
 /** Finish time of every phase when only compute takes time (each phase its slowest device). */
-std::map<PhaseId, double> compute_finish(const BuiltStep& b) {
-  std::vector<PhaseId> rev;
+std::map<w::PhaseId, double> compute_finish(const w::BuiltStep& b) {
+  std::vector<w::PhaseId> rev;
   boost::topological_sort(b.graph, std::back_inserter(rev));
-  std::map<PhaseId, double> finish;
+  std::map<w::PhaseId, double> finish;
   for (auto it = rev.rbegin(); it != rev.rend(); ++it) {
     double start = 0.0;
     for (auto e : boost::make_iterator_range(boost::in_edges(*it, b.graph))) start = std::max(start, finish[boost::source(e, b.graph)]);
     double own = 0.0;
-    const Phase& p = b.graph[*it];
-    if (p.type == Phase::Type::compute)
+    const w::Phase& p = b.graph[*it];
+    if (p.type == w::Phase::Type::compute)
       for (double x : p.compute.time_s) own = std::max(own, x);
     finish[*it] = start + own;
   }
@@ -72,12 +68,12 @@ std::map<PhaseId, double> compute_finish(const BuiltStep& b) {
 }
 
 /** The last forward, backward or weight-gradient compute phase to finish, communication free. */
-double pipeline_end(const BuiltStep& g) {
+double pipeline_end(const w::BuiltStep& g) {
   const auto finish = compute_finish(g);
   double end = 0.0;
   for (const auto& [v, x] : finish) {
     const std::string& l = g.graph[v].label;
-    if (g.graph[v].type == Phase::Type::compute &&
+    if (g.graph[v].type == w::Phase::Type::compute &&
         (l.find(" fwd") != std::string::npos || l.find(" bwd") != std::string::npos || l.find(" wgrad") != std::string::npos))
       end = std::max(end, x);
   }
@@ -90,26 +86,26 @@ double pipeline_end(const BuiltStep& g) {
  *  is read from the graph by its phase's label: the layers are uniform and every micro-batch the same, so a kind of
  *  task (forward, backward, zero-bubble backward, weight gradients) takes one time per (stage, chunk), and the last
  *  micro-batch's full backward, split per layer for the gradient reduction, takes its kind's. Checks B = Bz + W. */
-double list_scheduled(const t::StepFixture& f, const BuiltStep& b) {
+double list_scheduled(const t::StepFixture& f, const w::BuiltStep& b) {
   const auto& par = f.scenario.parallelism;
   const int P = par.pipeline;
   std::map<std::string, double> by_label;
-  for (const Phase* p : t::all_phases(b.graph))
-    if (p->type == Phase::Type::compute) by_label[p->label] = *std::max_element(p->compute.time_s.begin(), p->compute.time_s.end());
-  auto label = [](int s, const PipelineTask& tk) {
+  for (const w::Phase* p : t::all_phases(b.graph))
+    if (p->type == w::Phase::Type::compute) by_label[p->label] = *std::max_element(p->compute.time_s.begin(), p->compute.time_s.end());
+  auto label = [](int s, const w::PipelineTask& tk) {
     return "stage" + std::to_string(s) + " chunk" + std::to_string(tk.chunk) + " mb" + std::to_string(tk.mb) + " " +
            (tk.weights ? "wgrad" : tk.backward ? "bwd" : "fwd") + " (compute)";
   };
-  auto kind = [](const PipelineTask& tk) { return tk.weights ? 3 : tk.defer_weights ? 2 : tk.backward ? 1 : 0; };
+  auto kind = [](const w::PipelineTask& tk) { return tk.weights ? 3 : tk.defer_weights ? 2 : tk.backward ? 1 : 0; };
   std::map<std::tuple<int, int, int>, double> dur;  // (stage, chunk, kind)
   for (int s = 0; s < P; ++s)
-    for (const PipelineTask& tk : w::stage_schedule(par, s))
+    for (const w::PipelineTask& tk : w::stage_schedule(par, s))
       if (!(kind(tk) == 1 && tk.mb == w::last_microbatch(par, tk.chunk))) dur[{s, tk.chunk, kind(tk)}] = by_label.at(label(s, tk));
   REQUIRE(dur.size() == static_cast<std::size_t>(2 * 4 * P));
   // The zero-bubble split moves the weight-gradient GEMMs, nothing else: B = Bz + W.
   for (int s = 0; s < P; ++s)
     for (int c = 0; c < 2; ++c) CHECK(dur.at({s, c, 1}) == Approx(dur.at({s, c, 2}) + dur.at({s, c, 3})).epsilon(1e-9));
-  std::vector<std::vector<PipelineTask>> order;
+  std::vector<std::vector<w::PipelineTask>> order;
   for (int s = 0; s < P; ++s) order.push_back(w::stage_schedule(par, s));
   std::map<std::tuple<int, bool, int>, double> done;  // (virtual stage, backward, mb) -> finish
   std::vector<double> clock(static_cast<std::size_t>(P), 0.0);
@@ -120,7 +116,7 @@ double list_scheduled(const t::StepFixture& f, const BuiltStep& b) {
     for (int s = 0; s < P; ++s) {
       const auto us = static_cast<std::size_t>(s);
       if (next[us] >= order[us].size()) continue;
-      const PipelineTask& tk = order[us][next[us]];
+      const w::PipelineTask& tk = order[us][next[us]];
       const int vs = w::virtual_stage(par, s, tk.chunk);
       double ready = clock[us];
       if (!tk.weights && !tk.backward && vs > 0) {
@@ -144,22 +140,11 @@ double list_scheduled(const t::StepFixture& f, const BuiltStep& b) {
 }
 
 /** The step graph is acyclic (a schedule that waited on itself would not build at all). */
-void check_graph(const BuiltStep& b) {
-  std::vector<PhaseId> topo;
+void check_graph(const w::BuiltStep& b) {
+  std::vector<w::PhaseId> topo;
   REQUIRE_NOTHROW(boost::topological_sort(b.graph, std::back_inserter(topo)));
 }
 
-/** Runs `f`, which must throw a moesim::InputError, and returns it. */
-template <typename F>
-moesim::InputError input_error(F&& f) {
-  try {
-    f();
-  } catch (const moesim::InputError& e) {
-    return e;
-  }
-  FAIL("expected moesim::InputError");
-  throw std::logic_error("unreachable");
-}
 
 }  // namespace
 
@@ -186,7 +171,7 @@ TEST_CASE("workload::stage_schedule: DualPipeV's eight steps", "[workload][step]
         std::map<std::pair<int, bool>, int> next;
         std::map<std::pair<int, int>, bool> forwarded;
         std::vector<std::pair<int, int>> deferred, weighed;
-        for (const PipelineTask& tk : w::stage_schedule(s.parallelism, r)) {
+        for (const w::PipelineTask& tk : w::stage_schedule(s.parallelism, r)) {
           if (tk.weights) {
             weighed.emplace_back(tk.chunk, tk.mb);
             CHECK(weighed.size() <= deferred.size());
@@ -223,15 +208,24 @@ TEST_CASE("workload::chunk_layers: DualPipeV puts virtual stages s and 2P - 1 - 
   CHECK(w::last_stage(inter.parallelism) == 3);
 }
 
+/** 8 uniform layers on 4 stages with 8 micro-batches, with `schedule` (f, b) and with 1F1B (plain, a). */
+struct AgainstOneFOneB {
+  static constexpr int P = 4, M = 8;
+  explicit AgainstOneFOneB(const std::string& schedule)
+      : f(pipeline(dense(8), P, M, schedule)), plain(pipeline(dense(8), P, M, "1f1b")), b(f.build(false)), a(plain.build(false)) {}
+  t::StepFixture f, plain;
+  w::BuiltStep b, a;
+};
+
 TEST_CASE("workload::StepBuilder: DualPipeV's step graph", "[workload][step][dualpipev]") {
-  const int P = 4, M = 8;
-  const t::StepFixture f(pipeline(dense(8), P, M, "dualpipev"));
-  const t::StepFixture plain(pipeline(dense(8), P, M, "1f1b"));
-  const BuiltStep b = f.build(false), a = plain.build(false);
+  const AgainstOneFOneB x("dualpipev");
+  const int P = x.P, M = x.M;
+  const auto &f = x.f, &plain = x.plain;
+  const w::BuiltStep &b = x.b, &a = x.a;
 
   SECTION("sends between neighbouring stages only, none at the turn on the last stage; no tied-embedding sync") {
     std::size_t sends = 0;
-    for (const Phase* p : t::all_phases(b.graph)) {
+    for (const w::Phase* p : t::all_phases(b.graph)) {
       if (p->kind != "comm.pipeline_p2p") continue;
       ++sends;
       const int from = f.mesh.stage_of(p->comm.groups[0][0]), to = f.mesh.stage_of(p->comm.groups[0][1]);
@@ -278,11 +272,11 @@ TEST_CASE("workload::StepBuilder: DualPipeV with overlapped expert communication
                         std::string("parallelism.overlap_expert_comm=") + (overlap ? "true" : "false")});
       };
       const t::StepFixture on(load(true)), off(load(false));
-      BuiltStep b;
+      w::BuiltStep b;
       REQUIRE_NOTHROW(b = on.build(false));
-      std::vector<PhaseId> topo;
+      std::vector<w::PhaseId> topo;
       REQUIRE_NOTHROW(boost::topological_sort(b.graph, std::back_inserter(topo)));
-      const BuiltStep c = off.build(false);
+      const w::BuiltStep c = off.build(false);
       CHECK(t::count_kind(b.graph, "comm.all_to_all") == t::count_kind(c.graph, "comm.all_to_all"));
       CHECK(b.stats.hardware_flops == Approx(c.stats.hardware_flops).epsilon(1e-12));
     }
@@ -290,7 +284,7 @@ TEST_CASE("workload::StepBuilder: DualPipeV with overlapped expert communication
 
 TEST_CASE("scenario: parallelism.schedule dualpipev refuses what it cannot run", "[scenario][dualpipev]") {
   auto err = [](int P, int M, std::vector<std::string> sets) {
-    return input_error([&] { pipeline(dense(8), P, M, "dualpipev", std::move(sets)); });
+    return moesim::testing::expect_input_error([&] { pipeline(dense(8), P, M, "dualpipev", std::move(sets)); });
   };
   {
     const auto e = err(4, 7, {});
@@ -307,7 +301,7 @@ TEST_CASE("scenario: parallelism.schedule dualpipev refuses what it cannot run",
     CHECK(e.key() == "parallelism.first_stage_layers");
   }
   {
-    const auto e = input_error([&] { pipeline(dense(6), 4, 8, "dualpipev"); });
+    const auto e = moesim::testing::expect_input_error([&] { pipeline(dense(6), 4, 8, "dualpipev"); });
     CHECK(t::contains(e.message(), "at least as many layers"));
   }
   // Given 2 (as a resolved scenario writes it) it loads.
@@ -325,14 +319,14 @@ TEST_CASE("workload::StepBuilder: DualPipeV's gradient reductions wait for the w
     const t::StepFixture f(t::load(t::scenario_yaml(dense(4), "h100", 2 * P, "  data: 2\n  pipeline: 2\n  microbatches: 4\n", 2.0 * M * 512),
                                    {"parallelism.schedule=" + schedule, "cluster.topology.gpus_per_node=4",
                                     "parallelism.zero_stage=" + std::to_string(zero)}));
-    const BuiltStep b = f.build(false);
-    std::vector<PhaseId> topo;
+    const w::BuiltStep b = f.build(false);
+    std::vector<w::PhaseId> topo;
     REQUIRE_NOTHROW(boost::topological_sort(b.graph, std::back_inserter(topo)));
     if (zero != 2) continue;
-    std::map<std::string, PhaseId> wgrad;
-    std::vector<std::pair<std::string, PhaseId>> reductions;
+    std::map<std::string, w::PhaseId> wgrad;
+    std::vector<std::pair<std::string, w::PhaseId>> reductions;
     for (auto v : boost::make_iterator_range(boost::vertices(b.graph))) {
-      const Phase& p = b.graph[v];
+      const w::Phase& p = b.graph[v];
       if (p.label.find(" wgrad (compute)") != std::string::npos) wgrad[p.label.substr(0, p.label.find(" wgrad"))] = v;
       if (p.kind == "comm.grad_all_reduce") reductions.emplace_back(p.label, v);
     }
@@ -341,9 +335,9 @@ TEST_CASE("workload::StepBuilder: DualPipeV's gradient reductions wait for the w
     for (const auto& [key, w_phase] : wgrad) {
       // Its reduction ("stage0 chunk1 mb0 dense grads ...") is reachable from it.
       std::vector<char> seen(boost::num_vertices(b.graph), 0);
-      std::vector<PhaseId> todo{w_phase};
+      std::vector<w::PhaseId> todo{w_phase};
       while (!todo.empty()) {
-        const PhaseId u = todo.back();
+        const w::PhaseId u = todo.back();
         todo.pop_back();
         for (auto e : boost::make_iterator_range(boost::out_edges(u, b.graph)))
           if (!seen[boost::target(e, b.graph)]) {
@@ -391,14 +385,14 @@ TEST_CASE("workload::stage_schedule: DualPipe is DualPipeV on each half-stage, f
 }
 
 TEST_CASE("workload::StepBuilder: DualPipe's step graph", "[workload][step][dualpipe]") {
-  const int P = 4, M = 8;
-  const t::StepFixture f(pipeline(dense(8), P, M, "dualpipe"));
-  const t::StepFixture plain(pipeline(dense(8), P, M, "1f1b"));
-  const BuiltStep b = f.build(false), a = plain.build(false);
+  const AgainstOneFOneB x("dualpipe");
+  const int P = x.P, M = x.M;
+  const auto &f = x.f, &plain = x.plain;
+  const w::BuiltStep &b = x.b, &a = x.a;
   check_graph(b);
   SECTION("each direction crosses P - 1 boundaries per micro-batch each way; the copies' gradients are summed") {
     std::size_t down = 0, up = 0;
-    for (const Phase* p : t::all_phases(b.graph)) {
+    for (const w::Phase* p : t::all_phases(b.graph)) {
       if (p->kind != "comm.pipeline_p2p") continue;
       const int from = f.mesh.stage_of(p->comm.groups[0][0]), to = f.mesh.stage_of(p->comm.groups[0][1]);
       REQUIRE(std::abs(from - to) == 1);
@@ -410,7 +404,7 @@ TEST_CASE("workload::StepBuilder: DualPipe's step graph", "[workload][step][dual
     CHECK(t::count_kind(b.graph, "comm.embedding_grad_sync") == 0);
     // One all-reduce per mirror pair (s, P - 1 - s) of every gradient the stage holds.
     std::size_t syncs = 0;
-    for (const Phase* p : t::all_phases(b.graph)) {
+    for (const w::Phase* p : t::all_phases(b.graph)) {
       if (p->kind != "comm.dualpipe_grad_sync") continue;
       ++syncs;
       const int s0 = f.mesh.stage_of(p->comm.groups[0][0]), s1 = f.mesh.stage_of(p->comm.groups[0][1]);
@@ -435,8 +429,8 @@ TEST_CASE("workload::StepBuilder: DualPipe's step graph", "[workload][step][dual
     CHECK(w::inflight_microbatches(f.scenario.parallelism, 0) == Approx(P + 1));
   }
   SECTION("refused: an odd pipeline, an odd number of micro-batches") {
-    CHECK(input_error([&] { pipeline(dense(9), 3, 6, "dualpipe"); }).key() == "parallelism.pipeline");
-    CHECK(input_error([&] { pipeline(dense(8), 4, 9, "dualpipe"); }).key() == "parallelism.microbatches");
-    CHECK(input_error([&] { pipeline(dense(8), 4, 6, "dualpipe"); }).key() == "parallelism.microbatches");
+    CHECK(moesim::testing::expect_input_error([&] { pipeline(dense(9), 3, 6, "dualpipe"); }).key() == "parallelism.pipeline");
+    CHECK(moesim::testing::expect_input_error([&] { pipeline(dense(8), 4, 9, "dualpipe"); }).key() == "parallelism.microbatches");
+    CHECK(moesim::testing::expect_input_error([&] { pipeline(dense(8), 4, 6, "dualpipe"); }).key() == "parallelism.microbatches");
   }
 }

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "moesim/core/error.hpp"
+#include "moesim_test/input_error.hpp"
 #include "workload_test_support.hpp"
 
 using moesim::workload::BuiltStep;
@@ -81,10 +81,8 @@ TEST_CASE("workload::estimate_memory: the modules' weights and activations sit o
 TEST_CASE("scenario: model.mtp_depth is for decoder-only models", "[scenario][mtp]") {
   const std::string encdec = "  architecture: encoder_decoder\n  encoder_layers: 2\n  decoder_layers: 2\n  d_model: 512\n  d_ff: 2048\n"
                              "  heads: 8\n  vocab: 1000\n  seq_len: 512\n";
-  try {
+  const auto e = moesim::testing::expect_input_error([&] {
     t::load(t::scenario_yaml(encdec, "h100", 2, "  data: 2\n", 4.0 * 512), {"cluster.topology.gpus_per_node=2", "model.mtp_depth=1"});
-    FAIL("an encoder-decoder model with model.mtp_depth loaded");
-  } catch (const moesim::InputError& e) {
-    CHECK(e.key() == "model.mtp_depth");
-  }
+  });
+  CHECK(e.key() == "model.mtp_depth");
 }
