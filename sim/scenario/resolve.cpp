@@ -387,7 +387,8 @@ void Resolver::resolve_training_and_parallelism() {
   if (pipe > layers) fail("parallelism.pipeline", fmt::format("{} pipeline stages but only {} layers", pipe, layers));
   const long long virt = i(p["virtual_stages"]);
   // The schedule names what virtual_stages already decides: 1 chunk per stage is 1F1B, more is Megatron-LM's
-  // interleaved 1F1B. A name given against the chunks is an error; left out, it follows them.
+  // interleaved 1F1B. A name given against the chunks is an error; left out, it follows them. The DualPipe schedules
+  // fix two chunks per stage themselves.
   const std::string sched = p["schedule"];
   const bool dual = sched == "dualpipev" || sched == "dualpipe";
   if (dual) {
@@ -741,12 +742,14 @@ void Resolver::resolve_routing() {
                                                           doc_["cluster"]["accelerator"].get<std::string>()));
     // Plain 1F1B over several stages pairs a stage's forward with a backward that waits, through the next stage, for
     // the forward of the pair before: each stage would idle every other pair. Megatron-Core refuses it likewise (its
-    // combined 1F1B needs virtual pipeline stages when pipelining); DualPipe's bidirectional schedule is not modelled.
+    // combined 1F1B needs virtual pipeline stages when pipelining). The DualPipe schedules pair their own chunks (two
+    // per stage: virtual_stages 2).
     if (i(par["pipeline"]) > 1 && i(par["virtual_stages"]) < 2)
       fail("parallelism.overlap_expert_comm", fmt::format("with {} pipeline stages the overlap needs the interleaved "
                                                           "schedule: set parallelism.virtual_stages to 2 or more (Megatron-"
                                                           "Core's combined 1F1B requires virtual pipeline stages when "
-                                                          "pipelining), or pipeline 1", i(par["pipeline"])));
+                                                          "pipelining), or schedule dualpipe or dualpipev, or pipeline 1",
+                                                          i(par["pipeline"])));
     if (i(par["zero_stage"]) >= 3)
       fail("parallelism.overlap_expert_comm", "is not modelled with zero_stage 3 (its per-layer parameter gathers); use "
                                               "zero_stage 0, 1 or 2");

@@ -578,8 +578,11 @@ TEST_CASE("scenario::resolve: the expert-communication overlap and its SMs", "[s
                                                    "parallelism.pipeline=2", "parallelism.microbatches=4"});
     CHECK(e.key() == "parallelism.overlap_expert_comm");
     CHECK(t::contains(e.message(), "virtual_stages"));
+    CHECK(t::contains(e.message(), "schedule dualpipe or dualpipev"));
     CHECK_NOTHROW(t::load(t::base_yaml(), {"parallelism.overlap_expert_comm=true", "parallelism.expert=4", "parallelism.pipeline=2",
                                            "parallelism.virtual_stages=2", "parallelism.microbatches=4"}));
+    CHECK_NOTHROW(t::load(t::base_yaml(), {"parallelism.overlap_expert_comm=true", "parallelism.expert=4", "parallelism.pipeline=2",
+                                           "parallelism.schedule=dualpipe", "parallelism.microbatches=4"}));
   }
 }
 
