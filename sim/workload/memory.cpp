@@ -205,6 +205,16 @@ std::vector<int> chunk_layers(int layers, const scenario::ParallelismSpec& p, in
   return ids;
 }
 
+bool mtp_block_moe(const scenario::ModelSpec& m) { return m.decoder_layers > 0 && m.is_moe_layer(m.decoder_layers - 1); }
+
+std::vector<int> chunk_blocks(const scenario::ModelSpec& m, const scenario::ParallelismSpec& p, int stage, int chunk) {
+  const int layers = m.total_layers();
+  std::vector<int> ids = chunk_layers(layers, p, stage, chunk);
+  if (virtual_stage(p, stage, chunk) == chain_length(p) - 1)
+    for (int k = 0; k < m.mtp_depth; ++k) ids.push_back(layers + k);
+  return ids;
+}
+
 std::vector<int> stage_layers(int layers, const scenario::ParallelismSpec& p, int stage) {
   std::vector<int> ids;
   for (int c = 0; c < p.virtual_stages; ++c) {
@@ -378,16 +388,8 @@ MemoryEstimate estimate_memory_need(const scenario::Scenario& s, const catalog::
   std::vector<L> layers;
   for (int l = 0; l < m.encoder_layers; ++l) layers.push_back({false, m.is_moe_layer(l)});
   for (int l = 0; l < m.decoder_layers; ++l) layers.push_back({true, m.is_moe_layer(l)});
-  // Multi-token prediction modules' blocks (model.mtp_depth), of the last layer's kind, after the model's: on the chunk
-  // that holds the output head, as the step builder runs them.
-  const int model_layers = static_cast<int>(layers.size());
-  for (int k = 0; k < m.mtp_depth; ++k) layers.push_back({true, m.decoder_layers > 0 && m.is_moe_layer(m.decoder_layers - 1)});
-  auto ids_of = [&](int stage, int c) {
-    std::vector<int> ids = chunk_layers(model_layers, p, stage, c);
-    if (virtual_stage(p, stage, c) == chain_length(p) - 1)
-      for (int i = model_layers; i < static_cast<int>(layers.size()); ++i) ids.push_back(i);
-    return ids;
-  };
+  // Multi-token prediction modules' blocks (model.mtp_depth) after the model's layers (chunk_blocks places them).
+  for (int k = 0; k < m.mtp_depth; ++k) layers.push_back({true, mtp_block_moe(m)});
 
   MemoryEstimate best;
   best.capacity_bytes = accel.hbm_bytes / std::max(1, accel.devices_per_chip);
@@ -433,7 +435,7 @@ MemoryEstimate estimate_memory_need(const scenario::Scenario& s, const catalog::
     std::vector<double> act(V, 0.0), recomputed(V, 0.0), act_inputs(V, 0.0);
     const auto& rc = s.training.recompute;
     for (std::size_t c = 0; c < V; ++c) {
-      for (const int i : ids_of(stage, static_cast<int>(c))) {
+      for (const int i : chunk_blocks(m, p, stage, static_cast<int>(c))) {
         const L& l = layers[static_cast<std::size_t>(i)];
         const bool cross = l.decoder && encdec;
         const double tok = l.decoder ? t_dec : t_enc;

@@ -174,8 +174,7 @@ class Builder {
     }
     // Multi-token prediction (model.mtp_depth): one transformer block per module, of the last layer's kind, after the
     // model's layers (chunk_layers puts them on the chunk that holds the output head).
-    model_layers_ = static_cast<int>(layers_.size());
-    const bool mtp_moe = m_.decoder_layers > 0 && m_.is_moe_layer(m_.decoder_layers - 1);
+    const bool mtp_moe = mtp_block_moe(m_);
     for (int k = 0; k < m_.mtp_depth; ++k) {
       layers_.push_back({true, mtp_moe, m_.decoder_layers + k, mtp_moe ? moe_counter : -1});
       if (mtp_moe) ++moe_counter;
@@ -638,18 +637,13 @@ class Builder {
 
   /** Layers of model chunk `chunk` of pipeline stage `stage` (workload::chunk_layers; the chunk that holds the output
    *  head also runs the multi-token prediction modules' blocks), and of the whole stage. */
-  std::vector<int> chunk_layers(int stage, int chunk) const {
-    std::vector<int> ids = workload::chunk_layers(model_layers_, p_, stage, chunk);
-    if (virtual_stage(p_, stage, chunk) == chain_length(p_) - 1)
-      for (int i = model_layers_; i < static_cast<int>(layers_.size()); ++i) ids.push_back(i);
-    return ids;
-  }
+  std::vector<int> chunk_layers(int stage, int chunk) const { return chunk_blocks(m_, p_, stage, chunk); }
   /** Parameters per device of layer `id` (workload::layer_params); a multi-token prediction module's block also
    *  carries the module's projection, 2d x d split over the tensor ranks (workload::mtp_projection_params). */
   LayerParams params_of(int id) const {
     const LayerDesc& L = layers_[static_cast<std::size_t>(id)];
     LayerParams lp = layer_params(m_, p_, L.decoder, L.moe);
-    if (id >= model_layers_) lp.dense += mtp_projection_params(m_, p_);
+    if (id >= m_.total_layers()) lp.dense += mtp_projection_params(m_, p_);
     return lp;
   }
   std::vector<int> stage_layers(int stage) const {
@@ -665,20 +659,17 @@ class Builder {
    *  head with its cross-entropy. Their RMSNorms are counted as one norm-residual pass of 2d. */
   void mtp_extras(Stream& st, Pass pass) {
     const double tok = t_dec_, d = m_.d_model;
+    auto projection = [&] {
+      Cost c = gemm_cost("mtp.proj", tok, d, 2.0 * d, pass);
+      c += norm_residual("mtp.norms", 2.0 * tok, pass);
+      account(st, kind_for("compute.mtp", pass), c, 2.0 * tok * 2.0 * d * d * model_mult(pass));
+    };
     for (int k = 0; k < m_.mtp_depth; ++k) {
-      if (pass == Pass::fwd) {
-        embedding(st, tok, pass);
-        Cost c = gemm_cost("mtp.proj", tok, d, 2.0 * d, pass);
-        c += norm_residual("mtp.norms", 2.0 * tok, pass);
-        account(st, kind_for("compute.mtp", pass), c, 2.0 * tok * 2.0 * d * d * model_mult(pass));
-        output_head(st, tok, pass);
-      } else {
-        output_head(st, tok, pass);
-        Cost c = gemm_cost("mtp.proj", tok, d, 2.0 * d, pass);
-        c += norm_residual("mtp.norms", 2.0 * tok, pass);
-        account(st, kind_for("compute.mtp", pass), c, 2.0 * tok * 2.0 * d * d * model_mult(pass));
-        embedding(st, tok, pass);
-      }
+      if (pass == Pass::fwd) embedding(st, tok, pass);  // the backward runs the module in reverse
+      else output_head(st, tok, pass);
+      projection();
+      if (pass == Pass::fwd) output_head(st, tok, pass);
+      else embedding(st, tok, pass);
     }
   }
 
@@ -983,7 +974,6 @@ class Builder {
   Rng rng_;
   double sequences_ = 0.0, t_enc_ = 0.0, t_dec_ = 0.0;
   std::vector<LayerDesc> layers_;
-  int model_layers_ = 0;  ///< layers_ less the multi-token prediction modules' blocks after them
   std::unique_ptr<Router> router_;
   bool einsum_dispatch_ = false;
   /** ZeRO-2/3 with several micro-batches: each backward's gradients are reduce-scattered as it ends (run). */

@@ -59,6 +59,12 @@ int last_stage(const scenario::ParallelismSpec& p);
  *  vs (virtual_stage) of P x virtual_stages holds layers [vs L / (P v), (vs + 1) L / (P v)) (integer division), so
  *  floor or ceil of L / (P v) each, never none (the resolver ensures L >= P v). */
 std::vector<int> chunk_layers(int layers, const scenario::ParallelismSpec& p, int stage, int chunk);
+/** Whether a multi-token prediction module's block is an MoE block: the model's last layer's kind. */
+bool mtp_block_moe(const scenario::ModelSpec& m);
+/** The blocks model chunk `chunk` of stage `stage` runs: its layers (chunk_layers over the model's total_layers()) and,
+ *  on the chunk that holds the output head (the last virtual stage), the multi-token prediction modules' blocks,
+ *  numbered after the model's layers (total_layers() + k). The step builder and the memory estimate both use it. */
+std::vector<int> chunk_blocks(const scenario::ModelSpec& m, const scenario::ParallelismSpec& p, int stage, int chunk);
 /** All layers of a pipeline stage, its chunks in order. */
 std::vector<int> stage_layers(int layers, const scenario::ParallelismSpec& p, int stage);
 /** One task of a pipeline stage's schedule: the forward or the backward of micro-batch `mb` on model chunk `chunk`. */
