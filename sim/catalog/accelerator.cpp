@@ -68,14 +68,14 @@ const std::vector<std::string> kAcceleratorKeys = {
     "name", "display_name", "kind", "dispatch", "devices_per_chip", "peak_matmul_flops_per_s",
     "peak_vector_flops_per_s", "measured_matmul_flops_per_s", "measured_hbm_bandwidth_bytes_per_s", "hbm_bytes",
     "hbm_bandwidth_bytes_per_s", "matmul_tile", "sm_count", "gemm_block_tile", "ici_links_per_chip", "ici_link_bandwidth_bytes_per_s",
-    "ici_latency_s", "pod_dims", "nvlink_bandwidth_bytes_per_s", "nvlink_efficiency", "nvlink_latency_s", "gpus_per_node",
+    "ici_latency_s", "ici_efficiency", "pod_dims", "nvlink_bandwidth_bytes_per_s", "nvlink_efficiency", "nvlink_latency_s", "gpus_per_node",
     "nic_bandwidth_bytes_per_s", "nic_latency_s", "collective_overhead_s", "power_convention", "tdp_w", "idle_w",
     "active_w", "full_w", "memory_bound_w", "flop_utilisation_at_full_w", "hbm_utilisation_at_memory_bound_w",
     "host_overhead_w", "die_area_mm2", "lifetime_years", "notes"};
 
 /** Keys that only make sense on one kind of accelerator. */
 const std::vector<std::string> kTpuOnlyKeys = {"ici_links_per_chip", "ici_link_bandwidth_bytes_per_s", "ici_latency_s",
-                                               "pod_dims"};
+                                               "ici_efficiency", "pod_dims"};
 const std::vector<std::string> kGpuOnlyKeys = {"sm_count", "gemm_block_tile", "nvlink_bandwidth_bytes_per_s", "nvlink_efficiency", "nvlink_latency_s", "gpus_per_node",
                                                "nic_bandwidth_bytes_per_s", "nic_latency_s"};
 
@@ -147,6 +147,8 @@ AcceleratorSpec parse_accelerator_file(const std::string& file) {
     spec.ici_links_per_chip = take_int(spec, r, "ici_links_per_chip", Range::positive);
     spec.ici_link_bandwidth_bytes_per_s = take(spec, r, "ici_link_bandwidth_bytes_per_s", Range::positive);
     spec.ici_latency_s = take_optional(spec, r, "ici_latency_s", Range::non_negative).value_or(0.0);
+    spec.ici_efficiency = take_optional(spec, r, "ici_efficiency", Range::fraction).value_or(1.0);
+    if (!(spec.ici_efficiency > 0.0)) r.fail(r.node("ici_efficiency"), "ici_efficiency", "must be > 0 (a fraction of the line rate, at most 1)");
     const SourcedInts dims = r.required_int_list("pod_dims", Range::positive);
     spec.pod_dims = dims.value;
     spec.sources["pod_dims"] = dims.source;

@@ -529,7 +529,7 @@ std::vector<FieldSpec> build_table() {
       F("cluster.topology.oversubscription", T::number).max(1e4, "fabrics are built at 1-8").def(1.0).min(1.0)
           .help("Fat-tree: leaf downlink/uplink bandwidth ratio (1 = non-blocking)."),
       F("cluster.topology.link_bandwidth_gbps", T::number).max(kMaxLinkGbps, "700x NVLink 5's 14.4 Tbit/s per GPU").min(0.0, true).unit("Gbit/s", kGbitPerSecondToBytesPerSecond)
-          .help("Override of the accelerator's per-link bandwidth (ICI link or NIC), per direction."),
+          .help("Override of the accelerator's per-link line rate (ICI link or NIC), per direction; on a torus the accelerator's ici_efficiency still applies."),
       F("cluster.topology.link_latency_us", T::number).max(kMaxLatencyS * 1e6, "100 s per hop").min(0.0).unit("us", kMicrosecondToSecond)
           .help("Override of the per-hop latency."),
 

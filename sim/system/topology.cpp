@@ -127,7 +127,9 @@ void Topology::finish(Topology& t, const scenario::Scenario& s, const catalog::A
   }
 
   const double bw_override = topo.link_bandwidth_bytes_per_s, lat_override = topo.link_latency_s;
-  t.ici_bandwidth_bytes_per_s = bw_override > 0 ? bw_override : accel.ici_link_bandwidth_bytes_per_s;
+  // What collectives get of an ICI link: the line rate (the accelerator's, or the scenario's override) times the
+  // measured efficiency of TPU collectives (accelerator profile).
+  t.ici_bandwidth_bytes_per_s = (bw_override > 0 ? bw_override : accel.ici_link_bandwidth_bytes_per_s) * accel.ici_efficiency;
   t.ici_latency_s = lat_override > 0 ? lat_override : accel.ici_latency_s;
   // What collectives get of NVLink: the line rate less the protocol's overhead (accelerator profile).
   t.nvlink_bandwidth_bytes_per_s = accel.nvlink_bandwidth_bytes_per_s * accel.nvlink_efficiency;

@@ -41,6 +41,7 @@ TEST_CASE("catalog::Catalog: loads a fixture tree", "[catalog]") {
   CHECK(tpu.power_convention == PowerConvention::system);
   CHECK(tpu.pod_dims == std::vector<int>{4, 8});
   CHECK(tpu.ici_latency_s == 1.0e-6);
+  CHECK(tpu.ici_efficiency == 1.0);  // optional efficiency absent: the line rate
   CHECK(tpu.tdp_w == 0.0);  // omitted: unknown
   CHECK_FALSE(tpu.die_area_mm2);
   CHECK_FALSE(tpu.measured_matmul_flops_per_s);

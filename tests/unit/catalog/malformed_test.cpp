@@ -67,6 +67,17 @@ TEST_CASE("catalog::load_accelerator_file: malformed profiles name file, line, k
     CHECK(z.key() == "nvlink_efficiency");
     CHECK(contains(z.message(), "must be > 0"));
   }
+  SECTION("an ICI efficiency outside (0, 1], and on a GPU") {
+    const auto e = accel_error("accel_ici_efficiency");
+    CHECK(e.key() == "ici_efficiency.value");
+    CHECK(e.line() == t::line_of(t::data("bad/accel_ici_efficiency.yaml"), "ici_efficiency:"));
+    const auto z = accel_error("accel_ici_efficiency_zero");
+    CHECK(z.key() == "ici_efficiency");
+    CHECK(contains(z.message(), "must be > 0"));
+    const auto g = accel_error("accel_ici_efficiency_gpu");
+    CHECK(g.key() == "ici_efficiency");
+    CHECK(contains(g.message(), "not used for kind 'gpu'"));
+  }
   SECTION("the wave-quantisation keys: both or neither, and a tile of two numbers") {
     const auto e = accel_error("accel_sm_count_alone");
     CHECK(e.key() == "gemm_block_tile");

@@ -443,6 +443,40 @@ TEST_CASE("engine::Simulator: a round pays its latency before its bytes (alpha-b
   CHECK(r["duration_s"].get<double>() == Approx(2 * half).epsilon(kRel));
 }
 
+TEST_CASE("engine::Simulator: the TPU ICI efficiency and launch cost reproduce the two measured AllGathers they come from",
+          "[engine][network][latency]") {
+  // jax-ml/scaling-book sharding.md, Pop Quiz 2, TPU v5e (4.5e10 B/s links, 1 us per hop): an AllGather over a 4-chip
+  // axis without wraparound (here a 4-chip segment of an 8-ring: a line) measured 680 us with 8.4 MB shards and about
+  // 8 us with 32 kB shards. The shipped TPU profiles take ici_efficiency 0.83 and collective_overhead_s 2.4 us from
+  // these two; this checks that the model, run through SimGrid, gives both back.
+  auto chip = t::torus_chip();
+  chip.ici_link_bandwidth_bytes_per_s = 4.5e10;
+  chip.ici_latency_s = 1e-6;
+  chip.ici_efficiency = 0.83;
+  chip.collective_overhead_s = 2.4e-6;
+  const t::Fixture f(t::scenario_for("torus_2d", {8, 1}, t::par(2, 1, 4)), chip);
+  auto gather_s = [&](double shard_bytes) {
+    return et::simulate(f, [&] {
+      et::StepBuilder b;
+      const auto c = b.collective(t::work(CollectiveOp::all_gather, {t::iota(4)}, 4 * shard_bytes), "comm.all_gather", {b.start()});
+      return b.finish({c});
+    })[0]["duration_s"].get<double>();
+  };
+  const double big = gather_s(512.0 * 8192 * 2), small = gather_s(64.0 * 256 * 2);
+  INFO("8.4 MB shards: " << big * 1e6 << " us, 32 kB shards: " << small * 1e6 << " us");
+  CHECK(big == Approx(680e-6).epsilon(0.01));
+  CHECK(small == Approx(8e-6).epsilon(0.02));
+  // At the line rate (efficiency 1) the large gather is the book's theory plus latency, 20 % short of the measurement.
+  chip.ici_efficiency = 1.0;
+  const t::Fixture line(t::scenario_for("torus_2d", {8, 1}, t::par(2, 1, 4)), chip);
+  const double ideal = et::simulate(line, [&] {
+    et::StepBuilder b;
+    const auto c = b.collective(t::work(CollectiveOp::all_gather, {t::iota(4)}, 4 * 512.0 * 8192 * 2), "comm.all_gather", {b.start()});
+    return b.finish({c});
+  })[0]["duration_s"].get<double>();
+  CHECK(ideal == Approx(5.4e-6 + 3 * 512.0 * 8192 * 2 / 4.5e10).epsilon(1e-3));
+}
+
 TEST_CASE("engine::Simulator: the torus all-to-all grows ~9x from 16 to 2048 partitions (GShard section 5)", "[engine][network]") {
   // Lepikhin et al. 2020 section 5: at a fixed 8 MB per partition, AllToAll time grows about 9x from 16 to 2048
   // partitions on the TPU v3 2D torus (shared/reference/published-runs.md). Two partitions (cores) per chip:

@@ -78,6 +78,8 @@ struct AcceleratorSpec {
   int ici_links_per_chip = 0;
   double ici_link_bandwidth_bytes_per_s = 0.0;
   double ici_latency_s = 0.0;
+  /** Fraction of the ICI line rate a collective's payload gets (measured against the line rate); 1 when not given. */
+  double ici_efficiency = 1.0;
   /** Largest pod: torus dimensions in chips (v3: [32, 32]; v4: [16, 16, 16]). */
   std::vector<int> pod_dims;
   /** GPU scale-up: NVLink bandwidth per GPU per direction through the node's switch, and latency. */
