@@ -336,10 +336,14 @@ std::vector<FieldSpec> build_table() {
       F("parallelism.first_stage_layers", T::integer).min(1).max(1000000, "at most the model's layers")
           .help("Layers of the first pipeline stage (Megatron-Core's --decoder-first-pipeline-num-layers); the stages "
                 "without a count split the remaining layers evenly (floor or ceil each). Unset: the even split. Lets the "
-                "stage that also runs the embedding hold fewer layers. Needs pipeline > 1 and one model chunk per stage."),
+                "stage that also runs the embedding hold fewer layers. Needs pipeline > 1 and one model chunk per stage, "
+                "or a DualPipe schedule, where it is the first model chunk's: dualpipev splits the layers over the 2P "
+                "chunks of its V (the first and last both on stage 0), dualpipe over each direction's P stages (stage 0 "
+                "holds the first chunk of one direction and the last of the other, as stage P - 1 does)."),
       F("parallelism.last_stage_layers", T::integer).min(1).max(1000000, "at most the model's layers")
           .help("Layers of the last pipeline stage (Megatron-Core's --decoder-last-pipeline-num-layers), which also runs "
-                "the output head and the loss; as first_stage_layers otherwise."),
+                "the output head, the loss and any multi-token prediction modules; as first_stage_layers otherwise (with a "
+                "DualPipe schedule: the last model chunk's)."),
       F("parallelism.expert_dispatch", T::choice).def("all_to_all").choices({"all_to_all", "per_node"})
           .help("How the expert all-to-all crosses GPU nodes. all_to_all: one network copy per (token, expert), as NCCL's "
                 "all-to-all (Megatron-LM's default dispatcher). per_node: DeepEP's dispatch (DeepSeek-V3, arXiv 2412.19437 "

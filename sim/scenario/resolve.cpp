@@ -408,9 +408,6 @@ void Resolver::resolve_training_and_parallelism() {
                                                    sched == "dualpipe" ? ", an even number (half fed at each end)"
                                                                        : " (DualPipeV fills the V from one end)",
                                                    i(p["microbatches"])));
-    if (has(p, "first_stage_layers") || has(p, "last_stage_layers"))
-      fail(has(p, "first_stage_layers") ? "parallelism.first_stage_layers" : "parallelism.last_stage_layers",
-           fmt::format("is for one model chunk per stage (schedule 1f1b); {} splits the layers evenly", sched));
     p["virtual_stages"] = 2;
   }
   const long long virt_now = i(p["virtual_stages"]);
@@ -433,19 +430,25 @@ void Resolver::resolve_training_and_parallelism() {
                                                      "the pipeline stages ({}), as Megatron-LM does",
                                                      i(p["microbatches"]), pipe));
   }
-  // Uneven first and last stages: each stage keeps at least one layer.
+  // Uneven first and last stages (1F1B), or first and last model chunks (DualPipe, DualPipeV): each chunk of the chain
+  // keeps at least one layer.
   const bool first_given = has(p, "first_stage_layers"), last_given = has(p, "last_stage_layers");
   if (first_given || last_given) {
     const char* key = first_given ? "parallelism.first_stage_layers" : "parallelism.last_stage_layers";
     if (pipe < 2) fail(key, "sets the layers of a pipeline stage: needs parallelism.pipeline > 1");
-    if (virt > 1)
-      fail(key, fmt::format("is for one model chunk per stage; parallelism.virtual_stages is {} (use 1)", virt));
+    if (virt > 1 && !dual)
+      fail(key, fmt::format("is for one model chunk per stage, or the DualPipe schedules; parallelism.virtual_stages is {} "
+                            "(use 1)", virt));
+    // The chain the layers split over: the P stages, DualPipeV's 2P chunks, or one DualPipe direction's P stages.
+    const long long chain = sched == "dualpipev" ? 2 * pipe : pipe;
+    const bool v = sched == "dualpipev";
     const long long first = first_given ? i(p["first_stage_layers"]) : 0, last = last_given ? i(p["last_stage_layers"]) : 0;
-    const long long others = pipe - (first_given ? 1 : 0) - (last_given ? 1 : 0), rest = layers - first - last;
+    const long long others = chain - (first_given ? 1 : 0) - (last_given ? 1 : 0), rest = layers - first - last;
     if (others == 0 ? rest != 0 : rest < others)
-      fail(key, fmt::format("{} + {} layers on the first and last stages leave {} for the other {} stage{} of {} layers in all "
+      fail(key, fmt::format("{} + {} layers on the first and last {} leave {} for the other {} {}{} of {} layers in all "
                             "(each of them needs at least one{})",
-                            first, last, rest, others, others == 1 ? "" : "s", layers,
+                            first, last, v ? "model chunks of the V" : "stages", rest, others, v ? "chunk" : "stage",
+                            others == 1 ? "" : "s", layers,
                             others == 0 ? "; with two stages the two counts must add up to the layers" : ""));
   }
   if (p["sequence_parallel"].get<bool>() && tensor < 2)

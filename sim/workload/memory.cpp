@@ -188,17 +188,20 @@ std::vector<int> chunk_layers(int layers, const scenario::ParallelismSpec& p, in
   const long long virtual_stages = chain_length(p);
   const long long vs = virtual_stage(p, stage, chunk);
   std::vector<int> ids;
-  if (p.first_stage_layers > 0 || p.last_stage_layers > 0) {  // one chunk per stage (the resolver checks)
-    // Stage s starts at layer start(s): the first stage holds first_stage_layers, the last last_stage_layers, the
-    // stages between (or every stage without a count) split the rest as the even split does.
-    const long long P = p.pipeline, first = p.first_stage_layers, last = p.last_stage_layers;
-    const long long lo = first > 0 ? 1 : 0, n = (last > 0 ? P - 1 : P) - lo, rest = layers - first - last;
-    auto start = [&](long long s) -> long long {
-      if (s <= 0) return 0;
-      if (s >= P) return layers;
-      return first + std::clamp(s - lo, 0LL, n) * rest / std::max(n, 1LL);
+  if (p.first_stage_layers > 0 || p.last_stage_layers > 0) {  // 1F1B or a DualPipe schedule (the resolver checks)
+    // Virtual stage v of the chain starts at layer start(v): the first (the chunk with the embedding) holds
+    // first_stage_layers, the last (the chunk with the output head) last_stage_layers, the chunks between (or every
+    // chunk without a count) split the rest as the even split does. 1F1B: the chain is the P stages. DualPipeV: the
+    // 2P chunks of the V, whose two ends sit on stage 0. DualPipe: each direction's P stages, so stage 0 holds the
+    // first chunk of one direction and the last of the other (as stage P - 1 does).
+    const long long V = virtual_stages, first = p.first_stage_layers, last = p.last_stage_layers;
+    const long long lo = first > 0 ? 1 : 0, n = (last > 0 ? V - 1 : V) - lo, rest = layers - first - last;
+    auto start = [&](long long v) -> long long {
+      if (v <= 0) return 0;
+      if (v >= V) return layers;
+      return first + std::clamp(v - lo, 0LL, n) * rest / std::max(n, 1LL);
     };
-    for (long long i = start(stage); i < start(stage + 1); ++i) ids.push_back(static_cast<int>(i));
+    for (long long i = start(vs); i < start(vs + 1); ++i) ids.push_back(static_cast<int>(i));
     return ids;
   }
   for (long long i = vs * layers / virtual_stages; i < (vs + 1) * layers / virtual_stages; ++i) ids.push_back(static_cast<int>(i));

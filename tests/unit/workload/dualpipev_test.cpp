@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <iterator>
 #include <map>
+#include <numeric>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -208,6 +209,71 @@ TEST_CASE("workload::chunk_layers: DualPipeV puts virtual stages s and 2P - 1 - 
   CHECK(w::last_stage(inter.parallelism) == 3);
 }
 
+TEST_CASE("workload::chunk_layers: first_stage_layers and last_stage_layers size the DualPipe schedules' end chunks",
+          "[workload][step][dualpipev][dualpipe][stage_layers]") {
+  // Every chunk's layers as "[first-last]" by virtual stage of a direction's chain.
+  auto chain = [](const moesim::scenario::ParallelismSpec& p, int layers, int direction) {
+    std::string out;
+    std::vector<int> all;
+    for (int vs = 0; vs < w::chain_length(p); ++vs) {
+      const w::StageChunk at = w::stage_chunk(p, vs, direction);
+      const auto ids = w::chunk_layers(layers, p, at.stage, at.chunk);
+      out += ids.empty() ? "[] " : "[" + std::to_string(ids.front()) + "-" + std::to_string(ids.back()) + "] ";
+      all.insert(all.end(), ids.begin(), ids.end());
+    }
+    std::vector<int> want(static_cast<std::size_t>(layers));
+    std::iota(want.begin(), want.end(), 0);
+    CHECK(all == want);  // every layer once, in order
+    return out;
+  };
+  SECTION("DualPipeV: the 2P chunks of the V; both ends on stage 0") {
+    // 12 layers over 8 chunks, 1 and 1 at the ends: the 6 between split 10 as the even split does (floor).
+    const auto sc = pipeline(dense(12), 4, 8, "dualpipev", {"parallelism.first_stage_layers=1", "parallelism.last_stage_layers=1"});
+    CHECK(chain(sc.parallelism, 12, 0) == "[0-0] [1-1] [2-3] [4-5] [6-6] [7-8] [9-10] [11-11] ");
+    CHECK(w::stage_layers(12, sc.parallelism, 0) == std::vector<int>{0, 11});
+    CHECK(w::stage_layers(12, sc.parallelism, 1) == std::vector<int>{1, 9, 10});
+    const auto even = pipeline(dense(12), 4, 8, "dualpipev");
+    CHECK(chain(even.parallelism, 12, 0) == "[0-0] [1-2] [3-3] [4-5] [6-6] [7-8] [9-9] [10-11] ");
+  }
+  SECTION("DualPipe: each direction's P stages; stage 0 holds one direction's first chunk and the other's last") {
+    const auto sc = pipeline(dense(10), 4, 8, "dualpipe", {"parallelism.first_stage_layers=1", "parallelism.last_stage_layers=1"});
+    CHECK(chain(sc.parallelism, 10, 0) == "[0-0] [1-4] [5-8] [9-9] ");
+    CHECK(chain(sc.parallelism, 10, 1) == "[0-0] [1-4] [5-8] [9-9] ");
+    CHECK(w::stage_layers(10, sc.parallelism, 0) == std::vector<int>{0, 9});
+    CHECK(w::stage_layers(10, sc.parallelism, 3) == std::vector<int>{9, 0});
+    CHECK(w::stage_layers(10, sc.parallelism, 1) == std::vector<int>{1, 2, 3, 4, 5, 6, 7, 8});
+    // 3 + 3 of 6 layers on a direction's first and last stages leave none for the 2 between.
+    const auto e = moesim::testing::expect_input_error(
+        [&] { pipeline(dense(6), 4, 8, "dualpipe", {"parallelism.first_stage_layers=3", "parallelism.last_stage_layers=3"}); });
+    CHECK(e.key() == "parallelism.first_stage_layers");
+    CHECK(t::contains(e.message(), "first and last stages leave 0 for the other 2 stages"));
+  }
+  SECTION("the step builder takes the same split: lighter end chunks make stage 0's compute lighter") {
+    for (const std::string schedule : {"dualpipev", "dualpipe"}) {
+      INFO(schedule);
+      const t::StepFixture even(pipeline(dense(12), 4, 8, schedule));
+      const t::StepFixture light(pipeline(dense(12), 4, 8, schedule, {"parallelism.first_stage_layers=1", "parallelism.last_stage_layers=1"}));
+      const w::BuiltStep be = even.build(false), bl = light.build(false);
+      auto stage_ffn = [](const w::BuiltStep& b, int stage) {
+        double sum = 0.0;
+        for (const w::Phase* p : t::all_phases(b.graph))
+          if (p->type == w::Phase::Type::compute && p->stage == stage) {
+            auto it = p->compute.kind_time_s.find("compute.ffn");
+            if (it != p->compute.kind_time_s.end()) sum += it->second;
+          }
+        return sum;
+      };
+      // Stage 0 runs 2 of the 12 layers instead of the even split's 3 (V: layer 0 and 10-11) or 6 (DualPipe: 3 of
+      // each direction), the same work per layer; the model's FLOPs do not change.
+      const double per_layer = stage_ffn(be, 1) / static_cast<double>(w::stage_layers(12, even.scenario.parallelism, 1).size());
+      CHECK(stage_ffn(bl, 0) == Approx(2 * per_layer).epsilon(1e-9));
+      CHECK(stage_ffn(be, 0) == Approx(static_cast<double>(w::stage_layers(12, even.scenario.parallelism, 0).size()) * per_layer).epsilon(1e-9));
+      CHECK(bl.stats.model_flops == Approx(be.stats.model_flops).epsilon(1e-12));
+      CHECK(pipeline_end(bl) == Approx(list_scheduled(light, bl)).epsilon(1e-9));
+    }
+  }
+}
+
 /** 8 uniform layers on 4 stages with 8 micro-batches, with `schedule` (f, b) and with 1F1B (plain, a). */
 struct AgainstOneFOneB {
   static constexpr int P = 4, M = 8;
@@ -297,8 +363,10 @@ TEST_CASE("scenario: parallelism.schedule dualpipev refuses what it cannot run",
     CHECK(t::contains(e.message(), "must be 2"));
   }
   {
-    const auto e = err(4, 8, {"parallelism.first_stage_layers=1"});
+    // The first and last of the V's 2P = 8 chunks take 4 + 3 of the 8 layers: 1 left for the other 6 chunks.
+    const auto e = err(4, 8, {"parallelism.first_stage_layers=4", "parallelism.last_stage_layers=3"});
     CHECK(e.key() == "parallelism.first_stage_layers");
+    CHECK(t::contains(e.message(), "first and last model chunks of the V leave 1 for the other 6 chunks"));
   }
   {
     const auto e = moesim::testing::expect_input_error([&] { pipeline(dense(6), 4, 8, "dualpipev"); });
