@@ -7,6 +7,7 @@
 #include <csignal>
 #include <cstdio>
 #include <iostream>
+#include <new>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -282,6 +283,10 @@ int main(int argc, char** argv) {
   } catch (const Error& e) {
     std::cerr << "moesim: error: " << e.what() << "\n";
     return e.what() == std::string("interrupted") ? kExitInterrupted : kExitError;
+  } catch (const std::bad_alloc&) {
+    std::cerr << "moesim: error: out of memory: the run needs more memory than this machine grants; simulate fewer "
+                 "micro-batches per step, fewer steps or fewer chips\n";
+    return kExitError;
   } catch (const std::exception& e) {
     std::cerr << "moesim: internal error (a bug in moesim; please report it with the command line): " << e.what() << "\n";
     return kExitInternal;

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <new>
 #include <string>
 
 #include <fmt/format.h>
@@ -51,6 +52,16 @@ bool g_isolated_child = false;
   nlohmann::json out;
   try {
     out = {{"ok", true}, {"value", fn()}};
+  } catch (const std::bad_alloc&) {
+    // The step graph (or the run's series) needs more memory than the system grants. Say so, with the size reached,
+    // instead of the bare "std::bad_alloc".
+    rusage ru{};
+    ::getrusage(RUSAGE_SELF, &ru);
+    out = {{"ok", false},
+           {"error", fmt::format("the simulation ran out of memory ({:.0f} MB resident when an allocation failed): the step is "
+                                 "too large for this machine; simulate fewer micro-batches per step (parallelism.microbatches "
+                                 "with a larger micro-batch), fewer steps (training.steps_simulated) or fewer chips",
+                                 static_cast<double>(ru.ru_maxrss) / 1024.0)}};
   } catch (const std::exception& e) {
     out = {{"ok", false}, {"error", e.what()}};
   } catch (...) {

@@ -149,6 +149,30 @@ TEST_CASE("cli::runs show: a failed or unfinished run shows its status and error
   CHECK(has(unfinished.out, "no results yet"));
 }
 
+TEST_CASE("cli::run: a step too large for the machine's memory is a plain error and a failed run", "[cli][trust]") {
+#if defined(__SANITIZE_ADDRESS__)
+  WARN("skipped under AddressSanitizer: its shadow memory needs more address space than the limit this test sets");
+#else
+  // 100,000 micro-batches of one sequence, every one simulated (no steady-state shortcut), in 2 GB of address space:
+  // the allocation fails while the step is built. Was "moesim: error: std::bad_alloc".
+  const std::string dir = scratch("oom"), db = dir + "/runs.db";
+  const Result r = moesim::testing::run_moesim_in(
+      "run " MOESIM_SOURCE_ROOT "/scenarios/examples/a100-dense-tensor-pipeline.yaml --no-steady-state --db " + db +
+          " --set parallelism.microbatches=100000 --set training.batch_tokens=409600000",
+      dir, moesim::testing::RunIn::dir, "ulimit -v 2000000; ");
+  CHECK(r.status == 1);
+  CHECK(has(r.err, "out of memory"));  // from the simulation process, with its resident size, or from moesim itself
+  CHECK(has(r.err, "simulate fewer micro-batches per step"));
+  CHECK_FALSE(has(r.err, "internal error"));
+  const Result listed = run_moesim("runs list --json --db " + db, dir);
+  REQUIRE(listed.status == 0);
+  const json l = json::parse(listed.out);
+  REQUIRE(l.size() == 1);
+  CHECK(l[0]["status"] == "failed");
+  CHECK(l[0]["train_days"].is_null());
+#endif
+}
+
 TEST_CASE("cli::run: counts are integers and exact zeros are zeros", "[cli][trust]") {
   const std::string dir = scratch("noise");
   const Result r = run_moesim("run " MOESIM_SOURCE_ROOT "/scenarios/examples/tpu-v3-torus-moe.yaml --json --no-store", dir);
