@@ -59,21 +59,18 @@ TEST_CASE("catalog::load_accelerator_file: malformed profiles name file, line, k
     CHECK(e.line() == t::line_of(t::data("bad/accel_negative_power.yaml"), "idle_w:"));
     CHECK(contains(e.message(), ">= 0"));
   }
-  SECTION("an NVLink efficiency outside (0, 1]") {
-    const auto e = accel_error("accel_nvlink_efficiency");
-    CHECK(e.key() == "nvlink_efficiency.value");
-    CHECK(e.line() == t::line_of(t::data("bad/accel_nvlink_efficiency.yaml"), "nvlink_efficiency:"));
-    const auto z = accel_error("accel_nvlink_efficiency_zero");
-    CHECK(z.key() == "nvlink_efficiency");
-    CHECK(contains(z.message(), "must be > 0"));
+  SECTION("an NVLink or ICI efficiency outside (0, 1]") {
+    for (const std::string key : {"nvlink_efficiency", "ici_efficiency"}) {
+      INFO(key);
+      const auto e = accel_error("accel_" + key);
+      CHECK(e.key() == key + ".value");
+      CHECK(e.line() == t::line_of(t::data("bad/accel_" + key + ".yaml"), key + ":"));
+      const auto z = accel_error("accel_" + key + "_zero");
+      CHECK(z.key() == key);
+      CHECK(contains(z.message(), "must be > 0"));
+    }
   }
-  SECTION("an ICI efficiency outside (0, 1], and on a GPU") {
-    const auto e = accel_error("accel_ici_efficiency");
-    CHECK(e.key() == "ici_efficiency.value");
-    CHECK(e.line() == t::line_of(t::data("bad/accel_ici_efficiency.yaml"), "ici_efficiency:"));
-    const auto z = accel_error("accel_ici_efficiency_zero");
-    CHECK(z.key() == "ici_efficiency");
-    CHECK(contains(z.message(), "must be > 0"));
+  SECTION("a TPU-only key on a GPU") {
     const auto g = accel_error("accel_ici_efficiency_gpu");
     CHECK(g.key() == "ici_efficiency");
     CHECK(contains(g.message(), "not used for kind 'gpu'"));
