@@ -94,6 +94,13 @@ std::optional<double> take_optional(AcceleratorSpec& spec, const MapReader& r, c
   return s->value;
 }
 
+/** An optional link efficiency: the fraction of the line rate collectives get, in (0, 1]; 1 when not given. */
+double take_efficiency(AcceleratorSpec& spec, const MapReader& r, const std::string& key) {
+  const double e = take_optional(spec, r, key, Range::fraction).value_or(1.0);
+  if (!(e > 0.0)) r.fail(r.node(key), key, "must be > 0 (a fraction of the line rate, at most 1)");
+  return e;
+}
+
 int take_int(AcceleratorSpec& spec, const MapReader& r, const std::string& key, Range range) {
   const int v = r.required_int(key, range);
   spec.sources[key] = r.node(key)["source"].Scalar();
@@ -147,15 +154,13 @@ AcceleratorSpec parse_accelerator_file(const std::string& file) {
     spec.ici_links_per_chip = take_int(spec, r, "ici_links_per_chip", Range::positive);
     spec.ici_link_bandwidth_bytes_per_s = take(spec, r, "ici_link_bandwidth_bytes_per_s", Range::positive);
     spec.ici_latency_s = take_optional(spec, r, "ici_latency_s", Range::non_negative).value_or(0.0);
-    spec.ici_efficiency = take_optional(spec, r, "ici_efficiency", Range::fraction).value_or(1.0);
-    if (!(spec.ici_efficiency > 0.0)) r.fail(r.node("ici_efficiency"), "ici_efficiency", "must be > 0 (a fraction of the line rate, at most 1)");
+    spec.ici_efficiency = take_efficiency(spec, r, "ici_efficiency");
     const SourcedInts dims = r.required_int_list("pod_dims", Range::positive);
     spec.pod_dims = dims.value;
     spec.sources["pod_dims"] = dims.source;
   } else {
     spec.nvlink_bandwidth_bytes_per_s = take(spec, r, "nvlink_bandwidth_bytes_per_s", Range::positive);
-    spec.nvlink_efficiency = take_optional(spec, r, "nvlink_efficiency", Range::fraction).value_or(1.0);
-    if (!(spec.nvlink_efficiency > 0.0)) r.fail(r.node("nvlink_efficiency"), "nvlink_efficiency", "must be > 0 (a fraction of the line rate, at most 1)");
+    spec.nvlink_efficiency = take_efficiency(spec, r, "nvlink_efficiency");
     spec.nvlink_latency_s = take_optional(spec, r, "nvlink_latency_s", Range::non_negative).value_or(0.0);
     spec.gpus_per_node = take_int(spec, r, "gpus_per_node", Range::positive);
     spec.nic_bandwidth_bytes_per_s = take(spec, r, "nic_bandwidth_bytes_per_s", Range::positive);

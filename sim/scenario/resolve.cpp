@@ -440,8 +440,8 @@ void Resolver::resolve_training_and_parallelism() {
       fail(key, fmt::format("is for one model chunk per stage, or the DualPipe schedules; parallelism.virtual_stages is {} "
                             "(use 1)", virt));
     // The chain the layers split over: the P stages, DualPipeV's 2P chunks, or one DualPipe direction's P stages.
-    const long long chain = sched == "dualpipev" ? 2 * pipe : pipe;
     const bool v = sched == "dualpipev";
+    const long long chain = v ? 2 * pipe : pipe;
     const long long first = first_given ? i(p["first_stage_layers"]) : 0, last = last_given ? i(p["last_stage_layers"]) : 0;
     const long long others = chain - (first_given ? 1 : 0) - (last_given ? 1 : 0), rest = layers - first - last;
     if (others == 0 ? rest != 0 : rest < others)
