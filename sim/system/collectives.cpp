@@ -598,28 +598,49 @@ std::size_t site_half(PlanBuilder& pb, const SiteMembers& sm, const std::optiona
   const char* what = half == Half::reduce_scatter ? "reduce-scatter" : "all-gather";
   if (site_grid && !site_grid->spanned.empty()) {
     // The grid's spanned dimensions come widest first (widest_first): the reduce-scatter runs them in that order, the
-    // all-gather in the mirror order.
+    // all-gather in the mirror order. Over several whole torus rings (the group holds every chip of each line, the
+    // scaling-book's mesh axes) the collective uses them all at once (jax-ml/scaling-book, sharding.md: gathering over
+    // several ICI axes "increases the available bandwidth by a factor of N_axes"): the buffer is split into one part
+    // per such dimension, and part j takes those dimensions in the order rotated by j, so that in a round each of
+    // them carries a different part. A dimension the group holds only part of (a segment, or every h-th chip) keeps
+    // its place in every part's order: its links are shared with the other groups on the line, which the widest-first
+    // order keeps off them until the buffer has shrunk. Each part pays every dimension's ring steps once, so a
+    // round's latency is part 0's dimension's (the sum over the rounds is the sum over the dimensions, the
+    // scaling-book's longest path).
     const ProductGrid* grid = &*site_grid;
-    // Bidirectional ring per spanned dimension: half the buffer each way, (m-1)/m of it crosses each
-    // hop; the buffer shrinks by m after each reduce-scatter dimension (all-gather mirrors it).
-    std::vector<double> sizes{bytes};
-    for (int dim : grid->spanned) sizes.push_back(sizes.back() / static_cast<double>(grid->coords[static_cast<std::size_t>(dim)].size()));
-    std::vector<std::size_t> order(grid->spanned.size());
-    std::iota(order.begin(), order.end(), 0);
-    if (half == Half::all_gather) std::reverse(order.begin(), order.end());
-    for (std::size_t idx : order) {
-      const int dim = grid->spanned[idx];
-      const auto& pos = grid->coords[static_cast<std::size_t>(dim)];
-      const double m = static_cast<double>(pos.size());
-      const auto lines = torus_lines(sm, topo, *grid, dim);
-      const int n = static_cast<int>(lines.front().size());
-      const RingLoads loads = ring_neighbours(n, pos, (m - 1.0) / m * sizes[idx] / 2.0);
-      const auto [steps, hops] = ring_steps(n, pos);
-      pb.latency(r, steps, hops * topo.ici_latency_s);
-      const std::string name = fmt::format("{} dim {}", what, dim);
-      for (std::size_t li = 0; li < lines.size(); ++li) emit_ring(pb, r, name, key(6, sm.site, dim, lines[li].front()), lines[li], loads);
-      ++r;
+    const std::size_t k = grid->spanned.size();
+    std::vector<std::size_t> whole;  // positions in grid->spanned of the dimensions held whole
+    for (std::size_t i = 0; i < k; ++i) {
+      const int dim = grid->spanned[i];
+      if (static_cast<int>(grid->coords[static_cast<std::size_t>(dim)].size()) == site.dims[static_cast<std::size_t>(dim)]) whole.push_back(i);
     }
+    const std::size_t parts = std::max<std::size_t>(1, whole.size());
+    const double part = bytes / static_cast<double>(parts);
+    for (std::size_t j = 0; j < parts; ++j) {
+      std::vector<int> dims(grid->spanned);
+      for (std::size_t w = 0; w < whole.size(); ++w) dims[whole[w]] = grid->spanned[whole[(w + j) % whole.size()]];
+      // Bidirectional ring per spanned dimension: half the part each way, (m-1)/m of it crosses each hop; the part
+      // shrinks by m after each reduce-scatter dimension (the all-gather mirrors it).
+      std::vector<double> sizes{part};
+      for (int dim : dims) sizes.push_back(sizes.back() / static_cast<double>(grid->coords[static_cast<std::size_t>(dim)].size()));
+      for (std::size_t step = 0; step < k; ++step) {
+        const std::size_t idx = half == Half::all_gather ? k - 1 - step : step;
+        const int dim = dims[idx];
+        const auto& pos = grid->coords[static_cast<std::size_t>(dim)];
+        const double m = static_cast<double>(pos.size());
+        const auto lines = torus_lines(sm, topo, *grid, dim);
+        const int n = static_cast<int>(lines.front().size());
+        const RingLoads loads = ring_neighbours(n, pos, (m - 1.0) / m * sizes[idx] / 2.0);
+        if (j == 0) {
+          const auto [steps, hops] = ring_steps(n, pos);
+          pb.latency(r + step, steps, hops * topo.ici_latency_s);
+        }
+        const std::string name = fmt::format("{} dim {}", what, dim);
+        for (std::size_t li = 0; li < lines.size(); ++li)
+          emit_ring(pb, r + step, name, key(6, sm.site, dim, lines[li].front()), lines[li], loads);
+      }
+    }
+    r += k;
     if (algo.empty()) algo = "torus bidirectional ring per dimension";
     return r - first_round;
   }

@@ -7,6 +7,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <set>
+
 #include "moesim/core/error.hpp"
 #include "system_test_support.hpp"
 
@@ -58,8 +60,12 @@ TEST_CASE("system::plan_collective: ring all-reduce over full torus rings sends 
 }
 
 TEST_CASE("system::plan_collective: all-reduce over a full 2D torus telescopes to 2(n-1)/n x B", "[system][reduction]") {
-  // Reduce-scatter along dimension 0 shrinks the buffer to B/4, then along dimension 1; all-gather
-  // mirrors it: per chip 2 x (3/4 B + 3/4 x B/4) = 2 x 15/16 B.
+  // Both dimensions are whole rings, so both carry data in every round (scaling-book: gathering over N axes has N
+  // times the bandwidth): half the buffer reduce-scatters along dimension 0 then 1, the other half along 1 then 0.
+  // Per chip still 2 x (3/4 B + 3/4 x B/4) = 2 x 15/16 B; per link and direction in a round, one half: round 0
+  // 3/4 x (B/2) / 2, round 1 3/4 x (B/8) / 2 (the half shrunk by 4), the all-gather mirrored. The sequential
+  // order (all of B along dimension 0 first) would put 3/4 x B / 2 on dimension 0's links in round 0 and leave
+  // dimension 1's idle: twice the time.
   const t::Fixture f = t::torus({4, 4});
   const double B = 1.6e7;
   const auto plan = f.plan(t::work(CollectiveOp::all_reduce, {t::iota(16)}, B));
@@ -69,9 +75,61 @@ TEST_CASE("system::plan_collective: all-reduce over a full 2D torus telescopes t
   CHECK(plan.rounds[2].name == "all-gather dim 1");
   CHECK(plan.rounds[3].name == "all-gather dim 0");
   for (const auto& [chip, bytes] : t::sent_by(plan)) CHECK(bytes == Approx(2.0 * 15.0 / 16.0 * B));
-  const double per_link[4] = {3.0 / 4.0 * B / 2.0, 3.0 / 4.0 * (B / 4.0) / 2.0, 3.0 / 4.0 * (B / 4.0) / 2.0, 3.0 / 4.0 * B / 2.0};
-  for (std::size_t r = 0; r < 4; ++r)
-    for (const auto& [pair, bytes] : t::loads(plan.rounds[r])) CHECK(bytes == Approx(per_link[r]));
+  const double per_link[4] = {3.0 / 4.0 * (B / 2.0) / 2.0, 3.0 / 4.0 * (B / 8.0) / 2.0, 3.0 / 4.0 * (B / 8.0) / 2.0,
+                              3.0 / 4.0 * (B / 2.0) / 2.0};
+  for (std::size_t r = 0; r < 4; ++r) {
+    const auto l = t::loads(plan.rounds[r]);
+    CHECK(l.size() == 64u);  // every directed link of the 4x4 torus (16 chips x 4) busy in every round
+    for (const auto& [pair, bytes] : l) CHECK(bytes == Approx(per_link[r]));
+  }
+}
+
+TEST_CASE("system::plan_collective: an all-gather over a whole 3D torus uses the three dimensions at once", "[system][reduction]") {
+  // 4x2x2: the buffer in thirds, each taking the dimensions in a rotated order (widest first: 0, then 1, 2). The
+  // all-gather of a B-byte result ends with each third along its first dimension at full size (B/3), before that
+  // at B/3 over the product of the other two. Every directed link is busy in every round, and per chip the total
+  // sent is (n-1)/n x B as for one ring.
+  const t::Fixture f = t::torus({4, 2, 2});
+  const double B = 1.2e7;
+  const auto plan = f.plan(t::work(CollectiveOp::all_gather, {t::iota(16)}, B));
+  REQUIRE(plan.rounds.size() == 3);
+  for (const auto& [chip, bytes] : t::sent_by(plan)) CHECK(bytes == Approx(15.0 / 16.0 * B));
+  // Last round: the third that started (in the reduce-scatter order) along dimension 0 grows 4x along it: 3/4 x
+  // (B/3) / 2 each way on dimension 0's links; the thirds that started along dimension 1 or 2 grow 2x along
+  // theirs: 1/2 x (B/3) / 2 each way, and on a ring of 2 both ways reach the one neighbour.
+  const auto last = t::loads(plan.rounds[2]);
+  CHECK(last.size() == 16u * 2u + 16u + 16u);  // dimension 0: 16 chips x 2 directions; dimensions 1 and 2: 16 each
+  for (const auto& [pair, bytes] : last) {
+    const bool along0 = f.topo.coords(pair.first)[0] != f.topo.coords(pair.second)[0];
+    CHECK(bytes == Approx(along0 ? 3.0 / 4.0 * (B / 3.0) / 2.0 : 2.0 * (1.0 / 2.0 * (B / 3.0) / 2.0)));
+  }
+  // The latency: each third crosses every dimension once, so the rounds pay the dimensions' steps once in all.
+  double alpha = 0.0;
+  for (const auto& r : plan.rounds) alpha += r.alpha_s;
+  CHECK(alpha > 0.0);
+  CHECK(alpha == Approx(2.0 * f.topo.ici_latency_s + 1.0 * f.topo.ici_latency_s + 1.0 * f.topo.ici_latency_s));
+}
+
+TEST_CASE("system::plan_collective: a dimension held only in part keeps its place in the order", "[system][reduction]") {
+  // On an 8x4 torus a group of the 4 chips x in {0, 2, 4, 6} of rows 0..3: dimension 1 is a whole 4-ring,
+  // dimension 0 every other chip of the 8-ring (shared with the group at the odd x). Only one dimension is whole,
+  // so the buffer is not split: widest first, dimension 1 (4 members, whole) and dimension 0 (4 members) tie on
+  // width and keep their order; all of B goes along the first, then B/4 along the second.
+  const t::Fixture f(t::scenario_for("torus_2d", {8, 4}, t::par(1, 32)), t::torus_chip());
+  std::vector<int> group;
+  for (int y = 0; y < 4; ++y)
+    for (int x : {0, 2, 4, 6}) group.push_back(f.topo.chip_at(0, {x, y}));
+  const double B = 8e6;
+  const auto plan = f.plan(t::work(CollectiveOp::reduce_scatter, {group}, B));
+  REQUIRE(plan.rounds.size() == 2);
+  for (std::size_t r = 0; r < 2; ++r) {
+    std::set<int> dims;
+    for (const auto& [pair, bytes] : t::loads(plan.rounds[r])) {
+      dims.insert(f.topo.coords(pair.first)[0] != f.topo.coords(pair.second)[0] ? 0 : 1);
+      CHECK(bytes == Approx(3.0 / 4.0 * (r == 0 ? B : B / 4.0) / 2.0));
+    }
+    CHECK(dims.size() == 1u);  // one dimension per round: nothing split
+  }
 }
 
 TEST_CASE("system::plan_collective: a ring of every other chip passes through the chips in between", "[system][reduction]") {
