@@ -588,6 +588,18 @@ void widest_first(ProductGrid& grid) {
   });
 }
 
+/** Whether member positions `pos` (ascending) of a physical ring of n are the whole ring or one unbroken segment of it
+ *  (the wrap included): every gap between consecutive members but at most one is a single hop. */
+bool unbroken(int n, const std::vector<int>& pos) {
+  const std::size_t m = pos.size();
+  int long_gaps = 0;
+  for (std::size_t i = 0; i < m; ++i) {
+    const int gap = ((pos[(i + 1) % m] - pos[i]) % n + n) % n;
+    if (gap != 1) ++long_gaps;
+  }
+  return long_gaps <= 1;
+}
+
 /** One half (reduce-scatter or all-gather) of a `bytes` buffer among one site's members, from
  *  `first_round`. Returns the number of rounds used. */
 std::size_t site_half(PlanBuilder& pb, const SiteMembers& sm, const std::optional<ProductGrid>& site_grid, const Topology& topo,
@@ -598,21 +610,21 @@ std::size_t site_half(PlanBuilder& pb, const SiteMembers& sm, const std::optiona
   const char* what = half == Half::reduce_scatter ? "reduce-scatter" : "all-gather";
   if (site_grid && !site_grid->spanned.empty()) {
     // The grid's spanned dimensions come widest first (widest_first): the reduce-scatter runs them in that order, the
-    // all-gather in the mirror order. Over several whole torus rings (the group holds every chip of each line, the
-    // scaling-book's mesh axes) the collective uses them all at once (jax-ml/scaling-book, sharding.md: gathering over
+    // all-gather in the mirror order. Over several dimensions whose links are the group's own (it holds the whole
+    // torus line, the scaling-book's mesh axes, or one unbroken segment of it, whose folded ring stays on the links
+    // between its members) the collective uses them all at once (jax-ml/scaling-book, sharding.md: gathering over
     // several ICI axes "increases the available bandwidth by a factor of N_axes"): the buffer is split into one part
     // per such dimension, and part j takes those dimensions in the order rotated by j, so that in a round each of
-    // them carries a different part. A dimension the group holds only part of (a segment, or every h-th chip) keeps
-    // its place in every part's order: its links are shared with the other groups on the line, which the widest-first
-    // order keeps off them until the buffer has shrunk. Each part pays every dimension's ring steps once, so a
-    // round's latency is part 0's dimension's (the sum over the rounds is the sum over the dimensions, the
-    // scaling-book's longest path).
+    // them carries a different part. A dimension where the group holds every h-th chip keeps its place in every
+    // part's order: its links are shared with the groups in between, which the widest-first order keeps off them
+    // until the buffer has shrunk. Each part pays every dimension's ring steps once, so a round's latency is part 0's
+    // dimension's (the sum over the rounds is the sum over the dimensions, the scaling-book's longest path).
     const ProductGrid* grid = &*site_grid;
     const std::size_t k = grid->spanned.size();
-    std::vector<std::size_t> whole;  // positions in grid->spanned of the dimensions held whole
+    std::vector<std::size_t> whole;  // positions in grid->spanned of the dimensions whose links are the group's own
     for (std::size_t i = 0; i < k; ++i) {
-      const int dim = grid->spanned[i];
-      if (static_cast<int>(grid->coords[static_cast<std::size_t>(dim)].size()) == site.dims[static_cast<std::size_t>(dim)]) whole.push_back(i);
+      const auto d = static_cast<std::size_t>(grid->spanned[i]);
+      if (unbroken(site.dims[d], grid->coords[d])) whole.push_back(i);
     }
     const std::size_t parts = std::max<std::size_t>(1, whole.size());
     const double part = bytes / static_cast<double>(parts);

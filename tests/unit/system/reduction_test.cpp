@@ -110,6 +110,30 @@ TEST_CASE("system::plan_collective: an all-gather over a whole 3D torus uses the
   CHECK(alpha == Approx(2.0 * f.topo.ici_latency_s + 1.0 * f.topo.ici_latency_s + 1.0 * f.topo.ici_latency_s));
 }
 
+TEST_CASE("system::plan_collective: a 4x4 block of a larger torus uses both of its segments at once", "[system][reduction]") {
+  // The chips x, y in 0..3 of an 8x8 torus: along each dimension the group holds an unbroken segment of 4, whose
+  // folded ring runs only on the links between its own members, so both dimensions carry half the buffer in round 0.
+  // A folded ring puts both logical directions on every link of the segment: 2 x 3/4 x (B/2) / 2 per directed link.
+  const t::Fixture f = t::torus({8, 8});
+  std::vector<int> group;
+  for (int y = 0; y < 4; ++y)
+    for (int x = 0; x < 4; ++x) group.push_back(f.topo.chip_at(0, {x, y}));
+  const double B = 8e6;
+  const auto plan = f.plan(t::work(CollectiveOp::reduce_scatter, {group}, B));
+  REQUIRE(plan.rounds.size() == 2);
+  std::set<int> dims;
+  for (const auto& [pair, bytes] : t::loads(plan.rounds[0])) {
+    dims.insert(f.topo.coords(pair.first)[0] != f.topo.coords(pair.second)[0] ? 0 : 1);
+    CHECK(bytes == Approx(2.0 * 3.0 / 4.0 * (B / 2.0) / 2.0));
+  }
+  CHECK(dims == std::set<int>{0, 1});
+  // The same link-bytes in all as one dimension after the other (3/4 x B / 2 x 2 on 24 directed links, then a
+  // quarter of it on the other dimension's 24), in half the time of round 0's 3/4 x B per link.
+  double total = 0.0;
+  for (const auto& [pair, bytes] : t::loads(plan)) total += bytes;
+  CHECK(total == Approx(24.0 * 3.0 / 4.0 * B + 24.0 * 3.0 / 4.0 * (B / 4.0)));
+}
+
 TEST_CASE("system::plan_collective: a dimension held only in part keeps its place in the order", "[system][reduction]") {
   // On an 8x4 torus a group of the 4 chips x in {0, 2, 4, 6} of rows 0..3: dimension 1 is a whole 4-ring,
   // dimension 0 every other chip of the 8-ring (shared with the group at the odd x). Only one dimension is whole,
