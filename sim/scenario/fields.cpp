@@ -374,6 +374,19 @@ std::vector<FieldSpec> build_table() {
                 "parallel collectives) run on a branch while the tokens travel, and the routed experts start when both "
                 "are done; otherwise they run after the combine. Needs shared experts; not with overlap_expert_comm "
                 "(Megatron-Core refuses the two together: the paired micro-batch already fills the all-to-all)."),
+      F("parallelism.overlap_tensor_comm", T::boolean).def(false)
+          .help("Training, with sequence_parallel: run each tensor-parallel all-gather and reduce-scatter of an attention or "
+                "dense FFN block beside the GEMM that consumes or produces its tensor, decomposed into chunks: Transformer "
+                "Engine's userbuffers (Megatron-LM --tp-comm-overlap; its default layout overlaps the all-gather with the "
+                "QKV and FC1 GEMMs, the reduce-scatter with the projection and FC2 GEMMs, and the backward's gathers and "
+                "reduce-scatter with the data- and weight-gradient GEMMs), or XLA's collective matmul on TPUs (Wang et al., "
+                "ASPLOS 2023). Per block: the input all-gather (in the backward with the input re-gather) beside the first "
+                "GEMMs (QKV, or MLA's down-projections, or FC1), the output reduce-scatter beside the last (the attention "
+                "output projection, or FC2); 1/tensor of each collective stays exposed (the pipeline's first or last "
+                "chunk). On GPUs every overlapped GEMM but the forward's all-gather ones runs on 16 fewer SMs (Transformer "
+                "Engine's default num_sm for its pipelined and bulk overlaps; the ring-exchange all-gathers use copy "
+                "engines). MoE expert tensor parallelism, the embedding and the output head keep their collectives in "
+                "turn. Not with overlap_expert_comm, whose paired micro-batches already hide every collective."),
       F("parallelism.sequence_parallel", T::boolean).def(false)
           .help("Megatron sequence parallelism (Korthikanti et al. 2022, arXiv 2205.05198, section 4.2.2; needs tensor > 1): "
                 "layer norms, dropouts and residual adds run on 1/tensor of the sequence, so their activations are sharded "

@@ -355,6 +355,7 @@ void Resolver::resolve_training_and_parallelism() {
     p["microbatches"] = 1;
     p["virtual_stages"] = 1;
     p["sequence_parallel"] = false;
+    p["overlap_tensor_comm"] = false;  // needs sequence parallelism, which the placeholder leaves off
     p["overlap_expert_comm"] = false;  // pairs micro-batches of an expert-parallel layout: the planner's own to choose
     p.erase("first_stage_layers");     // stage sizes of a pipeline the planner chooses
     p.erase("last_stage_layers");
@@ -454,6 +455,10 @@ void Resolver::resolve_training_and_parallelism() {
   if (p["sequence_parallel"].get<bool>() && tensor < 2)
     fail("parallelism.sequence_parallel", "sequence parallelism shards activations over the tensor-parallel ranks: it "
                                           "needs parallelism.tensor > 1");
+  if (p["overlap_tensor_comm"].get<bool>() && !p["sequence_parallel"].get<bool>())
+    fail("parallelism.overlap_tensor_comm", "overlaps the sequence-parallel all-gathers and reduce-scatters with their GEMMs "
+                                            "(Transformer Engine's userbuffers need sequence parallelism too): set "
+                                            "parallelism.sequence_parallel: true (with tensor > 1), or remove it");
   if (placement_order(p["placement"].get<std::string>()).empty())
     fail("parallelism.placement", fmt::format("'{}' is not an order of the parallel axes: give each of tensor, expert, data "
                                               "and pipeline once, comma-separated, innermost first (e.g. "
@@ -760,6 +765,10 @@ void Resolver::resolve_routing() {
       fail("parallelism.comm_sms", fmt::format("{} SMs for communication leave none for compute: {} has {} (allowed: 1 to {})",
                                                i(par["comm_sms"]), doc_["cluster"]["accelerator"].get<std::string>(),
                                                accel_->sm_count, accel_->sm_count - 1));
+    if (par["overlap_tensor_comm"].get<bool>())
+      fail("parallelism.overlap_tensor_comm", "is not modelled with parallelism.overlap_expert_comm: the paired "
+                                              "micro-batch's compute already runs beside every collective of the pair, "
+                                              "the tensor-parallel ones included; set one of them");
     if (par["overlap_shared_experts"].get<bool>())
       fail("parallelism.overlap_shared_experts", "is not used with parallelism.overlap_expert_comm (Megatron-Core refuses "
                                                  "the two together: the paired micro-batch's compute already fills the "
@@ -1283,6 +1292,7 @@ Scenario Resolver::build() const {
   s.parallelism.schedule = p["schedule"];
   s.parallelism.zero_stage = static_cast<int>(i(p["zero_stage"]));
   s.parallelism.sequence_parallel = p["sequence_parallel"];
+  s.parallelism.overlap_tensor_comm = p["overlap_tensor_comm"];
   s.parallelism.expert_dispatch = p["expert_dispatch"];
   s.parallelism.overlap_expert_comm = p["overlap_expert_comm"];
   s.parallelism.overlap_shared_experts = p["overlap_shared_experts"];

@@ -343,6 +343,46 @@ class Builder {
     collective(st, "comm.tensor_parallel", label, std::move(w));
   }
 
+  /** One tensor-parallel collective of an overlapped block (parallelism.overlap_tensor_comm). */
+  struct TpComm {
+    CollectiveOp op;
+    double tokens;
+    std::string label;
+  };
+  bool overlap_tp() const { return p_.overlap_tensor_comm && p_.sequence_parallel && tp_ > 1; }
+  /** parallelism.overlap_tensor_comm: the collectives `comms` (in turn) beside `gemm`, the GEMM that consumes or produces
+   *  their tensor (Transformer Engine's userbuffers; XLA's collective matmul): each is decomposed into tensor-size chunks
+   *  that travel while the GEMM works on the others, so (tensor - 1) / tensor of it runs on a branch beside the GEMM
+   *  and its last chunk alone after both. On a GPU the GEMM runs on 16 fewer SMs unless `copy_engines` (Transformer
+   *  Engine's initialize_ub defaults: num_sm 16 for its pipelined and bulk overlaps, 1 with copy engines for the
+   *  forward's ring-exchange all-gathers). The block's model FLOPs stay with its other work (account). */
+  void overlapped_tensor_comms(Stream& st, const std::vector<TpComm>& comms, const Cost& gemm, const std::string& kind,
+                               const std::string& label, bool copy_engines) {
+    account(st, kind, Cost{}, 0.0);  // files the weight gradients gemm_cost deferred (DualPipe's W steps)
+    flush(st, label + " (compute)");
+    const PhaseId before = st.last;
+    Stream comm{st.stage, st.mb, before, Accum(st.devices.size()), st.devices, st.overlaps_grad_reduce};
+    const double t = tp_;
+    for (const TpComm& c : comms) tensor_collective(comm, c.op, c.tokens * (t - 1.0) / t, c.label + " (overlapped chunks)");
+    Stream gemm_branch{st.stage, st.mb, before, Accum(st.devices.size()), st.devices, st.overlaps_grad_reduce};
+    Cost g = gemm;
+    constexpr int kUbSms = 16;  // Transformer Engine initialize_ub default_cfg: "num_sm": 16 unless ring_exchange
+    if (!copy_engines && ctx_.accel.sm_count > kUbSms) {
+      const double slow = ctx_.accel.sm_count / static_cast<double>(ctx_.accel.sm_count - kUbSms);
+      g.time_s *= slow;  // as the overlapped pairs' compute (place_pair): the same work at a lower rate
+    }
+    gemm_branch.acc.add(kind, g, 0.0);
+    flush(gemm_branch, label + " beside its collectives (compute)");
+    st.last = add_phase(g_, Phase{}, {comm.last, gemm_branch.last});
+    for (const TpComm& c : comms) tensor_collective(st, c.op, c.tokens / t, c.label + " (last chunk)");
+  }
+  /** The input collectives of a block (tensor_block_input), for overlapped_tensor_comms. */
+  std::vector<TpComm> block_input_comms(double tokens, const std::string& label, Pass pass) const {
+    std::vector<TpComm> v{{CollectiveOp::all_gather, tokens, label + " SP all-gather"}};
+    if (pass == Pass::bwd) v.push_back({CollectiveOp::all_gather, tokens, label + " SP input re-gather"});
+    return v;
+  }
+
   // ---- sub-layers -----------------------------------------------------------------------------
   /** Head dimension of the queries and keys (the scores' inner dimension): d_head, or with multi-head latent
    *  attention d_head (no-RoPE part) + qk_rope_head_dim (decoupled RoPE part; DeepSeek-V2 §2.1.3, arXiv 2405.04434).
@@ -426,12 +466,16 @@ class Builder {
     const double d = m_.d_model, hl = m_.heads / tp_, dh = m_.d_head;
     const double seqs = tok / s_q;
     const std::string what = label + (cross ? " cross-attn TP" : " attn TP");
-    tensor_block_input(st, cross ? tok + kv_tokens : tok, what, pass);
+    // parallelism.overlap_tensor_comm: the GEMMs that read the gathered input (first) and the output projection (last)
+    // are costed apart, to run beside the block's collectives; otherwise everything adds up in c.
+    const bool overlap = overlap_tp();
+    Cost c, first_gemms, last_gemm;
+    Cost& first = overlap ? first_gemms : c;
+    if (!overlap) tensor_block_input(st, cross ? tok + kv_tokens : tok, what, pass);
     // Multiply-adds of the projections per device for the model FLOPs; work replicated on every tensor rank (MLA's
     // down-projections) counted once per tensor group, as the model's parameters are (attention_params).
     double proj = 0.0;
     const bool mla = m_.is_mla() && !cross;  // the resolver refuses MLA in an encoder-decoder: no cross-attention with it
-    Cost c;
     if (mla) {
       // Multi-head latent attention (DeepSeek-V2 §2.1.2, arXiv 2405.04434; DeepSeek-V3 §2.1.1, arXiv 2412.19437):
       // queries through a q_lora_rank bottleneck (or straight from d_model when it is 0) to heads x (d_head no-RoPE
@@ -446,14 +490,14 @@ class Builder {
       const double rope = m_.mla_qk_rope_head_dim, lora = m_.mla_kv_lora_rank, ql = m_.mla_q_lora_rank;
       const double dqk = qk_head_dim();
       if (ql > 0) {
-        c += gemm_cost("attn.q_down", tok, ql, d, pass);
+        first += gemm_cost("attn.q_down", tok, ql, d, pass);
         c += gemm_cost("attn.q_up", tok, hl * dqk, ql, pass);
         proj += tok * (d * ql / tp_ + ql * hl * dqk);
       } else {
-        c += gemm_cost("attn.q", tok, hl * dqk, d, pass);
+        first += gemm_cost("attn.q", tok, hl * dqk, d, pass);
         proj += tok * d * hl * dqk;
       }
-      c += gemm_cost("attn.kv_down", tok, lora + rope, d, pass);
+      first += gemm_cost("attn.kv_down", tok, lora + rope, d, pass);
       c += gemm_cost("attn.kv_up", tok, hl * 2.0 * dh, lora, pass);
       proj += tok * (d * (lora + rope) / tp_ + lora * hl * 2.0 * dh);
       // The RMSNorms of the compressed query and of the latent (DeepSeek-V2 §3.1.2: "additional RMSNorm layers after
@@ -461,7 +505,7 @@ class Builder {
       // weight: 3 passes of each element, 5 FLOPs per element), replicated like the down-projections.
       c += vector_cost(KernelClass::elementwise, "attn.latent_norm", 3.0 * tok * (ql + lora) * act_b_, 5.0 * tok * (ql + lora), pass);
     } else if (!cross) {
-      c += gemm_cost("attn.qkv", tok, (hl + 2.0 * kvl_) * dh, d, pass);
+      first += gemm_cost("attn.qkv", tok, (hl + 2.0 * kvl_) * dh, d, pass);
       // With the output projection's. The model's K and V projections are kv_heads wide: 1/tensor of them per rank
       // (a fraction of a head when kv_heads < tensor), so the model FLOPs summed over the tensor group do not depend
       // on the layout; the hardware FLOPs (the GEMM above) include the heads replicated on every rank.
@@ -470,19 +514,28 @@ class Builder {
       // Cross-attention: queries of the decoder's tokens; keys and values of the encoder's, kv_heads wide as in
       // self-attention (workload::attention_params counts them so): kv_heads_per_rank heads per rank on the hardware,
       // kv_heads / tensor in the model FLOPs.
-      c += gemm_cost("attn.q", tok, hl * dh, d, pass);
-      c += gemm_cost("attn.kv", kv_tokens, 2.0 * kvl_ * dh, d, pass);
+      first += gemm_cost("attn.q", tok, hl * dh, d, pass);
+      first += gemm_cost("attn.kv", kv_tokens, 2.0 * kvl_ * dh, d, pass);
       proj = (tok * hl * dh * 2.0 + kv_tokens * 2.0 * kv_ / tp_ * dh) * d;  // with the output projection's
     }
     c += attention_core(tok, s_q, s_kv, causal, pass);
-    c += gemm_cost("attn.out", tok, d, hl * dh, pass);
+    (overlap ? last_gemm : c) += gemm_cost("attn.out", tok, d, hl * dh, pass);
     if (mla) proj += tok * hl * dh * d;
     c += norm_residual("attn.norm_residual", tok, pass);
     // Scores over the query-key dimension, values over d_head (2 FLOPs per multiply-add each).
     const double dqk = mla ? qk_head_dim() : dh;
     const double model = 2.0 * proj + 2.0 * seqs * hl * s_q * s_kv * (dqk + dh);
-    account(st, kind_for(cross ? "compute.cross_attention" : "compute.attention", pass), c, model * model_mult(pass));
-    tensor_block_output(st, tok, what);
+    const std::string kind = kind_for(cross ? "compute.cross_attention" : "compute.attention", pass);
+    if (!overlap) {
+      account(st, kind, c, model * model_mult(pass));
+      tensor_block_output(st, tok, what);
+      return;
+    }
+    overlapped_tensor_comms(st, block_input_comms(cross ? tok + kv_tokens : tok, what, pass), first_gemms, kind, what + " input",
+                            pass != Pass::bwd);
+    account(st, kind, c, model * model_mult(pass));
+    overlapped_tensor_comms(st, {{CollectiveOp::reduce_scatter, tok, what + " SP reduce-scatter"}}, last_gemm, kind,
+                            what + " output", false);
   }
 
   /** Kernel names and the phase kind of one tensor-parallel FFN block (tensor_parallel_ffn). */
@@ -495,15 +548,24 @@ class Builder {
    *  matrices), the activation, row-parallel down, with the collectives around the block. */
   void tensor_parallel_ffn(Stream& st, double tok, double width, Pass pass, const std::string& what, const FfnNames& n) {
     const double d = m_.d_model, f = width / tp_, mats = m_.gated() ? 2.0 : 1.0;
-    tensor_block_input(st, tok, what, pass);
-    Cost c;
-    c += gemm_cost(n.up, tok, mats * f, d, pass);
+    const bool overlap = overlap_tp();  // parallelism.overlap_tensor_comm: FC1 and FC2 apart, beside the collectives
+    if (!overlap) tensor_block_input(st, tok, what, pass);
+    Cost c, up, down;
+    (overlap ? up : c) += gemm_cost(n.up, tok, mats * f, d, pass);
     c += vector_cost(KernelClass::elementwise, n.act, (mats + 1.0) * tok * f * act_b_, 8.0 * tok * f, pass);
-    c += gemm_cost(n.down, tok, d, f, pass);
+    (overlap ? down : c) += gemm_cost(n.down, tok, d, f, pass);
     if (n.norm != nullptr) c += norm_residual(n.norm, tok, pass);
     const double model = 2.0 * tok * (mats + 1.0) * d * f;
-    account(st, kind_for(n.kind, pass), c, model * model_mult(pass));
-    tensor_block_output(st, tok, what);
+    const std::string kind = kind_for(n.kind, pass);
+    if (!overlap) {
+      account(st, kind, c, model * model_mult(pass));
+      tensor_block_output(st, tok, what);
+      return;
+    }
+    overlapped_tensor_comms(st, block_input_comms(tok, what, pass), up, kind, what + " input", pass != Pass::bwd);
+    account(st, kind, c, model * model_mult(pass));
+    overlapped_tensor_comms(st, {{CollectiveOp::reduce_scatter, tok, what + " SP reduce-scatter"}}, down, kind, what + " output",
+                            false);
   }
 
   void dense_ffn(Stream& st, double tok, Pass pass, const std::string& label) {

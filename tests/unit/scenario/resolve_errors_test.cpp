@@ -655,3 +655,17 @@ TEST_CASE("scenario::resolve: overlap_shared_experts needs shared experts and no
                                                    "parallelism.overlap_expert_comm=true"});
   CHECK(both.key() == "parallelism.overlap_shared_experts");
 }
+
+TEST_CASE("scenario::resolve: overlap_tensor_comm needs sequence parallelism", "[scenario][resolve][overlap]") {
+  const auto e = t::load_error(t::base_yaml(), {"parallelism.overlap_tensor_comm=true"});
+  CHECK(e.key() == "parallelism.overlap_tensor_comm");
+  CHECK(t::contains(e.message(), "parallelism.sequence_parallel: true"));
+  const std::vector<std::string> sp = {"parallelism.tensor=2", "parallelism.expert=4", "parallelism.sequence_parallel=true",
+                                       "parallelism.overlap_tensor_comm=true"};
+  CHECK(t::load(t::base_yaml(), sp).parallelism.overlap_tensor_comm);
+  auto paired = sp;
+  paired.push_back("parallelism.overlap_expert_comm=true");
+  const auto both = t::load_error(t::base_yaml(), paired);
+  CHECK(both.key() == "parallelism.overlap_tensor_comm");
+  CHECK(t::contains(both.message(), "overlap_expert_comm"));
+}

@@ -211,3 +211,54 @@ TEST_CASE("workload::StepBuilder: overlapped shared experts run beside the dispa
   CHECK(unordered_pairs(plain) == 0);
   CHECK(unordered_pairs(b) == 2 * 2);  // each of 2 layers x (fwd + bwd): its shared experts beside its dispatch
 }
+
+TEST_CASE("workload::StepBuilder: overlap_tensor_comm runs the sequence-parallel collectives beside their GEMMs",
+          "[workload][step][overlap]") {
+  // A dense model, tensor 4 with sequence parallelism, on H100s (two layers; the plain and the overlapped step).
+  const std::string model = "  layers: 2\n  d_model: 1024\n  d_ff: 4096\n  heads: 16\n  experts: 0\n  vocab: 32000\n  seq_len: 512\n";
+  auto build = [&](bool overlap) {
+    const t::StepFixture f(t::load(t::scenario_yaml(model, "h100", 8, "  tensor: 4\n  data: 2\n  sequence_parallel: true\n", 8 * 512),
+                                   {std::string("parallelism.overlap_tensor_comm=") + (overlap ? "true" : "false")}));
+    return f.build(false);
+  };
+  const BuiltStep plain = build(false), b = build(true);
+  std::vector<PhaseId> topo;
+  REQUIRE_NOTHROW(boost::topological_sort(b.graph, std::back_inserter(topo)));
+  // The same work and the same bytes on the links: each collective is split into (tensor - 1) / tensor beside the GEMM
+  // and its last 1/tensor after it.
+  CHECK(b.stats.hardware_flops == Approx(plain.stats.hardware_flops).epsilon(1e-12));
+  CHECK(b.stats.model_flops == Approx(plain.stats.model_flops).epsilon(1e-12));
+  for (const char* op : {"all_gather", "reduce_scatter"})
+    CHECK(b.stats.bytes_by_op.at(op) == Approx(plain.stats.bytes_by_op.at(op)).epsilon(1e-12));
+  const std::size_t blocks = 2 * 2 * 2;  // layers x (attention, FFN) x (forward, backward)
+  // Collectives per block: forward all-gather + reduce-scatter, backward the same plus the input re-gather; each is
+  // two phases overlapped (the chunks beside the GEMM, the last chunk after it). The embedding's and the output head's
+  // stay single.
+  const std::size_t block_tp = blocks / 2 * 2 + blocks / 2 * 3;
+  const std::size_t plain_tp = t::count_kind(plain.graph, "comm.tensor_parallel");
+  CHECK(plain_tp > block_tp);
+  CHECK(t::count_kind(b.graph, "comm.tensor_parallel") == plain_tp + block_tp);
+  // The overlapped GEMMs lose 16 of the H100's 132 SMs except beside the forward's all-gathers (copy engines): the
+  // attention and FFN compute grows, by less than 132 / 116.
+  const double plain_s = t::kind_s(plain, "compute.attention") + t::kind_s(plain, "compute.ffn");
+  const double over_s = t::kind_s(b, "compute.attention") + t::kind_s(b, "compute.ffn");
+  CHECK(over_s > plain_s);
+  CHECK(over_s < plain_s * 132.0 / 116.0);
+  // Concurrency: in the plain step every compute phase is ordered with every tensor-parallel collective; overlapped,
+  // each block has GEMM phases that run beside collectives (input side and output side).
+  auto unordered = [](const BuiltStep& s) {
+    const StepGraph& g = s.graph;
+    std::vector<std::vector<char>> reach;
+    for (auto v : boost::make_iterator_range(boost::vertices(g))) reach.push_back(reach_from(g, v));
+    const auto computes = vertices_where(g, [](const Phase& p) { return p.type == Phase::Type::compute; });
+    const auto tps = vertices_where(g, [](const Phase& p) { return p.kind == "comm.tensor_parallel"; });
+    int n = 0;
+    for (PhaseId c : computes)
+      for (PhaseId a : tps) n += ordered(reach, c, a) ? 0 : 1;
+    return n;
+  };
+  CHECK(unordered(plain) == 0);
+  // Per block: the input side's GEMM beside its collectives (1 in the forward, 2 in the backward), the output side's
+  // beside its reduce-scatter.
+  CHECK(unordered(b) == static_cast<int>(blocks / 2 * (1 + 1) + blocks / 2 * (2 + 1)));
+}

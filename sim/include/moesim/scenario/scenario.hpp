@@ -157,6 +157,7 @@ struct ParallelismSpec {
    *  residuals run on 1/tensor of the tokens, so their activations are sharded, and each tensor all-reduce becomes a
    *  reduce-scatter after the block plus an all-gather before the next one (the same bytes). */
   bool sequence_parallel = false;
+  bool overlap_tensor_comm = false;  ///< tensor-parallel all-gathers / reduce-scatters beside their GEMMs
   /** The expert all-to-all across GPU nodes: "all_to_all" (one network copy per token and expert, NCCL) or "per_node"
    *  (DeepEP: once per destination node, NVLink forwarding there; workload::CollectiveWork::PerNode). */
   std::string expert_dispatch = "all_to_all";
