@@ -343,6 +343,12 @@ class Builder {
     collective(st, "comm.tensor_parallel", label, std::move(w));
   }
 
+  /** How much longer compute takes while communication kernels hold `comm_sms` of a GPU's SMs: sm_count /
+   *  (sm_count - comm_sms); 1 on an accelerator without SMs (a TPU's collectives run on its DMA engines). */
+  double sm_slowdown(int comm_sms) const {
+    const int sms = ctx_.accel.sm_count;
+    return sms > comm_sms ? sms / static_cast<double>(sms - comm_sms) : 1.0;
+  }
   /** One tensor-parallel collective of an overlapped block (parallelism.overlap_tensor_comm). */
   struct TpComm {
     CollectiveOp op;
@@ -367,10 +373,7 @@ class Builder {
     Stream gemm_branch{st.stage, st.mb, before, Accum(st.devices.size()), st.devices, st.overlaps_grad_reduce};
     Cost g = gemm;
     constexpr int kUbSms = 16;  // Transformer Engine initialize_ub default_cfg: "num_sm": 16 unless ring_exchange
-    if (!copy_engines && ctx_.accel.sm_count > kUbSms) {
-      const double slow = ctx_.accel.sm_count / static_cast<double>(ctx_.accel.sm_count - kUbSms);
-      g.time_s *= slow;  // as the overlapped pairs' compute (place_pair): the same work at a lower rate
-    }
+    if (!copy_engines) g.time_s *= sm_slowdown(kUbSms);  // the same work at a lower rate, as an overlapped pair's
     gemm_branch.acc.add(kind, g, 0.0);
     flush(gemm_branch, label + " beside its collectives (compute)");
     st.last = add_phase(g_, Phase{}, {comm.last, gemm_branch.last});
@@ -852,7 +855,7 @@ class Builder {
       return segs;
     };
     const auto f = segments(fwd), b = segments(bwd);
-    const double slow = ctx_.accel.sm_count / static_cast<double>(ctx_.accel.sm_count - p_.comm_sms);
+    const double slow = sm_slowdown(p_.comm_sms);
     std::optional<std::pair<PhaseId, int>> last_compute, last_comm;  // the phase and its chain (0 forward, 1 backward)
     auto place = [&](const std::vector<PhaseId>& seg, int chain) {
       for (PhaseId v : seg) {

@@ -42,6 +42,13 @@ std::vector<char> reach_from(const StepGraph& g, PhaseId v) {
   return seen;
 }
 
+/** reach_from of every phase, by vertex. */
+std::vector<std::vector<char>> reach_all(const StepGraph& g) {
+  std::vector<std::vector<char>> reach;
+  for (auto v : boost::make_iterator_range(boost::vertices(g))) reach.push_back(reach_from(g, v));
+  return reach;
+}
+
 std::vector<PhaseId> vertices_where(const StepGraph& g, const std::function<bool(const Phase&)>& keep) {
   std::vector<PhaseId> out;
   for (auto v : boost::make_iterator_range(boost::vertices(g)))
@@ -97,8 +104,7 @@ TEST_CASE("workload::StepBuilder: an overlapped pair computes one phase at a tim
   const StepGraph& g = b.graph;
   std::vector<PhaseId> topo;
   REQUIRE_NOTHROW(boost::topological_sort(g, std::back_inserter(topo)));  // still a DAG
-  std::vector<std::vector<char>> reach;
-  for (auto v : boost::make_iterator_range(boost::vertices(g))) reach.push_back(reach_from(g, v));
+  const std::vector<std::vector<char>> reach = reach_all(g);
 
   // The engine's premise (engine.cpp, chains): a chip runs one compute phase at a time. Every two compute phases
   // are ordered, and so are every two all-to-alls (they would share the links).
@@ -193,8 +199,7 @@ TEST_CASE("workload::StepBuilder: overlapped shared experts run beside the dispa
   CHECK(t::kind_s(b, "compute.shared_experts") == Approx(t::kind_s(plain, "compute.shared_experts")).epsilon(1e-12));
   auto unordered_pairs = [](const BuiltStep& s) {
     const StepGraph& g = s.graph;
-    std::vector<std::vector<char>> reach;
-    for (auto v : boost::make_iterator_range(boost::vertices(g))) reach.push_back(reach_from(g, v));
+    const std::vector<std::vector<char>> reach = reach_all(g);
     int n = 0;
     const auto shared = vertices_where(g, [](const Phase& p) {
       return p.type == Phase::Type::compute && p.compute.kind_time_s.count("compute.shared_experts") > 0;
@@ -248,8 +253,7 @@ TEST_CASE("workload::StepBuilder: overlap_tensor_comm runs the sequence-parallel
   // each block has GEMM phases that run beside collectives (input side and output side).
   auto unordered = [](const BuiltStep& s) {
     const StepGraph& g = s.graph;
-    std::vector<std::vector<char>> reach;
-    for (auto v : boost::make_iterator_range(boost::vertices(g))) reach.push_back(reach_from(g, v));
+    const std::vector<std::vector<char>> reach = reach_all(g);
     const auto computes = vertices_where(g, [](const Phase& p) { return p.type == Phase::Type::compute; });
     const auto tps = vertices_where(g, [](const Phase& p) { return p.kind == "comm.tensor_parallel"; });
     int n = 0;
