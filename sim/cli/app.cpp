@@ -70,12 +70,19 @@ int main(int argc, char** argv) {
       "pipeline divides the layers; data x expert divides the sequences of a step; micro-batches are powers of two "
       "dividing a replica's sequences (with a pipeline: P to K x P, K = --max-microbatch-factor); ZeRO 0-3. Not "
       "simulated, with the reason stored: ZeRO-1 where ZeRO-2 fits (same step, less memory), and without a pipeline "
-      "all but the fewest micro-batches of the same rematerialisation");
-  plan_cmd->add_option("scenario", pl.scenario, "Training scenario YAML file")->required();
+      "all but the fewest micro-batches of the same rematerialisation. A serving scenario (one colocated pool): every "
+      "split of the devices into replicas x data x tensor x pipeline (tensor divides the heads within one NVLink node or "
+      "torus row, pipeline divides the layers, expert 1 or data x tensor), pruned by the replica memory model, each "
+      "simulated at the scenario's load (ranked: P99 SLOs met first, then --rank-by: time = P99 end-to-end latency, "
+      "energy = J per output token, co2e = gCO2e per 1000 tokens) or, with --max-rate, each a capacity search (ranked by "
+      "the highest rate; energy/co2e: the cost per token at that rate)");
+  plan_cmd->add_option("scenario", pl.scenario, "Training or serving scenario YAML file")->required();
   plan_cmd->add_option("--db", pl.db, "Run store (SQLite)")->default_val("moesim.db");
   plan_cmd->add_option("--set", pl.overrides, "Override a scenario key: KEY.PATH=YAML (a mapping of another type: replaces; KEY=null removes)");
   plan_cmd->add_option("-j,--jobs", pl.jobs, "Layouts simulated at once")->default_val(2)->check(CLI::Range(1, 1024));
-  plan_cmd->add_option("--rank-by", pl.rank_by, "Rank by training time, facility energy or gross CO2e")
+  plan_cmd->add_option("--rank-by", pl.rank_by,
+                       "Rank by training time, facility energy or gross CO2e (serving: P99 end-to-end latency or, with "
+                       "--max-rate, the highest rate; J per output token; gCO2e per 1000 tokens)")
       ->default_val("time")->check(CLI::IsMember({"time", "energy", "co2e"}));
   plan_cmd->add_option("--top", pl.top, "Rows of the ranked table")->default_val(10)->check(CLI::Range(1, 1000000));
   plan_cmd->add_flag("--json", pl.json, "Print one JSON object");
@@ -88,6 +95,11 @@ int main(int argc, char** argv) {
   plan_cmd->add_flag("--exhaustive", pl.exhaustive,
                      "Simulate every layout that fits; by default (ranked by time, unsharded) a layout whose lower bound on "
                      "the training time is no better than the best layout simulated so far is skipped");
+  plan_cmd->add_flag("--max-rate", pl.max_rate,
+                     "Serving: each layout a capacity search, the highest arrival rate meeting the P99 SLOs (as `sweep "
+                     "--max-rate`)");
+  auto* plan_rate_tolerance = plan_cmd->add_option("--rate-tolerance", pl.rate_tolerance, "--max-rate: stop when the bracket is this narrow (relative)")
+      ->default_val(0.02)->check(CLI::Range(0.001, 0.5));
   plan_cmd->add_option("--max-pipeline", pl.max_pipeline,
                        "At most this many pipeline stages (0: no bound); the bound is stated in the output")
       ->default_val(0)->check(CLI::Range(0, 1000000));
@@ -267,7 +279,11 @@ int main(int argc, char** argv) {
       check_slurm_only_options(sw, slurm_only_given);
       return cmd_sweep(g, sw);
     }
-    if (plan_cmd->parsed()) return cmd_plan(g, pl);
+    if (plan_cmd->parsed()) {
+      if (plan_rate_tolerance->count() > 0 && !pl.max_rate)
+        throw UsageError("plan: --rate-tolerance is the --max-rate search's stopping width; give --max-rate or drop it");
+      return cmd_plan(g, pl);
+    }
     if (db_merge->parsed()) return cmd_db_merge(merge);
     if (rep_cmd->parsed()) return cmd_report(g, rep);
     if (explain_cmd->parsed()) return cmd_explain(markdown, explain_keys);

@@ -108,11 +108,17 @@ struct PlanOptions {
   int max_microbatch_factor = 2;
   int max_pipeline = 0;  ///< 0: no bound
   bool exhaustive = false;  ///< simulate every candidate, even those whose lower bound cannot beat the best found
+  bool max_rate = false;       ///< serving: each layout a capacity search (as `sweep --max-rate`)
+  double rate_tolerance = 0.02;  ///< --max-rate: relative width of the bracket at which a search stops
 };
 /** `moesim plan SCENARIO`: the parallelism planner (engine/planner.hpp) — enumerates the layouts, prunes what does
  *  not fit, simulates the rest as a sweep (stored like `moesim sweep`'s, so resumable and `report sN` works) and
  *  prints them ranked. */
 int cmd_plan(const GlobalOptions& g, const PlanOptions& o);
+/** `moesim plan SERVING.yaml` (cmd_plan hands a serving scenario to it): the splits of one colocated pool
+ *  (engine::ServingLayout), screened by the replica memory model, simulated as a sweep of serving.pools at the
+ *  scenario's load or, with --max-rate, each a capacity search, and ranked. */
+int cmd_plan_serving(const GlobalOptions& g, const PlanOptions& o);
 
 /** `moesim db merge OUT SHARD...`: shard stores into one (Store::merge_from, one transaction per shard). */
 int cmd_db_merge(const DbMergeOptions& o);

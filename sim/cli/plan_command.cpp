@@ -61,6 +61,10 @@ double metric_or(const store::RunRecord& r, const char* name, double fallback = 
 }  // namespace
 
 int cmd_plan(const GlobalOptions& g, const PlanOptions& o) {
+  if (scenario::declares_serving(o.scenario, o.overrides)) return cmd_plan_serving(g, o);
+  if (o.max_rate)
+    throw UsageError("--max-rate searches the arrival rate of each serving layout; " + o.scenario +
+                     " is a training scenario (its plan ranks by --rank-by time, energy or co2e)");
   const auto wall0 = std::chrono::steady_clock::now();
   const Shard shard = parse_shard(o.shard, std::getenv("SLURM_ARRAY_TASK_ID"), std::getenv("SLURM_ARRAY_TASK_COUNT"),
                                   std::getenv("SLURM_ARRAY_TASK_MIN"));

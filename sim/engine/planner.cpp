@@ -12,6 +12,7 @@
 #include "moesim/core/text.hpp"
 #include "moesim/core/units.hpp"
 #include "moesim/workload/memory.hpp"
+#include "moesim/workload/serving.hpp"
 
 namespace moesim::engine {
 
@@ -234,6 +235,98 @@ void require_simulable(const std::vector<Candidate>& candidates, const std::stri
                             smallest->capacity_bytes / gib));
   throw Error(fmt::format("none of the {} layouts resolves to a valid scenario; the first: {}", candidates.size(),
                           invalid.empty() ? std::string("(none)") : text::join(invalid, "; ")));
+}
+
+// ---- Serving -----------------------------------------------------------------------------------------------------
+
+std::string ServingLayout::label() const {
+  return fmt::format("r{} d{} t{} e{} p{}", replicas, data, tensor, expert, pipeline);
+}
+
+nlohmann::json ServingLayout::pool(const std::string& datacenter) const {
+  nlohmann::json p{{"replicas", replicas}, {"data", data}, {"tensor", tensor}, {"expert", expert}, {"pipeline", pipeline}};
+  if (!datacenter.empty()) p["datacenter"] = datacenter;
+  return p;
+}
+
+bool ServingLayout::operator==(const ServingLayout& o) const {
+  return std::tie(replicas, data, tensor, expert, pipeline) == std::tie(o.replicas, o.data, o.tensor, o.expert, o.pipeline);
+}
+
+std::vector<std::string> serving_enumeration_rules(const PlanSpace& s) {
+  return {
+      fmt::format("one colocated pool: replicas x data x tensor x pipeline = the {} devices", s.devices),
+      fmt::format("tensor divides the {} heads and is at most {}, {}", s.heads, s.max_tensor, s.max_tensor_basis),
+      fmt::format("pipeline divides the {} layers{}", s.layers,
+                  s.max_pipeline > 0 ? fmt::format(" and is at most {} (--max-pipeline)", s.max_pipeline) : std::string()),
+      s.experts > 0 ? fmt::format("experts either in every tensor group (expert 1, data 1) or spread whole over a replica's "
+                                  "data x tensor ranks (expert = data x tensor, dividing the {} experts; data > 1 is "
+                                  "data-parallel attention feeding that expert parallelism)",
+                                  s.experts)
+                    : std::string("a dense model: expert 1 and data 1 (more data-parallel ranks are more replicas)"),
+  };
+}
+
+std::vector<ServingLayout> enumerate_serving_layouts(const PlanSpace& s) {
+  if (s.devices < 1) throw Error("the plan needs at least one device (cluster.count)");
+  std::vector<ServingLayout> out;
+  const std::vector<long long> devs = divisors(s.devices);
+  for (long long p : devs) {
+    if (!divides(p, s.layers) || (s.max_pipeline > 0 && p > s.max_pipeline)) continue;
+    for (long long t : devs) {
+      if (t > s.max_tensor || !divides(t, s.heads) || !divides(p * t, s.devices)) continue;
+      for (long long d : divisors(s.devices / (p * t))) {
+        const long long replicas = s.devices / (p * t * d);
+        std::vector<long long> experts;
+        if (d == 1) experts.push_back(1);
+        if (s.experts > 0 && d * t > 1 && divides(d * t, s.experts)) experts.push_back(d * t);
+        for (long long e : experts)
+          out.push_back({static_cast<int>(replicas), static_cast<int>(d), static_cast<int>(t), static_cast<int>(e),
+                         static_cast<int>(p)});
+      }
+    }
+  }
+  if (out.empty())
+    throw Error(fmt::format("no serving layout of the {} devices: the rules ({}) leave none; change cluster.count or the model",
+                            s.devices, text::join(serving_enumeration_rules(s), "; ")));
+  return out;
+}
+
+std::vector<ServingCandidate> screen_serving_layouts(const std::vector<ServingLayout>& layouts,
+                                                     const std::function<scenario::Scenario(const ServingLayout&)>& resolve,
+                                                     const catalog::AcceleratorSpec& accel) {
+  std::vector<ServingCandidate> out;
+  out.reserve(layouts.size());
+  for (const ServingLayout& l : layouts) {
+    ServingCandidate c;
+    c.layout = l;
+    try {
+      const scenario::Scenario s = resolve(l);
+      if (!s.is_serving() || s.serving->pools.size() != 1) throw Error("the layout does not resolve to one serving pool");
+      const workload::ReplicaMemory m = workload::replica_memory(s, s.serving->pools.front(), accel);
+      c.weights_bytes = m.weights_bytes;
+      c.kv_bytes = m.kv_bytes;
+      c.capacity_bytes = m.capacity_bytes;
+    } catch (const MemoryFitError& e) {
+      c.verdict = Verdict::out_of_memory;
+      c.reason = e.what();
+    } catch (const Error& e) {
+      c.verdict = Verdict::invalid;
+      c.reason = e.what();
+    }
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+void require_simulable(const std::vector<ServingCandidate>& candidates) {
+  std::vector<std::string> why;
+  for (const ServingCandidate& c : candidates) {
+    if (c.verdict == Verdict::simulate) return;
+    if (why.size() < 3) why.push_back(fmt::format("{} ({}): {}", c.layout.label(), to_string(c.verdict), c.reason));
+  }
+  throw Error(fmt::format("none of the {} serving layouts can be simulated; the first: {}", candidates.size(),
+                          why.empty() ? std::string("(none)") : text::join(why, "; ")));
 }
 
 }  // namespace moesim::engine

@@ -448,7 +448,9 @@ std::vector<FieldSpec> build_table() {
                 "generated and the requests finishing in it count, whenever they arrived, and its joules."),
       F("serving.pools", T::section_list).required()
           .help("Pools of identical replicas: one `colocated` pool, or a `prefill` and a `decode` pool (disaggregated, "
-                "Splitwise/DistServe: each request's KV cache travels from its prefill to its decode replica over the network)."),
+                "Splitwise/DistServe: each request's KV cache travels from its prefill to its decode replica over the network). "
+                "`moesim plan FILE` tries every split of one colocated pool over the cluster (replicas, data, tensor, "
+                "expert, pipeline), at the scenario's load or with --max-rate by capacity, and ranks them."),
       F("serving.pools[].role", T::choice).def("colocated").choices({"colocated", "prefill", "decode"})
           .help("colocated: prefill and decode on the same replica; prefill / decode: disaggregated pools."),
       F("serving.pools[].replicas", T::integer).def(1).min(1).max(1000000).help("Replicas in the pool."),

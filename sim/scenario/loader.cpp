@@ -710,6 +710,19 @@ Scenario load_file(const std::string& path, const catalog::Catalog& catalog, con
   return yaml_guard(path, [&] { return load_string_unguarded(text, path, catalog, overrides, origins); });
 }
 
+bool declares_serving(const std::string& path, const std::vector<std::string>& overrides) {
+  return yaml_guard(path, [&] {
+    LocationMap locs;
+    YAML::Node root = parse_yaml(read_file(path), path);
+    json doc = walk_document(root, path, locs);
+    for (const auto& o : overrides) {
+      json overlay = walk_override(o, locs);
+      merge_override(doc, overlay, locs, o);
+    }
+    return doc.is_object() && doc.contains("serving");
+  });
+}
+
 Scenario load_plan_base(const std::string& path, const catalog::Catalog& catalog, const std::vector<std::string>& overrides) {
   return yaml_guard(path, [&] {
     LocationMap locs;

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "moesim/catalog/accelerator.hpp"
 #include "moesim/scenario/scenario.hpp"
 
@@ -84,5 +86,46 @@ std::vector<Candidate> screen_layouts(const std::vector<Layout>& layouts,
 /** Throws moesim::Error when no candidate is left to simulate: no valid layout (the first reasons), or none fits (the
  *  smallest memory any valid layout needs, and its layout, against the device's capacity). */
 void require_simulable(const std::vector<Candidate>& candidates, const std::string& accelerator);
+
+// ---- Serving -----------------------------------------------------------------------------------------------------
+// `moesim plan SERVING.yaml`: the splits of one colocated pool over the cluster's devices (scenario::PoolSpec:
+// replicas of data x tensor x pipeline devices, experts whole over a replica's data x tensor ranks or in every tensor
+// group), each checked against the replica memory model (workload::replica_memory) and simulated at the scenario's
+// load or by a capacity search.
+
+/** One serving layout: `replicas` replicas of data x tensor x pipeline devices, expert 1 or data x tensor. */
+struct ServingLayout {
+  int replicas = 1, data = 1, tensor = 1, expert = 1, pipeline = 1;
+  /** "r8 d1 t1 e1 p1". */
+  std::string label() const;
+  /** The pool as scenario YAML/JSON ({"replicas": 8, "data": 1, ...}); `datacenter` pins it when not empty. */
+  nlohmann::json pool(const std::string& datacenter = "") const;
+  bool operator==(const ServingLayout& o) const;
+};
+
+/** The serving enumeration rules, one sentence each (help text, the plan's output). */
+std::vector<std::string> serving_enumeration_rules(const PlanSpace& s);
+
+/** Every serving layout of `s.devices` under serving_enumeration_rules(s), in a fixed order (pipeline, tensor, data
+ *  ascending; expert 1 before data x tensor). Throws moesim::Error when there is none. */
+std::vector<ServingLayout> enumerate_serving_layouts(const PlanSpace& s);
+
+struct ServingCandidate {
+  ServingLayout layout;
+  Verdict verdict = Verdict::simulate;  ///< simulate, invalid or out_of_memory (no dominance rule for serving)
+  std::string reason;                   ///< empty for simulate
+  double weights_bytes = 0.0;           ///< per device, most loaded (0 when invalid or out of memory)
+  double kv_bytes = 0.0;                ///< left for the KV cache on that device
+  double capacity_bytes = 0.0;
+};
+
+/** Checks each layout: `resolve` turns it into a scenario (moesim::Error: invalid, with the resolver's reason), then
+ *  workload::replica_memory on that accelerator (moesim::MemoryFitError: out_of_memory, with its figures). */
+std::vector<ServingCandidate> screen_serving_layouts(const std::vector<ServingLayout>& layouts,
+                                                     const std::function<scenario::Scenario(const ServingLayout&)>& resolve,
+                                                     const catalog::AcceleratorSpec& accel);
+
+/** Throws moesim::Error when no serving candidate is left to simulate (the first reasons of each kind). */
+void require_simulable(const std::vector<ServingCandidate>& candidates);
 
 }  // namespace moesim::engine

@@ -29,10 +29,15 @@ Scenario load_file(const std::string& path, const catalog::Catalog& catalog,
 Scenario load_file(const std::string& path, const catalog::Catalog& catalog, const std::vector<std::string>& overrides,
                    const std::vector<std::string>& origins);
 
+/** Whether the file, with `overrides` applied, has a `serving:` section (a YAML or override problem is the InputError
+ *  load_file would give): `moesim plan` plans a serving pool's split for one, training layouts otherwise. */
+bool declares_serving(const std::string& path, const std::vector<std::string>& overrides);
+
 /** The scenario `moesim plan` starts from: read and checked like load_file, except that the layout (the
  *  `parallelism` section, a mapping or `auto`) is not checked and is replaced by a placeholder (every device
  *  data-parallel, nothing else split): only the model, batch, cluster and the rest are read from it; each layout
- *  the planner proposes is then resolved, and so checked, on its own. A serving scenario is refused. */
+ *  the planner proposes is then resolved, and so checked, on its own. A serving scenario is refused (its plan starts
+ *  from load_file). */
 Scenario load_plan_base(const std::string& path, const catalog::Catalog& catalog,
                         const std::vector<std::string>& overrides = {});
 
