@@ -39,6 +39,8 @@ struct RankedServing {
   engine::ServingLayout layout;
   std::int64_t run_id = 0;
   double max_rate_rps = 0.0;  ///< --max-rate only
+  long long replicas_for_load = 0;  ///< --max-rate: replicas of this layout for the scenario's load (linear estimate)
+  long long devices_for_load = 0;   ///< those replicas' devices
   double output_tokens_per_s = 0.0;
   double ttft_p99_s = 0.0, tpot_p99_s = 0.0, e2e_p99_s = 0.0;
   bool slo_met = false;
@@ -69,6 +71,7 @@ int cmd_plan_serving(const GlobalOptions& g, const PlanOptions& o) {
                                  pools.size() == 1 ? fmt::format(" of role {}", scenario::to_string(pools.front().role)) : ""));
   if (o.max_rate) check_rate_searchable(base, o.scenario);
   const std::string pinned = pools.front().datacenter;  // kept on every layout
+  const double load_rps = base.serving->arrival.rate_per_s;  // the scenario's load (what --max-rate starts from)
   const catalog::AcceleratorSpec& accel = catalog.accelerator(base.cluster.accelerator);
   engine::PlanSpace space = engine::plan_space(base, accel);
   space.layers = base.model.decoder_layers;  // serving runs decoder stacks (the resolver refuses the others)
@@ -203,6 +206,8 @@ int cmd_plan_serving(const GlobalOptions& g, const PlanOptions& o) {
     k.layout = candidates[i].layout;
     k.run_id = r.id;
     k.max_rate_rps = metric_or(r, "max_rate_rps", 0.0);
+    k.replicas_for_load = engine::replicas_for_load(k.layout, k.max_rate_rps, load_rps);
+    k.devices_for_load = k.replicas_for_load * k.layout.data * k.layout.tensor * k.layout.pipeline;
     k.output_tokens_per_s = metric_or(r, "output_tokens_per_s", 0.0);
     k.ttft_p99_s = metric_or(r, "ttft_p99_s", 0.0);
     k.tpot_p99_s = metric_or(r, "tpot_p99_s", 0.0);
@@ -245,13 +250,17 @@ int cmd_plan_serving(const GlobalOptions& g, const PlanOptions& o) {
                       {"slo_p99_met", r.slo_met},
                       {"energy_per_output_token_j", r.j_per_token},
                       {"co2e_gross_g_per_1k_tokens", r.g_co2e_per_1k_tokens}});
-      if (o.max_rate) row["max_rate_rps"] = r.max_rate_rps;
+      if (o.max_rate) {
+        row["max_rate_rps"] = r.max_rate_rps;
+        row["replicas_for_load"] = r.replicas_for_load;
+        row["devices_for_load"] = r.devices_for_load;
+      }
       rows.push_back(std::move(row));
     }
     json out{{"sweep_id", sweep_id},     {"scenario", base.name},
              {"kind", "serving"},        {"devices", space.devices},
              {"rank_by", o.rank_by},     {"ranked_by", key_text},
-             {"max_rate", o.max_rate},   {"rules", rules},
+             {"max_rate", o.max_rate},   {"load_rps", load_rps},  {"rules", rules},
              {"layouts", candidates.size()}, {"simulated", ranked.size()},
              {"out_of_memory", counts[engine::Verdict::out_of_memory]},
              {"invalid", counts[engine::Verdict::invalid]},
@@ -265,14 +274,17 @@ int cmd_plan_serving(const GlobalOptions& g, const PlanOptions& o) {
                            "--db {}`; {:.0f} s)\n",
                            base.name, key_text, ranked.size(), candidates.size(), sweep_id, o.db, sweep_id, o.db, wall_s);
   const auto sig = [](double v, int digits) { return reports::format_value(v, digits); };
-  std::cout << "| rank | replicas | data | tensor | expert | pipeline |" << (o.max_rate ? " max rate (req/s) |" : "")
+  const std::string sizing = fmt::format(" replicas (devices) for {} req/s |", sig(load_rps, 4));
+  std::cout << "| rank | replicas | data | tensor | expert | pipeline |" << (o.max_rate ? " max rate (req/s) |" + sizing : "")
             << " output tok/s | TTFT P99 (ms) | TPOT P99 (ms) | E2E P99 (ms) | P99 SLOs | J/token | gCO2e/1000 tokens |\n";
-  std::cout << "|---:|---:|---:|---:|---:|---:|" << (o.max_rate ? "---:|" : "") << "---:|---:|---:|---:|---|---:|---:|\n";
+  std::cout << "|---:|---:|---:|---:|---:|---:|" << (o.max_rate ? "---:|---:|" : "") << "---:|---:|---:|---:|---|---:|---:|\n";
   for (std::size_t i = 0; i < ranked.size() && static_cast<int>(i) < o.top; ++i) {
     const RankedServing& r = ranked[i];
     std::cout << fmt::format("| {} | {} | {} | {} | {} | {} |{} {} | {} | {} | {} | {} | {} | {} |\n", i + 1, r.layout.replicas,
                              r.layout.data, r.layout.tensor, r.layout.expert, r.layout.pipeline,
-                             o.max_rate ? " " + sig(r.max_rate_rps, 4) + " |" : std::string(), sig(r.output_tokens_per_s, 4),
+                             o.max_rate ? fmt::format(" {} | {} ({}) |", sig(r.max_rate_rps, 4), r.replicas_for_load, r.devices_for_load)
+                                        : std::string(),
+                             sig(r.output_tokens_per_s, 4),
                              sig(1e3 * r.ttft_p99_s, 4), sig(1e3 * r.tpot_p99_s, 4), sig(1e3 * r.e2e_p99_s, 4),
                              r.slo_met ? "met" : "missed",
                              sig(r.j_per_token, 4), sig(r.g_co2e_per_1k_tokens, 4));

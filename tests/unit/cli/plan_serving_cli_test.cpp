@@ -173,6 +173,14 @@ TEST_CASE("cli::plan serving --max-rate: each split a capacity search, ranked by
     CHECK(rate <= last);
     CHECK(row["slo_p99_met"].get<bool>());  // the stored run is the one at the highest rate meeting the SLOs
     last = rate;
+    // Sizing for the scenario's load: the fewest replicas whose share of the searched rate covers it, and their devices.
+    const double load = j["load_rps"].get<double>();
+    const long long n = row["replicas_for_load"].get<long long>();
+    const double per_replica = rate / row["replicas"].get<double>();
+    CHECK(static_cast<double>(n) * per_replica >= load * (1.0 - 1e-12));
+    CHECK(static_cast<double>(n - 1) * per_replica < load);
+    CHECK(row["devices_for_load"].get<long long>() ==
+          n * row["data"].get<long long>() * row["tensor"].get<long long>() * row["pipeline"].get<long long>());
   }
   // Four replicas of one GPU each serve more than one replica of four GPUs (a small model: replicas scale, tensor
   // parallelism adds collectives).

@@ -162,3 +162,25 @@ TEST_CASE("engine::screen_serving_layouts: a replica that cannot hold the model 
   CHECK(bad[0].verdict == Verdict::invalid);
   CHECK_THAT(bad[0].reason, Catch::Contains("serving.pools[0].expert") && Catch::Contains("must be 1"));
 }
+
+TEST_CASE("engine::replicas_for_load: the fewest replicas whose share of the searched rate covers the load",
+          "[engine][planner][serving]") {
+  const ServingLayout four{4, 1, 2, 1, 1};  // 4 replicas of 2 devices sustained together...
+  CHECK(moesim::engine::replicas_for_load(four, 400.0, 100.0) == 1);  // ...100 req/s each
+  CHECK(moesim::engine::replicas_for_load(four, 400.0, 100.5) == 2);
+  CHECK(moesim::engine::replicas_for_load(four, 400.0, 400.0) == 4);
+  CHECK(moesim::engine::replicas_for_load(four, 400.0, 1000.0) == 10);
+  // A ratio of rounded figures a hair above a whole number is that number (0.3 / 0.1 = 3.0000000000000004).
+  CHECK(moesim::engine::replicas_for_load({1, 1, 1, 1, 1}, 0.1, 0.3) == 3);
+  // No capacity or no load: nothing to size.
+  CHECK(moesim::engine::replicas_for_load(four, 0.0, 100.0) == 0);
+  CHECK(moesim::engine::replicas_for_load(four, 400.0, 0.0) == 0);
+  // Brute force: the smallest n with n x per-replica rate >= load.
+  for (double rate : {37.0, 123.4, 512.0})
+    for (double load : {1.0, 36.9, 99.0, 500.0, 4096.5}) {
+      const long long n = moesim::engine::replicas_for_load(four, rate, load);
+      long long k = 1;
+      while (static_cast<double>(k) * rate / 4.0 < load) ++k;
+      CHECK(n == k);
+    }
+}
