@@ -61,7 +61,8 @@ double metric_or(const store::RunRecord& r, const char* name, double fallback = 
 }  // namespace
 
 int cmd_plan(const GlobalOptions& g, const PlanOptions& o) {
-  if (scenario::declares_serving(o.scenario, o.overrides)) return cmd_plan_serving(g, o);
+  const json raw = scenario::raw_document(o.scenario, o.overrides);
+  if (raw.is_object() && raw.contains("serving")) return cmd_plan_serving(g, o);
   if (o.max_rate)
     throw UsageError("--max-rate searches the arrival rate of each serving layout; " + o.scenario +
                      " is a training scenario (its plan ranks by --rank-by time, energy or co2e)");
@@ -73,6 +74,15 @@ int cmd_plan(const GlobalOptions& g, const PlanOptions& o) {
   const catalog::AcceleratorSpec& accel = catalog.accelerator(base.cluster.accelerator);
   engine::PlanSpace space = engine::plan_space(base, accel, o.max_microbatch_factor);
   space.max_pipeline = o.max_pipeline;
+  // Sequence parallelism (and the tensor-parallel overlap, which needs it) asked for in the file applies where there
+  // is a tensor group to shard over: the plan turns both off on tensor-1 layouts rather than find those invalid.
+  const json* par = raw.contains("parallelism") && raw["parallelism"].is_object() ? &raw["parallelism"] : nullptr;
+  auto asked = [&](const char* k) { return par && par->contains(k) && (*par)[k].is_boolean() && (*par)[k].get<bool>(); };
+  space.sequence_parallel = asked("sequence_parallel");
+  space.overlap_tensor_comm = space.sequence_parallel && asked("overlap_tensor_comm");
+  std::vector<std::string> tensor_keys;  // extra plan axes: on where tensor > 1, off where tensor = 1
+  if (space.sequence_parallel) tensor_keys.emplace_back("parallelism.sequence_parallel");
+  if (space.overlap_tensor_comm) tensor_keys.emplace_back("parallelism.overlap_tensor_comm");
   const std::vector<engine::Layout> layouts = engine::enumerate_layouts(space);
   auto resolve = [&](const engine::Layout& l) {
     // The layout's values are the plan's, not a --set the user typed: an error about one names the layout.
@@ -81,6 +91,10 @@ int cmd_plan(const GlobalOptions& g, const PlanOptions& o) {
     const std::string origin = fmt::format("{}: plan layout {}", o.scenario, l.label());
     for (auto& s : l.overrides()) {
       all.push_back(std::move(s));
+      origins.push_back(origin);
+    }
+    for (const auto& k : tensor_keys) {
+      all.push_back(fmt::format("{}={}", k, l.tensor > 1));
       origins.push_back(origin);
     }
     return scenario::load_file(o.scenario, catalog, all, origins);
@@ -166,7 +180,8 @@ int cmd_plan(const GlobalOptions& g, const PlanOptions& o) {
   }
   engine::require_simulable(candidates, accel.name);
 
-  // The plan as a sweep: one zip group of the six keys, a point per layout, the screened-out ones pre-skipped.
+  // The plan as a sweep: one zip group of the six keys (and the tensor keys above), a point per layout, the
+  // screened-out ones pre-skipped.
   scenario::SweepDefinition def;
   def.file = o.scenario;
   std::vector<std::size_t> group;
@@ -176,12 +191,19 @@ int cmd_plan(const GlobalOptions& g, const PlanOptions& o) {
     def.axes.push_back(std::move(axis));
     group.push_back(k);
   }
+  for (const auto& key : tensor_keys) {
+    scenario::SweepAxis axis{key, {}};
+    for (const auto& c : candidates) axis.values.push_back(c.layout.tensor > 1);
+    group.push_back(def.axes.size());
+    def.axes.push_back(std::move(axis));
+  }
   def.dimensions.push_back(group);
   std::map<std::size_t, std::string> preskip;
   for (std::size_t i = 0; i < candidates.size(); ++i) {
     scenario::SweepPoint p;
     p.index = i;
     for (std::size_t k = 0; k < 6; ++k) p.assignment.emplace_back(kKeys[k], layout_values(candidates[i].layout, k));
+    for (const auto& key : tensor_keys) p.assignment.emplace_back(key, json(candidates[i].layout.tensor > 1));
     def.points.push_back(std::move(p));
     if (candidates[i].verdict != engine::Verdict::simulate)
       preskip[i] = fmt::format("plan: {}: {}", engine::to_string(candidates[i].verdict), candidates[i].reason);

@@ -84,8 +84,13 @@ std::vector<std::string> enumeration_rules(const PlanSpace& s) {
       fmt::format("micro-batches: powers of two dividing the sequences of one replica; with a pipeline, from the "
                   "pipeline stages up to {} times them",
                   s.max_microbatch_factor),
-      "ZeRO stage 0, 1, 2 or 3; the other parallelism keys (placement, sequence_parallel, virtual_stages) as the "
-      "scenario gives them",
+      s.sequence_parallel
+          ? fmt::format("ZeRO stage 0, 1, 2 or 3; sequence parallelism{} where tensor > 1, as the scenario asks, and off "
+                        "where tensor = 1 (no tensor group to shard over); the other parallelism keys (placement, "
+                        "virtual_stages) as the scenario gives them",
+                        s.overlap_tensor_comm ? " and the tensor-parallel overlap" : "")
+          : std::string("ZeRO stage 0, 1, 2 or 3; the other parallelism keys (placement, sequence_parallel, "
+                        "virtual_stages) as the scenario gives them"),
   };
 }
 

@@ -710,7 +710,7 @@ Scenario load_file(const std::string& path, const catalog::Catalog& catalog, con
   return yaml_guard(path, [&] { return load_string_unguarded(text, path, catalog, overrides, origins); });
 }
 
-bool declares_serving(const std::string& path, const std::vector<std::string>& overrides) {
+json raw_document(const std::string& path, const std::vector<std::string>& overrides) {
   return yaml_guard(path, [&] {
     LocationMap locs;
     YAML::Node root = parse_yaml(read_file(path), path);
@@ -719,7 +719,7 @@ bool declares_serving(const std::string& path, const std::vector<std::string>& o
       json overlay = walk_override(o, locs);
       merge_override(doc, overlay, locs, o);
     }
-    return doc.is_object() && doc.contains("serving");
+    return doc;
   });
 }
 

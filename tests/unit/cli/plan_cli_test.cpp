@@ -320,3 +320,37 @@ TEST_CASE("cli::plan --list: a pruned ZeRO-1 layout's reason is true of its ZeRO
   CHECK(n_same > 0);
   CHECK(n_less > 0);
 }
+
+TEST_CASE("cli::plan: sequence parallelism asked for applies where tensor > 1 and is off on tensor-1 layouts",
+          "[cli][plan]") {
+  const std::string dir = scratch("sequence_parallel");
+  const std::string db = dir + "/plan.db";
+  const std::string sp = " --set 'parallelism={sequence_parallel: true, overlap_tensor_comm: true}'";
+  const Result dry = run_moesim("plan " + kPlan + sp + " --dry-run --json --db " + db, dir);
+  INFO(dry.err);
+  REQUIRE(dry.status == 0);
+  const json d = json::parse(dry.out);
+  CHECK(d["invalid"] == 0);  // without the rule every tensor-1 layout would be refused for sequence parallelism
+  CHECK(d["simulate"] == 15);  // the same survivors as without sequence parallelism
+  bool stated = false;
+  for (const auto& rule : d["rules"]) stated = stated || rule.get<std::string>().find("off where tensor = 1") != std::string::npos;
+  CHECK(stated);
+  // Simulated, each run has sequence parallelism and the overlap exactly where its layout has tensor 2.
+  const Result r = run_moesim("plan " + kPlan + sp + " --json --top 100 --exhaustive --db " + db, dir);
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  const json j = json::parse(r.out);
+  REQUIRE(j["ranked"].size() == 15);
+  const Store s(db, Store::Mode::read_only);
+  int with_tensor = 0;
+  for (const auto& row : j["ranked"]) {
+    INFO(row.dump());
+    const auto run = s.get_run(row["run_id"].get<std::int64_t>());
+    const bool t2 = row["tensor"] == 2;
+    with_tensor += t2 ? 1 : 0;
+    CHECK(run.scenario.at("parallelism").at("sequence_parallel").get<bool>() == t2);
+    CHECK(run.scenario.at("parallelism").at("overlap_tensor_comm").get<bool>() == t2);
+  }
+  CHECK(with_tensor > 0);
+  CHECK(with_tensor < 15);
+}

@@ -28,6 +28,10 @@ struct PlanSpace {
   std::string max_tensor_basis;  ///< why (one NVLink node, one torus row)
   int max_microbatch_factor = 2; ///< micro-batches at most this many times the pipeline stages (pipeline > 1)
   int max_pipeline = 0;          ///< at most this many pipeline stages (--max-pipeline); 0: no bound
+  /** The scenario asks for sequence parallelism / the tensor-parallel overlap (which needs it): on where tensor > 1,
+   *  off on tensor-1 layouts, which have no tensor group to shard over. */
+  bool sequence_parallel = false;
+  bool overlap_tensor_comm = false;
 };
 
 /** The space of `base` (a scenario from scenario::load_plan_base) on `accel`: the tensor bound is the GPUs of one

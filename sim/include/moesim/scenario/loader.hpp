@@ -3,6 +3,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "moesim/catalog/catalog.hpp"
 #include "moesim/scenario/scenario.hpp"
 
@@ -29,9 +31,10 @@ Scenario load_file(const std::string& path, const catalog::Catalog& catalog,
 Scenario load_file(const std::string& path, const catalog::Catalog& catalog, const std::vector<std::string>& overrides,
                    const std::vector<std::string>& origins);
 
-/** Whether the file, with `overrides` applied, has a `serving:` section (a YAML or override problem is the InputError
- *  load_file would give): `moesim plan` plans a serving pool's split for one, training layouts otherwise. */
-bool declares_serving(const std::string& path, const std::vector<std::string>& overrides);
+/** The file's document with `overrides` applied, as written (nothing resolved or defaulted; a YAML or override problem
+ *  is the InputError load_file would give): for a command that must know what the user wrote, not what it resolves to
+ *  (`moesim plan`: a serving section; sequence parallelism asked for under `parallelism: auto`'s placeholder). */
+nlohmann::json raw_document(const std::string& path, const std::vector<std::string>& overrides);
 
 /** The scenario `moesim plan` starts from: read and checked like load_file, except that the layout (the
  *  `parallelism` section, a mapping or `auto`) is not checked and is replaced by a placeholder (every device
