@@ -710,28 +710,30 @@ Scenario load_file(const std::string& path, const catalog::Catalog& catalog, con
   return yaml_guard(path, [&] { return load_string_unguarded(text, path, catalog, overrides, origins); });
 }
 
+namespace {
+/** The file's document with the overrides merged in, and where each key came from (unguarded: call inside yaml_guard). */
+json merged_document(const std::string& path, const std::vector<std::string>& overrides, LocationMap& locs) {
+  YAML::Node root = parse_yaml(read_file(path), path);
+  json doc = walk_document(root, path, locs);
+  for (const auto& o : overrides) {
+    json overlay = walk_override(o, locs);
+    merge_override(doc, overlay, locs, o);
+  }
+  return doc;
+}
+}  // namespace
+
 json raw_document(const std::string& path, const std::vector<std::string>& overrides) {
   return yaml_guard(path, [&] {
     LocationMap locs;
-    YAML::Node root = parse_yaml(read_file(path), path);
-    json doc = walk_document(root, path, locs);
-    for (const auto& o : overrides) {
-      json overlay = walk_override(o, locs);
-      merge_override(doc, overlay, locs, o);
-    }
-    return doc;
+    return merged_document(path, overrides, locs);
   });
 }
 
 Scenario load_plan_base(const std::string& path, const catalog::Catalog& catalog, const std::vector<std::string>& overrides) {
   return yaml_guard(path, [&] {
     LocationMap locs;
-    YAML::Node root = parse_yaml(read_file(path), path);
-    json doc = walk_document(root, path, locs);
-    for (const auto& o : overrides) {
-      json overlay = walk_override(o, locs);
-      merge_override(doc, overlay, locs, o);
-    }
+    json doc = merged_document(path, overrides, locs);
     if (doc.contains("serving"))
       throw InputError(path, 0, 0, "serving", "`moesim plan` plans training layouts; a serving scenario splits its replicas "
                                               "in serving.pools[] (try `moesim run --max-rate` or a sweep of the pools)");
