@@ -58,13 +58,22 @@ void die_with_parent(pid_t parent) {
   if (::getppid() != parent) ::_exit(1);
 }
 
-/** Runs this very binary as `moesim compare FILE` in a child process and measures it (wall time, and the
- *  peak resident memory of it and its simulation processes, from wait4: Linux reports the child's and its reaped
- *  descendants' largest RSS there. Not getrusage(RUSAGE_CHILDREN), which would be the largest of every process this
- *  bench has reaped, earlier cases included). */
-nlohmann::json time_comparison(const std::string& file, const std::string& profiles_dir, int jobs) {
-  const std::string db = (std::filesystem::temp_directory_path() / fmt::format("moesim_bench_{}.db", ::getpid())).string();
-  std::filesystem::remove(db);
+/** What a child `moesim` command cost: wall time, and the peak resident memory of it and its own children (wait4:
+ *  Linux reports the child's and its reaped descendants' largest RSS there; not getrusage(RUSAGE_CHILDREN), which
+ *  would be the largest of every process this bench has reaped, earlier cases included). */
+struct ChildCost {
+  double wall_s = 0.0;
+  double peak_rss_mb = 0.0;
+};
+
+/** Runs this very binary as `moesim ARGS...` in a child process, its stdout into `out_file` (/dev/null when empty);
+ *  throws naming `what` when it fails. */
+ChildCost run_child(const std::vector<std::string>& args, const std::string& out_file, const std::string& what) {
+  std::vector<std::string> argv_s = {"moesim"};
+  argv_s.insert(argv_s.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : argv_s) argv.push_back(a.data());
+  argv.push_back(nullptr);
   const auto t0 = std::chrono::steady_clock::now();
   std::cout.flush();  // the child must not inherit (and later flush) our buffered output
   std::fflush(nullptr);
@@ -73,11 +82,9 @@ nlohmann::json time_comparison(const std::string& file, const std::string& profi
   if (pid < 0) throw Error("bench: cannot fork");
   if (pid == 0) {
     die_with_parent(parent);
-    FILE* f = std::freopen("/dev/null", "w", stdout);
+    FILE* f = std::freopen(out_file.empty() ? "/dev/null" : out_file.c_str(), "w", stdout);
     (void)f;
-    const std::string j = std::to_string(jobs);
-    ::execl("/proc/self/exe", "moesim", "--profiles", profiles_dir.c_str(), "compare", file.c_str(), "--db", db.c_str(), "-j",
-            j.c_str(), static_cast<char*>(nullptr));
+    ::execv("/proc/self/exe", argv.data());
     ::_exit(127);
   }
   int status = 0;
@@ -85,43 +92,73 @@ nlohmann::json time_comparison(const std::string& file, const std::string& profi
   while (::wait4(pid, &status, 0, &ru) < 0 && errno == EINTR) {
   }
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::filesystem::remove(db);
-  std::filesystem::remove(db + "-wal");
-  std::filesystem::remove(db + "-shm");
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) throw Error(fmt::format("bench: `moesim compare {}` failed", file));
-  return {{"wall_s", wall}, {"peak_rss_mb", static_cast<double>(ru.ru_maxrss) / 1024.0}};
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) throw Error(fmt::format("bench: `moesim {}` failed", what));
+  return {wall, static_cast<double>(ru.ru_maxrss) / 1024.0};
 }
 
-/** Runs this very binary as `moesim run FILE --max-rate --no-store` in a child process and measures it. */
+/** A scratch store for a child command; removed (with its WAL files) by remove_store. */
+std::string scratch_store(const char* tag) {
+  const std::string db = (std::filesystem::temp_directory_path() / fmt::format("moesim_bench_{}_{}.db", tag, ::getpid())).string();
+  std::filesystem::remove(db);
+  return db;
+}
+void remove_store(const std::string& db) {
+  for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(db + suffix);
+}
+
+/** `moesim compare FILE` (alternatives `jobs` at a time, stored) in a child process, measured. */
+nlohmann::json time_comparison(const std::string& file, const std::string& profiles_dir, int jobs) {
+  const std::string db = scratch_store("compare");
+  ChildCost c;
+  try {
+    c = run_child({"--profiles", profiles_dir, "compare", file, "--db", db, "-j", std::to_string(jobs)}, "", "compare " + file);
+  } catch (...) {
+    remove_store(db);
+    throw;
+  }
+  remove_store(db);
+  return {{"wall_s", c.wall_s}, {"peak_rss_mb", c.peak_rss_mb}};
+}
+
+/** `moesim run FILE --max-rate --no-store` in a child process, measured, with the rate it found. */
 nlohmann::json time_max_rate(const std::string& file, const std::string& profiles_dir) {
-  const auto t0 = std::chrono::steady_clock::now();
-  std::cout.flush();
-  std::fflush(nullptr);
   const std::string out = (std::filesystem::temp_directory_path() / fmt::format("moesim_bench_maxrate_{}.json", ::getpid())).string();
-  const pid_t parent = ::getpid();
-  const pid_t pid = ::fork();
-  if (pid < 0) throw Error("bench: cannot fork");
-  if (pid == 0) {
-    die_with_parent(parent);
-    FILE* f = std::freopen(out.c_str(), "w", stdout);
-    (void)f;
-    ::execl("/proc/self/exe", "moesim", "--profiles", profiles_dir.c_str(), "run", file.c_str(), "--max-rate", "--no-store",
-            "--json", static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
-  int status = 0;
-  rusage ru{};
-  while (::wait4(pid, &status, 0, &ru) < 0 && errno == EINTR) {
-  }
-  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) throw Error(fmt::format("bench: `moesim run {} --max-rate` failed", file));
+  const ChildCost c =
+      run_child({"--profiles", profiles_dir, "run", file, "--max-rate", "--no-store", "--json"}, out, "run " + file + " --max-rate");
   std::ifstream in(out);
   const nlohmann::json j = nlohmann::json::parse(in);
   std::filesystem::remove(out);
-  return {{"wall_s", wall},
-          {"peak_rss_mb", static_cast<double>(ru.ru_maxrss) / 1024.0},
+  return {{"wall_s", c.wall_s},
+          {"peak_rss_mb", c.peak_rss_mb},
           {"max_rate_rps", j.at("max_rate").at("sustained_rate_per_s")},
           {"probes", j.at("max_rate").at("probes").size()}};
+}
+
+/** `moesim plan FILE --json` (with --max-rate for a serving plan; layouts 2 at a time) in a child process, measured,
+ *  with its counts and its best layout. */
+nlohmann::json time_plan(const std::string& file, const std::string& profiles_dir, bool serving) {
+  const std::string db = scratch_store("plan");
+  const std::string out = db + ".json";
+  std::vector<std::string> args = {"--profiles", profiles_dir, "plan", file, "--json", "--db", db, "-j", "2"};
+  if (serving) args.emplace_back("--max-rate");
+  ChildCost c;
+  nlohmann::json j;
+  try {
+    c = run_child(args, out, "plan " + file);
+    std::ifstream in(out);
+    j = nlohmann::json::parse(in);
+  } catch (...) {
+    remove_store(db);
+    std::filesystem::remove(out);
+    throw;
+  }
+  remove_store(db);
+  std::filesystem::remove(out);
+  return {{"wall_s", c.wall_s},
+          {"peak_rss_mb", c.peak_rss_mb},
+          {"layouts", j.at("layouts")},
+          {"simulated", j.at("simulated")},
+          {"best", j.at("ranked").empty() ? nlohmann::json() : j.at("ranked").front().at("layout")}};
 }
 
 /** A case's scaling family: its name without a trailing chip count ("bench-gshard-600b-4096" ->
@@ -161,39 +198,7 @@ nlohmann::json scaling_ratios(const nlohmann::json& cases) {
 
 /** Runs this very binary as `moesim ARGS...` in a child process (its stdout to /dev/null); the wall seconds it took.
  *  A child that fails is an error naming `what`. */
-double time_moesim(const std::vector<std::string>& args, const std::string& what) {
-  std::vector<char*> argv;
-  std::string self = "moesim";
-  argv.push_back(self.data());
-  std::vector<std::string> copy = args;
-  for (auto& a : copy) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  std::cout.flush();
-  std::fflush(nullptr);
-  const auto t0 = std::chrono::steady_clock::now();
-  const pid_t parent = ::getpid();
-  const pid_t pid = ::fork();
-  if (pid < 0) throw Error("bench: cannot fork");
-  if (pid == 0) {
-    die_with_parent(parent);
-    FILE* f = std::freopen("/dev/null", "w", stdout);
-    (void)f;
-    ::execv("/proc/self/exe", argv.data());
-    ::_exit(127);
-  }
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) throw Error(fmt::format("bench: `moesim {}` failed", what));
-  return wall;
-}
-
-void remove_store(const std::string& db) {
-  std::filesystem::remove(db);
-  std::filesystem::remove(db + "-wal");
-  std::filesystem::remove(db + "-shm");
-}
+double time_moesim(const std::vector<std::string>& args, const std::string& what) { return run_child(args, "", what).wall_s; }
 
 /** The simulator's own wall time (the `sim_wall_s` metric) of every complete run of a store. */
 std::vector<double> point_sim_walls(const std::string& db) {
@@ -483,7 +488,12 @@ int cmd_bench(const GlobalOptions& g, const BenchOptions& o) {
   auto is_max_rate = [](const scenario::Scenario& s) {
     return std::filesystem::path(s.source_file).stem().string().rfind("max_rate_", 0) == 0;
   };
-  auto is_training_case = [&](const scenario::Scenario& s) { return !is_comparison(s) && !is_max_rate(s) && !s.is_serving(); };
+  auto is_plan = [](const scenario::Scenario& s) {
+    return std::filesystem::path(s.source_file).stem().string().rfind("plan_", 0) == 0;
+  };
+  auto is_training_case = [&](const scenario::Scenario& s) {
+    return !is_comparison(s) && !is_max_rate(s) && !is_plan(s) && !s.is_serving();
+  };
   auto run_training = [&](const scenario::Scenario& s, int run) {
     if (tty) std::cerr << fmt::format("[bench] {} ({} of {}) ...", s.name, run + 1, o.repeat) << std::flush;
     engine::IsolatedResult iso = engine::run_isolated(
@@ -535,6 +545,23 @@ int cmd_bench(const GlobalOptions& g, const BenchOptions& o) {
                   << std::flush;
       cases.push_back({{"name", s.name}, {"file", std::filesystem::path(file).filename().string()}, {"chips", s.cluster.count},
                        {"alternatives", alternatives}, {"jobs", 2}, {"wall_s", t["wall_s"]}, {"peak_rss_mb", t["peak_rss_mb"]}});
+      continue;
+    }
+    if (is_plan(s)) {
+      // A plan: the whole `moesim plan` (a serving scenario's with --max-rate: every layout a capacity search).
+      if (tty) std::cerr << fmt::format("[bench] {} ...", s.name) << std::flush;
+      const nlohmann::json t = time_plan(file, catalog.profiles_dir(), s.is_serving());
+      if (tty) std::cerr << "\r" << std::string(60, ' ') << "\r";
+      if (!o.json)
+        std::cout << fmt::format("{:<28} {:>7} {:>10.2f} {:>12.0f} {:>10} {:>9} {:>10}\n", s.name, s.cluster.count,
+                                 t["wall_s"].get<double>(), t["peak_rss_mb"].get<double>(), "-", "-",
+                                 fmt::format("{} layouts", t["layouts"].get<std::size_t>()))
+                  << fmt::format("{:<28} {} simulated; best {}\n", "", t["simulated"].get<std::size_t>(),
+                                 t["best"].is_string() ? t["best"].get<std::string>() : std::string("none"))
+                  << std::flush;
+      cases.push_back({{"name", s.name}, {"file", std::filesystem::path(file).filename().string()}, {"chips", s.cluster.count},
+                       {"kind", "plan"}, {"wall_s", t["wall_s"]}, {"peak_rss_mb", t["peak_rss_mb"]},
+                       {"layouts", t["layouts"]}, {"simulated", t["simulated"]}, {"best", t["best"]}});
       continue;
     }
     if (is_max_rate(s)) {

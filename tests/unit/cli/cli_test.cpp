@@ -498,6 +498,46 @@ TEST_CASE("cli::bench: JSON cases carry the issue's fields, and memoisation matc
   fs::remove_all(dir);
 }
 
+TEST_CASE("cli::bench: plan_*.yaml cases run the whole `moesim plan` (a serving one with --max-rate)", "[cli][bench][plan]") {
+  const std::string dir = scratch("bench_plan");
+  const std::string bench = dir + "/bench";
+  fs::create_directories(bench);
+  // A serving plan on 2 GPUs (the CLI fixture shrunk) and a training plan of the tiny planner fixture, given a layout
+  // so that it loads as a scenario (the plan replaces it).
+  std::string serving = slurp(MOESIM_TEST_DATA "/cli/tiny_serving_plan.yaml");
+  for (const auto& [from, to] : {std::pair<std::string, std::string>{"count: 4", "count: 2"}, {"gpus_per_node: 4", "gpus_per_node: 2"},
+                                 {"replicas: 4", "replicas: 2"}})
+    serving.replace(serving.find(from), from.size(), to);
+  std::ofstream(bench + "/plan_serving.yaml") << serving;
+  std::string training = slurp(MOESIM_TEST_DATA "/cli/tiny_plan.yaml");
+  training.replace(training.find("parallelism: auto"), 17, "parallelism: {data: 2}");
+  std::ofstream(bench + "/plan_training.yaml") << training;
+  ::setenv("MOESIM_BENCH", bench.c_str(), 1);
+  const Result r = run_moesim("bench --json", dir);
+  ::unsetenv("MOESIM_BENCH");
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  const json j = json::parse(r.out);
+  REQUIRE(j.at("cases").size() == 2);
+  std::map<std::string, json> by_file;
+  for (const auto& c : j.at("cases")) by_file[c.at("file").get<std::string>()] = c;
+  const json& sv = by_file.at("plan_serving.yaml");
+  const json& tr = by_file.at("plan_training.yaml");
+  for (const json* c : {&sv, &tr}) {
+    INFO(c->dump());
+    CHECK(c->at("kind") == "plan");
+    CHECK(c->at("wall_s").get<double>() > 0.0);
+    CHECK(c->at("peak_rss_mb").get<double>() > 0.0);
+    CHECK(c->at("simulated").get<int>() > 0);
+    CHECK(c->at("best").is_string());
+  }
+  // 2 GPUs, 8 experts, 32 heads, 4 layers: t1 (e1, d2 e2), t2 (e1, e2), p2 t1 e1.
+  CHECK(sv.at("layouts") == 5);
+  CHECK(sv.at("simulated") == 5);
+  CHECK(tr.at("layouts") == 48);  // as plan_cli_test.cpp counts them
+  fs::remove_all(dir);
+}
+
 TEST_CASE("cli::bench --sweep: throughput ratio and per-point overhead are the figures they are computed from", "[cli][bench][sweep]") {
   const std::string dir = scratch("bench_sweep");
   const std::string bench = dir + "/bench";
