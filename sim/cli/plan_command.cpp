@@ -53,10 +53,6 @@ struct Ranked {
   bool remat = false, selective = false;
 };
 
-double metric_or(const store::RunRecord& r, const char* name, double fallback = 0.0) {
-  const store::Metric* m = r.metric(name);
-  return m ? m->value : fallback;
-}
 
 }  // namespace
 
@@ -234,14 +230,12 @@ int cmd_plan(const GlobalOptions& g, const PlanOptions& o) {
     (o.json ? std::cerr : std::cout) << sweep_summary_line(all, shard, o.db);
   };
   auto sweep_with = [&](const std::map<std::size_t, std::string>& skip) {
-    // Anything the sweep itself prints goes to stderr with --json, so stdout is one JSON object.
-    std::streambuf* saved = o.json ? std::cout.rdbuf(std::cerr.rdbuf()) : nullptr;
     std::int64_t id = 0;
     SweepCounts c;
     try {
+      const StdoutToStderr quiet(o.json);  // anything the sweep itself prints: stdout stays one JSON object
       id = run_sweep(catalog, so, def, shard, skip, &c);
     } catch (...) {
-      if (saved) std::cout.rdbuf(saved);
       if (c.sweep_id != 0) {
         ran_total += c.ran;
         failed_total += c.failed;
@@ -250,7 +244,6 @@ int cmd_plan(const GlobalOptions& g, const PlanOptions& o) {
       }
       throw;
     }
-    if (saved) std::cout.rdbuf(saved);
     ran_total += c.ran;
     failed_total += c.failed;
     last = c;
@@ -296,7 +289,7 @@ int cmd_plan(const GlobalOptions& g, const PlanOptions& o) {
       for (const auto& p : db.get_sweep(sweep_id).points) {
         const auto i = static_cast<std::size_t>(p.index);
         if (i >= chosen.size() || !chosen[i] || !p.run_id || p.run_status != store::RunStatus::complete) continue;
-        const double t = metric_or(db.get_run(*p.run_id), store::metric_names::kTrainTime_s,
+        const double t = db.get_run(*p.run_id).metric_or(store::metric_names::kTrainTime_s,
                                    std::numeric_limits<double>::infinity());
         if (t < best_s) {
           best_s = t;
@@ -328,14 +321,14 @@ int cmd_plan(const GlobalOptions& g, const PlanOptions& o) {
     Ranked k;
     k.layout = candidates.at(static_cast<std::size_t>(p.index)).layout;
     k.run_id = r.id;
-    k.step_time_s = metric_or(r, "step_time_s");
-    k.train_days = metric_or(r, store::metric_names::kTrainTime_s) / 86400.0;
-    k.facility_mwh = metric_or(r, "facility_energy_j") / 3.6e9;
-    k.co2e_t = metric_or(r, "co2e_gross_kg") / 1000.0;
-    k.mfu = metric_or(r, "mfu");
-    k.dropped = metric_or(r, "tokens_dropped_fraction");
-    k.remat = metric_or(r, "rematerialization") > 0.5;
-    k.selective = metric_or(r, "selective_recomputation") > 0.5;
+    k.step_time_s = r.metric_or("step_time_s");
+    k.train_days = r.metric_or(store::metric_names::kTrainTime_s) / 86400.0;
+    k.facility_mwh = r.metric_or("facility_energy_j") / 3.6e9;
+    k.co2e_t = r.metric_or("co2e_gross_kg") / 1000.0;
+    k.mfu = r.metric_or("mfu");
+    k.dropped = r.metric_or("tokens_dropped_fraction");
+    k.remat = r.metric_or("rematerialization") > 0.5;
+    k.selective = r.metric_or("selective_recomputation") > 0.5;
     ranked.push_back(k);
   }
   auto key = [&](const Ranked& r) {

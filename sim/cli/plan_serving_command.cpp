@@ -48,10 +48,6 @@ struct RankedServing {
   double g_co2e_per_1k_tokens = std::numeric_limits<double>::infinity();
 };
 
-double metric_or(const store::RunRecord& r, const std::string& name, double fallback) {
-  const store::Metric* m = r.metric(name);
-  return m ? m->value : fallback;
-}
 
 }  // namespace
 
@@ -174,15 +170,8 @@ int cmd_plan_serving(const GlobalOptions& g, const PlanOptions& o) {
   std::int64_t sweep_id = 0;
   SweepCounts counted;
   {
-    // Anything the sweep prints goes to stderr with --json, so stdout is one JSON object.
-    std::streambuf* saved = o.json ? std::cout.rdbuf(std::cerr.rdbuf()) : nullptr;
-    try {
-      sweep_id = run_sweep(catalog, so, def, shard, preskip, &counted);
-    } catch (...) {
-      if (saved) std::cout.rdbuf(saved);
-      throw;
-    }
-    if (saved) std::cout.rdbuf(saved);
+    const StdoutToStderr quiet(o.json);  // anything the sweep prints: stdout stays one JSON object
+    sweep_id = run_sweep(catalog, so, def, shard, preskip, &counted);
   }
   (o.json ? std::cerr : std::cout) << sweep_summary_line(counted, shard, o.db);
 
@@ -205,16 +194,16 @@ int cmd_plan_serving(const GlobalOptions& g, const PlanOptions& o) {
     RankedServing k;
     k.layout = candidates[i].layout;
     k.run_id = r.id;
-    k.max_rate_rps = metric_or(r, "max_rate_rps", 0.0);
+    k.max_rate_rps = r.metric_or("max_rate_rps", 0.0);
     k.replicas_for_load = engine::replicas_for_load(k.layout, k.max_rate_rps, load_rps);
     k.devices_for_load = k.replicas_for_load * k.layout.data * k.layout.tensor * k.layout.pipeline;
-    k.output_tokens_per_s = metric_or(r, "output_tokens_per_s", 0.0);
-    k.ttft_p99_s = metric_or(r, "ttft_p99_s", 0.0);
-    k.tpot_p99_s = metric_or(r, "tpot_p99_s", 0.0);
-    k.e2e_p99_s = metric_or(r, "e2e_p99_s", std::numeric_limits<double>::infinity());
-    k.slo_met = metric_or(r, "slo_p99_met", 0.0) > 0.5;
-    k.j_per_token = metric_or(r, "energy_per_output_token_j", std::numeric_limits<double>::infinity());
-    k.g_co2e_per_1k_tokens = metric_or(r, "co2e_gross_kg_per_1k_tokens", std::numeric_limits<double>::infinity()) * 1000.0;
+    k.output_tokens_per_s = r.metric_or("output_tokens_per_s", 0.0);
+    k.ttft_p99_s = r.metric_or("ttft_p99_s", 0.0);
+    k.tpot_p99_s = r.metric_or("tpot_p99_s", 0.0);
+    k.e2e_p99_s = r.metric_or("e2e_p99_s", std::numeric_limits<double>::infinity());
+    k.slo_met = r.metric_or("slo_p99_met", 0.0) > 0.5;
+    k.j_per_token = r.metric_or("energy_per_output_token_j", std::numeric_limits<double>::infinity());
+    k.g_co2e_per_1k_tokens = r.metric_or("co2e_gross_kg_per_1k_tokens", std::numeric_limits<double>::infinity()) * 1000.0;
     ranked.push_back(k);
   }
   auto cost = [&](const RankedServing& r) {

@@ -16,10 +16,6 @@ namespace moesim::cli {
 using nlohmann::json;
 
 namespace {
-double metric_or(const store::RunRecord& r, const std::string& name, double fallback = 0.0) {
-  const store::Metric* m = r.metric(name);
-  return m ? m->value : fallback;
-}
 }  // namespace
 
 store::RunRecord make_header(const scenario::Scenario& s) {
@@ -230,36 +226,36 @@ json record_json(const store::RunRecord& r) {
   }
   json metrics = json::object();
   for (const auto& m : r.metrics) metrics[m.name] = {{"value", m.value}, {"unit", m.unit}};
-  const double train_s = metric_or(r, store::metric_names::kTrainTime_s);
+  const double train_s = r.metric_or(store::metric_names::kTrainTime_s);
   json out = {{"run_id", r.id},
               {"scenario", r.scenario_name},
               {"status", store::to_string(r.status)},
               {"seed", r.seed},
               {"moesim_version", r.moesim_version},
-              {"step_time_s", metric_or(r, "step_time_s")},
-              {"step_time_spread_s", metric_or(r, "step_time_spread_s")},
-              {"steps", static_cast<long long>(std::llround(metric_or(r, "steps")))},
+              {"step_time_s", r.metric_or("step_time_s")},
+              {"step_time_spread_s", r.metric_or("step_time_spread_s")},
+              {"steps", static_cast<long long>(std::llround(r.metric_or("steps")))},
               {"train_time_s", train_s},
               {"train_days", seconds_to_days(train_s)},
-              {"tokens_dropped_fraction", metric_or(r, "tokens_dropped_fraction")},
-              {"first_choice_dropped_fraction", metric_or(r, "first_choice_dropped_fraction")},
-              {"second_choice_skipped_fraction", metric_or(r, "second_choice_skipped_fraction")},
+              {"tokens_dropped_fraction", r.metric_or("tokens_dropped_fraction")},
+              {"first_choice_dropped_fraction", r.metric_or("first_choice_dropped_fraction")},
+              {"second_choice_skipped_fraction", r.metric_or("second_choice_skipped_fraction")},
               {"step_breakdown_s", bd},
               {"step_busy_s", busy},
-              {"mfu", metric_or(r, "mfu")},
-              {"hfu", metric_or(r, "hfu")},
-              {"chips", static_cast<long long>(metric_or(r, "chips"))},
-              {"devices", static_cast<long long>(metric_or(r, "devices"))},
-              {"duration_days", seconds_to_days(metric_or(r, "duration_s"))},
-              {"duration_pinned", metric_or(r, "duration_pinned") != 0.0},
-              {"average_chip_power_w", metric_or(r, "average_chip_power_w")},
-              {"it_energy_mwh", joules_to_mwh(metric_or(r, "it_energy_j"))},
-              {"network_energy_mwh", joules_to_mwh(metric_or(r, "network_energy_j"))},
-              {"wan_energy_mwh", joules_to_mwh(metric_or(r, "wan_energy_j"))},
-              {"facility_energy_mwh", joules_to_mwh(metric_or(r, "facility_energy_j"))},
-              {"co2e_gross_t", kg_to_tonnes(metric_or(r, "co2e_gross_kg"))},
-              {"co2e_net_t", kg_to_tonnes(metric_or(r, "co2e_net_kg"))},
-              {"embodied_co2e_t", r.metric("embodied_co2e_kg") ? json(kg_to_tonnes(metric_or(r, "embodied_co2e_kg"))) : json(nullptr)},
+              {"mfu", r.metric_or("mfu")},
+              {"hfu", r.metric_or("hfu")},
+              {"chips", static_cast<long long>(r.metric_or("chips"))},
+              {"devices", static_cast<long long>(r.metric_or("devices"))},
+              {"duration_days", seconds_to_days(r.metric_or("duration_s"))},
+              {"duration_pinned", r.metric_or("duration_pinned") != 0.0},
+              {"average_chip_power_w", r.metric_or("average_chip_power_w")},
+              {"it_energy_mwh", joules_to_mwh(r.metric_or("it_energy_j"))},
+              {"network_energy_mwh", joules_to_mwh(r.metric_or("network_energy_j"))},
+              {"wan_energy_mwh", joules_to_mwh(r.metric_or("wan_energy_j"))},
+              {"facility_energy_mwh", joules_to_mwh(r.metric_or("facility_energy_j"))},
+              {"co2e_gross_t", kg_to_tonnes(r.metric_or("co2e_gross_kg"))},
+              {"co2e_net_t", kg_to_tonnes(r.metric_or("co2e_net_kg"))},
+              {"embodied_co2e_t", r.metric("embodied_co2e_kg") ? json(kg_to_tonnes(r.metric_or("embodied_co2e_kg"))) : json(nullptr)},
               {"datacenters", dcs},
               {"metrics", metrics}};
   if (r.comparison_id) {
@@ -316,32 +312,32 @@ std::string record_summary(const store::RunRecord& r) {
   using namespace units;
   if (r.status != store::RunStatus::complete) return incomplete_record_summary(r);
   if (r.kind == "serving") return serving_record_summary(r);
-  const double step = metric_or(r, "step_time_s"), spread = metric_or(r, "step_time_spread_s");
-  const double train_s = metric_or(r, store::metric_names::kTrainTime_s);
+  const double step = r.metric_or("step_time_s"), spread = r.metric_or("step_time_spread_s");
+  const double train_s = r.metric_or(store::metric_names::kTrainTime_s);
   std::string out;
   out += fmt::format("{}: {} ({})\n", run_heading(r), r.scenario_name, store::to_string(r.status));
-  out += fmt::format("  chips {:.0f} ({:.0f} devices)   memory/device {:.1f} of {:.1f} GiB{}{}{}{}\n", metric_or(r, "chips"),
-                     metric_or(r, "devices"),
-                     (metric_or(r, "memory_params_bytes") + metric_or(r, "memory_grads_bytes") + metric_or(r, "memory_optimizer_bytes") +
-                      metric_or(r, "memory_activations_bytes")) / kGiB,
-                     metric_or(r, "memory_capacity_bytes") / kGiB, metric_or(r, "rematerialization") != 0           ? ", rematerialized"
-                     : metric_or(r, "selective_recomputation") != 0 ? selective_text(r)
+  out += fmt::format("  chips {:.0f} ({:.0f} devices)   memory/device {:.1f} of {:.1f} GiB{}{}{}{}\n", r.metric_or("chips"),
+                     r.metric_or("devices"),
+                     (r.metric_or("memory_params_bytes") + r.metric_or("memory_grads_bytes") + r.metric_or("memory_optimizer_bytes") +
+                      r.metric_or("memory_activations_bytes")) / kGiB,
+                     r.metric_or("memory_capacity_bytes") / kGiB, r.metric_or("rematerialization") != 0           ? ", rematerialized"
+                     : r.metric_or("selective_recomputation") != 0 ? selective_text(r)
                                                                      : "",
                      power_limit_text(r), pipeline_text(r), overlap_text(r));
   const std::size_t simulated = r.provenance.contains("step_times_s") ? r.provenance["step_times_s"].size() : 0;
   out += fmt::format("  step time       {:.4f} s ({} over {} simulated steps)   {:.3g} steps/s\n", step,
                      spread == 0.0 ? std::string("the same") : fmt::format("spread {:.2g} s", spread), simulated,
                      step > 0 ? 1.0 / step : 0.0);
-  if (const double from = metric_or(r, "steady_state_from_microbatches"); from > 0)
+  if (const double from = r.metric_or("steady_state_from_microbatches"); from > 0)
     out += fmt::format("                  pipeline steady state: extrapolated from the steps of {:.0f}, {:.0f} and {:.0f} micro-batches "
                        "(--no-steady-state simulates them all)\n",
                        from, from + 1, from + 2);
-  const double dropped = metric_or(r, "tokens_dropped_fraction");
+  const double dropped = r.metric_or("tokens_dropped_fraction");
   out += fmt::format("  training        {:.0f} steps -> {:.2f} days   MFU {:.1f} % (model FLOPs)   HFU {:.1f} % (FLOPs executed)   "
                      "token assignments dropped {}\n",
-                     metric_or(r, "steps"), seconds_to_days(train_s), 100.0 * metric_or(r, "mfu"), 100.0 * metric_or(r, "hfu"),
+                     r.metric_or("steps"), seconds_to_days(train_s), 100.0 * r.metric_or("mfu"), 100.0 * r.metric_or("hfu"),
                      dropped == 0.0 ? std::string("none") : fmt::format("{:.2f} %", 100.0 * dropped));
-  const double first_dropped = metric_or(r, "first_choice_dropped_fraction"), skipped = metric_or(r, "second_choice_skipped_fraction");
+  const double first_dropped = r.metric_or("first_choice_dropped_fraction"), skipped = r.metric_or("second_choice_skipped_fraction");
   if (first_dropped > 0.0 || skipped > 0.0)
     out += fmt::format("  routing         first choices dropped {:.2f} % of tokens   second choices not dispatched {:.2f} %\n",
                        100.0 * first_dropped, 100.0 * skipped);
@@ -351,17 +347,17 @@ std::string record_summary(const store::RunRecord& r) {
     if (b.critical_path_s > 0) parts.emplace_back(b.critical_path_s, b.phase_kind);
   std::sort(parts.rbegin(), parts.rend());
   for (const auto& [t, k] : parts) out += fmt::format("    {:<28} {:>10.4f} s  {:5.1f} %\n", k, t, step > 0 ? 100.0 * t / step : 0.0);
-  const double wan_j = metric_or(r, "wan_energy_j");
+  const double wan_j = r.metric_or("wan_energy_j");
   out += fmt::format("  energy          IT {:.3f} MWh + network {:.3f} MWh -> facility {:.3f} MWh{}{}   ({:.0f} W/chip)\n",
-                     joules_to_mwh(metric_or(r, "it_energy_j")), joules_to_mwh(metric_or(r, "network_energy_j")),
-                     joules_to_mwh(metric_or(r, "facility_energy_j")),
+                     joules_to_mwh(r.metric_or("it_energy_j")), joules_to_mwh(r.metric_or("network_energy_j")),
+                     joules_to_mwh(r.metric_or("facility_energy_j")),
                      wan_j > 0.0 ? fmt::format(" (of which WAN {:.3f} MWh, drawn by carrier networks: no PUE)", joules_to_mwh(wan_j))
                                  : std::string(),
-                     metric_or(r, "duration_pinned") != 0 ? fmt::format(" over the pinned {:.2f} days", seconds_to_days(metric_or(r, "duration_s"))) : "",
-                     metric_or(r, "average_chip_power_w"));
-  out += fmt::format("  emissions       {:.3f} tCO2e gross (location), {:.3f} tCO2e net (market)", kg_to_tonnes(metric_or(r, "co2e_gross_kg")),
-                     kg_to_tonnes(metric_or(r, "co2e_net_kg")));
-  if (r.metric("embodied_co2e_kg")) out += fmt::format(", {:.3f} tCO2e embodied", kg_to_tonnes(metric_or(r, "embodied_co2e_kg")));
+                     r.metric_or("duration_pinned") != 0 ? fmt::format(" over the pinned {:.2f} days", seconds_to_days(r.metric_or("duration_s"))) : "",
+                     r.metric_or("average_chip_power_w"));
+  out += fmt::format("  emissions       {:.3f} tCO2e gross (location), {:.3f} tCO2e net (market)", kg_to_tonnes(r.metric_or("co2e_gross_kg")),
+                     kg_to_tonnes(r.metric_or("co2e_net_kg")));
+  if (r.metric("embodied_co2e_kg")) out += fmt::format(", {:.3f} tCO2e embodied", kg_to_tonnes(r.metric_or("embodied_co2e_kg")));
   out += "\n";
   for (const auto& d : r.datacenters)
     out += fmt::format("    {:<34} {:>5} chips  PUE {:.2f}  {:>9.3f} MWh  {:>8.3f} t gross  {:>8.3f} t net\n", d.name, d.chips, d.pue,

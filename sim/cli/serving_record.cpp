@@ -19,10 +19,6 @@ using nlohmann::json;
 
 namespace {
 
-double metric_or(const store::RunRecord& r, const std::string& name, double fallback = 0.0) {
-  const store::Metric* m = r.metric(name);
-  return m ? m->value : fallback;
-}
 
 std::optional<double> metric_value(const store::RunRecord& r, const std::string& name) {
   const store::Metric* m = r.metric(name);
@@ -92,7 +88,7 @@ std::string serving_site_lines(const store::RunRecord& r) {
   std::string out;
   for (const auto& d : r.datacenters) {
     const std::string site = fmt::format("site.{}.", d.name);
-    const double tokens = metric_or(r, site + "output_tokens");
+    const double tokens = r.metric_or(site + "output_tokens");
     const bool has_ratio = r.metric(site + "energy_per_output_token_j") != nullptr;
     whole = whole && (has_ratio || tokens <= 0.0);
     std::string per_token;
@@ -344,8 +340,8 @@ json serving_record_json(const store::RunRecord& r) {
       }
       return d;
     });
-  auto count = [&](const char* name) { return [&r, name] { return static_cast<long long>(metric_or(r, name)); }; };
-  auto value = [&](const char* name) { return [&r, name] { return metric_or(r, name); }; };
+  auto count = [&](const char* name) { return [&r, name] { return static_cast<long long>(r.metric_or(name)); }; };
+  auto value = [&](const char* name) { return [&r, name] { return r.metric_or(name); }; };
   auto stored = [&](const char* name, double scale = 1.0) { return [&r, name, scale] { return metric_json(r, name, scale); }; };
   put("requests_measured", count("requests_measured"));
   put("requests_completed", count("requests_completed"));
@@ -356,7 +352,7 @@ json serving_record_json(const store::RunRecord& r) {
   put("output_tokens_per_s_per_device", value("output_tokens_per_s_per_device"));
   put("goodput_fraction", value("goodput_fraction"));
   put("goodput_rps", value("goodput_rps"));
-  put("slo_p99_met", [&] { return metric_or(r, "slo_p99_met") != 0.0; });
+  put("slo_p99_met", [&] { return r.metric_or("slo_p99_met") != 0.0; });
   put("preemptions", count("preemptions"));
   put("mfu", value("mfu"));
   put("chips", count("chips"));
@@ -369,14 +365,14 @@ json serving_record_json(const store::RunRecord& r) {
   put("gco2e_gross_per_request", stored("co2e_gross_kg_per_request", kGramsPerKg));
   put("gco2e_net_per_request", stored("co2e_net_kg_per_request", kGramsPerKg));
   put("embodied_gco2e_per_1000_tokens", stored("embodied_co2e_kg_per_1k_tokens", kGramsPerKg));
-  put("it_energy_kwh", [&] { return joules_to_kwh(metric_or(r, "it_energy_j")); });
-  put("facility_energy_kwh", [&] { return joules_to_kwh(metric_or(r, "facility_energy_j")); });
+  put("it_energy_kwh", [&] { return joules_to_kwh(r.metric_or("it_energy_j")); });
+  put("facility_energy_kwh", [&] { return joules_to_kwh(r.metric_or("facility_energy_j")); });
   put("co2e_gross_kg", value("co2e_gross_kg"));
   put("co2e_net_kg", value("co2e_net_kg"));
   put("datacenters", [&] {
     json dcs = json::array();
     for (const auto& d : r.datacenters) {
-      const double t = metric_or(r, fmt::format("site.{}.output_tokens", d.name));
+      const double t = r.metric_or(fmt::format("site.{}.output_tokens", d.name));
       dcs.push_back({{"name", d.name},
                      {"display_name", d.display_name},
                      {"chips", d.chips},
@@ -414,8 +410,8 @@ std::string serving_record_summary(const store::RunRecord& r) {
   }
   const double ms = 1e3;
   out += fmt::format("  {:.0f} chips ({:.0f} devices)   {:.0f} requests measured over {} s (of {:.0f} simulated){}\n",
-                     metric_or(r, "chips"), metric_or(r, "devices"), metric_or(r, "requests_measured"),
-                     seconds_text(metric_or(r, "window_s")), metric_or(r, "requests_total"), power_limit_text(r));
+                     r.metric_or("chips"), r.metric_or("devices"), r.metric_or("requests_measured"),
+                     seconds_text(r.metric_or("window_s")), r.metric_or("requests_total"), power_limit_text(r));
   out += "  latency (ms)        mean      P50      P90      P95      P99\n";
   const std::pair<const char*, const char*> rows[] = {{"ttft", "TTFT"}, {"tpot", "TPOT"}, {"itl", "ITL"}, {"e2e", "E2E"}, {"queue", "queueing"}};
   for (const auto& [key, label] : rows) {
@@ -426,14 +422,14 @@ std::string serving_record_summary(const store::RunRecord& r) {
     out += fmt::format("    {:<14} {} {} {} {} {}\n", label, cell("mean"), cell("p50"), cell("p90"), cell("p95"), cell("p99"));
   }
   out += fmt::format("  throughput      {:.2f} requests/s served   {:.0f} output tokens/s ({:.0f} per device)   {:.0f} input tokens/s\n",
-                     metric_or(r, "throughput_rps"), metric_or(r, "output_tokens_per_s"), metric_or(r, "output_tokens_per_s_per_device"),
-                     metric_or(r, "input_tokens_per_s"));
+                     r.metric_or("throughput_rps"), r.metric_or("output_tokens_per_s"), r.metric_or("output_tokens_per_s_per_device"),
+                     r.metric_or("input_tokens_per_s"));
   out += fmt::format("  goodput         {:.1f} % of requests within TTFT {} ms and TPOT {} ms ({:.2f} requests/s); P99 "
                      "targets {}\n",
-                     100.0 * metric_or(r, "goodput_fraction"), sig_text(ms * metric_or(r, "slo_ttft_s"), 4),
-                     sig_text(ms * metric_or(r, "slo_tpot_s"), 4),
-                     metric_or(r, "goodput_rps"), metric_or(r, "slo_p99_met") != 0.0 ? "met" : "missed");
-  if (const double g = metric_or(r, "backlog_growth_fraction"); metric_or(r, "falls_behind") != 0.0)
+                     100.0 * r.metric_or("goodput_fraction"), sig_text(ms * r.metric_or("slo_ttft_s"), 4),
+                     sig_text(ms * r.metric_or("slo_tpot_s"), 4),
+                     r.metric_or("goodput_rps"), r.metric_or("slo_p99_met") != 0.0 ? "met" : "missed");
+  if (const double g = r.metric_or("backlog_growth_fraction"); r.metric_or("falls_behind") != 0.0)
     out += fmt::format("  overloaded      the deployment falls behind its arrivals: {:.1f} % of the requests arriving in the window's "
                        "second half were added to those waiting or in flight; its queue and latencies grow with the run's "
                        "length (a longer serving.duration_s shows it), so these latencies are not a steady state\n",
@@ -441,23 +437,23 @@ std::string serving_record_summary(const store::RunRecord& r) {
   out += fmt::format("  batching        {:.1f} sequences in flight (all replicas, time mean)   KV cache {:.1f} % used   queue {:.2f}   "
                      "preemptions {:.0f}   MFU "
                      "{:.1f} %\n",
-                     metric_or(r, "mean_batch_sequences"), 100.0 * metric_or(r, "mean_kv_use"), metric_or(r, "mean_queue_requests"),
-                     metric_or(r, "preemptions"), 100.0 * metric_or(r, "mfu"));
+                     r.metric_or("mean_batch_sequences"), 100.0 * r.metric_or("mean_kv_use"), r.metric_or("mean_queue_requests"),
+                     r.metric_or("preemptions"), 100.0 * r.metric_or("mfu"));
   // Facility = (IT + network) x PUE + WAN (the WAN is outside every datacenter): each term shown, so they add up.
-  const double wan_j = metric_or(r, "wan_energy_j");
+  const double wan_j = r.metric_or("wan_energy_j");
   out += fmt::format("  energy          {} J per output token, {} J per request (facility)   IT {} kWh + network {} kWh{} -> "
                      "facility {} kWh   ({} W/chip{})\n",
                      metric_sig(r, "energy_per_output_token_j"), metric_sig(r, "energy_per_request_j"),
-                     sig_text(joules_to_kwh(metric_or(r, "it_energy_j")), 4), sig_text(joules_to_kwh(metric_or(r, "network_energy_j")), 4),
+                     sig_text(joules_to_kwh(r.metric_or("it_energy_j")), 4), sig_text(joules_to_kwh(r.metric_or("network_energy_j")), 4),
                      wan_j > 0.0 ? fmt::format(" (x PUE) + WAN {} kWh", sig_text(joules_to_kwh(wan_j), 4)) : std::string(" (x PUE)"),
-                     sig_text(joules_to_kwh(metric_or(r, "facility_energy_j")), 4), sig_text(metric_or(r, "average_chip_power_w"), 4),
-                     metric_or(r, "power_pinned") != 0.0 ? ", pinned by energy.average_chip_power_w" : "");
+                     sig_text(joules_to_kwh(r.metric_or("facility_energy_j")), 4), sig_text(r.metric_or("average_chip_power_w"), 4),
+                     r.metric_or("power_pinned") != 0.0 ? ", pinned by energy.average_chip_power_w" : "");
   out += fmt::format("  emissions       {} gCO2e per 1000 tokens gross, {} net   {} g per request gross\n",
                      metric_sig(r, "co2e_gross_kg_per_1k_tokens", kGramsPerKg), metric_sig(r, "co2e_net_kg_per_1k_tokens", kGramsPerKg),
                      metric_sig(r, "co2e_gross_kg_per_request", kGramsPerKg));
   if (r.metric("embodied_co2e_kg") != nullptr)
     out += fmt::format("  embodied        {} gCO2e per 1000 tokens ({} g of the chips' manufacture, amortised over the window)\n",
-                       metric_sig(r, "embodied_co2e_kg_per_1k_tokens", kGramsPerKg), sig_text(metric_or(r, "embodied_co2e_kg") * kGramsPerKg, 4));
+                       metric_sig(r, "embodied_co2e_kg_per_1k_tokens", kGramsPerKg), sig_text(r.metric_or("embodied_co2e_kg") * kGramsPerKg, 4));
   out += serving_site_lines(r);
   out += assumed_pue_notes(r);
   return out;

@@ -3,6 +3,7 @@
 // Sharding a sweep: which shard this process runs, each point's estimated cost, and the cost-balanced
 // assignment of points to shards that every shard computes identically.
 #include <cstdint>
+#include <iostream>
 #include <map>
 #include <string>
 #include <vector>
@@ -45,6 +46,21 @@ struct SweepCounts {
   std::size_t reused = 0;        ///< already complete in the store
   std::size_t skipped = 0;
   std::size_t failed = 0;
+};
+
+/** While alive and `active`, what is written to std::cout goes to std::cerr: a command whose stdout must stay one JSON
+ *  object (`--json`) runs something that prints. */
+class StdoutToStderr {
+ public:
+  explicit StdoutToStderr(bool active) : saved_(active ? std::cout.rdbuf(std::cerr.rdbuf()) : nullptr) {}
+  ~StdoutToStderr() {
+    if (saved_) std::cout.rdbuf(saved_);
+  }
+  StdoutToStderr(const StdoutToStderr&) = delete;
+  StdoutToStderr& operator=(const StdoutToStderr&) = delete;
+
+ private:
+  std::streambuf* saved_;
 };
 
 /** The summary line `moesim sweep` prints: "moesim sweep ID of NAME: N points: X run now, Y already complete, ...". */

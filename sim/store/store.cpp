@@ -205,6 +205,11 @@ const Metric* RunRecord::metric(const std::string& name) const {
   return nullptr;
 }
 
+double RunRecord::metric_or(const std::string& name, double fallback) const {
+  const Metric* m = metric(name);
+  return m ? m->value : fallback;
+}
+
 struct Store::Impl {
   Impl(const std::string& path, Mode m, double busy_timeout_s)
       : db(path, m == Mode::read_only, busy_timeout_s), mode(m), version(detail::open_schema(db, m == Mode::read_only)) {}

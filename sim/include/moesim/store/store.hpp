@@ -109,6 +109,8 @@ struct RunRecord {
 
   /** The metric called `name`, or nullptr when the run has none of that name. */
   const Metric* metric(const std::string& name) const;
+  /** The named metric's value, or `fallback` when the run has none. */
+  double metric_or(const std::string& name, double fallback = 0.0) const;
 };
 
 /** Short row for listings. The three totals are derived when the run has the data, else empty:
