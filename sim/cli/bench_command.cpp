@@ -96,38 +96,47 @@ ChildCost run_child(const std::vector<std::string>& args, const std::string& out
   return {wall, static_cast<double>(ru.ru_maxrss) / 1024.0};
 }
 
-/** A scratch store for a child command; removed (with its WAL files) by remove_store. */
-std::string scratch_store(const char* tag) {
-  const std::string db = (std::filesystem::temp_directory_path() / fmt::format("moesim_bench_{}_{}.db", tag, ::getpid())).string();
-  std::filesystem::remove(db);
-  return db;
-}
+/** Removes a store and its WAL files. */
 void remove_store(const std::string& db) {
   for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(db + suffix);
 }
 
+/** Scratch files of a child command (a store's path: with its -wal and -shm files; an output file), removed when this
+ *  goes out of scope, whether the command succeeded or threw. */
+struct ScratchFiles {
+  std::vector<std::string> paths;
+  ~ScratchFiles() {
+    for (const auto& p : paths) std::filesystem::remove(p);
+  }
+};
+
+/** A scratch store's path for a child command (any old one removed); `files` removes it and its WAL files later. */
+std::string scratch_store(const char* tag, ScratchFiles& files) {
+  const std::string db = (std::filesystem::temp_directory_path() / fmt::format("moesim_bench_{}_{}.db", tag, ::getpid())).string();
+  for (const char* suffix : {"", "-wal", "-shm"}) {
+    std::filesystem::remove(db + suffix);
+    files.paths.push_back(db + suffix);
+  }
+  return db;
+}
+
 /** `moesim compare FILE` (alternatives `jobs` at a time, stored) in a child process, measured. */
 nlohmann::json time_comparison(const std::string& file, const std::string& profiles_dir, int jobs) {
-  const std::string db = scratch_store("compare");
-  ChildCost c;
-  try {
-    c = run_child({"--profiles", profiles_dir, "compare", file, "--db", db, "-j", std::to_string(jobs)}, "", "compare " + file);
-  } catch (...) {
-    remove_store(db);
-    throw;
-  }
-  remove_store(db);
+  ScratchFiles scratch;
+  const std::string db = scratch_store("compare", scratch);
+  const ChildCost c =
+      run_child({"--profiles", profiles_dir, "compare", file, "--db", db, "-j", std::to_string(jobs)}, "", "compare " + file);
   return {{"wall_s", c.wall_s}, {"peak_rss_mb", c.peak_rss_mb}};
 }
 
 /** `moesim run FILE --max-rate --no-store` in a child process, measured, with the rate it found. */
 nlohmann::json time_max_rate(const std::string& file, const std::string& profiles_dir) {
   const std::string out = (std::filesystem::temp_directory_path() / fmt::format("moesim_bench_maxrate_{}.json", ::getpid())).string();
+  const ScratchFiles scratch{{out}};
   const ChildCost c =
       run_child({"--profiles", profiles_dir, "run", file, "--max-rate", "--no-store", "--json"}, out, "run " + file + " --max-rate");
   std::ifstream in(out);
   const nlohmann::json j = nlohmann::json::parse(in);
-  std::filesystem::remove(out);
   return {{"wall_s", c.wall_s},
           {"peak_rss_mb", c.peak_rss_mb},
           {"max_rate_rps", j.at("max_rate").at("sustained_rate_per_s")},
@@ -137,23 +146,15 @@ nlohmann::json time_max_rate(const std::string& file, const std::string& profile
 /** `moesim plan FILE --json` (with --max-rate for a serving plan; layouts 2 at a time) in a child process, measured,
  *  with its counts and its best layout. */
 nlohmann::json time_plan(const std::string& file, const std::string& profiles_dir, bool serving) {
-  const std::string db = scratch_store("plan");
+  ScratchFiles scratch;
+  const std::string db = scratch_store("plan", scratch);
   const std::string out = db + ".json";
+  scratch.paths.push_back(out);
   std::vector<std::string> args = {"--profiles", profiles_dir, "plan", file, "--json", "--db", db, "-j", "2"};
   if (serving) args.emplace_back("--max-rate");
-  ChildCost c;
-  nlohmann::json j;
-  try {
-    c = run_child(args, out, "plan " + file);
-    std::ifstream in(out);
-    j = nlohmann::json::parse(in);
-  } catch (...) {
-    remove_store(db);
-    std::filesystem::remove(out);
-    throw;
-  }
-  remove_store(db);
-  std::filesystem::remove(out);
+  const ChildCost c = run_child(args, out, "plan " + file);
+  std::ifstream in(out);
+  const nlohmann::json j = nlohmann::json::parse(in);
   return {{"wall_s", c.wall_s},
           {"peak_rss_mb", c.peak_rss_mb},
           {"layouts", j.at("layouts")},
