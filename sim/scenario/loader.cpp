@@ -735,8 +735,8 @@ Scenario load_plan_base(const std::string& path, const catalog::Catalog& catalog
     LocationMap locs;
     json doc = merged_document(path, overrides, locs);
     if (doc.contains("serving"))
-      throw InputError(path, 0, 0, "serving", "`moesim plan` plans training layouts; a serving scenario splits its replicas "
-                                              "in serving.pools[] (try `moesim run --max-rate` or a sweep of the pools)");
+      throw InputError(path, 0, 0, "serving", "the base of a training plan has no serving section (`moesim plan` plans a "
+                                              "serving scenario's pool splits from the scenario itself)");
     return finish(std::move(doc), locs, path, catalog, true);
   });
 }

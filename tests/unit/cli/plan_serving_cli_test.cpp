@@ -220,6 +220,6 @@ TEST_CASE("cli::plan serving: unhappy paths", "[cli][plan][serving][errors]") {
   const Result broken = run_moesim("plan " + kPlan + " --dry-run --set serving.scheduler.type=fifo --db " + db, dir);
   CHECK(broken.status == 1);
   CHECK(broken.err.find("serving.scheduler.type") != std::string::npos);
-  CHECK(broken.err.find("plans training layouts") == std::string::npos);
+  CHECK(broken.err.find("the base of a training plan") == std::string::npos);
   CHECK_FALSE(std::filesystem::exists(db));
 }
