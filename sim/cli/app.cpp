@@ -89,7 +89,7 @@ int main(int argc, char** argv) {
   plan_cmd->add_flag("--dry-run", pl.dry_run, "Enumerate and prune only; simulate nothing");
   plan_cmd->add_flag("--list", pl.list_pruned, "Also list every layout with its verdict and reason");
   plan_cmd->add_option("--shard", pl.shard, "Simulate only shard I of N of the layouts (as `moesim sweep --shard`)");
-  plan_cmd->add_option("--max-microbatch-factor", pl.max_microbatch_factor,
+  auto* plan_microbatch_factor = plan_cmd->add_option("--max-microbatch-factor", pl.max_microbatch_factor,
                        "With a pipeline of P stages, micro-batches up to this many times P")
       ->default_val(2)->check(CLI::Range(1, 1024));
   plan_cmd->add_flag("--exhaustive", pl.exhaustive,
@@ -282,6 +282,7 @@ int main(int argc, char** argv) {
     if (plan_cmd->parsed()) {
       if (plan_rate_tolerance->count() > 0 && !pl.max_rate)
         throw UsageError("plan: --rate-tolerance is the --max-rate search's stopping width; give --max-rate or drop it");
+      pl.max_microbatch_factor_given = plan_microbatch_factor->count() > 0;
       return cmd_plan(g, pl);
     }
     if (db_merge->parsed()) return cmd_db_merge(merge);

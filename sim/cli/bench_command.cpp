@@ -20,6 +20,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <iterator>
 #include <map>
 #include <optional>
 #include <thread>
@@ -58,6 +59,15 @@ void die_with_parent(pid_t parent) {
   if (::getppid() != parent) ::_exit(1);
 }
 
+/** Scratch files of a child command (a store's path: with its -wal and -shm files; an output file), removed when this
+ *  goes out of scope, whether the command succeeded or threw. */
+struct ScratchFiles {
+  std::vector<std::string> paths;
+  ~ScratchFiles() {
+    for (const auto& p : paths) std::filesystem::remove(p);
+  }
+};
+
 /** What a child `moesim` command cost: wall time, and the peak resident memory of it and its own children (wait4:
  *  Linux reports the child's and its reaped descendants' largest RSS there; not getrusage(RUSAGE_CHILDREN), which
  *  would be the largest of every process this bench has reaped, earlier cases included). */
@@ -66,9 +76,13 @@ struct ChildCost {
   double peak_rss_mb = 0.0;
 };
 
-/** Runs this very binary as `moesim ARGS...` in a child process, its stdout into `out_file` (/dev/null when empty);
- *  throws naming `what` when it fails. */
+/** Runs this very binary as `moesim ARGS...` in a child process, its stdout into `out_file` (/dev/null when empty)
+ *  and its stderr (progress lines, which would interleave with the bench's table) into a scratch file; throws naming
+ *  `what`, with the end of that stderr, when it fails. */
 ChildCost run_child(const std::vector<std::string>& args, const std::string& out_file, const std::string& what) {
+  ScratchFiles scratch;
+  const std::string err_file = (std::filesystem::temp_directory_path() / fmt::format("moesim_bench_stderr_{}.txt", ::getpid())).string();
+  scratch.paths.push_back(err_file);
   std::vector<std::string> argv_s = {"moesim"};
   argv_s.insert(argv_s.end(), args.begin(), args.end());
   std::vector<char*> argv;
@@ -83,7 +97,9 @@ ChildCost run_child(const std::vector<std::string>& args, const std::string& out
   if (pid == 0) {
     die_with_parent(parent);
     FILE* f = std::freopen(out_file.empty() ? "/dev/null" : out_file.c_str(), "w", stdout);
+    FILE* e = std::freopen(err_file.c_str(), "w", stderr);
     (void)f;
+    (void)e;
     ::execv("/proc/self/exe", argv.data());
     ::_exit(127);
   }
@@ -92,7 +108,14 @@ ChildCost run_child(const std::vector<std::string>& args, const std::string& out
   while (::wait4(pid, &status, 0, &ru) < 0 && errno == EINTR) {
   }
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) throw Error(fmt::format("bench: `moesim {}` failed", what));
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    std::ifstream in(err_file);
+    std::string err((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    constexpr std::size_t kTail = 2000;  // the end of the child's stderr: its error message
+    if (err.size() > kTail) err = "..." + err.substr(err.size() - kTail);
+    while (!err.empty() && (err.back() == '\n' || err.back() == ' ')) err.pop_back();
+    throw Error(fmt::format("bench: `moesim {}` failed{}", what, err.empty() ? std::string() : ":\n" + err));
+  }
   return {wall, static_cast<double>(ru.ru_maxrss) / 1024.0};
 }
 
@@ -101,14 +124,6 @@ void remove_store(const std::string& db) {
   for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(db + suffix);
 }
 
-/** Scratch files of a child command (a store's path: with its -wal and -shm files; an output file), removed when this
- *  goes out of scope, whether the command succeeded or threw. */
-struct ScratchFiles {
-  std::vector<std::string> paths;
-  ~ScratchFiles() {
-    for (const auto& p : paths) std::filesystem::remove(p);
-  }
-};
 
 /** A scratch store's path for a child command (any old one removed); `files` removes it and its WAL files later. */
 std::string scratch_store(const char* tag, ScratchFiles& files) {

@@ -106,6 +106,7 @@ struct PlanOptions {
   bool list_pruned = false;  ///< --dry-run: every layout with its verdict, not only the counts
   std::string shard;
   int max_microbatch_factor = 2;
+  bool max_microbatch_factor_given = false;  ///< given on the command line (a serving plan refuses it)
   int max_pipeline = 0;  ///< 0: no bound
   bool exhaustive = false;  ///< simulate every candidate, even those whose lower bound cannot beat the best found
   bool max_rate = false;       ///< serving: each layout a capacity search (as `sweep --max-rate`)

@@ -11,6 +11,7 @@
 #include <map>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "commands.hpp"
 #include "max_rate_search.hpp"
@@ -52,6 +53,15 @@ struct RankedServing {
 }  // namespace
 
 int cmd_plan_serving(const GlobalOptions& g, const PlanOptions& o) {
+  // Options that only shape a training plan are refused rather than ignored: a serving plan simulates every layout
+  // that fits (no lower bound to prune with) and a serving replica has no micro-batches.
+  std::vector<std::string> training_only;
+  if (o.exhaustive) training_only.push_back("--exhaustive (a serving plan simulates every layout that fits)");
+  if (o.max_microbatch_factor_given) training_only.push_back("--max-microbatch-factor (serving has no micro-batches)");
+  if (!training_only.empty())
+    throw UsageError(fmt::format("plan: {} is a serving scenario; {} only shape{} a training plan: drop {}", o.scenario,
+                                 fmt::join(training_only, " and "), training_only.size() == 1 ? "s" : "",
+                                 training_only.size() == 1 ? "it" : "them"));
   const auto wall0 = std::chrono::steady_clock::now();
   const Shard shard = parse_shard(o.shard, std::getenv("SLURM_ARRAY_TASK_ID"), std::getenv("SLURM_ARRAY_TASK_COUNT"),
                                   std::getenv("SLURM_ARRAY_TASK_MIN"));
@@ -241,8 +251,8 @@ int cmd_plan_serving(const GlobalOptions& g, const PlanOptions& o) {
                       {"co2e_gross_g_per_1k_tokens", r.g_co2e_per_1k_tokens}});
       if (o.max_rate) {
         row["max_rate_rps"] = r.max_rate_rps;
-        row["replicas_for_load"] = r.replicas_for_load;
-        row["devices_for_load"] = r.devices_for_load;
+        row["replicas_for_load"] = r.replicas_for_load > 0 ? json(r.replicas_for_load) : json(nullptr);
+        row["devices_for_load"] = r.replicas_for_load > 0 ? json(r.devices_for_load) : json(nullptr);
       }
       rows.push_back(std::move(row));
     }
@@ -271,7 +281,9 @@ int cmd_plan_serving(const GlobalOptions& g, const PlanOptions& o) {
     const RankedServing& r = ranked[i];
     std::cout << fmt::format("| {} | {} | {} | {} | {} | {} |{} {} | {} | {} | {} | {} | {} | {} |\n", i + 1, r.layout.replicas,
                              r.layout.data, r.layout.tensor, r.layout.expert, r.layout.pipeline,
-                             o.max_rate ? fmt::format(" {} | {} ({}) |", sig(r.max_rate_rps, 4), r.replicas_for_load, r.devices_for_load)
+                             o.max_rate ? fmt::format(" {} | {} |", sig(r.max_rate_rps, 4),
+                                                       r.replicas_for_load > 0 ? fmt::format("{} ({})", r.replicas_for_load, r.devices_for_load)
+                                                                               : std::string("-"))
                                         : std::string(),
                              sig(r.output_tokens_per_s, 4),
                              sig(1e3 * r.ttft_p99_s, 4), sig(1e3 * r.tpot_p99_s, 4), sig(1e3 * r.e2e_p99_s, 4),

@@ -325,10 +325,13 @@ std::vector<ServingCandidate> screen_serving_layouts(const std::vector<ServingLa
 }
 
 long long replicas_for_load(const ServingLayout& layout, double max_rate_rps, double load_rps) {
-  if (!(max_rate_rps > 0.0) || !(load_rps > 0.0) || layout.replicas < 1) return 0;
+  if (!(max_rate_rps > 0.0) || !(load_rps > 0.0) || !std::isfinite(max_rate_rps) || !std::isfinite(load_rps) ||
+      layout.replicas < 1)
+    return 0;
   const double per_replica = max_rate_rps / layout.replicas;
   // The ratio of two rounded figures can land a hair above an integer (0.1 * 3 / 0.1): round that down first.
   const double need = load_rps / per_replica;
+  if (!(need <= kMaxReplicasForLoad)) return 0;
   const double whole = std::round(need);
   return static_cast<long long>(std::abs(need - whole) <= 1e-9 * whole ? whole : std::ceil(need));
 }

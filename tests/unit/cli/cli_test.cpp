@@ -535,6 +535,18 @@ TEST_CASE("cli::bench: plan_*.yaml cases run the whole `moesim plan` (a serving 
   CHECK(sv.at("layouts") == 5);
   CHECK(sv.at("simulated") == 5);
   CHECK(tr.at("layouts") == 48);  // as plan_cli_test.cpp counts them
+  // The children's progress (the plan's own header on its stderr) stays out of the bench's output...
+  CHECK(r.err.find("layouts enumerated") == std::string::npos);
+  // ...and a child that fails has its error in the bench's (a valid scenario the plan refuses: two pools).
+  std::string two_pools = serving;
+  two_pools.replace(two_pools.find("{replicas: 2}"), 13, "{role: prefill, replicas: 1}\n    - {role: decode, replicas: 1}");
+  std::ofstream(bench + "/plan_serving.yaml") << two_pools;
+  ::setenv("MOESIM_BENCH", bench.c_str(), 1);
+  const Result bad = run_moesim("bench --json --only plan_serving", dir);
+  ::unsetenv("MOESIM_BENCH");
+  CHECK(bad.status == 1);
+  CHECK(bad.err.find("`moesim plan") != std::string::npos);
+  CHECK(bad.err.find("splits one colocated pool") != std::string::npos);
   fs::remove_all(dir);
 }
 

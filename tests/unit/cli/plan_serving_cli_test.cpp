@@ -212,6 +212,16 @@ TEST_CASE("cli::plan serving: unhappy paths", "[cli][plan][serving][errors]") {
   const Result tol = run_moesim("plan " + kPlan + " --rate-tolerance 0.1 --dry-run --db " + db, dir);
   CHECK(tol.status == 2);
   CHECK(tol.err.find("give --max-rate") != std::string::npos);
+  // Options that only shape a training plan are refused, not silently ignored; the default factor is not a request.
+  const Result exh = run_moesim("plan " + kPlan + " --exhaustive --dry-run --db " + db, dir);
+  CHECK(exh.status == 2);
+  CHECK(exh.err.find("--exhaustive") != std::string::npos);
+  CHECK(exh.err.find("only shapes a training plan") != std::string::npos);
+  const Result both = run_moesim("plan " + kPlan + " --exhaustive --max-microbatch-factor 2 --dry-run --db " + db, dir);
+  CHECK(both.status == 2);
+  CHECK(both.err.find("--exhaustive") != std::string::npos);
+  CHECK(both.err.find("--max-microbatch-factor") != std::string::npos);
+  CHECK(both.err.find("drop them") != std::string::npos);
   // --max-rate on an offline scenario: there is no rate to search.
   const Result offline = run_moesim("plan " + kPlan + " --max-rate --dry-run --set 'serving.arrival={type: offline}' --set serving.requests=100 --set serving.duration_s=null --set serving.warmup_s=null --db " + db, dir);
   CHECK(offline.status == 1);

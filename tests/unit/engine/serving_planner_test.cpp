@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <limits>
 #include <set>
 #include <string>
 #include <tuple>
@@ -175,6 +176,12 @@ TEST_CASE("engine::replicas_for_load: the fewest replicas whose share of the sea
   // No capacity or no load: nothing to size.
   CHECK(moesim::engine::replicas_for_load(four, 0.0, 100.0) == 0);
   CHECK(moesim::engine::replicas_for_load(four, 400.0, 0.0) == 0);
+  CHECK(moesim::engine::replicas_for_load(four, std::numeric_limits<double>::infinity(), 100.0) == 0);
+  CHECK(moesim::engine::replicas_for_load(four, std::numeric_limits<double>::quiet_NaN(), 100.0) == 0);
+  // Beyond kMaxReplicasForLoad (a count no cluster holds, and past which a long long could overflow): not sized.
+  CHECK(moesim::engine::replicas_for_load({1, 1, 1, 1, 1}, 1.0, moesim::engine::kMaxReplicasForLoad) == 1'000'000'000'000LL);
+  CHECK(moesim::engine::replicas_for_load({1, 1, 1, 1, 1}, 1.0, 2.0 * moesim::engine::kMaxReplicasForLoad) == 0);
+  CHECK(moesim::engine::replicas_for_load({1, 1, 1, 1, 1}, 1e-300, 1e300) == 0);
   // Brute force: the smallest n with n x per-replica rate >= load.
   for (double rate : {37.0, 123.4, 512.0})
     for (double load : {1.0, 36.9, 99.0, 500.0, 4096.5}) {

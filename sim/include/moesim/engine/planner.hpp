@@ -131,8 +131,10 @@ std::vector<ServingCandidate> screen_serving_layouts(const std::vector<ServingLa
 
 /** Replicas of `layout` to serve `load_rps`, from a capacity search that found `layout.replicas` replicas together
  *  sustaining `max_rate_rps`: ceil(load_rps / (max_rate_rps / layout.replicas)). Linear in replicas (each serves its
- *  share of the arrivals, as a router spreads them on average): a sizing estimate, not a simulation. 0 when
- *  max_rate_rps or load_rps is not positive. */
+ *  share of the arrivals, as a router spreads them on average): a sizing estimate, not a simulation. 0 (nothing to
+ *  size; printed as "-") when max_rate_rps or load_rps is not positive or not finite, or when the need exceeds
+ *  kMaxReplicasForLoad, more replicas than any cluster holds (and a bound that keeps the count exact in a long long). */
+inline constexpr double kMaxReplicasForLoad = 1e12;
 long long replicas_for_load(const ServingLayout& layout, double max_rate_rps, double load_rps);
 
 /** Throws moesim::Error when no serving candidate is left to simulate (the first reasons of each kind). */
