@@ -19,16 +19,17 @@ sanitize="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMOESIM_BUILD_KERNELS=OFF -DMOESIM_FUZZ=ON \
   -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
   -DCMAKE_CXX_FLAGS="$sanitize -fsanitize=fuzzer-no-link" -DCMAKE_EXE_LINKER_FLAGS="$sanitize" >/dev/null
-cmake --build "$build" -j"$(nproc)" --target moesim_fuzz_scenario moesim_fuzz_overrides moesim_fuzz_hourly_csv
+cmake --build "$build" -j"$(nproc)" --target moesim_fuzz_scenario moesim_fuzz_overrides moesim_fuzz_hourly_csv moesim_fuzz_request_trace
 export MOESIM_PROFILES="$root/profiles"
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 # yaml-cpp and SQLite are the system's (not instrumented); leaks at exit are the catalog's static, not findings.
 export ASAN_OPTIONS=detect_leaks=0
-for target in scenario overrides hourly_csv; do
+for target in scenario overrides hourly_csv request_trace; do
   case $target in
     scenario) seeds="$root/scenarios/examples $root/scenarios/published $root/scenarios/compare $root/bench $root/tests/data/scenario" ;;
     overrides) seeds="$root/tests/fuzz/corpus/overrides" ;;
     hourly_csv) seeds="$root/tests/data/energy $root/tests/data/energy/bad $root/tests/fuzz/corpus/hourly" ;;
+    request_trace) seeds="$root/scenarios/traces $root/tests/fuzz/corpus/trace" ;;
   esac
   corpus="$build/corpus/$target"
   mkdir -p "$corpus"
