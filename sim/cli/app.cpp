@@ -90,11 +90,12 @@ int main(int argc, char** argv) {
   plan_cmd->add_flag("--list", pl.list_pruned, "Also list every layout with its verdict and reason");
   plan_cmd->add_option("--shard", pl.shard, "Simulate only shard I of N of the layouts (as `moesim sweep --shard`)");
   auto* plan_microbatch_factor = plan_cmd->add_option("--max-microbatch-factor", pl.max_microbatch_factor,
-                       "With a pipeline of P stages, micro-batches up to this many times P")
+                       "Training: with a pipeline of P stages, micro-batches up to this many times P (refused on a serving scenario)")
       ->default_val(2)->check(CLI::Range(1, 1024));
   plan_cmd->add_flag("--exhaustive", pl.exhaustive,
-                     "Simulate every layout that fits; by default (ranked by time, unsharded) a layout whose lower bound on "
-                     "the training time is no better than the best layout simulated so far is skipped");
+                     "Training: simulate every layout that fits; by default (ranked by time, unsharded) a layout whose lower "
+                     "bound on the training time is no better than the best layout simulated so far is skipped (a serving "
+                     "plan simulates every layout that fits; refused there)");
   plan_cmd->add_flag("--max-rate", pl.max_rate,
                      "Serving: each layout a capacity search, the highest arrival rate meeting the P99 SLOs (as `sweep "
                      "--max-rate`)");
