@@ -63,12 +63,14 @@ int main(int argc, char** argv) {
   PlanOptions pl;
   auto* plan_cmd = app.add_subcommand(
       "plan",
-      "Parallelism planner: enumerate every valid (data, expert, tensor, pipeline, micro-batches, ZeRO) layout of a "
+      "Parallelism planner: enumerate every valid (data, expert, tensor, pipeline, micro-batches, ZeRO, schedule) layout of a "
       "training scenario (parallelism: auto or any), prune what does not fit in memory, simulate the rest as a sweep "
       "(resumable, `report sN`) and rank them. Rules: data x expert x tensor x pipeline = devices; expert divides the "
       "experts; tensor divides heads, d_ff and expert_d_ff and stays in one NVLink node (GPU) or torus row (TPU); "
       "pipeline divides the layers; data x expert divides the sequences of a step; micro-batches are powers of two "
-      "dividing a replica's sequences (with a pipeline: P to K x P, K = --max-microbatch-factor); ZeRO 0-3. Not "
+      "dividing a replica's sequences (with a pipeline: P to K x P, K = --max-microbatch-factor); ZeRO 0-3; "
+      "schedule 1F1B or, with a pipeline, interleaved 1F1B with 2 to --max-virtual-stages chunks per stage (a DualPipe "
+      "schedule the scenario names is kept where pipelined). Not "
       "simulated, with the reason stored: ZeRO-1 where ZeRO-2 fits (same step, less memory), and without a pipeline "
       "all but the fewest micro-batches of the same rematerialisation. A serving scenario (one colocated pool): every "
       "split of the devices into replicas x data x tensor x pipeline (tensor divides the heads within one NVLink node or "
@@ -92,6 +94,11 @@ int main(int argc, char** argv) {
   auto* plan_microbatch_factor = plan_cmd->add_option("--max-microbatch-factor", pl.max_microbatch_factor,
                        "Training: with a pipeline of P stages, micro-batches up to this many times P (refused on a serving scenario)")
       ->default_val(2)->check(CLI::Range(1, 1024));
+  auto* plan_virtual_stages = plan_cmd->add_option("--max-virtual-stages", pl.max_virtual_stages,
+                       "Training: with a pipeline, also Megatron-LM's interleaved 1F1B with 2 to this many model chunks per "
+                       "stage (1: 1F1B only; default 2, or the scenario's virtual_stages if larger; refused on a serving "
+                       "scenario)")
+      ->default_val(2)->check(CLI::Range(1, 64));
   plan_cmd->add_flag("--exhaustive", pl.exhaustive,
                      "Training: simulate every layout that fits; by default (ranked by time, unsharded) a layout whose lower "
                      "bound on the training time is no better than the best layout simulated so far is skipped (a serving "
@@ -284,6 +291,7 @@ int main(int argc, char** argv) {
       if (plan_rate_tolerance->count() > 0 && !pl.max_rate)
         throw UsageError("plan: --rate-tolerance is the --max-rate search's stopping width; give --max-rate or drop it");
       pl.max_microbatch_factor_given = plan_microbatch_factor->count() > 0;
+      pl.max_virtual_stages_given = plan_virtual_stages->count() > 0;
       return cmd_plan(g, pl);
     }
     if (db_merge->parsed()) return cmd_db_merge(merge);

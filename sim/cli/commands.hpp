@@ -107,6 +107,8 @@ struct PlanOptions {
   std::string shard;
   int max_microbatch_factor = 2;
   bool max_microbatch_factor_given = false;  ///< given on the command line (a serving plan refuses it)
+  int max_virtual_stages = 2;  ///< interleaved 1F1B layouts up to this many chunks per stage (1: none)
+  bool max_virtual_stages_given = false;     ///< given on the command line (else the scenario's virtual_stages may raise it)
   int max_pipeline = 0;  ///< 0: no bound
   bool exhaustive = false;  ///< simulate every candidate, even those whose lower bound cannot beat the best found
   bool max_rate = false;       ///< serving: each layout a capacity search (as `sweep --max-rate`)

@@ -1,16 +1,19 @@
 // SPDX-License-Identifier: Apache-2.0
 // `moesim plan SCENARIO`: the parallelism planner. The layouts of engine/planner.hpp become the points of a sweep
-// with one zipped axis group (parallelism.data, .expert, .tensor, .pipeline, .microbatches, .zero_stage); the
+// with one zipped axis group (parallelism.data, .expert, .tensor, .pipeline, .microbatches, .zero_stage,
+// .virtual_stages, .schedule); the
 // layouts that are invalid, do not fit or are dominated are stored as skipped points with their reason, the rest
 // run as `moesim sweep` runs them (child processes, resumable, shardable), and the completed runs are ranked.
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <iterator>
 #include <cstdlib>
 #include <iostream>
 #include <limits>
 #include <map>
+#include <string>
 
 #include <fmt/format.h>
 
@@ -31,18 +34,29 @@ namespace {
 
 using nlohmann::json;
 
-const char* const kKeys[] = {"parallelism.data",     "parallelism.expert",       "parallelism.tensor",
-                             "parallelism.pipeline", "parallelism.microbatches", "parallelism.zero_stage"};
+const char* const kKeys[] = {"parallelism.data",       "parallelism.expert",     "parallelism.tensor",
+                             "parallelism.pipeline",   "parallelism.microbatches", "parallelism.zero_stage",
+                             "parallelism.virtual_stages", "parallelism.schedule"};
+constexpr std::size_t kNumKeys = std::size(kKeys);
 
-/** A layout in `plan --json`: its label and each degree. */
+/** A layout in `plan --json`: its label, each degree and its schedule. */
 json layout_json(const engine::Layout& l) {
-  return {{"layout", l.label()}, {"data", l.data},         {"expert", l.expert},         {"tensor", l.tensor},
-          {"pipeline", l.pipeline}, {"microbatches", l.microbatches}, {"zero_stage", l.zero_stage}};
+  return {{"layout", l.label()},       {"data", l.data},
+          {"expert", l.expert},        {"tensor", l.tensor},
+          {"pipeline", l.pipeline},    {"microbatches", l.microbatches},
+          {"zero_stage", l.zero_stage}, {"virtual_stages", l.virtual_stages},
+          {"schedule", l.schedule}};
 }
 
 json layout_values(const engine::Layout& l, std::size_t k) {
-  const int v[] = {l.data, l.expert, l.tensor, l.pipeline, l.microbatches, l.zero_stage};
+  if (k == 7) return l.schedule;
+  const int v[] = {l.data, l.expert, l.tensor, l.pipeline, l.microbatches, l.zero_stage, l.virtual_stages};
   return v[k];
+}
+
+/** The schedule column of the ranked table: "1f1b", "interleaved v2", "dualpipe". */
+std::string schedule_text(const engine::Layout& l) {
+  return l.schedule == "interleaved_1f1b" ? fmt::format("interleaved v{}", l.virtual_stages) : l.schedule;
 }
 
 /** One simulated layout's figures, from its stored run. */
@@ -75,6 +89,14 @@ int cmd_plan(const GlobalOptions& g, const PlanOptions& o) {
   const json* par = raw.contains("parallelism") && raw["parallelism"].is_object() ? &raw["parallelism"] : nullptr;
   auto asked = [&](const char* k) { return par && par->contains(k) && (*par)[k].is_boolean() && (*par)[k].get<bool>(); };
   space.sequence_parallel = asked("sequence_parallel");
+  // The pipeline schedule: a DualPipe schedule the file names is kept on the pipelined layouts; otherwise the plan
+  // chooses between 1F1B and the interleaved schedule, up to --max-virtual-stages chunks per stage (or the file's own
+  // virtual_stages, if larger).
+  const std::string sched = par && par->contains("schedule") && (*par)["schedule"].is_string() ? (*par)["schedule"].get<std::string>() : "";
+  if (sched == "dualpipe" || sched == "dualpipev") space.dual_schedule = sched;
+  space.max_virtual_stages = o.max_virtual_stages;
+  if (!o.max_virtual_stages_given && par && par->contains("virtual_stages") && (*par)["virtual_stages"].is_number_integer())
+    space.max_virtual_stages = std::max(space.max_virtual_stages, (*par)["virtual_stages"].get<int>());
   space.overlap_tensor_comm = space.sequence_parallel && asked("overlap_tensor_comm");
   std::vector<std::string> tensor_keys;  // extra plan axes: on where tensor > 1, off where tensor = 1
   if (space.sequence_parallel) tensor_keys.emplace_back("parallelism.sequence_parallel");
@@ -100,7 +122,13 @@ int cmd_plan(const GlobalOptions& g, const PlanOptions& o) {
   std::map<std::string, std::size_t> reasons;  // invalid reasons (first line), to summarise
   for (const auto& c : candidates) {
     ++counts[c.verdict];
-    if (c.verdict == engine::Verdict::invalid) ++reasons[c.reason.substr(0, c.reason.find('\n'))];
+    if (c.verdict != engine::Verdict::invalid) continue;
+    // Summarised by reason: the layout named in it ("FILE: plan layout LABEL: ") left out, so that one rule broken by
+    // many layouts is one line.
+    std::string why = c.reason.substr(0, c.reason.find('\n'));
+    const std::string named = fmt::format("plan layout {}: ", c.layout.label());
+    if (const auto at = why.find(named); at != std::string::npos) why.erase(0, at + named.size());
+    ++reasons[why];
   }
   const double gib = units::kGiB;
   const std::vector<std::string> rules = engine::enumeration_rules(space);
@@ -176,12 +204,12 @@ int cmd_plan(const GlobalOptions& g, const PlanOptions& o) {
   }
   engine::require_simulable(candidates, accel.name);
 
-  // The plan as a sweep: one zip group of the six keys (and the tensor keys above), a point per layout, the
+  // The plan as a sweep: one zip group of the eight layout keys (and the tensor keys above), a point per layout, the
   // screened-out ones pre-skipped.
   scenario::SweepDefinition def;
   def.file = o.scenario;
   std::vector<std::size_t> group;
-  for (std::size_t k = 0; k < 6; ++k) {
+  for (std::size_t k = 0; k < kNumKeys; ++k) {
     scenario::SweepAxis axis{kKeys[k], {}};
     for (const auto& c : candidates) axis.values.push_back(layout_values(c.layout, k));
     def.axes.push_back(std::move(axis));
@@ -198,7 +226,7 @@ int cmd_plan(const GlobalOptions& g, const PlanOptions& o) {
   for (std::size_t i = 0; i < candidates.size(); ++i) {
     scenario::SweepPoint p;
     p.index = i;
-    for (std::size_t k = 0; k < 6; ++k) p.assignment.emplace_back(kKeys[k], layout_values(candidates[i].layout, k));
+    for (std::size_t k = 0; k < kNumKeys; ++k) p.assignment.emplace_back(kKeys[k], layout_values(candidates[i].layout, k));
     for (const auto& key : tensor_keys) p.assignment.emplace_back(key, json(candidates[i].layout.tensor > 1));
     def.points.push_back(std::move(p));
     if (candidates[i].verdict != engine::Verdict::simulate)
@@ -376,16 +404,17 @@ int cmd_plan(const GlobalOptions& g, const PlanOptions& o) {
                            "{:.0f} s)\n",
                            base.name, o.rank_by == "time" ? "training time" : o.rank_by == "energy" ? "facility energy" : "gross CO2e",
                            ranked.size(), candidates.size(), sweep_id, o.db, sweep_id, o.db, wall_s);
-  std::cout << "| rank | data | expert | tensor | pipeline | micro-batches | ZeRO | recompute | step time (s) | days | MWh | "
-               "tCO2e | MFU | dropped |\n";
-  std::cout << "|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|\n";
+  std::cout << "| rank | data | expert | tensor | pipeline | schedule | micro-batches | ZeRO | recompute | step time (s) | days | "
+               "MWh | tCO2e | MFU | dropped |\n";
+  std::cout << "|---:|---:|---:|---:|---:|---|---:|---:|---|---:|---:|---:|---:|---:|---:|\n";
   // Significant digits, as `runs list` and the sweep report (reports::format_value): fixed decimals would print a
   // small scenario's layouts as identical rows of 0.00.
   const auto sig = [](double v, int digits) { return reports::format_value(v, digits); };
   for (std::size_t i = 0; i < ranked.size() && static_cast<int>(i) < o.top; ++i) {
     const Ranked& r = ranked[i];
-    std::cout << fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {}% | {}% |\n", i + 1,
-                             r.layout.data, r.layout.expert, r.layout.tensor, r.layout.pipeline, r.layout.microbatches,
+    std::cout << fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {}% | {}% |\n", i + 1,
+                             r.layout.data, r.layout.expert, r.layout.tensor, r.layout.pipeline, schedule_text(r.layout),
+                             r.layout.microbatches,
                              r.layout.zero_stage, r.remat ? "full" : r.selective ? "selective" : "none", sig(r.step_time_s, 4),
                              sig(r.train_days, 4), sig(r.facility_mwh, 4), sig(r.co2e_t, 4), sig(100.0 * r.mfu, 3),
                              sig(100.0 * r.dropped, 3));

@@ -58,6 +58,7 @@ int cmd_plan_serving(const GlobalOptions& g, const PlanOptions& o) {
   std::vector<std::string> training_only;
   if (o.exhaustive) training_only.push_back("--exhaustive (a serving plan simulates every layout that fits)");
   if (o.max_microbatch_factor_given) training_only.push_back("--max-microbatch-factor (serving has no micro-batches)");
+  if (o.max_virtual_stages_given) training_only.push_back("--max-virtual-stages (a training pipeline schedule)");
   if (!training_only.empty())
     throw UsageError(fmt::format("plan: {} is a serving scenario; {} only shape{} a training plan: drop {}", o.scenario,
                                  fmt::join(training_only, " and "), training_only.size() == 1 ? "s" : "",

@@ -4,7 +4,9 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <string>
 #include <tuple>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -58,18 +60,22 @@ PlanSpace plan_space(const scenario::Scenario& base, const catalog::AcceleratorS
 }
 
 std::string Layout::label() const {
-  return fmt::format("d{} e{} t{} p{} m{} z{}", data, expert, tensor, pipeline, microbatches, zero_stage);
+  std::string out = fmt::format("d{} e{} t{} p{} m{} z{}", data, expert, tensor, pipeline, microbatches, zero_stage);
+  if (schedule == "interleaved_1f1b") out += fmt::format(" v{}", virtual_stages);
+  else if (schedule != "1f1b") out += " " + schedule;
+  return out;
 }
 
 std::vector<std::string> Layout::overrides() const {
   return {fmt::format("parallelism.data={}", data),       fmt::format("parallelism.expert={}", expert),
           fmt::format("parallelism.tensor={}", tensor),   fmt::format("parallelism.pipeline={}", pipeline),
-          fmt::format("parallelism.microbatches={}", microbatches), fmt::format("parallelism.zero_stage={}", zero_stage)};
+          fmt::format("parallelism.microbatches={}", microbatches), fmt::format("parallelism.zero_stage={}", zero_stage),
+          fmt::format("parallelism.virtual_stages={}", virtual_stages), fmt::format("parallelism.schedule={}", schedule)};
 }
 
 bool Layout::operator==(const Layout& o) const {
-  return std::tie(data, expert, tensor, pipeline, microbatches, zero_stage) ==
-         std::tie(o.data, o.expert, o.tensor, o.pipeline, o.microbatches, o.zero_stage);
+  return std::tie(data, expert, tensor, pipeline, microbatches, zero_stage, virtual_stages, schedule) ==
+         std::tie(o.data, o.expert, o.tensor, o.pipeline, o.microbatches, o.zero_stage, o.virtual_stages, o.schedule);
 }
 
 std::vector<std::string> enumeration_rules(const PlanSpace& s) {
@@ -84,13 +90,23 @@ std::vector<std::string> enumeration_rules(const PlanSpace& s) {
       fmt::format("micro-batches: powers of two dividing the sequences of one replica; with a pipeline, from the "
                   "pipeline stages up to {} times them",
                   s.max_microbatch_factor),
+      !s.dual_schedule.empty()
+          ? fmt::format("schedule: the scenario's {} where pipeline > 1 (two model chunks per stage), 1F1B's single "
+                        "stage where pipeline = 1",
+                        s.dual_schedule)
+      : s.max_virtual_stages > 1
+          ? fmt::format("schedule: 1F1B, and with a pipeline also Megatron-LM's interleaved 1F1B with v = 2 to {} model "
+                        "chunks per stage (v divides the layers per stage; micro-batches a multiple of the stages; "
+                        "--max-virtual-stages)",
+                        s.max_virtual_stages)
+          : std::string("schedule: 1F1B (--max-virtual-stages 1: no interleaved layouts)"),
       s.sequence_parallel
           ? fmt::format("ZeRO stage 0, 1, 2 or 3; sequence parallelism{} where tensor > 1, as the scenario asks, and off "
-                        "where tensor = 1 (no tensor group to shard over); the other parallelism keys (placement, "
-                        "virtual_stages) as the scenario gives them",
+                        "where tensor = 1 (no tensor group to shard over); the other parallelism keys (placement, stage "
+                        "layers, overlaps) as the scenario gives them",
                         s.overlap_tensor_comm ? " and the tensor-parallel overlap" : "")
-          : std::string("ZeRO stage 0, 1, 2 or 3; the other parallelism keys (placement, sequence_parallel, "
-                        "virtual_stages) as the scenario gives them"),
+          : std::string("ZeRO stage 0, 1, 2 or 3; the other parallelism keys (placement, sequence_parallel, stage "
+                        "layers, overlaps) as the scenario gives them"),
   };
 }
 
@@ -113,9 +129,30 @@ std::vector<Layout> enumerate_layouts(const PlanSpace& s) {
         for (long long m = 1; m <= per_replica; m *= 2) {
           if (!divides(m, per_replica)) break;  // powers of two: once one does not divide, none larger does
           if (p > 1 && (m < p || m > p * s.max_microbatch_factor)) continue;
-          for (int z = 0; z <= 3; ++z)
-            out.push_back({static_cast<int>(d), static_cast<int>(e), static_cast<int>(t), static_cast<int>(p),
-                           static_cast<int>(m), z});
+          // The schedules of this (pipeline, micro-batches): 1F1B; a DualPipe schedule the scenario names, on a
+          // pipeline (the resolver checks its own constraints); or the interleaved 1F1B's chunk counts.
+          std::vector<std::pair<int, std::string>> schedules;
+          if (p > 1 && !s.dual_schedule.empty()) {
+            schedules.emplace_back(2, s.dual_schedule);
+          } else {
+            schedules.emplace_back(1, "1f1b");
+            if (p > 1 && divides(p, m))
+              for (long long v : divisors(s.layers / p))
+                if (v >= 2 && v <= s.max_virtual_stages) schedules.emplace_back(static_cast<int>(v), "interleaved_1f1b");
+          }
+          for (const auto& [v, schedule] : schedules)
+            for (int z = 0; z <= 3; ++z) {
+              Layout l;
+              l.data = static_cast<int>(d);
+              l.expert = static_cast<int>(e);
+              l.tensor = static_cast<int>(t);
+              l.pipeline = static_cast<int>(p);
+              l.microbatches = static_cast<int>(m);
+              l.zero_stage = z;
+              l.virtual_stages = v;
+              l.schedule = schedule;
+              out.push_back(std::move(l));
+            }
         }
       }
     }

@@ -284,7 +284,7 @@ std::vector<FieldSpec> build_table() {
           .help("How the model is split. data x expert x tensor x pipeline = devices. The dense part is "
                 "data-parallel over data x expert; experts are sharded over `expert` and replicated over `data`. "
                 "`parallelism: auto` leaves the layout to the planner: `moesim plan FILE` enumerates every valid "
-                "(data, expert, tensor, pipeline, micro-batches, ZeRO stage) layout, prunes those that do not fit in "
+                "(data, expert, tensor, pipeline, micro-batches, ZeRO stage, pipeline schedule) layout, prunes those that do not fit in "
                 "memory, simulates the rest as a sweep and ranks them; `moesim run` refuses `auto` (it needs one "
                 "layout: copy the plan's best into this section)."),
       F("parallelism.data", T::integer).max(kMaxChips, "at most cluster.count devices").def(1).min(1).help("Data-parallel degree (replicas of the experts)."),

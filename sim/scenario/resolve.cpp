@@ -354,6 +354,7 @@ void Resolver::resolve_training_and_parallelism() {
     p["pipeline"] = 1;
     p["microbatches"] = 1;
     p["virtual_stages"] = 1;
+    p["schedule"] = "1f1b";            // the pipeline schedule is the planner's too (a DualPipe one kept where pipelined)
     p["sequence_parallel"] = false;
     p["overlap_tensor_comm"] = false;  // needs sequence parallelism, which the placeholder leaves off
     p["overlap_expert_comm"] = false;  // pairs micro-batches of an expert-parallel layout: the planner's own to choose

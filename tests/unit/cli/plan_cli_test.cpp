@@ -129,8 +129,9 @@ TEST_CASE("cli::plan: simulates the survivors as a sweep, ranks them, resumes - 
       std::vector<std::string> cells;
       std::istringstream in(line.substr(1));
       for (std::string cell; std::getline(in, cell, '|');) cells.push_back(cell.substr(1, cell.size() - 2));
-      REQUIRE(cells.size() >= 12);
-      for (std::size_t c = 8; c < 12; ++c) {  // step time, days, MWh, tCO2e
+      REQUIRE(cells.size() >= 13);
+      CHECK(cells[5] == "1f1b");              // the schedule column (a 2-layer model: no interleaved layouts)
+      for (std::size_t c = 9; c < 13; ++c) {  // step time, days, MWh, tCO2e
         INFO(cells[c]);
         CHECK(std::stod(cells[c]) > 0.0);
       }
@@ -353,4 +354,73 @@ TEST_CASE("cli::plan: sequence parallelism asked for applies where tensor > 1 an
   }
   CHECK(with_tensor > 0);
   CHECK(with_tensor < 15);
+}
+
+TEST_CASE("cli::plan: pipeline schedules - interleaved 1F1B enumerated, a DualPipe schedule kept where pipelined",
+          "[cli][plan]") {
+  const std::string dir = scratch("schedules");
+  const std::string db = dir + "/plan.db";
+  const std::string four = " --set model.layers=4";  // 2 layers per stage at pipeline 2: room for two chunks each
+  // A scenario asking for two chunks per stage: before, every layout without a pipeline was refused for it.
+  const Result dry = run_moesim("plan " + kPlan + four + " --set 'parallelism={virtual_stages: 2}' --dry-run --json --db " + db, dir);
+  INFO(dry.err);
+  REQUIRE(dry.status == 0);
+  const json d = json::parse(dry.out);
+  CHECK(d["invalid"] == 0);
+  int interleaved = 0, plain_pipelined = 0;
+  for (const auto& c : d["candidates"]) {
+    INFO(c.dump());
+    const int p = c["pipeline"], v = c["virtual_stages"], m = c["microbatches"];
+    const std::string sched = c["schedule"];
+    if (sched == "interleaved_1f1b") {
+      ++interleaved;
+      CHECK(p == 2);
+      CHECK(v == 2);
+      CHECK(m % p == 0);
+      CHECK(c["layout"].get<std::string>().find(" v2") != std::string::npos);
+    } else {
+      CHECK(sched == "1f1b");
+      CHECK(v == 1);
+      if (p > 1) ++plain_pipelined;
+    }
+  }
+  CHECK(interleaved > 0);
+  CHECK(interleaved == plain_pipelined);  // every pipelined layout here has its two-chunk twin (m is a multiple of 2)
+  // --max-virtual-stages 1 turns the interleaved layouts off (and overrides the file's virtual_stages).
+  const Result off = run_moesim("plan " + kPlan + four + " --set 'parallelism={virtual_stages: 2}' --max-virtual-stages 1 "
+                                "--dry-run --json --db " + db, dir);
+  REQUIRE(off.status == 0);
+  CHECK(json::parse(off.out)["layouts"].get<int>() == d["layouts"].get<int>() - interleaved);
+  // Simulated: each interleaved run stores the schedule and chunks it was given.
+  const Result r = run_moesim("plan " + kPlan + four + " --json --top 100 --exhaustive --db " + db, dir);
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  const Store s(db, Store::Mode::read_only);
+  int ran_interleaved = 0;
+  const json ranked = json::parse(r.out)["ranked"];
+  for (const auto& row : ranked) {
+    const auto run = s.get_run(row["run_id"].get<std::int64_t>());
+    CHECK(run.scenario.at("parallelism").at("schedule") == row["schedule"]);
+    CHECK(run.scenario.at("parallelism").at("virtual_stages") == row["virtual_stages"]);
+    ran_interleaved += row["schedule"] == "interleaved_1f1b" ? 1 : 0;
+  }
+  CHECK(ran_interleaved > 0);
+  // A DualPipe schedule named in the file: kept on the pipelined layouts (whose own rules the resolver checks), 1F1B
+  // without a pipeline (before, the plan's base itself was refused).
+  const Result dual = run_moesim("plan " + kPlan + four + " --set 'parallelism={schedule: dualpipev}' --dry-run --json --db " + db, dir);
+  INFO(dual.err);
+  REQUIRE(dual.status == 0);
+  const json dj = json::parse(dual.out);
+  int dual_ok = 0;
+  for (const auto& c : dj["candidates"]) {
+    INFO(c.dump());
+    const bool pipelined = c["pipeline"].get<int>() > 1;
+    CHECK(c["schedule"] == (pipelined ? "dualpipev" : "1f1b"));
+    if (pipelined && c["verdict"] != "invalid") ++dual_ok;
+    if (c["verdict"] == "invalid") {
+      CHECK(c["microbatches"].get<int>() < 2 * c["pipeline"].get<int>());  // DualPipeV's own rule: m >= 2P
+      CHECK(c["reason"].get<std::string>().find("dualpipev needs at least 2 x pipeline") != std::string::npos);
+    }
+  }
+  CHECK(dual_ok > 0);
 }

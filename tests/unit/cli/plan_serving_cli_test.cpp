@@ -222,6 +222,9 @@ TEST_CASE("cli::plan serving: unhappy paths", "[cli][plan][serving][errors]") {
   CHECK(both.err.find("--exhaustive") != std::string::npos);
   CHECK(both.err.find("--max-microbatch-factor") != std::string::npos);
   CHECK(both.err.find("drop them") != std::string::npos);
+  const Result virt = run_moesim("plan " + kPlan + " --max-virtual-stages 4 --dry-run --db " + db, dir);
+  CHECK(virt.status == 2);
+  CHECK(virt.err.find("--max-virtual-stages") != std::string::npos);
   // --max-rate on an offline scenario: there is no rate to search.
   const Result offline = run_moesim("plan " + kPlan + " --max-rate --dry-run --set 'serving.arrival={type: offline}' --set serving.requests=100 --set serving.duration_s=null --set serving.warmup_s=null --db " + db, dir);
   CHECK(offline.status == 1);

@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -94,6 +95,65 @@ TEST_CASE("engine::enumerate_layouts: the tensor bound and a dense model", "[eng
   const auto dense = moesim::engine::enumerate_layouts(s);
   REQUIRE_FALSE(dense.empty());
   for (const Layout& l : dense) CHECK(l.expert == 1);
+}
+
+TEST_CASE("engine::enumerate_layouts: interleaved 1F1B chunk counts and a DualPipe schedule, against a brute force",
+          "[engine][planner]") {
+  PlanSpace s = tiny_space();
+  s.layers = 12;  // 12, 6 or 3 layers per stage at pipeline 1, 2, 4: chunk counts 2, 3, 4, 6 where they divide
+  s.devices = 8;
+  s.sequences = 16;
+  const std::vector<Layout> plain = moesim::engine::enumerate_layouts(s);  // max_virtual_stages 1: 1F1B only
+  for (const Layout& l : plain) {
+    CHECK(l.schedule == "1f1b");
+    CHECK(l.virtual_stages == 1);
+  }
+  for (int max_v : {2, 3, 6}) {
+    s.max_virtual_stages = max_v;
+    const std::vector<Layout> got = moesim::engine::enumerate_layouts(s);
+    // Brute force: every plain layout, and for each pipelined one whose micro-batches are a multiple of its stages,
+    // one interleaved twin per v in [2, max_v] dividing its layers per stage.
+    std::size_t expected = plain.size();
+    for (const Layout& l : plain)
+      if (l.pipeline > 1 && l.microbatches % l.pipeline == 0)
+        for (int v = 2; v <= max_v; ++v) expected += (s.layers / l.pipeline) % v == 0 ? 1 : 0;
+    INFO("max_virtual_stages " << max_v);
+    CHECK(got.size() == expected);
+    std::set<std::string> labels;
+    for (const Layout& l : got) {
+      labels.insert(l.label());
+      if (l.schedule == "1f1b") {
+        CHECK(l.virtual_stages == 1);
+        continue;
+      }
+      INFO(l.label());
+      CHECK(l.schedule == "interleaved_1f1b");
+      CHECK(l.pipeline > 1);
+      CHECK(l.microbatches % l.pipeline == 0);
+      CHECK((s.layers / l.pipeline) % l.virtual_stages == 0);
+      CHECK(l.virtual_stages >= 2);
+      CHECK(l.virtual_stages <= max_v);
+      CHECK(l.label().find(" v" + std::to_string(l.virtual_stages)) != std::string::npos);
+      CHECK(l.overrides().at(6) == "parallelism.virtual_stages=" + std::to_string(l.virtual_stages));
+      CHECK(l.overrides().at(7) == "parallelism.schedule=interleaved_1f1b");
+    }
+    CHECK(labels.size() == got.size());  // every layout its own label
+  }
+  // A DualPipe schedule from the scenario: every pipelined layout runs it (two chunks), the others 1F1B; no
+  // interleaved layouts, and the same layouts as plain 1F1B otherwise.
+  s.dual_schedule = "dualpipev";
+  const std::vector<Layout> dual = moesim::engine::enumerate_layouts(s);
+  REQUIRE(dual.size() == plain.size());
+  for (std::size_t i = 0; i < dual.size(); ++i) {
+    INFO(dual[i].label());
+    CHECK(dual[i].schedule == (dual[i].pipeline > 1 ? "dualpipev" : "1f1b"));
+    CHECK(dual[i].virtual_stages == (dual[i].pipeline > 1 ? 2 : 1));
+    Layout same = dual[i];
+    same.schedule = "1f1b";
+    same.virtual_stages = 1;
+    CHECK(same == plain[i]);
+  }
+  CHECK_THAT(moesim::engine::enumeration_rules(s).at(6), Catch::Contains("dualpipev where pipeline > 1"));
 }
 
 TEST_CASE("engine::enumerate_layouts: no valid layout is an error that says why", "[engine][planner][errors]") {

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The parallelism planner (`moesim plan`, `parallelism: auto`): every layout (data, expert, tensor, pipeline,
-// micro-batches, ZeRO stage) of a training scenario's model on its cluster under the rules below, each resolved
+// micro-batches, ZeRO stage, pipeline schedule) of a training scenario's model on its cluster under the rules below, each resolved
 // and checked against the memory model (workload::estimate_memory_need); what fits is simulated as a sweep by the
 // command line and ranked there.
 #include <functional>
@@ -32,6 +32,12 @@ struct PlanSpace {
    *  off on tensor-1 layouts, which have no tensor group to shard over. */
   bool sequence_parallel = false;
   bool overlap_tensor_comm = false;
+  /** Megatron-LM's interleaved 1F1B: with a pipeline, layouts of v = 2 .. max_virtual_stages model chunks per stage
+   *  as well as plain 1F1B (v dividing layers / pipeline, micro-batches a multiple of the stages); 1: none. */
+  int max_virtual_stages = 1;
+  /** The scenario's DualPipe schedule (dualpipe or dualpipev), used on every pipelined layout (1F1B where there is no
+   *  pipeline); empty: the plan chooses between 1F1B and the interleaved schedule. */
+  std::string dual_schedule;
 };
 
 /** The space of `base` (a scenario from scenario::load_plan_base) on `accel`: the tensor bound is the GPUs of one
@@ -42,9 +48,11 @@ PlanSpace plan_space(const scenario::Scenario& base, const catalog::AcceleratorS
 /** One layout. */
 struct Layout {
   int data = 1, expert = 1, tensor = 1, pipeline = 1, microbatches = 1, zero_stage = 0;
-  /** "d2 e1024 t1 p1 m1 z0". */
+  int virtual_stages = 1;          ///< model chunks per pipeline stage (interleaved 1F1B when > 1; 2 for DualPipe)
+  std::string schedule = "1f1b";   ///< parallelism.schedule: 1f1b, interleaved_1f1b, dualpipe or dualpipev
+  /** "d2 e1024 t1 p1 m1 z0", then " v2" (interleaved) or " dualpipe" / " dualpipev" when the schedule is not 1F1B. */
   std::string label() const;
-  /** --set expressions of the six keys ("parallelism.data=2", ...). */
+  /** --set expressions of the eight keys ("parallelism.data=2", ..., virtual_stages, schedule). */
   std::vector<std::string> overrides() const;
   bool operator==(const Layout& o) const;
 };
