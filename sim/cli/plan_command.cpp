@@ -8,9 +8,9 @@
 
 #include <algorithm>
 #include <chrono>
-#include <iterator>
 #include <cstdlib>
 #include <iostream>
+#include <iterator>
 #include <limits>
 #include <map>
 #include <string>
@@ -102,17 +102,19 @@ int cmd_plan(const GlobalOptions& g, const PlanOptions& o) {
   if (space.sequence_parallel) tensor_keys.emplace_back("parallelism.sequence_parallel");
   if (space.overlap_tensor_comm) tensor_keys.emplace_back("parallelism.overlap_tensor_comm");
   const std::vector<engine::Layout> layouts = engine::enumerate_layouts(space);
+  // The --set expressions that make the file one layout: the plan resolves each with them, and prints the best's.
+  auto layout_overrides = [&](const engine::Layout& l) {
+    std::vector<std::string> sets = l.overrides();
+    for (const auto& k : tensor_keys) sets.push_back(fmt::format("{}={}", k, l.tensor > 1));
+    return sets;
+  };
   auto resolve = [&](const engine::Layout& l) {
     // The layout's values are the plan's, not a --set the user typed: an error about one names the layout.
     std::vector<std::string> all = o.overrides;
     std::vector<std::string> origins(o.overrides.size());
     const std::string origin = fmt::format("{}: plan layout {}", o.scenario, l.label());
-    for (auto& s : l.overrides()) {
+    for (auto& s : layout_overrides(l)) {
       all.push_back(std::move(s));
-      origins.push_back(origin);
-    }
-    for (const auto& k : tensor_keys) {
-      all.push_back(fmt::format("{}={}", k, l.tensor > 1));
       origins.push_back(origin);
     }
     return scenario::load_file(o.scenario, catalog, all, origins);
@@ -396,6 +398,7 @@ int cmd_plan(const GlobalOptions& g, const PlanOptions& o) {
                       {"bounded", n_bounded},
                       {"wall_s", wall_s},
                       {"ranked", rows}};
+    if (!ranked.empty()) out["best_overrides"] = layout_overrides(ranked.front().layout);
     if (o.list_pruned) out["candidates"] = candidates_json();
     std::cout << out.dump(2) << "\n";
     return 0;
@@ -418,6 +421,13 @@ int cmd_plan(const GlobalOptions& g, const PlanOptions& o) {
                              r.layout.zero_stage, r.remat ? "full" : r.selective ? "selective" : "none", sig(r.step_time_s, 4),
                              sig(r.train_days, 4), sig(r.facility_mwh, 4), sig(r.co2e_t, 4), sig(100.0 * r.mfu, 3),
                              sig(100.0 * r.dropped, 3));
+  }
+  // The best layout as a command (`parallelism: auto` files refuse `run` until a layout is given).
+  if (!ranked.empty()) {
+    std::string cmd = "moesim run " + o.scenario;
+    for (const auto& set : o.overrides) cmd += " --set '" + set + "'";
+    for (const auto& set : layout_overrides(ranked.front().layout)) cmd += " --set " + set;
+    std::cout << "\nrun the best: " << cmd << "\n";
   }
   return 0;
 }

@@ -340,8 +340,9 @@ void Resolver::resolve_training_and_parallelism() {
     if (!plan_base_)
       fail("parallelism", "`parallelism: auto` asks the planner for a layout; this command needs one: run `moesim plan "
                           "FILE` (it enumerates, prunes, simulates and ranks the valid layouts) and give its best as "
-                          "parallelism: {data: .., expert: .., tensor: .., pipeline: .., microbatches: .., zero_stage: ..}, "
-                          "or --set parallelism.data=.. (and the others) on the command line");
+                          "parallelism: {data: .., expert: .., tensor: .., pipeline: .., microbatches: .., zero_stage: .., "
+                          "virtual_stages: .., schedule: ..}, or as the --set expressions its last line prints (`run the "
+                          "best: ...`)");
     p = json::object();
     fill_parallelism_defaults(p);
   }

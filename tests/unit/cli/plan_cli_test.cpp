@@ -405,6 +405,19 @@ TEST_CASE("cli::plan: pipeline schedules - interleaved 1F1B enumerated, a DualPi
     ran_interleaved += row["schedule"] == "interleaved_1f1b" ? 1 : 0;
   }
   CHECK(ran_interleaved > 0);
+  // The best layout as --set expressions (JSON) and as a command (text) that runs it: the same simulation.
+  const json best = json::parse(r.out)["best_overrides"];
+  REQUIRE(best.size() == 8);
+  std::string sets;
+  for (const auto& b : best) sets += " --set " + b.get<std::string>();
+  const Result again = run_moesim("run " + kPlan + four + sets + " --json --no-store", dir);
+  INFO(again.err);
+  REQUIRE(again.status == 0);
+  CHECK(json::parse(again.out)["step_time_s"].get<double>() ==
+        Approx(json::parse(r.out)["ranked"][0]["step_time_s"].get<double>()).epsilon(1e-12));
+  const Result text = run_moesim("plan " + kPlan + four + " --top 1 --db " + db, dir);
+  REQUIRE(text.status == 0);
+  CHECK(text.out.find("run the best: moesim run " + kPlan + " --set 'model.layers=4'" + sets) != std::string::npos);
   // A DualPipe schedule named in the file: kept on the pipelined layouts (whose own rules the resolver checks), 1F1B
   // without a pipeline (before, the plan's base itself was refused).
   const Result dual = run_moesim("plan " + kPlan + four + " --set 'parallelism={schedule: dualpipev}' --dry-run --json --db " + db, dir);
