@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <functional>
 #include <iostream>
 #include <iterator>
 #include <limits>
@@ -98,14 +99,28 @@ int cmd_plan(const GlobalOptions& g, const PlanOptions& o) {
   if (!o.max_virtual_stages_given && par && par->contains("virtual_stages") && (*par)["virtual_stages"].is_number_integer())
     space.max_virtual_stages = std::max(space.max_virtual_stages, (*par)["virtual_stages"].get<int>());
   space.overlap_tensor_comm = space.sequence_parallel && asked("overlap_tensor_comm");
-  std::vector<std::string> tensor_keys;  // extra plan axes: on where tensor > 1, off where tensor = 1
-  if (space.sequence_parallel) tensor_keys.emplace_back("parallelism.sequence_parallel");
-  if (space.overlap_tensor_comm) tensor_keys.emplace_back("parallelism.overlap_tensor_comm");
+  // Extra plan axes, each a value per layout: the tensor keys on where tensor > 1 and off where tensor = 1; the stage
+  // sizes the file gives (first/last_stage_layers) where there is a pipeline and left out (null) where there is none.
+  struct ExtraAxis {
+    std::string key;
+    std::function<json(const engine::Layout&)> value;
+  };
+  std::vector<ExtraAxis> extra_axes;
+  for (const char* k : {"sequence_parallel", "overlap_tensor_comm"})
+    if (k == std::string("sequence_parallel") ? space.sequence_parallel : space.overlap_tensor_comm)
+      extra_axes.push_back({std::string("parallelism.") + k, [](const engine::Layout& l) { return json(l.tensor > 1); }});
+  for (const char* k : {"first_stage_layers", "last_stage_layers"})
+    if (par && par->contains(k) && (*par)[k].is_number_integer()) {
+      const json layers = (*par)[k];
+      extra_axes.push_back({std::string("parallelism.") + k,
+                            [layers](const engine::Layout& l) { return l.pipeline > 1 ? layers : json(nullptr); }});
+      space.stage_layers = true;
+    }
   const std::vector<engine::Layout> layouts = engine::enumerate_layouts(space);
   // The --set expressions that make the file one layout: the plan resolves each with them, and prints the best's.
   auto layout_overrides = [&](const engine::Layout& l) {
     std::vector<std::string> sets = l.overrides();
-    for (const auto& k : tensor_keys) sets.push_back(fmt::format("{}={}", k, l.tensor > 1));
+    for (const auto& a : extra_axes) sets.push_back(a.key + "=" + a.value(l).dump());
     return sets;
   };
   auto resolve = [&](const engine::Layout& l) {
@@ -206,7 +221,7 @@ int cmd_plan(const GlobalOptions& g, const PlanOptions& o) {
   }
   engine::require_simulable(candidates, accel.name);
 
-  // The plan as a sweep: one zip group of the eight layout keys (and the tensor keys above), a point per layout, the
+  // The plan as a sweep: one zip group of the eight layout keys (and the extra axes above), a point per layout, the
   // screened-out ones pre-skipped.
   scenario::SweepDefinition def;
   def.file = o.scenario;
@@ -217,9 +232,9 @@ int cmd_plan(const GlobalOptions& g, const PlanOptions& o) {
     def.axes.push_back(std::move(axis));
     group.push_back(k);
   }
-  for (const auto& key : tensor_keys) {
-    scenario::SweepAxis axis{key, {}};
-    for (const auto& c : candidates) axis.values.push_back(c.layout.tensor > 1);
+  for (const auto& a : extra_axes) {
+    scenario::SweepAxis axis{a.key, {}};
+    for (const auto& c : candidates) axis.values.push_back(a.value(c.layout));
     group.push_back(def.axes.size());
     def.axes.push_back(std::move(axis));
   }
@@ -229,7 +244,7 @@ int cmd_plan(const GlobalOptions& g, const PlanOptions& o) {
     scenario::SweepPoint p;
     p.index = i;
     for (std::size_t k = 0; k < kNumKeys; ++k) p.assignment.emplace_back(kKeys[k], layout_values(candidates[i].layout, k));
-    for (const auto& key : tensor_keys) p.assignment.emplace_back(key, json(candidates[i].layout.tensor > 1));
+    for (const auto& a : extra_axes) p.assignment.emplace_back(a.key, a.value(candidates[i].layout));
     def.points.push_back(std::move(p));
     if (candidates[i].verdict != engine::Verdict::simulate)
       preskip[i] = fmt::format("plan: {}: {}", engine::to_string(candidates[i].verdict), candidates[i].reason);

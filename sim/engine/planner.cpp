@@ -79,12 +79,18 @@ bool Layout::operator==(const Layout& o) const {
 }
 
 std::vector<std::string> enumeration_rules(const PlanSpace& s) {
+  const std::string others =
+      s.stage_layers ? std::string("the scenario's first/last_stage_layers where pipeline > 1, left out where pipeline = 1; "
+                                   "the other parallelism keys (placement, overlaps) as the scenario gives them")
+                     : std::string("the other parallelism keys (placement, overlaps) as the scenario gives them");
   return {
       fmt::format("data x expert x tensor x pipeline = the {} devices", s.devices),
       s.experts > 0 ? fmt::format("expert divides the {} experts", s.experts) : std::string("expert = 1 (a dense model)"),
       fmt::format("tensor divides heads ({}), d_ff ({}) and expert_d_ff ({}), and is at most {}, {}", s.heads, s.d_ff,
                   s.expert_d_ff, s.max_tensor, s.max_tensor_basis),
-      fmt::format("pipeline divides the {} layers (stages of equal depth){}", s.layers,
+      fmt::format("pipeline divides the {} layers ({}){}", s.layers,
+                  s.stage_layers ? "the scenario sizes its first or last stage, the others split the rest evenly"
+                                 : "stages of equal depth",
                   s.max_pipeline > 0 ? fmt::format(" and is at most {} (--max-pipeline)", s.max_pipeline) : std::string()),
       fmt::format("data x expert divides the {} sequences of a step", s.sequences),
       fmt::format("micro-batches: powers of two dividing the sequences of one replica; with a pipeline, from the "
@@ -94,6 +100,9 @@ std::vector<std::string> enumeration_rules(const PlanSpace& s) {
           ? fmt::format("schedule: the scenario's {} where pipeline > 1 (two model chunks per stage), 1F1B's single "
                         "stage where pipeline = 1",
                         s.dual_schedule)
+      : s.stage_layers
+          ? std::string("schedule: 1F1B (the scenario's first/last_stage_layers size one model chunk per stage: no "
+                        "interleaved layouts)")
       : s.max_virtual_stages > 1
           ? fmt::format("schedule: 1F1B, and with a pipeline also Megatron-LM's interleaved 1F1B with v = 2 to {} model "
                         "chunks per stage (v divides the layers per stage; micro-batches a multiple of the stages; "
@@ -102,11 +111,9 @@ std::vector<std::string> enumeration_rules(const PlanSpace& s) {
           : std::string("schedule: 1F1B (--max-virtual-stages 1: no interleaved layouts)"),
       s.sequence_parallel
           ? fmt::format("ZeRO stage 0, 1, 2 or 3; sequence parallelism{} where tensor > 1, as the scenario asks, and off "
-                        "where tensor = 1 (no tensor group to shard over); the other parallelism keys (placement, stage "
-                        "layers, overlaps) as the scenario gives them",
-                        s.overlap_tensor_comm ? " and the tensor-parallel overlap" : "")
-          : std::string("ZeRO stage 0, 1, 2 or 3; the other parallelism keys (placement, sequence_parallel, stage "
-                        "layers, overlaps) as the scenario gives them"),
+                        "where tensor = 1 (no tensor group to shard over); {}",
+                        s.overlap_tensor_comm ? " and the tensor-parallel overlap" : "", others)
+          : "ZeRO stage 0, 1, 2 or 3; " + others,
   };
 }
 
@@ -136,7 +143,7 @@ std::vector<Layout> enumerate_layouts(const PlanSpace& s) {
             schedules.emplace_back(2, s.dual_schedule);
           } else {
             schedules.emplace_back(1, "1f1b");
-            if (p > 1 && divides(p, m))
+            if (p > 1 && divides(p, m) && !s.stage_layers)
               for (long long v : divisors(s.layers / p))
                 if (v >= 2 && v <= s.max_virtual_stages) schedules.emplace_back(static_cast<int>(v), "interleaved_1f1b");
           }

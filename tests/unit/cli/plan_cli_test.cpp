@@ -436,4 +436,29 @@ TEST_CASE("cli::plan: pipeline schedules - interleaved 1F1B enumerated, a DualPi
     }
   }
   CHECK(dual_ok > 0);
+  // Stage sizes in the file (last_stage_layers): kept on the pipelined layouts, left out without a pipeline (before,
+  // every unpipelined layout was refused for them), and no interleaved layouts (the sizes are for one chunk per stage).
+  const std::string last = " --set 'parallelism={last_stage_layers: 1}'";
+  const Result sized = run_moesim("plan " + kPlan + four + last + " --json --top 100 --exhaustive --db " + db, dir);
+  INFO(sized.err);
+  REQUIRE(sized.status == 0);
+  const json sj = json::parse(sized.out);
+  CHECK(sj["invalid"] == 0);
+  bool pipelined_ran = false, single_ran = false;
+  const json sized_ranked = sj["ranked"];
+  for (const auto& row : sized_ranked) {
+    INFO(row.dump());
+    CHECK(row["schedule"] == "1f1b");
+    const auto run = s.get_run(row["run_id"].get<std::int64_t>());
+    const json& par = run.scenario.at("parallelism");
+    if (row["pipeline"].get<int>() > 1) {
+      pipelined_ran = true;
+      CHECK(par.at("last_stage_layers") == 1);
+    } else {
+      single_ran = true;
+      CHECK_FALSE(par.contains("last_stage_layers"));
+    }
+  }
+  CHECK(pipelined_ran);
+  CHECK(single_ran);
 }

@@ -38,6 +38,9 @@ struct PlanSpace {
   /** The scenario's DualPipe schedule (dualpipe or dualpipev), used on every pipelined layout (1F1B where there is no
    *  pipeline); empty: the plan chooses between 1F1B and the interleaved schedule. */
   std::string dual_schedule;
+  /** The scenario sizes the first or last pipeline stage (first/last_stage_layers): kept where pipeline > 1, left out
+   *  where there is no pipeline; the sizes are for one model chunk per stage, so no interleaved layouts. */
+  bool stage_layers = false;
 };
 
 /** The space of `base` (a scenario from scenario::load_plan_base) on `accel`: the tensor bound is the GPUs of one
