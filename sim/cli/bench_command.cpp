@@ -124,7 +124,6 @@ void remove_store(const std::string& db) {
   for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(db + suffix);
 }
 
-
 /** A scratch store's path for a child command (any old one removed); `files` removes it and its WAL files later. */
 std::string scratch_store(const char* tag, ScratchFiles& files) {
   const std::string db = (std::filesystem::temp_directory_path() / fmt::format("moesim_bench_{}_{}.db", tag, ::getpid())).string();

@@ -11,7 +11,6 @@
 #include <cstdlib>
 #include <functional>
 #include <iostream>
-#include <iterator>
 #include <limits>
 #include <map>
 #include <string>
@@ -35,11 +34,6 @@ namespace {
 
 using nlohmann::json;
 
-const char* const kKeys[] = {"parallelism.data",       "parallelism.expert",     "parallelism.tensor",
-                             "parallelism.pipeline",   "parallelism.microbatches", "parallelism.zero_stage",
-                             "parallelism.virtual_stages", "parallelism.schedule"};
-constexpr std::size_t kNumKeys = std::size(kKeys);
-
 /** A layout in `plan --json`: its label, each degree and its schedule. */
 json layout_json(const engine::Layout& l) {
   return {{"layout", l.label()},       {"data", l.data},
@@ -47,12 +41,6 @@ json layout_json(const engine::Layout& l) {
           {"pipeline", l.pipeline},    {"microbatches", l.microbatches},
           {"zero_stage", l.zero_stage}, {"virtual_stages", l.virtual_stages},
           {"schedule", l.schedule}};
-}
-
-json layout_values(const engine::Layout& l, std::size_t k) {
-  if (k == 7) return l.schedule;
-  const int v[] = {l.data, l.expert, l.tensor, l.pipeline, l.microbatches, l.zero_stage, l.virtual_stages};
-  return v[k];
 }
 
 /** The schedule column of the ranked table: "1f1b", "interleaved v2", "dualpipe". */
@@ -67,7 +55,6 @@ struct Ranked {
   double step_time_s = 0.0, train_days = 0.0, facility_mwh = 0.0, co2e_t = 0.0, mfu = 0.0, dropped = 0.0;
   bool remat = false, selective = false;
 };
-
 
 }  // namespace
 
@@ -106,9 +93,9 @@ int cmd_plan(const GlobalOptions& g, const PlanOptions& o) {
     std::function<json(const engine::Layout&)> value;
   };
   std::vector<ExtraAxis> extra_axes;
-  for (const char* k : {"sequence_parallel", "overlap_tensor_comm"})
-    if (k == std::string("sequence_parallel") ? space.sequence_parallel : space.overlap_tensor_comm)
-      extra_axes.push_back({std::string("parallelism.") + k, [](const engine::Layout& l) { return json(l.tensor > 1); }});
+  const auto with_tensor = [](const engine::Layout& l) { return json(l.tensor > 1); };
+  if (space.sequence_parallel) extra_axes.push_back({"parallelism.sequence_parallel", with_tensor});
+  if (space.overlap_tensor_comm) extra_axes.push_back({"parallelism.overlap_tensor_comm", with_tensor});
   for (const char* k : {"first_stage_layers", "last_stage_layers"})
     if (par && par->contains(k) && (*par)[k].is_number_integer()) {
       const json layers = (*par)[k];
@@ -226,11 +213,13 @@ int cmd_plan(const GlobalOptions& g, const PlanOptions& o) {
   scenario::SweepDefinition def;
   def.file = o.scenario;
   std::vector<std::size_t> group;
-  for (std::size_t k = 0; k < kNumKeys; ++k) {
-    scenario::SweepAxis axis{kKeys[k], {}};
-    for (const auto& c : candidates) axis.values.push_back(layout_values(c.layout, k));
-    def.axes.push_back(std::move(axis));
-    group.push_back(k);
+  for (const auto& kv : engine::Layout{}.values()) {  // the eight layout keys, in values()'s order
+    group.push_back(def.axes.size());
+    def.axes.push_back({kv.first, {}});
+  }
+  for (const auto& c : candidates) {
+    const auto values = c.layout.values();
+    for (std::size_t k = 0; k < values.size(); ++k) def.axes[k].values.push_back(values[k].second);
   }
   for (const auto& a : extra_axes) {
     scenario::SweepAxis axis{a.key, {}};
@@ -243,7 +232,7 @@ int cmd_plan(const GlobalOptions& g, const PlanOptions& o) {
   for (std::size_t i = 0; i < candidates.size(); ++i) {
     scenario::SweepPoint p;
     p.index = i;
-    for (std::size_t k = 0; k < kNumKeys; ++k) p.assignment.emplace_back(kKeys[k], layout_values(candidates[i].layout, k));
+    for (auto& kv : candidates[i].layout.values()) p.assignment.push_back(std::move(kv));
     for (const auto& a : extra_axes) p.assignment.emplace_back(a.key, a.value(candidates[i].layout));
     def.points.push_back(std::move(p));
     if (candidates[i].verdict != engine::Verdict::simulate)

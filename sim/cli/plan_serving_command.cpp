@@ -49,7 +49,6 @@ struct RankedServing {
   double g_co2e_per_1k_tokens = std::numeric_limits<double>::infinity();
 };
 
-
 }  // namespace
 
 int cmd_plan_serving(const GlobalOptions& g, const PlanOptions& o) {

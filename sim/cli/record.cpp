@@ -15,9 +15,6 @@ namespace moesim::cli {
 
 using nlohmann::json;
 
-namespace {
-}  // namespace
-
 store::RunRecord make_header(const scenario::Scenario& s) {
   store::RunRecord r;
   r.kind = s.is_serving() ? "serving" : "training";

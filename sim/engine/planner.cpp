@@ -66,11 +66,22 @@ std::string Layout::label() const {
   return out;
 }
 
+std::vector<std::pair<std::string, nlohmann::json>> Layout::values() const {
+  return {{"parallelism.data", data},
+          {"parallelism.expert", expert},
+          {"parallelism.tensor", tensor},
+          {"parallelism.pipeline", pipeline},
+          {"parallelism.microbatches", microbatches},
+          {"parallelism.zero_stage", zero_stage},
+          {"parallelism.virtual_stages", virtual_stages},
+          {"parallelism.schedule", schedule}};
+}
+
 std::vector<std::string> Layout::overrides() const {
-  return {fmt::format("parallelism.data={}", data),       fmt::format("parallelism.expert={}", expert),
-          fmt::format("parallelism.tensor={}", tensor),   fmt::format("parallelism.pipeline={}", pipeline),
-          fmt::format("parallelism.microbatches={}", microbatches), fmt::format("parallelism.zero_stage={}", zero_stage),
-          fmt::format("parallelism.virtual_stages={}", virtual_stages), fmt::format("parallelism.schedule={}", schedule)};
+  std::vector<std::string> out;
+  for (const auto& [key, value] : values())
+    out.push_back(key + "=" + (value.is_string() ? value.get<std::string>() : value.dump()));
+  return out;
 }
 
 bool Layout::operator==(const Layout& o) const {

@@ -6,6 +6,7 @@
 // command line and ranked there.
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -55,7 +56,10 @@ struct Layout {
   std::string schedule = "1f1b";   ///< parallelism.schedule: 1f1b, interleaved_1f1b, dualpipe or dualpipev
   /** "d2 e1024 t1 p1 m1 z0", then " v2" (interleaved) or " dualpipe" / " dualpipev" when the schedule is not 1F1B. */
   std::string label() const;
-  /** --set expressions of the eight keys ("parallelism.data=2", ..., virtual_stages, schedule). */
+  /** The eight scenario keys and their values, in a fixed order ("parallelism.data": 2, ..., virtual_stages,
+   *  schedule): the one list the --set expressions and the plan's sweep axes are made from. */
+  std::vector<std::pair<std::string, nlohmann::json>> values() const;
+  /** --set expressions of values() ("parallelism.data=2", ..., "parallelism.schedule=1f1b"). */
   std::vector<std::string> overrides() const;
   bool operator==(const Layout& o) const;
 };
